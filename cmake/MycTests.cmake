@@ -1,0 +1,60 @@
+# Registers every C test (engine/tests/*_test.c) and busted spec
+# (spec/**/*_spec.lua) with ctest.  Each C test also runs against an
+# ASan+UBSan build of the engine under the label "asan".
+
+if(MYC_SANITIZERS)
+  set(MYC_SAN_FLAGS -fsanitize=address,undefined -fno-omit-frame-pointer
+      -fno-sanitize-recover=undefined)
+  myc_engine_target(myc_engine_asan STATIC)
+  target_compile_options(myc_engine_asan PRIVATE ${MYC_SAN_FLAGS})
+  target_link_options(myc_engine_asan PUBLIC ${MYC_SAN_FLAGS})
+endif()
+
+set(MYC_TEST_ENV
+  "MYCELIUM_PATH=${MYC_LUA_DIR}"
+  "MYCELIUM_LIB=${CMAKE_BINARY_DIR}/libmycelium.so"
+  "MYCELIUM_BIN=${CMAKE_BINARY_DIR}/mycelium"
+  "MYCELIUM_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+
+file(GLOB MYC_C_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/engine/tests/*_test.c)
+foreach(src ${MYC_C_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_compile_options(${name} PRIVATE ${MYC_WARNINGS})
+  target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/engine/src
+                             ${CMAKE_SOURCE_DIR}/engine/tests)
+  target_link_libraries(${name} PRIVATE libmycelium)
+  set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  add_test(NAME c/${name} COMMAND ${name})
+  set_tests_properties(c/${name} PROPERTIES LABELS "c" TIMEOUT 120
+                       ENVIRONMENT "${MYC_TEST_ENV}")
+  if(MYC_SANITIZERS)
+    add_executable(${name}_asan ${src})
+    target_compile_options(${name}_asan PRIVATE ${MYC_WARNINGS} ${MYC_SAN_FLAGS})
+    target_compile_definitions(${name}_asan PRIVATE MYC_TEST_ASAN=1)
+    target_include_directories(${name}_asan PRIVATE ${CMAKE_SOURCE_DIR}/engine/src
+                               ${CMAKE_SOURCE_DIR}/engine/tests)
+    target_link_libraries(${name}_asan PRIVATE myc_engine_asan)
+    set_target_properties(${name}_asan PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+    add_test(NAME asan/${name} COMMAND ${name}_asan)
+    set_tests_properties(asan/${name} PROPERTIES LABELS "asan" TIMEOUT 300
+      ENVIRONMENT "${MYC_TEST_ENV};ASAN_OPTIONS=detect_leaks=1:abort_on_error=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
+  endif()
+endforeach()
+
+find_program(BUSTED busted)
+find_program(LUAJIT_BIN luajit)
+if(NOT BUSTED OR NOT LUAJIT_BIN)
+  message(FATAL_ERROR "busted and luajit are needed for the specs: run scripts/deps.sh")
+endif()
+file(GLOB_RECURSE MYC_SPECS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/spec/*_spec.lua)
+foreach(spec ${MYC_SPECS})
+  file(RELATIVE_PATH rel ${CMAKE_SOURCE_DIR}/spec ${spec})
+  string(REGEX REPLACE "_spec\\.lua$" "" name ${rel})
+  add_test(NAME spec/${name}
+    COMMAND ${BUSTED} --lua=${LUAJIT_BIN} --helper=${CMAKE_SOURCE_DIR}/spec/helper.lua
+            -o utfTerminal ${spec}
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(spec/${name} PROPERTIES LABELS "spec" TIMEOUT 300
+                       DEPENDS "" ENVIRONMENT "${MYC_TEST_ENV}")
+endforeach()

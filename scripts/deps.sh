@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Mycelium needs to build, test and demo.
+# Idempotent: only packages that are missing are installed, and the package
+# index is refreshed at most once per run, only when something is missing.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config
+  luajit libluajit-5.1-dev libuv1-dev libmsgpack-dev libyaml-dev
+  libssl-dev libwebsockets-dev libwslay-dev libhiredis-dev libgmp-dev
+  lua-busted lua-cjson lua-messagepack
+  redis-server
+  libzmq3-dev
+  openssl ca-certificates
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+# Node.js runs the independent WebSocket peer in the tests; many machines
+# already have it from outside Debian, and Debian's npm conflicts with that.
+if ! command -v node >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "deps.sh: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
