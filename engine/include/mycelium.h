@@ -1,0 +1,293 @@
+/* mycelium.h -- the public C API of the Mycelium event engine.
+ *
+ * One engine owns topics, worker threads, services (Lua modules, or C
+ * callbacks) and their mailboxes.  Everything a host program needs to embed
+ * it is declared here; nothing else in engine/ is a stable interface.
+ *
+ * Conventions (as in libuv): functions return 0 on success and a negative
+ * MYC_E* code on failure; myc_strerror() and myc_err_name() describe any
+ * code, including the libuv codes that pass through unchanged.  If a call
+ * that takes a callback fails, the callback is never called.  Handles are
+ * opaque; what a script or another thread can name is an id, never a
+ * pointer.
+ */
+#ifndef MYCELIUM_H
+#define MYCELIUM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(MYC_BUILDING)
+#define MYC_EXTERN __attribute__((visibility("default")))
+#else
+#define MYC_EXTERN
+#endif
+
+#define MYC_VERSION_MAJOR 0
+#define MYC_VERSION_MINOR 1
+#define MYC_VERSION_PATCH 0
+
+/* Returns the version as "major.minor.patch".  Cannot fail. */
+MYC_EXTERN const char *myc_version(void);
+
+/* ===================================================================== */
+/* Errors                                                                 */
+/* ===================================================================== */
+
+/* Engine codes live in their own block, away from errno values and from
+ * libuv's -3000 and -4095 ranges, so any code can be passed through. */
+#define MYC_ERRNO_MAP(XX)                                                     \
+  XX(EINVAL, -5001, "invalid argument")                                      \
+  XX(ENOMEM, -5002, "out of memory")                                         \
+  XX(EFULL, -5003, "mailbox full")                                           \
+  XX(ENOENT, -5004, "no such service or topic")                              \
+  XX(EEXIST, -5005, "already exists")                                        \
+  XX(ETOPIC, -5006, "invalid topic name")                                    \
+  XX(ELUA, -5007, "Lua error")                                               \
+  XX(ECONFIG, -5008, "invalid configuration")                                \
+  XX(ESTATE, -5009, "operation not valid in the current state")             \
+  XX(ETOOBIG, -5010, "message too large")                                    \
+  XX(ETYPE, -5011, "unsupported value type")                                 \
+  XX(ESTOPPED, -5012, "engine is stopping")                                  \
+  XX(ECONTRACT, -5013, "invalid contract")                                   \
+  XX(ELIMIT, -5014, "limit exceeded")
+
+typedef enum {
+#define XX(name, value, text) MYC_##name = (value),
+  MYC_ERRNO_MAP(XX)
+#undef XX
+} myc_errno;
+
+/* Returns a static description of 'err' (engine, libuv or errno code).
+ * Never returns NULL. */
+MYC_EXTERN const char *myc_strerror(int err);
+
+/* Returns the symbolic name of 'err' ("EFULL", "ECONNREFUSED", ...).
+ * Never returns NULL. */
+MYC_EXTERN const char *myc_err_name(int err);
+
+/* ===================================================================== */
+/* Memory                                                                 */
+/* ===================================================================== */
+
+/* One allocation hook, shaped like lua_Alloc: nsize == 0 frees 'ptr' and
+ * returns NULL; otherwise it returns a block of 'nsize' bytes holding the
+ * first min(osize, nsize) bytes of 'ptr' (which may be NULL), or NULL on
+ * failure with 'ptr' untouched.  It must be safe to call from any thread. */
+typedef void *(*myc_alloc_fn)(void *ud, void *ptr, size_t osize,
+                              size_t nsize);
+
+/* ===================================================================== */
+/* Engine                                                                 */
+/* ===================================================================== */
+
+typedef struct myc_engine myc_engine;
+
+typedef enum {
+  MYC_POLICY_DROP_OLDEST = 0, /* evict the oldest queued message */
+  MYC_POLICY_DROP_NEWEST = 1, /* discard the message being delivered */
+  MYC_POLICY_REJECT = 2       /* refuse it: the emitter sees "full" */
+} myc_policy;
+
+typedef enum { MYC_LOG_TEXT = 0, MYC_LOG_JSON = 1 } myc_log_format;
+
+typedef enum {
+  MYC_LOG_DEBUG = 0,
+  MYC_LOG_INFO = 1,
+  MYC_LOG_WARN = 2,
+  MYC_LOG_ERROR = 3
+} myc_log_level;
+
+typedef struct {
+  uint32_t capacity; /* messages; rounded up to a power of two */
+  myc_policy policy;
+  double threshold; /* fill ratio above which backpressure is signalled */
+} myc_mailbox_config;
+
+/* Receives every log line the engine or a service writes, without the
+ * trailing newline.  Called on the thread that logs; must be thread-safe. */
+typedef void (*myc_log_fn)(void *ud, int level, const char *line, size_t len);
+
+typedef struct {
+  const char *node;        /* node name in logs and handshakes */
+  uint32_t workers;        /* worker threads (>= 1) */
+  myc_mailbox_config mailbox; /* default for every service */
+  myc_log_level log_level;
+  myc_log_format log_format;
+  myc_log_fn log_fn; /* NULL: write to stderr */
+  void *log_ud;
+  const char *lua_path; /* directory holding the Lua runtime; NULL: search */
+  /* Manual engines run no threads: the host drives them with
+   * myc_engine_run_once() and myc_engine_advance() on a virtual clock.
+   * This is what mycelium.testing uses. */
+  int manual;
+  myc_alloc_fn alloc; /* NULL: realloc/free */
+  void *alloc_ud;
+} myc_engine_config;
+
+/* Fills 'cfg' with the defaults: one worker, 65536-message mailboxes with
+ * drop_oldest at 0.8, info level text logs to stderr.  Cannot fail. */
+MYC_EXTERN void myc_engine_config_init(myc_engine_config *cfg);
+
+/* Creates an engine.  Strings in 'cfg' are copied.  On success '*out'
+ * owns everything and must be released with myc_engine_free().  Returns
+ * MYC_EINVAL for a bad configuration or MYC_ENOMEM; '*out' is then NULL. */
+MYC_EXTERN int myc_engine_new(myc_engine **out, const myc_engine_config *cfg);
+
+/* Creates an engine and its services from a Lua config file (SPEC §5).
+ * On failure returns MYC_ECONFIG or MYC_ELUA with a message naming the
+ * file and key in 'err' (always NUL-terminated when errlen > 0). */
+MYC_EXTERN int myc_engine_from_file(myc_engine **out, const char *path,
+                                    char *err, size_t errlen);
+
+/* Like myc_engine_from_file() for what `mycelium run` accepts: one config
+ * file, or one or more service files (each a service named after its file,
+ * default configuration).  A single file is a config when the table it
+ * returns has a 'services' list. */
+MYC_EXTERN int myc_engine_from_files(myc_engine **out,
+                                     const char *const *files, int nfiles,
+                                     char *err, size_t errlen);
+
+/* Starts the engine: runs every service's init, then (unless manual)
+ * starts the worker threads.  If any init fails, the services already
+ * initialised are stopped, nothing runs, and the error is returned with
+ * its message in 'err'. */
+MYC_EXTERN int myc_engine_start(myc_engine *e, char *err, size_t errlen);
+
+/* Blocks until the engine is asked to stop (myc_engine_stop(), a service's
+ * ctx:shutdown(code), or SIGINT/SIGTERM when 'handle_signals' is set), then
+ * drains mailboxes, calls every service's stop and joins the workers.
+ * Returns the exit code requested by the stop. */
+MYC_EXTERN int myc_engine_run(myc_engine *e, int handle_signals);
+
+/* Asks the engine to stop with exit code 'code'.  Safe from any thread and
+ * from a signal-free context; returns at once. */
+MYC_EXTERN void myc_engine_stop(myc_engine *e, int code);
+
+/* Manual engines only: delivers queued messages until every mailbox is
+ * empty or 'max_batches' batches ran (0: no limit).  Returns the number of
+ * messages delivered, or a negative error. */
+MYC_EXTERN int64_t myc_engine_run_once(myc_engine *e, uint64_t max_batches);
+
+/* Manual engines only: moves the virtual clock forward by 'ms'
+ * milliseconds, firing due timers in deadline order and delivering what
+ * they emit before the next one fires.  Returns 0 or a negative error. */
+MYC_EXTERN int myc_engine_advance(myc_engine *e, double ms);
+
+/* Manual engines only: stops the services (drain, then stop) and returns
+ * the exit code; the engine can then only be freed. */
+MYC_EXTERN int myc_engine_shutdown(myc_engine *e);
+
+/* Nonzero once a stop was requested; '*code' receives its exit code. */
+MYC_EXTERN int myc_engine_stopping(myc_engine *e, int *code);
+
+/* Frees the engine.  Stops it first if it is still running.  Every buffer,
+ * Lua state and thread is released.  Cannot fail. */
+MYC_EXTERN void myc_engine_free(myc_engine *e);
+
+/* Writes a log line through the engine's sink with the engine's format
+ * ("node" and "service" fields filled).  'service' may be NULL. */
+MYC_EXTERN void myc_engine_log(myc_engine *e, myc_log_level level,
+                               const char *service, const char *msg);
+
+/* ===================================================================== */
+/* Services                                                               */
+/* ===================================================================== */
+
+typedef struct {
+  const char *name;      /* unique; also the "source" of what it emits */
+  const char *module;    /* path of the Lua file */
+  const void *opts;      /* MessagePack map handed to init, or NULL */
+  size_t opts_len;
+  int32_t worker;        /* -1: automatic placement */
+  const myc_mailbox_config *mailbox; /* NULL: engine default */
+} myc_service_config;
+
+/* Loads a Lua service: creates its Lua state, compiles and runs the module,
+ * checks that it returns a table with a handler, and subscribes it.  Must
+ * be called before myc_engine_start().  On failure nothing is left behind
+ * and 'err' names the file (and line for a syntax error). */
+MYC_EXTERN int myc_engine_add_service(myc_engine *e,
+                                      const myc_service_config *sc,
+                                      char *err, size_t errlen);
+
+/* ===================================================================== */
+/* Messages from C                                                        */
+/* ===================================================================== */
+
+typedef enum {
+  MYC_KIND_RAW = 1,   /* opaque bytes */
+  MYC_KIND_TABLE = 2, /* MessagePack */
+  MYC_KIND_TYPED = 3  /* a contract struct; 'type' is its tag */
+} myc_kind;
+
+/* What a C subscriber sees: a read-only view valid during the callback. */
+typedef struct {
+  const char *topic;
+  size_t topic_len;
+  const char *source;
+  size_t source_len;
+  int kind;
+  uint16_t type;
+  const uint8_t *data;
+  size_t len;
+  const uint8_t *trace_id; /* 16 bytes */
+  const uint8_t *span_id;  /* 8 bytes */
+  uint64_t seq;
+  uint64_t ts_ns; /* engine clock, ns since the Unix epoch */
+} myc_message;
+
+/* A C subscriber: called on its worker's thread for each message. */
+typedef void (*myc_message_cb)(void *ud, const myc_message *msg);
+
+/* Adds a C service named 'name' that calls 'cb' for every message on
+ * 'pattern' (an exact topic or "prefix.*").  Before start only.  On
+ * success returns 0; 'cb' is never called if this fails. */
+MYC_EXTERN int myc_engine_add_c_service(myc_engine *e, const char *name,
+                                        const char *pattern,
+                                        myc_message_cb cb, void *ud,
+                                        int32_t worker);
+
+/* Publishes 'len' bytes of 'data' on 'topic' as a new trace root, from a
+ * source named "host".  The bytes are copied into an engine buffer.
+ * Manual engines: call from the driving thread.  Threaded engines: safe
+ * from any thread.  Returns 0, MYC_EFULL when every subscriber refused it,
+ * MYC_ETOPIC for an invalid topic. */
+MYC_EXTERN int myc_publish(myc_engine *e, const char *topic, int kind,
+                           uint16_t type, const void *data, size_t len);
+
+/* ===================================================================== */
+/* Introspection                                                          */
+/* ===================================================================== */
+
+typedef struct {
+  const char *name;
+  int32_t worker;
+  const char *state; /* "running", "stopped", ... */
+  uint64_t in;       /* messages handled */
+  uint64_t out;      /* messages emitted */
+  uint64_t errors;   /* handler errors */
+  uint64_t dropped;  /* messages lost from its mailbox, all reasons */
+  uint64_t dropped_oldest, dropped_newest, rejected;
+  uint32_t queue_depth, queue_capacity;
+  uint64_t memory_bytes; /* Lua heap */
+} myc_service_stats;
+
+/* Number of services.  Cannot fail. */
+MYC_EXTERN uint32_t myc_engine_service_count(myc_engine *e);
+
+/* Copies the counters of service 'index' (0-based) into 'st'.  Returns
+ * MYC_ENOENT for an index out of range.  The strings stay valid until the
+ * engine is freed.  Threaded engines: counters are read without stopping
+ * the workers and may be a moment old. */
+MYC_EXTERN int myc_engine_service_stats(myc_engine *e, uint32_t index,
+                                        myc_service_stats *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MYCELIUM_H */

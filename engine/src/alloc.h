@@ -1,0 +1,42 @@
+/* alloc.h -- the one allocation hook every engine allocation goes through,
+ * and the counting allocator that gives each service's Lua state a budget. */
+#ifndef MYC_ALLOC_H
+#define MYC_ALLOC_H
+
+#include "mycelium.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+typedef struct {
+  myc_alloc_fn fn;
+  void *ud;
+} myc__alloc;
+
+/* The default hook: realloc/free.  Thread-safe. */
+void *myc__default_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
+/* Thin wrappers over the hook.  myc__free() preserves errno. */
+void *myc__malloc(const myc__alloc *a, size_t n);
+void *myc__calloc(const myc__alloc *a, size_t n);
+void *myc__realloc(const myc__alloc *a, void *p, size_t osize, size_t nsize);
+void myc__free(const myc__alloc *a, void *p, size_t n);
+char *myc__strdup(const myc__alloc *a, const char *s);
+void myc__strfree(const myc__alloc *a, char *s);
+
+/* Per-Lua-state accounting.  'used' is read by other threads (status), so
+ * it is atomic; only the owning worker writes it. */
+typedef struct {
+  const myc__alloc *base;
+  _Atomic size_t used;
+  size_t limit; /* 0: unlimited */
+  size_t peak;
+  unsigned long refused;
+} myc__lua_budget;
+
+/* A lua_Alloc that counts bytes in the myc__lua_budget 'ud' and refuses to
+ * grow past its limit (shrinking and freeing always succeed, as Lua
+ * requires). */
+void *myc__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
+#endif

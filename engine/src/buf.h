@@ -1,0 +1,122 @@
+/* buf.h -- reference-counted message buffers and their per-worker pools.
+ *
+ * A buffer holds one frame laid out exactly as a transport writes it:
+ * [wire prefix][64-byte header][topic][source][pad to 8][payload], so a
+ * socket write sends it without copying.  The fields before the prefix are
+ * engine-private.  Reference counts are plain while a buffer stays on its
+ * worker and atomic once it is marked shared (handed to another thread).
+ * lua/mycelium/cdefs.lua mirrors these structs: keep them in sync (the
+ * ABI check in service.c compares the sizes at load).
+ */
+#ifndef MYC_BUF_H
+#define MYC_BUF_H
+
+#include "alloc.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MYC_FRAME_VERSION 2
+#define MYC_TOPIC_MAX 255
+#define MYC_SOURCE_MAX 255
+
+/* The frame header: little-endian on the wire (the engine only runs on
+ * little-endian hosts, checked at build time). */
+typedef struct myc_frame {
+  uint32_t frame_len;   /* header + topic + source + pad + payload */
+  uint16_t type;        /* contract tag for MYC_KIND_TYPED, else 0 */
+  uint8_t kind;         /* myc_kind */
+  uint8_t flags;
+  uint8_t trace_id[16];
+  uint8_t span_id[8];
+  uint8_t parent_id[8]; /* span of the message being handled, or zeros */
+  uint64_t seq;         /* per-source emit counter, from 1 */
+  uint64_t ts_ns;       /* engine clock at emit */
+  uint32_t payload_len;
+  uint16_t topic_len;
+  uint8_t source_len;
+  uint8_t version;      /* MYC_FRAME_VERSION */
+} myc_frame;
+
+typedef struct myc_buf myc_buf;
+struct myc_buf {
+  myc_buf *next;         /* free list link; owned by whoever holds it */
+  _Atomic uint32_t refs;
+  uint32_t cap;          /* bytes from 'hdr' to the end of the block */
+  uint32_t topic_id;     /* engine-local id of the topic */
+  uint8_t size_class;    /* pool class, or MYC_BUF_UNPOOLED */
+  uint8_t shared;        /* refs are atomic from now on */
+  uint8_t wire_prefix[10]; /* room for a transport's framing in place */
+  myc_frame hdr;
+  /* topic, source, padding and payload follow */
+};
+
+#define MYC_BUF_UNPOOLED 0xFF
+#define MYC_BUF_CLASSES 6
+
+static inline size_t myc__frame_payload_offset(size_t topic_len,
+                                               size_t source_len) {
+  return sizeof(myc_frame) + ((topic_len + source_len + 7) & ~(size_t)7);
+}
+
+static inline char *myc__buf_topic(myc_buf *b) { return (char *)(&b->hdr + 1); }
+static inline char *myc__buf_source(myc_buf *b) {
+  return myc__buf_topic(b) + b->hdr.topic_len;
+}
+static inline uint8_t *myc__buf_payload(myc_buf *b) {
+  return (uint8_t *)&b->hdr +
+         myc__frame_payload_offset(b->hdr.topic_len, b->hdr.source_len);
+}
+
+typedef struct {
+  myc_buf *free[MYC_BUF_CLASSES];
+  uint32_t nfree[MYC_BUF_CLASSES];
+  uint32_t max_free; /* per class; beyond this buffers go back to the hook */
+  const myc__alloc *alloc;
+  uint64_t allocated, recycled;
+} myc__pool;
+
+void myc__pool_init(myc__pool *p, const myc__alloc *a, uint32_t max_free);
+
+/* Returns every cached buffer to the allocator.  Buffers still referenced
+ * elsewhere are not affected. */
+void myc__pool_destroy(myc__pool *p);
+
+/* Returns a buffer with room for a frame of 'frame_len' bytes and one
+ * reference, or NULL when memory runs out.  'p' may be NULL (a thread with
+ * no pool): the buffer then comes straight from 'a'. */
+myc_buf *myc__buf_alloc(myc__pool *p, const myc__alloc *a, size_t frame_len);
+
+/* Frees 'b' into 'p' (or to the allocator when 'p' is NULL or full). */
+void myc__buf_free(myc__pool *p, const myc__alloc *a, myc_buf *b);
+
+static inline void myc__buf_ref(myc_buf *b, uint32_t n) {
+  if (b->shared)
+    atomic_fetch_add_explicit(&b->refs, n, memory_order_relaxed);
+  else
+    atomic_store_explicit(
+        &b->refs, atomic_load_explicit(&b->refs, memory_order_relaxed) + n,
+        memory_order_relaxed);
+}
+
+/* Drops one reference; the last one returns the buffer to 'p'.  A count of
+ * one means nobody else can see the buffer, so no atomic is needed then
+ * even for a shared buffer. */
+static inline void myc__buf_release(myc__pool *p, const myc__alloc *a,
+                                    myc_buf *b) {
+  uint32_t r = atomic_load_explicit(&b->refs, memory_order_relaxed);
+  if (r != 1) {
+    if (!b->shared) {
+      atomic_store_explicit(&b->refs, r - 1, memory_order_relaxed);
+      return;
+    }
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
+      return;
+  } else if (b->shared) {
+    atomic_thread_fence(memory_order_acquire);
+  }
+  myc__buf_free(p, a, b);
+}
+
+#endif

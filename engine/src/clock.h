@@ -1,0 +1,25 @@
+/* clock.h -- the engine clock: nanoseconds since the Unix epoch, monotonic
+ * (wall time at start plus elapsed monotonic time), or virtual when a test
+ * drives it. */
+#ifndef MYC_CLOCK_H
+#define MYC_CLOCK_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+typedef struct {
+  int64_t epoch_offset_ns; /* realtime - monotonic at creation */
+  int is_virtual;
+  _Atomic int64_t virtual_ns;
+} myc__clock;
+
+void myc__clock_init(myc__clock *c, int is_virtual);
+
+/* Current engine time in ns.  Reads the vDSO clock (about 25 ns), so the
+ * hot path caches it per batch instead of calling this per message. */
+int64_t myc__clock_now(const myc__clock *c);
+
+/* Virtual clocks only: sets the time (never backwards). */
+void myc__clock_set(myc__clock *c, int64_t ns);
+
+#endif

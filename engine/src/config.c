@@ -1,0 +1,179 @@
+/* config.c -- building an engine from a config file or a list of service
+ * files.  Validation lives in lua/mycelium/config.lua (it reads Lua
+ * values best); this file turns its normalised table into engine calls.
+ */
+#include "mycelium.h"
+
+#include "engine.h"
+#include "lua_core.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <string.h>
+
+static lua_State *config_state(const char *lua_dir) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL)
+    return NULL;
+  luaL_openlibs(L);
+  lua_getglobal(L, "package");
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_dir, lua_dir);
+  lua_getfield(L, -2, "path");
+  lua_concat(L, 2);
+  lua_setfield(L, -2, "path");
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, luaopen_mycelium_core);
+  lua_setfield(L, -2, "mycelium.core");
+  lua_pop(L, 2);
+  return L;
+}
+
+static double num_field(lua_State *L, int t, const char *k, double dflt) {
+  double v;
+  lua_getfield(L, t, k);
+  v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Copies the string field 'k' into 'dst' ("" when absent). */
+static void str_field(lua_State *L, int t, const char *k, char *dst,
+                      size_t cap) {
+  const char *s;
+  lua_getfield(L, t, k);
+  s = lua_tostring(L, -1);
+  snprintf(dst, cap, "%s", s ? s : "");
+  lua_pop(L, 1);
+}
+
+static void read_mailbox(lua_State *L, int t, myc_mailbox_config *m) {
+  m->capacity = (uint32_t)num_field(L, t, "capacity", m->capacity);
+  m->policy = (myc_policy)num_field(L, t, "policy", m->policy);
+  m->threshold = num_field(L, t, "threshold", m->threshold);
+}
+
+static void read_engine_config(lua_State *L, int t, myc_engine_config *c,
+                               char *node, size_t nodecap) {
+  myc_engine_config_init(c);
+  str_field(L, t, "node", node, nodecap);
+  c->node = node;
+  c->workers = (uint32_t)num_field(L, t, "workers", 1);
+  c->log_level = (myc_log_level)num_field(L, t, "log_level", MYC_LOG_INFO);
+  c->log_format = (myc_log_format)num_field(L, t, "log_format", MYC_LOG_TEXT);
+  lua_getfield(L, t, "mailbox");
+  read_mailbox(L, lua_gettop(L), &c->mailbox);
+  lua_pop(L, 1);
+}
+
+/* Adds the service described by the table on top of the stack. */
+static int add_one_service(lua_State *L, myc_engine *e, char *err,
+                           size_t errlen) {
+  int t = lua_gettop(L);
+  myc_service_config sc;
+  myc_mailbox_config mb = e->mailbox;
+  char name[256], module[4096];
+  size_t optslen = 0;
+
+  memset(&sc, 0, sizeof sc);
+  str_field(L, t, "name", name, sizeof name);
+  str_field(L, t, "module", module, sizeof module);
+  sc.name = name;
+  sc.module = module;
+  sc.worker = (int32_t)num_field(L, t, "worker", -1);
+  lua_getfield(L, t, "mailbox");
+  if (lua_istable(L, -1)) {
+    read_mailbox(L, lua_gettop(L), &mb);
+    sc.mailbox = &mb;
+  }
+  lua_getfield(L, t, "opts");
+  sc.opts = lua_tolstring(L, -1, &optslen);
+  sc.opts_len = optslen;
+  return myc_engine_add_service(e, &sc, err, errlen);
+}
+
+static void log_warnings(lua_State *L, int t, myc_engine *e) {
+  int i;
+  lua_getfield(L, t, "warnings");
+  for (i = 1;; i++) {
+    lua_rawgeti(L, -1, i);
+    if (lua_isnil(L, -1))
+      break;
+    myc_engine_log(e, MYC_LOG_WARN, NULL, lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+}
+
+static int build_engine(lua_State *L, myc_engine **out, char *err,
+                        size_t errlen) {
+  int t = lua_gettop(L), i, rc;
+  myc_engine_config c;
+  myc_engine *e;
+  char node[256];
+
+  read_engine_config(L, t, &c, node, sizeof node);
+  rc = myc_engine_new(&e, &c);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot create the engine: %s", myc_strerror(rc));
+    return rc;
+  }
+  log_warnings(L, t, e);
+  lua_getfield(L, t, "services");
+  for (i = 1; rc == 0; i++) {
+    lua_rawgeti(L, -1, i);
+    if (lua_isnil(L, -1))
+      break;
+    rc = add_one_service(L, e, err, errlen);
+    lua_settop(L, t + 1);
+  }
+  if (rc != 0) {
+    myc_engine_free(e);
+    return rc;
+  }
+  *out = e;
+  return 0;
+}
+
+int myc_engine_from_files(myc_engine **out, const char *const *files, int nfiles,
+                     char *err, size_t errlen) {
+  lua_State *L;
+  int i, rc;
+
+  *out = NULL;
+  L = config_state(myc__find_lua_dir(NULL));
+  if (L == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return MYC_ENOMEM;
+  }
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "mycelium.config");
+  rc = lua_pcall(L, 1, 1, 0);
+  if (rc == 0) {
+    lua_getfield(L, -1, "load");
+    lua_createtable(L, nfiles, 0);
+    for (i = 0; i < nfiles; i++) {
+      lua_pushstring(L, files[i]);
+      lua_rawseti(L, -2, i + 1);
+    }
+    rc = lua_pcall(L, 1, 1, 0);
+  }
+  if (rc != 0) {
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    lua_close(L);
+    return MYC_ECONFIG;
+  }
+  rc = build_engine(L, out, err, errlen);
+  lua_close(L);
+  return rc;
+}
+
+int myc_engine_from_file(myc_engine **out, const char *path, char *err,
+                         size_t errlen) {
+  char dummy[1];
+  if (err == NULL || errlen == 0) {
+    err = dummy;
+    errlen = sizeof dummy;
+  }
+  return myc_engine_from_files(out, &path, 1, err, errlen);
+}

@@ -1,0 +1,34 @@
+/* emit.h -- the hot path: frame a message in a pooled buffer and hand one
+ * reference to each subscriber's mailbox (same worker) or worker inbox
+ * (another thread).  No lock, no system call, no copy after the frame. */
+#ifndef MYC_EMIT_H
+#define MYC_EMIT_H
+
+#include "engine.h"
+
+/* Frames and delivers a message from service 's' (on its worker thread).
+ * Returns 0 when at least one subscriber took it or there is none,
+ * MYC_EFULL when every subscriber refused it, MYC_ENOMEM, MYC_ETOOBIG. */
+int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
+              const void *data, size_t len);
+
+/* Delivers an already framed 'b' (one reference, owned by the caller until
+ * this returns) to the subscribers of its topic.  'from' is the worker
+ * running the caller, or NULL for a host thread.  Returns as myc__emit. */
+int myc__deliver(myc_engine *e, myc__worker *from, myc_buf *b);
+
+/* Writes the header and copies topic, source and payload into a new
+ * buffer from 'pool' (which may be NULL).  Trace fields are zeroed; the
+ * caller fills them.  Returns NULL on allocation failure. */
+myc_buf *myc__frame_new(myc_engine *e, myc__pool *pool, const myc__topic *t,
+                        const char *source, size_t source_len, int kind,
+                        uint16_t type, const void *data, size_t len);
+
+static inline void myc__counter_add(_Atomic uint64_t *c, uint64_t n) {
+  /* Single writer (the owning worker): a plain store is enough, the
+   * atomic type only keeps readers on other threads from tearing. */
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                        memory_order_relaxed);
+}
+
+#endif

@@ -1,0 +1,14 @@
+/* lua_core.h -- the "mycelium.core" Lua C module: MessagePack encoding and
+ * decoding of Lua values (msgpack-c) and table emission. */
+#ifndef MYC_LUA_CORE_H
+#define MYC_LUA_CORE_H
+
+#include "mycelium.h"
+
+#include <lua.h>
+
+/* Opens the module.  Also loadable from any LuaJIT process with
+ * package.loadlib(path_to_libmycelium, "luaopen_mycelium_core"). */
+MYC_EXTERN int luaopen_mycelium_core(lua_State *L);
+
+#endif

@@ -1,0 +1,79 @@
+/* mailbox.c -- bounded per-service queue (see mailbox.h). */
+#include "mailbox.h"
+
+static uint32_t pow2_at_least(uint32_t n) {
+  uint32_t p = 1;
+  while (p < n)
+    p <<= 1;
+  return p;
+}
+
+int myc__mailbox_init(myc__mailbox *mb, const myc__alloc *a,
+                      const myc_mailbox_config *cfg) {
+  uint32_t size;
+  int i;
+  if (cfg->capacity == 0 || cfg->capacity > (1u << 30) ||
+      !(cfg->threshold > 0 && cfg->threshold <= 1) ||
+      cfg->policy < MYC_POLICY_DROP_OLDEST || cfg->policy > MYC_POLICY_REJECT)
+    return MYC_EINVAL;
+  size = pow2_at_least(cfg->capacity);
+  mb->slots = myc__malloc(a, size * sizeof *mb->slots);
+  if (mb->slots == NULL)
+    return MYC_ENOMEM;
+  mb->mask = size - 1;
+  mb->head = 0;
+  atomic_init(&mb->len, 0);
+  atomic_init(&mb->inflight, 0);
+  mb->capacity = cfg->capacity;
+  mb->threshold = (uint32_t)(cfg->threshold * cfg->capacity);
+  mb->policy = cfg->policy;
+  for (i = 0; i < MYC_DROP_REASONS; i++)
+    atomic_init(&mb->dropped[i], 0);
+  return 0;
+}
+
+void myc__mailbox_destroy(myc__mailbox *mb, const myc__alloc *a) {
+  myc__free(a, mb->slots, (mb->mask + 1) * sizeof *mb->slots);
+  mb->slots = NULL;
+}
+
+int myc__mailbox_push(myc__mailbox *mb, myc_buf *b, myc_buf **evicted) {
+  uint32_t len = atomic_load_explicit(&mb->len, memory_order_relaxed);
+
+  *evicted = NULL;
+  /* Refuse rather than grow: an unbounded mailbox hides a slow consumer
+   * until the whole engine runs out of memory. */
+  if (len + atomic_load_explicit(&mb->inflight, memory_order_relaxed) >=
+      mb->capacity) {
+    /* With nothing queued (the whole capacity is the batch in flight)
+     * there is no oldest message to give up, so the new one goes. */
+    if (mb->policy == MYC_POLICY_DROP_OLDEST && len > 0) {
+      *evicted = mb->slots[mb->head];
+      mb->head = (mb->head + 1) & mb->mask;
+      len--;
+      myc__mailbox_count(mb, MYC_DROP_OLDEST, 1);
+    } else {
+      myc__mailbox_count(mb, mb->policy == MYC_POLICY_REJECT ? MYC_DROP_REJECTED
+                                                             : MYC_DROP_NEWEST,
+                         1);
+      return MYC_EFULL;
+    }
+  }
+  mb->slots[(mb->head + len) & mb->mask] = b;
+  atomic_store_explicit(&mb->len, len + 1, memory_order_relaxed);
+  return 0;
+}
+
+uint32_t myc__mailbox_pop(myc__mailbox *mb, myc_buf **out, uint32_t max) {
+  uint32_t len = atomic_load_explicit(&mb->len, memory_order_relaxed);
+  uint32_t n = len < max ? len : max, i;
+  for (i = 0; i < n; i++)
+    out[i] = mb->slots[(mb->head + i) & mb->mask];
+  mb->head = (mb->head + n) & mb->mask;
+  atomic_store_explicit(&mb->len, len - n, memory_order_relaxed);
+  atomic_store_explicit(
+      &mb->inflight,
+      atomic_load_explicit(&mb->inflight, memory_order_relaxed) + n,
+      memory_order_relaxed);
+  return n;
+}

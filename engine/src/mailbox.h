@@ -1,0 +1,70 @@
+/* mailbox.h -- bounded inbound queue of one service.
+ *
+ * Only the service's worker pushes and pops (other workers hand messages
+ * over through the worker inbox), so nothing here takes a lock; the
+ * counters are atomics only so that status readers on other threads see
+ * whole values.  Depth counts queued messages plus the batch being
+ * handled, and never exceeds the capacity.
+ */
+#ifndef MYC_MAILBOX_H
+#define MYC_MAILBOX_H
+
+#include "buf.h"
+
+#include <stdatomic.h>
+
+enum { MYC_DROP_OLDEST, MYC_DROP_NEWEST, MYC_DROP_REJECTED, MYC_DROP_SHUTDOWN,
+       MYC_DROP_REASONS };
+
+typedef struct {
+  myc_buf **slots;
+  uint32_t mask;
+  uint32_t head;
+  _Atomic uint32_t len;      /* queued in 'slots' */
+  _Atomic uint32_t inflight; /* popped, not yet released */
+  uint32_t capacity;
+  uint32_t threshold;        /* depth above which backpressure is on */
+  int policy;                /* myc_policy */
+  _Atomic uint64_t dropped[MYC_DROP_REASONS];
+} myc__mailbox;
+
+/* Allocates the ring.  Returns 0, MYC_EINVAL (capacity 0 or threshold out
+ * of (0, 1]) or MYC_ENOMEM. */
+int myc__mailbox_init(myc__mailbox *mb, const myc__alloc *a,
+                      const myc_mailbox_config *cfg);
+
+/* Frees the ring.  The mailbox must be empty (see myc__mailbox_pop). */
+void myc__mailbox_destroy(myc__mailbox *mb, const myc__alloc *a);
+
+static inline uint32_t myc__mailbox_depth(const myc__mailbox *mb) {
+  return atomic_load_explicit(&mb->len, memory_order_relaxed) +
+         atomic_load_explicit(&mb->inflight, memory_order_relaxed);
+}
+
+/* Appends 'b', which must carry a reference for the mailbox.
+ *
+ * Returns 0 when queued; the mailbox then owns that reference.  When the
+ * mailbox is full: drop_oldest evicts the oldest queued message, returns it
+ * in '*evicted' (the caller releases it) and queues 'b'; drop_newest and
+ * reject return MYC_EFULL and 'b' still belongs to the caller.  Every loss
+ * is counted by reason. */
+int myc__mailbox_push(myc__mailbox *mb, myc_buf *b, myc_buf **evicted);
+
+/* Moves up to 'max' messages into 'out' in arrival order and counts them as
+ * in flight until myc__mailbox_done().  Returns how many were moved. */
+uint32_t myc__mailbox_pop(myc__mailbox *mb, myc_buf **out, uint32_t max);
+
+/* Marks 'n' in-flight messages as handled. */
+static inline void myc__mailbox_done(myc__mailbox *mb, uint32_t n) {
+  atomic_store_explicit(
+      &mb->inflight,
+      atomic_load_explicit(&mb->inflight, memory_order_relaxed) - n,
+      memory_order_relaxed);
+}
+
+static inline void myc__mailbox_count(myc__mailbox *mb, int reason,
+                                      uint64_t n) {
+  atomic_fetch_add_explicit(&mb->dropped[reason], n, memory_order_relaxed);
+}
+
+#endif

@@ -1,0 +1,121 @@
+/* main.c -- the `mycelium` command: run, check, reload, status. */
+#include "mycelium.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: mycelium run CONFIG.lua           run the engine from a config file\n"
+    "       mycelium run SERVICE.lua...       run service files, default config\n"
+    "       mycelium check CONFIG.lua|SERVICE.lua...\n"
+    "                                         validate config and services\n"
+    "       mycelium reload [--socket PATH] SERVICE\n"
+    "       mycelium status [--socket PATH]\n"
+    "       mycelium --version | --help\n"
+    "\n"
+    "Environment: MYCELIUM_PATH  directory holding the Lua runtime (lua/)\n";
+
+/* Lets a build-tree binary find lua/ next to the source tree without
+ * installing: build/mycelium -> ../lua. */
+static void locate_lua_dir(void) {
+  char exe[PATH_MAX], candidate[PATH_MAX + 64];
+  ssize_t n;
+  char *slash;
+  const char *env = getenv("MYCELIUM_PATH");
+  if (env != NULL && *env != '\0')
+    return;
+  n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0)
+    return;
+  exe[n] = '\0';
+  slash = strrchr(exe, '/');
+  if (slash == NULL)
+    return;
+  *slash = '\0';
+  snprintf(candidate, sizeof candidate, "%s/../lua/mycelium/host.lua", exe);
+  if (access(candidate, R_OK) == 0) {
+    snprintf(candidate, sizeof candidate, "%s/../lua", exe);
+    setenv("MYCELIUM_PATH", candidate, 0);
+  }
+}
+
+static int load(int nfiles, char **files, myc_engine **e) {
+  char err[2048];
+  int rc;
+  if (nfiles == 0) {
+    fprintf(stderr, "mycelium: give a config file or service files\n%s", usage);
+    return 2;
+  }
+  rc = myc_engine_from_files(e, (const char *const *)files, nfiles, err,
+                             sizeof err);
+  if (rc != 0) {
+    fprintf(stderr, "mycelium: %s\n", err);
+    return 1;
+  }
+  return 0;
+}
+
+static int cmd_run(int nfiles, char **files) {
+  myc_engine *e;
+  char err[2048];
+  int rc = load(nfiles, files, &e);
+  if (rc != 0)
+    return rc;
+  rc = myc_engine_start(e, err, sizeof err);
+  if (rc != 0) {
+    fprintf(stderr, "mycelium: %s\n", err);
+    myc_engine_free(e);
+    return 1;
+  }
+  rc = myc_engine_run(e, 1);
+  myc_engine_free(e);
+  return rc;
+}
+
+static int cmd_check(int nfiles, char **files) {
+  myc_engine *e;
+  myc_service_stats st;
+  uint32_t i, n;
+  int rc = load(nfiles, files, &e);
+  if (rc != 0)
+    return rc;
+  n = myc_engine_service_count(e);
+  printf("ok: %u service%s:", n, n == 1 ? "" : "s");
+  for (i = 0; i < n; i++) {
+    myc_engine_service_stats(e, i, &st);
+    printf(" %s (worker %d)", st.name, st.worker);
+  }
+  printf("\n");
+  myc_engine_free(e);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  const char *cmd = argc > 1 ? argv[1] : "--help";
+  locate_lua_dir();
+  if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 ||
+      strcmp(cmd, "help") == 0) {
+    fputs(usage, stdout);
+    return argc > 1 ? 0 : 2;
+  }
+  if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+    printf("mycelium %s\n", myc_version());
+    return 0;
+  }
+  if (strcmp(cmd, "run") == 0)
+    return cmd_run(argc - 2, argv + 2);
+  if (strcmp(cmd, "check") == 0)
+    return cmd_check(argc - 2, argv + 2);
+  if (strcmp(cmd, "reload") == 0 || strcmp(cmd, "status") == 0) {
+    fprintf(stderr,
+            "mycelium: '%s' needs the control channel, which is not "
+            "supported yet\n",
+            cmd);
+    return 2;
+  }
+  fprintf(stderr, "mycelium: unknown command '%s'\n%s", cmd, usage);
+  return 2;
+}

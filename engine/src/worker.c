@@ -1,0 +1,297 @@
+/* worker.c -- worker loop: ready list, timers, inbox (see worker.h).
+ *
+ * The loop runs services in batches from an idle handle while any is
+ * ready, so a busy pipeline polls I/O once per round of batches rather
+ * than once per message, and sleeps in the kernel when nothing is ready.
+ */
+#include "worker.h"
+
+#include "emit.h"
+#include "engine.h"
+
+#include <string.h>
+
+/* Batches per idle callback: bounds the time between two I/O polls. */
+#define ROUND_BATCHES 64
+
+static void on_idle(uv_idle_t *h);
+static void on_wake(uv_async_t *h);
+static void on_timer(uv_timer_t *h);
+
+int myc__worker_init(myc__worker *w, myc_engine *e, uint32_t index) {
+  int rc;
+  memset(w, 0, sizeof *w);
+  w->eng = e;
+  w->index = index;
+  w->timer_armed = INT64_MAX;
+  myc__pool_init(&w->pool, &e->alloc, 4096);
+  myc__rng_seed(&w->rng);
+  myc__timers_init(&w->timers, &e->alloc);
+  atomic_init(&w->phase, MYC_PHASE_RUN);
+  atomic_init(&w->idle_flag, 1);
+  rc = uv_loop_init(&w->loop);
+  if (rc != 0)
+    return rc;
+  rc = uv_mutex_init(&w->inbox_lock);
+  if (rc != 0) {
+    uv_loop_close(&w->loop);
+    return rc;
+  }
+  uv_async_init(&w->loop, &w->wake, on_wake);
+  uv_idle_init(&w->loop, &w->idle);
+  uv_timer_init(&w->loop, &w->timer);
+  w->wake.data = w->idle.data = w->timer.data = w;
+  w->now = myc__clock_now(&e->clock);
+  return 0;
+}
+
+static void close_cb(uv_handle_t *h) { (void)h; }
+
+static void close_handles(myc__worker *w) {
+  if (!uv_is_closing((uv_handle_t *)&w->wake)) {
+    uv_close((uv_handle_t *)&w->wake, close_cb);
+    uv_close((uv_handle_t *)&w->idle, close_cb);
+    uv_close((uv_handle_t *)&w->timer, close_cb);
+  }
+}
+
+void myc__worker_discard_inbox(myc__worker *w) {
+  uint32_t i;
+  for (i = 0; i < w->inbox_n; i++) {
+    myc__mailbox_count(&w->inbox[i].svc->mb, MYC_DROP_SHUTDOWN, 1);
+    myc__buf_release(&w->pool, &w->eng->alloc, w->inbox[i].buf);
+  }
+  w->inbox_n = 0;
+}
+
+void myc__worker_destroy(myc__worker *w) {
+  close_handles(w);
+  uv_run(&w->loop, UV_RUN_NOWAIT);
+  uv_loop_close(&w->loop);
+  myc__free(&w->eng->alloc, w->inbox, w->inbox_cap * sizeof *w->inbox);
+  myc__free(&w->eng->alloc, w->inbox_spare, w->spare_cap * sizeof *w->inbox);
+  uv_mutex_destroy(&w->inbox_lock);
+  myc__timers_destroy(&w->timers);
+  myc__pool_destroy(&w->pool);
+}
+
+void myc__worker_tick(myc__worker *w) {
+  w->now = myc__clock_now(&w->eng->clock);
+}
+
+void myc__worker_wake(myc__worker *w) {
+  if (!w->eng->manual)
+    uv_async_send(&w->wake);
+}
+
+void myc__worker_schedule(myc__worker *w, myc_service *s) {
+  s->queued = 1;
+  s->ready_next = NULL;
+  if (w->ready_tail != NULL)
+    w->ready_tail->ready_next = s;
+  else
+    w->ready_head = s;
+  w->ready_tail = s;
+  if (!w->eng->manual && !uv_is_active((uv_handle_t *)&w->idle))
+    uv_idle_start(&w->idle, on_idle);
+}
+
+static myc_service *ready_pop(myc__worker *w) {
+  myc_service *s = w->ready_head;
+  if (s != NULL) {
+    w->ready_head = s->ready_next;
+    if (w->ready_head == NULL)
+      w->ready_tail = NULL;
+    s->queued = 0;
+  }
+  return s;
+}
+
+int myc__worker_handoff(myc__worker *w, myc_service *s, myc_buf *b) {
+  int signal = 0;
+  uv_mutex_lock(&w->inbox_lock);
+  if (w->inbox_n == w->inbox_cap) {
+    uint32_t cap = w->inbox_cap ? 2 * w->inbox_cap : 256;
+    myc__handoff *p = myc__realloc(&w->eng->alloc, w->inbox,
+                                   w->inbox_cap * sizeof *p, cap * sizeof *p);
+    if (p == NULL) {
+      uv_mutex_unlock(&w->inbox_lock);
+      return MYC_ENOMEM;
+    }
+    w->inbox = p;
+    w->inbox_cap = cap;
+  }
+  w->inbox[w->inbox_n].svc = s;
+  w->inbox[w->inbox_n].buf = b;
+  w->inbox_n++;
+  /* Only the first message into an empty inbox pays for a wake-up. */
+  if (!w->inbox_signalled)
+    signal = w->inbox_signalled = 1;
+  /* Under the lock, so it cannot be overtaken by update_idle_flag(). */
+  atomic_store_explicit(&w->idle_flag, 0, memory_order_relaxed);
+  uv_mutex_unlock(&w->inbox_lock);
+  if (signal)
+    myc__worker_wake(w);
+  return 0;
+}
+
+void myc__worker_drain_inbox(myc__worker *w) {
+  myc__handoff *items;
+  uint32_t i, n, cap;
+
+  uv_mutex_lock(&w->inbox_lock);
+  items = w->inbox;
+  n = w->inbox_n;
+  cap = w->inbox_cap;
+  w->inbox = w->inbox_spare;
+  w->inbox_cap = w->spare_cap;
+  w->inbox_n = 0;
+  w->inbox_signalled = 0;
+  uv_mutex_unlock(&w->inbox_lock);
+
+  for (i = 0; i < n; i++) {
+    myc_service *s = items[i].svc;
+    myc_buf *evicted;
+    int rc = myc__mailbox_push(&s->mb, items[i].buf, &evicted);
+    if (evicted != NULL)
+      myc__buf_release(&w->pool, &w->eng->alloc, evicted);
+    if (rc != 0)
+      myc__buf_release(&w->pool, &w->eng->alloc, items[i].buf);
+    else if (!s->queued)
+      myc__worker_schedule(w, s);
+  }
+  w->inbox_spare = items;
+  w->spare_cap = cap;
+}
+
+uint64_t myc__worker_run_ready(myc__worker *w, uint32_t budget) {
+  uint64_t handled = 0;
+  uint32_t i;
+  for (i = 0; i < budget || budget == 0; i++) {
+    myc_service *s = ready_pop(w);
+    if (s == NULL)
+      break;
+    myc__worker_tick(w);
+    handled += myc__service_dispatch(s);
+    if (myc__service_pending(s) && !s->queued)
+      myc__worker_schedule(w, s);
+  }
+  if (handled)
+    atomic_fetch_add_explicit(&w->eng->delivered, handled,
+                              memory_order_relaxed);
+  return handled;
+}
+
+static void arm_timer(myc__worker *w) {
+  int64_t next = myc__timers_next(&w->timers), delay_ms;
+  if (w->eng->manual || next == w->timer_armed)
+    return;
+  w->timer_armed = next;
+  if (next == INT64_MAX) {
+    uv_timer_stop(&w->timer);
+    return;
+  }
+  delay_ms = (next - myc__clock_now(&w->eng->clock) + 999999) / 1000000;
+  uv_timer_start(&w->timer, on_timer, delay_ms > 0 ? (uint64_t)delay_ms : 0,
+                 0);
+}
+
+int myc__worker_add_timer(myc__worker *w, myc_service *s, int64_t deadline,
+                          int64_t interval, uint64_t id) {
+  int rc = myc__timers_add(&w->timers, deadline, interval, s, id);
+  if (rc == 0 && deadline < w->timer_armed &&
+      atomic_load(&w->phase) == MYC_PHASE_RUN)
+    arm_timer(w);
+  return rc;
+}
+
+uint32_t myc__worker_fire_timers(myc__worker *w, int64_t now) {
+  myc__timer t;
+  uint32_t fired = 0;
+  while (myc__timers_pop_due(&w->timers, now, &t)) {
+    w->now = now;
+    fired++;
+    if (myc__service_timer(t.svc, t.id) && t.interval > 0) {
+      int64_t next = t.deadline + t.interval;
+      /* A real clock that fell behind skips the missed ticks instead of
+       * firing them in a burst; a virtual clock keeps exact deadlines. */
+      if (next <= now && !w->eng->clock.is_virtual)
+        next = now + t.interval;
+      (void)myc__timers_add(&w->timers, next, t.interval, t.svc, t.id);
+    }
+  }
+  return fired;
+}
+
+static void on_timer(uv_timer_t *h) {
+  myc__worker *w = h->data;
+  w->timer_armed = INT64_MAX;
+  /* Timers stop for good once the engine starts draining. */
+  if (atomic_load(&w->phase) != MYC_PHASE_RUN)
+    return;
+  myc__worker_fire_timers(w, myc__clock_now(&w->eng->clock));
+  arm_timer(w);
+}
+
+static void update_idle_flag(myc__worker *w) {
+  uv_mutex_lock(&w->inbox_lock);
+  atomic_store_explicit(&w->idle_flag,
+                        w->inbox_n == 0 && w->ready_head == NULL,
+                        memory_order_release);
+  uv_mutex_unlock(&w->inbox_lock);
+}
+
+static void stop_services(myc__worker *w) {
+  myc_engine *e = w->eng;
+  uint32_t i;
+  for (i = 0; i < e->nservices; i++)
+    if (e->services[i]->worker == w)
+      myc__service_stop(e->services[i]);
+  uv_idle_stop(&w->idle);
+  close_handles(w);
+}
+
+static void on_idle(uv_idle_t *h) {
+  myc__worker *w = h->data;
+  myc__worker_drain_inbox(w);
+  myc__worker_run_ready(w, ROUND_BATCHES);
+  if (w->ready_head == NULL) {
+    uv_idle_stop(&w->idle);
+    update_idle_flag(w);
+  }
+}
+
+static void on_wake(uv_async_t *h) {
+  myc__worker *w = h->data;
+  int phase = atomic_load(&w->phase);
+  if (phase == MYC_PHASE_STOP) {
+    stop_services(w);
+    return;
+  }
+  if (phase == MYC_PHASE_DRAIN)
+    uv_timer_stop(&w->timer);
+  myc__worker_drain_inbox(w);
+  if (w->ready_head != NULL && !uv_is_active((uv_handle_t *)&w->idle))
+    uv_idle_start(&w->idle, on_idle);
+  if (w->ready_head == NULL)
+    update_idle_flag(w);
+}
+
+static void worker_main(void *arg) {
+  myc__worker *w = arg;
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+int myc__worker_start(myc__worker *w) {
+  int rc = uv_thread_create(&w->thread, worker_main, w);
+  if (rc == 0)
+    w->started = 1;
+  return rc;
+}
+
+void myc__worker_join(myc__worker *w) {
+  if (w->started) {
+    uv_thread_join(&w->thread);
+    w->started = 0;
+  }
+}

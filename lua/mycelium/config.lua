@@ -1,0 +1,283 @@
+-- mycelium.config -- reads and validates what `mycelium run/check` is
+-- given (one config file, or service files) and returns the normalised
+-- table engine/src/config.c turns into an engine.  Every error names the
+-- file and the key; unknown keys suggest the nearest valid one.
+local core = require "mycelium.core"
+
+local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
+local format, concat, sort = string.format, table.concat, table.sort
+local floor, huge = math.floor, math.huge
+
+local M = {}
+
+local POLICIES = { drop_oldest = 0, drop_newest = 1, reject = 2 }
+local LEVELS = { debug = 0, info = 1, warn = 2, error = 3 }
+local FORMATS = { text = 0, json = 1 }
+
+-- Schema: kind, bounds, and 'later' for keys that are accepted but not
+-- acted on yet (reported, never silently ignored).
+local MAILBOX = {
+  capacity = { kind = "integer", min = 1, max = 2 ^ 30 },
+  policy = { kind = "enum", values = POLICIES },
+  threshold = { kind = "number", min = 0, min_open = true, max = 1 },
+}
+local SERVICE = {
+  name = { kind = "string" },
+  module = { kind = "string" },
+  opts = { kind = "table" },
+  worker = { kind = "integer", min = 0, max = 255 },
+  mailbox = { kind = "table", fields = MAILBOX },
+  restart = { kind = "enum", values = { permanent = 1, transient = 2, temporary = 3 }, later = true },
+  group = { kind = "string", later = true },
+  memory_limit_mb = { kind = "number", min = 0, later = true },
+  handler_timeout_ms = { kind = "number", min = 0, later = true },
+  reload_probation_s = { kind = "number", min = 0, later = true },
+}
+local TOP = {
+  node = { kind = "string" },
+  workers = { kind = "integer", min = 1, max = 256 },
+  contracts = { kind = "string", later = true },
+  validate = { kind = "boolean", later = true },
+  mailbox = { kind = "table", fields = MAILBOX },
+  supervisor = { kind = "table", later = true },
+  supervisors = { kind = "table", later = true },
+  listen = { kind = "list", later = true },
+  connect = { kind = "list", later = true },
+  control = { kind = "string", later = true },
+  metrics = { kind = "table", later = true },
+  tracing = { kind = "table", later = true },
+  log = { kind = "table", fields = {
+    level = { kind = "enum", values = LEVELS },
+    format = { kind = "enum", values = FORMATS },
+  } },
+  reload = { kind = "enum", values = { watch = 1, signal = 2, off = 3 }, later = true },
+  services = { kind = "list" },
+}
+
+local function distance(a, b)
+  local prev, cur = {}, {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    cur[0] = i
+    for j = 1, #b do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev, cur = cur, prev
+  end
+  return prev[#b]
+end
+
+local function nearest(key, schema)
+  local best, bestd
+  for k in pairs(schema) do
+    local d = distance(key, k)
+    if bestd == nil or d < bestd or (d == bestd and k < best) then
+      best, bestd = k, d
+    end
+  end
+  if best and bestd <= math.max(2, floor(#key / 3)) then
+    return best
+  end
+end
+
+local function keys_of(t)
+  local ks = {}
+  for k in pairs(t) do ks[#ks + 1] = k end
+  sort(ks)
+  return ks
+end
+
+local function describe(v)
+  if type(v) == "string" then return format("%q", v) end
+  return tostring(v)
+end
+
+local function is_list(v)
+  if type(v) ~= "table" then return false end
+  local n = 0
+  for _ in pairs(v) do n = n + 1 end
+  return n == #v
+end
+
+-- Checks value 'v' of key path 'path' against 'spec'; returns the value
+-- to use.  Raises "file: 'path' must be ...".
+local function check_value(file, path, v, spec)
+  local k = spec.kind
+  local function bad(expect)
+    error(format("%s: '%s' must be %s, got %s %s", file, path, expect,
+                 type(v), describe(v)), 0)
+  end
+  if k == "string" then
+    if type(v) ~= "string" or v == "" then bad("a non-empty string") end
+  elseif k == "boolean" then
+    if type(v) ~= "boolean" then bad("true or false") end
+  elseif k == "table" then
+    if type(v) ~= "table" then bad("a table") end
+  elseif k == "list" then
+    if type(v) == "string" then return { v } end
+    if not is_list(v) then bad("a list") end
+  elseif k == "enum" then
+    if spec.values[v] == nil then bad("one of " .. concat(keys_of(spec.values), ", ")) end
+    return spec.values[v]
+  elseif k == "integer" or k == "number" then
+    local lo, hi = spec.min or -huge, spec.max or huge
+    local ok = type(v) == "number" and v == v and (k == "number" or v % 1 == 0)
+        and (v > lo or (v == lo and not spec.min_open)) and v <= hi
+    if not ok then
+      local what = k == "integer" and "an integer" or "a number"
+      local range = spec.min_open and format(" in (%g, %g]", lo, hi)
+          or (spec.max and format(" from %g to %g", lo, hi))
+          or (spec.min and format(" >= %g", lo)) or ""
+      bad(what .. range)
+    end
+  end
+  return v
+end
+
+-- Validates table 't' against 'schema'; returns the normalised copy.
+-- Keys marked 'later' are checked and reported in 'warnings'.
+local function check_table(file, prefix, t, schema, warnings)
+  local out = {}
+  for _, key in ipairs(keys_of(t)) do
+    local path = prefix .. tostring(key)
+    local spec = type(key) == "string" and schema[key] or nil
+    if spec == nil then
+      local near = type(key) == "string" and nearest(key, schema)
+      error(format("%s: unknown key '%s'%s", file, path,
+                   near and format(" (did you mean '%s%s'?)", prefix, near) or ""), 0)
+    end
+    local v = check_value(file, path, t[key], spec)
+    if spec.fields then
+      v = check_table(file, path .. ".", v, spec.fields, warnings)
+    end
+    if spec.later then
+      warnings[#warnings + 1] = format("%s: '%s' is not supported yet; ignored",
+                                       file, path)
+    else
+      out[key] = v
+    end
+  end
+  return out
+end
+
+local function dirname(path)
+  return path:match("^(.*)/[^/]*$") or "."
+end
+
+local function basename_noext(path)
+  return (path:match("([^/]*)$"):gsub("%.lua$", ""))
+end
+
+local function readable(path)
+  local f = io.open(path, "r")
+  if f then f:close() return true end
+  return false
+end
+
+local function resolve_path(dir, p)
+  if p:sub(1, 1) == "/" then return p end
+  if dir == "." then return p end
+  return dir .. "/" .. p
+end
+
+local function check_service(file, dir, i, s, warnings, names)
+  local where = format("services[%d]", i)
+  if type(s) ~= "table" then
+    error(format("%s: '%s' must be a table with a module, got %s", file, where,
+                 type(s)), 0)
+  end
+  local out = check_table(file, where .. ".", s, SERVICE, warnings)
+  if out.module == nil then
+    error(format("%s: '%s.module' is missing (the service's Lua file)", file,
+                 where), 0)
+  end
+  out.module = resolve_path(dir, out.module)
+  if not readable(out.module) then
+    error(format("%s: '%s.module': cannot read '%s'", file, where, out.module), 0)
+  end
+  out.name = out.name or basename_noext(out.module)
+  if names[out.name] then
+    error(format("%s: '%s.name': service name '%s' is used twice", file, where,
+                 out.name), 0)
+  end
+  names[out.name] = true
+  if out.opts ~= nil then
+    local ok, packed = pcall(core.pack, out.opts)
+    if not ok then
+      error(format("%s: '%s.opts': %s", file, where, packed), 0)
+    end
+    out.opts = packed
+  end
+  return out
+end
+
+-- Normalises a config table read from 'file'; relative module paths are
+-- taken from 'dir' (the config file's directory by default).
+function M.normalise(file, t, dir)
+  local warnings = {}
+  local out = check_table(file, "", t, TOP, warnings)
+  local log = out.log or {}
+  local res = {
+    node = out.node or "mycelium",
+    workers = out.workers or 1,
+    mailbox = out.mailbox or {},
+    log_level = log.level or LEVELS.info,
+    log_format = log.format or FORMATS.text,
+    warnings = warnings,
+    services = {},
+  }
+  local names = {}
+  dir = dir or dirname(file)
+  for i, s in ipairs(out.services or {}) do
+    res.services[i] = check_service(file, dir, i, s, warnings, names)
+  end
+  if #res.services == 0 then
+    error(format("%s: 'services' is empty: nothing to run", file), 0)
+  end
+  for i, s in ipairs(res.services) do
+    if s.worker ~= nil and s.worker >= res.workers then
+      error(format("%s: 'services[%d].worker' is %d but there are only %d "
+                   .. "workers (numbered from 0)", file, i, s.worker,
+                   res.workers), 0)
+    end
+  end
+  return res
+end
+
+local function read_config(file)
+  if not readable(file) then
+    error(format("cannot read '%s': no such file or not readable", file), 0)
+  end
+  local chunk, err = loadfile(file)
+  if chunk == nil then
+    error(err, 0)
+  end
+  return chunk
+end
+
+-- Loads what `mycelium run` was given.  One file whose table has a
+-- 'services' list is a config; otherwise every file is a service.
+function M.load(files)
+  if #files == 0 then
+    error("no config or service file given", 0)
+  end
+  if #files == 1 then
+    local chunk = read_config(files[1])
+    local ok, t = pcall(chunk)
+    if ok and type(t) == "table" and t.services ~= nil then
+      return M.normalise(files[1], t)
+    end
+    if not ok and files[1]:match("mycelium%.lua$") then
+      error(format("%s: %s", files[1], tostring(t)), 0)
+    end
+  end
+  local services = {}
+  for i, f in ipairs(files) do
+    read_config(f)
+    services[i] = { module = f }
+  end
+  return M.normalise("command line", { services = services }, ".")
+end
+
+return M

@@ -1,0 +1,198 @@
+-- mycelium.ctx -- the ctx object a service receives (SPEC §3).
+--
+-- One ctx per service instance.  Its methods are closures over the
+-- service's engine handle, so the hot calls (emit, a publisher) are one
+-- FFI call with no lookup beyond a cached topic id.
+local ffi = require "ffi"
+local core = require "mycelium.core"
+local cdefs = require "mycelium.cdefs"
+local log = require "mycelium.log"
+
+local C = ffi.C
+local type, tostring, tonumber, error, pcall = type, tostring, tonumber, error, pcall
+local format = string.format
+local ffi_string = ffi.string
+
+local KIND_RAW = cdefs.KIND_RAW
+local EFULL = -5003
+
+local M = {}
+
+local function strerror(rc)
+  if rc == EFULL then
+    return "full"
+  end
+  return ffi_string(C.myc_strerror(rc))
+end
+
+-- Creates the ctx of service 'name'.  'svc' is its myc_service*, 'lud' the
+-- same pointer as a light userdata (for the C module), 'has_handler(t)'
+-- tells whether a topic or pattern would reach a handler, and 'typed' is
+-- the contract support (emit of a typed message), or nil.
+function M.new(svc, lud, name, opts, has_handler, typed)
+  local ctx = { name = name, opts = opts }
+  local topic_ids = {}
+  local timers = {}
+  local trace_buf = ffi.new("uint8_t[24]")
+  local emit_table = core.emit_table
+
+  local function fail(level, fmt, ...)
+    error(format("service '%s': " .. fmt, name, ...), level + 1)
+  end
+
+  local function topic_id(t, level)
+    local id = topic_ids[t]
+    if id ~= nil then
+      return id
+    end
+    if type(t) ~= "string" then
+      fail(level + 1, "topic must be a string, got %s", type(t))
+    end
+    local r = C.myc_svc_topic(svc, t, #t)
+    if r < 0 then
+      local why = C.myc_topic_check(t, #t, 0)
+      fail(level + 1, "invalid topic '%s': %s", t,
+           why ~= nil and ffi_string(why) or strerror(tonumber(r)))
+    end
+    id = tonumber(r)
+    topic_ids[t] = id
+    return id
+  end
+
+  -- Emits 'value' on topic id 'tid'; 'level' points errors at the caller.
+  local function emit_value(tid, t, value, level)
+    local tv, rc = type(value), nil
+    if tv == "string" then
+      rc = C.myc_svc_emit(svc, tid, KIND_RAW, 0, value, #value)
+    elseif tv == "table" then
+      local ok, r = pcall(emit_table, lud, tid, value)
+      if not ok then
+        fail(level + 1, "emit to '%s': %s", t, r)
+      end
+      rc = r
+    elseif tv == "cdata" and typed ~= nil then
+      rc = typed.emit(svc, tid, value, t, level + 1)
+    else
+      fail(level + 1, "emit to '%s': cannot emit a %s value (emit a string, "
+           .. "a table or a message made with ctx:new)", t, tv)
+    end
+    if rc == 0 then
+      return true
+    end
+    return false, strerror(rc)
+  end
+
+  function ctx.emit(_, t, value)
+    return emit_value(topic_id(t, 2), t, value, 2)
+  end
+
+  function ctx.publisher(_, t)
+    local tid = topic_id(t, 2)
+    return function(value)
+      if type(value) == "string" then
+        local rc = C.myc_svc_emit(svc, tid, KIND_RAW, 0, value, #value)
+        if rc == 0 then
+          return true
+        end
+        return false, strerror(rc)
+      end
+      return emit_value(tid, t, value, 2)
+    end
+  end
+
+  local function check_pattern(p, what)
+    if type(p) ~= "string" then
+      fail(3, "%s: topic must be a string, got %s", what, type(p))
+    end
+    local why = C.myc_topic_check(p, #p, 1)
+    if why ~= nil then
+      fail(3, "%s: invalid topic '%s': %s", what, p, ffi_string(why))
+    end
+  end
+
+  function ctx.subscribe(_, p)
+    check_pattern(p, "subscribe")
+    if not has_handler(p) then
+      fail(2, "subscribe '%s': no handler for it (define on_message or "
+           .. "handlers['%s'])", p, p)
+    end
+    local rc = C.myc_svc_subscribe(svc, p, #p)
+    if rc ~= 0 then
+      fail(2, "subscribe '%s': %s", p, strerror(rc))
+    end
+    return true
+  end
+
+  function ctx.unsubscribe(_, p)
+    check_pattern(p, "unsubscribe")
+    local rc = C.myc_svc_unsubscribe(svc, p, #p)
+    if rc ~= 0 then
+      fail(2, "unsubscribe '%s': %s", p, strerror(rc))
+    end
+    return true
+  end
+
+  local function start_timer(ms, fn, every, what)
+    if type(ms) ~= "number" or ms ~= ms or ms < 0 or (every and ms == 0) then
+      fail(3, "%s: interval must be a %s number of milliseconds, got %s",
+           what, every and "positive" or "non-negative", tostring(ms))
+    end
+    if type(fn) ~= "function" then
+      fail(3, "%s: callback must be a function, got %s", what, type(fn))
+    end
+    local id = tonumber(C.myc_svc_timer(svc, ms, every and ms or 0))
+    if id < 0 then
+      fail(3, "%s: %s", what, strerror(id))
+    end
+    timers[id] = { fn = fn, every = every }
+    return {
+      cancel = function() timers[id] = nil end,
+    }
+  end
+
+  function ctx.after(_, ms, fn) return start_timer(ms, fn, false, "after") end
+  function ctx.every(_, ms, fn) return start_timer(ms, fn, true, "every") end
+
+  -- Called by the engine when timer 'id' is due; returns whether a
+  -- repeating timer is still wanted.
+  function ctx._fire_timer(id)
+    local t = timers[id]
+    if t == nil then
+      return false
+    end
+    if not t.every then
+      timers[id] = nil
+    end
+    t.fn(ctx)
+    return t.every and timers[id] ~= nil
+  end
+
+  local function trace(off, n)
+    C.myc_svc_trace(svc, trace_buf)
+    local hexbuf = ffi.new("char[32]")
+    C.myc_hex(hexbuf, trace_buf + off, n)
+    return ffi_string(hexbuf, 2 * n)
+  end
+
+  function ctx.trace_id() return trace(0, 16) end
+  function ctx.span_id() return trace(16, 8) end
+  function ctx.now() return C.myc_svc_now(svc) end
+  function ctx.queue_depth() return C.myc_svc_queue_depth(svc) end
+  function ctx.queue_capacity() return C.myc_svc_queue_capacity(svc) end
+  function ctx.backpressure_threshold_exceeded()
+    return C.myc_svc_over_threshold(svc) ~= 0
+  end
+
+  function ctx.shutdown(_, code)
+    if code ~= nil and (type(code) ~= "number" or code % 1 ~= 0) then
+      fail(2, "shutdown: exit code must be an integer, got %s", tostring(code))
+    end
+    C.myc_svc_shutdown(svc, code or 0)
+  end
+
+  ctx.log = log.new(svc, name)
+  ctx.node = ffi_string(C.myc_svc_node(svc))
+  return ctx
+end
+
+return M

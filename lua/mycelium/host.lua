@@ -1,0 +1,175 @@
+-- mycelium.host -- runs one service inside its own Lua state: loads the
+-- module, checks its shape, builds ctx and msg, and gives the engine the
+-- entry points it calls (dispatch, timer, init, stop).
+local ffi = require "ffi"
+local cdefs = require "mycelium.cdefs"
+local core = require "mycelium.core"
+local ctxmod = require "mycelium.ctx"
+local msgmod = require "mycelium.msg"
+local topic = require "mycelium.topic"
+
+local C = ffi.C
+local type, pairs, ipairs, error, format = type, pairs, ipairs, error, string.format
+local tostring, loadfile, xpcall = tostring, loadfile, xpcall
+
+cdefs.check_abi(C)
+
+local M = {}
+
+local function check_module(mod, path)
+  if type(mod) ~= "table" then
+    error(format("%s must return a table (the service module), got %s",
+                 path, type(mod)), 0)
+  end
+  local h, om = mod.handlers, mod.on_message
+  if om ~= nil and type(om) ~= "function" then
+    error(format("%s: on_message must be a function, got %s", path, type(om)), 0)
+  end
+  if h ~= nil then
+    if type(h) ~= "table" then
+      error(format("%s: handlers must be a table of functions, got %s",
+                   path, type(h)), 0)
+    end
+    for k, fn in pairs(h) do
+      if type(k) ~= "string" or type(fn) ~= "function" then
+        error(format("%s: handlers[%s] must be a function keyed by topic",
+                     path, tostring(k)), 0)
+      end
+    end
+  end
+  for _, f in ipairs { "init", "stop", "snapshot" } do
+    if mod[f] ~= nil and type(mod[f]) ~= "function" then
+      error(format("%s: %s must be a function, got %s", path, f,
+                   type(mod[f])), 0)
+    end
+  end
+  local s = mod.subscribe
+  if s ~= nil and type(s) ~= "table" and type(s) ~= "string" then
+    error(format("%s: subscribe must be a list of topics, got %s", path,
+                 type(s)), 0)
+  end
+  if om == nil and h == nil and mod.init == nil then
+    error(format("%s: the module has no handler: define on_message, "
+                 .. "handlers or (for a pure source) init", path), 0)
+  end
+end
+
+-- Subscriptions: the 'subscribe' list plus every handlers key.
+local function subscriptions(mod)
+  local list, seen = {}, {}
+  local s = mod.subscribe
+  if type(s) == "string" then s = { s } end
+  for _, t in ipairs(s or {}) do
+    if not seen[t] then list[#list + 1], seen[t] = t, true end
+  end
+  local keys = {}
+  for k in pairs(mod.handlers or {}) do keys[#keys + 1] = k end
+  table.sort(keys)
+  for _, t in ipairs(keys) do
+    if not seen[t] then list[#list + 1], seen[t] = t, true end
+  end
+  return list
+end
+
+-- Picks the handler of a topic: handlers[topic], else the longest
+-- matching pattern key, else on_message.
+local function handler_resolver(mod)
+  local h, om = mod.handlers, mod.on_message
+  return function(name)
+    if h ~= nil then
+      local fn = h[name]
+      if fn ~= nil then return fn end
+      local best
+      for pat, f in pairs(h) do
+        if topic.is_pattern(pat) and topic.match(pat, name)
+            and (best == nil or #pat > #best) then
+          best, fn = pat, f
+        end
+      end
+      if fn ~= nil then return fn end
+    end
+    return om
+  end
+end
+
+local function load_module(path)
+  local chunk, err = loadfile(path)
+  if chunk == nil then
+    error(err, 0)
+  end
+  local ok, mod = xpcall(chunk, debug.traceback)
+  if not ok then
+    error(format("error while loading %s: %s", path, tostring(mod)), 0)
+  end
+  check_module(mod, path)
+  return mod
+end
+
+function M.new(lud, info)
+  local svc = ffi.cast("myc_service *", lud)
+  local view = ffi.cast("myc_svc_view *", lud)
+  local name = info.name
+  local mod = load_module(info.module)
+  local opts = {}
+  if info.opts ~= nil then
+    opts = core.unpack(info.opts)
+  end
+
+  local resolve = handler_resolver(mod)
+  local function has_handler(p)
+    return resolve(p) ~= nil
+  end
+  local ctx = ctxmod.new(svc, lud, name, opts, has_handler, nil)
+  for _, t in ipairs(subscriptions(mod)) do
+    ctx:subscribe(t)
+  end
+
+  local env = {
+    unpack = core.unpack,
+    type_name = function(tag) return "type:" .. tag end,
+    typed = function(_, p, n) return ffi.string(p, n) end,
+  }
+  local function keep(b)
+    C.myc_svc_buf_ref(b)
+    return ffi.gc(ffi.cast("myc_buf *", b), function(x)
+      C.myc_svc_buf_release(svc, x)
+    end)
+  end
+  local msg, new_batch = msgmod.current(view, env, keep)
+
+  local by_topic = {} -- topic id -> handler
+  local function handler_for(b)
+    local id = b.topic_id
+    local fn = resolve(msg.topic)
+    if fn == nil then
+      error(format("no handler for topic '%s'", msg.topic), 0)
+    end
+    by_topic[id] = fn
+    return fn
+  end
+
+  local function dispatch(first, n)
+    new_batch()
+    local batch = view.batch
+    for i = first, n - 1 do
+      view.cursor = i
+      local b = batch[i]
+      local fn = by_topic[b.topic_id] or handler_for(b)
+      fn(ctx, msg)
+    end
+    view.cursor = -1
+  end
+
+  return {
+    dispatch = dispatch,
+    timer = ctx._fire_timer,
+    init = function()
+      if mod.init then mod.init(ctx, opts, nil) end
+    end,
+    stop = function()
+      if mod.stop then mod.stop(ctx) end
+    end,
+  }
+end
+
+return M

@@ -1,0 +1,171 @@
+-- mycelium.msg -- message views over engine frames.
+--
+-- The message a handler gets is one reused table whose fields are read
+-- lazily from the frame being handled: nothing is copied or decoded unless
+-- the handler asks for it.  It is valid only during the handler;
+-- msg:copy() returns a view that keeps its own reference to the frame.
+local ffi = require "ffi"
+local bit = require "bit"
+local cdefs = require "mycelium.cdefs"
+
+local C = ffi.C
+local band, bnot = bit.band, bit.bnot
+local tonumber, setmetatable, rawset, error = tonumber, setmetatable, rawset, error
+local ffi_string, ffi_cast = ffi.string, ffi.cast
+
+local HDR = cdefs.HDR_OFFSET
+local FRAME = cdefs.FRAME_SIZE
+local KIND_NAMES = { [1] = "raw", [2] = "table", [3] = "typed" }
+local u8p = ffi.typeof("const uint8_t *")
+
+local M = {}
+
+local function base(b)
+  return ffi_cast(u8p, b) + HDR
+end
+
+local function payload(b)
+  local h = b.hdr
+  return base(b) + FRAME + band(h.topic_len + h.source_len + 7, bnot(7)),
+      tonumber(h.payload_len)
+end
+M.payload = payload
+
+local hexbuf = ffi.new("char[32]")
+local function hex(p, n)
+  C.myc_hex(hexbuf, p, n)
+  return ffi_string(hexbuf, 2 * n)
+end
+M.hex = hex
+
+-- Builds the field readers.  'env' supplies what depends on the Lua state:
+-- env.unpack(address, len) decodes MessagePack, env.typed(b) returns the
+-- view of a contract message and env.type_name(tag) its type name.
+local function readers(env)
+  local topics = {} -- topic id -> name, filled as topics are seen
+  local R = {}
+  function R.topic(b)
+    local id = b.topic_id
+    local name = topics[id]
+    if name == nil then
+      name = ffi_string(base(b) + FRAME, b.hdr.topic_len)
+      topics[id] = name
+    end
+    return name
+  end
+  function R.type(b)
+    local k = b.hdr.kind
+    if k == 3 then
+      return env.type_name(b.hdr.type)
+    end
+    return KIND_NAMES[k] or "unknown"
+  end
+  function R.data(b)
+    local k = b.hdr.kind
+    local p, n = payload(b)
+    if k == 1 then
+      return ffi_string(p, n)
+    elseif k == 2 then
+      return env.unpack(tonumber(ffi_cast("uintptr_t", p)), n)
+    end
+    return env.typed(b, p, n)
+  end
+  function R.trace_id(b) return hex(b.hdr.trace_id, 16) end
+  function R.span_id(b) return hex(b.hdr.span_id, 8) end
+  function R.parent_span_id(b) return hex(b.hdr.parent_id, 8) end
+  function R.ts(b) return tonumber(b.hdr.ts_ns) / 1e9 end
+  function R.seq(b) return tonumber(b.hdr.seq) end
+  function R.source(b)
+    local h = b.hdr
+    return ffi_string(base(b) + FRAME + h.topic_len, h.source_len)
+  end
+  return R
+end
+M.readers = readers
+
+-- The reused message of a service's dispatch loop.  'view' is the
+-- service's myc_svc_view; 'keep(b)' takes a reference and returns the
+-- cdata to anchor (with its finaliser) in a copy.
+function M.current(view, env, keep)
+  local R = readers(env)
+  local memo_batch, memo_cursor, memo_data = -1, -1, nil
+  local batch_seq = 0
+  local methods = {}
+  local kept_mt
+
+  local function current_buf()
+    local i = view.cursor
+    if i < 0 then
+      error("msg used outside its handler (keep it with msg:copy())", 3)
+    end
+    return view.batch[i]
+  end
+
+  local msg = setmetatable({}, {
+    __index = function(_, k)
+      local r = R[k]
+      if r == nil then
+        return methods[k]
+      end
+      local b = current_buf()
+      if k ~= "data" then
+        return r(b)
+      end
+      -- Decoding can be costly: once per message however often it is read.
+      local cur = view.cursor
+      if memo_batch ~= batch_seq or memo_cursor ~= cur then
+        memo_data = r(b)
+        memo_batch, memo_cursor = batch_seq, cur
+      end
+      return memo_data
+    end,
+    __newindex = function(_, k)
+      error("msg is read-only (field '" .. tostring(k) .. "')", 2)
+    end,
+  })
+
+  function methods.bytes(m)
+    local b = m == msg and current_buf() or m._b
+    return payload(b)
+  end
+
+  function methods.copy(m)
+    local b = m == msg and current_buf() or m._b
+    return setmetatable({ _b = keep(b) }, kept_mt)
+  end
+
+  kept_mt = {
+    __index = function(m, k)
+      local r = R[k]
+      if r == nil then
+        return methods[k]
+      end
+      local v = r(m._b)
+      rawset(m, k, v)
+      return v
+    end,
+  }
+
+  -- Called by the dispatch loop once per batch, so memoised data from the
+  -- previous batch is never mistaken for the same cursor position.
+  local function new_batch()
+    batch_seq = batch_seq + 1
+  end
+
+  return msg, new_batch
+end
+
+-- A plain table with every field of frame 'b' (what mycelium.testing
+-- returns), read through readers 'R': nothing in it refers to engine
+-- memory.
+function M.materialize(R, b)
+  local t = {}
+  for k, r in pairs(R) do
+    t[k] = r(b)
+  end
+  local p, n = payload(b)
+  t.raw = ffi_string(p, n)
+  return t
+end
+
+return M
