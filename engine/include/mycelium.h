@@ -245,8 +245,9 @@ typedef struct {
 typedef void (*myc_message_cb)(void *ud, const myc_message *msg);
 
 /* Adds a C service named 'name' that calls 'cb' for every message on
- * 'pattern' (an exact topic or "prefix.*").  Before start only.  On
- * success returns 0; 'cb' is never called if this fails. */
+ * 'pattern' (an exact topic, "prefix.*" or "*").  Before start, or at any
+ * time on a manual engine.  On success returns 0; 'cb' is never called if
+ * this fails. */
 MYC_EXTERN int myc_engine_add_c_service(myc_engine *e, const char *name,
                                         const char *pattern,
                                         myc_message_cb cb, void *ud,

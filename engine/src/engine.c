@@ -156,8 +156,9 @@ static int append_service(myc_engine *e, myc_service *s) {
 }
 
 static int check_new_service(myc_engine *e, const char *name, int32_t worker,
-                             myc__worker **w, char *err, size_t errlen) {
-  if (e->started) {
+                             myc__worker **w, char *err, size_t errlen,
+                             int late_ok) {
+  if (e->started && !late_ok) {
     snprintf(err, errlen, "service '%s': the engine is already running", name);
     return MYC_ESTATE;
   }
@@ -187,7 +188,7 @@ int myc_engine_add_service(myc_engine *e, const myc_service_config *sc,
     err = dummy;
     errlen = sizeof dummy;
   }
-  rc = check_new_service(e, sc->name, sc->worker, &w, err, errlen);
+  rc = check_new_service(e, sc->name, sc->worker, &w, err, errlen, 0);
   if (rc == 0)
     rc = myc__service_new_lua(e, sc, w, &s, err, errlen);
   if (rc == 0 && (rc = append_service(e, s)) != 0) {
@@ -204,7 +205,10 @@ int myc_engine_add_c_service(myc_engine *e, const char *name,
   myc__worker *w;
   myc_service *s;
   char err[256];
-  int rc = check_new_service(e, name, worker, &w, err, sizeof err);
+  /* A manual engine runs on the caller's thread, so a C service (which
+   * has no init) can join it at any time: tests add collectors late. */
+  int rc = check_new_service(e, name, worker, &w, err, sizeof err,
+                             e->manual);
   if (rc == 0 && cb == NULL)
     rc = MYC_EINVAL;
   if (rc == 0)
@@ -213,6 +217,8 @@ int myc_engine_add_c_service(myc_engine *e, const char *name,
     myc__topics_unsubscribe_all(&e->topics, s);
     myc__service_free(s);
   }
+  if (rc == 0 && e->started)
+    atomic_store(&s->state, MYC_SVC_RUNNING);
   return rc;
 }
 

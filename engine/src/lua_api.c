@@ -52,14 +52,20 @@ void myc_svc_shutdown(myc_service *s, int code) {
   myc_engine_stop(s->eng, code);
 }
 
+/* Messages waiting for this service: queued, plus the rest of the batch
+ * after the one being handled.  (The mailbox's own count keeps the whole
+ * batch until it is released, which is what bounds memory.) */
 uint32_t myc_svc_queue_depth(myc_service *s) {
-  return myc__mailbox_depth(&s->mb);
+  uint32_t done = s->view.cursor >= 0 ? (uint32_t)s->view.cursor + 1
+                                      : s->batch_pos;
+  return atomic_load_explicit(&s->mb.len, memory_order_relaxed) +
+         (s->view.batch_n - done);
 }
 
 uint32_t myc_svc_queue_capacity(myc_service *s) { return s->mb.capacity; }
 
 int myc_svc_over_threshold(myc_service *s) {
-  return myc__mailbox_depth(&s->mb) > s->mb.threshold;
+  return myc_svc_queue_depth(s) > s->mb.threshold;
 }
 
 int myc_svc_log_level(myc_service *s) { return s->eng->log.level; }
@@ -155,8 +161,11 @@ int myc_test_collector(myc_engine *e, const char *name, const char *pattern,
     return MYC_ENOMEM;
   c->eng = e;
   rc = myc__engine_add_collector(e, c);
-  if (rc == 0)
+  if (rc == 0) {
     rc = myc_engine_add_c_service(e, name, pattern, collect, c, -1);
+    if (rc != 0)
+      e->ncollectors--;
+  }
   if (rc != 0) {
     myc__free(&e->alloc, c, sizeof *c);
     return rc;

@@ -1,0 +1,318 @@
+-- mycelium.testing -- run services in-process for tests (SPEC §11).
+--
+--   local testing = require "mycelium.testing"
+--   local eng = testing.engine { services = { { module = "svc.lua" } } }
+--   local out = eng:collect("swaps.*")
+--   eng:publish("swaps.raw", { pool = "0xabc" })
+--   eng:run()                      -- deliver until every mailbox is empty
+--   eng:advance(1.5)               -- virtual clock: timers fire in order
+--   assert(#out:messages() == 1)
+--   eng:close()
+--
+-- The engine is the real one (same C core, same service host), in manual
+-- mode: no threads, and a virtual clock that moves only when the test
+-- advances it.  Log lines are captured (eng:logs()).
+local ffi = require "ffi"
+local cdefs = require "mycelium.cdefs"
+local msgmod = require "mycelium.msg"
+
+local type, error, format, ipairs, pairs = type, error, string.format, ipairs, pairs
+local tostring, setmetatable = tostring, setmetatable
+
+ffi.cdef [[
+typedef void *(*myc_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
+typedef void (*myc_log_fn)(void *ud, int level, const char *line, size_t len);
+typedef struct { uint32_t capacity; int policy; double threshold; } myc_mailbox_config;
+typedef struct {
+  const char *node; uint32_t workers; myc_mailbox_config mailbox;
+  int log_level; int log_format; myc_log_fn log_fn; void *log_ud;
+  const char *lua_path; int manual; myc_alloc_fn alloc; void *alloc_ud;
+} myc_engine_config;
+typedef struct {
+  const char *name; const char *module; const void *opts; size_t opts_len;
+  int32_t worker; const myc_mailbox_config *mailbox;
+} myc_service_config;
+typedef struct {
+  const char *name; int32_t worker; const char *state;
+  uint64_t in, out, errors, dropped, dropped_oldest, dropped_newest, rejected;
+  uint32_t queue_depth, queue_capacity; uint64_t memory_bytes;
+} myc_service_stats;
+void myc_engine_config_init(myc_engine_config *cfg);
+int myc_engine_new(myc_engine **out, const myc_engine_config *cfg);
+int myc_engine_add_service(myc_engine *e, const myc_service_config *sc, char *err, size_t errlen);
+int myc_engine_start(myc_engine *e, char *err, size_t errlen);
+int64_t myc_engine_run_once(myc_engine *e, uint64_t max_batches);
+int myc_engine_advance(myc_engine *e, double ms);
+int myc_engine_shutdown(myc_engine *e);
+int myc_engine_stopping(myc_engine *e, int *code);
+void myc_engine_free(myc_engine *e);
+int myc_publish(myc_engine *e, const char *topic, int kind, uint16_t type, const void *data, size_t len);
+uint32_t myc_engine_service_count(myc_engine *e);
+int myc_engine_service_stats(myc_engine *e, uint32_t index, myc_service_stats *st);
+void myc_test_capture_logs(myc_engine *e);
+int64_t myc_test_next_log(myc_engine *e, char *dst, size_t cap);
+int myc_test_collector(myc_engine *e, const char *name, const char *pattern, myc_collector **out);
+uint32_t myc_test_collected(myc_collector *c, myc_buf **out, uint32_t max);
+void myc_test_buf_release(myc_engine *e, myc_buf *b);
+]]
+
+local M = {}
+
+local here = debug.getinfo(1, "S").source:match("^@(.*)/mycelium/testing%.lua$") or "lua"
+M.lua_path = here
+
+local function find_library()
+  local env = os.getenv("MYCELIUM_LIB")
+  if env and env ~= "" then return env end
+  for _, p in ipairs { here .. "/../build/libmycelium.so" } do
+    local f = io.open(p, "rb")
+    if f then f:close() return p end
+  end
+  return "mycelium"
+end
+
+M.library = find_library()
+local lib = ffi.load(M.library, true) -- global: service states resolve ffi.C
+local core = package.loadlib(M.library, "luaopen_mycelium_core")()
+cdefs.check_abi(lib)
+M.core = core
+
+local POLICIES = { drop_oldest = 0, drop_newest = 1, reject = 2 }
+local LEVELS = { debug = 0, info = 1, warn = 2, error = 3 }
+
+local env = {
+  unpack = core.unpack,
+  type_name = function(tag) return "type:" .. tag end,
+  typed = function(_, p, n) return ffi.string(p, n) end,
+}
+local readers = msgmod.readers(env)
+
+local function strerror(rc)
+  return ffi.string(lib.myc_strerror(rc))
+end
+
+local function mailbox_config(m, dst)
+  if m == nil then return end
+  if m.capacity then dst.capacity = m.capacity end
+  if m.policy then
+    dst.policy = POLICIES[m.policy] or error("unknown policy " .. tostring(m.policy), 3)
+  end
+  if m.threshold then dst.threshold = m.threshold end
+end
+
+local Engine = {}
+Engine.__index = Engine
+
+local Collector = {}
+Collector.__index = Collector
+
+-- Returns the messages collected since the last call (plain tables with
+-- topic, type, data, raw, trace_id, span_id, parent_span_id, ts, seq,
+-- source), appending them to self.all as well.
+function Collector:messages()
+  local out = {}
+  local bufs = ffi.new("myc_buf *[256]")
+  while true do
+    local n = lib.myc_test_collected(self.handle, bufs, 256)
+    for i = 0, n - 1 do
+      local m = msgmod.materialize(readers, bufs[i])
+      lib.myc_test_buf_release(self.engine.handle, bufs[i])
+      out[#out + 1] = m
+      self.all[#self.all + 1] = m
+    end
+    if n < 256 then break end
+  end
+  return out
+end
+
+-- Creates and starts an engine.  spec: { services = { {name, module, opts,
+-- worker, mailbox}... }, workers, mailbox = {capacity, policy,
+-- threshold}, log = {level, format}, node }.  A service may be given as
+-- just its module path.  Raises with the engine's message on failure.
+function M.engine(spec)
+  local cfg = ffi.new("myc_engine_config")
+  lib.myc_engine_config_init(cfg)
+  local keep = {} -- strings referenced by cfg must outlive the calls
+  keep.node = spec.node or "test"
+  cfg.node = keep.node
+  cfg.workers = spec.workers or 1
+  cfg.manual = 1
+  cfg.lua_path = here
+  mailbox_config(spec.mailbox, cfg.mailbox)
+  if spec.log then
+    cfg.log_level = LEVELS[spec.log.level or "debug"]
+    cfg.log_format = spec.log.format == "json" and 1 or 0
+  else
+    cfg.log_level = LEVELS.debug
+    cfg.log_format = 1
+  end
+  local pe = ffi.new("myc_engine *[1]")
+  local rc = lib.myc_engine_new(pe, cfg)
+  if rc ~= 0 then
+    error("mycelium.testing: cannot create engine: " .. strerror(rc), 2)
+  end
+  local self = setmetatable({ handle = pe[0], collectors = {}, closed = false }, Engine)
+  self.gc = ffi.gc(ffi.new("char[1]"), function() self:close() end)
+  lib.myc_test_capture_logs(self.handle)
+  local err = ffi.new("char[2048]")
+  for i, s in ipairs(spec.services or {}) do
+    if type(s) == "string" then s = { module = s } end
+    local sc = ffi.new("myc_service_config")
+    local name = s.name or s.module:match("([^/]+)%.lua$") or ("service" .. i)
+    sc.name, sc.module = name, s.module
+    sc.worker = s.worker or -1
+    local opts = s.opts and core.pack(s.opts)
+    if opts then sc.opts, sc.opts_len = opts, #opts end
+    local mb
+    if s.mailbox then
+      mb = ffi.new("myc_mailbox_config", cfg.mailbox)
+      mailbox_config(s.mailbox, mb)
+      sc.mailbox = mb
+    end
+    rc = lib.myc_engine_add_service(self.handle, sc, err, 2048)
+    if rc ~= 0 then
+      local msg = ffi.string(err)
+      self:close()
+      error(msg, 2)
+    end
+  end
+  self.collect_before_start = {}
+  if spec.collect then
+    for _, p in ipairs(spec.collect) do
+      self.collect_before_start[p] = self:collect(p)
+    end
+  end
+  if spec.start ~= false then
+    self:start()
+  end
+  return self
+end
+
+function Engine:start()
+  local err = ffi.new("char[2048]")
+  local rc = lib.myc_engine_start(self.handle, err, 2048)
+  if rc ~= 0 then
+    error(ffi.string(err), 2)
+  end
+  self.started = true
+  return self
+end
+
+-- Subscribes a collector to 'pattern' (before start, or at any time for
+-- topics emitted afterwards).  Returns it; collector:messages() drains it.
+function Engine:collect(pattern)
+  if self.collect_before_start and self.collect_before_start[pattern] then
+    return self.collect_before_start[pattern]
+  end
+  local pc = ffi.new("myc_collector *[1]")
+  local name = format("collector-%d", #self.collectors + 1)
+  local rc = lib.myc_test_collector(self.handle, name, pattern, pc)
+  if rc ~= 0 then
+    error(format("mycelium.testing: collect '%s': %s", pattern, strerror(rc)), 2)
+  end
+  local c = setmetatable({ handle = pc[0], engine = self, all = {} }, Collector)
+  self.collectors[#self.collectors + 1] = c
+  return c
+end
+
+-- Publishes 'value' (string: raw, table: MessagePack) on 'topic' as a new
+-- trace root.  Returns true, or false and the reason.
+function Engine:publish(topic, value)
+  local kind, data = cdefs.KIND_RAW, value
+  if type(value) == "table" then
+    kind, data = cdefs.KIND_TABLE, core.pack(value)
+  elseif type(value) ~= "string" then
+    error("mycelium.testing: publish a string or a table, got " .. type(value), 2)
+  end
+  local rc = lib.myc_publish(self.handle, topic, kind, 0, data, #data)
+  if rc == 0 then return true end
+  return false, rc == -5003 and "full" or strerror(rc)
+end
+Engine.inject = Engine.publish
+
+-- Delivers queued messages until every mailbox is empty (or, with
+-- 'batches', at most that many batches).  Returns how many were handled.
+function Engine:run(batches)
+  return tonumber(lib.myc_engine_run_once(self.handle, batches or 0))
+end
+
+-- Moves the virtual clock forward by 'seconds'.
+function Engine:advance(seconds)
+  local rc = lib.myc_engine_advance(self.handle, seconds * 1000)
+  if rc ~= 0 then error("mycelium.testing: advance: " .. strerror(rc), 2) end
+end
+
+-- Captured log lines since the last call; JSON lines are decoded when
+-- 'decode' is set (needs lua-cjson).
+function Engine:logs(decode)
+  local out, buf = {}, ffi.new("char[65536]")
+  local cjson = decode and require "cjson"
+  while true do
+    local n = lib.myc_test_next_log(self.handle, buf, 65536)
+    if n < 0 then break end
+    local line = ffi.string(buf)
+    out[#out + 1] = decode and cjson.decode(line) or line
+  end
+  return out
+end
+
+-- Counters of service 'name' (see myc_service_stats).
+function Engine:stats(name)
+  local st = ffi.new("myc_service_stats")
+  for i = 0, lib.myc_engine_service_count(self.handle) - 1 do
+    lib.myc_engine_service_stats(self.handle, i, st)
+    if ffi.string(st.name) == name then
+      local t = {}
+      for _, k in ipairs { "in", "out", "errors", "dropped", "dropped_oldest",
+                           "dropped_newest", "rejected", "memory_bytes" } do
+        t[k] = tonumber(st[k])
+      end
+      t.queue_depth, t.queue_capacity = st.queue_depth, st.queue_capacity
+      t.worker, t.state = st.worker, ffi.string(st.state)
+      return t
+    end
+  end
+  return nil
+end
+
+-- Whether a stop was requested (ctx:shutdown), and its exit code.
+function Engine:stopping()
+  local code = ffi.new("int[1]")
+  if lib.myc_engine_stopping(self.handle, code) ~= 0 then
+    return true, code[0]
+  end
+  return false
+end
+
+-- Drains, calls every service's stop, and returns the exit code.
+function Engine:shutdown()
+  return lib.myc_engine_shutdown(self.handle)
+end
+
+function Engine:close()
+  if self.closed then return end
+  self.closed = true
+  lib.myc_engine_free(self.handle)
+  self.handle = nil
+end
+
+-- Writes 'source' to a temporary .lua file and returns its path (for
+-- specs that define small services inline).
+function M.module(source)
+  local base = os.tmpname()
+  local path = base .. ".lua"
+  local f = assert(io.open(path, "w"))
+  f:write(source)
+  f:close()
+  M._tmp = M._tmp or {}
+  M._tmp[#M._tmp + 1] = path
+  M._tmp[#M._tmp + 1] = base
+  return path
+end
+
+function M.cleanup()
+  for _, p in ipairs(M._tmp or {}) do os.remove(p) end
+  M._tmp = {}
+end
+
+return M
