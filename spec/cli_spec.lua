@@ -1,0 +1,179 @@
+-- spec/cli_spec.lua -- the `mycelium` command: run, check, config errors,
+-- signals.  Runs the real binary from the build tree.
+local bin = os.getenv("MYCELIUM_BIN") or "build/mycelium"
+
+local tmpdir
+local function write(name, text)
+  local path = tmpdir .. "/" .. name
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+-- Runs a shell command; returns exit code, stdout and stderr.
+local function sh(cmd)
+  local out, err = tmpdir .. "/stdout", tmpdir .. "/stderr"
+  local p = io.popen(string.format("(%s) >%s 2>%s; echo $?", cmd, out, err))
+  local rc = tonumber(p:read("*a"))
+  p:close()
+  local function slurp(f)
+    local h = io.open(f)
+    local s = h:read("*a")
+    h:close()
+    return s
+  end
+  return rc, slurp(out), slurp(err)
+end
+
+local function mycelium(args)
+  return sh("timeout 20 " .. bin .. " " .. args)
+end
+
+local quitter = [[
+return { init = function(ctx) ctx:after(0, function(c) c:shutdown(c.opts.code or 0) end) end,
+         stop = function(ctx) ctx.log:info("stopped " .. ctx.name) end }]]
+
+describe("mycelium command", function()
+  before_each(function()
+    tmpdir = os.tmpname()
+    os.remove(tmpdir)
+    assert(os.execute("mkdir -p " .. tmpdir) == 0)
+  end)
+  after_each(function()
+    os.execute("rm -rf " .. tmpdir)
+  end)
+
+  it("prints its version and help", function()
+    local rc, out = mycelium("--version")
+    assert.are.equal(0, rc)
+    assert.matches("^mycelium %d+%.%d+%.%d+", out)
+    rc, out = mycelium("--help")
+    assert.are.equal(0, rc)
+    assert.matches("mycelium run CONFIG.lua", out, 1, true)
+    rc = mycelium("frobnicate")
+    assert.are.equal(2, rc)
+  end)
+
+  it("runs service files with the default config", function()
+    write("quit.lua", quitter)
+    local rc, _, err = mycelium("run " .. tmpdir .. "/quit.lua")
+    assert.are.equal(0, rc)
+    assert.matches("[quit] stopped quit", err, 1, true)
+  end)
+
+  it("runs a config and exits with the code given to shutdown", function()
+    write("quit.lua", quitter)
+    write("mycelium.lua", [[return { node = "n1", services = {
+      { name = "q", module = "quit.lua", opts = { code = 7 } } } }]])
+    local rc, _, err = mycelium("run " .. tmpdir .. "/mycelium.lua")
+    assert.are.equal(7, rc)
+    assert.matches("[q] stopped q", err, 1, true)
+  end)
+
+  it("check validates without running", function()
+    write("quit.lua", quitter)
+    write("mycelium.lua", [[return { workers = 2, services = {
+      { name = "a", module = "quit.lua" }, { name = "b", module = "quit.lua", worker = 0 } } }]])
+    local rc, out, err = mycelium("check " .. tmpdir .. "/mycelium.lua")
+    assert.are.equal(0, rc, err)
+    assert.matches("ok: 2 services: a (worker 0) b (worker 0)", out, 1, true)
+    assert.is_nil(err:find("stopped", 1, true))
+  end)
+
+  describe("refuses bad input with a clear message", function()
+    local function expect_error(config, pattern)
+      local path = write("mycelium.lua", config)
+      write("quit.lua", quitter)
+      local rc, _, err = mycelium("run " .. path)
+      assert.are.equal(1, rc)
+      assert.matches(pattern, err, 1, true)
+      return err
+    end
+
+    it("a missing file", function()
+      local rc, _, err = mycelium("run " .. tmpdir .. "/nope.lua")
+      assert.are.equal(1, rc)
+      assert.matches("cannot read '" .. tmpdir .. "/nope.lua'", err, 1, true)
+    end)
+
+    it("a config syntax error, with its line", function()
+      expect_error("return {\n  workers = 2\n  node = 'x' }", "mycelium.lua:3:")
+    end)
+
+    it("an unknown key, suggesting the nearest", function()
+      expect_error("return { worker = 2, services = { 'quit.lua' } }",
+                   "unknown key 'worker' (did you mean 'workers'?)")
+      expect_error("return { mailbox = { capcity = 8 }, services = { { module = 'quit.lua' } } }",
+                   "unknown key 'mailbox.capcity' (did you mean 'mailbox.capacity'?)")
+      expect_error("return { services = { { module = 'quit.lua', optz = {} } } }",
+                   "unknown key 'services[1].optz' (did you mean 'services[1].opts'?)")
+    end)
+
+    it("a value of the wrong type, naming the key", function()
+      expect_error("return { workers = 'two', services = { { module = 'quit.lua' } } }",
+                   "'workers' must be an integer from 1 to 256, got string \"two\"")
+      expect_error("return { mailbox = { policy = 'drop_all' }, services = { { module = 'quit.lua' } } }",
+                   "'mailbox.policy' must be one of drop_newest, drop_oldest, reject")
+      expect_error("return { mailbox = { threshold = 0 }, services = { { module = 'quit.lua' } } }",
+                   "'mailbox.threshold' must be a number in (0, 1]")
+      expect_error("return { services = { { module = 'quit.lua', worker = 3 } } }",
+                   "'services[1].worker' is 3 but there are only 1 workers")
+    end)
+
+    it("a missing service module", function()
+      expect_error("return { services = { { module = 'absent.lua' } } }",
+                   "'services[1].module': cannot read '" .. tmpdir .. "/absent.lua'")
+    end)
+
+    it("opts that cannot be passed to a service", function()
+      expect_error("return { services = { { module = 'quit.lua', opts = { cb = print } } } }",
+                   "'services[1].opts': cannot encode field 'cb': unsupported type function")
+    end)
+
+    it("a service that does not load", function()
+      write("bad.lua", "return {")
+      local rc, _, err = mycelium("run " .. tmpdir .. "/bad.lua")
+      assert.are.equal(1, rc)
+      assert.matches("mycelium: " .. tmpdir .. "/bad.lua:1: unexpected symbol", err, 1, true)
+      write("good.lua", quitter)
+      rc, _, err = mycelium("run " .. tmpdir .. "/good.lua " .. tmpdir .. "/bad.lua")
+      assert.are.equal(1, rc)
+      assert.matches(tmpdir .. "/bad.lua:1: unexpected symbol", err, 1, true)
+    end)
+
+    it("an init that fails, after stopping the services already started", function()
+      write("quit.lua", quitter)
+      write("boom.lua", "return { init = function() error('no database') end }")
+      write("mycelium.lua", [[return { services = {
+        { name = "first", module = "quit.lua" }, { name = "boom", module = "boom.lua" } } }]])
+      local rc, _, err = mycelium("run " .. tmpdir .. "/mycelium.lua")
+      assert.are.equal(1, rc)
+      assert.matches("service 'boom': ", err, 1, true)
+      assert.matches("no database", err, 1, true)
+      assert.matches("[first] stopped first", err, 1, true)
+    end)
+  end)
+
+  it("reports keys that are not supported yet instead of ignoring them", function()
+    write("quit.lua", quitter)
+    local path = write("mycelium.lua", [[return { listen = { "tcp://127.0.0.1:7400" },
+      services = { { module = "quit.lua" } } }]])
+    local rc, _, err = mycelium("run " .. path)
+    assert.are.equal(0, rc)
+    assert.matches("'listen' is not supported yet; ignored", err, 1, true)
+  end)
+
+  it("stops cleanly on SIGTERM and SIGINT, calling every stop", function()
+    write("tick.lua", [[
+      local n = 0
+      return { init = function(ctx) ctx:every(5, function() n = n + 1 end) end,
+               stop = function(ctx) ctx.log:info("stopped after ticks", { ok = n > 0 }) end }]])
+    for _, sig in ipairs { "TERM", "INT" } do
+      local rc, _, err = sh(string.format(
+        "%s run %s/tick.lua & pid=$!; sleep 0.5; kill -%s $pid; wait $pid", bin, tmpdir, sig))
+      assert.are.equal(0, rc, err)
+      assert.matches("[tick] stopped after ticks ok=true", err, 1, true)
+    end
+  end)
+end)
