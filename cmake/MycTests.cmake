@@ -2,10 +2,13 @@
 # (spec/**/*_spec.lua) with ctest.  Each C test also runs against an
 # ASan+UBSan build of the engine under the label "asan".
 
+# Tests link the engine's objects directly (they use internal functions),
+# and export its public symbols so that Lua services find them via ffi.C.
+myc_engine_target(myc_engine_objs OBJECT)
 if(MYC_SANITIZERS)
   set(MYC_SAN_FLAGS -fsanitize=address,undefined -fno-omit-frame-pointer
       -fno-sanitize-recover=undefined)
-  myc_engine_target(myc_engine_asan STATIC)
+  myc_engine_target(myc_engine_asan OBJECT)
   target_compile_options(myc_engine_asan PRIVATE ${MYC_SAN_FLAGS})
   target_link_options(myc_engine_asan PUBLIC ${MYC_SAN_FLAGS})
 endif()
@@ -23,8 +26,9 @@ foreach(src ${MYC_C_TESTS})
   target_compile_options(${name} PRIVATE ${MYC_WARNINGS})
   target_include_directories(${name} PRIVATE ${CMAKE_SOURCE_DIR}/engine/src
                              ${CMAKE_SOURCE_DIR}/engine/tests)
-  target_link_libraries(${name} PRIVATE libmycelium)
-  set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  target_link_libraries(${name} PRIVATE myc_engine_objs)
+  set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests
+                        ENABLE_EXPORTS ON)
   add_test(NAME c/${name} COMMAND ${name})
   set_tests_properties(c/${name} PROPERTIES LABELS "c" TIMEOUT 120
                        ENVIRONMENT "${MYC_TEST_ENV}")
@@ -35,7 +39,8 @@ foreach(src ${MYC_C_TESTS})
     target_include_directories(${name}_asan PRIVATE ${CMAKE_SOURCE_DIR}/engine/src
                                ${CMAKE_SOURCE_DIR}/engine/tests)
     target_link_libraries(${name}_asan PRIVATE myc_engine_asan)
-    set_target_properties(${name}_asan PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+    set_target_properties(${name}_asan PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests
+                          ENABLE_EXPORTS ON)
     add_test(NAME asan/${name} COMMAND ${name}_asan)
     set_tests_properties(asan/${name} PROPERTIES LABELS "asan" TIMEOUT 300
       ENVIRONMENT "${MYC_TEST_ENV};ASAN_OPTIONS=detect_leaks=1:abort_on_error=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")

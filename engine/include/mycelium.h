@@ -127,6 +127,11 @@ typedef struct {
   int manual;
   myc_alloc_fn alloc; /* NULL: realloc/free */
   void *alloc_ud;
+  /* The services' Lua heaps (each counted against its own budget); NULL:
+   * the same as 'alloc'.  Separate because LuaJIT 2.1 cannot survive an
+   * allocation failure inside lua_newstate() itself. */
+  myc_alloc_fn lua_alloc;
+  void *lua_alloc_ud;
 } myc_engine_config;
 
 /* Fills 'cfg' with the defaults: one worker, 65536-message mailboxes with

@@ -84,6 +84,8 @@ int myc_engine_new(myc_engine **out, const myc_engine_config *cfg) {
     return MYC_ENOMEM;
   memset(e, 0, sizeof *e);
   e->alloc = a;
+  e->lua_alloc.fn = cfg->lua_alloc ? cfg->lua_alloc : a.fn;
+  e->lua_alloc.ud = cfg->lua_alloc ? cfg->lua_alloc_ud : a.ud;
   if (uv_mutex_init(&e->host_lock) != 0) {
     a.fn(a.ud, e, sizeof *e, 0);
     return MYC_ENOMEM;

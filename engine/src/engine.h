@@ -11,6 +11,7 @@
 
 struct myc_engine {
   myc__alloc alloc;
+  myc__alloc lua_alloc; /* base of every service's counting allocator */
   char *node;
   char *lua_path;
   myc_mailbox_config mailbox;

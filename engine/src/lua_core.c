@@ -188,8 +188,9 @@ static int pack_value(packer *p, lua_State *L, int idx, int depth) {
   case LUA_TTABLE:
     return pack_table(p, L, idx, depth);
   default:
-    p->error = luaL_typename(L, idx);
-    return -2;
+    lua_pushfstring(L, "unsupported type %s", luaL_typename(L, idx));
+    p->error = lua_tostring(L, -1); /* stays on the stack until the raise */
+    return -1;
   }
 }
 
@@ -203,13 +204,14 @@ static void encode(lua_State *L, int idx, scratch *out) {
   p.error = NULL;
   msgpack_packer_init(&p.pk, out, scratch_write);
   rc = pack_value(&p, L, idx, 0);
-  if (rc == -2)
-    luaL_error(L, "cannot encode %s%s%s: unsupported type %s",
-               p.path_len ? "field '" : "value", p.path,
-               p.path_len ? "'" : "", p.error);
-  if (rc != 0)
-    luaL_error(L, "cannot encode %s%s%s: %s", p.path_len ? "field '" : "value",
-               p.path, p.path_len ? "'" : "", p.error);
+  if (rc != 0) {
+    /* lua_error, not luaL_error: the caller adds the service and topic,
+     * a source position here would point into the engine. */
+    lua_pushfstring(L, "cannot encode %s%s%s: %s",
+                    p.path_len ? "field '" : "value", p.path,
+                    p.path_len ? "'" : "", p.error);
+    lua_error(L);
+  }
 }
 
 /* pack(value) -> string */

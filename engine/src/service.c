@@ -60,7 +60,7 @@ static myc_service *service_alloc(myc_engine *e, const char *name,
   s->view.batch = s->batch;
   s->view.cursor = -1;
   s->ref_dispatch = s->ref_timer = s->ref_init = s->ref_stop = LUA_NOREF;
-  s->mem.base = &e->alloc;
+  s->mem.base = &e->lua_alloc;
   atomic_init(&s->state, MYC_SVC_LOADED);
   myc__service_new_activation(s);
   return s;
@@ -94,11 +94,25 @@ static void set_paths(lua_State *L, const char *lua_dir, const char *module) {
   lua_pop(L, 2);
 }
 
+/* The error on top of the stack, without its traceback, prefixed with the
+ * service unless the message already names it. */
 static void copy_error(lua_State *L, const char *name, char *err,
                        size_t errlen) {
   const char *msg = lua_tostring(L, -1);
-  if (err != NULL && errlen > 0)
-    snprintf(err, errlen, "service '%s': %s", name, msg ? msg : "error");
+  const char *cut;
+  char named[300];
+  int n;
+  if (err == NULL || errlen == 0)
+    return;
+  if (msg == NULL)
+    msg = "error";
+  cut = strstr(msg, "\nstack traceback:");
+  n = cut ? (int)(cut - msg) : (int)strlen(msg);
+  snprintf(named, sizeof named, "service '%s'", name);
+  if (strstr(msg, named) != NULL && (cut == NULL || strstr(msg, named) < cut))
+    snprintf(err, errlen, "%.*s", n, msg);
+  else
+    snprintf(err, errlen, "%s: %.*s", named, n, msg);
 }
 
 static int take_ref(lua_State *L, int table, const char *field) {
@@ -106,16 +120,27 @@ static int take_ref(lua_State *L, int table, const char *field) {
   return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-/* Runs host.new(svc, info) and keeps references to the entry points. */
-static int start_host(myc_service *s, const myc_service_config *sc) {
-  lua_State *L = s->L;
+typedef struct {
+  myc_service *s;
+  const myc_service_config *sc;
+} host_args;
+
+/* Sets the state up and runs host.new(svc, info), keeping references to
+ * the entry points.  Runs under lua_cpcall: an out-of-memory error while
+ * opening the libraries is an error return, not a panic. */
+static int start_host(lua_State *L) {
+  host_args *a = lua_touserdata(L, 1);
+  myc_service *s = a->s;
+  const myc_service_config *sc = a->sc;
+  int inst;
+
+  luaL_openlibs(L);
+  set_paths(L, s->eng->lua_path, sc->module);
   lua_pushcfunction(L, msgh);
   s->ref_msgh = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, s->ref_msgh);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "mycelium.host");
-  if (lua_pcall(L, 1, 1, -3) != 0)
-    return MYC_ELUA;
+  lua_call(L, 1, 1);
   lua_getfield(L, -1, "new");
   lua_pushlightuserdata(L, s);
   lua_createtable(L, 0, 4);
@@ -129,13 +154,12 @@ static int start_host(myc_service *s, const myc_service_config *sc) {
   }
   lua_pushstring(L, s->eng->lua_path);
   lua_setfield(L, -2, "lua_path");
-  if (lua_pcall(L, 2, 1, -5) != 0)
-    return MYC_ELUA;
-  s->ref_dispatch = take_ref(L, -1, "dispatch");
-  s->ref_timer = take_ref(L, -1, "timer");
-  s->ref_init = take_ref(L, -1, "init");
-  s->ref_stop = take_ref(L, -1, "stop");
-  lua_settop(L, 0);
+  lua_call(L, 2, 1);
+  inst = lua_gettop(L);
+  s->ref_dispatch = take_ref(L, inst, "dispatch");
+  s->ref_timer = take_ref(L, inst, "timer");
+  s->ref_init = take_ref(L, inst, "init");
+  s->ref_stop = take_ref(L, inst, "stop");
   return 0;
 }
 
@@ -159,9 +183,10 @@ int myc__service_new_lua(myc_engine *e, const myc_service_config *sc,
     myc__service_free(s);
     return MYC_ENOMEM;
   }
-  luaL_openlibs(s->L);
-  set_paths(s->L, e->lua_path, sc->module);
-  rc = start_host(s, sc);
+  {
+    host_args args = {s, sc};
+    rc = lua_cpcall(s->L, start_host, &args) == 0 ? 0 : MYC_ELUA;
+  }
   if (rc != 0) {
     copy_error(s->L, s->name, err, errlen);
     myc__topics_unsubscribe_all(&e->topics, s);

@@ -78,6 +78,7 @@ int myc__topics_init(myc__topics *t, const myc__alloc *a) {
   if (t->empty == NULL || uv_mutex_init(&t->lock) != 0) {
     myc__free(a, t->empty, sizeof *t->empty);
     myc__free(a, t->slots, t->nslots * sizeof *t->slots);
+    t->slots = NULL; /* marks the table as not initialised */
     return MYC_ENOMEM;
   }
   return 0;

@@ -13,6 +13,10 @@
 
 /* Batches per idle callback: bounds the time between two I/O polls. */
 #define ROUND_BATCHES 64
+/* A turn on the ready list handles what was queued when it began (what a
+ * service sends itself waits for its next turn, so a self-driven producer
+ * cannot monopolise the worker), up to this many batches. */
+#define TURN_BATCHES 16
 
 static void on_idle(uv_idle_t *h);
 static void on_wake(uv_async_t *h);
@@ -171,8 +175,14 @@ uint64_t myc__worker_run_ready(myc__worker *w, uint32_t budget) {
     myc_service *s = ready_pop(w);
     if (s == NULL)
       break;
-    myc__worker_tick(w);
-    handled += myc__service_dispatch(s);
+    uint32_t turn = 0, done = 0;
+    uint32_t avail = atomic_load_explicit(&s->mb.len, memory_order_relaxed) +
+                     (s->view.batch_n - s->batch_pos);
+    do {
+      myc__worker_tick(w);
+      done += myc__service_dispatch(s);
+    } while (++turn < TURN_BATCHES && done < avail && myc__service_pending(s));
+    handled += done;
     if (myc__service_pending(s) && !s->queued)
       myc__worker_schedule(w, s);
   }

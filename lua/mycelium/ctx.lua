@@ -51,8 +51,10 @@ function M.new(svc, lud, name, opts, has_handler, typed)
     local r = C.myc_svc_topic(svc, t, #t)
     if r < 0 then
       local why = C.myc_topic_check(t, #t, 0)
-      fail(level + 1, "invalid topic '%s': %s", t,
-           why ~= nil and ffi_string(why) or strerror(tonumber(r)))
+      if why ~= nil then
+        fail(level + 1, "invalid topic '%s': %s", t, ffi_string(why))
+      end
+      fail(level + 1, "topic '%s': %s", t, strerror(tonumber(r)))
     end
     id = tonumber(r)
     topic_ids[t] = id

@@ -27,6 +27,7 @@ typedef struct {
   const char *node; uint32_t workers; myc_mailbox_config mailbox;
   int log_level; int log_format; myc_log_fn log_fn; void *log_ud;
   const char *lua_path; int manual; myc_alloc_fn alloc; void *alloc_ud;
+  myc_alloc_fn lua_alloc; void *lua_alloc_ud;
 } myc_engine_config;
 typedef struct {
   const char *name; const char *module; const void *opts; size_t opts_len;
@@ -173,7 +174,7 @@ function M.engine(spec)
     if rc ~= 0 then
       local msg = ffi.string(err)
       self:close()
-      error(msg, 2)
+      error(msg, 0)
     end
   end
   self.collect_before_start = {}
@@ -192,7 +193,7 @@ function Engine:start()
   local err = ffi.new("char[2048]")
   local rc = lib.myc_engine_start(self.handle, err, 2048)
   if rc ~= 0 then
-    error(ffi.string(err), 2)
+    error(ffi.string(err), 0)
   end
   self.started = true
   return self

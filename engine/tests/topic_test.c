@@ -1,0 +1,145 @@
+/* topic_test.c -- names, patterns and subscriber lists. */
+#include "test.h"
+
+#include "alloc.h"
+#include "topic.h"
+
+#define S(x) x, sizeof(x) - 1
+
+static void names_are_checked(void) {
+  CHECK(myc__topic_check(S("swaps.raw"), 0) == NULL);
+  CHECK(myc__topic_check(S("$dead"), 0) == NULL);
+  CHECK(myc__topic_check(S("a-b_c:d/e.F9"), 0) == NULL);
+  CHECK_STR(myc__topic_check(S(""), 0), "empty name");
+  CHECK_STR(myc__topic_check(S("a..b"), 0), "empty segment");
+  CHECK_STR(myc__topic_check(S(".a"), 0), "empty segment");
+  CHECK_STR(myc__topic_check(S("a."), 0), "empty segment");
+  CHECK(myc__topic_check(S("a b"), 0) != NULL);
+  CHECK(myc__topic_check(S("a$b"), 0) != NULL);
+  CHECK_STR(myc__topic_check(S("a.*"), 0), "'*' is only valid in subscriptions");
+  CHECK(myc__topic_check(S("a.*"), 1) == NULL);
+  CHECK(myc__topic_check(S("*"), 1) == NULL);
+  CHECK(myc__topic_check(S("a*"), 1) != NULL);
+  CHECK(myc__topic_check(S("a.*.b"), 1) != NULL);
+  CHECK(myc__topic_check(S(".*"), 1) != NULL);
+  {
+    char big[300];
+    memset(big, 'x', sizeof big);
+    CHECK(myc__topic_check(big, 255, 0) == NULL);
+    CHECK_STR(myc__topic_check(big, 256, 0), "longer than 255 bytes");
+  }
+}
+
+static void patterns_match(void) {
+  CHECK(myc__topic_match(S("a.b"), S("a.b")));
+  CHECK(!myc__topic_match(S("a.b"), S("a.bc")));
+  CHECK(myc__topic_match(S("a.*"), S("a.b")));
+  CHECK(myc__topic_match(S("a.*"), S("a.b.c")));
+  CHECK(!myc__topic_match(S("a.*"), S("a")));
+  CHECK(!myc__topic_match(S("a.*"), S("ab.c")));
+  CHECK(myc__topic_match(S("*"), S("anything.at.all")));
+  CHECK(!myc__topic_match(S("*"), S("$dead")));
+  CHECK(myc__topic_match(S("$dead"), S("$dead")));
+}
+
+static myc__alloc alloc = {myc__default_alloc, NULL};
+#define SVC(n) ((struct myc_service *)(uintptr_t)(n))
+
+static void subscriber_lists_follow_subscriptions(void) {
+  myc__topics t;
+  int64_t a, ab, c;
+  myc__sublist *l;
+  CHECK_EQ(myc__topics_init(&t, &alloc), 0);
+  a = myc__topics_resolve(&t, S("a"));
+  ab = myc__topics_resolve(&t, S("a.b"));
+  CHECK(a >= 1 && ab >= 1 && a != ab);
+  CHECK_EQ(myc__topics_resolve(&t, S("a.b")), ab);
+  CHECK_EQ(myc__topics_resolve(&t, S("bad topic")), MYC_ETOPIC);
+  CHECK_EQ(myc__topics_subscribe(&t, SVC(1), S("a.*")), 0);
+  CHECK_EQ(myc__topics_subscribe(&t, SVC(2), S("a.b")), 0);
+  CHECK_EQ(myc__topics_subscribe(&t, SVC(1), S("a.b")), 0); /* both: once */
+  CHECK_EQ(myc__topics_subscribe(&t, SVC(1), S("a.b")), 0); /* twice: no-op */
+  CHECK_EQ(myc__topics_subscribe(&t, SVC(3), S("bad..p")), MYC_ETOPIC);
+  l = myc__topic_subs(myc__topics_get(&t, (uint32_t)ab));
+  CHECK_EQ(l->n, 2);
+  CHECK(l->svc[0] == SVC(1) && l->svc[1] == SVC(2));
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, (uint32_t)a))->n, 0);
+  /* a topic created later sees the pattern subscription */
+  c = myc__topics_resolve(&t, S("a.c.d"));
+  l = myc__topic_subs(myc__topics_get(&t, (uint32_t)c));
+  CHECK_EQ(l->n, 1);
+  CHECK(l->svc[0] == SVC(1));
+  CHECK_EQ(myc__topics_unsubscribe(&t, SVC(1), S("a.*")), 0);
+  l = myc__topic_subs(myc__topics_get(&t, (uint32_t)c));
+  CHECK_EQ(l->n, 0);
+  l = myc__topic_subs(myc__topics_get(&t, (uint32_t)ab));
+  CHECK_EQ(l->n, 2); /* SVC(1) still has the exact subscription */
+  CHECK_EQ(myc__topics_unsubscribe_all(&t, SVC(1)), 0);
+  l = myc__topic_subs(myc__topics_get(&t, (uint32_t)ab));
+  CHECK_EQ(l->n, 1);
+  CHECK(myc__topics_get(&t, 0) == NULL);
+  CHECK(myc__topics_get(&t, 999) == NULL);
+  myc__topics_destroy(&t);
+}
+
+static void many_topics_grow_the_table(void) {
+  myc__topics t;
+  char name[32];
+  int i;
+  CHECK_EQ(myc__topics_init(&t, &alloc), 0);
+  CHECK_EQ(myc__topics_subscribe(&t, SVC(7), S("t.*")), 0);
+  for (i = 0; i < 5000; i++) {
+    int n = snprintf(name, sizeof name, "t.%d", i);
+    CHECK_EQ(myc__topics_resolve(&t, name, (size_t)n), i + 1);
+  }
+  for (i = 0; i < 5000; i += 777) {
+    int n = snprintf(name, sizeof name, "t.%d", i);
+    CHECK_EQ(myc__topics_resolve(&t, name, (size_t)n), i + 1);
+    CHECK_EQ(myc__topic_subs(myc__topics_get(&t, (uint32_t)i + 1))->n, 1);
+  }
+  myc__topics_destroy(&t);
+}
+
+/* Every allocation failure leaves the table as it was and leaks nothing. */
+static void allocation_failures_change_nothing(void) {
+  long n;
+  for (n = 1;; n++) {
+    failing_alloc fa = {n, 0, 0};
+    myc__alloc a = {failing_alloc_fn, &fa};
+    myc__topics t;
+    int rc;
+    if (myc__topics_init(&t, &a) != 0) {
+      CHECK_EQ(fa.live, 0);
+      continue;
+    }
+    rc = (int)myc__topics_resolve(&t, S("x.y"));
+    if (rc > 0)
+      rc = myc__topics_subscribe(&t, SVC(1), S("x.*"));
+    if (rc == 0)
+      rc = (int)myc__topics_resolve(&t, S("x.z"));
+    if (rc > 0) {
+      CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 2))->n, 1);
+      myc__topics_destroy(&t);
+      CHECK_EQ(fa.live, 0);
+      break;
+    }
+    CHECK(rc == MYC_ENOMEM);
+    if (fa.count >= 3) /* subscription state must be unchanged on failure */
+      CHECK(myc__topics_get(&t, 1) == NULL ||
+            myc__topic_subs(myc__topics_get(&t, 1))->n <= 1);
+    myc__topics_destroy(&t);
+    CHECK_EQ(fa.live, 0);
+  }
+}
+
+int main(void) {
+  static const test_case cases[] = {
+      {"names_are_checked", names_are_checked},
+      {"patterns_match", patterns_match},
+      {"subscriber_lists_follow_subscriptions",
+       subscriber_lists_follow_subscriptions},
+      {"many_topics_grow_the_table", many_topics_grow_the_table},
+      {"allocation_failures_change_nothing", allocation_failures_change_nothing},
+      {NULL, NULL}};
+  return run_tests(cases);
+}
