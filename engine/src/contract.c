@@ -485,9 +485,10 @@ int myc_contract_load_string(myc_contract_set **out, const char *name,
   myc_contract_set *cs;
   int rc;
 
+  if (out != NULL)
+    *out = NULL;
   if (out == NULL || name == NULL || (text == NULL && len != 0))
     return MYC_EINVAL;
-  *out = NULL;
   if ((cs = set_new(alloc, ud, name)) == NULL)
     return MYC_ENOMEM;
   rc = myc__contract_parse(cs, text ? text : "", len);
@@ -561,9 +562,10 @@ int myc_contract_load(myc_contract_set **out, const char *path,
   char *buf;
   int rc;
 
+  if (out != NULL)
+    *out = NULL;
   if (out == NULL || path == NULL)
     return MYC_EINVAL;
-  *out = NULL;
   rc = read_file(path, fn, ud, &buf, &len, &cap);
   if (rc == MYC_ENOMEM)
     return rc;

@@ -71,6 +71,20 @@ static yaml_node_t *get(parser *p, const yaml_node_t *map, const char *key) {
   return NULL;
 }
 
+/* Line of 'key' in mapping 'map' (its first occurrence), else of 'map':
+ * "schema: missing id" is best reported where "schema:" is written. */
+static int key_line(parser *p, const yaml_node_t *map, const char *key) {
+  yaml_node_pair_t *pr;
+
+  for (pr = map->data.mapping.pairs.start; pr < map->data.mapping.pairs.top;
+       pr++) {
+    const char *k = scalar(node(p, pr->key));
+    if (k != NULL && strcmp(k, key) == 0)
+      return line_of(node(p, pr->key));
+  }
+  return line_of(map);
+}
+
 /* libyaml keeps duplicate keys; the Rust loader would reject them, and a
  * silently shadowed field would change the layout, so report each one. */
 static void check_keys(parser *p, const yaml_node_t *map, const char *where,
@@ -797,7 +811,7 @@ static int schema_number(parser *p, yaml_node_t *schema, const char *key,
 static void parse_schema(parser *p, yaml_node_t *root) {
   yaml_node_t *s = get(p, root, "schema");
   uint64_t id = 0, version = 0, minc = 0;
-  int rc;
+  int rc, line = key_line(p, root, "schema");
 
   if (s == NULL) {
     DIAG(p, "missing_key", line_of(root), NULL,
@@ -810,10 +824,9 @@ static void parse_schema(parser *p, yaml_node_t *root) {
   }
   check_keys(p, s, "schema", "duplicate_key");
   if (schema_number(p, s, "id", UINT32_MAX, &id) > 0)
-    DIAG(p, "missing_key", line_of(s), "schema", "missing required key 'id'");
+    DIAG(p, "missing_key", line, "schema", "missing required key 'id'");
   if (schema_number(p, s, "version", UINT16_MAX, &version) > 0)
-    DIAG(p, "missing_key", line_of(s), "schema",
-         "missing required key 'version'");
+    DIAG(p, "missing_key", line, "schema", "missing required key 'version'");
   rc = schema_number(p, s, "min_compatible", UINT16_MAX, &minc);
   if (rc > 0)
     minc = version;
@@ -870,7 +883,7 @@ static void parse_ranges(parser *p, yaml_node_t *root) {
            "%s: '%s' is not a range 'start-end' within 1-65535",
            range_name[r], scalar(n) ? scalar(n) : "");
   }
-  check_overlaps(p, line_of(m));
+  check_overlaps(p, key_line(p, root, "tag_ranges"));
 }
 
 /* ===================================================================== */
