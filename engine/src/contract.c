@@ -7,6 +7,8 @@
  */
 #include "contract.h"
 
+#include "alloc.h"
+
 #include <errno.h>
 #include <math.h>
 #include <openssl/sha.h>
@@ -30,16 +32,6 @@ struct myc__chunk {
 /* ===================================================================== */
 /* Allocation                                                             */
 /* ===================================================================== */
-
-static void *default_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  (void)ud;
-  (void)osize;
-  if (nsize == 0) {
-    free(ptr);
-    return NULL;
-  }
-  return realloc(ptr, nsize);
-}
 
 /* The one place that calls the hook, so moving to the engine's allocator
  * wrappers is one edit. */
@@ -353,7 +345,8 @@ static char *field_canon(myc_contract_set *cs, const myc__field *f) {
     snprintf(minl, sizeof(minl), " min_length=%u", (unsigned)r->min_length);
   if (r->has_max_length)
     snprintf(maxl, sizeof(maxl), " max_length=%u", (unsigned)r->max_length);
-  return format(cs, "field %s %s count=%u offset=%u size=%u%s%s%s%s%s%s%s%s%s\n",
+  return format(cs,
+                "field %s %s count=%u offset=%u size=%u%s%s%s%s%s%s%s%s%s\n",
                 f->pub.name, f->pub.type, (unsigned)f->pub.count,
                 (unsigned)f->pub.offset, (unsigned)f->pub.size,
                 f->pub.optional ? " optional" : "",
@@ -446,7 +439,8 @@ static int finish(myc_contract_set *cs) {
 static myc_contract_set *set_new(myc_alloc_fn alloc, void *ud,
                                  const char *file) {
   myc_contract_set *cs;
-  myc_contract_set tmp = {.alloc = alloc ? alloc : default_alloc, .ud = ud};
+  myc_contract_set tmp = {.alloc = alloc ? alloc : myc__default_alloc,
+                          .ud = ud};
 
   /* The set lives in its own arena: allocate from a stack header first,
    * then move the header into the arena. */
@@ -557,7 +551,7 @@ static int unreadable(myc_contract_set **out, const char *path,
 
 int myc_contract_load(myc_contract_set **out, const char *path,
                       myc_alloc_fn alloc, void *ud) {
-  myc_alloc_fn fn = alloc ? alloc : default_alloc;
+  myc_alloc_fn fn = alloc ? alloc : myc__default_alloc;
   size_t len, cap;
   char *buf;
   int rc;

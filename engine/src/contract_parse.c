@@ -100,8 +100,8 @@ static void check_keys(parser *p, const yaml_node_t *map, const char *where,
     for (b = start; b < a; b++) {
       yaml_node_t *kb = node(p, b->key);
       if (scalar(kb) && strcmp(scalar(ka), scalar(kb)) == 0) {
-        DIAG(p, kind, line_of(ka), where, "'%s' defined twice (first at line %d)",
-             scalar(ka), line_of(kb));
+        DIAG(p, kind, line_of(ka), where,
+             "'%s' defined twice (first at line %d)", scalar(ka), line_of(kb));
         break;
       }
     }

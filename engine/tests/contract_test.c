@@ -326,7 +326,8 @@ static void test_syntax_and_missing(void) {
 static void test_duplicates(void) {
   expect_error(HEAD "  A:\n    tlv_type: 1000\n    fields: {}\n"
                     "  B:\n    tlv_type: 1000\n    fields: {}\n",
-               "duplicate_tag", 9, "B: tlv_type 1000 is also used by A (line 6)");
+               "duplicate_tag", 9,
+               "B: tlv_type 1000 is also used by A (line 6)");
   expect_error(HEAD "  A:\n    tlv_type: 1000\n    fields: {}\n"
                     "  A:\n    tlv_type: 1001\n    fields: {}\n",
                "duplicate_name", 9, "'A' defined twice (first at line 6)");
@@ -431,7 +432,8 @@ static void test_rules(void) {
   expect_error(HEAD "  A:\n    tlv_type: 1000\n    fields:\n"
                     "      x:\n        type: u8\n        validation:\n"
                     "          - min: 300\n",
-               "bad_rule", 12, "A.x: min '300' is out of the field type's range");
+               "bad_rule", 12,
+               "A.x: min '300' is out of the field type's range");
   expect_error(HEAD "  A:\n    tlv_type: 1000\n    fields:\n"
                     "      x:\n        type: u8\n        validation:\n"
                     "          - min: -1\n",
@@ -662,7 +664,8 @@ static const char checked[] = HEAD
     "      addr: {type: \"[u8; 20]\", validation: [{not_zero: true}]}\n"
     "      s:\n"
     "        type: String\n"
-    "        validation: [{max_length: 4}, {min_length: 2}, {not_empty: true}]\n"
+    "        validation: [{max_length: 4}, {min_length: 2},\n"
+    "                     {not_empty: true}]\n"
     "      v: {type: Vec<u16>, validation: [{max_length: 3}]}\n"
     "      flag: {type: bool}\n"
     "      opt: {type: u32, optional: true, validation: [{min: 10}]}\n"
