@@ -667,12 +667,20 @@ local function struct_decl(cname, fields, view)
   return fmt("struct __attribute__((packed)) %s {\n%s};", cname, concat(decls))
 end
 
--- Unknown names are typos: fail loudly instead of returning nil.
+-- Unknown names are typos: fail loudly instead of returning nil.  The
+-- reserved name _myc_type (field names cannot start with _myc_) answers
+-- the message type, so emit can tell what a struct is without a lookup.
 local function writable_mt(T)
   local function nofield(_, k)
     error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
   end
-  return { __index = nofield, __newindex = nofield }
+  return {
+    __index = function(obj, k)
+      if k == "_myc_type" then return T end
+      nofield(obj, k)
+    end,
+    __newindex = nofield,
+  }
 end
 
 -- Views store fields under reserved names (_myc_<i>), so every access by
@@ -851,6 +859,67 @@ local function new_set(cs)
   return set
 end
 
+-- The contract support the service host plugs into ctx and msg:
+--   emit(svc, tid, value, topic, level) -> rc   (ctx:emit of a typed value)
+--   typed(buf, ptr, len) -> read-only view       (msg.data of a typed frame)
+--   type_name(tag) -> name                       (msg.type)
+--   new(name, init) -> writable struct           (ctx:new)
+-- opts.validate = false skips the rules on emit (the hot-path switch);
+-- opts.emit replaces myc_svc_emit (tests).  Until the engine hands out
+-- payload buffers, new() returns Lua-owned memory and emit copies it once.
+function Set:engine_support(opts)
+  opts = opts or {}
+  local validate = opts.validate ~= false
+  local raw_emit = opts.emit
+  if raw_emit == nil then
+    require "mycelium.cdefs"
+    raw_emit = ffi.C.myc_svc_emit
+  end
+  local set, S = self, {}
+
+  local function type_of(value, topic, level)
+    local ok, T = pcall(function() return value._myc_type end)
+    if not ok or T == nil then
+      error(fmt("emit to '%s': this cdata is not a message made with ctx:new", topic), level + 1)
+    end
+    if T.set ~= set and (set.by_tag[T.tag] or {}).digest ~= T.digest then
+      error(fmt("emit to '%s': %s is not a type of this engine's contracts", topic, T.name),
+        level + 1)
+    end
+    return T
+  end
+
+  function S.emit(svc, tid, value, topic, level)
+    local T = type_of(value, topic, level + 1)
+    if validate then
+      local ok, why = T:validate(value)
+      if not ok then error(fmt("emit to '%s': %s", topic, why), level + 1) end
+    end
+    return raw_emit(svc, tid, 3, T.tag, ffi.cast("const void *", value), T.size)
+  end
+
+  function S.typed(buf, ptr, len)
+    local T = set.by_tag[buf.hdr.type]
+    if T ~= nil and len == T.size then return T:view(ptr) end
+    return ffi.string(ptr, len) -- unknown tag or wrong size: never viewed
+  end
+
+  function S.type_name(tag)
+    local T = set.by_tag[tag]
+    return T and T.name or ("type:" .. tostring(tag))
+  end
+
+  function S.new(name, init, level)
+    local T = set.by_name[name]
+    if T == nil then
+      error(fmt("ctx:new: unknown message type '%s'", tostring(name)), (level or 1) + 1)
+    end
+    return T:new(init)
+  end
+
+  return S
+end
+
 -- Wraps the result of a C load: a set, or nil, message, code, diagnostics.
 local function wrap(out, rc)
   local cs = out[0]
@@ -864,6 +933,13 @@ local function wrap(out, rc)
     return nil, text, "ECONTRACT", list
   end
   return new_set(cs)
+end
+
+-- A set over a myc_contract_set* the engine owns (and keeps alive for as
+-- long as this Lua state runs); no finaliser.
+function M.wrap(ptr)
+  lib(); declare_support()
+  return new_set(ffi.cast("myc_contract_set *", ptr))
 end
 
 -- Loads a contracts file.  Returns a set, or nil, message (every error,
