@@ -831,7 +831,35 @@ static void alloc_loop(const char *what, const char *yaml, int want) {
   CHECK(n > 1);
 }
 
+/* The same through a file: the read buffer is allocated too, and the
+ * Bandit contracts span several arena chunks. */
+static void alloc_loop_file(void) {
+  const char *dir = getenv("MYCELIUM_SOURCE_DIR");
+  char path[1024];
+  long n;
+
+  current = "alloc: bandit file";
+  snprintf(path, sizeof(path), "%s/services/contracts.yaml",
+           dir ? dir : "..");
+  for (n = 1; n < 100000; n++) {
+    failing f = {.fail_at = n};
+    myc_contract_set *cs = NULL;
+    int rc = myc_contract_load(&cs, path, failing_alloc, &f);
+    if (rc == MYC_ENOMEM) {
+      CHECK(cs == NULL);
+      CHECK_EQ(f.live, 0);
+      continue;
+    }
+    CHECK_EQ(rc, 0);
+    myc_contract_free(cs);
+    CHECK_EQ(f.live, 0);
+    break;
+  }
+  CHECK(n > 4);
+}
+
 static void test_alloc_failures(void) {
+  alloc_loop_file();
   alloc_loop("alloc: rust format", rust_format, 0);
   alloc_loop("alloc: all types", all_types, 0);
   alloc_loop("alloc: errors", HEAD "  A:\n    tlv_type: 1000\n    fields:\n"
