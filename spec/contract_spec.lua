@@ -333,9 +333,14 @@ describe("mycelium.contract", function()
       assert.matches("even number of hex digits", why)
       local addr = contract.address_to_hex(assert(contract.address_from_hex(WMATIC)))
       assert.equal(WMATIC, addr:lower())
-      local ok, eip55 = pcall(require, "mycelium.eip55")
-      if ok then
+      -- The checksum needs mycelium.eip55 (Bandit's helpers).
+      if pcall(require, "mycelium.eip55") then
         assert.equal("0x0d500B1d8E8eF31E21C99d1Db9A6444d3ADf1270", addr)
+        local bad = "0x0D500B1d8E8eF31E21C99d1Db9A6444d3ADf1270"
+        local none, why = contract.address_from_hex(bad)
+        assert.is_nil(none)
+        assert.matches("bad EIP-55 checksum", why, 1, true)
+        assert.has_error(function() T:new { addr = bad } end)
       end
     end)
   end)

@@ -120,9 +120,10 @@ end
 -- Addresses ([u8; 20]) with EIP-55 checksums
 -- ===================================================================
 
--- mycelium.eip55 (encode(20 bytes) -> "0x...", decode("0x...") -> bytes
--- or nil, err) is optional: without it addresses print in lowercase and
--- mixed-case input is not checked.
+-- mycelium.eip55 is optional: without it addresses print in lowercase and
+-- mixed-case input is not checked.  Its API: from_bytes(20 bytes) ->
+-- "0x..." checksummed, is_valid(s) -> boolean (uniform case, or a correct
+-- checksum).
 local eip55
 local function checksum()
   if eip55 == nil then
@@ -137,7 +138,7 @@ function M.address_to_hex(a)
   local s = type(a) == "string" and a or ffi.string(a, 20)
   if #s ~= 20 then error("address must be 20 bytes, got " .. #s, 2) end
   local e = checksum()
-  if e then return e.encode(s) end
+  if e then return e.from_bytes(s) end
   return M.hex(s)
 end
 
@@ -148,8 +149,8 @@ function M.address_from_hex(s)
     return nil, "not a 0x address of 40 hex digits: " .. tostring(s)
   end
   local e = checksum()
-  if e and s:sub(3):find("%l") and s:sub(3):find("%u") then
-    return e.decode(s)
+  if e and not e.is_valid(s) then
+    return nil, "bad EIP-55 checksum (mixed case must be exact): " .. s
   end
   return M.unhex(s)
 end
