@@ -293,6 +293,154 @@ MYC_EXTERN uint32_t myc_engine_service_count(myc_engine *e);
 MYC_EXTERN int myc_engine_service_stats(myc_engine *e, uint32_t index,
                                         myc_service_stats *st);
 
+/* ===================================================================== */
+/* Contracts                                                              */
+/* ===================================================================== */
+
+/* Message types declared in contracts.yaml (docs/CONTRACTS.md): loaded,
+ * validated and laid out here, so a C publisher can fill a typed payload
+ * (packed little-endian, 'offset'/'size' per field) and C and Lua agree on
+ * every byte.  A set is immutable once loaded: any thread may read it
+ * while its owner keeps it alive.
+ */
+/* A loaded contracts file: its schema, message types and diagnostics. */
+typedef struct myc_contract_set myc_contract_set;
+/* One message type of a set; valid as long as the set is. */
+typedef struct myc_contract_type myc_contract_type;
+
+/* Field kinds, with the canonical spelling used in contracts.yaml. */
+#define MYC_FIELD_KIND_MAP(XX)                                                \
+  XX(U8, 1, "u8", 1)                                                         \
+  XX(U16, 2, "u16", 2)                                                       \
+  XX(U32, 3, "u32", 4)                                                       \
+  XX(U64, 4, "u64", 8)                                                       \
+  XX(I8, 5, "i8", 1)                                                         \
+  XX(I16, 6, "i16", 2)                                                       \
+  XX(I32, 7, "i32", 4)                                                       \
+  XX(I64, 8, "i64", 8)                                                       \
+  XX(F32, 9, "f32", 4)                                                       \
+  XX(F64, 10, "f64", 8)                                                      \
+  XX(BOOL, 11, "bool", 1)                                                    \
+  XX(U256, 12, "U256", 32)                                                   \
+  XX(I256, 13, "I256", 32)                                                   \
+  XX(ARRAY, 14, "array", 0)                                                  \
+  XX(STRING, 15, "String", 0)                                                \
+  XX(VEC, 16, "Vec", 0)
+
+typedef enum {
+#define XX(name, value, text, size) MYC_FIELD_##name = (value),
+  MYC_FIELD_KIND_MAP(XX)
+#undef XX
+} myc_field_kind;
+
+/* Everything known about one field.  Layout is packed little-endian:
+ * 'offset' is from the start of the payload, 'size' its bytes.
+ *   scalars, U256, I256: count 1, elem_kind == kind, elem_size == size.
+ *   ARRAY [T; N]:  count N elements of elem_kind/elem_size at 'offset'.
+ *   STRING:        u16 length, then 'count' (capacity) bytes.
+ *   VEC Vec<T>:    u16 length, then 'count' (capacity) elements.
+ * An element of kind ARRAY is always [u8; elem_size]. */
+typedef struct {
+  const char *name;
+  const char *type; /* canonical type text, e.g. "[u8; 20]", "Vec<U256>" */
+  myc_field_kind kind;
+  myc_field_kind elem_kind;
+  uint32_t elem_size;
+  uint32_t count;
+  uint32_t offset;
+  uint32_t size;
+  int optional; /* 1 when the contract marks it optional (zero = absent) */
+  int line;     /* line of its key in the contracts file */
+} myc_contract_field;
+
+/* Loads the contracts file at 'path'.  'alloc' may be NULL (realloc/free);
+ * every allocation of the set goes through it.
+ *
+ * Returns 0 with a valid set in '*out'; MYC_ECONTRACT when the file could
+ * not be read or has errors, with '*out' holding a set that lists ALL of
+ * them (myc_contract_error*) and no types; MYC_ENOMEM or MYC_EINVAL (bad
+ * arguments) with '*out' NULL.  The caller frees any non-NULL '*out' with
+ * myc_contract_free(). */
+MYC_EXTERN int myc_contract_load(myc_contract_set **out, const char *path,
+                                 myc_alloc_fn alloc, void *ud);
+
+/* As myc_contract_load(), from 'len' bytes of YAML at 'text'; 'name' is
+ * the file name used in messages.  'text' need not be NUL-terminated and
+ * is not referenced after the call. */
+MYC_EXTERN int myc_contract_load_string(myc_contract_set **out,
+                                        const char *name, const char *text,
+                                        size_t len, myc_alloc_fn alloc,
+                                        void *ud);
+
+/* Frees a set and everything it owns; pointers obtained from it become
+ * invalid.  NULL is a no-op.  Cannot fail. */
+MYC_EXTERN void myc_contract_free(myc_contract_set *cs);
+
+/* Number of diagnostics; 0 for a good set. */
+MYC_EXTERN size_t myc_contract_error_count(const myc_contract_set *cs);
+
+/* Diagnostic 'i' as "file:line: where: what", or NULL if 'i' is out of
+ * range.  Owned by the set. */
+MYC_EXTERN const char *myc_contract_error(const myc_contract_set *cs,
+                                          size_t i);
+
+/* Stable short name of diagnostic 'i' ("duplicate_tag", "unknown_type",
+ * ...; docs/CONTRACTS.md lists them), or NULL if out of range. */
+MYC_EXTERN const char *myc_contract_error_kind(const myc_contract_set *cs,
+                                               size_t i);
+
+/* Line (1-based) of diagnostic 'i', 0 if it has none or is out of range. */
+MYC_EXTERN int myc_contract_error_line(const myc_contract_set *cs, size_t i);
+
+/* The schema digest: 64 lowercase hex digits of SHA-256 over the
+ * normalised schema (docs/CONTRACTS.md).  "" for a set with errors. */
+MYC_EXTERN const char *myc_contract_digest(const myc_contract_set *cs);
+
+/* The schema section: id, version and oldest compatible version. */
+MYC_EXTERN uint32_t myc_contract_schema_id(const myc_contract_set *cs);
+MYC_EXTERN uint16_t myc_contract_schema_version(const myc_contract_set *cs);
+MYC_EXTERN uint16_t myc_contract_min_compatible(const myc_contract_set *cs);
+
+/* Number of message types, and type 'i' in ascending tag order (NULL if
+ * out of range). */
+MYC_EXTERN size_t myc_contract_type_count(const myc_contract_set *cs);
+MYC_EXTERN const myc_contract_type *
+myc_contract_type_at(const myc_contract_set *cs, size_t i);
+
+/* The type named 'name' or tagged 'tag', or NULL if there is none. */
+MYC_EXTERN const myc_contract_type *
+myc_contract_type_by_name(const myc_contract_set *cs, const char *name);
+MYC_EXTERN const myc_contract_type *
+myc_contract_type_by_tag(const myc_contract_set *cs, uint32_t tag);
+
+/* Properties of a type.  Strings are owned by the set. */
+MYC_EXTERN const char *myc_contract_type_name(const myc_contract_type *t);
+MYC_EXTERN uint16_t myc_contract_type_tag(const myc_contract_type *t);
+MYC_EXTERN size_t myc_contract_type_size(const myc_contract_type *t);
+MYC_EXTERN const char *myc_contract_type_domain(const myc_contract_type *t);
+/* Per-type digest (64 hex digits): equal on two nodes exactly when the
+ * type's name, tag, fields, layout and rules are equal. */
+MYC_EXTERN const char *myc_contract_type_digest(const myc_contract_type *t);
+
+/* Fields, in declaration (= layout) order. */
+MYC_EXTERN size_t myc_contract_field_count(const myc_contract_type *t);
+/* Field 'i', or NULL if out of range. */
+MYC_EXTERN const myc_contract_field *
+myc_contract_field_at(const myc_contract_type *t, size_t i);
+/* Index of the field named 'name', or -1. */
+MYC_EXTERN int myc_contract_field_index(const myc_contract_type *t,
+                                        const char *name);
+
+/* Checks a filled payload of type 't' against its validation rules (and
+ * the length prefixes of String and Vec fields against their capacity).
+ * Returns 0, or MYC_ECONTRACT with "Type.field: rule" in 'err' (which may
+ * be NULL) for the first violation; MYC_EINVAL if 'len' is not the type's
+ * size.  Thread-safe; allocates nothing. */
+MYC_EXTERN int myc_contract_validate(const myc_contract_type *t,
+                                     const void *payload, size_t len,
+                                     char *err, size_t errlen);
+
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,6 +12,7 @@ static const char usage[] =
     "       mycelium run SERVICE.lua...       run service files, default config\n"
     "       mycelium check CONFIG.lua|SERVICE.lua...\n"
     "                                         validate config and services\n"
+    "       mycelium check CONTRACTS.yaml     validate contracts, print digest\n"
     "       mycelium reload [--socket PATH] SERVICE\n"
     "       mycelium status [--socket PATH]\n"
     "       mycelium --version | --help\n"
@@ -75,11 +76,47 @@ static int cmd_run(int nfiles, char **files) {
   return rc;
 }
 
+static int has_suffix(const char *s, const char *suffix) {
+  size_t n = strlen(s), k = strlen(suffix);
+  return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Prints every error of a contracts file (exit 1), or its schema digest
+ * and types (exit 0). */
+static int check_contracts(const char *path) {
+  myc_contract_set *cs;
+  size_t i, n;
+  int rc = myc_contract_load(&cs, path, NULL, NULL);
+  if (cs == NULL) {
+    fprintf(stderr, "mycelium: %s: %s\n", path, myc_strerror(rc));
+    return 1;
+  }
+  for (i = 0; i < myc_contract_error_count(cs); i++)
+    fprintf(stderr, "%s\n", myc_contract_error(cs, i));
+  if (rc == 0) {
+    n = myc_contract_type_count(cs);
+    printf("ok: %s: schema 0x%08x version %u, %zu type%s, digest %s\n", path,
+           (unsigned)myc_contract_schema_id(cs),
+           (unsigned)myc_contract_schema_version(cs), n, n == 1 ? "" : "s",
+           myc_contract_digest(cs));
+  } else {
+    fprintf(stderr, "mycelium: %s: %zu error%s\n", path,
+            myc_contract_error_count(cs),
+            myc_contract_error_count(cs) == 1 ? "" : "s");
+  }
+  myc_contract_free(cs);
+  return rc == 0 ? 0 : 1;
+}
+
 static int cmd_check(int nfiles, char **files) {
   myc_engine *e;
   myc_service_stats st;
   uint32_t i, n;
-  int rc = load(nfiles, files, &e);
+  int rc;
+  if (nfiles == 1 && (has_suffix(files[0], ".yaml") ||
+                      has_suffix(files[0], ".yml")))
+    return check_contracts(files[0]);
+  rc = load(nfiles, files, &e);
   if (rc != 0)
     return rc;
   n = myc_engine_service_count(e);

@@ -1,0 +1,962 @@
+-- mycelium.contract -- message contracts on the Lua side: FFI structs
+-- generated at load time from a contract set loaded by the C core, and
+-- the helpers that move values between Lua and those structs.
+--
+-- A message type T gives two views of the same packed bytes:
+--   T:cast(ptr)  a writable struct (what ctx:new returns, in an engine buffer)
+--   T:view(ptr)  a read-only view (what msg.data is); writes raise an error
+--                naming the type and field.
+-- Conversions never truncate: a value that does not fit raises.
+
+local ffi = require "ffi"
+local bit = require "bit"
+
+local C -- the engine library, resolved on first load
+local byte, char, fmt, concat = string.byte, string.char, string.format, table.concat
+local floor, tonumber, tostring, type = math.floor, tonumber, tostring, type
+local error, pairs, ipairs, pcall, setmetatable = error, pairs, ipairs, pcall, setmetatable
+local unpack, min = unpack, math.min
+
+local M = {}
+
+-- ===================================================================
+-- The C API (declared once per Lua state: ffi.cdef is state-global)
+-- ===================================================================
+
+local API = [[
+typedef struct myc_contract_set myc_contract_set;
+typedef struct myc_contract_type myc_contract_type;
+typedef struct {
+  const char *name;
+  const char *type;
+  int kind;
+  int elem_kind;
+  uint32_t elem_size;
+  uint32_t count;
+  uint32_t offset;
+  uint32_t size;
+  int optional;
+  int line;
+} myc_contract_field;
+int myc_contract_load(myc_contract_set **out, const char *path, void *alloc, void *ud);
+int myc_contract_load_string(myc_contract_set **out, const char *name,
+                             const char *text, size_t len, void *alloc, void *ud);
+void myc_contract_free(myc_contract_set *cs);
+size_t myc_contract_error_count(const myc_contract_set *cs);
+const char *myc_contract_error(const myc_contract_set *cs, size_t i);
+const char *myc_contract_error_kind(const myc_contract_set *cs, size_t i);
+int myc_contract_error_line(const myc_contract_set *cs, size_t i);
+const char *myc_contract_digest(const myc_contract_set *cs);
+uint32_t myc_contract_schema_id(const myc_contract_set *cs);
+uint16_t myc_contract_schema_version(const myc_contract_set *cs);
+uint16_t myc_contract_min_compatible(const myc_contract_set *cs);
+size_t myc_contract_type_count(const myc_contract_set *cs);
+const myc_contract_type *myc_contract_type_at(const myc_contract_set *cs, size_t i);
+const char *myc_contract_type_name(const myc_contract_type *t);
+uint16_t myc_contract_type_tag(const myc_contract_type *t);
+size_t myc_contract_type_size(const myc_contract_type *t);
+const char *myc_contract_type_domain(const myc_contract_type *t);
+const char *myc_contract_type_digest(const myc_contract_type *t);
+size_t myc_contract_field_count(const myc_contract_type *t);
+const myc_contract_field *myc_contract_field_at(const myc_contract_type *t, size_t i);
+int myc_contract_validate(const myc_contract_type *t, const void *payload,
+                          size_t len, char *err, size_t errlen);
+]]
+
+-- Field kinds, as in contract.h (MYC_FIELD_KIND_MAP).
+local K = { U8 = 1, U16 = 2, U32 = 3, U64 = 4, I8 = 5, I16 = 6, I32 = 7,
+  I64 = 8, F32 = 9, F64 = 10, BOOL = 11, U256 = 12, I256 = 13, ARRAY = 14,
+  STRING = 15, VEC = 16 }
+M.kinds = K
+
+local CTYPE = { [K.U8] = "uint8_t", [K.U16] = "uint16_t", [K.U32] = "uint32_t",
+  [K.U64] = "uint64_t", [K.I8] = "int8_t", [K.I16] = "int16_t",
+  [K.I32] = "int32_t", [K.I64] = "int64_t", [K.F32] = "float",
+  [K.F64] = "double", [K.BOOL] = "bool" }
+
+local function defined(ctype)
+  return (pcall(ffi.typeof, ctype))
+end
+
+-- The engine binary exports the API itself; a plain LuaJIT (specs, tools)
+-- loads the library named by MYCELIUM_LIB.
+local function lib()
+  if C then return C end
+  if not defined("myc_contract_field") then ffi.cdef(API) end
+  if pcall(function() return ffi.C.myc_contract_load end) then
+    C = ffi.C
+  else
+    C = ffi.load(os.getenv("MYCELIUM_LIB") or "mycelium")
+  end
+  return C
+end
+
+-- ===================================================================
+-- Bytes and hex
+-- ===================================================================
+
+local HEX = {}
+for i = 0, 255 do HEX[i] = fmt("%02x", i) end
+
+-- Lowercase 0x-hex of 'n' bytes at 'p' (cdata pointer or Lua string).
+function M.hex(p, n)
+  if type(p) == "string" then n = n or #p; p = ffi.cast("const uint8_t *", p) end
+  local out = {}
+  for i = 0, n - 1 do out[i + 1] = HEX[p[i]] end
+  return "0x" .. concat(out)
+end
+
+-- Bytes of an even-length hex string (0x prefix optional), or nil, why.
+function M.unhex(s)
+  if type(s) ~= "string" then return nil, "expected a hex string" end
+  local h = s:match("^0[xX](.*)$") or s
+  if #h % 2 ~= 0 or h:find("[^%x]") then
+    return nil, "not an even number of hex digits: " .. s
+  end
+  return (h:gsub("%x%x", function(d) return char(tonumber(d, 16)) end))
+end
+
+-- ===================================================================
+-- Addresses ([u8; 20]) with EIP-55 checksums
+-- ===================================================================
+
+-- mycelium.eip55 is optional: without it addresses print in lowercase and
+-- mixed-case input is not checked.  Its API: from_bytes(20 bytes) ->
+-- "0x..." checksummed, is_valid(s) -> boolean (uniform case, or a correct
+-- checksum).
+local eip55
+local function checksum()
+  if eip55 == nil then
+    local ok, mod = pcall(require, "mycelium.eip55")
+    eip55 = ok and mod or false
+  end
+  return eip55
+end
+
+-- "0x" + 40 hex digits, EIP-55 mixed case, of 20 bytes (string or cdata).
+function M.address_to_hex(a)
+  local s = type(a) == "string" and a or ffi.string(a, 20)
+  if #s ~= 20 then error("address must be 20 bytes, got " .. #s, 2) end
+  local e = checksum()
+  if e then return e.from_bytes(s) end
+  return M.hex(s)
+end
+
+-- The 20 bytes of a 0x-hex address, or nil, why.  A mixed-case address
+-- must carry a valid EIP-55 checksum.
+function M.address_from_hex(s)
+  if type(s) ~= "string" or not s:match("^0[xX]" .. ("%x"):rep(40) .. "$") then
+    return nil, "not a 0x address of 40 hex digits: " .. tostring(s)
+  end
+  local e = checksum()
+  if e and not e.is_valid(s) then
+    return nil, "bad EIP-55 checksum (mixed case must be exact): " .. s
+  end
+  return M.unhex(s)
+end
+
+-- ===================================================================
+-- 256-bit integers: 32 bytes little-endian (I256: two's complement)
+-- ===================================================================
+
+-- Numbers are processed as 16 limbs of 16 bits, little-endian, so every
+-- intermediate stays an exact double.
+local function limbs_of(b)
+  local l = {}
+  for i = 0, 15 do l[i + 1] = b[2 * i] + b[2 * i + 1] * 256 end
+  return l
+end
+
+local function store(l, out)
+  for i = 0, 15 do
+    out.b[2 * i] = l[i + 1] % 256
+    out.b[2 * i + 1] = floor(l[i + 1] / 256)
+  end
+  return out
+end
+
+local function negate(l)
+  local carry = 1
+  for i = 1, 16 do
+    local v = 65535 - l[i] + carry
+    l[i] = v % 65536
+    carry = floor(v / 65536)
+  end
+end
+
+local function is_zero(l)
+  for i = 1, 16 do if l[i] ~= 0 then return false end end
+  return true
+end
+
+-- Magnitude limbs of a decimal or 0x-hex digit string, or nil, why.
+local function parse_digits(s)
+  local base, digits = 10, s
+  local h = s:match("^0[xX](%x+)$")
+  if h then base, digits = 16, h
+  elseif not s:match("^%d+$") then return nil, "not a decimal or 0x-hex integer: " .. s end
+  local l = {}
+  for i = 1, 16 do l[i] = 0 end
+  for i = 1, #digits do
+    local carry = tonumber(digits:sub(i, i), base)
+    for j = 1, 16 do
+      local v = l[j] * base + carry
+      l[j] = v % 65536
+      carry = floor(v / 65536)
+    end
+    if carry ~= 0 then return nil, "does not fit in 256 bits: " .. s end
+  end
+  return l
+end
+
+local function to_decimal(l)
+  l = { unpack(l) }
+  local groups = {}
+  repeat
+    local rem = 0
+    for i = 16, 1, -1 do
+      local cur = rem * 65536 + l[i]
+      l[i] = floor(cur / 10000)
+      rem = cur % 10000
+    end
+    groups[#groups + 1] = rem
+  until is_zero(l)
+  local out = { tostring(groups[#groups]) }
+  for i = #groups - 1, 1, -1 do out[#out + 1] = fmt("%04d", groups[i]) end
+  return concat(out)
+end
+
+local function to_double(l)
+  local acc = 0
+  for i = 16, 1, -1 do acc = acc * 65536 + l[i] end
+  return acc
+end
+
+local U256, U256V, I256, I256V -- ctypes, set by declare_support()
+
+local function signed_parts(x)
+  local l = limbs_of(x.b)
+  local neg = l[16] >= 32768
+  if neg then negate(l) end
+  return l, neg
+end
+
+-- Magnitude limbs and sign of a Lua value meant for a 256-bit field, or
+-- nil, why.
+local function big_of(v)
+  local tv = type(v)
+  if tv == "number" then
+    if v ~= floor(v) or v > 2^53 or v < -2^53 then
+      return nil, "number " .. tostring(v) ..
+        " is not an exact integer (pass a string for large values)"
+    end
+    return parse_digits(fmt("%.0f", v < 0 and -v or v)), v < 0
+  elseif tv == "string" then
+    local neg = v:sub(1, 1) == "-"
+    local l, why = parse_digits(neg and v:sub(2) or v)
+    if not l then return nil, why end
+    return l, neg
+  elseif tv == "cdata" then
+    if ffi.istype(I256, v) or ffi.istype(I256V, v) then return signed_parts(v) end
+    if ffi.istype(U256, v) or ffi.istype(U256V, v) then return limbs_of(v.b), false end
+    if ffi.istype("int64_t", v) or ffi.istype("uint64_t", v) then
+      return big_of((tostring(v):gsub("U?LL$", "")))
+    end
+  end
+  return nil, "expected a decimal or 0x-hex string, an integer or a 256-bit value, got " .. tv
+end
+
+local function fits_i256(l, neg)
+  if l[16] < 32768 then return true end
+  if not neg or l[16] ~= 32768 then return false end
+  for i = 1, 15 do if l[i] ~= 0 then return false end end
+  return true
+end
+
+-- U256 limbs of 'v', or nil, why.
+local function u256_limbs(v)
+  local l, neg = big_of(v)
+  if not l then return nil, neg end
+  if neg and not is_zero(l) then return nil, "negative value " .. tostring(v) end
+  return l
+end
+
+-- I256 two's complement limbs of 'v', or nil, why.
+local function i256_limbs(v)
+  local l, neg = big_of(v)
+  if not l then return nil, neg end
+  if not fits_i256(l, neg) then
+    return nil, "out of range -2^255 .. 2^255-1: " .. tostring(v)
+  end
+  if neg then negate(l) end
+  return l
+end
+
+-- A new U256 (myc_u256) from a decimal or 0x-hex string, an exact integer
+-- number, a 64-bit cdata or another 256-bit value.  Raises when negative
+-- or too large.
+function M.u256(v)
+  local l, why = u256_limbs(v)
+  if not l then error("U256: " .. why, 2) end
+  return store(l, U256())
+end
+
+-- A new I256 (myc_i256): as u256, with an optional '-', within
+-- -2^255 .. 2^255-1.
+function M.i256(v)
+  local l, why = i256_limbs(v)
+  if not l then error("I256: " .. why, 2) end
+  return store(l, I256())
+end
+
+-- Methods shared by U256 and I256 values (writable or views).
+local big_methods = {
+  unsigned = {
+    tostring = function(x) return to_decimal(limbs_of(x.b)) end,
+    hex = function(x)
+      local out = {}
+      for i = 31, 0, -1 do out[#out + 1] = HEX[x.b[i]] end
+      local s = concat(out):gsub("^0+", "")
+      return "0x" .. (s == "" and "0" or s)
+    end,
+    tonumber = function(x) return to_double(limbs_of(x.b)) end,
+  },
+  signed = {
+    tostring = function(x)
+      local l, neg = signed_parts(x)
+      return (neg and "-" or "") .. to_decimal(l)
+    end,
+    hex = function(x)
+      local l, neg = signed_parts(x)
+      local u = store(l, U256())
+      return (neg and "-" or "") .. M.u256_hex(u)
+    end,
+    tonumber = function(x)
+      local l, neg = signed_parts(x)
+      return neg and -to_double(l) or to_double(l)
+    end,
+  },
+}
+M.u256_hex = big_methods.unsigned.hex
+
+-- Compare as unsigned (U256) or signed (I256) integers.
+local function big_cmp(a, b, signed)
+  if signed then
+    local sa, sb = a.b[31] >= 128, b.b[31] >= 128
+    if sa ~= sb then return sa and -1 or 1 end
+  end
+  for i = 31, 0, -1 do
+    if a.b[i] ~= b.b[i] then return a.b[i] < b.b[i] and -1 or 1 end
+  end
+  return 0
+end
+
+local function big_metatable(methods, signed, writable)
+  local index = {}
+  for k, f in pairs(methods) do index[k] = f end
+  if writable then
+    index.set = function(x, v)
+      local l, why = (signed and i256_limbs or u256_limbs)(v)
+      if not l then error((signed and "I256: " or "U256: ") .. why, 2) end
+      store(l, x)
+      return x
+    end
+  end
+  return {
+    __index = index,
+    __tostring = methods.tostring,
+    __eq = function(a, b) return big_cmp(a, b, signed) == 0 end,
+    __lt = function(a, b) return big_cmp(a, b, signed) < 0 end,
+    __le = function(a, b) return big_cmp(a, b, signed) <= 0 end,
+  }
+end
+
+-- ===================================================================
+-- Support types: 256-bit values, fixed strings, bounded vectors
+-- ===================================================================
+-- Each has a writable and a view variant.  Views declare every member
+-- const: LuaJIT does not carry a pointer's const to nested members, so
+-- only const members make nested writes fail.
+
+local function declare_support()
+  if U256 then return end
+  if not defined("myc_u256") then
+    ffi.cdef [[
+      typedef struct { uint8_t b[32]; } myc_u256;
+      typedef struct { const uint8_t b[32]; } myc_u256v;
+      typedef struct { uint8_t b[32]; } myc_i256;
+      typedef struct { const uint8_t b[32]; } myc_i256v;
+    ]]
+    ffi.metatype("myc_u256", big_metatable(big_methods.unsigned, false, true))
+    ffi.metatype("myc_u256v", big_metatable(big_methods.unsigned, false, false))
+    ffi.metatype("myc_i256", big_metatable(big_methods.signed, true, true))
+    ffi.metatype("myc_i256v", big_metatable(big_methods.signed, true, false))
+  end
+  U256, U256V = ffi.typeof("myc_u256"), ffi.typeof("myc_u256v")
+  I256, I256V = ffi.typeof("myc_i256"), ffi.typeof("myc_i256v")
+end
+
+-- Fixed strings: u16 length, then 'cap' bytes (zero-filled past length).
+local function string_set(cap)
+  return function(s, v)
+    if type(v) ~= "string" then
+      return nil, "expected a string, got " .. type(v)
+    end
+    if #v > cap then
+      return nil, fmt("%d bytes do not fit a String of capacity %d", #v, cap)
+    end
+    ffi.copy(s.data, v, #v)
+    if #v < cap then ffi.fill(s.data + #v, cap - #v) end
+    s.len = #v
+    return s
+  end
+end
+
+local function string_type(cap, view)
+  local name = (view and "myc_strv_" or "myc_str_") .. cap
+  if defined(name) then return name end
+  local q = view and "const " or ""
+  ffi.cdef(fmt("typedef struct __attribute__((packed)) { %suint16_t len; %suint8_t data[%d]; } %s;",
+    q, q, cap, name))
+  local function str(s) return ffi.string(s.data, min(s.len, cap)) end
+  local index = { tostring = str }
+  if not view then
+    local set = string_set(cap)
+    index.set = function(s, v)
+      local ok, why = set(s, v)
+      if not ok then error("String: " .. why, 2) end
+      return s
+    end
+  end
+  ffi.metatype(name, { __index = index, __tostring = str,
+    __len = function(s) return min(s.len, cap) end })
+  return name
+end
+
+-- Element declarations of arrays and vectors.
+local function elem_tag(kind, size)
+  if kind == K.ARRAY then return "b" .. size end
+  if kind == K.U256 then return "u256" end
+  if kind == K.I256 then return "i256" end
+  return CTYPE[kind]:gsub("_t$", "")
+end
+
+local function elem_decl(kind, size, name, count, view)
+  local q = view and "const " or ""
+  if kind == K.ARRAY then return fmt("%suint8_t %s[%d][%d]", q, name, count, size) end
+  if kind == K.U256 then return fmt("%s %s[%d]", view and "myc_u256v" or "myc_u256", name, count) end
+  if kind == K.I256 then return fmt("%s %s[%d]", view and "myc_i256v" or "myc_i256", name, count) end
+  return fmt("%s%s %s[%d]", q, CTYPE[kind], name, count)
+end
+
+local vec_methods -- defined with the value converters below
+
+local function vec_type(f, view)
+  local name = fmt("%s%s_%d", view and "myc_vecv_" or "myc_vec_",
+    elem_tag(f.elem_kind, f.elem_size), f.count)
+  if defined(name) then return name end
+  ffi.cdef(fmt("typedef struct __attribute__((packed)) { %suint16_t len; %s; } %s;",
+    view and "const " or "", elem_decl(f.elem_kind, f.elem_size, "data", f.count, view), name))
+  ffi.metatype(name, vec_methods(f, view))
+  return name
+end
+
+-- ===================================================================
+-- Values: Lua -> field (setters) and field -> Lua (getters)
+-- ===================================================================
+-- A setter is f(container, key, value) -> true | nil, why; it writes
+-- container[key].  A getter is f(container, key) -> Lua value.  Keys are
+-- member names (mangled in views) or array indexes.
+
+local INT_RANGE = { [K.U8] = { 0, 255 }, [K.U16] = { 0, 65535 },
+  [K.U32] = { 0, 4294967295 }, [K.I8] = { -128, 127 },
+  [K.I16] = { -32768, 32767 }, [K.I32] = { -2147483648, 2147483647 } }
+
+local function int64_of(kind, v)
+  local l, neg = big_of(v)
+  if not l then return nil, neg end
+  for i = 5, 16 do
+    if l[i] ~= 0 then return nil, tostring(v) .. " does not fit 64 bits" end
+  end
+  local u = 0ULL
+  for i = 4, 1, -1 do u = u * 65536 + l[i] end
+  if kind == K.U64 then
+    if neg and u ~= 0 then return nil, "negative value " .. tostring(v) .. " for u64" end
+    return u
+  end
+  if u > (neg and 9223372036854775808ULL or 9223372036854775807ULL) then
+    return nil, tostring(v) .. " is out of the i64 range"
+  end
+  return ffi.cast("int64_t", neg and 0ULL - u or u)
+end
+
+local function scalar_of(kind, v)
+  local r = INT_RANGE[kind]
+  if r then
+    if type(v) ~= "number" or v ~= floor(v) then
+      return nil, "expected an integer, got " .. tostring(v)
+    end
+    if v < r[1] or v > r[2] then
+      return nil, fmt("%s is out of range %d..%d", tostring(v), r[1], r[2])
+    end
+    return v
+  end
+  if kind == K.U64 or kind == K.I64 then return int64_of(kind, v) end
+  if kind == K.BOOL then
+    if type(v) ~= "boolean" then return nil, "expected a boolean, got " .. type(v) end
+    return v
+  end
+  if type(v) ~= "number" then return nil, "expected a number, got " .. type(v) end
+  return v
+end
+
+-- Raw bytes of exactly n, or 0x-hex of 2n digits (checksummed when n is
+-- 20 and mixed case).
+local function bytes_of(n, v)
+  if type(v) == "cdata" then return v end
+  if type(v) ~= "string" then return nil, "expected bytes or 0x-hex, got " .. type(v) end
+  if #v == n then return v end
+  if #v == 2 * n + 2 and v:match("^0[xX]") then
+    if n == 20 then return M.address_from_hex(v) end
+    return M.unhex(v)
+  end
+  return nil, fmt("expected %d bytes or 0x + %d hex digits, got %d characters",
+    n, 2 * n, #v)
+end
+
+local function int_out(x)
+  local n = tonumber(x)
+  if n >= -2^53 and n <= 2^53 then return n end
+  return (tostring(x):gsub("U?LL$", ""))
+end
+
+local function bytes_out(p, n)
+  if n == 20 then return M.address_to_hex(p) end
+  return M.hex(p, n)
+end
+
+local function atom_setter(kind, size)
+  if kind == K.ARRAY then
+    return function(c, k, v)
+      local b, why = bytes_of(size, v)
+      if not b then return nil, why end
+      ffi.copy(c[k], b, size)
+      return true
+    end
+  elseif kind == K.U256 or kind == K.I256 then
+    local limbs = kind == K.U256 and u256_limbs or i256_limbs
+    return function(c, k, v)
+      local l, why = limbs(v)
+      if not l then return nil, why end
+      store(l, c[k])
+      return true
+    end
+  end
+  return function(c, k, v)
+    local x, why = scalar_of(kind, v)
+    if x == nil then return nil, why end
+    c[k] = x
+    return true
+  end
+end
+
+local function atom_getter(kind, size)
+  if kind == K.ARRAY then return function(c, k) return bytes_out(c[k], size) end end
+  if kind == K.U256 or kind == K.I256 then
+    return function(c, k) return c[k]:tostring() end
+  end
+  if kind == K.U64 or kind == K.I64 then return function(c, k) return int_out(c[k]) end end
+  return function(c, k) return c[k] end
+end
+
+-- Sets elements 0..#v-1 of array 'a' and zeroes the rest.
+local function set_list(a, count, esize, set, v)
+  if type(v) ~= "table" then return nil, "expected a list, got " .. type(v) end
+  if #v > count then return nil, fmt("%d elements do not fit %d", #v, count) end
+  for i = 1, #v do
+    local ok, why = set(a, i - 1, v[i])
+    if not ok then return nil, fmt("element %d: %s", i, why) end
+  end
+  if #v < count then
+    ffi.fill(ffi.cast("uint8_t *", a) + #v * esize, (count - #v) * esize)
+  end
+  return true
+end
+
+local function get_list(a, n, get)
+  local out = {}
+  for i = 0, n - 1 do out[i + 1] = get(a, i) end
+  return out
+end
+
+function vec_methods(f, view)
+  local set, get = atom_setter(f.elem_kind, f.elem_size), atom_getter(f.elem_kind, f.elem_size)
+  local count, esize = f.count, f.elem_size
+  local function len(v) return min(v.len, count) end
+  local index = { totable = function(v) return get_list(v.data, len(v), get) end }
+  if not view then
+    index.set = function(v, list)
+      local ok, why = set_list(v.data, count, esize, set, list)
+      if not ok then error("Vec: " .. why, 2) end
+      v.len = #list
+      return v
+    end
+    index.push = function(v, x)
+      if v.len >= count then error(fmt("Vec: full (capacity %d)", count), 2) end
+      local ok, why = set(v.data, v.len, x)
+      if not ok then error("Vec: " .. why, 2) end
+      v.len = v.len + 1
+      return v
+    end
+  end
+  return { __index = index, __len = len }
+end
+
+-- Setter and getter of a whole field.
+local function field_setter(f)
+  if f.kind == K.STRING then
+    local set = string_set(f.count)
+    return function(c, k, v) return set(c[k], v) end
+  elseif f.kind == K.VEC then
+    local set = atom_setter(f.elem_kind, f.elem_size)
+    return function(c, k, v)
+      local ok, why = set_list(c[k].data, f.count, f.elem_size, set, v)
+      if ok then c[k].len = #v end
+      return ok, why
+    end
+  elseif f.kind == K.ARRAY and f.elem_kind ~= K.U8 then
+    local set = atom_setter(f.elem_kind, f.elem_size)
+    return function(c, k, v) return set_list(c[k], f.count, f.elem_size, set, v) end
+  elseif f.kind == K.ARRAY then
+    return atom_setter(K.ARRAY, f.count)
+  end
+  return atom_setter(f.kind, f.size)
+end
+
+local function field_getter(f)
+  if f.kind == K.STRING then
+    return function(c, k) local s = c[k]; return ffi.string(s.data, min(s.len, f.count)) end
+  elseif f.kind == K.VEC then
+    local get = atom_getter(f.elem_kind, f.elem_size)
+    return function(c, k) local v = c[k]; return get_list(v.data, min(v.len, f.count), get) end
+  elseif f.kind == K.ARRAY and f.elem_kind ~= K.U8 then
+    local get = atom_getter(f.elem_kind, f.elem_size)
+    return function(c, k) return get_list(c[k], f.count, get) end
+  elseif f.kind == K.ARRAY then
+    return atom_getter(K.ARRAY, f.count)
+  end
+  return atom_getter(f.kind, f.size)
+end
+
+-- ===================================================================
+-- Message structs
+-- ===================================================================
+
+local function field_decl(f, view)
+  local q, name = view and "const " or "", view and f.member or f.name
+  if f.kind == K.STRING then return fmt("%s%s %s", q, string_type(f.count, view), name) end
+  if f.kind == K.VEC then return fmt("%s%s %s", q, vec_type(f, view), name) end
+  if f.kind == K.ARRAY then return elem_decl(f.elem_kind, f.elem_size, name, f.count, view) end
+  if f.kind == K.U256 then return fmt("%s%s %s", q, view and "myc_u256v" or "myc_u256", name) end
+  if f.kind == K.I256 then return fmt("%s%s %s", q, view and "myc_i256v" or "myc_i256", name) end
+  return fmt("%s%s %s", q, CTYPE[f.kind], name)
+end
+
+local function struct_decl(cname, fields, view)
+  local decls = {}
+  for i, f in ipairs(fields) do decls[i] = "  " .. field_decl(f, view) .. ";\n" end
+  return fmt("struct __attribute__((packed)) %s {\n%s};", cname, concat(decls))
+end
+
+-- Unknown names are typos: fail loudly instead of returning nil.  The
+-- reserved name _myc_type (field names cannot start with _myc_) answers
+-- the message type, so emit can tell what a struct is without a lookup.
+local function writable_mt(T)
+  local function nofield(_, k)
+    error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
+  end
+  return {
+    __index = function(obj, k)
+      if k == "_myc_type" then return T end
+      nofield(obj, k)
+    end,
+    __newindex = nofield,
+  }
+end
+
+-- Views store fields under reserved names (_myc_<i>), so every access by
+-- the real name goes through __index and every write through __newindex,
+-- which can then name the type and the field.
+local function view_mt(T)
+  local member = {}
+  for _, f in ipairs(T.fields) do member[f.name] = f.member end
+  return {
+    __index = function(v, k)
+      local m = member[k]
+      if m == nil then error(fmt("%s has no field '%s'", T.name, tostring(k)), 2) end
+      return v[m]
+    end,
+    __newindex = function(_, k)
+      if member[k] then
+        error(fmt("%s.%s is read-only: a received message cannot be changed (msg:copy() it)",
+          T.name, k), 2)
+      end
+      error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
+    end,
+  }
+end
+
+-- Declares the writable struct and the view of T, once per Lua state.
+-- The C names carry the type digest: a reloaded contract with a changed
+-- layout gets new names, while an unchanged one reuses its ctypes.
+local function declare_struct(T)
+  local suffix = T.name .. "_" .. T.digest:sub(1, 12)
+  local t, v = "myc_t_" .. suffix, "myc_v_" .. suffix
+  T.cname, T.vname = t, v
+  if not defined("struct " .. t) then
+    ffi.cdef(struct_decl(t, T.fields, false))
+    ffi.cdef(struct_decl(v, T.fields, true))
+    ffi.metatype("struct " .. t, writable_mt(T))
+    ffi.metatype("struct " .. v, view_mt(T))
+  end
+  T.ctype = ffi.typeof("struct " .. t)
+  T.ptr = ffi.typeof("struct " .. t .. " *")
+  T.vptr = ffi.typeof("struct " .. v .. " *")
+  assert(ffi.sizeof(T.ctype) == T.size, "FFI layout differs from the contract")
+end
+
+-- ===================================================================
+-- Message types
+-- ===================================================================
+
+local Type = {}
+Type.__index = Type
+
+local function field_info(c_field, i)
+  local f = {
+    name = ffi.string(c_field.name), type = ffi.string(c_field.type),
+    kind = c_field.kind, elem_kind = c_field.elem_kind,
+    elem_size = c_field.elem_size, count = c_field.count,
+    offset = c_field.offset, size = c_field.size,
+    optional = c_field.optional ~= 0, member = "_myc_" .. i,
+  }
+  f.set, f.get = field_setter(f), field_getter(f)
+  return f
+end
+
+local function new_type(set, ct)
+  local T = setmetatable({
+    set = set, c = ct,
+    name = ffi.string(C.myc_contract_type_name(ct)),
+    tag = C.myc_contract_type_tag(ct),
+    size = tonumber(C.myc_contract_type_size(ct)),
+    digest = ffi.string(C.myc_contract_type_digest(ct)),
+    fields = {}, field = {},
+  }, Type)
+  local domain = C.myc_contract_type_domain(ct)
+  T.domain = domain ~= nil and ffi.string(domain) or nil
+  for i = 0, tonumber(C.myc_contract_field_count(ct)) - 1 do
+    local f = field_info(C.myc_contract_field_at(ct, i), i)
+    T.fields[i + 1], T.field[f.name] = f, f
+  end
+  declare_struct(T)
+  return T
+end
+
+-- A writable struct over the payload memory at 'ptr' (T.size bytes that
+-- the caller keeps alive): what ctx:new hands out in an engine buffer.
+function Type:cast(ptr)
+  return ffi.cast(self.ptr, ptr)
+end
+
+-- A read-only view over the payload at 'ptr': what msg.data is.
+function Type:view(ptr)
+  return ffi.cast(self.vptr, ptr)
+end
+
+-- A zeroed struct owned by Lua (garbage collected), filled from 'init'.
+function Type:new(init)
+  local obj = ffi.new(self.ctype)
+  if init ~= nil then self:fill(obj, init, 2) end
+  return obj
+end
+
+-- Sets the fields named in table 'values' (Lua values converted by field
+-- type, see docs/CONTRACTS.md).  Raises naming type and field on an
+-- unknown field or a value that does not fit; fields before it are set.
+function Type:fill(obj, values, level)
+  for k, v in pairs(values) do
+    local f = self.field[k]
+    if f == nil then
+      error(fmt("%s has no field '%s'", self.name, tostring(k)), (level or 1) + 1)
+    end
+    local ok, why = f.set(obj, k, v)
+    if not ok then
+      error(fmt("%s.%s (%s): %s", self.name, k, f.type, why), (level or 1) + 1)
+    end
+  end
+  return obj
+end
+
+-- All fields as Lua values: numbers, booleans, strings; 64-bit integers
+-- above 2^53 and 256-bit integers as decimal strings; [u8; 20] as EIP-55
+-- addresses, other byte arrays as 0x-hex; lists for arrays and Vecs.
+function Type:totable(obj)
+  local view, out = ffi.istype(self.vptr, obj), {}
+  for _, f in ipairs(self.fields) do
+    out[f.name] = f.get(obj, view and f.member or f.name)
+  end
+  return out
+end
+
+-- The payload bytes of 'obj' (a copy).
+function Type:bytes(obj)
+  return ffi.string(ffi.cast("const uint8_t *", obj), self.size)
+end
+
+-- Checks the contract's validation rules: true, or nil, "Type.field: rule".
+function Type:validate(obj)
+  local err = ffi.new("char[256]")
+  local rc = C.myc_contract_validate(self.c, ffi.cast("const void *", obj),
+    self.size, err, 256)
+  if rc == 0 then return true end
+  return nil, ffi.string(err), rc
+end
+
+-- ===================================================================
+-- Contract sets
+-- ===================================================================
+
+local Set = {}
+Set.__index = Set
+
+-- The type named 'key' (string) or tagged 'key' (number), or nil.
+function Set:type(key)
+  if type(key) == "number" then return self.by_tag[key] end
+  return self.by_name[key]
+end
+
+local function diagnostics(cs)
+  local list, texts = {}, {}
+  for i = 0, tonumber(C.myc_contract_error_count(cs)) - 1 do
+    local e = { text = ffi.string(C.myc_contract_error(cs, i)),
+      kind = ffi.string(C.myc_contract_error_kind(cs, i)),
+      line = C.myc_contract_error_line(cs, i) }
+    list[#list + 1], texts[#texts + 1] = e, e.text
+  end
+  return list, concat(texts, "\n")
+end
+
+local function new_set(cs)
+  local set = setmetatable({ cs = cs, types = {}, by_name = {}, by_tag = {},
+    digest = ffi.string(C.myc_contract_digest(cs)),
+    schema_id = C.myc_contract_schema_id(cs),
+    version = C.myc_contract_schema_version(cs),
+    min_compatible = C.myc_contract_min_compatible(cs) }, Set)
+  for i = 0, tonumber(C.myc_contract_type_count(cs)) - 1 do
+    local T = new_type(set, C.myc_contract_type_at(cs, i))
+    set.types[i + 1], set.by_name[T.name], set.by_tag[T.tag] = T, T, T
+  end
+  return set
+end
+
+-- The contract support the service host plugs into ctx and msg:
+--   emit(svc, tid, value, topic, level) -> rc   (ctx:emit of a typed value)
+--   typed(buf, ptr, len) -> read-only view       (msg.data of a typed frame)
+--   type_name(tag) -> name                       (msg.type)
+--   new(name, init) -> writable struct           (ctx:new)
+-- opts.validate = false skips the rules on emit (the hot-path switch);
+-- opts.emit replaces myc_svc_emit (tests).  Until the engine hands out
+-- payload buffers, new() returns Lua-owned memory and emit copies it once.
+function Set:engine_support(opts)
+  opts = opts or {}
+  local validate = opts.validate ~= false
+  local raw_emit = opts.emit
+  if raw_emit == nil then
+    require "mycelium.cdefs"
+    raw_emit = ffi.C.myc_svc_emit
+  end
+  local set, S = self, {}
+
+  local function type_of(value, topic, level)
+    local ok, T = pcall(function() return value._myc_type end)
+    if not ok or T == nil then
+      error(fmt("emit to '%s': this cdata is not a message made with ctx:new", topic), level + 1)
+    end
+    if T.set ~= set and (set.by_tag[T.tag] or {}).digest ~= T.digest then
+      error(fmt("emit to '%s': %s is not a type of this engine's contracts", topic, T.name),
+        level + 1)
+    end
+    return T
+  end
+
+  function S.emit(svc, tid, value, topic, level)
+    local T = type_of(value, topic, level + 1)
+    if validate then
+      local ok, why = T:validate(value)
+      if not ok then error(fmt("emit to '%s': %s", topic, why), level + 1) end
+    end
+    return raw_emit(svc, tid, 3, T.tag, ffi.cast("const void *", value), T.size)
+  end
+
+  function S.typed(buf, ptr, len)
+    local T = set.by_tag[buf.hdr.type]
+    if T ~= nil and len == T.size then return T:view(ptr) end
+    return ffi.string(ptr, len) -- unknown tag or wrong size: never viewed
+  end
+
+  function S.type_name(tag)
+    local T = set.by_tag[tag]
+    return T and T.name or ("type:" .. tostring(tag))
+  end
+
+  function S.new(name, init, level)
+    local T = set.by_name[name]
+    if T == nil then
+      error(fmt("ctx:new: unknown message type '%s'", tostring(name)), (level or 1) + 1)
+    end
+    return T:new(init)
+  end
+
+  return S
+end
+
+-- Wraps the result of a C load: a set, or nil, message, code, diagnostics.
+local function wrap(out, rc)
+  local cs = out[0]
+  if cs == nil then
+    return nil, "contracts: " .. (rc == -5002 and "out of memory" or "invalid argument"),
+      rc == -5002 and "ENOMEM" or "EINVAL", {}
+  end
+  cs = ffi.gc(cs, C.myc_contract_free)
+  if rc ~= 0 then
+    local list, text = diagnostics(cs)
+    return nil, text, "ECONTRACT", list
+  end
+  return new_set(cs)
+end
+
+-- A set over a myc_contract_set* the engine owns (and keeps alive for as
+-- long as this Lua state runs); no finaliser.
+function M.wrap(ptr)
+  lib(); declare_support()
+  return new_set(ffi.cast("myc_contract_set *", ptr))
+end
+
+-- Loads a contracts file.  Returns a set, or nil, message (every error,
+-- one per line, each "file:line: where: what"), "ECONTRACT", and the list
+-- of diagnostics {text, kind, line}.
+function M.load(path)
+  lib(); declare_support()
+  local out = ffi.new("myc_contract_set *[1]")
+  return wrap(out, C.myc_contract_load(out, path, nil, nil))
+end
+
+-- As load, from YAML text; 'name' stands for the file name in messages.
+function M.load_string(text, name)
+  lib(); declare_support()
+  local out = ffi.new("myc_contract_set *[1]")
+  return wrap(out, C.myc_contract_load_string(out, name or "contracts", text, #text, nil, nil))
+end
+
+return M
