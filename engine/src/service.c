@@ -59,7 +59,8 @@ static myc_service *service_alloc(myc_engine *e, const char *name,
   s->worker = w;
   s->view.batch = s->batch;
   s->view.cursor = -1;
-  s->ref_dispatch = s->ref_timer = s->ref_init = s->ref_stop = LUA_NOREF;
+  s->ref_dispatch = s->ref_timer = s->ref_event = LUA_NOREF;
+  s->ref_init = s->ref_stop = LUA_NOREF;
   s->mem.base = &e->lua_alloc;
   atomic_init(&s->state, MYC_SVC_LOADED);
   myc__service_new_activation(s);
@@ -158,6 +159,7 @@ static int start_host(lua_State *L) {
   inst = lua_gettop(L);
   s->ref_dispatch = take_ref(L, inst, "dispatch");
   s->ref_timer = take_ref(L, inst, "timer");
+  s->ref_event = take_ref(L, inst, "event");
   s->ref_init = take_ref(L, inst, "init");
   s->ref_stop = take_ref(L, inst, "stop");
   return 0;
@@ -408,6 +410,28 @@ int myc__service_timer(myc_service *s, uint64_t id) {
   keep = lua_toboolean(s->L, -1);
   lua_settop(s->L, 0);
   return keep;
+}
+
+int myc__service_event(myc_service *s, uint64_t source, int code,
+                       const void *data, size_t len) {
+  int found;
+  if (s->L == NULL || atomic_load(&s->state) != MYC_SVC_RUNNING)
+    return MYC_ENOENT;
+  myc__service_new_activation(s);
+  myc__worker_tick(s->worker);
+  lua_pushnumber(s->L, (lua_Number)source);
+  lua_pushinteger(s->L, code);
+  lua_pushnumber(s->L, (lua_Number)(uintptr_t)data);
+  lua_pushnumber(s->L, (lua_Number)len);
+  if (call_ref(s, s->ref_event, 4, 1) != 0) {
+    myc__counter_add(&s->n_errors, 1);
+    log_error(s, "event", lua_tostring(s->L, -1), NULL);
+    lua_settop(s->L, 0);
+    return MYC_ELUA;
+  }
+  found = lua_toboolean(s->L, -1);
+  lua_settop(s->L, 0);
+  return found ? 0 : MYC_ENOENT;
 }
 
 void myc__service_stop(myc_service *s) {

@@ -40,7 +40,7 @@ struct myc_service {
   char *module;
 
   lua_State *L;
-  int ref_dispatch, ref_timer, ref_init, ref_stop, ref_msgh;
+  int ref_dispatch, ref_timer, ref_event, ref_init, ref_stop, ref_msgh;
   myc__lua_budget mem;
 
   myc_message_cb cb; /* C services */
@@ -86,6 +86,15 @@ uint32_t myc__service_dispatch(myc_service *s);
 
 /* Fires timer 'id'.  Returns 1 if a repeating timer should be rearmed. */
 int myc__service_timer(myc_service *s, uint64_t id);
+
+/* Delivers an event of a C facility (a socket, a client) to the Lua
+ * function registered for 'source' through lua/mycelium/events.lua, as a
+ * new activation.  'data' is passed as an address and must stay valid
+ * for the call.  Worker thread only.  Returns 0, MYC_ENOENT when nothing
+ * is registered for 'source' any more, or MYC_ELUA when the function
+ * raised (logged and counted like a handler error). */
+int myc__service_event(myc_service *s, uint64_t source, int code,
+                       const void *data, size_t len);
 
 /* Calls the module's stop (once). */
 void myc__service_stop(myc_service *s);

@@ -7,6 +7,7 @@ local core = require "mycelium.core"
 local ctxmod = require "mycelium.ctx"
 local msgmod = require "mycelium.msg"
 local topic = require "mycelium.topic"
+local events = require "mycelium.events"
 
 local C = ffi.C
 local type, pairs, ipairs, error, format = type, pairs, ipairs, error, string.format
@@ -109,6 +110,7 @@ function M.new(lud, info)
   local svc = ffi.cast("myc_service *", lud)
   local view = ffi.cast("myc_svc_view *", lud)
   local name = info.name
+  events.set_service(svc)
   local mod = load_module(info.module)
   local opts = {}
   if info.opts ~= nil then
@@ -163,6 +165,7 @@ function M.new(lud, info)
   return {
     dispatch = dispatch,
     timer = ctx._fire_timer,
+    event = events.dispatch,
     init = function()
       if mod.init then mod.init(ctx, opts, nil) end
     end,
