@@ -68,6 +68,24 @@ int myc_svc_over_threshold(myc_service *s) {
   return myc_svc_queue_depth(s) > s->mb.threshold;
 }
 
+/* Highest fill ratio among the subscribers of 'topic_id' (0 without
+ * subscribers), so a source can pause before anyone has to drop. */
+double myc_svc_pressure(myc_service *s, uint32_t topic_id) {
+  myc__topic *t = myc__topics_get(&s->eng->topics, topic_id);
+  myc__sublist *l;
+  double worst = 0;
+  uint32_t i;
+  if (t == NULL)
+    return 0;
+  l = myc__topic_subs(t);
+  for (i = 0; i < l->n; i++) {
+    double p = myc__mailbox_pressure(&l->svc[i]->mb);
+    if (p > worst)
+      worst = p;
+  }
+  return worst;
+}
+
 int myc_svc_log_level(myc_service *s) { return s->eng->log.level; }
 int myc_svc_log_format(myc_service *s) { return s->eng->log.format; }
 const char *myc_svc_node(myc_service *s) { return s->eng->node; }

@@ -28,6 +28,7 @@ MYC_EXTERN void myc_svc_shutdown(myc_service *s, int code);
 MYC_EXTERN uint32_t myc_svc_queue_depth(myc_service *s);
 MYC_EXTERN uint32_t myc_svc_queue_capacity(myc_service *s);
 MYC_EXTERN int myc_svc_over_threshold(myc_service *s);
+MYC_EXTERN double myc_svc_pressure(myc_service *s, uint32_t topic_id);
 MYC_EXTERN int myc_svc_log_level(myc_service *s);
 MYC_EXTERN int myc_svc_log_format(myc_service *s);
 MYC_EXTERN void myc_svc_log(myc_service *s, int level, const char *msg,

@@ -24,6 +24,7 @@ int myc__mailbox_init(myc__mailbox *mb, const myc__alloc *a,
   mb->head = 0;
   atomic_init(&mb->len, 0);
   atomic_init(&mb->inflight, 0);
+  atomic_init(&mb->incoming, 0);
   mb->capacity = cfg->capacity;
   mb->threshold = (uint32_t)(cfg->threshold * cfg->capacity);
   mb->policy = cfg->policy;

@@ -22,6 +22,7 @@ typedef struct {
   uint32_t head;
   _Atomic uint32_t len;      /* queued in 'slots' */
   _Atomic uint32_t inflight; /* popped, not yet released */
+  _Atomic uint32_t incoming; /* handed over by other workers, not queued yet */
   uint32_t capacity;
   uint32_t threshold;        /* depth above which backpressure is on */
   int policy;                /* myc_policy */
@@ -39,6 +40,14 @@ void myc__mailbox_destroy(myc__mailbox *mb, const myc__alloc *a);
 static inline uint32_t myc__mailbox_depth(const myc__mailbox *mb) {
   return atomic_load_explicit(&mb->len, memory_order_relaxed) +
          atomic_load_explicit(&mb->inflight, memory_order_relaxed);
+}
+
+/* Fill ratio as producers see it: also counts what other workers handed
+ * over but the owner has not queued yet. */
+static inline double myc__mailbox_pressure(const myc__mailbox *mb) {
+  return (double)(myc__mailbox_depth(mb) +
+                  atomic_load_explicit(&mb->incoming, memory_order_relaxed)) /
+         mb->capacity;
 }
 
 /* Appends 'b', which must carry a reference for the mailbox.

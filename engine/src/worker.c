@@ -128,6 +128,7 @@ int myc__worker_handoff(myc__worker *w, myc_service *s, myc_buf *b) {
   w->inbox[w->inbox_n].svc = s;
   w->inbox[w->inbox_n].buf = b;
   w->inbox_n++;
+  atomic_fetch_add_explicit(&s->mb.incoming, 1, memory_order_relaxed);
   /* Only the first message into an empty inbox pays for a wake-up. */
   if (!w->inbox_signalled)
     signal = w->inbox_signalled = 1;
@@ -156,7 +157,9 @@ void myc__worker_drain_inbox(myc__worker *w) {
   for (i = 0; i < n; i++) {
     myc_service *s = items[i].svc;
     myc_buf *evicted;
-    int rc = myc__mailbox_push(&s->mb, items[i].buf, &evicted);
+    int rc;
+    atomic_fetch_sub_explicit(&s->mb.incoming, 1, memory_order_relaxed);
+    rc = myc__mailbox_push(&s->mb, items[i].buf, &evicted);
     if (evicted != NULL)
       myc__buf_release(&w->pool, &w->eng->alloc, evicted);
     if (rc != 0)

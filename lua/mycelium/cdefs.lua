@@ -54,6 +54,7 @@ void myc_svc_shutdown(myc_service *s, int code);
 uint32_t myc_svc_queue_depth(myc_service *s);
 uint32_t myc_svc_queue_capacity(myc_service *s);
 int myc_svc_over_threshold(myc_service *s);
+double myc_svc_pressure(myc_service *s, uint32_t topic_id);
 int myc_svc_log_level(myc_service *s);
 int myc_svc_log_format(myc_service *s);
 void myc_svc_log(myc_service *s, int level, const char *msg, size_t len,

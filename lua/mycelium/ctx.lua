@@ -185,6 +185,13 @@ function M.new(svc, lud, name, opts, has_handler, typed)
     return C.myc_svc_over_threshold(svc) ~= 0
   end
 
+  -- Highest fill ratio (0..1) of the mailboxes subscribed to 'topic': an
+  -- ingress service pauses its source above some level instead of
+  -- flooding consumers into dropping.
+  function ctx.pressure(_, t)
+    return C.myc_svc_pressure(svc, topic_id(t, 2))
+  end
+
   function ctx.shutdown(_, code)
     if code ~= nil and (type(code) ~= "number" or code % 1 ~= 0) then
       fail(2, "shutdown: exit code must be an integer, got %s", tostring(code))
