@@ -1,8 +1,10 @@
 /* buf.h -- reference-counted message buffers and their per-worker pools.
  *
  * A buffer holds one frame laid out exactly as a transport writes it:
- * [wire prefix][64-byte header][topic][source][pad to 8][payload], so a
- * socket write sends it without copying.  The fields before the prefix are
+ * [wire prefix][64-byte header][payload][pad to 8][topic][source], so a
+ * socket write sends it without copying.  The payload sits at a fixed
+ * offset, so a typed message can be written in place before its topic is
+ * known (ctx:new, then emit).  The fields before the prefix are
  * engine-private.  Reference counts are plain while a buffer stays on its
  * worker and atomic once it is marked shared (handed to another thread).
  * lua/mycelium/cdefs.lua mirrors these structs: keep them in sync (the
@@ -55,18 +57,25 @@ struct myc_buf {
 #define MYC_BUF_UNPOOLED 0xFF
 #define MYC_BUF_CLASSES 6
 
-static inline size_t myc__frame_payload_offset(size_t topic_len,
-                                               size_t source_len) {
-  return sizeof(myc_frame) + ((topic_len + source_len + 7) & ~(size_t)7);
+/* Offset of the topic from the start of the header. */
+static inline size_t myc__frame_topic_offset(size_t payload_len) {
+  return sizeof(myc_frame) + ((payload_len + 7) & ~(size_t)7);
 }
 
-static inline char *myc__buf_topic(myc_buf *b) { return (char *)(&b->hdr + 1); }
+/* Whole frame length for a payload, topic and source. */
+static inline size_t myc__frame_len(size_t payload_len, size_t topic_len,
+                                    size_t source_len) {
+  return myc__frame_topic_offset(payload_len) + topic_len + source_len;
+}
+
+static inline uint8_t *myc__buf_payload(myc_buf *b) {
+  return (uint8_t *)(&b->hdr + 1);
+}
+static inline char *myc__buf_topic(myc_buf *b) {
+  return (char *)&b->hdr + myc__frame_topic_offset(b->hdr.payload_len);
+}
 static inline char *myc__buf_source(myc_buf *b) {
   return myc__buf_topic(b) + b->hdr.topic_len;
-}
-static inline uint8_t *myc__buf_payload(myc_buf *b) {
-  return (uint8_t *)&b->hdr +
-         myc__frame_payload_offset(b->hdr.topic_len, b->hdr.source_len);
 }
 
 typedef struct {

@@ -6,33 +6,37 @@
 myc_buf *myc__frame_new(myc_engine *e, myc__pool *pool, const myc__topic *t,
                         const char *source, size_t source_len, int kind,
                         uint16_t type, const void *data, size_t len) {
-  size_t off = myc__frame_payload_offset(t->len, source_len);
   myc_buf *b;
-  char *p;
-
-  if (len > UINT32_MAX - off)
+  if (len > UINT32_MAX - 2 * 4096)
     return NULL;
-  b = myc__buf_alloc(pool, &e->alloc, off + len);
+  b = myc__buf_alloc(pool, &e->alloc, myc__frame_len(len, t->len, source_len));
   if (b == NULL)
     return NULL;
-  b->topic_id = t->id;
   memset(&b->hdr, 0, sizeof b->hdr);
-  b->hdr.frame_len = (uint32_t)(off + len);
+  b->hdr.payload_len = (uint32_t)len;
+  if (len > 0)
+    memcpy(myc__buf_payload(b), data, len);
+  myc__frame_finish(b, t, source, source_len, kind, type);
+  return b;
+}
+
+void myc__frame_finish(myc_buf *b, const myc__topic *t, const char *source,
+                       size_t source_len, int kind, uint16_t type) {
+  size_t len = b->hdr.payload_len;
+  uint8_t *pad = myc__buf_payload(b) + len;
+  char *p;
+  b->topic_id = t->id;
+  b->hdr.frame_len = (uint32_t)myc__frame_len(len, t->len, source_len);
   b->hdr.type = type;
   b->hdr.kind = (uint8_t)kind;
-  b->hdr.payload_len = (uint32_t)len;
   b->hdr.topic_len = t->len;
   b->hdr.source_len = (uint8_t)source_len;
   b->hdr.version = MYC_FRAME_VERSION;
+  /* Zero the padding so frames on the wire never leak old bytes. */
+  memset(pad, 0, myc__frame_topic_offset(len) - sizeof(myc_frame) - len);
   p = myc__buf_topic(b);
   memcpy(p, t->name, t->len);
   memcpy(p + t->len, source, source_len);
-  /* Zero the padding so frames on the wire never leak old bytes. */
-  memset(p + t->len + source_len, 0,
-         off - sizeof(myc_frame) - t->len - source_len);
-  if (len > 0)
-    memcpy((uint8_t *)&b->hdr + off, data, len);
-  return b;
 }
 
 static int push_local(myc__worker *w, myc_service *s, myc_buf *b) {
@@ -110,6 +114,43 @@ int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
                      len);
   if (b == NULL)
     return len > UINT32_MAX / 2 ? MYC_ETOOBIG : MYC_ENOMEM;
+  set_trace(s, b);
+  b->hdr.seq = s->seq;
+  b->hdr.ts_ns = (uint64_t)w->now;
+  return myc__deliver(e, w, b);
+}
+
+myc_buf *myc__emit_buf_new(myc_service *s, size_t size) {
+  myc_buf *b;
+  if (size > UINT32_MAX - 2 * 4096)
+    return NULL;
+  b = myc__buf_alloc(&s->worker->pool, &s->eng->alloc,
+                     myc__frame_len(size, MYC_TOPIC_MAX, s->name_len));
+  if (b == NULL)
+    return NULL;
+  memset(&b->hdr, 0, sizeof b->hdr + size);
+  b->hdr.payload_len = (uint32_t)size;
+  return b;
+}
+
+int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
+                  uint16_t type) {
+  myc_engine *e = s->eng;
+  myc__worker *w = s->worker;
+  myc__topic *t = myc__topics_get(&e->topics, topic_id);
+
+  if (t == NULL) {
+    myc__buf_release(&w->pool, &e->alloc, b);
+    return MYC_EINVAL;
+  }
+  s->seq++;
+  myc__counter_add(&s->n_out, 1);
+  if (myc__topic_subs(t)->n == 0) {
+    atomic_fetch_add_explicit(&e->no_subscriber, 1, memory_order_relaxed);
+    myc__buf_release(&w->pool, &e->alloc, b);
+    return 0;
+  }
+  myc__frame_finish(b, t, s->name, s->name_len, kind, type);
   set_trace(s, b);
   b->hdr.seq = s->seq;
   b->hdr.ts_ns = (uint64_t)w->now;

@@ -12,17 +12,34 @@
 int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
               const void *data, size_t len);
 
+/* A buffer whose payload of 'size' bytes (zeroed) the caller fills in
+ * place before myc__emit_buf(); it has room for any topic and the name of
+ * 's'.  One reference, the caller's.  NULL when out of memory. */
+myc_buf *myc__emit_buf_new(myc_service *s, size_t size);
+
+/* Emits a buffer from myc__emit_buf_new() as myc__emit() would, without
+ * copying the payload.  The caller's reference is handed over whatever
+ * the result. */
+int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
+                  uint16_t type);
+
 /* Delivers an already framed 'b' (one reference, owned by the caller until
  * this returns) to the subscribers of its topic.  'from' is the worker
  * running the caller, or NULL for a host thread.  Returns as myc__emit. */
 int myc__deliver(myc_engine *e, myc__worker *from, myc_buf *b);
 
-/* Writes the header and copies topic, source and payload into a new
+/* Writes the header and copies payload, topic and source into a new
  * buffer from 'pool' (which may be NULL).  Trace fields are zeroed; the
  * caller fills them.  Returns NULL on allocation failure. */
 myc_buf *myc__frame_new(myc_engine *e, myc__pool *pool, const myc__topic *t,
                         const char *source, size_t source_len, int kind,
                         uint16_t type, const void *data, size_t len);
+
+/* Fills the header fields other than trace, seq and ts, and writes the
+ * topic and source after the payload already in 'b' (hdr.payload_len
+ * set).  The buffer must have room for them. */
+void myc__frame_finish(myc_buf *b, const myc__topic *t, const char *source,
+                       size_t source_len, int kind, uint16_t type);
 
 static inline void myc__counter_add(_Atomic uint64_t *c, uint64_t n) {
   /* Single writer (the owning worker): a plain store is enough, the

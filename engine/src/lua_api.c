@@ -11,6 +11,15 @@ int myc_svc_emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
   return myc__emit(s, topic_id, kind, type, data, len);
 }
 
+myc_buf *myc_svc_buf_new(myc_service *s, size_t size) {
+  return myc__emit_buf_new(s, size);
+}
+
+int myc_svc_emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
+                     uint16_t type) {
+  return myc__emit_buf(s, topic_id, b, kind, type);
+}
+
 int64_t myc_svc_topic(myc_service *s, const char *name, size_t len) {
   return myc__topics_resolve(&s->eng->topics, name, len);
 }
@@ -156,7 +165,7 @@ struct myc_collector {
 
 static void collect(void *ud, const myc_message *m) {
   myc_collector *c = ud;
-  myc_buf *b = (myc_buf *)((const char *)m->topic - sizeof(myc_frame) -
+  myc_buf *b = (myc_buf *)((const char *)m->data - sizeof(myc_frame) -
                            offsetof(myc_buf, hdr));
   if (c->n == c->cap) {
     uint32_t cap = c->cap ? 2 * c->cap : 64;

@@ -12,6 +12,10 @@
 
 MYC_EXTERN int myc_svc_emit(myc_service *s, uint32_t topic_id, int kind,
                             uint16_t type, const void *data, size_t len);
+/* Zero-copy emission (ctx:new): see myc__emit_buf_new/myc__emit_buf. */
+MYC_EXTERN myc_buf *myc_svc_buf_new(myc_service *s, size_t size);
+MYC_EXTERN int myc_svc_emit_buf(myc_service *s, uint32_t topic_id,
+                                myc_buf *b, int kind, uint16_t type);
 MYC_EXTERN int64_t myc_svc_topic(myc_service *s, const char *name,
                                  size_t len);
 MYC_EXTERN const char *myc_svc_topic_name(myc_service *s, uint32_t id);

@@ -10,10 +10,11 @@ static void layout_is_one_frame(void) {
    * write its framing and the frame in one contiguous write */
   CHECK_EQ(offsetof(myc_buf, wire_prefix) + sizeof(((myc_buf *)0)->wire_prefix),
            offsetof(myc_buf, hdr));
-  CHECK_EQ(myc__frame_payload_offset(5, 3), 64 + 8);
-  CHECK_EQ(myc__frame_payload_offset(8, 0), 64 + 8);
-  CHECK_EQ(myc__frame_payload_offset(9, 0), 64 + 16);
-  CHECK_EQ(myc__frame_payload_offset(0, 0), 64);
+  CHECK_EQ(myc__frame_topic_offset(5), 64 + 8);
+  CHECK_EQ(myc__frame_topic_offset(8), 64 + 8);
+  CHECK_EQ(myc__frame_topic_offset(9), 64 + 16);
+  CHECK_EQ(myc__frame_topic_offset(0), 64);
+  CHECK_EQ(myc__frame_len(9, 3, 4), 64 + 16 + 7);
 }
 
 static void refcount_returns_to_the_pool(void) {

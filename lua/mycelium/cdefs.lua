@@ -43,6 +43,9 @@ typedef struct myc_collector myc_collector;
 
 int myc_svc_emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
                  const void *data, size_t len);
+myc_buf *myc_svc_buf_new(myc_service *s, size_t size);
+int myc_svc_emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
+                     uint16_t type);
 int64_t myc_svc_topic(myc_service *s, const char *name, size_t len);
 const char *myc_svc_topic_name(myc_service *s, uint32_t id);
 const char *myc_topic_check(const char *name, size_t len, int pattern);

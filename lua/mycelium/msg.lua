@@ -25,9 +25,12 @@ local function base(b)
 end
 
 local function payload(b)
-  local h = b.hdr
-  return base(b) + FRAME + band(h.topic_len + h.source_len + 7, bnot(7)),
-      tonumber(h.payload_len)
+  return base(b) + FRAME, tonumber(b.hdr.payload_len)
+end
+
+-- The topic follows the payload, padded to 8 bytes (engine/src/buf.h).
+local function topic_ptr(b)
+  return base(b) + FRAME + band(b.hdr.payload_len + 7, bnot(7))
 end
 M.payload = payload
 
@@ -48,7 +51,7 @@ local function readers(env)
     local id = b.topic_id
     local name = topics[id]
     if name == nil then
-      name = ffi_string(base(b) + FRAME, b.hdr.topic_len)
+      name = ffi_string(topic_ptr(b), b.hdr.topic_len)
       topics[id] = name
     end
     return name
@@ -77,7 +80,7 @@ local function readers(env)
   function R.seq(b) return tonumber(b.hdr.seq) end
   function R.source(b)
     local h = b.hdr
-    return ffi_string(base(b) + FRAME + h.topic_len, h.source_len)
+    return ffi_string(topic_ptr(b) + h.topic_len, h.source_len)
   end
   return R
 end
