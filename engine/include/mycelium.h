@@ -173,9 +173,11 @@ MYC_EXTERN int myc_engine_run(myc_engine *e, int handle_signals);
  * from a signal-free context; returns at once. */
 MYC_EXTERN void myc_engine_stop(myc_engine *e, int code);
 
-/* Manual engines only: delivers queued messages until every mailbox is
- * empty or 'max_batches' batches ran (0: no limit).  Returns the number of
- * messages delivered, or a negative error. */
+/* Manual engines only: runs each worker's libuv loop once without
+ * blocking (socket and client callbacks of C facilities), then delivers
+ * queued messages until every mailbox is empty or 'max_batches' batches
+ * ran (0: no limit).  Returns the number of messages delivered, or a
+ * negative error. */
 MYC_EXTERN int64_t myc_engine_run_once(myc_engine *e, uint64_t max_batches);
 
 /* Manual engines only: moves the virtual clock forward by 'ms'

@@ -416,6 +416,9 @@ int64_t myc_engine_run_once(myc_engine *e, uint64_t max_batches) {
     busy = 0;
     for (i = 0; i < e->nworkers; i++) {
       myc__worker *w = &e->workers[i];
+      /* Sockets and clients of C facilities live on the worker loops:
+       * a manual engine turns them here, without blocking. */
+      uv_run(&w->loop, UV_RUN_NOWAIT);
       myc__worker_drain_inbox(w);
       round = myc__worker_run_ready(w, max_batches ? (uint32_t)max_batches : 0);
       handled += round;

@@ -237,6 +237,32 @@ function Engine:run(batches)
   return tonumber(lib.myc_engine_run_once(self.handle, batches or 0))
 end
 
+ffi.cdef [[
+int usleep(unsigned int usec);
+struct myc_timespec { long tv_sec; long tv_nsec; };
+int clock_gettime(int clk, struct myc_timespec *ts);
+]]
+local timespec = ffi.new("struct myc_timespec")
+local function monotonic()
+  ffi.C.clock_gettime(1, timespec) -- CLOCK_MONOTONIC
+  return tonumber(timespec.tv_sec) + tonumber(timespec.tv_nsec) * 1e-9
+end
+M.monotonic = monotonic
+
+-- Runs the engine against real time for up to 'seconds' (for services
+-- doing real I/O: sockets, clients), polling every millisecond, until
+-- 'done()' returns true.  Returns whether 'done' was met (true when no
+-- 'done' was given and the time ran out).
+function Engine:run_for(seconds, done)
+  local deadline = monotonic() + seconds
+  repeat
+    lib.myc_engine_run_once(self.handle, 0)
+    if done ~= nil and done() then return true end
+    ffi.C.usleep(1000)
+  until monotonic() > deadline
+  return done == nil
+end
+
 -- Moves the virtual clock forward by 'seconds'.
 function Engine:advance(seconds)
   local rc = lib.myc_engine_advance(self.handle, seconds * 1000)
