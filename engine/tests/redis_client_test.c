@@ -1,0 +1,795 @@
+/* redis_client_test.c -- the Redis client against a real redis-server
+ * started here on a free 127.0.0.1 port (it dies with the test: it gets
+ * SIGKILL when its parent exits), on a plain libuv loop. */
+#include "redis_client.h"
+
+#include "test.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- redis-server ------------------------------------------------------- */
+
+static int free_port(void) {
+  struct sockaddr_in a;
+  socklen_t len = sizeof a;
+  int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+      getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+    port = -1;
+  else
+    port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+static int can_connect(int port) {
+  struct sockaddr_in a;
+  int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Starts redis-server on 'port' ('pass' non-NULL: requirepass) and waits
+ * until it accepts connections.  Returns its pid, or -1. */
+static pid_t start_server(int port, const char *pass) {
+  char p[16];
+  int i, status;
+  pid_t pid;
+  snprintf(p, sizeof p, "%d", port);
+  pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (freopen("/dev/null", "w", stdout) == NULL)
+      _exit(126);
+    if (pass != NULL)
+      execlp("redis-server", "redis-server", "--port", p, "--bind",
+             "127.0.0.1", "--save", "", "--appendonly", "no", "--requirepass",
+             pass, (char *)NULL);
+    else
+      execlp("redis-server", "redis-server", "--port", p, "--bind",
+             "127.0.0.1", "--save", "", "--appendonly", "no", (char *)NULL);
+    _exit(127);
+  }
+  for (i = 0; i < 500; i++) {
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      fprintf(stderr, "redis-server did not start (exit %d): is it "
+              "installed? (scripts/deps.sh)\n", WEXITSTATUS(status));
+      return -1;
+    }
+    if (can_connect(port))
+      return pid;
+    sleep_ms(10);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  return -1;
+}
+
+static void stop_server(pid_t pid) {
+  if (pid > 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+  }
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+typedef struct {
+  int code;
+  uint64_t id;
+  int status;
+  char *text; /* REPLY: the reply, escaped; failures: the message */
+} record;
+
+typedef struct {
+  uv_loop_t loop;
+  uv_timer_t tick;
+  myc_redis *c;
+  record *recs;
+  size_t n, cap;
+  size_t replies, ups, downs, closed;
+  /* optional reactions */
+  int command_on_down;
+  int64_t down_rc;
+  char down_err[512];
+  int free_on_closed;
+} harness;
+
+static void append(char **buf, size_t *len, size_t *cap, const char *s,
+                   size_t n) {
+  if (*len + n + 1 > *cap) {
+    while (*len + n + 1 > *cap)
+      *cap = *cap ? *cap * 2 : 64;
+    *buf = realloc(*buf, *cap);
+  }
+  memcpy(*buf + *len, s, n);
+  *len += n;
+  (*buf)[*len] = '\0';
+}
+
+/* Writes reply 'r' as text: "s:bytes" (non-printables as \xNN), "+OK",
+ * "-ERR ...", "i:42", "nil", "[a,b]". */
+static void describe(const void *r, char **buf, size_t *len, size_t *cap) {
+  myc_redis_value v;
+  char tmp[64];
+  size_t i;
+  myc_redis_reply_view(r, &v);
+  switch (v.type) {
+  case MYC_REDIS_STRING:
+    append(buf, len, cap, "s:", 2);
+    for (i = 0; i < v.len; i++) {
+      unsigned char ch = (unsigned char)v.str[i];
+      if (ch >= 32 && ch < 127 && ch != '\\')
+        append(buf, len, cap, (const char *)&ch, 1);
+      else
+        append(buf, len, cap, tmp, (size_t)snprintf(tmp, sizeof tmp,
+                                                    "\\x%02x", ch));
+    }
+    break;
+  case MYC_REDIS_STATUS:
+  case MYC_REDIS_ERROR:
+    append(buf, len, cap, v.type == MYC_REDIS_STATUS ? "+" : "-", 1);
+    append(buf, len, cap, v.str, v.len);
+    break;
+  case MYC_REDIS_INTEGER:
+    append(buf, len, cap, tmp,
+           (size_t)snprintf(tmp, sizeof tmp, "i:%lld", (long long)v.integer));
+    break;
+  case MYC_REDIS_NIL:
+    append(buf, len, cap, "nil", 3);
+    break;
+  case MYC_REDIS_ARRAY:
+    append(buf, len, cap, "[", 1);
+    for (i = 0; i < v.elements; i++) {
+      if (i > 0)
+        append(buf, len, cap, ",", 1);
+      describe(myc_redis_reply_element(r, i), buf, len, cap);
+    }
+    append(buf, len, cap, "]", 1);
+    break;
+  }
+}
+
+static void sink(void *ud, int code, const myc_redis_event *ev) {
+  harness *h = ud;
+  record *r;
+  size_t len = 0, cap = 0;
+  if (h->n == h->cap) {
+    h->cap = h->cap ? h->cap * 2 : 256;
+    h->recs = realloc(h->recs, h->cap * sizeof *h->recs);
+  }
+  r = &h->recs[h->n++];
+  memset(r, 0, sizeof *r);
+  r->code = code;
+  r->id = ev->id;
+  r->status = ev->status;
+  if (ev->reply != NULL)
+    describe(ev->reply, &r->text, &len, &cap);
+  else if (ev->error != NULL)
+    r->text = strdup(ev->error);
+  switch (code) {
+  case MYC_REDIS_EV_REPLY:
+    h->replies++;
+    break;
+  case MYC_REDIS_EV_UP:
+    h->ups++;
+    break;
+  case MYC_REDIS_EV_DOWN:
+    h->downs++;
+    if (h->command_on_down) {
+      const char *argv[1] = {"PING"};
+      size_t lens[1] = {4};
+      h->command_on_down = 0;
+      h->down_rc = myc_redis_command(h->c, 1, argv, lens);
+      snprintf(h->down_err, sizeof h->down_err, "%s", myc_redis_error(h->c));
+    }
+    break;
+  case MYC_REDIS_EV_CLOSED:
+    h->closed++;
+    if (h->free_on_closed) {
+      myc_redis_free(h->c);
+      h->c = NULL;
+    }
+    break;
+  }
+}
+
+static void tick(uv_timer_t *t) { (void)t; }
+
+static void harness_init(harness *h) {
+  memset(h, 0, sizeof *h);
+  uv_loop_init(&h->loop);
+  /* The client's handles do not keep a loop alive: this one does, and
+   * bounds each wait. */
+  uv_timer_init(&h->loop, &h->tick);
+  uv_timer_start(&h->tick, tick, 5, 5);
+}
+
+static void harness_free(harness *h) {
+  size_t i;
+  if (h->c != NULL)
+    myc_redis_free(h->c);
+  uv_close((uv_handle_t *)&h->tick, NULL);
+  while (uv_run(&h->loop, UV_RUN_NOWAIT) != 0)
+    ;
+  if (uv_loop_close(&h->loop) != 0)
+    fprintf(stderr, "loop still busy at close\n");
+  for (i = 0; i < h->n; i++)
+    free(h->recs[i].text);
+  free(h->recs);
+}
+
+static uint64_t mono_ms(void) { return uv_hrtime() / 1000000; }
+
+/* Turns the loop until '*count' reaches 'want' or 'ms' passed. */
+static int wait_for(harness *h, const size_t *count, size_t want, int ms) {
+  uint64_t end = mono_ms() + (uint64_t)ms;
+  while (*count < want && mono_ms() < end)
+    uv_run(&h->loop, UV_RUN_ONCE);
+  return *count >= want;
+}
+
+static const myc__alloc heap = {myc__default_alloc, NULL};
+
+static int open_client(harness *h, const char *url,
+                       const myc_redis_options *o) {
+  char err[256];
+  int rc = myc__redis_new(&h->loop, &heap, url, o, sink, h, &h->c, err,
+                          sizeof err);
+  if (rc != 0)
+    fprintf(stderr, "open %s: %s\n", url, err);
+  return rc;
+}
+
+static int64_t cmd(harness *h, int argc, ...) {
+  const char *argv[16];
+  size_t lens[16];
+  va_list ap;
+  int i;
+  va_start(ap, argc);
+  for (i = 0; i < argc; i++) {
+    argv[i] = va_arg(ap, const char *);
+    lens[i] = strlen(argv[i]);
+  }
+  va_end(ap);
+  return myc_redis_command(h->c, argc, argv, lens);
+}
+
+/* The reply record of command 'id', or NULL. */
+static const record *reply_of(const harness *h, int64_t id) {
+  size_t i;
+  for (i = 0; i < h->n; i++)
+    if (h->recs[i].code == MYC_REDIS_EV_REPLY && h->recs[i].id == (uint64_t)id)
+      return &h->recs[i];
+  return NULL;
+}
+
+static char url_buf[128];
+static const char *url_of(int port) {
+  snprintf(url_buf, sizeof url_buf, "redis://127.0.0.1:%d", port);
+  return url_buf;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_parse_url(void) {
+  myc__redis_url u;
+  char err[256];
+  CHECK_EQ(myc__redis_parse_url("redis://127.0.0.1", &u, err, sizeof err), 0);
+  CHECK_STR(u.host, "127.0.0.1");
+  CHECK_EQ(u.port, 6379);
+  CHECK_EQ(u.db, 0);
+  CHECK_EQ(u.has_password, 0);
+  CHECK_EQ(myc__redis_parse_url("redis://cache.local:7000/3", &u, err,
+                                sizeof err), 0);
+  CHECK_STR(u.host, "cache.local");
+  CHECK_EQ(u.port, 7000);
+  CHECK_EQ(u.db, 3);
+  CHECK_EQ(myc__redis_parse_url("redis://:s%40cret@[::1]:6380/", &u, err,
+                                sizeof err), 0);
+  CHECK_STR(u.host, "::1");
+  CHECK_EQ(u.port, 6380);
+  CHECK_STR(u.password, "s@cret");
+  CHECK_STR(u.user, "");
+  CHECK_EQ(myc__redis_parse_url("redis://app:pw@h", &u, err, sizeof err), 0);
+  CHECK_STR(u.user, "app");
+  CHECK_STR(u.password, "pw");
+
+  CHECK_EQ(myc__redis_parse_url("http://h", &u, err, sizeof err), MYC_EINVAL);
+  CHECK(strstr(err, "redis: bad URL 'http://h': expected redis://") != NULL);
+  CHECK_EQ(myc__redis_parse_url("rediss://h", &u, err, sizeof err),
+           MYC_EINVAL);
+  CHECK(strstr(err, "TLS") != NULL);
+  CHECK_EQ(myc__redis_parse_url("redis://h:0", &u, err, sizeof err),
+           MYC_EINVAL);
+  CHECK_EQ(myc__redis_parse_url("redis://h:99999", &u, err, sizeof err),
+           MYC_EINVAL);
+  CHECK(strstr(err, "port") != NULL);
+  CHECK_EQ(myc__redis_parse_url("redis://h:12x", &u, err, sizeof err),
+           MYC_EINVAL);
+  CHECK_EQ(myc__redis_parse_url("redis://", &u, err, sizeof err), MYC_EINVAL);
+  CHECK(strstr(err, "no host") != NULL);
+  CHECK_EQ(myc__redis_parse_url("redis://h/x", &u, err, sizeof err),
+           MYC_EINVAL);
+  CHECK(strstr(err, "database number") != NULL);
+  CHECK_EQ(myc__redis_parse_url("redis://h/1?x=1", &u, err, sizeof err),
+           MYC_EINVAL);
+  CHECK_EQ(myc__redis_parse_url("redis://h o", &u, err, sizeof err),
+           MYC_EINVAL);
+  CHECK_EQ(myc__redis_parse_url("redis://[::1", &u, err, sizeof err),
+           MYC_EINVAL);
+  /* The password never appears in a message. */
+  CHECK_EQ(myc__redis_parse_url("redis://:hunter2@h:bad", &u, err,
+                                sizeof err), MYC_EINVAL);
+  CHECK(strstr(err, "hunter2") == NULL);
+  CHECK_EQ(myc__redis_parse_url("redis://:%zz@h", &u, err, sizeof err),
+           MYC_EINVAL);
+  CHECK_EQ(myc__redis_parse_url("redis://nocolon@h", &u, err, sizeof err),
+           MYC_EINVAL);
+}
+
+static void test_bad_open(void) {
+  harness h;
+  myc_redis_options o;
+  char err[256];
+  myc_redis *c = (myc_redis *)&h;
+  harness_init(&h);
+  CHECK_EQ(myc__redis_new(&h.loop, &heap, "redis//x", NULL, sink, &h, &c, err,
+                          sizeof err), MYC_EINVAL);
+  CHECK(c == NULL);
+  CHECK(strstr(err, "bad URL") != NULL);
+  memset(&o, 0, sizeof o);
+  o.reconnect_min_ms = 500;
+  o.reconnect_max_ms = 100;
+  CHECK_EQ(myc__redis_new(&h.loop, &heap, "redis://h", &o, sink, &h, &c, err,
+                          sizeof err), MYC_EINVAL);
+  CHECK(strstr(err, "reconnect_min_ms") != NULL);
+  CHECK_EQ(h.n, 0);
+  harness_free(&h);
+}
+
+static void test_basic(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  int64_t id[9];
+  CHECK(pid > 0);
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), NULL), 0);
+  CHECK(strncmp(myc_redis_server(h.c), "127.0.0.1:", 10) == 0);
+  id[0] = cmd(&h, 3, "SET", "k", "v1");
+  id[1] = cmd(&h, 2, "GET", "k");
+  id[2] = cmd(&h, 2, "GET", "missing");
+  id[3] = cmd(&h, 2, "INCR", "n");
+  id[4] = cmd(&h, 3, "INCRBY", "n", "41");
+  id[5] = cmd(&h, 5, "RPUSH", "l", "a", "b", "c");
+  id[6] = cmd(&h, 4, "LRANGE", "l", "0", "-1");
+  id[7] = cmd(&h, 1, "NOSUCHCOMMAND");
+  id[8] = cmd(&h, 3, "MGET", "k", "missing");
+  CHECK(id[0] > 0 && id[8] == id[0] + 8);
+  CHECK_EQ(myc_redis_pending(h.c), 9);
+  CHECK(wait_for(&h, &h.replies, 9, 5000));
+  CHECK_EQ(myc_redis_pending(h.c), 0);
+  CHECK_STR(reply_of(&h, id[0])->text, "+OK");
+  CHECK_STR(reply_of(&h, id[1])->text, "s:v1");
+  CHECK_STR(reply_of(&h, id[2])->text, "nil");
+  CHECK_STR(reply_of(&h, id[3])->text, "i:1");
+  CHECK_STR(reply_of(&h, id[4])->text, "i:42");
+  CHECK_STR(reply_of(&h, id[5])->text, "i:3");
+  CHECK_STR(reply_of(&h, id[6])->text, "[s:a,s:b,s:c]");
+  CHECK(strncmp(reply_of(&h, id[7])->text, "-ERR unknown command", 20) == 0);
+  CHECK_STR(reply_of(&h, id[8])->text, "[s:v1,nil]");
+  CHECK_EQ(h.ups, 1);
+  CHECK_STR(myc_redis_state(h.c), "up");
+  harness_free(&h);
+  stop_server(pid);
+}
+
+static void test_binary(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  const char key[] = "bin\0key", val[] = "a\0b\xff\r\n$3\r\nc";
+  const char *argv[3] = {"SET", key, val};
+  size_t lens[3] = {3, sizeof key - 1, sizeof val - 1};
+  int64_t id;
+  CHECK(pid > 0);
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), NULL), 0);
+  CHECK(myc_redis_command(h.c, 3, argv, lens) > 0);
+  argv[0] = "GET";
+  lens[0] = 3;
+  id = myc_redis_command(h.c, 2, argv, lens);
+  argv[1] = "bin";
+  lens[1] = 3; /* a different key: the NUL is part of the name */
+  myc_redis_command(h.c, 2, argv, lens);
+  CHECK(wait_for(&h, &h.replies, 3, 5000));
+  CHECK_STR(reply_of(&h, id)->text, "s:a\\x00b\\xff\\x0d\\x0a$3\\x0d\\x0ac");
+  CHECK_STR(reply_of(&h, id + 1)->text, "nil");
+  harness_free(&h);
+  stop_server(pid);
+}
+
+static void test_pipeline(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  char val[32];
+  int i;
+  size_t k;
+  CHECK(pid > 0);
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), NULL), 0);
+  /* All issued before the first reply: 10 000 commands in flight. */
+  for (i = 0; i < 5000; i++) {
+    snprintf(val, sizeof val, "%d", i);
+    CHECK(cmd(&h, 3, "SET", val, val) > 0);
+    CHECK(cmd(&h, 2, "INCR", "counter") > 0);
+  }
+  CHECK_EQ(myc_redis_pending(h.c), 10000);
+  CHECK(wait_for(&h, &h.replies, 10000, 10000));
+  for (k = 0, i = 0; k < h.n; k++) {
+    const record *r = &h.recs[k];
+    if (r->code != MYC_REDIS_EV_REPLY)
+      continue;
+    CHECK_EQ(r->id, (uint64_t)i + 1); /* in order */
+    if (i % 2 == 0) {
+      CHECK_STR(r->text, "+OK");
+    } else {
+      snprintf(val, sizeof val, "i:%d", i / 2 + 1);
+      CHECK_STR(r->text, val);
+    }
+    i++;
+  }
+  CHECK_EQ(i, 10000);
+  harness_free(&h);
+  stop_server(pid);
+}
+
+static void test_refused(void) {
+  harness h;
+  int port = free_port();
+  int64_t id;
+  const record *r;
+  char want[128];
+  myc_redis_options o;
+  memset(&o, 0, sizeof o);
+  o.reconnect_min_ms = 50;
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), &o), 0);
+  CHECK_STR(myc_redis_state(h.c), "connecting");
+  /* Accepted during the attempt; fails with its error. */
+  id = cmd(&h, 2, "GET", "k");
+  CHECK(id > 0);
+  h.command_on_down = 1;
+  CHECK(wait_for(&h, &h.downs, 1, 5000));
+  r = reply_of(&h, id);
+  CHECK(r != NULL);
+  CHECK_EQ(r->status, UV_ECONNREFUSED);
+  snprintf(want, sizeof want, "redis 127.0.0.1:%d: cannot connect: "
+           "connection refused", port);
+  CHECK_STR(r->text, want);
+  /* Between attempts commands fail fast, naming the server. */
+  CHECK_EQ(h.down_rc, UV_ENOTCONN);
+  snprintf(want, sizeof want, "redis 127.0.0.1:%d: not connected (cannot "
+           "connect: connection refused); next attempt in", port);
+  CHECK(strncmp(h.down_err, want, strlen(want)) == 0);
+  /* It keeps retrying. */
+  CHECK(wait_for(&h, &h.downs, 3, 5000));
+  CHECK_EQ(h.ups, 0);
+  harness_free(&h);
+}
+
+static void test_kill_restart(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  myc_redis_options o;
+  size_t k, ok = 0, failed = 0, n_before;
+  int i, order_ok = 1;
+  int64_t id;
+  CHECK(pid > 0);
+  memset(&o, 0, sizeof o);
+  o.reconnect_min_ms = 50;
+  o.reconnect_max_ms = 200;
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), &o), 0);
+  CHECK(wait_for(&h, &h.ups, 1, 5000));
+  /* Some replies, then the server freezes with commands in flight and
+   * dies. */
+  for (i = 0; i < 10; i++)
+    CHECK(cmd(&h, 2, "INCR", "n") > 0);
+  CHECK(wait_for(&h, &h.replies, 10, 5000));
+  kill(pid, SIGSTOP);
+  for (i = 10; i < 2000; i++)
+    CHECK(cmd(&h, 2, "INCR", "n") > 0);
+  wait_for(&h, &h.replies, 2000, 100);
+  stop_server(pid);
+  CHECK(wait_for(&h, &h.replies, 2000, 5000));
+  for (k = 0; k < h.n; k++) {
+    const record *r = &h.recs[k];
+    if (r->code != MYC_REDIS_EV_REPLY)
+      continue;
+    if (r->status == 0) {
+      ok++;
+      order_ok &= failed == 0; /* every success before the first failure */
+    } else {
+      failed++;
+      order_ok &= r->status == UV_ECONNRESET &&
+                  strstr(r->text, "connection lost") != NULL &&
+                  strstr(r->text, "redis 127.0.0.1:") == r->text;
+    }
+  }
+  CHECK(ok >= 10);
+  CHECK(failed > 0);
+  CHECK_EQ(ok + failed, 2000);
+  CHECK(order_ok);
+  CHECK(wait_for(&h, &h.downs, 1, 5000));
+  CHECK_STR(myc_redis_state(h.c), "down");
+  n_before = h.downs;
+  CHECK(wait_for(&h, &h.downs, n_before + 2, 5000)); /* retries refused */
+  pid = start_server(port, NULL);
+  CHECK(pid > 0);
+  CHECK(wait_for(&h, &h.ups, 2, 5000));
+  id = cmd(&h, 1, "PING");
+  CHECK(id > 0);
+  CHECK(wait_for(&h, &h.replies, 2001, 5000));
+  CHECK_STR(reply_of(&h, id)->text, "+PONG");
+  harness_free(&h);
+  stop_server(pid);
+}
+
+static void test_timeout(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  myc_redis_options o;
+  int64_t id, id2;
+  uint64_t t0;
+  const record *r;
+  CHECK(pid > 0);
+  memset(&o, 0, sizeof o);
+  o.command_timeout_ms = 200;
+  o.reconnect_min_ms = 20;
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), &o), 0);
+  CHECK(wait_for(&h, &h.ups, 1, 5000));
+  t0 = mono_ms();
+  id = cmd(&h, 3, "BLPOP", "nothing", "5"); /* the server holds it 5 s */
+  id2 = cmd(&h, 1, "PING");
+  CHECK(wait_for(&h, &h.replies, 2, 5000));
+  CHECK(mono_ms() - t0 < 1500);
+  r = reply_of(&h, id);
+  CHECK_EQ(r->status, UV_ETIMEDOUT);
+  CHECK(strstr(r->text, "no reply within 200 ms") != NULL);
+  CHECK_EQ(reply_of(&h, id2)->status, UV_ETIMEDOUT);
+  CHECK(wait_for(&h, &h.ups, 2, 5000)); /* a fresh connection */
+  id = cmd(&h, 1, "PING");
+  CHECK(wait_for(&h, &h.replies, 3, 5000));
+  CHECK_STR(reply_of(&h, id)->text, "+PONG");
+  harness_free(&h);
+  stop_server(pid);
+}
+
+static void test_auth_and_db(void) {
+  harness h, h0;
+  int port = free_port();
+  pid_t pid = start_server(port, "s3cret");
+  int64_t id;
+  char url[128];
+  CHECK(pid > 0);
+  harness_init(&h);
+  snprintf(url, sizeof url, "redis://:s3cret@127.0.0.1:%d/2", port);
+  CHECK_EQ(open_client(&h, url, NULL), 0);
+  id = cmd(&h, 3, "SET", "in2", "yes");
+  CHECK(wait_for(&h, &h.replies, 1, 5000));
+  CHECK_STR(reply_of(&h, id)->text, "+OK");
+  CHECK_EQ(h.ups, 1);
+  harness_free(&h);
+
+  harness_init(&h0);
+  snprintf(url, sizeof url, "redis://:s3cret@127.0.0.1:%d", port);
+  CHECK_EQ(open_client(&h0, url, NULL), 0);
+  id = cmd(&h0, 2, "GET", "in2");
+  CHECK(wait_for(&h0, &h0.replies, 1, 5000));
+  CHECK_STR(reply_of(&h0, id)->text, "nil"); /* db 0 */
+  harness_free(&h0);
+
+  harness_init(&h);
+  snprintf(url, sizeof url, "redis://:wrong@127.0.0.1:%d", port);
+  CHECK_EQ(open_client(&h, url, NULL), 0);
+  id = cmd(&h, 2, "GET", "k");
+  CHECK(wait_for(&h, &h.replies, 1, 5000));
+  CHECK_EQ(reply_of(&h, id)->status, UV_EACCES);
+  CHECK(strstr(reply_of(&h, id)->text, ": AUTH failed: WRONGPASS") != NULL);
+  CHECK(strstr(reply_of(&h, id)->text, "wrong") == NULL);
+  CHECK_EQ(h.ups, 0);
+  harness_free(&h);
+
+  harness_init(&h);
+  snprintf(url, sizeof url, "redis://:s3cret@127.0.0.1:%d/99999", port);
+  CHECK_EQ(open_client(&h, url, NULL), 0);
+  id = cmd(&h, 1, "PING");
+  CHECK(wait_for(&h, &h.replies, 1, 5000));
+  CHECK_EQ(reply_of(&h, id)->status, MYC_EINVAL);
+  CHECK(strstr(reply_of(&h, id)->text, "SELECT 99999 failed") != NULL);
+  harness_free(&h);
+  stop_server(pid);
+}
+
+static void test_host_name(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  char url[128];
+  int64_t id;
+  CHECK(pid > 0);
+  harness_init(&h);
+  snprintf(url, sizeof url, "redis://localhost:%d", port);
+  CHECK_EQ(open_client(&h, url, NULL), 0);
+  /* Issued during the lookup: queued, then sent. */
+  id = cmd(&h, 1, "PING");
+  CHECK(id > 0);
+  CHECK(wait_for(&h, &h.replies, 1, 5000));
+  CHECK_STR(reply_of(&h, id)->text, "+PONG");
+  harness_free(&h);
+  stop_server(pid);
+}
+
+static void test_close(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  int i;
+  int64_t last = 0;
+  CHECK(pid > 0);
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), NULL), 0);
+  for (i = 0; i < 100; i++)
+    last = cmd(&h, 2, "INCR", "c");
+  h.free_on_closed = 1;
+  myc_redis_close(h.c);
+  myc_redis_close(h.c); /* idempotent */
+  CHECK_STR(myc_redis_state(h.c), "closing");
+  CHECK_EQ(cmd(&h, 1, "PING"), MYC_ESTATE);
+  CHECK(strstr(myc_redis_error(h.c), "client closed") != NULL);
+  CHECK(wait_for(&h, &h.closed, 1, 5000));
+  /* Commands sent before the close got their replies, then CLOSED. */
+  CHECK_EQ(h.replies, 100);
+  CHECK_STR(reply_of(&h, last)->text, "i:100");
+  CHECK_EQ(h.recs[h.n - 1].code, MYC_REDIS_EV_CLOSED);
+  CHECK(h.c == NULL);
+  harness_free(&h);
+
+  /* Closing while down: CLOSED comes at once, no retry. */
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(free_port()), NULL), 0);
+  CHECK(wait_for(&h, &h.downs, 1, 5000));
+  h.free_on_closed = 1;
+  myc_redis_close(h.c);
+  CHECK(wait_for(&h, &h.closed, 1, 5000));
+  harness_free(&h);
+  stop_server(pid);
+}
+
+static void test_free_with_pending(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  int i;
+  CHECK(pid > 0);
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), NULL), 0);
+  CHECK(wait_for(&h, &h.ups, 1, 5000));
+  for (i = 0; i < 100; i++)
+    cmd(&h, 2, "INCR", "c");
+  myc_redis_free(h.c);
+  h.c = NULL;
+  uv_run(&h.loop, UV_RUN_NOWAIT);
+  CHECK_EQ(h.replies, 0); /* abandoned, never delivered */
+  harness_free(&h);
+
+  /* Freed during a lookup. */
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, "redis://localhost:1", NULL), 0);
+  cmd(&h, 1, "PING");
+  myc_redis_free(h.c);
+  h.c = NULL;
+  harness_free(&h);
+  CHECK_EQ(h.n, 0);
+  stop_server(pid);
+}
+
+static void test_limits(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  myc_redis_options o;
+  const char *argv[2] = {"subscribe", "ch"};
+  size_t lens[2] = {9, 2};
+  int i;
+  CHECK(pid > 0);
+  memset(&o, 0, sizeof o);
+  o.max_pending = 10;
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), &o), 0);
+  CHECK_EQ(myc_redis_command(h.c, 2, argv, lens), MYC_EINVAL);
+  CHECK(strstr(myc_redis_error(h.c), "subscribe is not supported") != NULL);
+  CHECK_EQ(myc_redis_command(h.c, 0, argv, lens), MYC_EINVAL);
+  for (i = 0; i < 10; i++)
+    CHECK(cmd(&h, 1, "PING") > 0);
+  CHECK_EQ(cmd(&h, 1, "PING"), MYC_ELIMIT);
+  CHECK(wait_for(&h, &h.replies, 10, 5000));
+  CHECK(cmd(&h, 1, "PING") > 0);
+  harness_free(&h);
+  stop_server(pid);
+}
+
+/* Every allocation of the constructor failing in turn leaks nothing. */
+static void test_alloc_failures(void) {
+  failing_alloc fa;
+  myc__alloc a = {failing_alloc_fn, &fa};
+  harness h;
+  myc_redis *c = NULL;
+  char err[256];
+  int rc = -1;
+  long n;
+  harness_init(&h);
+  for (n = 1; rc != 0 && n < 20; n++) {
+    memset(&fa, 0, sizeof fa);
+    fa.fail_at = n;
+    rc = myc__redis_new(&h.loop, &a, "redis://127.0.0.1:1", NULL, sink, &h,
+                        &c, err, sizeof err);
+    if (rc != 0) {
+      CHECK_EQ(rc, MYC_ENOMEM);
+      CHECK_EQ(fa.live, 0);
+    }
+  }
+  CHECK_EQ(rc, 0);
+  myc_redis_free(c);
+  uv_run(&h.loop, UV_RUN_NOWAIT); /* the close callbacks release it */
+  CHECK_EQ(fa.live, 0);
+  harness_free(&h);
+}
+
+int main(void) {
+  static const test_case cases[] = {
+      {"parse_url", test_parse_url},
+      {"bad_open", test_bad_open},
+      {"basic", test_basic},
+      {"binary", test_binary},
+      {"pipeline", test_pipeline},
+      {"refused", test_refused},
+      {"kill_restart", test_kill_restart},
+      {"timeout", test_timeout},
+      {"auth_and_db", test_auth_and_db},
+      {"host_name", test_host_name},
+      {"close", test_close},
+      {"free_with_pending", test_free_with_pending},
+      {"limits", test_limits},
+      {"alloc_failures", test_alloc_failures},
+      {NULL, NULL}};
+  signal(SIGPIPE, SIG_IGN);
+  return run_tests(cases);
+}
