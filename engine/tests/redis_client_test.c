@@ -773,6 +773,112 @@ static void test_alloc_failures(void) {
   harness_free(&h);
 }
 
+/* ---- in an engine -------------------------------------------------------- */
+
+/* Sets and gets a key, leaves a command that never answers in flight,
+ * emits what it read on "done"; gives up after 5 s.  With 'close_in_stop'
+ * the client is closed by the service's stop, else it goes with the Lua
+ * state. */
+static const char service_src[] =
+    "local redis = require 'mycelium.redis'\n"
+    "local r\n"
+    "return {\n"
+    "  init = function(ctx)\n"
+    "    r = assert(redis.connect(ctx, '%s'))\n"
+    "    ctx:after(5000, function() ctx:shutdown(3) end)\n"
+    "    coroutine.wrap(function()\n"
+    "      assert(r:set('svc', 'ok') == 'OK')\n"
+    "      local v = r:get('svc')\n"
+    "      r:command({ 'BLPOP', 'never', '0' }, function() end)\n"
+    "      ctx:emit('done', v)\n"
+    "    end)()\n"
+    "  end,\n"
+    "  stop = function() if %s then r:close() end end,\n"
+    "}\n";
+
+static char tmpdir[] = "/tmp/myc_redis_test_XXXXXX";
+
+static const char *write_service(int port, int close_in_stop) {
+  static char path[300];
+  char url[64];
+  FILE *f;
+  snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+  snprintf(path, sizeof path, "%s/svc.lua", tmpdir);
+  f = fopen(path, "w");
+  fprintf(f, service_src, url, close_in_stop ? "true" : "false");
+  fclose(f);
+  return path;
+}
+
+typedef struct {
+  myc_engine *e;
+  char got[64];
+} done_box;
+
+static void on_done(void *ud, const myc_message *m) {
+  done_box *b = ud;
+  snprintf(b->got, sizeof b->got, "%.*s", (int)m->len, (const char *)m->data);
+  myc_engine_stop(b->e, 0);
+}
+
+static int engine_with_service(int manual, int port, int close_in_stop,
+                               done_box *box) {
+  myc_engine_config cfg;
+  myc_service_config sc;
+  char err[512];
+  myc_engine_config_init(&cfg);
+  cfg.manual = manual;
+  cfg.log_level = MYC_LOG_ERROR;
+  memset(&sc, 0, sizeof sc);
+  sc.name = "svc";
+  sc.module = write_service(port, close_in_stop);
+  sc.worker = -1;
+  memset(box, 0, sizeof *box);
+  if (myc_engine_new(&box->e, &cfg) != 0 ||
+      myc_engine_add_c_service(box->e, "sink", "done", on_done, box, 0) != 0 ||
+      myc_engine_add_service(box->e, &sc, err, sizeof err) != 0 ||
+      myc_engine_start(box->e, err, sizeof err) != 0) {
+    fprintf(stderr, "engine: %s\n", err);
+    return -1;
+  }
+  return 0;
+}
+
+/* Worker threads: the client's handles must not keep a worker alive at
+ * shutdown, and everything is released with the engine. */
+static void test_threaded_engine(void) {
+  int port = free_port(), close_in_stop;
+  pid_t pid = start_server(port, NULL);
+  done_box box;
+  CHECK(pid > 0);
+  for (close_in_stop = 0; close_in_stop < 2; close_in_stop++) {
+    CHECK_EQ(engine_with_service(0, port, close_in_stop, &box), 0);
+    CHECK_EQ(myc_engine_run(box.e, 0), 0);
+    myc_engine_free(box.e);
+    CHECK_STR(box.got, "ok");
+  }
+  stop_server(pid);
+}
+
+/* A manual engine turns the worker loop in myc_engine_run_once(). */
+static void test_manual_engine(void) {
+  int port = free_port(), close_in_stop;
+  pid_t pid = start_server(port, NULL);
+  done_box box;
+  uint64_t end;
+  CHECK(pid > 0);
+  for (close_in_stop = 0; close_in_stop < 2; close_in_stop++) {
+    CHECK_EQ(engine_with_service(1, port, close_in_stop, &box), 0);
+    for (end = mono_ms() + 5000; box.got[0] == '\0' && mono_ms() < end;) {
+      myc_engine_run_once(box.e, 0);
+      sleep_ms(1);
+    }
+    CHECK_STR(box.got, "ok");
+    myc_engine_free(box.e);
+  }
+  stop_server(pid);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"parse_url", test_parse_url},
@@ -789,7 +895,17 @@ int main(void) {
       {"free_with_pending", test_free_with_pending},
       {"limits", test_limits},
       {"alloc_failures", test_alloc_failures},
+      {"threaded_engine", test_threaded_engine},
+      {"manual_engine", test_manual_engine},
       {NULL, NULL}};
+  char cmd[300];
+  int rc;
   signal(SIGPIPE, SIG_IGN);
-  return run_tests(cases);
+  if (mkdtemp(tmpdir) == NULL)
+    return 1;
+  rc = run_tests(cases);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+  if (system(cmd) != 0)
+    rc = 1;
+  return rc;
 }
