@@ -21,13 +21,11 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
-#define DEFAULT_PORT 6379
 #define DEFAULT_CONNECT_MS 1000
 #define DEFAULT_COMMAND_MS 1000
 #define DEFAULT_RECONNECT_MIN_MS 100
 #define DEFAULT_RECONNECT_MAX_MS 5000
 #define DEFAULT_MAX_PENDING 65536
-#define MAX_DB 1000000
 
 /* Private data of the client's own commands (user commands carry NULL). */
 #define CMD_AUTH ((void *)1)
@@ -392,6 +390,18 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv) {
   deliver(c, MYC_REDIS_EV_REPLY, &ev);
 }
 
+/* What waited for the connection gets a full command timeout from now:
+ * a slow connect must not make a fresh connection look stuck. */
+static void rebase_deadlines(myc_redis *c) {
+  uint64_t from = now_ms(c) + c->opt.command_timeout_ms;
+  uint32_t i;
+  for (i = 0; i < c->n; i++) {
+    pending *p = &c->ring[(c->head + i) & (c->cap - 1)];
+    if (p->deadline < from)
+      p->deadline = from;
+  }
+}
+
 static void on_connect(const redisAsyncContext *ac, int status) {
   myc_redis *c = ac->data;
   if (c->ac != ac)
@@ -404,6 +414,7 @@ static void on_connect(const redisAsyncContext *ac, int status) {
     conn_ended(c);
     return;
   }
+  rebase_deadlines(c);
   if (c->init_pending > 0) {
     c->state = ST_HANDSHAKE;
     rearm(c);
@@ -587,8 +598,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status,
   if (c->closing)
     status = UV_ECANCELED;
   for (ai = status == 0 ? res : NULL; ai != NULL; ai = ai->ai_next)
-    if (pick == NULL || (ai->ai_family == AF_INET &&
-                         pick->ai_family != AF_INET))
+    if (pick == NULL ||
+        (ai->ai_family == AF_INET && pick->ai_family != AF_INET))
       pick = ai;
   if (pick != NULL && pick->ai_family == AF_INET)
     uv_ip4_name((struct sockaddr_in *)pick->ai_addr, ip, sizeof ip);
@@ -624,8 +635,7 @@ static void start_attempt(myc_redis *c) {
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   /* getaddrinfo() blocks: libuv runs it on its thread pool. */
-  rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, c->url.host, NULL,
-                      &hints);
+  rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, c->url.host, NULL, &hints);
   if (rc != 0) {
     set_lost(c, rc, "cannot resolve '%s': %s", c->url.host, uv_strerror(rc));
     conn_ended(c);
@@ -636,145 +646,15 @@ static void start_attempt(myc_redis *c) {
   rearm(c);
 }
 
-/* ---- URL ---------------------------------------------------------------- */
-
-static int hexval(int ch) {
-  if (ch >= '0' && ch <= '9')
-    return ch - '0';
-  if (ch >= 'a' && ch <= 'f')
-    return ch - 'a' + 10;
-  if (ch >= 'A' && ch <= 'F')
-    return ch - 'A' + 10;
-  return -1;
-}
-
-/* Copies s[0..n) percent-decoded into dst.  Returns 0, or -1 when it
- * does not fit or has a bad escape. */
-static int decode(char *dst, size_t cap, const char *s, size_t n) {
-  size_t i, o = 0;
-  for (i = 0; i < n; i++) {
-    int ch = (unsigned char)s[i];
-    if (ch == '%') {
-      if (i + 2 >= n || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0)
-        return -1;
-      ch = hexval(s[i + 1]) * 16 + hexval(s[i + 2]);
-      i += 2;
-    }
-    if (o + 1 >= cap || ch == 0)
-      return -1;
-    dst[o++] = (char)ch;
-  }
-  dst[o] = '\0';
-  return 0;
-}
-
-static int url_error(char *err, size_t errlen, const char *url,
-                     const char *why) {
-  /* Never echo a password: show the URL without its user part. */
-  const char *at = strchr(url, '@');
-  if (strncmp(url, "redis://", 8) == 0 && at != NULL)
-    snprintf(err, errlen, "redis: bad URL 'redis://...@%s': %s", at + 1, why);
-  else
-    snprintf(err, errlen, "redis: bad URL '%s': %s", url, why);
-  return MYC_EINVAL;
-}
-
-static int parse_number(const char *s, size_t n, long max, long *out) {
-  long v = 0;
-  size_t i;
-  if (n == 0 || n > 9)
-    return -1;
-  for (i = 0; i < n; i++) {
-    if (s[i] < '0' || s[i] > '9')
-      return -1;
-    v = v * 10 + (s[i] - '0');
-  }
-  if (v > max)
-    return -1;
-  *out = v;
-  return 0;
-}
-
-static int parse_userinfo(const char *s, size_t n, myc__redis_url *u) {
-  const char *colon = memchr(s, ':', n);
-  if (colon == NULL)
-    return -1;
-  u->has_password = 1;
-  if (decode(u->user, sizeof u->user, s, (size_t)(colon - s)) != 0)
-    return -1;
-  return decode(u->password, sizeof u->password, colon + 1,
-                n - (size_t)(colon - s) - 1);
-}
-
-static int host_char_ok(int ch) {
-  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-         (ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '_';
-}
-
-int myc__redis_parse_url(const char *url, myc__redis_url *u, char *err,
-                         size_t errlen) {
-  const char *p, *end, *at = NULL, *host, *hend, *q;
-  long v;
-  memset(u, 0, sizeof *u);
-  u->port = DEFAULT_PORT;
-  if (url == NULL)
-    return url_error(err, errlen, "", "no URL");
-  if (strncmp(url, "rediss://", 9) == 0)
-    return url_error(err, errlen, url, "TLS (rediss://) is not supported");
-  if (strncmp(url, "redis://", 8) != 0)
-    return url_error(err, errlen, url, "expected redis://host[:port][/db]");
-  p = url + 8;
-  end = p + strcspn(p, "/?#");
-  for (q = p; q < end; q++)
-    if (*q == '@')
-      at = q;
-  if (at != NULL) {
-    if (parse_userinfo(p, (size_t)(at - p), u) != 0)
-      return url_error(err, errlen, url, "bad user part (expected "
-                       "[user]:password@, percent-encoded)");
-    p = at + 1;
-  }
-  host = p;
-  if (*p == '[') {
-    host = p + 1;
-    hend = memchr(host, ']', (size_t)(end - host));
-    if (hend == NULL)
-      return url_error(err, errlen, url, "unterminated [IPv6 address]");
-    p = hend + 1;
-  } else {
-    for (hend = p; hend < end && *hend != ':'; hend++)
-      if (!host_char_ok(*hend))
-        return url_error(err, errlen, url, "bad character in the host");
-    p = hend;
-  }
-  if (hend == host || (size_t)(hend - host) >= sizeof u->host)
-    return url_error(err, errlen, url, "no host, or a host name too long");
-  memcpy(u->host, host, (size_t)(hend - host));
-  if (p < end && *p == ':') {
-    if (parse_number(p + 1, (size_t)(end - p - 1), 65535, &v) != 0 || v == 0)
-      return url_error(err, errlen, url, "the port must be 1 to 65535");
-    u->port = (int)v;
-  } else if (p != end) {
-    return url_error(err, errlen, url, "unexpected text after the host");
-  }
-  if (*end == '/' && end[1] != '\0') {
-    if (parse_number(end + 1, strlen(end + 1), MAX_DB, &v) != 0)
-      return url_error(err, errlen, url, "the path must be a database "
-                       "number (/0, /1, ...)");
-    u->db = (int)v;
-  } else if (*end != '\0' && strcmp(end, "/") != 0) {
-    return url_error(err, errlen, url, "query strings and fragments are "
-                     "not supported");
-  }
-  return 0;
-}
-
 /* ---- public API --------------------------------------------------------- */
 
 static int set_options(myc_redis *c, const myc_redis_options *o, char *err,
                        size_t errlen) {
-  myc_redis_options d = {NULL, DEFAULT_CONNECT_MS, DEFAULT_COMMAND_MS,
-                         DEFAULT_RECONNECT_MIN_MS, DEFAULT_RECONNECT_MAX_MS,
+  myc_redis_options d = {NULL,
+                         DEFAULT_CONNECT_MS,
+                         DEFAULT_COMMAND_MS,
+                         DEFAULT_RECONNECT_MIN_MS,
+                         DEFAULT_RECONNECT_MAX_MS,
                          DEFAULT_MAX_PENDING};
   if (o != NULL) {
     if (o->connect_timeout_ms)
@@ -797,8 +677,10 @@ static int set_options(myc_redis *c, const myc_redis_options *o, char *err,
     }
   }
   if (d.reconnect_min_ms > d.reconnect_max_ms) {
-    snprintf(err, errlen, "redis: reconnect_min_ms (%u) is above "
-             "reconnect_max_ms (%u)", d.reconnect_min_ms, d.reconnect_max_ms);
+    snprintf(err, errlen,
+             "redis: reconnect_min_ms (%u) is above "
+             "reconnect_max_ms (%u)",
+             d.reconnect_min_ms, d.reconnect_max_ms);
     return MYC_EINVAL;
   }
   d.password = NULL;
@@ -807,8 +689,8 @@ static int set_options(myc_redis *c, const myc_redis_options *o, char *err,
 }
 
 int myc__redis_new(uv_loop_t *loop, const myc__alloc *alloc, const char *url,
-                   const myc_redis_options *opt, myc__redis_sink sink,
-                   void *ud, myc_redis **out, char *err, size_t errlen) {
+                   const myc_redis_options *opt, myc__redis_sink sink, void *ud,
+                   myc_redis **out, char *err, size_t errlen) {
   struct in6_addr a6;
   myc_redis *c;
   int rc;
@@ -819,7 +701,7 @@ int myc__redis_new(uv_loop_t *loop, const myc__alloc *alloc, const char *url,
     return MYC_ENOMEM;
   }
   c->alloc = alloc;
-  rc = myc__redis_parse_url(url, &c->url, err, errlen);
+  rc = myc__redis_url_parse(url, &c->url, err, errlen);
   if (rc == 0)
     rc = set_options(c, opt, err, errlen);
   if (rc == 0) {
@@ -879,9 +761,8 @@ int myc_redis_open(myc_service *s, uint64_t source, const char *url,
 /* Commands that turn the connection into a stream of pushed messages:
  * their replies no longer pair with commands. */
 static int stream_command(const char *name, size_t len) {
-  static const char *const names[] = {"subscribe", "psubscribe",
-                                      "unsubscribe", "punsubscribe",
-                                      "monitor"};
+  static const char *const names[] = {"subscribe", "psubscribe", "unsubscribe",
+                                      "punsubscribe", "monitor"};
   size_t i;
   for (i = 0; i < sizeof names / sizeof *names; i++)
     if (strlen(names[i]) == len && strncasecmp(name, names[i], len) == 0)
@@ -916,8 +797,10 @@ static int64_t command(myc_redis *c, int argc, const char *const *argv,
   if (argc < 1 || argv == NULL || lens == NULL)
     return fail(c, MYC_EINVAL, "a command needs at least its name");
   if (stream_command(argv[0], lens[0]))
-    return fail(c, MYC_EINVAL, "%.*s is not supported (it turns the "
-                "connection into a message stream)", (int)lens[0], argv[0]);
+    return fail(c, MYC_EINVAL,
+                "%.*s is not supported (it turns the "
+                "connection into a message stream)",
+                (int)lens[0], argv[0]);
   if (c->closing || c->state == ST_CLOSED)
     return fail(c, MYC_ESTATE, "client closed");
   now = now_ms(c);
@@ -934,8 +817,8 @@ static int64_t command(myc_redis *c, int argc, const char *const *argv,
   } else {
     if (ring_reserve(c, 1) != 0)
       return fail(c, MYC_ENOMEM, "out of memory");
-    if (redisAsyncCommandArgv(c->ac, on_reply, NULL, argc,
-                              (const char **)argv, lens) != REDIS_OK)
+    if (redisAsyncCommandArgv(c->ac, on_reply, NULL, argc, (const char **)argv,
+                              lens) != REDIS_OK)
       return fail(c, MYC_ENOMEM, "cannot queue the command");
     ring_push(c, id, now + c->opt.command_timeout_ms);
     if (c->n == 1 && c->state != ST_CONNECTING)
@@ -1052,8 +935,8 @@ void myc_redis_reply_view(const void *p, myc_redis_value *v) {
     break;
   case REDIS_REPLY_STATUS:
   case REDIS_REPLY_ERROR:
-    v->type = r->type == REDIS_REPLY_STATUS ? MYC_REDIS_STATUS
-                                            : MYC_REDIS_ERROR;
+    v->type =
+        r->type == REDIS_REPLY_STATUS ? MYC_REDIS_STATUS : MYC_REDIS_ERROR;
     v->str = r->str;
     v->len = r->len;
     break;

@@ -11,6 +11,7 @@
 #define MYC_REDIS_CLIENT_H
 
 #include "alloc.h"
+#include "redis_url.h"
 #include "service.h"
 
 #include <stdint.h>
@@ -20,10 +21,10 @@ typedef struct myc_redis myc_redis;
 
 /* Events (the 'code' of myc__service_event for a service's client). */
 enum {
-  MYC_REDIS_EV_REPLY = 1,  /* a command's outcome */
-  MYC_REDIS_EV_UP = 2,     /* connected (and authenticated, db selected) */
-  MYC_REDIS_EV_DOWN = 3,   /* a connection or an attempt failed */
-  MYC_REDIS_EV_CLOSED = 4  /* after myc_redis_close(): the last event */
+  MYC_REDIS_EV_REPLY = 1, /* a command's outcome */
+  MYC_REDIS_EV_UP = 2,    /* connected (and authenticated, db selected) */
+  MYC_REDIS_EV_DOWN = 3,  /* a connection or an attempt failed */
+  MYC_REDIS_EV_CLOSED = 4 /* after myc_redis_close(): the last event */
 };
 
 typedef struct {
@@ -46,11 +47,11 @@ enum {
 
 /* One node of a reply, valid during the event that carries it. */
 typedef struct {
-  int32_t type;     /* MYC_REDIS_* */
-  int64_t integer;  /* INTEGER */
-  const char *str;  /* STRING, STATUS, ERROR (binary-safe: use len) */
+  int32_t type;    /* MYC_REDIS_* */
+  int64_t integer; /* INTEGER */
+  const char *str; /* STRING, STATUS, ERROR (binary-safe: use len) */
   size_t len;
-  size_t elements;  /* ARRAY: myc_redis_reply_element(r, 0..elements-1) */
+  size_t elements; /* ARRAY: myc_redis_reply_element(r, 0..elements-1) */
 } myc_redis_value;
 
 /* Zero fields take the defaults shown. */
@@ -67,21 +68,6 @@ typedef struct {
  * may issue commands, close the client, or free it on CLOSED. */
 typedef void (*myc__redis_sink)(void *ud, int code, const myc_redis_event *ev);
 
-/* A parsed redis://[[user]:password@]host[:port][/db] URL. */
-typedef struct {
-  char host[256]; /* without the brackets of an IPv6 address */
-  char user[128];
-  char password[256];
-  int has_password;
-  int port;
-  int db;
-} myc__redis_url;
-
-/* Parses 'url'.  Returns 0, or MYC_EINVAL with the reason (naming the
- * URL) in 'err'.  Percent-escapes in user and password are decoded. */
-int myc__redis_parse_url(const char *url, myc__redis_url *out, char *err,
-                         size_t errlen);
-
 /* Creates a client on 'loop' and starts connecting.  Must be called on
  * the loop's thread (or before it runs).  On success '*out' owns a
  * connection that reconnects until myc_redis_close() or myc_redis_free();
@@ -89,8 +75,8 @@ int myc__redis_parse_url(const char *url, myc__redis_url *out, char *err,
  * MYC_ENOMEM) '*out' is NULL, the reason is in 'err' and the sink is
  * never called.  Its handles do not keep the loop alive. */
 int myc__redis_new(uv_loop_t *loop, const myc__alloc *alloc, const char *url,
-                   const myc_redis_options *opt, myc__redis_sink sink,
-                   void *ud, myc_redis **out, char *err, size_t errlen);
+                   const myc_redis_options *opt, myc__redis_sink sink, void *ud,
+                   myc_redis **out, char *err, size_t errlen);
 
 /* Like myc__redis_new() on the worker of service 's', delivering events
  * to the Lua function registered for 'source' (lua/mycelium/events.lua). */

@@ -63,18 +63,20 @@ static pid_t start_server(int port, const char *pass) {
     if (freopen("/dev/null", "w", stdout) == NULL)
       _exit(126);
     if (pass != NULL)
-      execlp("redis-server", "redis-server", "--port", p, "--bind",
-             "127.0.0.1", "--save", "", "--appendonly", "no", "--requirepass",
-             pass, (char *)NULL);
+      execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--requirepass", pass,
+             (char *)NULL);
     else
-      execlp("redis-server", "redis-server", "--port", p, "--bind",
-             "127.0.0.1", "--save", "", "--appendonly", "no", (char *)NULL);
+      execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", (char *)NULL);
     _exit(127);
   }
   for (i = 0; i < 500; i++) {
     if (waitpid(pid, &status, WNOHANG) == pid) {
-      fprintf(stderr, "redis-server did not start (exit %d): is it "
-              "installed? (scripts/deps.sh)\n", WEXITSTATUS(status));
+      fprintf(stderr,
+              "redis-server did not start (exit %d): is it "
+              "installed? (scripts/deps.sh)\n",
+              WEXITSTATUS(status));
       return -1;
     }
     if (can_connect(port))
@@ -143,8 +145,8 @@ static void describe(const void *r, char **buf, size_t *len, size_t *cap) {
       if (ch >= 32 && ch < 127 && ch != '\\')
         append(buf, len, cap, (const char *)&ch, 1);
       else
-        append(buf, len, cap, tmp, (size_t)snprintf(tmp, sizeof tmp,
-                                                    "\\x%02x", ch));
+        append(buf, len, cap, tmp,
+               (size_t)snprintf(tmp, sizeof tmp, "\\x%02x", ch));
     }
     break;
   case MYC_REDIS_STATUS:
@@ -255,8 +257,8 @@ static const myc__alloc heap = {myc__default_alloc, NULL};
 static int open_client(harness *h, const char *url,
                        const myc_redis_options *o) {
   char err[256];
-  int rc = myc__redis_new(&h->loop, &heap, url, o, sink, h, &h->c, err,
-                          sizeof err);
+  int rc =
+      myc__redis_new(&h->loop, &heap, url, o, sink, h, &h->c, err, sizeof err);
   if (rc != 0)
     fprintf(stderr, "open %s: %s\n", url, err);
   return rc;
@@ -293,62 +295,6 @@ static const char *url_of(int port) {
 
 /* ---- tests -------------------------------------------------------------- */
 
-static void test_parse_url(void) {
-  myc__redis_url u;
-  char err[256];
-  CHECK_EQ(myc__redis_parse_url("redis://127.0.0.1", &u, err, sizeof err), 0);
-  CHECK_STR(u.host, "127.0.0.1");
-  CHECK_EQ(u.port, 6379);
-  CHECK_EQ(u.db, 0);
-  CHECK_EQ(u.has_password, 0);
-  CHECK_EQ(myc__redis_parse_url("redis://cache.local:7000/3", &u, err,
-                                sizeof err), 0);
-  CHECK_STR(u.host, "cache.local");
-  CHECK_EQ(u.port, 7000);
-  CHECK_EQ(u.db, 3);
-  CHECK_EQ(myc__redis_parse_url("redis://:s%40cret@[::1]:6380/", &u, err,
-                                sizeof err), 0);
-  CHECK_STR(u.host, "::1");
-  CHECK_EQ(u.port, 6380);
-  CHECK_STR(u.password, "s@cret");
-  CHECK_STR(u.user, "");
-  CHECK_EQ(myc__redis_parse_url("redis://app:pw@h", &u, err, sizeof err), 0);
-  CHECK_STR(u.user, "app");
-  CHECK_STR(u.password, "pw");
-
-  CHECK_EQ(myc__redis_parse_url("http://h", &u, err, sizeof err), MYC_EINVAL);
-  CHECK(strstr(err, "redis: bad URL 'http://h': expected redis://") != NULL);
-  CHECK_EQ(myc__redis_parse_url("rediss://h", &u, err, sizeof err),
-           MYC_EINVAL);
-  CHECK(strstr(err, "TLS") != NULL);
-  CHECK_EQ(myc__redis_parse_url("redis://h:0", &u, err, sizeof err),
-           MYC_EINVAL);
-  CHECK_EQ(myc__redis_parse_url("redis://h:99999", &u, err, sizeof err),
-           MYC_EINVAL);
-  CHECK(strstr(err, "port") != NULL);
-  CHECK_EQ(myc__redis_parse_url("redis://h:12x", &u, err, sizeof err),
-           MYC_EINVAL);
-  CHECK_EQ(myc__redis_parse_url("redis://", &u, err, sizeof err), MYC_EINVAL);
-  CHECK(strstr(err, "no host") != NULL);
-  CHECK_EQ(myc__redis_parse_url("redis://h/x", &u, err, sizeof err),
-           MYC_EINVAL);
-  CHECK(strstr(err, "database number") != NULL);
-  CHECK_EQ(myc__redis_parse_url("redis://h/1?x=1", &u, err, sizeof err),
-           MYC_EINVAL);
-  CHECK_EQ(myc__redis_parse_url("redis://h o", &u, err, sizeof err),
-           MYC_EINVAL);
-  CHECK_EQ(myc__redis_parse_url("redis://[::1", &u, err, sizeof err),
-           MYC_EINVAL);
-  /* The password never appears in a message. */
-  CHECK_EQ(myc__redis_parse_url("redis://:hunter2@h:bad", &u, err,
-                                sizeof err), MYC_EINVAL);
-  CHECK(strstr(err, "hunter2") == NULL);
-  CHECK_EQ(myc__redis_parse_url("redis://:%zz@h", &u, err, sizeof err),
-           MYC_EINVAL);
-  CHECK_EQ(myc__redis_parse_url("redis://nocolon@h", &u, err, sizeof err),
-           MYC_EINVAL);
-}
-
 static void test_bad_open(void) {
   harness h;
   myc_redis_options o;
@@ -356,14 +302,16 @@ static void test_bad_open(void) {
   myc_redis *c = (myc_redis *)&h;
   harness_init(&h);
   CHECK_EQ(myc__redis_new(&h.loop, &heap, "redis//x", NULL, sink, &h, &c, err,
-                          sizeof err), MYC_EINVAL);
+                          sizeof err),
+           MYC_EINVAL);
   CHECK(c == NULL);
   CHECK(strstr(err, "bad URL") != NULL);
   memset(&o, 0, sizeof o);
   o.reconnect_min_ms = 500;
   o.reconnect_max_ms = 100;
   CHECK_EQ(myc__redis_new(&h.loop, &heap, "redis://h", &o, sink, &h, &c, err,
-                          sizeof err), MYC_EINVAL);
+                          sizeof err),
+           MYC_EINVAL);
   CHECK(strstr(err, "reconnect_min_ms") != NULL);
   CHECK_EQ(h.n, 0);
   harness_free(&h);
@@ -487,13 +435,17 @@ static void test_refused(void) {
   r = reply_of(&h, id);
   CHECK(r != NULL);
   CHECK_EQ(r->status, UV_ECONNREFUSED);
-  snprintf(want, sizeof want, "redis 127.0.0.1:%d: cannot connect: "
-           "connection refused", port);
+  snprintf(want, sizeof want,
+           "redis 127.0.0.1:%d: cannot connect: "
+           "connection refused",
+           port);
   CHECK_STR(r->text, want);
   /* Between attempts commands fail fast, naming the server. */
   CHECK_EQ(h.down_rc, UV_ENOTCONN);
-  snprintf(want, sizeof want, "redis 127.0.0.1:%d: not connected (cannot "
-           "connect: connection refused); next attempt in", port);
+  snprintf(want, sizeof want,
+           "redis 127.0.0.1:%d: not connected (cannot "
+           "connect: connection refused); next attempt in",
+           port);
   CHECK(strncmp(h.down_err, want, strlen(want)) == 0);
   /* It keeps retrying. */
   CHECK(wait_for(&h, &h.downs, 3, 5000));
@@ -759,8 +711,8 @@ static void test_alloc_failures(void) {
   for (n = 1; rc != 0 && n < 20; n++) {
     memset(&fa, 0, sizeof fa);
     fa.fail_at = n;
-    rc = myc__redis_new(&h.loop, &a, "redis://127.0.0.1:1", NULL, sink, &h,
-                        &c, err, sizeof err);
+    rc = myc__redis_new(&h.loop, &a, "redis://127.0.0.1:1", NULL, sink, &h, &c,
+                        err, sizeof err);
     if (rc != 0) {
       CHECK_EQ(rc, MYC_ENOMEM);
       CHECK_EQ(fa.live, 0);
@@ -881,7 +833,6 @@ static void test_manual_engine(void) {
 
 int main(void) {
   static const test_case cases[] = {
-      {"parse_url", test_parse_url},
       {"bad_open", test_bad_open},
       {"basic", test_basic},
       {"binary", test_binary},
