@@ -100,6 +100,34 @@ myc_buf *myc__buf_alloc(myc__pool *p, const myc__alloc *a, size_t frame_len);
 /* Frees 'b' into 'p' (or to the allocator when 'p' is NULL or full). */
 void myc__buf_free(myc__pool *p, const myc__alloc *a, myc_buf *b);
 
+/* The first size class, which most messages fit. */
+#define MYC_BUF_SMALL 256
+
+/* Hot-path allocation: a recycled buffer of the first class for a frame
+ * of 'frame_len' bytes, or NULL (then use myc__buf_alloc). */
+static inline myc_buf *myc__buf_take(myc__pool *p, size_t frame_len) {
+  myc_buf *b = p->free[0];
+  if (b == NULL || offsetof(myc_buf, hdr) + frame_len > MYC_BUF_SMALL)
+    return NULL;
+  p->free[0] = b->next;
+  p->nfree[0]--;
+  atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
+  b->shared = 0;
+  return b;
+}
+
+/* Hot-path free: back onto the first class's list when it has room. */
+static inline void myc__buf_give(myc__pool *p, const myc__alloc *a,
+                                 myc_buf *b) {
+  if (b->size_class == 0 && p != NULL && p->nfree[0] < p->max_free) {
+    b->next = p->free[0];
+    p->free[0] = b;
+    p->nfree[0]++;
+  } else {
+    myc__buf_free(p, a, b);
+  }
+}
+
 static inline void myc__buf_ref(myc_buf *b, uint32_t n) {
   if (b->shared)
     atomic_fetch_add_explicit(&b->refs, n, memory_order_relaxed);
@@ -125,7 +153,7 @@ static inline void myc__buf_release(myc__pool *p, const myc__alloc *a,
   } else if (b->shared) {
     atomic_thread_fence(memory_order_acquire);
   }
-  myc__buf_free(p, a, b);
+  myc__buf_give(p, a, b);
 }
 
 #endif

@@ -38,30 +38,25 @@ void myc__mailbox_destroy(myc__mailbox *mb, const myc__alloc *a) {
   mb->slots = NULL;
 }
 
-int myc__mailbox_push(myc__mailbox *mb, myc_buf *b, myc_buf **evicted) {
+/* The slow path of myc__mailbox_push: the mailbox is full. */
+int myc__mailbox_push_full(myc__mailbox *mb, myc_buf *b, myc_buf **evicted) {
   uint32_t len = atomic_load_explicit(&mb->len, memory_order_relaxed);
 
   *evicted = NULL;
   /* Refuse rather than grow: an unbounded mailbox hides a slow consumer
-   * until the whole engine runs out of memory. */
-  if (len + atomic_load_explicit(&mb->inflight, memory_order_relaxed) >=
-      mb->capacity) {
-    /* With nothing queued (the whole capacity is the batch in flight)
-     * there is no oldest message to give up, so the new one goes. */
-    if (mb->policy == MYC_POLICY_DROP_OLDEST && len > 0) {
-      *evicted = mb->slots[mb->head];
-      mb->head = (mb->head + 1) & mb->mask;
-      len--;
-      myc__mailbox_count(mb, MYC_DROP_OLDEST, 1);
-    } else {
-      myc__mailbox_count(mb, mb->policy == MYC_POLICY_REJECT ? MYC_DROP_REJECTED
-                                                             : MYC_DROP_NEWEST,
-                         1);
-      return MYC_EFULL;
-    }
+   * until the whole engine runs out of memory.  With nothing queued (the
+   * whole capacity is the batch in flight) there is no oldest message to
+   * give up, so the new one goes. */
+  if (mb->policy != MYC_POLICY_DROP_OLDEST || len == 0) {
+    myc__mailbox_count(mb, mb->policy == MYC_POLICY_REJECT ? MYC_DROP_REJECTED
+                                                           : MYC_DROP_NEWEST,
+                       1);
+    return MYC_EFULL;
   }
-  mb->slots[(mb->head + len) & mb->mask] = b;
-  atomic_store_explicit(&mb->len, len + 1, memory_order_relaxed);
+  *evicted = mb->slots[mb->head];
+  mb->head = (mb->head + 1) & mb->mask;
+  myc__mailbox_count(mb, MYC_DROP_OLDEST, 1);
+  mb->slots[(mb->head + len - 1) & mb->mask] = b;
   return 0;
 }
 

@@ -57,7 +57,19 @@ static inline double myc__mailbox_pressure(const myc__mailbox *mb) {
  * in '*evicted' (the caller releases it) and queues 'b'; drop_newest and
  * reject return MYC_EFULL and 'b' still belongs to the caller.  Every loss
  * is counted by reason. */
-int myc__mailbox_push(myc__mailbox *mb, myc_buf *b, myc_buf **evicted);
+int myc__mailbox_push_full(myc__mailbox *mb, myc_buf *b, myc_buf **evicted);
+
+static inline int myc__mailbox_push(myc__mailbox *mb, myc_buf *b,
+                                    myc_buf **evicted) {
+  uint32_t len = atomic_load_explicit(&mb->len, memory_order_relaxed);
+  if (len + atomic_load_explicit(&mb->inflight, memory_order_relaxed) >=
+      mb->capacity)
+    return myc__mailbox_push_full(mb, b, evicted);
+  *evicted = NULL;
+  mb->slots[(mb->head + len) & mb->mask] = b;
+  atomic_store_explicit(&mb->len, len + 1, memory_order_relaxed);
+  return 0;
+}
 
 /* Moves up to 'max' messages into 'out' in arrival order and counts them as
  * in flight until myc__mailbox_done().  Returns how many were moved. */

@@ -469,6 +469,7 @@ void myc__service_free(myc_service *s) {
   if (s->L != NULL)
     lua_close(s->L);
   myc__mailbox_destroy(&s->mb, &e->alloc);
+  myc__routes_free(s);
   myc__strfree(&e->alloc, s->module);
   myc__strfree(&e->alloc, s->name);
   myc__free(&e->alloc, s, sizeof *s);

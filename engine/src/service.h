@@ -56,6 +56,10 @@ struct myc_service {
   uint8_t act_span[8];
 
   uint64_t seq; /* messages emitted so far */
+  /* Emit routes by topic id: the topic and the frame's tail (topic name
+   * then this service's name) ready to copy.  Built on first use. */
+  struct myc__route **routes;
+  uint32_t nroutes;
   uint64_t next_timer_id;
   _Atomic uint64_t n_in, n_out, n_errors;
   _Atomic int state;

@@ -28,7 +28,7 @@ int myc__worker_init(myc__worker *w, myc_engine *e, uint32_t index) {
   w->eng = e;
   w->index = index;
   w->timer_armed = INT64_MAX;
-  myc__pool_init(&w->pool, &e->alloc, 4096);
+  myc__pool_init(&w->pool, &e->alloc, 16384);
   myc__rng_seed(&w->rng);
   myc__timers_init(&w->timers, &e->alloc);
   atomic_init(&w->phase, MYC_PHASE_RUN);
