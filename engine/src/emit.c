@@ -91,7 +91,8 @@ deliver_to(myc_engine *e, myc__worker *from, myc__sublist *subs, myc_buf *b) {
     myc_service *s = subs->svc[i];
     int rc = e->manual || s->worker == from
                  ? push_local(s->worker, s, b)
-                 : myc__worker_handoff(s->worker, s, b);
+                 : from != NULL ? myc__worker_stage(from, s, b)
+                                : myc__worker_handoff(s->worker, s, b);
     if (rc == 0)
       accepted++;
     else

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_WORKERS 256
+#define MAX_WORKERS 128 /* worker indexes fit the buffers' origin byte */
 /* How long a stop waits for mailboxes to drain before stopping anyway. */
 #define DRAIN_TIMEOUT_MS 5000
 
@@ -61,6 +61,7 @@ static int init_workers(myc_engine *e, uint32_t n) {
   e->workers = myc__calloc(&e->alloc, n * sizeof *e->workers);
   if (e->workers == NULL)
     return MYC_ENOMEM;
+  e->nworkers_max = n;
   for (i = 0; i < n; i++) {
     int rc = myc__worker_init(&e->workers[i], e, i);
     if (rc != 0)
@@ -98,7 +99,8 @@ int myc_engine_new(myc_engine **out, const myc_engine_config *cfg) {
   e->mailbox = cfg->mailbox;
   e->manual = cfg->manual;
   myc__clock_init(&e->clock, cfg->manual);
-  myc__pool_init(&e->host_pool, &e->alloc, 4096);
+  /* The host thread's pool (manual engines) adopts what it frees. */
+  (void)myc__pool_init(&e->host_pool, &e->alloc, 4096, MYC_BUF_NO_ORIGIN, 0);
   myc__rng_seed(&e->host_rng);
   e->node = myc__strdup(&e->alloc, cfg->node);
   e->lua_path = myc__strdup(&e->alloc, myc__find_lua_dir(cfg->lua_path));
@@ -254,6 +256,10 @@ int myc_engine_start(myc_engine *e, char *err, size_t errlen) {
       return rc;
     }
   }
+  /* What the inits emitted for other workers goes before the threads
+   * start. */
+  for (i = 0; i < e->nworkers; i++)
+    myc__worker_flush(&e->workers[i]);
   e->started = 1;
   if (e->manual)
     return 0;
@@ -562,7 +568,7 @@ void myc_engine_free(myc_engine *e) {
   myc__free(&e->alloc, e->collectors, e->ncollectors * sizeof *e->collectors);
   for (i = 0; i < e->nworkers; i++)
     myc__worker_destroy(&e->workers[i]);
-  myc__free(&e->alloc, e->workers, e->nworkers * sizeof *e->workers);
+  myc__free(&e->alloc, e->workers, e->nworkers_max * sizeof *e->workers);
   if (e->topics.slots != NULL)
     myc__topics_destroy(&e->topics);
   myc__pool_destroy(&e->host_pool);

@@ -27,7 +27,8 @@ typedef struct myc_buf {
   uint32_t topic_id;
   uint8_t size_class;
   uint8_t shared;
-  uint8_t wire_prefix[10];
+  uint8_t origin;
+  uint8_t wire_prefix[9];
   myc_frame hdr;
 } myc_buf;
 

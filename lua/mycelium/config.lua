@@ -35,7 +35,7 @@ local SERVICE = {
 }
 local TOP = {
   node = { kind = "string" },
-  workers = { kind = "integer", min = 1, max = 256 },
+  workers = { kind = "integer", min = 1, max = 128 },
   contracts = { kind = "string", later = true },
   validate = { kind = "boolean", later = true },
   mailbox = { kind = "table", fields = MAILBOX },
