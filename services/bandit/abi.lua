@@ -12,13 +12,16 @@ local bigint = require "mycelium.bigint"
 local eip55 = require "mycelium.eip55"
 
 local cast, C = ffi.cast, ffi.C
-local byte, sub, find, lower, format =
-  string.byte, string.sub, string.find, string.lower, string.format
+local byte, sub, find, lower =
+  string.byte, string.sub, string.find, string.lower
 local rep = string.rep
-local type, next, pcall, tonumber, ipairs, setmetatable =
-  type, next, pcall, tonumber, ipairs, setmetatable
+local type, next, pcall, tonumber, pairs, setmetatable =
+  type, next, pcall, tonumber, pairs, setmetatable
 
-ffi.cdef "int memcmp(const void *, const void *, size_t);"
+ffi.cdef [[
+int memcmp(const void *, const void *, size_t);
+size_t strspn(const char *, const char *);
+]]
 
 local cjson = cjson_mod.new()
 -- RFC 8259 numbers only: cjson would otherwise accept 0x1f, NaN, Infinity.
@@ -52,75 +55,97 @@ M.BAD_DATA = "bad_data"
 local u8p = ffi.typeof("const uint8_t *")
 local HEXV = bigint.HEXV
 
+-- Lowercase hex digits only: geth never sends upper case, and a view the
+-- scanner returns is then canonical, so decode() need not re-check or
+-- lower-case anything. Anything else takes the cjson route.
+local LOWHEX = "0123456789abcdef"
+local cp = ffi.typeof("const char *")
+
 local function lit(p, n, i, s)
   local m = #s
-  if i + m > n or C.memcmp(p + i, s, m) ~= 0 then return nil end
+  if not i or i + m > n or C.memcmp(p + i, s, m) ~= 0 then return nil end
   return i + m
 end
 
--- At 0-based i: "0x", hex digits, closing quote. Returns the index after
--- the quote; the value is s[i+1 .. result-1] in 1-based terms.
+-- At 0-based i: "0x", lowercase hex digits, closing quote. Returns the
+-- index after the quote; the value is s[i+1 .. result-1] (1-based).
 local function hexstr(p, n, i)
-  if i + 3 > n or p[i] ~= 48 or p[i + 1] ~= 120 then return nil end
-  local j = i + 2
-  while j < n and HEXV[p[j]] >= 0 do j = j + 1 end
+  if not i or i + 3 > n or p[i] ~= 48 or p[i + 1] ~= 120 then return nil end
+  -- libc's strspn beats a Lua byte loop and keeps traces short; it stops
+  -- at the latest at the NUL every Lua string ends with.
+  local j = i + 2 + tonumber(C.strspn(cast(cp, p + i + 2), LOWHEX))
   if j >= n or p[j] ~= 34 then return nil end
   return j + 1
 end
 
-local FIELDS = { "blockNumber", "transactionHash", "transactionIndex",
-                 "blockHash", "logIndex" }
-local FIELD_LIT = {}
-for k, f in ipairs(FIELDS) do FIELD_LIT[k] = ',"' .. f .. '":"' end
+-- `literal` then a hex string at j: the string and the index after it.
+local function field(s, p, n, j, literal)
+  local i = lit(p, n, j, literal)
+  local k = hexstr(p, n, i)
+  if not k then return nil, nil end
+  return sub(s, i + 1, k - 1), k
+end
+
+-- One topic at i, then either ',"' (more follow) or ']' (the last).
+-- Returns the topic, the next index and whether another topic follows.
+local function topic(s, p, n, i)
+  local j = hexstr(p, n, i)
+  if not j then return nil end
+  if p[j] == 93 then return sub(s, i + 1, j - 1), j + 1, false end
+  if p[j] ~= 44 or p[j + 1] ~= 34 then return nil end
+  return sub(s, i + 1, j - 1), j + 2, true
+end
+
+-- A log has at most four topics. Straight-line code rather than a loop:
+-- a loop of one to four turns would split every trace through scan().
+local function scan_topics(s, p, n, i)
+  local t1, t2, t3, t4, more
+  t1, i, more = topic(s, p, n, i)
+  if not t1 then return nil end
+  if not more then return { t1 }, i end
+  t2, i, more = topic(s, p, n, i)
+  if not t2 then return nil end
+  if not more then return { t1, t2 }, i end
+  t3, i, more = topic(s, p, n, i)
+  if not t3 then return nil end
+  if not more then return { t1, t2, t3 }, i end
+  t4, i, more = topic(s, p, n, i)
+  if not t4 or more then return nil end
+  return { t1, t2, t3, t4 }, i
+end
 
 local P_HEAD = '{"jsonrpc":"2.0","method":"eth_subscription",' ..
                '"params":{"subscription":"'
-local P_ADDR = ',"result":{"address":"'
-local P_TAIL_F, P_TAIL_T = ',"removed":false}}}', ',"removed":true}}}'
 
-local function scan_topics(s, p, n, i, view)
-  local topics, k = {}, 0
-  while true do
-    local j = hexstr(p, n, i)
-    if not j then return nil end
-    k = k + 1
-    topics[k] = sub(s, i + 1, j - 1)
-    if p[j] == 93 then view.topics = topics return j + 1 end
-    if p[j] ~= 44 or p[j + 1] ~= 34 then return nil end
-    i = j + 2
-  end
-end
-
--- The view of a message in geth's exact compact form, nil if the text
--- has any other shape (then cjson decides), or false if it is such a
--- message for another subscription.
+-- The view of a message in geth's exact compact form (fields in geth's
+-- order), nil if the text has any other shape (then cjson decides), or
+-- false if it is such a message for another subscription.
 local function scan(s, sub_id)
   local p, n = cast(u8p, s), #s
   local i = lit(p, n, 0, P_HEAD)
-  local j = i and hexstr(p, n, i)
+  local j = hexstr(p, n, i)
   if not j then return nil end
   local same = (sub_id ~= nil and j - 1 - i == #sub_id and
                 C.memcmp(p + i, sub_id, #sub_id) == 0)
-  i = lit(p, n, j, P_ADDR)
-  j = i and hexstr(p, n, i)
-  if not j then return nil end
-  local view = { address = sub(s, i + 1, j - 1) }
+  local addr, topics, data, bn, th, ti, bh, li
+  addr, j = field(s, p, n, j, ',"result":{"address":"')
   i = lit(p, n, j, ',"topics":["')
-  i = i and scan_topics(s, p, n, i, view)
-  i = i and lit(p, n, i, ',"data":"')
-  j = i and hexstr(p, n, i)
-  if not j then return nil end
-  view.data = sub(s, i + 1, j - 1)
-  for k = 1, #FIELDS do
-    i = lit(p, n, j, FIELD_LIT[k])
-    j = i and hexstr(p, n, i)
-    if not j then return nil end
-    view[FIELDS[k]] = sub(s, i + 1, j - 1)
-  end
-  if lit(p, n, j, P_TAIL_F) == n then view.removed = false
-  elseif lit(p, n, j, P_TAIL_T) == n then view.removed = true
+  if not i then return nil end
+  topics, j = scan_topics(s, p, n, i)
+  data, j = field(s, p, n, j, ',"data":"')
+  bn, j = field(s, p, n, j, ',"blockNumber":"')
+  th, j = field(s, p, n, j, ',"transactionHash":"')
+  ti, j = field(s, p, n, j, ',"transactionIndex":"')
+  bh, j = field(s, p, n, j, ',"blockHash":"')
+  li, j = field(s, p, n, j, ',"logIndex":"')
+  local removed
+  if lit(p, n, j, ',"removed":false}}}') == n then removed = false
+  elseif lit(p, n, j, ',"removed":true}}}') == n then removed = true
   else return nil end
-  return same and view or false
+  if not same then return false end
+  return { address = addr, topics = topics, data = data, blockNumber = bn,
+           transactionHash = th, transactionIndex = ti, blockHash = bh,
+           logIndex = li, removed = removed, canonical = true }
 end
 
 --- Rules 1 and 2 --------------------------------------------------------------
@@ -178,154 +203,187 @@ function M.subscription_reply(text, request_id)
   return msg.result
 end
 
---- Field decoding ------------------------------------------------------------
+--- Canonical views -----------------------------------------------------------
 
-local tmp = bigint.new()
-
--- A hex quantity ("0x" + 1..n digits; leading zeros tolerated) as a Lua
--- number when <= 2^53, else its decimal string; nil if not a quantity.
-local function quantity(v)
-  if type(v) ~= "string" or not find(v, "^0x%x+$") then return nil end
-  if #v <= 15 then return tonumber(sub(v, 3), 16) end
-  tmp:set_hex_range(v, 3, #v)
-  return tmp:tonumber_exact() or tmp:tostring()
-end
-M.quantity = quantity
-
-local function hash32(v)
-  if type(v) ~= "string" or #v ~= 66 or not find(v, "^0x%x+$") then
-    return nil
-  end
+-- A hex value as decode() wants it: lowercase "0x"-hex, or false.
+local function hexval(v)
+  if type(v) ~= "string" or not find(v, "^0x%x*$") then return false end
   return lower(v)
 end
 
--- ZEROS[n]: pattern for n zero digits at the init position.
-local ZEROS = setmetatable({}, { __index = function(t, n)
-  local z = "^" .. rep("0", n)
-  t[n] = z
-  return z
-end })
-local FS58 = "^" .. rep("[fF]", 58)
+-- Views from cjson may hold anything; this maps each field to a lowercase
+-- 0x-hex string or false, so decode() checks only lengths and ranges.
+local function canonical(view)
+  if view.canonical then return view end
+  local topics = false
+  if type(view.topics) == "table" then
+    topics = {}
+    for k = 1, #view.topics do topics[k] = hexval(view.topics[k]) end
+  end
+  return {
+    address = hexval(view.address), topics = topics, data = hexval(view.data),
+    blockNumber = hexval(view.blockNumber),
+    transactionHash = hexval(view.transactionHash),
+    transactionIndex = hexval(view.transactionIndex),
+    blockHash = hexval(view.blockHash), logIndex = hexval(view.logIndex),
+    removed = view.removed, canonical = true,
+  }
+end
+
+--- Field decoding (canonical values) -------------------------------------------
+
+local tmp = bigint.new()
+
+-- A quantity (leading zeros tolerated) of more than 13 digits, as a Lua
+-- number when <= 2^53, else as its decimal string.
+local function big_quantity(v)
+  tmp:set_hex_range(v, 3, #v)
+  return tmp:tonumber_exact() or tmp:tostring()
+end
+
+-- A quantity as a number (or decimal string), nil when it has no digits.
+-- Written as one expression so call sites inline it: a small function
+-- called three times per log becomes a hot trace root of its own, and
+-- LuaJIT then blacklists it and every trace that runs into it.
+local function quantity(v)
+  -- tonumber reads "0x..." itself; up to 13 digits stay below 2^53.
+  return v and #v >= 3 and (#v <= 15 and tonumber(v) or big_quantity(v))
+    or nil
+end
+
+local function hash32(v)
+  return v and #v == 66 and v or nil
+end
+
+local ZEROS, FFS = rep("0", 64), rep("f", 64)
 
 -- Does the 64-digit word at s[i] hold an unsigned value of `bits` bits?
+-- (its leading 64 - bits/4 digits are zero)
 local function fits_unsigned(s, i, bits)
   local pad = 64 - bits / 4
-  return pad == 0 or find(s, ZEROS[pad], i) ~= nil
+  return C.memcmp(cast(u8p, s) + (i - 1), ZEROS, pad) == 0
 end
 
 -- Is the word at s[i] an int24 sign-extended to 256 bits?
 local function is_int24(s, i)
-  local negative = HEXV[byte(s, i + 58)] >= 8
-  return find(s, negative and FS58 or ZEROS[58], i) ~= nil
+  local fill = HEXV[byte(s, i + 58)] >= 8 and FFS or ZEROS
+  return C.memcmp(cast(u8p, s) + (i - 1), fill, 58) == 0
 end
 
-local function word_dec(s, i)
-  tmp:set_hex_range(s, i, i + 63)
-  return tmp:tostring()
+local function is_topic_address(t)
+  return t and #t == 66 and fits_unsigned(t, 3, 160)
 end
-
-local function word_signed_dec(s, i)
-  tmp:set_word_signed(s, i)
-  return tmp:tostring()
-end
-
-local function int24(s, i)
-  local v = tonumber(sub(s, i + 58, i + 63), 16)
-  return v >= 0x800000 and v - 0x1000000 or v
-end
-
--- Address in a 32-byte topic, EIP-55, or nil if it is not a clean uint160.
-local function topic_address(t)
-  if type(t) ~= "string" or #t ~= 66 or not find(t, "^0x%x+$") or
-     not fits_unsigned(t, 3, 160) then
-    return nil
-  end
-  return eip55.checksum(sub(t, 27))
-end
-
---- Per-kind decoders: fill ev from data words (w = index of word 1) ---------
 
 local function word(k) return 3 + 64 * (k - 1) end
-
-local function decode_v2_sync(ev, d)
-  if not fits_unsigned(d, word(1), 112) or not fits_unsigned(d, word(2), 112) then
-    return nil
-  end
-  ev.reserve0, ev.reserve1 = word_dec(d, word(1)), word_dec(d, word(2))
-  return ev
-end
-
-local function decode_v2_swap(ev, d, topics)
-  ev.sender, ev.to = topic_address(topics[2]), topic_address(topics[3])
-  if not ev.sender or not ev.to then return nil end
-  ev.amount0In, ev.amount1In = word_dec(d, word(1)), word_dec(d, word(2))
-  ev.amount0Out, ev.amount1Out = word_dec(d, word(3)), word_dec(d, word(4))
-  return ev
-end
-
-local function decode_v3_swap(ev, d, topics)
-  ev.sender, ev.recipient = topic_address(topics[2]), topic_address(topics[3])
-  if not ev.sender or not ev.recipient or
-     not fits_unsigned(d, word(3), 160) or
-     not fits_unsigned(d, word(4), 128) or not is_int24(d, word(5)) then
-    return nil
-  end
-  ev.amount0, ev.amount1 = word_signed_dec(d, word(1)), word_signed_dec(d, word(2))
-  ev.sqrtPriceX96, ev.liquidity = word_dec(d, word(3)), word_dec(d, word(4))
-  ev.tick = int24(d, word(5))
-  return ev
-end
-
-local DECODE = { v2_sync = decode_v2_sync, v2_swap = decode_v2_swap,
-                 v3_swap = decode_v3_swap }
+local W1, W2, W3, W4, W5 = word(1), word(2), word(3), word(4), word(5)
 
 --- Word offsets of the pool state inside ev.data, for the detector.
 M.WORD = word
 
+--- Lazy fields -----------------------------------------------------------------
+
+-- Decimal strings and checksummed addresses are rendered on first read:
+-- the detector needs none of them, a report needs all of them.
+local function dec(i)
+  return function(ev)
+    tmp:load_hex(ev.data, i, i + 63)
+    return tmp:tostring()
+  end
+end
+
+local function signed_dec(i)
+  return function(ev)
+    tmp:load_word_signed(ev.data, i)
+    return tmp:tostring()
+  end
+end
+
+local function address(k)
+  return function(ev) return eip55.checksum(sub(ev.topics[k], 27)) end
+end
+
+local function tick(ev)
+  local s, v = ev.data, 0
+  for k = W5 + 58, W5 + 63 do v = v * 16 + HEXV[byte(s, k)] end
+  return v >= 0x800000 and v - 0x1000000 or v
+end
+
+local LAZY = {
+  v2_sync = { reserve0 = dec(W1), reserve1 = dec(W2) },
+  v2_swap = { sender = address(2), to = address(3), amount0In = dec(W1),
+              amount1In = dec(W2), amount0Out = dec(W3),
+              amount1Out = dec(W4) },
+  v3_swap = { sender = address(2), recipient = address(3),
+              amount0 = signed_dec(W1), amount1 = signed_dec(W2),
+              sqrtPriceX96 = dec(W3), liquidity = dec(W4), tick = tick },
+}
+
+local EVENT_MT = {}
+for kind, getters in pairs(LAZY) do
+  EVENT_MT[kind] = { __index = function(ev, k)
+    local get = getters[k]
+    if not get then return nil end
+    local v = get(ev)
+    ev[k] = v
+    return v
+  end }
+end
+
 --- Rules 4–7 -------------------------------------------------------------------
 
-local function layout_of(topics)
-  local t0 = type(topics) == "table" and topics[1]
-  if type(t0) ~= "string" then return nil end
-  return LAYOUT[t0] or LAYOUT[lower(t0)]
-end
+-- Value ranges of the typed words: a uint112 reserve with high bits set,
+-- say, does not have the layout of its event.
+local RANGES = {
+  v2_sync = function(d) return fits_unsigned(d, W1, 112) and
+                               fits_unsigned(d, W2, 112) end,
+  v2_swap = function() return true end,
+  v3_swap = function(d) return fits_unsigned(d, W3, 160) and
+                               fits_unsigned(d, W4, 128) and
+                               is_int24(d, W5) end,
+}
 
--- The block position fields every accepted log must carry.
-local function position(ev, view)
-  ev.block = quantity(view.blockNumber)
-  ev.txIndex = quantity(view.transactionIndex)
-  ev.logIndex = quantity(view.logIndex)
-  ev.blockHash = hash32(view.blockHash)
-  ev.txHash = hash32(view.transactionHash)
-  return ev.block and ev.txIndex and ev.logIndex and ev.blockHash and ev.txHash
-end
-
-local function valid_data(d, words)
-  return type(d) == "string" and #d == 2 + 64 * words and find(d, "^0x%x*$")
+local function layout_ok(layout, pool, topics, d)
+  if pool.kind ~= layout.pool_kind or #topics ~= layout.topics then
+    return false
+  end
+  if layout.topics == 3 and not (is_topic_address(topics[2]) and
+                                 is_topic_address(topics[3])) then
+    return false
+  end
+  return d and #d == 2 + 64 * layout.words and RANGES[layout.kind](d)
 end
 
 --- The decoded event of an accepted log, or nil, reason (unknown_topic,
---- unknown_pool, bad_data). `view` must not be a removed log.
+--- unknown_pool, bad_data). `view` must not be a removed log. The event
+--- has kind, pool, data, topics, block, blockHash, txHash, txIndex,
+--- logIndex, and its kind's fields (README §5) rendered on first read.
 function M.decode(view, registry)
-  local layout = layout_of(view.topics)
+  view = canonical(view)
+  local topics = view.topics
+  local layout = topics and topics[1] and LAYOUT[topics[1]]
   if not layout then return nil, M.UNKNOWN_TOPIC end
-  local pool = registry:pool(view.address)
+  local pool = view.address and registry:pool(view.address)
   if not pool then return nil, M.UNKNOWN_POOL end
-  local topics, d = view.topics, view.data
-  if pool.kind ~= layout.pool_kind or #topics ~= layout.topics or
-     not valid_data(d, layout.words) then
-    return nil, M.BAD_DATA
-  end
-  local ev = { kind = layout.kind, pool = pool, data = d }
-  if not position(ev, view) or not DECODE[layout.kind](ev, d, topics) then
-    return nil, M.BAD_DATA
-  end
-  return ev
+  local d = view.data
+  if not layout_ok(layout, pool, topics, d) then return nil, M.BAD_DATA end
+  local block, txi, li = quantity(view.blockNumber),
+    quantity(view.transactionIndex), quantity(view.logIndex)
+  local bh, th = hash32(view.blockHash), hash32(view.transactionHash)
+  if not (block and txi and li and bh and th) then return nil, M.BAD_DATA end
+  -- One constructor naming every field the pipeline adds later sizes the
+  -- table once (the nil entries reserve their slots).
+  return setmetatable({
+    kind = layout.kind, pool = pool, data = d, topics = topics,
+    block = block, txIndex = txi, logIndex = li, blockHash = bh, txHash = th,
+    line = nil, price = nil, retracted = nil, retracted_by_line = nil,
+    older = nil, newer = nil, prev_tx = nil, next_tx = nil, expired = nil,
+  }, EVENT_MT[layout.kind])
 end
 
 --- The identity of a removed log: blockHash, txHash (lowercase), logIndex,
 --- or nil when they are malformed (then it can match nothing).
 function M.log_key(view)
+  view = canonical(view)
   local bh, th = hash32(view.blockHash), hash32(view.transactionHash)
   local li = quantity(view.logIndex)
   if not (bh and th and li) then return nil end

@@ -1,21 +1,17 @@
 -- detector.lua -- pool state with reorg history, and the arbitrage rule.
 --
 -- Invariant: a pool's current state is its newest accepted, non-retracted
--- state-carrying log (v2_sync, v3_swap); older ones stay in its history so
--- a retraction restores exactly what would be there had the log never
--- arrived. Each state change or retraction of one re-evaluates that
--- pool's pair with exact integer cross-multiplication: no division, no
--- rounding, until a signal is rendered.
+-- state-carrying log (v2_sync, v3_swap). Those logs form a doubly linked
+-- list per pool (ev.older / ev.newer), so a retraction anywhere restores
+-- exactly what would be there had the log never arrived, in O(1). Each
+-- state change, or retraction of one, re-evaluates that pool's pair with
+-- exact integer cross-multiplication: nothing is divided or rounded
+-- until a signal is rendered.
 local bigint = require "mycelium.bigint"
 local pricing = require "bandit.pricing"
 local abi = require "bandit.abi"
 
 local setmetatable, error, type = setmetatable, error, type
-local remove = table.remove
-local move = table.move or function(t, a, b, dst)
-  for k = 0, b - a do t[dst + k] = t[a + k] end
-  return t
-end
 
 local M = {}
 local Detector = {}
@@ -25,17 +21,21 @@ local W1, W2, W3 = abi.WORD(1), abi.WORD(2), abi.WORD(3)
 local PPM = pricing.PPM
 
 --- A detector over `registry`. opts.reorg_window: how many of the newest
---- accepted logs stay retractable (nil keeps all; the engine bounds it).
+--- accepted logs stay retractable (nil keeps all; an engine bounds it).
 function M.new(registry, opts)
   if type(registry) ~= "table" or not registry.venues then
     error("bandit.detector.new: registry expected", 2)
   end
   opts = opts or {}
+  local window = opts.reorg_window
+  if window ~= nil and (type(window) ~= "number" or window < 1) then
+    error("bandit.detector.new: reorg_window must be a positive number", 2)
+  end
   return setmetatable({
-    reg = registry, slots = {}, index = {}, live = {},
-    window = opts.reorg_window, fifo = {}, head = 1, tail = 0,
+    reg = registry, slots = {}, by_tx = {}, live = {},
+    window = window, ring = {}, ring_pos = 0,
     evaluations = 0,
-    -- Scratch for evaluate(): candidate and best ratio as X / Y.
+    -- Scratch for evaluate(): candidate and best ratios as x / y.
     x = bigint.new(), y = bigint.new(), bx = bigint.new(), by = bigint.new(),
     l = bigint.new(), r = bigint.new(),
   }, Detector)
@@ -46,7 +46,7 @@ end
 local function slot_of(self, pool)
   local s = self.slots[pool]
   if not s then
-    s = { hist = {}, cur = nil, live = false, price = nil,
+    s = { pool = pool, cur = nil, live = false, price = nil,
           num = bigint.new(), den = bigint.new(),
           a = bigint.new(), b = bigint.new() }
     self.slots[pool] = s
@@ -59,20 +59,21 @@ end
 local function load_raw(s, ev)
   local d = ev.data
   if ev.kind == "v2_sync" then
-    s.den:set_hex_range(d, W1, W1 + 63)
-    s.num:set_hex_range(d, W2, W2 + 63)
+    s.den:load_hex(d, W1, W1 + 63)
+    s.num:load_hex(d, W2, W2 + 63)
     return not s.num:is_zero() and not s.den:is_zero()
   end
-  s.a:set_hex_range(d, W3, W3 + 63)
+  s.a:load_hex(d, W3, W3 + 63)
   s.num:mul(s.a, s.a)
   s.den:set(pricing.Q192)
   return not s.a:is_zero()
 end
 
--- Make ev the pool's current state (nil: unknown) and cache what every
--- evaluation needs: a = num (1 - f) and b = num (1 + f), both scaled by
--- 10^6 and without the 10^dec factors, which cancel within a pair.
-local function load(s, pool, ev)
+-- Make ev (or nil: unknown) the pool's current state and cache what every
+-- evaluation needs: a = num (1 - f) and b = num (1 + f), both times 10^6
+-- and without the 10^dec factors, which cancel within a pair.
+local function load(s, ev)
+  local pool = s.pool
   s.cur, s.live, s.price = ev, false, nil
   if not ev or not load_raw(s, ev) then return end
   if not pool.dec0 or not pool.dec1 then return end
@@ -97,24 +98,25 @@ local function before(b, s, bb, bs)
   return s.key < bs.key
 end
 
-local function render(self, sp, bp, ss, sb)
+local function render(self, ss, sb)
   local g, h = self.l, self.r
   g:mul(ss.num, sb.den)
   h:mul(ss.den, sb.num)
   return {
-    buy = bp, sell = sp, buy_price = sb.price, sell_price = ss.price,
-    gross_bps = pricing.bps(g, h), net_bps = pricing.bps(self.bx, self.by),
+    buy = sb.pool, sell = ss.pool, buy_price = sb.price,
+    sell_price = ss.price, gross_bps = pricing.bps(g, h),
+    net_bps = pricing.bps(self.bx, self.by),
   }
 end
 
--- Best (sell, buy) over live venues by net + 1 = a_s den_b / (den_s b_b).
+-- Best (sell, buy) slots over live venues by net + 1 = x / y with
+-- x = a_s den_b and y = den_s b_b; leaves the best ratio in bx / by.
 local function best_pair(self, live, n)
-  local slots = self.slots
   local bs, bb
   for i = 1, n do
-    local sp, ss = live[i], slots[live[i]]
+    local ss = live[i]
     for j = 1, n do
-      local bp, sb = live[j], slots[live[j]]
+      local sb = live[j]
       if i ~= j then
         self.x:mul(ss.a, sb.den)
         self.y:mul(ss.den, sb.b)
@@ -124,8 +126,8 @@ local function best_pair(self, live, n)
           self.r:mul(self.bx, self.y)
           c = self.l:cmp(self.r)
         end
-        if c > 0 or (c == 0 and before(bp, sp, bb, bs)) then
-          bs, bb = sp, bp
+        if c > 0 or (c == 0 and before(sb.pool, ss.pool, bb.pool, bs.pool)) then
+          bs, bb = ss, sb
           self.x, self.bx = self.bx, self.x
           self.y, self.by = self.by, self.y
         end
@@ -136,76 +138,82 @@ local function best_pair(self, live, n)
 end
 
 --- Evaluate the pair of `pool`: the signal table, or nil when no ordered
---- venue pair has sell_price (1 - f_s) > buy_price (1 + f_b).
+--- venue pair has sell_price (1 - f_s) > buy_price (1 + f_b). A signal
+--- has buy, sell (pools), buy_price, sell_price, gross_bps, net_bps.
 function Detector:evaluate(pool)
   self.evaluations = self.evaluations + 1
   local venues, live, n = self.reg:venues(pool.pair_key), self.live, 0
   for k = 1, #venues do
     local s = self.slots[venues[k]]
-    if s and s.live then n = n + 1 live[n] = venues[k] end
+    if s and s.live then n = n + 1 live[n] = s end
   end
   if n < 2 then return nil end
-  local sp, bp = best_pair(self, live, n)
+  local ss, sb = best_pair(self, live, n)
   if self.bx:cmp(self.by) <= 0 then return nil end
-  return render(self, sp, bp, self.slots[sp], self.slots[bp])
+  return render(self, ss, sb)
 end
 
---- Accepted logs and retractions ---------------------------------------------
+--- The log index --------------------------------------------------------------
 
-local function key(bh, th, li) return bh .. th .. li end
+-- Logs are indexed by transaction hash (an interned string: no key to
+-- build), newest first, linked through ev.prev_tx / ev.next_tx.
+local function index(self, ev)
+  local head = self.by_tx[ev.txHash]
+  ev.next_tx = head
+  if head then head.prev_tx = ev end
+  self.by_tx[ev.txHash] = ev
+end
 
--- Drop the oldest retractable log once the window is full: it can no
--- longer be retracted, so history before it can never be restored.
-local function expire(self)
-  local old = self.fifo[self.head]
-  self.fifo[self.head], self.head = nil, self.head + 1
+local function unindex(self, ev)
+  if ev.prev_tx then ev.prev_tx.next_tx = ev.next_tx
+  else self.by_tx[ev.txHash] = ev.next_tx end
+  if ev.next_tx then ev.next_tx.prev_tx = ev.prev_tx end
+  ev.prev_tx, ev.next_tx = nil, nil
+end
+
+-- The oldest retractable log leaves the window: it can never be retracted
+-- now, so no state older than it can ever be restored either.
+local function expire(self, old)
+  if old.retracted then return end
+  unindex(self, old)
   old.expired = true
-  if self.index[old.key] == old then self.index[old.key] = old.dup end
-  if old.retracted or old.kind == "v2_swap" then return end
-  local h = self.slots[old.pool].hist
-  for p = 1, #h do
-    if h[p] == old then
-      local n = #h
-      move(h, p, n, 1)
-      for k = n - p + 2, n do h[k] = nil end
-      return
-    end
-  end
+  if old.older then old.older.newer, old.older = nil, nil end
 end
 
 local function remember(self, ev)
-  ev.key = key(ev.blockHash, ev.txHash, ev.logIndex)
-  -- A log delivered twice stacks; each removal retracts the newest copy.
-  ev.dup = self.index[ev.key]
-  self.index[ev.key] = ev
-  if not self.window then return end
-  self.tail = self.tail + 1
-  self.fifo[self.tail] = ev
-  if self.tail - self.head + 1 > self.window then expire(self) end
+  index(self, ev)
+  local window = self.window
+  if not window then return end
+  local pos = self.ring_pos % window + 1
+  local old = self.ring[pos]
+  if old then expire(self, old) end
+  self.ring[pos], self.ring_pos = ev, pos
 end
+
+--- Accepted logs and retractions -------------------------------------------
 
 --- Apply an accepted, decoded log (from abi.decode). Sets ev.price to the
 --- pool's price right after it (nil when unknown or null). Returns
 --- evaluated (boolean) and the signal, if any.
 function Detector:accept(ev)
   remember(self, ev)
-  local pool = ev.pool
-  local s = slot_of(self, pool)
-  if ev.kind ~= "v2_swap" then
-    s.hist[#s.hist + 1] = ev
-    load(s, pool, ev)
+  local s = slot_of(self, ev.pool)
+  if ev.kind == "v2_swap" then
+    ev.price = s.price
+    return false, nil
   end
+  ev.older = s.cur
+  if s.cur then s.cur.newer = ev end
+  load(s, ev)
   ev.price = s.price
-  if ev.kind == "v2_swap" then return false, nil end
-  return true, self:evaluate(pool)
+  return true, self:evaluate(ev.pool)
 end
 
---- The accepted, non-retracted log with this identity, or nil.
+--- The accepted, non-retracted log with this identity (lowercase hashes,
+--- numeric logIndex), newest first if it was delivered twice; or nil.
 function Detector:find(bh, th, li)
-  local k = key(bh, th, li)
-  local ev = self.index[k]
-  while ev and (ev.retracted or ev.expired) do ev = ev.dup end
-  self.index[k] = ev
+  local ev = self.by_tx[th]
+  while ev and (ev.logIndex ~= li or ev.blockHash ~= bh) do ev = ev.next_tx end
   return ev
 end
 
@@ -213,14 +221,14 @@ end
 function Detector:retract(ev)
   if ev.retracted then error("bandit.detector: log already retracted", 2) end
   ev.retracted = true
-  if self.index[ev.key] == ev then self.index[ev.key] = ev.dup end
+  unindex(self, ev)
   if ev.kind == "v2_swap" then return false, nil end
   local s = self.slots[ev.pool]
-  local h = s.hist
-  for p = #h, 1, -1 do
-    if h[p] == ev then remove(h, p) break end
-  end
-  if s.cur == ev then load(s, ev.pool, h[#h]) end
+  local older, newer = ev.older, ev.newer
+  if older then older.newer = newer end
+  if newer then newer.older = older end
+  ev.older, ev.newer = nil, nil
+  if s.cur == ev then load(s, older) end
   return true, self:evaluate(ev.pool)
 end
 

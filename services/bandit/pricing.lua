@@ -8,7 +8,9 @@
 local bigint = require "mycelium.bigint"
 
 local sub, rep = string.sub, string.rep
-local error = error
+local error, floor, log = error, math.floor, math.log
+
+local LOG10_2 = log(2) / log(10)
 
 local M = {}
 
@@ -41,6 +43,18 @@ local function scaled_floor(p, d, k)
   return t2
 end
 
+-- Walk e until floor(p 10^(digits-1-e) / d) has `digits` digits. Kept
+-- out of format_sig: a loop there, even one that never runs, splits
+-- every trace through it.
+local function settle(p, d, digits, e, lo, hi)
+  local div
+  repeat
+    e = e + (q:cmp(hi) >= 0 and 1 or -1)
+    div = scaled_floor(p, d, digits - 1 - e)
+  until q:cmp(hi) < 0 and q:cmp(lo) >= 0
+  return e, div
+end
+
 --- p/d (both > 0) to `digits` significant digits, positional notation,
 --- trailing zeros kept: 0.000322580645161, 67941.8837104, 1.00070000000.
 function M.format_sig(p, d, digits)
@@ -48,17 +62,19 @@ function M.format_sig(p, d, digits)
     error("pricing.format_sig: needs p > 0 and d > 0", 2)
   end
   digits = digits or 12
-  -- e = floor(log10(p/d)), found on the truncated quotient (rounding
-  -- first could carry into a digit that is not there); the digit-count
-  -- estimate is off by at most 2, so this loops at most three times.
-  local e = p:digits_upper() - d:digits_upper()
   local lo, hi = pow10(digits - 1), pow10(digits)
-  local div
-  while true do
+  -- e = floor(log10(p/d)), found on the truncated quotient (rounding first
+  -- could carry into a digit that is not there). From bit lengths,
+  -- log10(p/d) lies within 0.302 of (bp - bq) log10 2, so e is this lower
+  -- estimate or the next integer; settle() only absorbs float slack.
+  local e = floor((p:bits() - d:bits() - 1) * LOG10_2)
+  local div = scaled_floor(p, d, digits - 1 - e)
+  if q:cmp(hi) >= 0 then
+    e = e + 1
     div = scaled_floor(p, d, digits - 1 - e)
-    if q:cmp(hi) >= 0 then e = e + 1
-    elseif q:cmp(lo) < 0 then e = e - 1
-    else break end
+  end
+  if q:cmp(hi) >= 0 or q:cmp(lo) < 0 then
+    e, div = settle(p, d, digits, e, lo, hi)
   end
   round_quotient(div)
   if q:cmp(hi) == 0 then q:set(lo) e = e + 1 end   -- 9.99..95 -> 10.0..0

@@ -6,6 +6,7 @@
 -- big quantities are decimal strings, small integers JSON integers,
 -- prices and bps pre-rendered strings, absent prices JSON null. The
 -- encoder writes like Python's json.dumps (ASCII only, same separators).
+local ffi = require "ffi"
 local cjson = require "cjson"
 
 local byte, char, find, format, rep, sort =
@@ -14,6 +15,9 @@ local byte, char, find, format, rep, sort =
 local concat, type, pairs, ipairs, setmetatable, getmetatable, floor, error =
   table.concat, type, pairs, ipairs, setmetatable, getmetatable, math.floor,
   error
+
+ffi.cdef "size_t strcspn(const char *, const char *);"
+local C = ffi.C
 
 local M = {}
 
@@ -24,31 +28,50 @@ local null = M.null
 
 --- Ordered objects -----------------------------------------------------------
 
+-- Stored flat, o[2i-1] = key and o[2i] = value: records are built per
+-- event, so one table per object, not three.
 local Object = {}
 Object.__index = Object
 
---- A JSON object that keeps insertion order: o:put(k, v); o:get(k).
+--- A JSON object that keeps insertion order: o:put(k, v) appends a new
+--- key (builders name each key once), o:set(k, v) replaces or appends.
 function M.object()
-  return setmetatable({ keys = {}, vals = {}, pos = {} }, Object)
+  return setmetatable({ n = 0 }, Object)
 end
 
 function Object:put(k, v)
   if v == nil then v = null end
-  local p = self.pos[k]
-  if not p then
-    p = #self.keys + 1
-    self.keys[p], self.pos[k] = k, p
-  end
-  self.vals[p] = v
+  local n = self.n + 1
+  self[2 * n - 1], self[2 * n], self.n = k, v, n
   return self
 end
 
+function Object:set(k, v)
+  for i = 1, self.n do
+    if self[2 * i - 1] == k then
+      self[2 * i] = v == nil and null or v
+      return self
+    end
+  end
+  return self:put(k, v)
+end
+
 function Object:get(k)
-  local p = self.pos[k]
-  if not p then return nil end
-  local v = self.vals[p]
-  if v == null then return nil end
-  return v
+  for i = 1, self.n do
+    if self[2 * i - 1] == k then
+      local v = self[2 * i]
+      if v == null then return nil end
+      return v
+    end
+  end
+  return nil
+end
+
+--- Keys in order.
+function Object:keys()
+  local t = {}
+  for i = 1, self.n do t[i] = self[2 * i - 1] end
+  return t
 end
 
 --- A plain table with string keys as an object with sorted keys.
@@ -89,8 +112,13 @@ local function utf8_at(s, i)
   return cp, n
 end
 
-local function quote(s)
-  if not find(s, '[%c"\\\128-\255]') then return '"' .. s .. '"' end
+-- Bytes that need escaping: '"', '\\', controls, DEL and non-ASCII.
+local SPECIAL = { '"\\\127' }
+for c = 1, 31 do SPECIAL[#SPECIAL + 1] = char(c) end
+for c = 128, 255 do SPECIAL[#SPECIAL + 1] = char(c) end
+SPECIAL = concat(SPECIAL)
+
+local function quote_slow(s)
   local out, i = { '"' }, 1
   while i <= #s do
     local cp, n = utf8_at(s, i)
@@ -104,6 +132,13 @@ local function quote(s)
   end
   out[#out + 1] = '"'
   return concat(out)
+end
+
+local function quote(s)
+  -- strcspn stops at the first special byte (or an embedded NUL, which
+  -- then also takes the slow path and is escaped there).
+  if C.strcspn(s, SPECIAL) == #s then return '"' .. s .. '"' end
+  return quote_slow(s)
 end
 M.quote = quote
 
@@ -119,15 +154,23 @@ end
 
 local encode
 
+local QKEY = setmetatable({}, { __index = function(t, k)
+  local q = quote(k)
+  t[k] = q
+  return q
+end })
+
 local function encode_object(o, ind, depth, out)
-  local n = #o.keys
+  local n = o.n
   if n == 0 then out[#out + 1] = "{}" return end
   local nl = ind and "\n" .. rep(" ", ind * (depth + 1)) or ""
+  local colon = ind and ": " or ":"
   out[#out + 1] = "{"
   for i = 1, n do
-    out[#out + 1] = (i > 1 and "," or "") .. nl .. quote(o.keys[i]) ..
-      (ind and ": " or ":")
-    encode(o.vals[i], ind, depth + 1, out)
+    local m = #out
+    out[m + 1], out[m + 2], out[m + 3], out[m + 4] =
+      i > 1 and "," or "", nl, QKEY[o[2 * i - 1]], colon
+    encode(o[2 * i], ind, depth + 1, out)
   end
   out[#out + 1] = ind and "\n" .. rep(" ", ind * depth) .. "}" or "}"
 end
