@@ -69,13 +69,15 @@ usage: offline CAPTURE POOLS TOKENS OUT_DIR
   Bandit rules and writes events.jsonl, skipped.jsonl, signals.jsonl and
   summary.json into OUT_DIR.]]
 
---- Command-line entry: returns the process exit code.
-function M.main(argv)
-  if #argv ~= 4 then stderr:write(USAGE, "\n") return 2 end
+--- Command-line entry: returns the process exit code. Messages go to
+--- `errout` (default io.stderr).
+function M.main(argv, errout)
+  errout = errout or stderr
+  if #argv ~= 4 then errout:write(USAGE, "\n") return 2 end
   local p, err = M.run { capture = argv[1], pools = argv[2], tokens = argv[3] }
   local ok = p and true
   if p then ok, err = M.write(p, argv[4]) end
-  if not ok then stderr:write("offline: ", tostring(err), "\n") return 1 end
+  if not ok then errout:write("offline: ", tostring(err), "\n") return 1 end
   return 0
 end
 

@@ -74,6 +74,15 @@ function Object:keys()
   return t
 end
 
+--- A plain Lua table of an ordered object (recursively), with JSON null
+--- as report.null: what cjson.decode gives for the encoded text.
+function M.plain(v)
+  if getmetatable(v) ~= Object then return v end
+  local t = {}
+  for i = 1, v.n do t[v[2 * i - 1]] = M.plain(v[2 * i]) end
+  return t
+end
+
 --- A plain table with string keys as an object with sorted keys.
 function M.sorted(t)
   local keys = {}
