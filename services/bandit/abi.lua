@@ -31,15 +31,21 @@ local NULL = cjson.null
 local M = {}
 
 --- topic0 = keccak256 of the event signature (checked in the spec).
-M.TOPIC_SYNC = "0x1c411e9a96e071241c2f21f7726b17ae89e3cab4c78be50e062b03a9fffbbad1"
-M.TOPIC_V2_SWAP = "0xd78ad95fa46c994b6551d0da85fc275fe613ce37657fb8d5e3d130840159d822"
-M.TOPIC_V3_SWAP = "0xc42079f94a6350d7e6235f29174924f928cc2ac818eb64fed8004e115fbcca67"
+M.TOPIC_SYNC = "0x1c411e9a96e071241c2f21f7726b17ae" ..
+  "89e3cab4c78be50e062b03a9fffbbad1"
+M.TOPIC_V2_SWAP = "0xd78ad95fa46c994b6551d0da85fc275f" ..
+  "e613ce37657fb8d5e3d130840159d822"
+M.TOPIC_V3_SWAP = "0xc42079f94a6350d7e6235f29174924f9" ..
+  "28cc2ac818eb64fed8004e115fbcca67"
 
 -- Expected layout per topic0: event kind, pool kind, topic count, data words.
 local LAYOUT = {
-  [M.TOPIC_SYNC] = { kind = "v2_sync", pool_kind = "v2", topics = 1, words = 2 },
-  [M.TOPIC_V2_SWAP] = { kind = "v2_swap", pool_kind = "v2", topics = 3, words = 4 },
-  [M.TOPIC_V3_SWAP] = { kind = "v3_swap", pool_kind = "v3", topics = 3, words = 5 },
+  [M.TOPIC_SYNC] =
+    { kind = "v2_sync", pool_kind = "v2", topics = 1, words = 2 },
+  [M.TOPIC_V2_SWAP] =
+    { kind = "v2_swap", pool_kind = "v2", topics = 3, words = 4 },
+  [M.TOPIC_V3_SWAP] =
+    { kind = "v3_swap", pool_kind = "v3", topics = 3, words = 5 },
 }
 M.LAYOUT = LAYOUT
 
@@ -50,7 +56,7 @@ M.UNKNOWN_TOPIC = "unknown_topic"
 M.UNKNOWN_POOL = "unknown_pool"
 M.BAD_DATA = "bad_data"
 
---- Fast scanner ------------------------------------------------------------
+--- Fast scanner -------------------------------------------------------------
 
 local u8p = ffi.typeof("const uint8_t *")
 local HEXV = bigint.HEXV
@@ -148,7 +154,7 @@ local function scan(s, sub_id)
            logIndex = li, removed = removed, canonical = true }
 end
 
---- Rules 1 and 2 --------------------------------------------------------------
+--- Rules 1 and 2 ------------------------------------------------------------
 
 local function is_object(v) return type(v) == "table" and v[1] == nil end
 
@@ -212,7 +218,7 @@ function M.subscription_reply(text, request_id)
   return msg.result
 end
 
---- Canonical views -----------------------------------------------------------
+--- Canonical views ----------------------------------------------------------
 
 -- A hex value as decode() wants it: lowercase "0x"-hex, or false.
 local function hexval(v)
@@ -239,7 +245,7 @@ local function canonical(view)
   }
 end
 
---- Field decoding (canonical values) -------------------------------------------
+--- Field decoding (canonical values) ----------------------------------------
 
 local tmp = bigint.new()
 
@@ -289,7 +295,7 @@ local W1, W2, W3, W4, W5 = word(1), word(2), word(3), word(4), word(5)
 --- Word offsets of the pool state inside ev.data, for the detector.
 M.WORD = word
 
---- Lazy fields -----------------------------------------------------------------
+--- Lazy fields --------------------------------------------------------------
 
 -- Decimal strings and checksummed addresses are rendered on first read:
 -- the detector needs none of them, a report needs all of them.
@@ -338,7 +344,7 @@ for kind, getters in pairs(LAZY) do
   end }
 end
 
---- Rules 4–7 -------------------------------------------------------------------
+--- Rules 4–7 ----------------------------------------------------------------
 
 -- Value ranges of the typed words: a uint112 reserve with high bits set,
 -- say, does not have the layout of its event.
@@ -379,14 +385,54 @@ function M.decode(view, registry)
     quantity(view.transactionIndex), quantity(view.logIndex)
   local bh, th = hash32(view.blockHash), hash32(view.transactionHash)
   if not (block and txi and li and bh and th) then return nil, M.BAD_DATA end
-  -- One constructor naming every field the pipeline adds later sizes the
-  -- table once (the nil entries reserve their slots).
+  -- One constructor naming the fields the detector and pipeline add later
+  -- sizes the table once (nil entries reserve slots); 16 fields fit the
+  -- smallest hash part that holds them all.
   return setmetatable({
     kind = layout.kind, pool = pool, data = d, topics = topics,
     block = block, txIndex = txi, logIndex = li, blockHash = bh, txHash = th,
-    line = nil, price = nil, retracted = nil, retracted_by_line = nil,
-    older = nil, newer = nil, prev_tx = nil, next_tx = nil, expired = nil,
+    line = nil, price = nil, retracted = nil,
+    older = nil, newer = nil, prev_tx = nil, next_tx = nil,
   }, EVENT_MT[layout.kind])
+end
+
+--- Events between services ----------------------------------------------------
+
+local KIND_LAYOUT = {}
+for topic, layout in pairs(LAYOUT) do KIND_LAYOUT[layout.kind] = topic end
+
+--- A plain table of a decoded event for the message bus (MessagePack can
+--- carry it): kind, pool (lowercase address), data, topics, block,
+--- blockHash, txHash, txIndex, logIndex. Decimal fields are not included:
+--- from_message() renders them again on demand.
+function M.to_message(ev)
+  return { kind = ev.kind, pool = ev.pool.key, data = ev.data,
+           topics = ev.topics, block = ev.block, blockHash = ev.blockHash,
+           txHash = ev.txHash, txIndex = ev.txIndex, logIndex = ev.logIndex }
+end
+
+--- The decoded event of a to_message() table, re-attached to `registry`
+--- (which may be another copy), or nil, reason when it does not fit.
+function M.from_message(t, registry)
+  local topic = type(t) == "table" and KIND_LAYOUT[t.kind]
+  if not topic then return nil, M.UNKNOWN_TOPIC end
+  local pool = registry:pool(t.pool)
+  if not pool then return nil, M.UNKNOWN_POOL end
+  local view = canonical { topics = t.topics, data = t.data }
+  if view.topics and view.topics[1] ~= topic then view.topics = false end
+  if not view.topics or not layout_ok(LAYOUT[topic], pool, view.topics,
+                                      view.data) or
+     not (t.block and t.txIndex and t.logIndex and hash32(t.blockHash) and
+          hash32(t.txHash)) then
+    return nil, M.BAD_DATA
+  end
+  return setmetatable({
+    kind = t.kind, pool = pool, data = view.data, topics = view.topics,
+    block = t.block, txIndex = t.txIndex, logIndex = t.logIndex,
+    blockHash = t.blockHash, txHash = t.txHash,
+    line = nil, price = nil, retracted = nil,
+    older = nil, newer = nil, prev_tx = nil, next_tx = nil,
+  }, EVENT_MT[t.kind])
 end
 
 --- The identity of a removed log: blockHash, txHash (lowercase), logIndex,

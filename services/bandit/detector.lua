@@ -176,7 +176,6 @@ end
 local function expire(self, old)
   if old.retracted then return end
   unindex(self, old)
-  old.expired = true
   if old.older then old.older.newer, old.older = nil, nil end
 end
 

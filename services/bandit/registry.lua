@@ -25,7 +25,9 @@ local function is_int(v, lo, hi)
 end
 
 local function check_token(t, i)
-  if type(t) ~= "table" then return nil, "token #" .. i .. " is not an object" end
+  if type(t) ~= "table" then
+    return nil, "token #" .. i .. " is not an object"
+  end
   local addr = eip55.checksum(t.address)
   if not addr then return nil, "token #" .. i .. ": bad address" end
   if type(t.symbol) ~= "string" then
@@ -48,7 +50,9 @@ local function side(reg, p, n, addr)
 end
 
 local function check_pool(reg, p, i)
-  if type(p) ~= "table" then return nil, "pool #" .. i .. " is not an object" end
+  if type(p) ~= "table" then
+    return nil, "pool #" .. i .. " is not an object"
+  end
   local addr = eip55.checksum(p.address)
   if not addr then return nil, "pool #" .. i .. ": bad address" end
   local where = "pool " .. addr .. ": "
@@ -79,7 +83,9 @@ local function add_tokens(reg, tokens)
   for i, t in ipairs(tokens) do
     local tok, err = check_token(t, i)
     if not tok then return nil, err end
-    if reg.tokens[tok.key] then return nil, "duplicate token " .. tok.address end
+    if reg.tokens[tok.key] then
+      return nil, "duplicate token " .. tok.address
+    end
     reg.tokens[tok.key] = tok
   end
   return true
@@ -89,7 +95,9 @@ local function add_pools(reg, pools)
   for i, p in ipairs(pools) do
     local pool, err = check_pool(reg, p, i)
     if not pool then return nil, err end
-    if reg.by_key[pool.key] then return nil, "duplicate pool " .. pool.address end
+    if reg.by_key[pool.key] then
+      return nil, "duplicate pool " .. pool.address
+    end
     reg.pools[#reg.pools + 1] = pool
     reg.by_key[pool.key] = pool
     local v = reg.venues_by_pair[pool.pair_key]

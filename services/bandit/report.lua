@@ -26,7 +26,7 @@ local M = {}
 M.null = cjson.null
 local null = M.null
 
---- Ordered objects -----------------------------------------------------------
+--- Ordered objects ----------------------------------------------------------
 
 -- Stored flat, o[2i-1] = key and o[2i] = value: records are built per
 -- event, so one table per object, not three.
@@ -93,7 +93,7 @@ function M.sorted(t)
   return o
 end
 
---- Encoder ---------------------------------------------------------------------
+--- Encoder ------------------------------------------------------------------
 
 local SHORT = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b",
                 ["\f"] = "\\f", ["\n"] = "\\n", ["\r"] = "\\r",
@@ -214,7 +214,7 @@ function M.encode(v, indent)
   return concat(out)
 end
 
---- Records -----------------------------------------------------------------------
+--- Records ------------------------------------------------------------------
 
 local KIND_FIELDS = {
   v2_sync = { "reserve0", "reserve1" },
@@ -238,7 +238,9 @@ function M.event(ev)
   for _, f in ipairs(KIND_FIELDS[ev.kind]) do o:put(f, ev[f]) end
   o:put("retracted", ev.retracted_by_line ~= nil)
   o:put("price", ev.price)
-  if ev.retracted_by_line then o:put("retracted_by_line", ev.retracted_by_line) end
+  if ev.retracted_by_line then
+    o:put("retracted_by_line", ev.retracted_by_line)
+  end
   return o
 end
 

@@ -356,3 +356,39 @@ describe("bandit.abi", function()
     end)
   end)
 end)
+
+describe("bandit.abi messages between services", function()
+  local reg = H.registry({
+    { "pool:v3:X/Y", "uniswap_v3", "v3", "XX", "YY", 500 },
+  }, { { "XX", 6 }, { "YY", 18 } })
+  local pool = H.addr("pool:v3:X/Y")
+  local pos = { sub = "0x77", block = 5, tx = H.hash("t"), bh = H.hash("b"), li = 2 }
+
+  it("round-trips a decoded event through a plain table", function()
+    local ev = abi.decode(abi.envelope(H.v3swap(pos, pool, "-7", "9",
+      "79228162514264337593543950336", 3, -5), "0x77"), reg)
+    local msg = abi.to_message(ev)
+    assert.is_nil(getmetatable(msg))
+    local back = assert(abi.from_message(msg, reg))
+    for _, f in ipairs(report.KIND_FIELDS.v3_swap) do
+      assert.equal(ev[f], back[f], f)
+    end
+    assert.equal(ev.pool, back.pool)
+    assert.equal(ev.logIndex, back.logIndex)
+  end)
+
+  it("refuses tables that are not events of the registry", function()
+    local ev = abi.decode(abi.envelope(H.v3swap(pos, pool, "-7", "9", 1, 3, -5), "0x77"), reg)
+    local function broken(k, v)
+      local m = abi.to_message(ev)
+      m[k] = v
+      return select(2, abi.from_message(m, reg))
+    end
+    assert.equal("unknown_topic", broken("kind", "v4_swap"))
+    assert.equal("unknown_pool", broken("pool", H.addr("other")))
+    assert.equal("bad_data", broken("data", "0x12"))
+    assert.equal("bad_data", broken("topics", { H.TOPIC_SYNC }))
+    assert.equal("bad_data", broken("blockHash", "0x1"))
+    assert.equal("unknown_topic", select(2, abi.from_message(nil, reg)))
+  end)
+end)
