@@ -39,6 +39,9 @@ int __gmpz_cmpabs(const myc_mpz *, const myc_mpz *);
 int __gmpz_tstbit(const myc_mpz *, unsigned long);
 size_t __gmpz_sizeinbase(const myc_mpz *, int);
 uint64_t *__gmpz_limbs_write(myc_mpz *, long);
+void __gmpz_import(myc_mpz *, size_t, int, size_t, int, size_t, const void *);
+void *__gmpz_export(void *, size_t *, int, size_t, int, size_t,
+                    const myc_mpz *);
 void __gmpz_limbs_finish(myc_mpz *, long);
 ]]
 
@@ -188,6 +191,44 @@ function methods.set(z, v)
     error("mycelium.bigint: cannot make a bigint from " .. type(v), 2)
   end
   return z
+end
+
+--- Fixed-width little-endian bytes (the wire form of U256 / I256) -----------
+
+local countp = new("size_t[1]")
+local scratch = nil
+
+-- z = the n bytes at ptr, little-endian; two's complement when signed.
+function methods.set_bytes_le(z, ptr, n, signed)
+  G.__gmpz_import(z, n, -1, 1, 0, 0, ptr)
+  if signed and n > 0 and cast(u8p, ptr)[n - 1] >= 128 then
+    G.__gmpz_sub(z, z, M.pow2(8 * n))
+  end
+  return z
+end
+
+-- Write z into the n bytes at ptr, little-endian; as two's complement
+-- when signed. Returns true, or nil, message when z is out of range for
+-- that width (then ptr is untouched).
+function methods.to_bytes_le(z, ptr, n, signed)
+  local bits = 8 * n
+  if signed then
+    local lim = M.pow2(bits - 1)
+    if G.__gmpz_cmp(z, lim) >= 0 or
+       (z.size < 0 and G.__gmpz_cmpabs(z, lim) > 0) then
+      return nil, "out of range for a signed " .. bits .. "-bit integer"
+    end
+  elseif z.size < 0 or tonumber(G.__gmpz_sizeinbase(z, 2)) > bits then
+    return nil, "out of range for an unsigned " .. bits .. "-bit integer"
+  end
+  local v = z
+  if z.size < 0 then
+    scratch = scratch or alloc()
+    v = scratch:add(z, M.pow2(bits))
+  end
+  ffi.fill(ptr, n)
+  G.__gmpz_export(ptr, countp, -1, 1, 0, 0, v)
+  return true
 end
 
 --- Arithmetic (in place: z = a op b) ---------------------------------------

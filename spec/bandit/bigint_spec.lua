@@ -175,3 +175,45 @@ describe("mycelium.bigint", function()
     end)
   end)
 end)
+
+describe("mycelium.bigint little-endian bytes", function()
+  local ffi = require "ffi"
+
+  local function hex_of(buf, n)
+    local t = {}
+    for i = n - 1, 0, -1 do t[#t + 1] = string.format("%02x", buf[i]) end
+    return table.concat(t)
+  end
+
+  it("writes and reads unsigned and two's complement widths", function()
+    local buf = ffi.new("uint8_t[32]")
+    assert.is_true(bigint.new(-1):to_bytes_le(buf, 32, true))
+    assert.equal(string.rep("f", 64), hex_of(buf, 32))
+    assert.equal("-1", tostring(bigint.new():set_bytes_le(buf, 32, true)))
+    assert.equal(string.rep("f", 64), bigint.new():set_bytes_le(buf, 32):tohex())
+    local v = bigint.from_dec("-282900")
+    assert.is_true(v:to_bytes_le(buf, 32, true))
+    assert.equal("fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffbaeec",
+      hex_of(buf, 32))
+    local u = bigint.from_hex("0102030405")
+    assert.is_true(u:to_bytes_le(buf, 32))
+    assert.equal(5, buf[0])
+    assert.equal(1, buf[4])
+    assert.equal(0, buf[31])
+    assert.equal(u, bigint.new():set_bytes_le(buf, 32))
+  end)
+
+  it("refuses values outside the width and leaves the buffer alone", function()
+    local buf = ffi.new("uint8_t[2]", { 7, 7 })
+    assert.is_nil((bigint.new(65536):to_bytes_le(buf, 2)))
+    assert.is_nil((bigint.new(-1):to_bytes_le(buf, 2)))
+    assert.is_nil((bigint.new(32768):to_bytes_le(buf, 2, true)))
+    assert.is_nil((bigint.new(-32769):to_bytes_le(buf, 2, true)))
+    assert.equal(7, buf[0])
+    assert.is_true(bigint.new(-32768):to_bytes_le(buf, 2, true))
+    assert.equal(0x80, buf[1])
+    assert.is_true(bigint.new(65535):to_bytes_le(buf, 2))
+    assert.is_true(bigint.new(0):to_bytes_le(buf, 2))
+    assert.equal(0, buf[1])
+  end)
+end)
