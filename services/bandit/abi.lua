@@ -4,8 +4,9 @@
 --
 -- Invariant: every input string gets a decoded event or a skip reason;
 -- nothing here raises on bad input. A hand-written scanner handles the
--- exact compact layout geth/bor send (3x faster than cjson); any other
--- text goes through cjson, and both routes produce the same `view`.
+-- exact compact layout geth/bor send (several times faster than cjson,
+-- see bench/bandit_logic.lua); any other text goes through cjson, and
+-- both routes produce the same `view`.
 local ffi = require "ffi"
 local cjson_mod = require "cjson"
 local bigint = require "mycelium.bigint"
@@ -26,7 +27,6 @@ size_t strspn(const char *, const char *);
 local cjson = cjson_mod.new()
 -- RFC 8259 numbers only: cjson would otherwise accept 0x1f, NaN, Infinity.
 cjson.decode_invalid_numbers(false)
-local NULL = cjson.null
 
 local M = {}
 
