@@ -166,7 +166,7 @@ end
 
 local function unindex(self, ev)
   if ev.prev_tx then ev.prev_tx.next_tx = ev.next_tx
-  else self.by_tx[ev.txHash] = ev.next_tx end
+  elseif self.by_tx[ev.txHash] == ev then self.by_tx[ev.txHash] = ev.next_tx end
   if ev.next_tx then ev.next_tx.prev_tx = ev.prev_tx end
   ev.prev_tx, ev.next_tx = nil, nil
 end

@@ -8,8 +8,8 @@ local cjson = require "cjson"
 local eip55 = require "mycelium.eip55"
 
 local lower, format, floor = string.lower, string.format, math.floor
-local type, ipairs, tostring, setmetatable = type, ipairs, tostring,
-  setmetatable
+local type, ipairs, tostring, setmetatable, next, pcall =
+  type, ipairs, tostring, setmetatable, next, pcall
 local open = io.open
 
 local M = {}
@@ -19,6 +19,12 @@ Registry.__index = Registry
 local KINDS = { v2 = true, v3 = true }
 -- Uniswap V2 forks charge 0.30 %; a V2 entry may omit fee_ppm.
 local DEFAULT_V2_FEE = 3000
+
+-- cjson gives objects and arrays as tables; an object has no [1] but
+-- does have keys (an empty table may be either and is accepted).
+local function is_array(v)
+  return type(v) == "table" and (v[1] ~= nil or next(v) == nil)
+end
 
 local function is_int(v, lo, hi)
   return type(v) == "number" and v == floor(v) and v >= lo and v <= hi
@@ -110,8 +116,8 @@ end
 --- A registry from decoded pools.json and tokens.json arrays. Returns nil,
 --- message when the data is invalid (it comes from files users edit).
 function M.new(pools, tokens)
-  if type(pools) ~= "table" then return nil, "pools: expected an array" end
-  if tokens ~= nil and type(tokens) ~= "table" then
+  if not is_array(pools) then return nil, "pools: expected an array" end
+  if tokens ~= nil and not is_array(tokens) then
     return nil, "tokens: expected an array"
   end
   local reg = setmetatable({ pools = {}, by_key = {}, tokens = {},

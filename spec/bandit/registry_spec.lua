@@ -90,6 +90,8 @@ describe("bandit.registry", function()
     assert.is_nil(reg)
     assert.truthy(err:find("decimals", 1, true))
     assert.is_nil((registry.new("nope")))
+    assert.is_nil((registry.new({ address = "0x1" })))
+    assert.is_nil((registry.new({ pool() }, { symbol = "X" })))
   end)
 
   it("reports unreadable files", function()
