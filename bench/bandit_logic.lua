@@ -99,7 +99,7 @@ scenario("pipeline_with_records", function()
   fresh()
   return function(l)
     local kind, ev = p:feed(l)
-    if kind == "event" then report.encode(report.event(ev)) end
+    if kind == "event" then report.event_json(ev) end
     if #p.skipped > 4096 then fresh() end
   end
 end)

@@ -44,10 +44,16 @@ function M.run(opts)
   return p
 end
 
+local function events_jsonl(p)
+  local out = {}
+  for i, ev in ipairs(p.events) do out[i] = report.event_json(ev) .. "\n" end
+  return concat(out)
+end
+
 --- The four output texts of a finished pipeline, keyed by file name.
 function M.outputs(p)
   return {
-    ["events.jsonl"] = jsonl(p:event_records()),
+    ["events.jsonl"] = events_jsonl(p),
     ["skipped.jsonl"] = jsonl(p.skipped),
     ["signals.jsonl"] = jsonl(p.signals),
     ["summary.json"] = report.encode(p:summary(), 2) .. "\n",

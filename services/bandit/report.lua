@@ -244,6 +244,52 @@ function M.event(ev)
   return o
 end
 
+-- Per pool and kind, the constant middle of an event line, from "pool"
+-- to "token1" (weak keys: registries come and go).
+local middles = setmetatable({}, { __mode = "k" })
+
+local function middle(p, kind)
+  local m = middles[p]
+  if not m then m = {} middles[p] = m end
+  local s = m[kind]
+  if not s then
+    s = ',"pool":' .. quote(p.address) .. ',"dex":' .. quote(p.dex) ..
+      ',"kind":' .. quote(kind) .. ',"pair":' .. quote(p.pair) ..
+      ',"token0":' .. quote(p.token0) .. ',"token1":' .. quote(p.token1)
+    m[kind] = s
+  end
+  return s
+end
+
+local function scalar(v)
+  if type(v) == "string" then return quote(v) end
+  if v == nil or v == null then return "null" end
+  return number(v)
+end
+
+--- The JSON line of M.event(ev), written directly: the same bytes as
+--- M.encode(M.event(ev)) (the specs hold it to that), several times
+--- faster, for writing every accepted event.
+function M.event_json(ev)
+  local out = { '{"line":', number(ev.line), ',"block":', scalar(ev.block),
+    ',"blockHash":', quote(ev.blockHash), ',"txHash":', quote(ev.txHash),
+    ',"txIndex":', scalar(ev.txIndex), ',"logIndex":', scalar(ev.logIndex),
+    middle(ev.pool, ev.kind) }
+  for _, f in ipairs(KIND_FIELDS[ev.kind]) do
+    out[#out + 1] = ","
+    out[#out + 1] = QKEY[f]
+    out[#out + 1] = ":"
+    out[#out + 1] = scalar(ev[f])
+  end
+  local by = ev.retracted_by_line
+  out[#out + 1] = by and ',"retracted":true,"price":' or
+    ',"retracted":false,"price":'
+  out[#out + 1] = scalar(ev.price)
+  if by then out[#out + 1] = ',"retracted_by_line":' .. number(by) end
+  out[#out + 1] = "}"
+  return concat(out)
+end
+
 function M.skipped(line, reason, retracts_line)
   local o = M.object():put("line", line):put("reason", reason)
   if retracts_line then o:put("retracts_line", retracts_line) end

@@ -108,6 +108,18 @@ describe("bandit.pipeline", function()
     assert.equal(report.null, report.plain(p:summary()).subscription_id)
   end)
 
+  it("writes event lines like the generic encoder", function()
+    local p = pipeline.new(REG)
+    feed_all(p, CAPTURE)
+    p:feed((H.sync(at(9, 0), A, 0, 0):gsub('"blockNumber":"0x9"',
+      '"blockNumber":"0x20000000000001"')))
+    assert.equal(3, #p.events)
+    for _, ev in ipairs(p.events) do
+      assert.equal(report.encode(report.event(ev)), report.event_json(ev))
+    end
+    assert.truthy(report.event_json(p.events[3]):find('"block":"9007199254740993"', 1, true))
+  end)
+
   it("takes a known subscription id instead of a reply line", function()
     local p = pipeline.new(REG, { subscription = SUB })
     assert.equal("event", (p:feed(CAPTURE[2])))
@@ -161,6 +173,10 @@ describe("bandit.pipeline", function()
       end
       local s = p:summary()
       assert.equal(#lines, s:get("events_accepted") + s:get("skipped"))
+      -- and the direct event writer matches the generic encoder on them
+      for _, ev in ipairs(p.events) do
+        assert.equal(report.encode(report.event(ev)), report.event_json(ev))
+      end
     end)
 
     it("decides every mutated line alike on the fast and cjson routes", function()
