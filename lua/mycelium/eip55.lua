@@ -9,7 +9,7 @@ local keccak = require "mycelium.keccak"
 local byte, char, find, lower, sub, format =
   string.byte, string.char, string.find, string.lower, string.sub,
   string.format
-local concat, type, tonumber = table.concat, type, tonumber
+local concat, type, tonumber, error = table.concat, type, tonumber, error
 local unpack = unpack or table.unpack
 
 local M = {}

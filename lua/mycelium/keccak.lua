@@ -11,8 +11,8 @@ local bxor, band, bnot, rol = bit.bxor, bit.band, bit.bnot, bit.rol
 local rshift = bit.rshift
 local new, cast, copy, fill, fstring = ffi.new, ffi.cast, ffi.copy, ffi.fill,
   ffi.string
-local byte, format, concat, type = string.byte, string.format, table.concat,
-  type
+local byte, format, concat, type, error = string.byte, string.format,
+  table.concat, type, error
 
 assert(ffi.abi("le"), "mycelium.keccak: lanes are read little-endian")
 

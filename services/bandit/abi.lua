@@ -16,8 +16,8 @@ local cast, C = ffi.cast, ffi.C
 local byte, sub, find, lower =
   string.byte, string.sub, string.find, string.lower
 local rep = string.rep
-local type, next, pcall, tonumber, pairs, setmetatable =
-  type, next, pcall, tonumber, pairs, setmetatable
+local type, next, pcall, tonumber, pairs, setmetatable, error =
+  type, next, pcall, tonumber, pairs, setmetatable, error
 
 ffi.cdef [[
 int memcmp(const void *, const void *, size_t);
