@@ -117,7 +117,7 @@ describe("mycelium command", function()
                    "'mailbox.policy' must be one of drop_newest, drop_oldest, reject")
       expect_error("return { mailbox = { threshold = 0 }, services = { { module = 'quit.lua' } } }",
                    "'mailbox.threshold' must be a number in (0, 1]")
-      expect_error("return { services = { { module = 'quit.lua', worker = 3 } } }",
+      expect_error("return { workers = 1, services = { { module = 'quit.lua', worker = 3 } } }",
                    "'services[1].worker' is 3 but there are only 1 workers")
     end)
 

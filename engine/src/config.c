@@ -58,7 +58,7 @@ static void read_engine_config(lua_State *L, int t, myc_engine_config *c,
   myc_engine_config_init(c);
   str_field(L, t, "node", node, nodecap);
   c->node = node;
-  c->workers = (uint32_t)num_field(L, t, "workers", 1);
+  c->workers = (uint32_t)num_field(L, t, "workers", 0);
   c->log_level = (myc_log_level)num_field(L, t, "log_level", MYC_LOG_INFO);
   c->log_format = (myc_log_format)num_field(L, t, "log_format", MYC_LOG_TEXT);
   lua_getfield(L, t, "mailbox");

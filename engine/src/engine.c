@@ -19,7 +19,7 @@
 void myc_engine_config_init(myc_engine_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   cfg->node = "mycelium";
-  cfg->workers = 1;
+  cfg->workers = 0;
   cfg->mailbox.capacity = 65536;
   cfg->mailbox.policy = MYC_POLICY_DROP_OLDEST;
   cfg->mailbox.threshold = 0.8;
@@ -48,12 +48,17 @@ const char *myc__find_lua_dir(const char *configured) {
 
 static int check_config(const myc_engine_config *cfg) {
   const myc_mailbox_config *m = &cfg->mailbox;
-  if (cfg->workers == 0 || cfg->workers > MAX_WORKERS || cfg->node == NULL ||
+  if (cfg->workers > MAX_WORKERS || cfg->node == NULL ||
       m->capacity == 0 || !(m->threshold > 0 && m->threshold <= 1) ||
       m->policy < MYC_POLICY_DROP_OLDEST || m->policy > MYC_POLICY_REJECT ||
       cfg->log_level < MYC_LOG_DEBUG || cfg->log_level > MYC_LOG_ERROR)
     return MYC_EINVAL;
   return 0;
+}
+
+static uint32_t default_workers(void) {
+  unsigned n = uv_available_parallelism();
+  return n == 0 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : n;
 }
 
 static int init_workers(myc_engine *e, uint32_t n) {
@@ -114,7 +119,7 @@ int myc_engine_new(myc_engine **out, const myc_engine_config *cfg) {
   if (dead < 0)
     goto nomem;
   e->dead_topic = (uint32_t)dead;
-  rc = init_workers(e, cfg->workers);
+  rc = init_workers(e, cfg->workers ? cfg->workers : default_workers());
   if (rc != 0) {
     myc_engine_free(e);
     return rc;
@@ -536,6 +541,33 @@ int myc_engine_service_stats(myc_engine *e, uint32_t index,
   st->queue_capacity = s->mb.capacity;
   st->memory_bytes = atomic_load(&s->mem.used);
   return 0;
+}
+
+int myc_engine_service_drops(myc_engine *e, uint32_t index,
+                             myc_drop_stats *out, uint32_t max) {
+  myc__mailbox *mb;
+  uint32_t i, n = 0;
+  if (index >= e->nservices)
+    return MYC_ENOENT;
+  mb = &e->services[index]->mb;
+  for (i = 0; i <= MYC_DROP_TOPICS && n < max; i++) {
+    myc__drop_slot *d = i < MYC_DROP_TOPICS ? &mb->by_topic[i] : &mb->other_topics;
+    uint32_t id = atomic_load_explicit(&d->topic_id, memory_order_acquire);
+    myc__topic *t;
+    if (id == 0)
+      continue;
+    out[n].dropped_oldest = atomic_load(&d->n[MYC_DROP_OLDEST]);
+    out[n].dropped_newest = atomic_load(&d->n[MYC_DROP_NEWEST]);
+    out[n].rejected = atomic_load(&d->n[MYC_DROP_REJECTED]);
+    out[n].shutdown = atomic_load(&d->n[MYC_DROP_SHUTDOWN]);
+    if (out[n].dropped_oldest + out[n].dropped_newest + out[n].rejected +
+            out[n].shutdown == 0)
+      continue;
+    t = id == MYC_DROP_OTHER_TOPIC ? NULL : myc__topics_get(&e->topics, id);
+    out[n].topic = t != NULL ? t->name : "(other)";
+    n++;
+  }
+  return (int)n;
 }
 
 void myc_engine_log(myc_engine *e, myc_log_level level, const char *service,

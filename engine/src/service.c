@@ -458,23 +458,29 @@ void myc__service_stop(myc_service *s) {
   }
 }
 
-void myc__service_free(myc_service *s) {
-  myc_engine *e = s->eng;
+/* Releases what is still queued for 's', counting it as lost at
+ * shutdown per topic. */
+static void drop_leftovers(myc_service *s) {
   myc__pool *pool = &s->worker->pool;
-  uint32_t leftover = s->view.batch_n - s->batch_pos, n;
-
-  for (n = s->batch_pos; n < s->view.batch_n; n++)
-    myc__buf_release(pool, &e->alloc, s->batch[n]);
-  myc__mailbox_done(&s->mb, leftover);
+  uint32_t i, n;
+  for (i = s->batch_pos; i < s->view.batch_n; i++) {
+    myc__mailbox_count(&s->mb, MYC_DROP_SHUTDOWN, s->batch[i]->topic_id, 1);
+    myc__buf_release(pool, &s->eng->alloc, s->batch[i]);
+  }
+  myc__mailbox_done(&s->mb, s->view.batch_n - s->batch_pos);
   s->batch_pos = s->view.batch_n;
   while ((n = myc__mailbox_pop(&s->mb, s->batch, MYC_BATCH)) > 0) {
-    uint32_t i;
-    for (i = 0; i < n; i++)
-      myc__buf_release(pool, &e->alloc, s->batch[i]);
+    for (i = 0; i < n; i++) {
+      myc__mailbox_count(&s->mb, MYC_DROP_SHUTDOWN, s->batch[i]->topic_id, 1);
+      myc__buf_release(pool, &s->eng->alloc, s->batch[i]);
+    }
     myc__mailbox_done(&s->mb, n);
-    leftover += n;
   }
-  myc__mailbox_count(&s->mb, MYC_DROP_SHUTDOWN, leftover);
+}
+
+void myc__service_free(myc_service *s) {
+  myc_engine *e = s->eng;
+  drop_leftovers(s);
   if (s->L != NULL)
     lua_close(s->L);
   myc__mailbox_destroy(&s->mb, &e->alloc);

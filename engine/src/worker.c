@@ -71,14 +71,16 @@ void myc__worker_discard_inbox(myc__worker *w) {
   for (t = 0; t < w->eng->nworkers; t++) {
     myc__stage *st = &w->stage[t];
     for (i = 0; i < st->n; i++) {
-      myc__mailbox_count(&st->items[i].svc->mb, MYC_DROP_SHUTDOWN, 1);
+      myc__mailbox_count(&st->items[i].svc->mb, MYC_DROP_SHUTDOWN,
+                         st->items[i].buf->topic_id, 1);
       myc__buf_release(&w->pool, &w->eng->alloc, st->items[i].buf);
     }
     st->n = 0;
   }
   w->staged = 0;
   for (i = 0; i < w->inbox_n; i++) {
-    myc__mailbox_count(&w->inbox[i].svc->mb, MYC_DROP_SHUTDOWN, 1);
+    myc__mailbox_count(&w->inbox[i].svc->mb, MYC_DROP_SHUTDOWN,
+                       w->inbox[i].buf->topic_id, 1);
     myc__buf_release(&w->pool, &w->eng->alloc, w->inbox[i].buf);
   }
   w->inbox_n = 0;
@@ -232,7 +234,8 @@ void myc__worker_flush(myc__worker *w) {
     if (inbox_append(&e->workers[t], st->items, st->n) != 0) {
       /* Out of memory: what cannot be handed over is lost, and counted. */
       for (i = 0; i < st->n; i++) {
-        myc__mailbox_count(&st->items[i].svc->mb, MYC_DROP_NEWEST, 1);
+        myc__mailbox_count(&st->items[i].svc->mb, MYC_DROP_NEWEST,
+                           st->items[i].buf->topic_id, 1);
         myc__buf_release(&w->pool, &e->alloc, st->items[i].buf);
       }
     }
