@@ -167,7 +167,9 @@ MYC_EXTERN int myc_engine_start(myc_engine *e, char *err, size_t errlen);
 /* Blocks until the engine is asked to stop (myc_engine_stop(), a service's
  * ctx:shutdown(code), or SIGINT/SIGTERM when 'handle_signals' is set), then
  * drains mailboxes, calls every service's stop and joins the workers.
- * Returns the exit code requested by the stop. */
+ * What is still queued after that is released and counted as dropped at
+ * shutdown, so the counters are final when this returns.  Returns the
+ * exit code requested by the stop. */
 MYC_EXTERN int myc_engine_run(myc_engine *e, int handle_signals);
 
 /* Asks the engine to stop with exit code 'code'.  Safe from any thread and

@@ -192,11 +192,12 @@ static inline void myc__buf_ref(myc_buf *b, uint32_t n) {
 }
 
 /* Drops one reference; the last one returns the buffer to 'p'.  A count of
- * one means nobody else can see the buffer, so no atomic is needed then
- * even for a shared buffer. */
+ * one means nobody else can see the buffer, so no atomic write is needed
+ * then even for a shared buffer; the acquire load (a plain load on x86)
+ * orders our reuse after the other holders' last reads. */
 static inline void myc__buf_release(myc__pool *p, const myc__alloc *a,
                                     myc_buf *b) {
-  uint32_t r = atomic_load_explicit(&b->refs, memory_order_relaxed);
+  uint32_t r = atomic_load_explicit(&b->refs, memory_order_acquire);
   if (r != 1) {
     if (!b->shared) {
       atomic_store_explicit(&b->refs, r - 1, memory_order_relaxed);
@@ -204,8 +205,6 @@ static inline void myc__buf_release(myc__pool *p, const myc__alloc *a,
     }
     if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
       return;
-  } else if (b->shared) {
-    atomic_thread_fence(memory_order_acquire);
   }
   myc__buf_give(p, a, b);
 }

@@ -378,6 +378,17 @@ static void on_signal(uv_signal_t *h, int signum) {
   myc_engine_stop(st->e, 0);
 }
 
+/* Once the workers are gone, what is still queued or in transit is
+ * released and counted as dropped at shutdown, so that the counters are
+ * final when myc_engine_run returns. */
+static void account_leftovers(myc_engine *e) {
+  uint32_t i;
+  for (i = 0; i < e->nworkers; i++)
+    myc__worker_discard_inbox(&e->workers[i]);
+  for (i = 0; i < e->nservices; i++)
+    myc__service_drop_leftovers(e->services[i]);
+}
+
 int myc_engine_run(myc_engine *e, int handle_signals) {
   uv_loop_t loop;
   stopper st;
@@ -411,6 +422,7 @@ int myc_engine_run(myc_engine *e, int handle_signals) {
   uv_loop_close(&loop);
   for (i = 0; i < e->nworkers; i++)
     myc__worker_join(&e->workers[i]);
+  account_leftovers(e);
   e->started = 0;
   return atomic_load(&e->exit_code);
 }
@@ -482,6 +494,9 @@ int myc_engine_shutdown(myc_engine *e) {
   if (e->started)
     for (i = 0; i < e->nservices; i++)
       myc__service_stop(e->services[i]);
+  for (i = 0; i < e->nworkers; i++)
+    myc__worker_flush(&e->workers[i]);
+  account_leftovers(e);
   e->started = 0;
   return atomic_load(&e->exit_code);
 }

@@ -458,9 +458,7 @@ void myc__service_stop(myc_service *s) {
   }
 }
 
-/* Releases what is still queued for 's', counting it as lost at
- * shutdown per topic. */
-static void drop_leftovers(myc_service *s) {
+void myc__service_drop_leftovers(myc_service *s) {
   myc__pool *pool = &s->worker->pool;
   uint32_t i, n;
   for (i = s->batch_pos; i < s->view.batch_n; i++) {
@@ -480,7 +478,7 @@ static void drop_leftovers(myc_service *s) {
 
 void myc__service_free(myc_service *s) {
   myc_engine *e = s->eng;
-  drop_leftovers(s);
+  myc__service_drop_leftovers(s);
   if (s->L != NULL)
     lua_close(s->L);
   myc__mailbox_destroy(&s->mb, &e->alloc);

@@ -109,6 +109,10 @@ static inline int myc__service_pending(const myc_service *s) {
          atomic_load_explicit(&s->mb.len, memory_order_relaxed) > 0;
 }
 
+/* Releases what is still queued for 's', counting it as lost at shutdown
+ * per topic.  Worker stopped (or its thread). */
+void myc__service_drop_leftovers(myc_service *s);
+
 /* Releases what is still queued, counting it as dropped at shutdown, and
  * frees the service.  Must run on its worker (or after the workers have
  * stopped). */

@@ -180,7 +180,6 @@ static int inbox_append(myc__worker *w, const myc__handoff *items, uint32_t n) {
   }
   memcpy(w->inbox + w->inbox_n, items, n * sizeof *items);
   w->inbox_n += n;
-  count_incoming(items, n, 1);
   if (!w->inbox_signalled)
     signal = w->inbox_signalled = 1;
   /* Under the lock, so it cannot be overtaken by update_idle_flag(). */
@@ -193,9 +192,21 @@ static int inbox_append(myc__worker *w, const myc__handoff *items, uint32_t n) {
 
 int myc__worker_handoff(myc__worker *w, myc_service *s, myc_buf *b) {
   myc__handoff h;
+  int rc;
   h.svc = s;
   h.buf = b;
-  return inbox_append(w, &h, 1);
+  atomic_fetch_add_explicit(&s->mb.incoming, 1, memory_order_relaxed);
+  rc = inbox_append(w, &h, 1);
+  if (rc != 0)
+    atomic_fetch_sub_explicit(&s->mb.incoming, 1, memory_order_relaxed);
+  return rc;
+}
+
+static void stage_count(myc__stage *st) {
+  if (st->run > 0)
+    atomic_fetch_add_explicit(&st->run_svc->mb.incoming, st->run,
+                              memory_order_relaxed);
+  st->run = 0;
 }
 
 int myc__worker_stage(myc__worker *w, myc_service *s, myc_buf *b) {
@@ -207,6 +218,12 @@ int myc__worker_stage(myc__worker *w, myc_service *s, myc_buf *b) {
   st->items[st->n].buf = b;
   st->n++;
   w->staged++;
+  if (st->run_svc != s) {
+    stage_count(st);
+    st->run_svc = s;
+  }
+  if (++st->run == MYC_STAGE_RUN)
+    stage_count(st);
   return 0;
 }
 
@@ -231,8 +248,10 @@ void myc__worker_flush(myc__worker *w) {
     myc__stage *st = &w->stage[t];
     if (st->n == 0)
       continue;
+    stage_count(st);
     if (inbox_append(&e->workers[t], st->items, st->n) != 0) {
       /* Out of memory: what cannot be handed over is lost, and counted. */
+      count_incoming(st->items, st->n, -1);
       for (i = 0; i < st->n; i++) {
         myc__mailbox_count(&st->items[i].svc->mb, MYC_DROP_NEWEST,
                            st->items[i].buf->topic_id, 1);

@@ -23,7 +23,13 @@ typedef struct {
 typedef struct {
   myc__handoff *items;
   uint32_t n, cap;
+  /* Staged messages count in the target's 'incoming' (what producers'
+   * pressure sees) in runs of up to MYC_STAGE_RUN, not one atomic each. */
+  myc_service *run_svc;
+  uint32_t run;
 } myc__stage;
+
+#define MYC_STAGE_RUN 256
 
 enum { MYC_PHASE_RUN, MYC_PHASE_DRAIN, MYC_PHASE_STOP };
 
