@@ -17,15 +17,7 @@ static lua_State *config_state(const char *lua_dir) {
   if (L == NULL)
     return NULL;
   luaL_openlibs(L);
-  lua_getglobal(L, "package");
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_dir, lua_dir);
-  lua_getfield(L, -2, "path");
-  lua_concat(L, 2);
-  lua_setfield(L, -2, "path");
-  lua_getfield(L, -1, "preload");
-  lua_pushcfunction(L, luaopen_mycelium_core);
-  lua_setfield(L, -2, "mycelium.core");
-  lua_pop(L, 2);
+  myc__lua_prepare(L, lua_dir, NULL);
   return L;
 }
 

@@ -78,23 +78,6 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
-static void set_paths(lua_State *L, const char *lua_dir, const char *module) {
-  const char *slash = strrchr(module, '/');
-  int dirlen = slash ? (int)(slash - module) : 1;
-  const char *dir = slash ? module : ".";
-
-  lua_getglobal(L, "package");
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%.*s/?.lua;%.*s/?/init.lua;",
-                  lua_dir, lua_dir, dirlen, dir, dirlen, dir);
-  lua_getfield(L, -2, "path");
-  lua_concat(L, 2);
-  lua_setfield(L, -2, "path");
-  lua_getfield(L, -1, "preload");
-  lua_pushcfunction(L, luaopen_mycelium_core);
-  lua_setfield(L, -2, "mycelium.core");
-  lua_pop(L, 2);
-}
-
 /* The error on top of the stack, without its traceback, prefixed with the
  * service unless the message already names it. */
 static void copy_error(lua_State *L, const char *name, char *err,
@@ -136,7 +119,7 @@ static int start_host(lua_State *L) {
   int inst;
 
   luaL_openlibs(L);
-  set_paths(L, s->eng->lua_path, sc->module);
+  myc__lua_prepare(L, s->eng->lua_path, sc->module);
   lua_pushcfunction(L, msgh);
   s->ref_msgh = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_getglobal(L, "require");
