@@ -15,6 +15,13 @@ local r, cache
 local calls, held = {}, {}
 
 function M.init(ctx, opts)
+  if opts.open then
+    local err, code
+    cache, err, code = redis_cache.open(ctx, opts.spec, { prefix = opts.prefix, ttl = 99 })
+    if not cache then return ctx:emit("out", { tag = "open", err = err, code = code }) end
+    r = cache.redis
+    return
+  end
   if opts.url then r = assert(redis.connect(ctx, opts.url, { reconnect_min_ms = 20 })) end
   cache = redis_cache.new(ctx, { redis = r, prefix = opts.prefix, ttl = opts.ttl,
                                  codec = opts.codec, max_local = opts.max_local })
@@ -225,6 +232,43 @@ describe("mycelium.redis_cache", function()
     assert.are.equal("local", get("k10").source)
     assert.are.equal("loader", get("k1").source) -- evicted
     assert.are.equal(2, get("k1").calls)
+  end)
+
+  describe("open", function()
+    it("connects from a URL, with the defaults given", function()
+      start { open = true, spec = server.url }
+      assert.are.equal("loader", get("0xa1").source)
+      eng:run_for(5, function() return stats().writes == 1 end)
+      local ttl = raw("TTL", prefix .. "0xa1")
+      assert.is_true(ttl > 90 and ttl <= 99)
+    end)
+
+    it("takes cache and client options from one table", function()
+      start { open = true, spec = { url = server.url, ttl = 30, prefix = prefix .. "t:",
+                                    command_timeout_ms = 500, log = false } }
+      get("0xa2")
+      eng:run_for(5, function() return stats().writes == 1 end)
+      local ttl = raw("TTL", prefix .. "t:0xa2")
+      assert.is_true(ttl > 25 and ttl <= 30)
+    end)
+
+    it("keeps to memory without a Redis option", function()
+      start { open = true }
+      assert.are.equal("loader", get("0xa3").source)
+      assert.are.equal("local", get("0xa3").source)
+      assert.are.equal(0, stats().redis_errors)
+    end)
+
+    it("returns nil and a message for a bad URL", function()
+      start { open = true, spec = "redis://h:0" }
+      eng:run_for(5, function()
+        out:messages()
+        return #out.all >= 1
+      end)
+      assert.are.equal("redis: bad URL 'redis://h:0': the port must be 1 to 65535",
+                       out.all[1].data.err)
+      assert.are.equal("EINVAL", out.all[1].data.code)
+    end)
   end)
 
   it("raises for programmer mistakes, naming the service", function()

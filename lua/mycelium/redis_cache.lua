@@ -10,7 +10,7 @@
 --
 -- Redis is an optimisation, never a dependency: when it is down, slow or
 -- holds garbage, get() goes on to the loader (and counts it).
-local type, tostring, error, pcall, select = type, tostring, error, pcall, select
+local type, tostring, error, pcall, select, pairs = type, tostring, error, pcall, select, pairs
 local format, setmetatable, floor = string.format, setmetatable, math.floor
 local co_running, co_yield, co_resume = coroutine.running, coroutine.yield, coroutine.resume
 
@@ -81,6 +81,44 @@ function M.new(ctx, opts)
     stats = { local_hits = 0, redis_hits = 0, loads = 0, load_failures = 0,
               redis_errors = 0, decode_errors = 0, writes = 0, write_errors = 0 },
   }, Cache)
+end
+
+local CACHE_KEYS = { prefix = true, ttl = true, codec = true, max_local = true }
+
+-- The usual way from a service's options: 'spec' is nil (a cache in
+-- memory only), a URL, or a table with 'url', the cache's options
+-- (prefix, ttl, codec, max_local) and the client's (see
+-- mycelium.redis); 'defaults' fills what 'spec' leaves out.  Connects
+-- when there is a URL.  Returns the cache (its client in cache.redis), or
+-- nil, message, code for a bad URL.
+--
+--   cache = assert(redis_cache.open(ctx, opts.redis, { prefix = "bandit:token:" }))
+function M.open(ctx, spec, defaults)
+  if type(ctx) ~= "table" or type(ctx.name) ~= "string" then
+    error("redis_cache.open: the first argument must be the service's ctx", 2)
+  end
+  if spec ~= nil and type(spec) ~= "string" and type(spec) ~= "table" then
+    error(format("service '%s': redis_cache.open: the Redis option must be a URL or a "
+                 .. "table, got %s", ctx.name, type(spec)), 2)
+  end
+  if type(spec) == "string" then spec = { url = spec } end
+  local copts, ropts = {}, {}
+  for k, v in pairs(defaults or {}) do copts[k] = v end
+  for k, v in pairs(spec or {}) do
+    if CACHE_KEYS[k] then copts[k] = v elseif k ~= "url" then ropts[k] = v end
+  end
+  if spec ~= nil then
+    if type(spec.url) ~= "string" then
+      error(format("service '%s': redis_cache.open: url must be a string, got %s",
+                   ctx.name, type(spec.url)), 2)
+    end
+    local r, err, code = require("mycelium.redis").connect(ctx, spec.url, ropts)
+    if r == nil then return nil, err, code end
+    copts.redis = r
+  end
+  local cache = M.new(ctx, copts)
+  cache.owns_redis = spec ~= nil
+  return cache
 end
 
 -- ---- memory: two generations, so the bound costs no bookkeeping per hit.
@@ -247,6 +285,12 @@ function Cache:put(key, value)
   if value == nil then fail(self, "put: value is nil") end
   remember(self, key, value)
   write_back(self, key, value)
+end
+
+-- Closes the Redis client if redis_cache.open() made it (gracefully:
+-- write-backs already sent complete).
+function Cache:close()
+  if self.owns_redis then self.redis:close() end
 end
 
 -- Forgets 'key' here and in Redis.
