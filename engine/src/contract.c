@@ -594,6 +594,10 @@ const char *myc_contract_digest(const myc_contract_set *cs) {
   return cs ? cs->digest : "";
 }
 
+const char *myc_contract_file(const myc_contract_set *cs) {
+  return cs && cs->file ? cs->file : "";
+}
+
 uint32_t myc_contract_schema_id(const myc_contract_set *cs) {
   return cs ? cs->schema_id : 0;
 }
