@@ -807,11 +807,16 @@ static int check_int(const check *c, const uint8_t *p) {
                        ? 0xff : 0, 32 - size);
   if (kind_signed(c->f->pub.kind))
     w[31] ^= 0x80;
-  int_text(c->f, p, val, sizeof(val));
-  if (r->has_min && big_cmp(w, r->min.w) < 0)
+  /* The value is formatted only for a violation: this runs on every
+   * typed emit. */
+  if (r->has_min && big_cmp(w, r->min.w) < 0) {
+    int_text(c->f, p, val, sizeof(val));
     return violation(c, "violates min %s%s", r->min_text, val);
-  if (r->has_max && big_cmp(w, r->max.w) > 0)
+  }
+  if (r->has_max && big_cmp(w, r->max.w) > 0) {
+    int_text(c->f, p, val, sizeof(val));
     return violation(c, "violates max %s%s", r->max_text, val);
+  }
   return 0;
 }
 

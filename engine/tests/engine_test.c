@@ -379,6 +379,88 @@ static void allocation_failures_leak_nothing(void) {
   CHECK(n > 10);
 }
 
+/* Messages made with ctx:new return their buffer whatever becomes of them:
+ * emitted, kept across handlers, dropped, left behind by a handler that
+ * failed or by a rule violation, or still held when the engine stops. */
+static void typed_messages_from_lua_leak_nothing(void) {
+  const char *mod = write_module(
+      "typed.lua",
+      "local M = { subscribe = { 'go' } }\n"
+      "function M.init(ctx)\n"
+      "  M.kept = ctx:new('Tick', { n = 1 })\n"
+      "  ctx:new('Tick', { n = 2 })\n"
+      "end\n"
+      "function M.on_message(ctx, msg)\n"
+      "  local d = msg.data\n"
+      "  if d == 'emit' then ctx:emit('t', M.kept) end\n"
+      "  if d == 'keep' then M.kept2 = ctx:new('Tick', { n = 3 }) end\n"
+      "  if d == 'drop' then\n"
+      "    for i = 1, 1000 do ctx:new('Tick', { n = 4 }) end\n"
+      "    collectgarbage()\n"
+      "  end\n"
+      "  if d == 'fail' then ctx:new('Tick'); error('boom') end\n"
+      "  if d == 'send' then ctx:emit('t', ctx:new('Tick', { n = 5 })) end\n"
+      "  if d == 'bad' then ctx:emit('t', ctx:new('Tick')) end\n"
+      "end\n"
+      "return M\n");
+  static const char *const steps[] = {"emit", "keep", "drop", "fail",
+                                      "send", "bad"};
+  failing_alloc fa = {0, 0, 0}, lua = {0, 0, 0};
+  myc_engine_config cfg;
+  myc_service_config sc = {0};
+  myc_contract_set *cs;
+  myc_engine *e;
+  typed_seen seen = {0};
+  char err[512];
+  size_t i;
+
+  myc_engine_config_init(&cfg);
+  cfg.manual = 1;
+  cfg.alloc = failing_alloc_fn;
+  cfg.alloc_ud = &fa;
+  cfg.lua_alloc = failing_alloc_fn;
+  cfg.lua_alloc_ud = &lua;
+  cfg.log_fn = quiet;
+  CHECK_EQ(myc_engine_new(&e, &cfg), 0);
+  CHECK_EQ(myc_contract_load_string(&cs, "tick.yaml", tick_yaml,
+                                    sizeof tick_yaml - 1, failing_alloc_fn,
+                                    &fa),
+           0);
+  CHECK_EQ(myc_engine_set_contracts(e, cs, 1), 0);
+  sc.name = "typed";
+  sc.module = mod;
+  sc.worker = -1;
+  CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
+  CHECK_EQ(myc_engine_add_c_service(e, "sink", "t", typed_cb, &seen, -1), 0);
+  CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
+  for (i = 0; i < sizeof steps / sizeof *steps; i++) {
+    CHECK_EQ(myc_publish(e, "go", MYC_KIND_RAW, 0, steps[i],
+                         strlen(steps[i])),
+             0);
+    myc_engine_run_once(e, 0);
+  }
+  CHECK_EQ(seen.calls, 2);
+  CHECK_EQ(seen.n, 5);
+  myc_engine_free(e);
+  CHECK_EQ(fa.live, 0);
+  CHECK_EQ(lua.live, 0);
+
+  /* An init that fails is never stopped: closing its state releases. */
+  mod = write_module("initfail.lua", "return { init = function(ctx)\n"
+                                     "  ctx:new('Tick'); error('no') end }\n");
+  CHECK_EQ(myc_engine_new(&e, &cfg), 0);
+  CHECK_EQ(myc_contract_load_string(&cs, "tick.yaml", tick_yaml,
+                                    sizeof tick_yaml - 1, failing_alloc_fn,
+                                    &fa),
+           0);
+  CHECK_EQ(myc_engine_set_contracts(e, cs, 1), 0);
+  sc.module = mod;
+  CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
+  CHECK_EQ(myc_engine_start(e, err, sizeof err), MYC_ELUA);
+  myc_engine_free(e);
+  CHECK_EQ(fa.live, 0);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"cross_worker_delivery_is_complete_and_ordered",
@@ -391,6 +473,8 @@ int main(void) {
        typed_publish_checks_the_contracts},
       {"set_contracts_is_refused_when_too_late",
        set_contracts_is_refused_when_too_late},
+      {"typed_messages_from_lua_leak_nothing",
+       typed_messages_from_lua_leak_nothing},
       {NULL, NULL}};
   int rc;
   if (mkdtemp(tmpdir) == NULL)
