@@ -414,6 +414,24 @@ static int by_name(const void *a, const void *b) {
   return strcmp((*x)->name, (*y)->name);
 }
 
+static int needs_check(const myc__field *f) {
+  const myc__rules *r = &f->rules;
+  myc_field_kind k = f->pub.kind;
+  return k == MYC_FIELD_STRING || k == MYC_FIELD_VEC || k == MYC_FIELD_BOOL ||
+         r->has_min || r->has_max || r->has_min_length ||
+         r->has_max_length || r->not_empty || r->not_zero;
+}
+
+static int list_checked(myc_contract_set *cs, myc_contract_type *t) {
+  t->checked = myc__contract_alloc(cs, (t->nfields + 1) * sizeof(void *));
+  if (t->checked == NULL)
+    return MYC_ENOMEM;
+  for (size_t i = 0; i < t->nfields; i++)
+    if (needs_check(&t->fields[i]))
+      t->checked[t->nchecked++] = &t->fields[i];
+  return 0;
+}
+
 /* Orders the types, builds the name index and the digests of a set the
  * parser found no fault in.  Returns 0 or MYC_ENOMEM. */
 static int finish(myc_contract_set *cs) {
@@ -424,7 +442,8 @@ static int finish(myc_contract_set *cs) {
     return MYC_ENOMEM;
   for (size_t i = 0; i < cs->ntypes; i++) {
     cs->by_name[i] = &cs->types[i];
-    if (type_canon(cs, &cs->types[i]) != 0)
+    if (type_canon(cs, &cs->types[i]) != 0 ||
+        list_checked(cs, &cs->types[i]) != 0)
       return MYC_ENOMEM;
   }
   if (cs->ntypes)
@@ -796,7 +815,7 @@ static int check_int(const check *c, const uint8_t *p) {
   uint8_t w[32];
   char val[40];
 
-  if (all_zero(p, size) && c->f->pub.optional)
+  if (c->f->pub.optional && all_zero(p, size))
     return 0;
   if (r->not_zero && all_zero(p, size))
     return violation(c, "violates not_zero");
@@ -858,8 +877,8 @@ int myc_contract_validate(const myc_contract_type *t, const void *payload,
                t->name, len, t->size);
     return MYC_EINVAL;
   }
-  for (size_t i = 0; i < t->nfields; i++) {
-    c.f = &t->fields[i];
+  for (size_t i = 0; i < t->nchecked; i++) {
+    c.f = t->checked[i];
     if ((rc = check_field(&c, base + c.f->pub.offset)) != 0)
       return rc;
   }
