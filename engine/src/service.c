@@ -475,6 +475,7 @@ void myc__service_free(myc_service *s) {
   myc__mailbox_count(&s->mb, MYC_DROP_SHUTDOWN, leftover);
   if (s->L != NULL)
     lua_close(s->L);
+  myc__lua_budget_drain(&s->mem);
   myc__mailbox_destroy(&s->mb, &e->alloc);
   myc__strfree(&e->alloc, s->module);
   myc__strfree(&e->alloc, s->name);
