@@ -1006,37 +1006,48 @@ function Set:engine_support(opts)
     end
   end
 
-  -- Not a message this service owns.  A read-only view (msg.data) or a
-  -- Lua-owned struct (T:new) is sent by copying its bytes; a struct from
-  -- ctx:new that was emitted already, or any other cdata, is an error.
-  local function emit_copy(tid, obj, topic, level)
+  -- What emit does with a cdata, by ctype id (tonumber(ffi.typeof(x))
+  -- compiles to a constant): hand over a struct from ctx:new, or copy a
+  -- read-only view (msg.data) or a Lua-owned struct (T:new).  Types of
+  -- another set with the same digest share these ctypes, and are ours.
+  local HANDOVER, COPY = 1, 2
+  local how, type_of = {}, {}
+  for _, T in ipairs(self.types) do
+    for id, h in pairs { [tonumber(T.ptr)] = HANDOVER, [tonumber(T.vptr)] = COPY,
+                         [tonumber(T.ctype)] = COPY } do
+      how[id], type_of[id] = h, T
+    end
+  end
+
+  local function not_message(obj, topic, level)
     local ok, T = pcall(type_field, obj)
-    if not ok or getmetatable(T) ~= Type then
-      fail(level + 1, "emit to '%s': this %s is not a message (make one with ctx:new)",
-        topic, tostring(ffi.typeof(obj)))
-    end
-    if ffi.istype(T.ptr, obj) then
-      fail(level + 1, "emit to '%s': this %s was emitted already (a message from "
-        .. "ctx:new is handed over to the engine once; make a new one)", topic, T.name)
-    end
-    local mine = by_tag[T.tag]
-    if mine == nil or mine.digest ~= T.digest then
+    if ok and getmetatable(T) == Type then
       fail(level + 1, "emit to '%s': %s is not a type of this engine's contracts",
         topic, T.name)
     end
-    check(mine, obj, topic, level + 1)
-    return E.myc_svc_emit(svc, tid, 3, mine.tag, ffi.cast(voidp, obj), mine.size)
+    fail(level + 1, "emit to '%s': this %s is not a message (make one with ctx:new)",
+      topic, tostring(ffi.typeof(obj)))
   end
 
   function S.emit(tid, obj, topic, level)
-    local T, i = owned(obj)
-    if T == nil then
-      local rc = emit_copy(tid, obj, topic, level + 1) -- not a tail call: see level
-      return rc
+    local id = tonumber(ffi.typeof(obj))
+    local h = how[id]
+    if h == HANDOVER then
+      local T, i = owned(obj)
+      if T == nil then
+        fail(level + 1, "emit to '%s': this %s was emitted already (a message from "
+          .. "ctx:new is handed over to the engine once; make a new one)", topic,
+          type_of[id].name)
+      end
+      check(T, obj, topic, level + 1)
+      disown(obj, i)
+      return E.myc_svc_emit_buf(svc, tid, buf_of(obj), 3, T.tag)
+    elseif h == COPY then
+      local T = type_of[id]
+      check(T, obj, topic, level + 1)
+      return E.myc_svc_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
     end
-    check(T, obj, topic, level + 1)
-    disown(obj, i)
-    return E.myc_svc_emit_buf(svc, tid, buf_of(obj), 3, T.tag)
+    not_message(obj, topic, level + 1)
   end
 
   function S.flush()
