@@ -130,13 +130,13 @@ function M.new(lud, info)
   local function has_handler(p)
     return resolve(p) ~= nil
   end
-  local ctx = ctxmod.new(svc, lud, name, opts, has_handler, typed)
+  local ctx = ctxmod.new(svc, name, opts, has_handler, typed)
   for _, t in ipairs(subscriptions(mod)) do
     ctx:subscribe(t)
   end
 
   local env = {
-    unpack = core.unpack,
+    unpack = require("mycelium.msgpack").decode,
     type_name = typed and typed.type_name
         or function(tag) return "type:" .. tag end,
     typed = typed and typed.typed

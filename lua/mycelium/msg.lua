@@ -42,7 +42,7 @@ end
 M.hex = hex
 
 -- Builds the field readers.  'env' supplies what depends on the Lua state:
--- env.unpack(address, len) decodes MessagePack, env.typed(b, ptr, len)
+-- env.unpack(ptr, len) decodes MessagePack, env.typed(b, ptr, len)
 -- returns the view of a contract message and env.type_name(tag) its type
 -- name.
 local function readers(env)
@@ -70,7 +70,7 @@ local function readers(env)
     if k == 1 then
       return ffi_string(p, n)
     elseif k == 2 then
-      return env.unpack(tonumber(ffi_cast("uintptr_t", p)), n)
+      return env.unpack(p, n)
     end
     return env.typed(b, p, n)
   end

@@ -88,7 +88,7 @@ local LEVELS = { debug = 0, info = 1, warn = 2, error = 3 }
 local function readers_for(set)
   local by_tag = set and set.by_tag or {}
   return msgmod.readers {
-    unpack = core.unpack,
+    unpack = require("mycelium.msgpack").decode,
     type_name = function(tag)
       local T = by_tag[tag]
       return T and T.name or "type:" .. tag
