@@ -239,6 +239,31 @@ describe("typed messages", function()
       end
     end)
 
+    it("moves a message to a larger buffer for a long topic", function()
+      local long = "t." .. ("x"):rep(200)
+      local prod = service("prod", [[
+        local ffi = require "ffi"
+        return { subscribe = { "go" }, on_message = function(ctx, msg)
+          local m = ctx:new("Probe", { n = 42 })
+          m.self_addr = ffi.cast("uintptr_t", m)
+          assert(ctx:emit(msg.data, m))
+        end }]])
+      local cons = service("cons", [[
+        local ffi = require "ffi"
+        return { subscribe = { "t.*" }, on_message = function(ctx, msg)
+          local at = ffi.cast("uint64_t", ffi.cast("uintptr_t", (msg:bytes())))
+          ctx:emit("seen", { n = msg.data.n, topic = msg.topic, moved = at ~= msg.data.self_addr })
+        end }]])
+      eng = engine { prod, cons }
+      local seen = eng:collect("seen")
+      eng:publish("go", long)
+      eng:publish("go", "t.short")
+      eng:run()
+      local got = seen:messages()
+      assert.are.same({ n = 42, topic = long, moved = true }, got[1].data)
+      assert.are.same({ n = 42, topic = "t.short", moved = false }, got[2].data)
+    end)
+
     it("copies a forwarded view or a Lua-owned struct", function()
       local prod = service("prod", [[
         local ffi = require "ffi"

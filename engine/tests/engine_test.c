@@ -400,20 +400,26 @@ static void typed_messages_from_lua_leak_nothing(void) {
       "  end\n"
       "  if d == 'fail' then ctx:new('Tick'); error('boom') end\n"
       "  if d == 'send' then ctx:emit('t', ctx:new('Tick', { n = 5 })) end\n"
+      "  if d == 'long' then\n"
+      "    ctx:emit(string.rep('x', 200), ctx:new('Tick', { n = 6 }))\n"
+      "  end\n"
       "  if d == 'bad' then ctx:emit('t', ctx:new('Tick')) end\n"
       "end\n"
       "return M\n");
   static const char *const steps[] = {"emit", "keep", "drop", "fail",
-                                      "send", "bad"};
+                                      "send", "long", "bad"};
+  char long_topic[201];
   failing_alloc fa = {0, 0, 0}, lua = {0, 0, 0};
   myc_engine_config cfg;
   myc_service_config sc = {0};
   myc_contract_set *cs;
   myc_engine *e;
-  typed_seen seen = {0};
+  typed_seen seen = {0}, seen_long = {0};
   char err[512];
   size_t i;
 
+  memset(long_topic, 'x', 200);
+  long_topic[200] = '\0';
   myc_engine_config_init(&cfg);
   cfg.manual = 1;
   cfg.alloc = failing_alloc_fn;
@@ -432,6 +438,10 @@ static void typed_messages_from_lua_leak_nothing(void) {
   sc.worker = -1;
   CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
   CHECK_EQ(myc_engine_add_c_service(e, "sink", "t", typed_cb, &seen, -1), 0);
+  /* a topic longer than a ctx:new buffer has room for: moved, not lost */
+  CHECK_EQ(myc_engine_add_c_service(e, "long", long_topic, typed_cb,
+                                    &seen_long, -1),
+           0);
   CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
   for (i = 0; i < sizeof steps / sizeof *steps; i++) {
     CHECK_EQ(myc_publish(e, "go", MYC_KIND_RAW, 0, steps[i],
@@ -441,6 +451,8 @@ static void typed_messages_from_lua_leak_nothing(void) {
   }
   CHECK_EQ(seen.calls, 2);
   CHECK_EQ(seen.n, 5);
+  CHECK_EQ(seen_long.calls, 1);
+  CHECK_EQ(seen_long.n, 6);
   myc_engine_free(e);
   CHECK_EQ(fa.live, 0);
   CHECK_EQ(lua.live, 0);
