@@ -77,6 +77,12 @@ local FULL = {
   nums = { 1, 2, 4294967295 }, path = { WMATIC, USDC }, bigs = { "0", U256_MAX },
 }
 
+local function seq_1_to(n)
+  local t = {}
+  for i = 1, n do t[i] = i end
+  return t
+end
+
 local yaml_path
 local function write_yaml(text)
   local path = os.tmpname()
@@ -312,6 +318,31 @@ describe("typed messages", function()
       assert.matches("%.lua:5: service 'prod': emit to 'probe': this Probe was "
         .. "emitted already %(a message from ctx:new is handed over to the engine "
         .. "once; make a new one%)$", err)
+    end)
+
+    it("hands over a batch in any order, each message once", function()
+      eng = engine { service("prod", [[
+        return { subscribe = { "go" }, on_message = function(ctx, msg)
+          local batch = {}
+          for i = 1, 300 do batch[i] = ctx:new("Probe", { n = i }) end
+          for i = 1, 100 do assert(ctx:emit("probe", batch[i])) end      -- oldest first
+          for i = 300, 201, -1 do assert(ctx:emit("probe", batch[i])) end -- newest first
+          for i = 101, 200, 2 do assert(ctx:emit("probe", batch[i])) end  -- from the middle
+          for i = 102, 200, 2 do assert(ctx:emit("probe", batch[i])) end
+          local twice = 0
+          for i = 1, 300 do
+            if not pcall(ctx.emit, ctx, "probe", batch[i]) then twice = twice + 1 end
+          end
+          ctx:emit("seen", { refused = twice })
+        end }]]) }
+      local probe, seen = eng:collect("probe"), eng:collect("seen")
+      eng:publish("go", "")
+      eng:run()
+      local got = {}
+      for _, m in ipairs(probe:messages()) do got[#got + 1] = m.data.n end
+      table.sort(got)
+      assert.are.same(seq_1_to(300), got)
+      assert.are.equal(300, seen:messages()[1].data.refused)
     end)
 
     it("keeps a message across handlers until it is emitted", function()

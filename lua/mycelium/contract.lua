@@ -942,9 +942,11 @@ function Set:engine_support(opts)
     ffi.typeof("const void *")
   local errbuf = ffi.new("char[256]")
   local prefix = fmt("service '%s': ctx:new: ", service)
-  local pend, pend_t, np = {}, {}, 0
+  -- Pending structs live in pend[lo..hi] (their types in pend_t); an
+  -- emitted one leaves a hole (false) until the ends close over it.
+  local pend, pend_t, lo, hi = {}, {}, 1, 0
   local kept = setmetatable({}, { __mode = "k" })
-  local rawequal, remove = rawequal, table.remove
+  local rawequal = rawequal
   local S = { set = self }
 
   local function fail(level, f, ...)
@@ -970,16 +972,19 @@ function Set:engine_support(opts)
     local b = E.myc_svc_buf_new(svc, T.size)
     if b == nil then fail(level + 1, "ctx:new: out of memory for a %s", name) end
     local obj = ffi.cast(T.ptr, ffi.cast(u8p, b) + OFF)
-    np = np + 1
-    pend[np], pend_t[np] = obj, T
+    hi = hi + 1
+    pend[hi], pend_t[hi] = obj, T
     if init ~= nil then T:fill(obj, init, level + 1, prefix) end
     return obj
   end
 
   -- The type of a struct this service owns and where it is: its index in
-  -- 'pend' (the newest first: it is almost always the one), or 0 if kept.
+  -- 'pend', or 0 if kept.  Messages are usually emitted newest first (one
+  -- at a time) or oldest first (a batch): both ends are looked at first.
   local function owned(obj)
-    for i = np, 1, -1 do
+    if rawequal(pend[hi], obj) then return pend_t[hi], hi end
+    if rawequal(pend[lo], obj) then return pend_t[lo], lo end
+    for i = lo + 1, hi - 1 do
       if rawequal(pend[i], obj) then return pend_t[i], i end
     end
     local T = kept[obj]
@@ -990,14 +995,18 @@ function Set:engine_support(opts)
     if i == 0 then
       kept[obj] = nil
       ffi.gc(obj, nil)
-    elseif i == np then
-      pend[i], pend_t[i] = nil, nil
-      np = i - 1
-    else
-      remove(pend, i)
-      remove(pend_t, i)
-      np = np - 1
+      return
     end
+    pend[i], pend_t[i] = false, nil
+    while hi >= lo and pend[hi] == false do
+      pend[hi] = nil
+      hi = hi - 1
+    end
+    while lo <= hi and pend[lo] == false do
+      pend[lo] = nil
+      lo = lo + 1
+    end
+    if lo > hi then lo, hi = 1, 0 end
   end
 
   local function check(T, obj, topic, level)
@@ -1051,19 +1060,23 @@ function Set:engine_support(opts)
   end
 
   function S.flush()
-    for i = 1, np do
+    for i = lo, hi do
       local obj = pend[i]
-      kept[obj] = pend_t[i]
-      ffi.gc(obj, release)
+      if obj then
+        kept[obj] = pend_t[i]
+        ffi.gc(obj, release)
+      end
       pend[i], pend_t[i] = nil, nil
     end
-    np = 0
+    lo, hi = 1, 0
   end
 
   -- lua_close runs every finaliser but knows nothing of 'pend'.
   S.sentinel = ffi.gc(ffi.new("char[1]"), function()
-    for i = 1, np do release(pend[i]) end
-    np = 0
+    for i = lo, hi do
+      if pend[i] then release(pend[i]) end
+    end
+    lo, hi = 1, 0
   end)
 
   function S.typed(buf, ptr, len)
