@@ -149,12 +149,12 @@ describe("mycelium command", function()
 
     it("a value of the wrong type, naming the key", function()
       expect_error("return { workers = 'two', services = { { module = 'quit.lua' } } }",
-                   "'workers' must be an integer from 1 to 256, got string \"two\"")
+                   "'workers' must be an integer from 1 to 128, got string \"two\"")
       expect_error("return { mailbox = { policy = 'drop_all' }, services = { { module = 'quit.lua' } } }",
                    "'mailbox.policy' must be one of drop_newest, drop_oldest, reject")
       expect_error("return { mailbox = { threshold = 0 }, services = { { module = 'quit.lua' } } }",
                    "'mailbox.threshold' must be a number in (0, 1]")
-      expect_error("return { services = { { module = 'quit.lua', worker = 3 } } }",
+      expect_error("return { workers = 1, services = { { module = 'quit.lua', worker = 3 } } }",
                    "'services[1].worker' is 3 but there are only 1 workers")
     end)
 

@@ -114,7 +114,7 @@ typedef void (*myc_log_fn)(void *ud, int level, const char *line, size_t len);
 
 typedef struct {
   const char *node;        /* node name in logs and handshakes */
-  uint32_t workers;        /* worker threads (>= 1) */
+  uint32_t workers;        /* worker threads; 0: one per core */
   myc_mailbox_config mailbox; /* default for every service */
   myc_log_level log_level;
   myc_log_format log_format;
@@ -134,8 +134,9 @@ typedef struct {
   void *lua_alloc_ud;
 } myc_engine_config;
 
-/* Fills 'cfg' with the defaults: one worker, 65536-message mailboxes with
- * drop_oldest at 0.8, info level text logs to stderr.  Cannot fail. */
+/* Fills 'cfg' with the defaults: one worker per core, 65536-message
+ * mailboxes with drop_oldest at 0.8, info level text logs to stderr.
+ * Cannot fail. */
 MYC_EXTERN void myc_engine_config_init(myc_engine_config *cfg);
 
 /* Creates an engine.  Strings in 'cfg' are copied.  On success '*out'
@@ -169,7 +170,9 @@ MYC_EXTERN int myc_engine_start(myc_engine *e, char *err, size_t errlen);
 /* Blocks until the engine is asked to stop (myc_engine_stop(), a service's
  * ctx:shutdown(code), or SIGINT/SIGTERM when 'handle_signals' is set), then
  * drains mailboxes, calls every service's stop and joins the workers.
- * Returns the exit code requested by the stop. */
+ * What is still queued after that is released and counted as dropped at
+ * shutdown, so the counters are final when this returns.  Returns the
+ * exit code requested by the stop. */
 MYC_EXTERN int myc_engine_run(myc_engine *e, int handle_signals);
 
 /* Asks the engine to stop with exit code 'code'.  Safe from any thread and
@@ -294,6 +297,20 @@ typedef struct {
   uint32_t queue_depth, queue_capacity;
   uint64_t memory_bytes; /* Lua heap */
 } myc_service_stats;
+
+/* Losses of one service's mailbox for one topic (see
+ * myc_engine_service_drops).  'topic' is "(other)" for topics beyond the
+ * per-mailbox table (64 topics). */
+typedef struct {
+  const char *topic;
+  uint64_t dropped_oldest, dropped_newest, rejected, shutdown;
+} myc_drop_stats;
+
+/* Fills up to 'max' entries of 'out' with the losses of service 'index'
+ * by topic; returns how many were filled, or MYC_ENOENT.  Same threading
+ * note as myc_engine_service_stats. */
+MYC_EXTERN int myc_engine_service_drops(myc_engine *e, uint32_t index,
+                                        myc_drop_stats *out, uint32_t max);
 
 /* Number of services.  Cannot fail. */
 MYC_EXTERN uint32_t myc_engine_service_count(myc_engine *e);

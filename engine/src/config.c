@@ -17,15 +17,7 @@ static lua_State *config_state(const char *lua_dir) {
   if (L == NULL)
     return NULL;
   luaL_openlibs(L);
-  lua_getglobal(L, "package");
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_dir, lua_dir);
-  lua_getfield(L, -2, "path");
-  lua_concat(L, 2);
-  lua_setfield(L, -2, "path");
-  lua_getfield(L, -1, "preload");
-  lua_pushcfunction(L, luaopen_mycelium_core);
-  lua_setfield(L, -2, "mycelium.core");
-  lua_pop(L, 2);
+  myc__lua_prepare(L, lua_dir, NULL);
   return L;
 }
 
@@ -58,7 +50,7 @@ static void read_engine_config(lua_State *L, int t, myc_engine_config *c,
   myc_engine_config_init(c);
   str_field(L, t, "node", node, nodecap);
   c->node = node;
-  c->workers = (uint32_t)num_field(L, t, "workers", 1);
+  c->workers = (uint32_t)num_field(L, t, "workers", 0);
   c->log_level = (myc_log_level)num_field(L, t, "log_level", MYC_LOG_INFO);
   c->log_format = (myc_log_format)num_field(L, t, "log_format", MYC_LOG_TEXT);
   lua_getfield(L, t, "mailbox");

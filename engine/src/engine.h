@@ -26,7 +26,8 @@ struct myc_engine {
   uint32_t dead_topic; /* id of "$dead" */
 
   myc__worker *workers;
-  uint32_t nworkers;
+  uint32_t nworkers;     /* initialised so far */
+  uint32_t nworkers_max; /* configured */
   uint32_t next_worker; /* round-robin placement */
 
   myc_service **services;

@@ -320,6 +320,26 @@ static int lunpack(lua_State *L) {
   return decode(L, p, len);
 }
 
+void myc__lua_prepare(lua_State *L, const char *lua_dir, const char *module) {
+  const char *slash = module ? strrchr(module, '/') : NULL;
+  int dirlen = slash ? (int)(slash - module) : 1;
+  const char *dir = slash ? module : ".";
+
+  lua_getglobal(L, "package");
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_dir, lua_dir);
+  if (module != NULL)
+    lua_pushfstring(L, "%.*s/?.lua;%.*s/?/init.lua;", dirlen, dir, dirlen, dir);
+  else
+    lua_pushliteral(L, "");
+  lua_getfield(L, -3, "path");
+  lua_concat(L, 3);
+  lua_setfield(L, -2, "path");
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, luaopen_mycelium_core);
+  lua_setfield(L, -2, "mycelium.core");
+  lua_pop(L, 2);
+}
+
 int luaopen_mycelium_core(lua_State *L) {
   static const luaL_Reg fns[] = {{"pack", lpack},
                                  {"unpack", lunpack},

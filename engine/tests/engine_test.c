@@ -163,7 +163,7 @@ static void bad_arguments_are_refused(void) {
   char err[256];
   myc_service_config sc = {0};
   myc_engine_config_init(&cfg);
-  cfg.workers = 0;
+  cfg.workers = 500;
   CHECK_EQ(myc_engine_new(&e, &cfg), MYC_EINVAL);
   CHECK(e == NULL);
   myc_engine_config_init(&cfg);

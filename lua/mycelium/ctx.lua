@@ -10,6 +10,7 @@ local log = require "mycelium.log"
 
 local C = ffi.C
 local type, tostring, tonumber, error = type, tostring, tonumber, error
+local ipairs = ipairs
 local format = string.format
 local ffi_string = ffi.string
 
@@ -217,6 +218,28 @@ function M.new(svc, name, opts, has_handler, typed)
   -- flooding consumers into dropping.
   function ctx.pressure(_, t)
     return C.myc_svc_pressure(svc, topic_id(t, 2))
+  end
+
+  local stats_buf = ffi.new("myc_service_stats")
+  local STAT_FIELDS = { "in", "out", "errors", "dropped", "dropped_oldest",
+                        "dropped_newest", "rejected", "memory_bytes" }
+
+  -- Counters of service 'who' (default: this one), for monitors and
+  -- dashboards; nil for an unknown name.  Read without stopping anyone,
+  -- so a moment old for services on other workers.
+  function ctx.service_stats(_, who)
+    who = who or name
+    if C.myc_svc_stats(svc, who, #who, stats_buf) ~= 0 then
+      return nil
+    end
+    local t = { name = who, worker = stats_buf.worker,
+                state = ffi_string(stats_buf.state),
+                queue_depth = stats_buf.queue_depth,
+                queue_capacity = stats_buf.queue_capacity }
+    for _, k in ipairs(STAT_FIELDS) do
+      t[k] = tonumber(stats_buf[k])
+    end
+    return t
   end
 
   function ctx.shutdown(_, code)

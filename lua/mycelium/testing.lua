@@ -49,6 +49,8 @@ int myc_engine_stopping(myc_engine *e, int *code);
 void myc_engine_free(myc_engine *e);
 int myc_publish(myc_engine *e, const char *topic, int kind, uint16_t type, const void *data, size_t len);
 uint32_t myc_engine_service_count(myc_engine *e);
+typedef struct { const char *topic; uint64_t dropped_oldest, dropped_newest, rejected, shutdown; } myc_drop_stats;
+int myc_engine_service_drops(myc_engine *e, uint32_t index, myc_drop_stats *out, uint32_t max);
 int myc_engine_service_stats(myc_engine *e, uint32_t index, myc_service_stats *st);
 void myc_test_capture_logs(myc_engine *e);
 int64_t myc_test_next_log(myc_engine *e, char *dst, size_t cap);
@@ -373,6 +375,30 @@ function Engine:stats(name)
       end
       t.queue_depth, t.queue_capacity = st.queue_depth, st.queue_capacity
       t.worker, t.state = st.worker, ffi.string(st.state)
+      return t
+    end
+  end
+  return nil
+end
+
+-- Losses of service 'name' by topic:
+-- { [topic] = { dropped_oldest =, dropped_newest =, rejected =, shutdown = } }.
+function Engine:drops(name)
+  local st = ffi.new("myc_service_stats")
+  local out = ffi.new("myc_drop_stats[65]")
+  for i = 0, lib.myc_engine_service_count(self.handle) - 1 do
+    lib.myc_engine_service_stats(self.handle, i, st)
+    if ffi.string(st.name) == name then
+      local n = lib.myc_engine_service_drops(self.handle, i, out, 65)
+      local t = {}
+      for j = 0, n - 1 do
+        t[ffi.string(out[j].topic)] = {
+          dropped_oldest = tonumber(out[j].dropped_oldest),
+          dropped_newest = tonumber(out[j].dropped_newest),
+          rejected = tonumber(out[j].rejected),
+          shutdown = tonumber(out[j].shutdown),
+        }
+      end
       return t
     end
   end
