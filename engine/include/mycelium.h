@@ -144,9 +144,12 @@ MYC_EXTERN void myc_engine_config_init(myc_engine_config *cfg);
  * MYC_EINVAL for a bad configuration or MYC_ENOMEM; '*out' is then NULL. */
 MYC_EXTERN int myc_engine_new(myc_engine **out, const myc_engine_config *cfg);
 
-/* Creates an engine and its services from a Lua config file (SPEC §5).
- * On failure returns MYC_ECONFIG or MYC_ELUA with a message naming the
- * file and key in 'err' (always NUL-terminated when errlen > 0). */
+/* Creates an engine and its services from a Lua config file (SPEC §5),
+ * loading the contracts file it names (`contracts`, relative to the config
+ * file's directory; `validate = false` turns rule checks off).  On failure
+ * returns MYC_ECONFIG, MYC_ECONTRACT (every error of the contracts file,
+ * one per line) or MYC_ELUA with a message naming the file and key in
+ * 'err' (always NUL-terminated when errlen > 0). */
 MYC_EXTERN int myc_engine_from_file(myc_engine **out, const char *path,
                                     char *err, size_t errlen);
 
@@ -267,7 +270,14 @@ MYC_EXTERN int myc_engine_add_c_service(myc_engine *e, const char *name,
  * source named "host".  The bytes are copied into an engine buffer.
  * Manual engines: call from the driving thread.  Threaded engines: safe
  * from any thread.  Returns 0, MYC_EFULL when every subscriber refused it,
- * MYC_ETOPIC for an invalid topic. */
+ * MYC_ETOPIC for an invalid topic.
+ *
+ * MYC_KIND_TYPED checks the payload against the engine's contracts
+ * (myc_engine_set_contracts) before anything is sent: MYC_ECONTRACT when
+ * none are loaded or 'type' is not one of their tags, MYC_EINVAL when
+ * 'len' is not the type's size, and, unless validation is off,
+ * MYC_ECONTRACT when a validation rule fails (myc_contract_validate()
+ * names type, field and rule). */
 MYC_EXTERN int myc_publish(myc_engine *e, const char *topic, int kind,
                            uint16_t type, const void *data, size_t len);
 
@@ -458,6 +468,29 @@ MYC_EXTERN int myc_contract_field_index(const myc_contract_type *t,
 MYC_EXTERN int myc_contract_validate(const myc_contract_type *t,
                                      const void *payload, size_t len,
                                      char *err, size_t errlen);
+
+/* The file name of a set: the path given to myc_contract_load(), or the
+ * 'name' given to myc_contract_load_string().  Owned by the set. */
+MYC_EXTERN const char *myc_contract_file(const myc_contract_set *cs);
+
+/* Gives engine 'e' its contract set: Lua services can then make typed
+ * messages (ctx:new) and read them (msg.data), and myc_publish() checks
+ * MYC_KIND_TYPED payloads against it.  'validate' nonzero checks every
+ * typed message against its validation rules when it is emitted (ctx:emit,
+ * a publisher, myc_publish); zero skips the rules on that hot path (config
+ * `validate = false`) but still refuses unknown tags and wrong sizes.
+ *
+ * Call it before adding Lua services (each service's Lua state gets the
+ * set when it is created), at most once.  On success the engine owns 'cs'
+ * and frees it with myc_engine_free(); on error 'cs' still belongs to the
+ * caller.  Returns MYC_EINVAL if 'cs' is NULL or has errors, MYC_ESTATE if
+ * a Lua service exists or the engine has contracts already. */
+MYC_EXTERN int myc_engine_set_contracts(myc_engine *e, myc_contract_set *cs,
+                                        int validate);
+
+/* The contract set of 'e' (owned by the engine, valid until it is freed),
+ * or NULL if it has none.  Cannot fail. */
+MYC_EXTERN const myc_contract_set *myc_engine_contracts(const myc_engine *e);
 
 
 #ifdef __cplusplus

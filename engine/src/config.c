@@ -97,6 +97,43 @@ static void log_warnings(lua_State *L, int t, myc_engine *e) {
   lua_pop(L, 2);
 }
 
+/* Loads the contracts file the config names (already resolved against
+ * its directory) into 'e'.  Every error of the file goes to 'err', one
+ * per line. */
+static int load_contracts(lua_State *L, int t, myc_engine *e, char *err,
+                          size_t errlen) {
+  myc_contract_set *cs;
+  const char *path;
+  size_t i, n, used;
+  int validate, rc;
+
+  lua_getfield(L, t, "contracts");
+  lua_getfield(L, t, "validate");
+  path = lua_tostring(L, -2);
+  validate = !lua_isboolean(L, -1) || lua_toboolean(L, -1);
+  if (path == NULL) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  rc = myc_contract_load(&cs, path, e->alloc.fn, e->alloc.ud);
+  if (cs == NULL) {
+    snprintf(err, errlen, "contracts '%s': %s", path, myc_strerror(rc));
+  } else if (rc != 0) {
+    n = myc_contract_error_count(cs);
+    used = (size_t)snprintf(err, errlen, "contracts '%s': %zu error%s:", path,
+                            n, n == 1 ? "" : "s");
+    for (i = 0; i < n && used < errlen; i++)
+      used += (size_t)snprintf(err + used, errlen - used, "\n%s",
+                               myc_contract_error(cs, i));
+  } else if ((rc = myc_engine_set_contracts(e, cs, validate)) != 0) {
+    snprintf(err, errlen, "contracts '%s': %s", path, myc_strerror(rc));
+  }
+  if (rc != 0)
+    myc_contract_free(cs);
+  lua_pop(L, 2);
+  return rc;
+}
+
 static int build_engine(lua_State *L, myc_engine **out, char *err,
                         size_t errlen) {
   int t = lua_gettop(L), i, rc;
@@ -111,6 +148,7 @@ static int build_engine(lua_State *L, myc_engine **out, char *err,
     return rc;
   }
   log_warnings(L, t, e);
+  rc = load_contracts(L, t, e, err, errlen);
   lua_getfield(L, t, "services");
   for (i = 1; rc == 0; i++) {
     lua_rawgeti(L, -1, i);

@@ -231,6 +231,27 @@ int myc_engine_add_c_service(myc_engine *e, const char *name,
   return rc;
 }
 
+int myc_engine_set_contracts(myc_engine *e, myc_contract_set *cs,
+                             int validate) {
+  uint32_t i;
+  if (cs == NULL || myc_contract_error_count(cs) != 0)
+    return MYC_EINVAL;
+  if (e->contracts != NULL)
+    return MYC_ESTATE;
+  /* A Lua state receives the set when it is created: one made before
+   * would never see it. */
+  for (i = 0; i < e->nservices; i++)
+    if (e->services[i]->L != NULL)
+      return MYC_ESTATE;
+  e->contracts = cs;
+  e->validate = validate != 0;
+  return 0;
+}
+
+const myc_contract_set *myc_engine_contracts(const myc_engine *e) {
+  return e->contracts;
+}
+
 int myc__engine_add_collector(myc_engine *e, struct myc_collector *c) {
   struct myc_collector **p =
       myc__realloc(&e->alloc, e->collectors, e->ncollectors * sizeof *p,
@@ -503,17 +524,34 @@ int myc_engine_shutdown(myc_engine *e) {
 
 /* ---- publishing from the host ------------------------------------------- */
 
+/* A typed payload from the host must be one of the engine's types, of
+ * its size, and (unless validation is off) pass its rules: a subscriber
+ * views the bytes as the struct without checking them again. */
+static int check_typed(myc_engine *e, uint16_t type, const void *data,
+                       size_t len) {
+  const myc_contract_type *t =
+      e->contracts ? myc_contract_type_by_tag(e->contracts, type) : NULL;
+  if (t == NULL)
+    return MYC_ECONTRACT;
+  if (len != myc_contract_type_size(t))
+    return MYC_EINVAL;
+  return e->validate ? myc_contract_validate(t, data, len, NULL, 0) : 0;
+}
+
 int myc_publish(myc_engine *e, const char *topic, int kind, uint16_t type,
                 const void *data, size_t len) {
   int64_t id = myc__topics_resolve(&e->topics, topic, strlen(topic));
   myc__pool *pool = e->manual ? &e->host_pool : NULL;
   uint64_t r[3];
   myc_buf *b;
+  int rc;
 
   if (id < 0)
     return (int)id;
   if (kind < MYC_KIND_RAW || kind > MYC_KIND_TYPED)
     return MYC_EINVAL;
+  if (kind == MYC_KIND_TYPED && (rc = check_typed(e, type, data, len)) != 0)
+    return rc;
   b = myc__frame_new(e, pool, myc__topics_get(&e->topics, (uint32_t)id), "host",
                      4, kind, type, data, len);
   if (b == NULL)
@@ -623,6 +661,8 @@ void myc_engine_free(myc_engine *e) {
     myc__log_destroy(&e->log);
   uv_mutex_destroy(&e->host_lock);
   uv_mutex_destroy(&e->stop_lock);
+  /* After the services: their Lua states read the set until closed. */
+  myc_contract_free(e->contracts);
   myc__strfree(&e->alloc, e->node);
   myc__strfree(&e->alloc, e->lua_path);
   myc__free(&e->alloc, e, sizeof *e);

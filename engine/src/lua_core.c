@@ -8,8 +8,6 @@
  */
 #include "lua_core.h"
 
-#include "emit.h"
-
 #include <lauxlib.h>
 #include <math.h>
 #include <msgpack.h>
@@ -223,17 +221,6 @@ static int lpack(lua_State *L) {
   return 1;
 }
 
-/* emit_table(service_lightuserdata, topic_id, table) -> rc */
-static int lemit_table(lua_State *L) {
-  myc_service *svc = lua_touserdata(L, 1);
-  uint32_t topic = (uint32_t)luaL_checknumber(L, 2);
-  scratch *s = get_scratch(L);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  encode(L, 3, s);
-  lua_pushinteger(L, myc__emit(svc, topic, MYC_KIND_TABLE, 0, s->p, s->len));
-  return 1;
-}
-
 static void push_object(lua_State *L, const msgpack_object *o, int depth);
 
 static void push_map(lua_State *L, const msgpack_object_map *m, int depth) {
@@ -356,7 +343,6 @@ void myc__lua_prepare(lua_State *L, const char *lua_dir, const char *module) {
 int luaopen_mycelium_core(lua_State *L) {
   static const luaL_Reg fns[] = {{"pack", lpack},
                                  {"unpack", lunpack},
-                                 {"emit_table", lemit_table},
                                  {NULL, NULL}};
   const luaL_Reg *f;
   scratch *s;

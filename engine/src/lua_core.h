@@ -1,5 +1,6 @@
 /* lua_core.h -- the "mycelium.core" Lua C module: MessagePack encoding and
- * decoding of Lua values (msgpack-c) and table emission. */
+ * decoding of Lua values (msgpack-c), for config opts and mycelium.testing;
+ * services encode tables with lua/mycelium/msgpack.lua (same bytes). */
 #ifndef MYC_LUA_CORE_H
 #define MYC_LUA_CORE_H
 

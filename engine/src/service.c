@@ -127,7 +127,7 @@ static int start_host(lua_State *L) {
   lua_call(L, 1, 1);
   lua_getfield(L, -1, "new");
   lua_pushlightuserdata(L, s);
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 6);
   lua_pushstring(L, s->name);
   lua_setfield(L, -2, "name");
   lua_pushstring(L, sc->module);
@@ -138,6 +138,13 @@ static int start_host(lua_State *L) {
   }
   lua_pushstring(L, s->eng->lua_path);
   lua_setfield(L, -2, "lua_path");
+  if (s->eng->contracts != NULL) {
+    /* Immutable and freed after every service: safe to share. */
+    lua_pushlightuserdata(L, s->eng->contracts);
+    lua_setfield(L, -2, "contracts");
+    lua_pushboolean(L, s->eng->validate);
+    lua_setfield(L, -2, "validate");
+  }
   lua_call(L, 2, 1);
   inst = lua_gettop(L);
   s->ref_dispatch = take_ref(L, inst, "dispatch");
@@ -464,6 +471,7 @@ void myc__service_free(myc_service *s) {
   myc__service_drop_leftovers(s);
   if (s->L != NULL)
     lua_close(s->L);
+  myc__lua_budget_drain(&s->mem);
   myc__mailbox_destroy(&s->mb, &e->alloc);
   myc__routes_free(s);
   myc__strfree(&e->alloc, s->module);

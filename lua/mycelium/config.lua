@@ -36,8 +36,8 @@ local SERVICE = {
 local TOP = {
   node = { kind = "string" },
   workers = { kind = "integer", min = 1, max = 128 },
-  contracts = { kind = "string", later = true },
-  validate = { kind = "boolean", later = true },
+  contracts = { kind = "string" },
+  validate = { kind = "boolean" },
   mailbox = { kind = "table", fields = MAILBOX },
   supervisor = { kind = "table", later = true },
   supervisors = { kind = "table", later = true },
@@ -224,11 +224,15 @@ function M.normalise(file, t, dir)
     mailbox = out.mailbox or {},
     log_level = log.level or LEVELS.info,
     log_format = log.format or FORMATS.text,
+    validate = out.validate ~= false,
     warnings = warnings,
     services = {},
   }
   local names = {}
   dir = dir or dirname(file)
+  if out.contracts ~= nil then
+    res.contracts = resolve_path(dir, out.contracts)
+  end
   for i, s in ipairs(out.services or {}) do
     res.services[i] = check_service(file, dir, i, s, warnings, names)
   end

@@ -57,6 +57,7 @@ int64_t myc_test_next_log(myc_engine *e, char *dst, size_t cap);
 int myc_test_collector(myc_engine *e, const char *name, const char *pattern, myc_collector **out);
 uint32_t myc_test_collected(myc_collector *c, myc_buf **out, uint32_t max);
 void myc_test_buf_release(myc_engine *e, myc_buf *b);
+int myc_engine_set_contracts(myc_engine *e, void *cs, int validate);
 ]]
 
 local M = {}
@@ -83,12 +84,25 @@ M.core = core
 local POLICIES = { drop_oldest = 0, drop_newest = 1, reject = 2 }
 local LEVELS = { debug = 0, info = 1, warn = 2, error = 3 }
 
-local env = {
-  unpack = core.unpack,
-  type_name = function(tag) return "type:" .. tag end,
-  typed = function(_, p, n) return ffi.string(p, n) end,
-}
-local readers = msgmod.readers(env)
+-- Field readers of collected frames.  Typed payloads are copied into
+-- plain tables (T:totable: numbers, decimal strings for big integers,
+-- 0x-hex for byte arrays), so nothing collected refers to engine memory.
+local function readers_for(set)
+  local by_tag = set and set.by_tag or {}
+  return msgmod.readers {
+    unpack = require("mycelium.msgpack").decode,
+    type_name = function(tag)
+      local T = by_tag[tag]
+      return T and T.name or "type:" .. tag
+    end,
+    typed = function(b, p, n)
+      local T = by_tag[b.hdr.type]
+      if T ~= nil and n == T.size then return T:totable(T:view(p)) end
+      return ffi.string(p, n)
+    end,
+  }
+end
+local plain_readers = readers_for(nil)
 
 local function strerror(rc)
   return ffi.string(lib.myc_strerror(rc))
@@ -111,14 +125,15 @@ Collector.__index = Collector
 
 -- Returns the messages collected since the last call (plain tables with
 -- topic, type, data, raw, trace_id, span_id, parent_span_id, ts, seq,
--- source), appending them to self.all as well.
+-- source; typed data as a plain table, see readers_for), appending them
+-- to self.all as well.
 function Collector:messages()
   local out = {}
   local bufs = ffi.new("myc_buf *[256]")
   while true do
     local n = lib.myc_test_collected(self.handle, bufs, 256)
     for i = 0, n - 1 do
-      local m = msgmod.materialize(readers, bufs[i])
+      local m = msgmod.materialize(self.engine.readers, bufs[i])
       lib.myc_test_buf_release(self.engine.handle, bufs[i])
       out[#out + 1] = m
       self.all[#self.all + 1] = m
@@ -128,10 +143,30 @@ function Collector:messages()
   return out
 end
 
+-- Gives the engine 'self' the contracts file 'path' (before any service).
+local function set_contracts(self, path, validate)
+  local contract = require "mycelium.contract"
+  local set, err = contract.load(path)
+  if set == nil then
+    self:close()
+    error("mycelium.testing: " .. err, 3)
+  end
+  local rc = lib.myc_engine_set_contracts(self.handle, set.cs,
+                                          validate == false and 0 or 1)
+  if rc ~= 0 then
+    self:close()
+    error("mycelium.testing: contracts: " .. strerror(rc), 3)
+  end
+  ffi.gc(set.cs, nil) -- the engine owns it now
+  self.contracts = set
+  self.readers = readers_for(set)
+end
+
 -- Creates and starts an engine.  spec: { services = { {name, module, opts,
 -- worker, mailbox}... }, workers, mailbox = {capacity, policy,
--- threshold}, log = {level, format}, node }.  A service may be given as
--- just its module path.  Raises with the engine's message on failure.
+-- threshold}, log = {level, format}, node, contracts = "path.yaml",
+-- validate = false }.  A service may be given as just its module path.
+-- Raises with the engine's message on failure.
 function M.engine(spec)
   local cfg = ffi.new("myc_engine_config")
   lib.myc_engine_config_init(cfg)
@@ -154,9 +189,13 @@ function M.engine(spec)
   if rc ~= 0 then
     error("mycelium.testing: cannot create engine: " .. strerror(rc), 2)
   end
-  local self = setmetatable({ handle = pe[0], collectors = {}, closed = false }, Engine)
+  local self = setmetatable({ handle = pe[0], collectors = {}, closed = false,
+                              readers = plain_readers }, Engine)
   self.gc = ffi.gc(ffi.new("char[1]"), function() self:close() end)
   lib.myc_test_capture_logs(self.handle)
+  if spec.contracts ~= nil then
+    set_contracts(self, spec.contracts, spec.validate)
+  end
   local err = ffi.new("char[2048]")
   for i, s in ipairs(spec.services or {}) do
     if type(s) == "string" then s = { module = s } end
@@ -218,18 +257,56 @@ function Engine:collect(pattern)
   return c
 end
 
--- Publishes 'value' (string: raw, table: MessagePack) on 'topic' as a new
--- trace root.  Returns true, or false and the reason.
+local function type_of(value)
+  return value._myc_type
+end
+
+-- Publishes 'value' (string: raw, table: MessagePack, a message from
+-- eng:new: typed, checked against the contracts by myc_publish) on
+-- 'topic' as a new trace root.  Returns true, or false and the reason.
 function Engine:publish(topic, value)
-  local kind, data = cdefs.KIND_RAW, value
+  local kind, data, tag, T = cdefs.KIND_RAW, value, 0, nil
   if type(value) == "table" then
     kind, data = cdefs.KIND_TABLE, core.pack(value)
+  elseif type(value) == "cdata" then
+    local ok
+    ok, T = pcall(type_of, value)
+    if not ok or type(T) ~= "table" or T.tag == nil then
+      error("mycelium.testing: publish: this cdata is not a contract message", 2)
+    end
+    -- _myc_type is the first Type of this layout in the Lua state, maybe
+    -- from an engine closed since: use this engine's.
+    local mine = self.contracts and self.contracts.by_tag[T.tag]
+    if mine ~= nil and mine.digest == T.digest then T = mine end
+    kind, data, tag = cdefs.KIND_TYPED, T:bytes(value), T.tag
   elseif type(value) ~= "string" then
-    error("mycelium.testing: publish a string or a table, got " .. type(value), 2)
+    error("mycelium.testing: publish a string, a table or a message from eng:new, got "
+          .. type(value), 2)
   end
-  local rc = lib.myc_publish(self.handle, topic, kind, 0, data, #data)
+  local rc = lib.myc_publish(self.handle, topic, kind, tag, data, #data)
   if rc == 0 then return true end
+  if rc == -5013 and T ~= nil and T == (self.contracts and self.contracts.by_tag[tag]) then
+    local _, why = T:validate(value)
+    if why ~= nil then return false, why end
+  end
   return false, rc == -5003 and "full" or strerror(rc)
+end
+
+-- A message of contract type 'name' in Lua memory, filled from 'init':
+-- what eng:publish sends as a typed message (as a C publisher would).
+function Engine:new(name, init)
+  local set = self.contracts
+  if set == nil then
+    error("mycelium.testing: new: no contracts (testing.engine { contracts = "
+          .. "\"path.yaml\" })", 2)
+  end
+  local T = set:type(name)
+  if T == nil then
+    local near = require("mycelium.contract").nearest(tostring(name), set.by_name)
+    error(format("mycelium.testing: new: unknown message type '%s'%s", tostring(name),
+                 near and format(" (did you mean '%s'?)", near) or ""), 2)
+  end
+  return T:new(init)
 end
 Engine.inject = Engine.publish
 
@@ -347,6 +424,7 @@ function Engine:close()
   self.closed = true
   lib.myc_engine_free(self.handle)
   self.handle = nil
+  self.contracts = nil -- its C set went with the engine
 end
 
 -- Writes 'source' to a temporary .lua file and returns its path (for
