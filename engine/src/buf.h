@@ -156,7 +156,8 @@ static inline myc_buf *myc__buf_take(myc__pool *p, size_t frame_len) {
 
 /* Hot-path free: a small buffer from another worker goes on the chain for
  * its origin; one of ours goes back on the free list when it has room. */
-static inline void myc__buf_give(myc__pool *p, const myc__alloc *a,
+static inline __attribute__((always_inline)) void
+myc__buf_give(myc__pool *p, const myc__alloc *a,
                                  myc_buf *b) {
   if (b->size_class == 0 && p != NULL) {
     if (b->origin != p->owner && b->origin < p->nreturns) {
@@ -195,7 +196,8 @@ static inline void myc__buf_ref(myc_buf *b, uint32_t n) {
  * one means nobody else can see the buffer, so no atomic write is needed
  * then even for a shared buffer; the acquire load (a plain load on x86)
  * orders our reuse after the other holders' last reads. */
-static inline void myc__buf_release(myc__pool *p, const myc__alloc *a,
+static inline __attribute__((always_inline)) void
+myc__buf_release(myc__pool *p, const myc__alloc *a,
                                     myc_buf *b) {
   uint32_t r = atomic_load_explicit(&b->refs, memory_order_acquire);
   if (r != 1) {
