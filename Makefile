@@ -21,8 +21,9 @@ build: deps
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
+# Bandit end to end on the bundled Polygon sample (examples/bandit/).
 demo: build
-	examples/hello/run
+	examples/bandit/run
 
 bench: build
 	$(BUILD)/bench/myc-bench

@@ -97,8 +97,8 @@ describe("mycelium command", function()
     rc, out, err = mycelium("check " .. tmpdir .. "/conf/mycelium.lua")
     assert.are.equal(0, rc, err)
     assert.matches("ok: 1 service: quit (worker 0)", out, 1, true)
-    assert.matches("ok: " .. tmpdir .. "/conf/c.yaml: schema 0x42414e44 version 1, "
-                   .. "6 types, digest " .. digest, out, 1, true)
+    assert.matches("ok: " .. tmpdir .. "/conf/c.yaml: schema 0x42414e44 version 2, "
+                   .. "7 types, digest " .. digest, out, 1, true)
   end)
 
   it("refuses a config whose contracts have errors, listing all of them", function()

@@ -245,6 +245,10 @@ local function canonical(view)
   }
 end
 
+--- A view with every field a lowercase 0x-hex string or false (views of
+--- the scanner are canonical already).
+M.canonical = canonical
+
 --- Field decoding (canonical values) ----------------------------------------
 
 local tmp = bigint.new()

@@ -7,11 +7,13 @@
 -- state change, or retraction of one, re-evaluates that pool's pair with
 -- exact integer cross-multiplication: nothing is divided or rounded
 -- until a signal is rendered.
+local ffi = require "ffi"
 local bigint = require "mycelium.bigint"
 local pricing = require "bandit.pricing"
 local abi = require "bandit.abi"
 
 local setmetatable, error, type = setmetatable, error, type
+local cast, u8p = ffi.cast, ffi.typeof("const uint8_t *")
 
 local M = {}
 local Detector = {}
@@ -54,9 +56,27 @@ local function slot_of(self, pool)
   return s
 end
 
+-- The same from an event of a typed message (services/bandit/wire.lua):
+-- ev.state holds two little-endian 32-byte words, V2 reserve0 and
+-- reserve1, or V3 sqrtPriceX96 and liquidity.
+local function load_bytes(s, ev, st)
+  local p = cast(u8p, st)
+  if ev.kind == "v2_sync" then
+    s.den:set_bytes_le(p, 32)
+    s.num:set_bytes_le(p + 32, 32)
+    return not s.num:is_zero() and not s.den:is_zero()
+  end
+  s.a:set_bytes_le(p, 32)
+  s.num:mul(s.a, s.a)
+  s.den:set(pricing.Q192)
+  return not s.a:is_zero()
+end
+
 -- Raw price num/den in token base units: V2 reserve1/reserve0,
 -- V3 sqrtPriceX96^2 / 2^192. Returns false when the price is null.
 local function load_raw(s, ev)
+  local st = ev.state
+  if st then return load_bytes(s, ev, st) end
   local d = ev.data
   if ev.kind == "v2_sync" then
     s.den:load_hex(d, W1, W1 + 63)

@@ -161,4 +161,85 @@ function H.lines(path)
   return t
 end
 
+--- Engines -------------------------------------------------------------------------
+
+--- The three services (adapter fed on bandit.raw) and the recorder in a
+--- manual engine. o: pools, tokens (paths, default the sample's), out
+--- (a directory for events/skipped/signals/summary files, or nil),
+--- adapter / metadata / detector / recorder (extra opts), services
+--- (replaces the list), mailbox.
+function H.engine(o)
+  o = o or {}
+  local testing = require "mycelium.testing"
+  local pools = o.pools or H.DATA .. "pools.json"
+  local tokens = o.tokens or H.DATA .. "tokens.json"
+  local function opts(base, extra)
+    for k, v in pairs(extra or {}) do base[k] = v end
+    return base
+  end
+  local out = o.out
+  local services = o.services or {
+    { name = "polygon", module = H.ROOT .. "services/polygon_adapter.lua",
+      opts = opts({ source = "topic", pools = pools, tokens = tokens },
+                  o.adapter) },
+    { name = "metadata", module = H.ROOT .. "services/metadata_service.lua",
+      opts = opts({ pools = pools, tokens = tokens }, o.metadata) },
+    { name = "arb", module = H.ROOT .. "services/arbitrage_detector.lua",
+      opts = opts({}, o.detector) },
+    { name = "recorder", module = H.ROOT .. "examples/bandit/recorder.lua",
+      opts = opts({ print = false, exit = false, pools = pools,
+                    tokens = tokens,
+                    events = out and out .. "/events.jsonl",
+                    skipped = out and out .. "/skipped.jsonl",
+                    signals = out and out .. "/signals.jsonl",
+                    summary = out and out .. "/summary.json",
+                    services = { "polygon", "metadata", "arb" } },
+                  o.recorder) },
+  }
+  return testing.engine {
+    contracts = H.ROOT .. "services/contracts.yaml",
+    services = services, start = o.start,
+    mailbox = o.mailbox or { capacity = 1000000, policy = "reject" },
+    log = o.log or { level = "info", format = "json" },
+  }
+end
+
+--- Publishes lines on bandit.raw (then the feeder's end marker unless
+--- opts.no_end), delivering every `batch` lines (default: all at once).
+function H.feed(eng, lines, batch, no_end)
+  for i, l in ipairs(lines) do
+    assert(eng:publish("bandit.raw", l))
+    if batch and i % batch == 0 then eng:run() end
+  end
+  if not no_end then
+    assert(eng:publish("bandit.end.feeder", { lines = #lines }))
+  end
+  eng:run()
+end
+
+--- A fresh temporary directory (removed by H.rmdir).
+function H.tmpdir()
+  local dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p '" .. dir .. "'") == 0 or true)
+  return dir
+end
+
+function H.rmdir(dir) os.execute("rm -rf '" .. dir .. "'") end
+
+--- Asserts that two texts have the same lines, naming the first that
+--- differs.
+function H.same_lines(want, got, what)
+  local w, g = {}, {}
+  for l in want:gmatch("[^\n]*\n?") do if l ~= "" then w[#w + 1] = l end end
+  for l in got:gmatch("[^\n]*\n?") do if l ~= "" then g[#g + 1] = l end end
+  for i = 1, math.max(#w, #g) do
+    if w[i] ~= g[i] then
+      error(string.format("%s: line %d differs\nwant: %s\ngot:  %s", what, i,
+                          tostring(w[i]), tostring(g[i])), 2)
+    end
+  end
+  if want ~= got then error(what .. ": texts differ (line ends?)", 2) end
+end
+
 return H

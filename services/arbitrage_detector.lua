@@ -1,0 +1,286 @@
+-- arbitrage_detector.lua -- ArbitrageDetector: per-pool prices from the
+-- enriched logs, reorg retractions, and an ArbitrageSignal exactly when
+-- the README §4 rule says so (services/bandit/detector.lua decides; this
+-- service moves messages in and out of it).
+--
+-- Invariant: logs are applied in the order they arrive (MetadataService
+-- keeps the adapter's order), each accepted log is answered by one
+-- EventApplied (its pool's price right after it), each removed log by a
+-- skipped record ("retraction" with retracts_line, or
+-- "removed_unmatched"), and every evaluation that finds a spread beating
+-- both fees by one signal.
+--
+-- Pools are learned from PoolMeta (MetadataService publishes one before
+-- a pool's first log): the venues of a pair are the pools seen with a
+-- known price, which is the README's rule since a pool without logs has
+-- no price.
+local ffi = require "ffi"
+local detector = require "bandit.detector"
+local wire = require "bandit.wire"
+
+local format, tostring, tonumber, ipairs, pairs, sort, floor, setmetatable =
+  string.format, tostring, tonumber, ipairs, pairs, table.sort, math.floor,
+  setmetatable
+local lower = string.lower
+local cast, copy, fstring = ffi.cast, ffi.copy, ffi.string
+local now_ns, qty = wire.now_ns, wire.qty
+
+local T = wire.TOPICS
+
+local M = {}
+local S
+
+--- Pools ----------------------------------------------------------------------------
+
+-- The registry the detector module asks for venues, grown from PoolMeta.
+local Registry = {}
+Registry.__index = Registry
+function Registry:venues(pair_key) return self.venues_by_pair[pair_key] or {} end
+function Registry:pool(raw) return self.by_raw[raw] end
+
+local function on_pool(_, msg)
+  local m = msg.data
+  local raw = fstring(m.pool, 20)
+  local reg = S.reg
+  local p = reg.by_raw[raw]
+  local address, token0, token1 = wire.address(m.pool), wire.address(m.token0),
+    wire.address(m.token1)
+  if p then
+    -- Same pool described again: keep the record (the detector's state
+    -- hangs off it), refresh names and terms.
+    p.dex, p.pair, p.label = tostring(m.dex), tostring(m.pair), tostring(m.label)
+    p.fee_ppm, p.dec0, p.dec1 = m.fee_ppm, m.decimals0, m.decimals1
+    return
+  end
+  p = {
+    raw = raw, address = address, key = lower(address),
+    kind = m.pool_kind == 3 and "v3" or "v2", fee_ppm = m.fee_ppm,
+    token0 = token0, token1 = token1, t0raw = fstring(m.token0, 20),
+    t1raw = fstring(m.token1, 20), dec0 = m.decimals0, dec1 = m.decimals1,
+    dex = tostring(m.dex), pair = tostring(m.pair), label = tostring(m.label),
+    pair_key = lower(token0) .. "/" .. lower(token1),
+  }
+  reg.by_raw[raw] = p
+  reg.pools[#reg.pools + 1] = p
+  local v = reg.venues_by_pair[p.pair_key]
+  if not v then v = {} reg.venues_by_pair[p.pair_key] = v end
+  v[#v + 1] = p
+end
+
+--- Outputs ------------------------------------------------------------------------
+
+local function skip(ctx, line, reason, retracts_line)
+  S.skipped = S.skipped + 1
+  S.by_reason[reason] = (S.by_reason[reason] or 0) + 1
+  S.pub_skipped { line = line, reason = reason, retracts_line = retracts_line,
+                  service = ctx.name }
+end
+
+-- Latency samples (ns) in a ring: the newest `cap` count.
+local function sample(ring, v)
+  local n = ring.n + 1
+  ring.n = n
+  ring[(n - 1) % ring.cap + 1] = v
+end
+
+local function applied(ev, line, arrival)
+  local a = S.applied_msg
+  local t = now_ns()
+  a.ws_seq, a.block, a.log_index = line, ev.block_u64, ev.logIndex
+  a.arrival_ns, a.applied_ns, a.kind = arrival, t, ev.kind_code
+  copy(a.pool, ev.pool.raw, 20)
+  wire.set_string(a.price, ev.price or "", 160)
+  S.pub_applied(a)
+  sample(S.event_lat, t - arrival)
+end
+
+-- The venue's price source: kind (1 = V2 reserves, 3 = V3) and the two
+-- words of its current state.
+local function venue(m, side, pool, price)
+  local cur = S.det:state(pool)
+  copy(m[side .. "_pool"], pool.raw, 20)
+  m[side .. "_fee_ppm"] = pool.fee_ppm
+  m[side .. "_kind"] = cur.kind == "v2_sync" and 1 or 3
+  copy(m[side .. "_a"], cur.state, 64) -- _a and _b are adjacent
+  wire.set_string(m[side .. "_price"], price, 160)
+  wire.set_string(m[side .. "_dex"], pool.dex:sub(1, 64), 64)
+end
+
+local function signal(ctx, sig, line, trigger, ev, arrival)
+  local m = ctx:new("ArbitrageSignal")
+  local b = sig.buy
+  m.block, m.log_index, m.ws_seq = ev.block_u64, ev.logIndex, line
+  m.arrival_ns, m.trigger = arrival, trigger
+  copy(m.token0, b.t0raw, 20)
+  copy(m.token1, b.t1raw, 20)
+  m.decimals0, m.decimals1 = b.dec0, b.dec1
+  wire.set_string(m.pair, b.pair, 129)
+  venue(m, "buy", b, sig.buy_price)
+  venue(m, "sell", sig.sell, sig.sell_price)
+  wire.set_string(m.gross_bps, sig.gross_bps, 320)
+  wire.set_string(m.net_bps, sig.net_bps, 320)
+  local t = now_ns()
+  m.emitted_ns = t
+  S.signals = S.signals + 1
+  S.by_pair[b.pair] = (S.by_pair[b.pair] or 0) + 1
+  S.pub_signal(m)
+  sample(S.signal_lat, t - arrival)
+end
+
+--- Logs ---------------------------------------------------------------------------
+
+-- Lazy state fields of an event from a message, for the final summary
+-- (report.pool_state asks for them by name).
+local STATE_AT = { reserve0 = 0, reserve1 = 32, sqrtPriceX96 = 0,
+                   liquidity = 32 }
+local EVENT_MT = { __index = function(ev, k)
+  local at = STATE_AT[k]
+  if at and ev.state then return wire.dec(cast("const uint8_t *", ev.state) + at) end
+end }
+
+-- A detector event from a PoolStateUpdate or SwapEvent struct.
+local function event(m, kind, pool)
+  local st = nil
+  if kind == "v2_sync" then st = fstring(m.reserve0, 64)
+  elseif kind == "v3_swap" then st = fstring(m.sqrt_price_x96, 64) end
+  return setmetatable({
+    kind = kind, kind_code = wire.KIND_CODE[kind], pool = pool, state = st,
+    tick = kind == "v3_swap" and m.tick or nil,
+    block = qty(m.block), block_u64 = m.block, txIndex = qty(m.tx_index),
+    logIndex = qty(m.log_index), blockHash = fstring(m.block_hash, 32),
+    txHash = fstring(m.tx_hash, 32), line = nil, price = nil,
+    retracted = nil, older = nil, newer = nil, prev_tx = nil, next_tx = nil,
+  }, EVENT_MT)
+end
+
+local function on_log(ctx, msg, Ty, kinds)
+  local m = cast(Ty.ptr, (msg:bytes()))
+  local line, arrival = qty(m.ws_seq), tonumber(m.arrival_ns)
+  local pool = S.reg.by_raw[fstring(m.pool, 20)]
+  local kind = kinds[m.kind]
+  if not pool or not kind then
+    -- MetadataService publishes a PoolMeta first; this is a producer bug.
+    ctx.log:error("a log of a pool without PoolMeta", { line = line })
+    return skip(ctx, line, "unenriched")
+  end
+  local ev = event(m, kind, pool)
+  ev.line = line
+  S.events = S.events + 1
+  local _, sig = S.det:accept(ev)
+  if S.emit_applied then applied(ev, line, arrival) end
+  if sig then signal(ctx, sig, line, 1, ev, arrival) end
+end
+
+local function on_removed(ctx, msg)
+  local m = cast(S.Retraction.ptr, (msg:bytes()))
+  local line, arrival = qty(m.ws_seq), tonumber(m.arrival_ns)
+  local ev = S.det:find(fstring(m.block_hash, 32), fstring(m.tx_hash, 32),
+                        qty(m.log_index))
+  if not ev then return skip(ctx, line, "removed_unmatched") end
+  ev.retracted_by_line = line
+  S.retracted = S.retracted + 1
+  skip(ctx, line, "retraction", ev.line)
+  local _, sig = S.det:retract(ev)
+  if sig then signal(ctx, sig, line, 2, ev, arrival) end
+end
+
+--- End of stream ------------------------------------------------------------------
+
+local function percentile(ring, q)
+  local n = ring.n < ring.cap and ring.n or ring.cap
+  if n == 0 then return nil end
+  local v = {}
+  for i = 1, n do v[i] = ring[i] end
+  sort(v)
+  return v[floor(q * (n - 1)) + 1]
+end
+
+-- Every pool's current state (report.pool_state's fields), by address.
+local function pool_states()
+  local out = {}
+  for _, p in ipairs(S.reg.pools) do
+    local ev, price = S.det:state(p)
+    local st = { price = price or false, kind = ev and ev.kind or false }
+    if ev and ev.kind == "v2_sync" then
+      st.reserve0, st.reserve1 = ev.reserve0, ev.reserve1
+    elseif ev then
+      st.sqrtPriceX96, st.liquidity, st.tick = ev.sqrtPriceX96, ev.liquidity,
+        ev.tick
+    end
+    out[p.address] = st
+  end
+  return out
+end
+
+local function finish(ctx, msg)
+  local lat = {}
+  for name, ring in pairs { signal = S.signal_lat, event = S.event_lat } do
+    lat[name] = { n = ring.n, p50 = percentile(ring, 0.5) or false,
+                  p99 = percentile(ring, 0.99) or false,
+                  max = percentile(ring, 1) or false }
+  end
+  S.pub_end {
+    service = ctx.name, events = S.events, retracted = S.retracted,
+    evaluations = S.det.evaluations, signals = S.signals,
+    signals_by_pair = S.by_pair, skipped = S.skipped,
+    by_reason = S.by_reason, latency_ns = lat, pools = pool_states(),
+    upstream = msg.data,
+  }
+end
+
+--- Service ------------------------------------------------------------------------
+
+local function contract_type(ctx, name)
+  local Ty = ctx.contracts and ctx.contracts:type(name)
+  if not Ty then
+    error(format("service '%s': needs the Bandit contracts (config "
+                 .. "contracts = \"services/contracts.yaml\")", ctx.name), 0)
+  end
+  return Ty
+end
+
+function M.init(ctx, opts)
+  local reg = setmetatable({ by_raw = {}, pools = {}, venues_by_pair = {} },
+                           Registry)
+  local window = opts.reorg_window
+  if window == nil then window = 100000 end
+  local cap = opts.latency_samples or 1000000
+  S = {
+    reg = reg, det = detector.new(reg, { reorg_window = window or nil }),
+    events = 0, retracted = 0, signals = 0, skipped = 0, by_reason = {},
+    by_pair = {}, emit_applied = opts.applied ~= false,
+    signal_lat = { n = 0, cap = cap }, event_lat = { n = 0, cap = cap },
+    State = contract_type(ctx, "PoolStateUpdate"),
+    Swap = contract_type(ctx, "SwapEvent"),
+    Retraction = contract_type(ctx, "LogRetraction"),
+    applied_msg = contract_type(ctx, "EventApplied"):new(),
+    pub_applied = ctx:publisher(T.applied),
+    pub_signal = ctx:publisher(T.signal),
+    pub_skipped = ctx:publisher(T.skipped),
+    pub_end = ctx:publisher(T.end_detector),
+  }
+end
+
+-- Contract kind codes to detector kinds, per message type.
+local STATE_KINDS = { [1] = "v2_sync", [3] = "v3_swap" }
+local SWAP_KINDS = { [2] = "v2_swap", [3] = "v3_swap" }
+
+M.handlers = {
+  [T.pool] = on_pool,
+  [T.enriched_state] = function(ctx, msg)
+    on_log(ctx, msg, S.State, STATE_KINDS)
+  end,
+  [T.enriched_swap] = function(ctx, msg)
+    on_log(ctx, msg, S.Swap, SWAP_KINDS)
+  end,
+  [T.enriched_removed] = on_removed,
+  [T.end_metadata] = finish,
+}
+
+--- Counters, for tests.
+function M.stats()
+  return { events = S.events, retracted = S.retracted, signals = S.signals,
+           evaluations = S.det.evaluations, skipped = S.skipped }
+end
+
+return M

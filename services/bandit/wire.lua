@@ -1,0 +1,243 @@
+-- wire.lua -- Bandit events <-> the typed contract messages the engine
+-- services exchange (services/contracts.yaml), and the topic names.
+--
+-- Invariant: a message carries exactly what abi.decode read (same bits,
+-- same positions), so every service downstream of the adapter renders
+-- the same fields and prices as the offline oracle. Hex goes to bytes
+-- through a 64 KiB pair table (one load per byte), bytes go back to hex
+-- or decimal only where something is written for people.
+local ffi = require "ffi"
+local bigint = require "mycelium.bigint"
+local eip55 = require "mycelium.eip55"
+
+local cast, fstring, copy, fill = ffi.cast, ffi.string, ffi.copy, ffi.fill
+local byte, format, find, sub = string.byte, string.format, string.find,
+  string.sub
+local type, tonumber, tostring, concat = type, tonumber, tostring,
+  table.concat
+
+local M = {}
+
+--- Topics -------------------------------------------------------------------
+
+--- Every topic of the pipeline, in flow order. Services take these names;
+--- only tests and tools should ever need another set.
+M.TOPICS = {
+  raw = "bandit.raw",                      -- raw text lines (injected)
+  log_state = "bandit.log.state",          -- adapter: PoolStateUpdate
+  log_swap = "bandit.log.swap",            -- adapter: SwapEvent
+  log_removed = "bandit.log.removed",      -- adapter: LogRetraction
+  token = "bandit.token",                  -- metadata: InstrumentMeta
+  pool = "bandit.pool",                    -- metadata: PoolMeta
+  enriched_state = "bandit.enriched.state",
+  enriched_swap = "bandit.enriched.swap",
+  enriched_removed = "bandit.enriched.removed",
+  applied = "bandit.applied",              -- detector: EventApplied
+  signal = "bandit.signal",                -- detector: ArbitrageSignal
+  skipped = "bandit.skipped",              -- everyone: {line, reason, ...}
+  -- End of a finite stream, forwarded stage by stage behind everything
+  -- the stage emitted before it (a table with that stage's counts).
+  end_feeder = "bandit.end.feeder",
+  end_adapter = "bandit.end.adapter",
+  end_metadata = "bandit.end.metadata",
+  end_detector = "bandit.end.detector",
+}
+
+--- Event kinds as numbered in the contracts.
+M.KIND_CODE = { v2_sync = 1, v2_swap = 2, v3_swap = 3 }
+M.KIND_NAME = { "v2_sync", "v2_swap", "v3_swap" }
+
+--- Clock --------------------------------------------------------------------
+
+-- The engine clock is virtual under mycelium.testing; latencies need the
+-- real one. clock_gettime may already be declared in this Lua state (by
+-- mycelium.testing, with its own struct), so call it through a pointer.
+if not pcall(function() return ffi.C.clock_gettime end) then
+  ffi.cdef "int clock_gettime(int, void *);"
+end
+local gettime = cast("int (*)(int, void *)", ffi.C.clock_gettime)
+local ts = ffi.new("int64_t[2]")
+local CLOCK_MONOTONIC = 1
+
+--- CLOCK_MONOTONIC in nanoseconds (a double: exact for 104 days of uptime).
+function M.now_ns()
+  gettime(CLOCK_MONOTONIC, ts)
+  return tonumber(ts[0]) * 1e9 + tonumber(ts[1])
+end
+
+--- Hex -> bytes -------------------------------------------------------------
+
+local u8p, u16p = ffi.typeof("uint8_t *"), ffi.typeof("const uint16_t *")
+
+-- PAIR[two ASCII hex digits read as one little-endian u16] = their byte.
+-- Callers pass validated hex only (abi.decode checked every digit).
+local PAIR = ffi.new("uint8_t[65536]")
+do
+  local HEXV = bigint.HEXV
+  for hi = 0, 255 do
+    for lo = 0, 255 do
+      if HEXV[hi] >= 0 and HEXV[lo] >= 0 then
+        PAIR[hi + 256 * lo] = HEXV[hi] * 16 + HEXV[lo]
+      end
+    end
+  end
+end
+
+--- Writes the n bytes spelled by the 2n hex digits of s at 1-based
+--- position i into dst, in order (hashes, addresses).
+function M.put_hex(dst, s, i, n)
+  local p = cast(u16p, cast("const char *", s) + (i - 1))
+  dst = cast(u8p, dst)
+  for k = 0, n - 1 do dst[k] = PAIR[p[k]] end
+end
+local put_hex = M.put_hex
+
+--- Writes the 32-byte ABI word at 1-based position i of s into dst
+--- little-endian (the U256 / I256 layout: the same bits reversed).
+function M.put_word_le(dst, s, i)
+  local p = cast(u16p, cast("const char *", s) + (i - 1))
+  dst = cast(u8p, dst)
+  for k = 0, 31 do dst[31 - k] = PAIR[p[k]] end
+end
+local put_word_le = M.put_word_le
+
+--- u64 quantities -----------------------------------------------------------
+
+local U64_MAX = "18446744073709551615"
+
+--- A quantity as abi.decode returns it (a number, or a decimal string
+--- above 2^53) as a value for a u64 field, or nil when it needs more
+--- than 64 bits.
+function M.u64(v)
+  if type(v) == "number" then return v end
+  if type(v) ~= "string" or not find(v, "^%d+$") then return nil end
+  v = v:gsub("^0+(%d)", "%1")
+  if #v > 20 or (#v == 20 and v > U64_MAX) then return nil end
+  local x = 0ULL
+  for k = 1, #v do x = x * 10 + (byte(v, k) - 48) end
+  return x
+end
+
+--- A u64 field read back as the decoder gives quantities: a Lua number
+--- up to 2^53, else its decimal string.
+function M.qty(x)
+  if x <= 9007199254740992ULL then return tonumber(x) end
+  return (tostring(x):gsub("ULL$", ""))
+end
+
+--- Adapter: decoded event -> message ---------------------------------------
+
+local W = {}
+for k = 1, 5 do W[k] = 3 + 64 * (k - 1) end
+
+-- Position fields shared by every log message.
+local function put_position(m, ev, line, arrival)
+  m.block, m.tx_index, m.log_index = ev.block, ev.txIndex, ev.logIndex
+  m.ws_seq, m.arrival_ns = line, arrival
+  put_hex(m.block_hash, ev.blockHash, 3, 32)
+  put_hex(m.tx_hash, ev.txHash, 3, 32)
+  put_hex(m.pool, ev.pool.key, 3, 20)
+end
+
+--- Fills a zeroed PoolStateUpdate from a decoded v2_sync. Positions must
+--- fit u64 (M.positions_fit).
+function M.fill_sync(m, ev, line, arrival)
+  put_position(m, ev, line, arrival)
+  m.kind = 1
+  local d = ev.data
+  put_word_le(m.reserve0, d, W[1])
+  put_word_le(m.reserve1, d, W[2])
+end
+
+--- Fills a zeroed SwapEvent from a decoded v2_swap or v3_swap.
+function M.fill_swap(m, ev, line, arrival)
+  put_position(m, ev, line, arrival)
+  local d, t = ev.data, ev.topics
+  -- Address topics: the address is the last 20 of 32 bytes.
+  put_hex(m.sender, t[2], 27, 20)
+  put_hex(m.recipient, t[3], 27, 20)
+  if ev.kind == "v2_swap" then
+    m.kind = 2
+    put_word_le(m.amount0_in, d, W[1])
+    put_word_le(m.amount1_in, d, W[2])
+    put_word_le(m.amount0_out, d, W[3])
+    put_word_le(m.amount1_out, d, W[4])
+    return
+  end
+  m.kind = 3
+  put_word_le(m.amount0, d, W[1])
+  put_word_le(m.amount1, d, W[2])
+  put_word_le(m.sqrt_price_x96, d, W[3])
+  put_word_le(m.liquidity, d, W[4])
+  m.tick = ev.tick
+end
+
+--- Converts an event's positions for the u64 fields in place; false when
+--- one needs more than 64 bits (the adapter then skips it as bad_data).
+function M.positions_fit(ev)
+  local b, t, l = ev.block, ev.txIndex, ev.logIndex
+  if type(b) == "number" and type(t) == "number" and type(l) == "number" then
+    return true
+  end
+  b, t, l = M.u64(b), M.u64(t), M.u64(l)
+  if not (b and t and l) then return false end
+  ev.block, ev.txIndex, ev.logIndex = b, t, l
+  return true
+end
+
+--- Detector and recorder: message -> fields --------------------------------
+
+--- The raw bytes of a byte-array field as a Lua string (table keys).
+function M.bytes(field, n) return fstring(field, n) end
+
+local HEX = {}
+for i = 0, 255 do HEX[i] = format("%02x", i) end
+
+--- Lowercase 0x-hex of n bytes at p.
+function M.hex(p, n)
+  p = cast("const uint8_t *", p)
+  local out = {}
+  for i = 0, n - 1 do out[i + 1] = HEX[p[i]] end
+  return "0x" .. concat(out)
+end
+
+--- EIP-55 form of a 20-byte address field.
+function M.address(p) return (eip55.checksum(M.hex(p, 20))) end
+
+local tmp = bigint.new()
+
+--- Decimal text of a 32-byte little-endian U256 (signed: an I256).
+function M.dec(p, signed)
+  tmp:set_bytes_le(p, 32, signed)
+  return tmp:tostring()
+end
+
+--- Copies a Lua string into a String field of capacity cap; false when it
+--- does not fit (the caller decides what that means).
+function M.set_string(field, s, cap)
+  local n = #s
+  if n > cap then return false end
+  copy(field.data, s, n)
+  if n < cap then fill(field.data + n, cap - n) end
+  field.len = n
+  return true
+end
+
+--- The text of a String field.
+function M.string(field) return fstring(field.data, field.len) end
+
+--- 20 raw bytes of a 0x address in any case, or nil.
+function M.address_bytes(s)
+  if type(s) ~= "string" or #s ~= 42 or not find(s, "^0[xX]%x+$") then
+    return nil
+  end
+  local b = ffi.new("uint8_t[20]")
+  put_hex(b, s, 3, 20)
+  return fstring(b, 20)
+end
+
+--- Lowercase 0x-hex key of 20 raw address bytes (registry keys).
+function M.key_of(raw) return M.hex(raw, #raw) end
+
+M.sub = sub
+return M

@@ -1,0 +1,280 @@
+-- polygon_adapter.lua -- PolygonAdapter: Polygon log notifications in,
+-- typed messages out (docs/BANDIT.md; README §2 rules 1, 2, 4-7, and the
+-- shape of rule 3's removed logs, whose match is the detector's).
+--
+-- Invariant: every message of the stream counts as one line (the
+-- eth_subscribe reply is line 1) and ends as exactly one of: a typed log
+-- message (PoolStateUpdate, SwapEvent, LogRetraction) or a skipped record
+-- with its reason. Nothing in a message can make a handler raise.
+--
+-- Sources (opts.source): "ws" subscribes through mycelium.jsonrpc over
+-- mycelium.ws to opts.url (default $POLYGON_WS_URL) and resubscribes
+-- after every reconnect; "topic" takes raw text lines from opts.raw_topic
+-- (tests, and replays fed by examples/bandit/feeder.lua).
+local abi = require "bandit.abi"
+local registry = require "bandit.registry"
+local wire = require "bandit.wire"
+
+local format, type, tostring, tonumber, pairs, ipairs =
+  string.format, type, tostring, tonumber, pairs, ipairs
+local now_ns = wire.now_ns
+
+local T = wire.TOPICS
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]+$") or "."
+local DATA = here .. "/../examples/bandit/data/"
+
+local M = {}
+
+-- Service state (one instance per Lua state).
+local S
+
+-- Skipped lines: counted by reason, published, logged (the first of each
+-- reason as a warning, the rest at debug: a faulty feed must not flood
+-- the log).
+local function skip(ctx, line, reason)
+  S.skipped = S.skipped + 1
+  local n = (S.by_reason[reason] or 0) + 1
+  S.by_reason[reason] = n
+  S.pub_skipped { line = line, reason = reason, service = ctx.name }
+  local fields = { line = line, reason = reason, count = n }
+  if n == 1 then
+    ctx.log:warn("skipped a message: " .. reason, fields)
+  else
+    ctx.log:debug("skipped a message: " .. reason, fields)
+  end
+end
+
+-- Block and transaction index of a removed log say where it was, for
+-- people; only the identity matters, so a strange one reads as 0.
+local function informational(v)
+  local n = v and tonumber(v)
+  if n and n >= 0 and n < 2 ^ 53 then return n end
+  return 0
+end
+
+-- Rule 3: the identity of a removed log goes to the detector, which alone
+-- knows whether it matches an accepted log. One that cannot identify a
+-- log (malformed hashes or index) can match nothing.
+local function removal(ctx, line, view, arrival)
+  local bh, th, li = abi.log_key(view)
+  li = bh and wire.u64(li)
+  if not li then return skip(ctx, line, "removed_unmatched") end
+  local c = abi.canonical(view)
+  local m = ctx:new("LogRetraction")
+  m.block, m.tx_index = informational(c.blockNumber),
+    informational(c.transactionIndex)
+  m.log_index, m.ws_seq, m.arrival_ns = li, line, arrival
+  local layout = c.topics and c.topics[1] and abi.LAYOUT[c.topics[1]]
+  m.kind = layout and wire.KIND_CODE[layout.kind] or 0
+  wire.put_hex(m.block_hash, bh, 3, 32)
+  wire.put_hex(m.tx_hash, th, 3, 32)
+  if c.address and #c.address == 42 then wire.put_hex(m.pool, c.address, 3, 20) end
+  S.removed = S.removed + 1
+  S.pub_removed(m)
+end
+
+local function accept(ctx, line, ev, arrival)
+  -- Positions beyond 64 bits cannot come from a node; the contracts
+  -- carry u64 (docs/BANDIT.md, engine decisions).
+  if not wire.positions_fit(ev) then return skip(ctx, line, abi.BAD_DATA) end
+  if ev.kind == "v2_sync" then
+    local m = ctx:new("PoolStateUpdate")
+    wire.fill_sync(m, ev, line, arrival)
+    S.pub_state(m)
+  else
+    local m = ctx:new("SwapEvent")
+    wire.fill_swap(m, ev, line, arrival)
+    S.pub_swap(m)
+  end
+  S.accepted = S.accepted + 1
+end
+
+local function finish(ctx, why)
+  if S.ended then return end
+  S.ended = true
+  ctx.log:info("end of stream: " .. why, { lines = S.line })
+  S.pub_end {
+    service = ctx.name, lines = S.line, subscription_id = S.sub_id or false,
+    accepted = S.accepted, removed = S.removed, skipped = S.skipped,
+    by_reason = S.by_reason, reason = why,
+  }
+end
+
+--- One message of the stream, exactly as received. Exposed for tests and
+--- for the ws callbacks; the handler of opts.raw_topic calls it too.
+function M.process(ctx, text)
+  local arrival = now_ns()
+  local line = S.line + 1
+  S.line = line
+  S.last_ns = arrival
+  if S.expect_reply and line == 1 then
+    local id, why = abi.subscription_reply(text)
+    S.sub_id = id
+    if not id then
+      ctx.log:error("line 1 is not the eth_subscribe reply (" .. why ..
+                    "): every notification will be foreign", { line = 1 })
+    end
+  else
+    local view, reason = abi.envelope(text, S.sub_id)
+    if not view then
+      skip(ctx, line, reason)
+    elseif view.removed == true then
+      removal(ctx, line, view, arrival)
+    else
+      local ev
+      ev, reason = abi.decode(view, S.reg)
+      if ev then accept(ctx, line, ev, arrival) else skip(ctx, line, reason) end
+    end
+  end
+  if S.end_after and line >= S.end_after then finish(ctx, "line count reached") end
+end
+
+--- WebSocket source ------------------------------------------------------------
+
+-- The three topic0 filters of the README's eth_subscribe request.
+local FILTER = { "logs", { topics = { { abi.TOPIC_SYNC, abi.TOPIC_V2_SWAP,
+                                        abi.TOPIC_V3_SWAP } } } }
+M.FILTER = FILTER
+
+-- Pauses the socket while a consumer downstream fills up, instead of
+-- letting its mailbox drop logs (which would change every later signal).
+local function flow(ctx)
+  local worst = 0
+  for _, t in ipairs(S.watch) do
+    local p = ctx:pressure(t)
+    if p > worst then worst = p end
+  end
+  if not S.paused and worst > S.high then
+    S.paused = true
+    S.rpc:pause()
+  elseif S.paused and worst < S.low then
+    S.paused = false
+    S.rpc:resume()
+  end
+end
+
+local function start_ws(ctx, opts)
+  local ok, jsonrpc = pcall(require, "mycelium.jsonrpc")
+  if not ok then
+    error(format("service '%s': source 'ws' needs mycelium.jsonrpc, which "
+                 .. "this build lacks (%s); use source = 'topic'", ctx.name,
+                 tostring(jsonrpc)), 0)
+  end
+  local url = opts.url or os.getenv("POLYGON_WS_URL")
+  if type(url) ~= "string" or url == "" then
+    error(format("service '%s': opts.url or POLYGON_WS_URL must name the "
+                 .. "node (ws:// or wss://)", ctx.name), 0)
+  end
+  S.url = url
+  -- Whatever jsonrpc does not route to our subscription (malformed text,
+  -- other subscriptions, stray replies) is still a line of the stream.
+  local wsopts = {
+    on_invalid = function(_, text) M.process(ctx, text) end,
+    on_open = function(_, again)
+      ctx.log:info(again and "reconnected, resubscribing" or "connected",
+                   { url = url })
+    end,
+  }
+  for _, k in ipairs { "ca_file", "insecure", "timeout_ms", "backoff",
+                       "ping_interval_ms", "max_message" } do
+    if opts[k] ~= nil then wsopts[k] = opts[k] end
+  end
+  S.rpc = jsonrpc.connect(ctx, url, wsopts)
+  S.expect_reply = false
+  S.rpc:subscribe(FILTER, function(text) M.process(ctx, text) end, {
+    raw = true,
+    on_subscribed = function(_, id)
+      -- The first reply is line 1 of the stream; a reconnect's reply is
+      -- not a line (the node continues the same stream of logs).
+      if not S.subscribed then S.line = S.line + 1 end
+      S.subscribed, S.sub_id = true, id
+      ctx.log:info("subscribed to logs", { subscription = id })
+    end,
+    on_error = function(_, err)
+      ctx.log:error("eth_subscribe failed: " .. tostring(err.message or err),
+                    { url = url })
+    end,
+  })
+  ctx:every(S.flow_ms, flow)
+end
+
+--- Service ------------------------------------------------------------------------
+
+local function list(v, default)
+  if v == nil then return default end
+  if type(v) == "string" then return { v } end
+  return v
+end
+
+function M.init(ctx, opts)
+  local reg, err = registry.load(opts.pools or DATA .. "pools.json",
+                                 opts.tokens or DATA .. "tokens.json")
+  if not reg then
+    error(format("service '%s': cannot load the pool registry: %s",
+                 ctx.name, tostring(err)), 0)
+  end
+  S = {
+    reg = reg, line = 0, sub_id = opts.subscription, accepted = 0,
+    removed = 0, skipped = 0, by_reason = {}, ended = false,
+    expect_reply = opts.subscription == nil, end_after = opts.end_after,
+    last_ns = now_ns(), flow_ms = opts.flow_ms or 1,
+    high = opts.pause_above or 0.5, low = opts.resume_below or 0.25,
+    watch = list(opts.watch, { T.log_state, T.enriched_state, T.applied }),
+    pub_state = ctx:publisher(T.log_state),
+    pub_swap = ctx:publisher(T.log_swap),
+    pub_removed = ctx:publisher(T.log_removed),
+    pub_skipped = ctx:publisher(T.skipped),
+    pub_end = ctx:publisher(T.end_adapter),
+  }
+  local source = opts.source or ((opts.url or os.getenv("POLYGON_WS_URL"))
+                                 and "ws" or "topic")
+  S.source = source
+  if source == "topic" then
+    S.raw_topic = opts.raw_topic or T.raw
+    ctx:subscribe(S.raw_topic)
+    ctx:subscribe(T.end_feeder)
+  elseif source == "ws" then
+    start_ws(ctx, opts)
+  else
+    error(format("service '%s': opts.source must be 'ws' or 'topic', got %s",
+                 ctx.name, tostring(source)), 0)
+  end
+  if opts.idle_end_ms then
+    -- A live stream has no end; a replay ends when it falls silent.
+    ctx:every(opts.idle_end_ms / 4, function()
+      if S.line > 0 and now_ns() - S.last_ns > opts.idle_end_ms * 1e6 then
+        finish(ctx, "idle for " .. opts.idle_end_ms .. " ms")
+      end
+    end)
+  end
+end
+
+function M.on_message(ctx, msg)
+  local topic = msg.topic
+  if topic == S.raw_topic then
+    local data = msg.data
+    if type(data) ~= "string" then
+      -- Only raw text is a line; anything else is somebody's bug.
+      S.line = S.line + 1
+      return skip(ctx, S.line, abi.MALFORMED_JSON)
+    end
+    return M.process(ctx, data)
+  end
+  if topic == T.end_feeder then return finish(ctx, "the feeder ended") end
+end
+
+--- Counters, for tests and the recorder's summary.
+function M.stats()
+  local t = {}
+  for k, v in pairs(S) do
+    if type(v) ~= "function" and type(v) ~= "table" then t[k] = v end
+  end
+  t.by_reason = S.by_reason
+  return t
+end
+
+function M.stop()
+  if S and S.rpc then S.rpc:close() end
+end
+
+return M
