@@ -10,7 +10,8 @@
 -- Where metadata comes from, first hit wins: the bundled pool and token
 -- lists (opts.pools, opts.tokens); then, per unknown token, the service's
 -- memory, Redis (opts.redis: read-through, what is learned is written
--- back), then eth_call symbol()/decimals() on the node (opts.rpc).
+-- back), then eth_call symbol()/decimals() on the node (opts.rpc) or
+-- the function of opts.lookup.
 --
 -- The hold rule (docs/BANDIT.md): a log whose pool has a token not known
 -- yet starts a lookup and waits; every later log waits behind it, so
@@ -215,7 +216,7 @@ local function look_up(ctx, t)
   if t.state ~= "unknown" then return end
   t.state = "pending"
   S.lookups = S.lookups + 1
-  S.cache:get(t.key, load_token, function(v, err, source)
+  S.cache:get(t.key, S.loader, function(v, err, source)
     if t.state ~= "pending" then return end -- gave up on it (hold_ms)
     local symbol = type(v) == "table" and v.symbol or nil
     if symbol ~= nil and type(symbol) ~= "string" then symbol = nil end
@@ -409,6 +410,20 @@ local function open_rpc(ctx, url)
   return jsonrpc.connect(ctx, url)
 end
 
+-- opts.lookup: a Lua file returning function(ctx, address, done) that
+-- answers done({symbol =, decimals =}) or done(nil, why), now or later;
+-- it replaces eth_call (another source of token metadata, or a test's).
+local function custom_loader(ctx, path)
+  local chunk, err = loadfile(path)
+  local ok, fn = chunk ~= nil, nil
+  if ok then ok, fn = pcall(chunk) end
+  if not ok or type(fn) ~= "function" then
+    error(format("service '%s': opts.lookup %s must return a function: %s",
+                 ctx.name, tostring(path), tostring(err or fn)), 0)
+  end
+  return function(key, done) return fn(ctx, key, done) end
+end
+
 function M.init(ctx, opts)
   local chain = opts.chain_id or 137
   if type(chain) ~= "number" or chain < 1 or chain ~= floor(chain) then
@@ -440,6 +455,8 @@ function M.init(ctx, opts)
   end
   S.cache = cache
   S.rpc = open_rpc(ctx, opts.rpc)
+  S.loader = load_token
+  if opts.lookup ~= nil then S.loader = custom_loader(ctx, opts.lookup) end
 end
 
 --- Counters and what is known, for tests and the summary.

@@ -133,6 +133,11 @@ end
 --- A registry from { {label, dex, kind, sym0, sym1, fee}, ... } and token
 --- decimals { {sym, dec}, ... }; pool addresses are H.addr(label).
 function H.registry(pools, tokens)
+  return assert(registry.new(H.registry_data(pools, tokens)))
+end
+
+--- The pools.json and tokens.json arrays of H.registry's arguments.
+function H.registry_data(pools, tokens)
   local toks = H.tokens(tokens)
   local by_sym = {}
   for _, t in ipairs(toks) do by_sym[t.symbol] = t.address end
@@ -143,7 +148,22 @@ function H.registry(pools, tokens)
                     token1 = by_sym[p[5]] or p[5], fee_ppm = p[6],
                     label = p[1] }
   end
-  return assert(registry.new(ps, toks))
+  return ps, toks
+end
+
+--- Writes H.registry_data's arrays as dir/pools.json and dir/tokens.json;
+--- returns both paths. `edit(pools, tokens)` may change them first.
+function H.write_registry(dir, pools, tokens, edit)
+  local cjson = require "cjson"
+  local ps, toks = H.registry_data(pools, tokens)
+  if edit then edit(ps, toks) end
+  local paths = { dir .. "/pools.json", dir .. "/tokens.json" }
+  for i, v in ipairs { ps, toks } do
+    local f = assert(io.open(paths[i], "wb"))
+    f:write(#v == 0 and "[]" or cjson.encode(v))
+    f:close()
+  end
+  return paths[1], paths[2]
 end
 
 --- Files ---------------------------------------------------------------------------
