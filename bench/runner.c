@@ -57,6 +57,8 @@ static const bench_scenario scenarios[] = {
      bench_workers},
     {"typed", "typed SwapEvent vs raw string vs table, Lua -> Lua, one worker",
      bench_typed},
+    {"bandit", "Bandit end to end: capture loop -> adapter -> metadata -> "
+     "detector", bench_bandit},
     {NULL, NULL, NULL}};
 
 static int wanted(int argc, char **argv, const char *name) {

@@ -18,12 +18,19 @@ local ffi = require "ffi"
 local detector = require "bandit.detector"
 local wire = require "bandit.wire"
 
-local format, tostring, tonumber, ipairs, pairs, sort, floor, setmetatable =
-  string.format, tostring, tonumber, ipairs, pairs, table.sort, math.floor,
-  setmetatable
+local format, type, tostring, tonumber, ipairs, pairs, sort, floor =
+  string.format, type, tostring, tonumber, ipairs, pairs, table.sort, math.floor
+local setmetatable, rawget = setmetatable, rawget
 local lower = string.lower
-local cast, copy, fstring = ffi.cast, ffi.copy, ffi.string
+local cast, copy, fill, fstring = ffi.cast, ffi.copy, ffi.fill, ffi.string
 local now_ns, qty = wire.now_ns, wire.qty
+local KIND_CODE = wire.KIND_CODE
+
+-- A position (number, or decimal string above 2^53) for a u64 field.
+local function u64(v)
+  if type(v) == "number" then return v end
+  return wire.u64(v)
+end
 
 local T = wire.TOPICS
 
@@ -83,13 +90,23 @@ local function sample(ring, v)
   ring[(n - 1) % ring.cap + 1] = v
 end
 
+-- The pool's state after ev, as bytes: rendering its price costs more
+-- than the rest of an event, so whoever wants it (the recorder) renders
+-- it from the exact inputs.
 local function applied(ev, line, arrival)
   local a = S.applied_msg
   local t = now_ns()
-  a.ws_seq, a.block, a.log_index = line, ev.block_u64, ev.logIndex
-  a.arrival_ns, a.applied_ns, a.kind = arrival, t, ev.kind_code
+  a.ws_seq, a.block, a.log_index = line, u64(ev.block), u64(ev.logIndex)
+  a.arrival_ns, a.applied_ns, a.kind = arrival, t, KIND_CODE[ev.kind]
   copy(a.pool, ev.pool.raw, 20)
-  wire.set_string(a.price, ev.price or "", 160)
+  local cur, live = S.det:current(ev.pool)
+  if live then
+    a.state_kind = cur.kind == "v2_sync" and 1 or 3
+    copy(a.state_a, cur.state, 64) -- state_a and state_b are adjacent
+  else
+    a.state_kind = 0
+    fill(a.state_a, 64)
+  end
   S.pub_applied(a)
   sample(S.event_lat, t - arrival)
 end
@@ -109,7 +126,7 @@ end
 local function signal(ctx, sig, line, trigger, ev, arrival)
   local m = ctx:new("ArbitrageSignal")
   local b = sig.buy
-  m.block, m.log_index, m.ws_seq = ev.block_u64, ev.logIndex, line
+  m.block, m.log_index, m.ws_seq = u64(ev.block), u64(ev.logIndex), line
   m.arrival_ns, m.trigger = arrival, trigger
   copy(m.token0, b.t0raw, 20)
   copy(m.token1, b.t1raw, 20)
@@ -135,18 +152,24 @@ local STATE_AT = { reserve0 = 0, reserve1 = 32, sqrtPriceX96 = 0,
                    liquidity = 32 }
 local EVENT_MT = { __index = function(ev, k)
   local at = STATE_AT[k]
-  if at and ev.state then return wire.dec(cast("const uint8_t *", ev.state) + at) end
+  local st = (at or k == "tick") and rawget(ev, "state")
+  if not st then return nil end
+  local p = cast("const uint8_t *", st)
+  if k == "tick" then return cast("const int32_t *", p + 64)[0] end
+  return wire.dec(p + at)
 end }
 
--- A detector event from a PoolStateUpdate or SwapEvent struct.
+-- A detector event from a PoolStateUpdate or SwapEvent struct. Its state
+-- is the bytes of the message: reserve0 and reserve1 (64), or
+-- sqrtPriceX96, liquidity and tick (68), adjacent in both types. At most
+-- 15 fields: 16 hash slots, where one more would double the table.
 local function event(m, kind, pool)
   local st = nil
   if kind == "v2_sync" then st = fstring(m.reserve0, 64)
-  elseif kind == "v3_swap" then st = fstring(m.sqrt_price_x96, 64) end
+  elseif kind == "v3_swap" then st = fstring(m.sqrt_price_x96, 68) end
   return setmetatable({
-    kind = kind, kind_code = wire.KIND_CODE[kind], pool = pool, state = st,
-    tick = kind == "v3_swap" and m.tick or nil,
-    block = qty(m.block), block_u64 = m.block, txIndex = qty(m.tx_index),
+    kind = kind, pool = pool, state = st,
+    block = qty(m.block), txIndex = qty(m.tx_index),
     logIndex = qty(m.log_index), blockHash = fstring(m.block_hash, 32),
     txHash = fstring(m.tx_hash, 32), line = nil, price = nil,
     retracted = nil, older = nil, newer = nil, prev_tx = nil, next_tx = nil,
@@ -166,6 +189,7 @@ local function on_log(ctx, msg, Ty, kinds)
   local ev = event(m, kind, pool)
   ev.line = line
   S.events = S.events + 1
+  if S.events == 1 then S.first_ns = now_ns() end
   local _, sig = S.det:accept(ev)
   if S.emit_applied then applied(ev, line, arrival) end
   if sig then signal(ctx, sig, line, 1, ev, arrival) end
@@ -177,7 +201,6 @@ local function on_removed(ctx, msg)
   local ev = S.det:find(fstring(m.block_hash, 32), fstring(m.tx_hash, 32),
                         qty(m.log_index))
   if not ev then return skip(ctx, line, "removed_unmatched") end
-  ev.retracted_by_line = line
   S.retracted = S.retracted + 1
   skip(ctx, line, "retraction", ev.line)
   local _, sig = S.det:retract(ev)
@@ -213,6 +236,7 @@ local function pool_states()
 end
 
 local function finish(ctx, msg)
+  local last = now_ns() -- before sorting the samples below
   local lat = {}
   for name, ring in pairs { signal = S.signal_lat, event = S.event_lat } do
     lat[name] = { n = ring.n, p50 = percentile(ring, 0.5) or false,
@@ -224,7 +248,7 @@ local function finish(ctx, msg)
     evaluations = S.det.evaluations, signals = S.signals,
     signals_by_pair = S.by_pair, skipped = S.skipped,
     by_reason = S.by_reason, latency_ns = lat, pools = pool_states(),
-    upstream = msg.data,
+    first_ns = S.first_ns or false, last_ns = last, upstream = msg.data,
   }
 end
 
@@ -242,11 +266,17 @@ end
 function M.init(ctx, opts)
   local reg = setmetatable({ by_raw = {}, pools = {}, venues_by_pair = {} },
                            Registry)
+  -- Only the newest accepted logs can be retracted: reorgs drop recent
+  -- blocks (tens on Polygon at worst), and 10 000 logs of tracked pools
+  -- are a hundred blocks even at a hundred per block. Unbounded history
+  -- would cost memory and garbage-collector time per event for ever.
+  -- false keeps everything, as the offline oracle does.
   local window = opts.reorg_window
-  if window == nil then window = 100000 end
+  if window == nil then window = 10000 end
   local cap = opts.latency_samples or 1000000
   S = {
-    reg = reg, det = detector.new(reg, { reorg_window = window or nil }),
+    reg = reg, det = detector.new(reg, { reorg_window = window or nil,
+                                         lazy_prices = true }),
     events = 0, retracted = 0, signals = 0, skipped = 0, by_reason = {},
     by_pair = {}, emit_applied = opts.applied ~= false,
     signal_lat = { n = 0, cap = cap }, event_lat = { n = 0, cap = cap },

@@ -89,14 +89,14 @@ local function accept(ctx, line, ev, arrival)
   S.accepted = S.accepted + 1
 end
 
-local function finish(ctx, why)
+local function finish(ctx, why, upstream)
   if S.ended then return end
   S.ended = true
   ctx.log:info("end of stream: " .. why, { lines = S.line })
   S.pub_end {
     service = ctx.name, lines = S.line, subscription_id = S.sub_id or false,
     accepted = S.accepted, removed = S.removed, skipped = S.skipped,
-    by_reason = S.by_reason, reason = why,
+    by_reason = S.by_reason, reason = why, upstream = upstream,
   }
 end
 
@@ -260,7 +260,9 @@ function M.on_message(ctx, msg)
     end
     return M.process(ctx, data)
   end
-  if topic == T.end_feeder then return finish(ctx, "the feeder ended") end
+  if topic == T.end_feeder then
+    return finish(ctx, "the feeder ended", msg.data)
+  end
 end
 
 --- Counters, for tests and the recorder's summary.

@@ -52,7 +52,7 @@ void myc__strfree(const myc__alloc *a, char *s) {
     myc__free(a, s, strlen(s) + 1);
 }
 
-/* Class of a small block (0 for 1..16 bytes), or -1 above 256 bytes. */
+/* Class of a small block (0 for 1..16 bytes), or -1 above 512 bytes. */
 static int lua_class(size_t n) {
   return n <= 16 * MYC_LUA_CLASSES ? (int)((n + 15) / 16) - 1 : -1;
 }

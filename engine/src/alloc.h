@@ -24,12 +24,14 @@ void myc__free(const myc__alloc *a, void *p, size_t n);
 char *myc__strdup(const myc__alloc *a, const char *s);
 void myc__strfree(const myc__alloc *a, char *s);
 
-/* Small Lua blocks (up to 256 bytes, in 16-byte classes) freed by the
+/* Small Lua blocks (up to 512 bytes, in 16-byte classes) freed by the
  * garbage collector are kept for the next allocation of their class: a
  * handler that makes a table or a cdata per message would otherwise pay a
- * malloc and a free for each. */
-#define MYC_LUA_CLASSES 16
-#define MYC_LUA_CACHE_BYTES (1u << 20) /* cached per state, at most */
+ * malloc and a free for each.  512, not 256: a table of 9 to 16 named
+ * fields has a 384-byte hash part (Bandit keeps one per log), and one GC
+ * cycle of a busy service frees more than 1 MiB of such blocks. */
+#define MYC_LUA_CLASSES 32
+#define MYC_LUA_CACHE_BYTES (4u << 20) /* cached per state, at most */
 
 /* Per-Lua-state accounting.  'used' is read by other threads (status), so
  * it is atomic; only the owning worker writes it, and only it touches the
@@ -46,7 +48,7 @@ typedef struct {
 
 /* A lua_Alloc that counts bytes in the myc__lua_budget 'ud' and refuses to
  * grow past its limit (shrinking and freeing always succeed, as Lua
- * requires).  Blocks of up to 256 bytes come from the base hook in their
+ * requires).  Blocks of up to 512 bytes come from the base hook in their
  * class size and return to the cache. */
 void *myc__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 

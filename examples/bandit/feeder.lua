@@ -46,7 +46,7 @@ end
 local function finish(ctx)
   S.done = true
   S.pub_end { service = ctx.name, lines = S.sent, loops = S.loop,
-              seconds = (now_ns() - S.t0) / 1e9 }
+              t0_ns = S.t0, seconds = (now_ns() - S.t0) / 1e9 }
 end
 
 -- Sends up to n lines; returns false once the capture is played out.

@@ -16,6 +16,8 @@ package.path = here .. "/../../services/?.lua;" .. package.path
 local ffi = require "ffi"
 local wire = require "bandit.wire"
 local report = require "bandit.report"
+local pricing = require "bandit.pricing"
+local bigint = require "mycelium.bigint"
 local registry = require "bandit.registry"
 
 local format, concat, sort, floor = string.format, table.concat, table.sort,
@@ -45,6 +47,7 @@ local function on_pool(_, msg)
     address = address(m.pool), dex = tostring(m.dex), pair = tostring(m.pair),
     token0 = address(m.token0), token1 = address(m.token1),
     fee_ppm = m.fee_ppm, label = tostring(m.label),
+    dec0 = m.decimals0, dec1 = m.decimals1,
   }
 end
 
@@ -85,10 +88,26 @@ local function on_event(msg, Ty, kinds)
   S.by_kind[kind] = (S.by_kind[kind] or 0) + 1
 end
 
+-- The mid price of the pool state an EventApplied carries (README §3),
+-- or false when it has none.
+local num, den, sq = bigint.new(), bigint.new(), bigint.new()
+local function price_of(m)
+  local pool = S.pools[fstring(m.pool, 20)]
+  if m.state_kind == 0 or not pool then return false end
+  if m.state_kind == 1 then
+    den:set_bytes_le(m.state_a, 32)
+    num:set_bytes_le(m.state_b, 32)
+  else
+    sq:set_bytes_le(m.state_a, 32)
+    num:mul(sq, sq)
+    den:set(pricing.Q192)
+  end
+  return pricing.human(num, den, pool.dec0, pool.dec1)
+end
+
 local function on_applied(_, msg)
   local m = cast(S.Applied.ptr, (msg:bytes()))
-  local price = wire.string(m.price)
-  S.prices[qty(m.ws_seq)] = price ~= "" and price or false
+  S.prices[qty(m.ws_seq)] = price_of(m)
   S.n_applied = S.n_applied + 1
 end
 

@@ -24,6 +24,9 @@ local PPM = pricing.PPM
 
 --- A detector over `registry`. opts.reorg_window: how many of the newest
 --- accepted logs stay retractable (nil keeps all; an engine bounds it).
+--- opts.lazy_prices: render a pool's price only when asked (state(),
+--- signals), not at every state change; accept() then leaves ev.price
+--- unset (the engine service ships the state bytes instead).
 function M.new(registry, opts)
   if type(registry) ~= "table" or not registry.venues then
     error("bandit.detector.new: registry expected", 2)
@@ -35,7 +38,7 @@ function M.new(registry, opts)
   end
   return setmetatable({
     reg = registry, slots = {}, by_tx = {}, live = {},
-    window = window, ring = {}, ring_pos = 0,
+    lazy = opts.lazy_prices == true, window = window, ring = {}, ring_pos = 0,
     evaluations = 0,
     -- Scratch for evaluate(): candidate and best ratios as x / y.
     x = bigint.new(), y = bigint.new(), bx = bigint.new(), by = bigint.new(),
@@ -92,22 +95,39 @@ end
 -- Make ev (or nil: unknown) the pool's current state and cache what every
 -- evaluation needs: a = num (1 - f) and b = num (1 + f), both times 10^6
 -- and without the 10^dec factors, which cancel within a pair.
-local function load(s, ev)
+local function load(s, ev, lazy)
   local pool = s.pool
   s.cur, s.live, s.price = ev, false, nil
   if not ev or not load_raw(s, ev) then return end
   if not pool.dec0 or not pool.dec1 then return end
   s.a:mul_si(s.num, PPM - pool.fee_ppm)
   s.b:mul_si(s.num, PPM + pool.fee_ppm)
-  s.price = pricing.human(s.num, s.den, pool.dec0, pool.dec1)
+  if not lazy then s.price = pricing.human(s.num, s.den, pool.dec0, pool.dec1) end
   s.live = true
+end
+
+-- The rendered price of a live slot (made once per state when lazy).
+local function price_of(s)
+  local p = s.price
+  if p or not s.live then return p end
+  p = pricing.human(s.num, s.den, s.pool.dec0, s.pool.dec1)
+  s.price = p
+  return p
 end
 
 --- The current state of a pool: its log (or nil) and price (or nil).
 function Detector:state(pool)
   local s = self.slots[pool]
   if not s then return nil, nil end
-  return s.cur, s.price
+  return s.cur, price_of(s)
+end
+
+--- The log that set a pool's current state (or nil), and whether that
+--- state has a price (not null, decimals known). Renders nothing.
+function Detector:current(pool)
+  local s = self.slots[pool]
+  if not s then return nil, false end
+  return s.cur, s.live
 end
 
 --- The arbitrage rule -------------------------------------------------------
@@ -123,8 +143,8 @@ local function render(self, ss, sb)
   g:mul(ss.num, sb.den)
   h:mul(ss.den, sb.num)
   return {
-    buy = sb.pool, sell = ss.pool, buy_price = sb.price,
-    sell_price = ss.price, gross_bps = pricing.bps(g, h),
+    buy = sb.pool, sell = ss.pool, buy_price = price_of(sb),
+    sell_price = price_of(ss), gross_bps = pricing.bps(g, h),
     net_bps = pricing.bps(self.bx, self.by),
   }
 end
@@ -223,7 +243,7 @@ function Detector:accept(ev)
   end
   ev.older = s.cur
   if s.cur then s.cur.newer = ev end
-  load(s, ev)
+  load(s, ev, self.lazy)
   ev.price = s.price
   return true, self:evaluate(ev.pool)
 end
@@ -247,7 +267,7 @@ function Detector:retract(ev)
   if older then older.newer = newer end
   if newer then newer.older = older end
   ev.older, ev.newer = nil, nil
-  if s.cur == ev then load(s, older) end
+  if s.cur == ev then load(s, older, self.lazy) end
   return true, self:evaluate(ev.pool)
 end
 

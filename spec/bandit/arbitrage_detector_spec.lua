@@ -88,21 +88,26 @@ describe("ArbitrageDetector", function()
     eng:close()
   end)
 
-  it("answers each accepted log with its pool's price right after it", function()
+  it("answers each accepted log with its pool's state right after it", function()
     local eng, c = engine()
     H.feed(eng, { H.reply(SUB), H.sync(pos(1), QA, "0", "0"),
                   H.sync(pos(2), QA, E18, "2000000000"),
                   H.v2swap(pos(3), QA, "1", "0", "0", "1"),
-                  H.v3swap(pos(4), UA, "-1", "1", "79228162514264337593543950336", "1", 0) })
+                  H.v3swap(pos(4), UA, "-1", "1", "79228162514264337593543950336", "77", 0) })
     local a = c.applied:messages()
     assert.equal(4, #a)
-    assert.equal("", a[1].data.price)                 -- Sync(0,0): null
-    assert.equal("2.00000000000", a[2].data.price)
+    assert.equal(0, a[1].data.state_kind)             -- Sync(0,0): no price
+    assert.equal(1, a[2].data.state_kind)
+    assert.equal(E18, a[2].data.state_a)
+    assert.equal("2000000000", a[2].data.state_b)
     assert.equal(2, a[3].data.kind)
-    assert.equal("2.00000000000", a[3].data.price)    -- a swap: the Sync's state
-    -- sqrtPriceX96 = 2^96: raw price 1, times 10^(18-6)
-    assert.equal("1000000000000", a[4].data.price)
+    assert.equal(1, a[3].data.state_kind)             -- a swap: the Sync's state
+    assert.equal("2000000000", a[3].data.state_b)
+    assert.equal(3, a[4].data.state_kind)
+    assert.equal("79228162514264337593543950336", a[4].data.state_a)
+    assert.equal("77", a[4].data.state_b)
     assert.equal(5, a[4].data.ws_seq)
+    assert.equal(1004, a[4].data.block)
     assert.equal(H.checksum(UA), a[4].data.pool)
     eng:close()
   end)

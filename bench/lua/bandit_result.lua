@@ -1,0 +1,27 @@
+-- bench bandit result: waits for the detector's end of stream and reports
+-- one line on bench.result.bandit for bench/bandit.c:
+--   lines events signals seconds sig_p50 sig_p99 ev_p50 ev_p99 dropped
+-- seconds runs from the feeder's first line to the detector's end
+-- marker (the same CLOCK_MONOTONIC in every service); latencies are the
+-- detector's, log arrival at the adapter to the signal / EventApplied
+-- emit, in ns; dropped sums every service's mailbox losses (must be 0).
+local M = { subscribe = { "bandit.end.detector" } }
+
+function M.on_message(ctx, msg)
+  local d = msg.data
+  local md = d.upstream or {}
+  local ad = md.upstream or {}
+  local fd = ad.upstream or {}
+  local seconds = (d.last_ns - fd.t0_ns) / 1e9
+  local dropped = 0
+  for _, name in ipairs(ctx.opts.services) do
+    local st = ctx:service_stats(name)
+    dropped = dropped + (st and st.dropped or 0)
+  end
+  local s, e = d.latency_ns.signal, d.latency_ns.event
+  ctx:emit("bench.result.bandit", string.format("%d %d %d %.9f %.0f %.0f %.0f %.0f %d",
+    ad.lines, d.events, d.signals, seconds, s.p50 or 0, s.p99 or 0, e.p50 or 0,
+    e.p99 or 0, dropped))
+end
+
+return M
