@@ -25,18 +25,26 @@ char *myc__strdup(const myc__alloc *a, const char *s);
 void myc__strfree(const myc__alloc *a, char *s);
 
 /* Per-Lua-state accounting.  'used' is read by other threads (status), so
- * it is atomic; only the owning worker writes it. */
+ * it is atomic; only the thread running the state writes it.  Once the
+ * limit refuses an allocation the budget is 'tripped': the state may then
+ * grow by 'reserve' more, so that the error can unwind and be reported,
+ * and its owner ends it (over the limit is a crash of the service). */
 typedef struct {
   const myc__alloc *base;
   _Atomic size_t used;
   size_t limit; /* 0: unlimited */
+  size_t reserve;
   size_t peak;
   unsigned long refused;
+  int tripped;
+  int poisoned;      /* refused an allocation because of 'poison' */
+  _Atomic int poison; /* set by another thread: refuse the next growth */
+  void *owner;        /* the service */
 } myc__lua_budget;
 
 /* A lua_Alloc that counts bytes in the myc__lua_budget 'ud' and refuses to
- * grow past its limit (shrinking and freeing always succeed, as Lua
- * requires). */
+ * grow past its limit, or once when poisoned (shrinking and freeing always
+ * succeed, as Lua requires). */
 void *myc__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
 #endif

@@ -78,6 +78,8 @@ void myc__worker_discard_inbox(myc__worker *w) {
   }
   w->staged = 0;
   for (i = 0; i < w->inbox_n; i++) {
+    if (w->inbox[i].buf == NULL)
+      continue; /* a supervisor marker */
     myc__mailbox_count(&w->inbox[i].svc->mb, MYC_DROP_SHUTDOWN, 1);
     myc__buf_release(&w->pool, &w->eng->alloc, w->inbox[i].buf);
   }
@@ -259,7 +261,13 @@ void myc__worker_drain_inbox(myc__worker *w) {
   for (i = 0; i < n; i++) {
     myc_service *s = items[i].svc;
     myc_buf *evicted;
-    int rc = myc__mailbox_push(&s->mb, items[i].buf, &evicted);
+    int rc;
+    if (items[i].buf == NULL) {
+      /* A marker: commands for the service, between two batches. */
+      myc__supervisor_command(s);
+      continue;
+    }
+    rc = myc__mailbox_push(&s->mb, items[i].buf, &evicted);
     if (evicted != NULL)
       myc__buf_release(&w->pool, &w->eng->alloc, evicted);
     if (rc != 0)

@@ -75,7 +75,8 @@ void myc__worker_schedule(myc__worker *w, myc_service *s);
 
 /* Queues 'b' (carrying a reference for it) for service 's' of worker 'w'
  * from another thread.  Returns 0 (the inbox owns the reference) or
- * MYC_ENOMEM (the caller keeps it). */
+ * MYC_ENOMEM (the caller keeps it).  A NULL 'b' is a marker: the worker
+ * runs the service's supervisor commands (supervisor.h) when it takes it. */
 int myc__worker_handoff(myc__worker *w, myc_service *s, myc_buf *b);
 
 /* Holds 'b' (carrying a reference for it) for service 's' of another

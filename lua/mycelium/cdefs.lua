@@ -67,6 +67,8 @@ void myc_svc_trace(myc_service *s, uint8_t *out24);
 void myc_svc_buf_ref(myc_buf *b);
 void myc_svc_buf_release(myc_service *s, myc_buf *b);
 const char *myc_svc_node(myc_service *s);
+void myc_svc_exit(myc_service *s, int how);
+void myc_svc_unhandled(myc_service *s);
 void myc_hex(char *dst, const uint8_t *src, size_t n);
 void myc_abi(uint32_t *out3);
 const char *myc_strerror(int err);
