@@ -10,6 +10,7 @@
 #include "emit.h"
 #include "engine.h"
 #include "lua_core.h"
+#include "snapshot.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -48,6 +49,7 @@ static void instance_reset(myc__instance *in) {
   in->ref_dispatch = in->ref_timer = in->ref_event = LUA_NOREF;
   in->ref_init = in->ref_stop = in->ref_msgh = LUA_NOREF;
   in->ref_snapshot = in->ref_live = in->ref_fault = LUA_NOREF;
+  in->snap_ref = LUA_NOREF;
   in->slot = -1;
 }
 
@@ -80,6 +82,9 @@ static myc_service *service_alloc(myc_engine *e, const char *name,
   s->view.batch = s->batch;
   s->view.cursor = -1;
   instance_reset(&s->cur);
+  instance_reset(&s->retired);
+  instance_reset(&s->dying);
+  s->hook_slot = -1;
   for (i = 0; i < MYC_SLOTS; i++) {
     s->mem[i].base = &e->lua_alloc;
     s->mem[i].owner = s;
@@ -551,19 +556,30 @@ int myc__service_init(myc_service *s, char *err, size_t errlen) {
 
 /* ---- next instances ------------------------------------------------------ */
 
-int myc__instance_init(myc_service *s, myc__instance *in, const char *snap,
-                       size_t snap_len, myc__end *how, char *err,
+int myc__instance_init(myc_service *s, myc__instance *in, lua_State *from,
+                       int snap_ref, myc__end *how, char *err,
                        size_t errlen) {
   lua_State *L = in->L;
   int rc, h;
   in->first_timer = s->next_timer_id + 1;
+  *how = MYC_END_ERROR;
+  if (from != NULL && snap_ref != LUA_NOREF && snap_ref != LUA_REFNIL) {
+    char why[900];
+    lua_rawgeti(from, LUA_REGISTRYINDEX, snap_ref);
+    rc = myc__snapshot_copy(from, -1, L, why, sizeof why);
+    lua_pop(from, 1);
+    if (rc != 0) {
+      snprintf(err, errlen, "service '%s': snapshot: %s%s", s->name,
+               s->mem[in->slot].tripped ? "memory limit exceeded: " : "",
+               why);
+      return MYC_ELUA;
+    }
+  } else {
+    lua_pushnil(L);
+  }
   set_running(s, in);
   myc__service_new_activation(s);
   myc__worker_tick(s->worker);
-  if (snap != NULL)
-    lua_pushlstring(L, snap, snap_len);
-  else
-    lua_pushnil(L);
   rc = activate(s, in, MYC_ACT_INIT, in->ref_init, 1, 0);
   set_running(s, &s->cur);
   h = ended_how(s, in, rc);
@@ -651,19 +667,38 @@ static void apply_subscriptions(myc_service *s, myc__instance *in) {
 }
 
 void myc__instance_commit(myc_service *s, myc__instance *in) {
-  if (s->cur.L != NULL)
-    myc__service_end_instance(s, 0);
+  if (s->cur.L != NULL && s->retired.L != NULL)
+    myc__service_retire(s, &s->retired, 1);
   apply_subscriptions(s, in);
   /* Timers of earlier instances would fire into ids the new one never
    * gave out. */
   myc__timers_forget_below(&s->worker->timers, s, in->first_timer);
   uv_mutex_lock(&s->hook_lock);
+  if (s->cur.L != NULL)
+    s->retired = s->cur;
   s->cur = *in;
   s->hook_L = in->L;
   s->hook_slot = in->slot;
   uv_mutex_unlock(&s->hook_lock);
   atomic_store(&s->mem_cur, in->slot);
   instance_reset(in);
+}
+
+void myc__service_retire(myc_service *s, myc__instance *r, int close) {
+  if (r->L == NULL)
+    return;
+  if (!r->stopped) {
+    r->stopped = 1;
+    myc__service_new_activation(s);
+    myc__worker_tick(s->worker);
+    set_running(s, r);
+    if (activate(s, r, MYC_ACT_STOP, r->ref_stop, 0, 0) != 0)
+      log_error(s, "stop", lua_tostring(r->L, -1), NULL);
+    set_running(s, &s->cur);
+    lua_settop(r->L, 0);
+  }
+  if (close)
+    myc__instance_close(s, r);
 }
 
 void myc__service_end_instance(myc_service *s, int call_stop) {
@@ -684,14 +719,11 @@ void myc__service_end_instance(myc_service *s, int call_stop) {
   myc__instance_close(s, &s->cur);
 }
 
-int myc__service_snapshot(myc_service *s, char **out, size_t *len, char *err,
+int myc__service_snapshot(myc_service *s, int *ref, char *err,
                           size_t errlen) {
   lua_State *L = s->cur.L;
-  const char *p;
-  size_t n;
   int rc, how;
-  *out = NULL;
-  *len = 0;
+  *ref = LUA_NOREF;
   if (L == NULL)
     return 0;
   myc__service_new_activation(s);
@@ -705,19 +737,8 @@ int myc__service_snapshot(myc_service *s, char **out, size_t *len, char *err,
     lua_settop(L, 0);
     return MYC_ELUA;
   }
-  p = lua_tolstring(L, -1, &n);
-  if (p != NULL) {
-    *out = myc__malloc(&s->eng->alloc, n ? n : 1);
-    if (*out == NULL) {
-      snprintf(err, errlen, "service '%s': out of memory", s->name);
-      lua_settop(L, 0);
-      return MYC_ENOMEM;
-    }
-    memcpy(*out, p, n);
-    *len = n ? n : 1; /* the owner frees '*len' bytes */
-    if (n == 0)
-      **out = '\0';
-  }
+  /* luaL_ref of nil is LUA_REFNIL: no state to carry. */
+  *ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_settop(L, 0);
   return 0;
 }
@@ -964,6 +985,8 @@ void myc__service_stop(myc_service *s) {
   if (state == MYC_SVC_STOPPED || state == MYC_SVC_LOADED)
     return;
   atomic_store(&s->state, MYC_SVC_STOPPED);
+  myc__service_retire(s, &s->dying, 0);
+  myc__service_retire(s, &s->retired, 0);
   if (s->cur.L == NULL)
     return;
   myc__service_new_activation(s);
@@ -1071,6 +1094,8 @@ void myc__service_free(myc_service *s) {
   }
   myc__mailbox_count(&s->mb, MYC_DROP_SHUTDOWN, leftover);
   myc__supervision_destroy(s);
+  myc__instance_close(s, &s->dying);
+  myc__instance_close(s, &s->retired);
   myc__instance_close(s, &s->cur);
   myc__mailbox_destroy(&s->mb, &e->alloc);
   myc__routes_free(s);

@@ -16,9 +16,11 @@
 #include <uv.h>
 
 #define MYC_BATCH 256
-/* Lua heaps per service: the current instance, one being prepared for a
- * reload (any thread) and one for a restart (the worker). */
-#define MYC_SLOTS 3
+/* Lua heaps per service: the current instance, the one a reload retired
+ * (kept through its probation), an older retired one waiting to be
+ * closed, one being prepared for a reload (any thread) and one for a
+ * restart (the worker). */
+#define MYC_SLOTS 5
 
 struct myc__worker;
 
@@ -66,6 +68,8 @@ typedef struct {
   int ref_snapshot, ref_live, ref_fault;
   int slot; /* its heap budget: mem[slot] of the service */
   uint64_t first_timer; /* timer ids below this are earlier instances' */
+  int snap_ref;         /* retired: its snapshot, for a rollback */
+  int stopped;          /* retired: its stop has run */
 } myc__instance;
 
 typedef struct myc_service myc_service;
@@ -85,6 +89,8 @@ struct myc_service {
   size_t opts_len;
 
   myc__instance cur; /* cur.L is NULL while no instance runs */
+  myc__instance retired; /* replaced by a reload, kept for a rollback */
+  myc__instance dying;   /* replaced twice: closed after the swap */
   myc__lua_budget mem[MYC_SLOTS];
   _Atomic int mem_cur;      /* slot of the current instance */
   _Atomic unsigned mem_busy; /* slots in use, one bit each */
@@ -210,33 +216,36 @@ int myc__instance_load(myc_service *s, myc__instance *in, const char *module,
                        const char *code, size_t code_len, char *err,
                        size_t errlen);
 
-/* Calls the new instance's init(ctx, opts, state) where 'state' is the
- * MessagePack snapshot of 'snap_len' bytes (NULL: nil).  Worker thread.
- * Returns 0, or a negative code with the reason in 'err' and '*how' set
- * to how it ended. */
-int myc__instance_init(myc_service *s, myc__instance *in, const char *snap,
-                       size_t snap_len, myc__end *how, char *err,
-                       size_t errlen);
+/* Calls the new instance's init(ctx, opts, state) where 'state' is a copy
+ * of the value registered as 'snap_ref' in state 'from' ('from' NULL or
+ * the ref LUA_NOREF: nil).  Worker thread.  Returns 0, or a negative code
+ * with the reason in 'err' and '*how' set to how it ended. */
+int myc__instance_init(myc_service *s, myc__instance *in, lua_State *from,
+                       int snap_ref, myc__end *how, char *err, size_t errlen);
 
 /* Makes 'in' the current instance: applies its subscriptions (subscribing
- * to new topics before leaving old ones), forgets the timers of earlier
- * instances and closes the previous one (which must have been stopped or
- * have crashed).  Worker thread.  Cannot fail: a subscription that cannot
- * be added for lack of memory is logged. */
+ * to new topics before leaving old ones) and forgets the timers of earlier
+ * instances.  A current instance still open becomes the retired one (any
+ * earlier retired instance must be gone).  Worker thread.  Cannot fail: a
+ * subscription that cannot be added for lack of memory is logged. */
 void myc__instance_commit(myc_service *s, myc__instance *in);
 
 /* Closes an instance that never became current, or the current one
  * ('in' == &s->cur).  Worker thread, or the thread that loaded it. */
 void myc__instance_close(myc_service *s, myc__instance *in);
 
-/* The current instance's snapshot(ctx) as MessagePack in a buffer from
- * the engine's allocator ('*out' NULL and '*len' 0 when the module has no
- * snapshot).  Worker thread.  Returns 0 or MYC_ELUA with the reason. */
-int myc__service_snapshot(myc_service *s, char **out, size_t *len, char *err,
+/* Runs the current instance's snapshot(ctx) and keeps what it returns in
+ * its registry: '*ref' (LUA_NOREF without a snapshot).  Worker thread.
+ * Returns 0 or MYC_ELUA with the reason. */
+int myc__service_snapshot(myc_service *s, int *ref, char *err,
                           size_t errlen);
 
 /* Calls the current instance's stop and ends it (its state is closed). */
 void myc__service_end_instance(myc_service *s, int call_stop);
+
+/* Runs the stop of 'in' (s->retired or s->dying) if it has not run; with
+ * 'close', also closes it.  Worker thread. */
+void myc__service_retire(myc_service *s, myc__instance *in, int close);
 
 /* Reads 'path' into a buffer of '*len' + 1 bytes (NUL-terminated) from
  * the engine's allocator.  Returns 0, or a negative code with "cannot

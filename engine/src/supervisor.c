@@ -11,6 +11,7 @@
 #include "engine.h"
 #include "monitor.h"
 
+#include <lauxlib.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -107,10 +108,13 @@ static int64_t backoff_ns(const myc_supervisor_config *c, uint32_t *consecutive,
   double d, u;
   if (last_start != 0 && now - last_start >= (int64_t)(c->reset_s * 1e9))
     *consecutive = 0;
-  d = c->backoff_initial_ms * pow(c->multiplier, (double)*consecutive);
-  if (d > c->backoff_max_ms || !(d == d))
+  d = c->backoff_initial_ms <= 0
+          ? 0
+          : c->backoff_initial_ms * pow(c->multiplier, (double)*consecutive);
+  if (!(d <= c->backoff_max_ms)) /* also inf */
     d = c->backoff_max_ms;
-  (*consecutive)++;
+  if (*consecutive < 1024)
+    (*consecutive)++;
   u = (double)(myc__rng_next(rng) >> 11) / 9007199254740992.0;
   d *= 1 + c->jitter * (2 * u - 1);
   return d > 0 ? (int64_t)(d * 1e6) : 0;
@@ -243,17 +247,20 @@ int myc__supervision_init(myc_service *s, const myc_service_config *sc,
   return intensity_init(&sup->hist, &e->alloc, sup->cfg->max_restarts);
 }
 
+/* Ends the probation: the retired instance (stopped if it was not) and
+ * the previous code go. */
 static void free_prev(myc_service *s) {
   myc__supervision *sup = &s->sup;
   const myc__alloc *a = &s->eng->alloc;
+  if (s->retired.L != NULL)
+    myc__service_retire(s, &s->retired, 1);
   if (sup->prev_code != NULL)
     myc__free(a, sup->prev_code, sup->prev_code_len + 1);
-  if (sup->prev_snap != NULL)
-    myc__free(a, sup->prev_snap, sup->prev_snap_len);
   myc__strfree(a, sup->prev_module);
-  sup->prev_code = sup->prev_snap = sup->prev_module = NULL;
-  sup->prev_code_len = sup->prev_snap_len = 0;
+  sup->prev_code = sup->prev_module = NULL;
+  sup->prev_code_len = 0;
   sup->probation_until = 0;
+  sup->retire_gen++;
 }
 
 static void reload_free(myc_service *s, myc__reload *r) {
@@ -308,9 +315,8 @@ static void schedule_restart(myc_service *s, int64_t delay) {
   atomic_store(&s->state, MYC_SVC_RESTARTING);
   sup_log(s, MYC_LOG_INFO, "restarting in %.1f ms", (double)delay / 1e6);
   if (myc__worker_add_timer(w, s, at, 0,
-                            MYC_SUP_TIMER | (s->sup.gen & ~MYC_SUP_TIMER)) !=
-      0)
-    myc__supervisor_timer(s, MYC_SUP_TIMER | (s->sup.gen & ~MYC_SUP_TIMER));
+                            MYC_SUP_TIMER | MYC_SUP_GEN(s->sup.gen)) != 0)
+    myc__supervisor_timer(s, MYC_SUP_TIMER | MYC_SUP_GEN(s->sup.gen));
 }
 
 static void wake_if_pending(myc_service *s) {
@@ -376,7 +382,8 @@ void myc__supervisor_terminated(myc_service *s, int how, const char *why) {
     return;
   }
   if (crash && sup->probation_until != 0 && now < sup->probation_until &&
-      sup->prev_code != NULL && myc__supervisor_rollback(s, why) == 0)
+      sup->prev_code != NULL && s->retired.L != NULL &&
+      myc__supervisor_rollback(s, why) == 0)
     return;
   free_prev(s);
   if (!wants_restart(sup->restart, how)) {
@@ -410,7 +417,7 @@ static void restart(myc_service *s) {
                               sizeof err);
   if (rc != 0) {
     sup_log(s, MYC_LOG_ERROR, "restart failed: %s", err);
-  } else if ((rc = myc__instance_init(s, &in, NULL, 0, &how, err,
+  } else if ((rc = myc__instance_init(s, &in, NULL, LUA_NOREF, &how, err,
                                       sizeof err)) != 0) {
     myc__instance_close(s, &in);
   }
@@ -426,8 +433,29 @@ static void restart(myc_service *s) {
   wake_if_pending(s);
 }
 
+/* After a swap: the retired instance's stop runs once the new instance
+ * has had its turn; the instance itself is kept for a rollback until the
+ * probation ends. */
+static void retire_timer(myc_service *s, uint64_t id) {
+  myc__supervision *sup = &s->sup;
+  int64_t now = myc__clock_now(&s->eng->clock);
+  myc__service_retire(s, &s->dying, 1);
+  if (MYC_SUP_GEN(id) != MYC_SUP_GEN(sup->retire_gen) || s->retired.L == NULL)
+    return;
+  if (sup->probation_until > now) {
+    myc__service_retire(s, &s->retired, 0);
+    if (myc__worker_add_timer(s->worker, s, sup->probation_until, 0, id) == 0)
+      return;
+  }
+  free_prev(s);
+}
+
 void myc__supervisor_timer(myc_service *s, uint64_t id) {
-  if ((id & ~MYC_SUP_TIMER) != (s->sup.gen & ~MYC_SUP_TIMER) ||
+  if (id & MYC_SUP_RETIRE) {
+    retire_timer(s, id);
+    return;
+  }
+  if (MYC_SUP_GEN(id) != MYC_SUP_GEN(s->sup.gen) ||
       atomic_load(&s->state) != MYC_SVC_RESTARTING)
     return;
   restart(s);
@@ -466,8 +494,8 @@ int myc__supervisor_rollback(myc_service *s, const char *why) {
   char err[1024];
   int rc = myc__instance_load(s, &in, sup->prev_module, sup->prev_code,
                               sup->prev_code_len, err, sizeof err);
-  if (rc == 0 && (rc = myc__instance_init(s, &in, sup->prev_snap,
-                                          sup->prev_snap_len, &how, err,
+  if (rc == 0 && (rc = myc__instance_init(s, &in, s->retired.L,
+                                          s->retired.snap_ref, &how, err,
                                           sizeof err)) != 0)
     myc__instance_close(s, &in);
   if (rc != 0) {
@@ -504,16 +532,17 @@ static void reload_failed(myc_service *s, const char *err) {
           "%s", err);
 }
 
-/* The swap, on the worker: old snapshot -> new init -> old stop -> the
- * new instance takes the mailbox.  Returns 0 or the error in 'err'. */
+/* The swap, on the worker: old snapshot -> new init -> the new instance
+ * takes the mailbox.  The old one is retired: its stop runs right after
+ * (a timer, so the new instance's first turn comes first) and its state
+ * is kept for a rollback until the probation ends.  Returns 0 or the
+ * error in 'err'. */
 static int commit_reload(myc_service *s, myc__reload *r, char *err,
                          size_t errlen) {
   myc__supervision *sup = &s->sup;
   const myc__alloc *a = &s->eng->alloc;
-  int64_t t0 = mono_ns();
-  int state = atomic_load(&s->state), rc;
-  char *snap = NULL;
-  size_t snap_len = 0;
+  int64_t t0 = mono_ns(), now;
+  int state = atomic_load(&s->state), rc, ref = LUA_NOREF;
   myc__end how;
 
   if (atomic_load(&s->eng->stopping) || state == MYC_SVC_LOADED) {
@@ -521,28 +550,30 @@ static int commit_reload(myc_service *s, myc__reload *r, char *err,
              state == MYC_SVC_LOADED ? "not started" : "stopping");
     return MYC_ESTATE;
   }
-  rc = myc__service_snapshot(s, &snap, &snap_len, err, errlen);
+  /* One probation at a time: an earlier retired instance goes, after
+   * the swap (closing a big state is not free). */
+  if (s->retired.L != NULL) {
+    myc__service_retire(s, &s->dying, 1);
+    s->dying = s->retired;
+    s->retired.L = NULL;
+    s->retired.slot = -1;
+    free_prev(s);
+  }
+  rc = myc__service_snapshot(s, &ref, err, errlen);
   if (rc == 0)
-    rc = myc__instance_init(s, &r->in, snap, snap_len, &how, err, errlen);
+    rc = myc__instance_init(s, &r->in, s->cur.L, ref, &how, err, errlen);
   if (rc != 0) {
-    if (snap != NULL)
-      myc__free(a, snap, snap_len);
+    if (s->cur.L != NULL)
+      luaL_unref(s->cur.L, LUA_REGISTRYINDEX, ref);
     return rc;
   }
-  if (s->cur.L != NULL)
-    myc__service_end_instance(s, 1);
   myc__instance_commit(s, &r->in);
-  free_prev(s);
   uv_mutex_lock(&s->hook_lock);
-  if (sup->probation_s > 0 && s->code != NULL) {
+  if (s->retired.L != NULL) {
+    s->retired.snap_ref = ref;
     sup->prev_code = s->code;
     sup->prev_code_len = s->code_len;
     sup->prev_module = s->module;
-    sup->prev_snap = snap;
-    sup->prev_snap_len = snap_len;
-    sup->probation_until = myc__clock_now(&s->eng->clock) +
-                           (int64_t)(sup->probation_s * 1e9);
-    snap = NULL;
   } else {
     myc__free(a, s->code, s->code_len + 1);
     myc__strfree(a, s->module);
@@ -552,23 +583,31 @@ static int commit_reload(myc_service *s, myc__reload *r, char *err,
   s->module = r->module;
   uv_mutex_unlock(&s->hook_lock);
   r->code = r->module = NULL;
-  if (snap != NULL)
-    myc__free(a, snap, snap_len);
   if (state != MYC_SVC_RUNNING) {
     /* A revived service starts its restart history afresh. */
     sup->gen++;
     sup->hist.n = 0;
     sup->consecutive = 0;
   }
-  sup->last_start = myc__clock_now(&s->eng->clock);
+  now = myc__clock_now(&s->eng->clock);
+  sup->last_start = now;
   atomic_store(&s->state, MYC_SVC_RUNNING);
+  atomic_store(&sup->last_pause_ns, (uint64_t)(mono_ns() - t0));
   atomic_fetch_add(&sup->reloads, 1);
   atomic_fetch_add(&sup->version, 1);
-  atomic_store(&sup->last_pause_ns, (uint64_t)(mono_ns() - t0));
+  wake_if_pending(s);
+  if (s->retired.L != NULL) {
+    sup->probation_until = sup->probation_s > 0
+                               ? now + (int64_t)(sup->probation_s * 1e9)
+                               : 0;
+    if (myc__worker_add_timer(s->worker, s, now, 0,
+                              MYC_SUP_TIMER | MYC_SUP_RETIRE |
+                                  MYC_SUP_GEN(sup->retire_gen)) != 0)
+      free_prev(s);
+  }
   sup_log(s, MYC_LOG_INFO, "reloaded %s (version %u, swap %.3f ms)",
           s->module, atomic_load(&sup->version),
           (double)atomic_load(&sup->last_pause_ns) / 1e6);
-  wake_if_pending(s);
   return 0;
 }
 

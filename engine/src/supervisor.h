@@ -33,8 +33,11 @@ typedef struct {
   int64_t last_start;       /* engine ns of the last (re)start */
   uint64_t gen;             /* a backoff timer of an older gen is stale */
   int64_t probation_until;  /* engine ns; 0: no probation running */
-  char *prev_module, *prev_code, *prev_snap; /* what a rollback restores */
-  size_t prev_code_len, prev_snap_len;
+  /* What a rollback restores: the previous code (its snapshot stays in
+   * the retired instance, service.h). */
+  char *prev_module, *prev_code;
+  size_t prev_code_len;
+  uint64_t retire_gen;      /* a retire timer of an older gen is stale */
   _Atomic(myc__reload *) pending; /* prepared, waiting for the worker */
   _Atomic int reloading;          /* a reload is under way */
   _Atomic uint64_t restarts, timeouts, reloads, reload_failures, rollbacks;
@@ -50,8 +53,12 @@ typedef struct {
 #define MYC_CMD_GROUP_RESTART 2u /* end now, restart after group_delay_ns */
 #define MYC_CMD_GROUP_FAIL 4u    /* end now, the group failed */
 
-/* Timer ids with this bit are the supervisor's (the low bits: gen). */
+/* Timer ids with this bit are the supervisor's (the low bits: gen); with
+ * MYC_SUP_RETIRE too, they end the retired instance (low bits:
+ * retire_gen). */
 #define MYC_SUP_TIMER (UINT64_C(1) << 63)
+#define MYC_SUP_RETIRE (UINT64_C(1) << 62)
+#define MYC_SUP_GEN(x) ((x) & (MYC_SUP_RETIRE - 1))
 
 /* Sets up the supervision of 's' from its config: restart type, group
  * (which must exist), probation.  Returns 0, or MYC_EINVAL / MYC_ENOMEM

@@ -11,7 +11,7 @@ local events = require "mycelium.events"
 
 local C = ffi.C
 local type, pairs, ipairs, error, format = type, pairs, ipairs, error, string.format
-local tostring, loadstring, xpcall, pcall = tostring, loadstring, xpcall, pcall
+local tostring, loadstring, xpcall = tostring, loadstring, xpcall
 
 cdefs.check_abi(C)
 
@@ -182,24 +182,18 @@ function M.new(lud, info)
     fault = fault,
     timer = ctx._fire_timer,
     event = events.dispatch,
-    -- 'state': the previous instance's snapshot, as MessagePack.
+    -- 'state': a copy of the previous instance's snapshot, or nil.
     init = function(state)
-      if state ~= nil then state = core.unpack(state) end
       if mod.init then mod.init(ctx, opts, state) end
     end,
     stop = function()
       if mod.stop then mod.stop(ctx) end
     end,
+    -- The engine copies what it returns into the next instance's state
+    -- (engine/src/snapshot.c says what can be carried).
     snapshot = function()
       if mod.snapshot == nil then return nil end
-      local state = mod.snapshot(ctx)
-      if state == nil then return nil end
-      local ok, packed = pcall(core.pack, state)
-      if not ok then
-        error(format("snapshot() returned what cannot be carried over: %s",
-                     tostring(packed)), 0)
-      end
-      return packed
+      return mod.snapshot(ctx)
     end,
     -- The instance takes over: stop recording subscriptions, return them.
     live = function()
