@@ -7,7 +7,8 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config
   luajit libluajit-5.1-dev libuv1-dev libmsgpack-dev libyaml-dev
-  libssl-dev libwebsockets-dev libwslay-dev libhiredis-dev libgmp-dev
+  libssl-dev libwebsockets-dev libwslay-dev libhttp-parser-dev libjansson-dev
+  libhiredis-dev libgmp-dev
   lua-busted lua-cjson lua-messagepack
   redis-server
   libzmq3-dev

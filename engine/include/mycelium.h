@@ -54,7 +54,8 @@ MYC_EXTERN const char *myc_version(void);
   XX(ETYPE, -5011, "unsupported value type")                                 \
   XX(ESTOPPED, -5012, "engine is stopping")                                  \
   XX(ECONTRACT, -5013, "invalid contract")                                   \
-  XX(ELIMIT, -5014, "limit exceeded")
+  XX(ELIMIT, -5014, "limit exceeded")                                        \
+  XX(ETLS, -5015, "TLS failure (handshake, certificate or record)")
 
 typedef enum {
 #define XX(name, value, text) MYC_##name = (value),

@@ -434,19 +434,49 @@ int myc__service_event(myc_service *s, uint64_t source, int code,
   return found ? 0 : MYC_ENOENT;
 }
 
+void myc__service_attach(myc_service *s, myc__resource *r) {
+  r->prev = NULL;
+  r->next = s->resources;
+  if (s->resources != NULL)
+    s->resources->prev = r;
+  s->resources = r;
+}
+
+void myc__service_detach(myc_service *s, myc__resource *r) {
+  if (r->prev == NULL && s->resources != r)
+    return; /* not attached */
+  if (r->prev != NULL)
+    r->prev->next = r->next;
+  else
+    s->resources = r->next;
+  if (r->next != NULL)
+    r->next->prev = r->prev;
+  r->next = r->prev = NULL;
+}
+
+static void stop_resources(myc_service *s) {
+  while (s->resources != NULL) {
+    myc__resource *r = s->resources;
+    myc__service_detach(s, r);
+    r->stop(r);
+  }
+}
+
 void myc__service_stop(myc_service *s) {
   int state = atomic_load(&s->state);
   if (state == MYC_SVC_STOPPED || state == MYC_SVC_LOADED)
     return;
   atomic_store(&s->state, MYC_SVC_STOPPED);
-  if (s->L == NULL)
-    return;
-  myc__service_new_activation(s);
-  myc__worker_tick(s->worker);
-  if (call_ref(s, s->ref_stop, 0, 0) != 0) {
-    log_error(s, "stop", lua_tostring(s->L, -1), NULL);
-    lua_settop(s->L, 0);
+  if (s->L != NULL) {
+    myc__service_new_activation(s);
+    myc__worker_tick(s->worker);
+    if (call_ref(s, s->ref_stop, 0, 0) != 0) {
+      log_error(s, "stop", lua_tostring(s->L, -1), NULL);
+      lua_settop(s->L, 0);
+    }
   }
+  /* After the module's stop, which may still close them cleanly. */
+  stop_resources(s);
 }
 
 void myc__service_free(myc_service *s) {
@@ -466,6 +496,7 @@ void myc__service_free(myc_service *s) {
     leftover += n;
   }
   myc__mailbox_count(&s->mb, MYC_DROP_SHUTDOWN, leftover);
+  stop_resources(s); /* a service that never started or stopped */
   if (s->L != NULL)
     lua_close(s->L);
   myc__mailbox_destroy(&s->mb, &e->alloc);

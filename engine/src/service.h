@@ -29,6 +29,15 @@ typedef enum {
   MYC_SVC_FAILED
 } myc__svc_state;
 
+/* Something a C facility (a WebSocket or HTTP client) holds open on the
+ * service's worker loop on behalf of the service.  The service stops
+ * every attached resource when it stops, so that no handle or callback
+ * outlives it and a stopping worker's loop can end. */
+typedef struct myc__resource {
+  struct myc__resource *next, *prev;
+  void (*stop)(struct myc__resource *r); /* detached before the call */
+} myc__resource;
+
 typedef struct myc_service myc_service;
 struct myc_service {
   myc_svc_view view; /* first: Lua casts the service pointer to it */
@@ -62,6 +71,8 @@ struct myc_service {
 
   int queued; /* on its worker's ready list */
   myc_service *ready_next;
+
+  myc__resource *resources; /* attached facility objects */
 };
 
 /* Creates a Lua service: state, host runtime, module, subscriptions.  On
@@ -96,8 +107,14 @@ int myc__service_timer(myc_service *s, uint64_t id);
 int myc__service_event(myc_service *s, uint64_t source, int code,
                        const void *data, size_t len);
 
-/* Calls the module's stop (once). */
+/* Calls the module's stop (once), then stops every attached resource. */
 void myc__service_stop(myc_service *s);
+
+/* Attaches 'r' to 's' (worker thread): 's' will call r->stop when it
+ * stops, unless 'r' was detached first.  Cannot fail. */
+void myc__service_attach(myc_service *s, myc__resource *r);
+/* Detaches 'r' if it is attached.  Cannot fail. */
+void myc__service_detach(myc_service *s, myc__resource *r);
 
 /* Nonzero when messages wait (queued or the rest of a batch). */
 static inline int myc__service_pending(const myc_service *s) {
