@@ -12,7 +12,12 @@ void myc__http_msg_init(myc__http_msg *m, enum http_parser_type t,
   http_parser_init(&m->parser, t);
   m->parser.data = m;
   m->owner = owner;
+  myc__http_msg_reset(m);
+}
+
+void myc__http_msg_reset(myc__http_msg *m) {
   m->url_len = m->len = 0;
+  m->url[0] = m->buf[0] = '\0';
   m->in_value = m->overflow = m->complete = 0;
 }
 

@@ -28,6 +28,11 @@ typedef struct {
 void myc__http_msg_init(myc__http_msg *m, enum http_parser_type t,
                         void *owner);
 
+/* Forgets the head collected so far, leaving the parser alone: for the
+ * next message on a kept-alive connection (call it from
+ * on_message_begin).  Cannot fail. */
+void myc__http_msg_reset(myc__http_msg *m);
+
 /* Fills the head callbacks of 's' (url, header field and value); the
  * owner adds its own on_headers_complete, on_body, on_message_complete,
  * which find it as myc__http_msg_of(parser)->owner. */
