@@ -294,7 +294,7 @@ static void pump(myc_ws *ws) {
 
 static const char *violation(int code) {
   switch (code) {
-  case 1005: /* wslay closes without a code on a broken frame header */
+  case 1005:
   case 1002:
     return "the server violated the WebSocket protocol";
   case 1007:
@@ -320,6 +320,9 @@ static void after_recv(myc_ws *ws, int rc) {
     if (code == 1009)
       set_error(ws, UV_EPROTO, "%s (%.0f bytes; closed with 1009)",
                 violation(code), ws->opt.max_message);
+    else if (code == 1005) /* a broken frame header: no code is sent */
+      set_error(ws, UV_EPROTO, "%s (a malformed frame header)",
+                violation(code));
     else
       set_error(ws, UV_EPROTO, "%s (closed with %d)", violation(code), code);
     ws->close_code = 1006;
