@@ -17,6 +17,7 @@
 #define KEEP_BUFFER (1u << 20)
 
 static void finish_close(myc__stream *st);
+static void flush(myc__stream *st);
 
 void myc__stream_init(myc__stream *st, uv_loop_t *loop, const myc__alloc *a,
                       const myc__stream_cbs *cb, void *data) {
@@ -88,8 +89,9 @@ void myc__stream_close(myc__stream *st, int graceful, uint64_t linger_ms) {
   if (graceful && st->state == MYC_STREAM_OPEN) {
     if (st->ssl_ctx != NULL) {
       myc__tls_shutdown(&st->tls);
-      (void)myc__stream_write(st, NULL, 0); /* moves the alert out */
+      (void)myc__stream_queue(st, NULL, 0); /* moves the alert out */
     }
+    flush(st);
     if (st->writing || st->out.len > 0) {
       /* Linger: the last writes (a close frame) may still get out. */
       st->state = MYC_STREAM_CLOSING;
@@ -128,8 +130,6 @@ static void trim(myc__stream *st, myc__bytes *b) {
     b->cap = 0;
   }
 }
-
-static void flush(myc__stream *st);
 
 static void on_write(uv_write_t *req, int status) {
   myc__stream *st = req->data;

@@ -86,7 +86,6 @@ local env = {
   type_name = function(tag) return "type:" .. tag end,
   typed = function(_, p, n) return ffi.string(p, n) end,
 }
-local readers = msgmod.readers(env)
 
 local function strerror(rc)
   return ffi.string(lib.myc_strerror(rc))
@@ -116,7 +115,7 @@ function Collector:messages()
   while true do
     local n = lib.myc_test_collected(self.handle, bufs, 256)
     for i = 0, n - 1 do
-      local m = msgmod.materialize(readers, bufs[i])
+      local m = msgmod.materialize(self.engine.readers, bufs[i])
       lib.myc_test_buf_release(self.engine.handle, bufs[i])
       out[#out + 1] = m
       self.all[#self.all + 1] = m
@@ -152,7 +151,9 @@ function M.engine(spec)
   if rc ~= 0 then
     error("mycelium.testing: cannot create engine: " .. strerror(rc), 2)
   end
-  local self = setmetatable({ handle = pe[0], collectors = {}, closed = false }, Engine)
+  -- Readers cache topic names by id, and ids are per engine.
+  local self = setmetatable({ handle = pe[0], collectors = {}, closed = false,
+                              readers = msgmod.readers(env) }, Engine)
   self.gc = ffi.gc(ffi.new("char[1]"), function() self:close() end)
   lib.myc_test_capture_logs(self.handle)
   local err = ffi.new("char[2048]")
