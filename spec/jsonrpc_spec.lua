@@ -3,6 +3,7 @@
 -- that never answer or die mid-request.
 local testing = require "mycelium.testing"
 local proc = require "support.proc"
+local certs = require "support.certs"
 local cjson = require "cjson"
 
 local root = proc.root
@@ -14,12 +15,12 @@ local SUB_ID = "0x8f28e02024fb031838268bf467cba603"
 
 local function replay(args)
   return proc.spawn(string.format("%s -q %s %s", REPLAY, args or "", CAPTURE),
-                    "listening on ws://127%.0%.0%.1:(%d+)/")
+                    "listening on wss?://127%.0%.0%.1:(%d+)/")
 end
 
 local function client(url, opts)
   opts = opts or {}
-  opts.url = url
+  opts.url = url or nil
   local eng = testing.engine {
     services = { { name = "rpc", module = SERVICE, opts = opts } },
     collect = { "rpc.*" },
@@ -217,5 +218,89 @@ describe("mycelium.jsonrpc failures", function()
     local r = c.wait("rpc.reply", 1)
     assert.is_true(r.sync)
     assert.matches("connection closed", r.err)
+  end)
+end)
+
+describe("mycelium.jsonrpc over HTTP", function()
+  local ETH_CALL = { { to = "0x2791Bca1f2de4661ED88A30C99A7a9449Aa84174",
+                       data = "0x313ce567" }, "latest" }
+  local SIX = "0x" .. string.rep("0", 63) .. "6"
+
+  it("posts eth_call to the replay server, with a callback or a coroutine", function()
+    server = replay()
+    local c = client(nil, { http_url = "http://127.0.0.1:" .. server.ready[1] .. "/" })
+    eng = c.eng
+    c.cmd { op = "http_call", tag = "cb", method = "eth_call", params = ETH_CALL }
+    c.cmd { op = "http_co_call", tag = "co", method = "eth_call", params = ETH_CALL }
+    c.cmd { op = "http_call", tag = "bad", method = "eth_call",
+            params = { { to = ETH_CALL[1].to, data = "0x0dfe1681" } } }
+    local _, replies = c.wait("rpc.reply", 3)
+    local by = {}
+    for _, r in ipairs(replies) do by[r.tag] = r end
+    assert.are.equal(SIX, by.cb.result)
+    assert.are.equal(SIX, by.co.result)
+    assert.are.equal("execution reverted", by.bad.err.message)
+  end)
+
+  it("reports a refused connection and a server that never answers", function()
+    local peer = proc.spawn("node " .. proc.node_peers() .. "/ws_peer.js --ttl 60",
+                            "READY (%d+) (%d+)")
+    local p = proc.spawn("node -e \"const s=require('net').createServer();"
+      .. "s.listen(0,'127.0.0.1',()=>{console.log('PORT',s.address().port);"
+      .. "s.close()})\"", "PORT (%d+)")
+    local free = p.ready[1]
+    p.stop()
+    local c = client(nil, { http_url = "http://127.0.0.1:" .. free .. "/" })
+    eng = c.eng
+    c.cmd { op = "http_call", tag = "refused", method = "eth_chainId" }
+    local r = c.wait("rpc.reply", 1)
+    assert.matches("^http://127%.0%.0%.1:%d+/: connect to 127%.0%.0%.1 port %d+: "
+                   .. "connection refused", r.err.message)
+    eng:close()
+    c = client(nil, { http_url = "http://127.0.0.1:" .. peer.ready[1] .. "/",
+                      http = { timeout_ms = 300 } })
+    eng = c.eng
+    c.cmd { op = "http_call", tag = "slow", method = "eth_chainId" }
+    r = c.wait("rpc.reply", 1)
+    assert.matches("no complete response within 300 ms", r.err.message)
+    peer.stop()
+  end)
+end)
+
+describe("mycelium.jsonrpc over TLS (wss and https)", function()
+  local dir
+  setup(function() dir = certs.make() end)
+  teardown(function() certs.remove(dir) end)
+
+  it("subscribes over wss and calls over https with the test CA", function()
+    server = replay(string.format("--tls-cert %s/srv.crt --tls-key %s/srv.key",
+                                  dir, dir))
+    local port = server.output():match("wss://127%.0%.0%.1:(%d+)/")
+    local c = client("wss://127.0.0.1:" .. port .. "/", {
+      subscribe = { "logs", {} }, raw = true,
+      rpc = { ca_file = dir .. "/ca.crt" },
+      http_url = "https://127.0.0.1:" .. port .. "/",
+      http = { ca_file = dir .. "/ca.crt" } })
+    eng = c.eng
+    c.wait("rpc.note", 58)
+    c.cmd { op = "http_call", tag = "tls", method = "eth_chainId" }
+    assert.are.equal("0x89", c.wait("rpc.reply", 1).result)
+  end)
+
+  it("refuses the server's certificate without the CA", function()
+    server = replay(string.format("--tls-cert %s/srv.crt --tls-key %s/srv.key",
+                                  dir, dir))
+    local port = server.output():match("wss://127%.0%.0%.1:(%d+)/")
+    local c = client("wss://127.0.0.1:" .. port .. "/", {
+      rpc = { reconnect = false },
+      http_url = "https://127.0.0.1:" .. port .. "/" })
+    eng = c.eng
+    local info = c.wait("rpc.close", 1)
+    assert.matches("certificate verification failed", info.error)
+    c.cmd { op = "http_call", tag = "tls", method = "eth_chainId" }
+    local r = c.wait("rpc.reply", 1)
+    assert.matches("^https://127%.0%.0%.1:%d+/: certificate verification failed",
+                   r.err.message)
+    assert.are.equal("ETLS", r.err.code)
   end)
 end)

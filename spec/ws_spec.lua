@@ -4,6 +4,7 @@
 -- Every server listens on 127.0.0.1 and is stopped after its test.
 local testing = require "mycelium.testing"
 local proc = require "support.proc"
+local certs = require "support.certs"
 
 local root = proc.root
 local SERVICE = root .. "/spec/support/ws_service.lua"
@@ -243,32 +244,13 @@ describe("mycelium.ws against a hostile peer", function()
 end)
 
 describe("mycelium.ws over TLS", function()
-  local function sh(cmd)
-    assert(os.execute(cmd .. " >/dev/null 2>&1"), cmd)
-  end
-
   setup(function()
-    tmp = os.tmpname()
-    os.remove(tmp)
-    sh("mkdir -p " .. tmp)
-    local key = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
-    -- A CA, a server certificate it signs for 127.0.0.1, and one for a
-    -- name we never connect to.
-    sh(string.format("cd %s && openssl req -x509 %s -keyout ca.key -out ca.crt "
-       .. "-days 1 -subj '/CN=mycelium test CA'", tmp, key))
-    for _, c in ipairs { { "srv", "IP:127.0.0.1,DNS:localhost" },
-                         { "other", "DNS:other.example" } } do
-      sh(string.format("cd %s && printf 'subjectAltName=%s' > %s.ext && "
-         .. "openssl req %s -keyout %s.key -out %s.csr -subj '/CN=%s' && "
-         .. "openssl x509 -req -in %s.csr -CA ca.crt -CAkey ca.key "
-         .. "-CAcreateserial -days 1 -out %s.crt -extfile %s.ext",
-         tmp, c[2], c[1], key, c[1], c[1], c[1], c[1], c[1], c[1]))
-    end
+    tmp = certs.make()
     peer = start_peer(string.format("--tls %s/srv.crt %s/srv.key", tmp, tmp))
   end)
   teardown(function()
     peer.stop()
-    os.execute("rm -rf " .. tmp)
+    certs.remove(tmp)
   end)
 
   it("connects with the CA that signed the server's certificate", function()

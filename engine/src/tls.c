@@ -174,10 +174,12 @@ int myc__tls_feed(myc__tls *t, const void *cipher, size_t n,
   ERR_clear_error();
   if (n > 0 && BIO_write(t->net_in, cipher, (int)n) != (int)n)
     return MYC_ENOMEM;
-  if (!t->done && (r = handshake(t, opened, err, errlen)) != 0)
+  if (!t->done) {
+    /* Records after the handshake wait for the next call: the owner
+     * first marks the session open, then drains them with n == 0. */
+    r = handshake(t, opened, err, errlen);
     return r;
-  if (!t->done)
-    return 0;
+  }
   for (;;) {
     r = SSL_read(t->ssl, buf, sizeof buf);
     if (r > 0) {

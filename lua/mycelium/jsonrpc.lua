@@ -14,6 +14,7 @@
 -- were in flight when the connection dropped fail ("connection lost"),
 -- calls made while disconnected wait for the next connection.
 local ws = require "mycelium.ws"
+local http = require "mycelium.http"
 local cjson = require "cjson"
 
 local type, error, format, pairs, ipairs, tostring = type, error, string.format, pairs, ipairs, tostring
@@ -283,6 +284,64 @@ function Rpc:_closed(info)
     self.ctx.log:warn("jsonrpc: " .. info.error, { attempt = info.attempt,
                                                    reconnect_ms = info.reconnect_ms })
   end
+end
+
+-- ---- over HTTP ---------------------------------------------------------
+
+local Http = {}
+Http.__index = Http
+
+-- Calls 'method' with one POST (an eth_call to a node's HTTP endpoint);
+-- cb(result, err) as for Rpc:call, or without cb from a coroutine.
+function Http:call(method, params, cb)
+  if type(method) ~= "string" then
+    error(format("service '%s': jsonrpc %s: call: method must be a string",
+                 self.ctx.name, self.url), 2)
+  end
+  local co = cb == nil and co_running() or nil
+  if cb == nil and co == nil then
+    error(format("service '%s': jsonrpc %s: call %s: pass a callback, or "
+                 .. "call from a coroutine", self.ctx.name, self.url, method), 2)
+  end
+  self.next_id = self.next_id + 1
+  local id = self.next_id
+  local body = format('{"jsonrpc":"2.0","id":%d,"method":%s,"params":%s}',
+                      id, json.encode(method), encode_params(params))
+  local req = { url = self.url, body = body }
+  for k, v in pairs(self.http) do req[k] = v end
+  local url = self.url
+  local function done(res, err)
+    local result
+    if err == nil then
+      local ok, msg = pcall(json.decode, res.body)
+      if res.status ~= 200 and not (ok and type(msg) == "table") then
+        err = { message = format("%s: HTTP %d", url, res.status) }
+      elseif not ok or type(msg) ~= "table" then
+        err = { message = format("%s: the reply is not JSON", url) }
+      elseif msg.error ~= nil and msg.error ~= null then
+        err = type(msg.error) == "table" and msg.error
+              or { message = tostring(msg.error) }
+      elseif msg.id ~= id then
+        err = { message = format("%s: reply to id %s, expected %d", url,
+                                 tostring(msg.id), id) }
+      elseif msg.result ~= null then
+        result = msg.result
+      end
+    end
+    local p = { cb = cb, co = co }
+    settle(p, result, err)
+  end
+  http.request(self.ctx, req, done)
+  if co then return co_yield() end
+  return id
+end
+
+-- A JSON-RPC client over HTTP(S): one POST per call.  opts: timeout_ms,
+-- ca_file, insecure, headers, max_body (mycelium.http options).
+function M.http(ctx, url, opts)
+  local h = {}
+  for k, v in pairs(opts or {}) do h[k] = v end
+  return setmetatable({ ctx = ctx, url = url, next_id = 0, http = h }, Http)
 end
 
 -- Opens a JSON-RPC connection.  opts: timeout_ms (per call, default

@@ -4,12 +4,13 @@
 --   out: rpc.open {reconnected}, rpc.note {result or text, sub},
 --        rpc.other {method}, rpc.invalid {why}, rpc.close {info},
 --        rpc.reply {tag, result, err}, rpc.subscribed {id}
---   in:  rpc.cmd {op = "call"|"co_call"|"unsubscribe"|"close", tag,
---        method, params}
+--   in:  rpc.cmd {op = "call"|"co_call"|"http_call"|"http_co_call"|
+--        "unsubscribe"|"close", tag, method, params}; http calls go to
+--        opts.http_url (jsonrpc.http with opts.http)
 local jsonrpc = require "mycelium.jsonrpc"
 
 local M = { subscribe = { "rpc.cmd" } }
-local rpc, sub
+local rpc, sub, http_rpc
 
 function M.init(ctx, opts)
   local o = opts.rpc or {}
@@ -19,6 +20,10 @@ function M.init(ctx, opts)
   o.on_close = function(_, info) ctx:emit("rpc.close", info) end
   o.on_notification = function(_, method) ctx:emit("rpc.other", { method = method }) end
   o.on_invalid = function(_, _, why) ctx:emit("rpc.invalid", { why = why }) end
+  if opts.http_url then
+    http_rpc = jsonrpc.http(ctx, opts.http_url, opts.http)
+  end
+  if not opts.url then return end
   rpc = jsonrpc.connect(ctx, opts.url, o)
   if opts.subscribe then
     sub = rpc:subscribe(opts.subscribe, function(result, s)
@@ -43,6 +48,12 @@ function M.on_message(ctx, msg)
   elseif c.op == "co_call" then
     coroutine.wrap(function()
       report(ctx, c.tag)(rpc:call(c.method, c.params))
+    end)()
+  elseif c.op == "http_call" then
+    http_rpc:call(c.method, c.params, report(ctx, c.tag))
+  elseif c.op == "http_co_call" then
+    coroutine.wrap(function()
+      report(ctx, c.tag)(http_rpc:call(c.method, c.params))
     end)()
   elseif c.op == "unsubscribe" then
     sub:unsubscribe(report(ctx, c.tag))
