@@ -14,7 +14,8 @@ local REPLAY = (os.getenv("MYCELIUM_BIN") or root .. "/build/mycelium")
 local SUB_ID = "0x8f28e02024fb031838268bf467cba603"
 
 local function replay(args)
-  return proc.spawn(string.format("%s -q %s %s", REPLAY, args or "", CAPTURE),
+  return proc.spawn(string.format("%s -q --ttl 120 %s %s", REPLAY, args or "",
+                                  CAPTURE),
                     "listening on wss?://127%.0%.0%.1:(%d+)/")
 end
 

@@ -18,7 +18,9 @@
 
 struct myc_http {
   myc__resource res; /* first */
-  myc_service *svc;
+  myc_service *svc; /* only while attached: a service may go first */
+  const myc__alloc *alloc; /* the engine's, which outlives the loops */
+  int detached;
   uint64_t source;
   myc_http_options opt;
   char *url_text;
@@ -42,9 +44,7 @@ void myc_http_options_init(myc_http_options *o) {
   o->max_body = 16.0 * 1024 * 1024;
 }
 
-static const myc__alloc *alloc_of(const myc_http *h) {
-  return &h->svc->eng->alloc;
-}
+static const myc__alloc *alloc_of(const myc_http *h) { return h->alloc; }
 
 static void http_free(myc_http *h) {
   const myc__alloc *a = alloc_of(h);
@@ -87,7 +87,9 @@ static void finish(myc_http *h) {
   if (h->finished)
     return;
   h->finished = 1;
-  myc__service_detach(h->svc, &h->res);
+  if (!h->detached)
+    myc__service_detach(h->svc, &h->res);
+  h->detached = 1;
   uv_close((uv_handle_t *)&h->timer, on_timer_closed);
   if (h->stopped)
     return;
@@ -111,7 +113,13 @@ static void shut(myc_http *h) {
     finish(h);
 }
 
-static void on_resource_stop(myc__resource *r) { shut((myc_http *)r); }
+/* The service stops (and may be freed before libuv returns our handles):
+ * it already detached us, and we must not touch it again. */
+static void on_resource_stop(myc__resource *r) {
+  myc_http *h = (myc_http *)r;
+  h->detached = 1;
+  shut(h);
+}
 
 /* ---- the response ---------------------------------------------------------- */
 
@@ -275,6 +283,7 @@ myc_http *myc_http_request(myc_service *s, uint64_t source,
     return NULL;
   }
   h->svc = s;
+  h->alloc = &s->eng->alloc;
   h->source = source;
   h->opt = *o;
   h->opt.ca_file = NULL;

@@ -69,8 +69,14 @@ void myc__worker_discard_inbox(myc__worker *w) {
 }
 
 void myc__worker_destroy(myc__worker *w) {
+  int turns;
   close_handles(w);
-  uv_run(&w->loop, UV_RUN_NOWAIT);
+  /* Facilities (ws.c, http.c) close their handles when their service
+   * stops, but closing can take a few turns (a socket's close callback
+   * closes a timer) and a name lookup may still be in the thread pool.
+   * Bounded: a handle nobody closes must not hang the engine's free. */
+  for (turns = 0; turns < 500 && uv_run(&w->loop, UV_RUN_NOWAIT) != 0; turns++)
+    uv_sleep(1);
   uv_loop_close(&w->loop);
   myc__free(&w->eng->alloc, w->inbox, w->inbox_cap * sizeof *w->inbox);
   myc__free(&w->eng->alloc, w->inbox_spare, w->spare_cap * sizeof *w->inbox);

@@ -26,7 +26,9 @@ enum { TM_NONE, TM_UPGRADE, TM_PING, TM_PONG, TM_CLOSE, TM_RETRY, TM_FINAL };
 
 struct myc_ws {
   myc__resource res; /* first: the service's stop finds us through it */
-  myc_service *svc;
+  myc_service *svc; /* only while attached: a service may go first */
+  const myc__alloc *alloc; /* the engine's, which outlives the loops */
+  int detached;
   uint64_t source;
   myc_ws_options opt;
   char *url_text, *protocol, *headers;
@@ -71,9 +73,7 @@ void myc_ws_options_init(myc_ws_options *o) {
   o->max_buffered = 64.0 * 1024 * 1024;
 }
 
-static const myc__alloc *alloc_of(const myc_ws *ws) {
-  return &ws->svc->eng->alloc;
-}
+static const myc__alloc *alloc_of(const myc_ws *ws) { return ws->alloc; }
 
 /* ---- lifetime ------------------------------------------------------------ */
 
@@ -106,7 +106,9 @@ static void finish(myc_ws *ws) {
   if (ws->state == MYC_WS_CLOSED)
     return;
   ws->state = MYC_WS_CLOSED;
-  myc__service_detach(ws->svc, &ws->res);
+  if (!ws->detached)
+    myc__service_detach(ws->svc, &ws->res);
+  ws->detached = 1;
   uv_close((uv_handle_t *)&ws->timer, on_timer_closed);
 }
 
@@ -119,7 +121,13 @@ static void shut(myc_ws *ws) {
     finish(ws);
 }
 
-static void on_resource_stop(myc__resource *r) { shut((myc_ws *)r); }
+/* The service stops (and may be freed before libuv returns our handles):
+ * it already detached us, and we must not touch it again. */
+static void on_resource_stop(myc__resource *r) {
+  myc_ws *ws = (myc_ws *)r;
+  ws->detached = 1;
+  shut(ws);
+}
 
 /* ---- events ---------------------------------------------------------------- */
 
@@ -572,6 +580,7 @@ myc_ws *myc_ws_open(myc_service *s, uint64_t source, const char *url,
   if (ws == NULL)
     goto nomem;
   ws->svc = s;
+  ws->alloc = a;
   ws->source = source;
   ws->opt = *o;
   ws->url = u;

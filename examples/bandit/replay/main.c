@@ -38,6 +38,7 @@ static const char usage[] =
     "      --tls-key FILE    ... and this key\n"
     "      --once            exit once the capture was played and every client\n"
     "                        has gone\n"
+    "      --ttl SECONDS     exit after that long whatever happens (tests)\n"
     "  -q, --quiet           no connection messages on stderr\n"
     "  -h, --help            this text\n"
     "\n"
@@ -67,7 +68,7 @@ static int number(const char *arg, const char *opt, double *out) {
 }
 
 enum { O_POOLS = 256, O_TOKENS, O_FAST, O_BLOCK, O_RATE, O_LOOP, O_DROP,
-       O_DROPS, O_RESTART, O_SUB, O_CERT, O_KEY, O_ONCE };
+       O_DROPS, O_RESTART, O_SUB, O_CERT, O_KEY, O_ONCE, O_TTL };
 
 int main(int argc, char **argv) {
   static const struct option opts[] = {
@@ -78,6 +79,7 @@ int main(int argc, char **argv) {
       {"drops", 1, 0, O_DROPS},   {"restart", 0, 0, O_RESTART},
       {"sub-id", 1, 0, O_SUB},    {"tls-cert", 1, 0, O_CERT},
       {"tls-key", 1, 0, O_KEY},   {"once", 0, 0, O_ONCE},
+      {"ttl", 1, 0, O_TTL},
       {"quiet", 0, 0, 'q'},       {"help", 0, 0, 'h'},
       {0, 0, 0, 0}};
   server_options o;
@@ -112,6 +114,7 @@ int main(int argc, char **argv) {
     case O_CERT: o.cert = optarg; break;
     case O_KEY: o.key = optarg; break;
     case O_ONCE: o.once = 1; break;
+    case O_TTL: o.ttl = v; break;
     case 'q': o.quiet = 1; break;
     case 'h': fputs(usage, stdout); return 0;
     default: fputs(usage, stderr); return 2;

@@ -66,6 +66,7 @@ struct server {
   uint64_t t_first, t_last; /* uv_hrtime of the first and last send */
   int exhausted;
   uv_signal_t sigint, sigterm;
+  uv_timer_t ttl;
 };
 
 static http_parser_settings req_settings;
@@ -446,6 +447,8 @@ static void on_signal(uv_signal_t *h, int sig) {
   stop_server(h->data);
 }
 
+static void on_ttl(uv_timer_t *t) { stop_server(t->data); }
+
 static int listen_on(server *s) {
   struct sockaddr_in addr;
   struct sockaddr_storage bound;
@@ -501,6 +504,11 @@ int server_run(const server_options *o, capture *cap, chain *ch) {
     s.sigint.data = s.sigterm.data = &s;
     uv_signal_start(&s.sigint, on_signal, SIGINT);
     uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+    if (o->ttl > 0) {
+      uv_timer_init(s.loop, &s.ttl);
+      s.ttl.data = &s;
+      uv_timer_start(&s.ttl, on_ttl, (uint64_t)(o->ttl * 1000), 0);
+    }
     uv_run(s.loop, UV_RUN_DEFAULT);
   }
   print_summary(&s);

@@ -28,6 +28,7 @@ typedef struct {
   int restart;          /* each subscription starts at line 2 */
   int once;             /* exit when played and every client is gone */
   int quiet;
+  double ttl;           /* seconds before exiting anyway; 0: never */
   const char *cert, *key; /* TLS (wss://) when both are set */
 } server_options;
 
