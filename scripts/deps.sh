@@ -28,7 +28,19 @@ if ! command -v node >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi
 
+# The npm `ws` package: the independent WebSocket server the specs test
+# against (spec/peers, versions pinned by its package-lock.json).
+install_node_peers() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/spec/peers"
+  if [ ! -f "$dir/node_modules/ws/package.json" ] && command -v npm >/dev/null 2>&1; then
+    echo "deps.sh: npm ci in spec/peers" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --silent) || echo "deps.sh: npm ci failed (specs will retry)" >&2
+  fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+  install_node_peers
   exit 0
 fi
 
@@ -40,3 +52,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+install_node_peers

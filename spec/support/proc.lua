@@ -64,8 +64,10 @@ function M.node_peers()
   local dir = M.root .. "/spec/peers"
   local f = io.open(dir .. "/node_modules/ws/package.json")
   if f then f:close() return dir end
+  -- Specs run in parallel: one installs, the others wait on the lock.
   assert(os.execute(string.format(
-    "cd %s && npm ci --no-audit --no-fund --silent >/dev/null 2>&1", dir)),
+    "cd %s && flock .npm.lock sh -c '[ -f node_modules/ws/package.json ] || "
+    .. "npm ci --no-audit --no-fund --silent' >/dev/null 2>&1", dir)),
     "npm ci failed in spec/peers")
   return dir
 end
