@@ -83,3 +83,10 @@ foreach(spec ${MYC_SPECS})
   set_tests_properties(spec/${name} PROPERTIES LABELS "spec" TIMEOUT 300
                        DEPENDS "" ENVIRONMENT "${MYC_TEST_ENV}")
 endforeach()
+
+# The rock (rockspec/) builds, installs and works outside the source tree.
+find_program(LUAROCKS luarocks)
+if(LUAROCKS)
+  add_test(NAME install/rockspec COMMAND ${CMAKE_SOURCE_DIR}/scripts/test-rockspec.sh)
+  set_tests_properties(install/rockspec PROPERTIES LABELS "install" TIMEOUT 900)
+endif()

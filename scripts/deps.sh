@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   luajit libluajit-5.1-dev libuv1-dev libmsgpack-dev libyaml-dev
   libssl-dev libwebsockets-dev libwslay-dev libhiredis-dev libgmp-dev
-  lua-busted lua-cjson lua-messagepack
+  lua-busted lua-cjson lua-messagepack luarocks
   redis-server
   libzmq3-dev
   openssl ca-certificates

@@ -19,12 +19,17 @@ static const char usage[] =
     "\n"
     "Environment: MYCELIUM_PATH  directory holding the Lua runtime (lua/)\n";
 
-/* Lets a build-tree binary find lua/ next to the source tree without
- * installing: build/mycelium -> ../lua. */
+/* Finds the Lua runtime relative to the binary: build/mycelium uses the
+ * source tree's lua/, a luarocks tree has it in share/lua/5.1, a CMake
+ * install in share/mycelium/lua.  (The library falls back to the paths it
+ * was built with.) */
 static void locate_lua_dir(void) {
+  static const char *const layouts[] = {"../lua", "../share/lua/5.1",
+                                        "../share/mycelium/lua"};
   char exe[PATH_MAX], candidate[PATH_MAX + 64];
   ssize_t n;
   char *slash;
+  size_t i;
   const char *env = getenv("MYCELIUM_PATH");
   if (env != NULL && *env != '\0')
     return;
@@ -36,10 +41,14 @@ static void locate_lua_dir(void) {
   if (slash == NULL)
     return;
   *slash = '\0';
-  snprintf(candidate, sizeof candidate, "%s/../lua/mycelium/host.lua", exe);
-  if (access(candidate, R_OK) == 0) {
-    snprintf(candidate, sizeof candidate, "%s/../lua", exe);
-    setenv("MYCELIUM_PATH", candidate, 0);
+  for (i = 0; i < sizeof layouts / sizeof *layouts; i++) {
+    snprintf(candidate, sizeof candidate, "%s/%s/mycelium/host.lua", exe,
+             layouts[i]);
+    if (access(candidate, R_OK) == 0) {
+      snprintf(candidate, sizeof candidate, "%s/%s", exe, layouts[i]);
+      setenv("MYCELIUM_PATH", candidate, 0);
+      return;
+    }
   }
 }
 

@@ -72,7 +72,8 @@ local function find_library()
     local f = io.open(p, "rb")
     if f then f:close() return p end
   end
-  return "mycelium"
+  -- installed by luarocks next to the C modules
+  return package.searchpath("libmycelium", package.cpath) or "mycelium"
 end
 
 M.library = find_library()
