@@ -211,6 +211,20 @@ static void stage_count(myc__stage *st) {
 
 int myc__worker_stage(myc__worker *w, myc_service *s, myc_buf *b) {
   myc__stage *st = &w->stage[s->worker->index];
+  uint32_t in_transit =
+      atomic_load_explicit(&s->mb.incoming, memory_order_relaxed) +
+      (st->run_svc == s ? st->run : 0);
+  /* A whole mailbox's worth already on its way: refuse at the sender so
+   * that a flood across workers cannot grow memory without bound.  (For
+   * drop_oldest this drops the newest: exact eviction would need the
+   * messages in transit, which belong to no one yet.) */
+  if (in_transit >= s->mb.capacity) {
+    myc__mailbox_count(&s->mb,
+                       s->mb.policy == MYC_POLICY_REJECT ? MYC_DROP_REJECTED
+                                                         : MYC_DROP_NEWEST,
+                       b->topic_id, 1);
+    return MYC_EFULL;
+  }
   if (st->n == st->cap &&
       grow(&w->eng->alloc, &st->items, &st->cap, st->n + 1) != 0)
     return MYC_ENOMEM;

@@ -85,8 +85,10 @@ void myc__worker_schedule(myc__worker *w, myc_service *s);
 int myc__worker_handoff(myc__worker *w, myc_service *s, myc_buf *b);
 
 /* Holds 'b' (carrying a reference for it) for service 's' of another
- * worker until myc__worker_flush().  Worker thread of 'w'.  Returns 0 or
- * MYC_ENOMEM (the caller keeps the reference). */
+ * worker until myc__worker_flush().  Worker thread of 'w'.  Returns 0,
+ * MYC_EFULL when a whole mailbox's worth is already in transit to 's'
+ * (counted as a drop), or MYC_ENOMEM; on error the caller keeps the
+ * reference. */
 int myc__worker_stage(myc__worker *w, myc_service *s, myc_buf *b);
 
 /* Hands everything staged by 'w' to the target workers' inboxes: one
