@@ -9,7 +9,7 @@ PACKAGES=(
   luajit libluajit-5.1-dev libuv1-dev libmsgpack-dev libyaml-dev
   libssl-dev libwebsockets-dev libwslay-dev libhttp-parser-dev libjansson-dev
   libhiredis-dev libgmp-dev
-  lua-busted lua-cjson lua-messagepack
+  lua-busted lua-cjson lua-messagepack luarocks
   redis-server
   libzmq3-dev
   openssl ca-certificates

@@ -49,13 +49,15 @@ struct myc_buf {
   uint32_t topic_id;     /* engine-local id of the topic */
   uint8_t size_class;    /* pool class, or MYC_BUF_UNPOOLED */
   uint8_t shared;        /* refs are atomic from now on */
-  uint8_t wire_prefix[10]; /* room for a transport's framing in place */
+  uint8_t origin;        /* index of the worker whose pool it came from */
+  uint8_t wire_prefix[9]; /* room for a transport's framing in place */
   myc_frame hdr;
   /* topic, source, padding and payload follow */
 };
 
 #define MYC_BUF_UNPOOLED 0xFF
 #define MYC_BUF_CLASSES 6
+#define MYC_BUF_NO_ORIGIN 0xFF /* allocated outside any worker pool */
 
 /* Offset of the topic from the start of the header. */
 static inline size_t myc__frame_topic_offset(size_t payload_len) {
@@ -79,14 +81,39 @@ static inline char *myc__buf_source(myc_buf *b) {
 }
 
 typedef struct {
+  myc_buf *head, *tail;
+  uint32_t n;
+} myc__chain;
+
+/* A worker's pool.  Small buffers go back to the pool they came from:
+ * another worker releasing one chains it for its origin and hands the
+ * chain over in one atomic push ('inbound'), which the origin takes in one
+ * exchange when its free list runs dry.  Without this a pipeline across
+ * workers would malloc on one side and free on the other. */
+typedef struct {
   myc_buf *free[MYC_BUF_CLASSES];
   uint32_t nfree[MYC_BUF_CLASSES];
   uint32_t max_free; /* per class; beyond this buffers go back to the hook */
   const myc__alloc *alloc;
+  uint8_t owner;     /* worker index, or MYC_BUF_NO_ORIGIN */
+  _Atomic(myc_buf *) inbound;
+  myc__chain *returns; /* per origin worker */
+  uint32_t nreturns;
+  uint32_t pending_returns;
   uint64_t allocated, recycled;
 } myc__pool;
 
-void myc__pool_init(myc__pool *p, const myc__alloc *a, uint32_t max_free);
+/* Sets up a pool owned by worker 'owner' among 'nworkers' (or
+ * MYC_BUF_NO_ORIGIN and 0).  Returns 0 or MYC_ENOMEM. */
+int myc__pool_init(myc__pool *p, const myc__alloc *a, uint32_t max_free,
+                   uint8_t owner, uint32_t nworkers);
+
+/* Takes the buffers other workers handed back.  Returns the first one (to
+ * use at once, one reference) or NULL when there were none. */
+myc_buf *myc__pool_reclaim(myc__pool *p);
+
+/* Hands chain 'c' to pool 'origin' (any thread).  'c' is emptied. */
+void myc__pool_give_chain(myc__pool *origin, myc__chain *c);
 
 /* Returns every cached buffer to the allocator.  Buffers still referenced
  * elsewhere are not affected. */
@@ -100,6 +127,62 @@ myc_buf *myc__buf_alloc(myc__pool *p, const myc__alloc *a, size_t frame_len);
 /* Frees 'b' into 'p' (or to the allocator when 'p' is NULL or full). */
 void myc__buf_free(myc__pool *p, const myc__alloc *a, myc_buf *b);
 
+/* The first size class, which most messages fit. */
+#define MYC_BUF_SMALL 256
+
+/* Hot-path allocation: a recycled buffer of the first class for a frame
+ * of 'frame_len' bytes, or NULL (then use myc__buf_alloc). */
+static inline myc_buf *myc__buf_take(myc__pool *p, size_t frame_len) {
+  myc_buf *b = p->free[0];
+  if (offsetof(myc_buf, hdr) + frame_len > MYC_BUF_SMALL)
+    return NULL;
+  if (b == NULL) {
+    if (atomic_load_explicit(&p->inbound, memory_order_relaxed) == NULL)
+      return NULL;
+    b = myc__pool_reclaim(p);
+  } else {
+    p->free[0] = b->next;
+    p->nfree[0]--;
+  }
+  /* The next buffer is likely cold (released on another core). */
+  if (p->free[0] != NULL)
+    __builtin_prefetch(p->free[0], 1);
+  if (b != NULL) {
+    atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
+    b->shared = 0;
+  }
+  return b;
+}
+
+/* Hot-path free: a small buffer from another worker goes on the chain for
+ * its origin; one of ours goes back on the free list when it has room. */
+static inline __attribute__((always_inline)) void
+myc__buf_give(myc__pool *p, const myc__alloc *a,
+                                 myc_buf *b) {
+  if (b->size_class == 0 && p != NULL) {
+    if (b->origin != p->owner && b->origin < p->nreturns) {
+      myc__chain *c = &p->returns[b->origin];
+      b->next = NULL;
+      if (c->tail != NULL)
+        c->tail->next = b;
+      else
+        c->head = b;
+      c->tail = b;
+      c->n++;
+      p->pending_returns++;
+      return;
+    }
+    if (p->nfree[0] < p->max_free) {
+      b->origin = p->owner;
+      b->next = p->free[0];
+      p->free[0] = b;
+      p->nfree[0]++;
+      return;
+    }
+  }
+  myc__buf_free(p, a, b);
+}
+
 static inline void myc__buf_ref(myc_buf *b, uint32_t n) {
   if (b->shared)
     atomic_fetch_add_explicit(&b->refs, n, memory_order_relaxed);
@@ -110,11 +193,13 @@ static inline void myc__buf_ref(myc_buf *b, uint32_t n) {
 }
 
 /* Drops one reference; the last one returns the buffer to 'p'.  A count of
- * one means nobody else can see the buffer, so no atomic is needed then
- * even for a shared buffer. */
-static inline void myc__buf_release(myc__pool *p, const myc__alloc *a,
+ * one means nobody else can see the buffer, so no atomic write is needed
+ * then even for a shared buffer; the acquire load (a plain load on x86)
+ * orders our reuse after the other holders' last reads. */
+static inline __attribute__((always_inline)) void
+myc__buf_release(myc__pool *p, const myc__alloc *a,
                                     myc_buf *b) {
-  uint32_t r = atomic_load_explicit(&b->refs, memory_order_relaxed);
+  uint32_t r = atomic_load_explicit(&b->refs, memory_order_acquire);
   if (r != 1) {
     if (!b->shared) {
       atomic_store_explicit(&b->refs, r - 1, memory_order_relaxed);
@@ -122,10 +207,8 @@ static inline void myc__buf_release(myc__pool *p, const myc__alloc *a,
     }
     if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
       return;
-  } else if (b->shared) {
-    atomic_thread_fence(memory_order_acquire);
   }
-  myc__buf_free(p, a, b);
+  myc__buf_give(p, a, b);
 }
 
 #endif

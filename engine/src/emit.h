@@ -6,6 +6,16 @@
 
 #include "engine.h"
 
+/* What a service needs to emit on one topic, built once per topic. */
+typedef struct myc__route {
+  myc__topic *topic;
+  uint16_t tail_len;
+  char tail[]; /* topic name, then the service's name */
+} myc__route;
+
+/* Frees the routes of 's'. */
+void myc__routes_free(myc_service *s);
+
 /* Frames and delivers a message from service 's' (on its worker thread).
  * Returns 0 when at least one subscriber took it or there is none,
  * MYC_EFULL when every subscriber refused it, MYC_ENOMEM, MYC_ETOOBIG. */
@@ -13,8 +23,10 @@ int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
               const void *data, size_t len);
 
 /* A buffer whose payload of 'size' bytes (zeroed) the caller fills in
- * place before myc__emit_buf(); it has room for any topic and the name of
- * 's'.  One reference, the caller's.  NULL when out of memory. */
+ * place before myc__emit_buf(); it has room for the name of 's' and a
+ * topic of 64 bytes at least (myc__emit_buf() moves the frame to a larger
+ * buffer for a longer one).  One reference, the caller's.  NULL when out
+ * of memory. */
 myc_buf *myc__emit_buf_new(myc_service *s, size_t size);
 
 /* Emits a buffer from myc__emit_buf_new() as myc__emit() would, without
@@ -29,8 +41,9 @@ int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
 int myc__deliver(myc_engine *e, myc__worker *from, myc_buf *b);
 
 /* Writes the header and copies payload, topic and source into a new
- * buffer from 'pool' (which may be NULL).  Trace fields are zeroed; the
- * caller fills them.  Returns NULL on allocation failure. */
+ * buffer from 'pool' (which may be NULL).  parent_id is zeroed; trace_id,
+ * span_id, seq and ts_ns are left for the caller to fill.  Returns NULL on
+ * allocation failure. */
 myc_buf *myc__frame_new(myc_engine *e, myc__pool *pool, const myc__topic *t,
                         const char *source, size_t source_len, int kind,
                         uint16_t type, const void *data, size_t len);

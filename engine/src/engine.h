@@ -19,11 +19,15 @@ struct myc_engine {
   myc__clock clock;
   myc__log log;
 
+  myc_contract_set *contracts; /* NULL: typed messages are refused */
+  int validate;                /* check rules on every typed emit */
+
   myc__topics topics;
   uint32_t dead_topic; /* id of "$dead" */
 
   myc__worker *workers;
-  uint32_t nworkers;
+  uint32_t nworkers;     /* initialised so far */
+  uint32_t nworkers_max; /* configured */
   uint32_t next_worker; /* round-robin placement */
 
   myc_service **services;

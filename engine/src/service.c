@@ -78,23 +78,6 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
-static void set_paths(lua_State *L, const char *lua_dir, const char *module) {
-  const char *slash = strrchr(module, '/');
-  int dirlen = slash ? (int)(slash - module) : 1;
-  const char *dir = slash ? module : ".";
-
-  lua_getglobal(L, "package");
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%.*s/?.lua;%.*s/?/init.lua;",
-                  lua_dir, lua_dir, dirlen, dir, dirlen, dir);
-  lua_getfield(L, -2, "path");
-  lua_concat(L, 2);
-  lua_setfield(L, -2, "path");
-  lua_getfield(L, -1, "preload");
-  lua_pushcfunction(L, luaopen_mycelium_core);
-  lua_setfield(L, -2, "mycelium.core");
-  lua_pop(L, 2);
-}
-
 /* The error on top of the stack, without its traceback, prefixed with the
  * service unless the message already names it. */
 static void copy_error(lua_State *L, const char *name, char *err,
@@ -136,7 +119,7 @@ static int start_host(lua_State *L) {
   int inst;
 
   luaL_openlibs(L);
-  set_paths(L, s->eng->lua_path, sc->module);
+  myc__lua_prepare(L, s->eng->lua_path, sc->module);
   lua_pushcfunction(L, msgh);
   s->ref_msgh = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_getglobal(L, "require");
@@ -144,7 +127,7 @@ static int start_host(lua_State *L) {
   lua_call(L, 1, 1);
   lua_getfield(L, -1, "new");
   lua_pushlightuserdata(L, s);
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 6);
   lua_pushstring(L, s->name);
   lua_setfield(L, -2, "name");
   lua_pushstring(L, sc->module);
@@ -155,6 +138,13 @@ static int start_host(lua_State *L) {
   }
   lua_pushstring(L, s->eng->lua_path);
   lua_setfield(L, -2, "lua_path");
+  if (s->eng->contracts != NULL) {
+    /* Immutable and freed after every service: safe to share. */
+    lua_pushlightuserdata(L, s->eng->contracts);
+    lua_setfield(L, -2, "contracts");
+    lua_pushboolean(L, s->eng->validate);
+    lua_setfield(L, -2, "validate");
+  }
   lua_call(L, 2, 1);
   inst = lua_gettop(L);
   s->ref_dispatch = take_ref(L, inst, "dispatch");
@@ -367,8 +357,15 @@ static void handler_failed(myc_service *s, uint32_t k) {
 uint32_t myc__service_dispatch(myc_service *s) {
   uint32_t first, n;
   if (s->batch_pos == s->view.batch_n) {
+    uint32_t i;
     s->view.batch_n = myc__mailbox_pop(&s->mb, s->batch, MYC_BATCH);
     s->batch_pos = 0;
+    /* Frames from another core miss the cache: start every load now so
+     * that the misses overlap instead of stalling one handler each. */
+    for (i = 0; i < s->view.batch_n; i++)
+      __builtin_prefetch(s->batch[i]);
+    for (i = 0; i < s->view.batch_n; i++)
+      __builtin_prefetch((char *)s->batch[i] + 64);
   }
   first = s->batch_pos;
   n = s->view.batch_n;
@@ -427,10 +424,12 @@ int myc__service_event(myc_service *s, uint64_t source, int code,
     myc__counter_add(&s->n_errors, 1);
     log_error(s, "event", lua_tostring(s->L, -1), NULL);
     lua_settop(s->L, 0);
+    myc__worker_flush(s->worker);
     return MYC_ELUA;
   }
   found = lua_toboolean(s->L, -1);
   lua_settop(s->L, 0);
+  myc__worker_flush(s->worker);
   return found ? 0 : MYC_ENOENT;
 }
 
@@ -479,27 +478,33 @@ void myc__service_stop(myc_service *s) {
   stop_resources(s);
 }
 
-void myc__service_free(myc_service *s) {
-  myc_engine *e = s->eng;
+void myc__service_drop_leftovers(myc_service *s) {
   myc__pool *pool = &s->worker->pool;
-  uint32_t leftover = s->view.batch_n - s->batch_pos, n;
-
-  for (n = s->batch_pos; n < s->view.batch_n; n++)
-    myc__buf_release(pool, &e->alloc, s->batch[n]);
-  myc__mailbox_done(&s->mb, leftover);
+  uint32_t i, n;
+  for (i = s->batch_pos; i < s->view.batch_n; i++) {
+    myc__mailbox_count(&s->mb, MYC_DROP_SHUTDOWN, s->batch[i]->topic_id, 1);
+    myc__buf_release(pool, &s->eng->alloc, s->batch[i]);
+  }
+  myc__mailbox_done(&s->mb, s->view.batch_n - s->batch_pos);
   s->batch_pos = s->view.batch_n;
   while ((n = myc__mailbox_pop(&s->mb, s->batch, MYC_BATCH)) > 0) {
-    uint32_t i;
-    for (i = 0; i < n; i++)
-      myc__buf_release(pool, &e->alloc, s->batch[i]);
+    for (i = 0; i < n; i++) {
+      myc__mailbox_count(&s->mb, MYC_DROP_SHUTDOWN, s->batch[i]->topic_id, 1);
+      myc__buf_release(pool, &s->eng->alloc, s->batch[i]);
+    }
     myc__mailbox_done(&s->mb, n);
-    leftover += n;
   }
-  myc__mailbox_count(&s->mb, MYC_DROP_SHUTDOWN, leftover);
+}
+
+void myc__service_free(myc_service *s) {
+  myc_engine *e = s->eng;
+  myc__service_drop_leftovers(s);
   stop_resources(s); /* a service that never started or stopped */
   if (s->L != NULL)
     lua_close(s->L);
+  myc__lua_budget_drain(&s->mem);
   myc__mailbox_destroy(&s->mb, &e->alloc);
+  myc__routes_free(s);
   myc__strfree(&e->alloc, s->module);
   myc__strfree(&e->alloc, s->name);
   myc__free(&e->alloc, s, sizeof *s);

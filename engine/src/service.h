@@ -65,6 +65,10 @@ struct myc_service {
   uint8_t act_span[8];
 
   uint64_t seq; /* messages emitted so far */
+  /* Emit routes by topic id: the topic and the frame's tail (topic name
+   * then this service's name) ready to copy.  Built on first use. */
+  struct myc__route **routes;
+  uint32_t nroutes;
   uint64_t next_timer_id;
   _Atomic uint64_t n_in, n_out, n_errors;
   _Atomic int state;
@@ -121,6 +125,10 @@ static inline int myc__service_pending(const myc_service *s) {
   return s->batch_pos < s->view.batch_n ||
          atomic_load_explicit(&s->mb.len, memory_order_relaxed) > 0;
 }
+
+/* Releases what is still queued for 's', counting it as lost at shutdown
+ * per topic.  Worker stopped (or its thread). */
+void myc__service_drop_leftovers(myc_service *s);
 
 /* Releases what is still queued, counting it as dropped at shutdown, and
  * frees the service.  Must run on its worker (or after the workers have

@@ -28,17 +28,24 @@ int myc__worker_init(myc__worker *w, myc_engine *e, uint32_t index) {
   w->eng = e;
   w->index = index;
   w->timer_armed = INT64_MAX;
-  myc__pool_init(&w->pool, &e->alloc, 4096);
+  if (myc__pool_init(&w->pool, &e->alloc, 16384, (uint8_t)index,
+                     e->nworkers_max) != 0)
+    return MYC_ENOMEM;
   myc__rng_seed(&w->rng);
   myc__timers_init(&w->timers, &e->alloc);
   atomic_init(&w->phase, MYC_PHASE_RUN);
   atomic_init(&w->idle_flag, 1);
+  w->stage = myc__calloc(&e->alloc, e->nworkers_max * sizeof *w->stage);
+  if (w->stage == NULL) {
+    myc__pool_destroy(&w->pool);
+    return MYC_ENOMEM;
+  }
   rc = uv_loop_init(&w->loop);
-  if (rc != 0)
-    return rc;
-  rc = uv_mutex_init(&w->inbox_lock);
-  if (rc != 0) {
+  if (rc == 0 && (rc = uv_mutex_init(&w->inbox_lock)) != 0)
     uv_loop_close(&w->loop);
+  if (rc != 0) {
+    myc__free(&e->alloc, w->stage, e->nworkers_max * sizeof *w->stage);
+    myc__pool_destroy(&w->pool);
     return rc;
   }
   uv_async_init(&w->loop, &w->wake, on_wake);
@@ -60,9 +67,20 @@ static void close_handles(myc__worker *w) {
 }
 
 void myc__worker_discard_inbox(myc__worker *w) {
-  uint32_t i;
+  uint32_t i, t;
+  for (t = 0; t < w->eng->nworkers; t++) {
+    myc__stage *st = &w->stage[t];
+    for (i = 0; i < st->n; i++) {
+      myc__mailbox_count(&st->items[i].svc->mb, MYC_DROP_SHUTDOWN,
+                         st->items[i].buf->topic_id, 1);
+      myc__buf_release(&w->pool, &w->eng->alloc, st->items[i].buf);
+    }
+    st->n = 0;
+  }
+  w->staged = 0;
   for (i = 0; i < w->inbox_n; i++) {
-    myc__mailbox_count(&w->inbox[i].svc->mb, MYC_DROP_SHUTDOWN, 1);
+    myc__mailbox_count(&w->inbox[i].svc->mb, MYC_DROP_SHUTDOWN,
+                       w->inbox[i].buf->topic_id, 1);
     myc__buf_release(&w->pool, &w->eng->alloc, w->inbox[i].buf);
   }
   w->inbox_n = 0;
@@ -80,6 +98,13 @@ void myc__worker_destroy(myc__worker *w) {
   uv_loop_close(&w->loop);
   myc__free(&w->eng->alloc, w->inbox, w->inbox_cap * sizeof *w->inbox);
   myc__free(&w->eng->alloc, w->inbox_spare, w->spare_cap * sizeof *w->inbox);
+  {
+    uint32_t t;
+    for (t = 0; t < w->eng->nworkers_max; t++)
+      myc__free(&w->eng->alloc, w->stage[t].items,
+                w->stage[t].cap * sizeof *w->stage[t].items);
+    myc__free(&w->eng->alloc, w->stage, w->eng->nworkers_max * sizeof *w->stage);
+  }
   uv_mutex_destroy(&w->inbox_lock);
   myc__timers_destroy(&w->timers);
   myc__pool_destroy(&w->pool);
@@ -117,25 +142,50 @@ static myc_service *ready_pop(myc__worker *w) {
   return s;
 }
 
-int myc__worker_handoff(myc__worker *w, myc_service *s, myc_buf *b) {
+/* Counts messages on their way to each service, one atomic per run of
+ * consecutive items for the same service. */
+static void count_incoming(const myc__handoff *items, uint32_t n, int sign) {
+  uint32_t i = 0;
+  while (i < n) {
+    myc_service *s = items[i].svc;
+    uint32_t run = 1;
+    while (i + run < n && items[i + run].svc == s)
+      run++;
+    if (sign > 0)
+      atomic_fetch_add_explicit(&s->mb.incoming, run, memory_order_relaxed);
+    else
+      atomic_fetch_sub_explicit(&s->mb.incoming, run, memory_order_relaxed);
+    i += run;
+  }
+}
+
+static int grow(const myc__alloc *a, myc__handoff **items, uint32_t *cap,
+                uint32_t need) {
+  uint32_t c = *cap ? *cap : 256;
+  myc__handoff *p;
+  while (c < need)
+    c *= 2;
+  if (c == *cap)
+    return 0;
+  p = myc__realloc(a, *items, *cap * sizeof *p, c * sizeof *p);
+  if (p == NULL)
+    return MYC_ENOMEM;
+  *items = p;
+  *cap = c;
+  return 0;
+}
+
+/* Appends 'n' items to the inbox of 'w' under its lock.  Only the first
+ * message into an empty inbox pays for a wake-up. */
+static int inbox_append(myc__worker *w, const myc__handoff *items, uint32_t n) {
   int signal = 0;
   uv_mutex_lock(&w->inbox_lock);
-  if (w->inbox_n == w->inbox_cap) {
-    uint32_t cap = w->inbox_cap ? 2 * w->inbox_cap : 256;
-    myc__handoff *p = myc__realloc(&w->eng->alloc, w->inbox,
-                                   w->inbox_cap * sizeof *p, cap * sizeof *p);
-    if (p == NULL) {
-      uv_mutex_unlock(&w->inbox_lock);
-      return MYC_ENOMEM;
-    }
-    w->inbox = p;
-    w->inbox_cap = cap;
+  if (grow(&w->eng->alloc, &w->inbox, &w->inbox_cap, w->inbox_n + n) != 0) {
+    uv_mutex_unlock(&w->inbox_lock);
+    return MYC_ENOMEM;
   }
-  w->inbox[w->inbox_n].svc = s;
-  w->inbox[w->inbox_n].buf = b;
-  w->inbox_n++;
-  atomic_fetch_add_explicit(&s->mb.incoming, 1, memory_order_relaxed);
-  /* Only the first message into an empty inbox pays for a wake-up. */
+  memcpy(w->inbox + w->inbox_n, items, n * sizeof *items);
+  w->inbox_n += n;
   if (!w->inbox_signalled)
     signal = w->inbox_signalled = 1;
   /* Under the lock, so it cannot be overtaken by update_idle_flag(). */
@@ -144,6 +194,93 @@ int myc__worker_handoff(myc__worker *w, myc_service *s, myc_buf *b) {
   if (signal)
     myc__worker_wake(w);
   return 0;
+}
+
+int myc__worker_handoff(myc__worker *w, myc_service *s, myc_buf *b) {
+  myc__handoff h;
+  int rc;
+  h.svc = s;
+  h.buf = b;
+  atomic_fetch_add_explicit(&s->mb.incoming, 1, memory_order_relaxed);
+  rc = inbox_append(w, &h, 1);
+  if (rc != 0)
+    atomic_fetch_sub_explicit(&s->mb.incoming, 1, memory_order_relaxed);
+  return rc;
+}
+
+static void stage_count(myc__stage *st) {
+  if (st->run > 0)
+    atomic_fetch_add_explicit(&st->run_svc->mb.incoming, st->run,
+                              memory_order_relaxed);
+  st->run = 0;
+}
+
+int myc__worker_stage(myc__worker *w, myc_service *s, myc_buf *b) {
+  myc__stage *st = &w->stage[s->worker->index];
+  uint32_t in_transit =
+      atomic_load_explicit(&s->mb.incoming, memory_order_relaxed) +
+      (st->run_svc == s ? st->run : 0);
+  /* A whole mailbox's worth already on its way: refuse at the sender so
+   * that a flood across workers cannot grow memory without bound.  (For
+   * drop_oldest this drops the newest: exact eviction would need the
+   * messages in transit, which belong to no one yet.) */
+  if (in_transit >= s->mb.capacity) {
+    myc__mailbox_count(&s->mb,
+                       s->mb.policy == MYC_POLICY_REJECT ? MYC_DROP_REJECTED
+                                                         : MYC_DROP_NEWEST,
+                       b->topic_id, 1);
+    return MYC_EFULL;
+  }
+  if (st->n == st->cap &&
+      grow(&w->eng->alloc, &st->items, &st->cap, st->n + 1) != 0)
+    return MYC_ENOMEM;
+  st->items[st->n].svc = s;
+  st->items[st->n].buf = b;
+  st->n++;
+  w->staged++;
+  if (st->run_svc != s) {
+    stage_count(st);
+    st->run_svc = s;
+  }
+  if (++st->run == MYC_STAGE_RUN)
+    stage_count(st);
+  return 0;
+}
+
+/* Small buffers released here but born on another worker go home. */
+static void flush_returns(myc__worker *w) {
+  myc_engine *e = w->eng;
+  uint32_t t;
+  for (t = 0; t < w->pool.nreturns && t < e->nworkers; t++)
+    if (w->pool.returns[t].n > 0)
+      myc__pool_give_chain(&e->workers[t].pool, &w->pool.returns[t]);
+  w->pool.pending_returns = 0;
+}
+
+void myc__worker_flush(myc__worker *w) {
+  myc_engine *e = w->eng;
+  uint32_t t, i;
+  if (w->pool.pending_returns > 0)
+    flush_returns(w);
+  if (w->staged == 0)
+    return;
+  for (t = 0; t < e->nworkers; t++) {
+    myc__stage *st = &w->stage[t];
+    if (st->n == 0)
+      continue;
+    stage_count(st);
+    if (inbox_append(&e->workers[t], st->items, st->n) != 0) {
+      /* Out of memory: what cannot be handed over is lost, and counted. */
+      count_incoming(st->items, st->n, -1);
+      for (i = 0; i < st->n; i++) {
+        myc__mailbox_count(&st->items[i].svc->mb, MYC_DROP_NEWEST,
+                           st->items[i].buf->topic_id, 1);
+        myc__buf_release(&w->pool, &e->alloc, st->items[i].buf);
+      }
+    }
+    st->n = 0;
+  }
+  w->staged = 0;
 }
 
 void myc__worker_drain_inbox(myc__worker *w) {
@@ -160,12 +297,11 @@ void myc__worker_drain_inbox(myc__worker *w) {
   w->inbox_signalled = 0;
   uv_mutex_unlock(&w->inbox_lock);
 
+  count_incoming(items, n, -1);
   for (i = 0; i < n; i++) {
     myc_service *s = items[i].svc;
     myc_buf *evicted;
-    int rc;
-    atomic_fetch_sub_explicit(&s->mb.incoming, 1, memory_order_relaxed);
-    rc = myc__mailbox_push(&s->mb, items[i].buf, &evicted);
+    int rc = myc__mailbox_push(&s->mb, items[i].buf, &evicted);
     if (evicted != NULL)
       myc__buf_release(&w->pool, &w->eng->alloc, evicted);
     if (rc != 0)
@@ -192,6 +328,7 @@ uint64_t myc__worker_run_ready(myc__worker *w, uint32_t budget) {
       done += myc__service_dispatch(s);
     } while (++turn < TURN_BATCHES && done < avail && myc__service_pending(s));
     handled += done;
+    myc__worker_flush(w);
     if (myc__service_pending(s) && !s->queued)
       myc__worker_schedule(w, s);
   }
@@ -238,6 +375,7 @@ uint32_t myc__worker_fire_timers(myc__worker *w, int64_t now) {
         next = now + t.interval;
       (void)myc__timers_add(&w->timers, next, t.interval, t.svc, t.id);
     }
+    myc__worker_flush(w);
   }
   return fired;
 }
@@ -266,6 +404,7 @@ static void stop_services(myc__worker *w) {
   for (i = 0; i < e->nservices; i++)
     if (e->services[i]->worker == w)
       myc__service_stop(e->services[i]);
+  myc__worker_flush(w);
   uv_idle_stop(&w->idle);
   close_handles(w);
 }

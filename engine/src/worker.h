@@ -18,6 +18,19 @@ typedef struct {
   myc_buf *buf;
 } myc__handoff;
 
+/* Messages a worker has emitted for another worker's services, held until
+ * the end of the current turn and then handed over in one go. */
+typedef struct {
+  myc__handoff *items;
+  uint32_t n, cap;
+  /* Staged messages count in the target's 'incoming' (what producers'
+   * pressure sees) in runs of up to MYC_STAGE_RUN, not one atomic each. */
+  myc_service *run_svc;
+  uint32_t run;
+} myc__stage;
+
+#define MYC_STAGE_RUN 256
+
 enum { MYC_PHASE_RUN, MYC_PHASE_DRAIN, MYC_PHASE_STOP };
 
 typedef struct myc__worker {
@@ -33,6 +46,8 @@ typedef struct myc__worker {
 
   myc__pool pool;
   myc__rng rng;
+  myc__stage *stage; /* one per worker, indexed by the target's index */
+  uint32_t staged;   /* items in all stages */
   int64_t now; /* engine clock, refreshed per batch */
 
   myc_service *ready_head, *ready_tail;
@@ -68,6 +83,17 @@ void myc__worker_schedule(myc__worker *w, myc_service *s);
  * from another thread.  Returns 0 (the inbox owns the reference) or
  * MYC_ENOMEM (the caller keeps it). */
 int myc__worker_handoff(myc__worker *w, myc_service *s, myc_buf *b);
+
+/* Holds 'b' (carrying a reference for it) for service 's' of another
+ * worker until myc__worker_flush().  Worker thread of 'w'.  Returns 0,
+ * MYC_EFULL when a whole mailbox's worth is already in transit to 's'
+ * (counted as a drop), or MYC_ENOMEM; on error the caller keeps the
+ * reference. */
+int myc__worker_stage(myc__worker *w, myc_service *s, myc_buf *b);
+
+/* Hands everything staged by 'w' to the target workers' inboxes: one
+ * lock and at most one wake-up per target.  Worker thread of 'w'. */
+void myc__worker_flush(myc__worker *w);
 
 /* Moves the inbox into the mailboxes.  Worker thread. */
 void myc__worker_drain_inbox(myc__worker *w);

@@ -22,7 +22,7 @@ static void refcount_returns_to_the_pool(void) {
   myc__alloc a = {failing_alloc_fn, &fa};
   myc__pool pool;
   myc_buf *b, *c;
-  myc__pool_init(&pool, &a, 16);
+  myc__pool_init(&pool, &a, 16, 0, 1);
   b = myc__buf_alloc(&pool, &a, 100);
   CHECK(b != NULL);
   CHECK_EQ(atomic_load(&b->refs), 1);
@@ -45,7 +45,7 @@ static void shared_buffers_count_atomically(void) {
   myc__alloc a = {myc__default_alloc, NULL};
   myc__pool pool;
   myc_buf *b;
-  myc__pool_init(&pool, &a, 16);
+  myc__pool_init(&pool, &a, 16, 0, 1);
   b = myc__buf_alloc(&pool, &a, 10);
   b->shared = 1;
   myc__buf_ref(b, 3);
@@ -64,7 +64,7 @@ static void sizes_pick_classes_and_large_frames_bypass_the_pool(void) {
   myc__alloc a = {failing_alloc_fn, &fa};
   myc__pool pool;
   myc_buf *small, *mid, *huge;
-  myc__pool_init(&pool, &a, 16);
+  myc__pool_init(&pool, &a, 16, 0, 1);
   small = myc__buf_alloc(&pool, &a, 64);
   mid = myc__buf_alloc(&pool, &a, 3000);
   huge = myc__buf_alloc(&pool, &a, 1 << 20);
@@ -86,7 +86,7 @@ static void pool_caps_its_free_lists(void) {
   myc__pool pool;
   myc_buf *bs[10];
   int i;
-  myc__pool_init(&pool, &a, 4);
+  myc__pool_init(&pool, &a, 4, 0, 1);
   for (i = 0; i < 10; i++)
     bs[i] = myc__buf_alloc(&pool, &a, 10);
   for (i = 0; i < 10; i++)

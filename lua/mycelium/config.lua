@@ -35,9 +35,9 @@ local SERVICE = {
 }
 local TOP = {
   node = { kind = "string" },
-  workers = { kind = "integer", min = 1, max = 256 },
-  contracts = { kind = "string", later = true },
-  validate = { kind = "boolean", later = true },
+  workers = { kind = "integer", min = 1, max = 128 },
+  contracts = { kind = "string" },
+  validate = { kind = "boolean" },
   mailbox = { kind = "table", fields = MAILBOX },
   supervisor = { kind = "table", later = true },
   supervisors = { kind = "table", later = true },
@@ -220,15 +220,19 @@ function M.normalise(file, t, dir)
   local log = out.log or {}
   local res = {
     node = out.node or "mycelium",
-    workers = out.workers or 1,
+    workers = out.workers, -- nil: one per core (the engine decides)
     mailbox = out.mailbox or {},
     log_level = log.level or LEVELS.info,
     log_format = log.format or FORMATS.text,
+    validate = out.validate ~= false,
     warnings = warnings,
     services = {},
   }
   local names = {}
   dir = dir or dirname(file)
+  if out.contracts ~= nil then
+    res.contracts = resolve_path(dir, out.contracts)
+  end
   for i, s in ipairs(out.services or {}) do
     res.services[i] = check_service(file, dir, i, s, warnings, names)
   end
@@ -236,7 +240,7 @@ function M.normalise(file, t, dir)
     error(format("%s: 'services' is empty: nothing to run", file), 0)
   end
   for i, s in ipairs(res.services) do
-    if s.worker ~= nil and s.worker >= res.workers then
+    if s.worker ~= nil and res.workers ~= nil and s.worker >= res.workers then
       error(format("%s: 'services[%d].worker' is %d but there are only %d "
                    .. "workers (numbered from 0)", file, i, s.worker,
                    res.workers), 0)

@@ -117,19 +117,30 @@ function M.new(lud, info)
     opts = core.unpack(info.opts)
   end
 
+  -- The engine's contract set (immutable, freed after every service).
+  local typed
+  if info.contracts ~= nil then
+    local set = require("mycelium.contract").wrap(info.contracts)
+    typed = set:engine_support { svc = svc, service = name,
+                                 validate = info.validate }
+  end
+  local flush = typed and typed.flush or function() end
+
   local resolve = handler_resolver(mod)
   local function has_handler(p)
     return resolve(p) ~= nil
   end
-  local ctx = ctxmod.new(svc, lud, name, opts, has_handler, nil)
+  local ctx = ctxmod.new(svc, name, opts, has_handler, typed)
   for _, t in ipairs(subscriptions(mod)) do
     ctx:subscribe(t)
   end
 
   local env = {
-    unpack = core.unpack,
-    type_name = function(tag) return "type:" .. tag end,
-    typed = function(_, p, n) return ffi.string(p, n) end,
+    unpack = require("mycelium.msgpack").decode,
+    type_name = typed and typed.type_name
+        or function(tag) return "type:" .. tag end,
+    typed = typed and typed.typed
+        or function(_, p, n) return ffi.string(p, n) end,
   }
   local function keep(b)
     C.myc_svc_buf_ref(b)
@@ -150,7 +161,10 @@ function M.new(lud, info)
     return fn
   end
 
+  -- Every activation starts with flush(): messages made with ctx:new
+  -- that the previous one did not emit become garbage-collected.
   local function dispatch(first, n)
+    flush()
     new_batch()
     local batch = view.batch
     for i = first, n - 1 do
@@ -162,14 +176,23 @@ function M.new(lud, info)
     view.cursor = -1
   end
 
+  local fire_timer, event = ctx._fire_timer, events.dispatch
   return {
     dispatch = dispatch,
-    timer = ctx._fire_timer,
-    event = events.dispatch,
+    timer = function(id)
+      flush()
+      return fire_timer(id)
+    end,
+    event = function(...)
+      flush()
+      return event(...)
+    end,
     init = function()
+      flush()
       if mod.init then mod.init(ctx, opts, nil) end
     end,
     stop = function()
+      flush()
       if mod.stop then mod.stop(ctx) end
     end,
   }

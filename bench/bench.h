@@ -1,0 +1,42 @@
+/* bench.h -- what every benchmark scenario shares: a clock, repeated runs
+ * reduced to their median, and the result sink (a table on stdout and
+ * JSON lines in build/bench/results.jsonl). */
+#ifndef MYC_BENCH_H
+#define MYC_BENCH_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define BENCH_RUNS 3
+
+double bench_now(void); /* monotonic seconds */
+
+/* Records one result: printed as a table row and appended as a JSON line
+ * {"bench":..., "metric":..., "value":..., "unit":...}. */
+void bench_report(const char *bench, const char *metric, double value,
+                  const char *unit, const char *note);
+
+/* Median of 'n' values (n <= 16); reorders them. */
+double bench_median(double *v, int n);
+
+/* Scale for quick runs: BENCH_SCALE in the environment (default 1). */
+double bench_scale(void);
+
+typedef struct {
+  const char *name;
+  const char *about;
+  int (*run)(void);
+} bench_scenario;
+
+/* Scenarios (one per file). */
+int bench_floor_ffi(void);
+int bench_floor_ring(void);
+int bench_peer_zmq(void);
+int bench_emit(void);
+int bench_workers(void);
+int bench_typed(void);
+
+/* Shared results the comparisons need, filled by the scenarios. */
+extern double bench_zmq_inproc_rate;
+
+#endif

@@ -1,0 +1,96 @@
+/* runner.c -- the benchmark runner: runs every scenario (or those named on
+ * the command line) and writes their results. */
+#include "bench.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static FILE *jsonl;
+double bench_zmq_inproc_rate;
+
+double bench_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+double bench_median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+double bench_scale(void) {
+  const char *s = getenv("BENCH_SCALE");
+  double v = s ? atof(s) : 1.0;
+  return v > 0 ? v : 1.0;
+}
+
+void bench_report(const char *bench, const char *metric, double value,
+                  const char *unit, const char *note) {
+  printf("| %-10s | %-34s | %14.2f | %-8s | %s\n", bench, metric, value, unit,
+         note ? note : "");
+  fflush(stdout);
+  if (jsonl != NULL) {
+    fprintf(jsonl,
+            "{\"bench\":\"%s\",\"metric\":\"%s\",\"value\":%.4f,\"unit\":\"%s\"}\n",
+            bench, metric, value, unit);
+    fflush(jsonl);
+  }
+}
+
+/* Peers and floors first: the engine's results are compared with them. */
+static const bench_scenario scenarios[] = {
+    {"floor_ffi", "LuaJIT loop calling an empty C function via the FFI",
+     bench_floor_ffi},
+    {"floor_ring", "C SPSC ring of 64-byte slots, 2 threads", bench_floor_ring},
+    {"zmq", "ZeroMQ inproc PUSH/PULL, 64-byte messages, 2 threads",
+     bench_peer_zmq},
+    {"emit", "Lua producer -> Lua / C consumer on one worker", bench_emit},
+    {"workers", "across workers, fan-out to 4, flood of a slow consumer",
+     bench_workers},
+    {"typed", "typed SwapEvent vs raw string vs table, Lua -> Lua, one worker",
+     bench_typed},
+    {NULL, NULL, NULL}};
+
+static int wanted(int argc, char **argv, const char *name) {
+  int i;
+  if (argc <= 1)
+    return 1;
+  for (i = 1; i < argc; i++)
+    if (strcmp(argv[i], name) == 0)
+      return 1;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  const char *out = getenv("BENCH_RESULTS");
+  const bench_scenario *s;
+  int rc = 0;
+  if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+    printf("usage: myc-bench [SCENARIO...]   (BENCH_SCALE=0.1 for a quick run)\n");
+    for (s = scenarios; s->name != NULL; s++)
+      printf("  %-10s %s\n", s->name, s->about);
+    return 0;
+  }
+  jsonl = fopen(out ? out : "build/bench/results.jsonl", "w");
+  if (jsonl == NULL)
+    perror("results.jsonl");
+  printf("| %-10s | %-34s | %14s | %-8s | %s\n", "bench", "metric", "value",
+         "unit", "note");
+  printf("|------------|------------------------------------|----------------|----------|-----\n");
+  for (s = scenarios; s->name != NULL; s++)
+    if (wanted(argc, argv, s->name) && s->run() != 0) {
+      fprintf(stderr, "myc-bench: scenario %s failed\n", s->name);
+      rc = 1;
+    }
+  if (jsonl != NULL)
+    fclose(jsonl);
+  return rc;
+}

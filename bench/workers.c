@@ -1,0 +1,87 @@
+/* workers.c -- several workers: Lua -> Lua across two workers, fan-out to
+ * four subscribers, and a flood of a slow consumer (drop_oldest mailbox)
+ * where the producer's emit cost while the mailbox is full is compared
+ * with a normal emit measured in the same run. */
+#include "pipeline.h"
+
+#include <stdlib.h>
+
+int bench_pipeline_medians(const bench_pipeline *p, double *rate, double *ns,
+                           double *dropped);
+void bench_report_vs_zmq(const char *bench, const char *metric, double rate);
+
+static int cross_worker(void) {
+  bench_pipeline p = {0};
+  double rate, ns;
+  p.workers = 2;
+  p.producer_worker = 0;
+  p.mode = "publisher";
+  p.total = (uint64_t)(2e7 * bench_scale());
+  p.pause_at = getenv("BENCH_PAUSE") ? atof(getenv("BENCH_PAUSE")) : 0;
+  p.nconsumers = 1;
+  p.consumers[0].kind = BENCH_LUA;
+  p.consumers[0].worker = 1;
+  if (bench_pipeline_medians(&p, &rate, &ns, NULL) != 0)
+    return 1;
+  bench_report("workers", "cross_worker_lua_to_lua_msgs_per_s", rate, "msg/s",
+               "producer on worker 0, consumer on 1");
+  bench_report("workers", "cross_worker_emit_ns", ns, "ns", "publisher()");
+  bench_report_vs_zmq("workers", "cross_worker_lua_to_lua_msgs_per_s", rate);
+  return 0;
+}
+
+static int fan_out(void) {
+  bench_pipeline p = {0};
+  double rate, ns;
+  int i;
+  p.workers = 2;
+  p.mode = "publisher";
+  p.total = (uint64_t)(5e6 * bench_scale());
+  p.nconsumers = 4;
+  for (i = 0; i < 4; i++) {
+    p.consumers[i].kind = BENCH_LUA;
+    p.consumers[i].worker = i % 2;
+  }
+  if (bench_pipeline_medians(&p, &rate, &ns, NULL) != 0)
+    return 1;
+  bench_report("workers", "fanout4_emits_per_s", rate, "msg/s",
+               "4 Lua subscribers on 2 workers; emits/s at the slowest");
+  bench_report("workers", "fanout4_deliveries_per_s", 4 * rate, "msg/s",
+               "messages handled, all subscribers");
+  bench_report("workers", "fanout4_emit_ns", ns, "ns", "publisher(), 4 subs");
+  return 0;
+}
+
+static int flood(void) {
+  bench_pipeline p = {0};
+  double rate, full_ns, normal_ns, dropped;
+  p.workers = 2;
+  p.mode = "flood";
+  p.total = (uint64_t)(5e6 * bench_scale());
+  p.consumer_work = 2000; /* a few µs per message: far slower than emit */
+  p.mailbox.capacity = 1024;
+  p.mailbox.policy = MYC_POLICY_DROP_OLDEST;
+  p.mailbox.threshold = 0.8;
+  p.drops_expected = 1;
+  p.nconsumers = 1;
+  p.consumers[0].kind = BENCH_LUA;
+  p.consumers[0].worker = 1;
+  if (bench_pipeline_medians(&p, &rate, &full_ns, &dropped) != 0)
+    return 1;
+  p.mode = "publisher";
+  p.consumer_work = 0;
+  p.mailbox.capacity = 0;
+  p.drops_expected = 0;
+  if (bench_pipeline_medians(&p, &rate, &normal_ns, NULL) != 0)
+    return 1;
+  bench_report("workers", "flood_emit_ns_mailbox_full", full_ns, "ns",
+               "slow consumer, capacity 1024, drop_oldest");
+  bench_report("workers", "flood_dropped", dropped, "msgs", "counted, not lost");
+  bench_report("workers", "flood_emit_vs_normal", full_ns / normal_ns, "x",
+               "target <= 2");
+  return 0;
+}
+
+int bench_workers(void) {
+  return cross_worker() || fan_out() || flood();
+}

@@ -1,0 +1,234 @@
+-- detector.lua -- pool state with reorg history, and the arbitrage rule.
+--
+-- Invariant: a pool's current state is its newest accepted, non-retracted
+-- state-carrying log (v2_sync, v3_swap). Those logs form a doubly linked
+-- list per pool (ev.older / ev.newer), so a retraction anywhere restores
+-- exactly what would be there had the log never arrived, in O(1). Each
+-- state change, or retraction of one, re-evaluates that pool's pair with
+-- exact integer cross-multiplication: nothing is divided or rounded
+-- until a signal is rendered.
+local bigint = require "mycelium.bigint"
+local pricing = require "bandit.pricing"
+local abi = require "bandit.abi"
+
+local setmetatable, error, type = setmetatable, error, type
+
+local M = {}
+local Detector = {}
+Detector.__index = Detector
+
+local W1, W2, W3 = abi.WORD(1), abi.WORD(2), abi.WORD(3)
+local PPM = pricing.PPM
+
+--- A detector over `registry`. opts.reorg_window: how many of the newest
+--- accepted logs stay retractable (nil keeps all; an engine bounds it).
+function M.new(registry, opts)
+  if type(registry) ~= "table" or not registry.venues then
+    error("bandit.detector.new: registry expected", 2)
+  end
+  opts = opts or {}
+  local window = opts.reorg_window
+  if window ~= nil and (type(window) ~= "number" or window < 1) then
+    error("bandit.detector.new: reorg_window must be a positive number", 2)
+  end
+  return setmetatable({
+    reg = registry, slots = {}, by_tx = {}, live = {},
+    window = window, ring = {}, ring_pos = 0,
+    evaluations = 0,
+    -- Scratch for evaluate(): candidate and best ratios as x / y.
+    x = bigint.new(), y = bigint.new(), bx = bigint.new(), by = bigint.new(),
+    l = bigint.new(), r = bigint.new(),
+  }, Detector)
+end
+
+--- Pool state --------------------------------------------------------------
+
+local function slot_of(self, pool)
+  local s = self.slots[pool]
+  if not s then
+    s = { pool = pool, cur = nil, live = false, price = nil,
+          num = bigint.new(), den = bigint.new(),
+          a = bigint.new(), b = bigint.new() }
+    self.slots[pool] = s
+  end
+  return s
+end
+
+-- Raw price num/den in token base units: V2 reserve1/reserve0,
+-- V3 sqrtPriceX96^2 / 2^192. Returns false when the price is null.
+local function load_raw(s, ev)
+  local d = ev.data
+  if ev.kind == "v2_sync" then
+    s.den:load_hex(d, W1, W1 + 63)
+    s.num:load_hex(d, W2, W2 + 63)
+    return not s.num:is_zero() and not s.den:is_zero()
+  end
+  s.a:load_hex(d, W3, W3 + 63)
+  s.num:mul(s.a, s.a)
+  s.den:set(pricing.Q192)
+  return not s.a:is_zero()
+end
+
+-- Make ev (or nil: unknown) the pool's current state and cache what every
+-- evaluation needs: a = num (1 - f) and b = num (1 + f), both times 10^6
+-- and without the 10^dec factors, which cancel within a pair.
+local function load(s, ev)
+  local pool = s.pool
+  s.cur, s.live, s.price = ev, false, nil
+  if not ev or not load_raw(s, ev) then return end
+  if not pool.dec0 or not pool.dec1 then return end
+  s.a:mul_si(s.num, PPM - pool.fee_ppm)
+  s.b:mul_si(s.num, PPM + pool.fee_ppm)
+  s.price = pricing.human(s.num, s.den, pool.dec0, pool.dec1)
+  s.live = true
+end
+
+--- The current state of a pool: its log (or nil) and price (or nil).
+function Detector:state(pool)
+  local s = self.slots[pool]
+  if not s then return nil, nil end
+  return s.cur, s.price
+end
+
+--- The arbitrage rule -------------------------------------------------------
+
+-- Is (buy b, sell s) before (bb, bs) in the tie order?
+local function before(b, s, bb, bs)
+  if b.key ~= bb.key then return b.key < bb.key end
+  return s.key < bs.key
+end
+
+local function render(self, ss, sb)
+  local g, h = self.l, self.r
+  g:mul(ss.num, sb.den)
+  h:mul(ss.den, sb.num)
+  return {
+    buy = sb.pool, sell = ss.pool, buy_price = sb.price,
+    sell_price = ss.price, gross_bps = pricing.bps(g, h),
+    net_bps = pricing.bps(self.bx, self.by),
+  }
+end
+
+-- Best (sell, buy) slots over live venues by net + 1 = x / y with
+-- x = a_s den_b and y = den_s b_b; leaves the best ratio in bx / by.
+local function best_pair(self, live, n)
+  local bs, bb
+  for i = 1, n do
+    local ss = live[i]
+    for j = 1, n do
+      local sb = live[j]
+      if i ~= j then
+        self.x:mul(ss.a, sb.den)
+        self.y:mul(ss.den, sb.b)
+        local c = 1
+        if bs then
+          self.l:mul(self.x, self.by)
+          self.r:mul(self.bx, self.y)
+          c = self.l:cmp(self.r)
+        end
+        if c > 0 or (c == 0 and before(sb.pool, ss.pool, bb.pool, bs.pool)) then
+          bs, bb = ss, sb
+          self.x, self.bx = self.bx, self.x
+          self.y, self.by = self.by, self.y
+        end
+      end
+    end
+  end
+  return bs, bb
+end
+
+--- Evaluate the pair of `pool`: the signal table, or nil when no ordered
+--- venue pair has sell_price (1 - f_s) > buy_price (1 + f_b). A signal
+--- has buy, sell (pools), buy_price, sell_price, gross_bps, net_bps.
+function Detector:evaluate(pool)
+  self.evaluations = self.evaluations + 1
+  local venues, live, n = self.reg:venues(pool.pair_key), self.live, 0
+  for k = 1, #venues do
+    local s = self.slots[venues[k]]
+    if s and s.live then n = n + 1 live[n] = s end
+  end
+  if n < 2 then return nil end
+  local ss, sb = best_pair(self, live, n)
+  if self.bx:cmp(self.by) <= 0 then return nil end
+  return render(self, ss, sb)
+end
+
+--- The log index --------------------------------------------------------------
+
+-- Logs are indexed by transaction hash (an interned string: no key to
+-- build), newest first, linked through ev.prev_tx / ev.next_tx.
+local function index(self, ev)
+  local head = self.by_tx[ev.txHash]
+  ev.next_tx = head
+  if head then head.prev_tx = ev end
+  self.by_tx[ev.txHash] = ev
+end
+
+local function unindex(self, ev)
+  if ev.prev_tx then ev.prev_tx.next_tx = ev.next_tx
+  elseif self.by_tx[ev.txHash] == ev then self.by_tx[ev.txHash] = ev.next_tx end
+  if ev.next_tx then ev.next_tx.prev_tx = ev.prev_tx end
+  ev.prev_tx, ev.next_tx = nil, nil
+end
+
+-- The oldest retractable log leaves the window: it can never be retracted
+-- now, so no state older than it can ever be restored either.
+local function expire(self, old)
+  if old.retracted then return end
+  unindex(self, old)
+  if old.older then old.older.newer, old.older = nil, nil end
+end
+
+local function remember(self, ev)
+  index(self, ev)
+  local window = self.window
+  if not window then return end
+  local pos = self.ring_pos % window + 1
+  local old = self.ring[pos]
+  if old then expire(self, old) end
+  self.ring[pos], self.ring_pos = ev, pos
+end
+
+--- Accepted logs and retractions -------------------------------------------
+
+--- Apply an accepted, decoded log (from abi.decode). Sets ev.price to the
+--- pool's price right after it (nil when unknown or null). Returns
+--- evaluated (boolean) and the signal, if any.
+function Detector:accept(ev)
+  remember(self, ev)
+  local s = slot_of(self, ev.pool)
+  if ev.kind == "v2_swap" then
+    ev.price = s.price
+    return false, nil
+  end
+  ev.older = s.cur
+  if s.cur then s.cur.newer = ev end
+  load(s, ev)
+  ev.price = s.price
+  return true, self:evaluate(ev.pool)
+end
+
+--- The accepted, non-retracted log with this identity (lowercase hashes,
+--- numeric logIndex), newest first if it was delivered twice; or nil.
+function Detector:find(bh, th, li)
+  local ev = self.by_tx[th]
+  while ev and (ev.logIndex ~= li or ev.blockHash ~= bh) do ev = ev.next_tx end
+  return ev
+end
+
+--- Retract a log returned by find(). Returns evaluated and the signal.
+function Detector:retract(ev)
+  if ev.retracted then error("bandit.detector: log already retracted", 2) end
+  ev.retracted = true
+  unindex(self, ev)
+  if ev.kind == "v2_swap" then return false, nil end
+  local s = self.slots[ev.pool]
+  local older, newer = ev.older, ev.newer
+  if older then older.newer = newer end
+  if newer then newer.older = older end
+  ev.older, ev.newer = nil, nil
+  if s.cur == ev then load(s, older) end
+  return true, self:evaluate(ev.pool)
+end
+
+return M
