@@ -208,6 +208,7 @@ describe("mycelium.ws failures", function()
     ok, err = pcall(testing.engine, { services = { { name = "client",
       module = SERVICE, opts = { url = "ws://127.0.0.1:1/",
                                  ws = { colour = "red" } } } } })
+    assert.is_false(ok)
     assert.matches("unknown option 'colour'", err)
   end)
 end)

@@ -17,8 +17,8 @@
 #include <string.h>
 
 struct myc_http {
-  myc__resource res; /* first */
-  myc_service *svc; /* only while attached: a service may go first */
+  myc__resource res;       /* first */
+  myc_service *svc;        /* only while attached: a service may go first */
   const myc__alloc *alloc; /* the engine's, which outlives the loops */
   int detached;
   uint64_t source;
@@ -44,7 +44,9 @@ void myc_http_options_init(myc_http_options *o) {
   o->max_body = 16.0 * 1024 * 1024;
 }
 
-static const myc__alloc *alloc_of(const myc_http *h) { return h->alloc; }
+static const myc__alloc *alloc_of(const myc_http *h) {
+  return h->alloc;
+}
 
 static void http_free(myc_http *h) {
   const myc__alloc *a = alloc_of(h);
@@ -94,7 +96,8 @@ static void finish(myc_http *h) {
   if (h->stopped)
     return;
   if (!h->done && h->err == 0)
-    set_error(h, UV_ECONNRESET, "the connection closed before the response "
+    set_error(h, UV_ECONNRESET,
+              "the connection closed before the response "
               "was complete");
   memset(&r, 0, sizeof r);
   r.status = h->msg.parser.status_code;
@@ -121,7 +124,8 @@ static void on_resource_stop(myc__resource *r) {
   shut(h);
 }
 
-/* ---- the response ---------------------------------------------------------- */
+/* ---- the response ----------------------------------------------------------
+ */
 
 static int on_body(http_parser *p, const char *at, size_t n) {
   myc_http *h = myc__http_msg_of(p)->owner;
@@ -129,8 +133,10 @@ static int on_body(http_parser *p, const char *at, size_t n) {
   size_t cap;
   char *q;
   if ((double)(b->len + n) > h->opt.max_body) {
-    set_error(h, MYC_ELIMIT, "response body larger than max_body (%.0f "
-              "bytes)", h->opt.max_body);
+    set_error(h, MYC_ELIMIT,
+              "response body larger than max_body (%.0f "
+              "bytes)",
+              h->opt.max_body);
     return 1;
   }
   if (b->cap - b->len < n) {
@@ -161,13 +167,15 @@ static void parse(myc_http *h, const char *p, size_t n) {
     myc__stream_close(&h->st, 0, 0);
   } else if (HTTP_PARSER_ERRNO(&m->parser) != HPE_OK) {
     set_error(h, UV_EPROTO, "bad HTTP response: %s",
-              m->overflow ? "header too large"
-                          : http_errno_description(HTTP_PARSER_ERRNO(&m->parser)));
+              m->overflow
+                  ? "header too large"
+                  : http_errno_description(HTTP_PARSER_ERRNO(&m->parser)));
     myc__stream_close(&h->st, 0, 0);
   }
 }
 
-/* ---- the stream -------------------------------------------------------------- */
+/* ---- the stream
+ * -------------------------------------------------------------- */
 
 static void on_stream_open(myc__stream *st) {
   myc_http *h = st->data;
@@ -199,9 +207,8 @@ static void on_stream_closed(myc__stream *st) {
     finish(h);
 }
 
-static const myc__stream_cbs stream_cbs = {on_stream_open, on_stream_data,
-                                           NULL, on_stream_error,
-                                           on_stream_closed};
+static const myc__stream_cbs stream_cbs = {on_stream_open, on_stream_data, NULL,
+                                           on_stream_error, on_stream_closed};
 
 static void on_deadline(uv_timer_t *t) {
   myc_http *h = t->data;
@@ -210,7 +217,8 @@ static void on_deadline(uv_timer_t *t) {
   myc__stream_close(&h->st, 0, 0);
 }
 
-/* ---- the API ------------------------------------------------------------------- */
+/* ---- the API
+ * ------------------------------------------------------------------- */
 
 static int build_request(myc_http *h, const char *method, const char *headers,
                          const void *body, size_t n) {
@@ -242,13 +250,16 @@ static int prepare(myc_http *h, const char *url, const char *method,
   if (myc__url_parse(&h->url, url, err, errlen) != 0)
     return MYC_EINVAL;
   if (h->url.websocket) {
-    snprintf(err, errlen, "'%s': an HTTP URL starts with http:// or "
-             "https://", url);
+    snprintf(err, errlen,
+             "'%s': an HTTP URL starts with http:// or "
+             "https://",
+             url);
     return MYC_EINVAL;
   }
   if (!(o->timeout_ms > 0) || !(o->max_body >= 1) || method == NULL ||
       strpbrk(method, " \r\n") != NULL) {
-    snprintf(err, errlen, "bad method or options (timeout_ms > 0, "
+    snprintf(err, errlen,
+             "bad method or options (timeout_ms > 0, "
              "max_body >= 1)");
     return MYC_EINVAL;
   }
@@ -271,9 +282,9 @@ static int prepare(myc_http *h, const char *url, const char *method,
   return 0;
 }
 
-myc_http *myc_http_request(myc_service *s, uint64_t source,
-                           const char *method, const char *url,
-                           const char *headers, const void *body, size_t n,
+myc_http *myc_http_request(myc_service *s, uint64_t source, const char *method,
+                           const char *url, const char *headers,
+                           const void *body, size_t n,
                            const myc_http_options *o, char *err,
                            size_t errlen) {
   myc_http *h = myc__calloc(&s->eng->alloc, sizeof *h);

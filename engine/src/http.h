@@ -13,21 +13,21 @@
 typedef struct myc_http myc_http;
 
 typedef struct {
-  const char *ca_file;  /* PEM bundle to trust instead of the system's */
-  int32_t insecure;     /* 1: accept any certificate (tests only) */
-  double timeout_ms;    /* the whole request: connect to last byte */
-  double max_body;      /* bytes of response body accepted */
+  const char *ca_file; /* PEM bundle to trust instead of the system's */
+  int32_t insecure;    /* 1: accept any certificate (tests only) */
+  double timeout_ms;   /* the whole request: connect to last byte */
+  double max_body;     /* bytes of response body accepted */
 } myc_http_options;
 
 /* The event of a finished request ('code' MYC_HTTP_EV_DONE). */
 enum { MYC_HTTP_EV_DONE = 1 };
 
 typedef struct {
-  int32_t status;     /* HTTP status, 0 when no response came */
-  int32_t err;        /* 0, or a negative code (then 'error' says why) */
+  int32_t status; /* HTTP status, 0 when no response came */
+  int32_t err;    /* 0, or a negative code (then 'error' says why) */
   const char *body;
   size_t body_len;
-  const char *error;  /* names the URL; "" without error */
+  const char *error; /* names the URL; "" without error */
 } myc_http_response;
 
 MYC_EXTERN void myc_http_options_init(myc_http_options *o);

@@ -14,19 +14,18 @@
 typedef struct {
   http_parser parser; /* parser.data points back to this struct */
   void *owner;
-  char url[2048];     /* requests: the request target */
+  char url[2048]; /* requests: the request target */
   size_t url_len;
   char buf[MYC_HTTP_HEAD_MAX]; /* "name\0value\0" pairs, names lowercase */
   size_t len;
-  int in_value;   /* the last piece was part of a value */
-  int overflow;   /* the head did not fit: refuse the message */
-  int complete;   /* for the owner: its on_headers_complete has run */
+  int in_value; /* the last piece was part of a value */
+  int overflow; /* the head did not fit: refuse the message */
+  int complete; /* for the owner: its on_headers_complete has run */
 } myc__http_msg;
 
 /* Prepares 'm' to parse a message of type 't' (HTTP_REQUEST or
  * HTTP_RESPONSE) for 'owner'.  Cannot fail. */
-void myc__http_msg_init(myc__http_msg *m, enum http_parser_type t,
-                        void *owner);
+void myc__http_msg_init(myc__http_msg *m, enum http_parser_type t, void *owner);
 
 /* Forgets the head collected so far, leaving the parser alone: for the
  * next message on a kept-alive connection (call it from

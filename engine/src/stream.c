@@ -81,7 +81,9 @@ static void fail_uv(myc__stream *st, int err, const char *what) {
   fail(st, err, "%s", msg);
 }
 
-static void on_linger(uv_timer_t *t) { close_handles(t->data); }
+static void on_linger(uv_timer_t *t) {
+  close_handles(t->data);
+}
 
 void myc__stream_close(myc__stream *st, int graceful, uint64_t linger_ms) {
   if (st->state == MYC_STREAM_IDLE || st->state == MYC_STREAM_CLOSING)
@@ -200,8 +202,8 @@ void myc__stream_flush(myc__stream *st) {
 
 int myc__stream_queue(myc__stream *st, const void *p, size_t n) {
   int rc;
-  if (st->state != MYC_STREAM_OPEN && !(st->state == MYC_STREAM_HANDSHAKE &&
-                                        p == NULL))
+  if (st->state != MYC_STREAM_OPEN &&
+      !(st->state == MYC_STREAM_HANDSHAKE && p == NULL))
     return MYC_ESTATE;
   if (st->ssl_ctx != NULL) {
     if (n > 0 && (rc = myc__tls_write(&st->tls, p, n)) != 0)
@@ -246,8 +248,8 @@ static int deliver(void *ud, const char *p, size_t n) {
 static void on_tls_data(myc__stream *st, const char *p, size_t n) {
   char err[300];
   int was_open = st->tls.done, now_open = 0;
-  int rc = myc__tls_feed(&st->tls, p, n, deliver, st, &now_open, err,
-                         sizeof err);
+  int rc =
+      myc__tls_feed(&st->tls, p, n, deliver, st, &now_open, err, sizeof err);
   if (take_tls(st) == 0)
     flush(st); /* handshake replies, alerts */
   if (rc != 0) {
@@ -271,8 +273,8 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread < 0) {
-    fail_uv(st, (int)nread, st->state == MYC_STREAM_HANDSHAKE
-                                ? "TLS handshake" : "read");
+    fail_uv(st, (int)nread,
+            st->state == MYC_STREAM_HANDSHAKE ? "TLS handshake" : "read");
     return;
   }
   if (st->ssl_ctx != NULL)
@@ -283,8 +285,8 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
 
 static int start_reading(myc__stream *st) {
   st->tcp.data = st;
-  return st->paused ? 0 : uv_read_start((uv_stream_t *)&st->tcp, on_alloc,
-                                        on_read);
+  return st->paused ? 0
+                    : uv_read_start((uv_stream_t *)&st->tcp, on_alloc, on_read);
 }
 
 void myc__stream_pause(myc__stream *st) {

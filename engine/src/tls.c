@@ -35,8 +35,8 @@ static void describe(SSL *ssl, const char *what, char *err, size_t errlen) {
   ERR_clear_error();
 }
 
-static int load_server_keys(SSL_CTX *c, const myc__tls_config *cfg,
-                            char *err, size_t errlen) {
+static int load_server_keys(SSL_CTX *c, const myc__tls_config *cfg, char *err,
+                            size_t errlen) {
   if (cfg->cert_file == NULL || cfg->key_file == NULL) {
     snprintf(err, errlen, "a TLS server needs a certificate and a key");
     return -1;

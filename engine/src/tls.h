@@ -45,9 +45,10 @@ typedef int (*myc__tls_plain_cb)(void *ud, const char *p, size_t n);
 /* Feeds 'n' bytes of ciphertext, advances the handshake and passes every
  * complete record's plaintext to 'cb'.  '*opened' is set to 1 when this
  * call completed the handshake; then no plaintext was passed yet, and
- * the owner calls again (n == 0) once it is ready for it.  Returns 0, or MYC_ETLS with the reason
- * (a failed verification names the certificate problem) in 'err'.
- * Ciphertext to send may be pending afterwards (myc__tls_pending). */
+ * the owner calls again (n == 0) once it is ready for it.  Returns 0, or
+ * MYC_ETLS with the reason (a failed verification names the certificate
+ * problem) in 'err'. Ciphertext to send may be pending afterwards
+ * (myc__tls_pending). */
 int myc__tls_feed(myc__tls *t, const void *cipher, size_t n,
                   myc__tls_plain_cb cb, void *ud, int *opened, char *err,
                   size_t errlen);

@@ -13,9 +13,10 @@ static const struct {
   const char *name;
   int websocket, tls;
   uint16_t port;
-} schemes[] = {
-    {"ws", 1, 0, 80}, {"wss", 1, 1, 443}, {"http", 0, 0, 80},
-    {"https", 0, 1, 443}};
+} schemes[] = {{"ws", 1, 0, 80},
+               {"wss", 1, 1, 443},
+               {"http", 0, 0, 80},
+               {"https", 0, 1, 443}};
 
 static int field(const struct http_parser_url *pu, const char *text, int f,
                  const char **p, size_t *n) {
@@ -32,7 +33,8 @@ static int field(const struct http_parser_url *pu, const char *text, int f,
 static int set_scheme(myc__url *u, const char *p, size_t n) {
   size_t i;
   for (i = 0; i < sizeof schemes / sizeof *schemes; i++)
-    if (strlen(schemes[i].name) == n && strncasecmp(schemes[i].name, p, n) == 0) {
+    if (strlen(schemes[i].name) == n &&
+        strncasecmp(schemes[i].name, p, n) == 0) {
       u->websocket = schemes[i].websocket;
       u->tls = schemes[i].tls;
       u->port = schemes[i].port;
@@ -59,8 +61,10 @@ int myc__url_parse(myc__url *u, const char *text, char *err, size_t errlen) {
     return MYC_EINVAL;
   }
   if (field(&pu, text, UF_USERINFO, &p, &n)) {
-    snprintf(err, errlen, "'%s': credentials in the URL are not supported "
-             "(pass an Authorization header)", text);
+    snprintf(err, errlen,
+             "'%s': credentials in the URL are not supported "
+             "(pass an Authorization header)",
+             text);
     return MYC_EINVAL;
   }
   if (!field(&pu, text, UF_HOST, &p, &n) || n == 0 || n > MYC_URL_HOST_MAX) {

@@ -11,11 +11,11 @@
 #define MYC_URL_PATH_MAX 4096
 
 typedef struct {
-  int websocket;                   /* ws:// or wss:// (else http[s]://) */
-  int tls;                         /* wss:// or https:// */
-  char host[MYC_URL_HOST_MAX + 1]; /* without IPv6 brackets */
-  uint16_t port;                   /* explicit, or the scheme's default */
-  char path[MYC_URL_PATH_MAX + 1]; /* path and "?query", at least "/" */
+  int websocket;                        /* ws:// or wss:// (else http[s]://) */
+  int tls;                              /* wss:// or https:// */
+  char host[MYC_URL_HOST_MAX + 1];      /* without IPv6 brackets */
+  uint16_t port;                        /* explicit, or the scheme's default */
+  char path[MYC_URL_PATH_MAX + 1];      /* path and "?query", at least "/" */
   char authority[MYC_URL_HOST_MAX + 9]; /* the Host header value */
 } myc__url;
 

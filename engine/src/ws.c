@@ -25,8 +25,8 @@
 enum { TM_NONE, TM_UPGRADE, TM_PING, TM_PONG, TM_CLOSE, TM_RETRY, TM_FINAL };
 
 struct myc_ws {
-  myc__resource res; /* first: the service's stop finds us through it */
-  myc_service *svc; /* only while attached: a service may go first */
+  myc__resource res;       /* first: the service's stop finds us through it */
+  myc_service *svc;        /* only while attached: a service may go first */
   const myc__alloc *alloc; /* the engine's, which outlives the loops */
   int detached;
   uint64_t source;
@@ -35,12 +35,12 @@ struct myc_ws {
   myc__url url;
   SSL_CTX *ssl;
   int state;
-  int upgrading;        /* connected, waiting for the 101 */
-  int failures;         /* consecutive attempts that ended unhealthy */
-  int user_closed;      /* no reconnect: the service asked to close */
-  int stopped;          /* released or service stopped: no more events */
+  int upgrading;   /* connected, waiting for the 101 */
+  int failures;    /* consecutive attempts that ended unhealthy */
+  int user_closed; /* no reconnect: the service asked to close */
+  int stopped;     /* released or service stopped: no more events */
   int released, timer_closed;
-  int alive;            /* bytes arrived since the last ping */
+  int alive; /* bytes arrived since the last ping */
   int timer_mode;
   uv_timer_t timer;
   myc__stream st;
@@ -51,9 +51,9 @@ struct myc_ws {
   const char *in; /* bytes wslay has yet to read, during feed() */
   size_t in_len;
   int in_recv;
-  int err;               /* first error of this attempt */
+  int err; /* first error of this attempt */
   char errmsg[600];
-  int close_code;        /* received, or 1006 */
+  int close_code; /* received, or 1006 */
   char close_reason[124];
   size_t close_reason_len;
 };
@@ -73,7 +73,9 @@ void myc_ws_options_init(myc_ws_options *o) {
   o->max_buffered = 64.0 * 1024 * 1024;
 }
 
-static const myc__alloc *alloc_of(const myc_ws *ws) { return ws->alloc; }
+static const myc__alloc *alloc_of(const myc_ws *ws) {
+  return ws->alloc;
+}
 
 /* ---- lifetime ------------------------------------------------------------ */
 
@@ -129,7 +131,8 @@ static void on_resource_stop(myc__resource *r) {
   shut(ws);
 }
 
-/* ---- events ---------------------------------------------------------------- */
+/* ---- events ----------------------------------------------------------------
+ */
 
 static void emit(myc_ws *ws, int code, const void *data, size_t len) {
   if (!ws->stopped)
@@ -173,8 +176,9 @@ static void disarm(myc_ws *ws) {
  * not come back together. */
 static double backoff(myc_ws *ws) {
   const myc_ws_options *o = &ws->opt;
-  double d = o->backoff_initial_ms *
-             pow(o->backoff_multiplier, ws->failures > 0 ? ws->failures - 1 : 0);
+  double d =
+      o->backoff_initial_ms *
+      pow(o->backoff_multiplier, ws->failures > 0 ? ws->failures - 1 : 0);
   double u = (double)(myc__rng_next(&ws->svc->worker->rng) >> 11) * 0x1.0p-53;
   if (d > o->backoff_max_ms)
     d = o->backoff_max_ms;
@@ -215,7 +219,8 @@ static void attempt_ended(myc_ws *ws, int failed) {
   emit(ws, MYC_WS_EV_CLOSE, &info, sizeof info);
 }
 
-/* ---- frames (wslay callbacks) ---------------------------------------------- */
+/* ---- frames (wslay callbacks) ----------------------------------------------
+ */
 
 static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf,
                              size_t len, int flags, void *ud) {
@@ -245,8 +250,8 @@ static ssize_t on_wslay_send(wslay_event_context_ptr ctx, const uint8_t *p,
   return (ssize_t)len;
 }
 
-static int on_wslay_mask(wslay_event_context_ptr ctx, uint8_t *buf,
-                         size_t len, void *ud) {
+static int on_wslay_mask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
+                         void *ud) {
   (void)ctx;
   (void)ud;
   /* RFC 6455 wants masks an attacker cannot predict. */
@@ -262,7 +267,7 @@ static void on_wslay_msg(wslay_event_context_ptr ctx,
   case WSLAY_TEXT_FRAME:
   case WSLAY_BINARY_FRAME:
     if (ws->state != MYC_WS_OPEN)
-      return; /* closing: the service does not want more */
+      return;         /* closing: the service does not want more */
     ws->failures = 0; /* a peer that delivers is healthy */
     emit(ws, m->opcode == WSLAY_TEXT_FRAME ? MYC_WS_EV_TEXT : MYC_WS_EV_BINARY,
          m->msg, m->msg_length);
@@ -285,8 +290,8 @@ static void on_wslay_msg(wslay_event_context_ptr ctx,
 }
 
 static const struct wslay_event_callbacks wslay_cbs = {
-    on_wslay_recv, on_wslay_send, on_wslay_mask, NULL, NULL, NULL,
-    on_wslay_msg};
+    on_wslay_recv, on_wslay_send, on_wslay_mask, NULL,
+    NULL,          NULL,          on_wslay_msg};
 
 /* Hands what wslay queued to the socket. */
 static void pump(myc_ws *ws) {
@@ -359,7 +364,8 @@ static void feed(myc_ws *ws, const char *p, size_t n) {
   after_recv(ws, rc);
 }
 
-/* ---- the upgrade ------------------------------------------------------------- */
+/* ---- the upgrade
+ * ------------------------------------------------------------- */
 
 static int on_head_done(http_parser *p) {
   myc__http_msg_of(p)->complete = 1;
@@ -403,13 +409,15 @@ static void upgrade_reply(myc_ws *ws, const char *p, size_t n) {
     become_open(ws, p + used, n - used);
   } else if (HTTP_PARSER_ERRNO(&m->parser) != HPE_OK) {
     set_error(ws, UV_EPROTO, "bad reply to the WebSocket upgrade: %s",
-              m->overflow ? "header too large"
-                          : http_errno_description(HTTP_PARSER_ERRNO(&m->parser)));
+              m->overflow
+                  ? "header too large"
+                  : http_errno_description(HTTP_PARSER_ERRNO(&m->parser)));
     drop(ws, 0);
   }
 }
 
-/* ---- the stream ------------------------------------------------------------ */
+/* ---- the stream ------------------------------------------------------------
+ */
 
 static void on_stream_open(myc__stream *st) {
   myc_ws *ws = st->data;
@@ -421,8 +429,7 @@ static void on_stream_open(myc__stream *st) {
     rc = n < 0 ? n : myc__stream_write(st, req, (size_t)n);
   }
   if (rc != 0) {
-    set_error(ws, rc, "cannot send the upgrade request: %s",
-              myc_strerror(rc));
+    set_error(ws, rc, "cannot send the upgrade request: %s", myc_strerror(rc));
     drop(ws, 0);
     return;
   }
@@ -448,7 +455,8 @@ static void on_stream_error(myc__stream *st, int err, const char *msg) {
       wslay_event_get_close_sent(ws->wslay))
     return;
   if (ws->wslay != NULL && err == UV_EOF)
-    set_error(ws, UV_ECONNRESET, "the server closed the connection without "
+    set_error(ws, UV_ECONNRESET,
+              "the server closed the connection without "
               "a close frame");
   else
     set_error(ws, err, "%s", msg);
@@ -470,9 +478,8 @@ static void on_stream_closed(myc__stream *st) {
     attempt_ended(ws, 1);
 }
 
-static const myc__stream_cbs stream_cbs = {on_stream_open, on_stream_data,
-                                           NULL, on_stream_error,
-                                           on_stream_closed};
+static const myc__stream_cbs stream_cbs = {on_stream_open, on_stream_data, NULL,
+                                           on_stream_error, on_stream_closed};
 
 static void start_attempt(myc_ws *ws) {
   int rc;
@@ -490,7 +497,8 @@ static void start_attempt(myc_ws *ws) {
   }
 }
 
-/* ---- the timer -------------------------------------------------------------- */
+/* ---- the timer --------------------------------------------------------------
+ */
 
 static void on_timer(uv_timer_t *t) {
   myc_ws *ws = t->data;
@@ -498,8 +506,10 @@ static void on_timer(uv_timer_t *t) {
   ws->timer_mode = TM_NONE;
   switch (mode) {
   case TM_UPGRADE:
-    set_error(ws, UV_ETIMEDOUT, "no reply to the WebSocket upgrade within "
-              "%.0f ms", ws->opt.open_timeout_ms);
+    set_error(ws, UV_ETIMEDOUT,
+              "no reply to the WebSocket upgrade within "
+              "%.0f ms",
+              ws->opt.open_timeout_ms);
     drop(ws, 0);
     break;
   case TM_PING:
@@ -512,7 +522,8 @@ static void on_timer(uv_timer_t *t) {
       arm(ws, TM_PING, ws->opt.ping_interval_ms);
       break;
     }
-    set_error(ws, UV_ETIMEDOUT, "no data and no pong within %.0f ms of a "
+    set_error(ws, UV_ETIMEDOUT,
+              "no data and no pong within %.0f ms of a "
               "ping: the server or the network is gone",
               ws->opt.pong_timeout_ms);
     drop(ws, 0);
@@ -533,7 +544,8 @@ static void on_timer(uv_timer_t *t) {
   }
 }
 
-/* ---- the API ------------------------------------------------------------------- */
+/* ---- the API
+ * ------------------------------------------------------------------- */
 
 static int check_options(const myc_ws_options *o, char *err, size_t errlen) {
   const char *bad = NULL;
@@ -683,11 +695,17 @@ int myc_ws_close(myc_ws *ws, int code, const char *reason, size_t n) {
   return 0;
 }
 
-void myc_ws_pause(myc_ws *ws) { myc__stream_pause(&ws->st); }
+void myc_ws_pause(myc_ws *ws) {
+  myc__stream_pause(&ws->st);
+}
 
-void myc_ws_resume(myc_ws *ws) { myc__stream_resume(&ws->st); }
+void myc_ws_resume(myc_ws *ws) {
+  myc__stream_resume(&ws->st);
+}
 
-int myc_ws_state(const myc_ws *ws) { return ws->state; }
+int myc_ws_state(const myc_ws *ws) {
+  return ws->state;
+}
 
 double myc_ws_buffered(const myc_ws *ws) {
   double n = (double)myc__stream_queued(&ws->st);

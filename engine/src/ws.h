@@ -16,21 +16,21 @@ typedef struct myc_ws myc_ws;
 
 /* Options of a connection; myc_ws_options_init() gives the defaults. */
 typedef struct {
-  const char *ca_file;  /* PEM bundle to trust instead of the system's */
-  int32_t insecure;     /* 1: accept any certificate (tests only) */
-  int32_t reconnect;    /* 1: reconnect after a failure or a close */
+  const char *ca_file; /* PEM bundle to trust instead of the system's */
+  int32_t insecure;    /* 1: accept any certificate (tests only) */
+  int32_t reconnect;   /* 1: reconnect after a failure or a close */
   double backoff_initial_ms, backoff_max_ms, backoff_multiplier;
-  double backoff_jitter;      /* 0..1: share of the delay drawn at random */
-  int32_t max_attempts;       /* consecutive failures; 0: no limit */
-  double open_timeout_ms;     /* connect, TLS and upgrade, each attempt */
-  double ping_interval_ms;    /* 0: never ping */
-  double pong_timeout_ms;     /* no frame at all this long after a ping:
-                                 the peer is dead */
-  double close_timeout_ms;    /* wait for the peer's close frame */
-  double max_message;         /* bytes, whole reassembled message */
-  double max_buffered;        /* bytes queued for sending */
-  const char *protocol;       /* Sec-WebSocket-Protocol, or NULL */
-  const char *headers;        /* extra "Name: value\r\n" lines, or NULL */
+  double backoff_jitter;   /* 0..1: share of the delay drawn at random */
+  int32_t max_attempts;    /* consecutive failures; 0: no limit */
+  double open_timeout_ms;  /* connect, TLS and upgrade, each attempt */
+  double ping_interval_ms; /* 0: never ping */
+  double pong_timeout_ms;  /* no frame at all this long after a ping:
+                              the peer is dead */
+  double close_timeout_ms; /* wait for the peer's close frame */
+  double max_message;      /* bytes, whole reassembled message */
+  double max_buffered;     /* bytes queued for sending */
+  const char *protocol;    /* Sec-WebSocket-Protocol, or NULL */
+  const char *headers;     /* extra "Name: value\r\n" lines, or NULL */
 } myc_ws_options;
 
 /* Events delivered to the service ('code' of myc__service_event). */
@@ -50,7 +50,7 @@ typedef struct {
   double reconnect_ms; /* delay before the next attempt; -1: final */
   const char *reason;  /* close reason received */
   size_t reason_len;
-  const char *error;   /* what went wrong, naming the URL; "" if clean */
+  const char *error; /* what went wrong, naming the URL; "" if clean */
 } myc_ws_close_info;
 
 enum {
@@ -68,9 +68,9 @@ MYC_EXTERN void myc_ws_options_init(myc_ws_options *o);
  * the loop.  Returns the connection, or NULL with the reason in 'err' (a
  * bad URL or option, a CA file that cannot be loaded, no memory).  The
  * caller owns one reference, dropped with myc_ws_release(). */
-MYC_EXTERN myc_ws *myc_ws_open(myc_service *s, uint64_t source,
-                               const char *url, const myc_ws_options *o,
-                               char *err, size_t errlen);
+MYC_EXTERN myc_ws *myc_ws_open(myc_service *s, uint64_t source, const char *url,
+                               const myc_ws_options *o, char *err,
+                               size_t errlen);
 
 /* Queues a message.  Returns 0, MYC_ESTATE when not open, MYC_ELIMIT when
  * more than max_buffered bytes wait, or MYC_ENOMEM. */
@@ -82,8 +82,7 @@ MYC_EXTERN int myc_ws_ping(myc_ws *ws, const void *p, size_t n);
 /* Starts the close handshake with 'code' and 'reason' (at most 123
  * bytes), or stops reconnecting when not open.  A final CLOSE event
  * follows.  Returns 0, or MYC_ESTATE when already closing or closed. */
-MYC_EXTERN int myc_ws_close(myc_ws *ws, int code, const char *reason,
-                            size_t n);
+MYC_EXTERN int myc_ws_close(myc_ws *ws, int code, const char *reason, size_t n);
 
 /* Stops and restarts reading from the peer (flow control). */
 MYC_EXTERN void myc_ws_pause(myc_ws *ws);

@@ -35,9 +35,8 @@ void myc__ws_accept(const char *key, size_t keylen,
   EVP_EncodeBlock((unsigned char *)out, digest, (int)n);
 }
 
-int myc__ws_request(char *dst, size_t cap, const myc__url *u,
-                    const char *key, const char *protocol,
-                    const char *headers) {
+int myc__ws_request(char *dst, size_t cap, const myc__url *u, const char *key,
+                    const char *protocol, const char *headers) {
   int n = snprintf(dst, cap,
                    "GET %s HTTP/1.1\r\n"
                    "Host: %s\r\n"
@@ -69,19 +68,24 @@ int myc__ws_check_reply(const myc__http_msg *m, const char *key,
   }
   if (!myc__http_msg_has_token(m, "upgrade", "websocket") ||
       !myc__http_msg_has_token(m, "connection", "upgrade")) {
-    snprintf(err, errlen, "bad WebSocket upgrade reply: missing "
+    snprintf(err, errlen,
+             "bad WebSocket upgrade reply: missing "
              "'Upgrade: websocket' or 'Connection: Upgrade'");
     return UV_EPROTO;
   }
   myc__ws_accept(key, strlen(key), want);
   if (accept == NULL || strcmp(accept, want) != 0) {
-    snprintf(err, errlen, "bad WebSocket upgrade reply: Sec-WebSocket-Accept "
-             "is %s, expected %s", accept ? accept : "missing", want);
+    snprintf(err, errlen,
+             "bad WebSocket upgrade reply: Sec-WebSocket-Accept "
+             "is %s, expected %s",
+             accept ? accept : "missing", want);
     return UV_EPROTO;
   }
   if (proto != NULL && (protocol == NULL || strcasecmp(proto, protocol) != 0)) {
-    snprintf(err, errlen, "bad WebSocket upgrade reply: subprotocol '%s' "
-             "was not requested", proto);
+    snprintf(err, errlen,
+             "bad WebSocket upgrade reply: subprotocol '%s' "
+             "was not requested",
+             proto);
     return UV_EPROTO;
   }
   return 0;

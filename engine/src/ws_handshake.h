@@ -21,9 +21,8 @@ void myc__ws_accept(const char *key, size_t keylen,
 /* Writes the upgrade request for 'u' into 'dst'.  'protocol' and
  * 'headers' (complete "Name: value\r\n" lines) may be NULL.  Returns its
  * length, or MYC_ETOOBIG if it does not fit in 'cap'. */
-int myc__ws_request(char *dst, size_t cap, const myc__url *u,
-                    const char *key, const char *protocol,
-                    const char *headers);
+int myc__ws_request(char *dst, size_t cap, const myc__url *u, const char *key,
+                    const char *protocol, const char *headers);
 
 /* Checks the server's reply head against RFC 6455 section 4.1: status
  * 101, "Upgrade: websocket", "Connection: upgrade", the accept value of

@@ -224,7 +224,8 @@ static void test_tls(void) {
   snprintf(cmd, sizeof cmd,
            "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1"
            " -nodes -keyout %s -out %s -days 1 -subj /CN=127.0.0.1"
-           " >/dev/null 2>&1", key, crt);
+           " >/dev/null 2>&1",
+           key, crt);
   CHECK(system(cmd) == 0);
   CHECK(replay(&c, crt, key) == 0);
   snprintf(url, sizeof url, "wss://127.0.0.1:%d/", port_of(&c));
@@ -320,7 +321,8 @@ static void test_hostile_peer(void) {
 }
 
 static void find_dirs(void) {
-  const char *bin = getenv("MYCELIUM_BIN"), *src = getenv("MYCELIUM_SOURCE_DIR");
+  const char *bin = getenv("MYCELIUM_BIN"),
+             *src = getenv("MYCELIUM_SOURCE_DIR");
   char copy[4096];
   snprintf(copy, sizeof copy, "%s", bin ? bin : "./mycelium");
   snprintf(bindir, sizeof bindir, "%s", dirname(copy));
@@ -329,7 +331,8 @@ static void find_dirs(void) {
 
 int main(void) {
   static const test_case cases[] = {
-      {"subscription streamed and eth_call over HTTP", test_stream_and_eth_call},
+      {"subscription streamed and eth_call over HTTP",
+       test_stream_and_eth_call},
       {"wss and https", test_tls},
       {"engine freed with connections in every state",
        test_engine_freed_with_connections},

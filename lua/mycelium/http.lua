@@ -42,6 +42,10 @@ void myc_http_release(myc_http *h);
 
 local M = {}
 
+-- Requests in flight, by event source: keeps each handle (and so the C
+-- request) alive until its event, whatever the caller keeps.
+local inflight = {}
+
 local KNOWN = { url = true, method = true, body = true, headers = true,
                 ca_file = true, insecure = true, timeout_ms = true,
                 max_body = true }
@@ -89,9 +93,10 @@ function M.request(ctx, req, cb)
   if req.ca_file then o.ca_file = req.ca_file end
   local body = req.body or ""
   local headers = req.headers and header_lines(ctx, req.headers) or nil
-  local handle, source
+  local source
   source = events.register(function(_, addr)
     events.unregister(source)
+    inflight[source] = nil -- over: the collector may release it
     local r = ffi_cast("const myc_http_response *", addr)
     local res, err
     if r.err == 0 then
@@ -100,7 +105,6 @@ function M.request(ctx, req, cb)
       err = { message = ffi_string(r.error),
               code = ffi_string(C.myc_err_name(r.err)) }
     end
-    handle = nil -- the request is over: let the collector release it
     if cb then
       cb(res, err)
     else
@@ -115,9 +119,16 @@ function M.request(ctx, req, cb)
     events.unregister(source)
     fail(ctx, "%s", ffi_string(errbuf))
   end
-  handle = ffi.gc(h, C.myc_http_release)
+  inflight[source] = ffi.gc(h, C.myc_http_release)
   if co then return co_yield() end
   return true
+end
+
+-- Requests of this service still waiting for their response.
+function M.pending()
+  local n = 0
+  for _ in pairs(inflight) do n = n + 1 end
+  return n
 end
 
 return M

@@ -17,7 +17,8 @@ local ws = require "mycelium.ws"
 local http = require "mycelium.http"
 local cjson = require "cjson"
 
-local type, error, format, pairs, ipairs, tostring = type, error, string.format, pairs, ipairs, tostring
+local type, error, format = type, error, string.format
+local pairs, ipairs, tostring = pairs, ipairs, tostring
 local setmetatable, pcall, next = setmetatable, pcall, next
 local co_running, co_yield, co_resume = coroutine.running, coroutine.yield, coroutine.resume
 local find, sub = string.find, string.sub

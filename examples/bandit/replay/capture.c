@@ -35,8 +35,10 @@ static int first_line(capture *c, const char *line, size_t n, char *err,
   json_t *j = json_loadb(line, n, 0, &je);
   json_t *r = j ? json_object_get(j, "result") : NULL;
   if (!json_is_string(r) || json_string_length(r) >= sizeof c->sub_id) {
-    snprintf(err, errlen, "line 1 is not an eth_subscribe reply with a "
-             "subscription id (%s)", j ? "no string result" : je.text);
+    snprintf(err, errlen,
+             "line 1 is not an eth_subscribe reply with a "
+             "subscription id (%s)",
+             j ? "no string result" : je.text);
     json_decref(j);
     return -1;
   }

@@ -9,12 +9,12 @@
 #include <stdint.h>
 
 typedef struct {
-  char sub_id[80];  /* the subscription id notifications carry */
-  size_t n;         /* notifications */
-  char *frames;     /* every notification as a text frame, in order */
-  size_t *offset;   /* n + 1 offsets into 'frames' */
-  uint64_t *block;  /* block number of each (the previous one's if none) */
-  size_t bytes;     /* payload bytes, without frame headers */
+  char sub_id[80]; /* the subscription id notifications carry */
+  size_t n;        /* notifications */
+  char *frames;    /* every notification as a text frame, in order */
+  size_t *offset;  /* n + 1 offsets into 'frames' */
+  uint64_t *block; /* block number of each (the previous one's if none) */
+  size_t bytes;    /* payload bytes, without frame headers */
 } capture;
 
 /* Loads 'path'.  'sub_id' (or NULL to keep the capture's) replaces the

@@ -82,8 +82,7 @@ static int load_pools(chain *ch, const char *path, char *err, size_t errlen) {
   return 0;
 }
 
-static int load_tokens(chain *ch, const char *path, char *err,
-                       size_t errlen) {
+static int load_tokens(chain *ch, const char *path, char *err, size_t errlen) {
   json_t *j = load_array(path, err, errlen), *v;
   size_t i;
   if (j == NULL)
@@ -96,8 +95,10 @@ static int load_tokens(chain *ch, const char *path, char *err,
     json_t *dec = json_object_get(v, "decimals");
     if (copy_address(t->address, json_object_get(v, "address")) ||
         sym == NULL || !json_is_integer(dec)) {
-      snprintf(err, errlen, "%s: entry %zu needs address, symbol and "
-               "decimals", path, i);
+      snprintf(err, errlen,
+               "%s: entry %zu needs address, symbol and "
+               "decimals",
+               path, i);
       json_decref(j);
       return -1;
     }
@@ -134,8 +135,12 @@ void chain_free(chain *ch) {
   free(ch);
 }
 
-size_t chain_pools(const chain *ch) { return ch->npools; }
-size_t chain_tokens(const chain *ch) { return ch->ntokens; }
+size_t chain_pools(const chain *ch) {
+  return ch->npools;
+}
+size_t chain_tokens(const chain *ch) {
+  return ch->ntokens;
+}
 
 static char *word_address(const char *addr) {
   char *out = malloc(2 + 64 + 1);
@@ -158,8 +163,7 @@ static char *abi_string(const char *s) {
   return out;
 }
 
-int chain_call(const chain *ch, const char *to, const char *data,
-               char **out) {
+int chain_call(const chain *ch, const char *to, const char *data, char **out) {
   size_t i;
   if (to == NULL || data == NULL || strlen(data) < 10)
     return -1;

@@ -30,13 +30,16 @@ static const char usage[] =
     "      --drop-after N    drop a connection (TCP close, no close frame)\n"
     "                        after N notifications on it\n"
     "      --drops K         drop that way K connections (default 1)\n"
-    "      --restart         each subscription starts at the first notification\n"
-    "                        (default: continue where the chain is, as a node)\n"
+    "      --restart         each subscription starts at the first "
+    "notification\n"
+    "                        (default: continue where the chain is, as a "
+    "node)\n"
     "      --sub-id ID       announce and stream this subscription id instead\n"
     "                        of the capture's\n"
     "      --tls-cert FILE   serve wss:// with this certificate chain (PEM)\n"
     "      --tls-key FILE    ... and this key\n"
-    "      --once            exit once the capture was played and every client\n"
+    "      --once            exit once the capture was played and every "
+    "client\n"
     "                        has gone\n"
     "      --ttl SECONDS     exit after that long whatever happens (tests)\n"
     "  -q, --quiet           no connection messages on stderr\n"
@@ -67,21 +70,34 @@ static int number(const char *arg, const char *opt, double *out) {
   return 0;
 }
 
-enum { O_POOLS = 256, O_TOKENS, O_FAST, O_BLOCK, O_RATE, O_LOOP, O_DROP,
-       O_DROPS, O_RESTART, O_SUB, O_CERT, O_KEY, O_ONCE, O_TTL };
+enum {
+  O_POOLS = 256,
+  O_TOKENS,
+  O_FAST,
+  O_BLOCK,
+  O_RATE,
+  O_LOOP,
+  O_DROP,
+  O_DROPS,
+  O_RESTART,
+  O_SUB,
+  O_CERT,
+  O_KEY,
+  O_ONCE,
+  O_TTL
+};
 
 int main(int argc, char **argv) {
   static const struct option opts[] = {
-      {"port", 1, 0, 'p'},       {"pools", 1, 0, O_POOLS},
-      {"tokens", 1, 0, O_TOKENS}, {"fast", 0, 0, O_FAST},
+      {"port", 1, 0, 'p'},         {"pools", 1, 0, O_POOLS},
+      {"tokens", 1, 0, O_TOKENS},  {"fast", 0, 0, O_FAST},
       {"block-ms", 1, 0, O_BLOCK}, {"rate", 1, 0, O_RATE},
-      {"loop", 1, 0, O_LOOP},     {"drop-after", 1, 0, O_DROP},
-      {"drops", 1, 0, O_DROPS},   {"restart", 0, 0, O_RESTART},
-      {"sub-id", 1, 0, O_SUB},    {"tls-cert", 1, 0, O_CERT},
-      {"tls-key", 1, 0, O_KEY},   {"once", 0, 0, O_ONCE},
-      {"ttl", 1, 0, O_TTL},
-      {"quiet", 0, 0, 'q'},       {"help", 0, 0, 'h'},
-      {0, 0, 0, 0}};
+      {"loop", 1, 0, O_LOOP},      {"drop-after", 1, 0, O_DROP},
+      {"drops", 1, 0, O_DROPS},    {"restart", 0, 0, O_RESTART},
+      {"sub-id", 1, 0, O_SUB},     {"tls-cert", 1, 0, O_CERT},
+      {"tls-key", 1, 0, O_KEY},    {"once", 0, 0, O_ONCE},
+      {"ttl", 1, 0, O_TTL},        {"quiet", 0, 0, 'q'},
+      {"help", 0, 0, 'h'},         {0, 0, 0, 0}};
   server_options o;
   capture cap;
   chain *ch;
@@ -94,30 +110,67 @@ int main(int argc, char **argv) {
   o.drops = 1;
   o.block_ms = 2000;
   while ((c = getopt_long(argc, argv, "p:qh", opts, NULL)) != -1) {
-    if (c != 'q' && c != 'h' && c != O_FAST && c != O_RESTART &&
-        c != O_ONCE && c != '?' && c != O_POOLS && c != O_TOKENS &&
-        c != O_SUB && c != O_CERT && c != O_KEY &&
-        number(optarg, argv[optind - 1], &v) != 0)
+    if (c != 'q' && c != 'h' && c != O_FAST && c != O_RESTART && c != O_ONCE &&
+        c != '?' && c != O_POOLS && c != O_TOKENS && c != O_SUB &&
+        c != O_CERT && c != O_KEY && number(optarg, argv[optind - 1], &v) != 0)
       return 2;
     switch (c) {
-    case 'p': o.port = (int)v; break;
-    case O_POOLS: pools = optarg; break;
-    case O_TOKENS: tokens = optarg; break;
-    case O_FAST: o.pace = PACE_FAST; break;
-    case O_BLOCK: o.pace = PACE_BLOCK; o.block_ms = v; break;
-    case O_RATE: o.pace = PACE_RATE; o.rate = v; break;
-    case O_LOOP: o.loops = (uint64_t)v; break;
-    case O_DROP: o.drop_after = (uint64_t)v; break;
-    case O_DROPS: o.drops = (uint64_t)v; break;
-    case O_RESTART: o.restart = 1; break;
-    case O_SUB: sub = optarg; break;
-    case O_CERT: o.cert = optarg; break;
-    case O_KEY: o.key = optarg; break;
-    case O_ONCE: o.once = 1; break;
-    case O_TTL: o.ttl = v; break;
-    case 'q': o.quiet = 1; break;
-    case 'h': fputs(usage, stdout); return 0;
-    default: fputs(usage, stderr); return 2;
+    case 'p':
+      o.port = (int)v;
+      break;
+    case O_POOLS:
+      pools = optarg;
+      break;
+    case O_TOKENS:
+      tokens = optarg;
+      break;
+    case O_FAST:
+      o.pace = PACE_FAST;
+      break;
+    case O_BLOCK:
+      o.pace = PACE_BLOCK;
+      o.block_ms = v;
+      break;
+    case O_RATE:
+      o.pace = PACE_RATE;
+      o.rate = v;
+      break;
+    case O_LOOP:
+      o.loops = (uint64_t)v;
+      break;
+    case O_DROP:
+      o.drop_after = (uint64_t)v;
+      break;
+    case O_DROPS:
+      o.drops = (uint64_t)v;
+      break;
+    case O_RESTART:
+      o.restart = 1;
+      break;
+    case O_SUB:
+      sub = optarg;
+      break;
+    case O_CERT:
+      o.cert = optarg;
+      break;
+    case O_KEY:
+      o.key = optarg;
+      break;
+    case O_ONCE:
+      o.once = 1;
+      break;
+    case O_TTL:
+      o.ttl = v;
+      break;
+    case 'q':
+      o.quiet = 1;
+      break;
+    case 'h':
+      fputs(usage, stdout);
+      return 0;
+    default:
+      fputs(usage, stderr);
+      return 2;
     }
   }
   if (optind != argc - 1 || (!o.cert != !o.key) || o.port > 65535 ||

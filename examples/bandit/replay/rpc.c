@@ -27,7 +27,8 @@ static json_t *eth_call(json_t *id, json_t *params, const chain *ch) {
   if (data == NULL)
     data = json_string_value(json_object_get(tx, "input"));
   if (!json_is_object(tx) || to == NULL)
-    return error_reply(id, -32602, "invalid params: eth_call needs "
+    return error_reply(id, -32602,
+                       "invalid params: eth_call needs "
                        "[{\"to\": ..., \"data\": ...}, block]");
   if (chain_call(ch, to, data, &out) != 0)
     return error_reply(id, -32000, "execution reverted");
@@ -41,9 +42,10 @@ static json_t *subscribe(json_t *id, rpc_call *rc) {
   if (!rc->websocket)
     return error_reply(id, -32601, "notifications not supported");
   if (rc->active_sub != NULL || rc->subscribed) {
-    snprintf(msg, sizeof msg, "this replay server streams one subscription "
-             "per connection (%s is active)", rc->active_sub ? rc->active_sub
-                                                             : rc->new_sub);
+    snprintf(msg, sizeof msg,
+             "this replay server streams one subscription "
+             "per connection (%s is active)",
+             rc->active_sub ? rc->active_sub : rc->new_sub);
     return error_reply(id, -32000, msg);
   }
   rc->subscribed = 1;
@@ -80,8 +82,10 @@ static json_t *answer_one(rpc_call *rc, json_t *req) {
     snprintf(hex, sizeof hex, "0x%llx", (unsigned long long)rc->head_block);
     return result_reply(id, json_string(hex));
   }
-  snprintf(msg, sizeof msg, "the method %.100s does not exist/is not "
-           "available", method);
+  snprintf(msg, sizeof msg,
+           "the method %.100s does not exist/is not "
+           "available",
+           method);
   return error_reply(id, -32601, msg);
 }
 

@@ -40,12 +40,12 @@ typedef struct conn {
   int in_recv;
   char *body;
   size_t body_len;
-  int streaming;     /* subscribed: notifications flow */
-  int pace_waiting;  /* the pace timer will resume production */
+  int streaming;    /* subscribed: notifications flow */
+  int pace_waiting; /* the pace timer will resume production */
   int dropping;
-  uint64_t sent;     /* notifications on this connection */
+  uint64_t sent; /* notifications on this connection */
   uv_timer_t pace;
-  int handles;       /* stream + pace timer still open */
+  int handles; /* stream + pace timer still open */
   double rate_credit;
   uint64_t rate_last_ms;
 } conn;
@@ -59,8 +59,8 @@ struct server {
   uv_tcp_t listener;
   SSL_CTX *tls;
   conn *conns;
-  size_t pos;          /* next notification of the chain */
-  uint64_t plays;      /* completed plays of the capture */
+  size_t pos;     /* next notification of the chain */
+  uint64_t plays; /* completed plays of the capture */
   uint64_t drops_done;
   uint64_t sent, sent_bytes;
   uint64_t t_first, t_last; /* uv_hrtime of the first and last send */
@@ -71,7 +71,8 @@ struct server {
 
 static http_parser_settings req_settings;
 
-/* ---- lifetime ------------------------------------------------------------- */
+/* ---- lifetime -------------------------------------------------------------
+ */
 
 static void stop_server(server *s);
 
@@ -94,7 +95,9 @@ static void conn_release(conn *c) {
     stop_server(s);
 }
 
-static void on_pace_closed(uv_handle_t *h) { conn_release(h->data); }
+static void on_pace_closed(uv_handle_t *h) {
+  conn_release(h->data);
+}
 
 static void on_closed(myc__stream *st) {
   conn *c = st->data;
@@ -108,7 +111,8 @@ static void on_error(myc__stream *st, int err, const char *msg) {
     fprintf(stderr, "replay: connection: %s\n", msg);
 }
 
-/* ---- streaming -------------------------------------------------------------- */
+/* ---- streaming --------------------------------------------------------------
+ */
 
 static void produce(conn *c);
 
@@ -172,8 +176,10 @@ static void drop_now(conn *c) {
   c->dropping = 1;
   s->drops_done++;
   if (!s->o->quiet)
-    fprintf(stderr, "replay: dropping the connection after %llu "
-            "notifications (as asked)\n", (unsigned long long)c->sent);
+    fprintf(stderr,
+            "replay: dropping the connection after %llu "
+            "notifications (as asked)\n",
+            (unsigned long long)c->sent);
   /* What is queued still goes out, then FIN: no close frame. */
   myc__stream_close(&c->st, 1, 2000);
 }
@@ -214,9 +220,12 @@ static void produce(conn *c) {
   myc__stream_flush(&c->st);
 }
 
-static void on_drain(myc__stream *st) { produce(st->data); }
+static void on_drain(myc__stream *st) {
+  produce(st->data);
+}
 
-/* ---- WebSocket ---------------------------------------------------------------- */
+/* ---- WebSocket
+ * ---------------------------------------------------------------- */
 
 static ssize_t ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
                        int flags, void *ud) {
@@ -287,8 +296,8 @@ static void ws_msg(wslay_event_context_ptr ctx,
   }
 }
 
-static const struct wslay_event_callbacks ws_cbs = {ws_recv, ws_send, NULL,
-                                                    NULL, NULL, NULL, ws_msg};
+static const struct wslay_event_callbacks ws_cbs = {
+    ws_recv, ws_send, NULL, NULL, NULL, NULL, ws_msg};
 
 static void ws_feed(conn *c, const char *p, size_t n) {
   int rc;
@@ -298,8 +307,9 @@ static void ws_feed(conn *c, const char *p, size_t n) {
   c->in_len = 0;
   if (rc == 0)
     rc = wslay_event_send(c->wslay);
-  if (rc != 0 || (wslay_event_get_close_sent(c->wslay) &&
-                  wslay_event_get_close_received(c->wslay)) ||
+  if (rc != 0 ||
+      (wslay_event_get_close_sent(c->wslay) &&
+       wslay_event_get_close_received(c->wslay)) ||
       !wslay_event_get_read_enabled(c->wslay)) {
     c->streaming = 0;
     myc__stream_close(&c->st, 1, 1000);
@@ -315,9 +325,11 @@ static int upgrade(conn *c, const char *rest, size_t n) {
       !myc__http_msg_has_token(&c->http, "upgrade", "websocket"))
     return -1;
   myc__ws_accept(key, strlen(key), acc);
-  snprintf(head, sizeof head, "HTTP/1.1 101 Switching Protocols\r\n"
+  snprintf(head, sizeof head,
+           "HTTP/1.1 101 Switching Protocols\r\n"
            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-           "Sec-WebSocket-Accept: %s\r\n\r\n", acc);
+           "Sec-WebSocket-Accept: %s\r\n\r\n",
+           acc);
   if (wslay_event_context_server_init(&c->wslay, &ws_cbs, c) != 0)
     return -1;
   wslay_event_config_set_max_recv_msg_length(c->wslay, MAX_BODY);
@@ -330,11 +342,13 @@ static int upgrade(conn *c, const char *rest, size_t n) {
   return 0;
 }
 
-/* ---- HTTP ------------------------------------------------------------------------ */
+/* ---- HTTP
+ * ------------------------------------------------------------------------ */
 
 static void http_reply(conn *c, int status, const char *text, int keep) {
   char head[256];
-  int n = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n"
+  int n = snprintf(head, sizeof head,
+                   "HTTP/1.1 %d %s\r\n"
                    "Content-Type: application/json\r\n"
                    "Content-Length: %zu\r\n%s\r\n",
                    status, status == 200 ? "OK" : "Bad Request", strlen(text),
@@ -372,8 +386,10 @@ static int on_complete(http_parser *p) {
   if (p->upgrade)
     return 0; /* the upgrade is handled after the parser returns */
   if (p->method != HTTP_POST) {
-    http_reply(c, 400, "{\"error\":\"POST a JSON-RPC request, or upgrade "
-               "to a WebSocket\"}", 0);
+    http_reply(c, 400,
+               "{\"error\":\"POST a JSON-RPC request, or upgrade "
+               "to a WebSocket\"}",
+               0);
     return 0;
   }
   rc = call_for(c, 0);
@@ -404,7 +420,8 @@ static int on_data(myc__stream *st, const char *p, size_t n) {
 static const myc__stream_cbs conn_cbs = {NULL, on_data, on_drain, on_error,
                                          on_closed};
 
-/* ---- the listener ------------------------------------------------------------------ */
+/* ---- the listener
+ * ------------------------------------------------------------------ */
 
 static void on_connection(uv_stream_t *l, int status) {
   server *s = l->data;
@@ -447,7 +464,9 @@ static void on_signal(uv_signal_t *h, int sig) {
   stop_server(h->data);
 }
 
-static void on_ttl(uv_timer_t *t) { stop_server(t->data); }
+static void on_ttl(uv_timer_t *t) {
+  stop_server(t->data);
+}
 
 static int listen_on(server *s) {
   struct sockaddr_in addr;
@@ -464,9 +483,9 @@ static int listen_on(server *s) {
   }
   uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &len);
   printf("listening on %s://127.0.0.1:%d/ (%zu notifications, subscription "
-         "%s, %zu pools, %zu tokens)\n", s->tls ? "wss" : "ws",
-         ntohs(((struct sockaddr_in *)&bound)->sin_port), s->cap->n,
-         s->cap->sub_id, chain_pools(s->ch), chain_tokens(s->ch));
+         "%s, %zu pools, %zu tokens)\n",
+         s->tls ? "wss" : "ws", ntohs(((struct sockaddr_in *)&bound)->sin_port),
+         s->cap->n, s->cap->sub_id, chain_pools(s->ch), chain_tokens(s->ch));
   fflush(stdout);
   return 0;
 }

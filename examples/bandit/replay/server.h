@@ -18,17 +18,17 @@
 enum { PACE_FAST, PACE_BLOCK, PACE_RATE };
 
 typedef struct {
-  int port;             /* 0: a free port */
-  int pace;             /* PACE_* */
-  double block_ms;      /* PACE_BLOCK: delay per block number step */
-  double rate;          /* PACE_RATE: notifications per second */
-  uint64_t loops;       /* plays of the capture; 0: forever */
-  uint64_t drop_after;  /* drop a connection after this many; 0: never */
-  uint64_t drops;       /* how many connections to drop that way */
-  int restart;          /* each subscription starts at line 2 */
-  int once;             /* exit when played and every client is gone */
+  int port;            /* 0: a free port */
+  int pace;            /* PACE_* */
+  double block_ms;     /* PACE_BLOCK: delay per block number step */
+  double rate;         /* PACE_RATE: notifications per second */
+  uint64_t loops;      /* plays of the capture; 0: forever */
+  uint64_t drop_after; /* drop a connection after this many; 0: never */
+  uint64_t drops;      /* how many connections to drop that way */
+  int restart;         /* each subscription starts at line 2 */
+  int once;            /* exit when played and every client is gone */
   int quiet;
-  double ttl;           /* seconds before exiting anyway; 0: never */
+  double ttl;             /* seconds before exiting anyway; 0: never */
   const char *cert, *key; /* TLS (wss://) when both are set */
 } server_options;
 
