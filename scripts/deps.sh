@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config
   luajit libluajit-5.1-dev libuv1-dev libmsgpack-dev libyaml-dev
-  libssl-dev libwebsockets-dev libwslay-dev libhttp-parser-dev libjansson-dev
+  libssl-dev libwslay-dev libhttp-parser-dev libjansson-dev
   libhiredis-dev libgmp-dev
   lua-busted lua-cjson lua-messagepack luarocks
   redis-server
