@@ -55,6 +55,8 @@ static const bench_scenario scenarios[] = {
     {"emit", "Lua producer -> Lua / C consumer on one worker", bench_emit},
     {"workers", "across workers, fan-out to 4, flood of a slow consumer",
      bench_workers},
+    {"typed", "typed SwapEvent vs raw string vs table, Lua -> Lua, one worker",
+     bench_typed},
     {"reload", "hot reload pause (10 000-entry state), restart cost",
      bench_reload},
     {NULL, NULL, NULL}};

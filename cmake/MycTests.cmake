@@ -13,6 +13,14 @@ if(MYC_SANITIZERS)
   target_link_options(myc_engine_asan PUBLIC ${MYC_SAN_FLAGS})
 endif()
 
+# The tests with several threads also run against a ThreadSanitizer build
+# (label tsan).
+set(MYC_TSAN_TESTS engine_test stress_test)
+myc_engine_target(myc_engine_tsan OBJECT)
+set(MYC_TSAN_FLAGS -fsanitize=thread -fno-omit-frame-pointer)
+target_compile_options(myc_engine_tsan PRIVATE ${MYC_TSAN_FLAGS})
+target_link_options(myc_engine_tsan PUBLIC ${MYC_TSAN_FLAGS})
+
 set(MYC_TEST_ENV
   "MYCELIUM_PATH=${MYC_LUA_DIR}"
   "MYCELIUM_LIB=${CMAKE_BINARY_DIR}/libmycelium.so"
@@ -45,6 +53,18 @@ foreach(src ${MYC_C_TESTS})
     set_tests_properties(asan/${name} PROPERTIES LABELS "asan" TIMEOUT 300
       ENVIRONMENT "${MYC_TEST_ENV};ASAN_OPTIONS=detect_leaks=1:abort_on_error=1;UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1")
   endif()
+  if(name IN_LIST MYC_TSAN_TESTS)
+    add_executable(${name}_tsan ${src})
+    target_compile_options(${name}_tsan PRIVATE ${MYC_WARNINGS} ${MYC_TSAN_FLAGS})
+    target_include_directories(${name}_tsan PRIVATE ${CMAKE_SOURCE_DIR}/engine/src
+                               ${CMAKE_SOURCE_DIR}/engine/tests)
+    target_link_libraries(${name}_tsan PRIVATE myc_engine_tsan)
+    set_target_properties(${name}_tsan PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests
+                          ENABLE_EXPORTS ON)
+    add_test(NAME tsan/${name} COMMAND ${name}_tsan)
+    set_tests_properties(tsan/${name} PROPERTIES LABELS "tsan" TIMEOUT 300
+      ENVIRONMENT "${MYC_TEST_ENV};TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1")
+  endif()
 endforeach()
 
 find_program(BUSTED busted)
@@ -63,3 +83,10 @@ foreach(spec ${MYC_SPECS})
   set_tests_properties(spec/${name} PROPERTIES LABELS "spec" TIMEOUT 300
                        DEPENDS "" ENVIRONMENT "${MYC_TEST_ENV}")
 endforeach()
+
+# The rock (rockspec/) builds, installs and works outside the source tree.
+find_program(LUAROCKS luarocks)
+if(LUAROCKS)
+  add_test(NAME install/rockspec COMMAND ${CMAKE_SOURCE_DIR}/scripts/test-rockspec.sh)
+  set_tests_properties(install/rockspec PROPERTIES LABELS "install" TIMEOUT 900)
+endif()

@@ -81,6 +81,43 @@ describe("mycelium command", function()
     assert.is_nil(err:find("stopped", 1, true))
   end)
 
+  it("check validates the contracts a config names and prints the digest", function()
+    write("quit.lua", quitter)
+    local root = os.getenv("MYCELIUM_SOURCE_DIR") or "."
+    local yaml = io.open(root .. "/services/contracts.yaml"):read("*a")
+    assert(os.execute("mkdir -p " .. tmpdir .. "/conf") == 0)
+    write("conf/c.yaml", yaml)
+    write("conf/mycelium.lua", [[return { contracts = "c.yaml", validate = false,
+      services = { { module = "../quit.lua" } } }]])
+    local rc, expected = mycelium("check " .. tmpdir .. "/conf/c.yaml")
+    assert.are.equal(0, rc)
+    local digest = expected:match("digest (%x+)")
+    assert.are.equal(64, #digest)
+    local out, err
+    rc, out, err = mycelium("check " .. tmpdir .. "/conf/mycelium.lua")
+    assert.are.equal(0, rc, err)
+    assert.matches("ok: 1 service: quit (worker 0)", out, 1, true)
+    assert.matches("ok: " .. tmpdir .. "/conf/c.yaml: schema 0x42414e44 version 1, "
+                   .. "6 types, digest " .. digest, out, 1, true)
+  end)
+
+  it("refuses a config whose contracts have errors, listing all of them", function()
+    write("quit.lua", quitter)
+    write("c.yaml", "schema: {id: 1, version: 1}\nmessages:\n"
+      .. "  A: {tlv_type: 1000, fields: {x: {type: U512}}}\n"
+      .. "  B: {tlv_type: 1000, fields: {}}\n")
+    write("mycelium.lua", [[return { contracts = "c.yaml", services = { { module = "quit.lua" } } }]])
+    local rc, _, err = mycelium("check " .. tmpdir .. "/mycelium.lua")
+    assert.are.equal(1, rc)
+    assert.matches("contracts '" .. tmpdir .. "/c.yaml': 2 errors:", err, 1, true)
+    assert.matches(tmpdir .. "/c.yaml:3: A.x: unknown field type 'U512'", err, 1, true)
+    assert.matches(tmpdir .. "/c.yaml:4: B: tlv_type 1000 is also used by A", err, 1, true)
+    write("mycelium.lua", [[return { contracts = "absent.yaml", services = { { module = "quit.lua" } } }]])
+    rc, _, err = mycelium("run " .. tmpdir .. "/mycelium.lua")
+    assert.are.equal(1, rc)
+    assert.matches(tmpdir .. "/absent.yaml: cannot read", err, 1, true)
+  end)
+
   describe("refuses bad input with a clear message", function()
     local function expect_error(config, pattern)
       local path = write("mycelium.lua", config)
@@ -117,7 +154,7 @@ describe("mycelium command", function()
                    "'mailbox.policy' must be one of drop_newest, drop_oldest, reject")
       expect_error("return { mailbox = { threshold = 0 }, services = { { module = 'quit.lua' } } }",
                    "'mailbox.threshold' must be a number in (0, 1]")
-      expect_error("return { services = { { module = 'quit.lua', worker = 3 } } }",
+      expect_error("return { workers = 1, services = { { module = 'quit.lua', worker = 3 } } }",
                    "'services[1].worker' is 3 but there are only 1 workers")
     end)
 

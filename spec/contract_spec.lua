@@ -1,9 +1,9 @@
 -- spec/contract_spec.lua -- mycelium.contract: generated structs, views
 -- and value helpers, over contract sets loaded by the C core.
 --
--- A payload's trip through the engine is simulated by copying the bytes of
--- a filled struct into a separate buffer and reading it through a view:
--- the same handover ctx:new/emit/msg.data make without the copy.
+-- A payload's trip through the engine is simulated here by copying the
+-- bytes of a filled struct into a separate buffer and reading it through
+-- a view; spec/typed_spec.lua sends them through a real engine.
 
 local root = os.getenv("MYCELIUM_SOURCE_DIR") or "."
 package.path = (os.getenv("MYCELIUM_PATH") or (root .. "/lua")) .. "/?.lua;" .. package.path
@@ -294,8 +294,12 @@ describe("mycelium.contract", function()
       assert.equal("0123456789", tostring(obj.name))
     end)
 
-    it("names unknown fields in fill", function()
-      assert.has_error(function() T:new { nope = 1 } end, "All has no field 'nope'")
+    it("names unknown fields in fill, suggesting the nearest", function()
+      assert.has_error(function() T:new { zzzzzz = 1 } end, "All has no field 'zzzzzz'")
+      assert.has_error(function() T:new { nmae = "x" } end,
+        "All has no field 'nmae' (did you mean 'name'?)")
+      assert.has_error(function() T:new(5) end,
+        "All: the initial values must be a table, got number")
     end)
   end)
 
@@ -342,53 +346,6 @@ describe("mycelium.contract", function()
         assert.matches("bad EIP-55 checksum", why, 1, true)
         assert.has_error(function() T:new { addr = bad } end)
       end
-    end)
-  end)
-
-  describe("engine support (ctx:new, emit, msg.data)", function()
-    local sent, support
-    before_each(function()
-      sent = {}
-      support = set:engine_support { emit = function(svc, tid, kind, tag, ptr, len)
-        sent[#sent + 1] = { svc = svc, tid = tid, kind = kind, tag = tag,
-          bytes = ffi.string(ptr, len) }
-        return 0
-      end }
-    end)
-
-    it("emits a typed struct as its packed bytes", function()
-      local obj = support.new("All", { a_u8 = 7, name = "x" })
-      assert.equal(0, support.emit("svc", 4, obj, "t.x", 1))
-      assert.same({ svc = "svc", tid = 4, kind = 3, tag = 1000, bytes = T:bytes(obj) }, sent[1])
-      local buf = ffi.new("uint8_t[?]", T.size)
-      ffi.copy(buf, sent[1].bytes, T.size)
-      local view = support.typed({ hdr = { type = 1000 } }, buf, T.size)
-      assert.equal(7, view.a_u8)
-      assert.equal("x", tostring(view.name))
-      assert.equal("All", support.type_name(1000))
-      assert.equal("type:4242", support.type_name(4242))
-      -- A frame whose size does not match its type is never viewed.
-      assert.equal(sent[1].bytes:sub(1, -2),
-        support.typed({ hdr = { type = 1000 } }, buf, T.size - 1))
-    end)
-
-    it("checks validation rules on emit unless turned off", function()
-      local s = assert(contract.load(root .. "/services/contracts.yaml"))
-      local sup = s:engine_support { emit = function() return 0 end }
-      local m = sup.new("InstrumentMeta", { token_address = WMATIC, decimals = 18, chain_id = 137 })
-      assert.has_error(function() sup.emit(nil, 1, m, "meta", 1) end,
-        "emit to 'meta': InstrumentMeta.symbol: violates not_empty")
-      local fast = s:engine_support { validate = false, emit = function() return 0 end }
-      assert.equal(0, fast.emit(nil, 1, m, "meta", 1))
-    end)
-
-    it("refuses what is not a message of its contracts", function()
-      assert.has_error(function() support.emit(nil, 1, ffi.new("int[1]"), "t", 1) end,
-        "emit to 't': this cdata is not a message made with ctx:new")
-      local other = load(HEAD .. "  Z:\n    tlv_type: 1000\n    fields: {x: {type: u8}}\n")
-      assert.has_error(function() support.emit(nil, 1, other:type("Z"):new(), "t", 1) end,
-        "emit to 't': Z is not a type of this engine's contracts")
-      assert.has_error(function() support.new("Nope") end, "ctx:new: unknown message type 'Nope'")
     end)
   end)
 

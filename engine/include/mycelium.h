@@ -55,7 +55,8 @@ MYC_EXTERN const char *myc_version(void);
   XX(ESTOPPED, -5012, "engine is stopping")                                  \
   XX(ECONTRACT, -5013, "invalid contract")                                   \
   XX(ELIMIT, -5014, "limit exceeded")                                        \
-  XX(ETIMEDOUT, -5015, "timed out")
+  XX(ETLS, -5015, "TLS failure (handshake, certificate or record)")          \
+  XX(ETIMEDOUT, -5016, "timed out")
 
 typedef enum {
 #define XX(name, value, text) MYC_##name = (value),
@@ -141,7 +142,7 @@ typedef enum {
 
 typedef struct {
   const char *node;        /* node name in logs and handshakes */
-  uint32_t workers;        /* worker threads (>= 1) */
+  uint32_t workers;        /* worker threads; 0: one per core */
   myc_mailbox_config mailbox; /* default for every service */
   myc_log_level log_level;
   myc_log_format log_format;
@@ -165,9 +166,10 @@ typedef struct {
   myc_reload_mode reload;
 } myc_engine_config;
 
-/* Fills 'cfg' with the defaults: one worker, 65536-message mailboxes with
- * drop_oldest at 0.8, info level text logs to stderr, the supervisor
- * defaults, no control channel, reload on SIGHUP.  Cannot fail. */
+/* Fills 'cfg' with the defaults: one worker per core, 65536-message
+ * mailboxes with drop_oldest at 0.8, info level text logs to stderr, the
+ * supervisor defaults, no control channel, reload on SIGHUP.  Cannot
+ * fail. */
 MYC_EXTERN void myc_engine_config_init(myc_engine_config *cfg);
 
 /* Creates an engine.  Strings in 'cfg' are copied.  On success '*out'
@@ -175,9 +177,12 @@ MYC_EXTERN void myc_engine_config_init(myc_engine_config *cfg);
  * MYC_EINVAL for a bad configuration or MYC_ENOMEM; '*out' is then NULL. */
 MYC_EXTERN int myc_engine_new(myc_engine **out, const myc_engine_config *cfg);
 
-/* Creates an engine and its services from a Lua config file (SPEC §5).
- * On failure returns MYC_ECONFIG or MYC_ELUA with a message naming the
- * file and key in 'err' (always NUL-terminated when errlen > 0). */
+/* Creates an engine and its services from a Lua config file (SPEC §5),
+ * loading the contracts file it names (`contracts`, relative to the config
+ * file's directory; `validate = false` turns rule checks off).  On failure
+ * returns MYC_ECONFIG, MYC_ECONTRACT (every error of the contracts file,
+ * one per line) or MYC_ELUA with a message naming the file and key in
+ * 'err' (always NUL-terminated when errlen > 0). */
 MYC_EXTERN int myc_engine_from_file(myc_engine **out, const char *path,
                                     char *err, size_t errlen);
 
@@ -198,7 +203,9 @@ MYC_EXTERN int myc_engine_start(myc_engine *e, char *err, size_t errlen);
 /* Blocks until the engine is asked to stop (myc_engine_stop(), a service's
  * ctx:shutdown(code), or SIGINT/SIGTERM when 'handle_signals' is set), then
  * drains mailboxes, calls every service's stop and joins the workers.
- * Returns the exit code requested by the stop. */
+ * What is still queued after that is released and counted as dropped at
+ * shutdown, so the counters are final when this returns.  Returns the
+ * exit code requested by the stop. */
 MYC_EXTERN int myc_engine_run(myc_engine *e, int handle_signals);
 
 /* Asks the engine to stop with exit code 'code'.  Safe from any thread and
@@ -340,7 +347,14 @@ MYC_EXTERN int myc_engine_add_c_service(myc_engine *e, const char *name,
  * source named "host".  The bytes are copied into an engine buffer.
  * Manual engines: call from the driving thread.  Threaded engines: safe
  * from any thread.  Returns 0, MYC_EFULL when every subscriber refused it,
- * MYC_ETOPIC for an invalid topic. */
+ * MYC_ETOPIC for an invalid topic.
+ *
+ * MYC_KIND_TYPED checks the payload against the engine's contracts
+ * (myc_engine_set_contracts) before anything is sent: MYC_ECONTRACT when
+ * none are loaded or 'type' is not one of their tags, MYC_EINVAL when
+ * 'len' is not the type's size, and, unless validation is off,
+ * MYC_ECONTRACT when a validation rule fails (myc_contract_validate()
+ * names type, field and rule). */
 MYC_EXTERN int myc_publish(myc_engine *e, const char *topic, int kind,
                            uint16_t type, const void *data, size_t len);
 
@@ -377,6 +391,20 @@ typedef struct {
                             a control channel is configured; else 0) */
   double last_pause_ms;  /* the last reload's swap: time handling nothing */
 } myc_service_stats;
+
+/* Losses of one service's mailbox for one topic (see
+ * myc_engine_service_drops).  'topic' is "(other)" for topics beyond the
+ * per-mailbox table (64 topics). */
+typedef struct {
+  const char *topic;
+  uint64_t dropped_oldest, dropped_newest, rejected, shutdown;
+} myc_drop_stats;
+
+/* Fills up to 'max' entries of 'out' with the losses of service 'index'
+ * by topic; returns how many were filled, or MYC_ENOENT.  Same threading
+ * note as myc_engine_service_stats. */
+MYC_EXTERN int myc_engine_service_drops(myc_engine *e, uint32_t index,
+                                        myc_drop_stats *out, uint32_t max);
 
 /* Number of services.  Cannot fail. */
 MYC_EXTERN uint32_t myc_engine_service_count(myc_engine *e);
@@ -534,6 +562,29 @@ MYC_EXTERN int myc_contract_field_index(const myc_contract_type *t,
 MYC_EXTERN int myc_contract_validate(const myc_contract_type *t,
                                      const void *payload, size_t len,
                                      char *err, size_t errlen);
+
+/* The file name of a set: the path given to myc_contract_load(), or the
+ * 'name' given to myc_contract_load_string().  Owned by the set. */
+MYC_EXTERN const char *myc_contract_file(const myc_contract_set *cs);
+
+/* Gives engine 'e' its contract set: Lua services can then make typed
+ * messages (ctx:new) and read them (msg.data), and myc_publish() checks
+ * MYC_KIND_TYPED payloads against it.  'validate' nonzero checks every
+ * typed message against its validation rules when it is emitted (ctx:emit,
+ * a publisher, myc_publish); zero skips the rules on that hot path (config
+ * `validate = false`) but still refuses unknown tags and wrong sizes.
+ *
+ * Call it before adding Lua services (each service's Lua state gets the
+ * set when it is created), at most once.  On success the engine owns 'cs'
+ * and frees it with myc_engine_free(); on error 'cs' still belongs to the
+ * caller.  Returns MYC_EINVAL if 'cs' is NULL or has errors, MYC_ESTATE if
+ * a Lua service exists or the engine has contracts already. */
+MYC_EXTERN int myc_engine_set_contracts(myc_engine *e, myc_contract_set *cs,
+                                        int validate);
+
+/* The contract set of 'e' (owned by the engine, valid until it is freed),
+ * or NULL if it has none.  Cannot fail. */
+MYC_EXTERN const myc_contract_set *myc_engine_contracts(const myc_engine *e);
 
 
 #ifdef __cplusplus

@@ -156,7 +156,8 @@ static inline myc_buf *myc__buf_take(myc__pool *p, size_t frame_len) {
 
 /* Hot-path free: a small buffer from another worker goes on the chain for
  * its origin; one of ours goes back on the free list when it has room. */
-static inline void myc__buf_give(myc__pool *p, const myc__alloc *a,
+static inline __attribute__((always_inline)) void
+myc__buf_give(myc__pool *p, const myc__alloc *a,
                                  myc_buf *b) {
   if (b->size_class == 0 && p != NULL) {
     if (b->origin != p->owner && b->origin < p->nreturns) {
@@ -192,11 +193,13 @@ static inline void myc__buf_ref(myc_buf *b, uint32_t n) {
 }
 
 /* Drops one reference; the last one returns the buffer to 'p'.  A count of
- * one means nobody else can see the buffer, so no atomic is needed then
- * even for a shared buffer. */
-static inline void myc__buf_release(myc__pool *p, const myc__alloc *a,
+ * one means nobody else can see the buffer, so no atomic write is needed
+ * then even for a shared buffer; the acquire load (a plain load on x86)
+ * orders our reuse after the other holders' last reads. */
+static inline __attribute__((always_inline)) void
+myc__buf_release(myc__pool *p, const myc__alloc *a,
                                     myc_buf *b) {
-  uint32_t r = atomic_load_explicit(&b->refs, memory_order_relaxed);
+  uint32_t r = atomic_load_explicit(&b->refs, memory_order_acquire);
   if (r != 1) {
     if (!b->shared) {
       atomic_store_explicit(&b->refs, r - 1, memory_order_relaxed);
@@ -204,8 +207,6 @@ static inline void myc__buf_release(myc__pool *p, const myc__alloc *a,
     }
     if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
       return;
-  } else if (b->shared) {
-    atomic_thread_fence(memory_order_acquire);
   }
   myc__buf_give(p, a, b);
 }

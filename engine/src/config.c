@@ -17,15 +17,7 @@ static lua_State *config_state(const char *lua_dir) {
   if (L == NULL)
     return NULL;
   luaL_openlibs(L);
-  lua_getglobal(L, "package");
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_dir, lua_dir);
-  lua_getfield(L, -2, "path");
-  lua_concat(L, 2);
-  lua_setfield(L, -2, "path");
-  lua_getfield(L, -1, "preload");
-  lua_pushcfunction(L, luaopen_mycelium_core);
-  lua_setfield(L, -2, "mycelium.core");
-  lua_pop(L, 2);
+  myc__lua_prepare(L, lua_dir, NULL);
   return L;
 }
 
@@ -72,7 +64,7 @@ static void read_engine_config(lua_State *L, int t, myc_engine_config *c,
   myc_engine_config_init(c);
   str_field(L, t, "node", strings[0], sizeof strings[0]);
   c->node = strings[0];
-  c->workers = (uint32_t)num_field(L, t, "workers", 1);
+  c->workers = (uint32_t)num_field(L, t, "workers", 0);
   c->log_level = (myc_log_level)num_field(L, t, "log_level", MYC_LOG_INFO);
   c->log_format = (myc_log_format)num_field(L, t, "log_format", MYC_LOG_TEXT);
   c->reload = (myc_reload_mode)num_field(L, t, "reload", MYC_RELOAD_SIGNAL);
@@ -161,6 +153,43 @@ static void log_warnings(lua_State *L, int t, myc_engine *e) {
   lua_pop(L, 2);
 }
 
+/* Loads the contracts file the config names (already resolved against
+ * its directory) into 'e'.  Every error of the file goes to 'err', one
+ * per line. */
+static int load_contracts(lua_State *L, int t, myc_engine *e, char *err,
+                          size_t errlen) {
+  myc_contract_set *cs;
+  const char *path;
+  size_t i, n, used;
+  int validate, rc;
+
+  lua_getfield(L, t, "contracts");
+  lua_getfield(L, t, "validate");
+  path = lua_tostring(L, -2);
+  validate = !lua_isboolean(L, -1) || lua_toboolean(L, -1);
+  if (path == NULL) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  rc = myc_contract_load(&cs, path, e->alloc.fn, e->alloc.ud);
+  if (cs == NULL) {
+    snprintf(err, errlen, "contracts '%s': %s", path, myc_strerror(rc));
+  } else if (rc != 0) {
+    n = myc_contract_error_count(cs);
+    used = (size_t)snprintf(err, errlen, "contracts '%s': %zu error%s:", path,
+                            n, n == 1 ? "" : "s");
+    for (i = 0; i < n && used < errlen; i++)
+      used += (size_t)snprintf(err + used, errlen - used, "\n%s",
+                               myc_contract_error(cs, i));
+  } else if ((rc = myc_engine_set_contracts(e, cs, validate)) != 0) {
+    snprintf(err, errlen, "contracts '%s': %s", path, myc_strerror(rc));
+  }
+  if (rc != 0)
+    myc_contract_free(cs);
+  lua_pop(L, 2);
+  return rc;
+}
+
 static int build_engine(lua_State *L, myc_engine **out, char *err,
                         size_t errlen) {
   int t = lua_gettop(L), i, rc;
@@ -175,11 +204,9 @@ static int build_engine(lua_State *L, myc_engine **out, char *err,
     return rc;
   }
   log_warnings(L, t, e);
-  rc = add_groups(L, t, e, err, errlen);
-  if (rc != 0) {
-    myc_engine_free(e);
-    return rc;
-  }
+  rc = load_contracts(L, t, e, err, errlen);
+  if (rc == 0)
+    rc = add_groups(L, t, e, err, errlen);
   lua_getfield(L, t, "services");
   for (i = 1; rc == 0; i++) {
     lua_rawgeti(L, -1, i);

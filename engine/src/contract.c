@@ -414,6 +414,24 @@ static int by_name(const void *a, const void *b) {
   return strcmp((*x)->name, (*y)->name);
 }
 
+static int needs_check(const myc__field *f) {
+  const myc__rules *r = &f->rules;
+  myc_field_kind k = f->pub.kind;
+  return k == MYC_FIELD_STRING || k == MYC_FIELD_VEC || k == MYC_FIELD_BOOL ||
+         r->has_min || r->has_max || r->has_min_length ||
+         r->has_max_length || r->not_empty || r->not_zero;
+}
+
+static int list_checked(myc_contract_set *cs, myc_contract_type *t) {
+  t->checked = myc__contract_alloc(cs, (t->nfields + 1) * sizeof(void *));
+  if (t->checked == NULL)
+    return MYC_ENOMEM;
+  for (size_t i = 0; i < t->nfields; i++)
+    if (needs_check(&t->fields[i]))
+      t->checked[t->nchecked++] = &t->fields[i];
+  return 0;
+}
+
 /* Orders the types, builds the name index and the digests of a set the
  * parser found no fault in.  Returns 0 or MYC_ENOMEM. */
 static int finish(myc_contract_set *cs) {
@@ -424,7 +442,8 @@ static int finish(myc_contract_set *cs) {
     return MYC_ENOMEM;
   for (size_t i = 0; i < cs->ntypes; i++) {
     cs->by_name[i] = &cs->types[i];
-    if (type_canon(cs, &cs->types[i]) != 0)
+    if (type_canon(cs, &cs->types[i]) != 0 ||
+        list_checked(cs, &cs->types[i]) != 0)
       return MYC_ENOMEM;
   }
   if (cs->ntypes)
@@ -592,6 +611,10 @@ int myc_contract_error_line(const myc_contract_set *cs, size_t i) {
 
 const char *myc_contract_digest(const myc_contract_set *cs) {
   return cs ? cs->digest : "";
+}
+
+const char *myc_contract_file(const myc_contract_set *cs) {
+  return cs && cs->file ? cs->file : "";
 }
 
 uint32_t myc_contract_schema_id(const myc_contract_set *cs) {
@@ -792,7 +815,7 @@ static int check_int(const check *c, const uint8_t *p) {
   uint8_t w[32];
   char val[40];
 
-  if (all_zero(p, size) && c->f->pub.optional)
+  if (c->f->pub.optional && all_zero(p, size))
     return 0;
   if (r->not_zero && all_zero(p, size))
     return violation(c, "violates not_zero");
@@ -803,11 +826,16 @@ static int check_int(const check *c, const uint8_t *p) {
                        ? 0xff : 0, 32 - size);
   if (kind_signed(c->f->pub.kind))
     w[31] ^= 0x80;
-  int_text(c->f, p, val, sizeof(val));
-  if (r->has_min && big_cmp(w, r->min.w) < 0)
+  /* The value is formatted only for a violation: this runs on every
+   * typed emit. */
+  if (r->has_min && big_cmp(w, r->min.w) < 0) {
+    int_text(c->f, p, val, sizeof(val));
     return violation(c, "violates min %s%s", r->min_text, val);
-  if (r->has_max && big_cmp(w, r->max.w) > 0)
+  }
+  if (r->has_max && big_cmp(w, r->max.w) > 0) {
+    int_text(c->f, p, val, sizeof(val));
     return violation(c, "violates max %s%s", r->max_text, val);
+  }
   return 0;
 }
 
@@ -849,8 +877,8 @@ int myc_contract_validate(const myc_contract_type *t, const void *payload,
                t->name, len, t->size);
     return MYC_EINVAL;
   }
-  for (size_t i = 0; i < t->nfields; i++) {
-    c.f = &t->fields[i];
+  for (size_t i = 0; i < t->nchecked; i++) {
+    c.f = t->checked[i];
     if ((rc = check_field(&c, base + c.f->pub.offset)) != 0)
       return rc;
   }

@@ -50,6 +50,11 @@ struct myc_contract_type {
   size_t size;
   myc__field *fields;
   size_t nfields;
+  /* Fields myc_contract_validate() looks at: those with a rule, and every
+   * String, Vec and bool (length prefix, byte value).  Others cannot be
+   * wrong, and validation runs on every typed emit. */
+  const myc__field **checked;
+  size_t nchecked;
   const char *canon; /* normalised text hashed into 'digest' */
   char digest[65];
 };

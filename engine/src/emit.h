@@ -23,8 +23,10 @@ int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
               const void *data, size_t len);
 
 /* A buffer whose payload of 'size' bytes (zeroed) the caller fills in
- * place before myc__emit_buf(); it has room for any topic and the name of
- * 's'.  One reference, the caller's.  NULL when out of memory. */
+ * place before myc__emit_buf(); it has room for the name of 's' and a
+ * topic of 64 bytes at least (myc__emit_buf() moves the frame to a larger
+ * buffer for a longer one).  One reference, the caller's.  NULL when out
+ * of memory. */
 myc_buf *myc__emit_buf_new(myc_service *s, size_t size);
 
 /* Emits a buffer from myc__emit_buf_new() as myc__emit() would, without

@@ -20,7 +20,7 @@
 void myc_engine_config_init(myc_engine_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
   cfg->node = "mycelium";
-  cfg->workers = 1;
+  cfg->workers = 0;
   cfg->mailbox.capacity = 65536;
   cfg->mailbox.policy = MYC_POLICY_DROP_OLDEST;
   cfg->mailbox.threshold = 0.8;
@@ -51,7 +51,7 @@ const char *myc__find_lua_dir(const char *configured) {
 
 static int check_config(const myc_engine_config *cfg) {
   const myc_mailbox_config *m = &cfg->mailbox;
-  if (cfg->workers == 0 || cfg->workers > MAX_WORKERS || cfg->node == NULL ||
+  if (cfg->workers > MAX_WORKERS || cfg->node == NULL ||
       m->capacity == 0 || !(m->threshold > 0 && m->threshold <= 1) ||
       m->policy < MYC_POLICY_DROP_OLDEST || m->policy > MYC_POLICY_REJECT ||
       cfg->log_level < MYC_LOG_DEBUG || cfg->log_level > MYC_LOG_ERROR ||
@@ -60,6 +60,11 @@ static int check_config(const myc_engine_config *cfg) {
       (cfg->control != NULL && strncmp(cfg->control, "unix://", 7) != 0))
     return MYC_EINVAL;
   return 0;
+}
+
+static uint32_t default_workers(void) {
+  unsigned n = uv_available_parallelism();
+  return n == 0 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : n;
 }
 
 static int init_workers(myc_engine *e, uint32_t n) {
@@ -131,7 +136,7 @@ int myc_engine_new(myc_engine **out, const myc_engine_config *cfg) {
   if (dead < 0)
     goto nomem;
   e->dead_topic = (uint32_t)dead;
-  rc = init_workers(e, cfg->workers);
+  rc = init_workers(e, cfg->workers ? cfg->workers : default_workers());
   if (rc != 0) {
     myc_engine_free(e);
     return rc;
@@ -245,6 +250,27 @@ int myc_engine_add_c_service(myc_engine *e, const char *name,
   if (rc == 0 && e->started)
     atomic_store(&s->state, MYC_SVC_RUNNING);
   return rc;
+}
+
+int myc_engine_set_contracts(myc_engine *e, myc_contract_set *cs,
+                             int validate) {
+  uint32_t i;
+  if (cs == NULL || myc_contract_error_count(cs) != 0)
+    return MYC_EINVAL;
+  if (e->contracts != NULL)
+    return MYC_ESTATE;
+  /* A Lua state receives the set when it is created: one made before
+   * would never see it. */
+  for (i = 0; i < e->nservices; i++)
+    if (e->services[i]->cur.L != NULL)
+      return MYC_ESTATE;
+  e->contracts = cs;
+  e->validate = validate != 0;
+  return 0;
+}
+
+const myc_contract_set *myc_engine_contracts(const myc_engine *e) {
+  return e->contracts;
 }
 
 int myc__engine_add_collector(myc_engine *e, struct myc_collector *c) {
@@ -412,6 +438,17 @@ static void on_signal(uv_signal_t *h, int signum) {
   myc_engine_stop(st->e, 0);
 }
 
+/* Once the workers are gone, what is still queued or in transit is
+ * released and counted as dropped at shutdown, so that the counters are
+ * final when myc_engine_run returns. */
+static void account_leftovers(myc_engine *e) {
+  uint32_t i;
+  for (i = 0; i < e->nworkers; i++)
+    myc__worker_discard_inbox(&e->workers[i]);
+  for (i = 0; i < e->nservices; i++)
+    myc__service_drop_leftovers(e->services[i]);
+}
+
 int myc_engine_run(myc_engine *e, int handle_signals) {
   uv_loop_t loop;
   stopper st;
@@ -447,6 +484,7 @@ int myc_engine_run(myc_engine *e, int handle_signals) {
   uv_loop_close(&loop);
   for (i = 0; i < e->nworkers; i++)
     myc__worker_join(&e->workers[i]);
+  account_leftovers(e);
   e->started = 0;
   return atomic_load(&e->exit_code);
 }
@@ -519,11 +557,28 @@ int myc_engine_shutdown(myc_engine *e) {
   if (e->started)
     for (i = 0; i < e->nservices; i++)
       myc__service_stop(e->services[i]);
+  for (i = 0; i < e->nworkers; i++)
+    myc__worker_flush(&e->workers[i]);
+  account_leftovers(e);
   e->started = 0;
   return atomic_load(&e->exit_code);
 }
 
 /* ---- publishing from the host ------------------------------------------- */
+
+/* A typed payload from the host must be one of the engine's types, of
+ * its size, and (unless validation is off) pass its rules: a subscriber
+ * views the bytes as the struct without checking them again. */
+static int check_typed(myc_engine *e, uint16_t type, const void *data,
+                       size_t len) {
+  const myc_contract_type *t =
+      e->contracts ? myc_contract_type_by_tag(e->contracts, type) : NULL;
+  if (t == NULL)
+    return MYC_ECONTRACT;
+  if (len != myc_contract_type_size(t))
+    return MYC_EINVAL;
+  return e->validate ? myc_contract_validate(t, data, len, NULL, 0) : 0;
+}
 
 int myc_publish(myc_engine *e, const char *topic, int kind, uint16_t type,
                 const void *data, size_t len) {
@@ -531,11 +586,14 @@ int myc_publish(myc_engine *e, const char *topic, int kind, uint16_t type,
   myc__pool *pool = e->manual ? &e->host_pool : NULL;
   uint64_t r[3];
   myc_buf *b;
+  int rc;
 
   if (id < 0)
     return (int)id;
   if (kind < MYC_KIND_RAW || kind > MYC_KIND_TYPED)
     return MYC_EINVAL;
+  if (kind == MYC_KIND_TYPED && (rc = check_typed(e, type, data, len)) != 0)
+    return rc;
   b = myc__frame_new(e, pool, myc__topics_get(&e->topics, (uint32_t)id), "host",
                      4, kind, type, data, len);
   if (b == NULL)
@@ -578,6 +636,33 @@ int myc_engine_service_stats(myc_engine *e, uint32_t index,
   st->queue_capacity = s->mb.capacity;
   myc__supervision_stats(s, st);
   return 0;
+}
+
+int myc_engine_service_drops(myc_engine *e, uint32_t index,
+                             myc_drop_stats *out, uint32_t max) {
+  myc__mailbox *mb;
+  uint32_t i, n = 0;
+  if (index >= e->nservices)
+    return MYC_ENOENT;
+  mb = &e->services[index]->mb;
+  for (i = 0; i <= MYC_DROP_TOPICS && n < max; i++) {
+    myc__drop_slot *d = i < MYC_DROP_TOPICS ? &mb->by_topic[i] : &mb->other_topics;
+    uint32_t id = atomic_load_explicit(&d->topic_id, memory_order_acquire);
+    myc__topic *t;
+    if (id == 0)
+      continue;
+    out[n].dropped_oldest = atomic_load(&d->n[MYC_DROP_OLDEST]);
+    out[n].dropped_newest = atomic_load(&d->n[MYC_DROP_NEWEST]);
+    out[n].rejected = atomic_load(&d->n[MYC_DROP_REJECTED]);
+    out[n].shutdown = atomic_load(&d->n[MYC_DROP_SHUTDOWN]);
+    if (out[n].dropped_oldest + out[n].dropped_newest + out[n].rejected +
+            out[n].shutdown == 0)
+      continue;
+    t = id == MYC_DROP_OTHER_TOPIC ? NULL : myc__topics_get(&e->topics, id);
+    out[n].topic = t != NULL ? t->name : "(other)";
+    n++;
+  }
+  return (int)n;
 }
 
 void myc_engine_log(myc_engine *e, myc_log_level level, const char *service,
@@ -623,6 +708,8 @@ void myc_engine_free(myc_engine *e) {
   uv_mutex_destroy(&e->stop_lock);
   uv_mutex_destroy(&e->services_lock);
   myc__strfree(&e->alloc, e->control);
+  /* After the services: their Lua states read the set until closed. */
+  myc_contract_free(e->contracts);
   myc__strfree(&e->alloc, e->node);
   myc__strfree(&e->alloc, e->lua_path);
   myc__free(&e->alloc, e, sizeof *e);

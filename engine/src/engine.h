@@ -19,6 +19,9 @@ struct myc_engine {
   myc__clock clock;
   myc__log log;
 
+  myc_contract_set *contracts; /* NULL: typed messages are refused */
+  int validate;                /* check rules on every typed emit */
+
   myc__topics topics;
   uint32_t dead_topic; /* id of "$dead" */
 

@@ -95,6 +95,14 @@ double myc_svc_pressure(myc_service *s, uint32_t topic_id) {
   return worst;
 }
 
+int myc_svc_stats(myc_service *s, const char *name, size_t len,
+                  myc_service_stats *out) {
+  myc_service *t = myc__engine_find(s->eng, name, len);
+  if (t == NULL)
+    return MYC_ENOENT;
+  return myc_engine_service_stats(s->eng, t->index, out);
+}
+
 int myc_svc_log_level(myc_service *s) { return s->eng->log.level; }
 int myc_svc_log_format(myc_service *s) { return s->eng->log.format; }
 const char *myc_svc_node(myc_service *s) { return s->eng->node; }

@@ -33,6 +33,10 @@ MYC_EXTERN uint32_t myc_svc_queue_depth(myc_service *s);
 MYC_EXTERN uint32_t myc_svc_queue_capacity(myc_service *s);
 MYC_EXTERN int myc_svc_over_threshold(myc_service *s);
 MYC_EXTERN double myc_svc_pressure(myc_service *s, uint32_t topic_id);
+/* Counters of the service named 'name' (any service of the engine).
+ * Returns 0 or MYC_ENOENT. */
+MYC_EXTERN int myc_svc_stats(myc_service *s, const char *name, size_t len,
+                             myc_service_stats *out);
 MYC_EXTERN int myc_svc_log_level(myc_service *s);
 MYC_EXTERN int myc_svc_log_format(myc_service *s);
 MYC_EXTERN void myc_svc_log(myc_service *s, int level, const char *msg,

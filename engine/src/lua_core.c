@@ -8,8 +8,6 @@
  */
 #include "lua_core.h"
 
-#include "emit.h"
-
 #include <lauxlib.h>
 #include <math.h>
 #include <msgpack.h>
@@ -223,17 +221,6 @@ static int lpack(lua_State *L) {
   return 1;
 }
 
-/* emit_table(service_lightuserdata, topic_id, table) -> rc */
-static int lemit_table(lua_State *L) {
-  myc_service *svc = lua_touserdata(L, 1);
-  uint32_t topic = (uint32_t)luaL_checknumber(L, 2);
-  scratch *s = get_scratch(L);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  encode(L, 3, s);
-  lua_pushinteger(L, myc__emit(svc, topic, MYC_KIND_TABLE, 0, s->p, s->len));
-  return 1;
-}
-
 static void push_object(lua_State *L, const msgpack_object *o, int depth);
 
 static void push_map(lua_State *L, const msgpack_object_map *m, int depth) {
@@ -333,10 +320,29 @@ static int lunpack(lua_State *L) {
   return decode(L, p, len);
 }
 
+void myc__lua_prepare(lua_State *L, const char *lua_dir, const char *module) {
+  const char *slash = module ? strrchr(module, '/') : NULL;
+  int dirlen = slash ? (int)(slash - module) : 1;
+  const char *dir = slash ? module : ".";
+
+  lua_getglobal(L, "package");
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_dir, lua_dir);
+  if (module != NULL)
+    lua_pushfstring(L, "%.*s/?.lua;%.*s/?/init.lua;", dirlen, dir, dirlen, dir);
+  else
+    lua_pushliteral(L, "");
+  lua_getfield(L, -3, "path");
+  lua_concat(L, 3);
+  lua_setfield(L, -2, "path");
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, luaopen_mycelium_core);
+  lua_setfield(L, -2, "mycelium.core");
+  lua_pop(L, 2);
+}
+
 int luaopen_mycelium_core(lua_State *L) {
   static const luaL_Reg fns[] = {{"pack", lpack},
                                  {"unpack", lunpack},
-                                 {"emit_table", lemit_table},
                                  {NULL, NULL}};
   const luaL_Reg *f;
   scratch *s;

@@ -16,6 +16,17 @@
 enum { MYC_DROP_OLDEST, MYC_DROP_NEWEST, MYC_DROP_REJECTED, MYC_DROP_SHUTDOWN,
        MYC_DROP_REASONS };
 
+/* Losses per topic: a small open-addressing table keyed by topic id,
+ * insert-only so readers on other threads can walk it.  Topics beyond its
+ * size are counted under MYC_DROP_OTHER_TOPIC. */
+#define MYC_DROP_TOPICS 64
+#define MYC_DROP_OTHER_TOPIC UINT32_MAX
+
+typedef struct {
+  _Atomic uint32_t topic_id; /* 0: free */
+  _Atomic uint64_t n[MYC_DROP_REASONS];
+} myc__drop_slot;
+
 typedef struct {
   myc_buf **slots;
   uint32_t mask;
@@ -27,6 +38,8 @@ typedef struct {
   uint32_t threshold;        /* depth above which backpressure is on */
   int policy;                /* myc_policy */
   _Atomic uint64_t dropped[MYC_DROP_REASONS];
+  myc__drop_slot by_topic[MYC_DROP_TOPICS];
+  myc__drop_slot other_topics;
 } myc__mailbox;
 
 /* Allocates the ring.  Returns 0, MYC_EINVAL (capacity 0 or threshold out
@@ -83,9 +96,9 @@ static inline void myc__mailbox_done(myc__mailbox *mb, uint32_t n) {
       memory_order_relaxed);
 }
 
-static inline void myc__mailbox_count(myc__mailbox *mb, int reason,
-                                      uint64_t n) {
-  atomic_fetch_add_explicit(&mb->dropped[reason], n, memory_order_relaxed);
-}
+/* Counts 'n' messages of topic 'topic_id' lost for 'reason'.  Any
+ * thread. */
+void myc__mailbox_count(myc__mailbox *mb, int reason, uint32_t topic_id,
+                        uint64_t n);
 
 #endif

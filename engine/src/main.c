@@ -15,7 +15,7 @@ static const char usage[] =
     "usage: mycelium run CONFIG.lua           run the engine from a config file\n"
     "       mycelium run SERVICE.lua...       run service files, default config\n"
     "       mycelium check CONFIG.lua|SERVICE.lua...\n"
-    "                                         validate config and services\n"
+    "                                         validate config, contracts, services\n"
     "       mycelium check CONTRACTS.yaml     validate contracts, print digest\n"
     "       mycelium reload [--socket PATH] SERVICE [MODULE.lua]\n"
     "                                         hot-reload a running service\n"
@@ -29,12 +29,17 @@ static const char usage[] =
     "                               listens where its config says: control =\n"
     "                               \"unix:///path\" (docs/CONTROL.md)\n";
 
-/* Lets a build-tree binary find lua/ next to the source tree without
- * installing: build/mycelium -> ../lua. */
+/* Finds the Lua runtime relative to the binary: build/mycelium uses the
+ * source tree's lua/, a luarocks tree has it in share/lua/5.1, a CMake
+ * install in share/mycelium/lua.  (The library falls back to the paths it
+ * was built with.) */
 static void locate_lua_dir(void) {
+  static const char *const layouts[] = {"../lua", "../share/lua/5.1",
+                                        "../share/mycelium/lua"};
   char exe[PATH_MAX], candidate[PATH_MAX + 64];
   ssize_t n;
   char *slash;
+  size_t i;
   const char *env = getenv("MYCELIUM_PATH");
   if (env != NULL && *env != '\0')
     return;
@@ -46,15 +51,19 @@ static void locate_lua_dir(void) {
   if (slash == NULL)
     return;
   *slash = '\0';
-  snprintf(candidate, sizeof candidate, "%s/../lua/mycelium/host.lua", exe);
-  if (access(candidate, R_OK) == 0) {
-    snprintf(candidate, sizeof candidate, "%s/../lua", exe);
-    setenv("MYCELIUM_PATH", candidate, 0);
+  for (i = 0; i < sizeof layouts / sizeof *layouts; i++) {
+    snprintf(candidate, sizeof candidate, "%s/%s/mycelium/host.lua", exe,
+             layouts[i]);
+    if (access(candidate, R_OK) == 0) {
+      snprintf(candidate, sizeof candidate, "%s/%s", exe, layouts[i]);
+      setenv("MYCELIUM_PATH", candidate, 0);
+      return;
+    }
   }
 }
 
 static int load(int nfiles, char **files, myc_engine **e) {
-  char err[2048];
+  char err[8192]; /* room for every error of a contracts file */
   int rc;
   if (nfiles == 0) {
     fprintf(stderr, "mycelium: give a config file or service files\n%s", usage);
@@ -91,11 +100,19 @@ static int has_suffix(const char *s, const char *suffix) {
   return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
+static void print_contracts(const myc_contract_set *cs) {
+  size_t n = myc_contract_type_count(cs);
+  printf("ok: %s: schema 0x%08x version %u, %zu type%s, digest %s\n",
+         myc_contract_file(cs), (unsigned)myc_contract_schema_id(cs),
+         (unsigned)myc_contract_schema_version(cs), n, n == 1 ? "" : "s",
+         myc_contract_digest(cs));
+}
+
 /* Prints every error of a contracts file (exit 1), or its schema digest
  * and types (exit 0). */
 static int check_contracts(const char *path) {
   myc_contract_set *cs;
-  size_t i, n;
+  size_t i;
   int rc = myc_contract_load(&cs, path, NULL, NULL);
   if (cs == NULL) {
     fprintf(stderr, "mycelium: %s: %s\n", path, myc_strerror(rc));
@@ -104,11 +121,7 @@ static int check_contracts(const char *path) {
   for (i = 0; i < myc_contract_error_count(cs); i++)
     fprintf(stderr, "%s\n", myc_contract_error(cs, i));
   if (rc == 0) {
-    n = myc_contract_type_count(cs);
-    printf("ok: %s: schema 0x%08x version %u, %zu type%s, digest %s\n", path,
-           (unsigned)myc_contract_schema_id(cs),
-           (unsigned)myc_contract_schema_version(cs), n, n == 1 ? "" : "s",
-           myc_contract_digest(cs));
+    print_contracts(cs);
   } else {
     fprintf(stderr, "mycelium: %s: %zu error%s\n", path,
             myc_contract_error_count(cs),
@@ -136,6 +149,8 @@ static int cmd_check(int nfiles, char **files) {
     printf(" %s (worker %d)", st.name, st.worker);
   }
   printf("\n");
+  if (myc_engine_contracts(e) != NULL)
+    print_contracts(myc_engine_contracts(e));
   myc_engine_free(e);
   return 0;
 }

@@ -112,6 +112,7 @@ static int slot_take(myc_service *s) {
 
 static void slot_release(myc_service *s, int i) {
   myc__lua_budget *b = &s->mem[i];
+  myc__lua_budget_drain(b);
   b->peak = 0;
   b->refused = 0;
   b->tripped = 0;
@@ -128,23 +129,6 @@ static int msgh(lua_State *L) {
                           luaL_typename(L, 1));
   luaL_traceback(L, L, msg, 1);
   return 1;
-}
-
-static void set_paths(lua_State *L, const char *lua_dir, const char *module) {
-  const char *slash = strrchr(module, '/');
-  int dirlen = slash ? (int)(slash - module) : 1;
-  const char *dir = slash ? module : ".";
-
-  lua_getglobal(L, "package");
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;%.*s/?.lua;%.*s/?/init.lua;",
-                  lua_dir, lua_dir, dirlen, dir, dirlen, dir);
-  lua_getfield(L, -2, "path");
-  lua_concat(L, 2);
-  lua_setfield(L, -2, "path");
-  lua_getfield(L, -1, "preload");
-  lua_pushcfunction(L, luaopen_mycelium_core);
-  lua_setfield(L, -2, "mycelium.core");
-  lua_pop(L, 2);
 }
 
 /* 'msg' without its traceback, prefixed with the service unless it
@@ -195,7 +179,7 @@ static int start_host(lua_State *L) {
   int inst;
 
   luaL_openlibs(L);
-  set_paths(L, s->eng->lua_path, a->module);
+  myc__lua_prepare(L, s->eng->lua_path, a->module);
   lua_pushcfunction(L, msgh);
   in->ref_msgh = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_getglobal(L, "require");
@@ -203,7 +187,7 @@ static int start_host(lua_State *L) {
   lua_call(L, 1, 1);
   lua_getfield(L, -1, "new");
   lua_pushlightuserdata(L, s);
-  lua_createtable(L, 0, 5);
+  lua_createtable(L, 0, 8);
   lua_pushstring(L, s->name);
   lua_setfield(L, -2, "name");
   lua_pushstring(L, a->module);
@@ -216,6 +200,13 @@ static int start_host(lua_State *L) {
   }
   lua_pushstring(L, s->eng->lua_path);
   lua_setfield(L, -2, "lua_path");
+  if (s->eng->contracts != NULL) {
+    /* Immutable and freed after every service: safe to share. */
+    lua_pushlightuserdata(L, s->eng->contracts);
+    lua_setfield(L, -2, "contracts");
+    lua_pushboolean(L, s->eng->validate);
+    lua_setfield(L, -2, "validate");
+  }
   lua_call(L, 2, 1);
   inst = lua_gettop(L);
   in->ref_dispatch = take_ref(L, inst, "dispatch");
@@ -310,10 +301,51 @@ int myc__instance_load(myc_service *s, myc__instance *in, const char *module,
   return 0;
 }
 
+/* ---- facility resources ------------------------------------------------ */
+
+void myc__service_attach(myc_service *s, myc__resource *r) {
+  r->owner = s->hook_L;
+  r->prev = NULL;
+  r->next = s->resources;
+  if (s->resources != NULL)
+    s->resources->prev = r;
+  s->resources = r;
+}
+
+void myc__service_detach(myc_service *s, myc__resource *r) {
+  if (r->prev == NULL && s->resources != r)
+    return; /* not attached */
+  if (r->prev != NULL)
+    r->prev->next = r->next;
+  else
+    s->resources = r->next;
+  if (r->next != NULL)
+    r->next->prev = r->prev;
+  r->next = r->prev = NULL;
+}
+
+/* Stops the resources attached by the instance running 'owner' (NULL:
+ * every one). */
+static void stop_resources(myc_service *s, lua_State *owner) {
+  myc__resource *r = s->resources, *next;
+  while (r != NULL) {
+    next = r->next;
+    if (owner == NULL || r->owner == owner) {
+      myc__service_detach(s, r);
+      r->stop(r);
+      /* A stop may detach others: start over. */
+      next = s->resources;
+    }
+    r = next;
+  }
+}
+
 void myc__instance_close(myc_service *s, myc__instance *in) {
   int slot = in->slot;
   if (in->L == NULL)
     return;
+  /* After the module's stop, which may still close them cleanly. */
+  stop_resources(s, in->L);
   uv_mutex_lock(&s->hook_lock);
   lua_close(in->L);
   in->L = NULL;
@@ -987,13 +1019,33 @@ void myc__service_stop(myc_service *s) {
   atomic_store(&s->state, MYC_SVC_STOPPED);
   myc__service_retire(s, &s->dying, 0);
   myc__service_retire(s, &s->retired, 0);
-  if (s->cur.L == NULL)
-    return;
-  myc__service_new_activation(s);
-  myc__worker_tick(s->worker);
-  if (activate(s, &s->cur, MYC_ACT_STOP, s->cur.ref_stop, 0, 0) != 0) {
-    log_error(s, "stop", lua_tostring(s->cur.L, -1), NULL);
-    lua_settop(s->cur.L, 0);
+  if (s->cur.L != NULL) {
+    myc__service_new_activation(s);
+    myc__worker_tick(s->worker);
+    if (activate(s, &s->cur, MYC_ACT_STOP, s->cur.ref_stop, 0, 0) != 0) {
+      log_error(s, "stop", lua_tostring(s->cur.L, -1), NULL);
+      lua_settop(s->cur.L, 0);
+    }
+  }
+  /* After the module's stop, which may still close them cleanly. */
+  stop_resources(s, NULL);
+}
+
+void myc__service_drop_leftovers(myc_service *s) {
+  myc__pool *pool = &s->worker->pool;
+  uint32_t i, n;
+  for (i = s->batch_pos; i < s->view.batch_n; i++) {
+    myc__mailbox_count(&s->mb, MYC_DROP_SHUTDOWN, s->batch[i]->topic_id, 1);
+    myc__buf_release(pool, &s->eng->alloc, s->batch[i]);
+  }
+  myc__mailbox_done(&s->mb, s->view.batch_n - s->batch_pos);
+  s->batch_pos = s->view.batch_n;
+  while ((n = myc__mailbox_pop(&s->mb, s->batch, MYC_BATCH)) > 0) {
+    for (i = 0; i < n; i++) {
+      myc__mailbox_count(&s->mb, MYC_DROP_SHUTDOWN, s->batch[i]->topic_id, 1);
+      myc__buf_release(pool, &s->eng->alloc, s->batch[i]);
+    }
+    myc__mailbox_done(&s->mb, n);
   }
 }
 
@@ -1078,25 +1130,17 @@ void myc__service_poison(myc_service *s, uint32_t gen) {
 
 void myc__service_free(myc_service *s) {
   myc_engine *e = s->eng;
-  myc__pool *pool = &s->worker->pool;
-  uint32_t leftover = s->view.batch_n - s->batch_pos, n;
-
-  for (n = s->batch_pos; n < s->view.batch_n; n++)
-    myc__buf_release(pool, &e->alloc, s->batch[n]);
-  myc__mailbox_done(&s->mb, leftover);
-  s->batch_pos = s->view.batch_n;
-  while ((n = myc__mailbox_pop(&s->mb, s->batch, MYC_BATCH)) > 0) {
-    uint32_t i;
-    for (i = 0; i < n; i++)
-      myc__buf_release(pool, &e->alloc, s->batch[i]);
-    myc__mailbox_done(&s->mb, n);
-    leftover += n;
-  }
-  myc__mailbox_count(&s->mb, MYC_DROP_SHUTDOWN, leftover);
+  myc__service_drop_leftovers(s);
   myc__supervision_destroy(s);
+  stop_resources(s, NULL); /* a service that never started or stopped */
   myc__instance_close(s, &s->dying);
   myc__instance_close(s, &s->retired);
   myc__instance_close(s, &s->cur);
+  {
+    int i;
+    for (i = 0; i < MYC_SLOTS; i++)
+      myc__lua_budget_drain(&s->mem[i]);
+  }
   myc__mailbox_destroy(&s->mb, &e->alloc);
   myc__routes_free(s);
   uv_mutex_destroy(&s->hook_lock);

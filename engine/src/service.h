@@ -40,6 +40,17 @@ typedef enum {
   MYC_SVC_FAILED
 } myc__svc_state;
 
+/* Something a C facility (a WebSocket or HTTP client) holds open on the
+ * service's worker loop on behalf of the service.  The service stops
+ * every attached resource when it stops, so that no handle or callback
+ * outlives it and a stopping worker's loop can end; an instance that ends
+ * (a crash, a reload) stops those it attached. */
+typedef struct myc__resource {
+  struct myc__resource *next, *prev;
+  void (*stop)(struct myc__resource *r); /* detached before the call */
+  void *owner; /* the lua_State of the instance that attached it */
+} myc__resource;
+
 /* What the worker is doing in a service, for the watchdog and status. */
 typedef enum {
   MYC_ACT_IDLE,
@@ -147,6 +158,8 @@ struct myc_service {
 
   int queued; /* on its worker's ready list */
   myc_service *ready_next;
+
+  myc__resource *resources; /* attached facility objects */
 };
 
 /* Creates a Lua service: state, host runtime, module, subscriptions.  On
@@ -182,8 +195,15 @@ int myc__service_timer(myc_service *s, uint64_t id);
 int myc__service_event(myc_service *s, uint64_t source, int code,
                        const void *data, size_t len);
 
-/* Calls the module's stop (once). */
+/* Calls the module's stop (once), then stops every attached resource. */
 void myc__service_stop(myc_service *s);
+
+/* Attaches 'r' to 's' (worker thread), on behalf of the instance that
+ * runs: 's' will call r->stop when it or that instance stops, unless 'r'
+ * was detached first.  Cannot fail. */
+void myc__service_attach(myc_service *s, myc__resource *r);
+/* Detaches 'r' if it is attached.  Cannot fail. */
+void myc__service_detach(myc_service *s, myc__resource *r);
 
 /* Nonzero when messages wait (queued or the rest of a batch) and an
  * instance is there to take them. */
@@ -193,6 +213,10 @@ static inline int myc__service_pending(const myc_service *s) {
          atomic_load_explicit(&s->state, memory_order_relaxed) ==
              MYC_SVC_RUNNING;
 }
+
+/* Releases what is still queued for 's', counting it as lost at shutdown
+ * per topic.  Worker stopped (or its thread). */
+void myc__service_drop_leftovers(myc_service *s);
 
 /* Releases what is still queued, counting it as dropped at shutdown, and
  * frees the service.  Must run on its worker (or after the workers have

@@ -71,7 +71,8 @@ void myc__worker_discard_inbox(myc__worker *w) {
   for (t = 0; t < w->eng->nworkers; t++) {
     myc__stage *st = &w->stage[t];
     for (i = 0; i < st->n; i++) {
-      myc__mailbox_count(&st->items[i].svc->mb, MYC_DROP_SHUTDOWN, 1);
+      myc__mailbox_count(&st->items[i].svc->mb, MYC_DROP_SHUTDOWN,
+                         st->items[i].buf->topic_id, 1);
       myc__buf_release(&w->pool, &w->eng->alloc, st->items[i].buf);
     }
     st->n = 0;
@@ -80,15 +81,22 @@ void myc__worker_discard_inbox(myc__worker *w) {
   for (i = 0; i < w->inbox_n; i++) {
     if (w->inbox[i].buf == NULL)
       continue; /* a supervisor marker */
-    myc__mailbox_count(&w->inbox[i].svc->mb, MYC_DROP_SHUTDOWN, 1);
+    myc__mailbox_count(&w->inbox[i].svc->mb, MYC_DROP_SHUTDOWN,
+                       w->inbox[i].buf->topic_id, 1);
     myc__buf_release(&w->pool, &w->eng->alloc, w->inbox[i].buf);
   }
   w->inbox_n = 0;
 }
 
 void myc__worker_destroy(myc__worker *w) {
+  int turns;
   close_handles(w);
-  uv_run(&w->loop, UV_RUN_NOWAIT);
+  /* Facilities (ws.c, http.c) close their handles when their service
+   * stops, but closing can take a few turns (a socket's close callback
+   * closes a timer) and a name lookup may still be in the thread pool.
+   * Bounded: a handle nobody closes must not hang the engine's free. */
+  for (turns = 0; turns < 500 && uv_run(&w->loop, UV_RUN_NOWAIT) != 0; turns++)
+    uv_sleep(1);
   uv_loop_close(&w->loop);
   myc__free(&w->eng->alloc, w->inbox, w->inbox_cap * sizeof *w->inbox);
   myc__free(&w->eng->alloc, w->inbox_spare, w->spare_cap * sizeof *w->inbox);
@@ -180,7 +188,6 @@ static int inbox_append(myc__worker *w, const myc__handoff *items, uint32_t n) {
   }
   memcpy(w->inbox + w->inbox_n, items, n * sizeof *items);
   w->inbox_n += n;
-  count_incoming(items, n, 1);
   if (!w->inbox_signalled)
     signal = w->inbox_signalled = 1;
   /* Under the lock, so it cannot be overtaken by update_idle_flag(). */
@@ -193,13 +200,39 @@ static int inbox_append(myc__worker *w, const myc__handoff *items, uint32_t n) {
 
 int myc__worker_handoff(myc__worker *w, myc_service *s, myc_buf *b) {
   myc__handoff h;
+  int rc;
   h.svc = s;
   h.buf = b;
-  return inbox_append(w, &h, 1);
+  atomic_fetch_add_explicit(&s->mb.incoming, 1, memory_order_relaxed);
+  rc = inbox_append(w, &h, 1);
+  if (rc != 0)
+    atomic_fetch_sub_explicit(&s->mb.incoming, 1, memory_order_relaxed);
+  return rc;
+}
+
+static void stage_count(myc__stage *st) {
+  if (st->run > 0)
+    atomic_fetch_add_explicit(&st->run_svc->mb.incoming, st->run,
+                              memory_order_relaxed);
+  st->run = 0;
 }
 
 int myc__worker_stage(myc__worker *w, myc_service *s, myc_buf *b) {
   myc__stage *st = &w->stage[s->worker->index];
+  uint32_t in_transit =
+      atomic_load_explicit(&s->mb.incoming, memory_order_relaxed) +
+      (st->run_svc == s ? st->run : 0);
+  /* A whole mailbox's worth already on its way: refuse at the sender so
+   * that a flood across workers cannot grow memory without bound.  (For
+   * drop_oldest this drops the newest: exact eviction would need the
+   * messages in transit, which belong to no one yet.) */
+  if (in_transit >= s->mb.capacity) {
+    myc__mailbox_count(&s->mb,
+                       s->mb.policy == MYC_POLICY_REJECT ? MYC_DROP_REJECTED
+                                                         : MYC_DROP_NEWEST,
+                       b->topic_id, 1);
+    return MYC_EFULL;
+  }
   if (st->n == st->cap &&
       grow(&w->eng->alloc, &st->items, &st->cap, st->n + 1) != 0)
     return MYC_ENOMEM;
@@ -207,6 +240,12 @@ int myc__worker_stage(myc__worker *w, myc_service *s, myc_buf *b) {
   st->items[st->n].buf = b;
   st->n++;
   w->staged++;
+  if (st->run_svc != s) {
+    stage_count(st);
+    st->run_svc = s;
+  }
+  if (++st->run == MYC_STAGE_RUN)
+    stage_count(st);
   return 0;
 }
 
@@ -231,10 +270,13 @@ void myc__worker_flush(myc__worker *w) {
     myc__stage *st = &w->stage[t];
     if (st->n == 0)
       continue;
+    stage_count(st);
     if (inbox_append(&e->workers[t], st->items, st->n) != 0) {
       /* Out of memory: what cannot be handed over is lost, and counted. */
+      count_incoming(st->items, st->n, -1);
       for (i = 0; i < st->n; i++) {
-        myc__mailbox_count(&st->items[i].svc->mb, MYC_DROP_NEWEST, 1);
+        myc__mailbox_count(&st->items[i].svc->mb, MYC_DROP_NEWEST,
+                           st->items[i].buf->topic_id, 1);
         myc__buf_release(&w->pool, &e->alloc, st->items[i].buf);
       }
     }

@@ -23,7 +23,13 @@ typedef struct {
 typedef struct {
   myc__handoff *items;
   uint32_t n, cap;
+  /* Staged messages count in the target's 'incoming' (what producers'
+   * pressure sees) in runs of up to MYC_STAGE_RUN, not one atomic each. */
+  myc_service *run_svc;
+  uint32_t run;
 } myc__stage;
+
+#define MYC_STAGE_RUN 256
 
 enum { MYC_PHASE_RUN, MYC_PHASE_DRAIN, MYC_PHASE_STOP };
 
@@ -80,8 +86,10 @@ void myc__worker_schedule(myc__worker *w, myc_service *s);
 int myc__worker_handoff(myc__worker *w, myc_service *s, myc_buf *b);
 
 /* Holds 'b' (carrying a reference for it) for service 's' of another
- * worker until myc__worker_flush().  Worker thread of 'w'.  Returns 0 or
- * MYC_ENOMEM (the caller keeps the reference). */
+ * worker until myc__worker_flush().  Worker thread of 'w'.  Returns 0,
+ * MYC_EFULL when a whole mailbox's worth is already in transit to 's'
+ * (counted as a drop), or MYC_ENOMEM; on error the caller keeps the
+ * reference. */
 int myc__worker_stage(myc__worker *w, myc_service *s, myc_buf *b);
 
 /* Hands everything staged by 'w' to the target workers' inboxes: one

@@ -123,6 +123,60 @@ static void cross_worker_delivery_is_complete_and_ordered(void) {
   CHECK_EQ(atomic_load(&c_done.count), 1);
 }
 
+static void slow_cb(void *ud, const myc_message *m) {
+  count_cb(ud, m);
+  usleep(20);
+}
+
+/* A producer flooding a slow consumer on another worker: the sender
+ * refuses once a whole mailbox's worth is in transit, so memory stays
+ * bounded, and every message is handled or counted. */
+static void cross_worker_flood_is_bounded_and_counted(void) {
+  const uint32_t total = 20000;
+  myc_engine_config cfg;
+  myc_engine *e;
+  counter c = {0};
+  unsigned char opts[16];
+  myc_service_config sc = {0};
+  myc_mailbox_config small = {64, MYC_POLICY_DROP_OLDEST, 0.8};
+  myc_service_stats st;
+  char err[512], path[256];
+  static const char flood_src[] =
+      "local M = { subscribe = { 'go' } }\n"
+      "local sent, total = 0\n"
+      "function M.init(ctx, opts) total = opts.total ctx:emit('go', '') end\n"
+      "function M.on_message(ctx)\n"
+      "  for i = 1, 1000 do sent = sent + 1 ctx:emit('data', 'x') end\n"
+      "  if sent < total then ctx:emit('go', '') end\n"
+      "end\n"
+      "return M\n";
+
+  myc_engine_config_init(&cfg);
+  cfg.workers = 2;
+  cfg.mailbox = small;
+  CHECK_EQ(myc_engine_new(&e, &cfg), 0);
+  strcpy(path, write_module("flood.lua", flood_src));
+  sc.opts = opts;
+  sc.opts_len = pack_total(opts, total);
+  sc.name = "flood";
+  sc.module = path;
+  sc.worker = 0;
+  sc.mailbox = NULL;
+  CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
+  CHECK_EQ(myc_engine_add_c_service(e, "slow", "data", slow_cb, &c, 1), 0);
+  CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
+  while (atomic_load(&c.count) == 0)
+    usleep(1000);
+  usleep(200000);
+  myc_engine_stop(e, 0);
+  CHECK_EQ(myc_engine_run(e, 0), 0);
+  myc_engine_service_stats(e, 1, &st);
+  myc_engine_free(e);
+  CHECK(st.dropped_newest > 0);
+  CHECK_EQ(atomic_load(&c.count) + st.dropped, total);
+  CHECK_EQ(atomic_load(&c.out_of_order), 0);
+}
+
 static void stop_drains_accepted_messages(void) {
   myc_engine_config cfg;
   myc_engine *e;
@@ -163,7 +217,7 @@ static void bad_arguments_are_refused(void) {
   char err[256];
   myc_service_config sc = {0};
   myc_engine_config_init(&cfg);
-  cfg.workers = 0;
+  cfg.workers = 500;
   CHECK_EQ(myc_engine_new(&e, &cfg), MYC_EINVAL);
   CHECK(e == NULL);
   myc_engine_config_init(&cfg);
@@ -188,6 +242,141 @@ static void bad_arguments_are_refused(void) {
   CHECK_STR(myc_strerror(MYC_EFULL), "mailbox full");
   CHECK_STR(myc_err_name(-2), "ENOENT"); /* libuv / errno codes pass through */
   myc_engine_free(e);
+}
+
+typedef struct {
+  int calls, kind;
+  uint16_t type;
+  size_t len;
+  uint32_t n;
+} typed_seen;
+
+static void typed_cb(void *ud, const myc_message *m) {
+  typed_seen *t = ud;
+  t->calls++;
+  t->kind = m->kind;
+  t->type = m->type;
+  t->len = m->len;
+  if (m->len >= 4)
+    memcpy(&t->n, m->data, 4);
+}
+
+static const char tick_yaml[] = "schema: {id: 7, version: 1}\n"
+                                "messages:\n"
+                                "  Tick:\n"
+                                "    tlv_type: 1000\n"
+                                "    fields:\n"
+                                "      n: {type: u32, validation: [{min: 1}]}\n"
+                                "      flag: {type: bool}\n";
+
+static myc_engine *tick_engine(int validate, typed_seen *seen) {
+  myc_engine_config cfg;
+  myc_contract_set *cs;
+  myc_engine *e;
+  myc_engine_config_init(&cfg);
+  cfg.manual = 1;
+  if (myc_engine_new(&e, &cfg) != 0)
+    return NULL;
+  if (myc_contract_load_string(&cs, "tick.yaml", tick_yaml,
+                               sizeof tick_yaml - 1, NULL, NULL) != 0 ||
+      myc_engine_set_contracts(e, cs, validate) != 0 ||
+      myc_engine_add_c_service(e, "sink", "t", typed_cb, seen, -1) != 0 ||
+      myc_engine_start(e, NULL, 0) != 0) {
+    myc_engine_free(e);
+    return NULL;
+  }
+  return e;
+}
+
+/* A C publisher fills a payload through the field offsets; the engine
+ * refuses what does not match its contracts before sending anything. */
+static void typed_publish_checks_the_contracts(void) {
+  typed_seen seen = {0};
+  myc_engine *e = tick_engine(1, &seen);
+  const myc_contract_type *t;
+  const myc_contract_field *f;
+  uint8_t payload[8] = {0};
+  uint32_t n = 42;
+
+  CHECK(e != NULL);
+  t = myc_contract_type_by_name(myc_engine_contracts(e), "Tick");
+  CHECK(t != NULL);
+  CHECK_EQ(myc_contract_type_size(t), 5);
+  f = myc_contract_field_at(t, (size_t)myc_contract_field_index(t, "n"));
+  memcpy(payload + f->offset, &n, sizeof n);
+  CHECK_EQ(myc_publish(e, "t", MYC_KIND_TYPED, 1000, payload, 5), 0);
+  myc_engine_run_once(e, 0);
+  CHECK_EQ(seen.calls, 1);
+  CHECK_EQ(seen.kind, MYC_KIND_TYPED);
+  CHECK_EQ(seen.type, 1000);
+  CHECK_EQ(seen.len, 5);
+  CHECK_EQ(seen.n, 42);
+  CHECK_EQ(myc_publish(e, "t", MYC_KIND_TYPED, 1001, payload, 5),
+           MYC_ECONTRACT);
+  CHECK_EQ(myc_publish(e, "t", MYC_KIND_TYPED, 1000, payload, 4), MYC_EINVAL);
+  payload[4] = 2; /* a bool byte other than 0 or 1 */
+  CHECK_EQ(myc_publish(e, "t", MYC_KIND_TYPED, 1000, payload, 5),
+           MYC_ECONTRACT);
+  memset(payload, 0, sizeof payload); /* n = 0 violates min 1 */
+  CHECK_EQ(myc_publish(e, "t", MYC_KIND_TYPED, 1000, payload, 5),
+           MYC_ECONTRACT);
+  myc_engine_run_once(e, 0);
+  CHECK_EQ(seen.calls, 1);
+  myc_engine_free(e);
+
+  /* validate = false skips the rules, not the tag and size checks */
+  memset(&seen, 0, sizeof seen);
+  e = tick_engine(0, &seen);
+  CHECK(e != NULL);
+  CHECK_EQ(myc_publish(e, "t", MYC_KIND_TYPED, 1000, payload, 5), 0);
+  CHECK_EQ(myc_publish(e, "t", MYC_KIND_TYPED, 1001, payload, 5),
+           MYC_ECONTRACT);
+  CHECK_EQ(myc_publish(e, "t", MYC_KIND_TYPED, 1000, payload, 6), MYC_EINVAL);
+  myc_engine_run_once(e, 0);
+  CHECK_EQ(seen.calls, 1);
+  myc_engine_free(e);
+}
+
+static void set_contracts_is_refused_when_too_late(void) {
+  const char *mod = write_module("idle.lua", "return { init = function() end }\n");
+  myc_engine_config cfg;
+  myc_service_config sc = {0};
+  myc_contract_set *cs, *bad;
+  myc_engine *e;
+  char err[256];
+  typed_seen seen = {0};
+
+  myc_engine_config_init(&cfg);
+  cfg.manual = 1;
+  CHECK_EQ(myc_engine_new(&e, &cfg), 0);
+  CHECK(myc_engine_contracts(e) == NULL);
+  CHECK_EQ(myc_publish(e, "t", MYC_KIND_TYPED, 1000, "12345", 5),
+           MYC_ECONTRACT);
+  CHECK_EQ(myc_contract_load_string(&bad, "bad.yaml", "schema: [", 9, NULL,
+                                    NULL),
+           MYC_ECONTRACT);
+  CHECK_EQ(myc_engine_set_contracts(e, bad, 1), MYC_EINVAL);
+  myc_contract_free(bad);
+  CHECK_EQ(myc_engine_set_contracts(e, NULL, 1), MYC_EINVAL);
+  /* C services may come first; a Lua service may not */
+  CHECK_EQ(myc_engine_add_c_service(e, "sink", "t", typed_cb, &seen, -1), 0);
+  sc.name = "idle";
+  sc.module = mod;
+  sc.worker = -1;
+  CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
+  CHECK_EQ(myc_contract_load_string(&cs, "tick.yaml", tick_yaml,
+                                    sizeof tick_yaml - 1, NULL, NULL),
+           0);
+  CHECK_EQ(myc_engine_set_contracts(e, cs, 1), MYC_ESTATE);
+  myc_engine_free(e);
+  myc_engine_config_init(&cfg);
+  cfg.manual = 1;
+  CHECK_EQ(myc_engine_new(&e, &cfg), 0);
+  CHECK_EQ(myc_engine_set_contracts(e, cs, 1), 0);
+  CHECK(myc_engine_contracts(e) == cs);
+  CHECK_STR(myc_contract_file(cs), "tick.yaml");
+  CHECK_EQ(myc_engine_set_contracts(e, cs, 1), MYC_ESTATE);
+  myc_engine_free(e); /* frees 'cs' */
 }
 
 /* Every engine allocation of a whole manual engine run fails in turn:
@@ -244,14 +433,117 @@ static void allocation_failures_leak_nothing(void) {
   CHECK(n > 10);
 }
 
+/* Messages made with ctx:new return their buffer whatever becomes of them:
+ * emitted, kept across handlers, dropped, left behind by a handler that
+ * failed or by a rule violation, or still held when the engine stops. */
+static void typed_messages_from_lua_leak_nothing(void) {
+  const char *mod = write_module(
+      "typed.lua",
+      "local M = { subscribe = { 'go' } }\n"
+      "function M.init(ctx)\n"
+      "  M.kept = ctx:new('Tick', { n = 1 })\n"
+      "  ctx:new('Tick', { n = 2 })\n"
+      "end\n"
+      "function M.on_message(ctx, msg)\n"
+      "  local d = msg.data\n"
+      "  if d == 'emit' then ctx:emit('t', M.kept) end\n"
+      "  if d == 'keep' then M.kept2 = ctx:new('Tick', { n = 3 }) end\n"
+      "  if d == 'drop' then\n"
+      "    for i = 1, 1000 do ctx:new('Tick', { n = 4 }) end\n"
+      "    collectgarbage()\n"
+      "  end\n"
+      "  if d == 'fail' then ctx:new('Tick'); error('boom') end\n"
+      "  if d == 'send' then ctx:emit('t', ctx:new('Tick', { n = 5 })) end\n"
+      "  if d == 'long' then\n"
+      "    ctx:emit(string.rep('x', 200), ctx:new('Tick', { n = 6 }))\n"
+      "  end\n"
+      "  if d == 'bad' then ctx:emit('t', ctx:new('Tick')) end\n"
+      "end\n"
+      "return M\n");
+  static const char *const steps[] = {"emit", "keep", "drop", "fail",
+                                      "send", "long", "bad"};
+  char long_topic[201];
+  failing_alloc fa = {0, 0, 0}, lua = {0, 0, 0};
+  myc_engine_config cfg;
+  myc_service_config sc = {0};
+  myc_contract_set *cs;
+  myc_engine *e;
+  typed_seen seen = {0}, seen_long = {0};
+  char err[512];
+  size_t i;
+
+  memset(long_topic, 'x', 200);
+  long_topic[200] = '\0';
+  myc_engine_config_init(&cfg);
+  cfg.manual = 1;
+  cfg.alloc = failing_alloc_fn;
+  cfg.alloc_ud = &fa;
+  cfg.lua_alloc = failing_alloc_fn;
+  cfg.lua_alloc_ud = &lua;
+  cfg.log_fn = quiet;
+  CHECK_EQ(myc_engine_new(&e, &cfg), 0);
+  CHECK_EQ(myc_contract_load_string(&cs, "tick.yaml", tick_yaml,
+                                    sizeof tick_yaml - 1, failing_alloc_fn,
+                                    &fa),
+           0);
+  CHECK_EQ(myc_engine_set_contracts(e, cs, 1), 0);
+  sc.name = "typed";
+  sc.module = mod;
+  sc.worker = -1;
+  CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
+  CHECK_EQ(myc_engine_add_c_service(e, "sink", "t", typed_cb, &seen, -1), 0);
+  /* a topic longer than a ctx:new buffer has room for: moved, not lost */
+  CHECK_EQ(myc_engine_add_c_service(e, "long", long_topic, typed_cb,
+                                    &seen_long, -1),
+           0);
+  CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
+  for (i = 0; i < sizeof steps / sizeof *steps; i++) {
+    CHECK_EQ(myc_publish(e, "go", MYC_KIND_RAW, 0, steps[i],
+                         strlen(steps[i])),
+             0);
+    /* 'fail' restarts the service after its backoff */
+    myc_engine_advance(e, 100);
+  }
+  CHECK_EQ(seen.calls, 2);
+  CHECK_EQ(seen.n, 5);
+  CHECK_EQ(seen_long.calls, 1);
+  CHECK_EQ(seen_long.n, 6);
+  myc_engine_free(e);
+  CHECK_EQ(fa.live, 0);
+  CHECK_EQ(lua.live, 0);
+
+  /* An init that fails is never stopped: closing its state releases. */
+  mod = write_module("initfail.lua", "return { init = function(ctx)\n"
+                                     "  ctx:new('Tick'); error('no') end }\n");
+  CHECK_EQ(myc_engine_new(&e, &cfg), 0);
+  CHECK_EQ(myc_contract_load_string(&cs, "tick.yaml", tick_yaml,
+                                    sizeof tick_yaml - 1, failing_alloc_fn,
+                                    &fa),
+           0);
+  CHECK_EQ(myc_engine_set_contracts(e, cs, 1), 0);
+  sc.module = mod;
+  CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
+  CHECK_EQ(myc_engine_start(e, err, sizeof err), MYC_ELUA);
+  myc_engine_free(e);
+  CHECK_EQ(fa.live, 0);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"cross_worker_delivery_is_complete_and_ordered",
        cross_worker_delivery_is_complete_and_ordered},
+      {"cross_worker_flood_is_bounded_and_counted",
+       cross_worker_flood_is_bounded_and_counted},
       {"stop_drains_accepted_messages", stop_drains_accepted_messages},
       {"free_without_run_stops_the_threads", free_without_run_stops_the_threads},
       {"bad_arguments_are_refused", bad_arguments_are_refused},
       {"allocation_failures_leak_nothing", allocation_failures_leak_nothing},
+      {"typed_publish_checks_the_contracts",
+       typed_publish_checks_the_contracts},
+      {"set_contracts_is_refused_when_too_late",
+       set_contracts_is_refused_when_too_late},
+      {"typed_messages_from_lua_leak_nothing",
+       typed_messages_from_lua_leak_nothing},
       {NULL, NULL}};
   int rc;
   if (mkdtemp(tmpdir) == NULL)

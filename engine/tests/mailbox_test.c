@@ -5,7 +5,21 @@
 
 static myc__alloc alloc = {myc__default_alloc, NULL};
 
-static myc_buf *fake(uintptr_t n) { return (myc_buf *)(n << 4); }
+/* Stand-ins for messages: the mailbox only reads their topic id. */
+static myc_buf bufs[1100];
+
+static myc_buf *fake(uintptr_t n) {
+  bufs[n].topic_id = (uint32_t)(n % 3 + 1);
+  return &bufs[n];
+}
+
+static uint64_t topic_drops(myc__mailbox *mb, uint32_t topic, int reason) {
+  int i;
+  for (i = 0; i < MYC_DROP_TOPICS; i++)
+    if (atomic_load(&mb->by_topic[i].topic_id) == topic)
+      return atomic_load(&mb->by_topic[i].n[reason]);
+  return 0;
+}
 
 static void fifo_order_and_wraparound(void) {
   myc_mailbox_config cfg = {5, MYC_POLICY_REJECT, 0.8};
@@ -15,8 +29,8 @@ static void fifo_order_and_wraparound(void) {
   int round, i;
   CHECK_EQ(myc__mailbox_init(&mb, &alloc, &cfg), 0);
   for (round = 0; round < 20; round++) {
-    for (i = 0; i < 3; i++)
-      CHECK_EQ(myc__mailbox_push(&mb, fake(next++), &ev), 0);
+    for (i = 0; i < 3; i++, next++)
+      CHECK_EQ(myc__mailbox_push(&mb, fake(next), &ev), 0);
     CHECK_EQ(myc__mailbox_depth(&mb), 3);
     CHECK_EQ(myc__mailbox_pop(&mb, out, 8), 3);
     for (i = 0; i < 3; i++)
@@ -44,6 +58,8 @@ static void reject_keeps_the_queue(void) {
   CHECK_EQ(myc__mailbox_push(&mb, fake(9), &ev), MYC_EFULL);
   CHECK(ev == NULL);
   CHECK_EQ(atomic_load(&mb.dropped[MYC_DROP_REJECTED]), 1);
+  CHECK_EQ(topic_drops(&mb, 1, MYC_DROP_REJECTED), 1); /* 9 % 3 + 1 */
+  CHECK_EQ(topic_drops(&mb, 2, MYC_DROP_REJECTED), 0);
   CHECK_EQ(myc__mailbox_pop(&mb, out, 8), 3);
   CHECK(out[0] == fake(1) && out[2] == fake(3));
   myc__mailbox_destroy(&mb, &alloc);
@@ -72,6 +88,8 @@ static void drop_oldest_evicts_the_head(void) {
   CHECK_EQ(myc__mailbox_push(&mb, fake(5), &ev), 0);
   CHECK(ev == fake(2));
   CHECK_EQ(atomic_load(&mb.dropped[MYC_DROP_OLDEST]), 2);
+  CHECK_EQ(topic_drops(&mb, 2, MYC_DROP_OLDEST), 1); /* evicted 1 and 2 */
+  CHECK_EQ(topic_drops(&mb, 3, MYC_DROP_OLDEST), 1);
   CHECK_EQ(myc__mailbox_pop(&mb, out, 8), 3);
   CHECK(out[0] == fake(3) && out[1] == fake(4) && out[2] == fake(5));
   /* everything in flight: no oldest to give up, the new one goes */
@@ -97,6 +115,22 @@ static void nothing_lost_below_capacity(void) {
   myc__mailbox_destroy(&mb, &alloc);
 }
 
+static void many_topics_share_an_overflow_bucket(void) {
+  myc_mailbox_config cfg = {1, MYC_POLICY_REJECT, 0.8};
+  myc__mailbox mb;
+  myc_buf *ev;
+  uint32_t t;
+  CHECK_EQ(myc__mailbox_init(&mb, &alloc, &cfg), 0);
+  CHECK_EQ(myc__mailbox_push(&mb, fake(0), &ev), 0);
+  for (t = 1; t <= 100; t++) {
+    bufs[1000].topic_id = t;
+    CHECK_EQ(myc__mailbox_push(&mb, &bufs[1000], &ev), MYC_EFULL);
+  }
+  CHECK_EQ(atomic_load(&mb.dropped[MYC_DROP_REJECTED]), 100);
+  CHECK_EQ(atomic_load(&mb.other_topics.n[MYC_DROP_REJECTED]), 100 - MYC_DROP_TOPICS);
+  myc__mailbox_destroy(&mb, &alloc);
+}
+
 static void bad_configs_are_refused(void) {
   myc__mailbox mb;
   myc_mailbox_config zero = {0, MYC_POLICY_REJECT, 0.8};
@@ -114,6 +148,8 @@ int main(void) {
       {"drop_newest_discards_the_new_one", drop_newest_discards_the_new_one},
       {"drop_oldest_evicts_the_head", drop_oldest_evicts_the_head},
       {"nothing_lost_below_capacity", nothing_lost_below_capacity},
+      {"many_topics_share_an_overflow_bucket",
+       many_topics_share_an_overflow_bucket},
       {"bad_configs_are_refused", bad_configs_are_refused},
       {NULL, NULL}};
   return run_tests(cases);

@@ -39,6 +39,15 @@ typedef struct {
 } myc_svc_view;
 
 typedef struct myc_service myc_service;
+typedef struct {
+  const char *name; int32_t worker; const char *state;
+  uint64_t in, out, errors, dropped, dropped_oldest, dropped_newest, rejected;
+  uint32_t queue_depth, queue_capacity; uint64_t memory_bytes;
+  const char *restart; const char *group;
+  uint64_t restarts, timeouts, reloads, reload_failures, rollbacks;
+  uint64_t memory_limit, memory_peak; uint32_t version;
+  char running[128]; double running_ms; double last_pause_ms;
+} myc_service_stats;
 typedef struct myc_engine myc_engine;
 typedef struct myc_collector myc_collector;
 
@@ -59,6 +68,8 @@ uint32_t myc_svc_queue_depth(myc_service *s);
 uint32_t myc_svc_queue_capacity(myc_service *s);
 int myc_svc_over_threshold(myc_service *s);
 double myc_svc_pressure(myc_service *s, uint32_t topic_id);
+int myc_svc_stats(myc_service *s, const char *name, size_t len,
+                  myc_service_stats *out);
 int myc_svc_log_level(myc_service *s);
 int myc_svc_log_format(myc_service *s);
 void myc_svc_log(myc_service *s, int level, const char *msg, size_t len,

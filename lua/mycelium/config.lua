@@ -52,8 +52,8 @@ local SERVICE = {
 local TOP = {
   node = { kind = "string" },
   workers = { kind = "integer", min = 1, max = 128 },
-  contracts = { kind = "string", later = true },
-  validate = { kind = "boolean", later = true },
+  contracts = { kind = "string" },
+  validate = { kind = "boolean" },
   mailbox = { kind = "table", fields = MAILBOX },
   supervisor = { kind = "table", fields = SUPERVISOR },
   supervisors = { kind = "table" },
@@ -266,10 +266,11 @@ function M.normalise(file, t, dir)
   dir = dir or dirname(file)
   local res = {
     node = out.node or "mycelium",
-    workers = out.workers or 1,
+    workers = out.workers, -- nil: one per core (the engine decides)
     mailbox = out.mailbox or {},
     log_level = log.level or LEVELS.info,
     log_format = log.format or FORMATS.text,
+    validate = out.validate ~= false,
     supervisor = out.supervisor or {},
     supervisors = check_groups(file, out.supervisors or {}, warnings),
     control = out.control and check_control(file, dir, out.control),
@@ -278,6 +279,9 @@ function M.normalise(file, t, dir)
     services = {},
   }
   local names = {}
+  if out.contracts ~= nil then
+    res.contracts = resolve_path(dir, out.contracts)
+  end
   for i, s in ipairs(out.services or {}) do
     res.services[i] = check_service(file, dir, i, s, warnings, names)
   end
@@ -291,7 +295,7 @@ function M.normalise(file, t, dir)
       error(format("%s: 'services[%d].group': no supervisor group '%s' "
                    .. "(declare it under 'supervisors')", file, i, s.group), 0)
     end
-    if s.worker ~= nil and s.worker >= res.workers then
+    if s.worker ~= nil and res.workers ~= nil and s.worker >= res.workers then
       error(format("%s: 'services[%d].worker' is %d but there are only %d "
                    .. "workers (numbered from 0)", file, i, s.worker,
                    res.workers), 0)

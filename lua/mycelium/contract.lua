@@ -14,7 +14,8 @@ local bit = require "bit"
 local C -- the engine library, resolved on first load
 local byte, char, fmt, concat = string.byte, string.char, string.format, table.concat
 local floor, tonumber, tostring, type = math.floor, tonumber, tostring, type
-local error, pairs, ipairs, pcall, setmetatable = error, pairs, ipairs, pcall, setmetatable
+local error, pairs, ipairs, pcall = error, pairs, ipairs, pcall
+local setmetatable, getmetatable = setmetatable, getmetatable
 local unpack, min = unpack, math.min
 
 local M = {}
@@ -90,6 +91,37 @@ local function lib()
   end
   return C
 end
+
+-- ===================================================================
+-- Names
+-- ===================================================================
+
+local function distance(a, b)
+  local prev, cur = {}, {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    cur[0] = i
+    for j = 1, #b do
+      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev, cur = cur, prev
+  end
+  return prev[#b]
+end
+
+-- The key of 'names' nearest to 'name' (case counts little), if close.
+local function nearest(name, names)
+  local best, bestd
+  for k in pairs(names) do
+    local d = distance(name:lower(), k:lower())
+    if bestd == nil or d < bestd or (d == bestd and k < best) then
+      best, bestd = k, d
+    end
+  end
+  if best and bestd <= math.max(2, floor(#name / 3)) then return best end
+end
+M.nearest = nearest
 
 -- ===================================================================
 -- Bytes and hex
@@ -671,6 +703,9 @@ end
 -- Unknown names are typos: fail loudly instead of returning nil.  The
 -- reserved name _myc_type (field names cannot start with _myc_) answers
 -- the message type, so emit can tell what a struct is without a lookup.
+-- Metatypes are per Lua state and per layout: _myc_type is the first
+-- Type declared with this layout, maybe of a set freed since, so users
+-- map it to their own set by tag and digest before touching its C side.
 local function writable_mt(T)
   local function nofield(_, k)
     error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
@@ -693,7 +728,10 @@ local function view_mt(T)
   return {
     __index = function(v, k)
       local m = member[k]
-      if m == nil then error(fmt("%s has no field '%s'", T.name, tostring(k)), 2) end
+      if m == nil then
+        if k == "_myc_type" then return T end
+        error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
+      end
       return v[m]
     end,
     __newindex = function(_, k)
@@ -782,17 +820,25 @@ function Type:new(init)
 end
 
 -- Sets the fields named in table 'values' (Lua values converted by field
--- type, see docs/CONTRACTS.md).  Raises naming type and field on an
--- unknown field or a value that does not fit; fields before it are set.
-function Type:fill(obj, values, level)
+-- type, see docs/CONTRACTS.md).  Raises naming type and field (after
+-- 'prefix', if given) on an unknown field or a value that does not fit;
+-- fields before it are set.
+function Type:fill(obj, values, level, prefix)
+  level, prefix = (level or 1) + 1, prefix or ""
+  if type(values) ~= "table" then
+    error(fmt("%s%s: the initial values must be a table, got %s", prefix, self.name,
+      type(values)), level)
+  end
   for k, v in pairs(values) do
     local f = self.field[k]
     if f == nil then
-      error(fmt("%s has no field '%s'", self.name, tostring(k)), (level or 1) + 1)
+      local near = type(k) == "string" and nearest(k, self.field)
+      error(fmt("%s%s has no field '%s'%s", prefix, self.name, tostring(k),
+        near and fmt(" (did you mean '%s'?)", near) or ""), level)
     end
     local ok, why = f.set(obj, k, v)
     if not ok then
-      error(fmt("%s.%s (%s): %s", self.name, k, f.type, why), (level or 1) + 1)
+      error(fmt("%s%s.%s (%s): %s", prefix, self.name, k, f.type, why), level)
     end
   end
   return obj
@@ -860,62 +906,188 @@ local function new_set(cs)
   return set
 end
 
--- The contract support the service host plugs into ctx and msg:
---   emit(svc, tid, value, topic, level) -> rc   (ctx:emit of a typed value)
---   typed(buf, ptr, len) -> read-only view       (msg.data of a typed frame)
---   type_name(tag) -> name                       (msg.type)
---   new(name, init) -> writable struct           (ctx:new)
--- opts.validate = false skips the rules on emit (the hot-path switch);
--- opts.emit replaces myc_svc_emit (tests).  Until the engine hands out
--- payload buffers, new() returns Lua-owned memory and emit copies it once.
+-- ===================================================================
+-- Engine support: ctx:new, typed emit, msg.data
+-- ===================================================================
+
+local function type_field(obj) return obj._myc_type end
+
+-- What the service host plugs into ctx and msg, one per service state:
+--   new(name, init, level) -> writable struct in an engine buffer (ctx:new)
+--   emit(tid, value, topic, level) -> rc  (ctx:emit, a publisher)
+--   typed(buf, ptr, len) -> read-only view (msg.data of a typed frame)
+--   type_name(tag) -> name                 (msg.type)
+--   flush()                                (at the start of every activation)
+-- opts: svc (the service's myc_service*), service (its name, for errors),
+-- validate (false skips the rules on emit: the hot-path switch).
+-- 'level' arguments place errors, as in ctx.lua: the caller's caller is 2.
+--
+-- Ownership.  ctx:new takes an engine buffer (one reference) and returns
+-- a pointer to its payload.  Tracking each pointer with ffi.gc would cost
+-- more than the rest of the emit (a finaliser-table insert and delete,
+-- about 40 ns), so a new message goes on the 'pend' list instead, and the
+-- usual new-fill-emit within one handler pops it again.  At the start of
+-- the next activation, whatever is still pending was kept by the handler
+-- (or dropped): it gets a finaliser that releases its buffer and moves to
+-- 'kept'.  Emitting hands the reference to the engine and forgets the
+-- struct, so a second emit finds it in neither list and raises.
 function Set:engine_support(opts)
-  opts = opts or {}
+  local cdefs = require "mycelium.cdefs"
+  local svc, service = opts.svc, opts.service or "?"
   local validate = opts.validate ~= false
-  local raw_emit = opts.emit
-  if raw_emit == nil then
-    require "mycelium.cdefs"
-    raw_emit = ffi.C.myc_svc_emit
-  end
-  local set, S = self, {}
+  local set, by_name, by_tag = self, self.by_name, self.by_tag
+  local E = ffi.C -- the engine (service states run inside it)
+  local OFF = cdefs.HDR_OFFSET + cdefs.FRAME_SIZE
+  local bufp, u8p, voidp = ffi.typeof("myc_buf *"), ffi.typeof("uint8_t *"),
+    ffi.typeof("const void *")
+  local errbuf = ffi.new("char[256]")
+  local prefix = fmt("service '%s': ctx:new: ", service)
+  -- Pending structs live in pend[lo..hi] (their types in pend_t); an
+  -- emitted one leaves a hole (false) until the ends close over it.
+  local pend, pend_t, lo, hi = {}, {}, 1, 0
+  local kept = setmetatable({}, { __mode = "k" })
+  local rawequal = rawequal
+  local S = { set = self }
 
-  local function type_of(value, topic, level)
-    local ok, T = pcall(function() return value._myc_type end)
-    if not ok or T == nil then
-      error(fmt("emit to '%s': this cdata is not a message made with ctx:new", topic), level + 1)
-    end
-    if T.set ~= set and (set.by_tag[T.tag] or {}).digest ~= T.digest then
-      error(fmt("emit to '%s': %s is not a type of this engine's contracts", topic, T.name),
-        level + 1)
-    end
-    return T
+  local function fail(level, f, ...)
+    error(fmt("service '%s': " .. f, service, ...), level + 1)
   end
 
-  function S.emit(svc, tid, value, topic, level)
-    local T = type_of(value, topic, level + 1)
-    if validate then
-      local ok, why = T:validate(value)
-      if not ok then error(fmt("emit to '%s': %s", topic, why), level + 1) end
+  local function buf_of(obj) return ffi.cast(bufp, ffi.cast(u8p, obj) - OFF) end
+  local function release(obj) E.myc_svc_buf_release(svc, buf_of(obj)) end
+
+  local function unknown(name, level)
+    if type(name) ~= "string" then
+      fail(level + 1, "ctx:new: the type name must be a string, got %s", type(name))
     end
-    return raw_emit(svc, tid, 3, T.tag, ffi.cast("const void *", value), T.size)
+    local near = nearest(name, by_name)
+    fail(level + 1, "ctx:new: unknown message type '%s'%s", name,
+      near and fmt(" (did you mean '%s'?)", near) or "")
   end
+
+  function S.new(name, init, level)
+    level = level or 1
+    local T = by_name[name]
+    if T == nil then unknown(name, level + 1) end
+    local b = E.myc_svc_buf_new(svc, T.size)
+    if b == nil then fail(level + 1, "ctx:new: out of memory for a %s", name) end
+    local obj = ffi.cast(T.ptr, ffi.cast(u8p, b) + OFF)
+    hi = hi + 1
+    pend[hi], pend_t[hi] = obj, T
+    if init ~= nil then T:fill(obj, init, level + 1, prefix) end
+    return obj
+  end
+
+  -- The type of a struct this service owns and where it is: its index in
+  -- 'pend', or 0 if kept.  Messages are usually emitted newest first (one
+  -- at a time) or oldest first (a batch): both ends are looked at first.
+  local function owned(obj)
+    if rawequal(pend[hi], obj) then return pend_t[hi], hi end
+    if rawequal(pend[lo], obj) then return pend_t[lo], lo end
+    for i = lo + 1, hi - 1 do
+      if rawequal(pend[i], obj) then return pend_t[i], i end
+    end
+    local T = kept[obj]
+    if T ~= nil then return T, 0 end
+  end
+
+  local function disown(obj, i)
+    if i == 0 then
+      kept[obj] = nil
+      ffi.gc(obj, nil)
+      return
+    end
+    pend[i], pend_t[i] = false, nil
+    while hi >= lo and pend[hi] == false do
+      pend[hi] = nil
+      hi = hi - 1
+    end
+    while lo <= hi and pend[lo] == false do
+      pend[lo] = nil
+      lo = lo + 1
+    end
+    if lo > hi then lo, hi = 1, 0 end
+  end
+
+  local function check(T, obj, topic, level)
+    if validate and C.myc_contract_validate(T.c, obj, T.size, errbuf, 256) ~= 0 then
+      fail(level + 1, "emit to '%s': %s", topic, ffi.string(errbuf))
+    end
+  end
+
+  -- What emit does with a cdata, by ctype id (tonumber(ffi.typeof(x))
+  -- compiles to a constant): hand over a struct from ctx:new, or copy a
+  -- read-only view (msg.data) or a Lua-owned struct (T:new).  Types of
+  -- another set with the same digest share these ctypes, and are ours.
+  local HANDOVER, COPY = 1, 2
+  local how, type_of = {}, {}
+  for _, T in ipairs(self.types) do
+    for id, h in pairs { [tonumber(T.ptr)] = HANDOVER, [tonumber(T.vptr)] = COPY,
+                         [tonumber(T.ctype)] = COPY } do
+      how[id], type_of[id] = h, T
+    end
+  end
+
+  local function not_message(obj, topic, level)
+    local ok, T = pcall(type_field, obj)
+    if ok and getmetatable(T) == Type then
+      fail(level + 1, "emit to '%s': %s is not a type of this engine's contracts",
+        topic, T.name)
+    end
+    fail(level + 1, "emit to '%s': this %s is not a message (make one with ctx:new)",
+      topic, tostring(ffi.typeof(obj)))
+  end
+
+  function S.emit(tid, obj, topic, level)
+    local id = tonumber(ffi.typeof(obj))
+    local h = how[id]
+    if h == HANDOVER then
+      local T, i = owned(obj)
+      if T == nil then
+        fail(level + 1, "emit to '%s': this %s was emitted already (a message from "
+          .. "ctx:new is handed over to the engine once; make a new one)", topic,
+          type_of[id].name)
+      end
+      check(T, obj, topic, level + 1)
+      disown(obj, i)
+      return E.myc_svc_emit_buf(svc, tid, buf_of(obj), 3, T.tag)
+    elseif h == COPY then
+      local T = type_of[id]
+      check(T, obj, topic, level + 1)
+      return E.myc_svc_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
+    end
+    not_message(obj, topic, level + 1)
+  end
+
+  function S.flush()
+    for i = lo, hi do
+      local obj = pend[i]
+      if obj then
+        kept[obj] = pend_t[i]
+        ffi.gc(obj, release)
+      end
+      pend[i], pend_t[i] = nil, nil
+    end
+    lo, hi = 1, 0
+  end
+
+  -- lua_close runs every finaliser but knows nothing of 'pend'.
+  S.sentinel = ffi.gc(ffi.new("char[1]"), function()
+    for i = lo, hi do
+      if pend[i] then release(pend[i]) end
+    end
+    lo, hi = 1, 0
+  end)
 
   function S.typed(buf, ptr, len)
-    local T = set.by_tag[buf.hdr.type]
-    if T ~= nil and len == T.size then return T:view(ptr) end
+    local T = by_tag[buf.hdr.type]
+    if T ~= nil and len == T.size then return ffi.cast(T.vptr, ptr) end
     return ffi.string(ptr, len) -- unknown tag or wrong size: never viewed
   end
 
   function S.type_name(tag)
-    local T = set.by_tag[tag]
+    local T = by_tag[tag]
     return T and T.name or ("type:" .. tostring(tag))
-  end
-
-  function S.new(name, init, level)
-    local T = set.by_name[name]
-    if T == nil then
-      error(fmt("ctx:new: unknown message type '%s'", tostring(name)), (level or 1) + 1)
-    end
-    return T:new(init)
   end
 
   return S

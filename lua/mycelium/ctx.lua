@@ -4,16 +4,18 @@
 -- service's engine handle, so the hot calls (emit, a publisher) are one
 -- FFI call with no lookup beyond a cached topic id.
 local ffi = require "ffi"
-local core = require "mycelium.core"
+local msgpack = require "mycelium.msgpack"
 local cdefs = require "mycelium.cdefs"
 local log = require "mycelium.log"
 
 local C = ffi.C
-local type, tostring, tonumber, error, pcall = type, tostring, tonumber, error, pcall
+local type, tostring, tonumber, error = type, tostring, tonumber, error
+local ipairs = ipairs
 local format = string.format
 local ffi_string = ffi.string
 
-local KIND_RAW = cdefs.KIND_RAW
+local KIND_RAW, KIND_TABLE = cdefs.KIND_RAW, cdefs.KIND_TABLE
+local encode = msgpack.encode
 local EFULL = -5003
 
 local M = {}
@@ -25,16 +27,15 @@ local function strerror(rc)
   return ffi_string(C.myc_strerror(rc))
 end
 
--- Creates the ctx of service 'name'.  'svc' is its myc_service*, 'lud' the
--- same pointer as a light userdata (for the C module), 'has_handler(t)'
--- tells whether a topic or pattern would reach a handler, and 'typed' is
--- the contract support (emit of a typed message), or nil.
-function M.new(svc, lud, name, opts, has_handler, typed)
+-- Creates the ctx of service 'name'.  'svc' is its myc_service*,
+-- 'has_handler(t)' tells whether a topic or pattern would reach a
+-- handler, and 'typed' is the contract support (Set:engine_support in
+-- mycelium.contract), or nil.  Tables are encoded by mycelium.msgpack.
+function M.new(svc, name, opts, has_handler, typed)
   local ctx = { name = name, opts = opts }
   local topic_ids = {}
   local timers = {}
   local trace_buf = ffi.new("uint8_t[24]")
-  local emit_table = core.emit_table
 
   local function fail(level, fmt, ...)
     error(format("service '%s': " .. fmt, name, ...), level + 1)
@@ -67,13 +68,13 @@ function M.new(svc, lud, name, opts, has_handler, typed)
     if tv == "string" then
       rc = C.myc_svc_emit(svc, tid, KIND_RAW, 0, value, #value)
     elseif tv == "table" then
-      local ok, r = pcall(emit_table, lud, tid, value)
-      if not ok then
-        fail(level + 1, "emit to '%s': %s", t, r)
+      local p, n = encode(value)
+      if p == nil then
+        fail(level + 1, "emit to '%s': %s", t, n)
       end
-      rc = r
+      rc = C.myc_svc_emit(svc, tid, KIND_TABLE, 0, p, n)
     elseif tv == "cdata" and typed ~= nil then
-      rc = typed.emit(svc, tid, value, t, level + 1)
+      rc = typed.emit(tid, value, t, level + 1)
     else
       fail(level + 1, "emit to '%s': cannot emit a %s value (emit a string, "
            .. "a table or a message made with ctx:new)", t, tv)
@@ -84,23 +85,50 @@ function M.new(svc, lud, name, opts, has_handler, typed)
     return false, strerror(rc)
   end
 
+  -- No tail calls on these paths: a tail call drops a frame, and the
+  -- error levels would point past the caller.
   function ctx.emit(_, t, value)
-    return emit_value(topic_id(t, 2), t, value, 2)
+    local ok, why = emit_value(topic_id(t, 2), t, value, 2)
+    return ok, why
   end
 
   function ctx.publisher(_, t)
     local tid = topic_id(t, 2)
     return function(value)
-      if type(value) == "string" then
-        local rc = C.myc_svc_emit(svc, tid, KIND_RAW, 0, value, #value)
-        if rc == 0 then
-          return true
+      local tv, rc = type(value), nil
+      if tv == "string" then
+        rc = C.myc_svc_emit(svc, tid, KIND_RAW, 0, value, #value)
+      elseif tv == "table" then
+        local p, n = encode(value)
+        if p == nil then
+          fail(2, "emit to '%s': %s", t, n)
         end
-        return false, strerror(rc)
+        rc = C.myc_svc_emit(svc, tid, KIND_TABLE, 0, p, n)
+      elseif tv == "cdata" and typed ~= nil then
+        rc = typed.emit(tid, value, t, 2)
+      else
+        local ok, why = emit_value(tid, t, value, 2)
+        return ok, why
       end
-      return emit_value(tid, t, value, 2)
+      if rc == 0 then
+        return true
+      end
+      return false, strerror(rc)
     end
   end
+
+  -- A message of contract type 'tname' in an engine buffer, filled from
+  -- 'init' if given; emitting it hands the buffer over without a copy.
+  function ctx.new(_, tname, init)
+    if typed == nil then
+      fail(2, "ctx:new('%s'): no contracts are loaded (name the contracts "
+           .. "file in the config: contracts = \"contracts.yaml\")",
+           tostring(tname))
+    end
+    local m = typed.new(tname, init, 2)
+    return m
+  end
+  ctx.contracts = typed and typed.set
 
   local function check_pattern(p, what)
     if type(p) ~= "string" then
@@ -213,6 +241,33 @@ function M.new(svc, lud, name, opts, has_handler, typed)
   -- flooding consumers into dropping.
   function ctx.pressure(_, t)
     return C.myc_svc_pressure(svc, topic_id(t, 2))
+  end
+
+  local stats_buf = ffi.new("myc_service_stats")
+  local STAT_FIELDS = { "in", "out", "errors", "dropped", "dropped_oldest",
+                        "dropped_newest", "rejected", "memory_bytes",
+                        "restarts", "timeouts", "reloads", "reload_failures",
+                        "rollbacks", "memory_limit", "memory_peak",
+                        "running_ms", "last_pause_ms" }
+
+  -- Counters of service 'who' (default: this one), for monitors and
+  -- dashboards; nil for an unknown name.  Read without stopping anyone,
+  -- so a moment old for services on other workers.
+  function ctx.service_stats(_, who)
+    who = who or name
+    if C.myc_svc_stats(svc, who, #who, stats_buf) ~= 0 then
+      return nil
+    end
+    local t = { name = who, worker = stats_buf.worker,
+                state = ffi_string(stats_buf.state),
+                queue_depth = stats_buf.queue_depth,
+                queue_capacity = stats_buf.queue_capacity,
+                version = stats_buf.version,
+                running = ffi_string(stats_buf.running) }
+    for _, k in ipairs(STAT_FIELDS) do
+      t[k] = tonumber(stats_buf[k])
+    end
+    return t
   end
 
   -- Ends this instance after the current handler: normally (no reason,

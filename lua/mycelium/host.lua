@@ -120,20 +120,31 @@ function M.new(lud, info)
     opts = core.unpack(info.opts)
   end
 
+  -- The engine's contract set (immutable, freed after every service).
+  local typed
+  if info.contracts ~= nil then
+    local set = require("mycelium.contract").wrap(info.contracts)
+    typed = set:engine_support { svc = svc, service = name,
+                                 validate = info.validate }
+  end
+  local flush = typed and typed.flush or function() end
+
   local resolve = handler_resolver(mod)
   local function has_handler(p)
     return resolve(p) ~= nil
   end
-  local ctx = ctxmod.new(svc, lud, name, opts, has_handler, nil)
+  local ctx = ctxmod.new(svc, name, opts, has_handler, typed)
   ctx._stage({})
   for _, t in ipairs(subscriptions(mod)) do
     ctx:subscribe(t)
   end
 
   local env = {
-    unpack = core.unpack,
-    type_name = function(tag) return "type:" .. tag end,
-    typed = function(_, p, n) return ffi.string(p, n) end,
+    unpack = require("mycelium.msgpack").decode,
+    type_name = typed and typed.type_name
+        or function(tag) return "type:" .. tag end,
+    typed = typed and typed.typed
+        or function(_, p, n) return ffi.string(p, n) end,
   }
   local function keep(b)
     C.myc_svc_buf_ref(b)
@@ -157,7 +168,10 @@ function M.new(lud, info)
     return fn
   end
 
+  -- Every activation starts with flush(): messages made with ctx:new
+  -- that the previous one did not emit become garbage-collected.
   local function dispatch(first, n)
+    flush()
     new_batch()
     local batch = view.batch
     for i = first, n - 1 do
@@ -172,26 +186,37 @@ function M.new(lud, info)
   -- mycelium.testing's injected fault: the batch's first message fails
   -- as if its handler had raised.
   local function fault(first)
+    flush()
     new_batch()
     view.cursor = first
     error("injected fault", 0)
   end
 
+  local fire_timer, event = ctx._fire_timer, events.dispatch
   return {
     dispatch = dispatch,
     fault = fault,
-    timer = ctx._fire_timer,
-    event = events.dispatch,
+    timer = function(id)
+      flush()
+      return fire_timer(id)
+    end,
+    event = function(...)
+      flush()
+      return event(...)
+    end,
     -- 'state': a copy of the previous instance's snapshot, or nil.
     init = function(state)
+      flush()
       if mod.init then mod.init(ctx, opts, state) end
     end,
     stop = function()
+      flush()
       if mod.stop then mod.stop(ctx) end
     end,
     -- The engine copies what it returns into the next instance's state
     -- (engine/src/snapshot.c says what can be carried).
     snapshot = function()
+      flush()
       if mod.snapshot == nil then return nil end
       return mod.snapshot(ctx)
     end,

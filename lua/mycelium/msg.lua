@@ -42,8 +42,9 @@ end
 M.hex = hex
 
 -- Builds the field readers.  'env' supplies what depends on the Lua state:
--- env.unpack(address, len) decodes MessagePack, env.typed(b) returns the
--- view of a contract message and env.type_name(tag) its type name.
+-- env.unpack(ptr, len) decodes MessagePack, env.typed(b, ptr, len)
+-- returns the view of a contract message and env.type_name(tag) its type
+-- name.
 local function readers(env)
   local topics = {} -- topic id -> name, filled as topics are seen
   local R = {}
@@ -69,7 +70,7 @@ local function readers(env)
     if k == 1 then
       return ffi_string(p, n)
     elseif k == 2 then
-      return env.unpack(tonumber(ffi_cast("uintptr_t", p)), n)
+      return env.unpack(p, n)
     end
     return env.typed(b, p, n)
   end
@@ -111,7 +112,9 @@ function M.current(view, env, keep)
         return methods[k]
       end
       local b = current_buf()
-      if k ~= "data" then
+      -- A typed view is a pointer cast: not memoising it lets the JIT
+      -- keep it in registers instead of allocating it.
+      if k ~= "data" or b.hdr.kind == 3 then
         return r(b)
       end
       -- Decoding can be costly: once per message however often it is read.

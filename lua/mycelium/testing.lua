@@ -60,6 +60,8 @@ int myc_engine_stopping(myc_engine *e, int *code);
 void myc_engine_free(myc_engine *e);
 int myc_publish(myc_engine *e, const char *topic, int kind, uint16_t type, const void *data, size_t len);
 uint32_t myc_engine_service_count(myc_engine *e);
+typedef struct { const char *topic; uint64_t dropped_oldest, dropped_newest, rejected, shutdown; } myc_drop_stats;
+int myc_engine_service_drops(myc_engine *e, uint32_t index, myc_drop_stats *out, uint32_t max);
 int myc_engine_service_stats(myc_engine *e, uint32_t index, myc_service_stats *st);
 int myc_engine_add_group(myc_engine *e, const char *name, int strategy, const myc_supervisor_config *sc);
 int myc_engine_reload(myc_engine *e, const char *name, const char *module, char *err, size_t errlen);
@@ -69,6 +71,7 @@ int64_t myc_test_next_log(myc_engine *e, char *dst, size_t cap);
 int myc_test_collector(myc_engine *e, const char *name, const char *pattern, myc_collector **out);
 uint32_t myc_test_collected(myc_collector *c, myc_buf **out, uint32_t max);
 void myc_test_buf_release(myc_engine *e, myc_buf *b);
+int myc_engine_set_contracts(myc_engine *e, void *cs, int validate);
 ]]
 
 local M = {}
@@ -83,7 +86,8 @@ local function find_library()
     local f = io.open(p, "rb")
     if f then f:close() return p end
   end
-  return "mycelium"
+  -- installed by luarocks next to the C modules
+  return package.searchpath("libmycelium", package.cpath) or "mycelium"
 end
 
 M.library = find_library()
@@ -101,12 +105,24 @@ local SUPERVISOR_KEYS = { "backoff_initial_ms", "backoff_max_ms", "multiplier",
                           "jitter", "max_restarts", "window_s", "reset_s",
                           "reload_probation_s" }
 
-local env = {
-  unpack = core.unpack,
-  type_name = function(tag) return "type:" .. tag end,
-  typed = function(_, p, n) return ffi.string(p, n) end,
-}
-local readers = msgmod.readers(env)
+-- Field readers of collected frames.  Typed payloads are copied into
+-- plain tables (T:totable: numbers, decimal strings for big integers,
+-- 0x-hex for byte arrays), so nothing collected refers to engine memory.
+local function readers_for(set)
+  local by_tag = set and set.by_tag or {}
+  return msgmod.readers {
+    unpack = require("mycelium.msgpack").decode,
+    type_name = function(tag)
+      local T = by_tag[tag]
+      return T and T.name or "type:" .. tag
+    end,
+    typed = function(b, p, n)
+      local T = by_tag[b.hdr.type]
+      if T ~= nil and n == T.size then return T:totable(T:view(p)) end
+      return ffi.string(p, n)
+    end,
+  }
+end
 
 local function strerror(rc)
   return ffi.string(lib.myc_strerror(rc))
@@ -142,14 +158,15 @@ Collector.__index = Collector
 
 -- Returns the messages collected since the last call (plain tables with
 -- topic, type, data, raw, trace_id, span_id, parent_span_id, ts, seq,
--- source), appending them to self.all as well.
+-- source; typed data as a plain table, see readers_for), appending them
+-- to self.all as well.
 function Collector:messages()
   local out = {}
   local bufs = ffi.new("myc_buf *[256]")
   while true do
     local n = lib.myc_test_collected(self.handle, bufs, 256)
     for i = 0, n - 1 do
-      local m = msgmod.materialize(readers, bufs[i])
+      local m = msgmod.materialize(self.engine.readers, bufs[i])
       lib.myc_test_buf_release(self.engine.handle, bufs[i])
       out[#out + 1] = m
       self.all[#self.all + 1] = m
@@ -159,13 +176,32 @@ function Collector:messages()
   return out
 end
 
+-- Gives the engine 'self' the contracts file 'path' (before any service).
+local function set_contracts(self, path, validate)
+  local contract = require "mycelium.contract"
+  local set, err = contract.load(path)
+  if set == nil then
+    self:close()
+    error("mycelium.testing: " .. err, 3)
+  end
+  local rc = lib.myc_engine_set_contracts(self.handle, set.cs,
+                                          validate == false and 0 or 1)
+  if rc ~= 0 then
+    self:close()
+    error("mycelium.testing: contracts: " .. strerror(rc), 3)
+  end
+  ffi.gc(set.cs, nil) -- the engine owns it now
+  self.contracts = set
+  self.readers = readers_for(set)
+end
+
 -- Creates and starts an engine.  spec: { services = { {name, module, opts,
 -- worker, mailbox, restart, group, memory_limit_mb, handler_timeout_ms,
 -- reload_probation_s}... }, workers, mailbox = {capacity, policy,
--- threshold}, log = {level, format}, node, supervisor = {...},
--- supervisors = { name = { strategy, ... } }, control = "unix:///path" }.
--- A service may be given as just its module path.  Raises with the
--- engine's message on failure.
+-- threshold}, log = {level, format}, node, contracts = "path.yaml",
+-- validate = false, supervisor = {...}, supervisors = { name = {
+-- strategy, ... } }, control = "unix:///path" }.  A service may be given
+-- as just its module path.  Raises with the engine's message on failure.
 function M.engine(spec)
   local cfg = ffi.new("myc_engine_config")
   lib.myc_engine_config_init(cfg)
@@ -194,9 +230,15 @@ function M.engine(spec)
   if rc ~= 0 then
     error("mycelium.testing: cannot create engine: " .. strerror(rc), 2)
   end
-  local self = setmetatable({ handle = pe[0], collectors = {}, closed = false }, Engine)
+  -- Readers cache topic names by id, and ids are per engine: each
+  -- engine gets its own.
+  local self = setmetatable({ handle = pe[0], collectors = {}, closed = false,
+                              readers = readers_for(nil) }, Engine)
   self.gc = ffi.gc(ffi.new("char[1]"), function() self:close() end)
   lib.myc_test_capture_logs(self.handle)
+  if spec.contracts ~= nil then
+    set_contracts(self, spec.contracts, spec.validate)
+  end
   local err = ffi.new("char[2048]")
   local names = {}
   for name in pairs(spec.supervisors or {}) do names[#names + 1] = name end
@@ -278,18 +320,56 @@ function Engine:collect(pattern)
   return c
 end
 
--- Publishes 'value' (string: raw, table: MessagePack) on 'topic' as a new
--- trace root.  Returns true, or false and the reason.
+local function type_of(value)
+  return value._myc_type
+end
+
+-- Publishes 'value' (string: raw, table: MessagePack, a message from
+-- eng:new: typed, checked against the contracts by myc_publish) on
+-- 'topic' as a new trace root.  Returns true, or false and the reason.
 function Engine:publish(topic, value)
-  local kind, data = cdefs.KIND_RAW, value
+  local kind, data, tag, T = cdefs.KIND_RAW, value, 0, nil
   if type(value) == "table" then
     kind, data = cdefs.KIND_TABLE, core.pack(value)
+  elseif type(value) == "cdata" then
+    local ok
+    ok, T = pcall(type_of, value)
+    if not ok or type(T) ~= "table" or T.tag == nil then
+      error("mycelium.testing: publish: this cdata is not a contract message", 2)
+    end
+    -- _myc_type is the first Type of this layout in the Lua state, maybe
+    -- from an engine closed since: use this engine's.
+    local mine = self.contracts and self.contracts.by_tag[T.tag]
+    if mine ~= nil and mine.digest == T.digest then T = mine end
+    kind, data, tag = cdefs.KIND_TYPED, T:bytes(value), T.tag
   elseif type(value) ~= "string" then
-    error("mycelium.testing: publish a string or a table, got " .. type(value), 2)
+    error("mycelium.testing: publish a string, a table or a message from eng:new, got "
+          .. type(value), 2)
   end
-  local rc = lib.myc_publish(self.handle, topic, kind, 0, data, #data)
+  local rc = lib.myc_publish(self.handle, topic, kind, tag, data, #data)
   if rc == 0 then return true end
+  if rc == -5013 and T ~= nil and T == (self.contracts and self.contracts.by_tag[tag]) then
+    local _, why = T:validate(value)
+    if why ~= nil then return false, why end
+  end
   return false, rc == -5003 and "full" or strerror(rc)
+end
+
+-- A message of contract type 'name' in Lua memory, filled from 'init':
+-- what eng:publish sends as a typed message (as a C publisher would).
+function Engine:new(name, init)
+  local set = self.contracts
+  if set == nil then
+    error("mycelium.testing: new: no contracts (testing.engine { contracts = "
+          .. "\"path.yaml\" })", 2)
+  end
+  local T = set:type(name)
+  if T == nil then
+    local near = require("mycelium.contract").nearest(tostring(name), set.by_name)
+    error(format("mycelium.testing: new: unknown message type '%s'%s", tostring(name),
+                 near and format(" (did you mean '%s'?)", near) or ""), 2)
+  end
+  return T:new(init)
 end
 Engine.inject = Engine.publish
 
@@ -391,6 +471,30 @@ function Engine:fault(name, n)
   end
 end
 
+-- Losses of service 'name' by topic:
+-- { [topic] = { dropped_oldest =, dropped_newest =, rejected =, shutdown = } }.
+function Engine:drops(name)
+  local st = ffi.new("myc_service_stats")
+  local out = ffi.new("myc_drop_stats[65]")
+  for i = 0, lib.myc_engine_service_count(self.handle) - 1 do
+    lib.myc_engine_service_stats(self.handle, i, st)
+    if ffi.string(st.name) == name then
+      local n = lib.myc_engine_service_drops(self.handle, i, out, 65)
+      local t = {}
+      for j = 0, n - 1 do
+        t[ffi.string(out[j].topic)] = {
+          dropped_oldest = tonumber(out[j].dropped_oldest),
+          dropped_newest = tonumber(out[j].dropped_newest),
+          rejected = tonumber(out[j].rejected),
+          shutdown = tonumber(out[j].shutdown),
+        }
+      end
+      return t
+    end
+  end
+  return nil
+end
+
 -- Whether a stop was requested (ctx:shutdown), and its exit code.
 function Engine:stopping()
   local code = ffi.new("int[1]")
@@ -410,6 +514,7 @@ function Engine:close()
   self.closed = true
   lib.myc_engine_free(self.handle)
   self.handle = nil
+  self.contracts = nil -- its C set went with the engine
 end
 
 -- Writes 'source' to a temporary .lua file and returns its path (for

@@ -1,0 +1,862 @@
+/* redis_client_test.c -- the Redis client against a real redis-server
+ * started here on a free 127.0.0.1 port (it dies with the test: it gets
+ * SIGKILL when its parent exits), on a plain libuv loop. */
+#include "redis_client.h"
+
+#include "test.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- redis-server ------------------------------------------------------- */
+
+static int free_port(void) {
+  struct sockaddr_in a;
+  socklen_t len = sizeof a;
+  int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+      getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+    port = -1;
+  else
+    port = ntohs(a.sin_port);
+  close(fd);
+  return port;
+}
+
+static int can_connect(int port) {
+  struct sockaddr_in a;
+  int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Starts redis-server on 'port' ('pass' non-NULL: requirepass) and waits
+ * until it accepts connections.  Returns its pid, or -1. */
+static pid_t start_server(int port, const char *pass) {
+  char p[16];
+  int i, status;
+  pid_t pid;
+  snprintf(p, sizeof p, "%d", port);
+  pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (freopen("/dev/null", "w", stdout) == NULL)
+      _exit(126);
+    if (pass != NULL)
+      execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--requirepass", pass,
+             (char *)NULL);
+    else
+      execlp("redis-server", "redis-server", "--port", p, "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", (char *)NULL);
+    _exit(127);
+  }
+  for (i = 0; i < 500; i++) {
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      fprintf(stderr,
+              "redis-server did not start (exit %d): is it "
+              "installed? (scripts/deps.sh)\n",
+              WEXITSTATUS(status));
+      return -1;
+    }
+    if (can_connect(port))
+      return pid;
+    sleep_ms(10);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  return -1;
+}
+
+static void stop_server(pid_t pid) {
+  if (pid > 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+  }
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+typedef struct {
+  int code;
+  uint64_t id;
+  int status;
+  char *text; /* REPLY: the reply, escaped; failures: the message */
+} record;
+
+typedef struct {
+  uv_loop_t loop;
+  uv_timer_t tick;
+  myc_redis *c;
+  record *recs;
+  size_t n, cap;
+  size_t replies, ups, downs, closed;
+  /* optional reactions */
+  int command_on_down;
+  int64_t down_rc;
+  char down_err[512];
+  int free_on_closed;
+} harness;
+
+static void append(char **buf, size_t *len, size_t *cap, const char *s,
+                   size_t n) {
+  if (*len + n + 1 > *cap) {
+    while (*len + n + 1 > *cap)
+      *cap = *cap ? *cap * 2 : 64;
+    *buf = realloc(*buf, *cap);
+  }
+  memcpy(*buf + *len, s, n);
+  *len += n;
+  (*buf)[*len] = '\0';
+}
+
+/* Writes reply 'r' as text: "s:bytes" (non-printables as \xNN), "+OK",
+ * "-ERR ...", "i:42", "nil", "[a,b]". */
+static void describe(const void *r, char **buf, size_t *len, size_t *cap) {
+  myc_redis_value v;
+  char tmp[64];
+  size_t i;
+  myc_redis_reply_view(r, &v);
+  switch (v.type) {
+  case MYC_REDIS_STRING:
+    append(buf, len, cap, "s:", 2);
+    for (i = 0; i < v.len; i++) {
+      unsigned char ch = (unsigned char)v.str[i];
+      if (ch >= 32 && ch < 127 && ch != '\\')
+        append(buf, len, cap, (const char *)&ch, 1);
+      else
+        append(buf, len, cap, tmp,
+               (size_t)snprintf(tmp, sizeof tmp, "\\x%02x", ch));
+    }
+    break;
+  case MYC_REDIS_STATUS:
+  case MYC_REDIS_ERROR:
+    append(buf, len, cap, v.type == MYC_REDIS_STATUS ? "+" : "-", 1);
+    append(buf, len, cap, v.str, v.len);
+    break;
+  case MYC_REDIS_INTEGER:
+    append(buf, len, cap, tmp,
+           (size_t)snprintf(tmp, sizeof tmp, "i:%lld", (long long)v.integer));
+    break;
+  case MYC_REDIS_NIL:
+    append(buf, len, cap, "nil", 3);
+    break;
+  case MYC_REDIS_ARRAY:
+    append(buf, len, cap, "[", 1);
+    for (i = 0; i < v.elements; i++) {
+      if (i > 0)
+        append(buf, len, cap, ",", 1);
+      describe(myc_redis_reply_element(r, i), buf, len, cap);
+    }
+    append(buf, len, cap, "]", 1);
+    break;
+  }
+}
+
+static void sink(void *ud, int code, const myc_redis_event *ev) {
+  harness *h = ud;
+  record *r;
+  size_t len = 0, cap = 0;
+  if (h->n == h->cap) {
+    h->cap = h->cap ? h->cap * 2 : 256;
+    h->recs = realloc(h->recs, h->cap * sizeof *h->recs);
+  }
+  r = &h->recs[h->n++];
+  memset(r, 0, sizeof *r);
+  r->code = code;
+  r->id = ev->id;
+  r->status = ev->status;
+  if (ev->reply != NULL)
+    describe(ev->reply, &r->text, &len, &cap);
+  else if (ev->error != NULL)
+    r->text = strdup(ev->error);
+  switch (code) {
+  case MYC_REDIS_EV_REPLY:
+    h->replies++;
+    break;
+  case MYC_REDIS_EV_UP:
+    h->ups++;
+    break;
+  case MYC_REDIS_EV_DOWN:
+    h->downs++;
+    if (h->command_on_down) {
+      const char *argv[1] = {"PING"};
+      size_t lens[1] = {4};
+      h->command_on_down = 0;
+      h->down_rc = myc_redis_command(h->c, 1, argv, lens);
+      snprintf(h->down_err, sizeof h->down_err, "%s", myc_redis_error(h->c));
+    }
+    break;
+  case MYC_REDIS_EV_CLOSED:
+    h->closed++;
+    if (h->free_on_closed) {
+      myc_redis_free(h->c);
+      h->c = NULL;
+    }
+    break;
+  }
+}
+
+static void tick(uv_timer_t *t) { (void)t; }
+
+static void harness_init(harness *h) {
+  memset(h, 0, sizeof *h);
+  uv_loop_init(&h->loop);
+  /* The client's handles do not keep a loop alive: this one does, and
+   * bounds each wait. */
+  uv_timer_init(&h->loop, &h->tick);
+  uv_timer_start(&h->tick, tick, 5, 5);
+}
+
+static void harness_free(harness *h) {
+  size_t i;
+  if (h->c != NULL)
+    myc_redis_free(h->c);
+  uv_close((uv_handle_t *)&h->tick, NULL);
+  while (uv_run(&h->loop, UV_RUN_NOWAIT) != 0)
+    ;
+  if (uv_loop_close(&h->loop) != 0)
+    fprintf(stderr, "loop still busy at close\n");
+  for (i = 0; i < h->n; i++)
+    free(h->recs[i].text);
+  free(h->recs);
+}
+
+static uint64_t mono_ms(void) { return uv_hrtime() / 1000000; }
+
+/* Turns the loop until '*count' reaches 'want' or 'ms' passed. */
+static int wait_for(harness *h, const size_t *count, size_t want, int ms) {
+  uint64_t end = mono_ms() + (uint64_t)ms;
+  while (*count < want && mono_ms() < end)
+    uv_run(&h->loop, UV_RUN_ONCE);
+  return *count >= want;
+}
+
+static const myc__alloc heap = {myc__default_alloc, NULL};
+
+static int open_client(harness *h, const char *url,
+                       const myc_redis_options *o) {
+  char err[256];
+  int rc =
+      myc__redis_new(&h->loop, &heap, url, o, sink, h, &h->c, err, sizeof err);
+  if (rc != 0)
+    fprintf(stderr, "open %s: %s\n", url, err);
+  return rc;
+}
+
+static int64_t cmd(harness *h, int argc, ...) {
+  const char *argv[16];
+  size_t lens[16];
+  va_list ap;
+  int i;
+  va_start(ap, argc);
+  for (i = 0; i < argc; i++) {
+    argv[i] = va_arg(ap, const char *);
+    lens[i] = strlen(argv[i]);
+  }
+  va_end(ap);
+  return myc_redis_command(h->c, argc, argv, lens);
+}
+
+/* The reply record of command 'id', or NULL. */
+static const record *reply_of(const harness *h, int64_t id) {
+  size_t i;
+  for (i = 0; i < h->n; i++)
+    if (h->recs[i].code == MYC_REDIS_EV_REPLY && h->recs[i].id == (uint64_t)id)
+      return &h->recs[i];
+  return NULL;
+}
+
+static char url_buf[128];
+static const char *url_of(int port) {
+  snprintf(url_buf, sizeof url_buf, "redis://127.0.0.1:%d", port);
+  return url_buf;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_bad_open(void) {
+  harness h;
+  myc_redis_options o;
+  char err[256];
+  myc_redis *c = (myc_redis *)&h;
+  harness_init(&h);
+  CHECK_EQ(myc__redis_new(&h.loop, &heap, "redis//x", NULL, sink, &h, &c, err,
+                          sizeof err),
+           MYC_EINVAL);
+  CHECK(c == NULL);
+  CHECK(strstr(err, "bad URL") != NULL);
+  memset(&o, 0, sizeof o);
+  o.reconnect_min_ms = 500;
+  o.reconnect_max_ms = 100;
+  CHECK_EQ(myc__redis_new(&h.loop, &heap, "redis://h", &o, sink, &h, &c, err,
+                          sizeof err),
+           MYC_EINVAL);
+  CHECK(strstr(err, "reconnect_min_ms") != NULL);
+  CHECK_EQ(h.n, 0);
+  harness_free(&h);
+}
+
+static void test_basic(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  int64_t id[9];
+  CHECK(pid > 0);
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), NULL), 0);
+  CHECK(strncmp(myc_redis_server(h.c), "127.0.0.1:", 10) == 0);
+  id[0] = cmd(&h, 3, "SET", "k", "v1");
+  id[1] = cmd(&h, 2, "GET", "k");
+  id[2] = cmd(&h, 2, "GET", "missing");
+  id[3] = cmd(&h, 2, "INCR", "n");
+  id[4] = cmd(&h, 3, "INCRBY", "n", "41");
+  id[5] = cmd(&h, 5, "RPUSH", "l", "a", "b", "c");
+  id[6] = cmd(&h, 4, "LRANGE", "l", "0", "-1");
+  id[7] = cmd(&h, 1, "NOSUCHCOMMAND");
+  id[8] = cmd(&h, 3, "MGET", "k", "missing");
+  CHECK(id[0] > 0 && id[8] == id[0] + 8);
+  CHECK_EQ(myc_redis_pending(h.c), 9);
+  CHECK(wait_for(&h, &h.replies, 9, 5000));
+  CHECK_EQ(myc_redis_pending(h.c), 0);
+  CHECK_STR(reply_of(&h, id[0])->text, "+OK");
+  CHECK_STR(reply_of(&h, id[1])->text, "s:v1");
+  CHECK_STR(reply_of(&h, id[2])->text, "nil");
+  CHECK_STR(reply_of(&h, id[3])->text, "i:1");
+  CHECK_STR(reply_of(&h, id[4])->text, "i:42");
+  CHECK_STR(reply_of(&h, id[5])->text, "i:3");
+  CHECK_STR(reply_of(&h, id[6])->text, "[s:a,s:b,s:c]");
+  CHECK(strncmp(reply_of(&h, id[7])->text, "-ERR unknown command", 20) == 0);
+  CHECK_STR(reply_of(&h, id[8])->text, "[s:v1,nil]");
+  CHECK_EQ(h.ups, 1);
+  CHECK_STR(myc_redis_state(h.c), "up");
+  harness_free(&h);
+  stop_server(pid);
+}
+
+static void test_binary(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  const char key[] = "bin\0key", val[] = "a\0b\xff\r\n$3\r\nc";
+  const char *argv[3] = {"SET", key, val};
+  size_t lens[3] = {3, sizeof key - 1, sizeof val - 1};
+  int64_t id;
+  CHECK(pid > 0);
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), NULL), 0);
+  CHECK(myc_redis_command(h.c, 3, argv, lens) > 0);
+  argv[0] = "GET";
+  lens[0] = 3;
+  id = myc_redis_command(h.c, 2, argv, lens);
+  argv[1] = "bin";
+  lens[1] = 3; /* a different key: the NUL is part of the name */
+  myc_redis_command(h.c, 2, argv, lens);
+  CHECK(wait_for(&h, &h.replies, 3, 5000));
+  CHECK_STR(reply_of(&h, id)->text, "s:a\\x00b\\xff\\x0d\\x0a$3\\x0d\\x0ac");
+  CHECK_STR(reply_of(&h, id + 1)->text, "nil");
+  harness_free(&h);
+  stop_server(pid);
+}
+
+static void test_pipeline(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  char val[32];
+  int i;
+  size_t k;
+  CHECK(pid > 0);
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), NULL), 0);
+  /* All issued before the first reply: 10 000 commands in flight. */
+  for (i = 0; i < 5000; i++) {
+    snprintf(val, sizeof val, "%d", i);
+    CHECK(cmd(&h, 3, "SET", val, val) > 0);
+    CHECK(cmd(&h, 2, "INCR", "counter") > 0);
+  }
+  CHECK_EQ(myc_redis_pending(h.c), 10000);
+  CHECK(wait_for(&h, &h.replies, 10000, 10000));
+  for (k = 0, i = 0; k < h.n; k++) {
+    const record *r = &h.recs[k];
+    if (r->code != MYC_REDIS_EV_REPLY)
+      continue;
+    CHECK_EQ(r->id, (uint64_t)i + 1); /* in order */
+    if (i % 2 == 0) {
+      CHECK_STR(r->text, "+OK");
+    } else {
+      snprintf(val, sizeof val, "i:%d", i / 2 + 1);
+      CHECK_STR(r->text, val);
+    }
+    i++;
+  }
+  CHECK_EQ(i, 10000);
+  harness_free(&h);
+  stop_server(pid);
+}
+
+static void test_refused(void) {
+  harness h;
+  int port = free_port();
+  int64_t id;
+  const record *r;
+  char want[128];
+  myc_redis_options o;
+  memset(&o, 0, sizeof o);
+  o.reconnect_min_ms = 50;
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), &o), 0);
+  CHECK_STR(myc_redis_state(h.c), "connecting");
+  /* Accepted during the attempt; fails with its error. */
+  id = cmd(&h, 2, "GET", "k");
+  CHECK(id > 0);
+  h.command_on_down = 1;
+  CHECK(wait_for(&h, &h.downs, 1, 5000));
+  r = reply_of(&h, id);
+  CHECK(r != NULL);
+  CHECK_EQ(r->status, UV_ECONNREFUSED);
+  snprintf(want, sizeof want,
+           "redis 127.0.0.1:%d: cannot connect: "
+           "connection refused",
+           port);
+  CHECK_STR(r->text, want);
+  /* Between attempts commands fail fast, naming the server. */
+  CHECK_EQ(h.down_rc, UV_ENOTCONN);
+  snprintf(want, sizeof want,
+           "redis 127.0.0.1:%d: not connected (cannot "
+           "connect: connection refused); next attempt in",
+           port);
+  CHECK(strncmp(h.down_err, want, strlen(want)) == 0);
+  /* It keeps retrying. */
+  CHECK(wait_for(&h, &h.downs, 3, 5000));
+  CHECK_EQ(h.ups, 0);
+  harness_free(&h);
+}
+
+static void test_kill_restart(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  myc_redis_options o;
+  size_t k, ok = 0, failed = 0, n_before;
+  int i, order_ok = 1;
+  int64_t id;
+  CHECK(pid > 0);
+  memset(&o, 0, sizeof o);
+  o.reconnect_min_ms = 50;
+  o.reconnect_max_ms = 200;
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), &o), 0);
+  CHECK(wait_for(&h, &h.ups, 1, 5000));
+  /* Some replies, then the server freezes with commands in flight and
+   * dies. */
+  for (i = 0; i < 10; i++)
+    CHECK(cmd(&h, 2, "INCR", "n") > 0);
+  CHECK(wait_for(&h, &h.replies, 10, 5000));
+  kill(pid, SIGSTOP);
+  for (i = 10; i < 2000; i++)
+    CHECK(cmd(&h, 2, "INCR", "n") > 0);
+  wait_for(&h, &h.replies, 2000, 100);
+  stop_server(pid);
+  CHECK(wait_for(&h, &h.replies, 2000, 5000));
+  for (k = 0; k < h.n; k++) {
+    const record *r = &h.recs[k];
+    if (r->code != MYC_REDIS_EV_REPLY)
+      continue;
+    if (r->status == 0) {
+      ok++;
+      order_ok &= failed == 0; /* every success before the first failure */
+    } else {
+      failed++;
+      order_ok &= r->status == UV_ECONNRESET &&
+                  strstr(r->text, "connection lost") != NULL &&
+                  strstr(r->text, "redis 127.0.0.1:") == r->text;
+    }
+  }
+  CHECK(ok >= 10);
+  CHECK(failed > 0);
+  CHECK_EQ(ok + failed, 2000);
+  CHECK(order_ok);
+  CHECK(wait_for(&h, &h.downs, 1, 5000));
+  CHECK_STR(myc_redis_state(h.c), "down");
+  n_before = h.downs;
+  CHECK(wait_for(&h, &h.downs, n_before + 2, 5000)); /* retries refused */
+  pid = start_server(port, NULL);
+  CHECK(pid > 0);
+  CHECK(wait_for(&h, &h.ups, 2, 5000));
+  id = cmd(&h, 1, "PING");
+  CHECK(id > 0);
+  CHECK(wait_for(&h, &h.replies, 2001, 5000));
+  CHECK_STR(reply_of(&h, id)->text, "+PONG");
+  harness_free(&h);
+  stop_server(pid);
+}
+
+static void test_timeout(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  myc_redis_options o;
+  int64_t id, id2;
+  uint64_t t0;
+  const record *r;
+  CHECK(pid > 0);
+  memset(&o, 0, sizeof o);
+  o.command_timeout_ms = 200;
+  o.reconnect_min_ms = 20;
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), &o), 0);
+  CHECK(wait_for(&h, &h.ups, 1, 5000));
+  t0 = mono_ms();
+  id = cmd(&h, 3, "BLPOP", "nothing", "5"); /* the server holds it 5 s */
+  id2 = cmd(&h, 1, "PING");
+  CHECK(wait_for(&h, &h.replies, 2, 5000));
+  CHECK(mono_ms() - t0 < 1500);
+  r = reply_of(&h, id);
+  CHECK_EQ(r->status, UV_ETIMEDOUT);
+  CHECK(strstr(r->text, "no reply within 200 ms") != NULL);
+  CHECK_EQ(reply_of(&h, id2)->status, UV_ETIMEDOUT);
+  CHECK(wait_for(&h, &h.ups, 2, 5000)); /* a fresh connection */
+  id = cmd(&h, 1, "PING");
+  CHECK(wait_for(&h, &h.replies, 3, 5000));
+  CHECK_STR(reply_of(&h, id)->text, "+PONG");
+  harness_free(&h);
+  stop_server(pid);
+}
+
+static void test_auth_and_db(void) {
+  harness h, h0;
+  int port = free_port();
+  pid_t pid = start_server(port, "s3cret");
+  int64_t id;
+  char url[128];
+  CHECK(pid > 0);
+  harness_init(&h);
+  snprintf(url, sizeof url, "redis://:s3cret@127.0.0.1:%d/2", port);
+  CHECK_EQ(open_client(&h, url, NULL), 0);
+  id = cmd(&h, 3, "SET", "in2", "yes");
+  CHECK(wait_for(&h, &h.replies, 1, 5000));
+  CHECK_STR(reply_of(&h, id)->text, "+OK");
+  CHECK_EQ(h.ups, 1);
+  harness_free(&h);
+
+  harness_init(&h0);
+  snprintf(url, sizeof url, "redis://:s3cret@127.0.0.1:%d", port);
+  CHECK_EQ(open_client(&h0, url, NULL), 0);
+  id = cmd(&h0, 2, "GET", "in2");
+  CHECK(wait_for(&h0, &h0.replies, 1, 5000));
+  CHECK_STR(reply_of(&h0, id)->text, "nil"); /* db 0 */
+  harness_free(&h0);
+
+  harness_init(&h);
+  snprintf(url, sizeof url, "redis://:wrong@127.0.0.1:%d", port);
+  CHECK_EQ(open_client(&h, url, NULL), 0);
+  id = cmd(&h, 2, "GET", "k");
+  CHECK(wait_for(&h, &h.replies, 1, 5000));
+  CHECK_EQ(reply_of(&h, id)->status, UV_EACCES);
+  CHECK(strstr(reply_of(&h, id)->text, ": AUTH failed: WRONGPASS") != NULL);
+  CHECK(strstr(reply_of(&h, id)->text, "wrong") == NULL);
+  CHECK_EQ(h.ups, 0);
+  harness_free(&h);
+
+  harness_init(&h);
+  snprintf(url, sizeof url, "redis://:s3cret@127.0.0.1:%d/99999", port);
+  CHECK_EQ(open_client(&h, url, NULL), 0);
+  id = cmd(&h, 1, "PING");
+  CHECK(wait_for(&h, &h.replies, 1, 5000));
+  CHECK_EQ(reply_of(&h, id)->status, MYC_EINVAL);
+  CHECK(strstr(reply_of(&h, id)->text, "SELECT 99999 failed") != NULL);
+  harness_free(&h);
+  stop_server(pid);
+}
+
+static void test_host_name(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  char url[128];
+  int64_t id;
+  CHECK(pid > 0);
+  harness_init(&h);
+  snprintf(url, sizeof url, "redis://localhost:%d", port);
+  CHECK_EQ(open_client(&h, url, NULL), 0);
+  /* Issued during the lookup: queued, then sent. */
+  id = cmd(&h, 1, "PING");
+  CHECK(id > 0);
+  CHECK(wait_for(&h, &h.replies, 1, 5000));
+  CHECK_STR(reply_of(&h, id)->text, "+PONG");
+  harness_free(&h);
+  stop_server(pid);
+}
+
+static void test_close(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  int i;
+  int64_t last = 0;
+  CHECK(pid > 0);
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), NULL), 0);
+  for (i = 0; i < 100; i++)
+    last = cmd(&h, 2, "INCR", "c");
+  h.free_on_closed = 1;
+  myc_redis_close(h.c);
+  myc_redis_close(h.c); /* idempotent */
+  CHECK_STR(myc_redis_state(h.c), "closing");
+  CHECK_EQ(cmd(&h, 1, "PING"), MYC_ESTATE);
+  CHECK(strstr(myc_redis_error(h.c), "client closed") != NULL);
+  CHECK(wait_for(&h, &h.closed, 1, 5000));
+  /* Commands sent before the close got their replies, then CLOSED. */
+  CHECK_EQ(h.replies, 100);
+  CHECK_STR(reply_of(&h, last)->text, "i:100");
+  CHECK_EQ(h.recs[h.n - 1].code, MYC_REDIS_EV_CLOSED);
+  CHECK(h.c == NULL);
+  harness_free(&h);
+
+  /* Closing while down: CLOSED comes at once, no retry. */
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(free_port()), NULL), 0);
+  CHECK(wait_for(&h, &h.downs, 1, 5000));
+  h.free_on_closed = 1;
+  myc_redis_close(h.c);
+  CHECK(wait_for(&h, &h.closed, 1, 5000));
+  harness_free(&h);
+  stop_server(pid);
+}
+
+static void test_free_with_pending(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  int i;
+  CHECK(pid > 0);
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), NULL), 0);
+  CHECK(wait_for(&h, &h.ups, 1, 5000));
+  for (i = 0; i < 100; i++)
+    cmd(&h, 2, "INCR", "c");
+  myc_redis_free(h.c);
+  h.c = NULL;
+  uv_run(&h.loop, UV_RUN_NOWAIT);
+  CHECK_EQ(h.replies, 0); /* abandoned, never delivered */
+  harness_free(&h);
+
+  /* Freed during a lookup. */
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, "redis://localhost:1", NULL), 0);
+  cmd(&h, 1, "PING");
+  myc_redis_free(h.c);
+  h.c = NULL;
+  harness_free(&h);
+  CHECK_EQ(h.n, 0);
+  stop_server(pid);
+}
+
+static void test_limits(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  myc_redis_options o;
+  const char *argv[2] = {"subscribe", "ch"};
+  size_t lens[2] = {9, 2};
+  int i;
+  CHECK(pid > 0);
+  memset(&o, 0, sizeof o);
+  o.max_pending = 10;
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), &o), 0);
+  CHECK_EQ(myc_redis_command(h.c, 2, argv, lens), MYC_EINVAL);
+  CHECK(strstr(myc_redis_error(h.c), "subscribe is not supported") != NULL);
+  CHECK_EQ(myc_redis_command(h.c, 0, argv, lens), MYC_EINVAL);
+  for (i = 0; i < 10; i++)
+    CHECK(cmd(&h, 1, "PING") > 0);
+  CHECK_EQ(cmd(&h, 1, "PING"), MYC_ELIMIT);
+  CHECK(wait_for(&h, &h.replies, 10, 5000));
+  CHECK(cmd(&h, 1, "PING") > 0);
+  harness_free(&h);
+  stop_server(pid);
+}
+
+/* Every allocation of the constructor failing in turn leaks nothing. */
+static void test_alloc_failures(void) {
+  failing_alloc fa;
+  myc__alloc a = {failing_alloc_fn, &fa};
+  harness h;
+  myc_redis *c = NULL;
+  char err[256];
+  int rc = -1;
+  long n;
+  harness_init(&h);
+  for (n = 1; rc != 0 && n < 20; n++) {
+    memset(&fa, 0, sizeof fa);
+    fa.fail_at = n;
+    rc = myc__redis_new(&h.loop, &a, "redis://127.0.0.1:1", NULL, sink, &h, &c,
+                        err, sizeof err);
+    if (rc != 0) {
+      CHECK_EQ(rc, MYC_ENOMEM);
+      CHECK_EQ(fa.live, 0);
+    }
+  }
+  CHECK_EQ(rc, 0);
+  myc_redis_free(c);
+  uv_run(&h.loop, UV_RUN_NOWAIT); /* the close callbacks release it */
+  CHECK_EQ(fa.live, 0);
+  harness_free(&h);
+}
+
+/* ---- in an engine -------------------------------------------------------- */
+
+/* Sets and gets a key, leaves a command that never answers in flight,
+ * emits what it read on "done"; gives up after 5 s.  With 'close_in_stop'
+ * the client is closed by the service's stop, else it goes with the Lua
+ * state. */
+static const char service_src[] =
+    "local redis = require 'mycelium.redis'\n"
+    "local r\n"
+    "return {\n"
+    "  init = function(ctx)\n"
+    "    r = assert(redis.connect(ctx, '%s'))\n"
+    "    ctx:after(5000, function() ctx:shutdown(3) end)\n"
+    "    coroutine.wrap(function()\n"
+    "      assert(r:set('svc', 'ok') == 'OK')\n"
+    "      local v = r:get('svc')\n"
+    "      r:command({ 'BLPOP', 'never', '0' }, function() end)\n"
+    "      ctx:emit('done', v)\n"
+    "    end)()\n"
+    "  end,\n"
+    "  stop = function() if %s then r:close() end end,\n"
+    "}\n";
+
+static char tmpdir[] = "/tmp/myc_redis_test_XXXXXX";
+
+static const char *write_service(int port, int close_in_stop) {
+  static char path[300];
+  char url[64];
+  FILE *f;
+  snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+  snprintf(path, sizeof path, "%s/svc.lua", tmpdir);
+  f = fopen(path, "w");
+  fprintf(f, service_src, url, close_in_stop ? "true" : "false");
+  fclose(f);
+  return path;
+}
+
+typedef struct {
+  myc_engine *e;
+  char got[64];
+} done_box;
+
+static void on_done(void *ud, const myc_message *m) {
+  done_box *b = ud;
+  snprintf(b->got, sizeof b->got, "%.*s", (int)m->len, (const char *)m->data);
+  myc_engine_stop(b->e, 0);
+}
+
+static int engine_with_service(int manual, int port, int close_in_stop,
+                               done_box *box) {
+  myc_engine_config cfg;
+  myc_service_config sc;
+  char err[512];
+  myc_engine_config_init(&cfg);
+  cfg.manual = manual;
+  cfg.log_level = MYC_LOG_ERROR;
+  memset(&sc, 0, sizeof sc);
+  sc.name = "svc";
+  sc.module = write_service(port, close_in_stop);
+  sc.worker = -1;
+  memset(box, 0, sizeof *box);
+  if (myc_engine_new(&box->e, &cfg) != 0 ||
+      myc_engine_add_c_service(box->e, "sink", "done", on_done, box, 0) != 0 ||
+      myc_engine_add_service(box->e, &sc, err, sizeof err) != 0 ||
+      myc_engine_start(box->e, err, sizeof err) != 0) {
+    fprintf(stderr, "engine: %s\n", err);
+    return -1;
+  }
+  return 0;
+}
+
+/* Worker threads: the client's handles must not keep a worker alive at
+ * shutdown, and everything is released with the engine. */
+static void test_threaded_engine(void) {
+  int port = free_port(), close_in_stop;
+  pid_t pid = start_server(port, NULL);
+  done_box box;
+  CHECK(pid > 0);
+  for (close_in_stop = 0; close_in_stop < 2; close_in_stop++) {
+    CHECK_EQ(engine_with_service(0, port, close_in_stop, &box), 0);
+    CHECK_EQ(myc_engine_run(box.e, 0), 0);
+    myc_engine_free(box.e);
+    CHECK_STR(box.got, "ok");
+  }
+  stop_server(pid);
+}
+
+/* A manual engine turns the worker loop in myc_engine_run_once(). */
+static void test_manual_engine(void) {
+  int port = free_port(), close_in_stop;
+  pid_t pid = start_server(port, NULL);
+  done_box box;
+  uint64_t end;
+  CHECK(pid > 0);
+  for (close_in_stop = 0; close_in_stop < 2; close_in_stop++) {
+    CHECK_EQ(engine_with_service(1, port, close_in_stop, &box), 0);
+    for (end = mono_ms() + 5000; box.got[0] == '\0' && mono_ms() < end;) {
+      myc_engine_run_once(box.e, 0);
+      sleep_ms(1);
+    }
+    CHECK_STR(box.got, "ok");
+    myc_engine_free(box.e);
+  }
+  stop_server(pid);
+}
+
+int main(void) {
+  static const test_case cases[] = {
+      {"bad_open", test_bad_open},
+      {"basic", test_basic},
+      {"binary", test_binary},
+      {"pipeline", test_pipeline},
+      {"refused", test_refused},
+      {"kill_restart", test_kill_restart},
+      {"timeout", test_timeout},
+      {"auth_and_db", test_auth_and_db},
+      {"host_name", test_host_name},
+      {"close", test_close},
+      {"free_with_pending", test_free_with_pending},
+      {"limits", test_limits},
+      {"alloc_failures", test_alloc_failures},
+      {"threaded_engine", test_threaded_engine},
+      {"manual_engine", test_manual_engine},
+      {NULL, NULL}};
+  char cmd[300];
+  int rc;
+  signal(SIGPIPE, SIG_IGN);
+  if (mkdtemp(tmpdir) == NULL)
+    return 1;
+  rc = run_tests(cases);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+  if (system(cmd) != 0)
+    rc = 1;
+  return rc;
+}
