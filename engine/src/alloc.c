@@ -154,7 +154,7 @@ void *myc__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   used = used - osize + nsize;
   atomic_store_explicit(&b->used, used, memory_order_relaxed);
-  if (used > b->peak)
-    b->peak = used;
+  if (used > atomic_load_explicit(&b->peak, memory_order_relaxed))
+    atomic_store_explicit(&b->peak, used, memory_order_relaxed);
   return p;
 }

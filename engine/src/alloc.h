@@ -42,7 +42,7 @@ typedef struct {
   _Atomic size_t used;
   size_t limit; /* 0: unlimited */
   size_t reserve;
-  size_t peak;
+  _Atomic size_t peak; /* read by status, like 'used' */
   unsigned long refused;
   int tripped;
   int poisoned;      /* refused an allocation because of 'poison' */

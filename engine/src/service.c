@@ -113,7 +113,7 @@ static int slot_take(myc_service *s) {
 static void slot_release(myc_service *s, int i) {
   myc__lua_budget *b = &s->mem[i];
   myc__lua_budget_drain(b);
-  b->peak = 0;
+  atomic_store(&b->peak, 0);
   b->refused = 0;
   b->tripped = 0;
   atomic_store(&b->poison, 0);

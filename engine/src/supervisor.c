@@ -855,7 +855,7 @@ void myc__supervision_stats(myc_service *s, myc_service_stats *st) {
   int slot = atomic_load(&s->mem_cur);
   int64_t since = atomic_load(&s->busy_since);
   st->memory_bytes = s->cb ? 0 : atomic_load(&s->mem[slot].used);
-  st->memory_peak = s->cb ? 0 : s->mem[slot].peak;
+  st->memory_peak = s->cb ? 0 : atomic_load(&s->mem[slot].peak);
   st->memory_limit = s->mem[0].limit;
   st->restart = types[sup->restart];
   st->group = sup->group ? sup->group->name : NULL;
