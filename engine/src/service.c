@@ -728,6 +728,9 @@ void myc__service_retire(myc_service *s, myc__instance *r, int close) {
       log_error(s, "stop", lua_tostring(r->L, -1), NULL);
     set_running(s, &s->cur);
     lua_settop(r->L, 0);
+    /* Its sockets and clients end with it, even if it is kept for a
+     * rollback. */
+    stop_resources(s, r->L);
   }
   if (close)
     myc__instance_close(s, r);
