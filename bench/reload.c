@@ -117,10 +117,10 @@ static int reload_pause(const char *shape, int entries, int load,
   msgpack_pack_map(&pk, 1);
   /* Without load: one chunk of 1024 every 50 ms. */
   pack_num(&pk, "every_ms", load ? 0 : 50);
-  rc = add(e, "producer", "seq_producer.lua", 0, &prod) ||
-       add(e, "stateful", "stateful.lua", 1, &st) ||
-       myc_engine_add_c_service(e, "result", "bench.result", on_result, &res,
-                                0);
+  rc =
+      add(e, "producer", "seq_producer.lua", 0, &prod) ||
+      add(e, "stateful", "stateful.lua", 1, &st) ||
+      myc_engine_add_c_service(e, "result", "bench.result", on_result, &res, 0);
   msgpack_sbuffer_destroy(&st);
   msgpack_sbuffer_destroy(&prod);
   if (rc != 0 || myc_engine_start(e, err, sizeof err) != 0) {

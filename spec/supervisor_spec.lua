@@ -195,7 +195,8 @@ describe("supervision", function()
       assert.are.equal(3, count(datas(started), "perm"))
     end)
 
-    it("transient: restarted after a crash or an exit with a reason, not after a normal exit", function()
+    it("transient: restarted after a crash or an exit with a reason, not after a "
+       .. "normal exit", function()
       start()
       send("trans", "crash")
       send("trans", "exit:lost the upstream")

@@ -2,9 +2,9 @@
 -- restart (the scenario sets the supervisor's backoff to 0).
 local M = { subscribe = { "bench.crash" } }
 
-function M.init(ctx, opts) end
+function M.init() end
 
-function M.on_message(ctx, msg)
+function M.on_message(_, msg)
   error("crash " .. msg.data)
 end
 

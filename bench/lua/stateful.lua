@@ -6,7 +6,7 @@ local M = { subscribe = { "bench.data", "bench.end" } }
 
 local state
 
-function M.init(ctx, opts, st)
+function M.init(_, opts, st)
   if st ~= nil then
     state = st
     return
@@ -39,7 +39,7 @@ function M.on_message(ctx, msg)
   end
 end
 
-function M.snapshot(ctx)
+function M.snapshot()
   return state
 end
 

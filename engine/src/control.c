@@ -136,22 +136,24 @@ static void status_service(sbuf *b, myc_engine *e, uint32_t i) {
     sb_json(b, st.group);
   else
     sb_put(b, "null", 4);
-  sb_printf(b, ",\"restarts\":%llu,\"errors\":%llu,\"timeouts\":%llu,"
+  sb_printf(b,
+            ",\"restarts\":%llu,\"errors\":%llu,\"timeouts\":%llu,"
             "\"reloads\":%llu,\"reload_failures\":%llu,\"rollbacks\":%llu",
             (unsigned long long)st.restarts, (unsigned long long)st.errors,
             (unsigned long long)st.timeouts, (unsigned long long)st.reloads,
             (unsigned long long)st.reload_failures,
             (unsigned long long)st.rollbacks);
-  sb_printf(b, ",\"in\":%llu,\"out\":%llu,\"dropped\":%llu,"
+  sb_printf(b,
+            ",\"in\":%llu,\"out\":%llu,\"dropped\":%llu,"
             "\"dropped_oldest\":%llu,\"dropped_newest\":%llu,"
             "\"rejected\":%llu,\"queue_depth\":%u,\"queue_capacity\":%u",
             (unsigned long long)st.in, (unsigned long long)st.out,
             (unsigned long long)st.dropped,
             (unsigned long long)st.dropped_oldest,
             (unsigned long long)st.dropped_newest,
-            (unsigned long long)st.rejected, st.queue_depth,
-            st.queue_capacity);
-  sb_printf(b, ",\"memory_bytes\":%llu,\"memory_peak\":%llu,"
+            (unsigned long long)st.rejected, st.queue_depth, st.queue_capacity);
+  sb_printf(b,
+            ",\"memory_bytes\":%llu,\"memory_peak\":%llu,"
             "\"memory_limit\":%llu,\"running\":",
             (unsigned long long)st.memory_bytes,
             (unsigned long long)st.memory_peak,
@@ -173,7 +175,8 @@ static void status_text_service(sbuf *b, myc_engine *e, uint32_t i) {
     snprintf(run, sizeof run, "%s (%.0f ms)", st.running, st.running_ms);
   else
     snprintf(run, sizeof run, "%s", st.running[0] ? st.running : "-");
-  sb_printf(b, "%-20s %3d %-10s %3u %8llu %8llu/%-8u %10llu %10llu %8llu "
+  sb_printf(b,
+            "%-20s %3d %-10s %3u %8llu %8llu/%-8u %10llu %10llu %8llu "
             "%-12s %s\n",
             st.name, st.worker, st.state, st.version,
             (unsigned long long)st.restarts, (unsigned long long)st.queue_depth,
@@ -186,18 +189,20 @@ int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
   sbuf b = {&e->alloc, NULL, 0, 0, 0};
   uint32_t i;
   if (text)
-    sb_printf(&b, "node %s, %u worker%s, %u service%s\n%-20s %3s %-10s %3s "
+    sb_printf(&b,
+              "node %s, %u worker%s, %u service%s\n%-20s %3s %-10s %3s "
               "%8s %17s %10s %10s %8s %-12s %s\n",
               e->node, e->nworkers, e->nworkers == 1 ? "" : "s", e->nservices,
               e->nservices == 1 ? "" : "s", "SERVICE", "WRK", "STATE", "VER",
-              "RESTARTS", "QUEUE", "IN", "OUT", "DROPPED", "MEMORY",
-              "RUNNING");
+              "RESTARTS", "QUEUE", "IN", "OUT", "DROPPED", "MEMORY", "RUNNING");
   else
     sb_printf(&b, "{\"ok\":true,\"protocol\":1,\"node\":");
   if (!text) {
     sb_json(&b, e->node);
-    sb_printf(&b, ",\"version\":\"%s\",\"pid\":%d,\"workers\":%u,"
-              "\"services\":[", myc_version(), (int)getpid(), e->nworkers);
+    sb_printf(&b,
+              ",\"version\":\"%s\",\"pid\":%d,\"workers\":%u,"
+              "\"services\":[",
+              myc_version(), (int)getpid(), e->nworkers);
   }
   uv_mutex_lock(&e->services_lock);
   for (i = 0; i < e->nservices; i++) {
@@ -299,11 +304,14 @@ static void reply_error(conn *c, int rc, const char *err) {
 static void reply_reloaded(conn *c, myc_service *s) {
   myc_service_stats st;
   myc_engine_service_stats(c->ctl->e, s->index, &st);
-  reply_fmt(c, "{\"ok\":true,\"service\":\"%s\",\"version\":%u,"
-            "\"pause_ms\":%.3f}\n", s->name, st.version, st.last_pause_ms);
+  reply_fmt(c,
+            "{\"ok\":true,\"service\":\"%s\",\"version\":%u,"
+            "\"pause_ms\":%.3f}\n",
+            s->name, st.version, st.last_pause_ms);
 }
 
-/* ---- reload --------------------------------------------------------------- */
+/* ---- reload ---------------------------------------------------------------
+ */
 
 static void ticket_run(myc__mcall *call, int alive) {
   ticket *t = (ticket *)call;
@@ -333,9 +341,11 @@ static void on_reload_timeout(uv_timer_t *h) {
   if (s == NULL)
     return;
   myc__service_running(s, running, sizeof running);
-  snprintf(msg, sizeof msg, "service '%s': its worker has not reached the "
+  snprintf(msg, sizeof msg,
+           "service '%s': its worker has not reached the "
            "swap after %d s (running: %s); the reload will happen when it "
-           "does", s->name, RELOAD_REPLY_MS / 1000,
+           "does",
+           s->name, RELOAD_REPLY_MS / 1000,
            running[0] ? running : "another service");
   c->waiting->c = NULL;
   c->waiting = NULL;
@@ -397,8 +407,10 @@ static void handle_line(conn *c, char *line) {
     reply_fmt(c, "{\"ok\":true,\"protocol\":1}\n");
   } else {
     char msg[256];
-    snprintf(msg, sizeof msg, "unknown request '%.64s' (requests: status "
-             "[json|text], reload SERVICE [MODULE], ping)", argv[0]);
+    snprintf(msg, sizeof msg,
+             "unknown request '%.64s' (requests: status "
+             "[json|text], reload SERVICE [MODULE], ping)",
+             argv[0]);
     reply_error(c, MYC_EINVAL, msg);
   }
 }
@@ -461,7 +473,8 @@ static void on_connection(uv_stream_t *server, int status) {
     conn_close(c);
 }
 
-/* ---- listener ------------------------------------------------------------- */
+/* ---- listener -------------------------------------------------------------
+ */
 
 /* A socket file left by an engine that died: nobody accepts on it. */
 static int stale_socket(const char *path) {
@@ -490,8 +503,10 @@ int myc__control_open(myc_engine *e, uv_loop_t *loop, const char *url,
   *out = NULL;
   if (strncmp(url, "unix://", 7) != 0 || *path == '\0' ||
       strlen(path) >= sizeof c->path) {
-    snprintf(err, errlen, "control: '%s' is not unix:///path (at most %zu "
-             "bytes of path)", url, sizeof c->path - 1);
+    snprintf(err, errlen,
+             "control: '%s' is not unix:///path (at most %zu "
+             "bytes of path)",
+             url, sizeof c->path - 1);
     return MYC_EINVAL;
   }
   c = myc__calloc(&e->alloc, sizeof *c);

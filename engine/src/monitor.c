@@ -49,9 +49,8 @@ static void wd_log(myc_service *s, int level, const char *fmt, double a,
   myc__service_running(s, running, sizeof running);
   n = snprintf(line, sizeof line, "%s: ", running[0] ? running : "activation");
   snprintf(line + n, sizeof line - (size_t)n, fmt, a, b);
-  myc__log_write(&s->eng->log, level, myc__clock_now(&s->eng->clock),
-                 s->name, s->name_len, NULL, NULL, line, strlen(line), NULL,
-                 0);
+  myc__log_write(&s->eng->log, level, myc__clock_now(&s->eng->clock), s->name,
+                 s->name_len, NULL, NULL, line, strlen(line), NULL, 0);
 }
 
 /* One service at one tick: track what runs; past the budget, report and
@@ -82,8 +81,10 @@ static void watch_service(myc_service *s, int64_t now, int64_t tick_ns) {
   ms = (double)(now - since) / 1e6;
   if (s->wd_stage == 0 && ms > budget) {
     atomic_fetch_add(&s->sup.timeouts, 1);
-    wd_log(s, MYC_LOG_WARN, "running for %.0f ms, past its budget of %g ms: "
-           "interrupting it", ms, budget);
+    wd_log(s, MYC_LOG_WARN,
+           "running for %.0f ms, past its budget of %g ms: "
+           "interrupting it",
+           ms, budget);
     myc__service_interrupt(s, gen, cur);
     s->wd_stage = 1;
   } else if (s->wd_stage >= 1 && ms > 2 * budget + 10) {
@@ -91,15 +92,19 @@ static void watch_service(myc_service *s, int64_t now, int64_t tick_ns) {
      * fail; one that is refused and caught is asked for again. */
     myc__service_poison(s, gen);
     if (s->wd_stage == 1)
-      wd_log(s, MYC_LOG_WARN, "still running after %.0f ms (budget %g ms): "
+      wd_log(s, MYC_LOG_WARN,
+             "still running after %.0f ms (budget %g ms): "
              "compiled code the hook cannot reach; failing its next "
-             "allocation", ms, budget);
+             "allocation",
+             ms, budget);
     if (s->wd_stage == 1)
       s->wd_stage = 2;
     if (s->wd_stage == 2 && ms > 4 * budget + 50) {
-      wd_log(s, MYC_LOG_ERROR, "cannot be interrupted after %.0f ms (budget "
+      wd_log(s, MYC_LOG_ERROR,
+             "cannot be interrupted after %.0f ms (budget "
              "%g ms): a compiled loop that neither allocates nor leaves its "
-             "trace (docs/SUPERVISION.md)", ms, budget);
+             "trace (docs/SUPERVISION.md)",
+             ms, budget);
       s->wd_stage = 3;
     }
   }
@@ -207,7 +212,8 @@ static void watch_dir(myc__monitor *m, const char *module) {
   m->watches[m->nwatches].data = m;
   if (uv_fs_event_start(&m->watches[m->nwatches], on_fs_event, dir, 0) != 0) {
     uv_close((uv_handle_t *)&m->watches[m->nwatches], NULL);
-    myc_engine_log(m->e, MYC_LOG_WARN, NULL, "reload: cannot watch a module "
+    myc_engine_log(m->e, MYC_LOG_WARN, NULL,
+                   "reload: cannot watch a module "
                    "directory; SIGHUP and `mycelium reload` still work");
     return;
   }
@@ -277,8 +283,8 @@ int myc__monitor_start(myc_engine *e, char *err, size_t errlen) {
   uv_timer_init(&m->loop, &m->debounce);
   m->wake.data = m->tick.data = m->debounce.data = m;
   e->monitor = m;
-  rc = e->control ? myc__control_open(e, &m->loop, e->control, &m->control,
-                                      err, errlen)
+  rc = e->control ? myc__control_open(e, &m->loop, e->control, &m->control, err,
+                                      errlen)
                   : 0;
   if (rc == 0 && e->reload == MYC_RELOAD_WATCH && !e->manual)
     start_watching(m);

@@ -70,8 +70,10 @@ static void copy_typed(lua_State *to, copier *c, int idx, int type) {
     lua_pushnil(to);
     return;
   default:
-    snprintf(what, sizeof what, "is a %s (only nil, booleans, numbers, "
-             "strings and tables can be carried)", lua_typename(from, type));
+    snprintf(what, sizeof what,
+             "is a %s (only nil, booleans, numbers, "
+             "strings and tables can be carried)",
+             lua_typename(from, type));
     fail(to, c, what);
   }
 }
@@ -93,8 +95,9 @@ static void copy_table(lua_State *to, copier *c, int idx) {
   lua_State *from = c->from;
   int narr, nall, t, d = c->depth, key = lua_gettop(from) + 1;
   if (d == MAX_DEPTH)
-    fail(to, c, "is nested more than 64 levels (a table that contains "
-                "itself?)");
+    fail(to, c,
+         "is nested more than 64 levels (a table that contains "
+         "itself?)");
   if (!lua_checkstack(from, 4))
     fail(to, c, "cannot be read: out of stack");
   luaL_checkstack(to, 4, "snapshot");

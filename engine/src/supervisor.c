@@ -64,9 +64,9 @@ static void sup_log(myc_service *s, int level, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
-  myc__log_write(&s->eng->log, level, myc__clock_now(&s->eng->clock),
-                 s->name, s->name_len, s->act_trace, s->act_span, line,
-                 strlen(line), NULL, 0);
+  myc__log_write(&s->eng->log, level, myc__clock_now(&s->eng->clock), s->name,
+                 s->name_len, s->act_trace, s->act_span, line, strlen(line),
+                 NULL, 0);
 }
 
 /* ---- intensity and backoff ---------------------------------------------- */
@@ -120,7 +120,8 @@ static int64_t backoff_ns(const myc_supervisor_config *c, uint32_t *consecutive,
   return d > 0 ? (int64_t)(d * 1e6) : 0;
 }
 
-/* ---- groups --------------------------------------------------------------- */
+/* ---- groups ---------------------------------------------------------------
+ */
 
 int myc__supervisor_config_ok(const myc_supervisor_config *c) {
   return c->backoff_initial_ms >= 0 && c->backoff_max_ms >= 0 &&
@@ -145,13 +146,12 @@ static void group_free(myc_engine *e, myc__group *g) {
   myc__free(&e->alloc, g, sizeof *g);
 }
 
-int myc_engine_add_group(myc_engine *e, const char *name,
-                         myc_strategy strategy,
+int myc_engine_add_group(myc_engine *e, const char *name, myc_strategy strategy,
                          const myc_supervisor_config *sc) {
   myc__group *g, **p;
   if (name == NULL || *name == '\0' || strategy < MYC_ONE_FOR_ONE ||
-      strategy > MYC_REST_FOR_ONE || (sc != NULL && !myc__supervisor_config_ok(sc)) ||
-      e->started)
+      strategy > MYC_REST_FOR_ONE ||
+      (sc != NULL && !myc__supervisor_config_ok(sc)) || e->started)
     return e->started ? MYC_ESTATE : MYC_EINVAL;
   if (group_find(e, name) != NULL)
     return MYC_EEXIST;
@@ -191,8 +191,8 @@ void myc__groups_free(myc_engine *e) {
 static int group_join(myc__group *g, myc_service *s, const myc__alloc *a) {
   if (g->n == g->cap) {
     uint32_t cap = g->cap ? 2 * g->cap : 4;
-    myc_service **p = myc__realloc(a, g->members, g->cap * sizeof *p,
-                                   cap * sizeof *p);
+    myc_service **p =
+        myc__realloc(a, g->members, g->cap * sizeof *p, cap * sizeof *p);
     if (p == NULL)
       return MYC_ENOMEM;
     g->members = p;
@@ -228,14 +228,17 @@ int myc__supervision_init(myc_service *s, const myc_service_config *sc,
   }
   sup->restart = sc->restart;
   sup->cfg = &e->supervisor;
-  sup->probation_s = sc->reload_probation_s > 0    ? sc->reload_probation_s
-                     : sc->reload_probation_s == 0 ? e->supervisor.reload_probation_s
-                                                   : 0;
+  sup->probation_s = sc->reload_probation_s > 0 ? sc->reload_probation_s
+                     : sc->reload_probation_s == 0
+                         ? e->supervisor.reload_probation_s
+                         : 0;
   if (sc->group != NULL && *sc->group != '\0') {
     myc__group *g = group_find(e, sc->group);
     if (g == NULL) {
-      snprintf(err, errlen, "service '%s': no supervisor group '%s' "
-               "(declare it under 'supervisors')", s->name, sc->group);
+      snprintf(err, errlen,
+               "service '%s': no supervisor group '%s' "
+               "(declare it under 'supervisors')",
+               s->name, sc->group);
       return MYC_EINVAL;
     }
     if (group_join(g, s, &e->alloc) != 0)
@@ -360,9 +363,10 @@ static void group_terminated(myc_service *s, int64_t now, const char *why) {
   uv_mutex_unlock(&g->lock);
   if (failed) {
     char text[1024];
-    snprintf(text, sizeof text, "group '%s' reached its restart intensity "
-             "(%u restarts within %g s): %s", g->name, g->cfg.max_restarts,
-             g->cfg.window_s, why);
+    snprintf(text, sizeof text,
+             "group '%s' reached its restart intensity "
+             "(%u restarts within %g s): %s",
+             g->name, g->cfg.max_restarts, g->cfg.window_s, why);
     settle(s, MYC_SVC_FAILED, text);
     return;
   }
@@ -387,8 +391,7 @@ void myc__supervisor_terminated(myc_service *s, int how, const char *why) {
     return;
   free_prev(s);
   if (!wants_restart(sup->restart, how)) {
-    settle(s, crash ? MYC_SVC_FAILED : MYC_SVC_STOPPED,
-           crash ? why : "exited");
+    settle(s, crash ? MYC_SVC_FAILED : MYC_SVC_STOPPED, crash ? why : "exited");
     return;
   }
   if (sup->group != NULL) {
@@ -398,14 +401,15 @@ void myc__supervisor_terminated(myc_service *s, int how, const char *why) {
   count = intensity_note(&sup->hist, now, sup->cfg->window_s);
   if (count > sup->cfg->max_restarts) {
     char text[1200];
-    snprintf(text, sizeof text, "restart intensity reached (%u restarts "
-             "within %g s): %s", sup->cfg->max_restarts, sup->cfg->window_s,
-             why);
+    snprintf(text, sizeof text,
+             "restart intensity reached (%u restarts "
+             "within %g s): %s",
+             sup->cfg->max_restarts, sup->cfg->window_s, why);
     settle(s, MYC_SVC_FAILED, text);
     return;
   }
-  schedule_restart(s, backoff_ns(sup->cfg, &sup->consecutive,
-                                 sup->last_start, now, &s->worker->rng));
+  schedule_restart(s, backoff_ns(sup->cfg, &sup->consecutive, sup->last_start,
+                                 now, &s->worker->rng));
 }
 
 /* Starts a fresh instance of the current code: init(ctx, opts, nil). */
@@ -477,7 +481,8 @@ static void group_command(myc_service *s, unsigned cmd) {
     return;
   }
   if (s->sup.restart == MYC_RESTART_TEMPORARY) {
-    settle(s, MYC_SVC_STOPPED, "its group restarted (temporary: not "
+    settle(s, MYC_SVC_STOPPED,
+           "its group restarted (temporary: not "
            "restarted)");
     return;
   }
@@ -494,9 +499,9 @@ int myc__supervisor_rollback(myc_service *s, const char *why) {
   char err[1024];
   int rc = myc__instance_load(s, &in, sup->prev_module, sup->prev_code,
                               sup->prev_code_len, err, sizeof err);
-  if (rc == 0 && (rc = myc__instance_init(s, &in, s->retired.L,
-                                          s->retired.snap_ref, &how, err,
-                                          sizeof err)) != 0)
+  if (rc == 0 &&
+      (rc = myc__instance_init(s, &in, s->retired.L, s->retired.snap_ref, &how,
+                               err, sizeof err)) != 0)
     myc__instance_close(s, &in);
   if (rc != 0) {
     sup_log(s, MYC_LOG_ERROR, "rollback to the previous version failed: %s",
@@ -517,9 +522,10 @@ int myc__supervisor_rollback(myc_service *s, const char *why) {
   atomic_fetch_add(&sup->version, 1);
   sup->last_start = myc__clock_now(&s->eng->clock);
   atomic_store(&s->state, MYC_SVC_RUNNING);
-  sup_log(s, MYC_LOG_WARN, "rolled back to the previous version: the new "
-          "one crashed within its probation of %g s (%s)", sup->probation_s,
-          why);
+  sup_log(s, MYC_LOG_WARN,
+          "rolled back to the previous version: the new "
+          "one crashed within its probation of %g s (%s)",
+          sup->probation_s, why);
   wake_if_pending(s);
   return 0;
 }
@@ -528,8 +534,10 @@ int myc__supervisor_rollback(myc_service *s, const char *why) {
 
 static void reload_failed(myc_service *s, const char *err) {
   atomic_fetch_add(&s->sup.reload_failures, 1);
-  sup_log(s, MYC_LOG_ERROR, "reload refused, the running version goes on: "
-          "%s", err);
+  sup_log(s, MYC_LOG_ERROR,
+          "reload refused, the running version goes on: "
+          "%s",
+          err);
 }
 
 /* The swap, on the worker: old snapshot -> new init -> the new instance
@@ -597,16 +605,15 @@ static int commit_reload(myc_service *s, myc__reload *r, char *err,
   atomic_fetch_add(&sup->version, 1);
   wake_if_pending(s);
   if (s->retired.L != NULL) {
-    sup->probation_until = sup->probation_s > 0
-                               ? now + (int64_t)(sup->probation_s * 1e9)
-                               : 0;
+    sup->probation_until =
+        sup->probation_s > 0 ? now + (int64_t)(sup->probation_s * 1e9) : 0;
     if (myc__worker_add_timer(s->worker, s, now, 0,
                               MYC_SUP_TIMER | MYC_SUP_RETIRE |
                                   MYC_SUP_GEN(sup->retire_gen)) != 0)
       free_prev(s);
   }
-  sup_log(s, MYC_LOG_INFO, "reloaded %s (version %u, swap %.3f ms)",
-          s->module, atomic_load(&sup->version),
+  sup_log(s, MYC_LOG_INFO, "reloaded %s (version %u, swap %.3f ms)", s->module,
+          atomic_load(&sup->version),
           (double)atomic_load(&sup->last_pause_ns) / 1e6);
   return 0;
 }
@@ -688,8 +695,7 @@ static int prepare(myc_engine *e, myc_service *s, const char *module,
 }
 
 int myc__reload_start(myc_engine *e, myc_service *s, const char *module,
-                      myc__reload_cb done, void *ud, char *err,
-                      size_t errlen) {
+                      myc__reload_cb done, void *ud, char *err, size_t errlen) {
   myc__reload *r;
   int rc = prepare(e, s, module, &r, err, errlen);
   if (rc != 0)
@@ -708,7 +714,8 @@ int myc__reload_start(myc_engine *e, myc_service *s, const char *module,
   return 0;
 }
 
-/* ---- the blocking reload of the C API -------------------------------------- */
+/* ---- the blocking reload of the C API --------------------------------------
+ */
 
 typedef struct {
   uv_mutex_t lock;
@@ -796,9 +803,11 @@ int myc_engine_reload(myc_engine *e, const char *name, const char *module,
     snprintf(err, errlen, "%s", w->err);
   } else {
     rc = MYC_ETIMEDOUT;
-    snprintf(err, errlen, "service '%s': its worker did not get to the swap "
+    snprintf(err, errlen,
+             "service '%s': its worker did not get to the swap "
              "within 10 s (a handler still running?); it will happen when "
-             "it does", s->name);
+             "it does",
+             s->name);
   }
   uv_mutex_unlock(&w->lock);
   waiter_unref(w);

@@ -29,15 +29,15 @@ typedef struct {
   const myc_supervisor_config *cfg; /* the group's or the engine's */
   double probation_s;
   myc__intensity hist;
-  uint32_t consecutive;     /* restarts since the backoff last reset */
-  int64_t last_start;       /* engine ns of the last (re)start */
-  uint64_t gen;             /* a backoff timer of an older gen is stale */
-  int64_t probation_until;  /* engine ns; 0: no probation running */
+  uint32_t consecutive;    /* restarts since the backoff last reset */
+  int64_t last_start;      /* engine ns of the last (re)start */
+  uint64_t gen;            /* a backoff timer of an older gen is stale */
+  int64_t probation_until; /* engine ns; 0: no probation running */
   /* What a rollback restores: the previous code (its snapshot stays in
    * the retired instance, service.h). */
   char *prev_module, *prev_code;
   size_t prev_code_len;
-  uint64_t retire_gen;      /* a retire timer of an older gen is stale */
+  uint64_t retire_gen;            /* a retire timer of an older gen is stale */
   _Atomic(myc__reload *) pending; /* prepared, waiting for the worker */
   _Atomic int reloading;          /* a reload is under way */
   _Atomic uint64_t restarts, timeouts, reloads, reload_failures, rollbacks;
@@ -92,8 +92,7 @@ void myc__supervisor_command(struct myc_service *s);
  * called; otherwise 'done' is not called and the reason is in 'err'. */
 typedef void (*myc__reload_cb)(void *ud, int rc, const char *err);
 int myc__reload_start(myc_engine *e, struct myc_service *s, const char *module,
-                      myc__reload_cb done, void *ud, char *err,
-                      size_t errlen);
+                      myc__reload_cb done, void *ud, char *err, size_t errlen);
 
 /* Reloads every Lua service whose module file no longer matches the
  * code it runs (SIGHUP, the file watcher).  Any thread but a worker. */

@@ -99,12 +99,14 @@ static const char consumer_src[] =
     "  elseif v > expect then gaps = gaps + (v - expect) end\n"
     "  if v >= expect then expect = v + 1 end\n"
     "  if v == ctx.opts.total then\n"
-    "    ctx:emit('result', string.format('%%d %%d %%d %%d %%s', n, dup, gaps,\n"
+    "    ctx:emit('result', string.format('%%d %%d %%d %%d %%s', n, dup, "
+    "gaps,\n"
     "      inits, VERSION))\n"
     "  end\n"
     "end\n"
     "function M.snapshot(ctx)\n"
-    "  return { n = n, expect = expect, dup = dup, gaps = gaps, inits = inits }\n"
+    "  return { n = n, expect = expect, dup = dup, gaps = gaps, inits = inits "
+    "}\n"
     "end\n"
     "return M\n";
 
@@ -130,8 +132,8 @@ static void *reloader(void *arg) {
   char err[1024];
   int k = 0;
   while (!atomic_load(&st->done)) {
-    int rc = myc_engine_reload(st->e, "consumer", st->paths[k % 2], err,
-                               sizeof err);
+    int rc =
+        myc_engine_reload(st->e, "consumer", st->paths[k % 2], err, sizeof err);
     if (rc == 0)
       atomic_fetch_add(&st->reloads, 1);
     else if (!atomic_load(&st->done))
@@ -285,7 +287,8 @@ static void status_answers_while_a_handler_is_stuck(void) {
   CHECK(access(sock, F_OK) != 0); /* the socket file is removed */
 }
 
-/* ---- the control protocol ---------------------------------------------------- */
+/* ---- the control protocol
+ * ---------------------------------------------------- */
 
 typedef struct {
   myc_engine *e;
@@ -408,8 +411,7 @@ static void one_for_all_across_workers(void) {
   CHECK_EQ(myc_engine_new(&e, &cfg), 0);
   CHECK_EQ(myc_engine_add_group(e, "g", MYC_ONE_FOR_ALL, NULL), 0);
   CHECK_EQ(myc_engine_add_group(e, "g", MYC_ONE_FOR_ALL, NULL), MYC_EEXIST);
-  CHECK_EQ(myc_engine_add_c_service(e, "starts", "started", count_start, &s,
-                                    2),
+  CHECK_EQ(myc_engine_add_c_service(e, "starts", "started", count_start, &s, 2),
            0);
   sc.module = mod;
   sc.group = "g";

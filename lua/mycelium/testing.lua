@@ -63,8 +63,10 @@ uint32_t myc_engine_service_count(myc_engine *e);
 typedef struct { const char *topic; uint64_t dropped_oldest, dropped_newest, rejected, shutdown; } myc_drop_stats;
 int myc_engine_service_drops(myc_engine *e, uint32_t index, myc_drop_stats *out, uint32_t max);
 int myc_engine_service_stats(myc_engine *e, uint32_t index, myc_service_stats *st);
-int myc_engine_add_group(myc_engine *e, const char *name, int strategy, const myc_supervisor_config *sc);
-int myc_engine_reload(myc_engine *e, const char *name, const char *module, char *err, size_t errlen);
+int myc_engine_add_group(myc_engine *e, const char *name, int strategy,
+                         const myc_supervisor_config *sc);
+int myc_engine_reload(myc_engine *e, const char *name, const char *module,
+                      char *err, size_t errlen);
 int myc_test_fault(myc_engine *e, const char *name, uint32_t n);
 void myc_test_capture_logs(myc_engine *e);
 int64_t myc_test_next_log(myc_engine *e, char *dst, size_t cap);
