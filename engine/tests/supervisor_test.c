@@ -444,6 +444,85 @@ static void one_for_all_across_workers(void) {
   myc_engine_free(e);
 }
 
+/* ---- allocation failures --------------------------------------------------
+ */
+
+typedef struct {
+  int n;
+} seen_count;
+
+static void count_seen(void *ud, const myc_message *m) {
+  (void)m;
+  ((seen_count *)ud)->n++;
+}
+
+/* Every engine allocation of a run with a crash, a restart and a reload
+ * fails in turn: each failure is survived or reported, and nothing leaks
+ * (the Lua heaps have their own hook, which must balance too). */
+static void allocation_failures_leak_nothing(void) {
+  const char *v1 = write_file(
+      "af1.lua", "local n = 0\n"
+                 "return { subscribe = { 'in' }, init = function(c, o, s)\n"
+                 "  n = s and s.n or 0 end,\n"
+                 "  on_message = function(ctx, m)\n"
+                 "    if m.data == 'boom' then error('boom') end\n"
+                 "    n = n + 1; ctx:emit('out', tostring(n)) end,\n"
+                 "  snapshot = function() return { n = n } end }\n");
+  const char *v2 = write_file(
+      "af2.lua", "local n = 0\n"
+                 "return { subscribe = { 'in' }, init = function(c, o, s)\n"
+                 "  n = s and s.n or 0 end,\n"
+                 "  on_message = function(ctx, m)\n"
+                 "    n = n + 1; ctx:emit('out', 'v2:' .. n) end }\n");
+  char path2[256];
+  long n;
+  int done = 0;
+  snprintf(path2, sizeof path2, "%s", v2);
+  for (n = 1; !done; n++) {
+    failing_alloc fa = {n, 0, 0}, lua = {0, 0, 0};
+    myc_engine_config cfg;
+    myc_service_config sc = {0};
+    myc_engine *e;
+    seen_count seen = {0};
+    char err[512];
+    myc_engine_config_init(&cfg);
+    cfg.manual = 1;
+    cfg.workers = 1;
+    cfg.alloc = failing_alloc_fn;
+    cfg.alloc_ud = &fa;
+    cfg.lua_alloc = failing_alloc_fn;
+    cfg.lua_alloc_ud = &lua;
+    cfg.log_fn = quiet;
+    cfg.supervisor.backoff_initial_ms = 0;
+    if (myc_engine_new(&e, &cfg) != 0) {
+      CHECK_EQ(fa.live, 0);
+      continue;
+    }
+    sc.name = "svc";
+    sc.module = v1;
+    sc.worker = -1;
+    if (myc_engine_add_service(e, &sc, err, sizeof err) == 0 &&
+        myc_engine_add_c_service(e, "sink", "out", count_seen, &seen, -1) ==
+            0 &&
+        myc_engine_start(e, err, sizeof err) == 0 &&
+        myc_publish(e, "in", MYC_KIND_RAW, 0, "a", 1) == 0 &&
+        myc_publish(e, "in", MYC_KIND_RAW, 0, "boom", 4) == 0 &&
+        myc_publish(e, "in", MYC_KIND_RAW, 0, "b", 1) == 0) {
+      myc_engine_advance(e, 1);
+      if (myc_engine_reload(e, "svc", path2, err, sizeof err) == 0 &&
+          myc_publish(e, "in", MYC_KIND_RAW, 0, "c", 1) == 0) {
+        myc_engine_advance(e, 1);
+        done = seen.n == 3 && fa.count < fa.fail_at;
+      }
+    }
+    myc_engine_free(e);
+    CHECK_EQ(fa.live, 0);
+    CHECK_EQ(lua.live, 0);
+  }
+  printf("  %ld allocations to get through\n", n - 1);
+  CHECK(n > 10);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"reload_mid_stream_loses_nothing", reload_mid_stream_loses_nothing},
@@ -452,6 +531,7 @@ int main(void) {
       {"control_channel_reloads_and_reports",
        control_channel_reloads_and_reports},
       {"one_for_all_across_workers", one_for_all_across_workers},
+      {"allocation_failures_leak_nothing", allocation_failures_leak_nothing},
       {NULL, NULL}};
   int rc;
   if (mkdtemp(tmpdir) == NULL)
