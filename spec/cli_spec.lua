@@ -158,6 +158,23 @@ describe("mycelium command", function()
                    "'services[1].worker' is 3 but there are only 1 workers")
     end)
 
+    it("supervision settings", function()
+      expect_error("return { services = { { module = 'quit.lua', group = 'nope' } } }",
+                   "'services[1].group': no supervisor group 'nope' (declare it under "
+                   .. "'supervisors')")
+      expect_error("return { supervisors = { p = { strategy = 'all_for_one' } }, "
+                   .. "services = { 'quit.lua' } }",
+                   "'supervisors.p.strategy' must be one of one_for_all, one_for_one, "
+                   .. "rest_for_one")
+      expect_error("return { supervisor = { max_restart = 3 }, services = { 'quit.lua' } }",
+                   "unknown key 'supervisor.max_restart' (did you mean "
+                   .. "'supervisor.max_restarts'?)")
+      expect_error("return { services = { { module = 'quit.lua', restart = 'always' } } }",
+                   "'services[1].restart' must be one of permanent, temporary, transient")
+      expect_error("return { control = '/tmp/x.sock', services = { 'quit.lua' } }",
+                   "'control' must be \"unix:///path\"")
+    end)
+
     it("a missing service module", function()
       expect_error("return { services = { { module = 'absent.lua' } } }",
                    "'services[1].module': cannot read '" .. tmpdir .. "/absent.lua'")
