@@ -479,3 +479,23 @@ describe("budgets", function()
     assert.are.equal(1, eng:stats("alloc").timeouts)
   end)
 end)
+
+describe("before start", function()
+  after_each(testing.cleanup)
+
+  it("messages queued before the start are handled once the service runs", function()
+    local eng = testing.engine { start = false, services = { { name = "w",
+      module = testing.module [[
+        return { subscribe = { "in" },
+                 on_message = function(ctx, msg) ctx:emit("out", msg.data) end }]] } } }
+    local out = eng:collect("out")
+    eng:publish("in", "early")
+    eng:run()
+    eng:start()
+    eng:run()
+    local got = out:messages()
+    assert.are.equal(1, #got)
+    assert.are.equal("early", got[1].data)
+    eng:close()
+  end)
+end)

@@ -307,6 +307,13 @@ int myc_engine_start(myc_engine *e, char *err, size_t errlen) {
    * start. */
   for (i = 0; i < e->nworkers; i++)
     myc__worker_flush(&e->workers[i]);
+  /* A service is only handed messages once it runs: what was queued
+   * before (a manual engine turned before its start) waits for this. */
+  for (i = 0; i < e->nservices; i++) {
+    myc_service *s = e->services[i];
+    if (myc__service_pending(s) && !s->queued)
+      myc__worker_schedule(s->worker, s);
+  }
   /* The control socket is bound here, so a bad path fails the start. */
   rc = myc__monitor_start(e, err, errlen);
   if (rc != 0) {
