@@ -17,6 +17,27 @@ describe("service loading", function()
     assert.matches("service 'x': cannot open /nonexistent/x.lua", err, 1, true)
   end)
 
+  it("finds modules next to the service's file", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p '" .. dir .. "/lib'") == 0)
+    local f = assert(io.open(dir .. "/lib/helper.lua", "w"))
+    f:write("return { answer = 42 }")
+    f:close()
+    f = assert(io.open(dir .. "/svc.lua", "w"))
+    f:write("local h = require 'lib.helper'\n" ..
+            "return { init = function(ctx) ctx:emit('out', tostring(h.answer)) end }")
+    f:close()
+    local eng = testing.engine { services = { { name = "svc", module = dir .. "/svc.lua" } },
+                                 start = false }
+    local out = eng:collect("out")
+    eng:start()
+    eng:run()
+    assert.equal("42", out:messages()[1].data)
+    eng:close()
+    os.execute("rm -rf '" .. dir .. "'")
+  end)
+
   it("reports a syntax error with file and line", function()
     local ok, err, path = try("local M = {}\n\nfunction M.on_message(ctx, msg\nreturn M\n")
     assert.is_false(ok)
