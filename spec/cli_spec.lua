@@ -248,7 +248,9 @@ describe("mycelium command", function()
       local pid = f:read("*l")
       f:close()
       local sock = tmpdir .. "/ctl.sock"
-      sh(string.format("for i in $(seq 50); do [ -S %s ] && break; sleep 0.05; done", sock))
+      -- the socket is up during the start; signals are handled right after
+      sh(string.format("for i in $(seq 50); do [ -S %s ] && break; sleep 0.05; done; "
+                       .. "sleep 0.1", sock))
       local stopped = false
       local function stop()
         stopped = true

@@ -300,7 +300,8 @@ MYC_EXTERN int myc_engine_add_group(myc_engine *e, const char *name,
  * engines: any thread but a worker; waits for the swap (at most 10 s:
  * MYC_ETIMEDOUT, the swap still happens when the worker gets to it).
  * Manual engines: the driving thread.  Returns 0, MYC_ENOENT, MYC_ELUA,
- * MYC_ESTATE (a reload of it is already under way), MYC_ETIMEDOUT. */
+ * MYC_ESTATE (not started, or a reload of it is already under way),
+ * MYC_ESTOPPED (the engine is stopping), MYC_ETIMEDOUT. */
 MYC_EXTERN int myc_engine_reload(myc_engine *e, const char *name,
                                  const char *module, char *err,
                                  size_t errlen);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +82,11 @@ static int load(int nfiles, char **files, myc_engine **e) {
 static int cmd_run(int nfiles, char **files) {
   myc_engine *e;
   char err[2048];
-  int rc = load(nfiles, files, &e);
+  int rc;
+  /* A SIGHUP before myc_engine_run() handles it must not end the
+   * process (the default): the control socket is up before that. */
+  signal(SIGHUP, SIG_IGN);
+  rc = load(nfiles, files, &e);
   if (rc != 0)
     return rc;
   rc = myc_engine_start(e, err, sizeof err);

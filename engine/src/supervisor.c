@@ -556,7 +556,7 @@ static int commit_reload(myc_service *s, myc__reload *r, char *err,
   if (atomic_load(&s->eng->stopping) || state == MYC_SVC_LOADED) {
     snprintf(err, errlen, "service '%s': the engine is %s", s->name,
              state == MYC_SVC_LOADED ? "not started" : "stopping");
-    return MYC_ESTATE;
+    return MYC_ESTOPPED;
   }
   /* One probation at a time: an earlier retired instance goes, after
    * the swap (closing a big state is not free). */
@@ -626,7 +626,9 @@ static void commit_pending(myc_service *s) {
     return;
   err[0] = '\0';
   rc = commit_reload(s, r, err, sizeof err);
-  if (rc != 0)
+  if (rc == MYC_ESTOPPED)
+    sup_log(s, MYC_LOG_INFO, "reload not done: %s", err);
+  else if (rc != 0)
     reload_failed(s, err);
   atomic_store(&s->sup.reloading, 0);
   r->done(r->ud, rc, err);
@@ -657,7 +659,7 @@ static int prepare(myc_engine *e, myc_service *s, const char *module,
   if (!e->started || atomic_load(&e->stopping)) {
     snprintf(err, errlen, "service '%s': the engine is %s", s->name,
              e->started ? "stopping" : "not running");
-    return MYC_ESTATE;
+    return e->started ? MYC_ESTOPPED : MYC_ESTATE;
   }
   if (!atomic_compare_exchange_strong(&s->sup.reloading, &expected, 1)) {
     snprintf(err, errlen, "service '%s': a reload is already under way",
