@@ -162,9 +162,12 @@ static void status_service(sbuf *b, myc_engine *e, uint32_t i) {
   sb_printf(b, ",\"running_ms\":%.1f}", st.running_ms);
 }
 
+#define TEXT_ROW "%-20s %3s %-10s %3s %8s %15s %10s %10s %8s %-12s %s\n"
+
 static void status_text_service(sbuf *b, myc_engine *e, uint32_t i) {
   myc_service_stats st;
-  char mem[32], run[180];
+  char mem[32], run[180], queue[32], wrk[16], ver[16], restarts[24];
+  char in[24], out[24], dropped[24];
   myc_engine_service_stats(e, i, &st);
   if (st.memory_limit)
     snprintf(mem, sizeof mem, "%.1f/%.0fM", (double)st.memory_bytes / 1048576,
@@ -175,29 +178,28 @@ static void status_text_service(sbuf *b, myc_engine *e, uint32_t i) {
     snprintf(run, sizeof run, "%s (%.0f ms)", st.running, st.running_ms);
   else
     snprintf(run, sizeof run, "%s", st.running[0] ? st.running : "-");
-  sb_printf(b,
-            "%-20s %3d %-10s %3u %8llu %8llu/%-8u %10llu %10llu %8llu "
-            "%-12s %s\n",
-            st.name, st.worker, st.state, st.version,
-            (unsigned long long)st.restarts, (unsigned long long)st.queue_depth,
-            st.queue_capacity, (unsigned long long)st.in,
-            (unsigned long long)st.out, (unsigned long long)st.dropped, mem,
-            run);
+  snprintf(queue, sizeof queue, "%u/%u", st.queue_depth, st.queue_capacity);
+  snprintf(wrk, sizeof wrk, "%d", st.worker);
+  snprintf(ver, sizeof ver, "%u", st.version);
+  snprintf(restarts, sizeof restarts, "%llu", (unsigned long long)st.restarts);
+  snprintf(in, sizeof in, "%llu", (unsigned long long)st.in);
+  snprintf(out, sizeof out, "%llu", (unsigned long long)st.out);
+  snprintf(dropped, sizeof dropped, "%llu", (unsigned long long)st.dropped);
+  sb_printf(b, TEXT_ROW, st.name, wrk, st.state, ver, restarts, queue, in, out,
+            dropped, mem, run);
 }
 
 int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
   sbuf b = {&e->alloc, NULL, 0, 0, 0};
   uint32_t i;
-  if (text)
-    sb_printf(&b,
-              "node %s, %u worker%s, %u service%s\n%-20s %3s %-10s %3s "
-              "%8s %17s %10s %10s %8s %-12s %s\n",
-              e->node, e->nworkers, e->nworkers == 1 ? "" : "s", e->nservices,
-              e->nservices == 1 ? "" : "s", "SERVICE", "WRK", "STATE", "VER",
-              "RESTARTS", "QUEUE", "IN", "OUT", "DROPPED", "MEMORY", "RUNNING");
-  else
+  if (text) {
+    sb_printf(&b, "node %s, %u worker%s, %u service%s\n", e->node, e->nworkers,
+              e->nworkers == 1 ? "" : "s", e->nservices,
+              e->nservices == 1 ? "" : "s");
+    sb_printf(&b, TEXT_ROW, "SERVICE", "WRK", "STATE", "VER", "RESTARTS",
+              "QUEUE", "IN", "OUT", "DROPPED", "MEMORY", "RUNNING");
+  } else {
     sb_printf(&b, "{\"ok\":true,\"protocol\":1,\"node\":");
-  if (!text) {
     sb_json(&b, e->node);
     sb_printf(&b,
               ",\"version\":\"%s\",\"pid\":%d,\"workers\":%u,"
