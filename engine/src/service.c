@@ -421,7 +421,7 @@ static int activate(myc_service *s, myc__instance *in, int kind, int ref,
 static int ended_how(myc_service *s, myc__instance *in, int rc) {
   if (s->exit_req)
     return s->exit_req == 1 ? MYC_END_EXIT : MYC_END_EXIT_ABNORMAL;
-  if (s->intr_fired)
+  if (s->intr_fired || (in->slot >= 0 && s->mem[in->slot].poisoned))
     return MYC_END_TIMEOUT;
   if (in->slot >= 0 && s->mem[in->slot].tripped)
     return MYC_END_MEMORY;
