@@ -138,6 +138,8 @@ void myc_svc_unhandled(myc_service *s) { myc__service_unhandled(s); }
 
 void myc_hex(char *dst, const uint8_t *src, size_t n) { myc__hex(dst, src, n); }
 
+uint32_t myc_abi_stats(void) { return (uint32_t)sizeof(myc_service_stats); }
+
 void myc_abi(uint32_t *out3) {
   out3[0] = (uint32_t)sizeof(myc_buf);
   out3[1] = (uint32_t)offsetof(myc_buf, hdr);

@@ -56,6 +56,10 @@ MYC_EXTERN void myc_hex(char *dst, const uint8_t *src, size_t n);
  * side checks its declarations against these at load. */
 MYC_EXTERN void myc_abi(uint32_t *out3);
 
+/* sizeof(myc_service_stats), which ctx:service_stats() and
+ * mycelium.testing allocate on the Lua side. */
+MYC_EXTERN uint32_t myc_abi_stats(void);
+
 /* ---- mycelium.testing support (manual engines) ---- */
 
 /* Captures log lines in memory instead of writing them. */

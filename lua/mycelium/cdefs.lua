@@ -82,6 +82,7 @@ void myc_svc_exit(myc_service *s, int how);
 void myc_svc_unhandled(myc_service *s);
 void myc_hex(char *dst, const uint8_t *src, size_t n);
 void myc_abi(uint32_t *out3);
+uint32_t myc_abi_stats(void);
 const char *myc_strerror(int err);
 const char *myc_err_name(int err);
 ]]
@@ -100,7 +101,8 @@ function M.check_abi(C)
   local abi = ffi.new("uint32_t[3]")
   C.myc_abi(abi)
   if abi[0] ~= ffi.sizeof("myc_buf") or abi[1] ~= M.HDR_OFFSET
-      or abi[2] ~= ffi.sizeof("myc_svc_view") then
+      or abi[2] ~= ffi.sizeof("myc_svc_view")
+      or C.myc_abi_stats() ~= ffi.sizeof("myc_service_stats") then
     error("mycelium: lua/mycelium/cdefs.lua does not match the engine's "
           .. "structs (rebuild, or point MYCELIUM_PATH at the matching lua/)")
   end
