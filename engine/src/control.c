@@ -116,6 +116,25 @@ static void sb_json(sbuf *b, const char *s) {
 
 /* ---- status ------------------------------------------------------------- */
 
+/* ,"drops":[{topic, dropped_oldest, dropped_newest, rejected, shutdown}] */
+static void status_drops_json(sbuf *b, myc_engine *e, uint32_t i) {
+  myc_drop_stats d[MYC_DROP_TOPICS + 1];
+  int n = myc_engine_service_drops(e, i, d, MYC_DROP_TOPICS + 1), k;
+  sb_put(b, ",\"drops\":[", 10);
+  for (k = 0; k < n; k++) {
+    sb_printf(b, "%s{\"topic\":", k ? "," : "");
+    sb_json(b, d[k].topic);
+    sb_printf(b,
+              ",\"dropped_oldest\":%llu,\"dropped_newest\":%llu,"
+              "\"rejected\":%llu,\"shutdown\":%llu}",
+              (unsigned long long)d[k].dropped_oldest,
+              (unsigned long long)d[k].dropped_newest,
+              (unsigned long long)d[k].rejected,
+              (unsigned long long)d[k].shutdown);
+  }
+  sb_put(b, "]", 1);
+}
+
 static void status_service(sbuf *b, myc_engine *e, uint32_t i) {
   myc_service_stats st;
   myc_service *s = e->services[i];
@@ -159,10 +178,26 @@ static void status_service(sbuf *b, myc_engine *e, uint32_t i) {
             (unsigned long long)st.memory_peak,
             (unsigned long long)st.memory_limit);
   sb_json(b, st.running);
-  sb_printf(b, ",\"running_ms\":%.1f}", st.running_ms);
+  sb_printf(b, ",\"running_ms\":%.1f", st.running_ms);
+  status_drops_json(b, e, i);
+  sb_put(b, "}", 1);
 }
 
 #define TEXT_ROW "%-20s %3s %-10s %3s %8s %15s %10s %10s %8s %-12s %s\n"
+
+/* Losses by topic of service 'i' (text): one line per topic with any. */
+static void status_drops_text(sbuf *b, myc_engine *e, uint32_t i) {
+  myc_drop_stats d[MYC_DROP_TOPICS + 1];
+  int n = myc_engine_service_drops(e, i, d, MYC_DROP_TOPICS + 1), k;
+  for (k = 0; k < n; k++)
+    sb_printf(b, "  %-18s dropped on %s: oldest %llu, newest %llu, rejected "
+              "%llu, at shutdown %llu\n",
+              e->services[i]->name, d[k].topic,
+              (unsigned long long)d[k].dropped_oldest,
+              (unsigned long long)d[k].dropped_newest,
+              (unsigned long long)d[k].rejected,
+              (unsigned long long)d[k].shutdown);
+}
 
 static void status_text_service(sbuf *b, myc_engine *e, uint32_t i) {
   myc_service_stats st;
@@ -213,6 +248,9 @@ int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
     else
       status_service(&b, e, i);
   }
+  if (text)
+    for (i = 0; i < e->nservices; i++)
+      status_drops_text(&b, e, i);
   uv_mutex_unlock(&e->services_lock);
   if (!text)
     sb_put(&b, "]}\n", 3);

@@ -190,6 +190,7 @@ static int inbox_append(myc__worker *w, const myc__handoff *items, uint32_t n) {
   w->inbox_n += n;
   if (!w->inbox_signalled)
     signal = w->inbox_signalled = 1;
+  atomic_store_explicit(&w->inbox_nonempty, 1, memory_order_relaxed);
   /* Under the lock, so it cannot be overtaken by update_idle_flag(). */
   atomic_store_explicit(&w->idle_flag, 0, memory_order_relaxed);
   uv_mutex_unlock(&w->inbox_lock);
@@ -222,11 +223,12 @@ int myc__worker_stage(myc__worker *w, myc_service *s, myc_buf *b) {
   uint32_t in_transit =
       atomic_load_explicit(&s->mb.incoming, memory_order_relaxed) +
       (st->run_svc == s ? st->run : 0);
-  /* A whole mailbox's worth already on its way: refuse at the sender so
-   * that a flood across workers cannot grow memory without bound.  (For
+  /* Two mailboxes' worth already on its way: refuse at the sender so that
+   * a flood across workers cannot grow memory without bound, while a
+   * consumer thread descheduled for a moment does not lose anything.  (For
    * drop_oldest this drops the newest: exact eviction would need the
    * messages in transit, which belong to no one yet.) */
-  if (in_transit >= s->mb.capacity) {
+  if (in_transit >= 2 * (uint64_t)s->mb.capacity) {
     myc__mailbox_count(&s->mb,
                        s->mb.policy == MYC_POLICY_REJECT ? MYC_DROP_REJECTED
                                                          : MYC_DROP_NEWEST,
@@ -297,6 +299,7 @@ void myc__worker_drain_inbox(myc__worker *w) {
   w->inbox_cap = w->spare_cap;
   w->inbox_n = 0;
   w->inbox_signalled = 0;
+  atomic_store_explicit(&w->inbox_nonempty, 0, memory_order_relaxed);
   uv_mutex_unlock(&w->inbox_lock);
 
   count_incoming(items, n, -1);
@@ -325,12 +328,18 @@ uint64_t myc__worker_run_ready(myc__worker *w, uint32_t budget) {
   uint64_t handled = 0;
   uint32_t i;
   for (i = 0; i < budget || budget == 0; i++) {
-    myc_service *s = ready_pop(w);
+    myc_service *s;
+    uint32_t turn = 0, done = 0, avail;
+    /* Take what other workers handed over before every turn, not only
+     * between rounds: a round of slow services can last long enough for
+     * a producer elsewhere to fill a mailbox's worth of transit. */
+    if (atomic_load_explicit(&w->inbox_nonempty, memory_order_relaxed))
+      myc__worker_drain_inbox(w);
+    s = ready_pop(w);
     if (s == NULL)
       break;
-    uint32_t turn = 0, done = 0;
-    uint32_t avail = atomic_load_explicit(&s->mb.len, memory_order_relaxed) +
-                     (s->view.batch_n - s->batch_pos);
+    avail = atomic_load_explicit(&s->mb.len, memory_order_relaxed) +
+            (s->view.batch_n - s->batch_pos);
     do {
       myc__worker_tick(w);
       done += myc__service_dispatch(s);

@@ -57,6 +57,8 @@ typedef struct myc__worker {
   myc__handoff *inbox, *inbox_spare;
   uint32_t inbox_n, inbox_cap, spare_cap;
   int inbox_signalled;
+  /* Mirrors inbox_n != 0 for the owner to peek at without the lock. */
+  _Atomic int inbox_nonempty;
 
   _Atomic int phase;
   _Atomic int idle_flag; /* nothing ready, nothing in the inbox */
@@ -87,7 +89,7 @@ int myc__worker_handoff(myc__worker *w, myc_service *s, myc_buf *b);
 
 /* Holds 'b' (carrying a reference for it) for service 's' of another
  * worker until myc__worker_flush().  Worker thread of 'w'.  Returns 0,
- * MYC_EFULL when a whole mailbox's worth is already in transit to 's'
+ * MYC_EFULL when two mailboxes' worth are already in transit to 's'
  * (counted as a drop), or MYC_ENOMEM; on error the caller keeps the
  * reference. */
 int myc__worker_stage(myc__worker *w, myc_service *s, myc_buf *b);

@@ -129,7 +129,7 @@ static void slow_cb(void *ud, const myc_message *m) {
 }
 
 /* A producer flooding a slow consumer on another worker: the sender
- * refuses once a whole mailbox's worth is in transit, so memory stays
+ * refuses once two mailboxes' worth are in transit, so memory stays
  * bounded, and every message is handled or counted. */
 static void cross_worker_flood_is_bounded_and_counted(void) {
   const uint32_t total = 20000;
