@@ -280,6 +280,25 @@ describe("mycelium command", function()
       stop()
     end)
 
+    it("status shows losses by service, topic and reason", function()
+      write("flood.lua", [[return { init = function(ctx)
+        ctx:every(10, function() for _ = 1, 50 do ctx:emit("burst", "x") end end) end }]])
+      write("slow.lua", [[return { subscribe = { "burst" }, on_message = function() end }]])
+      write("mycelium.lua", [[return { control = "unix://ctl.sock", workers = 1, services = {
+        { name = "flood", module = "flood.lua" },
+        { name = "slow", module = "slow.lua", mailbox = { capacity = 10, policy = "reject" } } } }]])
+      local sock = tmpdir .. "/ctl.sock"
+      local rc, out = sh(string.format(
+        "cd %s && (%s run mycelium.lua >/dev/null 2>&1 & pid=$!; "
+        .. "for i in $(seq 50); do [ -S %s ] && break; sleep 0.05; done; sleep 0.3; "
+        .. "%s status --socket %s; %s status --json --socket %s; kill $pid; wait $pid)",
+        tmpdir, bin, sock, bin, sock, bin, sock))
+      assert.are.equal(0, rc)
+      assert.matches("slow%s+dropped on burst: oldest 0, newest 0, rejected %d+, at shutdown 0", out)
+      assert.matches('"drops":%[{"topic":"burst","dropped_oldest":0,"dropped_newest":0,"rejected":%d+', out)
+      assert.matches('"name":"flood".-"drops":%[%]', out)
+    end)
+
     it("reload swaps the code, keeps the state, and refuses a syntax error", function()
       local sock, _, stop = start()
       sh("sleep 0.2") -- a few ticks counted
