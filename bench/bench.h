@@ -35,6 +35,7 @@ int bench_peer_zmq(void);
 int bench_emit(void);
 int bench_workers(void);
 int bench_typed(void);
+int bench_reload(void);
 int bench_bandit(void);
 
 /* Shared results the comparisons need, filled by the scenarios. */

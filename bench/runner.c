@@ -57,6 +57,8 @@ static const bench_scenario scenarios[] = {
      bench_workers},
     {"typed", "typed SwapEvent vs raw string vs table, Lua -> Lua, one worker",
      bench_typed},
+    {"reload", "hot reload pause (10 000-entry state), restart cost",
+     bench_reload},
     {"bandit", "Bandit end to end: capture loop -> adapter -> metadata -> "
      "detector", bench_bandit},
     {NULL, NULL, NULL}};

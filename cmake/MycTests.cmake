@@ -15,7 +15,7 @@ endif()
 
 # The tests with several threads also run against a ThreadSanitizer build
 # (label tsan).
-set(MYC_TSAN_TESTS engine_test stress_test)
+set(MYC_TSAN_TESTS engine_test stress_test supervisor_test)
 myc_engine_target(myc_engine_tsan OBJECT)
 set(MYC_TSAN_FLAGS -fsanitize=thread -fno-omit-frame-pointer)
 target_compile_options(myc_engine_tsan PRIVATE ${MYC_TSAN_FLAGS})
@@ -83,3 +83,10 @@ foreach(spec ${MYC_SPECS})
   set_tests_properties(spec/${name} PROPERTIES LABELS "spec" TIMEOUT 300
                        DEPENDS "" ENVIRONMENT "${MYC_TEST_ENV}")
 endforeach()
+
+# The rock (rockspec/) builds, installs and works outside the source tree.
+find_program(LUAROCKS luarocks)
+if(LUAROCKS)
+  add_test(NAME install/rockspec COMMAND ${CMAKE_SOURCE_DIR}/scripts/test-rockspec.sh)
+  set_tests_properties(install/rockspec PROPERTIES LABELS "install" TIMEOUT 900)
+endif()

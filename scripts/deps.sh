@@ -7,8 +7,9 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config
   luajit libluajit-5.1-dev libuv1-dev libmsgpack-dev libyaml-dev
-  libssl-dev libwebsockets-dev libwslay-dev libhiredis-dev libgmp-dev
-  lua-busted lua-cjson lua-messagepack
+  libssl-dev libwslay-dev libhttp-parser-dev libjansson-dev
+  libhiredis-dev libgmp-dev
+  lua-busted lua-cjson lua-messagepack luarocks
   redis-server
   libzmq3-dev
   openssl ca-certificates
@@ -27,7 +28,19 @@ if ! command -v node >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi
 
+# The npm `ws` package: the independent WebSocket server the specs test
+# against (spec/peers, versions pinned by its package-lock.json).
+install_node_peers() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/spec/peers"
+  if [ ! -f "$dir/node_modules/ws/package.json" ] && command -v npm >/dev/null 2>&1; then
+    echo "deps.sh: npm ci in spec/peers" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --silent) || echo "deps.sh: npm ci failed (specs will retry)" >&2
+  fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+  install_node_peers
   exit 0
 fi
 
@@ -39,3 +52,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+install_node_peers

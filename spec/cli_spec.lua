@@ -158,6 +158,23 @@ describe("mycelium command", function()
                    "'services[1].worker' is 3 but there are only 1 workers")
     end)
 
+    it("supervision settings", function()
+      expect_error("return { services = { { module = 'quit.lua', group = 'nope' } } }",
+                   "'services[1].group': no supervisor group 'nope' (declare it under "
+                   .. "'supervisors')")
+      expect_error("return { supervisors = { p = { strategy = 'all_for_one' } }, "
+                   .. "services = { 'quit.lua' } }",
+                   "'supervisors.p.strategy' must be one of one_for_all, one_for_one, "
+                   .. "rest_for_one")
+      expect_error("return { supervisor = { max_restart = 3 }, services = { 'quit.lua' } }",
+                   "unknown key 'supervisor.max_restart' (did you mean "
+                   .. "'supervisor.max_restarts'?)")
+      expect_error("return { services = { { module = 'quit.lua', restart = 'always' } } }",
+                   "'services[1].restart' must be one of permanent, temporary, transient")
+      expect_error("return { control = '/tmp/x.sock', services = { 'quit.lua' } }",
+                   "'control' must be \"unix:///path\"")
+    end)
+
     it("a missing service module", function()
       expect_error("return { services = { { module = 'absent.lua' } } }",
                    "'services[1].module': cannot read '" .. tmpdir .. "/absent.lua'")
@@ -199,6 +216,133 @@ describe("mycelium command", function()
     local rc, _, err = mycelium("run " .. path)
     assert.are.equal(0, rc)
     assert.matches("'listen' is not supported yet; ignored", err, 1, true)
+  end)
+
+  describe("control channel", function()
+    -- A counter whose state survives reloads; "tag" marks the version.
+    local function counter(tag)
+      return string.format([[
+        local n = 0
+        return { subscribe = { "tick" },
+          init = function(ctx, o, st)
+            n = st and st.n or 0
+            ctx:every(20, function() ctx:emit("tick", "") end)
+            ctx.log:info("init %s", { n = n })
+          end,
+          on_message = function() n = n + 1 end,
+          snapshot = function() return { n = n } end }]], tag)
+    end
+
+    -- Starts `mycelium run` in the background; returns a function that
+    -- runs a shell command with $PID set, and one that stops the engine
+    -- and returns its log.
+    local function start(reload)
+      write("svc.lua", counter("v1"))
+      write("mycelium.lua", string.format([[return { control = "unix://ctl.sock",
+        reload = %q, services = { { name = "svc", module = "svc.lua",
+        memory_limit_mb = 32 } } }]], reload or "signal"))
+      local pidfile = tmpdir .. "/pid"
+      os.execute(string.format("cd %s && (%s run mycelium.lua >/dev/null 2>run.log "
+                               .. "</dev/null & echo $! >%s)", tmpdir, bin, pidfile))
+      local f = io.open(pidfile)
+      local pid = f:read("*l")
+      f:close()
+      local sock = tmpdir .. "/ctl.sock"
+      -- the socket is up during the start; signals are handled right after
+      sh(string.format("for i in $(seq 50); do [ -S %s ] && break; sleep 0.05; done; "
+                       .. "sleep 0.1", sock))
+      local stopped = false
+      local function stop()
+        stopped = true
+        -- gone, or a zombie nobody reaps (the engine is not our child)
+        sh(string.format("kill %s; for i in $(seq 250); do s=$(ps -o stat= -p %s); "
+                         .. "case \"$s\" in ''|Z*) break;; esac; sleep 0.02; done", pid, pid))
+        local h = io.open(tmpdir .. "/run.log")
+        local log = h:read("*a")
+        h:close()
+        return log
+      end
+      -- never leave an engine behind, even when an assertion fails
+      finally(function() if not stopped then stop() end end)
+      return sock, pid, stop
+    end
+
+    it("status lists the services; --json gives the protocol's reply", function()
+      local sock, _, stop = start()
+      local rc, out = mycelium("status --socket " .. sock)
+      assert.are.equal(0, rc)
+      assert.matches("SERVICE", out, 1, true)
+      assert.matches("svc%s+0 running%s+1", out)
+      rc, out = mycelium("status --json --socket unix://" .. sock)
+      assert.are.equal(0, rc)
+      assert.matches('^{"ok":true,"protocol":1,', out)
+      assert.matches('"memory_limit":33554432', out, 1, true)
+      stop()
+    end)
+
+    it("status shows losses by service, topic and reason", function()
+      write("flood.lua", [[return { init = function(ctx)
+        ctx:every(10, function() for _ = 1, 50 do ctx:emit("burst", "x") end end) end }]])
+      write("slow.lua", [[return { subscribe = { "burst" }, on_message = function() end }]])
+      write("mycelium.lua", [[return { control = "unix://ctl.sock", workers = 1, services = {
+        { name = "flood", module = "flood.lua" },
+        { name = "slow", module = "slow.lua", mailbox = { capacity = 10, policy = "reject" } } } }]])
+      local sock = tmpdir .. "/ctl.sock"
+      local rc, out = sh(string.format(
+        "cd %s && (%s run mycelium.lua >/dev/null 2>&1 & pid=$!; "
+        .. "for i in $(seq 50); do [ -S %s ] && break; sleep 0.05; done; sleep 0.3; "
+        .. "%s status --socket %s; %s status --json --socket %s; kill $pid; wait $pid)",
+        tmpdir, bin, sock, bin, sock, bin, sock))
+      assert.are.equal(0, rc)
+      assert.matches("slow%s+dropped on burst: oldest 0, newest 0, rejected %d+, at shutdown 0", out)
+      assert.matches('"drops":%[{"topic":"burst","dropped_oldest":0,"dropped_newest":0,"rejected":%d+', out)
+      assert.matches('"name":"flood".-"drops":%[%]', out)
+    end)
+
+    it("reload swaps the code, keeps the state, and refuses a syntax error", function()
+      local sock, _, stop = start()
+      sh("sleep 0.2") -- a few ticks counted
+      write("svc.lua", counter("v2"))
+      local rc, out, err = mycelium("reload --socket " .. sock .. " svc")
+      assert.are.equal(0, rc, err)
+      assert.matches("reloaded svc: version 2 (swap ", out, 1, true)
+      write("broken.lua", "return {\n  on_message = function( end }\n")
+      rc, _, err = mycelium("reload --socket " .. sock .. " svc " .. tmpdir .. "/broken.lua")
+      assert.are.equal(1, rc)
+      assert.matches("reload refused: service 'svc': " .. tmpdir .. "/broken.lua:2:", err, 1, true)
+      rc, _, err = mycelium("reload --socket " .. sock .. " nope")
+      assert.are.equal(1, rc)
+      assert.matches("no service named 'nope'", err, 1, true)
+      local log = stop()
+      assert.matches("init v2", log, 1, true)
+      assert.is_nil(log:find("init v2 n=0", 1, true)) -- the count went on
+    end)
+
+    it("SIGHUP reloads the services whose file changed", function()
+      local _, pid, stop = start("signal")
+      write("svc.lua", counter("v3"))
+      sh("kill -HUP " .. pid .. "; sleep 0.3")
+      local log = stop()
+      assert.matches("reloaded svc.lua (version 2", log, 1, true)
+      assert.matches("init v3", log, 1, true)
+    end)
+
+    it("reload = \"watch\" reloads when the file changes", function()
+      local _, _, stop = start("watch")
+      sh("sleep 0.2")
+      write("svc.lua", counter("v4"))
+      sh("sleep 0.5")
+      local log = stop()
+      assert.matches("reloaded svc.lua (version 2", log, 1, true)
+      assert.matches("init v4", log, 1, true)
+    end)
+
+    it("says where it looked when no engine listens", function()
+      local rc, _, err = mycelium("status --socket " .. tmpdir .. "/none.sock")
+      assert.are.equal(1, rc)
+      assert.matches("cannot connect to the control socket " .. tmpdir .. "/none.sock", err,
+                     1, true)
+    end)
   end)
 
   it("stops cleanly on SIGTERM and SIGINT, calling every stop", function()

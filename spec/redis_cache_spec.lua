@@ -100,6 +100,8 @@ describe("mycelium.redis_cache", function()
     eng = testing.engine {
       services = { { name = "meta", module = testing.module(SERVICE), opts = opts } },
       collect = { "out" },
+      -- a handler that raises restarts the service: at once, here
+      supervisor = { backoff_initial_ms = 0, max_restarts = 100 },
     }
     out = eng:collect("out")
     return eng
@@ -283,7 +285,7 @@ describe("mycelium.redis_cache", function()
     local dead = eng:collect("$dead")
     eng:publish("bad", { what = "key" })
     eng:publish("bad", { what = "nocb" })
-    eng:run()
+    eng:advance(0) -- each error restarts the service
     local errs = dead:messages()
     assert.are.equal(2, #errs)
     assert.matches("service 'meta': redis_cache: get: key must be a string, got number",

@@ -105,6 +105,8 @@ local function engine(opts)
   return testing.engine {
     services = { { name = "svc", module = testing.module(SERVICE), opts = opts } },
     collect = { "reply", "state", "$dead" },
+    -- a handler that raises restarts the service: at once, here
+    supervisor = { backoff_initial_ms = 0, max_restarts = 100 },
   }
 end
 
@@ -375,7 +377,7 @@ describe("mycelium.redis", function()
       for _, what in ipairs { "arg", "nil", "subscribe", "nocb" } do
         eng:publish("cmd", { op = "bad", what = what })
       end
-      eng:run()
+      eng:advance(0) -- each error restarts the service
       local errs = {}
       for _, d in ipairs(dead:messages()) do errs[#errs + 1] = d.data.error end
       local prefix = "service 'svc': redis 127.0.0.1:" .. server.port .. ": "

@@ -54,7 +54,9 @@ MYC_EXTERN const char *myc_version(void);
   XX(ETYPE, -5011, "unsupported value type")                                 \
   XX(ESTOPPED, -5012, "engine is stopping")                                  \
   XX(ECONTRACT, -5013, "invalid contract")                                   \
-  XX(ELIMIT, -5014, "limit exceeded")
+  XX(ELIMIT, -5014, "limit exceeded")                                        \
+  XX(ETLS, -5015, "TLS failure (handshake, certificate or record)")          \
+  XX(ETIMEDOUT, -5016, "timed out")
 
 typedef enum {
 #define XX(name, value, text) MYC_##name = (value),
@@ -112,6 +114,32 @@ typedef struct {
  * trailing newline.  Called on the thread that logs; must be thread-safe. */
 typedef void (*myc_log_fn)(void *ud, int level, const char *line, size_t len);
 
+/* Supervision (docs/SUPERVISION.md): how a crashed service is restarted.
+ * A service restarts after an exponential backoff with jitter; more than
+ * 'max_restarts' restarts within 'window_s' seconds and it is failed. */
+typedef struct {
+  double backoff_initial_ms; /* delay before the first restart (10) */
+  double backoff_max_ms;     /* the delay never grows past this (5000) */
+  double multiplier;         /* growth per consecutive restart (2) */
+  double jitter;             /* the delay varies by +- this fraction (0.2) */
+  uint32_t max_restarts;     /* restarts allowed within the window (5) */
+  double window_s;           /* the intensity window (60) */
+  double reset_s;            /* quiet time after which the backoff starts
+                                again from backoff_initial_ms (30) */
+  double reload_probation_s; /* a reloaded version that crashes this soon is
+                                rolled back (5; 0: no probation) */
+} myc_supervisor_config;
+
+/* Fills 'sc' with the defaults given above.  Cannot fail. */
+MYC_EXTERN void myc_supervisor_config_init(myc_supervisor_config *sc);
+
+/* When a service's code is reloaded besides `mycelium reload`. */
+typedef enum {
+  MYC_RELOAD_SIGNAL = 0, /* SIGHUP reloads every service whose file changed */
+  MYC_RELOAD_WATCH = 1,  /* also when a module file changes (debounced) */
+  MYC_RELOAD_OFF = 2     /* only on request (control channel, C API) */
+} myc_reload_mode;
+
 typedef struct {
   const char *node;        /* node name in logs and handshakes */
   uint32_t workers;        /* worker threads; 0: one per core */
@@ -132,11 +160,16 @@ typedef struct {
    * allocation failure inside lua_newstate() itself. */
   myc_alloc_fn lua_alloc;
   void *lua_alloc_ud;
+  myc_supervisor_config supervisor; /* default for every service */
+  /* Control channel (docs/CONTROL.md): "unix:///path" or NULL for none. */
+  const char *control;
+  myc_reload_mode reload;
 } myc_engine_config;
 
 /* Fills 'cfg' with the defaults: one worker per core, 65536-message
- * mailboxes with drop_oldest at 0.8, info level text logs to stderr.
- * Cannot fail. */
+ * mailboxes with drop_oldest at 0.8, info level text logs to stderr, the
+ * supervisor defaults, no control channel, reload on SIGHUP.  Cannot
+ * fail. */
 MYC_EXTERN void myc_engine_config_init(myc_engine_config *cfg);
 
 /* Creates an engine.  Strings in 'cfg' are copied.  On success '*out'
@@ -211,6 +244,15 @@ MYC_EXTERN void myc_engine_log(myc_engine *e, myc_log_level level,
 /* Services                                                               */
 /* ===================================================================== */
 
+/* Which terminations restart a service (as in Erlang/OTP): a permanent
+ * service always restarts, a transient one only after a crash (not after
+ * ctx:exit()), a temporary one never. */
+typedef enum {
+  MYC_RESTART_PERMANENT = 0,
+  MYC_RESTART_TRANSIENT = 1,
+  MYC_RESTART_TEMPORARY = 2
+} myc_restart;
+
 typedef struct {
   const char *name;      /* unique; also the "source" of what it emits */
   const char *module;    /* path of the Lua file */
@@ -218,6 +260,12 @@ typedef struct {
   size_t opts_len;
   int32_t worker;        /* -1: automatic placement */
   const myc_mailbox_config *mailbox; /* NULL: engine default */
+  /* Supervision and budgets (docs/SUPERVISION.md); zero is the default. */
+  myc_restart restart;
+  const char *group;         /* a supervisor group (myc_engine_add_group) */
+  double memory_limit_mb;    /* Lua heap limit; 0: none */
+  double handler_timeout_ms; /* handler time budget; 0: none */
+  double reload_probation_s; /* 0: the engine's; < 0: no probation */
 } myc_service_config;
 
 /* Loads a Lua service: creates its Lua state, compiles and runs the module,
@@ -227,6 +275,36 @@ typedef struct {
 MYC_EXTERN int myc_engine_add_service(myc_engine *e,
                                       const myc_service_config *sc,
                                       char *err, size_t errlen);
+
+/* How a supervisor group reacts when one of its services terminates. */
+typedef enum {
+  MYC_ONE_FOR_ONE = 0, /* only that service restarts */
+  MYC_ONE_FOR_ALL = 1, /* every service of the group restarts */
+  MYC_REST_FOR_ONE = 2 /* it and the services added after it restart */
+} myc_strategy;
+
+/* Declares the supervisor group 'name' ('sc' NULL: the engine's settings);
+ * services join it through myc_service_config.group, in the order they are
+ * added.  Before myc_engine_start().  Returns 0, MYC_EEXIST, MYC_EINVAL or
+ * MYC_ENOMEM. */
+MYC_EXTERN int myc_engine_add_group(myc_engine *e, const char *name,
+                                    myc_strategy strategy,
+                                    const myc_supervisor_config *sc);
+
+/* Hot-reloads service 'name' from 'module' (NULL: its current file, read
+ * again).  The new code is compiled in a fresh Lua state, then, between
+ * two batches on the service's worker, the old instance's snapshot() goes
+ * to the new init(ctx, opts, state) and the new instance takes over the
+ * mailbox.  If loading or init fails, the old instance keeps running and
+ * the error (file:line for a syntax error) is written to 'err'.  Threaded
+ * engines: any thread but a worker; waits for the swap (at most 10 s:
+ * MYC_ETIMEDOUT, the swap still happens when the worker gets to it).
+ * Manual engines: the driving thread.  Returns 0, MYC_ENOENT, MYC_ELUA,
+ * MYC_ESTATE (not started, or a reload of it is already under way),
+ * MYC_ESTOPPED (the engine is stopping), MYC_ETIMEDOUT. */
+MYC_EXTERN int myc_engine_reload(myc_engine *e, const char *name,
+                                 const char *module, char *err,
+                                 size_t errlen);
 
 /* ===================================================================== */
 /* Messages from C                                                        */
@@ -296,6 +374,23 @@ typedef struct {
   uint64_t dropped_oldest, dropped_newest, rejected;
   uint32_t queue_depth, queue_capacity;
   uint64_t memory_bytes; /* Lua heap */
+  /* Supervision (docs/SUPERVISION.md). */
+  const char *restart;   /* "permanent", "transient" or "temporary" */
+  const char *group;     /* supervisor group, or NULL */
+  uint64_t restarts;     /* instances started again after a termination */
+  uint64_t timeouts;     /* handlers reported past their time budget */
+  uint64_t reloads;      /* successful hot reloads */
+  uint64_t reload_failures; /* refused reloads (load, compile or init) */
+  uint64_t rollbacks;    /* reloads undone by the probation */
+  uint64_t memory_limit; /* bytes; 0: none */
+  uint64_t memory_peak;  /* of the current instance */
+  uint32_t version;      /* code version: 1, then +1 per reload */
+  char running[128];     /* what runs now ("handler swaps.raw", "init",
+                            "timer"...), "" when idle */
+  double running_ms;     /* how long it has run (measured by the
+                            watchdog, which runs when a handler budget or
+                            a control channel is configured; else 0) */
+  double last_pause_ms;  /* the last reload's swap: time handling nothing */
 } myc_service_stats;
 
 /* Losses of one service's mailbox for one topic (see

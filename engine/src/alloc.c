@@ -133,16 +133,28 @@ void *myc__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     atomic_store_explicit(&b->used, used - osize, memory_order_relaxed);
     return NULL;
   }
-  if (b->limit != 0 && nsize > osize && used - osize + nsize > b->limit) {
-    b->refused++;
-    return NULL;
+  if (nsize > osize) {
+    /* Another thread's request to interrupt a compiled loop that the
+     * hook cannot reach: fail one allocation (docs/SUPERVISION.md). */
+    if (atomic_load_explicit(&b->poison, memory_order_relaxed) &&
+        atomic_exchange(&b->poison, 0)) {
+      b->poisoned = 1;
+      b->refused++;
+      return NULL;
+    }
+    if (b->limit != 0 &&
+        used - osize + nsize > b->limit + (b->tripped ? b->reserve : 0)) {
+      b->tripped = 1;
+      b->refused++;
+      return NULL;
+    }
   }
   p = ptr == NULL ? block_get(b, nsize) : block_resize(b, ptr, osize, nsize);
   if (p == NULL)
     return NULL;
   used = used - osize + nsize;
   atomic_store_explicit(&b->used, used, memory_order_relaxed);
-  if (used > b->peak)
-    b->peak = used;
+  if (used > atomic_load_explicit(&b->peak, memory_order_relaxed))
+    atomic_store_explicit(&b->peak, used, memory_order_relaxed);
   return p;
 }

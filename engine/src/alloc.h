@@ -34,22 +34,30 @@ void myc__strfree(const myc__alloc *a, char *s);
 #define MYC_LUA_CACHE_BYTES (4u << 20) /* cached per state, at most */
 
 /* Per-Lua-state accounting.  'used' is read by other threads (status), so
- * it is atomic; only the owning worker writes it, and only it touches the
- * cache. */
+ * it is atomic; only the thread running the state writes it, and only it
+ * touches the cache.  Once the limit refuses an allocation the budget is
+ * 'tripped': the state may then grow by 'reserve' more, so that the error
+ * can unwind and be reported, and its owner ends it (over the limit is a
+ * crash of the service). */
 typedef struct {
   const myc__alloc *base;
   _Atomic size_t used;
   size_t limit; /* 0: unlimited */
-  size_t peak;
+  size_t reserve;
+  _Atomic size_t peak; /* read by status, like 'used' */
   unsigned long refused;
+  int tripped;
+  int poisoned;      /* refused an allocation because of 'poison' */
+  _Atomic int poison; /* set by another thread: refuse the next growth */
+  void *owner;        /* the service */
   void *cache[MYC_LUA_CLASSES]; /* free blocks, linked through their start */
   size_t cached;                /* bytes in the cache */
 } myc__lua_budget;
 
 /* A lua_Alloc that counts bytes in the myc__lua_budget 'ud' and refuses to
- * grow past its limit (shrinking and freeing always succeed, as Lua
- * requires).  Blocks of up to 512 bytes come from the base hook in their
- * class size and return to the cache. */
+ * grow past its limit, or once when poisoned (shrinking and freeing always
+ * succeed, as Lua requires).  Blocks of up to 512 bytes come from the base
+ * hook in their class size and return to the cache. */
 void *myc__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
 /* Returns the cached blocks to the base hook.  Call after lua_close(). */

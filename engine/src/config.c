@@ -45,17 +45,62 @@ static void read_mailbox(lua_State *L, int t, myc_mailbox_config *m) {
   m->threshold = num_field(L, t, "threshold", m->threshold);
 }
 
+static void read_supervisor(lua_State *L, int t, myc_supervisor_config *c) {
+  c->backoff_initial_ms = num_field(L, t, "backoff_initial_ms",
+                                    c->backoff_initial_ms);
+  c->backoff_max_ms = num_field(L, t, "backoff_max_ms", c->backoff_max_ms);
+  c->multiplier = num_field(L, t, "multiplier", c->multiplier);
+  c->jitter = num_field(L, t, "jitter", c->jitter);
+  c->max_restarts = (uint32_t)num_field(L, t, "max_restarts", c->max_restarts);
+  c->window_s = num_field(L, t, "window_s", c->window_s);
+  c->reset_s = num_field(L, t, "reset_s", c->reset_s);
+  c->reload_probation_s = num_field(L, t, "reload_probation_s",
+                                    c->reload_probation_s);
+}
+
+/* 'strings' holds the node name and the control URL for the call. */
 static void read_engine_config(lua_State *L, int t, myc_engine_config *c,
-                               char *node, size_t nodecap) {
+                               char (*strings)[4096]) {
   myc_engine_config_init(c);
-  str_field(L, t, "node", node, nodecap);
-  c->node = node;
+  str_field(L, t, "node", strings[0], sizeof strings[0]);
+  c->node = strings[0];
   c->workers = (uint32_t)num_field(L, t, "workers", 0);
   c->log_level = (myc_log_level)num_field(L, t, "log_level", MYC_LOG_INFO);
   c->log_format = (myc_log_format)num_field(L, t, "log_format", MYC_LOG_TEXT);
+  c->reload = (myc_reload_mode)num_field(L, t, "reload", MYC_RELOAD_SIGNAL);
+  str_field(L, t, "control", strings[1], sizeof strings[1]);
+  c->control = strings[1][0] ? strings[1] : NULL;
   lua_getfield(L, t, "mailbox");
   read_mailbox(L, lua_gettop(L), &c->mailbox);
   lua_pop(L, 1);
+  lua_getfield(L, t, "supervisor");
+  read_supervisor(L, lua_gettop(L), &c->supervisor);
+  lua_pop(L, 1);
+}
+
+/* Declares the groups listed in 'supervisors'. */
+static int add_groups(lua_State *L, int t, myc_engine *e, char *err,
+                      size_t errlen) {
+  int i, rc = 0;
+  lua_getfield(L, t, "supervisors");
+  for (i = 1; rc == 0; i++) {
+    myc_supervisor_config sc = e->supervisor;
+    char name[256];
+    lua_rawgeti(L, -1, i);
+    if (lua_isnil(L, -1))
+      break;
+    str_field(L, lua_gettop(L), "name", name, sizeof name);
+    read_supervisor(L, lua_gettop(L), &sc);
+    rc = myc_engine_add_group(e, name,
+                              (myc_strategy)num_field(L, lua_gettop(L),
+                                                      "strategy", 0),
+                              &sc);
+    if (rc != 0)
+      snprintf(err, errlen, "supervisors.%s: %s", name, myc_strerror(rc));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  return rc;
 }
 
 /* Adds the service described by the table on top of the stack. */
@@ -64,15 +109,26 @@ static int add_one_service(lua_State *L, myc_engine *e, char *err,
   int t = lua_gettop(L);
   myc_service_config sc;
   myc_mailbox_config mb = e->mailbox;
-  char name[256], module[4096];
+  char name[256], module[4096], group[256];
   size_t optslen = 0;
 
   memset(&sc, 0, sizeof sc);
   str_field(L, t, "name", name, sizeof name);
   str_field(L, t, "module", module, sizeof module);
+  str_field(L, t, "group", group, sizeof group);
   sc.name = name;
   sc.module = module;
+  sc.group = group[0] ? group : NULL;
   sc.worker = (int32_t)num_field(L, t, "worker", -1);
+  sc.restart = (myc_restart)num_field(L, t, "restart", MYC_RESTART_PERMANENT);
+  sc.memory_limit_mb = num_field(L, t, "memory_limit_mb", 0);
+  sc.handler_timeout_ms = num_field(L, t, "handler_timeout_ms", 0);
+  /* An explicit 0 means no probation; absent means the engine's. */
+  sc.reload_probation_s = num_field(L, t, "reload_probation_s", 0);
+  lua_getfield(L, t, "reload_probation_s");
+  if (lua_isnumber(L, -1) && lua_tonumber(L, -1) == 0)
+    sc.reload_probation_s = -1;
+  lua_pop(L, 1);
   lua_getfield(L, t, "mailbox");
   if (lua_istable(L, -1)) {
     read_mailbox(L, lua_gettop(L), &mb);
@@ -139,9 +195,9 @@ static int build_engine(lua_State *L, myc_engine **out, char *err,
   int t = lua_gettop(L), i, rc;
   myc_engine_config c;
   myc_engine *e;
-  char node[256];
+  char strings[2][4096];
 
-  read_engine_config(L, t, &c, node, sizeof node);
+  read_engine_config(L, t, &c, strings);
   rc = myc_engine_new(&e, &c);
   if (rc != 0) {
     snprintf(err, errlen, "cannot create the engine: %s", myc_strerror(rc));
@@ -149,6 +205,8 @@ static int build_engine(lua_State *L, myc_engine **out, char *err,
   }
   log_warnings(L, t, e);
   rc = load_contracts(L, t, e, err, errlen);
+  if (rc == 0)
+    rc = add_groups(L, t, e, err, errlen);
   lua_getfield(L, t, "services");
   for (i = 1; rc == 0; i++) {
     lua_rawgeti(L, -1, i);

@@ -6,6 +6,7 @@
 
 #include "emit.h"
 #include "lua_api.h"
+#include "monitor.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,8 @@ void myc_engine_config_init(myc_engine_config *cfg) {
   cfg->mailbox.threshold = 0.8;
   cfg->log_level = MYC_LOG_INFO;
   cfg->log_format = MYC_LOG_TEXT;
+  myc_supervisor_config_init(&cfg->supervisor);
+  cfg->reload = MYC_RELOAD_SIGNAL;
 }
 
 static int lua_dir_ok(const char *dir) {
@@ -51,7 +54,10 @@ static int check_config(const myc_engine_config *cfg) {
   if (cfg->workers > MAX_WORKERS || cfg->node == NULL ||
       m->capacity == 0 || !(m->threshold > 0 && m->threshold <= 1) ||
       m->policy < MYC_POLICY_DROP_OLDEST || m->policy > MYC_POLICY_REJECT ||
-      cfg->log_level < MYC_LOG_DEBUG || cfg->log_level > MYC_LOG_ERROR)
+      cfg->log_level < MYC_LOG_DEBUG || cfg->log_level > MYC_LOG_ERROR ||
+      !myc__supervisor_config_ok(&cfg->supervisor) ||
+      cfg->reload < MYC_RELOAD_SIGNAL || cfg->reload > MYC_RELOAD_OFF ||
+      (cfg->control != NULL && strncmp(cfg->control, "unix://", 7) != 0))
     return MYC_EINVAL;
   return 0;
 }
@@ -101,6 +107,14 @@ int myc_engine_new(myc_engine **out, const myc_engine_config *cfg) {
     a.fn(a.ud, e, sizeof *e, 0);
     return MYC_ENOMEM;
   }
+  if (uv_mutex_init(&e->services_lock) != 0) {
+    uv_mutex_destroy(&e->stop_lock);
+    uv_mutex_destroy(&e->host_lock);
+    a.fn(a.ud, e, sizeof *e, 0);
+    return MYC_ENOMEM;
+  }
+  e->supervisor = cfg->supervisor;
+  e->reload = cfg->reload;
   e->mailbox = cfg->mailbox;
   e->manual = cfg->manual;
   myc__clock_init(&e->clock, cfg->manual);
@@ -110,6 +124,9 @@ int myc_engine_new(myc_engine **out, const myc_engine_config *cfg) {
   e->node = myc__strdup(&e->alloc, cfg->node);
   e->lua_path = myc__strdup(&e->alloc, myc__find_lua_dir(cfg->lua_path));
   if (e->node == NULL || e->lua_path == NULL)
+    goto nomem;
+  if (cfg->control != NULL &&
+      (e->control = myc__strdup(&e->alloc, cfg->control)) == NULL)
     goto nomem;
   if (myc__log_init(&e->log, &e->alloc, cfg, e->node) != 0)
     goto nomem;
@@ -150,17 +167,21 @@ static int place(myc_engine *e, int32_t worker, myc__worker **out) {
 }
 
 static int append_service(myc_engine *e, myc_service *s) {
+  uv_mutex_lock(&e->services_lock);
   if (e->nservices == e->capservices) {
     uint32_t cap = e->capservices ? 2 * e->capservices : 8;
     myc_service **p = myc__realloc(&e->alloc, e->services,
                                    e->capservices * sizeof *p, cap * sizeof *p);
-    if (p == NULL)
+    if (p == NULL) {
+      uv_mutex_unlock(&e->services_lock);
       return MYC_ENOMEM;
+    }
     e->services = p;
     e->capservices = cap;
   }
   s->index = e->nservices;
   e->services[e->nservices++] = s;
+  uv_mutex_unlock(&e->services_lock);
   return 0;
 }
 
@@ -241,7 +262,7 @@ int myc_engine_set_contracts(myc_engine *e, myc_contract_set *cs,
   /* A Lua state receives the set when it is created: one made before
    * would never see it. */
   for (i = 0; i < e->nservices; i++)
-    if (e->services[i]->L != NULL)
+    if (e->services[i]->cur.L != NULL)
       return MYC_ESTATE;
   e->contracts = cs;
   e->validate = validate != 0;
@@ -286,6 +307,20 @@ int myc_engine_start(myc_engine *e, char *err, size_t errlen) {
    * start. */
   for (i = 0; i < e->nworkers; i++)
     myc__worker_flush(&e->workers[i]);
+  /* A service is only handed messages once it runs: what was queued
+   * before (a manual engine turned before its start) waits for this. */
+  for (i = 0; i < e->nservices; i++) {
+    myc_service *s = e->services[i];
+    if (myc__service_pending(s) && !s->queued)
+      myc__worker_schedule(s->worker, s);
+  }
+  /* The control socket is bound here, so a bad path fails the start. */
+  rc = myc__monitor_start(e, err, errlen);
+  if (rc != 0) {
+    for (j = e->nservices; j-- > 0;)
+      myc__service_stop(e->services[j]);
+    return rc;
+  }
   e->started = 1;
   if (e->manual)
     return 0;
@@ -323,7 +358,7 @@ int myc_engine_stopping(myc_engine *e, int *code) {
 typedef struct {
   myc_engine *e;
   uv_async_t async;
-  uv_signal_t sigint, sigterm;
+  uv_signal_t sigint, sigterm, sighup;
   uv_timer_t poll;
   int draining;
   int has_signals;
@@ -357,6 +392,7 @@ static void stopper_close(stopper *st) {
   if (st->has_signals) {
     uv_close((uv_handle_t *)&st->sigint, NULL);
     uv_close((uv_handle_t *)&st->sigterm, NULL);
+    uv_close((uv_handle_t *)&st->sighup, NULL);
   }
 }
 
@@ -372,6 +408,8 @@ static void on_poll(uv_timer_t *h) {
   if (st->stable_polls >= 2 ||
       uv_now(h->loop) - st->drain_started > DRAIN_TIMEOUT_MS) {
     uv_timer_stop(h);
+    /* Nothing may hand the workers a command once they stop. */
+    myc__monitor_stop(e);
     set_phase(e, MYC_PHASE_STOP);
     stopper_close(st);
   }
@@ -387,6 +425,14 @@ static void begin_drain(stopper *st) {
 }
 
 static void on_stop_async(uv_async_t *h) { begin_drain(h->data); }
+
+/* SIGHUP: reload every service whose file changed. */
+static void on_hangup(uv_signal_t *h, int signum) {
+  stopper *st = h->data;
+  (void)signum;
+  if (!st->draining && st->e->reload != MYC_RELOAD_OFF)
+    myc__reload_changed(st->e);
+}
 
 static void on_signal(uv_signal_t *h, int signum) {
   stopper *st = h->data;
@@ -427,9 +473,11 @@ int myc_engine_run(myc_engine *e, int handle_signals) {
     st.has_signals = 1;
     uv_signal_init(&loop, &st.sigint);
     uv_signal_init(&loop, &st.sigterm);
-    st.sigint.data = st.sigterm.data = &st;
+    uv_signal_init(&loop, &st.sighup);
+    st.sigint.data = st.sigterm.data = st.sighup.data = &st;
     uv_signal_start(&st.sigint, on_signal, SIGINT);
     uv_signal_start(&st.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&st.sighup, on_hangup, SIGHUP);
   }
   uv_mutex_lock(&e->stop_lock);
   e->stop_async = &st.async;
@@ -509,6 +557,7 @@ int myc_engine_shutdown(myc_engine *e) {
     return MYC_ESTATE;
   if (!atomic_load(&e->stopping))
     myc_engine_stop(e, 0);
+  myc__monitor_stop(e);
   /* Bounded: services that keep messaging each other must not hang it. */
   for (rounds = 0; rounds < 1000 && myc_engine_run_once(e, 64) > 0; rounds++)
     ;
@@ -592,7 +641,7 @@ int myc_engine_service_stats(myc_engine *e, uint32_t index,
                 atomic_load(&s->mb.dropped[MYC_DROP_SHUTDOWN]);
   st->queue_depth = myc__mailbox_depth(&s->mb);
   st->queue_capacity = s->mb.capacity;
-  st->memory_bytes = atomic_load(&s->mem.used);
+  myc__supervision_stats(s, st);
   return 0;
 }
 
@@ -643,10 +692,13 @@ void myc_engine_free(myc_engine *e) {
     myc_engine_shutdown(e);
   }
   /* Handed-over messages reference their services: drop them first. */
+  myc__monitor_stop(e);
   for (i = 0; i < e->nworkers; i++)
     myc__worker_discard_inbox(&e->workers[i]);
   for (i = 0; i < e->nservices; i++)
     myc__service_free(e->services[i]);
+  myc__monitor_free(e);
+  myc__groups_free(e);
   myc__free(&e->alloc, e->services, e->capservices * sizeof *e->services);
   for (i = 0; i < e->ncollectors; i++)
     myc__collector_free(e->collectors[i]);
@@ -661,6 +713,8 @@ void myc_engine_free(myc_engine *e) {
     myc__log_destroy(&e->log);
   uv_mutex_destroy(&e->host_lock);
   uv_mutex_destroy(&e->stop_lock);
+  uv_mutex_destroy(&e->services_lock);
+  myc__strfree(&e->alloc, e->control);
   /* After the services: their Lua states read the set until closed. */
   myc_contract_free(e->contracts);
   myc__strfree(&e->alloc, e->node);

@@ -32,6 +32,14 @@ struct myc_engine {
 
   myc_service **services;
   uint32_t nservices, capservices;
+  uv_mutex_t services_lock; /* appends vs. the monitor thread's reads */
+
+  myc_supervisor_config supervisor;
+  struct myc__group **groups;
+  uint32_t ngroups;
+  char *control; /* "unix:///path" or NULL */
+  myc_reload_mode reload;
+  struct myc__monitor *monitor; /* NULL: no monitor thread */
 
   int started;
   _Atomic int stopping;

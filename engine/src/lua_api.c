@@ -132,7 +132,13 @@ void myc_svc_buf_release(myc_service *s, myc_buf *b) {
   myc__buf_release(&s->worker->pool, &s->eng->alloc, b);
 }
 
+void myc_svc_exit(myc_service *s, int how) { s->exit_req = how; }
+
+void myc_svc_unhandled(myc_service *s) { myc__service_unhandled(s); }
+
 void myc_hex(char *dst, const uint8_t *src, size_t n) { myc__hex(dst, src, n); }
+
+uint32_t myc_abi_stats(void) { return (uint32_t)sizeof(myc_service_stats); }
 
 void myc_abi(uint32_t *out3) {
   out3[0] = (uint32_t)sizeof(myc_buf);
@@ -231,4 +237,12 @@ void myc__collector_free(myc_collector *c) {
 
 myc_service *myc_test_service(myc_engine *e, const char *name) {
   return myc__engine_find(e, name, strlen(name));
+}
+
+int myc_test_fault(myc_engine *e, const char *name, uint32_t n) {
+  myc_service *s = myc__engine_find(e, name, strlen(name));
+  if (s == NULL || s->cb != NULL)
+    return MYC_ENOENT;
+  atomic_fetch_add(&s->faults, n);
+  return 0;
 }

@@ -45,11 +45,20 @@ MYC_EXTERN void myc_svc_trace(myc_service *s, uint8_t *out24);
 MYC_EXTERN void myc_svc_buf_ref(myc_buf *b);
 MYC_EXTERN void myc_svc_buf_release(myc_service *s, myc_buf *b);
 MYC_EXTERN const char *myc_svc_node(myc_service *s);
+/* ctx:exit(): the instance ends after the handler (1: normally, 2: with a
+ * reason, which counts as a crash for the restart type). */
+MYC_EXTERN void myc_svc_exit(myc_service *s, int how);
+/* The message being handled has no handler any more (see service.h). */
+MYC_EXTERN void myc_svc_unhandled(myc_service *s);
 MYC_EXTERN void myc_hex(char *dst, const uint8_t *src, size_t n);
 
 /* sizeof(myc_buf), offsetof(myc_buf, hdr), sizeof(myc_svc_view): the Lua
  * side checks its declarations against these at load. */
 MYC_EXTERN void myc_abi(uint32_t *out3);
+
+/* sizeof(myc_service_stats), which ctx:service_stats() and
+ * mycelium.testing allocate on the Lua side. */
+MYC_EXTERN uint32_t myc_abi_stats(void);
 
 /* ---- mycelium.testing support (manual engines) ---- */
 
@@ -74,5 +83,10 @@ MYC_EXTERN void myc_test_buf_release(myc_engine *e, myc_buf *b);
 
 /* Service lookup by name for tests: NULL if absent. */
 MYC_EXTERN myc_service *myc_test_service(myc_engine *e, const char *name);
+
+/* Fault injection: the next 'n' batches of service 'name' fail at their
+ * first message as if its handler had raised "injected fault".  Returns
+ * 0 or MYC_ENOENT. */
+MYC_EXTERN int myc_test_fault(myc_engine *e, const char *name, uint32_t n);
 
 #endif

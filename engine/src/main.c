@@ -1,10 +1,15 @@
 /* main.c -- the `mycelium` command: run, check, reload, status. */
 #include "mycelium.h"
 
+#include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static const char usage[] =
@@ -13,18 +18,29 @@ static const char usage[] =
     "       mycelium check CONFIG.lua|SERVICE.lua...\n"
     "                                         validate config, contracts, services\n"
     "       mycelium check CONTRACTS.yaml     validate contracts, print digest\n"
-    "       mycelium reload [--socket PATH] SERVICE\n"
-    "       mycelium status [--socket PATH]\n"
+    "       mycelium reload [--socket PATH] SERVICE [MODULE.lua]\n"
+    "                                         hot-reload a running service\n"
+    "       mycelium status [--socket PATH] [--json]\n"
+    "                                         services, restarts, queues, memory\n"
     "       mycelium --version | --help\n"
     "\n"
-    "Environment: MYCELIUM_PATH  directory holding the Lua runtime (lua/)\n";
+    "Environment: MYCELIUM_PATH     directory holding the Lua runtime (lua/)\n"
+    "             MYCELIUM_CONTROL  control socket when --socket is not given\n"
+    "                               (default /tmp/mycelium.ctl); the engine\n"
+    "                               listens where its config says: control =\n"
+    "                               \"unix:///path\" (docs/CONTROL.md)\n";
 
-/* Lets a build-tree binary find lua/ next to the source tree without
- * installing: build/mycelium -> ../lua. */
+/* Finds the Lua runtime relative to the binary: build/mycelium uses the
+ * source tree's lua/, a luarocks tree has it in share/lua/5.1, a CMake
+ * install in share/mycelium/lua.  (The library falls back to the paths it
+ * was built with.) */
 static void locate_lua_dir(void) {
+  static const char *const layouts[] = {"../lua", "../share/lua/5.1",
+                                        "../share/mycelium/lua"};
   char exe[PATH_MAX], candidate[PATH_MAX + 64];
   ssize_t n;
   char *slash;
+  size_t i;
   const char *env = getenv("MYCELIUM_PATH");
   if (env != NULL && *env != '\0')
     return;
@@ -36,10 +52,14 @@ static void locate_lua_dir(void) {
   if (slash == NULL)
     return;
   *slash = '\0';
-  snprintf(candidate, sizeof candidate, "%s/../lua/mycelium/host.lua", exe);
-  if (access(candidate, R_OK) == 0) {
-    snprintf(candidate, sizeof candidate, "%s/../lua", exe);
-    setenv("MYCELIUM_PATH", candidate, 0);
+  for (i = 0; i < sizeof layouts / sizeof *layouts; i++) {
+    snprintf(candidate, sizeof candidate, "%s/%s/mycelium/host.lua", exe,
+             layouts[i]);
+    if (access(candidate, R_OK) == 0) {
+      snprintf(candidate, sizeof candidate, "%s/%s", exe, layouts[i]);
+      setenv("MYCELIUM_PATH", candidate, 0);
+      return;
+    }
   }
 }
 
@@ -62,7 +82,11 @@ static int load(int nfiles, char **files, myc_engine **e) {
 static int cmd_run(int nfiles, char **files) {
   myc_engine *e;
   char err[2048];
-  int rc = load(nfiles, files, &e);
+  int rc;
+  /* A SIGHUP before myc_engine_run() handles it must not end the
+   * process (the default): the control socket is up before that. */
+  signal(SIGHUP, SIG_IGN);
+  rc = load(nfiles, files, &e);
   if (rc != 0)
     return rc;
   rc = myc_engine_start(e, err, sizeof err);
@@ -136,6 +160,159 @@ static int cmd_check(int nfiles, char **files) {
   return 0;
 }
 
+/* ---- control channel client (docs/CONTROL.md) ---------------------------- */
+
+#define REPLY_TIMEOUT_S 15
+
+/* Sends one request line and reads the reply until the engine closes.
+ * Returns 0, or 1 with the reason printed. */
+static int control_call(const char *path, const char *req, char *reply,
+                        size_t cap) {
+  struct sockaddr_un sa;
+  struct timeval tv = {REPLY_TIMEOUT_S, 0};
+  size_t n = 0;
+  ssize_t r;
+  int fd;
+  if (strlen(path) >= sizeof sa.sun_path) {
+    fprintf(stderr, "mycelium: socket path too long: %s\n", path);
+    return 1;
+  }
+  fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    fprintf(stderr, "mycelium: cannot connect to the control socket %s: %s\n"
+            "(is the engine running with control = \"unix://%s\"? "
+            "--socket PATH picks another)\n", path, strerror(errno), path);
+    if (fd >= 0)
+      close(fd);
+    return 1;
+  }
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+    fprintf(stderr, "mycelium: %s: %s\n", path, strerror(errno));
+    close(fd);
+    return 1;
+  }
+  while (n < cap - 1 && (r = read(fd, reply + n, cap - 1 - n)) > 0)
+    n += (size_t)r;
+  reply[n] = '\0';
+  close(fd);
+  if (n == 0) {
+    fprintf(stderr, "mycelium: %s: no reply from the engine\n", path);
+    return 1;
+  }
+  return 0;
+}
+
+/* The string value of "key" in a one-line JSON reply, unescaped into
+ * 'out' ("" when absent). */
+static void json_string(const char *json, const char *key, char *out,
+                        size_t cap) {
+  char pat[64];
+  const char *p;
+  size_t n = 0;
+  snprintf(pat, sizeof pat, "\"%s\":\"", key);
+  p = strstr(json, pat);
+  out[0] = '\0';
+  if (p == NULL)
+    return;
+  for (p += strlen(pat); *p && *p != '"' && n < cap - 1; p++) {
+    if (*p == '\\' && p[1] != '\0') {
+      p++;
+      if (*p == 'n')
+        out[n++] = '\n';
+      else if (*p == 't')
+        out[n++] = '\t';
+      else if (*p == 'u' && strlen(p) >= 5) {
+        out[n++] = (char)strtol((char[]){p[1], p[2], p[3], p[4], 0}, NULL, 16);
+        p += 4;
+      } else
+        out[n++] = *p;
+    } else {
+      out[n++] = *p;
+    }
+  }
+  out[n] = '\0';
+}
+
+typedef struct {
+  const char *socket;
+  int json;
+  int nargs;
+  char *args[4];
+} control_args;
+
+static int parse_control_args(int argc, char **argv, control_args *a) {
+  int i;
+  const char *env = getenv("MYCELIUM_CONTROL");
+  memset(a, 0, sizeof *a);
+  a->socket = env && *env ? env : "/tmp/mycelium.ctl";
+  for (i = 0; i < argc; i++) {
+    if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
+      a->socket = argv[++i];
+    else if (strncmp(argv[i], "--socket=", 9) == 0)
+      a->socket = argv[i] + 9;
+    else if (strcmp(argv[i], "--json") == 0)
+      a->json = 1;
+    else if (argv[i][0] == '-' || a->nargs == 4)
+      return -1;
+    else
+      a->args[a->nargs++] = argv[i];
+  }
+  if (strncmp(a->socket, "unix://", 7) == 0)
+    a->socket += 7;
+  return 0;
+}
+
+static int cmd_status(int argc, char **argv) {
+  static char reply[1 << 20];
+  control_args a;
+  if (parse_control_args(argc, argv, &a) != 0 || a.nargs != 0) {
+    fprintf(stderr, "usage: mycelium status [--socket PATH] [--json]\n");
+    return 2;
+  }
+  if (control_call(a.socket, a.json ? "status\n" : "status text\n", reply,
+                   sizeof reply) != 0)
+    return 1;
+  fputs(reply, stdout);
+  return strncmp(reply, "{\"ok\":false", 11) == 0 ? 1 : 0;
+}
+
+static int cmd_reload(int argc, char **argv) {
+  char reply[8192], req[PATH_MAX + 600], err[4096], module[PATH_MAX];
+  control_args a;
+  if (parse_control_args(argc, argv, &a) != 0 || a.nargs < 1 || a.nargs > 2) {
+    fprintf(stderr,
+            "usage: mycelium reload [--socket PATH] SERVICE [MODULE.lua]\n");
+    return 2;
+  }
+  module[0] = '\0';
+  /* The engine resolves paths from its own directory: send it absolute. */
+  if (a.nargs == 2 && realpath(a.args[1], module) == NULL) {
+    fprintf(stderr, "mycelium: %s: %s\n", a.args[1], strerror(errno));
+    return 1;
+  }
+  snprintf(req, sizeof req, "reload %s%s%s\n", a.args[0], module[0] ? " " : "",
+           module);
+  if (control_call(a.socket, req, reply, sizeof reply) != 0)
+    return 1;
+  if (a.json)
+    fputs(reply, stdout);
+  if (strncmp(reply, "{\"ok\":true", 10) == 0) {
+    const char *v = strstr(reply, "\"version\":");
+    const char *p = strstr(reply, "\"pause_ms\":");
+    if (!a.json)
+      printf("reloaded %s: version %d (swap %.3f ms)\n", a.args[0],
+             v ? atoi(v + 10) : 0, p ? atof(p + 11) : 0.0);
+    return 0;
+  }
+  json_string(reply, "error", err, sizeof err);
+  fprintf(stderr, "mycelium: reload refused: %s\n", err[0] ? err : reply);
+  return 1;
+}
+
 int main(int argc, char **argv) {
   const char *cmd = argc > 1 ? argv[1] : "--help";
   locate_lua_dir();
@@ -152,13 +329,10 @@ int main(int argc, char **argv) {
     return cmd_run(argc - 2, argv + 2);
   if (strcmp(cmd, "check") == 0)
     return cmd_check(argc - 2, argv + 2);
-  if (strcmp(cmd, "reload") == 0 || strcmp(cmd, "status") == 0) {
-    fprintf(stderr,
-            "mycelium: '%s' needs the control channel, which is not "
-            "supported yet\n",
-            cmd);
-    return 2;
-  }
+  if (strcmp(cmd, "status") == 0)
+    return cmd_status(argc - 2, argv + 2);
+  if (strcmp(cmd, "reload") == 0)
+    return cmd_reload(argc - 2, argv + 2);
   fprintf(stderr, "mycelium: unknown command '%s'\n%s", cmd, usage);
   return 2;
 }

@@ -81,12 +81,32 @@ int myc__timers_pop_due(myc__timers *t, int64_t now, myc__timer *out) {
   return 1;
 }
 
-void myc__timers_forget(myc__timers *t, struct myc_service *svc) {
+/* Keeps the timers that are not of 'svc' or whose id is outside
+ * [lo, hi). */
+static void forget_range(myc__timers *t, struct myc_service *svc, uint64_t lo,
+                         uint64_t hi) {
   uint32_t i, n = 0;
   for (i = 0; i < t->n; i++)
-    if (t->heap[i].svc != svc)
+    if (t->heap[i].svc != svc || t->heap[i].id < lo || t->heap[i].id >= hi)
       t->heap[n++] = t->heap[i];
+  if (n == t->n)
+    return;
   t->n = n;
   for (i = n / 2; i-- > 0;)
     sift_down(t->heap, n, i);
+}
+
+void myc__timers_forget(myc__timers *t, struct myc_service *svc) {
+  forget_range(t, svc, 0, UINT64_MAX);
+}
+
+void myc__timers_forget_below(myc__timers *t, struct myc_service *svc,
+                              uint64_t id) {
+  forget_range(t, svc, 0, id);
+}
+
+void myc__timers_forget_from(myc__timers *t, struct myc_service *svc,
+                             uint64_t id) {
+  /* Only the service's own timers: the supervisor's keep their bit. */
+  forget_range(t, svc, id, UINT64_C(1) << 63);
 }

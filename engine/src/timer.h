@@ -41,4 +41,11 @@ int myc__timers_pop_due(myc__timers *t, int64_t now, myc__timer *out);
 /* Drops every timer of 'svc' (the service is being stopped or freed). */
 void myc__timers_forget(myc__timers *t, struct myc_service *svc);
 
+/* Drops the timers of 'svc' whose id is below 'id' (an ended instance's),
+ * or from 'id' on (what a failed init set). */
+void myc__timers_forget_below(myc__timers *t, struct myc_service *svc,
+                              uint64_t id);
+void myc__timers_forget_from(myc__timers *t, struct myc_service *svc,
+                             uint64_t id);
+
 #endif

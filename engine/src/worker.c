@@ -79,6 +79,8 @@ void myc__worker_discard_inbox(myc__worker *w) {
   }
   w->staged = 0;
   for (i = 0; i < w->inbox_n; i++) {
+    if (w->inbox[i].buf == NULL)
+      continue; /* a supervisor marker */
     myc__mailbox_count(&w->inbox[i].svc->mb, MYC_DROP_SHUTDOWN,
                        w->inbox[i].buf->topic_id, 1);
     myc__buf_release(&w->pool, &w->eng->alloc, w->inbox[i].buf);
@@ -87,8 +89,14 @@ void myc__worker_discard_inbox(myc__worker *w) {
 }
 
 void myc__worker_destroy(myc__worker *w) {
+  int turns;
   close_handles(w);
-  uv_run(&w->loop, UV_RUN_NOWAIT);
+  /* Facilities (ws.c, http.c) close their handles when their service
+   * stops, but closing can take a few turns (a socket's close callback
+   * closes a timer) and a name lookup may still be in the thread pool.
+   * Bounded: a handle nobody closes must not hang the engine's free. */
+  for (turns = 0; turns < 500 && uv_run(&w->loop, UV_RUN_NOWAIT) != 0; turns++)
+    uv_sleep(1);
   uv_loop_close(&w->loop);
   myc__free(&w->eng->alloc, w->inbox, w->inbox_cap * sizeof *w->inbox);
   myc__free(&w->eng->alloc, w->inbox_spare, w->spare_cap * sizeof *w->inbox);
@@ -182,6 +190,7 @@ static int inbox_append(myc__worker *w, const myc__handoff *items, uint32_t n) {
   w->inbox_n += n;
   if (!w->inbox_signalled)
     signal = w->inbox_signalled = 1;
+  atomic_store_explicit(&w->inbox_nonempty, 1, memory_order_relaxed);
   /* Under the lock, so it cannot be overtaken by update_idle_flag(). */
   atomic_store_explicit(&w->idle_flag, 0, memory_order_relaxed);
   uv_mutex_unlock(&w->inbox_lock);
@@ -211,6 +220,21 @@ static void stage_count(myc__stage *st) {
 
 int myc__worker_stage(myc__worker *w, myc_service *s, myc_buf *b) {
   myc__stage *st = &w->stage[s->worker->index];
+  uint32_t in_transit =
+      atomic_load_explicit(&s->mb.incoming, memory_order_relaxed) +
+      (st->run_svc == s ? st->run : 0);
+  /* Two mailboxes' worth already on its way: refuse at the sender so that
+   * a flood across workers cannot grow memory without bound, while a
+   * consumer thread descheduled for a moment does not lose anything.  (For
+   * drop_oldest this drops the newest: exact eviction would need the
+   * messages in transit, which belong to no one yet.) */
+  if (in_transit >= 2 * (uint64_t)s->mb.capacity) {
+    myc__mailbox_count(&s->mb,
+                       s->mb.policy == MYC_POLICY_REJECT ? MYC_DROP_REJECTED
+                                                         : MYC_DROP_NEWEST,
+                       b->topic_id, 1);
+    return MYC_EFULL;
+  }
   if (st->n == st->cap &&
       grow(&w->eng->alloc, &st->items, &st->cap, st->n + 1) != 0)
     return MYC_ENOMEM;
@@ -275,13 +299,20 @@ void myc__worker_drain_inbox(myc__worker *w) {
   w->inbox_cap = w->spare_cap;
   w->inbox_n = 0;
   w->inbox_signalled = 0;
+  atomic_store_explicit(&w->inbox_nonempty, 0, memory_order_relaxed);
   uv_mutex_unlock(&w->inbox_lock);
 
   count_incoming(items, n, -1);
   for (i = 0; i < n; i++) {
     myc_service *s = items[i].svc;
     myc_buf *evicted;
-    int rc = myc__mailbox_push(&s->mb, items[i].buf, &evicted);
+    int rc;
+    if (items[i].buf == NULL) {
+      /* A marker: commands for the service, between two batches. */
+      myc__supervisor_command(s);
+      continue;
+    }
+    rc = myc__mailbox_push(&s->mb, items[i].buf, &evicted);
     if (evicted != NULL)
       myc__buf_release(&w->pool, &w->eng->alloc, evicted);
     if (rc != 0)
@@ -297,12 +328,18 @@ uint64_t myc__worker_run_ready(myc__worker *w, uint32_t budget) {
   uint64_t handled = 0;
   uint32_t i;
   for (i = 0; i < budget || budget == 0; i++) {
-    myc_service *s = ready_pop(w);
+    myc_service *s;
+    uint32_t turn = 0, done = 0, avail;
+    /* Take what other workers handed over before every turn, not only
+     * between rounds: a round of slow services can last long enough for
+     * a producer elsewhere to fill a mailbox's worth of transit. */
+    if (atomic_load_explicit(&w->inbox_nonempty, memory_order_relaxed))
+      myc__worker_drain_inbox(w);
+    s = ready_pop(w);
     if (s == NULL)
       break;
-    uint32_t turn = 0, done = 0;
-    uint32_t avail = atomic_load_explicit(&s->mb.len, memory_order_relaxed) +
-                     (s->view.batch_n - s->batch_pos);
+    avail = atomic_load_explicit(&s->mb.len, memory_order_relaxed) +
+            (s->view.batch_n - s->batch_pos);
     do {
       myc__worker_tick(w);
       done += myc__service_dispatch(s);

@@ -57,6 +57,8 @@ typedef struct myc__worker {
   myc__handoff *inbox, *inbox_spare;
   uint32_t inbox_n, inbox_cap, spare_cap;
   int inbox_signalled;
+  /* Mirrors inbox_n != 0 for the owner to peek at without the lock. */
+  _Atomic int inbox_nonempty;
 
   _Atomic int phase;
   _Atomic int idle_flag; /* nothing ready, nothing in the inbox */
@@ -81,12 +83,15 @@ void myc__worker_schedule(myc__worker *w, myc_service *s);
 
 /* Queues 'b' (carrying a reference for it) for service 's' of worker 'w'
  * from another thread.  Returns 0 (the inbox owns the reference) or
- * MYC_ENOMEM (the caller keeps it). */
+ * MYC_ENOMEM (the caller keeps it).  A NULL 'b' is a marker: the worker
+ * runs the service's supervisor commands (supervisor.h) when it takes it. */
 int myc__worker_handoff(myc__worker *w, myc_service *s, myc_buf *b);
 
 /* Holds 'b' (carrying a reference for it) for service 's' of another
- * worker until myc__worker_flush().  Worker thread of 'w'.  Returns 0 or
- * MYC_ENOMEM (the caller keeps the reference). */
+ * worker until myc__worker_flush().  Worker thread of 'w'.  Returns 0,
+ * MYC_EFULL when two mailboxes' worth are already in transit to 's'
+ * (counted as a drop), or MYC_ENOMEM; on error the caller keeps the
+ * reference. */
 int myc__worker_stage(myc__worker *w, myc_service *s, myc_buf *b);
 
 /* Hands everything staged by 'w' to the target workers' inboxes: one

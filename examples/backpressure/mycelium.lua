@@ -1,9 +1,9 @@
--- Backpressure demo: one fast producer, two slow consumers on another
--- worker, and a monitor.  Run: examples/backpressure/run
+-- Backpressure demo: one fast producer, two slow consumers each on its
+-- own worker, and a monitor.  Run: examples/backpressure/run
 local seconds = tonumber(os.getenv("SECONDS_TO_RUN") or "6")
 return {
   node = "backpressure",
-  workers = 2,
+  workers = 3,
   mailbox = { capacity = 65536, policy = "drop_oldest", threshold = 0.8 },
   log = { level = "warn" },
   services = {
@@ -11,7 +11,7 @@ return {
       opts = { burst = 10000, seconds = seconds, pause_at = 0.5 } },
     { name = "sampler", module = "sampler.lua", worker = 1,
       opts = { work = 3000, keep_one_in = 10 }, mailbox = { threshold = 0.1 } },
-    { name = "dropper", module = "dropper.lua", worker = 1,
+    { name = "dropper", module = "dropper.lua", worker = 2,
       opts = { work = 3000 }, mailbox = { capacity = 16384 } },
     { name = "monitor", module = "monitor.lua", worker = 0,
       opts = { seconds = seconds, watch = { "sampler", "dropper" } } },

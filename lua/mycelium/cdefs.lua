@@ -43,6 +43,10 @@ typedef struct {
   const char *name; int32_t worker; const char *state;
   uint64_t in, out, errors, dropped, dropped_oldest, dropped_newest, rejected;
   uint32_t queue_depth, queue_capacity; uint64_t memory_bytes;
+  const char *restart; const char *group;
+  uint64_t restarts, timeouts, reloads, reload_failures, rollbacks;
+  uint64_t memory_limit, memory_peak; uint32_t version;
+  char running[128]; double running_ms; double last_pause_ms;
 } myc_service_stats;
 typedef struct myc_engine myc_engine;
 typedef struct myc_collector myc_collector;
@@ -74,8 +78,11 @@ void myc_svc_trace(myc_service *s, uint8_t *out24);
 void myc_svc_buf_ref(myc_buf *b);
 void myc_svc_buf_release(myc_service *s, myc_buf *b);
 const char *myc_svc_node(myc_service *s);
+void myc_svc_exit(myc_service *s, int how);
+void myc_svc_unhandled(myc_service *s);
 void myc_hex(char *dst, const uint8_t *src, size_t n);
 void myc_abi(uint32_t *out3);
+uint32_t myc_abi_stats(void);
 const char *myc_strerror(int err);
 const char *myc_err_name(int err);
 ]]
@@ -94,7 +101,8 @@ function M.check_abi(C)
   local abi = ffi.new("uint32_t[3]")
   C.myc_abi(abi)
   if abi[0] ~= ffi.sizeof("myc_buf") or abi[1] ~= M.HDR_OFFSET
-      or abi[2] ~= ffi.sizeof("myc_svc_view") then
+      or abi[2] ~= ffi.sizeof("myc_svc_view")
+      or C.myc_abi_stats() ~= ffi.sizeof("myc_service_stats") then
     error("mycelium: lua/mycelium/cdefs.lua does not match the engine's "
           .. "structs (rebuild, or point MYCELIUM_PATH at the matching lua/)")
   end

@@ -21,17 +21,33 @@ local MAILBOX = {
   policy = { kind = "enum", values = POLICIES },
   threshold = { kind = "number", min = 0, min_open = true, max = 1 },
 }
+-- Supervision (docs/SUPERVISION.md): defaults for every service, and for
+-- each group under 'supervisors' (which adds its strategy).
+local SUPERVISOR = {
+  backoff_initial_ms = { kind = "number", min = 0 },
+  backoff_max_ms = { kind = "number", min = 0 },
+  multiplier = { kind = "number", min = 1 },
+  jitter = { kind = "number", min = 0, max = 1 },
+  max_restarts = { kind = "integer", min = 0, max = 100000 },
+  window_s = { kind = "number", min = 0, min_open = true },
+  reset_s = { kind = "number", min = 0 },
+  reload_probation_s = { kind = "number", min = 0 },
+}
+local STRATEGIES = { one_for_one = 0, one_for_all = 1, rest_for_one = 2 }
+local GROUP = { strategy = { kind = "enum", values = STRATEGIES } }
+for k, v in pairs(SUPERVISOR) do GROUP[k] = v end
+
 local SERVICE = {
   name = { kind = "string" },
   module = { kind = "string" },
   opts = { kind = "table" },
   worker = { kind = "integer", min = 0, max = 255 },
   mailbox = { kind = "table", fields = MAILBOX },
-  restart = { kind = "enum", values = { permanent = 1, transient = 2, temporary = 3 }, later = true },
-  group = { kind = "string", later = true },
-  memory_limit_mb = { kind = "number", min = 0, later = true },
-  handler_timeout_ms = { kind = "number", min = 0, later = true },
-  reload_probation_s = { kind = "number", min = 0, later = true },
+  restart = { kind = "enum", values = { permanent = 0, transient = 1, temporary = 2 } },
+  group = { kind = "string" },
+  memory_limit_mb = { kind = "number", min = 0 },
+  handler_timeout_ms = { kind = "number", min = 0 },
+  reload_probation_s = { kind = "number", min = 0 },
 }
 local TOP = {
   node = { kind = "string" },
@@ -39,18 +55,18 @@ local TOP = {
   contracts = { kind = "string" },
   validate = { kind = "boolean" },
   mailbox = { kind = "table", fields = MAILBOX },
-  supervisor = { kind = "table", later = true },
-  supervisors = { kind = "table", later = true },
+  supervisor = { kind = "table", fields = SUPERVISOR },
+  supervisors = { kind = "table" },
   listen = { kind = "list", later = true },
   connect = { kind = "list", later = true },
-  control = { kind = "string", later = true },
+  control = { kind = "string" },
   metrics = { kind = "table", later = true },
   tracing = { kind = "table", later = true },
   log = { kind = "table", fields = {
     level = { kind = "enum", values = LEVELS },
     format = { kind = "enum", values = FORMATS },
   } },
-  reload = { kind = "enum", values = { watch = 1, signal = 2, off = 3 }, later = true },
+  reload = { kind = "enum", values = { signal = 0, watch = 1, off = 2 } },
   services = { kind = "list" },
 }
 
@@ -212,12 +228,42 @@ local function check_service(file, dir, i, s, warnings, names)
   return out
 end
 
+-- supervisors = { name = { strategy = ..., <supervisor keys> } }: a list
+-- of groups, each with its name, in name order.
+local function check_groups(file, t, warnings)
+  local list = {}
+  for _, name in ipairs(keys_of(t)) do
+    if type(name) ~= "string" or name == "" then
+      error(format("%s: 'supervisors' must map group names to tables, got "
+                   .. "key %s", file, describe(name)), 0)
+    end
+    local path = "supervisors." .. name
+    check_value(file, path, t[name], { kind = "table" })
+    local g = check_table(file, path .. ".", t[name], GROUP, warnings)
+    g.name = name
+    list[#list + 1] = g
+  end
+  return list
+end
+
+-- control = "unix:///path": relative paths are taken from the config's
+-- directory like every other path.
+local function check_control(file, dir, url)
+  local path = url:match("^unix://(.+)$")
+  if path == nil then
+    error(format("%s: 'control' must be \"unix:///path\", got %q", file, url), 0)
+  end
+  if path:sub(1, 1) ~= "/" and dir ~= "." then path = dir .. "/" .. path end
+  return "unix://" .. path
+end
+
 -- Normalises a config table read from 'file'; relative module paths are
 -- taken from 'dir' (the config file's directory by default).
 function M.normalise(file, t, dir)
   local warnings = {}
   local out = check_table(file, "", t, TOP, warnings)
   local log = out.log or {}
+  dir = dir or dirname(file)
   local res = {
     node = out.node or "mycelium",
     workers = out.workers, -- nil: one per core (the engine decides)
@@ -225,11 +271,14 @@ function M.normalise(file, t, dir)
     log_level = log.level or LEVELS.info,
     log_format = log.format or FORMATS.text,
     validate = out.validate ~= false,
+    supervisor = out.supervisor or {},
+    supervisors = check_groups(file, out.supervisors or {}, warnings),
+    control = out.control and check_control(file, dir, out.control),
+    reload = out.reload,
     warnings = warnings,
     services = {},
   }
   local names = {}
-  dir = dir or dirname(file)
   if out.contracts ~= nil then
     res.contracts = resolve_path(dir, out.contracts)
   end
@@ -239,7 +288,13 @@ function M.normalise(file, t, dir)
   if #res.services == 0 then
     error(format("%s: 'services' is empty: nothing to run", file), 0)
   end
+  local groups = {}
+  for _, g in ipairs(res.supervisors) do groups[g.name] = true end
   for i, s in ipairs(res.services) do
+    if s.group ~= nil and not groups[s.group] then
+      error(format("%s: 'services[%d].group': no supervisor group '%s' "
+                   .. "(declare it under 'supervisors')", file, i, s.group), 0)
+    end
     if s.worker ~= nil and res.workers ~= nil and s.worker >= res.workers then
       error(format("%s: 'services[%d].worker' is %d but there are only %d "
                    .. "workers (numbered from 0)", file, i, s.worker,

@@ -140,12 +140,34 @@ function M.new(svc, name, opts, has_handler, typed)
     end
   end
 
+  -- While an instance is being prepared (a reload or restart builds it
+  -- beside the running one), its subscriptions are only recorded; the
+  -- engine applies the list when the instance takes over.
+  local staged
+
+  -- Starts recording (with a list) or stops (nil); returns the list that
+  -- was being recorded.
+  function ctx._stage(list)
+    local was = staged
+    staged = list
+    return was
+  end
+
+  local function stage(p, on)
+    for i = #staged, 1, -1 do
+      if staged[i] == p then table.remove(staged, i) end
+    end
+    if on then staged[#staged + 1] = p end
+    return true
+  end
+
   function ctx.subscribe(_, p)
     check_pattern(p, "subscribe")
     if not has_handler(p) then
       fail(2, "subscribe '%s': no handler for it (define on_message or "
            .. "handlers['%s'])", p, p)
     end
+    if staged then return stage(p, true) end
     local rc = C.myc_svc_subscribe(svc, p, #p)
     if rc ~= 0 then
       fail(2, "subscribe '%s': %s", p, strerror(rc))
@@ -155,6 +177,7 @@ function M.new(svc, name, opts, has_handler, typed)
 
   function ctx.unsubscribe(_, p)
     check_pattern(p, "unsubscribe")
+    if staged then return stage(p, false) end
     local rc = C.myc_svc_unsubscribe(svc, p, #p)
     if rc ~= 0 then
       fail(2, "unsubscribe '%s': %s", p, strerror(rc))
@@ -222,7 +245,10 @@ function M.new(svc, name, opts, has_handler, typed)
 
   local stats_buf = ffi.new("myc_service_stats")
   local STAT_FIELDS = { "in", "out", "errors", "dropped", "dropped_oldest",
-                        "dropped_newest", "rejected", "memory_bytes" }
+                        "dropped_newest", "rejected", "memory_bytes",
+                        "restarts", "timeouts", "reloads", "reload_failures",
+                        "rollbacks", "memory_limit", "memory_peak",
+                        "running_ms", "last_pause_ms" }
 
   -- Counters of service 'who' (default: this one), for monitors and
   -- dashboards; nil for an unknown name.  Read without stopping anyone,
@@ -235,11 +261,26 @@ function M.new(svc, name, opts, has_handler, typed)
     local t = { name = who, worker = stats_buf.worker,
                 state = ffi_string(stats_buf.state),
                 queue_depth = stats_buf.queue_depth,
-                queue_capacity = stats_buf.queue_capacity }
+                queue_capacity = stats_buf.queue_capacity,
+                version = stats_buf.version,
+                running = ffi_string(stats_buf.running) }
     for _, k in ipairs(STAT_FIELDS) do
       t[k] = tonumber(stats_buf[k])
     end
     return t
+  end
+
+  -- Ends this instance after the current handler: normally (no reason,
+  -- or "normal"), or with a reason, which the restart type treats as a
+  -- crash (docs/SUPERVISION.md).
+  function ctx.exit(_, reason)
+    if reason ~= nil and type(reason) ~= "string" then
+      fail(2, "exit: reason must be a string, got %s", type(reason))
+    end
+    local normal = reason == nil or reason == "normal"
+    C.myc_svc_exit(svc, normal and 1 or 2)
+    error(format("service '%s' exited%s", name,
+                 normal and "" or ": " .. reason), 0)
   end
 
   function ctx.shutdown(_, code)

@@ -11,7 +11,7 @@ local events = require "mycelium.events"
 
 local C = ffi.C
 local type, pairs, ipairs, error, format = type, pairs, ipairs, error, string.format
-local tostring, loadfile, xpcall = tostring, loadfile, xpcall
+local tostring, loadstring, xpcall = tostring, loadstring, xpcall
 
 cdefs.check_abi(C)
 
@@ -93,8 +93,11 @@ local function handler_resolver(mod)
   end
 end
 
-local function load_module(path)
-  local chunk, err = loadfile(path)
+-- Compiles 'source' (the engine read it from 'path', and keeps it for
+-- restarts and rollbacks) with the path as chunk name, so errors read
+-- "path:line: ...".
+local function load_module(path, source)
+  local chunk, err = loadstring(source, "@" .. path)
   if chunk == nil then
     error(err, 0)
   end
@@ -111,7 +114,7 @@ function M.new(lud, info)
   local view = ffi.cast("myc_svc_view *", lud)
   local name = info.name
   events.set_service(svc)
-  local mod = load_module(info.module)
+  local mod = load_module(info.module, info.source)
   local opts = {}
   if info.opts ~= nil then
     opts = core.unpack(info.opts)
@@ -131,6 +134,7 @@ function M.new(lud, info)
     return resolve(p) ~= nil
   end
   local ctx = ctxmod.new(svc, name, opts, has_handler, typed)
+  ctx._stage({})
   for _, t in ipairs(subscriptions(mod)) do
     ctx:subscribe(t)
   end
@@ -150,13 +154,16 @@ function M.new(lud, info)
   end
   local msg, new_batch = msgmod.current(view, env, keep)
 
+  -- A topic a reload stopped handling can still have messages queued:
+  -- they go to "$dead" without ending the instance.
+  local function unhandled()
+    C.myc_svc_unhandled(svc)
+  end
+
   local by_topic = {} -- topic id -> handler
   local function handler_for(b)
     local id = b.topic_id
-    local fn = resolve(msg.topic)
-    if fn == nil then
-      error(format("no handler for topic '%s'", msg.topic), 0)
-    end
+    local fn = resolve(msg.topic) or unhandled
     by_topic[id] = fn
     return fn
   end
@@ -176,9 +183,19 @@ function M.new(lud, info)
     view.cursor = -1
   end
 
+  -- mycelium.testing's injected fault: the batch's first message fails
+  -- as if its handler had raised.
+  local function fault(first)
+    flush()
+    new_batch()
+    view.cursor = first
+    error("injected fault", 0)
+  end
+
   local fire_timer, event = ctx._fire_timer, events.dispatch
   return {
     dispatch = dispatch,
+    fault = fault,
     timer = function(id)
       flush()
       return fire_timer(id)
@@ -187,13 +204,25 @@ function M.new(lud, info)
       flush()
       return event(...)
     end,
-    init = function()
+    -- 'state': a copy of the previous instance's snapshot, or nil.
+    init = function(state)
       flush()
-      if mod.init then mod.init(ctx, opts, nil) end
+      if mod.init then mod.init(ctx, opts, state) end
     end,
     stop = function()
       flush()
       if mod.stop then mod.stop(ctx) end
+    end,
+    -- The engine copies what it returns into the next instance's state
+    -- (engine/src/snapshot.c says what can be carried).
+    snapshot = function()
+      flush()
+      if mod.snapshot == nil then return nil end
+      return mod.snapshot(ctx)
+    end,
+    -- The instance takes over: stop recording subscriptions, return them.
+    live = function()
+      return ctx._stage(nil) or {}
     end,
   }
 end

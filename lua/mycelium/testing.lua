@@ -24,19 +24,30 @@ typedef void *(*myc_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
 typedef void (*myc_log_fn)(void *ud, int level, const char *line, size_t len);
 typedef struct { uint32_t capacity; int policy; double threshold; } myc_mailbox_config;
 typedef struct {
+  double backoff_initial_ms, backoff_max_ms, multiplier, jitter;
+  uint32_t max_restarts; double window_s, reset_s, reload_probation_s;
+} myc_supervisor_config;
+typedef struct {
   const char *node; uint32_t workers; myc_mailbox_config mailbox;
   int log_level; int log_format; myc_log_fn log_fn; void *log_ud;
   const char *lua_path; int manual; myc_alloc_fn alloc; void *alloc_ud;
   myc_alloc_fn lua_alloc; void *lua_alloc_ud;
+  myc_supervisor_config supervisor; const char *control; int reload;
 } myc_engine_config;
 typedef struct {
   const char *name; const char *module; const void *opts; size_t opts_len;
   int32_t worker; const myc_mailbox_config *mailbox;
+  int restart; const char *group; double memory_limit_mb;
+  double handler_timeout_ms; double reload_probation_s;
 } myc_service_config;
 typedef struct {
   const char *name; int32_t worker; const char *state;
   uint64_t in, out, errors, dropped, dropped_oldest, dropped_newest, rejected;
   uint32_t queue_depth, queue_capacity; uint64_t memory_bytes;
+  const char *restart; const char *group;
+  uint64_t restarts, timeouts, reloads, reload_failures, rollbacks;
+  uint64_t memory_limit, memory_peak; uint32_t version;
+  char running[128]; double running_ms; double last_pause_ms;
 } myc_service_stats;
 void myc_engine_config_init(myc_engine_config *cfg);
 int myc_engine_new(myc_engine **out, const myc_engine_config *cfg);
@@ -52,6 +63,11 @@ uint32_t myc_engine_service_count(myc_engine *e);
 typedef struct { const char *topic; uint64_t dropped_oldest, dropped_newest, rejected, shutdown; } myc_drop_stats;
 int myc_engine_service_drops(myc_engine *e, uint32_t index, myc_drop_stats *out, uint32_t max);
 int myc_engine_service_stats(myc_engine *e, uint32_t index, myc_service_stats *st);
+int myc_engine_add_group(myc_engine *e, const char *name, int strategy,
+                         const myc_supervisor_config *sc);
+int myc_engine_reload(myc_engine *e, const char *name, const char *module,
+                      char *err, size_t errlen);
+int myc_test_fault(myc_engine *e, const char *name, uint32_t n);
 void myc_test_capture_logs(myc_engine *e);
 int64_t myc_test_next_log(myc_engine *e, char *dst, size_t cap);
 int myc_test_collector(myc_engine *e, const char *name, const char *pattern, myc_collector **out);
@@ -72,7 +88,8 @@ local function find_library()
     local f = io.open(p, "rb")
     if f then f:close() return p end
   end
-  return "mycelium"
+  -- installed by luarocks next to the C modules
+  return package.searchpath("libmycelium", package.cpath) or "mycelium"
 end
 
 M.library = find_library()
@@ -83,6 +100,12 @@ M.core = core
 
 local POLICIES = { drop_oldest = 0, drop_newest = 1, reject = 2 }
 local LEVELS = { debug = 0, info = 1, warn = 2, error = 3 }
+local RESTARTS = { permanent = 0, transient = 1, temporary = 2 }
+local STRATEGIES = { one_for_one = 0, one_for_all = 1, rest_for_one = 2 }
+local RELOADS = { signal = 0, watch = 1, off = 2 }
+local SUPERVISOR_KEYS = { "backoff_initial_ms", "backoff_max_ms", "multiplier",
+                          "jitter", "max_restarts", "window_s", "reset_s",
+                          "reload_probation_s" }
 
 -- Field readers of collected frames.  Typed payloads are copied into
 -- plain tables (T:totable: numbers, decimal strings for big integers,
@@ -102,7 +125,6 @@ local function readers_for(set)
     end,
   }
 end
-local plain_readers = readers_for(nil)
 
 local function strerror(rc)
   return ffi.string(lib.myc_strerror(rc))
@@ -115,6 +137,19 @@ local function mailbox_config(m, dst)
     dst.policy = POLICIES[m.policy] or error("unknown policy " .. tostring(m.policy), 3)
   end
   if m.threshold then dst.threshold = m.threshold end
+end
+
+-- Copies the supervisor keys of 't' into the myc_supervisor_config 'dst'.
+local function supervisor_config(t, dst)
+  for _, k in ipairs(SUPERVISOR_KEYS) do
+    if t[k] ~= nil then dst[k] = t[k] end
+  end
+end
+
+local function enum(map, v, what)
+  local n = map[v]
+  if n == nil then error(format("mycelium.testing: unknown %s %s", what, tostring(v)), 4) end
+  return n
 end
 
 local Engine = {}
@@ -163,10 +198,12 @@ local function set_contracts(self, path, validate)
 end
 
 -- Creates and starts an engine.  spec: { services = { {name, module, opts,
--- worker, mailbox}... }, workers, mailbox = {capacity, policy,
+-- worker, mailbox, restart, group, memory_limit_mb, handler_timeout_ms,
+-- reload_probation_s}... }, workers, mailbox = {capacity, policy,
 -- threshold}, log = {level, format}, node, contracts = "path.yaml",
--- validate = false }.  A service may be given as just its module path.
--- Raises with the engine's message on failure.
+-- validate = false, supervisor = {...}, supervisors = { name = {
+-- strategy, ... } }, control = "unix:///path" }.  A service may be given
+-- as just its module path.  Raises with the engine's message on failure.
 function M.engine(spec)
   local cfg = ffi.new("myc_engine_config")
   lib.myc_engine_config_init(cfg)
@@ -177,6 +214,12 @@ function M.engine(spec)
   cfg.manual = 1
   cfg.lua_path = here
   mailbox_config(spec.mailbox, cfg.mailbox)
+  supervisor_config(spec.supervisor or {}, cfg.supervisor)
+  if spec.control then
+    keep.control = spec.control
+    cfg.control = keep.control
+  end
+  if spec.reload then cfg.reload = enum(RELOADS, spec.reload, "reload mode") end
   if spec.log then
     cfg.log_level = LEVELS[spec.log.level or "debug"]
     cfg.log_format = spec.log.format == "json" and 1 or 0
@@ -189,20 +232,42 @@ function M.engine(spec)
   if rc ~= 0 then
     error("mycelium.testing: cannot create engine: " .. strerror(rc), 2)
   end
+  -- Readers cache topic names by id, and ids are per engine: each
+  -- engine gets its own.
   local self = setmetatable({ handle = pe[0], collectors = {}, closed = false,
-                              readers = plain_readers }, Engine)
+                              readers = readers_for(nil) }, Engine)
   self.gc = ffi.gc(ffi.new("char[1]"), function() self:close() end)
   lib.myc_test_capture_logs(self.handle)
   if spec.contracts ~= nil then
     set_contracts(self, spec.contracts, spec.validate)
   end
   local err = ffi.new("char[2048]")
+  local names = {}
+  for name in pairs(spec.supervisors or {}) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local g = spec.supervisors[name]
+    local sc = ffi.new("myc_supervisor_config", cfg.supervisor)
+    supervisor_config(g, sc)
+    rc = lib.myc_engine_add_group(self.handle, name,
+                                  enum(STRATEGIES, g.strategy or "one_for_one", "strategy"), sc)
+    if rc ~= 0 then
+      self:close()
+      error(format("mycelium.testing: supervisors.%s: %s", name, strerror(rc)), 2)
+    end
+  end
   for i, s in ipairs(spec.services or {}) do
     if type(s) == "string" then s = { module = s } end
     local sc = ffi.new("myc_service_config")
     local name = s.name or s.module:match("([^/]+)%.lua$") or ("service" .. i)
     sc.name, sc.module = name, s.module
     sc.worker = s.worker or -1
+    sc.restart = enum(RESTARTS, s.restart or "permanent", "restart type")
+    sc.group = s.group
+    sc.memory_limit_mb = s.memory_limit_mb or 0
+    sc.handler_timeout_ms = s.handler_timeout_ms or 0
+    sc.reload_probation_s = s.reload_probation_s == 0 and -1
+        or s.reload_probation_s or 0
     local opts = s.opts and core.pack(s.opts)
     if opts then sc.opts, sc.opts_len = opts, #opts end
     local mb
@@ -370,15 +435,42 @@ function Engine:stats(name)
     if ffi.string(st.name) == name then
       local t = {}
       for _, k in ipairs { "in", "out", "errors", "dropped", "dropped_oldest",
-                           "dropped_newest", "rejected", "memory_bytes" } do
+                           "dropped_newest", "rejected", "memory_bytes",
+                           "restarts", "timeouts", "reloads", "reload_failures",
+                           "rollbacks", "memory_limit", "memory_peak",
+                           "running_ms", "last_pause_ms" } do
         t[k] = tonumber(st[k])
       end
       t.queue_depth, t.queue_capacity = st.queue_depth, st.queue_capacity
       t.worker, t.state = st.worker, ffi.string(st.state)
+      t.restart, t.version = ffi.string(st.restart), st.version
+      t.group = st.group ~= nil and ffi.string(st.group) or nil
+      t.running = ffi.string(st.running)
       return t
     end
   end
   return nil
+end
+
+-- Hot-reloads service 'name' from 'module' (a path; nil: its current
+-- file, read again), as `mycelium reload` does: returns true, or nil, the
+-- engine's message and the error name when the reload was refused (the
+-- old version then keeps running).
+function Engine:reload(name, module)
+  local err = ffi.new("char[2048]")
+  local rc = lib.myc_engine_reload(self.handle, name, module, err, 2048)
+  if rc == 0 then return true end
+  return nil, ffi.string(err), ffi.string(lib.myc_err_name(rc))
+end
+
+-- Fault injection: the next 'n' (default 1) batches of service 'name'
+-- fail at their first message as if its handler had raised "injected
+-- fault" (the message goes to $dead, the service restarts).
+function Engine:fault(name, n)
+  local rc = lib.myc_test_fault(self.handle, name, n or 1)
+  if rc ~= 0 then
+    error(format("mycelium.testing: fault: no Lua service named '%s'", name), 2)
+  end
 end
 
 -- Losses of service 'name' by topic:

@@ -1,0 +1,21 @@
+/* snapshot.h -- carrying a service's snapshot() from one Lua state to
+ * another (hot reload, rollback): a deep copy made directly between the
+ * two states, with no encoding in between, so that the swap is short.
+ */
+#ifndef MYC_SNAPSHOT_H
+#define MYC_SNAPSHOT_H
+
+#include <lua.h>
+#include <stddef.h>
+
+/* Pushes onto 'to' a copy of the value at index 'idx' of 'from': nil,
+ * booleans, numbers, strings and tables of them (keys: strings, numbers,
+ * booleans), at most 64 levels deep; a table reached twice is copied
+ * twice.  'from' is only read (its stack grows by a few slots per level).
+ * Runs protected in 'to': returns 0, or a Lua error code with the reason,
+ * naming the field ("field 'pools.x' is a function (...)"), in
+ * 'err'; then nothing is pushed. */
+int myc__snapshot_copy(lua_State *from, int idx, lua_State *to, char *err,
+                       size_t errlen);
+
+#endif

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds and installs the rock into a throw-away luarocks tree, then checks
+# that the installed pieces work without the source tree: the binary runs
+# a service, and `require "mycelium.testing"` from the tree runs an engine.
+set -euo pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+tree=$(mktemp -d)
+work=$(mktemp -d)
+trap 'rm -rf "$tree" "$work"' EXIT
+# Build from a copy: luarocks builds inside the source directory.
+mkdir "$work/src"
+if git -C "$src" rev-parse >/dev/null 2>&1; then
+  git -C "$src" ls-files -z | (cd "$src" && xargs -0 cp --parents -t "$work/src")
+else
+  cp -r "$src/." "$work/src"
+fi
+cd "$work/src"
+luarocks make --lua-version=5.1 --tree "$tree" LUA_INCDIR=/usr/include/luajit-2.1 \
+  rockspec/mycelium-scm-1.rockspec > "$work/build.log" 2>&1 || {
+  tail -40 "$work/build.log"; exit 1; }
+cd "$work"
+unset MYCELIUM_PATH MYCELIUM_LIB MYCELIUM_BIN MYCELIUM_SOURCE_DIR
+printf 'return { init = function(ctx) print("ran " .. ctx.name) ctx:shutdown(0) end }\n' > svc.lua
+out=$("$tree/bin/mycelium" run svc.lua)
+[ "$out" = "ran svc" ] || { echo "installed binary printed: $out"; exit 1; }
+cat > t.lua <<'LUA'
+local testing = require "mycelium.testing"
+local eng = testing.engine { services = { { name = "e", module = testing.module [[
+return { subscribe = { "a" }, on_message = function(ctx, m) ctx:emit("b", m.data .. "!") end }]] } } }
+local c = eng:collect("b")
+eng:publish("a", "hi")
+eng:run()
+assert(c:messages()[1].data == "hi!")
+eng:close()
+testing.cleanup()
+print("testing ok")
+LUA
+LUA_PATH="$tree/share/lua/5.1/?.lua;;" LUA_CPATH="$tree/lib/lua/5.1/?.so;;" luajit t.lua

@@ -1,0 +1,75 @@
+-- spec/support/proc.lua -- background processes for specs (peer servers):
+-- started with their output in a temporary file, waited for until a line
+-- matches, and killed by pid at the end.  Every process the specs start
+-- also exits by itself (a --ttl of its own), so nothing outlives a run.
+local ffi = require "ffi"
+
+ffi.cdef [[
+int usleep(unsigned int usec);
+int kill(int pid, int sig);
+]]
+
+local M = {}
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+M.slurp = slurp
+
+function M.sleep(seconds)
+  ffi.C.usleep(math.floor(seconds * 1e6))
+end
+
+-- Starts 'cmd' (a shell command line) in the background and waits up to
+-- 'timeout' seconds for its output to match 'pattern'.  Returns a handle
+-- with pid, the pattern's captures as 'ready', and stop().
+function M.spawn(cmd, pattern, timeout)
+  local out, pidf = os.tmpname(), os.tmpname()
+  assert(os.execute(string.format("%s > %s 2>&1 & echo $! > %s", cmd, out, pidf)))
+  local pid = tonumber(slurp(pidf):match("%d+"))
+  os.remove(pidf)
+  local p = { pid = pid, out = out }
+  function p.output() return slurp(out) end
+  function p.stop()
+    if p.pid then
+      ffi.C.kill(p.pid, 15)
+      p.pid = nil
+    end
+    os.remove(out)
+  end
+  function p.alive() return p.pid ~= nil and ffi.C.kill(p.pid, 0) == 0 end
+  local deadline = os.time() + (timeout or 10)
+  repeat
+    local caps = { slurp(out):match(pattern) }
+    if caps[1] then
+      p.ready = caps
+      return p
+    end
+    M.sleep(0.02)
+  until os.time() > deadline
+  local text = slurp(out)
+  p.stop()
+  error("process did not start: " .. cmd .. "\n" .. text, 2)
+end
+
+-- The project root (ctest runs specs from it).
+M.root = os.getenv("MYCELIUM_SOURCE_DIR") or "."
+
+-- Makes sure spec/peers/node_modules has the committed dependencies.
+function M.node_peers()
+  local dir = M.root .. "/spec/peers"
+  local f = io.open(dir .. "/node_modules/ws/package.json")
+  if f then f:close() return dir end
+  -- Specs run in parallel: one installs, the others wait on the lock.
+  assert(os.execute(string.format(
+    "cd %s && flock .npm.lock sh -c '[ -f node_modules/ws/package.json ] || "
+    .. "npm ci --no-audit --no-fund --silent' >/dev/null 2>&1", dir)),
+    "npm ci failed in spec/peers")
+  return dir
+end
+
+return M
