@@ -19,7 +19,8 @@ local function opt(name) local v = env(name) return v ~= "" and v or nil end
 local services = {}
 if not url then
   services[#services + 1] = { name = "feeder", module = "feeder.lua",
-    worker = 0, opts = { capture = capture } }
+    worker = 0, opts = { capture = capture,
+                         rate = tonumber(env("BANDIT_RATE") or "") } }
 end
 services[#services + 1] = { name = "polygon",
   module = "../../services/polygon_adapter.lua", worker = 0,
@@ -32,8 +33,10 @@ services[#services + 1] = { name = "metadata",
            rpc = opt("BANDIT_RPC") } }
 services[#services + 1] = { name = "arb",
   module = "../../services/arbitrage_detector.lua", worker = 1 }
+-- The recorder renders every event (decimal strings, checksums): keep it
+-- off the detector's worker, whose latency the summary reports.
 services[#services + 1] = { name = "recorder", module = "recorder.lua",
-  worker = 1, opts = {
+  worker = 0, opts = {
     events = opt("BANDIT_EVENTS"), skipped = opt("BANDIT_SKIPPED"),
     signals = opt("BANDIT_SIGNALS"), summary = opt("BANDIT_SUMMARY"),
     pools = pools, tokens = tokens, print = env("BANDIT_QUIET") ~= "1",
