@@ -97,6 +97,7 @@ local function finish(ctx, why, upstream)
     service = ctx.name, lines = S.line, subscription_id = S.sub_id or false,
     accepted = S.accepted, removed = S.removed, skipped = S.skipped,
     by_reason = S.by_reason, reason = why, upstream = upstream,
+    disconnects = S.disconnects, subscriptions = S.subscriptions,
   }
 end
 
@@ -175,9 +176,18 @@ local function start_ws(ctx, opts)
                    { url = url })
     end,
   }
-  for _, k in ipairs { "ca_file", "insecure", "timeout_ms", "backoff",
-                       "ping_interval_ms", "max_message" } do
+  for _, k in ipairs { "ca_file", "insecure", "reconnect", "timeout_ms",
+                       "open_timeout_ms", "ping_interval_ms",
+                       "pong_timeout_ms", "max_message", "headers" } do
     if opts[k] ~= nil then wsopts[k] = opts[k] end
+  end
+  wsopts.on_close = function(_, info)
+    S.disconnects = S.disconnects + 1
+    ctx.log:warn("connection lost: " .. tostring(info.error or info.reason),
+                 { url = url, reconnect_ms = info.reconnect_ms,
+                   lines = S.line })
+    -- Closed for good (reconnect = false, or its attempts are spent).
+    if info.reconnect_ms == nil then finish(ctx, "connection closed") end
   end
   S.rpc = jsonrpc.connect(ctx, url, wsopts)
   S.expect_reply = false
@@ -188,6 +198,7 @@ local function start_ws(ctx, opts)
       -- not a line (the node continues the same stream of logs).
       if not S.subscribed then S.line = S.line + 1 end
       S.subscribed, S.sub_id = true, id
+      S.subscriptions = S.subscriptions + 1
       ctx.log:info("subscribed to logs", { subscription = id })
     end,
     on_error = function(_, err)
@@ -215,6 +226,7 @@ function M.init(ctx, opts)
   end
   S = {
     reg = reg, line = 0, sub_id = opts.subscription, accepted = 0,
+    disconnects = 0, subscriptions = 0,
     removed = 0, skipped = 0, by_reason = {}, ended = false,
     expect_reply = opts.subscription == nil, end_after = opts.end_after,
     last_ns = now_ns(), flow_ms = opts.flow_ms or 1,

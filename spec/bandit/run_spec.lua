@@ -3,9 +3,10 @@ root = (root == nil or root == "") and "./" or root
 package.path = table.concat({ root .. "lua/?.lua", root .. "lua/?/init.lua",
   root .. "services/?.lua", root .. "?.lua", package.path }, ";")
 
--- examples/bandit/run end to end, as a user runs it (a real threaded
--- engine, two workers): the files equal the expected ones byte for byte,
--- the human summary is printed, bad arguments fail with a message.
+-- examples/bandit/run end to end, as a user runs it (the replay server on
+-- a free port, a real threaded engine on two workers): the files equal
+-- the expected ones byte for byte, the human summary is printed, bad
+-- arguments fail with a message.
 local H = require "spec.bandit.helper"
 
 local function sh(cmd)
@@ -58,6 +59,15 @@ describe("examples/bandit/run", function()
     for f, name in pairs { e = "events.jsonl", s = "skipped.jsonl", g = "signals.jsonl",
                            m = "summary.json" } do
       H.same_lines(H.read(x .. "/expected_" .. name), H.read(dir .. "/" .. f), name)
+    end
+  end)
+
+  it("gives the same files when the lines are injected instead of served", function()
+    local rc, out = sh(outputs("--quiet --inject 2>/dev/null"))
+    assert.equal(0, rc, out)
+    for f, name in pairs { e = "events.jsonl", s = "skipped.jsonl", g = "signals.jsonl",
+                           m = "summary.json" } do
+      H.same_lines(H.read(H.DATA .. "sample_expected_" .. name), H.read(dir .. "/" .. f), name)
     end
   end)
 
