@@ -98,6 +98,7 @@ local function finish(ctx, why, upstream)
     accepted = S.accepted, removed = S.removed, skipped = S.skipped,
     by_reason = S.by_reason, reason = why, upstream = upstream,
     disconnects = S.disconnects, subscriptions = S.subscriptions,
+    first_ns = S.first_ns or false,
   }
 end
 
@@ -108,6 +109,7 @@ function M.process(ctx, text)
   local line = S.line + 1
   S.line = line
   S.last_ns = arrival
+  if not S.first_ns then S.first_ns = arrival end
   if S.expect_reply and line == 1 then
     local id, why = abi.subscription_reply(text)
     S.sub_id = id

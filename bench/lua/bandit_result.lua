@@ -1,8 +1,8 @@
 -- bench bandit result: waits for the detector's end of stream and reports
 -- one line on bench.result.bandit for bench/bandit.c:
 --   lines events signals seconds sig_p50 sig_p99 ev_p50 ev_p99 dropped
--- seconds runs from the feeder's first line to the detector's end
--- marker (the same CLOCK_MONOTONIC in every service); latencies are the
+-- seconds runs from the first line (fed, or received over WebSocket) to
+-- the detector's end marker (the same CLOCK_MONOTONIC in every service); latencies are the
 -- detector's, log arrival at the adapter to the signal / EventApplied
 -- emit, in ns; dropped sums every service's mailbox losses (must be 0).
 local M = { subscribe = { "bandit.end.detector" } }
@@ -12,7 +12,8 @@ function M.on_message(ctx, msg)
   local md = d.upstream or {}
   local ad = md.upstream or {}
   local fd = ad.upstream or {}
-  local seconds = (d.last_ns - fd.t0_ns) / 1e9
+  -- From the feeder's first line, or the first message off the socket.
+  local seconds = (d.last_ns - (fd.t0_ns or ad.first_ns)) / 1e9
   local dropped = 0
   for _, name in ipairs(ctx.opts.services) do
     local st = ctx:service_stats(name)

@@ -150,10 +150,16 @@ static size_t allowance(conn *c) {
     if (c->rate_credit > s->o->rate)
       c->rate_credit = s->o->rate; /* at most a second's worth at once */
     k = (size_t)c->rate_credit;
+    /* Spend only what goes now: the rest of a play may be shorter than
+     * the credit, and what it cannot take belongs to the next play. */
+    if (k > n)
+      k = n;
     c->rate_credit -= (double)k;
     c->pace_waiting = 1;
-    uv_timer_start(&c->pace, on_pace, 10, 0);
-    return k < n ? k : n;
+    /* Every millisecond: a burst of 10 ms would queue behind itself and
+     * show up as latency in whatever the client measures. */
+    uv_timer_start(&c->pace, on_pace, 1, 0);
+    return k;
   default:
     return n;
   }
