@@ -13,6 +13,10 @@
 -- back), then eth_call symbol()/decimals() on the node (opts.rpc) or
 -- the function of opts.lookup.
 --
+-- Pools come from the list; with opts.discover (and an adapter that
+-- passes unlisted pools on, its own opts.discover), a pool met in a log
+-- is looked up too: token0(), token1(), fee() for V3, the same way.
+--
 -- The hold rule (docs/BANDIT.md): a log whose pool has a token not known
 -- yet starts a lookup and waits; every later log waits behind it, so
 -- order is kept. When the lookup succeeds the queue drains in order.
@@ -28,6 +32,7 @@ local registry = require "bandit.registry"
 local wire = require "bandit.wire"
 local erc20 = require "bandit.erc20"
 local redis_cache = require "mycelium.redis_cache"
+local eip55 = require "mycelium.eip55"
 
 local format, type, tostring, pairs, ipairs, floor =
   string.format, type, tostring, pairs, ipairs, math.floor
@@ -116,7 +121,7 @@ local function settle(ctx, p)
                   { pair = p.pair, dex = r.dex })
     return false
   end
-  p.label = r.label:sub(1, MAX_LABEL)
+  p.label = (r.label or (r.dex .. " " .. p.pair)):sub(1, MAX_LABEL)
   p.tail = enrichment(p)
   p.ready = true
   return true
@@ -169,7 +174,7 @@ end
 
 --- Lookups ------------------------------------------------------------------------
 
-local drain
+local drain, fail_pool, look_up_pool
 
 local function rpc_call(to, name, cb)
   if not S.rpc then return cb(nil, "no RPC configured (opts.rpc)") end
@@ -233,11 +238,101 @@ local function look_up(ctx, t)
   end)
 end
 
+--- Pools not in the list (opts.discover) ----------------------------------------
+
+-- A pool met in a log but absent from the list: its tokens and fee come
+-- from the node (token0(), token1(), and fee() for V3; V2 pools charge
+-- 0.30 %), through the same cache as tokens (Redis key bandit:pool:...).
+local function discover(ctx, raw, kind)
+  if S.discovered >= S.max_discovered then return nil end
+  S.discovered = S.discovered + 1
+  local key = wire.key_of(raw)
+  local p = { raw = raw, key = key, kind = kind, state = "unknown",
+              ready = false, published = false }
+  S.pools[raw] = p
+  ctx.log:info("a pool not in the list: looking it up", { pool = key,
+                                                          kind = kind })
+  return p
+end
+
+local function load_pool(kind)
+  return function(key, done)
+    local got, left, failed = {}, kind == "v3" and 3 or 2, nil
+    local function one(name, decode)
+      rpc_call(key, name, function(result, err)
+        local v, why = nil, err
+        if result then v, why = decode(result) end
+        if v == nil then failed = failed or (name .. "(): " .. tostring(why)) end
+        got[name] = v
+        left = left - 1
+        if left > 0 then return end
+        if failed then return done(nil, failed) end
+        done { token0 = got.token0, token1 = got.token1,
+               fee_ppm = got.fee or 3000 }
+      end)
+    end
+    one("token0", erc20.address)
+    one("token1", erc20.address)
+    if kind == "v3" then
+      one("fee", function(r) return erc20.uint(r, 999999) end)
+    end
+  end
+end
+
+fail_pool = function(ctx, p, why)
+  p.state, p.failed_until, p.why = "failed", ctx:now() + S.retry_s, why
+  S.lookup_failures = S.lookup_failures + 1
+  ctx.log:warn("no metadata for pool " .. p.key .. ": " .. why)
+end
+
+-- The pool's terms from a lookup, or nil when they are not usable.
+local function pool_terms(v)
+  if type(v) ~= "table" then return nil end
+  local t0, t1 = wire.address_bytes(v.token0), wire.address_bytes(v.token1)
+  local fee = v.fee_ppm
+  if not (t0 and t1 and type(fee) == "number" and fee == floor(fee) and
+          fee >= 0 and fee <= 999999) then
+    return nil
+  end
+  return lower(v.token0), lower(v.token1), fee
+end
+
+look_up_pool = function(ctx, p)
+  p.state = "pending"
+  S.lookups = S.lookups + 1
+  S.pool_cache:get(p.key, load_pool(p.kind), function(v, err)
+    if p.state ~= "pending" then return end
+    local k0, k1, fee = pool_terms(v)
+    if not k0 then
+      if v ~= nil then S.pool_cache:forget(p.key) end
+      fail_pool(ctx, p, err or "unusable pool metadata")
+    else
+      local address = eip55.checksum(p.key)
+      p.t0, p.t1, p.fee_ppm = token_of(k0), token_of(k1), fee
+      p.reg = { address = address, key = p.key, kind = p.kind,
+                fee_ppm = fee, dex = S.discovered_dex,
+                sym0 = eip55.checksum(k0), sym1 = eip55.checksum(k1) }
+      p.state = "known"
+      ctx.log:info("learned pool " .. p.key, { token0 = k0, token1 = k1,
+                                               fee_ppm = fee })
+    end
+    drain(ctx)
+  end)
+end
+
 -- What to do with a log of pool p now: "go", "wait" or "drop" (and why).
 local function verdict(ctx, p)
   if p == nil then return "drop", "pool not in the registry" end
   if p.ready then return "go" end
   if p.failed then return "drop", p.failed end
+  if p.state ~= "known" then
+    if p.state == "failed" and ctx:now() >= p.failed_until then
+      p.state = "unknown"
+    end
+    if p.state == "unknown" then look_up_pool(ctx, p) end -- may end at once
+    if p.state == "failed" then return "drop", "pool " .. p.key .. ": " .. p.why end
+    if p.state ~= "known" then return "wait" end
+  end
   local wait = false
   for _, t in ipairs { p.t0, p.t1 } do
     if t.state == "failed" and ctx:now() >= t.failed_until then
@@ -288,10 +383,10 @@ local function arm_timeout(ctx)
   if not head or head.timer then return end
   head.timer = ctx:after(S.hold_ms, function()
     if S.held[S.head] ~= head then return end
-    for _, t in ipairs { head.pool.t0, head.pool.t1 } do
-      if t.state == "pending" then
-        fail_token(ctx, t, "no answer within " .. S.hold_ms .. " ms")
-      end
+    local p, why = head.pool, "no answer within " .. S.hold_ms .. " ms"
+    if p.state == "pending" then fail_pool(ctx, p, why) end
+    for _, t in ipairs { p.t0, p.t1 } do
+      if t.state == "pending" then fail_token(ctx, t, why) end
     end
     drain(ctx)
   end)
@@ -334,7 +429,11 @@ end
 local function on_log(ctx, msg, what)
   local ptr = msg:bytes()
   local Ty = S.types[what]
-  local p = S.pools[fstring(cast("const uint8_t *", ptr) + Ty.pool_at, 20)]
+  local raw = fstring(cast("const uint8_t *", ptr) + Ty.pool_at, 20)
+  local p = S.pools[raw]
+  if not p and S.discover then
+    p = discover(ctx, raw, cast(Ty.ptr, ptr).kind == 3 and "v3" or "v2")
+  end
   if S.head > S.tail then
     if p and p.ready then return forward(ctx, p, what, ptr) end
     local v, why = verdict(ctx, p)
@@ -390,9 +489,10 @@ local function load_registry(ctx, opts)
     end
   end
   for _, r in ipairs(reg.pools) do
-    local p = { reg = r, raw = wire.address_bytes(r.address),
+    local p = { reg = r, raw = wire.address_bytes(r.address), key = r.key,
                 t0 = token_of(lower(r.token0)), t1 = token_of(lower(r.token1)),
-                fee_ppm = r.fee_ppm, ready = false, published = false }
+                fee_ppm = r.fee_ppm, state = "known", ready = false,
+                published = false }
     S.pools[p.raw] = p
     settle(ctx, p)
   end
@@ -434,6 +534,9 @@ function M.init(ctx, opts)
     pools = {}, tokens = {}, held = {}, head = 1, tail = 0, held_max = 0,
     enriched = 0, dropped = 0, lookups = 0, lookup_failures = 0,
     eth_calls = 0, chain_id = chain,
+    discover = opts.discover == true, discovered = 0,
+    max_discovered = opts.max_discovered or 10000,
+    discovered_dex = opts.discovered_dex or "unknown",
     hold_ms = opts.hold_ms or 5000, hold_max = opts.hold_max or 65536,
     retry_s = (opts.retry_ms or 60000) / 1000,
     types = { state = type_info(ctx, "PoolStateUpdate"),
@@ -454,6 +557,10 @@ function M.init(ctx, opts)
     error(format("service '%s': opts.redis: %s", ctx.name, tostring(err)), 0)
   end
   S.cache = cache
+  -- The pool cache shares the token cache's Redis client.
+  S.pool_cache = redis_cache.new(ctx, { redis = cache.redis,
+    prefix = opts.redis_pool_prefix or "bandit:pool:",
+    ttl = opts.cache_ttl or 7 * 86400 })
   S.rpc = open_rpc(ctx, opts.rpc)
   S.loader = load_token
   if opts.lookup ~= nil then S.loader = custom_loader(ctx, opts.lookup) end

@@ -102,6 +102,43 @@ local function finish(ctx, why, upstream)
   }
 end
 
+--- Pools not in the list (opts.discover) ------------------------------------
+
+-- README rule 5 skips a log whose address is not in pools.json. With
+-- opts.discover the adapter passes such logs on instead, with the pool
+-- kind their topic0 implies, and MetadataService learns the pool from
+-- the node (eth_call token0(), token1(), fee()). A registry in front of
+-- the list answers for any well-formed address; the kind of the log being
+-- decoded is set just before (S.want_kind). Bounded: an adversarial
+-- stream of fresh addresses cannot grow it without limit.
+local function discovering(reg)
+  local seen, n = {}, 0
+  local proxy = {}
+  function proxy.pool(_, addr)
+    local p = reg:pool(addr)
+    if p or not S.want_kind or type(addr) ~= "string" or #addr ~= 42 then
+      return p
+    end
+    local key = addr:lower()
+    local k = key .. S.want_kind
+    p = seen[k]
+    if not p then
+      if n >= 10000 then seen, n = {}, 0 end
+      p = { key = key, kind = S.want_kind, discovered = true }
+      seen[k], n = p, n + 1
+    end
+    return p
+  end
+  return proxy
+end
+
+-- The pool kind a log's topic0 implies (for discovery), or nil.
+local function implied_kind(view)
+  local c = abi.canonical(view)
+  local layout = c.topics and c.topics[1] and abi.LAYOUT[c.topics[1]]
+  return layout and layout.pool_kind
+end
+
 --- One message of the stream, exactly as received. Exposed for tests and
 --- for the ws callbacks; the handler of opts.raw_topic calls it too.
 function M.process(ctx, text)
@@ -125,6 +162,7 @@ function M.process(ctx, text)
       removal(ctx, line, view, arrival)
     else
       local ev
+      if S.discover then S.want_kind = implied_kind(view) end
       ev, reason = abi.decode(view, S.reg)
       if ev then accept(ctx, line, ev, arrival) else skip(ctx, line, reason) end
     end
@@ -243,6 +281,9 @@ function M.init(ctx, opts)
   local source = opts.source or ((opts.url or os.getenv("POLYGON_WS_URL"))
                                  and "ws" or "topic")
   S.source = source
+  if opts.discover == true then
+    S.discover, S.reg = true, discovering(reg)
+  end
   if source == "topic" then
     S.raw_topic = opts.raw_topic or T.raw
     ctx:subscribe(S.raw_topic)
