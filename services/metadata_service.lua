@@ -392,12 +392,24 @@ local function arm_timeout(ctx)
   end)
 end
 
+-- A long queue released at once could fill the detector's mailbox: every
+-- 256 logs, a downstream mailbox over half full pauses the drain for a
+-- millisecond (what arrives meanwhile queues behind, in order).
+local function congested(ctx, n)
+  if n % 256 ~= 0 or ctx:pressure(T.enriched_state) <= 0.5 then return false end
+  if not S.resume then
+    S.resume = ctx:after(1, function(c) S.resume = nil drain(c) end)
+  end
+  return true
+end
+
 -- A lookup may answer while drain() is running (a memory hit calls back
 -- at once): the nested call only asks the running one to look again.
 drain = function(ctx)
   if S.draining then S.again = true return end
+  if S.resume then return end
   S.draining = true
-  local held = S.held
+  local held, n = S.held, 0
   repeat
     S.again = false
     while S.head <= S.tail do
@@ -405,9 +417,10 @@ drain = function(ctx)
       if not release(ctx, it) then break end
       if it.timer then it.timer.cancel() end
       held[S.head] = nil
-      S.head = S.head + 1
+      S.head, n = S.head + 1, n + 1
+      if congested(ctx, n) then break end
     end
-  until not S.again
+  until not S.again or S.resume
   S.draining = false
   if S.head > S.tail then S.head, S.tail = 1, 0 else arm_timeout(ctx) end
 end

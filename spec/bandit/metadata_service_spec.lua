@@ -218,6 +218,30 @@ describe("MetadataService", function()
     eng:close()
   end)
 
+  it("releases a long queue no faster than the detector's mailbox takes it", function()
+    local eng = testing.engine {
+      contracts = H.ROOT .. "services/contracts.yaml", start = false,
+      mailbox = { capacity = 4096, policy = "reject" },
+      services = {
+        { name = "polygon", module = H.ROOT .. "services/polygon_adapter.lua",
+          opts = { source = "topic", pools = pools, tokens = tokens } },
+        { name = "metadata", module = H.ROOT .. "services/metadata_service.lua",
+          opts = { pools = pools, tokens = tokens, lookup = lookup, lookup_mode = "later" } },
+        { name = "arb", module = H.ROOT .. "services/arbitrage_detector.lua",
+          mailbox = { capacity = 400, policy = "reject" } },
+      },
+    }
+    eng:start()
+    local lines = { H.reply(SUB), H.sync(pos(1), P2, "5", "6") }
+    for i = 2, 1000 do lines[#lines + 1] = H.sync(pos(i), P1, "1", tostring(i)) end
+    H.feed(eng, lines)
+    for _ = 1, 50 do eng:advance(0.05) end
+    local arb = eng:stats("arb")
+    assert.equal(0, arb.dropped)
+    assert.equal(1000 + 2 + 1, arb["in"]) -- the logs, two PoolMetas, the end
+    eng:close()
+  end)
+
   it("refuses token metadata it cannot use (decimals beyond 77)", function()
     local eng, c = engine { lookup = lookup, lookup_mode = "bad" }
     H.feed(eng, { H.reply(SUB), H.sync(pos(1), P2, "5", "6") })
