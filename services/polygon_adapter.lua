@@ -297,6 +297,8 @@ function M.init(ctx, opts)
   if opts.idle_end_ms then
     -- A live stream has no end; a replay ends when it falls silent.
     ctx:every(opts.idle_end_ms / 4, function()
+      -- Silence while we hold the socket paused is ours, not the end.
+      if S.paused then S.last_ns = now_ns() end
       if S.line > 0 and now_ns() - S.last_ns > opts.idle_end_ms * 1e6 then
         finish(ctx, "idle for " .. opts.idle_end_ms .. " ms")
       end

@@ -71,6 +71,19 @@ describe("examples/bandit/run", function()
     end
   end)
 
+  it("decides a capture the replay server refuses (no reply on line 1) in process",
+     function()
+    local lines = H.lines(H.DATA .. "sample_capture.jsonl")
+    local f = assert(io.open(dir .. "/c.jsonl", "wb"))
+    f:write(lines[2], "\n", lines[3], "\n")
+    f:close()
+    local rc, out = sh(RUN .. " --quiet --capture " .. dir .. "/c.jsonl --skipped "
+                       .. dir .. "/s 2>&1")
+    assert.equal(0, rc, out)
+    assert.matches("feeding the lines in process instead", out, 1, true)
+    assert.equal('{"line":2,"reason":"foreign_message"}\n', H.read(dir .. "/s"))
+  end)
+
   it("refuses what it cannot run, saying why", function()
     local rc, out = sh(RUN .. " --capture /nonexistent/c.jsonl 2>&1")
     assert.equal(2, rc)
