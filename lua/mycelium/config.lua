@@ -70,32 +70,7 @@ local TOP = {
   services = { kind = "list" },
 }
 
-local function distance(a, b)
-  local prev, cur = {}, {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    cur[0] = i
-    for j = 1, #b do
-      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-    end
-    prev, cur = cur, prev
-  end
-  return prev[#b]
-end
-
-local function nearest(key, schema)
-  local best, bestd
-  for k in pairs(schema) do
-    local d = distance(key, k)
-    if bestd == nil or d < bestd or (d == bestd and k < best) then
-      best, bestd = k, d
-    end
-  end
-  if best and bestd <= math.max(2, floor(#key / 3)) then
-    return best
-  end
-end
+local nearest = require("mycelium.suggest").nearest
 
 local function keys_of(t)
   local ks = {}

@@ -96,31 +96,7 @@ end
 -- Names
 -- ===================================================================
 
-local function distance(a, b)
-  local prev, cur = {}, {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    cur[0] = i
-    for j = 1, #b do
-      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-    end
-    prev, cur = cur, prev
-  end
-  return prev[#b]
-end
-
--- The key of 'names' nearest to 'name' (case counts little), if close.
-local function nearest(name, names)
-  local best, bestd
-  for k in pairs(names) do
-    local d = distance(name:lower(), k:lower())
-    if bestd == nil or d < bestd or (d == bestd and k < best) then
-      best, bestd = k, d
-    end
-  end
-  if best and bestd <= math.max(2, floor(#name / 3)) then return best end
-end
+local nearest = require("mycelium.suggest").nearest
 M.nearest = nearest
 
 -- ===================================================================

@@ -40,15 +40,6 @@ typedef struct {
   int restart; const char *group; double memory_limit_mb;
   double handler_timeout_ms; double reload_probation_s;
 } myc_service_config;
-typedef struct {
-  const char *name; int32_t worker; const char *state;
-  uint64_t in, out, errors, dropped, dropped_oldest, dropped_newest, rejected;
-  uint32_t queue_depth, queue_capacity; uint64_t memory_bytes;
-  const char *restart; const char *group;
-  uint64_t restarts, timeouts, reloads, reload_failures, rollbacks;
-  uint64_t memory_limit, memory_peak; uint32_t version;
-  char running[128]; double running_ms; double last_pause_ms;
-} myc_service_stats;
 void myc_engine_config_init(myc_engine_config *cfg);
 int myc_engine_new(myc_engine **out, const myc_engine_config *cfg);
 int myc_engine_add_service(myc_engine *e, const myc_service_config *sc, char *err, size_t errlen);
