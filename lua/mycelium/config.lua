@@ -6,7 +6,7 @@ local core = require "mycelium.core"
 
 local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
 local format, concat, sort = string.format, table.concat, table.sort
-local floor, huge = math.floor, math.huge
+local huge = math.huge
 
 local M = {}
 
