@@ -1,7 +1,7 @@
 /* alloc_test.c -- the counting Lua allocator and its small-block cache. */
 #include "test.h"
 
-#include "alloc.h"
+#include "base/alloc.h"
 
 #include <string.h>
 

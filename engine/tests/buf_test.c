@@ -1,7 +1,7 @@
 /* buf_test.c -- pooled, reference-counted frame buffers. */
 #include "test.h"
 
-#include "buf.h"
+#include "core/buf.h"
 
 static void layout_is_one_frame(void) {
   CHECK_EQ(sizeof(myc_frame), 64);

@@ -3,7 +3,7 @@
  * runtime checks of filled payloads, and allocation failure at every step.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "contract.h"
+#include "contract/contract.h"
 
 #include <math.h>
 #include <stdarg.h>

@@ -1,7 +1,7 @@
 /* mailbox_test.c -- bounded queue and its overflow policies. */
 #include "test.h"
 
-#include "mailbox.h"
+#include "core/mailbox.h"
 
 static myc__alloc alloc = {myc__default_alloc, NULL};
 

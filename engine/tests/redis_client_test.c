@@ -1,7 +1,7 @@
 /* redis_client_test.c -- the Redis client against a real redis-server
  * started here on a free 127.0.0.1 port (it dies with the test: it gets
  * SIGKILL when its parent exits), on a plain libuv loop. */
-#include "redis_client.h"
+#include "net/redis_client.h"
 
 #include "test.h"
 

@@ -1,5 +1,5 @@
 /* redis_url_test.c -- parsing of the Redis client's URLs. */
-#include "redis_url.h"
+#include "net/redis_url.h"
 
 #include "test.h"
 

@@ -1,8 +1,8 @@
 /* topic_test.c -- names, patterns and subscriber lists. */
 #include "test.h"
 
-#include "alloc.h"
-#include "topic.h"
+#include "base/alloc.h"
+#include "core/topic.h"
 
 #define S(x) x, sizeof(x) - 1
 

@@ -11,10 +11,10 @@
  */
 #include "server.h"
 
-#include "http_msg.h"
+#include "net/http_msg.h"
 #include "rpc.h"
-#include "stream.h"
-#include "ws_handshake.h"
+#include "net/stream.h"
+#include "net/ws_handshake.h"
 
 #include <signal.h>
 #include <stdio.h>

@@ -1,0 +1,267 @@
+/* config.c -- building an engine from a config file or a list of service
+ * files.  Validation lives in lua/mycelium/config.lua (it reads Lua
+ * values best); this file turns its normalised table into engine calls.
+ */
+#include "mycelium.h"
+
+#include "runtime/engine.h"
+#include "lua/lua_core.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdio.h>
+#include <string.h>
+
+static lua_State *config_state(const char *lua_dir) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL)
+    return NULL;
+  luaL_openlibs(L);
+  myc__lua_prepare(L, lua_dir, NULL);
+  return L;
+}
+
+static double num_field(lua_State *L, int t, const char *k, double dflt) {
+  double v;
+  lua_getfield(L, t, k);
+  v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Copies the string field 'k' into 'dst' ("" when absent). */
+static void str_field(lua_State *L, int t, const char *k, char *dst,
+                      size_t cap) {
+  const char *s;
+  lua_getfield(L, t, k);
+  s = lua_tostring(L, -1);
+  snprintf(dst, cap, "%s", s ? s : "");
+  lua_pop(L, 1);
+}
+
+static void read_mailbox(lua_State *L, int t, myc_mailbox_config *m) {
+  m->capacity = (uint32_t)num_field(L, t, "capacity", m->capacity);
+  m->policy = (myc_policy)num_field(L, t, "policy", m->policy);
+  m->threshold = num_field(L, t, "threshold", m->threshold);
+}
+
+static void read_supervisor(lua_State *L, int t, myc_supervisor_config *c) {
+  c->backoff_initial_ms = num_field(L, t, "backoff_initial_ms",
+                                    c->backoff_initial_ms);
+  c->backoff_max_ms = num_field(L, t, "backoff_max_ms", c->backoff_max_ms);
+  c->multiplier = num_field(L, t, "multiplier", c->multiplier);
+  c->jitter = num_field(L, t, "jitter", c->jitter);
+  c->max_restarts = (uint32_t)num_field(L, t, "max_restarts", c->max_restarts);
+  c->window_s = num_field(L, t, "window_s", c->window_s);
+  c->reset_s = num_field(L, t, "reset_s", c->reset_s);
+  c->reload_probation_s = num_field(L, t, "reload_probation_s",
+                                    c->reload_probation_s);
+}
+
+/* 'strings' holds the node name and the control URL for the call. */
+static void read_engine_config(lua_State *L, int t, myc_engine_config *c,
+                               char (*strings)[4096]) {
+  myc_engine_config_init(c);
+  str_field(L, t, "node", strings[0], sizeof strings[0]);
+  c->node = strings[0];
+  c->workers = (uint32_t)num_field(L, t, "workers", 0);
+  c->log_level = (myc_log_level)num_field(L, t, "log_level", MYC_LOG_INFO);
+  c->log_format = (myc_log_format)num_field(L, t, "log_format", MYC_LOG_TEXT);
+  c->reload = (myc_reload_mode)num_field(L, t, "reload", MYC_RELOAD_SIGNAL);
+  str_field(L, t, "control", strings[1], sizeof strings[1]);
+  c->control = strings[1][0] ? strings[1] : NULL;
+  lua_getfield(L, t, "mailbox");
+  read_mailbox(L, lua_gettop(L), &c->mailbox);
+  lua_pop(L, 1);
+  lua_getfield(L, t, "supervisor");
+  read_supervisor(L, lua_gettop(L), &c->supervisor);
+  lua_pop(L, 1);
+}
+
+/* Declares the groups listed in 'supervisors'. */
+static int add_groups(lua_State *L, int t, myc_engine *e, char *err,
+                      size_t errlen) {
+  int i, rc = 0;
+  lua_getfield(L, t, "supervisors");
+  for (i = 1; rc == 0; i++) {
+    myc_supervisor_config sc = e->supervisor;
+    char name[256];
+    lua_rawgeti(L, -1, i);
+    if (lua_isnil(L, -1))
+      break;
+    str_field(L, lua_gettop(L), "name", name, sizeof name);
+    read_supervisor(L, lua_gettop(L), &sc);
+    rc = myc_engine_add_group(e, name,
+                              (myc_strategy)num_field(L, lua_gettop(L),
+                                                      "strategy", 0),
+                              &sc);
+    if (rc != 0)
+      snprintf(err, errlen, "supervisors.%s: %s", name, myc_strerror(rc));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  return rc;
+}
+
+/* Adds the service described by the table on top of the stack. */
+static int add_one_service(lua_State *L, myc_engine *e, char *err,
+                           size_t errlen) {
+  int t = lua_gettop(L);
+  myc_service_config sc;
+  myc_mailbox_config mb = e->mailbox;
+  char name[256], module[4096], group[256];
+  size_t optslen = 0;
+
+  memset(&sc, 0, sizeof sc);
+  str_field(L, t, "name", name, sizeof name);
+  str_field(L, t, "module", module, sizeof module);
+  str_field(L, t, "group", group, sizeof group);
+  sc.name = name;
+  sc.module = module;
+  sc.group = group[0] ? group : NULL;
+  sc.worker = (int32_t)num_field(L, t, "worker", -1);
+  sc.restart = (myc_restart)num_field(L, t, "restart", MYC_RESTART_PERMANENT);
+  sc.memory_limit_mb = num_field(L, t, "memory_limit_mb", 0);
+  sc.handler_timeout_ms = num_field(L, t, "handler_timeout_ms", 0);
+  /* An explicit 0 means no probation; absent means the engine's. */
+  sc.reload_probation_s = num_field(L, t, "reload_probation_s", 0);
+  lua_getfield(L, t, "reload_probation_s");
+  if (lua_isnumber(L, -1) && lua_tonumber(L, -1) == 0)
+    sc.reload_probation_s = -1;
+  lua_pop(L, 1);
+  lua_getfield(L, t, "mailbox");
+  if (lua_istable(L, -1)) {
+    read_mailbox(L, lua_gettop(L), &mb);
+    sc.mailbox = &mb;
+  }
+  lua_getfield(L, t, "opts");
+  sc.opts = lua_tolstring(L, -1, &optslen);
+  sc.opts_len = optslen;
+  return myc_engine_add_service(e, &sc, err, errlen);
+}
+
+static void log_warnings(lua_State *L, int t, myc_engine *e) {
+  int i;
+  lua_getfield(L, t, "warnings");
+  for (i = 1;; i++) {
+    lua_rawgeti(L, -1, i);
+    if (lua_isnil(L, -1))
+      break;
+    myc_engine_log(e, MYC_LOG_WARN, NULL, lua_tostring(L, -1));
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+}
+
+/* Loads the contracts file the config names (already resolved against
+ * its directory) into 'e'.  Every error of the file goes to 'err', one
+ * per line. */
+static int load_contracts(lua_State *L, int t, myc_engine *e, char *err,
+                          size_t errlen) {
+  myc_contract_set *cs;
+  const char *path;
+  size_t i, n, used;
+  int validate, rc;
+
+  lua_getfield(L, t, "contracts");
+  lua_getfield(L, t, "validate");
+  path = lua_tostring(L, -2);
+  validate = !lua_isboolean(L, -1) || lua_toboolean(L, -1);
+  if (path == NULL) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  rc = myc_contract_load(&cs, path, e->alloc.fn, e->alloc.ud);
+  if (cs == NULL) {
+    snprintf(err, errlen, "contracts '%s': %s", path, myc_strerror(rc));
+  } else if (rc != 0) {
+    n = myc_contract_error_count(cs);
+    used = (size_t)snprintf(err, errlen, "contracts '%s': %zu error%s:", path,
+                            n, n == 1 ? "" : "s");
+    for (i = 0; i < n && used < errlen; i++)
+      used += (size_t)snprintf(err + used, errlen - used, "\n%s",
+                               myc_contract_error(cs, i));
+  } else if ((rc = myc_engine_set_contracts(e, cs, validate)) != 0) {
+    snprintf(err, errlen, "contracts '%s': %s", path, myc_strerror(rc));
+  }
+  if (rc != 0)
+    myc_contract_free(cs);
+  lua_pop(L, 2);
+  return rc;
+}
+
+static int build_engine(lua_State *L, myc_engine **out, char *err,
+                        size_t errlen) {
+  int t = lua_gettop(L), i, rc;
+  myc_engine_config c;
+  myc_engine *e;
+  char strings[2][4096];
+
+  read_engine_config(L, t, &c, strings);
+  rc = myc_engine_new(&e, &c);
+  if (rc != 0) {
+    snprintf(err, errlen, "cannot create the engine: %s", myc_strerror(rc));
+    return rc;
+  }
+  log_warnings(L, t, e);
+  rc = load_contracts(L, t, e, err, errlen);
+  if (rc == 0)
+    rc = add_groups(L, t, e, err, errlen);
+  lua_getfield(L, t, "services");
+  for (i = 1; rc == 0; i++) {
+    lua_rawgeti(L, -1, i);
+    if (lua_isnil(L, -1))
+      break;
+    rc = add_one_service(L, e, err, errlen);
+    lua_settop(L, t + 1);
+  }
+  if (rc != 0) {
+    myc_engine_free(e);
+    return rc;
+  }
+  *out = e;
+  return 0;
+}
+
+int myc_engine_from_files(myc_engine **out, const char *const *files, int nfiles,
+                     char *err, size_t errlen) {
+  lua_State *L;
+  int i, rc;
+
+  *out = NULL;
+  L = config_state(myc__find_lua_dir(NULL));
+  if (L == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return MYC_ENOMEM;
+  }
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "mycelium.config");
+  rc = lua_pcall(L, 1, 1, 0);
+  if (rc == 0) {
+    lua_getfield(L, -1, "load");
+    lua_createtable(L, nfiles, 0);
+    for (i = 0; i < nfiles; i++) {
+      lua_pushstring(L, files[i]);
+      lua_rawseti(L, -2, i + 1);
+    }
+    rc = lua_pcall(L, 1, 1, 0);
+  }
+  if (rc != 0) {
+    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+    lua_close(L);
+    return MYC_ECONFIG;
+  }
+  rc = build_engine(L, out, err, errlen);
+  lua_close(L);
+  return rc;
+}
+
+int myc_engine_from_file(myc_engine **out, const char *path, char *err,
+                         size_t errlen) {
+  char dummy[1];
+  if (err == NULL || errlen == 0) {
+    err = dummy;
+    errlen = sizeof dummy;
+  }
+  return myc_engine_from_files(out, &path, 1, err, errlen);
+}

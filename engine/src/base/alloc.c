@@ -1,0 +1,160 @@
+/* alloc.c -- allocation hook wrappers and the per-service counting Lua
+ * allocator.  Nothing here keeps global state: the hook lives in the
+ * engine and the budget in the service. */
+#include "base/alloc.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+void *myc__default_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  (void)osize;
+  if (nsize == 0) {
+    free(ptr);
+    return NULL;
+  }
+  return realloc(ptr, nsize);
+}
+
+void *myc__malloc(const myc__alloc *a, size_t n) {
+  return a->fn(a->ud, NULL, 0, n ? n : 1);
+}
+
+void *myc__calloc(const myc__alloc *a, size_t n) {
+  void *p = myc__malloc(a, n);
+  if (p != NULL)
+    memset(p, 0, n);
+  return p;
+}
+
+void *myc__realloc(const myc__alloc *a, void *p, size_t osize, size_t nsize) {
+  return a->fn(a->ud, p, osize, nsize ? nsize : 1);
+}
+
+void myc__free(const myc__alloc *a, void *p, size_t n) {
+  int saved = errno;
+  if (p != NULL)
+    a->fn(a->ud, p, n, 0);
+  errno = saved;
+}
+
+char *myc__strdup(const myc__alloc *a, const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = myc__malloc(a, n);
+  if (d != NULL)
+    memcpy(d, s, n);
+  return d;
+}
+
+void myc__strfree(const myc__alloc *a, char *s) {
+  if (s != NULL)
+    myc__free(a, s, strlen(s) + 1);
+}
+
+/* Class of a small block (0 for 1..16 bytes), or -1 above 512 bytes. */
+static int lua_class(size_t n) {
+  return n <= 16 * MYC_LUA_CLASSES ? (int)((n + 15) / 16) - 1 : -1;
+}
+
+static size_t class_bytes(size_t n) {
+  int c = lua_class(n);
+  return c < 0 ? n : (size_t)(c + 1) * 16;
+}
+
+/* A block of 'n' bytes (as the base hook sees it: the class size for a
+ * small block), or NULL. */
+static void *block_get(myc__lua_budget *b, size_t n) {
+  int c = lua_class(n);
+  void *p;
+  if (c >= 0 && (p = b->cache[c]) != NULL) {
+    b->cache[c] = *(void **)p;
+    b->cached -= (size_t)(c + 1) * 16;
+    return p;
+  }
+  return b->base->fn(b->base->ud, NULL, 0, class_bytes(n));
+}
+
+static void block_put(myc__lua_budget *b, void *p, size_t n) {
+  int c = lua_class(n);
+  if (c >= 0 && b->cached < MYC_LUA_CACHE_BYTES) {
+    *(void **)p = b->cache[c];
+    b->cache[c] = p;
+    b->cached += (size_t)(c + 1) * 16;
+    return;
+  }
+  b->base->fn(b->base->ud, p, class_bytes(n), 0);
+}
+
+/* Moves a block between sizes.  A small block that keeps its class stays
+ * where it is; two large ones go to the base hook's realloc.  A shrink
+ * that cannot allocate keeps the old block (Lua requires shrinking to
+ * succeed); it is then accounted in the smaller class, which only makes
+ * the cache hand out more room than asked. */
+static void *block_resize(myc__lua_budget *b, void *ptr, size_t osize,
+                          size_t nsize) {
+  int oc = lua_class(osize), nc = lua_class(nsize);
+  void *p;
+  if (oc >= 0 && oc == nc)
+    return ptr;
+  if (oc < 0 && nc < 0)
+    return b->base->fn(b->base->ud, ptr, osize, nsize);
+  p = block_get(b, nsize);
+  if (p == NULL)
+    return nsize < osize ? ptr : NULL;
+  memcpy(p, ptr, osize < nsize ? osize : nsize);
+  block_put(b, ptr, osize);
+  return p;
+}
+
+void myc__lua_budget_drain(myc__lua_budget *b) {
+  int c;
+  for (c = 0; c < MYC_LUA_CLASSES; c++) {
+    while (b->cache[c] != NULL) {
+      void *p = b->cache[c];
+      b->cache[c] = *(void **)p;
+      b->base->fn(b->base->ud, p, (size_t)(c + 1) * 16, 0);
+    }
+  }
+  b->cached = 0;
+}
+
+void *myc__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  myc__lua_budget *b = ud;
+  size_t used = atomic_load_explicit(&b->used, memory_order_relaxed);
+  void *p;
+
+  /* Lua passes the type tag in osize when ptr is NULL. */
+  if (ptr == NULL)
+    osize = 0;
+  if (nsize == 0) {
+    if (ptr != NULL)
+      block_put(b, ptr, osize);
+    atomic_store_explicit(&b->used, used - osize, memory_order_relaxed);
+    return NULL;
+  }
+  if (nsize > osize) {
+    /* Another thread's request to interrupt a compiled loop that the
+     * hook cannot reach: fail one allocation (docs/SUPERVISION.md). */
+    if (atomic_load_explicit(&b->poison, memory_order_relaxed) &&
+        atomic_exchange(&b->poison, 0)) {
+      b->poisoned = 1;
+      b->refused++;
+      return NULL;
+    }
+    if (b->limit != 0 &&
+        used - osize + nsize > b->limit + (b->tripped ? b->reserve : 0)) {
+      b->tripped = 1;
+      b->refused++;
+      return NULL;
+    }
+  }
+  p = ptr == NULL ? block_get(b, nsize) : block_resize(b, ptr, osize, nsize);
+  if (p == NULL)
+    return NULL;
+  used = used - osize + nsize;
+  atomic_store_explicit(&b->used, used, memory_order_relaxed);
+  if (used > atomic_load_explicit(&b->peak, memory_order_relaxed))
+    atomic_store_explicit(&b->peak, used, memory_order_relaxed);
+  return p;
+}

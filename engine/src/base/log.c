@@ -1,0 +1,259 @@
+/* log.c -- log record formatting and sinks (see log.h).  A record is
+ * formatted into one buffer and written with one call, so lines from
+ * different workers never interleave. */
+#include "base/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *level_name[] = {"debug", "info", "warn", "error"};
+static const char *level_upper[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
+
+int myc__log_init(myc__log *l, const myc__alloc *a, const myc_engine_config *c,
+                  const char *node) {
+  memset(l, 0, sizeof *l);
+  l->alloc = a;
+  l->fn = c->log_fn;
+  l->ud = c->log_ud;
+  l->level = c->log_level;
+  l->format = c->log_format;
+  l->node = node;
+  return uv_mutex_init(&l->lock) == 0 ? 0 : MYC_ENOMEM;
+}
+
+void myc__log_destroy(myc__log *l) {
+  while (l->head != NULL) {
+    myc__log_line *n = l->head->next;
+    myc__free(l->alloc, l->head, sizeof *l->head + l->head->len + 1);
+    l->head = n;
+  }
+  uv_mutex_destroy(&l->lock);
+}
+
+void myc__hex(char *dst, const uint8_t *src, size_t n) {
+  static const char digits[] = "0123456789abcdef";
+  size_t i;
+  for (i = 0; i < n; i++) {
+    dst[2 * i] = digits[src[i] >> 4];
+    dst[2 * i + 1] = digits[src[i] & 15];
+  }
+}
+
+typedef struct {
+  char *p;
+  size_t len, cap;
+  char small[1024];
+  const myc__alloc *alloc;
+} outbuf;
+
+static int out_reserve(outbuf *o, size_t n) {
+  char *p;
+  size_t cap;
+  if (o->len + n <= o->cap)
+    return 0;
+  cap = 2 * (o->len + n);
+  p = myc__malloc(o->alloc, cap);
+  if (p == NULL)
+    return -1;
+  memcpy(p, o->p, o->len);
+  if (o->p != o->small)
+    myc__free(o->alloc, o->p, o->cap);
+  o->p = p;
+  o->cap = cap;
+  return 0;
+}
+
+static void out_put(outbuf *o, const char *s, size_t n) {
+  if (out_reserve(o, n) == 0) {
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+  }
+}
+
+static void out_str(outbuf *o, const char *s) { out_put(o, s, strlen(s)); }
+
+/* Appends 's' as a JSON string body (no quotes). */
+static void out_json(outbuf *o, const char *s, size_t n) {
+  size_t i;
+  char esc[8];
+  for (i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '"' || c == '\\') {
+      esc[0] = '\\';
+      esc[1] = (char)c;
+      out_put(o, esc, 2);
+    } else if (c == '\n') {
+      out_put(o, "\\n", 2);
+    } else if (c == '\t') {
+      out_put(o, "\\t", 2);
+    } else if (c < 0x20) {
+      snprintf(esc, sizeof esc, "\\u%04x", c);
+      out_put(o, esc, 6);
+    } else {
+      out_put(o, (const char *)&s[i], 1);
+    }
+  }
+}
+
+static void out_time(outbuf *o, int64_t ts_ns) {
+  char tmp[64];
+  struct tm tm;
+  time_t secs = (time_t)(ts_ns / 1000000000);
+  gmtime_r(&secs, &tm);
+  strftime(tmp, sizeof tmp, "%Y-%m-%dT%H:%M:%S", &tm);
+  out_str(o, tmp);
+  snprintf(tmp, sizeof tmp, ".%06ldZ", (long)(ts_ns % 1000000000 / 1000));
+  out_str(o, tmp);
+}
+
+static void format_json(outbuf *o, const myc__log *l, int level, int64_t ts,
+                        const char *svc, size_t svc_len, const char *trace,
+                        const char *span, const char *msg, size_t msg_len,
+                        const char *extra, size_t extra_len) {
+  out_str(o, "{\"ts\":\"");
+  out_time(o, ts);
+  out_str(o, "\",\"level\":\"");
+  out_str(o, level_name[level]);
+  out_str(o, "\",\"node\":\"");
+  out_json(o, l->node, strlen(l->node));
+  out_str(o, "\"");
+  if (svc != NULL) {
+    out_str(o, ",\"service\":\"");
+    out_json(o, svc, svc_len);
+    out_str(o, "\"");
+  }
+  out_str(o, ",\"msg\":\"");
+  out_json(o, msg, msg_len);
+  out_str(o, "\"");
+  if (trace != NULL) {
+    out_str(o, ",\"trace_id\":\"");
+    out_put(o, trace, 32);
+    out_str(o, "\",\"span_id\":\"");
+    out_put(o, span, 16);
+    out_str(o, "\"");
+  }
+  if (extra_len > 0) {
+    out_str(o, ",");
+    out_put(o, extra, extra_len);
+  }
+  out_str(o, "}");
+}
+
+static void format_text(outbuf *o, int level, int64_t ts, const char *svc,
+                        size_t svc_len, const char *trace, const char *span,
+                        const char *msg, size_t msg_len, const char *extra,
+                        size_t extra_len) {
+  out_time(o, ts);
+  out_str(o, " ");
+  out_str(o, level_upper[level]);
+  out_str(o, " ");
+  if (svc != NULL) {
+    out_str(o, "[");
+    out_put(o, svc, svc_len);
+    out_str(o, "] ");
+  }
+  out_put(o, msg, msg_len);
+  if (extra_len > 0) {
+    out_str(o, " ");
+    out_put(o, extra, extra_len);
+  }
+  if (trace != NULL) {
+    out_str(o, " trace_id=");
+    out_put(o, trace, 32);
+    out_str(o, " span_id=");
+    out_put(o, span, 16);
+  }
+}
+
+static void emit_line(myc__log *l, int level, const char *line, size_t len) {
+  myc__log_line *rec;
+  if (l->capture) {
+    rec = myc__malloc(l->alloc, sizeof *rec + len + 1);
+    if (rec == NULL)
+      return;
+    rec->next = NULL;
+    rec->len = len;
+    memcpy(rec->text, line, len);
+    rec->text[len] = '\0';
+    uv_mutex_lock(&l->lock);
+    if (l->tail != NULL)
+      l->tail->next = rec;
+    else
+      l->head = rec;
+    l->tail = rec;
+    uv_mutex_unlock(&l->lock);
+  } else if (l->fn != NULL) {
+    l->fn(l->ud, level, line, len);
+  } else {
+    /* One write per line keeps concurrent lines whole. */
+    ssize_t rc = write(STDERR_FILENO, line, len + 1);
+    (void)rc;
+  }
+}
+
+void myc__log_write(myc__log *l, int level, int64_t ts_ns,
+                    const char *service, size_t service_len,
+                    const uint8_t *trace, const uint8_t *span,
+                    const char *msg, size_t msg_len, const char *extra,
+                    size_t extra_len) {
+  outbuf o;
+  char th[32], sh[16];
+
+  if (level < l->level || level < 0 || level > MYC_LOG_ERROR)
+    return;
+  o.p = o.small;
+  o.len = 0;
+  o.cap = sizeof o.small;
+  o.alloc = l->alloc;
+  if (trace != NULL) {
+    myc__hex(th, trace, 16);
+    myc__hex(sh, span, 8);
+  }
+  if (l->format == MYC_LOG_JSON)
+    format_json(&o, l, level, ts_ns, service, service_len,
+                trace ? th : NULL, sh, msg, msg_len, extra, extra_len);
+  else
+    format_text(&o, level, ts_ns, service, service_len, trace ? th : NULL, sh,
+                msg, msg_len, extra, extra_len);
+  out_put(&o, "\n", 1);
+  emit_line(l, level, o.p, o.len - 1);
+  if (o.p != o.small)
+    myc__free(l->alloc, o.p, o.cap);
+}
+
+void myc__log_write_kv(myc__log *l, int level, int64_t ts_ns,
+                       const char *service, size_t service_len,
+                       const uint8_t *trace, const uint8_t *span,
+                       const char *msg, int n, const char *const *keys,
+                       const char *const *vals) {
+  outbuf o;
+  int i;
+  if (level < l->level)
+    return;
+  o.p = o.small;
+  o.len = 0;
+  o.cap = sizeof o.small;
+  o.alloc = l->alloc;
+  for (i = 0; i < n; i++) {
+    if (i > 0)
+      out_str(&o, l->format == MYC_LOG_JSON ? "," : " ");
+    if (l->format == MYC_LOG_JSON) {
+      out_str(&o, "\"");
+      out_json(&o, keys[i], strlen(keys[i]));
+      out_str(&o, "\":\"");
+      out_json(&o, vals[i], strlen(vals[i]));
+      out_str(&o, "\"");
+    } else {
+      out_str(&o, keys[i]);
+      out_str(&o, "=");
+      out_str(&o, vals[i]);
+    }
+  }
+  myc__log_write(l, level, ts_ns, service, service_len, trace, span, msg,
+                 strlen(msg), o.p, o.len);
+  if (o.p != o.small)
+    myc__free(l->alloc, o.p, o.cap);
+}

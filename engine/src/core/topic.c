@@ -1,0 +1,337 @@
+/* topic.c -- routing table (see topic.h).  Names are validated here and
+ * nowhere else; patterns are an exact name, "prefix.*" (everything below
+ * prefix, any depth) or "*" (every topic not starting with '$'). */
+#include "core/topic.h"
+
+#include <string.h>
+
+static int name_char_ok(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') || c == '_' || c == '-' || c == ':' ||
+         c == '/';
+}
+
+const char *myc__topic_check(const char *name, size_t len, int pattern) {
+  size_t i, seg = 0;
+  if (len == 0)
+    return "empty name";
+  if (len > MYC_TOPIC_MAX)
+    return "longer than 255 bytes";
+  if (pattern && len == 1 && name[0] == '*')
+    return NULL;
+  if (pattern && len >= 2 && name[len - 1] == '*') {
+    if (name[len - 2] != '.')
+      return "'*' must be a whole last segment (\"prefix.*\")";
+    len -= 2;
+    if (len == 0)
+      return "empty segment";
+  }
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)name[i];
+    if (c == '.') {
+      if (seg == 0)
+        return "empty segment";
+      seg = 0;
+      continue;
+    }
+    if (c == '*')
+      return pattern ? "'*' must be a whole last segment (\"prefix.*\")"
+                     : "'*' is only valid in subscriptions";
+    if (c == '$' && i == 0) {
+      seg++;
+      continue;
+    }
+    if (!name_char_ok(c))
+      return "invalid character (use letters, digits, '_', '-', ':', '/')";
+    seg++;
+  }
+  if (seg == 0)
+    return "empty segment";
+  return NULL;
+}
+
+int myc__topic_match(const char *pattern, size_t plen, const char *name,
+                     size_t nlen) {
+  if (plen == 1 && pattern[0] == '*')
+    return nlen > 0 && name[0] != '$';
+  if (plen >= 2 && pattern[plen - 1] == '*')
+    return nlen > plen - 1 && memcmp(pattern, name, plen - 1) == 0;
+  return plen == nlen && memcmp(pattern, name, plen) == 0;
+}
+
+static uint32_t hash_name(const char *s, size_t len) {
+  uint32_t h = 2166136261u;
+  size_t i;
+  for (i = 0; i < len; i++)
+    h = (h ^ (unsigned char)s[i]) * 16777619u;
+  return h;
+}
+
+int myc__topics_init(myc__topics *t, const myc__alloc *a) {
+  memset(t, 0, sizeof *t);
+  t->alloc = a;
+  t->nslots = 256;
+  t->slots = myc__calloc(a, t->nslots * sizeof *t->slots);
+  if (t->slots == NULL)
+    return MYC_ENOMEM;
+  t->empty = myc__calloc(a, sizeof *t->empty);
+  if (t->empty == NULL || uv_mutex_init(&t->lock) != 0) {
+    myc__free(a, t->empty, sizeof *t->empty);
+    myc__free(a, t->slots, t->nslots * sizeof *t->slots);
+    t->slots = NULL; /* marks the table as not initialised */
+    return MYC_ENOMEM;
+  }
+  return 0;
+}
+
+static size_t sublist_size(uint32_t n) {
+  return sizeof(myc__sublist) + n * sizeof(struct myc_service *);
+}
+
+void myc__topics_destroy(myc__topics *t) {
+  uint32_t i, count = atomic_load(&t->count);
+  for (i = 1; i <= count; i++) {
+    myc__topic *topic = myc__topics_get(t, i);
+    myc__sublist *l = myc__topic_subs(topic);
+    if (l != t->empty)
+      myc__free(t->alloc, l, sublist_size(l->n));
+    myc__free(t->alloc, topic, sizeof *topic + topic->len + 1);
+  }
+  for (i = 0; i < MYC_TOPIC_CHUNKS; i++) {
+    myc__topic **c = atomic_load(&t->chunks[i]);
+    if (c != NULL)
+      myc__free(t->alloc, c, MYC_TOPIC_CHUNK * sizeof *c);
+  }
+  while (t->retired != NULL) {
+    myc__sublist *l = t->retired;
+    t->retired = l->retired_next;
+    myc__free(t->alloc, l, sublist_size(l->n));
+  }
+  myc__free(t->alloc, t->slots, t->nslots * sizeof *t->slots);
+  myc__free(t->alloc, t->subs, t->capsubs * sizeof *t->subs);
+  myc__free(t->alloc, t->empty, sizeof *t->empty);
+  uv_mutex_destroy(&t->lock);
+}
+
+static myc__topic **find_slot(myc__topics *t, const char *name, size_t len) {
+  uint32_t mask = t->nslots - 1, i = hash_name(name, len) & mask;
+  for (;; i = (i + 1) & mask) {
+    myc__topic *topic = t->slots[i];
+    if (topic == NULL ||
+        (topic->len == len && memcmp(topic->name, name, len) == 0))
+      return &t->slots[i];
+  }
+}
+
+static int grow_slots(myc__topics *t) {
+  myc__topic **old = t->slots;
+  uint32_t i, n = t->nslots;
+  myc__topic **slots = myc__calloc(t->alloc, 2 * n * sizeof *slots);
+  if (slots == NULL)
+    return MYC_ENOMEM;
+  t->slots = slots;
+  t->nslots = 2 * n;
+  for (i = 0; i < n; i++)
+    if (old[i] != NULL)
+      *find_slot(t, old[i]->name, old[i]->len) = old[i];
+  myc__free(t->alloc, old, n * sizeof *old);
+  return 0;
+}
+
+/* Builds the subscriber list of 'topic' from the subscription table.  A
+ * service matched by several patterns appears once. */
+static myc__sublist *build_sublist(myc__topics *t, const myc__topic *topic) {
+  uint32_t i, j, n = 0;
+  myc__sublist *l;
+  for (i = 0; i < t->nsubs; i++)
+    n += myc__topic_match(t->subs[i].pattern, t->subs[i].len, topic->name,
+                          topic->len);
+  if (n == 0)
+    return t->empty;
+  l = myc__malloc(t->alloc, sublist_size(n));
+  if (l == NULL)
+    return NULL;
+  l->retired_next = NULL;
+  l->n = 0;
+  for (i = 0; i < t->nsubs; i++) {
+    const myc__subscription *s = &t->subs[i];
+    if (!myc__topic_match(s->pattern, s->len, topic->name, topic->len))
+      continue;
+    for (j = 0; j < l->n && l->svc[j] != s->svc; j++)
+      ;
+    if (j == l->n)
+      l->svc[l->n++] = s->svc;
+  }
+  return l;
+}
+
+static void publish_sublist(myc__topics *t, myc__topic *topic,
+                            myc__sublist *l) {
+  myc__sublist *old = myc__topic_subs(topic);
+  atomic_store_explicit(&topic->subs, l, memory_order_release);
+  if (old != t->empty) {
+    old->retired_next = t->retired;
+    t->retired = old;
+  }
+}
+
+static int64_t create_topic(myc__topics *t, const char *name, size_t len) {
+  uint32_t id = atomic_load_explicit(&t->count, memory_order_relaxed) + 1;
+  uint32_t chunk = (id - 1) / MYC_TOPIC_CHUNK;
+  myc__topic **c, *topic;
+  myc__sublist *l;
+
+  if (chunk >= MYC_TOPIC_CHUNKS)
+    return MYC_ELIMIT;
+  if ((atomic_load(&t->count) + 1) * 2 > t->nslots && grow_slots(t) != 0)
+    return MYC_ENOMEM;
+  c = atomic_load(&t->chunks[chunk]);
+  if (c == NULL) {
+    c = myc__calloc(t->alloc, MYC_TOPIC_CHUNK * sizeof *c);
+    if (c == NULL)
+      return MYC_ENOMEM;
+    atomic_store_explicit(&t->chunks[chunk], c, memory_order_release);
+  }
+  topic = myc__malloc(t->alloc, sizeof *topic + len + 1);
+  if (topic == NULL)
+    return MYC_ENOMEM;
+  topic->id = id;
+  topic->len = (uint16_t)len;
+  memcpy(topic->name, name, len);
+  topic->name[len] = '\0';
+  atomic_init(&topic->subs, t->empty);
+  l = build_sublist(t, topic);
+  if (l == NULL) {
+    myc__free(t->alloc, topic, sizeof *topic + len + 1);
+    return MYC_ENOMEM;
+  }
+  atomic_init(&topic->subs, l);
+  c[(id - 1) % MYC_TOPIC_CHUNK] = topic;
+  *find_slot(t, name, len) = topic;
+  atomic_store_explicit(&t->count, id, memory_order_release);
+  return id;
+}
+
+int64_t myc__topics_resolve(myc__topics *t, const char *name, size_t len) {
+  myc__topic *topic;
+  int64_t id;
+  if (myc__topic_check(name, len, 0) != NULL)
+    return MYC_ETOPIC;
+  uv_mutex_lock(&t->lock);
+  topic = *find_slot(t, name, len);
+  id = topic != NULL ? (int64_t)topic->id : create_topic(t, name, len);
+  uv_mutex_unlock(&t->lock);
+  return id;
+}
+
+/* Rebuilds the lists of every topic matching 'pattern'.  All new lists are
+ * built before any is published, so on MYC_ENOMEM nothing changes. */
+static int republish(myc__topics *t, const char *pattern, size_t plen) {
+  uint32_t i, n = 0, count = atomic_load(&t->count);
+  myc__sublist **fresh;
+  int rc = 0;
+
+  fresh = myc__calloc(t->alloc, (count + 1) * sizeof *fresh);
+  if (fresh == NULL)
+    return MYC_ENOMEM;
+  for (i = 1; i <= count && rc == 0; i++) {
+    myc__topic *topic = myc__topics_get(t, i);
+    if (!myc__topic_match(pattern, plen, topic->name, topic->len))
+      continue;
+    fresh[i] = build_sublist(t, topic);
+    if (fresh[i] == NULL)
+      rc = MYC_ENOMEM;
+    n++;
+  }
+  for (i = 1; i <= count; i++) {
+    if (fresh[i] == NULL)
+      continue;
+    if (rc == 0)
+      publish_sublist(t, myc__topics_get(t, i), fresh[i]);
+    else if (fresh[i] != t->empty)
+      myc__free(t->alloc, fresh[i], sublist_size(fresh[i]->n));
+  }
+  myc__free(t->alloc, fresh, (count + 1) * sizeof *fresh);
+  (void)n;
+  return rc;
+}
+
+static int find_sub(myc__topics *t, struct myc_service *svc,
+                    const char *pattern, size_t len) {
+  uint32_t i;
+  for (i = 0; i < t->nsubs; i++)
+    if (t->subs[i].svc == svc && t->subs[i].len == len &&
+        memcmp(t->subs[i].pattern, pattern, len) == 0)
+      return (int)i;
+  return -1;
+}
+
+int myc__topics_subscribe(myc__topics *t, struct myc_service *svc,
+                          const char *pattern, size_t len) {
+  myc__subscription *s;
+  int rc = 0;
+  if (myc__topic_check(pattern, len, 1) != NULL)
+    return MYC_ETOPIC;
+  uv_mutex_lock(&t->lock);
+  if (find_sub(t, svc, pattern, len) >= 0)
+    goto out;
+  if (t->nsubs == t->capsubs) {
+    uint32_t cap = t->capsubs ? 2 * t->capsubs : 16;
+    s = myc__realloc(t->alloc, t->subs, t->capsubs * sizeof *s, cap * sizeof *s);
+    if (s == NULL) {
+      rc = MYC_ENOMEM;
+      goto out;
+    }
+    t->subs = s;
+    t->capsubs = cap;
+  }
+  s = &t->subs[t->nsubs++];
+  s->svc = svc;
+  s->len = (uint16_t)len;
+  memcpy(s->pattern, pattern, len);
+  s->pattern[len] = '\0';
+  rc = republish(t, pattern, len);
+  if (rc != 0)
+    t->nsubs--;
+out:
+  uv_mutex_unlock(&t->lock);
+  return rc;
+}
+
+static int remove_sub(myc__topics *t, uint32_t i) {
+  myc__subscription removed = t->subs[i];
+  int rc;
+  memmove(&t->subs[i], &t->subs[i + 1], (t->nsubs - i - 1) * sizeof *t->subs);
+  t->nsubs--;
+  rc = republish(t, removed.pattern, removed.len);
+  if (rc != 0) {
+    memmove(&t->subs[i + 1], &t->subs[i], (t->nsubs - i) * sizeof *t->subs);
+    t->subs[i] = removed;
+    t->nsubs++;
+  }
+  return rc;
+}
+
+int myc__topics_unsubscribe(myc__topics *t, struct myc_service *svc,
+                            const char *pattern, size_t len) {
+  int i, rc = 0;
+  if (myc__topic_check(pattern, len, 1) != NULL)
+    return MYC_ETOPIC;
+  uv_mutex_lock(&t->lock);
+  i = find_sub(t, svc, pattern, len);
+  if (i >= 0)
+    rc = remove_sub(t, (uint32_t)i);
+  uv_mutex_unlock(&t->lock);
+  return rc;
+}
+
+int myc__topics_unsubscribe_all(myc__topics *t, struct myc_service *svc) {
+  uint32_t i;
+  int rc = 0;
+  uv_mutex_lock(&t->lock);
+  for (i = t->nsubs; i-- > 0 && rc == 0;)
+    if (t->subs[i].svc == svc)
+      rc = remove_sub(t, i);
+  uv_mutex_unlock(&t->lock);
+  return rc;
+}

@@ -1,0 +1,100 @@
+/* topic.h -- the routing table: topic names to ids, and each topic's
+ * subscriber list.
+ *
+ * Lists are immutable once published: a subscription change builds a new
+ * list under the table lock and swaps the pointer, so emitting threads read
+ * them without any lock.  Replaced lists are kept until the table is
+ * destroyed (subscription changes are rare; see docs/ARCHITECTURE.md).
+ */
+#ifndef MYC_TOPIC_H
+#define MYC_TOPIC_H
+
+#include "base/alloc.h"
+#include "core/buf.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct myc_service;
+
+typedef struct myc__sublist {
+  struct myc__sublist *retired_next;
+  uint32_t n;
+  struct myc_service *svc[];
+} myc__sublist;
+
+typedef struct {
+  uint32_t id;
+  uint16_t len;
+  _Atomic(myc__sublist *) subs;
+  char name[]; /* NUL-terminated */
+} myc__topic;
+
+typedef struct {
+  struct myc_service *svc;
+  uint16_t len;
+  char pattern[256];
+} myc__subscription;
+
+#define MYC_TOPIC_CHUNK 1024
+#define MYC_TOPIC_CHUNKS 1024 /* at most about a million topics */
+
+typedef struct {
+  const myc__alloc *alloc;
+  uv_mutex_t lock;
+  /* name -> topic: open addressing, guarded by 'lock' */
+  myc__topic **slots;
+  uint32_t nslots;
+  /* id -> topic: chunks never move, so readers need no lock */
+  _Atomic(myc__topic **) chunks[MYC_TOPIC_CHUNKS];
+  _Atomic uint32_t count;
+  myc__subscription *subs;
+  uint32_t nsubs, capsubs;
+  myc__sublist *retired;
+  myc__sublist *empty; /* shared by every topic nobody listens to */
+} myc__topics;
+
+int myc__topics_init(myc__topics *t, const myc__alloc *a);
+void myc__topics_destroy(myc__topics *t);
+
+/* Checks a topic name (or, with 'pattern' set, a subscription pattern).
+ * Returns NULL when valid, else a static reason ("empty segment", ...). */
+const char *myc__topic_check(const char *name, size_t len, int pattern);
+
+/* Returns 1 if 'name' matches subscription 'pattern'. */
+int myc__topic_match(const char *pattern, size_t plen, const char *name,
+                     size_t nlen);
+
+/* Looks up or creates the topic 'name'.  Returns its id (>= 1), MYC_ETOPIC
+ * for an invalid name or MYC_ENOMEM.  Thread-safe. */
+int64_t myc__topics_resolve(myc__topics *t, const char *name, size_t len);
+
+/* The topic with id 'id', or NULL.  Lock-free; thread-safe. */
+static inline myc__topic *myc__topics_get(myc__topics *t, uint32_t id) {
+  myc__topic **chunk;
+  if (id == 0 || id > atomic_load_explicit(&t->count, memory_order_acquire))
+    return NULL;
+  chunk = atomic_load_explicit(&t->chunks[(id - 1) / MYC_TOPIC_CHUNK],
+                               memory_order_acquire);
+  return chunk[(id - 1) % MYC_TOPIC_CHUNK];
+}
+
+/* Current subscribers of 'topic'.  Valid until the table is destroyed. */
+static inline myc__sublist *myc__topic_subs(myc__topic *topic) {
+  return atomic_load_explicit(&topic->subs, memory_order_acquire);
+}
+
+/* Adds (or removes) the subscription of 'svc' to 'pattern' and republishes
+ * the lists of every matching topic.  Adding twice is a no-op, as is
+ * removing what is absent.  Returns 0, MYC_ETOPIC or MYC_ENOMEM (then
+ * nothing changed). */
+int myc__topics_subscribe(myc__topics *t, struct myc_service *svc,
+                          const char *pattern, size_t len);
+int myc__topics_unsubscribe(myc__topics *t, struct myc_service *svc,
+                            const char *pattern, size_t len);
+
+/* Removes every subscription of 'svc'.  Returns 0 or MYC_ENOMEM. */
+int myc__topics_unsubscribe_all(myc__topics *t, struct myc_service *svc);
+
+#endif

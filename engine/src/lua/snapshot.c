@@ -1,0 +1,165 @@
+/* snapshot.c -- deep copy of a value between two Lua states (see
+ * snapshot.h).  The copy runs under lua_cpcall in the destination: a
+ * memory limit hit there, or a value that cannot be carried, unwinds to
+ * it and leaves the source untouched.
+ */
+#include "lua/snapshot.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#define MAX_DEPTH 64
+
+typedef struct {
+  lua_State *from;
+  int idx;
+  int ref; /* the copy, in the registry of 'to' */
+  /* The keys from the root to the value being copied, for messages. */
+  const char *keys[MAX_DEPTH];
+  size_t key_lens[MAX_DEPTH];
+  lua_Number key_nums[MAX_DEPTH];
+  int depth;
+} copier;
+
+/* Raises in 'to' with the path of the current field. */
+static int fail(lua_State *to, copier *c, const char *what) {
+  char path[512];
+  size_t n = 0;
+  int i;
+  path[0] = '\0';
+  for (i = 0; i < c->depth && n < sizeof path - 64; i++) {
+    int w;
+    if (c->keys[i] != NULL)
+      w = snprintf(path + n, sizeof path - n, "%s%.*s", i ? "." : "",
+                   (int)(c->key_lens[i] > 200 ? 200 : c->key_lens[i]),
+                   c->keys[i]);
+    else
+      w = snprintf(path + n, sizeof path - n, "[%.14g]", c->key_nums[i]);
+    if (w > 0)
+      n += (size_t)w;
+  }
+  if (n > 0)
+    return luaL_error(to, "field '%s' %s", path, what);
+  return luaL_error(to, "the value %s", what);
+}
+
+static void copy_table(lua_State *to, copier *c, int idx);
+
+/* Pushes onto 'to' the value at 'idx' of 'from' (type 'type'). */
+static void copy_typed(lua_State *to, copier *c, int idx, int type) {
+  lua_State *from = c->from;
+  size_t len;
+  const char *s;
+  char what[128];
+  switch (type) {
+  case LUA_TNUMBER:
+    lua_pushnumber(to, lua_tonumber(from, idx));
+    return;
+  case LUA_TSTRING:
+    s = lua_tolstring(from, idx, &len);
+    lua_pushlstring(to, s, len);
+    return;
+  case LUA_TBOOLEAN:
+    lua_pushboolean(to, lua_toboolean(from, idx));
+    return;
+  case LUA_TTABLE:
+    copy_table(to, c, idx);
+    return;
+  case LUA_TNIL:
+    lua_pushnil(to);
+    return;
+  default:
+    snprintf(what, sizeof what,
+             "is a %s (only nil, booleans, numbers, "
+             "strings and tables can be carried)",
+             lua_typename(from, type));
+    fail(to, c, what);
+  }
+}
+
+/* Entries of the table at 'idx' of 'from' (no allocation). */
+static int count_entries(lua_State *from, int idx) {
+  int n = 0;
+  lua_pushnil(from);
+  while (lua_next(from, idx) != 0) {
+    lua_pop(from, 1);
+    n++;
+  }
+  return n;
+}
+
+/* The hot loop of a reload's pause: one pass over the source table,
+ * each key and value read once. */
+static void copy_table(lua_State *to, copier *c, int idx) {
+  lua_State *from = c->from;
+  int narr, nall, t, d = c->depth, key = lua_gettop(from) + 1;
+  if (d == MAX_DEPTH)
+    fail(to, c,
+         "is nested more than 64 levels (a table that contains "
+         "itself?)");
+  if (!lua_checkstack(from, 4))
+    fail(to, c, "cannot be read: out of stack");
+  luaL_checkstack(to, 4, "snapshot");
+  /* Sized once: growing a table entry by entry rehashes it each time it
+   * doubles, which costs more than counting. */
+  narr = (int)lua_objlen(from, idx);
+  nall = count_entries(from, idx);
+  lua_createtable(to, narr, nall > narr ? nall - narr : 0);
+  t = lua_gettop(to);
+  c->depth = d + 1;
+  lua_pushnil(from);
+  while (lua_next(from, idx) != 0) {
+    int kt = lua_type(from, key);
+    c->keys[d] = NULL;
+    if (kt == LUA_TSTRING) {
+      c->keys[d] = lua_tolstring(from, key, &c->key_lens[d]);
+      lua_pushlstring(to, c->keys[d], c->key_lens[d]);
+    } else if (kt == LUA_TNUMBER) {
+      c->key_nums[d] = lua_tonumber(from, key);
+      lua_pushnumber(to, c->key_nums[d]);
+    } else if (kt == LUA_TBOOLEAN) {
+      lua_pushboolean(to, lua_toboolean(from, key));
+    } else {
+      fail(to, c, "has a key that is not a string, number or boolean");
+    }
+    copy_typed(to, c, key + 1, lua_type(from, key + 1));
+    lua_rawset(to, t);
+    lua_settop(from, key);
+  }
+  c->depth = d;
+}
+
+static int copy_root(lua_State *to) {
+  copier *c = lua_touserdata(to, 1);
+  lua_pop(to, 1);
+  copy_typed(to, c, c->idx, lua_type(c->from, c->idx));
+  c->ref = luaL_ref(to, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+int myc__snapshot_copy(lua_State *from, int idx, lua_State *to, char *err,
+                       size_t errlen) {
+  copier c;
+  int top = lua_gettop(from), rc;
+  memset(&c, 0, sizeof c);
+  c.from = from;
+  c.idx = idx < 0 ? top + idx + 1 : idx;
+  /* The copy only adds live objects: a collection cycle started by its
+   * allocations would traverse them for nothing. */
+  lua_gc(to, LUA_GCSTOP, 0);
+  /* lua_cpcall allocates nothing unprotected, but drops results: the
+   * copy comes back through a registry slot of 'to'. */
+  rc = lua_cpcall(to, copy_root, &c);
+  lua_gc(to, LUA_GCRESTART, 0);
+  lua_settop(from, top);
+  if (rc != 0) {
+    const char *msg = lua_tostring(to, -1);
+    snprintf(err, errlen, "%s", msg ? msg : "cannot carry the snapshot");
+    lua_pop(to, 1);
+    return rc;
+  }
+  lua_rawgeti(to, LUA_REGISTRYINDEX, c.ref);
+  luaL_unref(to, LUA_REGISTRYINDEX, c.ref);
+  return 0;
+}

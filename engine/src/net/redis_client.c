@@ -1,0 +1,955 @@
+/* redis_client.c -- asynchronous Redis client (see redis_client.h): one
+ * hiredis async context at a time on the loop, through hiredis's libuv
+ * adapter, plus one timer for timeouts, retries and notifications.
+ *
+ * Invariant: 'ring' mirrors hiredis's callback list one for one, so the
+ * head of the ring is the command whose reply comes next; a connection
+ * that ends runs every callback (NULL reply), which empties the ring.
+ */
+#include "net/redis_client.h"
+
+#include "runtime/engine.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <hiredis/adapters/libuv.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#define DEFAULT_CONNECT_MS 1000
+#define DEFAULT_COMMAND_MS 1000
+#define DEFAULT_RECONNECT_MIN_MS 100
+#define DEFAULT_RECONNECT_MAX_MS 5000
+#define DEFAULT_MAX_PENDING 65536
+
+/* Private data of the client's own commands (user commands carry NULL). */
+#define CMD_AUTH ((void *)1)
+#define CMD_SELECT ((void *)2)
+
+enum { ST_DOWN, ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_UP, ST_CLOSED };
+
+/* Notifications wait for the timer: they must not run inside hiredis's
+ * connect callback (freeing the context there is unsafe) nor inside a
+ * call from the owner. */
+enum { N_DOWN = 1, N_UP = 2, N_CLOSED = 4 };
+
+typedef struct {
+  uint64_t id; /* 0: the client's own command (AUTH, SELECT) */
+  uint64_t deadline;
+} pending;
+
+/* A command issued while the host name is being looked up. */
+typedef struct queued {
+  struct queued *next;
+  uint64_t id, deadline;
+  char *cmd; /* RESP, formatted by hiredis */
+  int len;
+} queued;
+
+struct myc_redis {
+  const myc__alloc *alloc;
+  uv_loop_t *loop;
+  uv_timer_t timer;
+  uv_getaddrinfo_t gai;
+  myc__redis_sink sink; /* NULL once released */
+  void *sink_ud;
+  myc_service *svc; /* service binding (myc_redis_open) */
+  uint64_t source;
+
+  myc__redis_url url;
+  int numeric; /* url.host is an address: no lookup */
+  char server[300];
+  myc_redis_options opt;
+
+  redisAsyncContext *ac; /* the current connection or attempt */
+  int state;
+  int closing, released, resolving, timer_closing;
+  int init_pending; /* AUTH/SELECT replies still awaited */
+  unsigned notify;
+  uint32_t attempts; /* failures since the last success */
+  uint64_t attempt_deadline, retry_at;
+  uint32_t retry_ms;
+  uint64_t rng;
+
+  /* Why the last connection or attempt ended: the outcome of its
+   * commands and the DOWN event.  'why' points into 'lost' past the
+   * "redis host:port: " prefix. */
+  int lost_status;
+  char lost[512];
+  const char *why;
+  char err[512]; /* latest failure of any kind (myc_redis_error) */
+
+  pending *ring;
+  uint32_t head, n, cap;
+  queued *qhead, *qtail;
+  uint32_t user_pending; /* user commands without an outcome */
+  uint64_t next_id;
+  int in_api; /* depth of calls from the owner: no delivery then */
+};
+
+static void start_attempt(myc_redis *c);
+static void on_timer(uv_timer_t *h);
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static uint64_t now_ms(myc_redis *c) {
+  /* Commands can be issued long after the loop last woke (a manual engine
+   * between two turns): deadlines count from the real now. */
+  uv_update_time(c->loop);
+  return uv_now(c->loop);
+}
+
+static int vset(char *dst, size_t cap, const myc_redis *c, const char *fmt,
+                va_list ap) {
+  int n = snprintf(dst, cap, "redis %s: ", c->server);
+  vsnprintf(dst + n, cap - (size_t)n, fmt, ap);
+  return n;
+}
+
+/* Records the latest failure (myc_redis_error) and returns 'status'. */
+static int fail(myc_redis *c, int status, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vset(c->err, sizeof c->err, c, fmt, ap);
+  va_end(ap);
+  return status;
+}
+
+/* Records why the current connection or attempt ends. */
+static void set_lost(myc_redis *c, int status, const char *fmt, ...) {
+  va_list ap;
+  int n;
+  va_start(ap, fmt);
+  n = vset(c->lost, sizeof c->lost, c, fmt, ap);
+  va_end(ap);
+  c->lost_status = status;
+  c->why = c->lost + n;
+  memcpy(c->err, c->lost, sizeof c->err);
+}
+
+static void deliver(myc_redis *c, int code, myc_redis_event *ev) {
+  if (c->sink == NULL)
+    return;
+  /* A delivery inside an owner's call would re-enter its Lua state from
+   * an FFI call, which LuaJIT does not allow. */
+  assert(c->in_api == 0);
+  c->sink(c->sink_ud, code, ev);
+}
+
+/* ---- the ring of commands awaiting a reply ------------------------------ */
+
+/* Makes room for 'more' entries.  Returns 0 or MYC_ENOMEM (unchanged). */
+static int ring_reserve(myc_redis *c, uint32_t more) {
+  uint32_t cap = c->cap, i;
+  pending *p;
+  if (c->n + more <= cap)
+    return 0;
+  while (cap < c->n + more)
+    cap *= 2;
+  p = myc__malloc(c->alloc, cap * sizeof *p);
+  if (p == NULL)
+    return MYC_ENOMEM;
+  for (i = 0; i < c->n; i++)
+    p[i] = c->ring[(c->head + i) & (c->cap - 1)];
+  myc__free(c->alloc, c->ring, c->cap * sizeof *p);
+  c->ring = p;
+  c->cap = cap;
+  c->head = 0;
+  return 0;
+}
+
+static void ring_push(myc_redis *c, uint64_t id, uint64_t deadline) {
+  pending *p = &c->ring[(c->head + c->n++) & (c->cap - 1)];
+  assert(c->n <= c->cap);
+  p->id = id;
+  p->deadline = deadline;
+}
+
+static pending ring_pop(myc_redis *c) {
+  pending p = c->ring[c->head];
+  assert(c->n > 0);
+  c->head = (c->head + 1) & (c->cap - 1);
+  c->n--;
+  return p;
+}
+
+/* Drops the commands that waited for an address, failing each with
+ * 'lost' when 'deliver_failure' is set. */
+static void free_queued(myc_redis *c, int deliver_failure) {
+  while (c->qhead != NULL) {
+    queued *q = c->qhead;
+    myc_redis_event ev = {q->id, c->lost_status, 0, NULL, c->lost};
+    c->qhead = q->next;
+    if (c->qhead == NULL)
+      c->qtail = NULL;
+    redisFreeCommand(q->cmd);
+    myc__free(c->alloc, q, sizeof *q);
+    c->user_pending--;
+    if (deliver_failure)
+      deliver(c, MYC_REDIS_EV_REPLY, &ev);
+  }
+}
+
+/* ---- timer: deadlines, retries, notifications --------------------------- */
+
+static void rearm(myc_redis *c) {
+  uint64_t now, at = UINT64_MAX;
+  if (c->released)
+    return;
+  if (c->notify)
+    at = 0;
+  else if (c->state == ST_DOWN && !c->closing)
+    at = c->retry_at;
+  else if (c->state == ST_RESOLVING || c->state == ST_CONNECTING)
+    at = c->attempt_deadline;
+  else if ((c->state == ST_HANDSHAKE || c->state == ST_UP) && c->n > 0)
+    at = c->ring[c->head].deadline;
+  if (at == UINT64_MAX) {
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  now = now_ms(c);
+  uv_timer_start(&c->timer, on_timer, at > now ? at - now : 0, 0);
+}
+
+static uint32_t backoff(myc_redis *c) {
+  uint64_t d = c->opt.reconnect_min_ms;
+  uint32_t i;
+  for (i = 0; i < c->attempts && d < c->opt.reconnect_max_ms; i++)
+    d *= 2;
+  if (d > c->opt.reconnect_max_ms)
+    d = c->opt.reconnect_max_ms;
+  c->attempts++;
+  /* Jitter (x0.8 to x1.2): clients that lost the same server do not all
+   * come back in the same millisecond. */
+  c->rng ^= c->rng << 13;
+  c->rng ^= c->rng >> 7;
+  c->rng ^= c->rng << 17;
+  return (uint32_t)(d * (80 + c->rng % 41) / 100);
+}
+
+/* The client is closing and nothing is left in flight: CLOSED is next. */
+static void finish(myc_redis *c) {
+  if (c->state == ST_CLOSED || c->ac != NULL || c->resolving)
+    return;
+  c->state = ST_CLOSED;
+  c->notify |= N_CLOSED;
+  rearm(c);
+}
+
+/* The current connection or attempt is over ('lost' says why; c->ac was
+ * detached).  Commands still queued fail; a retry is scheduled. */
+static void conn_ended(myc_redis *c) {
+  c->state = ST_DOWN;
+  c->init_pending = 0;
+  free_queued(c, 1);
+  if (c->released)
+    return;
+  if (c->closing) {
+    finish(c);
+    return;
+  }
+  c->retry_ms = backoff(c);
+  c->retry_at = now_ms(c) + c->retry_ms;
+  c->notify |= N_DOWN;
+  rearm(c);
+}
+
+/* Ends the current connection or attempt on the client's own initiative
+ * (a timeout, a failed AUTH), 'lost' saying why.  Never called from an
+ * owner's call. */
+static void drop(myc_redis *c) {
+  redisAsyncContext *ac = c->ac;
+  c->ac = NULL;
+  if (c->state == ST_RESOLVING)
+    uv_cancel((uv_req_t *)&c->gai); /* on_resolved ignores the result */
+  conn_ended(c);
+  /* Every command of 'ac' now fails with 'lost' (on_reply, NULL). */
+  if (ac != NULL)
+    redisAsyncFree(ac);
+}
+
+static void release_if_done(myc_redis *c);
+
+static void notify_owner(myc_redis *c) {
+  unsigned n = c->notify;
+  myc_redis_event ev;
+  c->notify = 0;
+  memset(&ev, 0, sizeof ev);
+  if (n & N_DOWN) {
+    ev.status = c->lost_status;
+    ev.retry_ms = (int32_t)c->retry_ms;
+    ev.error = c->lost;
+    deliver(c, MYC_REDIS_EV_DOWN, &ev);
+  }
+  if ((n & N_UP) && !c->released && c->state == ST_UP) {
+    memset(&ev, 0, sizeof ev);
+    deliver(c, MYC_REDIS_EV_UP, &ev);
+  }
+  if ((n & N_CLOSED) && !c->released) {
+    memset(&ev, 0, sizeof ev);
+    deliver(c, MYC_REDIS_EV_CLOSED, &ev);
+  }
+}
+
+static void on_timer(uv_timer_t *h) {
+  myc_redis *c = h->data;
+  uint64_t now;
+  if (c->notify)
+    notify_owner(c);
+  if (c->released)
+    return;
+  now = now_ms(c);
+  switch (c->state) {
+  case ST_DOWN:
+    if (!c->closing && now >= c->retry_at)
+      start_attempt(c);
+    break;
+  case ST_RESOLVING:
+  case ST_CONNECTING:
+    if (now >= c->attempt_deadline) {
+      set_lost(c, UV_ETIMEDOUT, "cannot connect: timed out after %u ms",
+               c->opt.connect_timeout_ms);
+      drop(c);
+    }
+    break;
+  case ST_HANDSHAKE:
+  case ST_UP:
+    /* Replies come in order: if the oldest is late the connection is
+     * stuck (or the server is), and a late reply could no longer be
+     * matched once its command is abandoned, so the connection goes. */
+    if (c->n > 0 && c->ring[c->head].deadline <= now) {
+      set_lost(c, UV_ETIMEDOUT, "no reply within %u ms; connection dropped",
+               c->opt.command_timeout_ms);
+      drop(c);
+    }
+    break;
+  }
+  rearm(c);
+}
+
+/* ---- hiredis callbacks -------------------------------------------------- */
+
+static void up_reached(myc_redis *c) {
+  c->state = ST_UP;
+  c->attempts = 0;
+  c->notify |= N_UP;
+  rearm(c);
+}
+
+/* hiredis is tearing 'ac' down after an error: runs before the first of
+ * its failed callbacks, so that they (and what the owner does in them)
+ * see the client down already. */
+static void connection_lost(myc_redis *c, const redisAsyncContext *ac) {
+  int status = ac->err == REDIS_ERR_PROTOCOL ? UV_EPROTO : UV_ECONNRESET;
+  set_lost(c, status, "connection lost: %s",
+           ac->errstr && *ac->errstr ? ac->errstr : "closed");
+  c->ac = NULL;
+  conn_ended(c);
+}
+
+static void handshake_reply(myc_redis *c, const redisReply *r, void *kind) {
+  if (r == NULL)
+    return; /* the connection is ending; its reason is set */
+  if (r->type == REDIS_REPLY_ERROR) {
+    if (kind == CMD_AUTH)
+      set_lost(c, UV_EACCES, "AUTH failed: %s", r->str);
+    else
+      set_lost(c, MYC_EINVAL, "SELECT %d failed: %s", c->url.db, r->str);
+    drop(c);
+    return;
+  }
+  if (--c->init_pending == 0 && c->state == ST_HANDSHAKE)
+    up_reached(c);
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *priv) {
+  myc_redis *c = ac->data;
+  myc_redis_event ev;
+  pending p = ring_pop(c);
+  if (reply == NULL && c->ac == ac)
+    connection_lost(c, ac);
+  if (priv != NULL) {
+    handshake_reply(c, reply, priv);
+    return;
+  }
+  c->user_pending--;
+  memset(&ev, 0, sizeof ev);
+  ev.id = p.id;
+  if (reply != NULL) {
+    ev.reply = reply;
+  } else {
+    ev.status = c->lost_status;
+    ev.error = c->lost;
+  }
+  deliver(c, MYC_REDIS_EV_REPLY, &ev);
+}
+
+/* What waited for the connection gets a full command timeout from now:
+ * a slow connect must not make a fresh connection look stuck. */
+static void rebase_deadlines(myc_redis *c) {
+  uint64_t from = now_ms(c) + c->opt.command_timeout_ms;
+  uint32_t i;
+  for (i = 0; i < c->n; i++) {
+    pending *p = &c->ring[(c->head + i) & (c->cap - 1)];
+    if (p->deadline < from)
+      p->deadline = from;
+  }
+}
+
+static void on_connect(const redisAsyncContext *ac, int status) {
+  myc_redis *c = ac->data;
+  if (c->ac != ac)
+    return;
+  if (status != REDIS_OK) {
+    /* hiredis leaves the socket's error in errno for this callback. */
+    int err = errno ? uv_translate_sys_error(errno) : UV_EIO;
+    set_lost(c, err, "cannot connect: %s", uv_strerror(err));
+    c->ac = NULL; /* hiredis frees it after this callback */
+    conn_ended(c);
+    return;
+  }
+  rebase_deadlines(c);
+  if (c->init_pending > 0) {
+    c->state = ST_HANDSHAKE;
+    rearm(c);
+  } else {
+    up_reached(c);
+  }
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status) {
+  myc_redis *c = ac->data;
+  if (c->ac != ac)
+    return; /* the client let go of it already */
+  if (status == REDIS_OK && c->closing) {
+    c->ac = NULL;
+    conn_ended(c);
+    return;
+  }
+  connection_lost(c, ac);
+}
+
+/* ---- the libuv adapter's event hooks ------------------------------------ */
+
+/* hiredis 0.14's adapter (Debian 12) returns early when libuv reports a
+ * poll error, and libuv reports POLLERR (a refused connect, a reset) only
+ * that way, stopping the handle: the failure would go unnoticed until a
+ * timeout.  These hooks replace the adapter's four, as hiredis 1.x fixed
+ * them: an error counts as readiness, so hiredis reads the socket and
+ * meets the error itself.  Attach and cleanup stay the adapter's. */
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  redisLibuvEvents *p = h->data;
+  int ev = events;
+  if (status != 0) {
+    ev = p->events;
+    p->events = 0; /* libuv stopped the handle */
+  }
+  if (p->context != NULL && (ev & UV_READABLE))
+    redisAsyncHandleRead(p->context);
+  if (p->context != NULL && (ev & UV_WRITABLE))
+    redisAsyncHandleWrite(p->context);
+}
+
+static void poll_set(redisLibuvEvents *p, int events) {
+  /* hiredis asks for reads after every read: restarting the poll each
+   * time would cost a system call per reply batch. */
+  if (events == p->events)
+    return;
+  p->events = events;
+  if (events)
+    uv_poll_start(&p->handle, events, on_poll);
+  else
+    uv_poll_stop(&p->handle);
+}
+
+static void add_read(void *p) {
+  poll_set(p, ((redisLibuvEvents *)p)->events | UV_READABLE);
+}
+static void del_read(void *p) {
+  poll_set(p, ((redisLibuvEvents *)p)->events & ~UV_READABLE);
+}
+static void add_write(void *p) {
+  poll_set(p, ((redisLibuvEvents *)p)->events | UV_WRITABLE);
+}
+static void del_write(void *p) {
+  poll_set(p, ((redisLibuvEvents *)p)->events & ~UV_WRITABLE);
+}
+
+/* ---- connecting --------------------------------------------------------- */
+
+/* Queues AUTH and SELECT, then what waited for the address.  Returns 0 or
+ * MYC_ENOMEM. */
+static int send_initial(myc_redis *c, redisAsyncContext *ac, uint64_t now) {
+  uint32_t nq = 0;
+  queued *q;
+  char db[16];
+  for (q = c->qhead; q != NULL; q = q->next)
+    nq++;
+  if (ring_reserve(c, nq + 2) != 0)
+    return MYC_ENOMEM;
+  if (c->url.has_password) {
+    const char *argv[3] = {"AUTH", c->url.user, c->url.password};
+    size_t lens[3] = {4, strlen(c->url.user), strlen(c->url.password)};
+    /* AUTH user password (ACLs, Redis 6) or AUTH password. */
+    int argc = lens[1] > 0 ? 3 : 2;
+    if (argc == 2) {
+      argv[1] = argv[2];
+      lens[1] = lens[2];
+    }
+    if (redisAsyncCommandArgv(ac, on_reply, CMD_AUTH, argc, argv, lens))
+      return MYC_ENOMEM;
+    ring_push(c, 0, now + c->opt.connect_timeout_ms);
+    c->init_pending++;
+  }
+  if (c->url.db != 0) {
+    const char *argv[2] = {"SELECT", db};
+    size_t lens[2] = {6, 0};
+    lens[1] = (size_t)snprintf(db, sizeof db, "%d", c->url.db);
+    if (redisAsyncCommandArgv(ac, on_reply, CMD_SELECT, 2, argv, lens))
+      return MYC_ENOMEM;
+    ring_push(c, 0, now + c->opt.connect_timeout_ms);
+    c->init_pending++;
+  }
+  /* A command hiredis refuses stays queued, failed by the caller. */
+  while ((q = c->qhead) != NULL) {
+    if (redisAsyncFormattedCommand(ac, on_reply, NULL, q->cmd,
+                                   (size_t)q->len) != REDIS_OK)
+      return MYC_ENOMEM;
+    ring_push(c, q->id, q->deadline);
+    c->qhead = q->next;
+    if (c->qhead == NULL)
+      c->qtail = NULL;
+    redisFreeCommand(q->cmd);
+    myc__free(c->alloc, q, sizeof *q);
+  }
+  return 0;
+}
+
+static void connect_ip(myc_redis *c, const char *ip) {
+  redisAsyncContext *ac = redisAsyncConnect(ip, c->url.port);
+  redisLibuvEvents *ev;
+  if (ac == NULL) {
+    set_lost(c, MYC_ENOMEM, "cannot connect: out of memory");
+    conn_ended(c);
+    return;
+  }
+  if (ac->err) {
+    int err = ac->err == REDIS_ERR_IO && errno ? uv_translate_sys_error(errno)
+                                               : UV_EINVAL;
+    set_lost(c, err, "cannot connect: %s", uv_strerror(err));
+    redisAsyncFree(ac);
+    conn_ended(c);
+    return;
+  }
+  if (redisLibuvAttach(ac, c->loop) != REDIS_OK) {
+    /* The adapter sets its hooks before it can fail; without its data
+     * the cleanup hook would dereference NULL. */
+    ac->ev.cleanup = NULL;
+    redisAsyncFree(ac);
+    set_lost(c, MYC_ENOMEM, "cannot connect: out of memory");
+    conn_ended(c);
+    return;
+  }
+  ev = ac->ev.data;
+  ac->ev.addRead = add_read;
+  ac->ev.delRead = del_read;
+  ac->ev.addWrite = add_write;
+  ac->ev.delWrite = del_write;
+  /* The worker's life is the engine's business: an open connection must
+   * not keep its loop running after the engine stopped. */
+  uv_unref((uv_handle_t *)&ev->handle);
+  ac->data = c;
+  c->ac = ac;
+  c->state = ST_CONNECTING;
+  redisAsyncSetConnectCallback(ac, on_connect);
+  redisAsyncSetDisconnectCallback(ac, on_disconnect);
+  if (send_initial(c, ac, now_ms(c)) != 0) {
+    c->ac = NULL;
+    set_lost(c, MYC_ENOMEM, "cannot connect: out of memory");
+    conn_ended(c);
+    redisAsyncFree(ac);
+    return;
+  }
+  rearm(c);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status,
+                        struct addrinfo *res) {
+  myc_redis *c = req->data;
+  struct addrinfo *ai, *pick = NULL;
+  char ip[64] = "";
+  c->resolving = 0;
+  if (c->released || c->state != ST_RESOLVING) {
+    /* Released, or an attempt that timed out: nothing waits for it. */
+    uv_freeaddrinfo(res);
+    if (c->released)
+      release_if_done(c);
+    else if (c->closing)
+      finish(c);
+    return;
+  }
+  if (c->closing)
+    status = UV_ECANCELED;
+  for (ai = status == 0 ? res : NULL; ai != NULL; ai = ai->ai_next)
+    if (pick == NULL ||
+        (ai->ai_family == AF_INET && pick->ai_family != AF_INET))
+      pick = ai;
+  if (pick != NULL && pick->ai_family == AF_INET)
+    uv_ip4_name((struct sockaddr_in *)pick->ai_addr, ip, sizeof ip);
+  else if (pick != NULL)
+    uv_ip6_name((struct sockaddr_in6 *)pick->ai_addr, ip, sizeof ip);
+  uv_freeaddrinfo(res);
+  if (c->closing) {
+    set_lost(c, MYC_ESTATE, "client closed before it connected");
+    conn_ended(c);
+  } else if (*ip == '\0') {
+    set_lost(c, status ? status : UV_EAI_NONAME, "cannot resolve '%s': %s",
+             c->url.host, uv_strerror(status ? status : UV_EAI_NONAME));
+    conn_ended(c);
+  } else {
+    connect_ip(c, ip);
+  }
+}
+
+static void start_attempt(myc_redis *c) {
+  struct addrinfo hints;
+  int rc;
+  if (c->resolving) {
+    /* An abandoned lookup still holds the request: try again shortly. */
+    c->retry_at = now_ms(c) + c->opt.reconnect_min_ms;
+    return;
+  }
+  c->attempt_deadline = now_ms(c) + c->opt.connect_timeout_ms;
+  if (c->numeric) {
+    connect_ip(c, c->url.host);
+    return;
+  }
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  /* getaddrinfo() blocks: libuv runs it on its thread pool. */
+  rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, c->url.host, NULL, &hints);
+  if (rc != 0) {
+    set_lost(c, rc, "cannot resolve '%s': %s", c->url.host, uv_strerror(rc));
+    conn_ended(c);
+    return;
+  }
+  c->resolving = 1;
+  c->state = ST_RESOLVING;
+  rearm(c);
+}
+
+/* ---- public API --------------------------------------------------------- */
+
+static int set_options(myc_redis *c, const myc_redis_options *o, char *err,
+                       size_t errlen) {
+  myc_redis_options d = {NULL,
+                         DEFAULT_CONNECT_MS,
+                         DEFAULT_COMMAND_MS,
+                         DEFAULT_RECONNECT_MIN_MS,
+                         DEFAULT_RECONNECT_MAX_MS,
+                         DEFAULT_MAX_PENDING};
+  if (o != NULL) {
+    if (o->connect_timeout_ms)
+      d.connect_timeout_ms = o->connect_timeout_ms;
+    if (o->command_timeout_ms)
+      d.command_timeout_ms = o->command_timeout_ms;
+    if (o->reconnect_min_ms)
+      d.reconnect_min_ms = o->reconnect_min_ms;
+    if (o->reconnect_max_ms)
+      d.reconnect_max_ms = o->reconnect_max_ms;
+    if (o->max_pending)
+      d.max_pending = o->max_pending;
+    if (o->password != NULL) {
+      if (strlen(o->password) >= sizeof c->url.password) {
+        snprintf(err, errlen, "redis: password too long");
+        return MYC_EINVAL;
+      }
+      strcpy(c->url.password, o->password);
+      c->url.has_password = 1;
+    }
+  }
+  if (d.reconnect_min_ms > d.reconnect_max_ms) {
+    snprintf(err, errlen,
+             "redis: reconnect_min_ms (%u) is above "
+             "reconnect_max_ms (%u)",
+             d.reconnect_min_ms, d.reconnect_max_ms);
+    return MYC_EINVAL;
+  }
+  d.password = NULL;
+  c->opt = d;
+  return 0;
+}
+
+int myc__redis_new(uv_loop_t *loop, const myc__alloc *alloc, const char *url,
+                   const myc_redis_options *opt, myc__redis_sink sink, void *ud,
+                   myc_redis **out, char *err, size_t errlen) {
+  struct in6_addr a6;
+  myc_redis *c;
+  int rc;
+  *out = NULL;
+  c = myc__calloc(alloc, sizeof *c);
+  if (c == NULL) {
+    snprintf(err, errlen, "redis: out of memory");
+    return MYC_ENOMEM;
+  }
+  c->alloc = alloc;
+  rc = myc__redis_url_parse(url, &c->url, err, errlen);
+  if (rc == 0)
+    rc = set_options(c, opt, err, errlen);
+  if (rc == 0) {
+    c->cap = 64;
+    c->ring = myc__malloc(alloc, c->cap * sizeof *c->ring);
+    if (c->ring == NULL) {
+      snprintf(err, errlen, "redis: out of memory");
+      rc = MYC_ENOMEM;
+    }
+  }
+  if (rc != 0) {
+    myc__free(alloc, c, sizeof *c);
+    return rc;
+  }
+  c->loop = loop;
+  c->sink = sink;
+  c->sink_ud = ud;
+  c->numeric = uv_inet_pton(AF_INET, c->url.host, &a6) == 0 ||
+               uv_inet_pton(AF_INET6, c->url.host, &a6) == 0;
+  snprintf(c->server, sizeof c->server,
+           strchr(c->url.host, ':') ? "[%s]:%d" : "%s:%d", c->url.host,
+           c->url.port);
+  c->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)c;
+  c->rng |= 1;
+  c->why = "";
+  /* Nothing can fail past this point: a started handle can only be
+   * released asynchronously. */
+  uv_timer_init(loop, &c->timer);
+  uv_unref((uv_handle_t *)&c->timer);
+  c->timer.data = c;
+  c->gai.data = c;
+  c->in_api++;
+  start_attempt(c);
+  c->in_api--;
+  *out = c;
+  return 0;
+}
+
+static void sink_to_service(void *ud, int code, const myc_redis_event *ev) {
+  myc_redis *c = ud;
+  (void)myc__service_event(c->svc, c->source, code, ev, sizeof *ev);
+}
+
+int myc_redis_open(myc_service *s, uint64_t source, const char *url,
+                   const myc_redis_options *opt, myc_redis **out, char *err,
+                   size_t errlen) {
+  int rc = myc__redis_new(&s->worker->loop, &s->eng->alloc, url, opt,
+                          sink_to_service, NULL, out, err, errlen);
+  if (rc == 0) {
+    (*out)->sink_ud = *out;
+    (*out)->svc = s;
+    (*out)->source = source;
+  }
+  return rc;
+}
+
+/* Commands that turn the connection into a stream of pushed messages:
+ * their replies no longer pair with commands. */
+static int stream_command(const char *name, size_t len) {
+  static const char *const names[] = {"subscribe", "psubscribe", "unsubscribe",
+                                      "punsubscribe", "monitor"};
+  size_t i;
+  for (i = 0; i < sizeof names / sizeof *names; i++)
+    if (strlen(names[i]) == len && strncasecmp(name, names[i], len) == 0)
+      return 1;
+  return 0;
+}
+
+static int64_t enqueue(myc_redis *c, int argc, const char *const *argv,
+                       const size_t *lens, uint64_t id, uint64_t deadline) {
+  queued *q = myc__malloc(c->alloc, sizeof *q);
+  if (q == NULL)
+    return fail(c, MYC_ENOMEM, "out of memory");
+  q->len = redisFormatCommandArgv(&q->cmd, argc, (const char **)argv, lens);
+  if (q->len < 0) {
+    myc__free(c->alloc, q, sizeof *q);
+    return fail(c, MYC_ENOMEM, "out of memory");
+  }
+  q->next = NULL;
+  q->id = id;
+  q->deadline = deadline;
+  if (c->qtail != NULL)
+    c->qtail->next = q;
+  else
+    c->qhead = q;
+  c->qtail = q;
+  return 0;
+}
+
+static int64_t command(myc_redis *c, int argc, const char *const *argv,
+                       const size_t *lens) {
+  uint64_t now, id;
+  if (argc < 1 || argv == NULL || lens == NULL)
+    return fail(c, MYC_EINVAL, "a command needs at least its name");
+  if (stream_command(argv[0], lens[0]))
+    return fail(c, MYC_EINVAL,
+                "%.*s is not supported (it turns the "
+                "connection into a message stream)",
+                (int)lens[0], argv[0]);
+  if (c->closing || c->state == ST_CLOSED)
+    return fail(c, MYC_ESTATE, "client closed");
+  now = now_ms(c);
+  if (c->state == ST_DOWN)
+    return fail(c, UV_ENOTCONN, "not connected (%s); next attempt in %u ms",
+                c->why, (unsigned)(c->retry_at > now ? c->retry_at - now : 0));
+  if (c->user_pending >= c->opt.max_pending)
+    return fail(c, MYC_ELIMIT, "%u commands in flight already (max_pending)",
+                c->opt.max_pending);
+  id = ++c->next_id;
+  if (c->state == ST_RESOLVING) {
+    if (enqueue(c, argc, argv, lens, id, now + c->opt.command_timeout_ms))
+      return MYC_ENOMEM;
+  } else {
+    if (ring_reserve(c, 1) != 0)
+      return fail(c, MYC_ENOMEM, "out of memory");
+    if (redisAsyncCommandArgv(c->ac, on_reply, NULL, argc, (const char **)argv,
+                              lens) != REDIS_OK)
+      return fail(c, MYC_ENOMEM, "cannot queue the command");
+    ring_push(c, id, now + c->opt.command_timeout_ms);
+    if (c->n == 1 && c->state != ST_CONNECTING)
+      rearm(c);
+  }
+  c->user_pending++;
+  return (int64_t)id;
+}
+
+int64_t myc_redis_command(myc_redis *c, int argc, const char *const *argv,
+                          const size_t *lens) {
+  int64_t rc;
+  c->in_api++;
+  rc = command(c, argc, argv, lens);
+  c->in_api--;
+  return rc;
+}
+
+void myc_redis_close(myc_redis *c) {
+  redisAsyncContext *ac = c->ac;
+  int immediate;
+  if (c->closing || c->released)
+    return;
+  c->in_api++;
+  c->closing = 1;
+  switch (c->state) {
+  case ST_DOWN:
+    finish(c);
+    break;
+  case ST_RESOLVING:
+    /* on_resolved fails what waited and finishes the close. */
+    uv_cancel((uv_req_t *)&c->gai);
+    break;
+  case ST_CONNECTING:
+  case ST_HANDSHAKE:
+  case ST_UP:
+    /* hiredis disconnects at once when nothing is pending (without a
+     * disconnect callback if it never connected), else after the last
+     * reply. */
+    immediate = !(ac->c.flags & REDIS_IN_CALLBACK) && ac->replies.head == NULL;
+    redisAsyncDisconnect(ac);
+    if (immediate && c->ac == ac) {
+      c->ac = NULL;
+      conn_ended(c);
+    }
+    break;
+  }
+  c->in_api--;
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  myc_redis *c = h->data;
+  myc__free(c->alloc, c->ring, c->cap * sizeof *c->ring);
+  myc__free(c->alloc, c, sizeof *c);
+}
+
+static void release_if_done(myc_redis *c) {
+  if (c->released && !c->resolving && c->ac == NULL && !c->timer_closing) {
+    c->timer_closing = 1;
+    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
+  }
+}
+
+void myc_redis_free(myc_redis *c) {
+  redisAsyncContext *ac = c->ac;
+  if (c->released)
+    return;
+  c->in_api++;
+  c->released = 1;
+  c->sink = NULL;
+  free_queued(c, 0);
+  if (c->resolving)
+    uv_cancel((uv_req_t *)&c->gai); /* on_resolved then releases */
+  c->ac = NULL;
+  if (ac != NULL)
+    redisAsyncFree(ac); /* its callbacks run without delivering */
+  release_if_done(c);
+  c->in_api--;
+}
+
+const char *myc_redis_state(const myc_redis *c) {
+  if (c->state == ST_CLOSED)
+    return "closed";
+  if (c->closing)
+    return "closing";
+  switch (c->state) {
+  case ST_DOWN:
+    return "down";
+  case ST_UP:
+    return "up";
+  default:
+    return "connecting";
+  }
+}
+
+const char *myc_redis_server(const myc_redis *c) { return c->server; }
+const char *myc_redis_error(const myc_redis *c) { return c->err; }
+uint32_t myc_redis_pending(const myc_redis *c) { return c->user_pending; }
+
+void myc_redis_reply_view(const void *p, myc_redis_value *v) {
+  const redisReply *r = p;
+  memset(v, 0, sizeof *v);
+  switch (r->type) {
+  case REDIS_REPLY_ARRAY:
+    v->type = MYC_REDIS_ARRAY;
+    v->elements = r->elements;
+    break;
+  case REDIS_REPLY_INTEGER:
+    v->type = MYC_REDIS_INTEGER;
+    v->integer = r->integer;
+    break;
+  case REDIS_REPLY_NIL:
+    v->type = MYC_REDIS_NIL;
+    break;
+  case REDIS_REPLY_STATUS:
+  case REDIS_REPLY_ERROR:
+    v->type =
+        r->type == REDIS_REPLY_STATUS ? MYC_REDIS_STATUS : MYC_REDIS_ERROR;
+    v->str = r->str;
+    v->len = r->len;
+    break;
+  default:
+    v->type = MYC_REDIS_STRING;
+    v->str = r->str;
+    v->len = r->len;
+  }
+}
+
+const void *myc_redis_reply_element(const void *p, size_t i) {
+  const redisReply *r = p;
+  if (r->type != REDIS_REPLY_ARRAY || i >= r->elements)
+    return NULL;
+  return r->element[i];
+}

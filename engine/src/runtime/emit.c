@@ -1,0 +1,278 @@
+/* emit.c -- framing and delivery (see emit.h). */
+#include "runtime/emit.h"
+
+#include <string.h>
+
+myc_buf *myc__frame_new(myc_engine *e, myc__pool *pool, const myc__topic *t,
+                        const char *source, size_t source_len, int kind,
+                        uint16_t type, const void *data, size_t len) {
+  myc_buf *b;
+  if (len > UINT32_MAX - 2 * 4096)
+    return NULL;
+  b = myc__buf_alloc(pool, &e->alloc, myc__frame_len(len, t->len, source_len));
+  if (b == NULL)
+    return NULL;
+  /* Every header field is written by the caller or frame_finish, except
+   * these (no memset on the hot path). */
+  b->hdr.flags = 0;
+  memset(b->hdr.parent_id, 0, sizeof b->hdr.parent_id);
+  b->hdr.payload_len = (uint32_t)len;
+  if (len > 0)
+    memcpy(myc__buf_payload(b), data, len);
+  myc__frame_finish(b, t, source, source_len, kind, type);
+  return b;
+}
+
+void myc__frame_finish(myc_buf *b, const myc__topic *t, const char *source,
+                       size_t source_len, int kind, uint16_t type) {
+  size_t len = b->hdr.payload_len;
+  uint8_t *pad = myc__buf_payload(b) + len;
+  char *p;
+  b->topic_id = t->id;
+  b->hdr.frame_len = (uint32_t)myc__frame_len(len, t->len, source_len);
+  b->hdr.type = type;
+  b->hdr.kind = (uint8_t)kind;
+  b->hdr.topic_len = t->len;
+  b->hdr.source_len = (uint8_t)source_len;
+  b->hdr.version = MYC_FRAME_VERSION;
+  /* Zero the padding so frames on the wire never leak old bytes. */
+  memset(pad, 0, myc__frame_topic_offset(len) - sizeof(myc_frame) - len);
+  p = myc__buf_topic(b);
+  memcpy(p, t->name, t->len);
+  memcpy(p + t->len, source, source_len);
+}
+
+static int deliver_to(myc_engine *e, myc__worker *from, myc__sublist *subs,
+                      myc_buf *b);
+
+static inline __attribute__((always_inline)) int
+push_local(myc__worker *w, myc_service *s, myc_buf *b) {
+  myc_buf *evicted;
+  int rc = myc__mailbox_push(&s->mb, b, &evicted);
+  if (evicted != NULL)
+    myc__buf_release(&w->pool, &w->eng->alloc, evicted);
+  if (rc == 0 && !s->queued)
+    myc__worker_schedule(s->worker, s);
+  return rc;
+}
+
+int myc__deliver(myc_engine *e, myc__worker *from, myc_buf *b) {
+  return deliver_to(e, from,
+                    myc__topic_subs(myc__topics_get(&e->topics, b->topic_id)),
+                    b);
+}
+
+static inline __attribute__((always_inline)) int
+deliver_to(myc_engine *e, myc__worker *from, myc__sublist *subs, myc_buf *b) {
+  myc__pool *pool = from ? &from->pool : NULL;
+  uint32_t i, n = subs->n, accepted = 0;
+  int remote = 0;
+
+  if (n == 0) {
+    atomic_fetch_add_explicit(&e->no_subscriber, 1, memory_order_relaxed);
+    myc__buf_release(pool, &e->alloc, b);
+    return 0;
+  }
+  /* The common case, one subscriber on this worker: the buffer keeps the
+   * reference it was born with. */
+  if (n == 1 && (e->manual || subs->svc[0]->worker == from)) {
+    if (push_local(subs->svc[0]->worker, subs->svc[0], b) == 0)
+      return 0;
+    myc__buf_release(pool, &e->alloc, b);
+    return MYC_EFULL;
+  }
+  if (!e->manual)
+    for (i = 0; i < n; i++)
+      remote |= subs->svc[i]->worker != from;
+  /* Both must be settled before the first subscriber can see 'b'. */
+  b->shared = (uint8_t)remote;
+  atomic_store_explicit(&b->refs, n, memory_order_relaxed);
+  for (i = 0; i < n; i++) {
+    myc_service *s = subs->svc[i];
+    int rc = e->manual || s->worker == from
+                 ? push_local(s->worker, s, b)
+                 : from != NULL ? myc__worker_stage(from, s, b)
+                                : myc__worker_handoff(s->worker, s, b);
+    if (rc == 0)
+      accepted++;
+    else
+      myc__buf_release(pool, &e->alloc, b);
+  }
+  return accepted > 0 ? 0 : MYC_EFULL;
+}
+
+/* Child span of whatever 's' is doing: the message being handled, or the
+ * current activation (init, timer, stop). */
+static inline void set_trace(myc_service *s, myc_buf *b) {
+  uint64_t span = myc__rng_id(&s->worker->rng);
+  const uint8_t *trace, *parent;
+  if (s->view.cursor >= 0) {
+    const myc_frame *f = &s->view.batch[s->view.cursor]->hdr;
+    trace = f->trace_id;
+    parent = f->span_id;
+  } else {
+    trace = s->act_trace;
+    parent = s->act_span;
+  }
+  memcpy(b->hdr.trace_id, trace, 16);
+  memcpy(b->hdr.parent_id, parent, 8);
+  memcpy(b->hdr.span_id, &span, 8);
+}
+
+void myc__routes_free(myc_service *s) {
+  uint32_t i;
+  for (i = 0; i < s->nroutes; i++)
+    if (s->routes[i] != NULL)
+      myc__free(&s->eng->alloc, s->routes[i],
+                sizeof(myc__route) + s->routes[i]->tail_len);
+  myc__free(&s->eng->alloc, s->routes, s->nroutes * sizeof *s->routes);
+  s->routes = NULL;
+  s->nroutes = 0;
+}
+
+static myc__route *route_new(myc_service *s, uint32_t topic_id) {
+  myc__topic *t = myc__topics_get(&s->eng->topics, topic_id);
+  myc__route *r;
+  if (t == NULL)
+    return NULL;
+  if (topic_id >= s->nroutes) {
+    uint32_t n = topic_id + 16;
+    myc__route **p = myc__realloc(&s->eng->alloc, s->routes,
+                                  s->nroutes * sizeof *p, n * sizeof *p);
+    if (p == NULL)
+      return NULL;
+    memset(p + s->nroutes, 0, (n - s->nroutes) * sizeof *p);
+    s->routes = p;
+    s->nroutes = n;
+  }
+  r = myc__malloc(&s->eng->alloc, sizeof *r + t->len + s->name_len);
+  if (r == NULL)
+    return NULL;
+  r->topic = t;
+  r->tail_len = (uint16_t)(t->len + s->name_len);
+  memcpy(r->tail, t->name, t->len);
+  memcpy(r->tail + t->len, s->name, s->name_len);
+  s->routes[topic_id] = r;
+  return r;
+}
+
+/* The hot path, written out in one function so that nothing on it is a
+ * call but the two copies. */
+int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
+              const void *data, size_t len) {
+  myc_engine *e = s->eng;
+  myc__worker *w = s->worker;
+  myc__route *r = topic_id < s->nroutes ? s->routes[topic_id] : NULL;
+  myc__topic *t;
+  myc__sublist *subs;
+  size_t flen;
+  myc_buf *b;
+  uint8_t *payload;
+
+  if (r == NULL && (r = route_new(s, topic_id)) == NULL)
+    return myc__topics_get(&e->topics, topic_id) ? MYC_ENOMEM : MYC_EINVAL;
+  t = r->topic;
+  s->seq++;
+  myc__counter_add(&s->n_out, 1);
+  subs = myc__topic_subs(t);
+  if (subs->n == 0) {
+    atomic_fetch_add_explicit(&e->no_subscriber, 1, memory_order_relaxed);
+    return 0;
+  }
+  if (len > UINT32_MAX - 2 * 4096)
+    return MYC_ETOOBIG;
+  flen = myc__frame_topic_offset(len) + r->tail_len;
+  b = myc__buf_take(&w->pool, flen);
+  if (b == NULL && (b = myc__buf_alloc(&w->pool, &e->alloc, flen)) == NULL)
+    return MYC_ENOMEM;
+  b->topic_id = t->id;
+  b->hdr.frame_len = (uint32_t)flen;
+  b->hdr.type = type;
+  b->hdr.kind = (uint8_t)kind;
+  b->hdr.flags = 0;
+  b->hdr.seq = s->seq;
+  b->hdr.ts_ns = (uint64_t)w->now;
+  b->hdr.payload_len = (uint32_t)len;
+  b->hdr.topic_len = t->len;
+  b->hdr.source_len = s->name_len;
+  b->hdr.version = MYC_FRAME_VERSION;
+  set_trace(s, b);
+  payload = myc__buf_payload(b);
+  if (len > 0) {
+    /* Zero the last word first: the padding after the payload must not
+     * leak old bytes onto the wire; the copy then overwrites its start. */
+    memset(payload + ((len - 1) & ~(size_t)7), 0, 8);
+    memcpy(payload, data, len);
+  }
+  memcpy((char *)payload + ((len + 7) & ~(size_t)7), r->tail, r->tail_len);
+  return deliver_to(e, w, subs, b);
+}
+
+/* Room kept for the topic of a buffer from myc__emit_buf_new(), beyond
+ * what its size class leaves over.  Sizing for the longest topic would
+ * put a 96-byte message in a 1 KiB class and quadruple the memory a
+ * stream of them cycles through; a longer topic costs one copy. */
+#define TOPIC_RESERVE 64
+
+myc_buf *myc__emit_buf_new(myc_service *s, size_t size) {
+  myc_buf *b;
+  if (size > UINT32_MAX - 2 * 4096)
+    return NULL;
+  b = myc__buf_alloc(&s->worker->pool, &s->eng->alloc,
+                     myc__frame_len(size, TOPIC_RESERVE, s->name_len));
+  if (b == NULL)
+    return NULL;
+  /* The padding after the payload too: nothing written later covers it. */
+  memset(&b->hdr, 0, myc__frame_topic_offset(size));
+  b->hdr.payload_len = (uint32_t)size;
+  return b;
+}
+
+/* 'b' moved to a buffer with room for 'frame_len' bytes, or NULL (then
+ * 'b' is released). */
+static myc_buf *regrow(myc__worker *w, myc_buf *b, size_t frame_len) {
+  myc_buf *nb = myc__buf_alloc(&w->pool, &w->eng->alloc, frame_len);
+  if (nb != NULL)
+    memcpy(&nb->hdr, &b->hdr, myc__frame_topic_offset(b->hdr.payload_len));
+  myc__buf_release(&w->pool, &w->eng->alloc, b);
+  return nb;
+}
+
+/* As myc__emit, with the header and payload already in 'b'. */
+int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
+                  uint16_t type) {
+  myc_engine *e = s->eng;
+  myc__worker *w = s->worker;
+  myc__route *r = topic_id < s->nroutes ? s->routes[topic_id] : NULL;
+  size_t flen, off = myc__frame_topic_offset(b->hdr.payload_len);
+  myc__sublist *subs;
+
+  if (r == NULL && (r = route_new(s, topic_id)) == NULL) {
+    int rc = myc__topics_get(&e->topics, topic_id) ? MYC_ENOMEM : MYC_EINVAL;
+    myc__buf_release(&w->pool, &e->alloc, b);
+    return rc;
+  }
+  s->seq++;
+  myc__counter_add(&s->n_out, 1);
+  subs = myc__topic_subs(r->topic);
+  if (subs->n == 0) {
+    atomic_fetch_add_explicit(&e->no_subscriber, 1, memory_order_relaxed);
+    myc__buf_release(&w->pool, &e->alloc, b);
+    return 0;
+  }
+  flen = off + r->tail_len;
+  if (flen > b->cap && (b = regrow(w, b, flen)) == NULL)
+    return MYC_ENOMEM;
+  b->topic_id = r->topic->id;
+  b->hdr.frame_len = (uint32_t)flen;
+  b->hdr.type = type;
+  b->hdr.kind = (uint8_t)kind;
+  b->hdr.seq = s->seq;
+  b->hdr.ts_ns = (uint64_t)w->now;
+  b->hdr.topic_len = r->topic->len;
+  b->hdr.source_len = s->name_len;
+  b->hdr.version = MYC_FRAME_VERSION;
+  set_trace(s, b);
+  memcpy((char *)&b->hdr + off, r->tail, r->tail_len);
+  return deliver_to(e, w, subs, b);
+}

@@ -1,0 +1,64 @@
+/* emit.h -- the hot path: frame a message in a pooled buffer and hand one
+ * reference to each subscriber's mailbox (same worker) or worker inbox
+ * (another thread).  No lock, no system call, no copy after the frame. */
+#ifndef MYC_EMIT_H
+#define MYC_EMIT_H
+
+#include "runtime/engine.h"
+
+/* What a service needs to emit on one topic, built once per topic. */
+typedef struct myc__route {
+  myc__topic *topic;
+  uint16_t tail_len;
+  char tail[]; /* topic name, then the service's name */
+} myc__route;
+
+/* Frees the routes of 's'. */
+void myc__routes_free(myc_service *s);
+
+/* Frames and delivers a message from service 's' (on its worker thread).
+ * Returns 0 when at least one subscriber took it or there is none,
+ * MYC_EFULL when every subscriber refused it, MYC_ENOMEM, MYC_ETOOBIG. */
+int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
+              const void *data, size_t len);
+
+/* A buffer whose payload of 'size' bytes (zeroed) the caller fills in
+ * place before myc__emit_buf(); it has room for the name of 's' and a
+ * topic of 64 bytes at least (myc__emit_buf() moves the frame to a larger
+ * buffer for a longer one).  One reference, the caller's.  NULL when out
+ * of memory. */
+myc_buf *myc__emit_buf_new(myc_service *s, size_t size);
+
+/* Emits a buffer from myc__emit_buf_new() as myc__emit() would, without
+ * copying the payload.  The caller's reference is handed over whatever
+ * the result. */
+int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
+                  uint16_t type);
+
+/* Delivers an already framed 'b' (one reference, owned by the caller until
+ * this returns) to the subscribers of its topic.  'from' is the worker
+ * running the caller, or NULL for a host thread.  Returns as myc__emit. */
+int myc__deliver(myc_engine *e, myc__worker *from, myc_buf *b);
+
+/* Writes the header and copies payload, topic and source into a new
+ * buffer from 'pool' (which may be NULL).  parent_id is zeroed; trace_id,
+ * span_id, seq and ts_ns are left for the caller to fill.  Returns NULL on
+ * allocation failure. */
+myc_buf *myc__frame_new(myc_engine *e, myc__pool *pool, const myc__topic *t,
+                        const char *source, size_t source_len, int kind,
+                        uint16_t type, const void *data, size_t len);
+
+/* Fills the header fields other than trace, seq and ts, and writes the
+ * topic and source after the payload already in 'b' (hdr.payload_len
+ * set).  The buffer must have room for them. */
+void myc__frame_finish(myc_buf *b, const myc__topic *t, const char *source,
+                       size_t source_len, int kind, uint16_t type);
+
+static inline void myc__counter_add(_Atomic uint64_t *c, uint64_t n) {
+  /* Single writer (the owning worker): a plain store is enough, the
+   * atomic type only keeps readers on other threads from tearing. */
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                        memory_order_relaxed);
+}
+
+#endif

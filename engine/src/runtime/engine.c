@@ -1,0 +1,723 @@
+/* engine.c -- engine lifecycle: creation, placement of services on
+ * workers, start (every init, then the threads), the stop sequence (drain,
+ * then each service's stop, then join) and the manual mode tests drive.
+ */
+#include "runtime/engine.h"
+
+#include "runtime/emit.h"
+#include "ffi/lua_api.h"
+#include "supervise/monitor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MAX_WORKERS 128 /* worker indexes fit the buffers' origin byte */
+/* How long a stop waits for mailboxes to drain before stopping anyway. */
+#define DRAIN_TIMEOUT_MS 5000
+
+void myc_engine_config_init(myc_engine_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->node = "mycelium";
+  cfg->workers = 0;
+  cfg->mailbox.capacity = 65536;
+  cfg->mailbox.policy = MYC_POLICY_DROP_OLDEST;
+  cfg->mailbox.threshold = 0.8;
+  cfg->log_level = MYC_LOG_INFO;
+  cfg->log_format = MYC_LOG_TEXT;
+  myc_supervisor_config_init(&cfg->supervisor);
+  cfg->reload = MYC_RELOAD_SIGNAL;
+}
+
+static int lua_dir_ok(const char *dir) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/mycelium/host.lua", dir);
+  return access(path, R_OK) == 0;
+}
+
+/* The Lua runtime: the configured directory, $MYCELIUM_PATH, the source
+ * tree this library was built from, then the install location. */
+const char *myc__find_lua_dir(const char *configured) {
+  const char *env = getenv("MYCELIUM_PATH");
+  if (configured != NULL)
+    return configured;
+  if (env != NULL && *env != '\0')
+    return env;
+  if (lua_dir_ok(MYC_SOURCE_LUA_DIR))
+    return MYC_SOURCE_LUA_DIR;
+  return MYC_INSTALL_LUA_DIR;
+}
+
+static int check_config(const myc_engine_config *cfg) {
+  const myc_mailbox_config *m = &cfg->mailbox;
+  if (cfg->workers > MAX_WORKERS || cfg->node == NULL ||
+      m->capacity == 0 || !(m->threshold > 0 && m->threshold <= 1) ||
+      m->policy < MYC_POLICY_DROP_OLDEST || m->policy > MYC_POLICY_REJECT ||
+      cfg->log_level < MYC_LOG_DEBUG || cfg->log_level > MYC_LOG_ERROR ||
+      !myc__supervisor_config_ok(&cfg->supervisor) ||
+      cfg->reload < MYC_RELOAD_SIGNAL || cfg->reload > MYC_RELOAD_OFF ||
+      (cfg->control != NULL && strncmp(cfg->control, "unix://", 7) != 0))
+    return MYC_EINVAL;
+  return 0;
+}
+
+static uint32_t default_workers(void) {
+  unsigned n = uv_available_parallelism();
+  return n == 0 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : n;
+}
+
+static int init_workers(myc_engine *e, uint32_t n) {
+  uint32_t i;
+  e->workers = myc__calloc(&e->alloc, n * sizeof *e->workers);
+  if (e->workers == NULL)
+    return MYC_ENOMEM;
+  e->nworkers_max = n;
+  for (i = 0; i < n; i++) {
+    int rc = myc__worker_init(&e->workers[i], e, i);
+    if (rc != 0)
+      return rc;
+    e->nworkers = i + 1;
+  }
+  return 0;
+}
+
+int myc_engine_new(myc_engine **out, const myc_engine_config *cfg) {
+  myc__alloc a = {cfg->alloc ? cfg->alloc : myc__default_alloc, cfg->alloc_ud};
+  myc_engine *e;
+  int64_t dead;
+  int rc;
+
+  *out = NULL;
+  if (check_config(cfg) != 0)
+    return MYC_EINVAL;
+  e = a.fn(a.ud, NULL, 0, sizeof *e);
+  if (e == NULL)
+    return MYC_ENOMEM;
+  memset(e, 0, sizeof *e);
+  e->alloc = a;
+  e->lua_alloc.fn = cfg->lua_alloc ? cfg->lua_alloc : a.fn;
+  e->lua_alloc.ud = cfg->lua_alloc ? cfg->lua_alloc_ud : a.ud;
+  if (uv_mutex_init(&e->host_lock) != 0) {
+    a.fn(a.ud, e, sizeof *e, 0);
+    return MYC_ENOMEM;
+  }
+  if (uv_mutex_init(&e->stop_lock) != 0) {
+    uv_mutex_destroy(&e->host_lock);
+    a.fn(a.ud, e, sizeof *e, 0);
+    return MYC_ENOMEM;
+  }
+  if (uv_mutex_init(&e->services_lock) != 0) {
+    uv_mutex_destroy(&e->stop_lock);
+    uv_mutex_destroy(&e->host_lock);
+    a.fn(a.ud, e, sizeof *e, 0);
+    return MYC_ENOMEM;
+  }
+  e->supervisor = cfg->supervisor;
+  e->reload = cfg->reload;
+  e->mailbox = cfg->mailbox;
+  e->manual = cfg->manual;
+  myc__clock_init(&e->clock, cfg->manual);
+  /* The host thread's pool (manual engines) adopts what it frees. */
+  (void)myc__pool_init(&e->host_pool, &e->alloc, 4096, MYC_BUF_NO_ORIGIN, 0);
+  myc__rng_seed(&e->host_rng);
+  e->node = myc__strdup(&e->alloc, cfg->node);
+  e->lua_path = myc__strdup(&e->alloc, myc__find_lua_dir(cfg->lua_path));
+  if (e->node == NULL || e->lua_path == NULL)
+    goto nomem;
+  if (cfg->control != NULL &&
+      (e->control = myc__strdup(&e->alloc, cfg->control)) == NULL)
+    goto nomem;
+  if (myc__log_init(&e->log, &e->alloc, cfg, e->node) != 0)
+    goto nomem;
+  if (myc__topics_init(&e->topics, &e->alloc) != 0)
+    goto nomem;
+  dead = myc__topics_resolve(&e->topics, "$dead", 5);
+  if (dead < 0)
+    goto nomem;
+  e->dead_topic = (uint32_t)dead;
+  rc = init_workers(e, cfg->workers ? cfg->workers : default_workers());
+  if (rc != 0) {
+    myc_engine_free(e);
+    return rc;
+  }
+  *out = e;
+  return 0;
+nomem:
+  myc_engine_free(e);
+  return MYC_ENOMEM;
+}
+
+myc_service *myc__engine_find(myc_engine *e, const char *name, size_t len) {
+  uint32_t i;
+  for (i = 0; i < e->nservices; i++)
+    if (e->services[i]->name_len == len &&
+        memcmp(e->services[i]->name, name, len) == 0)
+      return e->services[i];
+  return NULL;
+}
+
+static int place(myc_engine *e, int32_t worker, myc__worker **out) {
+  if (worker >= 0 && (uint32_t)worker >= e->nworkers)
+    return MYC_EINVAL;
+  if (worker < 0)
+    worker = (int32_t)(e->next_worker++ % e->nworkers);
+  *out = &e->workers[worker];
+  return 0;
+}
+
+static int append_service(myc_engine *e, myc_service *s) {
+  uv_mutex_lock(&e->services_lock);
+  if (e->nservices == e->capservices) {
+    uint32_t cap = e->capservices ? 2 * e->capservices : 8;
+    myc_service **p = myc__realloc(&e->alloc, e->services,
+                                   e->capservices * sizeof *p, cap * sizeof *p);
+    if (p == NULL) {
+      uv_mutex_unlock(&e->services_lock);
+      return MYC_ENOMEM;
+    }
+    e->services = p;
+    e->capservices = cap;
+  }
+  s->index = e->nservices;
+  e->services[e->nservices++] = s;
+  uv_mutex_unlock(&e->services_lock);
+  return 0;
+}
+
+static int check_new_service(myc_engine *e, const char *name, int32_t worker,
+                             myc__worker **w, char *err, size_t errlen,
+                             int late_ok) {
+  if (e->started && !late_ok) {
+    snprintf(err, errlen, "service '%s': the engine is already running", name);
+    return MYC_ESTATE;
+  }
+  if (name == NULL || *name == '\0' || strlen(name) > MYC_SOURCE_MAX) {
+    snprintf(err, errlen, "a service needs a name of 1 to 255 bytes");
+    return MYC_EINVAL;
+  }
+  if (myc__engine_find(e, name, strlen(name)) != NULL) {
+    snprintf(err, errlen, "service '%s' is defined twice", name);
+    return MYC_EEXIST;
+  }
+  if (place(e, worker, w) != 0) {
+    snprintf(err, errlen, "service '%s': worker %d does not exist (workers "
+             "are numbered 0 to %u)", name, worker, e->nworkers - 1);
+    return MYC_EINVAL;
+  }
+  return 0;
+}
+
+int myc_engine_add_service(myc_engine *e, const myc_service_config *sc,
+                           char *err, size_t errlen) {
+  myc__worker *w;
+  myc_service *s;
+  char dummy[1];
+  int rc;
+  if (err == NULL || errlen == 0) {
+    err = dummy;
+    errlen = sizeof dummy;
+  }
+  rc = check_new_service(e, sc->name, sc->worker, &w, err, errlen, 0);
+  if (rc == 0)
+    rc = myc__service_new_lua(e, sc, w, &s, err, errlen);
+  if (rc == 0 && (rc = append_service(e, s)) != 0) {
+    myc__topics_unsubscribe_all(&e->topics, s);
+    myc__service_free(s);
+    snprintf(err, errlen, "out of memory");
+  }
+  return rc;
+}
+
+int myc_engine_add_c_service(myc_engine *e, const char *name,
+                             const char *pattern, myc_message_cb cb, void *ud,
+                             int32_t worker) {
+  myc__worker *w;
+  myc_service *s;
+  char err[256];
+  /* A manual engine runs on the caller's thread, so a C service (which
+   * has no init) can join it at any time: tests add collectors late. */
+  int rc = check_new_service(e, name, worker, &w, err, sizeof err,
+                             e->manual);
+  if (rc == 0 && cb == NULL)
+    rc = MYC_EINVAL;
+  if (rc == 0)
+    rc = myc__service_new_c(e, name, pattern, cb, ud, w, &s);
+  if (rc == 0 && (rc = append_service(e, s)) != 0) {
+    myc__topics_unsubscribe_all(&e->topics, s);
+    myc__service_free(s);
+  }
+  if (rc == 0 && e->started)
+    atomic_store(&s->state, MYC_SVC_RUNNING);
+  return rc;
+}
+
+int myc_engine_set_contracts(myc_engine *e, myc_contract_set *cs,
+                             int validate) {
+  uint32_t i;
+  if (cs == NULL || myc_contract_error_count(cs) != 0)
+    return MYC_EINVAL;
+  if (e->contracts != NULL)
+    return MYC_ESTATE;
+  /* A Lua state receives the set when it is created: one made before
+   * would never see it. */
+  for (i = 0; i < e->nservices; i++)
+    if (e->services[i]->cur.L != NULL)
+      return MYC_ESTATE;
+  e->contracts = cs;
+  e->validate = validate != 0;
+  return 0;
+}
+
+const myc_contract_set *myc_engine_contracts(const myc_engine *e) {
+  return e->contracts;
+}
+
+int myc__engine_add_collector(myc_engine *e, struct myc_collector *c) {
+  struct myc_collector **p =
+      myc__realloc(&e->alloc, e->collectors, e->ncollectors * sizeof *p,
+                   (e->ncollectors + 1) * sizeof *p);
+  if (p == NULL)
+    return MYC_ENOMEM;
+  e->collectors = p;
+  e->collectors[e->ncollectors++] = c;
+  return 0;
+}
+
+int myc_engine_start(myc_engine *e, char *err, size_t errlen) {
+  uint32_t i, j;
+  char dummy[1];
+  int rc;
+  if (err == NULL || errlen == 0) {
+    err = dummy;
+    errlen = sizeof dummy;
+  }
+  if (e->started)
+    return MYC_ESTATE;
+  for (i = 0; i < e->nservices; i++) {
+    rc = myc__service_init(e->services[i], err, errlen);
+    if (rc != 0) {
+      /* Nothing half-started: undo the inits that succeeded. */
+      for (j = i; j-- > 0;)
+        myc__service_stop(e->services[j]);
+      return rc;
+    }
+  }
+  /* What the inits emitted for other workers goes before the threads
+   * start. */
+  for (i = 0; i < e->nworkers; i++)
+    myc__worker_flush(&e->workers[i]);
+  /* A service is only handed messages once it runs: what was queued
+   * before (a manual engine turned before its start) waits for this. */
+  for (i = 0; i < e->nservices; i++) {
+    myc_service *s = e->services[i];
+    if (myc__service_pending(s) && !s->queued)
+      myc__worker_schedule(s->worker, s);
+  }
+  /* The control socket is bound here, so a bad path fails the start. */
+  rc = myc__monitor_start(e, err, errlen);
+  if (rc != 0) {
+    for (j = e->nservices; j-- > 0;)
+      myc__service_stop(e->services[j]);
+    return rc;
+  }
+  e->started = 1;
+  if (e->manual)
+    return 0;
+  for (i = 0; i < e->nworkers; i++) {
+    rc = myc__worker_start(&e->workers[i]);
+    if (rc != 0) {
+      snprintf(err, errlen, "cannot start worker thread %u: %s", i,
+               myc_strerror(rc));
+      myc_engine_stop(e, 1);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+void myc_engine_stop(myc_engine *e, int code) {
+  int expected = 0;
+  if (atomic_compare_exchange_strong(&e->stopping, &expected, 1))
+    atomic_store(&e->exit_code, code);
+  uv_mutex_lock(&e->stop_lock);
+  if (e->stop_async != NULL)
+    uv_async_send(e->stop_async);
+  uv_mutex_unlock(&e->stop_lock);
+}
+
+int myc_engine_stopping(myc_engine *e, int *code) {
+  int s = atomic_load(&e->stopping);
+  if (s && code != NULL)
+    *code = atomic_load(&e->exit_code);
+  return s;
+}
+
+/* ---- threaded stop sequence ------------------------------------------- */
+
+typedef struct {
+  myc_engine *e;
+  uv_async_t async;
+  uv_signal_t sigint, sigterm, sighup;
+  uv_timer_t poll;
+  int draining;
+  int has_signals;
+  uint64_t last_delivered;
+  int stable_polls;
+  uint64_t drain_started;
+  int signals;
+} stopper;
+
+static void set_phase(myc_engine *e, int phase) {
+  uint32_t i;
+  for (i = 0; i < e->nworkers; i++) {
+    atomic_store(&e->workers[i].phase, phase);
+    if (phase == MYC_PHASE_DRAIN)
+      atomic_store(&e->workers[i].idle_flag, 0);
+    uv_async_send(&e->workers[i].wake);
+  }
+}
+
+static int all_idle(myc_engine *e) {
+  uint32_t i;
+  for (i = 0; i < e->nworkers; i++)
+    if (!atomic_load_explicit(&e->workers[i].idle_flag, memory_order_acquire))
+      return 0;
+  return 1;
+}
+
+static void stopper_close(stopper *st) {
+  uv_close((uv_handle_t *)&st->async, NULL);
+  uv_close((uv_handle_t *)&st->poll, NULL);
+  if (st->has_signals) {
+    uv_close((uv_handle_t *)&st->sigint, NULL);
+    uv_close((uv_handle_t *)&st->sigterm, NULL);
+    uv_close((uv_handle_t *)&st->sighup, NULL);
+  }
+}
+
+/* Drained when every worker is idle and no message was handled between
+ * two polls (a message in flight between workers keeps one busy). */
+static void on_poll(uv_timer_t *h) {
+  stopper *st = h->data;
+  myc_engine *e = st->e;
+  uint64_t d = atomic_load(&e->delivered);
+  int idle = all_idle(e);
+  st->stable_polls = idle && d == st->last_delivered ? st->stable_polls + 1 : 0;
+  st->last_delivered = d;
+  if (st->stable_polls >= 2 ||
+      uv_now(h->loop) - st->drain_started > DRAIN_TIMEOUT_MS) {
+    uv_timer_stop(h);
+    /* Nothing may hand the workers a command once they stop. */
+    myc__monitor_stop(e);
+    set_phase(e, MYC_PHASE_STOP);
+    stopper_close(st);
+  }
+}
+
+static void begin_drain(stopper *st) {
+  if (st->draining)
+    return;
+  st->draining = 1;
+  st->drain_started = uv_now(st->async.loop);
+  set_phase(st->e, MYC_PHASE_DRAIN);
+  uv_timer_start(&st->poll, on_poll, 1, 1);
+}
+
+static void on_stop_async(uv_async_t *h) { begin_drain(h->data); }
+
+/* SIGHUP: reload every service whose file changed. */
+static void on_hangup(uv_signal_t *h, int signum) {
+  stopper *st = h->data;
+  (void)signum;
+  if (!st->draining && st->e->reload != MYC_RELOAD_OFF)
+    myc__reload_changed(st->e);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  stopper *st = h->data;
+  (void)signum;
+  /* A second signal while draining stops without waiting. */
+  if (st->signals++ > 0 && st->draining) {
+    st->drain_started = 0;
+    return;
+  }
+  myc_engine_stop(st->e, 0);
+}
+
+/* Once the workers are gone, what is still queued or in transit is
+ * released and counted as dropped at shutdown, so that the counters are
+ * final when myc_engine_run returns. */
+static void account_leftovers(myc_engine *e) {
+  uint32_t i;
+  for (i = 0; i < e->nworkers; i++)
+    myc__worker_discard_inbox(&e->workers[i]);
+  for (i = 0; i < e->nservices; i++)
+    myc__service_drop_leftovers(e->services[i]);
+}
+
+int myc_engine_run(myc_engine *e, int handle_signals) {
+  uv_loop_t loop;
+  stopper st;
+  uint32_t i;
+
+  if (e->manual || !e->started)
+    return MYC_ESTATE;
+  memset(&st, 0, sizeof st);
+  st.e = e;
+  uv_loop_init(&loop);
+  uv_async_init(&loop, &st.async, on_stop_async);
+  uv_timer_init(&loop, &st.poll);
+  st.async.data = st.poll.data = &st;
+  if (handle_signals) {
+    st.has_signals = 1;
+    uv_signal_init(&loop, &st.sigint);
+    uv_signal_init(&loop, &st.sigterm);
+    uv_signal_init(&loop, &st.sighup);
+    st.sigint.data = st.sigterm.data = st.sighup.data = &st;
+    uv_signal_start(&st.sigint, on_signal, SIGINT);
+    uv_signal_start(&st.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&st.sighup, on_hangup, SIGHUP);
+  }
+  uv_mutex_lock(&e->stop_lock);
+  e->stop_async = &st.async;
+  uv_mutex_unlock(&e->stop_lock);
+  if (atomic_load(&e->stopping))
+    begin_drain(&st);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_mutex_lock(&e->stop_lock);
+  e->stop_async = NULL;
+  uv_mutex_unlock(&e->stop_lock);
+  uv_loop_close(&loop);
+  for (i = 0; i < e->nworkers; i++)
+    myc__worker_join(&e->workers[i]);
+  account_leftovers(e);
+  e->started = 0;
+  return atomic_load(&e->exit_code);
+}
+
+/* ---- manual engines ----------------------------------------------------- */
+
+int64_t myc_engine_run_once(myc_engine *e, uint64_t max_batches) {
+  uint64_t handled = 0, round;
+  uint32_t i;
+  int busy = 1;
+  if (!e->manual)
+    return MYC_ESTATE;
+  while (busy) {
+    busy = 0;
+    for (i = 0; i < e->nworkers; i++) {
+      myc__worker *w = &e->workers[i];
+      /* Sockets and clients of C facilities live on the worker loops:
+       * a manual engine turns them here, without blocking. */
+      uv_run(&w->loop, UV_RUN_NOWAIT);
+      myc__worker_drain_inbox(w);
+      round = myc__worker_run_ready(w, max_batches ? (uint32_t)max_batches : 0);
+      handled += round;
+      busy |= w->ready_head != NULL || w->inbox_n > 0;
+    }
+    if (max_batches)
+      break;
+  }
+  return (int64_t)handled;
+}
+
+static myc__worker *earliest_timer(myc_engine *e, int64_t limit) {
+  myc__worker *best = NULL;
+  uint32_t i;
+  for (i = 0; i < e->nworkers; i++) {
+    int64_t t = myc__timers_next(&e->workers[i].timers);
+    if (t <= limit && (best == NULL || t < myc__timers_next(&best->timers)))
+      best = &e->workers[i];
+  }
+  return best;
+}
+
+int myc_engine_advance(myc_engine *e, double ms) {
+  int64_t target;
+  myc__worker *w;
+  if (!e->manual || !(ms >= 0))
+    return e->manual ? MYC_EINVAL : MYC_ESTATE;
+  target = myc__clock_now(&e->clock) + (int64_t)(ms * 1e6);
+  myc_engine_run_once(e, 0);
+  while (!atomic_load(&e->stopping) && (w = earliest_timer(e, target))) {
+    int64_t t = myc__timers_next(&w->timers);
+    myc__clock_set(&e->clock, t);
+    myc__worker_fire_timers(w, t);
+    myc_engine_run_once(e, 0);
+  }
+  myc__clock_set(&e->clock, target);
+  myc_engine_run_once(e, 0);
+  return 0;
+}
+
+int myc_engine_shutdown(myc_engine *e) {
+  uint32_t i, rounds;
+  if (!e->manual)
+    return MYC_ESTATE;
+  if (!atomic_load(&e->stopping))
+    myc_engine_stop(e, 0);
+  myc__monitor_stop(e);
+  /* Bounded: services that keep messaging each other must not hang it. */
+  for (rounds = 0; rounds < 1000 && myc_engine_run_once(e, 64) > 0; rounds++)
+    ;
+  if (e->started)
+    for (i = 0; i < e->nservices; i++)
+      myc__service_stop(e->services[i]);
+  for (i = 0; i < e->nworkers; i++)
+    myc__worker_flush(&e->workers[i]);
+  account_leftovers(e);
+  e->started = 0;
+  return atomic_load(&e->exit_code);
+}
+
+/* ---- publishing from the host ------------------------------------------- */
+
+/* A typed payload from the host must be one of the engine's types, of
+ * its size, and (unless validation is off) pass its rules: a subscriber
+ * views the bytes as the struct without checking them again. */
+static int check_typed(myc_engine *e, uint16_t type, const void *data,
+                       size_t len) {
+  const myc_contract_type *t =
+      e->contracts ? myc_contract_type_by_tag(e->contracts, type) : NULL;
+  if (t == NULL)
+    return MYC_ECONTRACT;
+  if (len != myc_contract_type_size(t))
+    return MYC_EINVAL;
+  return e->validate ? myc_contract_validate(t, data, len, NULL, 0) : 0;
+}
+
+int myc_publish(myc_engine *e, const char *topic, int kind, uint16_t type,
+                const void *data, size_t len) {
+  int64_t id = myc__topics_resolve(&e->topics, topic, strlen(topic));
+  myc__pool *pool = e->manual ? &e->host_pool : NULL;
+  uint64_t r[3];
+  myc_buf *b;
+  int rc;
+
+  if (id < 0)
+    return (int)id;
+  if (kind < MYC_KIND_RAW || kind > MYC_KIND_TYPED)
+    return MYC_EINVAL;
+  if (kind == MYC_KIND_TYPED && (rc = check_typed(e, type, data, len)) != 0)
+    return rc;
+  b = myc__frame_new(e, pool, myc__topics_get(&e->topics, (uint32_t)id), "host",
+                     4, kind, type, data, len);
+  if (b == NULL)
+    return MYC_ENOMEM;
+  uv_mutex_lock(&e->host_lock);
+  r[0] = myc__rng_id(&e->host_rng);
+  r[1] = myc__rng_id(&e->host_rng);
+  r[2] = myc__rng_id(&e->host_rng);
+  b->hdr.seq = ++e->host_seq;
+  uv_mutex_unlock(&e->host_lock);
+  memcpy(b->hdr.trace_id, r, 16);
+  memcpy(b->hdr.span_id, &r[2], 8);
+  b->hdr.ts_ns = (uint64_t)myc__clock_now(&e->clock);
+  return myc__deliver(e, NULL, b);
+}
+
+/* ---- introspection ------------------------------------------------------ */
+
+uint32_t myc_engine_service_count(myc_engine *e) { return e->nservices; }
+
+int myc_engine_service_stats(myc_engine *e, uint32_t index,
+                             myc_service_stats *st) {
+  myc_service *s;
+  if (index >= e->nservices)
+    return MYC_ENOENT;
+  s = e->services[index];
+  memset(st, 0, sizeof *st);
+  st->name = s->name;
+  st->worker = (int32_t)s->worker->index;
+  st->state = myc__service_state_name(atomic_load(&s->state));
+  st->in = atomic_load(&s->n_in);
+  st->out = atomic_load(&s->n_out);
+  st->errors = atomic_load(&s->n_errors);
+  st->dropped_oldest = atomic_load(&s->mb.dropped[MYC_DROP_OLDEST]);
+  st->dropped_newest = atomic_load(&s->mb.dropped[MYC_DROP_NEWEST]);
+  st->rejected = atomic_load(&s->mb.dropped[MYC_DROP_REJECTED]);
+  st->dropped = st->dropped_oldest + st->dropped_newest + st->rejected +
+                atomic_load(&s->mb.dropped[MYC_DROP_SHUTDOWN]);
+  st->queue_depth = myc__mailbox_depth(&s->mb);
+  st->queue_capacity = s->mb.capacity;
+  myc__supervision_stats(s, st);
+  return 0;
+}
+
+int myc_engine_service_drops(myc_engine *e, uint32_t index,
+                             myc_drop_stats *out, uint32_t max) {
+  myc__mailbox *mb;
+  uint32_t i, n = 0;
+  if (index >= e->nservices)
+    return MYC_ENOENT;
+  mb = &e->services[index]->mb;
+  for (i = 0; i <= MYC_DROP_TOPICS && n < max; i++) {
+    myc__drop_slot *d = i < MYC_DROP_TOPICS ? &mb->by_topic[i] : &mb->other_topics;
+    uint32_t id = atomic_load_explicit(&d->topic_id, memory_order_acquire);
+    myc__topic *t;
+    if (id == 0)
+      continue;
+    out[n].dropped_oldest = atomic_load(&d->n[MYC_DROP_OLDEST]);
+    out[n].dropped_newest = atomic_load(&d->n[MYC_DROP_NEWEST]);
+    out[n].rejected = atomic_load(&d->n[MYC_DROP_REJECTED]);
+    out[n].shutdown = atomic_load(&d->n[MYC_DROP_SHUTDOWN]);
+    if (out[n].dropped_oldest + out[n].dropped_newest + out[n].rejected +
+            out[n].shutdown == 0)
+      continue;
+    t = id == MYC_DROP_OTHER_TOPIC ? NULL : myc__topics_get(&e->topics, id);
+    out[n].topic = t != NULL ? t->name : "(other)";
+    n++;
+  }
+  return (int)n;
+}
+
+void myc_engine_log(myc_engine *e, myc_log_level level, const char *service,
+                    const char *msg) {
+  myc__log_write(&e->log, level, myc__clock_now(&e->clock), service,
+                 service ? strlen(service) : 0, NULL, NULL, msg, strlen(msg),
+                 NULL, 0);
+}
+
+/* ---- teardown ----------------------------------------------------------- */
+
+void myc_engine_free(myc_engine *e) {
+  uint32_t i;
+  if (e == NULL)
+    return;
+  if (e->started && !e->manual) {
+    myc_engine_stop(e, 0);
+    myc_engine_run(e, 0);
+  } else if (e->started) {
+    myc_engine_shutdown(e);
+  }
+  /* Handed-over messages reference their services: drop them first. */
+  myc__monitor_stop(e);
+  for (i = 0; i < e->nworkers; i++)
+    myc__worker_discard_inbox(&e->workers[i]);
+  for (i = 0; i < e->nservices; i++)
+    myc__service_free(e->services[i]);
+  myc__monitor_free(e);
+  myc__groups_free(e);
+  myc__free(&e->alloc, e->services, e->capservices * sizeof *e->services);
+  for (i = 0; i < e->ncollectors; i++)
+    myc__collector_free(e->collectors[i]);
+  myc__free(&e->alloc, e->collectors, e->ncollectors * sizeof *e->collectors);
+  for (i = 0; i < e->nworkers; i++)
+    myc__worker_destroy(&e->workers[i]);
+  myc__free(&e->alloc, e->workers, e->nworkers_max * sizeof *e->workers);
+  if (e->topics.slots != NULL)
+    myc__topics_destroy(&e->topics);
+  myc__pool_destroy(&e->host_pool);
+  if (e->log.alloc != NULL)
+    myc__log_destroy(&e->log);
+  uv_mutex_destroy(&e->host_lock);
+  uv_mutex_destroy(&e->stop_lock);
+  uv_mutex_destroy(&e->services_lock);
+  myc__strfree(&e->alloc, e->control);
+  /* After the services: their Lua states read the set until closed. */
+  myc_contract_free(e->contracts);
+  myc__strfree(&e->alloc, e->node);
+  myc__strfree(&e->alloc, e->lua_path);
+  myc__free(&e->alloc, e, sizeof *e);
+}

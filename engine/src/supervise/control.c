@@ -1,0 +1,600 @@
+/* control.c -- the control channel (see control.h, docs/CONTROL.md).
+ *
+ * Everything here runs on the monitor loop, never on a worker: status is
+ * read from counters the workers publish, and a reload is compiled here
+ * and handed to the service's worker, whose answer comes back through
+ * myc__monitor_call.  A connection carries one request and one reply.
+ */
+#include "supervise/control.h"
+
+#include "runtime/engine.h"
+#include "supervise/monitor.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define LINE_MAX_BYTES 4096
+#define RELOAD_REPLY_MS 10000
+
+typedef struct conn conn;
+
+/* A reload on its way: the worker fills it, the monitor loop answers. */
+typedef struct {
+  myc__mcall call; /* first */
+  myc_engine *e;
+  myc_service *s;
+  conn *c; /* NULL once the connection gave up waiting */
+  int rc;
+  char err[1024];
+} ticket;
+
+struct conn {
+  conn *next, *prev;
+  myc__control *ctl;
+  uv_pipe_t pipe;
+  uv_timer_t timer;
+  uv_write_t wr;
+  char *out;
+  size_t outlen;
+  int open_handles;
+  int replied;
+  ticket *waiting;
+  size_t len;
+  char buf[LINE_MAX_BYTES + 1];
+};
+
+struct myc__control {
+  myc_engine *e;
+  uv_pipe_t server;
+  char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  conn *conns;
+};
+
+/* ---- a small string builder --------------------------------------------- */
+
+typedef struct {
+  const myc__alloc *a;
+  char *p;
+  size_t len, cap;
+  int failed;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+  if (b->failed)
+    return;
+  if (b->len + n + 1 > b->cap) {
+    size_t cap = 2 * (b->len + n + 1) + 256;
+    char *p = myc__realloc(b->a, b->p, b->cap, cap);
+    if (p == NULL) {
+      b->failed = 1;
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, s, n);
+  b->len += n;
+  b->p[b->len] = '\0';
+}
+
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+  char tmp[1024];
+  va_list ap;
+  int n;
+  va_start(ap, fmt);
+  n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  if (n > 0)
+    sb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+}
+
+static void sb_json(sbuf *b, const char *s) {
+  char esc[8];
+  sb_put(b, "\"", 1);
+  for (; s != NULL && *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') {
+      esc[0] = '\\';
+      esc[1] = (char)ch;
+      sb_put(b, esc, 2);
+    } else if (ch < 0x20) {
+      snprintf(esc, sizeof esc, "\\u%04x", ch);
+      sb_put(b, esc, 6);
+    } else {
+      sb_put(b, (const char *)&ch, 1);
+    }
+  }
+  sb_put(b, "\"", 1);
+}
+
+/* ---- status ------------------------------------------------------------- */
+
+/* ,"drops":[{topic, dropped_oldest, dropped_newest, rejected, shutdown}] */
+static void status_drops_json(sbuf *b, myc_engine *e, uint32_t i) {
+  myc_drop_stats d[MYC_DROP_TOPICS + 1];
+  int n = myc_engine_service_drops(e, i, d, MYC_DROP_TOPICS + 1), k;
+  sb_put(b, ",\"drops\":[", 10);
+  for (k = 0; k < n; k++) {
+    sb_printf(b, "%s{\"topic\":", k ? "," : "");
+    sb_json(b, d[k].topic);
+    sb_printf(b,
+              ",\"dropped_oldest\":%llu,\"dropped_newest\":%llu,"
+              "\"rejected\":%llu,\"shutdown\":%llu}",
+              (unsigned long long)d[k].dropped_oldest,
+              (unsigned long long)d[k].dropped_newest,
+              (unsigned long long)d[k].rejected,
+              (unsigned long long)d[k].shutdown);
+  }
+  sb_put(b, "]", 1);
+}
+
+static void status_service(sbuf *b, myc_engine *e, uint32_t i) {
+  myc_service_stats st;
+  myc_service *s = e->services[i];
+  myc_engine_service_stats(e, i, &st);
+  sb_printf(b, "%s{\"name\":", i ? "," : "");
+  sb_json(b, st.name);
+  sb_printf(b, ",\"worker\":%d,\"state\":\"%s\",\"kind\":\"%s\"", st.worker,
+            st.state, s->cb ? "c" : "lua");
+  if (s->cb == NULL) {
+    sb_put(b, ",\"module\":", 10);
+    uv_mutex_lock(&s->hook_lock);
+    sb_json(b, s->module);
+    uv_mutex_unlock(&s->hook_lock);
+  }
+  sb_printf(b, ",\"version\":%u,\"restart\":\"%s\",\"group\":", st.version,
+            st.restart);
+  if (st.group != NULL)
+    sb_json(b, st.group);
+  else
+    sb_put(b, "null", 4);
+  sb_printf(b,
+            ",\"restarts\":%llu,\"errors\":%llu,\"timeouts\":%llu,"
+            "\"reloads\":%llu,\"reload_failures\":%llu,\"rollbacks\":%llu",
+            (unsigned long long)st.restarts, (unsigned long long)st.errors,
+            (unsigned long long)st.timeouts, (unsigned long long)st.reloads,
+            (unsigned long long)st.reload_failures,
+            (unsigned long long)st.rollbacks);
+  sb_printf(b,
+            ",\"in\":%llu,\"out\":%llu,\"dropped\":%llu,"
+            "\"dropped_oldest\":%llu,\"dropped_newest\":%llu,"
+            "\"rejected\":%llu,\"queue_depth\":%u,\"queue_capacity\":%u",
+            (unsigned long long)st.in, (unsigned long long)st.out,
+            (unsigned long long)st.dropped,
+            (unsigned long long)st.dropped_oldest,
+            (unsigned long long)st.dropped_newest,
+            (unsigned long long)st.rejected, st.queue_depth, st.queue_capacity);
+  sb_printf(b,
+            ",\"memory_bytes\":%llu,\"memory_peak\":%llu,"
+            "\"memory_limit\":%llu,\"running\":",
+            (unsigned long long)st.memory_bytes,
+            (unsigned long long)st.memory_peak,
+            (unsigned long long)st.memory_limit);
+  sb_json(b, st.running);
+  sb_printf(b, ",\"running_ms\":%.1f", st.running_ms);
+  status_drops_json(b, e, i);
+  sb_put(b, "}", 1);
+}
+
+#define TEXT_ROW "%-20s %3s %-10s %3s %8s %15s %10s %10s %8s %-12s %s\n"
+
+/* Losses by topic of service 'i' (text): one line per topic with any. */
+static void status_drops_text(sbuf *b, myc_engine *e, uint32_t i) {
+  myc_drop_stats d[MYC_DROP_TOPICS + 1];
+  int n = myc_engine_service_drops(e, i, d, MYC_DROP_TOPICS + 1), k;
+  for (k = 0; k < n; k++)
+    sb_printf(b, "  %-18s dropped on %s: oldest %llu, newest %llu, rejected "
+              "%llu, at shutdown %llu\n",
+              e->services[i]->name, d[k].topic,
+              (unsigned long long)d[k].dropped_oldest,
+              (unsigned long long)d[k].dropped_newest,
+              (unsigned long long)d[k].rejected,
+              (unsigned long long)d[k].shutdown);
+}
+
+static void status_text_service(sbuf *b, myc_engine *e, uint32_t i) {
+  myc_service_stats st;
+  char mem[32], run[180], queue[32], wrk[16], ver[16], restarts[24];
+  char in[24], out[24], dropped[24];
+  myc_engine_service_stats(e, i, &st);
+  if (st.memory_limit)
+    snprintf(mem, sizeof mem, "%.1f/%.0fM", (double)st.memory_bytes / 1048576,
+             (double)st.memory_limit / 1048576);
+  else
+    snprintf(mem, sizeof mem, "%.1fM", (double)st.memory_bytes / 1048576);
+  if (st.running[0] && st.running_ms > 0)
+    snprintf(run, sizeof run, "%s (%.0f ms)", st.running, st.running_ms);
+  else
+    snprintf(run, sizeof run, "%s", st.running[0] ? st.running : "-");
+  snprintf(queue, sizeof queue, "%u/%u", st.queue_depth, st.queue_capacity);
+  snprintf(wrk, sizeof wrk, "%d", st.worker);
+  snprintf(ver, sizeof ver, "%u", st.version);
+  snprintf(restarts, sizeof restarts, "%llu", (unsigned long long)st.restarts);
+  snprintf(in, sizeof in, "%llu", (unsigned long long)st.in);
+  snprintf(out, sizeof out, "%llu", (unsigned long long)st.out);
+  snprintf(dropped, sizeof dropped, "%llu", (unsigned long long)st.dropped);
+  sb_printf(b, TEXT_ROW, st.name, wrk, st.state, ver, restarts, queue, in, out,
+            dropped, mem, run);
+}
+
+int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
+  sbuf b = {&e->alloc, NULL, 0, 0, 0};
+  uint32_t i;
+  if (text) {
+    sb_printf(&b, "node %s, %u worker%s, %u service%s\n", e->node, e->nworkers,
+              e->nworkers == 1 ? "" : "s", e->nservices,
+              e->nservices == 1 ? "" : "s");
+    sb_printf(&b, TEXT_ROW, "SERVICE", "WRK", "STATE", "VER", "RESTARTS",
+              "QUEUE", "IN", "OUT", "DROPPED", "MEMORY", "RUNNING");
+  } else {
+    sb_printf(&b, "{\"ok\":true,\"protocol\":1,\"node\":");
+    sb_json(&b, e->node);
+    sb_printf(&b,
+              ",\"version\":\"%s\",\"pid\":%d,\"workers\":%u,"
+              "\"services\":[",
+              myc_version(), (int)getpid(), e->nworkers);
+  }
+  uv_mutex_lock(&e->services_lock);
+  for (i = 0; i < e->nservices; i++) {
+    if (text)
+      status_text_service(&b, e, i);
+    else
+      status_service(&b, e, i);
+  }
+  if (text)
+    for (i = 0; i < e->nservices; i++)
+      status_drops_text(&b, e, i);
+  uv_mutex_unlock(&e->services_lock);
+  if (!text)
+    sb_put(&b, "]}\n", 3);
+  if (b.failed) {
+    if (b.p != NULL)
+      myc__free(b.a, b.p, b.cap);
+    return MYC_ENOMEM;
+  }
+  *out = b.p;
+  *len = b.cap;
+  return 0;
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static void conn_closed(uv_handle_t *h) {
+  conn *c = h->data;
+  if (--c->open_handles > 0)
+    return;
+  if (c->out != NULL)
+    myc__free(&c->ctl->e->alloc, c->out, c->outlen);
+  myc__free(&c->ctl->e->alloc, c, sizeof *c);
+}
+
+static void conn_close(conn *c) {
+  if (uv_is_closing((uv_handle_t *)&c->pipe))
+    return;
+  if (c->waiting != NULL)
+    c->waiting->c = NULL;
+  c->waiting = NULL;
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    c->ctl->conns = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+  uv_close((uv_handle_t *)&c->pipe, conn_closed);
+  uv_close((uv_handle_t *)&c->timer, conn_closed);
+}
+
+static void on_written(uv_write_t *req, int status) {
+  (void)status;
+  conn_close(req->data);
+}
+
+/* Sends 'reply' (taking the buffer of 'cap' bytes, 'n' used) and closes. */
+static void conn_reply(conn *c, char *reply, size_t n, size_t cap) {
+  uv_buf_t buf;
+  if (c->replied || uv_is_closing((uv_handle_t *)&c->pipe)) {
+    myc__free(&c->ctl->e->alloc, reply, cap);
+    return;
+  }
+  c->replied = 1;
+  c->out = reply;
+  c->outlen = cap;
+  buf = uv_buf_init(reply, (unsigned)n);
+  c->wr.data = c;
+  uv_read_stop((uv_stream_t *)&c->pipe);
+  uv_timer_stop(&c->timer);
+  if (uv_write(&c->wr, (uv_stream_t *)&c->pipe, &buf, 1, on_written) != 0)
+    conn_close(c);
+}
+
+static void reply_fmt(conn *c, const char *fmt, ...) {
+  sbuf b = {&c->ctl->e->alloc, NULL, 0, 0, 0};
+  char tmp[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  sb_put(&b, tmp, strlen(tmp));
+  if (b.failed) {
+    conn_close(c);
+    return;
+  }
+  conn_reply(c, b.p, b.len, b.cap);
+}
+
+static void reply_error(conn *c, int rc, const char *err) {
+  sbuf b = {&c->ctl->e->alloc, NULL, 0, 0, 0};
+  sb_printf(&b, "{\"ok\":false,\"code\":\"%s\",\"error\":", myc_err_name(rc));
+  sb_json(&b, err);
+  sb_put(&b, "}\n", 2);
+  if (b.failed) {
+    conn_close(c);
+    return;
+  }
+  conn_reply(c, b.p, b.len, b.cap);
+}
+
+static void reply_reloaded(conn *c, myc_service *s) {
+  myc_service_stats st;
+  myc_engine_service_stats(c->ctl->e, s->index, &st);
+  reply_fmt(c,
+            "{\"ok\":true,\"service\":\"%s\",\"version\":%u,"
+            "\"pause_ms\":%.3f}\n",
+            s->name, st.version, st.last_pause_ms);
+}
+
+/* ---- reload ---------------------------------------------------------------
+ */
+
+static void ticket_run(myc__mcall *call, int alive) {
+  ticket *t = (ticket *)call;
+  if (alive && t->c != NULL) {
+    conn *c = t->c;
+    c->waiting = NULL;
+    if (t->rc == 0)
+      reply_reloaded(c, t->s);
+    else
+      reply_error(c, t->rc, t->err);
+  }
+  myc__free(&t->e->alloc, t, sizeof *t);
+}
+
+/* On the service's worker: hand the answer to the monitor loop. */
+static void reload_done(void *ud, int rc, const char *err) {
+  ticket *t = ud;
+  t->rc = rc;
+  snprintf(t->err, sizeof t->err, "%s", err ? err : "");
+  myc__monitor_call(t->e, &t->call);
+}
+
+static void on_reload_timeout(uv_timer_t *h) {
+  conn *c = h->data;
+  char running[128], msg[512];
+  myc_service *s = c->waiting ? c->waiting->s : NULL;
+  if (s == NULL)
+    return;
+  myc__service_running(s, running, sizeof running);
+  snprintf(msg, sizeof msg,
+           "service '%s': its worker has not reached the "
+           "swap after %d s (running: %s); the reload will happen when it "
+           "does",
+           s->name, RELOAD_REPLY_MS / 1000,
+           running[0] ? running : "another service");
+  c->waiting->c = NULL;
+  c->waiting = NULL;
+  reply_error(c, MYC_ETIMEDOUT, msg);
+}
+
+static void do_reload(conn *c, const char *name, const char *module) {
+  myc_engine *e = c->ctl->e;
+  myc_service *s = myc__engine_find(e, name, strlen(name));
+  char err[1024];
+  ticket *t;
+  int rc;
+  if (s == NULL) {
+    snprintf(err, sizeof err, "no service named '%s'", name);
+    reply_error(c, MYC_ENOENT, err);
+    return;
+  }
+  t = myc__calloc(&e->alloc, sizeof *t);
+  if (t == NULL) {
+    reply_error(c, MYC_ENOMEM, "out of memory");
+    return;
+  }
+  t->call.fn = ticket_run;
+  t->e = e;
+  t->s = s;
+  t->c = c;
+  c->waiting = t;
+  rc = myc__reload_start(e, s, module, reload_done, t, err, sizeof err);
+  if (rc != 0) {
+    c->waiting = NULL;
+    myc__free(&e->alloc, t, sizeof *t);
+    reply_error(c, rc, err);
+    return;
+  }
+  uv_timer_start(&c->timer, on_reload_timeout, RELOAD_REPLY_MS, 0);
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static void handle_line(conn *c, char *line) {
+  char *argv[4], *save = NULL, *tok;
+  int argc = 0;
+  for (tok = strtok_r(line, " \t\r", &save); tok != NULL && argc < 4;
+       tok = strtok_r(NULL, " \t\r", &save))
+    argv[argc++] = tok;
+  if (argc == 0) {
+    reply_error(c, MYC_EINVAL, "empty request (try: status, reload SERVICE)");
+  } else if (strcmp(argv[0], "status") == 0 && argc <= 2) {
+    char *out;
+    size_t cap;
+    int text = argc == 2 && strcmp(argv[1], "text") == 0;
+    if (myc__control_status(c->ctl->e, text, &out, &cap) != 0)
+      reply_error(c, MYC_ENOMEM, "out of memory");
+    else
+      conn_reply(c, out, strlen(out), cap);
+  } else if (strcmp(argv[0], "reload") == 0 && (argc == 2 || argc == 3)) {
+    do_reload(c, argv[1], argc == 3 ? argv[2] : NULL);
+  } else if (strcmp(argv[0], "ping") == 0 && argc == 1) {
+    reply_fmt(c, "{\"ok\":true,\"protocol\":1}\n");
+  } else {
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "unknown request '%.64s' (requests: status "
+             "[json|text], reload SERVICE [MODULE], ping)",
+             argv[0]);
+    reply_error(c, MYC_EINVAL, msg);
+  }
+}
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  conn *c = h->data;
+  (void)hint;
+  *buf = uv_buf_init(c->buf + c->len, (unsigned)(LINE_MAX_BYTES - c->len));
+}
+
+static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
+  conn *c = st->data;
+  char *nl;
+  (void)buf;
+  if (n < 0) {
+    /* EOF: a request without its newline still counts. */
+    if (n == UV_EOF && c->len > 0 && !c->replied) {
+      c->buf[c->len] = '\0';
+      uv_read_stop(st);
+      handle_line(c, c->buf);
+    } else if (c->waiting == NULL) {
+      conn_close(c);
+    } else {
+      uv_read_stop(st);
+    }
+    return;
+  }
+  c->len += (size_t)n;
+  c->buf[c->len] = '\0';
+  nl = memchr(c->buf, '\n', c->len);
+  if (nl != NULL) {
+    *nl = '\0';
+    uv_read_stop(st);
+    handle_line(c, c->buf);
+  } else if (c->len == LINE_MAX_BYTES) {
+    uv_read_stop(st);
+    reply_error(c, MYC_ETOOBIG, "request line longer than 4096 bytes");
+  }
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  myc__control *ctl = server->data;
+  conn *c;
+  if (status != 0)
+    return;
+  c = myc__calloc(&ctl->e->alloc, sizeof *c);
+  if (c == NULL)
+    return;
+  c->ctl = ctl;
+  uv_pipe_init(server->loop, &c->pipe, 0);
+  uv_timer_init(server->loop, &c->timer);
+  c->pipe.data = c->timer.data = c;
+  c->open_handles = 2;
+  c->next = ctl->conns;
+  if (ctl->conns != NULL)
+    ctl->conns->prev = c;
+  ctl->conns = c;
+  if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0 ||
+      uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) != 0)
+    conn_close(c);
+}
+
+/* ---- listener -------------------------------------------------------------
+ */
+
+/* A socket file left by an engine that died: nobody accepts on it. */
+static int stale_socket(const char *path) {
+  struct sockaddr_un sa;
+  struct stat sb;
+  int fd, rc;
+  if (lstat(path, &sb) != 0 || !S_ISSOCK(sb.st_mode))
+    return 0;
+  fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  if (fd < 0)
+    return 0;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+  rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+  close(fd);
+  return rc != 0 && errno == ECONNREFUSED;
+}
+
+int myc__control_open(myc_engine *e, uv_loop_t *loop, const char *url,
+                      myc__control **out, char *err, size_t errlen) {
+  myc__control *c;
+  const char *path = url + 7;
+  mode_t old;
+  int rc;
+  *out = NULL;
+  if (strncmp(url, "unix://", 7) != 0 || *path == '\0' ||
+      strlen(path) >= sizeof c->path) {
+    snprintf(err, errlen,
+             "control: '%s' is not unix:///path (at most %zu "
+             "bytes of path)",
+             url, sizeof c->path - 1);
+    return MYC_EINVAL;
+  }
+  c = myc__calloc(&e->alloc, sizeof *c);
+  if (c == NULL) {
+    snprintf(err, errlen, "out of memory");
+    return MYC_ENOMEM;
+  }
+  c->e = e;
+  snprintf(c->path, sizeof c->path, "%s", path);
+  /* A client that hangs up before its reply must not kill the engine
+   * with SIGPIPE; keep a disposition the host chose. */
+  {
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+      signal(SIGPIPE, SIG_IGN);
+  }
+  if (stale_socket(c->path))
+    unlink(c->path);
+  uv_pipe_init(loop, &c->server, 0);
+  c->server.data = c;
+  /* Only this user may talk to it: reload runs code. */
+  old = umask(077);
+  rc = uv_pipe_bind(&c->server, c->path);
+  umask(old);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)&c->server, 16, on_connection);
+  if (rc != 0) {
+    snprintf(err, errlen, "control: cannot listen on %s: %s%s", c->path,
+             uv_strerror(rc),
+             rc == UV_EADDRINUSE ? " (another engine is running there?)" : "");
+    uv_close((uv_handle_t *)&c->server, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    myc__free(&e->alloc, c, sizeof *c);
+    return rc;
+  }
+  chmod(c->path, 0600);
+  *out = c;
+  return 0;
+}
+
+static void server_closed(uv_handle_t *h) {
+  myc__control *c = h->data;
+  myc__free(&c->e->alloc, c, sizeof *c);
+}
+
+void myc__control_close(myc__control *c) {
+  while (c->conns != NULL)
+    conn_close(c->conns);
+  unlink(c->path);
+  uv_close((uv_handle_t *)&c->server, server_closed);
+}
