@@ -10,6 +10,8 @@ if(MYC_SANITIZERS)
       -fno-sanitize-recover=undefined)
   myc_engine_target(myc_engine_asan OBJECT)
   target_compile_options(myc_engine_asan PRIVATE ${MYC_SAN_FLAGS})
+  # Debug assertions (base/check.h), including which thread runs what.
+  target_compile_definitions(myc_engine_asan PUBLIC MYC_DEBUG)
   target_link_options(myc_engine_asan PUBLIC ${MYC_SAN_FLAGS})
 endif()
 
@@ -19,6 +21,7 @@ set(MYC_TSAN_TESTS engine_test stress_test supervisor_test)
 myc_engine_target(myc_engine_tsan OBJECT)
 set(MYC_TSAN_FLAGS -fsanitize=thread -fno-omit-frame-pointer)
 target_compile_options(myc_engine_tsan PRIVATE ${MYC_TSAN_FLAGS})
+target_compile_definitions(myc_engine_tsan PUBLIC MYC_DEBUG)
 target_link_options(myc_engine_tsan PUBLIC ${MYC_TSAN_FLAGS})
 
 set(MYC_TEST_ENV

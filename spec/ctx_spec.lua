@@ -98,27 +98,36 @@ describe("ctx", function()
       assert.matches("longer than 255 bytes", d[5].data.error, 1, true)
     end)
 
-    it("returns false, 'full' when every subscriber refused", function()
+    it("returns nil, 'full', 'EFULL' when every subscriber refused", function()
       local sink = service([[return { subscribe = { "out" }, on_message = function() end }]],
                            { name = "sink", mailbox = { capacity = 2, policy = "reject" } })
       local src = service [[
         local M = { results = {} }
         function M.init(ctx)
           for i = 1, 3 do
-            local ok, why = ctx:emit("out", "m" .. i)
-            ctx.log:info("emit", { ok = ok, why = why or "" })
+            local ok, why, code = ctx:emit("out", "m" .. i)
+            ctx.log:info("emit", { ok = tostring(ok), why = why or "",
+                                   code = code or "" })
+            if not ctx:emit("out", "again") then
+              ctx.log:info("refused")
+            end
           end
         end
         return M]]
       src.name = "src"
       eng = testing.engine { services = { sink, src } }
       local logs = eng:logs(true)
-      local results = {}
+      local results, refused = {}, 0
       for _, l in ipairs(logs) do
-        if l.msg == "emit" then results[#results + 1] = tostring(l.ok) .. ":" .. l.why end
+        if l.msg == "emit" then
+          results[#results + 1] = l.ok .. ":" .. l.why .. ":" .. l.code
+        end
+        if l.msg == "refused" then refused = refused + 1 end
       end
-      assert.are.same({ "true:", "true:", "false:full" }, results)
-      assert.are.equal(1, eng:stats("sink").rejected)
+      -- "if not ctx:emit(...)" still reads a refusal.
+      assert.are.same({ "true::", "nil:full:EFULL", "nil:full:EFULL" }, results)
+      assert.are.equal(2, refused)
+      assert.are.equal(4, eng:stats("sink").rejected)
       eng:run()
       assert.are.equal(2, eng:stats("sink")["in"])
     end)

@@ -520,9 +520,10 @@ describe("typed messages", function()
         end }]]) }
       local seen = eng:collect("seen")
       assert.is_true(eng:publish("probe", eng:new("Probe", { n = 9 })))
-      local ok, why = eng:publish("rules", eng:new("Rules", { n = 0 }))
-      assert.is_false(ok)
+      local ok, why, code = eng:publish("rules", eng:new("Rules", { n = 0 }))
+      assert.is_nil(ok)
       assert.are.equal("Rules.n: violates min 1 (value 0)", why)
+      assert.are.equal("ECONTRACT", code)
       eng:run()
       assert.are.same({ type = "Probe", n = 9 }, seen:messages()[1].data)
       assert.has_error(function() eng:new("Prob") end,

@@ -136,7 +136,7 @@ static void describe(const void *r, char **buf, size_t *len, size_t *cap) {
   myc_redis_value v;
   char tmp[64];
   size_t i;
-  myc_redis_reply_view(r, &v);
+  myc__redis_reply_view(r, &v);
   switch (v.type) {
   case MYC_REDIS_STRING:
     append(buf, len, cap, "s:", 2);
@@ -166,7 +166,7 @@ static void describe(const void *r, char **buf, size_t *len, size_t *cap) {
     for (i = 0; i < v.elements; i++) {
       if (i > 0)
         append(buf, len, cap, ",", 1);
-      describe(myc_redis_reply_element(r, i), buf, len, cap);
+      describe(myc__redis_reply_element(r, i), buf, len, cap);
     }
     append(buf, len, cap, "]", 1);
     break;
@@ -203,14 +203,14 @@ static void sink(void *ud, int code, const myc_redis_event *ev) {
       const char *argv[1] = {"PING"};
       size_t lens[1] = {4};
       h->command_on_down = 0;
-      h->down_rc = myc_redis_command(h->c, 1, argv, lens);
-      snprintf(h->down_err, sizeof h->down_err, "%s", myc_redis_error(h->c));
+      h->down_rc = myc__redis_command(h->c, 1, argv, lens);
+      snprintf(h->down_err, sizeof h->down_err, "%s", myc__redis_error(h->c));
     }
     break;
   case MYC_REDIS_EV_CLOSED:
     h->closed++;
     if (h->free_on_closed) {
-      myc_redis_free(h->c);
+      myc__redis_free(h->c);
       h->c = NULL;
     }
     break;
@@ -231,7 +231,7 @@ static void harness_init(harness *h) {
 static void harness_free(harness *h) {
   size_t i;
   if (h->c != NULL)
-    myc_redis_free(h->c);
+    myc__redis_free(h->c);
   uv_close((uv_handle_t *)&h->tick, NULL);
   while (uv_run(&h->loop, UV_RUN_NOWAIT) != 0)
     ;
@@ -275,7 +275,7 @@ static int64_t cmd(harness *h, int argc, ...) {
     lens[i] = strlen(argv[i]);
   }
   va_end(ap);
-  return myc_redis_command(h->c, argc, argv, lens);
+  return myc__redis_command(h->c, argc, argv, lens);
 }
 
 /* The reply record of command 'id', or NULL. */
@@ -325,7 +325,7 @@ static void test_basic(void) {
   CHECK(pid > 0);
   harness_init(&h);
   CHECK_EQ(open_client(&h, url_of(port), NULL), 0);
-  CHECK(strncmp(myc_redis_server(h.c), "127.0.0.1:", 10) == 0);
+  CHECK(strncmp(myc__redis_server(h.c), "127.0.0.1:", 10) == 0);
   id[0] = cmd(&h, 3, "SET", "k", "v1");
   id[1] = cmd(&h, 2, "GET", "k");
   id[2] = cmd(&h, 2, "GET", "missing");
@@ -336,9 +336,9 @@ static void test_basic(void) {
   id[7] = cmd(&h, 1, "NOSUCHCOMMAND");
   id[8] = cmd(&h, 3, "MGET", "k", "missing");
   CHECK(id[0] > 0 && id[8] == id[0] + 8);
-  CHECK_EQ(myc_redis_pending(h.c), 9);
+  CHECK_EQ(myc__redis_pending(h.c), 9);
   CHECK(wait_for(&h, &h.replies, 9, 5000));
-  CHECK_EQ(myc_redis_pending(h.c), 0);
+  CHECK_EQ(myc__redis_pending(h.c), 0);
   CHECK_STR(reply_of(&h, id[0])->text, "+OK");
   CHECK_STR(reply_of(&h, id[1])->text, "s:v1");
   CHECK_STR(reply_of(&h, id[2])->text, "nil");
@@ -349,7 +349,7 @@ static void test_basic(void) {
   CHECK(strncmp(reply_of(&h, id[7])->text, "-ERR unknown command", 20) == 0);
   CHECK_STR(reply_of(&h, id[8])->text, "[s:v1,nil]");
   CHECK_EQ(h.ups, 1);
-  CHECK_STR(myc_redis_state(h.c), "up");
+  CHECK_STR(myc__redis_state(h.c), "up");
   harness_free(&h);
   stop_server(pid);
 }
@@ -365,13 +365,13 @@ static void test_binary(void) {
   CHECK(pid > 0);
   harness_init(&h);
   CHECK_EQ(open_client(&h, url_of(port), NULL), 0);
-  CHECK(myc_redis_command(h.c, 3, argv, lens) > 0);
+  CHECK(myc__redis_command(h.c, 3, argv, lens) > 0);
   argv[0] = "GET";
   lens[0] = 3;
-  id = myc_redis_command(h.c, 2, argv, lens);
+  id = myc__redis_command(h.c, 2, argv, lens);
   argv[1] = "bin";
   lens[1] = 3; /* a different key: the NUL is part of the name */
-  myc_redis_command(h.c, 2, argv, lens);
+  myc__redis_command(h.c, 2, argv, lens);
   CHECK(wait_for(&h, &h.replies, 3, 5000));
   CHECK_STR(reply_of(&h, id)->text, "s:a\\x00b\\xff\\x0d\\x0a$3\\x0d\\x0ac");
   CHECK_STR(reply_of(&h, id + 1)->text, "nil");
@@ -395,7 +395,7 @@ static void test_pipeline(void) {
     CHECK(cmd(&h, 3, "SET", val, val) > 0);
     CHECK(cmd(&h, 2, "INCR", "counter") > 0);
   }
-  CHECK_EQ(myc_redis_pending(h.c), 10000);
+  CHECK_EQ(myc__redis_pending(h.c), 10000);
   CHECK(wait_for(&h, &h.replies, 10000, 10000));
   for (k = 0, i = 0; k < h.n; k++) {
     const record *r = &h.recs[k];
@@ -426,7 +426,7 @@ static void test_refused(void) {
   o.reconnect_min_ms = 50;
   harness_init(&h);
   CHECK_EQ(open_client(&h, url_of(port), &o), 0);
-  CHECK_STR(myc_redis_state(h.c), "connecting");
+  CHECK_STR(myc__redis_state(h.c), "connecting");
   /* Accepted during the attempt; fails with its error. */
   id = cmd(&h, 2, "GET", "k");
   CHECK(id > 0);
@@ -498,7 +498,7 @@ static void test_kill_restart(void) {
   CHECK_EQ(ok + failed, 2000);
   CHECK(order_ok);
   CHECK(wait_for(&h, &h.downs, 1, 5000));
-  CHECK_STR(myc_redis_state(h.c), "down");
+  CHECK_STR(myc__redis_state(h.c), "down");
   n_before = h.downs;
   CHECK(wait_for(&h, &h.downs, n_before + 2, 5000)); /* retries refused */
   pid = start_server(port, NULL);
@@ -621,11 +621,11 @@ static void test_close(void) {
   for (i = 0; i < 100; i++)
     last = cmd(&h, 2, "INCR", "c");
   h.free_on_closed = 1;
-  myc_redis_close(h.c);
-  myc_redis_close(h.c); /* idempotent */
-  CHECK_STR(myc_redis_state(h.c), "closing");
+  myc__redis_close(h.c);
+  myc__redis_close(h.c); /* idempotent */
+  CHECK_STR(myc__redis_state(h.c), "closing");
   CHECK_EQ(cmd(&h, 1, "PING"), MYC_ESTATE);
-  CHECK(strstr(myc_redis_error(h.c), "client closed") != NULL);
+  CHECK(strstr(myc__redis_error(h.c), "client closed") != NULL);
   CHECK(wait_for(&h, &h.closed, 1, 5000));
   /* Commands sent before the close got their replies, then CLOSED. */
   CHECK_EQ(h.replies, 100);
@@ -639,7 +639,7 @@ static void test_close(void) {
   CHECK_EQ(open_client(&h, url_of(free_port()), NULL), 0);
   CHECK(wait_for(&h, &h.downs, 1, 5000));
   h.free_on_closed = 1;
-  myc_redis_close(h.c);
+  myc__redis_close(h.c);
   CHECK(wait_for(&h, &h.closed, 1, 5000));
   harness_free(&h);
   stop_server(pid);
@@ -656,7 +656,7 @@ static void test_free_with_pending(void) {
   CHECK(wait_for(&h, &h.ups, 1, 5000));
   for (i = 0; i < 100; i++)
     cmd(&h, 2, "INCR", "c");
-  myc_redis_free(h.c);
+  myc__redis_free(h.c);
   h.c = NULL;
   uv_run(&h.loop, UV_RUN_NOWAIT);
   CHECK_EQ(h.replies, 0); /* abandoned, never delivered */
@@ -666,7 +666,7 @@ static void test_free_with_pending(void) {
   harness_init(&h);
   CHECK_EQ(open_client(&h, "redis://localhost:1", NULL), 0);
   cmd(&h, 1, "PING");
-  myc_redis_free(h.c);
+  myc__redis_free(h.c);
   h.c = NULL;
   harness_free(&h);
   CHECK_EQ(h.n, 0);
@@ -686,9 +686,9 @@ static void test_limits(void) {
   o.max_pending = 10;
   harness_init(&h);
   CHECK_EQ(open_client(&h, url_of(port), &o), 0);
-  CHECK_EQ(myc_redis_command(h.c, 2, argv, lens), MYC_EINVAL);
-  CHECK(strstr(myc_redis_error(h.c), "subscribe is not supported") != NULL);
-  CHECK_EQ(myc_redis_command(h.c, 0, argv, lens), MYC_EINVAL);
+  CHECK_EQ(myc__redis_command(h.c, 2, argv, lens), MYC_EINVAL);
+  CHECK(strstr(myc__redis_error(h.c), "subscribe is not supported") != NULL);
+  CHECK_EQ(myc__redis_command(h.c, 0, argv, lens), MYC_EINVAL);
   for (i = 0; i < 10; i++)
     CHECK(cmd(&h, 1, "PING") > 0);
   CHECK_EQ(cmd(&h, 1, "PING"), MYC_ELIMIT);
@@ -719,7 +719,7 @@ static void test_alloc_failures(void) {
     }
   }
   CHECK_EQ(rc, 0);
-  myc_redis_free(c);
+  myc__redis_free(c);
   uv_run(&h.loop, UV_RUN_NOWAIT); /* the close callbacks release it */
   CHECK_EQ(fa.live, 0);
   harness_free(&h);

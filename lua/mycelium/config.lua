@@ -1,6 +1,6 @@
 -- mycelium.config -- reads and validates what `mycelium run/check` is
 -- given (one config file, or service files) and returns the normalised
--- table engine/src/config.c turns into an engine.  Every error names the
+-- table engine/src/api/config.c turns into an engine.  Every error names the
 -- file and the key; unknown keys suggest the nearest valid one.
 local core = require "mycelium.core"
 

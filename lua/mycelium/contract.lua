@@ -10,6 +10,7 @@
 
 local ffi = require "ffi"
 local bit = require "bit"
+local cdefs = require "mycelium.cdefs"
 
 local C -- the engine library, resolved on first load
 local byte, char, fmt, concat = string.byte, string.char, string.format, table.concat
@@ -19,50 +20,6 @@ local setmetatable, getmetatable = setmetatable, getmetatable
 local unpack, min = unpack, math.min
 
 local M = {}
-
--- ===================================================================
--- The C API (declared once per Lua state: ffi.cdef is state-global)
--- ===================================================================
-
-local API = [[
-typedef struct myc_contract_set myc_contract_set;
-typedef struct myc_contract_type myc_contract_type;
-typedef struct {
-  const char *name;
-  const char *type;
-  int kind;
-  int elem_kind;
-  uint32_t elem_size;
-  uint32_t count;
-  uint32_t offset;
-  uint32_t size;
-  int optional;
-  int line;
-} myc_contract_field;
-int myc_contract_load(myc_contract_set **out, const char *path, void *alloc, void *ud);
-int myc_contract_load_string(myc_contract_set **out, const char *name,
-                             const char *text, size_t len, void *alloc, void *ud);
-void myc_contract_free(myc_contract_set *cs);
-size_t myc_contract_error_count(const myc_contract_set *cs);
-const char *myc_contract_error(const myc_contract_set *cs, size_t i);
-const char *myc_contract_error_kind(const myc_contract_set *cs, size_t i);
-int myc_contract_error_line(const myc_contract_set *cs, size_t i);
-const char *myc_contract_digest(const myc_contract_set *cs);
-uint32_t myc_contract_schema_id(const myc_contract_set *cs);
-uint16_t myc_contract_schema_version(const myc_contract_set *cs);
-uint16_t myc_contract_min_compatible(const myc_contract_set *cs);
-size_t myc_contract_type_count(const myc_contract_set *cs);
-const myc_contract_type *myc_contract_type_at(const myc_contract_set *cs, size_t i);
-const char *myc_contract_type_name(const myc_contract_type *t);
-uint16_t myc_contract_type_tag(const myc_contract_type *t);
-size_t myc_contract_type_size(const myc_contract_type *t);
-const char *myc_contract_type_domain(const myc_contract_type *t);
-const char *myc_contract_type_digest(const myc_contract_type *t);
-size_t myc_contract_field_count(const myc_contract_type *t);
-const myc_contract_field *myc_contract_field_at(const myc_contract_type *t, size_t i);
-int myc_contract_validate(const myc_contract_type *t, const void *payload,
-                          size_t len, char *err, size_t errlen);
-]]
 
 -- Field kinds, as in contract.h (MYC_FIELD_KIND_MAP).
 local K = { U8 = 1, U16 = 2, U32 = 3, U64 = 4, I8 = 5, I16 = 6, I32 = 7,
@@ -79,16 +36,11 @@ local function defined(ctype)
   return (pcall(ffi.typeof, ctype))
 end
 
--- The engine binary exports the API itself; a plain LuaJIT (specs, tools)
--- loads the library named by MYCELIUM_LIB.
+-- The engine's C API (mycelium.cdefs declares it; inside the engine it is
+-- ffi.C, in a plain LuaJIT the library).
 local function lib()
   if C then return C end
-  if not defined("myc_contract_field") then ffi.cdef(API) end
-  if pcall(function() return ffi.C.myc_contract_load end) then
-    C = ffi.C
-  else
-    C = ffi.load(os.getenv("MYCELIUM_LIB") or "mycelium")
-  end
+  C = cdefs.library()
   return C
 end
 
@@ -908,11 +860,10 @@ local function type_field(obj) return obj._myc_type end
 -- 'kept'.  Emitting hands the reference to the engine and forgets the
 -- struct, so a second emit finds it in neither list and raises.
 function Set:engine_support(opts)
-  local cdefs = require "mycelium.cdefs"
   local svc, service = opts.svc, opts.service or "?"
   local validate = opts.validate ~= false
   local set, by_name, by_tag = self, self.by_name, self.by_tag
-  local E = ffi.C -- the engine (service states run inside it)
+  local E = lib()
   local OFF = cdefs.HDR_OFFSET + cdefs.FRAME_SIZE
   local bufp, u8p, voidp = ffi.typeof("myc_buf *"), ffi.typeof("uint8_t *"),
     ffi.typeof("const void *")
@@ -930,7 +881,7 @@ function Set:engine_support(opts)
   end
 
   local function buf_of(obj) return ffi.cast(bufp, ffi.cast(u8p, obj) - OFF) end
-  local function release(obj) E.myc_svc_buf_release(svc, buf_of(obj)) end
+  local function release(obj) E.myc_ffi_buf_release(svc, buf_of(obj)) end
 
   local function unknown(name, level)
     if type(name) ~= "string" then
@@ -945,7 +896,7 @@ function Set:engine_support(opts)
     level = level or 1
     local T = by_name[name]
     if T == nil then unknown(name, level + 1) end
-    local b = E.myc_svc_buf_new(svc, T.size)
+    local b = E.myc_ffi_buf_new(svc, T.size)
     if b == nil then fail(level + 1, "ctx:new: out of memory for a %s", name) end
     local obj = ffi.cast(T.ptr, ffi.cast(u8p, b) + OFF)
     hi = hi + 1
@@ -1026,11 +977,11 @@ function Set:engine_support(opts)
       end
       check(T, obj, topic, level + 1)
       disown(obj, i)
-      return E.myc_svc_emit_buf(svc, tid, buf_of(obj), 3, T.tag)
+      return E.myc_ffi_emit_buf(svc, tid, buf_of(obj), 3, T.tag)
     elseif h == COPY then
       local T = type_of[id]
       check(T, obj, topic, level + 1)
-      return E.myc_svc_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
+      return E.myc_ffi_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
     end
     not_message(obj, topic, level + 1)
   end
@@ -1073,8 +1024,8 @@ end
 local function wrap(out, rc)
   local cs = out[0]
   if cs == nil then
-    return nil, "contracts: " .. (rc == -5002 and "out of memory" or "invalid argument"),
-      rc == -5002 and "ENOMEM" or "EINVAL", {}
+    return nil, "contracts: " .. ffi.string(C.myc_strerror(rc)),
+      cdefs.err_name(rc), {}
   end
   cs = ffi.gc(cs, C.myc_contract_free)
   if rc ~= 0 then

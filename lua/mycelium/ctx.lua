@@ -8,7 +8,7 @@ local msgpack = require "mycelium.msgpack"
 local cdefs = require "mycelium.cdefs"
 local log = require "mycelium.log"
 
-local C = ffi.C
+local C = cdefs.library()
 local type, tostring, tonumber, error = type, tostring, tonumber, error
 local ipairs = ipairs
 local format = string.format
@@ -16,16 +16,9 @@ local ffi_string = ffi.string
 
 local KIND_RAW, KIND_TABLE = cdefs.KIND_RAW, cdefs.KIND_TABLE
 local encode = msgpack.encode
-local EFULL = -5003
+local strerror, err_name = cdefs.strerror, cdefs.err_name
 
 local M = {}
-
-local function strerror(rc)
-  if rc == EFULL then
-    return "full"
-  end
-  return ffi_string(C.myc_strerror(rc))
-end
 
 -- Creates the ctx of service 'name'.  'svc' is its myc_service*,
 -- 'has_handler(t)' tells whether a topic or pattern would reach a
@@ -49,9 +42,9 @@ function M.new(svc, name, opts, has_handler, typed)
     if type(t) ~= "string" then
       fail(level + 1, "topic must be a string, got %s", type(t))
     end
-    local r = C.myc_svc_topic(svc, t, #t)
+    local r = C.myc_ffi_topic(svc, t, #t)
     if r < 0 then
-      local why = C.myc_topic_check(t, #t, 0)
+      local why = C.myc_ffi_topic_check(t, #t, 0)
       if why ~= nil then
         fail(level + 1, "invalid topic '%s': %s", t, ffi_string(why))
       end
@@ -66,13 +59,13 @@ function M.new(svc, name, opts, has_handler, typed)
   local function emit_value(tid, t, value, level)
     local tv, rc = type(value), nil
     if tv == "string" then
-      rc = C.myc_svc_emit(svc, tid, KIND_RAW, 0, value, #value)
+      rc = C.myc_ffi_emit(svc, tid, KIND_RAW, 0, value, #value)
     elseif tv == "table" then
       local p, n = encode(value)
       if p == nil then
         fail(level + 1, "emit to '%s': %s", t, n)
       end
-      rc = C.myc_svc_emit(svc, tid, KIND_TABLE, 0, p, n)
+      rc = C.myc_ffi_emit(svc, tid, KIND_TABLE, 0, p, n)
     elseif tv == "cdata" and typed ~= nil then
       rc = typed.emit(tid, value, t, level + 1)
     else
@@ -82,14 +75,14 @@ function M.new(svc, name, opts, has_handler, typed)
     if rc == 0 then
       return true
     end
-    return false, strerror(rc)
+    return nil, strerror(rc), err_name(rc)
   end
 
   -- No tail calls on these paths: a tail call drops a frame, and the
   -- error levels would point past the caller.
   function ctx.emit(_, t, value)
-    local ok, why = emit_value(topic_id(t, 2), t, value, 2)
-    return ok, why
+    local ok, why, code = emit_value(topic_id(t, 2), t, value, 2)
+    return ok, why, code
   end
 
   function ctx.publisher(_, t)
@@ -97,23 +90,23 @@ function M.new(svc, name, opts, has_handler, typed)
     return function(value)
       local tv, rc = type(value), nil
       if tv == "string" then
-        rc = C.myc_svc_emit(svc, tid, KIND_RAW, 0, value, #value)
+        rc = C.myc_ffi_emit(svc, tid, KIND_RAW, 0, value, #value)
       elseif tv == "table" then
         local p, n = encode(value)
         if p == nil then
           fail(2, "emit to '%s': %s", t, n)
         end
-        rc = C.myc_svc_emit(svc, tid, KIND_TABLE, 0, p, n)
+        rc = C.myc_ffi_emit(svc, tid, KIND_TABLE, 0, p, n)
       elseif tv == "cdata" and typed ~= nil then
         rc = typed.emit(tid, value, t, 2)
       else
-        local ok, why = emit_value(tid, t, value, 2)
-        return ok, why
+        local ok, why, code = emit_value(tid, t, value, 2)
+        return ok, why, code
       end
       if rc == 0 then
         return true
       end
-      return false, strerror(rc)
+      return nil, strerror(rc), err_name(rc)
     end
   end
 
@@ -134,7 +127,7 @@ function M.new(svc, name, opts, has_handler, typed)
     if type(p) ~= "string" then
       fail(3, "%s: topic must be a string, got %s", what, type(p))
     end
-    local why = C.myc_topic_check(p, #p, 1)
+    local why = C.myc_ffi_topic_check(p, #p, 1)
     if why ~= nil then
       fail(3, "%s: invalid topic '%s': %s", what, p, ffi_string(why))
     end
@@ -168,7 +161,7 @@ function M.new(svc, name, opts, has_handler, typed)
            .. "handlers['%s'])", p, p)
     end
     if staged then return stage(p, true) end
-    local rc = C.myc_svc_subscribe(svc, p, #p)
+    local rc = C.myc_ffi_subscribe(svc, p, #p)
     if rc ~= 0 then
       fail(2, "subscribe '%s': %s", p, strerror(rc))
     end
@@ -178,7 +171,7 @@ function M.new(svc, name, opts, has_handler, typed)
   function ctx.unsubscribe(_, p)
     check_pattern(p, "unsubscribe")
     if staged then return stage(p, false) end
-    local rc = C.myc_svc_unsubscribe(svc, p, #p)
+    local rc = C.myc_ffi_unsubscribe(svc, p, #p)
     if rc ~= 0 then
       fail(2, "unsubscribe '%s': %s", p, strerror(rc))
     end
@@ -193,7 +186,7 @@ function M.new(svc, name, opts, has_handler, typed)
     if type(fn) ~= "function" then
       fail(3, "%s: callback must be a function, got %s", what, type(fn))
     end
-    local id = tonumber(C.myc_svc_timer(svc, ms, every and ms or 0))
+    local id = tonumber(C.myc_ffi_timer(svc, ms, every and ms or 0))
     if id < 0 then
       fail(3, "%s: %s", what, strerror(id))
     end
@@ -221,26 +214,26 @@ function M.new(svc, name, opts, has_handler, typed)
   end
 
   local function trace(off, n)
-    C.myc_svc_trace(svc, trace_buf)
+    C.myc_ffi_trace(svc, trace_buf)
     local hexbuf = ffi.new("char[32]")
-    C.myc_hex(hexbuf, trace_buf + off, n)
+    C.myc_ffi_hex(hexbuf, trace_buf + off, n)
     return ffi_string(hexbuf, 2 * n)
   end
 
   function ctx.trace_id() return trace(0, 16) end
   function ctx.span_id() return trace(16, 8) end
-  function ctx.now() return C.myc_svc_now(svc) end
-  function ctx.queue_depth() return C.myc_svc_queue_depth(svc) end
-  function ctx.queue_capacity() return C.myc_svc_queue_capacity(svc) end
+  function ctx.now() return C.myc_ffi_now(svc) end
+  function ctx.queue_depth() return C.myc_ffi_queue_depth(svc) end
+  function ctx.queue_capacity() return C.myc_ffi_queue_capacity(svc) end
   function ctx.backpressure_threshold_exceeded()
-    return C.myc_svc_over_threshold(svc) ~= 0
+    return C.myc_ffi_over_threshold(svc) ~= 0
   end
 
   -- Highest fill ratio (0..1) of the mailboxes subscribed to 'topic': an
   -- ingress service pauses its source above some level instead of
   -- flooding consumers into dropping.
   function ctx.pressure(_, t)
-    return C.myc_svc_pressure(svc, topic_id(t, 2))
+    return C.myc_ffi_pressure(svc, topic_id(t, 2))
   end
 
   local stats_buf = ffi.new("myc_service_stats")
@@ -255,7 +248,7 @@ function M.new(svc, name, opts, has_handler, typed)
   -- so a moment old for services on other workers.
   function ctx.service_stats(_, who)
     who = who or name
-    if C.myc_svc_stats(svc, who, #who, stats_buf) ~= 0 then
+    if C.myc_ffi_stats(svc, who, #who, stats_buf) ~= 0 then
       return nil
     end
     local t = { name = who, worker = stats_buf.worker,
@@ -278,7 +271,7 @@ function M.new(svc, name, opts, has_handler, typed)
       fail(2, "exit: reason must be a string, got %s", type(reason))
     end
     local normal = reason == nil or reason == "normal"
-    C.myc_svc_exit(svc, normal and 1 or 2)
+    C.myc_ffi_exit(svc, normal and 1 or 2)
     error(format("service '%s' exited%s", name,
                  normal and "" or ": " .. reason), 0)
   end
@@ -287,11 +280,11 @@ function M.new(svc, name, opts, has_handler, typed)
     if code ~= nil and (type(code) ~= "number" or code % 1 ~= 0) then
       fail(2, "shutdown: exit code must be an integer, got %s", tostring(code))
     end
-    C.myc_svc_shutdown(svc, code or 0)
+    C.myc_ffi_shutdown(svc, code or 0)
   end
 
   ctx.log = log.new(svc, name)
-  ctx.node = ffi_string(C.myc_svc_node(svc))
+  ctx.node = ffi_string(C.myc_ffi_node(svc))
   return ctx
 end
 

@@ -9,11 +9,9 @@ local msgmod = require "mycelium.msg"
 local topic = require "mycelium.topic"
 local events = require "mycelium.events"
 
-local C = ffi.C
+local C = cdefs.library()
 local type, pairs, ipairs, error, format = type, pairs, ipairs, error, string.format
 local tostring, loadstring, xpcall = tostring, loadstring, xpcall
-
-cdefs.check_abi(C)
 
 local M = {}
 
@@ -147,9 +145,9 @@ function M.new(lud, info)
         or function(_, p, n) return ffi.string(p, n) end,
   }
   local function keep(b)
-    C.myc_svc_buf_ref(b)
+    C.myc_ffi_buf_ref(b)
     return ffi.gc(ffi.cast("myc_buf *", b), function(x)
-      C.myc_svc_buf_release(svc, x)
+      C.myc_ffi_buf_release(svc, x)
     end)
   end
   local msg, new_batch = msgmod.current(view, env, keep)
@@ -157,7 +155,7 @@ function M.new(lud, info)
   -- A topic a reload stopped handling can still have messages queued:
   -- they go to "$dead" without ending the instance.
   local function unhandled()
-    C.myc_svc_unhandled(svc)
+    C.myc_ffi_unhandled(svc)
   end
 
   local by_topic = {} -- topic id -> handler
@@ -168,11 +166,20 @@ function M.new(lud, info)
     return fn
   end
 
+  -- mycelium.testing's injected fault: the batch's first message fails
+  -- as if its handler had raised.
+  local function fault(first)
+    view.faults = view.faults - 1
+    view.cursor = first
+    error("injected fault", 0)
+  end
+
   -- Every activation starts with flush(): messages made with ctx:new
   -- that the previous one did not emit become garbage-collected.
   local function dispatch(first, n)
     flush()
     new_batch()
+    if view.faults > 0 then fault(first) end
     local batch = view.batch
     for i = first, n - 1 do
       view.cursor = i
@@ -183,19 +190,9 @@ function M.new(lud, info)
     view.cursor = -1
   end
 
-  -- mycelium.testing's injected fault: the batch's first message fails
-  -- as if its handler had raised.
-  local function fault(first)
-    flush()
-    new_batch()
-    view.cursor = first
-    error("injected fault", 0)
-  end
-
   local fire_timer, event = ctx._fire_timer, events.dispatch
   return {
     dispatch = dispatch,
-    fault = fault,
     timer = function(id)
       flush()
       return fire_timer(id)
@@ -214,7 +211,7 @@ function M.new(lud, info)
       if mod.stop then mod.stop(ctx) end
     end,
     -- The engine copies what it returns into the next instance's state
-    -- (engine/src/snapshot.c says what can be carried).
+    -- (engine/src/lua/snapshot.c says what can be carried).
     snapshot = function()
       flush()
       if mod.snapshot == nil then return nil end

@@ -4,41 +4,17 @@
 --   http.request(ctx, { url = "https://node.example/", body = json },
 --                function(res, err) ... end)  -- res: {status, body}
 --
--- The request runs on the service's worker loop (engine/src/http.c); the
+-- The request runs on the service's worker loop (engine/src/net/http.c); the
 -- callback runs once, as a new activation.  Without a callback the call
 -- must run in a coroutine, which waits for (res, err).
 local ffi = require "ffi"
-require "mycelium.cdefs" -- myc_strerror, myc_err_name
+local cdefs = require "mycelium.cdefs"
 local events = require "mycelium.events"
 
-local C = ffi.C
+local C = cdefs.library()
 local type, error, format, pairs, tostring = type, error, string.format, pairs, tostring
 local ffi_string, ffi_cast = ffi.string, ffi.cast
 local co_running, co_yield, co_resume = coroutine.running, coroutine.yield, coroutine.resume
-
-ffi.cdef [[
-typedef struct myc_http myc_http;
-typedef struct {
-  const char *ca_file;
-  int32_t insecure;
-  double timeout_ms;
-  double max_body;
-} myc_http_options;
-typedef struct {
-  int32_t status;
-  int32_t err;
-  const char *body;
-  size_t body_len;
-  const char *error;
-} myc_http_response;
-void myc_http_options_init(myc_http_options *o);
-myc_http *myc_http_request(void *s, uint64_t source, const char *method,
-                           const char *url, const char *headers,
-                           const void *body, size_t n,
-                           const myc_http_options *o, char *err,
-                           size_t errlen);
-void myc_http_release(myc_http *h);
-]]
 
 local M = {}
 
@@ -86,7 +62,7 @@ function M.request(ctx, req, cb)
     if co == nil then fail(ctx, "pass a callback, or call from a coroutine") end
   end
   local o = ffi.new("myc_http_options")
-  C.myc_http_options_init(o)
+  C.myc_ffi_http_options_init(o)
   if req.timeout_ms then o.timeout_ms = req.timeout_ms end
   if req.max_body then o.max_body = req.max_body end
   if req.insecure then o.insecure = 1 end
@@ -113,13 +89,13 @@ function M.request(ctx, req, cb)
     end
   end)
   local errbuf = ffi.new("char[600]")
-  local h = C.myc_http_request(events.service(), source, req.method or "POST",
+  local h = C.myc_ffi_http_request(events.service(), source, req.method or "POST",
                                req.url, headers, body, #body, o, errbuf, 600)
   if h == nil then
     events.unregister(source)
     fail(ctx, "%s", ffi_string(errbuf))
   end
-  inflight[source] = ffi.gc(h, C.myc_http_release)
+  inflight[source] = ffi.gc(h, C.myc_ffi_http_release)
   if co then return co_yield() end
   return true
 end

@@ -4,7 +4,7 @@
 -- key=value pairs).
 local ffi = require "ffi"
 
-local C = ffi.C
+local C = require("mycelium.cdefs").library()
 local type, tostring, pairs, concat, sort = type, tostring, pairs, table.concat, table.sort
 local format, gsub, byte = string.format, string.gsub, string.byte
 
@@ -73,8 +73,8 @@ end
 
 -- Returns the ctx.log object of service 'svc' named 'name'.
 function M.new(svc, name)
-  local min = C.myc_svc_log_level(svc)
-  local json = C.myc_svc_log_format(svc) == 1
+  local min = C.myc_ffi_log_level(svc)
+  local json = C.myc_ffi_log_format(svc) == 1
   local log = {}
   for level, n in pairs(LEVELS) do
     log[level] = function(_, msg, fields)
@@ -87,7 +87,7 @@ function M.new(svc, name)
         error(format("service '%s': log:%s: fields must be a table, got %s",
                      name, level, type(fields)), 2)
       end
-      C.myc_svc_log(svc, n, msg, #msg, extra, #extra)
+      C.myc_ffi_log(svc, n, msg, #msg, extra, #extra)
     end
   end
   return log

@@ -8,7 +8,7 @@ local ffi = require "ffi"
 local bit = require "bit"
 local cdefs = require "mycelium.cdefs"
 
-local C = ffi.C
+local C = cdefs.library()
 local band, bnot = bit.band, bit.bnot
 local tonumber, setmetatable, rawset, error = tonumber, setmetatable, rawset, error
 local ffi_string, ffi_cast = ffi.string, ffi.cast
@@ -28,7 +28,7 @@ local function payload(b)
   return base(b) + FRAME, tonumber(b.hdr.payload_len)
 end
 
--- The topic follows the payload, padded to 8 bytes (engine/src/buf.h).
+-- The topic follows the payload, padded to 8 bytes (engine/src/core/buf.h).
 local function topic_ptr(b)
   return base(b) + FRAME + band(b.hdr.payload_len + 7, bnot(7))
 end
@@ -36,7 +36,7 @@ M.payload = payload
 
 local hexbuf = ffi.new("char[32]")
 local function hex(p, n)
-  C.myc_hex(hexbuf, p, n)
+  C.myc_ffi_hex(hexbuf, p, n)
   return ffi_string(hexbuf, 2 * n)
 end
 M.hex = hex

@@ -1,7 +1,7 @@
 -- mycelium.msgpack -- MessagePack for table payloads on the hot path,
 -- written for the JIT: encode into a reused FFI buffer, decode straight
 -- from a frame's payload.  Same rules and bytes as the C codec in
--- engine/src/lua_core.c (config opts, mycelium.testing):
+-- engine/src/lua/msgpack.c (config opts, mycelium.testing):
 --   nil, booleans; numbers that are integers within int64 as the smallest
 --   integer form, others as float64; strings as str; a table whose keys
 --   are exactly 1..n as an array, any other table as a map (an empty

@@ -1,5 +1,5 @@
 -- mycelium.redis -- the Redis client of services (docs/REDIS.md): the
--- engine's asynchronous client (engine/src/redis_client.c) on the
+-- engine's asynchronous client (engine/src/net/redis_client.c) on the
 -- service's worker loop.  Replies come back as Lua values, to a callback
 -- or to the coroutine that issued the command.
 --
@@ -8,44 +8,19 @@
 --   r:set("k", "v", function(ok, err) end)
 --   coroutine.wrap(function() local v, err = r:get("k") end)()
 local ffi = require "ffi"
-require "mycelium.cdefs"
+local cdefs = require "mycelium.cdefs"
 local events = require "mycelium.events"
 
-local C = ffi.C
+local C = cdefs.library()
 local type, tostring, tonumber, error, select = type, tostring, tonumber, error, select
 local pairs, ipairs = pairs, ipairs
 local format, ffi_string = string.format, ffi.string
 local co_running, co_yield, co_resume = coroutine.running, coroutine.yield, coroutine.resume
 local floor, setmetatable = math.floor, setmetatable
 
-ffi.cdef [[
-typedef struct myc_redis myc_redis;
-typedef struct {
-  uint64_t id; int32_t status; int32_t retry_ms; const void *reply; const char *error;
-} myc_redis_event;
-typedef struct {
-  int32_t type; int64_t integer; const char *str; size_t len; size_t elements;
-} myc_redis_value;
-typedef struct {
-  const char *password; uint32_t connect_timeout_ms; uint32_t command_timeout_ms;
-  uint32_t reconnect_min_ms; uint32_t reconnect_max_ms; uint32_t max_pending;
-} myc_redis_options;
-int myc_redis_open(myc_service *s, uint64_t source, const char *url,
-                   const myc_redis_options *opt, myc_redis **out, char *err, size_t errlen);
-int64_t myc_redis_command(myc_redis *c, int argc, const char *const *argv, const size_t *lens);
-void myc_redis_close(myc_redis *c);
-void myc_redis_free(myc_redis *c);
-const char *myc_redis_state(const myc_redis *c);
-const char *myc_redis_server(const myc_redis *c);
-const char *myc_redis_error(const myc_redis *c);
-uint32_t myc_redis_pending(const myc_redis *c);
-void myc_redis_reply_view(const void *r, myc_redis_value *out);
-const void *myc_redis_reply_element(const void *r, size_t i);
-]]
-
 local EV_REPLY, EV_UP, EV_DOWN, EV_CLOSED = 1, 2, 3, 4
 local T_STRING, T_ARRAY, T_INTEGER, T_NIL, T_STATUS, T_ERROR = 1, 2, 3, 4, 5, 6
-local EINVAL = -5001
+local EINVAL = cdefs.E.EINVAL
 local MAX_EXACT = 2 ^ 53
 
 local M = {}
@@ -64,7 +39,7 @@ local view = ffi.new("myc_redis_value")
 
 -- Converts reply node 'r'.  A top-level error reply gives nil, message.
 local function convert(r, nested)
-  C.myc_redis_reply_view(r, view)
+  C.myc_ffi_redis_reply_view(r, view)
   local t = view.type
   if t == T_STRING or t == T_STATUS then
     return ffi_string(view.str, view.len)
@@ -83,7 +58,7 @@ local function convert(r, nested)
   end
   local n, out = tonumber(view.elements), {}
   for i = 1, n do
-    out[i] = convert(C.myc_redis_reply_element(r, i - 1), true)
+    out[i] = convert(C.myc_ffi_redis_reply_element(r, i - 1), true)
   end
   return out
 end
@@ -159,7 +134,7 @@ local function on_event(self, code, addr)
     if on_state then on_state("down", msg) end
   elseif code == EV_CLOSED then
     events.unregister(self.source)
-    C.myc_redis_free(ffi.gc(self.c, nil))
+    C.myc_ffi_redis_free(ffi.gc(self.c, nil))
     self.c = nil
     if on_state then on_state("closed") end
   end
@@ -208,14 +183,14 @@ function M.connect(ctx, url, opts)
     o[k] = opts[k] or 0
   end
   local out, err = ffi.new("myc_redis *[1]"), ffi.new("char[512]")
-  local rc = C.myc_redis_open(svc, self.source, url, o, out, err, 512)
+  local rc = C.myc_ffi_redis_open(svc, self.source, url, o, out, err, 512)
   if rc ~= 0 then
     events.unregister(self.source)
     return nil, ffi_string(err), ffi_string(C.myc_err_name(rc))
   end
   -- Without a close, the client goes with the service's Lua state.
-  self.c = ffi.gc(out[0], C.myc_redis_free)
-  self.server = ffi_string(C.myc_redis_server(out[0]))
+  self.c = ffi.gc(out[0], C.myc_ffi_redis_free)
+  self.server = ffi_string(C.myc_ffi_redis_server(out[0]))
   return self
 end
 
@@ -264,10 +239,10 @@ local function command(self, args, cb, level)
     end
     argv[i - 1], lens[i - 1] = a, #a
   end
-  local id = C.myc_redis_command(c, n, argv, lens)
+  local id = C.myc_ffi_redis_command(c, n, argv, lens)
   if id < 0 then
     local rc = tonumber(id)
-    local msg = ffi_string(C.myc_redis_error(c))
+    local msg = ffi_string(C.myc_ffi_redis_error(c))
     if rc == EINVAL then fail(self, level, "%s", (msg:gsub("^redis [^ ]+ ", ""))) end
     return nil, msg, ffi_string(C.myc_err_name(rc))
   end
@@ -332,7 +307,7 @@ end
 function Client:close()
   if self.c ~= nil and not self.closing then
     self.closing = true
-    C.myc_redis_close(self.c)
+    C.myc_ffi_redis_close(self.c)
   end
   return true
 end
@@ -340,13 +315,13 @@ end
 -- "connecting", "up", "down", "closing" or "closed".
 function Client:state()
   if self.c == nil then return "closed" end
-  return ffi_string(C.myc_redis_state(self.c))
+  return ffi_string(C.myc_ffi_redis_state(self.c))
 end
 
 -- Commands issued whose outcome has not come yet.
 function Client:pending()
   if self.c == nil then return 0 end
-  return C.myc_redis_pending(self.c)
+  return C.myc_ffi_redis_pending(self.c)
 end
 
 return M

@@ -19,75 +19,17 @@ local msgmod = require "mycelium.msg"
 local type, error, format, ipairs, pairs = type, error, string.format, ipairs, pairs
 local tostring, setmetatable = tostring, setmetatable
 
-ffi.cdef [[
-typedef void *(*myc_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
-typedef void (*myc_log_fn)(void *ud, int level, const char *line, size_t len);
-typedef struct { uint32_t capacity; int policy; double threshold; } myc_mailbox_config;
-typedef struct {
-  double backoff_initial_ms, backoff_max_ms, multiplier, jitter;
-  uint32_t max_restarts; double window_s, reset_s, reload_probation_s;
-} myc_supervisor_config;
-typedef struct {
-  const char *node; uint32_t workers; myc_mailbox_config mailbox;
-  int log_level; int log_format; myc_log_fn log_fn; void *log_ud;
-  const char *lua_path; int manual; myc_alloc_fn alloc; void *alloc_ud;
-  myc_alloc_fn lua_alloc; void *lua_alloc_ud;
-  myc_supervisor_config supervisor; const char *control; int reload;
-} myc_engine_config;
-typedef struct {
-  const char *name; const char *module; const void *opts; size_t opts_len;
-  int32_t worker; const myc_mailbox_config *mailbox;
-  int restart; const char *group; double memory_limit_mb;
-  double handler_timeout_ms; double reload_probation_s;
-} myc_service_config;
-void myc_engine_config_init(myc_engine_config *cfg);
-int myc_engine_new(myc_engine **out, const myc_engine_config *cfg);
-int myc_engine_add_service(myc_engine *e, const myc_service_config *sc, char *err, size_t errlen);
-int myc_engine_start(myc_engine *e, char *err, size_t errlen);
-int64_t myc_engine_run_once(myc_engine *e, uint64_t max_batches);
-int myc_engine_advance(myc_engine *e, double ms);
-int myc_engine_shutdown(myc_engine *e);
-int myc_engine_stopping(myc_engine *e, int *code);
-void myc_engine_free(myc_engine *e);
-int myc_publish(myc_engine *e, const char *topic, int kind, uint16_t type, const void *data, size_t len);
-uint32_t myc_engine_service_count(myc_engine *e);
-typedef struct { const char *topic; uint64_t dropped_oldest, dropped_newest, rejected, shutdown; } myc_drop_stats;
-int myc_engine_service_drops(myc_engine *e, uint32_t index, myc_drop_stats *out, uint32_t max);
-int myc_engine_service_stats(myc_engine *e, uint32_t index, myc_service_stats *st);
-int myc_engine_add_group(myc_engine *e, const char *name, int strategy,
-                         const myc_supervisor_config *sc);
-int myc_engine_reload(myc_engine *e, const char *name, const char *module,
-                      char *err, size_t errlen);
-int myc_test_fault(myc_engine *e, const char *name, uint32_t n);
-void myc_test_capture_logs(myc_engine *e);
-int64_t myc_test_next_log(myc_engine *e, char *dst, size_t cap);
-int myc_test_collector(myc_engine *e, const char *name, const char *pattern, myc_collector **out);
-uint32_t myc_test_collected(myc_collector *c, myc_buf **out, uint32_t max);
-void myc_test_buf_release(myc_engine *e, myc_buf *b);
-int myc_engine_set_contracts(myc_engine *e, void *cs, int validate);
-]]
-
 local M = {}
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/mycelium/testing%.lua$") or "lua"
 M.lua_path = here
 
-local function find_library()
-  local env = os.getenv("MYCELIUM_LIB")
-  if env and env ~= "" then return env end
-  for _, p in ipairs { here .. "/../build/libmycelium.so" } do
-    local f = io.open(p, "rb")
-    if f then f:close() return p end
-  end
-  -- installed by luarocks next to the C modules
-  return package.searchpath("libmycelium", package.cpath) or "mycelium"
-end
-
-M.library = find_library()
-local lib = ffi.load(M.library, true) -- global: service states resolve ffi.C
-local core = package.loadlib(M.library, "luaopen_mycelium_core")()
-cdefs.check_abi(lib)
+local lib = cdefs.library() -- loaded globally: service states resolve ffi.C
+M.library = cdefs.path or "(the running engine)"
+local core = package.loadlib(cdefs.path or "", "luaopen_mycelium_core")
+core = core and core() or require "mycelium.core"
 M.core = core
+local E = cdefs.E
 
 local POLICIES = { drop_oldest = 0, drop_newest = 1, reject = 2 }
 local LEVELS = { debug = 0, info = 1, warn = 2, error = 3 }
@@ -117,9 +59,7 @@ local function readers_for(set)
   }
 end
 
-local function strerror(rc)
-  return ffi.string(lib.myc_strerror(rc))
-end
+local strerror, err_name = cdefs.strerror, cdefs.err_name
 
 local function mailbox_config(m, dst)
   if m == nil then return end
@@ -157,10 +97,10 @@ function Collector:messages()
   local out = {}
   local bufs = ffi.new("myc_buf *[256]")
   while true do
-    local n = lib.myc_test_collected(self.handle, bufs, 256)
+    local n = lib.myc_ffi_test_collected(self.handle, bufs, 256)
     for i = 0, n - 1 do
       local m = msgmod.materialize(self.engine.readers, bufs[i])
-      lib.myc_test_buf_release(self.engine.handle, bufs[i])
+      lib.myc_ffi_test_buf_release(self.engine.handle, bufs[i])
       out[#out + 1] = m
       self.all[#self.all + 1] = m
     end
@@ -218,17 +158,23 @@ function M.engine(spec)
     cfg.log_level = LEVELS.debug
     cfg.log_format = 1
   end
+  -- Log lines are captured, in a sink that outlives the engine.
+  local logs = lib.myc_ffi_test_logs_new(nil, nil)
+  if logs == nil then error("mycelium.testing: out of memory", 2) end
+  cfg.log_fn = lib.myc_ffi_test_log_sink
+  cfg.log_ud = logs
   local pe = ffi.new("myc_engine *[1]")
   local rc = lib.myc_engine_new(pe, cfg)
   if rc ~= 0 then
+    lib.myc_ffi_test_logs_free(logs)
     error("mycelium.testing: cannot create engine: " .. strerror(rc), 2)
   end
   -- Readers cache topic names by id, and ids are per engine: each
   -- engine gets its own.
-  local self = setmetatable({ handle = pe[0], collectors = {}, closed = false,
-                              readers = readers_for(nil) }, Engine)
+  local self = setmetatable({ handle = pe[0], log_capture = logs, collectors = {},
+                              closed = false, readers = readers_for(nil) },
+                            Engine)
   self.gc = ffi.gc(ffi.new("char[1]"), function() self:close() end)
-  lib.myc_test_capture_logs(self.handle)
   if spec.contracts ~= nil then
     set_contracts(self, spec.contracts, spec.validate)
   end
@@ -302,9 +248,9 @@ function Engine:collect(pattern)
   if self.collect_before_start and self.collect_before_start[pattern] then
     return self.collect_before_start[pattern]
   end
-  local pc = ffi.new("myc_collector *[1]")
+  local pc = ffi.new("myc_ffi_collector *[1]")
   local name = format("collector-%d", #self.collectors + 1)
-  local rc = lib.myc_test_collector(self.handle, name, pattern, pc)
+  local rc = lib.myc_ffi_test_collector(self.handle, name, pattern, pc)
   if rc ~= 0 then
     error(format("mycelium.testing: collect '%s': %s", pattern, strerror(rc)), 2)
   end
@@ -319,7 +265,8 @@ end
 
 -- Publishes 'value' (string: raw, table: MessagePack, a message from
 -- eng:new: typed, checked against the contracts by myc_publish) on
--- 'topic' as a new trace root.  Returns true, or false and the reason.
+-- 'topic' as a new trace root.  Returns true, or nil, the reason ("full"
+-- when every subscriber refused it) and the error name.
 function Engine:publish(topic, value)
   local kind, data, tag, T = cdefs.KIND_RAW, value, 0, nil
   if type(value) == "table" then
@@ -341,11 +288,11 @@ function Engine:publish(topic, value)
   end
   local rc = lib.myc_publish(self.handle, topic, kind, tag, data, #data)
   if rc == 0 then return true end
-  if rc == -5013 and T ~= nil and T == (self.contracts and self.contracts.by_tag[tag]) then
+  if rc == E.ECONTRACT and T ~= nil and T == (self.contracts and self.contracts.by_tag[tag]) then
     local _, why = T:validate(value)
-    if why ~= nil then return false, why end
+    if why ~= nil then return nil, why, err_name(rc) end
   end
-  return false, rc == -5003 and "full" or strerror(rc)
+  return nil, strerror(rc), err_name(rc)
 end
 
 -- A message of contract type 'name' in Lua memory, filled from 'init':
@@ -410,7 +357,7 @@ function Engine:logs(decode)
   local out, buf = {}, ffi.new("char[65536]")
   local cjson = decode and require "cjson"
   while true do
-    local n = lib.myc_test_next_log(self.handle, buf, 65536)
+    local n = lib.myc_ffi_test_logs_next(self.log_capture, buf, 65536)
     if n < 0 then break end
     local line = ffi.string(buf)
     out[#out + 1] = decode and cjson.decode(line) or line
@@ -451,14 +398,14 @@ function Engine:reload(name, module)
   local err = ffi.new("char[2048]")
   local rc = lib.myc_engine_reload(self.handle, name, module, err, 2048)
   if rc == 0 then return true end
-  return nil, ffi.string(err), ffi.string(lib.myc_err_name(rc))
+  return nil, ffi.string(err), err_name(rc)
 end
 
 -- Fault injection: the next 'n' (default 1) batches of service 'name'
 -- fail at their first message as if its handler had raised "injected
 -- fault" (the message goes to $dead, the service restarts).
 function Engine:fault(name, n)
-  local rc = lib.myc_test_fault(self.handle, name, n or 1)
+  local rc = lib.myc_ffi_test_fault(self.handle, name, n or 1)
   if rc ~= 0 then
     error(format("mycelium.testing: fault: no Lua service named '%s'", name), 2)
   end
@@ -506,7 +453,8 @@ function Engine:close()
   if self.closed then return end
   self.closed = true
   lib.myc_engine_free(self.handle)
-  self.handle = nil
+  lib.myc_ffi_test_logs_free(self.log_capture)
+  self.handle, self.log_capture = nil, nil
   self.contracts = nil -- its C set went with the engine
 end
 

@@ -7,59 +7,19 @@
 --     on_close = function(conn, info) ... end,   -- info.error names the URL
 --   })
 --
--- The connection lives on the service's worker loop (engine/src/ws.c) and
+-- The connection lives on the service's worker loop (engine/src/net/ws.c) and
 -- reconnects with backoff until conn:close().  Callbacks run as new
 -- activations of the service; an error they raise is logged and counted
 -- like a handler error.
 local ffi = require "ffi"
-require "mycelium.cdefs" -- myc_strerror, myc_err_name
+local cdefs = require "mycelium.cdefs"
 local events = require "mycelium.events"
 
-local C = ffi.C
+local C = cdefs.library()
 local type, error, format, tostring, pairs = type, error, string.format, tostring, pairs
 local setmetatable, tonumber = setmetatable, tonumber
 local ffi_string, ffi_cast = ffi.string, ffi.cast
 local concat = table.concat
-
-ffi.cdef [[
-typedef struct myc_ws myc_ws;
-typedef struct {
-  const char *ca_file;
-  int32_t insecure;
-  int32_t reconnect;
-  double backoff_initial_ms, backoff_max_ms, backoff_multiplier;
-  double backoff_jitter;
-  int32_t max_attempts;
-  double open_timeout_ms;
-  double ping_interval_ms;
-  double pong_timeout_ms;
-  double close_timeout_ms;
-  double max_message;
-  double max_buffered;
-  const char *protocol;
-  const char *headers;
-} myc_ws_options;
-typedef struct {
-  int32_t code;
-  int32_t err;
-  int32_t attempt;
-  double reconnect_ms;
-  const char *reason;
-  size_t reason_len;
-  const char *error;
-} myc_ws_close_info;
-void myc_ws_options_init(myc_ws_options *o);
-myc_ws *myc_ws_open(void *s, uint64_t source, const char *url,
-                    const myc_ws_options *o, char *err, size_t errlen);
-int myc_ws_send(myc_ws *ws, int binary, const void *p, size_t n);
-int myc_ws_ping(myc_ws *ws, const void *p, size_t n);
-int myc_ws_close(myc_ws *ws, int code, const char *reason, size_t n);
-void myc_ws_pause(myc_ws *ws);
-void myc_ws_resume(myc_ws *ws);
-int myc_ws_state(const myc_ws *ws);
-double myc_ws_buffered(const myc_ws *ws);
-void myc_ws_release(myc_ws *ws);
-]]
 
 local EV_OPEN, EV_TEXT, EV_BINARY, EV_PONG, EV_CLOSE = 1, 2, 3, 4, 5
 local STATES = { [0] = "connecting", "open", "closing", "reconnecting", "closed" }
@@ -118,10 +78,10 @@ local function header_lines(ctx, h)
 end
 
 -- Fills a myc_ws_options from the Lua table; 'keep' holds the strings
--- the struct points to until myc_ws_open has copied them.
+-- the struct points to until myc_ffi_ws_open has copied them.
 local function options(ctx, opts, keep)
   local o = ffi.new("myc_ws_options")
-  C.myc_ws_options_init(o)
+  C.myc_ffi_ws_options_init(o)
   for k in pairs(opts) do
     if not KNOWN[k] then
       fail(ctx, 3, "ws.connect: unknown option '%s'", tostring(k))
@@ -238,12 +198,12 @@ function M.connect(ctx, url, opts)
     conn:_event(code, addr, len)
   end)
   local err = ffi.new("char[600]")
-  local h = C.myc_ws_open(events.service(), conn._source, url, o, err, 600)
+  local h = C.myc_ffi_ws_open(events.service(), conn._source, url, o, err, 600)
   if h == nil then
     events.unregister(conn._source)
     fail(ctx, 2, "ws.connect: %s", ffi_string(err))
   end
-  conn._h = ffi.gc(h, C.myc_ws_release)
+  conn._h = ffi.gc(h, C.myc_ffi_ws_release)
   return conn
 end
 
@@ -263,31 +223,31 @@ end
 -- when not open, "ELIMIT" when too much is queued).
 function Conn:send(data)
   check_data(self, "send", data)
-  return result(C.myc_ws_send(self._h, 0, data, #data))
+  return result(C.myc_ffi_ws_send(self._h, 0, data, #data))
 end
 
 function Conn:send_binary(data)
   check_data(self, "send_binary", data)
-  return result(C.myc_ws_send(self._h, 1, data, #data))
+  return result(C.myc_ffi_ws_send(self._h, 1, data, #data))
 end
 
 function Conn:ping(data)
   data = data or ""
   check_data(self, "ping", data)
-  return result(C.myc_ws_ping(self._h, data, #data))
+  return result(C.myc_ffi_ws_ping(self._h, data, #data))
 end
 
 -- Starts the close handshake (code 1000 or 3000-4999) and stops
 -- reconnecting; on_close follows with info.reconnect_ms == nil.
 function Conn:close(code, reason)
   reason = reason or ""
-  return result(C.myc_ws_close(self._h, code or 1000, reason, #reason))
+  return result(C.myc_ffi_ws_close(self._h, code or 1000, reason, #reason))
 end
 
-function Conn:pause() C.myc_ws_pause(self._h) end
-function Conn:resume() C.myc_ws_resume(self._h) end
-function Conn:state() return STATES[C.myc_ws_state(self._h)] end
-function Conn:buffered() return C.myc_ws_buffered(self._h) end
+function Conn:pause() C.myc_ffi_ws_pause(self._h) end
+function Conn:resume() C.myc_ffi_ws_resume(self._h) end
+function Conn:state() return STATES[C.myc_ffi_ws_state(self._h)] end
+function Conn:buffered() return C.myc_ffi_ws_buffered(self._h) end
 
 M.Conn = Conn
 return M

@@ -4,8 +4,8 @@
  */
 #include "mycelium.h"
 
+#include "lua/state.h"
 #include "runtime/engine.h"
-#include "lua/lua_core.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -78,13 +78,15 @@ static void read_engine_config(lua_State *L, int t, myc_engine_config *c,
   lua_pop(L, 1);
 }
 
-/* Declares the groups listed in 'supervisors'. */
-static int add_groups(lua_State *L, int t, myc_engine *e, char *err,
+/* Declares the groups listed in 'supervisors' ('dflt': the engine's
+ * supervisor settings, which a group's own keys override). */
+static int add_groups(lua_State *L, int t, myc_engine *e,
+                      const myc_supervisor_config *dflt, char *err,
                       size_t errlen) {
   int i, rc = 0;
   lua_getfield(L, t, "supervisors");
   for (i = 1; rc == 0; i++) {
-    myc_supervisor_config sc = e->supervisor;
+    myc_supervisor_config sc = *dflt;
     char name[256];
     lua_rawgeti(L, -1, i);
     if (lua_isnil(L, -1))
@@ -206,7 +208,7 @@ static int build_engine(lua_State *L, myc_engine **out, char *err,
   log_warnings(L, t, e);
   rc = load_contracts(L, t, e, err, errlen);
   if (rc == 0)
-    rc = add_groups(L, t, e, err, errlen);
+    rc = add_groups(L, t, e, &c.supervisor, err, errlen);
   lua_getfield(L, t, "services");
   for (i = 1; rc == 0; i++) {
     lua_rawgeti(L, -1, i);

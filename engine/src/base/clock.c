@@ -26,3 +26,5 @@ void myc__clock_set(myc__clock *c, int64_t ns) {
   if (ns > atomic_load_explicit(&c->virtual_ns, memory_order_relaxed))
     atomic_store_explicit(&c->virtual_ns, ns, memory_order_relaxed);
 }
+
+int64_t myc__mono_ns(void) { return read_clock(CLOCK_MONOTONIC); }

@@ -19,6 +19,10 @@ void myc__clock_init(myc__clock *c, int is_virtual);
  * hot path caches it per batch instead of calling this per message. */
 int64_t myc__clock_now(const myc__clock *c);
 
+/* The monotonic clock in ns, whatever the engine clock is: for measuring
+ * real durations (a reload's pause, how long a handler has run). */
+int64_t myc__mono_ns(void);
+
 /* Virtual clocks only: sets the time (never backwards). */
 void myc__clock_set(myc__clock *c, int64_t ns);
 

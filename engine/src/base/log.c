@@ -21,17 +21,10 @@ int myc__log_init(myc__log *l, const myc__alloc *a, const myc_engine_config *c,
   l->level = c->log_level;
   l->format = c->log_format;
   l->node = node;
-  return uv_mutex_init(&l->lock) == 0 ? 0 : MYC_ENOMEM;
+  return 0;
 }
 
-void myc__log_destroy(myc__log *l) {
-  while (l->head != NULL) {
-    myc__log_line *n = l->head->next;
-    myc__free(l->alloc, l->head, sizeof *l->head + l->head->len + 1);
-    l->head = n;
-  }
-  uv_mutex_destroy(&l->lock);
-}
+void myc__log_destroy(myc__log *l) { l->alloc = NULL; }
 
 void myc__hex(char *dst, const uint8_t *src, size_t n) {
   static const char digits[] = "0123456789abcdef";
@@ -169,23 +162,7 @@ static void format_text(outbuf *o, int level, int64_t ts, const char *svc,
 }
 
 static void emit_line(myc__log *l, int level, const char *line, size_t len) {
-  myc__log_line *rec;
-  if (l->capture) {
-    rec = myc__malloc(l->alloc, sizeof *rec + len + 1);
-    if (rec == NULL)
-      return;
-    rec->next = NULL;
-    rec->len = len;
-    memcpy(rec->text, line, len);
-    rec->text[len] = '\0';
-    uv_mutex_lock(&l->lock);
-    if (l->tail != NULL)
-      l->tail->next = rec;
-    else
-      l->head = rec;
-    l->tail = rec;
-    uv_mutex_unlock(&l->lock);
-  } else if (l->fn != NULL) {
+  if (l->fn != NULL) {
     l->fn(l->ud, level, line, len);
   } else {
     /* One write per line keeps concurrent lines whole. */

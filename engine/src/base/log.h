@@ -1,6 +1,7 @@
 /* log.h -- the engine's log sink: one line per record, JSON or text, with
- * node, service and trace context.  Lines go to a host callback, to
- * stderr, or into a capture list that mycelium.testing reads. */
+ * node, service and trace context.  Lines go to a host callback or to
+ * stderr, one write per line so that lines from different threads never
+ * interleave. */
 #ifndef MYC_LOG_H
 #define MYC_LOG_H
 
@@ -9,12 +10,6 @@
 #include <stdint.h>
 #include <uv.h>
 
-typedef struct myc__log_line {
-  struct myc__log_line *next;
-  size_t len;
-  char text[];
-} myc__log_line;
-
 typedef struct {
   const myc__alloc *alloc;
   myc_log_fn fn;
@@ -22,9 +17,6 @@ typedef struct {
   int level;
   int format;
   const char *node;
-  int capture;
-  uv_mutex_t lock;
-  myc__log_line *head, *tail;
 } myc__log;
 
 int myc__log_init(myc__log *l, const myc__alloc *a, const myc_engine_config *c,

@@ -47,7 +47,7 @@ void myc__timers_destroy(myc__timers *t) {
 }
 
 int myc__timers_add(myc__timers *t, int64_t deadline, int64_t interval,
-                    struct myc_service *svc, uint64_t id) {
+                    myc__timer_fn fn, void *arg, uint64_t id) {
   myc__timer *tm;
   if (t->n == t->cap) {
     uint32_t cap = t->cap ? 2 * t->cap : 16;
@@ -62,7 +62,8 @@ int myc__timers_add(myc__timers *t, int64_t deadline, int64_t interval,
   tm->deadline = deadline;
   tm->seq = t->seq++;
   tm->interval = interval;
-  tm->svc = svc;
+  tm->fn = fn;
+  tm->arg = arg;
   tm->id = id;
   sift_up(t->heap, t->n++);
   return 0;
@@ -81,32 +82,17 @@ int myc__timers_pop_due(myc__timers *t, int64_t now, myc__timer *out) {
   return 1;
 }
 
-/* Keeps the timers that are not of 'svc' or whose id is outside
- * [lo, hi). */
-static void forget_range(myc__timers *t, struct myc_service *svc, uint64_t lo,
-                         uint64_t hi) {
+void myc__timers_forget(myc__timers *t, myc__timer_fn fn, const void *arg,
+                        uint64_t lo, uint64_t hi) {
   uint32_t i, n = 0;
-  for (i = 0; i < t->n; i++)
-    if (t->heap[i].svc != svc || t->heap[i].id < lo || t->heap[i].id >= hi)
-      t->heap[n++] = t->heap[i];
+  for (i = 0; i < t->n; i++) {
+    const myc__timer *x = &t->heap[i];
+    if (x->fn != fn || x->arg != arg || x->id < lo || x->id >= hi)
+      t->heap[n++] = *x;
+  }
   if (n == t->n)
     return;
   t->n = n;
   for (i = n / 2; i-- > 0;)
     sift_down(t->heap, n, i);
-}
-
-void myc__timers_forget(myc__timers *t, struct myc_service *svc) {
-  forget_range(t, svc, 0, UINT64_MAX);
-}
-
-void myc__timers_forget_below(myc__timers *t, struct myc_service *svc,
-                              uint64_t id) {
-  forget_range(t, svc, 0, id);
-}
-
-void myc__timers_forget_from(myc__timers *t, struct myc_service *svc,
-                             uint64_t id) {
-  /* Only the service's own timers: the supervisor's keep their bit. */
-  forget_range(t, svc, id, UINT64_C(1) << 63);
 }

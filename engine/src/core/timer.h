@@ -1,5 +1,7 @@
 /* timer.h -- a worker's timers: a binary min-heap on (deadline, arrival),
- * so timers due at the same instant fire in the order they were set. */
+ * so timers due at the same instant fire in the order they were set.
+ * Each timer names the callback that fires it and its argument, so the
+ * heap needs to know nothing of what it times. */
 #ifndef MYC_TIMER_H
 #define MYC_TIMER_H
 
@@ -7,14 +9,17 @@
 
 #include <stdint.h>
 
-struct myc_service;
+/* Fires timer 'id' of 'arg'.  Returns nonzero when a repeating timer is
+ * still wanted. */
+typedef int (*myc__timer_fn)(void *arg, uint64_t id);
 
 typedef struct {
   int64_t deadline; /* engine clock, ns */
   uint64_t seq;
   int64_t interval; /* ns; 0 for a one-shot timer */
-  struct myc_service *svc;
-  uint64_t id; /* the service's timer id */
+  myc__timer_fn fn;
+  void *arg;
+  uint64_t id; /* the owner's id for it */
 } myc__timer;
 
 typedef struct {
@@ -29,7 +34,7 @@ void myc__timers_destroy(myc__timers *t);
 
 /* Adds a timer.  Returns 0 or MYC_ENOMEM (nothing added). */
 int myc__timers_add(myc__timers *t, int64_t deadline, int64_t interval,
-                    struct myc_service *svc, uint64_t id);
+                    myc__timer_fn fn, void *arg, uint64_t id);
 
 /* Earliest deadline, or INT64_MAX when there is no timer. */
 int64_t myc__timers_next(const myc__timers *t);
@@ -38,14 +43,9 @@ int64_t myc__timers_next(const myc__timers *t);
  * Returns 1 if one was removed, else 0. */
 int myc__timers_pop_due(myc__timers *t, int64_t now, myc__timer *out);
 
-/* Drops every timer of 'svc' (the service is being stopped or freed). */
-void myc__timers_forget(myc__timers *t, struct myc_service *svc);
-
-/* Drops the timers of 'svc' whose id is below 'id' (an ended instance's),
- * or from 'id' on (what a failed init set). */
-void myc__timers_forget_below(myc__timers *t, struct myc_service *svc,
-                              uint64_t id);
-void myc__timers_forget_from(myc__timers *t, struct myc_service *svc,
-                             uint64_t id);
+/* Drops the timers of ('fn', 'arg') whose id is in [lo, hi): those of an
+ * ended instance, or what a failed init set. */
+void myc__timers_forget(myc__timers *t, myc__timer_fn fn, const void *arg,
+                        uint64_t lo, uint64_t hi);
 
 #endif

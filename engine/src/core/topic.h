@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+/* Subscribers are opaque here: the runtime's services. */
 struct myc_service;
 
 typedef struct myc__sublist {
@@ -53,6 +54,7 @@ typedef struct {
   uint32_t nsubs, capsubs;
   myc__sublist *retired;
   myc__sublist *empty; /* shared by every topic nobody listens to */
+  _Atomic uint64_t no_subscriber; /* messages emitted to nobody */
 } myc__topics;
 
 int myc__topics_init(myc__topics *t, const myc__alloc *a);

@@ -38,7 +38,7 @@ struct myc_http {
   char errmsg[600];
 };
 
-void myc_http_options_init(myc_http_options *o) {
+void myc__http_options_init(myc_http_options *o) {
   memset(o, 0, sizeof *o);
   o->timeout_ms = 10000;
   o->max_body = 16.0 * 1024 * 1024;
@@ -282,7 +282,7 @@ static int prepare(myc_http *h, const char *url, const char *method,
   return 0;
 }
 
-myc_http *myc_http_request(myc_service *s, uint64_t source, const char *method,
+myc_http *myc__http_request(myc_service *s, uint64_t source, const char *method,
                            const char *url, const char *headers,
                            const void *body, size_t n,
                            const myc_http_options *o, char *err,
@@ -298,7 +298,7 @@ myc_http *myc_http_request(myc_service *s, uint64_t source, const char *method,
   h->source = source;
   h->opt = *o;
   h->opt.ca_file = NULL;
-  myc__stream_init(&h->st, &s->worker->loop, &s->eng->alloc, &stream_cbs, h);
+  myc__stream_init(&h->st, &myc__service_worker(s)->loop, &s->eng->alloc, &stream_cbs, h);
   if (prepare(h, url, method, headers, body, n, o, err, errlen) != 0) {
     http_free(h);
     return NULL;
@@ -314,7 +314,7 @@ myc_http *myc_http_request(myc_service *s, uint64_t source, const char *method,
   myc__http_msg_settings(&h->hs);
   h->hs.on_body = on_body;
   h->hs.on_message_complete = on_complete;
-  uv_timer_init(&s->worker->loop, &h->timer);
+  uv_timer_init(&myc__service_worker(s)->loop, &h->timer);
   h->timer.data = h;
   uv_timer_start(&h->timer, on_deadline, (uint64_t)o->timeout_ms, 0);
   h->res.stop = on_resource_stop;
@@ -322,7 +322,7 @@ myc_http *myc_http_request(myc_service *s, uint64_t source, const char *method,
   return h;
 }
 
-void myc_http_release(myc_http *h) {
+void myc__http_release(myc_http *h) {
   if (h == NULL || h->released)
     return;
   h->released = 1;

@@ -30,14 +30,14 @@ typedef struct {
   const char *error; /* names the URL; "" without error */
 } myc_http_response;
 
-MYC_EXTERN void myc_http_options_init(myc_http_options *o);
+void myc__http_options_init(myc_http_options *o);
 
 /* Starts 'method' on 'url' (http:// or https://) with 'body' ('n' bytes,
  * copied) and extra 'headers' ("Name: value\r\n" lines, or NULL) for
  * service 's'; exactly one DONE event follows, to its Lua function
  * 'source'.  Returns the request, or NULL with the reason in 'err' (no
- * event then).  The caller owns one reference (myc_http_release). */
-MYC_EXTERN myc_http *myc_http_request(myc_service *s, uint64_t source,
+ * event then).  The caller owns one reference (myc__http_release). */
+myc_http *myc__http_request(myc_service *s, uint64_t source,
                                       const char *method, const char *url,
                                       const char *headers, const void *body,
                                       size_t n, const myc_http_options *o,
@@ -45,6 +45,6 @@ MYC_EXTERN myc_http *myc_http_request(myc_service *s, uint64_t source,
 
 /* Drops the caller's reference; a request still running is abandoned
  * without its event. */
-MYC_EXTERN void myc_http_release(myc_http *h);
+void myc__http_release(myc_http *h);
 
 #endif

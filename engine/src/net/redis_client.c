@@ -8,6 +8,7 @@
  */
 #include "net/redis_client.h"
 
+#include "base/backoff.h"
 #include "runtime/engine.h"
 
 #include <assert.h>
@@ -58,7 +59,7 @@ struct myc_redis {
   uv_getaddrinfo_t gai;
   myc__redis_sink sink; /* NULL once released */
   void *sink_ud;
-  myc_service *svc; /* service binding (myc_redis_open) */
+  myc_service *svc; /* service binding (myc__redis_open) */
   uint64_t source;
 
   myc__redis_url url;
@@ -74,7 +75,7 @@ struct myc_redis {
   uint32_t attempts; /* failures since the last success */
   uint64_t attempt_deadline, retry_at;
   uint32_t retry_ms;
-  uint64_t rng;
+  myc__rng rng; /* reconnect jitter */
 
   /* Why the last connection or attempt ended: the outcome of its
    * commands and the DOWN event.  'why' points into 'lost' past the
@@ -82,7 +83,7 @@ struct myc_redis {
   int lost_status;
   char lost[512];
   const char *why;
-  char err[512]; /* latest failure of any kind (myc_redis_error) */
+  char err[512]; /* latest failure of any kind (myc__redis_error) */
 
   pending *ring;
   uint32_t head, n, cap;
@@ -111,7 +112,7 @@ static int vset(char *dst, size_t cap, const myc_redis *c, const char *fmt,
   return n;
 }
 
-/* Records the latest failure (myc_redis_error) and returns 'status'. */
+/* Records the latest failure (myc__redis_error) and returns 'status'. */
 static int fail(myc_redis *c, int status, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -217,20 +218,15 @@ static void rearm(myc_redis *c) {
   uv_timer_start(&c->timer, on_timer, at > now ? at - now : 0, 0);
 }
 
+/* Delay before the next attempt (base/backoff.h): doubling from
+ * reconnect_min_ms up to reconnect_max_ms, +-20%. */
 static uint32_t backoff(myc_redis *c) {
-  uint64_t d = c->opt.reconnect_min_ms;
-  uint32_t i;
-  for (i = 0; i < c->attempts && d < c->opt.reconnect_max_ms; i++)
-    d *= 2;
-  if (d > c->opt.reconnect_max_ms)
-    d = c->opt.reconnect_max_ms;
-  c->attempts++;
-  /* Jitter (x0.8 to x1.2): clients that lost the same server do not all
-   * come back in the same millisecond. */
-  c->rng ^= c->rng << 13;
-  c->rng ^= c->rng >> 7;
-  c->rng ^= c->rng << 17;
-  return (uint32_t)(d * (80 + c->rng % 41) / 100);
+  myc__backoff b;
+  b.initial_ms = c->opt.reconnect_min_ms;
+  b.max_ms = c->opt.reconnect_max_ms;
+  b.multiplier = 2;
+  b.jitter = 0.2;
+  return (uint32_t)myc__backoff_ms(&b, c->attempts++, &c->rng);
 }
 
 /* The client is closing and nothing is left in flight: CLOSED is next. */
@@ -724,8 +720,7 @@ int myc__redis_new(uv_loop_t *loop, const myc__alloc *alloc, const char *url,
   snprintf(c->server, sizeof c->server,
            strchr(c->url.host, ':') ? "[%s]:%d" : "%s:%d", c->url.host,
            c->url.port);
-  c->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)c;
-  c->rng |= 1;
+  myc__rng_seed(&c->rng);
   c->why = "";
   /* Nothing can fail past this point: a started handle can only be
    * released asynchronously. */
@@ -745,10 +740,10 @@ static void sink_to_service(void *ud, int code, const myc_redis_event *ev) {
   (void)myc__service_event(c->svc, c->source, code, ev, sizeof *ev);
 }
 
-int myc_redis_open(myc_service *s, uint64_t source, const char *url,
+int myc__redis_open(myc_service *s, uint64_t source, const char *url,
                    const myc_redis_options *opt, myc_redis **out, char *err,
                    size_t errlen) {
-  int rc = myc__redis_new(&s->worker->loop, &s->eng->alloc, url, opt,
+  int rc = myc__redis_new(&myc__service_worker(s)->loop, &s->eng->alloc, url, opt,
                           sink_to_service, NULL, out, err, errlen);
   if (rc == 0) {
     (*out)->sink_ud = *out;
@@ -828,7 +823,7 @@ static int64_t command(myc_redis *c, int argc, const char *const *argv,
   return (int64_t)id;
 }
 
-int64_t myc_redis_command(myc_redis *c, int argc, const char *const *argv,
+int64_t myc__redis_command(myc_redis *c, int argc, const char *const *argv,
                           const size_t *lens) {
   int64_t rc;
   c->in_api++;
@@ -837,7 +832,7 @@ int64_t myc_redis_command(myc_redis *c, int argc, const char *const *argv,
   return rc;
 }
 
-void myc_redis_close(myc_redis *c) {
+void myc__redis_close(myc_redis *c) {
   redisAsyncContext *ac = c->ac;
   int immediate;
   if (c->closing || c->released)
@@ -882,7 +877,7 @@ static void release_if_done(myc_redis *c) {
   }
 }
 
-void myc_redis_free(myc_redis *c) {
+void myc__redis_free(myc_redis *c) {
   redisAsyncContext *ac = c->ac;
   if (c->released)
     return;
@@ -899,7 +894,7 @@ void myc_redis_free(myc_redis *c) {
   c->in_api--;
 }
 
-const char *myc_redis_state(const myc_redis *c) {
+const char *myc__redis_state(const myc_redis *c) {
   if (c->state == ST_CLOSED)
     return "closed";
   if (c->closing)
@@ -914,11 +909,11 @@ const char *myc_redis_state(const myc_redis *c) {
   }
 }
 
-const char *myc_redis_server(const myc_redis *c) { return c->server; }
-const char *myc_redis_error(const myc_redis *c) { return c->err; }
-uint32_t myc_redis_pending(const myc_redis *c) { return c->user_pending; }
+const char *myc__redis_server(const myc_redis *c) { return c->server; }
+const char *myc__redis_error(const myc_redis *c) { return c->err; }
+uint32_t myc__redis_pending(const myc_redis *c) { return c->user_pending; }
 
-void myc_redis_reply_view(const void *p, myc_redis_value *v) {
+void myc__redis_reply_view(const void *p, myc_redis_value *v) {
   const redisReply *r = p;
   memset(v, 0, sizeof *v);
   switch (r->type) {
@@ -947,7 +942,7 @@ void myc_redis_reply_view(const void *p, myc_redis_value *v) {
   }
 }
 
-const void *myc_redis_reply_element(const void *p, size_t i) {
+const void *myc__redis_reply_element(const void *p, size_t i) {
   const redisReply *r = p;
   if (r->type != REDIS_REPLY_ARRAY || i >= r->elements)
     return NULL;

@@ -24,14 +24,14 @@ enum {
   MYC_REDIS_EV_REPLY = 1, /* a command's outcome */
   MYC_REDIS_EV_UP = 2,    /* connected (and authenticated, db selected) */
   MYC_REDIS_EV_DOWN = 3,  /* a connection or an attempt failed */
-  MYC_REDIS_EV_CLOSED = 4 /* after myc_redis_close(): the last event */
+  MYC_REDIS_EV_CLOSED = 4 /* after myc__redis_close(): the last event */
 };
 
 typedef struct {
-  uint64_t id;       /* REPLY: the id myc_redis_command() returned */
+  uint64_t id;       /* REPLY: the id myc__redis_command() returned */
   int32_t status;    /* 0, or a negative code (failed command, DOWN) */
   int32_t retry_ms;  /* DOWN: the next attempt starts in this many ms */
-  const void *reply; /* REPLY with status 0: see myc_redis_reply_view() */
+  const void *reply; /* REPLY with status 0: see myc__redis_reply_view() */
   const char *error; /* status < 0: the reason, naming the server */
 } myc_redis_event;
 
@@ -51,7 +51,7 @@ typedef struct {
   int64_t integer; /* INTEGER */
   const char *str; /* STRING, STATUS, ERROR (binary-safe: use len) */
   size_t len;
-  size_t elements; /* ARRAY: myc_redis_reply_element(r, 0..elements-1) */
+  size_t elements; /* ARRAY: myc__redis_reply_element(r, 0..elements-1) */
 } myc_redis_value;
 
 /* Zero fields take the defaults shown. */
@@ -70,7 +70,7 @@ typedef void (*myc__redis_sink)(void *ud, int code, const myc_redis_event *ev);
 
 /* Creates a client on 'loop' and starts connecting.  Must be called on
  * the loop's thread (or before it runs).  On success '*out' owns a
- * connection that reconnects until myc_redis_close() or myc_redis_free();
+ * connection that reconnects until myc__redis_close() or myc__redis_free();
  * events go to 'sink'.  On failure (MYC_EINVAL: a bad URL or option,
  * MYC_ENOMEM) '*out' is NULL, the reason is in 'err' and the sink is
  * never called.  Its handles do not keep the loop alive. */
@@ -80,20 +80,20 @@ int myc__redis_new(uv_loop_t *loop, const myc__alloc *alloc, const char *url,
 
 /* Like myc__redis_new() on the worker of service 's', delivering events
  * to the Lua function registered for 'source' (lua/mycelium/events.lua). */
-MYC_EXTERN int myc_redis_open(myc_service *s, uint64_t source, const char *url,
+int myc__redis_open(myc_service *s, uint64_t source, const char *url,
                               const myc_redis_options *opt, myc_redis **out,
                               char *err, size_t errlen);
 
 /* Issues a command of 'argc' binary-safe arguments (copied).  Returns its
  * id (> 0), whose outcome comes later as a REPLY event, or a negative code
- * with the reason in myc_redis_error(): UV_ENOTCONN between connection
+ * with the reason in myc__redis_error(): UV_ENOTCONN between connection
  * attempts (commands fail fast rather than queue while the server is
  * away), MYC_ELIMIT with max_pending commands outstanding, MYC_ESTATE once
  * closing, MYC_EINVAL for no argument or a command that would change the
  * reply stream ((P)SUBSCRIBE, (P)UNSUBSCRIBE, MONITOR), MYC_ENOMEM.  While
  * an attempt is in progress commands are accepted and go out when it
  * succeeds (or fail with its error). */
-MYC_EXTERN int64_t myc_redis_command(myc_redis *c, int argc,
+int64_t myc__redis_command(myc_redis *c, int argc,
                                      const char *const *argv,
                                      const size_t *lens);
 
@@ -101,31 +101,31 @@ MYC_EXTERN int64_t myc_redis_command(myc_redis *c, int argc,
  * their replies (within the command timeout), then the connection closes
  * and a CLOSED event follows.  Commands not sent yet (waiting for an
  * address) fail.  Idempotent. */
-MYC_EXTERN void myc_redis_close(myc_redis *c);
+void myc__redis_close(myc_redis *c);
 
 /* The owner lets go of 'c': no event is delivered any more, outstanding
  * commands are abandoned, and the memory is released once libuv has
  * closed the handles (the next turn of the loop).  Call it on CLOSED, or
  * at any time to drop the client at once.  'c' must not be used after. */
-MYC_EXTERN void myc_redis_free(myc_redis *c);
+void myc__redis_free(myc_redis *c);
 
 /* "connecting", "up", "down", "closing" or "closed". */
-MYC_EXTERN const char *myc_redis_state(const myc_redis *c);
+const char *myc__redis_state(const myc_redis *c);
 
 /* "host:port" as given in the URL. */
-MYC_EXTERN const char *myc_redis_server(const myc_redis *c);
+const char *myc__redis_server(const myc_redis *c);
 
 /* The message of the latest failure (empty when none); it names the
  * server.  Valid until the next call on 'c'. */
-MYC_EXTERN const char *myc_redis_error(const myc_redis *c);
+const char *myc__redis_error(const myc_redis *c);
 
 /* Commands issued whose outcome has not been delivered yet. */
-MYC_EXTERN uint32_t myc_redis_pending(const myc_redis *c);
+uint32_t myc__redis_pending(const myc_redis *c);
 
 /* Describes reply node 'r' in 'out'. */
-MYC_EXTERN void myc_redis_reply_view(const void *r, myc_redis_value *out);
+void myc__redis_reply_view(const void *r, myc_redis_value *out);
 
 /* Element 'i' of array node 'r' (i < elements), or NULL. */
-MYC_EXTERN const void *myc_redis_reply_element(const void *r, size_t i);
+const void *myc__redis_reply_element(const void *r, size_t i);
 
 #endif

@@ -1,6 +1,6 @@
 /* ws.c -- WebSocket client connections of services (see ws.h).
  *
- * One myc_ws lives from myc_ws_open() until both its owner released it
+ * One myc_ws lives from myc__ws_open() until both its owner released it
  * and libuv gave back its handles.  In between it runs attempts: connect
  * (stream.c), upgrade (ws_handshake.c), frames (wslay), and after each
  * attempt either a reconnect delay or the end.  Every event reaches the
@@ -9,6 +9,7 @@
  */
 #include "net/ws.h"
 
+#include "base/backoff.h"
 #include "runtime/engine.h"
 #include "net/stream.h"
 #include "net/url.h"
@@ -58,7 +59,7 @@ struct myc_ws {
   size_t close_reason_len;
 };
 
-void myc_ws_options_init(myc_ws_options *o) {
+void myc__ws_options_init(myc_ws_options *o) {
   memset(o, 0, sizeof *o);
   o->reconnect = 1;
   o->backoff_initial_ms = 250;
@@ -171,18 +172,16 @@ static void disarm(myc_ws *ws) {
   uv_timer_stop(&ws->timer);
 }
 
-/* Delay before attempt number 'failures' + 1: exponential, capped, and
- * shortened by a random share so that many clients dropped together do
- * not come back together. */
+/* Delay before attempt number 'failures' + 1 (base/backoff.h). */
 static double backoff(myc_ws *ws) {
   const myc_ws_options *o = &ws->opt;
-  double d =
-      o->backoff_initial_ms *
-      pow(o->backoff_multiplier, ws->failures > 0 ? ws->failures - 1 : 0);
-  double u = (double)(myc__rng_next(&ws->svc->worker->rng) >> 11) * 0x1.0p-53;
-  if (d > o->backoff_max_ms)
-    d = o->backoff_max_ms;
-  return d * (1 - o->backoff_jitter * u);
+  myc__backoff b;
+  b.initial_ms = o->backoff_initial_ms;
+  b.max_ms = o->backoff_max_ms;
+  b.multiplier = o->backoff_multiplier;
+  b.jitter = o->backoff_jitter;
+  return myc__backoff_ms(&b, ws->failures > 0 ? (uint32_t)ws->failures - 1 : 0,
+                         &myc__service_worker(ws->svc)->rng);
 }
 
 static void start_attempt(myc_ws *ws);
@@ -214,8 +213,8 @@ static void attempt_ended(myc_ws *ws, int failed) {
     ws->state = MYC_WS_WAITING;
     arm(ws, TM_RETRY, info.reconnect_ms);
   }
-  /* The service may close or release us during the event: myc_ws_close
-   * then schedules a final event, myc_ws_release finishes at once. */
+  /* The service may close or release us during the event: myc__ws_close
+   * then schedules a final event, myc__ws_release finishes at once. */
   emit(ws, MYC_WS_EV_CLOSE, &info, sizeof info);
 }
 
@@ -514,7 +513,7 @@ static void on_timer(uv_timer_t *t) {
     break;
   case TM_PING:
     ws->alive = 0;
-    if (myc_ws_ping(ws, "mycelium", 8) == 0)
+    if (myc__ws_ping(ws, "mycelium", 8) == 0)
       arm(ws, TM_PONG, ws->opt.pong_timeout_ms);
     break;
   case TM_PONG:
@@ -573,7 +572,7 @@ static int dup_opt(const myc__alloc *a, const char *s, char **out) {
   return s == NULL || (*out = myc__strdup(a, s)) != NULL ? 0 : MYC_ENOMEM;
 }
 
-myc_ws *myc_ws_open(myc_service *s, uint64_t source, const char *url,
+myc_ws *myc__ws_open(myc_service *s, uint64_t source, const char *url,
                     const myc_ws_options *o, char *err, size_t errlen) {
   const myc__alloc *a = &s->eng->alloc;
   myc__tls_config tc;
@@ -597,7 +596,7 @@ myc_ws *myc_ws_open(myc_service *s, uint64_t source, const char *url,
   ws->opt = *o;
   ws->url = u;
   ws->close_code = 1006;
-  myc__stream_init(&ws->st, &s->worker->loop, a, &stream_cbs, ws);
+  myc__stream_init(&ws->st, &myc__service_worker(s)->loop, a, &stream_cbs, ws);
   if ((ws->url_text = myc__strdup(a, url)) == NULL ||
       dup_opt(a, o->protocol, &ws->protocol) != 0 ||
       dup_opt(a, o->headers, &ws->headers) != 0)
@@ -614,7 +613,7 @@ myc_ws *myc_ws_open(myc_service *s, uint64_t source, const char *url,
   }
   myc__http_msg_settings(&ws->hs);
   ws->hs.on_headers_complete = on_head_done;
-  uv_timer_init(&s->worker->loop, &ws->timer);
+  uv_timer_init(&myc__service_worker(s)->loop, &ws->timer);
   ws->timer.data = ws;
   ws->res.stop = on_resource_stop;
   myc__service_attach(s, &ws->res);
@@ -630,11 +629,11 @@ nomem:
   return NULL;
 }
 
-int myc_ws_send(myc_ws *ws, int binary, const void *p, size_t n) {
+int myc__ws_send(myc_ws *ws, int binary, const void *p, size_t n) {
   struct wslay_event_msg m;
   if (ws->state != MYC_WS_OPEN || ws->wslay == NULL)
     return MYC_ESTATE;
-  if (myc_ws_buffered(ws) + (double)n > ws->opt.max_buffered)
+  if (myc__ws_buffered(ws) + (double)n > ws->opt.max_buffered)
     return MYC_ELIMIT;
   m.opcode = binary ? WSLAY_BINARY_FRAME : WSLAY_TEXT_FRAME;
   m.msg = p;
@@ -646,7 +645,7 @@ int myc_ws_send(myc_ws *ws, int binary, const void *p, size_t n) {
   return 0;
 }
 
-int myc_ws_ping(myc_ws *ws, const void *p, size_t n) {
+int myc__ws_ping(myc_ws *ws, const void *p, size_t n) {
   struct wslay_event_msg m;
   if (ws->state != MYC_WS_OPEN || ws->wslay == NULL)
     return MYC_ESTATE;
@@ -662,7 +661,7 @@ int myc_ws_ping(myc_ws *ws, const void *p, size_t n) {
   return 0;
 }
 
-int myc_ws_close(myc_ws *ws, int code, const char *reason, size_t n) {
+int myc__ws_close(myc_ws *ws, int code, const char *reason, size_t n) {
   if (ws->state == MYC_WS_CLOSED || ws->user_closed || ws->stopped)
     return MYC_ESTATE;
   if (n > 123 || (code != 1000 && (code < 3000 || code > 4999)))
@@ -695,26 +694,26 @@ int myc_ws_close(myc_ws *ws, int code, const char *reason, size_t n) {
   return 0;
 }
 
-void myc_ws_pause(myc_ws *ws) {
+void myc__ws_pause(myc_ws *ws) {
   myc__stream_pause(&ws->st);
 }
 
-void myc_ws_resume(myc_ws *ws) {
+void myc__ws_resume(myc_ws *ws) {
   myc__stream_resume(&ws->st);
 }
 
-int myc_ws_state(const myc_ws *ws) {
+int myc__ws_state(const myc_ws *ws) {
   return ws->state;
 }
 
-double myc_ws_buffered(const myc_ws *ws) {
+double myc__ws_buffered(const myc_ws *ws) {
   double n = (double)myc__stream_queued(&ws->st);
   if (ws->wslay != NULL)
     n += (double)wslay_event_get_queued_msg_length(ws->wslay);
   return n;
 }
 
-void myc_ws_release(myc_ws *ws) {
+void myc__ws_release(myc_ws *ws) {
   if (ws == NULL || ws->released)
     return;
   ws->released = 1;

@@ -14,7 +14,7 @@
 
 typedef struct myc_ws myc_ws;
 
-/* Options of a connection; myc_ws_options_init() gives the defaults. */
+/* Options of a connection; myc__ws_options_init() gives the defaults. */
 typedef struct {
   const char *ca_file; /* PEM bundle to trust instead of the system's */
   int32_t insecure;    /* 1: accept any certificate (tests only) */
@@ -61,41 +61,41 @@ enum {
   MYC_WS_CLOSED = 4   /* for good: no more events */
 };
 
-MYC_EXTERN void myc_ws_options_init(myc_ws_options *o);
+void myc__ws_options_init(myc_ws_options *o);
 
 /* Opens a connection to 'url' (ws:// or wss://) for service 's', whose
  * events go to its Lua function 'source'.  The first attempt starts from
  * the loop.  Returns the connection, or NULL with the reason in 'err' (a
  * bad URL or option, a CA file that cannot be loaded, no memory).  The
- * caller owns one reference, dropped with myc_ws_release(). */
-MYC_EXTERN myc_ws *myc_ws_open(myc_service *s, uint64_t source, const char *url,
+ * caller owns one reference, dropped with myc__ws_release(). */
+myc_ws *myc__ws_open(myc_service *s, uint64_t source, const char *url,
                                const myc_ws_options *o, char *err,
                                size_t errlen);
 
 /* Queues a message.  Returns 0, MYC_ESTATE when not open, MYC_ELIMIT when
  * more than max_buffered bytes wait, or MYC_ENOMEM. */
-MYC_EXTERN int myc_ws_send(myc_ws *ws, int binary, const void *p, size_t n);
+int myc__ws_send(myc_ws *ws, int binary, const void *p, size_t n);
 
 /* Sends a ping (at most 125 bytes of payload).  Same returns. */
-MYC_EXTERN int myc_ws_ping(myc_ws *ws, const void *p, size_t n);
+int myc__ws_ping(myc_ws *ws, const void *p, size_t n);
 
 /* Starts the close handshake with 'code' and 'reason' (at most 123
  * bytes), or stops reconnecting when not open.  A final CLOSE event
  * follows.  Returns 0, or MYC_ESTATE when already closing or closed. */
-MYC_EXTERN int myc_ws_close(myc_ws *ws, int code, const char *reason, size_t n);
+int myc__ws_close(myc_ws *ws, int code, const char *reason, size_t n);
 
 /* Stops and restarts reading from the peer (flow control). */
-MYC_EXTERN void myc_ws_pause(myc_ws *ws);
-MYC_EXTERN void myc_ws_resume(myc_ws *ws);
+void myc__ws_pause(myc_ws *ws);
+void myc__ws_resume(myc_ws *ws);
 
-MYC_EXTERN int myc_ws_state(const myc_ws *ws);
+int myc__ws_state(const myc_ws *ws);
 
 /* Bytes queued for sending. */
-MYC_EXTERN double myc_ws_buffered(const myc_ws *ws);
+double myc__ws_buffered(const myc_ws *ws);
 
 /* Drops the caller's reference.  No event is delivered afterwards; an
  * open connection is dropped.  The memory goes once libuv has released
  * the handles. */
-MYC_EXTERN void myc_ws_release(myc_ws *ws);
+void myc__ws_release(myc_ws *ws);
 
 #endif

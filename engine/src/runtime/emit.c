@@ -3,13 +3,14 @@
 
 #include <string.h>
 
-myc_buf *myc__frame_new(myc_engine *e, myc__pool *pool, const myc__topic *t,
-                        const char *source, size_t source_len, int kind,
-                        uint16_t type, const void *data, size_t len) {
+myc_buf *myc__frame_new(const myc__alloc *a, myc__pool *pool,
+                        const myc__topic *t, const char *source,
+                        size_t source_len, int kind, uint16_t type,
+                        const void *data, size_t len) {
   myc_buf *b;
   if (len > UINT32_MAX - 2 * 4096)
     return NULL;
-  b = myc__buf_alloc(pool, &e->alloc, myc__frame_len(len, t->len, source_len));
+  b = myc__buf_alloc(pool, a, myc__frame_len(len, t->len, source_len));
   if (b == NULL)
     return NULL;
   /* Every header field is written by the caller or frame_finish, except
@@ -42,69 +43,70 @@ void myc__frame_finish(myc_buf *b, const myc__topic *t, const char *source,
   memcpy(p + t->len, source, source_len);
 }
 
-static int deliver_to(myc_engine *e, myc__worker *from, myc__sublist *subs,
-                      myc_buf *b);
-
 static inline __attribute__((always_inline)) int
-push_local(myc__worker *w, myc_service *s, myc_buf *b) {
+push_local(const myc__alloc *a, myc__task *t, myc_buf *b) {
+  myc__worker *w = t->worker;
   myc_buf *evicted;
-  int rc = myc__mailbox_push(&s->mb, b, &evicted);
+  int rc = myc__mailbox_push(&t->mb, b, &evicted);
   if (evicted != NULL)
-    myc__buf_release(&w->pool, &w->eng->alloc, evicted);
-  if (rc == 0 && !s->queued)
-    myc__worker_schedule(s->worker, s);
+    myc__buf_release(&w->pool, a, evicted);
+  if (rc == 0 && !t->queued)
+    myc__worker_schedule(w, t);
   return rc;
 }
 
-int myc__deliver(myc_engine *e, myc__worker *from, myc_buf *b) {
-  return deliver_to(e, from,
-                    myc__topic_subs(myc__topics_get(&e->topics, b->topic_id)),
-                    b);
-}
-
 static inline __attribute__((always_inline)) int
-deliver_to(myc_engine *e, myc__worker *from, myc__sublist *subs, myc_buf *b) {
+deliver_to(myc__topics *topics, myc__sched *sched, myc__worker *from,
+           myc__sublist *subs, myc_buf *b) {
+  const myc__alloc *a = sched->alloc;
   myc__pool *pool = from ? &from->pool : NULL;
   uint32_t i, n = subs->n, accepted = 0;
-  int remote = 0;
+  int remote = 0, manual = sched->manual;
 
   if (n == 0) {
-    atomic_fetch_add_explicit(&e->no_subscriber, 1, memory_order_relaxed);
-    myc__buf_release(pool, &e->alloc, b);
+    atomic_fetch_add_explicit(&topics->no_subscriber, 1,
+                              memory_order_relaxed);
+    myc__buf_release(pool, a, b);
     return 0;
   }
   /* The common case, one subscriber on this worker: the buffer keeps the
    * reference it was born with. */
-  if (n == 1 && (e->manual || subs->svc[0]->worker == from)) {
-    if (push_local(subs->svc[0]->worker, subs->svc[0], b) == 0)
+  if (n == 1 && (manual || subs->svc[0]->task.worker == from)) {
+    if (push_local(a, &subs->svc[0]->task, b) == 0)
       return 0;
-    myc__buf_release(pool, &e->alloc, b);
+    myc__buf_release(pool, a, b);
     return MYC_EFULL;
   }
-  if (!e->manual)
+  if (!manual)
     for (i = 0; i < n; i++)
-      remote |= subs->svc[i]->worker != from;
+      remote |= subs->svc[i]->task.worker != from;
   /* Both must be settled before the first subscriber can see 'b'. */
   b->shared = (uint8_t)remote;
   atomic_store_explicit(&b->refs, n, memory_order_relaxed);
   for (i = 0; i < n; i++) {
-    myc_service *s = subs->svc[i];
-    int rc = e->manual || s->worker == from
-                 ? push_local(s->worker, s, b)
-                 : from != NULL ? myc__worker_stage(from, s, b)
-                                : myc__worker_handoff(s->worker, s, b);
+    myc__task *t = &subs->svc[i]->task;
+    int rc = manual || t->worker == from
+                 ? push_local(a, t, b)
+                 : from != NULL ? myc__worker_stage(from, t, b)
+                                : myc__worker_handoff(t->worker, t, b);
     if (rc == 0)
       accepted++;
     else
-      myc__buf_release(pool, &e->alloc, b);
+      myc__buf_release(pool, a, b);
   }
   return accepted > 0 ? 0 : MYC_EFULL;
+}
+
+int myc__deliver(myc__topics *t, myc__sched *sched, myc__worker *from,
+                 myc_buf *b) {
+  return deliver_to(t, sched, from,
+                    myc__topic_subs(myc__topics_get(t, b->topic_id)), b);
 }
 
 /* Child span of whatever 's' is doing: the message being handled, or the
  * current activation (init, timer, stop). */
 static inline void set_trace(myc_service *s, myc_buf *b) {
-  uint64_t span = myc__rng_id(&s->worker->rng);
+  uint64_t span = myc__rng_id(&s->task.worker->rng);
   const uint8_t *trace, *parent;
   if (s->view.cursor >= 0) {
     const myc_frame *f = &s->view.batch[s->view.cursor]->hdr;
@@ -119,25 +121,29 @@ static inline void set_trace(myc_service *s, myc_buf *b) {
   memcpy(b->hdr.span_id, &span, 8);
 }
 
+static const myc__alloc *alloc_of(const myc_service *s) {
+  return s->task.worker->sched->alloc;
+}
+
 void myc__routes_free(myc_service *s) {
   uint32_t i;
   for (i = 0; i < s->nroutes; i++)
     if (s->routes[i] != NULL)
-      myc__free(&s->eng->alloc, s->routes[i],
+      myc__free(alloc_of(s), s->routes[i],
                 sizeof(myc__route) + s->routes[i]->tail_len);
-  myc__free(&s->eng->alloc, s->routes, s->nroutes * sizeof *s->routes);
+  myc__free(alloc_of(s), s->routes, s->nroutes * sizeof *s->routes);
   s->routes = NULL;
   s->nroutes = 0;
 }
 
 static myc__route *route_new(myc_service *s, uint32_t topic_id) {
-  myc__topic *t = myc__topics_get(&s->eng->topics, topic_id);
+  myc__topic *t = myc__topics_get(s->topics, topic_id);
   myc__route *r;
   if (t == NULL)
     return NULL;
   if (topic_id >= s->nroutes) {
     uint32_t n = topic_id + 16;
-    myc__route **p = myc__realloc(&s->eng->alloc, s->routes,
+    myc__route **p = myc__realloc(alloc_of(s), s->routes,
                                   s->nroutes * sizeof *p, n * sizeof *p);
     if (p == NULL)
       return NULL;
@@ -145,7 +151,7 @@ static myc__route *route_new(myc_service *s, uint32_t topic_id) {
     s->routes = p;
     s->nroutes = n;
   }
-  r = myc__malloc(&s->eng->alloc, sizeof *r + t->len + s->name_len);
+  r = myc__malloc(alloc_of(s), sizeof *r + t->len + s->name_len);
   if (r == NULL)
     return NULL;
   r->topic = t;
@@ -160,8 +166,7 @@ static myc__route *route_new(myc_service *s, uint32_t topic_id) {
  * call but the two copies. */
 int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
               const void *data, size_t len) {
-  myc_engine *e = s->eng;
-  myc__worker *w = s->worker;
+  myc__worker *w = s->task.worker;
   myc__route *r = topic_id < s->nroutes ? s->routes[topic_id] : NULL;
   myc__topic *t;
   myc__sublist *subs;
@@ -169,21 +174,24 @@ int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
   myc_buf *b;
   uint8_t *payload;
 
+  MYC_ASSERT_OWNER(&w->owner);
   if (r == NULL && (r = route_new(s, topic_id)) == NULL)
-    return myc__topics_get(&e->topics, topic_id) ? MYC_ENOMEM : MYC_EINVAL;
+    return myc__topics_get(s->topics, topic_id) ? MYC_ENOMEM : MYC_EINVAL;
   t = r->topic;
   s->seq++;
   myc__counter_add(&s->n_out, 1);
   subs = myc__topic_subs(t);
   if (subs->n == 0) {
-    atomic_fetch_add_explicit(&e->no_subscriber, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->topics->no_subscriber, 1,
+                              memory_order_relaxed);
     return 0;
   }
   if (len > UINT32_MAX - 2 * 4096)
     return MYC_ETOOBIG;
   flen = myc__frame_topic_offset(len) + r->tail_len;
   b = myc__buf_take(&w->pool, flen);
-  if (b == NULL && (b = myc__buf_alloc(&w->pool, &e->alloc, flen)) == NULL)
+  if (b == NULL &&
+      (b = myc__buf_alloc(&w->pool, w->sched->alloc, flen)) == NULL)
     return MYC_ENOMEM;
   b->topic_id = t->id;
   b->hdr.frame_len = (uint32_t)flen;
@@ -205,7 +213,7 @@ int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
     memcpy(payload, data, len);
   }
   memcpy((char *)payload + ((len + 7) & ~(size_t)7), r->tail, r->tail_len);
-  return deliver_to(e, w, subs, b);
+  return deliver_to(s->topics, w->sched, w, subs, b);
 }
 
 /* Room kept for the topic of a buffer from myc__emit_buf_new(), beyond
@@ -218,7 +226,7 @@ myc_buf *myc__emit_buf_new(myc_service *s, size_t size) {
   myc_buf *b;
   if (size > UINT32_MAX - 2 * 4096)
     return NULL;
-  b = myc__buf_alloc(&s->worker->pool, &s->eng->alloc,
+  b = myc__buf_alloc(&s->task.worker->pool, alloc_of(s),
                      myc__frame_len(size, TOPIC_RESERVE, s->name_len));
   if (b == NULL)
     return NULL;
@@ -231,33 +239,34 @@ myc_buf *myc__emit_buf_new(myc_service *s, size_t size) {
 /* 'b' moved to a buffer with room for 'frame_len' bytes, or NULL (then
  * 'b' is released). */
 static myc_buf *regrow(myc__worker *w, myc_buf *b, size_t frame_len) {
-  myc_buf *nb = myc__buf_alloc(&w->pool, &w->eng->alloc, frame_len);
+  myc_buf *nb = myc__buf_alloc(&w->pool, w->sched->alloc, frame_len);
   if (nb != NULL)
     memcpy(&nb->hdr, &b->hdr, myc__frame_topic_offset(b->hdr.payload_len));
-  myc__buf_release(&w->pool, &w->eng->alloc, b);
+  myc__buf_release(&w->pool, w->sched->alloc, b);
   return nb;
 }
 
 /* As myc__emit, with the header and payload already in 'b'. */
 int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
                   uint16_t type) {
-  myc_engine *e = s->eng;
-  myc__worker *w = s->worker;
+  myc__worker *w = s->task.worker;
   myc__route *r = topic_id < s->nroutes ? s->routes[topic_id] : NULL;
   size_t flen, off = myc__frame_topic_offset(b->hdr.payload_len);
   myc__sublist *subs;
 
+  MYC_ASSERT_OWNER(&w->owner);
   if (r == NULL && (r = route_new(s, topic_id)) == NULL) {
-    int rc = myc__topics_get(&e->topics, topic_id) ? MYC_ENOMEM : MYC_EINVAL;
-    myc__buf_release(&w->pool, &e->alloc, b);
+    int rc = myc__topics_get(s->topics, topic_id) ? MYC_ENOMEM : MYC_EINVAL;
+    myc__buf_release(&w->pool, w->sched->alloc, b);
     return rc;
   }
   s->seq++;
   myc__counter_add(&s->n_out, 1);
   subs = myc__topic_subs(r->topic);
   if (subs->n == 0) {
-    atomic_fetch_add_explicit(&e->no_subscriber, 1, memory_order_relaxed);
-    myc__buf_release(&w->pool, &e->alloc, b);
+    atomic_fetch_add_explicit(&s->topics->no_subscriber, 1,
+                              memory_order_relaxed);
+    myc__buf_release(&w->pool, w->sched->alloc, b);
     return 0;
   }
   flen = off + r->tail_len;
@@ -274,5 +283,5 @@ int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
   b->hdr.version = MYC_FRAME_VERSION;
   set_trace(s, b);
   memcpy((char *)&b->hdr + off, r->tail, r->tail_len);
-  return deliver_to(e, w, subs, b);
+  return deliver_to(s->topics, w->sched, w, subs, b);
 }

@@ -1,10 +1,15 @@
 /* emit.h -- the hot path: frame a message in a pooled buffer and hand one
  * reference to each subscriber's mailbox (same worker) or worker inbox
- * (another thread).  No lock, no system call, no copy after the frame. */
+ * (another thread).  No lock, no system call, no copy after the frame.
+ * It knows the emitting service's routes and the topic table; it never
+ * calls into the engine or a service.
+ */
 #ifndef MYC_EMIT_H
 #define MYC_EMIT_H
 
-#include "runtime/engine.h"
+#include "core/topic.h"
+#include "runtime/service.h"
+#include "runtime/worker.h"
 
 /* What a service needs to emit on one topic, built once per topic. */
 typedef struct myc__route {
@@ -18,7 +23,8 @@ void myc__routes_free(myc_service *s);
 
 /* Frames and delivers a message from service 's' (on its worker thread).
  * Returns 0 when at least one subscriber took it or there is none,
- * MYC_EFULL when every subscriber refused it, MYC_ENOMEM, MYC_ETOOBIG. */
+ * MYC_EFULL when every subscriber refused it, MYC_ENOMEM, MYC_ETOOBIG,
+ * MYC_EINVAL for an unknown topic id. */
 int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
               const void *data, size_t len);
 
@@ -26,7 +32,7 @@ int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
  * place before myc__emit_buf(); it has room for the name of 's' and a
  * topic of 64 bytes at least (myc__emit_buf() moves the frame to a larger
  * buffer for a longer one).  One reference, the caller's.  NULL when out
- * of memory. */
+ * of memory.  Worker thread of 's'. */
 myc_buf *myc__emit_buf_new(myc_service *s, size_t size);
 
 /* Emits a buffer from myc__emit_buf_new() as myc__emit() would, without
@@ -36,17 +42,20 @@ int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
                   uint16_t type);
 
 /* Delivers an already framed 'b' (one reference, owned by the caller until
- * this returns) to the subscribers of its topic.  'from' is the worker
- * running the caller, or NULL for a host thread.  Returns as myc__emit. */
-int myc__deliver(myc_engine *e, myc__worker *from, myc_buf *b);
+ * this returns) to the subscribers of its topic in 't'.  'from' is the
+ * worker running the caller, or NULL for a host thread.  Returns as
+ * myc__emit. */
+int myc__deliver(myc__topics *t, myc__sched *sched, myc__worker *from,
+                 myc_buf *b);
 
 /* Writes the header and copies payload, topic and source into a new
  * buffer from 'pool' (which may be NULL).  parent_id is zeroed; trace_id,
  * span_id, seq and ts_ns are left for the caller to fill.  Returns NULL on
- * allocation failure. */
-myc_buf *myc__frame_new(myc_engine *e, myc__pool *pool, const myc__topic *t,
-                        const char *source, size_t source_len, int kind,
-                        uint16_t type, const void *data, size_t len);
+ * allocation failure or a payload too large for a frame. */
+myc_buf *myc__frame_new(const myc__alloc *a, myc__pool *pool,
+                        const myc__topic *t, const char *source,
+                        size_t source_len, int kind, uint16_t type,
+                        const void *data, size_t len);
 
 /* Fills the header fields other than trace, seq and ts, and writes the
  * topic and source after the payload already in 'b' (hdr.payload_len

@@ -1,12 +1,14 @@
-/* engine.c -- engine lifecycle: creation, placement of services on
- * workers, start (every init, then the threads), the stop sequence (drain,
- * then each service's stop, then join) and the manual mode tests drive.
+/* engine.c -- the engine's lifecycle: creation, placement of services on
+ * workers, start (every init, then the threads), the stop sequence
+ * (drain, then each service's stop, then join), the manual mode tests
+ * drive, publishing from the host, and the counters.  What the layers
+ * above do at each step they do through the hooks of engine.h.
  */
 #include "runtime/engine.h"
 
+#include "runtime/activation.h"
 #include "runtime/emit.h"
-#include "ffi/lua_api.h"
-#include "supervise/monitor.h"
+#include "runtime/instance.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,19 +18,6 @@
 #define MAX_WORKERS 128 /* worker indexes fit the buffers' origin byte */
 /* How long a stop waits for mailboxes to drain before stopping anyway. */
 #define DRAIN_TIMEOUT_MS 5000
-
-void myc_engine_config_init(myc_engine_config *cfg) {
-  memset(cfg, 0, sizeof *cfg);
-  cfg->node = "mycelium";
-  cfg->workers = 0;
-  cfg->mailbox.capacity = 65536;
-  cfg->mailbox.policy = MYC_POLICY_DROP_OLDEST;
-  cfg->mailbox.threshold = 0.8;
-  cfg->log_level = MYC_LOG_INFO;
-  cfg->log_format = MYC_LOG_TEXT;
-  myc_supervisor_config_init(&cfg->supervisor);
-  cfg->reload = MYC_RELOAD_SIGNAL;
-}
 
 static int lua_dir_ok(const char *dir) {
   char path[4096];
@@ -54,10 +43,7 @@ static int check_config(const myc_engine_config *cfg) {
   if (cfg->workers > MAX_WORKERS || cfg->node == NULL ||
       m->capacity == 0 || !(m->threshold > 0 && m->threshold <= 1) ||
       m->policy < MYC_POLICY_DROP_OLDEST || m->policy > MYC_POLICY_REJECT ||
-      cfg->log_level < MYC_LOG_DEBUG || cfg->log_level > MYC_LOG_ERROR ||
-      !myc__supervisor_config_ok(&cfg->supervisor) ||
-      cfg->reload < MYC_RELOAD_SIGNAL || cfg->reload > MYC_RELOAD_OFF ||
-      (cfg->control != NULL && strncmp(cfg->control, "unix://", 7) != 0))
+      cfg->log_level < MYC_LOG_DEBUG || cfg->log_level > MYC_LOG_ERROR)
     return MYC_EINVAL;
   return 0;
 }
@@ -68,21 +54,42 @@ static uint32_t default_workers(void) {
 }
 
 static int init_workers(myc_engine *e, uint32_t n) {
+  myc__sched *sc = &e->sched;
   uint32_t i;
-  e->workers = myc__calloc(&e->alloc, n * sizeof *e->workers);
-  if (e->workers == NULL)
+  sc->alloc = &e->alloc;
+  sc->clock = &e->clock;
+  sc->manual = e->manual;
+  atomic_init(&sc->delivered, 0);
+  sc->workers = myc__calloc(&e->alloc, n * sizeof *sc->workers);
+  if (sc->workers == NULL)
     return MYC_ENOMEM;
-  e->nworkers_max = n;
+  sc->nworkers_max = n;
   for (i = 0; i < n; i++) {
-    int rc = myc__worker_init(&e->workers[i], e, i);
+    int rc = myc__worker_init(&sc->workers[i], sc, i);
     if (rc != 0)
       return rc;
-    e->nworkers = i + 1;
+    sc->nworkers = i + 1;
   }
   return 0;
 }
 
-int myc_engine_new(myc_engine **out, const myc_engine_config *cfg) {
+/* The three locks, or none of them. */
+static int init_locks(myc_engine *e) {
+  if (uv_mutex_init(&e->host_lock) != 0)
+    return MYC_ENOMEM;
+  if (uv_mutex_init(&e->stop_lock) != 0)
+    goto fail_stop;
+  if (uv_mutex_init(&e->services_lock) != 0)
+    goto fail_services;
+  return 0;
+fail_services:
+  uv_mutex_destroy(&e->stop_lock);
+fail_stop:
+  uv_mutex_destroy(&e->host_lock);
+  return MYC_ENOMEM;
+}
+
+int myc__engine_create(myc_engine **out, const myc_engine_config *cfg) {
   myc__alloc a = {cfg->alloc ? cfg->alloc : myc__default_alloc, cfg->alloc_ud};
   myc_engine *e;
   int64_t dead;
@@ -98,23 +105,10 @@ int myc_engine_new(myc_engine **out, const myc_engine_config *cfg) {
   e->alloc = a;
   e->lua_alloc.fn = cfg->lua_alloc ? cfg->lua_alloc : a.fn;
   e->lua_alloc.ud = cfg->lua_alloc ? cfg->lua_alloc_ud : a.ud;
-  if (uv_mutex_init(&e->host_lock) != 0) {
+  if (init_locks(e) != 0) {
     a.fn(a.ud, e, sizeof *e, 0);
     return MYC_ENOMEM;
   }
-  if (uv_mutex_init(&e->stop_lock) != 0) {
-    uv_mutex_destroy(&e->host_lock);
-    a.fn(a.ud, e, sizeof *e, 0);
-    return MYC_ENOMEM;
-  }
-  if (uv_mutex_init(&e->services_lock) != 0) {
-    uv_mutex_destroy(&e->stop_lock);
-    uv_mutex_destroy(&e->host_lock);
-    a.fn(a.ud, e, sizeof *e, 0);
-    return MYC_ENOMEM;
-  }
-  e->supervisor = cfg->supervisor;
-  e->reload = cfg->reload;
   e->mailbox = cfg->mailbox;
   e->manual = cfg->manual;
   myc__clock_init(&e->clock, cfg->manual);
@@ -124,9 +118,6 @@ int myc_engine_new(myc_engine **out, const myc_engine_config *cfg) {
   e->node = myc__strdup(&e->alloc, cfg->node);
   e->lua_path = myc__strdup(&e->alloc, myc__find_lua_dir(cfg->lua_path));
   if (e->node == NULL || e->lua_path == NULL)
-    goto nomem;
-  if (cfg->control != NULL &&
-      (e->control = myc__strdup(&e->alloc, cfg->control)) == NULL)
     goto nomem;
   if (myc__log_init(&e->log, &e->alloc, cfg, e->node) != 0)
     goto nomem;
@@ -148,9 +139,30 @@ nomem:
   return MYC_ENOMEM;
 }
 
+int myc__engine_on_free(myc_engine *e, void (*fn)(void *ud), void *ud) {
+  myc__cleanup *c = myc__malloc(&e->alloc, sizeof *c), **p;
+  if (c == NULL)
+    return MYC_ENOMEM;
+  c->fn = fn;
+  c->ud = ud;
+  c->next = NULL;
+  for (p = &e->cleanups; *p != NULL; p = &(*p)->next)
+    ;
+  *p = c;
+  return 0;
+}
+
+uint32_t myc__engine_count(myc_engine *e) {
+  uint32_t n;
+  uv_mutex_lock(&e->services_lock);
+  n = e->nservices;
+  uv_mutex_unlock(&e->services_lock);
+  return n;
+}
+
 myc_service *myc__engine_find(myc_engine *e, const char *name, size_t len) {
-  uint32_t i;
-  for (i = 0; i < e->nservices; i++)
+  uint32_t i, n = myc__engine_count(e);
+  for (i = 0; i < n; i++)
     if (e->services[i]->name_len == len &&
         memcmp(e->services[i]->name, name, len) == 0)
       return e->services[i];
@@ -158,11 +170,12 @@ myc_service *myc__engine_find(myc_engine *e, const char *name, size_t len) {
 }
 
 static int place(myc_engine *e, int32_t worker, myc__worker **out) {
-  if (worker >= 0 && (uint32_t)worker >= e->nworkers)
+  uint32_t n = e->sched.nworkers;
+  if (worker >= 0 && (uint32_t)worker >= n)
     return MYC_EINVAL;
   if (worker < 0)
-    worker = (int32_t)(e->next_worker++ % e->nworkers);
-  *out = &e->workers[worker];
+    worker = (int32_t)(e->next_worker++ % n);
+  *out = &e->sched.workers[worker];
   return 0;
 }
 
@@ -202,10 +215,22 @@ static int check_new_service(myc_engine *e, const char *name, int32_t worker,
   }
   if (place(e, worker, w) != 0) {
     snprintf(err, errlen, "service '%s': worker %d does not exist (workers "
-             "are numbered 0 to %u)", name, worker, e->nworkers - 1);
+             "are numbered 0 to %u)", name, worker, e->sched.nworkers - 1);
     return MYC_EINVAL;
   }
   return 0;
+}
+
+/* Registers a service just made; frees it if that fails. */
+static int register_service(myc_engine *e, myc_service *s, char *err,
+                            size_t errlen) {
+  int rc = append_service(e, s);
+  if (rc != 0) {
+    myc__topics_unsubscribe_all(&e->topics, s);
+    myc__service_free(s);
+    snprintf(err, errlen, "out of memory");
+  }
+  return rc;
 }
 
 int myc_engine_add_service(myc_engine *e, const myc_service_config *sc,
@@ -221,11 +246,8 @@ int myc_engine_add_service(myc_engine *e, const myc_service_config *sc,
   rc = check_new_service(e, sc->name, sc->worker, &w, err, errlen, 0);
   if (rc == 0)
     rc = myc__service_new_lua(e, sc, w, &s, err, errlen);
-  if (rc == 0 && (rc = append_service(e, s)) != 0) {
-    myc__topics_unsubscribe_all(&e->topics, s);
-    myc__service_free(s);
-    snprintf(err, errlen, "out of memory");
-  }
+  if (rc == 0)
+    rc = register_service(e, s, err, errlen);
   return rc;
 }
 
@@ -239,14 +261,12 @@ int myc_engine_add_c_service(myc_engine *e, const char *name,
    * has no init) can join it at any time: tests add collectors late. */
   int rc = check_new_service(e, name, worker, &w, err, sizeof err,
                              e->manual);
-  if (rc == 0 && cb == NULL)
+  if (rc == 0 && (cb == NULL || pattern == NULL))
     rc = MYC_EINVAL;
   if (rc == 0)
-    rc = myc__service_new_c(e, name, pattern, cb, ud, w, &s);
-  if (rc == 0 && (rc = append_service(e, s)) != 0) {
-    myc__topics_unsubscribe_all(&e->topics, s);
-    myc__service_free(s);
-  }
+    rc = myc__service_new_c(e, name, pattern, cb, ud, w, &s, err, sizeof err);
+  if (rc == 0)
+    rc = register_service(e, s, err, sizeof err);
   if (rc == 0 && e->started)
     atomic_store(&s->state, MYC_SVC_RUNNING);
   return rc;
@@ -273,19 +293,15 @@ const myc_contract_set *myc_engine_contracts(const myc_engine *e) {
   return e->contracts;
 }
 
-int myc__engine_add_collector(myc_engine *e, struct myc_collector *c) {
-  struct myc_collector **p =
-      myc__realloc(&e->alloc, e->collectors, e->ncollectors * sizeof *p,
-                   (e->ncollectors + 1) * sizeof *p);
-  if (p == NULL)
-    return MYC_ENOMEM;
-  e->collectors = p;
-  e->collectors[e->ncollectors++] = c;
-  return 0;
+/* Stops every service that ran an init, last first. */
+static void stop_started(myc_engine *e, uint32_t n) {
+  while (n-- > 0)
+    myc__service_stop(e->services[n]);
 }
 
 int myc_engine_start(myc_engine *e, char *err, size_t errlen) {
-  uint32_t i, j;
+  myc__sched *sc = &e->sched;
+  uint32_t i;
   char dummy[1];
   int rc;
   if (err == NULL || errlen == 0) {
@@ -294,38 +310,37 @@ int myc_engine_start(myc_engine *e, char *err, size_t errlen) {
   }
   if (e->started)
     return MYC_ESTATE;
+  /* Until the threads start, the calling thread runs the workers. */
+  for (i = 0; i < sc->nworkers; i++)
+    myc__owner_take(&sc->workers[i].owner);
   for (i = 0; i < e->nservices; i++) {
     rc = myc__service_init(e->services[i], err, errlen);
     if (rc != 0) {
       /* Nothing half-started: undo the inits that succeeded. */
-      for (j = i; j-- > 0;)
-        myc__service_stop(e->services[j]);
+      stop_started(e, i);
       return rc;
     }
   }
   /* What the inits emitted for other workers goes before the threads
    * start. */
-  for (i = 0; i < e->nworkers; i++)
-    myc__worker_flush(&e->workers[i]);
+  for (i = 0; i < sc->nworkers; i++)
+    myc__worker_flush(&sc->workers[i]);
   /* A service is only handed messages once it runs: what was queued
    * before (a manual engine turned before its start) waits for this. */
-  for (i = 0; i < e->nservices; i++) {
-    myc_service *s = e->services[i];
-    if (myc__service_pending(s) && !s->queued)
-      myc__worker_schedule(s->worker, s);
-  }
-  /* The control socket is bound here, so a bad path fails the start. */
-  rc = myc__monitor_start(e, err, errlen);
+  for (i = 0; i < e->nservices; i++)
+    myc__service_wake(e->services[i]);
+  /* The layers above start what runs beside the workers (the control
+   * socket is bound here, so a bad path fails the start). */
+  rc = e->hooks.start ? e->hooks.start(e->hooks.ud, err, errlen) : 0;
   if (rc != 0) {
-    for (j = e->nservices; j-- > 0;)
-      myc__service_stop(e->services[j]);
+    stop_started(e, e->nservices);
     return rc;
   }
   e->started = 1;
   if (e->manual)
     return 0;
-  for (i = 0; i < e->nworkers; i++) {
-    rc = myc__worker_start(&e->workers[i]);
+  for (i = 0; i < sc->nworkers; i++) {
+    rc = myc__worker_start(&sc->workers[i]);
     if (rc != 0) {
       snprintf(err, errlen, "cannot start worker thread %u: %s", i,
                myc_strerror(rc));
@@ -353,6 +368,11 @@ int myc_engine_stopping(myc_engine *e, int *code) {
   return s;
 }
 
+static void quiesce(myc_engine *e) {
+  if (e->hooks.quiesce != NULL)
+    e->hooks.quiesce(e->hooks.ud);
+}
+
 /* ---- threaded stop sequence ------------------------------------------- */
 
 typedef struct {
@@ -368,20 +388,10 @@ typedef struct {
   int signals;
 } stopper;
 
-static void set_phase(myc_engine *e, int phase) {
-  uint32_t i;
-  for (i = 0; i < e->nworkers; i++) {
-    atomic_store(&e->workers[i].phase, phase);
-    if (phase == MYC_PHASE_DRAIN)
-      atomic_store(&e->workers[i].idle_flag, 0);
-    uv_async_send(&e->workers[i].wake);
-  }
-}
-
 static int all_idle(myc_engine *e) {
   uint32_t i;
-  for (i = 0; i < e->nworkers; i++)
-    if (!atomic_load_explicit(&e->workers[i].idle_flag, memory_order_acquire))
+  for (i = 0; i < e->sched.nworkers; i++)
+    if (!myc__worker_idle(&e->sched.workers[i]))
       return 0;
   return 1;
 }
@@ -401,16 +411,16 @@ static void stopper_close(stopper *st) {
 static void on_poll(uv_timer_t *h) {
   stopper *st = h->data;
   myc_engine *e = st->e;
-  uint64_t d = atomic_load(&e->delivered);
+  uint64_t d = atomic_load(&e->sched.delivered);
   int idle = all_idle(e);
   st->stable_polls = idle && d == st->last_delivered ? st->stable_polls + 1 : 0;
   st->last_delivered = d;
   if (st->stable_polls >= 2 ||
       uv_now(h->loop) - st->drain_started > DRAIN_TIMEOUT_MS) {
     uv_timer_stop(h);
-    /* Nothing may hand the workers a command once they stop. */
-    myc__monitor_stop(e);
-    set_phase(e, MYC_PHASE_STOP);
+    /* Nothing may hand the workers a job once they stop. */
+    quiesce(e);
+    myc__workers_set_phase(&e->sched, MYC_PHASE_STOP);
     stopper_close(st);
   }
 }
@@ -420,18 +430,18 @@ static void begin_drain(stopper *st) {
     return;
   st->draining = 1;
   st->drain_started = uv_now(st->async.loop);
-  set_phase(st->e, MYC_PHASE_DRAIN);
+  myc__workers_set_phase(&st->e->sched, MYC_PHASE_DRAIN);
   uv_timer_start(&st->poll, on_poll, 1, 1);
 }
 
 static void on_stop_async(uv_async_t *h) { begin_drain(h->data); }
 
-/* SIGHUP: reload every service whose file changed. */
 static void on_hangup(uv_signal_t *h, int signum) {
   stopper *st = h->data;
+  myc__engine_hooks *hk = &st->e->hooks;
   (void)signum;
-  if (!st->draining && st->e->reload != MYC_RELOAD_OFF)
-    myc__reload_changed(st->e);
+  if (!st->draining && hk->hangup != NULL)
+    hk->hangup(hk->ud);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -450,8 +460,8 @@ static void on_signal(uv_signal_t *h, int signum) {
  * final when myc_engine_run returns. */
 static void account_leftovers(myc_engine *e) {
   uint32_t i;
-  for (i = 0; i < e->nworkers; i++)
-    myc__worker_discard_inbox(&e->workers[i]);
+  for (i = 0; i < e->sched.nworkers; i++)
+    myc__worker_discard_inbox(&e->sched.workers[i]);
   for (i = 0; i < e->nservices; i++)
     myc__service_drop_leftovers(e->services[i]);
 }
@@ -489,8 +499,8 @@ int myc_engine_run(myc_engine *e, int handle_signals) {
   e->stop_async = NULL;
   uv_mutex_unlock(&e->stop_lock);
   uv_loop_close(&loop);
-  for (i = 0; i < e->nworkers; i++)
-    myc__worker_join(&e->workers[i]);
+  for (i = 0; i < e->sched.nworkers; i++)
+    myc__worker_join(&e->sched.workers[i]);
   account_leftovers(e);
   e->started = 0;
   return atomic_load(&e->exit_code);
@@ -499,22 +509,23 @@ int myc_engine_run(myc_engine *e, int handle_signals) {
 /* ---- manual engines ----------------------------------------------------- */
 
 int64_t myc_engine_run_once(myc_engine *e, uint64_t max_batches) {
-  uint64_t handled = 0, round;
+  uint64_t handled = 0;
   uint32_t i;
   int busy = 1;
   if (!e->manual)
     return MYC_ESTATE;
   while (busy) {
     busy = 0;
-    for (i = 0; i < e->nworkers; i++) {
-      myc__worker *w = &e->workers[i];
+    for (i = 0; i < e->sched.nworkers; i++) {
+      myc__worker *w = &e->sched.workers[i];
       /* Sockets and clients of C facilities live on the worker loops:
        * a manual engine turns them here, without blocking. */
       uv_run(&w->loop, UV_RUN_NOWAIT);
       myc__worker_drain_inbox(w);
-      round = myc__worker_run_ready(w, max_batches ? (uint32_t)max_batches : 0);
-      handled += round;
-      busy |= w->ready_head != NULL || w->inbox_n > 0;
+      handled += myc__worker_run_ready(
+          w, max_batches ? (uint32_t)max_batches : 0);
+      busy |= w->ready_head != NULL ||
+              atomic_load_explicit(&w->inbox.nonempty, memory_order_relaxed);
     }
     if (max_batches)
       break;
@@ -525,10 +536,11 @@ int64_t myc_engine_run_once(myc_engine *e, uint64_t max_batches) {
 static myc__worker *earliest_timer(myc_engine *e, int64_t limit) {
   myc__worker *best = NULL;
   uint32_t i;
-  for (i = 0; i < e->nworkers; i++) {
-    int64_t t = myc__timers_next(&e->workers[i].timers);
+  for (i = 0; i < e->sched.nworkers; i++) {
+    myc__worker *w = &e->sched.workers[i];
+    int64_t t = myc__timers_next(&w->timers);
     if (t <= limit && (best == NULL || t < myc__timers_next(&best->timers)))
-      best = &e->workers[i];
+      best = w;
   }
   return best;
 }
@@ -557,15 +569,15 @@ int myc_engine_shutdown(myc_engine *e) {
     return MYC_ESTATE;
   if (!atomic_load(&e->stopping))
     myc_engine_stop(e, 0);
-  myc__monitor_stop(e);
+  quiesce(e);
   /* Bounded: services that keep messaging each other must not hang it. */
   for (rounds = 0; rounds < 1000 && myc_engine_run_once(e, 64) > 0; rounds++)
     ;
   if (e->started)
     for (i = 0; i < e->nservices; i++)
       myc__service_stop(e->services[i]);
-  for (i = 0; i < e->nworkers; i++)
-    myc__worker_flush(&e->workers[i]);
+  for (i = 0; i < e->sched.nworkers; i++)
+    myc__worker_flush(&e->sched.workers[i]);
   account_leftovers(e);
   e->started = 0;
   return atomic_load(&e->exit_code);
@@ -601,8 +613,9 @@ int myc_publish(myc_engine *e, const char *topic, int kind, uint16_t type,
     return MYC_EINVAL;
   if (kind == MYC_KIND_TYPED && (rc = check_typed(e, type, data, len)) != 0)
     return rc;
-  b = myc__frame_new(e, pool, myc__topics_get(&e->topics, (uint32_t)id), "host",
-                     4, kind, type, data, len);
+  b = myc__frame_new(&e->alloc, pool,
+                     myc__topics_get(&e->topics, (uint32_t)id), "host", 4,
+                     kind, type, data, len);
   if (b == NULL)
     return MYC_ENOMEM;
   uv_mutex_lock(&e->host_lock);
@@ -614,34 +627,47 @@ int myc_publish(myc_engine *e, const char *topic, int kind, uint16_t type,
   memcpy(b->hdr.trace_id, r, 16);
   memcpy(b->hdr.span_id, &r[2], 8);
   b->hdr.ts_ns = (uint64_t)myc__clock_now(&e->clock);
-  return myc__deliver(e, NULL, b);
+  return myc__deliver(&e->topics, &e->sched, NULL, b);
 }
 
 /* ---- introspection ------------------------------------------------------ */
 
-uint32_t myc_engine_service_count(myc_engine *e) { return e->nservices; }
+uint32_t myc_engine_service_count(myc_engine *e) {
+  return myc__engine_count(e);
+}
 
 int myc_engine_service_stats(myc_engine *e, uint32_t index,
                              myc_service_stats *st) {
   myc_service *s;
+  myc__mailbox *mb;
+  /* No lock: the control channel calls this holding the registry's. */
   if (index >= e->nservices)
     return MYC_ENOENT;
   s = e->services[index];
+  mb = &s->task.mb;
   memset(st, 0, sizeof *st);
   st->name = s->name;
-  st->worker = (int32_t)s->worker->index;
+  st->worker = (int32_t)s->task.worker->index;
   st->state = myc__service_state_name(atomic_load(&s->state));
   st->in = atomic_load(&s->n_in);
   st->out = atomic_load(&s->n_out);
   st->errors = atomic_load(&s->n_errors);
-  st->dropped_oldest = atomic_load(&s->mb.dropped[MYC_DROP_OLDEST]);
-  st->dropped_newest = atomic_load(&s->mb.dropped[MYC_DROP_NEWEST]);
-  st->rejected = atomic_load(&s->mb.dropped[MYC_DROP_REJECTED]);
+  st->dropped_oldest = atomic_load(&mb->dropped[MYC_DROP_OLDEST]);
+  st->dropped_newest = atomic_load(&mb->dropped[MYC_DROP_NEWEST]);
+  st->rejected = atomic_load(&mb->dropped[MYC_DROP_REJECTED]);
   st->dropped = st->dropped_oldest + st->dropped_newest + st->rejected +
-                atomic_load(&s->mb.dropped[MYC_DROP_SHUTDOWN]);
-  st->queue_depth = myc__mailbox_depth(&s->mb);
-  st->queue_capacity = s->mb.capacity;
-  myc__supervision_stats(s, st);
+                atomic_load(&mb->dropped[MYC_DROP_SHUTDOWN]);
+  st->queue_depth = myc__mailbox_depth(mb);
+  st->queue_capacity = mb->capacity;
+  if (s->cb == NULL) {
+    int slot = atomic_load(&s->mem_cur);
+    st->memory_bytes = atomic_load(&s->mem[slot].used);
+    st->memory_peak = atomic_load(&s->mem[slot].peak);
+  }
+  st->memory_limit = s->mem[0].limit;
+  myc__service_running(s, st->running, sizeof st->running);
+  if (e->hooks.stats != NULL)
+    e->hooks.stats(e->hooks.ud, s, st);
   return 0;
 }
 
@@ -651,7 +677,7 @@ int myc_engine_service_drops(myc_engine *e, uint32_t index,
   uint32_t i, n = 0;
   if (index >= e->nservices)
     return MYC_ENOENT;
-  mb = &e->services[index]->mb;
+  mb = &e->services[index]->task.mb;
   for (i = 0; i <= MYC_DROP_TOPICS && n < max; i++) {
     myc__drop_slot *d = i < MYC_DROP_TOPICS ? &mb->by_topic[i] : &mb->other_topics;
     uint32_t id = atomic_load_explicit(&d->topic_id, memory_order_acquire);
@@ -681,31 +707,42 @@ void myc_engine_log(myc_engine *e, myc_log_level level, const char *service,
 
 /* ---- teardown ----------------------------------------------------------- */
 
+static void run_cleanups(myc_engine *e) {
+  myc__cleanup *c = e->cleanups, *next;
+  e->cleanups = NULL;
+  for (; c != NULL; c = next) {
+    next = c->next;
+    c->fn(c->ud);
+    myc__free(&e->alloc, c, sizeof *c);
+  }
+}
+
 void myc_engine_free(myc_engine *e) {
+  myc__sched *sc;
   uint32_t i;
   if (e == NULL)
     return;
+  sc = &e->sched;
   if (e->started && !e->manual) {
     myc_engine_stop(e, 0);
     myc_engine_run(e, 0);
   } else if (e->started) {
     myc_engine_shutdown(e);
   }
+  for (i = 0; i < sc->nworkers; i++)
+    myc__owner_take(&sc->workers[i].owner);
   /* Handed-over messages reference their services: drop them first. */
-  myc__monitor_stop(e);
-  for (i = 0; i < e->nworkers; i++)
-    myc__worker_discard_inbox(&e->workers[i]);
+  quiesce(e);
+  for (i = 0; i < sc->nworkers; i++)
+    myc__worker_discard_inbox(&sc->workers[i]);
+  /* In placement order: each leaves the head of its worker's list. */
   for (i = 0; i < e->nservices; i++)
     myc__service_free(e->services[i]);
-  myc__monitor_free(e);
-  myc__groups_free(e);
+  run_cleanups(e);
   myc__free(&e->alloc, e->services, e->capservices * sizeof *e->services);
-  for (i = 0; i < e->ncollectors; i++)
-    myc__collector_free(e->collectors[i]);
-  myc__free(&e->alloc, e->collectors, e->ncollectors * sizeof *e->collectors);
-  for (i = 0; i < e->nworkers; i++)
-    myc__worker_destroy(&e->workers[i]);
-  myc__free(&e->alloc, e->workers, e->nworkers_max * sizeof *e->workers);
+  for (i = 0; i < sc->nworkers; i++)
+    myc__worker_destroy(&sc->workers[i]);
+  myc__free(&e->alloc, sc->workers, sc->nworkers_max * sizeof *sc->workers);
   if (e->topics.slots != NULL)
     myc__topics_destroy(&e->topics);
   myc__pool_destroy(&e->host_pool);
@@ -714,7 +751,6 @@ void myc_engine_free(myc_engine *e) {
   uv_mutex_destroy(&e->host_lock);
   uv_mutex_destroy(&e->stop_lock);
   uv_mutex_destroy(&e->services_lock);
-  myc__strfree(&e->alloc, e->control);
   /* After the services: their Lua states read the set until closed. */
   myc_contract_free(e->contracts);
   myc__strfree(&e->alloc, e->node);

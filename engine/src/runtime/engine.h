@@ -1,13 +1,50 @@
-/* engine.h -- the engine object: configuration, topics, workers and
- * services.  Everything hangs off it; there is no global mutable state.
+/* engine.h -- the engine object: its configuration and shared facilities
+ * (allocator, clock, log, topics, contracts), its workers and services,
+ * and the hooks through which the layers above the runtime (supervise/,
+ * ffi/, and what api/ attaches) hear about what happens in it.
+ * Everything hangs off it; there is no global mutable state.
  */
 #ifndef MYC_ENGINE_H
 #define MYC_ENGINE_H
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/rng.h"
 #include "core/topic.h"
+#include "runtime/service.h"
 #include "runtime/worker.h"
+
+/* What the layers above the runtime ask to be told.  Each may be NULL.
+ * The runtime calls them; they never make the runtime call up. */
+typedef struct {
+  void *ud;
+  /* A service was created (its name, mailbox and worker are set, no
+   * instance yet): set up what is kept for it.  Nonzero refuses the
+   * service, with the reason in 'err'. */
+  int (*service_added)(void *ud, myc_service *s, const myc_service_config *sc,
+                       char *err, size_t errlen);
+  /* A service is being freed (after its instances are closed). */
+  void (*service_freed)(void *ud, myc_service *s);
+  /* The current instance of 's' ended as 'how' (myc__end; 'why': the
+   * reason) and is closed.  Worker thread of 's'. */
+  void (*terminated)(void *ud, myc_service *s, int how, const char *why);
+  /* Fills the fields of 'st' the hook owns.  Any thread. */
+  void (*stats)(void *ud, myc_service *s, myc_service_stats *st);
+  /* The inits ran and the threads are about to start: start what runs
+   * beside the workers.  Nonzero fails the start, with the reason. */
+  int (*start)(void *ud, char *err, size_t errlen);
+  /* The workers drained: nothing may post a job to them any more. */
+  void (*quiesce)(void *ud);
+  /* SIGHUP reached myc_engine_run(). */
+  void (*hangup)(void *ud);
+} myc__engine_hooks;
+
+/* A function the engine calls when it is freed, after its services. */
+typedef struct myc__cleanup {
+  struct myc__cleanup *next;
+  void (*fn)(void *ud);
+  void *ud;
+} myc__cleanup;
 
 struct myc_engine {
   myc__alloc alloc;
@@ -25,49 +62,49 @@ struct myc_engine {
   myc__topics topics;
   uint32_t dead_topic; /* id of "$dead" */
 
-  myc__worker *workers;
-  uint32_t nworkers;     /* initialised so far */
-  uint32_t nworkers_max; /* configured */
+  myc__sched sched; /* the workers */
   uint32_t next_worker; /* round-robin placement */
 
   myc_service **services;
   uint32_t nservices, capservices;
-  uv_mutex_t services_lock; /* appends vs. the monitor thread's reads */
+  uv_mutex_t services_lock; /* appends vs. other threads' reads */
 
-  myc_supervisor_config supervisor;
-  struct myc__group **groups;
-  uint32_t ngroups;
-  char *control; /* "unix:///path" or NULL */
-  myc_reload_mode reload;
-  struct myc__monitor *monitor; /* NULL: no monitor thread */
+  myc__engine_hooks hooks;
+  myc__cleanup *cleanups;
 
   int started;
   _Atomic int stopping;
   _Atomic int exit_code;
-  _Atomic uint64_t delivered; /* messages handled, all services */
-  _Atomic uint64_t no_subscriber;
 
   myc__pool host_pool; /* manual engines: the driving thread's pool */
   myc__rng host_rng;
   uint64_t host_seq;
   uv_mutex_t host_lock;
 
-  struct myc_collector **collectors; /* mycelium.testing */
-  uint32_t ncollectors;
-
   uv_mutex_t stop_lock;
   uv_async_t *stop_async; /* set while myc_engine_run() waits */
 };
 
-/* Keeps 'c' to free it with the engine.  Returns 0 or MYC_ENOMEM. */
-int myc__engine_add_collector(myc_engine *e, struct myc_collector *c);
-void myc__collector_free(struct myc_collector *c);
+/* Creates an engine with no hooks: the runtime alone (api/ attaches the
+ * supervisor).  Same contract as myc_engine_new() for the fields the
+ * runtime reads; the supervision fields of 'cfg' are not looked at. */
+int myc__engine_create(myc_engine **out, const myc_engine_config *cfg);
+
+/* Registers 'fn(ud)' to run when the engine is freed, after its services
+ * (in the order registered).  Returns 0 or MYC_ENOMEM ('fn' will not
+ * run). */
+int myc__engine_on_free(myc_engine *e, void (*fn)(void *ud), void *ud);
 
 /* Directory holding mycelium/host.lua: 'configured' if not NULL, else
  * $MYCELIUM_PATH, the source tree, the install location. */
 const char *myc__find_lua_dir(const char *configured);
 
-/* Finds a service by name, or NULL. */
+/* Finds a service by name, or NULL.  Any thread (services are only ever
+ * appended). */
 myc_service *myc__engine_find(myc_engine *e, const char *name, size_t len);
+
+/* The number of services, read under the registry lock: services below it
+ * can be used from any thread. */
+uint32_t myc__engine_count(myc_engine *e);
 
 #endif

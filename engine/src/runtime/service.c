@@ -1,25 +1,23 @@
-/* service.c -- service host: one lua_State per instance of a Lua service,
- * created with a counting allocator, running lua/mycelium/host.lua;
- * batches of messages go to Lua in one protected call.  A handler error
- * costs the message that raised it (it goes to "$dead") and the instance,
- * which the supervisor replaces; the mailbox and the rest of the batch
- * wait for the next instance.
+/* service.c -- services (see service.h): creation, the batch dispatch
+ * its worker runs, timers and facility events, dead letters, stop and
+ * teardown.  A handler error costs the message that raised it (it goes
+ * to "$dead") and the instance, which the 'terminated' hook replaces; the
+ * mailbox and the rest of the batch wait for the next instance.
  */
 #include "runtime/service.h"
 
+#include "base/file.h"
+#include "runtime/activation.h"
 #include "runtime/emit.h"
 #include "runtime/engine.h"
-#include "lua/lua_core.h"
-#include "lua/snapshot.h"
+#include "runtime/instance.h"
 
-#include <errno.h>
 #include <lauxlib.h>
-#include <lualib.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <string.h>
 
-#define DEAD_TOPIC "$dead"
+static const myc__task_ops service_ops;
 
 const char *myc__service_state_name(int state) {
   switch (state) {
@@ -36,269 +34,70 @@ const char *myc__service_state_name(int state) {
   }
 }
 
-void myc__service_new_activation(myc_service *s) {
-  myc__rng *r = &s->worker->rng;
-  uint64_t a = myc__rng_id(r), b = myc__rng_id(r), span = myc__rng_id(r);
-  memcpy(s->act_trace, &a, 8);
-  memcpy(s->act_trace + 8, &b, 8);
-  memcpy(s->act_span, &span, 8);
-}
-
-static void instance_reset(myc__instance *in) {
+static void reset_instance(myc__instance *in) {
   memset(in, 0, sizeof *in);
   in->ref_dispatch = in->ref_timer = in->ref_event = LUA_NOREF;
   in->ref_init = in->ref_stop = in->ref_msgh = LUA_NOREF;
-  in->ref_snapshot = in->ref_live = in->ref_fault = LUA_NOREF;
+  in->ref_snapshot = in->ref_live = LUA_NOREF;
   in->snap_ref = LUA_NOREF;
   in->slot = -1;
 }
 
+/* A service with its name and mailbox, placed on 'w', with no instance.
+ * Returns NULL (with the reason in 'err') for a bad name or mailbox, or
+ * out of memory. */
 static myc_service *service_alloc(myc_engine *e, const char *name,
                                   const myc_mailbox_config *mb,
-                                  struct myc__worker *w) {
+                                  myc__worker *w, char *err, size_t errlen) {
   myc_service *s;
   size_t len = strlen(name);
-  int i;
-  if (len == 0 || len > MYC_SOURCE_MAX)
+  int i, rc = MYC_ENOMEM;
+  if (len == 0 || len > MYC_SOURCE_MAX) {
+    snprintf(err, errlen, "a service needs a name of 1 to 255 bytes");
     return NULL;
+  }
   s = myc__calloc(&e->alloc, sizeof *s);
   if (s == NULL)
-    return NULL;
+    goto nomem;
   s->name = myc__strdup(&e->alloc, name);
-  if (s->name == NULL || myc__mailbox_init(&s->mb, &e->alloc, mb) != 0) {
-    myc__strfree(&e->alloc, s->name);
-    myc__free(&e->alloc, s, sizeof *s);
-    return NULL;
+  if (s->name == NULL)
+    goto fail_name;
+  rc = myc__mailbox_init(&s->task.mb, &e->alloc, mb);
+  if (rc != 0) {
+    if (rc == MYC_EINVAL)
+      snprintf(err, errlen, "service '%s': invalid mailbox settings", name);
+    goto fail_mailbox;
   }
-  if (uv_mutex_init(&s->hook_lock) != 0) {
-    myc__mailbox_destroy(&s->mb, &e->alloc);
-    myc__strfree(&e->alloc, s->name);
-    myc__free(&e->alloc, s, sizeof *s);
-    return NULL;
-  }
+  if (uv_mutex_init(&s->hook_lock) != 0)
+    goto fail_lock;
   s->name_len = (uint8_t)len;
   s->eng = e;
-  s->worker = w;
+  s->topics = &e->topics;
+  myc__worker_place(w, &s->task, &service_ops);
   s->view.batch = s->batch;
   s->view.cursor = -1;
-  instance_reset(&s->cur);
-  instance_reset(&s->retired);
-  instance_reset(&s->dying);
+  reset_instance(&s->cur);
+  reset_instance(&s->retired);
+  reset_instance(&s->dying);
   s->hook_slot = -1;
   for (i = 0; i < MYC_SLOTS; i++) {
     s->mem[i].base = &e->lua_alloc;
     s->mem[i].owner = s;
   }
   atomic_init(&s->state, MYC_SVC_LOADED);
-  myc__service_new_activation(s);
+  myc__activation_new_trace(s);
   return s;
-}
-
-/* ---- heap slots --------------------------------------------------------- */
-
-/* Reserves a free heap budget.  Any thread.  Returns its index or -1. */
-static int slot_take(myc_service *s) {
-  unsigned busy = atomic_load(&s->mem_busy);
-  for (;;) {
-    int i;
-    for (i = 0; i < MYC_SLOTS && (busy & (1u << i)); i++)
-      ;
-    if (i == MYC_SLOTS)
-      return -1;
-    if (atomic_compare_exchange_weak(&s->mem_busy, &busy, busy | (1u << i)))
-      return i;
-  }
-}
-
-static void slot_release(myc_service *s, int i) {
-  myc__lua_budget *b = &s->mem[i];
-  myc__lua_budget_drain(b);
-  atomic_store(&b->peak, 0);
-  b->refused = 0;
-  b->tripped = 0;
-  atomic_store(&b->poison, 0);
-  atomic_fetch_and(&s->mem_busy, ~(1u << i));
-}
-
-/* ---- Lua state --------------------------------------------------------- */
-
-static int msgh(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL)
-    msg = lua_pushfstring(L, "(error object is a %s value)",
-                          luaL_typename(L, 1));
-  luaL_traceback(L, L, msg, 1);
-  return 1;
-}
-
-/* 'msg' without its traceback, prefixed with the service unless it
- * already names it. */
-static void name_error(const char *name, const char *msg, char *err,
-                       size_t errlen) {
-  const char *cut;
-  char named[300];
-  int n;
-  if (err == NULL || errlen == 0)
-    return;
-  if (msg == NULL)
-    msg = "error";
-  cut = strstr(msg, "\nstack traceback:");
-  n = cut ? (int)(cut - msg) : (int)strlen(msg);
-  snprintf(named, sizeof named, "service '%s'", name);
-  if (strstr(msg, named) != NULL && (cut == NULL || strstr(msg, named) < cut))
-    snprintf(err, errlen, "%.*s", n, msg);
-  else
-    snprintf(err, errlen, "%s: %.*s", named, n, msg);
-}
-
-static void copy_error(lua_State *L, const char *name, char *err,
-                       size_t errlen) {
-  name_error(name, lua_tostring(L, -1), err, errlen);
-}
-
-static int take_ref(lua_State *L, int table, const char *field) {
-  lua_getfield(L, table, field);
-  return luaL_ref(L, LUA_REGISTRYINDEX);
-}
-
-typedef struct {
-  myc_service *s;
-  myc__instance *in;
-  const char *module;
-  const char *code;
-  size_t code_len;
-} host_args;
-
-/* Sets the state up and runs host.new(svc, info), keeping references to
- * the entry points.  Runs under lua_cpcall: an out-of-memory error while
- * opening the libraries is an error return, not a panic. */
-static int start_host(lua_State *L) {
-  host_args *a = lua_touserdata(L, 1);
-  myc_service *s = a->s;
-  myc__instance *in = a->in;
-  int inst;
-
-  luaL_openlibs(L);
-  myc__lua_prepare(L, s->eng->lua_path, a->module);
-  lua_pushcfunction(L, msgh);
-  in->ref_msgh = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "mycelium.host");
-  lua_call(L, 1, 1);
-  lua_getfield(L, -1, "new");
-  lua_pushlightuserdata(L, s);
-  lua_createtable(L, 0, 8);
-  lua_pushstring(L, s->name);
-  lua_setfield(L, -2, "name");
-  lua_pushstring(L, a->module);
-  lua_setfield(L, -2, "module");
-  lua_pushlstring(L, a->code, a->code_len);
-  lua_setfield(L, -2, "source");
-  if (s->opts != NULL) {
-    lua_pushlstring(L, s->opts, s->opts_len);
-    lua_setfield(L, -2, "opts");
-  }
-  lua_pushstring(L, s->eng->lua_path);
-  lua_setfield(L, -2, "lua_path");
-  if (s->eng->contracts != NULL) {
-    /* Immutable and freed after every service: safe to share. */
-    lua_pushlightuserdata(L, s->eng->contracts);
-    lua_setfield(L, -2, "contracts");
-    lua_pushboolean(L, s->eng->validate);
-    lua_setfield(L, -2, "validate");
-  }
-  lua_call(L, 2, 1);
-  inst = lua_gettop(L);
-  in->ref_dispatch = take_ref(L, inst, "dispatch");
-  in->ref_timer = take_ref(L, inst, "timer");
-  in->ref_event = take_ref(L, inst, "event");
-  in->ref_init = take_ref(L, inst, "init");
-  in->ref_stop = take_ref(L, inst, "stop");
-  in->ref_snapshot = take_ref(L, inst, "snapshot");
-  in->ref_live = take_ref(L, inst, "live");
-  in->ref_fault = take_ref(L, inst, "fault");
-  return 0;
-}
-
-int myc__read_file(myc_engine *e, const char *path, char **out, size_t *len,
-                   char *err, size_t errlen) {
-  FILE *f = fopen(path, "rb");
-  long size;
-  char *buf;
-  *out = NULL;
-  *len = 0;
-  if (f == NULL) {
-    snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-    return MYC_ENOENT;
-  }
-  if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 ||
-      fseek(f, 0, SEEK_SET) != 0) {
-    snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
-    fclose(f);
-    return MYC_EINVAL;
-  }
-  buf = myc__malloc(&e->alloc, (size_t)size + 1);
-  if (buf == NULL) {
-    fclose(f);
-    snprintf(err, errlen, "out of memory reading %s", path);
-    return MYC_ENOMEM;
-  }
-  if (fread(buf, 1, (size_t)size, f) != (size_t)size) {
-    snprintf(err, errlen, "cannot read %s: %s", path,
-             ferror(f) ? strerror(errno) : "file changed while reading");
-    myc__free(&e->alloc, buf, (size_t)size + 1);
-    fclose(f);
-    return MYC_EINVAL;
-  }
-  fclose(f);
-  buf[size] = '\0';
-  *out = buf;
-  *len = (size_t)size;
-  return 0;
-}
-
-int myc__instance_load(myc_service *s, myc__instance *in, const char *module,
-                       const char *code, size_t code_len, char *err,
-                       size_t errlen) {
-  host_args args;
-  lua_State *L;
-  int slot, rc;
-
-  instance_reset(in);
-  slot = slot_take(s);
-  if (slot < 0) {
-    snprintf(err, errlen, "service '%s': a reload or restart is already "
-             "under way", s->name);
-    return MYC_ESTATE;
-  }
-  L = lua_newstate(myc__lua_alloc, &s->mem[slot]);
-  if (L == NULL) {
-    snprintf(err, errlen, "service '%s': cannot create a Lua state", s->name);
-    slot_release(s, slot);
-    return MYC_ENOMEM;
-  }
-  args.s = s;
-  args.in = in;
-  args.module = module;
-  args.code = code;
-  args.code_len = code_len;
-  rc = lua_cpcall(L, start_host, &args);
-  if (rc != 0) {
-    if (s->mem[slot].tripped)
-      snprintf(err, errlen, "service '%s': memory limit of %zu bytes "
-               "exceeded while loading %s", s->name, s->mem[slot].limit,
-               module);
-    else
-      copy_error(L, s->name, err, errlen);
-    lua_close(L);
-    slot_release(s, slot);
-    instance_reset(in);
-    return rc == LUA_ERRMEM ? MYC_ENOMEM : MYC_ELUA;
-  }
-  lua_settop(L, 0);
-  in->L = L;
-  in->slot = slot;
-  return 0;
+fail_lock:
+  myc__mailbox_destroy(&s->task.mb, &e->alloc);
+fail_mailbox:
+  myc__strfree(&e->alloc, s->name);
+fail_name:
+  myc__free(&e->alloc, s, sizeof *s);
+  if (rc == MYC_EINVAL)
+    return NULL;
+nomem:
+  snprintf(err, errlen, "service '%s': out of memory", name);
+  return NULL;
 }
 
 /* ---- facility resources ------------------------------------------------ */
@@ -324,9 +123,7 @@ void myc__service_detach(myc_service *s, myc__resource *r) {
   r->next = r->prev = NULL;
 }
 
-/* Stops the resources attached by the instance running 'owner' (NULL:
- * every one). */
-static void stop_resources(myc_service *s, lua_State *owner) {
+void myc__service_stop_resources(myc_service *s, lua_State *owner) {
   myc__resource *r = s->resources, *next;
   while (r != NULL) {
     next = r->next;
@@ -338,143 +135,6 @@ static void stop_resources(myc_service *s, lua_State *owner) {
     }
     r = next;
   }
-}
-
-void myc__instance_close(myc_service *s, myc__instance *in) {
-  int slot = in->slot;
-  if (in->L == NULL)
-    return;
-  /* After the module's stop, which may still close them cleanly. */
-  stop_resources(s, in->L);
-  uv_mutex_lock(&s->hook_lock);
-  lua_close(in->L);
-  in->L = NULL;
-  uv_mutex_unlock(&s->hook_lock);
-  slot_release(s, slot);
-  instance_reset(in);
-}
-
-/* ---- activations --------------------------------------------------------- */
-
-/* The state that runs now: the current instance, or one being started. */
-static void set_running(myc_service *s, myc__instance *in) {
-  uv_mutex_lock(&s->hook_lock);
-  s->hook_L = in->L;
-  s->hook_slot = in->slot;
-  uv_mutex_unlock(&s->hook_lock);
-}
-
-static inline void act_begin(myc_service *s, int kind) {
-  atomic_store_explicit(&s->act_gen,
-                        atomic_load_explicit(&s->act_gen,
-                                             memory_order_relaxed) + 1,
-                        memory_order_relaxed);
-  atomic_store_explicit(&s->act_kind, kind, memory_order_release);
-  s->exit_req = 0;
-  s->intr_fired = 0;
-}
-
-/* Removes an interruption the watchdog armed (rare: only after a budget
- * was exceeded). */
-static void disarm(myc_service *s) {
-  uv_mutex_lock(&s->hook_lock);
-  if (s->hook_L != NULL)
-    lua_sethook(s->hook_L, NULL, 0, 0);
-  if (s->hook_slot >= 0)
-    atomic_store(&s->mem[s->hook_slot].poison, 0);
-  atomic_store(&s->intr_armed, 0);
-  uv_mutex_unlock(&s->hook_lock);
-}
-
-static inline void act_end(myc_service *s) {
-  /* Before the batch's buffers are released: status readers check it. */
-  atomic_store_explicit(&s->act_kind, MYC_ACT_IDLE, memory_order_release);
-  if (atomic_load_explicit(&s->intr_armed, memory_order_relaxed))
-    disarm(s);
-}
-
-/* Calls the function behind 'ref' with 'nargs' arguments already pushed.
- * On error the message (with traceback) is left on the stack. */
-static int call_ref(myc__instance *in, int ref, int nargs, int nres) {
-  lua_State *L = in->L;
-  int base = lua_gettop(L) - nargs, rc;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, in->ref_msgh);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
-  lua_insert(L, base + 1);
-  lua_insert(L, base + 1);
-  rc = lua_pcall(L, nargs, nres, base + 1);
-  lua_remove(L, base + 1);
-  return rc;
-}
-
-static int activate(myc_service *s, myc__instance *in, int kind, int ref,
-                    int nargs, int nres) {
-  int rc;
-  act_begin(s, kind);
-  rc = call_ref(in, ref, nargs, nres);
-  act_end(s);
-  return rc;
-}
-
-/* How the activation that returned 'rc' ended: -1 when it simply
- * returned, else a myc__end (MYC_END_ERROR: it raised). */
-static int ended_how(myc_service *s, myc__instance *in, int rc) {
-  if (s->exit_req)
-    return s->exit_req == 1 ? MYC_END_EXIT : MYC_END_EXIT_ABNORMAL;
-  if (s->intr_fired || (in->slot >= 0 && s->mem[in->slot].poisoned))
-    return MYC_END_TIMEOUT;
-  if (in->slot >= 0 && s->mem[in->slot].tripped)
-    return MYC_END_MEMORY;
-  return rc != 0 ? MYC_END_ERROR : -1;
-}
-
-static int is_crash(int how) {
-  return how == MYC_END_ERROR || how == MYC_END_MEMORY ||
-         how == MYC_END_TIMEOUT;
-}
-
-/* Why an instance ended, as the log, "$dead" and the supervisor say it. */
-static void end_reason(myc_service *s, myc__instance *in, int how,
-                       const char *text, char *out, size_t cap) {
-  const char *cut = text ? strstr(text, "\nstack traceback:") : NULL;
-  int n = text == NULL ? 0 : cut ? (int)(cut - text) : (int)strlen(text);
-  if (how == MYC_END_MEMORY)
-    snprintf(out, cap, "memory limit of %.1f MB exceeded%s%.*s%s",
-             (double)s->mem[in->slot >= 0 ? in->slot : 0].limit / 1048576,
-             n ? " (" : "", n, text ? text : "", n ? ")" : "");
-  else if (how == MYC_END_TIMEOUT)
-    snprintf(out, cap, "handler timeout: still running after its budget "
-             "of %g ms, interrupted", s->timeout_ms);
-  else if (how == MYC_END_EXIT)
-    snprintf(out, cap, "exited");
-  else
-    snprintf(out, cap, "%.*s", n, text ? text : "error");
-}
-
-static void split_traceback(const char *text, char *msg, size_t msglen,
-                            const char **tb) {
-  const char *cut = strstr(text, "\nstack traceback:");
-  size_t n = cut ? (size_t)(cut - text) : strlen(text);
-  if (n >= msglen)
-    n = msglen - 1;
-  memcpy(msg, text, n);
-  msg[n] = '\0';
-  *tb = cut ? cut + 1 : "";
-}
-
-static void log_error(myc_service *s, const char *what, const char *text,
-                      const myc_frame *f) {
-  char msg[1024], line[1200];
-  const char *tb;
-  const char *keys[2] = {"error", "traceback"};
-  const char *vals[2];
-  split_traceback(text, msg, sizeof msg, &tb);
-  vals[0] = msg;
-  vals[1] = tb;
-  snprintf(line, sizeof line, "%s failed: %s", what, msg);
-  myc__log_write_kv(&s->eng->log, MYC_LOG_ERROR, s->worker->now, s->name,
-                    s->name_len, f ? f->trace_id : s->act_trace,
-                    f ? f->span_id : s->act_span, line, 2, keys, vals);
 }
 
 /* ---- creation ------------------------------------------------------------ */
@@ -502,31 +162,35 @@ static int copy_config(myc_service *s, const myc_service_config *sc) {
   return 0;
 }
 
+/* Tells the hook a service was made.  Returns 0 or its refusal. */
+static int announce(myc_service *s, const myc_service_config *sc, char *err,
+                    size_t errlen) {
+  myc__engine_hooks *h = &s->eng->hooks;
+  return h->service_added ? h->service_added(h->ud, s, sc, err, errlen) : 0;
+}
+
 int myc__service_new_lua(myc_engine *e, const myc_service_config *sc,
-                         struct myc__worker *w, myc_service **out, char *err,
+                         myc__worker *w, myc_service **out, char *err,
                          size_t errlen) {
   const myc_mailbox_config *mb = sc->mailbox ? sc->mailbox : &e->mailbox;
-  myc_service *s = service_alloc(e, sc->name, mb, w);
+  myc_service *s = service_alloc(e, sc->name, mb, w, err, errlen);
   myc__instance in;
   char why[1024];
   int rc;
 
   *out = NULL;
-  if (s == NULL) {
-    snprintf(err, errlen, "service '%s': invalid name or mailbox, or out of "
-             "memory", sc->name);
+  if (s == NULL)
     return MYC_EINVAL;
-  }
   rc = copy_config(s, sc);
   if (rc == 0)
-    rc = myc__supervision_init(s, sc, err, errlen);
+    rc = announce(s, sc, err, errlen);
   else
     snprintf(err, errlen, "service '%s': out of memory", s->name);
   if (rc == 0) {
-    rc = myc__read_file(e, s->module, &s->code, &s->code_len, why,
+    rc = myc__read_file(&e->alloc, s->module, &s->code, &s->code_len, why,
                         sizeof why);
     if (rc != 0)
-      name_error(s->name, why, err, errlen);
+      myc__name_error(s->name, why, err, errlen);
   }
   if (rc == 0)
     rc = myc__instance_load(s, &in, s->module, s->code, s->code_len, err,
@@ -536,26 +200,26 @@ int myc__service_new_lua(myc_engine *e, const myc_service_config *sc,
     return rc;
   }
   myc__instance_commit(s, &in);
-  atomic_store(&s->sup.version, 1);
   *out = s;
   return 0;
 }
 
 int myc__service_new_c(myc_engine *e, const char *name, const char *pattern,
-                       myc_message_cb cb, void *ud, struct myc__worker *w,
-                       myc_service **out) {
-  myc_service *s = service_alloc(e, name, &e->mailbox, w);
+                       myc_message_cb cb, void *ud, myc__worker *w,
+                       myc_service **out, char *err, size_t errlen) {
+  myc_service *s = service_alloc(e, name, &e->mailbox, w, err, errlen);
   myc_service_config sc;
   int rc;
   *out = NULL;
   if (s == NULL)
     return MYC_EINVAL;
   memset(&sc, 0, sizeof sc);
+  sc.name = name;
   s->cb = cb;
   s->cb_ud = ud;
-  rc = myc__supervision_init(s, &sc, NULL, 0);
+  rc = announce(s, &sc, err, errlen);
   if (rc == 0)
-    rc = myc__topics_subscribe(&e->topics, s, pattern, strlen(pattern));
+    rc = myc__topics_subscribe(s->topics, s, pattern, strlen(pattern));
   if (rc != 0) {
     myc__service_free(s);
     return rc;
@@ -565,19 +229,21 @@ int myc__service_new_c(myc_engine *e, const char *name, const char *pattern,
 }
 
 int myc__service_init(myc_service *s, char *err, size_t errlen) {
-  myc__service_new_activation(s);
-  myc__worker_tick(s->worker);
+  myc__activation_new_trace(s);
+  myc__worker_tick(s->task.worker);
   if (s->cur.L != NULL) {
-    int rc;
-    lua_pushnil(s->cur.L);
-    rc = activate(s, &s->cur, MYC_ACT_INIT, s->cur.ref_init, 1, 0);
-    if (ended_how(s, &s->cur, rc) >= 0) {
+    lua_State *L = s->cur.L;
+    int rc, how;
+    lua_pushnil(L);
+    rc = myc__activate(s, &s->cur, MYC_ACT_INIT, s->cur.ref_init, 1, 0);
+    how = myc__activation_end(s, &s->cur, rc);
+    if (how >= 0) {
       char why[1024];
-      end_reason(s, &s->cur, ended_how(s, &s->cur, rc),
-                 rc ? lua_tostring(s->cur.L, -1) : NULL, why, sizeof why);
-      name_error(s->name, why, err, errlen);
-      log_error(s, "init", rc ? lua_tostring(s->cur.L, -1) : why, NULL);
-      lua_settop(s->cur.L, 0);
+      myc__end_reason(s, &s->cur, how, rc ? lua_tostring(L, -1) : NULL, why,
+                      sizeof why);
+      myc__name_error(s->name, why, err, errlen);
+      myc__log_error(s, "init", rc ? lua_tostring(L, -1) : why, NULL);
+      lua_settop(L, 0);
       atomic_store(&s->state, MYC_SVC_FAILED);
       return MYC_ELUA;
     }
@@ -586,196 +252,23 @@ int myc__service_init(myc_service *s, char *err, size_t errlen) {
   return 0;
 }
 
-/* ---- next instances ------------------------------------------------------ */
+/* ---- ends ------------------------------------------------------------------ */
 
-int myc__instance_init(myc_service *s, myc__instance *in, lua_State *from,
-                       int snap_ref, myc__end *how, char *err,
-                       size_t errlen) {
-  lua_State *L = in->L;
-  int rc, h;
-  in->first_timer = s->next_timer_id + 1;
-  *how = MYC_END_ERROR;
-  if (from != NULL && snap_ref != LUA_NOREF && snap_ref != LUA_REFNIL) {
-    char why[900];
-    lua_rawgeti(from, LUA_REGISTRYINDEX, snap_ref);
-    rc = myc__snapshot_copy(from, -1, L, why, sizeof why);
-    lua_pop(from, 1);
-    if (rc != 0) {
-      snprintf(err, errlen, "service '%s': snapshot: %s%s", s->name,
-               s->mem[in->slot].tripped ? "memory limit exceeded: " : "",
-               why);
-      return MYC_ELUA;
-    }
-  } else {
-    lua_pushnil(L);
-  }
-  set_running(s, in);
-  myc__service_new_activation(s);
-  myc__worker_tick(s->worker);
-  rc = activate(s, in, MYC_ACT_INIT, in->ref_init, 1, 0);
-  set_running(s, &s->cur);
-  h = ended_how(s, in, rc);
-  if (h < 0)
-    return 0;
-  {
-    char why[1024];
-    const char *text = rc ? lua_tostring(L, -1) : NULL;
-    end_reason(s, in, h, text, why, sizeof why);
-    name_error(s->name, why, err, errlen);
-    log_error(s, "init", text && h == MYC_END_ERROR ? text : why, NULL);
-  }
-  lua_settop(L, 0);
-  *how = (myc__end)h;
-  /* What the failed init started must not outlive it. */
-  myc__timers_forget_from(&s->worker->timers, s, in->first_timer);
-  return MYC_ELUA;
+void myc__service_wake(myc_service *s) {
+  if (myc__service_pending(s) && !s->task.queued)
+    myc__worker_schedule(s->task.worker, &s->task);
 }
 
-/* Copies the patterns 's' is subscribed to.  Returns how many, or -1
- * when out of memory; '*out' is freed by the caller with 'n' entries. */
-static int current_patterns(myc_service *s, myc__subscription **out) {
-  myc__topics *t = &s->eng->topics;
-  uint32_t i, n = 0;
-  uv_mutex_lock(&t->lock);
-  for (i = 0; i < t->nsubs; i++)
-    n += t->subs[i].svc == s;
-  *out = n ? myc__malloc(&s->eng->alloc, n * sizeof **out) : NULL;
-  if (n > 0 && *out == NULL) {
-    uv_mutex_unlock(&t->lock);
-    return -1;
-  }
-  n = 0;
-  for (i = 0; i < t->nsubs; i++)
-    if (t->subs[i].svc == s)
-      (*out)[n++] = t->subs[i];
-  uv_mutex_unlock(&t->lock);
-  return (int)n;
-}
-
-static int in_list(lua_State *L, int list, const char *p, size_t len) {
-  int i, n = (int)lua_objlen(L, list);
-  for (i = 1; i <= n; i++) {
-    size_t l;
-    const char *q;
-    lua_rawgeti(L, list, i);
-    q = lua_tolstring(L, -1, &l);
-    lua_pop(L, 1);
-    if (q != NULL && l == len && memcmp(p, q, len) == 0)
-      return 1;
-  }
-  return 0;
-}
-
-/* Subscribes to the new instance's list first, then leaves what is not on
- * it: a topic on both lists never misses a message. */
-static void apply_subscriptions(myc_service *s, myc__instance *in) {
-  lua_State *L = in->L;
-  myc__subscription *old = NULL;
-  int list, i, n, nold = current_patterns(s, &old);
-  if (call_ref(in, in->ref_live, 0, 1) != 0 || !lua_istable(L, -1)) {
-    log_error(s, "subscribe", lua_tostring(L, -1), NULL);
-    lua_settop(L, 0);
+void myc__service_terminated(myc_service *s, int how, const char *why) {
+  myc__engine_hooks *h = &s->eng->hooks;
+  if (h->terminated != NULL) {
+    h->terminated(h->ud, s, how, why);
     return;
   }
-  list = lua_gettop(L);
-  n = (int)lua_objlen(L, list);
-  for (i = 1; i <= n; i++) {
-    size_t len;
-    const char *p;
-    lua_rawgeti(L, list, i);
-    p = lua_tolstring(L, -1, &len);
-    if (p != NULL &&
-        myc__topics_subscribe(&s->eng->topics, s, p, len) != 0)
-      log_error(s, "subscribe", "out of memory", NULL);
-    lua_pop(L, 1);
-  }
-  for (i = 0; i < nold; i++)
-    if (!in_list(L, list, old[i].pattern, old[i].len))
-      myc__topics_unsubscribe(&s->eng->topics, s, old[i].pattern,
-                              old[i].len);
-  if (old != NULL)
-    myc__free(&s->eng->alloc, old, (size_t)nold * sizeof *old);
-  lua_settop(L, 0);
-}
-
-void myc__instance_commit(myc_service *s, myc__instance *in) {
-  if (s->cur.L != NULL && s->retired.L != NULL)
-    myc__service_retire(s, &s->retired, 1);
-  apply_subscriptions(s, in);
-  /* Timers of earlier instances would fire into ids the new one never
-   * gave out. */
-  myc__timers_forget_below(&s->worker->timers, s, in->first_timer);
-  uv_mutex_lock(&s->hook_lock);
-  if (s->cur.L != NULL)
-    s->retired = s->cur;
-  s->cur = *in;
-  s->hook_L = in->L;
-  s->hook_slot = in->slot;
-  uv_mutex_unlock(&s->hook_lock);
-  atomic_store(&s->mem_cur, in->slot);
-  instance_reset(in);
-}
-
-void myc__service_retire(myc_service *s, myc__instance *r, int close) {
-  if (r->L == NULL)
-    return;
-  if (!r->stopped) {
-    r->stopped = 1;
-    myc__service_new_activation(s);
-    myc__worker_tick(s->worker);
-    set_running(s, r);
-    if (activate(s, r, MYC_ACT_STOP, r->ref_stop, 0, 0) != 0)
-      log_error(s, "stop", lua_tostring(r->L, -1), NULL);
-    set_running(s, &s->cur);
-    lua_settop(r->L, 0);
-    /* Its sockets and clients end with it, even if it is kept for a
-     * rollback. */
-    stop_resources(s, r->L);
-  }
-  if (close)
-    myc__instance_close(s, r);
-}
-
-void myc__service_end_instance(myc_service *s, int call_stop) {
-  lua_State *L = s->cur.L;
-  if (L == NULL)
-    return;
-  if (call_stop) {
-    myc__service_new_activation(s);
-    myc__worker_tick(s->worker);
-    if (activate(s, &s->cur, MYC_ACT_STOP, s->cur.ref_stop, 0, 0) != 0)
-      log_error(s, "stop", lua_tostring(L, -1), NULL);
-    lua_settop(L, 0);
-  }
-  uv_mutex_lock(&s->hook_lock);
-  s->hook_L = NULL;
-  s->hook_slot = -1;
-  uv_mutex_unlock(&s->hook_lock);
-  myc__instance_close(s, &s->cur);
-}
-
-int myc__service_snapshot(myc_service *s, int *ref, char *err,
-                          size_t errlen) {
-  lua_State *L = s->cur.L;
-  int rc, how;
-  *ref = LUA_NOREF;
-  if (L == NULL)
-    return 0;
-  myc__service_new_activation(s);
-  rc = activate(s, &s->cur, MYC_ACT_SNAPSHOT, s->cur.ref_snapshot, 0, 1);
-  how = ended_how(s, &s->cur, rc);
-  if (how >= 0) {
-    char why[1024];
-    end_reason(s, &s->cur, how, rc ? lua_tostring(L, -1) : NULL, why,
-               sizeof why);
-    snprintf(err, errlen, "service '%s': snapshot failed: %s", s->name, why);
-    lua_settop(L, 0);
-    return MYC_ELUA;
-  }
-  /* luaL_ref of nil is LUA_REFNIL: no state to carry. */
-  *ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_settop(L, 0);
-  return 0;
+  /* No supervisor: the service stays down and leaves its topics. */
+  atomic_store(&s->state, myc__end_is_crash(how) ? MYC_SVC_FAILED
+                                                 : MYC_SVC_STOPPED);
+  myc__topics_unsubscribe_all(s->topics, s);
 }
 
 /* ---- dead letters ------------------------------------------------------ */
@@ -790,6 +283,7 @@ static void pack_str(msgpack_packer *pk, const char *k, const char *v,
  * {topic, error, service, kind, type, payload, trace_id, span_id}. */
 static void dead_letter(myc_service *s, myc_buf *b, const char *error) {
   static const char *kinds[] = {"?", "raw", "table", "typed"};
+  const char *kind = kinds[b->hdr.kind <= 3 ? b->hdr.kind : 0];
   msgpack_sbuffer sb;
   msgpack_packer pk;
   char hex[32];
@@ -800,8 +294,7 @@ static void dead_letter(myc_service *s, myc_buf *b, const char *error) {
   pack_str(&pk, "topic", myc__buf_topic(b), b->hdr.topic_len);
   pack_str(&pk, "error", error, strlen(error));
   pack_str(&pk, "service", s->name, s->name_len);
-  pack_str(&pk, "kind", kinds[b->hdr.kind <= 3 ? b->hdr.kind : 0],
-           strlen(kinds[b->hdr.kind <= 3 ? b->hdr.kind : 0]));
+  pack_str(&pk, "kind", kind, strlen(kind));
   msgpack_pack_str_with_body(&pk, "type", 4);
   msgpack_pack_uint16(&pk, b->hdr.type);
   msgpack_pack_str_with_body(&pk, "payload", 7);
@@ -825,7 +318,7 @@ void myc__service_unhandled(myc_service *s) {
   b = s->batch[k];
   snprintf(why, sizeof why, "no handler for topic '%.*s' (no longer "
            "subscribed)", (int)b->hdr.topic_len, myc__buf_topic(b));
-  myc__log_write(&s->eng->log, MYC_LOG_WARN, s->worker->now, s->name,
+  myc__log_write(&s->eng->log, MYC_LOG_WARN, s->task.worker->now, s->name,
                  s->name_len, b->hdr.trace_id, b->hdr.span_id, why,
                  strlen(why), NULL, 0);
   dead_letter(s, b, why);
@@ -834,11 +327,11 @@ void myc__service_unhandled(myc_service *s) {
 /* ---- dispatch ---------------------------------------------------------- */
 
 static void release_range(myc_service *s, uint32_t from, uint32_t to) {
-  myc__worker *w = s->worker;
+  myc__worker *w = s->task.worker;
   uint32_t i;
   for (i = from; i < to; i++)
     myc__buf_release(&w->pool, &s->eng->alloc, s->batch[i]);
-  myc__mailbox_done(&s->mb, to - from);
+  myc__mailbox_done(&s->task.mb, to - from);
   myc__counter_add(&s->n_in, to - from);
 }
 
@@ -871,7 +364,8 @@ static void dispatch_c(myc_service *s, uint32_t first, uint32_t n) {
 /* The dispatch that started at 'first' ended the instance as 'how' at
  * message 'k' ('rc' nonzero: it raised there; else the whole batch up
  * to 'n' ran).  Reports, dead-letters a crash's message, and hands the
- * instance to the supervisor.  Returns the messages consumed. */
+ * instance's end to the 'terminated' hook.  Returns the messages
+ * consumed. */
 static uint32_t handler_ended(myc_service *s, uint32_t first, uint32_t n,
                               int how, int rc) {
   lua_State *L = s->cur.L;
@@ -880,39 +374,42 @@ static uint32_t handler_ended(myc_service *s, uint32_t first, uint32_t n,
                                    ? (int32_t)first
                                    : s->view.cursor)
                   : n - 1;
+  int crash = myc__end_is_crash(how);
   char why[1024];
 
   s->view.cursor = -1;
-  end_reason(s, &s->cur, how, text, why, sizeof why);
-  if (is_crash(how)) {
+  myc__end_reason(s, &s->cur, how, text, why, sizeof why);
+  if (crash) {
     myc__counter_add(&s->n_errors, 1);
     if (rc) {
-      log_error(s, "handler", how == MYC_END_ERROR ? text : why,
-                &s->batch[k]->hdr);
+      myc__log_error(s, "handler", how == MYC_END_ERROR ? text : why,
+                     &s->batch[k]->hdr);
       s->view.cursor = (int32_t)k;
       dead_letter(s, s->batch[k], why);
       s->view.cursor = -1;
     } else {
-      log_error(s, "batch", why, NULL);
+      myc__log_error(s, "batch", why, NULL);
     }
   }
   lua_settop(L, 0);
   release_range(s, first, k + 1);
   s->batch_pos = k + 1;
-  myc__service_end_instance(s, !is_crash(how));
-  myc__supervisor_terminated(s, how, why);
+  myc__instance_end(s, !crash);
+  myc__service_terminated(s, how, why);
   return k + 1 - first;
 }
 
-uint32_t myc__service_dispatch(myc_service *s) {
+/* Hands the next batch (at most MYC_BATCH messages) to the service.
+ * Returns the number of messages handled. */
+static uint32_t dispatch(myc_service *s) {
   uint32_t first, n;
-  int rc, how, ref;
+  int rc, how;
   if (atomic_load_explicit(&s->state, memory_order_relaxed) !=
       MYC_SVC_RUNNING)
     return 0;
   if (s->batch_pos == s->view.batch_n) {
     uint32_t i;
-    s->view.batch_n = myc__mailbox_pop(&s->mb, s->batch, MYC_BATCH);
+    s->view.batch_n = myc__mailbox_pop(&s->task.mb, s->batch, MYC_BATCH);
     s->batch_pos = 0;
     /* Frames from another core miss the cache: start every load now so
      * that the misses overlap instead of stalling one handler each. */
@@ -926,19 +423,15 @@ uint32_t myc__service_dispatch(myc_service *s) {
   if (first == n)
     return 0;
   if (s->cb != NULL) {
-    act_begin(s, MYC_ACT_HANDLER);
+    myc__act_begin(s, MYC_ACT_HANDLER);
     dispatch_c(s, first, n);
-    act_end(s);
+    myc__act_end(s);
   } else {
-    ref = s->cur.ref_dispatch;
-    if (atomic_load_explicit(&s->faults, memory_order_relaxed) > 0) {
-      atomic_fetch_sub(&s->faults, 1);
-      ref = s->cur.ref_fault;
-    }
     lua_pushinteger(s->cur.L, first);
     lua_pushinteger(s->cur.L, n);
-    rc = activate(s, &s->cur, MYC_ACT_HANDLER, ref, 2, 0);
-    how = ended_how(s, &s->cur, rc);
+    rc = myc__activate(s, &s->cur, MYC_ACT_HANDLER, s->cur.ref_dispatch, 2,
+                       0);
+    how = myc__activation_end(s, &s->cur, rc);
     if (how >= 0)
       return handler_ended(s, first, n, how, rc);
   }
@@ -947,42 +440,64 @@ uint32_t myc__service_dispatch(myc_service *s) {
   return n - first;
 }
 
+/* A turn (myc__task_ops.run): what was queued when it began, at most
+ * 'batches' batches. */
+static uint32_t service_run(myc__task *t, uint32_t batches) {
+  myc_service *s = myc__service_of(t);
+  uint32_t turn = 0, done = 0;
+  uint32_t avail = atomic_load_explicit(&t->mb.len, memory_order_relaxed) +
+                   (s->view.batch_n - s->batch_pos);
+  do {
+    myc__worker_tick(t->worker);
+    done += dispatch(s);
+  } while (++turn < batches && done < avail && myc__service_pending(s));
+  return done;
+}
+
+static int service_pending(const myc__task *t) {
+  return myc__service_pending(
+      (const myc_service *)((const char *)t - offsetof(myc_service, task)));
+}
+
+static void service_stop(myc__task *t) { myc__service_stop(myc__service_of(t)); }
+
+static const myc__task_ops service_ops = {service_run, service_pending,
+                                          service_stop};
+
 /* A timer or an event raised or ended the instance: an ordinary error is
  * logged and counted; a memory, timeout or exit ends the instance. */
 static int activation_failed(myc_service *s, const char *what, int how,
                              int rc) {
   lua_State *L = s->cur.L;
   const char *text = rc ? lua_tostring(L, -1) : NULL;
+  int crash = myc__end_is_crash(how);
   char why[1024];
   if (how == MYC_END_ERROR) {
     myc__counter_add(&s->n_errors, 1);
-    log_error(s, what, text ? text : "error", NULL);
+    myc__log_error(s, what, text ? text : "error", NULL);
     lua_settop(L, 0);
     return 0;
   }
-  end_reason(s, &s->cur, how, text, why, sizeof why);
-  if (is_crash(how)) {
+  myc__end_reason(s, &s->cur, how, text, why, sizeof why);
+  if (crash) {
     myc__counter_add(&s->n_errors, 1);
-    log_error(s, what, why, NULL);
+    myc__log_error(s, what, why, NULL);
   }
   lua_settop(L, 0);
-  myc__service_end_instance(s, !is_crash(how));
-  myc__supervisor_terminated(s, how, why);
+  myc__instance_end(s, !crash);
+  myc__service_terminated(s, how, why);
   return 1;
 }
 
-int myc__service_timer(myc_service *s, uint64_t id) {
+int myc__service_timer(void *arg, uint64_t id) {
+  myc_service *s = arg;
   int keep, rc, how;
-  if (id & MYC_SUP_TIMER) {
-    myc__supervisor_timer(s, id);
-    return 0;
-  }
   if (s->cur.L == NULL || atomic_load(&s->state) != MYC_SVC_RUNNING)
     return 0;
-  myc__service_new_activation(s);
+  myc__activation_new_trace(s);
   lua_pushnumber(s->cur.L, (lua_Number)id);
-  rc = activate(s, &s->cur, MYC_ACT_TIMER, s->cur.ref_timer, 1, 1);
-  how = ended_how(s, &s->cur, rc);
+  rc = myc__activate(s, &s->cur, MYC_ACT_TIMER, s->cur.ref_timer, 1, 1);
+  how = myc__activation_end(s, &s->cur, rc);
   if (how >= 0)
     return activation_failed(s, "timer", how, rc) ? 0 : 1;
   keep = lua_toboolean(s->cur.L, -1);
@@ -996,22 +511,22 @@ int myc__service_event(myc_service *s, uint64_t source, int code,
   lua_State *L = s->cur.L;
   if (L == NULL || atomic_load(&s->state) != MYC_SVC_RUNNING)
     return MYC_ENOENT;
-  myc__service_new_activation(s);
-  myc__worker_tick(s->worker);
+  myc__activation_new_trace(s);
+  myc__worker_tick(s->task.worker);
   lua_pushnumber(L, (lua_Number)source);
   lua_pushinteger(L, code);
   lua_pushnumber(L, (lua_Number)(uintptr_t)data);
   lua_pushnumber(L, (lua_Number)len);
-  rc = activate(s, &s->cur, MYC_ACT_EVENT, s->cur.ref_event, 4, 1);
-  how = ended_how(s, &s->cur, rc);
+  rc = myc__activate(s, &s->cur, MYC_ACT_EVENT, s->cur.ref_event, 4, 1);
+  how = myc__activation_end(s, &s->cur, rc);
   if (how >= 0) {
     activation_failed(s, "event", how, rc);
-    myc__worker_flush(s->worker);
+    myc__worker_flush(s->task.worker);
     return MYC_ELUA;
   }
   found = lua_toboolean(L, -1);
   lua_settop(L, 0);
-  myc__worker_flush(s->worker);
+  myc__worker_flush(s->task.worker);
   return found ? 0 : MYC_ENOENT;
 }
 
@@ -1020,131 +535,56 @@ void myc__service_stop(myc_service *s) {
   if (state == MYC_SVC_STOPPED || state == MYC_SVC_LOADED)
     return;
   atomic_store(&s->state, MYC_SVC_STOPPED);
-  myc__service_retire(s, &s->dying, 0);
-  myc__service_retire(s, &s->retired, 0);
+  myc__instance_retire(s, &s->dying, 0);
+  myc__instance_retire(s, &s->retired, 0);
   if (s->cur.L != NULL) {
-    myc__service_new_activation(s);
-    myc__worker_tick(s->worker);
-    if (activate(s, &s->cur, MYC_ACT_STOP, s->cur.ref_stop, 0, 0) != 0) {
-      log_error(s, "stop", lua_tostring(s->cur.L, -1), NULL);
+    myc__activation_new_trace(s);
+    myc__worker_tick(s->task.worker);
+    if (myc__activate(s, &s->cur, MYC_ACT_STOP, s->cur.ref_stop, 0, 0) != 0) {
+      myc__log_error(s, "stop", lua_tostring(s->cur.L, -1), NULL);
       lua_settop(s->cur.L, 0);
     }
   }
   /* After the module's stop, which may still close them cleanly. */
-  stop_resources(s, NULL);
+  myc__service_stop_resources(s, NULL);
 }
 
 void myc__service_drop_leftovers(myc_service *s) {
-  myc__pool *pool = &s->worker->pool;
+  myc__pool *pool = &s->task.worker->pool;
+  myc__mailbox *mb = &s->task.mb;
   uint32_t i, n;
   for (i = s->batch_pos; i < s->view.batch_n; i++) {
-    myc__mailbox_count(&s->mb, MYC_DROP_SHUTDOWN, s->batch[i]->topic_id, 1);
+    myc__mailbox_count(mb, MYC_DROP_SHUTDOWN, s->batch[i]->topic_id, 1);
     myc__buf_release(pool, &s->eng->alloc, s->batch[i]);
   }
-  myc__mailbox_done(&s->mb, s->view.batch_n - s->batch_pos);
+  myc__mailbox_done(mb, s->view.batch_n - s->batch_pos);
   s->batch_pos = s->view.batch_n;
-  while ((n = myc__mailbox_pop(&s->mb, s->batch, MYC_BATCH)) > 0) {
+  while ((n = myc__mailbox_pop(mb, s->batch, MYC_BATCH)) > 0) {
     for (i = 0; i < n; i++) {
-      myc__mailbox_count(&s->mb, MYC_DROP_SHUTDOWN, s->batch[i]->topic_id, 1);
+      myc__mailbox_count(mb, MYC_DROP_SHUTDOWN, s->batch[i]->topic_id, 1);
       myc__buf_release(pool, &s->eng->alloc, s->batch[i]);
     }
-    myc__mailbox_done(&s->mb, n);
+    myc__mailbox_done(mb, n);
   }
-}
-
-/* ---- what runs (other threads) ------------------------------------------ */
-
-void myc__service_running(myc_service *s, char *buf, size_t cap) {
-  static const char *names[] = {"", "handler", "init", "timer",
-                                "event", "stop", "snapshot"};
-  int kind = atomic_load_explicit(&s->act_kind, memory_order_acquire);
-  uint32_t gen = atomic_load_explicit(&s->act_gen, memory_order_acquire);
-  int32_t k = __atomic_load_n(&s->view.cursor, __ATOMIC_ACQUIRE);
-  myc__topic *t = NULL;
-
-  if (kind < 0 || kind > MYC_ACT_SNAPSHOT)
-    kind = MYC_ACT_IDLE;
-  if (kind == MYC_ACT_HANDLER && k >= 0 && k < MYC_BATCH) {
-    myc_buf *b = __atomic_load_n(&s->batch[k], __ATOMIC_ACQUIRE);
-    uint32_t id = b ? __atomic_load_n(&b->topic_id, __ATOMIC_ACQUIRE) : 0;
-    /* The buffer is released only after the cursor leaves it and the
-     * activation ends: if both are unchanged now, 'id' was read from a
-     * live buffer. */
-    if (__atomic_load_n(&s->view.cursor, __ATOMIC_ACQUIRE) == k &&
-        atomic_load_explicit(&s->act_gen, memory_order_acquire) == gen &&
-        atomic_load_explicit(&s->act_kind, memory_order_acquire) == kind)
-      t = myc__topics_get(&s->eng->topics, id);
-  }
-  if (t != NULL)
-    snprintf(buf, cap, "handler %s", t->name);
-  else
-    snprintf(buf, cap, "%s", names[kind]);
-}
-
-static void timeout_hook(lua_State *L, lua_Debug *ar) {
-  void *ud;
-  myc_service *s;
-  (void)ar;
-  lua_getallocf(L, &ud);
-  s = ((myc__lua_budget *)ud)->owner;
-  if (atomic_load(&s->intr_armed) &&
-      atomic_load(&s->act_gen) == atomic_load(&s->intr_gen) &&
-      (atomic_load(&s->intr_cursor) < 0 ||
-       s->view.cursor == atomic_load(&s->intr_cursor))) {
-    s->intr_fired = 1;
-    luaL_error(L, "handler timeout: still running after %f ms",
-               s->timeout_ms);
-  }
-  /* A stale request: the handler it was meant for has returned. */
-  uv_mutex_lock(&s->hook_lock);
-  lua_sethook(L, NULL, 0, 0);
-  atomic_store(&s->intr_armed, 0);
-  uv_mutex_unlock(&s->hook_lock);
-}
-
-void myc__service_interrupt(myc_service *s, uint32_t gen, int32_t cursor) {
-  uv_mutex_lock(&s->hook_lock);
-  if (s->hook_L != NULL && atomic_load(&s->act_gen) == gen &&
-      atomic_load(&s->act_kind) != MYC_ACT_IDLE) {
-    atomic_store(&s->intr_gen, gen);
-    atomic_store(&s->intr_cursor, cursor);
-    atomic_store(&s->intr_armed, 1);
-    /* lua_sethook may be called from another thread (it only sets the
-     * hook fields; LuaJIT's own interpreter does it from a signal).  The
-     * call and return masks also reach compiled code calling C functions
-     * of the Lua API (docs/SUPERVISION.md lists what is reached). */
-    lua_sethook(s->hook_L, timeout_hook,
-                LUA_MASKCOUNT | LUA_MASKCALL | LUA_MASKRET, 1);
-  }
-  uv_mutex_unlock(&s->hook_lock);
-}
-
-void myc__service_poison(myc_service *s, uint32_t gen) {
-  uv_mutex_lock(&s->hook_lock);
-  if (s->hook_slot >= 0 && atomic_load(&s->act_gen) == gen &&
-      atomic_load(&s->act_kind) != MYC_ACT_IDLE) {
-    atomic_store(&s->intr_armed, 1);
-    atomic_store(&s->mem[s->hook_slot].poison, 1);
-  }
-  uv_mutex_unlock(&s->hook_lock);
 }
 
 /* ---- teardown ------------------------------------------------------------ */
 
 void myc__service_free(myc_service *s) {
   myc_engine *e = s->eng;
+  myc__engine_hooks *h = &e->hooks;
+  int i;
   myc__service_drop_leftovers(s);
-  myc__supervision_destroy(s);
-  stop_resources(s, NULL); /* a service that never started or stopped */
+  if (s->sup != NULL && h->service_freed != NULL)
+    h->service_freed(h->ud, s);
+  myc__service_stop_resources(s, NULL); /* one that never started or stopped */
   myc__instance_close(s, &s->dying);
   myc__instance_close(s, &s->retired);
   myc__instance_close(s, &s->cur);
-  {
-    int i;
-    for (i = 0; i < MYC_SLOTS; i++)
-      myc__lua_budget_drain(&s->mem[i]);
-  }
-  myc__mailbox_destroy(&s->mb, &e->alloc);
+  for (i = 0; i < MYC_SLOTS; i++)
+    myc__lua_budget_drain(&s->mem[i]);
+  myc__worker_unplace(s->task.worker, &s->task);
+  myc__mailbox_destroy(&s->task.mb, &e->alloc);
   myc__routes_free(s);
   uv_mutex_destroy(&s->hook_lock);
   if (s->code != NULL)

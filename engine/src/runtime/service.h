@@ -1,19 +1,25 @@
-/* service.h -- one service: its mailbox and counters, and the instance
- * (a Lua state running one version of its code, or a C callback) that
- * handles them.  A service runs only on its worker's thread; the Lua side
- * reaches it through the FFI functions of lua_api.h.  A restart or a
- * reload builds the next instance beside the current one and swaps it in
- * between two batches: the mailbox, the batch and the subscriptions stay.
+/* service.h -- one service: its task (mailbox and place on its worker),
+ * its counters, and the instance that handles its messages: a Lua state
+ * running one version of its code (instance.h), or a C callback.  A
+ * service runs only on its worker's thread.  A restart or a reload builds
+ * the next instance beside the current one and swaps it in between two
+ * batches: the mailbox, the batch and the subscriptions stay.
+ *
+ * What happens when an instance ends is not decided here: the service
+ * reports it to the engine's 'terminated' hook (the supervisor, above).
  */
 #ifndef MYC_SERVICE_H
 #define MYC_SERVICE_H
 
-#include "core/mailbox.h"
-#include "supervise/supervisor.h"
+#include "base/alloc.h"
+#include "core/topic.h"
+#include "runtime/worker.h"
 
-#include <lua.h>
 #include <stdatomic.h>
 #include <uv.h>
+
+/* No <lua.h> here: the hot path includes this header. */
+typedef struct lua_State lua_State;
 
 #define MYC_BATCH 256
 /* Lua heaps per service: the current instance, the one a reload retired
@@ -22,14 +28,19 @@
  * restart (the worker). */
 #define MYC_SLOTS 5
 
-struct myc__worker;
+struct myc__supervision;
+struct myc__route;
 
 /* The part of a service the Lua dispatch loop reads and writes directly
- * (lua/mycelium/cdefs.lua declares the same struct). */
+ * (lua/mycelium/cdefs.lua declares the same struct; the layout check of
+ * ffi/abi.c compares them). */
 typedef struct {
   myc_buf **batch;
   int32_t cursor;   /* index of the message being handled, -1 outside */
   uint32_t batch_n;
+  /* mycelium.testing's injected faults: the next batches fail at their
+   * first message (ffi/testing.c sets it; the Lua host counts it down). */
+  uint32_t faults;
 } myc_svc_view;
 
 typedef enum {
@@ -62,7 +73,7 @@ typedef enum {
   MYC_ACT_SNAPSHOT
 } myc__activity;
 
-/* How an instance ended (see myc__supervisor_terminated). */
+/* How an instance ended (the 'terminated' hook of engine.h). */
 typedef enum {
   MYC_END_ERROR,    /* a handler or init raised */
   MYC_END_MEMORY,   /* over its memory limit */
@@ -76,18 +87,20 @@ typedef enum {
 typedef struct {
   lua_State *L;
   int ref_dispatch, ref_timer, ref_event, ref_init, ref_stop, ref_msgh;
-  int ref_snapshot, ref_live, ref_fault;
+  int ref_snapshot, ref_live;
   int slot; /* its heap budget: mem[slot] of the service */
   uint64_t first_timer; /* timer ids below this are earlier instances' */
   int snap_ref;         /* retired: its snapshot, for a rollback */
   int stopped;          /* retired: its stop has run */
 } myc__instance;
 
+typedef struct myc_engine myc_engine;
 typedef struct myc_service myc_service;
 struct myc_service {
   myc_svc_view view; /* first: Lua casts the service pointer to it */
+  myc__task task;    /* mailbox, worker, ready list */
   myc_engine *eng;
-  struct myc__worker *worker;
+  myc__topics *topics; /* the engine's routing table */
   uint32_t index;
   char *name;
   uint8_t name_len;
@@ -106,7 +119,8 @@ struct myc_service {
   _Atomic int mem_cur;      /* slot of the current instance */
   _Atomic unsigned mem_busy; /* slots in use, one bit each */
   /* Held to close or replace cur.L while another thread may set a hook
-   * on it (the watchdog interrupting a handler). */
+   * on it (the watchdog interrupting a handler), and to change the code
+   * while another thread reads it. */
   uv_mutex_t hook_lock;
   lua_State *hook_L; /* the state running now (current or starting) */
   int hook_slot;
@@ -114,7 +128,6 @@ struct myc_service {
   myc_message_cb cb; /* C services */
   void *cb_ud;
 
-  myc__mailbox mb;
   myc_buf *batch[MYC_BATCH];
   uint32_t batch_pos; /* next message of 'batch' to hand to the service */
 
@@ -136,55 +149,52 @@ struct myc_service {
   int intr_fired;
   /* ctx:exit() in the current activation: 1 normal, 2 with a reason. */
   int exit_req;
-  _Atomic uint32_t faults; /* injected: the next handlers raise */
-  /* Watchdog's view (its thread only, but 'busy_since' is published). */
-  uint32_t wd_gen;
-  int32_t wd_cursor;
-  int wd_stage;
-  _Atomic int64_t busy_since; /* monotonic ns, 0: unknown or idle */
-  double timeout_ms;
+  double timeout_ms; /* handler time budget; 0: none */
 
-  _Atomic unsigned cmds; /* MYC_CMD_* from other threads */
-  myc__supervision sup;
+  /* The supervisor's state for this service (supervise/ owns it; set by
+   * the engine's service_added hook). */
+  struct myc__supervision *sup;
 
   uint64_t seq; /* messages emitted so far */
-  /* Emit routes by topic id: the topic and the frame's tail (topic name
-   * then this service's name) ready to copy.  Built on first use. */
+  /* Emit routes by topic id (emit.h).  Built on first use. */
   struct myc__route **routes;
   uint32_t nroutes;
   uint64_t next_timer_id;
   _Atomic uint64_t n_in, n_out, n_errors;
   _Atomic int state;
 
-  int queued; /* on its worker's ready list */
-  myc_service *ready_next;
-
   myc__resource *resources; /* attached facility objects */
 };
 
-/* Creates a Lua service: state, host runtime, module, subscriptions.  On
- * failure returns a negative code, writes the reason to 'err' and leaves
- * nothing allocated. */
+/* The service whose task is 't'. */
+static inline myc_service *myc__service_of(myc__task *t) {
+  return (myc_service *)((char *)t - offsetof(myc_service, task));
+}
+
+/* The worker of 's'. */
+static inline myc__worker *myc__service_worker(const myc_service *s) {
+  return s->task.worker;
+}
+
+/* Creates a Lua service placed on worker 'w': state, host runtime,
+ * module, subscriptions.  On failure returns a negative code, writes the
+ * reason to 'err' and leaves nothing allocated. */
 int myc__service_new_lua(myc_engine *e, const myc_service_config *sc,
-                         struct myc__worker *w, myc_service **out, char *err,
+                         myc__worker *w, myc_service **out, char *err,
                          size_t errlen);
 
-/* Creates a C service calling 'cb' for each message on 'pattern'. */
+/* Creates a C service on worker 'w' calling 'cb' for each message on
+ * 'pattern'.  Same returns. */
 int myc__service_new_c(myc_engine *e, const char *name, const char *pattern,
-                       myc_message_cb cb, void *ud, struct myc__worker *w,
-                       myc_service **out);
+                       myc_message_cb cb, void *ud, myc__worker *w,
+                       myc_service **out, char *err, size_t errlen);
 
-/* Runs the module's init.  Returns 0 or MYC_ELUA with the error in 'err'. */
+/* Runs the module's init.  Returns 0 or MYC_ELUA with the error in 'err'.
+ * Thread owning the worker (the engine's before the workers start). */
 int myc__service_init(myc_service *s, char *err, size_t errlen);
 
-/* Hands the next batch (at most MYC_BATCH messages) to the service.
- * Returns the number of messages handled.  A handler error is logged, the
- * message goes to "$dead", and the supervisor decides what happens to the
- * instance; the rest of the batch stays queued for the next one. */
-uint32_t myc__service_dispatch(myc_service *s);
-
-/* Fires timer 'id'.  Returns 1 if a repeating timer should be rearmed. */
-int myc__service_timer(myc_service *s, uint64_t id);
+/* Fires timer 'id' of the current instance (a myc__timer_fn). */
+int myc__service_timer(void *s, uint64_t id);
 
 /* Delivers an event of a C facility (a socket, a client) to the Lua
  * function registered for 'source' through lua/mycelium/events.lua, as a
@@ -195,7 +205,8 @@ int myc__service_timer(myc_service *s, uint64_t id);
 int myc__service_event(myc_service *s, uint64_t source, int code,
                        const void *data, size_t len);
 
-/* Calls the module's stop (once), then stops every attached resource. */
+/* Calls the module's stop (once), then stops every attached resource.
+ * Worker thread. */
 void myc__service_stop(myc_service *s);
 
 /* Attaches 'r' to 's' (worker thread), on behalf of the instance that
@@ -204,15 +215,27 @@ void myc__service_stop(myc_service *s);
 void myc__service_attach(myc_service *s, myc__resource *r);
 /* Detaches 'r' if it is attached.  Cannot fail. */
 void myc__service_detach(myc_service *s, myc__resource *r);
+/* Stops the resources attached by the instance running 'owner' (NULL:
+ * every one).  Worker thread. */
+void myc__service_stop_resources(myc_service *s, lua_State *owner);
 
 /* Nonzero when messages wait (queued or the rest of a batch) and an
  * instance is there to take them. */
 static inline int myc__service_pending(const myc_service *s) {
   return (s->batch_pos < s->view.batch_n ||
-          atomic_load_explicit(&s->mb.len, memory_order_relaxed) > 0) &&
+          atomic_load_explicit(&s->task.mb.len, memory_order_relaxed) > 0) &&
          atomic_load_explicit(&s->state, memory_order_relaxed) ==
              MYC_SVC_RUNNING;
 }
+
+/* Puts 's' on its worker's ready list when messages wait for it (after a
+ * restart or a reload brought an instance back).  Worker thread. */
+void myc__service_wake(myc_service *s);
+
+/* The instance ended as 'how' (already closed): hands the decision to
+ * the engine's 'terminated' hook, or, without one, leaves the service
+ * stopped (a normal exit) or failed.  Worker thread. */
+void myc__service_terminated(myc_service *s, int how, const char *why);
 
 /* Releases what is still queued for 's', counting it as lost at shutdown
  * per topic.  Worker stopped (or its thread). */
@@ -223,74 +246,10 @@ void myc__service_drop_leftovers(myc_service *s);
  * stopped). */
 void myc__service_free(myc_service *s);
 
-/* Starts a fresh root trace for an activation outside a handler. */
-void myc__service_new_activation(myc_service *s);
-
-const char *myc__service_state_name(int state);
-
-/* ---- instances (supervisor.c drives them) ------------------------------ */
-
-/* Builds an instance of 's' running 'code' (the source of 'module'): a
- * fresh Lua state with the host runtime and the module loaded, its
- * subscriptions recorded but not applied.  Touches nothing the worker
- * owns, so any thread may call it while the current instance runs.
- * Returns 0, or MYC_ELUA / MYC_ENOMEM / MYC_ESTATE (no free heap slot)
- * with the reason in 'err'; then nothing is left. */
-int myc__instance_load(myc_service *s, myc__instance *in, const char *module,
-                       const char *code, size_t code_len, char *err,
-                       size_t errlen);
-
-/* Calls the new instance's init(ctx, opts, state) where 'state' is a copy
- * of the value registered as 'snap_ref' in state 'from' ('from' NULL or
- * the ref LUA_NOREF: nil).  Worker thread.  Returns 0, or a negative code
- * with the reason in 'err' and '*how' set to how it ended. */
-int myc__instance_init(myc_service *s, myc__instance *in, lua_State *from,
-                       int snap_ref, myc__end *how, char *err, size_t errlen);
-
-/* Makes 'in' the current instance: applies its subscriptions (subscribing
- * to new topics before leaving old ones) and forgets the timers of earlier
- * instances.  A current instance still open becomes the retired one (any
- * earlier retired instance must be gone).  Worker thread.  Cannot fail: a
- * subscription that cannot be added for lack of memory is logged. */
-void myc__instance_commit(myc_service *s, myc__instance *in);
-
-/* Closes an instance that never became current, or the current one
- * ('in' == &s->cur).  Worker thread, or the thread that loaded it. */
-void myc__instance_close(myc_service *s, myc__instance *in);
-
-/* Runs the current instance's snapshot(ctx) and keeps what it returns in
- * its registry: '*ref' (LUA_NOREF without a snapshot).  Worker thread.
- * Returns 0 or MYC_ELUA with the reason. */
-int myc__service_snapshot(myc_service *s, int *ref, char *err,
-                          size_t errlen);
-
-/* Calls the current instance's stop and ends it (its state is closed). */
-void myc__service_end_instance(myc_service *s, int call_stop);
-
-/* Runs the stop of 'in' (s->retired or s->dying) if it has not run; with
- * 'close', also closes it.  Worker thread. */
-void myc__service_retire(myc_service *s, myc__instance *in, int close);
-
-/* Reads 'path' into a buffer of '*len' + 1 bytes (NUL-terminated) from
- * the engine's allocator.  Returns 0, or a negative code with "cannot
- * open PATH: reason" in 'err'. */
-int myc__read_file(myc_engine *e, const char *path, char **out, size_t *len,
-                   char *err, size_t errlen);
-
-/* What runs now, "" when idle ("handler TOPIC", "init", ...).  Any
- * thread: reads the worker's progress without waiting for it. */
-void myc__service_running(myc_service *s, char *buf, size_t cap);
-
-/* Sets a hook on the running state that raises in the running handler
- * if it is still activation 'gen' at message 'cursor'.  Any thread. */
-void myc__service_interrupt(myc_service *s, uint32_t gen, int32_t cursor);
-
-/* Makes the running state's next allocation fail if it is still in
- * activation 'gen': reaches compiled loops that allocate.  Any thread. */
-void myc__service_poison(myc_service *s, uint32_t gen);
-
 /* The handler at the cursor has no handler for its topic (a reload
  * dropped it): logs it and sends the message to "$dead". */
 void myc__service_unhandled(myc_service *s);
+
+const char *myc__service_state_name(int state);
 
 #endif

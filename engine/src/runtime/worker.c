@@ -1,59 +1,61 @@
 /* worker.c -- worker loop: ready list, timers, inbox (see worker.h).
  *
- * The loop runs services in batches from an idle handle while any is
- * ready, so a busy pipeline polls I/O once per round of batches rather
- * than once per message, and sleeps in the kernel when nothing is ready.
+ * The loop runs tasks in turns from an idle handle while any is ready, so
+ * a busy pipeline polls I/O once per round of turns rather than once per
+ * message, and sleeps in the kernel when nothing is ready.
  */
 #include "runtime/worker.h"
 
-#include "runtime/emit.h"
-#include "runtime/engine.h"
-
 #include <string.h>
 
-/* Batches per idle callback: bounds the time between two I/O polls. */
-#define ROUND_BATCHES 64
-/* A turn on the ready list handles what was queued when it began (what a
- * service sends itself waits for its next turn, so a self-driven producer
- * cannot monopolise the worker), up to this many batches. */
+/* Turns per idle callback: bounds the time between two I/O polls. */
+#define ROUND_TURNS 64
+/* Batches per turn (see myc__task_ops.run). */
 #define TURN_BATCHES 16
 
 static void on_idle(uv_idle_t *h);
 static void on_wake(uv_async_t *h);
 static void on_timer(uv_timer_t *h);
 
-int myc__worker_init(myc__worker *w, myc_engine *e, uint32_t index) {
+int myc__worker_init(myc__worker *w, myc__sched *sched, uint32_t index) {
+  const myc__alloc *a = sched->alloc;
   int rc;
   memset(w, 0, sizeof *w);
-  w->eng = e;
+  w->sched = sched;
   w->index = index;
   w->timer_armed = INT64_MAX;
-  if (myc__pool_init(&w->pool, &e->alloc, 16384, (uint8_t)index,
-                     e->nworkers_max) != 0)
+  myc__owner_take(&w->owner);
+  if (myc__pool_init(&w->pool, a, 16384, (uint8_t)index,
+                     sched->nworkers_max) != 0)
     return MYC_ENOMEM;
   myc__rng_seed(&w->rng);
-  myc__timers_init(&w->timers, &e->alloc);
+  myc__timers_init(&w->timers, a);
   atomic_init(&w->phase, MYC_PHASE_RUN);
-  atomic_init(&w->idle_flag, 1);
-  w->stage = myc__calloc(&e->alloc, e->nworkers_max * sizeof *w->stage);
-  if (w->stage == NULL) {
-    myc__pool_destroy(&w->pool);
-    return MYC_ENOMEM;
-  }
+  w->stage = myc__calloc(a, sched->nworkers_max * sizeof *w->stage);
+  if (w->stage == NULL)
+    goto fail_stage;
   rc = uv_loop_init(&w->loop);
-  if (rc == 0 && (rc = uv_mutex_init(&w->inbox_lock)) != 0)
-    uv_loop_close(&w->loop);
-  if (rc != 0) {
-    myc__free(&e->alloc, w->stage, e->nworkers_max * sizeof *w->stage);
-    myc__pool_destroy(&w->pool);
-    return rc;
-  }
+  if (rc != 0)
+    goto fail_loop;
+  rc = myc__inbox_init(&w->inbox, a);
+  if (rc != 0)
+    goto fail_inbox;
   uv_async_init(&w->loop, &w->wake, on_wake);
   uv_idle_init(&w->loop, &w->idle);
   uv_timer_init(&w->loop, &w->timer);
   w->wake.data = w->idle.data = w->timer.data = w;
-  w->now = myc__clock_now(&e->clock);
+  w->now = myc__clock_now(sched->clock);
   return 0;
+fail_inbox:
+  uv_loop_close(&w->loop);
+fail_loop:
+  myc__free(a, w->stage, sched->nworkers_max * sizeof *w->stage);
+  rc = rc ? rc : MYC_ENOMEM;
+  myc__pool_destroy(&w->pool);
+  return rc;
+fail_stage:
+  myc__pool_destroy(&w->pool);
+  return MYC_ENOMEM;
 }
 
 static void close_cb(uv_handle_t *h) { (void)h; }
@@ -66,97 +68,143 @@ static void close_handles(myc__worker *w) {
   }
 }
 
+static void release(myc__worker *w, myc_buf *b) {
+  myc__buf_release(&w->pool, w->sched->alloc, b);
+}
+
+/* Counts items lost at shutdown (or for lack of memory) and releases
+ * them. */
+static void drop_items(myc__worker *w, const myc__handoff *items, uint32_t n,
+                       int reason) {
+  uint32_t i;
+  for (i = 0; i < n; i++) {
+    myc__mailbox_count(&items[i].task->mb, reason, items[i].buf->topic_id, 1);
+    release(w, items[i].buf);
+  }
+}
+
 void myc__worker_discard_inbox(myc__worker *w) {
-  uint32_t i, t;
-  for (t = 0; t < w->eng->nworkers; t++) {
+  myc__inbox_batch b;
+  uint32_t t;
+  MYC_ASSERT_OWNER(&w->owner);
+  for (t = 0; t < w->sched->nworkers; t++) {
     myc__stage *st = &w->stage[t];
-    for (i = 0; i < st->n; i++) {
-      myc__mailbox_count(&st->items[i].svc->mb, MYC_DROP_SHUTDOWN,
-                         st->items[i].buf->topic_id, 1);
-      myc__buf_release(&w->pool, &w->eng->alloc, st->items[i].buf);
-    }
+    drop_items(w, st->items, st->n, MYC_DROP_SHUTDOWN);
     st->n = 0;
   }
   w->staged = 0;
-  for (i = 0; i < w->inbox_n; i++) {
-    if (w->inbox[i].buf == NULL)
-      continue; /* a supervisor marker */
-    myc__mailbox_count(&w->inbox[i].svc->mb, MYC_DROP_SHUTDOWN,
-                       w->inbox[i].buf->topic_id, 1);
-    myc__buf_release(&w->pool, &w->eng->alloc, w->inbox[i].buf);
-  }
-  w->inbox_n = 0;
+  myc__inbox_take(&w->inbox, &b);
+  drop_items(w, b.items, b.n, MYC_DROP_SHUTDOWN);
+  myc__inbox_done(&w->inbox, &b);
+  myc__jobs_run(b.jobs, 0);
 }
 
 void myc__worker_destroy(myc__worker *w) {
+  const myc__alloc *a = w->sched->alloc;
+  uint32_t t;
   int turns;
   close_handles(w);
-  /* Facilities (ws.c, http.c) close their handles when their service
-   * stops, but closing can take a few turns (a socket's close callback
-   * closes a timer) and a name lookup may still be in the thread pool.
-   * Bounded: a handle nobody closes must not hang the engine's free. */
+  /* Facilities (net/) close their handles when their service stops, but
+   * closing can take a few turns (a socket's close callback closes a
+   * timer) and a name lookup may still be in the thread pool.  Bounded:
+   * a handle nobody closes must not hang the engine's free. */
   for (turns = 0; turns < 500 && uv_run(&w->loop, UV_RUN_NOWAIT) != 0; turns++)
     uv_sleep(1);
   uv_loop_close(&w->loop);
-  myc__free(&w->eng->alloc, w->inbox, w->inbox_cap * sizeof *w->inbox);
-  myc__free(&w->eng->alloc, w->inbox_spare, w->spare_cap * sizeof *w->inbox);
-  {
-    uint32_t t;
-    for (t = 0; t < w->eng->nworkers_max; t++)
-      myc__free(&w->eng->alloc, w->stage[t].items,
-                w->stage[t].cap * sizeof *w->stage[t].items);
-    myc__free(&w->eng->alloc, w->stage, w->eng->nworkers_max * sizeof *w->stage);
-  }
-  uv_mutex_destroy(&w->inbox_lock);
+  myc__inbox_destroy(&w->inbox);
+  for (t = 0; t < w->sched->nworkers_max; t++)
+    myc__free(a, w->stage[t].items, w->stage[t].cap * sizeof *w->stage[t].items);
+  myc__free(a, w->stage, w->sched->nworkers_max * sizeof *w->stage);
   myc__timers_destroy(&w->timers);
   myc__pool_destroy(&w->pool);
 }
 
-void myc__worker_tick(myc__worker *w) {
-  w->now = myc__clock_now(&w->eng->clock);
+void myc__worker_place(myc__worker *w, myc__task *t, const myc__task_ops *ops) {
+  t->worker = w;
+  t->ops = ops;
+  t->next = NULL;
+  t->ready_next = NULL;
+  t->queued = 0;
+  if (w->tasks_tail != NULL)
+    w->tasks_tail->next = t;
+  else
+    w->tasks = t;
+  w->tasks_tail = t;
+}
+
+void myc__worker_unplace(myc__worker *w, myc__task *t) {
+  myc__task **p, *prev = NULL;
+  for (p = &w->tasks; *p != NULL; prev = *p, p = &(*p)->next)
+    if (*p == t) {
+      *p = t->next;
+      if (w->tasks_tail == t)
+        w->tasks_tail = prev;
+      break;
+    }
+  prev = NULL;
+  for (p = &w->ready_head; *p != NULL; prev = *p, p = &(*p)->ready_next)
+    if (*p == t) {
+      *p = t->ready_next;
+      if (w->ready_tail == t)
+        w->ready_tail = prev;
+      break;
+    }
+  t->queued = 0;
 }
 
 void myc__worker_wake(myc__worker *w) {
-  if (!w->eng->manual)
+  if (!w->sched->manual)
     uv_async_send(&w->wake);
 }
 
-void myc__worker_schedule(myc__worker *w, myc_service *s) {
-  s->queued = 1;
-  s->ready_next = NULL;
+void myc__workers_set_phase(myc__sched *sched, int phase) {
+  uint32_t i;
+  for (i = 0; i < sched->nworkers; i++) {
+    myc__worker *w = &sched->workers[i];
+    atomic_store(&w->phase, phase);
+    if (phase == MYC_PHASE_DRAIN)
+      atomic_store(&w->inbox.idle, 0);
+    uv_async_send(&w->wake);
+  }
+}
+
+void myc__worker_schedule(myc__worker *w, myc__task *t) {
+  MYC_ASSERT_OWNER(&w->owner);
+  t->queued = 1;
+  t->ready_next = NULL;
   if (w->ready_tail != NULL)
-    w->ready_tail->ready_next = s;
+    w->ready_tail->ready_next = t;
   else
-    w->ready_head = s;
-  w->ready_tail = s;
-  if (!w->eng->manual && !uv_is_active((uv_handle_t *)&w->idle))
+    w->ready_head = t;
+  w->ready_tail = t;
+  if (!w->sched->manual && !uv_is_active((uv_handle_t *)&w->idle))
     uv_idle_start(&w->idle, on_idle);
 }
 
-static myc_service *ready_pop(myc__worker *w) {
-  myc_service *s = w->ready_head;
-  if (s != NULL) {
-    w->ready_head = s->ready_next;
+static myc__task *ready_pop(myc__worker *w) {
+  myc__task *t = w->ready_head;
+  if (t != NULL) {
+    w->ready_head = t->ready_next;
     if (w->ready_head == NULL)
       w->ready_tail = NULL;
-    s->queued = 0;
+    t->queued = 0;
   }
-  return s;
+  return t;
 }
 
-/* Counts messages on their way to each service, one atomic per run of
- * consecutive items for the same service. */
+/* Counts messages on their way to each task, one atomic per run of
+ * consecutive items for the same task. */
 static void count_incoming(const myc__handoff *items, uint32_t n, int sign) {
   uint32_t i = 0;
   while (i < n) {
-    myc_service *s = items[i].svc;
+    myc__task *t = items[i].task;
     uint32_t run = 1;
-    while (i + run < n && items[i + run].svc == s)
+    while (i + run < n && items[i + run].task == t)
       run++;
     if (sign > 0)
-      atomic_fetch_add_explicit(&s->mb.incoming, run, memory_order_relaxed);
+      atomic_fetch_add_explicit(&t->mb.incoming, run, memory_order_relaxed);
     else
-      atomic_fetch_sub_explicit(&s->mb.incoming, run, memory_order_relaxed);
+      atomic_fetch_sub_explicit(&t->mb.incoming, run, memory_order_relaxed);
     i += run;
   }
 }
@@ -177,74 +225,67 @@ static int grow(const myc__alloc *a, myc__handoff **items, uint32_t *cap,
   return 0;
 }
 
-/* Appends 'n' items to the inbox of 'w' under its lock.  Only the first
- * message into an empty inbox pays for a wake-up. */
-static int inbox_append(myc__worker *w, const myc__handoff *items, uint32_t n) {
-  int signal = 0;
-  uv_mutex_lock(&w->inbox_lock);
-  if (grow(&w->eng->alloc, &w->inbox, &w->inbox_cap, w->inbox_n + n) != 0) {
-    uv_mutex_unlock(&w->inbox_lock);
-    return MYC_ENOMEM;
-  }
-  memcpy(w->inbox + w->inbox_n, items, n * sizeof *items);
-  w->inbox_n += n;
-  if (!w->inbox_signalled)
-    signal = w->inbox_signalled = 1;
-  atomic_store_explicit(&w->inbox_nonempty, 1, memory_order_relaxed);
-  /* Under the lock, so it cannot be overtaken by update_idle_flag(). */
-  atomic_store_explicit(&w->idle_flag, 0, memory_order_relaxed);
-  uv_mutex_unlock(&w->inbox_lock);
-  if (signal)
+/* Appends to the inbox of 'w'; only the first hand-over into an empty
+ * inbox pays for a wake-up. */
+static int inbox_put(myc__worker *w, const myc__handoff *items, uint32_t n) {
+  int rc = myc__inbox_put(&w->inbox, items, n);
+  if (rc > 0)
     myc__worker_wake(w);
-  return 0;
+  return rc < 0 ? rc : 0;
 }
 
-int myc__worker_handoff(myc__worker *w, myc_service *s, myc_buf *b) {
+int myc__worker_handoff(myc__worker *w, myc__task *t, myc_buf *b) {
   myc__handoff h;
   int rc;
-  h.svc = s;
+  h.task = t;
   h.buf = b;
-  atomic_fetch_add_explicit(&s->mb.incoming, 1, memory_order_relaxed);
-  rc = inbox_append(w, &h, 1);
+  atomic_fetch_add_explicit(&t->mb.incoming, 1, memory_order_relaxed);
+  rc = inbox_put(w, &h, 1);
   if (rc != 0)
-    atomic_fetch_sub_explicit(&s->mb.incoming, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&t->mb.incoming, 1, memory_order_relaxed);
   return rc;
+}
+
+void myc__worker_post(myc__worker *w, myc__job *j) {
+  if (myc__inbox_post(&w->inbox, j) > 0)
+    myc__worker_wake(w);
 }
 
 static void stage_count(myc__stage *st) {
   if (st->run > 0)
-    atomic_fetch_add_explicit(&st->run_svc->mb.incoming, st->run,
+    atomic_fetch_add_explicit(&st->run_task->mb.incoming, st->run,
                               memory_order_relaxed);
   st->run = 0;
 }
 
-int myc__worker_stage(myc__worker *w, myc_service *s, myc_buf *b) {
-  myc__stage *st = &w->stage[s->worker->index];
+int myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b) {
+  myc__stage *st = &w->stage[t->worker->index];
   uint32_t in_transit =
-      atomic_load_explicit(&s->mb.incoming, memory_order_relaxed) +
-      (st->run_svc == s ? st->run : 0);
+      atomic_load_explicit(&t->mb.incoming, memory_order_relaxed) +
+      (st->run_task == t ? st->run : 0);
+  MYC_ASSERT_OWNER(&w->owner);
   /* Two mailboxes' worth already on its way: refuse at the sender so that
    * a flood across workers cannot grow memory without bound, while a
    * consumer thread descheduled for a moment does not lose anything.  (For
    * drop_oldest this drops the newest: exact eviction would need the
    * messages in transit, which belong to no one yet.) */
-  if (in_transit >= 2 * (uint64_t)s->mb.capacity) {
-    myc__mailbox_count(&s->mb,
-                       s->mb.policy == MYC_POLICY_REJECT ? MYC_DROP_REJECTED
+  if (in_transit >= 2 * (uint64_t)t->mb.capacity) {
+    myc__mailbox_count(&t->mb,
+                       t->mb.policy == MYC_POLICY_REJECT ? MYC_DROP_REJECTED
                                                          : MYC_DROP_NEWEST,
                        b->topic_id, 1);
     return MYC_EFULL;
   }
   if (st->n == st->cap &&
-      grow(&w->eng->alloc, &st->items, &st->cap, st->n + 1) != 0)
+      grow(w->sched->alloc, &st->items, &st->cap, st->n + 1) != 0)
     return MYC_ENOMEM;
-  st->items[st->n].svc = s;
+  st->items[st->n].task = t;
   st->items[st->n].buf = b;
   st->n++;
   w->staged++;
-  if (st->run_svc != s) {
+  if (st->run_task != t) {
     stage_count(st);
-    st->run_svc = s;
+    st->run_task = t;
   }
   if (++st->run == MYC_STAGE_RUN)
     stage_count(st);
@@ -253,34 +294,31 @@ int myc__worker_stage(myc__worker *w, myc_service *s, myc_buf *b) {
 
 /* Small buffers released here but born on another worker go home. */
 static void flush_returns(myc__worker *w) {
-  myc_engine *e = w->eng;
+  myc__sched *s = w->sched;
   uint32_t t;
-  for (t = 0; t < w->pool.nreturns && t < e->nworkers; t++)
+  for (t = 0; t < w->pool.nreturns && t < s->nworkers; t++)
     if (w->pool.returns[t].n > 0)
-      myc__pool_give_chain(&e->workers[t].pool, &w->pool.returns[t]);
+      myc__pool_give_chain(&s->workers[t].pool, &w->pool.returns[t]);
   w->pool.pending_returns = 0;
 }
 
 void myc__worker_flush(myc__worker *w) {
-  myc_engine *e = w->eng;
-  uint32_t t, i;
+  myc__sched *s = w->sched;
+  uint32_t t;
+  MYC_ASSERT_OWNER(&w->owner);
   if (w->pool.pending_returns > 0)
     flush_returns(w);
   if (w->staged == 0)
     return;
-  for (t = 0; t < e->nworkers; t++) {
+  for (t = 0; t < s->nworkers; t++) {
     myc__stage *st = &w->stage[t];
     if (st->n == 0)
       continue;
     stage_count(st);
-    if (inbox_append(&e->workers[t], st->items, st->n) != 0) {
+    if (inbox_put(&s->workers[t], st->items, st->n) != 0) {
       /* Out of memory: what cannot be handed over is lost, and counted. */
       count_incoming(st->items, st->n, -1);
-      for (i = 0; i < st->n; i++) {
-        myc__mailbox_count(&st->items[i].svc->mb, MYC_DROP_NEWEST,
-                           st->items[i].buf->topic_id, 1);
-        myc__buf_release(&w->pool, &e->alloc, st->items[i].buf);
-      }
+      drop_items(w, st->items, st->n, MYC_DROP_NEWEST);
     }
     st->n = 0;
   }
@@ -288,90 +326,72 @@ void myc__worker_flush(myc__worker *w) {
 }
 
 void myc__worker_drain_inbox(myc__worker *w) {
-  myc__handoff *items;
-  uint32_t i, n, cap;
-
-  uv_mutex_lock(&w->inbox_lock);
-  items = w->inbox;
-  n = w->inbox_n;
-  cap = w->inbox_cap;
-  w->inbox = w->inbox_spare;
-  w->inbox_cap = w->spare_cap;
-  w->inbox_n = 0;
-  w->inbox_signalled = 0;
-  atomic_store_explicit(&w->inbox_nonempty, 0, memory_order_relaxed);
-  uv_mutex_unlock(&w->inbox_lock);
-
-  count_incoming(items, n, -1);
-  for (i = 0; i < n; i++) {
-    myc_service *s = items[i].svc;
+  myc__inbox_batch b;
+  uint32_t i;
+  MYC_ASSERT_OWNER(&w->owner);
+  myc__inbox_take(&w->inbox, &b);
+  count_incoming(b.items, b.n, -1);
+  for (i = 0; i < b.n; i++) {
+    myc__task *t = b.items[i].task;
     myc_buf *evicted;
-    int rc;
-    if (items[i].buf == NULL) {
-      /* A marker: commands for the service, between two batches. */
-      myc__supervisor_command(s);
-      continue;
-    }
-    rc = myc__mailbox_push(&s->mb, items[i].buf, &evicted);
+    int rc = myc__mailbox_push(&t->mb, b.items[i].buf, &evicted);
     if (evicted != NULL)
-      myc__buf_release(&w->pool, &w->eng->alloc, evicted);
+      release(w, evicted);
     if (rc != 0)
-      myc__buf_release(&w->pool, &w->eng->alloc, items[i].buf);
-    else if (!s->queued)
-      myc__worker_schedule(w, s);
+      release(w, b.items[i].buf);
+    else if (!t->queued)
+      myc__worker_schedule(w, t);
   }
-  w->inbox_spare = items;
-  w->spare_cap = cap;
+  myc__inbox_done(&w->inbox, &b);
+  /* Control after data: a job sees the mailboxes as the senders left
+   * them. */
+  myc__jobs_run(b.jobs, 1);
 }
 
 uint64_t myc__worker_run_ready(myc__worker *w, uint32_t budget) {
   uint64_t handled = 0;
   uint32_t i;
+  MYC_ASSERT_OWNER(&w->owner);
   for (i = 0; i < budget || budget == 0; i++) {
-    myc_service *s;
-    uint32_t turn = 0, done = 0, avail;
+    myc__task *t;
     /* Take what other workers handed over before every turn, not only
-     * between rounds: a round of slow services can last long enough for
-     * a producer elsewhere to fill a mailbox's worth of transit. */
-    if (atomic_load_explicit(&w->inbox_nonempty, memory_order_relaxed))
+     * between rounds: a round of slow tasks can last long enough for a
+     * producer elsewhere to fill a mailbox's worth of transit. */
+    if (atomic_load_explicit(&w->inbox.nonempty, memory_order_relaxed))
       myc__worker_drain_inbox(w);
-    s = ready_pop(w);
-    if (s == NULL)
+    t = ready_pop(w);
+    if (t == NULL)
       break;
-    avail = atomic_load_explicit(&s->mb.len, memory_order_relaxed) +
-            (s->view.batch_n - s->batch_pos);
-    do {
-      myc__worker_tick(w);
-      done += myc__service_dispatch(s);
-    } while (++turn < TURN_BATCHES && done < avail && myc__service_pending(s));
-    handled += done;
+    handled += t->ops->run(t, TURN_BATCHES);
     myc__worker_flush(w);
-    if (myc__service_pending(s) && !s->queued)
-      myc__worker_schedule(w, s);
+    if (!t->queued && t->ops->pending(t))
+      myc__worker_schedule(w, t);
   }
   if (handled)
-    atomic_fetch_add_explicit(&w->eng->delivered, handled,
+    atomic_fetch_add_explicit(&w->sched->delivered, handled,
                               memory_order_relaxed);
   return handled;
 }
 
 static void arm_timer(myc__worker *w) {
   int64_t next = myc__timers_next(&w->timers), delay_ms;
-  if (w->eng->manual || next == w->timer_armed)
+  if (w->sched->manual || next == w->timer_armed)
     return;
   w->timer_armed = next;
   if (next == INT64_MAX) {
     uv_timer_stop(&w->timer);
     return;
   }
-  delay_ms = (next - myc__clock_now(&w->eng->clock) + 999999) / 1000000;
+  delay_ms = (next - myc__clock_now(w->sched->clock) + 999999) / 1000000;
   uv_timer_start(&w->timer, on_timer, delay_ms > 0 ? (uint64_t)delay_ms : 0,
                  0);
 }
 
-int myc__worker_add_timer(myc__worker *w, myc_service *s, int64_t deadline,
-                          int64_t interval, uint64_t id) {
-  int rc = myc__timers_add(&w->timers, deadline, interval, s, id);
+int myc__worker_add_timer(myc__worker *w, myc__timer_fn fn, void *arg,
+                          int64_t deadline, int64_t interval, uint64_t id) {
+  int rc;
+  MYC_ASSERT_OWNER(&w->owner);
+  rc = myc__timers_add(&w->timers, deadline, interval, fn, arg, id);
   if (rc == 0 && deadline < w->timer_armed &&
       atomic_load(&w->phase) == MYC_PHASE_RUN)
     arm_timer(w);
@@ -381,16 +401,17 @@ int myc__worker_add_timer(myc__worker *w, myc_service *s, int64_t deadline,
 uint32_t myc__worker_fire_timers(myc__worker *w, int64_t now) {
   myc__timer t;
   uint32_t fired = 0;
+  MYC_ASSERT_OWNER(&w->owner);
   while (myc__timers_pop_due(&w->timers, now, &t)) {
     w->now = now;
     fired++;
-    if (myc__service_timer(t.svc, t.id) && t.interval > 0) {
+    if (t.fn(t.arg, t.id) && t.interval > 0) {
       int64_t next = t.deadline + t.interval;
       /* A real clock that fell behind skips the missed ticks instead of
        * firing them in a burst; a virtual clock keeps exact deadlines. */
-      if (next <= now && !w->eng->clock.is_virtual)
+      if (next <= now && !w->sched->clock->is_virtual)
         next = now + t.interval;
-      (void)myc__timers_add(&w->timers, next, t.interval, t.svc, t.id);
+      (void)myc__timers_add(&w->timers, next, t.interval, t.fn, t.arg, t.id);
     }
     myc__worker_flush(w);
   }
@@ -403,24 +424,14 @@ static void on_timer(uv_timer_t *h) {
   /* Timers stop for good once the engine starts draining. */
   if (atomic_load(&w->phase) != MYC_PHASE_RUN)
     return;
-  myc__worker_fire_timers(w, myc__clock_now(&w->eng->clock));
+  myc__worker_fire_timers(w, myc__clock_now(w->sched->clock));
   arm_timer(w);
 }
 
-static void update_idle_flag(myc__worker *w) {
-  uv_mutex_lock(&w->inbox_lock);
-  atomic_store_explicit(&w->idle_flag,
-                        w->inbox_n == 0 && w->ready_head == NULL,
-                        memory_order_release);
-  uv_mutex_unlock(&w->inbox_lock);
-}
-
-static void stop_services(myc__worker *w) {
-  myc_engine *e = w->eng;
-  uint32_t i;
-  for (i = 0; i < e->nservices; i++)
-    if (e->services[i]->worker == w)
-      myc__service_stop(e->services[i]);
+static void stop_tasks(myc__worker *w) {
+  myc__task *t;
+  for (t = w->tasks; t != NULL; t = t->next)
+    t->ops->stop(t);
   myc__worker_flush(w);
   uv_idle_stop(&w->idle);
   close_handles(w);
@@ -429,10 +440,10 @@ static void stop_services(myc__worker *w) {
 static void on_idle(uv_idle_t *h) {
   myc__worker *w = h->data;
   myc__worker_drain_inbox(w);
-  myc__worker_run_ready(w, ROUND_BATCHES);
+  myc__worker_run_ready(w, ROUND_TURNS);
   if (w->ready_head == NULL) {
     uv_idle_stop(&w->idle);
-    update_idle_flag(w);
+    myc__inbox_set_idle(&w->inbox, 1);
   }
 }
 
@@ -440,7 +451,7 @@ static void on_wake(uv_async_t *h) {
   myc__worker *w = h->data;
   int phase = atomic_load(&w->phase);
   if (phase == MYC_PHASE_STOP) {
-    stop_services(w);
+    stop_tasks(w);
     return;
   }
   if (phase == MYC_PHASE_DRAIN)
@@ -449,11 +460,12 @@ static void on_wake(uv_async_t *h) {
   if (w->ready_head != NULL && !uv_is_active((uv_handle_t *)&w->idle))
     uv_idle_start(&w->idle, on_idle);
   if (w->ready_head == NULL)
-    update_idle_flag(w);
+    myc__inbox_set_idle(&w->inbox, 1);
 }
 
 static void worker_main(void *arg) {
   myc__worker *w = arg;
+  myc__owner_take(&w->owner);
   uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
@@ -469,4 +481,5 @@ void myc__worker_join(myc__worker *w) {
     uv_thread_join(&w->thread);
     w->started = 0;
   }
+  myc__owner_take(&w->owner);
 }

@@ -1,31 +1,69 @@
-/* worker.h -- a worker: one thread running one libuv loop, the services
+/* worker.h -- a worker: one thread running one libuv loop, the tasks
  * placed on it, their ready list and timers, a buffer pool, and an inbox
- * through which other threads hand it messages.
+ * through which other threads hand it messages and jobs.
+ *
+ * A task is what a service is to its worker: a mailbox and a place on
+ * the ready list.  The worker knows nothing else of it and runs it
+ * through its ops, as libuv runs a handle's callbacks; timers fire their
+ * own callbacks.  Nothing here calls up into services or the engine.
  */
 #ifndef MYC_WORKER_H
 #define MYC_WORKER_H
 
-#include "core/buf.h"
+#include "base/check.h"
+#include "base/clock.h"
 #include "base/rng.h"
-#include "runtime/service.h"
+#include "core/buf.h"
+#include "core/mailbox.h"
 #include "core/timer.h"
+#include "runtime/inbox.h"
 
 #include <stdatomic.h>
 #include <uv.h>
 
-typedef struct {
-  myc_service *svc;
-  myc_buf *buf;
-} myc__handoff;
+typedef struct myc__task myc__task;
+typedef struct myc__worker myc__worker;
 
-/* Messages a worker has emitted for another worker's services, held until
+typedef struct {
+  /* One turn: handles what was queued when it began, at most 'batches'
+   * batches (a task that messages itself cannot monopolise the worker).
+   * Returns the messages handled.  Worker thread. */
+  uint32_t (*run)(myc__task *t, uint32_t batches);
+  /* Nonzero when messages wait and the task can take them now. */
+  int (*pending)(const myc__task *t);
+  /* The engine stops: the task's last call (its module's stop).  Worker
+   * thread. */
+  void (*stop)(myc__task *t);
+} myc__task_ops;
+
+struct myc__task {
+  myc__mailbox mb;
+  myc__worker *worker;
+  const myc__task_ops *ops;
+  myc__task *ready_next;
+  myc__task *next; /* the worker's tasks, in the order they were placed */
+  int queued;      /* on the ready list */
+};
+
+/* What the workers of one engine share. */
+typedef struct {
+  const myc__alloc *alloc;
+  myc__clock *clock;
+  int manual; /* no threads: the host turns the loops (mycelium.testing) */
+  myc__worker *workers;
+  uint32_t nworkers;     /* initialised so far */
+  uint32_t nworkers_max; /* configured */
+  _Atomic uint64_t delivered; /* messages handled, all tasks */
+} myc__sched;
+
+/* Messages a worker has emitted for another worker's tasks, held until
  * the end of the current turn and then handed over in one go. */
 typedef struct {
   myc__handoff *items;
   uint32_t n, cap;
   /* Staged messages count in the target's 'incoming' (what producers'
    * pressure sees) in runs of up to MYC_STAGE_RUN, not one atomic each. */
-  myc_service *run_svc;
+  myc__task *run_task;
   uint32_t run;
 } myc__stage;
 
@@ -33,12 +71,13 @@ typedef struct {
 
 enum { MYC_PHASE_RUN, MYC_PHASE_DRAIN, MYC_PHASE_STOP };
 
-typedef struct myc__worker {
-  myc_engine *eng;
+struct myc__worker {
+  myc__sched *sched;
   uint32_t index;
   uv_loop_t loop;
   uv_thread_t thread;
   int started;
+  myc__owner owner; /* the thread that may run it now (check.h) */
   uv_async_t wake;
   uv_idle_t idle;
   uv_timer_t timer;
@@ -48,71 +87,96 @@ typedef struct myc__worker {
   myc__rng rng;
   myc__stage *stage; /* one per worker, indexed by the target's index */
   uint32_t staged;   /* items in all stages */
-  int64_t now; /* engine clock, refreshed per batch */
+  int64_t now;       /* engine clock, refreshed per batch */
 
-  myc_service *ready_head, *ready_tail;
+  myc__task *tasks, *tasks_tail;
+  myc__task *ready_head, *ready_tail;
   myc__timers timers;
-
-  uv_mutex_t inbox_lock;
-  myc__handoff *inbox, *inbox_spare;
-  uint32_t inbox_n, inbox_cap, spare_cap;
-  int inbox_signalled;
-  /* Mirrors inbox_n != 0 for the owner to peek at without the lock. */
-  _Atomic int inbox_nonempty;
+  myc__inbox inbox;
 
   _Atomic int phase;
-  _Atomic int idle_flag; /* nothing ready, nothing in the inbox */
-} myc__worker;
+};
 
-int myc__worker_init(myc__worker *w, myc_engine *e, uint32_t index);
+int myc__worker_init(myc__worker *w, myc__sched *sched, uint32_t index);
 void myc__worker_destroy(myc__worker *w);
 
+/* Places 't' (its mailbox ready, not yet placed) on 'w'; stop() reaches
+ * it in placement order.  Thread owning 'w'. */
+void myc__worker_place(myc__worker *w, myc__task *t, const myc__task_ops *ops);
+
+/* Removes 't' from the worker's tasks and ready list.  Thread owning
+ * 'w'. */
+void myc__worker_unplace(myc__worker *w, myc__task *t);
+
 /* Releases what other threads handed over but the worker never took,
- * counting it as dropped at shutdown.  Workers must be stopped. */
+ * counting it as dropped at shutdown, and cancels the jobs.  Thread
+ * owning 'w' (the workers are stopped). */
 void myc__worker_discard_inbox(myc__worker *w);
 
 /* Threaded engines: starts the thread.  Returns 0 or a libuv error. */
 int myc__worker_start(myc__worker *w);
+/* Joins the thread; the caller owns the worker afterwards. */
 void myc__worker_join(myc__worker *w);
+
+/* Nonzero when the worker had nothing to do and nothing was handed to
+ * it since.  Any thread. */
+static inline int myc__worker_idle(myc__worker *w) {
+  return atomic_load_explicit(&w->inbox.idle, memory_order_acquire);
+}
 
 /* Wakes the worker so it looks at its inbox and phase.  Any thread. */
 void myc__worker_wake(myc__worker *w);
 
-/* Puts 's' on its worker's ready list if it is not there.  Worker thread. */
-void myc__worker_schedule(myc__worker *w, myc_service *s);
+/* Sets the phase of every worker of 'sched' and wakes them.  Any thread. */
+void myc__workers_set_phase(myc__sched *sched, int phase);
 
-/* Queues 'b' (carrying a reference for it) for service 's' of worker 'w'
+/* Puts 't' on its worker's ready list if it is not there.  Worker
+ * thread. */
+void myc__worker_schedule(myc__worker *w, myc__task *t);
+
+/* Queues 'b' (carrying a reference for it) for task 't' of worker 'w'
  * from another thread.  Returns 0 (the inbox owns the reference) or
- * MYC_ENOMEM (the caller keeps it).  A NULL 'b' is a marker: the worker
- * runs the service's supervisor commands (supervisor.h) when it takes it. */
-int myc__worker_handoff(myc__worker *w, myc_service *s, myc_buf *b);
+ * MYC_ENOMEM (the caller keeps it). */
+int myc__worker_handoff(myc__worker *w, myc__task *t, myc_buf *b);
 
-/* Holds 'b' (carrying a reference for it) for service 's' of another
- * worker until myc__worker_flush().  Worker thread of 'w'.  Returns 0,
- * MYC_EFULL when two mailboxes' worth are already in transit to 's'
+/* Runs 'j' on the worker's thread between two batches (the control
+ * channel).  Any thread; cannot fail.  A worker that stops first cancels
+ * it (j->fn(j, 0)). */
+void myc__worker_post(myc__worker *w, myc__job *j);
+
+/* Holds 'b' (carrying a reference for it) for task 't' of another worker
+ * until myc__worker_flush().  Worker thread of 'w'.  Returns 0,
+ * MYC_EFULL when two mailboxes' worth are already in transit to 't'
  * (counted as a drop), or MYC_ENOMEM; on error the caller keeps the
  * reference. */
-int myc__worker_stage(myc__worker *w, myc_service *s, myc_buf *b);
+int myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b);
 
 /* Hands everything staged by 'w' to the target workers' inboxes: one
  * lock and at most one wake-up per target.  Worker thread of 'w'. */
 void myc__worker_flush(myc__worker *w);
 
-/* Moves the inbox into the mailboxes.  Worker thread. */
+/* Moves the inbox into the mailboxes, then runs the jobs.  Worker
+ * thread. */
 void myc__worker_drain_inbox(myc__worker *w);
 
-/* Dispatches batches of ready services until none is ready or 'budget'
- * batches ran.  Returns the messages handled.  Worker thread. */
+/* Runs turns of ready tasks until none is ready or 'budget' turns ran
+ * (0: no limit).  Returns the messages handled.  Worker thread. */
 uint64_t myc__worker_run_ready(myc__worker *w, uint32_t budget);
 
-/* Adds a timer and rearms the loop's timer if it is now the earliest. */
-int myc__worker_add_timer(myc__worker *w, myc_service *s, int64_t deadline,
-                          int64_t interval, uint64_t id);
+/* Adds a timer firing fn(arg, id) at 'deadline' (engine ns), again every
+ * 'interval' ns while fn returns nonzero (0: once), and rearms the loop's
+ * timer if it is now the earliest.  Worker thread.  Returns 0 or
+ * MYC_ENOMEM. */
+int myc__worker_add_timer(myc__worker *w, myc__timer_fn fn, void *arg,
+                          int64_t deadline, int64_t interval, uint64_t id);
 
-/* Fires every timer due at 'now'.  Returns how many fired. */
+/* Fires every timer due at 'now'.  Returns how many fired.  Worker
+ * thread. */
 uint32_t myc__worker_fire_timers(myc__worker *w, int64_t now);
 
-/* Refreshes the cached clock. */
-void myc__worker_tick(myc__worker *w);
+/* Refreshes the cached clock.  Worker thread. */
+static inline void myc__worker_tick(myc__worker *w) {
+  w->now = myc__clock_now(w->sched->clock);
+}
 
 #endif

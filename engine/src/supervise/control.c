@@ -3,11 +3,11 @@
  * Everything here runs on the monitor loop, never on a worker: status is
  * read from counters the workers publish, and a reload is compiled here
  * and handed to the service's worker, whose answer comes back through
- * myc__monitor_call.  A connection carries one request and one reply.
+ * myc__monitor_post.  A connection carries one request and one reply.
  */
 #include "supervise/control.h"
 
-#include "runtime/engine.h"
+#include "runtime/activation.h"
 #include "supervise/monitor.h"
 
 #include <errno.h>
@@ -27,7 +27,8 @@ typedef struct conn conn;
 
 /* A reload on its way: the worker fills it, the monitor loop answers. */
 typedef struct {
-  myc__mcall call; /* first */
+  myc__job job; /* first */
+  myc__supervise *sv;
   myc_engine *e;
   myc_service *s;
   conn *c; /* NULL once the connection gave up waiting */
@@ -51,6 +52,7 @@ struct conn {
 };
 
 struct myc__control {
+  myc__supervise *sv;
   myc_engine *e;
   uv_pipe_t server;
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -228,8 +230,8 @@ int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
   sbuf b = {&e->alloc, NULL, 0, 0, 0};
   uint32_t i;
   if (text) {
-    sb_printf(&b, "node %s, %u worker%s, %u service%s\n", e->node, e->nworkers,
-              e->nworkers == 1 ? "" : "s", e->nservices,
+    sb_printf(&b, "node %s, %u worker%s, %u service%s\n", e->node, e->sched.nworkers,
+              e->sched.nworkers == 1 ? "" : "s", e->nservices,
               e->nservices == 1 ? "" : "s");
     sb_printf(&b, TEXT_ROW, "SERVICE", "WRK", "STATE", "VER", "RESTARTS",
               "QUEUE", "IN", "OUT", "DROPPED", "MEMORY", "RUNNING");
@@ -239,7 +241,7 @@ int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
     sb_printf(&b,
               ",\"version\":\"%s\",\"pid\":%d,\"workers\":%u,"
               "\"services\":[",
-              myc_version(), (int)getpid(), e->nworkers);
+              myc_version(), (int)getpid(), e->sched.nworkers);
   }
   uv_mutex_lock(&e->services_lock);
   for (i = 0; i < e->nservices; i++) {
@@ -353,9 +355,9 @@ static void reply_reloaded(conn *c, myc_service *s) {
 /* ---- reload ---------------------------------------------------------------
  */
 
-static void ticket_run(myc__mcall *call, int alive) {
-  ticket *t = (ticket *)call;
-  if (alive && t->c != NULL) {
+static void ticket_run(myc__job *j, int run) {
+  ticket *t = (ticket *)j;
+  if (run && t->c != NULL) {
     conn *c = t->c;
     c->waiting = NULL;
     if (t->rc == 0)
@@ -371,7 +373,7 @@ static void reload_done(void *ud, int rc, const char *err) {
   ticket *t = ud;
   t->rc = rc;
   snprintf(t->err, sizeof t->err, "%s", err ? err : "");
-  myc__monitor_call(t->e, &t->call);
+  myc__monitor_post(t->sv, &t->job);
 }
 
 static void on_reload_timeout(uv_timer_t *h) {
@@ -408,12 +410,14 @@ static void do_reload(conn *c, const char *name, const char *module) {
     reply_error(c, MYC_ENOMEM, "out of memory");
     return;
   }
-  t->call.fn = ticket_run;
+  t->job.fn = ticket_run;
+  t->sv = c->ctl->sv;
   t->e = e;
   t->s = s;
   t->c = c;
   c->waiting = t;
-  rc = myc__reload_start(e, s, module, reload_done, t, err, sizeof err);
+  rc = myc__reload_start(c->ctl->sv, s, module, reload_done, t, err,
+                         sizeof err);
   if (rc != 0) {
     c->waiting = NULL;
     myc__free(&e->alloc, t, sizeof *t);
@@ -534,8 +538,9 @@ static int stale_socket(const char *path) {
   return rc != 0 && errno == ECONNREFUSED;
 }
 
-int myc__control_open(myc_engine *e, uv_loop_t *loop, const char *url,
+int myc__control_open(myc__supervise *sv, uv_loop_t *loop, const char *url,
                       myc__control **out, char *err, size_t errlen) {
+  myc_engine *e = sv->e;
   myc__control *c;
   const char *path = url + 7;
   mode_t old;
@@ -554,6 +559,7 @@ int myc__control_open(myc_engine *e, uv_loop_t *loop, const char *url,
     snprintf(err, errlen, "out of memory");
     return MYC_ENOMEM;
   }
+  c->sv = sv;
   c->e = e;
   snprintf(c->path, sizeof c->path, "%s", path);
   /* A client that hangs up before its reply must not kill the engine

@@ -5,7 +5,7 @@
 #ifndef MYC_CONTROL_H
 #define MYC_CONTROL_H
 
-#include "mycelium.h"
+#include "supervise/supervisor.h"
 
 #include <uv.h>
 
@@ -14,7 +14,7 @@ typedef struct myc__control myc__control;
 /* Listens on 'url' ("unix:///path") on 'loop'.  A stale socket file (no
  * one answering) is replaced; a live one is an error.  Returns 0, or a
  * negative code with the reason in 'err'. */
-int myc__control_open(myc_engine *e, uv_loop_t *loop, const char *url,
+int myc__control_open(myc__supervise *sv, uv_loop_t *loop, const char *url,
                       myc__control **out, char *err, size_t errlen);
 
 /* Closes the listener and every connection, and removes the socket file.

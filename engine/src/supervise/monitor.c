@@ -8,8 +8,8 @@
  */
 #include "supervise/monitor.h"
 
+#include "runtime/activation.h"
 #include "supervise/control.h"
-#include "runtime/engine.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -18,8 +18,8 @@
 #define DEBOUNCE_MS 100
 #define MAX_WATCHES 64
 
-typedef struct myc__monitor {
-  myc_engine *e;
+struct myc__monitor {
+  myc__supervise *sv;
   uv_loop_t loop;
   uv_thread_t thread;
   int thread_started;
@@ -31,16 +31,10 @@ typedef struct myc__monitor {
   uv_fs_event_t watches[MAX_WATCHES];
   uint32_t nwatches;
 
-  uv_mutex_t lock; /* guards 'calls' and 'closed' */
-  myc__mcall *calls, *calls_tail;
+  uv_mutex_t lock; /* guards 'jobs' and 'closed' */
+  myc__jobs jobs;
   int closed;
-} myc__monitor;
-
-int64_t myc__monitor_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+};
 
 static void wd_log(myc_service *s, int level, const char *fmt, double a,
                    double b) {
@@ -56,64 +50,65 @@ static void wd_log(myc_service *s, int level, const char *fmt, double a,
 /* One service at one tick: track what runs; past the budget, report and
  * interrupt, escalating while it keeps running. */
 static void watch_service(myc_service *s, int64_t now, int64_t tick_ns) {
+  myc__supervision *w = s->sup;
   int kind = atomic_load_explicit(&s->act_kind, memory_order_acquire);
   uint32_t gen = atomic_load_explicit(&s->act_gen, memory_order_acquire);
   int32_t cur = kind == MYC_ACT_HANDLER
                     ? __atomic_load_n(&s->view.cursor, __ATOMIC_ACQUIRE)
                     : -1;
-  int64_t since = atomic_load(&s->busy_since);
+  int64_t since = atomic_load(&w->busy_since);
   double ms, budget = s->timeout_ms;
 
   if (kind == MYC_ACT_IDLE) {
-    atomic_store(&s->busy_since, 0);
+    atomic_store(&w->busy_since, 0);
     return;
   }
-  if (since == 0 || gen != s->wd_gen || cur != s->wd_cursor) {
-    s->wd_gen = gen;
-    s->wd_cursor = cur;
-    s->wd_stage = 0;
+  if (since == 0 || gen != w->wd_gen || cur != w->wd_cursor) {
+    w->wd_gen = gen;
+    w->wd_cursor = cur;
+    w->wd_stage = 0;
     /* First seen now: it started at most one tick ago. */
-    atomic_store(&s->busy_since, now - tick_ns / 2);
+    atomic_store(&w->busy_since, now - tick_ns / 2);
     return;
   }
   if (budget <= 0)
     return;
   ms = (double)(now - since) / 1e6;
-  if (s->wd_stage == 0 && ms > budget) {
-    atomic_fetch_add(&s->sup.timeouts, 1);
+  if (w->wd_stage == 0 && ms > budget) {
+    atomic_fetch_add(&w->timeouts, 1);
     wd_log(s, MYC_LOG_WARN,
            "running for %.0f ms, past its budget of %g ms: "
            "interrupting it",
            ms, budget);
     myc__service_interrupt(s, gen, cur);
-    s->wd_stage = 1;
-  } else if (s->wd_stage >= 1 && ms > 2 * budget + 10) {
+    w->wd_stage = 1;
+  } else if (w->wd_stage >= 1 && ms > 2 * budget + 10) {
     /* The hook has not fired: compiled code.  An allocation can still
      * fail; one that is refused and caught is asked for again. */
     myc__service_poison(s, gen);
-    if (s->wd_stage == 1)
+    if (w->wd_stage == 1)
       wd_log(s, MYC_LOG_WARN,
              "still running after %.0f ms (budget %g ms): "
              "compiled code the hook cannot reach; failing its next "
              "allocation",
              ms, budget);
-    if (s->wd_stage == 1)
-      s->wd_stage = 2;
-    if (s->wd_stage == 2 && ms > 4 * budget + 50) {
+    if (w->wd_stage == 1)
+      w->wd_stage = 2;
+    if (w->wd_stage == 2 && ms > 4 * budget + 50) {
       wd_log(s, MYC_LOG_ERROR,
              "cannot be interrupted after %.0f ms (budget "
              "%g ms): a compiled loop that neither allocates nor leaves its "
              "trace (docs/SUPERVISION.md)",
              ms, budget);
-      s->wd_stage = 3;
+      w->wd_stage = 3;
     }
   }
 }
 
 static void on_tick(uv_timer_t *h) {
   myc__monitor *m = h->data;
-  myc_engine *e = m->e;
-  int64_t now = myc__monitor_now();
+  myc_engine *e = m->sv->e;
+  int64_t now = myc__mono_ns();
   int64_t tick_ns = (int64_t)uv_timer_get_repeat(h) * 1000000;
   uint32_t i;
   uv_mutex_lock(&e->services_lock);
@@ -123,17 +118,12 @@ static void on_tick(uv_timer_t *h) {
   uv_mutex_unlock(&e->services_lock);
 }
 
-static void run_calls(myc__monitor *m) {
-  myc__mcall *c;
+static void run_jobs(myc__monitor *m) {
+  myc__job *list;
   uv_mutex_lock(&m->lock);
-  c = m->calls;
-  m->calls = m->calls_tail = NULL;
+  list = myc__jobs_take(&m->jobs);
   uv_mutex_unlock(&m->lock);
-  while (c != NULL) {
-    myc__mcall *next = c->next;
-    c->fn(c, 1);
-    c = next;
-  }
+  myc__jobs_run(list, 1);
 }
 
 static void close_all(myc__monitor *m);
@@ -144,38 +134,32 @@ static void on_wake(uv_async_t *h) {
     close_all(m);
     return;
   }
-  run_calls(m);
+  run_jobs(m);
 }
 
-void myc__monitor_call(myc_engine *e, myc__mcall *c) {
-  myc__monitor *m = e->monitor;
+void myc__monitor_post(myc__supervise *sv, myc__job *j) {
+  myc__monitor *m = sv->monitor;
   int alive;
-  c->next = NULL;
   if (m == NULL) {
-    c->fn(c, 0);
+    j->fn(j, 0);
     return;
   }
   uv_mutex_lock(&m->lock);
   alive = !m->closed;
-  if (alive) {
-    if (m->calls_tail != NULL)
-      m->calls_tail->next = c;
-    else
-      m->calls = c;
-    m->calls_tail = c;
-  }
+  if (alive)
+    myc__jobs_push(&m->jobs, j);
   uv_mutex_unlock(&m->lock);
   if (alive)
     uv_async_send(&m->wake);
   else
-    c->fn(c, 0);
+    j->fn(j, 0);
 }
 
 /* ---- file watcher ----------------------------------------------------- */
 
 static void on_debounce(uv_timer_t *h) {
   myc__monitor *m = h->data;
-  myc__reload_changed(m->e);
+  myc__reload_changed(m->sv);
 }
 
 static void on_fs_event(uv_fs_event_t *h, const char *file, int events,
@@ -212,7 +196,7 @@ static void watch_dir(myc__monitor *m, const char *module) {
   m->watches[m->nwatches].data = m;
   if (uv_fs_event_start(&m->watches[m->nwatches], on_fs_event, dir, 0) != 0) {
     uv_close((uv_handle_t *)&m->watches[m->nwatches], NULL);
-    myc_engine_log(m->e, MYC_LOG_WARN, NULL,
+    myc_engine_log(m->sv->e, MYC_LOG_WARN, NULL,
                    "reload: cannot watch a module "
                    "directory; SIGHUP and `mycelium reload` still work");
     return;
@@ -221,7 +205,7 @@ static void watch_dir(myc__monitor *m, const char *module) {
 }
 
 static void start_watching(myc__monitor *m) {
-  myc_engine *e = m->e;
+  myc_engine *e = m->sv->e;
   uint32_t i;
   for (i = 0; i < e->nservices; i++)
     if (e->services[i]->cb == NULL)
@@ -250,7 +234,8 @@ static void monitor_main(void *arg) {
   uv_run(&m->loop, UV_RUN_DEFAULT);
 }
 
-static int needs_monitor(myc_engine *e, double *min_budget) {
+static int needs_monitor(myc__supervise *sv, double *min_budget) {
+  myc_engine *e = sv->e;
   uint32_t i;
   *min_budget = 0;
   for (i = 0; i < e->nservices; i++) {
@@ -258,16 +243,17 @@ static int needs_monitor(myc_engine *e, double *min_budget) {
     if (t > 0 && (*min_budget == 0 || t < *min_budget))
       *min_budget = t;
   }
-  return *min_budget > 0 || e->control != NULL ||
-         (e->reload == MYC_RELOAD_WATCH && !e->manual);
+  return *min_budget > 0 || sv->control != NULL ||
+         (sv->reload == MYC_RELOAD_WATCH && !e->manual);
 }
 
-int myc__monitor_start(myc_engine *e, char *err, size_t errlen) {
+int myc__monitor_start(myc__supervise *sv, char *err, size_t errlen) {
+  myc_engine *e = sv->e;
   myc__monitor *m;
   double budget;
   uint64_t tick;
   int rc;
-  if (!needs_monitor(e, &budget) || e->monitor != NULL)
+  if (!needs_monitor(sv, &budget) || sv->monitor != NULL)
     return 0;
   m = myc__calloc(&e->alloc, sizeof *m);
   if (m == NULL || uv_mutex_init(&m->lock) != 0) {
@@ -276,17 +262,17 @@ int myc__monitor_start(myc_engine *e, char *err, size_t errlen) {
     snprintf(err, errlen, "out of memory");
     return MYC_ENOMEM;
   }
-  m->e = e;
+  m->sv = sv;
   uv_loop_init(&m->loop);
   uv_async_init(&m->loop, &m->wake, on_wake);
   uv_timer_init(&m->loop, &m->tick);
   uv_timer_init(&m->loop, &m->debounce);
   m->wake.data = m->tick.data = m->debounce.data = m;
-  e->monitor = m;
-  rc = e->control ? myc__control_open(e, &m->loop, e->control, &m->control, err,
-                                      errlen)
-                  : 0;
-  if (rc == 0 && e->reload == MYC_RELOAD_WATCH && !e->manual)
+  sv->monitor = m;
+  rc = sv->control ? myc__control_open(sv, &m->loop, sv->control, &m->control,
+                                       err, errlen)
+                   : 0;
+  if (rc == 0 && sv->reload == MYC_RELOAD_WATCH && !e->manual)
     start_watching(m);
   /* Ticks fine enough to catch a budget within a quarter of it. */
   tick = budget > 0 ? (uint64_t)(budget / 4) : 50;
@@ -297,15 +283,14 @@ int myc__monitor_start(myc_engine *e, char *err, size_t errlen) {
              myc_strerror(rc));
   m->thread_started = rc == 0;
   if (rc != 0) {
-    myc__monitor_stop(e);
-    myc__monitor_free(e);
+    myc__monitor_stop(sv);
+    myc__monitor_free(sv);
   }
   return rc;
 }
 
-void myc__monitor_stop(myc_engine *e) {
-  myc__monitor *m = e->monitor;
-  myc__mcall *c;
+void myc__monitor_stop(myc__supervise *sv) {
+  myc__monitor *m = sv->monitor;
   if (m == NULL)
     return;
   uv_mutex_lock(&m->lock);
@@ -325,21 +310,15 @@ void myc__monitor_stop(myc_engine *e) {
   }
   uv_run(&m->loop, UV_RUN_DEFAULT); /* the close callbacks */
   uv_loop_close(&m->loop);
-  c = m->calls;
-  m->calls = m->calls_tail = NULL;
-  while (c != NULL) {
-    myc__mcall *next = c->next;
-    c->fn(c, 0);
-    c = next;
-  }
+  myc__jobs_run(myc__jobs_take(&m->jobs), 0);
 }
 
-void myc__monitor_free(myc_engine *e) {
-  myc__monitor *m = e->monitor;
+void myc__monitor_free(myc__supervise *sv) {
+  myc__monitor *m = sv->monitor;
   if (m == NULL)
     return;
-  myc__monitor_stop(e);
+  myc__monitor_stop(sv);
   uv_mutex_destroy(&m->lock);
-  e->monitor = NULL;
-  myc__free(&e->alloc, m, sizeof *m);
+  sv->monitor = NULL;
+  myc__free(&sv->e->alloc, m, sizeof *m);
 }

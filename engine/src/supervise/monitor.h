@@ -7,35 +7,24 @@
 #ifndef MYC_MONITOR_H
 #define MYC_MONITOR_H
 
-#include "mycelium.h"
-
-#include <stdint.h>
-
-/* Work handed to the monitor loop from another thread. */
-typedef struct myc__mcall {
-  struct myc__mcall *next;
-  /* Runs on the monitor loop with 'alive' set, or, once the monitor has
-   * stopped, on the caller's thread with 'alive' 0 (then only free). */
-  void (*fn)(struct myc__mcall *c, int alive);
-} myc__mcall;
+#include "core/job.h"
+#include "supervise/supervisor.h"
 
 /* Starts the monitor thread if the engine needs one: a handler time
  * budget, a control channel, or reload = "watch" (threaded engines).
  * The control socket is bound before this returns.  Returns 0 or a
  * negative code with the reason in 'err' (then nothing runs). */
-int myc__monitor_start(myc_engine *e, char *err, size_t errlen);
+int myc__monitor_start(myc__supervise *sv, char *err, size_t errlen);
 
-/* Stops and joins the thread; pending calls run with 'alive' 0.  Any
- * thread but the monitor's; idempotent. */
-void myc__monitor_stop(myc_engine *e);
+/* Stops and joins the thread; pending jobs are cancelled (j->fn(j, 0)).
+ * Any thread but the monitor's; idempotent. */
+void myc__monitor_stop(myc__supervise *sv);
 
 /* Frees what is left once the services are freed. */
-void myc__monitor_free(myc_engine *e);
+void myc__monitor_free(myc__supervise *sv);
 
-/* Queues 'c' for the monitor loop.  Any thread. */
-void myc__monitor_call(myc_engine *e, myc__mcall *c);
-
-/* Monotonic clock of the watchdog, ns. */
-int64_t myc__monitor_now(void);
+/* Runs 'j' on the monitor loop.  Any thread; once the monitor has
+ * stopped, 'j' is cancelled on the calling thread. */
+void myc__monitor_post(myc__supervise *sv, myc__job *j);
 
 #endif

@@ -1,4 +1,5 @@
-/* lua_core.c -- MessagePack for Lua values (see lua_core.h).
+/* msgpack.c -- MessagePack for Lua values: the mycelium.core module (see
+ * msgpack.h).
  *
  * Encoding: nil, booleans, numbers (integral values that fit in int64 as
  * integers, others as float64), strings, and tables (a sequence 1..n as an
@@ -6,7 +7,7 @@
  * types raise an error naming the field path.  Decoding turns arrays into
  * sequences, maps into tables, bin and str into strings.
  */
-#include "lua/lua_core.h"
+#include "lua/msgpack.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -318,31 +319,6 @@ static int lunpack(lua_State *L) {
     len = (size_t)luaL_checknumber(L, 2);
   }
   return decode(L, p, len);
-}
-
-void myc__lua_prepare(lua_State *L, const char *lua_dir, const char *module) {
-  const char *slash = module ? strrchr(module, '/') : NULL;
-  int dirlen = slash ? (int)(slash - module) : 1;
-  const char *dir = slash ? module : ".";
-
-  lua_getglobal(L, "package");
-  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_dir, lua_dir);
-  if (module != NULL) {
-    /* lua_pushfstring knows no "%.*s": cut the directory out first. */
-    lua_pushlstring(L, dir, (size_t)dirlen);
-    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_tostring(L, -1),
-                    lua_tostring(L, -1));
-    lua_remove(L, -2);
-  } else {
-    lua_pushliteral(L, "");
-  }
-  lua_getfield(L, -3, "path");
-  lua_concat(L, 3);
-  lua_setfield(L, -2, "path");
-  lua_getfield(L, -1, "preload");
-  lua_pushcfunction(L, luaopen_mycelium_core);
-  lua_setfield(L, -2, "mycelium.core");
-  lua_pop(L, 2);
 }
 
 int luaopen_mycelium_core(lua_State *L) {

@@ -1,0 +1,37 @@
+/* engine.c -- where the layers meet: an engine made through the public
+ * API is the runtime (runtime/engine.c) with supervision attached
+ * (supervise/).  Layers added later attach here the same way.
+ */
+#include "runtime/engine.h"
+
+#include "supervise/supervisor.h"
+
+#include <string.h>
+
+void myc_engine_config_init(myc_engine_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->node = "mycelium";
+  cfg->workers = 0;
+  cfg->mailbox.capacity = 65536;
+  cfg->mailbox.policy = MYC_POLICY_DROP_OLDEST;
+  cfg->mailbox.threshold = 0.8;
+  cfg->log_level = MYC_LOG_INFO;
+  cfg->log_format = MYC_LOG_TEXT;
+  myc_supervisor_config_init(&cfg->supervisor);
+  cfg->reload = MYC_RELOAD_SIGNAL;
+}
+
+int myc_engine_new(myc_engine **out, const myc_engine_config *cfg) {
+  myc_engine *e;
+  int rc = myc__engine_create(&e, cfg);
+  *out = NULL;
+  if (rc != 0)
+    return rc;
+  rc = myc__supervise_attach(e, cfg);
+  if (rc != 0) {
+    myc_engine_free(e);
+    return rc;
+  }
+  *out = e;
+  return 0;
+}

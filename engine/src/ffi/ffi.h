@@ -1,0 +1,240 @@
+/* ffi.h -- the C<->Lua boundary: every C function the Lua runtime
+ * (the modules of lua/mycelium/) calls through the FFI, and nothing else.
+ *
+ * These are not the embedding API (mycelium.h is): they trust their
+ * caller, the host runtime of a service, to pass a live service on its
+ * own worker thread, and they change with the runtime they serve.  The
+ * library exports them (MYC_FFI) so that ffi.C finds them;
+ * lua/mycelium/cdefs.lua declares each of them once, and the check
+ * scripts/check-ffi.lua compares the two files.  The structs they share
+ * with Lua are checked field by field when a Lua state loads the runtime
+ * (myc_ffi_layouts).
+ *
+ * Conventions: 0 or a count on success, a negative MYC_E* code on
+ * failure; 's' is the service of the calling Lua state ("worker thread
+ * of 's'" below means the thread running that state).
+ */
+#ifndef MYC_FFI_H
+#define MYC_FFI_H
+
+#include "base/visibility.h"
+#include "core/buf.h"
+#include "runtime/service.h"
+
+#include <stdint.h>
+
+/* ===================================================================== */
+/* Layout checks                                                          */
+/* ===================================================================== */
+
+/* One fact of a struct the Lua side declares too: its size (field
+ * NULL) or the offset of one of its fields. */
+typedef struct {
+  const char *type;
+  const char *field; /* NULL: 'value' is sizeof(type) */
+  uint32_t value;
+} myc_ffi_layout;
+
+/* The layout facts of every shared struct, '*n' of them.  Static;
+ * cannot fail. */
+MYC_FFI const myc_ffi_layout *myc_ffi_layouts(uint32_t *n);
+
+/* The name and code of engine error number 'i' (0-based, in the order of
+ * MYC_ERRNO_MAP), or NULL past the last: the Lua side builds its table of
+ * codes from these instead of copying numbers. */
+MYC_FFI const char *myc_ffi_errno(uint32_t i, int *code);
+
+/* ===================================================================== */
+/* A service's own calls (worker thread of 's')                           */
+/* ===================================================================== */
+
+/* Frames 'len' bytes of 'data' as a message of 'kind'/'type' on topic
+ * 'topic_id' and delivers it.  Returns 0 (taken, or no subscriber),
+ * MYC_EFULL (every subscriber refused it), MYC_ENOMEM, MYC_ETOOBIG,
+ * MYC_EINVAL (unknown topic id).  'data' is copied. */
+MYC_FFI int myc_ffi_emit(myc_service *s, uint32_t topic_id, int kind,
+                         uint16_t type, const void *data, size_t len);
+
+/* A zeroed buffer for a typed payload of 'size' bytes, filled in place
+ * (ctx:new); one reference, the caller's.  NULL when out of memory. */
+MYC_FFI myc_buf *myc_ffi_buf_new(myc_service *s, size_t size);
+
+/* Emits a buffer from myc_ffi_buf_new() without copying its payload.
+ * The caller's reference is handed over whatever the result.  Returns as
+ * myc_ffi_emit. */
+MYC_FFI int myc_ffi_emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b,
+                             int kind, uint16_t type);
+
+/* Takes one more reference on 'b' (msg:copy keeps a message). */
+MYC_FFI void myc_ffi_buf_ref(myc_buf *b);
+
+/* Drops one reference on 'b' into the pool of the worker of 's'. */
+MYC_FFI void myc_ffi_buf_release(myc_service *s, myc_buf *b);
+
+/* The id (>= 1) of topic 'name', created if new; MYC_ETOPIC for an
+ * invalid name, MYC_ENOMEM.  Any thread. */
+MYC_FFI int64_t myc_ffi_topic(myc_service *s, const char *name, size_t len);
+
+/* The name of topic 'id', or NULL.  Owned by the engine. */
+MYC_FFI const char *myc_ffi_topic_name(myc_service *s, uint32_t id);
+
+/* NULL when 'name' is a valid topic (with 'pattern', a valid pattern),
+ * else a static reason.  No engine needed. */
+MYC_FFI const char *myc_ffi_topic_check(const char *name, size_t len,
+                                        int pattern);
+
+/* Subscribes 's' to 'pattern' now (or leaves it).  Returns 0, MYC_ETOPIC
+ * or MYC_ENOMEM (then nothing changed). */
+MYC_FFI int myc_ffi_subscribe(myc_service *s, const char *pattern, size_t len);
+MYC_FFI int myc_ffi_unsubscribe(myc_service *s, const char *pattern,
+                                size_t len);
+
+/* Starts a timer of the current instance firing after 'delay_ms', then
+ * every 'repeat_ms' (0: once).  Returns its id (> 0), MYC_EINVAL for a
+ * negative or NaN time, or MYC_ENOMEM. */
+MYC_FFI int64_t myc_ffi_timer(myc_service *s, double delay_ms,
+                              double repeat_ms);
+
+/* The engine clock, seconds since the Unix epoch. */
+MYC_FFI double myc_ffi_now(myc_service *s);
+
+/* Asks the engine to stop with exit code 'code' (ctx:shutdown).  Returns
+ * at once. */
+MYC_FFI void myc_ffi_shutdown(myc_service *s, int code);
+
+/* Messages waiting for 's': queued, plus the rest of the batch after the
+ * one being handled. */
+MYC_FFI uint32_t myc_ffi_queue_depth(myc_service *s);
+MYC_FFI uint32_t myc_ffi_queue_capacity(myc_service *s);
+
+/* Nonzero when the queue depth is above the mailbox's threshold. */
+MYC_FFI int myc_ffi_over_threshold(myc_service *s);
+
+/* The highest fill ratio among the subscribers of 'topic_id' (0 without
+ * one), counting what is in transit to them. */
+MYC_FFI double myc_ffi_pressure(myc_service *s, uint32_t topic_id);
+
+/* Counters of the service named 'name' (any service of the engine) into
+ * 'out'.  Returns 0 or MYC_ENOENT. */
+MYC_FFI int myc_ffi_stats(myc_service *s, const char *name, size_t len,
+                          myc_service_stats *out);
+
+/* The engine's log level and format (myc_log_level, myc_log_format), so
+ * that the Lua side formats only lines that will be written. */
+MYC_FFI int myc_ffi_log_level(myc_service *s);
+MYC_FFI int myc_ffi_log_format(myc_service *s);
+
+/* Writes a log line for 's' in the trace of what it handles; 'extra' is
+ * a fragment in the log's format (JSON members, or key=value pairs). */
+MYC_FFI void myc_ffi_log(myc_service *s, int level, const char *msg,
+                         size_t len, const char *extra, size_t extra_len);
+
+/* The current trace id (16 bytes) and span id (8 bytes) into 'out24'. */
+MYC_FFI void myc_ffi_trace(myc_service *s, uint8_t *out24);
+
+/* The engine's node name.  Owned by the engine. */
+MYC_FFI const char *myc_ffi_node(myc_service *s);
+
+/* ctx:exit(): the instance ends after the running handler (1: normally,
+ * 2: with a reason, which counts as a crash for its restart type). */
+MYC_FFI void myc_ffi_exit(myc_service *s, int how);
+
+/* The message at the cursor has no handler any more (a reload dropped
+ * it): it goes to "$dead", logged, without ending the instance. */
+MYC_FFI void myc_ffi_unhandled(myc_service *s);
+
+/* Lowercase hex of 'n' bytes of 'src' into 'dst' (2n chars, no NUL). */
+MYC_FFI void myc_ffi_hex(char *dst, const uint8_t *src, size_t n);
+
+/* ===================================================================== */
+/* mycelium.testing (manual engines, the driving thread)                   */
+/* ===================================================================== */
+
+/* Captured log lines: a sink given to myc_engine_config.log_fn with the
+ * capture as its log_ud. */
+typedef struct myc_ffi_logs myc_ffi_logs;
+
+/* A capture using 'alloc' (NULL: realloc/free), or NULL when out of
+ * memory.  Free it after the engine that writes to it. */
+MYC_FFI myc_ffi_logs *myc_ffi_test_logs_new(myc_alloc_fn alloc, void *ud);
+MYC_FFI void myc_ffi_test_logs_free(myc_ffi_logs *l);
+
+/* The myc_log_fn that appends a line to the capture 'ud'.  Any thread. */
+MYC_FFI void myc_ffi_test_log_sink(void *ud, int level, const char *line,
+                                   size_t len);
+
+/* Moves the oldest captured line into 'dst' (NUL-terminated, cut to
+ * 'cap'); returns its full length, or -1 when there is none. */
+MYC_FFI int64_t myc_ffi_test_logs_next(myc_ffi_logs *l, char *dst, size_t cap);
+
+typedef struct myc_ffi_collector myc_ffi_collector;
+
+/* A C service 'name' that keeps a reference to every message on
+ * 'pattern'; the engine frees it.  Returns 0, or an error of
+ * myc_engine_add_c_service (then nothing was added). */
+MYC_FFI int myc_ffi_test_collector(myc_engine *e, const char *name,
+                                   const char *pattern,
+                                   myc_ffi_collector **out);
+
+/* Moves up to 'max' collected buffers to 'out'; the caller owns one
+ * reference on each (myc_ffi_test_buf_release). */
+MYC_FFI uint32_t myc_ffi_test_collected(myc_ffi_collector *c, myc_buf **out,
+                                        uint32_t max);
+MYC_FFI void myc_ffi_test_buf_release(myc_engine *e, myc_buf *b);
+
+/* Fault injection: the next 'n' batches of service 'name' fail at their
+ * first message as if its handler had raised "injected fault".  Returns
+ * 0 or MYC_ENOENT (no such Lua service). */
+MYC_FFI int myc_ffi_test_fault(myc_engine *e, const char *name, uint32_t n);
+
+#if defined(MYC_WITH_NET)
+#include "net/http.h"
+#include "net/redis_client.h"
+#include "net/ws.h"
+
+/* ===================================================================== */
+/* Network clients (net/; only in builds with MYC_WITH_NET)                */
+/* ===================================================================== */
+
+/* Each wraps the net/ function of the same name (myc__ws_open for
+ * myc_ffi_ws_open, ...), whose header states its contract; events reach
+ * the Lua function registered for 'source' (lua/mycelium/events.lua). */
+MYC_FFI void myc_ffi_ws_options_init(myc_ws_options *o);
+MYC_FFI myc_ws *myc_ffi_ws_open(myc_service *s, uint64_t source,
+                                const char *url, const myc_ws_options *o,
+                                char *err, size_t errlen);
+MYC_FFI int myc_ffi_ws_send(myc_ws *ws, int binary, const void *p, size_t n);
+MYC_FFI int myc_ffi_ws_ping(myc_ws *ws, const void *p, size_t n);
+MYC_FFI int myc_ffi_ws_close(myc_ws *ws, int code, const char *reason,
+                             size_t n);
+MYC_FFI void myc_ffi_ws_pause(myc_ws *ws);
+MYC_FFI void myc_ffi_ws_resume(myc_ws *ws);
+MYC_FFI int myc_ffi_ws_state(const myc_ws *ws);
+MYC_FFI double myc_ffi_ws_buffered(const myc_ws *ws);
+MYC_FFI void myc_ffi_ws_release(myc_ws *ws);
+
+MYC_FFI void myc_ffi_http_options_init(myc_http_options *o);
+MYC_FFI myc_http *myc_ffi_http_request(myc_service *s, uint64_t source,
+                                       const char *method, const char *url,
+                                       const char *headers, const void *body,
+                                       size_t n, const myc_http_options *o,
+                                       char *err, size_t errlen);
+MYC_FFI void myc_ffi_http_release(myc_http *h);
+
+MYC_FFI int myc_ffi_redis_open(myc_service *s, uint64_t source,
+                               const char *url, const myc_redis_options *opt,
+                               myc_redis **out, char *err, size_t errlen);
+MYC_FFI int64_t myc_ffi_redis_command(myc_redis *c, int argc,
+                                      const char *const *argv,
+                                      const size_t *lens);
+MYC_FFI void myc_ffi_redis_close(myc_redis *c);
+MYC_FFI void myc_ffi_redis_free(myc_redis *c);
+MYC_FFI const char *myc_ffi_redis_state(const myc_redis *c);
+MYC_FFI const char *myc_ffi_redis_server(const myc_redis *c);
+MYC_FFI const char *myc_ffi_redis_error(const myc_redis *c);
+MYC_FFI uint32_t myc_ffi_redis_pending(const myc_redis *c);
+MYC_FFI void myc_ffi_redis_reply_view(const void *r, myc_redis_value *out);
+MYC_FFI const void *myc_ffi_redis_reply_element(const void *r, size_t i);
+#endif
+
+#endif

@@ -1,0 +1,149 @@
+/* service.c -- the FFI entry points of a service's own calls (see
+ * ffi.h): thin, each one call into the runtime below. */
+#include "ffi/ffi.h"
+
+#include "base/check.h"
+#include "runtime/emit.h"
+#include "runtime/engine.h"
+
+#include <string.h>
+
+#define ON_WORKER(s) MYC_ASSERT_OWNER(&myc__service_worker(s)->owner)
+
+int myc_ffi_emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
+                 const void *data, size_t len) {
+  return myc__emit(s, topic_id, kind, type, data, len);
+}
+
+myc_buf *myc_ffi_buf_new(myc_service *s, size_t size) {
+  ON_WORKER(s);
+  return myc__emit_buf_new(s, size);
+}
+
+int myc_ffi_emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
+                     uint16_t type) {
+  return myc__emit_buf(s, topic_id, b, kind, type);
+}
+
+void myc_ffi_buf_ref(myc_buf *b) { myc__buf_ref(b, 1); }
+
+void myc_ffi_buf_release(myc_service *s, myc_buf *b) {
+  ON_WORKER(s);
+  myc__buf_release(&myc__service_worker(s)->pool, &s->eng->alloc, b);
+}
+
+int64_t myc_ffi_topic(myc_service *s, const char *name, size_t len) {
+  return myc__topics_resolve(s->topics, name, len);
+}
+
+const char *myc_ffi_topic_name(myc_service *s, uint32_t id) {
+  myc__topic *t = myc__topics_get(s->topics, id);
+  return t ? t->name : NULL;
+}
+
+const char *myc_ffi_topic_check(const char *name, size_t len, int pattern) {
+  return myc__topic_check(name, len, pattern);
+}
+
+int myc_ffi_subscribe(myc_service *s, const char *pattern, size_t len) {
+  return myc__topics_subscribe(s->topics, s, pattern, len);
+}
+
+int myc_ffi_unsubscribe(myc_service *s, const char *pattern, size_t len) {
+  return myc__topics_unsubscribe(s->topics, s, pattern, len);
+}
+
+int64_t myc_ffi_timer(myc_service *s, double delay_ms, double repeat_ms) {
+  int64_t now = myc__clock_now(&s->eng->clock);
+  uint64_t id;
+  int rc;
+  ON_WORKER(s);
+  if (!(delay_ms >= 0) || !(repeat_ms >= 0))
+    return MYC_EINVAL;
+  id = ++s->next_timer_id;
+  rc = myc__worker_add_timer(myc__service_worker(s), myc__service_timer, s,
+                             now + (int64_t)(delay_ms * 1e6),
+                             (int64_t)(repeat_ms * 1e6), id);
+  return rc < 0 ? rc : (int64_t)id;
+}
+
+double myc_ffi_now(myc_service *s) {
+  return (double)myc__clock_now(&s->eng->clock) / 1e9;
+}
+
+void myc_ffi_shutdown(myc_service *s, int code) { myc_engine_stop(s->eng, code); }
+
+/* The mailbox's own count keeps the whole batch until it is released
+ * (which is what bounds memory); the batch's handled part is not
+ * waiting any more. */
+uint32_t myc_ffi_queue_depth(myc_service *s) {
+  uint32_t done = s->view.cursor >= 0 ? (uint32_t)s->view.cursor + 1
+                                      : s->batch_pos;
+  return atomic_load_explicit(&s->task.mb.len, memory_order_relaxed) +
+         (s->view.batch_n - done);
+}
+
+uint32_t myc_ffi_queue_capacity(myc_service *s) { return s->task.mb.capacity; }
+
+int myc_ffi_over_threshold(myc_service *s) {
+  return myc_ffi_queue_depth(s) > s->task.mb.threshold;
+}
+
+/* So a source can pause before anyone has to drop. */
+double myc_ffi_pressure(myc_service *s, uint32_t topic_id) {
+  myc__topic *t = myc__topics_get(s->topics, topic_id);
+  myc__sublist *l;
+  double worst = 0;
+  uint32_t i;
+  if (t == NULL)
+    return 0;
+  l = myc__topic_subs(t);
+  for (i = 0; i < l->n; i++) {
+    double p = myc__mailbox_pressure(&l->svc[i]->task.mb);
+    if (p > worst)
+      worst = p;
+  }
+  return worst;
+}
+
+int myc_ffi_stats(myc_service *s, const char *name, size_t len,
+                  myc_service_stats *out) {
+  myc_service *t = myc__engine_find(s->eng, name, len);
+  if (t == NULL)
+    return MYC_ENOENT;
+  return myc_engine_service_stats(s->eng, t->index, out);
+}
+
+int myc_ffi_log_level(myc_service *s) { return s->eng->log.level; }
+int myc_ffi_log_format(myc_service *s) { return s->eng->log.format; }
+const char *myc_ffi_node(myc_service *s) { return s->eng->node; }
+
+void myc_ffi_trace(myc_service *s, uint8_t *out24) {
+  if (s->view.cursor >= 0) {
+    const myc_frame *f = &s->view.batch[s->view.cursor]->hdr;
+    memcpy(out24, f->trace_id, 16);
+    memcpy(out24 + 16, f->span_id, 8);
+  } else {
+    memcpy(out24, s->act_trace, 16);
+    memcpy(out24 + 16, s->act_span, 8);
+  }
+}
+
+void myc_ffi_log(myc_service *s, int level, const char *msg, size_t len,
+                 const char *extra, size_t extra_len) {
+  uint8_t tr[24];
+  myc_ffi_trace(s, tr);
+  myc__log_write(&s->eng->log, level, myc__clock_now(&s->eng->clock), s->name,
+                 s->name_len, tr, tr + 16, msg, len, extra, extra_len);
+}
+
+void myc_ffi_exit(myc_service *s, int how) { s->exit_req = how; }
+
+void myc_ffi_unhandled(myc_service *s) {
+  ON_WORKER(s);
+  myc__service_unhandled(s);
+}
+
+void myc_ffi_hex(char *dst, const uint8_t *src, size_t n) {
+  myc__hex(dst, src, n);
+}

@@ -1,0 +1,60 @@
+/* instance.h -- a Lua instance of a service: a fresh lua_State with its
+ * own heap budget, running lua/mycelium/host.lua with the module loaded.
+ * The supervisor (above) builds the next instance for a restart or a
+ * reload with these calls and swaps it in; the runtime never decides
+ * when.
+ */
+#ifndef MYC_INSTANCE_H
+#define MYC_INSTANCE_H
+
+#include "runtime/service.h"
+
+/* Builds an instance of 's' running 'code' (the source of 'module'): a
+ * fresh Lua state with the host runtime and the module loaded, its
+ * subscriptions recorded but not applied.  Touches nothing the worker
+ * owns, so any thread may call it while the current instance runs.
+ * Returns 0, or MYC_ELUA / MYC_ENOMEM / MYC_ESTATE (no free heap slot)
+ * with the reason in 'err'; then nothing is left. */
+int myc__instance_load(myc_service *s, myc__instance *in, const char *module,
+                       const char *code, size_t code_len, char *err,
+                       size_t errlen);
+
+/* Calls the new instance's init(ctx, opts, state) where 'state' is a copy
+ * of the value registered as 'snap_ref' in state 'from' ('from' NULL or
+ * the ref LUA_NOREF: nil).  Worker thread.  Returns 0, or a negative code
+ * with the reason in 'err' and '*how' set to how it ended. */
+int myc__instance_init(myc_service *s, myc__instance *in, lua_State *from,
+                       int snap_ref, myc__end *how, char *err, size_t errlen);
+
+/* Makes 'in' the current instance: applies its subscriptions (subscribing
+ * to new topics before leaving old ones) and forgets the timers of earlier
+ * instances.  A current instance still open becomes the retired one (any
+ * earlier retired instance must be gone).  Worker thread.  Cannot fail: a
+ * subscription that cannot be added for lack of memory is logged. */
+void myc__instance_commit(myc_service *s, myc__instance *in);
+
+/* Closes an instance that never became current, or the current one
+ * ('in' == &s->cur).  Worker thread, or the thread that loaded it. */
+void myc__instance_close(myc_service *s, myc__instance *in);
+
+/* Runs the current instance's snapshot(ctx) and keeps what it returns in
+ * its registry: '*ref' (LUA_NOREF without a snapshot).  Worker thread.
+ * Returns 0 or MYC_ELUA with the reason. */
+int myc__instance_snapshot(myc_service *s, int *ref, char *err,
+                           size_t errlen);
+
+/* Drops the registry reference 'ref' of the current instance. */
+void myc__instance_unref(myc_service *s, int ref);
+
+/* Calls the current instance's stop (when 'call_stop') and ends it: its
+ * state is closed and its timers forgotten.  Worker thread. */
+void myc__instance_end(myc_service *s, int call_stop);
+
+/* Runs the stop of 'in' (s->retired or s->dying) if it has not run; with
+ * 'close', also closes it.  Worker thread. */
+void myc__instance_retire(myc_service *s, myc__instance *in, int close);
+
+/* Forgets the timers the instances of 's' set with ids in [lo, hi). */
+void myc__instance_forget_timers(myc_service *s, uint64_t lo, uint64_t hi);
+
+#endif
