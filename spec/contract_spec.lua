@@ -335,17 +335,56 @@ describe("mycelium.contract", function()
       local none, why = contract.unhex("0xabc")
       assert.is_nil(none)
       assert.matches("even number of hex digits", why)
-      local addr = contract.address_to_hex(assert(contract.address_from_hex(WMATIC)))
-      assert.equal(WMATIC, addr:lower())
-      -- The checksum needs mycelium.eip55 (Bandit's helpers).
-      if pcall(require, "mycelium.eip55") then
-        assert.equal("0x0d500B1d8E8eF31E21C99d1Db9A6444d3ADf1270", addr)
-        local bad = "0x0D500B1d8E8eF31E21C99d1Db9A6444d3ADf1270"
-        local none, why = contract.address_from_hex(bad)
+      local none2, why2 = contract.address_from_hex("0x1234")
+      assert.is_nil(none2)
+      assert.matches("not a 0x address of 40 hex digits", why2, 1, true)
+    end)
+
+    describe("addresses", function()
+      local CHECKSUMMED = "0x0d500B1d8E8eF31E21C99d1Db9A6444d3ADf1270"
+      local BAD = "0x0D500B1d8E8eF31E21C99d1Db9A6444d3ADf1270" -- one letter off
+      local RAW = contract.unhex(WMATIC)
+      after_each(function() contract.set_address_codec(nil) end)
+
+      it("are lowercase 0x-hex by default, and any case is accepted", function()
+        assert.equal(WMATIC, contract.address_to_hex(RAW))
+        assert.equal(RAW, contract.address_from_hex(CHECKSUMMED))
+        assert.equal(RAW, contract.address_from_hex(BAD))
+        assert.equal(RAW, contract.address_from_hex("0x" .. WMATIC:sub(3):upper()))
+        local obj = T:new { addr = BAD }
+        assert.equal(WMATIC, T:totable(obj).addr)
+        assert.equal(WMATIC, T:totable(deliver(T, obj)).addr)
+      end)
+
+      it("follow a registered codec (EIP-55, as Bandit registers it)", function()
+        contract.set_address_codec(require "mycelium.eip55")
+        assert.equal(CHECKSUMMED, contract.address_to_hex(RAW))
+        assert.equal(CHECKSUMMED, contract.address_to_hex(ffi.cast("const uint8_t *", RAW)))
+        assert.equal(RAW, contract.address_from_hex(CHECKSUMMED))
+        assert.equal(RAW, contract.address_from_hex(WMATIC))
+        local none, why = contract.address_from_hex(BAD)
         assert.is_nil(none)
-        assert.matches("bad EIP-55 checksum", why, 1, true)
-        assert.has_error(function() T:new { addr = bad } end)
-      end
+        assert.matches("bad address checksum", why, 1, true)
+        assert.has_error(function() T:new { addr = BAD } end)
+        local obj = T:new { addr = CHECKSUMMED, path = { WMATIC, USDC } }
+        local t = T:totable(deliver(T, obj))
+        assert.equal(CHECKSUMMED, t.addr)
+        assert.same({ CHECKSUMMED, "0x2791Bca1f2de4661ED88A30C99A7a9449Aa84174" }, t.path)
+        -- nil restores the default.
+        contract.set_address_codec(nil)
+        assert.equal(WMATIC, contract.address_to_hex(RAW))
+        assert.equal(RAW, contract.address_from_hex(BAD))
+      end)
+
+      it("refuses a codec without from_bytes and is_valid", function()
+        assert.has_error(function() contract.set_address_codec("eip55") end,
+          "contract.set_address_codec: expected nil or a table with " ..
+          "from_bytes and is_valid functions, got string")
+        assert.has_error(function()
+          contract.set_address_codec { from_bytes = function() end }
+        end)
+        assert.equal(WMATIC, contract.address_to_hex(RAW))
+      end)
     end)
   end)
 

@@ -7,6 +7,7 @@
 local bigint = require "mycelium.bigint"
 local keccak = require "mycelium.keccak"
 local eip55 = require "mycelium.eip55"
+local contract = require "mycelium.contract"
 local registry = require "bandit.registry"
 local abi = require "bandit.abi"
 
@@ -15,6 +16,11 @@ local format, rep, lower, sub = string.format, string.rep, string.lower,
 local concat = table.concat
 
 local H = {}
+
+-- Bandit's services register EIP-55 as the address codec in their own
+-- Lua states (bandit.wire); the messages a spec collects are turned into
+-- tables in this one, so it registers the same codec here.
+contract.set_address_codec(eip55)
 
 H.ROOT = (debug.getinfo(1, "S").source:match("^@(.-)spec/bandit/[^/]+$"))
 if H.ROOT == nil or H.ROOT == "" then H.ROOT = "./" end
