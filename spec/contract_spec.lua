@@ -357,7 +357,7 @@ describe("mycelium.contract", function()
       end)
 
       it("follow a registered codec (EIP-55, as Bandit registers it)", function()
-        contract.set_address_codec(require "mycelium.eip55")
+        contract.set_address_codec(require "bandit.eip55")
         assert.equal(CHECKSUMMED, contract.address_to_hex(RAW))
         assert.equal(CHECKSUMMED, contract.address_to_hex(ffi.cast("const uint8_t *", RAW)))
         assert.equal(RAW, contract.address_from_hex(CHECKSUMMED))

@@ -7,8 +7,8 @@
 -- through a 64 KiB pair table (one load per byte), bytes go back to hex
 -- or decimal only where something is written for people.
 local ffi = require "ffi"
-local bigint = require "mycelium.bigint"
-local eip55 = require "mycelium.eip55"
+local bigint = require "bandit.bigint"
+local eip55 = require "bandit.eip55"
 local contract = require "mycelium.contract"
 
 local cast, fstring, copy, fill = ffi.cast, ffi.string, ffi.copy, ffi.fill

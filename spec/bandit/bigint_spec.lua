@@ -3,7 +3,7 @@ root = (root == nil or root == "") and "./" or root
 package.path = table.concat({ root .. "lua/?.lua", root .. "lua/?/init.lua",
   root .. "services/?.lua", root .. "?.lua", package.path }, ";")
 
-local bigint = require "mycelium.bigint"
+local bigint = require "bandit.bigint"
 
 -- Expected decimals were computed independently with Python integers.
 local CASES = {
@@ -24,7 +24,7 @@ local CASES = {
 
 local function pad64(h) return string.rep("0", 64 - #h) .. h end
 
-describe("mycelium.bigint", function()
+describe("bandit.bigint", function()
   describe("parsing", function()
     it("reads hex with and without 0x, any case, into exact decimals", function()
       for _, c in ipairs(CASES) do
@@ -56,9 +56,9 @@ describe("mycelium.bigint", function()
 
     it("raises on programmer errors with a clear message", function()
       assert.has_error(function() bigint.new(1.5) end,
-        "mycelium.bigint: 1.5 is not an int64")
+        "bandit.bigint: 1.5 is not an int64")
       assert.has_error(function() bigint.new({}) end,
-        "mycelium.bigint: cannot make a bigint from table")
+        "bandit.bigint: cannot make a bigint from table")
       assert.has_error(function() bigint.new("zz") end)
     end)
 
@@ -120,7 +120,7 @@ describe("mycelium.bigint", function()
       assert.equal("-4", tostring(q))
       assert.equal("1", tostring(r))
       assert.has_error(function() q:fdiv_qr(r, a, bigint.new(0)) end,
-        "mycelium.bigint: division by zero")
+        "bandit.bigint: division by zero")
     end)
 
     it("works in place, also when the result aliases an operand", function()
@@ -176,7 +176,7 @@ describe("mycelium.bigint", function()
   end)
 end)
 
-describe("mycelium.bigint little-endian bytes", function()
+describe("bandit.bigint little-endian bytes", function()
   local ffi = require "ffi"
 
   local function hex_of(buf, n)

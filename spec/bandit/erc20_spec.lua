@@ -6,7 +6,7 @@ package.path = table.concat({ root .. "lua/?.lua", root .. "lua/?/init.lua",
 -- bandit.erc20: eth_call selectors and the decoding of what a node
 -- answers, including answers no honest token gives.
 local erc20 = require "bandit.erc20"
-local keccak = require "mycelium.keccak"
+local keccak = require "bandit.keccak"
 
 local function word(hex) return ("0"):rep(64 - #hex) .. hex end
 

@@ -4,9 +4,9 @@
 --
 -- Each spec sets package.path itself (see the first lines of any
 -- spec/bandit/*_spec.lua) and then requires this module.
-local bigint = require "mycelium.bigint"
-local keccak = require "mycelium.keccak"
-local eip55 = require "mycelium.eip55"
+local bigint = require "bandit.bigint"
+local keccak = require "bandit.keccak"
+local eip55 = require "bandit.eip55"
 local contract = require "mycelium.contract"
 local registry = require "bandit.registry"
 local abi = require "bandit.abi"

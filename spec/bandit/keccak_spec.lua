@@ -3,10 +3,10 @@ root = (root == nil or root == "") and "./" or root
 package.path = table.concat({ root .. "lua/?.lua", root .. "lua/?/init.lua",
   root .. "services/?.lua", root .. "?.lua", package.path }, ";")
 
-local keccak = require "mycelium.keccak"
-local eip55 = require "mycelium.eip55"
+local keccak = require "bandit.keccak"
+local eip55 = require "bandit.eip55"
 
-describe("mycelium.keccak", function()
+describe("bandit.keccak", function()
   it("hashes the empty string", function()
     assert.equal("c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470",
       keccak.hex(""))
@@ -54,11 +54,11 @@ describe("mycelium.keccak", function()
 
   it("rejects non-strings", function()
     assert.has_error(function() keccak.digest(5) end,
-      "mycelium.keccak: digest expects a string, got number")
+      "bandit.keccak: digest expects a string, got number")
   end)
 end)
 
-describe("mycelium.eip55", function()
+describe("bandit.eip55", function()
   -- Test vectors from EIP-55 itself.
   local VECTORS = {
     "0x52908400098527886E0F7030069857D2E4169EE7",
@@ -102,7 +102,7 @@ describe("mycelium.eip55", function()
     assert.equal(20, #raw)
     assert.equal(VECTORS[5], eip55.from_bytes(raw))
     assert.has_error(function() eip55.from_bytes("short") end,
-      "mycelium.eip55: from_bytes expects a 20-byte string")
+      "bandit.eip55: from_bytes expects a 20-byte string")
   end)
 
   it("keeps its memo bounded", function()

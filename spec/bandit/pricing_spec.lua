@@ -3,7 +3,7 @@ root = (root == nil or root == "") and "./" or root
 package.path = table.concat({ root .. "lua/?.lua", root .. "lua/?/init.lua",
   root .. "services/?.lua", root .. "?.lua", package.path }, ";")
 
-local bigint = require "mycelium.bigint"
+local bigint = require "bandit.bigint"
 local pricing = require "bandit.pricing"
 
 local B = bigint.new

@@ -14,7 +14,7 @@ local new, cast, copy, fill, fstring = ffi.new, ffi.cast, ffi.copy, ffi.fill,
 local byte, format, concat, type, error = string.byte, string.format,
   table.concat, type, error
 
-assert(ffi.abi("le"), "mycelium.keccak: lanes are read little-endian")
+assert(ffi.abi("le"), "bandit.keccak: lanes are read little-endian")
 
 local M = {}
 
@@ -93,7 +93,7 @@ end
 --- Keccak-256 of string s, as 32 raw bytes.
 function M.digest(s)
   if type(s) ~= "string" then
-    error("mycelium.keccak: digest expects a string, got " .. type(s), 2)
+    error("bandit.keccak: digest expects a string, got " .. type(s), 2)
   end
   fill(A, 200)
   local n, pos = #s, 0

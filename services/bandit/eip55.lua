@@ -4,7 +4,7 @@
 -- over, and one checksum costs a Keccak-256. The memo is bounded (cleared
 -- whole when full) so an adversarial stream of fresh addresses cannot grow
 -- it without limit.
-local keccak = require "mycelium.keccak"
+local keccak = require "bandit.keccak"
 
 local byte, char, find, lower, sub, format =
   string.byte, string.char, string.find, string.lower, string.sub,
@@ -67,7 +67,7 @@ end
 --- Checksummed address of 20 raw bytes.
 function M.from_bytes(raw)
   if type(raw) ~= "string" or #raw ~= 20 then
-    error("mycelium.eip55: from_bytes expects a 20-byte string", 2)
+    error("bandit.eip55: from_bytes expects a 20-byte string", 2)
   end
   local t = {}
   for i = 1, 20 do t[i] = format("%02x", byte(raw, i)) end

@@ -51,13 +51,13 @@ local function load_gmp()
     local ok, lib = pcall(ffi.load, name)
     if ok then return lib end
   end
-  error("mycelium.bigint: cannot load GMP (install libgmp10)", 2)
+  error("bandit.bigint: cannot load GMP (install libgmp10)", 2)
 end
 local G = load_gmp()
 
 -- The hex loader writes 64-bit limbs as pairs of 32-bit halves.
 assert(ffi.abi("le") and ffi.sizeof("long") == 8,
-  "mycelium.bigint: needs a little-endian LP64 target")
+  "bandit.bigint: needs a little-endian LP64 target")
 
 local M = {}
 local methods = {}
@@ -178,17 +178,17 @@ function methods.set(z, v)
     G.__gmpz_set(z, v)
   elseif type(v) == "number" then
     if v ~= floor(v) or v >= 2^63 or v < -2^63 then
-      error("mycelium.bigint: " .. tostring(v) .. " is not an int64", 2)
+      error("bandit.bigint: " .. tostring(v) .. " is not an int64", 2)
     end
     G.__gmpz_set_si(z, v)
   elseif type(v) == "string" then
     local ok = find(v, "^%-?%d+$") and methods.set_dec(z, v)
       or methods.set_hex(z, v)
     if not ok then
-      error("mycelium.bigint: bad integer literal '" .. v .. "'", 2)
+      error("bandit.bigint: bad integer literal '" .. v .. "'", 2)
     end
   else
-    error("mycelium.bigint: cannot make a bigint from " .. type(v), 2)
+    error("bandit.bigint: cannot make a bigint from " .. type(v), 2)
   end
   return z
 end
@@ -244,14 +244,14 @@ function methods.pow_ui(z, base, e) G.__gmpz_ui_pow_ui(z, base, e) return z end
 
 -- q, r = n / d truncated towards zero (r has the sign of n).
 function methods.tdiv_qr(q, r, n, d)
-  if d.size == 0 then error("mycelium.bigint: division by zero", 2) end
+  if d.size == 0 then error("bandit.bigint: division by zero", 2) end
   G.__gmpz_tdiv_qr(q, r, n, d)
   return q, r
 end
 
 -- q, r = n / d rounded towards minus infinity (r has the sign of d).
 function methods.fdiv_qr(q, r, n, d)
-  if d.size == 0 then error("mycelium.bigint: division by zero", 2) end
+  if d.size == 0 then error("bandit.bigint: division by zero", 2) end
   G.__gmpz_fdiv_qr(q, r, n, d)
   return q, r
 end
