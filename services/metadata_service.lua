@@ -32,7 +32,7 @@ local registry = require "bandit.registry"
 local wire = require "bandit.wire"
 local erc20 = require "bandit.erc20"
 local redis_cache = require "mycelium.redis_cache"
-local eip55 = require "mycelium.eip55"
+local eip55 = require "bandit.eip55"
 
 local format, type, tostring, pairs, ipairs, floor =
   string.format, type, tostring, pairs, ipairs, math.floor

@@ -17,7 +17,7 @@ local ffi = require "ffi"
 local wire = require "bandit.wire"
 local report = require "bandit.report"
 local pricing = require "bandit.pricing"
-local bigint = require "mycelium.bigint"
+local bigint = require "bandit.bigint"
 local registry = require "bandit.registry"
 
 local format, concat, sort, floor = string.format, table.concat, table.sort,

@@ -77,40 +77,45 @@ function M.unhex(s)
 end
 
 -- ===================================================================
--- Addresses ([u8; 20]) with EIP-55 checksums
+-- Addresses ([u8; 20])
 -- ===================================================================
 
--- mycelium.eip55 is optional: without it addresses print in lowercase and
--- mixed-case input is not checked.  Its API: from_bytes(20 bytes) ->
--- "0x..." checksummed, is_valid(s) -> boolean (uniform case, or a correct
--- checksum).
-local eip55
-local function checksum()
-  if eip55 == nil then
-    local ok, mod = pcall(require, "mycelium.eip55")
-    eip55 = ok and mod or false
+-- The address codec of this Lua state: nil is the default (lowercase
+-- 0x-hex out, any case in).  The framework knows no address scheme; an
+-- application that has one registers it (Bandit: EIP-55 checksums).
+local codec
+
+-- Registers how [u8; 20] fields read and write as text in this Lua state:
+-- 'c' is a table with from_bytes(s20) -> "0x..." and is_valid(s) ->
+-- boolean (s is already "0x" + 40 hex digits); nil restores the default.
+-- Raises on anything else.
+function M.set_address_codec(c)
+  if c ~= nil and (type(c) ~= "table" or type(c.from_bytes) ~= "function"
+      or type(c.is_valid) ~= "function") then
+    error("contract.set_address_codec: expected nil or a table with " ..
+      "from_bytes and is_valid functions, got " .. type(c), 2)
   end
-  return eip55
+  codec = c
 end
 
--- "0x" + 40 hex digits, EIP-55 mixed case, of 20 bytes (string or cdata).
+-- "0x" + 40 hex digits of 20 bytes (string or cdata): lowercase, or the
+-- registered codec's form.
 function M.address_to_hex(a)
   local s = type(a) == "string" and a or ffi.string(a, 20)
   if #s ~= 20 then error("address must be 20 bytes, got " .. #s, 2) end
-  local e = checksum()
-  if e then return e.from_bytes(s) end
+  if codec then return codec.from_bytes(s) end
   return M.hex(s)
 end
 
--- The 20 bytes of a 0x-hex address, or nil, why.  A mixed-case address
--- must carry a valid EIP-55 checksum.
+-- The 20 bytes of a 0x-hex address, or nil, why.  With a codec
+-- registered, the address must also pass its is_valid (EIP-55: a
+-- mixed-case address must carry a valid checksum).
 function M.address_from_hex(s)
   if type(s) ~= "string" or not s:match("^0[xX]" .. ("%x"):rep(40) .. "$") then
     return nil, "not a 0x address of 40 hex digits: " .. tostring(s)
   end
-  local e = checksum()
-  if e and not e.is_valid(s) then
-    return nil, "bad EIP-55 checksum (mixed case must be exact): " .. s
+  if codec and not codec.is_valid(s) then
+    return nil, "bad address checksum (refused by the registered address codec): " .. s
   end
   return M.unhex(s)
 end
@@ -470,8 +475,8 @@ local function scalar_of(kind, v)
   return v
 end
 
--- Raw bytes of exactly n, or 0x-hex of 2n digits (checksummed when n is
--- 20 and mixed case).
+-- Raw bytes of exactly n, or 0x-hex of 2n digits (for n = 20, also
+-- checked by the address codec, if one is registered).
 local function bytes_of(n, v)
   if type(v) == "cdata" then return v end
   if type(v) ~= "string" then return nil, "expected bytes or 0x-hex, got " .. type(v) end
@@ -773,8 +778,9 @@ function Type:fill(obj, values, level, prefix)
 end
 
 -- All fields as Lua values: numbers, booleans, strings; 64-bit integers
--- above 2^53 and 256-bit integers as decimal strings; [u8; 20] as EIP-55
--- addresses, other byte arrays as 0x-hex; lists for arrays and Vecs.
+-- above 2^53 and 256-bit integers as decimal strings; [u8; 20] as
+-- addresses (M.address_to_hex), other byte arrays as 0x-hex; lists for
+-- arrays and Vecs.
 function Type:totable(obj)
   local view, out = ffi.istype(self.vptr, obj), {}
   for _, f in ipairs(self.fields) do

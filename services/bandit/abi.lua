@@ -9,8 +9,8 @@
 -- both routes produce the same `view`.
 local ffi = require "ffi"
 local cjson_mod = require "cjson"
-local bigint = require "mycelium.bigint"
-local eip55 = require "mycelium.eip55"
+local bigint = require "bandit.bigint"
+local eip55 = require "bandit.eip55"
 
 local cast, C = ffi.cast, ffi.C
 local byte, sub, find, lower =

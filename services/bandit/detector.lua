@@ -8,7 +8,7 @@
 -- exact integer cross-multiplication: nothing is divided or rounded
 -- until a signal is rendered.
 local ffi = require "ffi"
-local bigint = require "mycelium.bigint"
+local bigint = require "bandit.bigint"
 local pricing = require "bandit.pricing"
 local abi = require "bandit.abi"
 

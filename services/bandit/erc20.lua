@@ -12,7 +12,7 @@ local tonumber, type, concat = tonumber, type, table.concat
 local M = {}
 
 --- Function selectors: the first 4 bytes of keccak256 of the signature
---- (checked in spec/bandit/erc20_spec.lua).
+--- (checked in spec/services/bandit/erc20_spec.lua).
 M.SELECTOR = {
   token0 = "0x0dfe1681",      -- token0()
   token1 = "0xd21220a7",      -- token1()

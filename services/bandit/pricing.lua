@@ -5,7 +5,7 @@
 -- positional notation for prices, a fixed 4 decimals for basis points.
 -- Functions never modify their arguments; module scratch bigints are
 -- reused so rendering allocates only the resulting Lua string.
-local bigint = require "mycelium.bigint"
+local bigint = require "bandit.bigint"
 
 local sub, rep = string.sub, string.rep
 local error, floor, log = error, math.floor, math.log

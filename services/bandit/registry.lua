@@ -5,7 +5,7 @@
 -- A pool whose token is missing from the token list keeps working but has
 -- no decimals, so its human price is null and it is never a venue.
 local cjson = require "cjson"
-local eip55 = require "mycelium.eip55"
+local eip55 = require "bandit.eip55"
 
 local lower, format, floor = string.lower, string.format, math.floor
 local type, ipairs, tostring, setmetatable, next, pcall =

@@ -7,8 +7,9 @@
 -- through a 64 KiB pair table (one load per byte), bytes go back to hex
 -- or decimal only where something is written for people.
 local ffi = require "ffi"
-local bigint = require "mycelium.bigint"
-local eip55 = require "mycelium.eip55"
+local bigint = require "bandit.bigint"
+local eip55 = require "bandit.eip55"
+local contract = require "mycelium.contract"
 
 local cast, fstring, copy, fill = ffi.cast, ffi.string, ffi.copy, ffi.fill
 local byte, format, find, sub = string.byte, string.format, string.find,
@@ -17,6 +18,12 @@ local type, tonumber, tostring, concat = type, tonumber, tostring,
   table.concat
 
 local M = {}
+
+-- Bandit's addresses are EIP-55 checksummed wherever they are written;
+-- registering the codec makes mycelium.contract agree (T:totable, and
+-- T:new / ctx:new from hex check mixed case) in every Lua state that
+-- loads this module: each Bandit service, the feeder and the recorder.
+contract.set_address_codec(eip55)
 
 --- Topics -------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-// ws_peer.js -- independent WebSocket peers for spec/ws_spec.lua.
+// ws_peer.js -- independent WebSocket peers for spec/mycelium/ws_spec.lua.
 //
 //   node ws_peer.js [--tls CERT KEY] [--ttl SECONDS]
 //

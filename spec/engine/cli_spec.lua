@@ -1,0 +1,360 @@
+-- spec/engine/cli_spec.lua -- the `mycelium` command: run, check, config
+-- errors, signals.  Runs the real binary from the build tree.
+local bin = os.getenv("MYCELIUM_BIN") or "build/mycelium"
+
+local tmpdir
+local function write(name, text)
+  local path = tmpdir .. "/" .. name
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+-- Runs a shell command; returns exit code, stdout and stderr.
+local function sh(cmd)
+  local out, err = tmpdir .. "/stdout", tmpdir .. "/stderr"
+  local p = io.popen(string.format("(%s) >%s 2>%s; echo $?", cmd, out, err))
+  local rc = tonumber(p:read("*a"))
+  p:close()
+  local function slurp(f)
+    local h = io.open(f)
+    local s = h:read("*a")
+    h:close()
+    return s
+  end
+  return rc, slurp(out), slurp(err)
+end
+
+local function mycelium(args)
+  return sh("timeout 20 " .. bin .. " " .. args)
+end
+
+local quitter = [[
+return { init = function(ctx) ctx:after(0, function(c) c:shutdown(c.opts.code or 0) end) end,
+         stop = function(ctx) ctx.log:info("stopped " .. ctx.name) end }]]
+
+describe("mycelium command", function()
+  before_each(function()
+    tmpdir = os.tmpname()
+    os.remove(tmpdir)
+    assert(os.execute("mkdir -p " .. tmpdir) == 0)
+  end)
+  after_each(function()
+    os.execute("rm -rf " .. tmpdir)
+  end)
+
+  it("prints its version and help", function()
+    local rc, out = mycelium("--version")
+    assert.are.equal(0, rc)
+    assert.matches("^mycelium %d+%.%d+%.%d+", out)
+    rc, out = mycelium("--help")
+    assert.are.equal(0, rc)
+    assert.matches("mycelium run CONFIG.lua", out, 1, true)
+    rc = mycelium("frobnicate")
+    assert.are.equal(2, rc)
+  end)
+
+  it("runs service files with the default config", function()
+    write("quit.lua", quitter)
+    local rc, _, err = mycelium("run " .. tmpdir .. "/quit.lua")
+    assert.are.equal(0, rc)
+    assert.matches("[quit] stopped quit", err, 1, true)
+  end)
+
+  it("runs a config and exits with the code given to shutdown", function()
+    write("quit.lua", quitter)
+    write("mycelium.lua", [[return { node = "n1", services = {
+      { name = "q", module = "quit.lua", opts = { code = 7 } } } }]])
+    local rc, _, err = mycelium("run " .. tmpdir .. "/mycelium.lua")
+    assert.are.equal(7, rc)
+    assert.matches("[q] stopped q", err, 1, true)
+  end)
+
+  it("check validates without running", function()
+    write("quit.lua", quitter)
+    write("mycelium.lua", [[return { workers = 2, services = {
+      { name = "a", module = "quit.lua" }, { name = "b", module = "quit.lua", worker = 0 } } }]])
+    local rc, out, err = mycelium("check " .. tmpdir .. "/mycelium.lua")
+    assert.are.equal(0, rc, err)
+    assert.matches("ok: 2 services: a (worker 0) b (worker 0)", out, 1, true)
+    assert.is_nil(err:find("stopped", 1, true))
+  end)
+
+  it("check validates the contracts a config names and prints the digest", function()
+    write("quit.lua", quitter)
+    local root = os.getenv("MYCELIUM_SOURCE_DIR") or "."
+    local yaml = io.open(root .. "/services/contracts.yaml"):read("*a")
+    assert(os.execute("mkdir -p " .. tmpdir .. "/conf") == 0)
+    write("conf/c.yaml", yaml)
+    write("conf/mycelium.lua", [[return { contracts = "c.yaml", validate = false,
+      services = { { module = "../quit.lua" } } }]])
+    local rc, expected = mycelium("check " .. tmpdir .. "/conf/c.yaml")
+    assert.are.equal(0, rc)
+    local digest = expected:match("digest (%x+)")
+    assert.are.equal(64, #digest)
+    local out, err
+    rc, out, err = mycelium("check " .. tmpdir .. "/conf/mycelium.lua")
+    assert.are.equal(0, rc, err)
+    assert.matches("ok: 1 service: quit (worker 0)", out, 1, true)
+    assert.matches("ok: " .. tmpdir .. "/conf/c.yaml: schema 0x42414e44 version 2, "
+                   .. "7 types, digest " .. digest, out, 1, true)
+  end)
+
+  it("refuses a config whose contracts have errors, listing all of them", function()
+    write("quit.lua", quitter)
+    write("c.yaml", "schema: {id: 1, version: 1}\nmessages:\n"
+      .. "  A: {tlv_type: 1000, fields: {x: {type: U512}}}\n"
+      .. "  B: {tlv_type: 1000, fields: {}}\n")
+    write("mycelium.lua", [[return { contracts = "c.yaml", services = { { module = "quit.lua" } } }]])
+    local rc, _, err = mycelium("check " .. tmpdir .. "/mycelium.lua")
+    assert.are.equal(1, rc)
+    assert.matches("contracts '" .. tmpdir .. "/c.yaml': 2 errors:", err, 1, true)
+    assert.matches(tmpdir .. "/c.yaml:3: A.x: unknown field type 'U512'", err, 1, true)
+    assert.matches(tmpdir .. "/c.yaml:4: B: tlv_type 1000 is also used by A", err, 1, true)
+    write("mycelium.lua", [[return { contracts = "absent.yaml", services = { { module = "quit.lua" } } }]])
+    rc, _, err = mycelium("run " .. tmpdir .. "/mycelium.lua")
+    assert.are.equal(1, rc)
+    assert.matches(tmpdir .. "/absent.yaml: cannot read", err, 1, true)
+  end)
+
+  describe("refuses bad input with a clear message", function()
+    local function expect_error(config, pattern)
+      local path = write("mycelium.lua", config)
+      write("quit.lua", quitter)
+      local rc, _, err = mycelium("run " .. path)
+      assert.are.equal(1, rc)
+      assert.matches(pattern, err, 1, true)
+      return err
+    end
+
+    it("a missing file", function()
+      local rc, _, err = mycelium("run " .. tmpdir .. "/nope.lua")
+      assert.are.equal(1, rc)
+      assert.matches("cannot read '" .. tmpdir .. "/nope.lua'", err, 1, true)
+    end)
+
+    it("a config syntax error, with its line", function()
+      expect_error("return {\n  workers = 2\n  node = 'x' }", "mycelium.lua:3:")
+    end)
+
+    it("an unknown key, suggesting the nearest", function()
+      expect_error("return { worker = 2, services = { 'quit.lua' } }",
+                   "unknown key 'worker' (did you mean 'workers'?)")
+      expect_error("return { mailbox = { capcity = 8 }, services = { { module = 'quit.lua' } } }",
+                   "unknown key 'mailbox.capcity' (did you mean 'mailbox.capacity'?)")
+      expect_error("return { services = { { module = 'quit.lua', optz = {} } } }",
+                   "unknown key 'services[1].optz' (did you mean 'services[1].opts'?)")
+    end)
+
+    it("a value of the wrong type, naming the key", function()
+      expect_error("return { workers = 'two', services = { { module = 'quit.lua' } } }",
+                   "'workers' must be an integer from 1 to 128, got string \"two\"")
+      expect_error("return { mailbox = { policy = 'drop_all' }, services = { { module = 'quit.lua' } } }",
+                   "'mailbox.policy' must be one of drop_newest, drop_oldest, reject")
+      expect_error("return { mailbox = { threshold = 0 }, services = { { module = 'quit.lua' } } }",
+                   "'mailbox.threshold' must be a number in (0, 1]")
+      expect_error("return { workers = 1, services = { { module = 'quit.lua', worker = 3 } } }",
+                   "'services[1].worker' is 3 but there are only 1 workers")
+    end)
+
+    it("supervision settings", function()
+      expect_error("return { services = { { module = 'quit.lua', group = 'nope' } } }",
+                   "'services[1].group': no supervisor group 'nope' (declare it under "
+                   .. "'supervisors')")
+      expect_error("return { supervisors = { p = { strategy = 'all_for_one' } }, "
+                   .. "services = { 'quit.lua' } }",
+                   "'supervisors.p.strategy' must be one of one_for_all, one_for_one, "
+                   .. "rest_for_one")
+      expect_error("return { supervisor = { max_restart = 3 }, services = { 'quit.lua' } }",
+                   "unknown key 'supervisor.max_restart' (did you mean "
+                   .. "'supervisor.max_restarts'?)")
+      expect_error("return { services = { { module = 'quit.lua', restart = 'always' } } }",
+                   "'services[1].restart' must be one of permanent, temporary, transient")
+      expect_error("return { control = '/tmp/x.sock', services = { 'quit.lua' } }",
+                   "'control' must be \"unix:///path\"")
+    end)
+
+    it("a missing service module", function()
+      expect_error("return { services = { { module = 'absent.lua' } } }",
+                   "'services[1].module': cannot read '" .. tmpdir .. "/absent.lua'")
+    end)
+
+    it("opts that cannot be passed to a service", function()
+      expect_error("return { services = { { module = 'quit.lua', opts = { cb = print } } } }",
+                   "'services[1].opts': cannot encode field 'cb': unsupported type function")
+    end)
+
+    it("a service that does not load", function()
+      write("bad.lua", "return {")
+      local rc, _, err = mycelium("run " .. tmpdir .. "/bad.lua")
+      assert.are.equal(1, rc)
+      assert.matches("mycelium: " .. tmpdir .. "/bad.lua:1: unexpected symbol", err, 1, true)
+      write("good.lua", quitter)
+      rc, _, err = mycelium("run " .. tmpdir .. "/good.lua " .. tmpdir .. "/bad.lua")
+      assert.are.equal(1, rc)
+      assert.matches(tmpdir .. "/bad.lua:1: unexpected symbol", err, 1, true)
+    end)
+
+    it("an init that fails, after stopping the services already started", function()
+      write("quit.lua", quitter)
+      write("boom.lua", "return { init = function() error('no database') end }")
+      write("mycelium.lua", [[return { services = {
+        { name = "first", module = "quit.lua" }, { name = "boom", module = "boom.lua" } } }]])
+      local rc, _, err = mycelium("run " .. tmpdir .. "/mycelium.lua")
+      assert.are.equal(1, rc)
+      assert.matches("service 'boom': ", err, 1, true)
+      assert.matches("no database", err, 1, true)
+      assert.matches("[first] stopped first", err, 1, true)
+    end)
+  end)
+
+  it("reports keys that are not supported yet instead of ignoring them", function()
+    write("quit.lua", quitter)
+    local path = write("mycelium.lua", [[return { listen = { "tcp://127.0.0.1:7400" },
+      services = { { module = "quit.lua" } } }]])
+    local rc, _, err = mycelium("run " .. path)
+    assert.are.equal(0, rc)
+    assert.matches("'listen' is not supported yet; ignored", err, 1, true)
+  end)
+
+  describe("control channel", function()
+    -- A counter whose state survives reloads; "tag" marks the version.
+    local function counter(tag)
+      return string.format([[
+        local n = 0
+        return { subscribe = { "tick" },
+          init = function(ctx, o, st)
+            n = st and st.n or 0
+            ctx:every(20, function() ctx:emit("tick", "") end)
+            ctx.log:info("init %s", { n = n })
+          end,
+          on_message = function() n = n + 1 end,
+          snapshot = function() return { n = n } end }]], tag)
+    end
+
+    -- Starts `mycelium run` in the background; returns a function that
+    -- runs a shell command with $PID set, and one that stops the engine
+    -- and returns its log.
+    local function start(reload)
+      write("svc.lua", counter("v1"))
+      write("mycelium.lua", string.format([[return { control = "unix://ctl.sock",
+        reload = %q, services = { { name = "svc", module = "svc.lua",
+        memory_limit_mb = 32 } } }]], reload or "signal"))
+      local pidfile = tmpdir .. "/pid"
+      os.execute(string.format("cd %s && (%s run mycelium.lua >/dev/null 2>run.log "
+                               .. "</dev/null & echo $! >%s)", tmpdir, bin, pidfile))
+      local f = io.open(pidfile)
+      local pid = f:read("*l")
+      f:close()
+      local sock = tmpdir .. "/ctl.sock"
+      -- the socket is up during the start; signals are handled right after
+      sh(string.format("for i in $(seq 50); do [ -S %s ] && break; sleep 0.05; done; "
+                       .. "sleep 0.1", sock))
+      local stopped = false
+      local function stop()
+        stopped = true
+        -- gone, or a zombie nobody reaps (the engine is not our child)
+        sh(string.format("kill %s; for i in $(seq 250); do s=$(ps -o stat= -p %s); "
+                         .. "case \"$s\" in ''|Z*) break;; esac; sleep 0.02; done", pid, pid))
+        local h = io.open(tmpdir .. "/run.log")
+        local log = h:read("*a")
+        h:close()
+        return log
+      end
+      -- never leave an engine behind, even when an assertion fails
+      finally(function() if not stopped then stop() end end)
+      return sock, pid, stop
+    end
+
+    it("status lists the services; --json gives the protocol's reply", function()
+      local sock, _, stop = start()
+      local rc, out = mycelium("status --socket " .. sock)
+      assert.are.equal(0, rc)
+      assert.matches("SERVICE", out, 1, true)
+      assert.matches("svc%s+0 running%s+1", out)
+      rc, out = mycelium("status --json --socket unix://" .. sock)
+      assert.are.equal(0, rc)
+      assert.matches('^{"ok":true,"protocol":1,', out)
+      assert.matches('"memory_limit":33554432', out, 1, true)
+      stop()
+    end)
+
+    it("status shows losses by service, topic and reason", function()
+      write("flood.lua", [[return { init = function(ctx)
+        ctx:every(10, function() for _ = 1, 50 do ctx:emit("burst", "x") end end) end }]])
+      write("slow.lua", [[return { subscribe = { "burst" }, on_message = function() end }]])
+      write("mycelium.lua", [[return { control = "unix://ctl.sock", workers = 1, services = {
+        { name = "flood", module = "flood.lua" },
+        { name = "slow", module = "slow.lua", mailbox = { capacity = 10, policy = "reject" } } } }]])
+      local sock = tmpdir .. "/ctl.sock"
+      local rc, out = sh(string.format(
+        "cd %s && (%s run mycelium.lua >/dev/null 2>&1 & pid=$!; "
+        .. "for i in $(seq 50); do [ -S %s ] && break; sleep 0.05; done; sleep 0.3; "
+        .. "%s status --socket %s; %s status --json --socket %s; kill $pid; wait $pid)",
+        tmpdir, bin, sock, bin, sock, bin, sock))
+      assert.are.equal(0, rc)
+      assert.matches("slow%s+dropped on burst: oldest 0, newest 0, rejected %d+, at shutdown 0", out)
+      assert.matches('"drops":%[{"topic":"burst","dropped_oldest":0,"dropped_newest":0,"rejected":%d+', out)
+      assert.matches('"name":"flood".-"drops":%[%]', out)
+    end)
+
+    it("reload swaps the code, keeps the state, and refuses a syntax error", function()
+      local sock, _, stop = start()
+      sh("sleep 0.2") -- a few ticks counted
+      write("svc.lua", counter("v2"))
+      local rc, out, err = mycelium("reload --socket " .. sock .. " svc")
+      assert.are.equal(0, rc, err)
+      assert.matches("reloaded svc: version 2 (swap ", out, 1, true)
+      write("broken.lua", "return {\n  on_message = function( end }\n")
+      rc, _, err = mycelium("reload --socket " .. sock .. " svc " .. tmpdir .. "/broken.lua")
+      assert.are.equal(1, rc)
+      assert.matches("reload refused: service 'svc': " .. tmpdir .. "/broken.lua:2:", err, 1, true)
+      rc, _, err = mycelium("reload --socket " .. sock .. " nope")
+      assert.are.equal(1, rc)
+      assert.matches("no service named 'nope'", err, 1, true)
+      local log = stop()
+      assert.matches("init v2", log, 1, true)
+      assert.is_nil(log:find("init v2 n=0", 1, true)) -- the count went on
+    end)
+
+    it("SIGHUP reloads the services whose file changed", function()
+      local _, pid, stop = start("signal")
+      write("svc.lua", counter("v3"))
+      sh("kill -HUP " .. pid .. "; sleep 0.3")
+      local log = stop()
+      assert.matches("reloaded svc.lua (version 2", log, 1, true)
+      assert.matches("init v3", log, 1, true)
+    end)
+
+    it("reload = \"watch\" reloads when the file changes", function()
+      local _, _, stop = start("watch")
+      sh("sleep 0.2")
+      write("svc.lua", counter("v4"))
+      sh("sleep 0.5")
+      local log = stop()
+      assert.matches("reloaded svc.lua (version 2", log, 1, true)
+      assert.matches("init v4", log, 1, true)
+    end)
+
+    it("says where it looked when no engine listens", function()
+      local rc, _, err = mycelium("status --socket " .. tmpdir .. "/none.sock")
+      assert.are.equal(1, rc)
+      assert.matches("cannot connect to the control socket " .. tmpdir .. "/none.sock", err,
+                     1, true)
+    end)
+  end)
+
+  it("stops cleanly on SIGTERM and SIGINT, calling every stop", function()
+    write("tick.lua", [[
+      local n = 0
+      return { init = function(ctx) ctx:every(5, function() n = n + 1 end) end,
+               stop = function(ctx) ctx.log:info("stopped after ticks", { ok = n > 0 }) end }]])
+    for _, sig in ipairs { "TERM", "INT" } do
+      local rc, _, err = sh(string.format(
+        "%s run %s/tick.lua & pid=$!; sleep 0.5; kill -%s $pid; wait $pid", bin, tmpdir, sig))
+      assert.are.equal(0, rc, err)
+      assert.matches("[tick] stopped after ticks ok=true", err, 1, true)
+    end
+  end)
+end)

@@ -1,0 +1,166 @@
+local root = debug.getinfo(1, "S").source:match("^@(.-)spec/services/.+$")
+root = (root == nil or root == "") and "./" or root
+package.path = table.concat({ root .. "lua/?.lua", root .. "lua/?/init.lua",
+  root .. "services/?.lua", root .. "?.lua", package.path }, ";")
+
+-- ArbitrageDetector behind the adapter and MetadataService: the signal
+-- message field by field, EventApplied prices, reorg retractions (the
+-- restored state signals), removed logs that match nothing, the reorg
+-- window, and a log it cannot place (no PoolMeta) never raising.
+local H = require "spec.services.bandit.helper"
+local testing = require "mycelium.testing"
+
+local SUB = "0xabc"
+local TOKENS = { { "WWW", 18 }, { "UUU", 6 } }
+local POOLS = { { "qa", "quick", "v2", "WWW", "UUU", 3000 },
+                { "sa", "sushi", "v2", "WWW", "UUU", 3000 },
+                { "ua", "uni", "v3", "WWW", "UUU", 500 } }
+local QA, SA, UA = H.addr("qa"), H.addr("sa"), H.addr("ua")
+local E18, E6 = "1000000000000000000000", "1000000000" -- 1000 WWW, 1000 UUU
+
+local function pos(li, o)
+  local p = { sub = SUB, block = 1000 + li, tx = H.hash("tx" .. li), txi = 1,
+              bh = H.hash("bk" .. li), li = li }
+  for k, v in pairs(o or {}) do p[k] = v end
+  return p
+end
+
+describe("ArbitrageDetector", function()
+  local dir, pools, tokens
+  setup(function()
+    dir = H.tmpdir()
+    pools, tokens = H.write_registry(dir, POOLS, TOKENS)
+  end)
+  teardown(function() H.rmdir(dir) testing.cleanup() end)
+
+  local function engine(det)
+    local eng = testing.engine {
+      contracts = H.ROOT .. "services/contracts.yaml", start = false,
+      services = {
+        { name = "polygon", module = H.ROOT .. "services/polygon_adapter.lua",
+          opts = { source = "topic", pools = pools, tokens = tokens } },
+        { name = "metadata", module = H.ROOT .. "services/metadata_service.lua",
+          opts = { pools = pools, tokens = tokens } },
+        { name = "arb", module = H.ROOT .. "services/arbitrage_detector.lua",
+          opts = det or {} },
+      },
+    }
+    local c = { signal = eng:collect("bandit.signal"),
+                applied = eng:collect("bandit.applied"),
+                skipped = eng:collect("bandit.skipped"),
+                ends = eng:collect("bandit.end.detector") }
+    eng:start()
+    return eng, c
+  end
+
+  it("signals a gap beating both fees, every field of the message", function()
+    local eng, c = engine()
+    -- quick 1.000 UUU/WWW, sushi 1.010: gross 100 bps > 60.18 bps.
+    H.feed(eng, { H.reply(SUB), H.sync(pos(1), QA, E18, E6),
+                  H.sync(pos(2), SA, E18, "1010000000") })
+    local s = c.signal:messages()
+    assert.equal(1, #s)
+    local d = s[1].data
+    assert.equal("ArbitrageSignal", s[1].type)
+    assert.equal(3, d.ws_seq)
+    assert.equal(1002, d.block)
+    assert.equal(2, d.log_index)
+    assert.equal(1, d.trigger)
+    assert.equal("WWW/UUU", d.pair)
+    assert.equal(H.checksum(H.addr("token:WWW")), d.token0)
+    assert.equal(18, d.decimals0)
+    assert.equal(6, d.decimals1)
+    assert.equal(H.checksum(QA), d.buy_pool)
+    assert.equal("quick", d.buy_dex)
+    assert.equal(3000, d.buy_fee_ppm)
+    assert.equal(1, d.buy_kind)
+    assert.equal(E18, d.buy_a)
+    assert.equal(E6, d.buy_b)
+    assert.equal("1.00000000000", d.buy_price)
+    assert.equal(H.checksum(SA), d.sell_pool)
+    assert.equal("sushi", d.sell_dex)
+    assert.equal("1.01000000000", d.sell_price)
+    assert.equal("100.0000", d.gross_bps)
+    -- 1.01 * 0.997 / 1.003 - 1
+    assert.equal("39.5813", d.net_bps)
+    assert.truthy(tonumber(d.emitted_ns) >= tonumber(d.arrival_ns))
+    assert.equal(0, eng:stats("arb").errors)
+    eng:close()
+  end)
+
+  it("answers each accepted log with its pool's state right after it", function()
+    local eng, c = engine()
+    H.feed(eng, { H.reply(SUB), H.sync(pos(1), QA, "0", "0"),
+                  H.sync(pos(2), QA, E18, "2000000000"),
+                  H.v2swap(pos(3), QA, "1", "0", "0", "1"),
+                  H.v3swap(pos(4), UA, "-1", "1", "79228162514264337593543950336", "77", 0) })
+    local a = c.applied:messages()
+    assert.equal(4, #a)
+    assert.equal(0, a[1].data.state_kind)             -- Sync(0,0): no price
+    assert.equal(1, a[2].data.state_kind)
+    assert.equal(E18, a[2].data.state_a)
+    assert.equal("2000000000", a[2].data.state_b)
+    assert.equal(2, a[3].data.kind)
+    assert.equal(1, a[3].data.state_kind)             -- a swap: the Sync's state
+    assert.equal("2000000000", a[3].data.state_b)
+    assert.equal(3, a[4].data.state_kind)
+    assert.equal("79228162514264337593543950336", a[4].data.state_a)
+    assert.equal("77", a[4].data.state_b)
+    assert.equal(5, a[4].data.ws_seq)
+    assert.equal(1004, a[4].data.block)
+    assert.equal(H.checksum(UA), a[4].data.pool)
+    eng:close()
+  end)
+
+  it("undoes a retracted log, and signals on the restored state", function()
+    local eng, c = engine()
+    local bad = H.sync(pos(3), SA, E18, "1001000000")     -- closes the gap
+    H.feed(eng, { H.reply(SUB), H.sync(pos(1), QA, E18, E6),
+                  H.sync(pos(2), SA, E18, "1010000000"), bad, H.removed(bad),
+                  H.removed(H.sync(pos(9), SA, "1", "1")) })
+    local s = c.signal:messages()
+    assert.equal(2, #s)
+    assert.equal(3, s[1].data.ws_seq)
+    assert.equal(5, s[2].data.ws_seq)
+    assert.equal(2, s[2].data.trigger)
+    assert.equal(1003, s[2].data.block)       -- the retracted log's position
+    assert.equal(3, s[2].data.log_index)
+    assert.equal("1.01000000000", s[2].data.sell_price)
+    local sk = c.skipped:messages()
+    assert.same({ line = 5, reason = "retraction", retracts_line = 4, service = "arb" },
+                sk[1].data)
+    assert.same({ line = 6, reason = "removed_unmatched", service = "arb" }, sk[2].data)
+    local e = c.ends:messages()[1].data
+    assert.equal(3, e.events)
+    assert.equal(1, e.retracted)
+    assert.equal(4, e.evaluations)   -- three Syncs and the retraction
+    assert.equal(2, e.signals)
+    assert.equal(2, e.latency_ns.signal.n)
+    assert.equal("1.01000000000", e.pools[H.checksum(SA)].price)
+    assert.equal(E18, e.pools[H.checksum(SA)].reserve0)
+    eng:close()
+  end)
+
+  it("forgets logs beyond its reorg window", function()
+    local eng, c = engine { reorg_window = 2 }
+    local first = H.sync(pos(1), QA, E18, E6)
+    H.feed(eng, { H.reply(SUB), first, H.sync(pos(2), SA, E18, E6),
+                  H.sync(pos(3), SA, E18, E6), H.removed(first) })
+    assert.same({ line = 5, reason = "removed_unmatched", service = "arb" },
+                c.skipped:messages()[1].data)
+    eng:close()
+  end)
+
+  it("skips, never raises on, a log of a pool it has no PoolMeta for", function()
+    local eng, c = engine()
+    local m = eng:new("PoolStateUpdate", { block = 5, ws_seq = 7, kind = 1,
+                                           pool = H.addr("stranger"),
+                                           reserve0 = "1", reserve1 = "1" })
+    assert(eng:publish("bandit.enriched.state", m))
+    eng:run()
+    assert.same({ line = 7, reason = "unenriched", service = "arb" },
+                c.skipped:messages()[1].data)
+    assert.equal(0, eng:stats("arb").errors)
+    eng:close()
+  end)
+end)

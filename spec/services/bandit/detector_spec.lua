@@ -1,0 +1,278 @@
+local root = debug.getinfo(1, "S").source:match("^@(.-)spec/services/.+$")
+root = (root == nil or root == "") and "./" or root
+package.path = table.concat({ root .. "lua/?.lua", root .. "lua/?/init.lua",
+  root .. "services/?.lua", root .. "?.lua", package.path }, ";")
+
+local H = require "spec.services.bandit.helper"
+local pipeline = require "bandit.pipeline"
+local detector = require "bandit.detector"
+local abi = require "bandit.abi"
+
+-- Synthetic world: its own tokens (18 and 6 decimals), pools, and a
+-- subscription id unlike the fixture's. Expected bps values were
+-- computed independently with Python's Fraction.
+local SUB = "0x1"
+local E18, E21 = "1000000000000000000", "1000000000000000000000"
+
+local function world(pools, tokens)
+  return H.registry(pools, tokens or { { "TKA", 18 }, { "USDX", 6 }, { "TKB", 18 } })
+end
+
+-- Feed the reply and `lines`; returns the pipeline.
+local function run(reg, lines, opts)
+  local p = pipeline.new(reg, opts)
+  p:feed(H.reply(SUB))
+  for _, l in ipairs(lines) do p:feed(l) end
+  return p
+end
+
+local function at(block, li, tag)
+  return { sub = SUB, block = block, li = li, bh = H.hash("block" .. block),
+           tx = H.hash("tx:" .. (tag or (block .. ":" .. li))), txi = li }
+end
+
+local function sig(p, i)
+  local s = p.signals[i]
+  return s and {
+    line = s:get("line"), trigger = s:get("trigger"),
+    buy = s:get("buy_pool"), sell = s:get("sell_pool"),
+    gross = s:get("gross_bps"), net = s:get("net_bps"),
+  }
+end
+
+local function summary(p, key) return p:summary():get(key) end
+
+describe("bandit.detector", function()
+  describe("the arbitrage rule", function()
+    local reg = world {
+      { "A", "quickswap", "v2", "TKA", "USDX", 3000 },
+      { "B", "sushiswap", "v2", "TKA", "USDX", 3000 },
+    }
+    local A, B = H.addr("A"), H.addr("B")
+
+    it("signals only when sell (1 - f) beats buy (1 + f) strictly", function()
+      local p = run(reg, {
+        H.sync(at(1, 0), A, E21, "997000000"),      -- 0.997
+        H.sync(at(1, 1), B, E21, "1003000000"),     -- 1.003: net exactly 0
+        H.sync(at(2, 0), B, E21, "1003000001"),     -- one unit more
+        H.v2swap(at(2, 1), B, 0, 1, 1, 0),
+        H.sync(at(3, 0), A, E21, "997000000"),      -- gap persists
+      })
+      assert.equal(2, #p.signals)
+      assert.same({ line = 4, trigger = "event", buy = H.checksum(A),
+                    sell = H.checksum(B), gross = "60.1806", net = "0.0000" },
+                  sig(p, 1))
+      assert.equal(6, sig(p, 2).line)                -- level-triggered
+      assert.equal(4, summary(p, "evaluations"))     -- not the swap
+      local ev = p.events[3]
+      assert.equal("1.00300000100", ev.price)
+      assert.equal("1.00300000100", p.events[4].price)   -- swap: Sync price
+      local s = p.signals[1]
+      assert.equal("0.997000000000", s:get("buy_price"))
+      assert.equal("1.00300000100", s:get("sell_price"))
+      assert.equal(3000, s:get("buy_fee_ppm"))
+      assert.equal("TKA/USDX", s:get("pair"))
+    end)
+
+    it("breaks ties by lowest buy address, then lowest sell address", function()
+      local tie = world {
+        { "P1", "quickswap", "v2", "TKA", "USDX", 3000 },
+        { "P2", "sushiswap", "v2", "TKA", "USDX", 3000 },
+        { "P3", "quickswap", "v2", "TKA", "USDX", 3000 },
+        { "P4", "sushiswap", "v2", "TKA", "USDX", 3000 },
+      }
+      local a = { H.addr("P1"), H.addr("P2"), H.addr("P3"), H.addr("P4") }
+      local p = run(tie, {
+        H.sync(at(1, 0), a[1], E21, "990000000"),
+        H.sync(at(1, 1), a[2], E21, "990000000"),
+        H.sync(at(1, 2), a[3], E21, "1010000000"),
+        H.sync(at(1, 3), a[4], E21, "1010000000"),
+      })
+      assert.equal(2, #p.signals)
+      local buy = a[1] < a[2] and a[1] or a[2]
+      local sell = a[3] < a[4] and a[3] or a[4]
+      assert.same({ line = 4, trigger = "event", buy = H.checksum(buy),
+                    sell = H.checksum(a[3]), gross = "202.0202", net = "140.9912" },
+                  sig(p, 1))
+      assert.equal(H.checksum(sell), sig(p, 2).sell)
+      assert.equal(H.checksum(buy), sig(p, 2).buy)
+    end)
+
+    it("ignores venues with null or unknown prices, never as zero", function()
+      local w = world({
+        { "N", "quickswap", "v2", "TKA", "TKB", 3000 },
+        { "W", "uniswap_v3", "v3", "TKA", "TKB", 100 },
+        { "Q", "sushiswap", "v2", "TKA", "TKB", 3000 },
+        { "U", "sushiswap", "v2", "TKA", "TKB", 3000 },     -- never seen
+      })
+      local N, W, Q = H.addr("N"), H.addr("W"), H.addr("Q")
+      local p = run(w, {
+        H.sync(at(1, 0), N, 0, 0),
+        H.v3swap(at(1, 1), W, "-5", "5", "79228162514264337593543950336", 1, 0),
+        H.sync(at(1, 2), Q, E21, "1003100000000000000000"),   -- 1.0031: no
+        H.sync(at(1, 3), N, 0, 5),
+        H.sync(at(1, 4), Q, E21, "1003200000000000000000"),   -- 1.0032: yes
+        H.sync(at(1, 5), N, 5, 0),
+      })
+      assert.is_nil(p.events[1].price)
+      assert.equal("1.00000000000", p.events[2].price)
+      -- line 7 is N's Sync(5, 0): still null, but it re-evaluates the pair
+      assert.equal(2, #p.signals)
+      assert.same({ line = 6, trigger = "event", buy = H.checksum(W),
+                    sell = H.checksum(Q), gross = "32.0000", net = "0.9039" },
+                  sig(p, 1))
+      assert.equal(7, sig(p, 2).line)
+      assert.equal(100, p.signals[1]:get("buy_fee_ppm"))
+      assert.equal("uniswap_v3", p.signals[1]:get("buy_dex"))
+    end)
+
+    it("prices V3 exactly, rounding half to even", function()
+      local w = world({ { "W", "uniswap_v3", "v3", "TKA", "TKB", 500 } })
+      -- sqrtPriceX96 = 2^96 + 2^90: price (65/64)^2 = 1.031494140625
+      local p = run(w, { H.v3swap(at(1, 0), H.addr("W"), 1, -1,
+        "80466102553549717868443074560", 5, 309) })
+      assert.equal("1.03149414062", p.events[1].price)
+    end)
+
+    it("keeps pairs apart: a gap in one pair never signals another", function()
+      local w = world {
+        { "A", "quickswap", "v2", "TKA", "USDX", 3000 },
+        { "B", "sushiswap", "v2", "TKA", "USDX", 3000 },
+        { "C", "sushiswap", "v2", "TKB", "USDX", 3000 },
+      }
+      local p = run(w, {
+        H.sync(at(1, 0), H.addr("A"), E21, "900000000"),
+        H.sync(at(1, 1), H.addr("C"), E21, "2000000000"),
+      })
+      assert.equal(0, #p.signals)
+      assert.equal(2, summary(p, "evaluations"))
+    end)
+  end)
+
+  describe("reorgs", function()
+    local reg = world {
+      { "A", "quickswap", "v2", "TKA", "TKB", 3000 },
+      { "B", "sushiswap", "v2", "TKA", "TKB", 3000 },
+    }
+    local A, B = H.addr("A"), H.addr("B")
+    local l2 = H.sync(at(10, 0), A, E18, E18)                      -- A 1.00
+    local l3 = H.sync(at(10, 1), B, E18, E18)                      -- B 1.00
+    local l4 = H.sync(at(11, 0, "x"), A, "100", "101")             -- A 1.01
+    local l5 = H.v2swap(at(11, 1, "x"), A, 1, 0, 0, 1)
+    local l6 = H.sync(at(12, 0), B, "100", "102")                  -- B 1.02
+
+    it("restores the previous state and re-evaluates on retraction", function()
+      local p = run(reg, { l2, l3, l4, l5, l6,
+        H.removed(l4), H.removed(l5), H.removed(l6), H.removed(l6), H.removed(l2) })
+      local lines = {}
+      for i = 1, #p.signals do lines[i] = sig(p, i) end
+      assert.same({
+        { line = 4, trigger = "event", buy = H.checksum(B), sell = H.checksum(A),
+          gross = "100.0000", net = "39.5813" },
+        { line = 6, trigger = "event", buy = H.checksum(A), sell = H.checksum(B),
+          gross = "99.0099", net = "38.5971" },
+        -- A is back at 1.00 (l2), B still at 1.02
+        { line = 7, trigger = "retraction", buy = H.checksum(A), sell = H.checksum(B),
+          gross = "200.0000", net = "138.9831" },
+      }, lines)
+      local skipped = {}
+      for i, s in ipairs(p.skipped) do
+        skipped[i] = { s:get("line"), s:get("reason"), s:get("retracts_line") }
+      end
+      assert.same({ { 7, "retraction", 4 }, { 8, "retraction", 5 },
+                    { 9, "retraction", 6 }, { 10, "removed_unmatched" },
+                    { 11, "retraction", 2 } }, skipped)
+      -- 4 accepted state logs + 3 retractions of state logs (not the swap)
+      assert.equal(7, summary(p, "evaluations"))
+      assert.equal(4, summary(p, "events_retracted"))
+      local s7 = p.signals[3]
+      assert.equal(11, s7:get("block"))
+      assert.equal(0, s7:get("logIndex"))
+      -- A has no surviving state: unknown, not a venue, price null
+      local final = summary(p, "final_pool_state"):get(H.checksum(A))
+      assert.is_nil(final:get("price"))
+      assert.is_nil(final:get("reserve0"))
+      assert.equal("1.00000000000",
+        summary(p, "final_pool_state"):get(H.checksum(B)):get("price"))
+    end)
+
+    it("leaves the state alone when an older state log is retracted", function()
+      local p = run(reg, { l2, l3, l4, l6, H.removed(l2) })
+      -- A is still at 1.01 (l4), so the gap to B at 1.02 signals again
+      assert.equal(3, #p.signals)
+      assert.same({ line = 6, trigger = "retraction", buy = H.checksum(A),
+                    sell = H.checksum(B), gross = "99.0099", net = "38.5971" },
+                  sig(p, 3))
+      assert.equal(5, summary(p, "evaluations"))
+      local a = summary(p, "final_pool_state"):get(H.checksum(A))
+      assert.equal("1.01000000000", a:get("price"))
+      assert.equal("100", a:get("reserve0"))
+    end)
+
+    it("marks retracted events with the retracting line", function()
+      local p = run(reg, { l2, l4, H.removed(l4) })
+      local rec = p:event_records()[2]
+      assert.is_true(rec:get("retracted"))
+      assert.equal(4, rec:get("retracted_by_line"))
+      assert.equal("1.01000000000", rec:get("price"))   -- price when applied
+      assert.is_false(p:event_records()[1]:get("retracted"))
+    end)
+
+    it("matches removed logs case-insensitively on the full identity", function()
+      local upper = H.removed(l4):gsub(H.hash("tx:x"):sub(3), H.hash("tx:x"):sub(3):upper())
+      local other_block = H.removed(l4):gsub(H.hash("block11"), H.hash("block99"))
+      local other_index = H.removed(l4):gsub('"logIndex":"0x0"', '"logIndex":"0x5"')
+      local p = run(reg, { l2, l4, other_block, other_index, upper })
+      local reasons = {}
+      for i, s in ipairs(p.skipped) do reasons[i] = s:get("reason") end
+      assert.same({ "removed_unmatched", "removed_unmatched", "retraction" }, reasons)
+    end)
+
+    it("retracts duplicated deliveries one at a time, newest first", function()
+      local p = run(reg, { l2, l4, l4, H.removed(l4), H.removed(l4), H.removed(l4) })
+      local reasons = {}
+      for i, s in ipairs(p.skipped) do
+        reasons[i] = s:get("reason") .. ":" .. tostring(s:get("retracts_line"))
+      end
+      assert.same({ "retraction:4", "retraction:3", "removed_unmatched:nil" }, reasons)
+      local _, price = p.det:state(p.reg:pool(A))
+      assert.equal("1.00000000000", price)
+    end)
+
+    it("honours a reorg window: expired logs stay as states, not retractable", function()
+      local det = detector.new(reg, { reorg_window = 2 })
+      local evs = {}
+      for i, l in ipairs { l2, l4, H.sync(at(13, 0), A, "100", "103") } do
+        evs[i] = abi.decode(abi.envelope(l, SUB), reg)
+        det:accept(evs[i])
+      end
+      assert.is_nil(det:find(evs[1].blockHash, evs[1].txHash, evs[1].logIndex))
+      det:retract(det:find(evs[3].blockHash, evs[3].txHash, evs[3].logIndex))
+      local _, price = det:state(reg:pool(A))
+      assert.equal("1.01000000000", price)
+      det:retract(det:find(evs[2].blockHash, evs[2].txHash, evs[2].logIndex))
+      -- the expired log is still the state under its successors
+      local cur
+      cur, price = det:state(reg:pool(A))
+      assert.equal(evs[1], cur)
+      assert.equal("1.00000000000", price)
+      assert.is_nil(evs[1].older)           -- nothing older is kept
+    end)
+
+    it("refuses to retract twice", function()
+      local det = detector.new(reg)
+      local ev = abi.decode(abi.envelope(l2, SUB), reg)
+      det:accept(ev)
+      det:retract(ev)
+      assert.has_error(function() det:retract(ev) end,
+        "bandit.detector: log already retracted")
+    end)
+  end)
+
+  it("raises on a missing registry or a bad window", function()
+    assert.has_error(function() detector.new(nil) end,
+      "bandit.detector.new: registry expected")
+    assert.has_error(function() detector.new(world {}, { reorg_window = 0 }) end,
+      "bandit.detector.new: reorg_window must be a positive number")
+  end)
+end)

@@ -1,0 +1,98 @@
+local root = debug.getinfo(1, "S").source:match("^@(.-)spec/services/.+$")
+root = (root == nil or root == "") and "./" or root
+package.path = table.concat({ root .. "lua/?.lua", root .. "lua/?/init.lua",
+  root .. "services/?.lua", root .. "?.lua", package.path }, ";")
+
+-- examples/bandit/run end to end, as a user runs it (the replay server on
+-- a free port, a real threaded engine on two workers): the files equal
+-- the expected ones byte for byte, the human summary is printed, bad
+-- arguments fail with a message.
+local H = require "spec.services.bandit.helper"
+
+local function sh(cmd)
+  local p = io.popen(cmd .. "; echo \"rc=$?\"")
+  local out = p:read("*a")
+  p:close()
+  local rc = tonumber(out:match("rc=(%d+)\n$"))
+  return rc, out:gsub("rc=%d+\n$", "")
+end
+
+local RUN = H.ROOT .. "examples/bandit/run"
+
+describe("examples/bandit/run", function()
+  local dir
+  setup(function() dir = H.tmpdir() end)
+  teardown(function() H.rmdir(dir) end)
+
+  local function outputs(extra)
+    return string.format("%s --events %s/e --skipped %s/s --signals %s/g --summary %s/m %s",
+                         RUN, dir, dir, dir, dir, extra or "")
+  end
+
+  it("writes the sample's expected files and prints signals and a summary", function()
+    local rc, out = sh(outputs() .. " 2>" .. dir .. "/err")
+    assert.equal(0, rc, out .. H.read(dir .. "/err"))
+    for f, name in pairs { e = "events.jsonl", s = "skipped.jsonl", g = "signals.jsonl",
+                           m = "summary.json" } do
+      H.same_lines(H.read(H.DATA .. "sample_expected_" .. name), H.read(dir .. "/" .. f), name)
+    end
+    local n = 0
+    for _ in out:gmatch("signal line ") do n = n + 1 end
+    assert.equal(11, n)
+    assert.matches("events decoded   50 (v2_swap 18, v2_sync 23, v3_swap 9), 3 retracted",
+                   out, 1, true)
+    assert.matches("signals          11", out, 1, true)
+    assert.matches("log arrival %-> signal: p50 [%d.]+ ms, p99 [%d.]+ ms %(11 signals%)", out)
+    assert.matches("arb%s+1%s+%d+", out)
+  end)
+
+  it("runs any capture of the format", function()
+    local ok = os.execute("python3 -c 'import fractions' >/dev/null 2>&1")
+    if not (ok == true or ok == 0) then return pending("python3 not installed") end
+    local x = dir .. "/x"
+    assert.truthy(os.execute(string.format("python3 %s 11 %s >/dev/null",
+                                           H.XCHECK, x)))
+    local rc, out = sh(outputs(string.format("--quiet --capture %s/capture.jsonl "
+      .. "--pools %s/pools.json --tokens %s/tokens.json 2>/dev/null", x, x, x)))
+    assert.equal(0, rc, out)
+    assert.equal("", out)
+    for f, name in pairs { e = "events.jsonl", s = "skipped.jsonl", g = "signals.jsonl",
+                           m = "summary.json" } do
+      H.same_lines(H.read(x .. "/expected_" .. name), H.read(dir .. "/" .. f), name)
+    end
+  end)
+
+  it("gives the same files when the lines are injected instead of served", function()
+    local rc, out = sh(outputs("--quiet --inject 2>/dev/null"))
+    assert.equal(0, rc, out)
+    for f, name in pairs { e = "events.jsonl", s = "skipped.jsonl", g = "signals.jsonl",
+                           m = "summary.json" } do
+      H.same_lines(H.read(H.DATA .. "sample_expected_" .. name), H.read(dir .. "/" .. f), name)
+    end
+  end)
+
+  it("decides a capture the replay server refuses (no reply on line 1) in process",
+     function()
+    local lines = H.lines(H.DATA .. "sample_capture.jsonl")
+    local f = assert(io.open(dir .. "/c.jsonl", "wb"))
+    f:write(lines[2], "\n", lines[3], "\n")
+    f:close()
+    local rc, out = sh(RUN .. " --quiet --capture " .. dir .. "/c.jsonl --skipped "
+                       .. dir .. "/s 2>&1")
+    assert.equal(0, rc, out)
+    assert.matches("feeding the lines in process instead", out, 1, true)
+    assert.equal('{"line":2,"reason":"foreign_message"}\n', H.read(dir .. "/s"))
+  end)
+
+  it("refuses what it cannot run, saying why", function()
+    local rc, out = sh(RUN .. " --capture /nonexistent/c.jsonl 2>&1")
+    assert.equal(2, rc)
+    assert.matches("run: cannot read /nonexistent/c.jsonl", out, 1, true)
+    rc, out = sh(RUN .. " --bogus 2>&1")
+    assert.equal(2, rc)
+    assert.matches("run: unknown argument '--bogus'", out, 1, true)
+    rc, out = sh(RUN .. " --events 2>&1")
+    assert.equal(2, rc)
+    assert.matches("run: --events needs a value", out, 1, true)
+  end)
+end)
