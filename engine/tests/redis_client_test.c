@@ -732,7 +732,7 @@ static void test_alloc_failures(void) {
  * the client is closed by the service's stop, else it goes with the Lua
  * state. */
 static const char service_src[] =
-    "local redis = require 'mycelium.redis'\n"
+    "local redis = require 'mycelium.net.redis'\n"
     "local r\n"
     "return {\n"
     "  init = function(ctx)\n"

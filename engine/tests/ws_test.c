@@ -180,10 +180,10 @@ static int port_of(const child *c) {
   return p ? atoi(p + 10) : 0;
 }
 
-/* Subscribes through mycelium.jsonrpc, counts raw notifications, makes an
+/* Subscribes through mycelium.net.jsonrpc, counts raw notifications, makes an
  * eth_call over HTTP, then reports "<count> <decimals result>". */
 static const char stream_src[] =
-    "local jsonrpc = require 'mycelium.jsonrpc'\n"
+    "local jsonrpc = require 'mycelium.net.jsonrpc'\n"
     "local M = {}\n"
     "function M.init(ctx, opts)\n"
     "  local n, dec = 0\n"
@@ -239,8 +239,8 @@ static void test_tls(void) {
  * after refusals, waiting for an upgrade reply (a listener of ours that
  * never accepts), open, and an HTTP request in flight. */
 static const char leave_fmt[] =
-    "local ws = require 'mycelium.ws'\n"
-    "local http = require 'mycelium.http'\n"
+    "local ws = require 'mycelium.net.ws'\n"
+    "local http = require 'mycelium.net.http'\n"
     "local M = {}\n"
     "function M.init(ctx, opts)\n"
     "  local closes = 0\n"
@@ -287,7 +287,7 @@ static void test_engine_freed_with_connections(void) {
 /* A peer that breaks the protocol: needs node and spec/peers/node_modules
  * (installed by the specs); skipped without them. */
 static const char hostile_src[] =
-    "local ws = require 'mycelium.ws'\n"
+    "local ws = require 'mycelium.net.ws'\n"
     "local M = {}\n"
     "function M.init(ctx, opts)\n"
     "  local errors = {}\n"

@@ -1,5 +1,5 @@
 -- spec/support/rpc_service.lua -- a service for the specs: a
--- mycelium.jsonrpc connection to opts.url that subscribes (opts.subscribe)
+-- mycelium.net.jsonrpc connection to opts.url that subscribes (opts.subscribe)
 -- and reports on topics.
 --   out: rpc.open {reconnected}, rpc.note {result or text, sub},
 --        rpc.other {method}, rpc.invalid {why}, rpc.close {info},
@@ -7,7 +7,7 @@
 --   in:  rpc.cmd {op = "call"|"co_call"|"http_call"|"http_co_call"|
 --        "unsubscribe"|"close", tag, method, params}; http calls go to
 --        opts.http_url (jsonrpc.http with opts.http)
-local jsonrpc = require "mycelium.jsonrpc"
+local jsonrpc = require "mycelium.net.jsonrpc"
 
 local M = { subscribe = { "rpc.cmd" } }
 local rpc, sub, http_rpc

@@ -1,11 +1,11 @@
 -- spec/support/ws_service.lua -- a service for the specs: opens one
--- mycelium.ws connection with opts.url and opts.ws, reports every event
+-- mycelium.net.ws connection with opts.url and opts.ws, reports every event
 -- on topics, and obeys commands.
 --   out: ws.open {n}, ws.msg {data (up to 64 KiB), len, head, tail,
 --        binary}, ws.pong {data}, ws.close {info}
 --   in:  ws.cmd {op = "send"|"send_binary"|"ping"|"close"|"pause"|
 --        "resume", data, size, code, reason}
-local ws = require "mycelium.ws"
+local ws = require "mycelium.net.ws"
 
 local M = { subscribe = { "ws.cmd" } }
 local conn

@@ -1,6 +1,6 @@
 /* net.c -- the FFI entry points of the network clients (see ffi.h and
  * net/): each is the net/ function of the same name, exported for the
- * Lua modules mycelium.ws, mycelium.http and mycelium.redis. */
+ * Lua modules mycelium.net.ws, mycelium.net.http and mycelium.net.redis. */
 #include "ffi/ffi.h"
 
 void myc_ffi_ws_options_init(myc_ws_options *o) { myc__ws_options_init(o); }

@@ -3,7 +3,7 @@
  * its response delivered through myc__service_event().  One connection
  * per request ("Connection: close"): requests are rare next to the
  * WebSocket stream, and nothing is kept open between them.
- * lua/mycelium/http.lua declares these functions again for the FFI.
+ * Lua reaches them through ffi/ (myc_ffi_http_*), lua/mycelium/net/http.lua.
  */
 #ifndef MYC_HTTP_H
 #define MYC_HTTP_H

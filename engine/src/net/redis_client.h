@@ -1,6 +1,6 @@
 /* redis_client.h -- an asynchronous Redis client on a worker's libuv loop
  * (hiredis's async API and its libuv adapter), for services (through
- * lua/mycelium/redis.lua) and for C code.
+ * lua/mycelium/net/redis.lua and ffi/) and for C code.
  *
  * Every command accepted has exactly one outcome, a reply or a failure,
  * delivered as an event in the order the commands were issued.  Nothing

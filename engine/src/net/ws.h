@@ -2,8 +2,8 @@
  * with backoff) on the worker loop of the service that opened it, whose
  * events reach that service through myc__service_event().  Framing is
  * wslay's; the socket, TLS and upgrade are stream.c, tls.c and
- * ws_handshake.c.  lua/mycelium/ws.lua declares these functions again
- * for the FFI: keep both in sync.
+ * ws_handshake.c.  Lua reaches them through ffi/ (myc_ffi_ws_*) and
+ * lua/mycelium/net/ws.lua.
  *
  * Everything here runs on the owning service's worker thread.
  */

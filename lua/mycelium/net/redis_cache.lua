@@ -1,4 +1,4 @@
--- mycelium.redis_cache -- a read-through cache in front of a slow source
+-- mycelium.net.redis_cache -- a read-through cache in front of a slow source
 -- (an eth_call, a file), shared by instances through Redis: the service's
 -- own memory first, then Redis, then the loader, and what the loader
 -- learns is written back to Redis for every other instance.
@@ -45,7 +45,7 @@ local function codec_of(c, name)
 end
 
 -- Creates a cache for the service of 'ctx'.  opts: redis (a client from
--- mycelium.redis, or nil for a cache in memory only), prefix (of the Redis
+-- mycelium.net.redis, or nil for a cache in memory only), prefix (of the Redis
 -- keys, default "mycelium:cache:"), ttl (seconds the written-back values
 -- live in Redis; nil: forever), codec ("json" default, "msgpack",
 -- "string", or { encode, decode }), max_local (entries kept in memory,
@@ -62,7 +62,7 @@ function M.new(ctx, opts)
   if type(opts) ~= "table" then bad("opts must be a table, got %s", type(opts)) end
   local r, prefix, ttl, max_local = opts.redis, opts.prefix, opts.ttl, opts.max_local
   if r ~= nil and (type(r) ~= "table" or type(r.command) ~= "function") then
-    bad("redis must be a client made with mycelium.redis, got %s", type(r))
+    bad("redis must be a client made with mycelium.net.redis, got %s", type(r))
   end
   if prefix ~= nil and type(prefix) ~= "string" then
     bad("prefix must be a string, got %s", type(prefix))
@@ -88,7 +88,7 @@ local CACHE_KEYS = { prefix = true, ttl = true, codec = true, max_local = true }
 -- The usual way from a service's options: 'spec' is nil (a cache in
 -- memory only), a URL, or a table with 'url', the cache's options
 -- (prefix, ttl, codec, max_local) and the client's (see
--- mycelium.redis); 'defaults' fills what 'spec' leaves out.  Connects
+-- mycelium.net.redis); 'defaults' fills what 'spec' leaves out.  Connects
 -- when there is a URL.  Returns the cache (its client in cache.redis), or
 -- nil, message, code for a bad URL.
 --
@@ -112,7 +112,7 @@ function M.open(ctx, spec, defaults)
       error(format("service '%s': redis_cache.open: url must be a string, got %s",
                    ctx.name, type(spec.url)), 2)
     end
-    local r, err, code = require("mycelium.redis").connect(ctx, spec.url, ropts)
+    local r, err, code = require("mycelium.net.redis").connect(ctx, spec.url, ropts)
     if r == nil then return nil, err, code end
     copts.redis = r
   end

@@ -1,6 +1,6 @@
--- mycelium.ws -- WebSocket client connections for services (docs/WEBSOCKET.md).
+-- mycelium.net.ws -- WebSocket client connections for services (docs/WEBSOCKET.md).
 --
---   local ws = require "mycelium.ws"
+--   local ws = require "mycelium.net.ws"
 --   local conn = ws.connect(ctx, "wss://node.example/ws", {
 --     on_open = function(conn) conn:send('{"hello":1}') end,
 --     on_message = function(conn, data, binary) ... end,

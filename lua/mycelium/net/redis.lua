@@ -1,9 +1,9 @@
--- mycelium.redis -- the Redis client of services (docs/REDIS.md): the
+-- mycelium.net.redis -- the Redis client of services (docs/REDIS.md): the
 -- engine's asynchronous client (engine/src/net/redis_client.c) on the
 -- service's worker loop.  Replies come back as Lua values, to a callback
 -- or to the coroutine that issued the command.
 --
---   local redis = require "mycelium.redis"
+--   local redis = require "mycelium.net.redis"
 --   local r = assert(redis.connect(ctx, "redis://127.0.0.1:6379/0"))
 --   r:set("k", "v", function(ok, err) end)
 --   coroutine.wrap(function() local v, err = r:get("k") end)()

@@ -1,7 +1,7 @@
--- mycelium.jsonrpc -- JSON-RPC 2.0 over a mycelium.ws connection, the way
+-- mycelium.net.jsonrpc -- JSON-RPC 2.0 over a mycelium.net.ws connection, the way
 -- Ethereum nodes speak it (docs/WEBSOCKET.md):
 --
---   local jsonrpc = require "mycelium.jsonrpc"
+--   local jsonrpc = require "mycelium.net.jsonrpc"
 --   local rpc = jsonrpc.connect(ctx, url, { timeout_ms = 5000 })
 --   rpc:call("eth_blockNumber", {}, function(result, err) ... end)
 --   local sub = rpc:subscribe({ "logs", filter }, function(log, sub) ... end)
@@ -13,8 +13,8 @@
 -- is made again and its new server id replaces the old one; calls that
 -- were in flight when the connection dropped fail ("connection lost"),
 -- calls made while disconnected wait for the next connection.
-local ws = require "mycelium.ws"
-local http = require "mycelium.http"
+local ws = require "mycelium.net.ws"
+local http = require "mycelium.net.http"
 local cjson = require "cjson"
 
 local type, error, format = type, error, string.format
@@ -338,7 +338,7 @@ function Http:call(method, params, cb)
 end
 
 -- A JSON-RPC client over HTTP(S): one POST per call.  opts: timeout_ms,
--- ca_file, insecure, headers, max_body (mycelium.http options).
+-- ca_file, insecure, headers, max_body (mycelium.net.http options).
 function M.http(ctx, url, opts)
   local h = {}
   for k, v in pairs(opts or {}) do h[k] = v end
@@ -349,7 +349,7 @@ end
 -- 10000), on_open(rpc, reconnected), on_close(rpc, info),
 -- on_notification(rpc, method, params) for notifications of no
 -- subscription, on_invalid(rpc, text, why) for messages that are neither
--- (default: a warning), and every mycelium.ws option.
+-- (default: a warning), and every mycelium.net.ws option.
 function M.connect(ctx, url, opts)
   opts = opts or {}
   local self = setmetatable({

@@ -1,4 +1,4 @@
--- spec/mycelium/ws_spec.lua -- mycelium.ws against an independent server (the
+-- spec/mycelium/net/ws_spec.lua -- mycelium.net.ws against an independent server (the
 -- npm `ws` package run by node, spec/peers/ws_peer.js), a hostile peer that
 -- breaks the protocol, and TLS endpoints with certificates made here. Every
 -- server listens on 127.0.0.1 and is stopped after its test.
@@ -58,7 +58,7 @@ after_each(function()
   testing.cleanup()
 end)
 
-describe("mycelium.ws against the npm ws server", function()
+describe("mycelium.net.ws against the npm ws server", function()
   setup(function() peer = start_peer() end)
   teardown(function() peer.stop() end)
 
@@ -163,7 +163,7 @@ describe("mycelium.ws against the npm ws server", function()
   end)
 end)
 
-describe("mycelium.ws failures", function()
+describe("mycelium.net.ws failures", function()
   it("names the URL of a refused connection and backs off, capped", function()
     -- A port that was just free: nothing listens there.
     local p = proc.spawn("node -e \"const s=require('net').createServer();"
@@ -213,7 +213,7 @@ describe("mycelium.ws failures", function()
   end)
 end)
 
-describe("mycelium.ws against a hostile peer", function()
+describe("mycelium.net.ws against a hostile peer", function()
   setup(function() peer = start_peer() end)
   teardown(function() peer.stop() end)
 
@@ -244,7 +244,7 @@ describe("mycelium.ws against a hostile peer", function()
   end
 end)
 
-describe("mycelium.ws over TLS", function()
+describe("mycelium.net.ws over TLS", function()
   setup(function()
     tmp = certs.make()
     peer = start_peer(string.format("--tls %s/srv.crt %s/srv.key", tmp, tmp))

@@ -1,4 +1,4 @@
--- spec/mycelium/redis_spec.lua -- mycelium.redis in a service, against a real
+-- spec/mycelium/net/redis_spec.lua -- mycelium.net.redis in a service, against a real
 -- redis-server (spec/support/redis_server.lua), through mycelium.testing
 -- (manual engine, real time for the I/O) and through the `mycelium` binary
 -- (threaded engine).
@@ -9,7 +9,7 @@ local redis_server = require "support.redis_server"
 -- on "reply" ({tag, v = description, err, code}, 'now' when the call
 -- itself failed) and every state change on "state".
 local SERVICE = [[
-local redis = require "mycelium.redis"
+local redis = require "mycelium.net.redis"
 local M = { subscribe = { "cmd" } }
 local r
 
@@ -125,7 +125,7 @@ local function by_tag(list)
   return t
 end
 
-describe("mycelium.redis", function()
+describe("mycelium.net.redis", function()
   local server, eng
 
   setup(function()
@@ -336,7 +336,7 @@ describe("mycelium.redis", function()
       -- A BLPOP is left waiting: the engine stops anyway, and the client
       -- goes with the service's Lua state.
       local rc, err = run(string.format([[
-        local redis = require "mycelium.redis"
+        local redis = require "mycelium.net.redis"
         return { init = function(ctx)
           local r = assert(redis.connect(ctx, "redis://localhost:%d"))
           coroutine.wrap(function()

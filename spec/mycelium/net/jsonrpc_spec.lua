@@ -1,4 +1,4 @@
--- spec/mycelium/jsonrpc_spec.lua -- mycelium.jsonrpc against the replay server
+-- spec/mycelium/net/jsonrpc_spec.lua -- mycelium.net.jsonrpc against the replay server
 -- (myc-replay) playing the bundled Polygon capture, and against peers
 -- that never answer or die mid-request.
 local testing = require "mycelium.testing"
@@ -61,7 +61,7 @@ after_each(function()
   testing.cleanup()
 end)
 
-describe("mycelium.jsonrpc", function()
+describe("mycelium.net.jsonrpc", function()
   it("routes every notification of its subscription, in order", function()
     server = replay()
     local c = client("ws://127.0.0.1:" .. server.ready[1] .. "/",
@@ -176,7 +176,7 @@ describe("mycelium.jsonrpc", function()
   end)
 end)
 
-describe("mycelium.jsonrpc failures", function()
+describe("mycelium.net.jsonrpc failures", function()
   local peer
   setup(function()
     peer = proc.spawn("node " .. proc.node_peers() .. "/ws_peer.js --ttl 120",
@@ -222,7 +222,7 @@ describe("mycelium.jsonrpc failures", function()
   end)
 end)
 
-describe("mycelium.jsonrpc over HTTP", function()
+describe("mycelium.net.jsonrpc over HTTP", function()
   local ETH_CALL = { { to = "0x2791Bca1f2de4661ED88A30C99A7a9449Aa84174",
                        data = "0x313ce567" }, "latest" }
   local SIX = "0x" .. string.rep("0", 63) .. "6"
@@ -268,7 +268,7 @@ describe("mycelium.jsonrpc over HTTP", function()
   end)
 end)
 
-describe("mycelium.jsonrpc over TLS (wss and https)", function()
+describe("mycelium.net.jsonrpc over TLS (wss and https)", function()
   local dir
   setup(function() dir = certs.make() end)
   teardown(function() certs.remove(dir) end)

@@ -1,6 +1,6 @@
--- mycelium.http -- HTTP(S) requests for services (docs/WEBSOCKET.md).
+-- mycelium.net.http -- HTTP(S) requests for services (docs/WEBSOCKET.md).
 --
---   local http = require "mycelium.http"
+--   local http = require "mycelium.net.http"
 --   http.request(ctx, { url = "https://node.example/", body = json },
 --                function(res, err) ... end)  -- res: {status, body}
 --

@@ -1,4 +1,4 @@
--- spec/mycelium/redis_cache_spec.lua -- mycelium.redis_cache in a service:
+-- spec/mycelium/net/redis_cache_spec.lua -- mycelium.net.redis_cache in a service:
 -- memory, then a real redis-server, then the loader, and the write-back.
 local testing = require "mycelium.testing"
 local redis_server = require "support.redis_server"
@@ -8,8 +8,8 @@ local cjson = require "cjson"
 -- err, source, calls} on "out".  The loader's modes: "ok" (at once),
 -- "hold" (until a "release" for the key), "fail", "nil", "raise".
 local SERVICE = [[
-local redis = require "mycelium.redis"
-local redis_cache = require "mycelium.redis_cache"
+local redis = require "mycelium.net.redis"
+local redis_cache = require "mycelium.net.redis_cache"
 local M = { subscribe = { "get", "co", "release", "raw", "stats", "bad" } }
 local r, cache
 local calls, held = {}, {}
@@ -79,7 +79,7 @@ return M]]
 
 local prefix_n = 0
 
-describe("mycelium.redis_cache", function()
+describe("mycelium.net.redis_cache", function()
   local server, eng, out, prefix
 
   setup(function() server = redis_server.start() end)
