@@ -87,6 +87,24 @@ foreach(spec ${MYC_SPECS})
                        DEPENDS "" ENVIRONMENT "${MYC_TEST_ENV}")
 endforeach()
 
+# The layering and the C<->Lua boundary (docs/ARCHITECTURE.md): each check
+# also proves on built-in cases that it can fail.
+foreach(check layers ffi symbols)
+  add_test(NAME lint/${check}-selftest
+    COMMAND ${LUAJIT_BIN} ${CMAKE_SOURCE_DIR}/scripts/check-${check}.lua --self-test)
+  set_tests_properties(lint/${check}-selftest PROPERTIES LABELS "lint" TIMEOUT 60)
+endforeach()
+add_test(NAME lint/layers
+  COMMAND ${LUAJIT_BIN} ${CMAKE_SOURCE_DIR}/scripts/check-layers.lua
+          ${CMAKE_SOURCE_DIR}/engine/src)
+add_test(NAME lint/ffi
+  COMMAND ${LUAJIT_BIN} ${CMAKE_SOURCE_DIR}/scripts/check-ffi.lua ${CMAKE_SOURCE_DIR})
+add_test(NAME lint/symbols
+  COMMAND ${LUAJIT_BIN} ${CMAKE_SOURCE_DIR}/scripts/check-symbols.lua
+          $<TARGET_FILE:libmycelium> ${CMAKE_SOURCE_DIR})
+set_tests_properties(lint/layers lint/ffi lint/symbols PROPERTIES LABELS "lint"
+                     TIMEOUT 60)
+
 # The rock (rockspec/) builds, installs and works outside the source tree.
 find_program(LUAROCKS luarocks)
 if(LUAROCKS)

@@ -80,7 +80,8 @@ void myc_engine_config_init(myc_engine_config *cfg);
 int myc_engine_new(myc_engine **out, const myc_engine_config *cfg);
 int myc_engine_add_service(myc_engine *e, const myc_service_config *sc,
                            char *err, size_t errlen);
-int myc_engine_add_group(myc_engine *e, const char *name, int strategy,
+typedef enum { MYC_ONE_FOR_ONE, MYC_ONE_FOR_ALL, MYC_REST_FOR_ONE } myc_strategy;
+int myc_engine_add_group(myc_engine *e, const char *name, myc_strategy strategy,
                          const myc_supervisor_config *sc);
 int myc_engine_set_contracts(myc_engine *e, myc_contract_set *cs, int validate);
 int myc_engine_start(myc_engine *e, char *err, size_t errlen);
@@ -97,9 +98,11 @@ uint32_t myc_engine_service_count(myc_engine *e);
 int myc_engine_service_stats(myc_engine *e, uint32_t index, myc_service_stats *st);
 int myc_engine_service_drops(myc_engine *e, uint32_t index, myc_drop_stats *out,
                              uint32_t max);
-int myc_contract_load(myc_contract_set **out, const char *path, void *alloc, void *ud);
+int myc_contract_load(myc_contract_set **out, const char *path,
+                      myc_alloc_fn alloc, void *ud);
 int myc_contract_load_string(myc_contract_set **out, const char *name,
-                             const char *text, size_t len, void *alloc, void *ud);
+                             const char *text, size_t len, myc_alloc_fn alloc,
+                             void *ud);
 void myc_contract_free(myc_contract_set *cs);
 size_t myc_contract_error_count(const myc_contract_set *cs);
 const char *myc_contract_error(const myc_contract_set *cs, size_t i);

@@ -1,0 +1,121 @@
+-- scripts/check-ffi.lua -- the C<->Lua boundary is declared twice, once
+-- for each compiler: engine/src/ffi/ffi.h (and mycelium.h) for C, and
+-- lua/mycelium/cdefs.lua for LuaJIT.  This fails when they disagree on a
+-- function's name, return type or parameter types, so that a change on
+-- one side cannot ship without the other.  (Struct layouts are checked at
+-- run time, field by field: myc_ffi_layouts.)
+--
+--   luajit scripts/check-ffi.lua [root]
+--   luajit scripts/check-ffi.lua --self-test
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function strip_comments(s)
+  return (s:gsub("/%*.-%*/", " "):gsub("//[^\n]*", " "))
+end
+
+-- "const char *const *argv" -> "const char*const*": the types alone.
+local function param_type(p)
+  p = p:gsub("^%s+", ""):gsub("%s+$", "")
+  if p == "void" or p == "" then return p end
+  -- Drop the parameter's name: the last identifier, unless it is all
+  -- there is or the type's own last word.
+  local t = p:gsub("([%w_]+)$", function(name)
+    local before = p:sub(1, #p - #name)
+    if before:match("[%w_%*]%s*$") then return "" end
+    return name
+  end)
+  return (t:gsub("%s*%*%s*", "*"):gsub("%s+", " "):gsub("%s+$", ""))
+end
+
+-- name -> normalised "ret(name)(types)" for every function 'prefixes'
+-- match, from C declarations in 'text'.
+local function prototypes(text, keep)
+  local out = {}
+  text = strip_comments(text):gsub("MYC_FFI", ""):gsub("MYC_EXTERN", "")
+  text = text:gsub("#[^\n]*", " ")
+  for decl in text:gmatch("[^;{}]+;") do
+    local ret, name, args = decl:match("^%s*([%w_%s%*]-)%s*([%w_]+)%s*%(([^()]*)%)%s*;$")
+    if ret and keep(name) and not ret:match("typedef") then
+      local types = {}
+      for p in (args .. ","):gmatch("([^,]*),") do types[#types + 1] = param_type(p) end
+      ret = ret:gsub("%s+", " "):gsub("^%s+", ""):gsub("%s*%*%s*", "*"):gsub("%s+$", "")
+      out[name] = ret .. " " .. name .. "(" .. table.concat(types, ",") .. ")"
+    end
+  end
+  return out
+end
+
+-- The C text inside every ffi.cdef [[ ... ]] of a Lua file.
+local function cdef_text(lua)
+  local parts = {}
+  for body in lua:gmatch("ffi%.cdef%s*%[%[(.-)%]%]") do parts[#parts + 1] = body end
+  return table.concat(parts, "\n")
+end
+
+local function is_engine_fn(name)
+  return name:match("^myc_") ~= nil
+end
+
+-- Compares the C headers' and the Lua declarations; returns the errors.
+local function compare(c_text, lua_text)
+  local errors = {}
+  local c = prototypes(c_text, is_engine_fn)
+  local lua = prototypes(cdef_text(lua_text), is_engine_fn)
+  for name, sig in pairs(lua) do
+    if c[name] == nil then
+      errors[#errors + 1] = "cdefs.lua declares " .. name .. ", which no C header declares"
+    elseif c[name] ~= sig then
+      errors[#errors + 1] = string.format("%s differs:\n  C:   %s\n  Lua: %s", name, c[name], sig)
+    end
+  end
+  for name in pairs(c) do
+    if name:match("^myc_ffi_") and lua[name] == nil then
+      errors[#errors + 1] = "ffi.h declares " .. name .. ", which cdefs.lua does not"
+    end
+  end
+  table.sort(errors)
+  return errors, lua
+end
+
+local function self_test()
+  local c = "MYC_FFI int myc_ffi_a(myc_service *s, const char *const *argv, size_t n);\n"
+         .. "MYC_FFI void myc_ffi_b(void);\nMYC_EXTERN int myc_pub(int x);\n"
+  local cases = {
+    { "int myc_ffi_a(myc_service *x, const char *const*v, size_t);\nvoid myc_ffi_b(void);", nil },
+    { "int myc_ffi_a(myc_service *s, const char *argv, size_t n);\nvoid myc_ffi_b(void);", "myc_ffi_a differs" },
+    { "int myc_ffi_a(myc_service *s, const char *const *argv, size_t n);", "does not" },
+    { "int myc_ffi_a(myc_service *s, const char *const *argv, size_t n);\nvoid myc_ffi_b(void);\nint myc_gone(int);", "no C header" },
+    { "long myc_ffi_a(myc_service *s, const char *const *argv, size_t n);\nvoid myc_ffi_b(void);", "myc_ffi_a differs" },
+  }
+  for i, case in ipairs(cases) do
+    local errors = compare(c, "ffi.cdef [[\n" .. case[1] .. "\n]]")
+    local text = table.concat(errors, "; ")
+    if (case[2] == nil and #errors ~= 0) or (case[2] and not text:find(case[2], 1, true)) then
+      io.stderr:write("check-ffi: self-test case ", i, " gave: ", text, "\n")
+      os.exit(1)
+    end
+  end
+  print("check-ffi: self-test: " .. #cases .. " cases")
+end
+
+if arg[1] == "--self-test" then
+  self_test()
+  os.exit(0)
+end
+local root = arg[1] or "."
+local c_text = read(root .. "/engine/include/mycelium.h") .. "\n"
+  .. read(root .. "/engine/src/ffi/ffi.h")
+local errors, lua = compare(c_text, read(root .. "/lua/mycelium/cdefs.lua"))
+if #errors > 0 then
+  io.stderr:write(table.concat(errors, "\n"), "\n")
+  os.exit(1)
+end
+local n = 0
+for _ in pairs(lua) do n = n + 1 end
+print(string.format("check-ffi: cdefs.lua and the C headers agree on %d functions", n))

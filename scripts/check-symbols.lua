@@ -1,0 +1,109 @@
+-- scripts/check-symbols.lua -- libmycelium exports exactly two sets: the
+-- embedding API of engine/include/mycelium.h (MYC_EXTERN) and the FFI set
+-- (MYC_FFI: engine/src/ffi/ffi.h, luaopen_mycelium_core).  This fails
+-- when `nm -D` of the built library shows anything else (an internal
+-- symbol escaping -fvisibility=hidden) or misses a declared one.
+--
+--   luajit scripts/check-symbols.lua build/libmycelium.so [root]
+--   luajit scripts/check-symbols.lua --self-test
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- Adds to 'out' the names of the functions 'macro' marks in C 'text';
+-- those inside "#if defined(MYC_WITH_NET)" also go to 'optional'.
+local function declared(text, macro, out, optional)
+  local pattern = macro .. "[^;]-([%w_]+)%s*%b()%s*;"
+  for name in text:gsub("/%*.-%*/", " "):gmatch(pattern) do
+    out[name] = true
+  end
+  local net = text:match("#if defined%(MYC_WITH_NET%)(.-)#endif") or ""
+  for name in net:gsub("/%*.-%*/", " "):gmatch(pattern) do
+    optional[name] = true
+  end
+end
+
+-- Exported function names from `nm -D --defined-only` output.
+local function exported(nm)
+  local out = {}
+  for kind, name in nm:gmatch("%x+ (%a) ([%w_@%.]+)") do
+    if kind == "T" or kind == "D" or kind == "B" or kind == "R" then
+      out[(name:gsub("@.*", ""))] = true
+    end
+  end
+  return out
+end
+
+local function compare(want, optional, have)
+  local errors = {}
+  for name in pairs(have) do
+    if not want[name] then
+      errors[#errors + 1] = "exported but not in mycelium.h or ffi.h: " .. name
+    end
+  end
+  local net = have.myc_ffi_ws_open ~= nil
+  for name in pairs(want) do
+    if not have[name] and (net or not optional[name]) then
+      errors[#errors + 1] = "declared but not exported: " .. name
+    end
+  end
+  table.sort(errors)
+  return errors
+end
+
+local function self_test()
+  local want, optional = {}, {}
+  declared("MYC_EXTERN int myc_a(int x);\n", "MYC_EXTERN", want, optional)
+  declared("MYC_FFI const char *\nmyc_ffi_b(void);\n#if defined(MYC_WITH_NET)\n"
+           .. "MYC_FFI void myc_ffi_ws_open(void);\n#endif\n", "MYC_FFI", want, optional)
+  local cases = {
+    { "0001 T myc_a\n0002 T myc_ffi_b\n0003 T myc_ffi_ws_open\n", nil },
+    { "0001 T myc_a\n0002 T myc_ffi_b\n", nil }, -- a build without net/
+    { "0001 T myc_a\n0002 T myc_ffi_b\n0003 T myc__leak\n", "myc__leak" },
+    { "0001 T myc_a\n", "declared but not exported: myc_ffi_b" },
+    { "0001 T myc_a\n0002 T myc_ffi_b\n0003 T myc_ffi_ws_open\n0004 T luaopen_x\n", "luaopen_x" },
+  }
+  for i, c in ipairs(cases) do
+    local text = table.concat(compare(want, optional, exported(c[1])), "; ")
+    if (c[2] == nil and text ~= "") or (c[2] and not text:find(c[2], 1, true)) then
+      io.stderr:write("check-symbols: self-test case ", i, " gave: ", text, "\n")
+      os.exit(1)
+    end
+  end
+  print("check-symbols: self-test: " .. #cases .. " cases")
+end
+
+if arg[1] == "--self-test" then
+  self_test()
+  os.exit(0)
+end
+local lib, root = arg[1], arg[2] or "."
+if lib == nil then
+  io.stderr:write("usage: check-symbols.lua path/to/libmycelium.so [root]\n")
+  os.exit(2)
+end
+local want, optional = {}, {}
+declared(read(root .. "/engine/include/mycelium.h"), "MYC_EXTERN", want, optional)
+declared(read(root .. "/engine/src/ffi/ffi.h"), "MYC_FFI", want, optional)
+declared(read(root .. "/engine/src/lua/msgpack.h"), "MYC_FFI", want, optional)
+local p = assert(io.popen("nm -D --defined-only '" .. lib .. "'"))
+local nm = p:read("*a")
+p:close()
+local have = exported(nm)
+if next(have) == nil then
+  io.stderr:write("check-symbols: nm -D shows nothing for ", lib, "\n")
+  os.exit(1)
+end
+local errors = compare(want, optional, have)
+if #errors > 0 then
+  io.stderr:write(table.concat(errors, "\n"), "\n")
+  os.exit(1)
+end
+local n = 0
+for _ in pairs(have) do n = n + 1 end
+print(string.format("check-symbols: %s exports %d symbols, all of them declared "
+  .. "in mycelium.h or ffi.h", lib, n))
