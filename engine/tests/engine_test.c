@@ -528,8 +528,85 @@ static void typed_messages_from_lua_leak_nothing(void) {
   CHECK_EQ(fa.live, 0);
 }
 
+/* ---- a config file, and the engine's log --------------------------- */
+
+typedef struct {
+  char text[2048];
+  int lines;
+} capture;
+
+static void capture_line(void *ud, int level, const char *line, size_t len) {
+  capture *c = ud;
+  size_t used = strlen(c->text);
+  (void)level;
+  if (used + len + 2 < sizeof c->text) {
+    memcpy(c->text + used, line, len);
+    c->text[used + len] = '\n';
+    c->text[used + len + 1] = '\0';
+  }
+  c->lines++;
+}
+
+static void engine_from_a_config_file(void) {
+  counter seen = {0};
+  myc_engine *e;
+  char err[1024], cfg[300];
+  write_module("echo.lua",
+               "return { subscribe = { 'in' }, on_message = function(ctx, m) "
+               "ctx:emit('out', m.data .. '!') end }");
+  snprintf(cfg, sizeof cfg, "%s",
+           write_module("config.lua",
+                        "return { node = 'filed', workers = 1,\n"
+                        "  log = { level = 'warn' },\n"
+                        "  services = { { name = 'echo', module = 'echo.lua' } } }"));
+  CHECK_EQ(myc_engine_from_file(&e, cfg, err, sizeof err), 0);
+  CHECK_EQ(myc_engine_service_count(e), 1);
+  CHECK_EQ(myc_engine_add_c_service(e, "seen", "out", count_cb, &seen, 0), 0);
+  CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
+  CHECK_EQ(myc_publish(e, "in", MYC_KIND_RAW, 0, "x", 1), 0);
+  myc_engine_stop(e, 0);
+  CHECK_EQ(myc_engine_run(e, 0), 0);
+  CHECK_EQ(atomic_load(&seen.count), 1);
+  myc_engine_free(e);
+
+  /* What cannot be built says which file and which key. */
+  CHECK(myc_engine_from_file(&e, "/nonexistent/x.lua", err, sizeof err) != 0);
+  CHECK(e == NULL);
+  CHECK(strstr(err, "/nonexistent/x.lua") != NULL);
+  snprintf(cfg, sizeof cfg, "%s",
+           write_module("typo.lua", "return { wrkers = 2, services = {} }"));
+  CHECK_EQ(myc_engine_from_file(&e, cfg, err, sizeof err), MYC_ECONFIG);
+  CHECK(strstr(err, "wrkers") != NULL);
+  CHECK(strstr(err, "workers") != NULL); /* the nearest key */
+}
+
+static void engine_log_goes_to_the_sink_by_level(void) {
+  myc_engine_config cfg;
+  myc_engine *e;
+  capture c = {{0}, 0};
+  myc_engine_config_init(&cfg);
+  cfg.workers = 1;
+  cfg.node = "n1";
+  cfg.log_fn = capture_line;
+  cfg.log_ud = &c;
+  cfg.log_level = MYC_LOG_INFO;
+  CHECK_EQ(myc_engine_new(&e, &cfg), 0);
+  myc_engine_log(e, MYC_LOG_DEBUG, "svc", "not written");
+  myc_engine_log(e, MYC_LOG_WARN, "svc", "written");
+  myc_engine_log(e, MYC_LOG_ERROR, NULL, "no service");
+  myc_engine_free(e);
+  CHECK_EQ(c.lines, 2);
+  CHECK(strstr(c.text, "not written") == NULL);
+  CHECK(strstr(c.text, "WARN") != NULL && strstr(c.text, "svc") != NULL);
+  CHECK(strstr(c.text, "written") != NULL);
+  CHECK(strstr(c.text, "no service") != NULL);
+}
+
 int main(void) {
   static const test_case cases[] = {
+      {"engine_from_a_config_file", engine_from_a_config_file},
+      {"engine_log_goes_to_the_sink_by_level",
+       engine_log_goes_to_the_sink_by_level},
       {"cross_worker_delivery_is_complete_and_ordered",
        cross_worker_delivery_is_complete_and_ordered},
       {"cross_worker_flood_is_bounded_and_counted",

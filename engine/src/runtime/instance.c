@@ -196,6 +196,7 @@ int myc__instance_init(myc_service *s, myc__instance *in, lua_State *from,
                        size_t errlen) {
   lua_State *L = in->L;
   int rc, h;
+  MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
   in->first_timer = s->next_timer_id + 1;
   *how = MYC_END_ERROR;
   if (from != NULL && snap_ref != LUA_NOREF && snap_ref != LUA_REFNIL) {
@@ -300,6 +301,7 @@ static void apply_subscriptions(myc_service *s, myc__instance *in) {
 }
 
 void myc__instance_commit(myc_service *s, myc__instance *in) {
+  MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
   if (s->cur.L != NULL && s->retired.L != NULL)
     myc__instance_retire(s, &s->retired, 1);
   apply_subscriptions(s, in);
@@ -331,6 +333,7 @@ static void call_stop(myc_service *s, myc__instance *in) {
 void myc__instance_retire(myc_service *s, myc__instance *r, int close) {
   if (r->L == NULL)
     return;
+  MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
   if (!r->stopped) {
     r->stopped = 1;
     myc__set_running(s, r);
@@ -347,6 +350,7 @@ void myc__instance_retire(myc_service *s, myc__instance *r, int close) {
 void myc__instance_end(myc_service *s, int stop) {
   if (s->cur.L == NULL)
     return;
+  MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
   if (stop)
     call_stop(s, &s->cur);
   uv_mutex_lock(&s->hook_lock);
@@ -360,6 +364,7 @@ int myc__instance_snapshot(myc_service *s, int *ref, char *err,
                            size_t errlen) {
   lua_State *L = s->cur.L;
   int rc, how;
+  MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
   *ref = LUA_NOREF;
   if (L == NULL)
     return 0;

@@ -103,6 +103,7 @@ nomem:
 /* ---- facility resources ------------------------------------------------ */
 
 void myc__service_attach(myc_service *s, myc__resource *r) {
+  MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
   r->owner = s->hook_L;
   r->prev = NULL;
   r->next = s->resources;
@@ -255,12 +256,14 @@ int myc__service_init(myc_service *s, char *err, size_t errlen) {
 /* ---- ends ------------------------------------------------------------------ */
 
 void myc__service_wake(myc_service *s) {
+  MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
   if (myc__service_pending(s) && !s->task.queued)
     myc__worker_schedule(s->task.worker, &s->task);
 }
 
 void myc__service_terminated(myc_service *s, int how, const char *why) {
   myc__engine_hooks *h = &s->eng->hooks;
+  MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
   if (h->terminated != NULL) {
     h->terminated(h->ud, s, how, why);
     return;
@@ -404,6 +407,7 @@ static uint32_t handler_ended(myc_service *s, uint32_t first, uint32_t n,
 static uint32_t dispatch(myc_service *s) {
   uint32_t first, n;
   int rc, how;
+  MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
   if (atomic_load_explicit(&s->state, memory_order_relaxed) !=
       MYC_SVC_RUNNING)
     return 0;
@@ -509,6 +513,7 @@ int myc__service_event(myc_service *s, uint64_t source, int code,
                        const void *data, size_t len) {
   int found, rc, how;
   lua_State *L = s->cur.L;
+  MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
   if (L == NULL || atomic_load(&s->state) != MYC_SVC_RUNNING)
     return MYC_ENOENT;
   myc__activation_new_trace(s);
@@ -532,6 +537,7 @@ int myc__service_event(myc_service *s, uint64_t source, int code,
 
 void myc__service_stop(myc_service *s) {
   int state = atomic_load(&s->state);
+  MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
   if (state == MYC_SVC_STOPPED || state == MYC_SVC_LOADED)
     return;
   atomic_store(&s->state, MYC_SVC_STOPPED);

@@ -155,6 +155,7 @@ void myc__reload_commit(myc_service *s) {
   myc__reload *r = atomic_exchange(&s->sup->pending, NULL);
   char err[1024];
   int rc;
+  MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
   if (r == NULL)
     return;
   err[0] = '\0';

@@ -386,6 +386,7 @@ void myc__supervisor_terminated(myc_service *s, int how, const char *why) {
   int64_t now = myc__clock_now(&s->eng->clock);
   int crash = how != MYC_END_EXIT && how != MYC_END_SHUTDOWN;
   uint32_t count;
+  MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
 
   myc__instance_forget_timers(s, 0, s->next_timer_id + 1);
   sup->gen++;
