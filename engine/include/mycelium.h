@@ -28,7 +28,7 @@ extern "C" {
 #endif
 
 #define MYC_VERSION_MAJOR 0
-#define MYC_VERSION_MINOR 1
+#define MYC_VERSION_MINOR 2
 #define MYC_VERSION_PATCH 0
 
 /* Returns the version as "major.minor.patch".  Cannot fail. */
