@@ -31,7 +31,7 @@ local ffi = require "ffi"
 local registry = require "bandit.registry"
 local wire = require "bandit.wire"
 local erc20 = require "bandit.erc20"
-local redis_cache = require "mycelium.redis_cache"
+local redis_cache = require "mycelium.net.redis_cache"
 local eip55 = require "bandit.eip55"
 
 local format, type, tostring, pairs, ipairs, floor =
@@ -513,9 +513,9 @@ end
 
 local function open_rpc(ctx, url)
   if url == nil then return nil end
-  local ok, jsonrpc = pcall(require, "mycelium.jsonrpc")
+  local ok, jsonrpc = pcall(require, "mycelium.net.jsonrpc")
   if not ok then
-    ctx.log:error("opts.rpc is set but mycelium.jsonrpc is not in this "
+    ctx.log:error("opts.rpc is set but mycelium.net.jsonrpc is not in this "
                   .. "build: unknown tokens cannot be looked up", { rpc = url })
     return nil
   end

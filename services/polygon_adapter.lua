@@ -7,8 +7,8 @@
 -- message (PoolStateUpdate, SwapEvent, LogRetraction) or a skipped record
 -- with its reason. Nothing in a message can make a handler raise.
 --
--- Sources (opts.source): "ws" subscribes through mycelium.jsonrpc over
--- mycelium.ws to opts.url (default $POLYGON_WS_URL) and resubscribes
+-- Sources (opts.source): "ws" subscribes through mycelium.net.jsonrpc over
+-- mycelium.net.ws to opts.url (default $POLYGON_WS_URL) and resubscribes
 -- after every reconnect; "topic" takes raw text lines from opts.raw_topic
 -- (tests, and replays fed by examples/bandit/feeder.lua).
 local abi = require "bandit.abi"
@@ -195,9 +195,9 @@ local function flow(ctx)
 end
 
 local function start_ws(ctx, opts)
-  local ok, jsonrpc = pcall(require, "mycelium.jsonrpc")
+  local ok, jsonrpc = pcall(require, "mycelium.net.jsonrpc")
   if not ok then
-    error(format("service '%s': source 'ws' needs mycelium.jsonrpc, which "
+    error(format("service '%s': source 'ws' needs mycelium.net.jsonrpc, which "
                  .. "this build lacks (%s); use source = 'topic'", ctx.name,
                  tostring(jsonrpc)), 0)
   end

@@ -17,7 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static void instance_reset(myc__instance *in) {
+void myc__instance_reset(myc__instance *in) {
   memset(in, 0, sizeof *in);
   in->ref_dispatch = in->ref_timer = in->ref_event = LUA_NOREF;
   in->ref_init = in->ref_stop = in->ref_msgh = LUA_NOREF;
@@ -134,7 +134,7 @@ int myc__instance_load(myc_service *s, myc__instance *in, const char *module,
   lua_State *L;
   int slot, rc;
 
-  instance_reset(in);
+  myc__instance_reset(in);
   slot = slot_take(s);
   if (slot < 0) {
     snprintf(err, errlen, "service '%s': a reload or restart is already "
@@ -162,7 +162,7 @@ int myc__instance_load(myc_service *s, myc__instance *in, const char *module,
       myc__name_error(s->name, lua_tostring(L, -1), err, errlen);
     lua_close(L);
     slot_release(s, slot);
-    instance_reset(in);
+    myc__instance_reset(in);
     return rc == LUA_ERRMEM ? MYC_ENOMEM : MYC_ELUA;
   }
   lua_settop(L, 0);
@@ -182,7 +182,7 @@ void myc__instance_close(myc_service *s, myc__instance *in) {
   in->L = NULL;
   uv_mutex_unlock(&s->hook_lock);
   slot_release(s, slot);
-  instance_reset(in);
+  myc__instance_reset(in);
 }
 
 /* ---- taking over ---------------------------------------------------------- */
@@ -316,7 +316,7 @@ void myc__instance_commit(myc_service *s, myc__instance *in) {
   s->hook_slot = in->slot;
   uv_mutex_unlock(&s->hook_lock);
   atomic_store(&s->mem_cur, in->slot);
-  instance_reset(in);
+  myc__instance_reset(in);
 }
 
 /* ---- ending ------------------------------------------------------------- */

@@ -9,6 +9,9 @@
 
 #include "runtime/service.h"
 
+/* Empties 'in' (no state, every reference LUA_NOREF, no heap slot). */
+void myc__instance_reset(myc__instance *in);
+
 /* Builds an instance of 's' running 'code' (the source of 'module'): a
  * fresh Lua state with the host runtime and the module loaded, its
  * subscriptions recorded but not applied.  Touches nothing the worker

@@ -34,15 +34,6 @@ const char *myc__service_state_name(int state) {
   }
 }
 
-static void reset_instance(myc__instance *in) {
-  memset(in, 0, sizeof *in);
-  in->ref_dispatch = in->ref_timer = in->ref_event = LUA_NOREF;
-  in->ref_init = in->ref_stop = in->ref_msgh = LUA_NOREF;
-  in->ref_snapshot = in->ref_live = LUA_NOREF;
-  in->snap_ref = LUA_NOREF;
-  in->slot = -1;
-}
-
 /* A service with its name and mailbox, placed on 'w', with no instance.
  * Returns NULL (with the reason in 'err') for a bad name or mailbox, or
  * out of memory. */
@@ -76,9 +67,9 @@ static myc_service *service_alloc(myc_engine *e, const char *name,
   myc__worker_place(w, &s->task, &service_ops);
   s->view.batch = s->batch;
   s->view.cursor = -1;
-  reset_instance(&s->cur);
-  reset_instance(&s->retired);
-  reset_instance(&s->dying);
+  myc__instance_reset(&s->cur);
+  myc__instance_reset(&s->retired);
+  myc__instance_reset(&s->dying);
   s->hook_slot = -1;
   for (i = 0; i < MYC_SLOTS; i++) {
     s->mem[i].base = &e->lua_alloc;

@@ -79,7 +79,7 @@ function M.request(ctx, req, cb)
       res = { status = r.status, body = ffi_string(r.body, r.body_len) }
     else
       err = { message = ffi_string(r.error),
-              code = ffi_string(C.myc_err_name(r.err)) }
+              code = cdefs.err_name(r.err) }
     end
     if cb then
       cb(res, err)

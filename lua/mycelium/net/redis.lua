@@ -98,7 +98,7 @@ local function on_reply(self, ev)
   if waiter == nil then return end
   if ev.status ~= 0 then
     return complete(waiter, nil, ffi_string(ev.error),
-                    ffi_string(C.myc_err_name(ev.status)))
+                    cdefs.err_name(ev.status))
   end
   local value, err = convert(ev.reply, false)
   if err ~= nil then
@@ -186,7 +186,7 @@ function M.connect(ctx, url, opts)
   local rc = C.myc_ffi_redis_open(svc, self.source, url, o, out, err, 512)
   if rc ~= 0 then
     events.unregister(self.source)
-    return nil, ffi_string(err), ffi_string(C.myc_err_name(rc))
+    return nil, ffi_string(err), cdefs.err_name(rc)
   end
   -- Without a close, the client goes with the service's Lua state.
   self.c = ffi.gc(out[0], C.myc_ffi_redis_free)
@@ -244,7 +244,7 @@ local function command(self, args, cb, level)
     local rc = tonumber(id)
     local msg = ffi_string(C.myc_ffi_redis_error(c))
     if rc == EINVAL then fail(self, level, "%s", (msg:gsub("^redis [^ ]+ ", ""))) end
-    return nil, msg, ffi_string(C.myc_err_name(rc))
+    return nil, msg, cdefs.err_name(rc)
   end
   self.waiting[tonumber(id)] = waiter
   if cb ~= nil then return true end

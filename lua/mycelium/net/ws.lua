@@ -136,7 +136,7 @@ local function close_info(addr)
   }
   if err ~= 0 then
     t.error = ffi_string(i.error)
-    t.err_name = ffi_string(C.myc_err_name(err))
+    t.err_name = cdefs.err_name(err)
   end
   if i.reconnect_ms >= 0 then t.reconnect_ms = i.reconnect_ms end
   return t
@@ -209,7 +209,7 @@ end
 
 local function result(rc)
   if rc == 0 then return true end
-  return nil, ffi_string(C.myc_strerror(rc)), ffi_string(C.myc_err_name(rc))
+  return nil, cdefs.strerror(rc), cdefs.err_name(rc)
 end
 
 local function check_data(self, what, data)
