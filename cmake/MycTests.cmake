@@ -105,6 +105,10 @@ add_test(NAME lint/symbols
 set_tests_properties(lint/layers lint/ffi lint/symbols PROPERTIES LABELS "lint"
                      TIMEOUT 60)
 
+# The engine builds and runs without the network clients.
+add_test(NAME install/no-net COMMAND ${CMAKE_SOURCE_DIR}/scripts/test-no-net.sh)
+set_tests_properties(install/no-net PROPERTIES LABELS "install" TIMEOUT 600)
+
 # The rock (rockspec/) builds, installs and works outside the source tree.
 find_program(LUAROCKS luarocks)
 if(LUAROCKS)

@@ -51,10 +51,12 @@ local function prototypes(text, keep)
   return out
 end
 
--- The C text inside every ffi.cdef [[ ... ]] of a Lua file.
+-- The C text of a Lua file's declarations: every ffi.cdef [[ ... ]] and
+-- every section's text = [[ ... ]] (mycelium.cdefs declares in sections).
 local function cdef_text(lua)
   local parts = {}
   for body in lua:gmatch("ffi%.cdef%s*%[%[(.-)%]%]") do parts[#parts + 1] = body end
+  for body in lua:gmatch("text%s*=%s*%[%[(.-)%]%]") do parts[#parts + 1] = body end
   return table.concat(parts, "\n")
 end
 

@@ -11,6 +11,7 @@
 local ffi = require "ffi"
 local bit = require "bit"
 local cdefs = require "mycelium.cdefs"
+cdefs.need("contract")
 
 local C -- the engine library, resolved on first load
 local byte, char, fmt, concat = string.byte, string.char, string.format, table.concat

@@ -14,6 +14,7 @@
 -- advances it.  Log lines are captured (eng:logs()).
 local ffi = require "ffi"
 local cdefs = require "mycelium.cdefs"
+cdefs.need("engine")
 local msgmod = require "mycelium.msg"
 
 local type, error, format, ipairs, pairs = type, error, string.format, ipairs, pairs

@@ -9,6 +9,7 @@
 -- must run in a coroutine, which waits for (res, err).
 local ffi = require "ffi"
 local cdefs = require "mycelium.cdefs"
+cdefs.need("net")
 local events = require "mycelium.events"
 
 local C = cdefs.library()

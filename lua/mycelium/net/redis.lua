@@ -9,6 +9,7 @@
 --   coroutine.wrap(function() local v, err = r:get("k") end)()
 local ffi = require "ffi"
 local cdefs = require "mycelium.cdefs"
+cdefs.need("net")
 local events = require "mycelium.events"
 
 local C = cdefs.library()

@@ -13,6 +13,7 @@
 -- like a handler error.
 local ffi = require "ffi"
 local cdefs = require "mycelium.cdefs"
+cdefs.need("net")
 local events = require "mycelium.events"
 
 local C = cdefs.library()

@@ -1,0 +1,81 @@
+-- spec/mycelium/cdefs_spec.lua -- the one declaration of what Lua shares
+-- with C: checked against the engine when a state loads it, and refusing
+-- an engine whose structs differ.
+local ffi = require "ffi"
+local cdefs = require "mycelium.cdefs"
+
+-- A stand-in for the library whose layout facts are 'facts'.
+local function fake_lib(facts)
+  local keep = {}
+  local arr = ffi.new("myc_ffi_layout[?]", #facts)
+  for i, f in ipairs(facts) do
+    keep[#keep + 1] = ffi.new("char[?]", #f[1] + 1, f[1])
+    arr[i - 1].type = keep[#keep]
+    if f[2] then
+      keep[#keep + 1] = ffi.new("char[?]", #f[2] + 1, f[2])
+      arr[i - 1].field = keep[#keep]
+    end
+    arr[i - 1].value = f[3]
+  end
+  return {
+    keep = keep,
+    myc_ffi_layouts = function(n) n[0] = #facts return arr end,
+    myc_ffi_errno = function() return nil end,
+  }
+end
+
+describe("mycelium.cdefs", function()
+  it("loads the engine and checks every shared struct against it", function()
+    local C = cdefs.library()
+    local n = ffi.new("uint32_t[1]")
+    local facts = C.myc_ffi_layouts(n)
+    local types = {}
+    for i = 0, n[0] - 1 do types[ffi.string(facts[i].type)] = true end
+    for _, t in ipairs { "myc_frame", "myc_buf", "myc_svc_view",
+                         "myc_service_stats", "myc_engine_config",
+                         "myc_service_config", "myc_contract_field",
+                         "myc_ws_options", "myc_redis_event" } do
+      assert.is_true(types[t], t)
+    end
+    assert.is_true(n[0] > 100) -- sizes and every field offset
+  end)
+
+  it("reads the error codes from the engine, not from a copy", function()
+    cdefs.library()
+    assert.are.equal(-5003, cdefs.E.EFULL)
+    assert.are.equal(-5001, cdefs.E.EINVAL)
+    for name, code in pairs(cdefs.E) do
+      assert.are.equal(name, cdefs.err_name(code))
+    end
+    assert.are.equal("full", cdefs.strerror(cdefs.E.EFULL))
+    assert.are.equal("out of memory", cdefs.strerror(cdefs.E.ENOMEM))
+  end)
+
+  it("refuses an engine whose struct sizes or offsets differ", function()
+    assert.has_error(function()
+      cdefs.check(fake_lib { { "myc_frame", nil, ffi.sizeof("myc_frame") + 8 } })
+    end)
+    local ok, err = pcall(cdefs.check,
+      fake_lib { { "myc_buf", "hdr", ffi.offsetof("myc_buf", "hdr") + 4 } })
+    assert.is_false(ok)
+    assert.matches("myc_buf.hdr is " .. ffi.offsetof("myc_buf", "hdr")
+                   .. " here, " .. ffi.offsetof("myc_buf", "hdr") + 4
+                   .. " in the engine", err, 1, true)
+    ok, err = pcall(cdefs.check, fake_lib { { "myc_no_such_struct", nil, 8 } })
+    assert.is_false(ok)
+    assert.matches("the engine shares struct myc_no_such_struct, which "
+                   .. "lua/mycelium/cdefs.lua does not declare", err, 1, true)
+    -- and accepts one that matches
+    cdefs.check(fake_lib { { "myc_svc_view", "faults",
+                             ffi.offsetof("myc_svc_view", "faults") } })
+  end)
+
+  it("declares a section when a module needs it, checked on the spot", function()
+    cdefs.library()
+    cdefs.need("net")
+    cdefs.need("net") -- once per state
+    assert.is_true((pcall(ffi.typeof, "myc_redis_options")))
+    assert.has_error(function() cdefs.need("nosuch") end,
+                     "mycelium.cdefs: no section nosuch")
+  end)
+end)
