@@ -113,7 +113,12 @@ end
 local root = arg[1] or "."
 local c_text = read(root .. "/engine/include/mycelium.h") .. "\n"
   .. read(root .. "/engine/src/ffi/ffi.h")
-local errors, lua = compare(c_text, read(root .. "/lua/mycelium/cdefs.lua"))
+-- mycelium.cdefs keeps its other sections in lua/mycelium/cdefs/*.h.
+local lua_text = read(root .. "/lua/mycelium/cdefs.lua")
+local p = io.popen("ls '" .. root .. "/lua/mycelium/cdefs/'*.h 2>/dev/null")
+for f in p:lines() do lua_text = lua_text .. "\nffi.cdef [[\n" .. read(f) .. "\n]]" end
+p:close()
+local errors, lua = compare(c_text, lua_text)
 if #errors > 0 then
   io.stderr:write(table.concat(errors, "\n"), "\n")
   os.exit(1)

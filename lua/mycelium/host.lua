@@ -3,6 +3,7 @@
 -- entry points it calls (dispatch, timer, init, stop).
 local ffi = require "ffi"
 local cdefs = require "mycelium.cdefs"
+cdefs.defer_check() -- once per engine: M.new
 local core = require "mycelium.core"
 local ctxmod = require "mycelium.ctx"
 local msgmod = require "mycelium.msg"
@@ -110,6 +111,7 @@ end
 function M.new(lud, info)
   local svc = ffi.cast("myc_service *", lud)
   local view = ffi.cast("myc_svc_view *", lud)
+  cdefs.check_once(svc)
   local name = info.name
   events.set_service(svc)
   local mod = load_module(info.module, info.source)

@@ -5,6 +5,8 @@
  * corrupt silently; this turns it into an error at load. */
 #include "ffi/ffi.h"
 
+#include "runtime/engine.h"
+
 #include <stddef.h>
 
 #define SIZE(T) {#T, NULL, (uint32_t)sizeof(T)}
@@ -168,4 +170,8 @@ const char *myc_ffi_errno(uint32_t i, int *code) {
     return NULL;
   *code = errnos[i].code;
   return errnos[i].name;
+}
+
+unsigned myc_ffi_abi_checked(myc_service *s, unsigned add) {
+  return atomic_fetch_or(&s->eng->ffi_checked, add);
 }

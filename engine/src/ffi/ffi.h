@@ -44,6 +44,12 @@ MYC_FFI const myc_ffi_layout *myc_ffi_layouts(uint32_t *n);
  * codes from these instead of copying numbers. */
 MYC_FFI const char *myc_ffi_errno(uint32_t i, int *code);
 
+/* Which sections of lua/mycelium/cdefs.lua a state of the engine of 's'
+ * has checked (a bit each): returns the record before OR-ing 'add' in.
+ * Every state of one engine reads the same lua/ against the same library,
+ * so one check per engine suffices.  Any thread. */
+MYC_FFI unsigned myc_ffi_abi_checked(myc_service *s, unsigned add);
+
 /* ===================================================================== */
 /* A service's own calls (worker thread of 's')                           */
 /* ===================================================================== */

@@ -71,6 +71,9 @@ struct myc_engine {
 
   myc__engine_hooks hooks;
   myc__cleanup *cleanups;
+  /* Sections of lua/mycelium/cdefs.lua one of its Lua states checked
+   * against this build (ffi/abi.c). */
+  _Atomic unsigned ffi_checked;
 
   int started;
   _Atomic int stopping;

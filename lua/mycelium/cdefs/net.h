@@ -1,0 +1,71 @@
+/* lua/mycelium/cdefs/net.h -- the "net" section of mycelium.cdefs: declared
+ * in a Lua state when a module first needs it (cdefs.need). */
+/* engine/src/net/ws.h */
+typedef struct myc_ws myc_ws;
+typedef struct {
+  const char *ca_file; int32_t insecure; int32_t reconnect;
+  double backoff_initial_ms, backoff_max_ms, backoff_multiplier;
+  double backoff_jitter; int32_t max_attempts; double open_timeout_ms;
+  double ping_interval_ms; double pong_timeout_ms; double close_timeout_ms;
+  double max_message; double max_buffered;
+  const char *protocol; const char *headers;
+} myc_ws_options;
+typedef struct {
+  int32_t code; int32_t err; int32_t attempt; double reconnect_ms;
+  const char *reason; size_t reason_len; const char *error;
+} myc_ws_close_info;
+void myc_ffi_ws_options_init(myc_ws_options *o);
+myc_ws *myc_ffi_ws_open(myc_service *s, uint64_t source, const char *url,
+                        const myc_ws_options *o, char *err, size_t errlen);
+int myc_ffi_ws_send(myc_ws *ws, int binary, const void *p, size_t n);
+int myc_ffi_ws_ping(myc_ws *ws, const void *p, size_t n);
+int myc_ffi_ws_close(myc_ws *ws, int code, const char *reason, size_t n);
+void myc_ffi_ws_pause(myc_ws *ws);
+void myc_ffi_ws_resume(myc_ws *ws);
+int myc_ffi_ws_state(const myc_ws *ws);
+double myc_ffi_ws_buffered(const myc_ws *ws);
+void myc_ffi_ws_release(myc_ws *ws);
+
+/* engine/src/net/http.h */
+typedef struct myc_http myc_http;
+typedef struct {
+  const char *ca_file; int32_t insecure; double timeout_ms; double max_body;
+} myc_http_options;
+typedef struct {
+  int32_t status; int32_t err; const char *body; size_t body_len;
+  const char *error;
+} myc_http_response;
+void myc_ffi_http_options_init(myc_http_options *o);
+myc_http *myc_ffi_http_request(myc_service *s, uint64_t source,
+                               const char *method, const char *url,
+                               const char *headers, const void *body, size_t n,
+                               const myc_http_options *o, char *err,
+                               size_t errlen);
+void myc_ffi_http_release(myc_http *h);
+
+/* engine/src/net/redis_client.h */
+typedef struct myc_redis myc_redis;
+typedef struct {
+  uint64_t id; int32_t status; int32_t retry_ms; const void *reply;
+  const char *error;
+} myc_redis_event;
+typedef struct {
+  int32_t type; int64_t integer; const char *str; size_t len; size_t elements;
+} myc_redis_value;
+typedef struct {
+  const char *password; uint32_t connect_timeout_ms; uint32_t command_timeout_ms;
+  uint32_t reconnect_min_ms; uint32_t reconnect_max_ms; uint32_t max_pending;
+} myc_redis_options;
+int myc_ffi_redis_open(myc_service *s, uint64_t source, const char *url,
+                       const myc_redis_options *opt, myc_redis **out,
+                       char *err, size_t errlen);
+int64_t myc_ffi_redis_command(myc_redis *c, int argc, const char *const *argv,
+                              const size_t *lens);
+void myc_ffi_redis_close(myc_redis *c);
+void myc_ffi_redis_free(myc_redis *c);
+const char *myc_ffi_redis_state(const myc_redis *c);
+const char *myc_ffi_redis_server(const myc_redis *c);
+const char *myc_ffi_redis_error(const myc_redis *c);
+uint32_t myc_ffi_redis_pending(const myc_redis *c);
+void myc_ffi_redis_reply_view(const void *r, myc_redis_value *out);
+const void *myc_ffi_redis_reply_element(const void *r, size_t i);
