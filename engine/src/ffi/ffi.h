@@ -4,11 +4,10 @@
  * These are not the embedding API (mycelium.h is): they trust their
  * caller, the host runtime of a service, to pass a live service on its
  * own worker thread, and they change with the runtime they serve.  The
- * library exports them (MYC_FFI) so that ffi.C finds them;
- * lua/mycelium/cdefs.lua declares each of them once, and the check
- * scripts/check-ffi.lua compares the two files.  The structs they share
- * with Lua are checked field by field when a Lua state loads the runtime
- * (myc_ffi_layouts).
+ * library exports them (MYC_FFI) so that ffi.C finds them; mycelium.cdefs
+ * (lua/mycelium/cdefs.lua and cdefs/NAME.h) declares each of them once, and
+ * scripts/check-ffi.lua compares the two sides.  The structs they share
+ * with Lua are checked field by field (myc_ffi_layouts) once per engine.
  *
  * Conventions: 0 or a count on success, a negative MYC_E* code on
  * failure; 's' is the service of the calling Lua state ("worker thread
