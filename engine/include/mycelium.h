@@ -254,7 +254,9 @@ typedef enum {
 } myc_restart;
 
 typedef struct {
-  const char *name;      /* unique; also the "source" of what it emits */
+  const char *name;      /* unique; also the "source" of what it emits:
+                            1 to 255 letters, digits and _ - . :, starting
+                            with a letter, a digit or _ */
   const char *module;    /* path of the Lua file */
   const void *opts;      /* MessagePack map handed to init, or NULL */
   size_t opts_len;
@@ -283,9 +285,9 @@ typedef enum {
   MYC_REST_FOR_ONE = 2 /* it and the services added after it restart */
 } myc_strategy;
 
-/* Declares the supervisor group 'name' ('sc' NULL: the engine's settings);
- * services join it through myc_service_config.group, in the order they are
- * added.  Before myc_engine_start().  Returns 0, MYC_EEXIST, MYC_EINVAL or
+/* Declares the supervisor group 'name' ('sc' NULL: the engine's settings;
+ * the name follows the rule of service names); services join it through
+ * myc_service_config.group, in the order they are added.  Before myc_engine_start().  Returns 0, MYC_EEXIST, MYC_EINVAL or
  * MYC_ENOMEM. */
 MYC_EXTERN int myc_engine_add_group(myc_engine *e, const char *name,
                                     myc_strategy strategy,
@@ -335,9 +337,9 @@ typedef struct {
 /* A C subscriber: called on its worker's thread for each message. */
 typedef void (*myc_message_cb)(void *ud, const myc_message *msg);
 
-/* Adds a C service named 'name' that calls 'cb' for every message on
- * 'pattern' (an exact topic, "prefix.*" or "*").  Before start, or at any
- * time on a manual engine.  On success returns 0; 'cb' is never called if
+/* Adds a C service named 'name' (the rule of myc_service_config.name)
+ * that calls 'cb' for every message on 'pattern' (an exact topic,
+ * "prefix.*" or "*").  Before start, or at any time on a manual engine.  On success returns 0; 'cb' is never called if
  * this fails. */
 MYC_EXTERN int myc_engine_add_c_service(myc_engine *e, const char *name,
                                         const char *pattern,

@@ -172,21 +172,87 @@ local function resolve_path(dir, p)
   return dir .. "/" .. p
 end
 
-local function check_service(file, dir, i, s, warnings, names)
+-- A name as a message shows it (as myc__escape does): control characters
+-- escaped, cut after 64 bytes.
+local ESCAPES = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+local function shown(s)
+  local t = s:sub(1, 64):gsub("[%c\127]", function(c)
+    return ESCAPES[c] or format("\\x%02x", c:byte())
+  end)
+  return t .. (#s > 64 and "..." or "")
+end
+
+-- The rule of myc__service_name_check (engine/src/runtime/service.c):
+-- names travel in frames, log lines and control replies unquoted.
+-- Group names follow the same rule: status replies and logs show them.
+local function name_problem(name, what)
+  what = what or "service"
+  if #name < 1 or #name > 255 then
+    return format("a %s name is 1 to 255 bytes", what)
+  end
+  if not name:match("^[%w_][%w_%-%.:]*$") then
+    return format("a %s name is letters, digits and _ - . :, starting with "
+                  .. "a letter, a digit or _", what)
+  end
+end
+M.name_problem = name_problem
+
+-- The keys of service 'i' (its table 's') as read from 'file', its files
+-- untouched; returns the normalised copy and its key path.  Shared with
+-- mycelium.testing, which takes the same tables.
+function M.service(file, i, s, warnings)
   local where = format("services[%d]", i)
   if type(s) ~= "table" then
     error(format("%s: '%s' must be a table with a module, got %s", file, where,
                  type(s)), 0)
   end
-  local out = check_table(file, where .. ".", s, SERVICE, warnings)
+  local out = check_table(file, where .. ".", s, SERVICE, warnings or {})
   if out.module == nil then
     error(format("%s: '%s.module' is missing (the service's Lua file)", file,
                  where), 0)
   end
+  return out, where
+end
+
+-- Raises unless 'name' may name a service; 'named': given as a key, not
+-- taken from the module's file name.
+function M.service_name(file, where, name, named)
+  local why = name_problem(name)
+  if why then
+    error(format('%s: \'%s.name\': service name "%s" is invalid: %s%s', file,
+                 where, shown(name), why,
+                 named and "" or " (it comes from the module's file name: "
+                 .. "give the service a 'name')"), 0)
+  end
+end
+
+-- Raises unless 'name' may name a supervisor group.
+function M.group_name(file, name)
+  local why = name_problem(name, "group")
+  if why then
+    error(format('%s: \'supervisors\': group name "%s" is invalid: %s', file,
+                 shown(name), why), 0)
+  end
+end
+
+-- Checks table 't' at key path 'prefix' (ending in ".") against the keys
+-- of a section, "mailbox", "supervisor" or "group" (a group of
+-- 'supervisors'); returns the normalised copy.  For mycelium.testing.
+function M.section(file, prefix, t, section)
+  local schema = ({ mailbox = MAILBOX, supervisor = SUPERVISOR,
+                    group = GROUP })[section]
+  check_value(file, prefix:sub(1, -2), t, { kind = "table" })
+  return check_table(file, prefix, t, schema, {})
+end
+
+local function check_service(file, dir, i, s, warnings, names)
+  local out, where = M.service(file, i, s, warnings)
   out.module = resolve_path(dir, out.module)
   if not readable(out.module) then
     error(format("%s: '%s.module': cannot read '%s'", file, where, out.module), 0)
   end
+  M.service_name(file, where, out.name or basename_noext(out.module),
+                 out.name ~= nil)
   out.name = out.name or basename_noext(out.module)
   if names[out.name] then
     error(format("%s: '%s.name': service name '%s' is used twice", file, where,
@@ -212,6 +278,7 @@ local function check_groups(file, t, warnings)
       error(format("%s: 'supervisors' must map group names to tables, got "
                    .. "key %s", file, describe(name)), 0)
     end
+    M.group_name(file, name)
     local path = "supervisors." .. name
     check_value(file, path, t[name], { kind = "table" })
     local g = check_table(file, path .. ".", t[name], GROUP, warnings)

@@ -30,16 +30,16 @@ M.library = cdefs.path or "(the running engine)"
 local core = package.loadlib(cdefs.path or "", "luaopen_mycelium_core")
 core = core and core() or require "mycelium.core"
 M.core = core
+package.loaded["mycelium.core"] = package.loaded["mycelium.core"] or core
+-- The sections a config shares with a spec (mailbox, supervisor, groups,
+-- services) are checked by the config's own rules, so a spec is refused
+-- with the message `mycelium check` gives.
+local config = require "mycelium.config"
+local WHERE = "mycelium.testing"
 local E = cdefs.E
 
-local POLICIES = { drop_oldest = 0, drop_newest = 1, reject = 2 }
 local LEVELS = { debug = 0, info = 1, warn = 2, error = 3 }
-local RESTARTS = { permanent = 0, transient = 1, temporary = 2 }
-local STRATEGIES = { one_for_one = 0, one_for_all = 1, rest_for_one = 2 }
 local RELOADS = { signal = 0, watch = 1, off = 2 }
-local SUPERVISOR_KEYS = { "backoff_initial_ms", "backoff_max_ms", "multiplier",
-                          "jitter", "max_restarts", "window_s", "reset_s",
-                          "reload_probation_s" }
 
 -- Field readers of collected frames.  Typed payloads are copied into
 -- plain tables (T:totable: numbers, decimal strings for big integers,
@@ -62,20 +62,20 @@ end
 
 local strerror, err_name = cdefs.strerror, cdefs.err_name
 
+-- Copies the keys of 'm', a mailbox table checked by mycelium.config,
+-- into the myc_mailbox_config 'dst'.
 local function mailbox_config(m, dst)
-  if m == nil then return end
-  if m.capacity then dst.capacity = m.capacity end
-  if m.policy then
-    dst.policy = POLICIES[m.policy] or error("unknown policy " .. tostring(m.policy), 3)
-  end
-  if m.threshold then dst.threshold = m.threshold end
+  for k, v in pairs(m) do dst[k] = v end
 end
 
--- Copies the supervisor keys of 't' into the myc_supervisor_config 'dst'.
-local function supervisor_config(t, dst)
-  for _, k in ipairs(SUPERVISOR_KEYS) do
-    if t[k] ~= nil then dst[k] = t[k] end
+-- Copies the supervisor keys of 't' (at key path 'prefix', a "group" of
+-- 'supervisors' or the "supervisor") into the myc_supervisor_config 'dst'.
+local function supervisor_config(prefix, t, dst, section)
+  local out = config.section(WHERE, prefix, t, section)
+  for k, v in pairs(out) do
+    if k ~= "strategy" then dst[k] = v end
   end
+  return out
 end
 
 local function enum(map, v, what)
@@ -129,6 +129,62 @@ local function set_contracts(self, path, validate)
   self.readers = readers_for(set)
 end
 
+-- The groups of spec.supervisors, checked, in name order: { name,
+-- strategy, sc = myc_supervisor_config } each.
+local function check_groups(spec, cfg)
+  local names, out = {}, {}
+  for name in pairs(spec.supervisors or {}) do
+    if type(name) ~= "string" then
+      error(format("%s: 'supervisors' must map group names to tables", WHERE), 3)
+    end
+    names[#names + 1] = name
+  end
+  table.sort(names)
+  for i, name in ipairs(names) do
+    config.group_name(WHERE, name)
+    local sc = ffi.new("myc_supervisor_config", cfg.supervisor)
+    local g = supervisor_config("supervisors." .. name .. ".",
+                                spec.supervisors[name], sc, "group")
+    out[i] = { name = name, strategy = g.strategy or 0, sc = sc }
+  end
+  return out
+end
+
+-- The services of 'spec', checked, as myc_service_config ('keep' holds
+-- what they point to).
+local function check_services(spec, cfg, keep)
+  local out = {}
+  for i, s in ipairs(spec.services or {}) do
+    if type(s) == "string" then s = { module = s } end
+    local c, where = config.service(WHERE, i, s)
+    local name = c.name or c.module:match("([^/]+)%.lua$") or ("service" .. i)
+    config.service_name(WHERE, where, name, c.name ~= nil)
+    local sc = ffi.new("myc_service_config")
+    keep[#keep + 1] = c
+    keep[#keep + 1] = name
+    sc.name, sc.module = name, c.module
+    sc.worker = c.worker or -1
+    sc.restart = c.restart or 0
+    sc.group = c.group
+    sc.memory_limit_mb = c.memory_limit_mb or 0
+    sc.handler_timeout_ms = c.handler_timeout_ms or 0
+    sc.reload_probation_s = c.reload_probation_s == 0 and -1
+        or c.reload_probation_s or 0
+    if c.opts then
+      c.packed = core.pack(c.opts)
+      sc.opts, sc.opts_len = c.packed, #c.packed
+    end
+    if c.mailbox then
+      local mb = ffi.new("myc_mailbox_config", cfg.mailbox)
+      mailbox_config(c.mailbox, mb)
+      keep[#keep + 1] = mb
+      sc.mailbox = mb
+    end
+    out[i] = sc
+  end
+  return out
+end
+
 -- Creates and starts an engine.  spec: { services = { {name, module, opts,
 -- worker, mailbox, restart, group, memory_limit_mb, handler_timeout_ms,
 -- reload_probation_s}... }, workers, mailbox = {capacity, policy,
@@ -145,8 +201,12 @@ function M.engine(spec)
   cfg.workers = spec.workers or 1
   cfg.manual = 1
   cfg.lua_path = here
-  mailbox_config(spec.mailbox, cfg.mailbox)
-  supervisor_config(spec.supervisor or {}, cfg.supervisor)
+  if spec.mailbox ~= nil then
+    mailbox_config(config.section(WHERE, "mailbox.", spec.mailbox, "mailbox"),
+                   cfg.mailbox)
+  end
+  supervisor_config("supervisor.", spec.supervisor or {}, cfg.supervisor,
+                    "supervisor")
   if spec.control then
     keep.control = spec.control
     cfg.control = keep.control
@@ -159,6 +219,7 @@ function M.engine(spec)
     cfg.log_level = LEVELS.debug
     cfg.log_format = 1
   end
+  local groups, services = check_groups(spec, cfg), check_services(spec, cfg, keep)
   -- Log lines are captured, in a sink that outlives the engine.
   local logs = lib.myc_ffi_test_logs_new(nil, nil)
   if logs == nil then error("mycelium.testing: out of memory", 2) end
@@ -180,40 +241,14 @@ function M.engine(spec)
     set_contracts(self, spec.contracts, spec.validate)
   end
   local err = ffi.new("char[2048]")
-  local names = {}
-  for name in pairs(spec.supervisors or {}) do names[#names + 1] = name end
-  table.sort(names)
-  for _, name in ipairs(names) do
-    local g = spec.supervisors[name]
-    local sc = ffi.new("myc_supervisor_config", cfg.supervisor)
-    supervisor_config(g, sc)
-    rc = lib.myc_engine_add_group(self.handle, name,
-                                  enum(STRATEGIES, g.strategy or "one_for_one", "strategy"), sc)
+  for _, g in ipairs(groups) do
+    rc = lib.myc_engine_add_group(self.handle, g.name, g.strategy, g.sc)
     if rc ~= 0 then
       self:close()
-      error(format("mycelium.testing: supervisors.%s: %s", name, strerror(rc)), 2)
+      error(format("mycelium.testing: supervisors.%s: %s", g.name, strerror(rc)), 2)
     end
   end
-  for i, s in ipairs(spec.services or {}) do
-    if type(s) == "string" then s = { module = s } end
-    local sc = ffi.new("myc_service_config")
-    local name = s.name or s.module:match("([^/]+)%.lua$") or ("service" .. i)
-    sc.name, sc.module = name, s.module
-    sc.worker = s.worker or -1
-    sc.restart = enum(RESTARTS, s.restart or "permanent", "restart type")
-    sc.group = s.group
-    sc.memory_limit_mb = s.memory_limit_mb or 0
-    sc.handler_timeout_ms = s.handler_timeout_ms or 0
-    sc.reload_probation_s = s.reload_probation_s == 0 and -1
-        or s.reload_probation_s or 0
-    local opts = s.opts and core.pack(s.opts)
-    if opts then sc.opts, sc.opts_len = opts, #opts end
-    local mb
-    if s.mailbox then
-      mb = ffi.new("myc_mailbox_config", cfg.mailbox)
-      mailbox_config(s.mailbox, mb)
-      sc.mailbox = mb
-    end
+  for _, sc in ipairs(services) do
     rc = lib.myc_engine_add_service(self.handle, sc, err, 2048)
     if rc ~= 0 then
       local msg = ffi.string(err)
@@ -360,7 +395,7 @@ function Engine:logs(decode)
   while true do
     local n = lib.myc_ffi_test_logs_next(self.log_capture, buf, 65536)
     if n < 0 then break end
-    local line = ffi.string(buf)
+    local line = ffi.string(buf, math.min(tonumber(n), 65535))
     out[#out + 1] = decode and cjson.decode(line) or line
   end
   return out

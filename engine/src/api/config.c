@@ -29,14 +29,23 @@ static double num_field(lua_State *L, int t, const char *k, double dflt) {
   return v;
 }
 
-/* Copies the string field 'k' into 'dst' ("" when absent). */
-static void str_field(lua_State *L, int t, const char *k, char *dst,
-                      size_t cap) {
+/* Copies the string field 'k' into 'dst' ("" when absent).  Returns 0,
+ * or MYC_ECONFIG with the reason in 'err' when it does not fit: a name
+ * cut short would silently name something else. */
+static int str_field(lua_State *L, int t, const char *k, char *dst,
+                     size_t cap, char *err, size_t errlen) {
   const char *s;
+  size_t len = 0;
   lua_getfield(L, t, k);
-  s = lua_tostring(L, -1);
+  s = lua_tolstring(L, -1, &len);
+  if (s != NULL && len >= cap) {
+    snprintf(err, errlen, "'%s' is longer than %zu bytes", k, cap - 1);
+    lua_pop(L, 1);
+    return MYC_ECONFIG;
+  }
   snprintf(dst, cap, "%s", s ? s : "");
   lua_pop(L, 1);
+  return 0;
 }
 
 static void read_mailbox(lua_State *L, int t, myc_mailbox_config *m) {
@@ -58,17 +67,23 @@ static void read_supervisor(lua_State *L, int t, myc_supervisor_config *c) {
                                     c->reload_probation_s);
 }
 
-/* 'strings' holds the node name and the control URL for the call. */
-static void read_engine_config(lua_State *L, int t, myc_engine_config *c,
-                               char (*strings)[4096]) {
+/* 'strings' holds the node name and the control URL for the call.
+ * Returns 0 or MYC_ECONFIG (with the reason in 'err'). */
+static int read_engine_config(lua_State *L, int t, myc_engine_config *c,
+                              char (*strings)[4096], char *err,
+                              size_t errlen) {
+  int rc;
   myc_engine_config_init(c);
-  str_field(L, t, "node", strings[0], sizeof strings[0]);
+  if ((rc = str_field(L, t, "node", strings[0], sizeof strings[0], err,
+                      errlen)) != 0 ||
+      (rc = str_field(L, t, "control", strings[1], sizeof strings[1], err,
+                      errlen)) != 0)
+    return rc;
   c->node = strings[0];
   c->workers = (uint32_t)num_field(L, t, "workers", 0);
   c->log_level = (myc_log_level)num_field(L, t, "log_level", MYC_LOG_INFO);
   c->log_format = (myc_log_format)num_field(L, t, "log_format", MYC_LOG_TEXT);
   c->reload = (myc_reload_mode)num_field(L, t, "reload", MYC_RELOAD_SIGNAL);
-  str_field(L, t, "control", strings[1], sizeof strings[1]);
   c->control = strings[1][0] ? strings[1] : NULL;
   lua_getfield(L, t, "mailbox");
   read_mailbox(L, lua_gettop(L), &c->mailbox);
@@ -76,6 +91,7 @@ static void read_engine_config(lua_State *L, int t, myc_engine_config *c,
   lua_getfield(L, t, "supervisor");
   read_supervisor(L, lua_gettop(L), &c->supervisor);
   lua_pop(L, 1);
+  return 0;
 }
 
 /* Declares the groups listed in 'supervisors' ('dflt': the engine's
@@ -91,7 +107,9 @@ static int add_groups(lua_State *L, int t, myc_engine *e,
     lua_rawgeti(L, -1, i);
     if (lua_isnil(L, -1))
       break;
-    str_field(L, lua_gettop(L), "name", name, sizeof name);
+    rc = str_field(L, lua_gettop(L), "name", name, sizeof name, err, errlen);
+    if (rc != 0)
+      break;
     read_supervisor(L, lua_gettop(L), &sc);
     rc = myc_engine_add_group(e, name,
                               (myc_strategy)num_field(L, lua_gettop(L),
@@ -114,10 +132,14 @@ static int add_one_service(lua_State *L, myc_engine *e, char *err,
   char name[256], module[4096], group[256];
   size_t optslen = 0;
 
+  int rc;
+
   memset(&sc, 0, sizeof sc);
-  str_field(L, t, "name", name, sizeof name);
-  str_field(L, t, "module", module, sizeof module);
-  str_field(L, t, "group", group, sizeof group);
+  if ((rc = str_field(L, t, "name", name, sizeof name, err, errlen)) != 0 ||
+      (rc = str_field(L, t, "module", module, sizeof module, err,
+                      errlen)) != 0 ||
+      (rc = str_field(L, t, "group", group, sizeof group, err, errlen)) != 0)
+    return rc;
   sc.name = name;
   sc.module = module;
   sc.group = group[0] ? group : NULL;
@@ -199,7 +221,9 @@ static int build_engine(lua_State *L, myc_engine **out, char *err,
   myc_engine *e;
   char strings[2][4096];
 
-  read_engine_config(L, t, &c, strings);
+  rc = read_engine_config(L, t, &c, strings, err, errlen);
+  if (rc != 0)
+    return rc;
   rc = myc_engine_new(&e, &c);
   if (rc != 0) {
     snprintf(err, errlen, "cannot create the engine: %s", myc_strerror(rc));

@@ -91,6 +91,67 @@ static void out_json(outbuf *o, const char *s, size_t n) {
   }
 }
 
+/* The escape of byte 'c' in a text line into 'esc' (at most 4 bytes), and
+ * its length; 0 when 'c' is written as it is.  Control characters are
+ * escaped: a newline would start a forged record, a NUL cuts the line
+ * for many readers. */
+static size_t text_escape(unsigned char c, char *esc) {
+  if (c >= 0x20 && c != 0x7f)
+    return 0;
+  esc[0] = '\\';
+  if (c == '\n' || c == '\r' || c == '\t') {
+    esc[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't';
+    return 2;
+  }
+  esc[1] = 'x';
+  myc__hex(esc + 2, &c, 1);
+  return 4;
+}
+
+/* Appends 's' for a text line, control characters escaped. */
+static void out_text(outbuf *o, const char *s, size_t n) {
+  size_t i, run = 0, k;
+  char esc[4];
+  for (i = 0; i < n; i++) {
+    if ((k = text_escape((unsigned char)s[i], esc)) == 0)
+      continue;
+    out_put(o, s + run, i - run);
+    out_put(o, esc, k);
+    run = i + 1;
+  }
+  out_put(o, s + run, n - run);
+}
+
+void myc__escape(char *dst, size_t cap, const char *s, size_t n) {
+  size_t i, used = 0, k, total = 0;
+  char esc[4];
+  if (cap < 4) {
+    if (cap > 0)
+      dst[0] = '\0';
+    return;
+  }
+  for (i = 0; i < n; i++) {
+    k = text_escape((unsigned char)s[i], esc);
+    total += k ? k : 1;
+  }
+  for (i = 0; i < n; i++) {
+    k = text_escape((unsigned char)s[i], esc);
+    if (k == 0) {
+      esc[0] = s[i];
+      k = 1;
+    }
+    /* Cut: keep room for "..." and the NUL. */
+    if (total >= cap && used + k + 3 >= cap) {
+      memcpy(dst + used, "...", 3);
+      used += 3;
+      break;
+    }
+    memcpy(dst + used, esc, k);
+    used += k;
+  }
+  dst[used] = '\0';
+}
+
 static void out_time(outbuf *o, int64_t ts_ns) {
   char tmp[64];
   struct tm tm;
@@ -145,13 +206,13 @@ static void format_text(outbuf *o, int level, int64_t ts, const char *svc,
   out_str(o, " ");
   if (svc != NULL) {
     out_str(o, "[");
-    out_put(o, svc, svc_len);
+    out_text(o, svc, svc_len);
     out_str(o, "] ");
   }
-  out_put(o, msg, msg_len);
+  out_text(o, msg, msg_len);
   if (extra_len > 0) {
     out_str(o, " ");
-    out_put(o, extra, extra_len);
+    out_text(o, extra, extra_len);
   }
   if (trace != NULL) {
     out_str(o, " trace_id=");

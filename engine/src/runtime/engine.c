@@ -201,13 +201,17 @@ static int append_service(myc_engine *e, myc_service *s) {
 static int check_new_service(myc_engine *e, const char *name, int32_t worker,
                              myc__worker **w, char *err, size_t errlen,
                              int late_ok) {
+  const char *why = name ? myc__service_name_check(name) : "it has none";
+  if (why != NULL) {
+    /* Quoted escaped: the name may hold a newline or a quote. */
+    char shown[80];
+    myc__escape(shown, sizeof shown, name ? name : "", name ? strlen(name) : 0);
+    snprintf(err, errlen, "service name \"%s\" is invalid: %s", shown, why);
+    return MYC_EINVAL;
+  }
   if (e->started && !late_ok) {
     snprintf(err, errlen, "service '%s': the engine is already running", name);
     return MYC_ESTATE;
-  }
-  if (name == NULL || *name == '\0' || strlen(name) > MYC_SOURCE_MAX) {
-    snprintf(err, errlen, "a service needs a name of 1 to 255 bytes");
-    return MYC_EINVAL;
   }
   if (myc__engine_find(e, name, strlen(name)) != NULL) {
     snprintf(err, errlen, "service '%s' is defined twice", name);

@@ -34,6 +34,21 @@ const char *myc__service_state_name(int state) {
   }
 }
 
+const char *myc__service_name_check(const char *name) {
+  size_t i, len = strlen(name);
+  if (len == 0 || len > MYC_SOURCE_MAX)
+    return "a service name is 1 to 255 bytes";
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)name[i];
+    int word = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+               (c >= '0' && c <= '9') || c == '_';
+    if (!word && (i == 0 || (c != '-' && c != '.' && c != ':')))
+      return "a service name is letters, digits and _ - . :, starting "
+             "with a letter, a digit or _";
+  }
+  return NULL;
+}
+
 /* A service with its name and mailbox, placed on 'w', with no instance.
  * Returns NULL (with the reason in 'err') for a bad name or mailbox, or
  * out of memory. */

@@ -252,4 +252,11 @@ void myc__service_unhandled(myc_service *s);
 
 const char *myc__service_state_name(int state);
 
+/* NULL when 'name' may name a service, else why not.  A name travels in
+ * frames (the source), log lines, control requests and replies: it is 1
+ * to 255 bytes of letters, digits and _ - . :, starting with a letter, a
+ * digit or _ (nothing to quote, nothing a shell or a log reader would
+ * split). */
+const char *myc__service_name_check(const char *name);
+
 #endif

@@ -135,7 +135,9 @@ int myc_engine_add_group(myc_engine *e, const char *name, myc_strategy strategy,
   myc__supervise *sv = myc__supervise_of(e);
   const myc__alloc *a = &e->alloc;
   myc__group *g, **p;
-  if (name == NULL || *name == '\0' || strategy < MYC_ONE_FOR_ONE ||
+  /* Group names go where service names go (status, logs): same rule. */
+  if (name == NULL || myc__service_name_check(name) != NULL ||
+      strategy < MYC_ONE_FOR_ONE ||
       strategy > MYC_REST_FOR_ONE ||
       (sc != NULL && !myc__supervisor_config_ok(sc)) || e->started)
     return e->started ? MYC_ESTATE : MYC_EINVAL;

@@ -1,0 +1,47 @@
+-- spec/support/cli.lua -- the `mycelium` binary for specs: a temporary
+-- directory to write configs and services into, and commands run with a
+-- time limit, their exit code and output returned.
+local M = {}
+
+M.bin = os.getenv("MYCELIUM_BIN") or "build/mycelium"
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- A fresh directory; dir:write(name, text) returns the file's path,
+-- dir:sh(cmd) and dir:mycelium(args) return exit code, stdout and stderr,
+-- dir:remove() deletes it all.
+function M.tmpdir()
+  local path = os.tmpname()
+  os.remove(path)
+  assert(os.execute("mkdir -p " .. path) == 0)
+  local d = { path = path }
+  function d:write(name, text)
+    local p = path .. "/" .. name
+    local f = assert(io.open(p, "wb"))
+    f:write(text)
+    f:close()
+    return p
+  end
+  function d:sh(cmd)
+    local out, err = path .. "/.stdout", path .. "/.stderr"
+    local p = io.popen(string.format("(%s) >%s 2>%s; echo $?", cmd, out, err))
+    local rc = tonumber(p:read("*a"))
+    p:close()
+    return rc, slurp(out), slurp(err)
+  end
+  function d:mycelium(args, seconds)
+    return self:sh(string.format("timeout %d %s %s", seconds or 20, M.bin, args))
+  end
+  function d:remove()
+    os.execute("rm -rf '" .. path .. "'")
+  end
+  return d
+end
+
+return M
