@@ -116,7 +116,10 @@ typedef void (*myc_log_fn)(void *ud, int level, const char *line, size_t len);
 
 /* Supervision (docs/SUPERVISION.md): how a crashed service is restarted.
  * A service restarts after an exponential backoff with jitter; more than
- * 'max_restarts' restarts within 'window_s' seconds and it is failed. */
+ * 'max_restarts' restarts within 'window_s' seconds and it is failed.
+ * Times are at most 10^12 ms or 10^9 s (about 31 years), 'multiplier' at
+ * most 1000 and 'max_restarts' at most 100000: anything else (NaN and
+ * infinities too) makes the engine or group MYC_EINVAL. */
 typedef struct {
   double backoff_initial_ms; /* delay before the first restart (10) */
   double backoff_max_ms;     /* the delay never grows past this (5000) */
@@ -220,8 +223,9 @@ MYC_EXTERN void myc_engine_stop(myc_engine *e, int code);
 MYC_EXTERN int64_t myc_engine_run_once(myc_engine *e, uint64_t max_batches);
 
 /* Manual engines only: moves the virtual clock forward by 'ms'
- * milliseconds, firing due timers in deadline order and delivering what
- * they emit before the next one fires.  Returns 0 or a negative error. */
+ * milliseconds (0 to 10^12), firing due timers in deadline order and
+ * delivering what they emit before the next one fires.  Returns 0,
+ * MYC_EINVAL for a negative, NaN or larger 'ms', or MYC_ESTATE. */
 MYC_EXTERN int myc_engine_advance(myc_engine *e, double ms);
 
 /* Manual engines only: stops the services (drain, then stop) and returns
@@ -265,15 +269,17 @@ typedef struct {
   /* Supervision and budgets (docs/SUPERVISION.md); zero is the default. */
   myc_restart restart;
   const char *group;         /* a supervisor group (myc_engine_add_group) */
-  double memory_limit_mb;    /* Lua heap limit; 0: none */
-  double handler_timeout_ms; /* handler time budget; 0: none */
-  double reload_probation_s; /* 0: the engine's; < 0: no probation */
+  double memory_limit_mb;    /* Lua heap limit; 0: none; else 1 to 1048576 */
+  double handler_timeout_ms; /* handler time budget; 0: none; at most 10^12 */
+  double reload_probation_s; /* 0: the engine's; < 0: no probation; at most
+                                10^9 */
 } myc_service_config;
 
 /* Loads a Lua service: creates its Lua state, compiles and runs the module,
  * checks that it returns a table with a handler, and subscribes it.  Must
  * be called before myc_engine_start().  On failure nothing is left behind
- * and 'err' names the file (and line for a syntax error). */
+ * and 'err' names the file (and line for a syntax error), or the setting
+ * out of its range (MYC_EINVAL). */
 MYC_EXTERN int myc_engine_add_service(myc_engine *e,
                                       const myc_service_config *sc,
                                       char *err, size_t errlen);

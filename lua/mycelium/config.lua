@@ -21,17 +21,23 @@ local MAILBOX = {
   policy = { kind = "enum", values = POLICIES },
   threshold = { kind = "number", min = 0, min_open = true, max = 1 },
 }
+-- Every number has an upper bound: the engine turns times into int64
+-- nanoseconds, and an infinite reset_s or a memory limit of 1e300 MB would
+-- overflow the conversion.  The bounds are the engine's (MYC_MAX_MS and
+-- MYC_MAX_S in engine/src/base/clock.h, about 31 years).
+local MAX_MS, MAX_S = 1e12, 1e9
+
 -- Supervision (docs/SUPERVISION.md): defaults for every service, and for
 -- each group under 'supervisors' (which adds its strategy).
 local SUPERVISOR = {
-  backoff_initial_ms = { kind = "number", min = 0 },
-  backoff_max_ms = { kind = "number", min = 0 },
-  multiplier = { kind = "number", min = 1 },
+  backoff_initial_ms = { kind = "number", min = 0, max = MAX_MS },
+  backoff_max_ms = { kind = "number", min = 0, max = MAX_MS },
+  multiplier = { kind = "number", min = 1, max = 1000 },
   jitter = { kind = "number", min = 0, max = 1 },
   max_restarts = { kind = "integer", min = 0, max = 100000 },
-  window_s = { kind = "number", min = 0, min_open = true },
-  reset_s = { kind = "number", min = 0 },
-  reload_probation_s = { kind = "number", min = 0 },
+  window_s = { kind = "number", min = 0, min_open = true, max = MAX_S },
+  reset_s = { kind = "number", min = 0, max = MAX_S },
+  reload_probation_s = { kind = "number", min = 0, max = MAX_S },
 }
 local STRATEGIES = { one_for_one = 0, one_for_all = 1, rest_for_one = 2 }
 local GROUP = { strategy = { kind = "enum", values = STRATEGIES } }
@@ -45,9 +51,9 @@ local SERVICE = {
   mailbox = { kind = "table", fields = MAILBOX },
   restart = { kind = "enum", values = { permanent = 0, transient = 1, temporary = 2 } },
   group = { kind = "string" },
-  memory_limit_mb = { kind = "number", min = 0 },
-  handler_timeout_ms = { kind = "number", min = 0 },
-  reload_probation_s = { kind = "number", min = 0 },
+  memory_limit_mb = { kind = "number", zero_ok = true, min = 1, max = 1048576 },
+  handler_timeout_ms = { kind = "number", min = 0, max = MAX_MS },
+  reload_probation_s = { kind = "number", min = 0, max = MAX_S },
 }
 local TOP = {
   node = { kind = "string" },
@@ -91,6 +97,12 @@ local function is_list(v)
   return n == #v
 end
 
+-- A bound as messages show it: 1048576, not 1.04858e+06.
+local function bound(x)
+  if x % 1 == 0 and x > -1e7 and x < 1e7 then return format("%d", x) end
+  return format("%g", x)
+end
+
 -- Checks value 'v' of key path 'path' against 'spec'; returns the value
 -- to use.  Raises "file: 'path' must be ...".
 local function check_value(file, path, v, spec)
@@ -114,12 +126,14 @@ local function check_value(file, path, v, spec)
   elseif k == "integer" or k == "number" then
     local lo, hi = spec.min or -huge, spec.max or huge
     local ok = type(v) == "number" and v == v and (k == "number" or v % 1 == 0)
-        and (v > lo or (v == lo and not spec.min_open)) and v <= hi
+        and ((v > lo or (v == lo and not spec.min_open)) and v <= hi
+             or (spec.zero_ok and v == 0))
     if not ok then
-      local what = k == "integer" and "an integer" or "a number"
-      local range = spec.min_open and format(" in (%g, %g]", lo, hi)
-          or (spec.max and format(" from %g to %g", lo, hi))
-          or (spec.min and format(" >= %g", lo)) or ""
+      local what = (spec.zero_ok and "0 or " or "")
+          .. (k == "integer" and "an integer" or "a number")
+      local range = spec.min_open and format(" in (%s, %s]", bound(lo), bound(hi))
+          or (spec.max and format(" from %s to %s", bound(lo), bound(hi)))
+          or (spec.min and format(" >= %s", bound(lo))) or ""
       bad(what .. range)
     end
   end

@@ -178,10 +178,16 @@ function M.new(svc, name, opts, has_handler, typed)
     return true
   end
 
+  -- The engine's bound (MYC_MAX_MS, about 31 years): math.huge or 1e13
+  -- used to overflow the deadline and fire at once.
+  local MAX_MS = 1e12
+
   local function start_timer(ms, fn, every, what)
-    if type(ms) ~= "number" or ms ~= ms or ms < 0 or (every and ms == 0) then
-      fail(3, "%s: interval must be a %s number of milliseconds, got %s",
-           what, every and "positive" or "non-negative", tostring(ms))
+    if type(ms) ~= "number" or ms ~= ms or ms < 0 or (every and ms == 0)
+        or ms > MAX_MS then
+      fail(3, "%s: interval must be a %s number of milliseconds up to %g, "
+           .. "got %s", what, every and "positive" or "non-negative", MAX_MS,
+           tostring(ms))
     end
     if type(fn) ~= "function" then
       fail(3, "%s: callback must be a function, got %s", what, type(fn))

@@ -383,6 +383,10 @@ end
 
 -- Moves the virtual clock forward by 'seconds'.
 function Engine:advance(seconds)
+  if type(seconds) ~= "number" or not (seconds >= 0 and seconds <= 1e9) then
+    error(format("mycelium.testing: advance: seconds must be a number from 0 "
+                 .. "to 1e9, got %s", tostring(seconds)), 2)
+  end
   local rc = lib.myc_engine_advance(self.handle, seconds * 1000)
   if rc ~= 0 then error("mycelium.testing: advance: " .. strerror(rc), 2) end
 end

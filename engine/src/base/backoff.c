@@ -17,6 +17,8 @@ double myc__backoff_ms(const myc__backoff *b, uint32_t n, myc__rng *rng) {
 }
 
 int myc__backoff_ok(const myc__backoff *b) {
-  return b->initial_ms >= 0 && b->max_ms >= 0 && b->multiplier >= 1 &&
-         b->jitter >= 0 && b->jitter <= 1;
+  return b->initial_ms >= 0 && b->initial_ms <= MYC_MAX_MS &&
+         b->max_ms >= 0 && b->max_ms <= MYC_MAX_MS && b->multiplier >= 1 &&
+         b->multiplier <= MYC_BACKOFF_MAX_MULTIPLIER && b->jitter >= 0 &&
+         b->jitter <= 1;
 }

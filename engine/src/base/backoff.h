@@ -7,6 +7,7 @@
 #ifndef MYC_BACKOFF_H
 #define MYC_BACKOFF_H
 
+#include "base/clock.h"
 #include "base/rng.h"
 
 #include <stdint.h>
@@ -24,8 +25,11 @@ typedef struct {
  * counts as max_ms.  Cannot fail. */
 double myc__backoff_ms(const myc__backoff *b, uint32_t n, myc__rng *rng);
 
-/* Nonzero when 'b' holds usable values: delays >= 0, multiplier >= 1,
- * jitter in [0, 1]. */
+#define MYC_BACKOFF_MAX_MULTIPLIER 1000
+
+/* Nonzero when 'b' holds usable values: delays from 0 to MYC_MAX_MS,
+ * multiplier from 1 to MYC_BACKOFF_MAX_MULTIPLIER, jitter in [0, 1] (NaN
+ * and infinities are not). */
 int myc__backoff_ok(const myc__backoff *b);
 
 #endif

@@ -23,6 +23,13 @@ int64_t myc__clock_now(const myc__clock *c);
  * real durations (a reload's pause, how long a handler has run). */
 int64_t myc__mono_ns(void);
 
+/* The longest delay or duration the engine takes, in ms and in s (about
+ * 31 years).  Converted to int64 ns, even added to the clock, it stays far
+ * from overflowing; a larger value (or an infinite one) is refused where
+ * it comes in: timers, supervision settings, budgets. */
+#define MYC_MAX_MS 1e12
+#define MYC_MAX_S 1e9
+
 /* Virtual clocks only: sets the time (never backwards). */
 void myc__clock_set(myc__clock *c, int64_t ns);
 

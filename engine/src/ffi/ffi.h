@@ -96,7 +96,8 @@ MYC_FFI int myc_ffi_unsubscribe(myc_service *s, const char *pattern,
 
 /* Starts a timer of the current instance firing after 'delay_ms', then
  * every 'repeat_ms' (0: once).  Returns its id (> 0), MYC_EINVAL for a
- * negative or NaN time, or MYC_ENOMEM. */
+ * time that is negative, NaN or over MYC_MAX_MS (10^12 ms), or
+ * MYC_ENOMEM. */
 MYC_FFI int64_t myc_ffi_timer(myc_service *s, double delay_ms,
                               double repeat_ms);
 

@@ -58,7 +58,9 @@ int64_t myc_ffi_timer(myc_service *s, double delay_ms, double repeat_ms) {
   uint64_t id;
   int rc;
   ON_WORKER(s);
-  if (!(delay_ms >= 0) || !(repeat_ms >= 0))
+  /* Also NaN and infinities: a deadline past int64 ns fired at once. */
+  if (!(delay_ms >= 0 && delay_ms <= MYC_MAX_MS) ||
+      !(repeat_ms >= 0 && repeat_ms <= MYC_MAX_MS))
     return MYC_EINVAL;
   id = ++s->next_timer_id;
   rc = myc__worker_add_timer(myc__service_worker(s), myc__service_timer, s,

@@ -552,7 +552,7 @@ static myc__worker *earliest_timer(myc_engine *e, int64_t limit) {
 int myc_engine_advance(myc_engine *e, double ms) {
   int64_t target;
   myc__worker *w;
-  if (!e->manual || !(ms >= 0))
+  if (!e->manual || !(ms >= 0 && ms <= MYC_MAX_MS))
     return e->manual ? MYC_EINVAL : MYC_ESTATE;
   target = myc__clock_now(&e->clock) + (int64_t)(ms * 1e6);
   myc_engine_run_once(e, 0);

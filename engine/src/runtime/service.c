@@ -146,6 +146,26 @@ void myc__service_stop_resources(myc_service *s, lua_State *owner) {
 
 /* ---- creation ------------------------------------------------------------ */
 
+/* The budgets of 'sc' in range, else MYC_EINVAL naming the key: a limit of
+ * 1e300 MB or an infinite timeout would overflow its conversion, and a
+ * heap under 1 MB cannot even hold the service host. */
+static int check_budgets(const myc_service_config *sc, char *err,
+                         size_t errlen) {
+  double mb = sc->memory_limit_mb, ms = sc->handler_timeout_ms;
+  if (!(mb == 0 || (mb >= MYC_MIN_MEMORY_MB && mb <= MYC_MAX_MEMORY_MB))) {
+    snprintf(err, errlen, "service '%s': memory_limit_mb must be 0 (no "
+             "limit) or from %.0f to %.0f, got %g", sc->name, MYC_MIN_MEMORY_MB,
+             MYC_MAX_MEMORY_MB, mb);
+    return MYC_EINVAL;
+  }
+  if (!(ms <= MYC_MAX_MS)) {
+    snprintf(err, errlen, "service '%s': handler_timeout_ms must be at most "
+             "%g, got %g", sc->name, MYC_MAX_MS, ms);
+    return MYC_EINVAL;
+  }
+  return 0;
+}
+
 static int copy_config(myc_service *s, const myc_service_config *sc) {
   myc_engine *e = s->eng;
   size_t limit = (size_t)(sc->memory_limit_mb * 1048576.0);
@@ -188,6 +208,11 @@ int myc__service_new_lua(myc_engine *e, const myc_service_config *sc,
   *out = NULL;
   if (s == NULL)
     return MYC_EINVAL;
+  rc = check_budgets(sc, err, errlen);
+  if (rc != 0) {
+    myc__service_free(s);
+    return rc;
+  }
   rc = copy_config(s, sc);
   if (rc == 0)
     rc = announce(s, sc, err, errlen);

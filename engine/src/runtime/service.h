@@ -22,6 +22,10 @@
 typedef struct lua_State lua_State;
 
 #define MYC_BATCH 256
+/* The range of memory_limit_mb (besides 0, no limit): the service host
+ * alone takes about 0.2 MB. */
+#define MYC_MIN_MEMORY_MB 1.0
+#define MYC_MAX_MEMORY_MB 1048576.0
 /* Lua heaps per service: the current instance, the one a reload retired
  * (kept through its probation), an older retired one waiting to be
  * closed, one being prepared for a reload (any thread) and one for a

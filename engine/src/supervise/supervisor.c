@@ -51,8 +51,12 @@ static myc__backoff backoff_of(const myc_supervisor_config *c) {
 
 int myc__supervisor_config_ok(const myc_supervisor_config *c) {
   myc__backoff b = backoff_of(c);
-  return myc__backoff_ok(&b) && c->window_s > 0 && c->reset_s >= 0 &&
-         c->reload_probation_s >= 0 && c->max_restarts <= 100000;
+  /* Bounded so that seconds converted to ns never overflow (an infinite
+   * reset_s used to make every restart the first). */
+  return myc__backoff_ok(&b) && c->window_s > 0 && c->window_s <= MYC_MAX_S &&
+         c->reset_s >= 0 && c->reset_s <= MYC_MAX_S &&
+         c->reload_probation_s >= 0 && c->reload_probation_s <= MYC_MAX_S &&
+         c->max_restarts <= 100000;
 }
 
 void myc__sup_log(myc_service *s, int level, const char *fmt, ...) {
@@ -242,6 +246,11 @@ int myc__supervision_init(myc__supervise *sv, myc_service *s,
   if (sc->restart < MYC_RESTART_PERMANENT ||
       sc->restart > MYC_RESTART_TEMPORARY) {
     snprintf(err, errlen, "service '%s': invalid restart type", s->name);
+    return MYC_EINVAL;
+  }
+  if (!(sc->reload_probation_s <= MYC_MAX_S)) {
+    snprintf(err, errlen, "service '%s': reload_probation_s must be at most "
+             "%g seconds, got %g", s->name, MYC_MAX_S, sc->reload_probation_s);
     return MYC_EINVAL;
   }
   sup = myc__calloc(a, sizeof *sup);
