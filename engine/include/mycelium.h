@@ -104,10 +104,16 @@ typedef enum {
   MYC_LOG_ERROR = 3
 } myc_log_level;
 
+/* A service's mailbox is bounded in messages and in payload bytes (the
+ * message being handled counts), and takes no message over
+ * 'max_message_bytes'; what does not fit is lost by 'policy' and counted.
+ * A byte field of 0 is its default (1 GiB, 64 MiB). */
 typedef struct {
   uint32_t capacity; /* messages; rounded up to a power of two */
   myc_policy policy;
   double threshold; /* fill ratio above which backpressure is signalled */
+  uint64_t max_bytes;         /* payload bytes queued */
+  uint64_t max_message_bytes; /* largest payload taken (at most max_bytes) */
 } myc_mailbox_config;
 
 /* Receives every log line the engine or a service writes, without the
@@ -170,7 +176,8 @@ typedef struct {
 } myc_engine_config;
 
 /* Fills 'cfg' with the defaults: one worker per core, 65536-message
- * mailboxes with drop_oldest at 0.8, info level text logs to stderr, the
+ * mailboxes of at most 1 GiB with drop_oldest at 0.8, taking messages of
+ * up to 64 MiB, info level text logs to stderr, the
  * supervisor defaults, no control channel, reload on SIGHUP.  Cannot
  * fail. */
 MYC_EXTERN void myc_engine_config_init(myc_engine_config *cfg);
@@ -380,7 +387,9 @@ typedef struct {
   uint64_t errors;   /* handler errors */
   uint64_t dropped;  /* messages lost from its mailbox, all reasons */
   uint64_t dropped_oldest, dropped_newest, rejected;
+  uint64_t too_large; /* over its mailbox's max_message_bytes */
   uint32_t queue_depth, queue_capacity;
+  uint64_t queue_bytes, queue_max_bytes; /* payload bytes queued, bound */
   uint64_t memory_bytes; /* Lua heap */
   /* Supervision (docs/SUPERVISION.md). */
   const char *restart;   /* "permanent", "transient" or "temporary" */
@@ -406,7 +415,7 @@ typedef struct {
  * per-mailbox table (64 topics). */
 typedef struct {
   const char *topic;
-  uint64_t dropped_oldest, dropped_newest, rejected, shutdown;
+  uint64_t dropped_oldest, dropped_newest, rejected, shutdown, too_large;
 } myc_drop_stats;
 
 /* Fills up to 'max' entries of 'out' with the losses of service 'index'

@@ -138,7 +138,7 @@ static void cross_worker_flood_is_bounded_and_counted(void) {
   counter c = {0};
   unsigned char opts[16];
   myc_service_config sc = {0};
-  myc_mailbox_config small = {64, MYC_POLICY_DROP_OLDEST, 0.8};
+  myc_mailbox_config small = {64, MYC_POLICY_DROP_OLDEST, 0.8, 0, 0};
   myc_service_stats st;
   char err[512], path[256];
   static const char flood_src[] =

@@ -37,7 +37,8 @@ typedef void (*myc_log_fn)(void *ud, int level, const char *line, size_t len);
 typedef struct {
   const char *name; int32_t worker; const char *state;
   uint64_t in, out, errors, dropped, dropped_oldest, dropped_newest, rejected;
-  uint32_t queue_depth, queue_capacity; uint64_t memory_bytes;
+  uint64_t too_large; uint32_t queue_depth, queue_capacity;
+  uint64_t queue_bytes, queue_max_bytes; uint64_t memory_bytes;
   const char *restart; const char *group;
   uint64_t restarts, timeouts, reloads, reload_failures, rollbacks;
   uint64_t memory_limit, memory_peak; uint32_t version;

@@ -20,6 +20,9 @@ local MAILBOX = {
   capacity = { kind = "integer", min = 1, max = 2 ^ 30 },
   policy = { kind = "enum", values = POLICIES },
   threshold = { kind = "number", min = 0, min_open = true, max = 1 },
+  -- Payload bytes (docs/API.md): the engine defaults to 1 GiB and 64 MiB.
+  max_bytes = { kind = "integer", min = 1, max = 1e12 },
+  max_message_bytes = { kind = "integer", min = 1, max = 1e9 },
 }
 -- Every number has an upper bound: the engine turns times into int64
 -- nanoseconds, and an infinite reset_s or a memory limit of 1e300 MB would

@@ -20,6 +20,18 @@ local strerror, err_name = cdefs.strerror, cdefs.err_name
 
 local M = {}
 
+-- The result of an emit the engine refused: nil, message, error name.  A
+-- message too large says how large, for the emitter to look at its size
+-- and the subscribers' max_message_bytes.
+local function refused(rc, n)
+  local code = err_name(rc)
+  if code == "ETOOBIG" and n then
+    return nil, format("message too large (%d bytes): over the "
+                       .. "max_message_bytes of every subscriber", n), code
+  end
+  return nil, strerror(rc), code
+end
+
 -- Creates the ctx of service 'name'.  'svc' is its myc_service*,
 -- 'has_handler(t)' tells whether a topic or pattern would reach a
 -- handler, and 'typed' is the contract support (Set:engine_support in
@@ -34,13 +46,22 @@ function M.new(svc, name, opts, has_handler, typed)
     error(format("service '%s': " .. fmt, name, ...), level + 1)
   end
 
-  local function topic_id(t, level)
+  -- 'emitting': the id is for an emit, which a '$' topic refuses (only
+  -- the engine publishes there: a service forging '$dead' letters would
+  -- mislead whoever watches them).  '$' ids are never cached, so a cached
+  -- id is always one a service may emit on.
+  local function topic_id(t, level, emitting)
     local id = topic_ids[t]
     if id ~= nil then
       return id
     end
     if type(t) ~= "string" then
       fail(level + 1, "topic must be a string, got %s", type(t))
+    end
+    local engine_topic = t:byte(1) == 36 -- '$'
+    if engine_topic and emitting then
+      fail(level + 1, "emit to '%s': topics starting with '$' are the "
+           .. "engine's (a service may subscribe to them, not emit on them)", t)
     end
     local r = C.myc_ffi_topic(svc, t, #t)
     if r < 0 then
@@ -51,17 +72,19 @@ function M.new(svc, name, opts, has_handler, typed)
       fail(level + 1, "topic '%s': %s", t, strerror(tonumber(r)))
     end
     id = tonumber(r)
-    topic_ids[t] = id
+    if not engine_topic then topic_ids[t] = id end
     return id
   end
 
   -- Emits 'value' on topic id 'tid'; 'level' points errors at the caller.
   local function emit_value(tid, t, value, level)
-    local tv, rc = type(value), nil
+    local tv, rc, n = type(value), nil, nil
     if tv == "string" then
-      rc = C.myc_ffi_emit(svc, tid, KIND_RAW, 0, value, #value)
+      n = #value
+      rc = C.myc_ffi_emit(svc, tid, KIND_RAW, 0, value, n)
     elseif tv == "table" then
-      local p, n = encode(value)
+      local p
+      p, n = encode(value)
       if p == nil then
         fail(level + 1, "emit to '%s': %s", t, n)
       end
@@ -75,24 +98,26 @@ function M.new(svc, name, opts, has_handler, typed)
     if rc == 0 then
       return true
     end
-    return nil, strerror(rc), err_name(rc)
+    return refused(rc, n)
   end
 
   -- No tail calls on these paths: a tail call drops a frame, and the
   -- error levels would point past the caller.
   function ctx.emit(_, t, value)
-    local ok, why, code = emit_value(topic_id(t, 2), t, value, 2)
+    local ok, why, code = emit_value(topic_id(t, 2, true), t, value, 2)
     return ok, why, code
   end
 
   function ctx.publisher(_, t)
-    local tid = topic_id(t, 2)
+    local tid = topic_id(t, 2, true)
     return function(value)
-      local tv, rc = type(value), nil
+      local tv, rc, n = type(value), nil, nil
       if tv == "string" then
-        rc = C.myc_ffi_emit(svc, tid, KIND_RAW, 0, value, #value)
+        n = #value
+        rc = C.myc_ffi_emit(svc, tid, KIND_RAW, 0, value, n)
       elseif tv == "table" then
-        local p, n = encode(value)
+        local p
+        p, n = encode(value)
         if p == nil then
           fail(2, "emit to '%s': %s", t, n)
         end
@@ -106,7 +131,7 @@ function M.new(svc, name, opts, has_handler, typed)
       if rc == 0 then
         return true
       end
-      return nil, strerror(rc), err_name(rc)
+      return refused(rc, n)
     end
   end
 
@@ -244,7 +269,8 @@ function M.new(svc, name, opts, has_handler, typed)
 
   local stats_buf = ffi.new("myc_service_stats")
   local STAT_FIELDS = { "in", "out", "errors", "dropped", "dropped_oldest",
-                        "dropped_newest", "rejected", "memory_bytes",
+                        "dropped_newest", "rejected", "too_large",
+                        "queue_bytes", "queue_max_bytes", "memory_bytes",
                         "restarts", "timeouts", "reloads", "reload_failures",
                         "rollbacks", "memory_limit", "memory_peak",
                         "running_ms", "last_pause_ms" }

@@ -413,7 +413,8 @@ function Engine:stats(name)
     if ffi.string(st.name) == name then
       local t = {}
       for _, k in ipairs { "in", "out", "errors", "dropped", "dropped_oldest",
-                           "dropped_newest", "rejected", "memory_bytes",
+                           "dropped_newest", "rejected", "too_large",
+                           "queue_bytes", "queue_max_bytes", "memory_bytes",
                            "restarts", "timeouts", "reloads", "reload_failures",
                            "rollbacks", "memory_limit", "memory_peak",
                            "running_ms", "last_pause_ms" } do
@@ -452,7 +453,8 @@ function Engine:fault(name, n)
 end
 
 -- Losses of service 'name' by topic:
--- { [topic] = { dropped_oldest =, dropped_newest =, rejected =, shutdown = } }.
+-- { [topic] = { dropped_oldest =, dropped_newest =, rejected =, shutdown =,
+-- too_large = } }.
 function Engine:drops(name)
   local st = ffi.new("myc_service_stats")
   local out = ffi.new("myc_drop_stats[65]")
@@ -467,6 +469,7 @@ function Engine:drops(name)
           dropped_newest = tonumber(out[j].dropped_newest),
           rejected = tonumber(out[j].rejected),
           shutdown = tonumber(out[j].shutdown),
+          too_large = tonumber(out[j].too_large),
         }
       end
       return t

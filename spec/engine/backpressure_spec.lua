@@ -45,7 +45,8 @@ describe("mailbox policies", function()
     assert.are.equal(15, st.dropped_oldest)
     assert.are.equal(10, st["in"])
     assert.are.equal(25, st["in"] + st.dropped)
-    assert.are.same({ dropped_oldest = 15, dropped_newest = 0, rejected = 0, shutdown = 0 },
+    assert.are.same({ dropped_oldest = 15, dropped_newest = 0, rejected = 0, shutdown = 0,
+                      too_large = 0 },
                     eng:drops("sink")["in"])
   end)
 

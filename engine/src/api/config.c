@@ -52,6 +52,9 @@ static void read_mailbox(lua_State *L, int t, myc_mailbox_config *m) {
   m->capacity = (uint32_t)num_field(L, t, "capacity", m->capacity);
   m->policy = (myc_policy)num_field(L, t, "policy", m->policy);
   m->threshold = num_field(L, t, "threshold", m->threshold);
+  m->max_bytes = (uint64_t)num_field(L, t, "max_bytes", (double)m->max_bytes);
+  m->max_message_bytes = (uint64_t)num_field(L, t, "max_message_bytes",
+                                             (double)m->max_message_bytes);
 }
 
 static void read_supervisor(lua_State *L, int t, myc_supervisor_config *c) {

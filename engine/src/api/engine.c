@@ -15,6 +15,8 @@ void myc_engine_config_init(myc_engine_config *cfg) {
   cfg->mailbox.capacity = 65536;
   cfg->mailbox.policy = MYC_POLICY_DROP_OLDEST;
   cfg->mailbox.threshold = 0.8;
+  cfg->mailbox.max_bytes = 1ull << 30;
+  cfg->mailbox.max_message_bytes = 1ull << 26;
   cfg->log_level = MYC_LOG_INFO;
   cfg->log_format = MYC_LOG_TEXT;
   myc_supervisor_config_init(&cfg->supervisor);

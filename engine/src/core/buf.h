@@ -22,6 +22,8 @@
 #define MYC_FRAME_VERSION 2
 #define MYC_TOPIC_MAX 255
 #define MYC_SOURCE_MAX 255
+/* A frame's payload never exceeds this: its lengths are 32-bit. */
+#define MYC_PAYLOAD_MAX (UINT32_MAX - 2 * 4096)
 
 /* The frame header: little-endian on the wire (the engine only runs on
  * little-endian hosts, checked at build time). */

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
 static uint32_t pow2_at_least(uint32_t n) {
   uint32_t p = 1;
   while (p < n)
@@ -19,6 +21,12 @@ int myc__mailbox_init(myc__mailbox *mb, const myc__alloc *a,
       cfg->policy < MYC_POLICY_DROP_OLDEST || cfg->policy > MYC_POLICY_REJECT)
     return MYC_EINVAL;
   size = pow2_at_least(cfg->capacity);
+  mb->max_bytes = cfg->max_bytes ? cfg->max_bytes : MYC_MAILBOX_MAX_BYTES;
+  mb->max_message = (uint32_t)min_u64(
+      min_u64(cfg->max_message_bytes ? cfg->max_message_bytes
+                                     : MYC_MAILBOX_MAX_MESSAGE,
+              mb->max_bytes),
+      MYC_PAYLOAD_MAX);
   mb->slots = myc__malloc(a, size * sizeof *mb->slots);
   if (mb->slots == NULL)
     return MYC_ENOMEM;
@@ -27,6 +35,9 @@ int myc__mailbox_init(myc__mailbox *mb, const myc__alloc *a,
   atomic_init(&mb->len, 0);
   atomic_init(&mb->inflight, 0);
   atomic_init(&mb->incoming, 0);
+  atomic_init(&mb->bytes, 0);
+  atomic_init(&mb->inflight_bytes, 0);
+  atomic_init(&mb->incoming_bytes, 0);
   mb->capacity = cfg->capacity;
   mb->threshold = (uint32_t)(cfg->threshold * cfg->capacity);
   mb->policy = cfg->policy;
@@ -69,38 +80,97 @@ void myc__mailbox_destroy(myc__mailbox *mb, const myc__alloc *a) {
   mb->slots = NULL;
 }
 
-/* The slow path of myc__mailbox_push: the mailbox is full. */
-int myc__mailbox_push_full(myc__mailbox *mb, myc_buf *b, myc_buf **evicted) {
-  uint32_t len = atomic_load_explicit(&mb->len, memory_order_relaxed);
+static uint64_t load64(const _Atomic uint64_t *v) {
+  return atomic_load_explicit(v, memory_order_relaxed);
+}
 
-  *evicted = NULL;
+static uint32_t load32(const _Atomic uint32_t *v) {
+  return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+/* Whether a message of 'len' bytes fits once 'evict' queued messages of
+ * 'evict_bytes' bytes are gone. */
+static int fits(const myc__mailbox *mb, size_t len, uint32_t evict,
+                uint64_t evict_bytes) {
+  return load32(&mb->len) - evict + load32(&mb->inflight) < mb->capacity &&
+         load64(&mb->bytes) - evict_bytes + len <= mb->max_bytes;
+}
+
+int myc__mailbox_refusal(const myc__mailbox *mb, size_t len) {
+  if (len > mb->max_message)
+    return MYC_DROP_TOO_LARGE;
+  if (fits(mb, len, 0, 0))
+    return -1;
   /* Refuse rather than grow: an unbounded mailbox hides a slow consumer
-   * until the whole engine runs out of memory.  With nothing queued (the
-   * whole capacity is the batch in flight) there is no oldest message to
-   * give up, so the new one goes. */
-  if (mb->policy != MYC_POLICY_DROP_OLDEST || len == 0) {
-    myc__mailbox_count(mb, mb->policy == MYC_POLICY_REJECT ? MYC_DROP_REJECTED
-                                                           : MYC_DROP_NEWEST,
-                       b->topic_id, 1);
-    return MYC_EFULL;
+   * until the whole engine runs out of memory.  drop_oldest makes room
+   * unless even an empty queue would not do: the batch being handled
+   * cannot be given up, so the new message goes. */
+  if (mb->policy == MYC_POLICY_DROP_OLDEST &&
+      fits(mb, len, load32(&mb->len),
+           load64(&mb->bytes) - load64(&mb->inflight_bytes)))
+    return -1;
+  return mb->policy == MYC_POLICY_REJECT ? MYC_DROP_REJECTED : MYC_DROP_NEWEST;
+}
+
+int myc__mailbox_transit_refusal(const myc__mailbox *mb, size_t len,
+                                 uint32_t in_transit, int count) {
+  if (len > mb->max_message)
+    return MYC_DROP_TOO_LARGE;
+  /* (For drop_oldest this drops the newest: exact eviction would need the
+   * messages in transit, which belong to no one yet.) */
+  if ((count && in_transit >= 2 * (uint64_t)mb->capacity) ||
+      load64(&mb->incoming_bytes) + len > 2 * mb->max_bytes)
+    return mb->policy == MYC_POLICY_REJECT ? MYC_DROP_REJECTED
+                                           : MYC_DROP_NEWEST;
+  return -1;
+}
+
+/* The slow path of myc__mailbox_push: 'b' does not fit as things are. */
+int myc__mailbox_push_full(myc__mailbox *mb, myc_buf *b, myc__pool *pool,
+                           const myc__alloc *a) {
+  uint32_t need = b->hdr.payload_len, len;
+  uint64_t bytes;
+  int why = myc__mailbox_refusal(mb, need);
+
+  if (why >= 0) {
+    myc__mailbox_count(mb, why, b->topic_id, 1);
+    return why == MYC_DROP_TOO_LARGE ? MYC_ETOOBIG : MYC_EFULL;
   }
-  *evicted = mb->slots[mb->head];
-  mb->head = (mb->head + 1) & mb->mask;
-  myc__mailbox_count(mb, MYC_DROP_OLDEST, (*evicted)->topic_id, 1);
-  mb->slots[(mb->head + len - 1) & mb->mask] = b;
+  len = load32(&mb->len);
+  bytes = load64(&mb->bytes);
+  /* drop_oldest: refusal() made sure that evicting is enough. */
+  while (!fits(mb, need, 0, 0)) {
+    myc_buf *old = mb->slots[mb->head];
+    mb->head = (mb->head + 1) & mb->mask;
+    len--;
+    bytes -= old->hdr.payload_len;
+    atomic_store_explicit(&mb->len, len, memory_order_relaxed);
+    atomic_store_explicit(&mb->bytes, bytes, memory_order_relaxed);
+    myc__mailbox_count(mb, MYC_DROP_OLDEST, old->topic_id, 1);
+    myc__buf_release(pool, a, old);
+  }
+  mb->slots[(mb->head + len) & mb->mask] = b;
+  atomic_store_explicit(&mb->len, len + 1, memory_order_relaxed);
+  atomic_store_explicit(&mb->bytes, bytes + need, memory_order_relaxed);
   return 0;
 }
 
 uint32_t myc__mailbox_pop(myc__mailbox *mb, myc_buf **out, uint32_t max) {
   uint32_t len = atomic_load_explicit(&mb->len, memory_order_relaxed);
   uint32_t n = len < max ? len : max, i;
-  for (i = 0; i < n; i++)
+  uint64_t bytes = 0;
+  for (i = 0; i < n; i++) {
     out[i] = mb->slots[(mb->head + i) & mb->mask];
+    bytes += out[i]->hdr.payload_len;
+  }
   mb->head = (mb->head + n) & mb->mask;
   atomic_store_explicit(&mb->len, len - n, memory_order_relaxed);
   atomic_store_explicit(
       &mb->inflight,
       atomic_load_explicit(&mb->inflight, memory_order_relaxed) + n,
       memory_order_relaxed);
+  atomic_store_explicit(&mb->inflight_bytes,
+                        load64(&mb->inflight_bytes) + bytes,
+                        memory_order_relaxed);
   return n;
 }

@@ -3,8 +3,9 @@
  * Only the service's worker pushes and pops (other workers hand messages
  * over through the worker inbox), so nothing here takes a lock; the
  * counters are atomics only so that status readers on other threads see
- * whole values.  Depth counts queued messages plus the batch being
- * handled, and never exceeds the capacity.
+ * whole values.  Two bounds, both counting the batch being handled: depth
+ * (queued messages) never exceeds the capacity, and the payload bytes
+ * never exceed max_bytes; no message over max_message is taken.
  */
 #ifndef MYC_MAILBOX_H
 #define MYC_MAILBOX_H
@@ -14,8 +15,13 @@
 #include <stdatomic.h>
 
 enum { MYC_DROP_OLDEST, MYC_DROP_NEWEST, MYC_DROP_REJECTED, MYC_DROP_SHUTDOWN,
-       MYC_DROP_REASONS };
+       MYC_DROP_TOO_LARGE, MYC_DROP_REASONS };
 
+/* Defaults of the byte bounds (a myc_mailbox_config field of 0): large
+ * enough that no workload of counted messages meets them first, small
+ * enough that one flood of huge messages cannot take the machine. */
+#define MYC_MAILBOX_MAX_BYTES (1ull << 30)
+#define MYC_MAILBOX_MAX_MESSAGE (1ull << 26)
 /* Losses per topic: a small open-addressing table keyed by topic id,
  * insert-only so readers on other threads can walk it.  Topics beyond its
  * size are counted under MYC_DROP_OTHER_TOPIC. */
@@ -37,13 +43,19 @@ typedef struct {
   uint32_t capacity;
   uint32_t threshold;        /* depth above which backpressure is on */
   int policy;                /* myc_policy */
+  uint32_t max_message;      /* largest payload taken, <= max_bytes */
+  _Atomic uint64_t bytes;    /* payload bytes queued or in flight */
+  _Atomic uint64_t inflight_bytes;
+  _Atomic uint64_t incoming_bytes; /* payload bytes of 'incoming' */
+  uint64_t max_bytes;
   _Atomic uint64_t dropped[MYC_DROP_REASONS];
   myc__drop_slot by_topic[MYC_DROP_TOPICS];
   myc__drop_slot other_topics;
 } myc__mailbox;
 
 /* Allocates the ring.  Returns 0, MYC_EINVAL (capacity 0 or threshold out
- * of (0, 1]) or MYC_ENOMEM. */
+ * of (0, 1]) or MYC_ENOMEM.  A byte bound of 0 is its default;
+ * max_message is cut to max_bytes (a larger message could never fit). */
 int myc__mailbox_init(myc__mailbox *mb, const myc__alloc *a,
                       const myc_mailbox_config *cfg);
 
@@ -55,32 +67,58 @@ static inline uint32_t myc__mailbox_depth(const myc__mailbox *mb) {
          atomic_load_explicit(&mb->inflight, memory_order_relaxed);
 }
 
-/* Fill ratio as producers see it: also counts what other workers handed
- * over but the owner has not queued yet. */
+/* Fill ratio as producers see it, of messages or of bytes, whichever is
+ * higher: also counts what other workers handed over but the owner has
+ * not queued yet. */
 static inline double myc__mailbox_pressure(const myc__mailbox *mb) {
-  return (double)(myc__mailbox_depth(mb) +
-                  atomic_load_explicit(&mb->incoming, memory_order_relaxed)) /
-         mb->capacity;
+  double n = (double)(myc__mailbox_depth(mb) +
+                      atomic_load_explicit(&mb->incoming,
+                                           memory_order_relaxed)) /
+             mb->capacity;
+  double b = (double)(atomic_load_explicit(&mb->bytes, memory_order_relaxed) +
+                      atomic_load_explicit(&mb->incoming_bytes,
+                                           memory_order_relaxed)) /
+             (double)mb->max_bytes;
+  return n > b ? n : b;
 }
+
+/* Whether the mailbox would take a message of 'len' payload bytes now:
+ * -1 when it would (drop_oldest evicting what it must), else the reason it
+ * would be lost (MYC_DROP_TOO_LARGE, MYC_DROP_NEWEST, MYC_DROP_REJECTED).
+ * Owner thread for an exact answer; another thread gets an estimate. */
+int myc__mailbox_refusal(const myc__mailbox *mb, size_t len);
+
+/* Whether a sender on another thread may hand over a message of 'len'
+ * payload bytes: -1, or the reason it is lost.  Messages in transit are
+ * bounded to two mailboxes' worth of bytes, and with 'count' also of
+ * messages ('in_transit' of them, the sender's own staged ones
+ * included).  Any thread. */
+int myc__mailbox_transit_refusal(const myc__mailbox *mb, size_t len,
+                                 uint32_t in_transit, int count);
 
 /* Appends 'b', which must carry a reference for the mailbox.
  *
- * Returns 0 when queued; the mailbox then owns that reference.  When the
- * mailbox is full: drop_oldest evicts the oldest queued message, returns it
- * in '*evicted' (the caller releases it) and queues 'b'; drop_newest and
- * reject return MYC_EFULL and 'b' still belongs to the caller.  Every loss
- * is counted by reason. */
-int myc__mailbox_push_full(myc__mailbox *mb, myc_buf *b, myc_buf **evicted);
+ * Returns 0 when queued; the mailbox then owns that reference.  When 'b'
+ * does not fit: drop_oldest evicts the oldest queued messages until it
+ * does (releasing them into 'pool', which may be NULL) and queues 'b';
+ * otherwise, and for a message over max_message, it returns MYC_EFULL or
+ * MYC_ETOOBIG and 'b' still belongs to the caller.  Every loss is
+ * counted by reason.  Owner thread. */
+int myc__mailbox_push_full(myc__mailbox *mb, myc_buf *b, myc__pool *pool,
+                           const myc__alloc *a);
 
 static inline int myc__mailbox_push(myc__mailbox *mb, myc_buf *b,
-                                    myc_buf **evicted) {
+                                    myc__pool *pool, const myc__alloc *a) {
   uint32_t len = atomic_load_explicit(&mb->len, memory_order_relaxed);
+  uint32_t need = b->hdr.payload_len;
+  uint64_t bytes = atomic_load_explicit(&mb->bytes, memory_order_relaxed) + need;
   if (len + atomic_load_explicit(&mb->inflight, memory_order_relaxed) >=
-      mb->capacity)
-    return myc__mailbox_push_full(mb, b, evicted);
-  *evicted = NULL;
+          mb->capacity ||
+      bytes > mb->max_bytes || need > mb->max_message)
+    return myc__mailbox_push_full(mb, b, pool, a);
   mb->slots[(mb->head + len) & mb->mask] = b;
   atomic_store_explicit(&mb->len, len + 1, memory_order_relaxed);
+  atomic_store_explicit(&mb->bytes, bytes, memory_order_relaxed);
   return 0;
 }
 
@@ -88,11 +126,20 @@ static inline int myc__mailbox_push(myc__mailbox *mb, myc_buf *b,
  * in flight until myc__mailbox_done().  Returns how many were moved. */
 uint32_t myc__mailbox_pop(myc__mailbox *mb, myc_buf **out, uint32_t max);
 
-/* Marks 'n' in-flight messages as handled. */
-static inline void myc__mailbox_done(myc__mailbox *mb, uint32_t n) {
+/* Marks 'n' in-flight messages, of 'bytes' payload bytes in all, as
+ * handled. */
+static inline void myc__mailbox_done(myc__mailbox *mb, uint32_t n,
+                                     uint64_t bytes) {
   atomic_store_explicit(
       &mb->inflight,
       atomic_load_explicit(&mb->inflight, memory_order_relaxed) - n,
+      memory_order_relaxed);
+  atomic_store_explicit(
+      &mb->bytes, atomic_load_explicit(&mb->bytes, memory_order_relaxed) - bytes,
+      memory_order_relaxed);
+  atomic_store_explicit(
+      &mb->inflight_bytes,
+      atomic_load_explicit(&mb->inflight_bytes, memory_order_relaxed) - bytes,
       memory_order_relaxed);
 }
 

@@ -8,7 +8,7 @@ myc_buf *myc__frame_new(const myc__alloc *a, myc__pool *pool,
                         size_t source_len, int kind, uint16_t type,
                         const void *data, size_t len) {
   myc_buf *b;
-  if (len > UINT32_MAX - 2 * 4096)
+  if (len > MYC_PAYLOAD_MAX)
     return NULL;
   b = myc__buf_alloc(pool, a, myc__frame_len(len, t->len, source_len));
   if (b == NULL)
@@ -46,10 +46,7 @@ void myc__frame_finish(myc_buf *b, const myc__topic *t, const char *source,
 static inline __attribute__((always_inline)) int
 push_local(const myc__alloc *a, myc__task *t, myc_buf *b) {
   myc__worker *w = t->worker;
-  myc_buf *evicted;
-  int rc = myc__mailbox_push(&t->mb, b, &evicted);
-  if (evicted != NULL)
-    myc__buf_release(&w->pool, a, evicted);
+  int rc = myc__mailbox_push(&t->mb, b, &w->pool, a);
   if (rc == 0 && !t->queued)
     myc__worker_schedule(w, t);
   return rc;
@@ -61,7 +58,7 @@ deliver_to(myc__topics *topics, myc__sched *sched, myc__worker *from,
   const myc__alloc *a = sched->alloc;
   myc__pool *pool = from ? &from->pool : NULL;
   uint32_t i, n = subs->n, accepted = 0;
-  int remote = 0, manual = sched->manual;
+  int remote = 0, manual = sched->manual, why = MYC_ETOOBIG;
 
   if (n == 0) {
     atomic_fetch_add_explicit(&topics->no_subscriber, 1,
@@ -72,10 +69,10 @@ deliver_to(myc__topics *topics, myc__sched *sched, myc__worker *from,
   /* The common case, one subscriber on this worker: the buffer keeps the
    * reference it was born with. */
   if (n == 1 && (manual || subs->svc[0]->task.worker == from)) {
-    if (push_local(a, &subs->svc[0]->task, b) == 0)
-      return 0;
-    myc__buf_release(pool, a, b);
-    return MYC_EFULL;
+    int rc = push_local(a, &subs->svc[0]->task, b);
+    if (rc != 0)
+      myc__buf_release(pool, a, b);
+    return rc;
   }
   if (!manual)
     for (i = 0; i < n; i++)
@@ -93,8 +90,43 @@ deliver_to(myc__topics *topics, myc__sched *sched, myc__worker *from,
       accepted++;
     else
       myc__buf_release(pool, a, b);
+    if (rc != MYC_ETOOBIG)
+      why = MYC_EFULL;
   }
-  return accepted > 0 ? 0 : MYC_EFULL;
+  return accepted > 0 ? 0 : why;
+}
+
+/* Whether the mailbox of 't' would take 'len' bytes from 'from': -1, or
+ * the reason it would lose them (see deliver_to for who is local). */
+static int refusal(const myc__task *t, const myc__worker *from, int manual,
+                   size_t len) {
+  if (manual || t->worker == from)
+    return myc__mailbox_refusal(&t->mb, len);
+  return myc__mailbox_transit_refusal(
+      &t->mb, len, atomic_load_explicit(&t->mb.incoming, memory_order_relaxed),
+      from != NULL);
+}
+
+int myc__admit(const myc__sched *sched, const myc__worker *from,
+               myc__topic *topic, size_t len) {
+  const myc__sublist *subs = myc__topic_subs(topic);
+  uint32_t i;
+  int all_too_large = 1;
+  for (i = 0; i < subs->n; i++)
+    if (refusal(&subs->svc[i]->task, from, sched->manual, len) < 0)
+      return 0;
+  for (i = 0; i < subs->n; i++) {
+    myc__task *t = &subs->svc[i]->task;
+    int why = refusal(t, from, sched->manual, len);
+    /* Taken since the first look (a consumer elsewhere made room): it
+     * counts as refused all the same, nothing was sent. */
+    if (why < 0)
+      why = t->mb.policy == MYC_POLICY_REJECT ? MYC_DROP_REJECTED
+                                              : MYC_DROP_NEWEST;
+    all_too_large &= why == MYC_DROP_TOO_LARGE;
+    myc__mailbox_count(&t->mb, why, topic->id, 1);
+  }
+  return subs->n == 0 ? 0 : all_too_large ? MYC_ETOOBIG : MYC_EFULL;
 }
 
 int myc__deliver(myc__topics *t, myc__sched *sched, myc__worker *from,
@@ -136,10 +168,15 @@ void myc__routes_free(myc_service *s) {
   s->nroutes = 0;
 }
 
-static myc__route *route_new(myc_service *s, uint32_t topic_id) {
+/* The route of 's' on 'topic_id', made on its first emit there; NULL
+ * with the reason in '*rc'.  A service gets none to a '$' topic: those
+ * are the engine's, which publishes on them in a service's name
+ * (myc__emit_engine) but never lets one forge them. */
+static myc__route *route_new(myc_service *s, uint32_t topic_id, int *rc) {
   myc__topic *t = myc__topics_get(s->topics, topic_id);
   myc__route *r;
-  if (t == NULL)
+  *rc = t == NULL ? MYC_EINVAL : t->name[0] == '$' ? MYC_ETOPIC : MYC_ENOMEM;
+  if (t == NULL || t->name[0] == '$')
     return NULL;
   if (topic_id >= s->nroutes) {
     uint32_t n = topic_id + 16;
@@ -173,10 +210,11 @@ int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
   size_t flen;
   myc_buf *b;
   uint8_t *payload;
+  int rc;
 
   MYC_ASSERT_OWNER(&w->owner);
-  if (r == NULL && (r = route_new(s, topic_id)) == NULL)
-    return myc__topics_get(s->topics, topic_id) ? MYC_ENOMEM : MYC_EINVAL;
+  if (r == NULL && (r = route_new(s, topic_id, &rc)) == NULL)
+    return rc;
   t = r->topic;
   s->seq++;
   myc__counter_add(&s->n_out, 1);
@@ -186,8 +224,10 @@ int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
                               memory_order_relaxed);
     return 0;
   }
-  if (len > UINT32_MAX - 2 * 4096)
+  if (len > MYC_PAYLOAD_MAX)
     return MYC_ETOOBIG;
+  if (len >= MYC_ADMIT_BYTES && (rc = myc__admit(w->sched, w, t, len)) != 0)
+    return rc;
   flen = myc__frame_topic_offset(len) + r->tail_len;
   b = myc__buf_take(&w->pool, flen);
   if (b == NULL &&
@@ -224,7 +264,7 @@ int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
 
 myc_buf *myc__emit_buf_new(myc_service *s, size_t size) {
   myc_buf *b;
-  if (size > UINT32_MAX - 2 * 4096)
+  if (size > MYC_PAYLOAD_MAX)
     return NULL;
   b = myc__buf_alloc(&s->task.worker->pool, alloc_of(s),
                      myc__frame_len(size, TOPIC_RESERVE, s->name_len));
@@ -253,10 +293,10 @@ int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
   myc__route *r = topic_id < s->nroutes ? s->routes[topic_id] : NULL;
   size_t flen, off = myc__frame_topic_offset(b->hdr.payload_len);
   myc__sublist *subs;
+  int rc;
 
   MYC_ASSERT_OWNER(&w->owner);
-  if (r == NULL && (r = route_new(s, topic_id)) == NULL) {
-    int rc = myc__topics_get(s->topics, topic_id) ? MYC_ENOMEM : MYC_EINVAL;
+  if (r == NULL && (r = route_new(s, topic_id, &rc)) == NULL) {
     myc__buf_release(&w->pool, w->sched->alloc, b);
     return rc;
   }
@@ -284,4 +324,29 @@ int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
   set_trace(s, b);
   memcpy((char *)&b->hdr + off, r->tail, r->tail_len);
   return deliver_to(s->topics, w->sched, w, subs, b);
+}
+
+int myc__emit_engine(myc_service *s, uint32_t topic_id, int kind,
+                     const void *data, size_t len) {
+  myc__worker *w = s->task.worker;
+  myc__topic *t = myc__topics_get(s->topics, topic_id);
+  myc_buf *b;
+  MYC_ASSERT_OWNER(&w->owner);
+  if (t == NULL)
+    return MYC_EINVAL;
+  if (len >= MYC_ADMIT_BYTES) {
+    int rc = myc__admit(w->sched, w, t, len);
+    if (rc != 0)
+      return rc;
+  }
+  b = myc__frame_new(w->sched->alloc, &w->pool, t, s->name, s->name_len, kind,
+                     0, data, len);
+  if (b == NULL)
+    return len > MYC_PAYLOAD_MAX ? MYC_ETOOBIG : MYC_ENOMEM;
+  s->seq++;
+  myc__counter_add(&s->n_out, 1);
+  b->hdr.seq = s->seq;
+  b->hdr.ts_ns = (uint64_t)w->now;
+  set_trace(s, b);
+  return deliver_to(s->topics, w->sched, w, myc__topic_subs(t), b);
 }

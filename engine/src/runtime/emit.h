@@ -23,10 +23,18 @@ void myc__routes_free(myc_service *s);
 
 /* Frames and delivers a message from service 's' (on its worker thread).
  * Returns 0 when at least one subscriber took it or there is none,
- * MYC_EFULL when every subscriber refused it, MYC_ENOMEM, MYC_ETOOBIG,
- * MYC_EINVAL for an unknown topic id. */
+ * MYC_EFULL when every subscriber refused it, MYC_ETOOBIG when it is over
+ * what every subscriber takes (or any frame), MYC_ENOMEM, MYC_EINVAL for
+ * an unknown topic id, MYC_ETOPIC for an engine topic ('$dead'). */
 int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
               const void *data, size_t len);
+
+/* As myc__emit, for what the engine itself publishes in the name of 's'
+ * (a dead letter on '$dead'): engine topics are allowed, the source is
+ * the service, the trace a child of what it was doing.  Worker thread of
+ * 's'. */
+int myc__emit_engine(myc_service *s, uint32_t topic_id, int kind,
+                     const void *data, size_t len);
 
 /* A buffer whose payload of 'size' bytes (zeroed) the caller fills in
  * place before myc__emit_buf(); it has room for the name of 's' and a
@@ -40,6 +48,21 @@ myc_buf *myc__emit_buf_new(myc_service *s, size_t size);
  * the result. */
 int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
                   uint16_t type);
+
+/* Payloads from this size up are checked against their subscribers
+ * before they are copied (myc__admit): a 100 MB message nobody takes must
+ * not cost a 100 MB copy first.  Smaller ones cost less to copy than to
+ * ask about. */
+#define MYC_ADMIT_BYTES 65536
+
+/* Whether a message of 'len' payload bytes on 'topic', sent from 'from'
+ * (NULL: a host thread), would be taken by one of its subscribers.
+ * Returns 0 when one may take it (or there is none); otherwise nothing is
+ * to be sent: the loss is counted at every subscriber, by its reason, and
+ * the result is MYC_ETOOBIG when they all refused it as too large, else
+ * MYC_EFULL.  Thread of 'from'. */
+int myc__admit(const myc__sched *sched, const myc__worker *from,
+               myc__topic *topic, size_t len);
 
 /* Delivers an already framed 'b' (one reference, owned by the caller until
  * this returns) to the subscribers of its topic in 't'.  'from' is the

@@ -607,6 +607,7 @@ int myc_publish(myc_engine *e, const char *topic, int kind, uint16_t type,
                 const void *data, size_t len) {
   int64_t id = myc__topics_resolve(&e->topics, topic, strlen(topic));
   myc__pool *pool = e->manual ? &e->host_pool : NULL;
+  myc__topic *t;
   uint64_t r[3];
   myc_buf *b;
   int rc;
@@ -617,9 +618,12 @@ int myc_publish(myc_engine *e, const char *topic, int kind, uint16_t type,
     return MYC_EINVAL;
   if (kind == MYC_KIND_TYPED && (rc = check_typed(e, type, data, len)) != 0)
     return rc;
-  b = myc__frame_new(&e->alloc, pool,
-                     myc__topics_get(&e->topics, (uint32_t)id), "host", 4,
-                     kind, type, data, len);
+  t = myc__topics_get(&e->topics, (uint32_t)id);
+  if (len > MYC_PAYLOAD_MAX)
+    return MYC_ETOOBIG;
+  if (len >= MYC_ADMIT_BYTES && (rc = myc__admit(&e->sched, NULL, t, len)) != 0)
+    return rc;
+  b = myc__frame_new(&e->alloc, pool, t, "host", 4, kind, type, data, len);
   if (b == NULL)
     return MYC_ENOMEM;
   uv_mutex_lock(&e->host_lock);
@@ -659,10 +663,13 @@ int myc_engine_service_stats(myc_engine *e, uint32_t index,
   st->dropped_oldest = atomic_load(&mb->dropped[MYC_DROP_OLDEST]);
   st->dropped_newest = atomic_load(&mb->dropped[MYC_DROP_NEWEST]);
   st->rejected = atomic_load(&mb->dropped[MYC_DROP_REJECTED]);
+  st->too_large = atomic_load(&mb->dropped[MYC_DROP_TOO_LARGE]);
   st->dropped = st->dropped_oldest + st->dropped_newest + st->rejected +
-                atomic_load(&mb->dropped[MYC_DROP_SHUTDOWN]);
+                st->too_large + atomic_load(&mb->dropped[MYC_DROP_SHUTDOWN]);
   st->queue_depth = myc__mailbox_depth(mb);
   st->queue_capacity = mb->capacity;
+  st->queue_bytes = atomic_load(&mb->bytes);
+  st->queue_max_bytes = mb->max_bytes;
   if (s->cb == NULL) {
     int slot = atomic_load(&s->mem_cur);
     st->memory_bytes = atomic_load(&s->mem[slot].used);
@@ -692,8 +699,9 @@ int myc_engine_service_drops(myc_engine *e, uint32_t index,
     out[n].dropped_newest = atomic_load(&d->n[MYC_DROP_NEWEST]);
     out[n].rejected = atomic_load(&d->n[MYC_DROP_REJECTED]);
     out[n].shutdown = atomic_load(&d->n[MYC_DROP_SHUTDOWN]);
+    out[n].too_large = atomic_load(&d->n[MYC_DROP_TOO_LARGE]);
     if (out[n].dropped_oldest + out[n].dropped_newest + out[n].rejected +
-            out[n].shutdown == 0)
+            out[n].shutdown + out[n].too_large == 0)
       continue;
     t = id == MYC_DROP_OTHER_TOPIC ? NULL : myc__topics_get(&e->topics, id);
     out[n].topic = t != NULL ? t->name : "(other)";

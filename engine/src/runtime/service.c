@@ -338,8 +338,8 @@ static void dead_letter(myc_service *s, myc_buf *b, const char *error) {
   myc__hex(hex, b->hdr.span_id, 8);
   pack_str(&pk, "span_id", hex, 16);
   if (sb.data != NULL)
-    (void)myc__emit(s, s->eng->dead_topic, MYC_KIND_TABLE, 0, sb.data,
-                    sb.size);
+    (void)myc__emit_engine(s, s->eng->dead_topic, MYC_KIND_TABLE, sb.data,
+                           sb.size);
   msgpack_sbuffer_destroy(&sb);
 }
 
@@ -362,10 +362,13 @@ void myc__service_unhandled(myc_service *s) {
 
 static void release_range(myc_service *s, uint32_t from, uint32_t to) {
   myc__worker *w = s->task.worker;
+  uint64_t bytes = 0;
   uint32_t i;
-  for (i = from; i < to; i++)
+  for (i = from; i < to; i++) {
+    bytes += s->batch[i]->hdr.payload_len;
     myc__buf_release(&w->pool, &s->eng->alloc, s->batch[i]);
-  myc__mailbox_done(&s->task.mb, to - from);
+  }
+  myc__mailbox_done(&s->task.mb, to - from, bytes);
   myc__counter_add(&s->n_in, to - from);
 }
 
@@ -586,23 +589,26 @@ void myc__service_stop(myc_service *s) {
   myc__service_stop_resources(s, NULL);
 }
 
-void myc__service_drop_leftovers(myc_service *s) {
-  myc__pool *pool = &s->task.worker->pool;
+/* Counts messages 'from' to 'to' of the batch as lost at shutdown and
+ * releases them. */
+static void drop_range(myc_service *s, uint32_t from, uint32_t to) {
   myc__mailbox *mb = &s->task.mb;
-  uint32_t i, n;
-  for (i = s->batch_pos; i < s->view.batch_n; i++) {
+  uint64_t bytes = 0;
+  uint32_t i;
+  for (i = from; i < to; i++) {
     myc__mailbox_count(mb, MYC_DROP_SHUTDOWN, s->batch[i]->topic_id, 1);
-    myc__buf_release(pool, &s->eng->alloc, s->batch[i]);
+    bytes += s->batch[i]->hdr.payload_len;
+    myc__buf_release(&s->task.worker->pool, &s->eng->alloc, s->batch[i]);
   }
-  myc__mailbox_done(mb, s->view.batch_n - s->batch_pos);
+  myc__mailbox_done(mb, to - from, bytes);
+}
+
+void myc__service_drop_leftovers(myc_service *s) {
+  uint32_t n;
+  drop_range(s, s->batch_pos, s->view.batch_n);
   s->batch_pos = s->view.batch_n;
-  while ((n = myc__mailbox_pop(mb, s->batch, MYC_BATCH)) > 0) {
-    for (i = 0; i < n; i++) {
-      myc__mailbox_count(mb, MYC_DROP_SHUTDOWN, s->batch[i]->topic_id, 1);
-      myc__buf_release(pool, &s->eng->alloc, s->batch[i]);
-    }
-    myc__mailbox_done(mb, n);
-  }
+  while ((n = myc__mailbox_pop(&s->task.mb, s->batch, MYC_BATCH)) > 0)
+    drop_range(s, 0, n);
 }
 
 /* ---- teardown ------------------------------------------------------------ */

@@ -192,19 +192,19 @@ static myc__task *ready_pop(myc__worker *w) {
   return t;
 }
 
-/* Counts messages on their way to each task, one atomic per run of
- * consecutive items for the same task. */
-static void count_incoming(const myc__handoff *items, uint32_t n, int sign) {
+/* Counts messages (and their bytes) as no longer on their way to their
+ * tasks, one atomic per run of consecutive items for the same task. */
+static void uncount_incoming(const myc__handoff *items, uint32_t n) {
   uint32_t i = 0;
   while (i < n) {
     myc__task *t = items[i].task;
+    uint64_t bytes = items[i].buf->hdr.payload_len;
     uint32_t run = 1;
     while (i + run < n && items[i + run].task == t)
-      run++;
-    if (sign > 0)
-      atomic_fetch_add_explicit(&t->mb.incoming, run, memory_order_relaxed);
-    else
-      atomic_fetch_sub_explicit(&t->mb.incoming, run, memory_order_relaxed);
+      bytes += items[i + run++].buf->hdr.payload_len;
+    atomic_fetch_sub_explicit(&t->mb.incoming, run, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&t->mb.incoming_bytes, bytes,
+                              memory_order_relaxed);
     i += run;
   }
 }
@@ -234,15 +234,30 @@ static int inbox_put(myc__worker *w, const myc__handoff *items, uint32_t n) {
   return rc < 0 ? rc : 0;
 }
 
+/* A loss at the sender, counted; MYC_ETOOBIG or MYC_EFULL. */
+static int refuse(myc__task *t, int why, myc_buf *b) {
+  myc__mailbox_count(&t->mb, why, b->topic_id, 1);
+  return why == MYC_DROP_TOO_LARGE ? MYC_ETOOBIG : MYC_EFULL;
+}
+
 int myc__worker_handoff(myc__worker *w, myc__task *t, myc_buf *b) {
+  uint64_t len = b->hdr.payload_len;
   myc__handoff h;
-  int rc;
+  int rc, why;
+  /* Bytes only: a host publishing many small messages was never bounded
+   * in transit, and the mailbox still drops what does not fit. */
+  if ((why = myc__mailbox_transit_refusal(&t->mb, len, 0, 0)) >= 0)
+    return refuse(t, why, b);
   h.task = t;
   h.buf = b;
   atomic_fetch_add_explicit(&t->mb.incoming, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&t->mb.incoming_bytes, len, memory_order_relaxed);
   rc = inbox_put(w, &h, 1);
-  if (rc != 0)
+  if (rc != 0) {
     atomic_fetch_sub_explicit(&t->mb.incoming, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&t->mb.incoming_bytes, len,
+                              memory_order_relaxed);
+  }
   return rc;
 }
 
@@ -252,30 +267,32 @@ void myc__worker_post(myc__worker *w, myc__job *j) {
 }
 
 static void stage_count(myc__stage *st) {
-  if (st->run > 0)
+  if (st->run > 0) {
     atomic_fetch_add_explicit(&st->run_task->mb.incoming, st->run,
                               memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->run_task->mb.incoming_bytes, st->run_bytes,
+                              memory_order_relaxed);
+  }
   st->run = 0;
+  st->run_bytes = 0;
 }
 
 int myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b) {
   myc__stage *st = &w->stage[t->worker->index];
-  uint32_t in_transit =
-      atomic_load_explicit(&t->mb.incoming, memory_order_relaxed) +
-      (st->run_task == t ? st->run : 0);
+  uint32_t len = b->hdr.payload_len, in_transit;
+  int why;
   MYC_ASSERT_OWNER(&w->owner);
+  /* The run not counted yet is ours: flushing it first makes the check
+   * below see every message and byte on its way. */
+  if (st->run_task == t && st->run_bytes + len > MYC_STAGE_RUN_BYTES)
+    stage_count(st);
+  in_transit = atomic_load_explicit(&t->mb.incoming, memory_order_relaxed) +
+               (st->run_task == t ? st->run : 0);
   /* Two mailboxes' worth already on its way: refuse at the sender so that
    * a flood across workers cannot grow memory without bound, while a
-   * consumer thread descheduled for a moment does not lose anything.  (For
-   * drop_oldest this drops the newest: exact eviction would need the
-   * messages in transit, which belong to no one yet.) */
-  if (in_transit >= 2 * (uint64_t)t->mb.capacity) {
-    myc__mailbox_count(&t->mb,
-                       t->mb.policy == MYC_POLICY_REJECT ? MYC_DROP_REJECTED
-                                                         : MYC_DROP_NEWEST,
-                       b->topic_id, 1);
-    return MYC_EFULL;
-  }
+   * consumer thread descheduled for a moment does not lose anything. */
+  if ((why = myc__mailbox_transit_refusal(&t->mb, len, in_transit, 1)) >= 0)
+    return refuse(t, why, b);
   if (st->n == st->cap &&
       grow(w->sched->alloc, &st->items, &st->cap, st->n + 1) != 0)
     return MYC_ENOMEM;
@@ -287,6 +304,7 @@ int myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b) {
     stage_count(st);
     st->run_task = t;
   }
+  st->run_bytes += len;
   if (++st->run == MYC_STAGE_RUN)
     stage_count(st);
   return 0;
@@ -317,7 +335,7 @@ void myc__worker_flush(myc__worker *w) {
     stage_count(st);
     if (inbox_put(&s->workers[t], st->items, st->n) != 0) {
       /* Out of memory: what cannot be handed over is lost, and counted. */
-      count_incoming(st->items, st->n, -1);
+      uncount_incoming(st->items, st->n);
       drop_items(w, st->items, st->n, MYC_DROP_NEWEST);
     }
     st->n = 0;
@@ -330,13 +348,11 @@ void myc__worker_drain_inbox(myc__worker *w) {
   uint32_t i;
   MYC_ASSERT_OWNER(&w->owner);
   myc__inbox_take(&w->inbox, &b);
-  count_incoming(b.items, b.n, -1);
+  uncount_incoming(b.items, b.n);
   for (i = 0; i < b.n; i++) {
     myc__task *t = b.items[i].task;
-    myc_buf *evicted;
-    int rc = myc__mailbox_push(&t->mb, b.items[i].buf, &evicted);
-    if (evicted != NULL)
-      release(w, evicted);
+    int rc = myc__mailbox_push(&t->mb, b.items[i].buf, &w->pool,
+                               w->sched->alloc);
     if (rc != 0)
       release(w, b.items[i].buf);
     else if (!t->queued)

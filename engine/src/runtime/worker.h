@@ -65,9 +65,13 @@ typedef struct {
    * pressure sees) in runs of up to MYC_STAGE_RUN, not one atomic each. */
   myc__task *run_task;
   uint32_t run;
+  uint64_t run_bytes;
 } myc__stage;
 
 #define MYC_STAGE_RUN 256
+/* A run's bytes are counted before they reach this, so that a run of
+ * large messages is seen by the transit bound before it passes it. */
+#define MYC_STAGE_RUN_BYTES (1u << 20)
 
 enum { MYC_PHASE_RUN, MYC_PHASE_DRAIN, MYC_PHASE_STOP };
 

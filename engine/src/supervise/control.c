@@ -118,7 +118,8 @@ static void sb_json(sbuf *b, const char *s) {
 
 /* ---- status ------------------------------------------------------------- */
 
-/* ,"drops":[{topic, dropped_oldest, dropped_newest, rejected, shutdown}] */
+/* ,"drops":[{topic, dropped_oldest, dropped_newest, rejected, shutdown,
+ * too_large}] */
 static void status_drops_json(sbuf *b, myc_engine *e, uint32_t i) {
   myc_drop_stats d[MYC_DROP_TOPICS + 1];
   int n = myc_engine_service_drops(e, i, d, MYC_DROP_TOPICS + 1), k;
@@ -128,11 +129,12 @@ static void status_drops_json(sbuf *b, myc_engine *e, uint32_t i) {
     sb_json(b, d[k].topic);
     sb_printf(b,
               ",\"dropped_oldest\":%llu,\"dropped_newest\":%llu,"
-              "\"rejected\":%llu,\"shutdown\":%llu}",
+              "\"rejected\":%llu,\"shutdown\":%llu,\"too_large\":%llu}",
               (unsigned long long)d[k].dropped_oldest,
               (unsigned long long)d[k].dropped_newest,
               (unsigned long long)d[k].rejected,
-              (unsigned long long)d[k].shutdown);
+              (unsigned long long)d[k].shutdown,
+              (unsigned long long)d[k].too_large);
   }
   sb_put(b, "]", 1);
 }
@@ -167,12 +169,17 @@ static void status_service(sbuf *b, myc_engine *e, uint32_t i) {
   sb_printf(b,
             ",\"in\":%llu,\"out\":%llu,\"dropped\":%llu,"
             "\"dropped_oldest\":%llu,\"dropped_newest\":%llu,"
-            "\"rejected\":%llu,\"queue_depth\":%u,\"queue_capacity\":%u",
+            "\"rejected\":%llu,\"too_large\":%llu,\"queue_depth\":%u,"
+            "\"queue_capacity\":%u,\"queue_bytes\":%llu,"
+            "\"queue_max_bytes\":%llu",
             (unsigned long long)st.in, (unsigned long long)st.out,
             (unsigned long long)st.dropped,
             (unsigned long long)st.dropped_oldest,
             (unsigned long long)st.dropped_newest,
-            (unsigned long long)st.rejected, st.queue_depth, st.queue_capacity);
+            (unsigned long long)st.rejected,
+            (unsigned long long)st.too_large, st.queue_depth,
+            st.queue_capacity, (unsigned long long)st.queue_bytes,
+            (unsigned long long)st.queue_max_bytes);
   sb_printf(b,
             ",\"memory_bytes\":%llu,\"memory_peak\":%llu,"
             "\"memory_limit\":%llu,\"running\":",
@@ -193,12 +200,13 @@ static void status_drops_text(sbuf *b, myc_engine *e, uint32_t i) {
   int n = myc_engine_service_drops(e, i, d, MYC_DROP_TOPICS + 1), k;
   for (k = 0; k < n; k++)
     sb_printf(b, "  %-18s dropped on %s: oldest %llu, newest %llu, rejected "
-              "%llu, at shutdown %llu\n",
+              "%llu, at shutdown %llu, too large %llu\n",
               e->services[i]->name, d[k].topic,
               (unsigned long long)d[k].dropped_oldest,
               (unsigned long long)d[k].dropped_newest,
               (unsigned long long)d[k].rejected,
-              (unsigned long long)d[k].shutdown);
+              (unsigned long long)d[k].shutdown,
+              (unsigned long long)d[k].too_large);
 }
 
 static void status_text_service(sbuf *b, myc_engine *e, uint32_t i) {

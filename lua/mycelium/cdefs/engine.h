@@ -1,7 +1,10 @@
 /* lua/mycelium/cdefs/engine.h -- the "engine" section of mycelium.cdefs: declared
  * in a Lua state when a module first needs it (cdefs.need). */
 /* engine/include/mycelium.h: the embedding API mycelium.testing drives */
-typedef struct { uint32_t capacity; int policy; double threshold; } myc_mailbox_config;
+typedef struct {
+  uint32_t capacity; int policy; double threshold;
+  uint64_t max_bytes, max_message_bytes;
+} myc_mailbox_config;
 typedef struct {
   double backoff_initial_ms, backoff_max_ms, multiplier, jitter;
   uint32_t max_restarts; double window_s, reset_s, reload_probation_s;
@@ -20,7 +23,8 @@ typedef struct {
   double handler_timeout_ms; double reload_probation_s;
 } myc_service_config;
 typedef struct {
-  const char *topic; uint64_t dropped_oldest, dropped_newest, rejected, shutdown;
+  const char *topic;
+  uint64_t dropped_oldest, dropped_newest, rejected, shutdown, too_large;
 } myc_drop_stats;
 void myc_engine_config_init(myc_engine_config *cfg);
 int myc_engine_new(myc_engine **out, const myc_engine_config *cfg);
