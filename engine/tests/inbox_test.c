@@ -28,6 +28,7 @@ static void messages_and_jobs_travel_apart(void) {
   for (i = 0; i < 3; i++) {
     h[i].task = NULL;
     h[i].buf = &bufs[i];
+    h[i].len = 0;
   }
   CHECK_EQ(myc__inbox_put(&ib, h, 2), 1); /* the first wakes the owner */
   CHECK_EQ(myc__inbox_post(&ib, &j1), 0); /* already woken */

@@ -19,6 +19,10 @@ static myc_buf *sized(uintptr_t n, uint32_t payload_len) {
 
 static myc_buf *fake(uintptr_t n) { return sized(n, 0); }
 
+static int push(myc__mailbox *mb, myc_buf *b) {
+  return myc__mailbox_push(mb, b, b->hdr.payload_len, NULL, &alloc);
+}
+
 static int released(uintptr_t n) { return atomic_load(&bufs[n].refs) == 1; }
 
 static uint64_t topic_drops(myc__mailbox *mb, uint32_t topic, int reason) {
@@ -38,7 +42,7 @@ static void fifo_order_and_wraparound(void) {
   CHECK_EQ(myc__mailbox_init(&mb, &alloc, &cfg), 0);
   for (round = 0; round < 20; round++) {
     for (i = 0; i < 3; i++, next++)
-      CHECK_EQ(myc__mailbox_push(&mb, fake(next), NULL, &alloc), 0);
+      CHECK_EQ(push(&mb, fake(next)), 0);
     CHECK_EQ(myc__mailbox_depth(&mb), 3);
     CHECK_EQ(myc__mailbox_pop(&mb, out, 8), 3);
     for (i = 0; i < 3; i++)
@@ -53,7 +57,7 @@ static void fifo_order_and_wraparound(void) {
 static void fill(myc__mailbox *mb, int n) {
   int i;
   for (i = 1; i <= n; i++)
-    (void)myc__mailbox_push(mb, fake((uintptr_t)i), NULL, &alloc);
+    (void)push(mb, fake((uintptr_t)i));
 }
 
 static void reject_keeps_the_queue(void) {
@@ -62,7 +66,7 @@ static void reject_keeps_the_queue(void) {
   myc_buf *out[8];
   CHECK_EQ(myc__mailbox_init(&mb, &alloc, &cfg), 0);
   fill(&mb, 3);
-  CHECK_EQ(myc__mailbox_push(&mb, fake(9), NULL, &alloc), MYC_EFULL);
+  CHECK_EQ(push(&mb, fake(9)), MYC_EFULL);
   CHECK(!released(9));
   CHECK_EQ(atomic_load(&mb.dropped[MYC_DROP_REJECTED]), 1);
   CHECK_EQ(topic_drops(&mb, 1, MYC_DROP_REJECTED), 1); /* 9 % 3 + 1 */
@@ -78,7 +82,7 @@ static void drop_newest_discards_the_new_one(void) {
   CHECK_EQ(myc__mailbox_init(&mb, &alloc, &cfg), 0);
   fill(&mb, 5);
   CHECK_EQ(atomic_load(&mb.dropped[MYC_DROP_NEWEST]), 2);
-  CHECK_EQ(myc__mailbox_push(&mb, fake(9), NULL, &alloc), MYC_EFULL);
+  CHECK_EQ(push(&mb, fake(9)), MYC_EFULL);
   CHECK_EQ(myc__mailbox_depth(&mb), 3);
   myc__mailbox_destroy(&mb, &alloc);
 }
@@ -89,9 +93,9 @@ static void drop_oldest_evicts_the_head(void) {
   myc_buf *out[8];
   CHECK_EQ(myc__mailbox_init(&mb, &alloc, &cfg), 0);
   fill(&mb, 3);
-  CHECK_EQ(myc__mailbox_push(&mb, fake(4), NULL, &alloc), 0);
+  CHECK_EQ(push(&mb, fake(4)), 0);
   CHECK(released(1));
-  CHECK_EQ(myc__mailbox_push(&mb, fake(5), NULL, &alloc), 0);
+  CHECK_EQ(push(&mb, fake(5)), 0);
   CHECK(released(2));
   CHECK_EQ(atomic_load(&mb.dropped[MYC_DROP_OLDEST]), 2);
   CHECK_EQ(topic_drops(&mb, 2, MYC_DROP_OLDEST), 1); /* evicted 1 and 2 */
@@ -99,11 +103,11 @@ static void drop_oldest_evicts_the_head(void) {
   CHECK_EQ(myc__mailbox_pop(&mb, out, 8), 3);
   CHECK(out[0] == fake(3) && out[1] == fake(4) && out[2] == fake(5));
   /* everything in flight: no oldest to give up, the new one goes */
-  CHECK_EQ(myc__mailbox_push(&mb, fake(6), NULL, &alloc), MYC_EFULL);
+  CHECK_EQ(push(&mb, fake(6)), MYC_EFULL);
   CHECK(!released(3) && !released(6));
   CHECK_EQ(atomic_load(&mb.dropped[MYC_DROP_NEWEST]), 1);
   myc__mailbox_done(&mb, 3, 0);
-  CHECK_EQ(myc__mailbox_push(&mb, fake(7), NULL, &alloc), 0);
+  CHECK_EQ(push(&mb, fake(7)), 0);
   myc__mailbox_destroy(&mb, &alloc);
 }
 
@@ -114,7 +118,7 @@ static void nothing_lost_below_capacity(void) {
   CHECK_EQ(myc__mailbox_init(&mb, &alloc, &cfg), 0);
   CHECK_EQ(mb.threshold, 800);
   for (i = 1; i <= 1000; i++)
-    CHECK_EQ(myc__mailbox_push(&mb, fake((uintptr_t)i), NULL, &alloc), 0);
+    CHECK_EQ(push(&mb, fake((uintptr_t)i)), 0);
   for (r = 0; r < MYC_DROP_REASONS; r++)
     CHECK_EQ(atomic_load(&mb.dropped[r]), 0);
   myc__mailbox_destroy(&mb, &alloc);
@@ -125,10 +129,10 @@ static void many_topics_share_an_overflow_bucket(void) {
   myc__mailbox mb;
   uint32_t t;
   CHECK_EQ(myc__mailbox_init(&mb, &alloc, &cfg), 0);
-  CHECK_EQ(myc__mailbox_push(&mb, fake(0), NULL, &alloc), 0);
+  CHECK_EQ(push(&mb, fake(0)), 0);
   for (t = 1; t <= 100; t++) {
     bufs[1000].topic_id = t;
-    CHECK_EQ(myc__mailbox_push(&mb, &bufs[1000], NULL, &alloc), MYC_EFULL);
+    CHECK_EQ(push(&mb, &bufs[1000]), MYC_EFULL);
   }
   CHECK_EQ(atomic_load(&mb.dropped[MYC_DROP_REJECTED]), 100);
   CHECK_EQ(atomic_load(&mb.other_topics.n[MYC_DROP_REJECTED]), 100 - MYC_DROP_TOPICS);
@@ -152,15 +156,15 @@ static void drop_oldest_evicts_until_the_bytes_fit(void) {
   myc__mailbox mb;
   CHECK_EQ(myc__mailbox_init(&mb, &alloc, &cfg), 0);
   CHECK_EQ(mb.max_message, 1000); /* the default cut to max_bytes */
-  CHECK_EQ(myc__mailbox_push(&mb, sized(1, 300), NULL, &alloc), 0);
-  CHECK_EQ(myc__mailbox_push(&mb, sized(2, 300), NULL, &alloc), 0);
-  CHECK_EQ(myc__mailbox_push(&mb, sized(3, 300), NULL, &alloc), 0);
+  CHECK_EQ(push(&mb, sized(1, 300)), 0);
+  CHECK_EQ(push(&mb, sized(2, 300)), 0);
+  CHECK_EQ(push(&mb, sized(3, 300)), 0);
   CHECK_EQ(atomic_load(&mb.bytes), 900);
-  CHECK_EQ(myc__mailbox_push(&mb, sized(4, 300), NULL, &alloc), 0);
+  CHECK_EQ(push(&mb, sized(4, 300)), 0);
   CHECK(released(1) && !released(2));
   CHECK_EQ(atomic_load(&mb.bytes), 900);
   /* One large message takes the place of three. */
-  CHECK_EQ(myc__mailbox_push(&mb, sized(5, 1000), NULL, &alloc), 0);
+  CHECK_EQ(push(&mb, sized(5, 1000)), 0);
   CHECK(released(2) && released(3) && released(4));
   CHECK_EQ(atomic_load(&mb.bytes), 1000);
   CHECK_EQ(myc__mailbox_depth(&mb), 1);
@@ -177,18 +181,18 @@ static void reject_and_drop_newest_refuse_past_the_bytes(void) {
     int reason = policy == MYC_POLICY_REJECT ? MYC_DROP_REJECTED
                                              : MYC_DROP_NEWEST;
     CHECK_EQ(myc__mailbox_init(&mb, &alloc, &cfg), 0);
-    CHECK_EQ(myc__mailbox_push(&mb, sized(1, 600), NULL, &alloc), 0);
-    CHECK_EQ(myc__mailbox_push(&mb, sized(2, 401), NULL, &alloc), MYC_EFULL);
-    CHECK_EQ(myc__mailbox_push(&mb, sized(3, 400), NULL, &alloc), 0);
+    CHECK_EQ(push(&mb, sized(1, 600)), 0);
+    CHECK_EQ(push(&mb, sized(2, 401)), MYC_EFULL);
+    CHECK_EQ(push(&mb, sized(3, 400)), 0);
     CHECK(!released(1) && !released(2));
     CHECK_EQ(atomic_load(&mb.dropped[reason]), 1);
     CHECK_EQ(topic_drops(&mb, 3, reason), 1); /* 2 % 3 + 1 */
     /* Bytes in flight still count until the batch is done. */
     CHECK_EQ(myc__mailbox_pop(&mb, out, 4), 2);
-    CHECK_EQ(myc__mailbox_push(&mb, sized(4, 1), NULL, &alloc), MYC_EFULL);
+    CHECK_EQ(push(&mb, sized(4, 1)), MYC_EFULL);
     myc__mailbox_done(&mb, 2, 1000);
     CHECK_EQ(atomic_load(&mb.bytes), 0);
-    CHECK_EQ(myc__mailbox_push(&mb, sized(5, 1000), NULL, &alloc), 0);
+    CHECK_EQ(push(&mb, sized(5, 1000)), 0);
     myc__mailbox_destroy(&mb, &alloc);
   }
 }
@@ -200,18 +204,18 @@ static void drop_oldest_keeps_the_queue_when_eviction_cannot_help(void) {
   myc__mailbox mb;
   myc_buf *out[4];
   CHECK_EQ(myc__mailbox_init(&mb, &alloc, &cfg), 0);
-  CHECK_EQ(myc__mailbox_push(&mb, sized(1, 400), NULL, &alloc), 0);
-  CHECK_EQ(myc__mailbox_push(&mb, sized(2, 400), NULL, &alloc), 0);
+  CHECK_EQ(push(&mb, sized(1, 400)), 0);
+  CHECK_EQ(push(&mb, sized(2, 400)), 0);
   CHECK_EQ(myc__mailbox_pop(&mb, out, 2), 2);
-  CHECK_EQ(myc__mailbox_push(&mb, sized(3, 100), NULL, &alloc), 0);
+  CHECK_EQ(push(&mb, sized(3, 100)), 0);
   CHECK_EQ(myc__mailbox_refusal(&mb, 300), MYC_DROP_NEWEST);
-  CHECK_EQ(myc__mailbox_push(&mb, sized(4, 300), NULL, &alloc), MYC_EFULL);
+  CHECK_EQ(push(&mb, sized(4, 300)), MYC_EFULL);
   CHECK(!released(3) && !released(4));
   CHECK_EQ(atomic_load(&mb.dropped[MYC_DROP_NEWEST]), 1);
   CHECK_EQ(atomic_load(&mb.dropped[MYC_DROP_OLDEST]), 0);
   CHECK_EQ(myc__mailbox_refusal(&mb, 150), -1); /* by evicting 3 */
   myc__mailbox_done(&mb, 2, 800);
-  CHECK_EQ(myc__mailbox_push(&mb, sized(5, 900), NULL, &alloc), 0);
+  CHECK_EQ(push(&mb, sized(5, 900)), 0);
   CHECK_EQ(atomic_load(&mb.bytes), 1000);
   myc__mailbox_destroy(&mb, &alloc);
 }
@@ -222,8 +226,8 @@ static void messages_over_max_message_are_refused_by_every_policy(void) {
     myc_mailbox_config cfg = {64, (myc_policy)policy, 0.8, 10000, 500};
     myc__mailbox mb;
     CHECK_EQ(myc__mailbox_init(&mb, &alloc, &cfg), 0);
-    CHECK_EQ(myc__mailbox_push(&mb, sized(1, 500), NULL, &alloc), 0);
-    CHECK_EQ(myc__mailbox_push(&mb, sized(2, 501), NULL, &alloc), MYC_ETOOBIG);
+    CHECK_EQ(push(&mb, sized(1, 500)), 0);
+    CHECK_EQ(push(&mb, sized(2, 501)), MYC_ETOOBIG);
     CHECK(!released(1) && !released(2));
     CHECK_EQ(atomic_load(&mb.dropped[MYC_DROP_TOO_LARGE]), 1);
     CHECK_EQ(topic_drops(&mb, 3, MYC_DROP_TOO_LARGE), 1);

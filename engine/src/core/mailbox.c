@@ -28,8 +28,12 @@ int myc__mailbox_init(myc__mailbox *mb, const myc__alloc *a,
               mb->max_bytes),
       MYC_PAYLOAD_MAX);
   mb->slots = myc__malloc(a, size * sizeof *mb->slots);
-  if (mb->slots == NULL)
+  mb->lens = myc__malloc(a, size * sizeof *mb->lens);
+  if (mb->slots == NULL || mb->lens == NULL) {
+    myc__free(a, mb->slots, size * sizeof *mb->slots);
+    myc__free(a, mb->lens, size * sizeof *mb->lens);
     return MYC_ENOMEM;
+  }
   mb->mask = size - 1;
   mb->head = 0;
   atomic_init(&mb->len, 0);
@@ -77,7 +81,9 @@ void myc__mailbox_count(myc__mailbox *mb, int reason, uint32_t topic_id,
 
 void myc__mailbox_destroy(myc__mailbox *mb, const myc__alloc *a) {
   myc__free(a, mb->slots, (mb->mask + 1) * sizeof *mb->slots);
+  myc__free(a, mb->lens, (mb->mask + 1) * sizeof *mb->lens);
   mb->slots = NULL;
+  mb->lens = NULL;
 }
 
 static uint64_t load64(const _Atomic uint64_t *v) {
@@ -126,9 +132,9 @@ int myc__mailbox_transit_refusal(const myc__mailbox *mb, size_t len,
 }
 
 /* The slow path of myc__mailbox_push: 'b' does not fit as things are. */
-int myc__mailbox_push_full(myc__mailbox *mb, myc_buf *b, myc__pool *pool,
-                           const myc__alloc *a) {
-  uint32_t need = b->hdr.payload_len, len;
+int myc__mailbox_push_full(myc__mailbox *mb, myc_buf *b, uint32_t need,
+                           myc__pool *pool, const myc__alloc *a) {
+  uint32_t len, at;
   uint64_t bytes;
   int why = myc__mailbox_refusal(mb, need);
 
@@ -141,15 +147,17 @@ int myc__mailbox_push_full(myc__mailbox *mb, myc_buf *b, myc__pool *pool,
   /* drop_oldest: refusal() made sure that evicting is enough. */
   while (!fits(mb, need, 0, 0)) {
     myc_buf *old = mb->slots[mb->head];
+    bytes -= mb->lens[mb->head];
     mb->head = (mb->head + 1) & mb->mask;
     len--;
-    bytes -= old->hdr.payload_len;
     atomic_store_explicit(&mb->len, len, memory_order_relaxed);
     atomic_store_explicit(&mb->bytes, bytes, memory_order_relaxed);
     myc__mailbox_count(mb, MYC_DROP_OLDEST, old->topic_id, 1);
     myc__buf_release(pool, a, old);
   }
-  mb->slots[(mb->head + len) & mb->mask] = b;
+  at = (mb->head + len) & mb->mask;
+  mb->slots[at] = b;
+  mb->lens[at] = need;
   atomic_store_explicit(&mb->len, len + 1, memory_order_relaxed);
   atomic_store_explicit(&mb->bytes, bytes + need, memory_order_relaxed);
   return 0;
@@ -161,7 +169,7 @@ uint32_t myc__mailbox_pop(myc__mailbox *mb, myc_buf **out, uint32_t max) {
   uint64_t bytes = 0;
   for (i = 0; i < n; i++) {
     out[i] = mb->slots[(mb->head + i) & mb->mask];
-    bytes += out[i]->hdr.payload_len;
+    bytes += mb->lens[(mb->head + i) & mb->mask];
   }
   mb->head = (mb->head + n) & mb->mask;
   atomic_store_explicit(&mb->len, len - n, memory_order_relaxed);

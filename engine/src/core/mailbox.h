@@ -35,19 +35,24 @@ typedef struct {
 
 typedef struct {
   myc_buf **slots;
+  /* The payload length of each slot's message: the owner never reads a
+   * buffer to account for it (one from another core would be a cache
+   * miss on the hot path). */
+  uint32_t *lens;
   uint32_t mask;
   uint32_t head;
   _Atomic uint32_t len;      /* queued in 'slots' */
   _Atomic uint32_t inflight; /* popped, not yet released */
-  _Atomic uint32_t incoming; /* handed over by other workers, not queued yet */
-  uint32_t capacity;
-  uint32_t threshold;        /* depth above which backpressure is on */
-  int policy;                /* myc_policy */
-  uint32_t max_message;      /* largest payload taken, <= max_bytes */
   _Atomic uint64_t bytes;    /* payload bytes queued or in flight */
   _Atomic uint64_t inflight_bytes;
-  _Atomic uint64_t incoming_bytes; /* payload bytes of 'incoming' */
   uint64_t max_bytes;
+  uint32_t max_message;      /* largest payload taken, <= max_bytes */
+  uint32_t capacity;
+  /* Written by senders on other threads, read together. */
+  _Atomic uint32_t incoming; /* handed over, not queued yet */
+  _Atomic uint64_t incoming_bytes; /* payload bytes of 'incoming' */
+  uint32_t threshold;        /* depth above which backpressure is on */
+  int policy;                /* myc_policy */
   _Atomic uint64_t dropped[MYC_DROP_REASONS];
   myc__drop_slot by_topic[MYC_DROP_TOPICS];
   myc__drop_slot other_topics;
@@ -89,14 +94,26 @@ static inline double myc__mailbox_pressure(const myc__mailbox *mb) {
 int myc__mailbox_refusal(const myc__mailbox *mb, size_t len);
 
 /* Whether a sender on another thread may hand over a message of 'len'
- * payload bytes: -1, or the reason it is lost.  Messages in transit are
+ * payload bytes: -1, or the reason it is lost (the slow path of
+ * myc__mailbox_transit_ok).  Messages in transit are
  * bounded to two mailboxes' worth of bytes, and with 'count' also of
  * messages ('in_transit' of them, the sender's own staged ones
  * included).  Any thread. */
 int myc__mailbox_transit_refusal(const myc__mailbox *mb, size_t len,
                                  uint32_t in_transit, int count);
 
-/* Appends 'b', which must carry a reference for the mailbox.
+/* The common case of myc__mailbox_transit_refusal(), inline for the
+ * senders' hot path: nonzero when the message may go. */
+static inline int myc__mailbox_transit_ok(const myc__mailbox *mb, size_t len,
+                                          uint32_t in_transit) {
+  return in_transit < 2 * (uint64_t)mb->capacity && len <= mb->max_message &&
+         atomic_load_explicit(&mb->incoming_bytes, memory_order_relaxed) +
+                 len <=
+             2 * mb->max_bytes;
+}
+
+/* Appends 'b', of 'len' payload bytes (its hdr.payload_len), which must
+ * carry a reference for the mailbox.
  *
  * Returns 0 when queued; the mailbox then owns that reference.  When 'b'
  * does not fit: drop_oldest evicts the oldest queued messages until it
@@ -104,19 +121,22 @@ int myc__mailbox_transit_refusal(const myc__mailbox *mb, size_t len,
  * otherwise, and for a message over max_message, it returns MYC_EFULL or
  * MYC_ETOOBIG and 'b' still belongs to the caller.  Every loss is
  * counted by reason.  Owner thread. */
-int myc__mailbox_push_full(myc__mailbox *mb, myc_buf *b, myc__pool *pool,
-                           const myc__alloc *a);
+int myc__mailbox_push_full(myc__mailbox *mb, myc_buf *b, uint32_t need,
+                           myc__pool *pool, const myc__alloc *a);
 
 static inline int myc__mailbox_push(myc__mailbox *mb, myc_buf *b,
-                                    myc__pool *pool, const myc__alloc *a) {
+                                    uint32_t need, myc__pool *pool,
+                                    const myc__alloc *a) {
   uint32_t len = atomic_load_explicit(&mb->len, memory_order_relaxed);
-  uint32_t need = b->hdr.payload_len;
   uint64_t bytes = atomic_load_explicit(&mb->bytes, memory_order_relaxed) + need;
+  uint32_t at;
   if (len + atomic_load_explicit(&mb->inflight, memory_order_relaxed) >=
           mb->capacity ||
       bytes > mb->max_bytes || need > mb->max_message)
-    return myc__mailbox_push_full(mb, b, pool, a);
-  mb->slots[(mb->head + len) & mb->mask] = b;
+    return myc__mailbox_push_full(mb, b, need, pool, a);
+  at = (mb->head + len) & mb->mask;
+  mb->slots[at] = b;
+  mb->lens[at] = need;
   atomic_store_explicit(&mb->len, len + 1, memory_order_relaxed);
   atomic_store_explicit(&mb->bytes, bytes, memory_order_relaxed);
   return 0;

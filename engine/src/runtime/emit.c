@@ -46,7 +46,7 @@ void myc__frame_finish(myc_buf *b, const myc__topic *t, const char *source,
 static inline __attribute__((always_inline)) int
 push_local(const myc__alloc *a, myc__task *t, myc_buf *b) {
   myc__worker *w = t->worker;
-  int rc = myc__mailbox_push(&t->mb, b, &w->pool, a);
+  int rc = myc__mailbox_push(&t->mb, b, b->hdr.payload_len, &w->pool, a);
   if (rc == 0 && !t->queued)
     myc__worker_schedule(w, t);
   return rc;

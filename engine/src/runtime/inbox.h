@@ -16,10 +16,13 @@
 
 struct myc__task;
 
-/* One message on its way to a task: the item carries one reference. */
+/* One message on its way to a task: the item carries one reference, and
+ * its payload length (so that the receiver accounts for it without
+ * reading a buffer another core wrote). */
 typedef struct {
   struct myc__task *task;
   myc_buf *buf;
+  uint32_t len;
 } myc__handoff;
 
 typedef struct {

@@ -198,10 +198,10 @@ static void uncount_incoming(const myc__handoff *items, uint32_t n) {
   uint32_t i = 0;
   while (i < n) {
     myc__task *t = items[i].task;
-    uint64_t bytes = items[i].buf->hdr.payload_len;
+    uint64_t bytes = items[i].len;
     uint32_t run = 1;
     while (i + run < n && items[i + run].task == t)
-      bytes += items[i + run++].buf->hdr.payload_len;
+      bytes += items[i + run++].len;
     atomic_fetch_sub_explicit(&t->mb.incoming, run, memory_order_relaxed);
     atomic_fetch_sub_explicit(&t->mb.incoming_bytes, bytes,
                               memory_order_relaxed);
@@ -250,6 +250,7 @@ int myc__worker_handoff(myc__worker *w, myc__task *t, myc_buf *b) {
     return refuse(t, why, b);
   h.task = t;
   h.buf = b;
+  h.len = (uint32_t)len;
   atomic_fetch_add_explicit(&t->mb.incoming, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&t->mb.incoming_bytes, len, memory_order_relaxed);
   rc = inbox_put(w, &h, 1);
@@ -291,13 +292,15 @@ int myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b) {
   /* Two mailboxes' worth already on its way: refuse at the sender so that
    * a flood across workers cannot grow memory without bound, while a
    * consumer thread descheduled for a moment does not lose anything. */
-  if ((why = myc__mailbox_transit_refusal(&t->mb, len, in_transit, 1)) >= 0)
+  if (!myc__mailbox_transit_ok(&t->mb, len, in_transit) &&
+      (why = myc__mailbox_transit_refusal(&t->mb, len, in_transit, 1)) >= 0)
     return refuse(t, why, b);
   if (st->n == st->cap &&
       grow(w->sched->alloc, &st->items, &st->cap, st->n + 1) != 0)
     return MYC_ENOMEM;
   st->items[st->n].task = t;
   st->items[st->n].buf = b;
+  st->items[st->n].len = len;
   st->n++;
   w->staged++;
   if (st->run_task != t) {
@@ -351,8 +354,8 @@ void myc__worker_drain_inbox(myc__worker *w) {
   uncount_incoming(b.items, b.n);
   for (i = 0; i < b.n; i++) {
     myc__task *t = b.items[i].task;
-    int rc = myc__mailbox_push(&t->mb, b.items[i].buf, &w->pool,
-                               w->sched->alloc);
+    int rc = myc__mailbox_push(&t->mb, b.items[i].buf, b.items[i].len,
+                               &w->pool, w->sched->alloc);
     if (rc != 0)
       release(w, b.items[i].buf);
     else if (!t->queued)
