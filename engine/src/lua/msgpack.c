@@ -283,12 +283,87 @@ static int push_protected(lua_State *L) {
   return 1;
 }
 
+/* The big-endian unsigned integer of 'n' bytes at 'p'. */
+static uint64_t be(const unsigned char *p, int n) {
+  uint64_t v = 0;
+  while (n-- > 0)
+    v = v << 8 | *p++;
+  return v;
+}
+
+/* Bytes of the header at 'p' (0: a byte no value starts with), and in
+ * '*body' the bytes after it and in '*items' the values it contains
+ * (arrays, maps); 'avail' bytes are left, so that no length is read past
+ * the end. */
+static size_t header(const unsigned char *p, size_t avail, uint64_t *body,
+                     uint64_t *items) {
+  /* For 0xc4..0xdf: length bytes, fixed body, items per counted unit
+   * (0: a length of bytes), type byte of an extension. */
+  static const unsigned char lenw[] = {1, 2, 4, 1, 2, 4, 0, 0, 0, 0, 0, 0,
+                                       0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4,
+                                       2, 4, 2, 4};
+  static const unsigned char fixed[] = {0, 0, 0, 1, 1, 1, 4, 8, 1, 2, 4, 8,
+                                        1, 2, 4, 8, 2, 3, 5, 9, 17, 0, 0, 0,
+                                        0, 0, 0, 0};
+  static const unsigned char per[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                      1, 1, 2, 2};
+  unsigned c = p[0], k;
+  *body = *items = 0;
+  if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
+    return 1;
+  if (c <= 0x8f || (c >= 0x90 && c <= 0x9f)) {
+    *items = (uint64_t)(c & 0x0f) * (c <= 0x8f ? 2 : 1);
+    return 1;
+  }
+  if (c <= 0xbf) {
+    *body = c & 0x1f;
+    return 1;
+  }
+  if (c == 0xc1)
+    return 0;
+  k = c - 0xc4;
+  if (avail < 1u + lenw[k])
+    return 0;
+  if (per[k])
+    *items = be(p + 1, lenw[k]) * per[k];
+  else
+    *body = be(p + 1, lenw[k]) + fixed[k];
+  return 1u + lenw[k];
+}
+
+/* Whether the MessagePack value at 'p' can be what it claims: every
+ * array, map and string fits in the bytes left (an element takes one at
+ * least).  msgpack-c allocates what a header claims before it reads the
+ * elements, so 10 bytes claiming 2^32 entries asked for hundreds of GiB;
+ * after this check it allocates in proportion to the input. */
+static int plausible(const char *s, size_t len) {
+  const unsigned char *p = (const unsigned char *)s;
+  uint64_t pending = 1, body, items;
+  size_t off = 0, h;
+  while (pending > 0) {
+    if (off >= len || (h = header(p + off, len - off, &body, &items)) == 0)
+      return 0;
+    off += h;
+    if (body > len - off || items > len - off)
+      return 0;
+    off += (size_t)body;
+    pending += items - 1;
+  }
+  return 1;
+}
+
 /* Decodes 'len' bytes at 'p'.  Returns nil, message on malformed input. */
 static int decode(lua_State *L, const char *p, size_t len) {
   msgpack_unpacked u;
   size_t off = 0;
   msgpack_unpack_return rc;
   int rc2;
+  if (!plausible(p, len)) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "malformed MessagePack payload");
+    return 2;
+  }
   msgpack_unpacked_init(&u);
   rc = msgpack_unpack_next(&u, p, len, &off);
   if (rc != MSGPACK_UNPACK_SUCCESS || off != len) {
