@@ -134,3 +134,32 @@ describe("time and budget settings", function()
     assert.are.same({ 100, 200, 400 }, delays)
   end)
 end)
+
+describe("network client options", function()
+  after_each(function() testing.cleanup() end)
+
+  it("refuse infinite times and sizes before connecting", function()
+    local eng = testing.engine { collect = { "report" }, services = { {
+      name = "client", module = testing.module [[
+        local ws = require "mycelium.net.ws"
+        local http = require "mycelium.net.http"
+        return { subscribe = { "go" }, on_message = function(ctx)
+          local r = {}
+          r[1] = select(2, pcall(ws.connect, ctx, "ws://127.0.0.1:9/",
+                                 { open_timeout_ms = math.huge }))
+          r[2] = select(2, pcall(ws.connect, ctx, "ws://127.0.0.1:9/",
+                                 { max_message = 1e300 }))
+          r[3] = select(2, pcall(http.request, ctx,
+                                 { url = "http://127.0.0.1:9/", timeout_ms = 1e300 },
+                                 function() end))
+          ctx:emit("report", r)
+        end }]] } } }
+    eng:publish("go", "")
+    eng:run()
+    local r = eng.collect_before_start.report:messages()[1].data
+    eng:close()
+    assert.matches("ws.connect: .*times must be at most 1e12 ms", r[1])
+    assert.matches("ws.connect: .*max_message and max_buffered must be at most 1e15", r[2])
+    assert.matches("http.request: .*timeout_ms > 0 and at most 1e12", r[3])
+  end)
+end)

@@ -7,6 +7,7 @@
  */
 #include "net/http.h"
 
+#include "base/clock.h"
 #include "runtime/engine.h"
 #include "net/http_msg.h"
 #include "net/stream.h"
@@ -256,11 +257,13 @@ static int prepare(myc_http *h, const char *url, const char *method,
              url);
     return MYC_EINVAL;
   }
-  if (!(o->timeout_ms > 0) || !(o->max_body >= 1) || method == NULL ||
+  /* Bounded: both are converted to integers (math.huge would overflow). */
+  if (!(o->timeout_ms > 0 && o->timeout_ms <= MYC_MAX_MS) ||
+      !(o->max_body >= 1 && o->max_body <= 1e15) || method == NULL ||
       strpbrk(method, " \r\n") != NULL) {
     snprintf(err, errlen,
-             "bad method or options (timeout_ms > 0, "
-             "max_body >= 1)");
+             "bad method or options (timeout_ms > 0 and at most 1e12, "
+             "max_body from 1 to 1e15)");
     return MYC_EINVAL;
   }
   if ((h->url_text = myc__strdup(alloc_of(h), url)) == NULL ||

@@ -562,6 +562,16 @@ static int check_options(const myc_ws_options *o, char *err, size_t errlen) {
     bad = "max_message and max_buffered must be >= 1";
   else if (o->max_attempts < 0)
     bad = "max_attempts must be >= 0";
+  /* Converted to integers later: math.huge would overflow them. */
+  else if (!(o->backoff_max_ms <= MYC_MAX_MS) ||
+           !(o->backoff_initial_ms <= MYC_MAX_MS) ||
+           !(o->open_timeout_ms <= MYC_MAX_MS) ||
+           !(o->close_timeout_ms <= MYC_MAX_MS) ||
+           !(o->ping_interval_ms <= MYC_MAX_MS) ||
+           !(o->pong_timeout_ms <= MYC_MAX_MS))
+    bad = "times must be at most 1e12 ms";
+  else if (!(o->max_message <= 1e15) || !(o->max_buffered <= 1e15))
+    bad = "max_message and max_buffered must be at most 1e15";
   if (bad != NULL)
     snprintf(err, errlen, "%s", bad);
   return bad ? MYC_EINVAL : 0;
