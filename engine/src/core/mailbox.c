@@ -21,7 +21,10 @@ int myc__mailbox_init(myc__mailbox *mb, const myc__alloc *a,
       cfg->policy < MYC_POLICY_DROP_OLDEST || cfg->policy > MYC_POLICY_REJECT)
     return MYC_EINVAL;
   size = pow2_at_least(cfg->capacity);
-  mb->max_bytes = cfg->max_bytes ? cfg->max_bytes : MYC_MAILBOX_MAX_BYTES;
+  /* Cut so that twice it (the bound in transit) cannot overflow. */
+  mb->max_bytes = min_u64(cfg->max_bytes ? cfg->max_bytes
+                                         : MYC_MAILBOX_MAX_BYTES,
+                          1ull << 62);
   mb->max_message = (uint32_t)min_u64(
       min_u64(cfg->max_message_bytes ? cfg->max_message_bytes
                                      : MYC_MAILBOX_MAX_MESSAGE,
@@ -43,6 +46,9 @@ int myc__mailbox_init(myc__mailbox *mb, const myc__alloc *a,
   atomic_init(&mb->inflight_bytes, 0);
   atomic_init(&mb->incoming_bytes, 0);
   mb->capacity = cfg->capacity;
+  mb->transit_max = 2 * cfg->capacity;
+  mb->transit_max_bytes = 2 * mb->max_bytes;
+  mb->transit_max_message = mb->max_message;
   mb->threshold = (uint32_t)(cfg->threshold * cfg->capacity);
   mb->policy = cfg->policy;
   for (i = 0; i < MYC_DROP_REASONS; i++)
@@ -120,12 +126,12 @@ int myc__mailbox_refusal(const myc__mailbox *mb, size_t len) {
 
 int myc__mailbox_transit_refusal(const myc__mailbox *mb, size_t len,
                                  uint32_t in_transit, int count) {
-  if (len > mb->max_message)
+  if (len > mb->transit_max_message)
     return MYC_DROP_TOO_LARGE;
   /* (For drop_oldest this drops the newest: exact eviction would need the
    * messages in transit, which belong to no one yet.) */
-  if ((count && in_transit >= 2 * (uint64_t)mb->capacity) ||
-      load64(&mb->incoming_bytes) + len > 2 * mb->max_bytes)
+  if ((count && in_transit >= mb->transit_max) ||
+      load64(&mb->incoming_bytes) + len > mb->transit_max_bytes)
     return mb->policy == MYC_POLICY_REJECT ? MYC_DROP_REJECTED
                                            : MYC_DROP_NEWEST;
   return -1;

@@ -34,6 +34,7 @@ typedef struct {
 } myc__drop_slot;
 
 typedef struct {
+  /* The owner's, written at every push and pop. */
   myc_buf **slots;
   /* The payload length of each slot's message: the owner never reads a
    * buffer to account for it (one from another core would be a cache
@@ -46,11 +47,18 @@ typedef struct {
   _Atomic uint64_t bytes;    /* payload bytes queued or in flight */
   _Atomic uint64_t inflight_bytes;
   uint64_t max_bytes;
-  uint32_t max_message;      /* largest payload taken, <= max_bytes */
   uint32_t capacity;
-  /* Written by senders on other threads, read together. */
+  uint32_t max_message;      /* largest payload taken, <= max_bytes */
+  /* Apart, so that no cache line holds both what the owner writes at
+   * every message and what senders on other threads do. */
+  char apart[64];
+  /* The senders': what is on its way, and the bounds they check it
+   * against (copies of the owner's). */
   _Atomic uint32_t incoming; /* handed over, not queued yet */
+  uint32_t transit_max;      /* 2 * capacity */
   _Atomic uint64_t incoming_bytes; /* payload bytes of 'incoming' */
+  uint64_t transit_max_bytes;      /* 2 * max_bytes */
+  uint32_t transit_max_message;    /* max_message */
   uint32_t threshold;        /* depth above which backpressure is on */
   int policy;                /* myc_policy */
   _Atomic uint64_t dropped[MYC_DROP_REASONS];
@@ -106,10 +114,10 @@ int myc__mailbox_transit_refusal(const myc__mailbox *mb, size_t len,
  * senders' hot path: nonzero when the message may go. */
 static inline int myc__mailbox_transit_ok(const myc__mailbox *mb, size_t len,
                                           uint32_t in_transit) {
-  return in_transit < 2 * (uint64_t)mb->capacity && len <= mb->max_message &&
+  return in_transit < mb->transit_max && len <= mb->transit_max_message &&
          atomic_load_explicit(&mb->incoming_bytes, memory_order_relaxed) +
                  len <=
-             2 * mb->max_bytes;
+             mb->transit_max_bytes;
 }
 
 /* Appends 'b', of 'len' payload bytes (its hdr.payload_len), which must
