@@ -4,7 +4,9 @@
  * every message is handled or counted as lost. */
 #include "test.h"
 
-#include "mycelium.h"
+#include "test_engine.h"
+
+#include "base/alloc.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -15,7 +17,7 @@ static char tmpdir[] = "/tmp/myc_bytes_test_XXXXXX";
 #define MB (1024 * 1024)
 
 /* Counts the engine's live bytes and their peak (messages are the large
- * part); the Lua heaps go to plain_alloc and are not counted. */
+ * part); the Lua heaps go to the default allocator, not counted. */
 static _Atomic long long live, peak;
 
 static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
@@ -37,16 +39,6 @@ static void *counting_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     if (atomic_compare_exchange_weak(&peak, &old, now))
       break;
   return p;
-}
-
-static void *plain_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
-  (void)ud;
-  (void)osize;
-  if (nsize == 0) {
-    free(ptr);
-    return NULL;
-  }
-  return realloc(ptr, nsize);
 }
 
 static _Atomic uint64_t handled;
@@ -81,8 +73,7 @@ static void cross_worker_flood_of_large_messages_is_bounded(void) {
   myc_service_config sc;
   myc_service_stats st;
   myc_engine *e;
-  char err[512], path[256];
-  FILE *f;
+  char err[512], path[512];
 
   atomic_store(&live, 0);
   atomic_store(&peak, 0);
@@ -90,15 +81,12 @@ static void cross_worker_flood_of_large_messages_is_bounded(void) {
   myc_engine_config_init(&cfg);
   cfg.workers = 2;
   cfg.alloc = counting_alloc;
-  cfg.lua_alloc = plain_alloc;
+  cfg.lua_alloc = myc__default_alloc;
   cfg.mailbox.capacity = 64;
   cfg.mailbox.policy = MYC_POLICY_DROP_NEWEST;
   cfg.mailbox.max_bytes = 8 * MB;
   CHECK_EQ(myc_engine_new(&e, &cfg), 0);
-  snprintf(path, sizeof path, "%s/flood.lua", tmpdir);
-  f = fopen(path, "w");
-  fputs(flood_src, f);
-  fclose(f);
+  snprintf(path, sizeof path, "%s", test_module(tmpdir, "flood.lua", flood_src));
   memset(&sc, 0, sizeof sc);
   sc.name = "flood";
   sc.module = path;

@@ -4,6 +4,8 @@
  * a crashed handler's message there in the service's name. */
 #include "test.h"
 
+#include "test_engine.h"
+
 #include "ffi/ffi.h"
 #include "runtime/engine.h"
 
@@ -32,15 +34,11 @@ static void services_cannot_emit_on_engine_topics(void) {
   myc_engine *e;
   myc_service *s;
   dead_seen dead = {0, ""};
-  char err[512], path[256];
+  char err[512], path[512];
   int64_t id;
   myc_buf *b;
-  FILE *f;
 
-  snprintf(path, sizeof path, "%s/crash.lua", tmpdir);
-  f = fopen(path, "w");
-  fputs(src, f);
-  fclose(f);
+  snprintf(path, sizeof path, "%s", test_module(tmpdir, "crash.lua", src));
   myc_engine_config_init(&cfg);
   cfg.manual = 1;
   cfg.workers = 1;

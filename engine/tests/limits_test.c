@@ -4,36 +4,15 @@
  * sanitizer build checks every float-to-integer conversion). */
 #include "test.h"
 
-#include "mycelium.h"
+#include "test_engine.h"
 
 #include <math.h>
 #include <unistd.h>
 
 static char tmpdir[] = "/tmp/myc_limits_test_XXXXXX";
 
-static const char *write_module(const char *src) {
-  static char path[256];
-  FILE *f;
-  snprintf(path, sizeof path, "%s/svc.lua", tmpdir);
-  f = fopen(path, "w");
-  fputs(src, f);
-  fclose(f);
-  return path;
-}
-
-static myc_engine *manual_engine(void) {
-  myc_engine_config cfg;
-  myc_engine *e = NULL;
-  myc_engine_config_init(&cfg);
-  cfg.manual = 1;
-  cfg.workers = 1;
-  if (myc_engine_new(&e, &cfg) != 0)
-    return NULL;
-  return e;
-}
-
 static void advance_refuses_times_out_of_range(void) {
-  myc_engine *e = manual_engine();
+  myc_engine *e = test_manual_engine();
   char err[256];
   CHECK(e != NULL);
   CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
@@ -76,7 +55,7 @@ static void supervisor_settings_are_bounded(void) {
     cfg.supervisor = sc;
     CHECK_EQ(myc_engine_new(&e, &cfg), MYC_EINVAL);
     CHECK(e == NULL);
-    e = manual_engine();
+    e = test_manual_engine();
     CHECK(e != NULL);
     CHECK_EQ(myc_engine_add_group(e, "g", MYC_ONE_FOR_ONE, &sc), MYC_EINVAL);
     myc_engine_free(e);
@@ -94,7 +73,7 @@ static int add(myc_engine *e, double mem_mb, double timeout_ms,
   myc_service_config sc;
   memset(&sc, 0, sizeof sc);
   sc.name = "svc";
-  sc.module = write_module("return { init = function() end }\n");
+  sc.module = test_module(tmpdir, "svc.lua", "return { init = function() end }\n");
   sc.worker = -1;
   sc.memory_limit_mb = mem_mb;
   sc.handler_timeout_ms = timeout_ms;
@@ -103,7 +82,7 @@ static int add(myc_engine *e, double mem_mb, double timeout_ms,
 }
 
 static void service_budgets_are_bounded_and_named(void) {
-  myc_engine *e = manual_engine();
+  myc_engine *e = test_manual_engine();
   char err[512];
   CHECK(e != NULL);
   CHECK_EQ(add(e, 1e300, 0, 0, err, sizeof err), MYC_EINVAL);
@@ -135,7 +114,7 @@ int main(void) {
   if (mkdtemp(tmpdir) == NULL)
     return 1;
   rc = run_tests(cases);
-  unlink(write_module(""));
+  unlink(test_module(tmpdir, "svc.lua", ""));
   rmdir(tmpdir);
   return rc;
 }

@@ -3,7 +3,7 @@
  * reply or a reload request, and quotes them escaped in its message. */
 #include "test.h"
 
-#include "mycelium.h"
+#include "test_engine.h"
 
 #include "base/log.h"
 
@@ -12,22 +12,11 @@ static void noop_cb(void *ud, const myc_message *m) {
   (void)m;
 }
 
-static myc_engine *manual_engine(void) {
-  myc_engine_config cfg;
-  myc_engine *e = NULL;
-  myc_engine_config_init(&cfg);
-  cfg.manual = 1;
-  cfg.workers = 1;
-  if (myc_engine_new(&e, &cfg) != 0)
-    return NULL;
-  return e;
-}
-
 static void bad_service_names_are_refused(void) {
   static const char *bad[] = {"", "a b", "a\"b", "a\nERROR forged", "-x",
                               ".x", "a\\b", "a\tb", "a;b", "\xc3\xa9"};
   char long_name[300];
-  myc_engine *e = manual_engine();
+  myc_engine *e = test_manual_engine();
   size_t i;
   CHECK(e != NULL);
   for (i = 0; i < sizeof bad / sizeof *bad; i++)
@@ -48,7 +37,7 @@ static void bad_service_names_are_refused(void) {
 
 static void the_message_quotes_the_name_escaped(void) {
   myc_service_config sc;
-  myc_engine *e = manual_engine();
+  myc_engine *e = test_manual_engine();
   char err[256];
   CHECK(e != NULL);
   memset(&sc, 0, sizeof sc);

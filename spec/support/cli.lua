@@ -5,13 +5,7 @@ local M = {}
 
 M.bin = os.getenv("MYCELIUM_BIN") or "build/mycelium"
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = require("support.proc").slurp
 
 -- A fresh directory; dir:write(name, text) returns the file's path,
 -- dir:sh(cmd) and dir:mycelium(args) return exit code, stdout and stderr,
