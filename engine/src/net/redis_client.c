@@ -68,6 +68,9 @@ struct myc_redis {
   myc_redis_options opt;
 
   redisAsyncContext *ac; /* the current connection or attempt */
+  redisReplyObjectFunctions reader_fns; /* hiredis's, guarded (see guard) */
+  const redisReplyObjectFunctions *hiredis_fns;
+  int unsolicited; /* the server sent a reply to no command */
   int state;
   int closing, released, resolving, timer_closing;
   int init_pending; /* AUTH/SELECT replies still awaited */
@@ -343,8 +346,13 @@ static void up_reached(myc_redis *c) {
  * see the client down already. */
 static void connection_lost(myc_redis *c, const redisAsyncContext *ac) {
   int status = ac->err == REDIS_ERR_PROTOCOL ? UV_EPROTO : UV_ECONNRESET;
-  set_lost(c, status, "connection lost: %s",
-           ac->errstr && *ac->errstr ? ac->errstr : "closed");
+  if (c->unsolicited)
+    set_lost(c, UV_EPROTO,
+             "connection dropped: the server sent a reply to no command "
+             "(a broken server, or not Redis)");
+  else
+    set_lost(c, status, "connection lost: %s",
+             ac->errstr && *ac->errstr ? ac->errstr : "closed");
   c->ac = NULL;
   conn_ended(c);
 }
@@ -478,6 +486,54 @@ static void del_write(void *p) {
   poll_set(p, ((redisLibuvEvents *)p)->events & ~UV_WRITABLE);
 }
 
+/* ---- replies to no command ----------------------------------------------- */
+
+/* hiredis 0.14 asserts, aborting the process, when a reply comes with no
+ * command waiting for it (unless it is an error, which it reports and
+ * drops the connection for).  A broken or hostile server can do that, so
+ * the reader's object hooks check each top-level reply as it is built:
+ * refusing the object makes hiredis drop the connection as it does for a
+ * malformed reply.  'privdata' of the reader is the connection. */
+static int unsolicited(const redisReadTask *t) {
+  redisAsyncContext *ac = t->privdata;
+  myc_redis *c = ac->data;
+  if (t->parent != NULL || ac->replies.head != NULL ||
+      t->type == REDIS_REPLY_ERROR)
+    return 0;
+  c->unsolicited = 1;
+  return 1;
+}
+
+static const redisReplyObjectFunctions *hiredis_fns(const redisReadTask *t) {
+  return ((myc_redis *)((redisAsyncContext *)t->privdata)->data)->hiredis_fns;
+}
+
+static void *guard_string(const redisReadTask *t, char *s, size_t n) {
+  return unsolicited(t) ? NULL : hiredis_fns(t)->createString(t, s, n);
+}
+static void *guard_array(const redisReadTask *t, int n) {
+  return unsolicited(t) ? NULL : hiredis_fns(t)->createArray(t, n);
+}
+static void *guard_integer(const redisReadTask *t, long long v) {
+  return unsolicited(t) ? NULL : hiredis_fns(t)->createInteger(t, v);
+}
+static void *guard_nil(const redisReadTask *t) {
+  return unsolicited(t) ? NULL : hiredis_fns(t)->createNil(t);
+}
+
+static void guard(myc_redis *c, redisAsyncContext *ac) {
+  redisReader *r = ac->c.reader;
+  c->hiredis_fns = r->fn;
+  c->reader_fns = *r->fn; /* what is not replaced stays hiredis's */
+  c->reader_fns.createString = guard_string;
+  c->reader_fns.createArray = guard_array;
+  c->reader_fns.createInteger = guard_integer;
+  c->reader_fns.createNil = guard_nil;
+  r->fn = &c->reader_fns;
+  redisReaderSetPrivdata(r, ac);
+  c->unsolicited = 0;
+}
+
 /* ---- connecting --------------------------------------------------------- */
 
 /* Queues AUTH and SELECT, then what waited for the address.  Returns 0 or
@@ -562,6 +618,7 @@ static void connect_ip(myc_redis *c, const char *ip) {
    * not keep its loop running after the engine stopped. */
   uv_unref((uv_handle_t *)&ev->handle);
   ac->data = c;
+  guard(c, ac);
   c->ac = ac;
   c->state = ST_CONNECTING;
   redisAsyncSetConnectCallback(ac, on_connect);
