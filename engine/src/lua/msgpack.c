@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 #include <math.h>
 #include <msgpack.h>
+#include <stdint.h>
 #include <string.h>
 
 #define MAX_DEPTH 64
@@ -283,12 +284,87 @@ static int push_protected(lua_State *L) {
   return 1;
 }
 
+/* Big-endian length of 'n' bytes at p[i], or SIZE_MAX past 'len'. */
+static size_t be_len(const unsigned char *p, size_t i, size_t n, size_t len) {
+  size_t v = 0, k;
+  if (n > len - i)
+    return SIZE_MAX;
+  for (k = 0; k < n; k++)
+    v = v << 8 | p[i + k];
+  return v;
+}
+
+/* What follows the tags 0xc0..0xdf: 'fixed' bytes, then a big-endian
+ * length of 'len_bytes' bytes counting bytes, or elements of an array or
+ * a map. */
+enum { T_BYTES, T_ARRAY, T_MAP, T_UNUSED };
+static const struct {
+  unsigned char fixed, len_bytes, kind;
+} tags[32] = {
+    {0, 0, T_BYTES},  {0, 0, T_UNUSED}, {0, 0, T_BYTES}, {0, 0, T_BYTES},
+    {0, 1, T_BYTES},  {0, 2, T_BYTES},  {0, 4, T_BYTES}, /* bin */
+    {1, 1, T_BYTES},  {1, 2, T_BYTES},  {1, 4, T_BYTES}, /* ext: type */
+    {4, 0, T_BYTES},  {8, 0, T_BYTES},                   /* float */
+    {1, 0, T_BYTES},  {2, 0, T_BYTES},  {4, 0, T_BYTES}, {8, 0, T_BYTES},
+    {1, 0, T_BYTES},  {2, 0, T_BYTES},  {4, 0, T_BYTES}, {8, 0, T_BYTES},
+    {2, 0, T_BYTES},  {3, 0, T_BYTES},  {5, 0, T_BYTES}, {9, 0, T_BYTES},
+    {17, 0, T_BYTES},                                    /* fixext */
+    {0, 1, T_BYTES},  {0, 2, T_BYTES},  {0, 4, T_BYTES}, /* str */
+    {0, 2, T_ARRAY},  {0, 4, T_ARRAY},  {0, 2, T_MAP},   {0, 4, T_MAP}};
+
+/* Whether the first value at 'p' can be what its headers say, walked
+ * without building it.  msgpack-c sizes a container from its header
+ * before it reads an element, so five bytes announcing 2^32 elements
+ * would have it allocate 96 GiB; every element takes a byte at least, so
+ * a header may not promise more elements than bytes remain. */
+static int plausible(const unsigned char *p, size_t len) {
+  size_t i = 0, want = 1, body, items, n;
+  while (want-- > 0) {
+    unsigned char b;
+    if (i >= len)
+      return 0;
+    b = p[i++];
+    body = items = 0;
+    if (b >= 0x80 && b <= 0x8f) {
+      items = 2 * (size_t)(b & 0x0f);
+    } else if (b >= 0x90 && b <= 0x9f) {
+      items = b & 0x0f;
+    } else if (b >= 0xa0 && b <= 0xbf) {
+      body = b & 0x1f;
+    } else if (b >= 0xc0 && b <= 0xdf) {
+      if (tags[b - 0xc0].kind == T_UNUSED)
+        return 0;
+      body = tags[b - 0xc0].fixed;
+      n = be_len(p, i, tags[b - 0xc0].len_bytes, len);
+      if (n == SIZE_MAX)
+        return 0;
+      i += tags[b - 0xc0].len_bytes;
+      if (tags[b - 0xc0].kind == T_BYTES)
+        body += n;
+      else
+        items = tags[b - 0xc0].kind == T_MAP ? 2 * n : n;
+    }
+    if (body > len - i)
+      return 0;
+    i += body;
+    want += items;
+    if (want > len - i)
+      return 0;
+  }
+  return 1;
+}
+
 /* Decodes 'len' bytes at 'p'.  Returns nil, message on malformed input. */
 static int decode(lua_State *L, const char *p, size_t len) {
   msgpack_unpacked u;
   size_t off = 0;
   msgpack_unpack_return rc;
   int rc2;
+  if (!plausible((const unsigned char *)p, len)) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "malformed MessagePack payload");
+    return 2;
+  }
   msgpack_unpacked_init(&u);
   rc = msgpack_unpack_next(&u, p, len, &off);
   if (rc != MSGPACK_UNPACK_SUCCESS || off != len) {
