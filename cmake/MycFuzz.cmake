@@ -9,11 +9,19 @@ if(NOT MYC_FUZZ OR NOT MYC_CLANG)
   return()
 endif()
 
+# The engine's sources and definitions, as the main build compiles them,
+# for fuzz/CMakeLists.txt to compile again.
+get_target_property(MYC_ENGINE_DEFS libmycelium COMPILE_DEFINITIONS)
+file(WRITE ${CMAKE_BINARY_DIR}/fuzz-engine.cmake
+  "set(MYC_ENGINE_SOURCES [==[${MYC_SOURCES}]==])\n"
+  "set(MYC_ENGINE_DEFS [==[${MYC_ENGINE_DEFS}]==])\n")
+
 include(ExternalProject)
 ExternalProject_Add(myc_fuzz
   SOURCE_DIR ${CMAKE_SOURCE_DIR}/fuzz
   BINARY_DIR ${CMAKE_BINARY_DIR}/fuzz
   CMAKE_ARGS -DCMAKE_C_COMPILER=${MYC_CLANG} -DCMAKE_BUILD_TYPE=RelWithDebInfo
+             -DMYC_ENGINE=${CMAKE_BINARY_DIR}/fuzz-engine.cmake
   INSTALL_COMMAND ""
   BUILD_ALWAYS ON) # it does not see the engine's sources change otherwise
 

@@ -42,7 +42,7 @@ static void init(void) {
     abort();
   luaL_openlibs(L);
   if (luaL_dostring(L,
-                    "require('jit').off(); package.path = '" MYC_SOURCE_LUA_DIR
+                    "require('jit').off(); package.path = '" LUA_DIR
                     "/?.lua;' .. package.path") != 0 ||
       luaL_loadfile(L, FUZZ_DIR "/jsonrpc.lua") != 0 ||
       lua_pcall(L, 0, 1, 0) != 0) {

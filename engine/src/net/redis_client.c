@@ -530,7 +530,7 @@ static void guard(myc_redis *c, redisAsyncContext *ac) {
   c->reader_fns.createInteger = guard_integer;
   c->reader_fns.createNil = guard_nil;
   r->fn = &c->reader_fns;
-  redisReaderSetPrivdata(r, ac);
+  r->privdata = ac; /* redisReaderSetPrivdata casts its value to int */
   c->unsolicited = 0;
 }
 
