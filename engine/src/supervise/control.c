@@ -454,10 +454,13 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
 
 static void on_idle_timeout(uv_timer_t *h) {
   conn *c = h->data;
-  if (c->replied) /* the client does not read its reply */
+  char msg[64];
+  if (c->replied) { /* the client does not read its reply */
     conn_close(c);
-  else
-    reply_error(c, MYC_ETIMEDOUT, "no request line within 5 s");
+    return;
+  }
+  snprintf(msg, sizeof msg, "no request line within %d s", REQUEST_MS / 1000);
+  reply_error(c, MYC_ETIMEDOUT, msg);
 }
 
 /* At the cap: closes the oldest connection that has sent nothing yet.
