@@ -734,6 +734,7 @@ typedef struct {
   uv_tcp_t server;
   const char *script;
   int greet;
+  size_t flood; /* after the script, this many bytes of 'x' */
   int port;
   int accepted;
 } peer;
@@ -748,8 +749,17 @@ typedef struct {
 static void peer_closed(uv_handle_t *h) { free(h->data); }
 
 static void peer_write(peer_conn *pc) {
-  uv_buf_t b = uv_buf_init((char *)pc->p->script, (unsigned)strlen(pc->p->script));
-  uv_try_write((uv_stream_t *)&pc->tcp, &b, 1);
+  static char xs[4 << 20];
+  uv_buf_t b[2];
+  b[0] = uv_buf_init((char *)pc->p->script, (unsigned)strlen(pc->p->script));
+  if (pc->p->flood == 0) {
+    uv_try_write((uv_stream_t *)&pc->tcp, b, 1);
+    return;
+  }
+  memset(xs, 'x', sizeof xs);
+  b[1] = uv_buf_init(xs, (unsigned)(pc->p->flood < sizeof xs ? pc->p->flood
+                                                              : sizeof xs));
+  uv_write(&pc->wr, (uv_stream_t *)&pc->tcp, b, 2, NULL);
 }
 
 static void peer_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
@@ -838,6 +848,30 @@ static void test_extra_replies(void) {
   id = cmd(&h, 2, "GET", "k");
   CHECK(wait_for(&h, &h.downs, 2, 5000));
   CHECK_STR(reply_of(&h, id)->text, "+OK");
+  peer_stop(&p);
+  harness_free(&h);
+}
+
+/* A bulk string announced at 1 GiB, then streamed: the client stops
+ * buffering at its bound instead of growing until the command timeout. */
+static void test_reply_too_big(void) {
+  harness h;
+  peer p;
+  int64_t id;
+  uint64_t t0;
+  harness_init(&h);
+  CHECK_EQ(peer_start(&h, &p, "$1073741824\r\n", 0), 0);
+  p.flood = 4 << 20;
+  CHECK_EQ(open_client(&h, url_of(p.port), NULL), 0);
+  myc__redis_set_max_reply(h.c, 1 << 20);
+  CHECK(wait_for(&h, &h.ups, 1, 5000));
+  t0 = mono_ms();
+  id = cmd(&h, 2, "GET", "big");
+  CHECK(wait_for(&h, &h.replies, 1, 5000));
+  CHECK(mono_ms() - t0 < 900); /* not the 1 s command timeout */
+  CHECK_EQ(reply_of(&h, id)->status, MYC_ELIMIT);
+  CHECK(strstr(reply_of(&h, id)->text,
+               ": a reply of more than 1 MiB; connection dropped") != NULL);
   peer_stop(&p);
   harness_free(&h);
 }
@@ -1001,6 +1035,7 @@ int main(void) {
       {"alloc_failures", test_alloc_failures},
       {"extra_replies", test_extra_replies},
       {"unsolicited", test_unsolicited},
+      {"reply_too_big", test_reply_too_big},
       {"threaded_engine", test_threaded_engine},
       {"manual_engine", test_manual_engine},
       {NULL, NULL}};

@@ -71,6 +71,7 @@ struct myc_redis {
   redisReplyObjectFunctions reader_fns; /* hiredis's, guarded (see guard) */
   const redisReplyObjectFunctions *hiredis_fns;
   int unsolicited; /* the server sent a reply to no command */
+  size_t max_reply; /* bytes of a reply buffered before it is complete */
   int state;
   int closing, released, resolving, timer_closing;
   int init_pending; /* AUTH/SELECT replies still awaited */
@@ -448,6 +449,20 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
  * them: an error counts as readiness, so hiredis reads the socket and
  * meets the error itself.  Attach and cleanup stay the adapter's. */
 
+/* hiredis keeps a reply's bytes until the reply is complete, with no
+ * bound: "$2147483647\r\n" and a stream of bytes would grow the buffer
+ * until the command timeout.  Checked after each read (16 KiB at most). */
+static void check_backlog(redisAsyncContext *ac) {
+  myc_redis *c = ac->data;
+  const redisReader *r = ac->c.reader;
+  if (c == NULL || c->ac != ac || r->len - r->pos <= c->max_reply)
+    return;
+  set_lost(c, MYC_ELIMIT,
+           "a reply of more than %zu MiB; connection dropped",
+           c->max_reply >> 20);
+  drop(c);
+}
+
 static void on_poll(uv_poll_t *h, int status, int events) {
   redisLibuvEvents *p = h->data;
   int ev = events;
@@ -455,8 +470,12 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     ev = p->events;
     p->events = 0; /* libuv stopped the handle */
   }
-  if (p->context != NULL && (ev & UV_READABLE))
+  if (p->context != NULL && (ev & UV_READABLE)) {
     redisAsyncHandleRead(p->context);
+    /* A drop frees the context; the adapter clears p->context then. */
+    if (p->context != NULL)
+      check_backlog(p->context);
+  }
   if (p->context != NULL && (ev & UV_WRITABLE))
     redisAsyncHandleWrite(p->context);
 }
@@ -754,6 +773,7 @@ int myc__redis_new(uv_loop_t *loop, const myc__alloc *alloc, const char *url,
     return MYC_ENOMEM;
   }
   c->alloc = alloc;
+  c->max_reply = MYC_REDIS_MAX_REPLY;
   rc = myc__redis_url_parse(url, &c->url, err, errlen);
   if (rc == 0)
     rc = set_options(c, opt, err, errlen);
@@ -964,6 +984,10 @@ const char *myc__redis_state(const myc_redis *c) {
   default:
     return "connecting";
   }
+}
+
+void myc__redis_set_max_reply(myc_redis *c, size_t bytes) {
+  c->max_reply = bytes;
 }
 
 const char *myc__redis_server(const myc_redis *c) { return c->server; }
