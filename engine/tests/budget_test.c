@@ -6,6 +6,8 @@
  * interrupts a load under way. */
 #include "test.h"
 
+#include "control_client.h"
+
 #include "mycelium.h"
 
 #include <pthread.h>
@@ -240,6 +242,82 @@ static void stop_interrupts_a_load(void) {
   myc_engine_free(e);
 }
 
+static const char slow_src[] =
+    "jit.off()\n"
+    "return { subscribe = { 'slow' }, on_message = function(ctx)\n"
+    "  local t0 = os.clock()\n"
+    "  while os.clock() - t0 < 5 do end\n"
+    "end }\n";
+
+typedef struct {
+  const char *sock, *req;
+  char reply[1024];
+} requester;
+
+static void *request_thread(void *arg) {
+  requester *q = arg;
+  if (control_request(q->sock, q->req, q->reply, sizeof q->reply) < 0)
+    snprintf(q->reply, sizeof q->reply, "cannot connect");
+  return NULL;
+}
+
+/* While a reload asked on the control socket loads code that loops, the
+ * socket answers and the watchdog still interrupts a handler past its
+ * budget: the load runs on the loader thread, not the monitor's. */
+static void control_and_watchdog_answer_during_a_looping_reload(void) {
+  myc_engine_config cfg;
+  myc_engine *e;
+  myc_service_config sc = {0};
+  myc_service_stats st;
+  char err[512], sock[300], url[320], req[400], reply[8192];
+  runner r;
+  requester q;
+  pthread_t th, rt;
+  double t0;
+  int seen = 0;
+
+  snprintf(sock, sizeof sock, "%s/ctl.sock", tmpdir);
+  snprintf(url, sizeof url, "unix://%s", sock);
+  myc_engine_config_init(&cfg);
+  cfg.workers = 1;
+  cfg.log_fn = quiet;
+  cfg.control = url;
+  CHECK_EQ(myc_engine_new(&e, &cfg), 0);
+  sc.name = "w";
+  sc.module = write_file("w.lua", worker_src);
+  sc.load_timeout_ms = 2000;
+  CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
+  sc.name = "slow";
+  sc.module = write_file("slow.lua", slow_src);
+  sc.handler_timeout_ms = 100;
+  sc.load_timeout_ms = 0;
+  CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
+  CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
+  r.e = e;
+  CHECK_EQ(pthread_create(&th, NULL, run_engine, &r), 0);
+  snprintf(req, sizeof req, "reload w %s\n",
+           write_file("spin.lua", "while true do end"));
+  q.sock = sock;
+  q.req = req;
+  CHECK_EQ(pthread_create(&rt, NULL, request_thread, &q), 0);
+  usleep(200000);
+  t0 = now_s();
+  CHECK(control_request(sock, "ping\n", reply, sizeof reply) > 0);
+  CHECK(strstr(reply, "\"ok\":true") != NULL);
+  CHECK_EQ(myc_publish(e, "slow", MYC_KIND_RAW, 0, "x", 1), 0);
+  while (!seen && now_s() - t0 < 1.5) {
+    usleep(5000);
+    myc_engine_service_stats(e, 1, &st);
+    seen = st.timeouts == 1 && st.errors == 1;
+  }
+  CHECK(seen); /* well before the reload's 2 s */
+  pthread_join(rt, NULL);
+  CHECK(strstr(q.reply, "load budget of 2000 ms") != NULL);
+  myc_engine_stop(e, 0);
+  pthread_join(th, NULL);
+  myc_engine_free(e);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"memory_crash_in_compiled_code_is_contained",
@@ -247,6 +325,8 @@ int main(void) {
       {"looping_reload_is_refused_within_its_budget",
        looping_reload_is_refused_within_its_budget},
       {"stop_interrupts_a_load", stop_interrupts_a_load},
+      {"control_and_watchdog_answer_during_a_looping_reload",
+       control_and_watchdog_answer_during_a_looping_reload},
       {NULL, NULL}};
   int rc;
   if (mkdtemp(tmpdir) == NULL)

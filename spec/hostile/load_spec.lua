@@ -265,7 +265,10 @@ describe("mycelium run, check and reload", function()
       %s status --socket ctl.sock | grep -c "svc .*running" || echo "status failed"
       t1=$(date +%%s%%N)
       echo "status_ms=$(( (t1 - t0) / 1000000 ))"
-      kill $pid; wait $pid; echo "run_rc=$?"]], bin, bin, bin, bin))
+      t0=$(date +%%s%%N)
+      kill $pid; wait $pid; echo "run_rc=$?"
+      t1=$(date +%%s%%N)
+      echo "stop_ms=$(( (t1 - t0) / 1000000 ))"]], bin, bin, bin, bin))
     assert.are.equal(0, rc, err)
     assert.is_nil(out:find("status failed", 1, true), out)
     for ms in out:gmatch("status_ms=(%d+)") do
@@ -273,6 +276,9 @@ describe("mycelium run, check and reload", function()
     end
     assert.matches("reload_rc=1", out, 1, true)
     assert.matches("run_rc=0", out, 1, true)
+    -- SIGTERM came while SIGHUP's reload was loading: it stops that load
+    local stop_ms = tonumber(out:match("stop_ms=(%d+)"))
+    assert.is_true(stop_ms < 1000, "stopped after " .. stop_ms .. " ms")
     local h = io.open(tmpdir .. "/reload.out")
     local reply = h:read("*a")
     h:close()
@@ -286,5 +292,30 @@ describe("mycelium run, check and reload", function()
       refused = refused + 1
     end
     assert.are.equal(2, refused, log) -- the control's and SIGHUP's
+  end)
+
+  it("reload = \"watch\": a file rewritten to loop is refused; status answers", function()
+    write("svc.lua", [[return { init = function(ctx) ctx:every(20, function() end) end }]])
+    write("mycelium.lua", [[return { control = "unix://ctl.sock", reload = "watch",
+      services = { { name = "svc", module = "svc.lua", load_timeout_ms = 500 } } }]])
+    local rc, out, err = sh(string.format([[
+      %s run mycelium.lua 2>run.log & pid=$!
+      for i in $(seq 100); do [ -S ctl.sock ] && break; sleep 0.05; done
+      printf 'while true do end\n' > svc.lua; sleep 0.4
+      t0=$(date +%%s%%N)
+      %s status --socket ctl.sock >/dev/null || echo "status failed"
+      t1=$(date +%%s%%N)
+      echo "status_ms=$(( (t1 - t0) / 1000000 ))"
+      sleep 0.6; kill $pid; wait $pid; echo "run_rc=$?"]], bin, bin))
+    assert.are.equal(0, rc, err)
+    assert.is_nil(out:find("status failed", 1, true), out)
+    assert.is_true(tonumber(out:match("status_ms=(%d+)")) < 500, out)
+    assert.matches("run_rc=0", out, 1, true)
+    local h = io.open(tmpdir .. "/run.log")
+    local log = h:read("*a")
+    h:close()
+    assert.matches("reload refused, the running version goes on: service 'svc': loading "
+                   .. "svc.lua: its top level was still running after its load budget "
+                   .. "of 500 ms", log, 1, true)
   end)
 end)
