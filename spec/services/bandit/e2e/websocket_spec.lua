@@ -31,13 +31,16 @@ local function run(server, capture, o)
   local url = "ws://127.0.0.1:" .. server.ready[1] .. "/"
   local dir = H.tmpdir()
   local pools, tokens = o.pools or H.DATA .. "pools.json", o.tokens or H.DATA .. "tokens.json"
+  local adapter = { source = "ws", url = url, end_after = #H.lines(capture),
+                    reconnect = { initial_ms = 20, jitter = 0 } }
+  for k, v in pairs(o.adapter or {}) do adapter[k] = v end
   local eng = H.engine {
     out = dir, pools = pools, tokens = tokens, start = false,
-    adapter = { source = "ws", url = url, end_after = #H.lines(capture),
-                reconnect = { initial_ms = 20, jitter = 0 } },
+    adapter = adapter,
     metadata = { tokens = o.meta_tokens or tokens,
                  rpc = "http://127.0.0.1:" .. server.ready[1] .. "/",
                  redis = o.redis },
+    recorder = { exit = true },
   }
   local signals, ends = eng:collect("bandit.signal"), eng:collect("bandit.end.*")
   eng:start()
@@ -51,8 +54,9 @@ local function run(server, capture, o)
   for _, name in ipairs(FILES) do got[name] = H.read(dir .. "/" .. name) end
   local by = {}
   for _, m in ipairs(ends:messages()) do by[m.topic] = m.data end
+  local _, code = eng:stopping()
   local out = { files = got, signals = signals:messages(), ends = by,
-                errors = 0, logs = eng:logs(true) }
+                errors = 0, logs = eng:logs(true), code = code }
   for _, s in ipairs { "polygon", "metadata", "arb", "recorder" } do
     out.errors = out.errors + eng:stats(s).errors
   end
@@ -80,6 +84,7 @@ describe("Bandit over WebSocket", function()
     assert.equal(0, out.errors)
     same_files(H.DATA .. "sample_expected_", out)
     assert.equal(1, out.ends["bandit.end.adapter"].subscriptions)
+    assert.equal(0, out.code)
   end)
 
   it("resubscribes after the server drops the connection, losing and doubling nothing",
@@ -92,6 +97,10 @@ describe("Bandit over WebSocket", function()
     assert.equal(2, a.disconnects)
     assert.equal(3, a.subscriptions)
     assert.equal(60, a.lines)
+    -- The node continued where it was: the count proves nothing was lost.
+    assert.equal(0, a.missing)
+    assert.is_true(a.complete)
+    assert.equal(0, out.code)
     -- Each signal once: the lines that raised them are all different.
     local seen = {}
     for _, s in ipairs(out.signals) do
@@ -99,6 +108,36 @@ describe("Bandit over WebSocket", function()
       seen[s.data.ws_seq] = true
     end
     assert.equal(11, #out.signals)
+  end)
+
+  it("suppresses what a restarted node replays from the start, and counts it", function()
+    -- The node drops the first connection after 20 notifications (lines
+    -- 1-21 with the reply) and restarts the stream from its first
+    -- notification: 59 lines more, the first 20 seen already.
+    server = replay(H.DATA .. "sample_capture.jsonl", "--drop-after 20 --restart")
+    local out = run(server, H.DATA .. "sample_capture.jsonl", { adapter = { end_after = 80 } })
+    assert.equal(0, out.errors)
+    local want = H.restarted(H.DATA .. "sample_expected_", 21)
+    for _, name in ipairs { "events.jsonl", "skipped.jsonl", "signals.jsonl" } do
+      assert.same(want[name], H.records(out.files[name]), name)
+    end
+    assert.equal(18, want.duplicates)
+    local a = out.ends["bandit.end.adapter"]
+    assert.equal(80, a.lines)
+    assert.equal(18, a.duplicates)
+    assert.equal(1, a.gaps)
+    -- The node sent again the last log of the lost connection: it
+    -- replayed from before the gap, so nothing fell into it.
+    assert.is_true(a.complete)
+    local sum, expected = cjson.decode(out.files["summary.json"]),
+      cjson.decode(H.read(H.DATA .. "sample_expected_summary.json"))
+    assert.equal(18, sum.skipped_by_reason.duplicate)
+    for _, k in ipairs { "events_accepted", "events_retracted", "evaluations", "signals",
+                         "signals_by_pair", "signals_by_trigger", "final_pool_state" } do
+      assert.same(expected[k], sum[k], k)
+    end
+    assert.is_nil(sum.incomplete)
+    assert.equal(0, out.code)
   end)
 
   it("follows the subscription id the node gives", function()
