@@ -85,6 +85,33 @@ describe("examples/bandit/run", function()
     assert.equal('{"line":2,"reason":"foreign_message"}\n', H.read(dir .. "/s"))
   end)
 
+  it("says how many lines a connection closed for invalid UTF-8 lost, and fails",
+     function()
+    -- Line 20 is not UTF-8: the client fails the connection (1007), loses
+    -- it and whatever was on its way, reconnects and gets the rest.
+    local lines = H.lines(H.DATA .. "sample_capture.jsonl")
+    lines[20] = lines[20]:gsub('"removed":false', '"removed":false,"x":"\255"', 1)
+    local f = assert(io.open(dir .. "/bad.jsonl", "wb"))
+    f:write(table.concat(lines, "\n"), "\n")
+    f:close()
+    local rc, out = sh("BANDIT_IDLE_MS=1000 " .. outputs("--rate 200 --capture " .. dir
+                       .. "/bad.jsonl 2>" .. dir .. "/err"))
+    local err = H.read(dir .. "/err")
+    assert.equal(1, rc, out .. err)
+    local sum = require("cjson").decode(H.read(dir .. "/m"))
+    local gone = sum.incomplete
+    assert.equal(60, gone.lines_expected)
+    assert.is_true(gone.lines_missing >= 1)
+    assert.equal(60, sum.lines + gone.lines_missing)
+    assert.equal(1, gone.connections_lost)
+    assert.matches(string.format("lines            %d of 60 expected: %d lost "
+      .. "(1 connection(s) lost mid-stream), RESULTS INCOMPLETE", sum.lines,
+      gone.lines_missing), out, 1, true)
+    assert.matches("not valid UTF-8 (closed with 1007)", err, 1, true)
+    assert.matches("the stream is incomplete: " .. gone.lines_missing .. " of 60 lines",
+                   err, 1, true)
+  end)
+
   it("emits no log twice when the node is killed (-9) and restarts from the start",
      function()
     local proc = require "support.proc"

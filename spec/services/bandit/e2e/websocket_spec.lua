@@ -71,6 +71,17 @@ local function same_files(want_prefix, got)
   end
 end
 
+-- The sample with its line n made invalid UTF-8 (a WebSocket client must
+-- fail the connection with 1007 on it); returns the capture's path.
+local function bad_utf8_capture(dir, n)
+  local lines = H.lines(H.DATA .. "sample_capture.jsonl")
+  lines[n] = lines[n]:gsub('"removed":false', '"removed":false,"x":"\255\254"', 1)
+  local f = assert(io.open(dir .. "/capture.jsonl", "wb"))
+  f:write(table.concat(lines, "\n"), "\n")
+  f:close()
+  return dir .. "/capture.jsonl"
+end
+
 describe("Bandit over WebSocket", function()
   local server
   after_each(function()
@@ -138,6 +149,41 @@ describe("Bandit over WebSocket", function()
     end
     assert.is_nil(sum.incomplete)
     assert.equal(0, out.code)
+  end)
+
+  it("counts the lines a connection closed for invalid UTF-8 lost, and fails the run",
+     function()
+    local dir = H.tmpdir()
+    local capture = bad_utf8_capture(dir, 20)
+    -- Everything is sent at once: the client fails the connection (1007)
+    -- on line 20 with lines 21-60 already on their way, and the server,
+    -- done, is gone when it reconnects.
+    server = replay(capture, "--once")
+    local out = run(server, capture, {
+      adapter = { reconnect = { initial_ms = 20, jitter = 0, max_attempts = 2 } } })
+    H.rmdir(dir)
+    assert.equal(0, out.errors)
+    local a = out.ends["bandit.end.adapter"]
+    assert.same({ 19, 60, 41, 1, false },
+                { a.lines, a.expected, a.missing, a.gaps, a.complete })
+    local sum = cjson.decode(out.files["summary.json"])
+    assert.equal(19, sum.lines)
+    assert.same({ lines_expected = 60, lines_missing = 41, connections_lost = 1 },
+                sum.incomplete)
+    assert.equal(1, out.code)
+    -- What arrived is decided as ever.
+    local want = {}
+    for _, e in ipairs(H.records(H.read(H.DATA .. "sample_expected_events.jsonl"))) do
+      if e.line < 20 then want[#want + 1] = e end
+    end
+    assert.same(want, H.records(out.files["events.jsonl"]))
+    local said = {}
+    for _, l in ipairs(out.logs) do
+      if l.level == "error" or l.level == "warn" then said[#said + 1] = l.msg end
+    end
+    said = table.concat(said, "\n")
+    assert.matches("not valid UTF-8 (closed with 1007)", said, 1, true)
+    assert.matches("the stream is incomplete: 41 of 60 lines were not received", said, 1, true)
   end)
 
   it("follows the subscription id the node gives", function()
