@@ -25,7 +25,8 @@ local function replay(capture, args)
 end
 
 -- Runs the three services and the recorder against the server; returns
--- the four texts, what was collected, and the end messages.
+-- the four texts, what was collected, and the end messages. o.poll(eng)
+-- runs while waiting.
 local function run(server, capture, o)
   o = o or {}
   local url = "ws://127.0.0.1:" .. server.ready[1] .. "/"
@@ -45,6 +46,7 @@ local function run(server, capture, o)
   local signals, ends = eng:collect("bandit.signal"), eng:collect("bandit.end.*")
   eng:start()
   local done = eng:run_for(20, function()
+    if o.poll then o.poll(eng) end
     local f = io.open(dir .. "/summary.json")
     if f then f:close() end
     return f ~= nil
@@ -184,6 +186,34 @@ describe("Bandit over WebSocket", function()
     said = table.concat(said, "\n")
     assert.matches("not valid UTF-8 (closed with 1007)", said, 1, true)
     assert.matches("the stream is incomplete: 41 of 60 lines were not received", said, 1, true)
+  end)
+
+  it("cannot vouch for a live stream that lost its connection: says so, and fails",
+     function()
+    -- No known length, as from a live node: the connection drops after 20
+    -- notifications, the node goes on where it was (nothing is lost, but
+    -- nothing shows it), then stops for good.
+    server = replay(H.DATA .. "sample_capture.jsonl", "--drop-after 20")
+    local out = run(server, H.DATA .. "sample_capture.jsonl", {
+      adapter = { end_after = false,
+                  reconnect = { initial_ms = 20, jitter = 0, max_attempts = 2 } },
+      poll = function(eng)
+        if server.pid and eng:stats("polygon").out >= 59 then server.stop() end
+      end,
+    })
+    assert.equal(0, out.errors)
+    local a = out.ends["bandit.end.adapter"]
+    assert.same({ 60, false, false, 2, false },
+                { a.lines, a.expected, a.missing, a.gaps, a.complete })
+    -- Everything that arrived is decided as ever.
+    for _, name in ipairs { "events.jsonl", "skipped.jsonl", "signals.jsonl" } do
+      H.same_lines(H.read(H.DATA .. "sample_expected_" .. name), out.files[name], name)
+    end
+    local sum = cjson.decode(out.files["summary.json"])
+    assert.equal(cjson.null, sum.incomplete.lines_expected)
+    assert.equal(cjson.null, sum.incomplete.lines_missing)
+    assert.equal(2, sum.incomplete.connections_lost)
+    assert.equal(1, out.code)
   end)
 
   it("follows the subscription id the node gives", function()
