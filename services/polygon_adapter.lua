@@ -77,6 +77,7 @@ local function repeated(ctx, line, bh, th, li, removed)
   local pending = caught_up and S.gap_logs[id]
   if pending then
     S.gap_logs[id], S.open_gaps = nil, S.open_gaps - pending
+    S.n_gap_logs = S.n_gap_logs - 1
   end
   skip(ctx, line, M.DUPLICATE)
   return true
@@ -264,11 +265,20 @@ local function flow(ctx)
 end
 
 -- The connection was lost while logs flowed: whatever the node sends
--- until the new subscription is lost, unless it sends it again.
+-- until the new subscription is lost, unless it sends it again. A node
+-- that makes us reconnect without end must not grow the table of logs
+-- that would close a gap: past MAX_GAP_LOGS, those gaps stay open.
+local MAX_GAP_LOGS = 1024
+
 local function gap()
   S.streaming, S.gaps, S.open_gaps = false, S.gaps + 1, S.open_gaps + 1
   local id = S.last_log
-  if id then S.gap_logs[id] = (S.gap_logs[id] or 0) + 1 end
+  if not id then return end
+  if not S.gap_logs[id] then
+    if S.n_gap_logs >= MAX_GAP_LOGS then return end
+    S.n_gap_logs = S.n_gap_logs + 1
+  end
+  S.gap_logs[id] = (S.gap_logs[id] or 0) + 1
 end
 
 local function start_ws(ctx, opts)
@@ -365,7 +375,7 @@ function M.init(ctx, opts)
     reg = reg, line = 0, sub_id = opts.subscription, accepted = 0,
     disconnects = 0, subscriptions = 0,
     removed = 0, skipped = 0, by_reason = {}, ended = false,
-    gaps = 0, open_gaps = 0, gap_logs = {}, streaming = false,
+    gaps = 0, open_gaps = 0, gap_logs = {}, n_gap_logs = 0, streaming = false,
     dedup = window(ctx, opts.dedup_window),
     expect_reply = opts.subscription == nil, end_after = opts.end_after,
     last_ns = now_ns(), flow_ms = opts.flow_ms or 1,

@@ -293,7 +293,9 @@ local function lines_text(ad)
     t = format("%s (%d logs sent again after a reconnect, skipped as "
                .. "duplicates)", t, ad.duplicates)
   end
-  if ad.subscription_id then t = t .. "  subscription " .. ad.subscription_id end
+  if ad.subscription_id then
+    t = t .. "  subscription " .. ad.subscription_id
+  end
   return t
 end
 
