@@ -123,35 +123,40 @@ describe("Bandit over WebSocket", function()
     assert.equal(11, #out.signals)
   end)
 
-  it("suppresses what a restarted node replays from the start, and counts it", function()
-    -- The node drops the first connection after 20 notifications (lines
-    -- 1-21 with the reply) and restarts the stream from its first
-    -- notification: 59 lines more, the first 20 seen already.
-    server = replay(H.DATA .. "sample_capture.jsonl", "--drop-after 20 --restart")
-    local out = run(server, H.DATA .. "sample_capture.jsonl", { adapter = { end_after = 80 } })
-    assert.equal(0, out.errors)
-    local want = H.restarted(H.DATA .. "sample_expected_", 21)
-    for _, name in ipairs { "events.jsonl", "skipped.jsonl", "signals.jsonl" } do
-      assert.same(want[name], H.records(out.files[name]), name)
-    end
-    assert.equal(18, want.duplicates)
-    local a = out.ends["bandit.end.adapter"]
-    assert.equal(80, a.lines)
-    assert.equal(18, a.duplicates)
-    assert.equal(1, a.gaps)
-    -- The node sent again the last log of the lost connection: it
-    -- replayed from before the gap, so nothing fell into it.
-    assert.is_true(a.complete)
-    local sum, expected = cjson.decode(out.files["summary.json"]),
-      cjson.decode(H.read(H.DATA .. "sample_expected_summary.json"))
-    assert.equal(18, sum.skipped_by_reason.duplicate)
-    for _, k in ipairs { "events_accepted", "events_retracted", "evaluations", "signals",
-                         "signals_by_pair", "signals_by_trigger", "final_pool_state" } do
-      assert.same(expected[k], sum[k], k)
-    end
-    assert.is_nil(sum.incomplete)
-    assert.equal(0, out.code)
-  end)
+  -- The node drops the first connection after n notifications (lines
+  -- 1..n+1 with the reply) and restarts the stream from its first
+  -- notification: 59 lines more, the first n seen already. After 45, the
+  -- reorg of lines 35-44 (three retractions, a removal matching nothing)
+  -- is repeated too.
+  for _, case in ipairs { { n = 20, dups = 18 }, { n = 45, dups = 40 } } do
+    it("suppresses what a node restarted after " .. case.n .. " notifications replays, "
+       .. "and counts it", function()
+      server = replay(H.DATA .. "sample_capture.jsonl",
+                      "--drop-after " .. case.n .. " --restart")
+      local out = run(server, H.DATA .. "sample_capture.jsonl",
+                      { adapter = { end_after = case.n + 60 } })
+      assert.equal(0, out.errors)
+      local want = H.restarted(H.DATA .. "sample_expected_", case.n + 1)
+      for _, name in ipairs { "events.jsonl", "skipped.jsonl", "signals.jsonl" } do
+        assert.same(want[name], H.records(out.files[name]), name)
+      end
+      assert.equal(case.dups, want.duplicates)
+      local a = out.ends["bandit.end.adapter"]
+      assert.same({ case.n + 60, case.dups, 1 }, { a.lines, a.duplicates, a.gaps })
+      -- The node sent again the last log of the lost connection: it
+      -- replayed from before the gap, so nothing fell into it.
+      assert.is_true(a.complete)
+      local sum, expected = cjson.decode(out.files["summary.json"]),
+        cjson.decode(H.read(H.DATA .. "sample_expected_summary.json"))
+      assert.equal(case.dups, sum.skipped_by_reason.duplicate)
+      for _, k in ipairs { "events_accepted", "events_retracted", "evaluations", "signals",
+                           "signals_by_pair", "signals_by_trigger", "final_pool_state" } do
+        assert.same(expected[k], sum[k], k)
+      end
+      assert.is_nil(sum.incomplete)
+      assert.equal(0, out.code)
+    end)
+  end
 
   it("counts the lines a connection closed for invalid UTF-8 lost, and fails the run",
      function()
