@@ -105,6 +105,10 @@ add_test(NAME lint/symbols
 set_tests_properties(lint/layers lint/ffi lint/symbols PROPERTIES LABELS "lint"
                      TIMEOUT 60)
 
+# Installed under a prefix, moved, and used by hosts (pkg-config, CMake).
+add_test(NAME install/prefix COMMAND ${CMAKE_SOURCE_DIR}/scripts/test-install.sh)
+set_tests_properties(install/prefix PROPERTIES LABELS "install" TIMEOUT 900)
+
 # The engine builds and runs without the network clients.
 add_test(NAME install/no-net COMMAND ${CMAKE_SOURCE_DIR}/scripts/test-no-net.sh)
 set_tests_properties(install/no-net PROPERTIES LABELS "install" TIMEOUT 600)
