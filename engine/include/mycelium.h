@@ -266,7 +266,14 @@ typedef struct {
   double memory_limit_mb;    /* Lua heap limit; 0: none */
   double handler_timeout_ms; /* handler time budget; 0: none */
   double reload_probation_s; /* 0: the engine's; < 0: no probation */
+  /* Budget of loading the module (its top level) and of each init:
+   * 0: handler_timeout_ms when set, else MYC_LOAD_TIMEOUT_MS. */
+  double load_timeout_ms;
 } myc_service_config;
+
+/* The load and init budget of a service that sets neither
+ * load_timeout_ms nor handler_timeout_ms. */
+#define MYC_LOAD_TIMEOUT_MS 5000
 
 /* Loads a Lua service: creates its Lua state, compiles and runs the module,
  * checks that it returns a table with a handler, and subscribes it.  Must

@@ -47,6 +47,7 @@ local SERVICE = {
   group = { kind = "string" },
   memory_limit_mb = { kind = "number", min = 0 },
   handler_timeout_ms = { kind = "number", min = 0 },
+  load_timeout_ms = { kind = "number", min = 0, min_open = true },
   reload_probation_s = { kind = "number", min = 0 },
 }
 local TOP = {

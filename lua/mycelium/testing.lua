@@ -131,7 +131,7 @@ end
 
 -- Creates and starts an engine.  spec: { services = { {name, module, opts,
 -- worker, mailbox, restart, group, memory_limit_mb, handler_timeout_ms,
--- reload_probation_s}... }, workers, mailbox = {capacity, policy,
+-- load_timeout_ms, reload_probation_s}... }, workers, mailbox = {capacity, policy,
 -- threshold}, log = {level, format}, node, contracts = "path.yaml",
 -- validate = false, supervisor = {...}, supervisors = { name = {
 -- strategy, ... } }, control = "unix:///path" }.  A service may be given
@@ -204,6 +204,7 @@ function M.engine(spec)
     sc.group = s.group
     sc.memory_limit_mb = s.memory_limit_mb or 0
     sc.handler_timeout_ms = s.handler_timeout_ms or 0
+    sc.load_timeout_ms = s.load_timeout_ms or 0
     sc.reload_probation_s = s.reload_probation_s == 0 and -1
         or s.reload_probation_s or 0
     local opts = s.opts and core.pack(s.opts)

@@ -9,6 +9,8 @@
  */
 #include "lua/msgpack.h"
 
+#include "base/alloc.h"
+
 #include <lauxlib.h>
 #include <math.h>
 #include <msgpack.h>
@@ -354,11 +356,25 @@ static int plausible(const unsigned char *p, size_t len) {
   return 1;
 }
 
+/* The budget of a state with the engine's counting allocator and a call
+ * armed to escape to (base/alloc.h), or NULL. */
+static myc__lua_budget *escaping_budget(lua_State *L) {
+  void *ud;
+  myc__lua_budget *b;
+  if (lua_getallocf(L, &ud) != myc__lua_alloc)
+    return NULL;
+  b = ud;
+  return b->escape != NULL ? b : NULL;
+}
+
 /* Decodes 'len' bytes at 'p'.  Returns nil, message on malformed input. */
 static int decode(lua_State *L, const char *p, size_t len) {
   msgpack_unpacked u;
   size_t off = 0;
   msgpack_unpack_return rc;
+  /* volatile: read again after an escape lands here */
+  myc__lua_budget *volatile b = escaping_budget(L);
+  myc__escape esc;
   int rc2;
   if (!plausible((const unsigned char *)p, len)) {
     lua_pushnil(L);
@@ -377,7 +393,15 @@ static int decode(lua_State *L, const char *p, size_t len) {
    * not leak then, so the conversion runs in a protected call. */
   lua_pushcfunction(L, push_protected);
   lua_pushlightuserdata(L, &u.data);
+  /* An allocation past the budget jumps over lua_pcall: free the zone on
+   * the way out. */
+  if (b != NULL && MYC_ESCAPE_ARM(b, &esc)) {
+    msgpack_unpacked_destroy(&u);
+    myc__escape_rethrow(b);
+  }
   rc2 = lua_pcall(L, 1, 1, 0);
+  if (b != NULL)
+    myc__escape_disarm(b, &esc);
   msgpack_unpacked_destroy(&u);
   if (rc2 != 0)
     lua_error(L);

@@ -383,7 +383,7 @@ static void do_reload(conn *c, const char *name, const char *module) {
   t->s = s;
   t->c = c;
   c->waiting = t;
-  rc = myc__reload_start(c->ctl->sv, s, module, reload_done, t, err,
+  rc = myc__reload_start(c->ctl->sv, s, module, 0, reload_done, t, err,
                          sizeof err);
   if (rc != 0) {
     c->waiting = NULL;
