@@ -29,7 +29,7 @@ endif()
 
 # The tests with several threads also run against a ThreadSanitizer build
 # (label tsan).
-set(MYC_TSAN_TESTS engine_test stress_test supervisor_test)
+set(MYC_TSAN_TESTS engine_test stress_test supervisor_test budget_test)
 myc_engine_target(myc_engine_tsan OBJECT)
 set(MYC_TSAN_FLAGS -fsanitize=thread -fno-omit-frame-pointer)
 target_compile_options(myc_engine_tsan PRIVATE ${MYC_TSAN_FLAGS})
@@ -116,6 +116,10 @@ add_test(NAME lint/symbols
           $<TARGET_FILE:libmycelium> ${CMAKE_SOURCE_DIR})
 set_tests_properties(lint/layers lint/ffi lint/symbols PROPERTIES LABELS "lint"
                      TIMEOUT 60)
+
+# Installed under a prefix, moved, and used by hosts (pkg-config, CMake).
+add_test(NAME install/prefix COMMAND ${CMAKE_SOURCE_DIR}/scripts/test-install.sh)
+set_tests_properties(install/prefix PROPERTIES LABELS "install" TIMEOUT 900)
 
 # The engine builds and runs without the network clients.
 add_test(NAME install/no-net COMMAND ${CMAKE_SOURCE_DIR}/scripts/test-no-net.sh)

@@ -11,6 +11,7 @@ PACKAGES=(
   libhiredis-dev libgmp-dev
   lua-busted lua-cjson lua-messagepack luarocks
   redis-server
+  clang libclang-rt-14-dev
   libzmq3-dev
   openssl ca-certificates
 )

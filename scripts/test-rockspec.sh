@@ -19,6 +19,8 @@ luarocks make --lua-version=5.1 --tree "$tree" LUA_INCDIR=/usr/include/luajit-2.
   rockspec/mycelium-scm-1.rockspec > "$work/build.log" 2>&1 || {
   tail -40 "$work/build.log"; exit 1; }
 cd "$work"
+# Nothing may come from the sources any more.
+rm -rf "$work/src"
 unset MYCELIUM_PATH MYCELIUM_LIB MYCELIUM_BIN MYCELIUM_SOURCE_DIR
 printf 'return { init = function(ctx) print("ran " .. ctx.name) ctx:shutdown(0) end }\n' > svc.lua
 out=$("$tree/bin/mycelium" run svc.lua)
@@ -36,3 +38,34 @@ testing.cleanup()
 print("testing ok")
 LUA
 LUA_PATH="$tree/share/lua/5.1/?.lua;;" LUA_CPATH="$tree/lib/lua/5.1/?.so;;" luajit t.lua
+# A C host linked against the rock's library finds the Lua runtime of the
+# rock by itself.
+header=$(find "$tree" -name mycelium.h | head -1)
+[ -n "$header" ] || { echo "the rock installed no mycelium.h"; exit 1; }
+cat > host.c <<'C'
+#include <mycelium.h>
+#include <stdio.h>
+int main(void) {
+  myc_engine_config cfg;
+  myc_service_config sc = {0};
+  myc_engine *e;
+  char err[512];
+  myc_engine_config_init(&cfg);
+  cfg.workers = 1;
+  sc.name = "svc";
+  sc.module = "svc.lua";
+  sc.worker = -1;
+  if (myc_engine_new(&e, &cfg) != 0 ||
+      myc_engine_add_service(e, &sc, err, sizeof err) != 0 ||
+      myc_engine_start(e, err, sizeof err) != 0) {
+    fprintf(stderr, "host: %s\n", err);
+    return 1;
+  }
+  return myc_engine_run(e, 0);
+}
+C
+cc -std=c11 -o host host.c -I"$(dirname "$header")" -L"$tree/lib/lua/5.1" -lmycelium \
+  -Wl,-rpath,"$tree/lib/lua/5.1"
+out=$(./host)
+[ "$out" = "ran svc" ] || { echo "host on the rock's library printed: $out"; exit 1; }
+echo "rock: binary, mycelium.testing and an embedding host work"

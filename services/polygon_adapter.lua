@@ -11,7 +11,13 @@
 -- mycelium.net.ws to opts.url (default $POLYGON_WS_URL) and resubscribes
 -- after every reconnect; "topic" takes raw text lines from opts.raw_topic
 -- (tests, and replays fed by examples/bandit/feeder.lua).
+--
+-- A reconnect can lose notifications (the node keeps no cursor for us) or
+-- repeat them (a restarted node replaying older blocks): logs repeated
+-- are skipped as `duplicate` (bandit.dedup), and the end says whether the
+-- stream is known whole (docs/BANDIT.md, "Reconnects").
 local abi = require "bandit.abi"
+local dedup = require "bandit.dedup"
 local registry = require "bandit.registry"
 local wire = require "bandit.wire"
 
@@ -24,6 +30,10 @@ local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]+$") or "."
 local DATA = here .. "/../examples/bandit/data/"
 
 local M = {}
+
+--- The skip reason of a log a reconnected node sent again (an engine
+--- reason, like MetadataService's `unenriched`).
+M.DUPLICATE = "duplicate"
 
 -- Service state (one instance per Lua state).
 local S
@@ -52,13 +62,35 @@ local function informational(v)
   return 0
 end
 
+-- Whether log (bh, th, li) repeats what a connection before the last
+-- reconnect delivered: then it is skipped as a duplicate. Repeating the
+-- last log delivered before a gap shows that the node replayed from
+-- before the gap, so nothing fell into it.
+local function repeated(ctx, line, bh, th, li, removed)
+  local window = S.dedup
+  if not window then return false end
+  local dup, id, caught_up = window:seen(bh, th, li, removed)
+  if not dup then
+    S.last_log = id
+    return false
+  end
+  local pending = caught_up and S.gap_logs[id]
+  if pending then
+    S.gap_logs[id], S.open_gaps = nil, S.open_gaps - pending
+    S.n_gap_logs = S.n_gap_logs - 1
+  end
+  skip(ctx, line, M.DUPLICATE)
+  return true
+end
+
 -- Rule 3: the identity of a removed log goes to the detector, which alone
 -- knows whether it matches an accepted log. One that cannot identify a
 -- log (malformed hashes or index) can match nothing.
 local function removal(ctx, line, view, arrival)
-  local bh, th, li = abi.log_key(view)
-  li = bh and wire.u64(li)
+  local bh, th, key_li = abi.log_key(view)
+  local li = bh and wire.u64(key_li)
   if not li then return skip(ctx, line, "removed_unmatched") end
+  if repeated(ctx, line, bh, th, key_li, true) then return end
   local c = abi.canonical(view)
   local m = ctx:new("LogRetraction")
   m.block, m.tx_index = informational(c.blockNumber),
@@ -74,9 +106,11 @@ local function removal(ctx, line, view, arrival)
 end
 
 local function accept(ctx, line, ev, arrival)
+  local li = ev.logIndex
   -- Positions beyond 64 bits cannot come from a node; the contracts
   -- carry u64 (docs/BANDIT.md, engine decisions).
   if not wire.positions_fit(ev) then return skip(ctx, line, abi.BAD_DATA) end
+  if repeated(ctx, line, ev.blockHash, ev.txHash, li, false) then return end
   if ev.kind == "v2_sync" then
     local m = ctx:new("PoolStateUpdate")
     wire.fill_sync(m, ev, line, arrival)
@@ -89,16 +123,52 @@ local function accept(ctx, line, ev, arrival)
   S.accepted = S.accepted + 1
 end
 
+-- Whether the stream is known whole, and how many lines it lacks (nil:
+-- unknown). `expected` counts every line, repeats included. Short of it,
+-- the stream lacks lines; with no repeats the difference is their number.
+-- Reaching it with no repeats proves nothing was lost (a node that went
+-- on from a later block would leave it short). Once the node repeated
+-- itself the count proves nothing (lines that are not logs cannot be told
+-- apart when sent again): every gap must have been replayed over.
+local function completeness(expected)
+  local dups = S.by_reason[M.DUPLICATE] or 0
+  if expected and S.line < expected then
+    return false, dups == 0 and expected - S.line or nil
+  end
+  if (expected and dups == 0) or S.open_gaps == 0 then return true, 0 end
+  return false, nil
+end
+
+local function incomplete(ctx, expected, missing)
+  local fields = { lines = S.line, expected = expected, gaps = S.gaps }
+  if missing then
+    ctx.log:error(format("the stream is incomplete: %d of %d lines were not "
+      .. "received (%d connection(s) lost mid-stream); the results lack "
+      .. "them", missing, expected, S.gaps), fields)
+  else
+    ctx.log:error(format("the stream is not known whole: %d connection(s) "
+      .. "lost mid-stream, and the node did not send again what it sent "
+      .. "meanwhile; the results lack an unknown number of lines", S.gaps),
+      fields)
+  end
+end
+
 local function finish(ctx, why, upstream)
   if S.ended then return end
   S.ended = true
+  local expected = S.end_after or
+    (type(upstream) == "table" and tonumber(upstream.lines)) or nil
+  local complete, missing = completeness(expected)
   ctx.log:info("end of stream: " .. why, { lines = S.line })
+  if not complete then incomplete(ctx, expected, missing) end
   S.pub_end {
     service = ctx.name, lines = S.line, subscription_id = S.sub_id or false,
     accepted = S.accepted, removed = S.removed, skipped = S.skipped,
     by_reason = S.by_reason, reason = why, upstream = upstream,
     disconnects = S.disconnects, subscriptions = S.subscriptions,
-    first_ns = S.first_ns or false,
+    first_ns = S.first_ns or false, expected = expected or false,
+    missing = missing or false, gaps = S.gaps, complete = complete,
+    duplicates = S.by_reason[M.DUPLICATE] or 0,
   }
 end
 
@@ -194,6 +264,23 @@ local function flow(ctx)
   end
 end
 
+-- The connection was lost while logs flowed: whatever the node sends
+-- until the new subscription is lost, unless it sends it again. A node
+-- that makes us reconnect without end must not grow the table of logs
+-- that would close a gap: past MAX_GAP_LOGS, those gaps stay open.
+local MAX_GAP_LOGS = 1024
+
+local function gap()
+  S.streaming, S.gaps, S.open_gaps = false, S.gaps + 1, S.open_gaps + 1
+  local id = S.last_log
+  if not id then return end
+  if not S.gap_logs[id] then
+    if S.n_gap_logs >= MAX_GAP_LOGS then return end
+    S.n_gap_logs = S.n_gap_logs + 1
+  end
+  S.gap_logs[id] = (S.gap_logs[id] or 0) + 1
+end
+
 local function start_ws(ctx, opts)
   local ok, jsonrpc = pcall(require, "mycelium.net.jsonrpc")
   if not ok then
@@ -223,9 +310,14 @@ local function start_ws(ctx, opts)
   end
   wsopts.on_close = function(_, info)
     S.disconnects = S.disconnects + 1
-    ctx.log:warn("connection lost: " .. tostring(info.error or info.reason),
-                 { url = url, reconnect_ms = info.reconnect_ms,
-                   lines = S.line })
+    local why = "connection lost: " .. tostring(info.error or info.reason)
+    if S.streaming and not S.ended then
+      gap()
+      why = why .. "; notifications sent until the new subscription are "
+        .. "lost unless the node sends them again"
+    end
+    ctx.log:warn(why, { url = url, reconnect_ms = info.reconnect_ms,
+                        lines = S.line, gaps = S.gaps })
     -- Closed for good (reconnect = false, or its attempts are spent).
     if info.reconnect_ms == nil then finish(ctx, "connection closed") end
   end
@@ -237,6 +329,8 @@ local function start_ws(ctx, opts)
       -- The first reply is line 1 of the stream; a reconnect's reply is
       -- not a line (the node continues the same stream of logs).
       if not S.subscribed then S.line = S.line + 1 end
+      if S.subscribed and S.dedup then S.dedup:reconnected() end
+      S.streaming = true
       S.subscribed, S.sub_id = true, id
       S.subscriptions = S.subscriptions + 1
       ctx.log:info("subscribed to logs", { subscription = id })
@@ -257,6 +351,19 @@ local function list(v, default)
   return v
 end
 
+-- The duplicate window: opts.dedup_window logs (default 10 000, as the
+-- detector's reorg window: a node restarted or switched behind a balancer
+-- repeats recent blocks, not history), false to let repeats through.
+local function window(ctx, size)
+  if size == false then return nil end
+  if size == nil then size = 10000 end
+  if type(size) ~= "number" or size < 1 or size % 1 ~= 0 then
+    error(format("service '%s': opts.dedup_window must be a whole number "
+                 .. ">= 1 or false, got %s", ctx.name, tostring(size)), 0)
+  end
+  return dedup.new(size)
+end
+
 function M.init(ctx, opts)
   local reg, err = registry.load(opts.pools or DATA .. "pools.json",
                                  opts.tokens or DATA .. "tokens.json")
@@ -268,6 +375,8 @@ function M.init(ctx, opts)
     reg = reg, line = 0, sub_id = opts.subscription, accepted = 0,
     disconnects = 0, subscriptions = 0,
     removed = 0, skipped = 0, by_reason = {}, ended = false,
+    gaps = 0, open_gaps = 0, gap_logs = {}, n_gap_logs = 0, streaming = false,
+    dedup = window(ctx, opts.dedup_window),
     expect_reply = opts.subscription == nil, end_after = opts.end_after,
     last_ns = now_ns(), flow_ms = opts.flow_ms or 1,
     high = opts.pause_above or 0.5, low = opts.resume_below or 0.25,

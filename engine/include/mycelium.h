@@ -280,7 +280,15 @@ typedef struct {
   double handler_timeout_ms; /* handler time budget; 0: none; at most 10^12 */
   double reload_probation_s; /* 0: the engine's; < 0: no probation; at most
                                 10^9 */
+  /* Budget of loading the module (its top level) and of each init:
+   * 0: handler_timeout_ms when set, else MYC_LOAD_TIMEOUT_MS; at most
+   * 10^12. */
+  double load_timeout_ms;
 } myc_service_config;
+
+/* The load and init budget of a service that sets neither
+ * load_timeout_ms nor handler_timeout_ms. */
+#define MYC_LOAD_TIMEOUT_MS 5000
 
 /* Loads a Lua service: creates its Lua state, compiles and runs the module,
  * checks that it returns a table with a handler, and subscribes it.  Must

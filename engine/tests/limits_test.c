@@ -68,6 +68,8 @@ static void supervisor_settings_are_bounded(void) {
   myc_engine_free(e);
 }
 
+static double load_ms; /* the next add()'s load_timeout_ms */
+
 static int add(myc_engine *e, double mem_mb, double timeout_ms,
                double probation_s, char *err, size_t errlen) {
   myc_service_config sc;
@@ -78,6 +80,7 @@ static int add(myc_engine *e, double mem_mb, double timeout_ms,
   sc.memory_limit_mb = mem_mb;
   sc.handler_timeout_ms = timeout_ms;
   sc.reload_probation_s = probation_s;
+  sc.load_timeout_ms = load_ms;
   return myc_engine_add_service(e, &sc, err, errlen);
 }
 
@@ -97,6 +100,11 @@ static void service_budgets_are_bounded_and_named(void) {
   CHECK_EQ(add(e, 0, NAN, 0, err, sizeof err), MYC_EINVAL);
   CHECK_EQ(add(e, 0, 0, INFINITY, err, sizeof err), MYC_EINVAL);
   CHECK(strstr(err, "reload_probation_s") != NULL);
+  load_ms = INFINITY;
+  CHECK_EQ(add(e, 0, 0, 0, err, sizeof err), MYC_EINVAL);
+  CHECK_STR(err, "service 'svc': load_timeout_ms must be at most 1e+12, "
+                 "got inf");
+  load_ms = 0;
   CHECK_EQ(myc_engine_service_count(e), 0);
   CHECK_EQ(add(e, 1, 1e12, 1e9, err, sizeof err), 0);
   myc_engine_free(e);

@@ -68,21 +68,21 @@ static void bad_group_names_are_refused(void) {
   myc_engine_free(e);
 }
 
-/* myc__escape never writes past 'cap', whatever the input. */
+/* myc__log_quote never writes past 'cap', whatever the input. */
 static void escape_cuts_within_the_buffer(void) {
   char out[16];
   size_t cap;
-  myc__escape(out, sizeof out, "a\nb\0c", 5);
+  myc__log_quote(out, sizeof out, "a\nb\0c", 5);
   CHECK_STR(out, "a\\nb\\x00c");
-  myc__escape(out, sizeof out, "abcdefghijklmnopqrstuvwxyz", 26);
+  myc__log_quote(out, sizeof out, "abcdefghijklmnopqrstuvwxyz", 26);
   CHECK_STR(out, "abcdefghijkl...");
-  myc__escape(out, sizeof out, "abcdefghijklmno", 15);
+  myc__log_quote(out, sizeof out, "abcdefghijklmno", 15);
   CHECK_STR(out, "abcdefghijklmno");
-  myc__escape(out, sizeof out, "\n\n\n\n\n\n\n\n", 8);
+  myc__log_quote(out, sizeof out, "\n\n\n\n\n\n\n\n", 8);
   CHECK_STR(out, "\\n\\n\\n\\n\\n\\n...");
   for (cap = 0; cap <= sizeof out; cap++) {
     memset(out, '#', sizeof out);
-    myc__escape(out, cap, "\x01\x02\x03\x04\x05\x06", 6);
+    myc__log_quote(out, cap, "\x01\x02\x03\x04\x05\x06", 6);
     if (cap > 0)
       CHECK(strlen(out) < cap);
     if (cap < sizeof out)

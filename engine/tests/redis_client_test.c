@@ -725,7 +725,194 @@ static void test_alloc_failures(void) {
   harness_free(&h);
 }
 
-/* ---- in an engine -------------------------------------------------------- */
+/* ---- hostile peers ------------------------------------------------------ */
+
+/* A server on the test's own loop that answers every read from a client
+ * with 'script' (and, with 'greet', writes it on accept too): a broken or
+ * hostile Redis. */
+typedef struct {
+  uv_tcp_t server;
+  const char *script;
+  int greet;
+  size_t flood; /* after the script, this many bytes of 'x' */
+  int port;
+  int accepted;
+} peer;
+
+typedef struct {
+  uv_tcp_t tcp;
+  uv_write_t wr;
+  peer *p;
+  char buf[256];
+} peer_conn;
+
+static void peer_closed(uv_handle_t *h) { free(h->data); }
+
+static void peer_write(peer_conn *pc) {
+  static char xs[4 << 20];
+  uv_buf_t b[2];
+  b[0] = uv_buf_init((char *)pc->p->script, (unsigned)strlen(pc->p->script));
+  if (pc->p->flood == 0) {
+    uv_try_write((uv_stream_t *)&pc->tcp, b, 1);
+    return;
+  }
+  memset(xs, 'x', sizeof xs);
+  b[1] = uv_buf_init(xs, (unsigned)(pc->p->flood < sizeof xs ? pc->p->flood
+                                                              : sizeof xs));
+  uv_write(&pc->wr, (uv_stream_t *)&pc->tcp, b, 2, NULL);
+}
+
+static void peer_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  peer_conn *pc = h->data;
+  (void)hint;
+  *b = uv_buf_init(pc->buf, sizeof pc->buf);
+}
+
+static void peer_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
+  peer_conn *pc = st->data;
+  (void)b;
+  if (n < 0)
+    uv_close((uv_handle_t *)st, peer_closed);
+  else if (n > 0)
+    peer_write(pc);
+}
+
+static void peer_accept(uv_stream_t *server, int status) {
+  peer *p = server->data;
+  peer_conn *pc = calloc(1, sizeof *pc);
+  if (status != 0 || pc == NULL)
+    return;
+  pc->p = p;
+  uv_tcp_init(server->loop, &pc->tcp);
+  pc->tcp.data = pc;
+  if (uv_accept(server, (uv_stream_t *)&pc->tcp) != 0) {
+    uv_close((uv_handle_t *)&pc->tcp, peer_closed);
+    return;
+  }
+  p->accepted++;
+  if (p->greet)
+    peer_write(pc);
+  uv_read_start((uv_stream_t *)&pc->tcp, peer_alloc, peer_read);
+}
+
+static int peer_start(harness *h, peer *p, const char *script, int greet) {
+  struct sockaddr_in a;
+  int len = sizeof a;
+  memset(p, 0, sizeof *p);
+  p->script = script;
+  p->greet = greet;
+  uv_ip4_addr("127.0.0.1", 0, &a);
+  uv_tcp_init(&h->loop, &p->server);
+  p->server.data = p;
+  if (uv_tcp_bind(&p->server, (struct sockaddr *)&a, 0) != 0 ||
+      uv_listen((uv_stream_t *)&p->server, 8, peer_accept) != 0 ||
+      uv_tcp_getsockname(&p->server, (struct sockaddr *)&a, &len) != 0)
+    return -1;
+  p->port = ntohs(a.sin_port);
+  return 0;
+}
+
+/* Closes the listener; connections go with the client's. */
+static void peer_stop(peer *p) { uv_close((uv_handle_t *)&p->server, NULL); }
+
+static const record *last_down(const harness *h) {
+  size_t i;
+  for (i = h->n; i-- > 0;)
+    if (h->recs[i].code == MYC_REDIS_EV_DOWN)
+      return &h->recs[i];
+  return NULL;
+}
+
+/* Five replies to one PING: hiredis 0.14 asserted (the process aborted).
+ * The first answers the PING; the rest end this connection only. */
+static void test_extra_replies(void) {
+  harness h;
+  peer p;
+  myc_redis_options o;
+  int64_t id;
+  memset(&o, 0, sizeof o);
+  o.reconnect_min_ms = 20;
+  o.reconnect_max_ms = 50;
+  harness_init(&h);
+  CHECK_EQ(peer_start(&h, &p, "+OK\r\n+OK\r\n+OK\r\n+OK\r\n+OK\r\n", 0), 0);
+  CHECK_EQ(open_client(&h, url_of(p.port), &o), 0);
+  CHECK(wait_for(&h, &h.ups, 1, 5000));
+  id = cmd(&h, 1, "PING");
+  CHECK(wait_for(&h, &h.downs, 1, 5000));
+  CHECK_STR(reply_of(&h, id)->text, "+OK");
+  CHECK_EQ(last_down(&h)->status, UV_EPROTO);
+  CHECK(strstr(last_down(&h)->text, "a reply to no command") != NULL);
+  CHECK(strncmp(last_down(&h)->text, "redis 127.0.0.1:", 16) == 0);
+  /* It reconnects, and a command then fails the same way, not the test. */
+  CHECK(wait_for(&h, &h.ups, 2, 5000));
+  id = cmd(&h, 2, "GET", "k");
+  CHECK(wait_for(&h, &h.downs, 2, 5000));
+  CHECK_STR(reply_of(&h, id)->text, "+OK");
+  peer_stop(&p);
+  harness_free(&h);
+}
+
+/* A bulk string announced at 1 GiB, then streamed: the client stops
+ * buffering at its bound instead of growing until the command timeout. */
+static void test_reply_too_big(void) {
+  harness h;
+  peer p;
+  int64_t id;
+  uint64_t t0;
+  harness_init(&h);
+  CHECK_EQ(peer_start(&h, &p, "$1073741824\r\n", 0), 0);
+  p.flood = 4 << 20;
+  CHECK_EQ(open_client(&h, url_of(p.port), NULL), 0);
+  myc__redis_set_max_reply(h.c, 1 << 20);
+  CHECK(wait_for(&h, &h.ups, 1, 5000));
+  t0 = mono_ms();
+  id = cmd(&h, 2, "GET", "big");
+  CHECK(wait_for(&h, &h.replies, 1, 5000));
+  CHECK(mono_ms() - t0 < 900); /* not the 1 s command timeout */
+  CHECK_EQ(reply_of(&h, id)->status, MYC_ELIMIT);
+  CHECK(strstr(reply_of(&h, id)->text,
+               ": a reply of more than 1 MiB; connection dropped") != NULL);
+  peer_stop(&p);
+  harness_free(&h);
+}
+
+/* A reply before any command, and replies to a command already
+ * answered, in one read or several. */
+static void test_unsolicited(void) {
+  static const struct {
+    const char *script;
+    int greet;
+    const char *why;
+  } cases[] = {
+      {"+HELLO\r\n", 1, "a reply to no command"},
+      {":1\r\n", 1, "a reply to no command"},
+      {"$-1\r\n", 1, "a reply to no command"},
+      {"*2\r\n:1\r\n:2\r\n", 1, "a reply to no command"},
+      {"-ERR max number of clients reached\r\n", 1,
+       "connection lost: ERR max number of clients reached"},
+  };
+  size_t i;
+  for (i = 0; i < sizeof cases / sizeof *cases; i++) {
+    harness h;
+    peer p;
+    const record *r;
+    int64_t id;
+    harness_init(&h);
+    CHECK_EQ(peer_start(&h, &p, cases[i].script, cases[i].greet), 0);
+    CHECK_EQ(open_client(&h, url_of(p.port), NULL), 0);
+    CHECK(wait_for(&h, &h.downs, 1, 5000));
+    r = last_down(&h);
+    if (strstr(r->text, cases[i].why) == NULL)
+      fprintf(stderr, "case %zu: %s\n", i, r->text);
+    CHECK(strstr(r->text, cases[i].why) != NULL);
+    id = cmd(&h, 1, "PING");
+    CHECK_EQ(id, UV_ENOTCONN);
+    peer_stop(&p);
+    harness_free(&h);
+  }
+}
+
+/* ---- in an engine ------------------------------------------------------- */
 
 /* Sets and gets a key, leaves a command that never answers in flight,
  * emits what it read on "done"; gives up after 5 s.  With 'close_in_stop'
@@ -846,6 +1033,9 @@ int main(void) {
       {"free_with_pending", test_free_with_pending},
       {"limits", test_limits},
       {"alloc_failures", test_alloc_failures},
+      {"extra_replies", test_extra_replies},
+      {"unsolicited", test_unsolicited},
+      {"reply_too_big", test_reply_too_big},
       {"threaded_engine", test_threaded_engine},
       {"manual_engine", test_manual_engine},
       {NULL, NULL}};

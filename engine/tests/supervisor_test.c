@@ -4,6 +4,8 @@
  * channel's protocol, group restarts across workers. */
 #include "test.h"
 
+#include "control_client.h"
+
 #include "mycelium.h"
 
 #include <pthread.h>
@@ -221,30 +223,6 @@ static const char stuck_src[] =
     "  local stop, x = now() + 0.8, 0\n"
     "  while now() < stop do x = x + 1 end\n"
     "end }\n";
-
-static int control_request(const char *path, const char *req, char *reply,
-                           size_t cap) {
-  struct sockaddr_un sa;
-  size_t n = 0;
-  ssize_t r;
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  if (fd < 0)
-    return -1;
-  memset(&sa, 0, sizeof sa);
-  sa.sun_family = AF_UNIX;
-  snprintf(sa.sun_path, sizeof sa.sun_path, "%.100s", path);
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-      write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
-    close(fd);
-    return -1;
-  }
-  shutdown(fd, SHUT_WR); /* a request without its newline ends here */
-  while (n < cap - 1 && (r = read(fd, reply + n, cap - 1 - n)) > 0)
-    n += (size_t)r;
-  reply[n] = '\0';
-  close(fd);
-  return (int)n;
-}
 
 static void status_answers_while_a_handler_is_stuck(void) {
   myc_engine_config cfg;

@@ -219,10 +219,19 @@ local function summary_pools(det)
   return out_states
 end
 
+-- What the summary says of a stream not known whole (nil when it is):
+-- lines expected and missing (null when unknown), connections lost.
+local function incomplete(ad)
+  if ad.complete ~= false then return nil end
+  return { expected = ad.expected or nil, missing = ad.missing or nil,
+           gaps = ad.gaps }
+end
+
 local function summary_text(ends)
   local det, ad = ends.detector, ends.adapter
   return { report.encode(report.summary {
-    lines = ad.lines, subscription_id = ad.subscription_id or nil,
+    lines = ad.lines, incomplete = incomplete(ad),
+    subscription_id = ad.subscription_id or nil,
     events_accepted = #S.events, events_by_kind = S.by_kind,
     events_retracted = det.retracted, skipped = #S.skipped,
     skipped_by_reason = S.by_reason, evaluations = det.evaluations,
@@ -267,6 +276,29 @@ local function service_table(ctx)
   return concat(rows, "\n"), dropped
 end
 
+-- The lines row: how many, and what the stream lost or repeated.
+local function lines_text(ad)
+  local t = tostring(ad.lines)
+  local gone = incomplete(ad)
+  if gone and gone.missing then
+    t = format("%s of %s expected: %s lost (%d connection(s) lost "
+               .. "mid-stream), RESULTS INCOMPLETE", t, tostring(gone.expected),
+               tostring(gone.missing), gone.gaps)
+  elseif gone then
+    t = format("%s, RESULTS INCOMPLETE: %d connection(s) lost mid-stream, "
+               .. "what the node sent meanwhile is missing (how much is "
+               .. "unknown)", t, gone.gaps)
+  end
+  if (ad.duplicates or 0) > 0 then
+    t = format("%s (%d logs sent again after a reconnect, skipped as "
+               .. "duplicates)", t, ad.duplicates)
+  end
+  if ad.subscription_id then
+    t = t .. "  subscription " .. ad.subscription_id
+  end
+  return t
+end
+
 local function human(ctx, ends)
   local det, ad, md = ends.detector, ends.adapter, ends.metadata
   local lat = det.latency_ns or {}
@@ -274,7 +306,7 @@ local function human(ctx, ends)
   local table_text, dropped = service_table(ctx)
   out(format([[
 == Bandit ==
-lines            %d%s
+lines            %s
 events decoded   %d (%s), %d retracted
 skipped          %d (%s)
 evaluations      %d
@@ -283,7 +315,7 @@ latency          log arrival -> signal: p50 %s, p99 %s (%d signals)
                  log arrival -> applied: p50 %s, p99 %s (%d events)
 metadata         %d enriched, %d dropped, %d lookups (%d failed), %d eth_calls
 %s
-]], ad.lines, ad.subscription_id and ("  subscription " .. ad.subscription_id) or "",
+]], lines_text(ad),
     #S.events, counts(S.by_kind), det.retracted, #S.skipped,
     counts(S.by_reason), det.evaluations, #S.signals, counts(S.by_pair),
     counts(S.by_trigger), ms(pct(S.latency, 0.5)), ms(pct(S.latency, 0.99)),
@@ -327,7 +359,14 @@ local function finish(ctx, ends, timed_out)
     ctx.log:error("the stream ended but messages are missing", {
       applied = S.n_applied, expected_applied = ends.detector.events })
   end
-  S.code = (failed or timed_out or dropped > 0 or #S.problems > 0) and 1 or 0
+  local whole = ends.adapter.complete ~= false
+  S.code = (failed or timed_out or dropped > 0 or #S.problems > 0 or
+            not whole) and 1 or 0
+  if not whole then
+    ctx.log:error("the stream lost lines: the results are incomplete",
+                  { lines = ends.adapter.lines,
+                    missing = ends.adapter.missing or nil })
+  end
   if dropped > 0 then
     ctx.log:error("mailboxes dropped messages: the results are incomplete",
                   { dropped = dropped })

@@ -56,6 +56,7 @@ local SERVICE = {
   group = { kind = "string" },
   memory_limit_mb = { kind = "number", zero_ok = true, min = 1, max = 1048576 },
   handler_timeout_ms = { kind = "number", min = 0, max = MAX_MS },
+  load_timeout_ms = { kind = "number", min = 0, min_open = true, max = MAX_MS },
   reload_probation_s = { kind = "number", min = 0, max = MAX_S },
 }
 local TOP = {
@@ -189,7 +190,7 @@ local function resolve_path(dir, p)
   return dir .. "/" .. p
 end
 
--- A name as a message shows it (as myc__escape does): control characters
+-- A name as a message shows it (as myc__log_quote does): control characters
 -- escaped, cut after 64 bytes.
 local ESCAPES = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
 local function shown(s)

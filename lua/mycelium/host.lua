@@ -16,6 +16,27 @@ local tostring, loadstring, xpcall = tostring, loadstring, xpcall
 
 local M = {}
 
+-- The engine runs a module's top level and its init with the JIT off, so
+-- that the load budget's hook reaches every loop: LuaJIT runs hooks in
+-- its interpreter only (docs/SUPERVISION.md).  What that code asks of
+-- the JIT as a whole (jit.on() or jit.off() without arguments) is kept
+-- and applied once init returns; calls about one function pass through.
+local jit = require "jit"
+local jit_on, jit_off, select = jit.on, jit.off, select
+local jit_wanted = true
+jit.on = function(...)
+  if select("#", ...) > 0 then return jit_on(...) end
+  jit_wanted = true
+end
+jit.off = function(...)
+  if select("#", ...) > 0 then return jit_off(...) end
+  jit_wanted = false
+end
+local function jit_start()
+  jit.on, jit.off = jit_on, jit_off
+  if jit_wanted then jit_on() end
+end
+
 local function check_module(mod, path)
   if type(mod) ~= "table" then
     error(format("%s must return a table (the service module), got %s",
@@ -207,6 +228,7 @@ function M.new(lud, info)
     init = function(state)
       flush()
       if mod.init then mod.init(ctx, opts, state) end
+      jit_start()
     end,
     stop = function()
       flush()

@@ -168,6 +168,7 @@ local function check_services(spec, cfg, keep)
     sc.group = c.group
     sc.memory_limit_mb = c.memory_limit_mb or 0
     sc.handler_timeout_ms = c.handler_timeout_ms or 0
+    sc.load_timeout_ms = c.load_timeout_ms or 0
     sc.reload_probation_s = c.reload_probation_s == 0 and -1
         or c.reload_probation_s or 0
     if c.opts then
@@ -187,8 +188,8 @@ end
 
 -- Creates and starts an engine.  spec: { services = { {name, module, opts,
 -- worker, mailbox, restart, group, memory_limit_mb, handler_timeout_ms,
--- reload_probation_s}... }, workers, mailbox = {capacity, policy,
--- threshold}, log = {level, format}, node, contracts = "path.yaml",
+-- load_timeout_ms, reload_probation_s}... }, workers, mailbox = {capacity,
+-- policy, threshold, max_bytes, max_message_bytes}, log = {level, format}, node, contracts = "path.yaml",
 -- validate = false, supervisor = {...}, supervisors = { name = {
 -- strategy, ... } }, control = "unix:///path" }.  A service may be given
 -- as just its module path.  Raises with the engine's message on failure.

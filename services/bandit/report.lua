@@ -328,10 +328,18 @@ function M.pool_state(pool, ev, price)
 end
 
 --- The summary object. c: counters from the pipeline (see pipeline.lua);
---- count maps list only the keys that occurred, sorted.
+--- count maps list only the keys that occurred, sorted; c.incomplete
+--- (expected, missing, gaps), from the engine, says what a stream lost.
 function M.summary(c)
   local o = M.object()
-  o:put("lines", c.lines):put("subscription_id", c.subscription_id)
+  o:put("lines", c.lines)
+  -- Only a stream not known whole says so (README §5 has no such key).
+  local gone = c.incomplete
+  if gone then
+    o:put("incomplete", M.object():put("lines_expected", gone.expected)
+      :put("lines_missing", gone.missing):put("connections_lost", gone.gaps))
+  end
+  o:put("subscription_id", c.subscription_id)
   o:put("events_accepted", c.events_accepted)
   o:put("events_by_kind", M.sorted(c.events_by_kind))
   o:put("events_retracted", c.events_retracted)

@@ -346,7 +346,8 @@ describe("budgets", function()
             if msg.data == "grow" then
               for i = 1, 1e8 do keep[i] = { i, tostring(i) } end
             elseif msg.data == "swallow" then
-              -- catching the error does not save the instance
+              -- catching the error does not save the instance: the code
+              -- after the pcall never runs
               local ok = pcall(function()
                 local t = {}
                 for i = 1, 1e8 do t[i] = { i } end
@@ -377,7 +378,10 @@ describe("budgets", function()
     assert.is_true(st.memory_bytes < 8 * 1048576)
     eng:publish("in", "swallow")
     eng:run()
-    assert.are.same({ "caught: true" }, datas(out))
+    assert.are.same({}, datas(out))
+    d = dead:messages()
+    assert.are.equal("swallow", d[1].data.payload)
+    assert.matches("memory limit of 8.0 MB exceeded", d[1].data.error, 1, true)
     assert.are.equal("restarting", eng:stats("hog").state)
     eng:advance(0.1)
     assert.are.equal(2, eng:stats("hog").restarts)

@@ -83,6 +83,8 @@ describe("time and budget settings", function()
       "services[1].memory_limit_mb", "0 or a number from 1 to 1048576" },
     { "services = { { module = 'q.lua', handler_timeout_ms = math.huge } }",
       "services[1].handler_timeout_ms", "a number from 0 to 1e+12" },
+    { "services = { { module = 'q.lua', load_timeout_ms = math.huge } }",
+      "services[1].load_timeout_ms", "a number in (0, 1e+12], got number inf" },
     { "services = { { module = 'q.lua', reload_probation_s = 1e300 } }",
       "services[1].reload_probation_s", "a number from 0 to 1e+09" },
   }

@@ -35,15 +35,20 @@ describe("PolygonAdapter", function()
   end)
   teardown(function() H.rmdir(dir) testing.cleanup() end)
 
-  -- Feeds lines (the reply first unless given) and returns what came out.
-  local function run(lines, opts)
+  -- An engine with the adapter alone, fed on bandit.raw (not started).
+  local function engine(opts)
     local o = { source = "topic", pools = pools, tokens = tokens }
     for k, v in pairs(opts or {}) do o[k] = v end
-    local eng = testing.engine {
+    return testing.engine {
       contracts = H.ROOT .. "services/contracts.yaml", start = false,
       services = { { name = "polygon", opts = o,
                      module = H.ROOT .. "services/polygon_adapter.lua" } },
     }
+  end
+
+  -- Feeds lines (the reply first unless given) and returns what came out.
+  local function run(lines, opts)
+    local eng = engine(opts)
     local logs, skipped, ends = eng:collect("bandit.log.*"),
       eng:collect("bandit.skipped"), eng:collect("bandit.end.adapter")
     eng:start()
@@ -225,11 +230,7 @@ describe("PolygonAdapter", function()
   end)
 
   it("counts a payload that is not text as a malformed line", function()
-    local eng = testing.engine {
-      contracts = H.ROOT .. "services/contracts.yaml", start = false,
-      services = { { name = "polygon", module = H.ROOT .. "services/polygon_adapter.lua",
-                     opts = { source = "topic", pools = pools, tokens = tokens } } },
-    }
+    local eng = engine()
     local skipped = eng:collect("bandit.skipped")
     eng:start()
     eng:publish("bandit.raw", H.reply(SUB))
@@ -248,6 +249,30 @@ describe("PolygonAdapter", function()
     assert.equal("line count reached", out["end"].data.reason)
   end)
 
+  it("says at the end whether the stream is known whole", function()
+    local lines = { H.reply(SUB), H.sync(pos(), V2, "1", "2") }
+    local e = run(lines)["end"].data
+    assert.same({ 2, 2, 0, true, 0, 0 },
+                { e.lines, e.expected, e.missing, e.complete, e.gaps, e.duplicates })
+    -- The stream ended (the feeder's marker) short of opts.end_after.
+    e = run(lines, { end_after = 5 })["end"].data
+    assert.same({ 2, 5, 3, false }, { e.lines, e.expected, e.missing, e.complete })
+    -- Lines the feeder sent that never arrived: counted, and logged.
+    local eng = engine()
+    local ends = eng:collect("bandit.end.adapter")
+    eng:start()
+    for _, l in ipairs(lines) do eng:publish("bandit.raw", l) end
+    eng:publish("bandit.end.feeder", { lines = 5 })
+    eng:run()
+    e = ends:messages()[1].data
+    assert.same({ 2, 5, 3, false }, { e.lines, e.expected, e.missing, e.complete })
+    local said = {}
+    for _, l in ipairs(eng:logs(true)) do said[#said + 1] = l.msg end
+    assert.matches("the stream is incomplete: 3 of 5 lines were not received",
+                   table.concat(said, "\n"), 1, true)
+    eng:close()
+  end)
+
   it("refuses bad options with a message naming the service", function()
     local ok, err = pcall(testing.engine, {
       contracts = H.ROOT .. "services/contracts.yaml",
@@ -262,5 +287,15 @@ describe("PolygonAdapter", function()
     assert.is_false(ok)
     assert.matches("service 'p': cannot load the pool registry: /nonexistent/pools.json", err,
                    1, true)
+    for _, bad in ipairs { 0, 2.5, "many", true } do
+      ok, err = pcall(testing.engine, {
+        contracts = H.ROOT .. "services/contracts.yaml",
+        services = { { name = "p", module = H.ROOT .. "services/polygon_adapter.lua",
+                       opts = { source = "topic", pools = pools, tokens = tokens,
+                                dedup_window = bad } } } })
+      assert.is_false(ok)
+      assert.matches("service 'p': opts.dedup_window must be a whole number >= 1 or false, got "
+                     .. tostring(bad), err, 1, true)
+    end
   end)
 end)

@@ -4,6 +4,8 @@
  */
 #include "mycelium.h"
 
+#include "base/file.h"
+#include "lua/deadline.h"
 #include "lua/state.h"
 #include "runtime/engine.h"
 
@@ -12,12 +14,15 @@
 #include <stdio.h>
 #include <string.h>
 
-static lua_State *config_state(const char *lua_dir) {
+/* The state that reads the config.  It runs what it is given (a service
+ * file too, to see whether it is a config), so within the load budget. */
+static lua_State *config_state(const char *lua_dir, myc__lua_deadline *d) {
   lua_State *L = luaL_newstate();
   if (L == NULL)
     return NULL;
   luaL_openlibs(L);
   myc__lua_prepare(L, lua_dir, NULL);
+  myc__lua_deadline_set(L, d, MYC_LOAD_TIMEOUT_MS);
   return L;
 }
 
@@ -150,6 +155,7 @@ static int add_one_service(lua_State *L, myc_engine *e, char *err,
   sc.restart = (myc_restart)num_field(L, t, "restart", MYC_RESTART_PERMANENT);
   sc.memory_limit_mb = num_field(L, t, "memory_limit_mb", 0);
   sc.handler_timeout_ms = num_field(L, t, "handler_timeout_ms", 0);
+  sc.load_timeout_ms = num_field(L, t, "load_timeout_ms", 0);
   /* An explicit 0 means no probation; absent means the engine's. */
   sc.reload_probation_s = num_field(L, t, "reload_probation_s", 0);
   lua_getfield(L, t, "reload_probation_s");
@@ -254,11 +260,16 @@ static int build_engine(lua_State *L, myc_engine **out, char *err,
 
 int myc_engine_from_files(myc_engine **out, const char *const *files, int nfiles,
                      char *err, size_t errlen) {
+  myc__lua_deadline d;
   lua_State *L;
   int i, rc;
 
   *out = NULL;
-  L = config_state(myc__find_lua_dir(NULL));
+  /* Lua would open a FIFO and wait for a writer. */
+  for (i = 0; i < nfiles; i++)
+    if (myc__regular_or_absent(files[i], err, errlen) != 0)
+      return MYC_ECONFIG;
+  L = config_state(myc__find_lua_dir(NULL), &d);
   if (L == NULL) {
     snprintf(err, errlen, "out of memory");
     return MYC_ENOMEM;
@@ -275,11 +286,17 @@ int myc_engine_from_files(myc_engine **out, const char *const *files, int nfiles
     }
     rc = lua_pcall(L, 1, 1, 0);
   }
-  if (rc != 0) {
-    snprintf(err, errlen, "%s", lua_tostring(L, -1));
+  /* A pcall of config.lua may have caught the deadline's error. */
+  if (rc != 0 || d.fired) {
+    if (d.fired)
+      snprintf(err, errlen, "%s: its top level was still running after the "
+               "load budget of %d ms, interrupted", files[0], (int)d.ms);
+    else
+      snprintf(err, errlen, "%s", lua_tostring(L, -1));
     lua_close(L);
     return MYC_ECONFIG;
   }
+  lua_sethook(L, NULL, 0, 0);
   rc = build_engine(L, out, err, errlen);
   lua_close(L);
   return rc;

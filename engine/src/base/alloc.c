@@ -119,6 +119,22 @@ void myc__lua_budget_drain(myc__lua_budget *b) {
   b->cached = 0;
 }
 
+_Noreturn void myc__escape_rethrow(myc__lua_budget *b) {
+  myc__escape *e = b->escape;
+  b->escape = e->prev;
+  siglongjmp(e->jb, 1);
+}
+
+/* A growth the budget does not allow. */
+static void *refuse(myc__lua_budget *b) {
+  b->refused++;
+  if (b->escape != NULL) {
+    b->escaped = 1;
+    myc__escape_rethrow(b);
+  }
+  return NULL;
+}
+
 void *myc__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   myc__lua_budget *b = ud;
   size_t used = atomic_load_explicit(&b->used, memory_order_relaxed);
@@ -135,23 +151,27 @@ void *myc__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   if (nsize > osize) {
     /* Another thread's request to interrupt a compiled loop that the
-     * hook cannot reach: fail one allocation (docs/SUPERVISION.md). */
+     * hook cannot reach (docs/SUPERVISION.md). */
     if (atomic_load_explicit(&b->poison, memory_order_relaxed) &&
         atomic_exchange(&b->poison, 0)) {
       b->poisoned = 1;
-      b->refused++;
-      return NULL;
+      return refuse(b);
     }
-    if (b->limit != 0 &&
-        used - osize + nsize > b->limit + (b->tripped ? b->reserve : 0)) {
+    if (b->limit != 0 && used - osize + nsize > b->limit) {
       b->tripped = 1;
-      b->refused++;
-      return NULL;
+      if (used - osize + nsize > b->limit + b->reserve + b->extra)
+        return refuse(b);
+      if (b->on_trip != NULL)
+        b->on_trip(b);
     }
   }
   p = ptr == NULL ? block_get(b, nsize) : block_resize(b, ptr, osize, nsize);
-  if (p == NULL)
-    return NULL;
+  if (p == NULL) {
+    /* The process (or the embedder's hook) is out of memory: the same
+     * hazard as the ceiling when compiled code asked. */
+    b->tripped = 1;
+    return refuse(b);
+  }
   used = used - osize + nsize;
   atomic_store_explicit(&b->used, used, memory_order_relaxed);
   if (used > atomic_load_explicit(&b->peak, memory_order_relaxed))

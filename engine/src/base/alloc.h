@@ -5,8 +5,10 @@
 
 #include "mycelium.h"
 
+#include <setjmp.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
   myc_alloc_fn fn;
@@ -33,30 +35,79 @@ void myc__strfree(const myc__alloc *a, char *s);
 #define MYC_LUA_CLASSES 32
 #define MYC_LUA_CACHE_BYTES (4u << 20) /* cached per state, at most */
 
+/* Where an allocation past the hard ceiling jumps to: the innermost call
+ * into a Lua state (activation.c arms one around each) instead of
+ * returning NULL.  LuaJIT 2.1 (2022) mishandles an out-of-memory error
+ * raised while a trace runs -- its stack pointers are stale there, and
+ * unwinding crashes the process -- so the budget never makes LuaJIT
+ * raise one: the state is abandoned instead (docs/SUPERVISION.md). */
+typedef struct myc__escape {
+  struct myc__escape *prev;
+  sigjmp_buf jb;
+} myc__escape;
+
+/* Arms escape 'e' on budget 'b': evaluates to 0 now and to 1 when an
+ * allocation escaped to it (then 'b->escape' is already 'e->prev').
+ * Must be used directly in the frame that stays alive during the call,
+ * as sigsetjmp requires. */
+#define MYC_ESCAPE_ARM(b, e)                                                   \
+  ((e)->prev = (b)->escape, (b)->escape = (e), sigsetjmp((e)->jb, 0))
+
 /* Per-Lua-state accounting.  'used' is read by other threads (status), so
  * it is atomic; only the thread running the state writes it, and only it
- * touches the cache.  Once the limit refuses an allocation the budget is
- * 'tripped': the state may then grow by 'reserve' more, so that the error
- * can unwind and be reported, and its owner ends it (over the limit is a
- * crash of the service). */
-typedef struct {
+ * touches the cache and the escapes.
+ *
+ * Two bounds: past 'limit' the budget is 'tripped' and 'on_trip' asks
+ * for the state to be interrupted at a safe point (a hook, in the
+ * interpreter), where raising an error is safe; allocations still succeed
+ * up to 'limit + reserve', so that compiled code which does not reach a
+ * safe point, the error, its traceback and its report have room.  Past
+ * that ceiling (or once 'poison' is set) an allocation never returns to
+ * LuaJIT: it jumps to the innermost armed escape, and the state is
+ * 'escaped' (abandoned: it must never run again, only be closed).  With
+ * no escape armed (the engine's own C code filling a state), it fails
+ * with NULL as a plain allocator would. */
+typedef struct myc__lua_budget {
   const myc__alloc *base;
   _Atomic size_t used;
   size_t limit; /* 0: unlimited */
   size_t reserve;
+  size_t extra; /* added to the ceiling while the state is closed */
   _Atomic size_t peak; /* read by status, like 'used' */
   unsigned long refused;
   int tripped;
   int poisoned;      /* refused an allocation because of 'poison' */
   _Atomic int poison; /* set by another thread: refuse the next growth */
+  int escaped;        /* an allocation escaped: the state is abandoned */
+  myc__escape *escape; /* innermost armed call, NULL: refuse with NULL */
+  /* Called (on the state's thread) by every allocation past 'limit'. */
+  void (*on_trip)(struct myc__lua_budget *b);
+  void *L;            /* the state, for on_trip; NULL while it is made */
+  /* A deadline for the code the state runs (loading, init): monotonic
+   * ns, 0 for none; the runtime's hook reads it.  Set by other threads
+   * to stop a load early. */
+  _Atomic int64_t deadline_ns;
+  double deadline_ms; /* the budget it came from, for messages */
+  int overtime;       /* the deadline interrupted the state */
+  _Atomic int loading; /* being loaded: the watchdog does not hook it */
   void *owner;        /* the service */
   void *cache[MYC_LUA_CLASSES]; /* free blocks, linked through their start */
   size_t cached;                /* bytes in the cache */
 } myc__lua_budget;
 
-/* A lua_Alloc that counts bytes in the myc__lua_budget 'ud' and refuses to
- * grow past its limit, or once when poisoned (shrinking and freeing always
- * succeed, as Lua requires).  Blocks of up to 512 bytes come from the base
+/* Removes escape 'e' of 'b' after the call returned normally. */
+static inline void myc__escape_disarm(myc__lua_budget *b, myc__escape *e) {
+  b->escape = e->prev;
+}
+
+/* Jumps to the innermost escape armed on 'b' (an escape caught to clean
+ * up goes on outwards).  Only with one armed. */
+_Noreturn void myc__escape_rethrow(myc__lua_budget *b);
+
+/* A lua_Alloc that counts bytes in the myc__lua_budget 'ud', trips past
+ * its limit and refuses to grow past limit + reserve, or once when
+ * poisoned: by escaping when an escape is armed, else with NULL
+ * (shrinking and freeing always succeed, as Lua requires).  Blocks of up to 512 bytes come from the base
  * hook in their class size and return to the cache. */
 void *myc__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 

@@ -5,11 +5,18 @@
 
 #include "base/alloc.h"
 
-/* Reads 'path' into a buffer of '*len' + 1 bytes (NUL-terminated) from
- * 'a'; free it with myc__free(a, *out, *len + 1).  Returns 0, or a
- * negative code with "cannot open PATH: reason" (or read) in 'err'; then
- * '*out' is NULL. */
+/* Reads the regular file 'path' into a buffer of '*len' + 1 bytes
+ * (NUL-terminated) from 'a'; free it with myc__free(a, *out, *len + 1).
+ * Returns 0, or a negative code with "cannot open PATH: reason" (or
+ * read) in 'err'; then '*out' is NULL.  A directory, a FIFO, a device or
+ * a socket is refused without waiting or reading ("cannot read PATH: it
+ * is a FIFO, not a regular file ..."). */
 int myc__read_file(const myc__alloc *a, const char *path, char **out,
                    size_t *len, char *err, size_t errlen);
+
+/* 0 when 'path' is a regular file or cannot be looked at (the reader
+ * will say why), else MYC_EINVAL with "cannot read PATH: it is a FIFO,
+ * not a regular file" in 'err'. */
+int myc__regular_or_absent(const char *path, char *err, size_t errlen);
 
 #endif

@@ -122,7 +122,7 @@ static void out_text(outbuf *o, const char *s, size_t n) {
   out_put(o, s + run, n - run);
 }
 
-void myc__escape(char *dst, size_t cap, const char *s, size_t n) {
+void myc__log_quote(char *dst, size_t cap, const char *s, size_t n) {
   size_t i, used = 0, k, total = 0;
   char esc[4];
   if (cap < 4) {

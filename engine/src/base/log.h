@@ -38,7 +38,7 @@ void myc__hex(char *dst, const uint8_t *src, size_t n);
 /* 'n' bytes of 's' as a text log line writes them (control characters as
  * \n, \r, \t or \xHH) into 'dst', NUL-terminated, cut with "..." to fit
  * 'cap' bytes: for quoting untrusted names in messages.  Cannot fail. */
-void myc__escape(char *dst, size_t cap, const char *s, size_t n);
+void myc__log_quote(char *dst, size_t cap, const char *s, size_t n);
 
 /* Like myc__log_write, with 'n' extra fields given as key/value strings,
  * formatted for the log's format. */

@@ -206,6 +206,24 @@ static int control_call(const char *path, const char *req, char *reply,
   return 0;
 }
 
+/* Writes code point 'cp' (below U+10000: the engine escapes only control
+ * characters and U+FFFD) as UTF-8; returns its length. */
+static size_t utf8_put(char *out, long cp) {
+  if (cp < 0x80) {
+    out[0] = (char)cp;
+    return 1;
+  }
+  if (cp < 0x800) {
+    out[0] = (char)(0xC0 | (cp >> 6));
+    out[1] = (char)(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  out[0] = (char)(0xE0 | (cp >> 12));
+  out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+  out[2] = (char)(0x80 | (cp & 0x3F));
+  return 3;
+}
+
 /* The string value of "key" in a one-line JSON reply, unescaped into
  * 'out' ("" when absent). */
 static void json_string(const char *json, const char *key, char *out,
@@ -225,8 +243,9 @@ static void json_string(const char *json, const char *key, char *out,
         out[n++] = '\n';
       else if (*p == 't')
         out[n++] = '\t';
-      else if (*p == 'u' && strlen(p) >= 5) {
-        out[n++] = (char)strtol((char[]){p[1], p[2], p[3], p[4], 0}, NULL, 16);
+      else if (*p == 'u' && strlen(p) >= 5 && n + 3 < cap - 1) {
+        n += utf8_put(out + n,
+                      strtol((char[]){p[1], p[2], p[3], p[4], 0}, NULL, 16));
         p += 4;
       } else
         out[n++] = *p;
@@ -289,6 +308,12 @@ static int cmd_reload(int argc, char **argv) {
     return 2;
   }
   module[0] = '\0';
+  if (strpbrk(a.args[0], " \t\r\n") != NULL ||
+      (a.nargs == 2 && strpbrk(a.args[1], "\r\n") != NULL)) {
+    fprintf(stderr, "mycelium: reload: a service name cannot hold spaces, nor "
+                    "a module path line breaks\n");
+    return 2;
+  }
   /* The engine resolves paths from its own directory: send it absolute. */
   if (a.nargs == 2 && realpath(a.args[1], module) == NULL) {
     fprintf(stderr, "mycelium: %s: %s\n", a.args[1], strerror(errno));

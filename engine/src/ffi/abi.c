@@ -93,6 +93,7 @@ static const myc_ffi_layout layouts[] = {
     FIELD(myc_service_config, memory_limit_mb),
     FIELD(myc_service_config, handler_timeout_ms),
     FIELD(myc_service_config, reload_probation_s),
+    FIELD(myc_service_config, load_timeout_ms),
 
     SIZE(myc_contract_field),
     FIELD(myc_contract_field, name), FIELD(myc_contract_field, type),

@@ -9,9 +9,12 @@
  */
 #include "lua/msgpack.h"
 
+#include "base/alloc.h"
+
 #include <lauxlib.h>
 #include <math.h>
 #include <msgpack.h>
+#include <stdint.h>
 #include <string.h>
 
 #define MAX_DEPTH 64
@@ -283,74 +286,85 @@ static int push_protected(lua_State *L) {
   return 1;
 }
 
-/* The big-endian unsigned integer of 'n' bytes at 'p'. */
-static uint64_t be(const unsigned char *p, int n) {
-  uint64_t v = 0;
-  while (n-- > 0)
-    v = v << 8 | *p++;
+/* Big-endian length of 'n' bytes at p[i], or SIZE_MAX past 'len'. */
+static size_t be_len(const unsigned char *p, size_t i, size_t n, size_t len) {
+  size_t v = 0, k;
+  if (n > len - i)
+    return SIZE_MAX;
+  for (k = 0; k < n; k++)
+    v = v << 8 | p[i + k];
   return v;
 }
 
-/* Bytes of the header at 'p' (0: a byte no value starts with), and in
- * '*body' the bytes after it and in '*items' the values it contains
- * (arrays, maps); 'avail' bytes are left, so that no length is read past
- * the end. */
-static size_t header(const unsigned char *p, size_t avail, uint64_t *body,
-                     uint64_t *items) {
-  /* For 0xc4..0xdf: length bytes, fixed body, items per counted unit
-   * (0: a length of bytes), type byte of an extension. */
-  static const unsigned char lenw[] = {1, 2, 4, 1, 2, 4, 0, 0, 0, 0, 0, 0,
-                                       0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 4,
-                                       2, 4, 2, 4};
-  static const unsigned char fixed[] = {0, 0, 0, 1, 1, 1, 4, 8, 1, 2, 4, 8,
-                                        1, 2, 4, 8, 2, 3, 5, 9, 17, 0, 0, 0,
-                                        0, 0, 0, 0};
-  static const unsigned char per[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                      0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                      1, 1, 2, 2};
-  unsigned c = p[0], k;
-  *body = *items = 0;
-  if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3)
-    return 1;
-  if (c <= 0x8f || (c >= 0x90 && c <= 0x9f)) {
-    *items = (uint64_t)(c & 0x0f) * (c <= 0x8f ? 2 : 1);
-    return 1;
-  }
-  if (c <= 0xbf) {
-    *body = c & 0x1f;
-    return 1;
-  }
-  if (c == 0xc1)
-    return 0;
-  k = c - 0xc4;
-  if (avail < 1u + lenw[k])
-    return 0;
-  if (per[k])
-    *items = be(p + 1, lenw[k]) * per[k];
-  else
-    *body = be(p + 1, lenw[k]) + fixed[k];
-  return 1u + lenw[k];
-}
+/* What follows the tags 0xc0..0xdf: 'fixed' bytes, then a big-endian
+ * length of 'len_bytes' bytes counting bytes, or elements of an array or
+ * a map. */
+enum { T_BYTES, T_ARRAY, T_MAP, T_UNUSED };
+static const struct {
+  unsigned char fixed, len_bytes, kind;
+} tags[32] = {
+    {0, 0, T_BYTES},  {0, 0, T_UNUSED}, {0, 0, T_BYTES}, {0, 0, T_BYTES},
+    {0, 1, T_BYTES},  {0, 2, T_BYTES},  {0, 4, T_BYTES}, /* bin */
+    {1, 1, T_BYTES},  {1, 2, T_BYTES},  {1, 4, T_BYTES}, /* ext: type */
+    {4, 0, T_BYTES},  {8, 0, T_BYTES},                   /* float */
+    {1, 0, T_BYTES},  {2, 0, T_BYTES},  {4, 0, T_BYTES}, {8, 0, T_BYTES},
+    {1, 0, T_BYTES},  {2, 0, T_BYTES},  {4, 0, T_BYTES}, {8, 0, T_BYTES},
+    {2, 0, T_BYTES},  {3, 0, T_BYTES},  {5, 0, T_BYTES}, {9, 0, T_BYTES},
+    {17, 0, T_BYTES},                                    /* fixext */
+    {0, 1, T_BYTES},  {0, 2, T_BYTES},  {0, 4, T_BYTES}, /* str */
+    {0, 2, T_ARRAY},  {0, 4, T_ARRAY},  {0, 2, T_MAP},   {0, 4, T_MAP}};
 
-/* Whether the MessagePack value at 'p' can be what it claims: every
- * array, map and string fits in the bytes left (an element takes one at
- * least).  msgpack-c allocates what a header claims before it reads the
- * elements, so 10 bytes claiming 2^32 entries asked for hundreds of GiB;
- * after this check it allocates in proportion to the input. */
-static int plausible(const char *s, size_t len) {
-  const unsigned char *p = (const unsigned char *)s;
-  uint64_t pending = 1, body, items;
-  size_t off = 0, h;
-  while (pending > 0) {
-    if (off >= len || (h = header(p + off, len - off, &body, &items)) == 0)
+/* Whether the first value at 'p' can be what its headers say, walked
+ * without building it.  msgpack-c sizes a container from its header
+ * before it reads an element, so five bytes announcing 2^32 elements
+ * would have it allocate 96 GiB; every element takes a byte at least, so
+ * a header may not promise more elements than bytes remain. */
+static int plausible(const unsigned char *p, size_t len) {
+  size_t i = 0, want = 1, body, items, n;
+  while (want-- > 0) {
+    unsigned char b;
+    if (i >= len)
       return 0;
-    off += h;
-    if (body > len - off || items > len - off)
+    b = p[i++];
+    body = items = 0;
+    if (b >= 0x80 && b <= 0x8f) {
+      items = 2 * (size_t)(b & 0x0f);
+    } else if (b >= 0x90 && b <= 0x9f) {
+      items = b & 0x0f;
+    } else if (b >= 0xa0 && b <= 0xbf) {
+      body = b & 0x1f;
+    } else if (b >= 0xc0 && b <= 0xdf) {
+      if (tags[b - 0xc0].kind == T_UNUSED)
+        return 0;
+      body = tags[b - 0xc0].fixed;
+      n = be_len(p, i, tags[b - 0xc0].len_bytes, len);
+      if (n == SIZE_MAX)
+        return 0;
+      i += tags[b - 0xc0].len_bytes;
+      if (tags[b - 0xc0].kind == T_BYTES)
+        body += n;
+      else
+        items = tags[b - 0xc0].kind == T_MAP ? 2 * n : n;
+    }
+    if (body > len - i)
       return 0;
-    off += (size_t)body;
-    pending += items - 1;
+    i += body;
+    want += items;
+    if (want > len - i)
+      return 0;
   }
   return 1;
+}
+
+/* The budget of a state with the engine's counting allocator and a call
+ * armed to escape to (base/alloc.h), or NULL. */
+static myc__lua_budget *escaping_budget(lua_State *L) {
+  void *ud;
+  myc__lua_budget *b;
+  if (lua_getallocf(L, &ud) != myc__lua_alloc)
+    return NULL;
+  b = ud;
+  return b->escape != NULL ? b : NULL;
 }
 
 /* Decodes 'len' bytes at 'p'.  Returns nil, message on malformed input. */
@@ -358,8 +372,11 @@ static int decode(lua_State *L, const char *p, size_t len) {
   msgpack_unpacked u;
   size_t off = 0;
   msgpack_unpack_return rc;
+  /* volatile: read again after an escape lands here */
+  myc__lua_budget *volatile b = escaping_budget(L);
+  myc__escape esc;
   int rc2;
-  if (!plausible(p, len)) {
+  if (!plausible((const unsigned char *)p, len)) {
     lua_pushnil(L);
     lua_pushliteral(L, "malformed MessagePack payload");
     return 2;
@@ -376,7 +393,15 @@ static int decode(lua_State *L, const char *p, size_t len) {
    * not leak then, so the conversion runs in a protected call. */
   lua_pushcfunction(L, push_protected);
   lua_pushlightuserdata(L, &u.data);
+  /* An allocation past the budget jumps over lua_pcall: free the zone on
+   * the way out. */
+  if (b != NULL && MYC_ESCAPE_ARM(b, &esc)) {
+    msgpack_unpacked_destroy(&u);
+    myc__escape_rethrow(b);
+  }
   rc2 = lua_pcall(L, 1, 1, 0);
+  if (b != NULL)
+    myc__escape_disarm(b, &esc);
   msgpack_unpacked_destroy(&u);
   if (rc2 != 0)
     lua_error(L);

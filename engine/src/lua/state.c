@@ -3,8 +3,53 @@
 
 #include "lua/msgpack.h"
 
+#include <dlfcn.h>
 #include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+static int lua_dir_ok(const char *dir) {
+  char path[4096 + 32];
+  snprintf(path, sizeof path, "%s/mycelium/host.lua", dir);
+  return access(path, R_OK) == 0;
+}
+
+/* Written once (uv_once), read-only afterwards. */
+static char installed_dir[4096];
+static uv_once_t installed_once = UV_ONCE_INIT;
+
+/* MYC_LUA_FROM_LIB is the install location of the runtime relative to
+ * the library's (share/mycelium/lua from lib/, computed by CMake), so a
+ * prefix installed with `cmake --install --prefix P` and moved elsewhere
+ * still finds it. */
+static void find_installed(void) {
+  Dl_info info;
+  const char *slash;
+  if (dladdr((void *)myc__find_lua_dir, &info) == 0 || info.dli_fname == NULL)
+    return;
+  slash = strrchr(info.dli_fname, '/');
+  if (slash == NULL)
+    return;
+  snprintf(installed_dir, sizeof installed_dir, "%.*s/%s",
+           (int)(slash - info.dli_fname), info.dli_fname, MYC_LUA_FROM_LIB);
+  if (!lua_dir_ok(installed_dir))
+    installed_dir[0] = '\0';
+}
+
+const char *myc__find_lua_dir(const char *configured) {
+  const char *env = getenv("MYCELIUM_PATH");
+  if (configured != NULL)
+    return configured;
+  if (env != NULL && *env != '\0')
+    return env;
+  uv_once(&installed_once, find_installed);
+  if (installed_dir[0] != '\0')
+    return installed_dir;
+  return MYC_SOURCE_LUA_DIR;
+}
 
 void myc__lua_prepare(lua_State *L, const char *lua_dir, const char *module) {
   const char *slash = module ? strrchr(module, '/') : NULL;

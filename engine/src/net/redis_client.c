@@ -68,6 +68,10 @@ struct myc_redis {
   myc_redis_options opt;
 
   redisAsyncContext *ac; /* the current connection or attempt */
+  redisReplyObjectFunctions reader_fns; /* hiredis's, guarded (see guard) */
+  const redisReplyObjectFunctions *hiredis_fns;
+  int unsolicited; /* the server sent a reply to no command */
+  size_t max_reply; /* bytes of a reply buffered before it is complete */
   int state;
   int closing, released, resolving, timer_closing;
   int init_pending; /* AUTH/SELECT replies still awaited */
@@ -343,8 +347,13 @@ static void up_reached(myc_redis *c) {
  * see the client down already. */
 static void connection_lost(myc_redis *c, const redisAsyncContext *ac) {
   int status = ac->err == REDIS_ERR_PROTOCOL ? UV_EPROTO : UV_ECONNRESET;
-  set_lost(c, status, "connection lost: %s",
-           ac->errstr && *ac->errstr ? ac->errstr : "closed");
+  if (c->unsolicited)
+    set_lost(c, UV_EPROTO,
+             "connection dropped: the server sent a reply to no command "
+             "(a broken server, or not Redis)");
+  else
+    set_lost(c, status, "connection lost: %s",
+             ac->errstr && *ac->errstr ? ac->errstr : "closed");
   c->ac = NULL;
   conn_ended(c);
 }
@@ -440,6 +449,20 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
  * them: an error counts as readiness, so hiredis reads the socket and
  * meets the error itself.  Attach and cleanup stay the adapter's. */
 
+/* hiredis keeps a reply's bytes until the reply is complete, with no
+ * bound: "$2147483647\r\n" and a stream of bytes would grow the buffer
+ * until the command timeout.  Checked after each read (16 KiB at most). */
+static void check_backlog(redisAsyncContext *ac) {
+  myc_redis *c = ac->data;
+  const redisReader *r = ac->c.reader;
+  if (c == NULL || c->ac != ac || r->len - r->pos <= c->max_reply)
+    return;
+  set_lost(c, MYC_ELIMIT,
+           "a reply of more than %zu MiB; connection dropped",
+           c->max_reply >> 20);
+  drop(c);
+}
+
 static void on_poll(uv_poll_t *h, int status, int events) {
   redisLibuvEvents *p = h->data;
   int ev = events;
@@ -447,8 +470,12 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     ev = p->events;
     p->events = 0; /* libuv stopped the handle */
   }
-  if (p->context != NULL && (ev & UV_READABLE))
+  if (p->context != NULL && (ev & UV_READABLE)) {
     redisAsyncHandleRead(p->context);
+    /* A drop frees the context; the adapter clears p->context then. */
+    if (p->context != NULL)
+      check_backlog(p->context);
+  }
   if (p->context != NULL && (ev & UV_WRITABLE))
     redisAsyncHandleWrite(p->context);
 }
@@ -476,6 +503,54 @@ static void add_write(void *p) {
 }
 static void del_write(void *p) {
   poll_set(p, ((redisLibuvEvents *)p)->events & ~UV_WRITABLE);
+}
+
+/* ---- replies to no command ----------------------------------------------- */
+
+/* hiredis 0.14 asserts, aborting the process, when a reply comes with no
+ * command waiting for it (unless it is an error, which it reports and
+ * drops the connection for).  A broken or hostile server can do that, so
+ * the reader's object hooks check each top-level reply as it is built:
+ * refusing the object makes hiredis drop the connection as it does for a
+ * malformed reply.  'privdata' of the reader is the connection. */
+static int unsolicited(const redisReadTask *t) {
+  redisAsyncContext *ac = t->privdata;
+  myc_redis *c = ac->data;
+  if (t->parent != NULL || ac->replies.head != NULL ||
+      t->type == REDIS_REPLY_ERROR)
+    return 0;
+  c->unsolicited = 1;
+  return 1;
+}
+
+static const redisReplyObjectFunctions *hiredis_fns(const redisReadTask *t) {
+  return ((myc_redis *)((redisAsyncContext *)t->privdata)->data)->hiredis_fns;
+}
+
+static void *guard_string(const redisReadTask *t, char *s, size_t n) {
+  return unsolicited(t) ? NULL : hiredis_fns(t)->createString(t, s, n);
+}
+static void *guard_array(const redisReadTask *t, int n) {
+  return unsolicited(t) ? NULL : hiredis_fns(t)->createArray(t, n);
+}
+static void *guard_integer(const redisReadTask *t, long long v) {
+  return unsolicited(t) ? NULL : hiredis_fns(t)->createInteger(t, v);
+}
+static void *guard_nil(const redisReadTask *t) {
+  return unsolicited(t) ? NULL : hiredis_fns(t)->createNil(t);
+}
+
+static void guard(myc_redis *c, redisAsyncContext *ac) {
+  redisReader *r = ac->c.reader;
+  c->hiredis_fns = r->fn;
+  c->reader_fns = *r->fn; /* what is not replaced stays hiredis's */
+  c->reader_fns.createString = guard_string;
+  c->reader_fns.createArray = guard_array;
+  c->reader_fns.createInteger = guard_integer;
+  c->reader_fns.createNil = guard_nil;
+  r->fn = &c->reader_fns;
+  r->privdata = ac; /* redisReaderSetPrivdata casts its value to int */
+  c->unsolicited = 0;
 }
 
 /* ---- connecting --------------------------------------------------------- */
@@ -562,6 +637,7 @@ static void connect_ip(myc_redis *c, const char *ip) {
    * not keep its loop running after the engine stopped. */
   uv_unref((uv_handle_t *)&ev->handle);
   ac->data = c;
+  guard(c, ac);
   c->ac = ac;
   c->state = ST_CONNECTING;
   redisAsyncSetConnectCallback(ac, on_connect);
@@ -697,6 +773,7 @@ int myc__redis_new(uv_loop_t *loop, const myc__alloc *alloc, const char *url,
     return MYC_ENOMEM;
   }
   c->alloc = alloc;
+  c->max_reply = MYC_REDIS_MAX_REPLY;
   rc = myc__redis_url_parse(url, &c->url, err, errlen);
   if (rc == 0)
     rc = set_options(c, opt, err, errlen);
@@ -907,6 +984,10 @@ const char *myc__redis_state(const myc_redis *c) {
   default:
     return "connecting";
   }
+}
+
+void myc__redis_set_max_reply(myc_redis *c, size_t bytes) {
+  c->max_reply = bytes;
 }
 
 const char *myc__redis_server(const myc_redis *c) { return c->server; }

@@ -103,6 +103,16 @@ int64_t myc__redis_command(myc_redis *c, int argc,
  * address) fail.  Idempotent. */
 void myc__redis_close(myc_redis *c);
 
+/* A reply may hold at most this many bytes not yet parsed (one bulk
+ * string and its framing, in practice); past it the connection is dropped
+ * with MYC_ELIMIT, since a hostile server could otherwise fill the
+ * engine's memory before the command timeout.  Redis's own bulk limit
+ * (proto-max-bulk-len) is 512 MiB. */
+#define MYC_REDIS_MAX_REPLY ((size_t)512 << 20)
+
+/* Lowers that bound for client 'c' (tests).  Cannot fail. */
+void myc__redis_set_max_reply(myc_redis *c, size_t bytes);
+
 /* The owner lets go of 'c': no event is delivered any more, outstanding
  * commands are abandoned, and the memory is released once libuv has
  * closed the handles (the next turn of the loop).  Call it on CLOSED, or

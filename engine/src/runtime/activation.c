@@ -4,6 +4,13 @@
  * Other threads never wait for the worker: they read (act_kind, act_gen,
  * cursor), which the worker publishes with release stores, and the
  * watchdog interrupts a handler by setting a Lua hook under hook_lock.
+ *
+ * Every call into a state is protected twice: by lua_pcall, for the
+ * errors LuaJIT raises itself, and by an escape (base/alloc.h) for the
+ * allocations its budget refuses, which never return to LuaJIT.  The
+ * budgets (memory, the deadline of loading and init, the watchdog's
+ * requests) raise their errors from one hook, which only runs in the
+ * interpreter: a safe point.
  */
 #include "runtime/activation.h"
 
@@ -38,12 +45,27 @@ void myc__act_begin(myc_service *s, int kind) {
   s->intr_fired = 0;
 }
 
+/* Count of instructions between two deadline checks. */
+#define DEADLINE_COUNT 1000
+
+static void interrupt_hook(lua_State *L, lua_Debug *ar);
+
+/* The hook a state keeps while no interruption is pending: the deadline
+ * check while one is set, else none.  Under hook_lock for a state other
+ * threads may hook. */
+static void rest_hook(lua_State *L, myc__lua_budget *b) {
+  if (atomic_load(&b->deadline_ns) != 0)
+    lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, DEADLINE_COUNT);
+  else
+    lua_sethook(L, NULL, 0, 0);
+}
+
 /* Removes an interruption the watchdog armed (rare: only after a budget
  * was exceeded). */
 static void disarm(myc_service *s) {
   uv_mutex_lock(&s->hook_lock);
   if (s->hook_L != NULL)
-    lua_sethook(s->hook_L, NULL, 0, 0);
+    rest_hook(s->hook_L, &s->mem[s->hook_slot]);
   if (s->hook_slot >= 0)
     atomic_store(&s->mem[s->hook_slot].poison, 0);
   atomic_store(&s->intr_armed, 0);
@@ -57,14 +79,46 @@ void myc__act_end(myc_service *s) {
     disarm(s);
 }
 
+myc__lua_budget *myc__state_budget(lua_State *L) {
+  void *ud;
+  /* Reads the allocator fields only: valid on an abandoned state too. */
+  lua_getallocf(L, &ud);
+  return ud;
+}
+
+int myc__instance_dead(const myc__instance *in) {
+  return in->L != NULL && myc__state_budget(in->L)->escaped;
+}
+
+const char *myc__call_error(myc__instance *in, int rc) {
+  if (rc == 0 || rc == MYC_CALL_ESCAPED || myc__instance_dead(in))
+    return NULL;
+  return lua_tostring(in->L, -1);
+}
+
+void myc__call_clear(myc__instance *in) {
+  if (in->L != NULL && !myc__instance_dead(in))
+    lua_settop(in->L, 0);
+}
+
 int myc__instance_call(myc__instance *in, int ref, int nargs, int nres) {
   lua_State *L = in->L;
-  int base = lua_gettop(L) - nargs, rc;
+  myc__lua_budget *b = myc__state_budget(L);
+  myc__escape esc;
+  int base, rc;
+  if (b->escaped)
+    return MYC_CALL_ESCAPED;
+  base = lua_gettop(L) - nargs;
   lua_rawgeti(L, LUA_REGISTRYINDEX, in->ref_msgh);
   lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
   lua_insert(L, base + 1);
   lua_insert(L, base + 1);
+  /* Nothing below may touch L once an allocation escaped: its stack
+   * pointers may be those of a trace that never returns. */
+  if (MYC_ESCAPE_ARM(b, &esc))
+    return MYC_CALL_ESCAPED;
   rc = lua_pcall(L, nargs, nres, base + 1);
+  myc__escape_disarm(b, &esc);
   lua_remove(L, base + 1);
   return rc;
 }
@@ -80,11 +134,14 @@ int myc__activate(myc_service *s, myc__instance *in, int kind, int ref,
 }
 
 int myc__activation_end(myc_service *s, myc__instance *in, int rc) {
-  if (s->exit_req)
+  myc__lua_budget *b = in->slot >= 0 ? &s->mem[in->slot] : NULL;
+  /* An abandoned state cannot exit normally: how it ended is the budget
+   * that stopped it. */
+  if (s->exit_req && rc != MYC_CALL_ESCAPED)
     return s->exit_req == 1 ? MYC_END_EXIT : MYC_END_EXIT_ABNORMAL;
-  if (s->intr_fired || (in->slot >= 0 && s->mem[in->slot].poisoned))
+  if (s->intr_fired || (b != NULL && (b->poisoned || b->overtime)))
     return MYC_END_TIMEOUT;
-  if (in->slot >= 0 && s->mem[in->slot].tripped)
+  if (b != NULL && (b->tripped || b->escaped))
     return MYC_END_MEMORY;
   return rc != 0 ? MYC_END_ERROR : -1;
 }
@@ -102,6 +159,10 @@ void myc__end_reason(myc_service *s, myc__instance *in, int how,
     snprintf(out, cap, "memory limit of %.1f MB exceeded%s%.*s%s",
              (double)s->mem[in->slot >= 0 ? in->slot : 0].limit / 1048576,
              n ? " (" : "", n, text ? text : "", n ? ")" : "");
+  else if (how == MYC_END_TIMEOUT && in->slot >= 0 &&
+           s->mem[in->slot].overtime)
+    snprintf(out, cap, "init timeout: still running after its budget of "
+             "%g ms, interrupted", s->mem[in->slot].deadline_ms);
   else if (how == MYC_END_TIMEOUT)
     snprintf(out, cap, "handler timeout: still running after its budget "
              "of %g ms, interrupted", s->timeout_ms);
@@ -184,12 +245,26 @@ void myc__service_running(myc_service *s, char *buf, size_t cap) {
     snprintf(buf, cap, "%s", names[kind]);
 }
 
-static void timeout_hook(lua_State *L, lua_Debug *ar) {
-  void *ud;
-  myc_service *s;
+/* Raises in the running code when a budget says so.  Runs in the
+ * interpreter only, where LuaJIT's frames are in order: raising is safe
+ * here, unlike in an allocation made by compiled code. */
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+  myc__lua_budget *b = myc__state_budget(L);
+  myc_service *s = b->owner;
+  int64_t deadline = atomic_load(&b->deadline_ns);
   (void)ar;
-  lua_getallocf(L, &ud);
-  s = ((myc__lua_budget *)ud)->owner;
+  /* Over the memory limit: raised again at the next instruction of code
+   * that catches it, until the call returns to the engine. */
+  if (b->tripped) {
+    lua_pushliteral(L, "not enough memory");
+    lua_error(L);
+  }
+  if (deadline != 0 && myc__mono_ns() >= deadline) {
+    b->overtime = 1;
+    luaL_error(L, "still running after its budget of %g ms", b->deadline_ms);
+  }
+  if (b->loading)
+    return; /* the watchdog never hooks a state being loaded */
   if (atomic_load(&s->intr_armed) &&
       atomic_load(&s->act_gen) == atomic_load(&s->intr_gen) &&
       (atomic_load(&s->intr_cursor) < 0 ||
@@ -198,10 +273,47 @@ static void timeout_hook(lua_State *L, lua_Debug *ar) {
     luaL_error(L, "handler timeout: still running after %f ms",
                s->timeout_ms);
   }
+  if (!atomic_load(&s->intr_armed))
+    return; /* the deadline's periodic check */
   /* A stale request: the handler it was meant for has returned. */
   uv_mutex_lock(&s->hook_lock);
-  lua_sethook(L, NULL, 0, 0);
+  rest_hook(L, b);
   atomic_store(&s->intr_armed, 0);
+  uv_mutex_unlock(&s->hook_lock);
+}
+
+void myc__budget_tripped(myc__lua_budget *b) {
+  lua_State *L = b->L;
+  myc_service *s = b->owner;
+  /* The watchdog may be hooking this state; a thread closing it holds
+   * the lock too (its finalizers allocate): the next allocation asks
+   * again, and the ceiling bounds what happens meanwhile. */
+  if (L == NULL || uv_mutex_trylock(&s->hook_lock) != 0)
+    return;
+  if (lua_gethook(L) != interrupt_hook || lua_gethookcount(L) != 1)
+    lua_sethook(L, interrupt_hook,
+                LUA_MASKCOUNT | LUA_MASKCALL | LUA_MASKRET, 1);
+  uv_mutex_unlock(&s->hook_lock);
+}
+
+void myc__deadline_start(myc__lua_budget *b, lua_State *L, double ms) {
+  myc_service *s = b->owner;
+  b->deadline_ms = ms;
+  b->overtime = 0;
+  uv_mutex_lock(&s->hook_lock);
+  atomic_store(&b->deadline_ns, myc__mono_ns() + (int64_t)(ms * 1e6));
+  lua_sethook(L, interrupt_hook, LUA_MASKCOUNT, DEADLINE_COUNT);
+  uv_mutex_unlock(&s->hook_lock);
+}
+
+void myc__deadline_end(myc__lua_budget *b, lua_State *L) {
+  myc_service *s = b->owner;
+  uv_mutex_lock(&s->hook_lock);
+  atomic_store(&b->deadline_ns, 0);
+  /* Only the deadline's own hook: a pending interruption stays. */
+  if (!b->escaped && !b->tripped && lua_gethook(L) == interrupt_hook &&
+      lua_gethookcount(L) == DEADLINE_COUNT)
+    lua_sethook(L, NULL, 0, 0);
   uv_mutex_unlock(&s->hook_lock);
 }
 
@@ -216,7 +328,7 @@ void myc__service_interrupt(myc_service *s, uint32_t gen, int32_t cursor) {
      * hook fields; LuaJIT's own interpreter does it from a signal).  The
      * call and return masks also reach compiled code calling C functions
      * of the Lua API (docs/SUPERVISION.md lists what is reached). */
-    lua_sethook(s->hook_L, timeout_hook,
+    lua_sethook(s->hook_L, interrupt_hook,
                 LUA_MASKCOUNT | LUA_MASKCALL | LUA_MASKRET, 1);
   }
   uv_mutex_unlock(&s->hook_lock);

@@ -16,15 +16,49 @@ void myc__activation_new_trace(myc_service *s);
 void myc__act_begin(myc_service *s, int kind);
 void myc__act_end(myc_service *s);
 
+/* What a call returns when its state was abandoned (an allocation past
+ * the budget's ceiling escaped, base/alloc.h): nothing is on its stack,
+ * and nothing may touch it but myc__instance_close(). */
+#define MYC_CALL_ESCAPED 0x100
+
 /* Calls the function behind 'ref' of instance 'in' with 'nargs' arguments
  * already pushed, as an activation of 'kind'.  Returns the lua_pcall
- * result; on error the message (with traceback) is left on the stack. */
+ * result (on error the message, with traceback, is left on the stack) or
+ * MYC_CALL_ESCAPED. */
 int myc__activate(myc_service *s, myc__instance *in, int kind, int ref,
                   int nargs, int nres);
 
 /* As myc__activate() without marking an activation (the host's own calls,
- * such as reading an instance's subscriptions). */
+ * such as reading an instance's subscriptions); same returns. */
 int myc__instance_call(myc__instance *in, int ref, int nargs, int nres);
+
+/* The budget of state 'L' (its allocator's), also of an abandoned one. */
+myc__lua_budget *myc__state_budget(lua_State *L);
+
+/* Nonzero when the state of 'in' was abandoned. */
+int myc__instance_dead(const myc__instance *in);
+
+/* The error message a call of 'in' that returned 'rc' left, or NULL (it
+ * returned, or its state was abandoned). */
+const char *myc__call_error(myc__instance *in, int rc);
+
+/* Empties the stack of 'in' after a call, unless it was abandoned. */
+void myc__call_clear(myc__instance *in);
+
+/* The on_trip of every service budget: asks for the state over its
+ * memory limit to be interrupted at its next safe point (a hook).  The
+ * state's thread. */
+void myc__budget_tripped(myc__lua_budget *b);
+
+/* Bounds the code state 'L' runs from now on (module top level, init) to
+ * 'ms' milliseconds: a hook checks the time every thousand instructions
+ * and raises once it is past ('b->overtime').  The state's thread, or
+ * before it runs.  Only interpreted code is reached: run it with the JIT
+ * off (instance.c does). */
+void myc__deadline_start(myc__lua_budget *b, lua_State *L, double ms);
+/* Removes the deadline of 'b' (and its hook, unless an interruption is
+ * pending). */
+void myc__deadline_end(myc__lua_budget *b, lua_State *L);
 
 /* How the activation of 'in' that returned 'rc' ended: -1 when it simply
  * returned, else a myc__end (MYC_END_ERROR: it raised). */

@@ -9,6 +9,7 @@
 #include "runtime/activation.h"
 #include "runtime/emit.h"
 #include "runtime/instance.h"
+#include "lua/state.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,25 +19,6 @@
 #define MAX_WORKERS 128 /* worker indexes fit the buffers' origin byte */
 /* How long a stop waits for mailboxes to drain before stopping anyway. */
 #define DRAIN_TIMEOUT_MS 5000
-
-static int lua_dir_ok(const char *dir) {
-  char path[4096];
-  snprintf(path, sizeof path, "%s/mycelium/host.lua", dir);
-  return access(path, R_OK) == 0;
-}
-
-/* The Lua runtime: the configured directory, $MYCELIUM_PATH, the source
- * tree this library was built from, then the install location. */
-const char *myc__find_lua_dir(const char *configured) {
-  const char *env = getenv("MYCELIUM_PATH");
-  if (configured != NULL)
-    return configured;
-  if (env != NULL && *env != '\0')
-    return env;
-  if (lua_dir_ok(MYC_SOURCE_LUA_DIR))
-    return MYC_SOURCE_LUA_DIR;
-  return MYC_INSTALL_LUA_DIR;
-}
 
 static int check_config(const myc_engine_config *cfg) {
   const myc_mailbox_config *m = &cfg->mailbox;
@@ -205,7 +187,7 @@ static int check_new_service(myc_engine *e, const char *name, int32_t worker,
   if (why != NULL) {
     /* Quoted escaped: the name may hold a newline or a quote. */
     char shown[80];
-    myc__escape(shown, sizeof shown, name ? name : "", name ? strlen(name) : 0);
+    myc__log_quote(shown, sizeof shown, name ? name : "", name ? strlen(name) : 0);
     snprintf(err, errlen, "service name \"%s\" is invalid: %s", shown, why);
     return MYC_EINVAL;
   }

@@ -98,10 +98,6 @@ int myc__engine_create(myc_engine **out, const myc_engine_config *cfg);
  * run). */
 int myc__engine_on_free(myc_engine *e, void (*fn)(void *ud), void *ud);
 
-/* Directory holding mycelium/host.lua: 'configured' if not NULL, else
- * $MYCELIUM_PATH, the source tree, the install location. */
-const char *myc__find_lua_dir(const char *configured);
-
 /* Finds a service by name, or NULL.  Any thread (services are only ever
  * appended). */
 myc_service *myc__engine_find(myc_engine *e, const char *name, size_t len);

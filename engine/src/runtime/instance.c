@@ -13,6 +13,7 @@
 #include "runtime/engine.h"
 
 #include <lauxlib.h>
+#include <luajit.h>
 #include <lualib.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,11 +46,73 @@ static int slot_take(myc_service *s) {
 static void slot_release(myc_service *s, int i) {
   myc__lua_budget *b = &s->mem[i];
   myc__lua_budget_drain(b);
+  /* Zero after a close; what a close that escaped left is no longer
+   * this slot's. */
+  atomic_store(&b->used, 0);
   atomic_store(&b->peak, 0);
   b->refused = 0;
   b->tripped = 0;
+  b->poisoned = 0;
+  b->escaped = 0;
+  b->escape = NULL;
+  b->L = NULL;
+  b->overtime = 0;
+  atomic_store(&b->loading, 0);
+  b->extra = 0;
+  atomic_store(&b->deadline_ns, 0);
   atomic_store(&b->poison, 0);
   atomic_fetch_and(&s->mem_busy, ~(1u << i));
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+/* On the helper thread: no hook, no compiled trace, no JIT.  A state's
+ * finalizers still run Lua code when it is closed; a state abandoned
+ * mid-call may hold traces half made (their machine code not yet
+ * executable) or throw away what LuaJIT needs to raise an error in one,
+ * so they run interpreted.  luaJIT_setmode raises inside a finalizer of
+ * the collector: lua_cpcall catches that, and the traces then stay. */
+static int reset_vm(lua_State *H) {
+  lua_sethook(H, NULL, 0, 0);
+  luaJIT_setmode(H, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
+  luaJIT_setmode(H, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_FLUSH);
+  return 0;
+}
+
+/* Closes state 'L' of budget 'b' ('helper': its helper thread, or NULL
+ * before it had one).  The collector is stopped first: an abandoned
+ * state's stacks are not to be walked.  An allocation past the ceiling
+ * while finalizers run escapes again: the state is then left allocated
+ * (logged) rather than risk the process.  Returns 0 or -1 (left). */
+static int close_state(lua_State *L, lua_State *helper, myc__lua_budget *b) {
+  myc__escape esc;
+  size_t used = atomic_load(&b->used);
+  /* Closing allocates (the reset's call, finalizers): one more reserve
+   * of room, from where the state stands. */
+  if (b->limit != 0 && used > b->limit)
+    b->extra = used - b->limit;
+  lua_gc(L, LUA_GCSTOP, 0);
+  if (MYC_ESCAPE_ARM(b, &esc))
+    return -1;
+  if (helper != NULL)
+    (void)lua_cpcall(helper, reset_vm, NULL);
+  lua_close(L);
+  myc__escape_disarm(b, &esc);
+  return 0;
+}
+
+static void close_logged(myc_service *s, lua_State *L, lua_State *helper,
+                         myc__lua_budget *b) {
+  char line[300];
+  size_t used = atomic_load(&b->used);
+  if (close_state(L, helper, b) == 0)
+    return;
+  snprintf(line, sizeof line, "its Lua state went past its memory ceiling "
+           "while closing (finalizers): %zu bytes are left to the process",
+           used);
+  myc__log_write(&s->eng->log, MYC_LOG_ERROR, myc__clock_now(&s->eng->clock),
+                 s->name, s->name_len, NULL, NULL, line, strlen(line), NULL,
+                 0);
 }
 
 /* ---- loading ------------------------------------------------------------ */
@@ -86,7 +149,11 @@ static int start_host(lua_State *L) {
   myc__instance *in = a->in;
   int inst;
 
+  in->helper = lua_newthread(L);
+  luaL_ref(L, LUA_REGISTRYINDEX);
   luaL_openlibs(L);
+  /* Opening "jit" turns the JIT on: off again, until init returns. */
+  luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
   myc__lua_prepare(L, e->lua_path, a->module);
   lua_pushcfunction(L, msgh);
   in->ref_msgh = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -127,11 +194,49 @@ static int start_host(lua_State *L) {
   return 0;
 }
 
+/* Runs start_host on fresh state 'L' under its load budget.  Start_host
+ * turns the JIT off (host.lua turns it on after init, unless the module
+ * turned it off), so that the deadline's hook reaches every loop of the
+ * module's top level.  Returns the lua_cpcall result or
+ * MYC_CALL_ESCAPED. */
+static int run_start_host(myc_service *s, myc__lua_budget *b, lua_State *L,
+                          host_args *args) {
+  myc__escape esc;
+  int rc;
+  atomic_store(&b->loading, 1);
+  myc__deadline_start(b, L, s->load_timeout_ms);
+  if (MYC_ESCAPE_ARM(b, &esc))
+    return MYC_CALL_ESCAPED;
+  rc = lua_cpcall(L, start_host, args);
+  myc__escape_disarm(b, &esc);
+  atomic_store(&b->loading, 0);
+  myc__deadline_end(b, L);
+  return rc;
+}
+
+/* Why loading 'module' failed with 'rc', into 'err'. */
+static void load_error(myc_service *s, myc__lua_budget *b, lua_State *L,
+                       const char *module, int rc, char *err,
+                       size_t errlen) {
+  if (b->tripped || b->escaped)
+    snprintf(err, errlen, "service '%s': memory limit of %zu bytes "
+             "exceeded while loading %s", s->name, b->limit, module);
+  else if (b->overtime)
+    snprintf(err, errlen, "service '%s': loading %s: its top level was "
+             "still running after its load budget of %g ms, interrupted",
+             s->name, module, b->deadline_ms);
+  else
+    myc__name_error(s->name, rc == MYC_CALL_ESCAPED ? NULL
+                                                    : lua_tostring(L, -1),
+                    err, errlen);
+}
+
 int myc__instance_load(myc_service *s, myc__instance *in, const char *module,
                        const char *code, size_t code_len, char *err,
                        size_t errlen) {
   host_args args;
   lua_State *L;
+  myc__lua_budget *b;
   int slot, rc;
 
   myc__instance_reset(in);
@@ -141,34 +246,39 @@ int myc__instance_load(myc_service *s, myc__instance *in, const char *module,
              "under way", s->name);
     return MYC_ESTATE;
   }
-  L = lua_newstate(myc__lua_alloc, &s->mem[slot]);
+  b = &s->mem[slot];
+  L = lua_newstate(myc__lua_alloc, b);
   if (L == NULL) {
     snprintf(err, errlen, "service '%s': cannot create a Lua state", s->name);
     slot_release(s, slot);
     return MYC_ENOMEM;
   }
+  b->L = L;
   args.s = s;
   args.in = in;
   args.module = module;
   args.code = code;
   args.code_len = code_len;
-  rc = lua_cpcall(L, start_host, &args);
+  rc = run_start_host(s, b, L, &args);
   if (rc != 0) {
-    if (s->mem[slot].tripped)
-      snprintf(err, errlen, "service '%s': memory limit of %zu bytes "
-               "exceeded while loading %s", s->name, s->mem[slot].limit,
-               module);
-    else
-      myc__name_error(s->name, lua_tostring(L, -1), err, errlen);
-    lua_close(L);
+    load_error(s, b, L, module, rc, err, errlen);
+    close_logged(s, L, in->helper, b);
     slot_release(s, slot);
     myc__instance_reset(in);
-    return rc == LUA_ERRMEM ? MYC_ENOMEM : MYC_ELUA;
+    return rc == LUA_ERRMEM || rc == MYC_CALL_ESCAPED ? MYC_ENOMEM
+                                                      : MYC_ELUA;
   }
   lua_settop(L, 0);
   in->L = L;
   in->slot = slot;
   return 0;
+}
+
+void myc__instance_load_interrupt(myc_service *s) {
+  int i;
+  for (i = 0; i < MYC_SLOTS; i++)
+    if (atomic_load(&s->mem[i].loading))
+      atomic_store(&s->mem[i].deadline_ns, 1);
 }
 
 void myc__instance_close(myc_service *s, myc__instance *in) {
@@ -178,7 +288,7 @@ void myc__instance_close(myc_service *s, myc__instance *in) {
   /* After the module's stop, which may still close them cleanly. */
   myc__service_stop_resources(s, in->L);
   uv_mutex_lock(&s->hook_lock);
-  lua_close(in->L);
+  close_logged(s, in->L, in->helper, &s->mem[slot]);
   in->L = NULL;
   uv_mutex_unlock(&s->hook_lock);
   slot_release(s, slot);
@@ -191,44 +301,66 @@ void myc__instance_forget_timers(myc_service *s, uint64_t lo, uint64_t hi) {
   myc__timers_forget(&s->task.worker->timers, myc__service_timer, s, lo, hi);
 }
 
+int myc__instance_run_init(myc_service *s, myc__instance *in) {
+  myc__lua_budget *b = &s->mem[in->slot];
+  int rc;
+  myc__deadline_start(b, in->L, s->load_timeout_ms);
+  rc = myc__activate(s, in, MYC_ACT_INIT, in->ref_init, 1, 0);
+  myc__deadline_end(b, in->L);
+  return rc;
+}
+
+/* Pushes onto 'in' a copy of the value registered as 'snap_ref' in state
+ * 'from' (nil without one).  Returns 0 or MYC_ELUA with the reason. */
+static int push_state(myc_service *s, myc__instance *in, lua_State *from,
+                      int snap_ref, char *err, size_t errlen) {
+  char why[900];
+  int rc;
+  if (from == NULL || snap_ref == LUA_NOREF || snap_ref == LUA_REFNIL) {
+    lua_pushnil(in->L);
+    return 0;
+  }
+  if (myc__state_budget(from)->escaped) {
+    snprintf(err, errlen, "service '%s': snapshot: the state that held it "
+             "was abandoned", s->name);
+    return MYC_ELUA;
+  }
+  lua_rawgeti(from, LUA_REGISTRYINDEX, snap_ref);
+  rc = myc__snapshot_copy(from, -1, in->L, why, sizeof why);
+  lua_pop(from, 1);
+  if (rc != 0) {
+    snprintf(err, errlen, "service '%s': snapshot: %s%s", s->name,
+             s->mem[in->slot].tripped ? "memory limit exceeded: " : "", why);
+    return MYC_ELUA;
+  }
+  return 0;
+}
+
 int myc__instance_init(myc_service *s, myc__instance *in, lua_State *from,
                        int snap_ref, myc__end *how, char *err,
                        size_t errlen) {
-  lua_State *L = in->L;
   int rc, h;
   MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
   in->first_timer = s->next_timer_id + 1;
   *how = MYC_END_ERROR;
-  if (from != NULL && snap_ref != LUA_NOREF && snap_ref != LUA_REFNIL) {
-    char why[900];
-    lua_rawgeti(from, LUA_REGISTRYINDEX, snap_ref);
-    rc = myc__snapshot_copy(from, -1, L, why, sizeof why);
-    lua_pop(from, 1);
-    if (rc != 0) {
-      snprintf(err, errlen, "service '%s': snapshot: %s%s", s->name,
-               s->mem[in->slot].tripped ? "memory limit exceeded: " : "",
-               why);
-      return MYC_ELUA;
-    }
-  } else {
-    lua_pushnil(L);
-  }
+  if (push_state(s, in, from, snap_ref, err, errlen) != 0)
+    return MYC_ELUA;
   myc__set_running(s, in);
   myc__activation_new_trace(s);
   myc__worker_tick(s->task.worker);
-  rc = myc__activate(s, in, MYC_ACT_INIT, in->ref_init, 1, 0);
+  rc = myc__instance_run_init(s, in);
   myc__set_running(s, &s->cur);
   h = myc__activation_end(s, in, rc);
   if (h < 0)
     return 0;
   {
     char why[1024];
-    const char *text = rc ? lua_tostring(L, -1) : NULL;
+    const char *text = myc__call_error(in, rc);
     myc__end_reason(s, in, h, text, why, sizeof why);
     myc__name_error(s->name, why, err, errlen);
     myc__log_error(s, "init", text && h == MYC_END_ERROR ? text : why, NULL);
   }
-  lua_settop(L, 0);
+  myc__call_clear(in);
   *how = (myc__end)h;
   /* What the failed init started must not outlive it. */
   myc__instance_forget_timers(s, in->first_timer, UINT64_MAX);
@@ -275,10 +407,14 @@ static int in_list(lua_State *L, int list, const char *p, size_t len) {
 static void apply_subscriptions(myc_service *s, myc__instance *in) {
   lua_State *L = in->L;
   myc__subscription *old = NULL;
-  int list, i, n, nold = current_patterns(s, &old);
-  if (myc__instance_call(in, in->ref_live, 0, 1) != 0 || !lua_istable(L, -1)) {
-    myc__log_error(s, "subscribe", lua_tostring(L, -1), NULL);
-    lua_settop(L, 0);
+  int list, i, n, nold = current_patterns(s, &old), rc;
+  rc = myc__instance_call(in, in->ref_live, 0, 1);
+  if (rc != 0 || !lua_istable(L, -1)) {
+    const char *text = myc__call_error(in, rc);
+    myc__log_error(s, "subscribe", text ? text : "out of memory", NULL);
+    myc__call_clear(in);
+    if (old != NULL)
+      myc__free(&s->eng->alloc, old, (size_t)nold * sizeof *old);
     return;
   }
   list = lua_gettop(L);
@@ -323,11 +459,15 @@ void myc__instance_commit(myc_service *s, myc__instance *in) {
 
 /* Calls the stop of 'in' as a fresh activation; logs what it raised. */
 static void call_stop(myc_service *s, myc__instance *in) {
+  int rc;
   myc__activation_new_trace(s);
   myc__worker_tick(s->task.worker);
-  if (myc__activate(s, in, MYC_ACT_STOP, in->ref_stop, 0, 0) != 0)
-    myc__log_error(s, "stop", lua_tostring(in->L, -1), NULL);
-  lua_settop(in->L, 0);
+  rc = myc__activate(s, in, MYC_ACT_STOP, in->ref_stop, 0, 0);
+  if (rc != 0) {
+    const char *text = myc__call_error(in, rc);
+    myc__log_error(s, "stop", text ? text : "memory limit exceeded", NULL);
+  }
+  myc__call_clear(in);
 }
 
 void myc__instance_retire(myc_service *s, myc__instance *r, int close) {
@@ -373,10 +513,18 @@ int myc__instance_snapshot(myc_service *s, int *ref, char *err,
   how = myc__activation_end(s, &s->cur, rc);
   if (how >= 0) {
     char why[1024];
-    myc__end_reason(s, &s->cur, how, rc ? lua_tostring(L, -1) : NULL, why,
+    myc__end_reason(s, &s->cur, how, myc__call_error(&s->cur, rc), why,
                     sizeof why);
     snprintf(err, errlen, "service '%s': snapshot failed: %s", s->name, why);
-    lua_settop(L, 0);
+    myc__call_clear(&s->cur);
+    /* Past a budget the instance is over, as after a handler (its state
+     * may even be abandoned): it crashes now rather than at its next
+     * message. */
+    if (how == MYC_END_MEMORY || how == MYC_END_TIMEOUT) {
+      myc__log_error(s, "snapshot", why, NULL);
+      myc__instance_end(s, 0);
+      myc__service_terminated(s, how, why);
+    }
     return MYC_ELUA;
   }
   /* luaL_ref of nil is LUA_REFNIL: no state to carry. */
@@ -386,6 +534,6 @@ int myc__instance_snapshot(myc_service *s, int *ref, char *err,
 }
 
 void myc__instance_unref(myc_service *s, int ref) {
-  if (s->cur.L != NULL)
+  if (s->cur.L != NULL && !myc__instance_dead(&s->cur))
     luaL_unref(s->cur.L, LUA_REGISTRYINDEX, ref);
 }

@@ -14,13 +14,19 @@ void myc__instance_reset(myc__instance *in);
 
 /* Builds an instance of 's' running 'code' (the source of 'module'): a
  * fresh Lua state with the host runtime and the module loaded, its
- * subscriptions recorded but not applied.  Touches nothing the worker
- * owns, so any thread may call it while the current instance runs.
- * Returns 0, or MYC_ELUA / MYC_ENOMEM / MYC_ESTATE (no free heap slot)
- * with the reason in 'err'; then nothing is left. */
+ * subscriptions recorded but not applied.  The module's top level runs
+ * interpreted (the JIT stays off until init returns) within the
+ * service's load budget, and within its memory limit.  Touches nothing
+ * the worker owns, so any thread may call it while the current instance
+ * runs.  Returns 0, or MYC_ELUA / MYC_ENOMEM / MYC_ESTATE (no free heap
+ * slot) with the reason in 'err'; then nothing is left. */
 int myc__instance_load(myc_service *s, myc__instance *in, const char *module,
                        const char *code, size_t code_len, char *err,
                        size_t errlen);
+
+/* Makes a load of 's' running on another thread stop at its next check
+ * (as if past its budget).  Any thread. */
+void myc__instance_load_interrupt(myc_service *s);
 
 /* Calls the new instance's init(ctx, opts, state) where 'state' is a copy
  * of the value registered as 'snap_ref' in state 'from' ('from' NULL or
@@ -28,6 +34,11 @@ int myc__instance_load(myc_service *s, myc__instance *in, const char *module,
  * with the reason in 'err' and '*how' set to how it ended. */
 int myc__instance_init(myc_service *s, myc__instance *in, lua_State *from,
                        int snap_ref, myc__end *how, char *err, size_t errlen);
+
+/* Calls the init of 'in' (its state argument pushed) as an activation,
+ * within the service's load budget.  Returns what myc__activate()
+ * does. */
+int myc__instance_run_init(myc_service *s, myc__instance *in);
 
 /* Makes 'in' the current instance: applies its subscriptions (subscribing
  * to new topics before leaving old ones) and forgets the timers of earlier
@@ -42,7 +53,8 @@ void myc__instance_close(myc_service *s, myc__instance *in);
 
 /* Runs the current instance's snapshot(ctx) and keeps what it returns in
  * its registry: '*ref' (LUA_NOREF without a snapshot).  Worker thread.
- * Returns 0 or MYC_ELUA with the reason. */
+ * Returns 0 or MYC_ELUA with the reason; past its memory or time budget
+ * the instance has then ended as a crash (the 'terminated' hook ran). */
 int myc__instance_snapshot(myc_service *s, int *ref, char *err,
                            size_t errlen);
 

@@ -89,6 +89,7 @@ static myc_service *service_alloc(myc_engine *e, const char *name,
   for (i = 0; i < MYC_SLOTS; i++) {
     s->mem[i].base = &e->lua_alloc;
     s->mem[i].owner = s;
+    s->mem[i].on_trip = myc__budget_tripped;
   }
   atomic_init(&s->state, MYC_SVC_LOADED);
   myc__activation_new_trace(s);
@@ -158,9 +159,11 @@ static int check_budgets(const myc_service_config *sc, char *err,
              MYC_MAX_MEMORY_MB, mb);
     return MYC_EINVAL;
   }
-  if (!(ms <= MYC_MAX_MS)) {
-    snprintf(err, errlen, "service '%s': handler_timeout_ms must be at most "
-             "%g, got %g", sc->name, MYC_MAX_MS, ms);
+  if (!(ms <= MYC_MAX_MS) || !(sc->load_timeout_ms <= MYC_MAX_MS)) {
+    snprintf(err, errlen, "service '%s': %s must be at most %g, got %g",
+             sc->name, ms <= MYC_MAX_MS ? "load_timeout_ms"
+                                        : "handler_timeout_ms",
+             MYC_MAX_MS, ms <= MYC_MAX_MS ? sc->load_timeout_ms : ms);
     return MYC_EINVAL;
   }
   return 0;
@@ -186,6 +189,9 @@ static int copy_config(myc_service *s, const myc_service_config *sc) {
     s->mem[i].reserve = limit / 4 + 262144;
   }
   s->timeout_ms = sc->handler_timeout_ms > 0 ? sc->handler_timeout_ms : 0;
+  s->load_timeout_ms = sc->load_timeout_ms > 0     ? sc->load_timeout_ms
+                       : sc->handler_timeout_ms > 0 ? sc->handler_timeout_ms
+                                                    : MYC_LOAD_TIMEOUT_MS;
   return 0;
 }
 
@@ -264,18 +270,18 @@ int myc__service_init(myc_service *s, char *err, size_t errlen) {
   myc__activation_new_trace(s);
   myc__worker_tick(s->task.worker);
   if (s->cur.L != NULL) {
-    lua_State *L = s->cur.L;
     int rc, how;
-    lua_pushnil(L);
-    rc = myc__activate(s, &s->cur, MYC_ACT_INIT, s->cur.ref_init, 1, 0);
+    lua_pushnil(s->cur.L);
+    rc = myc__instance_run_init(s, &s->cur);
     how = myc__activation_end(s, &s->cur, rc);
     if (how >= 0) {
       char why[1024];
-      myc__end_reason(s, &s->cur, how, rc ? lua_tostring(L, -1) : NULL, why,
-                      sizeof why);
+      const char *text = myc__call_error(&s->cur, rc);
+      myc__end_reason(s, &s->cur, how, text, why, sizeof why);
       myc__name_error(s->name, why, err, errlen);
-      myc__log_error(s, "init", rc ? lua_tostring(L, -1) : why, NULL);
-      lua_settop(L, 0);
+      myc__log_error(s, "init", text && how == MYC_END_ERROR ? text : why,
+                     NULL);
+      myc__call_clear(&s->cur);
       atomic_store(&s->state, MYC_SVC_FAILED);
       return MYC_ELUA;
     }
@@ -387,15 +393,20 @@ static void fill_message(myc_buf *b, myc_message *m) {
   m->ts_ns = b->hdr.ts_ns;
 }
 
+/* Other threads read the cursor (status, the watchdog). */
+static void set_cursor(myc_service *s, int32_t k) {
+  __atomic_store_n(&s->view.cursor, k, __ATOMIC_RELEASE);
+}
+
 static void dispatch_c(myc_service *s, uint32_t first, uint32_t n) {
   myc_message m;
   uint32_t i;
   for (i = first; i < n; i++) {
-    s->view.cursor = (int32_t)i;
+    set_cursor(s, (int32_t)i);
     fill_message(s->batch[i], &m);
     s->cb(s->cb_ud, &m);
   }
-  s->view.cursor = -1;
+  set_cursor(s, -1);
 }
 
 /* The dispatch that started at 'first' ended the instance as 'how' at
@@ -405,8 +416,7 @@ static void dispatch_c(myc_service *s, uint32_t first, uint32_t n) {
  * consumed. */
 static uint32_t handler_ended(myc_service *s, uint32_t first, uint32_t n,
                               int how, int rc) {
-  lua_State *L = s->cur.L;
-  const char *text = rc ? lua_tostring(L, -1) : NULL;
+  const char *text = myc__call_error(&s->cur, rc);
   uint32_t k = rc ? (uint32_t)(s->view.cursor < (int32_t)first
                                    ? (int32_t)first
                                    : s->view.cursor)
@@ -414,21 +424,21 @@ static uint32_t handler_ended(myc_service *s, uint32_t first, uint32_t n,
   int crash = myc__end_is_crash(how);
   char why[1024];
 
-  s->view.cursor = -1;
+  set_cursor(s, -1);
   myc__end_reason(s, &s->cur, how, text, why, sizeof why);
   if (crash) {
     myc__counter_add(&s->n_errors, 1);
     if (rc) {
       myc__log_error(s, "handler", how == MYC_END_ERROR ? text : why,
                      &s->batch[k]->hdr);
-      s->view.cursor = (int32_t)k;
+      set_cursor(s, (int32_t)k);
       dead_letter(s, s->batch[k], why);
-      s->view.cursor = -1;
+      set_cursor(s, -1);
     } else {
       myc__log_error(s, "batch", why, NULL);
     }
   }
-  lua_settop(L, 0);
+  myc__call_clear(&s->cur);
   release_range(s, first, k + 1);
   s->batch_pos = k + 1;
   myc__instance_end(s, !crash);
@@ -506,14 +516,13 @@ static const myc__task_ops service_ops = {service_run, service_pending,
  * logged and counted; a memory, timeout or exit ends the instance. */
 static int activation_failed(myc_service *s, const char *what, int how,
                              int rc) {
-  lua_State *L = s->cur.L;
-  const char *text = rc ? lua_tostring(L, -1) : NULL;
+  const char *text = myc__call_error(&s->cur, rc);
   int crash = myc__end_is_crash(how);
   char why[1024];
   if (how == MYC_END_ERROR) {
     myc__counter_add(&s->n_errors, 1);
     myc__log_error(s, what, text ? text : "error", NULL);
-    lua_settop(L, 0);
+    myc__call_clear(&s->cur);
     return 0;
   }
   myc__end_reason(s, &s->cur, how, text, why, sizeof why);
@@ -521,7 +530,7 @@ static int activation_failed(myc_service *s, const char *what, int how,
     myc__counter_add(&s->n_errors, 1);
     myc__log_error(s, what, why, NULL);
   }
-  lua_settop(L, 0);
+  myc__call_clear(&s->cur);
   myc__instance_end(s, !crash);
   myc__service_terminated(s, how, why);
   return 1;
@@ -580,9 +589,11 @@ void myc__service_stop(myc_service *s) {
   if (s->cur.L != NULL) {
     myc__activation_new_trace(s);
     myc__worker_tick(s->task.worker);
-    if (myc__activate(s, &s->cur, MYC_ACT_STOP, s->cur.ref_stop, 0, 0) != 0) {
-      myc__log_error(s, "stop", lua_tostring(s->cur.L, -1), NULL);
-      lua_settop(s->cur.L, 0);
+    int rc = myc__activate(s, &s->cur, MYC_ACT_STOP, s->cur.ref_stop, 0, 0);
+    if (rc != 0) {
+      const char *text = myc__call_error(&s->cur, rc);
+      myc__log_error(s, "stop", text ? text : "memory limit exceeded", NULL);
+      myc__call_clear(&s->cur);
     }
   }
   /* After the module's stop, which may still close them cleanly. */

@@ -96,6 +96,9 @@ typedef struct {
   uint64_t first_timer; /* timer ids below this are earlier instances' */
   int snap_ref;         /* retired: its snapshot, for a rollback */
   int stopped;          /* retired: its stop has run */
+  /* A thread of the state made before any of its code runs: a sane
+   * stack to reset the VM on before closing a state abandoned mid-call. */
+  lua_State *helper;
 } myc__instance;
 
 typedef struct myc_engine myc_engine;
@@ -154,6 +157,7 @@ struct myc_service {
   /* ctx:exit() in the current activation: 1 normal, 2 with a reason. */
   int exit_req;
   double timeout_ms; /* handler time budget; 0: none */
+  double load_timeout_ms; /* budget of module top level and init, > 0 */
 
   /* The supervisor's state for this service (supervise/ owns it; set by
    * the engine's service_added hook). */

@@ -8,6 +8,7 @@
 #include "supervise/control.h"
 
 #include "runtime/activation.h"
+#include "supervise/control_proto.h"
 #include "supervise/monitor.h"
 
 #include <errno.h>
@@ -20,8 +21,15 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define LINE_MAX_BYTES 4096
+#define LINE_MAX_BYTES MYC__CTL_LINE_MAX
 #define RELOAD_REPLY_MS 10000
+/* A client gets this long to send its request, and again to take its
+ * reply: one that does neither must not hold a descriptor for ever. */
+#define REQUEST_MS 5000
+#define WRITE_MS 5000
+/* Connections open at once.  At the cap a new client still gets in: the
+ * oldest connection that has sent nothing yet makes room for it. */
+#define MAX_CONNS 64
 
 typedef struct conn conn;
 
@@ -45,6 +53,7 @@ struct conn {
   char *out;
   size_t outlen;
   int open_handles;
+  int requested; /* its request line was read */
   int replied;
   ticket *waiting;
   size_t len;
@@ -56,160 +65,103 @@ struct myc__control {
   myc_engine *e;
   uv_pipe_t server;
   char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-  conn *conns;
+  conn *conns; /* newest first */
+  int nconns;
 };
-
-/* ---- a small string builder --------------------------------------------- */
-
-typedef struct {
-  const myc__alloc *a;
-  char *p;
-  size_t len, cap;
-  int failed;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-  if (b->failed)
-    return;
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = 2 * (b->len + n + 1) + 256;
-    char *p = myc__realloc(b->a, b->p, b->cap, cap);
-    if (p == NULL) {
-      b->failed = 1;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-  char tmp[1024];
-  va_list ap;
-  int n;
-  va_start(ap, fmt);
-  n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-  va_end(ap);
-  if (n > 0)
-    sb_put(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
-static void sb_json(sbuf *b, const char *s) {
-  char esc[8];
-  sb_put(b, "\"", 1);
-  for (; s != NULL && *s; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\') {
-      esc[0] = '\\';
-      esc[1] = (char)ch;
-      sb_put(b, esc, 2);
-    } else if (ch < 0x20) {
-      snprintf(esc, sizeof esc, "\\u%04x", ch);
-      sb_put(b, esc, 6);
-    } else {
-      sb_put(b, (const char *)&ch, 1);
-    }
-  }
-  sb_put(b, "\"", 1);
-}
 
 /* ---- status ------------------------------------------------------------- */
 
 /* ,"drops":[{topic, dropped_oldest, dropped_newest, rejected, shutdown,
  * too_large}] */
-static void status_drops_json(sbuf *b, myc_engine *e, uint32_t i) {
+static void status_drops_json(myc__sbuf *b, myc_engine *e, uint32_t i) {
   myc_drop_stats d[MYC_DROP_TOPICS + 1];
   int n = myc_engine_service_drops(e, i, d, MYC_DROP_TOPICS + 1), k;
-  sb_put(b, ",\"drops\":[", 10);
+  myc__sb_put(b, ",\"drops\":[", 10);
   for (k = 0; k < n; k++) {
-    sb_printf(b, "%s{\"topic\":", k ? "," : "");
-    sb_json(b, d[k].topic);
-    sb_printf(b,
-              ",\"dropped_oldest\":%llu,\"dropped_newest\":%llu,"
-              "\"rejected\":%llu,\"shutdown\":%llu,\"too_large\":%llu}",
-              (unsigned long long)d[k].dropped_oldest,
-              (unsigned long long)d[k].dropped_newest,
-              (unsigned long long)d[k].rejected,
-              (unsigned long long)d[k].shutdown,
-              (unsigned long long)d[k].too_large);
+    myc__sb_printf(b, "%s{\"topic\":", k ? "," : "");
+    myc__sb_json(b, d[k].topic);
+    myc__sb_printf(b,
+                   ",\"dropped_oldest\":%llu,\"dropped_newest\":%llu,"
+                   "\"rejected\":%llu,\"shutdown\":%llu,\"too_large\":%llu}",
+                   (unsigned long long)d[k].dropped_oldest,
+                   (unsigned long long)d[k].dropped_newest,
+                   (unsigned long long)d[k].rejected,
+                   (unsigned long long)d[k].shutdown,
+                   (unsigned long long)d[k].too_large);
   }
-  sb_put(b, "]", 1);
+  myc__sb_put(b, "]", 1);
 }
 
-static void status_service(sbuf *b, myc_engine *e, uint32_t i) {
+static void status_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
   myc_service_stats st;
   myc_service *s = e->services[i];
   myc_engine_service_stats(e, i, &st);
-  sb_printf(b, "%s{\"name\":", i ? "," : "");
-  sb_json(b, st.name);
-  sb_printf(b, ",\"worker\":%d,\"state\":\"%s\",\"kind\":\"%s\"", st.worker,
-            st.state, s->cb ? "c" : "lua");
+  myc__sb_printf(b, "%s{\"name\":", i ? "," : "");
+  myc__sb_json(b, st.name);
+  myc__sb_printf(b, ",\"worker\":%d,\"state\":\"%s\",\"kind\":\"%s\"",
+                 st.worker, st.state, s->cb ? "c" : "lua");
   if (s->cb == NULL) {
-    sb_put(b, ",\"module\":", 10);
+    myc__sb_put(b, ",\"module\":", 10);
     uv_mutex_lock(&s->hook_lock);
-    sb_json(b, s->module);
+    myc__sb_json(b, s->module);
     uv_mutex_unlock(&s->hook_lock);
   }
-  sb_printf(b, ",\"version\":%u,\"restart\":\"%s\",\"group\":", st.version,
-            st.restart);
+  myc__sb_printf(b, ",\"version\":%u,\"restart\":\"%s\",\"group\":", st.version,
+                 st.restart);
   if (st.group != NULL)
-    sb_json(b, st.group);
+    myc__sb_json(b, st.group);
   else
-    sb_put(b, "null", 4);
-  sb_printf(b,
-            ",\"restarts\":%llu,\"errors\":%llu,\"timeouts\":%llu,"
-            "\"reloads\":%llu,\"reload_failures\":%llu,\"rollbacks\":%llu",
-            (unsigned long long)st.restarts, (unsigned long long)st.errors,
-            (unsigned long long)st.timeouts, (unsigned long long)st.reloads,
-            (unsigned long long)st.reload_failures,
-            (unsigned long long)st.rollbacks);
-  sb_printf(b,
-            ",\"in\":%llu,\"out\":%llu,\"dropped\":%llu,"
-            "\"dropped_oldest\":%llu,\"dropped_newest\":%llu,"
-            "\"rejected\":%llu,\"too_large\":%llu,\"queue_depth\":%u,"
-            "\"queue_capacity\":%u,\"queue_bytes\":%llu,"
-            "\"queue_max_bytes\":%llu",
-            (unsigned long long)st.in, (unsigned long long)st.out,
-            (unsigned long long)st.dropped,
-            (unsigned long long)st.dropped_oldest,
-            (unsigned long long)st.dropped_newest,
-            (unsigned long long)st.rejected,
-            (unsigned long long)st.too_large, st.queue_depth,
-            st.queue_capacity, (unsigned long long)st.queue_bytes,
-            (unsigned long long)st.queue_max_bytes);
-  sb_printf(b,
-            ",\"memory_bytes\":%llu,\"memory_peak\":%llu,"
-            "\"memory_limit\":%llu,\"running\":",
-            (unsigned long long)st.memory_bytes,
-            (unsigned long long)st.memory_peak,
-            (unsigned long long)st.memory_limit);
-  sb_json(b, st.running);
-  sb_printf(b, ",\"running_ms\":%.1f", st.running_ms);
+    myc__sb_put(b, "null", 4);
+  myc__sb_printf(
+      b,
+      ",\"restarts\":%llu,\"errors\":%llu,\"timeouts\":%llu,"
+      "\"reloads\":%llu,\"reload_failures\":%llu,\"rollbacks\":%llu",
+      (unsigned long long)st.restarts, (unsigned long long)st.errors,
+      (unsigned long long)st.timeouts, (unsigned long long)st.reloads,
+      (unsigned long long)st.reload_failures, (unsigned long long)st.rollbacks);
+  myc__sb_printf(
+      b,
+      ",\"in\":%llu,\"out\":%llu,\"dropped\":%llu,"
+      "\"dropped_oldest\":%llu,\"dropped_newest\":%llu,"
+      "\"rejected\":%llu,\"too_large\":%llu,\"queue_depth\":%u,"
+      "\"queue_capacity\":%u,\"queue_bytes\":%llu,\"queue_max_bytes\":%llu",
+      (unsigned long long)st.in, (unsigned long long)st.out,
+      (unsigned long long)st.dropped, (unsigned long long)st.dropped_oldest,
+      (unsigned long long)st.dropped_newest, (unsigned long long)st.rejected,
+      (unsigned long long)st.too_large, st.queue_depth, st.queue_capacity,
+      (unsigned long long)st.queue_bytes,
+      (unsigned long long)st.queue_max_bytes);
+  myc__sb_printf(b,
+                 ",\"memory_bytes\":%llu,\"memory_peak\":%llu,"
+                 "\"memory_limit\":%llu,\"running\":",
+                 (unsigned long long)st.memory_bytes,
+                 (unsigned long long)st.memory_peak,
+                 (unsigned long long)st.memory_limit);
+  myc__sb_json(b, st.running);
+  myc__sb_printf(b, ",\"running_ms\":%.1f", st.running_ms);
   status_drops_json(b, e, i);
-  sb_put(b, "}", 1);
+  myc__sb_put(b, "}", 1);
 }
 
 #define TEXT_ROW "%-20s %3s %-10s %3s %8s %15s %10s %10s %8s %-12s %s\n"
 
 /* Losses by topic of service 'i' (text): one line per topic with any. */
-static void status_drops_text(sbuf *b, myc_engine *e, uint32_t i) {
+static void status_drops_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
   myc_drop_stats d[MYC_DROP_TOPICS + 1];
   int n = myc_engine_service_drops(e, i, d, MYC_DROP_TOPICS + 1), k;
   for (k = 0; k < n; k++)
-    sb_printf(b, "  %-18s dropped on %s: oldest %llu, newest %llu, rejected "
-              "%llu, at shutdown %llu, too large %llu\n",
-              e->services[i]->name, d[k].topic,
-              (unsigned long long)d[k].dropped_oldest,
-              (unsigned long long)d[k].dropped_newest,
-              (unsigned long long)d[k].rejected,
-              (unsigned long long)d[k].shutdown,
-              (unsigned long long)d[k].too_large);
+    myc__sb_printf(b,
+                   "  %-18s dropped on %s: oldest %llu, newest %llu, rejected "
+                   "%llu, at shutdown %llu, too large %llu\n",
+                   e->services[i]->name, d[k].topic,
+                   (unsigned long long)d[k].dropped_oldest,
+                   (unsigned long long)d[k].dropped_newest,
+                   (unsigned long long)d[k].rejected,
+                   (unsigned long long)d[k].shutdown,
+                   (unsigned long long)d[k].too_large);
 }
 
-static void status_text_service(sbuf *b, myc_engine *e, uint32_t i) {
+static void status_text_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
   myc_service_stats st;
   char mem[32], run[180], queue[32], wrk[16], ver[16], restarts[24];
   char in[24], out[24], dropped[24];
@@ -230,26 +182,26 @@ static void status_text_service(sbuf *b, myc_engine *e, uint32_t i) {
   snprintf(in, sizeof in, "%llu", (unsigned long long)st.in);
   snprintf(out, sizeof out, "%llu", (unsigned long long)st.out);
   snprintf(dropped, sizeof dropped, "%llu", (unsigned long long)st.dropped);
-  sb_printf(b, TEXT_ROW, st.name, wrk, st.state, ver, restarts, queue, in, out,
-            dropped, mem, run);
+  myc__sb_printf(b, TEXT_ROW, st.name, wrk, st.state, ver, restarts, queue, in,
+                 out, dropped, mem, run);
 }
 
 int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
-  sbuf b = {&e->alloc, NULL, 0, 0, 0};
+  myc__sbuf b = {&e->alloc, NULL, 0, 0, 0};
   uint32_t i;
   if (text) {
-    sb_printf(&b, "node %s, %u worker%s, %u service%s\n", e->node, e->sched.nworkers,
-              e->sched.nworkers == 1 ? "" : "s", e->nservices,
-              e->nservices == 1 ? "" : "s");
-    sb_printf(&b, TEXT_ROW, "SERVICE", "WRK", "STATE", "VER", "RESTARTS",
-              "QUEUE", "IN", "OUT", "DROPPED", "MEMORY", "RUNNING");
+    myc__sb_printf(&b, "node %s, %u worker%s, %u service%s\n", e->node,
+                   e->sched.nworkers, e->sched.nworkers == 1 ? "" : "s",
+                   e->nservices, e->nservices == 1 ? "" : "s");
+    myc__sb_printf(&b, TEXT_ROW, "SERVICE", "WRK", "STATE", "VER", "RESTARTS",
+                   "QUEUE", "IN", "OUT", "DROPPED", "MEMORY", "RUNNING");
   } else {
-    sb_printf(&b, "{\"ok\":true,\"protocol\":1,\"node\":");
-    sb_json(&b, e->node);
-    sb_printf(&b,
-              ",\"version\":\"%s\",\"pid\":%d,\"workers\":%u,"
-              "\"services\":[",
-              myc_version(), (int)getpid(), e->sched.nworkers);
+    myc__sb_printf(&b, "{\"ok\":true,\"protocol\":1,\"node\":");
+    myc__sb_json(&b, e->node);
+    myc__sb_printf(&b,
+                   ",\"version\":\"%s\",\"pid\":%d,\"workers\":%u,"
+                   "\"services\":[",
+                   myc_version(), (int)getpid(), e->sched.nworkers);
   }
   uv_mutex_lock(&e->services_lock);
   for (i = 0; i < e->nservices; i++) {
@@ -263,7 +215,7 @@ int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
       status_drops_text(&b, e, i);
   uv_mutex_unlock(&e->services_lock);
   if (!text)
-    sb_put(&b, "]}\n", 3);
+    myc__sb_put(&b, "]}\n", 3);
   if (b.failed) {
     if (b.p != NULL)
       myc__free(b.a, b.p, b.cap);
@@ -297,6 +249,7 @@ static void conn_close(conn *c) {
     c->ctl->conns = c->next;
   if (c->next != NULL)
     c->next->prev = c->prev;
+  c->ctl->nconns--;
   uv_close((uv_handle_t *)&c->pipe, conn_closed);
   uv_close((uv_handle_t *)&c->timer, conn_closed);
 }
@@ -305,6 +258,9 @@ static void on_written(uv_write_t *req, int status) {
   (void)status;
   conn_close(req->data);
 }
+
+/* Waiting for a request, or for a client to take its reply. */
+static void on_idle_timeout(uv_timer_t *h);
 
 /* Sends 'reply' (taking the buffer of 'cap' bytes, 'n' used) and closes. */
 static void conn_reply(conn *c, char *reply, size_t n, size_t cap) {
@@ -319,19 +275,19 @@ static void conn_reply(conn *c, char *reply, size_t n, size_t cap) {
   buf = uv_buf_init(reply, (unsigned)n);
   c->wr.data = c;
   uv_read_stop((uv_stream_t *)&c->pipe);
-  uv_timer_stop(&c->timer);
+  uv_timer_start(&c->timer, on_idle_timeout, WRITE_MS, 0);
   if (uv_write(&c->wr, (uv_stream_t *)&c->pipe, &buf, 1, on_written) != 0)
     conn_close(c);
 }
 
 static void reply_fmt(conn *c, const char *fmt, ...) {
-  sbuf b = {&c->ctl->e->alloc, NULL, 0, 0, 0};
+  myc__sbuf b = {&c->ctl->e->alloc, NULL, 0, 0, 0};
   char tmp[2048];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(tmp, sizeof tmp, fmt, ap);
   va_end(ap);
-  sb_put(&b, tmp, strlen(tmp));
+  myc__sb_put(&b, tmp, strlen(tmp));
   if (b.failed) {
     conn_close(c);
     return;
@@ -340,10 +296,11 @@ static void reply_fmt(conn *c, const char *fmt, ...) {
 }
 
 static void reply_error(conn *c, int rc, const char *err) {
-  sbuf b = {&c->ctl->e->alloc, NULL, 0, 0, 0};
-  sb_printf(&b, "{\"ok\":false,\"code\":\"%s\",\"error\":", myc_err_name(rc));
-  sb_json(&b, err);
-  sb_put(&b, "}\n", 2);
+  myc__sbuf b = {&c->ctl->e->alloc, NULL, 0, 0, 0};
+  myc__sb_printf(&b,
+                 "{\"ok\":false,\"code\":\"%s\",\"error\":", myc_err_name(rc));
+  myc__sb_json(&b, err);
+  myc__sb_put(&b, "}\n", 2);
   if (b.failed) {
     conn_close(c);
     return;
@@ -352,12 +309,18 @@ static void reply_error(conn *c, int rc, const char *err) {
 }
 
 static void reply_reloaded(conn *c, myc_service *s) {
+  myc__sbuf b = {&c->ctl->e->alloc, NULL, 0, 0, 0};
   myc_service_stats st;
   myc_engine_service_stats(c->ctl->e, s->index, &st);
-  reply_fmt(c,
-            "{\"ok\":true,\"service\":\"%s\",\"version\":%u,"
-            "\"pause_ms\":%.3f}\n",
-            s->name, st.version, st.last_pause_ms);
+  myc__sb_printf(&b, "{\"ok\":true,\"service\":");
+  myc__sb_json(&b, s->name);
+  myc__sb_printf(&b, ",\"version\":%u,\"pause_ms\":%.3f}\n", st.version,
+                 st.last_pause_ms);
+  if (b.failed) {
+    conn_close(c);
+    return;
+  }
+  conn_reply(c, b.p, b.len, b.cap);
 }
 
 /* ---- reload ---------------------------------------------------------------
@@ -368,10 +331,12 @@ static void ticket_run(myc__job *j, int run) {
   if (run && t->c != NULL) {
     conn *c = t->c;
     c->waiting = NULL;
-    if (t->rc == 0)
+    if (t->rc == 0) {
       reply_reloaded(c, t->s);
-    else
+    } else {
+      myc__control_hide_token(t->err, sizeof t->err);
       reply_error(c, t->rc, t->err);
+    }
   }
   myc__free(&t->e->alloc, t, sizeof *t);
 }
@@ -424,11 +389,12 @@ static void do_reload(conn *c, const char *name, const char *module) {
   t->s = s;
   t->c = c;
   c->waiting = t;
-  rc = myc__reload_start(c->ctl->sv, s, module, reload_done, t, err,
+  rc = myc__reload_start(c->ctl->sv, s, module, 0, reload_done, t, err,
                          sizeof err);
   if (rc != 0) {
     c->waiting = NULL;
     myc__free(&e->alloc, t, sizeof *t);
+    myc__control_hide_token(err, sizeof err);
     reply_error(c, rc, err);
     return;
   }
@@ -437,33 +403,24 @@ static void do_reload(conn *c, const char *name, const char *module) {
 
 /* ---- requests ----------------------------------------------------------- */
 
-static void handle_line(conn *c, char *line) {
-  char *argv[4], *save = NULL, *tok;
-  int argc = 0;
-  for (tok = strtok_r(line, " \t\r", &save); tok != NULL && argc < 4;
-       tok = strtok_r(NULL, " \t\r", &save))
-    argv[argc++] = tok;
-  if (argc == 0) {
-    reply_error(c, MYC_EINVAL, "empty request (try: status, reload SERVICE)");
-  } else if (strcmp(argv[0], "status") == 0 && argc <= 2) {
-    char *out;
-    size_t cap;
-    int text = argc == 2 && strcmp(argv[1], "text") == 0;
-    if (myc__control_status(c->ctl->e, text, &out, &cap) != 0)
+static void handle_line(conn *c, char *line, size_t len) {
+  myc__ctl_request req;
+  char err[512], *out;
+  size_t cap;
+  int rc = myc__control_parse(line, len, &req, err, sizeof err);
+  c->requested = 1;
+  uv_timer_stop(&c->timer);
+  if (rc != 0) {
+    reply_error(c, rc, err);
+  } else if (req.verb == MYC__CTL_STATUS) {
+    if (myc__control_status(c->ctl->e, req.text, &out, &cap) != 0)
       reply_error(c, MYC_ENOMEM, "out of memory");
     else
       conn_reply(c, out, strlen(out), cap);
-  } else if (strcmp(argv[0], "reload") == 0 && (argc == 2 || argc == 3)) {
-    do_reload(c, argv[1], argc == 3 ? argv[2] : NULL);
-  } else if (strcmp(argv[0], "ping") == 0 && argc == 1) {
-    reply_fmt(c, "{\"ok\":true,\"protocol\":1}\n");
+  } else if (req.verb == MYC__CTL_RELOAD) {
+    do_reload(c, req.service, req.module);
   } else {
-    char msg[256];
-    snprintf(msg, sizeof msg,
-             "unknown request '%.64s' (requests: status "
-             "[json|text], reload SERVICE [MODULE], ping)",
-             argv[0]);
-    reply_error(c, MYC_EINVAL, msg);
+    reply_fmt(c, "{\"ok\":true,\"protocol\":1}\n");
   }
 }
 
@@ -479,10 +436,9 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
   (void)buf;
   if (n < 0) {
     /* EOF: a request without its newline still counts. */
-    if (n == UV_EOF && c->len > 0 && !c->replied) {
-      c->buf[c->len] = '\0';
+    if (n == UV_EOF && c->len > 0 && !c->requested) {
       uv_read_stop(st);
-      handle_line(c, c->buf);
+      handle_line(c, c->buf, c->len);
     } else if (c->waiting == NULL) {
       conn_close(c);
     } else {
@@ -491,23 +447,55 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
     return;
   }
   c->len += (size_t)n;
-  c->buf[c->len] = '\0';
   nl = memchr(c->buf, '\n', c->len);
   if (nl != NULL) {
-    *nl = '\0';
     uv_read_stop(st);
-    handle_line(c, c->buf);
+    handle_line(c, c->buf, (size_t)(nl - c->buf));
   } else if (c->len == LINE_MAX_BYTES) {
     uv_read_stop(st);
+    c->requested = 1;
     reply_error(c, MYC_ETOOBIG, "request line longer than 4096 bytes");
   }
+}
+
+static void on_idle_timeout(uv_timer_t *h) {
+  conn *c = h->data;
+  char msg[64];
+  if (c->replied) { /* the client does not read its reply */
+    conn_close(c);
+    return;
+  }
+  snprintf(msg, sizeof msg, "no request line within %d s", REQUEST_MS / 1000);
+  reply_error(c, MYC_ETIMEDOUT, msg);
+}
+
+/* At the cap: closes the oldest connection that has sent nothing yet.
+ * Returns 0, or MYC_ELIMIT when every one is busy with a request. */
+static int make_room(myc__control *ctl) {
+  conn *c, *oldest = NULL;
+  char msg[160];
+  for (c = ctl->conns; c != NULL; c = c->next)
+    if (!c->requested && !uv_is_closing((uv_handle_t *)&c->pipe))
+      oldest = c;
+  if (oldest == NULL)
+    return MYC_ELIMIT;
+  snprintf(msg, sizeof msg,
+           "closed to make room: %d control connections were open and "
+           "this one had sent no request",
+           MAX_CONNS);
+  oldest->requested = 1;
+  reply_error(oldest, MYC_ELIMIT, msg);
+  conn_close(oldest); /* its reply may never be read; the slot is needed */
+  return 0;
 }
 
 static void on_connection(uv_stream_t *server, int status) {
   myc__control *ctl = server->data;
   conn *c;
+  int full;
   if (status != 0)
     return;
+  full = ctl->nconns >= MAX_CONNS && make_room(ctl) != 0;
   c = myc__calloc(&ctl->e->alloc, sizeof *c);
   if (c == NULL)
     return;
@@ -520,9 +508,19 @@ static void on_connection(uv_stream_t *server, int status) {
   if (ctl->conns != NULL)
     ctl->conns->prev = c;
   ctl->conns = c;
-  if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0 ||
-      uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) != 0)
+  ctl->nconns++;
+  if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
     conn_close(c);
+  } else if (full) {
+    c->requested = 1;
+    reply_error(c, MYC_ELIMIT,
+                "too many control connections, each busy with a "
+                "request; try again once a reload is done");
+  } else if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) != 0) {
+    conn_close(c);
+  } else {
+    uv_timer_start(&c->timer, on_idle_timeout, REQUEST_MS, 0);
+  }
 }
 
 /* ---- listener -------------------------------------------------------------
@@ -544,6 +542,30 @@ static int stale_socket(const char *path) {
   rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
   close(fd);
   return rc != 0 && errno == ECONNREFUSED;
+}
+
+/* Why 'path' cannot be listened on.  libuv reports a missing directory
+ * as EACCES (as Windows does); say what is really wrong. */
+static void listen_error(const char *path, int rc, char *err, size_t errlen) {
+  char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  const char *slash = strrchr(path, '/');
+  struct stat sb;
+  if (slash == NULL || slash == path)
+    snprintf(dir, sizeof dir, "%s", slash ? "/" : ".");
+  else
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  if (rc == UV_EACCES && stat(dir, &sb) != 0 && errno == ENOENT)
+    snprintf(err, errlen,
+             "control: cannot listen on %s: directory %s does not exist "
+             "(create it, or set control to a path in one that does)",
+             path, dir);
+  else if (rc == UV_EACCES && stat(dir, &sb) == 0 && !S_ISDIR(sb.st_mode))
+    snprintf(err, errlen, "control: cannot listen on %s: %s is not a directory",
+             path, dir);
+  else
+    snprintf(err, errlen, "control: cannot listen on %s: %s%s", path,
+             uv_strerror(rc),
+             rc == UV_EADDRINUSE ? " (another engine is running there?)" : "");
 }
 
 int myc__control_open(myc__supervise *sv, uv_loop_t *loop, const char *url,
@@ -588,9 +610,7 @@ int myc__control_open(myc__supervise *sv, uv_loop_t *loop, const char *url,
   if (rc == 0)
     rc = uv_listen((uv_stream_t *)&c->server, 16, on_connection);
   if (rc != 0) {
-    snprintf(err, errlen, "control: cannot listen on %s: %s%s", c->path,
-             uv_strerror(rc),
-             rc == UV_EADDRINUSE ? " (another engine is running there?)" : "");
+    listen_error(c->path, rc, err, errlen);
     uv_close((uv_handle_t *)&c->server, NULL);
     uv_run(loop, UV_RUN_NOWAIT);
     myc__free(&e->alloc, c, sizeof *c);

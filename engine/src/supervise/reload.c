@@ -1,21 +1,26 @@
 /* reload.c -- hot reload (see supervisor.h): the new code is read and
- * compiled into a fresh instance on the thread that asked (the control
- * socket's, the file watcher's, an embedder's), then a job on the
- * service's worker swaps it in between two batches: the old instance's
- * snapshot goes to the new init, the new instance takes over the mailbox,
- * and the old one is kept through the probation for a rollback.
+ * loaded into a fresh instance on the loader thread (loader.h), within
+ * the service's load budget -- never on the thread that asked (the
+ * control socket's, the file watcher's, the signal loop's), which must
+ * keep answering -- then a job on the service's worker swaps it in
+ * between two batches: the old instance's snapshot goes to the new init,
+ * the new instance takes over the mailbox, and the old one is kept
+ * through the probation for a rollback.
  */
 #include "supervise/supervisor.h"
 
 #include "base/file.h"
 #include "runtime/instance.h"
+#include "supervise/loader.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
 
-/* A reload on its way from the thread that prepared it to the worker. */
+/* A reload on its way: queued for the loader, then from the loader to
+ * the worker. */
 struct myc__reload {
+  myc__job job; /* on the loader's queue */
   myc_service *s;
   myc__instance in;
   char *module, *code;
@@ -169,13 +174,56 @@ void myc__reload_commit(myc_service *s) {
   reload_free(s, r);
 }
 
-/* Loads the new code on the calling thread.  On success '*out' waits to
- * be committed and the service's 'reloading' flag is set. */
-static int prepare(myc_engine *e, myc_service *s, const char *module,
-                   myc__reload **out, char *err, size_t errlen) {
+/* Reads and loads the new code of 'r' (loader thread, or the caller of
+ * a manual engine).  On success 'r' waits to be committed; otherwise the
+ * refusal is logged and told, and 'r' freed. */
+static void load(myc__reload *r) {
+  myc_service *s = r->s;
+  myc_engine *e = s->eng;
+  char why[1024], err[1200];
+  int rc;
+  if (atomic_load(&e->stopping)) {
+    rc = MYC_ESTOPPED;
+    snprintf(err, sizeof err, "service '%s': the engine is stopping",
+             s->name);
+  } else if ((rc = myc__read_file(&e->alloc, r->module, &r->code,
+                                  &r->code_len, why, sizeof why)) != 0) {
+    snprintf(err, sizeof err, "service '%s': %s", s->name, why);
+  } else {
+    rc = myc__instance_load(s, &r->in, r->module, r->code, r->code_len, err,
+                            sizeof err);
+  }
+  if (rc == 0) {
+    atomic_store(&s->sup->pending, r);
+    myc__sup_post(s, MYC_CMD_RELOAD);
+    return;
+  }
+  if (rc != MYC_ESTOPPED)
+    reload_failed(s, err);
+  atomic_store(&s->sup->reloading, 0);
+  r->done(r->ud, rc, err);
+  reload_free(s, r);
+}
+
+static void load_job(myc__job *j, int run) {
+  myc__reload *r = (myc__reload *)((char *)j - offsetof(myc__reload, job));
+  if (run) {
+    load(r);
+    return;
+  }
+  atomic_store(&r->s->sup->reloading, 0);
+  r->done(r->ud, MYC_ESTOPPED, "the engine stopped before the new code was "
+          "loaded");
+  reload_free(r->s, r);
+}
+
+/* A reload of 's' from 'module' (NULL: its file) that 'done' will hear
+ * of.  On success the service's 'reloading' flag is set. */
+static int begin(myc_engine *e, myc_service *s, const char *module,
+                 myc__reload_cb done, void *ud, myc__reload **out, char *err,
+                 size_t errlen) {
   myc__reload *r;
-  char why[1024];
-  int rc, expected = 0;
+  int expected = 0;
 
   if (s->cb != NULL) {
     snprintf(err, errlen, "service '%s' is a C service: nothing to reload",
@@ -195,6 +243,10 @@ static int prepare(myc_engine *e, myc_service *s, const char *module,
   r = myc__calloc(&e->alloc, sizeof *r);
   if (r != NULL) {
     r->s = s;
+    r->done = done;
+    r->ud = ud;
+    r->job.fn = load_job;
+    myc__instance_reset(&r->in);
     uv_mutex_lock(&s->hook_lock);
     r->module = myc__strdup(&e->alloc, module ? module : s->module);
     uv_mutex_unlock(&s->hook_lock);
@@ -206,33 +258,21 @@ static int prepare(myc_engine *e, myc_service *s, const char *module,
     snprintf(err, errlen, "service '%s': out of memory", s->name);
     return MYC_ENOMEM;
   }
-  rc = myc__read_file(&e->alloc, r->module, &r->code, &r->code_len, why,
-                      sizeof why);
-  if (rc != 0)
-    snprintf(err, errlen, "service '%s': %s", s->name, why);
-  else
-    rc = myc__instance_load(s, &r->in, r->module, r->code, r->code_len, err,
-                            errlen);
-  if (rc != 0) {
-    reload_free(s, r);
-    reload_failed(s, err);
-    atomic_store(&s->sup->reloading, 0);
-    return rc;
-  }
   *out = r;
   return 0;
 }
 
 int myc__reload_start(myc__supervise *sv, myc_service *s, const char *module,
-                      myc__reload_cb done, void *ud, char *err, size_t errlen) {
+                      int here, myc__reload_cb done, void *ud, char *err,
+                      size_t errlen) {
   myc__reload *r;
-  int rc = prepare(sv->e, s, module, &r, err, errlen);
+  int rc = begin(sv->e, s, module, done, ud, &r, err, errlen);
   if (rc != 0)
     return rc;
-  r->done = done;
-  r->ud = ud;
-  atomic_store(&s->sup->pending, r);
-  myc__sup_post(s, MYC_CMD_RELOAD);
+  if (here)
+    load(r);
+  else
+    myc__loader_post(sv, &r->job);
   return 0;
 }
 
@@ -307,14 +347,14 @@ int myc_engine_reload(myc_engine *e, const char *name, const char *module,
     snprintf(err, errlen, "out of memory");
     return MYC_ENOMEM;
   }
-  rc = myc__reload_start(myc__supervise_of(e), s, module, waiter_done, w, err,
-                         errlen);
+  /* A manual engine's worker is this thread: load here, then swap. */
+  rc = myc__reload_start(myc__supervise_of(e), s, module, e->manual,
+                         waiter_done, w, err, errlen);
   if (rc != 0) {
     waiter_unref(w);
     waiter_unref(w);
     return rc;
   }
-  /* A manual engine's worker is this thread: swap now. */
   if (e->manual)
     myc__reload_commit(s);
   uv_mutex_lock(&w->lock);
@@ -371,7 +411,8 @@ void myc__reload_changed(myc__supervise *sv) {
     int rc;
     if (s->cb != NULL || !changed_on_disk(e, s))
       continue;
-    rc = myc__reload_start(sv, s, NULL, reload_logged, NULL, err, sizeof err);
+    rc = myc__reload_start(sv, s, NULL, 0, reload_logged, NULL, err,
+                           sizeof err);
     if (rc == MYC_ESTATE)
       myc__sup_log(s, MYC_LOG_WARN, "file changed, not reloaded: %s", err);
   }

@@ -4,6 +4,7 @@
  */
 #include "supervise/supervisor.h"
 
+#include "supervise/loader.h"
 #include "supervise/monitor.h"
 
 #include <string.h>
@@ -34,7 +35,11 @@ static int on_start(void *ud, char *err, size_t errlen) {
   return myc__monitor_start(ud, err, errlen);
 }
 
-static void on_quiesce(void *ud) { myc__monitor_stop(ud); }
+/* The monitor first: nothing asks for a reload once it is gone. */
+static void on_quiesce(void *ud) {
+  myc__monitor_stop(ud);
+  myc__loader_stop(ud);
+}
 
 static void on_hangup(void *ud) {
   myc__supervise *sv = ud;
@@ -47,6 +52,8 @@ static void on_free(void *ud) {
   myc__supervise *sv = ud;
   const myc__alloc *a = &sv->e->alloc;
   myc__monitor_free(sv);
+  myc__loader_free(sv);
+  uv_mutex_destroy(&sv->loader_lock);
   myc__groups_free(sv);
   myc__strfree(a, sv->control);
   myc__free(a, sv, sizeof *sv);
@@ -66,6 +73,10 @@ int myc__supervise_attach(myc_engine *e, const myc_engine_config *cfg) {
   sv = myc__calloc(&e->alloc, sizeof *sv);
   if (sv == NULL)
     return MYC_ENOMEM;
+  if (uv_mutex_init(&sv->loader_lock) != 0) {
+    myc__free(&e->alloc, sv, sizeof *sv);
+    return MYC_ENOMEM;
+  }
   sv->e = e;
   sv->cfg = cfg->supervisor;
   sv->reload = cfg->reload;
@@ -73,6 +84,7 @@ int myc__supervise_attach(myc_engine *e, const myc_engine_config *cfg) {
        (sv->control = myc__strdup(&e->alloc, cfg->control)) == NULL) ||
       myc__engine_on_free(e, on_free, sv) != 0) {
     myc__strfree(&e->alloc, sv->control);
+    uv_mutex_destroy(&sv->loader_lock);
     myc__free(&e->alloc, sv, sizeof *sv);
     return MYC_ENOMEM;
   }

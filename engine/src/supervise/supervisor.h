@@ -23,6 +23,7 @@
 typedef struct myc__group myc__group;
 typedef struct myc__reload myc__reload;
 typedef struct myc__monitor myc__monitor;
+typedef struct myc__loader myc__loader;
 
 /* The supervision of one engine. */
 typedef struct myc__supervise {
@@ -33,6 +34,9 @@ typedef struct myc__supervise {
   char *control; /* "unix:///path" or NULL */
   myc_reload_mode reload;
   myc__monitor *monitor; /* NULL: no monitor thread */
+  myc__loader *loader;   /* made by the first threaded reload */
+  uv_mutex_t loader_lock; /* guards 'loader' and 'loader_stopped' */
+  int loader_stopped;
 } myc__supervise;
 
 /* Times of recent restarts: a ring of the last max_restarts + 1. */
@@ -127,14 +131,17 @@ int myc__supervisor_rollback(myc_service *s, const char *why);
 
 /* ---- reload (reload.c) --------------------------------------------------- */
 
-/* Reload for the control channel and the file watcher: prepares the new
- * instance on the calling thread and hands it to the worker; 'done' runs
- * on the worker (or the calling thread, when preparing failed) with the
- * result, 'err' holding the reason.  Returns 0 when 'done' will be
- * called; otherwise 'done' is not called and the reason is in 'err'. */
+/* Reloads 's' from 'module' (NULL: its file): the new code is loaded on
+ * the loader thread ('here' nonzero: on the calling thread, for a manual
+ * engine) and handed to the worker; 'done' runs on the worker, or on the
+ * thread that loaded it when loading failed or the engine stopped first,
+ * with the result, 'err' holding the reason.  Returns 0 when 'done' will
+ * be called (or was); otherwise 'done' is not called and the reason is
+ * in 'err'. */
 typedef void (*myc__reload_cb)(void *ud, int rc, const char *err);
 int myc__reload_start(myc__supervise *sv, myc_service *s, const char *module,
-                      myc__reload_cb done, void *ud, char *err, size_t errlen);
+                      int here, myc__reload_cb done, void *ud, char *err,
+                      size_t errlen);
 
 /* Commits the reload prepared for 's' (MYC_CMD_RELOAD).  Worker thread. */
 void myc__reload_commit(myc_service *s);

@@ -21,6 +21,7 @@ typedef struct {
   int32_t worker; const myc_mailbox_config *mailbox;
   int restart; const char *group; double memory_limit_mb;
   double handler_timeout_ms; double reload_probation_s;
+  double load_timeout_ms;
 } myc_service_config;
 typedef struct {
   const char *topic;

@@ -244,6 +244,48 @@ function H.feed(eng, lines, batch, no_end)
   eng:run()
 end
 
+--- The records of a JSON-lines text, decoded.
+function H.records(text)
+  local cjson = require "cjson"
+  local t = {}
+  for l in text:gmatch("[^\n]+") do t[#t + 1] = cjson.decode(l) end
+  return t
+end
+
+--- The expected records of a stream whose first connection delivered lines
+--- 1..k before the node restarted and replayed the capture from its first
+--- notification: capture line c > k arrives as line c + k - 1; lines 2..k
+--- arrive again as k + 1..2k - 1, the logs among them (accepted or removed)
+--- skipped as duplicates, the other lines skipped again for their reason.
+function H.restarted(prefix, k)
+  local function at(c) return c and (c > k and c + k - 1 or c) end
+  local want = {}
+  for _, name in ipairs { "events.jsonl", "skipped.jsonl", "signals.jsonl" } do
+    want[name] = H.records(H.read(prefix .. name))
+  end
+  local reason = {}
+  for _, e in ipairs(want["events.jsonl"]) do reason[e.line] = "duplicate" end
+  for _, r in ipairs(want["skipped.jsonl"]) do
+    local removal = r.reason == "retraction" or r.reason == "removed_unmatched"
+    reason[r.line] = removal and "duplicate" or r.reason
+  end
+  for _, e in ipairs(want["events.jsonl"]) do
+    e.line, e.retracted_by_line = at(e.line), at(e.retracted_by_line)
+  end
+  for _, r in ipairs(want["skipped.jsonl"]) do
+    r.line, r.retracts_line = at(r.line), at(r.retracts_line)
+  end
+  for _, g in ipairs(want["signals.jsonl"]) do g.line = at(g.line) end
+  want.duplicates = 0
+  for c = 2, k do
+    assert(reason[c], "line " .. c .. " in neither file")
+    table.insert(want["skipped.jsonl"], { line = c + k - 1, reason = reason[c] })
+    if reason[c] == "duplicate" then want.duplicates = want.duplicates + 1 end
+  end
+  table.sort(want["skipped.jsonl"], function(a, b) return a.line < b.line end)
+  return want
+end
+
 --- A fresh temporary directory (removed by H.rmdir).
 function H.tmpdir()
   local dir = os.tmpname()

@@ -85,5 +85,21 @@ describe("bandit.report", function()
       assert.equal('{"label":"x","price":"1.0","sqrtPriceX96":"1","liquidity":"2","tick":-3}',
         report.encode(report.pool_state(pool, ev, "1.0")))
     end)
+
+    it("says right after lines what a stream not known whole lacks", function()
+      local function summary(incomplete)
+        return report.encode(report.summary {
+          lines = 19, incomplete = incomplete, subscription_id = "0x1",
+          events_accepted = 0, events_by_kind = {}, events_retracted = 0,
+          skipped = 0, skipped_by_reason = {}, evaluations = 0, signals = 0,
+          signals_by_pair = {}, signals_by_trigger = {}, pool_states = {} })
+      end
+      assert.matches('^{"lines":19,"subscription_id":"0x1",', summary(nil))
+      assert.matches('{"lines":19,"incomplete":{"lines_expected":60,"lines_missing":41,'
+                     .. '"connections_lost":1},"subscription_id":"0x1",',
+                     summary { expected = 60, missing = 41, gaps = 1 }, 1, true)
+      assert.matches('"incomplete":{"lines_expected":null,"lines_missing":null,'
+                     .. '"connections_lost":2}', summary { gaps = 2 }, 1, true)
+    end)
   end)
 end)

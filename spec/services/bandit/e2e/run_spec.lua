@@ -8,6 +8,7 @@ package.path = table.concat({ root .. "lua/?.lua", root .. "lua/?/init.lua",
 -- the expected ones byte for byte, the human summary is printed, bad
 -- arguments fail with a message.
 local H = require "spec.services.bandit.helper"
+local ffi = require "ffi"
 
 local function sh(cmd)
   local p = io.popen(cmd .. "; echo \"rc=$?\"")
@@ -82,6 +83,81 @@ describe("examples/bandit/run", function()
     assert.equal(0, rc, out)
     assert.matches("feeding the lines in process instead", out, 1, true)
     assert.equal('{"line":2,"reason":"foreign_message"}\n', H.read(dir .. "/s"))
+  end)
+
+  it("says how many lines a connection closed for invalid UTF-8 lost, and fails",
+     function()
+    -- Line 20 is not UTF-8: the client fails the connection (1007), loses
+    -- it and whatever was on its way, reconnects and gets the rest.
+    local lines = H.lines(H.DATA .. "sample_capture.jsonl")
+    lines[20] = lines[20]:gsub('"removed":false', '"removed":false,"x":"\255"', 1)
+    local f = assert(io.open(dir .. "/bad.jsonl", "wb"))
+    f:write(table.concat(lines, "\n"), "\n")
+    f:close()
+    local rc, out = sh("BANDIT_IDLE_MS=1000 " .. outputs("--rate 200 --capture " .. dir
+                       .. "/bad.jsonl 2>" .. dir .. "/err"))
+    local err = H.read(dir .. "/err")
+    assert.equal(1, rc, out .. err)
+    local sum = require("cjson").decode(H.read(dir .. "/m"))
+    local gone = sum.incomplete
+    assert.equal(60, gone.lines_expected)
+    assert.is_true(gone.lines_missing >= 1)
+    assert.equal(60, sum.lines + gone.lines_missing)
+    assert.equal(1, gone.connections_lost)
+    assert.matches(string.format("lines            %d of 60 expected: %d lost "
+      .. "(1 connection(s) lost mid-stream), RESULTS INCOMPLETE", sum.lines,
+      gone.lines_missing), out, 1, true)
+    assert.matches("not valid UTF-8 (closed with 1007)", err, 1, true)
+    assert.matches("the stream is incomplete: " .. gone.lines_missing .. " of 60 lines",
+                   err, 1, true)
+  end)
+
+  it("emits no log twice when the node is killed (-9) and restarts from the start",
+     function()
+    local proc = require "support.proc"
+    local cjson = require "cjson"
+    local bin = os.getenv("MYCELIUM_BIN") or H.ROOT .. "build/mycelium"
+    local replay = bin:gsub("mycelium$", "myc-replay")
+    local capture = H.DATA .. "sample_capture.jsonl"
+    local node = proc.spawn(string.format("%s -q --ttl 60 --rate 40 %s", replay, capture),
+                            "listening on ws://127%.0%.0%.1:(%d+)/")
+    local port = node.ready[1]
+    local env = string.format("BANDIT_URL=ws://127.0.0.1:%s/ BANDIT_RPC=http://127.0.0.1:%s/ "
+      .. "BANDIT_IDLE_MS=1500 BANDIT_QUIET=1 BANDIT_EVENTS=%s/ke BANDIT_SKIPPED=%s/ks "
+      .. "BANDIT_SIGNALS=%s/kg BANDIT_SUMMARY=%s/km", port, port, dir, dir, dir, dir)
+    -- The adapter warns of line 15 (a Transfer log): the node is mid-stream.
+    local run = proc.spawn(string.format("(%s %s run %sexamples/bandit/mycelium.lua; "
+      .. "echo exit=$?)", env, bin, H.ROOT), "reason=unknown_topic", 20)
+    ffi.C.kill(node.pid, 9)
+    node.pid = nil
+    node.stop()
+    node = proc.spawn(string.format("%s -q --ttl 60 -p %s %s", replay, port, capture),
+                      "listening on")
+    local deadline, code = os.time() + 30, nil
+    repeat
+      code = run.output():match("exit=(%d+)")
+      proc.sleep(0.05)
+    until code or os.time() > deadline
+    local said = run.output()
+    node.stop()
+    run.stop()
+    assert.equal("0", code, said)
+    -- The lines of the first connection, as the adapter said when it lost it.
+    local k = tonumber(said:match("connection lost: [^\n]- lines=(%d+)"))
+    assert.is_number(k, said)
+    local want = H.restarted(H.DATA .. "sample_expected_", k)
+    for f, name in pairs { ke = "events.jsonl", ks = "skipped.jsonl", kg = "signals.jsonl" } do
+      assert.same(want[name], H.records(H.read(dir .. "/" .. f)), name)
+    end
+    local sum = cjson.decode(H.read(dir .. "/km"))
+    local expected = cjson.decode(H.read(H.DATA .. "sample_expected_summary.json"))
+    assert.equal(59 + k, sum.lines)
+    assert.equal(want.duplicates, sum.skipped_by_reason.duplicate)
+    for _, key in ipairs { "events_accepted", "events_retracted", "evaluations", "signals",
+                           "final_pool_state" } do
+      assert.same(expected[key], sum[key], key)
+    end
+    assert.is_nil(sum.incomplete)
   end)
 
   it("refuses what it cannot run, saying why", function()

@@ -25,23 +25,28 @@ local function replay(capture, args)
 end
 
 -- Runs the three services and the recorder against the server; returns
--- the four texts, what was collected, and the end messages.
+-- the four texts, what was collected, and the end messages. o.poll(eng)
+-- runs while waiting.
 local function run(server, capture, o)
   o = o or {}
   local url = "ws://127.0.0.1:" .. server.ready[1] .. "/"
   local dir = H.tmpdir()
   local pools, tokens = o.pools or H.DATA .. "pools.json", o.tokens or H.DATA .. "tokens.json"
+  local adapter = { source = "ws", url = url, end_after = #H.lines(capture),
+                    reconnect = { initial_ms = 20, jitter = 0 } }
+  for k, v in pairs(o.adapter or {}) do adapter[k] = v end
   local eng = H.engine {
     out = dir, pools = pools, tokens = tokens, start = false,
-    adapter = { source = "ws", url = url, end_after = #H.lines(capture),
-                reconnect = { initial_ms = 20, jitter = 0 } },
+    adapter = adapter,
     metadata = { tokens = o.meta_tokens or tokens,
                  rpc = "http://127.0.0.1:" .. server.ready[1] .. "/",
                  redis = o.redis },
+    recorder = { exit = true },
   }
   local signals, ends = eng:collect("bandit.signal"), eng:collect("bandit.end.*")
   eng:start()
   local done = eng:run_for(20, function()
+    if o.poll then o.poll(eng) end
     local f = io.open(dir .. "/summary.json")
     if f then f:close() end
     return f ~= nil
@@ -51,8 +56,9 @@ local function run(server, capture, o)
   for _, name in ipairs(FILES) do got[name] = H.read(dir .. "/" .. name) end
   local by = {}
   for _, m in ipairs(ends:messages()) do by[m.topic] = m.data end
+  local _, code = eng:stopping()
   local out = { files = got, signals = signals:messages(), ends = by,
-                errors = 0, logs = eng:logs(true) }
+                errors = 0, logs = eng:logs(true), code = code }
   for _, s in ipairs { "polygon", "metadata", "arb", "recorder" } do
     out.errors = out.errors + eng:stats(s).errors
   end
@@ -65,6 +71,17 @@ local function same_files(want_prefix, got)
   for _, name in ipairs(FILES) do
     H.same_lines(H.read(want_prefix .. name), got.files[name], name)
   end
+end
+
+-- The sample with its line n made invalid UTF-8 (a WebSocket client must
+-- fail the connection with 1007 on it); returns the capture's path.
+local function bad_utf8_capture(dir, n)
+  local lines = H.lines(H.DATA .. "sample_capture.jsonl")
+  lines[n] = lines[n]:gsub('"removed":false', '"removed":false,"x":"\255\254"', 1)
+  local f = assert(io.open(dir .. "/capture.jsonl", "wb"))
+  f:write(table.concat(lines, "\n"), "\n")
+  f:close()
+  return dir .. "/capture.jsonl"
 end
 
 describe("Bandit over WebSocket", function()
@@ -80,6 +97,7 @@ describe("Bandit over WebSocket", function()
     assert.equal(0, out.errors)
     same_files(H.DATA .. "sample_expected_", out)
     assert.equal(1, out.ends["bandit.end.adapter"].subscriptions)
+    assert.equal(0, out.code)
   end)
 
   it("resubscribes after the server drops the connection, losing and doubling nothing",
@@ -92,6 +110,10 @@ describe("Bandit over WebSocket", function()
     assert.equal(2, a.disconnects)
     assert.equal(3, a.subscriptions)
     assert.equal(60, a.lines)
+    -- The node continued where it was: the count proves nothing was lost.
+    assert.equal(0, a.missing)
+    assert.is_true(a.complete)
+    assert.equal(0, out.code)
     -- Each signal once: the lines that raised them are all different.
     local seen = {}
     for _, s in ipairs(out.signals) do
@@ -99,6 +121,104 @@ describe("Bandit over WebSocket", function()
       seen[s.data.ws_seq] = true
     end
     assert.equal(11, #out.signals)
+  end)
+
+  -- The node drops the first connection after n notifications (lines
+  -- 1..n+1 with the reply) and restarts the stream from its first
+  -- notification: 59 lines more, the first n seen already. After 45, the
+  -- reorg of lines 35-44 (three retractions, a removal matching nothing)
+  -- is repeated too.
+  for _, case in ipairs { { n = 20, dups = 18 }, { n = 45, dups = 40 } } do
+    it("suppresses what a node restarted after " .. case.n .. " notifications replays, "
+       .. "and counts it", function()
+      server = replay(H.DATA .. "sample_capture.jsonl",
+                      "--drop-after " .. case.n .. " --restart")
+      local out = run(server, H.DATA .. "sample_capture.jsonl",
+                      { adapter = { end_after = case.n + 60 } })
+      assert.equal(0, out.errors)
+      local want = H.restarted(H.DATA .. "sample_expected_", case.n + 1)
+      for _, name in ipairs { "events.jsonl", "skipped.jsonl", "signals.jsonl" } do
+        assert.same(want[name], H.records(out.files[name]), name)
+      end
+      assert.equal(case.dups, want.duplicates)
+      local a = out.ends["bandit.end.adapter"]
+      assert.same({ case.n + 60, case.dups, 1 }, { a.lines, a.duplicates, a.gaps })
+      -- The node sent again the last log of the lost connection: it
+      -- replayed from before the gap, so nothing fell into it.
+      assert.is_true(a.complete)
+      local sum, expected = cjson.decode(out.files["summary.json"]),
+        cjson.decode(H.read(H.DATA .. "sample_expected_summary.json"))
+      assert.equal(case.dups, sum.skipped_by_reason.duplicate)
+      for _, k in ipairs { "events_accepted", "events_retracted", "evaluations", "signals",
+                           "signals_by_pair", "signals_by_trigger", "final_pool_state" } do
+        assert.same(expected[k], sum[k], k)
+      end
+      assert.is_nil(sum.incomplete)
+      assert.equal(0, out.code)
+    end)
+  end
+
+  it("counts the lines a connection closed for invalid UTF-8 lost, and fails the run",
+     function()
+    local dir = H.tmpdir()
+    local capture = bad_utf8_capture(dir, 20)
+    -- Everything is sent at once: the client fails the connection (1007)
+    -- on line 20 with lines 21-60 already on their way, and the server,
+    -- done, is gone when it reconnects.
+    server = replay(capture, "--once")
+    local out = run(server, capture, {
+      adapter = { reconnect = { initial_ms = 20, jitter = 0, max_attempts = 2 } } })
+    H.rmdir(dir)
+    assert.equal(0, out.errors)
+    local a = out.ends["bandit.end.adapter"]
+    assert.same({ 19, 60, 41, 1, false },
+                { a.lines, a.expected, a.missing, a.gaps, a.complete })
+    local sum = cjson.decode(out.files["summary.json"])
+    assert.equal(19, sum.lines)
+    assert.same({ lines_expected = 60, lines_missing = 41, connections_lost = 1 },
+                sum.incomplete)
+    assert.equal(1, out.code)
+    -- What arrived is decided as ever.
+    local want = {}
+    for _, e in ipairs(H.records(H.read(H.DATA .. "sample_expected_events.jsonl"))) do
+      if e.line < 20 then want[#want + 1] = e end
+    end
+    assert.same(want, H.records(out.files["events.jsonl"]))
+    local said = {}
+    for _, l in ipairs(out.logs) do
+      if l.level == "error" or l.level == "warn" then said[#said + 1] = l.msg end
+    end
+    said = table.concat(said, "\n")
+    assert.matches("not valid UTF-8 (closed with 1007)", said, 1, true)
+    assert.matches("the stream is incomplete: 41 of 60 lines were not received", said, 1, true)
+  end)
+
+  it("cannot vouch for a live stream that lost its connection: says so, and fails",
+     function()
+    -- No known length, as from a live node: the connection drops after 20
+    -- notifications, the node goes on where it was (nothing is lost, but
+    -- nothing shows it), then stops for good.
+    server = replay(H.DATA .. "sample_capture.jsonl", "--drop-after 20")
+    local out = run(server, H.DATA .. "sample_capture.jsonl", {
+      adapter = { end_after = false,
+                  reconnect = { initial_ms = 20, jitter = 0, max_attempts = 2 } },
+      poll = function(eng)
+        if server.pid and eng:stats("polygon").out >= 59 then server.stop() end
+      end,
+    })
+    assert.equal(0, out.errors)
+    local a = out.ends["bandit.end.adapter"]
+    assert.same({ 60, false, false, 2, false },
+                { a.lines, a.expected, a.missing, a.gaps, a.complete })
+    -- Everything that arrived is decided as ever.
+    for _, name in ipairs { "events.jsonl", "skipped.jsonl", "signals.jsonl" } do
+      H.same_lines(H.read(H.DATA .. "sample_expected_" .. name), out.files[name], name)
+    end
+    local sum = cjson.decode(out.files["summary.json"])
+    assert.equal(cjson.null, sum.incomplete.lines_expected)
+    assert.equal(cjson.null, sum.incomplete.lines_missing)
+    assert.equal(2, sum.incomplete.connections_lost)
+    assert.equal(1, out.code)
   end)
 
   it("follows the subscription id the node gives", function()

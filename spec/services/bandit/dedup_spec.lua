@@ -1,0 +1,106 @@
+local root = debug.getinfo(1, "S").source:match("^@(.-)spec/services/.+$")
+root = (root == nil or root == "") and "./" or root
+package.path = table.concat({ root .. "lua/?.lua", root .. "lua/?/init.lua",
+  root .. "services/?.lua", root .. "?.lua", package.path }, ";")
+
+-- bandit.dedup: what a node sends again after a reconnect.
+local dedup = require "bandit.dedup"
+
+local BH, TH = "0x" .. ("b"):rep(64), "0x" .. ("c"):rep(64)
+
+-- Feeds (logIndex, removed) pairs; returns which were duplicates.
+local function feed(w, list)
+  local out = {}
+  for i, d in ipairs(list) do out[i] = (w:seen(BH, TH, d[1], d[2])) end
+  return out
+end
+
+describe("bandit.dedup", function()
+  it("never calls a repeat within one connection a duplicate", function()
+    local w = dedup.new(10)
+    assert.same({ false, false, false, false },
+                feed(w, { { 1 }, { 1 }, { 1, true }, { 1, true } }))
+    assert.equal(0, w.suppressed)
+  end)
+
+  it("suppresses what a reconnected node replays, and nothing after it", function()
+    local w = dedup.new(10)
+    feed(w, { { 1 }, { 2 }, { 2 }, { 3 }, { 3, true } })
+    w:reconnected()
+    -- Replayed from the start: the same deliveries in the same order,
+    -- then a log never seen and a second removal of log 3.
+    assert.same({ true, true, true, true, true, false, false },
+                feed(w, { { 1 }, { 2 }, { 2 }, { 3 }, { 3, true }, { 4 }, { 3, true } }))
+    assert.equal(5, w.suppressed)
+  end)
+
+  it("lets a removal of a log seen before the reconnect through", function()
+    local w = dedup.new(10)
+    feed(w, { { 7 } })
+    w:reconnected()
+    assert.same({ false, false }, feed(w, { { 7, true }, { 7 } }))
+    -- ... and the log back in its block (a reorg undone) after it.
+    w:reconnected()
+    assert.same({ true, true, true, false }, feed(w, { { 7 }, { 7, true }, { 7 }, { 7 } }))
+  end)
+
+  it("says when a replay reached the last delivery of a log", function()
+    local w = dedup.new(10)
+    feed(w, { { 1 }, { 1, true } })
+    w:reconnected()
+    local _, id = w:seen(BH, TH, 2, false)
+    local dup, key, caught_up = w:seen(BH, TH, 1, false)
+    assert.is_true(dup)
+    assert.is_number(key)
+    assert.not_equal(id, key)
+    assert.is_false(caught_up)
+    dup, _, caught_up = w:seen(BH, TH, 1, true)
+    assert.is_true(dup and caught_up)
+  end)
+
+  it("tells logs apart by block hash, tx hash and log index", function()
+    local w = dedup.new(10)
+    w:seen(BH, TH, 1, false)
+    w:reconnected()
+    assert.is_false((w:seen("0x" .. ("d"):rep(64), TH, 1, false)))
+    assert.is_false((w:seen(BH, "0x" .. ("d"):rep(64), 1, false)))
+    assert.is_false((w:seen(BH, TH, 2, false)))
+    assert.is_false((w:seen(BH, TH, "18446744073709551615", false)))
+    assert.is_true((w:seen(BH, TH, 1, false)))
+    -- A log index past 13 hex digits comes as a decimal string.
+    w:reconnected()
+    assert.is_true((w:seen(BH, TH, "1", false)))
+    assert.is_true((w:seen(BH, TH, "18446744073709551615", false)))
+  end)
+
+  it("remembers only the newest identities", function()
+    local w = dedup.new(3)
+    for i = 1, 5 do w:seen(BH, TH, i, false) end
+    assert.equal(3, w.n)
+    w:reconnected()
+    assert.same({ true, true, true, false, false },
+                feed(w, { { 3 }, { 4 }, { 5 }, { 1 }, { 2 } }))
+    -- 1 and 2 came back in, 3 and 4 went out (the oldest first).
+    w:reconnected()
+    assert.same({ true, true, true, false }, feed(w, { { 5 }, { 1 }, { 2 }, { 4 } }))
+    -- 4 took the place of 5.
+    assert.equal(3, w.n)
+    for i = 1, 5 do
+      local gone = i == 3 or i == 5
+      assert.equal(not gone and "a" or nil, w:history_of(BH, TH, i))
+    end
+  end)
+
+  it("bounds the history of a log that flaps without end", function()
+    local w = dedup.new(2)
+    for _ = 1, 1000 do w:seen(BH, TH, 1, false) w:seen(BH, TH, 1, true) end
+    assert.equal(32, #w:history_of(BH, TH, 1))
+  end)
+
+  it("refuses a window that is not a whole number >= 1", function()
+    for _, bad in ipairs { 0, -1, 1.5, "10", false } do
+      assert.has_error(function() dedup.new(bad) end,
+                       "dedup.new: size must be a whole number >= 1")
+    end
+  end)
+end)
