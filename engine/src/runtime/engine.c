@@ -510,11 +510,16 @@ int64_t myc_engine_run_once(myc_engine *e, uint64_t max_batches) {
       myc__worker_drain_inbox(w);
       handled += myc__worker_run_ready(
           w, max_batches ? (uint32_t)max_batches : 0);
-      busy |= w->ready_head != NULL ||
-              atomic_load_explicit(&w->inbox.nonempty, memory_order_relaxed);
     }
     if (max_batches)
       break;
+    /* Only once every worker had its turn: a later one may have handed
+     * messages to an earlier one, whose own check came before. */
+    for (i = 0; i < e->sched.nworkers; i++) {
+      myc__worker *w = &e->sched.workers[i];
+      busy |= w->ready_head != NULL ||
+              atomic_load_explicit(&w->inbox.nonempty, memory_order_relaxed);
+    }
   }
   return (int64_t)handled;
 }
