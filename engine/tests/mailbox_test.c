@@ -250,6 +250,36 @@ static void transit_is_bounded_in_bytes(void) {
   myc__mailbox_destroy(&mb, &alloc);
 }
 
+/* A consumer on another worker, full, with two mailboxes' worth on their
+ * way to it (what a flood across workers reaches): the producers' signal
+ * is "full", not 3. */
+static void pressure_stays_within_one(void) {
+  myc_mailbox_config cfg = {256, MYC_POLICY_DROP_NEWEST, 0.8, 0, 0};
+  myc__mailbox mb;
+  int i;
+  CHECK_EQ(myc__mailbox_init(&mb, &alloc, &cfg), 0);
+  CHECK(myc__mailbox_pressure(&mb) == 0);
+  atomic_store(&mb.incoming, 64);
+  CHECK(myc__mailbox_pressure(&mb) == 0.25);
+  for (i = 1; i <= 128; i++)
+    CHECK_EQ(push(&mb, fake((uintptr_t)i)), 0);
+  CHECK(myc__mailbox_pressure(&mb) == 0.75);
+  for (i = 129; i <= 256; i++)
+    CHECK_EQ(push(&mb, fake((uintptr_t)i)), 0);
+  atomic_store(&mb.incoming, 2 * 256);
+  CHECK(myc__mailbox_pressure(&mb) == 1);
+  atomic_store(&mb.incoming, 0);
+  atomic_store(&mb.incoming_bytes, 3 * mb.max_bytes);
+  CHECK(myc__mailbox_pressure(&mb) == 1);
+  atomic_store(&mb.incoming_bytes, 0);
+  while (myc__mailbox_depth(&mb) > 0) {
+    myc_buf *out[64];
+    uint32_t n = myc__mailbox_pop(&mb, out, 64);
+    myc__mailbox_done(&mb, n, 0);
+  }
+  myc__mailbox_destroy(&mb, &alloc);
+}
+
 static void byte_bounds_default_and_cut(void) {
   myc_mailbox_config dflt = {4, MYC_POLICY_REJECT, 0.8, 0, 0};
   myc_mailbox_config cut = {4, MYC_POLICY_REJECT, 0.8, 100, 5000};
@@ -283,6 +313,7 @@ int main(void) {
        messages_over_max_message_are_refused_by_every_policy},
       {"transit_is_bounded_in_bytes", transit_is_bounded_in_bytes},
       {"byte_bounds_default_and_cut", byte_bounds_default_and_cut},
+      {"pressure_stays_within_one", pressure_stays_within_one},
       {NULL, NULL}};
   return run_tests(cases);
 }

@@ -80,9 +80,11 @@ static inline uint32_t myc__mailbox_depth(const myc__mailbox *mb) {
          atomic_load_explicit(&mb->inflight, memory_order_relaxed);
 }
 
-/* Fill ratio as producers see it, of messages or of bytes, whichever is
- * higher: also counts what other workers handed over but the owner has
- * not queued yet. */
+/* Fill ratio as producers see it, 0..1, of messages or of bytes,
+ * whichever is higher: what is queued plus what other workers handed over
+ * but the owner has not queued yet, against the mailbox's bounds.  1 when
+ * that would fill the mailbox: transit may hold up to two mailboxes'
+ * worth more, which would only be dropped on arrival. */
 static inline double myc__mailbox_pressure(const myc__mailbox *mb) {
   double n = (double)(myc__mailbox_depth(mb) +
                       atomic_load_explicit(&mb->incoming,
@@ -92,7 +94,8 @@ static inline double myc__mailbox_pressure(const myc__mailbox *mb) {
                       atomic_load_explicit(&mb->incoming_bytes,
                                            memory_order_relaxed)) /
              (double)mb->max_bytes;
-  return n > b ? n : b;
+  double p = n > b ? n : b;
+  return p < 1 ? p : 1;
 }
 
 /* Whether the mailbox would take a message of 'len' payload bytes now:
