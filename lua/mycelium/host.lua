@@ -173,7 +173,7 @@ function M.new(lud, info)
       C.myc_ffi_buf_release(svc, x)
     end)
   end
-  local msg, new_batch = msgmod.current(view, env, keep)
+  local next_msg, new_batch, R = msgmod.current(view, env, keep)
 
   -- A topic a reload stopped handling can still have messages queued:
   -- they go to "$dead" without ending the instance.
@@ -184,7 +184,7 @@ function M.new(lud, info)
   local by_topic = {} -- topic id -> handler
   local function handler_for(b)
     local id = b.topic_id
-    local fn = resolve(msg.topic) or unhandled
+    local fn = resolve(R.topic(b)) or unhandled
     by_topic[id] = fn
     return fn
   end
@@ -208,9 +208,10 @@ function M.new(lud, info)
       view.cursor = i
       local b = batch[i]
       local fn = by_topic[b.topic_id] or handler_for(b)
-      fn(ctx, msg)
+      fn(ctx, next_msg())
     end
     view.cursor = -1
+    new_batch()
   end
 
   local fire_timer, event = ctx._fire_timer, events.dispatch

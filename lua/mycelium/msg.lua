@@ -1,8 +1,8 @@
 -- mycelium.msg -- message views over engine frames.
 --
--- The message a handler gets is one reused table whose fields are read
+-- The message a handler gets is a table of its own whose fields are read
 -- lazily from the frame being handled: nothing is copied or decoded unless
--- the handler asks for it.  It is valid only during the handler;
+-- the handler asks for it.  It is valid only during its handler;
 -- msg:copy() returns a view that keeps its own reference to the frame.
 local ffi = require "ffi"
 local bit = require "bit"
@@ -10,7 +10,8 @@ local cdefs = require "mycelium.cdefs"
 
 local C = cdefs.library()
 local band, bnot = bit.band, bit.bnot
-local tonumber, setmetatable, rawset, error = tonumber, setmetatable, rawset, error
+local tonumber, setmetatable, getmetatable, rawset, error, tostring =
+  tonumber, setmetatable, getmetatable, rawset, error, tostring
 local ffi_string, ffi_cast = ffi.string, ffi.cast
 
 local HDR = cdefs.HDR_OFFSET
@@ -87,56 +88,61 @@ local function readers(env)
 end
 M.readers = readers
 
--- The reused message of a service's dispatch loop.  'view' is the
--- service's myc_svc_view; 'keep(b)' takes a reference and returns the
--- cdata to anchor (with its finaliser) in a copy.
+-- The messages of a service's dispatch loop.  'view' is the service's
+-- myc_svc_view; 'keep(b)' takes a reference and returns the cdata to
+-- anchor (with its finaliser) in a copy.  Returns next_msg() (the message
+-- for the handler about to run, at view.cursor), new_batch() and the
+-- readers.
+--
+-- Each handler gets a table of its own, empty, its fields read lazily
+-- from the frame: one kept past its handler is told apart from the
+-- current one, and raises instead of showing a later message.
 function M.current(view, env, keep)
   local R = readers(env)
-  local memo_batch, memo_cursor, memo_data = -1, -1, nil
-  local batch_seq = 0
+  local current -- the message of the handler running, or nil
+  local memo_of, memo_data = nil, nil
   local methods = {}
   local kept_mt
 
-  local function current_buf()
+  local function buf_of(m, level)
     local i = view.cursor
-    if i < 0 then
-      error("msg used outside its handler (keep it with msg:copy())", 3)
+    if m ~= current or i < 0 then
+      error("msg used outside its handler (keep it with msg:copy())",
+            level + 1)
     end
     return view.batch[i]
   end
 
-  local msg = setmetatable({}, {
-    __index = function(_, k)
+  local mt = {
+    __index = function(m, k)
       local r = R[k]
       if r == nil then
         return methods[k]
       end
-      local b = current_buf()
+      local b = buf_of(m, 2)
       -- A typed view is a pointer cast: not memoising it lets the JIT
       -- keep it in registers instead of allocating it.
       if k ~= "data" or b.hdr.kind == 3 then
         return r(b)
       end
       -- Decoding can be costly: once per message however often it is read.
-      local cur = view.cursor
-      if memo_batch ~= batch_seq or memo_cursor ~= cur then
-        memo_data = r(b)
-        memo_batch, memo_cursor = batch_seq, cur
+      if memo_of ~= m then
+        memo_data, memo_of = r(b), m
       end
       return memo_data
     end,
     __newindex = function(_, k)
       error("msg is read-only (field '" .. tostring(k) .. "')", 2)
     end,
-  })
+  }
 
   function methods.bytes(m)
-    local b = m == msg and current_buf() or m._b
+    local b = getmetatable(m) == mt and buf_of(m, 2) or m._b
     return payload(b)
   end
 
   function methods.copy(m)
-    local b = m == msg and current_buf() or m._b
+    local b = getmetatable(m) == mt and buf_of(m, 2) or m._b
     return setmetatable({ _b = keep(b) }, kept_mt)
   end
 
@@ -152,13 +158,18 @@ function M.current(view, env, keep)
     end,
   }
 
-  -- Called by the dispatch loop once per batch, so memoised data from the
-  -- previous batch is never mistaken for the same cursor position.
-  local function new_batch()
-    batch_seq = batch_seq + 1
+  local function next_msg()
+    current = setmetatable({}, mt)
+    return current
   end
 
-  return msg, new_batch
+  -- Called by the dispatch loop once per batch: the last message of the
+  -- previous batch is no longer current (nor its memoised data).
+  local function new_batch()
+    current, memo_of, memo_data = nil, nil, nil
+  end
+
+  return next_msg, new_batch, R
 end
 
 -- A plain table with every field of frame 'b' (what mycelium.testing

@@ -1,4 +1,4 @@
--- spec/mycelium/msg_spec.lua -- the msg a handler receives (SPEC §3).
+-- spec/mycelium/msg_spec.lua -- the msg a handler receives (docs/API.md, msg).
 local testing = require "mycelium.testing"
 
 local function engine(src, extra)
@@ -90,6 +90,30 @@ describe("msg", function()
     assert.are.equal("keep=one/3/host,keep=two/3/host", out:messages()[1].data)
   end)
 
+  it("kept from a handler, raises in a later handler of the same batch", function()
+    eng = engine [[
+      local saved
+      return { subscribe = { "a" }, on_message = function(ctx, msg)
+        if saved == nil then saved = msg return end
+        local ok, err = pcall(function() return saved.topic end)
+        ctx:emit("out", tostring(ok) .. " " .. tostring(err))
+        ok, err = pcall(function() return saved:bytes() end)
+        ctx:emit("out", tostring(ok) .. " " .. tostring(err))
+        ok, err = pcall(function() return saved:copy() end)
+        ctx:emit("out", tostring(ok) .. " " .. tostring(err))
+        ctx:emit("out", msg.data) -- its own message is still readable
+      end }]]
+    local out = eng:collect("out")
+    eng:publish("a", "first")
+    eng:publish("a", "second")
+    eng:run()
+    local got = out:messages()
+    for i = 1, 3 do
+      assert.matches("^false .*msg used outside its handler", got[i].data)
+    end
+    assert.are.equal("second", got[4].data)
+  end)
+
   it("is read-only and refuses use outside its handler", function()
     eng = engine [[
       local saved
@@ -100,7 +124,7 @@ describe("msg", function()
           saved = msg
         else
           local ok, err = pcall(function() return saved.data end)
-          ctx:emit("out", tostring(ok))
+          ctx:emit("out", tostring(ok) .. " " .. tostring(err))
           ctx:after(0, function()
             local ok2, err2 = pcall(function() return saved.topic end)
             ctx:emit("out", err2)
@@ -113,8 +137,8 @@ describe("msg", function()
     eng:advance(0.01)
     local got = out:messages()
     assert.matches("msg is read-only (field 'topic')", got[1].data, 1, true)
-    -- inside another handler 'saved' is that handler's message (documented)
-    assert.are.equal("true", got[2].data)
+    -- inside a later handler 'saved' is not that handler's message
+    assert.matches("false .*msg used outside its handler", got[2].data)
     assert.matches("msg used outside its handler", got[3].data, 1, true)
   end)
 end)
