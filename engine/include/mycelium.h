@@ -109,7 +109,7 @@ typedef enum {
  * 'max_message_bytes'; what does not fit is lost by 'policy' and counted.
  * A byte field of 0 is its default (1 GiB, 64 MiB). */
 typedef struct {
-  uint32_t capacity; /* messages; rounded up to a power of two */
+  uint32_t capacity; /* messages, exactly (1 to 2^30) */
   myc_policy policy;
   double threshold; /* fill ratio above which backpressure is signalled */
   uint64_t max_bytes;         /* payload bytes queued */
@@ -187,7 +187,7 @@ MYC_EXTERN void myc_engine_config_init(myc_engine_config *cfg);
  * MYC_EINVAL for a bad configuration or MYC_ENOMEM; '*out' is then NULL. */
 MYC_EXTERN int myc_engine_new(myc_engine **out, const myc_engine_config *cfg);
 
-/* Creates an engine and its services from a Lua config file (SPEC §5),
+/* Creates an engine and its services from a Lua config file (docs/CONFIG.md),
  * loading the contracts file it names (`contracts`, relative to the config
  * file's directory; `validate = false` turns rule checks off).  On failure
  * returns MYC_ECONFIG, MYC_ECONTRACT (every error of the contracts file,
@@ -392,6 +392,8 @@ typedef struct {
   const char *state; /* "running", "stopped", ... */
   uint64_t in;       /* messages handled */
   uint64_t out;      /* messages emitted */
+  uint64_t unrouted; /* of 'out': emitted on a topic no service (nor
+                        collector) subscribed to, so delivered nowhere */
   uint64_t errors;   /* handler errors */
   uint64_t dropped;  /* messages lost from its mailbox, all reasons */
   uint64_t dropped_oldest, dropped_newest, rejected;

@@ -36,7 +36,8 @@ typedef void *(*myc_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
 typedef void (*myc_log_fn)(void *ud, int level, const char *line, size_t len);
 typedef struct {
   const char *name; int32_t worker; const char *state;
-  uint64_t in, out, errors, dropped, dropped_oldest, dropped_newest, rejected;
+  uint64_t in, out, unrouted, errors, dropped, dropped_oldest, dropped_newest;
+  uint64_t rejected;
   uint64_t too_large; uint32_t queue_depth, queue_capacity;
   uint64_t queue_bytes, queue_max_bytes; uint64_t memory_bytes;
   const char *restart; const char *group;

@@ -1,4 +1,4 @@
--- mycelium.ctx -- the ctx object a service receives (SPEC §3).
+-- mycelium.ctx -- the ctx object a service receives (docs/API.md, ctx).
 --
 -- One ctx per service instance.  Its methods are closures over the
 -- service's engine handle, so the hot calls (emit, a publisher) are one
@@ -268,8 +268,9 @@ function M.new(svc, name, opts, has_handler, typed)
   end
 
   local stats_buf = ffi.new("myc_service_stats")
-  local STAT_FIELDS = { "in", "out", "errors", "dropped", "dropped_oldest",
-                        "dropped_newest", "rejected", "too_large",
+  local STAT_FIELDS = { "in", "out", "unrouted", "errors", "dropped",
+                        "dropped_oldest", "dropped_newest", "rejected",
+                        "too_large",
                         "queue_bytes", "queue_max_bytes", "memory_bytes",
                         "restarts", "timeouts", "reloads", "reload_failures",
                         "rollbacks", "memory_limit", "memory_peak",

@@ -413,7 +413,8 @@ function Engine:stats(name)
     lib.myc_engine_service_stats(self.handle, i, st)
     if ffi.string(st.name) == name then
       local t = {}
-      for _, k in ipairs { "in", "out", "errors", "dropped", "dropped_oldest",
+      for _, k in ipairs { "in", "out", "unrouted", "errors", "dropped",
+                           "dropped_oldest",
                            "dropped_newest", "rejected", "too_large",
                            "queue_bytes", "queue_max_bytes", "memory_bytes",
                            "restarts", "timeouts", "reloads", "reload_failures",

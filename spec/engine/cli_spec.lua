@@ -280,9 +280,10 @@ describe("mycelium command", function()
       stop()
     end)
 
-    it("status shows losses by service, topic and reason", function()
+    it("status shows losses by service, topic and reason, and unrouted emits", function()
       write("flood.lua", [[return { init = function(ctx)
-        ctx:every(10, function() for _ = 1, 50 do ctx:emit("burst", "x") end end) end }]])
+        ctx:every(10, function() for _ = 1, 50 do ctx:emit("burst", "x") end
+          ctx:emit("nowhere", "x") end) end }]])
       write("slow.lua", [[return { subscribe = { "burst" }, on_message = function() end }]])
       write("mycelium.lua", [[return { control = "unix://ctl.sock", workers = 1, services = {
         { name = "flood", module = "flood.lua" },
@@ -297,6 +298,10 @@ describe("mycelium command", function()
       assert.matches("slow%s+dropped on burst: oldest 0, newest 0, rejected %d+, at shutdown 0", out)
       assert.matches('"drops":%[{"topic":"burst","dropped_oldest":0,"dropped_newest":0,"rejected":%d+', out)
       assert.matches('"name":"flood".-"drops":%[%]', out)
+      -- what reached no one is shown too
+      assert.matches("flood%s+emitted %d+ messages? on topics no service subscribes to", out)
+      assert.matches('"name":"flood".-"unrouted":[1-9]', out)
+      assert.matches('"name":"slow".-"unrouted":0', out)
     end)
 
     it("reload swaps the code, keeps the state, and refuses a syntax error", function()

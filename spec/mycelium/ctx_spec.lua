@@ -1,4 +1,4 @@
--- spec/mycelium/ctx_spec.lua -- the ctx API of SPEC §3, through the real
+-- spec/mycelium/ctx_spec.lua -- the ctx API of docs/API.md, through the real
 -- engine.
 local testing = require "mycelium.testing"
 local MessagePack = require "MessagePack"
@@ -37,6 +37,25 @@ describe("ctx", function()
       assert.are.equal("raw", got[1].type)
       assert.are.equal("bytes\0with\255nul", got[1].data)
       assert.are.equal("svc", got[1].source)
+    end)
+
+    it("to a topic nobody subscribes to returns true and counts it as unrouted", function()
+      eng = engine [[
+        return { subscribe = { "in" }, on_message = function(ctx, msg)
+          local ok = ctx:emit("nowhere", "x")
+          local pub = ctx:publisher("nowhere.either")
+          pub({ a = 1 })
+          ctx:emit("out", "y")
+          local st = ctx:service_stats()
+          ctx:emit("out", string.format("%s %d %d", tostring(ok), st.out, st.unrouted))
+        end }]]
+      local out = eng:collect("out")
+      eng:publish("in", "go")
+      eng:run()
+      assert.are.equal("true 3 2", out:messages()[2].data)
+      local st = eng:stats("svc")
+      assert.are.equal(2, st.unrouted)
+      assert.are.equal(4, st.out)
     end)
 
     it("encodes tables as standard MessagePack", function()

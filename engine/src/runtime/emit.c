@@ -222,6 +222,7 @@ int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
   if (subs->n == 0) {
     atomic_fetch_add_explicit(&s->topics->no_subscriber, 1,
                               memory_order_relaxed);
+    myc__counter_add(&s->n_unrouted, 1);
     return 0;
   }
   if (len > MYC_PAYLOAD_MAX)
@@ -306,6 +307,7 @@ int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
   if (subs->n == 0) {
     atomic_fetch_add_explicit(&s->topics->no_subscriber, 1,
                               memory_order_relaxed);
+    myc__counter_add(&s->n_unrouted, 1);
     myc__buf_release(&w->pool, w->sched->alloc, b);
     return 0;
   }

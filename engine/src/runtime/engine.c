@@ -646,6 +646,7 @@ int myc_engine_service_stats(myc_engine *e, uint32_t index,
   st->state = myc__service_state_name(atomic_load(&s->state));
   st->in = atomic_load(&s->n_in);
   st->out = atomic_load(&s->n_out);
+  st->unrouted = atomic_load(&s->n_unrouted);
   st->errors = atomic_load(&s->n_errors);
   st->dropped_oldest = atomic_load(&mb->dropped[MYC_DROP_OLDEST]);
   st->dropped_newest = atomic_load(&mb->dropped[MYC_DROP_NEWEST]);

@@ -169,6 +169,7 @@ struct myc_service {
   uint32_t nroutes;
   uint64_t next_timer_id;
   _Atomic uint64_t n_in, n_out, n_errors;
+  _Atomic uint64_t n_unrouted; /* of n_out: to a topic nobody listens to */
   _Atomic int state;
 
   myc__resource *resources; /* attached facility objects */

@@ -121,12 +121,12 @@ static void status_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
       (unsigned long long)st.reload_failures, (unsigned long long)st.rollbacks);
   myc__sb_printf(
       b,
-      ",\"in\":%llu,\"out\":%llu,\"dropped\":%llu,"
+      ",\"in\":%llu,\"out\":%llu,\"unrouted\":%llu,\"dropped\":%llu,"
       "\"dropped_oldest\":%llu,\"dropped_newest\":%llu,"
       "\"rejected\":%llu,\"too_large\":%llu,\"queue_depth\":%u,"
       "\"queue_capacity\":%u,\"queue_bytes\":%llu,\"queue_max_bytes\":%llu",
       (unsigned long long)st.in, (unsigned long long)st.out,
-      (unsigned long long)st.dropped, (unsigned long long)st.dropped_oldest,
+      (unsigned long long)st.unrouted, (unsigned long long)st.dropped, (unsigned long long)st.dropped_oldest,
       (unsigned long long)st.dropped_newest, (unsigned long long)st.rejected,
       (unsigned long long)st.too_large, st.queue_depth, st.queue_capacity,
       (unsigned long long)st.queue_bytes,
@@ -159,6 +159,19 @@ static void status_drops_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
                    (unsigned long long)d[k].rejected,
                    (unsigned long long)d[k].shutdown,
                    (unsigned long long)d[k].too_large);
+}
+
+/* Emits that reached no one (text), for a service with any: a topic
+ * misspelled at the emitter or at the subscriber shows here. */
+static void status_unrouted_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
+  myc_service_stats st;
+  myc_engine_service_stats(e, i, &st);
+  if (st.unrouted > 0)
+    myc__sb_printf(b,
+                   "  %-18s emitted %llu message%s on topics no service "
+                   "subscribes to (unrouted)\n",
+                   st.name, (unsigned long long)st.unrouted,
+                   st.unrouted == 1 ? "" : "s");
 }
 
 static void status_text_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
@@ -211,8 +224,10 @@ int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
       status_service(&b, e, i);
   }
   if (text)
-    for (i = 0; i < e->nservices; i++)
+    for (i = 0; i < e->nservices; i++) {
       status_drops_text(&b, e, i);
+      status_unrouted_text(&b, e, i);
+    }
   uv_mutex_unlock(&e->services_lock);
   if (!text)
     myc__sb_put(&b, "]}\n", 3);
