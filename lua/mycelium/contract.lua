@@ -670,8 +670,9 @@ local function view_mt(T)
     end,
     __newindex = function(_, k)
       if member[k] then
-        error(fmt("%s.%s is read-only: a received message cannot be changed (msg:copy() it)",
-          T.name, k), 2)
+        error(fmt("%s.%s is read-only: a received message cannot be changed "
+          .. "(make a writable copy: ctx:new(\"%s\", msg.data) to emit, or "
+          .. "ctx.contracts:type(\"%s\"):new(msg.data))", T.name, k, T.name, T.name), 2)
       end
       error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
     end,
@@ -741,12 +742,15 @@ function Type:cast(ptr)
   return ffi.cast(self.ptr, ptr)
 end
 
+local cu8p = ffi.typeof("const uint8_t *")
+
 -- A read-only view over the payload at 'ptr': what msg.data is.
 function Type:view(ptr)
   return ffi.cast(self.vptr, ptr)
 end
 
--- A zeroed struct owned by Lua (garbage collected), filled from 'init'.
+-- A zeroed struct owned by Lua (garbage collected), filled from 'init' (a
+-- table, or a message of this type to copy: a received msg.data).
 function Type:new(init)
   local obj = ffi.new(self.ctype)
   if init ~= nil then self:fill(obj, init, 2) end
@@ -759,9 +763,17 @@ end
 -- fields before it are set.
 function Type:fill(obj, values, level, prefix)
   level, prefix = (level or 1) + 1, prefix or ""
+  if type(values) == "cdata" and (ffi.istype(self.vptr, values)
+      or ffi.istype(self.ptr, values) or ffi.istype(self.ctype, values)) then
+    -- A message of this type (a read-only view, a struct or a pointer to
+    -- one): its bytes, which is how a received message is made writable.
+    ffi.copy(obj, ffi.cast(cu8p, values), self.size)
+    return obj
+  end
   if type(values) ~= "table" then
-    error(fmt("%s%s: the initial values must be a table, got %s", prefix, self.name,
-      type(values)), level)
+    error(fmt("%s%s: the initial values must be a table, or a %s message to copy; got %s",
+      prefix, self.name, self.name, type(values) == "cdata"
+        and tostring(ffi.typeof(values)) or type(values)), level)
   end
   for k, v in pairs(values) do
     local f = self.field[k]

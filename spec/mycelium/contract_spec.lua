@@ -225,7 +225,9 @@ describe("mycelium.contract", function()
       local view = deliver(T, T:new(full))
       for _, f in ipairs(T.fields) do
         assert.has_error(function() view[f.name] = 0 end,
-          ("All.%s is read-only: a received message cannot be changed (msg:copy() it)"):format(f.name))
+          ("All.%s is read-only: a received message cannot be changed (make a writable "
+            .. "copy: ctx:new(\"All\", msg.data) to emit, or "
+            .. "ctx.contracts:type(\"All\"):new(msg.data))"):format(f.name))
       end
     end)
 
@@ -299,7 +301,7 @@ describe("mycelium.contract", function()
       assert.has_error(function() T:new { nmae = "x" } end,
         "All has no field 'nmae' (did you mean 'name'?)")
       assert.has_error(function() T:new(5) end,
-        "All: the initial values must be a table, got number")
+        "All: the initial values must be a table, or a All message to copy; got number")
     end)
   end)
 

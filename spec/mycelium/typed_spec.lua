@@ -428,7 +428,7 @@ describe("typed messages", function()
       assert.matches("service 'svc': ctx:new: Probe.n (u32): 4294967296 is out of range "
         .. "0..4294967295", errs[6], 1, true)
       assert.matches("service 'svc': ctx:new: Probe: the initial values must be a table, "
-        .. "got string", errs[7], 1, true)
+        .. "or a Probe message to copy; got string", errs[7], 1, true)
     end)
 
     it("says so when the engine has no contracts", function()
@@ -562,6 +562,40 @@ describe("typed messages", function()
       for i = 2, 5 do assert.are_not.equal("", r.errs[i], i) end
       assert.matches("All has no field 'nope'", r.errs[6], 1, true)
       assert.matches("All has no field 'nope'", r.errs[7], 1, true)
+    end)
+
+    it("become writable through a copy: T:new(msg.data) or ctx:new(name, msg.data)", function()
+      eng = engine {
+        service("prod", [[
+          return { subscribe = { "go" }, on_message = function(ctx, msg)
+            ctx:emit("all", ctx:new("All", { a_u8 = 1, name = "x", amount = "123456789012345678901234567890" }))
+          end }]]),
+        service("cons", [[
+          local M = { subscribe = { "all" } }
+          function M.on_message(ctx, msg)
+            local ok, err = pcall(function() msg.data.a_u8 = 2 end)
+            local copy = ctx.contracts:type("All"):new(msg.data)
+            copy.a_u8 = 2
+            local out = ctx:new("All", msg.data)
+            out.a_u8 = 3
+            ctx:emit("seen", { err = err, copy = copy.a_u8, view = msg.data.a_u8,
+                               amount = tostring(copy.amount), name = tostring(copy.name) })
+            ctx:emit("fwd", out)
+          end
+          return M]]),
+      }
+      local seen, fwd = eng:collect("seen"), eng:collect("fwd")
+      eng:publish("go", "")
+      eng:run()
+      local r = seen:messages()[1].data
+      assert.matches('(make a writable copy: ctx:new("All", msg.data) to emit, or '
+        .. 'ctx.contracts:type("All"):new(msg.data))', r.err, 1, true)
+      assert.are.same({ copy = 2, view = 1, amount = "123456789012345678901234567890",
+                        name = "x" }, { copy = r.copy, view = r.view, amount = r.amount,
+                                        name = r.name })
+      local f = fwd:messages()[1].data
+      assert.are.equal(3, f.a_u8)
+      assert.are.equal("123456789012345678901234567890", f.amount)
     end)
 
     it("tell typed, table and raw payloads apart (msg.type)", function()
