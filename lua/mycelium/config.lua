@@ -393,6 +393,11 @@ function M.load(files)
   end
   local services = {}
   for i, f in ipairs(files) do
+    if f:match("%.ya?ml$") then
+      error(format("%s: a YAML file is not a service (a config names its "
+                   .. "contracts file: contracts = \"%s\"; `mycelium check "
+                   .. "%s` alone checks it)", f, f, f), 0)
+    end
     read_config(f)
     services[i] = { module = f }
   end

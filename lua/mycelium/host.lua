@@ -157,7 +157,12 @@ function M.new(lud, info)
   local ctx = ctxmod.new(svc, name, opts, has_handler, typed)
   ctx._stage({})
   for _, t in ipairs(subscriptions(mod)) do
-    ctx:subscribe(t)
+    -- The list is the module's: an error names its file, not this one.
+    local ok, err = pcall(ctx.subscribe, ctx, t)
+    if not ok then
+      error(format("%s: %s", info.module,
+                   tostring(err):gsub("^[^\n]-host%.lua:%d+: ", "")), 0)
+    end
   end
 
   local env = {

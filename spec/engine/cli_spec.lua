@@ -81,6 +81,26 @@ describe("mycelium command", function()
     assert.is_nil(err:find("stopped", 1, true))
   end)
 
+  it("check says a YAML file beside services is not a service", function()
+    write("quit.lua", quitter)
+    write("c.yaml", "schema: {id: 1, version: 1}\nmessages: {}\n")
+    local rc, out, err = mycelium("check " .. tmpdir .. "/c.yaml " .. tmpdir .. "/quit.lua")
+    assert.are.equal(1, rc, out)
+    assert.matches(tmpdir .. "/c.yaml: a YAML file is not a service", err, 1, true)
+    assert.matches('contracts = "' .. tmpdir .. '/c.yaml"', err, 1, true)
+  end)
+
+  it("check and run point at the service's file, not the engine's", function()
+    write("bad.lua", [[return { subscribe = { "a b" }, on_message = function() end }]])
+    for _, cmd in ipairs { "check", "run" } do
+      local rc, _, err = mycelium(cmd .. " " .. tmpdir .. "/bad.lua")
+      assert.are.equal(1, rc)
+      assert.matches("mycelium: " .. tmpdir .. "/bad.lua: service 'bad': subscribe: "
+                     .. "invalid topic 'a b'", err, 1, true)
+      assert.is_nil(err:find("host.lua", 1, true))
+    end
+  end)
+
   it("check validates the contracts a config names and prints the digest", function()
     write("quit.lua", quitter)
     local root = os.getenv("MYCELIUM_SOURCE_DIR") or "."
