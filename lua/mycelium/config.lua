@@ -220,9 +220,11 @@ M.name_problem = name_problem
 -- mycelium.testing, which takes the same tables.
 function M.service(file, i, s, warnings)
   local where = format("services[%d]", i)
+  -- A service given as its file alone, as on the command line.
+  if type(s) == "string" then s = { module = s } end
   if type(s) ~= "table" then
-    error(format("%s: '%s' must be a table with a module, got %s", file, where,
-                 type(s)), 0)
+    error(format("%s: '%s' must be a table with a module (or the module's "
+                 .. "path), got %s", file, where, type(s)), 0)
   end
   local out = check_table(file, where .. ".", s, SERVICE, warnings or {})
   if out.module == nil then
@@ -318,10 +320,18 @@ local function check_control(file, dir, url)
 end
 
 -- Normalises a config table read from 'file'; relative module paths are
--- taken from 'dir' (the config file's directory by default).
-function M.normalise(file, t, dir)
+-- taken from 'dir' (the config file's directory by default).  'extra'
+-- (mycelium.testing's) adds keys to the top level ('keys', a schema) and
+-- may allow an empty 'services' ('empty_ok').
+function M.normalise(file, t, dir, extra)
   local warnings = {}
-  local out = check_table(file, "", t, TOP, warnings)
+  local top = TOP
+  if extra and extra.keys then
+    top = {}
+    for k, v in pairs(TOP) do top[k] = v end
+    for k, v in pairs(extra.keys) do top[k] = v end
+  end
+  local out = check_table(file, "", t, top, warnings)
   local log = out.log or {}
   dir = dir or dirname(file)
   local res = {
@@ -345,7 +355,7 @@ function M.normalise(file, t, dir)
   for i, s in ipairs(out.services or {}) do
     res.services[i] = check_service(file, dir, i, s, warnings, names)
   end
-  if #res.services == 0 then
+  if #res.services == 0 and not (extra and extra.empty_ok) then
     error(format("%s: 'services' is empty: nothing to run", file), 0)
   end
   local groups = {}

@@ -1,4 +1,4 @@
--- mycelium.testing -- run services in-process for tests (SPEC §11).
+-- mycelium.testing -- run services in-process for tests (docs/TESTING.md).
 --
 --   local testing = require "mycelium.testing"
 --   local eng = testing.engine { services = { { module = "svc.lua" } } }
@@ -37,6 +37,12 @@ package.loaded["mycelium.core"] = package.loaded["mycelium.core"] or core
 local config = require "mycelium.config"
 local WHERE = "mycelium.testing"
 local E = cdefs.E
+
+-- What a test engine takes besides a config's keys.
+local TESTING_ONLY = { empty_ok = true, keys = {
+  collect = { kind = "list" },
+  start = { kind = "boolean" },
+} }
 
 local LEVELS = { debug = 0, info = 1, warn = 2, error = 3 }
 local RELOADS = { signal = 0, watch = 1, off = 2 }
@@ -194,6 +200,13 @@ end
 -- strategy, ... } }, control = "unix:///path" }.  A service may be given
 -- as just its module path.  Raises with the engine's message on failure.
 function M.engine(spec)
+  if type(spec) ~= "table" then
+    error(format("%s: testing.engine takes a table (the keys of a config), "
+                 .. "got %s", WHERE, type(spec)), 2)
+  end
+  -- The whole table first, as `mycelium check` reads a config: a
+  -- misspelled key ('servics', 'wrkers') is an error, not a default.
+  config.normalise(WHERE, spec, ".", TESTING_ONLY)
   local cfg = ffi.new("myc_engine_config")
   lib.myc_engine_config_init(cfg)
   local keep = {} -- strings referenced by cfg must outlive the calls

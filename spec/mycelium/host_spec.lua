@@ -15,7 +15,8 @@ describe("service loading", function()
   it("reports a missing file", function()
     local ok, err = pcall(testing.engine, { services = { { name = "x", module = "/nonexistent/x.lua" } } })
     assert.is_false(ok)
-    assert.matches("service 'x': cannot open /nonexistent/x.lua", err, 1, true)
+    -- as `mycelium check` says it
+    assert.matches("'services[1].module': cannot read '/nonexistent/x.lua'", err, 1, true)
   end)
 
   it("finds modules next to the service's file", function()
@@ -102,7 +103,7 @@ describe("service loading", function()
     local a = testing.module [[return { init = function() end }]]
     local ok, err = pcall(testing.engine, { services = { { name = "a", module = a }, { name = "a", module = a } } })
     assert.is_false(ok)
-    assert.matches("service 'a' is defined twice", err, 1, true)
+    assert.matches("'services[2].name': service name 'a' is used twice", err, 1, true)
   end)
 end)
 
