@@ -101,10 +101,14 @@ local function is_list(v)
   return n == #v
 end
 
--- A bound as messages show it: 1048576, not 1.04858e+06.
+-- A bound as messages show it: 1048576, not 1.04858e+06; 1e+12, and
+-- 1073741824 rather than 1.07374e+09, which is not the bound.
 local function bound(x)
-  if x % 1 == 0 and x > -1e7 and x < 1e7 then return format("%d", x) end
-  return format("%g", x)
+  local g = format("%g", x)
+  if x % 1 == 0 and ((x > -1e7 and x < 1e7) or tonumber(g) ~= x) then
+    return format("%d", x)
+  end
+  return g
 end
 
 -- Checks value 'v' of key path 'path' against 'spec'; returns the value

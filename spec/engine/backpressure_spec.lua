@@ -1,5 +1,6 @@
 -- spec/engine/backpressure_spec.lua -- bounded mailboxes, overflow policies,
--- the threshold and producer-side pressure (SPEC §3, §5; issue 4).
+-- the threshold and producer-side pressure (docs/API.md, ctx and
+-- Mailboxes; docs/CONFIG.md).
 local testing = require "mycelium.testing"
 
 local sink_src = [[

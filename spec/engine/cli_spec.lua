@@ -51,6 +51,13 @@ describe("mycelium command", function()
     rc, out = mycelium("--help")
     assert.are.equal(0, rc)
     assert.matches("mycelium run CONFIG.lua", out, 1, true)
+    -- the config keys, briefly, and where they are described
+    assert.matches("docs/CONFIG.md", out, 1, true)
+    for _, key in ipairs { "services", "node", "workers", "log", "mailbox", "contracts",
+                           "validate", "supervisor", "supervisors", "reload", "control",
+                           "memory_limit_mb", "handler_timeout_ms", "max_message_bytes" } do
+      assert.matches("%f[%w_]" .. key .. "%f[^%w_]", out)
+    end
     rc = mycelium("frobnicate")
     assert.are.equal(2, rc)
   end)
