@@ -254,6 +254,24 @@ describe("ctx", function()
   end)
 
   describe("timers", function()
+    it("due at the same instant fire in the order they were set", function()
+      eng = engine [[
+        return { init = function(ctx)
+          local function fire(name) return function(c) c:emit("t", name) end end
+          ctx:after(10, fire("a"))
+          ctx:after(10, fire("b"))
+          ctx:every(5, fire("every"))  -- set again at 5 ms, after a, b and d
+          ctx:after(10, fire("d"))
+          ctx:after(0, function(c) c:after(10, fire("late")) end) -- set at 0 ms
+        end }]]
+      local t = eng:collect("t")
+      eng:advance(0.010)
+      local got = {}
+      for _, m in ipairs(t:messages()) do got[#got + 1] = m.data end
+      -- at 10 ms: set at init (a, b, d), at 0 ms (late), at 5 ms (every)
+      assert.are.same({ "every", "a", "b", "d", "late", "every" }, got)
+    end)
+
     it("after fires once and every repeats, on the virtual clock", function()
       eng = engine [[
         return { init = function(ctx)
