@@ -83,6 +83,7 @@ const char *myc_ffi_node(myc_service *s);
 void myc_ffi_exit(myc_service *s, int how);
 void myc_ffi_unhandled(myc_service *s);
 void myc_ffi_hex(char *dst, const uint8_t *src, size_t n);
+int myc_ffi_depend(myc_service *s, const char *path, size_t len);
 ]]
 
 local M = { KIND_RAW = 1, KIND_TABLE = 2, KIND_TYPED = 3,

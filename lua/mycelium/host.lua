@@ -129,12 +129,34 @@ local function load_module(path, source)
   return mod
 end
 
+-- The runtime's own files are not the service's: a change to them needs
+-- a new engine, not a reload.
+local RUNTIME = (debug.getinfo(1, "S").source:match("^@(.*/)mycelium/host%.lua$"))
+
+-- Records every Lua file 'svc' requires from now on, so that SIGHUP and
+-- reload = "watch" see a change in a module as in the service's file.
+local function record_requires(svc)
+  local loaders = package.loaders
+  local lua_loader, searchpath = loaders[2], package.searchpath
+  loaders[2] = function(modname)
+    local found = lua_loader(modname)
+    if type(found) == "function" then
+      local file = searchpath(modname, package.path)
+      if file ~= nil and (RUNTIME == nil or file:sub(1, #RUNTIME) ~= RUNTIME) then
+        C.myc_ffi_depend(svc, file, #file)
+      end
+    end
+    return found
+  end
+end
+
 function M.new(lud, info)
   local svc = ffi.cast("myc_service *", lud)
   local view = ffi.cast("myc_svc_view *", lud)
   cdefs.check_once(svc)
   local name = info.name
   events.set_service(svc)
+  record_requires(svc)
   local mod = load_module(info.module, info.source)
   local opts = {}
   if info.opts ~= nil then

@@ -359,6 +359,73 @@ describe("mycelium command", function()
       assert.matches("init v3", log, 1, true)
     end)
 
+    -- A service whose behaviour lives in a module it requires; the module
+    -- says which version runs.
+    local function start_with_module(reload, dir)
+      assert(os.execute("mkdir -p " .. tmpdir .. "/" .. dir) == 0)
+      write(dir .. "/part.lua", [[return { tag = "p1" }]])
+      write("svc.lua", [[local part = require "]] .. (dir == "." and "" or dir .. ".")
+        .. [[part"
+        return { init = function(ctx) ctx.log:info("init " .. part.tag)
+          ctx:every(20, function() end) end }]])
+      write("mycelium.lua", string.format([[return { reload = %q,
+        services = { { name = "svc", module = "svc.lua" } } }]], reload))
+      local pidfile = tmpdir .. "/pid"
+      os.execute(string.format("cd %s && (%s run mycelium.lua >/dev/null 2>run.log "
+                               .. "</dev/null & echo $! >%s)", tmpdir, bin, pidfile))
+      local f = io.open(pidfile)
+      local pid = f:read("*l")
+      f:close()
+      sh("for i in $(seq 50); do grep -q 'init p1' " .. tmpdir .. "/run.log && break; "
+         .. "sleep 0.05; done")
+      local function stop()
+        sh(string.format("kill %s; for i in $(seq 250); do s=$(ps -o stat= -p %s); "
+                         .. "case \"$s\" in ''|Z*) break;; esac; sleep 0.02; done", pid, pid))
+        local h = io.open(tmpdir .. "/run.log")
+        local log = h:read("*a")
+        h:close()
+        return log
+      end
+      finally(stop)
+      return pid, stop
+    end
+
+    it("after reload SVC other.lua, SIGHUP compares other.lua", function()
+      local sock, pid, stop = start("signal")
+      write("other.lua", counter("o1"))
+      local rc, _, err = mycelium("reload --socket " .. sock .. " svc " .. tmpdir .. "/other.lua")
+      assert.are.equal(0, rc, err)
+      write("svc.lua", counter("s2")) -- the config's file: no longer the service's
+      write("other.lua", counter("o2"))
+      sh("kill -HUP " .. pid .. "; sleep 0.4")
+      local _, out = mycelium("status --json --socket " .. sock)
+      local log = stop()
+      assert.matches("init o2", log, 1, true)
+      assert.is_nil(log:find("init s2", 1, true))
+      assert.matches('"module":"' .. tmpdir .. '/other.lua"', out, 1, true)
+      assert.matches('"version":3', out, 1, true)
+    end)
+
+    it("SIGHUP reloads a service when a module it required changed", function()
+      local pid, stop = start_with_module("signal", "lib")
+      write("lib/part.lua", [[return { tag = "p2" }]])
+      sh("kill -HUP " .. pid .. "; sleep 0.4")
+      local log = stop()
+      assert.matches("reloaded svc.lua (version 2", log, 1, true)
+      assert.matches("init p2", log, 1, true)
+    end)
+
+    it("reload = \"watch\" reloads when a module it required changes", function()
+      local _, stop = start_with_module("watch", "lib")
+      sh("sleep 0.3") -- the watcher picks up the module's directory
+      write("lib/part.lua", [[return { tag = "p3" }]])
+      sh("for i in $(seq 40); do grep -q 'init p3' " .. tmpdir .. "/run.log && break; "
+         .. "sleep 0.05; done")
+      local log = stop()
+      assert.matches("reloaded svc.lua (version 2", log, 1, true)
+      assert.matches("init p3", log, 1, true)
+    end)
+
     it("reload = \"watch\" reloads when the file changes", function()
       local _, _, stop = start("watch")
       sh("sleep 0.2")

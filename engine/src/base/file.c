@@ -94,3 +94,18 @@ int myc__read_file(const myc__alloc *a, const char *path, char **out,
   *len = size;
   return 0;
 }
+
+int myc__file_digest(const myc__alloc *a, const char *path, uint64_t *out) {
+  char why[256], *p;
+  size_t len, i;
+  uint64_t h = 14695981039346656037ull;
+  int rc = myc__read_file(a, path, &p, &len, why, sizeof why);
+  *out = 0;
+  if (rc != 0)
+    return rc;
+  for (i = 0; i < len; i++)
+    h = (h ^ (uint8_t)p[i]) * 1099511628211ull;
+  myc__free(a, p, len + 1);
+  *out = h;
+  return 0;
+}

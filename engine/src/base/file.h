@@ -14,6 +14,11 @@
 int myc__read_file(const myc__alloc *a, const char *path, char **out,
                    size_t *len, char *err, size_t errlen);
 
+/* A 64-bit digest (FNV-1a) of what the regular file 'path' holds, in
+ * '*out': to tell later whether it changed.  Returns 0, or the negative
+ * code of myc__read_file (then '*out' is 0). */
+int myc__file_digest(const myc__alloc *a, const char *path, uint64_t *out);
+
 /* 0 when 'path' is a regular file or cannot be looked at (the reader
  * will say why), else MYC_EINVAL with "cannot read PATH: it is a FIFO,
  * not a regular file" in 'err'. */

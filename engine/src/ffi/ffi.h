@@ -149,6 +149,13 @@ MYC_FFI void myc_ffi_exit(myc_service *s, int how);
  * it): it goes to "$dead", logged, without ending the instance. */
 MYC_FFI void myc_ffi_unhandled(myc_service *s);
 
+/* Records that the service's code loaded the file 'path' ('len' bytes,
+ * a module it required): SIGHUP and the file watcher reload the service
+ * when it changes.  Returns 0 (also for a file that cannot be read: there
+ * is nothing to compare), MYC_EINVAL for a path of 4096 bytes or more, or
+ * MYC_ENOMEM.  Any thread. */
+MYC_FFI int myc_ffi_depend(myc_service *s, const char *path, size_t len);
+
 /* Lowercase hex of 'n' bytes of 'src' into 'dst' (2n chars, no NUL). */
 MYC_FFI void myc_ffi_hex(char *dst, const uint8_t *src, size_t n);
 

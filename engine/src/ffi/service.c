@@ -3,6 +3,7 @@
 #include "ffi/ffi.h"
 
 #include "base/check.h"
+#include "base/file.h"
 #include "runtime/emit.h"
 #include "runtime/engine.h"
 
@@ -148,4 +149,16 @@ void myc_ffi_unhandled(myc_service *s) {
 
 void myc_ffi_hex(char *dst, const uint8_t *src, size_t n) {
   myc__hex(dst, src, n);
+}
+
+int myc_ffi_depend(myc_service *s, const char *path, size_t len) {
+  char p[4096];
+  uint64_t digest;
+  if (len >= sizeof p)
+    return MYC_EINVAL;
+  memcpy(p, path, len);
+  p[len] = '\0';
+  if (myc__file_digest(&s->eng->alloc, p, &digest) != 0)
+    return 0;
+  return myc__service_depend(s, p, digest);
 }

@@ -622,6 +622,46 @@ void myc__service_drop_leftovers(myc_service *s) {
     drop_range(s, 0, n);
 }
 
+/* ---- files the code loaded ---------------------------------------------- */
+
+int myc__service_depend(myc_service *s, const char *path, uint64_t digest) {
+  const myc__alloc *a = &s->eng->alloc;
+  struct myc__dep *grown;
+  char *copy;
+  uint32_t i, cap;
+  uv_mutex_lock(&s->hook_lock);
+  for (i = 0; i < s->ndeps; i++)
+    if (strcmp(s->deps[i].path, path) == 0) {
+      s->deps[i].digest = digest;
+      uv_mutex_unlock(&s->hook_lock);
+      return 0;
+    }
+  cap = s->capdeps ? 2 * s->capdeps : 8;
+  grown = s->ndeps < s->capdeps
+              ? s->deps
+              : myc__realloc(a, s->deps, s->capdeps * sizeof *s->deps,
+                             cap * sizeof *s->deps);
+  if (grown != NULL && grown != s->deps) {
+    s->deps = grown;
+    s->capdeps = cap;
+  }
+  copy = grown ? myc__strdup(a, path) : NULL;
+  if (copy != NULL) {
+    s->deps[s->ndeps].path = copy;
+    s->deps[s->ndeps++].digest = digest;
+    atomic_fetch_add(&s->files_gen, 1);
+  }
+  uv_mutex_unlock(&s->hook_lock);
+  return copy ? 0 : MYC_ENOMEM;
+}
+
+static void deps_free(myc_service *s) {
+  uint32_t i;
+  for (i = 0; i < s->ndeps; i++)
+    myc__strfree(&s->eng->alloc, s->deps[i].path);
+  myc__free(&s->eng->alloc, s->deps, s->capdeps * sizeof *s->deps);
+}
+
 /* ---- teardown ------------------------------------------------------------ */
 
 void myc__service_free(myc_service *s) {
@@ -641,6 +681,7 @@ void myc__service_free(myc_service *s) {
   myc__mailbox_destroy(&s->task.mb, &e->alloc);
   myc__routes_free(s);
   uv_mutex_destroy(&s->hook_lock);
+  deps_free(s);
   if (s->code != NULL)
     myc__free(&e->alloc, s->code, s->code_len + 1);
   myc__free(&e->alloc, s->opts, s->opts_len);

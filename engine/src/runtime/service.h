@@ -130,6 +130,16 @@ struct myc_service {
    * while another thread reads it. */
   uv_mutex_t hook_lock;
   lua_State *hook_L; /* the state running now (current or starting) */
+  /* Files the code loaded besides 'module' (the modules it required),
+   * each with the digest of what it held then: SIGHUP and the file
+   * watcher reload the service when one changes.  Under hook_lock;
+   * 'files_gen' grows when a file is added or 'module' changes. */
+  struct myc__dep {
+    char *path;
+    uint64_t digest;
+  } *deps;
+  uint32_t ndeps, capdeps;
+  _Atomic uint32_t files_gen;
   int hook_slot;
 
   myc_message_cb cb; /* C services */
@@ -217,6 +227,11 @@ int myc__service_event(myc_service *s, uint64_t source, int code,
 /* Calls the module's stop (once), then stops every attached resource.
  * Worker thread. */
 void myc__service_stop(myc_service *s);
+
+/* Records that the code of 's' loaded the file 'path', which held what
+ * 'digest' (myc__file_digest) sums up; a path seen before gets the new
+ * digest.  Returns 0 or MYC_ENOMEM (nothing recorded).  Any thread. */
+int myc__service_depend(myc_service *s, const char *path, uint64_t digest);
 
 /* Attaches 'r' to 's' (worker thread), on behalf of the instance that
  * runs: 's' will call r->stop when it or that instance stops, unless 'r'

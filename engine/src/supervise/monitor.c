@@ -30,6 +30,7 @@ struct myc__monitor {
   myc__control *control;
   uv_fs_event_t watches[MAX_WATCHES];
   uint32_t nwatches;
+  uint64_t files_seen; /* sum of the services' files_gen when watched */
 
   uv_mutex_t lock; /* guards 'jobs' and 'closed' */
   myc__jobs jobs;
@@ -109,6 +110,9 @@ static void watch_service(myc_service *s, int64_t now, int64_t tick_ns) {
   }
 }
 
+static void start_watching(myc__monitor *m);
+static uint64_t files_gen(myc_engine *e);
+
 static void on_tick(uv_timer_t *h) {
   myc__monitor *m = h->data;
   myc_engine *e = m->sv->e;
@@ -119,6 +123,11 @@ static void on_tick(uv_timer_t *h) {
   for (i = 0; i < e->nservices; i++)
     if (e->services[i]->cb == NULL)
       watch_service(e->services[i], now, tick_ns);
+  if (m->sv->reload == MYC_RELOAD_WATCH && !e->manual &&
+      files_gen(e) != m->files_seen) {
+    m->files_seen = files_gen(e);
+    start_watching(m);
+  }
   uv_mutex_unlock(&e->services_lock);
 }
 
@@ -208,12 +217,36 @@ static void watch_dir(myc__monitor *m, const char *module) {
   m->nwatches++;
 }
 
+/* Watches the directory of every file a Lua service runs: its module
+ * and the modules it loaded (which it records as it requires them, so
+ * this runs again when their number grows). */
 static void start_watching(myc__monitor *m) {
   myc_engine *e = m->sv->e;
+  uint32_t i, k;
+  char path[4096];
+  for (i = 0; i < e->nservices; i++) {
+    myc_service *s = e->services[i];
+    if (s->cb != NULL)
+      continue;
+    for (k = 0;; k++) {
+      uv_mutex_lock(&s->hook_lock);
+      if (k > s->ndeps) {
+        uv_mutex_unlock(&s->hook_lock);
+        break;
+      }
+      snprintf(path, sizeof path, "%s", k == 0 ? s->module : s->deps[k - 1].path);
+      uv_mutex_unlock(&s->hook_lock);
+      watch_dir(m, path);
+    }
+  }
+}
+
+static uint64_t files_gen(myc_engine *e) {
+  uint64_t sum = 0;
   uint32_t i;
   for (i = 0; i < e->nservices; i++)
-    if (e->services[i]->cb == NULL)
-      watch_dir(m, e->services[i]->module);
+    sum += atomic_load(&e->services[i]->files_gen);
+  return sum;
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -276,8 +309,10 @@ int myc__monitor_start(myc__supervise *sv, char *err, size_t errlen) {
   rc = sv->control ? myc__control_open(sv, &m->loop, sv->control, &m->control,
                                        err, errlen)
                    : 0;
-  if (rc == 0 && sv->reload == MYC_RELOAD_WATCH && !e->manual)
+  if (rc == 0 && sv->reload == MYC_RELOAD_WATCH && !e->manual) {
+    m->files_seen = files_gen(e);
     start_watching(m);
+  }
   /* Ticks fine enough to catch a budget within a quarter of it. */
   tick = budget > 0 ? (uint64_t)(budget / 4) : 50;
   tick = tick < 1 ? 1 : tick > 50 ? 50 : tick;

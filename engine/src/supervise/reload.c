@@ -108,6 +108,7 @@ static int swap(myc_service *s, myc__reload *r, char *err, size_t errlen) {
   s->code = r->code;
   s->code_len = r->code_len;
   s->module = r->module;
+  atomic_fetch_add(&s->files_gen, 1); /* maybe another file to watch */
   uv_mutex_unlock(&s->hook_lock);
   r->code = r->module = NULL;
   if (state != MYC_SVC_RUNNING) {
@@ -385,13 +386,33 @@ static void reload_logged(void *ud, int rc, const char *err) {
   (void)err; /* the worker logged the outcome */
 }
 
-/* Whether the module file of 's' differs from the code it runs. */
+/* Whether file 'i' the code of 's' loaded (a module it required) holds
+ * something else now. */
+static int dep_changed(myc_engine *e, myc_service *s, uint32_t i) {
+  char path[4096];
+  uint64_t was, now;
+  uv_mutex_lock(&s->hook_lock);
+  if (i >= s->ndeps) {
+    uv_mutex_unlock(&s->hook_lock);
+    return 0;
+  }
+  snprintf(path, sizeof path, "%s", s->deps[i].path);
+  was = s->deps[i].digest;
+  uv_mutex_unlock(&s->hook_lock);
+  /* A file being replaced cannot be read: the next event will tell. */
+  return myc__file_digest(&e->alloc, path, &now) == 0 && now != was;
+}
+
+/* Whether the module file of 's' differs from the code it runs, or a
+ * module it loaded from what it held then. */
 static int changed_on_disk(myc_engine *e, myc_service *s) {
   char path[4096], why[512], *code;
   size_t len;
+  uint32_t i, n;
   int changed;
   uv_mutex_lock(&s->hook_lock);
   snprintf(path, sizeof path, "%s", s->module);
+  n = s->ndeps;
   uv_mutex_unlock(&s->hook_lock);
   if (myc__read_file(&e->alloc, path, &code, &len, why, sizeof why) != 0)
     return 0; /* being replaced: the next event will tell */
@@ -399,6 +420,8 @@ static int changed_on_disk(myc_engine *e, myc_service *s) {
   changed = len != s->code_len || memcmp(code, s->code, len) != 0;
   uv_mutex_unlock(&s->hook_lock);
   myc__free(&e->alloc, code, len + 1);
+  for (i = 0; i < n && !changed; i++)
+    changed = dep_changed(e, s, i);
   return changed;
 }
 
