@@ -76,6 +76,26 @@ describe("mycelium command", function()
     local rc, _, err = mycelium("run " .. tmpdir .. "/mycelium.lua")
     assert.are.equal(7, rc)
     assert.matches("[q] stopped q", err, 1, true)
+    -- one line at the start, one at the stop
+    assert.matches("INFO  started: node n1, %d+ workers?, 1 service: q %(worker 0%); "
+                   .. "control none; reload signal\n", err)
+    assert.matches("INFO  stopped (service 'q' called ctx:shutdown(7)): 0 messages handled, "
+                   .. "0 dropped, 0 unrouted, 0 handler errors; exit code 7", err, 1, true)
+  end)
+
+  it("says at the stop that a signal ended it, and what was handled", function()
+    write("echo.lua", [[return { subscribe = { "tick" }, init = function(ctx)
+      ctx:every(5, function(c) c:emit("tick", "x") end) end, on_message = function() end }]])
+    write("mycelium.lua", [[return { control = "unix://ctl.sock", reload = "off", workers = 2,
+      services = { { name = "echo", module = "echo.lua", worker = 1 } } }]])
+    local rc, _, err = sh(string.format("cd %s && (%s run mycelium.lua & pid=$!; sleep 0.4; "
+      .. "kill -INT $pid; wait $pid)", tmpdir, bin))
+    assert.are.equal(0, rc)
+    assert.matches("started: node mycelium, 2 workers, 1 service: echo (worker 1); control "
+                   .. "unix://ctl.sock; reload off", err, 1, true)
+    local handled = tonumber(err:match("stopped %(SIGINT%): (%d+) messages handled, 0 dropped, "
+                                       .. "0 unrouted, 0 handler errors; exit code 0"))
+    assert.is_true(handled > 0, err)
   end)
 
   it("check validates without running", function()

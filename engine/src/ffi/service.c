@@ -7,6 +7,7 @@
 #include "runtime/emit.h"
 #include "runtime/engine.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define ON_WORKER(s) MYC_ASSERT_OWNER(&myc__service_worker(s)->owner)
@@ -74,7 +75,12 @@ double myc_ffi_now(myc_service *s) {
   return (double)myc__clock_now(&s->eng->clock) / 1e9;
 }
 
-void myc_ffi_shutdown(myc_service *s, int code) { myc_engine_stop(s->eng, code); }
+void myc_ffi_shutdown(myc_service *s, int code) {
+  char why[320];
+  snprintf(why, sizeof why, "service '%s' called ctx:shutdown(%d)", s->name,
+           code);
+  myc__engine_stop_why(s->eng, code, why);
+}
 
 /* The mailbox's own count keeps the whole batch until it is released
  * (which is what bounds memory); the batch's handled part is not

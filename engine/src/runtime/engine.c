@@ -330,21 +330,27 @@ int myc_engine_start(myc_engine *e, char *err, size_t errlen) {
     if (rc != 0) {
       snprintf(err, errlen, "cannot start worker thread %u: %s", i,
                myc_strerror(rc));
-      myc_engine_stop(e, 1);
+      myc__engine_stop_why(e, 1, "a worker thread could not start");
       return rc;
     }
   }
   return 0;
 }
 
-void myc_engine_stop(myc_engine *e, int code) {
+void myc__engine_stop_why(myc_engine *e, int code, const char *why) {
   int expected = 0;
-  if (atomic_compare_exchange_strong(&e->stopping, &expected, 1))
+  if (atomic_compare_exchange_strong(&e->stopping, &expected, 1)) {
+    snprintf(e->stop_reason, sizeof e->stop_reason, "%s", why);
     atomic_store(&e->exit_code, code);
+  }
   uv_mutex_lock(&e->stop_lock);
   if (e->stop_async != NULL)
     uv_async_send(e->stop_async);
   uv_mutex_unlock(&e->stop_lock);
+}
+
+void myc_engine_stop(myc_engine *e, int code) {
+  myc__engine_stop_why(e, code, "stop requested by the host (myc_engine_stop)");
 }
 
 int myc_engine_stopping(myc_engine *e, int *code) {
@@ -432,13 +438,36 @@ static void on_hangup(uv_signal_t *h, int signum) {
 
 static void on_signal(uv_signal_t *h, int signum) {
   stopper *st = h->data;
-  (void)signum;
   /* A second signal while draining stops without waiting. */
   if (st->signals++ > 0 && st->draining) {
     st->drain_started = 0;
     return;
   }
-  myc_engine_stop(st->e, 0);
+  myc__engine_stop_why(st->e, 0, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+/* One line when myc_engine_run() returns: what was handled and lost over
+ * the run, and why it ended. */
+static void log_stop(myc_engine *e) {
+  myc_service_stats st;
+  uint64_t in = 0, dropped = 0, unrouted = 0, errors = 0;
+  char line[640];
+  uint32_t i;
+  for (i = 0; i < e->nservices; i++) {
+    myc_engine_service_stats(e, i, &st);
+    in += st.in;
+    dropped += st.dropped;
+    unrouted += st.unrouted;
+    errors += st.errors;
+  }
+  snprintf(line, sizeof line,
+           "stopped (%s): %llu messages handled, %llu dropped, %llu "
+           "unrouted, %llu handler errors; exit code %d",
+           e->stop_reason[0] ? e->stop_reason : "stop requested",
+           (unsigned long long)in, (unsigned long long)dropped,
+           (unsigned long long)unrouted, (unsigned long long)errors,
+           atomic_load(&e->exit_code));
+  myc_engine_log(e, MYC_LOG_INFO, NULL, line);
 }
 
 /* Once the workers are gone, what is still queued or in transit is
@@ -489,6 +518,7 @@ int myc_engine_run(myc_engine *e, int handle_signals) {
     myc__worker_join(&e->sched.workers[i]);
   account_leftovers(e);
   e->started = 0;
+  log_stop(e);
   return atomic_load(&e->exit_code);
 }
 

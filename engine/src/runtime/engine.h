@@ -78,6 +78,7 @@ struct myc_engine {
   int started;
   _Atomic int stopping;
   _Atomic int exit_code;
+  char stop_reason[320]; /* why the first stop came; written once, by it */
 
   myc__pool host_pool; /* manual engines: the driving thread's pool */
   myc__rng host_rng;
@@ -92,6 +93,10 @@ struct myc_engine {
  * supervisor).  Same contract as myc_engine_new() for the fields the
  * runtime reads; the supervision fields of 'cfg' are not looked at. */
 int myc__engine_create(myc_engine **out, const myc_engine_config *cfg);
+
+/* myc_engine_stop() saying why ('why', for the log line at the stop),
+ * which only the first stop records.  Any thread. */
+void myc__engine_stop_why(myc_engine *e, int code, const char *why);
 
 /* Registers 'fn(ud)' to run when the engine is freed, after its services
  * (in the order registered).  Returns 0 or MYC_ENOMEM ('fn' will not

@@ -7,6 +7,7 @@
 #include "supervise/loader.h"
 #include "supervise/monitor.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static int on_service_added(void *ud, myc_service *s,
@@ -31,8 +32,34 @@ static void on_stats(void *ud, myc_service *s, myc_service_stats *st) {
     myc__supervision_stats(s, st);
 }
 
+/* One line at the start of a threaded engine: what runs where, and how
+ * to reach it. */
+static void log_start(myc__supervise *sv) {
+  static const char *const reload[] = {"signal", "watch", "off"};
+  myc_engine *e = sv->e;
+  char line[4096];
+  size_t n;
+  uint32_t i;
+  n = (size_t)snprintf(line, sizeof line,
+                       "started: node %s, %u worker%s, %u service%s:", e->node,
+                       e->sched.nworkers, e->sched.nworkers == 1 ? "" : "s",
+                       e->nservices, e->nservices == 1 ? "" : "s");
+  for (i = 0; i < e->nservices && n < sizeof line; i++)
+    n += (size_t)snprintf(line + n, sizeof line - n, "%s %s (worker %u)",
+                          i ? "," : "", e->services[i]->name,
+                          e->services[i]->task.worker->index);
+  if (n < sizeof line)
+    snprintf(line + n, sizeof line - n, "; control %s; reload %s",
+             sv->control ? sv->control : "none", reload[sv->reload]);
+  myc_engine_log(e, MYC_LOG_INFO, NULL, line);
+}
+
 static int on_start(void *ud, char *err, size_t errlen) {
-  return myc__monitor_start(ud, err, errlen);
+  myc__supervise *sv = ud;
+  int rc = myc__monitor_start(sv, err, errlen);
+  if (rc == 0 && !sv->e->manual)
+    log_start(sv);
+  return rc;
 }
 
 /* The monitor first: nothing asks for a reload once it is gone. */
