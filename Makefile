@@ -7,7 +7,7 @@ ifdef CI
 CMAKE_FLAGS += -DMYC_WERROR=ON
 endif
 
-.PHONY: all deps build test demo bench clean
+.PHONY: all deps build test demo demo-build bench clean
 
 all: build
 
@@ -25,8 +25,16 @@ test: build
 # served by the replay server at 200 messages a second (a busy node's pace
 # for the pools it tracks), so the latencies printed are per message, not
 # those of a 60-line burst into cold code.
-demo: build
-	examples/bandit/run --rate 200
+# Only what the demo runs, without Node.js (the npm peers are for the
+# tests), and quietly: the build's output is shown only when it fails.
+demo: demo-build
+	@examples/bandit/run --rate 200
+
+demo-build:
+	@scripts/deps.sh --no-node
+	@scripts/quiet.sh "configuring $(BUILD)/" cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+	@scripts/quiet.sh "building mycelium and myc-replay" \
+	  cmake --build $(BUILD) -j $(JOBS) --target mycelium myc-replay
 
 bench: build
 	$(BUILD)/bench/myc-bench

@@ -2,7 +2,11 @@
 # Installs the Debian packages Mycelium needs to build, test and demo.
 # Idempotent: only packages that are missing are installed, and the package
 # index is refreshed at most once per run, only when something is missing.
+# --no-node: without Node.js and the npm peers (only the tests use them).
 set -euo pipefail
+
+with_node=1
+[ "${1:-}" = "--no-node" ] && with_node=0
 
 PACKAGES=(
   build-essential cmake pkg-config
@@ -25,7 +29,7 @@ done
 
 # Node.js runs the independent WebSocket peer in the tests; many machines
 # already have it from outside Debian, and Debian's npm conflicts with that.
-if ! command -v node >/dev/null 2>&1; then
+if [ $with_node = 1 ] && ! command -v node >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi
 
@@ -33,6 +37,7 @@ fi
 # against (spec/peers, versions pinned by its package-lock.json).
 install_node_peers() {
   local dir
+  [ $with_node = 1 ] || return 0
   dir="$(cd "$(dirname "$0")/.." && pwd)/spec/peers"
   if [ ! -f "$dir/node_modules/ws/package.json" ] && command -v npm >/dev/null 2>&1; then
     echo "deps.sh: npm ci in spec/peers" >&2

@@ -171,4 +171,24 @@ describe("examples/bandit/run", function()
     assert.equal(2, rc)
     assert.matches("run: --events needs a value", out, 1, true)
   end)
+  -- `make demo` builds what it runs without a word, and without npm (the
+  -- npm peers are the tests'): a fake npm and node first on the PATH say
+  -- whether anything called them.
+  it("make demo-build prints nothing and calls no npm", function()
+    local bin = os.getenv("MYCELIUM_BIN") or (H.ROOT .. "build/mycelium")
+    local build = bin:match("^(.*)/mycelium$") or (H.ROOT .. "build")
+    local fake = dir .. "/fakebin"
+    assert(os.execute("mkdir -p " .. fake) == 0)
+    for _, tool in ipairs { "npm", "node" } do
+      local f = assert(io.open(fake .. "/" .. tool, "w"))
+      f:write("#!/bin/sh\necho called >> " .. dir .. "/npm_called\nexit 1\n")
+      f:close()
+      os.execute("chmod +x " .. fake .. "/" .. tool)
+    end
+    local rc, out = sh(string.format("cd %s && PATH=%s:$PATH make -s demo-build BUILD=%s 2>&1",
+                                     H.ROOT, fake, build))
+    assert.equal(0, rc, out)
+    assert.equal("", out)
+    assert.is_nil(io.open(dir .. "/npm_called"))
+  end)
 end)
