@@ -94,19 +94,21 @@ M.readers = readers
 -- for the handler about to run, at view.cursor), new_batch() and the
 -- readers.
 --
--- Each handler gets a table of its own, empty, its fields read lazily
--- from the frame: one kept past its handler is told apart from the
--- current one, and raises instead of showing a later message.
+-- Each handler gets a table of its own, holding only the number of its
+-- handler call (_g), its fields read lazily from the frame: one kept past
+-- its handler is told apart from the current one, and raises instead of
+-- showing a later message.  Nothing refers to the table but the handler,
+-- so the JIT can leave it unallocated when the handler does not keep it.
 function M.current(view, env, keep)
   local R = readers(env)
-  local current -- the message of the handler running, or nil
-  local memo_of, memo_data = nil, nil
+  local gen = 0 -- the handler call running, or a number none has
+  local memo_gen, memo_data = -1, nil
   local methods = {}
   local kept_mt
 
   local function buf_of(m, level)
     local i = view.cursor
-    if m ~= current or i < 0 then
+    if m._g ~= gen or i < 0 then
       error("msg used outside its handler (keep it with msg:copy())",
             level + 1)
     end
@@ -126,8 +128,8 @@ function M.current(view, env, keep)
         return r(b)
       end
       -- Decoding can be costly: once per message however often it is read.
-      if memo_of ~= m then
-        memo_data, memo_of = r(b), m
+      if memo_gen ~= gen then
+        memo_data, memo_gen = r(b), gen
       end
       return memo_data
     end,
@@ -159,14 +161,14 @@ function M.current(view, env, keep)
   }
 
   local function next_msg()
-    current = setmetatable({}, mt)
-    return current
+    gen = gen + 1
+    return setmetatable({ _g = gen }, mt)
   end
 
   -- Called by the dispatch loop once per batch: the last message of the
   -- previous batch is no longer current (nor its memoised data).
   local function new_batch()
-    current, memo_of, memo_data = nil, nil, nil
+    gen, memo_data = gen + 1, nil
   end
 
   return next_msg, new_batch, R
