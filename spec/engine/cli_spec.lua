@@ -126,6 +126,15 @@ describe("mycelium command", function()
                      .. "invalid topic 'a b'", err, 1, true)
       assert.is_nil(err:find("host.lua", 1, true))
     end
+    -- an init that fails: the message and its traceback name the service's
+    -- lines, not the host's
+    write("boom.lua", "return { init = function(ctx)\n  local t = nil\n  return t.x\nend }\n")
+    local rc, _, err = mycelium("run " .. tmpdir .. "/boom.lua")
+    assert.are.equal(1, rc)
+    assert.matches(tmpdir .. "/boom.lua:3: attempt to index local 't'", err, 1, true)
+    assert.matches("traceback=stack traceback:\\n\\t" .. tmpdir .. "/boom.lua:3: in function 'init'",
+                   err, 1, true)
+    assert.is_nil(err:find("host.lua", 1, true))
   end)
 
   it("check validates the contracts a config names and prints the digest", function()

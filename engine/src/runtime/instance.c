@@ -117,12 +117,36 @@ static void close_logged(myc_service *s, lua_State *L, lua_State *helper,
 
 /* ---- loading ------------------------------------------------------------ */
 
+/* Whether the 'len' bytes at 'p' contain 'what'. */
+static int line_has(const char *p, size_t len, const char *what) {
+  size_t n = strlen(what), i;
+  for (i = 0; i + n <= len; i++)
+    if (memcmp(p + i, what, n) == 0)
+      return 1;
+  return 0;
+}
+
+/* The traceback of an error, without the frames of the service host
+ * (lua/mycelium/host.lua): they are the engine's, and would send the
+ * reader to a file that is not theirs. */
 static int msgh(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
+  const char *msg = lua_tostring(L, 1), *p, *nl;
+  luaL_Buffer b;
   if (msg == NULL)
     msg = lua_pushfstring(L, "(error object is a %s value)",
                           luaL_typename(L, 1));
   luaL_traceback(L, L, msg, 1);
+  p = lua_tostring(L, -1);
+  luaL_buffinit(L, &b);
+  for (; *p != '\0'; p = nl) {
+    nl = strchr(p + 1, '\n');
+    if (nl == NULL)
+      nl = p + strlen(p);
+    if (p[0] != '\n' ||
+        !line_has(p, (size_t)(nl - p), "/mycelium/host.lua:"))
+      luaL_addlstring(&b, p, (size_t)(nl - p));
+  }
+  luaL_pushresult(&b);
   return 1;
 }
 

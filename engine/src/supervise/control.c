@@ -126,7 +126,8 @@ static void status_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
       "\"rejected\":%llu,\"too_large\":%llu,\"queue_depth\":%u,"
       "\"queue_capacity\":%u,\"queue_bytes\":%llu,\"queue_max_bytes\":%llu",
       (unsigned long long)st.in, (unsigned long long)st.out,
-      (unsigned long long)st.unrouted, (unsigned long long)st.dropped, (unsigned long long)st.dropped_oldest,
+      (unsigned long long)st.unrouted, (unsigned long long)st.dropped,
+      (unsigned long long)st.dropped_oldest,
       (unsigned long long)st.dropped_newest, (unsigned long long)st.rejected,
       (unsigned long long)st.too_large, st.queue_depth, st.queue_capacity,
       (unsigned long long)st.queue_bytes,

@@ -234,7 +234,8 @@ static void start_watching(myc__monitor *m) {
         uv_mutex_unlock(&s->hook_lock);
         break;
       }
-      snprintf(path, sizeof path, "%s", k == 0 ? s->module : s->deps[k - 1].path);
+      snprintf(path, sizeof path, "%s",
+               k == 0 ? s->module : s->deps[k - 1].path);
       uv_mutex_unlock(&s->hook_lock);
       watch_dir(m, path);
     }
