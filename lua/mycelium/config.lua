@@ -272,6 +272,11 @@ end
 local function check_service(file, dir, i, s, warnings, names)
   local out, where = M.service(file, i, s, warnings)
   out.module = resolve_path(dir, out.module)
+  -- Before io.open, which would wait on a FIFO for a writer.
+  local regular, why = core.regular(out.module)
+  if not regular then
+    error(format("%s: '%s.module': %s", file, where, why), 0)
+  end
   if not readable(out.module) then
     error(format("%s: '%s.module': cannot read '%s'", file, where, out.module), 0)
   end

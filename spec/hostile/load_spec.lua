@@ -243,6 +243,19 @@ describe("mycelium run, check and reload", function()
     end
   end)
 
+  it("run and check refuse at once a config naming a FIFO as a module", function()
+    assert(os.execute("mkfifo " .. tmpdir .. "/f.lua") == 0)
+    local f = assert(io.open(tmpdir .. "/mycelium.lua", "w"))
+    f:write([[return { services = { { name = "f", module = "f.lua" } } }]])
+    f:close()
+    for _, cmd in ipairs { "run", "check" } do
+      local rc, _, err = sh("timeout 30 " .. bin .. " " .. cmd .. " mycelium.lua")
+      assert.are.equal(1, rc)
+      assert.matches("mycelium.lua: 'services[1].module': cannot read f.lua: it is a FIFO, "
+                     .. "not a regular file", err, 1, true)
+    end
+  end)
+
   it("a reload that loops: status answers meanwhile, the reload is refused, "
      .. "the old version goes on, SIGTERM stops the engine", function()
     write("svc.lua", [[

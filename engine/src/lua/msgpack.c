@@ -10,6 +10,7 @@
 #include "lua/msgpack.h"
 
 #include "base/alloc.h"
+#include "base/file.h"
 
 #include <lauxlib.h>
 #include <math.h>
@@ -421,9 +422,25 @@ static int lunpack(lua_State *L) {
   return decode(L, p, len);
 }
 
+/* core.regular(path): true when 'path' is a regular file or cannot be
+ * looked at, else nil and why ("cannot read PATH: it is a FIFO, ...").
+ * mycelium.config asks before io.open, which would wait on a FIFO for a
+ * writer. */
+static int lregular(lua_State *L) {
+  char why[512];
+  if (myc__regular_or_absent(luaL_checkstring(L, 1), why, sizeof why) == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, why);
+  return 2;
+}
+
 int luaopen_mycelium_core(lua_State *L) {
   static const luaL_Reg fns[] = {{"pack", lpack},
                                  {"unpack", lunpack},
+                                 {"regular", lregular},
                                  {NULL, NULL}};
   const luaL_Reg *f;
   scratch *s;

@@ -1,6 +1,7 @@
 /* msgpack.h -- the "mycelium.core" Lua C module: MessagePack encoding and
  * decoding of Lua values (msgpack-c), for config opts and mycelium.testing;
- * services encode tables with lua/mycelium/msgpack.lua (same bytes). */
+ * services encode tables with lua/mycelium/msgpack.lua (same bytes).  Also
+ * core.regular(path), for the config reader (base/file.h). */
 #ifndef MYC_LUA_MSGPACK_H
 #define MYC_LUA_MSGPACK_H
 
