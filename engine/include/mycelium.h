@@ -245,7 +245,8 @@ struct uv_loop_s;
  * engine handles no signals in this mode: they are the host's.
  * myc_engine_run() returns MYC_ESTATE for such an engine;
  * myc_engine_free() before on_stopped (from the loop's thread) stops it
- * first, blocking, and on_stopped is not called.
+ * first, blocking, and on_stopped is not called; the engine's handles
+ * then leave 'loop' on its next turn.  So does a failed start.
  *
  * Returns 0; MYC_EINVAL ('loop' NULL); MYC_ESTATE (manual or already
  * started); the error of myc_engine_start(), with its message in 'err';

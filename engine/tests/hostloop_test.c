@@ -27,8 +27,7 @@ static void sink_init(sink *s) {
 static void on_msg(void *ud, const myc_message *m) {
   sink *s = ud;
   uv_thread_t self = uv_thread_self();
-  snprintf(s->last, sizeof s->last, "%.*s", (int)m->len,
-           (const char *)m->data);
+  snprintf(s->last, sizeof s->last, "%.*s", (int)m->len, (const char *)m->data);
   if (!uv_thread_equal(&self, &s->host))
     atomic_fetch_add(&s->off_host, 1);
   atomic_fetch_add(&s->got, 1);
@@ -119,9 +118,10 @@ static void idle_engine_lets_the_loop_sleep(void) {
   CHECK_EQ(uv_run(&loop, UV_RUN_DEFAULT), 0);
   printf("500 ms: %d ticks, %d loop iterations\n", atomic_load(&s.got),
          c.iterations);
-  /* 500 ms of 50 ms ticks: about 10, each a few iterations (the timer,
-   * the turn, the C service); a loop spinning would run thousands. */
-  CHECK(atomic_load(&s.got) >= 5 && atomic_load(&s.got) <= 11);
+  /* 500 ms of 50 ms ticks: about 10 (a loaded machine skips some), each
+   * a few iterations (the timer, the turn); a loop spinning would run
+   * thousands. */
+  CHECK(atomic_load(&s.got) >= 3 && atomic_load(&s.got) <= 11);
   CHECK(c.iterations < 200);
   CHECK_EQ(atomic_load(&s.off_host), 0);
   CHECK_EQ(s.stopped, 1);
@@ -141,7 +141,9 @@ static void publish_from_thread(void *arg) {
   p->rc = myc_publish(p->e, "in", MYC_KIND_RAW, 0, "thread", 6);
 }
 
-static void stop_from_thread(void *arg) { myc_engine_stop(arg, 5); }
+static void stop_from_thread(void *arg) {
+  myc_engine_stop(arg, 5);
+}
 
 static void messages_cross_between_the_loop_and_threads(void) {
   myc_engine *e = engine(2, NULL, NULL);
@@ -237,7 +239,7 @@ static void freed_while_running_stops_first(void) {
   CHECK_EQ(uv_loop_close(&loop), 0);
 }
 
-/* ---- what it refuses ------------------------------------------------------ */
+/* ---- what it refuses ---------------------------------------------------- */
 
 static void bad_starts_are_refused(void) {
   myc_engine *e = test_manual_engine(), *t;
@@ -267,7 +269,7 @@ static void bad_starts_are_refused(void) {
   CHECK_EQ(uv_loop_close(&loop), 0);
 }
 
-/* ---- services added after the start --------------------------------------- */
+/* ---- services added after the start ------------------------------------- */
 
 typedef struct {
   char line[1024];

@@ -18,7 +18,9 @@
  * are reused: a small one lets the resident set settle within the
  * warm-up, so growth after it means memory kept. */
 const char *__asan_default_options(void);
-const char *__asan_default_options(void) { return "quarantine_size_mb=8"; }
+const char *__asan_default_options(void) {
+  return "quarantine_size_mb=8";
+}
 #endif
 
 /* Live bytes and blocks of everything an engine allocates, from any
@@ -111,8 +113,8 @@ static int one_engine(counter *c, uv_loop_t *loop, int on_loop) {
   sc.module = echo_path;
   sc.worker = 1;
   if (myc_engine_add_service(e, &sc, err, sizeof err) != 0 ||
-      myc_engine_add_c_service(e, "sink", "out",
-                               on_loop ? on_out_loop : on_out, &s, 0) != 0) {
+      myc_engine_add_c_service(e, "sink", "out", on_loop ? on_out_loop : on_out,
+                               &s, 0) != 0) {
     fprintf(stderr, "%s\n", err);
     myc_engine_free(e);
     return __LINE__;
@@ -179,10 +181,9 @@ static void start_stop_loop_leaves_nothing_behind(void) {
 }
 
 int main(void) {
-  static const test_case cases[] = {
-      {"start_stop_loop_leaves_nothing_behind",
-       start_stop_loop_leaves_nothing_behind},
-      {NULL, NULL}};
+  static const test_case cases[] = {{"start_stop_loop_leaves_nothing_behind",
+                                     start_stop_loop_leaves_nothing_behind},
+                                    {NULL, NULL}};
   int rc;
   if (mkdtemp(tmpdir) == NULL)
     return 1;

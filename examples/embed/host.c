@@ -7,8 +7,8 @@
  * program exits 1 at the first surprise, so `make test` runs it as a
  * test (ctest -R example/embed).
  */
-#include <mycelium.h>
 #include <msgpack.h>
+#include <mycelium.h>
 #include <uv.h>
 
 #include <stdio.h>
@@ -30,9 +30,9 @@ typedef struct {
   uv_cond_t cond;
   int n;
   char got[8][128];
-  uv_thread_t host;   /* the main thread */
-  int off_host;       /* messages handled on another thread */
-  uv_timer_t *next;   /* part 2: the host's next step */
+  uv_thread_t host; /* the main thread */
+  int off_host;     /* messages handled on another thread */
+  uv_timer_t *next; /* part 2: the host's next step */
 } inbox;
 
 static void step(uv_timer_t *t); /* part 2 */
@@ -56,7 +56,8 @@ static void decode_alert(const myc_message *m, char *out, size_t outlen) {
       if (k.via.str.size == 6 && memcmp(k.via.str.ptr, "sensor", 6) == 0 &&
           v.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
         sensor = v.via.u64;
-      if (k.via.str.size == 10 && memcmp(k.via.str.ptr, "fahrenheit", 10) == 0 &&
+      if (k.via.str.size == 10 &&
+          memcmp(k.via.str.ptr, "fahrenheit", 10) == 0 &&
           v.type == MSGPACK_OBJECT_FLOAT64)
         f = v.via.f64;
     }
@@ -77,8 +78,8 @@ static void on_out(void *ud, const myc_message *m) {
     snprintf(text, sizeof text, "%.*s", (int)m->len, (const char *)m->data);
   uv_mutex_lock(&in->lock);
   if (in->n < 8)
-    snprintf(in->got[in->n++], sizeof in->got[0], "%.*s: %s",
-             (int)m->topic_len, m->topic, text);
+    snprintf(in->got[in->n++], sizeof in->got[0], "%.*s: %s", (int)m->topic_len,
+             m->topic, text);
   in->off_host += !uv_thread_equal(&self, &in->host);
   uv_cond_signal(&in->cond);
   uv_mutex_unlock(&in->lock);
@@ -222,8 +223,8 @@ static void on_threads(void) {
 
   myc_engine_stop(e, 0);
   CHECK(myc_engine_run(e, 0) == 0, "exit code");
-  CHECK(myc_engine_service_stats(e, 0, &st) == 0 && st.in == 4 &&
-            st.out == 4 && st.version == 2,
+  CHECK(myc_engine_service_stats(e, 0, &st) == 0 && st.in == 4 && st.out == 4 &&
+            st.version == 2,
         "greeter handled %llu, emitted %llu, version %u",
         (unsigned long long)st.in, (unsigned long long)st.out, st.version);
   printf("threads: stopped; greeter handled %llu messages, version %u\n",
@@ -291,7 +292,8 @@ static void on_host_loop(void) {
   CHECK(lh.in.off_host == 0, "%d messages handled off the loop's thread",
         lh.in.off_host);
   printf("host loop: every message handled on the loop's thread; "
-         "stopped with code %d\n", lh.code);
+         "stopped with code %d\n",
+         lh.code);
   myc_engine_free(lh.e);
   CHECK(uv_loop_close(&loop) == 0, "handles left on the host's loop");
   inbox_destroy(&lh.in);

@@ -37,7 +37,10 @@ struct myc__hostloop {
   void *ud;
 };
 
-static void turn(myc__hostloop *h) { uv_run(h->inner, UV_RUN_NOWAIT); }
+static void turn(myc__hostloop *h) {
+  MYC_ASSERT_OWNER(&h->e->sched.workers[0].owner);
+  uv_run(h->inner, UV_RUN_NOWAIT);
+}
 
 static void on_readable(uv_poll_t *p, int status, int events) {
   (void)status;
@@ -45,9 +48,13 @@ static void on_readable(uv_poll_t *p, int status, int events) {
   turn(p->data);
 }
 
-static void on_due(uv_timer_t *t) { turn(t->data); }
+static void on_due(uv_timer_t *t) {
+  turn(t->data);
+}
 
-static void on_idle(uv_idle_t *i) { turn(i->data); }
+static void on_idle(uv_idle_t *i) {
+  turn(i->data);
+}
 
 /* Before the host's loop polls: it wakes for worker 0's next timer, and
  * does not block at all while worker 0 has ready tasks or closing
@@ -143,7 +150,9 @@ static void begin_drain(myc__hostloop *h) {
   uv_timer_start(&h->drain, on_drain, 1, 1);
 }
 
-static void on_stop(uv_async_t *a) { begin_drain(a->data); }
+static void on_stop(uv_async_t *a) {
+  begin_drain(a->data);
+}
 
 static int attach(myc_engine *e, uv_loop_t *loop, myc__hostloop **out) {
   myc__hostloop *h = myc__calloc(&e->alloc, sizeof *h);
