@@ -25,6 +25,9 @@ cmake --install "$work/build" --prefix "$work/prefix" > "$work/install.log" 2>&1
 if grep -v "^$work/prefix/" "$work/build/install_manifest.txt"; then
   echo "install wrote outside the prefix (above)"; exit 1
 fi
+# The embedding example, to build against the install as docs/EMBEDDING.md
+# says.
+cp -r "$work/src/examples/embed" "$work/embed"
 rm -rf "$work/src" "$work/build"
 mv "$work/prefix" "$work/moved"
 unset MYCELIUM_PATH MYCELIUM_LIB MYCELIUM_BIN MYCELIUM_SOURCE_DIR
@@ -80,6 +83,21 @@ cc -std=c11 -Wall -o host_pc host.c $(pkg-config --cflags --libs mycelium) \
 out=$(./host_pc)
 [ "$out" = "hi!" ] || { echo "pkg-config host printed: $out"; exit 1; }
 
+# examples/embed against the install, with pkg-config then with its own
+# CMakeLists.txt (find_package).
+(
+  cd "$work/embed"
+  # shellcheck disable=SC2046
+  cc -Wall -o embed_host host.c \
+    $(pkg-config --cflags --libs mycelium libuv msgpack) \
+    -Wl,-rpath,"$(pkg-config --variable=libdir mycelium)"
+  ./embed_host > embed.out || { cat embed.out; exit 1; }
+  cmake -S . -B b -DCMAKE_PREFIX_PATH="$work/moved" > cmake.log 2>&1 || {
+    tail -20 cmake.log; exit 1; }
+  cmake --build b > build.log 2>&1 || { tail -20 build.log; exit 1; }
+  ./b/embed_host > embed-cmake.out || { cat embed-cmake.out; exit 1; }
+)
+
 cat > CMakeLists.txt <<'CMAKE'
 cmake_minimum_required(VERSION 3.16)
 project(host C)
@@ -96,4 +114,4 @@ out=$(./b/host_cmake)
 printf 'return { init = function(ctx) print("ran " .. ctx.name) ctx:shutdown(0) end }\n' > svc.lua
 out=$("$work/moved/bin/mycelium" run svc.lua)
 [ "$out" = "ran svc" ] || { echo "installed binary printed: $out"; exit 1; }
-echo "install: prefix-only, relocatable; pkg-config, find_package and the binary work"
+echo "install: prefix-only, relocatable; pkg-config, find_package, examples/embed and the binary work"

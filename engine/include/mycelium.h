@@ -215,8 +215,45 @@ MYC_EXTERN int myc_engine_start(myc_engine *e, char *err, size_t errlen);
  * drains mailboxes, calls every service's stop and joins the workers.
  * What is still queued after that is released and counted as dropped at
  * shutdown, so the counters are final when this returns.  Returns the
- * exit code requested by the stop. */
+ * exit code requested by the stop, or MYC_ESTATE for an engine that is
+ * manual, not started, or started on a host loop. */
 MYC_EXTERN int myc_engine_run(myc_engine *e, int handle_signals);
+
+/* Called on the host loop's thread when an engine started with
+ * myc_engine_start_on_loop() has stopped; 'code' is the exit code the
+ * stop asked for.  The engine may be freed from here. */
+typedef void (*myc_stopped_cb)(void *ud, int code);
+
+/* libuv's uv_loop_t (<uv.h>): the host's loop. */
+struct uv_loop_s;
+
+/* Starts the engine as myc_engine_start() does, but worker 0 runs on the
+ * host's libuv 'loop' instead of a thread of its own: the services placed
+ * on worker 0 (myc_service_config.worker = 0, or automatic placement with
+ * one worker) run on the thread that runs 'loop', inside its uv_run(),
+ * between the host's own callbacks and I/O; workers 1 and up are threads.
+ * The host must use the libuv the engine is linked with (the one of
+ * `pkg-config libuv`).  Call it from the loop's thread.
+ *
+ * The engine adds its handles to 'loop' (it watches worker 0's loop and
+ * turns it without blocking, only when it has something to do), so
+ * uv_run(loop, UV_RUN_DEFAULT) does not return while the engine runs.  A
+ * stop (myc_engine_stop() from any thread, a service's ctx:shutdown)
+ * drains and stops the services as myc_engine_run() does, from the loop's
+ * callbacks, then removes the handles and calls on_stopped(ud, code)
+ * (may be NULL) on the loop's thread; the counters are final then.  The
+ * engine handles no signals in this mode: they are the host's.
+ * myc_engine_run() returns MYC_ESTATE for such an engine;
+ * myc_engine_free() before on_stopped (from the loop's thread) stops it
+ * first, blocking, and on_stopped is not called; the engine's handles
+ * then leave 'loop' on its next turn.  So does a failed start.
+ *
+ * Returns 0; MYC_EINVAL ('loop' NULL); MYC_ESTATE (manual or already
+ * started); the error of myc_engine_start(), with its message in 'err';
+ * or the libuv error of watching worker 0's loop. */
+MYC_EXTERN int myc_engine_start_on_loop(myc_engine *e, struct uv_loop_s *loop,
+                                        myc_stopped_cb on_stopped, void *ud,
+                                        char *err, size_t errlen);
 
 /* Asks the engine to stop with exit code 'code'.  Safe from any thread and
  * from a signal-free context; returns at once. */
@@ -292,9 +329,12 @@ typedef struct {
 
 /* Loads a Lua service: creates its Lua state, compiles and runs the module,
  * checks that it returns a table with a handler, and subscribes it.  Must
- * be called before myc_engine_start().  On failure nothing is left behind
- * and 'err' names the file (and line for a syntax error), or the setting
- * out of its range (MYC_EINVAL). */
+ * be called before myc_engine_start(): once the engine runs, this returns
+ * MYC_ESTATE and says so in 'err' (services are placed on workers and
+ * initialised before the workers start; to change a running service's
+ * code, use myc_engine_reload()).  On failure nothing is left behind and
+ * 'err' names the file (and line for a syntax error), or the setting out
+ * of its range (MYC_EINVAL). */
 MYC_EXTERN int myc_engine_add_service(myc_engine *e,
                                       const myc_service_config *sc,
                                       char *err, size_t errlen);
@@ -320,9 +360,11 @@ MYC_EXTERN int myc_engine_add_group(myc_engine *e, const char *name,
  * to the new init(ctx, opts, state) and the new instance takes over the
  * mailbox.  If loading or init fails, the old instance keeps running and
  * the error (file:line for a syntax error) is written to 'err'.  Threaded
- * engines: any thread but a worker; waits for the swap (at most 10 s:
- * MYC_ETIMEDOUT, the swap still happens when the worker gets to it).
- * Manual engines: the driving thread.  Returns 0, MYC_ENOENT, MYC_ELUA,
+ * engines: any thread but a worker's; waits for the swap (at most 10 s:
+ * MYC_ETIMEDOUT, the swap still happens when the worker gets to it).  On
+ * an engine started on a host loop, the loop's thread may also reload a
+ * service of worker 0: it loads and swaps it before returning.  Manual
+ * engines: the driving thread.  Returns 0, MYC_ENOENT, MYC_ELUA,
  * MYC_ESTATE (not started, or a reload of it is already under way),
  * MYC_ESTOPPED (the engine is stopping), MYC_ETIMEDOUT. */
 MYC_EXTERN int myc_engine_reload(myc_engine *e, const char *name,
@@ -360,8 +402,10 @@ typedef void (*myc_message_cb)(void *ud, const myc_message *msg);
 
 /* Adds a C service named 'name' (the rule of myc_service_config.name)
  * that calls 'cb' for every message on 'pattern' (an exact topic,
- * "prefix.*" or "*").  Before start, or at any time on a manual engine.  On success returns 0; 'cb' is never called if
- * this fails. */
+ * "prefix.*" or "*").  Before start, or at any time on a manual engine:
+ * once a threaded engine runs, this returns MYC_ESTATE and logs why at
+ * error level.  On success returns 0; 'cb' is never called if this
+ * fails. */
 MYC_EXTERN int myc_engine_add_c_service(myc_engine *e, const char *name,
                                         const char *pattern,
                                         myc_message_cb cb, void *ud,

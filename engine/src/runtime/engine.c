@@ -17,8 +17,6 @@
 #include <unistd.h>
 
 #define MAX_WORKERS 128 /* worker indexes fit the buffers' origin byte */
-/* How long a stop waits for mailboxes to drain before stopping anyway. */
-#define DRAIN_TIMEOUT_MS 5000
 
 static int check_config(const myc_engine_config *cfg) {
   const myc_mailbox_config *m = &cfg->mailbox;
@@ -192,7 +190,9 @@ static int check_new_service(myc_engine *e, const char *name, int32_t worker,
     return MYC_EINVAL;
   }
   if (e->started && !late_ok) {
-    snprintf(err, errlen, "service '%s': the engine is already running", name);
+    snprintf(err, errlen, "service '%s' not added: the engine is running, "
+             "and services are added before myc_engine_start() (a running "
+             "service's code changes with myc_engine_reload())", name);
     return MYC_ESTATE;
   }
   if (myc__engine_find(e, name, strlen(name)) != NULL) {
@@ -247,6 +247,9 @@ int myc_engine_add_c_service(myc_engine *e, const char *name,
    * has no init) can join it at any time: tests add collectors late. */
   int rc = check_new_service(e, name, worker, &w, err, sizeof err,
                              e->manual);
+  if (rc == MYC_ESTATE)
+    myc__log_write(&e->log, MYC_LOG_ERROR, myc__clock_now(&e->clock), NULL, 0,
+                   NULL, NULL, err, strlen(err), NULL, 0);
   if (rc == 0 && (cb == NULL || pattern == NULL))
     rc = MYC_EINVAL;
   if (rc == 0)
@@ -325,7 +328,8 @@ int myc_engine_start(myc_engine *e, char *err, size_t errlen) {
   e->started = 1;
   if (e->manual)
     return 0;
-  for (i = 0; i < sc->nworkers; i++) {
+  /* On a host loop, worker 0 is the host's thread (hostloop.c). */
+  for (i = e->hostloop != NULL ? 1 : 0; i < sc->nworkers; i++) {
     rc = myc__worker_start(&sc->workers[i]);
     if (rc != 0) {
       snprintf(err, errlen, "cannot start worker thread %u: %s", i,
@@ -400,19 +404,26 @@ static void stopper_close(stopper *st) {
 
 /* Drained when every worker is idle and no message was handled between
  * two polls (a message in flight between workers keeps one busy). */
+int myc__engine_drained(myc_engine *e, uint64_t *last, int *stable) {
+  uint64_t d = atomic_load(&e->sched.delivered);
+  *stable = all_idle(e) && d == *last ? *stable + 1 : 0;
+  *last = d;
+  return *stable >= 2;
+}
+
+void myc__engine_halt(myc_engine *e) {
+  /* Nothing may hand the workers a job once they stop. */
+  quiesce(e);
+  myc__workers_set_phase(&e->sched, MYC_PHASE_STOP);
+}
+
 static void on_poll(uv_timer_t *h) {
   stopper *st = h->data;
   myc_engine *e = st->e;
-  uint64_t d = atomic_load(&e->sched.delivered);
-  int idle = all_idle(e);
-  st->stable_polls = idle && d == st->last_delivered ? st->stable_polls + 1 : 0;
-  st->last_delivered = d;
-  if (st->stable_polls >= 2 ||
-      uv_now(h->loop) - st->drain_started > DRAIN_TIMEOUT_MS) {
+  if (myc__engine_drained(e, &st->last_delivered, &st->stable_polls) ||
+      uv_now(h->loop) - st->drain_started > MYC_DRAIN_TIMEOUT_MS) {
     uv_timer_stop(h);
-    /* Nothing may hand the workers a job once they stop. */
-    quiesce(e);
-    myc__workers_set_phase(&e->sched, MYC_PHASE_STOP);
+    myc__engine_halt(e);
     stopper_close(st);
   }
 }
@@ -484,9 +495,8 @@ static void account_leftovers(myc_engine *e) {
 int myc_engine_run(myc_engine *e, int handle_signals) {
   uv_loop_t loop;
   stopper st;
-  uint32_t i;
 
-  if (e->manual || !e->started)
+  if (e->manual || !e->started || e->hostloop != NULL)
     return MYC_ESTATE;
   memset(&st, 0, sizeof st);
   st.e = e;
@@ -514,12 +524,17 @@ int myc_engine_run(myc_engine *e, int handle_signals) {
   e->stop_async = NULL;
   uv_mutex_unlock(&e->stop_lock);
   uv_loop_close(&loop);
+  myc__engine_finish(e);
+  return atomic_load(&e->exit_code);
+}
+
+void myc__engine_finish(myc_engine *e) {
+  uint32_t i;
   for (i = 0; i < e->sched.nworkers; i++)
     myc__worker_join(&e->sched.workers[i]);
   account_leftovers(e);
   e->started = 0;
   log_stop(e);
-  return atomic_load(&e->exit_code);
 }
 
 /* ---- manual engines ----------------------------------------------------- */
@@ -753,6 +768,8 @@ void myc_engine_free(myc_engine *e) {
   if (e == NULL)
     return;
   sc = &e->sched;
+  if (e->hostloop != NULL)
+    myc__hostloop_abandon(e);
   if (e->started && !e->manual) {
     myc_engine_stop(e, 0);
     myc_engine_run(e, 0);

@@ -39,6 +39,9 @@ typedef struct {
   void (*hangup)(void *ud);
 } myc__engine_hooks;
 
+/* Worker 0 turned from a host's libuv loop (hostloop.c). */
+typedef struct myc__hostloop myc__hostloop;
+
 /* A function the engine calls when it is freed, after its services. */
 typedef struct myc__cleanup {
   struct myc__cleanup *next;
@@ -86,7 +89,10 @@ struct myc_engine {
   uv_mutex_t host_lock;
 
   uv_mutex_t stop_lock;
-  uv_async_t *stop_async; /* set while myc_engine_run() waits */
+  uv_async_t *stop_async; /* set while myc_engine_run() or a host loop waits */
+  /* Started with myc_engine_start_on_loop(): worker 0 is turned from the
+   * host's loop and has no thread (hostloop.c). */
+  myc__hostloop *hostloop;
 };
 
 /* Creates an engine with no hooks: the runtime alone (api/ attaches the
@@ -110,5 +116,27 @@ myc_service *myc__engine_find(myc_engine *e, const char *name, size_t len);
 /* The number of services, read under the registry lock: services below it
  * can be used from any thread. */
 uint32_t myc__engine_count(myc_engine *e);
+
+/* How long a stop waits for mailboxes to drain before stopping anyway. */
+#define MYC_DRAIN_TIMEOUT_MS 5000
+
+/* One step of watching a drain (every worker told MYC_PHASE_DRAIN): 1
+ * once every worker is idle and no message was handled since the last
+ * step, twice in a row ('last', 'stable': the caller's state, zeroed at
+ * the start). */
+int myc__engine_drained(myc_engine *e, uint64_t *last, int *stable);
+
+/* The drain is over: tells the layers above, then every worker to stop
+ * (each runs its services' stop and closes its handles). */
+void myc__engine_halt(myc_engine *e);
+
+/* The workers stopped: joins their threads, counts what is still queued
+ * as dropped at shutdown, and marks the engine not started. */
+void myc__engine_finish(myc_engine *e);
+
+/* Engines started on a host loop (hostloop.c): myc_engine_free() of one
+ * that has not stopped takes worker 0 back on a thread of its own and
+ * stops the engine as myc_engine_run() does.  The loop's thread. */
+void myc__hostloop_abandon(myc_engine *e);
 
 #endif

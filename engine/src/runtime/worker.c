@@ -486,10 +486,13 @@ static void worker_main(void *arg) {
   myc__worker *w = arg;
   myc__owner_take(&w->owner);
   uv_run(&w->loop, UV_RUN_DEFAULT);
+  atomic_store(&w->finished, 1);
 }
 
 int myc__worker_start(myc__worker *w) {
-  int rc = uv_thread_create(&w->thread, worker_main, w);
+  int rc;
+  atomic_store(&w->finished, 0);
+  rc = uv_thread_create(&w->thread, worker_main, w);
   if (rc == 0)
     w->started = 1;
   return rc;

@@ -81,6 +81,7 @@ struct myc__worker {
   uv_loop_t loop;
   uv_thread_t thread;
   int started;
+  _Atomic int finished; /* its thread left the loop: joining won't wait */
   myc__owner owner; /* the thread that may run it now (check.h) */
   uv_async_t wake;
   uv_idle_t idle;

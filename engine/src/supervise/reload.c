@@ -333,7 +333,7 @@ int myc_engine_reload(myc_engine *e, const char *name, const char *module,
   myc_service *s = name ? myc__engine_find(e, name, strlen(name)) : NULL;
   char dummy[1];
   waiter *w;
-  int rc;
+  int rc, here;
   if (err == NULL || errlen == 0) {
     err = dummy;
     errlen = sizeof dummy;
@@ -348,15 +348,18 @@ int myc_engine_reload(myc_engine *e, const char *name, const char *module,
     snprintf(err, errlen, "out of memory");
     return MYC_ENOMEM;
   }
-  /* A manual engine's worker is this thread: load here, then swap. */
-  rc = myc__reload_start(myc__supervise_of(e), s, module, e->manual,
-                         waiter_done, w, err, errlen);
+  /* When this thread runs the service's worker (a manual engine, worker
+   * 0 on a host loop), waiting for the worker would wait for ourselves:
+   * load here, then swap. */
+  here = e->manual || myc__owner_held(&myc__service_worker(s)->owner);
+  rc = myc__reload_start(myc__supervise_of(e), s, module, here, waiter_done,
+                         w, err, errlen);
   if (rc != 0) {
     waiter_unref(w);
     waiter_unref(w);
     return rc;
   }
-  if (e->manual)
+  if (here && rc == 0)
     myc__reload_commit(s);
   uv_mutex_lock(&w->lock);
   while (!w->done)
