@@ -71,6 +71,13 @@ typedef struct {
  * thread. */
 uint32_t myc__links_stats(myc__links *L, myc__link_stats *out, uint32_t max);
 
+/* Status of the links (text: a table; json: ',"links":[...]'), from
+ * the engine's allocator ('*len' + 1 bytes), or NULL.  Any thread. */
+char *myc__links_status(void *links, int json, size_t *len);
+
+/* The engine's allocator. */
+const myc__alloc *myc__links_alloc(myc__links *L);
+
 /* The TCP port listener 'i' is bound to (a port 0 in its URL: the one
  * the kernel chose), or 0. */
 int myc__links_port(myc__links *L, uint32_t i);

@@ -1419,7 +1419,7 @@ int myc__links_attach(myc_engine *e, const myc__link_config *c,
   }
   L->svc = myc__engine_find(e, "_links", 6);
   myc__topics_unsubscribe(&e->topics, L->svc, "_links.none", 11);
-  if ((rc = myc__engine_beside(e, links_start, links_quiesce, L)) != 0)
+  if ((rc = myc__engine_beside(e, links_start, links_quiesce, myc__links_status, L)) != 0)
     return rc;
   *out = L;
   return 0;
@@ -1474,6 +1474,8 @@ uint32_t myc__links_stats(myc__links *L, myc__link_stats *out, uint32_t max) {
   uv_mutex_unlock(&L->lock);
   return n;
 }
+
+const myc__alloc *myc__links_alloc(myc__links *L) { return A(L); }
 
 int myc__links_port(myc__links *L, uint32_t i) {
   return i < L->nlisten ? L->listeners[i].port : 0;

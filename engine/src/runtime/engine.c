@@ -135,12 +135,14 @@ int myc__engine_on_free(myc_engine *e, void (*fn)(void *ud), void *ud) {
 }
 
 int myc__engine_beside(myc_engine *e, int (*start)(void *, char *, size_t),
-                       void (*quiesce)(void *), void *ud) {
+                       void (*quiesce)(void *),
+                       char *(*status)(void *, int, size_t *), void *ud) {
   myc__beside *b = myc__malloc(&e->alloc, sizeof *b), **p;
   if (b == NULL)
     return MYC_ENOMEM;
   b->start = start;
   b->quiesce = quiesce;
+  b->status = status;
   b->ud = ud;
   b->next = NULL;
   for (p = &e->besides; *p != NULL; p = &(*p)->next)

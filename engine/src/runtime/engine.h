@@ -53,6 +53,11 @@ typedef struct myc__beside {
   struct myc__beside *next;
   int (*start)(void *ud, char *err, size_t errlen);
   void (*quiesce)(void *ud);
+  /* What status shows of it (NULL: nothing): a text section, or the JSON
+   * members to add to the status object (",\"links\":[...]").  Returns a
+   * string from the engine's allocator of '*len' + 1 bytes, or NULL.  Any
+   * thread. */
+  char *(*status)(void *ud, int json, size_t *len);
   void *ud;
 } myc__beside;
 
@@ -112,7 +117,8 @@ int myc__engine_on_free(myc_engine *e, void (*fn)(void *ud), void *ud);
 /* Registers what runs beside the workers (see myc__beside).  Before the
  * start.  Returns 0 or MYC_ENOMEM. */
 int myc__engine_beside(myc_engine *e, int (*start)(void *, char *, size_t),
-                       void (*quiesce)(void *), void *ud);
+                       void (*quiesce)(void *),
+                       char *(*status)(void *, int, size_t *), void *ud);
 
 /* Finds a service by name, or NULL.  Any thread (services are only ever
  * appended). */
