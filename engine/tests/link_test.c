@@ -358,6 +358,90 @@ static void hostile_peers_lose_only_their_link(void) {
   myc_engine_free(a);
 }
 
+/* Engine B speaks only v1: typed messages cross as Rust Mycelium frames
+ * (topic = the type's name, source = the sending node); what v1 cannot
+ * carry is counted at the sender, and a type the receiver's contracts
+ * lack is skipped and counted there. */
+typedef struct {
+  _Atomic uint64_t n;
+  int kind, type;
+  size_t len;
+  char topic[64], source[64];
+  uint64_t amount;
+} typed_sink;
+
+static void on_typed(void *ud, const myc_message *m) {
+  typed_sink *s = ud;
+  s->kind = m->kind;
+  s->type = m->type;
+  s->len = m->len;
+  snprintf(s->topic, sizeof s->topic, "%.*s", (int)m->topic_len, m->topic);
+  snprintf(s->source, sizeof s->source, "%.*s", (int)m->source_len,
+           m->source);
+  if (m->len == 8)
+    memcpy(&s->amount, m->data, 8);
+  atomic_fetch_add(&s->n, 1);
+}
+
+static void v1_peer_gets_typed_messages(void) {
+  char links[512], path[256];
+  myc_engine *a, *b;
+  myc__link_stats st;
+  static typed_sink s;
+  uint64_t amount = 4242;
+  int i;
+  memset(&s, 0, sizeof s);
+  test_module(tmpdir, "a.yaml",
+              "schema: { id: 7, version: 1 }\n"
+              "messages:\n"
+              "  Swap: { tlv_type: 1000, fields: { amount: { type: u64 } } }\n"
+              "  Other: { tlv_type: 1001, fields: { x: { type: u64 } } }\n");
+  test_module(tmpdir, "b.yaml",
+              "schema: { id: 7, version: 1 }\n"
+              "messages:\n"
+              "  Swap: { tlv_type: 1000, fields: { amount: { type: u64 } } }\n");
+  snprintf(path, sizeof path, "%s/v1.sock", tmpdir);
+  snprintf(links, sizeof links,
+           "contracts = \"a.yaml\", listen = { \"unix://%s\" }", path);
+  a = engine("va", links);
+  snprintf(links, sizeof links,
+           "contracts = \"b.yaml\", connect = { \"unix://%s\" }, "
+           "link = { wire = 1 }",
+           path);
+  b = engine("vb", links);
+  CHECK(a != NULL && b != NULL);
+  CHECK_EQ(myc_engine_add_c_service(b, "sink", "Swap", on_typed, &s, -1), 0);
+  CHECK_EQ(myc_engine_add_c_service(b, "other", "Other", on_typed, &s, -1), 0);
+  CHECK_EQ(start(a), 0);
+  CHECK_EQ(start(b), 0);
+  CHECK(wait_peer(a, "up", 2, &st));
+  CHECK_EQ(st.version, 1);
+  CHECK_EQ(myc_publish(a, "Swap", MYC_KIND_TYPED, 1000, &amount, 8), 0);
+  CHECK(wait_count(&s.n, 1));
+  CHECK_EQ(s.kind, MYC_KIND_TYPED);
+  CHECK_EQ(s.type, 1000);
+  CHECK_STR(s.topic, "Swap");
+  CHECK_STR(s.source, "va");
+  CHECK_EQ(s.amount, 4242);
+  /* A table cannot travel as v1; a type b does not know is skipped. */
+  CHECK_EQ(myc_publish(a, "Swap", MYC_KIND_RAW, 0, "raw", 3), 0);
+  CHECK_EQ(myc_publish(a, "Other", MYC_KIND_TYPED, 1001, &amount, 8), 0);
+  for (i = 0; i < 500; i++) {
+    myc__link_stats sb;
+    if (wait_peer(a, "up", 2, &st) && st.dropped_v1_untyped == 1 &&
+        wait_peer(b, "up", 0, &sb) && sb.unknown_types == 1)
+      break;
+    sleep_ms(10);
+  }
+  CHECK_EQ(st.dropped_v1_untyped, 1);
+  CHECK_EQ(st.frames_out, 2);
+  CHECK(wait_peer(b, "up", 0, &st));
+  CHECK_EQ(st.unknown_types, 1);
+  CHECK_EQ(atomic_load(&s.n), 1);
+  myc_engine_free(b);
+  myc_engine_free(a);
+}
+
 static void bad_urls_are_refused_with_the_key(void) {
   char path[512], err[512];
   myc_engine *e = NULL;
@@ -387,6 +471,7 @@ int main(void) {
       {"over_tcp", over_tcp},
       {"hostile_peers_lose_only_their_link",
        hostile_peers_lose_only_their_link},
+      {"v1_peer_gets_typed_messages", v1_peer_gets_typed_messages},
       {"bad_urls_are_refused_with_the_key", bad_urls_are_refused_with_the_key},
       {NULL, NULL}};
   char cmd[256];

@@ -113,6 +113,37 @@ describe("links between two mycelium processes", function()
     crosses(function() return "tcp://127.0.0.1:0" end)
   end)
 
+  it("are refused on both sides when the contracts disagree on a type", function()
+    local dir = cli.tmpdir()
+    local a, b
+    finally(function()
+      if b then b.stop() end
+      if a then a.stop() end
+      dir:remove()
+    end)
+    local function node(name, field_type, links)
+      dir:write(name .. ".yaml", string.format([[
+schema: { id: 7, version: 1 }
+messages:
+  Swap: { tlv_type: 1000, fields: { amount: { type: %s } } }
+]], field_type))
+      dir:write("noop.lua", "return { handlers = {} }")
+      return dir:write(name .. ".lua", string.format([[
+return { node = "%s", contracts = "%s.yaml", %s,
+         services = { { name = "noop", module = "noop.lua" } } }]],
+        name, name, links))
+    end
+    local url = "unix://" .. dir.path .. "/m.sock"
+    local pa = node("a", "u64", string.format("listen = { %q }", url))
+    local pb = node("b", "u32", string.format("connect = { %q }", url))
+    a = proc.spawn(string.format("exec timeout 30 %s run %s", bin, pa), "listening", 10)
+    b = proc.spawn(string.format("exec timeout 30 %s run %s", bin, pb),
+                   "incompatible contracts", 10)
+    local want = "incompatible contracts: type Swap %(tag 1000%) differs: digest %x+%.%.%. here, %x+%.%.%. at "
+    assert.truthy(wait_for(function() return a.output():match(want .. "b") end), a.output())
+    assert.truthy(wait_for(function() return b.output():match(want .. "a") end), b.output())
+  end)
+
   it("survive kill -9 of either side and link again", function()
     local dir = cli.tmpdir()
     local a, b

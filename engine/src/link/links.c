@@ -14,6 +14,7 @@
 #include "runtime/emit.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,6 +116,7 @@ struct myc__links {
   int started, joined;
   uv_mutex_t lock;
   int stopping;  /* under lock */
+  int closing;   /* the link thread's copy: shutting down */
   _Atomic int subs_dirty;
   peer *peers;   /* under lock for the workers; changed by the link thread */
   remote_ref *refs; /* patterns "_links" is subscribed to, with users */
@@ -297,8 +299,8 @@ static void on_message(void *ud, const myc_message *m) {
     return;
   uv_mutex_lock(&L->lock);
   for (p = L->stopping ? NULL : L->peers; p != NULL; p = p->next) {
-    if (p->state == P_CLOSING && !p->outbound)
-      continue;
+    /* A closed accepted peer has no patterns left: only peers that are
+     * up, or 'connect' peers that will be again, get messages. */
     if (p->remote.n == 0 || !wants(p, m->topic, m->topic_len))
       continue;
     if (p->qframes >= L->cfg.queue_frames ||
@@ -561,6 +563,13 @@ static void on_timer_closed(uv_handle_t *h) {
   maybe_free(p);
 }
 
+/* State and name are read by status on other threads. */
+static void set_state(peer *p, int state) {
+  uv_mutex_lock(&p->L->lock);
+  p->state = state;
+  uv_mutex_unlock(&p->L->lock);
+}
+
 static void dial(peer *p);
 
 static void on_retry(uv_timer_t *t) {
@@ -575,7 +584,7 @@ static void on_handle_closed(uv_handle_t *h) {
   p->rlen = 0;
   p->ctl_len = 0;
   set_clear(A(L), &p->announced);
-  if (L->stopping || !p->outbound) {
+  if (L->closing || !p->outbound) {
     /* Nobody will send what is queued for an accepted peer: it comes back
      * as a new one with new subscriptions. */
     drop_remote(L, p);
@@ -583,7 +592,7 @@ static void on_handle_closed(uv_handle_t *h) {
     for (i = 0; i < p->qn; i++)
       release(L, p->q[i]);
     lost = p->qn;
-    if (L->stopping)
+    if (L->closing)
       p->d_shutdown += lost;
     else
       p->d_disconnect += lost;
@@ -601,8 +610,10 @@ static void on_handle_closed(uv_handle_t *h) {
   }
   /* A connection we dial: what is queued waits (bounded) for the next
    * one; the peer's patterns are kept until it says them again. */
+  uv_mutex_lock(&L->lock);
   p->state = P_DOWN;
   p->version = 0;
+  uv_mutex_unlock(&L->lock);
   uv_timer_start(&p->timer, on_retry,
                  (uint64_t)myc__backoff_ms(&L->cfg.reconnect, p->attempts,
                                            &L->rng),
@@ -613,7 +624,7 @@ static void on_handle_closed(uv_handle_t *h) {
 static void peer_close(peer *p) {
   if (p->state == P_CLOSING || !p->handle_open)
     return;
-  p->state = P_CLOSING;
+  set_state(p, P_CLOSING);
   uv_timer_stop(&p->timer);
   uv_close(&p->io.h, on_handle_closed);
 }
@@ -685,7 +696,7 @@ static void peer_connected(peer *p) {
   myc__links *L = p->L;
   size_t n = MYC_WIRE_TLV + myc__wire_hello_size(&L->hello);
   int rc;
-  p->state = P_HANDSHAKE;
+  set_state(p, P_HANDSHAKE);
   p->rlen = 0;
   if (p->rbuf == NULL &&
       bytes_grow(A(L), &p->rbuf, &p->rcap, RBUF_INITIAL) != 0) {
@@ -709,11 +720,13 @@ static void peer_connected(peer *p) {
 
 static void on_connect(uv_connect_t *req, int status) {
   peer *p = req->data;
+  if (uv_is_closing(&p->io.h))
+    return; /* closed while dialling (the engine stops) */
   if (status != 0) {
-    if (status != UV_ECANCELED && p->attempts <= 1)
+    if (p->attempts <= 1)
       logf_(p->L, MYC_LOG_WARN, "link %s: cannot connect: %s; retrying",
             p->ep->url, uv_strerror(status));
-    p->state = P_CLOSING;
+    set_state(p, P_CLOSING);
     uv_close(&p->io.h, on_handle_closed);
     return;
   }
@@ -723,9 +736,9 @@ static void on_connect(uv_connect_t *req, int status) {
 static void dial(peer *p) {
   myc__links *L = p->L;
   int rc;
-  if (L->stopping)
+  if (L->closing)
     return;
-  p->state = P_CONNECTING;
+  set_state(p, P_CONNECTING);
   p->conn.data = p;
   if (p->ep->kind == MYC_EP_UNIX) {
     uv_pipe_init(&L->loop, &p->io.pipe, 0);
@@ -891,11 +904,11 @@ static void handle_hello(peer *p, const myc__wire_tlv *t) {
     peer_refuse(p, "incompatible contracts: %s", reason);
     return;
   }
-  snprintf(p->name, sizeof p->name, "%s", h.node);
   uv_timer_stop(&p->timer);
   /* Whatever it subscribed before this connection it says again now. */
   drop_remote(L, p);
   uv_mutex_lock(&L->lock);
+  snprintf(p->name, sizeof p->name, "%s", h.node);
   p->version = v;
   p->state = P_UP;
   if (p->was_up)
@@ -1104,9 +1117,13 @@ static void on_connection(uv_stream_t *server, int status) {
       else
         uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof ip);
     }
+    uv_mutex_lock(&L->lock);
     snprintf(p->name, sizeof p->name, "%s", ip);
+    uv_mutex_unlock(&L->lock);
   } else {
+    uv_mutex_lock(&L->lock);
     snprintf(p->name, sizeof p->name, "(unix peer)");
+    uv_mutex_unlock(&L->lock);
   }
   peer_connected(p);
 }
@@ -1161,6 +1178,7 @@ static void on_listener_closed(uv_handle_t *h) { (void)h; }
 static void shut_down(myc__links *L) {
   peer *p, *next;
   uint32_t i;
+  L->closing = 1;
   for (i = 0; i < L->nlisten; i++)
     if (L->listeners[i].open) {
       L->listeners[i].open = 0;
@@ -1170,10 +1188,9 @@ static void shut_down(myc__links *L) {
     }
   for (p = L->peers; p != NULL; p = next) {
     next = p->next;
-    p->outbound = 0; /* no reconnect */
     if (p->handle_open) {
       if (p->state != P_CLOSING) {
-        p->state = P_CLOSING;
+        set_state(p, P_CLOSING);
         uv_close(&p->io.h, on_handle_closed);
       }
     } else {
@@ -1251,6 +1268,13 @@ static int links_start(void *ud, char *err, size_t errlen) {
     }
     L->hello.ntypes = (uint16_t)n;
     L->hello.types = L->hello_types;
+  }
+  /* A peer that hangs up while we write must not kill the engine with
+   * SIGPIPE; keep a disposition the host chose. */
+  {
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+      signal(SIGPIPE, SIG_IGN);
   }
   if ((rc = uv_loop_init(&L->loop)) != 0) {
     snprintf(err, errlen, "links: cannot make a loop: %s", uv_strerror(rc));
