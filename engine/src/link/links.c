@@ -127,6 +127,7 @@ struct myc__links {
   /* What accepted peers that are gone counted (under lock). */
   myc__link_stats gone;
   int any_gone;
+  myc__chain *chains; /* per worker: buffers going back to its pool */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -327,6 +328,35 @@ static void release(myc__links *L, myc_buf *b) {
   myc__buf_release(NULL, A(L), b);
 }
 
+/* Releases a written batch: small buffers whose last reference this was
+ * go back to the pools of the workers they came from, one chain per
+ * worker, as workers hand back each other's. */
+static void release_batch(myc__links *L, myc_buf **v, uint32_t n) {
+  myc__sched *sc = &L->e->sched;
+  uint32_t i, w;
+  for (i = 0; i < n; i++) {
+    myc_buf *b = v[i];
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
+      continue;
+    if (b->size_class == 0 && b->origin < sc->nworkers && L->chains != NULL) {
+      myc__chain *c = &L->chains[b->origin];
+      b->next = NULL;
+      if (c->tail != NULL)
+        c->tail->next = b;
+      else
+        c->head = b;
+      c->tail = b;
+      c->n++;
+    } else {
+      myc__buf_free(NULL, A(L), b);
+    }
+  }
+  if (L->chains != NULL)
+    for (w = 0; w < sc->nworkers; w++)
+      if (L->chains[w].head != NULL)
+        myc__pool_give_chain(&sc->workers[w].pool, &L->chains[w]);
+}
+
 static void flush(peer *p);
 static void peer_fail(peer *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -363,8 +393,7 @@ static void on_written(uv_write_t *req, int status) {
   }
   p->wskip = 0;
   uv_mutex_unlock(&L->lock);
-  for (i = 0; i < p->wn; i++)
-    release(L, p->wb[i]);
+  release_batch(L, p->wb, p->wn);
   p->wn = 0;
   p->wctl_len = 0;
   if (status != 0) {
@@ -1276,6 +1305,9 @@ static int links_start(void *ud, char *err, size_t errlen) {
     if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
       signal(SIGPIPE, SIG_IGN);
   }
+  L->chains = myc__calloc(A(L), L->e->sched.nworkers * sizeof *L->chains + 1);
+  if (L->chains == NULL)
+    return MYC_ENOMEM;
   if ((rc = uv_loop_init(&L->loop)) != 0) {
     snprintf(err, errlen, "links: cannot make a loop: %s", uv_strerror(rc));
     return rc;
@@ -1343,6 +1375,7 @@ static void links_free(void *ud) {
   while (L->nrefs > 0)
     myc__strfree(A(L), L->refs[--L->nrefs].pattern);
   myc__free(A(L), L->refs, L->caprefs * sizeof *L->refs);
+  myc__free(A(L), L->chains, L->e->sched.nworkers * sizeof *L->chains + 1);
   myc__free(A(L), L->hello_types,
             (size_t)L->hello.ntypes * MYC_WIRE_TYPE_ENTRY + 1);
   myc__free(A(L), L->listeners, L->nlisten * sizeof *L->listeners + 1);
