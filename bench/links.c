@@ -1,0 +1,185 @@
+/* links.c -- scenario: Lua -> Lua across two `mycelium run` processes
+ * linked over a Unix socket and over TCP (127.0.0.1), 64-byte messages,
+ * one-way throughput from the consumer's first message to its last; and
+ * ZeroMQ PUSH/PULL over ipc and tcp between two processes (fork), 64
+ * bytes, measured the same way in the same run. */
+#include "bench.h"
+
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+
+extern char **environ;
+
+static char dir[] = "/tmp/myc_bench_links_XXXXXX";
+
+static void write_file(const char *name, const char *text) {
+  char path[256];
+  FILE *f;
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  f = fopen(path, "w");
+  if (f != NULL) {
+    fputs(text, f);
+    fclose(f);
+  }
+}
+
+static pid_t spawn_run(const char *config) {
+  char path[256];
+  char *argv[] = {MYC_BUILD_DIR "/mycelium", "run", path, NULL};
+  pid_t pid;
+  snprintf(path, sizeof path, "%s/%s", dir, config);
+  if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ) != 0)
+    return -1;
+  return pid;
+}
+
+/* One run of ours over 'url': messages per second, or 0. */
+static double ours_once(const char *url, uint64_t n) {
+  char cfg[2048], out[256];
+  pid_t a, b;
+  int status;
+  double secs = 0;
+  unsigned long long got = 0;
+  FILE *f;
+  snprintf(out, sizeof out, "%s/result", dir);
+  unlink(out);
+  snprintf(cfg, sizeof cfg,
+           "return { node = \"a\", workers = 2, log = { level = \"error\" },\n"
+           "  listen = { \"%s\" },\n"
+           "  services = { { name = \"producer\", module = \"%s/link_producer.lua\","
+           " opts = { n = %llu } } } }\n",
+           url, MYC_BENCH_LUA_DIR, (unsigned long long)n);
+  write_file("a.lua", cfg);
+  snprintf(cfg, sizeof cfg,
+           "return { node = \"b\", workers = 2, log = { level = \"error\" },\n"
+           "  connect = { \"%s\" }, link = { reconnect_initial_ms = 10,"
+           " reconnect_max_ms = 50 },\n"
+           "  services = { { name = \"consumer\", module = \"%s/link_consumer.lua\","
+           " opts = { n = %llu, out = \"%s\" } } } }\n",
+           url, MYC_BENCH_LUA_DIR, (unsigned long long)n, out);
+  write_file("b.lua", cfg);
+  a = spawn_run("a.lua");
+  b = spawn_run("b.lua");
+  if (a < 0 || b < 0)
+    return 0;
+  /* b stops by itself after n messages; 120 s at most. */
+  {
+    int i;
+    for (i = 0; i < 12000 && waitpid(b, &status, WNOHANG) == 0; i++)
+      usleep(10000);
+    if (i == 12000) {
+      kill(b, SIGKILL);
+      waitpid(b, &status, 0);
+    }
+  }
+  kill(a, SIGTERM);
+  waitpid(a, &status, 0);
+  f = fopen(out, "r");
+  if (f == NULL || fscanf(f, "%llu %lf", &got, &secs) != 2 || got != n ||
+      secs <= 0) {
+    if (f != NULL)
+      fclose(f);
+    return 0;
+  }
+  fclose(f);
+  return (double)(n - 1) / secs;
+}
+
+/* ZeroMQ PUSH (this process) -> PULL (a child), 64-byte messages. */
+static double zmq_once(const char *endpoint, uint64_t n) {
+  int fds[2];
+  pid_t child;
+  double secs = 0;
+  char msg[64];
+  uint64_t i;
+  if (pipe(fds) != 0)
+    return 0;
+  child = fork();
+  if (child == 0) {
+    void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_PULL);
+    char buf[64];
+    double t0 = 0, t;
+    close(fds[0]);
+    zmq_bind(s, endpoint);
+    if (write(fds[1], "r", 1) != 1)
+      _exit(1);
+    for (i = 0; i < n; i++) {
+      if (zmq_recv(s, buf, sizeof buf, 0) != 64)
+        _exit(1);
+      if (i == 0)
+        t0 = bench_now();
+    }
+    t = bench_now() - t0;
+    if (write(fds[1], &t, sizeof t) != sizeof t)
+      _exit(1);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    _exit(0);
+  }
+  close(fds[1]);
+  {
+    char r;
+    void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_PUSH);
+    if (read(fds[0], &r, 1) != 1)
+      return 0;
+    zmq_connect(s, endpoint);
+    memset(msg, 'z', sizeof msg);
+    for (i = 0; i < n; i++)
+      zmq_send(s, msg, sizeof msg, 0);
+    if (read(fds[0], &secs, sizeof secs) != sizeof secs)
+      secs = 0;
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+  }
+  close(fds[0]);
+  waitpid(child, NULL, 0);
+  return secs > 0 ? (double)(n - 1) / secs : 0;
+}
+
+static void report(const char *metric, double *runs, const char *note) {
+  double lo = runs[0], hi = runs[0];
+  char text[160];
+  int r;
+  for (r = 1; r < BENCH_RUNS; r++) {
+    lo = runs[r] < lo ? runs[r] : lo;
+    hi = runs[r] > hi ? runs[r] : hi;
+  }
+  snprintf(text, sizeof text, "min %.0f max %.0f; %s", lo, hi, note);
+  bench_report("links", metric, bench_median(runs, BENCH_RUNS), "msg/s", text);
+}
+
+int bench_links(void) {
+  uint64_t n = (uint64_t)(2e6 * bench_scale());
+  char url[256], ipc[256];
+  double ours_unix[BENCH_RUNS], ours_tcp[BENCH_RUNS], z_ipc[BENCH_RUNS],
+      z_tcp[BENCH_RUNS];
+  int r, port = 17000 + (int)(getpid() % 20000);
+  if (mkdtemp(dir) == NULL)
+    return 1;
+  for (r = 0; r < BENCH_RUNS; r++) {
+    snprintf(url, sizeof url, "unix://%s/l.sock", dir);
+    ours_unix[r] = ours_once(url, n);
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port + 2 * r);
+    ours_tcp[r] = ours_once(url, n);
+    snprintf(ipc, sizeof ipc, "ipc://%s/z.ipc", dir);
+    z_ipc[r] = zmq_once(ipc, n);
+    snprintf(ipc, sizeof ipc, "tcp://127.0.0.1:%d", port + 2 * r + 1);
+    z_tcp[r] = zmq_once(ipc, n);
+  }
+  report("unix_64B", ours_unix, "Lua -> Lua, 2 processes");
+  report("tcp_64B", ours_tcp, "Lua -> Lua, 2 processes");
+  report("zmq_ipc_64B", z_ipc, "ZeroMQ PUSH/PULL, 2 processes");
+  report("zmq_tcp_64B", z_tcp, "ZeroMQ PUSH/PULL, 2 processes");
+  {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+      return 1;
+  }
+  return 0;
+}
