@@ -144,6 +144,41 @@ return { node = "%s", contracts = "%s.yaml", %s,
     assert.truthy(wait_for(function() return b.output():match(want .. "a") end), b.output())
   end)
 
+  it("talk with a second codec written from docs/WIRE.md (Python)", function()
+    local dir = cli.tmpdir()
+    local a
+    finally(function()
+      if a then a.stop() end
+      dir:remove()
+    end)
+    dir:write("pyc.lua", [[
+return { subscribe = { "py.*" }, on_message = function(ctx, msg)
+  ctx.log:info("py says", { data = msg.data, from = msg.source })
+end }]])
+    local sock = dir.path .. "/py.sock"
+    local cfg = dir:write("a.lua", string.format([[
+return { node = "a", listen = { "unix://%s" },
+  services = { { name = "producer", module = "%s/producer.lua", opts = { interval_ms = 20 } },
+               { name = "pyc", module = "pyc.lua" } } }]], sock, example))
+    a = proc.spawn(string.format("exec timeout 30 %s run %s", bin, cfg), "listening", 10)
+    local rc, out, err = dir:sh(string.format("timeout 20 python3 %s/spec/peers/wire_peer.py %s 3",
+                                              proc.root, sock))
+    assert.equal(0, rc, err)
+    assert.truthy(out:find("hello a 1..2", 1, true), out)
+    assert.truthy(out:find("sub py.*", 1, true), out)
+    local n = 0
+    for kind in out:gmatch("msg swaps%.v2 producer (%d) %d+ %x+\n") do
+      assert.equal("2", kind) -- a table: MessagePack
+      n = n + 1
+    end
+    assert.equal(3, n, out)
+    assert.truthy(out:find("sent", 1, true), out)
+    assert.truthy(wait_for(function()
+      return a.output():find("[pyc] py says data=hello from python from=pyproducer trace_id="
+                             .. string.rep("01", 16), 1, true)
+    end), a.output())
+  end)
+
   it("survive kill -9 of either side and link again", function()
     local dir = cli.tmpdir()
     local a, b
