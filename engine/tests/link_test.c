@@ -442,6 +442,43 @@ static void v1_peer_gets_typed_messages(void) {
   myc_engine_free(a);
 }
 
+/* A Unix listener with link.allow_uids takes only those uids. */
+static void unix_peers_are_checked_against_allow_uids(void) {
+  char links[512], path[256];
+  myc_engine *a;
+  uint8_t f[128];
+  size_t n;
+  int fd, allowed;
+  for (allowed = 0; allowed < 2; allowed++) {
+    snprintf(path, sizeof path, "%s/u%d.sock", tmpdir, allowed);
+    snprintf(links, sizeof links,
+             "listen = { \"unix://%s\" }, link = { allow_uids = { %u } }", path,
+             allowed ? (unsigned)getuid() : (unsigned)getuid() + 1);
+    a = engine("ua", links);
+    CHECK(a != NULL);
+    CHECK_EQ(start(a), 0);
+    fd = dial_unix(path);
+    CHECK(fd >= 0);
+    n = hello(f, sizeof f, "someone");
+    /* A refused peer may find the link closed before it writes. */
+    CHECK(write(fd, f, n) == (ssize_t)n || !allowed);
+    if (allowed) {
+      CHECK(wait_peer(a, "up", 0, NULL));
+    } else {
+      /* The refusal says why before the link closes. */
+      myc__wire_tlv t;
+      ssize_t k = read(fd, f, sizeof f);
+      CHECK(k > 6);
+      CHECK(myc__wire_next(f, (size_t)k, 4096, &t) > 0);
+      CHECK_EQ(t.type, MYC_WIRE_CLOSE);
+      CHECK(memmem(t.body, t.len, "is not in link.allow_uids", 25) != NULL);
+      CHECK(closed_by_peer(fd));
+    }
+    close(fd);
+    myc_engine_free(a);
+  }
+}
+
 static void bad_urls_are_refused_with_the_key(void) {
   char path[512], err[512];
   myc_engine *e = NULL;
@@ -472,6 +509,8 @@ int main(void) {
       {"hostile_peers_lose_only_their_link",
        hostile_peers_lose_only_their_link},
       {"v1_peer_gets_typed_messages", v1_peer_gets_typed_messages},
+      {"unix_peers_are_checked_against_allow_uids",
+       unix_peers_are_checked_against_allow_uids},
       {"bad_urls_are_refused_with_the_key", bad_urls_are_refused_with_the_key},
       {NULL, NULL}};
   char cmd[256];

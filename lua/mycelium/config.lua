@@ -53,6 +53,7 @@ local LINK = {
   reconnect_max_ms = { kind = "number", min = 0, max = MAX_MS },
   wire = { kind = "integer", min = 1, max = 2 },
   unknown_type = { kind = "enum", values = { skip = 0, fail = 1 } },
+  allow_uids = { kind = "list" },
 }
 local STRATEGIES = { one_for_one = 0, one_for_all = 1, rest_for_one = 2 }
 local GROUP = { strategy = { kind = "enum", values = STRATEGIES } }
@@ -358,6 +359,23 @@ local function check_links(file, dir, key, list)
   return out
 end
 
+-- link.allow_uids: at most 64 uids, integers from 0 to 2^32 - 2.
+local function check_link(file, link)
+  local uids = link.allow_uids
+  if uids ~= nil then
+    if #uids > 64 then
+      error(format("%s: 'link.allow_uids' lists %d uids, at most 64", file, #uids), 0)
+    end
+    for i, uid in ipairs(uids) do
+      if type(uid) ~= "number" or uid % 1 ~= 0 or uid < 0 or uid >= 2 ^ 32 - 1 then
+        error(format("%s: 'link.allow_uids[%d]' must be a uid (an integer >= 0), "
+                     .. "got %s", file, i, describe(uid)), 0)
+      end
+    end
+  end
+  return link
+end
+
 -- Normalises a config table read from 'file'; relative module paths are
 -- taken from 'dir' (the config file's directory by default).
 function M.normalise(file, t, dir)
@@ -378,7 +396,7 @@ function M.normalise(file, t, dir)
     reload = out.reload,
     listen = check_links(file, dir, "listen", out.listen),
     connect = check_links(file, dir, "connect", out.connect),
-    link = out.link or {},
+    link = check_link(file, out.link or {}),
     warnings = warnings,
     services = {},
   }

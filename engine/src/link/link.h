@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define MYC_LINK_MAX_UIDS 64
+
 typedef struct {
   uint32_t max_frame;         /* bytes a frame may announce; 16 MiB */
   uint32_t queue_frames;      /* per peer, waiting or being written */
@@ -30,6 +32,10 @@ typedef struct {
   int wire_max;               /* the highest wire version spoken: 1 or 2 */
   int unknown_fail;           /* a v1 type we have no contract for: close */
   int unix_mode;              /* permissions of listening socket files */
+  /* Unix listeners accept only these uids (SO_PEERCRED); none: any uid
+   * the socket file's mode lets in. */
+  uint32_t allow_uids[MYC_LINK_MAX_UIDS];
+  uint32_t nallow_uids;
 } myc__link_config;
 
 /* Fills 'c' with the defaults (docs/LINKS.md). */

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -58,6 +59,11 @@ struct peer {
   uint8_t *rbuf;
   size_t rlen, rcap;
   uint64_t partial_since; /* uv_now when the unfinished frame began */
+  /* The topic of the last message in: a stream mostly repeats it, and
+   * ids never change, so the table's lock is skipped. */
+  uint32_t last_topic;
+  uint16_t last_topic_len;
+  char last_topic_name[MYC_TOPIC_MAX];
   /* what the peer subscribed (read by workers under L->lock) */
   strset remote;
   /* what we announced to it */
@@ -815,11 +821,20 @@ static peer *peer_new(myc__links *L, const myc__endpoint *ep, int outbound) {
  * context (a v1 frame brings none: 'm->trace_id' is a new root). */
 static void publish(peer *p, const myc__wire_msg *m) {
   myc_engine *e = p->L->e;
-  int64_t id = myc__topics_resolve(&e->topics, m->topic, m->topic_len);
+  int64_t id;
   myc__topic *t;
   myc_buf *b;
-  if (id < 0)
-    return;
+  if (p->last_topic != 0 && m->topic_len == p->last_topic_len &&
+      memcmp(m->topic, p->last_topic_name, m->topic_len) == 0) {
+    id = p->last_topic;
+  } else {
+    id = myc__topics_resolve(&e->topics, m->topic, m->topic_len);
+    if (id < 0)
+      return;
+    p->last_topic = (uint32_t)id;
+    p->last_topic_len = m->topic_len;
+    memcpy(p->last_topic_name, m->topic, m->topic_len);
+  }
   t = myc__topics_get(&e->topics, (uint32_t)id);
   if (m->payload_len >= MYC_ADMIT_BYTES &&
       myc__admit(&e->sched, NULL, t, m->payload_len) != 0)
@@ -1134,6 +1149,21 @@ static void on_connection(uv_stream_t *server, int status) {
   if ((rc = uv_accept(server, &p->io.s)) != 0) {
     peer_fail(p, "accept failed: %s", uv_strerror(rc));
     return;
+  }
+  if (ls->ep->kind == MYC_EP_UNIX && L->cfg.nallow_uids > 0) {
+    struct ucred cred;
+    socklen_t clen = sizeof cred;
+    uv_os_fd_t fd;
+    uint32_t k;
+    int ok = 0;
+    if (uv_fileno(&p->io.h, &fd) == 0 &&
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0)
+      for (k = 0; k < L->cfg.nallow_uids; k++)
+        ok |= L->cfg.allow_uids[k] == (uint32_t)cred.uid;
+    if (!ok) {
+      peer_refuse(p, "uid %d is not in link.allow_uids", (int)cred.uid);
+      return;
+    }
   }
   if (ls->ep->kind == MYC_EP_TCP) {
     struct sockaddr_storage sa;
