@@ -216,6 +216,59 @@ static void over_tcp(void) {
   subscriptions_and_messages_cross(url, url);
 }
 
+/* Three engines: b and c dial a.  What a emits reaches both (each peer
+ * once, by its own patterns); what c emits reaches a's subscriber but is
+ * not sent on to b: links are one hop. */
+static void three_engines_fan_out_one_hop(void) {
+  char links[512], path[256];
+  myc_engine *a, *b, *c;
+  static sink sa, sb, sc;
+  memset(&sa, 0, sizeof sa);
+  memset(&sb, 0, sizeof sb);
+  memset(&sc, 0, sizeof sc);
+  snprintf(path, sizeof path, "%s/three.sock", tmpdir);
+  snprintf(links, sizeof links, "listen = { \"unix://%s\" }", path);
+  a = engine("ta", links);
+  snprintf(links, sizeof links, "connect = { \"unix://%s\" }", path);
+  b = engine("tb", links);
+  c = engine("tc", links);
+  CHECK(a != NULL && b != NULL && c != NULL);
+  CHECK_EQ(myc_engine_add_c_service(a, "sink", "swaps.*", on_sink, &sa, -1), 0);
+  CHECK_EQ(myc_engine_add_c_service(b, "sink", "swaps.*", on_sink, &sb, -1), 0);
+  CHECK_EQ(myc_engine_add_c_service(c, "sink", "swaps.v2", on_sink, &sc, -1), 0);
+  CHECK_EQ(start(a), 0);
+  CHECK_EQ(start(b), 0);
+  CHECK_EQ(start(c), 0);
+  /* a sees two peers with one pattern each; b and c see a's swaps.*. */
+  {
+    int i, ups = 0;
+    for (i = 0; i < 500 && ups < 2; i++) {
+      myc__link_stats st[8];
+      uint32_t n = myc__links_stats(myc__links_of(a), st, 8), k;
+      for (ups = 0, k = 0; k < n && k < 8; k++)
+        ups += strcmp(st[k].state, "up") == 0 && st[k].patterns == 1;
+      sleep_ms(10);
+    }
+    CHECK_EQ(ups, 2);
+  }
+  CHECK(wait_peer(b, "up", 1, NULL));
+  CHECK(wait_peer(c, "up", 1, NULL));
+  publish_seq(a, "swaps.v2", 1, 1000);
+  CHECK(wait_count(&sb.n, 1000));
+  CHECK(wait_count(&sc.n, 1000));
+  CHECK(wait_count(&sa.n, 1000));
+  CHECK_EQ(atomic_load(&sb.bad_order) + atomic_load(&sc.bad_order), 0);
+  sa.last = sb.last = sc.last = 0;
+  publish_seq(c, "swaps.v2", 1, 10);
+  CHECK(wait_count(&sa.n, 1010));
+  CHECK(wait_count(&sc.n, 1010));
+  sleep_ms(200);
+  CHECK_EQ(atomic_load(&sb.n), 1000);
+  myc_engine_free(c);
+  myc_engine_free(b);
+  myc_engine_free(a);
+}
+
 /* ---- hostile peers ------------------------------------------------------ */
 
 static int dial_unix(const char *path) {
@@ -506,6 +559,7 @@ int main(void) {
   static const test_case cases[] = {
       {"over_unix", over_unix},
       {"over_tcp", over_tcp},
+      {"three_engines_fan_out_one_hop", three_engines_fan_out_one_hop},
       {"hostile_peers_lose_only_their_link",
        hostile_peers_lose_only_their_link},
       {"v1_peer_gets_typed_messages", v1_peer_gets_typed_messages},
