@@ -38,35 +38,34 @@ static pid_t spawn_run(const char *config) {
   return pid;
 }
 
-/* One run of ours over 'url': messages per second, or 0. */
-static double ours_once(const char *url, uint64_t n) {
-  char cfg[2048], out[256];
+/* Runs node a (module 'amod', listening on 'url') and node b (module
+ * 'bmod', dialling it) until b stops (120 s at most); b writes two
+ * numbers to 'out'.  Returns 0 or -1. */
+static int two_nodes(const char *url, const char *amod, const char *bmod,
+                     const char *opts, const char *out) {
+  char cfg[2048];
   pid_t a, b;
   int status;
-  double secs = 0;
-  unsigned long long got = 0;
-  FILE *f;
-  snprintf(out, sizeof out, "%s/result", dir);
   unlink(out);
   snprintf(cfg, sizeof cfg,
            "return { node = \"a\", workers = 2, log = { level = \"error\" },\n"
            "  listen = { \"%s\" },\n"
-           "  services = { { name = \"producer\", module = \"%s/link_producer.lua\","
-           " opts = { n = %llu } } } }\n",
-           url, MYC_BENCH_LUA_DIR, (unsigned long long)n);
+           "  services = { { name = \"a\", module = \"%s/%s\","
+           " opts = { %s } } } }\n",
+           url, MYC_BENCH_LUA_DIR, amod, opts);
   write_file("a.lua", cfg);
   snprintf(cfg, sizeof cfg,
            "return { node = \"b\", workers = 2, log = { level = \"error\" },\n"
            "  connect = { \"%s\" }, link = { reconnect_initial_ms = 10,"
            " reconnect_max_ms = 50 },\n"
-           "  services = { { name = \"consumer\", module = \"%s/link_consumer.lua\","
-           " opts = { n = %llu, out = \"%s\" } } } }\n",
-           url, MYC_BENCH_LUA_DIR, (unsigned long long)n, out);
+           "  services = { { name = \"b\", module = \"%s/%s\","
+           " opts = { %s, out = \"%s\" } } } }\n",
+           url, MYC_BENCH_LUA_DIR, bmod, opts, out);
   write_file("b.lua", cfg);
   a = spawn_run("a.lua");
   b = spawn_run("b.lua");
   if (a < 0 || b < 0)
-    return 0;
+    return -1;
   /* b stops by itself after n messages; 120 s at most. */
   {
     int i;
@@ -79,15 +78,98 @@ static double ours_once(const char *url, uint64_t n) {
   }
   kill(a, SIGTERM);
   waitpid(a, &status, 0);
+  return 0;
+}
+
+/* One run of ours over 'url': messages per second, or 0. */
+static double ours_once(const char *url, uint64_t n) {
+  char out[256], opts[64];
+  double got = 0, secs = 0;
+  FILE *f;
+  snprintf(out, sizeof out, "%s/result", dir);
+  snprintf(opts, sizeof opts, "n = %llu", (unsigned long long)n);
+  if (two_nodes(url, "link_producer.lua", "link_consumer.lua", opts, out) != 0)
+    return 0;
   f = fopen(out, "r");
-  if (f == NULL || fscanf(f, "%llu %lf", &got, &secs) != 2 || got != n ||
-      secs <= 0) {
+  if (f == NULL || fscanf(f, "%lf %lf", &got, &secs) != 2 ||
+      got != (double)n || secs <= 0) {
     if (f != NULL)
       fclose(f);
     return 0;
   }
   fclose(f);
   return (double)(n - 1) / secs;
+}
+
+/* Ping-pong over 'url' (b pings, a answers): p50 and p99 in us. */
+static int ours_rtt(const char *url, int n, double *p50, double *p99) {
+  char out[256], opts[64];
+  FILE *f;
+  int ok;
+  snprintf(out, sizeof out, "%s/rtt", dir);
+  snprintf(opts, sizeof opts, "n = %d, warmup = 1000", n);
+  if (two_nodes(url, "link_ponger.lua", "link_pinger.lua", opts, out) != 0)
+    return -1;
+  f = fopen(out, "r");
+  ok = f != NULL && fscanf(f, "%lf %lf", p50, p99) == 2;
+  if (f != NULL)
+    fclose(f);
+  return ok ? 0 : -1;
+}
+
+static int cmp_double(const void *x, const void *y) {
+  double a = *(const double *)x, b = *(const double *)y;
+  return a < b ? -1 : a > b;
+}
+
+/* ZeroMQ REQ (this process) / REP (a child), 64 bytes: p50 and p99. */
+static int zmq_rtt(const char *endpoint, int n, double *p50, double *p99) {
+  int fds[2], i, warm = 1000;
+  pid_t child;
+  double *v = malloc((size_t)n * sizeof *v);
+  char msg[64], buf[64], r;
+  if (v == NULL || pipe(fds) != 0)
+    return -1;
+  child = fork();
+  if (child == 0) {
+    void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_REP);
+    close(fds[0]);
+    zmq_bind(s, endpoint);
+    if (write(fds[1], "r", 1) != 1)
+      _exit(1);
+    for (i = 0; i < n + warm; i++) {
+      if (zmq_recv(s, buf, sizeof buf, 0) != 64 ||
+          zmq_send(s, buf, 64, 0) != 64)
+        _exit(1);
+    }
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    _exit(0);
+  }
+  close(fds[1]);
+  {
+    void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_REQ);
+    if (read(fds[0], &r, 1) != 1)
+      return -1;
+    zmq_connect(s, endpoint);
+    memset(msg, 'z', sizeof msg);
+    for (i = 0; i < n + warm; i++) {
+      double t0 = bench_now();
+      zmq_send(s, msg, sizeof msg, 0);
+      zmq_recv(s, buf, sizeof buf, 0);
+      if (i >= warm)
+        v[i - warm] = (bench_now() - t0) * 1e6;
+    }
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+  }
+  close(fds[0]);
+  waitpid(child, NULL, 0);
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  *p50 = v[(n - 1) / 2];
+  *p99 = v[(int)((n - 1) * 0.99)];
+  free(v);
+  return 0;
 }
 
 /* ZeroMQ PUSH (this process) -> PULL (a child), 64-byte messages. */
@@ -175,6 +257,35 @@ int bench_links(void) {
   report("tcp_64B", ours_tcp, "Lua -> Lua, 2 processes");
   report("zmq_ipc_64B", z_ipc, "ZeroMQ PUSH/PULL, 2 processes");
   report("zmq_tcp_64B", z_tcp, "ZeroMQ PUSH/PULL, 2 processes");
+  {
+    /* Round trips: one run each (20000 timed after 1000). */
+    int rt = (int)(20000 * bench_scale());
+    double p50 = 0, p99 = 0;
+    char note[96];
+    struct {
+      const char *name, *url;
+      int zmq;
+    } rtt[4];
+    snprintf(url, sizeof url, "unix://%s/r.sock", dir);
+    snprintf(ipc, sizeof ipc, "ipc://%s/r.ipc", dir);
+    rtt[0].name = "rtt_unix_p50", rtt[0].url = url, rtt[0].zmq = 0;
+    rtt[1].name = "rtt_tcp_p50", rtt[1].url = "tcp://127.0.0.1:0", rtt[1].zmq = 0;
+    rtt[2].name = "rtt_zmq_ipc_p50", rtt[2].url = ipc, rtt[2].zmq = 1;
+    rtt[3].name = "rtt_zmq_tcp_p50", rtt[3].url = NULL, rtt[3].zmq = 1;
+    for (r = 0; r < 4; r++) {
+      char tcp[64];
+      const char *u = rtt[r].url;
+      if (r == 1 || r == 3) {
+        snprintf(tcp, sizeof tcp, "tcp://127.0.0.1:%d", port + 10 + r);
+        u = tcp;
+      }
+      if ((rtt[r].zmq ? zmq_rtt(u, rt, &p50, &p99) : ours_rtt(u, rt, &p50, &p99)) != 0)
+        p50 = p99 = 0;
+      snprintf(note, sizeof note, "p99 %.1f us; %s, 64 B or less, 2 processes",
+               p99, rtt[r].zmq ? "ZeroMQ REQ/REP" : "Lua ping-pong");
+      bench_report("links", rtt[r].name, p50, "us", note);
+    }
+  }
   {
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
