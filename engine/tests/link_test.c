@@ -532,6 +532,46 @@ static void unix_peers_are_checked_against_allow_uids(void) {
   }
 }
 
+/* A v1 message of a type the engine's contracts lack: skipped and
+ * counted by default; with unknown_type = "fail" the link closes. */
+static void unknown_v1_types_follow_the_policy(void) {
+  char links[512], path[256];
+  myc_engine *a;
+  uint8_t f[128];
+  size_t n;
+  int fd, fail;
+  for (fail = 0; fail < 2; fail++) {
+    snprintf(path, sizeof path, "%s/k%d.sock", tmpdir, fail);
+    snprintf(links, sizeof links,
+             "listen = { \"unix://%s\" }, link = { unknown_type = \"%s\" }",
+             path, fail ? "fail" : "skip");
+    a = engine("ka", links);
+    CHECK(a != NULL);
+    CHECK_EQ(start(a), 0);
+    fd = dial_unix(path);
+    CHECK(fd >= 0);
+    n = hello(f, sizeof f, "old");
+    myc__wire_put_tlv(f + n, 42, 4); /* a Rust Mycelium message, type 42 */
+    memcpy(f + n + 6, "\1\2\3\4", 4);
+    CHECK(write(fd, f, n + 10) == (ssize_t)(n + 10));
+    if (fail) {
+      CHECK(closed_by_peer(fd));
+    } else {
+      myc__link_stats st;
+      int i;
+      for (i = 0; i < 500; i++) {
+        if (wait_peer(a, "up", 0, &st) && st.unknown_types == 1)
+          break;
+        sleep_ms(10);
+      }
+      CHECK_EQ(st.unknown_types, 1);
+      CHECK_EQ(st.frame_errors, 0);
+    }
+    close(fd);
+    myc_engine_free(a);
+  }
+}
+
 static void bad_urls_are_refused_with_the_key(void) {
   char path[512], err[512];
   myc_engine *e = NULL;
@@ -565,6 +605,7 @@ int main(void) {
       {"v1_peer_gets_typed_messages", v1_peer_gets_typed_messages},
       {"unix_peers_are_checked_against_allow_uids",
        unix_peers_are_checked_against_allow_uids},
+      {"unknown_v1_types_follow_the_policy", unknown_v1_types_follow_the_policy},
       {"bad_urls_are_refused_with_the_key", bad_urls_are_refused_with_the_key},
       {NULL, NULL}};
   char cmd[256];
