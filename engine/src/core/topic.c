@@ -276,7 +276,10 @@ static void notify(myc__topics *t) {
 }
 
 void myc__topics_watch(myc__topics *t, void (*fn)(void *ud), void *ud) {
-  t->on_change_ud = ud;
+  /* A notify under way may still read the old 'ud': it stays until the
+   * next watcher is set. */
+  if (fn != NULL)
+    t->on_change_ud = ud;
   atomic_store_explicit(&t->on_change, fn, memory_order_release);
 }
 

@@ -316,7 +316,10 @@ static void on_message(void *ud, const myc_message *m) {
       p->d_queue++;
       continue;
     }
-    b->shared = 1;
+    /* Only this worker can hold a buffer that is not shared yet; once it
+     * is, other threads read the flag, so it is written only then. */
+    if (!b->shared)
+      b->shared = 1;
     myc__buf_ref(b, 1);
     p->q[p->qn++] = b;
     p->qframes++;
