@@ -9,6 +9,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -223,6 +224,95 @@ static double zmq_once(const char *endpoint, uint64_t n) {
   return secs > 0 ? (double)(n - 1) / secs : 0;
 }
 
+/* The floor: a Unix stream socket pair between two processes, 64-byte
+ * messages written 64 per write, counted by the reader.  Messages per
+ * second from the reader's first byte to its last. */
+static double raw_once(uint64_t n) {
+  int sv[2];
+  pid_t child;
+  double secs = 0;
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+    return 0;
+  child = fork();
+  if (child == 0) {
+    static char buf[1 << 16];
+    uint64_t got = 0;
+    double t0 = 0, t;
+    close(sv[0]);
+    while (got < n * 64) {
+      ssize_t k = read(sv[1], buf, sizeof buf);
+      if (k <= 0)
+        _exit(1);
+      if (got == 0)
+        t0 = bench_now();
+      got += (uint64_t)k;
+    }
+    t = bench_now() - t0;
+    if (write(sv[1], &t, sizeof t) != sizeof t)
+      _exit(1);
+    _exit(0);
+  }
+  close(sv[1]);
+  {
+    static char batch[64 * 64];
+    uint64_t i;
+    memset(batch, 'r', sizeof batch);
+    for (i = 0; i < n; i += 64) {
+      size_t len = (n - i >= 64 ? 64 : n - i) * 64, off = 0;
+      while (off < len) {
+        ssize_t k = write(sv[0], batch + off, len - off);
+        if (k <= 0)
+          break;
+        off += (size_t)k;
+      }
+    }
+    if (read(sv[0], &secs, sizeof secs) != sizeof secs)
+      secs = 0;
+  }
+  close(sv[0]);
+  waitpid(child, NULL, 0);
+  return secs > 0 ? (double)(n - 1) / secs : 0;
+}
+
+/* The round-trip floor: 64 bytes back and forth over a Unix stream
+ * socket pair between two processes. */
+static int raw_rtt(int n, double *p50, double *p99) {
+  int sv[2], i, warm = 1000;
+  pid_t child;
+  double *v = malloc((size_t)n * sizeof *v);
+  char buf[64];
+  if (v == NULL || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+    return -1;
+  child = fork();
+  if (child == 0) {
+    close(sv[0]);
+    for (i = 0; i < n + warm; i++)
+      if (read(sv[1], buf, 64) != 64 || write(sv[1], buf, 64) != 64)
+        _exit(1);
+    _exit(0);
+  }
+  close(sv[1]);
+  memset(buf, 'r', sizeof buf);
+  for (i = 0; i < n + warm; i++) {
+    double t0 = bench_now();
+    if (write(sv[0], buf, 64) != 64 || read(sv[0], buf, 64) != 64)
+      break;
+    if (i >= warm)
+      v[i - warm] = (bench_now() - t0) * 1e6;
+  }
+  close(sv[0]);
+  waitpid(child, NULL, 0);
+  if (i < n + warm) {
+    free(v);
+    return -1;
+  }
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  *p50 = v[(n - 1) / 2];
+  *p99 = v[(int)((n - 1) * 0.99)];
+  free(v);
+  return 0;
+}
+
 static void report(const char *metric, double *runs, const char *note) {
   double lo = runs[0], hi = runs[0];
   char text[160];
@@ -239,7 +329,7 @@ int bench_links(void) {
   uint64_t n = (uint64_t)(2e6 * bench_scale());
   char url[256], ipc[256];
   double ours_unix[BENCH_RUNS], ours_tcp[BENCH_RUNS], z_ipc[BENCH_RUNS],
-      z_tcp[BENCH_RUNS];
+      z_tcp[BENCH_RUNS], raw[BENCH_RUNS];
   int r, port = 17000 + (int)(getpid() % 20000);
   if (mkdtemp(dir) == NULL)
     return 1;
@@ -252,11 +342,13 @@ int bench_links(void) {
     z_ipc[r] = zmq_once(ipc, n);
     snprintf(ipc, sizeof ipc, "tcp://127.0.0.1:%d", port + 2 * r + 1);
     z_tcp[r] = zmq_once(ipc, n);
+    raw[r] = raw_once(n);
   }
   report("unix_64B", ours_unix, "Lua -> Lua, 2 processes");
   report("tcp_64B", ours_tcp, "Lua -> Lua, 2 processes");
   report("zmq_ipc_64B", z_ipc, "ZeroMQ PUSH/PULL, 2 processes");
   report("zmq_tcp_64B", z_tcp, "ZeroMQ PUSH/PULL, 2 processes");
+  report("floor_unix_64B", raw, "Unix stream socket, 64 messages per write");
   {
     /* Round trips: one run each (20000 timed after 1000). */
     int rt = (int)(20000 * bench_scale());
@@ -285,6 +377,11 @@ int bench_links(void) {
                p99, rtt[r].zmq ? "ZeroMQ REQ/REP" : "Lua ping-pong");
       bench_report("links", rtt[r].name, p50, "us", note);
     }
+    if (raw_rtt(rt, &p50, &p99) != 0)
+      p50 = p99 = 0;
+    snprintf(note, sizeof note, "p99 %.1f us; Unix stream socket, 64 B, "
+             "2 processes", p99);
+    bench_report("links", "rtt_floor_unix_p50", p50, "us", note);
   }
   {
     char cmd[300];
