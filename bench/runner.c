@@ -61,6 +61,8 @@ static const bench_scenario scenarios[] = {
      bench_reload},
     {"bandit", "Bandit end to end: capture loop -> adapter -> metadata -> "
      "detector", bench_bandit},
+    {"links", "Lua -> Lua across 2 processes over Unix and TCP links, vs "
+     "ZeroMQ ipc/tcp PUSH/PULL", bench_links},
     {NULL, NULL, NULL}};
 
 static int wanted(int argc, char **argv, const char *name) {

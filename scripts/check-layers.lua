@@ -17,8 +17,9 @@ local MAY_INCLUDE = {
   runtime = { "base", "core", "contract", "lua" },
   supervise = { "base", "core", "contract", "lua", "runtime" },
   net = { "base", "core", "runtime" },
+  link = { "base", "core", "runtime" },
   ffi = { "base", "core", "contract", "lua", "runtime", "net" },
-  api = { "base", "core", "contract", "lua", "runtime", "supervise" },
+  api = { "base", "core", "contract", "lua", "runtime", "supervise", "link" },
   cli = {},
 }
 

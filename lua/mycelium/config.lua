@@ -42,6 +42,19 @@ local SUPERVISOR = {
   reset_s = { kind = "number", min = 0, max = MAX_S },
   reload_probation_s = { kind = "number", min = 0, max = MAX_S },
 }
+-- Links between engines (docs/LINKS.md).
+local LINK = {
+  max_frame = { kind = "integer", min = 1024, max = 2 ^ 32 - 1 },
+  queue_frames = { kind = "integer", min = 1, max = 2 ^ 32 - 1 },
+  queue_bytes = { kind = "integer", min = 1, max = 1e15 },
+  handshake_timeout_ms = { kind = "number", min = 0, min_open = true, max = MAX_MS },
+  frame_timeout_ms = { kind = "number", min = 0, min_open = true, max = MAX_MS },
+  reconnect_initial_ms = { kind = "number", min = 0, max = MAX_MS },
+  reconnect_max_ms = { kind = "number", min = 0, max = MAX_MS },
+  wire = { kind = "integer", min = 1, max = 2 },
+  unknown_type = { kind = "enum", values = { skip = 0, fail = 1 } },
+  allow_uids = { kind = "list" },
+}
 local STRATEGIES = { one_for_one = 0, one_for_all = 1, rest_for_one = 2 }
 local GROUP = { strategy = { kind = "enum", values = STRATEGIES } }
 for k, v in pairs(SUPERVISOR) do GROUP[k] = v end
@@ -67,8 +80,9 @@ local TOP = {
   mailbox = { kind = "table", fields = MAILBOX },
   supervisor = { kind = "table", fields = SUPERVISOR },
   supervisors = { kind = "table" },
-  listen = { kind = "list", later = true },
-  connect = { kind = "list", later = true },
+  listen = { kind = "list" },
+  connect = { kind = "list" },
+  link = { kind = "table", fields = LINK },
   control = { kind = "string" },
   metrics = { kind = "table", later = true },
   tracing = { kind = "table", later = true },
@@ -328,6 +342,51 @@ local function check_control(file, dir, url)
   return "unix://" .. path
 end
 
+-- listen/connect = { "unix:///abs.sock", "tcp://127.0.0.1:7400" }: a
+-- relative Unix path is taken from the config's directory.
+local function check_links(file, dir, key, list)
+  local out = {}
+  for i, url in ipairs(list or {}) do
+    local where = format("%s[%d]", key, i)
+    if type(url) ~= "string" then
+      error(format("%s: '%s' must be a URL string, got %s", file, where,
+                   type(url)), 0)
+    end
+    local path = url:match("^unix://(.+)$")
+    if path then
+      if path:sub(1, 1) ~= "/" and dir ~= "." then path = dir .. "/" .. path end
+      url = "unix://" .. path
+    elseif not url:match("^tcp://.+:%d+$") and not url:match("^tcp://%[.+%]:%d+$") then
+      error(format("%s: '%s' must be \"unix:///path.sock\" or "
+                   .. "\"tcp://host:port\", got %q", file, where, url), 0)
+    end
+    for j = 1, i - 1 do
+      if out[j] == url then
+        error(format("%s: '%s': %q is listed twice", file, where, url), 0)
+      end
+    end
+    out[i] = url
+  end
+  return out
+end
+
+-- link.allow_uids: at most 64 uids, integers from 0 to 2^32 - 2.
+local function check_link(file, link)
+  local uids = link.allow_uids
+  if uids ~= nil then
+    if #uids > 64 then
+      error(format("%s: 'link.allow_uids' lists %d uids, at most 64", file, #uids), 0)
+    end
+    for i, uid in ipairs(uids) do
+      if type(uid) ~= "number" or uid % 1 ~= 0 or uid < 0 or uid >= 2 ^ 32 - 1 then
+        error(format("%s: 'link.allow_uids[%d]' must be a uid (an integer >= 0), "
+                     .. "got %s", file, i, describe(uid)), 0)
+      end
+    end
+  end
+  return link
+end
+
 -- Normalises a config table read from 'file'; relative module paths are
 -- taken from 'dir' (the config file's directory by default).  'extra'
 -- (mycelium.testing's) adds keys to the top level ('keys', a schema) and
@@ -354,6 +413,9 @@ function M.normalise(file, t, dir, extra)
     supervisors = check_groups(file, out.supervisors or {}, warnings),
     control = out.control and check_control(file, dir, out.control),
     reload = out.reload,
+    listen = check_links(file, dir, "listen", out.listen),
+    connect = check_links(file, dir, "connect", out.connect),
+    link = check_link(file, out.link or {}),
     warnings = warnings,
     services = {},
   }

@@ -267,11 +267,11 @@ describe("mycelium command", function()
 
   it("reports keys that are not supported yet instead of ignoring them", function()
     write("quit.lua", quitter)
-    local path = write("mycelium.lua", [[return { listen = { "tcp://127.0.0.1:7400" },
+    local path = write("mycelium.lua", [[return { tracing = { zipkin = "x" },
       services = { { module = "quit.lua" } } }]])
     local rc, _, err = mycelium("run " .. path)
     assert.are.equal(0, rc)
-    assert.matches("'listen' is not supported yet; ignored", err, 1, true)
+    assert.matches("'tracing' is not supported yet; ignored", err, 1, true)
   end)
 
   describe("control channel", function()

@@ -6,6 +6,7 @@
 
 #include "base/file.h"
 #include "lua/deadline.h"
+#include "link/link.h"
 #include "lua/state.h"
 #include "runtime/engine.h"
 
@@ -223,6 +224,73 @@ static int load_contracts(lua_State *L, int t, myc_engine *e, char *err,
   return rc;
 }
 
+#define MAX_LINKS 64
+
+/* Reads the list 'key' of URLs (at most MAX_LINKS) into 'urls'. */
+static size_t read_urls(lua_State *L, int t, const char *key,
+                        const char **urls) {
+  size_t n = 0;
+  lua_getfield(L, t, key);
+  while (n < MAX_LINKS) {
+    lua_rawgeti(L, -1, (int)n + 1);
+    if (!lua_isstring(L, -1)) {
+      lua_pop(L, 1);
+      break;
+    }
+    /* The config table keeps the string alive until the engine is built. */
+    urls[n++] = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return n;
+}
+
+/* listen, connect and link: the engine's links, if any. */
+static int add_links(lua_State *L, int t, myc_engine *e, char *err,
+                     size_t errlen) {
+  const char *listen[MAX_LINKS], *connect[MAX_LINKS];
+  size_t nl = read_urls(L, t, "listen", listen);
+  size_t nc = read_urls(L, t, "connect", connect);
+  myc__link_config c;
+  myc__links *links;
+  int lt;
+  if (nl == 0 && nc == 0)
+    return 0;
+  myc__link_config_init(&c);
+  lua_getfield(L, t, "link");
+  lt = lua_gettop(L);
+  if (lua_istable(L, lt)) {
+    c.max_frame = (uint32_t)num_field(L, lt, "max_frame", c.max_frame);
+    c.queue_frames = (uint32_t)num_field(L, lt, "queue_frames", c.queue_frames);
+    c.queue_bytes = (uint64_t)num_field(L, lt, "queue_bytes",
+                                        (double)c.queue_bytes);
+    c.handshake_timeout_ms = num_field(L, lt, "handshake_timeout_ms",
+                                       c.handshake_timeout_ms);
+    c.frame_timeout_ms = num_field(L, lt, "frame_timeout_ms",
+                                   c.frame_timeout_ms);
+    c.reconnect.initial_ms = num_field(L, lt, "reconnect_initial_ms",
+                                       c.reconnect.initial_ms);
+    c.reconnect.max_ms = num_field(L, lt, "reconnect_max_ms",
+                                   c.reconnect.max_ms);
+    c.wire_max = (int)num_field(L, lt, "wire", c.wire_max);
+    c.unknown_fail = (int)num_field(L, lt, "unknown_type", c.unknown_fail);
+    lua_getfield(L, lt, "allow_uids");
+    while (lua_istable(L, -1) && c.nallow_uids < MYC_LINK_MAX_UIDS) {
+      lua_rawgeti(L, -1, (int)c.nallow_uids + 1);
+      if (!lua_isnumber(L, -1)) {
+        lua_pop(L, 1);
+        break;
+      }
+      c.allow_uids[c.nallow_uids++] = (uint32_t)lua_tonumber(L, -1);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return myc__links_attach(e, &c, listen, nl, connect, nc, &links, err,
+                           errlen);
+}
+
 static int build_engine(lua_State *L, myc_engine **out, char *err,
                         size_t errlen) {
   int t = lua_gettop(L), i, rc;
@@ -250,6 +318,9 @@ static int build_engine(lua_State *L, myc_engine **out, char *err,
     rc = add_one_service(L, e, err, errlen);
     lua_settop(L, t + 1);
   }
+  lua_settop(L, t);
+  if (rc == 0)
+    rc = add_links(L, t, e, err, errlen);
   if (rc != 0) {
     myc_engine_free(e);
     return rc;

@@ -57,6 +57,9 @@ struct myc_buf {
   /* topic, source, padding and payload follow */
 };
 
+/* hdr.flags: the message came in over a link (links do not relay it). */
+#define MYC_FRAME_REMOTE 0x01
+
 #define MYC_BUF_UNPOOLED 0xFF
 #define MYC_BUF_CLASSES 6
 #define MYC_BUF_NO_ORIGIN 0xFF /* allocated outside any worker pool */

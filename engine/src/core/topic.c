@@ -266,10 +266,40 @@ static int find_sub(myc__topics *t, struct myc_service *svc,
   return -1;
 }
 
+/* Tells the watcher (links) that the subscriptions changed.  Outside
+ * the lock: the watcher reads them back with myc__topics_patterns. */
+static void notify(myc__topics *t) {
+  void (*fn)(void *) = atomic_load_explicit(&t->on_change,
+                                            memory_order_acquire);
+  if (fn != NULL)
+    fn(t->on_change_ud);
+}
+
+void myc__topics_watch(myc__topics *t, void (*fn)(void *ud), void *ud) {
+  /* A notify under way may still read the old 'ud': it stays until the
+   * next watcher is set. */
+  if (fn != NULL)
+    t->on_change_ud = ud;
+  atomic_store_explicit(&t->on_change, fn, memory_order_release);
+}
+
+int myc__topics_patterns(myc__topics *t, const struct myc_service *skip,
+                         int (*fn)(void *ud, const char *pattern, size_t len),
+                         void *ud) {
+  uint32_t i;
+  int rc = 0;
+  uv_mutex_lock(&t->lock);
+  for (i = 0; i < t->nsubs && rc == 0; i++)
+    if (t->subs[i].svc != skip)
+      rc = fn(ud, t->subs[i].pattern, t->subs[i].len);
+  uv_mutex_unlock(&t->lock);
+  return rc;
+}
+
 int myc__topics_subscribe(myc__topics *t, struct myc_service *svc,
                           const char *pattern, size_t len) {
   myc__subscription *s;
-  int rc = 0;
+  int rc = 0, changed = 0;
   if (myc__topic_check(pattern, len, 1) != NULL)
     return MYC_ETOPIC;
   uv_mutex_lock(&t->lock);
@@ -293,8 +323,12 @@ int myc__topics_subscribe(myc__topics *t, struct myc_service *svc,
   rc = republish(t, pattern, len);
   if (rc != 0)
     t->nsubs--;
+  else
+    changed = 1;
 out:
   uv_mutex_unlock(&t->lock);
+  if (changed)
+    notify(t);
   return rc;
 }
 
@@ -322,16 +356,22 @@ int myc__topics_unsubscribe(myc__topics *t, struct myc_service *svc,
   if (i >= 0)
     rc = remove_sub(t, (uint32_t)i);
   uv_mutex_unlock(&t->lock);
+  if (i >= 0 && rc == 0)
+    notify(t);
   return rc;
 }
 
 int myc__topics_unsubscribe_all(myc__topics *t, struct myc_service *svc) {
   uint32_t i;
-  int rc = 0;
+  int rc = 0, changed = 0;
   uv_mutex_lock(&t->lock);
   for (i = t->nsubs; i-- > 0 && rc == 0;)
-    if (t->subs[i].svc == svc)
+    if (t->subs[i].svc == svc) {
       rc = remove_sub(t, i);
+      changed |= rc == 0;
+    }
   uv_mutex_unlock(&t->lock);
+  if (changed)
+    notify(t);
   return rc;
 }

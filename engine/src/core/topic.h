@@ -55,6 +55,9 @@ typedef struct {
   myc__sublist *retired;
   myc__sublist *empty; /* shared by every topic nobody listens to */
   _Atomic uint64_t no_subscriber; /* messages emitted to nobody */
+  /* Called after every subscription change (links announce them). */
+  void (*_Atomic on_change)(void *ud);
+  void *on_change_ud;
 } myc__topics;
 
 int myc__topics_init(myc__topics *t, const myc__alloc *a);
@@ -98,5 +101,18 @@ int myc__topics_unsubscribe(myc__topics *t, struct myc_service *svc,
 
 /* Removes every subscription of 'svc'.  Returns 0 or MYC_ENOMEM. */
 int myc__topics_unsubscribe_all(myc__topics *t, struct myc_service *svc);
+
+/* Has fn(ud) called, on the thread that changed them and outside the
+ * table's lock, after every change of the subscriptions; NULL stops it.
+ * Set it before other threads change subscriptions or after they stop. */
+void myc__topics_watch(myc__topics *t, void (*fn)(void *ud), void *ud);
+
+/* Calls fn(ud, pattern, len) for every subscription of a service other
+ * than 'skip' (a pattern subscribed by two services comes twice), under
+ * the table's lock: 'fn' must not call the table.  Stops at and returns
+ * the first nonzero return of 'fn'; else 0. */
+int myc__topics_patterns(myc__topics *t, const struct myc_service *skip,
+                         int (*fn)(void *ud, const char *pattern, size_t len),
+                         void *ud);
 
 #endif

@@ -132,6 +132,23 @@ int myc__engine_on_free(myc_engine *e, void (*fn)(void *ud), void *ud) {
   return 0;
 }
 
+int myc__engine_beside(myc_engine *e, int (*start)(void *, char *, size_t),
+                       void (*quiesce)(void *),
+                       char *(*status)(void *, int, size_t *), void *ud) {
+  myc__beside *b = myc__malloc(&e->alloc, sizeof *b), **p;
+  if (b == NULL)
+    return MYC_ENOMEM;
+  b->start = start;
+  b->quiesce = quiesce;
+  b->status = status;
+  b->ud = ud;
+  b->next = NULL;
+  for (p = &e->besides; *p != NULL; p = &(*p)->next)
+    ;
+  *p = b;
+  return 0;
+}
+
 uint32_t myc__engine_count(myc_engine *e) {
   uint32_t n;
   uv_mutex_lock(&e->services_lock);
@@ -283,6 +300,8 @@ const myc_contract_set *myc_engine_contracts(const myc_engine *e) {
 }
 
 /* Stops every service that ran an init, last first. */
+static void quiesce(myc_engine *e);
+
 static void stop_started(myc_engine *e, uint32_t n) {
   while (n-- > 0)
     myc__service_stop(e->services[n]);
@@ -325,6 +344,16 @@ int myc_engine_start(myc_engine *e, char *err, size_t errlen) {
     stop_started(e, e->nservices);
     return rc;
   }
+  {
+    myc__beside *b;
+    for (b = e->besides; b != NULL && rc == 0; b = b->next)
+      rc = b->start(b->ud, err, errlen);
+    if (rc != 0) {
+      quiesce(e);
+      stop_started(e, e->nservices);
+      return rc;
+    }
+  }
   e->started = 1;
   if (e->manual)
     return 0;
@@ -365,8 +394,11 @@ int myc_engine_stopping(myc_engine *e, int *code) {
 }
 
 static void quiesce(myc_engine *e) {
+  myc__beside *b;
   if (e->hooks.quiesce != NULL)
     e->hooks.quiesce(e->hooks.ud);
+  for (b = e->besides; b != NULL; b = b->next)
+    b->quiesce(b->ud);
 }
 
 /* ---- threaded stop sequence ------------------------------------------- */
@@ -754,6 +786,11 @@ void myc_engine_log(myc_engine *e, myc_log_level level, const char *service,
 
 static void run_cleanups(myc_engine *e) {
   myc__cleanup *c = e->cleanups, *next;
+  while (e->besides != NULL) {
+    myc__beside *b = e->besides;
+    e->besides = b->next;
+    myc__free(&e->alloc, b, sizeof *b);
+  }
   e->cleanups = NULL;
   for (; c != NULL; c = next) {
     next = c->next;

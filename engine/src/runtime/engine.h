@@ -49,6 +49,21 @@ typedef struct myc__cleanup {
   void *ud;
 } myc__cleanup;
 
+/* Something that runs beside the workers (the links): started after the
+ * hooks' start, stopped after the hooks' quiesce (possibly several times,
+ * and without a start before). */
+typedef struct myc__beside {
+  struct myc__beside *next;
+  int (*start)(void *ud, char *err, size_t errlen);
+  void (*quiesce)(void *ud);
+  /* What status shows of it (NULL: nothing): a text section, or the JSON
+   * members to add to the status object (",\"links\":[...]").  Returns a
+   * string from the engine's allocator of '*len' + 1 bytes, or NULL.  Any
+   * thread. */
+  char *(*status)(void *ud, int json, size_t *len);
+  void *ud;
+} myc__beside;
+
 struct myc_engine {
   myc__alloc alloc;
   myc__alloc lua_alloc; /* base of every service's counting allocator */
@@ -74,6 +89,7 @@ struct myc_engine {
 
   myc__engine_hooks hooks;
   myc__cleanup *cleanups;
+  myc__beside *besides;
   /* Sections of lua/mycelium/cdefs.lua one of its Lua states checked
    * against this build (ffi/abi.c). */
   _Atomic unsigned ffi_checked;
@@ -108,6 +124,12 @@ void myc__engine_stop_why(myc_engine *e, int code, const char *why);
  * (in the order registered).  Returns 0 or MYC_ENOMEM ('fn' will not
  * run). */
 int myc__engine_on_free(myc_engine *e, void (*fn)(void *ud), void *ud);
+
+/* Registers what runs beside the workers (see myc__beside).  Before the
+ * start.  Returns 0 or MYC_ENOMEM. */
+int myc__engine_beside(myc_engine *e, int (*start)(void *, char *, size_t),
+                       void (*quiesce)(void *),
+                       char *(*status)(void *, int, size_t *), void *ud);
 
 /* Finds a service by name, or NULL.  Any thread (services are only ever
  * appended). */

@@ -231,7 +231,21 @@ int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
     }
   uv_mutex_unlock(&e->services_lock);
   if (!text)
-    myc__sb_put(&b, "]}\n", 3);
+    myc__sb_put(&b, "]", 1);
+  {
+    /* What runs beside the workers (links) adds its own part. */
+    myc__beside *x;
+    for (x = e->besides; x != NULL; x = x->next) {
+      size_t n = 0;
+      char *part = x->status ? x->status(x->ud, !text, &n) : NULL;
+      if (part != NULL) {
+        myc__sb_put(&b, part, n);
+        myc__free(&e->alloc, part, n + 1);
+      }
+    }
+  }
+  if (!text)
+    myc__sb_put(&b, "}\n", 2);
   if (b.failed) {
     if (b.p != NULL)
       myc__free(b.a, b.p, b.cap);

@@ -1,0 +1,1572 @@
+/* links.c -- the link thread: listeners, peers, handshake, subscription
+ * propagation, frames in and out (see link.h and docs/LINKS.md).
+ *
+ * Threads: the "_links" service's callback runs on its worker and only
+ * appends buffers to peers' queues under 'lock'; everything else (the
+ * sockets, the pattern sets, the handshake) belongs to the link thread.
+ * Peers are freed only by the link thread, under 'lock'.
+ */
+#include "link/link.h"
+
+#include "base/log.h"
+#include "link/endpoint.h"
+#include "link/wire.h"
+#include "runtime/emit.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define RBUF_INITIAL (256u * 1024)
+#define WRITE_MAX 1024 /* messages per writev */
+
+enum { P_DOWN, P_CONNECTING, P_HANDSHAKE, P_UP, P_CLOSING };
+static const char *const STATE_NAME[] = {"down", "connecting", "handshake",
+                                         "up", "closing"};
+
+typedef struct {
+  char **v;
+  uint32_t n, cap;
+} strset; /* sorted, unique */
+
+typedef struct peer peer;
+struct peer {
+  peer *next;
+  myc__links *L;
+  int outbound;
+  const myc__endpoint *ep; /* connect: what to dial; accept: the listener */
+  int state, version;
+  int handle_open, timer_open, want_free;
+  union {
+    uv_handle_t h;
+    uv_stream_t s;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } io;
+  uv_connect_t conn;
+  uv_timer_t timer; /* handshake deadline, then reconnect delay */
+  uint32_t attempts;
+  int was_up;
+  char name[256];
+  /* reading */
+  uint8_t *rbuf;
+  size_t rlen, rcap;
+  uint64_t partial_since; /* uv_now when the unfinished frame began */
+  /* The topic of the last message in: a stream mostly repeats it, and
+   * ids never change, so the table's lock is skipped. */
+  uint32_t last_topic;
+  uint16_t last_topic_len;
+  char last_topic_name[MYC_TOPIC_MAX];
+  /* what the peer subscribed (read by workers under L->lock) */
+  strset remote;
+  /* what we announced to it */
+  strset announced;
+  /* outbound: 'q' under L->lock; the batch being written is the link
+   * thread's */
+  myc_buf **q;
+  uint32_t qn, qcap;
+  uint64_t qframes, qbytes; /* queued + being written */
+  myc_buf **wb;
+  uint32_t wn, wcap;
+  uint8_t *ctl, *wctl; /* control frames waiting, and being written */
+  size_t ctl_len, ctl_cap, wctl_len, wctl_cap;
+  uint8_t (*v1hdr)[MYC_WIRE_TLV];
+  uint32_t v1cap;
+  uint32_t wskip; /* messages of the batch a v1 link cannot carry */
+  uv_buf_t *iov;
+  uint32_t iov_cap;
+  uv_write_t wreq;
+  int writing;
+  /* counters (stats read them under L->lock) */
+  uint64_t frames_in, frames_out, bytes_in, bytes_out;
+  uint64_t d_queue, d_disconnect, d_shutdown, d_v1;
+  uint64_t unknown, errors, reconnects;
+};
+
+typedef struct {
+  myc__links *L;
+  const myc__endpoint *ep;
+  union {
+    uv_handle_t h;
+    uv_stream_t s;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } io;
+  int open, bound;
+  int port;
+} listener;
+
+typedef struct {
+  char *pattern;
+  uint32_t count;
+} remote_ref;
+
+struct myc__links {
+  myc_engine *e;
+  myc__link_config cfg;
+  myc_service *svc;
+  myc__endpoint *eps;
+  uint32_t nlisten, nconnect;
+  listener *listeners;
+  uv_thread_t thread;
+  uv_loop_t loop;
+  uv_async_t wake;
+  uv_timer_t tick;
+  int started, joined;
+  uv_mutex_t lock;
+  int stopping;  /* under lock */
+  int closing;   /* the link thread's copy: shutting down */
+  _Atomic int subs_dirty;
+  peer *peers;   /* under lock for the workers; changed by the link thread */
+  remote_ref *refs; /* patterns "_links" is subscribed to, with users */
+  uint32_t nrefs, caprefs;
+  myc__wire_hello hello;
+  uint8_t *hello_types;
+  myc__rng rng;
+  /* What accepted peers that are gone counted (under lock). */
+  myc__link_stats gone;
+  int any_gone;
+  myc__chain *chains; /* per worker: buffers going back to its pool */
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static const myc__alloc *A(myc__links *L) { return &L->e->alloc; }
+
+static void logf_(myc__links *L, myc_log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void logf_(myc__links *L, myc_log_level lvl, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  myc_engine_log(L->e, lvl, "_links", msg);
+}
+
+static int grow(const myc__alloc *a, void **v, uint32_t *cap, size_t elem,
+                uint32_t need) {
+  uint32_t ncap = *cap ? *cap : 16;
+  void *nv;
+  if (need <= *cap)
+    return 0;
+  while (ncap < need)
+    ncap *= 2;
+  nv = myc__realloc(a, *v, (size_t)*cap * elem, (size_t)ncap * elem);
+  if (nv == NULL)
+    return MYC_ENOMEM;
+  *v = nv;
+  *cap = ncap;
+  return 0;
+}
+
+static int bytes_grow(const myc__alloc *a, uint8_t **v, size_t *cap,
+                      size_t need) {
+  size_t ncap = *cap ? *cap : 256;
+  uint8_t *nv;
+  if (need <= *cap)
+    return 0;
+  while (ncap < need)
+    ncap *= 2;
+  nv = myc__realloc(a, *v, *cap, ncap);
+  if (nv == NULL)
+    return MYC_ENOMEM;
+  *v = nv;
+  *cap = ncap;
+  return 0;
+}
+
+static int set_find(const strset *s, const char *p, size_t len, uint32_t *at) {
+  uint32_t lo = 0, hi = s->n;
+  while (lo < hi) {
+    uint32_t mid = (lo + hi) / 2;
+    int c = strncmp(s->v[mid], p, len);
+    if (c == 0 && s->v[mid][len] != '\0')
+      c = 1;
+    if (c == 0) {
+      *at = mid;
+      return 1;
+    }
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  *at = lo;
+  return 0;
+}
+
+/* Adds 'p'; returns 1 when added, 0 when present, MYC_ENOMEM. */
+static int set_add(const myc__alloc *a, strset *s, const char *p, size_t len) {
+  uint32_t at;
+  char *copy;
+  if (set_find(s, p, len, &at))
+    return 0;
+  if (grow(a, (void **)&s->v, &s->cap, sizeof *s->v, s->n + 1) != 0 ||
+      (copy = myc__malloc(a, len + 1)) == NULL)
+    return MYC_ENOMEM;
+  memcpy(copy, p, len);
+  copy[len] = '\0';
+  memmove(&s->v[at + 1], &s->v[at], (s->n - at) * sizeof *s->v);
+  s->v[at] = copy;
+  s->n++;
+  return 1;
+}
+
+static int set_del(const myc__alloc *a, strset *s, const char *p, size_t len) {
+  uint32_t at;
+  if (!set_find(s, p, len, &at))
+    return 0;
+  myc__free(a, s->v[at], strlen(s->v[at]) + 1);
+  memmove(&s->v[at], &s->v[at + 1], (s->n - at - 1) * sizeof *s->v);
+  s->n--;
+  return 1;
+}
+
+static void set_clear(const myc__alloc *a, strset *s) {
+  uint32_t i;
+  for (i = 0; i < s->n; i++)
+    myc__free(a, s->v[i], strlen(s->v[i]) + 1);
+  myc__free(a, s->v, s->cap * sizeof *s->v);
+  memset(s, 0, sizeof *s);
+}
+
+/* ---- the "_links" service's subscriptions: the union of the peers' ------ */
+
+static void ref_pattern(myc__links *L, const char *p) {
+  uint32_t i;
+  for (i = 0; i < L->nrefs; i++)
+    if (strcmp(L->refs[i].pattern, p) == 0) {
+      L->refs[i].count++;
+      return;
+    }
+  if (grow(A(L), (void **)&L->refs, &L->caprefs, sizeof *L->refs,
+           L->nrefs + 1) != 0 ||
+      (L->refs[L->nrefs].pattern = myc__strdup(A(L), p)) == NULL) {
+    logf_(L, MYC_LOG_ERROR, "out of memory subscribing '%s' for a peer", p);
+    return;
+  }
+  L->refs[L->nrefs++].count = 1;
+  if (myc__topics_subscribe(&L->e->topics, L->svc, p, strlen(p)) != 0)
+    logf_(L, MYC_LOG_ERROR, "cannot subscribe '%s' for a peer", p);
+}
+
+static void unref_pattern(myc__links *L, const char *p) {
+  uint32_t i;
+  for (i = 0; i < L->nrefs; i++)
+    if (strcmp(L->refs[i].pattern, p) == 0) {
+      if (--L->refs[i].count > 0)
+        return;
+      myc__topics_unsubscribe(&L->e->topics, L->svc, p, strlen(p));
+      myc__strfree(A(L), L->refs[i].pattern);
+      L->refs[i] = L->refs[--L->nrefs];
+      return;
+    }
+}
+
+/* Forgets every pattern the peer subscribed. */
+static void drop_remote(myc__links *L, peer *p) {
+  strset old;
+  uint32_t i;
+  uv_mutex_lock(&L->lock);
+  old = p->remote;
+  memset(&p->remote, 0, sizeof p->remote);
+  uv_mutex_unlock(&L->lock);
+  for (i = 0; i < old.n; i++)
+    unref_pattern(L, old.v[i]);
+  set_clear(A(L), &old);
+}
+
+/* ---- the worker side: "_links" hands messages to the peers ------------- */
+
+static int wants(const peer *p, const char *topic, size_t len) {
+  uint32_t i;
+  for (i = 0; i < p->remote.n; i++)
+    if (myc__topic_match(p->remote.v[i], strlen(p->remote.v[i]), topic, len))
+      return 1;
+  return 0;
+}
+
+static void on_message(void *ud, const myc_message *m) {
+  myc__links *L = ud;
+  myc_service *s = L->svc;
+  myc_buf *b = s->view.batch[s->view.cursor];
+  uint64_t size = MYC_WIRE_TLV + (uint64_t)b->hdr.frame_len;
+  int woke = 0;
+  peer *p;
+  /* Links are one hop: what came in over one is not sent on. */
+  if (b->hdr.flags & MYC_FRAME_REMOTE)
+    return;
+  uv_mutex_lock(&L->lock);
+  for (p = L->stopping ? NULL : L->peers; p != NULL; p = p->next) {
+    /* A closed accepted peer has no patterns left: only peers that are
+     * up, or 'connect' peers that will be again, get messages. */
+    if (p->remote.n == 0 || !wants(p, m->topic, m->topic_len))
+      continue;
+    if (p->qframes >= L->cfg.queue_frames ||
+        p->qbytes + size > L->cfg.queue_bytes ||
+        grow(A(L), (void **)&p->q, &p->qcap, sizeof *p->q, p->qn + 1) != 0) {
+      p->d_queue++;
+      continue;
+    }
+    /* Only this worker can hold a buffer that is not shared yet; once it
+     * is, other threads read the flag, so it is written only then. */
+    if (!b->shared)
+      b->shared = 1;
+    myc__buf_ref(b, 1);
+    p->q[p->qn++] = b;
+    p->qframes++;
+    p->qbytes += size;
+    woke = 1;
+  }
+  uv_mutex_unlock(&L->lock);
+  if (woke)
+    uv_async_send(&L->wake);
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+static void release(myc__links *L, myc_buf *b) {
+  myc__buf_release(NULL, A(L), b);
+}
+
+/* Releases a written batch: small buffers whose last reference this was
+ * go back to the pools of the workers they came from, one chain per
+ * worker, as workers hand back each other's. */
+static void release_batch(myc__links *L, myc_buf **v, uint32_t n) {
+  myc__sched *sc = &L->e->sched;
+  uint32_t i, w;
+  for (i = 0; i < n; i++) {
+    myc_buf *b = v[i];
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
+      continue;
+    if (b->size_class == 0 && b->origin < sc->nworkers && L->chains != NULL) {
+      myc__chain *c = &L->chains[b->origin];
+      b->next = NULL;
+      if (c->tail != NULL)
+        c->tail->next = b;
+      else
+        c->head = b;
+      c->tail = b;
+      c->n++;
+    } else {
+      myc__buf_free(NULL, A(L), b);
+    }
+  }
+  if (L->chains != NULL)
+    for (w = 0; w < sc->nworkers; w++)
+      if (L->chains[w].head != NULL)
+        myc__pool_give_chain(&sc->workers[w].pool, &L->chains[w]);
+}
+
+static void flush(peer *p);
+static void peer_fail(peer *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int ctl_append(peer *p, uint16_t type, const void *body, uint32_t len) {
+  if (bytes_grow(A(p->L), &p->ctl, &p->ctl_cap,
+                 p->ctl_len + MYC_WIRE_TLV + len) != 0)
+    return MYC_ENOMEM;
+  myc__wire_put_tlv(p->ctl + p->ctl_len, type, len);
+  if (len > 0)
+    memcpy(p->ctl + p->ctl_len + MYC_WIRE_TLV, body, len);
+  p->ctl_len += MYC_WIRE_TLV + len;
+  return 0;
+}
+
+static void on_written(uv_write_t *req, int status) {
+  peer *p = req->data;
+  myc__links *L = p->L;
+  uint32_t i;
+  uint64_t bytes = 0;
+  p->writing = 0;
+  for (i = 0; i < p->wn; i++)
+    bytes += MYC_WIRE_TLV + (uint64_t)p->wb[i]->hdr.frame_len;
+  uv_mutex_lock(&L->lock);
+  p->qframes -= p->wn;
+  p->qbytes -= bytes;
+  p->d_v1 += p->wskip;
+  if (status == 0) {
+    p->frames_out += p->wn - p->wskip;
+    p->bytes_out += bytes + p->wctl_len;
+  } else {
+    /* Written in part or not at all: lost with the connection. */
+    p->d_disconnect += p->wn - p->wskip;
+  }
+  p->wskip = 0;
+  uv_mutex_unlock(&L->lock);
+  release_batch(L, p->wb, p->wn);
+  p->wn = 0;
+  p->wctl_len = 0;
+  if (status != 0) {
+    if (status != UV_ECANCELED)
+      peer_fail(p, "write failed: %s", uv_strerror(status));
+    return;
+  }
+  flush(p);
+}
+
+/* Starts one writev of the control frames and the messages waiting, if
+ * none is under way. */
+static void flush(peer *p) {
+  myc__links *L = p->L;
+  uint32_t i, n = 0, take;
+  myc_buf **tmp;
+  uint32_t tmpcap;
+  int rc;
+  if (p->writing || p->state == P_CLOSING || !p->handle_open)
+    return;
+  if (p->state != P_UP && p->ctl_len == 0)
+    return;
+  /* The control frames. */
+  {
+    uint8_t *t = p->wctl;
+    size_t c = p->wctl_cap;
+    p->wctl = p->ctl;
+    p->wctl_cap = p->ctl_cap;
+    p->wctl_len = p->ctl_len;
+    p->ctl = t;
+    p->ctl_cap = c;
+    p->ctl_len = 0;
+  }
+  /* The messages, once the handshake is done: the whole queue at once
+   * (swapped with the empty batch array), in order. */
+  if (p->state == P_UP) {
+    uv_mutex_lock(&L->lock);
+    take = p->qn;
+    tmp = p->wb;
+    tmpcap = p->wcap;
+    p->wb = p->q;
+    p->wcap = p->qcap;
+    p->wn = take;
+    p->q = tmp;
+    p->qcap = tmpcap;
+    p->qn = 0;
+    uv_mutex_unlock(&L->lock);
+  }
+  if (p->wn == 0 && p->wctl_len == 0)
+    return;
+  /* v1 headers live beside the batch, one per message. */
+  if (grow(A(L), (void **)&p->iov, &p->iov_cap, sizeof *p->iov,
+           2 * p->wn + 1) != 0 ||
+      (p->version == 1 && grow(A(L), (void **)&p->v1hdr, &p->v1cap,
+                               MYC_WIRE_TLV, p->wn + 1) != 0)) {
+    peer_fail(p, "out of memory writing");
+    return;
+  }
+  p->wskip = 0;
+  if (p->wctl_len > 0)
+    p->iov[n++] = uv_buf_init((char *)p->wctl, (unsigned)p->wctl_len);
+  for (i = 0; i < p->wn; i++) {
+    myc_buf *b = p->wb[i];
+    if (p->version >= 2) {
+      p->iov[n++] = uv_buf_init((char *)myc__wire_msg_prefix(b),
+                                MYC_WIRE_TLV + b->hdr.frame_len);
+    } else if (b->hdr.kind == MYC_KIND_TYPED) {
+      myc__wire_put_tlv(p->v1hdr[i], b->hdr.type, b->hdr.payload_len);
+      p->iov[n++] = uv_buf_init((char *)p->v1hdr[i], MYC_WIRE_TLV);
+      p->iov[n++] = uv_buf_init((char *)myc__buf_payload(b),
+                                b->hdr.payload_len);
+    } else {
+      /* A v1 frame has no room for a topic or a kind. */
+      p->wskip++;
+    }
+  }
+  if (n == 0) {
+    p->wreq.data = p;
+    on_written(&p->wreq, 0);
+    return;
+  }
+  p->wreq.data = p;
+  p->writing = 1;
+  rc = uv_write(&p->wreq, &p->io.s, p->iov, n, on_written);
+  if (rc != 0) {
+    p->writing = 0;
+    on_written(&p->wreq, UV_ECANCELED);
+    peer_fail(p, "write failed: %s", uv_strerror(rc));
+  }
+}
+
+/* ---- announcing our subscriptions --------------------------------------- */
+
+static int collect(void *ud, const char *pattern, size_t len) {
+  void **a = ud;
+  myc__links *L = a[0];
+  strset *s = a[1];
+  if (pattern[0] == '$')
+    return 0;
+  return set_add(A(L), s, pattern, len) < 0 ? MYC_ENOMEM : 0;
+}
+
+/* Sends each peer that is up the SUB and UNSUB frames that bring what
+ * it was told to what the services subscribe now. */
+static void announce(myc__links *L) {
+  strset now;
+  void *a[2];
+  peer *p;
+  memset(&now, 0, sizeof now);
+  a[0] = L;
+  a[1] = &now;
+  atomic_store(&L->subs_dirty, 0);
+  if (myc__topics_patterns(&L->e->topics, L->svc, collect, a) != 0) {
+    logf_(L, MYC_LOG_ERROR, "out of memory reading the subscriptions");
+    set_clear(A(L), &now);
+    return;
+  }
+  for (p = L->peers; p != NULL; p = p->next) {
+    uint32_t i, j = 0;
+    if (p->state != P_UP)
+      continue;
+    for (i = 0; i < p->announced.n; i++) {
+      uint32_t at;
+      if (!set_find(&now, p->announced.v[i], strlen(p->announced.v[i]), &at))
+        ctl_append(p, MYC_WIRE_UNSUB, p->announced.v[i],
+                   (uint32_t)strlen(p->announced.v[i]));
+    }
+    for (i = 0; i < now.n; i++) {
+      uint32_t at;
+      if (!set_find(&p->announced, now.v[i], strlen(now.v[i]), &at))
+        ctl_append(p, MYC_WIRE_SUB, now.v[i], (uint32_t)strlen(now.v[i]));
+    }
+    set_clear(A(L), &p->announced);
+    for (j = 0; j < now.n; j++)
+      set_add(A(L), &p->announced, now.v[j], strlen(now.v[j]));
+    flush(p);
+  }
+  set_clear(A(L), &now);
+}
+
+static void on_topics_changed(void *ud) {
+  myc__links *L = ud;
+  atomic_store(&L->subs_dirty, 1);
+  uv_mutex_lock(&L->lock);
+  if (L->started && !L->stopping)
+    uv_async_send(&L->wake);
+  uv_mutex_unlock(&L->lock);
+}
+
+/* ---- peers: life and death ---------------------------------------------- */
+
+static void peer_free(peer *p) {
+  myc__links *L = p->L;
+  peer **pp;
+  uint32_t i;
+  uv_mutex_lock(&L->lock);
+  for (pp = &L->peers; *pp != NULL; pp = &(*pp)->next)
+    if (*pp == p) {
+      *pp = p->next;
+      break;
+    }
+  L->any_gone = 1;
+  L->gone.frames_in += p->frames_in;
+  L->gone.frames_out += p->frames_out;
+  L->gone.bytes_in += p->bytes_in;
+  L->gone.bytes_out += p->bytes_out;
+  L->gone.dropped_queue_full += p->d_queue;
+  L->gone.dropped_disconnect += p->d_disconnect;
+  L->gone.dropped_shutdown += p->d_shutdown;
+  L->gone.dropped_v1_untyped += p->d_v1;
+  L->gone.unknown_types += p->unknown;
+  L->gone.frame_errors += p->errors;
+  uv_mutex_unlock(&L->lock);
+  for (i = 0; i < p->qn; i++)
+    release(L, p->q[i]);
+  set_clear(A(L), &p->remote);
+  set_clear(A(L), &p->announced);
+  myc__free(A(L), p->q, p->qcap * sizeof *p->q);
+  myc__free(A(L), p->wb, p->wcap * sizeof *p->wb);
+  myc__free(A(L), p->iov, p->iov_cap * sizeof *p->iov);
+  myc__free(A(L), p->v1hdr, (size_t)p->v1cap * MYC_WIRE_TLV);
+  myc__free(A(L), p->ctl, p->ctl_cap);
+  myc__free(A(L), p->wctl, p->wctl_cap);
+  myc__free(A(L), p->rbuf, p->rcap);
+  myc__free(A(L), p, sizeof *p);
+}
+
+static void maybe_free(peer *p) {
+  if (p->want_free && !p->handle_open && !p->timer_open)
+    peer_free(p);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  peer *p = h->data;
+  p->timer_open = 0;
+  maybe_free(p);
+}
+
+/* State and name are read by status on other threads. */
+static void set_state(peer *p, int state) {
+  uv_mutex_lock(&p->L->lock);
+  p->state = state;
+  uv_mutex_unlock(&p->L->lock);
+}
+
+static void dial(peer *p);
+
+static void on_retry(uv_timer_t *t) {
+  dial(t->data);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  peer *p = h->data;
+  myc__links *L = p->L;
+  uint32_t i, lost = 0;
+  p->handle_open = 0;
+  p->rlen = 0;
+  p->ctl_len = 0;
+  set_clear(A(L), &p->announced);
+  if (L->closing || !p->outbound) {
+    /* Nobody will send what is queued for an accepted peer: it comes back
+     * as a new one with new subscriptions. */
+    drop_remote(L, p);
+    uv_mutex_lock(&L->lock);
+    for (i = 0; i < p->qn; i++)
+      release(L, p->q[i]);
+    lost = p->qn;
+    if (L->closing)
+      p->d_shutdown += lost;
+    else
+      p->d_disconnect += lost;
+    p->qn = 0;
+    p->qframes = p->qbytes = 0;
+    uv_mutex_unlock(&L->lock);
+    p->want_free = 1;
+    if (p->timer_open) {
+      uv_timer_stop(&p->timer);
+      uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+    } else {
+      maybe_free(p);
+    }
+    return;
+  }
+  /* A connection we dial: what is queued waits (bounded) for the next
+   * one; the peer's patterns are kept until it says them again. */
+  uv_mutex_lock(&L->lock);
+  p->state = P_DOWN;
+  p->version = 0;
+  uv_mutex_unlock(&L->lock);
+  uv_timer_start(&p->timer, on_retry,
+                 (uint64_t)myc__backoff_ms(&L->cfg.reconnect, p->attempts,
+                                           &L->rng),
+                 0);
+  p->attempts++;
+}
+
+static void peer_close(peer *p) {
+  if (p->state == P_CLOSING || !p->handle_open)
+    return;
+  set_state(p, P_CLOSING);
+  uv_timer_stop(&p->timer);
+  uv_close(&p->io.h, on_handle_closed);
+}
+
+static void peer_fail(peer *p, const char *fmt, ...) {
+  char why[512];
+  va_list ap;
+  if (p->state == P_CLOSING || !p->handle_open)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof why, fmt, ap);
+  va_end(ap);
+  uv_mutex_lock(&p->L->lock);
+  p->errors++;
+  uv_mutex_unlock(&p->L->lock);
+  logf_(p->L, MYC_LOG_ERROR, "link %s (%s): %s; closing this link", p->name,
+        p->ep->url, why);
+  peer_close(p);
+}
+
+/* Refuses the peer: tells it why in a CLOSE frame, then closes. */
+static void peer_refuse(peer *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void peer_refuse(peer *p, const char *fmt, ...) {
+  char why[MYC_WIRE_CLOSE_MAX];
+  va_list ap;
+  uv_buf_t b;
+  uint8_t *frame;
+  size_t n;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof why, fmt, ap);
+  va_end(ap);
+  n = strlen(why);
+  frame = myc__malloc(A(p->L), MYC_WIRE_TLV + n);
+  if (frame != NULL) {
+    /* Best effort and non-blocking: the link closes right after. */
+    myc__wire_put_tlv(frame, MYC_WIRE_CLOSE, (uint32_t)n);
+    memcpy(frame + MYC_WIRE_TLV, why, n);
+    b = uv_buf_init((char *)frame, (unsigned)(MYC_WIRE_TLV + n));
+    if (!p->writing)
+      uv_try_write(&p->io.s, &b, 1);
+    myc__free(A(p->L), frame, MYC_WIRE_TLV + n);
+  }
+  peer_fail(p, "refused: %s", why);
+}
+
+static void on_handshake_timeout(uv_timer_t *t) {
+  peer *p = t->data;
+  peer_fail(p, "handshake not finished within %.0f ms",
+            p->L->cfg.handshake_timeout_ms);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  peer *p = h->data;
+  (void)hint;
+  if (p->rcap - p->rlen == 0 &&
+      bytes_grow(A(p->L), &p->rbuf, &p->rcap, p->rcap + RBUF_INITIAL) != 0) {
+    *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
+    return;
+  }
+  *buf = uv_buf_init((char *)p->rbuf + p->rlen, (unsigned)(p->rcap - p->rlen));
+}
+
+/* The connection is there (dialled or accepted): say hello, read, and
+ * give the peer the handshake budget. */
+static void peer_connected(peer *p) {
+  myc__links *L = p->L;
+  size_t n = MYC_WIRE_TLV + myc__wire_hello_size(&L->hello);
+  int rc;
+  set_state(p, P_HANDSHAKE);
+  p->rlen = 0;
+  if (p->rbuf == NULL &&
+      bytes_grow(A(L), &p->rbuf, &p->rcap, RBUF_INITIAL) != 0) {
+    peer_fail(p, "out of memory");
+    return;
+  }
+  if (bytes_grow(A(L), &p->ctl, &p->ctl_cap, p->ctl_len + n) != 0) {
+    peer_fail(p, "out of memory");
+    return;
+  }
+  myc__wire_hello_encode(&L->hello, p->ctl + p->ctl_len, n);
+  p->ctl_len += n;
+  if ((rc = uv_read_start(&p->io.s, on_alloc, on_read)) != 0) {
+    peer_fail(p, "cannot read: %s", uv_strerror(rc));
+    return;
+  }
+  uv_timer_start(&p->timer, on_handshake_timeout,
+                 (uint64_t)L->cfg.handshake_timeout_ms, 0);
+  flush(p);
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  peer *p = req->data;
+  if (uv_is_closing(&p->io.h))
+    return; /* closed while dialling (the engine stops) */
+  if (status != 0) {
+    if (p->attempts <= 1)
+      logf_(p->L, MYC_LOG_WARN, "link %s: cannot connect: %s; retrying",
+            p->ep->url, uv_strerror(status));
+    set_state(p, P_CLOSING);
+    uv_close(&p->io.h, on_handle_closed);
+    return;
+  }
+  peer_connected(p);
+}
+
+static void dial(peer *p) {
+  myc__links *L = p->L;
+  int rc;
+  if (L->closing)
+    return;
+  set_state(p, P_CONNECTING);
+  p->conn.data = p;
+  if (p->ep->kind == MYC_EP_UNIX) {
+    uv_pipe_init(&L->loop, &p->io.pipe, 0);
+    p->io.h.data = p;
+    p->handle_open = 1;
+    uv_pipe_connect(&p->conn, &p->io.pipe, p->ep->path, on_connect);
+    return;
+  }
+  uv_tcp_init(&L->loop, &p->io.tcp);
+  p->io.h.data = p;
+  p->handle_open = 1;
+  {
+    struct sockaddr_storage sa;
+    if (uv_ip4_addr(p->ep->host, p->ep->port, (struct sockaddr_in *)&sa) != 0)
+      uv_ip6_addr(p->ep->host, p->ep->port, (struct sockaddr_in6 *)&sa);
+    uv_tcp_nodelay(&p->io.tcp, 1);
+    rc = uv_tcp_connect(&p->conn, &p->io.tcp, (struct sockaddr *)&sa,
+                        on_connect);
+  }
+  if (rc != 0)
+    on_connect(&p->conn, rc);
+}
+
+static peer *peer_new(myc__links *L, const myc__endpoint *ep, int outbound) {
+  peer *p = myc__calloc(A(L), sizeof *p);
+  if (p == NULL)
+    return NULL;
+  p->L = L;
+  p->ep = ep;
+  p->outbound = outbound;
+  snprintf(p->name, sizeof p->name, "%s", outbound ? ep->url : "(accepted)");
+  uv_timer_init(&L->loop, &p->timer);
+  p->timer.data = p;
+  p->timer_open = 1;
+  uv_mutex_lock(&L->lock);
+  p->next = L->peers;
+  L->peers = p;
+  uv_mutex_unlock(&L->lock);
+  return p;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+/* Publishes a message that came in over the link, keeping its trace
+ * context (a v1 frame brings none: 'm->trace_id' is a new root). */
+static void publish(peer *p, const myc__wire_msg *m) {
+  myc_engine *e = p->L->e;
+  int64_t id;
+  myc__topic *t;
+  myc_buf *b;
+  if (p->last_topic != 0 && m->topic_len == p->last_topic_len &&
+      memcmp(m->topic, p->last_topic_name, m->topic_len) == 0) {
+    id = p->last_topic;
+  } else {
+    id = myc__topics_resolve(&e->topics, m->topic, m->topic_len);
+    if (id < 0)
+      return;
+    p->last_topic = (uint32_t)id;
+    p->last_topic_len = m->topic_len;
+    memcpy(p->last_topic_name, m->topic, m->topic_len);
+  }
+  t = myc__topics_get(&e->topics, (uint32_t)id);
+  if (m->payload_len >= MYC_ADMIT_BYTES &&
+      myc__admit(&e->sched, NULL, t, m->payload_len) != 0)
+    return; /* counted by the subscribers that refused it */
+  b = myc__frame_new(&e->alloc, NULL, t, m->source, m->source_len, m->kind,
+                     m->type, m->payload, m->payload_len);
+  if (b == NULL) {
+    logf_(p->L, MYC_LOG_ERROR, "link %s: out of memory for a message on '%.*s'",
+          p->name, (int)m->topic_len, m->topic);
+    return;
+  }
+  memcpy(b->hdr.trace_id, m->trace_id, 16);
+  memcpy(b->hdr.span_id, m->span_id, 8);
+  memcpy(b->hdr.parent_id, m->parent_id, 8);
+  b->hdr.seq = m->seq;
+  b->hdr.ts_ns = m->ts_ns;
+  b->hdr.flags = MYC_FRAME_REMOTE;
+  myc__deliver(&e->topics, &e->sched, NULL, b);
+}
+
+static void handle_v1(peer *p, const myc__wire_tlv *t) {
+  myc__links *L = p->L;
+  const myc_contract_type *ct =
+      L->e->contracts ? myc_contract_type_by_tag(L->e->contracts, t->type)
+                      : NULL;
+  myc__wire_msg m;
+  uint64_t r[3];
+  if (ct == NULL || myc_contract_type_size(ct) != t->len) {
+    if (L->cfg.unknown_fail) {
+      peer_refuse(p, "message type %u is not one of this node's contracts "
+                     "(or not of its size) and unknown_type is \"fail\"",
+                  t->type);
+      return;
+    }
+    uv_mutex_lock(&L->lock);
+    p->unknown++;
+    uv_mutex_unlock(&L->lock);
+    return;
+  }
+  memset(&m, 0, sizeof m);
+  m.kind = MYC_KIND_TYPED;
+  m.type = t->type;
+  m.payload = t->body;
+  m.payload_len = t->len;
+  m.topic = myc_contract_type_name(ct);
+  m.topic_len = (uint16_t)strlen(m.topic);
+  m.source = p->name;
+  m.source_len = (uint8_t)strlen(p->name);
+  r[0] = myc__rng_id(&L->rng);
+  r[1] = myc__rng_id(&L->rng);
+  r[2] = myc__rng_id(&L->rng);
+  memcpy(m.trace_id, r, 16);
+  memcpy(m.span_id, &r[2], 8);
+  publish(p, &m);
+}
+
+/* Types both sides know must have the same digest. */
+static int schemas_agree(peer *p, const myc__wire_hello *h, char *why,
+                         size_t cap) {
+  const myc__wire_hello *me = &p->L->hello;
+  uint16_t i, j;
+  if (me->schema_id != 0 && h->schema_id != 0) {
+    if (me->schema_id != h->schema_id) {
+      snprintf(why, cap, "schema id %u here, %u at %s", me->schema_id,
+               h->schema_id, h->node);
+      return 0;
+    }
+    if (h->schema_version < me->min_compatible ||
+        me->schema_version < h->min_compatible) {
+      snprintf(why, cap, "schema version %u (compatible from %u) here, %u "
+               "(from %u) at %s", me->schema_version, me->min_compatible,
+               h->schema_version, h->min_compatible, h->node);
+      return 0;
+    }
+  }
+  for (i = 0; i < me->ntypes; i++)
+    for (j = 0; j < h->ntypes; j++)
+      if (myc__wire_hello_tag(me, i) == myc__wire_hello_tag(h, j) &&
+          memcmp(myc__wire_hello_digest(me, i), myc__wire_hello_digest(h, j),
+                 MYC_WIRE_DIGEST) != 0) {
+        char a[65], b[65];
+        const myc_contract_type *ct = myc_contract_type_by_tag(
+            p->L->e->contracts, myc__wire_hello_tag(me, i));
+        myc__hex(a, myc__wire_hello_digest(me, i), MYC_WIRE_DIGEST);
+        myc__hex(b, myc__wire_hello_digest(h, j), MYC_WIRE_DIGEST);
+        snprintf(why, cap, "type %s (tag %u) differs: digest %.16s... here, "
+                 "%.16s... at %s", ct ? myc_contract_type_name(ct) : "?",
+                 myc__wire_hello_tag(me, i), a, b, h->node);
+        return 0;
+      }
+  return 1;
+}
+
+static void handle_hello(peer *p, const myc__wire_tlv *t) {
+  myc__links *L = p->L;
+  myc__wire_hello h;
+  const char *why = NULL;
+  char reason[512];
+  int v;
+  if (myc__wire_hello_decode(t->body, t->len, &h, &why) != 0) {
+    peer_refuse(p, "bad handshake: %s", why);
+    return;
+  }
+  v = myc__wire_agree(&L->hello, &h);
+  if (v == 0) {
+    peer_refuse(p, "no common wire version: %u..%u here, %u..%u at %s",
+                L->hello.vmin, L->hello.vmax, h.vmin, h.vmax, h.node);
+    return;
+  }
+  if (!schemas_agree(p, &h, reason, sizeof reason)) {
+    peer_refuse(p, "incompatible contracts: %s", reason);
+    return;
+  }
+  uv_timer_stop(&p->timer);
+  /* Whatever it subscribed before this connection it says again now. */
+  drop_remote(L, p);
+  uv_mutex_lock(&L->lock);
+  snprintf(p->name, sizeof p->name, "%s", h.node);
+  p->version = v;
+  p->state = P_UP;
+  if (p->was_up)
+    p->reconnects++;
+  uv_mutex_unlock(&L->lock);
+  p->was_up = 1;
+  p->attempts = 0;
+  logf_(L, MYC_LOG_INFO, "link up: %s (%s, %s, wire v%d)", p->name,
+        p->ep->url, p->outbound ? "connected" : "accepted", v);
+  atomic_store(&L->subs_dirty, 1);
+  announce(L);
+  flush(p);
+}
+
+static void handle_sub(peer *p, const myc__wire_tlv *t, int add) {
+  myc__links *L = p->L;
+  const char *why = NULL;
+  char pat[MYC_TOPIC_MAX + 1];
+  int changed;
+  if (myc__wire_pattern_check(t->body, t->len, &why) != 0) {
+    peer_fail(p, "%s", why);
+    return;
+  }
+  memcpy(pat, t->body, t->len);
+  pat[t->len] = '\0';
+  uv_mutex_lock(&L->lock);
+  changed = add ? set_add(A(L), &p->remote, pat, t->len)
+                : set_del(A(L), &p->remote, pat, t->len);
+  uv_mutex_unlock(&L->lock);
+  if (changed < 0) {
+    peer_fail(p, "out of memory for its subscriptions");
+    return;
+  }
+  if (changed > 0) {
+    if (add)
+      ref_pattern(L, pat);
+    else
+      unref_pattern(L, pat);
+  }
+}
+
+/* One whole frame.  Returns nonzero when the link is closing. */
+static int handle_frame(peer *p, const myc__wire_tlv *t) {
+  myc__links *L = p->L;
+  uv_mutex_lock(&L->lock);
+  p->frames_in++;
+  p->bytes_in += MYC_WIRE_TLV + (uint64_t)t->len;
+  uv_mutex_unlock(&L->lock);
+  if (p->state == P_HANDSHAKE) {
+    if (t->type == MYC_WIRE_CLOSE)
+      goto closed;
+    if (t->type != MYC_WIRE_HELLO) {
+      peer_fail(p, "the first frame is of type 0x%04x, not a handshake",
+                t->type);
+      return 1;
+    }
+    handle_hello(p, t);
+    return p->state != P_UP;
+  }
+  if (t->type <= MYC_WIRE_V1_MAX_TYPE) {
+    handle_v1(p, t);
+    return p->state == P_CLOSING;
+  }
+  switch (t->type) {
+  case MYC_WIRE_MSG: {
+    myc__wire_msg m;
+    const char *why = NULL;
+    if (p->version < 2) {
+      peer_fail(p, "a v2 message on a v1 link");
+      return 1;
+    }
+    if (myc__wire_msg_decode(t->body, t->len, &m, &why) != 0) {
+      peer_fail(p, "bad message frame: %s", why);
+      return 1;
+    }
+    publish(p, &m);
+    return 0;
+  }
+  case MYC_WIRE_SUB:
+  case MYC_WIRE_UNSUB:
+    handle_sub(p, t, t->type == MYC_WIRE_SUB);
+    return p->state == P_CLOSING;
+  case MYC_WIRE_CLOSE:
+    goto closed;
+  case MYC_WIRE_HELLO:
+    peer_fail(p, "a second handshake");
+    return 1;
+  default:
+    peer_fail(p, "unknown frame type 0x%04x", t->type);
+    return 1;
+  }
+closed:
+  logf_(L, MYC_LOG_ERROR, "link %s (%s): the peer closed it: %.*s", p->name,
+        p->ep->url, (int)(t->len > MYC_WIRE_CLOSE_MAX ? MYC_WIRE_CLOSE_MAX
+                                                     : t->len),
+        (const char *)t->body);
+  peer_close(p);
+  return 1;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  peer *p = s->data;
+  myc__links *L = p->L;
+  size_t off = 0;
+  (void)buf;
+  if (n < 0) {
+    if (n == UV_EOF)
+      logf_(L, p->state == P_UP ? MYC_LOG_WARN : MYC_LOG_ERROR,
+            "link %s (%s): the peer hung up", p->name, p->ep->url);
+    else
+      logf_(L, MYC_LOG_ERROR, "link %s (%s): read failed: %s", p->name,
+            p->ep->url, uv_strerror((int)n));
+    peer_close(p);
+    return;
+  }
+  if (n == 0)
+    return;
+  p->rlen += (size_t)n;
+  for (;;) {
+    myc__wire_tlv t;
+    int64_t k = myc__wire_next(p->rbuf + off, p->rlen - off,
+                               L->cfg.max_frame, &t);
+    if (k == MYC_ELIMIT) {
+      uint32_t len;
+      memcpy(&len, p->rbuf + off + 2, 4);
+      peer_fail(p, "a frame of %u bytes, over max_frame (%u)", len,
+                L->cfg.max_frame);
+      return;
+    }
+    if (k == 0)
+      break;
+    if (handle_frame(p, &t))
+      return;
+    off += (size_t)k;
+  }
+  if (off > 0) {
+    memmove(p->rbuf, p->rbuf + off, p->rlen - off);
+    p->rlen -= off;
+  }
+  if (p->rlen > 0) {
+    /* Make room for the whole of the frame begun (its size is known and
+     * within max_frame once the 6 bytes are in). */
+    if (off > 0 || p->partial_since == 0)
+      p->partial_since = uv_now(&L->loop) + 1;
+    if (p->rlen >= MYC_WIRE_TLV) {
+      uint32_t len;
+      memcpy(&len, p->rbuf + 2, 4);
+      if (bytes_grow(A(L), &p->rbuf, &p->rcap, MYC_WIRE_TLV + (size_t)len) !=
+          0)
+        peer_fail(p, "out of memory for a frame of %u bytes", len);
+    }
+  } else {
+    p->partial_since = 0;
+  }
+}
+
+/* Peers that began a frame and stall (slowloris) lose their link. */
+static void on_tick(uv_timer_t *t) {
+  myc__links *L = t->data;
+  uint64_t now = uv_now(&L->loop);
+  peer *p;
+  for (p = L->peers; p != NULL; p = p->next)
+    if (p->partial_since != 0 && p->state != P_CLOSING &&
+        (double)(now - (p->partial_since - 1)) > L->cfg.frame_timeout_ms) {
+      p->partial_since = 0;
+      peer_fail(p, "a frame begun %.0f ms ago is still not complete",
+                L->cfg.frame_timeout_ms);
+    }
+}
+
+/* ---- listening ---------------------------------------------------------- */
+
+static void on_connection(uv_stream_t *server, int status) {
+  listener *ls = server->data;
+  myc__links *L = ls->L;
+  peer *p;
+  int rc;
+  if (status != 0) {
+    logf_(L, MYC_LOG_ERROR, "link %s: accept failed: %s", ls->ep->url,
+          uv_strerror(status));
+    return;
+  }
+  p = peer_new(L, ls->ep, 0);
+  if (p == NULL) {
+    logf_(L, MYC_LOG_ERROR, "link %s: out of memory accepting", ls->ep->url);
+    return;
+  }
+  if (ls->ep->kind == MYC_EP_UNIX)
+    uv_pipe_init(&L->loop, &p->io.pipe, 0);
+  else
+    uv_tcp_init(&L->loop, &p->io.tcp);
+  p->io.h.data = p;
+  p->handle_open = 1;
+  if ((rc = uv_accept(server, &p->io.s)) != 0) {
+    peer_fail(p, "accept failed: %s", uv_strerror(rc));
+    return;
+  }
+  if (ls->ep->kind == MYC_EP_UNIX && L->cfg.nallow_uids > 0) {
+    struct ucred cred;
+    socklen_t clen = sizeof cred;
+    uv_os_fd_t fd;
+    uint32_t k;
+    int ok = 0;
+    if (uv_fileno(&p->io.h, &fd) == 0 &&
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0)
+      for (k = 0; k < L->cfg.nallow_uids; k++)
+        ok |= L->cfg.allow_uids[k] == (uint32_t)cred.uid;
+    if (!ok) {
+      peer_refuse(p, "uid %d is not in link.allow_uids", (int)cred.uid);
+      return;
+    }
+  }
+  if (ls->ep->kind == MYC_EP_TCP) {
+    struct sockaddr_storage sa;
+    int len = sizeof sa;
+    char ip[64] = "?";
+    uv_tcp_nodelay(&p->io.tcp, 1);
+    if (uv_tcp_getpeername(&p->io.tcp, (struct sockaddr *)&sa, &len) == 0) {
+      if (sa.ss_family == AF_INET)
+        uv_ip4_name((struct sockaddr_in *)&sa, ip, sizeof ip);
+      else
+        uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof ip);
+    }
+    uv_mutex_lock(&L->lock);
+    snprintf(p->name, sizeof p->name, "%s", ip);
+    uv_mutex_unlock(&L->lock);
+  } else {
+    uv_mutex_lock(&L->lock);
+    snprintf(p->name, sizeof p->name, "(unix peer)");
+    uv_mutex_unlock(&L->lock);
+  }
+  peer_connected(p);
+}
+
+static int listen_one(myc__links *L, listener *ls, char *err, size_t errlen) {
+  int rc;
+  ls->io.h.data = ls;
+  if (ls->ep->kind == MYC_EP_UNIX) {
+    struct stat st;
+    uv_pipe_init(&L->loop, &ls->io.pipe, 0);
+    ls->open = 1;
+    /* A socket file left by an engine that died: nobody listens on it. */
+    if (stat(ls->ep->path, &st) == 0 && S_ISSOCK(st.st_mode))
+      unlink(ls->ep->path);
+    rc = uv_pipe_bind(&ls->io.pipe, ls->ep->path);
+    if (rc == 0 && chmod(ls->ep->path, (mode_t)L->cfg.unix_mode) != 0)
+      rc = -errno;
+  } else {
+    struct sockaddr_storage sa;
+    uv_tcp_init(&L->loop, &ls->io.tcp);
+    ls->open = 1;
+    if (uv_ip4_addr(ls->ep->host, ls->ep->port, (struct sockaddr_in *)&sa) !=
+        0)
+      uv_ip6_addr(ls->ep->host, ls->ep->port, (struct sockaddr_in6 *)&sa);
+    rc = uv_tcp_bind(&ls->io.tcp, (struct sockaddr *)&sa, 0);
+  }
+  if (rc == 0)
+    rc = uv_listen(&ls->io.s, 128, on_connection);
+  if (rc != 0) {
+    snprintf(err, errlen, "link %s: cannot listen: %s", ls->ep->url,
+             uv_strerror(rc));
+    return rc;
+  }
+  ls->bound = 1;
+  if (ls->ep->kind == MYC_EP_TCP) {
+    struct sockaddr_storage sa;
+    int len = sizeof sa;
+    if (uv_tcp_getsockname(&ls->io.tcp, (struct sockaddr *)&sa, &len) == 0)
+      ls->port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
+    logf_(L, MYC_LOG_INFO, "link listening on tcp://%s:%d", ls->ep->host,
+          ls->port);
+  } else {
+    logf_(L, MYC_LOG_INFO, "link listening on %s", ls->ep->url);
+  }
+  return 0;
+}
+
+/* ---- the thread --------------------------------------------------------- */
+
+static void on_listener_closed(uv_handle_t *h) { (void)h; }
+
+static void shut_down(myc__links *L) {
+  peer *p, *next;
+  uint32_t i;
+  L->closing = 1;
+  for (i = 0; i < L->nlisten; i++)
+    if (L->listeners[i].open) {
+      L->listeners[i].open = 0;
+      uv_close(&L->listeners[i].io.h, on_listener_closed);
+      if (L->listeners[i].ep->kind == MYC_EP_UNIX && L->listeners[i].bound)
+        unlink(L->listeners[i].ep->path);
+    }
+  for (p = L->peers; p != NULL; p = next) {
+    next = p->next;
+    if (p->handle_open) {
+      if (p->state != P_CLOSING) {
+        set_state(p, P_CLOSING);
+        uv_close(&p->io.h, on_handle_closed);
+      }
+    } else {
+      /* down, waiting to redial */
+      p->want_free = 1;
+      drop_remote(L, p);
+      uv_mutex_lock(&L->lock);
+      p->d_shutdown += p->qn;
+      uv_mutex_unlock(&L->lock);
+      if (p->timer_open) {
+        uv_timer_stop(&p->timer);
+        uv_close((uv_handle_t *)&p->timer, on_timer_closed);
+      }
+    }
+  }
+  uv_close((uv_handle_t *)&L->tick, NULL);
+  uv_close((uv_handle_t *)&L->wake, NULL);
+}
+
+static void on_wake(uv_async_t *a) {
+  myc__links *L = a->data;
+  peer *p;
+  int stopping;
+  uv_mutex_lock(&L->lock);
+  stopping = L->stopping;
+  uv_mutex_unlock(&L->lock);
+  if (stopping) {
+    shut_down(L);
+    return;
+  }
+  if (atomic_load(&L->subs_dirty))
+    announce(L);
+  for (p = L->peers; p != NULL; p = p->next)
+    flush(p);
+}
+
+static void thread_main(void *arg) {
+  myc__links *L = arg;
+  uv_run(&L->loop, UV_RUN_DEFAULT);
+}
+
+static int links_start(void *ud, char *err, size_t errlen) {
+  myc__links *L = ud;
+  uint32_t i;
+  int rc;
+  const myc_contract_set *cs = L->e->contracts;
+  /* The handshake: our node, wire versions and contracts. */
+  memset(&L->hello, 0, sizeof L->hello);
+  L->hello.vmin = MYC_WIRE_VERSION_MIN;
+  L->hello.vmax = (uint8_t)L->cfg.wire_max;
+  snprintf(L->hello.node, sizeof L->hello.node, "%s", L->e->node);
+  if (cs != NULL) {
+    size_t n = myc_contract_type_count(cs), k;
+    L->hello.schema_id = myc_contract_schema_id(cs);
+    L->hello.schema_version = myc_contract_schema_version(cs);
+    L->hello.min_compatible = myc_contract_min_compatible(cs);
+    if (n > MYC_WIRE_MAX_TYPES)
+      n = MYC_WIRE_MAX_TYPES;
+    L->hello_types = myc__calloc(A(L), n * MYC_WIRE_TYPE_ENTRY + 1);
+    if (L->hello_types == NULL)
+      return MYC_ENOMEM;
+    for (k = 0; k < n; k++) {
+      const myc_contract_type *t = myc_contract_type_at(cs, k);
+      const char *hex = myc_contract_type_digest(t);
+      uint8_t *e = L->hello_types + k * MYC_WIRE_TYPE_ENTRY;
+      uint16_t tag = myc_contract_type_tag(t);
+      size_t j;
+      e[0] = (uint8_t)tag;
+      e[1] = (uint8_t)(tag >> 8);
+      for (j = 0; j < MYC_WIRE_DIGEST && hex[2 * j] && hex[2 * j + 1]; j++) {
+        unsigned v;
+        sscanf(hex + 2 * j, "%2x", &v);
+        e[2 + j] = (uint8_t)v;
+      }
+    }
+    L->hello.ntypes = (uint16_t)n;
+    L->hello.types = L->hello_types;
+  }
+  /* A peer that hangs up while we write must not kill the engine with
+   * SIGPIPE; keep a disposition the host chose. */
+  {
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+      signal(SIGPIPE, SIG_IGN);
+  }
+  L->chains = myc__calloc(A(L), L->e->sched.nworkers * sizeof *L->chains + 1);
+  if (L->chains == NULL)
+    return MYC_ENOMEM;
+  if ((rc = uv_loop_init(&L->loop)) != 0) {
+    snprintf(err, errlen, "links: cannot make a loop: %s", uv_strerror(rc));
+    return rc;
+  }
+  uv_async_init(&L->loop, &L->wake, on_wake);
+  L->wake.data = L;
+  uv_timer_init(&L->loop, &L->tick);
+  L->tick.data = L;
+  uv_timer_start(&L->tick, on_tick, 250, 250);
+  for (i = 0; i < L->nlisten; i++) {
+    L->listeners[i].L = L;
+    L->listeners[i].ep = &L->eps[i];
+    if ((rc = listen_one(L, &L->listeners[i], err, errlen)) != 0)
+      break;
+  }
+  for (i = 0; rc == 0 && i < L->nconnect; i++) {
+    peer *p = peer_new(L, &L->eps[L->nlisten + i], 1);
+    if (p == NULL) {
+      snprintf(err, errlen, "links: out of memory");
+      rc = MYC_ENOMEM;
+      break;
+    }
+    dial(p);
+  }
+  if (rc == 0 && (rc = uv_thread_create(&L->thread, thread_main, L)) != 0)
+    snprintf(err, errlen, "links: cannot start the link thread: %s",
+             uv_strerror(rc));
+  if (rc != 0) {
+    /* Nothing ran: close what was opened on this thread. */
+    L->stopping = 1;
+    shut_down(L);
+    uv_run(&L->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&L->loop);
+    L->joined = 1;
+    return MYC_ECONFIG;
+  }
+  myc__topics_watch(&L->e->topics, on_topics_changed, L);
+  uv_mutex_lock(&L->lock);
+  L->started = 1;
+  uv_mutex_unlock(&L->lock);
+  atomic_store(&L->subs_dirty, 1);
+  uv_async_send(&L->wake);
+  return 0;
+}
+
+static void links_quiesce(void *ud) {
+  myc__links *L = ud;
+  if (!L->started || L->joined)
+    return;
+  myc__topics_watch(&L->e->topics, NULL, NULL);
+  uv_mutex_lock(&L->lock);
+  L->stopping = 1;
+  uv_mutex_unlock(&L->lock);
+  uv_async_send(&L->wake);
+  uv_thread_join(&L->thread);
+  uv_loop_close(&L->loop);
+  L->joined = 1;
+}
+
+static void links_free(void *ud) {
+  myc__links *L = ud;
+  links_quiesce(L);
+  while (L->peers != NULL) /* never started: nothing is open */
+    peer_free(L->peers);
+  while (L->nrefs > 0)
+    myc__strfree(A(L), L->refs[--L->nrefs].pattern);
+  myc__free(A(L), L->refs, L->caprefs * sizeof *L->refs);
+  myc__free(A(L), L->chains, L->e->sched.nworkers * sizeof *L->chains + 1);
+  myc__free(A(L), L->hello_types,
+            (size_t)L->hello.ntypes * MYC_WIRE_TYPE_ENTRY + 1);
+  myc__free(A(L), L->listeners, L->nlisten * sizeof *L->listeners + 1);
+  myc__free(A(L), L->eps, (L->nlisten + L->nconnect) * sizeof *L->eps + 1);
+  uv_mutex_destroy(&L->lock);
+  myc__free(A(L), L, sizeof *L);
+}
+
+/* ---- configuration and attachment -------------------------------------- */
+
+void myc__link_config_init(myc__link_config *c) {
+  memset(c, 0, sizeof *c);
+  c->max_frame = MYC_WIRE_MAX_FRAME_DEFAULT;
+  c->queue_frames = 65536;
+  c->queue_bytes = 64ull << 20;
+  c->handshake_timeout_ms = 5000;
+  c->frame_timeout_ms = 10000;
+  c->reconnect.initial_ms = 100;
+  c->reconnect.max_ms = 5000;
+  c->reconnect.multiplier = 2;
+  c->reconnect.jitter = 0.2;
+  c->wire_max = 2;
+  c->unknown_fail = 0;
+  c->unix_mode = 0600;
+}
+
+const char *myc__link_config_check(const myc__link_config *c) {
+  if (c->max_frame < 1024)
+    return "link.max_frame must be at least 1024 bytes";
+  if (c->queue_frames == 0 || c->queue_bytes == 0)
+    return "link.queue_frames and link.queue_bytes must be positive";
+  if (!(c->handshake_timeout_ms > 0) || !(c->frame_timeout_ms > 0))
+    return "link timeouts must be positive";
+  if (!myc__backoff_ok(&c->reconnect))
+    return "link reconnect delays are out of range";
+  if (c->wire_max != 1 && c->wire_max != 2)
+    return "link.wire must be 1 or 2";
+  return NULL;
+}
+
+int myc__links_attach(myc_engine *e, const myc__link_config *c,
+                      const char *const *listen, size_t nlisten,
+                      const char *const *connect, size_t nconnect,
+                      myc__links **out, char *err, size_t errlen) {
+  myc__links *L;
+  const char *why = myc__link_config_check(c);
+  size_t i, n = nlisten + nconnect;
+  int rc;
+  *out = NULL;
+  if (why != NULL) {
+    snprintf(err, errlen, "%s", why);
+    return MYC_EINVAL;
+  }
+  if (e->manual) {
+    snprintf(err, errlen, "links need a threaded engine");
+    return MYC_EINVAL;
+  }
+  L = myc__calloc(&e->alloc, sizeof *L);
+  if (L == NULL)
+    return MYC_ENOMEM;
+  L->e = e;
+  L->cfg = *c;
+  L->nlisten = (uint32_t)nlisten;
+  L->nconnect = (uint32_t)nconnect;
+  myc__rng_seed(&L->rng);
+  if (uv_mutex_init(&L->lock) != 0) {
+    myc__free(&e->alloc, L, sizeof *L);
+    return MYC_ENOMEM;
+  }
+  L->eps = myc__calloc(&e->alloc, n * sizeof *L->eps + 1);
+  L->listeners = myc__calloc(&e->alloc, nlisten * sizeof *L->listeners + 1);
+  if (L->eps == NULL || L->listeners == NULL ||
+      myc__engine_on_free(e, links_free, L) != 0) {
+    myc__free(&e->alloc, L->eps, n * sizeof *L->eps + 1);
+    myc__free(&e->alloc, L->listeners, nlisten * sizeof *L->listeners + 1);
+    uv_mutex_destroy(&L->lock);
+    myc__free(&e->alloc, L, sizeof *L);
+    return MYC_ENOMEM;
+  }
+  /* From here 'L' is the engine's: freed with it. */
+  for (i = 0; i < n; i++) {
+    const char *url = i < nlisten ? listen[i] : connect[i - nlisten];
+    if ((rc = myc__endpoint_parse(&L->eps[i], url, err, errlen)) != 0)
+      return rc;
+    if (i >= nlisten && L->eps[i].kind == MYC_EP_TCP && L->eps[i].port == 0) {
+      snprintf(err, errlen, "link '%s': connect needs a port other than 0",
+               url);
+      return MYC_EINVAL;
+    }
+  }
+  /* "_links" starts with a pattern nobody emits on and drops it: its
+   * subscriptions are the peers'. */
+  rc = myc_engine_add_c_service(e, "_links", "_links.none", on_message, L, -1);
+  if (rc != 0) {
+    snprintf(err, errlen, "links: cannot add the _links service: %s",
+             myc_strerror(rc));
+    return rc;
+  }
+  L->svc = myc__engine_find(e, "_links", 6);
+  myc__topics_unsubscribe(&e->topics, L->svc, "_links.none", 11);
+  if ((rc = myc__engine_beside(e, links_start, links_quiesce, myc__links_status, L)) != 0)
+    return rc;
+  *out = L;
+  return 0;
+}
+
+/* ---- introspection ------------------------------------------------------ */
+
+myc__links *myc__links_of(myc_engine *e) {
+  myc_service *s = myc__engine_find(e, "_links", 6);
+  return s != NULL && s->cb == on_message ? s->cb_ud : NULL;
+}
+
+uint32_t myc__links_stats(myc__links *L, myc__link_stats *out, uint32_t max) {
+  uint32_t n = 0;
+  peer *p;
+  uv_mutex_lock(&L->lock);
+  for (p = L->peers; p != NULL; p = p->next, n++) {
+    myc__link_stats *s;
+    if (n >= max)
+      continue;
+    s = &out[n];
+    memset(s, 0, sizeof *s);
+    snprintf(s->peer, sizeof s->peer, "%s", p->name);
+    snprintf(s->url, sizeof s->url, "%s", p->ep->url);
+    s->dir = p->outbound ? "connect" : "accept";
+    s->state = STATE_NAME[p->state];
+    s->version = p->version;
+    s->frames_in = p->frames_in;
+    s->frames_out = p->frames_out;
+    s->bytes_in = p->bytes_in;
+    s->bytes_out = p->bytes_out;
+    s->queued = p->qframes;
+    s->queued_bytes = p->qbytes;
+    s->dropped_queue_full = p->d_queue;
+    s->dropped_disconnect = p->d_disconnect;
+    s->dropped_shutdown = p->d_shutdown;
+    s->dropped_v1_untyped = p->d_v1;
+    s->unknown_types = p->unknown;
+    s->frame_errors = p->errors;
+    s->reconnects = p->reconnects;
+    s->patterns = p->remote.n;
+  }
+  if (L->any_gone) {
+    if (n < max) {
+      out[n] = L->gone;
+      snprintf(out[n].peer, sizeof out[n].peer, "(closed links)");
+      out[n].dir = "accept";
+      out[n].state = "closed";
+    }
+    n++;
+  }
+  uv_mutex_unlock(&L->lock);
+  return n;
+}
+
+const myc__alloc *myc__links_alloc(myc__links *L) { return A(L); }
+
+int myc__links_port(myc__links *L, uint32_t i) {
+  return i < L->nlisten ? L->listeners[i].port : 0;
+}

@@ -1,0 +1,143 @@
+/* wire.h -- the frames engines exchange over a link (docs/WIRE.md).
+ *
+ * Every frame is a TLV: [type u16 LE][len u32 LE][len bytes].  Types
+ * below 0xFF00 are v1 messages (the type is a contract tag, the bytes its
+ * struct), as the Rust Mycelium sends them.  Types 0xFF00 and above are
+ * v2 control and message frames; a v2 message's bytes are the engine's
+ * in-memory frame from its header on (core/buf.h), so a buffer goes to
+ * the socket as it is, behind the 6 bytes written in its wire prefix.
+ *
+ * Nothing here allocates or keeps state: the decoders read a byte range
+ * and either describe it or say why it is not a frame.  A length is
+ * refused against the limit from the 6 header bytes alone, before anyone
+ * buffers what it announces.
+ */
+#ifndef MYC_WIRE_H
+#define MYC_WIRE_H
+
+#include "core/buf.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MYC_WIRE_TLV 6
+#define MYC_WIRE_MAX_FRAME_DEFAULT (16u << 20) /* the Rust Mycelium's */
+#define MYC_WIRE_V1_MAX_TYPE 0xFEFF
+
+enum {
+  MYC_WIRE_HELLO = 0xFF01, /* handshake, both sides, first frame */
+  MYC_WIRE_MSG = 0xFF02,   /* a v2 message (header, payload, topic, source) */
+  MYC_WIRE_SUB = 0xFF03,   /* the sender's services subscribed a pattern */
+  MYC_WIRE_UNSUB = 0xFF04, /* ... and no longer do */
+  MYC_WIRE_CLOSE = 0xFF05  /* why the sender closes the link (text) */
+};
+
+#define MYC_WIRE_MAGIC "MYCL"
+#define MYC_WIRE_VERSION_MIN 1
+#define MYC_WIRE_VERSION_MAX 2
+#define MYC_WIRE_DIGEST 32 /* SHA-256, raw */
+#define MYC_WIRE_CLOSE_MAX 1024
+
+/* One TLV found in a byte range. */
+typedef struct {
+  uint16_t type;
+  uint32_t len;
+  const uint8_t *body;
+} myc__wire_tlv;
+
+/* Looks for a whole frame at 'p' ('n' bytes).  Returns its size (header
+ * included) with '*out' set, 0 when more bytes are needed, or MYC_ELIMIT
+ * when the header announces more than 'max_frame' bytes (known from the
+ * first 6 bytes). */
+int64_t myc__wire_next(const uint8_t *p, size_t n, uint32_t max_frame,
+                       myc__wire_tlv *out);
+
+/* Writes a TLV header for 'type' and 'len' at 'out' (6 bytes). */
+static inline void myc__wire_put_tlv(uint8_t *out, uint16_t type,
+                                     uint32_t len) {
+  out[0] = (uint8_t)type;
+  out[1] = (uint8_t)(type >> 8);
+  out[2] = (uint8_t)len;
+  out[3] = (uint8_t)(len >> 8);
+  out[4] = (uint8_t)(len >> 16);
+  out[5] = (uint8_t)(len >> 24);
+}
+
+/* A v2 message, checked: every pointer lies inside the frame. */
+typedef struct {
+  const myc_frame *hdr; /* may be unaligned: read fields with memcpy */
+  int kind;
+  uint16_t type;
+  const uint8_t *payload;
+  uint32_t payload_len;
+  const char *topic;
+  uint16_t topic_len;
+  const char *source;
+  uint8_t source_len;
+  uint8_t trace_id[16], span_id[8], parent_id[8];
+  uint64_t seq, ts_ns;
+} myc__wire_msg;
+
+/* Checks the body of a MYC_WIRE_MSG frame.  Returns 0 with '*m' set, or
+ * MYC_EINVAL with '*why' naming what is wrong. */
+int myc__wire_msg_decode(const uint8_t *body, uint32_t len, myc__wire_msg *m,
+                         const char **why);
+
+/* Writes, in the wire prefix of 'b', the TLV header that makes the bytes
+ * from b->wire_prefix + 3 a MYC_WIRE_MSG frame.  Returns where the frame
+ * starts; its length is MYC_WIRE_TLV + b->hdr.frame_len. */
+static inline const uint8_t *myc__wire_msg_prefix(myc_buf *b) {
+  uint8_t *p = b->wire_prefix + sizeof b->wire_prefix - MYC_WIRE_TLV;
+  myc__wire_put_tlv(p, MYC_WIRE_MSG, b->hdr.frame_len);
+  return p;
+}
+
+#define MYC_WIRE_MAX_TYPES 4096
+#define MYC_WIRE_NODE_MAX 255
+
+/* The handshake.  'types' points into the decoded frame (or the caller's
+ * array for encoding): ntypes entries of [tag u16 LE][digest 32 bytes]. */
+typedef struct {
+  uint8_t vmin, vmax;
+  uint16_t flags;
+  char node[MYC_WIRE_NODE_MAX + 1];
+  uint32_t schema_id; /* 0: no contracts */
+  uint16_t schema_version, min_compatible;
+  uint16_t ntypes;
+  const uint8_t *types;
+} myc__wire_hello;
+
+#define MYC_WIRE_TYPE_ENTRY (2 + MYC_WIRE_DIGEST)
+
+/* Bytes the HELLO body of 'h' takes. */
+size_t myc__wire_hello_size(const myc__wire_hello *h);
+
+/* Writes the HELLO frame (TLV header included) for 'h' into 'out'.
+ * Returns its size, or 0 when 'cap' is too small or 'h' is invalid. */
+size_t myc__wire_hello_encode(const myc__wire_hello *h, uint8_t *out,
+                              size_t cap);
+
+/* Decodes a HELLO body.  Returns 0, or MYC_EINVAL with '*why'. */
+int myc__wire_hello_decode(const uint8_t *body, uint32_t len,
+                           myc__wire_hello *h, const char **why);
+
+/* The version both sides speak: the highest in both ranges, or 0. */
+int myc__wire_agree(const myc__wire_hello *a, const myc__wire_hello *b);
+
+/* Entry 'i' of h->types. */
+static inline uint16_t myc__wire_hello_tag(const myc__wire_hello *h,
+                                           uint16_t i) {
+  const uint8_t *e = h->types + (size_t)i * MYC_WIRE_TYPE_ENTRY;
+  return (uint16_t)(e[0] | e[1] << 8);
+}
+static inline const uint8_t *myc__wire_hello_digest(const myc__wire_hello *h,
+                                                    uint16_t i) {
+  return h->types + (size_t)i * MYC_WIRE_TYPE_ENTRY + 2;
+}
+
+/* Checks the body of a SUB or UNSUB frame (a subscription pattern).
+ * Returns 0 or MYC_EINVAL with '*why'. */
+int myc__wire_pattern_check(const uint8_t *body, uint32_t len,
+                            const char **why);
+
+#endif

@@ -1,0 +1,620 @@
+/* link_test.c -- two engines in one process linked over a Unix socket and
+ * over TCP on 127.0.0.1: subscriptions propagate (and follow changes at
+ * run time), messages arrive in order with their trace context, a peer
+ * that goes away is redialled and resubscribed, and hostile peers
+ * (garbage, oversize frames, a stalled frame, a peer that never reads)
+ * lose only their own link, counted. */
+#include "test.h"
+#include "test_engine.h"
+
+#include "core/topic.h"
+#include "link/link.h"
+#include "link/wire.h"
+#include "runtime/engine.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+static char tmpdir[] = "/tmp/myc_link_test_XXXXXX";
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* What the sink (a C service of engine B) received. */
+typedef struct {
+  _Atomic uint64_t n;
+  _Atomic uint64_t bad_order;
+  uint64_t last;
+  uint8_t trace[16];
+  _Atomic int got_trace;
+} sink;
+
+static void on_sink(void *ud, const myc_message *m) {
+  sink *s = ud;
+  uint64_t v = 0;
+  if (m->len >= 8)
+    memcpy(&v, m->data, 8);
+  if (v != s->last + 1)
+    atomic_fetch_add(&s->bad_order, 1);
+  s->last = v;
+  if (!atomic_load(&s->got_trace)) {
+    memcpy(s->trace, m->trace_id, 16);
+    atomic_store(&s->got_trace, 1);
+  }
+  atomic_fetch_add(&s->n, 1);
+}
+
+static const char *NOOP = "return { handlers = {} }\n";
+
+/* An engine from a config file in tmpdir: 'links' is the Lua text of its
+ * listen/connect/link keys. */
+static myc_engine *engine(const char *name, const char *links) {
+  char path[512], cfg[2048], err[512];
+  myc_engine *e = NULL;
+  FILE *f;
+  test_module(tmpdir, "noop.lua", NOOP);
+  snprintf(cfg, sizeof cfg,
+           "return { node = \"%s\", workers = 2, log = { level = \"warn\" },\n"
+           "  %s,\n  services = { { name = \"noop\", module = \"noop.lua\" } } }\n",
+           name, links);
+  snprintf(path, sizeof path, "%s/%s.lua", tmpdir, name);
+  f = fopen(path, "w");
+  if (f == NULL)
+    return NULL;
+  fputs(cfg, f);
+  fclose(f);
+  if (myc_engine_from_file(&e, path, err, sizeof err) != 0) {
+    fprintf(stderr, "engine %s: %s\n", name, err);
+    return NULL;
+  }
+  return e;
+}
+
+static int start(myc_engine *e) {
+  char err[512];
+  int rc = myc_engine_start(e, err, sizeof err);
+  if (rc != 0)
+    fprintf(stderr, "start: %s\n", err);
+  return rc;
+}
+
+/* The first peer of 'e' in state 'state' with at least 'patterns'
+ * patterns, waited for up to 5 s; its stats in '*out'. */
+static int wait_peer(myc_engine *e, const char *state, uint32_t patterns,
+                     myc__link_stats *out) {
+  int i;
+  for (i = 0; i < 500; i++) {
+    myc__link_stats st[8];
+    uint32_t n = myc__links_stats(myc__links_of(e), st, 8), k;
+    for (k = 0; k < n && k < 8; k++)
+      if (strcmp(st[k].state, state) == 0 && st[k].patterns == patterns) {
+        if (out)
+          *out = st[k];
+        return 1;
+      }
+    sleep_ms(10);
+  }
+  return 0;
+}
+
+static int wait_count(_Atomic uint64_t *c, uint64_t want) {
+  int i;
+  for (i = 0; i < 1000 && atomic_load(c) < want; i++)
+    sleep_ms(10);
+  return atomic_load(c) == want;
+}
+
+static void publish_seq(myc_engine *e, const char *topic, uint64_t from,
+                        uint64_t n) {
+  uint64_t i;
+  for (i = from; i < from + n; i++) {
+    uint8_t payload[64];
+    memset(payload, 0, sizeof payload);
+    memcpy(payload, &i, 8);
+    while (myc_publish(e, topic, MYC_KIND_RAW, 0, payload, sizeof payload) ==
+           MYC_EFULL)
+      sleep_ms(1);
+  }
+}
+
+static void subscriptions_and_messages_cross(const char *listen,
+                                             const char *connect) {
+  char a_links[512], b_links[512];
+  myc_engine *a, *b;
+  myc_service *sk;
+  myc__link_stats st;
+  static sink s;
+  memset(&s, 0, sizeof s);
+  snprintf(a_links, sizeof a_links, "listen = { \"%s\" }", listen);
+  snprintf(b_links, sizeof b_links,
+           "connect = { \"%s\" }, link = { reconnect_initial_ms = 20, "
+           "reconnect_max_ms = 100 }",
+           connect);
+  a = engine("a", a_links);
+  b = engine("b", b_links);
+  CHECK(a != NULL && b != NULL);
+  CHECK_EQ(myc_engine_add_c_service(b, "sink", "swaps.*", on_sink, &s, -1), 0);
+  sk = myc__engine_find(b, "sink", 4);
+  CHECK_EQ(start(a), 0);
+  CHECK_EQ(start(b), 0);
+  /* B's subscription reaches A. */
+  CHECK(wait_peer(a, "up", 1, &st));
+  CHECK_STR(st.peer, "b");
+  CHECK_EQ(st.version, 2);
+  publish_seq(a, "swaps.v2", 1, 20000);
+  publish_seq(a, "other.topic", 1, 10); /* nobody in B wants these */
+  CHECK(wait_count(&s.n, 20000));
+  CHECK_EQ(atomic_load(&s.bad_order), 0);
+  CHECK(wait_peer(a, "up", 1, &st));
+  CHECK_EQ(st.frames_out, 20000);
+  CHECK_EQ(st.dropped_queue_full, 0);
+  /* B's sink saw A's trace id (a host publish is a root: non-zero). */
+  {
+    static const uint8_t zero[16];
+    CHECK(atomic_load(&s.got_trace) && memcmp(s.trace, zero, 16) != 0);
+  }
+  /* Run-time changes: a new pattern, then the old one goes. */
+  CHECK_EQ(myc__topics_subscribe(&b->topics, sk, "other.*", 7), 0);
+  CHECK(wait_peer(a, "up", 2, NULL));
+  s.last = 0;
+  publish_seq(a, "other.topic", 1, 5);
+  CHECK(wait_count(&s.n, 20005));
+  CHECK_EQ(myc__topics_unsubscribe(&b->topics, sk, "swaps.*", 7), 0);
+  CHECK_EQ(myc__topics_unsubscribe(&b->topics, sk, "other.*", 7), 0);
+  CHECK(wait_peer(a, "up", 0, NULL));
+  publish_seq(a, "swaps.v2", 1, 5);
+  sleep_ms(100);
+  CHECK_EQ(atomic_load(&s.n), 20005);
+  /* A goes away: B redials with backoff and resubscribes. */
+  CHECK_EQ(myc__topics_subscribe(&b->topics, sk, "swaps.*", 7), 0);
+  CHECK(wait_peer(a, "up", 1, NULL));
+  myc_engine_free(a);
+  CHECK(wait_peer(b, "down", 0, NULL) || wait_peer(b, "connecting", 0, NULL));
+  a = engine("a", a_links);
+  CHECK(a != NULL);
+  CHECK_EQ(start(a), 0);
+  CHECK(wait_peer(a, "up", 1, NULL));
+  s.last = 0;
+  publish_seq(a, "swaps.v2", 1, 100);
+  CHECK(wait_count(&s.n, 20105));
+  CHECK(wait_peer(b, "up", 0, &st));
+  CHECK_EQ(st.reconnects, 1);
+  myc_engine_free(b);
+  myc_engine_free(a);
+}
+
+static void over_unix(void) {
+  char url[256];
+  snprintf(url, sizeof url, "unix://%s/a.sock", tmpdir);
+  subscriptions_and_messages_cross(url, url);
+}
+
+static int free_port(void) {
+  struct sockaddr_in sa;
+  socklen_t len = sizeof sa;
+  int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, (struct sockaddr *)&sa, sizeof sa);
+  getsockname(fd, (struct sockaddr *)&sa, &len);
+  port = ntohs(sa.sin_port);
+  close(fd);
+  return port;
+}
+
+static void over_tcp(void) {
+  char url[256];
+  snprintf(url, sizeof url, "tcp://127.0.0.1:%d", free_port());
+  subscriptions_and_messages_cross(url, url);
+}
+
+/* Three engines: b and c dial a.  What a emits reaches both (each peer
+ * once, by its own patterns); what c emits reaches a's subscriber but is
+ * not sent on to b: links are one hop. */
+static void three_engines_fan_out_one_hop(void) {
+  char links[512], path[256];
+  myc_engine *a, *b, *c;
+  static sink sa, sb, sc;
+  memset(&sa, 0, sizeof sa);
+  memset(&sb, 0, sizeof sb);
+  memset(&sc, 0, sizeof sc);
+  snprintf(path, sizeof path, "%s/three.sock", tmpdir);
+  snprintf(links, sizeof links, "listen = { \"unix://%s\" }", path);
+  a = engine("ta", links);
+  snprintf(links, sizeof links, "connect = { \"unix://%s\" }", path);
+  b = engine("tb", links);
+  c = engine("tc", links);
+  CHECK(a != NULL && b != NULL && c != NULL);
+  CHECK_EQ(myc_engine_add_c_service(a, "sink", "swaps.*", on_sink, &sa, -1), 0);
+  CHECK_EQ(myc_engine_add_c_service(b, "sink", "swaps.*", on_sink, &sb, -1), 0);
+  CHECK_EQ(myc_engine_add_c_service(c, "sink", "swaps.v2", on_sink, &sc, -1), 0);
+  CHECK_EQ(start(a), 0);
+  CHECK_EQ(start(b), 0);
+  CHECK_EQ(start(c), 0);
+  /* a sees two peers with one pattern each; b and c see a's swaps.*. */
+  {
+    int i, ups = 0;
+    for (i = 0; i < 500 && ups < 2; i++) {
+      myc__link_stats st[8];
+      uint32_t n = myc__links_stats(myc__links_of(a), st, 8), k;
+      for (ups = 0, k = 0; k < n && k < 8; k++)
+        ups += strcmp(st[k].state, "up") == 0 && st[k].patterns == 1;
+      sleep_ms(10);
+    }
+    CHECK_EQ(ups, 2);
+  }
+  CHECK(wait_peer(b, "up", 1, NULL));
+  CHECK(wait_peer(c, "up", 1, NULL));
+  publish_seq(a, "swaps.v2", 1, 1000);
+  CHECK(wait_count(&sb.n, 1000));
+  CHECK(wait_count(&sc.n, 1000));
+  CHECK(wait_count(&sa.n, 1000));
+  CHECK_EQ(atomic_load(&sb.bad_order) + atomic_load(&sc.bad_order), 0);
+  sa.last = sb.last = sc.last = 0;
+  publish_seq(c, "swaps.v2", 1, 10);
+  CHECK(wait_count(&sa.n, 1010));
+  CHECK(wait_count(&sc.n, 1010));
+  sleep_ms(200);
+  CHECK_EQ(atomic_load(&sb.n), 1000);
+  myc_engine_free(c);
+  myc_engine_free(b);
+  myc_engine_free(a);
+}
+
+/* ---- hostile peers ------------------------------------------------------ */
+
+static int dial_unix(const char *path) {
+  struct sockaddr_un sa;
+  struct timeval tv = {5, 0};
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    close(fd);
+    return -1;
+  }
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+/* Reads until the engine closes the connection (1) or 5 s pass (0). */
+static int closed_by_peer(int fd) {
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n == 0)
+      return 1;
+    if (n < 0)
+      return errno == ECONNRESET;
+  }
+}
+
+static size_t hello(uint8_t *out, size_t cap, const char *node) {
+  myc__wire_hello h;
+  memset(&h, 0, sizeof h);
+  h.vmin = 1;
+  h.vmax = 2;
+  snprintf(h.node, sizeof h.node, "%s", node);
+  return myc__wire_hello_encode(&h, out, cap);
+}
+
+static void hostile_peers_lose_only_their_link(void) {
+  char links[512], path[256];
+  myc_engine *a, *b;
+  myc__link_stats st[8];
+  static sink s;
+  uint8_t f[512];
+  size_t n;
+  int fd;
+  uint32_t k, np;
+  uint64_t errors = 0;
+  memset(&s, 0, sizeof s);
+  snprintf(path, sizeof path, "%s/h.sock", tmpdir);
+  snprintf(links, sizeof links,
+           "listen = { \"unix://%s\" }, link = { frame_timeout_ms = 300, "
+           "handshake_timeout_ms = 300, max_frame = 4096, queue_frames = 100 }",
+           path);
+  a = engine("ha", links);
+  snprintf(links, sizeof links, "connect = { \"unix://%s\" }", path);
+  b = engine("hb", links);
+  CHECK(a != NULL && b != NULL);
+  CHECK_EQ(myc_engine_add_c_service(b, "sink", "swaps.*", on_sink, &s, -1), 0);
+  CHECK_EQ(start(a), 0);
+  CHECK_EQ(start(b), 0);
+  CHECK(wait_peer(a, "up", 1, NULL));
+
+  /* Garbage instead of a handshake. */
+  fd = dial_unix(path);
+  CHECK(fd >= 0);
+  CHECK(write(fd, "GET / HTTP/1.1\r\n\r\n", 18) == 18);
+  CHECK(closed_by_peer(fd));
+  close(fd);
+  /* A frame announcing more than max_frame: closed on its 6 bytes. */
+  fd = dial_unix(path);
+  n = hello(f, sizeof f, "evil");
+  CHECK(write(fd, f, n) == (ssize_t)n);
+  myc__wire_put_tlv(f, MYC_WIRE_MSG, 1u << 30);
+  CHECK(write(fd, f, 6) == 6);
+  CHECK(closed_by_peer(fd));
+  close(fd);
+  /* A frame begun and never finished (slowloris). */
+  fd = dial_unix(path);
+  n = hello(f, sizeof f, "slow");
+  CHECK(write(fd, f, n) == (ssize_t)n);
+  myc__wire_put_tlv(f, MYC_WIRE_SUB, 7);
+  CHECK(write(fd, f, 8) == 8);
+  CHECK(closed_by_peer(fd));
+  close(fd);
+  /* Silence: no handshake at all. */
+  fd = dial_unix(path);
+  CHECK(closed_by_peer(fd));
+  close(fd);
+  /* A corrupt v2 message after a good handshake. */
+  fd = dial_unix(path);
+  n = hello(f, sizeof f, "corrupt");
+  memset(f + n, 0xAB, 70);
+  myc__wire_put_tlv(f + n, MYC_WIRE_MSG, 64);
+  CHECK(write(fd, f, n + 70) == (ssize_t)(n + 70));
+  CHECK(closed_by_peer(fd));
+  close(fd);
+
+  /* A peer that subscribes and never reads: its queue stays bounded and
+   * the overflow is counted as its own. */
+  fd = dial_unix(path);
+  n = hello(f, sizeof f, "deaf");
+  myc__wire_put_tlv(f + n, MYC_WIRE_SUB, 7);
+  memcpy(f + n + 6, "swaps.*", 7);
+  CHECK(write(fd, f, n + 13) == (ssize_t)(n + 13));
+  CHECK(wait_peer(a, "up", 1, NULL));
+  {
+    int i, deaf_seen = 0;
+    for (i = 0; i < 500 && !deaf_seen; i++) {
+      np = myc__links_stats(myc__links_of(a), st, 8);
+      for (k = 0; k < np && k < 8; k++)
+        deaf_seen |= strcmp(st[k].peer, "deaf") == 0 && st[k].patterns == 1;
+      sleep_ms(10);
+    }
+    CHECK(deaf_seen);
+  }
+  {
+    /* Paced so that the healthy peer's queue (100) never overflows. */
+    uint64_t i;
+    for (i = 0; i < 20000; i += 50) {
+      publish_seq(a, "swaps.v2", i + 1, 50);
+      CHECK(wait_count(&s.n, i + 50)); /* the healthy peer gets everything */
+    }
+  }
+  CHECK_EQ(atomic_load(&s.bad_order), 0);
+  np = myc__links_stats(myc__links_of(a), st, 8);
+  for (k = 0; k < np && k < 8; k++) {
+    if (strcmp(st[k].peer, "deaf") == 0) {
+      CHECK(st[k].dropped_queue_full > 0);
+      CHECK(st[k].queued <= 100);
+      /* Every message is accounted for: written, queued or dropped. */
+      CHECK_EQ(st[k].frames_out + st[k].queued + st[k].dropped_queue_full,
+               20000);
+    }
+    errors += st[k].frame_errors;
+  }
+  CHECK(errors >= 4); /* garbage, oversize, stalled, corrupt (+ silence) */
+  close(fd);
+  myc_engine_free(b);
+  myc_engine_free(a);
+}
+
+/* Engine B speaks only v1: typed messages cross as Rust Mycelium frames
+ * (topic = the type's name, source = the sending node); what v1 cannot
+ * carry is counted at the sender, and a type the receiver's contracts
+ * lack is skipped and counted there. */
+typedef struct {
+  _Atomic uint64_t n;
+  int kind, type;
+  size_t len;
+  char topic[64], source[64];
+  uint64_t amount;
+} typed_sink;
+
+static void on_typed(void *ud, const myc_message *m) {
+  typed_sink *s = ud;
+  s->kind = m->kind;
+  s->type = m->type;
+  s->len = m->len;
+  snprintf(s->topic, sizeof s->topic, "%.*s", (int)m->topic_len, m->topic);
+  snprintf(s->source, sizeof s->source, "%.*s", (int)m->source_len,
+           m->source);
+  if (m->len == 8)
+    memcpy(&s->amount, m->data, 8);
+  atomic_fetch_add(&s->n, 1);
+}
+
+static void v1_peer_gets_typed_messages(void) {
+  char links[512], path[256];
+  myc_engine *a, *b;
+  myc__link_stats st;
+  static typed_sink s;
+  uint64_t amount = 4242;
+  int i;
+  memset(&s, 0, sizeof s);
+  test_module(tmpdir, "a.yaml",
+              "schema: { id: 7, version: 1 }\n"
+              "messages:\n"
+              "  Swap: { tlv_type: 1000, fields: { amount: { type: u64 } } }\n"
+              "  Other: { tlv_type: 1001, fields: { x: { type: u64 } } }\n");
+  test_module(tmpdir, "b.yaml",
+              "schema: { id: 7, version: 1 }\n"
+              "messages:\n"
+              "  Swap: { tlv_type: 1000, fields: { amount: { type: u64 } } }\n");
+  snprintf(path, sizeof path, "%s/v1.sock", tmpdir);
+  snprintf(links, sizeof links,
+           "contracts = \"a.yaml\", listen = { \"unix://%s\" }", path);
+  a = engine("va", links);
+  snprintf(links, sizeof links,
+           "contracts = \"b.yaml\", connect = { \"unix://%s\" }, "
+           "link = { wire = 1 }",
+           path);
+  b = engine("vb", links);
+  CHECK(a != NULL && b != NULL);
+  CHECK_EQ(myc_engine_add_c_service(b, "sink", "Swap", on_typed, &s, -1), 0);
+  CHECK_EQ(myc_engine_add_c_service(b, "other", "Other", on_typed, &s, -1), 0);
+  CHECK_EQ(start(a), 0);
+  CHECK_EQ(start(b), 0);
+  CHECK(wait_peer(a, "up", 2, &st));
+  CHECK_EQ(st.version, 1);
+  CHECK_EQ(myc_publish(a, "Swap", MYC_KIND_TYPED, 1000, &amount, 8), 0);
+  CHECK(wait_count(&s.n, 1));
+  CHECK_EQ(s.kind, MYC_KIND_TYPED);
+  CHECK_EQ(s.type, 1000);
+  CHECK_STR(s.topic, "Swap");
+  CHECK_STR(s.source, "va");
+  CHECK_EQ(s.amount, 4242);
+  /* A table cannot travel as v1; a type b does not know is skipped. */
+  CHECK_EQ(myc_publish(a, "Swap", MYC_KIND_RAW, 0, "raw", 3), 0);
+  CHECK_EQ(myc_publish(a, "Other", MYC_KIND_TYPED, 1001, &amount, 8), 0);
+  for (i = 0; i < 500; i++) {
+    myc__link_stats sb;
+    if (wait_peer(a, "up", 2, &st) && st.dropped_v1_untyped == 1 &&
+        wait_peer(b, "up", 0, &sb) && sb.unknown_types == 1)
+      break;
+    sleep_ms(10);
+  }
+  CHECK_EQ(st.dropped_v1_untyped, 1);
+  CHECK_EQ(st.frames_out, 2);
+  CHECK(wait_peer(b, "up", 0, &st));
+  CHECK_EQ(st.unknown_types, 1);
+  CHECK_EQ(atomic_load(&s.n), 1);
+  myc_engine_free(b);
+  myc_engine_free(a);
+}
+
+/* A Unix listener with link.allow_uids takes only those uids. */
+static void unix_peers_are_checked_against_allow_uids(void) {
+  char links[512], path[256];
+  myc_engine *a;
+  uint8_t f[128];
+  size_t n;
+  int fd, allowed;
+  for (allowed = 0; allowed < 2; allowed++) {
+    snprintf(path, sizeof path, "%s/u%d.sock", tmpdir, allowed);
+    snprintf(links, sizeof links,
+             "listen = { \"unix://%s\" }, link = { allow_uids = { %u } }", path,
+             allowed ? (unsigned)getuid() : (unsigned)getuid() + 1);
+    a = engine("ua", links);
+    CHECK(a != NULL);
+    CHECK_EQ(start(a), 0);
+    fd = dial_unix(path);
+    CHECK(fd >= 0);
+    n = hello(f, sizeof f, "someone");
+    /* A refused peer may find the link closed before it writes. */
+    CHECK(write(fd, f, n) == (ssize_t)n || !allowed);
+    if (allowed) {
+      CHECK(wait_peer(a, "up", 0, NULL));
+    } else {
+      /* The refusal says why before the link closes. */
+      myc__wire_tlv t;
+      ssize_t k = read(fd, f, sizeof f);
+      CHECK(k > 6);
+      CHECK(myc__wire_next(f, (size_t)k, 4096, &t) > 0);
+      CHECK_EQ(t.type, MYC_WIRE_CLOSE);
+      CHECK(memmem(t.body, t.len, "is not in link.allow_uids", 25) != NULL);
+      CHECK(closed_by_peer(fd));
+    }
+    close(fd);
+    myc_engine_free(a);
+  }
+}
+
+/* A v1 message of a type the engine's contracts lack: skipped and
+ * counted by default; with unknown_type = "fail" the link closes. */
+static void unknown_v1_types_follow_the_policy(void) {
+  char links[512], path[256];
+  myc_engine *a;
+  uint8_t f[128];
+  size_t n;
+  int fd, fail;
+  for (fail = 0; fail < 2; fail++) {
+    snprintf(path, sizeof path, "%s/k%d.sock", tmpdir, fail);
+    snprintf(links, sizeof links,
+             "listen = { \"unix://%s\" }, link = { unknown_type = \"%s\" }",
+             path, fail ? "fail" : "skip");
+    a = engine("ka", links);
+    CHECK(a != NULL);
+    CHECK_EQ(start(a), 0);
+    fd = dial_unix(path);
+    CHECK(fd >= 0);
+    n = hello(f, sizeof f, "old");
+    myc__wire_put_tlv(f + n, 42, 4); /* a Rust Mycelium message, type 42 */
+    memcpy(f + n + 6, "\1\2\3\4", 4);
+    CHECK(write(fd, f, n + 10) == (ssize_t)(n + 10));
+    if (fail) {
+      CHECK(closed_by_peer(fd));
+    } else {
+      myc__link_stats st;
+      int i;
+      for (i = 0; i < 500; i++) {
+        if (wait_peer(a, "up", 0, &st) && st.unknown_types == 1)
+          break;
+        sleep_ms(10);
+      }
+      CHECK_EQ(st.unknown_types, 1);
+      CHECK_EQ(st.frame_errors, 0);
+    }
+    close(fd);
+    myc_engine_free(a);
+  }
+}
+
+static void bad_urls_are_refused_with_the_key(void) {
+  char path[512], err[512];
+  myc_engine *e = NULL;
+  FILE *f;
+  test_module(tmpdir, "noop.lua", NOOP);
+  snprintf(path, sizeof path, "%s/bad.lua", tmpdir);
+  f = fopen(path, "w");
+  CHECK(f != NULL);
+  fputs("return { connect = { \"http://x\" }, services = { { module = "
+        "\"noop.lua\" } } }\n",
+        f);
+  fclose(f);
+  CHECK_EQ(myc_engine_from_file(&e, path, err, sizeof err), MYC_ECONFIG);
+  CHECK(strstr(err, "'connect[1]' must be") != NULL);
+  f = fopen(path, "w");
+  fputs("return { connect = { \"tcp://localhost:80\" }, services = { { "
+        "module = \"noop.lua\" } } }\n",
+        f);
+  fclose(f);
+  CHECK(myc_engine_from_file(&e, path, err, sizeof err) != 0);
+  CHECK(strstr(err, "names are not resolved") != NULL);
+}
+
+int main(void) {
+  static const test_case cases[] = {
+      {"over_unix", over_unix},
+      {"over_tcp", over_tcp},
+      {"three_engines_fan_out_one_hop", three_engines_fan_out_one_hop},
+      {"hostile_peers_lose_only_their_link",
+       hostile_peers_lose_only_their_link},
+      {"v1_peer_gets_typed_messages", v1_peer_gets_typed_messages},
+      {"unix_peers_are_checked_against_allow_uids",
+       unix_peers_are_checked_against_allow_uids},
+      {"unknown_v1_types_follow_the_policy", unknown_v1_types_follow_the_policy},
+      {"bad_urls_are_refused_with_the_key", bad_urls_are_refused_with_the_key},
+      {NULL, NULL}};
+  char cmd[256];
+  int rc;
+  if (mkdtemp(tmpdir) == NULL)
+    return 1;
+  rc = run_tests(cases);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+  if (system(cmd) != 0)
+    return 1;
+  return rc;
+}

@@ -1,0 +1,264 @@
+/* wire_test.c -- the link frame codec (link/wire.c): TLV framing, v2
+ * messages written in place in engine buffers, the handshake, and the
+ * byte-by-byte examples of docs/WIRE.md. */
+#include "test.h"
+
+#include "base/alloc.h"
+#include "core/topic.h"
+#include "link/wire.h"
+#include "runtime/emit.h"
+#include "mycelium.h"
+
+#include <stdlib.h>
+
+static size_t unhex(const char *hex, uint8_t *out, size_t cap) {
+  size_t n = 0;
+  while (*hex != '\0' && n < cap) {
+    unsigned v;
+    if (*hex == ' ' || *hex == '\n') {
+      hex++;
+      continue;
+    }
+    if (sscanf(hex, "%2x", &v) != 1)
+      abort();
+    out[n++] = (uint8_t)v;
+    hex += 2;
+  }
+  return n;
+}
+
+/* docs/WIRE.md, "v1 frame": a Rust Mycelium message of type 42. */
+static const char *V1_EXAMPLE = "2a00 04000000 01020304";
+
+static void tlv_needs_the_whole_frame_and_refuses_oversize_early(void) {
+  uint8_t f[16];
+  myc__wire_tlv t;
+  size_t n = unhex(V1_EXAMPLE, f, sizeof f);
+  size_t i;
+  CHECK_EQ(n, 10);
+  for (i = 0; i < n; i++)
+    CHECK_EQ(myc__wire_next(f, i, 1024, &t), 0);
+  CHECK_EQ(myc__wire_next(f, n, 1024, &t), 10);
+  CHECK_EQ(t.type, 42);
+  CHECK_EQ(t.len, 4);
+  CHECK(t.body == f + 6 && t.body[3] == 4);
+  /* The limit is applied from the header alone: 4 bytes > 3. */
+  CHECK_EQ(myc__wire_next(f, 6, 3, &t), MYC_ELIMIT);
+  /* 0xFFFFFFFF announced: refused at once, nothing to wait for. */
+  {
+    const uint8_t huge[6] = {1, 0, 0xFF, 0xFF, 0xFF, 0xFF};
+    CHECK_EQ(myc__wire_next(huge, 6, MYC_WIRE_MAX_FRAME_DEFAULT, &t),
+             MYC_ELIMIT);
+  }
+}
+
+/* A message as the engine frames it: topic "swaps.v2", source "pub",
+ * payload "hi", with a fixed trace context. */
+static myc_buf *example_buf(myc__topics *topics, const myc__alloc *a) {
+  int64_t id = myc__topics_resolve(topics, "swaps.v2", 8);
+  myc_buf *b = myc__frame_new(a, NULL, myc__topics_get(topics, (uint32_t)id),
+                              "pub", 3, MYC_KIND_RAW, 0, "hi", 2);
+  int i;
+  for (i = 0; i < 16; i++)
+    b->hdr.trace_id[i] = (uint8_t)(0x10 + i);
+  for (i = 0; i < 8; i++) {
+    b->hdr.span_id[i] = (uint8_t)(0xA0 + i);
+    b->hdr.parent_id[i] = (uint8_t)(0xB0 + i);
+  }
+  b->hdr.seq = 7;
+  b->hdr.ts_ns = 0x0102030405060708ull;
+  return b;
+}
+
+/* docs/WIRE.md, "v2 message": the frame example_buf() writes. */
+static const char *V2_EXAMPLE =
+    "02ff 53000000"                                     /* TLV: MSG, 83 */
+    "53000000 0000 01 00"                               /* frame_len type kind flags */
+    "101112131415161718191a1b1c1d1e1f"                  /* trace_id */
+    "a0a1a2a3a4a5a6a7"                                  /* span_id */
+    "b0b1b2b3b4b5b6b7"                                  /* parent_id */
+    "0700000000000000"                                  /* seq */
+    "0807060504030201"                                  /* ts_ns */
+    "02000000 0800 03 02"                               /* payload_len topic_len source_len version */
+    "6869000000000000"                                  /* "hi", padded to 8 */
+    "73776170732e7632 707562";                          /* "swaps.v2" "pub" */
+
+static void v2_message_is_the_buffer_behind_six_bytes(void) {
+  myc__alloc a = {myc__default_alloc, NULL};
+  myc__topics topics;
+  myc__wire_tlv t;
+  myc__wire_msg m;
+  const char *why = NULL;
+  uint8_t want[256];
+  size_t n;
+  const uint8_t *frame;
+  myc_buf *b;
+  CHECK_EQ(myc__topics_init(&topics, &a), 0);
+  b = example_buf(&topics, &a);
+  CHECK(b != NULL);
+  frame = myc__wire_msg_prefix(b);
+  n = unhex(V2_EXAMPLE, want, sizeof want);
+  CHECK_EQ(n, MYC_WIRE_TLV + b->hdr.frame_len);
+  CHECK(memcmp(frame, want, n) == 0);
+  /* The decoder reads the documented bytes back. */
+  CHECK_EQ(myc__wire_next(want, n, 1024, &t), (int64_t)n);
+  CHECK_EQ(t.type, MYC_WIRE_MSG);
+  CHECK_EQ(myc__wire_msg_decode(t.body, t.len, &m, &why), 0);
+  CHECK_EQ(m.kind, MYC_KIND_RAW);
+  CHECK_EQ(m.payload_len, 2);
+  CHECK(memcmp(m.payload, "hi", 2) == 0);
+  CHECK_EQ(m.topic_len, 8);
+  CHECK(memcmp(m.topic, "swaps.v2", 8) == 0);
+  CHECK_EQ(m.source_len, 3);
+  CHECK(memcmp(m.source, "pub", 3) == 0);
+  CHECK_EQ(m.trace_id[15], 0x1f);
+  CHECK_EQ(m.span_id[0], 0xa0);
+  CHECK_EQ(m.parent_id[7], 0xb7);
+  CHECK_EQ(m.seq, 7);
+  CHECK(m.ts_ns == 0x0102030405060708ull);
+  myc__buf_free(NULL, &a, b);
+  myc__topics_destroy(&topics);
+}
+
+/* Decodes 'f' (a MSG body of 'len' bytes) and returns the reason. */
+static const char *refusal(uint8_t *f, uint32_t len) {
+  myc__wire_msg m;
+  const char *why = NULL;
+  return myc__wire_msg_decode(f, len, &m, &why) == MYC_EINVAL ? why : "ok";
+}
+
+static void v2_message_corruptions_are_named(void) {
+  uint8_t good[256], f[256];
+  uint32_t len = (uint32_t)unhex(V2_EXAMPLE, good, sizeof good) - 6, i;
+  uint8_t *body = good + 6;
+  CHECK_STR(refusal(body, len), "ok");
+  for (i = 0; i < len; i++) /* every truncation is refused */
+    CHECK(strcmp(refusal(body, i), "ok") != 0);
+  memcpy(f, body, len);
+  f[63] = 1;
+  CHECK_STR(refusal(f, len), "message header version is not 2");
+  memcpy(f, body, len);
+  f[0] = 0x51;
+  CHECK_STR(refusal(f, len), "message frame_len differs from the TLV length");
+  memcpy(f, body, len);
+  f[6] = 4;
+  CHECK_STR(refusal(f, len), "message kind is not 1, 2 or 3");
+  memcpy(f, body, len);
+  f[56] = 0xff;
+  CHECK_STR(refusal(f, len), "message payload_len runs past the frame");
+  memcpy(f, body, len);
+  f[60] = 7; /* topic_len one short: the source no longer ends the frame */
+  CHECK_STR(refusal(f, len), "message lengths do not add up to frame_len");
+  memcpy(f, body, len);
+  f[72] = '$';
+  CHECK_STR(refusal(f, len), "message topic is an engine topic ('$...')");
+  memcpy(f, body, len);
+  f[77] = '*';
+  CHECK_STR(refusal(f, len), "message topic is not a valid topic name");
+  memcpy(f, body, len);
+  f[81] = ' ';
+  CHECK_STR(refusal(f, len),
+            "message source has a character outside letters, digits and _ - . :");
+}
+
+/* docs/WIRE.md, "handshake": node "a", v1..v2, schema 7 version 3
+ * (min 2), one type (tag 5, digest 00 01 .. 1f). */
+static const char *HELLO_EXAMPLE =
+    "01ff 36000000"
+    "4d59434c 01 02 0000 01 61"
+    "07000000 0300 0200 0100"
+    "0500 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+static void hello_round_trips_and_matches_the_example(void) {
+  uint8_t types[MYC_WIRE_TYPE_ENTRY], out[128], want[128];
+  myc__wire_hello h, d;
+  myc__wire_tlv t;
+  const char *why = NULL;
+  size_t n, i;
+  memset(&h, 0, sizeof h);
+  h.vmin = 1;
+  h.vmax = 2;
+  strcpy(h.node, "a");
+  h.schema_id = 7;
+  h.schema_version = 3;
+  h.min_compatible = 2;
+  h.ntypes = 1;
+  types[0] = 5;
+  types[1] = 0;
+  for (i = 0; i < 32; i++)
+    types[2 + i] = (uint8_t)i;
+  h.types = types;
+  n = myc__wire_hello_encode(&h, out, sizeof out);
+  CHECK_EQ(n, unhex(HELLO_EXAMPLE, want, sizeof want));
+  CHECK(memcmp(out, want, n) == 0);
+  CHECK_EQ(myc__wire_hello_encode(&h, out, n - 1), 0);
+  CHECK_EQ(myc__wire_next(want, n, 1024, &t), (int64_t)n);
+  CHECK_EQ(t.type, MYC_WIRE_HELLO);
+  CHECK_EQ(myc__wire_hello_decode(t.body, t.len, &d, &why), 0);
+  CHECK_STR(d.node, "a");
+  CHECK_EQ(d.vmin, 1);
+  CHECK_EQ(d.vmax, 2);
+  CHECK_EQ(d.schema_id, 7);
+  CHECK_EQ(d.schema_version, 3);
+  CHECK_EQ(d.min_compatible, 2);
+  CHECK_EQ(d.ntypes, 1);
+  CHECK_EQ(myc__wire_hello_tag(&d, 0), 5);
+  CHECK_EQ(myc__wire_hello_digest(&d, 0)[31], 31);
+  for (i = 0; i < t.len; i++)
+    CHECK_EQ(myc__wire_hello_decode(t.body, (uint32_t)i, &d, &why),
+             MYC_EINVAL);
+  want[6] = 'X';
+  CHECK_EQ(myc__wire_hello_decode(t.body, t.len, &d, &why), MYC_EINVAL);
+  CHECK_STR(why, "handshake magic is not \"MYCL\"");
+  want[6] = 'M';
+  want[10] = 3; /* vmin 3 > vmax 2 */
+  CHECK_EQ(myc__wire_hello_decode(t.body, t.len, &d, &why), MYC_EINVAL);
+  CHECK_STR(why, "handshake version range is empty");
+  want[10] = 1;
+  want[15] = ' ';
+  CHECK_EQ(myc__wire_hello_decode(t.body, t.len, &d, &why), MYC_EINVAL);
+  want[15] = 'a';
+  want[24] = 2; /* claims two types, holds one */
+  CHECK_EQ(myc__wire_hello_decode(t.body, t.len, &d, &why), MYC_EINVAL);
+  CHECK_STR(why, "handshake type list length differs from its count");
+}
+
+static void versions_agree_on_the_highest_common(void) {
+  myc__wire_hello a, b;
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  a.vmin = 1, a.vmax = 2, b.vmin = 1, b.vmax = 1;
+  CHECK_EQ(myc__wire_agree(&a, &b), 1);
+  b.vmax = 2;
+  CHECK_EQ(myc__wire_agree(&a, &b), 2);
+  a.vmin = a.vmax = 2, b.vmin = b.vmax = 1;
+  CHECK_EQ(myc__wire_agree(&a, &b), 0);
+}
+
+static void patterns_are_checked(void) {
+  const char *why = NULL;
+  CHECK_EQ(myc__wire_pattern_check((const uint8_t *)"swaps.*", 7, &why), 0);
+  CHECK_EQ(myc__wire_pattern_check((const uint8_t *)"*", 1, &why), 0);
+  CHECK_EQ(myc__wire_pattern_check((const uint8_t *)"", 0, &why), MYC_EINVAL);
+  CHECK_EQ(myc__wire_pattern_check((const uint8_t *)"$dead", 5, &why),
+           MYC_EINVAL);
+  CHECK_EQ(myc__wire_pattern_check((const uint8_t *)"a.*.b", 5, &why),
+           MYC_EINVAL);
+  CHECK_STR(why, "subscription pattern is not a valid pattern");
+}
+
+int main(void) {
+  static const test_case cases[] = {
+      {"tlv_needs_the_whole_frame_and_refuses_oversize_early",
+       tlv_needs_the_whole_frame_and_refuses_oversize_early},
+      {"v2_message_is_the_buffer_behind_six_bytes",
+       v2_message_is_the_buffer_behind_six_bytes},
+      {"v2_message_corruptions_are_named", v2_message_corruptions_are_named},
+      {"hello_round_trips_and_matches_the_example",
+       hello_round_trips_and_matches_the_example},
+      {"versions_agree_on_the_highest_common",
+       versions_agree_on_the_highest_common},
+      {"patterns_are_checked", patterns_are_checked},
+      {NULL, NULL}};
+  return run_tests(cases);
+}

@@ -1,0 +1,14 @@
+-- Node "a": the producer.  It listens; node "b" connects to it.
+-- LINK_URL picks the transport (default: a Unix socket in /tmp).
+local url = os.getenv("LINK_URL") or "unix:///tmp/mycelium-links-example.sock"
+return {
+  node = "a",
+  workers = 1,
+  listen = { url },
+  control = os.getenv("CONTROL") or "unix:///tmp/mycelium-links-a.ctl",
+  log = { level = "info", format = os.getenv("LOG_FORMAT") or "text" },
+  services = {
+    { name = "producer", module = "producer.lua",
+      opts = { interval_ms = tonumber(os.getenv("INTERVAL_MS") or "200") } },
+  },
+}

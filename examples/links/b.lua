@@ -1,0 +1,13 @@
+-- Node "b": the consumer.  It connects to node "a" (and reconnects when
+-- "a" goes away and comes back).
+local url = os.getenv("LINK_URL") or "unix:///tmp/mycelium-links-example.sock"
+return {
+  node = "b",
+  workers = 1,
+  connect = { url },
+  link = { reconnect_initial_ms = 50, reconnect_max_ms = 1000 },
+  log = { level = "info", format = os.getenv("LOG_FORMAT") or "text" },
+  services = {
+    { name = "consumer", module = "consumer.lua" },
+  },
+}
