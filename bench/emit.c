@@ -12,10 +12,13 @@ typedef struct {
 } variant;
 
 /* Runs 'p' BENCH_RUNS times; medians of the slowest consumer's rate and
- * of the producer's ns per emit. */
+ * of the producer's ns per emit, and with 'losses' (3 values) of the
+ * messages lost: all of them, those the sender's emit refused, those
+ * evicted from a mailbox. */
 int bench_pipeline_medians(const bench_pipeline *p, double *rate, double *ns,
-                           double *dropped) {
+                           double *losses) {
   double rates[BENCH_RUNS], nss[BENCH_RUNS], drops[BENCH_RUNS];
+  double refused[BENCH_RUNS], evicted[BENCH_RUNS];
   bench_pipeline_result r;
   int i;
   for (i = 0; i < BENCH_RUNS; i++) {
@@ -24,11 +27,16 @@ int bench_pipeline_medians(const bench_pipeline *p, double *rate, double *ns,
     rates[i] = bench_pipeline_rate(&r);
     nss[i] = r.emit_secs / r.sent * 1e9;
     drops[i] = r.dropped;
+    refused[i] = r.refused;
+    evicted[i] = r.mailbox_dropped;
   }
   *rate = bench_median(rates, BENCH_RUNS);
   *ns = bench_median(nss, BENCH_RUNS);
-  if (dropped != NULL)
-    *dropped = bench_median(drops, BENCH_RUNS);
+  if (losses != NULL) {
+    losses[0] = bench_median(drops, BENCH_RUNS);
+    losses[1] = bench_median(refused, BENCH_RUNS);
+    losses[2] = bench_median(evicted, BENCH_RUNS);
+  }
   return 0;
 }
 
