@@ -150,8 +150,10 @@ int bench_pipeline_run(const bench_pipeline *p, bench_pipeline_result *r) {
     rc = myc_engine_run(st.e, 0);
   for (i = 0; i < p->nconsumers; i++) {
     myc_service_stats s;
-    if (myc_engine_service_stats(st.e, (uint32_t)i + 1, &s) == 0)
+    if (myc_engine_service_stats(st.e, (uint32_t)i + 1, &s) == 0) {
       r->dropped += (double)s.dropped;
+      r->mailbox_dropped += (double)s.dropped_oldest;
+    }
   }
   myc_engine_free(st.e);
   if (rc != 0 || (!p->drops_expected && r->nconsumers != p->nconsumers)) {

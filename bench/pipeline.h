@@ -30,7 +30,8 @@ typedef struct {
   double sent, emit_secs, refused;
   int nconsumers;
   double received[8], recv_secs[8];
-  double dropped;
+  double dropped;         /* every loss the consumers' stats count */
+  double mailbox_dropped; /* of which evicted at a mailbox (drop_oldest) */
 } bench_pipeline_result;
 
 /* Runs the pipeline once.  Returns 0, or 1 (with a message) when it did

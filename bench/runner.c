@@ -6,8 +6,28 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 static FILE *jsonl;
+static char cpu_model[128] = "unknown";
+
+/* The CPU model from /proc/cpuinfo: every result is stamped with it, as
+ * numbers from different machines must not be compared. */
+static void read_cpu_model(void) {
+  char line[256];
+  FILE *f = fopen("/proc/cpuinfo", "r");
+  if (f == NULL)
+    return;
+  while (fgets(line, sizeof line, f) != NULL) {
+    char *c = strchr(line, ':');
+    if (strncmp(line, "model name", 10) == 0 && c != NULL) {
+      snprintf(cpu_model, sizeof cpu_model, "%s", c + 2);
+      cpu_model[strcspn(cpu_model, "\n\"\\")] = '\0';
+      break;
+    }
+  }
+  fclose(f);
+}
 double bench_zmq_inproc_rate;
 
 double bench_now(void) {
@@ -39,8 +59,9 @@ void bench_report(const char *bench, const char *metric, double value,
   fflush(stdout);
   if (jsonl != NULL) {
     fprintf(jsonl,
-            "{\"bench\":\"%s\",\"metric\":\"%s\",\"value\":%.4f,\"unit\":\"%s\"}\n",
-            bench, metric, value, unit);
+            "{\"bench\":\"%s\",\"metric\":\"%s\",\"value\":%.4f,\"unit\":\"%s\","
+            "\"cpu\":\"%s\"}\n",
+            bench, metric, value, unit, cpu_model);
     fflush(jsonl);
   }
 }
@@ -80,11 +101,15 @@ int main(int argc, char **argv) {
   const bench_scenario *s;
   int rc = 0;
   if (argc > 1 && strcmp(argv[1], "--help") == 0) {
-    printf("usage: myc-bench [SCENARIO...]   (BENCH_SCALE=0.1 for a quick run)\n");
+    printf("usage: myc-bench [SCENARIO...]   (BENCH_SCALE=0.1 for a quick run;\n"
+           "       BENCH_VARIANT=NAME runs one variant of typed)\n");
     for (s = scenarios; s->name != NULL; s++)
       printf("  %-10s %s\n", s->name, s->about);
     return 0;
   }
+  read_cpu_model();
+  printf("cpu: %s, %ld online; values are medians of %d runs\n", cpu_model,
+         sysconf(_SC_NPROCESSORS_ONLN), BENCH_RUNS);
   jsonl = fopen(out ? out : "build/bench/results.jsonl", "w");
   if (jsonl == NULL)
     perror("results.jsonl");

@@ -139,12 +139,15 @@ int bench_typed(void) {
   double emit_ns[NVARIANTS], rate[NVARIANTS];
   char metric[96];
   size_t v;
+  const char *only = getenv("BENCH_VARIANT");
   for (v = 0; v < sizeof variants / sizeof *variants; v++) {
     const variant *x = &variants[v];
     uint64_t total = (uint64_t)(x->count * bench_scale());
     double r_rate[BENCH_RUNS], r_ns[BENCH_RUNS];
     run_state st;
     int r;
+    if (only != NULL && strcmp(only, x->name) != 0)
+      continue;
     for (r = 0; r < BENCH_RUNS; r++) {
       if (run_once(total, x->mode, x->validate, &st) != 0)
         return 1;
@@ -158,6 +161,8 @@ int bench_typed(void) {
     snprintf(metric, sizeof metric, "%s_lua_to_lua_msgs_per_s", x->name);
     bench_report("typed", metric, rate[v], "msg/s", "consumer reads a field");
   }
+  if (only != NULL)
+    return 0;
   bench_report("typed", "typed_vs_raw_emit", emit_ns[TYPED] / emit_ns[RAW],
                "x", "ns per emit, ctx:new / raw (target <= 1.3)");
   bench_report("typed", "typed_novalidate_vs_raw_emit",

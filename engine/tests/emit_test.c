@@ -75,10 +75,107 @@ static void services_cannot_emit_on_engine_topics(void) {
   remove(path);
 }
 
+typedef struct {
+  int n;
+  size_t len;
+  uint8_t data[128];
+  char topic[160];
+} data_seen;
+
+static void on_data(void *ud, const myc_message *m) {
+  data_seen *d = ud;
+  d->n++;
+  d->len = m->len < sizeof d->data ? m->len : sizeof d->data;
+  memcpy(d->data, m->data, d->len);
+  snprintf(d->topic, sizeof d->topic, "%.*s", (int)m->topic_len, m->topic);
+}
+
+static int all_bytes(const uint8_t *p, size_t n, uint8_t v) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (p[i] != v)
+      return 0;
+  return 1;
+}
+
+/* ctx:new's buffers (issue 13): after a first typed emit they are sized
+ * by the tails the service has used, so a 96-byte message comes from the
+ * first size class (the pool's inline fast path) instead of the 1 KiB
+ * one; a recycled buffer's payload is zeroed although its header is not;
+ * a topic longer than the room kept still goes out whole. */
+static void typed_buffers_come_from_the_first_class(void) {
+  static const char src[] = "return { init = function() end }\n";
+  char long_topic[101];
+  myc_engine_config cfg;
+  myc_service_config sc;
+  myc_engine *e;
+  myc_service *s;
+  data_seen seen;
+  uint8_t junk[96];
+  char err[512], path[512];
+  int64_t t, tl;
+  myc_buf *b;
+  int i;
+
+  memset(&seen, 0, sizeof seen);
+  memset(junk, 0xAB, sizeof junk);
+  memset(long_topic, 'x', 100);
+  long_topic[100] = '\0';
+  snprintf(path, sizeof path, "%s", test_module(tmpdir, "prod.lua", src));
+  myc_engine_config_init(&cfg);
+  cfg.manual = 1;
+  cfg.workers = 1;
+  CHECK_EQ(myc_engine_new(&e, &cfg), 0);
+  memset(&sc, 0, sizeof sc);
+  sc.name = "prod";
+  sc.module = path;
+  sc.worker = -1;
+  CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
+  CHECK_EQ(myc_engine_add_c_service(e, "watch", "*", on_data, &seen, -1), 0);
+  CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
+  s = myc__engine_find(e, "prod", 4);
+  CHECK(s != NULL);
+  t = myc_ffi_topic(s, "t", 1);
+  tl = myc_ffi_topic(s, long_topic, 100);
+  CHECK(t >= 0 && tl >= 0);
+  /* Dirty buffers of the first class go back to the pool. */
+  for (i = 0; i < 4; i++)
+    CHECK_EQ(myc_ffi_emit(s, (uint32_t)t, MYC_KIND_RAW, 0, junk, 96), 0);
+  CHECK(myc_engine_run_once(e, 0) >= 0);
+  CHECK_EQ(seen.n, 4);
+
+  b = myc_ffi_buf_new(s, 96);
+  CHECK(b != NULL);
+  memset(myc__buf_payload(b), 0x11, 96);
+  CHECK_EQ(myc_ffi_emit_buf(s, (uint32_t)t, b, MYC_KIND_TYPED, 7), 0);
+  CHECK(myc_engine_run_once(e, 0) >= 0);
+  CHECK_EQ(seen.n, 5);
+  CHECK(seen.len == 96 && all_bytes(seen.data, 96, 0x11));
+
+  b = myc_ffi_buf_new(s, 96);
+  CHECK(b != NULL);
+  CHECK_EQ(b->size_class, 0);
+  CHECK(all_bytes(myc__buf_payload(b), 96, 0));
+  CHECK_EQ(myc_ffi_emit_buf(s, (uint32_t)tl, b, MYC_KIND_TYPED, 7), 0);
+  CHECK(myc_engine_run_once(e, 0) >= 0);
+  CHECK_EQ(seen.n, 6);
+  CHECK_STR(seen.topic, long_topic);
+  CHECK(seen.len == 96 && all_bytes(seen.data, 96, 0));
+  /* The long topic is remembered: no more regrowing for it. */
+  b = myc_ffi_buf_new(s, 96);
+  CHECK(b != NULL);
+  CHECK(b->cap >= myc__frame_len(96, 100, 4));
+  myc_ffi_buf_release(s, b);
+  myc_engine_free(e);
+  remove(path);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"services cannot emit on engine topics",
        services_cannot_emit_on_engine_topics},
+      {"typed buffers come from the first class",
+       typed_buffers_come_from_the_first_class},
       {NULL, NULL}};
   int rc;
   if (mkdtemp(tmpdir) == NULL)

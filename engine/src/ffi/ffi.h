@@ -60,7 +60,7 @@ MYC_FFI unsigned myc_ffi_abi_checked(myc_service *s, unsigned add);
 MYC_FFI int myc_ffi_emit(myc_service *s, uint32_t topic_id, int kind,
                          uint16_t type, const void *data, size_t len);
 
-/* A zeroed buffer for a typed payload of 'size' bytes, filled in place
+/* A buffer with a zeroed typed payload of 'size' bytes, filled in place
  * (ctx:new); one reference, the caller's.  NULL when out of memory. */
 MYC_FFI myc_buf *myc_ffi_buf_new(myc_service *s, size_t size);
 

@@ -36,11 +36,13 @@ int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
 int myc__emit_engine(myc_service *s, uint32_t topic_id, int kind,
                      const void *data, size_t len);
 
-/* A buffer whose payload of 'size' bytes (zeroed) the caller fills in
- * place before myc__emit_buf(); it has room for the name of 's' and a
- * topic of 64 bytes at least (myc__emit_buf() moves the frame to a larger
- * buffer for a longer one).  One reference, the caller's.  NULL when out
- * of memory.  Worker thread of 's'. */
+/* A buffer whose payload of 'size' bytes (zeroed, with its padding) the
+ * caller fills in place before myc__emit_buf(); the header is left for
+ * myc__emit_buf() to write.  It has room for the name of 's' and the
+ * longest topic 's' has emitted such a buffer on (64 bytes before the
+ * first; myc__emit_buf() moves the frame to a larger buffer for a longer
+ * one).  One reference, the caller's.  NULL when out of memory.  Worker
+ * thread of 's'. */
 myc_buf *myc__emit_buf_new(myc_service *s, size_t size);
 
 /* Emits a buffer from myc__emit_buf_new() as myc__emit() would, without

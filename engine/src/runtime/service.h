@@ -177,6 +177,10 @@ struct myc_service {
   /* Emit routes by topic id (emit.h).  Built on first use. */
   struct myc__route **routes;
   uint32_t nroutes;
+  /* Room for topic and source kept after a ctx:new payload: the longest
+   * frame tail this service has emitted a typed buffer with (0: none
+   * yet), so that its next buffers fit their class without a regrow. */
+  uint16_t typed_tail;
   uint64_t next_timer_id;
   _Atomic uint64_t n_in, n_out, n_errors;
   _Atomic uint64_t n_unrouted; /* of n_out: to a topic nobody listens to */
