@@ -61,6 +61,8 @@ static const bench_scenario scenarios[] = {
      bench_reload},
     {"bandit", "Bandit end to end: capture loop -> adapter -> metadata -> "
      "detector", bench_bandit},
+    {"services", "cost of a trivial service: RSS and start time per service "
+     "at 1 000 and 10 000", bench_services},
     {NULL, NULL, NULL}};
 
 static int wanted(int argc, char **argv, const char *name) {

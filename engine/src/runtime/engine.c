@@ -99,7 +99,8 @@ int myc__engine_create(myc_engine **out, const myc_engine_config *cfg) {
   myc__rng_seed(&e->host_rng);
   e->node = myc__strdup(&e->alloc, cfg->node);
   e->lua_path = myc__strdup(&e->alloc, myc__find_lua_dir(cfg->lua_path));
-  if (e->node == NULL || e->lua_path == NULL)
+  if (e->node == NULL || e->lua_path == NULL ||
+      myc__bytecode_init(&e->bytecode, &e->alloc, e->lua_path) != 0)
     goto nomem;
   if (myc__log_init(&e->log, &e->alloc, cfg, e->node) != 0)
     goto nomem;
@@ -748,6 +749,8 @@ void myc_engine_free(myc_engine *e) {
   /* After the services: their Lua states read the set until closed. */
   myc_contract_free(e->contracts);
   myc__strfree(&e->alloc, e->node);
+  if (e->bytecode.dir != NULL)
+    myc__bytecode_destroy(&e->bytecode);
   myc__strfree(&e->alloc, e->lua_path);
   myc__free(&e->alloc, e, sizeof *e);
 }

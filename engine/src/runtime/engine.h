@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "base/rng.h"
 #include "core/topic.h"
+#include "lua/bytecode.h"
 #include "runtime/service.h"
 #include "runtime/worker.h"
 
@@ -51,6 +52,9 @@ struct myc_engine {
   myc__alloc lua_alloc; /* base of every service's counting allocator */
   char *node;
   char *lua_path;
+  /* The runtime's modules, compiled once for every service's state;
+   * bytecode.dir is NULL until it is set up. */
+  myc__bytecode bytecode;
   myc_mailbox_config mailbox;
   int manual;
   myc__clock clock;
