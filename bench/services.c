@@ -21,7 +21,7 @@
 #define RUNS 5
 
 typedef struct {
-  double rss_kb, start_ms, fanout_ms;
+  double rss_kb, start_ms, fanout_ms, stop_ms;
 } sample;
 
 typedef struct {
@@ -99,17 +99,13 @@ static int run_once(int n, sample *out) {
   t1 = bench_now();
   out->rss_kb = (rss_kb() - rss0) / n;
   out->start_ms = (t1 - t0) * 1e3 / n;
-  if (getenv("BENCH_DEBUG")) {
-    myc_service_stats st;
-    myc_engine_service_stats(e, 1, &st);
-    fprintf(stderr, "lua heap of one: %llu\n", (unsigned long long)st.memory_bytes);
-  }
   pthread_create(&th, NULL, run_engine, e);
   t0 = bench_now();
   myc_publish(e, "bench.tick", MYC_KIND_RAW, 0, "", 0);
   while (atomic_load(&a.acks) < n && bench_now() - t0 < 60)
     usleep(200);
   out->fanout_ms = (bench_now() - t0) * 1e3;
+  t0 = bench_now();
   myc_engine_stop(e, 0);
   pthread_join(th, NULL);
   if (atomic_load(&a.acks) != n) {
@@ -118,6 +114,7 @@ static int run_once(int n, sample *out) {
     return 1;
   }
   myc_engine_free(e);
+  out->stop_ms = (bench_now() - t0) * 1e3;
   return 0;
 }
 
@@ -183,6 +180,10 @@ int bench_services(void) {
         fprintf(stderr, "bench: services: run with %d services failed\n", n);
         return 1;
       }
+      /* Each run on stderr, for a look at the spread. */
+      fprintf(stderr, "services: n=%d run %d: %.1f KB, %.3f ms per service, "
+              "fan-out %.1f ms, stop + free %.1f ms\n", n, i + 1, s.rss_kb,
+              s.start_ms, s.fanout_ms, s.stop_ms);
       rss[i] = s.rss_kb;
       start[i] = s.start_ms;
       fan[i] = s.fanout_ms;

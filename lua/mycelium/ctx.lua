@@ -4,18 +4,23 @@
 -- service's engine handle, so the hot calls (emit, a publisher) are one
 -- FFI call with no lookup beyond a cached topic id.
 local ffi = require "ffi"
-local msgpack = require "mycelium.msgpack"
 local cdefs = require "mycelium.cdefs"
-local log = require "mycelium.log"
 
 local C = cdefs.library()
 local type, tostring, tonumber, error = type, tostring, tonumber, error
-local ipairs = ipairs
+local ipairs, require, rawset, setmetatable = ipairs, require, rawset, setmetatable
 local format = string.format
 local ffi_string = ffi.string
 
 local KIND_RAW, KIND_TABLE = cdefs.KIND_RAW, cdefs.KIND_TABLE
-local encode = msgpack.encode
+-- mycelium.msgpack and mycelium.log are loaded when a service first
+-- emits a table or logs: a service that does neither (most small ones)
+-- keeps its state that much smaller and quicker to make.
+local encode
+encode = function(value)
+  encode = require("mycelium.msgpack").encode
+  return encode(value)
+end
 local strerror, err_name = cdefs.strerror, cdefs.err_name
 
 local M = {}
@@ -267,7 +272,7 @@ function M.new(svc, name, opts, has_handler, typed)
     return C.myc_ffi_pressure(svc, topic_id(t, 2))
   end
 
-  local stats_buf = ffi.new("myc_service_stats")
+  local stats_buf
   local STAT_FIELDS = { "in", "out", "errors", "dropped", "dropped_oldest",
                         "dropped_newest", "rejected", "too_large",
                         "queue_bytes", "queue_max_bytes", "memory_bytes",
@@ -280,6 +285,7 @@ function M.new(svc, name, opts, has_handler, typed)
   -- so a moment old for services on other workers.
   function ctx.service_stats(_, who)
     who = who or name
+    stats_buf = stats_buf or ffi.new("myc_service_stats")
     if C.myc_ffi_stats(svc, who, #who, stats_buf) ~= 0 then
       return nil
     end
@@ -315,9 +321,14 @@ function M.new(svc, name, opts, has_handler, typed)
     C.myc_ffi_shutdown(svc, code or 0)
   end
 
-  ctx.log = log.new(svc, name)
   ctx.node = ffi_string(C.myc_ffi_node(svc))
-  return ctx
+  -- ctx.log, made on first use.
+  return setmetatable(ctx, { __index = function(t, k)
+    if k ~= "log" then return nil end
+    local l = require("mycelium.log").new(svc, name)
+    rawset(t, "log", l)
+    return l
+  end })
 end
 
 return M

@@ -72,6 +72,11 @@ struct myc_engine {
   myc_service **services;
   uint32_t nservices, capservices;
   uv_mutex_t services_lock; /* appends vs. other threads' reads */
+  /* The services by name (open addressing, at most half full), so that
+   * adding the ten thousandth service does not compare its name with
+   * every other.  Under services_lock. */
+  myc_service **by_name;
+  uint32_t nby_name; /* slots, a power of two, or 0 */
 
   myc__engine_hooks hooks;
   myc__cleanup *cleanups;
