@@ -21,7 +21,7 @@ encode = function(value)
   encode = require("mycelium.msgpack").encode
   return encode(value)
 end
-local strerror, err_name = cdefs.strerror, cdefs.err_name
+local strerror, err_name, need = cdefs.strerror, cdefs.err_name, cdefs.need
 
 local M = {}
 
@@ -259,9 +259,17 @@ function M.new(svc, name, opts, has_handler, typed)
   function ctx.trace_id() return trace(0, 16) end
   function ctx.span_id() return trace(16, 8) end
   function ctx.now() return C.myc_ffi_now(svc) end
-  function ctx.queue_depth() return C.myc_ffi_queue_depth(svc) end
-  function ctx.queue_capacity() return C.myc_ffi_queue_capacity(svc) end
+  -- These declare the "service" section of mycelium.cdefs on first use.
+  function ctx.queue_depth()
+    need("service")
+    return C.myc_ffi_queue_depth(svc)
+  end
+  function ctx.queue_capacity()
+    need("service")
+    return C.myc_ffi_queue_capacity(svc)
+  end
   function ctx.backpressure_threshold_exceeded()
+    need("service")
     return C.myc_ffi_over_threshold(svc) ~= 0
   end
 
@@ -269,6 +277,7 @@ function M.new(svc, name, opts, has_handler, typed)
   -- ingress service pauses its source above some level instead of
   -- flooding consumers into dropping.
   function ctx.pressure(_, t)
+    need("service")
     return C.myc_ffi_pressure(svc, topic_id(t, 2))
   end
 
@@ -285,6 +294,7 @@ function M.new(svc, name, opts, has_handler, typed)
   -- so a moment old for services on other workers.
   function ctx.service_stats(_, who)
     who = who or name
+    need("service")
     stats_buf = stats_buf or ffi.new("myc_service_stats")
     if C.myc_ffi_stats(svc, who, #who, stats_buf) ~= 0 then
       return nil
@@ -318,6 +328,7 @@ function M.new(svc, name, opts, has_handler, typed)
     if code ~= nil and (type(code) ~= "number" or code % 1 ~= 0) then
       fail(2, "shutdown: exit code must be an integer, got %s", tostring(code))
     end
+    need("service")
     C.myc_ffi_shutdown(svc, code or 0)
   end
 
