@@ -48,6 +48,7 @@ int myc__mailbox_init(myc__mailbox *mb, const myc__alloc *a,
   atomic_init(&mb->inflight_bytes, 0);
   atomic_init(&mb->incoming_bytes, 0);
   mb->capacity = cfg->capacity;
+  mb->room = size < cfg->capacity ? size : cfg->capacity;
   mb->transit_max = 2 * cfg->capacity;
   mb->transit_max_bytes = 2 * mb->max_bytes;
   mb->transit_max_message = mb->max_message;
@@ -160,6 +161,7 @@ static int grow(myc__mailbox *mb, const myc__alloc *a) {
   mb->lens = lens;
   mb->head = 0;
   mb->mask = 2 * size - 1;
+  mb->room = 2 * size < mb->capacity ? 2 * size : mb->capacity;
   return 0;
 }
 
@@ -187,8 +189,12 @@ int myc__mailbox_push_full(myc__mailbox *mb, myc_buf *b, uint32_t need,
     myc__mailbox_count(mb, MYC_DROP_OLDEST, old->topic_id, 1);
     myc__buf_release(pool, a, old);
   }
-  /* Fits the capacity, so a ring of pow2(capacity) slots would hold it. */
-  if (len > mb->mask && grow(mb, a) != 0) {
+  /* Fits the capacity, so a ring of pow2(capacity) slots would hold it.
+   * Grown once queued and in-flight messages fill it, not only the
+   * queued ones: else every push would take this path while a batch is
+   * out. */
+  if (len + load32(&mb->inflight) > mb->mask && mb->room < mb->capacity &&
+      grow(mb, a) != 0 && len > mb->mask) {
     myc__mailbox_count(mb, MYC_DROP_NEWEST, b->topic_id, 1);
     return MYC_EFULL;
   }

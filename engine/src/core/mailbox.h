@@ -39,8 +39,8 @@ typedef struct {
 
 typedef struct {
   /* The owner's, written at every push and pop.  The ring ('mask' + 1
-   * slots) holds the queued messages only, and grows on a push that
-   * finds it full while the capacity allows one more. */
+   * slots) holds the queued messages only; it grows on a push once the
+   * queued and in-flight messages fill it, up to pow2(capacity). */
   myc_buf **slots;
   /* The payload length of each slot's message: the owner never reads a
    * buffer to account for it (one from another core would be a cache
@@ -54,6 +54,9 @@ typedef struct {
   _Atomic uint64_t inflight_bytes;
   uint64_t max_bytes;
   uint32_t capacity;
+  /* min(capacity, ring slots): the push fast path's one bound on the
+   * count, so that the ring costs it nothing. */
+  uint32_t room;
   uint32_t max_message;      /* largest payload taken, <= max_bytes */
   /* Apart, so that no cache line holds both what the owner writes at
    * every message and what senders on other threads do. */
@@ -146,8 +149,8 @@ static inline int myc__mailbox_push(myc__mailbox *mb, myc_buf *b,
   uint64_t bytes = atomic_load_explicit(&mb->bytes, memory_order_relaxed) + need;
   uint32_t at;
   if (len + atomic_load_explicit(&mb->inflight, memory_order_relaxed) >=
-          mb->capacity ||
-      len > mb->mask || bytes > mb->max_bytes || need > mb->max_message)
+          mb->room ||
+      bytes > mb->max_bytes || need > mb->max_message)
     return myc__mailbox_push_full(mb, b, need, pool, a);
   at = (mb->head + len) & mb->mask;
   mb->slots[at] = b;
