@@ -84,6 +84,8 @@ static const bench_scenario scenarios[] = {
      "detector", bench_bandit},
     {"links", "Lua -> Lua across 2 processes over Unix and TCP links, vs "
      "ZeroMQ ipc/tcp PUSH/PULL", bench_links},
+    {"services", "cost of a trivial service: RSS and start time per service "
+     "at 1 000 and 10 000", bench_services},
     {NULL, NULL, NULL}};
 
 static int wanted(int argc, char **argv, const char *name) {

@@ -122,6 +122,48 @@ static void the_cache_is_bounded(void) {
   CHECK_EQ(fa.live, 0);
 }
 
+/* With a slab, small blocks are cut from it (one base allocation), come
+ * back to the cache uncounted, and the slab goes back whole at the
+ * drain; past its end they come from the base hook again. */
+static void small_blocks_come_from_the_slab(void) {
+  failing_alloc fa = {0, 0, 0};
+  myc__alloc a = {failing_alloc_fn, &fa};
+  myc__lua_budget b;
+  void *p[40], *big, *q;
+  int i;
+
+  memset(&b, 0, sizeof b);
+  b.base = &a;
+  b.slab_size = 1024;
+  for (i = 0; i < 32; i++)
+    CHECK((p[i] = lua_alloc(&b, NULL, 0, 20)) != NULL); /* 32 bytes each */
+  CHECK_EQ(fa.count, 1);
+  CHECK_EQ(fa.live, 1024);
+  CHECK((char *)p[1] - (char *)p[0] == 32);
+  big = lua_alloc(&b, NULL, 0, 600); /* large: not from the slab */
+  q = lua_alloc(&b, NULL, 0, 20);    /* the slab is used up */
+  CHECK_EQ(fa.count, 3);
+  CHECK_EQ(atomic_load(&b.used), 33 * 20 + 600);
+  lua_alloc(&b, p[5], 20, 0);
+  CHECK_EQ(b.cached, 0);
+  CHECK(lua_alloc(&b, NULL, 0, 20) == p[5]); /* reused */
+  CHECK_EQ(fa.count, 3);
+  for (i = 0; i < 32; i++)
+    lua_alloc(&b, p[i], 20, 0);
+  lua_alloc(&b, q, 20, 0);
+  lua_alloc(&b, big, 600, 0);
+  CHECK_EQ(atomic_load(&b.used), 0);
+  myc__lua_budget_drain(&b);
+  CHECK_EQ(fa.live, 0);
+  CHECK(b.slab == NULL);
+  /* The budget serves a next state with a new slab. */
+  CHECK((q = lua_alloc(&b, NULL, 0, 20)) != NULL);
+  CHECK_EQ(fa.live, 1024);
+  lua_alloc(&b, q, 20, 0);
+  myc__lua_budget_drain(&b);
+  CHECK_EQ(fa.live, 0);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"small_blocks_are_reused", small_blocks_are_reused},
@@ -129,6 +171,7 @@ int main(void) {
       {"shrinking_never_fails", shrinking_never_fails},
       {"the_limit_refuses_growth", the_limit_refuses_growth},
       {"the_cache_is_bounded", the_cache_is_bounded},
+      {"small_blocks_come_from_the_slab", small_blocks_come_from_the_slab},
       {NULL, NULL}};
   return run_tests(cases);
 }

@@ -5,6 +5,7 @@
 #include "mycelium.h"
 
 #include <stdatomic.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char tmpdir[] = "/tmp/myc_engine_test_XXXXXX";
@@ -602,6 +603,50 @@ static void engine_log_goes_to_the_sink_by_level(void) {
   CHECK(strstr(c.text, "no service") != NULL);
 }
 
+/* The runtime's modules are compiled once per engine: once the first
+ * service loaded host.lua, a change to the file reaches no later service
+ * of that engine (they load the bytecode), but a new engine compiles it
+ * again.  The runtime here is a stand-in host, in its own directory. */
+static const char fake_host[] =
+    "return { new = function() return {\n"
+    "  dispatch = function() end, timer = function() end,\n"
+    "  event = function() end, init = function() end,\n"
+    "  stop = function() end, snapshot = function() end,\n"
+    "  live = function() return {} end } end }\n";
+
+static int add_named(myc_engine *e, const char *name, const char *module,
+                     char *err, size_t errlen) {
+  myc_service_config sc = {0};
+  sc.name = name;
+  sc.module = module;
+  sc.worker = -1;
+  return myc_engine_add_service(e, &sc, err, errlen);
+}
+
+static void runtime_modules_are_compiled_once_per_engine(void) {
+  myc_engine_config cfg;
+  myc_engine *e, *e2;
+  char runtime[300], dir[320], err[1024], mod[300];
+  snprintf(runtime, sizeof runtime, "%s/runtime", tmpdir);
+  snprintf(dir, sizeof dir, "%s/mycelium", runtime);
+  snprintf(mod, sizeof mod, "%s", write_module("any.lua", "return {}"));
+  CHECK_EQ(mkdir(runtime, 0700), 0);
+  CHECK_EQ(mkdir(dir, 0700), 0);
+  write_module("runtime/mycelium/host.lua", fake_host);
+  myc_engine_config_init(&cfg);
+  cfg.manual = 1;
+  cfg.lua_path = runtime;
+  CHECK_EQ(myc_engine_new(&e, &cfg), 0);
+  CHECK_EQ(add_named(e, "first", mod, err, sizeof err), 0);
+  write_module("runtime/mycelium/host.lua", "error('compiled again')");
+  CHECK_EQ(add_named(e, "second", mod, err, sizeof err), 0);
+  CHECK_EQ(myc_engine_new(&e2, &cfg), 0);
+  CHECK(add_named(e2, "third", mod, err, sizeof err) != 0);
+  CHECK(strstr(err, "compiled again") != NULL);
+  myc_engine_free(e2);
+  myc_engine_free(e);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"engine_from_a_config_file", engine_from_a_config_file},
@@ -621,6 +666,8 @@ int main(void) {
        set_contracts_is_refused_when_too_late},
       {"typed_messages_from_lua_leak_nothing",
        typed_messages_from_lua_leak_nothing},
+      {"runtime_modules_are_compiled_once_per_engine",
+       runtime_modules_are_compiled_once_per_engine},
       {NULL, NULL}};
   int rc;
   if (mkdtemp(tmpdir) == NULL)

@@ -293,6 +293,59 @@ static void byte_bounds_default_and_cut(void) {
   myc__mailbox_destroy(&mb, &alloc);
 }
 
+/* A ring starts small and doubles as messages queue up, keeping their
+ * order across the wrap, up to what the capacity needs. */
+static void the_ring_grows_to_the_capacity(void) {
+  myc_mailbox_config cfg = {1000, MYC_POLICY_REJECT, 0.8, 0, 0};
+  myc__mailbox mb;
+  myc_buf *out[1000];
+  uintptr_t next = 1, expect = 1;
+  uint32_t i, n;
+  CHECK_EQ(myc__mailbox_init(&mb, &alloc, &cfg), 0);
+  CHECK_EQ(mb.mask + 1, MYC_MAILBOX_RING_MIN);
+  /* Move the head off slot 0 so that the first growth unwraps. */
+  for (i = 0; i < 10; i++, next++)
+    CHECK_EQ(push(&mb, fake(next)), 0);
+  n = myc__mailbox_pop(&mb, out, 7);
+  for (i = 0; i < n; i++)
+    CHECK(out[i] == fake(expect++));
+  myc__mailbox_done(&mb, n, 0);
+  while (myc__mailbox_depth(&mb) < 1000)
+    CHECK_EQ(push(&mb, fake(next++)), 0);
+  CHECK_EQ(mb.mask + 1, 1024);
+  CHECK_EQ(push(&mb, fake(next)), MYC_EFULL);
+  n = myc__mailbox_pop(&mb, out, 1000);
+  CHECK_EQ(n, 1000);
+  for (i = 0; i < n; i++)
+    CHECK(out[i] == fake(expect++));
+  myc__mailbox_done(&mb, n, 0);
+  myc__mailbox_destroy(&mb, &alloc);
+}
+
+/* Out of memory while growing, the new message is refused as by a full
+ * mailbox, counted, and the queue is kept. */
+static void a_ring_that_cannot_grow_refuses(void) {
+  myc_mailbox_config cfg = {100, MYC_POLICY_DROP_OLDEST, 0.8, 0, 0};
+  failing_alloc fa = {0};
+  myc__alloc fail = {failing_alloc_fn, &fa};
+  myc__mailbox mb;
+  myc_buf *out[32];
+  uint32_t i;
+  CHECK_EQ(myc__mailbox_init(&mb, &fail, &cfg), 0);
+  for (i = 1; i <= MYC_MAILBOX_RING_MIN; i++)
+    CHECK_EQ(myc__mailbox_push(&mb, fake(i), 0, NULL, &fail), 0);
+  fa.fail_at = fa.count + 1;
+  CHECK_EQ(myc__mailbox_push(&mb, fake(99), 0, NULL, &fail), MYC_EFULL);
+  CHECK(!released(99));
+  CHECK_EQ(atomic_load(&mb.dropped[MYC_DROP_NEWEST]), 1);
+  CHECK_EQ(myc__mailbox_pop(&mb, out, 32), MYC_MAILBOX_RING_MIN);
+  CHECK(out[0] == fake(1) && out[MYC_MAILBOX_RING_MIN - 1] ==
+                                 fake(MYC_MAILBOX_RING_MIN));
+  myc__mailbox_done(&mb, MYC_MAILBOX_RING_MIN, 0);
+  myc__mailbox_destroy(&mb, &fail);
+  CHECK_EQ(fa.live, 0);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"fifo_order_and_wraparound", fifo_order_and_wraparound},
@@ -314,6 +367,8 @@ int main(void) {
       {"transit_is_bounded_in_bytes", transit_is_bounded_in_bytes},
       {"byte_bounds_default_and_cut", byte_bounds_default_and_cut},
       {"pressure_stays_within_one", pressure_stays_within_one},
+      {"the_ring_grows_to_the_capacity", the_ring_grows_to_the_capacity},
+      {"a_ring_that_cannot_grow_refuses", a_ring_that_cannot_grow_refuses},
       {NULL, NULL}};
   return run_tests(cases);
 }

@@ -2,7 +2,10 @@
 -- C (docs/ARCHITECTURE.md): the structs, the FFI entry points of
 -- engine/src/ffi/ffi.h and the mycelium.h functions the runtime calls, in
 -- sections a state declares when it needs them: "core" here (every
--- service's state parses it, so it stays small), the others in cdefs/*.h.
+-- service's state parses it, so it stays small: about a third of the CPU
+-- time of making a small service's state went to parsing declarations),
+-- the others in cdefs/*.h ("service": what ctx and ctx.log call now and
+-- then).
 -- mycelium.cdefs.check does the rest: finding the library, reading the
 -- other sections, checking layouts against the engine.
 local ffi = require "ffi"
@@ -34,17 +37,6 @@ typedef struct myc_service myc_service;
 typedef struct myc_engine myc_engine;
 typedef void *(*myc_alloc_fn)(void *ud, void *ptr, size_t osize, size_t nsize);
 typedef void (*myc_log_fn)(void *ud, int level, const char *line, size_t len);
-typedef struct {
-  const char *name; int32_t worker; const char *state;
-  uint64_t in, out, unrouted, errors, dropped, dropped_oldest, dropped_newest;
-  uint64_t rejected;
-  uint64_t too_large; uint32_t queue_depth, queue_capacity;
-  uint64_t queue_bytes, queue_max_bytes; uint64_t memory_bytes;
-  const char *restart; const char *group;
-  uint64_t restarts, timeouts, reloads, reload_failures, rollbacks;
-  uint64_t memory_limit, memory_peak; uint32_t version;
-  char running[128]; double running_ms; double last_pause_ms;
-} myc_service_stats;
 const char *myc_strerror(int err);
 const char *myc_err_name(int err);
 
@@ -67,17 +59,6 @@ int myc_ffi_subscribe(myc_service *s, const char *pattern, size_t len);
 int myc_ffi_unsubscribe(myc_service *s, const char *pattern, size_t len);
 int64_t myc_ffi_timer(myc_service *s, double delay_ms, double repeat_ms);
 double myc_ffi_now(myc_service *s);
-void myc_ffi_shutdown(myc_service *s, int code);
-uint32_t myc_ffi_queue_depth(myc_service *s);
-uint32_t myc_ffi_queue_capacity(myc_service *s);
-int myc_ffi_over_threshold(myc_service *s);
-double myc_ffi_pressure(myc_service *s, uint32_t topic_id);
-int myc_ffi_stats(myc_service *s, const char *name, size_t len,
-                  myc_service_stats *out);
-int myc_ffi_log_level(myc_service *s);
-int myc_ffi_log_format(myc_service *s);
-void myc_ffi_log(myc_service *s, int level, const char *msg, size_t len,
-                 const char *extra, size_t extra_len);
 void myc_ffi_trace(myc_service *s, uint8_t *out24);
 const char *myc_ffi_node(myc_service *s);
 void myc_ffi_exit(myc_service *s, int how);
@@ -91,9 +72,10 @@ local M = { KIND_RAW = 1, KIND_TABLE = 2, KIND_TYPED = 3,
             FRAME_SIZE = ffi.sizeof("myc_frame"),
             declared = { core = true },
             -- a bit per section in the engine's record of checked ones
-            BIT = { core = 1, engine = 2, contract = 4, net = 8 } }
+            BIT = { core = 1, engine = 2, contract = 4, net = 8,
+                    service = 16 } }
 
--- Declares section 'name' ("engine", "contract", "net") if this state has
+-- Declares section 'name' ("service", "engine", "contract", "net") if this state has
 -- not yet; checked against the library once it is known.
 function M.need(name)
   if not M.declared[name] then require("mycelium.cdefs.check").declare(M, name) end

@@ -4,19 +4,24 @@
 -- service's engine handle, so the hot calls (emit, a publisher) are one
 -- FFI call with no lookup beyond a cached topic id.
 local ffi = require "ffi"
-local msgpack = require "mycelium.msgpack"
 local cdefs = require "mycelium.cdefs"
-local log = require "mycelium.log"
 
 local C = cdefs.library()
 local type, tostring, tonumber, error = type, tostring, tonumber, error
-local ipairs = ipairs
+local ipairs, require, rawset, setmetatable = ipairs, require, rawset, setmetatable
 local format = string.format
 local ffi_string = ffi.string
 
 local KIND_RAW, KIND_TABLE = cdefs.KIND_RAW, cdefs.KIND_TABLE
-local encode = msgpack.encode
-local strerror, err_name = cdefs.strerror, cdefs.err_name
+-- mycelium.msgpack and mycelium.log are loaded when a service first
+-- emits a table or logs: a service that does neither (most small ones)
+-- keeps its state that much smaller and quicker to make.
+local encode
+encode = function(value)
+  encode = require("mycelium.msgpack").encode
+  return encode(value)
+end
+local strerror, err_name, need = cdefs.strerror, cdefs.err_name, cdefs.need
 
 local M = {}
 
@@ -254,9 +259,17 @@ function M.new(svc, name, opts, has_handler, typed)
   function ctx.trace_id() return trace(0, 16) end
   function ctx.span_id() return trace(16, 8) end
   function ctx.now() return C.myc_ffi_now(svc) end
-  function ctx.queue_depth() return C.myc_ffi_queue_depth(svc) end
-  function ctx.queue_capacity() return C.myc_ffi_queue_capacity(svc) end
+  -- These declare the "service" section of mycelium.cdefs on first use.
+  function ctx.queue_depth()
+    need("service")
+    return C.myc_ffi_queue_depth(svc)
+  end
+  function ctx.queue_capacity()
+    need("service")
+    return C.myc_ffi_queue_capacity(svc)
+  end
   function ctx.backpressure_threshold_exceeded()
+    need("service")
     return C.myc_ffi_over_threshold(svc) ~= 0
   end
 
@@ -264,13 +277,13 @@ function M.new(svc, name, opts, has_handler, typed)
   -- ingress service pauses its source above some level instead of
   -- flooding consumers into dropping.
   function ctx.pressure(_, t)
+    need("service")
     return C.myc_ffi_pressure(svc, topic_id(t, 2))
   end
 
-  local stats_buf = ffi.new("myc_service_stats")
-  local STAT_FIELDS = { "in", "out", "unrouted", "errors", "dropped",
-                        "dropped_oldest", "dropped_newest", "rejected",
-                        "too_large",
+  local stats_buf
+  local STAT_FIELDS = { "in", "out", "unrouted", "errors", "dropped", "dropped_oldest",
+                        "dropped_newest", "rejected", "too_large",
                         "queue_bytes", "queue_max_bytes", "memory_bytes",
                         "restarts", "timeouts", "reloads", "reload_failures",
                         "rollbacks", "memory_limit", "memory_peak",
@@ -281,6 +294,8 @@ function M.new(svc, name, opts, has_handler, typed)
   -- so a moment old for services on other workers.
   function ctx.service_stats(_, who)
     who = who or name
+    need("service")
+    stats_buf = stats_buf or ffi.new("myc_service_stats")
     if C.myc_ffi_stats(svc, who, #who, stats_buf) ~= 0 then
       return nil
     end
@@ -313,12 +328,18 @@ function M.new(svc, name, opts, has_handler, typed)
     if code ~= nil and (type(code) ~= "number" or code % 1 ~= 0) then
       fail(2, "shutdown: exit code must be an integer, got %s", tostring(code))
     end
+    need("service")
     C.myc_ffi_shutdown(svc, code or 0)
   end
 
-  ctx.log = log.new(svc, name)
   ctx.node = ffi_string(C.myc_ffi_node(svc))
-  return ctx
+  -- ctx.log, made on first use.
+  return setmetatable(ctx, { __index = function(t, k)
+    if k ~= "log" then return nil end
+    local l = require("mycelium.log").new(svc, name)
+    rawset(t, "log", l)
+    return l
+  end })
 end
 
 return M

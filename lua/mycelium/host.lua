@@ -187,8 +187,13 @@ function M.new(lud, info)
     end
   end
 
-  local env = {
-    unpack = require("mycelium.msgpack").decode,
+  local env
+  env = {
+    -- mycelium.msgpack, loaded with the first table payload read.
+    unpack = function(p, n)
+      env.unpack = require("mycelium.msgpack").decode
+      return env.unpack(p, n)
+    end,
     type_name = typed and typed.type_name
         or function(tag) return "type:" .. tag end,
     typed = typed and typed.typed

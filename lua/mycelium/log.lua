@@ -4,7 +4,9 @@
 -- key=value pairs).
 local ffi = require "ffi"
 
-local C = require("mycelium.cdefs").library()
+local cdefs = require "mycelium.cdefs"
+cdefs.need("service")
+local C = cdefs.library()
 local type, tostring, pairs, concat, sort = type, tostring, pairs, table.concat, table.sort
 local format, gsub, byte = string.format, string.gsub, string.byte
 

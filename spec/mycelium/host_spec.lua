@@ -40,6 +40,35 @@ describe("service loading", function()
     os.execute("rm -rf '" .. dir .. "'")
   end)
 
+  -- What a service's state holds before its code asks for more: the
+  -- cost of each of ten thousand small services (docs/PERFORMANCE.md).
+  it("loads msgpack, log and the rare declarations on first use", function()
+    local path = testing.module [[
+      local cdefs = require "mycelium.cdefs"
+      local function has(m) return package.loaded[m] ~= nil end
+      local M = { subscribe = { "go" } }
+      function M.on_message(ctx, msg)
+        local before = { has("mycelium.msgpack"), has("mycelium.log"),
+                         cdefs.declared.service == true }
+        ctx:emit("out", { n = ctx:queue_depth() })
+        ctx.log:info("logged")
+        local t = msg.data -- a table payload: decoded by mycelium.msgpack
+        ctx:emit("out", string.format("%s %s %s / %s %s %s %s", before[1],
+          before[2], before[3], has("mycelium.msgpack"), has("mycelium.log"),
+          cdefs.declared.service == true, t.k))
+      end
+      return M
+    ]]
+    local eng = testing.engine { services = { { name = "svc", module = path } } }
+    local out = eng:collect("out")
+    eng:publish("go", { k = "v" })
+    eng:run()
+    local got = out:messages()
+    assert.equal(2, #got)
+    assert.equal("false false false / true true true v", got[2].data)
+    eng:close()
+  end)
+
   it("reports a syntax error with file and line", function()
     local ok, err, path = try("local M = {}\n\nfunction M.on_message(ctx, msg\nreturn M\n")
     assert.is_false(ok)

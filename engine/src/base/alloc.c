@@ -64,19 +64,52 @@ static size_t class_bytes(size_t n) {
 
 /* A block of 'n' bytes (as the base hook sees it: the class size for a
  * small block), or NULL. */
+static int in_slab(const myc__lua_budget *b, const void *p) {
+  return b->slab != NULL && (const char *)p >= b->slab &&
+         (const char *)p < b->slab + b->slab_size;
+}
+
+/* 'n' bytes (a class size) from the slab, or NULL when it is used up or
+ * cannot be had. */
+static void *slab_cut(myc__lua_budget *b, size_t n) {
+  void *p;
+  if (b->slab == NULL) {
+    if (b->slab_size == 0)
+      return NULL;
+    b->slab = b->base->fn(b->base->ud, NULL, 0, b->slab_size);
+    if (b->slab == NULL)
+      return NULL;
+  }
+  if (b->slab_used + n > b->slab_size)
+    return NULL;
+  p = b->slab + b->slab_used;
+  b->slab_used += n;
+  return p;
+}
+
 static void *block_get(myc__lua_budget *b, size_t n) {
   int c = lua_class(n);
   void *p;
-  if (c >= 0 && (p = b->cache[c]) != NULL) {
-    b->cache[c] = *(void **)p;
-    b->cached -= (size_t)(c + 1) * 16;
-    return p;
+  if (c >= 0) {
+    if ((p = b->cache[c]) != NULL) {
+      b->cache[c] = *(void **)p;
+      b->cached -= (size_t)(c + 1) * 16;
+      return p;
+    }
+    if ((p = slab_cut(b, class_bytes(n))) != NULL)
+      return p;
   }
   return b->base->fn(b->base->ud, NULL, 0, class_bytes(n));
 }
 
 static void block_put(myc__lua_budget *b, void *p, size_t n) {
   int c = lua_class(n);
+  if (c >= 0 && in_slab(b, p)) {
+    /* Not counted in 'cached': the slab is held whatever its blocks do. */
+    *(void **)p = b->cache[c];
+    b->cache[c] = p;
+    return;
+  }
   if (c >= 0 && b->cached < MYC_LUA_CACHE_BYTES) {
     *(void **)p = b->cache[c];
     b->cache[c] = p;
@@ -113,10 +146,15 @@ void myc__lua_budget_drain(myc__lua_budget *b) {
     while (b->cache[c] != NULL) {
       void *p = b->cache[c];
       b->cache[c] = *(void **)p;
-      b->base->fn(b->base->ud, p, (size_t)(c + 1) * 16, 0);
+      if (!in_slab(b, p))
+        b->base->fn(b->base->ud, p, (size_t)(c + 1) * 16, 0);
     }
   }
   b->cached = 0;
+  if (b->slab != NULL)
+    b->base->fn(b->base->ud, b->slab, b->slab_size, 0);
+  b->slab = NULL;
+  b->slab_used = 0;
 }
 
 _Noreturn void myc__escape_rethrow(myc__lua_budget *b) {

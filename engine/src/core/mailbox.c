@@ -21,6 +21,8 @@ int myc__mailbox_init(myc__mailbox *mb, const myc__alloc *a,
       cfg->policy < MYC_POLICY_DROP_OLDEST || cfg->policy > MYC_POLICY_REJECT)
     return MYC_EINVAL;
   size = pow2_at_least(cfg->capacity);
+  if (size > MYC_MAILBOX_RING_MIN)
+    size = MYC_MAILBOX_RING_MIN;
   /* Cut so that twice it (the bound in transit) cannot overflow. */
   mb->max_bytes = min_u64(cfg->max_bytes ? cfg->max_bytes
                                          : MYC_MAILBOX_MAX_BYTES,
@@ -46,6 +48,7 @@ int myc__mailbox_init(myc__mailbox *mb, const myc__alloc *a,
   atomic_init(&mb->inflight_bytes, 0);
   atomic_init(&mb->incoming_bytes, 0);
   mb->capacity = cfg->capacity;
+  mb->room = size < cfg->capacity ? size : cfg->capacity;
   mb->transit_max = 2 * cfg->capacity;
   mb->transit_max_bytes = 2 * mb->max_bytes;
   mb->transit_max_message = mb->max_message;
@@ -137,6 +140,31 @@ int myc__mailbox_transit_refusal(const myc__mailbox *mb, size_t len,
   return -1;
 }
 
+/* Doubles the ring, its queued messages moved to its start.  Returns 0
+ * or MYC_ENOMEM (the ring unchanged). */
+static int grow(myc__mailbox *mb, const myc__alloc *a) {
+  uint32_t size = mb->mask + 1, n = load32(&mb->len), i;
+  myc_buf **slots = myc__malloc(a, 2 * size * sizeof *slots);
+  uint32_t *lens = myc__malloc(a, 2 * size * sizeof *lens);
+  if (slots == NULL || lens == NULL) {
+    myc__free(a, slots, 2 * size * sizeof *slots);
+    myc__free(a, lens, 2 * size * sizeof *lens);
+    return MYC_ENOMEM;
+  }
+  for (i = 0; i < n; i++) {
+    slots[i] = mb->slots[(mb->head + i) & mb->mask];
+    lens[i] = mb->lens[(mb->head + i) & mb->mask];
+  }
+  myc__free(a, mb->slots, size * sizeof *slots);
+  myc__free(a, mb->lens, size * sizeof *lens);
+  mb->slots = slots;
+  mb->lens = lens;
+  mb->head = 0;
+  mb->mask = 2 * size - 1;
+  mb->room = 2 * size < mb->capacity ? 2 * size : mb->capacity;
+  return 0;
+}
+
 /* The slow path of myc__mailbox_push: 'b' does not fit as things are. */
 int myc__mailbox_push_full(myc__mailbox *mb, myc_buf *b, uint32_t need,
                            myc__pool *pool, const myc__alloc *a) {
@@ -160,6 +188,15 @@ int myc__mailbox_push_full(myc__mailbox *mb, myc_buf *b, uint32_t need,
     atomic_store_explicit(&mb->bytes, bytes, memory_order_relaxed);
     myc__mailbox_count(mb, MYC_DROP_OLDEST, old->topic_id, 1);
     myc__buf_release(pool, a, old);
+  }
+  /* Fits the capacity, so a ring of pow2(capacity) slots would hold it.
+   * Grown once queued and in-flight messages fill it, not only the
+   * queued ones: else every push would take this path while a batch is
+   * out. */
+  if (len + load32(&mb->inflight) > mb->mask && mb->room < mb->capacity &&
+      grow(mb, a) != 0 && len > mb->mask) {
+    myc__mailbox_count(mb, MYC_DROP_NEWEST, b->topic_id, 1);
+    return MYC_EFULL;
   }
   at = (mb->head + len) & mb->mask;
   mb->slots[at] = b;

@@ -27,6 +27,10 @@ enum { MYC_DROP_OLDEST, MYC_DROP_NEWEST, MYC_DROP_REJECTED, MYC_DROP_SHUTDOWN,
  * size are counted under MYC_DROP_OTHER_TOPIC. */
 #define MYC_DROP_TOPICS 64
 #define MYC_DROP_OTHER_TOPIC UINT32_MAX
+/* Slots of a new ring: it doubles when full, up to the capacity, so that
+ * a quiet service does not hold the ring of a busy one (the default
+ * capacity's ring is 768 KiB). */
+#define MYC_MAILBOX_RING_MIN 16u
 
 typedef struct {
   _Atomic uint32_t topic_id; /* 0: free */
@@ -34,7 +38,9 @@ typedef struct {
 } myc__drop_slot;
 
 typedef struct {
-  /* The owner's, written at every push and pop. */
+  /* The owner's, written at every push and pop.  The ring ('mask' + 1
+   * slots) holds the queued messages only; it grows on a push once the
+   * queued and in-flight messages fill it, up to pow2(capacity). */
   myc_buf **slots;
   /* The payload length of each slot's message: the owner never reads a
    * buffer to account for it (one from another core would be a cache
@@ -48,6 +54,9 @@ typedef struct {
   _Atomic uint64_t inflight_bytes;
   uint64_t max_bytes;
   uint32_t capacity;
+  /* min(capacity, ring slots): the push fast path's one bound on the
+   * count, so that the ring costs it nothing. */
+  uint32_t room;
   uint32_t max_message;      /* largest payload taken, <= max_bytes */
   /* Apart, so that no cache line holds both what the owner writes at
    * every message and what senders on other threads do. */
@@ -66,7 +75,7 @@ typedef struct {
   myc__drop_slot other_topics;
 } myc__mailbox;
 
-/* Allocates the ring.  Returns 0, MYC_EINVAL (capacity 0 or threshold out
+/* Allocates the first ring.  Returns 0, MYC_EINVAL (capacity 0 or threshold out
  * of (0, 1]) or MYC_ENOMEM.  A byte bound of 0 is its default;
  * max_message is cut to max_bytes (a larger message could never fit). */
 int myc__mailbox_init(myc__mailbox *mb, const myc__alloc *a,
@@ -130,7 +139,8 @@ static inline int myc__mailbox_transit_ok(const myc__mailbox *mb, size_t len,
  * does not fit: drop_oldest evicts the oldest queued messages until it
  * does (releasing them into 'pool', which may be NULL) and queues 'b';
  * otherwise, and for a message over max_message, it returns MYC_EFULL or
- * MYC_ETOOBIG and 'b' still belongs to the caller.  Every loss is
+ * MYC_ETOOBIG and 'b' still belongs to the caller.  A ring that cannot
+ * grow (out of memory) refuses as a full mailbox would.  Every loss is
  * counted by reason.  Owner thread. */
 int myc__mailbox_push_full(myc__mailbox *mb, myc_buf *b, uint32_t need,
                            myc__pool *pool, const myc__alloc *a);
@@ -142,7 +152,7 @@ static inline int myc__mailbox_push(myc__mailbox *mb, myc_buf *b,
   uint64_t bytes = atomic_load_explicit(&mb->bytes, memory_order_relaxed) + need;
   uint32_t at;
   if (len + atomic_load_explicit(&mb->inflight, memory_order_relaxed) >=
-          mb->capacity ||
+          mb->room ||
       bytes > mb->max_bytes || need > mb->max_message)
     return myc__mailbox_push_full(mb, b, need, pool, a);
   at = (mb->head + len) & mb->mask;

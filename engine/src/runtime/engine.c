@@ -97,7 +97,8 @@ int myc__engine_create(myc_engine **out, const myc_engine_config *cfg) {
   myc__rng_seed(&e->host_rng);
   e->node = myc__strdup(&e->alloc, cfg->node);
   e->lua_path = myc__strdup(&e->alloc, myc__find_lua_dir(cfg->lua_path));
-  if (e->node == NULL || e->lua_path == NULL)
+  if (e->node == NULL || e->lua_path == NULL ||
+      myc__bytecode_init(&e->bytecode, &e->alloc, e->lua_path) != 0)
     goto nomem;
   if (myc__log_init(&e->log, &e->alloc, cfg, e->node) != 0)
     goto nomem;
@@ -157,13 +158,52 @@ uint32_t myc__engine_count(myc_engine *e) {
   return n;
 }
 
+static uint32_t hash_name(const char *name, size_t len) {
+  uint32_t h = 2166136261u;
+  size_t i;
+  for (i = 0; i < len; i++)
+    h = (h ^ (uint8_t)name[i]) * 16777619u;
+  return h;
+}
+
+/* The slot of 'name' in the index, or the empty one where it would go.
+ * Under services_lock, with an index. */
+static myc_service **name_slot(myc_engine *e, const char *name, size_t len) {
+  uint32_t mask = e->nby_name - 1, i = hash_name(name, len) & mask;
+  for (;; i = (i + 1) & mask) {
+    myc_service *s = e->by_name[i];
+    if (s == NULL || (s->name_len == len && memcmp(s->name, name, len) == 0))
+      return &e->by_name[i];
+  }
+}
+
 myc_service *myc__engine_find(myc_engine *e, const char *name, size_t len) {
-  uint32_t i, n = myc__engine_count(e);
-  for (i = 0; i < n; i++)
-    if (e->services[i]->name_len == len &&
-        memcmp(e->services[i]->name, name, len) == 0)
-      return e->services[i];
-  return NULL;
+  myc_service *s = NULL;
+  uv_mutex_lock(&e->services_lock);
+  if (e->nby_name > 0)
+    s = *name_slot(e, name, len);
+  uv_mutex_unlock(&e->services_lock);
+  return s;
+}
+
+/* Room in the index for one more name.  Under services_lock.  Returns 0
+ * or MYC_ENOMEM (the index unchanged). */
+static int index_reserve(myc_engine *e) {
+  uint32_t n = e->nby_name ? 2 * e->nby_name : 16, i, old = e->nby_name;
+  myc_service **was = e->by_name;
+  if (2 * (e->nservices + 1) <= e->nby_name)
+    return 0;
+  e->by_name = myc__calloc(&e->alloc, n * sizeof *e->by_name);
+  if (e->by_name == NULL) {
+    e->by_name = was;
+    return MYC_ENOMEM;
+  }
+  e->nby_name = n;
+  for (i = 0; i < old; i++)
+    if (was[i] != NULL)
+      *name_slot(e, was[i]->name, was[i]->name_len) = was[i];
+  myc__free(&e->alloc, was, old * sizeof *was);
+  return 0;
 }
 
 static int place(myc_engine *e, int32_t worker, myc__worker **out) {
@@ -178,6 +218,10 @@ static int place(myc_engine *e, int32_t worker, myc__worker **out) {
 
 static int append_service(myc_engine *e, myc_service *s) {
   uv_mutex_lock(&e->services_lock);
+  if (index_reserve(e) != 0) {
+    uv_mutex_unlock(&e->services_lock);
+    return MYC_ENOMEM;
+  }
   if (e->nservices == e->capservices) {
     uint32_t cap = e->capservices ? 2 * e->capservices : 8;
     myc_service **p = myc__realloc(&e->alloc, e->services,
@@ -191,6 +235,7 @@ static int append_service(myc_engine *e, myc_service *s) {
   }
   s->index = e->nservices;
   e->services[e->nservices++] = s;
+  *name_slot(e, s->name, s->name_len) = s;
   uv_mutex_unlock(&e->services_lock);
   return 0;
 }
@@ -824,6 +869,7 @@ void myc_engine_free(myc_engine *e) {
     myc__service_free(e->services[i]);
   run_cleanups(e);
   myc__free(&e->alloc, e->services, e->capservices * sizeof *e->services);
+  myc__free(&e->alloc, e->by_name, e->nby_name * sizeof *e->by_name);
   for (i = 0; i < sc->nworkers; i++)
     myc__worker_destroy(&sc->workers[i]);
   myc__free(&e->alloc, sc->workers, sc->nworkers_max * sizeof *sc->workers);
@@ -838,6 +884,8 @@ void myc_engine_free(myc_engine *e) {
   /* After the services: their Lua states read the set until closed. */
   myc_contract_free(e->contracts);
   myc__strfree(&e->alloc, e->node);
+  if (e->bytecode.dir != NULL)
+    myc__bytecode_destroy(&e->bytecode);
   myc__strfree(&e->alloc, e->lua_path);
   myc__free(&e->alloc, e, sizeof *e);
 }

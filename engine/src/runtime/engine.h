@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "base/rng.h"
 #include "core/topic.h"
+#include "lua/bytecode.h"
 #include "runtime/service.h"
 #include "runtime/worker.h"
 
@@ -69,6 +70,9 @@ struct myc_engine {
   myc__alloc lua_alloc; /* base of every service's counting allocator */
   char *node;
   char *lua_path;
+  /* The runtime's modules, compiled once for every service's state;
+   * bytecode.dir is NULL until it is set up. */
+  myc__bytecode bytecode;
   myc_mailbox_config mailbox;
   int manual;
   myc__clock clock;
@@ -86,6 +90,11 @@ struct myc_engine {
   myc_service **services;
   uint32_t nservices, capservices;
   uv_mutex_t services_lock; /* appends vs. other threads' reads */
+  /* The services by name (open addressing, at most half full), so that
+   * adding the ten thousandth service does not compare its name with
+   * every other.  Under services_lock. */
+  myc_service **by_name;
+  uint32_t nby_name; /* slots, a power of two, or 0 */
 
   myc__engine_hooks hooks;
   myc__cleanup *cleanups;

@@ -179,11 +179,17 @@ static int start_host(lua_State *L) {
   /* Opening "jit" turns the JIT on: off again, until init returns. */
   luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
   myc__lua_prepare(L, e->lua_path, a->module);
+  myc__bytecode_install(L, &e->bytecode);
   lua_pushcfunction(L, msgh);
   in->ref_msgh = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* Loading the runtime makes little garbage: collection cycles over a
+   * heap that only grows would be wasted.  Back on before the module's
+   * own code runs. */
+  lua_gc(L, LUA_GCSTOP, 0);
   lua_getglobal(L, "require");
   lua_pushliteral(L, "mycelium.host");
   lua_call(L, 1, 1);
+  lua_gc(L, LUA_GCRESTART, 0);
   lua_getfield(L, -1, "new");
   lua_pushlightuserdata(L, s);
   lua_createtable(L, 0, 8);

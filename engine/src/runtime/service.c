@@ -90,6 +90,7 @@ static myc_service *service_alloc(myc_engine *e, const char *name,
     s->mem[i].base = &e->lua_alloc;
     s->mem[i].owner = s;
     s->mem[i].on_trip = myc__budget_tripped;
+    s->mem[i].slab_size = MYC_LUA_SLAB;
   }
   atomic_init(&s->state, MYC_SVC_LOADED);
   myc__activation_new_trace(s);

@@ -31,6 +31,9 @@ typedef struct lua_State lua_State;
  * closed, one being prepared for a reload (any thread) and one for a
  * restart (the worker). */
 #define MYC_SLOTS 5
+/* The slab a state's first small blocks are cut from (base/alloc.h):
+ * about what the service host and a small module take. */
+#define MYC_LUA_SLAB (64u << 10)
 
 struct myc__supervision;
 struct myc__route;

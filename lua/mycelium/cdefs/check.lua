@@ -15,8 +15,9 @@ local M = {}
 -- checked); 'needs': sections its declarations refer to.
 local SECTIONS = {
   core = { types = { "myc_frame", "myc_buf", "myc_svc_view",
-                     "myc_service_stats", "myc_ffi_layout" } },
-  engine = { needs = { "contract" },
+                     "myc_ffi_layout" } },
+  service = { types = { "myc_service_stats" } },
+  engine = { needs = { "contract", "service" },
              types = { "myc_mailbox_config", "myc_supervisor_config",
                        "myc_engine_config", "myc_service_config",
                        "myc_drop_stats" } },

@@ -1,0 +1,28 @@
+/* lua/mycelium/cdefs/service.h -- the "service" section of mycelium.cdefs:
+ * what ctx and ctx.log call now and then, declared in a service's state
+ * when first used (cdefs.need) rather than by every state. */
+/* engine/include/mycelium.h */
+typedef struct {
+  const char *name; int32_t worker; const char *state;
+  uint64_t in, out, unrouted, errors, dropped, dropped_oldest, dropped_newest;
+  uint64_t rejected;
+  uint64_t too_large; uint32_t queue_depth, queue_capacity;
+  uint64_t queue_bytes, queue_max_bytes; uint64_t memory_bytes;
+  const char *restart; const char *group;
+  uint64_t restarts, timeouts, reloads, reload_failures, rollbacks;
+  uint64_t memory_limit, memory_peak; uint32_t version;
+  char running[128]; double running_ms; double last_pause_ms;
+} myc_service_stats;
+
+/* engine/src/ffi/ffi.h */
+uint32_t myc_ffi_queue_depth(myc_service *s);
+uint32_t myc_ffi_queue_capacity(myc_service *s);
+int myc_ffi_over_threshold(myc_service *s);
+double myc_ffi_pressure(myc_service *s, uint32_t topic_id);
+int myc_ffi_stats(myc_service *s, const char *name, size_t len,
+                  myc_service_stats *out);
+int myc_ffi_log_level(myc_service *s);
+int myc_ffi_log_format(myc_service *s);
+void myc_ffi_log(myc_service *s, int level, const char *msg, size_t len,
+                 const char *extra, size_t extra_len);
+void myc_ffi_shutdown(myc_service *s, int code);
