@@ -18,7 +18,9 @@ local MAY_INCLUDE = {
   supervise = { "base", "core", "contract", "lua", "runtime" },
   net = { "base", "core", "runtime" },
   ffi = { "base", "core", "contract", "lua", "runtime", "net" },
-  api = { "base", "core", "contract", "lua", "runtime", "supervise" },
+  observe = { "base", "core", "runtime" },
+  api = { "base", "core", "contract", "lua", "runtime", "supervise",
+          "observe" },
   cli = {},
 }
 

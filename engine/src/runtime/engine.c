@@ -94,6 +94,7 @@ int myc__engine_create(myc_engine **out, const myc_engine_config *cfg) {
   e->mailbox = cfg->mailbox;
   e->manual = cfg->manual;
   myc__clock_init(&e->clock, cfg->manual);
+  e->created_ns = myc__clock_now(&e->clock);
   /* The host thread's pool (manual engines) adopts what it frees. */
   (void)myc__pool_init(&e->host_pool, &e->alloc, 4096, MYC_BUF_NO_ORIGIN, 0);
   myc__rng_seed(&e->host_rng);
@@ -131,6 +132,34 @@ int myc__engine_on_free(myc_engine *e, void (*fn)(void *ud), void *ud) {
   for (p = &e->cleanups; *p != NULL; p = &(*p)->next)
     ;
   *p = c;
+  return 0;
+}
+
+void myc__engine_add_sidecar(myc_engine *e, myc__sidecar *sc) {
+  myc__sidecar **p;
+  for (p = &e->sidecars; *p != NULL; p = &(*p)->next)
+    ;
+  sc->next = NULL;
+  *p = sc;
+}
+
+static void stop_sidecars(myc_engine *e, const myc__sidecar *upto) {
+  myc__sidecar *sc;
+  for (sc = e->sidecars; sc != upto; sc = sc->next)
+    sc->stop(sc->ud);
+}
+
+/* Returns 0, or the first failure after stopping those started. */
+static int start_sidecars(myc_engine *e, char *err, size_t errlen) {
+  myc__sidecar *sc;
+  int rc;
+  if (e->manual)
+    return 0;
+  for (sc = e->sidecars; sc != NULL; sc = sc->next)
+    if ((rc = sc->start(sc->ud, err, errlen)) != 0) {
+      stop_sidecars(e, sc);
+      return rc;
+    }
   return 0;
 }
 
@@ -317,7 +346,11 @@ int myc_engine_start(myc_engine *e, char *err, size_t errlen) {
     myc__service_wake(e->services[i]);
   /* The layers above start what runs beside the workers (the control
    * socket is bound here, so a bad path fails the start). */
-  rc = e->hooks.start ? e->hooks.start(e->hooks.ud, err, errlen) : 0;
+  rc = start_sidecars(e, err, errlen);
+  if (rc == 0 &&
+      (rc = e->hooks.start ? e->hooks.start(e->hooks.ud, err, errlen) : 0) !=
+          0)
+    stop_sidecars(e, NULL);
   if (rc != 0) {
     stop_started(e, e->nservices);
     return rc;
@@ -355,6 +388,7 @@ int myc_engine_stopping(myc_engine *e, int *code) {
 }
 
 static void quiesce(myc_engine *e) {
+  stop_sidecars(e, NULL);
   if (e->hooks.quiesce != NULL)
     e->hooks.quiesce(e->hooks.ud);
 }

@@ -46,6 +46,18 @@ typedef struct myc__cleanup {
   void *ud;
 } myc__cleanup;
 
+/* What a layer runs beside the workers (observe/'s metrics listener),
+ * apart from the hooks so that several layers can attach: started just
+ * before the hooks' start (threaded engines only), stopped when the
+ * engine quiesces, before the hooks' quiesce. */
+typedef struct myc__sidecar {
+  struct myc__sidecar *next;
+  /* Nonzero fails the start, with the reason in 'err'. */
+  int (*start)(void *ud, char *err, size_t errlen);
+  void (*stop)(void *ud); /* may be called when not started */
+  void *ud;
+} myc__sidecar;
+
 struct myc_engine {
   myc__alloc alloc;
   myc__alloc lua_alloc; /* base of every service's counting allocator */
@@ -71,6 +83,9 @@ struct myc_engine {
 
   myc__engine_hooks hooks;
   myc__cleanup *cleanups;
+  myc__sidecar *sidecars;
+  struct myc__observe *observe; /* observe/ owns it; NULL: not attached */
+  int64_t created_ns; /* engine clock when it was created */
   /* Sections of lua/mycelium/cdefs.lua one of its Lua states checked
    * against this build (ffi/abi.c). */
   _Atomic unsigned ffi_checked;
@@ -97,6 +112,11 @@ int myc__engine_create(myc_engine **out, const myc_engine_config *cfg);
  * (in the order registered).  Returns 0 or MYC_ENOMEM ('fn' will not
  * run). */
 int myc__engine_on_free(myc_engine *e, void (*fn)(void *ud), void *ud);
+
+/* Adds 'sc' (which must outlive the engine, or be freed by a cleanup of
+ * myc__engine_on_free) to what starts beside the workers.  Before the
+ * engine starts.  Cannot fail. */
+void myc__engine_add_sidecar(myc_engine *e, myc__sidecar *sc);
 
 /* Finds a service by name, or NULL.  Any thread (services are only ever
  * appended). */

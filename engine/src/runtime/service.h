@@ -170,6 +170,10 @@ struct myc_service {
   uint64_t next_timer_id;
   _Atomic uint64_t n_in, n_out, n_errors;
   _Atomic int state;
+#if MYC_METRICS
+  /* Handler time per message, in ns (observe/ reads it). */
+  myc__hist handler_ns;
+#endif
 
   myc__resource *resources; /* attached facility objects */
 };

@@ -15,6 +15,7 @@ typedef struct {
   const char *lua_path; int manual; myc_alloc_fn alloc; void *alloc_ud;
   myc_alloc_fn lua_alloc; void *lua_alloc_ud;
   myc_supervisor_config supervisor; const char *control; int reload;
+  const char *metrics_listen;
 } myc_engine_config;
 typedef struct {
   const char *name; const char *module; const void *opts; size_t opts_len;
