@@ -17,7 +17,7 @@ local MAY_INCLUDE = {
   runtime = { "base", "core", "contract", "lua" },
   supervise = { "base", "core", "contract", "lua", "runtime" },
   net = { "base", "core", "runtime" },
-  ffi = { "base", "core", "contract", "lua", "runtime", "net" },
+  ffi = { "base", "core", "contract", "lua", "runtime", "net", "observe" },
   observe = { "base", "core", "runtime" },
   api = { "base", "core", "contract", "lua", "runtime", "supervise",
           "observe" },

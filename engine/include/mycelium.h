@@ -447,11 +447,13 @@ MYC_EXTERN int myc_engine_service_stats(myc_engine *e, uint32_t index,
                                         myc_service_stats *st);
 
 /* The engine's metrics in the Prometheus text format 0.0.4
- * (docs/METRICS.md), as the metrics listener serves them: on success
- * '*out' holds 'len' bytes and a NUL, which the caller releases with
- * free().  Any thread; waits for no worker.  Returns 0, MYC_ENOMEM, or
- * MYC_ESTATE for an engine not made by myc_engine_new(). */
-MYC_EXTERN int myc_engine_metrics(myc_engine *e, char **out, size_t *len);
+ * (docs/METRICS.md), as the metrics listener serves them, written to
+ * 'buf' as snprintf() would: at most cap - 1 bytes and a NUL (when cap >
+ * 0).  Returns the length of the whole text (a result >= cap means it
+ * was cut: call again with more room), MYC_ENOMEM, or MYC_ESTATE for an
+ * engine not made by myc_engine_new().  Any thread; waits for no
+ * worker. */
+MYC_EXTERN int64_t myc_engine_metrics(myc_engine *e, char *buf, size_t cap);
 
 /* The port the metrics listener is bound to (useful when
  * metrics_listen asked for port 0), or MYC_ESTATE while it is not

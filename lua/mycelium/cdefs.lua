@@ -78,6 +78,12 @@ int myc_ffi_log_format(myc_service *s);
 void myc_ffi_log(myc_service *s, int level, const char *msg, size_t len,
                  const char *extra, size_t extra_len);
 void myc_ffi_trace(myc_service *s, uint8_t *out24);
+int myc_ffi_metric(myc_service *s, int kind, const char *name,
+                   const char *help, const char *labels, size_t labels_len,
+                   uint32_t nlabels, const double *buckets, uint32_t nbuckets,
+                   uint32_t max_series, char *err, size_t errlen);
+double *myc_ffi_metric_cell(myc_service *s, int id, const char *values,
+                            size_t len, int *overflow);
 const char *myc_ffi_node(myc_service *s);
 void myc_ffi_exit(myc_service *s, int how);
 void myc_ffi_unhandled(myc_service *s);

@@ -7,6 +7,7 @@ local ffi = require "ffi"
 local msgpack = require "mycelium.msgpack"
 local cdefs = require "mycelium.cdefs"
 local log = require "mycelium.log"
+local metrics = require "mycelium.metrics"
 
 local C = cdefs.library()
 local type, tostring, tonumber, error = type, tostring, tonumber, error
@@ -316,6 +317,7 @@ function M.new(svc, name, opts, has_handler, typed)
   end
 
   ctx.log = log.new(svc, name)
+  ctx.metrics = metrics.new(svc, name)
   ctx.node = ffi_string(C.myc_ffi_node(svc))
   return ctx
 end

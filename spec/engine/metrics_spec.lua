@@ -32,11 +32,17 @@ local function have(cmd)
   return ok
 end
 
+-- Custom metrics too, so that promtool checks their families.
 local ticker = [[
+local ticks, gap
 return {
   subscribe = { "tick" },
-  init = function(ctx) ctx:every(20, function(c) c:emit("tick", "x") end) end,
-  on_message = function() end,
+  init = function(ctx)
+    ticks = ctx.metrics:counter("ticks_total", "Ticks \\ seen.", { "kind" })
+    gap = ctx.metrics:histogram("tick_gap_seconds", "Between ticks.")
+    ctx:every(20, function(c) c:emit("tick", "x") end)
+  end,
+  on_message = function() ticks:inc({ kind = 'a"b' }) gap:observe(0.02) end,
 }]]
 
 describe("metrics", function()
@@ -79,6 +85,7 @@ describe("metrics", function()
       assert.are.equal(0, rc)
       local handled = tonumber(body:match('\nmycelium_messages_handled_total{service="ticker"} (%d+)'))
       assert.is_true(handled > 0)
+      assert.matches('\nticks_total{service="ticker",kind="a\\"b"} %d+\n', body)
       if have("promtool") then
         write("scrape.txt", body)
         local prc, pout = sh("promtool check metrics < " .. tmpdir .. "/scrape.txt")

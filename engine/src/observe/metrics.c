@@ -294,5 +294,7 @@ void myc__metrics_render(myc__observe *o, myc__text *t) {
    * and bytes in and out, reconnects, frame errors, by 'link'). */
   engine_wide(t, o);
   uv_mutex_unlock(&e->services_lock);
+  /* What services declared (ctx.metrics), after the engine's own. */
+  myc__custom_render(&o->custom, t);
   free_snapshot(e, &sn);
 }

@@ -62,6 +62,7 @@ static void on_free(void *ud) {
   const myc__alloc *a = &o->e->alloc;
   myc__server_stop(o);
   o->e->observe = NULL;
+  myc__custom_free(&o->custom, a);
   myc__strfree(a, o->listen);
   myc__free(a, o, sizeof *o);
 }
@@ -76,10 +77,15 @@ int myc__observe_attach(myc_engine *e, const myc_engine_config *cfg) {
     return MYC_ENOMEM;
   o->e = e;
   o->start_time_s = process_start(e);
+  if (myc__custom_init(&o->custom) != 0) {
+    myc__free(&e->alloc, o, sizeof *o);
+    return MYC_ENOMEM;
+  }
   if ((cfg->metrics_listen != NULL &&
        (o->listen = myc__strdup(&e->alloc, cfg->metrics_listen)) == NULL) ||
       myc__engine_on_free(e, on_free, o) != 0) {
     myc__strfree(&e->alloc, o->listen);
+    myc__custom_free(&o->custom, &e->alloc);
     myc__free(&e->alloc, o, sizeof *o);
     return MYC_ENOMEM;
   }
@@ -98,10 +104,9 @@ int myc_engine_metrics_port(myc_engine *e) {
                                                           : MYC_ESTATE;
 }
 
-int myc_engine_metrics(myc_engine *e, char **out, size_t *len) {
+int64_t myc_engine_metrics(myc_engine *e, char *buf, size_t cap) {
   myc__text t;
-  *out = NULL;
-  *len = 0;
+  int64_t len;
   if (e->observe == NULL)
     return MYC_ESTATE;
   myc__text_init(&t, &e->alloc);
@@ -110,13 +115,12 @@ int myc_engine_metrics(myc_engine *e, char **out, size_t *len) {
     myc__text_free(&t);
     return MYC_ENOMEM;
   }
-  /* The caller frees with free(): a copy from the C heap, whatever the
-   * engine's allocator. */
-  *out = malloc(t.len + 1);
-  if (*out != NULL) {
-    memcpy(*out, t.p, t.len + 1);
-    *len = t.len;
+  if (cap > 0) {
+    size_t n = t.len < cap - 1 ? t.len : cap - 1;
+    memcpy(buf, t.p, n);
+    buf[n] = '\0';
   }
+  len = (int64_t)t.len;
   myc__text_free(&t);
-  return *out != NULL ? 0 : MYC_ENOMEM;
+  return len;
 }

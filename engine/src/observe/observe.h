@@ -6,6 +6,7 @@
 #ifndef MYC_OBSERVE_H
 #define MYC_OBSERVE_H
 
+#include "observe/custom.h"
 #include "observe/text.h"
 #include "runtime/engine.h"
 
@@ -18,6 +19,7 @@ typedef struct myc__observe {
   myc__server *server; /* while started */
   int port;            /* the port bound (listen may ask for 0) */
   myc__sidecar sidecar;
+  myc__custom custom; /* what services declare with ctx.metrics */
 } myc__observe;
 
 /* Attaches observation to 'e' (e->observe) with the metrics settings of
