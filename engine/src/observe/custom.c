@@ -261,10 +261,15 @@ static void labels_text(myc__text *t, const myc__family *f,
   }
 }
 
-/* Reads a cell another thread writes: a plain aligned double, never torn
- * on the targets (x86-64, AArch64), possibly a moment old. */
+/* Reads a cell the service's worker writes from Lua (plain aligned 8-byte
+ * stores, which x86-64 and AArch64 never tear): one atomic load of its
+ * bits, possibly a moment old. */
 static double read_cell(const double *p) {
-  return *(const volatile double *)p;
+  uint64_t bits = __atomic_load_n((const uint64_t *)(const void *)p,
+                                  __ATOMIC_RELAXED);
+  double v;
+  memcpy(&v, &bits, sizeof v);
+  return v;
 }
 
 static void series_text(myc__text *t, const myc__family *f,

@@ -133,6 +133,7 @@ static void reloads(myc__text *t, const snapshot *sn) {
     }
 }
 
+#if MYC_METRICS
 /* The samples of one histogram: 'labels' is the text inside the braces;
  * bounds and sum are divided by 'scale' (1e9: ns to s). */
 static void hist_samples(myc__text *t, const char *name, const char *labels,
@@ -157,7 +158,6 @@ static void hist_samples(myc__text *t, const char *name, const char *labels,
                    name, labels, cum);
 }
 
-#if MYC_METRICS
 static void handler_durations(myc__text *t, myc_engine *e,
                               const snapshot *sn) {
   const char *name = "mycelium_handler_duration_seconds";
