@@ -12,7 +12,7 @@ local cdefs = require "mycelium.cdefs"
 local C = cdefs.library()
 local type, tostring, error, pairs, ipairs = type, tostring, error, pairs, ipairs
 local setmetatable, next = setmetatable, next
-local format, concat = string.format, table.concat
+local format, concat, byte, find = string.format, table.concat, string.byte, string.find
 local huge = math.huge
 
 local M = {}
@@ -24,6 +24,39 @@ M.DEFAULT_SERIES = 100
 M.DEFAULT_BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }
 -- The value of every label of the overflow series.
 local OVERFLOW = "__overflow__"
+
+-- Longest label value, in bytes: the bound on series bounds memory only
+-- if each series is bounded too.
+local MAX_VALUE = 1024
+
+-- Whether 's' is valid UTF-8 (the text format's encoding: Prometheus
+-- refuses a whole scrape over one bad label), as Go's utf8.ValidString:
+-- no overlong forms, no surrogates, nothing past U+10FFFF.
+local function utf8_ok(s)
+  if not find(s, "[\128-\255]") then return true end
+  local i, n = 1, #s
+  while i <= n do
+    local c = byte(s, i)
+    if c < 0x80 then
+      i = i + 1
+    else
+      local len = (c >= 0xC2 and c <= 0xDF and 2) or (c >= 0xE0 and c <= 0xEF and 3)
+                  or (c >= 0xF0 and c <= 0xF4 and 4)
+      if not len then return false end
+      local c2 = byte(s, i + 1) or 0
+      if (c == 0xE0 and c2 < 0xA0) or (c == 0xED and c2 > 0x9F)
+          or (c == 0xF0 and c2 < 0x90) or (c == 0xF4 and c2 > 0x8F) then
+        return false
+      end
+      for k = i + 1, i + len - 1 do
+        local cc = byte(s, k)
+        if not cc or cc < 0x80 or cc > 0xBF then return false end
+      end
+      i = i + len
+    end
+  end
+  return true
+end
 
 local function finite(v)
   return type(v) == "number" and v == v and v > -huge and v < huge
@@ -59,9 +92,10 @@ function M.new(svc, name)
         fail(level + 1, "%s %s: label '%s' must be a string, got %s", m.name,
              what, m.labels[i], tv)
       end
-      if v == OVERFLOW or v:find("\0", 1, true) then
-        fail(level + 1, "%s %s: label '%s' may not be %q", m.name, what,
-             m.labels[i], v)
+      if v == OVERFLOW or find(v, "\0", 1, true) or #v > MAX_VALUE then
+        fail(level + 1, "%s %s: label '%s' may not be %q (nor hold NUL or "
+             .. "more than %d bytes)", m.name, what, m.labels[i], v:sub(1, 64),
+             MAX_VALUE)
       end
       parts[i] = v
     end
@@ -78,6 +112,9 @@ function M.new(svc, name)
     local key = key_of(m, labels, what, 3)
     local c = m.cells[key]
     if c then return c end
+    if not utf8_ok(key) then
+      fail(3, "%s %s: label values must be UTF-8", m.name, what)
+    end
     c = C.myc_ffi_metric_cell(svc, m.id, key, #key, overflow)
     if c == nil then fail(3, "%s %s: out of memory", m.name, what) end
     -- Overflow keys are not cached: they are what is unbounded.
@@ -158,8 +195,8 @@ function M.new(svc, name)
                                 or mname:match("_count$")) then
       fail(3, "%s: a histogram's name may not end with _bucket, _sum or _count", what)
     end
-    if type(help) ~= "string" or help == "" then
-      fail(3, "%s: help must be a non-empty string, got %s", what, type(help))
+    if type(help) ~= "string" or help == "" or not utf8_ok(help) then
+      fail(3, "%s: help must be a non-empty UTF-8 string, got %s", what, type(help))
     end
     labels = labels or {}
     if type(labels) ~= "table" or #labels > MAX_LABELS then

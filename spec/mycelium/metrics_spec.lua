@@ -44,19 +44,19 @@ describe("ctx.metrics", function()
                                         { buckets = { 1, 10, 100 } })
         end,
         on_message = function(ctx, msg)
-          local side, size = msg.data:match("(%a+) (%d+)")
+          local side, size = msg.data:match("(%S+) (%d+)")
           orders:inc({ side = side })
           sizes:observe(tonumber(size), { side = side })
-          depth:set(#msg.data)
-          depth:dec()
+          if side ~= "caf\195\169" then depth:set(#msg.data) depth:dec() end
         end,
       }]]
-    for _, m in ipairs({ "buy 5", "buy 50", "sell 500", "buy 1" }) do
+    for _, m in ipairs({ "buy 5", "buy 50", "sell 500", "buy 1", "caf\195\169 2" }) do
       eng:publish("order", m)
     end
     eng:run()
     local text = eng:metrics()
     assert.are.equal(3, sample(text, 'orders_total{service="svc",side="buy"}'))
+    assert.are.equal(1, sample(text, 'orders_total{service="svc",side="caf\195\169"}'))
     assert.are.equal(1, sample(text, 'orders_total{service="svc",side="sell"}'))
     assert.are.equal(4, sample(text, 'book_depth{service="svc"}'))
     assert.are.equal(1, sample(text, 'order_size_bucket{service="svc",side="buy",le="1"}'))
@@ -114,7 +114,7 @@ describe("ctx.metrics", function()
       { [[ctx.metrics:counter("bad-name_total", "h")]], "counter 'bad-name_total': a name is letters" },
       { [[ctx.metrics:counter("hits", "h")]], "a counter's name ends with '_total'" },
       { [[ctx.metrics:gauge("mycelium_x", "h")]], "are the engine's" },
-      { [[ctx.metrics:gauge("g", "")]], "help must be a non-empty string" },
+      { [[ctx.metrics:gauge("g", "")]], "help must be a non-empty UTF-8 string" },
       { [[ctx.metrics:gauge("g", "h", { "ok", "9bad" })]], "label 2 (9bad) must be letters" },
       { [[ctx.metrics:gauge("g", "h", { "service" })]], "label 'service' is the engine's" },
       { [[ctx.metrics:gauge("g", "h", { "a", "a" })]], "label 'a' twice" },
@@ -128,6 +128,10 @@ describe("ctx.metrics", function()
       { [[ctx.metrics:counter("c_total", "h"):inc(-1)]], "counter must be a finite number >= 0" },
       { [[ctx.metrics:gauge("g", "h"):observe(1)]], "only a histogram observes" },
       { [[ctx.metrics:counter("c_total", "h", { "k" }):inc({ k = "__overflow__" })]], "may not be" },
+      { [[ctx.metrics:counter("c_total", "h", { "k" }):inc({ k = ("x"):rep(1025) })]], "more than 1024 bytes" },
+      { [[ctx.metrics:counter("c_total", "h", { "k" }):inc({ k = "caf\xe9" })]], "label values must be UTF-8" },
+      { [[ctx.metrics:counter("c_total", "h", { "k" }):inc({ k = "\xed\xa0\x80" })]], "label values must be UTF-8" },
+      { [[ctx.metrics:gauge("g", "\xff")]], "help must be a non-empty UTF-8 string" },
     }
     for _, c in ipairs(cases) do
       local err = init_error("return { init = function(ctx) " .. c[1] .. " end }")
