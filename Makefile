@@ -25,8 +25,9 @@ test: build
 # served by the replay server at 200 messages a second (a busy node's pace
 # for the pools it tracks), so the latencies printed are per message, not
 # those of a 60-line burst into cold code.
+# METRICS=127.0.0.1:9464 also serves the engine's metrics there.
 demo: build
-	examples/bandit/run --rate 200
+	examples/bandit/run --rate 200 $(if $(METRICS),--metrics $(METRICS))
 
 bench: build
 	$(BUILD)/bench/myc-bench
