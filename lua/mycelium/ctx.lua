@@ -7,11 +7,10 @@ local ffi = require "ffi"
 local msgpack = require "mycelium.msgpack"
 local cdefs = require "mycelium.cdefs"
 local log = require "mycelium.log"
-local metrics = require "mycelium.metrics"
 
 local C = cdefs.library()
 local type, tostring, tonumber, error = type, tostring, tonumber, error
-local ipairs = ipairs
+local ipairs, pairs, setmetatable = ipairs, pairs, setmetatable
 local format = string.format
 local ffi_string = ffi.string
 
@@ -317,7 +316,14 @@ function M.new(svc, name, opts, has_handler, typed)
   end
 
   ctx.log = log.new(svc, name)
-  ctx.metrics = metrics.new(svc, name)
+  -- Loaded on first use: most services declare no metrics, and every
+  -- state pays for what it requires at load.
+  ctx.metrics = setmetatable({}, { __index = function(t, k)
+    local m = require("mycelium.metrics").new(svc, name)
+    setmetatable(t, nil)
+    for mk, mv in pairs(m) do t[mk] = mv end
+    return m[k]
+  end })
   ctx.node = ffi_string(C.myc_ffi_node(svc))
   return ctx
 end
