@@ -27,8 +27,9 @@ test: build
 # those of a 60-line burst into cold code.
 # Only what the demo runs, without Node.js (the npm peers are for the
 # tests), and quietly: the build's output is shown only when it fails.
+# METRICS=127.0.0.1:9464 also serves the engine's metrics there.
 demo: demo-build
-	@examples/bandit/run --rate 200
+	@examples/bandit/run --rate 200 $(if $(METRICS),--metrics $(METRICS))
 
 demo-build:
 	@scripts/deps.sh --no-node

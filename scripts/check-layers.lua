@@ -18,8 +18,10 @@ local MAY_INCLUDE = {
   supervise = { "base", "core", "contract", "lua", "runtime" },
   net = { "base", "core", "runtime" },
   link = { "base", "core", "runtime" },
-  ffi = { "base", "core", "contract", "lua", "runtime", "net" },
-  api = { "base", "core", "contract", "lua", "runtime", "supervise", "link" },
+  observe = { "base", "core", "runtime" },
+  ffi = { "base", "core", "contract", "lua", "runtime", "net", "observe" },
+  api = { "base", "core", "contract", "lua", "runtime", "supervise", "link",
+          "observe" },
   cli = {},
 }
 

@@ -18,6 +18,7 @@ PACKAGES=(
   clang libclang-rt-14-dev
   libzmq3-dev
   openssl ca-certificates
+  prometheus
 )
 
 missing=()

@@ -173,6 +173,10 @@ typedef struct {
   /* Control channel (docs/CONTROL.md): "unix:///path" or NULL for none. */
   const char *control;
   myc_reload_mode reload;
+  /* Metrics listener (docs/METRICS.md): "host:port" (a numeric IPv4 or
+   * [IPv6] address; port 0 picks a free one) serving GET /metrics from a
+   * thread of its own, or NULL for none.  Threaded engines only. */
+  const char *metrics_listen;
 } myc_engine_config;
 
 /* Fills 'cfg' with the defaults: one worker per core, 65536-message
@@ -487,6 +491,20 @@ MYC_EXTERN uint32_t myc_engine_service_count(myc_engine *e);
  * the workers and may be a moment old. */
 MYC_EXTERN int myc_engine_service_stats(myc_engine *e, uint32_t index,
                                         myc_service_stats *st);
+
+/* The engine's metrics in the Prometheus text format 0.0.4
+ * (docs/METRICS.md), as the metrics listener serves them, written to
+ * 'buf' as snprintf() would: at most cap - 1 bytes and a NUL (when cap >
+ * 0).  Returns the length of the whole text (a result >= cap means it
+ * was cut: call again with more room), MYC_ENOMEM, or MYC_ESTATE for an
+ * engine not made by myc_engine_new().  Any thread; waits for no
+ * worker. */
+MYC_EXTERN int64_t myc_engine_metrics(myc_engine *e, char *buf, size_t cap);
+
+/* The port the metrics listener is bound to (useful when
+ * metrics_listen asked for port 0), or MYC_ESTATE while it is not
+ * listening.  Any thread. */
+MYC_EXTERN int myc_engine_metrics_port(myc_engine *e);
 
 /* ===================================================================== */
 /* Contracts                                                              */

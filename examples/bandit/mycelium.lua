@@ -51,5 +51,6 @@ return {
   -- mailbox refuses rather than silently dropping the oldest log.
   mailbox = { capacity = 65536, policy = "reject", threshold = 0.8 },
   log = { level = env("BANDIT_LOG") or "warn", format = "text" },
+  metrics = opt("BANDIT_METRICS") and { listen = opt("BANDIT_METRICS") },
   services = services,
 }

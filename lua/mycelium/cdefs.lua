@@ -60,6 +60,12 @@ int myc_ffi_unsubscribe(myc_service *s, const char *pattern, size_t len);
 int64_t myc_ffi_timer(myc_service *s, double delay_ms, double repeat_ms);
 double myc_ffi_now(myc_service *s);
 void myc_ffi_trace(myc_service *s, uint8_t *out24);
+int myc_ffi_metric(myc_service *s, int kind, const char *name,
+                   const char *help, const char *labels, size_t labels_len,
+                   uint32_t nlabels, const double *buckets, uint32_t nbuckets,
+                   uint32_t max_series, char *err, size_t errlen);
+double *myc_ffi_metric_cell(myc_service *s, int id, const char *values,
+                            size_t len, int *overflow);
 const char *myc_ffi_node(myc_service *s);
 void myc_ffi_exit(myc_service *s, int how);
 void myc_ffi_unhandled(myc_service *s);

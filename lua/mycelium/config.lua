@@ -84,7 +84,9 @@ local TOP = {
   connect = { kind = "list" },
   link = { kind = "table", fields = LINK },
   control = { kind = "string" },
-  metrics = { kind = "table", later = true },
+  metrics = { kind = "table", fields = {
+    listen = { kind = "address" },
+  } },
   tracing = { kind = "table", later = true },
   log = { kind = "table", fields = {
     level = { kind = "enum", values = LEVELS },
@@ -142,6 +144,16 @@ local function check_value(file, path, v, spec)
   elseif k == "list" then
     if type(v) == "string" then return { v } end
     if not is_list(v) then bad("a list") end
+  elseif k == "address" then
+    -- What the listener binds: a numeric address, no name to resolve.
+    local host, port
+    if type(v) == "string" then host, port = v:match("^(.+):(%d+)$") end
+    local v6 = host and host:match("^%[([%x:.]+)%]$")
+    local v4 = host and host:match("^%d+%.%d+%.%d+%.%d+$")
+    if not (host and (v4 or v6) and tonumber(port) <= 65535) then
+      bad('"host:port" with a numeric address (127.0.0.1:9464, [::1]:9464; '
+          .. "port 0 picks a free one)")
+    end
   elseif k == "enum" then
     if spec.values[v] == nil then bad("one of " .. concat(keys_of(spec.values), ", ")) end
     return spec.values[v]
@@ -416,6 +428,7 @@ function M.normalise(file, t, dir, extra)
     listen = check_links(file, dir, "listen", out.listen),
     connect = check_links(file, dir, "connect", out.connect),
     link = check_link(file, out.link or {}),
+    metrics = out.metrics,
     warnings = warnings,
     services = {},
   }

@@ -8,7 +8,8 @@ local cdefs = require "mycelium.cdefs"
 
 local C = cdefs.library()
 local type, tostring, tonumber, error = type, tostring, tonumber, error
-local ipairs, require, rawset, setmetatable = ipairs, require, rawset, setmetatable
+local ipairs, pairs, require, rawset, setmetatable =
+  ipairs, pairs, require, rawset, setmetatable
 local format = string.format
 local ffi_string = ffi.string
 
@@ -332,6 +333,14 @@ function M.new(svc, name, opts, has_handler, typed)
     C.myc_ffi_shutdown(svc, code or 0)
   end
 
+  -- Loaded on first use: most services declare no metrics, and every
+  -- state pays for what it requires at load.
+  ctx.metrics = setmetatable({}, { __index = function(t, k)
+    local m = require("mycelium.metrics").new(svc, name)
+    setmetatable(t, nil)
+    for mk, mv in pairs(m) do t[mk] = mv end
+    return m[k]
+  end })
   ctx.node = ffi_string(C.myc_ffi_node(svc))
   -- ctx.log, made on first use.
   return setmetatable(ctx, { __index = function(t, k)

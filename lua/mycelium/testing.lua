@@ -493,6 +493,19 @@ function Engine:drops(name)
   return nil
 end
 
+-- The engine's metrics as the metrics listener serves them (the
+-- Prometheus text format, docs/METRICS.md).
+function Engine:metrics()
+  local cap = 65536
+  while true do
+    local buf = ffi.new("char[?]", cap)
+    local n = tonumber(lib.myc_engine_metrics(self.handle, buf, cap))
+    assert(n >= 0, "metrics: " .. cdefs.strerror(n))
+    if n < cap then return ffi.string(buf, n) end
+    cap = n + 1
+  end
+end
+
 -- Whether a stop was requested (ctx:shutdown), and its exit code.
 function Engine:stopping()
   local code = ffi.new("int[1]")

@@ -76,7 +76,8 @@ static void read_supervisor(lua_State *L, int t, myc_supervisor_config *c) {
                                     c->reload_probation_s);
 }
 
-/* 'strings' holds the node name and the control URL for the call.
+/* 'strings' holds the node name, the control URL and the metrics address
+ * for the call.
  * Returns 0 or MYC_ECONFIG (with the reason in 'err'). */
 static int read_engine_config(lua_State *L, int t, myc_engine_config *c,
                               char (*strings)[4096], char *err,
@@ -88,6 +89,16 @@ static int read_engine_config(lua_State *L, int t, myc_engine_config *c,
       (rc = str_field(L, t, "control", strings[1], sizeof strings[1], err,
                       errlen)) != 0)
     return rc;
+  strings[2][0] = '\0';
+  lua_getfield(L, t, "metrics");
+  if (lua_istable(L, -1) &&
+      (rc = str_field(L, lua_gettop(L), "listen", strings[2],
+                      sizeof strings[2], err, errlen)) != 0) {
+    lua_pop(L, 1);
+    return rc;
+  }
+  lua_pop(L, 1);
+  c->metrics_listen = strings[2][0] ? strings[2] : NULL;
   c->node = strings[0];
   c->workers = (uint32_t)num_field(L, t, "workers", 0);
   c->log_level = (myc_log_level)num_field(L, t, "log_level", MYC_LOG_INFO);
@@ -296,7 +307,7 @@ static int build_engine(lua_State *L, myc_engine **out, char *err,
   int t = lua_gettop(L), i, rc;
   myc_engine_config c;
   myc_engine *e;
-  char strings[2][4096];
+  char strings[3][4096];
 
   rc = read_engine_config(L, t, &c, strings, err, errlen);
   if (rc != 0)

@@ -1,9 +1,11 @@
 /* engine.c -- where the layers meet: an engine made through the public
  * API is the runtime (runtime/engine.c) with supervision attached
- * (supervise/).  Layers added later attach here the same way.
+ * (supervise/) and observation (observe/).  Layers added later attach
+ * here the same way.
  */
 #include "runtime/engine.h"
 
+#include "observe/observe.h"
 #include "supervise/supervisor.h"
 
 #include <string.h>
@@ -30,6 +32,8 @@ int myc_engine_new(myc_engine **out, const myc_engine_config *cfg) {
   if (rc != 0)
     return rc;
   rc = myc__supervise_attach(e, cfg);
+  if (rc == 0)
+    rc = myc__observe_attach(e, cfg);
   if (rc != 0) {
     myc_engine_free(e);
     return rc;

@@ -85,6 +85,7 @@ static const myc_ffi_layout layouts[] = {
     FIELD(myc_engine_config, lua_alloc_ud),
     FIELD(myc_engine_config, supervisor), FIELD(myc_engine_config, control),
     FIELD(myc_engine_config, reload),
+    FIELD(myc_engine_config, metrics_listen),
 
     SIZE(myc_service_config),
     FIELD(myc_service_config, name), FIELD(myc_service_config, module),

@@ -159,6 +159,25 @@ MYC_FFI int myc_ffi_depend(myc_service *s, const char *path, size_t len);
 /* Lowercase hex of 'n' bytes of 'src' into 'dst' (2n chars, no NUL). */
 MYC_FFI void myc_ffi_hex(char *dst, const uint8_t *src, size_t n);
 
+/* ctx.metrics (lua/mycelium/metrics.lua, docs/METRICS.md): declares the
+ * metric 'name' of 'kind' (1 counter, 2 gauge, 3 histogram) with
+ * 'nlabels' label names in 'labels' (each NUL-ended, 'labels_len' bytes),
+ * the 'nbuckets' bounds of a histogram and at most 'max_series' series.
+ * The Lua side checks names and bounds first.  Returns the metric's id,
+ * or a negative code with the reason in 'err'. */
+MYC_FFI int myc_ffi_metric(myc_service *s, int kind, const char *name,
+                           const char *help, const char *labels,
+                           size_t labels_len, uint32_t nlabels,
+                           const double *buckets, uint32_t nbuckets,
+                           uint32_t max_series, char *err, size_t errlen);
+
+/* The cell of the series of metric 'id' with label values 'values' (each
+ * NUL-ended, 'len' bytes) for 's' (custom.h has its layout); past the
+ * metric's bound the overflow series', with '*overflow' set.  NULL when
+ * out of memory.  The cell lives as long as the engine. */
+MYC_FFI double *myc_ffi_metric_cell(myc_service *s, int id, const char *values,
+                                    size_t len, int *overflow);
+
 /* ===================================================================== */
 /* mycelium.testing (manual engines, the driving thread)                   */
 /* ===================================================================== */

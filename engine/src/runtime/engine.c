@@ -92,6 +92,7 @@ int myc__engine_create(myc_engine **out, const myc_engine_config *cfg) {
   e->mailbox = cfg->mailbox;
   e->manual = cfg->manual;
   myc__clock_init(&e->clock, cfg->manual);
+  e->created_ns = myc__clock_now(&e->clock);
   /* The host thread's pool (manual engines) adopts what it frees. */
   (void)myc__pool_init(&e->host_pool, &e->alloc, 4096, MYC_BUF_NO_ORIGIN, 0);
   myc__rng_seed(&e->host_rng);

@@ -99,6 +99,8 @@ struct myc_engine {
   myc__engine_hooks hooks;
   myc__cleanup *cleanups;
   myc__beside *besides;
+  struct myc__observe *observe; /* observe/ owns it; NULL: not attached */
+  int64_t created_ns; /* engine clock when it was created */
   /* Sections of lua/mycelium/cdefs.lua one of its Lua states checked
    * against this build (ffi/abi.c). */
   _Atomic unsigned ffi_checked;

@@ -496,9 +496,26 @@ static uint32_t service_run(myc__task *t, uint32_t batches) {
   uint32_t turn = 0, done = 0;
   uint32_t avail = atomic_load_explicit(&t->mb.len, memory_order_relaxed) +
                    (s->view.batch_n - s->batch_pos);
+#if MYC_METRICS
+  /* One clock read per batch: each message of a batch counts with the
+   * batch's mean time, so the histogram's count is the messages handled
+   * and its sum their total time. */
+  int64_t t0 = myc__mono_ns(), t1;
+#endif
   do {
+    uint32_t n;
     myc__worker_tick(t->worker);
-    done += dispatch(s);
+    n = dispatch(s);
+    done += n;
+#if MYC_METRICS
+    t1 = myc__mono_ns();
+    if (n > 0) {
+      myc__hist_add(&s->handler_ns, &myc__hist_handler_ns,
+                    (uint64_t)(t1 - t0) / n, n);
+      myc__hist_add(&t->worker->batches, &myc__hist_batch, n, 1);
+    }
+    t0 = t1;
+#endif
   } while (++turn < batches && done < avail && myc__service_pending(s));
   return done;
 }

@@ -188,6 +188,10 @@ struct myc_service {
   _Atomic uint64_t n_in, n_out, n_errors;
   _Atomic uint64_t n_unrouted; /* of n_out: to a topic nobody listens to */
   _Atomic int state;
+#if MYC_METRICS
+  /* Handler time per message, in ns (observe/ reads it). */
+  myc__hist handler_ns;
+#endif
 
   myc__resource *resources; /* attached facility objects */
 };

@@ -437,14 +437,37 @@ uint32_t myc__worker_fire_timers(myc__worker *w, int64_t now) {
   return fired;
 }
 
+/* A round: one callback of the loop, the time during which it polls no
+ * I/O and fires no timer (what the loop's lag is made of). */
+static void round_begin(myc__worker *w) {
+#if MYC_METRICS
+  atomic_store_explicit(&w->round_start, myc__mono_ns(), memory_order_relaxed);
+#else
+  (void)w;
+#endif
+}
+
+static void round_end(myc__worker *w) {
+#if MYC_METRICS
+  int64_t t0 = atomic_load_explicit(&w->round_start, memory_order_relaxed);
+  atomic_store_explicit(&w->round_start, 0, memory_order_relaxed);
+  myc__hist_add(&w->rounds, &myc__hist_round_ns,
+                (uint64_t)(myc__mono_ns() - t0), 1);
+#else
+  (void)w;
+#endif
+}
+
 static void on_timer(uv_timer_t *h) {
   myc__worker *w = h->data;
   w->timer_armed = INT64_MAX;
   /* Timers stop for good once the engine starts draining. */
   if (atomic_load(&w->phase) != MYC_PHASE_RUN)
     return;
+  round_begin(w);
   myc__worker_fire_timers(w, myc__clock_now(w->sched->clock));
   arm_timer(w);
+  round_end(w);
 }
 
 static void stop_tasks(myc__worker *w) {
@@ -458,12 +481,14 @@ static void stop_tasks(myc__worker *w) {
 
 static void on_idle(uv_idle_t *h) {
   myc__worker *w = h->data;
+  round_begin(w);
   myc__worker_drain_inbox(w);
   myc__worker_run_ready(w, ROUND_TURNS);
   if (w->ready_head == NULL) {
     uv_idle_stop(&w->idle);
     myc__inbox_set_idle(&w->inbox, 1);
   }
+  round_end(w);
 }
 
 static void on_wake(uv_async_t *h) {
@@ -475,11 +500,13 @@ static void on_wake(uv_async_t *h) {
   }
   if (phase == MYC_PHASE_DRAIN)
     uv_timer_stop(&w->timer);
+  round_begin(w);
   myc__worker_drain_inbox(w);
   if (w->ready_head != NULL && !uv_is_active((uv_handle_t *)&w->idle))
     uv_idle_start(&w->idle, on_idle);
   if (w->ready_head == NULL)
     myc__inbox_set_idle(&w->inbox, 1);
+  round_end(w);
 }
 
 static void worker_main(void *arg) {

@@ -14,6 +14,7 @@
 #include "base/clock.h"
 #include "base/rng.h"
 #include "core/buf.h"
+#include "core/hist.h"
 #include "core/mailbox.h"
 #include "core/timer.h"
 #include "runtime/inbox.h"
@@ -100,6 +101,16 @@ struct myc__worker {
   myc__inbox inbox;
 
   _Atomic int phase;
+
+#if MYC_METRICS
+  /* For other threads (observe/): when the current round of callbacks
+   * began (monotonic ns; 0 while the loop waits for I/O), how long rounds
+   * took, and how many messages each dispatch took.  Written by the
+   * worker only. */
+  _Atomic int64_t round_start;
+  myc__hist rounds;
+  myc__hist batches;
+#endif
 };
 
 int myc__worker_init(myc__worker *w, myc__sched *sched, uint32_t index);

@@ -15,6 +15,7 @@ typedef struct {
   const char *lua_path; int manual; myc_alloc_fn alloc; void *alloc_ud;
   myc_alloc_fn lua_alloc; void *lua_alloc_ud;
   myc_supervisor_config supervisor; const char *control; int reload;
+  const char *metrics_listen;
 } myc_engine_config;
 typedef struct {
   const char *name; const char *module; const void *opts; size_t opts_len;
@@ -49,6 +50,7 @@ uint32_t myc_engine_service_count(myc_engine *e);
 int myc_engine_service_stats(myc_engine *e, uint32_t index, myc_service_stats *st);
 int myc_engine_service_drops(myc_engine *e, uint32_t index, myc_drop_stats *out,
                              uint32_t max);
+int64_t myc_engine_metrics(myc_engine *e, char *buf, size_t cap);
 typedef struct myc_ffi_logs myc_ffi_logs;
 myc_ffi_logs *myc_ffi_test_logs_new(myc_alloc_fn alloc, void *ud);
 void myc_ffi_test_logs_free(myc_ffi_logs *l);
