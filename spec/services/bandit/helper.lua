@@ -290,7 +290,7 @@ end
 function H.tmpdir()
   local dir = os.tmpname()
   os.remove(dir)
-  assert(os.execute("mkdir -p '" .. dir .. "'") == 0 or true)
+  require("spec.support.peers").run("mkdir -p '" .. dir .. "'")
   return dir
 end
 

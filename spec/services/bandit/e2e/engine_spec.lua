@@ -11,6 +11,7 @@ package.path = table.concat({ root .. "lua/?.lua", root .. "lua/?/init.lua",
 -- reorgs), whose expected files come from an independent Python
 -- implementation.
 local H = require "spec.services.bandit.helper"
+local peers = require "spec.support.peers"
 local replay = require "bandit.replay_offline"
 local testing = require "mycelium.testing"
 
@@ -37,11 +38,6 @@ local function run_engine(capture, pools, tokens, batch, extra)
   eng:close()
   H.rmdir(dir)
   return got, dead, logs
-end
-
-local function has_python()
-  local ok = os.execute("python3 -c 'import fractions' >/dev/null 2>&1")
-  return ok == true or ok == 0
 end
 
 describe("the engine pipeline", function()
@@ -136,7 +132,7 @@ describe("the engine pipeline", function()
   end)
 
   describe("on random captures", function()
-    if not has_python() then
+    if not peers.have("python3") then
       pending("python3 not installed")
       return
     end
@@ -149,8 +145,7 @@ describe("the engine pipeline", function()
         local out = dir .. "/" .. seed
         local cmd = string.format("python3 '%s' %d '%s' >/dev/null",
                                   H.XCHECK, seed, out)
-        local ok = os.execute(cmd)
-        assert.truthy(ok == true or ok == 0, cmd)
+        assert.is_true(peers.ok(cmd), cmd)
         local capture, pools, tokens = out .. "/capture.jsonl",
           out .. "/pools.json", out .. "/tokens.json"
         local got, errors = run_engine(capture, pools, tokens, 64)
