@@ -396,7 +396,9 @@ describe("budgets", function()
         return { subscribe = { "in" }, on_message = function(ctx, msg)
           if msg.data == "spin" then
             local x, t0 = 0, os.clock()
-            while os.clock() - t0 < 5 do x = x + 1 end -- bounded if missed
+            -- 60 s of CPU if the hook missed: far above the bound below,
+            -- which is generous for a loaded machine
+            while os.clock() - t0 < 60 do x = x + 1 end
           end
           ctx:emit("out", msg.data)
         end }]] } },
@@ -407,7 +409,7 @@ describe("budgets", function()
     local t0 = testing.monotonic()
     eng:run()
     local took = testing.monotonic() - t0
-    assert.is_true(took < 1, "interrupted after " .. took .. " s")
+    assert.is_true(took < 30, "interrupted after " .. took .. " s")
     local d = dead:messages()
     assert.are.equal(1, #d)
     assert.matches("handler timeout", d[1].data.error, 1, true)
@@ -450,7 +452,7 @@ describe("budgets", function()
     eng:run()
     local took = testing.monotonic() - t0
     -- it ran its whole 0.6 s: the hook cannot fire inside the trace ...
-    assert.is_true(took >= 0.6 and took < 3, "took " .. took .. " s")
+    assert.is_true(took >= 0.6 and took < 30, "took " .. took .. " s")
     -- ... and fires as soon as the code leaves it: the handler never emits
     assert.are.equal(0, #out:messages())
     local d = dead:messages()
@@ -470,7 +472,8 @@ describe("budgets", function()
       services = { { name = "alloc", handler_timeout_ms = 50, module = testing.module [[
         return { subscribe = { "in" }, on_message = function(ctx, msg)
           local t = {}
-          for i = 1, 2e9 do t[i % 64 + 1] = { i } end
+          -- minutes if the hook missed, far above the bound below
+          for i = 1, 2e10 do t[i % 64 + 1] = { i } end
         end }]] } },
     }
     local dead = eng:collect("$dead")
@@ -478,7 +481,7 @@ describe("budgets", function()
     local t0 = testing.monotonic()
     eng:run()
     local took = testing.monotonic() - t0
-    assert.is_true(took < 2, "took " .. took .. " s")
+    assert.is_true(took < 30, "took " .. took .. " s")
     assert.are.equal(1, #dead:messages())
     assert.are.equal(1, eng:stats("alloc").timeouts)
   end)
