@@ -183,9 +183,7 @@ function H.read(path)
 end
 
 function H.lines(path)
-  local t = {}
-  for l in io.lines(path) do t[#t + 1] = l end
-  return t
+  return assert(require("bandit.capture").read(path))
 end
 
 --- Engines -------------------------------------------------------------------------

@@ -68,9 +68,11 @@ describe("the engine pipeline", function()
     assert.same(unbounded, bounded)
   end)
 
-  it("agrees with the oracle on 4000 mutated sample lines", function()
-    -- Deterministic mutations of real lines (as pipeline_spec makes
-    -- them): truncations, byte flips, deletions, duplications, case.
+  -- 4000 deterministic mutations of real lines (as pipeline_spec makes
+  -- them): truncations, byte flips, deletions, duplications, case.
+  -- Returns the lines the engine and the oracle must agree on, and the
+  -- oracle's pipeline having read them.
+  local function mutated_lines()
     local sample = H.lines(H.DATA .. "sample_capture.jsonl")
     local seed = 4242
     local function rnd(n)
@@ -115,6 +117,11 @@ describe("the engine pipeline", function()
     end
     local p = pipeline.new(reg)
     for _, l in ipairs(kept) do p:feed(l) end
+    return kept, p
+  end
+
+  it("agrees with the oracle on 4000 mutated sample lines", function()
+    local kept, p = mutated_lines()
     local oracle = replay.outputs(p)
     local dir = H.tmpdir()
     local eng = H.engine { out = dir }
@@ -139,6 +146,28 @@ describe("the engine pipeline", function()
     local dir
     setup(function() dir = H.tmpdir() end)
     teardown(function() H.rmdir(dir) end)
+
+    -- The oracle above shares bandit.abi and bandit.detector with the
+    -- services; the Python reference shares nothing.
+    it("agrees with xcheck.py on the 4000 mutated sample lines", function()
+      local kept, p = mutated_lines()
+      local capture = dir .. "/mutated.jsonl"
+      local f = assert(io.open(capture, "wb"))
+      f:write(table.concat(kept, "\n"), "\n")
+      f:close()
+      local out = dir .. "/mutated"
+      local cmd = string.format("python3 '%s' --capture '%s' --pools '%s' "
+        .. "--tokens '%s' '%s' >/dev/null", H.XCHECK, capture,
+        H.DATA .. "pools.json", H.DATA .. "tokens.json", out)
+      assert.is_true(peers.ok(cmd), cmd)
+      local got, errors = run_engine(capture, nil, nil, 97)
+      assert.equal(0, errors)
+      for _, name in ipairs(FILES) do
+        H.same_lines(H.read(out .. "/expected_" .. name), got[name],
+                     "xcheck " .. name)
+      end
+      assert.is_true(#p.signals > 10)
+    end)
 
     for _, seed in ipairs { 3, 42, 777, 2024, 31337 } do
       it("agrees with the oracle and with xcheck.py, seed " .. seed, function()

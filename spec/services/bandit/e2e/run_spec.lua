@@ -85,6 +85,25 @@ describe("examples/bandit/run", function()
     assert.equal('{"line":2,"reason":"foreign_message"}\n', H.read(dir .. "/s"))
   end)
 
+  it("feeds a line with a NUL byte in process as one line, as the oracle reads it",
+     function()
+    local lines = H.lines(H.DATA .. "sample_capture.jsonl")
+    lines[5] = lines[5]:gsub('"data":"0x', '"data":"0x\0', 1)
+    local f = assert(io.open(dir .. "/nul.jsonl", "wb"))
+    f:write(table.concat(lines, "\n"), "\n")
+    f:close()
+    local rc, out = sh(outputs("--quiet --inject --capture " .. dir .. "/nul.jsonl 2>&1"))
+    assert.equal(0, rc, out)
+    local want = require("bandit.replay_offline").outputs(assert(
+      require("bandit.replay_offline").run { capture = dir .. "/nul.jsonl",
+        pools = H.DATA .. "pools.json", tokens = H.DATA .. "tokens.json" }))
+    for f2, name in pairs { e = "events.jsonl", s = "skipped.jsonl", g = "signals.jsonl",
+                            m = "summary.json" } do
+      H.same_lines(want[name], H.read(dir .. "/" .. f2), name)
+    end
+    assert.matches('{"line":5,"reason":"malformed_json"}', H.read(dir .. "/s"), 1, true)
+  end)
+
   it("says how many lines a connection closed for invalid UTF-8 lost, and fails",
      function()
     -- Line 20 is not UTF-8: the client fails the connection (1007), loses
