@@ -391,7 +391,8 @@ describe("budgets", function()
   it("reports and interrupts a handler past its time budget", function()
     eng = testing.engine {
       supervisor = { backoff_initial_ms = 10 },
-      services = { { name = "slow", handler_timeout_ms = 50, module = testing.module [[
+      services = { { name = "slow", handler_timeout_ms = 50, load_timeout_ms = 30000,
+                     module = testing.module [[
         jit.off() -- this state runs interpreted: the hook reaches everything
         return { subscribe = { "in" }, on_message = function(ctx, msg)
           if msg.data == "spin" then
@@ -431,7 +432,8 @@ describe("budgets", function()
   it("cannot interrupt a JIT-compiled loop inside its trace (bounded test)", function()
     eng = testing.engine {
       supervisor = { backoff_initial_ms = 10 },
-      services = { { name = "hot", handler_timeout_ms = 50, module = testing.module [[
+      services = { { name = "hot", handler_timeout_ms = 50, load_timeout_ms = 30000,
+                     module = testing.module [[
         local ffi = require "ffi"
         ffi.cdef "struct hot_ts { long s, ns; }; int clock_gettime(int, struct hot_ts *);"
         local ts = ffi.new("struct hot_ts")
@@ -469,7 +471,8 @@ describe("budgets", function()
   it("interrupts a JIT-compiled loop that allocates", function()
     eng = testing.engine {
       supervisor = { backoff_initial_ms = 10 },
-      services = { { name = "alloc", handler_timeout_ms = 50, module = testing.module [[
+      services = { { name = "alloc", handler_timeout_ms = 50, load_timeout_ms = 30000,
+                     module = testing.module [[
         return { subscribe = { "in" }, on_message = function(ctx, msg)
           local t = {}
           -- minutes if the hook missed, far above the bound below
