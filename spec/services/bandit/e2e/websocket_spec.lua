@@ -45,11 +45,13 @@ local function run(server, capture, o)
   }
   local signals, ends = eng:collect("bandit.signal"), eng:collect("bandit.end.*")
   eng:start()
-  local done = eng:run_for(20, function()
+  -- 60 s: generous for a loaded machine.  o.until_: what must also hold
+  -- before the engine is closed (a write-back still on its way).
+  local done = eng:run_for(60, function()
     if o.poll then o.poll(eng) end
     local f = io.open(dir .. "/summary.json")
     if f then f:close() end
-    return f ~= nil
+    return f ~= nil and (o.until_ == nil or o.until_())
   end)
   assert.is_true(done, "the recorder did not finish")
   local got = {}
@@ -246,12 +248,18 @@ describe("Bandit over WebSocket", function()
     f:write(cjson.encode(toks))
     f:close()
     server = replay(H.DATA .. "sample_capture.jsonl")
+    local function cached_token()
+      local p = io.popen(string.format("redis-cli -p %d GET %s", redis.port,
+        "bandit:token:0x7ceb23fd6bc0add59e62ac25578270cff1b9f619"))
+      local text = p:read("*a")
+      p:close()
+      return text
+    end
+    -- The write-back is asynchronous: the run ends once Redis has it.
     local ok, out = pcall(run, server, H.DATA .. "sample_capture.jsonl",
-                          { meta_tokens = dir .. "/tokens.json", redis = redis.url })
-    local p = io.popen(string.format("redis-cli -p %d GET %s", redis.port,
-      "bandit:token:0x7ceb23fd6bc0add59e62ac25578270cff1b9f619"))
-    local cached = p:read("*a")
-    p:close()
+                          { meta_tokens = dir .. "/tokens.json", redis = redis.url,
+                            until_ = function() return cached_token():find("{", 1, true) end })
+    local cached = cached_token()
     redis:stop()
     H.rmdir(dir)
     assert(ok, out)
