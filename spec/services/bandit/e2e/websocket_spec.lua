@@ -247,7 +247,25 @@ describe("Bandit over WebSocket", function()
     local f = assert(io.open(dir .. "/tokens.json", "wb"))
     f:write(cjson.encode(toks))
     f:close()
-    server = replay(H.DATA .. "sample_capture.jsonl")
+    -- The node starts once MetadataService's Redis client is connected (the
+    -- adapter retries until then): a token learned before that would not
+    -- be written back, and on a loaded machine the client may come late.
+    local port = redis_server.free_port()
+    server = { ready = { tostring(port) }, stop = function() end }
+    local node
+    local function redis_clients()
+      local p = io.popen(string.format("redis-cli -p %d CLIENT LIST | grep -vc cmd=client",
+                                       redis.port))
+      local n = tonumber(p:read("*a")) or 0
+      p:close()
+      return n
+    end
+    local function start_node()
+      if node == nil and redis_clients() > 0 then
+        node = replay(H.DATA .. "sample_capture.jsonl", "--port " .. port)
+        server = node
+      end
+    end
     local function cached_token()
       local p = io.popen(string.format("redis-cli -p %d GET %s", redis.port,
         "bandit:token:0x7ceb23fd6bc0add59e62ac25578270cff1b9f619"))
@@ -258,6 +276,7 @@ describe("Bandit over WebSocket", function()
     -- The write-back is asynchronous: the run ends once Redis has it.
     local ok, out = pcall(run, server, H.DATA .. "sample_capture.jsonl",
                           { meta_tokens = dir .. "/tokens.json", redis = redis.url,
+                            poll = start_node,
                             until_ = function() return cached_token():find("{", 1, true) end })
     local cached = cached_token()
     redis:stop()
