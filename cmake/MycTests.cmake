@@ -127,8 +127,8 @@ add_test(NAME install/no-net COMMAND ${CMAKE_SOURCE_DIR}/scripts/test-no-net.sh)
 set_tests_properties(install/no-net PROPERTIES LABELS "install" TIMEOUT 600)
 
 # The rock (rockspec/) builds, installs and works outside the source tree.
-find_program(LUAROCKS luarocks)
-if(LUAROCKS)
-  add_test(NAME install/rockspec COMMAND ${CMAKE_SOURCE_DIR}/scripts/test-rockspec.sh)
-  set_tests_properties(install/rockspec PROPERTIES LABELS "install" TIMEOUT 900)
-endif()
+# Always registered: without luarocks the script reports the test skipped
+# (exit 77), or failed when CI is set, where scripts/deps.sh installed it.
+add_test(NAME install/rockspec COMMAND ${CMAKE_SOURCE_DIR}/scripts/test-rockspec.sh)
+set_tests_properties(install/rockspec PROPERTIES LABELS "install" TIMEOUT 900
+                     SKIP_RETURN_CODE 77)

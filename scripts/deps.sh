@@ -28,6 +28,13 @@ for pkg in "${PACKAGES[@]}"; do
   fi
 done
 
+# python3 runs the independent reference of the Bandit rules
+# (spec/services/bandit/xcheck.py) that decides every capture but the
+# sample; a python3 from outside Debian (pyenv, a venv) does as well.
+if ! command -v python3 >/dev/null 2>&1; then
+  missing+=(python3)
+fi
+
 # Node.js runs the independent WebSocket peer in the tests; many machines
 # already have it from outside Debian, and Debian's npm conflicts with that.
 if [ $with_node = 1 ] && ! command -v node >/dev/null 2>&1; then

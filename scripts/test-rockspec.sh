@@ -3,6 +3,14 @@
 # that the installed pieces work without the source tree: the binary runs
 # a service, and `require "mycelium.testing"` from the tree runs an engine.
 set -euo pipefail
+if ! command -v luarocks >/dev/null 2>&1; then
+  if [ -n "${CI:-}" ]; then
+    echo "luarocks is not installed and CI is set: run scripts/deps.sh" >&2
+    exit 1
+  fi
+  echo "luarocks is not installed: skipped (scripts/deps.sh installs it)" >&2
+  exit 77
+fi
 src=$(cd "$(dirname "$0")/.." && pwd)
 tree=$(mktemp -d)
 work=$(mktemp -d)

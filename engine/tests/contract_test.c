@@ -778,6 +778,143 @@ static void test_validate(void) {
   myc_contract_free(cs);
 }
 
+/* Floats (f32 and f64: not_zero, bounds, NaN) and optional fields of
+ * every kind of rule: an optional field left zero is absent, a required
+ * one is checked. */
+static const char floats[] = HEAD
+    "  F:\n"
+    "    tlv_type: 1001\n"
+    "    fields:\n"
+    "      nz64: {type: f64, validation: [{not_zero: true}]}\n"
+    "      nz32: {type: f32, validation: [{not_zero: true}, {max: 10.5}]}\n"
+    "      req: {type: f64, validation: [{min: 1.5}]}\n"
+    "      opt: {type: f64, optional: true,\n"
+    "            validation: [{min: 1.5}, {max: 2.5}]}\n"
+    "      opt32: {type: f32, optional: true, validation: [{min: -1}]}\n"
+    "      optint: {type: i16, optional: true,\n"
+    "               validation: [{min: 1}, {max: 9}]}\n"
+    "      optarr: {type: \"[u8; 4]\", optional: true,\n"
+    "               validation: [{not_zero: true}]}\n"
+    "      optstr: {type: String, optional: true,\n"
+    "               validation: [{max_length: 4}, {min_length: 2}]}\n";
+
+static void fill_floats(filled *v) {
+  double nz64 = 0.25, req = 1.5;
+  float nz32 = 3.5f;
+
+  memset(v->p, 0, sizeof(v->p));
+  put(v, "nz64", &nz64, 8);
+  put(v, "nz32", &nz32, 4);
+  put(v, "req", &req, 8);
+}
+
+static void float_violation(filled *v, const char *text) {
+  size_t size = myc_contract_type_size(v->t);
+  int rc = myc_contract_validate(v->t, v->p, size, v->err, sizeof(v->err));
+
+  CHECK_EQ(rc, MYC_ECONTRACT);
+  if (rc != 0 && strstr(v->err, text) == NULL) {
+    fprintf(stderr, "%s: expected \"%s\", got \"%s\"\n", current, text,
+            v->err);
+    failures++;
+  }
+  fill_floats(v);
+}
+
+static int float_valid(filled *v) {
+  int rc = myc_contract_validate(v->t, v->p, myc_contract_type_size(v->t),
+                                 v->err, sizeof(v->err));
+  if (rc != 0)
+    fprintf(stderr, "%s: unexpected violation: %s\n", current, v->err);
+  fill_floats(v);
+  return rc;
+}
+
+static void test_validate_floats(void) {
+  int rc;
+  myc_contract_set *cs = load(floats, &rc);
+  filled v = {.t = myc_contract_type_by_name(cs, "F")};
+  double d;
+  float f;
+  int16_t i16;
+
+  CHECK_EQ(rc, 0);
+  dump_errors(cs);
+  if (v.t == NULL) {
+    myc_contract_free(cs);
+    return;
+  }
+  fill_floats(&v);
+  CHECK_EQ(float_valid(&v), 0);
+  d = 0.0;
+  put(&v, "nz64", &d, 8);
+  float_violation(&v, "F.nz64: violates not_zero");
+  f = 0.0f;
+  put(&v, "nz32", &f, 4);
+  float_violation(&v, "F.nz32: violates not_zero");
+  /* The smallest values that are not zero pass not_zero. */
+  d = 4.9406564584124654e-324;
+  put(&v, "nz64", &d, 8);
+  CHECK_EQ(float_valid(&v), 0);
+  f = 1.4e-45f;
+  put(&v, "nz32", &f, 4);
+  CHECK_EQ(float_valid(&v), 0);
+  f = 10.5f;
+  put(&v, "nz32", &f, 4);
+  CHECK_EQ(float_valid(&v), 0);
+  f = 10.75f;
+  put(&v, "nz32", &f, 4);
+  float_violation(&v, "F.nz32: violates max 10.5 (value 10.75)");
+  f = NAN;
+  put(&v, "nz32", &f, 4);
+  float_violation(&v, "F.nz32: violates max 10.5");
+  /* A required field of zero is checked against its bounds. */
+  d = 0.0;
+  put(&v, "req", &d, 8);
+  float_violation(&v, "F.req: violates min 1.5 (value 0)");
+  d = 1.4999999999999998;
+  put(&v, "req", &d, 8);
+  float_violation(&v, "F.req: violates min 1.5");
+  /* Optional fields: zero is absent, anything else is checked. */
+  d = 1.0;
+  put(&v, "opt", &d, 8);
+  float_violation(&v, "F.opt: violates min 1.5 (value 1)");
+  d = 2.75;
+  put(&v, "opt", &d, 8);
+  float_violation(&v, "F.opt: violates max 2.5 (value 2.75)");
+  d = NAN;
+  put(&v, "opt", &d, 8);
+  float_violation(&v, "F.opt: violates min 1.5");
+  d = 2.5;
+  put(&v, "opt", &d, 8);
+  CHECK_EQ(float_valid(&v), 0);
+  f = -2.0f;
+  put(&v, "opt32", &f, 4);
+  float_violation(&v, "F.opt32: violates min -1 (value -2)");
+  f = -1.0f;
+  put(&v, "opt32", &f, 4);
+  CHECK_EQ(float_valid(&v), 0);
+  i16 = 10;
+  put(&v, "optint", &i16, 2);
+  float_violation(&v, "F.optint: violates max 9 (value 10)");
+  i16 = -1;
+  put(&v, "optint", &i16, 2);
+  float_violation(&v, "F.optint: violates min 1 (value -1)");
+  i16 = 9;
+  put(&v, "optint", &i16, 2);
+  CHECK_EQ(float_valid(&v), 0);
+  put(&v, "optarr", "\x00\x00\x00\x01", 4);
+  CHECK_EQ(float_valid(&v), 0);
+  put(&v, "optstr", "\x01\x00x", 3);
+  float_violation(&v, "F.optstr: violates min_length 2 (length 1)");
+  put(&v, "optstr", "\x05\x00", 2);
+  float_violation(&v, "F.optstr: length 5 exceeds capacity 4");
+  put(&v, "optstr", "\x02\x00xy", 4);
+  CHECK_EQ(float_valid(&v), 0);
+  /* All optional fields zero (the fill) is valid: checked above. */
+  myc_contract_free(cs);
+}
+
 /* ===================================================================== */
 /* Allocation failure at every step                                       */
 /* ===================================================================== */
@@ -887,6 +1024,7 @@ static const struct {
     {"files", test_files},
     {"digest", test_digest},
     {"validate", test_validate},
+    {"validate_floats", test_validate_floats},
     {"alloc_failures", test_alloc_failures},
 };
 

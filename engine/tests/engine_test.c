@@ -166,9 +166,15 @@ static void cross_worker_flood_is_bounded_and_counted(void) {
   CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
   CHECK_EQ(myc_engine_add_c_service(e, "slow", "data", slow_cb, &c, 1), 0);
   CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
-  while (atomic_load(&c.count) == 0)
+  /* Stops once the sender has refused some: polled, for up to 30 s on a
+   * loaded machine, rather than a fixed time that may pass before the
+   * flood has begun. */
+  for (int i = 0; i < 30000; i++) {
+    myc_engine_service_stats(e, 1, &st);
+    if (st.dropped_newest > 0)
+      break;
     usleep(1000);
-  usleep(200000);
+  }
   myc_engine_stop(e, 0);
   CHECK_EQ(myc_engine_run(e, 0), 0);
   myc_engine_service_stats(e, 1, &st);

@@ -211,17 +211,20 @@ static void reload_mid_stream_loses_nothing(void) {
 /* ---- status while a handler is stuck ------------------------------------- */
 
 /* A compiled loop the hook cannot reach (docs/SUPERVISION.md): it runs
- * its 0.8 s, then the pending interruption ends the handler. */
-static const char stuck_src[] =
+ * until the test creates the file %s (at most 60 s, so that a failed
+ * test ends), then the pending interruption ends the handler.  Only FFI
+ * calls in the loop: a Lua C function would stop the compilation. */
+static const char stuck_fmt[] =
     "local ffi = require 'ffi'\n"
     "ffi.cdef 'struct st_ts { long s, ns; }; "
-    "int clock_gettime(int, struct st_ts *);'\n"
+    "int clock_gettime(int, struct st_ts *); int access(const char *, int);'\n"
     "local ts = ffi.new('struct st_ts')\n"
     "local function now() ffi.C.clock_gettime(1, ts)\n"
     "  return tonumber(ts.s) + tonumber(ts.ns) * 1e-9 end\n"
+    "local flag = '%s'\n"
     "return { subscribe = { 'stuck' }, on_message = function(ctx, msg)\n"
-    "  local stop, x = now() + 0.8, 0\n"
-    "  while now() < stop do x = x + 1 end\n"
+    "  local stop, x = now() + 60, 0\n"
+    "  while now() < stop and ffi.C.access(flag, 0) ~= 0 do x = x + 1 end\n"
     "end }\n";
 
 static void status_answers_while_a_handler_is_stuck(void) {
@@ -229,10 +232,13 @@ static void status_answers_while_a_handler_is_stuck(void) {
   myc_engine *e;
   myc_service_config sc = {0};
   myc_service_stats st;
-  char err[512], sock[300], url[320], reply[8192];
+  char err[512], sock[300], url[320], reply[8192], flag[300], src[1024];
   int seen = 0, i;
+  FILE *f;
 
   snprintf(sock, sizeof sock, "%s/ctl.sock", tmpdir);
+  snprintf(flag, sizeof flag, "%s/unstick", tmpdir);
+  snprintf(src, sizeof src, stuck_fmt, flag);
   snprintf(url, sizeof url, "unix://%s", sock);
   myc_engine_config_init(&cfg);
   cfg.workers = 1;
@@ -240,14 +246,18 @@ static void status_answers_while_a_handler_is_stuck(void) {
   cfg.control = url;
   CHECK_EQ(myc_engine_new(&e, &cfg), 0);
   sc.name = "stuck";
-  sc.module = write_file("stuck.lua", stuck_src);
+  sc.module = write_file("stuck.lua", src);
   sc.worker = 0;
   sc.handler_timeout_ms = 100;
+  /* Loading (under a sanitizer, on a busy machine) may take more than
+   * the 100 ms of a handler. */
+  sc.load_timeout_ms = 30000;
   CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
   CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
   CHECK_EQ(myc_publish(e, "stuck", MYC_KIND_RAW, 0, "x", 1), 0);
-  /* the worker is busy for 0.8 s: ask from this thread meanwhile */
-  for (i = 0; i < 60 && !seen; i++) {
+  /* the worker is busy until the flag exists: ask from this thread
+   * meanwhile, for up to 30 s on a loaded machine */
+  for (i = 0; i < 3000 && !seen; i++) {
     usleep(10000);
     myc_engine_service_stats(e, 0, &st);
     seen = strcmp(st.running, "handler stuck") == 0 && st.running_ms > 300 &&
@@ -258,6 +268,9 @@ static void status_answers_while_a_handler_is_stuck(void) {
   CHECK(strstr(reply, "\"running\":\"handler stuck\"") != NULL);
   CHECK(strstr(reply, "\"timeouts\":1") != NULL);
   CHECK(strncmp(reply, "{\"ok\":true,\"protocol\":1,", 24) == 0);
+  f = fopen(flag, "w");
+  CHECK(f != NULL);
+  fclose(f);
   myc_engine_stop(e, 0);
   CHECK_EQ(myc_engine_run(e, 0), 0);
   myc_engine_service_stats(e, 0, &st);

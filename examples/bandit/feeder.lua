@@ -25,14 +25,7 @@ local T = wire.TOPICS
 local M = {}
 local S
 
-local function read_lines(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local lines = {}
-  for l in f:lines() do lines[#lines + 1] = l end
-  f:close()
-  return lines
-end
+local read_lines = require("bandit.capture").read
 
 local function pressure(ctx)
   local worst = 0

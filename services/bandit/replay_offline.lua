@@ -4,6 +4,7 @@
 local registry = require "bandit.registry"
 local pipeline = require "bandit.pipeline"
 local report = require "bandit.report"
+local capture = require "bandit.capture"
 
 local open, stderr = io.open, io.stderr
 local concat, type, pairs, ipairs, tostring, error =
@@ -35,12 +36,11 @@ function M.run(opts)
   end
   local reg, err = registry.load(opts.pools, opts.tokens)
   if not reg then return nil, err end
-  local f
-  f, err = open(opts.capture, "rb")
-  if not f then return nil, err end
+  local lines
+  lines, err = capture.read(opts.capture)
+  if not lines then return nil, err end
   local p = pipeline.new(reg, { reorg_window = opts.reorg_window })
-  for line in f:lines() do p:feed(line) end
-  f:close()
+  for _, line in ipairs(lines) do p:feed(line) end
   return p
 end
 

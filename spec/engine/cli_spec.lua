@@ -30,6 +30,28 @@ local function mycelium(args)
   return sh("timeout 20 " .. bin .. " " .. args)
 end
 
+-- Waits on a loaded machine: polls 'ready' (a function) every 20 ms for
+-- up to 30 s, and fails naming 'what' if it never holds.
+local DEADLINE_S = 30
+local function wait_for(what, ready)
+  local sleep = require("support.proc").sleep
+  local deadline = os.time() + DEADLINE_S
+  repeat
+    if ready() then return end
+    sleep(0.02)
+  until os.time() > deadline
+  error("still waiting after " .. DEADLINE_S .. " s for " .. what, 2)
+end
+
+-- A shell loop that waits (up to 30 s) until process $pid handles SIGHUP,
+-- SIGINT and SIGTERM: myc_engine_run() installs the handlers, and a
+-- signal sent before is ignored (HUP) or kills the process (INT, TERM).
+-- /proc/PID/status lists caught signals as a hex mask: bits 0, 1, 14.
+local SIGNALS_READY = "for i in $(seq 1500); do "
+  .. "c=$(awk '/^SigCgt/ { print substr($2, length($2) - 3) }' /proc/$pid/status "
+  .. "2>/dev/null); [ -n \"$c\" ] && [ $((0x$c & 0x4003)) -eq 16387 ] && break; "
+  .. "sleep 0.02; done"
+
 local quitter = [[
 return { init = function(ctx) ctx:after(0, function(c) c:shutdown(c.opts.code or 0) end) end,
          stop = function(ctx) ctx.log:info("stopped " .. ctx.name) end }]]
@@ -305,8 +327,10 @@ describe("mycelium command", function()
       f:close()
       local sock = tmpdir .. "/ctl.sock"
       -- the socket is up during the start; signals are handled right after
-      sh(string.format("for i in $(seq 50); do [ -S %s ] && break; sleep 0.05; done; "
-                       .. "sleep 0.1", sock))
+      sh("pid=" .. pid .. "; " .. SIGNALS_READY)
+      wait_for("the control socket", function()
+        return sh("test -S " .. sock) == 0
+      end)
       local stopped = false
       local function stop()
         stopped = true
@@ -345,14 +369,16 @@ describe("mycelium command", function()
         { name = "flood", module = "flood.lua" },
         { name = "slow", module = "slow.lua", mailbox = { capacity = 10, policy = "reject" } } } }]])
       local sock = tmpdir .. "/ctl.sock"
+      -- Polls until the first rejections are counted (the first burst).
       local rc, out = sh(string.format(
-        "cd %s && (%s run mycelium.lua >/dev/null 2>&1 & pid=$!; "
-        .. "for i in $(seq 50); do [ -S %s ] && break; sleep 0.05; done; sleep 0.3; "
-        .. "%s status --socket %s; %s status --json --socket %s; kill $pid; wait $pid)",
-        tmpdir, bin, sock, bin, sock, bin, sock))
+        "cd %s && (%s run mycelium.lua >/dev/null 2>&1 & pid=$!; %s; "
+        .. "for i in $(seq 1500); do %s status --socket %s >st 2>&1 && "
+        .. "grep -q 'rejected [1-9]' st && break; sleep 0.02; done; cat st; "
+        .. "%s status --json --socket %s; kill $pid; wait $pid)",
+        tmpdir, bin, SIGNALS_READY, bin, sock, bin, sock))
       assert.are.equal(0, rc)
-      assert.matches("slow%s+dropped on burst: oldest 0, newest 0, rejected %d+, at shutdown 0", out)
-      assert.matches('"drops":%[{"topic":"burst","dropped_oldest":0,"dropped_newest":0,"rejected":%d+', out)
+      assert.matches("slow%s+dropped on burst: oldest 0, newest 0, rejected [1-9]%d*, at shutdown 0", out)
+      assert.matches('"drops":%[{"topic":"burst","dropped_oldest":0,"dropped_newest":0,"rejected":[1-9]', out)
       assert.matches('"name":"flood".-"drops":%[%]', out)
       -- what reached no one is shown too
       assert.matches("flood%s+emitted %d+ messages? on topics no service subscribes to", out)
@@ -362,7 +388,10 @@ describe("mycelium command", function()
 
     it("reload swaps the code, keeps the state, and refuses a syntax error", function()
       local sock, _, stop = start()
-      sh("sleep 0.2") -- a few ticks counted
+      wait_for("a few ticks counted", function()
+        local _, out = mycelium("status --json --socket " .. sock)
+        return tonumber(out:match('"name":"svc".-"in":(%d+)') or 0) >= 3
+      end)
       write("svc.lua", counter("v2"))
       local rc, out, err = mycelium("reload --socket " .. sock .. " svc")
       assert.are.equal(0, rc, err)
@@ -382,7 +411,11 @@ describe("mycelium command", function()
     it("SIGHUP reloads the services whose file changed", function()
       local _, pid, stop = start("signal")
       write("svc.lua", counter("v3"))
-      sh("kill -HUP " .. pid .. "; sleep 0.3")
+      sh("kill -HUP " .. pid)
+      wait_for("the reload in the log", function()
+        return require("support.proc").slurp(tmpdir .. "/run.log")
+          :find("reloaded svc.lua (version 2", 1, true) ~= nil
+      end)
       local log = stop()
       assert.matches("reloaded svc.lua (version 2", log, 1, true)
       assert.matches("init v3", log, 1, true)
@@ -457,9 +490,11 @@ describe("mycelium command", function()
 
     it("reload = \"watch\" reloads when the file changes", function()
       local _, _, stop = start("watch")
-      sh("sleep 0.2")
       write("svc.lua", counter("v4"))
-      sh("sleep 0.5")
+      wait_for("the reload in the log", function()
+        return require("support.proc").slurp(tmpdir .. "/run.log")
+          :find("reloaded svc.lua (version 2", 1, true) ~= nil
+      end)
       local log = stop()
       assert.matches("reloaded svc.lua (version 2", log, 1, true)
       assert.matches("init v4", log, 1, true)
@@ -476,11 +511,18 @@ describe("mycelium command", function()
   it("stops cleanly on SIGTERM and SIGINT, calling every stop", function()
     write("tick.lua", [[
       local n = 0
-      return { init = function(ctx) ctx:every(5, function() n = n + 1 end) end,
+      return { init = function(ctx) ctx:every(5, function()
+                 n = n + 1
+                 if n == 1 then ctx.log:info("first tick") end
+               end) end,
                stop = function(ctx) ctx.log:info("stopped after ticks", { ok = n > 0 }) end }]])
     for _, sig in ipairs { "TERM", "INT" } do
+      -- The signal goes once the engine handles it and has ticked.
       local rc, _, err = sh(string.format(
-        "%s run %s/tick.lua & pid=$!; sleep 0.5; kill -%s $pid; wait $pid", bin, tmpdir, sig))
+        "%s run %s/tick.lua 2>%s/err & pid=$!; %s; for i in $(seq 1500); do "
+        .. "grep -q 'first tick' %s/err && break; sleep 0.02; done; "
+        .. "kill -%s $pid; wait $pid; rc=$?; cat %s/err >&2; exit $rc",
+        bin, tmpdir, tmpdir, SIGNALS_READY, tmpdir, sig, tmpdir))
       assert.are.equal(0, rc, err)
       assert.matches("[tick] stopped after ticks ok=true", err, 1, true)
     end

@@ -18,7 +18,8 @@ describe("a flood of huge messages", function()
 
   it("is refused at emit, before any copy, and counted", function()
     local eng = testing.engine { services = {
-      { name = "producer", module = testing.module [[
+      -- init's budget: making 100 MB on a loaded machine may take seconds
+      { name = "producer", load_timeout_ms = 60000, module = testing.module [[
         return { init = function(ctx)
           local big = string.rep("x", 100 * 1024 * 1024)
           local t0 = os.clock()

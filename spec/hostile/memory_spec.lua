@@ -267,14 +267,21 @@ describe("mycelium run", function()
       end }]])
     write("ticker.lua", [[
       local n = 0
-      return { init = function(ctx) ctx:every(50, function() n = n + 1 end) end,
+      return { init = function(ctx) ctx:every(50, function()
+                 n = n + 1
+                 if n == 11 then ctx.log:info("ticked past 10") end
+               end) end,
                stop = function(ctx) ctx.log:info("ticks", { n = n }) end }]])
     write("mycelium.lua", [[return {
       supervisor = { backoff_initial_ms = 10, max_restarts = 100 },
       services = { { name = "hog", module = "hog.lua", memory_limit_mb = 16 },
                    { name = "ticker", module = "ticker.lua" } } }]])
-    local p = io.popen(string.format("cd %s && (%s run mycelium.lua & pid=$!; sleep 2; "
-                                     .. "kill $pid; wait $pid; echo rc=$?) 2>&1", dir, bin))
+    -- Stopped once the hog has restarted and the ticker ticked past 10
+    -- (polled, for up to 60 s on a loaded machine).
+    local p = io.popen(string.format("cd %s && (%s run mycelium.lua >log 2>&1 & pid=$!; "
+      .. "for i in $(seq 3000); do grep -qF '[hog] restarting' log && "
+      .. "grep -q 'ticked past 10' log && break; sleep 0.02; done; "
+      .. "kill $pid; wait $pid; echo rc=$?; cat log) 2>&1", dir, bin))
     local out = p:read("*a")
     p:close()
     assert.matches("rc=0", out, 1, true)

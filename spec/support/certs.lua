@@ -4,7 +4,7 @@
 local M = {}
 
 local function sh(cmd)
-  assert(os.execute(cmd .. " >/dev/null 2>&1"), cmd)
+  require("support.peers").run(cmd .. " >/dev/null 2>&1")
 end
 
 -- Returns the directory holding ca.crt, srv.crt/key, other.crt/key.

@@ -10,6 +10,7 @@ int kill(int pid, int sig);
 ]]
 
 local M = {}
+local peers = require "support.peers"
 
 local function slurp(path)
   local f = io.open(path, "rb")
@@ -29,7 +30,7 @@ end
 -- with pid, the pattern's captures as 'ready', and stop().
 function M.spawn(cmd, pattern, timeout)
   local out, pidf = os.tmpname(), os.tmpname()
-  assert(os.execute(string.format("%s > %s 2>&1 & echo $! > %s", cmd, out, pidf)))
+  peers.run(string.format("%s > %s 2>&1 & echo $! > %s", cmd, out, pidf))
   local pid = tonumber(slurp(pidf):match("%d+"))
   os.remove(pidf)
   local p = { pid = pid, out = out }
@@ -65,10 +66,12 @@ function M.node_peers()
   local f = io.open(dir .. "/node_modules/ws/package.json")
   if f then f:close() return dir end
   -- Specs run in parallel: one installs, the others wait on the lock.
-  assert(os.execute(string.format(
+  peers.have("node")
+  if not peers.ok(string.format(
     "cd %s && flock .npm.lock sh -c '[ -f node_modules/ws/package.json ] || "
-    .. "npm ci --no-audit --no-fund --silent' >/dev/null 2>&1", dir)),
-    "npm ci failed in spec/peers")
+    .. "npm ci --no-audit --no-fund --silent' >/dev/null 2>&1", dir)) then
+    error("npm ci failed in spec/peers: run scripts/deps.sh", 2)
+  end
   return dir
 end
 

@@ -119,7 +119,7 @@ myc_buf *myc__buf_alloc(myc__pool *p, const myc__alloc *a, size_t frame_len) {
   b->size_class = c >= 0 ? (uint8_t)c : MYC_BUF_UNPOOLED;
   b->cap = (uint32_t)((c >= 0 ? class_size[c] : total) - offsetof(myc_buf, hdr));
   b->shared = 0;
-  b->topic_id = 0;
+  myc__buf_set_topic(b, 0);
   return b;
 }
 

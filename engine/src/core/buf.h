@@ -48,7 +48,8 @@ struct myc_buf {
   myc_buf *next;         /* free list link; owned by whoever holds it */
   _Atomic uint32_t refs;
   uint32_t cap;          /* bytes from 'hdr' to the end of the block */
-  uint32_t topic_id;     /* engine-local id of the topic */
+  uint32_t topic_id;     /* engine-local id of the topic: set through
+                          * myc__buf_set_topic */
   uint8_t size_class;    /* pool class, or MYC_BUF_UNPOOLED */
   uint8_t shared;        /* refs are atomic from now on */
   uint8_t origin;        /* index of the worker whose pool it came from */
@@ -73,6 +74,15 @@ static inline size_t myc__frame_topic_offset(size_t payload_len) {
 static inline size_t myc__frame_len(size_t payload_len, size_t topic_len,
                                     size_t source_len) {
   return myc__frame_topic_offset(payload_len) + topic_len + source_len;
+}
+
+/* Sets the topic of 'b'.  Atomic because another thread may read it at
+ * any time: status and stats name the topic a running handler handles,
+ * reading it from a buffer that can be recycled meanwhile and checking
+ * afterwards that it was not (activation.c).  Relaxed: a plain store on
+ * the machines we run on. */
+static inline void myc__buf_set_topic(myc_buf *b, uint32_t id) {
+  __atomic_store_n(&b->topic_id, id, __ATOMIC_RELAXED);
 }
 
 static inline uint8_t *myc__buf_payload(myc_buf *b) {

@@ -210,8 +210,12 @@ uint32_t myc__mailbox_pop(myc__mailbox *mb, myc_buf **out, uint32_t max) {
   uint32_t len = atomic_load_explicit(&mb->len, memory_order_relaxed);
   uint32_t n = len < max ? len : max, i;
   uint64_t bytes = 0;
+  /* Stored atomically: 'out' is a service's batch, which another thread
+   * reads while it runs (what a stuck handler is handling, for status and
+   * stats).  Relaxed: a plain store on the machines we run on. */
   for (i = 0; i < n; i++) {
-    out[i] = mb->slots[(mb->head + i) & mb->mask];
+    __atomic_store_n(&out[i], mb->slots[(mb->head + i) & mb->mask],
+                     __ATOMIC_RELAXED);
     bytes += mb->lens[(mb->head + i) & mb->mask];
   }
   mb->head = (mb->head + n) & mb->mask;

@@ -19,6 +19,7 @@ typedef struct {
   const char *keys[MAX_DEPTH];
   size_t key_lens[MAX_DEPTH];
   lua_Number key_nums[MAX_DEPTH];
+  signed char key_bools[MAX_DEPTH]; /* -1: not a boolean key */
   int depth;
 } copier;
 
@@ -34,6 +35,9 @@ static int fail(lua_State *to, copier *c, const char *what) {
       w = snprintf(path + n, sizeof path - n, "%s%.*s", i ? "." : "",
                    (int)(c->key_lens[i] > 200 ? 200 : c->key_lens[i]),
                    c->keys[i]);
+    else if (c->key_bools[i] >= 0)
+      w = snprintf(path + n, sizeof path - n, "[%s]",
+                   c->key_bools[i] ? "true" : "false");
     else
       w = snprintf(path + n, sizeof path - n, "[%.14g]", c->key_nums[i]);
     if (w > 0)
@@ -112,6 +116,7 @@ static void copy_table(lua_State *to, copier *c, int idx) {
   while (lua_next(from, idx) != 0) {
     int kt = lua_type(from, key);
     c->keys[d] = NULL;
+    c->key_bools[d] = -1;
     if (kt == LUA_TSTRING) {
       c->keys[d] = lua_tolstring(from, key, &c->key_lens[d]);
       lua_pushlstring(to, c->keys[d], c->key_lens[d]);
@@ -119,7 +124,8 @@ static void copy_table(lua_State *to, copier *c, int idx) {
       c->key_nums[d] = lua_tonumber(from, key);
       lua_pushnumber(to, c->key_nums[d]);
     } else if (kt == LUA_TBOOLEAN) {
-      lua_pushboolean(to, lua_toboolean(from, key));
+      c->key_bools[d] = (signed char)lua_toboolean(from, key);
+      lua_pushboolean(to, c->key_bools[d]);
     } else {
       fail(to, c, "has a key that is not a string, number or boolean");
     }

@@ -29,7 +29,7 @@ void myc__frame_finish(myc_buf *b, const myc__topic *t, const char *source,
   size_t len = b->hdr.payload_len;
   uint8_t *pad = myc__buf_payload(b) + len;
   char *p;
-  b->topic_id = t->id;
+  myc__buf_set_topic(b, t->id);
   b->hdr.frame_len = (uint32_t)myc__frame_len(len, t->len, source_len);
   b->hdr.type = type;
   b->hdr.kind = (uint8_t)kind;
@@ -234,7 +234,7 @@ int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
   if (b == NULL &&
       (b = myc__buf_alloc(&w->pool, w->sched->alloc, flen)) == NULL)
     return MYC_ENOMEM;
-  b->topic_id = t->id;
+  myc__buf_set_topic(b, t->id);
   b->hdr.frame_len = (uint32_t)flen;
   b->hdr.type = type;
   b->hdr.kind = (uint8_t)kind;
@@ -325,7 +325,7 @@ int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
     s->typed_tail = r->tail_len;
   if (flen > b->cap && (b = regrow(w, b, flen)) == NULL)
     return MYC_ENOMEM;
-  b->topic_id = r->topic->id;
+  myc__buf_set_topic(b, r->topic->id);
   b->hdr.frame_len = (uint32_t)flen;
   b->hdr.type = type;
   b->hdr.kind = (uint8_t)kind;

@@ -183,9 +183,7 @@ function H.read(path)
 end
 
 function H.lines(path)
-  local t = {}
-  for l in io.lines(path) do t[#t + 1] = l end
-  return t
+  return assert(require("bandit.capture").read(path))
 end
 
 --- Engines -------------------------------------------------------------------------
@@ -290,7 +288,7 @@ end
 function H.tmpdir()
   local dir = os.tmpname()
   os.remove(dir)
-  assert(os.execute("mkdir -p '" .. dir .. "'") == 0 or true)
+  require("spec.support.peers").run("mkdir -p '" .. dir .. "'")
   return dir
 end
 

@@ -205,7 +205,7 @@ describe("bandit.replay_offline", function()
   setup(function()
     dir = os.tmpname()
     os.remove(dir)
-    assert(os.execute("mkdir -p '" .. dir .. "'"))
+    require("spec.support.peers").run("mkdir -p '" .. dir .. "'")
   end)
 
   teardown(function() os.execute("rm -rf '" .. dir .. "'") end)

@@ -5,11 +5,15 @@ random captures unlike the sample: other tokens, decimals, fee tiers,
 pools per pair, subscription id, faults and reorgs (removed blocks).
 
     xcheck.py SEED OUTDIR
+    xcheck.py --capture FILE --pools FILE --tokens FILE OUTDIR
 
-writes OUTDIR/capture.jsonl, pools.json, tokens.json and the reference's
-expected_{events,skipped,signals}.jsonl and expected_summary.json.
-spec/services/bandit/e2e/crosscheck_spec.lua compares the Lua oracle against it. It
-encodes the same decisions as docs/BANDIT.md where the README is silent.
+The first writes OUTDIR/capture.jsonl, pools.json, tokens.json and the
+reference's expected_{events,skipped,signals}.jsonl and
+expected_summary.json; the second decides a given capture (any bytes;
+lines end at "\\n") and writes only the four expected_* files.
+spec/services/bandit/e2e/crosscheck_spec.lua compares the Lua oracle against it,
+xcheck_spec.lua the bundled sample's expected files. It encodes the same
+decisions as docs/BANDIT.md where the README is silent.
 Python 3.8+, standard library only.
 """
 import json, random, sys, os
@@ -90,6 +94,16 @@ def h32(s):
     if not ishex(s) or len(s)!=66: return None
     return s.lower()
 
+def _no_constant(name):
+    raise ValueError('not RFC 8259: ' + name)
+# As the engine's JSON decoder (cjson): RFC 8259 numbers only (no NaN,
+# Infinity); raw control characters inside strings are accepted, but a NUL
+# byte anywhere ends the text (malformed).
+_decoder = json.JSONDecoder(strict=False, parse_constant=_no_constant)
+def jloads(text):
+    if '\x00' in text: raise ValueError('NUL byte')
+    return _decoder.decode(text)
+
 def reference(capture_lines, pools, tokens):
     toks = {t['address'].lower(): t for t in tokens}
     P = {}
@@ -150,13 +164,13 @@ def reference(capture_lines, pools, tokens):
     for n, text in enumerate(capture_lines, 1):
         if n == 1:
             try:
-                m = json.loads(text); sub = m.get('result') if isinstance(m, dict) and isinstance(m.get('result'), str) else None
+                m = jloads(text); sub = m.get('result') if isinstance(m, dict) and isinstance(m.get('result'), str) else None
             except Exception: sub = None
             continue
         def skip(reason, **kw):
             d = dict(line=n, reason=reason); d.update(kw); skipped.append(d)
         try:
-            m = json.loads(text)
+            m = jloads(text)
         except Exception:
             skip('malformed_json'); continue
         if not (isinstance(m, dict) and m.get('method') == 'eth_subscription' and isinstance(m.get('params'), dict)
@@ -179,11 +193,12 @@ def reference(capture_lines, pools, tokens):
                 evaluate(match['pool'], n, 'retraction', match)
             continue
         topics = r.get('topics')
-        t0 = topics[0].lower() if isinstance(topics, list) and topics and isinstance(topics[0], str) else None
+        # A 0X prefix is not hex (docs/BANDIT.md): only the digits' case is free.
+        t0 = topics[0].lower() if isinstance(topics, list) and topics and isinstance(topics[0], str) and topics[0].startswith('0x') else None
         kind = {T_SYNC: 'v2_sync', T_V2: 'v2_swap', T_V3: 'v3_swap'}.get(t0)
         if not kind: skip('unknown_topic'); continue
         a = r.get('address')
-        a = a.lower() if isinstance(a, str) else None
+        a = a.lower() if isinstance(a, str) and a.startswith('0x') else None
         if a not in P: skip('unknown_pool'); continue
         p = P[a]
         need_kind, ntop, nbytes = {'v2_sync': ('v2',1,64), 'v2_swap': ('v2',3,128), 'v3_swap': ('v3',3,160)}[kind]
@@ -358,18 +373,56 @@ def generate(seed):
             del blocks[-k:]
     return lines, pools, tokens
 
-if __name__ == '__main__':
-    seed, out = int(sys.argv[1]), sys.argv[2]
-    os.makedirs(out, exist_ok=True)
-    lines, pools, tokens = generate(seed)
-    for p in pools: del p['pair']
-    with open(out+'/capture.jsonl', 'w') as f: f.write('\n'.join(lines) + '\n')
-    with open(out+'/pools.json', 'w') as f: json.dump(pools, f, indent=2)
-    with open(out+'/tokens.json', 'w') as f: json.dump(tokens, f, indent=2)
+def read_capture(path):
+    """The lines of a capture file as the engine's feeder reads them."""
+    with open(path, 'rb') as f: data = f.read()
+    raw = data.split(b'\n')
+    if raw and raw[-1] == b'': raw.pop()
+    # Bytes that are not UTF-8 stay in the text as lone surrogates: the
+    # line is still parsed, and no field holding one is valid.
+    return [b.decode('utf-8', 'surrogateescape') for b in raw]
+
+def write_expected(out, lines, pools, tokens):
     ev, sk, sg, sm = reference(lines, pools, tokens)
     def jl(name, xs):
         with open(out+'/expected_'+name, 'w') as f:
             for x in xs: f.write(json.dumps(x, separators=(',', ':')) + '\n')
     jl('events.jsonl', ev); jl('skipped.jsonl', sk); jl('signals.jsonl', sg)
     with open(out+'/expected_summary.json', 'w') as f: f.write(json.dumps(sm, indent=2) + '\n')
+    return ev, sk, sg, sm
+
+USAGE = 'usage: xcheck.py SEED OUTDIR | xcheck.py --capture FILE --pools FILE --tokens FILE OUTDIR'
+
+def main(argv):
+    if argv and argv[0].startswith('--'):
+        opts, rest = {}, []
+        i = 0
+        while i < len(argv):
+            if argv[i] in ('--capture', '--pools', '--tokens') and i + 1 < len(argv):
+                opts[argv[i][2:]] = argv[i+1]; i += 2
+            elif argv[i].startswith('--'):
+                sys.exit('xcheck.py: unknown option %s\n%s' % (argv[i], USAGE))
+            else:
+                rest.append(argv[i]); i += 1
+        if len(opts) != 3 or len(rest) != 1: sys.exit(USAGE)
+        out = rest[0]
+        os.makedirs(out, exist_ok=True)
+        with open(opts['pools']) as f: pools = json.load(f)
+        with open(opts['tokens']) as f: tokens = json.load(f)
+        lines = read_capture(opts['capture'])
+        ev, sk, sg, sm = write_expected(out, lines, pools, tokens)
+        print(opts['capture'], 'lines', len(lines), 'events', len(ev), 'skipped', len(sk), 'signals', len(sg), 'evals', sm['evaluations'])
+        return
+    if len(argv) != 2 or not argv[0].isdigit(): sys.exit(USAGE)
+    seed, out = int(argv[0]), argv[1]
+    os.makedirs(out, exist_ok=True)
+    lines, pools, tokens = generate(seed)
+    for p in pools: del p['pair']
+    with open(out+'/capture.jsonl', 'w') as f: f.write('\n'.join(lines) + '\n')
+    with open(out+'/pools.json', 'w') as f: json.dump(pools, f, indent=2)
+    with open(out+'/tokens.json', 'w') as f: json.dump(tokens, f, indent=2)
+    ev, sk, sg, sm = write_expected(out, lines, pools, tokens)
     print(seed, 'lines', len(lines), 'events', len(ev), 'skipped', len(sk), 'signals', len(sg), 'evals', sm['evaluations'])
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

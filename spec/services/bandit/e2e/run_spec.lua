@@ -48,11 +48,11 @@ describe("examples/bandit/run", function()
   end)
 
   it("runs any capture of the format", function()
-    local ok = os.execute("python3 -c 'import fractions' >/dev/null 2>&1")
-    if not (ok == true or ok == 0) then return pending("python3 not installed") end
+    local peers = require "spec.support.peers"
+    if not peers.have("python3") then return pending("python3 not installed") end
     local x = dir .. "/x"
-    assert.truthy(os.execute(string.format("python3 %s 11 %s >/dev/null",
-                                           H.XCHECK, x)))
+    assert.is_true(peers.ok(string.format("python3 %s 11 %s >/dev/null",
+                                          H.XCHECK, x)))
     local rc, out = sh(outputs(string.format("--quiet --capture %s/capture.jsonl "
       .. "--pools %s/pools.json --tokens %s/tokens.json 2>/dev/null", x, x, x)))
     assert.equal(0, rc, out)
@@ -83,6 +83,25 @@ describe("examples/bandit/run", function()
     assert.equal(0, rc, out)
     assert.matches("feeding the lines in process instead", out, 1, true)
     assert.equal('{"line":2,"reason":"foreign_message"}\n', H.read(dir .. "/s"))
+  end)
+
+  it("feeds a line with a NUL byte in process as one line, as the oracle reads it",
+     function()
+    local lines = H.lines(H.DATA .. "sample_capture.jsonl")
+    lines[5] = lines[5]:gsub('"data":"0x', '"data":"0x\0', 1)
+    local f = assert(io.open(dir .. "/nul.jsonl", "wb"))
+    f:write(table.concat(lines, "\n"), "\n")
+    f:close()
+    local rc, out = sh(outputs("--quiet --inject --capture " .. dir .. "/nul.jsonl 2>&1"))
+    assert.equal(0, rc, out)
+    local want = require("bandit.replay_offline").outputs(assert(
+      require("bandit.replay_offline").run { capture = dir .. "/nul.jsonl",
+        pools = H.DATA .. "pools.json", tokens = H.DATA .. "tokens.json" }))
+    for f2, name in pairs { e = "events.jsonl", s = "skipped.jsonl", g = "signals.jsonl",
+                            m = "summary.json" } do
+      H.same_lines(want[name], H.read(dir .. "/" .. f2), name)
+    end
+    assert.matches('{"line":5,"reason":"malformed_json"}', H.read(dir .. "/s"), 1, true)
   end)
 
   it("says how many lines a connection closed for invalid UTF-8 lost, and fails",

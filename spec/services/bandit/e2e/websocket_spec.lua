@@ -45,7 +45,8 @@ local function run(server, capture, o)
   }
   local signals, ends = eng:collect("bandit.signal"), eng:collect("bandit.end.*")
   eng:start()
-  local done = eng:run_for(20, function()
+  -- 60 s: generous for a loaded machine.
+  local done = eng:run_for(60, function()
     if o.poll then o.poll(eng) end
     local f = io.open(dir .. "/summary.json")
     if f then f:close() end
@@ -311,16 +312,15 @@ describe("Bandit over WebSocket", function()
   end)
 
   describe("on random captures", function()
-    local ok = os.execute("python3 -c 'import fractions' >/dev/null 2>&1")
-    if not (ok == true or ok == 0) then
+    if not require("spec.support.peers").have("python3") then
       pending("python3 not installed")
       return
     end
     for _, seed in ipairs { 11, 4096 } do
       it("agrees with xcheck.py, seed " .. seed .. ", with a drop mid-stream", function()
         local dir = H.tmpdir()
-        assert.truthy(os.execute(string.format("python3 %s %d %s >/dev/null",
-                                               H.XCHECK, seed, dir)))
+        assert.is_true(require("spec.support.peers").ok(string.format(
+          "python3 %s %d %s >/dev/null", H.XCHECK, seed, dir)))
         server = replay(dir .. "/capture.jsonl", "--drop-after 97")
         local out = run(server, dir .. "/capture.jsonl",
                         { pools = dir .. "/pools.json", tokens = dir .. "/tokens.json" })
