@@ -135,18 +135,23 @@ local RUNTIME = (debug.getinfo(1, "S").source:match("^@(.*/)mycelium/host%.lua$"
 
 -- Records every Lua file 'svc' requires from now on, so that SIGHUP and
 -- reload = "watch" see a change in a module as in the service's file.
+-- Every searcher after package.preload is wrapped, not only Lua's own:
+-- the engine puts the searcher of its precompiled runtime modules before
+-- it, so Lua's file searcher has no fixed index.
 local function record_requires(svc)
-  local loaders = package.loaders
-  local lua_loader, searchpath = loaders[2], package.searchpath
-  loaders[2] = function(modname)
-    local found = lua_loader(modname)
-    if type(found) == "function" then
-      local file = searchpath(modname, package.path)
-      if file ~= nil and (RUNTIME == nil or file:sub(1, #RUNTIME) ~= RUNTIME) then
-        C.myc_ffi_depend(svc, file, #file)
+  local loaders, searchpath = package.loaders, package.searchpath
+  for i = 2, #loaders do
+    local searcher = loaders[i]
+    loaders[i] = function(modname)
+      local found = searcher(modname)
+      if type(found) == "function" then
+        local file = searchpath(modname, package.path)
+        if file ~= nil and (RUNTIME == nil or file:sub(1, #RUNTIME) ~= RUNTIME) then
+          C.myc_ffi_depend(svc, file, #file)
+        end
       end
+      return found
     end
-    return found
   end
 end
 

@@ -105,17 +105,16 @@ describe("mycelium.config", function()
   end)
 
   it("reports keys not acted on yet as warnings, never silently", function()
-    local c = norm { listen = "tcp://0.0.0.0:1", metrics = {} }
-    assert.same({ dir.path .. "/mycelium.lua: 'listen' is not supported yet; ignored",
-                  dir.path .. "/mycelium.lua: 'metrics' is not supported yet; ignored" },
+    local c = norm { tracing = {} }
+    assert.same({ dir.path .. "/mycelium.lua: 'tracing' is not supported yet; ignored" },
                 c.warnings)
-    assert.is_nil(c.listen)
+    assert.is_nil(c.tracing)
   end)
 
   it("refuses services it cannot run, naming the one", function()
     refused({ services = {} }, "'services' is empty: nothing to run")
-    refused({ services = { "svc.lua" } },
-            "'services[1]' must be a table with a module, got string")
+    refused({ services = { 42 } },
+            "'services[1]' must be a table with a module (or the module's path), got number")
     refused({ services = { { name = "a" } } },
             "'services[1].module' is missing (the service's Lua file)")
     refused({ services = { { module = "none.lua" } } },

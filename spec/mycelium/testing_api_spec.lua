@@ -119,7 +119,7 @@ describe("mycelium.testing", function()
     assert.matches("'mailbox.policy' must be one of", tostring(err), 1, true)
     ok, err = pcall(testing.engine, { services = { { name = "x", module = "/nonexistent.lua" } } })
     assert.is_false(ok)
-    assert.matches("service 'x': cannot open /nonexistent.lua", tostring(err), 1, true)
+    assert.matches("'services[1].module': cannot read '/nonexistent.lua'", tostring(err), 1, true)
   end)
 
   it("closes twice without harm", function()
