@@ -1,5 +1,5 @@
 /* bytes_test.c -- the byte bounds of mailboxes end to end, with threads
- * (issue 11): a flood of large messages across workers, or from a host
+ *: a flood of large messages across workers, or from a host
  * thread, holds at most a few mailboxes' worth of bytes in the engine, and
  * every message is handled or counted as lost. */
 #include "test.h"

@@ -1,4 +1,4 @@
-/* emit_test.c -- what a service may emit on (issue 11): '$' topics are the
+/* emit_test.c -- what a service may emit on: '$' topics are the
  * engine's.  A service emitting on '$dead' used to forge dead letters; the
  * FFI emit now refuses it (MYC_ETOPIC), while the engine still publishes
  * a crashed handler's message there in the service's name. */
