@@ -100,6 +100,17 @@ typedef struct {
   uint32_t n;
 } myc__chain;
 
+/* Appends 'b' to the chain (kept in order, handed back whole later). */
+static inline void myc__chain_push(myc__chain *c, myc_buf *b) {
+  b->next = NULL;
+  if (c->tail != NULL)
+    c->tail->next = b;
+  else
+    c->head = b;
+  c->tail = b;
+  c->n++;
+}
+
 /* A worker's pool.  Small buffers go back to the pool they came from:
  * another worker releasing one chains it for its origin and hands the
  * chain over in one atomic push ('inbound'), which the origin takes in one
@@ -176,14 +187,7 @@ myc__buf_give(myc__pool *p, const myc__alloc *a,
                                  myc_buf *b) {
   if (b->size_class == 0 && p != NULL) {
     if (b->origin != p->owner && b->origin < p->nreturns) {
-      myc__chain *c = &p->returns[b->origin];
-      b->next = NULL;
-      if (c->tail != NULL)
-        c->tail->next = b;
-      else
-        c->head = b;
-      c->tail = b;
-      c->n++;
+      myc__chain_push(&p->returns[b->origin], b);
       p->pending_returns++;
       return;
     }

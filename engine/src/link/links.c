@@ -347,18 +347,10 @@ static void release_batch(myc__links *L, myc_buf **v, uint32_t n) {
     myc_buf *b = v[i];
     if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
       continue;
-    if (b->size_class == 0 && b->origin < sc->nworkers && L->chains != NULL) {
-      myc__chain *c = &L->chains[b->origin];
-      b->next = NULL;
-      if (c->tail != NULL)
-        c->tail->next = b;
-      else
-        c->head = b;
-      c->tail = b;
-      c->n++;
-    } else {
+    if (b->size_class == 0 && b->origin < sc->nworkers && L->chains != NULL)
+      myc__chain_push(&L->chains[b->origin], b);
+    else
       myc__buf_free(NULL, A(L), b);
-    }
   }
   if (L->chains != NULL)
     for (w = 0; w < sc->nworkers; w++)
