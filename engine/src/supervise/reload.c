@@ -350,8 +350,12 @@ int myc_engine_reload(myc_engine *e, const char *name, const char *module,
   }
   /* When this thread runs the service's worker (a manual engine, worker
    * 0 on a host loop), waiting for the worker would wait for ourselves:
-   * load here, then swap. */
-  here = e->manual || myc__owner_held(&myc__service_worker(s)->owner);
+   * load here, then swap.  Ownership alone does not say it: a threaded
+   * worker that has not started yet is still owned by the thread that
+   * started the engine, and takes itself over while we would swap. */
+  here = e->manual ||
+         (e->hostloop != NULL && myc__service_worker(s)->index == 0 &&
+          myc__owner_held(&myc__service_worker(s)->owner));
   rc = myc__reload_start(myc__supervise_of(e), s, module, here, waiter_done,
                          w, err, errlen);
   if (rc != 0) {
