@@ -5,6 +5,7 @@
  * budget on the loader thread while the engine keeps working, and a stop
  * interrupts a load under way. */
 #include "test.h"
+#include "test_engine.h"
 
 #include "control_client.h"
 
@@ -16,31 +17,6 @@
 #include <unistd.h>
 
 static char tmpdir[] = "/tmp/myc_budget_test_XXXXXX";
-
-static const char *write_file(const char *name, const char *src) {
-  static char path[4][256];
-  static int k;
-  char *p = path[k++ % 4];
-  FILE *f;
-  snprintf(p, 256, "%s/%s", tmpdir, name);
-  f = fopen(p, "w");
-  fputs(src, f);
-  fclose(f);
-  return p;
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void quiet(void *ud, int level, const char *line, size_t len) {
-  (void)ud;
-  (void)level;
-  (void)line;
-  (void)len;
-}
 
 static void count(void *ud, const myc_message *m) {
   (void)m;
@@ -61,13 +37,13 @@ static void *run_engine(void *arg) {
 /* Waits up to 'seconds' for service 'i' to have restarted 'n' times. */
 static int restarted(myc_engine *e, uint32_t i, uint64_t n, double seconds) {
   myc_service_stats st;
-  double t0 = now_s();
+  double t0 = test_now_s();
   do {
     myc_engine_service_stats(e, i, &st);
     if (st.restarts >= n && strcmp(st.state, "running") == 0)
       return 1;
     usleep(5000);
-  } while (now_s() - t0 < seconds);
+  } while (test_now_s() - t0 < seconds);
   return 0;
 }
 
@@ -109,15 +85,15 @@ static void memory_crash_in_compiled_code_is_contained(void) {
 
   myc_engine_config_init(&cfg);
   cfg.workers = 1; /* the echo shares the hog's worker */
-  cfg.log_fn = quiet;
+  cfg.log_fn = test_quiet_log;
   cfg.supervisor.backoff_initial_ms = 1;
   CHECK_EQ(myc_engine_new(&e, &cfg), 0);
   sc.name = "hog";
-  sc.module = write_file("hog.lua", hog_src);
+  sc.module = test_module(tmpdir, "hog.lua", hog_src);
   sc.memory_limit_mb = 16;
   CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
   sc.name = "echo";
-  sc.module = write_file("echo.lua", echo_src);
+  sc.module = test_module(tmpdir, "echo.lua", echo_src);
   sc.memory_limit_mb = 0;
   CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
   CHECK_EQ(myc_engine_add_c_service(e, "pongs", "pong", count, &pongs, 0), 0);
@@ -159,11 +135,11 @@ static myc_engine *start_worker(double load_ms, _Atomic int *outs,
   char err[512];
   myc_engine_config_init(&cfg);
   cfg.workers = 1;
-  cfg.log_fn = quiet;
+  cfg.log_fn = test_quiet_log;
   if (myc_engine_new(&e, &cfg) != 0)
     return NULL;
   sc.name = "w";
-  sc.module = write_file("w.lua", worker_src);
+  sc.module = test_module(tmpdir, "w.lua", worker_src);
   sc.load_timeout_ms = load_ms;
   r->e = e;
   if (myc_engine_add_service(e, &sc, err, sizeof err) != 0 ||
@@ -187,11 +163,11 @@ static void looping_reload_is_refused_within_its_budget(void) {
   int i;
 
   CHECK((e = start_worker(300, &outs, &r, &th)) != NULL);
-  t0 = now_s();
-  CHECK_EQ(myc_engine_reload(e, "w", write_file("spin.lua", "while true do end"),
+  t0 = test_now_s();
+  CHECK_EQ(myc_engine_reload(e, "w", test_module(tmpdir, "spin.lua", "while true do end"),
                              err, sizeof err),
            MYC_ELUA);
-  took = now_s() - t0;
+  took = test_now_s() - t0;
   CHECK(took >= 0.25 && took < 5);
   CHECK(strstr(err, "load budget of 300 ms") != NULL);
   CHECK_EQ(myc_publish(e, "in", MYC_KIND_RAW, 0, "x", 1), 0);
@@ -230,14 +206,14 @@ static void stop_interrupts_a_load(void) {
 
   CHECK((e = start_worker(5000, &outs, &r, &th)) != NULL);
   rl.e = e;
-  rl.module = write_file("spin.lua", "while true do end");
+  rl.module = test_module(tmpdir, "spin.lua", "while true do end");
   CHECK_EQ(pthread_create(&rt, NULL, reload_thread, &rl), 0);
   usleep(300000);
-  t0 = now_s();
+  t0 = test_now_s();
   myc_engine_stop(e, 0);
   pthread_join(th, NULL);
   pthread_join(rt, NULL);
-  CHECK(now_s() - t0 < 3);
+  CHECK(test_now_s() - t0 < 3);
   CHECK(rl.rc != 0);
   myc_engine_free(e);
 }
@@ -280,17 +256,17 @@ static void control_and_watchdog_answer_during_a_looping_reload(void) {
   snprintf(url, sizeof url, "unix://%s", sock);
   myc_engine_config_init(&cfg);
   cfg.workers = 1;
-  cfg.log_fn = quiet;
+  cfg.log_fn = test_quiet_log;
   cfg.control = url;
   CHECK_EQ(myc_engine_new(&e, &cfg), 0);
   sc.name = "w";
-  sc.module = write_file("w.lua", worker_src);
+  sc.module = test_module(tmpdir, "w.lua", worker_src);
   /* The reload's budget: long enough for the watchdog to act meanwhile
    * on a loaded machine (and below the control channel's 10 s wait). */
   sc.load_timeout_ms = 5000;
   CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
   sc.name = "slow";
-  sc.module = write_file("slow.lua", slow_src);
+  sc.module = test_module(tmpdir, "slow.lua", slow_src);
   sc.handler_timeout_ms = 100;
   /* Loading (under a sanitizer, on a busy machine) may take more than
    * the 100 ms of a handler. */
@@ -300,16 +276,16 @@ static void control_and_watchdog_answer_during_a_looping_reload(void) {
   r.e = e;
   CHECK_EQ(pthread_create(&th, NULL, run_engine, &r), 0);
   snprintf(req, sizeof req, "reload w %s\n",
-           write_file("spin.lua", "while true do end"));
+           test_module(tmpdir, "spin.lua", "while true do end"));
   q.sock = sock;
   q.req = req;
   CHECK_EQ(pthread_create(&rt, NULL, request_thread, &q), 0);
   usleep(200000);
-  t0 = now_s();
+  t0 = test_now_s();
   CHECK(control_request(sock, "ping\n", reply, sizeof reply) > 0);
   CHECK(strstr(reply, "\"ok\":true") != NULL);
   CHECK_EQ(myc_publish(e, "slow", MYC_KIND_RAW, 0, "x", 1), 0);
-  while (!seen && now_s() - t0 < 4) {
+  while (!seen && test_now_s() - t0 < 4) {
     usleep(5000);
     myc_engine_service_stats(e, 1, &st);
     seen = st.timeouts == 1 && st.errors == 1;

@@ -4,6 +4,7 @@
  * with idle connections, left waiting, and asked to reload files that are
  * not Lua, by paths with spaces, with names that are not UTF-8. */
 #include "test.h"
+#include "test_engine.h"
 
 #include "mycelium.h"
 #include "supervise/control_proto.h"
@@ -16,22 +17,6 @@
 #include <unistd.h>
 
 static char tmpdir[] = "/tmp/myc_control_test_XXXXXX";
-
-static const char *write_file(const char *name, const char *src) {
-  static char path[4][256];
-  static int k;
-  char *p = path[k++ % 4];
-  FILE *f;
-  snprintf(p, 256, "%s/%s", tmpdir, name);
-  f = fopen(p, "w");
-  fputs(src, f);
-  fclose(f);
-  return p;
-}
-
-static void quiet(void *ud, int level, const char *line, size_t len) {
-  (void)ud, (void)level, (void)line, (void)len;
-}
 
 /* ---- the protocol's text ------------------------------------------------ */
 
@@ -189,12 +174,12 @@ static int live_start(live *l, const char *name) {
   snprintf(url, sizeof url, "unix://%s", l->sock);
   myc_engine_config_init(&cfg);
   cfg.workers = 1;
-  cfg.log_fn = quiet;
+  cfg.log_fn = test_quiet_log;
   cfg.control = url;
   if (myc_engine_new(&l->e, &cfg) != 0)
     return -1;
   sc.name = "svc";
-  sc.module = write_file("svc.lua", "return { subscribe = { 'in' }, "
+  sc.module = test_module(tmpdir, "svc.lua", "return { subscribe = { 'in' }, "
                                     "on_message = function() end }\n");
   if (myc_engine_add_service(l->e, &sc, err, sizeof err) != 0 ||
       myc_engine_start(l->e, err, sizeof err) != 0) {
@@ -271,14 +256,14 @@ static void hostile_requests(void) {
   live l;
   CHECK_EQ(live_start(&l, "req.sock"), 0);
   /* A module path with spaces is the rest of the line. */
-  spaced = write_file("svc v2.lua", "return { subscribe = { 'in' }, "
+  spaced = test_module(tmpdir, "svc v2.lua", "return { subscribe = { 'in' }, "
                                     "on_message = function() end }\n");
   snprintf(req, sizeof req, "reload svc %s\n", spaced);
   CHECK(request(l.sock, req, reply, sizeof reply) > 0);
   CHECK(strstr(reply, "{\"ok\":true,\"service\":\"svc\",\"version\":2,") ==
         reply);
   /* A file that is not Lua: the reply names it, never what it holds. */
-  secret = write_file("shadow", "root:$6$s3cr3tSalt$hash:19000:0:99999:7:::\n"
+  secret = test_module(tmpdir, "shadow", "root:$6$s3cr3tSalt$hash:19000:0:99999:7:::\n"
                                 "token sk_live_abcdef\n");
   snprintf(req, sizeof req, "reload svc %s\n", secret);
   CHECK(request(l.sock, req, reply, sizeof reply) > 0);
@@ -304,7 +289,7 @@ static void missing_directory_is_named(void) {
   snprintf(url, sizeof url, "unix://%s/no/such/dir/ctl.sock", tmpdir);
   myc_engine_config_init(&cfg);
   cfg.workers = 1;
-  cfg.log_fn = quiet;
+  cfg.log_fn = test_quiet_log;
   cfg.control = url;
   CHECK_EQ(myc_engine_new(&e, &cfg), 0);
   CHECK(myc_engine_start(e, err, sizeof err) < 0);

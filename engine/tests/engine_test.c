@@ -1,6 +1,7 @@
 /* engine_test.c -- whole engines: threads, cross-worker delivery, the stop
  * sequence, C subscribers, and allocation failures end to end. */
 #include "test.h"
+#include "test_engine.h"
 
 #include "mycelium.h"
 
@@ -391,13 +392,6 @@ static void set_contracts_is_refused_when_too_late(void) {
  * separate, counted hook (LuaJIT cannot survive a failure inside
  * lua_newstate; failures inside a running state are the memory limit's
  * business), which must balance too. */
-static void quiet(void *ud, int level, const char *line, size_t len) {
-  (void)ud;
-  (void)level;
-  (void)line;
-  (void)len;
-}
-
 static void allocation_failures_leak_nothing(void) {
   const char *mod = write_module("echo.lua",
                                  "return { subscribe = { 'in' }, on_message = "
@@ -418,7 +412,7 @@ static void allocation_failures_leak_nothing(void) {
     cfg.alloc_ud = &fa;
     cfg.lua_alloc = failing_alloc_fn;
     cfg.lua_alloc_ud = &lua;
-    cfg.log_fn = quiet;
+    cfg.log_fn = test_quiet_log;
     if (myc_engine_new(&e, &cfg) != 0) {
       CHECK_EQ(fa.live, 0);
       continue;
@@ -487,7 +481,7 @@ static void typed_messages_from_lua_leak_nothing(void) {
   cfg.alloc_ud = &fa;
   cfg.lua_alloc = failing_alloc_fn;
   cfg.lua_alloc_ud = &lua;
-  cfg.log_fn = quiet;
+  cfg.log_fn = test_quiet_log;
   CHECK_EQ(myc_engine_new(&e, &cfg), 0);
   CHECK_EQ(myc_contract_load_string(&cs, "tick.yaml", tick_yaml,
                                     sizeof tick_yaml - 1, failing_alloc_fn,

@@ -17,10 +17,6 @@
 
 static char tmpdir[] = "/tmp/myc_metrics_XXXXXX";
 
-static void quiet(void *ud, int level, const char *line, size_t len) {
-  (void)ud, (void)level, (void)line, (void)len;
-}
-
 static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -193,7 +189,7 @@ static int live_start(live *l, const char *listen) {
   char err[512];
   myc_engine_config_init(&cfg);
   cfg.workers = 1;
-  cfg.log_fn = quiet;
+  cfg.log_fn = test_quiet_log;
   cfg.metrics_listen = listen;
   if (myc_engine_new(&l->e, &cfg) != 0)
     return -1;
@@ -273,7 +269,7 @@ static void bad_listen(void) {
   int fd;
   myc_engine_config_init(&cfg);
   cfg.workers = 1;
-  cfg.log_fn = quiet;
+  cfg.log_fn = test_quiet_log;
   cfg.metrics_listen = "localhost:9464";
   CHECK_EQ(myc_engine_new(&e, &cfg), MYC_EINVAL);
   cfg.metrics_listen = "127.0.0.1:70000";

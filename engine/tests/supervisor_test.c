@@ -3,6 +3,7 @@
  * duplicated or reordered), status while a handler is stuck, the control
  * channel's protocol, group restarts across workers. */
 #include "test.h"
+#include "test_engine.h"
 
 #include "control_client.h"
 
@@ -22,31 +23,6 @@
 #endif
 
 static char tmpdir[] = "/tmp/myc_supervisor_test_XXXXXX";
-
-static const char *write_file(const char *name, const char *src) {
-  static char path[4][256];
-  static int k;
-  char *p = path[k++ % 4];
-  FILE *f;
-  snprintf(p, 256, "%s/%s", tmpdir, name);
-  f = fopen(p, "w");
-  fputs(src, f);
-  fclose(f);
-  return p;
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void quiet(void *ud, int level, const char *line, size_t len) {
-  (void)ud;
-  (void)level;
-  (void)line;
-  (void)len;
-}
 
 /* opts = {total = N} as MessagePack */
 static size_t pack_total(unsigned char *buf, uint32_t n) {
@@ -160,14 +136,14 @@ static void reload_mid_stream_loses_nothing(void) {
   double t0;
 
   memset(&st, 0, sizeof st);
-  prod = write_file("producer.lua", producer_src);
+  prod = test_module(tmpdir, "producer.lua", producer_src);
   snprintf(src, sizeof src, consumer_src, "a");
-  st.paths[0] = write_file("consumer_a.lua", src);
+  st.paths[0] = test_module(tmpdir, "consumer_a.lua", src);
   snprintf(src, sizeof src, consumer_src, "b");
-  st.paths[1] = write_file("consumer_b.lua", src);
+  st.paths[1] = test_module(tmpdir, "consumer_b.lua", src);
   myc_engine_config_init(&cfg);
   cfg.workers = 2;
-  cfg.log_fn = quiet;
+  cfg.log_fn = test_quiet_log;
   CHECK_EQ(myc_engine_new(&e, &cfg), 0);
   st.e = e;
   sc.opts = opts;
@@ -183,7 +159,7 @@ static void reload_mid_stream_loses_nothing(void) {
   CHECK_EQ(myc_engine_add_c_service(e, "results", "result", on_result, &st, 0),
            0);
   CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
-  t0 = now_s();
+  t0 = test_now_s();
   CHECK_EQ(pthread_create(&th, NULL, reloader, &st), 0);
   CHECK_EQ(myc_engine_run(e, 0), 0);
   atomic_store(&st.done, 1);
@@ -192,7 +168,7 @@ static void reload_mid_stream_loses_nothing(void) {
   myc_engine_free(e);
   printf("  %d messages in %.2f s, %d reloads (%d refused), last pause "
          "%.3f ms: %s\n",
-         STREAM_TOTAL, now_s() - t0, atomic_load(&st.reloads),
+         STREAM_TOTAL, test_now_s() - t0, atomic_load(&st.reloads),
          atomic_load(&st.refused), ss.last_pause_ms, st.text);
   CHECK(sscanf(st.text, "%ld %ld %ld %ld", &n, &dup, &gaps, &inits) == 4);
   CHECK_EQ(n, STREAM_TOTAL);
@@ -242,11 +218,11 @@ static void status_answers_while_a_handler_is_stuck(void) {
   snprintf(url, sizeof url, "unix://%s", sock);
   myc_engine_config_init(&cfg);
   cfg.workers = 1;
-  cfg.log_fn = quiet;
+  cfg.log_fn = test_quiet_log;
   cfg.control = url;
   CHECK_EQ(myc_engine_new(&e, &cfg), 0);
   sc.name = "stuck";
-  sc.module = write_file("stuck.lua", src);
+  sc.module = test_module(tmpdir, "stuck.lua", src);
   sc.worker = 0;
   sc.handler_timeout_ms = 100;
   /* Loading (under a sanitizer, on a busy machine) may take more than
@@ -316,11 +292,11 @@ static void control_channel_reloads_and_reports(void) {
   }
   myc_engine_config_init(&cfg);
   cfg.workers = 2;
-  cfg.log_fn = quiet;
+  cfg.log_fn = test_quiet_log;
   cfg.control = url;
   CHECK_EQ(myc_engine_new(&e, &cfg), 0);
   sc.name = "svc";
-  sc.module = write_file("svc.lua", "return { subscribe = { 'in' }, "
+  sc.module = test_module(tmpdir, "svc.lua", "return { subscribe = { 'in' }, "
                                     "on_message = function() end }\n");
   sc.worker = 1;
   CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
@@ -333,7 +309,7 @@ static void control_channel_reloads_and_reports(void) {
   CHECK(control_request(sock, "reload svc\n", reply, sizeof reply) > 0);
   CHECK(strncmp(reply, "{\"ok\":true,\"service\":\"svc\",\"version\":2,", 39) ==
         0);
-  bad = write_file("bad.lua", "return {\n  on_message = function( end }\n");
+  bad = test_module(tmpdir, "bad.lua", "return {\n  on_message = function( end }\n");
   {
     char req[512];
     snprintf(req, sizeof req, "reload svc %s\n", bad);
@@ -392,14 +368,14 @@ static void one_for_all_across_workers(void) {
   int i, ok = 0;
 
   atomic_init(&s.starts, 0);
-  mod = write_file("member.lua",
+  mod = test_module(tmpdir, "member.lua",
                    "return { init = function(ctx) ctx:emit('started', "
                    "ctx.name) end, subscribe = { 'boom' }, on_message = "
                    "function(ctx) if ctx.name == 'a' then error('x') end "
                    "end }\n");
   myc_engine_config_init(&cfg);
   cfg.workers = 3;
-  cfg.log_fn = quiet;
+  cfg.log_fn = test_quiet_log;
   CHECK_EQ(myc_engine_new(&e, &cfg), 0);
   CHECK_EQ(myc_engine_add_group(e, "g", MYC_ONE_FOR_ALL, NULL), 0);
   CHECK_EQ(myc_engine_add_group(e, "g", MYC_ONE_FOR_ALL, NULL), MYC_EEXIST);
@@ -452,7 +428,7 @@ static void count_seen(void *ud, const myc_message *m) {
  * fails in turn: each failure is survived or reported, and nothing leaks
  * (the Lua heaps have their own hook, which must balance too). */
 static void allocation_failures_leak_nothing(void) {
-  const char *v1 = write_file(
+  const char *v1 = test_module(tmpdir, 
       "af1.lua", "local n = 0\n"
                  "return { subscribe = { 'in' }, init = function(c, o, s)\n"
                  "  n = s and s.n or 0 end,\n"
@@ -460,7 +436,7 @@ static void allocation_failures_leak_nothing(void) {
                  "    if m.data == 'boom' then error('boom') end\n"
                  "    n = n + 1; ctx:emit('out', tostring(n)) end,\n"
                  "  snapshot = function() return { n = n } end }\n");
-  const char *v2 = write_file(
+  const char *v2 = test_module(tmpdir, 
       "af2.lua", "local n = 0\n"
                  "return { subscribe = { 'in' }, init = function(c, o, s)\n"
                  "  n = s and s.n or 0 end,\n"
@@ -484,7 +460,7 @@ static void allocation_failures_leak_nothing(void) {
     cfg.alloc_ud = &fa;
     cfg.lua_alloc = failing_alloc_fn;
     cfg.lua_alloc_ud = &lua;
-    cfg.log_fn = quiet;
+    cfg.log_fn = test_quiet_log;
     cfg.supervisor.backoff_initial_ms = 0;
     if (myc_engine_new(&e, &cfg) != 0) {
       CHECK_EQ(fa.live, 0);

@@ -6,6 +6,7 @@
 #include "mycelium.h"
 
 #include <stdio.h>
+#include <time.h>
 
 /* A manual engine of one worker with the default settings, or NULL. */
 static inline myc_engine *test_manual_engine(void) {
@@ -17,19 +18,34 @@ static inline myc_engine *test_manual_engine(void) {
   return myc_engine_new(&e, &cfg) == 0 ? e : NULL;
 }
 
-/* Writes 'src' to 'dir'/'name' and returns the path (a static buffer:
- * copy it before the next call). */
+/* Writes 'src' to 'dir'/'name' and returns the path: one of four static
+ * buffers in turn, so that a call may take two or three paths at once. */
 static inline const char *test_module(const char *dir, const char *name,
                                       const char *src) {
-  static char path[512];
+  static char paths[4][512];
+  static int k;
+  char *path = paths[k++ % 4];
   FILE *f;
-  snprintf(path, sizeof path, "%s/%s", dir, name);
+  snprintf(path, sizeof paths[0], "%s/%s", dir, name);
   f = fopen(path, "w");
   if (f == NULL)
     return path;
   fputs(src, f);
   fclose(f);
   return path;
+}
+
+/* A log function that drops every line: tests that provoke errors. */
+static inline void test_quiet_log(void *ud, int level, const char *line,
+                                  size_t len) {
+  (void)ud, (void)level, (void)line, (void)len;
+}
+
+/* Monotonic seconds, for deadlines in tests. */
+static inline double test_now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 #endif
