@@ -547,6 +547,42 @@ static void test_timeout(void) {
   stop_server(pid);
 }
 
+/* The loop stalls past the command timeout (a long handler batch, a
+ * descheduled process) while the reply waits in the socket: libuv runs
+ * the timer before it reads, and the reply must still win.  Stalls before
+ * and after the command was written. */
+static void test_stalled_loop(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  myc_redis_options o;
+  int64_t id, id2;
+  CHECK(pid > 0);
+  memset(&o, 0, sizeof o);
+  o.command_timeout_ms = 300;
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), &o), 0);
+  CHECK(wait_for(&h, &h.ups, 1, 5000));
+  id = cmd(&h, 3, "SET", "k", "v");
+  uv_run(&h.loop, UV_RUN_NOWAIT); /* written */
+  uv_sleep(600);
+  id2 = cmd(&h, 2, "GET", "k"); /* issued late, not written yet */
+  uv_sleep(600);
+  CHECK(wait_for(&h, &h.replies, 2, 5000));
+  CHECK_STR(reply_of(&h, id)->text, "+OK");
+  CHECK_STR(reply_of(&h, id2)->text, "s:v");
+  CHECK_EQ(h.downs, 0);
+
+  /* Issued and stalled before any write. */
+  id = cmd(&h, 2, "INCR", "n");
+  uv_sleep(600);
+  CHECK(wait_for(&h, &h.replies, 3, 5000));
+  CHECK_STR(reply_of(&h, id)->text, "i:1");
+  CHECK_EQ(h.downs, 0);
+  harness_free(&h);
+  stop_server(pid);
+}
+
 static void test_auth_and_db(void) {
   harness h, h0;
   int port = free_port();
@@ -673,6 +709,46 @@ static void test_free_with_pending(void) {
   h.c = NULL;
   harness_free(&h);
   CHECK_EQ(h.n, 0);
+  stop_server(pid);
+}
+
+/* A service's stop closes its client and its Lua state frees it in the
+ * same turn: what it issued before must still reach the server, though
+ * nobody waits for the replies. */
+static void test_close_then_free(void) {
+  harness h;
+  int port = free_port();
+  pid_t pid = start_server(port, NULL);
+  int64_t id;
+  CHECK(pid > 0);
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), NULL), 0);
+  CHECK(wait_for(&h, &h.ups, 1, 5000));
+  cmd(&h, 3, "SET", "written", "before the stop");
+  cmd(&h, 2, "INCR", "n");
+  myc__redis_close(h.c);
+  myc__redis_free(h.c);
+  h.c = NULL;
+  harness_free(&h);
+  CHECK_EQ(h.replies, 0);
+
+  /* Without a close, free drops at once: nothing is written. */
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), NULL), 0);
+  CHECK(wait_for(&h, &h.ups, 1, 5000));
+  cmd(&h, 3, "SET", "dropped", "x");
+  myc__redis_free(h.c);
+  h.c = NULL;
+  harness_free(&h);
+
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, url_of(port), NULL), 0);
+  id = cmd(&h, 3, "MGET", "written", "dropped");
+  cmd(&h, 2, "GET", "n");
+  CHECK(wait_for(&h, &h.replies, 2, 5000));
+  CHECK_STR(reply_of(&h, id)->text, "[s:before the stop,nil]");
+  CHECK_STR(reply_of(&h, id + 1)->text, "s:1");
+  harness_free(&h);
   stop_server(pid);
 }
 
@@ -1030,10 +1106,12 @@ int main(void) {
       {"refused", test_refused},
       {"kill_restart", test_kill_restart},
       {"timeout", test_timeout},
+      {"stalled_loop", test_stalled_loop},
       {"auth_and_db", test_auth_and_db},
       {"host_name", test_host_name},
       {"close", test_close},
       {"free_with_pending", test_free_with_pending},
+      {"close_then_free", test_close_then_free},
       {"limits", test_limits},
       {"alloc_failures", test_alloc_failures},
       {"extra_replies", test_extra_replies},

@@ -42,7 +42,12 @@ enum { N_DOWN = 1, N_UP = 2, N_CLOSED = 4 };
 typedef struct {
   uint64_t id; /* 0: the client's own command (AUTH, SELECT) */
   uint64_t deadline;
+  int spared; /* given a second timeout after a stall (spare_after_stall) */
 } pending;
+
+/* A timer firing this late means the loop was not watching (handlers ran
+ * long, or the process waited for a CPU). */
+#define STALL_MS 100
 
 /* A command issued while the host name is being looked up. */
 typedef struct queued {
@@ -78,6 +83,7 @@ struct myc_redis {
   unsigned notify;
   uint32_t attempts; /* failures since the last success */
   uint64_t attempt_deadline, retry_at;
+  uint64_t timer_due; /* when the timer was meant to fire */
   uint32_t retry_ms;
   myc__rng rng; /* reconnect jitter */
 
@@ -173,6 +179,7 @@ static void ring_push(myc_redis *c, uint64_t id, uint64_t deadline) {
   assert(c->n <= c->cap);
   p->id = id;
   p->deadline = deadline;
+  p->spared = 0;
 }
 
 static pending ring_pop(myc_redis *c) {
@@ -219,6 +226,7 @@ static void rearm(myc_redis *c) {
     return;
   }
   now = now_ms(c);
+  c->timer_due = at > now ? at : now;
   uv_timer_start(&c->timer, on_timer, at > now ? at - now : 0, 0);
 }
 
@@ -297,6 +305,38 @@ static void notify_owner(myc_redis *c) {
   }
 }
 
+static void check_backlog(redisAsyncContext *ac);
+
+/* libuv runs timers before it polls: after a stall, the oldest command's
+ * deadline passes before the loop reads the reply that has long been
+ * waiting in the socket (or even writes the command).  A timer that fired
+ * late writes and reads first; what is still waiting then gets one more
+ * full timeout from now (once per command, so that a loop that is always
+ * late still gives up on a server that never answers).  Returns 1 when
+ * the connection is spared (or ended while reading, its reason set). */
+static int spare_after_stall(myc_redis *c, uint64_t now) {
+  redisAsyncContext *ac = c->ac;
+  uint32_t i;
+  if (now - c->timer_due < STALL_MS || c->ring[c->head].spared)
+    return 0;
+  if (sdslen(ac->c.obuf) > 0)
+    redisAsyncHandleWrite(ac);
+  if (c->ac == ac)
+    redisAsyncHandleRead(ac);
+  if (c->ac == ac)
+    check_backlog(ac);
+  if (c->ac != ac)
+    return 1;
+  for (i = 0; i < c->n; i++) {
+    pending *p = &c->ring[(c->head + i) & (c->cap - 1)];
+    if (p->deadline <= now + c->opt.command_timeout_ms) {
+      p->deadline = now + c->opt.command_timeout_ms;
+      p->spared = 1;
+    }
+  }
+  return 1;
+}
+
 static void on_timer(uv_timer_t *h) {
   myc_redis *c = h->data;
   uint64_t now;
@@ -323,7 +363,8 @@ static void on_timer(uv_timer_t *h) {
     /* Replies come in order: if the oldest is late the connection is
      * stuck (or the server is), and a late reply could no longer be
      * matched once its command is abandoned, so the connection goes. */
-    if (c->n > 0 && c->ring[c->head].deadline <= now) {
+    if (c->n > 0 && c->ring[c->head].deadline <= now &&
+        !spare_after_stall(c, now)) {
       set_lost(c, UV_ETIMEDOUT, "no reply within %u ms; connection dropped",
                c->opt.command_timeout_ms);
       drop(c);
@@ -954,6 +995,20 @@ static void release_if_done(myc_redis *c) {
   }
 }
 
+/* What a closing client issued but the loop has not written yet goes out
+ * now: a service's stop usually closes the client and ends its Lua state
+ * (and with it the client) in the same turn, before the loop could write,
+ * and a write-back issued just before would be lost.  Non-blocking and
+ * bounded: a full socket buffer ends it. */
+static void flush_before_free(myc_redis *c, redisAsyncContext *ac) {
+  int done = 0, tries;
+  if (!c->closing || (c->state != ST_UP && c->state != ST_HANDSHAKE))
+    return;
+  for (tries = 0; tries < 8 && !done; tries++)
+    if (redisBufferWrite(&ac->c, &done) != REDIS_OK)
+      return;
+}
+
 void myc__redis_free(myc_redis *c) {
   redisAsyncContext *ac = c->ac;
   if (c->released)
@@ -965,8 +1020,10 @@ void myc__redis_free(myc_redis *c) {
   if (c->resolving)
     uv_cancel((uv_req_t *)&c->gai); /* on_resolved then releases */
   c->ac = NULL;
-  if (ac != NULL)
+  if (ac != NULL) {
+    flush_before_free(c, ac);
     redisAsyncFree(ac); /* its callbacks run without delivering */
+  }
   release_if_done(c);
   c->in_api--;
 }

@@ -116,7 +116,9 @@ void myc__redis_set_max_reply(myc_redis *c, size_t bytes);
 /* The owner lets go of 'c': no event is delivered any more, outstanding
  * commands are abandoned, and the memory is released once libuv has
  * closed the handles (the next turn of the loop).  Call it on CLOSED, or
- * at any time to drop the client at once.  'c' must not be used after. */
+ * at any time to drop the client at once.  After myc__redis_close(), what
+ * was issued on a connected client is still written to the server (not
+ * awaited) before the connection goes.  'c' must not be used after. */
 void myc__redis_free(myc_redis *c);
 
 /* "connecting", "up", "down", "closing" or "closed". */

@@ -261,6 +261,13 @@ describe("Bandit over WebSocket", function()
     assert.equal(1, m.lookups)
     assert.equal(2, m.eth_calls)
     assert.equal(0, m.dropped)
+    -- What the client said is the explanation when the value is missing.
+    local said = {}
+    for _, l in ipairs(out.logs) do
+      if l.service == "metadata" then said[#said + 1] = cjson.encode(l) end
+    end
+    assert(cached:match("%S"), "nothing under the key; the end message: " .. cjson.encode(m)
+           .. "\nwhat MetadataService logged:\n" .. table.concat(said, "\n"))
     assert.same({ symbol = "WETH", decimals = 18 }, cjson.decode(cached))
   end)
 
