@@ -51,6 +51,23 @@ myc_buf *myc__emit_buf_new(myc_service *s, size_t size);
 int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
                   uint16_t type);
 
+/* Frames request 'corr' of 's' (its correlation id) with its 'deadline'
+ * (engine clock, ns) and delivers it as myc__emit does.  Returns as
+ * myc__emit, except MYC_ENOENT when the topic has no subscriber (nobody
+ * would answer).  Worker thread of 's'. */
+int myc__emit_request(myc_service *s, uint32_t topic_id, int kind,
+                      uint16_t type, const void *data, size_t len,
+                      int64_t deadline, uint64_t corr);
+
+/* Frames the reply of 's' to request 'req' on topic 'topic_id' ("$reply")
+ * and delivers it to service 'to' alone, the one that asked; 'failed':
+ * the payload says why the request failed.  Returns 0, MYC_EFULL (or the
+ * mailbox's other refusals), MYC_ETOOBIG, MYC_ENOMEM.  Worker thread of
+ * 's'. */
+int myc__emit_reply(myc_service *s, myc_service *to, uint32_t topic_id,
+                    const myc_buf *req, int kind, uint16_t type,
+                    const void *data, size_t len, int failed);
+
 /* Payloads from this size up are checked against their subscribers
  * before they are copied (myc__admit): a 100 MB message nobody takes must
  * not cost a 100 MB copy first.  Smaller ones cost less to copy than to

@@ -83,6 +83,7 @@ struct myc_engine {
 
   myc__topics topics;
   uint32_t dead_topic; /* id of "$dead" */
+  uint32_t reply_topic; /* id of "$reply", the topic of every reply */
 
   myc__sched sched; /* the workers */
   uint32_t next_worker; /* round-robin placement */
