@@ -336,16 +336,19 @@ function M.new(svc, name, opts, has_handler, typed, view)
   -- Requests: mycelium.request, made on first use (most services never
   -- send or answer one).
   local req, is_live
-  local function requests()
-    if req == nil then
-      req = require("mycelium.request").new {
-        svc = svc, view = view, fail = fail, timers = timers,
-        topic_id = topic_id,
-        encode = function(v) return encode(v) end,
-      }
-      if is_live then req.live() end
-    end
+  -- Apart from requests(): a closure made in a function keeps the JIT
+  -- from compiling it (an upvalue close is not compiled).
+  local function make_requests()
+    req = require("mycelium.request").new {
+      svc = svc, view = view, fail = fail, timers = timers,
+      topic_id = topic_id,
+      encode = function(v) return encode(v) end,
+    }
+    if is_live then req.live() end
     return req
+  end
+  local function requests()
+    return req or make_requests()
   end
   function ctx.request(_, t, value, o, cb)
     return requests().request(t, value, o, cb)
