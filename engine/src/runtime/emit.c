@@ -447,7 +447,6 @@ int myc__emit_reply(myc_service *s, myc_service *to, uint32_t topic_id,
   uint64_t span = myc__rng_id(&w->rng);
   char tail[MYC_TOPIC_MAX + MYC_SOURCE_MAX];
   myc_buf *b;
-  int rc;
 
   MYC_ASSERT_OWNER(&w->owner);
   if (t == NULL)
@@ -468,13 +467,56 @@ int myc__emit_reply(myc_service *s, myc_service *to, uint32_t topic_id,
   memcpy(b->hdr.span_id, &span, 8);
   put_req(b, myc__frame_topic_offset(len) + t->len + s->name_len,
           myc__buf_req((myc_buf *)req)->corr, 0);
-  if (w->sched->manual || to->task.worker == w) {
-    rc = push_local(w->sched->alloc, &to->task, b);
+  return myc__deliver_one(w->sched, w, to, b);
+}
+
+int myc__deliver_one(myc__sched *sched, myc__worker *from, myc_service *to,
+                     myc_buf *b) {
+  myc__task *t = &to->task;
+  int rc;
+  if (sched->manual || t->worker == from) {
+    rc = push_local(sched->alloc, t, b);
   } else {
     b->shared = 1;
-    rc = myc__worker_stage(w, &to->task, b);
+    rc = from != NULL ? myc__worker_stage(from, t, b)
+                      : myc__worker_handoff(t->worker, t, b);
   }
   if (rc != 0)
-    myc__buf_release(&w->pool, w->sched->alloc, b);
+    myc__buf_release(from ? &from->pool : NULL, sched->alloc, b);
   return rc;
+}
+
+myc_buf *myc__frame_new_req(const myc__alloc *a, uint32_t topic_id,
+                            const char *topic, size_t topic_len,
+                            const char *source, size_t source_len, int kind,
+                            uint16_t type, const void *data, size_t len,
+                            uint8_t flags, uint64_t corr,
+                            uint64_t budget_ns) {
+  size_t off = myc__frame_topic_offset(len);
+  myc_buf *b;
+  char *p;
+  if (len > MYC_PAYLOAD_MAX || topic_len > MYC_TOPIC_MAX ||
+      source_len > MYC_SOURCE_MAX)
+    return NULL;
+  b = myc__buf_alloc(NULL, a, myc__frame_req_len(len, topic_len, source_len));
+  if (b == NULL)
+    return NULL;
+  myc__buf_set_topic(b, topic_id);
+  b->hdr.frame_len = (uint32_t)myc__frame_req_len(len, topic_len, source_len);
+  b->hdr.type = type;
+  b->hdr.kind = (uint8_t)kind;
+  b->hdr.flags = flags;
+  memset(b->hdr.parent_id, 0, sizeof b->hdr.parent_id);
+  b->hdr.payload_len = (uint32_t)len;
+  b->hdr.topic_len = (uint16_t)topic_len;
+  b->hdr.source_len = (uint8_t)source_len;
+  b->hdr.version = MYC_FRAME_VERSION;
+  memset(myc__buf_payload(b), 0, off - sizeof(myc_frame));
+  if (len > 0)
+    memcpy(myc__buf_payload(b), data, len);
+  p = (char *)&b->hdr + off;
+  memcpy(p, topic, topic_len);
+  memcpy(p + topic_len, source, source_len);
+  put_req(b, off + topic_len + source_len, corr, budget_ns);
+  return b;
 }

@@ -68,6 +68,23 @@ int myc__emit_reply(myc_service *s, myc_service *to, uint32_t topic_id,
                     const myc_buf *req, int kind, uint16_t type,
                     const void *data, size_t len, int failed);
 
+/* Hands 'b' (one reference, the caller's, handed over whatever the
+ * result) to service 'to' alone.  'from' is the worker running the
+ * caller, or NULL for another thread.  Returns 0 or the mailbox's
+ * refusal. */
+int myc__deliver_one(myc__sched *sched, myc__worker *from, myc_service *to,
+                     myc_buf *b);
+
+/* As myc__frame_new (no pool: any thread), for a request or a reply:
+ * 'flags' (MYC_FRAME_REQUEST or MYC_FRAME_REPLY...) and the extension
+ * written after the tail.  The topic is given by name (a reply sent over
+ * a link is addressed to a service name, not a topic). */
+myc_buf *myc__frame_new_req(const myc__alloc *a, uint32_t topic_id,
+                            const char *topic, size_t topic_len,
+                            const char *source, size_t source_len, int kind,
+                            uint16_t type, const void *data, size_t len,
+                            uint8_t flags, uint64_t corr, uint64_t budget_ns);
+
 /* Payloads from this size up are checked against their subscribers
  * before they are copied (myc__admit): a 100 MB message nobody takes must
  * not cost a 100 MB copy first.  Smaller ones cost less to copy than to

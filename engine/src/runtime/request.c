@@ -27,8 +27,13 @@ int myc__request_reply(myc_service *s, myc_buf *req, int kind, uint16_t type,
   myc_service *to;
   if (!(req->hdr.flags & MYC_FRAME_REQUEST))
     return MYC_EINVAL;
-  /* A request from another engine: its asker is not here. */
-  if (req->hdr.flags & MYC_FRAME_REMOTE || (to = asker(s, req)) == NULL)
+  /* A request from another engine goes back over its link. */
+  if (req->hdr.flags & MYC_FRAME_REMOTE)
+    return s->eng->reply_remote == NULL
+               ? MYC_ENOENT
+               : s->eng->reply_remote(s->eng->reply_remote_ud, s, req, kind,
+                                      type, data, len, failed);
+  if ((to = asker(s, req)) == NULL)
     return MYC_ENOENT;
   return myc__emit_reply(s, to, s->eng->reply_topic, req, kind, type, data,
                          len, failed);
