@@ -181,6 +181,26 @@ return { subscribe = { "tiny.q" }, on_message = function(ctx, msg) end }]]
     assert.matches("boom on req%-7", r[1].detail)
   end)
 
+  it("returns failed at once for requests queued at a responder that stops for good", function()
+    local eng = testing.engine { workers = 1, log = { level = "error" }, services = {
+      { name = "server", module = testing.module(server), restart = "temporary" },
+      { name = "client", module = testing.module(client) } } }
+    local res = eng:collect("result")
+    eng:publish("go", { topic = "crash.now", value = "first", timeout_ms = 60000 })
+    eng:publish("go", { topic = "slow.a", value = "queued", timeout_ms = 60000, cb = true })
+    eng:run()
+    local r = results(res)
+    assert.are.equal(2, #r)
+    assert.are.equal("failed", r[1].why)
+    assert.matches("boom on first", r[1].detail)
+    assert.are.equal("failed", r[2].why)
+    assert.matches("service 'server' failed: [^\n]*boom on first", r[2].detail)
+    -- It left its topics: a new request has nobody to go to.
+    eng:publish("go", { topic = "slow.a", value = "late" })
+    eng:run()
+    assert.are.same({ { why = "no_responder" } }, results(res))
+  end)
+
   it("raises when asked to wait outside ctx:spawn without a callback", function()
     local bad = [[
 return { subscribe = { "x" }, on_message = function(ctx, msg)

@@ -44,6 +44,15 @@ void myc__request_fail(myc_service *s, myc_buf *req, const char *why) {
     (void)myc__request_reply(s, req, MYC_KIND_RAW, 0, why, strlen(why), 1);
 }
 
+void myc__request_fail_queued(myc_service *s, const char *why) {
+  uint32_t i, n = atomic_load_explicit(&s->task.mb.len, memory_order_relaxed);
+  MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
+  for (i = s->batch_pos; i < s->view.batch_n; i++)
+    myc__request_fail(s, s->batch[i], why);
+  for (i = 0; i < n; i++)
+    myc__request_fail(s, myc__mailbox_peek(&s->task.mb, i), why);
+}
+
 void myc__request_drop_pending(myc_service *s) {
   if (s->view.requests > 0)
     myc__counter_add(&s->n_requests_dropped, s->view.requests);

@@ -20,6 +20,12 @@ int myc__request_reply(myc_service *s, myc_buf *req, int kind, uint16_t type,
  * 's'. */
 void myc__request_fail(myc_service *s, myc_buf *req, const char *why);
 
+/* Tells the askers of every request waiting for 's' (in its batch and its
+ * mailbox) that it failed, with 'why': 's' will not run again unless
+ * reloaded.  The messages stay queued (a reload handles them; its late
+ * replies are dropped).  Worker thread of 's'. */
+void myc__request_fail_queued(myc_service *s, const char *why);
+
 /* Counts the requests the current instance of 's' still waited for as
  * dropped (it is ending or being replaced).  Worker thread of 's'. */
 void myc__request_drop_pending(myc_service *s);

@@ -311,6 +311,7 @@ void myc__service_terminated(myc_service *s, int how, const char *why) {
   atomic_store(&s->state, myc__end_is_crash(how) ? MYC_SVC_FAILED
                                                  : MYC_SVC_STOPPED);
   myc__topics_unsubscribe_all(s->topics, s);
+  myc__request_fail_queued(s, why);
 }
 
 /* ---- dead letters ------------------------------------------------------ */
