@@ -281,6 +281,7 @@ describe("ctx:reply", function()
   local replier = [[
 return { subscribe = { "plain", "req.*" }, on_message = function(ctx, msg)
   if msg.topic == "plain" then
+    ctx:emit("left", tostring(ctx:remaining_ms(msg)))
     local ok, err = pcall(ctx.reply, ctx, msg, "x")
     ctx:emit("err", err)
   else
@@ -298,11 +299,12 @@ end }]]
       { name = "client", module = testing.module(client) } } }
   end
 
-  it("raises on a message that is not a request", function()
+  it("raises on a message that is not a request (whose remaining_ms is nil)", function()
     local eng = eng_with_replier()
-    local errs = eng:collect("err")
+    local errs, left = eng:collect("err"), eng:collect("left")
     eng:publish("plain", "x")
     eng:run()
+    assert.are.equal("nil", left:messages()[1].data)
     assert.matches("service 'replier': reply: the message on 'plain' from 'host' is not a request",
                    errs:messages()[1].data)
   end)
@@ -325,5 +327,29 @@ end }]]
     eng:publish("go", { topic = "req.a", value = "x", timeout_ms = 250 })
     eng:run()
     assert.are.equal(250, tonumber(left:messages()[1].data))
+  end)
+
+  it("sees the deadline pass on the virtual clock", function()
+    local late = [[
+local held
+return { subscribe = { "req.*", "tick" }, on_message = function(ctx, msg)
+  if msg.topic == "tick" then ctx:emit("left", tostring(ctx:remaining_ms(held)))
+  else held = msg:copy() end
+end }]]
+    local eng = testing.engine { workers = 1, log = { level = "error" }, services = {
+      { name = "late", module = testing.module(late) },
+      { name = "client", module = testing.module(client) } } }
+    local left = eng:collect("left")
+    eng:publish("go", { topic = "req.a", value = "x", timeout_ms = 250 })
+    eng:run()
+    eng:advance(0.1)
+    eng:publish("tick", "")
+    eng:run()
+    eng:advance(0.2)
+    eng:publish("tick", "")
+    eng:run()
+    local m = left:messages()
+    assert.are.equal(150, tonumber(m[1].data))
+    assert.are.equal(-50, tonumber(m[2].data))
   end)
 end)
