@@ -76,6 +76,8 @@ static const bench_scenario scenarios[] = {
     {"emit", "Lua producer -> Lua / C consumer on one worker", bench_emit},
     {"workers", "across workers, fan-out to 4, flood of a slow consumer",
      bench_workers},
+    {"request", "request/reply Lua -> Lua, one worker and two, vs emit "
+                "ping-pong", bench_request},
     {"typed", "typed SwapEvent vs raw string vs table, Lua -> Lua, one worker",
      bench_typed},
     {"reload", "hot reload pause (10 000-entry state), restart cost",

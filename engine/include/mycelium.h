@@ -466,6 +466,9 @@ typedef struct {
                             watchdog, which runs when a handler budget or
                             a control channel is configured; else 0) */
   double last_pause_ms;  /* the last reload's swap: time handling nothing */
+  uint64_t requests_dropped; /* requests still waiting for their reply
+                                when the instance that sent them ended or
+                                was replaced (a restart, a reload) */
 } myc_service_stats;
 
 /* Losses of one service's mailbox for one topic (see

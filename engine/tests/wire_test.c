@@ -161,6 +161,130 @@ static void v2_message_corruptions_are_named(void) {
             "message source has a character outside letters, digits and _ - . :");
 }
 
+/* docs/WIRE.md, "requests and replies": the example message as a
+ * request (correlation id 9, 100 ms left), and its reply. */
+static const char *REQ_EXAMPLE =
+    "02ff 68000000"                    /* TLV: MSG, 104 */
+    "68000000 0000 01 02"              /* flags: request */
+    "101112131415161718191a1b1c1d1e1f" /* trace_id */
+    "a0a1a2a3a4a5a6a7"                 /* span_id */
+    "b0b1b2b3b4b5b6b7"                 /* parent_id */
+    "0700000000000000"                 /* seq */
+    "0807060504030201"                 /* ts_ns */
+    "02000000 0800 03 02"
+    "6869000000000000"                 /* "hi" */
+    "73776170732e7632 707562"          /* "swaps.v2" "pub" */
+    "0000000000"                       /* zeros up to 88 */
+    "0900000000000000"                 /* corr 9 */
+    "00e1f50500000000";                /* budget_ns 100 000 000 */
+
+static const char *REPLY_EXAMPLE =
+    "02ff 60000000"                    /* TLV: MSG, 96 */
+    "60000000 0000 01 04"              /* flags: reply */
+    "101112131415161718191a1b1c1d1e1f" /* the request's trace */
+    "c0c1c2c3c4c5c6c7"                 /* the reply's span */
+    "a0a1a2a3a4a5a6a7"                 /* parent: the request's span */
+    "0100000000000000"                 /* seq */
+    "0807060504030201"                 /* ts_ns */
+    "02000000 0300 03 02"
+    "6f6b000000000000"                 /* "ok" */
+    "707562 737276"                    /* to "pub", from "srv" */
+    "0000"                             /* zeros up to 80 */
+    "0900000000000000"                 /* corr 9 */
+    "0000000000000000";                /* budget_ns 0 */
+
+static void set_trace_example(myc_buf *b, uint8_t span, uint8_t parent) {
+  int i;
+  for (i = 0; i < 16; i++)
+    b->hdr.trace_id[i] = (uint8_t)(0x10 + i);
+  for (i = 0; i < 8; i++) {
+    b->hdr.span_id[i] = (uint8_t)(span + i);
+    b->hdr.parent_id[i] = (uint8_t)(parent + i);
+  }
+  b->hdr.ts_ns = 0x0102030405060708ull;
+}
+
+static void requests_and_replies_match_the_examples(void) {
+  myc__alloc a = {myc__default_alloc, NULL};
+  uint8_t want[256];
+  myc__wire_tlv t;
+  myc__wire_msg m;
+  const char *why = NULL;
+  size_t n;
+  myc_buf *b = myc__frame_new_req(&a, 1, "swaps.v2", 8, "pub", 3,
+                                  MYC_KIND_RAW, 0, "hi", 2, MYC_FRAME_REQUEST,
+                                  9, 100000000);
+  CHECK(b != NULL);
+  set_trace_example(b, 0xA0, 0xB0);
+  b->hdr.seq = 7;
+  n = unhex(REQ_EXAMPLE, want, sizeof want);
+  CHECK_EQ(n, MYC_WIRE_TLV + b->hdr.frame_len);
+  CHECK(memcmp(myc__wire_msg_prefix(b), want, n) == 0);
+  myc__buf_free(NULL, &a, b);
+  CHECK_EQ(myc__wire_next(want, n, 1024, &t), (int64_t)n);
+  CHECK_EQ(myc__wire_msg_decode(t.body, t.len, &m, &why), 0);
+  CHECK_EQ(m.req_flags, MYC_FRAME_REQUEST);
+  CHECK_EQ(m.corr, 9);
+  CHECK_EQ(m.budget_ns, 100000000);
+  CHECK(m.topic_len == 8 && m.source_len == 3 && m.payload_len == 2);
+
+  b = myc__frame_new_req(&a, 0, "pub", 3, "srv", 3, MYC_KIND_RAW, 0, "ok", 2,
+                         MYC_FRAME_REPLY, 9, 0);
+  CHECK(b != NULL);
+  set_trace_example(b, 0xC0, 0xA0);
+  b->hdr.seq = 1;
+  n = unhex(REPLY_EXAMPLE, want, sizeof want);
+  CHECK_EQ(n, MYC_WIRE_TLV + b->hdr.frame_len);
+  CHECK(memcmp(myc__wire_msg_prefix(b), want, n) == 0);
+  myc__buf_free(NULL, &a, b);
+  CHECK_EQ(myc__wire_next(want, n, 1024, &t), (int64_t)n);
+  CHECK_EQ(myc__wire_msg_decode(t.body, t.len, &m, &why), 0);
+  CHECK_EQ(m.req_flags, MYC_FRAME_REPLY);
+  CHECK_EQ(m.corr, 9);
+  CHECK(memcmp(m.topic, "pub", 3) == 0);
+}
+
+static void request_corruptions_are_named(void) {
+  uint8_t req[256], rep[256], f[256];
+  uint32_t rlen = (uint32_t)unhex(REQ_EXAMPLE, req, sizeof req) - 6;
+  uint32_t plen = (uint32_t)unhex(REPLY_EXAMPLE, rep, sizeof rep) - 6, i;
+  uint8_t *body = req + 6, *rbody = rep + 6;
+  CHECK_STR(refusal(body, rlen), "ok");
+  CHECK_STR(refusal(rbody, plen), "ok");
+  for (i = 0; i < rlen; i++)
+    CHECK(strcmp(refusal(body, i), "ok") != 0);
+  memcpy(f, body, rlen);
+  f[83] = 1;
+  CHECK_STR(refusal(f, rlen),
+            "message padding before the request extension is not zeros");
+  memcpy(f, body, rlen);
+  f[7] = MYC_FRAME_REQUEST | MYC_FRAME_REPLY;
+  CHECK_STR(refusal(f, rlen), "message flags mix request and reply");
+  memcpy(f, body, rlen);
+  f[7] = MYC_FRAME_REQUEST | MYC_FRAME_FAILED;
+  CHECK_STR(refusal(f, rlen), "message flags mix request and reply");
+  /* A request flag on a frame without the extension (an older sender
+   * would never set it): the lengths do not add up. */
+  {
+    uint8_t plain[256];
+    uint32_t len = (uint32_t)unhex(V2_EXAMPLE, plain, sizeof plain) - 6;
+    plain[6 + 7] = MYC_FRAME_REQUEST;
+    CHECK_STR(refusal(plain + 6, len),
+              "message lengths do not add up to frame_len");
+    /* Unknown flags stay ignored, as before. */
+    plain[6 + 7] = 0x40;
+    CHECK_STR(refusal(plain + 6, len), "ok");
+  }
+  memcpy(f, rbody, plen);
+  f[72] = '*';
+  CHECK_STR(refusal(f, plen), "reply addressed to a name with a character "
+                              "outside letters, digits and _ - . :");
+  /* A reply may be addressed to a name no topic could have. */
+  memcpy(f, rbody, plen);
+  f[72] = ':';
+  CHECK_STR(refusal(f, plen), "ok");
+}
+
 /* docs/WIRE.md, "handshake": node "a", v1..v2, schema 7 version 3
  * (min 2), one type (tag 5, digest 00 01 .. 1f). */
 static const char *HELLO_EXAMPLE =
@@ -254,6 +378,9 @@ int main(void) {
       {"v2_message_is_the_buffer_behind_six_bytes",
        v2_message_is_the_buffer_behind_six_bytes},
       {"v2_message_corruptions_are_named", v2_message_corruptions_are_named},
+      {"requests_and_replies_match_the_examples",
+       requests_and_replies_match_the_examples},
+      {"request_corruptions_are_named", request_corruptions_are_named},
       {"hello_round_trips_and_matches_the_example",
        hello_round_trips_and_matches_the_example},
       {"versions_agree_on_the_highest_common",

@@ -30,6 +30,7 @@ typedef struct myc_buf {
 /* engine/src/runtime/service.h */
 typedef struct {
   myc_buf **batch; int32_t cursor; uint32_t batch_n; uint32_t faults;
+  uint32_t requests;
 } myc_svc_view;
 typedef struct myc_service myc_service;
 

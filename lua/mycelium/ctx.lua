@@ -42,7 +42,7 @@ end
 -- 'has_handler(t)' tells whether a topic or pattern would reach a
 -- handler, and 'typed' is the contract support (Set:engine_support in
 -- mycelium.contract), or nil.  Tables are encoded by mycelium.msgpack.
-function M.new(svc, name, opts, has_handler, typed)
+function M.new(svc, name, opts, has_handler, typed, view)
   local ctx = { name = name, opts = opts }
   local topic_ids = {}
   local timers = {}
@@ -288,7 +288,7 @@ function M.new(svc, name, opts, has_handler, typed)
                         "queue_bytes", "queue_max_bytes", "memory_bytes",
                         "restarts", "timeouts", "reloads", "reload_failures",
                         "rollbacks", "memory_limit", "memory_peak",
-                        "running_ms", "last_pause_ms" }
+                        "running_ms", "last_pause_ms", "requests_dropped" }
 
   -- Counters of service 'who' (default: this one), for monitors and
   -- dashboards; nil for an unknown name.  Read without stopping anyone,
@@ -332,6 +332,43 @@ function M.new(svc, name, opts, has_handler, typed)
     need("service")
     C.myc_ffi_shutdown(svc, code or 0)
   end
+
+  -- Requests: mycelium.request, made on first use (most services never
+  -- send or answer one).
+  local req, is_live
+  -- Apart from requests(): a closure made in a function keeps the JIT
+  -- from compiling it (an upvalue close is not compiled).
+  local function make_requests()
+    req = require("mycelium.request").new {
+      svc = svc, view = view, fail = fail, timers = timers,
+      topic_id = topic_id,
+      encode = function(v) return encode(v) end,
+    }
+    if is_live then req.live() end
+    return req
+  end
+  local function requests()
+    return req or make_requests()
+  end
+  function ctx.request(_, t, value, o, cb)
+    return requests().request(t, value, o, cb)
+  end
+  function ctx.reply(_, m, value)
+    local ok, why, code = requests().reply(m, value)
+    return ok, why, code
+  end
+  function ctx.spawn(_, fn, ...) requests().spawn(fn, ...) end
+  function ctx.remaining_ms(_, m)
+    local r = requests().remaining_ms(m)
+    return r
+  end
+  -- The engine's hooks: the instance takes over; a reply arrived.
+  function ctx._live()
+    is_live = true
+    if req ~= nil then req.live() end
+  end
+  function ctx._on_reply(b, m) requests().on_reply(b, m) end
+  function ctx._pending() return req and req.pending() or 0 end
 
   -- Loaded on first use: most services declare no metrics, and every
   -- state pays for what it requires at load.

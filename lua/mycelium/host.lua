@@ -181,7 +181,7 @@ function M.new(lud, info)
   local function has_handler(p)
     return resolve(p) ~= nil
   end
-  local ctx = ctxmod.new(svc, name, opts, has_handler, typed)
+  local ctx = ctxmod.new(svc, name, opts, has_handler, typed, view)
   ctx._stage({})
   for _, t in ipairs(subscriptions(mod)) do
     -- The list is the module's: an error names its file, not this one.
@@ -218,10 +218,17 @@ function M.new(lud, info)
     C.myc_ffi_unhandled(svc)
   end
 
+  -- Replies come on "$reply", to this service alone.
+  local on_reply = ctx._on_reply
+  local function reply(_, m)
+    on_reply(view.batch[view.cursor], m)
+  end
+
   local by_topic = {} -- topic id -> handler
   local function handler_for(b)
     local id = b.topic_id
-    local fn = resolve(R.topic(b)) or unhandled
+    local t = R.topic(b)
+    local fn = t == "$reply" and reply or resolve(t) or unhandled
     by_topic[id] = fn
     return fn
   end
@@ -281,6 +288,7 @@ function M.new(lud, info)
     end,
     -- The instance takes over: stop recording subscriptions, return them.
     live = function()
+      ctx._live()
       return ctx._stage(nil) or {}
     end,
   }

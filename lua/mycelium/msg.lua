@@ -143,9 +143,33 @@ function M.current(view, env, keep)
     return payload(b)
   end
 
+  -- Whether a request was answered, shared by the message and its
+  -- copies (ctx:reply answers once).
+  local rs_gen, rs = -1, nil
+  local function reply_state()
+    if rs_gen ~= gen then rs_gen, rs = gen, { done = false } end
+    return rs
+  end
+
   function methods.copy(m)
-    local b = getmetatable(m) == mt and buf_of(m, 2) or m._b
-    return setmetatable({ _b = keep(b) }, kept_mt)
+    if getmetatable(m) == mt then
+      local b = buf_of(m, 2)
+      return setmetatable({ _b = keep(b), _rs = reply_state() }, kept_mt)
+    end
+    return setmetatable({ _b = keep(m._b), _rs = m._rs }, kept_mt)
+  end
+
+  -- The frame of 'm' and its reply state (mycelium.request).
+  function methods._request(m)
+    if getmetatable(m) == mt then
+      return buf_of(m, 2), reply_state()
+    end
+    local s = m._rs
+    if s == nil then
+      s = { done = false }
+      rawset(m, "_rs", s)
+    end
+    return m._b, s
   end
 
   kept_mt = {

@@ -60,6 +60,19 @@ struct myc_buf {
 
 /* hdr.flags: the message came in over a link (links do not relay it). */
 #define MYC_FRAME_REMOTE 0x01
+/* A request (ctx:request), a reply to one, and a reply saying the request
+ * failed (its responder crashed on it).  A frame with REQUEST or REPLY
+ * ends with a myc_frame_req extension: after the source, zeros up to a
+ * multiple of 8, then the 16 bytes below, all counted in frame_len. */
+#define MYC_FRAME_REQUEST 0x02
+#define MYC_FRAME_REPLY 0x04
+#define MYC_FRAME_FAILED 0x08
+#define MYC_FRAME_REQ_MASK (MYC_FRAME_REQUEST | MYC_FRAME_REPLY)
+
+typedef struct {
+  uint64_t corr;      /* the requester's correlation id */
+  uint64_t budget_ns; /* request: deadline - ts_ns; reply: 0 */
+} myc_frame_req;
 
 #define MYC_BUF_UNPOOLED 0xFF
 #define MYC_BUF_CLASSES 6
@@ -83,6 +96,20 @@ static inline size_t myc__frame_len(size_t payload_len, size_t topic_len,
  * the machines we run on. */
 static inline void myc__buf_set_topic(myc_buf *b, uint32_t id) {
   __atomic_store_n(&b->topic_id, id, __ATOMIC_RELAXED);
+}
+
+/* Whole frame length with a request extension. */
+static inline size_t myc__frame_req_len(size_t payload_len, size_t topic_len,
+                                        size_t source_len) {
+  return ((myc__frame_len(payload_len, topic_len, source_len) + 7) &
+          ~(size_t)7) +
+         sizeof(myc_frame_req);
+}
+
+/* The request extension of 'b' (hdr.flags has REQUEST or REPLY). */
+static inline myc_frame_req *myc__buf_req(myc_buf *b) {
+  return (myc_frame_req *)((char *)&b->hdr + b->hdr.frame_len -
+                           sizeof(myc_frame_req));
 }
 
 static inline uint8_t *myc__buf_payload(myc_buf *b) {

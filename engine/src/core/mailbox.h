@@ -163,6 +163,11 @@ static inline int myc__mailbox_push(myc__mailbox *mb, myc_buf *b,
   return 0;
 }
 
+/* The 'i'th queued message (i < len), left in place.  Owner only. */
+static inline myc_buf *myc__mailbox_peek(const myc__mailbox *mb, uint32_t i) {
+  return mb->slots[(mb->head + i) & mb->mask];
+}
+
 /* Moves up to 'max' messages into 'out' in arrival order and counts them as
  * in flight until myc__mailbox_done().  Returns how many were moved. */
 uint32_t myc__mailbox_pop(myc__mailbox *mb, myc_buf **out, uint32_t max);

@@ -29,6 +29,7 @@ static const myc_ffi_layout layouts[] = {
     SIZE(myc_svc_view),
     FIELD(myc_svc_view, batch), FIELD(myc_svc_view, cursor),
     FIELD(myc_svc_view, batch_n), FIELD(myc_svc_view, faults),
+    FIELD(myc_svc_view, requests),
 
     SIZE(myc_service_stats),
     FIELD(myc_service_stats, name), FIELD(myc_service_stats, worker),
@@ -53,6 +54,7 @@ static const myc_ffi_layout layouts[] = {
     FIELD(myc_service_stats, memory_peak), FIELD(myc_service_stats, version),
     FIELD(myc_service_stats, running), FIELD(myc_service_stats, running_ms),
     FIELD(myc_service_stats, last_pause_ms),
+    FIELD(myc_service_stats, requests_dropped),
 
     SIZE(myc_drop_stats),
     FIELD(myc_drop_stats, topic), FIELD(myc_drop_stats, dropped_oldest),

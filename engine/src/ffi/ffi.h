@@ -60,6 +60,33 @@ MYC_FFI unsigned myc_ffi_abi_checked(myc_service *s, unsigned add);
 MYC_FFI int myc_ffi_emit(myc_service *s, uint32_t topic_id, int kind,
                          uint16_t type, const void *data, size_t len);
 
+/* Sends a request (ctx:request): as myc_ffi_emit, with a correlation id
+ * and a deadline 'timeout_ms' from now carried in the frame.  Writes the
+ * id to out[0] and the deadline (engine clock, ns) to out[1].  Returns 0
+ * (taken by at least one subscriber), MYC_ENOENT (no subscriber: nobody
+ * would answer), MYC_EFULL, MYC_ETOOBIG, MYC_ENOMEM, MYC_EINVAL. */
+MYC_FFI int myc_ffi_request(myc_service *s, uint32_t topic_id, int kind,
+                            uint16_t type, const void *data, size_t len,
+                            double timeout_ms, uint64_t *out);
+
+/* Answers request 'req' (a message 's' received; ctx:reply).  Returns
+ * 0, MYC_EINVAL (not a request), MYC_ENOENT (its asker is gone or in
+ * another engine), MYC_EFULL (the asker's mailbox refused it),
+ * MYC_ETOOBIG, MYC_ENOMEM.  'data' is copied. */
+MYC_FFI int myc_ffi_reply(myc_service *s, myc_buf *req, int kind,
+                          uint16_t type, const void *data, size_t len);
+
+/* Milliseconds left until the deadline of request 'req' (negative once
+ * past), or NaN when 'req' is not a request. */
+MYC_FFI double myc_ffi_remaining_ms(myc_service *s, myc_buf *req);
+
+/* A one-shot timer of 's' at 'deadline' (engine clock, ns), fired as
+ * those of myc_ffi_timer.  Returns its id (>= 1) or MYC_ENOMEM. */
+MYC_FFI int64_t myc_ffi_timer_at(myc_service *s, int64_t deadline);
+
+/* The engine clock, ns. */
+MYC_FFI int64_t myc_ffi_clock_ns(myc_service *s);
+
 /* A buffer with a zeroed typed payload of 'size' bytes, filled in place
  * (ctx:new); one reference, the caller's.  NULL when out of memory. */
 MYC_FFI myc_buf *myc_ffi_buf_new(myc_service *s, size_t size);

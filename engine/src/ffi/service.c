@@ -6,6 +6,9 @@
 #include "base/file.h"
 #include "runtime/emit.h"
 #include "runtime/engine.h"
+#include "runtime/request.h"
+
+#include <math.h>
 
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +18,52 @@
 int myc_ffi_emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
                  const void *data, size_t len) {
   return myc__emit(s, topic_id, kind, type, data, len);
+}
+
+int myc_ffi_request(myc_service *s, uint32_t topic_id, int kind,
+                    uint16_t type, const void *data, size_t len,
+                    double timeout_ms, uint64_t *out) {
+  myc__worker *w = myc__service_worker(s);
+  int64_t deadline;
+  uint64_t corr = s->next_corr + 1;
+  int rc;
+  if (!(timeout_ms >= 0 && timeout_ms <= MYC_MAX_MS))
+    return MYC_EINVAL;
+  deadline = w->now + (int64_t)(timeout_ms * 1e6);
+  rc = myc__emit_request(s, topic_id, kind, type, data, len, deadline, corr);
+  if (rc != 0)
+    return rc;
+  s->next_corr = corr;
+  out[0] = corr;
+  out[1] = (uint64_t)deadline;
+  return 0;
+}
+
+int myc_ffi_reply(myc_service *s, myc_buf *req, int kind, uint16_t type,
+                  const void *data, size_t len) {
+  ON_WORKER(s);
+  return myc__request_reply(s, req, kind, type, data, len, 0);
+}
+
+double myc_ffi_remaining_ms(myc_service *s, myc_buf *req) {
+  int64_t deadline;
+  if (!(req->hdr.flags & MYC_FRAME_REQUEST))
+    return NAN;
+  deadline = (int64_t)(req->hdr.ts_ns + myc__buf_req(req)->budget_ns);
+  return (double)(deadline - myc__clock_now(&s->eng->clock)) / 1e6;
+}
+
+int64_t myc_ffi_timer_at(myc_service *s, int64_t deadline) {
+  uint64_t id = ++s->next_timer_id;
+  int rc;
+  ON_WORKER(s);
+  rc = myc__worker_add_timer(myc__service_worker(s), myc__service_timer, s,
+                             deadline, 0, id);
+  return rc < 0 ? rc : (int64_t)id;
+}
+
+int64_t myc_ffi_clock_ns(myc_service *s) {
+  return myc__clock_now(&s->eng->clock);
 }
 
 myc_buf *myc_ffi_buf_new(myc_service *s, size_t size) {

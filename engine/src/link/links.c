@@ -43,6 +43,7 @@ struct peer {
   int outbound;
   const myc__endpoint *ep; /* connect: what to dial; accept: the listener */
   int state, version;
+  int requests; /* its HELLO says it answers requests (under L->lock) */
   int handle_open, timer_open, want_free;
   union {
     uv_handle_t h;
@@ -309,6 +310,10 @@ static void on_message(void *ud, const myc_message *m) {
     /* A closed accepted peer has no patterns left: only peers that are
      * up, or 'connect' peers that will be again, get messages. */
     if (p->remote.n == 0 || !wants(p, m->topic, m->topic_len))
+      continue;
+    /* A peer that does not say it answers requests would refuse the
+     * frame and close the link. */
+    if (b->hdr.flags & MYC_FRAME_REQUEST && !p->requests)
       continue;
     if (p->qframes >= L->cfg.queue_frames ||
         p->qbytes + size > L->cfg.queue_bytes ||
@@ -834,8 +839,27 @@ static void publish(peer *p, const myc__wire_msg *m) {
   if (m->payload_len >= MYC_ADMIT_BYTES &&
       myc__admit(&e->sched, NULL, t, m->payload_len) != 0)
     return; /* counted by the subscribers that refused it */
-  b = myc__frame_new(&e->alloc, NULL, t, m->source, m->source_len, m->kind,
-                     m->type, m->payload, m->payload_len);
+  if (m->req_flags & MYC_FRAME_REQUEST) {
+    /* The asker's name with the peer's: the reply goes back over this
+     * link to that service (reply_remote). */
+    char src[MYC_SOURCE_MAX];
+    size_t nl = strlen(p->name), sl = m->source_len;
+    if (sl + 1 + nl > MYC_SOURCE_MAX) {
+      logf_(p->L, MYC_LOG_ERROR, "link %s: request on '%.*s' dropped: "
+            "'%.*s@%s' is longer than 255 bytes", p->name, (int)m->topic_len,
+            m->topic, (int)sl, m->source, p->name);
+      return;
+    }
+    memcpy(src, m->source, sl);
+    src[sl++] = '@';
+    memcpy(src + sl, p->name, nl);
+    b = myc__frame_new_req(&e->alloc, t->id, t->name, t->len, src, sl + nl,
+                           m->kind, m->type, m->payload, m->payload_len,
+                           MYC_FRAME_REQUEST, m->corr, m->budget_ns);
+  } else {
+    b = myc__frame_new(&e->alloc, NULL, t, m->source, m->source_len, m->kind,
+                       m->type, m->payload, m->payload_len);
+  }
   if (b == NULL) {
     logf_(p->L, MYC_LOG_ERROR, "link %s: out of memory for a message on '%.*s'",
           p->name, (int)m->topic_len, m->topic);
@@ -846,8 +870,93 @@ static void publish(peer *p, const myc__wire_msg *m) {
   memcpy(b->hdr.parent_id, m->parent_id, 8);
   b->hdr.seq = m->seq;
   b->hdr.ts_ns = m->ts_ns;
-  b->hdr.flags = MYC_FRAME_REMOTE;
+  b->hdr.flags |= MYC_FRAME_REMOTE;
   myc__deliver(&e->topics, &e->sched, NULL, b);
+}
+
+/* A reply to one of our services' requests: handed to that service alone
+ * (its name is the frame's topic), on "$reply" as a local reply is.  An
+ * asker that is gone waits for nothing. */
+static void deliver_reply(peer *p, const myc__wire_msg *m) {
+  myc_engine *e = p->L->e;
+  myc_service *to = myc__engine_find(e, m->topic, m->topic_len);
+  myc_buf *b;
+  if (to == NULL)
+    return;
+  b = myc__frame_new_req(&e->alloc, e->reply_topic, "$reply", 6, m->source,
+                         m->source_len, m->kind, m->type, m->payload,
+                         m->payload_len,
+                         (uint8_t)(MYC_FRAME_REMOTE | m->req_flags), m->corr,
+                         0);
+  if (b == NULL) {
+    logf_(p->L, MYC_LOG_ERROR, "link %s: out of memory for a reply to '%.*s'",
+          p->name, (int)m->topic_len, m->topic);
+    return;
+  }
+  memcpy(b->hdr.trace_id, m->trace_id, 16);
+  memcpy(b->hdr.span_id, m->span_id, 8);
+  memcpy(b->hdr.parent_id, m->parent_id, 8);
+  b->hdr.seq = m->seq;
+  b->hdr.ts_ns = m->ts_ns;
+  (void)myc__deliver_one(&e->sched, NULL, to, b);
+}
+
+/* ctx:reply to a request that came over a link (the engine's
+ * reply_remote): the reply goes to the peer named after the last '@' of
+ * the request's source, addressed to the service named before it.
+ * Responder's worker thread. */
+static int reply_remote(void *ud, myc_service *s, myc_buf *req, int kind,
+                        uint16_t type, const void *data, size_t len,
+                        int failed) {
+  myc__links *L = ud;
+  const char *src = myc__buf_source(req);
+  size_t sl = req->hdr.source_len, alen = sl, size;
+  uint64_t span = myc__rng_id(&s->task.worker->rng);
+  myc_buf *b;
+  peer *p;
+  int rc = MYC_ENOENT;
+  while (alen > 0 && src[alen - 1] != '@')
+    alen--;
+  if (alen < 2)
+    return MYC_ENOENT;
+  b = myc__frame_new_req(A(L), 0, src, alen - 1, s->name, s->name_len, kind,
+                         type, data, len,
+                         (uint8_t)(MYC_FRAME_REPLY |
+                                   (failed ? MYC_FRAME_FAILED : 0)),
+                         myc__buf_req(req)->corr, 0);
+  if (b == NULL)
+    return len > MYC_PAYLOAD_MAX ? MYC_ETOOBIG : MYC_ENOMEM;
+  memcpy(b->hdr.trace_id, req->hdr.trace_id, 16);
+  memcpy(b->hdr.parent_id, req->hdr.span_id, 8);
+  memcpy(b->hdr.span_id, &span, 8);
+  b->hdr.seq = ++s->seq;
+  b->hdr.ts_ns = (uint64_t)s->task.worker->now;
+  b->shared = 1;
+  size = MYC_WIRE_TLV + (size_t)b->hdr.frame_len;
+  uv_mutex_lock(&L->lock);
+  for (p = L->stopping ? NULL : L->peers; p != NULL; p = p->next) {
+    if (p->state != P_UP || !p->requests || strlen(p->name) != sl - alen ||
+        memcmp(p->name, src + alen, sl - alen) != 0)
+      continue;
+    if (p->qframes >= L->cfg.queue_frames ||
+        p->qbytes + size > L->cfg.queue_bytes ||
+        grow(A(L), (void **)&p->q, &p->qcap, sizeof *p->q, p->qn + 1) != 0) {
+      p->d_queue++;
+      rc = MYC_EFULL;
+      break;
+    }
+    p->q[p->qn++] = b;
+    p->qframes++;
+    p->qbytes += size;
+    rc = 0;
+    break;
+  }
+  uv_mutex_unlock(&L->lock);
+  if (rc == 0)
+    uv_async_send(&L->wake);
+  else
+    release(L, b);
+  return rc;
 }
 
 static void handle_v1(peer *p, const myc__wire_tlv *t) {
@@ -949,6 +1058,7 @@ static void handle_hello(peer *p, const myc__wire_tlv *t) {
   uv_mutex_lock(&L->lock);
   snprintf(p->name, sizeof p->name, "%s", h.node);
   p->version = v;
+  p->requests = v >= 2 && (h.flags & MYC_WIRE_HELLO_REQUESTS) != 0;
   p->state = P_UP;
   if (p->was_up)
     p->reconnects++;
@@ -1023,7 +1133,10 @@ static int handle_frame(peer *p, const myc__wire_tlv *t) {
       peer_fail(p, "bad message frame: %s", why);
       return 1;
     }
-    publish(p, &m);
+    if (m.req_flags & MYC_FRAME_REPLY)
+      deliver_reply(p, &m);
+    else
+      publish(p, &m);
     return 0;
   }
   case MYC_WIRE_SUB:
@@ -1295,6 +1408,7 @@ static int links_start(void *ud, char *err, size_t errlen) {
   memset(&L->hello, 0, sizeof L->hello);
   L->hello.vmin = MYC_WIRE_VERSION_MIN;
   L->hello.vmax = (uint8_t)L->cfg.wire_max;
+  L->hello.flags = MYC_WIRE_HELLO_REQUESTS;
   snprintf(L->hello.node, sizeof L->hello.node, "%s", L->e->node);
   if (cs != NULL) {
     size_t n = myc_contract_type_count(cs), k;
@@ -1500,6 +1614,8 @@ int myc__links_attach(myc_engine *e, const myc__link_config *c,
     return rc;
   }
   L->svc = myc__engine_find(e, "_links", 6);
+  e->reply_remote = reply_remote;
+  e->reply_remote_ud = L;
   myc__topics_unsubscribe(&e->topics, L->svc, "_links.none", 11);
   if ((rc = myc__engine_beside(e, links_start, links_quiesce, myc__links_status, L)) != 0)
     return rc;

@@ -61,11 +61,31 @@ static int bad(const char **why, const char *text) {
   return MYC_EINVAL;
 }
 
+/* The request extension of a frame whose 'flags' ask for one: checks
+ * the flags and the zero padding, reads the fields.  Returns 0 or
+ * MYC_EINVAL. */
+static int req_decode(const uint8_t *body, uint32_t len, size_t tail_end,
+                      uint8_t flags, myc__wire_msg *m, const char **why) {
+  size_t i, ext = len - sizeof(myc_frame_req);
+  if ((flags & MYC_FRAME_REQ_MASK) == MYC_FRAME_REQ_MASK ||
+      (flags & MYC_FRAME_FAILED && !(flags & MYC_FRAME_REPLY)))
+    return bad(why, "message flags mix request and reply");
+  for (i = tail_end; i < ext; i++)
+    if (body[i] != 0)
+      return bad(why, "message padding before the request extension is "
+                      "not zeros");
+  m->req_flags = flags & (MYC_FRAME_REQ_MASK | MYC_FRAME_FAILED);
+  m->corr = rd64(body + ext);
+  m->budget_ns = rd64(body + ext + 8);
+  return 0;
+}
+
 int myc__wire_msg_decode(const uint8_t *body, uint32_t len, myc__wire_msg *m,
                          const char **why) {
   uint32_t payload_len;
-  size_t off;
+  size_t off, want;
   uint32_t i;
+  uint8_t flags;
   if (len < sizeof(myc_frame))
     return bad(why, "message shorter than its 64-byte header");
   if (body[H_VERSION] != MYC_FRAME_VERSION)
@@ -73,6 +93,7 @@ int myc__wire_msg_decode(const uint8_t *body, uint32_t len, myc__wire_msg *m,
   if (rd32(body + H_FRAME_LEN) != len)
     return bad(why, "message frame_len differs from the TLV length");
   m->kind = body[H_KIND];
+  flags = body[H_FLAGS];
   if (m->kind < MYC_KIND_RAW || m->kind > MYC_KIND_TYPED)
     return bad(why, "message kind is not 1, 2 or 3");
   payload_len = rd32(body + H_PAYLOAD_LEN);
@@ -81,8 +102,10 @@ int myc__wire_msg_decode(const uint8_t *body, uint32_t len, myc__wire_msg *m,
   if (payload_len > len - sizeof(myc_frame))
     return bad(why, "message payload_len runs past the frame");
   off = myc__frame_topic_offset(payload_len);
-  if (off > len ||
-      myc__frame_len(payload_len, m->topic_len, m->source_len) != len)
+  want = flags & MYC_FRAME_REQ_MASK
+             ? myc__frame_req_len(payload_len, m->topic_len, m->source_len)
+             : myc__frame_len(payload_len, m->topic_len, m->source_len);
+  if (off > len || want != len)
     return bad(why, "message lengths do not add up to frame_len");
   if (m->topic_len == 0 || m->topic_len > MYC_TOPIC_MAX)
     return bad(why, "message topic is empty or longer than 255 bytes");
@@ -94,10 +117,22 @@ int myc__wire_msg_decode(const uint8_t *body, uint32_t len, myc__wire_msg *m,
   m->payload_len = payload_len;
   m->topic = (const char *)body + off;
   m->source = m->topic + m->topic_len;
-  if (m->topic[0] == '$')
+  m->req_flags = 0;
+  m->corr = m->budget_ns = 0;
+  if (flags & MYC_FRAME_REQ_MASK &&
+      req_decode(body, len, off + m->topic_len + m->source_len, flags, m,
+                 why) != 0)
+    return MYC_EINVAL;
+  if (m->req_flags & MYC_FRAME_REPLY) {
+    for (i = 0; i < m->topic_len; i++)
+      if (!name_char_ok((uint8_t)m->topic[i]))
+        return bad(why, "reply addressed to a name with a character outside "
+                        "letters, digits and _ - . :");
+  } else if (m->topic[0] == '$') {
     return bad(why, "message topic is an engine topic ('$...')");
-  if (myc__topic_check(m->topic, m->topic_len, 0) != NULL)
+  } else if (myc__topic_check(m->topic, m->topic_len, 0) != NULL) {
     return bad(why, "message topic is not a valid topic name");
+  }
   for (i = 0; i < m->source_len; i++)
     if (!name_char_ok((uint8_t)m->source[i]))
       return bad(why, "message source has a character outside letters, "

@@ -76,7 +76,17 @@ typedef struct {
   uint8_t source_len;
   uint8_t trace_id[16], span_id[8], parent_id[8];
   uint64_t seq, ts_ns;
+  /* MYC_FRAME_REQUEST, or MYC_FRAME_REPLY with MYC_FRAME_FAILED or not,
+   * or 0; with either, the extension's fields.  A reply's 'topic' is the
+   * name of the service that asked (a reply is addressed, not
+   * published). */
+  uint8_t req_flags;
+  uint64_t corr, budget_ns;
 } myc__wire_msg;
+
+/* HELLO flags: the sender reads and answers requests (MSG frames with
+ * the request extension); only such a peer is sent them. */
+#define MYC_WIRE_HELLO_REQUESTS 0x0001
 
 /* Checks the body of a MYC_WIRE_MSG frame.  Returns 0 with '*m' set, or
  * MYC_EINVAL with '*why' naming what is wrong. */

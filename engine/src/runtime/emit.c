@@ -363,3 +363,160 @@ int myc__emit_engine(myc_service *s, uint32_t topic_id, int kind,
   set_trace(s, b);
   return deliver_to(s->topics, w->sched, w, myc__topic_subs(t), b);
 }
+
+/* ---- requests and replies ------------------------------------------------ */
+
+/* Writes the extension after the tail of 'b' (frame_len already counts
+ * it), zeroing the padding before it. */
+static void put_req(myc_buf *b, size_t tail_end, uint64_t corr,
+                    uint64_t budget_ns) {
+  myc_frame_req *x = myc__buf_req(b);
+  memset((char *)&b->hdr + tail_end, 0,
+         (size_t)((char *)x - ((char *)&b->hdr + tail_end)));
+  x->corr = corr;
+  x->budget_ns = budget_ns;
+}
+
+/* A frame from 's' on 't' with 'tail' (topic and source) and the
+ * extension, header filled but for the trace; NULL when out of memory. */
+static myc_buf *frame_req(myc_service *s, const myc__topic *t,
+                          const char *tail, size_t tail_len, int kind,
+                          uint16_t type, const void *data, size_t len,
+                          uint8_t flags) {
+  myc__worker *w = s->task.worker;
+  size_t off = myc__frame_topic_offset(len);
+  size_t flen = myc__frame_req_len(len, t->len, tail_len - t->len);
+  myc_buf *b = myc__buf_take(&w->pool, flen);
+  if (b == NULL && (b = myc__buf_alloc(&w->pool, alloc_of(s), flen)) == NULL)
+    return NULL;
+  myc__buf_set_topic(b, t->id);
+  b->hdr.frame_len = (uint32_t)flen;
+  b->hdr.type = type;
+  b->hdr.kind = (uint8_t)kind;
+  b->hdr.flags = flags;
+  b->hdr.seq = ++s->seq;
+  b->hdr.ts_ns = (uint64_t)w->now;
+  b->hdr.payload_len = (uint32_t)len;
+  b->hdr.topic_len = t->len;
+  b->hdr.source_len = (uint8_t)(tail_len - t->len);
+  b->hdr.version = MYC_FRAME_VERSION;
+  memset(myc__buf_payload(b), 0, off - sizeof(myc_frame));
+  if (len > 0)
+    memcpy(myc__buf_payload(b), data, len);
+  memcpy((char *)&b->hdr + off, tail, tail_len);
+  myc__counter_add(&s->n_out, 1);
+  return b;
+}
+
+int myc__emit_request(myc_service *s, uint32_t topic_id, int kind,
+                      uint16_t type, const void *data, size_t len,
+                      int64_t deadline, uint64_t corr) {
+  myc__worker *w = s->task.worker;
+  myc__route *r = topic_id < s->nroutes ? s->routes[topic_id] : NULL;
+  myc__sublist *subs;
+  myc_buf *b;
+  int rc;
+
+  MYC_ASSERT_OWNER(&w->owner);
+  if (r == NULL && (r = route_new(s, topic_id, &rc)) == NULL)
+    return rc;
+  subs = myc__topic_subs(r->topic);
+  /* Nobody would answer: say so now rather than at the deadline. */
+  if (subs->n == 0)
+    return MYC_ENOENT;
+  if (len > MYC_PAYLOAD_MAX)
+    return MYC_ETOOBIG;
+  if (len >= MYC_ADMIT_BYTES &&
+      (rc = myc__admit(w->sched, w, r->topic, len)) != 0)
+    return rc;
+  b = frame_req(s, r->topic, r->tail, r->tail_len, kind, type, data, len,
+                MYC_FRAME_REQUEST);
+  if (b == NULL)
+    return MYC_ENOMEM;
+  set_trace(s, b);
+  put_req(b, myc__frame_topic_offset(len) + r->tail_len, corr,
+          deadline > w->now ? (uint64_t)(deadline - w->now) : 0);
+  return deliver_to(s->topics, w->sched, w, subs, b);
+}
+
+int myc__emit_reply(myc_service *s, myc_service *to, uint32_t topic_id,
+                    const myc_buf *req, int kind, uint16_t type,
+                    const void *data, size_t len, int failed) {
+  myc__worker *w = s->task.worker;
+  myc__topic *t = myc__topics_get(s->topics, topic_id);
+  uint64_t span = myc__rng_id(&w->rng);
+  char tail[MYC_TOPIC_MAX + MYC_SOURCE_MAX];
+  myc_buf *b;
+
+  MYC_ASSERT_OWNER(&w->owner);
+  if (t == NULL)
+    return MYC_EINVAL;
+  if (len > MYC_PAYLOAD_MAX)
+    return MYC_ETOOBIG;
+  memcpy(tail, t->name, t->len);
+  memcpy(tail + t->len, s->name, s->name_len);
+  b = frame_req(s, t, tail, (size_t)t->len + s->name_len, kind, type, data,
+                len, (uint8_t)(MYC_FRAME_REPLY | (failed ? MYC_FRAME_FAILED
+                                                         : 0)));
+  if (b == NULL)
+    return MYC_ENOMEM;
+  /* A child of the request, whatever 's' is handling now (a reply can
+   * come from a later handler than the request's). */
+  memcpy(b->hdr.trace_id, req->hdr.trace_id, 16);
+  memcpy(b->hdr.parent_id, req->hdr.span_id, 8);
+  memcpy(b->hdr.span_id, &span, 8);
+  put_req(b, myc__frame_topic_offset(len) + t->len + s->name_len,
+          myc__buf_req((myc_buf *)req)->corr, 0);
+  return myc__deliver_one(w->sched, w, to, b);
+}
+
+int myc__deliver_one(myc__sched *sched, myc__worker *from, myc_service *to,
+                     myc_buf *b) {
+  myc__task *t = &to->task;
+  int rc;
+  if (sched->manual || t->worker == from) {
+    rc = push_local(sched->alloc, t, b);
+  } else {
+    b->shared = 1;
+    rc = from != NULL ? myc__worker_stage(from, t, b)
+                      : myc__worker_handoff(t->worker, t, b);
+  }
+  if (rc != 0)
+    myc__buf_release(from ? &from->pool : NULL, sched->alloc, b);
+  return rc;
+}
+
+myc_buf *myc__frame_new_req(const myc__alloc *a, uint32_t topic_id,
+                            const char *topic, size_t topic_len,
+                            const char *source, size_t source_len, int kind,
+                            uint16_t type, const void *data, size_t len,
+                            uint8_t flags, uint64_t corr,
+                            uint64_t budget_ns) {
+  size_t off = myc__frame_topic_offset(len);
+  myc_buf *b;
+  char *p;
+  if (len > MYC_PAYLOAD_MAX || topic_len > MYC_TOPIC_MAX ||
+      source_len > MYC_SOURCE_MAX)
+    return NULL;
+  b = myc__buf_alloc(NULL, a, myc__frame_req_len(len, topic_len, source_len));
+  if (b == NULL)
+    return NULL;
+  myc__buf_set_topic(b, topic_id);
+  b->hdr.frame_len = (uint32_t)myc__frame_req_len(len, topic_len, source_len);
+  b->hdr.type = type;
+  b->hdr.kind = (uint8_t)kind;
+  b->hdr.flags = flags;
+  memset(b->hdr.parent_id, 0, sizeof b->hdr.parent_id);
+  b->hdr.payload_len = (uint32_t)len;
+  b->hdr.topic_len = (uint16_t)topic_len;
+  b->hdr.source_len = (uint8_t)source_len;
+  b->hdr.version = MYC_FRAME_VERSION;
+  memset(myc__buf_payload(b), 0, off - sizeof(myc_frame));
+  if (len > 0)
+    memcpy(myc__buf_payload(b), data, len);
+  p = (char *)&b->hdr + off;
+  memcpy(p, topic, topic_len);
+  memcpy(p + topic_len, source, source_len);
+  put_req(b, off + topic_len + source_len, corr, budget_ns);
+  return b;
+}

@@ -51,6 +51,40 @@ myc_buf *myc__emit_buf_new(myc_service *s, size_t size);
 int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
                   uint16_t type);
 
+/* Frames request 'corr' of 's' (its correlation id) with its 'deadline'
+ * (engine clock, ns) and delivers it as myc__emit does.  Returns as
+ * myc__emit, except MYC_ENOENT when the topic has no subscriber (nobody
+ * would answer).  Worker thread of 's'. */
+int myc__emit_request(myc_service *s, uint32_t topic_id, int kind,
+                      uint16_t type, const void *data, size_t len,
+                      int64_t deadline, uint64_t corr);
+
+/* Frames the reply of 's' to request 'req' on topic 'topic_id' ("$reply")
+ * and delivers it to service 'to' alone, the one that asked; 'failed':
+ * the payload says why the request failed.  Returns 0, MYC_EFULL (or the
+ * mailbox's other refusals), MYC_ETOOBIG, MYC_ENOMEM.  Worker thread of
+ * 's'. */
+int myc__emit_reply(myc_service *s, myc_service *to, uint32_t topic_id,
+                    const myc_buf *req, int kind, uint16_t type,
+                    const void *data, size_t len, int failed);
+
+/* Hands 'b' (one reference, the caller's, handed over whatever the
+ * result) to service 'to' alone.  'from' is the worker running the
+ * caller, or NULL for another thread.  Returns 0 or the mailbox's
+ * refusal. */
+int myc__deliver_one(myc__sched *sched, myc__worker *from, myc_service *to,
+                     myc_buf *b);
+
+/* As myc__frame_new (no pool: any thread), for a request or a reply:
+ * 'flags' (MYC_FRAME_REQUEST or MYC_FRAME_REPLY...) and the extension
+ * written after the tail.  The topic is given by name (a reply sent over
+ * a link is addressed to a service name, not a topic). */
+myc_buf *myc__frame_new_req(const myc__alloc *a, uint32_t topic_id,
+                            const char *topic, size_t topic_len,
+                            const char *source, size_t source_len, int kind,
+                            uint16_t type, const void *data, size_t len,
+                            uint8_t flags, uint64_t corr, uint64_t budget_ns);
+
 /* Payloads from this size up are checked against their subscribers
  * before they are copied (myc__admit): a 100 MB message nobody takes must
  * not cost a 100 MB copy first.  Smaller ones cost less to copy than to

@@ -109,6 +109,10 @@ int myc__engine_create(myc_engine **out, const myc_engine_config *cfg) {
   if (dead < 0)
     goto nomem;
   e->dead_topic = (uint32_t)dead;
+  dead = myc__topics_resolve(&e->topics, "$reply", 6);
+  if (dead < 0)
+    goto nomem;
+  e->reply_topic = (uint32_t)dead;
   rc = init_workers(e, cfg->workers ? cfg->workers : default_workers());
   if (rc != 0) {
     myc_engine_free(e);
@@ -771,6 +775,7 @@ int myc_engine_service_stats(myc_engine *e, uint32_t index,
   st->out = atomic_load(&s->n_out);
   st->unrouted = atomic_load(&s->n_unrouted);
   st->errors = atomic_load(&s->n_errors);
+  st->requests_dropped = atomic_load(&s->n_requests_dropped);
   st->dropped_oldest = atomic_load(&mb->dropped[MYC_DROP_OLDEST]);
   st->dropped_newest = atomic_load(&mb->dropped[MYC_DROP_NEWEST]);
   st->rejected = atomic_load(&mb->dropped[MYC_DROP_REJECTED]);

@@ -83,6 +83,14 @@ struct myc_engine {
 
   myc__topics topics;
   uint32_t dead_topic; /* id of "$dead" */
+  uint32_t reply_topic; /* id of "$reply", the topic of every reply */
+  /* Sends the reply to a request that came from another engine (link/
+   * registers it; NULL without links).  Called on the responder's
+   * worker; returns as myc__request_reply. */
+  int (*reply_remote)(void *ud, myc_service *s, myc_buf *req, int kind,
+                      uint16_t type, const void *data, size_t len,
+                      int failed);
+  void *reply_remote_ud;
 
   myc__sched sched; /* the workers */
   uint32_t next_worker; /* round-robin placement */

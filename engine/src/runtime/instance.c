@@ -11,6 +11,7 @@
 #include "lua/state.h"
 #include "runtime/activation.h"
 #include "runtime/engine.h"
+#include "runtime/request.h"
 
 #include <lauxlib.h>
 #include <luajit.h>
@@ -470,6 +471,10 @@ void myc__instance_commit(myc_service *s, myc__instance *in) {
   MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
   if (s->cur.L != NULL && s->retired.L != NULL)
     myc__instance_retire(s, &s->retired, 1);
+  /* Before the new instance counts its own (apply_subscriptions tells it
+   * it is live): replies to the old one's would find nobody waiting. */
+  if (s->cur.L != NULL)
+    myc__request_drop_pending(s);
   apply_subscriptions(s, in);
   /* Timers of earlier instances would fire into ids the new one never
    * gave out. */
@@ -523,6 +528,7 @@ void myc__instance_end(myc_service *s, int stop) {
   MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
   if (stop)
     call_stop(s, &s->cur);
+  myc__request_drop_pending(s);
   uv_mutex_lock(&s->hook_lock);
   s->hook_L = NULL;
   s->hook_slot = -1;

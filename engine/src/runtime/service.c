@@ -11,6 +11,7 @@
 #include "runtime/emit.h"
 #include "runtime/engine.h"
 #include "runtime/instance.h"
+#include "runtime/request.h"
 
 #include <lauxlib.h>
 #include <msgpack.h>
@@ -310,6 +311,7 @@ void myc__service_terminated(myc_service *s, int how, const char *why) {
   atomic_store(&s->state, myc__end_is_crash(how) ? MYC_SVC_FAILED
                                                  : MYC_SVC_STOPPED);
   myc__topics_unsubscribe_all(s->topics, s);
+  myc__request_fail_queued(s, why);
 }
 
 /* ---- dead letters ------------------------------------------------------ */
@@ -433,6 +435,8 @@ static uint32_t handler_ended(myc_service *s, uint32_t first, uint32_t n,
       myc__log_error(s, "handler", how == MYC_END_ERROR ? text : why,
                      &s->batch[k]->hdr);
       set_cursor(s, (int32_t)k);
+      /* Its asker hears now, not at its deadline. */
+      myc__request_fail(s, s->batch[k], why);
       dead_letter(s, s->batch[k], why);
       set_cursor(s, -1);
     } else {
@@ -614,6 +618,7 @@ void myc__service_stop(myc_service *s) {
       myc__call_clear(&s->cur);
     }
   }
+  myc__request_drop_pending(s);
   /* After the module's stop, which may still close them cleanly. */
   myc__service_stop_resources(s, NULL);
 }

@@ -48,6 +48,9 @@ typedef struct {
   /* mycelium.testing's injected faults: the next batches fail at their
    * first message (ffi/testing.c sets it; the Lua host counts it down). */
   uint32_t faults;
+  /* Requests the current instance sent and is still waiting for (its Lua
+   * side counts them): what a restart or reload of it drops. */
+  uint32_t requests;
 } myc_svc_view;
 
 typedef enum {
@@ -185,6 +188,9 @@ struct myc_service {
    * yet), so that its next buffers fit their class without a regrow. */
   uint16_t typed_tail;
   uint64_t next_timer_id;
+  uint64_t next_corr;         /* request correlation ids, from 1 */
+  struct myc_service *asker;  /* who the last reply went to (request.c) */
+  _Atomic uint64_t n_requests_dropped; /* pending when an instance ended */
   _Atomic uint64_t n_in, n_out, n_errors;
   _Atomic uint64_t n_unrouted; /* of n_out: to a topic nobody listens to */
   _Atomic int state;

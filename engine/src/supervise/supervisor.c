@@ -10,6 +10,7 @@
 
 #include "base/backoff.h"
 #include "runtime/instance.h"
+#include "runtime/request.h"
 
 #include <lauxlib.h>
 #include <stdarg.h>
@@ -333,8 +334,16 @@ static int wants_restart(myc_restart r, int how) {
 /* The service will not run again unless reloaded: it leaves its topics
  * (its mailbox keeps what was queued, for a reload to handle). */
 static void settle(myc_service *s, int state, const char *why) {
+  char text[320];
   atomic_store(&s->state, state);
   myc__topics_unsubscribe_all(&s->eng->topics, s);
+  /* Its askers hear now rather than at their deadlines; not while the
+   * engine stops, when they stop too. */
+  if (!atomic_load(&s->eng->stopping)) {
+    snprintf(text, sizeof text, "service '%s' %s: %s", s->name,
+             state == MYC_SVC_FAILED ? "failed" : "stopped", why);
+    myc__request_fail_queued(s, text);
+  }
   if (state == MYC_SVC_FAILED)
     myc__sup_log(s, MYC_LOG_ERROR, "service failed: %s", why);
   else

@@ -1,0 +1,93 @@
+-- request_bench: the services of the request scenario (bench/request.c),
+-- by opts.role:
+--   "requester": opts.outstanding coroutines, each sending requests on
+--     bench.req one after the other until opts.n replies came back in all;
+--     reports "p50_ns p99_ns req_per_s" on bench.result.request.
+--   "responder": answers every bench.req with its data.
+--   "pinger"/"ponger": the baseline, the same round trip with ctx:emit
+--     (bench.ping -> bench.pong), reported on bench.result.ping.
+-- Round trips are timed with CLOCK_MONOTONIC in ns (ctx:now() is a
+-- float of epoch seconds, too coarse for a microsecond).
+local ffi = require "ffi"
+ffi.cdef [[
+struct bench_ts { long tv_sec; long tv_nsec; };
+int clock_gettime(int clk, struct bench_ts *ts);
+]]
+local ts = ffi.new("struct bench_ts")
+local function now_ns()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) * 1e9 + tonumber(ts.tv_nsec)
+end
+
+local M = {}
+local role, n, warmup
+local rtts, done, t_first = {}, 0, nil
+local payload = string.rep("x", 16)
+
+local function report(ctx, topic, secs)
+  table.sort(rtts)
+  local p50 = rtts[math.max(1, math.ceil(#rtts * 0.5))]
+  local p99 = rtts[math.max(1, math.ceil(#rtts * 0.99))]
+  ctx:emit(topic, string.format("%.1f %.1f %.1f", p50, p99, #rtts / secs))
+end
+
+local function record(ctx, rtt, topic)
+  done = done + 1
+  if done == warmup then t_first = now_ns() end
+  if done > warmup then rtts[#rtts + 1] = rtt end
+  if done == warmup + n then
+    report(ctx, topic, (now_ns() - t_first) / 1e9)
+  end
+end
+
+local function requester(ctx)
+  while done < warmup + n do
+    local t0 = now_ns()
+    local r, why = ctx:request("bench.req", payload, { timeout_ms = 10000 })
+    if r == nil then error("request failed: " .. tostring(why)) end
+    record(ctx, now_ns() - t0, "bench.result.request")
+  end
+end
+
+local t0
+local function ping(ctx)
+  t0 = now_ns()
+  ctx:emit("bench.ping", payload)
+end
+
+function M.init(ctx, opts)
+  role, n, warmup = opts.role, opts.n, opts.warmup
+  if role == "requester" then
+    -- Started from a message, not from init: init runs with the JIT off.
+    ctx:subscribe("bench.start")
+    ctx:emit("bench.start", "")
+  elseif role == "responder" then
+    ctx:subscribe("bench.req")
+  elseif role == "pinger" then
+    ctx:subscribe("bench.pong")
+    ctx:subscribe("bench.start")
+    ctx:emit("bench.start", "")
+  else
+    ctx:subscribe("bench.ping")
+  end
+end
+
+function M.on_message(ctx, msg)
+  local t = msg.topic
+  if t == "bench.req" then
+    ctx:reply(msg, msg.data)
+  elseif t == "bench.ping" then
+    ctx:emit("bench.pong", msg.data)
+  elseif t == "bench.pong" then
+    record(ctx, now_ns() - t0, "bench.result.ping")
+    if done < warmup + n then ping(ctx) end
+  elseif role == "requester" then
+    for _ = 1, ctx.opts.outstanding do
+      ctx:spawn(requester, ctx)
+    end
+  else
+    ping(ctx)
+  end
+end
+
+return M
