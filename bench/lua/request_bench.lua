@@ -83,7 +83,7 @@ function M.on_message(ctx, msg)
     if done < warmup + n then ping(ctx) end
   elseif role == "requester" then
     for _ = 1, ctx.opts.outstanding do
-      ctx:spawn(requester, ctx)
+      ctx:fork(requester, ctx)
     end
   else
     ping(ctx)

@@ -48,7 +48,7 @@ static const char *client_src =
     "  if n % 2 == 0 then\n"
     "    ctx:request(t, 'x', { timeout_ms = 50 }, show)\n"
     "  else\n"
-    "    ctx:spawn(function()\n"
+    "    ctx:fork(function()\n"
     "      show(ctx:request(t, 'x', { timeout_ms = 50 }))\n"
     "    end)\n"
     "  end\n"

@@ -1,5 +1,5 @@
 -- client: asks the pricer for a few quotes, one round every
--- opts.interval_ms, each quote from a coroutine (ctx:spawn) that waits
+-- opts.interval_ms, each quote from a coroutine (ctx:fork) that waits
 -- for its reply; prints every outcome, then stops the engine after
 -- opts.rounds rounds.  Until the pricer answers (across a link, its
 -- subscription takes a moment to arrive) a round is not counted.
@@ -24,7 +24,7 @@ end
 local function round(ctx)
   local answered = 0
   for _, s in ipairs(SYMBOLS) do
-    ctx:spawn(function()
+    ctx:fork(function()
       if ask(ctx, s) then answered = answered + 1 end
       if answered == #SYMBOLS then
         rounds = rounds + 1

@@ -357,7 +357,7 @@ function M.new(svc, name, opts, has_handler, typed, view)
     local ok, why, code = requests().reply(m, value)
     return ok, why, code
   end
-  function ctx.spawn(_, fn, ...) requests().spawn(fn, ...) end
+  function ctx.fork(_, fn, ...) requests().fork(fn, ...) end
   function ctx.remaining_ms(_, m)
     local r = requests().remaining_ms(m)
     return r

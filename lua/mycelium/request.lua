@@ -1,4 +1,4 @@
--- mycelium.request -- ctx:request, ctx:reply, ctx:spawn (docs/API.md,
+-- mycelium.request -- ctx:request, ctx:reply, ctx:fork (docs/API.md,
 -- Request and reply): the requests a service instance waits for, keyed
 -- by correlation id, and their deadlines.
 --
@@ -51,7 +51,7 @@ function M.new(c)
   -- Deadlines are ns after 'base': exact in a double for 104 days.
   local base = C.myc_ffi_clock_ns(svc)
   local armed_id, armed_at
-  local ours = setmetatable({}, { __mode = "k" }) -- coroutines of ctx:spawn
+  local ours = setmetatable({}, { __mode = "k" }) -- coroutines of ctx:fork
   -- Until the instance is live (a reload's new instance running its
   -- init), view.requests still counts the old one's.
   local live, early = false, 0
@@ -179,8 +179,8 @@ function M.new(c)
     else
       co = co_running()
       if co == nil or not ours[co] then
-        fail(3, "request to '%s' without a callback outside ctx:spawn: wrap "
-             .. "the code that waits in ctx:spawn(function() ... end), or "
+        fail(3, "request to '%s' without a callback outside ctx:fork: wrap "
+             .. "the code that waits in ctx:fork(function() ... end), or "
              .. "pass a callback as the last argument", tostring(t))
       end
     end
@@ -258,9 +258,9 @@ function M.new(c)
     return r
   end
 
-  function R.spawn(fn, ...)
+  function R.fork(fn, ...)
     if type(fn) ~= "function" then
-      fail(3, "spawn: the argument must be a function, got %s", type(fn))
+      fail(3, "fork: the argument must be a function, got %s", type(fn))
     end
     local co = co_create(fn)
     ours[co] = true

@@ -41,7 +41,7 @@ function M.on_message(ctx, msg)
       show(ctx, r, why, detail)
     end)
   else
-    ctx:spawn(function()
+    ctx:fork(function()
       local r, why, detail = ctx:request(d.topic, d.value, { timeout_ms = d.timeout_ms })
       show(ctx, r, why, detail)
     end)
@@ -201,7 +201,7 @@ return { subscribe = { "tiny.q" }, on_message = function(ctx, msg) end }]]
     assert.are.same({ { why = "no_responder" } }, results(res))
   end)
 
-  it("raises when asked to wait outside ctx:spawn without a callback", function()
+  it("raises when asked to wait outside ctx:fork without a callback", function()
     local bad = [[
 return { subscribe = { "x" }, on_message = function(ctx, msg)
   local ok, err = pcall(ctx.request, ctx, "math.double", "1")
@@ -211,7 +211,7 @@ end }]]
     local errs = eng:collect("err")
     eng:publish("x", "")
     eng:run()
-    assert.matches("service 'bad': request to 'math.double' without a callback outside ctx:spawn",
+    assert.matches("service 'bad': request to 'math.double' without a callback outside ctx:fork",
                    errs:messages()[1].data, 1, true)
   end)
 
