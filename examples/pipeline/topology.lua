@@ -42,6 +42,12 @@ M.url = { metadata = url("metadata", "PIPELINE_PORT_METADATA"),
 local function opt(name) local v = env(name) return v ~= "" and v or nil end
 M.opt = opt
 
+-- The Bandit files (the same BANDIT_* variables as examples/bandit/run).
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]+$") or "."
+local data = here .. "/../bandit/data/"
+M.pools = env("BANDIT_POOLS") or data .. "pools.json"
+M.tokens = env("BANDIT_TOKENS") or data .. "tokens.json"
+
 -- What every process of the pipeline shares: the contracts, the mailbox
 -- rule of the single-process Bandit (nothing may be lost: refuse, never
 -- evict), the link settings, a control socket for `mycelium status`.
@@ -56,10 +62,22 @@ function M.node(name, t)
   return t
 end
 
--- The Bandit files (the same BANDIT_* variables as examples/bandit/run).
-local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]+$") or "."
-local data = here .. "/../bandit/data/"
-M.pools = env("BANDIT_POOLS") or data .. "pools.json"
-M.tokens = env("BANDIT_TOKENS") or data .. "tokens.json"
+-- The service at the end of the pipeline: the recorder of examples/bandit
+-- (files and summary), or with PIPELINE_COLLECTOR=bench the load test's
+-- bench_result.lua. `services`: those whose drops it counts.
+function M.collector(services)
+  if env("PIPELINE_COLLECTOR") == "bench" then
+    return { name = "collector", module = "bench_result.lua", worker = 0,
+             opts = { services = services,
+                      warmup_ms = tonumber(opt("PIPELINE_WARMUP_MS") or "0") } }
+  end
+  services[#services + 1] = "recorder"
+  return { name = "recorder", module = "../bandit/recorder.lua", worker = 0,
+    opts = { events = opt("BANDIT_EVENTS"), skipped = opt("BANDIT_SKIPPED"),
+             signals = opt("BANDIT_SIGNALS"), summary = opt("BANDIT_SUMMARY"),
+             pools = M.pools, tokens = M.tokens,
+             print = env("BANDIT_QUIET") ~= "1", services = services } }
+end
+
 
 return M
