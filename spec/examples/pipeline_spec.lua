@@ -77,10 +77,13 @@ describe("examples/pipeline/run", function()
 
   it("decides no line twice when the metadata process is killed and restarted, and "
      .. "counts what the bounded link dropped", function()
-    -- The sample six times at 300 lines/s (1.2 s); metadata down for
+    -- The sample ten times at 300 lines/s (2 s); metadata down for
     -- 250 ms of it while the adapter's link holds at most 32 messages.
-    local rc, out = sh(outputs(PIPELINE, "k", "--loops 6 --rate 300 --kill-metadata 250 "
-                               .. "--down 250 --queue-frames 32 2>" .. dir .. "/kerr"))
+    -- It must be back before the end of the stream (which a full queue
+    -- would drop): 1.5 s to start again on a loaded machine.
+    local rc, out = sh(outputs(PIPELINE, "k", "--loops 10 --rate 300 --kill-metadata 250 "
+                               .. "--down 250 --queue-frames 32 --timeout 30 2>"
+                               .. dir .. "/kerr"))
     assert.equal(1, rc, out .. H.read(dir .. "/kerr"))
     local lost = tonumber(out:match("\nlost%s+(%d+) lines between the adapter and the "
                                     .. "detector %([%d, -]+%): sent by the adapter, never "
@@ -105,7 +108,7 @@ describe("examples/pipeline/run", function()
         seen[line], records = true, records + 1
       end
     end
-    assert.equal(6 * 59, records + lost)
+    assert.equal(10 * 59, records + lost)
     local signals = {}
     for at in H.read(dir .. "/kg"):gmatch('"line":(%d+),"trigger"') do
       assert.is_nil(signals[at], "signal of line " .. at .. " twice")
