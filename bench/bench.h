@@ -40,6 +40,7 @@ int bench_bandit(void);
 int bench_links(void);
 int bench_services(void);
 int bench_request(void);
+int bench_processes(void);
 
 /* Shared results the comparisons need, filled by the scenarios. */
 extern double bench_zmq_inproc_rate;

@@ -88,6 +88,8 @@ static const bench_scenario scenarios[] = {
      "ZeroMQ ipc/tcp PUSH/PULL", bench_links},
     {"services", "cost of a trivial service: RSS and start time per service "
      "at 1 000 and 10 000", bench_services},
+    {"pipeline", "Bandit in 1 process vs 3 over Unix / TCP links: events/s "
+     "and arrival -> signal at 1k-100k events/s and flood", bench_processes},
     {NULL, NULL, NULL}};
 
 static int wanted(int argc, char **argv, const char *name) {

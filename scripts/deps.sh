@@ -19,6 +19,7 @@ PACKAGES=(
   libzmq3-dev
   openssl ca-certificates
   prometheus
+  gnuplot-nox
 )
 
 missing=()

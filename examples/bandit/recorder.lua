@@ -299,6 +299,41 @@ local function lines_text(ad)
   return t
 end
 
+-- Lines the adapter passed on (as a log, a removal or a skipped record)
+-- that reached no record here: lost between the stages (a stage killed
+-- with messages in its mailbox, a link that dropped them). Returns their
+-- number and the lines as ranges ("12-18, 20"), or 0.
+local function lost_lines(ad)
+  local sent = (ad.accepted or 0) + (ad.removed or 0) + (ad.skipped or 0)
+  local n = sent - #S.events - #S.skipped
+  if n <= 0 then return 0 end
+  local seen = {}
+  for _, ev in ipairs(S.events) do seen[ev.line] = true end
+  for _, d in ipairs(S.skipped) do seen[d.line] = true end
+  local missing = {}
+  for line = 1, ad.lines or 0 do
+    if not seen[line] then missing[#missing + 1] = line end
+  end
+  -- Line 1, the subscription reply, is a line but never a record.
+  if #missing > n and missing[1] == 1 then table.remove(missing, 1) end
+  local ranges, i = {}, 1
+  while i <= #missing do
+    local j = i
+    while j < #missing and missing[j + 1] == missing[j] + 1 do j = j + 1 end
+    ranges[#ranges + 1] = i == j and tostring(missing[i])
+      or missing[i] .. "-" .. missing[j]
+    i = j + 1
+  end
+  return n, concat(ranges, ", ")
+end
+
+local function lost_text(n, which)
+  if n == 0 then return "" end
+  return format("lost             %d lines between the adapter and the detector "
+                .. "(%s): sent by the adapter, never decided downstream, "
+                .. "RESULTS INCOMPLETE\n", n, which)
+end
+
 local function human(ctx, ends)
   local det, ad, md = ends.detector, ends.adapter, ends.metadata
   local lat = det.latency_ns or {}
@@ -314,14 +349,14 @@ signals          %d (%s; by trigger: %s)
 latency          log arrival -> signal: p50 %s, p99 %s (%d signals)
                  log arrival -> applied: p50 %s, p99 %s (%d events)
 metadata         %d enriched, %d dropped, %d lookups (%d failed), %d eth_calls
-%s
+%s%s
 ]], lines_text(ad),
     #S.events, counts(S.by_kind), det.retracted, #S.skipped,
     counts(S.by_reason), det.evaluations, #S.signals, counts(S.by_pair),
     counts(S.by_trigger), ms(pct(S.latency, 0.5)), ms(pct(S.latency, 0.99)),
     #S.latency, ms(ev_lat.p50 or nil), ms(ev_lat.p99 or nil), ev_lat.n or 0,
     md.enriched, md.dropped, md.lookups, md.lookup_failures, md.eth_calls,
-    table_text))
+    lost_text(S.lost, S.lost_which), table_text))
   return dropped
 end
 
@@ -344,6 +379,7 @@ local function finish(ctx, ends, timed_out)
       return summary_text(ends) end },
   }
   local failed = false
+  S.lost, S.lost_which = lost_lines(ends.adapter)
   for _, f in ipairs(files) do
     if f[1] then
       local ok, err = write(f[1], f[2]())
@@ -361,7 +397,12 @@ local function finish(ctx, ends, timed_out)
   end
   local whole = ends.adapter.complete ~= false
   S.code = (failed or timed_out or dropped > 0 or #S.problems > 0 or
-            not whole) and 1 or 0
+            not whole or S.lost > 0) and 1 or 0
+  if S.lost > 0 then
+    ctx.log:error("lines were lost between the adapter and the detector: "
+                  .. "the results are incomplete",
+                  { lost = S.lost, lines = S.lost_which })
+  end
   if not whole then
     ctx.log:error("the stream lost lines: the results are incomplete",
                   { lines = ends.adapter.lines,

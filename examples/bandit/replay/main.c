@@ -42,6 +42,9 @@ static const char usage[] =
     "client\n"
     "                        has gone\n"
     "      --ttl SECONDS     exit after that long whatever happens (tests)\n"
+    "      --hold            answer subscriptions but send no notification\n"
+    "                        until SIGUSR1 (a launcher whose consumers are\n"
+    "                        still starting)\n"
     "  -q, --quiet           no connection messages on stderr\n"
     "  -h, --help            this text\n"
     "\n"
@@ -84,7 +87,8 @@ enum {
   O_CERT,
   O_KEY,
   O_ONCE,
-  O_TTL
+  O_TTL,
+  O_HOLD
 };
 
 int main(int argc, char **argv) {
@@ -97,6 +101,7 @@ int main(int argc, char **argv) {
       {"sub-id", 1, 0, O_SUB},     {"tls-cert", 1, 0, O_CERT},
       {"tls-key", 1, 0, O_KEY},    {"once", 0, 0, O_ONCE},
       {"ttl", 1, 0, O_TTL},        {"quiet", 0, 0, 'q'},
+      {"hold", 0, 0, O_HOLD},
       {"help", 0, 0, 'h'},         {0, 0, 0, 0}};
   server_options o;
   capture cap;
@@ -111,6 +116,7 @@ int main(int argc, char **argv) {
   o.block_ms = 2000;
   while ((c = getopt_long(argc, argv, "p:qh", opts, NULL)) != -1) {
     if (c != 'q' && c != 'h' && c != O_FAST && c != O_RESTART && c != O_ONCE &&
+        c != O_HOLD &&
         c != '?' && c != O_POOLS && c != O_TOKENS && c != O_SUB &&
         c != O_CERT && c != O_KEY && number(optarg, argv[optind - 1], &v) != 0)
       return 2;
@@ -161,6 +167,9 @@ int main(int argc, char **argv) {
       break;
     case O_TTL:
       o.ttl = v;
+      break;
+    case O_HOLD:
+      o.hold = 1;
       break;
     case 'q':
       o.quiet = 1;

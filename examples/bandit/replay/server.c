@@ -65,7 +65,8 @@ struct server {
   uint64_t sent, sent_bytes;
   uint64_t t_first, t_last; /* uv_hrtime of the first and last send */
   int exhausted;
-  uv_signal_t sigint, sigterm;
+  int held; /* --hold: no notification before SIGUSR1 */
+  uv_signal_t sigint, sigterm, sigusr1;
   uv_timer_t ttl;
 };
 
@@ -193,7 +194,8 @@ static void drop_now(conn *c) {
 static void produce(conn *c) {
   server *s = c->srv;
   const capture *cap = s->cap;
-  while (c->streaming && !c->pace_waiting &&
+  /* Held: the subscription reply went out; notifications wait. */
+  while (!s->held && c->streaming && !c->pace_waiting &&
          myc__stream_queued(&c->st) < HIGH_WATER) {
     size_t k, bytes;
     if (s->pos == cap->n && !rewind_chain(s))
@@ -470,6 +472,22 @@ static void on_signal(uv_signal_t *h, int sig) {
   stop_server(h->data);
 }
 
+/* --hold ends: every subscriber starts streaming now, its pace counted
+ * from now rather than from its subscription. */
+static void on_release(uv_signal_t *h, int sig) {
+  server *s = h->data;
+  conn *c;
+  (void)sig;
+  if (!s->held)
+    return;
+  s->held = 0;
+  for (c = s->conns; c != NULL; c = c->next)
+    if (c->streaming && !c->dropping) {
+      c->rate_last_ms = uv_now(s->loop);
+      produce(c);
+    }
+}
+
 static void on_ttl(uv_timer_t *t) {
   stop_server(t->data);
 }
@@ -529,6 +547,10 @@ int server_run(const server_options *o, capture *cap, chain *ch) {
     s.sigint.data = s.sigterm.data = &s;
     uv_signal_start(&s.sigint, on_signal, SIGINT);
     uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+    s.held = o->hold;
+    uv_signal_init(s.loop, &s.sigusr1);
+    s.sigusr1.data = &s;
+    uv_signal_start(&s.sigusr1, on_release, SIGUSR1);
     if (o->ttl > 0) {
       uv_timer_init(s.loop, &s.ttl);
       s.ttl.data = &s;

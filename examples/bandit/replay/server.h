@@ -27,6 +27,7 @@ typedef struct {
   uint64_t drops;      /* how many connections to drop that way */
   int restart;         /* each subscription starts at line 2 */
   int once;            /* exit when played and every client is gone */
+  int hold;            /* notifications wait for SIGUSR1 (replies do not) */
   int quiet;
   double ttl;             /* seconds before exiting anyway; 0: never */
   const char *cert, *key; /* TLS (wss://) when both are set */
