@@ -220,7 +220,7 @@ static void hello_round_trips_and_matches_the_example(void) {
   want[15] = 'a';
   want[24] = 2; /* claims two types, holds one */
   CHECK_EQ(myc__wire_hello_decode(t.body, t.len, &d, &why), MYC_EINVAL);
-  CHECK_STR(why, "handshake type list length differs from its count");
+  CHECK_STR(why, "handshake length differs from its type count and flags");
 }
 
 static void versions_agree_on_the_highest_common(void) {
