@@ -8,6 +8,7 @@
 #include "test_engine.h"
 
 #include "core/topic.h"
+#include "ffi/ffi.h"
 #include "link/link.h"
 #include "link/wire.h"
 #include "runtime/engine.h"
@@ -395,9 +396,27 @@ static void hostile_peers_lose_only_their_link(void) {
     }
   }
   CHECK_EQ(atomic_load(&s.bad_order), 0);
+  {
+    /* Producers see the deaf peer's full queue as a full mailbox on the
+     * topics it subscribed, and status shows it. */
+    myc_service *ns = myc__engine_find(a, "noop", 4);
+    int64_t id = myc__topics_resolve(&a->topics, "swaps.v2", 8);
+    size_t len = 0;
+    char *js;
+    CHECK(ns != NULL && id >= 0);
+    CHECK(myc_ffi_pressure(ns, (uint32_t)id) == 1.0);
+    js = myc__links_status(myc__links_of(a), 1, &len);
+    CHECK(js != NULL && strstr(js, "\"pressure\":1.000") != NULL);
+    myc__free(myc__links_alloc(myc__links_of(a)), js, len + 1);
+    js = myc__links_status(myc__links_of(a), 0, &len);
+    CHECK(js != NULL && strstr(js, " FILL ") != NULL &&
+          strstr(js, " 1.00 ") != NULL);
+    myc__free(myc__links_alloc(myc__links_of(a)), js, len + 1);
+  }
   np = myc__links_stats(myc__links_of(a), st, 8);
   for (k = 0; k < np && k < 8; k++) {
     if (strcmp(st[k].peer, "deaf") == 0) {
+      CHECK(st[k].pressure == 1.0);
       CHECK(st[k].dropped_queue_full > 0);
       CHECK(st[k].queued <= 100);
       /* Every message is accounted for: written, queued or dropped. */

@@ -83,6 +83,7 @@ typedef struct {
       dropped_v1_untyped;
   uint64_t unknown_types, frame_errors, reconnects;
   uint32_t patterns; /* patterns the peer subscribed */
+  double pressure;   /* fill of its queue, 0..1, as ctx:pressure sees it */
 } myc__link_stats;
 
 /* Fills up to 'max' entries of 'out'; returns the number of peers.  Any

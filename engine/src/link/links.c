@@ -337,6 +337,30 @@ static void on_message(void *ud, const myc_message *m) {
     uv_async_send(&L->wake);
 }
 
+/* The fill of the fullest queue of a peer that wants 'topic', 0..1:
+ * ctx:pressure sees remote subscribers through it as through mailboxes. */
+static double peer_fill(const myc__links *L, const peer *p) {
+  double n = (double)p->qframes / L->cfg.queue_frames;
+  double b = (double)p->qbytes / (double)L->cfg.queue_bytes;
+  double f = n > b ? n : b;
+  return f < 1 ? f : 1;
+}
+
+static double links_pressure(void *ud, const myc__topic *t) {
+  myc__links *L = ud;
+  double worst = 0;
+  peer *p;
+  uv_mutex_lock(&L->lock);
+  for (p = L->peers; p != NULL; p = p->next)
+    if (p->remote.n > 0 && wants(p, t->name, t->len)) {
+      double f = peer_fill(L, p);
+      if (f > worst)
+        worst = f;
+    }
+  uv_mutex_unlock(&L->lock);
+  return worst;
+}
+
 /* ---- writing ------------------------------------------------------------ */
 
 static void release(myc__links *L, myc_buf *b) {
@@ -1567,6 +1591,7 @@ int myc__links_attach(myc_engine *e, const myc__link_config *c,
     return rc;
   }
   L->svc = myc__engine_find(e, "_links", 6);
+  L->svc->pressure = links_pressure;
   myc__topics_unsubscribe(&e->topics, L->svc, "_links.none", 11);
   if ((rc = myc__engine_beside(e, links_start, links_quiesce, myc__links_status, L)) != 0)
     return rc;
@@ -1610,6 +1635,7 @@ uint32_t myc__links_stats(myc__links *L, myc__link_stats *out, uint32_t max) {
     s->frame_errors = p->errors;
     s->reconnects = p->reconnects;
     s->patterns = p->remote.n;
+    s->pressure = peer_fill(L, p);
   }
   if (L->any_gone) {
     if (n < max) {
