@@ -64,6 +64,7 @@ struct peer {
   /* reading */
   uint8_t *rbuf;
   size_t rlen, rcap;
+  uint64_t rx_frames, rx_bytes; /* this read's, added to the counters once */
   uint64_t partial_since; /* uv_now when the unfinished frame began */
   /* The topic of the last message in: a stream mostly repeats it, and
    * ids never change, so the table's lock is skipped. */
@@ -140,6 +141,8 @@ struct myc__links {
   myc__link_stats gone;
   int any_gone;
   myc__chain *chains; /* per worker: buffers going back to its pool */
+  /* Messages in, held per worker and handed over once per read. */
+  myc__host_stage hs;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -879,20 +882,32 @@ static void publish(peer *p, const myc__wire_msg *m) {
   if (m->payload_len >= MYC_ADMIT_BYTES &&
       myc__admit(&e->sched, NULL, t, m->payload_len) != 0)
     return; /* counted by the subscribers that refused it */
-  b = myc__frame_new(&e->alloc, NULL, t, m->source, m->source_len, m->kind,
-                     m->type, m->payload, m->payload_len);
+  if (m->hdr != NULL) {
+    /* A v2 frame is the buffer's layout already: one copy, whole. */
+    uint32_t len = m->frame_len;
+    b = myc__buf_alloc(NULL, &e->alloc, len);
+    if (b != NULL) {
+      memcpy(&b->hdr, m->hdr, len);
+      myc__buf_set_topic(b, (uint32_t)id);
+    }
+  } else {
+    b = myc__frame_new(&e->alloc, NULL, t, m->source, m->source_len, m->kind,
+                       m->type, m->payload, m->payload_len);
+    if (b != NULL) {
+      memcpy(b->hdr.trace_id, m->trace_id, 16);
+      memcpy(b->hdr.span_id, m->span_id, 8);
+      memcpy(b->hdr.parent_id, m->parent_id, 8);
+      b->hdr.seq = m->seq;
+      b->hdr.ts_ns = m->ts_ns;
+    }
+  }
   if (b == NULL) {
     logf_(p->L, MYC_LOG_ERROR, "link %s: out of memory for a message on '%.*s'",
           p->name, (int)m->topic_len, m->topic);
     return;
   }
-  memcpy(b->hdr.trace_id, m->trace_id, 16);
-  memcpy(b->hdr.span_id, m->span_id, 8);
-  memcpy(b->hdr.parent_id, m->parent_id, 8);
-  b->hdr.seq = m->seq;
-  b->hdr.ts_ns = m->ts_ns;
   b->hdr.flags = MYC_FRAME_REMOTE;
-  myc__deliver(&e->topics, &e->sched, NULL, b);
+  myc__deliver_staged(&e->topics, &e->sched, &p->L->hs, b);
 }
 
 static void handle_v1(peer *p, const myc__wire_tlv *t) {
@@ -1039,10 +1054,8 @@ static void handle_sub(peer *p, const myc__wire_tlv *t, int add) {
 /* One whole frame.  Returns nonzero when the link is closing. */
 static int handle_frame(peer *p, const myc__wire_tlv *t) {
   myc__links *L = p->L;
-  uv_mutex_lock(&L->lock);
-  p->frames_in++;
-  p->bytes_in += MYC_WIRE_TLV + (uint64_t)t->len;
-  uv_mutex_unlock(&L->lock);
+  p->rx_frames++;
+  p->rx_bytes += MYC_WIRE_TLV + (uint64_t)t->len;
   if (p->state == P_HANDSHAKE) {
     if (t->type == MYC_WIRE_CLOSE)
       goto closed;
@@ -1106,11 +1119,28 @@ closed:
   return 1;
 }
 
+static void read_frames(peer *p, ssize_t n);
+
+/* What one read brought: its frames parsed in place, the messages handed
+ * to the workers in one go, the counters moved once. */
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   peer *p = s->data;
   myc__links *L = p->L;
-  size_t off = 0;
   (void)buf;
+  read_frames(p, n);
+  myc__host_flush(&L->hs);
+  if (p->rx_frames > 0) {
+    uv_mutex_lock(&L->lock);
+    p->frames_in += p->rx_frames;
+    p->bytes_in += p->rx_bytes;
+    uv_mutex_unlock(&L->lock);
+    p->rx_frames = p->rx_bytes = 0;
+  }
+}
+
+static void read_frames(peer *p, ssize_t n) {
+  myc__links *L = p->L;
+  size_t off = 0;
   if (n < 0) {
     if (n == UV_EOF)
       logf_(L, p->state == P_UP ? MYC_LOG_WARN : MYC_LOG_ERROR,
@@ -1391,6 +1421,8 @@ static int links_start(void *ud, char *err, size_t errlen) {
   L->chains = myc__calloc(A(L), L->e->sched.nworkers * sizeof *L->chains + 1);
   if (L->chains == NULL)
     return MYC_ENOMEM;
+  if (myc__host_stage_init(&L->hs, &L->e->sched) != 0)
+    return MYC_ENOMEM;
   if ((rc = uv_loop_init(&L->loop)) != 0) {
     snprintf(err, errlen, "links: cannot make a loop: %s", uv_strerror(rc));
     return rc;
@@ -1459,6 +1491,7 @@ static void links_free(void *ud) {
     myc__strfree(A(L), L->refs[--L->nrefs].pattern);
   myc__free(A(L), L->refs, L->caprefs * sizeof *L->refs);
   myc__free(A(L), L->chains, L->e->sched.nworkers * sizeof *L->chains + 1);
+  myc__host_stage_free(&L->hs);
   myc__free(A(L), L->hello_types,
             (size_t)L->hello.ntypes * MYC_WIRE_TYPE_ENTRY + 1);
   myc__free(A(L), L->listeners, L->nlisten * sizeof *L->listeners + 1);

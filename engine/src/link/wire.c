@@ -93,6 +93,7 @@ int myc__wire_msg_decode(const uint8_t *body, uint32_t len, myc__wire_msg *m,
   if (m->source_len == 0)
     return bad(why, "message source is empty");
   m->hdr = (const myc_frame *)body;
+  m->frame_len = len;
   m->type = rd16(body + H_TYPE);
   m->payload = body + sizeof(myc_frame);
   m->payload_len = payload_len;

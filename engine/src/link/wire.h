@@ -67,6 +67,7 @@ static inline void myc__wire_put_tlv(uint8_t *out, uint16_t type,
 /* A v2 message, checked: every pointer lies inside the frame. */
 typedef struct {
   const myc_frame *hdr; /* may be unaligned: read fields with memcpy */
+  uint32_t frame_len;   /* bytes from 'hdr' on: the whole frame */
   int kind;
   uint16_t type;
   const uint8_t *payload;
