@@ -1,14 +1,18 @@
 /* links.c -- scenario: Lua -> Lua across two `mycelium run` processes
- * linked over a Unix socket and over TCP (127.0.0.1), 64-byte messages,
- * one-way throughput from the consumer's first message to its last; and
- * ZeroMQ PUSH/PULL over ipc and tcp between two processes (fork), 64
- * bytes, measured the same way in the same run. */
+ * linked over a Unix socket and over TCP (127.0.0.1), 64-byte and 1 KiB
+ * messages, one-way throughput from the consumer's first message to its
+ * last; ZeroMQ PUSH/PULL over ipc and tcp between two processes (fork)
+ * and raw Unix and TCP sockets (64 messages per write), measured the same
+ * way in the same run.  MYC_BENCH_BEFORE=/path/to/another/mycelium adds
+ * rows of that binary (a build before a change) to the same run. */
 #include "bench.h"
 
 #include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,9 +33,12 @@ static void write_file(const char *name, const char *text) {
   }
 }
 
+/* The mycelium binary the next runs use. */
+static const char *mycelium_bin = MYC_BUILD_DIR "/mycelium";
+
 static pid_t spawn_run(const char *config) {
   char path[256];
-  char *argv[] = {MYC_BUILD_DIR "/mycelium", "run", path, NULL};
+  char *argv[] = {(char *)mycelium_bin, "run", path, NULL};
   pid_t pid;
   snprintf(path, sizeof path, "%s/%s", dir, config);
   if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ) != 0)
@@ -83,12 +90,13 @@ static int two_nodes(const char *url, const char *amod, const char *bmod,
 }
 
 /* One run of ours over 'url': messages per second, or 0. */
-static double ours_once(const char *url, uint64_t n) {
+static double ours_once(const char *url, uint64_t n, int size) {
   char out[256], opts[64];
   double got = 0, secs = 0;
   FILE *f;
   snprintf(out, sizeof out, "%s/result", dir);
-  snprintf(opts, sizeof opts, "n = %llu", (unsigned long long)n);
+  snprintf(opts, sizeof opts, "n = %llu, size = %d", (unsigned long long)n,
+           size);
   if (two_nodes(url, "link_producer.lua", "link_consumer.lua", opts, out) != 0)
     return 0;
   f = fopen(out, "r");
@@ -174,25 +182,25 @@ static int zmq_rtt(const char *endpoint, int n, double *p50, double *p99) {
 }
 
 /* ZeroMQ PUSH (this process) -> PULL (a child), 64-byte messages. */
-static double zmq_once(const char *endpoint, uint64_t n) {
+static double zmq_once(const char *endpoint, uint64_t n, int size) {
   int fds[2];
   pid_t child;
   double secs = 0;
-  char msg[64];
+  static char msg[1024];
   uint64_t i;
   if (pipe(fds) != 0)
     return 0;
   child = fork();
   if (child == 0) {
     void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_PULL);
-    char buf[64];
+    static char buf[1024];
     double t0 = 0, t;
     close(fds[0]);
     zmq_bind(s, endpoint);
     if (write(fds[1], "r", 1) != 1)
       _exit(1);
     for (i = 0; i < n; i++) {
-      if (zmq_recv(s, buf, sizeof buf, 0) != 64)
+      if (zmq_recv(s, buf, sizeof buf, 0) != size)
         _exit(1);
       if (i == 0)
         t0 = bench_now();
@@ -213,7 +221,7 @@ static double zmq_once(const char *endpoint, uint64_t n) {
     zmq_connect(s, endpoint);
     memset(msg, 'z', sizeof msg);
     for (i = 0; i < n; i++)
-      zmq_send(s, msg, sizeof msg, 0);
+      zmq_send(s, msg, (size_t)size, 0);
     if (read(fds[0], &secs, sizeof secs) != sizeof secs)
       secs = 0;
     zmq_close(s);
@@ -224,14 +232,42 @@ static double zmq_once(const char *endpoint, uint64_t n) {
   return secs > 0 ? (double)(n - 1) / secs : 0;
 }
 
-/* The floor: a Unix stream socket pair between two processes, 64-byte
- * messages written 64 per write, counted by the reader.  Messages per
+/* A connected pair of stream sockets: a Unix socket pair, or a TCP
+ * connection over 127.0.0.1 (TCP_NODELAY, as the links set it).
+ * Returns 0 or -1. */
+static int stream_pair(int tcp, int sv[2]) {
+  struct sockaddr_in sa;
+  socklen_t len = sizeof sa;
+  int ls, one = 1;
+  if (!tcp)
+    return socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+  ls = socket(AF_INET, SOCK_STREAM, 0);
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (ls < 0 || bind(ls, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+      listen(ls, 1) != 0 || getsockname(ls, (struct sockaddr *)&sa, &len) != 0)
+    return -1;
+  sv[0] = socket(AF_INET, SOCK_STREAM, 0);
+  if (connect(sv[0], (struct sockaddr *)&sa, sizeof sa) != 0)
+    return -1;
+  sv[1] = accept(ls, NULL, NULL);
+  close(ls);
+  if (sv[1] < 0)
+    return -1;
+  setsockopt(sv[0], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(sv[1], IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return 0;
+}
+
+/* The floor: a Unix or TCP stream between two processes, messages of
+ * 'size' bytes written 64 per write, counted by the reader.  Messages per
  * second from the reader's first byte to its last. */
-static double raw_once(uint64_t n) {
+static double raw_once(uint64_t n, int size, int tcp) {
   int sv[2];
   pid_t child;
   double secs = 0;
-  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+  if (stream_pair(tcp, sv) != 0)
     return 0;
   child = fork();
   if (child == 0) {
@@ -239,7 +275,7 @@ static double raw_once(uint64_t n) {
     uint64_t got = 0;
     double t0 = 0, t;
     close(sv[0]);
-    while (got < n * 64) {
+    while (got < n * (uint64_t)size) {
       ssize_t k = read(sv[1], buf, sizeof buf);
       if (k <= 0)
         _exit(1);
@@ -254,11 +290,11 @@ static double raw_once(uint64_t n) {
   }
   close(sv[1]);
   {
-    static char batch[64 * 64];
+    static char batch[64 * 1024];
     uint64_t i;
     memset(batch, 'r', sizeof batch);
     for (i = 0; i < n; i += 64) {
-      size_t len = (n - i >= 64 ? 64 : n - i) * 64, off = 0;
+      size_t len = (n - i >= 64 ? 64 : n - i) * (size_t)size, off = 0;
       while (off < len) {
         ssize_t k = write(sv[0], batch + off, len - off);
         if (k <= 0)
@@ -274,14 +310,14 @@ static double raw_once(uint64_t n) {
   return secs > 0 ? (double)(n - 1) / secs : 0;
 }
 
-/* The round-trip floor: 64 bytes back and forth over a Unix stream
- * socket pair between two processes. */
-static int raw_rtt(int n, double *p50, double *p99) {
+/* The round-trip floor: 64 bytes back and forth over a Unix or TCP
+ * stream between two processes. */
+static int raw_rtt(int n, int tcp, double *p50, double *p99) {
   int sv[2], i, warm = 1000;
   pid_t child;
   double *v = malloc((size_t)n * sizeof *v);
   char buf[64];
-  if (v == NULL || socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+  if (v == NULL || stream_pair(tcp, sv) != 0)
     return -1;
   child = fork();
   if (child == 0) {
@@ -327,28 +363,63 @@ static void report(const char *metric, double *runs, const char *note) {
 
 int bench_links(void) {
   uint64_t n = (uint64_t)(2e6 * bench_scale());
+  /* 1 KiB rows: a quarter of the messages (the same order of bytes). */
+  uint64_t nk = n / 4;
+  const char *before = getenv("MYC_BENCH_BEFORE");
   char url[256], ipc[256];
-  double ours_unix[BENCH_RUNS], ours_tcp[BENCH_RUNS], z_ipc[BENCH_RUNS],
-      z_tcp[BENCH_RUNS], raw[BENCH_RUNS];
-  int r, port = 17000 + (int)(getpid() % 20000);
+  enum { U64, T64, U1K, T1K, ZI64, ZT64, ZI1K, ZT1K, FU64, FT64, FU1K, FT1K,
+         BU64, BT64, BU1K, BT1K, NROWS };
+  static const char *const NAME[NROWS] = {
+      "unix_64B", "tcp_64B", "unix_1KiB", "tcp_1KiB", "zmq_ipc_64B",
+      "zmq_tcp_64B", "zmq_ipc_1KiB", "zmq_tcp_1KiB", "floor_unix_64B",
+      "floor_tcp_64B", "floor_unix_1KiB", "floor_tcp_1KiB",
+      "before_unix_64B", "before_tcp_64B", "before_unix_1KiB",
+      "before_tcp_1KiB"};
+  static const char *const NOTE[NROWS] = {
+      "Lua -> Lua, 2 processes", "Lua -> Lua, 2 processes",
+      "Lua -> Lua, 2 processes", "Lua -> Lua, 2 processes",
+      "ZeroMQ PUSH/PULL, 2 processes", "ZeroMQ PUSH/PULL, 2 processes",
+      "ZeroMQ PUSH/PULL, 2 processes", "ZeroMQ PUSH/PULL, 2 processes",
+      "Unix stream socket, 64 messages per write",
+      "TCP stream, 64 messages per write",
+      "Unix stream socket, 64 messages per write",
+      "TCP stream, 64 messages per write",
+      "MYC_BENCH_BEFORE binary, Lua -> Lua", "MYC_BENCH_BEFORE binary, Lua -> Lua",
+      "MYC_BENCH_BEFORE binary, Lua -> Lua", "MYC_BENCH_BEFORE binary, Lua -> Lua"};
+  double v[NROWS][BENCH_RUNS];
+  int r, k, port = 17000 + (int)(getpid() % 20000);
   if (mkdtemp(dir) == NULL)
     return 1;
+  memset(v, 0, sizeof v);
   for (r = 0; r < BENCH_RUNS; r++) {
-    snprintf(url, sizeof url, "unix://%s/l.sock", dir);
-    ours_unix[r] = ours_once(url, n);
-    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port + 2 * r);
-    ours_tcp[r] = ours_once(url, n);
+    /* Ours, and the binary before a change, alternating in each run. */
+    for (k = 0; k < (before ? 2 : 1); k++) {
+      int base = k ? BU64 : U64, sz;
+      mycelium_bin = k ? before : MYC_BUILD_DIR "/mycelium";
+      for (sz = 0; sz < 2; sz++) {
+        snprintf(url, sizeof url, "unix://%s/l.sock", dir);
+        v[base + 2 * sz][r] = ours_once(url, sz ? nk : n, sz ? 1024 : 64);
+        snprintf(url, sizeof url, "tcp://127.0.0.1:%d",
+                 port + 40 * r + 10 * k + sz);
+        v[base + 2 * sz + 1][r] = ours_once(url, sz ? nk : n, sz ? 1024 : 64);
+      }
+    }
+    mycelium_bin = MYC_BUILD_DIR "/mycelium";
     snprintf(ipc, sizeof ipc, "ipc://%s/z.ipc", dir);
-    z_ipc[r] = zmq_once(ipc, n);
-    snprintf(ipc, sizeof ipc, "tcp://127.0.0.1:%d", port + 2 * r + 1);
-    z_tcp[r] = zmq_once(ipc, n);
-    raw[r] = raw_once(n);
+    v[ZI64][r] = zmq_once(ipc, n, 64);
+    v[ZI1K][r] = zmq_once(ipc, nk, 1024);
+    snprintf(ipc, sizeof ipc, "tcp://127.0.0.1:%d", port + 40 * r + 30);
+    v[ZT64][r] = zmq_once(ipc, n, 64);
+    snprintf(ipc, sizeof ipc, "tcp://127.0.0.1:%d", port + 40 * r + 31);
+    v[ZT1K][r] = zmq_once(ipc, nk, 1024);
+    v[FU64][r] = raw_once(n, 64, 0);
+    v[FT64][r] = raw_once(n, 64, 1);
+    v[FU1K][r] = raw_once(nk, 1024, 0);
+    v[FT1K][r] = raw_once(nk, 1024, 1);
   }
-  report("unix_64B", ours_unix, "Lua -> Lua, 2 processes");
-  report("tcp_64B", ours_tcp, "Lua -> Lua, 2 processes");
-  report("zmq_ipc_64B", z_ipc, "ZeroMQ PUSH/PULL, 2 processes");
-  report("zmq_tcp_64B", z_tcp, "ZeroMQ PUSH/PULL, 2 processes");
-  report("floor_unix_64B", raw, "Unix stream socket, 64 messages per write");
+  for (k = 0; k < NROWS; k++)
+    if (k < BU64 || before != NULL)
+      report(NAME[k], v[k], NOTE[k]);
   {
     /* Round trips: one run each (20000 timed after 1000). */
     int rt = (int)(20000 * bench_scale());
@@ -377,11 +448,14 @@ int bench_links(void) {
                p99, rtt[r].zmq ? "ZeroMQ REQ/REP" : "Lua ping-pong");
       bench_report("links", rtt[r].name, p50, "us", note);
     }
-    if (raw_rtt(rt, &p50, &p99) != 0)
-      p50 = p99 = 0;
-    snprintf(note, sizeof note, "p99 %.1f us; Unix stream socket, 64 B, "
-             "2 processes", p99);
-    bench_report("links", "rtt_floor_unix_p50", p50, "us", note);
+    for (r = 0; r < 2; r++) {
+      if (raw_rtt(rt, r, &p50, &p99) != 0)
+        p50 = p99 = 0;
+      snprintf(note, sizeof note, "p99 %.1f us; %s, 64 B, 2 processes", p99,
+               r ? "TCP stream" : "Unix stream socket");
+      bench_report("links", r ? "rtt_floor_tcp_p50" : "rtt_floor_unix_p50",
+                   p50, "us", note);
+    }
   }
   {
     char cmd[300];

@@ -27,7 +27,7 @@ ExternalProject_Add(myc_fuzz
 
 # Inputs per target in `make test`: a few seconds each on one core.
 set(MYC_FUZZ_RUNS contract:5000 http_response:100000 ws:50000 url:100000
-    msgpack:50000 control:50000 jsonrpc:10000 wire:200000)
+    msgpack:50000 control:50000 jsonrpc:10000 wire:200000 handshake:200000)
 foreach(pair ${MYC_FUZZ_RUNS})
   string(REPLACE ":" ";" pair ${pair})
   list(GET pair 0 target)

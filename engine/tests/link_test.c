@@ -8,6 +8,7 @@
 #include "test_engine.h"
 
 #include "core/topic.h"
+#include "ffi/ffi.h"
 #include "link/link.h"
 #include "link/wire.h"
 #include "runtime/engine.h"
@@ -15,6 +16,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -394,9 +396,27 @@ static void hostile_peers_lose_only_their_link(void) {
     }
   }
   CHECK_EQ(atomic_load(&s.bad_order), 0);
+  {
+    /* Producers see the deaf peer's full queue as a full mailbox on the
+     * topics it subscribed, and status shows it. */
+    myc_service *ns = myc__engine_find(a, "noop", 4);
+    int64_t id = myc__topics_resolve(&a->topics, "swaps.v2", 8);
+    size_t len = 0;
+    char *js;
+    CHECK(ns != NULL && id >= 0);
+    CHECK(myc_ffi_pressure(ns, (uint32_t)id) == 1.0);
+    js = myc__links_status(myc__links_of(a), 1, &len);
+    CHECK(js != NULL && strstr(js, "\"pressure\":1.000") != NULL);
+    myc__free(myc__links_alloc(myc__links_of(a)), js, len + 1);
+    js = myc__links_status(myc__links_of(a), 0, &len);
+    CHECK(js != NULL && strstr(js, " FILL ") != NULL &&
+          strstr(js, " 1.00 ") != NULL);
+    myc__free(myc__links_alloc(myc__links_of(a)), js, len + 1);
+  }
   np = myc__links_stats(myc__links_of(a), st, 8);
   for (k = 0; k < np && k < 8; k++) {
     if (strcmp(st[k].peer, "deaf") == 0) {
+      CHECK(st[k].pressure == 1.0);
       CHECK(st[k].dropped_queue_full > 0);
       CHECK(st[k].queued <= 100);
       /* Every message is accounted for: written, queued or dropped. */
@@ -572,6 +592,178 @@ static void unknown_v1_types_follow_the_policy(void) {
   }
 }
 
+static int dial_tcp(int port) {
+  struct sockaddr_in sa;
+  struct timeval tv = {5, 0};
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    close(fd);
+    return -1;
+  }
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return fd;
+}
+
+/* Reads frames until a CLOSE (its text in 'why') or the end (0). */
+static int read_close(int fd, char *why, size_t cap) {
+  uint8_t buf[16384];
+  size_t n = 0;
+  for (;;) {
+    myc__wire_tlv t;
+    int64_t k;
+    ssize_t r;
+    while ((k = myc__wire_next(buf, n, sizeof buf, &t)) > 0) {
+      if (t.type == MYC_WIRE_CLOSE) {
+        snprintf(why, cap, "%.*s", (int)t.len, (const char *)t.body);
+        return 1;
+      }
+      memmove(buf, buf + k, n - (size_t)k);
+      n -= (size_t)k;
+    }
+    r = read(fd, buf + n, sizeof buf - n);
+    if (r <= 0)
+      return 0;
+    n += (size_t)r;
+  }
+}
+
+/* A key file of mode 'mode' in tmpdir. */
+static void key_file(const char *name, const char *key, int mode, char *path,
+                     size_t cap) {
+  FILE *f;
+  snprintf(path, cap, "%s/%s", tmpdir, name);
+  f = fopen(path, "w");
+  CHECK(f != NULL);
+  fputs(key, f);
+  fclose(f);
+  CHECK_EQ(chmod(path, (mode_t)mode), 0);
+}
+
+/* Frame errors counted over every link of 'e', open or closed. */
+static uint64_t link_errors(myc_engine *e, int *up) {
+  myc__link_stats st[8];
+  uint32_t n = myc__links_stats(myc__links_of(e), st, 8), k;
+  uint64_t sum = 0;
+  for (k = 0; k < n && k < 8; k++) {
+    sum += st[k].frame_errors;
+    if (strcmp(st[k].state, "up") == 0)
+      *up = 1;
+  }
+  return sum;
+}
+
+/* TCP links with link.psk_file: peers with the same key link up and
+ * exchange messages; another key, or none, is refused on both sides with
+ * an error counted on each; a peer's wrong proof gets a CLOSE saying so;
+ * a key file others may read, or too short, is refused at load. */
+static void pre_shared_keys_guard_tcp_links(void) {
+  char k1[256], k2[256], k3[256], url[128], a_links[512], b_links[512],
+      why[1024];
+  static sink s;
+  myc_engine *a, *b;
+  int port = free_port(), round;
+  key_file("k1", "a-key-of-thirty-two-bytes-here!!\n", 0600, k1, sizeof k1);
+  key_file("k2", "another-key-of-thirty-two-bytes!\n", 0600, k2, sizeof k2);
+  snprintf(url, sizeof url, "tcp://127.0.0.1:%d", port);
+  snprintf(a_links, sizeof a_links,
+           "listen = { \"%s\" }, link = { psk_file = \"%s\" }", url, k1);
+  /* Round 0: the same key; 1: another; 2: none at b. */
+  for (round = 0; round < 3; round++) {
+    int up_a = 0, up_b = 0, i;
+    memset(&s, 0, sizeof s);
+    snprintf(b_links, sizeof b_links,
+             "connect = { \"%s\" }, link = { %s%s%s reconnect_initial_ms = 20, "
+             "reconnect_max_ms = 100 }",
+             url, round < 2 ? "psk_file = \"" : "",
+             round == 0 ? k1 : round == 1 ? k2 : "", round < 2 ? "\"," : "");
+    a = engine("pa", a_links);
+    b = engine("pb", b_links);
+    CHECK(a != NULL && b != NULL);
+    CHECK_EQ(myc_engine_add_c_service(b, "sink", "swaps.*", on_sink, &s, -1),
+             0);
+    CHECK_EQ(start(a), 0);
+    CHECK_EQ(start(b), 0);
+    if (round == 0) {
+      CHECK(wait_peer(a, "up", 1, NULL));
+      publish_seq(a, "swaps.v2", 1, 1000);
+      CHECK(wait_count(&s.n, 1000));
+      CHECK_EQ(link_errors(a, &up_a), 0);
+    } else {
+      for (i = 0; i < 500; i++) {
+        up_a = up_b = 0;
+        if (link_errors(a, &up_a) > 0 && link_errors(b, &up_b) > 0)
+          break;
+        sleep_ms(10);
+      }
+      CHECK(link_errors(a, &up_a) > 0);
+      CHECK(link_errors(b, &up_b) > 0);
+      CHECK(!up_a && !up_b);
+    }
+    myc_engine_free(b);
+    myc_engine_free(a);
+  }
+  /* A raw peer: without a key, then with a wrong proof. */
+  a = engine("pa", a_links);
+  CHECK(a != NULL);
+  CHECK_EQ(start(a), 0);
+  for (round = 0; round < 2; round++) {
+    myc__wire_hello h;
+    uint8_t f[512];
+    size_t n;
+    int fd;
+    for (fd = -1, n = 0; fd < 0 && n < 100; n++) {
+      fd = dial_tcp(port);
+      if (fd < 0)
+        sleep_ms(10);
+    }
+    CHECK(fd >= 0);
+    memset(&h, 0, sizeof h);
+    h.vmin = 1;
+    h.vmax = 2;
+    snprintf(h.node, sizeof h.node, "raw");
+    if (round == 1) {
+      h.flags = MYC_WIRE_HELLO_PSK;
+      memset(h.nonce, 7, sizeof h.nonce);
+    }
+    n = myc__wire_hello_encode(&h, f, sizeof f);
+    if (round == 1) {
+      myc__wire_put_tlv(f + n, MYC_WIRE_AUTH, MYC_WIRE_PROOF);
+      memset(f + n + MYC_WIRE_TLV, 9, MYC_WIRE_PROOF);
+      n += MYC_WIRE_TLV + MYC_WIRE_PROOF;
+    }
+    CHECK(write(fd, f, n) == (ssize_t)n);
+    CHECK(read_close(fd, why, sizeof why));
+    CHECK(strstr(why, round == 0 ? "requires a pre-shared key (link.psk_file) "
+                                   "and raw offers none"
+                                 : "proof does not match") != NULL);
+    close(fd);
+  }
+  myc_engine_free(a);
+  /* Bad key files are refused with the key named and what to do. */
+  key_file("k3", "a-key-of-thirty-two-bytes-here!!", 0644, k3, sizeof k3);
+  snprintf(a_links, sizeof a_links,
+           "listen = { \"%s\" }, link = { psk_file = \"%s\" }", url, k3);
+  CHECK(engine("pbad", a_links) == NULL);
+  key_file("k3", "short", 0600, k3, sizeof k3);
+  CHECK(engine("pbad", a_links) == NULL);
+  {
+    myc__link_config c;
+    char err[512];
+    myc__link_config_init(&c);
+    CHECK_EQ(myc__link_psk_load(&c, k3, err, sizeof err), MYC_EINVAL);
+    CHECK(strstr(err, "must be 16 to 1024 bytes") != NULL);
+    CHECK_EQ(chmod(k3, 0640), 0);
+    CHECK_EQ(myc__link_psk_load(&c, k3, err, sizeof err), MYC_EINVAL);
+    CHECK(strstr(err, "chmod 600") != NULL);
+    CHECK_EQ(myc__link_psk_load(&c, k1, err, sizeof err), 0);
+    CHECK_EQ(c.psk_len, 32);
+  }
+}
+
 static void bad_urls_are_refused_with_the_key(void) {
   char path[512], err[512];
   myc_engine *e = NULL;
@@ -607,6 +799,7 @@ int main(void) {
        unix_peers_are_checked_against_allow_uids},
       {"unknown_v1_types_follow_the_policy", unknown_v1_types_follow_the_policy},
       {"bad_urls_are_refused_with_the_key", bad_urls_are_refused_with_the_key},
+      {"pre_shared_keys_guard_tcp_links", pre_shared_keys_guard_tcp_links},
       {NULL, NULL}};
   char cmd[256];
   int rc;

@@ -344,7 +344,67 @@ static void hello_round_trips_and_matches_the_example(void) {
   want[15] = 'a';
   want[24] = 2; /* claims two types, holds one */
   CHECK_EQ(myc__wire_hello_decode(t.body, t.len, &d, &why), MYC_EINVAL);
-  CHECK_STR(why, "handshake type list length differs from its count");
+  CHECK_STR(why, "handshake length differs from its type count and flags");
+}
+
+/* docs/WIRE.md, "Pre-shared key": node a's HELLO with the flag and its
+ * nonce 20..3f, and the proof a dialling side with key
+ * "0123456789abcdef" sends to a listener whose nonce is 00..1f. */
+static const char *PSK_HELLO_EXAMPLE =
+    "01ff 34000000\n"
+    "4d59434c 01 02 0100 01 61\n"
+    "00000000 0000 0000 0000\n"
+    "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f";
+static const char *PSK_AUTH_EXAMPLE =
+    "06ff 20000000\n"
+    "b3dce51cdcb26946014cb9a768b61a386b31387a25daba9df9d1cedc7ab9f791";
+
+static void psk_hello_and_proof_match_the_example(void) {
+  uint8_t bytes[256], out[256], v[32], pn[32], proof[32];
+  const uint8_t *key = (const uint8_t *)"0123456789abcdef";
+  size_t n = unhex(PSK_HELLO_EXAMPLE, bytes, sizeof bytes), i;
+  myc__wire_hello h, me;
+  myc__wire_tlv t;
+  const char *why = NULL;
+  char reason[256];
+  CHECK(myc__wire_next(bytes, n, 1 << 20, &t) == (int64_t)n);
+  CHECK_EQ(myc__wire_hello_decode(t.body, t.len, &h, &why), 0);
+  CHECK_EQ(h.flags, MYC_WIRE_HELLO_PSK);
+  for (i = 0; i < 32; i++) {
+    v[i] = (uint8_t)i;
+    pn[i] = (uint8_t)(32 + i);
+  }
+  CHECK(memcmp(h.nonce, pn, 32) == 0);
+  CHECK_EQ(myc__wire_hello_encode(&h, out, sizeof out), n);
+  CHECK(memcmp(out, bytes, n) == 0);
+  /* Without its nonce the length no longer adds up. */
+  CHECK_EQ(myc__wire_hello_decode(t.body, t.len - 32, &h, &why), MYC_EINVAL);
+  n = unhex(PSK_AUTH_EXAMPLE, bytes, sizeof bytes);
+  CHECK(myc__wire_next(bytes, n, 1 << 20, &t) == (int64_t)n);
+  CHECK_EQ(t.type, MYC_WIRE_AUTH);
+  myc__wire_psk_proof(key, 16, 1, v, pn, proof);
+  CHECK_EQ(myc__wire_auth_check(t.body, t.len, proof, &why), 0);
+  /* The role is in the proof: the same nonces from the other side (a
+   * reflected proof) do not pass, nor does another key. */
+  myc__wire_psk_proof(key, 16, 0, v, pn, proof);
+  CHECK_EQ(myc__wire_auth_check(t.body, t.len, proof, &why), MYC_EINVAL);
+  myc__wire_psk_proof((const uint8_t *)"0123456789abcdeX", 16, 1, v, pn, proof);
+  CHECK_EQ(myc__wire_auth_check(t.body, t.len, proof, &why), MYC_EINVAL);
+  CHECK(strstr(why, "does not match") != NULL);
+  CHECK_EQ(myc__wire_auth_check(t.body, 31, proof, &why), MYC_EINVAL);
+  /* A key required on one side only is refused, naming the key. */
+  memset(&me, 0, sizeof me);
+  me.vmin = 1, me.vmax = 2;
+  strcpy(me.node, "b");
+  CHECK_EQ(myc__wire_hello_check(&me, &h, 1, NULL, NULL, reason,
+                                 sizeof reason), 2);
+  CHECK_EQ(myc__wire_hello_check(&me, &h, 0, NULL, NULL, reason,
+                                 sizeof reason), 0);
+  CHECK(strstr(reason, "a requires a pre-shared key") != NULL);
+  h.flags = 0;
+  CHECK_EQ(myc__wire_hello_check(&me, &h, 1, NULL, NULL, reason,
+                                 sizeof reason), 0);
+  CHECK(strstr(reason, "link.psk_file") != NULL);
 }
 
 static void versions_agree_on_the_highest_common(void) {
@@ -386,6 +446,8 @@ int main(void) {
       {"versions_agree_on_the_highest_common",
        versions_agree_on_the_highest_common},
       {"patterns_are_checked", patterns_are_checked},
+      {"psk_hello_and_proof_match_the_example",
+       psk_hello_and_proof_match_the_example},
       {NULL, NULL}};
   return run_tests(cases);
 }

@@ -5,7 +5,8 @@ return {
   node = "b",
   workers = 1,
   connect = { url },
-  link = { reconnect_initial_ms = 50, reconnect_max_ms = 1000 },
+  link = { reconnect_initial_ms = 50, reconnect_max_ms = 1000,
+           psk_file = os.getenv("LINK_KEY") },
   log = { level = "info", format = os.getenv("LOG_FORMAT") or "text" },
   services = {
     { name = "consumer", module = "consumer.lua" },

@@ -54,6 +54,7 @@ local LINK = {
   wire = { kind = "integer", min = 1, max = 2 },
   unknown_type = { kind = "enum", values = { skip = 0, fail = 1 } },
   allow_uids = { kind = "list" },
+  psk_file = { kind = "string" },
 }
 local STRATEGIES = { one_for_one = 0, one_for_all = 1, rest_for_one = 2 }
 local GROUP = { strategy = { kind = "enum", values = STRATEGIES } }
@@ -383,7 +384,8 @@ local function check_links(file, dir, key, list)
 end
 
 -- link.allow_uids: at most 64 uids, integers from 0 to 2^32 - 2.
-local function check_link(file, link)
+local function check_link(file, dir, link)
+  if link.psk_file ~= nil then link.psk_file = resolve_path(dir, link.psk_file) end
   local uids = link.allow_uids
   if uids ~= nil then
     if #uids > 64 then
@@ -427,7 +429,7 @@ function M.normalise(file, t, dir, extra)
     reload = out.reload,
     listen = check_links(file, dir, "listen", out.listen),
     connect = check_links(file, dir, "connect", out.connect),
-    link = check_link(file, out.link or {}),
+    link = check_link(file, dir, out.link or {}),
     metrics = out.metrics,
     warnings = warnings,
     services = {},

@@ -139,6 +139,12 @@ describe("mycelium.config", function()
             "'control' must be \"unix:///path\", got \"tcp://127.0.0.1:1\"")
   end)
 
+  it("takes link.psk_file from the config's directory and checks its kind", function()
+    assert.equal(dir.path .. "/link.key", norm({ link = { psk_file = "link.key" } }).link.psk_file)
+    assert.equal("/etc/k", norm({ link = { psk_file = "/etc/k" } }).link.psk_file)
+    refused({ link = { psk_file = 32 } }, "'link.psk_file' must be")
+  end)
+
   it("resolves the contracts file like the modules", function()
     assert.equal(dir.path .. "/c.yaml", norm({ contracts = "c.yaml" }).contracts)
     assert.equal("/abs/c.yaml", norm({ contracts = "/abs/c.yaml" }).contracts)

@@ -296,6 +296,15 @@ static int add_links(lua_State *L, int t, myc_engine *e, char *err,
       lua_pop(L, 1);
     }
     lua_pop(L, 1);
+    lua_getfield(L, lt, "psk_file");
+    if (lua_isstring(L, -1)) {
+      int rc = myc__link_psk_load(&c, lua_tostring(L, -1), err, errlen);
+      if (rc != 0) {
+        lua_pop(L, 2);
+        return rc;
+      }
+    }
+    lua_pop(L, 1);
   }
   lua_pop(L, 1);
   return myc__links_attach(e, &c, listen, nl, connect, nc, &links, err,

@@ -157,7 +157,15 @@ double myc_ffi_pressure(myc_service *s, uint32_t topic_id) {
     return 0;
   l = myc__topic_subs(t);
   for (i = 0; i < l->n; i++) {
-    double p = myc__mailbox_pressure(&l->svc[i]->task.mb);
+    myc_service *sub = l->svc[i];
+    double p = myc__mailbox_pressure(&sub->task.mb);
+    /* A subscriber that forwards (the links' service) is as full as the
+     * fullest queue past its mailbox that the topic goes to. */
+    if (sub->pressure != NULL) {
+      double q = sub->pressure(sub->cb_ud, t);
+      if (q > p)
+        p = q;
+    }
     if (p > worst)
       worst = p;
   }

@@ -21,6 +21,8 @@
 #include <stdint.h>
 
 #define MYC_LINK_MAX_UIDS 64
+#define MYC_LINK_PSK_MIN 16
+#define MYC_LINK_PSK_MAX 1024
 
 typedef struct {
   uint32_t max_frame;         /* bytes a frame may announce; 16 MiB */
@@ -36,10 +38,20 @@ typedef struct {
    * the socket file's mode lets in. */
   uint32_t allow_uids[MYC_LINK_MAX_UIDS];
   uint32_t nallow_uids;
+  /* TCP links prove this key to each other in the handshake (AUTH);
+   * psk_len 0: none required. */
+  uint8_t psk[MYC_LINK_PSK_MAX];
+  uint32_t psk_len;
 } myc__link_config;
 
 /* Fills 'c' with the defaults (docs/LINKS.md). */
 void myc__link_config_init(myc__link_config *c);
+
+/* Reads the pre-shared key of 'c' from the file 'path': its bytes, a
+ * final newline left out, 16 to 1024 of them, in a file only its owner
+ * may read.  Returns 0, or MYC_EINVAL with the reason in 'err'. */
+int myc__link_psk_load(myc__link_config *c, const char *path, char *err,
+                       size_t errlen);
 
 /* Checks 'c': returns NULL or what is wrong with it. */
 const char *myc__link_config_check(const myc__link_config *c);
@@ -71,6 +83,7 @@ typedef struct {
       dropped_v1_untyped;
   uint64_t unknown_types, frame_errors, reconnects;
   uint32_t patterns; /* patterns the peer subscribed */
+  double pressure;   /* fill of its queue, 0..1, as ctx:pressure sees it */
 } myc__link_stats;
 
 /* Fills up to 'max' entries of 'out'; returns the number of peers.  Any

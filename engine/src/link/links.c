@@ -14,6 +14,8 @@
 #include "runtime/emit.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <openssl/rand.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -56,9 +58,14 @@ struct peer {
   uint32_t attempts;
   int was_up;
   char name[256];
+  /* The pre-shared key: whether this link proves it, our nonce and the
+   * peer's, and whether its HELLO was accepted (then its AUTH is due). */
+  int psk, hello_ok;
+  uint8_t nonce[MYC_WIRE_NONCE], peer_nonce[MYC_WIRE_NONCE];
   /* reading */
   uint8_t *rbuf;
   size_t rlen, rcap;
+  uint64_t rx_frames, rx_bytes; /* this read's, added to the counters once */
   uint64_t partial_since; /* uv_now when the unfinished frame began */
   /* The topic of the last message in: a stream mostly repeats it, and
    * ids never change, so the table's lock is skipped. */
@@ -135,6 +142,8 @@ struct myc__links {
   myc__link_stats gone;
   int any_gone;
   myc__chain *chains; /* per worker: buffers going back to its pool */
+  /* Messages in, held per worker and handed over once per read. */
+  myc__host_stage hs;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -334,6 +343,30 @@ static void on_message(void *ud, const myc_message *m) {
   uv_mutex_unlock(&L->lock);
   if (woke)
     uv_async_send(&L->wake);
+}
+
+/* The fill of the fullest queue of a peer that wants 'topic', 0..1:
+ * ctx:pressure sees remote subscribers through it as through mailboxes. */
+static double peer_fill(const myc__links *L, const peer *p) {
+  double n = (double)p->qframes / L->cfg.queue_frames;
+  double b = (double)p->qbytes / (double)L->cfg.queue_bytes;
+  double f = n > b ? n : b;
+  return f < 1 ? f : 1;
+}
+
+static double links_pressure(void *ud, const myc__topic *t) {
+  myc__links *L = ud;
+  double worst = 0;
+  peer *p;
+  uv_mutex_lock(&L->lock);
+  for (p = L->peers; p != NULL; p = p->next)
+    if (p->remote.n > 0 && wants(p, t->name, t->len)) {
+      double f = peer_fill(L, p);
+      if (f > worst)
+        worst = f;
+    }
+  uv_mutex_unlock(&L->lock);
+  return worst;
 }
 
 /* ---- writing ------------------------------------------------------------ */
@@ -699,8 +732,9 @@ static void peer_refuse(peer *p, const char *fmt, ...) {
     myc__wire_put_tlv(frame, MYC_WIRE_CLOSE, (uint32_t)n);
     memcpy(frame + MYC_WIRE_TLV, why, n);
     b = uv_buf_init((char *)frame, (unsigned)(MYC_WIRE_TLV + n));
-    if (!p->writing)
-      uv_try_write(&p->io.s, &b, 1);
+    /* libuv refuses (UV_EAGAIN) while a write is queued: never
+     * interleaved with one. */
+    uv_try_write(&p->io.s, &b, 1);
     myc__free(A(p->L), frame, MYC_WIRE_TLV + n);
   }
   peer_fail(p, "refused: %s", why);
@@ -729,10 +763,24 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
  * give the peer the handshake budget. */
 static void peer_connected(peer *p) {
   myc__links *L = p->L;
-  size_t n = MYC_WIRE_TLV + myc__wire_hello_size(&L->hello);
+  myc__wire_hello me = L->hello;
+  size_t n;
   int rc;
   set_state(p, P_HANDSHAKE);
   p->rlen = 0;
+  p->hello_ok = 0;
+  p->psk = L->cfg.psk_len > 0 && p->ep->kind == MYC_EP_TCP;
+  if (p->psk) {
+    /* A fresh nonce per connection: a proof seen once proves nothing on
+     * another. */
+    if (RAND_bytes(p->nonce, MYC_WIRE_NONCE) != 1) {
+      peer_fail(p, "cannot draw a random nonce for the pre-shared key");
+      return;
+    }
+    me.flags |= MYC_WIRE_HELLO_PSK;
+    memcpy(me.nonce, p->nonce, MYC_WIRE_NONCE);
+  }
+  n = MYC_WIRE_TLV + myc__wire_hello_size(&me);
   if (p->rbuf == NULL &&
       bytes_grow(A(L), &p->rbuf, &p->rcap, RBUF_INITIAL) != 0) {
     peer_fail(p, "out of memory");
@@ -742,7 +790,7 @@ static void peer_connected(peer *p) {
     peer_fail(p, "out of memory");
     return;
   }
-  myc__wire_hello_encode(&L->hello, p->ctl + p->ctl_len, n);
+  myc__wire_hello_encode(&me, p->ctl + p->ctl_len, n);
   p->ctl_len += n;
   if ((rc = uv_read_start(&p->io.s, on_alloc, on_read)) != 0) {
     peer_fail(p, "cannot read: %s", uv_strerror(rc));
@@ -856,22 +904,40 @@ static void publish(peer *p, const myc__wire_msg *m) {
     b = myc__frame_new_req(&e->alloc, t->id, t->name, t->len, src, sl + nl,
                            m->kind, m->type, m->payload, m->payload_len,
                            MYC_FRAME_REQUEST, m->corr, m->budget_ns);
+    if (b != NULL) {
+      memcpy(b->hdr.trace_id, m->trace_id, 16);
+      memcpy(b->hdr.span_id, m->span_id, 8);
+      memcpy(b->hdr.parent_id, m->parent_id, 8);
+      b->hdr.seq = m->seq;
+      b->hdr.ts_ns = m->ts_ns;
+    }
+  } else if (m->hdr != NULL) {
+    /* A v2 frame is the buffer's layout already: one copy, whole. */
+    uint32_t len = m->frame_len;
+    b = myc__buf_alloc(NULL, &e->alloc, len);
+    if (b != NULL) {
+      memcpy(&b->hdr, m->hdr, len);
+      myc__buf_set_topic(b, (uint32_t)id);
+    }
   } else {
     b = myc__frame_new(&e->alloc, NULL, t, m->source, m->source_len, m->kind,
                        m->type, m->payload, m->payload_len);
+    if (b != NULL) {
+      memcpy(b->hdr.trace_id, m->trace_id, 16);
+      memcpy(b->hdr.span_id, m->span_id, 8);
+      memcpy(b->hdr.parent_id, m->parent_id, 8);
+      b->hdr.seq = m->seq;
+      b->hdr.ts_ns = m->ts_ns;
+    }
   }
   if (b == NULL) {
     logf_(p->L, MYC_LOG_ERROR, "link %s: out of memory for a message on '%.*s'",
           p->name, (int)m->topic_len, m->topic);
     return;
   }
-  memcpy(b->hdr.trace_id, m->trace_id, 16);
-  memcpy(b->hdr.span_id, m->span_id, 8);
-  memcpy(b->hdr.parent_id, m->parent_id, 8);
-  b->hdr.seq = m->seq;
-  b->hdr.ts_ns = m->ts_ns;
-  b->hdr.flags |= MYC_FRAME_REMOTE;
-  myc__deliver(&e->topics, &e->sched, NULL, b);
+  /* Only the request bit survives the sender's flags: the rest are ours. */
+  b->hdr.flags = (uint8_t)((b->hdr.flags & MYC_FRAME_REQUEST) | MYC_FRAME_REMOTE);
+  myc__deliver_staged(&e->topics, &e->sched, &p->L->hs, b);
 }
 
 /* A reply to one of our services' requests: handed to that service alone
@@ -995,41 +1061,32 @@ static void handle_v1(peer *p, const myc__wire_tlv *t) {
   publish(p, &m);
 }
 
-/* Types both sides know must have the same digest. */
-static int schemas_agree(peer *p, const myc__wire_hello *h, char *why,
-                         size_t cap) {
-  const myc__wire_hello *me = &p->L->hello;
-  uint16_t i, j;
-  if (me->schema_id != 0 && h->schema_id != 0) {
-    if (me->schema_id != h->schema_id) {
-      snprintf(why, cap, "schema id %u here, %u at %s", me->schema_id,
-               h->schema_id, h->node);
-      return 0;
-    }
-    if (h->schema_version < me->min_compatible ||
-        me->schema_version < h->min_compatible) {
-      snprintf(why, cap, "schema version %u (compatible from %u) here, %u "
-               "(from %u) at %s", me->schema_version, me->min_compatible,
-               h->schema_version, h->min_compatible, h->node);
-      return 0;
-    }
-  }
-  for (i = 0; i < me->ntypes; i++)
-    for (j = 0; j < h->ntypes; j++)
-      if (myc__wire_hello_tag(me, i) == myc__wire_hello_tag(h, j) &&
-          memcmp(myc__wire_hello_digest(me, i), myc__wire_hello_digest(h, j),
-                 MYC_WIRE_DIGEST) != 0) {
-        char a[65], b[65];
-        const myc_contract_type *ct = myc_contract_type_by_tag(
-            p->L->e->contracts, myc__wire_hello_tag(me, i));
-        myc__hex(a, myc__wire_hello_digest(me, i), MYC_WIRE_DIGEST);
-        myc__hex(b, myc__wire_hello_digest(h, j), MYC_WIRE_DIGEST);
-        snprintf(why, cap, "type %s (tag %u) differs: digest %.16s... here, "
-                 "%.16s... at %s", ct ? myc_contract_type_name(ct) : "?",
-                 myc__wire_hello_tag(me, i), a, b, h->node);
-        return 0;
-      }
-  return 1;
+static const char *type_name(void *ud, uint16_t tag) {
+  myc__links *L = ud;
+  const myc_contract_type *ct =
+      L->e->contracts ? myc_contract_type_by_tag(L->e->contracts, tag) : NULL;
+  return ct ? myc_contract_type_name(ct) : NULL;
+}
+
+/* The handshake is done (and the key proven, if one is required). */
+static void go_up(peer *p) {
+  myc__links *L = p->L;
+  uv_timer_stop(&p->timer);
+  /* Whatever it subscribed before this connection it says again now. */
+  drop_remote(L, p);
+  uv_mutex_lock(&L->lock);
+  p->state = P_UP;
+  if (p->was_up)
+    p->reconnects++;
+  uv_mutex_unlock(&L->lock);
+  p->was_up = 1;
+  p->attempts = 0;
+  logf_(L, MYC_LOG_INFO, "link up: %s (%s, %s, wire v%d%s)", p->name,
+        p->ep->url, p->outbound ? "connected" : "accepted", p->version,
+        p->psk ? ", pre-shared key" : "");
+  atomic_store(&L->subs_dirty, 1);
+  announce(L);
+  flush(p);
 }
 
 static void handle_hello(peer *p, const myc__wire_tlv *t) {
@@ -1042,34 +1099,45 @@ static void handle_hello(peer *p, const myc__wire_tlv *t) {
     peer_refuse(p, "bad handshake: %s", why);
     return;
   }
-  v = myc__wire_agree(&L->hello, &h);
+  v = myc__wire_hello_check(&L->hello, &h, p->psk, type_name, L, reason,
+                            sizeof reason);
   if (v == 0) {
-    peer_refuse(p, "no common wire version: %u..%u here, %u..%u at %s",
-                L->hello.vmin, L->hello.vmax, h.vmin, h.vmax, h.node);
+    peer_refuse(p, "%s", reason);
     return;
   }
-  if (!schemas_agree(p, &h, reason, sizeof reason)) {
-    peer_refuse(p, "incompatible contracts: %s", reason);
-    return;
-  }
-  uv_timer_stop(&p->timer);
-  /* Whatever it subscribed before this connection it says again now. */
-  drop_remote(L, p);
   uv_mutex_lock(&L->lock);
   snprintf(p->name, sizeof p->name, "%s", h.node);
   p->version = v;
   p->requests = v >= 2 && (h.flags & MYC_WIRE_HELLO_REQUESTS) != 0;
-  p->state = P_UP;
-  if (p->was_up)
-    p->reconnects++;
   uv_mutex_unlock(&L->lock);
-  p->was_up = 1;
-  p->attempts = 0;
-  logf_(L, MYC_LOG_INFO, "link up: %s (%s, %s, wire v%d)", p->name,
-        p->ep->url, p->outbound ? "connected" : "accepted", v);
-  atomic_store(&L->subs_dirty, 1);
-  announce(L);
-  flush(p);
+  p->hello_ok = 1;
+  if (p->psk) {
+    /* Prove the key; the peer's proof is the next frame. */
+    uint8_t proof[MYC_WIRE_PROOF];
+    memcpy(p->peer_nonce, h.nonce, MYC_WIRE_NONCE);
+    myc__wire_psk_proof(L->cfg.psk, L->cfg.psk_len, p->outbound, h.nonce,
+                        p->nonce, proof);
+    if (ctl_append(p, MYC_WIRE_AUTH, proof, sizeof proof) != 0) {
+      peer_fail(p, "out of memory");
+      return;
+    }
+    flush(p);
+    return;
+  }
+  go_up(p);
+}
+
+static void handle_auth(peer *p, const myc__wire_tlv *t) {
+  myc__links *L = p->L;
+  uint8_t want[MYC_WIRE_PROOF];
+  const char *why = NULL;
+  myc__wire_psk_proof(L->cfg.psk, L->cfg.psk_len, !p->outbound, p->nonce,
+                      p->peer_nonce, want);
+  if (myc__wire_auth_check(t->body, t->len, want, &why) != 0) {
+    peer_refuse(p, "%s", why);
+    return;
+  }
+  go_up(p);
 }
 
 static void handle_sub(peer *p, const myc__wire_tlv *t, int add) {
@@ -1102,20 +1170,28 @@ static void handle_sub(peer *p, const myc__wire_tlv *t, int add) {
 /* One whole frame.  Returns nonzero when the link is closing. */
 static int handle_frame(peer *p, const myc__wire_tlv *t) {
   myc__links *L = p->L;
-  uv_mutex_lock(&L->lock);
-  p->frames_in++;
-  p->bytes_in += MYC_WIRE_TLV + (uint64_t)t->len;
-  uv_mutex_unlock(&L->lock);
+  p->rx_frames++;
+  p->rx_bytes += MYC_WIRE_TLV + (uint64_t)t->len;
   if (p->state == P_HANDSHAKE) {
     if (t->type == MYC_WIRE_CLOSE)
       goto closed;
+    if (p->hello_ok) {
+      /* Only a pre-shared key's proof comes between HELLO and up. */
+      if (t->type != MYC_WIRE_AUTH) {
+        peer_refuse(p, "a frame of type 0x%04x where the pre-shared key's "
+                       "proof (AUTH) was due", t->type);
+        return 1;
+      }
+      handle_auth(p, t);
+      return p->state != P_UP;
+    }
     if (t->type != MYC_WIRE_HELLO) {
       peer_fail(p, "the first frame is of type 0x%04x, not a handshake",
                 t->type);
       return 1;
     }
     handle_hello(p, t);
-    return p->state != P_UP;
+    return p->state != P_UP && !p->hello_ok;
   }
   if (t->type <= MYC_WIRE_V1_MAX_TYPE) {
     handle_v1(p, t);
@@ -1146,6 +1222,7 @@ static int handle_frame(peer *p, const myc__wire_tlv *t) {
   case MYC_WIRE_CLOSE:
     goto closed;
   case MYC_WIRE_HELLO:
+  case MYC_WIRE_AUTH:
     peer_fail(p, "a second handshake");
     return 1;
   default:
@@ -1161,11 +1238,28 @@ closed:
   return 1;
 }
 
+static void read_frames(peer *p, ssize_t n);
+
+/* What one read brought: its frames parsed in place, the messages handed
+ * to the workers in one go, the counters moved once. */
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   peer *p = s->data;
   myc__links *L = p->L;
-  size_t off = 0;
   (void)buf;
+  read_frames(p, n);
+  myc__host_flush(&L->hs);
+  if (p->rx_frames > 0) {
+    uv_mutex_lock(&L->lock);
+    p->frames_in += p->rx_frames;
+    p->bytes_in += p->rx_bytes;
+    uv_mutex_unlock(&L->lock);
+    p->rx_frames = p->rx_bytes = 0;
+  }
+}
+
+static void read_frames(peer *p, ssize_t n) {
+  myc__links *L = p->L;
+  size_t off = 0;
   if (n < 0) {
     if (n == UV_EOF)
       logf_(L, p->state == P_UP ? MYC_LOG_WARN : MYC_LOG_ERROR,
@@ -1447,6 +1541,8 @@ static int links_start(void *ud, char *err, size_t errlen) {
   L->chains = myc__calloc(A(L), L->e->sched.nworkers * sizeof *L->chains + 1);
   if (L->chains == NULL)
     return MYC_ENOMEM;
+  if (myc__host_stage_init(&L->hs, &L->e->sched) != 0)
+    return MYC_ENOMEM;
   if ((rc = uv_loop_init(&L->loop)) != 0) {
     snprintf(err, errlen, "links: cannot make a loop: %s", uv_strerror(rc));
     return rc;
@@ -1515,6 +1611,7 @@ static void links_free(void *ud) {
     myc__strfree(A(L), L->refs[--L->nrefs].pattern);
   myc__free(A(L), L->refs, L->caprefs * sizeof *L->refs);
   myc__free(A(L), L->chains, L->e->sched.nworkers * sizeof *L->chains + 1);
+  myc__host_stage_free(&L->hs);
   myc__free(A(L), L->hello_types,
             (size_t)L->hello.ntypes * MYC_WIRE_TYPE_ENTRY + 1);
   myc__free(A(L), L->listeners, L->nlisten * sizeof *L->listeners + 1);
@@ -1539,6 +1636,39 @@ void myc__link_config_init(myc__link_config *c) {
   c->wire_max = 2;
   c->unknown_fail = 0;
   c->unix_mode = 0600;
+}
+
+int myc__link_psk_load(myc__link_config *c, const char *path, char *err,
+                       size_t errlen) {
+  struct stat st;
+  uint8_t buf[MYC_LINK_PSK_MAX + 2];
+  ssize_t n;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(err, errlen, "link.psk_file '%s': cannot open: %s", path,
+             strerror(errno));
+    return MYC_EINVAL;
+  }
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+      (st.st_mode & 077) != 0) {
+    close(fd);
+    snprintf(err, errlen, "link.psk_file '%s': must be a regular file only "
+             "its owner can read (chmod 600 '%s')", path, path);
+    return MYC_EINVAL;
+  }
+  n = read(fd, buf, sizeof buf);
+  close(fd);
+  if (n > 0 && buf[n - 1] == '\n')
+    n--;
+  if (n < MYC_LINK_PSK_MIN || n > MYC_LINK_PSK_MAX) {
+    snprintf(err, errlen, "link.psk_file '%s': the key must be %d to %d "
+             "bytes (e.g. openssl rand -hex 32 > '%s')", path,
+             MYC_LINK_PSK_MIN, MYC_LINK_PSK_MAX, path);
+    return MYC_EINVAL;
+  }
+  memcpy(c->psk, buf, (size_t)n);
+  c->psk_len = (uint32_t)n;
+  return 0;
 }
 
 const char *myc__link_config_check(const myc__link_config *c) {
@@ -1616,6 +1746,7 @@ int myc__links_attach(myc_engine *e, const myc__link_config *c,
   L->svc = myc__engine_find(e, "_links", 6);
   e->reply_remote = reply_remote;
   e->reply_remote_ud = L;
+  L->svc->pressure = links_pressure;
   myc__topics_unsubscribe(&e->topics, L->svc, "_links.none", 11);
   if ((rc = myc__engine_beside(e, links_start, links_quiesce, myc__links_status, L)) != 0)
     return rc;
@@ -1659,6 +1790,7 @@ uint32_t myc__links_stats(myc__links *L, myc__link_stats *out, uint32_t max) {
     s->frame_errors = p->errors;
     s->reconnects = p->reconnects;
     s->patterns = p->remote.n;
+    s->pressure = peer_fill(L, p);
   }
   if (L->any_gone) {
     if (n < max) {

@@ -61,7 +61,7 @@ static void put_json(out *o, const char *s) {
   put(o, "\"");
 }
 
-#define ROW "%-16s %-8s %-10s %2s %12s %12s %14s %14s %9s %9s %6s\n"
+#define ROW "%-16s %-8s %-10s %2s %12s %12s %14s %14s %9s %5s %9s %6s\n"
 
 char *myc__links_status(void *links, int json, size_t *len) {
   myc__links *L = links;
@@ -76,7 +76,7 @@ char *myc__links_status(void *links, int json, size_t *len) {
     put(&o, ",\"links\":[");
   else
     put(&o, "\n" ROW, "LINK", "DIR", "STATE", "V", "FRAMES IN", "FRAMES OUT",
-        "BYTES IN", "BYTES OUT", "QUEUED", "DROPPED", "ERRORS");
+        "BYTES IN", "BYTES OUT", "QUEUED", "FILL", "DROPPED", "ERRORS");
   for (i = 0; i < n; i++) {
     myc__link_stats *s = &st[i];
     uint64_t dropped = s->dropped_queue_full + s->dropped_disconnect +
@@ -90,6 +90,7 @@ char *myc__links_status(void *links, int json, size_t *len) {
           ",\"dir\":\"%s\",\"state\":\"%s\",\"wire\":%d,\"patterns\":%u,"
           "\"frames_in\":%llu,\"frames_out\":%llu,\"bytes_in\":%llu,"
           "\"bytes_out\":%llu,\"queued\":%llu,\"queued_bytes\":%llu,"
+          "\"pressure\":%.3f,"
           "\"dropped\":{\"queue_full\":%llu,\"disconnect\":%llu,"
           "\"shutdown\":%llu,\"v1_untyped\":%llu},\"unknown_types\":%llu,"
           "\"frame_errors\":%llu,\"reconnects\":%llu}",
@@ -97,7 +98,7 @@ char *myc__links_status(void *links, int json, size_t *len) {
           (unsigned long long)s->frames_in, (unsigned long long)s->frames_out,
           (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out,
           (unsigned long long)s->queued, (unsigned long long)s->queued_bytes,
-          (unsigned long long)s->dropped_queue_full,
+          s->pressure, (unsigned long long)s->dropped_queue_full,
           (unsigned long long)s->dropped_disconnect,
           (unsigned long long)s->dropped_shutdown,
           (unsigned long long)s->dropped_v1_untyped,
@@ -105,7 +106,7 @@ char *myc__links_status(void *links, int json, size_t *len) {
           (unsigned long long)s->frame_errors,
           (unsigned long long)s->reconnects);
     } else {
-      char v[8], c[6][24];
+      char v[8], c[6][24], fill[16];
       snprintf(v, sizeof v, "%d", s->version);
       snprintf(c[0], sizeof c[0], "%llu", (unsigned long long)s->frames_in);
       snprintf(c[1], sizeof c[1], "%llu", (unsigned long long)s->frames_out);
@@ -113,8 +114,9 @@ char *myc__links_status(void *links, int json, size_t *len) {
       snprintf(c[3], sizeof c[3], "%llu", (unsigned long long)s->bytes_out);
       snprintf(c[4], sizeof c[4], "%llu", (unsigned long long)s->queued);
       snprintf(c[5], sizeof c[5], "%llu", (unsigned long long)dropped);
+      snprintf(fill, sizeof fill, "%.2f", s->pressure);
       put(&o, ROW, s->peer, s->dir, s->state, v, c[0], c[1], c[2], c[3], c[4],
-          c[5], "");
+          fill, c[5], "");
       put(&o, "  %-14s %s; dropped: queue full %llu, disconnect %llu, "
               "shutdown %llu, v1 untyped %llu; unknown types %llu, frame "
               "errors %llu, reconnects %llu\n",

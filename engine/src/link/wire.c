@@ -4,7 +4,11 @@
 #include "core/topic.h"
 #include "mycelium.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 /* The v2 message frame is the buffer itself from its 6 wire bytes on. */
@@ -112,6 +116,7 @@ int myc__wire_msg_decode(const uint8_t *body, uint32_t len, myc__wire_msg *m,
   if (m->source_len == 0)
     return bad(why, "message source is empty");
   m->hdr = (const myc_frame *)body;
+  m->frame_len = len;
   m->type = rd16(body + H_TYPE);
   m->payload = body + sizeof(myc_frame);
   m->payload_len = payload_len;
@@ -147,12 +152,16 @@ int myc__wire_msg_decode(const uint8_t *body, uint32_t len, myc__wire_msg *m,
 
 /* HELLO body: magic[4] vmin u8 vmax u8 flags u16 node_len u8 node
  * schema_id u32 schema_version u16 min_compatible u16 ntypes u16
- * ntypes * (tag u16, digest[32]). */
+ * ntypes * (tag u16, digest[32]), then nonce[32] with the PSK flag. */
 #define HELLO_FIXED (4 + 1 + 1 + 2 + 1 + 4 + 2 + 2 + 2)
+
+static size_t nonce_size(uint16_t flags) {
+  return flags & MYC_WIRE_HELLO_PSK ? MYC_WIRE_NONCE : 0;
+}
 
 size_t myc__wire_hello_size(const myc__wire_hello *h) {
   return HELLO_FIXED + strlen(h->node) +
-         (size_t)h->ntypes * MYC_WIRE_TYPE_ENTRY;
+         (size_t)h->ntypes * MYC_WIRE_TYPE_ENTRY + nonce_size(h->flags);
 }
 
 size_t myc__wire_hello_encode(const myc__wire_hello *h, uint8_t *out,
@@ -184,6 +193,9 @@ size_t myc__wire_hello_encode(const myc__wire_hello *h, uint8_t *out,
   p[9] = (uint8_t)(h->ntypes >> 8);
   if (h->ntypes > 0)
     memcpy(p + 10, h->types, (size_t)h->ntypes * MYC_WIRE_TYPE_ENTRY);
+  if (h->flags & MYC_WIRE_HELLO_PSK)
+    memcpy(p + 10 + (size_t)h->ntypes * MYC_WIRE_TYPE_ENTRY, h->nonce,
+           MYC_WIRE_NONCE);
   return MYC_WIRE_TLV + body;
 }
 
@@ -217,9 +229,16 @@ int myc__wire_hello_decode(const uint8_t *body, uint32_t len,
   if (h->ntypes > MYC_WIRE_MAX_TYPES)
     return bad(why, "handshake lists more than 4096 types");
   if ((size_t)len != HELLO_FIXED + node_len +
-                         (size_t)h->ntypes * MYC_WIRE_TYPE_ENTRY)
-    return bad(why, "handshake type list length differs from its count");
+                         (size_t)h->ntypes * MYC_WIRE_TYPE_ENTRY +
+                         nonce_size(h->flags))
+    return bad(why, "handshake length differs from its type count and "
+                    "flags");
   h->types = p + 10;
+  if (h->flags & MYC_WIRE_HELLO_PSK)
+    memcpy(h->nonce, h->types + (size_t)h->ntypes * MYC_WIRE_TYPE_ENTRY,
+           MYC_WIRE_NONCE);
+  else
+    memset(h->nonce, 0, MYC_WIRE_NONCE);
   return 0;
 }
 
@@ -227,6 +246,93 @@ int myc__wire_agree(const myc__wire_hello *a, const myc__wire_hello *b) {
   int hi = a->vmax < b->vmax ? a->vmax : b->vmax;
   int lo = a->vmin > b->vmin ? a->vmin : b->vmin;
   return hi >= lo ? hi : 0;
+}
+
+int myc__wire_hello_check(const myc__wire_hello *me,
+                          const myc__wire_hello *peer, int psk,
+                          myc__wire_type_name name, void *ud, char *why,
+                          size_t cap) {
+  int v = myc__wire_agree(me, peer);
+  uint16_t i, j;
+  if (v == 0) {
+    snprintf(why, cap, "no common wire version: %u..%u here, %u..%u at %s",
+             me->vmin, me->vmax, peer->vmin, peer->vmax, peer->node);
+    return 0;
+  }
+  if (psk && !(peer->flags & MYC_WIRE_HELLO_PSK)) {
+    snprintf(why, cap, "this link requires a pre-shared key "
+             "(link.psk_file) and %s offers none", peer->node);
+    return 0;
+  }
+  if (!psk && (peer->flags & MYC_WIRE_HELLO_PSK)) {
+    snprintf(why, cap, "%s requires a pre-shared key: set link.psk_file "
+             "here to a file with the same key", peer->node);
+    return 0;
+  }
+  if (me->schema_id != 0 && peer->schema_id != 0) {
+    if (me->schema_id != peer->schema_id) {
+      snprintf(why, cap, "incompatible contracts: schema id %u here, %u at "
+               "%s", me->schema_id, peer->schema_id, peer->node);
+      return 0;
+    }
+    if (peer->schema_version < me->min_compatible ||
+        me->schema_version < peer->min_compatible) {
+      snprintf(why, cap, "incompatible contracts: schema version %u "
+               "(compatible from %u) here, %u (from %u) at %s",
+               me->schema_version, me->min_compatible, peer->schema_version,
+               peer->min_compatible, peer->node);
+      return 0;
+    }
+  }
+  for (i = 0; i < me->ntypes; i++)
+    for (j = 0; j < peer->ntypes; j++)
+      if (myc__wire_hello_tag(me, i) == myc__wire_hello_tag(peer, j) &&
+          memcmp(myc__wire_hello_digest(me, i),
+                 myc__wire_hello_digest(peer, j), MYC_WIRE_DIGEST) != 0) {
+        static const char hexd[] = "0123456789abcdef";
+        char a[17], b[17];
+        const char *type = name ? name(ud, myc__wire_hello_tag(me, i)) : NULL;
+        int k;
+        for (k = 0; k < 8; k++) {
+          a[2 * k] = hexd[myc__wire_hello_digest(me, i)[k] >> 4];
+          a[2 * k + 1] = hexd[myc__wire_hello_digest(me, i)[k] & 15];
+          b[2 * k] = hexd[myc__wire_hello_digest(peer, j)[k] >> 4];
+          b[2 * k + 1] = hexd[myc__wire_hello_digest(peer, j)[k] & 15];
+        }
+        a[16] = b[16] = '\0';
+        snprintf(why, cap, "incompatible contracts: type %s (tag %u) "
+                 "differs: digest %s... here, %s... at %s",
+                 type ? type : "?", myc__wire_hello_tag(me, i), a, b,
+                 peer->node);
+        return 0;
+      }
+  return v;
+}
+
+void myc__wire_psk_proof(const uint8_t *key, size_t key_len, int dialled,
+                         const uint8_t *verifier_nonce,
+                         const uint8_t *prover_nonce,
+                         uint8_t out[MYC_WIRE_PROOF]) {
+  uint8_t msg[8 + 1 + 2 * MYC_WIRE_NONCE];
+  unsigned int n = MYC_WIRE_PROOF;
+  memcpy(msg, "MYCL-PSK", 8);
+  msg[8] = dialled ? 'c' : 'a';
+  memcpy(msg + 9, verifier_nonce, MYC_WIRE_NONCE);
+  memcpy(msg + 9 + MYC_WIRE_NONCE, prover_nonce, MYC_WIRE_NONCE);
+  if (HMAC(EVP_sha256(), key, (int)key_len, msg, sizeof msg, out, &n) ==
+      NULL)
+    memset(out, 0, MYC_WIRE_PROOF); /* never matches a real proof */
+}
+
+int myc__wire_auth_check(const uint8_t *body, uint32_t len,
+                         const uint8_t expected[MYC_WIRE_PROOF],
+                         const char **why) {
+  if (len != MYC_WIRE_PROOF)
+    return bad(why, "pre-shared key proof is not 32 bytes");
+  if (CRYPTO_memcmp(body, expected, MYC_WIRE_PROOF) != 0)
+    return bad(why, "pre-shared key proof does not match: the peer's "
+                    "link.psk_file holds another key");
+  return 0;
 }
 
 int myc__wire_pattern_check(const uint8_t *body, uint32_t len,

@@ -29,7 +29,8 @@ enum {
   MYC_WIRE_MSG = 0xFF02,   /* a v2 message (header, payload, topic, source) */
   MYC_WIRE_SUB = 0xFF03,   /* the sender's services subscribed a pattern */
   MYC_WIRE_UNSUB = 0xFF04, /* ... and no longer do */
-  MYC_WIRE_CLOSE = 0xFF05  /* why the sender closes the link (text) */
+  MYC_WIRE_CLOSE = 0xFF05, /* why the sender closes the link (text) */
+  MYC_WIRE_AUTH = 0xFF06   /* proof of the pre-shared key (after HELLO) */
 };
 
 #define MYC_WIRE_MAGIC "MYCL"
@@ -66,6 +67,7 @@ static inline void myc__wire_put_tlv(uint8_t *out, uint16_t type,
 /* A v2 message, checked: every pointer lies inside the frame. */
 typedef struct {
   const myc_frame *hdr; /* may be unaligned: read fields with memcpy */
+  uint32_t frame_len;   /* bytes from 'hdr' on: the whole frame */
   int kind;
   uint16_t type;
   const uint8_t *payload;
@@ -86,7 +88,7 @@ typedef struct {
 
 /* HELLO flags: the sender reads and answers requests (MSG frames with
  * the request extension); only such a peer is sent them. */
-#define MYC_WIRE_HELLO_REQUESTS 0x0001
+#define MYC_WIRE_HELLO_REQUESTS 0x0002
 
 /* Checks the body of a MYC_WIRE_MSG frame.  Returns 0 with '*m' set, or
  * MYC_EINVAL with '*why' naming what is wrong. */
@@ -104,6 +106,11 @@ static inline const uint8_t *myc__wire_msg_prefix(myc_buf *b) {
 
 #define MYC_WIRE_MAX_TYPES 4096
 #define MYC_WIRE_NODE_MAX 255
+/* HELLO flags: the sender proves a pre-shared key; a nonce ends the
+ * HELLO and an AUTH frame follows it. */
+#define MYC_WIRE_HELLO_PSK 0x0001
+#define MYC_WIRE_NONCE 32
+#define MYC_WIRE_PROOF 32 /* HMAC-SHA256 */
 
 /* The handshake.  'types' points into the decoded frame (or the caller's
  * array for encoding): ntypes entries of [tag u16 LE][digest 32 bytes]. */
@@ -115,6 +122,7 @@ typedef struct {
   uint16_t schema_version, min_compatible;
   uint16_t ntypes;
   const uint8_t *types;
+  uint8_t nonce[MYC_WIRE_NONCE]; /* with MYC_WIRE_HELLO_PSK */
 } myc__wire_hello;
 
 #define MYC_WIRE_TYPE_ENTRY (2 + MYC_WIRE_DIGEST)
@@ -144,6 +152,33 @@ static inline const uint8_t *myc__wire_hello_digest(const myc__wire_hello *h,
                                                     uint16_t i) {
   return h->types + (size_t)i * MYC_WIRE_TYPE_ENTRY + 2;
 }
+
+/* Names the contract type 'tag' for messages (NULL: unknown). */
+typedef const char *(*myc__wire_type_name)(void *ud, uint16_t tag);
+
+/* Decides on the peer's HELLO 'peer' against ours 'me' ('psk': whether
+ * this link requires a pre-shared key).  Returns the wire version the
+ * link speaks, or 0 with why it is refused in 'why' (versions that do
+ * not meet, other schemas, a type both list with other digests, a key
+ * one side requires and the other lacks). */
+int myc__wire_hello_check(const myc__wire_hello *me,
+                          const myc__wire_hello *peer, int psk,
+                          myc__wire_type_name name, void *ud, char *why,
+                          size_t cap);
+
+/* The AUTH body a side sends to prove it holds 'key': HMAC-SHA256 over
+ * "MYCL-PSK", its role ('c' it dialled, 'a' it accepted), the nonce of
+ * the side that checks, then its own (docs/WIRE.md). */
+void myc__wire_psk_proof(const uint8_t *key, size_t key_len, int dialled,
+                         const uint8_t *verifier_nonce,
+                         const uint8_t *prover_nonce,
+                         uint8_t out[MYC_WIRE_PROOF]);
+
+/* Checks an AUTH body against the proof expected.  Returns 0, or
+ * MYC_EINVAL with '*why'.  Constant time in the proof's bytes. */
+int myc__wire_auth_check(const uint8_t *body, uint32_t len,
+                         const uint8_t expected[MYC_WIRE_PROOF],
+                         const char **why);
 
 /* Checks the body of a SUB or UNSUB frame (a subscription pattern).
  * Returns 0 or MYC_EINVAL with '*why'. */

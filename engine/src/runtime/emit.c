@@ -135,6 +135,30 @@ int myc__deliver(myc__topics *t, myc__sched *sched, myc__worker *from,
                     myc__topic_subs(myc__topics_get(t, b->topic_id)), b);
 }
 
+int myc__deliver_staged(myc__topics *t, myc__sched *sched,
+                        myc__host_stage *h, myc_buf *b) {
+  myc__sublist *subs = myc__topic_subs(myc__topics_get(t, b->topic_id));
+  uint32_t i, n = subs->n, accepted = 0;
+  int why = MYC_ETOOBIG;
+  if (n == 0) {
+    atomic_fetch_add_explicit(&t->no_subscriber, 1, memory_order_relaxed);
+    myc__buf_release(NULL, sched->alloc, b);
+    return 0;
+  }
+  b->shared = 1;
+  atomic_store_explicit(&b->refs, n, memory_order_relaxed);
+  for (i = 0; i < n; i++) {
+    int rc = myc__host_stage_put(h, &subs->svc[i]->task, b);
+    if (rc == 0)
+      accepted++;
+    else
+      myc__buf_release(NULL, sched->alloc, b);
+    if (rc != MYC_ETOOBIG)
+      why = MYC_EFULL;
+  }
+  return accepted > 0 ? 0 : why;
+}
+
 /* Child span of whatever 's' is doing: the message being handled, or the
  * current activation (init, timer, stop). */
 static inline void set_trace(myc_service *s, myc_buf *b) {

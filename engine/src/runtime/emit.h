@@ -107,6 +107,11 @@ int myc__admit(const myc__sched *sched, const myc__worker *from,
 int myc__deliver(myc__topics *t, myc__sched *sched, myc__worker *from,
                  myc_buf *b);
 
+/* As myc__deliver from a thread without a worker, holding what goes to
+ * workers in 'h' until myc__host_flush(h).  Threaded engines. */
+int myc__deliver_staged(myc__topics *t, myc__sched *sched,
+                        myc__host_stage *h, myc_buf *b);
+
 /* Writes the header and copies payload, topic and source into a new
  * buffer from 'pool' (which may be NULL).  parent_id is zeroed; trace_id,
  * span_id, seq and ts_ns are left for the caller to fill.  Returns NULL on

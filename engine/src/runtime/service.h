@@ -150,6 +150,10 @@ struct myc_service {
 
   myc_message_cb cb; /* C services */
   void *cb_ud;
+  /* What a C service adds to its mailbox's fill as producers see it on
+   * 'topic' (0..1): the links' service, its peers' queues.  NULL: the
+   * mailbox alone.  Any thread. */
+  double (*pressure)(void *cb_ud, const myc__topic *topic);
 
   myc_buf *batch[MYC_BATCH];
   uint32_t batch_pos; /* next message of 'batch' to hand to the service */

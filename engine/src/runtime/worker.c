@@ -346,6 +346,87 @@ void myc__worker_flush(myc__worker *w) {
   w->staged = 0;
 }
 
+int myc__host_stage_init(myc__host_stage *h, myc__sched *sched) {
+  memset(h, 0, sizeof *h);
+  h->sched = sched;
+  h->nstage = sched->nworkers;
+  h->stage = myc__calloc(sched->alloc, (h->nstage + 1) * sizeof *h->stage);
+  return h->stage == NULL ? MYC_ENOMEM : 0;
+}
+
+static void host_drop(myc__host_stage *h, myc__stage *st, int reason) {
+  uint32_t i;
+  for (i = 0; i < st->n; i++) {
+    myc__mailbox_count(&st->items[i].task->mb, reason,
+                       st->items[i].buf->topic_id, 1);
+    myc__buf_release(NULL, h->sched->alloc, st->items[i].buf);
+  }
+}
+
+void myc__host_stage_free(myc__host_stage *h) {
+  uint32_t t;
+  if (h->stage == NULL)
+    return;
+  for (t = 0; t < h->nstage; t++) {
+    myc__stage *st = &h->stage[t];
+    stage_count(st);
+    uncount_incoming(st->items, st->n);
+    host_drop(h, st, MYC_DROP_SHUTDOWN);
+    myc__free(h->sched->alloc, st->items, st->cap * sizeof *st->items);
+  }
+  myc__free(h->sched->alloc, h->stage, (h->nstage + 1) * sizeof *h->stage);
+  h->stage = NULL;
+}
+
+int myc__host_stage_put(myc__host_stage *h, myc__task *t, myc_buf *b) {
+  myc__stage *st;
+  uint32_t len = b->hdr.payload_len;
+  int why;
+  if (t->worker->index >= h->nstage)
+    return myc__worker_handoff(t->worker, t, b);
+  st = &h->stage[t->worker->index];
+  if (st->run_task == t && st->run_bytes + len > MYC_STAGE_RUN_BYTES)
+    stage_count(st);
+  /* Bytes only, as a host publishing (myc__worker_handoff): the mailbox
+   * still drops what does not fit when it arrives. */
+  if ((why = myc__mailbox_transit_refusal(&t->mb, len, 0, 0)) >= 0)
+    return refuse(t, why, b);
+  if (st->n == st->cap &&
+      grow(h->sched->alloc, &st->items, &st->cap, st->n + 1) != 0)
+    return MYC_ENOMEM;
+  st->items[st->n].task = t;
+  st->items[st->n].buf = b;
+  st->items[st->n].len = len;
+  st->n++;
+  h->staged++;
+  if (st->run_task != t) {
+    stage_count(st);
+    st->run_task = t;
+  }
+  st->run_bytes += len;
+  if (++st->run == MYC_STAGE_RUN)
+    stage_count(st);
+  return 0;
+}
+
+void myc__host_flush(myc__host_stage *h) {
+  uint32_t t;
+  if (h->staged == 0)
+    return;
+  for (t = 0; t < h->nstage; t++) {
+    myc__stage *st = &h->stage[t];
+    if (st->n == 0)
+      continue;
+    stage_count(st);
+    if (inbox_put(&h->sched->workers[t], st->items, st->n) != 0) {
+      uncount_incoming(st->items, st->n);
+      host_drop(h, st, MYC_DROP_NEWEST);
+    }
+    st->n = 0;
+  }
+  h->staged = 0;
+}
+
 void myc__worker_drain_inbox(myc__worker *w) {
   myc__inbox_batch b;
   uint32_t i;

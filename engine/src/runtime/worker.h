@@ -171,6 +171,32 @@ int myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b);
  * lock and at most one wake-up per target.  Worker thread of 'w'. */
 void myc__worker_flush(myc__worker *w);
 
+/* What a thread without a worker (the links') holds for workers' tasks
+ * until myc__host_flush(): handed over with one lock and at most one
+ * wake-up per target worker, not one per message. */
+typedef struct {
+  myc__sched *sched;
+  myc__stage *stage; /* one per worker, indexed by the target's index */
+  uint32_t nstage;
+  uint32_t staged;
+} myc__host_stage;
+
+/* Returns 0 or MYC_ENOMEM.  Once the workers are made. */
+int myc__host_stage_init(myc__host_stage *h, myc__sched *sched);
+/* Frees 'h' (flushed or not: what it holds is released, counted as a
+ * shutdown drop). */
+void myc__host_stage_free(myc__host_stage *h);
+
+/* Holds 'b' (carrying a reference for it) for task 't' until
+ * myc__host_flush(), checked against the mailbox's transit bounds in
+ * bytes as myc__worker_handoff() does.  Returns 0, MYC_EFULL/MYC_ETOOBIG
+ * (counted as a drop) or MYC_ENOMEM; on error the caller keeps the
+ * reference.  The owning thread. */
+int myc__host_stage_put(myc__host_stage *h, myc__task *t, myc_buf *b);
+
+/* Hands everything held to the target workers' inboxes. */
+void myc__host_flush(myc__host_stage *h);
+
 /* Moves the inbox into the mailboxes, then runs the jobs.  Worker
  * thread. */
 void myc__worker_drain_inbox(myc__worker *w);
