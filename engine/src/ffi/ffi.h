@@ -104,6 +104,9 @@ MYC_FFI int64_t myc_ffi_timer(myc_service *s, double delay_ms,
 /* The engine clock, seconds since the Unix epoch. */
 MYC_FFI double myc_ffi_now(myc_service *s);
 
+/* The engine clock in ns (a traced batch's handler end times). */
+MYC_FFI int64_t myc_ffi_clock_ns(myc_service *s);
+
 /* Asks the engine to stop with exit code 'code' (ctx:shutdown).  Returns
  * at once. */
 MYC_FFI void myc_ffi_shutdown(myc_service *s, int code);

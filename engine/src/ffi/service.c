@@ -75,6 +75,10 @@ double myc_ffi_now(myc_service *s) {
   return (double)myc__clock_now(&s->eng->clock) / 1e9;
 }
 
+int64_t myc_ffi_clock_ns(myc_service *s) {
+  return myc__clock_now(&s->eng->clock);
+}
+
 void myc_ffi_shutdown(myc_service *s, int code) {
   char why[320];
   snprintf(why, sizeof why, "service '%s' called ctx:shutdown(%d)", s->name,

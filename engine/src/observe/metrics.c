@@ -7,6 +7,7 @@
 #include "observe/observe.h"
 
 #include "core/hist.h"
+#include "observe/trace.h"
 
 #include <inttypes.h>
 #include <string.h>
@@ -292,6 +293,7 @@ void myc__metrics_render(myc__observe *o, myc__text *t) {
 #endif
   /* Links between nodes add their families here once they exist (frames
    * and bytes in and out, reconnects, frame errors, by 'link'). */
+  myc__trace_metrics(e, t);
   engine_wide(t, o);
   uv_mutex_unlock(&e->services_lock);
   /* What services declared (ctx.metrics), after the engine's own. */

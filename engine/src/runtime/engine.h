@@ -100,6 +100,9 @@ struct myc_engine {
   myc__cleanup *cleanups;
   myc__beside *besides;
   struct myc__observe *observe; /* observe/ owns it; NULL: not attached */
+  /* Where the spans of handled messages go (runtime/span.h); set by
+   * observe/ before the workers start, NULL: tracing is off. */
+  struct myc__tracer *tracer;
   int64_t created_ns; /* engine clock when it was created */
   /* Sections of lua/mycelium/cdefs.lua one of its Lua states checked
    * against this build (ffi/abi.c). */

@@ -48,6 +48,10 @@ typedef struct {
   /* mycelium.testing's injected faults: the next batches fail at their
    * first message (ffi/testing.c sets it; the Lua host counts it down). */
   uint32_t faults;
+  /* While a batch with a sampled message runs (runtime/span.h): the loop
+   * writes the engine clock at each handler's end in marks[i]; NULL
+   * otherwise. */
+  int64_t *marks;
 } myc_svc_view;
 
 typedef enum {
@@ -155,6 +159,10 @@ struct myc_service {
    * handled (init, a timer, stop): a fresh root each time. */
   uint8_t act_trace[16];
   uint8_t act_span[8];
+  /* Tracing (runtime/span.c): the handlers' end times of a traced batch,
+   * allocated at the first, and the batch's start. */
+  int64_t *span_marks;
+  int64_t span_t0;
 
   /* What runs, for threads that do not wait for the worker: 'act_gen'
    * changes with every activation, so (act_gen, cursor) names one
