@@ -57,6 +57,9 @@ static void record(void *ud, uint32_t worker, const myc__span *sp) {
   ring *r = &tr->rings[worker];
   uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
   uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+  atomic_store_explicit(
+      &r->sampled, atomic_load_explicit(&r->sampled, memory_order_relaxed) + 1,
+      memory_order_relaxed);
   if (h - t >= tr->cap) {
     atomic_store_explicit(
         &r->dropped,
@@ -66,9 +69,6 @@ static void record(void *ud, uint32_t worker, const myc__span *sp) {
   }
   r->slots[h & (tr->cap - 1)] = *sp;
   atomic_store_explicit(&r->head, h + 1, memory_order_release);
-  atomic_store_explicit(
-      &r->sampled, atomic_load_explicit(&r->sampled, memory_order_relaxed) + 1,
-      memory_order_relaxed);
 }
 
 /* ---- the exporter's side -------------------------------------------- */
