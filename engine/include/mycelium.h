@@ -534,6 +534,12 @@ typedef struct {
  * Any thread. */
 MYC_EXTERN int myc_engine_trace_stats(myc_engine *e, myc_trace_stats *st);
 
+/* Runs the command-line tool 'name' of the Lua runtime (`mycelium trace`
+ * runs "trace": docs/OBSERVABILITY.md) with its 'argc' arguments 'argv',
+ * printing to stdout and stderr.  Returns its exit status (0 success, 1
+ * failure, 2 bad arguments). */
+MYC_EXTERN int myc_command(const char *name, int argc, char **argv);
+
 /* ===================================================================== */
 /* Contracts                                                              */
 /* ===================================================================== */

@@ -44,7 +44,7 @@ return {
   on_message = function() end,
 }]]
 local B = [[return { subscribe = { "t.a" },
-  on_message = function(ctx) ctx:emit("t.b", "y") end }]]
+  on_message = function(ctx) ctx.log:info("got t.a") ctx:emit("t.b", "y") end }]]
 local C = [[return { subscribe = { "t.b" },
   on_message = function(ctx) ctx:emit("t.c", "z") end }]]
 
@@ -64,8 +64,10 @@ end
 local function collector(format, port)
   local dir = proc.node_peers()
   local out = tmpdir .. "/spans-" .. format .. ".txt"
+  local raw = tmpdir .. "/raw-" .. format .. ".txt"
   local p = proc.spawn(string.format("exec node %s/trace_peer.js --format %s --out %s "
-    .. "--port %d --ttl 60", dir, format, out, port or 0), "READY (%d+)", 20)
+    .. "--raw %s --port %d --ttl 60", dir, format, out, raw, port or 0), "READY (%d+)", 20)
+  p.raw = raw
   p.port = tonumber(p.ready[1])
   function p.spans()
     local spans, invalid = {}, {}
@@ -115,7 +117,8 @@ describe("tracing", function()
       local col = collector(format)
       local path = format == "zipkin" and "/api/v2/spans" or "/v1/traces"
       local cfg = config(string.format('{ export = "%s", endpoint = "http://127.0.0.1:%d%s" }',
-                                       format, col.port, path), 20, 10)
+                                       format, col.port, path), 20, 10,
+                         'log = { format = "json" },')
       local eng = run(cfg)
       local ok, err = pcall(function()
         local spans
@@ -124,6 +127,7 @@ describe("tracing", function()
           if #spans >= 10 * 4 + 3 then break end
           proc.sleep(0.05)
         end
+        local logs = eng.output()
         stop(eng)
         local invalid
         spans, invalid = col.spans()
@@ -138,8 +142,8 @@ describe("tracing", function()
         -- Each trace a's timer started: timer (a) -> t.a (b, worker 1)
         -- -> t.b (c, worker 0) -> t.c (a, worker 0), each the child of the
         -- one before, all in one trace.
-        local complete = 0
-        for _, list in pairs(traces) do
+        local complete, one = 0, nil
+        for id, list in pairs(traces) do
           local names = {}
           for _, s in ipairs(list) do names[s.name] = s end
           if names["t.a"] then
@@ -152,15 +156,64 @@ describe("tracing", function()
             assert.are.same({ "a", "0", sb.id }, { sc.service, sc.worker, sc.parent })
             assert.are.equal(4, #list)
             complete = complete + 1
+            one = id
           end
         end
         assert.are.equal(10, complete)
+        -- `mycelium trace` prints the same tree from the exported spans,
+        -- with the trace's log lines under their span, and (Zipkin) from
+        -- the collector's GET /api/v2/trace/ID.
+        local tree = "^trace " .. one .. ": 4 spans, 3 services, [^\n]+\n"
+          .. "timer a@mycelium worker 0 [^\n]+\n"
+          .. "`%- t%.a b@mycelium worker 1  wait %d[^\n]+\n"
+          .. "     %. info b: got t%.a\n"
+          .. "   `%- t%.b c@mycelium worker 0  wait [^\n]+\n"
+          .. "      `%- t%.c a@mycelium worker 0  wait [^\n]+\n$"
+        local both = write("both.txt", proc.slurp(col.raw) .. logs)
+        local rc, text = sh(bin .. " trace " .. one .. " --from " .. both)
+        assert.are.equal(0, rc, text)
+        assert.matches(tree, text)
+        if format == "zipkin" then
+          rc, text = sh(bin .. " trace " .. one .. " --zipkin http://127.0.0.1:" .. col.port)
+          assert.are.equal(0, rc, text)
+          assert.matches((tree:gsub("     %%%. info b: got t%%%.a\n", "")), text)
+        end
       end)
       col.stop()
       if eng.pid then stop(eng) end
       assert(ok, err)
     end)
   end
+
+  it("mycelium trace: JSON logs alone, and errors that say what to give", function()
+    local id = "0af7651916cd43dd8448eb211c80319c"
+    local logs = write("logs.txt", table.concat({
+      '{"ts":"2026-01-01T00:00:00Z","level":"info","node":"n1","service":"b",'
+        .. '"msg":"got it","trace_id":"' .. id .. '","span_id":"b7ad6b7169203331"}',
+      "not json, a text log line",
+      '{"level":"info","service":"c","msg":"other","trace_id":"' .. ("1"):rep(32)
+        .. '","span_id":"' .. ("2"):rep(16) .. '"}',
+    }, "\n"))
+    local rc, text = sh(bin .. " trace " .. id .. " --from " .. logs)
+    assert.are.equal(0, rc, text)
+    assert.matches("logs of the trace without a span here:\n  . info b: got it\n", text, 1, true)
+    assert.is_nil(text:find("other", 1, true))
+    rc, text = sh(bin .. " trace " .. ("3"):rep(32) .. " --from " .. logs)
+    assert.are.equal(1, rc)
+    assert.matches("no span or log line of trace " .. ("3"):rep(32), text, 1, true)
+    rc, text = sh(bin .. " trace xyz --from " .. logs)
+    assert.are.equal(2, rc)
+    assert.matches("'xyz' is no trace id (32 hex digits", text, 1, true)
+    rc, text = sh(bin .. " trace " .. id)
+    assert.are.equal(2, rc)
+    assert.matches("give a trace id and one of --from or --zipkin", text, 1, true)
+    rc, text = sh(bin .. " trace " .. id .. " --from " .. tmpdir .. "/none.json")
+    assert.are.equal(1, rc)
+    assert.matches("cannot read", text, 1, true)
+    rc, text = sh(bin .. " trace " .. id .. " --zipkin http://127.0.0.1:1")
+    assert.are.equal(1, rc)
+    assert.matches("GET http://127.0.0.1:1/api/v2/trace/" .. id, text, 1, true)
+  end)
 
   it("keeps or drops whole traces, from the trace id alone", function()
     local col = collector("otlp")

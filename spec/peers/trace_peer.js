@@ -7,9 +7,12 @@
 // the zipkin2 span model and rebuilt with zipkin-js (the `zipkin`
 // package), whose JSON_V2 encoding must give back what was received.
 //
-//   node trace_peer.js --format otlp|zipkin --out FILE [--port N] [--ttl S]
+//   node trace_peer.js --format otlp|zipkin --out FILE [--raw FILE]
+//                      [--port N] [--ttl S]
 //
-// Prints "READY <port>"; appends one line per span to FILE:
+// As a Zipkin server it also answers GET /api/v2/trace/ID with the spans
+// of that trace it received.  --raw keeps each accepted request body, one
+// a line.  Prints "READY <port>"; appends one line per span to FILE:
 //   SPAN trace=<hex> id=<hex> parent=<hex|-> service=<name> name=<topic>
 //        worker=<n> error=<0|1> wait=<ns>
 // and "INVALID <reason>" for a request it refuses (answered 400).
@@ -186,10 +189,13 @@ function zipkinSpan(s, i) {
   };
 }
 
+const received = []; // zipkin spans, as they came
 function zipkin(body) {
   const list = JSON.parse(body);
   if (!Array.isArray(list)) fail('a zipkin2 request is an array of spans');
-  return list.map(zipkinSpan);
+  const spans = list.map(zipkinSpan);
+  received.push(...list);
+  return spans;
 }
 
 // ---- the server -------------------------------------------------------------
@@ -198,11 +204,19 @@ const server = http.createServer((req, res) => {
   req.on('data', (c) => chunks.push(c));
   req.on('end', () => {
     const body = Buffer.concat(chunks).toString('utf8');
+    const get = /^\/api\/v2\/trace\/([0-9a-f]+)$/.exec(req.url);
+    if (req.method === 'GET' && get && format === 'zipkin') {
+      const spans = received.filter((s) => s.traceId === get[1]);
+      res.writeHead(spans.length ? 200 : 404, { 'Content-Type': 'application/json' });
+      res.end(spans.length ? JSON.stringify(spans) : 'trace not found');
+      return;
+    }
     try {
       if (req.method !== 'POST') fail('method ' + req.method);
       if (!/^application\/json/.test(req.headers['content-type'] || ''))
         fail('content-type ' + req.headers['content-type']);
       const spans = format === 'otlp' ? otlp(body) : zipkin(body);
+      if (args.raw) fs.appendFileSync(args.raw, body.replace(/\n/g, ' ') + '\n');
       write(spans.map((s) => `SPAN trace=${s.trace} id=${s.id} parent=${s.parent} ` +
         `service=${s.service} name=${s.name} worker=${s.worker} error=${s.error} ` +
         `wait=${s.wait}`).join('\n'));

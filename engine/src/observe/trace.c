@@ -113,8 +113,9 @@ static int post(myc__trace *tr, int timeout_ms) {
              tr->nbatch);
     status = -1;
   } else {
-    status = myc__http_post(tr->endpoint, "application/json", body.p,
-                            body.len, timeout_ms, err, sizeof err);
+    status = myc__http_call("POST", tr->endpoint, "application/json",
+                               body.p, body.len, timeout_ms, NULL, err,
+                               sizeof err);
     myc__text_free(&body);
   }
   if (status >= 200 && status < 300) {

@@ -36,11 +36,14 @@ int myc__trace_endpoint_ok(const char *url);
 void myc__trace_encode(myc__trace_format fmt, const char *node,
                        const myc__span *sp, uint32_t n, myc__text *t);
 
-/* Posts 'body' to 'url' (http only) with 'content_type', waiting at most
- * 'timeout_ms' for each step.  Returns the HTTP status, or a negative
- * libuv code (the reason in 'err') when no answer came. */
-int myc__http_post(const char *url, const char *content_type,
-                   const char *body, size_t len, int timeout_ms, char *err,
-                   size_t errlen);
+/* Sends one request ('method' with 'body' of 'len' bytes and
+ * 'content_type', or without a body when 'body' is NULL) to 'url' (http
+ * only), waiting at most 'timeout_ms' for each step.  Returns the HTTP
+ * status, or a negative errno code (the reason in 'err') when no answer
+ * came.  The answer's body is appended to 'resp' unless it is NULL. */
+int myc__http_call(const char *method, const char *url,
+                      const char *content_type, const char *body, size_t len,
+                      int timeout_ms, myc__text *resp, char *err,
+                      size_t errlen);
 
 #endif

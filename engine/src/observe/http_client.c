@@ -1,7 +1,8 @@
-/* http_post.c -- the exporter's HTTP client: one POST per connection
- * (Connection: close), blocking with a deadline per step, on the exporter
- * thread only.  Plain http: a collector or an agent on the same host or
- * network takes the spans; TLS stays out of the observation layer.
+/* http_client.c -- the HTTP client of span export (a POST per batch) and
+ * of `mycelium trace` (a GET of one trace): one request per connection,
+ * blocking with a deadline per step, on a thread of its own or a command
+ * line tool, never a worker.  Plain http: a collector or an agent on the
+ * same host or network takes the spans; TLS stays out of observation.
  */
 #include "observe/trace.h"
 
@@ -134,36 +135,55 @@ static int send_all(int fd, const char *p, size_t len, int timeout_ms) {
   return 0;
 }
 
-/* Reads until the status line is complete; returns the status or a
- * negative code. */
-static int read_status(int fd, int timeout_ms) {
-  char buf[512];
+/* Reads the answer until the server closes (or 'resp' is full: 16 MiB);
+ * returns the status or a negative code.  The body goes to 'resp' (may
+ * be NULL: only the status line is read). */
+static int read_answer(int fd, int timeout_ms, myc__text *resp) {
+  char buf[4096];
   size_t len = 0;
-  int status;
-  while (len < sizeof buf - 1) {
-    ssize_t n = recv(fd, buf + len, sizeof buf - 1 - len, 0);
+  int status = -EPROTO, have_status = 0;
+  myc__text all;
+  memset(&all, 0, sizeof all);
+  if (resp != NULL)
+    myc__text_init(&all, resp->a);
+  for (;;) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
       int rc = wait_fd(fd, POLLIN, timeout_ms);
-      if (rc != 0)
+      if (rc != 0) {
+        if (resp != NULL)
+          myc__text_free(&all);
         return rc;
+      }
       continue;
     }
     if (n <= 0)
       break;
+    if (resp == NULL) { /* the status line is enough */
+      buf[(size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1] = '\0';
+      have_status = sscanf(buf, "HTTP/1.%*d %d", &status) == 1;
+      break;
+    }
+    myc__text_printf(&all, "%.*s", (int)n, buf);
     len += (size_t)n;
-    buf[len] = '\0';
-    if (strchr(buf, '\n') != NULL)
+    if (all.oom || len > (16u << 20))
       break;
   }
-  buf[len] = '\0';
-  if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
-    return -EPROTO;
-  return status;
+  if (resp != NULL && all.p != NULL && !all.oom) {
+    const char *body = strstr(all.p, "\r\n\r\n");
+    have_status = sscanf(all.p, "HTTP/1.%*d %d", &status) == 1;
+    if (body != NULL)
+      myc__text_printf(resp, "%s", body + 4);
+  }
+  if (resp != NULL)
+    myc__text_free(&all);
+  return have_status ? status : -EPROTO;
 }
 
-int myc__http_post(const char *url, const char *content_type,
-                   const char *body, size_t len, int timeout_ms, char *err,
-                   size_t errlen) {
+int myc__http_call(const char *method, const char *url,
+                      const char *content_type, const char *body, size_t len,
+                      int timeout_ms, myc__text *resp, char *err,
+                      size_t errlen) {
   url_parts u;
   char head[1024];
   int fd, rc, n;
@@ -173,18 +193,25 @@ int myc__http_post(const char *url, const char *content_type,
   }
   if ((fd = connect_to(&u, timeout_ms, err, errlen)) < 0)
     return fd;
-  n = snprintf(head, sizeof head,
-               "POST %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: %s\r\n"
-               "Content-Length: %zu\r\nConnection: close\r\n"
-               "User-Agent: mycelium/" MYC_VERSION "\r\n\r\n",
-               u.path, u.host, u.port, content_type, len);
+  /* HTTP/1.0 without a body: the answer cannot come chunked. */
+  n = body != NULL
+          ? snprintf(head, sizeof head,
+                     "%s %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: %s\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n"
+                     "User-Agent: mycelium/" MYC_VERSION "\r\n\r\n",
+                     method, u.path, u.host, u.port, content_type, len)
+          : snprintf(head, sizeof head,
+                     "%s %s HTTP/1.0\r\nHost: %s:%s\r\nAccept: "
+                     "application/json\r\nUser-Agent: mycelium/" MYC_VERSION
+                     "\r\n\r\n",
+                     method, u.path, u.host, u.port);
   rc = n > 0 && (size_t)n < sizeof head ? send_all(fd, head, (size_t)n,
                                                     timeout_ms)
                                          : -EINVAL;
-  if (rc == 0)
+  if (rc == 0 && body != NULL)
     rc = send_all(fd, body, len, timeout_ms);
   if (rc == 0)
-    rc = read_status(fd, timeout_ms);
+    rc = read_answer(fd, timeout_ms, resp);
   if (rc < 0)
     snprintf(err, errlen, "%s: %s", url, strerror(-rc));
   close(fd);
