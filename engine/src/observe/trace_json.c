@@ -2,6 +2,12 @@
  * zipkin2 model: an array of spans with microsecond times) or OTLP/HTTP
  * JSON (ExportTraceServiceRequest: lowerCamelCase field names, ids in
  * hex, nanosecond times as decimal strings, enums as integers).
+ *
+ * A message delivered to several services is one span id for all of its
+ * handlings, so the exported id of a handling is the message's span id
+ * mixed with its service's name (span_key), and its parent the parent id
+ * mixed with the emitting service's name: the handling that emitted it,
+ * in this process or another, as every process mixes alike.
  */
 #include "observe/trace.h"
 
@@ -43,16 +49,49 @@ static void hex_field(myc__text *t, const char *name, const uint8_t *p,
   myc__text_printf(t, "\"%s\":\"%.*s\"", name, (int)(2 * n), hex);
 }
 
-static void zipkin_span(myc__text *t, const char *node, const myc__span *s) {
-  int64_t us = s->start_ns / 1000, dur = (s->end_ns - s->start_ns) / 1000;
-  myc__text_printf(t, "{");
+/* FNV-1a of a service name: what an id is mixed with. */
+static uint64_t name_hash(const char *p, size_t n) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  size_t i;
+  for (i = 0; i < n; i++)
+    h = (h ^ (uint8_t)p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+/* 'id' mixed with the name: zeros (no parent) stay zeros. */
+static void span_key(uint8_t out[8], const uint8_t id[8], const char *name,
+                     size_t n) {
+  uint64_t h = name_hash(name, n);
+  int i;
+  if (is_zero(id, 8)) {
+    memset(out, 0, 8);
+    return;
+  }
+  for (i = 0; i < 8; i++)
+    out[i] = id[i] ^ (uint8_t)(h >> (56 - 8 * i));
+  if (is_zero(out, 8)) /* no valid span id is all zeros */
+    out[7] = 1;
+}
+
+static void ids(myc__text *t, const myc__span *s, const char *span_name,
+                const char *parent_name) {
+  uint8_t id[8], parent[8];
+  span_key(id, s->span_id, s->service, s->service_len);
+  span_key(parent, s->parent_id, s->source, s->source_len);
   hex_field(t, "traceId", s->trace_id, 16);
   myc__text_printf(t, ",");
-  hex_field(t, "id", s->span_id, 8);
-  if (!is_zero(s->parent_id, 8)) {
+  hex_field(t, span_name, id, 8);
+  if (!is_zero(parent, 8)) {
     myc__text_printf(t, ",");
-    hex_field(t, "parentId", s->parent_id, 8);
+    hex_field(t, parent_name, parent, 8);
   }
+}
+
+static void zipkin_span(myc__text *t, const char *node, const myc__span *s) {
+  int64_t us = s->start_ns / 1000, dur = (s->end_ns - s->start_ns) / 1000;
+  char raw[17];
+  myc__text_printf(t, "{");
+  ids(t, s, "id", "parentId");
   myc__text_printf(t, ",\"kind\":\"CONSUMER\",\"name\":");
   json_str(t, s->topic, s->topic_len);
   /* Zipkin drops a duration of 0: a handler shorter than 1 us is 1. */
@@ -64,6 +103,10 @@ static void zipkin_span(myc__text *t, const char *node, const myc__span *s) {
   json_str(t, node, strlen(node));
   myc__text_printf(t, ",\"mycelium.topic\":");
   json_str(t, s->topic, s->topic_len);
+  myc__text_printf(t, ",\"mycelium.source\":");
+  json_str(t, s->source, s->source_len);
+  myc__hex(raw, s->span_id, 8);
+  myc__text_printf(t, ",\"mycelium.span_id\":\"%.16s\"", raw);
   myc__text_printf(t, ",\"mycelium.worker\":\"%" PRIu32 "\""
                    ",\"mycelium.queue_wait_us\":\"%" PRId64 "\""
                    ",\"mycelium.handler_us\":\"%" PRId64 "\"",
@@ -103,20 +146,20 @@ static void attr_int(myc__text *t, const char *key, int64_t v) {
 }
 
 static void otlp_span(myc__text *t, const myc__span *s) {
+  char raw[17];
   myc__text_printf(t, "{");
-  hex_field(t, "traceId", s->trace_id, 16);
-  myc__text_printf(t, ",");
-  hex_field(t, "spanId", s->span_id, 8);
-  if (!is_zero(s->parent_id, 8)) {
-    myc__text_printf(t, ",");
-    hex_field(t, "parentSpanId", s->parent_id, 8);
-  }
+  ids(t, s, "spanId", "parentSpanId");
   myc__text_printf(t, ",\"name\":");
   json_str(t, s->topic, s->topic_len);
   myc__text_printf(t, ",\"kind\":%d,\"startTimeUnixNano\":\"%" PRId64
                    "\",\"endTimeUnixNano\":\"%" PRId64 "\",\"attributes\":[",
                    OTLP_KIND_CONSUMER, s->start_ns, s->end_ns);
   attr_str(t, "messaging.destination.name", s->topic, s->topic_len);
+  myc__text_printf(t, ",");
+  attr_str(t, "mycelium.source", s->source, s->source_len);
+  myc__text_printf(t, ",");
+  myc__hex(raw, s->span_id, 8);
+  attr_str(t, "mycelium.span_id", raw, 16);
   myc__text_printf(t, ",");
   attr_int(t, "mycelium.worker", s->worker);
   myc__text_printf(t, ",");

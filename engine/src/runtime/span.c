@@ -69,6 +69,8 @@ static void record(myc_service *s, myc_buf *b, int64_t start,
                    ? start - (int64_t)b->hdr.ts_ns
                    : 0;
   name_copy(sp.topic, &sp.topic_len, myc__buf_topic(b), b->hdr.topic_len);
+  name_copy(sp.source, &sp.source_len, myc__buf_source(b),
+            b->hdr.source_len);
   tr->record(tr->ud, sp.worker, &sp);
 }
 
@@ -85,6 +87,7 @@ void myc__span_activation(myc_service *s, const char *what, int64_t start,
   sp.remote = 0;
   sp.wait_ns = 0;
   name_copy(sp.topic, &sp.topic_len, what, strlen(what));
+  name_copy(sp.source, &sp.source_len, s->name, s->name_len);
   tr->record(tr->ud, sp.worker, &sp);
 }
 

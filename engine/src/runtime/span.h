@@ -23,9 +23,10 @@ typedef struct {
   uint32_t worker;
   uint8_t remote;  /* came in over a link */
   uint8_t failed;  /* the handler raised (or its instance was ended) */
-  uint8_t topic_len, service_len;
+  uint8_t topic_len, service_len, source_len;
   char topic[MYC_SPAN_NAME];
   char service[MYC_SPAN_NAME];
+  char source[MYC_SPAN_NAME]; /* the service that emitted the message */
   char error[MYC_SPAN_ERROR]; /* NUL-terminated; "" unless failed */
 } myc__span;
 

@@ -12,8 +12,10 @@ local tonumber, tostring, type, ipairs, pairs = tonumber, tostring, type, ipairs
 local M = {}
 
 local USAGE = "usage: mycelium trace TRACE_ID [--from FILE | --zipkin URL]\n"
+  .. "       mycelium trace --longest --from FILE\n"
   .. "  --from FILE   exported spans (Zipkin v2 or OTLP JSON) or JSON logs; - is stdin\n"
   .. "  --zipkin URL  a Zipkin-compatible server (http://host:9411): GET /api/v2/trace/ID\n"
+  .. "  --longest     the trace of FILE with the most spans\n"
 
 local json = cjson.new()
 local null = json.null
@@ -33,6 +35,7 @@ local function from_zipkin(s, out)
     handler_us = tonumber(tags["mycelium.handler_us"]) or dur,
     wait_us = tonumber(tags["mycelium.queue_wait_us"]),
     error = str(tags.error),
+    raw = str(tags["mycelium.span_id"]) or str(s.id),
   }
 end
 
@@ -66,6 +69,7 @@ local function from_otlp(req, out)
           wait_us = tonumber(a["mycelium.queue_wait_ns"])
             and tonumber(a["mycelium.queue_wait_ns"]) / 1e3,
           error = tonumber(status.code) == 2 and (str(status.message) or "error") or nil,
+          raw = a["mycelium.span_id"] or str(s.spanId),
         }
       end
     end
@@ -129,12 +133,15 @@ local function print_tree(trace, spans, logs, write)
       roots[#roots + 1] = s
     end
   end
-  local logs_of, loose = {}, {}
+  -- A log line names the message's span id and its service; the span of
+  -- that handling carries both (mycelium.span_id).
+  local handling, logs_of, loose = {}, {}, {}
+  for _, s in ipairs(spans) do handling[(s.raw or "") .. "/" .. s.service] = s end
   for _, l in ipairs(logs) do
-    local sid = str(l.span_id)
-    if sid and by_id[sid] then
-      logs_of[sid] = logs_of[sid] or {}
-      table.insert(logs_of[sid], l)
+    local s = handling[(str(l.span_id) or "") .. "/" .. (str(l.service) or "")]
+    if s then
+      logs_of[s] = logs_of[s] or {}
+      table.insert(logs_of[s], l)
     else
       loose[#loose + 1] = l
     end
@@ -166,7 +173,7 @@ local function print_tree(trace, spans, logs, write)
     end
     write("\n")
     local inner = top and "" or prefix .. (last and "   " or "|  ")
-    log_lines(logs_of[s.id], inner)
+    log_lines(logs_of[s], inner)
     local list = kids[s.id] or {}
     sort(list, by_start)
     for i, k in ipairs(list) do walk(k, inner, i == #list, false) end
@@ -193,23 +200,29 @@ end
 function M.main(args, host, write, ewrite)
   write = write or function(s) io.stdout:write(s) end
   ewrite = ewrite or function(s) io.stderr:write(s) end
-  local id, from, zipkin
+  local id, from, zipkin, longest
   local i = 1
   while i <= #args do
     local a = args[i]
     if a == "--from" and args[i + 1] then from, i = args[i + 1], i + 1
     elseif a == "--zipkin" and args[i + 1] then zipkin, i = args[i + 1], i + 1
+    elseif a == "--longest" then longest = true
     elseif a == "--help" or a == "-h" then write(USAGE) return 0
     elseif a:sub(1, 1) ~= "-" and not id then id = a
     else ewrite("mycelium trace: unexpected argument '" .. a .. "'\n" .. USAGE) return 2 end
     i = i + 1
   end
-  if not id or (from and zipkin) or not (from or zipkin) then
+  if longest then
+    if id or not from then
+      ewrite("mycelium trace: --longest takes --from FILE and no trace id\n" .. USAGE)
+      return 2
+    end
+  elseif not id or (from and zipkin) or not (from or zipkin) then
     ewrite("mycelium trace: give a trace id and one of --from or --zipkin\n" .. USAGE)
     return 2
   end
-  id = id:lower()
-  if not (id:match("^%x+$") and (#id == 32 or #id == 16)) then
+  id = id and id:lower()
+  if id and not (id:match("^%x+$") and (#id == 32 or #id == 16)) then
     ewrite(format("mycelium trace: '%s' is no trace id (32 hex digits, as "
                   .. "ctx:trace_id() and the logs' trace_id give it)\n", args[1]))
     return 2
@@ -232,6 +245,20 @@ function M.main(args, host, write, ewrite)
   if not ok then
     ewrite("mycelium trace: " .. tostring(err) .. "\n")
     return 1
+  end
+  if longest then
+    local count, best = {}, nil
+    for _, s in ipairs(spans) do
+      if s.trace then
+        count[s.trace] = (count[s.trace] or 0) + 1
+        if not best or count[s.trace] > count[best] then best = s.trace end
+      end
+    end
+    if not best then
+      ewrite("mycelium trace: no span in " .. from .. "\n")
+      return 1
+    end
+    id = best:lower()
   end
   local mine, mylogs = {}, {}
   for _, s in ipairs(spans) do
