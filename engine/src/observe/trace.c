@@ -1,6 +1,6 @@
 /* trace.c -- span export (see trace.h).  Each worker owns the producing
  * end of its queue (a single-producer, single-consumer ring), so
- * recording a span is a copy and a release store; the exporter thread
+ * recording a span is filling a slot and a release store; the exporter thread
  * owns the consuming ends.  The exporter never drops a batch the
  * collector did not answer: it keeps it and retries with backoff, and
  * the queues, which then fill, drop new spans and count them.
@@ -52,7 +52,7 @@ struct myc__trace {
 
 /* ---- the workers' side ---------------------------------------------- */
 
-static void record(void *ud, uint32_t worker, const myc__span *sp) {
+static myc__span *slot(void *ud, uint32_t worker) {
   myc__trace *tr = ud;
   ring *r = &tr->rings[worker];
   uint64_t h = atomic_load_explicit(&r->head, memory_order_relaxed);
@@ -65,10 +65,17 @@ static void record(void *ud, uint32_t worker, const myc__span *sp) {
         &r->dropped,
         atomic_load_explicit(&r->dropped, memory_order_relaxed) + 1,
         memory_order_relaxed);
-    return;
+    return NULL;
   }
-  r->slots[h & (tr->cap - 1)] = *sp;
-  atomic_store_explicit(&r->head, h + 1, memory_order_release);
+  return &r->slots[h & (tr->cap - 1)];
+}
+
+static void commit(void *ud, uint32_t worker) {
+  myc__trace *tr = ud;
+  ring *r = &tr->rings[worker];
+  atomic_store_explicit(
+      &r->head, atomic_load_explicit(&r->head, memory_order_relaxed) + 1,
+      memory_order_release);
 }
 
 /* ---- the exporter's side -------------------------------------------- */
@@ -305,7 +312,8 @@ int myc__trace_attach(myc_engine *e, const myc_engine_config *cfg) {
   tr->tracer.sample_below = cfg->trace_sample >= 1
                                 ? (uint64_t)1 << 56
                                 : (uint64_t)(cfg->trace_sample * 72057594037927936.0);
-  tr->tracer.record = record;
+  tr->tracer.slot = slot;
+  tr->tracer.commit = commit;
   tr->tracer.ud = tr;
   if (uv_mutex_init(&tr->lock) != 0) {
     myc__free(&e->alloc, tr, sizeof *tr);

@@ -58,37 +58,42 @@ static void fill(myc_service *s, myc__span *sp, int64_t start, int64_t end,
 static void record(myc_service *s, myc_buf *b, int64_t start,
                    int64_t end, const char *error) {
   const myc__tracer *tr = s->eng->tracer;
-  myc__span sp;
-  memcpy(sp.trace_id, b->hdr.trace_id, 16);
-  memcpy(sp.span_id, b->hdr.span_id, 8);
-  memcpy(sp.parent_id, b->hdr.parent_id, 8);
-  fill(s, &sp, start, end, error);
+  uint32_t w = s->task.worker->index;
+  myc__span *sp = tr->slot(tr->ud, w);
+  if (sp == NULL)
+    return;
+  memcpy(sp->trace_id, b->hdr.trace_id, 16);
+  memcpy(sp->span_id, b->hdr.span_id, 8);
+  memcpy(sp->parent_id, b->hdr.parent_id, 8);
+  fill(s, sp, start, end, error);
   /* A remote sender's clock is another machine's: no wait from it. */
-  sp.remote = (b->hdr.flags & MYC_FRAME_REMOTE) != 0;
-  sp.wait_ns = !sp.remote && start > (int64_t)b->hdr.ts_ns
-                   ? start - (int64_t)b->hdr.ts_ns
-                   : 0;
-  name_copy(sp.topic, &sp.topic_len, myc__buf_topic(b), b->hdr.topic_len);
-  name_copy(sp.source, &sp.source_len, myc__buf_source(b),
+  sp->remote = (b->hdr.flags & MYC_FRAME_REMOTE) != 0;
+  sp->wait_ns = !sp->remote && start > (int64_t)b->hdr.ts_ns
+                    ? start - (int64_t)b->hdr.ts_ns
+                    : 0;
+  name_copy(sp->topic, &sp->topic_len, myc__buf_topic(b), b->hdr.topic_len);
+  name_copy(sp->source, &sp->source_len, myc__buf_source(b),
             b->hdr.source_len);
-  tr->record(tr->ud, sp.worker, &sp);
+  tr->commit(tr->ud, w);
 }
 
 void myc__span_activation(myc_service *s, const char *what, int64_t start,
                           const char *error) {
   const myc__tracer *tr = s->eng->tracer;
-  myc__span sp;
-  if (!myc__span_sampled(tr, s->act_trace))
+  uint32_t w = s->task.worker->index;
+  myc__span *sp;
+  if (!myc__span_sampled(tr, s->act_trace) ||
+      (sp = tr->slot(tr->ud, w)) == NULL)
     return;
-  memcpy(sp.trace_id, s->act_trace, 16);
-  memcpy(sp.span_id, s->act_span, 8);
-  memset(sp.parent_id, 0, 8);
-  fill(s, &sp, start, myc__clock_now(&s->eng->clock), error);
-  sp.remote = 0;
-  sp.wait_ns = 0;
-  name_copy(sp.topic, &sp.topic_len, what, strlen(what));
-  name_copy(sp.source, &sp.source_len, s->name, s->name_len);
-  tr->record(tr->ud, sp.worker, &sp);
+  memcpy(sp->trace_id, s->act_trace, 16);
+  memcpy(sp->span_id, s->act_span, 8);
+  memset(sp->parent_id, 0, 8);
+  fill(s, sp, start, myc__clock_now(&s->eng->clock), error);
+  sp->remote = 0;
+  sp->wait_ns = 0;
+  name_copy(sp->topic, &sp->topic_len, what, strlen(what));
+  name_copy(sp->source, &sp->source_len, s->name, s->name_len);
+  tr->commit(tr->ud, w);
 }
 
 void myc__span_batch_end(myc_service *s, uint32_t first, uint32_t last,

@@ -35,8 +35,11 @@ typedef struct myc__tracer {
   /* A trace is sampled when the last 7 bytes of its id, read as a
    * big-endian number, are below this (2^56: every trace, 0: none). */
   uint64_t sample_below;
-  /* Takes one span.  Worker thread 'worker'; must not block. */
-  void (*record)(void *ud, uint32_t worker, const myc__span *sp);
+  /* The next free span of worker 'worker''s queue, to fill in place, or
+   * NULL when the queue is full (the span is dropped and counted); then
+   * 'commit' hands it over.  Worker thread 'worker'; neither blocks. */
+  myc__span *(*slot)(void *ud, uint32_t worker);
+  void (*commit)(void *ud, uint32_t worker);
   void *ud;
 } myc__tracer;
 
