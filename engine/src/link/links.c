@@ -1501,7 +1501,8 @@ int myc__links_attach(myc_engine *e, const myc__link_config *c,
   }
   L->svc = myc__engine_find(e, "_links", 6);
   myc__topics_unsubscribe(&e->topics, L->svc, "_links.none", 11);
-  if ((rc = myc__engine_beside(e, links_start, links_quiesce, myc__links_status, L)) != 0)
+  if ((rc = myc__engine_beside(e, links_start, links_quiesce, myc__links_status, L)) != 0 ||
+      (rc = myc__engine_beside_metrics(e, L, myc__links_metrics)) != 0)
     return rc;
   *out = L;
   return 0;
