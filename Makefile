@@ -27,9 +27,11 @@ test: build
 # those of a 60-line burst into cold code.
 # Only what the demo runs, without Node.js (the npm peers are for the
 # tests), and quietly: the build's output is shown only when it fails.
-# METRICS=127.0.0.1:9464 also serves the engine's metrics there.
+# METRICS=127.0.0.1:9464 also serves the engine's metrics there; TRACE=1
+# exports every message's span and prints the longest trace at the end.
 demo: demo-build
-	@examples/bandit/run --rate 200 $(if $(METRICS),--metrics $(METRICS))
+	@examples/bandit/run --rate 200 $(if $(METRICS),--metrics $(METRICS)) \
+	  $(if $(TRACE),--trace)
 
 demo-build:
 	@scripts/deps.sh --no-node

@@ -33,6 +33,7 @@ int bench_floor_ffi(void);
 int bench_floor_ring(void);
 int bench_peer_zmq(void);
 int bench_emit(void);
+int bench_tracing(void);
 int bench_workers(void);
 int bench_typed(void);
 int bench_reload(void);

@@ -135,7 +135,11 @@ int bench_pipeline_run(const bench_pipeline *p, bench_pipeline_result *r) {
   st.expected = 1 + (p->drops_expected ? 0 : p->nconsumers);
   myc_engine_config_init(&cfg);
   cfg.workers = p->workers;
-  cfg.log_level = MYC_LOG_WARN;
+  /* The tracing runs' collector is absent on purpose: no warning. */
+  cfg.log_level = p->trace_export ? MYC_LOG_ERROR : MYC_LOG_WARN;
+  cfg.trace_export = p->trace_export;
+  cfg.trace_endpoint = p->trace_endpoint;
+  cfg.trace_sample = p->trace_sample;
   if (myc_engine_new(&st.e, &cfg) != 0)
     return 1;
   rc = add_lua(st.e, "producer", "producer.lua", p->producer_worker, p, 0, NULL);

@@ -24,6 +24,9 @@ typedef struct {
   int drops_expected;   /* consumers may not see everything: don't wait */
   int nconsumers;
   bench_consumer consumers[8];
+  /* Span export (NULL: tracing off): format, endpoint and sample. */
+  const char *trace_export, *trace_endpoint;
+  double trace_sample;
 } bench_pipeline;
 
 typedef struct {

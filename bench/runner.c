@@ -74,6 +74,8 @@ static const bench_scenario scenarios[] = {
     {"zmq", "ZeroMQ inproc PUSH/PULL, 64-byte messages, 2 threads",
      bench_peer_zmq},
     {"emit", "Lua producer -> Lua / C consumer on one worker", bench_emit},
+    {"tracing", "emit and dispatch with tracing off, at sample 0 and at "
+     "sample 1, one worker", bench_tracing},
     {"workers", "across workers, fan-out to 4, flood of a slow consumer",
      bench_workers},
     {"request", "request/reply Lua -> Lua, one worker and two, vs emit "

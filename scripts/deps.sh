@@ -42,13 +42,16 @@ if [ $with_node = 1 ] && ! command -v node >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi
 
-# The npm `ws` package: the independent WebSocket server the specs test
-# against (spec/peers, versions pinned by its package-lock.json).
+# The npm peers the specs test against (spec/peers, versions pinned by its
+# package-lock.json): `ws`, the independent WebSocket server; protobufjs
+# with the OpenTelemetry protos and zipkin-js, the independent span
+# decoders.  The last package added stands for all (an older install
+# lacks it).
 install_node_peers() {
   local dir
   [ $with_node = 1 ] || return 0
   dir="$(cd "$(dirname "$0")/.." && pwd)/spec/peers"
-  if [ ! -f "$dir/node_modules/ws/package.json" ] && command -v npm >/dev/null 2>&1; then
+  if [ ! -f "$dir/node_modules/@opentelemetry/otlp-grpc-exporter-base/package.json" ] && command -v npm >/dev/null 2>&1; then
     echo "deps.sh: npm ci in spec/peers" >&2
     (cd "$dir" && npm ci --no-audit --no-fund --silent) || echo "deps.sh: npm ci failed (specs will retry)" >&2
   fi

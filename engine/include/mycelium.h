@@ -177,6 +177,19 @@ typedef struct {
    * [IPv6] address; port 0 picks a free one) serving GET /metrics from a
    * thread of its own, or NULL for none.  Threaded engines only. */
   const char *metrics_listen;
+  /* Span export (docs/OBSERVABILITY.md): "zipkin" (v2 JSON) or "otlp"
+   * (OTLP/HTTP JSON), or NULL for none.  Every handled message of a
+   * sampled trace is a span, posted in batches to 'trace_endpoint'
+   * ("http://host:port/path") from a thread of its own.  Threaded engines
+   * only: a manual engine ignores it. */
+  const char *trace_export;
+  const char *trace_endpoint;
+  /* The fraction of traces kept, 0 to 1, decided from the trace id alone
+   * so that every process keeps the same traces (default 1). */
+  double trace_sample;
+  /* Spans per worker waiting for export (rounded up to a power of two);
+   * past it new spans are dropped and counted.  0: 4096. */
+  uint32_t trace_queue;
 } myc_engine_config;
 
 /* Fills 'cfg' with the defaults: one worker per core, 65536-message
@@ -508,6 +521,27 @@ MYC_EXTERN int64_t myc_engine_metrics(myc_engine *e, char *buf, size_t cap);
  * metrics_listen asked for port 0), or MYC_ESTATE while it is not
  * listening.  Any thread. */
 MYC_EXTERN int myc_engine_metrics_port(myc_engine *e);
+
+/* What span export did so far (docs/OBSERVABILITY.md). */
+typedef struct {
+  uint64_t sampled;  /* spans recorded: handled messages of kept traces */
+  uint64_t exported; /* spans the collector accepted */
+  uint64_t dropped_queue_full; /* the worker's export queue was full */
+  uint64_t dropped_rejected;   /* the collector refused them (4xx) */
+  uint64_t dropped_shutdown;   /* unsent when the engine stopped */
+  uint64_t posts_ok, posts_failed; /* export requests (failed: retried) */
+  uint64_t queued;   /* waiting: in the queues and being retried */
+} myc_trace_stats;
+
+/* Fills 'st'.  Returns 0, or MYC_ESTATE when the engine exports no spans.
+ * Any thread. */
+MYC_EXTERN int myc_engine_trace_stats(myc_engine *e, myc_trace_stats *st);
+
+/* Runs the command-line tool 'name' of the Lua runtime (`mycelium trace`
+ * runs "trace": docs/OBSERVABILITY.md) with its 'argc' arguments 'argv',
+ * printing to stdout and stderr.  Returns its exit status (0 success, 1
+ * failure, 2 bad arguments). */
+MYC_EXTERN int myc_command(const char *name, int argc, char **argv);
 
 /* ===================================================================== */
 /* Contracts                                                              */

@@ -52,5 +52,6 @@ return {
   mailbox = { capacity = 65536, policy = "reject", threshold = 0.8 },
   log = { level = env("BANDIT_LOG") or "warn", format = "text" },
   metrics = opt("BANDIT_METRICS") and { listen = opt("BANDIT_METRICS") },
+  tracing = opt("BANDIT_TRACE") and { export = "zipkin", endpoint = opt("BANDIT_TRACE") },
   services = services,
 }

@@ -10,6 +10,8 @@ return {
   link = { psk_file = os.getenv("LINK_KEY") },
   control = os.getenv("CONTROL") or "unix:///tmp/mycelium-links-a.ctl",
   log = { level = "info", format = os.getenv("LOG_FORMAT") or "text" },
+  -- METRICS=127.0.0.1:9464 serves /metrics (the links' families too).
+  metrics = os.getenv("METRICS") and { listen = os.getenv("METRICS") },
   services = {
     { name = "producer", module = "producer.lua",
       opts = { interval_ms = tonumber(os.getenv("INTERVAL_MS") or "200") } },

@@ -31,6 +31,7 @@ typedef struct myc_buf {
 typedef struct {
   myc_buf **batch; int32_t cursor; uint32_t batch_n; uint32_t faults;
   uint32_t requests;
+  int64_t *marks;
 } myc_svc_view;
 typedef struct myc_service myc_service;
 
@@ -60,6 +61,7 @@ int myc_ffi_subscribe(myc_service *s, const char *pattern, size_t len);
 int myc_ffi_unsubscribe(myc_service *s, const char *pattern, size_t len);
 int64_t myc_ffi_timer(myc_service *s, double delay_ms, double repeat_ms);
 double myc_ffi_now(myc_service *s);
+int64_t myc_ffi_clock_ns(myc_service *s);
 void myc_ffi_trace(myc_service *s, uint8_t *out24);
 int myc_ffi_metric(myc_service *s, int kind, const char *name,
                    const char *help, const char *labels, size_t labels_len,

@@ -88,7 +88,12 @@ local TOP = {
   metrics = { kind = "table", fields = {
     listen = { kind = "address" },
   } },
-  tracing = { kind = "table", later = true },
+  tracing = { kind = "table", fields = {
+    export = { kind = "enum", values = { zipkin = "zipkin", otlp = "otlp" } },
+    endpoint = { kind = "http_url" },
+    sample = { kind = "number", min = 0, max = 1 },
+    queue = { kind = "integer", min = 1, max = 2 ^ 24 },
+  } },
   log = { kind = "table", fields = {
     level = { kind = "enum", values = LEVELS },
     format = { kind = "enum", values = FORMATS },
@@ -154,6 +159,19 @@ local function check_value(file, path, v, spec)
     if not (host and (v4 or v6) and tonumber(port) <= 65535) then
       bad('"host:port" with a numeric address (127.0.0.1:9464, [::1]:9464; '
           .. "port 0 picks a free one)")
+    end
+  elseif k == "http_url" then
+    -- What the exporter posts to (plain http: a collector or an agent).
+    local host, port
+    if type(v) == "string" then
+      local hp = v:match("^http://([^/?#]+)[^?#]*$")
+      host = hp and (hp:match("^%[[%x:.]+%]") or hp:match("^[^:]+"))
+      port = hp and hp:sub(#(host or "") + 1)
+    end
+    if not host or not (port == "" or (port:match("^:%d+$")
+        and tonumber(port:sub(2)) >= 1 and tonumber(port:sub(2)) <= 65535)) then
+      bad('an http://host:port/path URL (http://127.0.0.1:9411/api/v2/spans '
+          .. "for Zipkin, http://127.0.0.1:4318/v1/traces for OTLP)")
     end
   elseif k == "enum" then
     if spec.values[v] == nil then bad("one of " .. concat(keys_of(spec.values), ", ")) end
@@ -383,7 +401,24 @@ local function check_links(file, dir, key, list)
   return out
 end
 
--- link.allow_uids: at most 64 uids, integers from 0 to 2^32 - 2.
+-- The collector's usual address for each export format.
+local TRACE_ENDPOINTS = {
+  zipkin = "http://127.0.0.1:9411/api/v2/spans",
+  otlp = "http://127.0.0.1:4318/v1/traces",
+}
+
+local function check_tracing(file, t)
+  if t == nil then return nil end
+  if t.export == nil then
+    error(format("%s: 'tracing.export' is missing: \"zipkin\" or \"otlp\"",
+                 file), 0)
+  end
+  return { export = t.export, endpoint = t.endpoint or TRACE_ENDPOINTS[t.export],
+           sample = t.sample or 1, queue = t.queue }
+end
+
+-- link.psk_file is taken from the config file's directory; link.allow_uids:
+-- at most 64 uids, integers from 0 to 2^32 - 2.
 local function check_link(file, dir, link)
   if link.psk_file ~= nil then link.psk_file = resolve_path(dir, link.psk_file) end
   local uids = link.allow_uids
@@ -431,6 +466,7 @@ function M.normalise(file, t, dir, extra)
     connect = check_links(file, dir, "connect", out.connect),
     link = check_link(file, dir, out.link or {}),
     metrics = out.metrics,
+    tracing = check_tracing(file, out.tracing),
     warnings = warnings,
     services = {},
   }

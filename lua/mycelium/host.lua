@@ -243,16 +243,35 @@ function M.new(lud, info)
 
   -- Every activation starts with flush(): messages made with ctx:new
   -- that the previous one did not emit become garbage-collected.
-  local function dispatch(first, n)
-    flush()
-    new_batch()
-    if view.faults > 0 then fault(first) end
+  -- A batch holding a sampled message (engine/src/runtime/span.h): the
+  -- engine clock at each handler's end, for the messages' spans.
+  local clock_ns = C.myc_ffi_clock_ns
+  local function traced(first, n, marks)
     local batch = view.batch
     for i = first, n - 1 do
       view.cursor = i
       local b = batch[i]
       local fn = by_topic[b.topic_id] or handler_for(b)
       fn(ctx, next_msg())
+      marks[i] = clock_ns(svc)
+    end
+  end
+
+  local function dispatch(first, n)
+    flush()
+    new_batch()
+    if view.faults > 0 then fault(first) end
+    local marks = view.marks
+    if marks ~= nil then
+      traced(first, n, marks)
+    else
+      local batch = view.batch
+      for i = first, n - 1 do
+        view.cursor = i
+        local b = batch[i]
+        local fn = by_topic[b.topic_id] or handler_for(b)
+        fn(ctx, next_msg())
+      end
     end
     view.cursor = -1
     new_batch()

@@ -287,13 +287,13 @@ describe("mycelium command", function()
     end)
   end)
 
-  it("reports keys that are not supported yet instead of ignoring them", function()
+  it("refuses a tracing key it does not know, naming it", function()
     write("quit.lua", quitter)
     local path = write("mycelium.lua", [[return { tracing = { zipkin = "x" },
       services = { { module = "quit.lua" } } }]])
     local rc, _, err = mycelium("run " .. path)
-    assert.are.equal(0, rc)
-    assert.matches("'tracing' is not supported yet; ignored", err, 1, true)
+    assert.are_not.equal(0, rc)
+    assert.matches("unknown key 'tracing.zipkin'", err, 1, true)
   end)
 
   describe("control channel", function()

@@ -40,7 +40,7 @@ end
 local function start_a(dir, url)
   return proc.spawn(string.format(
     "cd %s && LINK_URL='%s' CONTROL='unix://%s/a.ctl' INTERVAL_MS=20 "
-      .. "exec timeout 60 %s run a.lua", example, url, dir.path, bin),
+      .. "METRICS=127.0.0.1:0 exec timeout 60 %s run a.lua", example, url, dir.path, bin),
     "link listening on (%S+)", 10)
 end
 
@@ -101,6 +101,23 @@ local function crosses(url_of)
   local st = status_json(dir)
   assert.truthy(st:find('"links":[{"peer":"b"', 1, true), st)
   assert.truthy(st:find('"state":"up","wire":2,"patterns":1', 1, true), st)
+  -- The same counters in /metrics, per link.
+  local port = a.output():match("metrics: serving http://127%.0%.0%.1:(%d+)/metrics")
+  local rc, body = dir:sh("curl -sf -m 5 http://127.0.0.1:" .. port .. "/metrics")
+  assert.equal(0, rc)
+  local frames = tonumber(body:match(
+    '\nmycelium_link_frames_total{link="b",dir="accept",direction="out"} (%d+)\n'))
+  assert.is_true(frames ~= nil and frames >= 10, body)
+  assert.truthy(body:find('\nmycelium_link_up{link="b",dir="accept"} 1\n', 1, true), body)
+  assert.truthy(body:find('\nmycelium_link_dropped_total{link="b",dir="accept",'
+                          .. 'reason="queue_full"} 0\n', 1, true), body)
+  if dir:sh("command -v promtool >/dev/null") == 0 then
+    local f = assert(io.open(dir.path .. "/scrape.txt", "w"))
+    f:write(body)
+    f:close()
+    local prc, pout = dir:sh("promtool check metrics < " .. dir.path .. "/scrape.txt")
+    assert.equal(0, prc, pout)
+  end
   return dir, a, b
 end
 

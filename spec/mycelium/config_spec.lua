@@ -104,11 +104,31 @@ describe("mycelium.config", function()
     assert.is_nil(err:find("did you mean", 1, true))
   end)
 
-  it("reports keys not acted on yet as warnings, never silently", function()
-    local c = norm { tracing = {} }
-    assert.same({ dir.path .. "/mycelium.lua: 'tracing' is not supported yet; ignored" },
-                c.warnings)
-    assert.is_nil(c.tracing)
+  it("reads tracing, with each export's usual endpoint and every trace kept by default", function()
+    local c = norm { tracing = { export = "zipkin" } }
+    assert.same({}, c.warnings)
+    assert.same({ export = "zipkin", endpoint = "http://127.0.0.1:9411/api/v2/spans",
+                  sample = 1 }, c.tracing)
+    c = norm { tracing = { export = "otlp", sample = 0.25, queue = 64,
+                           endpoint = "http://[::1]:4318/v1/traces" } }
+    assert.same({ export = "otlp", endpoint = "http://[::1]:4318/v1/traces",
+                  sample = 0.25, queue = 64 }, c.tracing)
+    assert.is_nil(norm({}).tracing)
+  end)
+
+  it("refuses a tracing table it cannot act on, naming the key", function()
+    refused({ tracing = {} }, "'tracing.export' is missing: \"zipkin\" or \"otlp\"")
+    refused({ tracing = { export = "jaeger" } },
+            "'tracing.export' must be one of otlp, zipkin")
+    refused({ tracing = { export = "otlp", sample = 1.5 } },
+            "'tracing.sample' must be a number from 0 to 1")
+    for _, url in ipairs { "https://x:4318/v1/traces", "127.0.0.1:4318", "http://:80/",
+                           "http://h:0/", "http://h:99999/x" } do
+      refused({ tracing = { export = "otlp", endpoint = url } },
+              "'tracing.endpoint' must be an http://host:port/path URL")
+    end
+    refused({ tracing = { export = "otlp", smaple = 1 } },
+            "unknown key 'tracing.smaple' (did you mean 'tracing.sample'?)")
   end)
 
   it("refuses services it cannot run, naming the one", function()

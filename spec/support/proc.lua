@@ -60,16 +60,18 @@ end
 -- The project root (ctest runs specs from it).
 M.root = os.getenv("MYCELIUM_SOURCE_DIR") or "."
 
--- Makes sure spec/peers/node_modules has the committed dependencies.
+-- Makes sure spec/peers/node_modules has the committed dependencies (the
+-- last one added stands for all: an older install lacks it).
+local NODE_MARK = "node_modules/@opentelemetry/otlp-grpc-exporter-base/package.json"
 function M.node_peers()
   local dir = M.root .. "/spec/peers"
-  local f = io.open(dir .. "/node_modules/ws/package.json")
+  local f = io.open(dir .. "/" .. NODE_MARK)
   if f then f:close() return dir end
   -- Specs run in parallel: one installs, the others wait on the lock.
   peers.have("node")
   if not peers.ok(string.format(
-    "cd %s && flock .npm.lock sh -c '[ -f node_modules/ws/package.json ] || "
-    .. "npm ci --no-audit --no-fund --silent' >/dev/null 2>&1", dir)) then
+    "cd %s && flock .npm.lock sh -c '[ -f %s ] || "
+    .. "npm ci --no-audit --no-fund --silent' >/dev/null 2>&1", dir, NODE_MARK)) then
     error("npm ci failed in spec/peers: run scripts/deps.sh", 2)
   end
   return dir

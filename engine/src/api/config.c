@@ -76,8 +76,29 @@ static void read_supervisor(lua_State *L, int t, myc_supervisor_config *c) {
                                     c->reload_probation_s);
 }
 
-/* 'strings' holds the node name, the control URL and the metrics address
- * for the call.
+/* The 'tracing' table (mycelium.config checked it): export and endpoint
+ * in strings[0] and strings[1]. */
+static int read_tracing(lua_State *L, int t, myc_engine_config *c,
+                        char (*strings)[4096], char *err, size_t errlen) {
+  int rc = 0, tt;
+  lua_getfield(L, t, "tracing");
+  tt = lua_gettop(L);
+  if (lua_istable(L, tt) &&
+      (rc = str_field(L, tt, "export", strings[0], sizeof strings[0], err,
+                      errlen)) == 0 &&
+      (rc = str_field(L, tt, "endpoint", strings[1], sizeof strings[1], err,
+                      errlen)) == 0) {
+    c->trace_export = strings[0];
+    c->trace_endpoint = strings[1];
+    c->trace_sample = num_field(L, tt, "sample", 1.0);
+    c->trace_queue = (uint32_t)num_field(L, tt, "queue", 0);
+  }
+  lua_pop(L, 1);
+  return rc;
+}
+
+/* 'strings' holds the node name, the control URL, the metrics address and
+ * the tracing export format and endpoint for the call.
  * Returns 0 or MYC_ECONFIG (with the reason in 'err'). */
 static int read_engine_config(lua_State *L, int t, myc_engine_config *c,
                               char (*strings)[4096], char *err,
@@ -99,6 +120,8 @@ static int read_engine_config(lua_State *L, int t, myc_engine_config *c,
   }
   lua_pop(L, 1);
   c->metrics_listen = strings[2][0] ? strings[2] : NULL;
+  if ((rc = read_tracing(L, t, c, strings + 3, err, errlen)) != 0)
+    return rc;
   c->node = strings[0];
   c->workers = (uint32_t)num_field(L, t, "workers", 0);
   c->log_level = (myc_log_level)num_field(L, t, "log_level", MYC_LOG_INFO);
@@ -316,7 +339,7 @@ static int build_engine(lua_State *L, myc_engine **out, char *err,
   int t = lua_gettop(L), i, rc;
   myc_engine_config c;
   myc_engine *e;
-  char strings[3][4096];
+  char strings[5][4096];
 
   rc = read_engine_config(L, t, &c, strings, err, errlen);
   if (rc != 0)

@@ -23,6 +23,7 @@ void myc_engine_config_init(myc_engine_config *cfg) {
   cfg->log_format = MYC_LOG_TEXT;
   myc_supervisor_config_init(&cfg->supervisor);
   cfg->reload = MYC_RELOAD_SIGNAL;
+  cfg->trace_sample = 1.0;
 }
 
 int myc_engine_new(myc_engine **out, const myc_engine_config *cfg) {

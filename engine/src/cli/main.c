@@ -22,6 +22,8 @@ static const char usage[] =
     "                                         hot-reload a running service\n"
     "       mycelium status [--socket PATH] [--json]\n"
     "                                         services, restarts, queues, memory\n"
+    "       mycelium trace TRACE_ID [--from FILE | --zipkin URL]\n"
+    "                                         one trace's span tree (stdin: FILE -)\n"
     "       mycelium --version | --help\n"
     "\n"
     "Config file (a Lua file returning a table; every key, type and default:\n"
@@ -41,6 +43,8 @@ static const char usage[] =
     "  listen      { \"unix:///x.sock\", \"tcp://127.0.0.1:7400\" }  links to\n"
     "  connect     { ... }  other engines; link = { max_frame, ... }\n"
     "  metrics     { listen = \"127.0.0.1:9464\" }  Prometheus GET /metrics\n"
+    "  tracing     { export = \"zipkin\" | \"otlp\", endpoint = \"http://...\",\n"
+    "                sample = 1.0, queue = 4096 }  span export\n"
     "\n"
     "Environment: MYCELIUM_PATH     directory holding the Lua runtime (lua/)\n"
     "             MYCELIUM_CONTROL  control socket when --socket is not given\n"
@@ -376,6 +380,8 @@ int main(int argc, char **argv) {
     return cmd_status(argc - 2, argv + 2);
   if (strcmp(cmd, "reload") == 0)
     return cmd_reload(argc - 2, argv + 2);
+  if (strcmp(cmd, "trace") == 0)
+    return myc_command("trace", argc - 2, argv + 2);
   fprintf(stderr, "mycelium: unknown command '%s'\n%s", cmd, usage);
   return 2;
 }

@@ -30,6 +30,7 @@ static const myc_ffi_layout layouts[] = {
     FIELD(myc_svc_view, batch), FIELD(myc_svc_view, cursor),
     FIELD(myc_svc_view, batch_n), FIELD(myc_svc_view, faults),
     FIELD(myc_svc_view, requests),
+    FIELD(myc_svc_view, marks),
 
     SIZE(myc_service_stats),
     FIELD(myc_service_stats, name), FIELD(myc_service_stats, worker),

@@ -84,7 +84,8 @@ MYC_FFI double myc_ffi_remaining_ms(myc_service *s, myc_buf *req);
  * those of myc_ffi_timer.  Returns its id (>= 1) or MYC_ENOMEM. */
 MYC_FFI int64_t myc_ffi_timer_at(myc_service *s, int64_t deadline);
 
-/* The engine clock, ns. */
+/* The engine clock, ns (request deadlines, a traced batch's handler end
+ * times). */
 MYC_FFI int64_t myc_ffi_clock_ns(myc_service *s);
 
 /* A buffer with a zeroed typed payload of 'size' bytes, filled in place

@@ -94,6 +94,12 @@ uint32_t myc__links_stats(myc__links *L, myc__link_stats *out, uint32_t max);
  * the engine's allocator ('*len' + 1 bytes), or NULL.  Any thread. */
 char *myc__links_status(void *links, int json, size_t *len);
 
+/* The links' families of /metrics (Prometheus text format 0.0.4): frames,
+ * bytes, drops, reconnects, frame errors and state per peer (labels
+ * 'link', the peer, and 'dir').  Allocated as myc__links_status's.  Any
+ * thread. */
+char *myc__links_metrics(void *links, size_t *len);
+
 /* The engine's allocator. */
 const myc__alloc *myc__links_alloc(myc__links *L);
 

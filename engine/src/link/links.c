@@ -1748,7 +1748,8 @@ int myc__links_attach(myc_engine *e, const myc__link_config *c,
   e->reply_remote_ud = L;
   L->svc->pressure = links_pressure;
   myc__topics_unsubscribe(&e->topics, L->svc, "_links.none", 11);
-  if ((rc = myc__engine_beside(e, links_start, links_quiesce, myc__links_status, L)) != 0)
+  if ((rc = myc__engine_beside(e, links_start, links_quiesce, myc__links_status, L)) != 0 ||
+      (rc = myc__engine_beside_metrics(e, L, myc__links_metrics)) != 0)
     return rc;
   *out = L;
   return 0;

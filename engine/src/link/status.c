@@ -1,7 +1,9 @@
-/* status.c -- the links in `mycelium status` (text and --json). */
+/* status.c -- the links in `mycelium status` (text and --json) and in
+ * /metrics. */
 #include "link/link.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -136,6 +138,107 @@ char *myc__links_status(void *links, int json, size_t *len) {
     return NULL;
   }
   /* The caller frees len + 1 bytes: give it exactly that. */
+  {
+    char *exact = myc__malloc(o.a, o.len + 1);
+    if (exact != NULL)
+      memcpy(exact, o.p, o.len + 1);
+    myc__free(o.a, o.p, o.cap);
+    *len = o.len;
+    return exact;
+  }
+}
+
+/* A label value: backslash, double quote and newline escaped. */
+static void put_label(out *o, const char *s) {
+  for (; *s != '\0'; s++) {
+    if (*s == '\\' || *s == '"')
+      put(o, "\\%c", *s);
+    else if (*s == '\n')
+      put(o, "\\n");
+    else
+      put(o, "%c", *s);
+  }
+}
+
+typedef struct {
+  const char *name, *type, *help, *extra; /* extra: a label and value */
+  size_t off;                             /* of a uint64_t in the stats */
+} link_family;
+
+#define OFF(f) offsetof(myc__link_stats, f)
+
+static const link_family families[] = {
+    {"mycelium_link_frames_total", "counter",
+     "Frames over a link, by direction.", "direction=\"in\"",
+     OFF(frames_in)},
+    {NULL, NULL, NULL, "direction=\"out\"", OFF(frames_out)},
+    {"mycelium_link_bytes_total", "counter",
+     "Bytes over a link (frames and their framing), by direction.",
+     "direction=\"in\"", OFF(bytes_in)},
+    {NULL, NULL, NULL, "direction=\"out\"", OFF(bytes_out)},
+    {"mycelium_link_dropped_total", "counter",
+     "Messages a link did not send: queue_full, disconnect, shutdown, "
+     "v1_untyped (a v1 peer cannot take it).",
+     "reason=\"queue_full\"", OFF(dropped_queue_full)},
+    {NULL, NULL, NULL, "reason=\"disconnect\"", OFF(dropped_disconnect)},
+    {NULL, NULL, NULL, "reason=\"shutdown\"", OFF(dropped_shutdown)},
+    {NULL, NULL, NULL, "reason=\"v1_untyped\"", OFF(dropped_v1_untyped)},
+    {"mycelium_link_reconnects_total", "counter",
+     "Times a link was dialled again after it went down.", NULL,
+     OFF(reconnects)},
+    {"mycelium_link_frame_errors_total", "counter",
+     "Bad frames a peer sent (the link was closed).", NULL,
+     OFF(frame_errors)},
+    {"mycelium_link_unknown_types_total", "counter",
+     "Typed frames of a type this engine's contracts do not have.", NULL,
+     OFF(unknown_types)},
+    {"mycelium_link_queue_frames", "gauge",
+     "Frames waiting to be written to a peer.", NULL, OFF(queued)},
+    {"mycelium_link_queue_bytes", "gauge",
+     "Bytes waiting to be written to a peer.", NULL, OFF(queued_bytes)},
+};
+
+char *myc__links_metrics(void *links, size_t *len) {
+  myc__links *L = links;
+  myc__link_stats st[64];
+  uint32_t n = myc__links_stats(L, st, 64), i;
+  size_t f;
+  out o;
+  memset(&o, 0, sizeof o);
+  o.a = myc__links_alloc(L);
+  if (n > 64)
+    n = 64;
+  put(&o, "%s", ""); /* an empty exposition is still a string */
+  for (f = 0; f < sizeof families / sizeof *families; f++) {
+    const link_family *fam = &families[f];
+    const char *name = fam->name;
+    size_t k = f;
+    while (name == NULL) /* a further sample of the family above */
+      name = families[--k].name;
+    if (fam->name != NULL)
+      put(&o, "# HELP %s %s\n# TYPE %s %s\n", name, fam->help, name,
+          fam->type);
+    for (i = 0; i < n; i++) {
+      uint64_t v;
+      memcpy(&v, (const char *)&st[i] + fam->off, sizeof v);
+      put(&o, "%s{link=\"", name);
+      put_label(&o, st[i].peer);
+      put(&o, "\",dir=\"%s\"%s%s} %llu\n", st[i].dir, fam->extra ? "," : "",
+          fam->extra ? fam->extra : "", (unsigned long long)v);
+    }
+  }
+  put(&o, "# HELP mycelium_link_up 1 while a link is up (handshake done).\n"
+          "# TYPE mycelium_link_up gauge\n");
+  for (i = 0; i < n; i++) {
+    put(&o, "mycelium_link_up{link=\"");
+    put_label(&o, st[i].peer);
+    put(&o, "\",dir=\"%s\"} %d\n", st[i].dir,
+        strcmp(st[i].state, "up") == 0);
+  }
+  if (o.failed) {
+    myc__free(o.a, o.p, o.cap);
+    return NULL;
+  }
   {
     char *exact = myc__malloc(o.a, o.len + 1);
     if (exact != NULL)

@@ -7,6 +7,7 @@
 #include "observe/observe.h"
 
 #include "core/hist.h"
+#include "observe/trace.h"
 
 #include <inttypes.h>
 #include <string.h>
@@ -290,8 +291,21 @@ void myc__metrics_render(myc__observe *o, myc__text *t) {
   handler_durations(t, e, &sn);
   workers(t, e);
 #endif
-  /* Links between nodes add their families here once they exist (frames
-   * and bytes in and out, reconnects, frame errors, by 'link'). */
+  myc__trace_metrics(e, t);
+  {
+    /* What runs beside the workers (the links) renders its own. */
+    myc__beside *b;
+    for (b = e->besides; b != NULL; b = b->next) {
+      size_t n = 0;
+      char *part = b->metrics ? b->metrics(b->ud, &n) : NULL;
+      if (part != NULL) {
+        myc__text_printf(t, "%.*s", (int)n, part);
+        myc__free(&e->alloc, part, n + 1);
+      } else if (b->metrics != NULL) {
+        t->oom = 1;
+      }
+    }
+  }
   engine_wide(t, o);
   uv_mutex_unlock(&e->services_lock);
   /* What services declared (ctx.metrics), after the engine's own. */

@@ -5,6 +5,8 @@
  */
 #include "observe/observe.h"
 
+#include "observe/trace.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +74,7 @@ static void on_free(void *ud) {
 
 int myc__observe_attach(myc_engine *e, const myc_engine_config *cfg) {
   myc__observe *o;
+  int rc;
   if (cfg->metrics_listen != NULL &&
       !myc__server_listen_ok(cfg->metrics_listen))
     return MYC_EINVAL;
@@ -93,9 +96,11 @@ int myc__observe_attach(myc_engine *e, const myc_engine_config *cfg) {
     return MYC_ENOMEM;
   }
   e->observe = o;
-  if (o->listen != NULL)
-    return myc__engine_beside(e, listener_start, listener_stop, NULL, o);
-  return 0;
+  if (o->listen != NULL &&
+      (rc = myc__engine_beside(e, listener_start, listener_stop, NULL, o)) !=
+          0)
+    return rc;
+  return myc__trace_attach(e, cfg);
 }
 
 int myc_engine_metrics_port(myc_engine *e) {

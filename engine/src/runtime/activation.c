@@ -15,6 +15,7 @@
 #include "runtime/activation.h"
 
 #include "runtime/engine.h"
+#include "runtime/span.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
@@ -125,11 +126,20 @@ int myc__instance_call(myc__instance *in, int ref, int nargs, int nres) {
 
 int myc__activate(myc_service *s, myc__instance *in, int kind, int ref,
                   int nargs, int nres) {
+  static const char *what[] = {"", "", "init", "timer", "event", "stop"};
+  int64_t t0 = 0;
   int rc;
   MYC_ASSERT_OWNER(&s->task.worker->owner);
+  /* A handler's spans are its messages' (span.c); the other activations
+   * are the roots of the traces they start. */
+  if (s->eng->tracer != NULL && kind > MYC_ACT_HANDLER &&
+      kind <= MYC_ACT_STOP)
+    t0 = myc__clock_now(&s->eng->clock);
   myc__act_begin(s, kind);
   rc = myc__instance_call(in, ref, nargs, nres);
   myc__act_end(s);
+  if (t0 != 0)
+    myc__span_activation(s, what[kind], t0, myc__call_error(in, rc));
   return rc;
 }
 

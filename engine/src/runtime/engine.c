@@ -147,12 +147,24 @@ int myc__engine_beside(myc_engine *e, int (*start)(void *, char *, size_t),
   b->start = start;
   b->quiesce = quiesce;
   b->status = status;
+  b->metrics = NULL;
   b->ud = ud;
   b->next = NULL;
   for (p = &e->besides; *p != NULL; p = &(*p)->next)
     ;
   *p = b;
   return 0;
+}
+
+int myc__engine_beside_metrics(myc_engine *e, void *ud,
+                               char *(*metrics)(void *, size_t *)) {
+  myc__beside *b;
+  for (b = e->besides; b != NULL; b = b->next)
+    if (b->ud == ud) {
+      b->metrics = metrics;
+      return 0;
+    }
+  return MYC_ENOENT;
 }
 
 uint32_t myc__engine_count(myc_engine *e) {

@@ -62,6 +62,9 @@ typedef struct myc__beside {
    * string from the engine's allocator of '*len' + 1 bytes, or NULL.  Any
    * thread. */
   char *(*status)(void *ud, int json, size_t *len);
+  /* Its families in the Prometheus text format (NULL: none), allocated
+   * as 'status' returns.  Any thread; waits for nothing. */
+  char *(*metrics)(void *ud, size_t *len);
   void *ud;
 } myc__beside;
 
@@ -108,6 +111,9 @@ struct myc_engine {
   myc__cleanup *cleanups;
   myc__beside *besides;
   struct myc__observe *observe; /* observe/ owns it; NULL: not attached */
+  /* Where the spans of handled messages go (runtime/span.h); set by
+   * observe/ before the workers start, NULL: tracing is off. */
+  struct myc__tracer *tracer;
   int64_t created_ns; /* engine clock when it was created */
   /* Sections of lua/mycelium/cdefs.lua one of its Lua states checked
    * against this build (ffi/abi.c). */
@@ -149,6 +155,11 @@ int myc__engine_on_free(myc_engine *e, void (*fn)(void *ud), void *ud);
 int myc__engine_beside(myc_engine *e, int (*start)(void *, char *, size_t),
                        void (*quiesce)(void *),
                        char *(*status)(void *, int, size_t *), void *ud);
+
+/* Gives the part registered with 'ud' its 'metrics' (see myc__beside).
+ * Before the start.  Returns 0 or MYC_ENOENT (no such part). */
+int myc__engine_beside_metrics(myc_engine *e, void *ud,
+                               char *(*metrics)(void *, size_t *));
 
 /* Finds a service by name, or NULL.  Any thread (services are only ever
  * appended). */

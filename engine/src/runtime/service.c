@@ -12,6 +12,7 @@
 #include "runtime/engine.h"
 #include "runtime/instance.h"
 #include "runtime/request.h"
+#include "runtime/span.h"
 
 #include <lauxlib.h>
 #include <msgpack.h>
@@ -402,12 +403,15 @@ static void set_cursor(myc_service *s, int32_t k) {
 }
 
 static void dispatch_c(myc_service *s, uint32_t first, uint32_t n) {
+  int64_t *marks = s->view.marks;
   myc_message m;
   uint32_t i;
   for (i = first; i < n; i++) {
     set_cursor(s, (int32_t)i);
     fill_message(s->batch[i], &m);
     s->cb(s->cb_ud, &m);
+    if (marks != NULL)
+      marks[i] = myc__clock_now(&s->eng->clock);
   }
   set_cursor(s, -1);
 }
@@ -418,7 +422,7 @@ static void dispatch_c(myc_service *s, uint32_t first, uint32_t n) {
  * instance's end to the 'terminated' hook.  Returns the messages
  * consumed. */
 static uint32_t handler_ended(myc_service *s, uint32_t first, uint32_t n,
-                              int how, int rc) {
+                              int how, int rc, int traced) {
   const char *text = myc__call_error(&s->cur, rc);
   uint32_t k = rc ? (uint32_t)(s->view.cursor < (int32_t)first
                                    ? (int32_t)first
@@ -429,6 +433,9 @@ static uint32_t handler_ended(myc_service *s, uint32_t first, uint32_t n,
 
   set_cursor(s, -1);
   myc__end_reason(s, &s->cur, how, text, why, sizeof why);
+  if (traced)
+    myc__span_batch_end(s, first, k, rc ? (how == MYC_END_ERROR ? text : why)
+                                        : NULL);
   if (crash) {
     myc__counter_add(&s->n_errors, 1);
     if (rc) {
@@ -455,7 +462,7 @@ static uint32_t handler_ended(myc_service *s, uint32_t first, uint32_t n,
  * Returns the number of messages handled. */
 static uint32_t dispatch(myc_service *s) {
   uint32_t first, n;
-  int rc, how;
+  int rc, how, traced = 0;
   MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
   if (atomic_load_explicit(&s->state, memory_order_relaxed) !=
       MYC_SVC_RUNNING)
@@ -475,6 +482,9 @@ static uint32_t dispatch(myc_service *s) {
   n = s->view.batch_n;
   if (first == n)
     return 0;
+  /* Tracing off costs this branch per batch. */
+  if (s->eng->tracer != NULL)
+    traced = myc__span_batch_begin(s, first, n);
   if (s->cb != NULL) {
     myc__act_begin(s, MYC_ACT_HANDLER);
     dispatch_c(s, first, n);
@@ -486,8 +496,10 @@ static uint32_t dispatch(myc_service *s) {
                        0);
     how = myc__activation_end(s, &s->cur, rc);
     if (how >= 0)
-      return handler_ended(s, first, n, how, rc);
+      return handler_ended(s, first, n, how, rc, traced);
   }
+  if (traced)
+    myc__span_batch_end(s, first, n - 1, NULL);
   release_range(s, first, n);
   s->batch_pos = n;
   return n - first;
@@ -703,6 +715,7 @@ void myc__service_free(myc_service *s) {
   myc__worker_unplace(s->task.worker, &s->task);
   myc__mailbox_destroy(&s->task.mb, &e->alloc);
   myc__routes_free(s);
+  myc__span_free(s);
   uv_mutex_destroy(&s->hook_lock);
   deps_free(s);
   if (s->code != NULL)

@@ -51,6 +51,10 @@ typedef struct {
   /* Requests the current instance sent and is still waiting for (its Lua
    * side counts them): what a restart or reload of it drops. */
   uint32_t requests;
+  /* While a batch with a sampled message runs (runtime/span.h): the loop
+   * writes the engine clock at each handler's end in marks[i]; NULL
+   * otherwise. */
+  int64_t *marks;
 } myc_svc_view;
 
 typedef enum {
@@ -162,6 +166,10 @@ struct myc_service {
    * handled (init, a timer, stop): a fresh root each time. */
   uint8_t act_trace[16];
   uint8_t act_span[8];
+  /* Tracing (runtime/span.c): the handlers' end times of a traced batch,
+   * allocated at the first, and the batch's start. */
+  int64_t *span_marks;
+  int64_t span_t0;
 
   /* What runs, for threads that do not wait for the worker: 'act_gen'
    * changes with every activation, so (act_gen, cursor) names one

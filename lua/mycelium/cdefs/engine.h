@@ -16,6 +16,10 @@ typedef struct {
   myc_alloc_fn lua_alloc; void *lua_alloc_ud;
   myc_supervisor_config supervisor; const char *control; int reload;
   const char *metrics_listen;
+  const char *trace_export;
+  const char *trace_endpoint;
+  double trace_sample;
+  uint32_t trace_queue;
 } myc_engine_config;
 typedef struct {
   const char *name; const char *module; const void *opts; size_t opts_len;

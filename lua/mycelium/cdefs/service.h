@@ -23,7 +23,6 @@ int myc_ffi_reply(myc_service *s, myc_buf *req, int kind,
                   uint16_t type, const void *data, size_t len);
 double myc_ffi_remaining_ms(myc_service *s, myc_buf *req);
 int64_t myc_ffi_timer_at(myc_service *s, int64_t deadline);
-int64_t myc_ffi_clock_ns(myc_service *s);
 uint32_t myc_ffi_queue_depth(myc_service *s);
 uint32_t myc_ffi_queue_capacity(myc_service *s);
 int myc_ffi_over_threshold(myc_service *s);
