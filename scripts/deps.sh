@@ -17,6 +17,7 @@ PACKAGES=(
   redis-server
   clang libclang-rt-14-dev
   libzmq3-dev
+  libnats-dev nats-server
   openssl ca-certificates
   prometheus
 )
@@ -41,13 +42,14 @@ if [ $with_node = 1 ] && ! command -v node >/dev/null 2>&1; then
   missing+=(nodejs npm)
 fi
 
-# The npm `ws` package: the independent WebSocket server the specs test
-# against (spec/peers, versions pinned by its package-lock.json).
+# The npm `ws` and `nats` packages: the independent WebSocket server and
+# NATS client the specs test against (spec/peers, versions pinned by its
+# package-lock.json).
 install_node_peers() {
   local dir
   [ $with_node = 1 ] || return 0
   dir="$(cd "$(dirname "$0")/.." && pwd)/spec/peers"
-  if [ ! -f "$dir/node_modules/ws/package.json" ] && command -v npm >/dev/null 2>&1; then
+  if { [ ! -f "$dir/node_modules/ws/package.json" ] || [ ! -f "$dir/node_modules/nats/package.json" ]; } && command -v npm >/dev/null 2>&1; then
     echo "deps.sh: npm ci in spec/peers" >&2
     (cd "$dir" && npm ci --no-audit --no-fund --silent) || echo "deps.sh: npm ci failed (specs will retry)" >&2
   fi

@@ -64,11 +64,15 @@ M.root = os.getenv("MYCELIUM_SOURCE_DIR") or "."
 function M.node_peers()
   local dir = M.root .. "/spec/peers"
   local f = io.open(dir .. "/node_modules/ws/package.json")
-  if f then f:close() return dir end
+  local g = io.open(dir .. "/node_modules/nats/package.json")
+  if f then f:close() end
+  if g then g:close() end
+  if f and g then return dir end
   -- Specs run in parallel: one installs, the others wait on the lock.
   peers.have("node")
   if not peers.ok(string.format(
-    "cd %s && flock .npm.lock sh -c '[ -f node_modules/ws/package.json ] || "
+    "cd %s && flock .npm.lock sh -c '[ -f node_modules/ws/package.json ] && "
+    .. "[ -f node_modules/nats/package.json ] || "
     .. "npm ci --no-audit --no-fund --silent' >/dev/null 2>&1", dir)) then
     error("npm ci failed in spec/peers: run scripts/deps.sh", 2)
   end

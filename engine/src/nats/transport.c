@@ -230,6 +230,10 @@ static natsStatus publish_one(myc__nats *N, myc_buf *b) {
   }
   if (s == NATS_OK)
     s = natsConnection_PublishMsg(N->nc, msg);
+  /* Not sent: no number taken, so receivers see no gap for what the
+   * sender already counts as dropped. */
+  if (s != NATS_OK && next != NULL && *next > 0)
+    --*next;
   natsMsg_Destroy(msg);
   return s;
 }
