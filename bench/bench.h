@@ -39,6 +39,7 @@ int bench_reload(void);
 int bench_bandit(void);
 int bench_links(void);
 int bench_services(void);
+int bench_nats(void);
 
 /* Shared results the comparisons need, filled by the scenarios. */
 extern double bench_zmq_inproc_rate;

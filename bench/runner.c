@@ -86,6 +86,8 @@ static const bench_scenario scenarios[] = {
      "ZeroMQ ipc/tcp PUSH/PULL", bench_links},
     {"services", "cost of a trivial service: RSS and start time per service "
      "at 1 000 and 10 000", bench_services},
+    {"nats", "Lua -> Lua through one nats-server, 64 B and 1 KiB, vs raw "
+     "libnats C publish/subscribe", bench_nats},
     {NULL, NULL, NULL}};
 
 static int wanted(int argc, char **argv, const char *name) {

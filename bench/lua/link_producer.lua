@@ -3,11 +3,12 @@
 -- bench.link, keeping at most 'window' not yet acknowledged: a link has
 -- no backpressure of its own, a message past its queues is dropped.
 local M = { subscribe = { "bench.hello", "bench.ack" } }
-local payload = string.rep("x", 64)
+local payload -- opts.size bytes (64 by default)
 local started, sent, acked = false, 0, 0
 local WINDOW = 32768
 
 local function pump(ctx)
+  payload = payload or string.rep("x", ctx.opts.size or 64)
   local stop = math.min(ctx.opts.n, acked + WINDOW)
   for _ = sent + 1, stop do
     ctx:emit("bench.link", payload)
