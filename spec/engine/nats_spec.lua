@@ -73,11 +73,14 @@ end
 return M
 ]]
 
+local TRACES = 25    -- tracer messages, one every 100 ms: the outage falls among them
+
 local TRACER = [[
 local M = {}
 function M.init(ctx)
   local n = 0
   ctx:every(100, function()
+    if n >= ]] .. TRACES .. [[ then return end
     n = n + 1
     ctx:emit("tr.ab", { n = n })
     ctx:emit("raw.a", "hello-" .. n)
@@ -235,6 +238,10 @@ describe("NATS transport across a three-node nats-server cluster", function()
         return e.output():find("%[producer%] done")
       end, 20), name .. ": " .. e.output())
     end
+    -- The sink sees the last trace (sent after the outage).
+    assert.truthy(wait_for(function()
+      return engines.c.output():find("%[sink%] sink n=" .. TRACES .. " ")
+    end, 10), engines.c.output())
     local final = {}
     for name, e in pairs(engines) do
       final[name] = wait_for(function()
@@ -273,7 +280,19 @@ describe("NATS transport across a three-node nats-server cluster", function()
           received = received + x.count
         end
       end
-      -- received + dropped by reason = sent, from the first message seen.
+      if name == "c" then
+        -- c also receives tr.bc: what its sink got, from the first seen.
+        local first, count = nil, 0
+        for n in engines.c.output():gmatch("%[sink%] sink n=(%d+)") do
+          n = tonumber(n)
+          first = first and math.min(first, n) or n
+          count = count + 1
+        end
+        sent = sent + (TRACES - first + 1)
+        received = received + count
+      end
+      -- received + dropped by reason = sent, from the first message seen
+      -- (drops are the engine's: every subject it receives).
       assert.equal(sent, received + n.lost + n.pending_limit + tally_dropped(json),
                    name .. ": " .. json)
       if name == "c" then
@@ -323,5 +342,83 @@ describe("NATS transport across a three-node nats-server cluster", function()
       assert.truthy(l:find('"traceparent":"00-' .. trace .. '-' .. span .. '-01"', 1, true), l)
       assert.truthy(l:match('"myc_seq":"%x+%-%d+"'), l)
     end
+  end)
+
+  it("checks the schema digest of typed messages: dropped and counted, or "
+     .. "the connection fails, by policy; an equal digest passes", function()
+    local dir = cli.tmpdir()
+    local server = nats_cluster.start(1)
+    local engines = {}
+    finally(function()
+      for _, e in pairs(engines) do e.stop() end
+      server:stop()
+      dir:remove()
+    end)
+    local function contracts(name, field_type)
+      dir:write(name .. ".yaml", string.format([[
+schema: { id: 7, version: 1 }
+messages:
+  Swap: { tlv_type: 1000, fields: { amount: { type: %s } } }
+]], field_type))
+    end
+    contracts("wide", "u64")
+    contracts("narrow", "u32")
+    dir:write("emitter.lua", [[
+local M = {}
+function M.init(ctx)
+  local n = 0
+  ctx:after(600, function()
+    ctx:every(20, function()
+      n = n + 1
+      if n <= 20 then ctx:emit("sw.x", ctx:new("Swap", { amount = n })) end
+    end)
+  end)
+end
+return M]])
+    dir:write("got.lua", [[
+local M = { subscribe = { "sw.*" } }
+function M.on_message(ctx, msg) ctx.log:info("got", { amount = tonumber(msg.data.amount) }) end
+return M]])
+    local function node(name, yaml, module, policy)
+      return dir:write(name .. ".lua", string.format([[
+return { node = %q, workers = 1, contracts = %q, connect = { %q },
+         nats = { schema_mismatch = %q }, control = "unix://%s/%s.ctl",
+         services = { { name = "svc", module = %q } } }]],
+        name, yaml .. ".yaml", server.urls[1], policy, dir.path, name, module))
+    end
+    local cfg = {
+      same = node("same", "wide", "got.lua", "drop"),
+      drop = node("drop", "narrow", "got.lua", "drop"),
+      fail = node("fail", "narrow", "got.lua", "fail"),
+    }
+    for name, path in pairs(cfg) do
+      engines[name] = proc.spawn(string.format("exec timeout 30 %s run %s", bin, path),
+                                 "nats: connected to", 10)
+    end
+    engines.src = proc.spawn(string.format("exec timeout 30 %s run %s", bin,
+                                           node("src", "wide", "emitter.lua", "drop")),
+                             "nats: connected to", 10)
+    -- The node with the same contract gets all 20.
+    assert.truthy(wait_for(function()
+      return engines.same.output():find("amount=20", 1, true)
+    end, 10), engines.same.output())
+    -- "drop": each message counted, none handled, one warning naming the type.
+    local json = wait_for(function()
+      local j = status(dir, "drop")
+      return nats_of(j).schema == 20 and j
+    end, 10)
+    assert.truthy(json, status(dir, "drop"))
+    assert.equal("up", nats_of(json).state)
+    assert.falsy(engines.drop.output():find("[svc] got", 1, true))
+    assert.truthy(engines.drop.output():find(
+      "type Swap (tag 1000) on 'mycelium.sw.x' differs", 1, true), engines.drop.output())
+    -- "fail": an error, and the NATS link is closed.
+    assert.truthy(wait_for(function()
+      return nats_of(status(dir, "fail")).state == "failed"
+    end, 10), engines.fail.output())
+    assert.truthy(engines.fail.output():find(
+      "ERROR [_nats] nats: type Swap (tag 1000) on 'mycelium.sw.x' differs", 1, true),
+      engines.fail.output())
+    assert.falsy(engines.fail.output():find("[svc] got", 1, true))
   end)
 end)

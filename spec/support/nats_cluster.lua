@@ -75,7 +75,10 @@ cluster {
   repeat
     local full = true
     for i = 1, n do
-      if routes(self, i) < n - 1 then full = false end
+      if routes(self, i) < n - 1 or
+         not proc.slurp(dir .. "/n" .. i .. ".log"):find("Server is ready", 1, true) then
+        full = false
+      end
     end
     if full then return self end
     proc.sleep(0.05)
