@@ -239,9 +239,8 @@ static natsStatus publish_one(myc__nats *N, myc_buf *b) {
 }
 
 /* Publishes the whole queue.  libnats appends each message to its write
- * buffer and asks the adapter for one write when the loop polls next:
- * the turn's messages leave in one go (or go to libnats' reconnect buffer
- * while the connection is being re-established). */
+ * buffer (or to its reconnect buffer while the connection is being
+ * re-established), then the buffer is written in one go. */
 static void publish_queue(myc__nats *N) {
   uint32_t n, i, ok = 0, lost = 0;
   uint64_t bytes = 0, okbytes = 0;
@@ -273,6 +272,12 @@ static void publish_queue(myc__nats *N) {
               natsStatus_GetText(s));
     }
   }
+  /* The turn's messages leave now, in one write, rather than when the
+   * loop next polls the socket writable; what the socket does not take
+   * stays with the adapter's write event. */
+  if (ok > 0 && N->nc != NULL &&
+      natsConnection_Status(N->nc) == NATS_CONN_STATUS_CONNECTED)
+    natsConnection_ProcessWriteEvent(N->nc);
   uv_mutex_lock(&N->lock);
   N->st.queued -= n;
   N->st.queued_bytes -= bytes;
