@@ -421,4 +421,56 @@ return { node = %q, workers = 1, contracts = %q, connect = { %q },
       engines.fail.output())
     assert.falsy(engines.fail.output():find("[svc] got", 1, true))
   end)
+
+  it("keeps a producer's order across subjects that two subscriptions take", function()
+    local dir = cli.tmpdir()
+    local server = nats_cluster.start(1)
+    local engines = {}
+    finally(function()
+      for _, e in pairs(engines) do e.stop() end
+      server:stop()
+      dir:remove()
+    end)
+    dir:write("alt.lua", [[
+local M = {}
+function M.init(ctx)
+  local n = 0
+  ctx:after(500, function()
+    ctx:every(2, function()
+      for _ = 1, 20 do
+        if n >= 4000 then return end
+        n = n + 1
+        ctx:emit(n % 3 == 0 and "ord.y" or "ord.x", tostring(n))
+      end
+    end)
+  end)
+end
+return M]])
+    dir:write("check.lua", [[
+local M = { subscribe = { "ord.x", "ord.y" } }
+local last, bad, count = 0, 0, 0
+function M.on_message(ctx, msg)
+  local n = tonumber(msg.data)
+  if n <= last then bad = bad + 1 end
+  last, count = n, count + 1
+  if n == 4000 then ctx.log:info("order", { count = count, bad = bad }) end
+end
+return M]])
+    local function node(name, module)
+      return dir:write("node_" .. name .. ".lua", string.format([[
+return { node = %q, workers = 1, connect = { %q },
+         services = { { name = "svc", module = %q } } }]], name, server.urls[1], module))
+    end
+    engines.check = proc.spawn(string.format("exec timeout 30 %s run %s", bin,
+                                             node("check", "check.lua")), "nats: connected to", 10)
+    engines.alt = proc.spawn(string.format("exec timeout 30 %s run %s", bin,
+                                           node("alt", "alt.lua")), "nats: connected to", 10)
+    local line = wait_for(function()
+      return engines.check.output():match("%[svc%] order bad=(%d+) count=(%d+)")
+    end, 15)
+    assert.truthy(line, engines.check.output())
+    local bad, count = engines.check.output():match("%[svc%] order bad=(%d+) count=(%d+)")
+    assert.equal("0", bad)
+    assert.equal("4000", count)
+  end)
 end)

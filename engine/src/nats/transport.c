@@ -31,7 +31,6 @@
 #define HDR_SCHEMA "Myc-Schema"
 #define HDR_SEQ "Myc-Seq"
 #define SEQ_KEYS_MAX 65536   /* (publisher, subject) pairs tracked */
-#define DRAIN_MAX 4096       /* messages taken from one subscription a turn */
 #define STOP_FLUSH_MS 2000   /* what a stop waits for libnats to write */
 #define ERRLOG_EVERY 1000    /* a repeated error is logged 1st, 1001st, ... */
 
@@ -65,6 +64,8 @@ struct myc__nats {
   nsub *subs;
   uint32_t nsubs, capsubs;
   int64_t retired_drops; /* libnats' drops of unsubscribed subscriptions */
+  struct taken_s *taken; /* a drain's messages */
+  uint32_t ntaken_cap;
   myc__seqmap out_seq, in_seq;
   char pubid_hex[17];
   /* the queue: appended by the worker of "_nats", taken by the thread */
@@ -424,28 +425,99 @@ static int receive(myc__nats *N, natsMsg *msg, rx *r) {
   return 0;
 }
 
-/* Takes, without waiting, what libnats read into each subscription. */
+/* One message taken in a drain, with what orders it. */
+struct taken_s {
+  natsMsg *msg;
+  const char *pub;  /* the publisher's id: the sequence header's first 16 */
+  const uint8_t *source;
+  uint8_t source_len;
+  uint64_t seq;     /* the frame's: the source service's emit counter */
+  uint32_t at;      /* arrival order within its subscription's queue */
+};
+typedef struct taken_s taken;
+
+static int by_producer(const void *x, const void *y) {
+  const taken *a = x, *b = y;
+  int c;
+  if (a->pub == NULL || b->pub == NULL)
+    return a->at < b->at ? -1 : a->at > b->at;
+  if ((c = memcmp(a->pub, b->pub, 16)) != 0)
+    return c;
+  if (a->source_len != b->source_len)
+    return a->source_len < b->source_len ? -1 : 1;
+  if ((c = memcmp(a->source, b->source, a->source_len)) != 0)
+    return c;
+  if (a->seq != b->seq)
+    return a->seq < b->seq ? -1 : 1;
+  return a->at < b->at ? -1 : a->at > b->at;
+}
+
+/* The ordering key of 'msg': left without one (kept where it came) when
+ * it has no sequence header or is no frame; receive() judges it. */
+static void key_of(taken *t) {
+  const char *v = NULL;
+  const uint8_t *d = (const uint8_t *)natsMsg_GetData(t->msg);
+  int len = natsMsg_GetDataLength(t->msg);
+  uint32_t plen, tlen;
+  t->pub = NULL;
+  if (natsMsgHeader_Get(t->msg, HDR_SEQ, &v) != NATS_OK || v == NULL ||
+      strlen(v) < 17 || len < 64)
+    return;
+  memcpy(&t->seq, d + 40, 8);
+  memcpy(&plen, d + 56, 4);
+  tlen = (uint32_t)(d[60] | d[61] << 8);
+  t->source_len = d[62];
+  plen = (plen + 7u) & ~7u;
+  if ((uint64_t)64 + plen + tlen + t->source_len != (uint64_t)len)
+    return;
+  t->source = d + 64 + plen + tlen;
+  t->pub = v;
+}
+
+/* Takes, without waiting, everything libnats read into the
+ * subscriptions (it reads only on this thread, in the poll before), and
+ * hands it to the engine in each producer's order: the queues are per
+ * subscription, so a producer's messages on two subjects that two
+ * subscriptions take would otherwise come out of order. */
 static void on_drain(uv_check_t *h) {
   myc__nats *N = h->data;
   rx r;
-  uint32_t i, k;
+  uint32_t i, n = 0, nsubs_seen = 0;
   int fail = 0;
   memset(&r, 0, sizeof r);
-  for (i = 0; i < N->nsubs && !fail; i++)
-    for (k = 0; k < DRAIN_MAX; k++) {
+  for (i = 0; i < N->nsubs; i++) {
+    uint32_t before = n;
+    for (;;) {
       natsMsg *msg = NULL;
       natsStatus s = natsSubscription_NextMsg(&msg, N->subs[i].sub, 0);
       if (s == NATS_SLOW_CONSUMER)
         continue; /* counted by the error handler; the queue goes on */
       if (s != NATS_OK)
         break;
-      fail = receive(N, msg, &r) != 0;
-      natsMsg_Destroy(msg);
-      if (fail)
+      if (grow(A(N), (void **)&N->taken, &N->ntaken_cap, sizeof *N->taken,
+               n + 1) != 0) {
+        natsMsg_Destroy(msg);
+        logf_(N, MYC_LOG_ERROR, "nats: out of memory taking messages");
         break;
+      }
+      N->taken[n].msg = msg;
+      N->taken[n].at = n;
+      n++;
     }
-  if (r.in == 0)
+    nsubs_seen += n > before;
+  }
+  if (n == 0)
     return;
+  if (nsubs_seen > 1) {
+    for (i = 0; i < n; i++)
+      key_of(&N->taken[i]);
+    qsort(N->taken, n, sizeof *N->taken, by_producer);
+  }
+  for (i = 0; i < n; i++) {
+    if (!fail)
+      fail = receive(N, N->taken[i].msg, &r) != 0;
+    natsMsg_Destroy(N->taken[i].msg);
+  }
   uv_mutex_lock(&N->lock);
   N->st.msgs_in += r.in;
   N->st.bytes_in += r.bytes;
@@ -893,6 +965,7 @@ static void nats_free(void *ud) {
   myc__seqmap_free(&N->out_seq);
   myc__seqmap_free(&N->in_seq);
   myc__free(A(N), N->subs, (size_t)N->capsubs * sizeof *N->subs);
+  myc__free(A(N), N->taken, (size_t)N->ntaken_cap * sizeof *N->taken);
   myc__free(A(N), N->q, (size_t)N->qcap * sizeof *N->q);
   myc__free(A(N), N->w, (size_t)N->wcap * sizeof *N->w);
   if (N->chains != NULL)
