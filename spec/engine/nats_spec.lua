@@ -422,9 +422,11 @@ return { node = %q, workers = 1, contracts = %q, connect = { %q },
     assert.falsy(engines.fail.output():find("[svc] got", 1, true))
   end)
 
-  it("keeps a producer's order across subjects that two subscriptions take", function()
+  it("keeps a producer's order across subjects that two subscriptions take; "
+     .. "an engine started before its server connects when it comes", function()
     local dir = cli.tmpdir()
-    local server = nats_cluster.start(1)
+    local port = require("support.redis_server").free_port()
+    local server = { urls = { "nats://127.0.0.1:" .. port }, stop = function() end }
     local engines = {}
     finally(function()
       for _, e in pairs(engines) do e.stop() end
@@ -462,7 +464,12 @@ return { node = %q, workers = 1, connect = { %q },
          services = { { name = "svc", module = %q } } }]], name, server.urls[1], module))
     end
     engines.check = proc.spawn(string.format("exec timeout 30 %s run %s", bin,
-                                             node("check", "check.lua")), "nats: connected to", 10)
+                                             node("check", "check.lua")),
+                               "nats: no server answered yet", 10)
+    server = nats_cluster.start(1, { ports = { port } })
+    assert.truthy(wait_for(function()
+      return engines.check.output():find("nats: connected to", 1, true)
+    end, 10), engines.check.output())
     engines.alt = proc.spawn(string.format("exec timeout 30 %s run %s", bin,
                                            node("alt", "alt.lua")), "nats: connected to", 10)
     local line = wait_for(function()

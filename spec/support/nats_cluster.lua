@@ -8,6 +8,7 @@
 --   cluster.urls[1]          -- "nats://127.0.0.1:PORT"
 --   cluster:kill(3)          -- SIGKILL of node 3, as a crash would
 --   cluster:stop()
+-- opts.ports: the client ports to use (default: free ones).
 local free_port = require("support.redis_server").free_port
 local proc = require "support.proc"
 
@@ -44,7 +45,7 @@ function M.start(n, opts)
                               lifetime = opts.lifetime or 120 }, Cluster)
   local client, cluster = {}, {}
   for i = 1, n do
-    client[i], cluster[i] = free_port(), free_port()
+    client[i], cluster[i] = opts.ports and opts.ports[i] or free_port(), free_port()
     self.urls[i] = "nats://127.0.0.1:" .. client[i]
   end
   for i = 1, n do

@@ -55,6 +55,8 @@ struct myc__nats {
   uv_check_t drain; /* after every poll: take what libnats read */
   uv_timer_t tick;  /* subscriptions compared, libnats' drops read */
   uv_timer_t stop_timer;
+  uv_timer_t retry; /* dialling until a first server answers */
+  uint32_t connect_attempts;
   uint64_t stop_deadline;
   int started, joined, stopped_loop;
   natsOptions *opts;
@@ -247,6 +249,12 @@ static void publish_queue(myc__nats *N) {
   uint64_t bytes = 0, okbytes = 0;
   myc_buf **batch;
   uv_mutex_lock(&N->lock);
+  if (N->nc == NULL && (N->state == S_CONNECTING || N->stopping)) {
+    /* Not connected yet: the queue waits (up to its bounds); at a stop
+     * what it holds is counted as shutdown. */
+    uv_mutex_unlock(&N->lock);
+    return;
+  }
   n = N->qn;
   batch = N->q;
   N->q = N->w;
@@ -775,6 +783,7 @@ static void shut_down(myc__nats *N) {
   uv_close((uv_handle_t *)&N->drain, NULL);
   uv_close((uv_handle_t *)&N->tick, NULL);
   uv_close((uv_handle_t *)&N->stop_timer, NULL);
+  uv_close((uv_handle_t *)&N->retry, NULL);
 }
 
 /* A stop publishes what the queue holds, then waits (a bounded time) for
@@ -803,25 +812,46 @@ static void on_wake(uv_async_t *a) {
   }
 }
 
+/* Dials the seeds on this thread (each attempt blocks this thread only,
+ * for at most nats.connect_timeout_ms a server), again every
+ * reconnect_wait_ms until one answers.  libnats' own retry of a first
+ * connect would attach the connection to this loop from its reconnect
+ * thread, which the libuv adapter does not support (the server sees the
+ * connection close at once). */
+static void try_connect(myc__nats *N) {
+  natsStatus s = natsConnection_Connect(&N->nc, N->opts);
+  if (s == NATS_OK) {
+    uv_timer_stop(&N->retry);
+    on_connected(N->nc, N);
+    follow_subscriptions(N);
+    read_drops(N);
+    uv_async_send(&N->wake); /* what waited in the queue */
+    return;
+  }
+  N->nc = NULL;
+  if (N->connect_attempts++ == 0)
+    logf_(N, MYC_LOG_WARN, "nats: no server answered yet (%s: %s); retrying "
+          "every %.0f ms",
+          N->urls[0], natsStatus_GetText(s), N->cfg.reconnect_wait_ms);
+  if (N->cfg.max_reconnect >= 0 &&
+      N->connect_attempts > (uint32_t)N->cfg.max_reconnect) {
+    logf_(N, MYC_LOG_ERROR,
+          "nats: cannot connect to %s after %u attempts (nats.max_reconnect)",
+          N->urls[0], N->connect_attempts);
+    uv_timer_stop(&N->retry);
+    set_state(N, S_FAILED);
+  }
+}
+
+static void on_retry(uv_timer_t *t) { try_connect(t->data); }
+
 static void thread_main(void *arg) {
   myc__nats *N = arg;
-  natsStatus s;
+  uint64_t wait = (uint64_t)N->cfg.reconnect_wait_ms;
   natsLibuv_SetThreadLocalLoop(&N->loop);
-  /* With retry on a failed connect, Connect returns at once when no seed
-   * answers, and libnats keeps dialling on its reconnect thread. */
-  s = natsConnection_Connect(&N->nc, N->opts);
-  if (s == NATS_OK) {
-    on_connected(N->nc, N);
-  } else if (s != NATS_NOT_YET_CONNECTED) {
-    logf_(N, MYC_LOG_ERROR, "nats: cannot connect to %s: %s", N->urls[0],
-          nats_GetLastError(NULL));
-    N->nc = NULL;
-    set_state(N, S_FAILED);
-  } else {
-    logf_(N, MYC_LOG_WARN, "nats: no server answered yet (%s); retrying",
-          N->urls[0]);
-  }
-  follow_subscriptions(N);
+  try_connect(N);
+  if (N->nc == NULL && N->state != S_FAILED)
+    uv_timer_start(&N->retry, on_retry, wait ? wait : 1, wait ? wait : 1);
   uv_run(&N->loop, UV_RUN_DEFAULT);
 }
 
@@ -857,8 +887,6 @@ static natsStatus make_options(myc__nats *N) {
     s = natsOptions_SetReconnectWait(o, (int64_t)c->reconnect_wait_ms);
   if (s == NATS_OK)
     s = natsOptions_SetReconnectBufSize(o, c->reconnect_buf_bytes);
-  if (s == NATS_OK)
-    s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, N);
   /* Local subscribers already had our messages. */
   if (s == NATS_OK)
     s = natsOptions_SetNoEcho(o, true);
@@ -925,6 +953,8 @@ static int nats_start(void *ud, char *err, size_t errlen) {
                  (uint64_t)N->cfg.sub_poll_ms);
   uv_timer_init(&N->loop, &N->stop_timer);
   N->stop_timer.data = N;
+  uv_timer_init(&N->loop, &N->retry);
+  N->retry.data = N;
   if ((rc = uv_thread_create(&N->thread, thread_main, N)) != 0) {
     snprintf(err, errlen, "nats: cannot start the NATS thread: %s",
              uv_strerror(rc));
@@ -932,6 +962,7 @@ static int nats_start(void *ud, char *err, size_t errlen) {
     uv_close((uv_handle_t *)&N->drain, NULL);
     uv_close((uv_handle_t *)&N->tick, NULL);
     uv_close((uv_handle_t *)&N->stop_timer, NULL);
+    uv_close((uv_handle_t *)&N->retry, NULL);
     uv_run(&N->loop, UV_RUN_DEFAULT);
     uv_loop_close(&N->loop);
     N->joined = 1;
