@@ -42,6 +42,7 @@ int bench_links(void);
 int bench_services(void);
 int bench_request(void);
 int bench_processes(void);
+int bench_nats(void);
 
 /* Shared results the comparisons need, filled by the scenarios. */
 extern double bench_zmq_inproc_rate;

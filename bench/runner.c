@@ -92,6 +92,8 @@ static const bench_scenario scenarios[] = {
      "at 1 000 and 10 000", bench_services},
     {"pipeline", "Bandit in 1 process vs 3 over Unix / TCP links: events/s "
      "and arrival -> signal at 1k-100k events/s and flood", bench_processes},
+    {"nats", "Lua -> Lua through one nats-server, 64 B and 1 KiB, vs raw "
+     "libnats C publish/subscribe", bench_nats},
     {NULL, NULL, NULL}};
 
 static int wanted(int argc, char **argv, const char *name) {

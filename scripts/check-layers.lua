@@ -18,10 +18,11 @@ local MAY_INCLUDE = {
   supervise = { "base", "core", "contract", "lua", "runtime" },
   net = { "base", "core", "runtime" },
   link = { "base", "core", "runtime" },
+  nats = { "base", "core", "runtime", "link" },
   observe = { "base", "core", "runtime" },
   ffi = { "base", "core", "contract", "lua", "runtime", "net", "observe" },
   api = { "base", "core", "contract", "lua", "runtime", "supervise", "link",
-          "observe" },
+          "observe", "nats" },
   cli = {},
 }
 
@@ -49,6 +50,7 @@ local SYSTEM = {
   { pattern = "^openssl/ssl%.h$", where = { "net" } },
   { pattern = "^openssl/x509", where = { "net" } },
   { pattern = "^openssl/err%.h$", where = { "net" } },
+  { pattern = "^nats[/.]", where = { "nats" } },
 }
 
 local function in_list(list, x)

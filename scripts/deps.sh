@@ -17,6 +17,7 @@ PACKAGES=(
   redis-server
   clang libclang-rt-14-dev
   libzmq3-dev
+  libnats-dev nats-server
   openssl ca-certificates
   prometheus
   gnuplot-nox
@@ -43,15 +44,22 @@ if [ $with_node = 1 ] && ! command -v node >/dev/null 2>&1; then
 fi
 
 # The npm peers the specs test against (spec/peers, versions pinned by its
-# package-lock.json): `ws`, the independent WebSocket server; protobufjs
-# with the OpenTelemetry protos and zipkin-js, the independent span
-# decoders.  The last package added stands for all (an older install
-# lacks it).
+# package-lock.json): `ws`, the independent WebSocket server; `nats`, the
+# independent NATS client; protobufjs with the OpenTelemetry protos and
+# zipkin-js, the independent span decoders.  An older install lacks the
+# packages added since: each is checked.
+NODE_PEERS=(ws nats protobufjs zipkin @opentelemetry/otlp-grpc-exporter-base)
+node_peers_installed() {
+  local p
+  for p in "${NODE_PEERS[@]}"; do
+    [ -f "$1/node_modules/$p/package.json" ] || return 1
+  done
+}
 install_node_peers() {
   local dir
   [ $with_node = 1 ] || return 0
   dir="$(cd "$(dirname "$0")/.." && pwd)/spec/peers"
-  if [ ! -f "$dir/node_modules/@opentelemetry/otlp-grpc-exporter-base/package.json" ] && command -v npm >/dev/null 2>&1; then
+  if ! node_peers_installed "$dir" && command -v npm >/dev/null 2>&1; then
     echo "deps.sh: npm ci in spec/peers" >&2
     (cd "$dir" && npm ci --no-audit --no-fund --silent) || echo "deps.sh: npm ci failed (specs will retry)" >&2
   fi

@@ -9,10 +9,14 @@ function M.init(ctx)
   probe = ctx:every(20, function() ctx:emit("bench.ping", "probe") end)
 end
 
+-- opts.size pads each ping to that many bytes (default: the number alone).
+local pad
+
 local function ping(ctx)
   seq = seq + 1
+  pad = pad or string.rep("p", math.max(0, (ctx.opts.size or 0) - 12))
   t0 = ctx:now()
-  ctx:emit("bench.ping", tostring(seq))
+  ctx:emit("bench.ping", string.format("%012d", seq) .. pad)
 end
 
 function M.on_message(ctx, msg)
@@ -24,7 +28,7 @@ function M.on_message(ctx, msg)
     end
     return
   end
-  if msg.data ~= tostring(seq) then return end
+  if msg.data:sub(1, 12) ~= string.format("%012d", seq) then return end
   local rtt = ctx:now() - t0
   if seq > ctx.opts.warmup then rtts[#rtts + 1] = rtt end
   if #rtts == ctx.opts.n then

@@ -4,7 +4,7 @@
 -- bench.link, keeping at most 'window' not yet acknowledged: a link has
 -- no backpressure of its own, a message past its queues is dropped.
 local M = { subscribe = { "bench.hello", "bench.ack" } }
-local payload
+local payload -- opts.size bytes (64 by default)
 local started, sent, acked = false, 0, 0
 local WINDOW = 32768
 

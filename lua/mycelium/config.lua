@@ -56,6 +56,33 @@ local LINK = {
   allow_uids = { kind = "list" },
   psk_file = { kind = "string" },
 }
+-- The NATS transport (docs/NATS.md).
+local NATS = {
+  prefix = { kind = "text" },
+  publish = { kind = "list" },
+  name = { kind = "string" },
+  user = { kind = "string" },
+  password = { kind = "text" },
+  token = { kind = "string" },
+  creds = { kind = "string" },
+  tls = { kind = "table", fields = {
+    ca = { kind = "string" },
+    cert = { kind = "string" },
+    key = { kind = "string" },
+    verify = { kind = "boolean" },
+  } },
+  randomize = { kind = "boolean" },
+  schema_mismatch = { kind = "enum", values = { drop = 0, fail = 1 } },
+  queue_msgs = { kind = "integer", min = 1, max = 2 ^ 32 - 1 },
+  queue_bytes = { kind = "integer", min = 1, max = 1e15 },
+  pending_msgs = { kind = "integer", min = 1, max = 2 ^ 31 - 1 },
+  pending_bytes = { kind = "integer", min = 1, max = 2 ^ 31 - 1 },
+  reconnect_wait_ms = { kind = "number", min = 0, max = MAX_MS },
+  max_reconnect = { kind = "integer", min = -1, max = 2 ^ 31 - 1 },
+  reconnect_buffer_bytes = { kind = "integer", min = 0, max = 2 ^ 31 - 1 },
+  connect_timeout_ms = { kind = "number", min = 0, min_open = true, max = MAX_MS },
+  subscription_poll_ms = { kind = "number", min = 1, max = MAX_MS },
+}
 local STRATEGIES = { one_for_one = 0, one_for_all = 1, rest_for_one = 2 }
 local GROUP = { strategy = { kind = "enum", values = STRATEGIES } }
 for k, v in pairs(SUPERVISOR) do GROUP[k] = v end
@@ -84,6 +111,7 @@ local TOP = {
   listen = { kind = "list" },
   connect = { kind = "list" },
   link = { kind = "table", fields = LINK },
+  nats = { kind = "table", fields = NATS },
   control = { kind = "string" },
   metrics = { kind = "table", fields = {
     listen = { kind = "address" },
@@ -143,6 +171,8 @@ local function check_value(file, path, v, spec)
   end
   if k == "string" then
     if type(v) ~= "string" or v == "" then bad("a non-empty string") end
+  elseif k == "text" then
+    if type(v) ~= "string" then bad("a string") end
   elseif k == "boolean" then
     if type(v) ~= "boolean" then bad("true or false") end
   elseif k == "table" then
@@ -384,12 +414,16 @@ local function check_links(file, dir, key, list)
                    type(url)), 0)
     end
     local path = url:match("^unix://(.+)$")
-    if path then
+    if key == "connect" and (url:match("^nats://.+:%d+$") or url:match("^tls://.+:%d+$")) then
+      -- a NATS server (docs/NATS.md); libnats reads the rest
+    elseif path then
       if path:sub(1, 1) ~= "/" and dir ~= "." then path = dir .. "/" .. path end
       url = "unix://" .. path
     elseif not url:match("^tcp://.+:%d+$") and not url:match("^tcp://%[.+%]:%d+$") then
       error(format("%s: '%s' must be \"unix:///path.sock\" or "
-                   .. "\"tcp://host:port\", got %q", file, where, url), 0)
+                   .. "\"tcp://host:port\"%s, got %q", file, where,
+                   key == "connect" and " (or a NATS server, \"nats://host:port\")" or "",
+                   url), 0)
     end
     for j = 1, i - 1 do
       if out[j] == url then
@@ -436,6 +470,26 @@ local function check_link(file, dir, link)
   return link
 end
 
+-- nats.publish: subscription patterns, as ctx:subscribe takes them.
+local function check_nats(file, nats)
+  if nats == nil then return nil end
+  for i, p in ipairs(nats.publish or {}) do
+    if type(p) ~= "string" or not (p == "*" or p:match("^[%w_:/%-]+[%w_:/%.%-]*$")
+                                    or p:match("^[%w_:/%-][%w_:/%.%-]*%.%*$")) then
+      error(format("%s: 'nats.publish[%d]' must be a topic or pattern "
+                   .. "(\"swaps.v2\", \"swaps.*\", \"*\"), got %s", file, i,
+                   describe(p)), 0)
+    end
+  end
+  if nats.prefix and not (nats.prefix == "" or nats.prefix:match("^[%w_:/%-]+[%w_:/%.%-]*$")
+                           and not nats.prefix:match("%.%.") and not nats.prefix:match("%.$")) then
+    error(format("%s: 'nats.prefix' must be empty or tokens of letters, digits, "
+                 .. "'_', '-', ':', '/' separated by dots (no wildcards), got %q",
+                 file, nats.prefix), 0)
+  end
+  return nats
+end
+
 -- Normalises a config table read from 'file'; relative module paths are
 -- taken from 'dir' (the config file's directory by default).  'extra'
 -- (mycelium.testing's) adds keys to the top level ('keys', a schema) and
@@ -465,6 +519,7 @@ function M.normalise(file, t, dir, extra)
     listen = check_links(file, dir, "listen", out.listen),
     connect = check_links(file, dir, "connect", out.connect),
     link = check_link(file, dir, out.link or {}),
+    nats = check_nats(file, out.nats),
     metrics = out.metrics,
     tracing = check_tracing(file, out.tracing),
     warnings = warnings,

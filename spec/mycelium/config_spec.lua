@@ -93,6 +93,26 @@ describe("mycelium.config", function()
             "'services[1].handler_timeout_ms' must be a number from 0 to 1e+12, got number inf")
   end)
 
+  it("takes NATS servers in connect and checks the nats table", function()
+    local c = norm { connect = { "nats://127.0.0.1:4222", "tls://10.0.0.1:4443",
+                                 "tcp://127.0.0.1:7400" },
+                     nats = { prefix = "", publish = { "swaps.*", "*", "a.b" },
+                              schema_mismatch = "fail", pending_msgs = 10,
+                              tls = { ca = "ca.pem" } } }
+    assert.same({ "nats://127.0.0.1:4222", "tls://10.0.0.1:4443", "tcp://127.0.0.1:7400" },
+                c.connect)
+    assert.equal(1, c.nats.schema_mismatch)
+    assert.equal("", c.nats.prefix)
+    refused({ listen = { "nats://127.0.0.1:4222" } }, "'listen[1]' must be")
+    refused({ connect = { "nats://nowhere" } }, "(or a NATS server, \"nats://host:port\")")
+    refused({ nats = { prefix = "a..b" } }, "'nats.prefix' must be empty or tokens")
+    refused({ nats = { prefix = "a.>" } }, "'nats.prefix' must be empty or tokens")
+    refused({ nats = { publish = { "swaps.*.x" } } }, "'nats.publish[1]' must be a topic or pattern")
+    refused({ nats = { schema_mismatch = "ignore" } }, "'nats.schema_mismatch' must be one of drop, fail")
+    refused({ nats = { pending_msgs = 0 } }, "'nats.pending_msgs' must be an integer")
+    refused({ nats = { tls = { verfy = true } } }, "did you mean 'nats.tls.verify'?")
+  end)
+
   it("suggests the nearest key for an unknown one", function()
     refused({ wokers = 2 }, "mycelium.lua: unknown key 'wokers' (did you mean 'workers'?)")
     refused({ mailbox = { capacty = 2 } },

@@ -60,18 +60,32 @@ end
 -- The project root (ctest runs specs from it).
 M.root = os.getenv("MYCELIUM_SOURCE_DIR") or "."
 
--- Makes sure spec/peers/node_modules has the committed dependencies (the
--- last one added stands for all: an older install lacks it).
-local NODE_MARK = "node_modules/@opentelemetry/otlp-grpc-exporter-base/package.json"
+-- Makes sure spec/peers/node_modules has the committed dependencies (an
+-- older install lacks the packages added since: each is checked).
+local NODE_PEERS = { "ws", "nats", "protobufjs", "zipkin",
+                     "@opentelemetry/otlp-grpc-exporter-base" }
+local function node_peers_installed(dir)
+  for _, p in ipairs(NODE_PEERS) do
+    local f = io.open(dir .. "/node_modules/" .. p .. "/package.json")
+    if not f then return false end
+    f:close()
+  end
+  return true
+end
+
 function M.node_peers()
   local dir = M.root .. "/spec/peers"
-  local f = io.open(dir .. "/" .. NODE_MARK)
-  if f then f:close() return dir end
+  if node_peers_installed(dir) then return dir end
+  local test = {}
+  for _, p in ipairs(NODE_PEERS) do
+    test[#test + 1] = "[ -f node_modules/" .. p .. "/package.json ]"
+  end
   -- Specs run in parallel: one installs, the others wait on the lock.
   peers.have("node")
   if not peers.ok(string.format(
-    "cd %s && flock .npm.lock sh -c '[ -f %s ] || "
-    .. "npm ci --no-audit --no-fund --silent' >/dev/null 2>&1", dir, NODE_MARK)) then
+    "cd %s && flock .npm.lock sh -c '{ %s; } || "
+    .. "npm ci --no-audit --no-fund --silent' >/dev/null 2>&1", dir,
+    table.concat(test, " && "))) then
     error("npm ci failed in spec/peers: run scripts/deps.sh", 2)
   end
   return dir

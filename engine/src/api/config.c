@@ -4,6 +4,7 @@
  */
 #include "mycelium.h"
 
+#include "api/nats_config.h"
 #include "base/file.h"
 #include "lua/deadline.h"
 #include "link/link.h"
@@ -263,16 +264,18 @@ static int load_contracts(lua_State *L, int t, myc_engine *e, char *err,
 /* Reads the list 'key' of URLs (at most MAX_LINKS) into 'urls'. */
 static size_t read_urls(lua_State *L, int t, const char *key,
                         const char **urls) {
-  size_t n = 0;
+  size_t n = 0, i = 0;
   lua_getfield(L, t, key);
   while (n < MAX_LINKS) {
-    lua_rawgeti(L, -1, (int)n + 1);
+    lua_rawgeti(L, -1, (int)++i);
     if (!lua_isstring(L, -1)) {
       lua_pop(L, 1);
       break;
     }
-    /* The config table keeps the string alive until the engine is built. */
-    urls[n++] = lua_tostring(L, -1);
+    /* The config table keeps the string alive until the engine is built;
+     * NATS servers are nats_config.c's. */
+    if (!myc__is_nats_url(lua_tostring(L, -1)))
+      urls[n++] = lua_tostring(L, -1);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -364,6 +367,8 @@ static int build_engine(lua_State *L, myc_engine **out, char *err,
   lua_settop(L, t);
   if (rc == 0)
     rc = add_links(L, t, e, err, errlen);
+  if (rc == 0)
+    rc = myc__config_add_nats(L, t, e, err, errlen);
   if (rc != 0) {
     myc_engine_free(e);
     return rc;

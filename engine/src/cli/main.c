@@ -42,6 +42,8 @@ static const char usage[] =
     "  reload      \"signal\" | \"watch\" | \"off\"  control   \"unix:///path\"\n"
     "  listen      { \"unix:///x.sock\", \"tcp://127.0.0.1:7400\" }  links to\n"
     "  connect     { ... }  other engines; link = { max_frame, ... }\n"
+    "              { \"nats://127.0.0.1:4222\" }  NATS servers; nats = { prefix,\n"
+    "              publish, ... }  (docs/NATS.md)\n"
     "  metrics     { listen = \"127.0.0.1:9464\" }  Prometheus GET /metrics\n"
     "  tracing     { export = \"zipkin\" | \"otlp\", endpoint = \"http://...\",\n"
     "                sample = 1.0, queue = 4096 }  span export\n"

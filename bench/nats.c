@@ -1,0 +1,353 @@
+/* nats.c -- scenario: Lua -> Lua across two `mycelium run` processes
+ * through one nats-server (127.0.0.1), 64-byte and 1 KiB messages:
+ * one-way throughput from the consumer's first message to its last, and
+ * the round trip of a ping-pong; against raw libnats C publish/subscribe
+ * between two processes through the same server, measured the same way in
+ * the same run. */
+#include "bench.h"
+
+#ifdef MYC_BENCH_NATS
+
+#include <nats/nats.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static char dir[] = "/tmp/myc_bench_nats_XXXXXX";
+static char server_url[64];
+
+static pid_t spawn_argv(char *const argv[]) {
+  pid_t pid;
+  if (posix_spawnp(&pid, argv[0], NULL, NULL, argv, environ) != 0)
+    return -1;
+  return pid;
+}
+
+static void write_file(const char *name, const char *text) {
+  char path[256];
+  FILE *f;
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  f = fopen(path, "w");
+  if (f != NULL) {
+    fputs(text, f);
+    fclose(f);
+  }
+}
+
+static pid_t spawn_run(const char *config) {
+  char path[256];
+  char *argv[] = {MYC_BUILD_DIR "/mycelium", "run", path, NULL};
+  snprintf(path, sizeof path, "%s/%s", dir, config);
+  return spawn_argv(argv);
+}
+
+/* Node a runs 'amod', node b 'bmod' (which stops its engine when done and
+ * writes two numbers to 'out'); both reach each other only through the
+ * nats-server.  Returns 0 or -1. */
+static int two_nodes(const char *amod, const char *bmod, const char *opts,
+                     const char *out) {
+  char cfg[2048];
+  pid_t a, b;
+  int status, i;
+  unlink(out);
+  snprintf(cfg, sizeof cfg,
+           "return { node = \"a\", workers = 2, log = { level = \"error\" },\n"
+           "  connect = { \"%s\" },\n"
+           "  services = { { name = \"a\", module = \"%s/%s\","
+           " opts = { %s } } } }\n",
+           server_url, MYC_BENCH_LUA_DIR, amod, opts);
+  write_file("a.lua", cfg);
+  snprintf(cfg, sizeof cfg,
+           "return { node = \"b\", workers = 2, log = { level = \"error\" },\n"
+           "  connect = { \"%s\" },\n"
+           "  services = { { name = \"b\", module = \"%s/%s\","
+           " opts = { %s, out = \"%s\" } } } }\n",
+           server_url, MYC_BENCH_LUA_DIR, bmod, opts, out);
+  write_file("b.lua", cfg);
+  a = spawn_run("a.lua");
+  b = spawn_run("b.lua");
+  if (a < 0 || b < 0)
+    return -1;
+  for (i = 0; i < 12000 && waitpid(b, &status, WNOHANG) == 0; i++)
+    usleep(10000);
+  if (i == 12000) {
+    kill(b, SIGKILL);
+    waitpid(b, &status, 0);
+  }
+  kill(a, SIGTERM);
+  waitpid(a, &status, 0);
+  return 0;
+}
+
+static double ours_once(uint64_t n, int size) {
+  char out[256], opts[96];
+  double got = 0, secs = 0;
+  FILE *f;
+  snprintf(out, sizeof out, "%s/result", dir);
+  snprintf(opts, sizeof opts, "n = %llu, size = %d", (unsigned long long)n,
+           size);
+  if (two_nodes("link_producer.lua", "link_consumer.lua", opts, out) != 0)
+    return 0;
+  f = fopen(out, "r");
+  if (f == NULL || fscanf(f, "%lf %lf", &got, &secs) != 2 ||
+      got != (double)n || secs <= 0) {
+    if (f != NULL)
+      fclose(f);
+    return 0;
+  }
+  fclose(f);
+  return (double)(n - 1) / secs;
+}
+
+static int ours_rtt(int n, int size, double *p50, double *p99) {
+  char out[256], opts[96];
+  FILE *f;
+  int ok;
+  snprintf(out, sizeof out, "%s/rtt", dir);
+  snprintf(opts, sizeof opts, "n = %d, warmup = 1000, size = %d", n, size);
+  if (two_nodes("link_ponger.lua", "link_pinger.lua", opts, out) != 0)
+    return -1;
+  f = fopen(out, "r");
+  ok = f != NULL && fscanf(f, "%lf %lf", p50, p99) == 2;
+  if (f != NULL)
+    fclose(f);
+  return ok ? 0 : -1;
+}
+
+static natsConnection *raw_connect(int asap) {
+  natsOptions *o = NULL;
+  natsConnection *nc = NULL;
+  natsOptions_Create(&o);
+  natsOptions_SetURL(o, server_url);
+  if (asap)
+    natsOptions_SetSendAsap(o, true);
+  if (natsConnection_Connect(&nc, o) != NATS_OK)
+    nc = NULL;
+  natsOptions_Destroy(o);
+  return nc;
+}
+
+/* Raw libnats: this process publishes 'n' messages of 'size' bytes (the
+ * default buffered writes, a PING/PONG flush every 32768 as the window the
+ * Lua producer keeps), a child reads them with a synchronous
+ * subscription.  Messages per second, first to last message read. */
+static double raw_once(uint64_t n, int size) {
+  int fds[2];
+  pid_t child;
+  double secs = 0;
+  if (pipe(fds) != 0)
+    return 0;
+  child = fork();
+  if (child == 0) {
+    natsConnection *nc = raw_connect(0);
+    natsSubscription *sub = NULL;
+    double t0 = 0, t;
+    uint64_t i;
+    close(fds[0]);
+    if (nc == NULL ||
+        natsConnection_SubscribeSync(&sub, nc, "raw.bench") != NATS_OK ||
+        natsSubscription_SetPendingLimits(sub, -1, -1) != NATS_OK ||
+        natsConnection_Flush(nc) != NATS_OK || write(fds[1], "r", 1) != 1)
+      _exit(1);
+    for (i = 0; i < n; i++) {
+      natsMsg *m = NULL;
+      if (natsSubscription_NextMsg(&m, sub, 10000) != NATS_OK)
+        _exit(1);
+      if (i == 0)
+        t0 = bench_now();
+      natsMsg_Destroy(m);
+    }
+    t = bench_now() - t0;
+    if (write(fds[1], &t, sizeof t) != sizeof t)
+      _exit(1);
+    natsSubscription_Destroy(sub);
+    natsConnection_Destroy(nc);
+    _exit(0);
+  }
+  close(fds[1]);
+  {
+    char r, *msg = malloc((size_t)size);
+    natsConnection *nc = raw_connect(0);
+    uint64_t i;
+    if (msg == NULL || nc == NULL || read(fds[0], &r, 1) != 1) {
+      kill(child, SIGKILL);
+      waitpid(child, NULL, 0);
+      return 0;
+    }
+    memset(msg, 'x', (size_t)size);
+    for (i = 0; i < n; i++) {
+      natsConnection_Publish(nc, "raw.bench", msg, size);
+      if ((i + 1) % 32768 == 0)
+        natsConnection_FlushTimeout(nc, 10000);
+    }
+    natsConnection_FlushTimeout(nc, 10000);
+    if (read(fds[0], &secs, sizeof secs) != sizeof secs)
+      secs = 0;
+    natsConnection_Destroy(nc);
+    free(msg);
+  }
+  close(fds[0]);
+  waitpid(child, NULL, 0);
+  return secs > 0 ? (double)(n - 1) / secs : 0;
+}
+
+static int cmp_double(const void *x, const void *y) {
+  double a = *(const double *)x, b = *(const double *)y;
+  return a < b ? -1 : a > b;
+}
+
+/* Raw libnats ping-pong between this process and a child, each message
+ * written at once (SendAsap). */
+static int raw_rtt(int n, int size, double *p50, double *p99) {
+  int fds[2], i, warm = 1000;
+  pid_t child;
+  double *v = malloc((size_t)n * sizeof *v);
+  char *msg = malloc((size_t)size), r;
+  if (v == NULL || msg == NULL || pipe(fds) != 0)
+    return -1;
+  child = fork();
+  if (child == 0) {
+    natsConnection *nc = raw_connect(1);
+    natsSubscription *sub = NULL;
+    close(fds[0]);
+    if (nc == NULL ||
+        natsConnection_SubscribeSync(&sub, nc, "raw.ping") != NATS_OK ||
+        natsConnection_Flush(nc) != NATS_OK || write(fds[1], "r", 1) != 1)
+      _exit(1);
+    for (i = 0; i < n + warm; i++) {
+      natsMsg *m = NULL;
+      if (natsSubscription_NextMsg(&m, sub, 10000) != NATS_OK)
+        _exit(1);
+      natsConnection_Publish(nc, "raw.pong", natsMsg_GetData(m),
+                             natsMsg_GetDataLength(m));
+      natsMsg_Destroy(m);
+    }
+    natsSubscription_Destroy(sub);
+    natsConnection_Destroy(nc);
+    _exit(0);
+  }
+  close(fds[1]);
+  {
+    natsConnection *nc = raw_connect(1);
+    natsSubscription *sub = NULL;
+    if (nc == NULL ||
+        natsConnection_SubscribeSync(&sub, nc, "raw.pong") != NATS_OK ||
+        natsConnection_Flush(nc) != NATS_OK || read(fds[0], &r, 1) != 1) {
+      kill(child, SIGKILL);
+      waitpid(child, NULL, 0);
+      return -1;
+    }
+    memset(msg, 'p', (size_t)size);
+    for (i = 0; i < n + warm; i++) {
+      natsMsg *m = NULL;
+      double t0 = bench_now();
+      natsConnection_Publish(nc, "raw.ping", msg, size);
+      if (natsSubscription_NextMsg(&m, sub, 10000) != NATS_OK)
+        break;
+      natsMsg_Destroy(m);
+      if (i >= warm)
+        v[i - warm] = (bench_now() - t0) * 1e6;
+    }
+    natsSubscription_Destroy(sub);
+    natsConnection_Destroy(nc);
+  }
+  close(fds[0]);
+  waitpid(child, NULL, 0);
+  free(msg);
+  if (i < n + warm) {
+    free(v);
+    return -1;
+  }
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  *p50 = v[(n - 1) / 2];
+  *p99 = v[(int)((n - 1) * 0.99)];
+  free(v);
+  return 0;
+}
+
+static void report(const char *metric, double *runs, const char *note) {
+  double lo = runs[0], hi = runs[0];
+  char text[200];
+  int r;
+  for (r = 1; r < BENCH_RUNS; r++) {
+    lo = runs[r] < lo ? runs[r] : lo;
+    hi = runs[r] > hi ? runs[r] : hi;
+  }
+  snprintf(text, sizeof text, "min %.0f max %.0f; %s", lo, hi, note);
+  bench_report("nats", metric, bench_median(runs, BENCH_RUNS), "msg/s", text);
+}
+
+int bench_nats(void) {
+  uint64_t n = (uint64_t)(1e6 * bench_scale());
+  int rt = (int)(10000 * bench_scale());
+  int port = 18000 + (int)(getpid() % 20000), r, s, rc = 0;
+  static const int sizes[2] = {64, 1024};
+  char port_s[16];
+  char *argv[] = {"nats-server", "-a", "127.0.0.1", "-p", port_s, NULL};
+  pid_t server;
+  if (mkdtemp(dir) == NULL)
+    return 1;
+  snprintf(port_s, sizeof port_s, "%d", port);
+  snprintf(server_url, sizeof server_url, "nats://127.0.0.1:%d", port);
+  server = spawn_argv(argv);
+  if (server < 0) {
+    fprintf(stderr, "bench nats: cannot run nats-server (scripts/deps.sh)\n");
+    return 1;
+  }
+  usleep(300000);
+  nats_Open(-1);
+  for (s = 0; s < 2; s++) {
+    double ours[BENCH_RUNS], raw[BENCH_RUNS], p50 = 0, p99 = 0, rp50 = 0,
+                                               rp99 = 0;
+    char metric[64], note[160];
+    for (r = 0; r < BENCH_RUNS; r++) {
+      ours[r] = ours_once(n, sizes[s]);
+      raw[r] = raw_once(n, sizes[s]);
+    }
+    snprintf(metric, sizeof metric, "lua_%dB", sizes[s]);
+    report(metric, ours, "Lua -> Lua, 2 processes, 1 nats-server");
+    snprintf(metric, sizeof metric, "raw_libnats_%dB", sizes[s]);
+    report(metric, raw, "libnats C publish -> sync subscription, 2 processes");
+    snprintf(metric, sizeof metric, "ratio_%dB", sizes[s]);
+    bench_report("nats", metric,
+                 bench_median(ours, BENCH_RUNS) / bench_median(raw, BENCH_RUNS),
+                 "x", "Lua over NATS / raw libnats throughput (medians)");
+    if (ours_rtt(rt, sizes[s], &p50, &p99) != 0)
+      p50 = p99 = 0, rc = 1;
+    if (raw_rtt(rt, sizes[s], &rp50, &rp99) != 0)
+      rp50 = rp99 = 0, rc = 1;
+    snprintf(metric, sizeof metric, "rtt_lua_%dB_p50", sizes[s]);
+    snprintf(note, sizeof note, "p99 %.1f us; Lua ping-pong through NATS", p99);
+    bench_report("nats", metric, p50, "us", note);
+    snprintf(metric, sizeof metric, "rtt_raw_libnats_%dB_p50", sizes[s]);
+    snprintf(note, sizeof note, "p99 %.1f us; libnats C ping-pong (SendAsap)",
+             rp99);
+    bench_report("nats", metric, rp50, "us", note);
+    snprintf(metric, sizeof metric, "rtt_ratio_%dB", sizes[s]);
+    bench_report("nats", metric, rp50 > 0 ? p50 / rp50 : 0, "x",
+                 "Lua / raw libnats round trip p50");
+  }
+  kill(server, SIGTERM);
+  waitpid(server, NULL, 0);
+  {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+      return 1;
+  }
+  return rc;
+}
+
+#else
+
+int bench_nats(void) {
+  fprintf(stderr, "bench nats: built without NATS (libnats-dev)\n");
+  return 1;
+}
+
+#endif

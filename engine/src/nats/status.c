@@ -1,0 +1,94 @@
+/* status.c -- the NATS link in `mycelium status` (text and --json). */
+#include "nats/transport.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+/* A JSON string of 's' (a URL may hold any byte). */
+static size_t json_str(char *out, size_t cap, const char *s) {
+  size_t n = 0;
+#define PUT(c)            \
+  do {                    \
+    if (n + 1 < cap)      \
+      out[n] = (char)(c); \
+    n++;                  \
+  } while (0)
+  PUT('"');
+  for (; *s != '\0'; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') {
+      PUT('\\');
+      PUT(c);
+    } else if (c < 0x20 || c >= 0x7f) {
+      PUT('?');
+    } else {
+      PUT(c);
+    }
+  }
+  PUT('"');
+  if (cap > 0)
+    out[n < cap ? n : cap - 1] = '\0';
+#undef PUT
+  return n;
+}
+
+char *myc__nats_status(void *nats, int json, size_t *len) {
+  myc__nats *N = nats;
+  myc__nats_stats s;
+  char url[600], buf[2048], *out;
+  uint64_t dropped;
+  int n;
+  myc__nats_stats_get(N, &s);
+  dropped = s.dropped_queue_full + s.dropped_disconnect + s.dropped_shutdown +
+            s.dropped_pending_limit + s.dropped_lost + s.dropped_schema +
+            s.dropped_unknown_type + s.dropped_duplicate;
+  if (json) {
+    json_str(url, sizeof url, s.url);
+    n = snprintf(
+        buf, sizeof buf,
+        ",\"nats\":{\"url\":%s,\"state\":\"%s\",\"subjects\":%u,"
+        "\"msgs_out\":%" PRIu64 ",\"bytes_out\":%" PRIu64
+        ",\"msgs_in\":%" PRIu64 ",\"bytes_in\":%" PRIu64
+        ",\"queued\":%" PRIu64 ",\"queued_bytes\":%" PRIu64
+        ",\"dropped\":{\"queue_full\":%" PRIu64 ",\"disconnect\":%" PRIu64
+        ",\"shutdown\":%" PRIu64 ",\"pending_limit\":%" PRIu64
+        ",\"lost\":%" PRIu64 ",\"schema_mismatch\":%" PRIu64
+        ",\"unknown_type\":%" PRIu64 ",\"duplicate\":%" PRIu64
+        "},\"frame_errors\":%" PRIu64 ",\"slow_consumer\":%" PRIu64
+        ",\"reconnects\":%" PRIu64 "}",
+        url, s.state, s.subjects, s.msgs_out, s.bytes_out, s.msgs_in,
+        s.bytes_in, s.queued, s.queued_bytes, s.dropped_queue_full,
+        s.dropped_disconnect, s.dropped_shutdown, s.dropped_pending_limit,
+        s.dropped_lost, s.dropped_schema, s.dropped_unknown_type,
+        s.dropped_duplicate, s.frame_errors, s.slow_consumer, s.reconnects);
+  } else {
+    n = snprintf(
+        buf, sizeof buf,
+        "\n%-16s %-12s %8s %12s %12s %14s %14s %9s %9s %6s\n"
+        "%-16s %-12s %8u %12" PRIu64 " %12" PRIu64 " %14" PRIu64
+        " %14" PRIu64 " %9" PRIu64 " %9" PRIu64 " %6" PRIu64 "\n"
+        "  %s  dropped: queue_full %" PRIu64 ", disconnect %" PRIu64
+        ", shutdown %" PRIu64 ", pending_limit %" PRIu64 ", lost %" PRIu64
+        ", schema_mismatch %" PRIu64 ", unknown_type %" PRIu64
+        ", duplicate %" PRIu64 "; slow_consumer %" PRIu64
+        ", reconnects %" PRIu64 "\n",
+        "NATS", "STATE", "SUBJECTS", "MSGS IN", "MSGS OUT", "BYTES IN",
+        "BYTES OUT", "QUEUED", "DROPPED", "ERRORS", "nats", s.state,
+        s.subjects, s.msgs_in, s.msgs_out, s.bytes_in, s.bytes_out, s.queued,
+        dropped, s.frame_errors, s.url, s.dropped_queue_full,
+        s.dropped_disconnect, s.dropped_shutdown, s.dropped_pending_limit,
+        s.dropped_lost, s.dropped_schema, s.dropped_unknown_type,
+        s.dropped_duplicate, s.slow_consumer, s.reconnects);
+  }
+  if (n < 0)
+    return NULL;
+  if ((size_t)n >= sizeof buf)
+    n = (int)sizeof buf - 1;
+  out = myc__malloc(myc__nats_alloc(N), (size_t)n + 1);
+  if (out == NULL)
+    return NULL;
+  memcpy(out, buf, (size_t)n + 1);
+  *len = (size_t)n;
+  return out;
+}

@@ -1,0 +1,1156 @@
+/* transport.c -- the NATS thread: one libnats connection on a libuv loop of
+ * its own, driven by libnats' libuv adapter (see transport.h, docs/NATS.md).
+ *
+ * Threads: the "_nats" service's callback runs on its worker and only
+ * appends buffers to the queue under 'lock'.  The connection, the
+ * subscriptions and the sequence tables belong to the NATS thread.
+ * libnats adds its own threads for what is not on the message path: the
+ * reconnect loop (blocking dials), its timers (PINGs) and connection
+ * events (disconnected, reconnected, errors), whose callbacks here only
+ * count under 'lock'.  Reading and writing the socket, and handing
+ * received messages to the engine, happen on the NATS thread.
+ */
+#include "nats/transport.h"
+
+#include "base/log.h"
+#include "base/rng.h"
+#include "link/wire.h"
+#include "nats/seqmap.h"
+#include "runtime/emit.h"
+
+#include <nats/adapters/libuv.h>
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HDR_TRACE "traceparent"
+#define HDR_SCHEMA "Myc-Schema"
+#define HDR_SEQ "Myc-Seq"
+#define SEQ_KEYS_MAX 65536   /* (publisher, subject) pairs tracked */
+#define STOP_FLUSH_MS 2000   /* what a stop waits for libnats to write */
+#define ERRLOG_EVERY 1000    /* a repeated error is logged 1st, 1001st, ... */
+
+enum { S_CONNECTING, S_UP, S_RECONNECTING, S_CLOSED, S_FAILED };
+static const char *const STATE_NAME[] = {"connecting", "up", "reconnecting",
+                                         "closed", "failed"};
+
+typedef struct {
+  char *pattern;
+  natsSubscription *sub;
+} nsub;
+
+struct myc__nats {
+  myc_engine *e;
+  myc__nats_config cfg;
+  myc_service *svc;
+  char **urls;
+  uint32_t nurls;
+  uv_thread_t thread;
+  uv_loop_t loop;
+  uv_async_t wake;
+  uv_check_t drain; /* after every poll: take what libnats read */
+  uv_timer_t tick;  /* subscriptions compared, libnats' drops read */
+  uv_timer_t stop_timer;
+  uv_timer_t retry; /* dialling until a first server answers */
+  uint32_t connect_attempts;
+  uint64_t stop_deadline;
+  int started, joined, stopped_loop;
+  natsOptions *opts;
+  natsConnection *nc;
+  uint64_t pubid; /* this engine's id in the sequence headers */
+  /* subscriptions, the thread's */
+  nsub *subs;
+  uint32_t nsubs, capsubs;
+  int64_t retired_drops; /* libnats' drops of unsubscribed subscriptions */
+  struct taken_s *taken; /* a drain's messages */
+  uint32_t ntaken_cap;
+  myc__seqmap out_seq, in_seq;
+  char pubid_hex[17];
+  /* the queue: appended by the worker of "_nats", taken by the thread */
+  uv_mutex_t lock;
+  int stopping;
+  myc_buf **q;
+  uint32_t qn, qcap;
+  myc_buf **w; /* the batch the thread publishes */
+  uint32_t wcap;
+  myc__chain *chains; /* per worker: buffers going back to its pool */
+  /* under lock */
+  int state;
+  char url[256];
+  myc__nats_stats st;
+  uint64_t errlog[8];
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static const myc__alloc *A(myc__nats *N) { return &N->e->alloc; }
+
+static void logf_(myc__nats *N, myc_log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void logf_(myc__nats *N, myc_log_level lvl, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  myc_engine_log(N->e, lvl, "_nats", msg);
+}
+
+/* Whether the error of kind 'k' is worth a log line now: the first and
+ * then one in ERRLOG_EVERY, so a flood of bad messages cannot flood the
+ * log. */
+static int errlog_due(myc__nats *N, int k) {
+  return N->errlog[k]++ % ERRLOG_EVERY == 0;
+}
+
+static void set_state(myc__nats *N, int s) {
+  uv_mutex_lock(&N->lock);
+  N->state = s;
+  uv_mutex_unlock(&N->lock);
+}
+
+static int grow(const myc__alloc *a, void **v, uint32_t *cap, size_t elem,
+                uint32_t need) {
+  uint32_t ncap = *cap ? *cap : 64;
+  void *nv;
+  if (need <= *cap)
+    return 0;
+  while (ncap < need)
+    ncap *= 2;
+  nv = myc__realloc(a, *v, (size_t)*cap * elem, (size_t)ncap * elem);
+  if (nv == NULL)
+    return MYC_ENOMEM;
+  *v = nv;
+  *cap = ncap;
+  return 0;
+}
+
+static void hex(const uint8_t *p, size_t n, char *out) {
+  static const char digits[] = "0123456789abcdef";
+  size_t i;
+  for (i = 0; i < n; i++) {
+    out[2 * i] = digits[p[i] >> 4];
+    out[2 * i + 1] = digits[p[i] & 15];
+  }
+  out[2 * n] = '\0';
+}
+
+/* ---- the worker side: "_nats" hands messages to the thread -------------- */
+
+static void on_message(void *ud, const myc_message *m) {
+  myc__nats *N = ud;
+  myc_service *s = N->svc;
+  myc_buf *b = s->view.batch[s->view.cursor];
+  int wake = 0;
+  (void)m;
+  /* One hop: what came in from NATS (or a link) is not published again. */
+  if (b->hdr.flags & MYC_FRAME_REMOTE)
+    return;
+  uv_mutex_lock(&N->lock);
+  if (N->stopping) {
+    N->st.dropped_shutdown++;
+  } else if (N->st.queued >= N->cfg.queue_msgs ||
+             N->st.queued_bytes + b->hdr.frame_len > N->cfg.queue_bytes ||
+             grow(A(N), (void **)&N->q, &N->qcap, sizeof *N->q, N->qn + 1) !=
+                 0) {
+    N->st.dropped_queue_full++;
+  } else {
+    if (!b->shared)
+      b->shared = 1;
+    myc__buf_ref(b, 1);
+    wake = N->qn == 0;
+    N->q[N->qn++] = b;
+    N->st.queued++;
+    N->st.queued_bytes += b->hdr.frame_len;
+  }
+  uv_mutex_unlock(&N->lock);
+  /* One wake per batch the thread has not taken yet. */
+  if (wake)
+    uv_async_send(&N->wake);
+}
+
+/* ---- publishing --------------------------------------------------------- */
+
+/* Releases a published batch: small buffers whose last reference this
+ * was go back to the pools of their workers, one chain per worker. */
+static void release_batch(myc__nats *N, myc_buf **v, uint32_t n) {
+  myc__sched *sc = &N->e->sched;
+  uint32_t i, w;
+  for (i = 0; i < n; i++) {
+    myc_buf *b = v[i];
+    if (atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) != 1)
+      continue;
+    if (b->size_class == 0 && b->origin < sc->nworkers)
+      myc__chain_push(&N->chains[b->origin], b);
+    else
+      myc__buf_free(NULL, A(N), b);
+  }
+  for (w = 0; w < sc->nworkers; w++)
+    if (N->chains[w].head != NULL)
+      myc__pool_give_chain(&sc->workers[w].pool, &N->chains[w]);
+}
+
+/* Publishes one local message: the v2 frame body as the payload, with
+ * its trace context, its sequence number on its subject and, typed, the
+ * digest of its contract type.  Returns 0 or a libnats status. */
+static natsStatus publish_one(myc__nats *N, myc_buf *b) {
+  const uint8_t *body = (const uint8_t *)&b->hdr;
+  char subject[MYC_NATS_SUBJECT_MAX], tp[64], seq[64];
+  const char *why;
+  myc__wire_msg m;
+  natsMsg *msg = NULL;
+  natsStatus s;
+  uint64_t *next;
+  if (myc__wire_msg_decode(body, b->hdr.frame_len, &m, &why) != 0 ||
+      myc__nats_subject(N->cfg.prefix, m.topic, m.topic_len, 0, subject,
+                        sizeof subject) < 0)
+    return NATS_INVALID_ARG; /* our own frames: cannot happen */
+  s = natsMsg_Create(&msg, subject, NULL, (const char *)body,
+                     (int)b->hdr.frame_len);
+  if (s != NATS_OK)
+    return s;
+  /* W3C trace context: version 00, sampled. */
+  memcpy(tp, "00-", 3);
+  hex(m.trace_id, 16, tp + 3);
+  tp[35] = '-';
+  hex(m.span_id, 8, tp + 36);
+  memcpy(tp + 52, "-01", 4);
+  s = natsMsgHeader_Set(msg, HDR_TRACE, tp);
+  next = myc__seqmap_at(&N->out_seq, m.topic, m.topic_len);
+  if (s == NATS_OK && next != NULL) {
+    snprintf(seq, sizeof seq, "%s-%" PRIu64, N->pubid_hex, ++*next);
+    s = natsMsgHeader_Set(msg, HDR_SEQ, seq);
+  }
+  if (s == NATS_OK && m.kind == MYC_KIND_TYPED && N->e->contracts != NULL) {
+    const myc_contract_type *t =
+        myc_contract_type_by_tag(N->e->contracts, m.type);
+    if (t != NULL)
+      s = natsMsgHeader_Set(msg, HDR_SCHEMA, myc_contract_type_digest(t));
+  }
+  if (s == NATS_OK)
+    s = natsConnection_PublishMsg(N->nc, msg);
+  /* Not sent: no number taken, so receivers see no gap for what the
+   * sender already counts as dropped. */
+  if (s != NATS_OK && next != NULL && *next > 0)
+    --*next;
+  natsMsg_Destroy(msg);
+  return s;
+}
+
+/* Publishes the whole queue.  libnats appends each message to its write
+ * buffer (or to its reconnect buffer while the connection is being
+ * re-established), then the buffer is written in one go. */
+static void publish_queue(myc__nats *N) {
+  uint32_t n, i, ok = 0, lost = 0;
+  uint64_t bytes = 0, okbytes = 0;
+  myc_buf **batch;
+  uv_mutex_lock(&N->lock);
+  if (N->nc == NULL && (N->state == S_CONNECTING || N->stopping)) {
+    /* Not connected yet: the queue waits (up to its bounds); at a stop
+     * what it holds is counted as shutdown. */
+    uv_mutex_unlock(&N->lock);
+    return;
+  }
+  n = N->qn;
+  batch = N->q;
+  N->q = N->w;
+  N->w = batch;
+  i = N->qcap;
+  N->qcap = N->wcap;
+  N->wcap = i;
+  N->qn = 0;
+  uv_mutex_unlock(&N->lock);
+  if (n == 0)
+    return;
+  for (i = 0; i < n; i++) {
+    natsStatus s = N->nc != NULL ? publish_one(N, batch[i]) : NATS_CONNECTION_CLOSED;
+    bytes += batch[i]->hdr.frame_len;
+    if (s == NATS_OK) {
+      ok++;
+      okbytes += batch[i]->hdr.frame_len;
+    } else {
+      lost++;
+      if (errlog_due(N, 0))
+        logf_(N, MYC_LOG_WARN,
+              "nats: a message could not be published (%s); counted as "
+              "dropped (disconnect)",
+              natsStatus_GetText(s));
+    }
+  }
+  /* The turn's messages leave now, in one write, rather than when the
+   * loop next polls the socket writable; what the socket does not take
+   * stays with the adapter's write event. */
+  if (ok > 0 && N->nc != NULL &&
+      natsConnection_Status(N->nc) == NATS_CONN_STATUS_CONNECTED)
+    natsConnection_ProcessWriteEvent(N->nc);
+  uv_mutex_lock(&N->lock);
+  N->st.queued -= n;
+  N->st.queued_bytes -= bytes;
+  N->st.msgs_out += ok;
+  N->st.bytes_out += okbytes;
+  N->st.dropped_disconnect += lost;
+  uv_mutex_unlock(&N->lock);
+  release_batch(N, batch, n);
+}
+
+/* ---- receiving ---------------------------------------------------------- */
+
+/* Receipt counters of one drain, added to the stats once. */
+typedef struct {
+  uint64_t in, bytes, lost, dup, schema, unknown, errors;
+} rx;
+
+/* Checks the sequence header against the last number seen from the same
+ * publisher on the same subject: returns 0 to deliver, -1 for a repeat.
+ * A jump counts what was skipped as lost (minus, at read time, what
+ * libnats dropped itself: see myc__nats_stats_get). */
+static int check_seq(myc__nats *N, natsMsg *msg, rx *r) {
+  const char *v = NULL, *dash;
+  char key[17 + MYC_NATS_SUBJECT_MAX];
+  const char *subject = natsMsg_GetSubject(msg);
+  uint64_t n, *last;
+  size_t slen = strlen(subject);
+  if (natsMsgHeader_Get(msg, HDR_SEQ, &v) != NATS_OK || v == NULL ||
+      (dash = strchr(v, '-')) == NULL || dash - v != 16 ||
+      slen >= MYC_NATS_SUBJECT_MAX)
+    return 0; /* no sequence: nothing to compare */
+  n = strtoull(dash + 1, NULL, 10);
+  memcpy(key, v, 16);
+  key[16] = '/';
+  memcpy(key + 17, subject, slen);
+  last = myc__seqmap_at(&N->in_seq, key, 17 + slen);
+  if (last == NULL)
+    return 0;
+  if (*last != 0 && n <= *last) {
+    r->dup++;
+    return -1;
+  }
+  /* The first message seen from a publisher starts its count: what it
+   * sent before this engine subscribed was never ours to receive. */
+  if (*last != 0)
+    r->lost += n - *last - 1;
+  *last = n;
+  return 0;
+}
+
+/* Compares the schema digest header of a typed message with this node's
+ * contract type of the same tag.  Returns 0 to deliver, -1 to drop. */
+static int check_schema(myc__nats *N, natsMsg *msg, const myc__wire_msg *m,
+                        rx *r) {
+  const myc_contract_type *t;
+  const char *theirs = NULL, *ours;
+  if (m->kind != MYC_KIND_TYPED)
+    return 0;
+  t = N->e->contracts ? myc_contract_type_by_tag(N->e->contracts, m->type)
+                      : NULL;
+  if (t == NULL) {
+    r->unknown++;
+    if (errlog_due(N, 1))
+      logf_(N, MYC_LOG_WARN,
+            "nats: a typed message on '%s' has tag %u, which this node's "
+            "contracts lack; dropped (unknown_type)",
+            natsMsg_GetSubject(msg), (unsigned)m->type);
+    return -1;
+  }
+  ours = myc_contract_type_digest(t);
+  if (natsMsgHeader_Get(msg, HDR_SCHEMA, &theirs) == NATS_OK &&
+      theirs != NULL && strcmp(theirs, ours) == 0)
+    return 0;
+  r->schema++;
+  if (N->cfg.schema_fail || errlog_due(N, 2))
+    logf_(N, N->cfg.schema_fail ? MYC_LOG_ERROR : MYC_LOG_WARN,
+          "nats: type %s (tag %u) on '%s' differs: digest %.16s... here, "
+          "%.16s... at the sender; %s",
+          myc_contract_type_name(t), (unsigned)m->type,
+          natsMsg_GetSubject(msg), ours, theirs ? theirs : "(none)",
+          N->cfg.schema_fail ? "closing the NATS connection "
+                               "(nats.schema_mismatch = \"fail\")"
+                             : "dropped (schema_mismatch)");
+  return -1;
+}
+
+/* Delivers a checked message into the engine with the sender's trace
+ * context, marked remote. */
+static void deliver(myc__nats *N, const myc__wire_msg *m) {
+  myc_engine *e = N->e;
+  int64_t id = myc__topics_resolve(&e->topics, m->topic, m->topic_len);
+  myc__topic *t;
+  myc_buf *b;
+  if (id < 0)
+    return;
+  t = myc__topics_get(&e->topics, (uint32_t)id);
+  if (m->payload_len >= MYC_ADMIT_BYTES &&
+      myc__admit(&e->sched, NULL, t, m->payload_len) != 0)
+    return; /* counted by the subscribers that refused it */
+  b = myc__frame_new(&e->alloc, NULL, t, m->source, m->source_len, m->kind,
+                     m->type, m->payload, m->payload_len);
+  if (b == NULL) {
+    logf_(N, MYC_LOG_ERROR, "nats: out of memory for a message on '%.*s'",
+          (int)m->topic_len, m->topic);
+    return;
+  }
+  memcpy(b->hdr.trace_id, m->trace_id, 16);
+  memcpy(b->hdr.span_id, m->span_id, 8);
+  memcpy(b->hdr.parent_id, m->parent_id, 8);
+  b->hdr.seq = m->seq;
+  b->hdr.ts_ns = m->ts_ns;
+  b->hdr.flags = MYC_FRAME_REMOTE;
+  myc__deliver(&e->topics, &e->sched, NULL, b);
+}
+
+static void close_conn(myc__nats *N, int state);
+
+/* One message from NATS.  Returns -1 when the connection must close. */
+static int receive(myc__nats *N, natsMsg *msg, rx *r) {
+  const uint8_t *data = (const uint8_t *)natsMsg_GetData(msg);
+  int len = natsMsg_GetDataLength(msg);
+  const char *subject = natsMsg_GetSubject(msg), *topic, *why = NULL;
+  size_t tlen;
+  myc__wire_msg m;
+  r->in++;
+  r->bytes += (uint64_t)len;
+  if (check_seq(N, msg, r) != 0)
+    return 0;
+  if (len < 0 || myc__wire_msg_decode(data, (uint32_t)len, &m, &why) != 0 ||
+      myc__nats_topic_of(N->cfg.prefix, subject, strlen(subject), &topic,
+                         &tlen) != 0 ||
+      tlen != m.topic_len || memcmp(topic, m.topic, tlen) != 0) {
+    r->errors++;
+    if (errlog_due(N, 3))
+      logf_(N, MYC_LOG_WARN,
+            "nats: a message on '%s' is not a mycelium v2 frame for that "
+            "subject (%s); dropped (frame_errors)",
+            subject, why ? why : "its topic is not the subject's");
+    return 0;
+  }
+  if (check_schema(N, msg, &m, r) != 0)
+    return N->cfg.schema_fail ? -1 : 0;
+  deliver(N, &m);
+  return 0;
+}
+
+/* One message taken in a drain, with what orders it. */
+struct taken_s {
+  natsMsg *msg;
+  const char *pub;  /* the publisher's id: the sequence header's first 16 */
+  const uint8_t *source;
+  uint8_t source_len;
+  uint64_t seq;     /* the frame's: the source service's emit counter */
+  uint32_t at;      /* arrival order within its subscription's queue */
+};
+typedef struct taken_s taken;
+
+static int by_producer(const void *x, const void *y) {
+  const taken *a = x, *b = y;
+  int c;
+  if (a->pub == NULL || b->pub == NULL)
+    return a->at < b->at ? -1 : a->at > b->at;
+  if ((c = memcmp(a->pub, b->pub, 16)) != 0)
+    return c;
+  if (a->source_len != b->source_len)
+    return a->source_len < b->source_len ? -1 : 1;
+  if ((c = memcmp(a->source, b->source, a->source_len)) != 0)
+    return c;
+  if (a->seq != b->seq)
+    return a->seq < b->seq ? -1 : 1;
+  return a->at < b->at ? -1 : a->at > b->at;
+}
+
+/* The ordering key of 'msg': left without one (kept where it came) when
+ * it has no sequence header or is no frame; receive() judges it. */
+static void key_of(taken *t) {
+  const char *v = NULL;
+  const uint8_t *d = (const uint8_t *)natsMsg_GetData(t->msg);
+  int len = natsMsg_GetDataLength(t->msg);
+  uint32_t plen, tlen;
+  t->pub = NULL;
+  if (natsMsgHeader_Get(t->msg, HDR_SEQ, &v) != NATS_OK || v == NULL ||
+      strlen(v) < 17 || len < 64)
+    return;
+  memcpy(&t->seq, d + 40, 8);
+  memcpy(&plen, d + 56, 4);
+  tlen = (uint32_t)(d[60] | d[61] << 8);
+  t->source_len = d[62];
+  plen = (plen + 7u) & ~7u;
+  if ((uint64_t)64 + plen + tlen + t->source_len != (uint64_t)len)
+    return;
+  t->source = d + 64 + plen + tlen;
+  t->pub = v;
+}
+
+/* Takes, without waiting, everything libnats read into the
+ * subscriptions (it reads only on this thread, in the poll before), and
+ * hands it to the engine in each producer's order: the queues are per
+ * subscription, so a producer's messages on two subjects that two
+ * subscriptions take would otherwise come out of order. */
+static void on_drain(uv_check_t *h) {
+  myc__nats *N = h->data;
+  rx r;
+  uint32_t i, n = 0, nsubs_seen = 0;
+  int fail = 0;
+  memset(&r, 0, sizeof r);
+  for (i = 0; i < N->nsubs; i++) {
+    uint32_t before = n;
+    for (;;) {
+      natsMsg *msg = NULL;
+      natsStatus s = natsSubscription_NextMsg(&msg, N->subs[i].sub, 0);
+      if (s == NATS_SLOW_CONSUMER)
+        continue; /* counted by the error handler; the queue goes on */
+      if (s != NATS_OK)
+        break;
+      if (grow(A(N), (void **)&N->taken, &N->ntaken_cap, sizeof *N->taken,
+               n + 1) != 0) {
+        natsMsg_Destroy(msg);
+        logf_(N, MYC_LOG_ERROR, "nats: out of memory taking messages");
+        break;
+      }
+      N->taken[n].msg = msg;
+      N->taken[n].at = n;
+      n++;
+    }
+    nsubs_seen += n > before;
+  }
+  if (n == 0)
+    return;
+  if (nsubs_seen > 1) {
+    for (i = 0; i < n; i++)
+      key_of(&N->taken[i]);
+    qsort(N->taken, n, sizeof *N->taken, by_producer);
+  }
+  for (i = 0; i < n; i++) {
+    if (!fail)
+      fail = receive(N, N->taken[i].msg, &r) != 0;
+    natsMsg_Destroy(N->taken[i].msg);
+  }
+  uv_mutex_lock(&N->lock);
+  N->st.msgs_in += r.in;
+  N->st.bytes_in += r.bytes;
+  N->st.dropped_lost += r.lost;
+  N->st.dropped_duplicate += r.dup;
+  N->st.dropped_schema += r.schema;
+  N->st.dropped_unknown_type += r.unknown;
+  N->st.frame_errors += r.errors;
+  uv_mutex_unlock(&N->lock);
+  if (fail)
+    close_conn(N, S_FAILED);
+}
+
+/* ---- subscriptions follow the local services' --------------------------- */
+
+typedef struct {
+  char **v;
+  uint32_t n, cap;
+  const myc__alloc *a;
+  int failed;
+} plist;
+
+static int collect(void *ud, const char *pattern, size_t len) {
+  plist *l = ud;
+  uint32_t i;
+  if (pattern[0] == '$')
+    return 0;
+  for (i = 0; i < l->n; i++)
+    if (strlen(l->v[i]) == len && memcmp(l->v[i], pattern, len) == 0)
+      return 0;
+  if (grow(l->a, (void **)&l->v, &l->cap, sizeof *l->v, l->n + 1) != 0 ||
+      (l->v[l->n] = myc__malloc(l->a, len + 1)) == NULL) {
+    l->failed = 1;
+    return MYC_ENOMEM;
+  }
+  memcpy(l->v[l->n], pattern, len);
+  l->v[l->n++][len] = '\0';
+  return 0;
+}
+
+/* Whether another pattern of 'l' covers 'p' (the same messages would
+ * come twice, once per NATS subscription). */
+static int covered(const plist *l, const char *p) {
+  uint32_t i;
+  for (i = 0; i < l->n; i++)
+    if (l->v[i] != NULL && strcmp(l->v[i], p) != 0 &&
+        myc__topic_match(l->v[i], strlen(l->v[i]), p, strlen(p)))
+      return 1;
+  return 0;
+}
+
+static void unsubscribe_at(myc__nats *N, uint32_t i) {
+  int64_t dropped = 0;
+  if (natsSubscription_GetDropped(N->subs[i].sub, &dropped) == NATS_OK)
+    N->retired_drops += dropped;
+  natsSubscription_Unsubscribe(N->subs[i].sub);
+  natsSubscription_Destroy(N->subs[i].sub);
+  myc__strfree(A(N), N->subs[i].pattern);
+  N->subs[i] = N->subs[--N->nsubs];
+}
+
+static void subscribe(myc__nats *N, const char *p) {
+  char subject[MYC_NATS_SUBJECT_MAX];
+  natsSubscription *sub = NULL;
+  natsStatus s;
+  if (myc__nats_subject(N->cfg.prefix, p, strlen(p), 1, subject,
+                        sizeof subject) < 0 ||
+      grow(A(N), (void **)&N->subs, &N->capsubs, sizeof *N->subs,
+           N->nsubs + 1) != 0)
+    return;
+  s = natsConnection_SubscribeSync(&sub, N->nc, subject);
+  if (s == NATS_OK)
+    s = natsSubscription_SetPendingLimits(sub, N->cfg.pending_msgs,
+                                          (int)N->cfg.pending_bytes);
+  if (s != NATS_OK) {
+    logf_(N, MYC_LOG_ERROR, "nats: cannot subscribe '%s' for pattern '%s': %s",
+          subject, p, natsStatus_GetText(s));
+    natsSubscription_Destroy(sub);
+    return;
+  }
+  N->subs[N->nsubs].pattern = myc__strdup(A(N), p);
+  N->subs[N->nsubs++].sub = sub;
+  logf_(N, MYC_LOG_DEBUG, "nats: subscribed '%s'", subject);
+}
+
+/* Brings the NATS subscriptions to the local services' patterns, each
+ * NATS subscription a pattern no other covers. */
+static void follow_subscriptions(myc__nats *N) {
+  plist now;
+  uint32_t i, j;
+  memset(&now, 0, sizeof now);
+  now.a = A(N);
+  if (N->nc == NULL)
+    return;
+  if (myc__topics_patterns(&N->e->topics, N->svc, collect, &now) != 0 ||
+      now.failed) {
+    logf_(N, MYC_LOG_ERROR, "nats: out of memory reading the subscriptions");
+  } else {
+    for (i = 0; i < now.n; i++)
+      if (covered(&now, now.v[i])) {
+        myc__strfree(A(N), now.v[i]);
+        now.v[i] = NULL;
+      }
+    for (i = 0; i < N->nsubs;) {
+      for (j = 0; j < now.n; j++)
+        if (now.v[j] != NULL && strcmp(now.v[j], N->subs[i].pattern) == 0)
+          break;
+      if (j == now.n)
+        unsubscribe_at(N, i);
+      else
+        i++;
+    }
+    for (j = 0; j < now.n; j++) {
+      if (now.v[j] == NULL)
+        continue;
+      for (i = 0; i < N->nsubs; i++)
+        if (strcmp(now.v[j], N->subs[i].pattern) == 0)
+          break;
+      if (i == N->nsubs)
+        subscribe(N, now.v[j]);
+    }
+  }
+  for (i = 0; i < now.n; i++)
+    if (now.v[i] != NULL)
+      myc__strfree(A(N), now.v[i]);
+  myc__free(A(N), now.v, (size_t)now.cap * sizeof *now.v);
+}
+
+/* libnats' own drops (pending limits), read on the thread. */
+static void read_drops(myc__nats *N) {
+  int64_t total = N->retired_drops, d;
+  uint32_t i;
+  for (i = 0; i < N->nsubs; i++)
+    if (natsSubscription_GetDropped(N->subs[i].sub, &d) == NATS_OK)
+      total += d;
+  uv_mutex_lock(&N->lock);
+  N->st.dropped_pending_limit = (uint64_t)total;
+  N->st.subjects = N->nsubs;
+  uv_mutex_unlock(&N->lock);
+}
+
+static void on_tick(uv_timer_t *t) {
+  myc__nats *N = t->data;
+  follow_subscriptions(N);
+  read_drops(N);
+}
+
+/* ---- connection events (libnats' event thread) -------------------------- */
+
+static void note_url(myc__nats *N, natsConnection *nc) {
+  char url[256];
+  if (natsConnection_GetConnectedUrl(nc, url, sizeof url) == NATS_OK &&
+      url[0] != '\0') {
+    uv_mutex_lock(&N->lock);
+    snprintf(N->url, sizeof N->url, "%s", url);
+    uv_mutex_unlock(&N->lock);
+  }
+}
+
+static void on_connected(natsConnection *nc, void *closure) {
+  myc__nats *N = closure;
+  note_url(N, nc);
+  set_state(N, S_UP);
+  logf_(N, MYC_LOG_INFO, "nats: connected to %s", N->url);
+}
+
+static void on_disconnected(natsConnection *nc, void *closure) {
+  myc__nats *N = closure;
+  int stopping;
+  (void)nc;
+  uv_mutex_lock(&N->lock);
+  stopping = N->stopping;
+  if (N->state == S_UP && !stopping)
+    N->state = S_RECONNECTING;
+  uv_mutex_unlock(&N->lock);
+  if (!stopping)
+    logf_(N, MYC_LOG_WARN, "nats: disconnected from %s; reconnecting",
+          N->url);
+}
+
+static void on_reconnected(natsConnection *nc, void *closure) {
+  myc__nats *N = closure;
+  note_url(N, nc);
+  uv_mutex_lock(&N->lock);
+  N->state = S_UP;
+  N->st.reconnects++;
+  uv_mutex_unlock(&N->lock);
+  logf_(N, MYC_LOG_INFO,
+        "nats: reconnected to %s (subscriptions sent again)", N->url);
+}
+
+static void on_closed(natsConnection *nc, void *closure) {
+  myc__nats *N = closure;
+  (void)nc;
+  uv_mutex_lock(&N->lock);
+  if (N->state != S_FAILED)
+    N->state = S_CLOSED;
+  uv_mutex_unlock(&N->lock);
+}
+
+static void on_error(natsConnection *nc, natsSubscription *sub,
+                     natsStatus err, void *closure) {
+  myc__nats *N = closure;
+  (void)nc;
+  (void)sub;
+  if (err == NATS_SLOW_CONSUMER) {
+    uint64_t n;
+    uv_mutex_lock(&N->lock);
+    n = ++N->st.slow_consumer;
+    uv_mutex_unlock(&N->lock);
+    /* libnats reports a subscription once each time it goes over. */
+    if (n == 1 || n % 100 == 0)
+      logf_(N, MYC_LOG_WARN,
+            "nats: slow consumer: a subscription went over its pending "
+            "limits (nats.pending_msgs, nats.pending_bytes); messages are "
+            "dropped (pending_limit), %" PRIu64 " time(s) so far",
+            n);
+    return;
+  }
+  logf_(N, MYC_LOG_WARN, "nats: %s", natsStatus_GetText(err));
+}
+
+/* ---- the thread --------------------------------------------------------- */
+
+static void close_conn(myc__nats *N, int state) {
+  uint32_t i;
+  if (N->nc == NULL)
+    return;
+  set_state(N, state);
+  for (i = 0; i < N->nsubs;)
+    unsubscribe_at(N, i);
+  /* Detaches from the loop on this thread (the adapter closes its
+   * handles) and joins libnats' threads for this connection. */
+  natsConnection_Close(N->nc);
+  natsConnection_Destroy(N->nc);
+  N->nc = NULL;
+  uv_mutex_lock(&N->lock);
+  N->state = state;
+  uv_mutex_unlock(&N->lock);
+}
+
+static void shut_down(myc__nats *N) {
+  uint32_t n;
+  read_drops(N);
+  close_conn(N, S_CLOSED);
+  uv_mutex_lock(&N->lock);
+  n = N->qn;
+  N->st.dropped_shutdown += n;
+  N->st.queued -= n;
+  N->qn = 0;
+  N->st.queued_bytes = 0;
+  uv_mutex_unlock(&N->lock);
+  release_batch(N, N->q, n);
+  uv_close((uv_handle_t *)&N->wake, NULL);
+  uv_close((uv_handle_t *)&N->drain, NULL);
+  uv_close((uv_handle_t *)&N->tick, NULL);
+  uv_close((uv_handle_t *)&N->stop_timer, NULL);
+  uv_close((uv_handle_t *)&N->retry, NULL);
+}
+
+/* A stop publishes what the queue holds, then waits (a bounded time) for
+ * libnats to write it before the connection closes. */
+static void on_stop_timer(uv_timer_t *t) {
+  myc__nats *N = t->data;
+  if (N->nc != NULL && natsConnection_Buffered(N->nc) > 0 &&
+      uv_now(&N->loop) < N->stop_deadline &&
+      natsConnection_Status(N->nc) == NATS_CONN_STATUS_CONNECTED)
+    return;
+  uv_timer_stop(t);
+  shut_down(N);
+}
+
+static void on_wake(uv_async_t *a) {
+  myc__nats *N = a->data;
+  int stopping;
+  uv_mutex_lock(&N->lock);
+  stopping = N->stopping;
+  uv_mutex_unlock(&N->lock);
+  publish_queue(N);
+  if (stopping && !N->stopped_loop) {
+    N->stopped_loop = 1;
+    N->stop_deadline = uv_now(&N->loop) + STOP_FLUSH_MS;
+    uv_timer_start(&N->stop_timer, on_stop_timer, 0, 1);
+  }
+}
+
+/* Dials the seeds on this thread (each attempt blocks this thread only,
+ * for at most nats.connect_timeout_ms a server), again every
+ * reconnect_wait_ms until one answers.  libnats' own retry of a first
+ * connect would attach the connection to this loop from its reconnect
+ * thread, which the libuv adapter does not support (the server sees the
+ * connection close at once). */
+static void try_connect(myc__nats *N) {
+  natsStatus s = natsConnection_Connect(&N->nc, N->opts);
+  if (s == NATS_OK) {
+    uv_timer_stop(&N->retry);
+    on_connected(N->nc, N);
+    follow_subscriptions(N);
+    read_drops(N);
+    uv_async_send(&N->wake); /* what waited in the queue */
+    return;
+  }
+  N->nc = NULL;
+  if (N->connect_attempts++ == 0)
+    logf_(N, MYC_LOG_WARN, "nats: no server answered yet (%s: %s); retrying "
+          "every %.0f ms",
+          N->urls[0], natsStatus_GetText(s), N->cfg.reconnect_wait_ms);
+  if (N->cfg.max_reconnect >= 0 &&
+      N->connect_attempts > (uint32_t)N->cfg.max_reconnect) {
+    logf_(N, MYC_LOG_ERROR,
+          "nats: cannot connect to %s after %u attempts (nats.max_reconnect)",
+          N->urls[0], N->connect_attempts);
+    uv_timer_stop(&N->retry);
+    set_state(N, S_FAILED);
+  }
+}
+
+static void on_retry(uv_timer_t *t) { try_connect(t->data); }
+
+static void thread_main(void *arg) {
+  myc__nats *N = arg;
+  uint64_t wait = (uint64_t)N->cfg.reconnect_wait_ms;
+  natsLibuv_SetThreadLocalLoop(&N->loop);
+  try_connect(N);
+  if (N->nc == NULL && N->state != S_FAILED)
+    uv_timer_start(&N->retry, on_retry, wait ? wait : 1, wait ? wait : 1);
+  uv_run(&N->loop, UV_RUN_DEFAULT);
+}
+
+static natsStatus make_options(myc__nats *N) {
+  const myc__nats_config *c = &N->cfg;
+  natsOptions *o = NULL;
+  natsStatus s = natsOptions_Create(&o);
+  if (s == NATS_OK)
+    s = natsOptions_SetServers(o, (const char **)N->urls, (int)N->nurls);
+  if (s == NATS_OK)
+    s = natsOptions_SetNoRandomize(o, !c->randomize);
+  if (s == NATS_OK && c->name[0])
+    s = natsOptions_SetName(o, c->name);
+  if (s == NATS_OK && c->user[0])
+    s = natsOptions_SetUserInfo(o, c->user, c->password);
+  if (s == NATS_OK && c->token[0])
+    s = natsOptions_SetToken(o, c->token);
+  if (s == NATS_OK && c->creds[0])
+    s = natsOptions_SetUserCredentialsFromFiles(o, c->creds, NULL);
+  if (s == NATS_OK && (c->tls || c->tls_ca[0] || c->tls_cert[0]))
+    s = natsOptions_SetSecure(o, true);
+  if (s == NATS_OK && c->tls_ca[0])
+    s = natsOptions_LoadCATrustedCertificates(o, c->tls_ca);
+  if (s == NATS_OK && c->tls_cert[0])
+    s = natsOptions_LoadCertificatesChain(o, c->tls_cert, c->tls_key);
+  if (s == NATS_OK && (c->tls || c->tls_ca[0] || c->tls_cert[0]))
+    s = natsOptions_SkipServerVerification(o, !c->tls_verify);
+  if (s == NATS_OK)
+    s = natsOptions_SetTimeout(o, (int64_t)c->connect_timeout_ms);
+  if (s == NATS_OK)
+    s = natsOptions_SetMaxReconnect(o, c->max_reconnect);
+  if (s == NATS_OK)
+    s = natsOptions_SetReconnectWait(o, (int64_t)c->reconnect_wait_ms);
+  if (s == NATS_OK)
+    s = natsOptions_SetReconnectBufSize(o, c->reconnect_buf_bytes);
+  /* Local subscribers already had our messages. */
+  if (s == NATS_OK)
+    s = natsOptions_SetNoEcho(o, true);
+  /* No flusher thread: a publish asks the adapter for a write, which
+   * happens once per loop turn for everything the turn published. */
+  if (s == NATS_OK)
+    s = natsOptions_SetSendAsap(o, true);
+  if (s == NATS_OK)
+    s = natsOptions_SetEventLoop(o, &N->loop, natsLibuv_Attach,
+                                 natsLibuv_Read, natsLibuv_Write,
+                                 natsLibuv_Detach);
+  if (s == NATS_OK)
+    s = natsOptions_SetDisconnectedCB(o, on_disconnected, N);
+  if (s == NATS_OK)
+    s = natsOptions_SetReconnectedCB(o, on_reconnected, N);
+  if (s == NATS_OK)
+    s = natsOptions_SetClosedCB(o, on_closed, N);
+  if (s == NATS_OK)
+    s = natsOptions_SetErrorHandler(o, on_error, N);
+  if (s != NATS_OK) {
+    natsOptions_Destroy(o);
+    return s;
+  }
+  N->opts = o;
+  return NATS_OK;
+}
+
+static int nats_start(void *ud, char *err, size_t errlen) {
+  myc__nats *N = ud;
+  natsStatus s;
+  int rc;
+  {
+    struct sigaction sa;
+    if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+      signal(SIGPIPE, SIG_IGN);
+  }
+  if ((s = nats_Open(-1)) != NATS_OK) {
+    snprintf(err, errlen, "nats: cannot start libnats: %s",
+             natsStatus_GetText(s));
+    return MYC_ECONFIG;
+  }
+  natsLibuv_Init();
+  N->chains = myc__calloc(A(N), N->e->sched.nworkers * sizeof *N->chains + 1);
+  if (N->chains == NULL)
+    return MYC_ENOMEM;
+  if ((rc = uv_loop_init(&N->loop)) != 0) {
+    snprintf(err, errlen, "nats: cannot make a loop: %s", uv_strerror(rc));
+    return MYC_ECONFIG;
+  }
+  if ((s = make_options(N)) != NATS_OK) {
+    snprintf(err, errlen, "nats: bad options: %s (%s)", natsStatus_GetText(s),
+             nats_GetLastError(NULL));
+    uv_loop_close(&N->loop);
+    return MYC_ECONFIG;
+  }
+  uv_async_init(&N->loop, &N->wake, on_wake);
+  N->wake.data = N;
+  uv_check_init(&N->loop, &N->drain);
+  N->drain.data = N;
+  uv_check_start(&N->drain, on_drain);
+  uv_timer_init(&N->loop, &N->tick);
+  N->tick.data = N;
+  uv_timer_start(&N->tick, on_tick, (uint64_t)N->cfg.sub_poll_ms,
+                 (uint64_t)N->cfg.sub_poll_ms);
+  uv_timer_init(&N->loop, &N->stop_timer);
+  N->stop_timer.data = N;
+  uv_timer_init(&N->loop, &N->retry);
+  N->retry.data = N;
+  if ((rc = uv_thread_create(&N->thread, thread_main, N)) != 0) {
+    snprintf(err, errlen, "nats: cannot start the NATS thread: %s",
+             uv_strerror(rc));
+    uv_close((uv_handle_t *)&N->wake, NULL);
+    uv_close((uv_handle_t *)&N->drain, NULL);
+    uv_close((uv_handle_t *)&N->tick, NULL);
+    uv_close((uv_handle_t *)&N->stop_timer, NULL);
+    uv_close((uv_handle_t *)&N->retry, NULL);
+    uv_run(&N->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&N->loop);
+    N->joined = 1;
+    return MYC_ECONFIG;
+  }
+  uv_mutex_lock(&N->lock);
+  N->started = 1;
+  uv_mutex_unlock(&N->lock);
+  return 0;
+}
+
+static void nats_quiesce(void *ud) {
+  myc__nats *N = ud;
+  if (!N->started || N->joined)
+    return;
+  uv_mutex_lock(&N->lock);
+  N->stopping = 1;
+  uv_mutex_unlock(&N->lock);
+  uv_async_send(&N->wake);
+  uv_thread_join(&N->thread);
+  uv_loop_close(&N->loop);
+  N->joined = 1;
+}
+
+static void nats_free(void *ud) {
+  myc__nats *N = ud;
+  uint32_t i;
+  nats_quiesce(N);
+  if (N->opts != NULL)
+    natsOptions_Destroy(N->opts);
+  myc__seqmap_free(&N->out_seq);
+  myc__seqmap_free(&N->in_seq);
+  myc__free(A(N), N->subs, (size_t)N->capsubs * sizeof *N->subs);
+  myc__free(A(N), N->taken, (size_t)N->ntaken_cap * sizeof *N->taken);
+  myc__free(A(N), N->q, (size_t)N->qcap * sizeof *N->q);
+  myc__free(A(N), N->w, (size_t)N->wcap * sizeof *N->w);
+  if (N->chains != NULL)
+    myc__free(A(N), N->chains,
+              N->e->sched.nworkers * sizeof *N->chains + 1);
+  for (i = 0; i < N->nurls; i++)
+    myc__strfree(A(N), N->urls[i]);
+  myc__free(A(N), N->urls, N->nurls * sizeof *N->urls + 1);
+  uv_mutex_destroy(&N->lock);
+  myc__free(A(N), N, sizeof *N);
+}
+
+/* ---- configuration and attachment -------------------------------------- */
+
+void myc__nats_config_init(myc__nats_config *c) {
+  memset(c, 0, sizeof *c);
+  snprintf(c->prefix, sizeof c->prefix, "mycelium");
+  snprintf(c->publish[0], sizeof c->publish[0], "*");
+  c->npublish = 1;
+  c->tls_verify = 1;
+  c->randomize = 1;
+  c->queue_msgs = 65536;
+  c->queue_bytes = 64ull << 20;
+  c->pending_msgs = 65536;
+  c->pending_bytes = 64ll << 20;
+  c->reconnect_wait_ms = 100;
+  c->max_reconnect = -1;
+  c->reconnect_buf_bytes = 8 << 20;
+  c->connect_timeout_ms = 2000;
+  c->sub_poll_ms = 20;
+}
+
+const char *myc__nats_config_check(const myc__nats_config *c) {
+  uint32_t i;
+  if (myc__nats_prefix_check(c->prefix) != NULL)
+    return "nats.prefix must be empty or dot-separated tokens of letters, "
+           "digits, '_', '-', ':', '/'";
+  for (i = 0; i < c->npublish; i++)
+    if (myc__topic_check(c->publish[i], strlen(c->publish[i]), 1) != NULL)
+      return "nats.publish lists a pattern that is not a subscription "
+             "pattern (\"swaps.v2\", \"swaps.*\", \"*\")";
+  if (c->queue_msgs == 0 || c->queue_bytes == 0)
+    return "nats.queue_msgs and nats.queue_bytes must be positive";
+  if (c->pending_msgs <= 0 || c->pending_bytes <= 0 ||
+      c->pending_bytes > 0x7fffffff)
+    return "nats.pending_msgs and nats.pending_bytes must be positive "
+           "(pending_bytes below 2 GiB)";
+  if (!(c->reconnect_wait_ms >= 0) || !(c->connect_timeout_ms > 0) ||
+      !(c->sub_poll_ms >= 1))
+    return "nats timeouts must be positive (sub_poll_ms at least 1)";
+  if (c->reconnect_buf_bytes < 0)
+    return "nats.reconnect_buffer_bytes must not be negative";
+  if (c->tls_key[0] && !c->tls_cert[0])
+    return "nats.tls.key needs nats.tls.cert";
+  return NULL;
+}
+
+int myc__nats_attach(myc_engine *e, const myc__nats_config *c,
+                     const char *const *urls, size_t nurls, myc__nats **out,
+                     char *err, size_t errlen) {
+  myc__nats *N;
+  const char *why = myc__nats_config_check(c);
+  size_t i;
+  uint8_t id[8];
+  myc__rng rng;
+  uint64_t r;
+  int rc;
+  *out = NULL;
+  if (why != NULL) {
+    snprintf(err, errlen, "%s", why);
+    return MYC_EINVAL;
+  }
+  if (e->manual) {
+    snprintf(err, errlen, "NATS needs a threaded engine");
+    return MYC_EINVAL;
+  }
+  if (nurls == 0 || nurls > MYC_NATS_MAX_URLS) {
+    snprintf(err, errlen, "nats: between 1 and %d server URLs",
+             MYC_NATS_MAX_URLS);
+    return MYC_EINVAL;
+  }
+  N = myc__calloc(&e->alloc, sizeof *N);
+  if (N == NULL)
+    return MYC_ENOMEM;
+  N->e = e;
+  N->cfg = *c;
+  if (uv_mutex_init(&N->lock) != 0) {
+    myc__free(&e->alloc, N, sizeof *N);
+    return MYC_ENOMEM;
+  }
+  N->urls = myc__calloc(&e->alloc, nurls * sizeof *N->urls + 1);
+  if (N->urls == NULL || myc__engine_on_free(e, nats_free, N) != 0) {
+    myc__free(&e->alloc, N->urls, nurls * sizeof *N->urls + 1);
+    uv_mutex_destroy(&N->lock);
+    myc__free(&e->alloc, N, sizeof *N);
+    return MYC_ENOMEM;
+  }
+  /* From here 'N' is the engine's: freed with it. */
+  N->nurls = (uint32_t)nurls;
+  for (i = 0; i < nurls; i++)
+    if ((N->urls[i] = myc__strdup(&e->alloc, urls[i])) == NULL)
+      return MYC_ENOMEM;
+  snprintf(N->url, sizeof N->url, "%s", urls[0]);
+  myc__seqmap_init(&N->out_seq, &e->alloc, SEQ_KEYS_MAX);
+  myc__seqmap_init(&N->in_seq, &e->alloc, SEQ_KEYS_MAX);
+  myc__rng_seed(&rng);
+  do
+    r = myc__rng_next(&rng);
+  while (r == 0);
+  for (i = 0; i < 8; i++)
+    id[i] = (uint8_t)(r >> (8 * i));
+  hex(id, 8, N->pubid_hex);
+  N->pubid = r;
+  N->state = S_CONNECTING;
+  /* "_nats" is subscribed to what goes out: nats.publish. */
+  rc = myc_engine_add_c_service(e, "_nats", c->publish[0], on_message, N, -1);
+  if (rc != 0) {
+    snprintf(err, errlen, "nats: cannot add the _nats service: %s",
+             myc_strerror(rc));
+    return rc;
+  }
+  N->svc = myc__engine_find(e, "_nats", 5);
+  for (i = 1; i < c->npublish; i++)
+    if ((rc = myc__topics_subscribe(&e->topics, N->svc, c->publish[i],
+                                    strlen(c->publish[i]))) != 0) {
+      snprintf(err, errlen, "nats.publish[%zu] '%s': %s", i + 1,
+               c->publish[i], myc_strerror(rc));
+      return rc;
+    }
+  if ((rc = myc__engine_beside(e, nats_start, nats_quiesce, myc__nats_status,
+                               N)) != 0)
+    return rc;
+  *out = N;
+  return 0;
+}
+
+/* ---- introspection ------------------------------------------------------ */
+
+myc__nats *myc__nats_of(myc_engine *e) {
+  myc_service *s = myc__engine_find(e, "_nats", 5);
+  return s != NULL && s->cb == on_message ? s->cb_ud : NULL;
+}
+
+void myc__nats_stats_get(myc__nats *N, myc__nats_stats *out) {
+  uv_mutex_lock(&N->lock);
+  *out = N->st;
+  snprintf(out->url, sizeof out->url, "%s", N->url);
+  out->state = STATE_NAME[N->state];
+  uv_mutex_unlock(&N->lock);
+  /* A message libnats dropped over its pending limits leaves a gap in
+   * the sequence too: the gaps it explains are not counted twice. */
+  out->dropped_lost = out->dropped_lost > out->dropped_pending_limit
+                          ? out->dropped_lost - out->dropped_pending_limit
+                          : 0;
+}
+
+const myc__alloc *myc__nats_alloc(myc__nats *N) { return A(N); }
