@@ -35,7 +35,6 @@ local wire = require "bandit.wire"
 local erc20 = require "bandit.erc20"
 local redis_cache = require "mycelium.net.redis_cache"
 local eip55 = require "bandit.eip55"
-local pg_source = require "bandit.pg_source"
 
 local format, type, tostring, pairs, ipairs, floor =
   string.format, type, tostring, pairs, ipairs, math.floor
@@ -641,7 +640,9 @@ function M.init(ctx, opts)
     local sources = {}
     for i, name in ipairs(slow) do
       if name == "postgres" then
-        S.pg = pg_source.open(ctx, opts.postgres, chain, {
+        -- Required here: a build without the network clients has no
+        -- mycelium.net.postgres, and needs none without opts.postgres.
+        S.pg = require("bandit.pg_source").open(ctx, opts.postgres, chain, {
           query_timeout_ms = opts.postgres_timeout_ms or 2000 })
         sources[i] = S.pg.load
       else
