@@ -12,9 +12,10 @@ PACKAGES=(
   build-essential cmake pkg-config
   luajit libluajit-5.1-dev libuv1-dev libmsgpack-dev libyaml-dev
   libssl-dev libwslay-dev libhttp-parser-dev libjansson-dev
-  libhiredis-dev libgmp-dev
+  libhiredis-dev libgmp-dev libpq-dev
   lua-busted lua-cjson lua-messagepack luarocks
   redis-server
+  postgresql
   clang libclang-rt-14-dev
   libzmq3-dev
   libnats-dev nats-server

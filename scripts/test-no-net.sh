@@ -11,7 +11,7 @@ cmake -S "$src" -B "$build" -DMYC_WITH_NET=OFF -DMYC_BUILD_TESTS=OFF \
   tail -20 "$build/configure.log"; exit 1; }
 cmake --build "$build" -j "$(nproc)" --target libmycelium mycelium \
   > "$build/build.log" 2>&1 || { tail -40 "$build/build.log"; exit 1; }
-if ldd "$build/libmycelium.so" | grep -E 'libssl|wslay|hiredis|http_parser'; then
+if ldd "$build/libmycelium.so" | grep -E 'libssl|wslay|hiredis|libpq|http_parser'; then
   echo "no-net build still links a network library"; exit 1
 fi
 luajit "$src/scripts/check-symbols.lua" "$build/libmycelium.so" "$src"

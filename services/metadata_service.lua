@@ -11,7 +11,9 @@
 -- lists (opts.pools, opts.tokens); then, per unknown token, the service's
 -- memory, Redis (opts.redis: read-through, what is learned is written
 -- back), then eth_call symbol()/decimals() on the node (opts.rpc) or
--- the function of opts.lookup.
+-- the function of opts.lookup.  With opts.postgres, the table
+-- bandit_tokens (services/bandit/pg_schema.sql) is asked too; where, is
+-- opts.lookup_order (default { "list", "redis", "postgres", "rpc" }).
 --
 -- Pools come from the list; with opts.discover (and an adapter that
 -- passes unlisted pools on, its own opts.discover), a pool met in a log
@@ -497,7 +499,7 @@ local function load_registry(ctx, opts)
   for key, tok in pairs(reg.tokens) do
     local t = token_of(key)
     t.bundled_symbol = tok.symbol
-    if t.state == "unknown" and usable(tok.symbol, tok.decimals) then
+    if S.use_list and t.state == "unknown" and usable(tok.symbol, tok.decimals) then
       learn(t, tok.symbol, tok.decimals)
     end
   end
@@ -537,6 +539,61 @@ local function custom_loader(ctx, path)
   return function(key, done) return fn(ctx, key, done) end
 end
 
+local SOURCES = { list = 1, redis = 2, postgres = 3, rpc = 3 }
+
+-- opts.lookup_order: which sources are asked, and in what order postgres
+-- and rpc (eth_call, or opts.lookup) are.  The list is read at start and
+-- Redis caches what the sources behind it answer, so they come first.
+-- Returns the set of sources and the slow ones in order.
+local function lookup_order(ctx, opts)
+  local order = opts.lookup_order
+  if order == nil then
+    order = opts.postgres and { "list", "redis", "postgres", "rpc" }
+            or { "list", "redis", "rpc" }
+  end
+  local function bad(fmt, ...)
+    error(format("service '%s': opts.lookup_order " .. fmt, ctx.name, ...), 0)
+  end
+  if type(order) ~= "table" or #order == 0 then
+    bad("must be a list of sources (list, redis, postgres, rpc), got %s", tostring(order))
+  end
+  local seen, slow, rank = {}, {}, 0
+  for i, name in ipairs(order) do
+    local r = SOURCES[name]
+    if r == nil then
+      bad("entry %d: unknown source '%s' (list, redis, postgres, rpc)", i, tostring(name))
+    end
+    if seen[name] then bad("entry %d: '%s' is there twice", i, name) end
+    if r < rank then
+      bad("entry %d: '%s' must come before postgres and rpc (list, then redis: "
+          .. "Redis caches what the slower sources answer)", i, name)
+    end
+    if name == "postgres" and opts.postgres == nil then
+      bad("entry %d: 'postgres' needs opts.postgres (its URL)", i)
+    end
+    seen[name], rank = true, r
+    if r == 3 then slow[#slow + 1] = name end
+  end
+  return seen, slow
+end
+
+-- The loader behind the cache: each slow source in turn, until one
+-- knows the token.
+local function chain_loader(sources)
+  return function(key, done)
+    local i, why = 0, nil
+    local function next_source(v, err)
+      if v ~= nil then return done(v) end
+      if err ~= nil then why = why and (why .. "; " .. tostring(err)) or tostring(err) end
+      i = i + 1
+      local src = sources[i]
+      if src == nil then return done(nil, why or "no lookup source (opts.lookup_order)") end
+      return src(key, next_source)
+    end
+    return next_source()
+  end
+end
+
 function M.init(ctx, opts)
   local chain = opts.chain_id or 137
   if type(chain) ~= "number" or chain < 1 or chain ~= floor(chain) then
@@ -561,8 +618,10 @@ function M.init(ctx, opts)
     pub_skipped = ctx:publisher(T.skipped),
     pub_end = ctx:publisher(T.end_metadata),
   }
+  local use, slow = lookup_order(ctx, opts)
+  S.use_list = use.list == true
   load_registry(ctx, opts)
-  local cache, err = redis_cache.open(ctx, opts.redis, {
+  local cache, err = redis_cache.open(ctx, use.redis and opts.redis or nil, {
     prefix = opts.redis_prefix or "bandit:token:",
     ttl = opts.cache_ttl or 7 * 86400,
   })
@@ -577,6 +636,21 @@ function M.init(ctx, opts)
   S.rpc = open_rpc(ctx, opts.rpc)
   S.loader = load_token
   if opts.lookup ~= nil then S.loader = custom_loader(ctx, opts.lookup) end
+  if opts.postgres ~= nil or opts.lookup_order ~= nil then
+    local sources = {}
+    for i, name in ipairs(slow) do
+      if name == "postgres" then
+        -- Required here: a build without the network clients has no
+        -- mycelium.net.postgres, and needs none without opts.postgres.
+        S.pg = require("bandit.pg_source").open(ctx, opts.postgres, chain, {
+          query_timeout_ms = opts.postgres_timeout_ms or 2000 })
+        sources[i] = S.pg.load
+      else
+        sources[i] = S.loader
+      end
+    end
+    S.loader = chain_loader(sources)
+  end
 end
 
 --- Counters and what is known, for tests and the summary.
@@ -584,11 +658,14 @@ function M.stats()
   return { enriched = S.enriched, dropped = S.dropped, lookups = S.lookups,
            lookup_failures = S.lookup_failures, eth_calls = S.eth_calls,
            held = S.tail - S.head + 1, held_max = S.held_max,
-           cache = S.cache.stats }
+           cache = S.cache.stats,
+           postgres = S.pg and { hits = S.pg.hits, misses = S.pg.misses,
+                                 errors = S.pg.errors } or nil }
 end
 
 function M.stop()
   if S and S.cache then S.cache:close() end
+  if S and S.pg then S.pg.close() end
 end
 
 return M

@@ -324,4 +324,70 @@ describe("MetadataService", function()
       eng:close()
     end)
   end)
+  describe("with Postgres", function()
+    local pg_server = require "support.pg_server"
+    local server
+    setup(function()
+      server = pg_server.start()
+      local f = assert(io.open(H.ROOT .. "services/bandit/pg_schema.sql"))
+      server:psql(f:read("*a"))
+      f:close()
+      server:psql(string.format("INSERT INTO bandit_tokens VALUES (137, '%s', 'CCC', 8, 'C')",
+                                H.addr("token:CCC"):lower()))
+    end)
+    teardown(function() if server then server:stop() end end)
+
+    it("finds a token missing from its list in bandit_tokens, before its lookup", function()
+      local eng, c = engine { postgres = server.url, lookup = lookup, lookup_mode = "fail" }
+      H.feed(eng, { H.reply(SUB), H.sync(pos(1), P2, "5", "6") })
+      assert.is_true(eng:run_for(5, function() return #c.ends:messages() > 0 end))
+      assert.same({ "token:AAA", "token:CCC", "pool:AAA/CCC", "enriched.state:2",
+                    "end.metadata" }, trail(c))
+      assert.equal(8, c.enriched.all[1].data.decimals1)
+      assert.equal(0, #c.lookups.all)
+      eng:close()
+    end)
+
+    it("asks its lookup first with lookup_order = { list, rpc, postgres }", function()
+      local eng, c = engine { postgres = server.url, lookup = lookup, lookup_mode = "fail",
+                              lookup_order = { "list", "rpc", "postgres" } }
+      H.feed(eng, { H.reply(SUB), H.sync(pos(1), P2, "5", "6") })
+      assert.is_true(eng:run_for(5, function() return #c.ends:messages() > 0 end))
+      drain(c)
+      assert.equal(1, #c.lookups.all) -- asked, failed, then Postgres answered
+      assert.equal(1, #c.enriched.all)
+      assert.equal(8, c.enriched.all[1].data.decimals1)
+      eng:close()
+    end)
+
+    it("goes on to its lookup when Postgres is down", function()
+      local port = require("support.redis_server").free_port()
+      local eng, c = engine { postgres = "postgresql://u@127.0.0.1:" .. port .. "/db",
+                              lookup = lookup, lookup_mode = "now" }
+      H.feed(eng, { H.reply(SUB), H.sync(pos(1), P2, "5", "6") })
+      assert.is_true(eng:run_for(5, function() return #c.ends:messages() > 0 end))
+      drain(c)
+      assert.equal(1, #c.lookups.all)
+      assert.equal(1, #c.enriched.all)
+      eng:close()
+    end)
+
+    it("raises at init on a bad lookup_order, naming the entry", function()
+      local cases = {
+        { { "list", "pg" }, "entry 2: unknown source 'pg'" },
+        { { "postgres", "redis" }, "entry 2: 'redis' must come before postgres and rpc" },
+        { { "list", "postgres" }, "entry 2: 'postgres' needs opts.postgres", true },
+      }
+      for _, case in ipairs(cases) do
+        local o = { pools = pools, tokens = tokens, lookup_order = case[1],
+                    postgres = (not case[3]) and server.url or nil }
+        local ok, err = pcall(testing.engine, {
+          contracts = H.ROOT .. "services/contracts.yaml",
+          services = { { name = "m", module = H.ROOT .. "services/metadata_service.lua",
+                         opts = o } } })
+        assert.is_false(ok)
+        assert.matches("service 'm': opts.lookup_order " .. case[2]:gsub("%p", "%%%0"), err)
+      end
+    end)
+  end)
 end)

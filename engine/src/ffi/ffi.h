@@ -249,6 +249,7 @@ MYC_FFI int myc_ffi_test_fault(myc_engine *e, const char *name, uint32_t n);
 
 #if defined(MYC_WITH_NET)
 #include "net/http.h"
+#include "net/pg_client.h"
 #include "net/redis_client.h"
 #include "net/ws.h"
 
@@ -295,6 +296,24 @@ MYC_FFI const char *myc_ffi_redis_error(const myc_redis *c);
 MYC_FFI uint32_t myc_ffi_redis_pending(const myc_redis *c);
 MYC_FFI void myc_ffi_redis_reply_view(const void *r, myc_redis_value *out);
 MYC_FFI const void *myc_ffi_redis_reply_element(const void *r, size_t i);
+
+MYC_FFI int myc_ffi_pg_open(myc_service *s, uint64_t source, const char *url,
+                            const myc_pg_options *opt, myc_pg **out,
+                            char *err, size_t errlen);
+MYC_FFI int64_t myc_ffi_pg_query(myc_pg *c, const char *sql, int nparams,
+                                 const char *const *values,
+                                 const size_t *lens);
+MYC_FFI void myc_ffi_pg_close(myc_pg *c);
+MYC_FFI void myc_ffi_pg_free(myc_pg *c);
+MYC_FFI const char *myc_ffi_pg_state(const myc_pg *c);
+MYC_FFI const char *myc_ffi_pg_server(const myc_pg *c);
+MYC_FFI const char *myc_ffi_pg_error(const myc_pg *c);
+MYC_FFI uint32_t myc_ffi_pg_pending(const myc_pg *c);
+MYC_FFI void myc_ffi_pg_result_info(const void *r, myc_pg_result_info *out);
+MYC_FFI const char *myc_ffi_pg_result_name(const void *r, int col);
+MYC_FFI uint32_t myc_ffi_pg_result_type(const void *r, int col);
+MYC_FFI const char *myc_ffi_pg_result_value(const void *r, int row, int col,
+                                            size_t *len);
 #endif
 
 #endif

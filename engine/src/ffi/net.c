@@ -1,6 +1,7 @@
 /* net.c -- the FFI entry points of the network clients (see ffi.h and
  * net/): each is the net/ function of the same name, exported for the
- * Lua modules mycelium.net.ws, mycelium.net.http and mycelium.net.redis. */
+ * Lua modules mycelium.net.ws, mycelium.net.http, mycelium.net.redis and
+ * mycelium.net.postgres. */
 #include "ffi/ffi.h"
 
 void myc_ffi_ws_options_init(myc_ws_options *o) { myc__ws_options_init(o); }
@@ -73,4 +74,35 @@ void myc_ffi_redis_reply_view(const void *r, myc_redis_value *out) {
 }
 const void *myc_ffi_redis_reply_element(const void *r, size_t i) {
   return myc__redis_reply_element(r, i);
+}
+
+int myc_ffi_pg_open(myc_service *s, uint64_t source, const char *url,
+                    const myc_pg_options *opt, myc_pg **out, char *err,
+                    size_t errlen) {
+  return myc__pg_open(s, source, url, opt, out, err, errlen);
+}
+
+int64_t myc_ffi_pg_query(myc_pg *c, const char *sql, int nparams,
+                         const char *const *values, const size_t *lens) {
+  return myc__pg_query(c, sql, nparams, values, lens);
+}
+
+void myc_ffi_pg_close(myc_pg *c) { myc__pg_close(c); }
+void myc_ffi_pg_free(myc_pg *c) { myc__pg_free(c); }
+const char *myc_ffi_pg_state(const myc_pg *c) { return myc__pg_state(c); }
+const char *myc_ffi_pg_server(const myc_pg *c) { return myc__pg_server(c); }
+const char *myc_ffi_pg_error(const myc_pg *c) { return myc__pg_error(c); }
+uint32_t myc_ffi_pg_pending(const myc_pg *c) { return myc__pg_pending(c); }
+void myc_ffi_pg_result_info(const void *r, myc_pg_result_info *out) {
+  myc__pg_result_info(r, out);
+}
+const char *myc_ffi_pg_result_name(const void *r, int col) {
+  return myc__pg_result_name(r, col);
+}
+uint32_t myc_ffi_pg_result_type(const void *r, int col) {
+  return myc__pg_result_type(r, col);
+}
+const char *myc_ffi_pg_result_value(const void *r, int row, int col,
+                                    size_t *len) {
+  return myc__pg_result_value(r, row, col, len);
 }

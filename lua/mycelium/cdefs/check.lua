@@ -25,7 +25,8 @@ local SECTIONS = {
   net = { types = { "myc_ws_options", "myc_ws_close_info",
                     "myc_http_options", "myc_http_response",
                     "myc_redis_event", "myc_redis_value",
-                    "myc_redis_options" } },
+                    "myc_redis_options", "myc_pg_event", "myc_pg_options",
+                    "myc_pg_result_info" } },
 }
 
 local OWNER = {} -- struct -> its section

@@ -69,3 +69,31 @@ const char *myc_ffi_redis_error(const myc_redis *c);
 uint32_t myc_ffi_redis_pending(const myc_redis *c);
 void myc_ffi_redis_reply_view(const void *r, myc_redis_value *out);
 const void *myc_ffi_redis_reply_element(const void *r, size_t i);
+
+/* engine/src/net/pg_client.h */
+typedef struct myc_pg myc_pg;
+typedef struct {
+  uint64_t id; int32_t status; int32_t retry_ms; const void *result;
+  const char *error; const char *sqlstate;
+} myc_pg_event;
+typedef struct {
+  uint32_t connect_timeout_ms; uint32_t query_timeout_ms;
+  uint32_t reconnect_min_ms; uint32_t reconnect_max_ms; uint32_t max_pending;
+} myc_pg_options;
+typedef struct { int32_t rows, cols; int64_t affected; } myc_pg_result_info;
+int myc_ffi_pg_open(myc_service *s, uint64_t source, const char *url,
+                    const myc_pg_options *opt, myc_pg **out, char *err,
+                    size_t errlen);
+int64_t myc_ffi_pg_query(myc_pg *c, const char *sql, int nparams,
+                         const char *const *values, const size_t *lens);
+void myc_ffi_pg_close(myc_pg *c);
+void myc_ffi_pg_free(myc_pg *c);
+const char *myc_ffi_pg_state(const myc_pg *c);
+const char *myc_ffi_pg_server(const myc_pg *c);
+const char *myc_ffi_pg_error(const myc_pg *c);
+uint32_t myc_ffi_pg_pending(const myc_pg *c);
+void myc_ffi_pg_result_info(const void *r, myc_pg_result_info *out);
+const char *myc_ffi_pg_result_name(const void *r, int col);
+uint32_t myc_ffi_pg_result_type(const void *r, int col);
+const char *myc_ffi_pg_result_value(const void *r, int row, int col,
+                                    size_t *len);
