@@ -39,8 +39,15 @@ demo-build:
 	@scripts/quiet.sh "building mycelium and myc-replay" \
 	  cmake --build $(BUILD) -j $(JOBS) --target mycelium myc-replay
 
+# Every scenario, then the cost of the metrics: the emit scenario of a
+# -DMYC_METRICS=OFF build against this one, alternated over 5 rounds.
 bench: build
 	$(BUILD)/bench/myc-bench
+	@scripts/quiet.sh "building $(BUILD)-nometrics/ (-DMYC_METRICS=OFF)" sh -c \
+	  'cmake -S . -B $(BUILD)-nometrics $(CMAKE_FLAGS) -DMYC_METRICS=OFF && \
+	   cmake --build $(BUILD)-nometrics -j $(JOBS) --target myc-bench'
+	@echo "metrics cost: old = -DMYC_METRICS=OFF, new = this build"
+	bench/compare.sh $(BUILD)-nometrics/bench/myc-bench $(BUILD)/bench/myc-bench 5 emit
 
 clean:
 	rm -rf $(BUILD)

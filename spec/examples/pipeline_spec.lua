@@ -77,11 +77,11 @@ describe("examples/pipeline/run", function()
 
   it("decides no line twice when the metadata process is killed and restarted, and "
      .. "counts what the bounded link dropped", function()
-    -- The sample ten times at 300 lines/s (2 s); metadata down for
+    -- The sample twenty times at 300 lines/s (4 s); metadata down for
     -- 250 ms of it while the adapter's link holds at most 32 messages.
     -- It must be back before the end of the stream (which a full queue
-    -- would drop): 1.5 s to start again on a loaded machine.
-    local rc, out = sh(outputs(PIPELINE, "k", "--loops 10 --rate 300 --kill-metadata 250 "
+    -- would drop): 3.5 s to start again on a loaded machine.
+    local rc, out = sh(outputs(PIPELINE, "k", "--loops 20 --rate 300 --kill-metadata 250 "
                                .. "--down 250 --queue-frames 32 --timeout 30 2>"
                                .. dir .. "/kerr"))
     assert.equal(1, rc, out .. H.read(dir .. "/kerr"))
@@ -89,8 +89,13 @@ describe("examples/pipeline/run", function()
                                     .. "detector %([%d, -]+%): sent by the adapter, never "
                                     .. "decided downstream, RESULTS INCOMPLETE"))
     assert.is_number(lost, out)
-    local queue_full = tonumber(out:match("link polygon %-> metadata%s+%d+ frames out, "
-      .. "%d+ queued, %d+ dropped %(queue_full (%d+)%), 1 reconnects"))
+    -- Messages in flight when the connection broke may add a
+    -- 'disconnect' reason; a slow restart may take more than one redial.
+    local why, reconnects = out:match("link polygon %-> metadata%s+%d+ frames out, "
+      .. "%d+ queued, %d+ dropped %(([^)]*)%), (%d+) reconnects")
+    assert.is_string(why, out)
+    assert.is_true(tonumber(reconnects) >= 1, out)
+    local queue_full = tonumber(why:match("queue_full (%d+)"))
     assert.is_number(queue_full, out)
     -- 250 ms at 300/s is ~75 lines, of which 32 fit in the queue.
     assert.is_true(queue_full > 0, out)
@@ -108,7 +113,7 @@ describe("examples/pipeline/run", function()
         seen[line], records = true, records + 1
       end
     end
-    assert.equal(10 * 59, records + lost)
+    assert.equal(20 * 59, records + lost)
     local signals = {}
     for at in H.read(dir .. "/kg"):gmatch('"line":(%d+),"trigger"') do
       assert.is_nil(signals[at], "signal of line " .. at .. " twice")
