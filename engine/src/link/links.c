@@ -1454,8 +1454,10 @@ static void shut_down(myc__links *L) {
         set_state(p, P_CLOSING);
         uv_close(&p->io.h, on_handle_closed);
       }
-    } else {
-      /* down, waiting to redial */
+    } else if (!p->want_free) {
+      /* Down, waiting to redial.  (A peer whose connection closed just
+       * before is on its way out already: its timer is closing, and a
+       * second uv_close of it aborts.) */
       p->want_free = 1;
       drop_remote(L, p);
       uv_mutex_lock(&L->lock);

@@ -119,7 +119,8 @@ struct myc_engine {
    * against this build (ffi/abi.c). */
   _Atomic unsigned ffi_checked;
 
-  int started;
+  /* Read by a reload or the control thread while the run ends. */
+  _Atomic int started;
   _Atomic int stopping;
   _Atomic int exit_code;
   char stop_reason[320]; /* why the first stop came; written once, by it */
