@@ -14,7 +14,8 @@
 -- Environment (set by ./run): PIPELINE_TRANSPORT unix (default) or tcp;
 -- PIPELINE_DIR, the directory of the sockets (default /tmp/mycelium-
 -- pipeline); PIPELINE_PORT_METADATA and PIPELINE_PORT_ARB, the TCP
--- ports; PIPELINE_QUEUE_FRAMES, the links' queue bound.
+-- ports; PIPELINE_QUEUE_FRAMES, the links' queue bound; PIPELINE_TRACE,
+-- a Zipkin v2 endpoint every process exports its spans to.
 local env = os.getenv
 local M = {}
 
@@ -59,6 +60,10 @@ function M.node(name, t)
              queue_frames = tonumber(opt("PIPELINE_QUEUE_FRAMES") or "65536") }
   t.control = "unix://" .. dir .. "/" .. name .. ".ctl"
   t.log = { level = env("BANDIT_LOG") or "warn", format = "text" }
+  -- ./run --trace: every process posts its spans to the same collector;
+  -- the trace ids crossing the links join them into one tree per log.
+  local trace = opt("PIPELINE_TRACE")
+  if trace then t.tracing = { export = "zipkin", endpoint = trace } end
   return t
 end
 

@@ -215,6 +215,47 @@ describe("tracing", function()
     assert.matches("GET http://127.0.0.1:1/api/v2/trace/" .. id, text, 1, true)
   end)
 
+  it("posts, as it stops, the spans queued since the exporter's last look", function()
+    -- a ticks every 3 ms until SIGTERM and writes how many ticks it made;
+    -- each tick's span must reach the collector, the last ones included
+    -- (they are queued while the exporter naps between drains).
+    local col = collector("zipkin")
+    local count = tmpdir .. "/ticks"
+    write("tick.lua", string.format([[
+local n = 0
+return {
+  init = function(ctx)
+    local function tick(c) n = n + 1 c:emit("t.a", "x") c:after(3, tick) end
+    ctx:after(3, tick)
+  end,
+  stop = function() local f = io.open(%q, "w") f:write(n) f:close() end,
+}]], count))
+    write("b.lua", B)
+    local cfg = write("m.lua", string.format([[return { workers = 2,
+  tracing = { export = "zipkin", endpoint = "http://127.0.0.1:%d/api/v2/spans" },
+  services = {
+    { name = "a", module = "tick.lua", worker = 0 },
+    { name = "b", module = "b.lua", worker = 1 },
+  } }]], col.port))
+    local eng = run(cfg)
+    local ok, err = pcall(function()
+      proc.sleep(0.4)
+      stop(eng)
+      local ticks = tonumber(proc.slurp(count))
+      assert.is_true(ticks ~= nil and ticks > 20, tostring(ticks))
+      local spans, invalid = col.spans()
+      assert.same({}, invalid)
+      local timers = 0
+      for _, sp in ipairs(spans) do
+        if sp.name == "timer" and sp.service == "a" then timers = timers + 1 end
+      end
+      assert.are.equal(ticks, timers)
+    end)
+    col.stop()
+    if eng.pid then stop(eng) end
+    assert(ok, err)
+  end)
+
   it("keeps or drops whole traces, from the trace id alone", function()
     local col = collector("otlp")
     local cfg = config(string.format('{ export = "otlp", sample = 0.5, '

@@ -122,6 +122,44 @@ describe("examples/pipeline/run", function()
     assert.is_not_nil(next(signals))
   end)
 
+  it("--trace prints one signal's trace across the three processes, each stage under "
+     .. "the one before", function()
+    if not require("spec.support.peers").have("python3") then
+      return pending("python3 not installed")
+    end
+    local rc, out = sh(PIPELINE .. " --trace --quiet 2>" .. dir .. "/terr")
+    assert.equal(0, rc, out .. H.read(dir .. "/terr"))
+    local tree = out:match("(trace %x+: %d+ spans, %d+ services.*)$")
+    assert.is_string(tree, out)
+    -- Each line of the tree: the branches (3 characters a level), then
+    -- "TOPIC SERVICE@NODE ..."; 'up' keeps the ancestors of the line.
+    local up, signal = {}, nil
+    for line in tree:gmatch("[^\n]+") do
+      local pre, name, service, node = line:match("^([|`%- ]*)(%S+) ([%w_]+)@(%S+)")
+      if pre then
+        local depth = #pre / 3
+        local span = { name = name, service = service, node = node,
+                       up = { unpack(up, 1, depth) } }
+        up[depth + 1] = span
+        for i = #up, depth + 2, -1 do up[i] = nil end
+        if name == "bandit.signal" then signal = signal or span end
+      end
+    end
+    assert.is_table(signal, "no span of bandit.signal in\n" .. tree)
+    assert.same({ "recorder", "arb" }, { signal.service, signal.node })
+    -- Its ancestors, root first: the adapter's socket event in process
+    -- polygon, the metadata service's handling in process metadata, the
+    -- detector's in process arb. Without the trace ids crossing the links
+    -- each process would start traces of its own and the chain would
+    -- stop at the process boundary.
+    local chain = {}
+    for _, s in ipairs(signal.up) do
+      if s.service ~= "_links" then chain[#chain + 1] = s.service .. "@" .. s.node end
+    end
+    assert.same({ "polygon@polygon", "metadata@metadata", "arb@arb" }, chain, tree)
+    assert.equal("event", signal.up[1].name, tree)
+  end)
+
   it("refuses what it cannot run, saying why", function()
     local rc, out = sh(PIPELINE .. " --capture /nonexistent/c.jsonl 2>&1")
     assert.equal(2, rc)
@@ -129,6 +167,9 @@ describe("examples/pipeline/run", function()
     rc, out = sh(PIPELINE .. " --rate fast 2>&1")
     assert.equal(2, rc)
     assert.matches("run: 'fast' is not a whole number", out, 1, true)
+    rc, out = sh(PIPELINE .. " --trace --bench 2>&1")
+    assert.equal(2, rc)
+    assert.matches("run: --trace would measure the span export: not with --bench", out, 1, true)
     rc, out = sh(PIPELINE .. " --bogus 2>&1")
     assert.equal(2, rc)
     assert.matches("run: unknown argument '--bogus'", out, 1, true)

@@ -198,14 +198,15 @@ static void exporter(void *arg) {
       }
       if (stopping)
         break;
-      if (nap(tr, myc__backoff_ms(&bo, failures - 1, &rng)))
-        break;
+      /* Stopping meanwhile: the next round makes the final post. */
+      (void)nap(tr, myc__backoff_ms(&bo, failures - 1, &rng));
       continue;
     }
     if (stopping)
       break;
-    if (nap(tr, tr->nbatch > 0 ? 20 : 50))
-      break;
+    /* Asked to stop while napping: go round once more, so that what the
+     * workers queued since the last drain is posted with the rest. */
+    (void)nap(tr, tr->nbatch > 0 ? 20 : 50);
   }
   /* What the last post did not take, and what stayed queued. */
   atomic_fetch_add(&tr->shutdown, tr->nbatch + queued(tr));
