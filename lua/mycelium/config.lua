@@ -193,7 +193,9 @@ local function check_value(file, path, v, spec)
   elseif k == "http_url" then
     -- What the exporter posts to (plain http: a collector or an agent).
     local host, port
-    if type(v) == "string" then
+    -- No space, control character, quote or backslash: the path goes
+    -- into the request line and the URL into `status --json`.
+    if type(v) == "string" and not v:find('[%c "\\]') then
       local hp = v:match("^http://([^/?#]+)[^?#]*$")
       host = hp and (hp:match("^%[[%x:.]+%]") or hp:match("^[^:]+"))
       port = hp and hp:sub(#(host or "") + 1)

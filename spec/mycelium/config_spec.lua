@@ -143,7 +143,8 @@ describe("mycelium.config", function()
     refused({ tracing = { export = "otlp", sample = 1.5 } },
             "'tracing.sample' must be a number from 0 to 1")
     for _, url in ipairs { "https://x:4318/v1/traces", "127.0.0.1:4318", "http://:80/",
-                           "http://h:0/", "http://h:99999/x" } do
+                           "http://h:0/", "http://h:99999/x", 'http://h:1/a"b',
+                           "http://h:1/a b", "http://h:1/a\r\nX: y", "http://h:1/a\\b" } do
       refused({ tracing = { export = "otlp", endpoint = url } },
               "'tracing.endpoint' must be an http://host:port/path URL")
     end

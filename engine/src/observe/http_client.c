@@ -23,10 +23,15 @@ typedef struct {
 } url_parts;
 
 static int parse(const char *url, url_parts *u) {
-  const char *h, *end, *colon;
+  const char *h, *end, *colon, *c;
   size_t hl;
   if (strncmp(url, "http://", 7) != 0)
     return 0;
+  /* The path goes into the request line and the URL into status JSON:
+   * no space, control character, quote or backslash. */
+  for (c = url; *c != '\0'; c++)
+    if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '"' || *c == '\\')
+      return 0;
   h = url + 7;
   end = h + strcspn(h, "/?#");
   u->path = *end == '/' ? end : "/";
