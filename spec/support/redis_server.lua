@@ -43,6 +43,20 @@ function M.free_port()
   return bit.bor(bit.rshift(p, 8), bit.lshift(bit.band(p, 0xff), 8))
 end
 
+-- A port that refuses connections for as long as the caller holds it: a
+-- socket bound and never listening (a port merely found free may be taken
+-- by a parallel test before the connect).  Returns the port and a function
+-- that lets it go.
+function M.refusing_port()
+  local fd = C.socket(AF_INET, SOCK_STREAM, 0)
+  local a = sockaddr(0)
+  local len = ffi.new("uint32_t[1]", ffi.sizeof(a))
+  assert(C.bind(fd, a, ffi.sizeof(a)) == 0 and C.getsockname(fd, a, len) == 0)
+  local p = a.port
+  return bit.bor(bit.rshift(p, 8), bit.lshift(bit.band(p, 0xff), 8)),
+         function() C.close(fd) end
+end
+
 local function accepts(port)
   local fd = C.socket(AF_INET, SOCK_STREAM, 0)
   local a = sockaddr(port)

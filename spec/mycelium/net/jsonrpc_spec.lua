@@ -246,15 +246,12 @@ describe("mycelium.net.jsonrpc over HTTP", function()
   it("reports a refused connection and a server that never answers", function()
     local peer = proc.spawn("node " .. proc.node_peers() .. "/ws_peer.js --ttl 60",
                             "READY (%d+) (%d+)")
-    local p = proc.spawn("node -e \"const s=require('net').createServer();"
-      .. "s.listen(0,'127.0.0.1',()=>{console.log('PORT',s.address().port);"
-      .. "s.close()})\"", "PORT (%d+)")
-    local free = p.ready[1]
-    p.stop()
-    local c = client(nil, { http_url = "http://127.0.0.1:" .. free .. "/" })
+    local refusing, release = require("support.redis_server").refusing_port()
+    local c = client(nil, { http_url = "http://127.0.0.1:" .. refusing .. "/" })
     eng = c.eng
     c.cmd { op = "http_call", tag = "refused", method = "eth_chainId" }
     local r = c.wait("rpc.reply", 1)
+    release()
     assert.matches("^http://127%.0%.0%.1:%d+/: connect to 127%.0%.0%.1 port %d+: "
                    .. "connection refused", r.err.message)
     eng:close()
