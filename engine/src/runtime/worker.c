@@ -278,6 +278,26 @@ static void stage_count(myc__stage *st) {
   st->run_bytes = 0;
 }
 
+/* Appends 'b' for 't' to 'st', counting runs of one consumer as they
+ * end (a worker's staging and a host's share it).  0 or MYC_ENOMEM. */
+static int stage_push(myc__stage *st, const myc__alloc *a, myc__task *t,
+                      myc_buf *b, uint32_t len) {
+  if (st->n == st->cap && grow(a, &st->items, &st->cap, st->n + 1) != 0)
+    return MYC_ENOMEM;
+  st->items[st->n].task = t;
+  st->items[st->n].buf = b;
+  st->items[st->n].len = len;
+  st->n++;
+  if (st->run_task != t) {
+    stage_count(st);
+    st->run_task = t;
+  }
+  st->run_bytes += len;
+  if (++st->run == MYC_STAGE_RUN)
+    stage_count(st);
+  return 0;
+}
+
 int myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b) {
   myc__stage *st = &w->stage[t->worker->index];
   uint32_t len = b->hdr.payload_len, in_transit;
@@ -295,21 +315,9 @@ int myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b) {
   if (!myc__mailbox_transit_ok(&t->mb, len, in_transit) &&
       (why = myc__mailbox_transit_refusal(&t->mb, len, in_transit, 1)) >= 0)
     return refuse(t, why, b);
-  if (st->n == st->cap &&
-      grow(w->sched->alloc, &st->items, &st->cap, st->n + 1) != 0)
+  if (stage_push(st, w->sched->alloc, t, b, len) != 0)
     return MYC_ENOMEM;
-  st->items[st->n].task = t;
-  st->items[st->n].buf = b;
-  st->items[st->n].len = len;
-  st->n++;
   w->staged++;
-  if (st->run_task != t) {
-    stage_count(st);
-    st->run_task = t;
-  }
-  st->run_bytes += len;
-  if (++st->run == MYC_STAGE_RUN)
-    stage_count(st);
   return 0;
 }
 
@@ -391,21 +399,9 @@ int myc__host_stage_put(myc__host_stage *h, myc__task *t, myc_buf *b) {
    * still drops what does not fit when it arrives. */
   if ((why = myc__mailbox_transit_refusal(&t->mb, len, 0, 0)) >= 0)
     return refuse(t, why, b);
-  if (st->n == st->cap &&
-      grow(h->sched->alloc, &st->items, &st->cap, st->n + 1) != 0)
+  if (stage_push(st, h->sched->alloc, t, b, len) != 0)
     return MYC_ENOMEM;
-  st->items[st->n].task = t;
-  st->items[st->n].buf = b;
-  st->items[st->n].len = len;
-  st->n++;
   h->staged++;
-  if (st->run_task != t) {
-    stage_count(st);
-    st->run_task = t;
-  }
-  st->run_bytes += len;
-  if (++st->run == MYC_STAGE_RUN)
-    stage_count(st);
   return 0;
 }
 
