@@ -39,6 +39,22 @@ void myc__free(const myc__alloc *a, void *p, size_t n) {
   errno = saved;
 }
 
+int myc__grow(const myc__alloc *a, void **v, uint32_t *cap, size_t elem,
+              uint32_t need, uint32_t first) {
+  uint32_t ncap = *cap ? *cap : first;
+  void *nv;
+  if (need <= *cap)
+    return 0;
+  while (ncap < need)
+    ncap *= 2;
+  nv = myc__realloc(a, *v, (size_t)*cap * elem, (size_t)ncap * elem);
+  if (nv == NULL)
+    return MYC_ENOMEM;
+  *v = nv;
+  *cap = ncap;
+  return 0;
+}
+
 char *myc__strdup(const myc__alloc *a, const char *s) {
   size_t n = strlen(s) + 1;
   char *d = myc__malloc(a, n);

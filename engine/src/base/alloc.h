@@ -24,6 +24,12 @@ void *myc__calloc(const myc__alloc *a, size_t n);
 void *myc__realloc(const myc__alloc *a, void *p, size_t osize, size_t nsize);
 void myc__free(const myc__alloc *a, void *p, size_t n);
 char *myc__strdup(const myc__alloc *a, const char *s);
+
+/* Makes room for 'need' elements of 'elem' bytes in array '*v' of '*cap':
+ * the capacity doubles from 'first' (when empty) until it holds them.
+ * 0, or MYC_ENOMEM with '*v' and '*cap' unchanged. */
+int myc__grow(const myc__alloc *a, void **v, uint32_t *cap, size_t elem,
+              uint32_t need, uint32_t first);
 void myc__strfree(const myc__alloc *a, char *s);
 
 /* Small Lua blocks (up to 512 bytes, in 16-byte classes) freed by the

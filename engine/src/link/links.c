@@ -161,20 +161,10 @@ static void logf_(myc__links *L, myc_log_level lvl, const char *fmt, ...) {
   myc_engine_log(L->e, lvl, "_links", msg);
 }
 
+/* The arrays here start at 16 elements and double (myc__grow). */
 static int grow(const myc__alloc *a, void **v, uint32_t *cap, size_t elem,
                 uint32_t need) {
-  uint32_t ncap = *cap ? *cap : 16;
-  void *nv;
-  if (need <= *cap)
-    return 0;
-  while (ncap < need)
-    ncap *= 2;
-  nv = myc__realloc(a, *v, (size_t)*cap * elem, (size_t)ncap * elem);
-  if (nv == NULL)
-    return MYC_ENOMEM;
-  *v = nv;
-  *cap = ncap;
-  return 0;
+  return myc__grow(a, v, cap, elem, need, 16);
 }
 
 static int bytes_grow(const myc__alloc *a, uint8_t **v, size_t *cap,

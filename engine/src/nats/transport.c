@@ -113,20 +113,10 @@ static void set_state(myc__nats *N, int s) {
   uv_mutex_unlock(&N->lock);
 }
 
+/* The arrays here start at 64 elements and double (myc__grow). */
 static int grow(const myc__alloc *a, void **v, uint32_t *cap, size_t elem,
                 uint32_t need) {
-  uint32_t ncap = *cap ? *cap : 64;
-  void *nv;
-  if (need <= *cap)
-    return 0;
-  while (ncap < need)
-    ncap *= 2;
-  nv = myc__realloc(a, *v, (size_t)*cap * elem, (size_t)ncap * elem);
-  if (nv == NULL)
-    return MYC_ENOMEM;
-  *v = nv;
-  *cap = ncap;
-  return 0;
+  return myc__grow(a, v, cap, elem, need, 64);
 }
 
 static void hex(const uint8_t *p, size_t n, char *out) {
