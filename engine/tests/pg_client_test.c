@@ -6,6 +6,7 @@
 #include "net/pg_client.h"
 
 #include "test.h"
+#include "test_net.h"
 
 #include <netinet/in.h>
 #include <signal.h>
@@ -31,20 +32,6 @@ static int sh(const char *fmt, ...) {
   else
     snprintf(full, sizeof full, "%s", cmd);
   return system(full);
-}
-
-static int free_port(void) {
-  struct sockaddr_in a;
-  socklen_t len = sizeof a;
-  int fd = socket(AF_INET, SOCK_STREAM, 0), p;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, (struct sockaddr *)&a, sizeof a);
-  getsockname(fd, (struct sockaddr *)&a, &len);
-  p = ntohs(a.sin_port);
-  close(fd);
-  return p;
 }
 
 static int start_server(void) {
@@ -84,7 +71,7 @@ static int setup_server(void) {
     return -1;
   if (geteuid() == 0 && chown(tmpdir, 65534, 65534) != 0)
     return -1;
-  port = free_port();
+  port = test_free_port();
   if (sh("%sinitdb -D %s/data -U mycelium -A trust --no-sync -E UTF8 "
          "--locale=C >%s/initdb.log 2>&1",
          bin, tmpdir, tmpdir) != 0) {
@@ -345,17 +332,19 @@ static void test_refused_and_host_name(void) {
   myc_pg_options o;
   char u[128];
   int64_t a;
+  int held = -1;
   harness_init(&h);
   memset(&o, 0, sizeof o);
   o.reconnect_min_ms = 1000;
   snprintf(u, sizeof u, "postgresql://mycelium@127.0.0.1:%d/postgres",
-           free_port());
+           test_refusing_port(&held));
   CHECK_EQ(open_client(&h, u, &o), 0);
   CHECK(wait_for(&h, &h.downs, 1, 5000));
   CHECK_EQ(h.recs[0].status, UV_ECONNREFUSED);
   CHECK(strstr(h.recs[0].text, "cannot connect") != NULL);
   myc__pg_free(h.c);
   h.c = NULL;
+  close(held);
   /* A host name goes through uv_getaddrinfo, not libpq's blocking one. */
   snprintf(u, sizeof u, "postgresql://mycelium@localhost:%d/postgres", port);
   CHECK_EQ(open_client(&h, u, NULL), 0);

@@ -4,6 +4,7 @@
 #include "net/redis_client.h"
 
 #include "test.h"
+#include "test_net.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -16,22 +17,6 @@
 #include <unistd.h>
 
 /* ---- redis-server ------------------------------------------------------- */
-
-static int free_port(void) {
-  struct sockaddr_in a;
-  socklen_t len = sizeof a;
-  int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-      getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-    port = -1;
-  else
-    port = ntohs(a.sin_port);
-  close(fd);
-  return port;
-}
 
 static int can_connect(int port) {
   struct sockaddr_in a;
@@ -319,7 +304,7 @@ static void test_bad_open(void) {
 
 static void test_basic(void) {
   harness h;
-  int port = free_port();
+  int port = test_free_port();
   pid_t pid = start_server(port, NULL);
   int64_t id[9];
   CHECK(pid > 0);
@@ -356,7 +341,7 @@ static void test_basic(void) {
 
 static void test_binary(void) {
   harness h;
-  int port = free_port();
+  int port = test_free_port();
   pid_t pid = start_server(port, NULL);
   const char key[] = "bin\0key", val[] = "a\0b\xff\r\n$3\r\nc";
   const char *argv[3] = {"SET", key, val};
@@ -381,7 +366,7 @@ static void test_binary(void) {
 
 static void test_pipeline(void) {
   harness h;
-  int port = free_port();
+  int port = test_free_port();
   pid_t pid = start_server(port, NULL);
   char val[32];
   int i;
@@ -417,7 +402,7 @@ static void test_pipeline(void) {
 
 static void test_refused(void) {
   harness h;
-  int port = free_port();
+  int held = -1, port = test_refusing_port(&held);
   int64_t id;
   const record *r;
   char want[128];
@@ -451,11 +436,12 @@ static void test_refused(void) {
   CHECK(wait_for(&h, &h.downs, 3, 5000));
   CHECK_EQ(h.ups, 0);
   harness_free(&h);
+  close(held);
 }
 
 static void test_kill_restart(void) {
   harness h;
-  int port = free_port();
+  int port = test_free_port();
   pid_t pid = start_server(port, NULL);
   myc_redis_options o;
   size_t k, ok = 0, failed = 0, n_before;
@@ -514,7 +500,7 @@ static void test_kill_restart(void) {
 
 static void test_timeout(void) {
   harness h;
-  int port = free_port();
+  int port = test_free_port();
   pid_t pid = start_server(port, NULL);
   myc_redis_options o;
   int64_t id, id2;
@@ -553,7 +539,7 @@ static void test_timeout(void) {
  * and after the command was written. */
 static void test_stalled_loop(void) {
   harness h;
-  int port = free_port();
+  int port = test_free_port();
   pid_t pid = start_server(port, NULL);
   myc_redis_options o;
   int64_t id, id2;
@@ -585,7 +571,7 @@ static void test_stalled_loop(void) {
 
 static void test_auth_and_db(void) {
   harness h, h0;
-  int port = free_port();
+  int port = test_free_port();
   pid_t pid = start_server(port, "s3cret");
   int64_t id;
   char url[128];
@@ -631,7 +617,7 @@ static void test_auth_and_db(void) {
 
 static void test_host_name(void) {
   harness h;
-  int port = free_port();
+  int port = test_free_port();
   pid_t pid = start_server(port, NULL);
   char url[128];
   int64_t id;
@@ -650,7 +636,7 @@ static void test_host_name(void) {
 
 static void test_close(void) {
   harness h;
-  int port = free_port();
+  int held = -1, port = test_free_port();
   pid_t pid = start_server(port, NULL);
   int i;
   int64_t last = 0;
@@ -675,18 +661,19 @@ static void test_close(void) {
 
   /* Closing while down: CLOSED comes at once, no retry. */
   harness_init(&h);
-  CHECK_EQ(open_client(&h, url_of(free_port()), NULL), 0);
+  CHECK_EQ(open_client(&h, url_of(test_refusing_port(&held)), NULL), 0);
   CHECK(wait_for(&h, &h.downs, 1, 5000));
   h.free_on_closed = 1;
   myc__redis_close(h.c);
   CHECK(wait_for(&h, &h.closed, 1, 5000));
   harness_free(&h);
+  close(held);
   stop_server(pid);
 }
 
 static void test_free_with_pending(void) {
   harness h;
-  int port = free_port();
+  int port = test_free_port();
   pid_t pid = start_server(port, NULL);
   int i;
   CHECK(pid > 0);
@@ -717,7 +704,7 @@ static void test_free_with_pending(void) {
  * nobody waits for the replies. */
 static void test_close_then_free(void) {
   harness h;
-  int port = free_port();
+  int port = test_free_port();
   pid_t pid = start_server(port, NULL);
   int64_t id;
   CHECK(pid > 0);
@@ -754,7 +741,7 @@ static void test_close_then_free(void) {
 
 static void test_limits(void) {
   harness h;
-  int port = free_port();
+  int port = test_free_port();
   pid_t pid = start_server(port, NULL);
   myc_redis_options o;
   const char *argv[2] = {"subscribe", "ch"};
@@ -1065,7 +1052,7 @@ static int engine_with_service(int manual, int port, int close_in_stop,
 /* Worker threads: the client's handles must not keep a worker alive at
  * shutdown, and everything is released with the engine. */
 static void test_threaded_engine(void) {
-  int port = free_port(), close_in_stop;
+  int port = test_free_port(), close_in_stop;
   pid_t pid = start_server(port, NULL);
   done_box box;
   CHECK(pid > 0);
@@ -1080,7 +1067,7 @@ static void test_threaded_engine(void) {
 
 /* A manual engine turns the worker loop in myc_engine_run_once(). */
 static void test_manual_engine(void) {
-  int port = free_port(), close_in_stop;
+  int port = test_free_port(), close_in_stop;
   pid_t pid = start_server(port, NULL);
   done_box box;
   uint64_t end;

@@ -314,7 +314,8 @@ describe("MetadataService", function()
     end)
 
     it("goes on without Redis when it is down", function()
-      local port = redis_server.free_port()
+      local port, release = redis_server.refusing_port()
+      finally(release)
       local eng, c = engine { redis = "redis://127.0.0.1:" .. port,
                               lookup = lookup, lookup_mode = "now" }
       H.feed(eng, { H.reply(SUB), H.sync(pos(1), P2, "5", "6") })
@@ -361,7 +362,8 @@ describe("MetadataService", function()
     end)
 
     it("goes on to its lookup when Postgres is down", function()
-      local port = require("support.redis_server").free_port()
+      local port, release = require("support.redis_server").refusing_port()
+      finally(release)
       local eng, c = engine { postgres = "postgresql://u@127.0.0.1:" .. port .. "/db",
                               lookup = lookup, lookup_mode = "now" }
       H.feed(eng, { H.reply(SUB), H.sync(pos(1), P2, "5", "6") })

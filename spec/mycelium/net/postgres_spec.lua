@@ -175,7 +175,8 @@ describe("mycelium.net.postgres", function()
   end)
 
   it("fails attempts against a port nothing listens on, and says so", function()
-    local port = require("support.redis_server").free_port()
+    local port, release = require("support.redis_server").refusing_port()
+    finally(release)
     eng = engine { url = "postgresql://u@127.0.0.1:" .. port .. "/db",
                    pg = { reconnect_min_ms = 1000 } }
     local states = eng:collect("state")

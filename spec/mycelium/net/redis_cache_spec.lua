@@ -181,7 +181,9 @@ describe("mycelium.net.redis_cache", function()
   end)
 
   it("goes to the loader when Redis is down, and counts it", function()
-    start { url = "redis://127.0.0.1:" .. redis_server.free_port() }
+    local port, release = redis_server.refusing_port()
+    finally(release)
+    start { url = "redis://127.0.0.1:" .. port }
     eng:run_for(0.05)
     local a = get("0x2")
     assert.are.equal("loader", a.source)

@@ -299,7 +299,8 @@ describe("mycelium.net.redis", function()
     end)
 
     it("reports a refused connection naming the server", function()
-      local port = redis_server.free_port()
+      local port, release = redis_server.refusing_port()
+      finally(release)
       eng = engine { url = "redis://127.0.0.1:" .. port, at_init = { { "PING" } } }
       local replies = eng:collect("reply")
       local got = by_tag(wait(eng, replies, 1))
