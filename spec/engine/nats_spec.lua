@@ -218,14 +218,16 @@ describe("NATS transport across a three-node nats-server cluster", function()
       c = node_config(dir, "c", { u[3], u[1], u[2] },
                       { [[{ name = "sink", module = "sink.lua" }]] }),
     }
+    -- The independent client reads a's raw messages on node 2; it is
+    -- subscribed before a starts, so a slow start of node cannot make it
+    -- miss the tracer's few messages.
+    local peers_dir = proc.node_peers()
+    peer = proc.spawn(string.format("cd %s && exec timeout 60 node nats_peer.js %s 'mycelium.raw.>' 3 50",
+                                    peers_dir, u[2]), '"ready":true', 20)
     for _, name in ipairs({ "a", "b", "c" }) do
       engines[name] = proc.spawn(string.format("exec timeout 60 %s run %s", bin, cfg[name]),
                                  "nats: connected to", 10)
     end
-    -- The independent client reads a's raw messages on node 2.
-    local peers_dir = proc.node_peers()
-    peer = proc.spawn(string.format("cd %s && exec timeout 20 node nats_peer.js %s 'mycelium.raw.>' 3 15",
-                                    peers_dir, u[2]), '"ready":true', 10)
     -- Mid-stream: every producer past its first messages, node 3 dies.
     assert.truthy(wait_for(function()
       local t = tallies(engines.a.output())

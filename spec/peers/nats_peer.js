@@ -45,6 +45,7 @@ function decode(data) {
   const nc = await connect({ servers: url });
   const sub = nc.subscribe(subject, { max: Number(count) });
   const timer = setTimeout(() => { sub.unsubscribe(); }, Number(seconds) * 1000);
+  await nc.flush(); // the server has the subscription before we say ready
   console.log(JSON.stringify({ ready: true }));
   for await (const m of sub) {
     let out;
