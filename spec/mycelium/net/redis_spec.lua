@@ -237,10 +237,14 @@ describe("mycelium.net.redis", function()
     assert.are.equal("s:OK", got.set.v)
     assert.matches(" db=3 ", got.db.v)
     eng:close()
-    eng = engine { url = "redis://:wrong@127.0.0.1:" .. secure.port }
+    -- The next attempt is 8 s or more away: the second command comes
+    -- while the client is down, not during an attempt, however slow
+    -- the machine.
+    eng = engine { url = "redis://:wrong@127.0.0.1:" .. secure.port,
+                   redis = { reconnect_min_ms = 10000, reconnect_max_ms = 10000 } }
     replies = eng:collect("reply")
     eng:publish("cmd", { tag = "get", args = { "GET", "x" } })
-    eng:run_for(0.3)
+    wait(eng, replies, 1)
     eng:publish("cmd", { tag = "get2", args = { "GET", "x" } })
     local failed = by_tag(wait(eng, replies, 2))
     assert.matches("AUTH failed: WRONGPASS", failed.get.err)
