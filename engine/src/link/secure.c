@@ -226,6 +226,9 @@ static const struct {
      "sent none: give it link.tls.cert and link.tls.key"},
     {"certificate has expired", -1,
      "the peer's certificate has expired: it must renew it"},
+    {"self-signed certificate in certificate chain", -1,
+     "the peer's certificate chains to a CA that is not in link.tls.ca "
+     "(one of the same name, maybe, with another key)"},
     {"self-signed certificate", -1,
      "the peer's certificate is self-signed and not in link.tls.ca"},
     {"unable to get local issuer certificate", -1,
