@@ -3,6 +3,8 @@
 --   * TLS (a certificate from spec/support/certs.sh): two engines trust
 --     its CA through nats.tls.ca and exchange messages; an engine that
 --     trusts another CA is refused with the reason, naming the URL;
+--   * client certificates (nats.tls.cert/key): with them two engines
+--     exchange messages, without them the engine says what to give;
 --   * user and password, then a token: the right ones link two engines,
 --     wrong ones are refused with an error naming the URL and the keys to
 --     fix.  Refused engines keep running and stop cleanly.
@@ -135,6 +137,31 @@ tls {
       local url = server.urls[1]:gsub("^tls:", "nats:")
       local out = refused(dir, url, "", "TLS failed")
       assert.matches("check nats%.tls%.ca", out)
+    end)
+  end)
+
+  describe("against a server that requires client certificates", function()
+    local server
+    setup(function()
+      server = nats_cluster.start(1, { scheme = "tls", conf = string.format([[
+tls {
+  cert_file: "%s/srv.crt"
+  key_file: "%s/srv.key"
+  ca_file: "%s/ca.crt"
+  verify: true
+}]], pki, pki, pki) })
+    end)
+    teardown(function() server:stop() end)
+
+    it("exchanges messages with nats.tls.cert and nats.tls.key", function()
+      exchange(dir, server.urls[1], string.format("tls = { ca = %q, cert = %q, key = %q }",
+                                                  pki .. "/ca.crt", pki .. "/client.crt",
+                                                  pki .. "/client.key"))
+    end)
+
+    it("is refused, saying what to give, without them", function()
+      refused(dir, server.urls[1], string.format("tls = { ca = %q }", pki .. "/ca.crt"),
+              "if it requires client certificates, give nats.tls.cert and nats.tls.key")
     end)
   end)
 

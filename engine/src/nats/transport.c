@@ -833,6 +833,13 @@ static void connect_failed(myc__nats *N, natsStatus s) {
           "(%s): check nats.user and nats.password, nats.token or nats.creds "
           "(or user:password@ in the URL); retrying every %.0f ms",
           url, more, detail, wait);
+  else if ((N->cfg.tls || N->cfg.tls_ca[0]) && strstr(detail, "PONG") != NULL)
+    /* TLS 1.3: a server that wanted a client certificate says so by
+     * closing the connection after the handshake. */
+    logf_(N, MYC_LOG_ERROR, "nats: %s%s: the server closed the connection "
+          "after the TLS handshake (%s): if it requires client "
+          "certificates, give nats.tls.cert and nats.tls.key; retrying "
+          "every %.0f ms", url, more, detail, wait);
   else if (s == NATS_SECURE_CONNECTION_REQUIRED)
     logf_(N, MYC_LOG_ERROR, "nats: %s%s: the server requires TLS: use "
           "tls:// or nats.tls; retrying every %.0f ms", url, more, wait);
