@@ -28,11 +28,15 @@
 #include <uv.h>
 
 #define RBUF_INITIAL (256u * 1024)
-#define WRITE_MAX 1024 /* messages per writev */
 #define CIPHER_IN (128u * 1024) /* a TLS link's reads */
 /* A TLS link's write buffer is given back after a batch larger than this
  * (a burst must not pin its size). */
 #define CIPHER_KEEP (4u << 20)
+/* A TLS link seals and writes at most this much of its queue at a time
+ * (and one message, whatever its size): the peer decrypts one part while
+ * the next is sealed, where sealing a whole queue of megabytes first
+ * would leave both sides waiting in turn. */
+#define TLS_BATCH (256u * 1024)
 
 enum { P_DOWN, P_CONNECTING, P_HANDSHAKE, P_UP, P_CLOSING };
 static const char *const STATE_NAME[] = {"down", "connecting", "handshake",
@@ -507,8 +511,24 @@ static void flush(peer *p) {
     p->ctl_len = 0;
   }
   /* The messages, once the handshake is done: the whole queue at once
-   * (swapped with the empty batch array), in order. */
-  if (p->state == P_UP) {
+   * (swapped with the empty batch array), in order; on a TLS link, the
+   * first TLS_BATCH bytes of it. */
+  if (p->state == P_UP && p->tls != NULL) {
+    uint64_t bytes = 0;
+    uv_mutex_lock(&L->lock);
+    for (take = 0; take < p->qn; take++) {
+      bytes += MYC_WIRE_TLV + (uint64_t)p->q[take]->hdr.frame_len;
+      if (take > 0 && bytes > TLS_BATCH)
+        break;
+    }
+    if (grow(A(L), (void **)&p->wb, &p->wcap, sizeof *p->wb, take) != 0)
+      take = 0;
+    memcpy(p->wb, p->q, take * sizeof *p->q);
+    memmove(p->q, p->q + take, (p->qn - take) * sizeof *p->q);
+    p->qn -= take;
+    p->wn = take;
+    uv_mutex_unlock(&L->lock);
+  } else if (p->state == P_UP) {
     uv_mutex_lock(&L->lock);
     take = p->qn;
     tmp = p->wb;

@@ -186,8 +186,11 @@ int myc__secure_seal(myc__secure *s, const myc__alloc *a, const uv_buf_t *iov,
         memcpy(stage + sl, b, k);
         sl += k;
         if (sl == RECORD) {
+          /* Moved out at once: OpenSSL's buffer grows by copying. */
           if (myc__tls_write(&s->t, stage, sl) != 0)
             return MYC_ETLS;
+          if (myc__secure_take(s, a, out, len, cap) != 0)
+            return MYC_ENOMEM;
           sl = 0;
         }
       }
