@@ -1116,6 +1116,54 @@ static void tls_peers_dying_mid_handshake(void) {
   uv_mutex_destroy(&lb.lock);
 }
 
+/* A pre-shared key proven inside TLS: the same key links, another is
+ * refused on both sides. */
+static void tls_with_pre_shared_keys(void) {
+  char k1[256], k2[256], url[128], keys[1024], links[3072];
+  static log_capture la, lb;
+  static sink s;
+  int round;
+  CHECK(make_certs());
+  key_file("tk1", "a-key-of-thirty-two-bytes-here!!\n", 0600, k1, sizeof k1);
+  key_file("tk2", "another-key-of-thirty-two-bytes!\n", 0600, k2, sizeof k2);
+  uv_mutex_init(&la.lock);
+  uv_mutex_init(&lb.lock);
+  for (round = 0; round < 2; round++) {
+    myc_engine *a, *b;
+    snprintf(url, sizeof url, "tls+tcp://127.0.0.1:%d", free_port());
+    snprintf(links, sizeof links,
+             "listen = { \"%s\" }, link = { psk_file = \"%s\", %s }", url, k1,
+             tls_keys(keys, sizeof keys, "srv", NULL, NULL));
+    a = engine("ka", links);
+    snprintf(links, sizeof links,
+             "connect = { \"%s\" }, link = { psk_file = \"%s\", %s }", url,
+             round == 0 ? k1 : k2, tls_keys(keys, sizeof keys, NULL, "ca", NULL));
+    b = engine("kb", links);
+    CHECK(a != NULL && b != NULL);
+    capture(a, &la);
+    capture(b, &lb);
+    memset(&s, 0, sizeof s);
+    CHECK_EQ(myc_engine_add_c_service(b, "sink", "swaps.*", on_sink, &s, -1),
+             0);
+    CHECK_EQ(start(a), 0);
+    CHECK_EQ(start(b), 0);
+    if (round == 0) {
+      CHECK(wait_peer(a, "up", 1, NULL));
+      publish_seq(a, "swaps.v2", 1, 1000);
+      CHECK(wait_count(&s.n, 1000));
+    } else {
+      CHECK(refused_both(a, b));
+    }
+    myc_engine_free(b);
+    myc_engine_free(a);
+    if (round == 1)
+      CHECK(logged(&la, "proof does not match") &&
+            logged(&lb, "proof does not match"));
+  }
+  uv_mutex_destroy(&la.lock);
+  uv_mutex_destroy(&lb.lock);
+}
+
 /* Bad TLS settings stop the engine before it starts, saying which. */
 static void tls_settings_are_checked(void) {
   char links[2048];
@@ -1174,6 +1222,7 @@ int main(void) {
       {"tls_refusals_are_clear_on_both_sides",
        tls_refusals_are_clear_on_both_sides},
       {"tls_peers_dying_mid_handshake", tls_peers_dying_mid_handshake},
+      {"tls_with_pre_shared_keys", tls_with_pre_shared_keys},
       {"tls_settings_are_checked", tls_settings_are_checked},
       {NULL, NULL}};
   char cmd[256];

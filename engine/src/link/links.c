@@ -813,9 +813,12 @@ static void peer_refuse(peer *p, const char *fmt, ...) {
     /* libuv refuses (UV_EAGAIN) while a write is queued: never
      * interleaved with one.  On a TLS link the frame is sealed; before
      * its handshake, the peer spoke plain text and reads it so. */
-    if (p->tls != NULL && myc__secure_done(p->tls) && !p->writing) {
+    if (p->tls != NULL && myc__secure_done(p->tls)) {
+      /* 'cout' may still be being written: then the reason is only
+       * logged here. */
       p->cout_len = 0;
-      if (myc__secure_seal(p->tls, A(p->L), &b, 1, &p->cout, &p->cout_len,
+      if (!p->writing &&
+          myc__secure_seal(p->tls, A(p->L), &b, 1, &p->cout, &p->cout_len,
                            &p->cout_cap) == 0)
         b = uv_buf_init((char *)p->cout, (unsigned)p->cout_len);
       else
