@@ -521,11 +521,14 @@ static void flush(peer *p) {
       if (take > 0 && bytes > TLS_BATCH)
         break;
     }
-    if (grow(A(L), (void **)&p->wb, &p->wcap, sizeof *p->wb, take) != 0)
+    if (take > 0 &&
+        grow(A(L), (void **)&p->wb, &p->wcap, sizeof *p->wb, take) == 0) {
+      memcpy(p->wb, p->q, take * sizeof *p->q);
+      memmove(p->q, p->q + take, (p->qn - take) * sizeof *p->q);
+      p->qn -= take;
+    } else {
       take = 0;
-    memcpy(p->wb, p->q, take * sizeof *p->q);
-    memmove(p->q, p->q + take, (p->qn - take) * sizeof *p->q);
-    p->qn -= take;
+    }
     p->wn = take;
     uv_mutex_unlock(&L->lock);
   } else if (p->state == P_UP) {
