@@ -1,5 +1,6 @@
 /* links.c -- scenario: Lua -> Lua across two `mycelium run` processes
- * linked over a Unix socket and over TCP (127.0.0.1), 64-byte and 1 KiB
+ * linked over a Unix socket, over TCP (127.0.0.1) and over TCP with TLS
+ * (tls+tcp://, certificates of spec/support/certs.sh), 64-byte and 1 KiB
  * messages, one-way throughput from the consumer's first message to its
  * last; ZeroMQ PUSH/PULL over ipc and tcp between two processes (fork)
  * and raw Unix and TCP sockets (64 messages per write), measured the same
@@ -48,27 +49,35 @@ static pid_t spawn_run(const char *config) {
 
 /* Runs node a (module 'amod', listening on 'url') and node b (module
  * 'bmod', dialling it) until b stops (120 s at most); b writes two
- * numbers to 'out'.  Returns 0 or -1. */
+ * numbers to 'out'.  A tls+tcp:// link uses the certificates in
+ * 'dir'/certs.  Returns 0 or -1. */
 static int two_nodes(const char *url, const char *amod, const char *bmod,
                      const char *opts, const char *out) {
-  char cfg[2048];
+  char cfg[4096], tls_a[600] = "", tls_b[600] = "";
   pid_t a, b;
   int status;
   unlink(out);
+  if (strncmp(url, "tls+tcp://", 10) == 0) {
+    snprintf(tls_a, sizeof tls_a,
+             "  link = { tls = { cert = \"%s/certs/srv.crt\", key = "
+             "\"%s/certs/srv.key\" } },\n", dir, dir);
+    snprintf(tls_b, sizeof tls_b, " tls = { ca = \"%s/certs/ca.crt\" },",
+             dir);
+  }
   snprintf(cfg, sizeof cfg,
            "return { node = \"a\", workers = 2, log = { level = \"error\" },\n"
-           "  listen = { \"%s\" },\n"
+           "  listen = { \"%s\" },\n%s"
            "  services = { { name = \"a\", module = \"%s/%s\","
            " opts = { %s } } } }\n",
-           url, MYC_BENCH_LUA_DIR, amod, opts);
+           url, tls_a, MYC_BENCH_LUA_DIR, amod, opts);
   write_file("a.lua", cfg);
   snprintf(cfg, sizeof cfg,
            "return { node = \"b\", workers = 2, log = { level = \"error\" },\n"
            "  connect = { \"%s\" }, link = { reconnect_initial_ms = 10,"
-           " reconnect_max_ms = 50 },\n"
+           " reconnect_max_ms = 50,%s },\n"
            "  services = { { name = \"b\", module = \"%s/%s\","
            " opts = { %s, out = \"%s\" } } } }\n",
-           url, MYC_BENCH_LUA_DIR, bmod, opts, out);
+           url, tls_b, MYC_BENCH_LUA_DIR, bmod, opts, out);
   write_file("b.lua", cfg);
   a = spawn_run("a.lua");
   b = spawn_run("b.lua");
@@ -368,12 +377,12 @@ int bench_links(void) {
   const char *before = getenv("MYC_BENCH_BEFORE");
   char url[256], ipc[256];
   enum { U64, T64, U1K, T1K, ZI64, ZT64, ZI1K, ZT1K, FU64, FT64, FU1K, FT1K,
-         BU64, BT64, BU1K, BT1K, NROWS };
+         S64, S1K, BU64, BT64, BU1K, BT1K, NROWS };
   static const char *const NAME[NROWS] = {
       "unix_64B", "tcp_64B", "unix_1KiB", "tcp_1KiB", "zmq_ipc_64B",
       "zmq_tcp_64B", "zmq_ipc_1KiB", "zmq_tcp_1KiB", "floor_unix_64B",
-      "floor_tcp_64B", "floor_unix_1KiB", "floor_tcp_1KiB",
-      "before_unix_64B", "before_tcp_64B", "before_unix_1KiB",
+      "floor_tcp_64B", "floor_unix_1KiB", "floor_tcp_1KiB", "tls_64B",
+      "tls_1KiB", "before_unix_64B", "before_tcp_64B", "before_unix_1KiB",
       "before_tcp_1KiB"};
   static const char *const NOTE[NROWS] = {
       "Lua -> Lua, 2 processes", "Lua -> Lua, 2 processes",
@@ -384,12 +393,21 @@ int bench_links(void) {
       "TCP stream, 64 messages per write",
       "Unix stream socket, 64 messages per write",
       "TCP stream, 64 messages per write",
+      "Lua -> Lua, 2 processes, tls+tcp:// (TLS 1.3)",
+      "Lua -> Lua, 2 processes, tls+tcp:// (TLS 1.3)",
       "MYC_BENCH_BEFORE binary, Lua -> Lua", "MYC_BENCH_BEFORE binary, Lua -> Lua",
       "MYC_BENCH_BEFORE binary, Lua -> Lua", "MYC_BENCH_BEFORE binary, Lua -> Lua"};
   double v[NROWS][BENCH_RUNS];
   int r, k, port = 17000 + (int)(getpid() % 20000);
   if (mkdtemp(dir) == NULL)
     return 1;
+  {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "sh %s/spec/support/certs.sh %s/certs",
+             MYC_SOURCE_DIR, dir);
+    if (system(cmd) != 0)
+      return 1;
+  }
   memset(v, 0, sizeof v);
   for (r = 0; r < BENCH_RUNS; r++) {
     /* Ours, and the binary before a change, alternating in each run. */
@@ -405,6 +423,10 @@ int bench_links(void) {
       }
     }
     mycelium_bin = MYC_BUILD_DIR "/mycelium";
+    snprintf(url, sizeof url, "tls+tcp://127.0.0.1:%d", port + 40 * r + 32);
+    v[S64][r] = ours_once(url, n, 64);
+    snprintf(url, sizeof url, "tls+tcp://127.0.0.1:%d", port + 40 * r + 33);
+    v[S1K][r] = ours_once(url, nk, 1024);
     snprintf(ipc, sizeof ipc, "ipc://%s/z.ipc", dir);
     v[ZI64][r] = zmq_once(ipc, n, 64);
     v[ZI1K][r] = zmq_once(ipc, nk, 1024);
@@ -428,18 +450,20 @@ int bench_links(void) {
     struct {
       const char *name, *url;
       int zmq;
-    } rtt[4];
+    } rtt[5];
     snprintf(url, sizeof url, "unix://%s/r.sock", dir);
     snprintf(ipc, sizeof ipc, "ipc://%s/r.ipc", dir);
     rtt[0].name = "rtt_unix_p50", rtt[0].url = url, rtt[0].zmq = 0;
     rtt[1].name = "rtt_tcp_p50", rtt[1].url = "tcp://127.0.0.1:0", rtt[1].zmq = 0;
     rtt[2].name = "rtt_zmq_ipc_p50", rtt[2].url = ipc, rtt[2].zmq = 1;
     rtt[3].name = "rtt_zmq_tcp_p50", rtt[3].url = NULL, rtt[3].zmq = 1;
-    for (r = 0; r < 4; r++) {
+    rtt[4].name = "rtt_tls_p50", rtt[4].url = NULL, rtt[4].zmq = 0;
+    for (r = 0; r < 5; r++) {
       char tcp[64];
       const char *u = rtt[r].url;
-      if (r == 1 || r == 3) {
-        snprintf(tcp, sizeof tcp, "tcp://127.0.0.1:%d", port + 10 + r);
+      if (r == 1 || r == 3 || r == 4) {
+        snprintf(tcp, sizeof tcp, "%s://127.0.0.1:%d",
+                 r == 4 ? "tls+tcp" : "tcp", port + 10 + r);
         u = tcp;
       }
       if ((rtt[r].zmq ? zmq_rtt(u, rt, &p50, &p99) : ours_rtt(u, rt, &p50, &p99)) != 0)

@@ -55,6 +55,7 @@ static void on_sink(void *ud, const myc_message *m) {
 }
 
 static const char *NOOP = "return { handlers = {} }\n";
+static char last_err[512]; /* why engine() returned NULL */
 
 /* An engine from a config file in tmpdir: 'links' is the Lua text of its
  * listen/connect/link keys. */
@@ -75,6 +76,7 @@ static myc_engine *engine(const char *name, const char *links) {
   fclose(f);
   if (myc_engine_from_file(&e, path, err, sizeof err) != 0) {
     fprintf(stderr, "engine %s: %s\n", name, err);
+    snprintf(last_err, sizeof last_err, "%s", err);
     return NULL;
   }
   return e;
@@ -132,19 +134,23 @@ static void publish_seq(myc_engine *e, const char *topic, uint64_t from,
   }
 }
 
+/* 'a_link' and 'b_link': more keys of a's and b's link tables. */
 static void subscriptions_and_messages_cross(const char *listen,
-                                             const char *connect) {
-  char a_links[512], b_links[512];
+                                             const char *connect,
+                                             const char *a_link,
+                                             const char *b_link) {
+  char a_links[2048], b_links[2048];
   myc_engine *a, *b;
   myc_service *sk;
   myc__link_stats st;
   static sink s;
   memset(&s, 0, sizeof s);
-  snprintf(a_links, sizeof a_links, "listen = { \"%s\" }", listen);
+  snprintf(a_links, sizeof a_links, "listen = { \"%s\" }, link = { %s }",
+           listen, a_link);
   snprintf(b_links, sizeof b_links,
            "connect = { \"%s\" }, link = { reconnect_initial_ms = 20, "
-           "reconnect_max_ms = 100 }",
-           connect);
+           "reconnect_max_ms = 100, %s }",
+           connect, b_link);
   a = engine("a", a_links);
   b = engine("b", b_links);
   CHECK(a != NULL && b != NULL);
@@ -205,13 +211,13 @@ static void subscriptions_and_messages_cross(const char *listen,
 static void over_unix(void) {
   char url[256];
   snprintf(url, sizeof url, "unix://%s/a.sock", tmpdir);
-  subscriptions_and_messages_cross(url, url);
+  subscriptions_and_messages_cross(url, url, "", "");
 }
 
 static void over_tcp(void) {
   char url[256];
   snprintf(url, sizeof url, "tcp://127.0.0.1:%d", test_free_port());
-  subscriptions_and_messages_cross(url, url);
+  subscriptions_and_messages_cross(url, url, "", "");
 }
 
 /* Three engines: b and c dial a.  What a emits reaches both (each peer
@@ -783,6 +789,416 @@ static void bad_urls_are_refused_with_the_key(void) {
   CHECK(strstr(err, "names are not resolved") != NULL);
 }
 
+
+/* ---- TLS (tls+tcp://) --------------------------------------------------- */
+
+static char certs[300];
+
+/* The throwaway PKI of spec/support/certs.sh, made once in tmpdir. */
+static int make_certs(void) {
+  char cmd[1024];
+  const char *src = getenv("MYCELIUM_SOURCE_DIR");
+  if (certs[0] != '\0')
+    return 1;
+  if (src == NULL) {
+    fprintf(stderr, "MYCELIUM_SOURCE_DIR is not set (ctest sets it)\n");
+    return 0;
+  }
+  snprintf(certs, sizeof certs, "%s/certs", tmpdir);
+  snprintf(cmd, sizeof cmd, "sh %s/spec/support/certs.sh %s",
+           src, certs);
+  if (system(cmd) != 0) {
+    certs[0] = '\0';
+    return 0;
+  }
+  return 1;
+}
+
+/* "tls = { cert = ..., key = ..., ca = ... }" with the files named (NULL:
+ * left out) and 'more' keys. */
+static const char *tls_keys(char *out, size_t cap, const char *cert,
+                            const char *ca, const char *more) {
+  char c[700] = "", k[700] = "", a[700] = "";
+  if (cert != NULL) {
+    snprintf(c, sizeof c, "cert = \"%s/%s.crt\", ", certs, cert);
+    snprintf(k, sizeof k, "key = \"%s/%s.key\", ", certs, cert);
+  }
+  if (ca != NULL)
+    snprintf(a, sizeof a, "ca = \"%s/%s.crt\", ", certs, ca);
+  snprintf(out, cap, "tls = { %s%s%s%s }", c, k, a, more ? more : "");
+  return out;
+}
+
+/* Every log line of an engine, kept for the checks. */
+typedef struct {
+  uv_mutex_t lock;
+  char text[1 << 16];
+  size_t len;
+} log_capture;
+
+static void on_log(void *ud, int level, const char *line, size_t len) {
+  log_capture *c = ud;
+  (void)level;
+  uv_mutex_lock(&c->lock);
+  if (c->len + len + 2 < sizeof c->text) {
+    memcpy(c->text + c->len, line, len);
+    c->len += len;
+    c->text[c->len++] = '\n';
+    c->text[c->len] = '\0';
+  }
+  uv_mutex_unlock(&c->lock);
+}
+
+static void capture(myc_engine *e, log_capture *c) {
+  c->len = 0;
+  c->text[0] = '\0';
+  e->log.fn = on_log;
+  e->log.ud = c;
+}
+
+static int logged(log_capture *c, const char *what) {
+  int found;
+  uv_mutex_lock(&c->lock);
+  found = strstr(c->text, what) != NULL;
+  uv_mutex_unlock(&c->lock);
+  return found;
+}
+
+/* Mutual TLS: a requires b's certificate; everything that crosses a
+ * TCP link crosses this one (20000 messages in order, subscription
+ * changes, a redial after a restart). */
+static void tls_links_carry_what_tcp_links_do(void) {
+  char url[128], ka[1024], kb[1024];
+  CHECK(make_certs());
+  snprintf(url, sizeof url, "tls+tcp://127.0.0.1:%d", test_free_port());
+  tls_keys(ka, sizeof ka, "srv", "ca", "verify_client = true");
+  tls_keys(kb, sizeof kb, "client", "ca", NULL);
+  subscriptions_and_messages_cross(url, url, ka, kb);
+}
+
+typedef struct {
+  _Atomic uint64_t n, bad;
+  _Atomic size_t len;
+} big_sink;
+
+static void on_big(void *ud, const myc_message *m) {
+  big_sink *s = ud;
+  size_t i;
+  const uint8_t *d = m->data;
+  for (i = 0; i < m->len; i++)
+    if (d[i] != (uint8_t)(i * 31 + i / 4096)) {
+      atomic_fetch_add(&s->bad, 1);
+      break;
+    }
+  atomic_store(&s->len, m->len);
+  atomic_fetch_add(&s->n, 1);
+}
+
+/* A 6 MiB message (hundreds of records) arrives whole, then small ones
+ * behind it. */
+static void tls_carries_a_large_message_intact(void) {
+  char url[128], ka[1024], kb[1024], links[2048];
+  static big_sink s;
+  size_t len = 6u << 20, i;
+  uint8_t *big = malloc(len);
+  myc_engine *a, *b;
+  CHECK(big != NULL && make_certs());
+  for (i = 0; i < len; i++)
+    big[i] = (uint8_t)(i * 31 + i / 4096);
+  memset(&s, 0, sizeof s);
+  snprintf(url, sizeof url, "tls+tcp://127.0.0.1:%d", test_free_port());
+  snprintf(links, sizeof links, "listen = { \"%s\" }, link = { %s }", url,
+           tls_keys(ka, sizeof ka, "srv", NULL, NULL));
+  a = engine("la", links);
+  snprintf(links, sizeof links, "connect = { \"%s\" }, link = { %s }", url,
+           tls_keys(kb, sizeof kb, NULL, "ca", NULL));
+  b = engine("lb", links);
+  CHECK(a != NULL && b != NULL);
+  CHECK_EQ(myc_engine_add_c_service(b, "big", "big.*", on_big, &s, -1), 0);
+  CHECK_EQ(start(a), 0);
+  CHECK_EQ(start(b), 0);
+  CHECK(wait_peer(a, "up", 1, NULL));
+  CHECK_EQ(myc_publish(a, "big.one", MYC_KIND_RAW, 0, big, len), 0);
+  for (i = 0; i < 100; i++)
+    CHECK_EQ(myc_publish(a, "big.small", MYC_KIND_RAW, 0, big, 64), 0);
+  CHECK(wait_count(&s.n, 101));
+  CHECK_EQ(atomic_load(&s.bad), 0);
+  CHECK_EQ(atomic_load(&s.len), 64);
+  myc_engine_free(b);
+  myc_engine_free(a);
+  free(big);
+}
+
+/* Frame errors of 'e' (links open or closed) and whether one is up. */
+static int refused_both(myc_engine *a, myc_engine *b) {
+  int i, up_a = 0, up_b = 0;
+  for (i = 0; i < 500; i++) {
+    up_a = up_b = 0;
+    if (link_errors(a, &up_a) > 0 && link_errors(b, &up_b) > 0)
+      break;
+    sleep_ms(10);
+  }
+  return link_errors(a, &up_a) > 0 && link_errors(b, &up_b) > 0 && !up_a &&
+         !up_b;
+}
+
+/* Each way a TLS link can be refused: both sides log why, naming the
+ * peer, count it, and neither is up. */
+static void tls_refusals_are_clear_on_both_sides(void) {
+  static const struct {
+    const char *a_scheme, *a_cert;
+    int a_verify_client;
+    const char *b_scheme, *b_ca;
+    const char *a_says, *b_says;
+  } R[] = {
+      /* b trusts another CA */
+      {"tls+tcp", "srv", 0, "tls+tcp", "wrongca",
+       "does not trust this node's certificate",
+       "certificate verification failed: unable to get local issuer "
+       "certificate (the peer's certificate is not signed by a CA in "
+       "link.tls.ca)"},
+      /* a's certificate expired */
+      {"tls+tcp", "expired", 0, "tls+tcp", "ca",
+       "certificate expired", "certificate has expired"},
+      /* a's certificate is self-signed */
+      {"tls+tcp", "self", 0, "tls+tcp", "ca",
+       "does not trust this node's certificate", "self-signed certificate"},
+      /* a's certificate names another host */
+      {"tls+tcp", "other", 0, "tls+tcp", "ca", "alert bad certificate",
+       "does not name the address dialled"},
+      /* a requires a client certificate, b has none */
+      {"tls+tcp", "srv", 1, "tls+tcp",
+       "ca", "peer did not return a certificate",
+       "alert certificate required"},
+      /* a plain client at a TLS listener */
+      {"tls+tcp", "srv", 0, "tcp", NULL,
+       "refused: this listener (tls+tcp://", "speaks TLS: dial it with "
+       "tls+tcp://"},
+      /* a TLS client at a plain listener */
+      {"tcp", NULL, 0, "tls+tcp", "ca",
+       "refused: the peer speaks TLS and this link",
+       "the peer answered in plain text"},
+  };
+  static log_capture la, lb;
+  size_t r;
+  CHECK(make_certs());
+  uv_mutex_init(&la.lock);
+  uv_mutex_init(&lb.lock);
+  for (r = 0; r < sizeof R / sizeof R[0]; r++) {
+    char links[4096], keys[1024], more[512], url[128];
+    int port = test_free_port();
+    myc_engine *a, *b;
+    more[0] = '\0';
+    if (R[r].a_verify_client)
+      snprintf(more, sizeof more, "ca = \"%s/ca.crt\", verify_client = true",
+               certs);
+    if (R[r].a_cert != NULL)
+      snprintf(links, sizeof links,
+               "listen = { \"%s://127.0.0.1:%d\" }, link = { %s }",
+               R[r].a_scheme, port,
+               tls_keys(keys, sizeof keys, R[r].a_cert, NULL, more));
+    else
+      snprintf(links, sizeof links, "listen = { \"%s://127.0.0.1:%d\" }",
+               R[r].a_scheme, port);
+    a = engine("ra", links);
+    snprintf(url, sizeof url, "%s://127.0.0.1:%d", R[r].b_scheme, port);
+    snprintf(links, sizeof links,
+             "connect = { \"%s\" }, link = { reconnect_initial_ms = 50, "
+             "reconnect_max_ms = 200, %s }",
+             url, R[r].b_ca ? tls_keys(keys, sizeof keys, NULL, R[r].b_ca,
+                                       NULL)
+                            : "");
+    b = engine("rb", links);
+    CHECK(a != NULL && b != NULL);
+    capture(a, &la);
+    capture(b, &lb);
+    CHECK_EQ(start(a), 0);
+    CHECK_EQ(start(b), 0);
+    CHECK(refused_both(a, b));
+    myc_engine_free(b);
+    myc_engine_free(a);
+    {
+      int ok = logged(&la, R[r].a_says) && logged(&lb, R[r].b_says) &&
+               logged(&lb, url) && logged(&la, "link 127.0.0.1 (");
+      if (!ok || getenv("MYC_TEST_SHOW_LOGS") != NULL)
+        fprintf(stderr, "case %zu\na logged:\n%s\nb logged:\n%s\n", r,
+                la.text, lb.text);
+      CHECK(ok);
+    }
+  }
+  uv_mutex_destroy(&la.lock);
+  uv_mutex_destroy(&lb.lock);
+}
+
+/* A raw TCP listener that accepts one connection, reads what comes (a
+ * ClientHello) and closes: the peer died mid-handshake. */
+static int raw_listener(int *port) {
+  struct sockaddr_in sa;
+  socklen_t len = sizeof sa;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 4) != 0)
+    return -1;
+  getsockname(fd, (struct sockaddr *)&sa, &len);
+  *port = ntohs(sa.sin_port);
+  return fd;
+}
+
+/* Peers that die or stall in the TLS handshake cost only their
+ * connection: the listener goes on and links a good peer after them. */
+static void tls_peers_dying_mid_handshake(void) {
+  char url[128], keys[1024], links[2048];
+  static log_capture la, lb;
+  static sink s;
+  uint8_t hello[16] = {0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc};
+  myc_engine *a, *b;
+  int port = test_free_port(), fd, lfd, rport, cfd;
+  char buf[4096];
+  CHECK(make_certs());
+  memset(&s, 0, sizeof s);
+  uv_mutex_init(&la.lock);
+  uv_mutex_init(&lb.lock);
+  snprintf(url, sizeof url, "tls+tcp://127.0.0.1:%d", port);
+  snprintf(links, sizeof links,
+           "listen = { \"%s\" }, link = { handshake_timeout_ms = 300, %s }",
+           url, tls_keys(keys, sizeof keys, "srv", NULL, NULL));
+  a = engine("da", links);
+  CHECK(a != NULL);
+  capture(a, &la);
+  CHECK_EQ(start(a), 0);
+  /* A client that sends half a ClientHello and hangs up. */
+  for (fd = -1, cfd = 0; fd < 0 && cfd < 100; cfd++)
+    if ((fd = dial_tcp(port)) < 0)
+      sleep_ms(10);
+  CHECK(fd >= 0);
+  CHECK(write(fd, hello, sizeof hello) == (ssize_t)sizeof hello);
+  sleep_ms(50);
+  close(fd);
+  /* One that sends half and stalls. */
+  fd = dial_tcp(port);
+  CHECK(fd >= 0);
+  CHECK(write(fd, hello, sizeof hello) == (ssize_t)sizeof hello);
+  CHECK(closed_by_peer(fd));
+  close(fd);
+  CHECK(logged(&la, "hung up during the TLS handshake"));
+  CHECK(logged(&la, "handshake not finished within 300 ms"));
+  /* A listener that dies once it has b's ClientHello. */
+  lfd = raw_listener(&rport);
+  CHECK(lfd >= 0);
+  snprintf(links, sizeof links,
+           "connect = { \"tls+tcp://127.0.0.1:%d\", \"%s\" }, link = { "
+           "reconnect_initial_ms = 20, reconnect_max_ms = 100, %s }",
+           rport, url, tls_keys(keys, sizeof keys, NULL, "ca", NULL));
+  b = engine("db", links);
+  CHECK(b != NULL);
+  capture(b, &lb);
+  CHECK_EQ(myc_engine_add_c_service(b, "sink", "swaps.*", on_sink, &s, -1), 0);
+  CHECK_EQ(start(b), 0);
+  cfd = accept(lfd, NULL, NULL);
+  CHECK(cfd >= 0);
+  CHECK(read(cfd, buf, sizeof buf) > 0);
+  close(cfd);
+  close(lfd);
+  /* b's other link, to a, works all along. */
+  CHECK(wait_peer(a, "up", 1, NULL));
+  publish_seq(a, "swaps.v2", 1, 100);
+  CHECK(wait_count(&s.n, 100));
+  CHECK(logged(&lb, "hung up during the TLS handshake"));
+  myc_engine_free(b);
+  myc_engine_free(a);
+  uv_mutex_destroy(&la.lock);
+  uv_mutex_destroy(&lb.lock);
+}
+
+/* A pre-shared key proven inside TLS: the same key links, another is
+ * refused on both sides. */
+static void tls_with_pre_shared_keys(void) {
+  char k1[256], k2[256], url[128], keys[1024], links[3072];
+  static log_capture la, lb;
+  static sink s;
+  int round;
+  CHECK(make_certs());
+  key_file("tk1", "a-key-of-thirty-two-bytes-here!!\n", 0600, k1, sizeof k1);
+  key_file("tk2", "another-key-of-thirty-two-bytes!\n", 0600, k2, sizeof k2);
+  uv_mutex_init(&la.lock);
+  uv_mutex_init(&lb.lock);
+  for (round = 0; round < 2; round++) {
+    myc_engine *a, *b;
+    snprintf(url, sizeof url, "tls+tcp://127.0.0.1:%d", test_free_port());
+    snprintf(links, sizeof links,
+             "listen = { \"%s\" }, link = { psk_file = \"%s\", %s }", url, k1,
+             tls_keys(keys, sizeof keys, "srv", NULL, NULL));
+    a = engine("ka", links);
+    snprintf(links, sizeof links,
+             "connect = { \"%s\" }, link = { psk_file = \"%s\", %s }", url,
+             round == 0 ? k1 : k2, tls_keys(keys, sizeof keys, NULL, "ca", NULL));
+    b = engine("kb", links);
+    CHECK(a != NULL && b != NULL);
+    capture(a, &la);
+    capture(b, &lb);
+    memset(&s, 0, sizeof s);
+    CHECK_EQ(myc_engine_add_c_service(b, "sink", "swaps.*", on_sink, &s, -1),
+             0);
+    CHECK_EQ(start(a), 0);
+    CHECK_EQ(start(b), 0);
+    if (round == 0) {
+      CHECK(wait_peer(a, "up", 1, NULL));
+      publish_seq(a, "swaps.v2", 1, 1000);
+      CHECK(wait_count(&s.n, 1000));
+    } else {
+      CHECK(refused_both(a, b));
+    }
+    myc_engine_free(b);
+    myc_engine_free(a);
+    if (round == 1)
+      CHECK(logged(&la, "proof does not match") &&
+            logged(&lb, "proof does not match"));
+  }
+  uv_mutex_destroy(&la.lock);
+  uv_mutex_destroy(&lb.lock);
+}
+
+/* Bad TLS settings stop the engine before it starts, saying which. */
+static void tls_settings_are_checked(void) {
+  char links[2048];
+  CHECK(make_certs());
+  /* A listener without a certificate. */
+  CHECK(engine("xa", "listen = { \"tls+tcp://127.0.0.1:0\" }") == NULL);
+  CHECK(strstr(last_err, "a tls+tcp:// listener needs link.tls.cert and "
+                         "link.tls.key") != NULL);
+  /* A key that is not the certificate's. */
+  snprintf(links, sizeof links,
+           "listen = { \"tls+tcp://127.0.0.1:0\" }, link = { tls = { cert = "
+           "\"%s/srv.crt\", key = \"%s/client.key\" } }",
+           certs, certs);
+  CHECK(engine("xb", links) == NULL);
+  CHECK(strstr(last_err, "cannot load private key: key values mismatch") !=
+        NULL);
+  /* A CA file that is not there. */
+  snprintf(links, sizeof links,
+           "connect = { \"tls+tcp://127.0.0.1:9\" }, link = { tls = { ca = "
+           "\"%s/nope.crt\" } }",
+           certs);
+  CHECK(engine("xc", links) == NULL);
+  CHECK(strstr(last_err, "link.tls.ca '") != NULL &&
+        strstr(last_err, "nope.crt': cannot open: No such file") != NULL);
+  {
+    myc__link_config c;
+    myc__links *L;
+    myc_engine *e = engine("xd", "workers = 1");
+    const char *u = "tls+tcp://127.0.0.1:0";
+    char err[512];
+    CHECK(e != NULL);
+    myc__link_config_init(&c);
+    CHECK_EQ(myc__links_attach(e, &c, &u, 1, NULL, 0, &L, err, sizeof err),
+             MYC_EINVAL);
+    CHECK(strstr(err, "needs link.tls.cert and link.tls.key") != NULL);
+    myc_engine_free(e);
+  }
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"over_unix", over_unix},
@@ -796,6 +1212,14 @@ int main(void) {
       {"unknown_v1_types_follow_the_policy", unknown_v1_types_follow_the_policy},
       {"bad_urls_are_refused_with_the_key", bad_urls_are_refused_with_the_key},
       {"pre_shared_keys_guard_tcp_links", pre_shared_keys_guard_tcp_links},
+      {"tls_links_carry_what_tcp_links_do", tls_links_carry_what_tcp_links_do},
+      {"tls_carries_a_large_message_intact",
+       tls_carries_a_large_message_intact},
+      {"tls_refusals_are_clear_on_both_sides",
+       tls_refusals_are_clear_on_both_sides},
+      {"tls_peers_dying_mid_handshake", tls_peers_dying_mid_handshake},
+      {"tls_with_pre_shared_keys", tls_with_pre_shared_keys},
+      {"tls_settings_are_checked", tls_settings_are_checked},
       {NULL, NULL}};
   char cmd[256];
   int rc;

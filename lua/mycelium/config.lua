@@ -55,6 +55,12 @@ local LINK = {
   unknown_type = { kind = "enum", values = { skip = 0, fail = 1 } },
   allow_uids = { kind = "list" },
   psk_file = { kind = "string" },
+  tls = { kind = "table", fields = {
+    cert = { kind = "string" },
+    key = { kind = "string" },
+    ca = { kind = "string" },
+    verify_client = { kind = "boolean" },
+  } },
 }
 -- The NATS transport (docs/NATS.md).
 local NATS = {
@@ -421,9 +427,10 @@ local function check_links(file, dir, key, list)
     elseif path then
       if path:sub(1, 1) ~= "/" and dir ~= "." then path = dir .. "/" .. path end
       url = "unix://" .. path
-    elseif not url:match("^tcp://.+:%d+$") and not url:match("^tcp://%[.+%]:%d+$") then
-      error(format("%s: '%s' must be \"unix:///path.sock\" or "
-                   .. "\"tcp://host:port\"%s, got %q", file, where,
+    elseif not url:match("^tcp://.+:%d+$") and not url:match("^tcp://%[.+%]:%d+$")
+       and not url:match("^tls%+tcp://.+:%d+$") then
+      error(format("%s: '%s' must be \"unix:///path.sock\", "
+                   .. "\"tcp://host:port\" or \"tls+tcp://host:port\"%s, got %q", file, where,
                    key == "connect" and " (or a NATS server, \"nats://host:port\")" or "",
                    url), 0)
     end
@@ -457,6 +464,11 @@ end
 -- at most 64 uids, integers from 0 to 2^32 - 2.
 local function check_link(file, dir, link)
   if link.psk_file ~= nil then link.psk_file = resolve_path(dir, link.psk_file) end
+  if link.tls ~= nil then
+    for _, k in ipairs { "cert", "key", "ca" } do
+      if link.tls[k] ~= nil then link.tls[k] = resolve_path(dir, link.tls[k]) end
+    end
+  end
   local uids = link.allow_uids
   if uids ~= nil then
     if #uids > 64 then

@@ -186,6 +186,18 @@ describe("mycelium.config", function()
     refused({ link = { psk_file = 32 } }, "'link.psk_file' must be")
   end)
 
+  it("takes link.tls's files from the config's directory and checks its keys", function()
+    local t = norm({ link = { tls = { cert = "n.crt", key = "/k/n.key", ca = "ca.crt",
+                                      verify_client = true } } }).link.tls
+    assert.same({ cert = dir.path .. "/n.crt", key = "/k/n.key", ca = dir.path .. "/ca.crt",
+                  verify_client = true }, t)
+    refused({ link = { tls = { verify_client = "yes" } } }, "'link.tls.verify_client' must be")
+    refused({ link = { tls = { certificate = "x" } } }, "link.tls.certificate")
+    refused({ connect = { "tls+tcp://127.0.0.1" } }, "\"tls+tcp://host:port\"")
+    assert.same({ "tls+tcp://127.0.0.1:7400" },
+                norm({ listen = { "tls+tcp://127.0.0.1:7400" } }).listen)
+  end)
+
   it("resolves the contracts file like the modules", function()
     assert.equal(dir.path .. "/c.yaml", norm({ contracts = "c.yaml" }).contracts)
     assert.equal("/abs/c.yaml", norm({ contracts = "/abs/c.yaml" }).contracts)

@@ -8,7 +8,9 @@
 --   cluster.urls[1]          -- "nats://127.0.0.1:PORT"
 --   cluster:kill(3)          -- SIGKILL of node 3, as a crash would
 --   cluster:stop()
--- opts.ports: the client ports to use (default: free ones).
+-- opts.ports: the client ports to use (default: free ones); opts.conf:
+-- more of every node's config (a tls or authorization block), opts.scheme:
+-- the URLs' ("tls" for a server that requires TLS; default "nats").
 local free_port = require("support.redis_server").free_port
 local proc = require "support.proc"
 
@@ -46,7 +48,7 @@ function M.start(n, opts)
   local client, cluster = {}, {}
   for i = 1, n do
     client[i], cluster[i] = opts.ports and opts.ports[i] or free_port(), free_port()
-    self.urls[i] = "nats://127.0.0.1:" .. client[i]
+    self.urls[i] = (opts.scheme or "nats") .. "://127.0.0.1:" .. client[i]
   end
   for i = 1, n do
     local rs = {}
@@ -61,7 +63,8 @@ cluster {
   listen: 127.0.0.1:%d
   routes: [ %s ]
 }
-]], i, client[i], cluster[i], table.concat(rs, ", "))
+%s
+]], i, client[i], cluster[i], table.concat(rs, ", "), opts.conf or "")
     local f = assert(io.open(dir .. "/n" .. i .. ".conf", "w"))
     f:write(conf)
     f:close()

@@ -331,6 +331,22 @@ static int add_links(lua_State *L, int t, myc_engine *e, char *err,
       }
     }
     lua_pop(L, 1);
+    lua_getfield(L, lt, "tls");
+    if (lua_istable(L, -1)) {
+      int tt = lua_gettop(L);
+      if (str_field(L, tt, "cert", c.tls_cert, sizeof c.tls_cert, err,
+                    errlen) != 0 ||
+          str_field(L, tt, "key", c.tls_key, sizeof c.tls_key, err,
+                    errlen) != 0 ||
+          str_field(L, tt, "ca", c.tls_ca, sizeof c.tls_ca, err, errlen) != 0) {
+        lua_pop(L, 2);
+        return MYC_ECONFIG;
+      }
+      lua_getfield(L, tt, "verify_client");
+      c.tls_verify_client = lua_toboolean(L, -1);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
   }
   lua_pop(L, 1);
   return myc__links_attach(e, &c, listen, nl, connect, nc, &links, err,

@@ -31,14 +31,15 @@ int myc__endpoint_parse(myc__endpoint *ep, const char *url, char *err,
     strcpy(ep->path, path);
     return 0;
   }
-  if (strncmp(url, "tcp://", 6) == 0) {
-    const char *h = url + 6, *colon, *end;
+  if (strncmp(url, "tcp://", 6) == 0 || strncmp(url, "tls+tcp://", 10) == 0) {
+    const char *h = url + (url[1] == 'c' ? 6 : 10), *colon, *end;
     struct sockaddr_in6 a6;
     struct sockaddr_in a4;
     char *stop;
     long port;
     size_t hlen;
     ep->kind = MYC_EP_TCP;
+    ep->tls = url[1] != 'c';
     if (h[0] == '[') {
       end = strchr(h, ']');
       if (end == NULL || end[1] != ':')
@@ -70,5 +71,5 @@ int myc__endpoint_parse(myc__endpoint *ep, const char *url, char *err,
     return 0;
   }
   return fail(err, errlen, url,
-              "a link URL starts with unix:// or tcp://");
+              "a link URL starts with unix://, tcp:// or tls+tcp://");
 }

@@ -1,5 +1,6 @@
-/* endpoint.h -- where a link listens or connects: "unix:///abs/path.sock"
- * or "tcp://host:port" (an IPv4 or IPv6 literal; "[::1]:7400"). */
+/* endpoint.h -- where a link listens or connects: "unix:///abs/path.sock",
+ * "tcp://host:port" (an IPv4 or IPv6 literal; "[::1]:7400") or
+ * "tls+tcp://host:port" (TCP with TLS; "tls://" names a NATS server). */
 #ifndef MYC_ENDPOINT_H
 #define MYC_ENDPOINT_H
 
@@ -13,6 +14,7 @@ typedef struct {
   char path[108]; /* unix: the socket file (sun_path's size) */
   char host[64];  /* tcp: the address literal */
   uint16_t port;
+  int tls;        /* tcp: with TLS (tls+tcp://) */
   char url[192];  /* as given, for logs and status */
 } myc__endpoint;
 

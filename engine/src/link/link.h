@@ -23,6 +23,7 @@
 #define MYC_LINK_MAX_UIDS 64
 #define MYC_LINK_PSK_MIN 16
 #define MYC_LINK_PSK_MAX 1024
+#define MYC_LINK_PATH_MAX 1024
 
 typedef struct {
   uint32_t max_frame;         /* bytes a frame may announce; 16 MiB */
@@ -42,6 +43,13 @@ typedef struct {
    * psk_len 0: none required. */
   uint8_t psk[MYC_LINK_PSK_MAX];
   uint32_t psk_len;
+  /* tls+tcp:// links (link.tls): this node's certificate and key (PEM
+   * files), the CA bundle its peers' certificates must chain to (empty:
+   * the system store), and whether listeners require client
+   * certificates. */
+  char tls_cert[MYC_LINK_PATH_MAX], tls_key[MYC_LINK_PATH_MAX],
+      tls_ca[MYC_LINK_PATH_MAX];
+  int tls_verify_client;
 } myc__link_config;
 
 /* Fills 'c' with the defaults (docs/LINKS.md). */

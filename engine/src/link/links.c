@@ -10,6 +10,7 @@
 
 #include "base/log.h"
 #include "link/endpoint.h"
+#include "link/secure.h"
 #include "link/wire.h"
 #include "runtime/emit.h"
 
@@ -27,7 +28,15 @@
 #include <uv.h>
 
 #define RBUF_INITIAL (256u * 1024)
-#define WRITE_MAX 1024 /* messages per writev */
+#define CIPHER_IN (128u * 1024) /* a TLS link's reads */
+/* A TLS link's write buffer is given back after a batch larger than this
+ * (a burst must not pin its size). */
+#define CIPHER_KEEP (4u << 20)
+/* A TLS link seals and writes at most this much of its queue at a time
+ * (and one message, whatever its size): the peer decrypts one part while
+ * the next is sealed, where sealing a whole queue of megabytes first
+ * would leave both sides waiting in turn. */
+#define TLS_BATCH (256u * 1024)
 
 enum { P_DOWN, P_CONNECTING, P_HANDSHAKE, P_UP, P_CLOSING };
 static const char *const STATE_NAME[] = {"down", "connecting", "handshake",
@@ -62,6 +71,13 @@ struct peer {
    * peer's, and whether its HELLO was accepted (then its AUTH is due). */
   int psk, hello_ok;
   uint8_t nonce[MYC_WIRE_NONCE], peer_nonce[MYC_WIRE_NONCE];
+  /* TLS (tls+tcp://): the session of this connection, ciphertext read
+   * ('cin') and to write ('cout'), the plaintext one read brought, and
+   * whether the first bytes of the connection were looked at. */
+  myc__secure *tls;
+  uint8_t *cin, *cout;
+  size_t cin_cap, cout_len, cout_cap, plain_n;
+  int tls_seen;
   /* reading */
   uint8_t *rbuf;
   size_t rlen, rcap;
@@ -123,6 +139,7 @@ struct myc__links {
   myc__endpoint *eps;
   uint32_t nlisten, nconnect;
   listener *listeners;
+  myc__secure_ctx *tls; /* contexts of the tls+tcp:// links, or NULL */
   uv_thread_t thread;
   uv_loop_t loop;
   uv_async_t wake;
@@ -407,6 +424,12 @@ static void on_written(uv_write_t *req, int status) {
   uint32_t i;
   uint64_t bytes = 0;
   p->writing = 0;
+  p->cout_len = 0;
+  if (p->cout_cap > CIPHER_KEEP) {
+    myc__free(A(L), p->cout, p->cout_cap);
+    p->cout = NULL;
+    p->cout_cap = 0;
+  }
   for (i = 0; i < p->wn; i++)
     bytes += MYC_WIRE_TLV + (uint64_t)p->wb[i]->hdr.frame_len;
   uv_mutex_lock(&L->lock);
@@ -433,8 +456,35 @@ static void on_written(uv_write_t *req, int status) {
   flush(p);
 }
 
+/* Starts the write of what a TLS session has waiting (its handshake),
+ * if none is under way. */
+static void send_cipher(peer *p) {
+  uv_buf_t b;
+  int rc;
+  p->cout_len = 0;
+  if (myc__secure_take(p->tls, A(p->L), &p->cout, &p->cout_len,
+                       &p->cout_cap) != 0) {
+    peer_fail(p, "out of memory writing");
+    return;
+  }
+  if (p->cout_len == 0)
+    return;
+  b = uv_buf_init((char *)p->cout, (unsigned)p->cout_len);
+  p->wreq.data = p;
+  p->writing = 1;
+  if ((rc = uv_write(&p->wreq, &p->io.s, &b, 1, on_written)) != 0) {
+    p->writing = 0;
+    peer_fail(p, "write failed: %s", uv_strerror(rc));
+  }
+}
+
+static int tls_waiting(const peer *p) {
+  return p->tls != NULL && myc__secure_pending(p->tls) > 0;
+}
+
 /* Starts one writev of the control frames and the messages waiting, if
- * none is under way. */
+ * none is under way.  On a TLS link the same buffers are sealed into one
+ * and written in one call. */
 static void flush(peer *p) {
   myc__links *L = p->L;
   uint32_t i, n = 0, take;
@@ -443,7 +493,11 @@ static void flush(peer *p) {
   int rc;
   if (p->writing || p->state == P_CLOSING || !p->handle_open)
     return;
-  if (p->state != P_UP && p->ctl_len == 0)
+  if (p->tls != NULL && !myc__secure_done(p->tls)) {
+    send_cipher(p);
+    return;
+  }
+  if (p->state != P_UP && p->ctl_len == 0 && !tls_waiting(p))
     return;
   /* The control frames. */
   {
@@ -457,8 +511,27 @@ static void flush(peer *p) {
     p->ctl_len = 0;
   }
   /* The messages, once the handshake is done: the whole queue at once
-   * (swapped with the empty batch array), in order. */
-  if (p->state == P_UP) {
+   * (swapped with the empty batch array), in order; on a TLS link, the
+   * first TLS_BATCH bytes of it. */
+  if (p->state == P_UP && p->tls != NULL) {
+    uint64_t bytes = 0;
+    uv_mutex_lock(&L->lock);
+    for (take = 0; take < p->qn; take++) {
+      bytes += MYC_WIRE_TLV + (uint64_t)p->q[take]->hdr.frame_len;
+      if (take > 0 && bytes > TLS_BATCH)
+        break;
+    }
+    if (take > 0 &&
+        grow(A(L), (void **)&p->wb, &p->wcap, sizeof *p->wb, take) == 0) {
+      memcpy(p->wb, p->q, take * sizeof *p->q);
+      memmove(p->q, p->q + take, (p->qn - take) * sizeof *p->q);
+      p->qn -= take;
+    } else {
+      take = 0;
+    }
+    p->wn = take;
+    uv_mutex_unlock(&L->lock);
+  } else if (p->state == P_UP) {
     uv_mutex_lock(&L->lock);
     take = p->qn;
     tmp = p->wb;
@@ -471,7 +544,7 @@ static void flush(peer *p) {
     p->qn = 0;
     uv_mutex_unlock(&L->lock);
   }
-  if (p->wn == 0 && p->wctl_len == 0)
+  if (p->wn == 0 && p->wctl_len == 0 && !tls_waiting(p))
     return;
   /* v1 headers live beside the batch, one per message. */
   if (grow(A(L), (void **)&p->iov, &p->iov_cap, sizeof *p->iov,
@@ -498,6 +571,19 @@ static void flush(peer *p) {
       /* A v1 frame has no room for a topic or a kind. */
       p->wskip++;
     }
+  }
+  if (p->tls != NULL) {
+    p->cout_len = 0;
+    rc = myc__secure_seal(p->tls, A(L), p->iov, n, &p->cout, &p->cout_len,
+                          &p->cout_cap);
+    if (rc != 0) {
+      on_written(&p->wreq, UV_ECANCELED);
+      peer_fail(p, "cannot encrypt: %s", myc_strerror(rc));
+      return;
+    }
+    n = 0;
+    if (p->cout_len > 0)
+      p->iov[n++] = uv_buf_init((char *)p->cout, (unsigned)p->cout_len);
   }
   if (n == 0) {
     p->wreq.data = p;
@@ -607,6 +693,9 @@ static void peer_free(peer *p) {
   myc__free(A(L), p->ctl, p->ctl_cap);
   myc__free(A(L), p->wctl, p->wctl_cap);
   myc__free(A(L), p->rbuf, p->rcap);
+  myc__secure_free(p->tls);
+  myc__free(A(L), p->cin, p->cin_cap);
+  myc__free(A(L), p->cout, p->cout_cap);
   myc__free(A(L), p, sizeof *p);
 }
 
@@ -641,6 +730,8 @@ static void on_handle_closed(uv_handle_t *h) {
   p->handle_open = 0;
   p->rlen = 0;
   p->ctl_len = 0;
+  myc__secure_free(p->tls);
+  p->tls = NULL;
   set_clear(A(L), &p->announced);
   if (L->closing || !p->outbound) {
     /* Nobody will send what is queued for an accepted peer: it comes back
@@ -723,8 +814,21 @@ static void peer_refuse(peer *p, const char *fmt, ...) {
     memcpy(frame + MYC_WIRE_TLV, why, n);
     b = uv_buf_init((char *)frame, (unsigned)(MYC_WIRE_TLV + n));
     /* libuv refuses (UV_EAGAIN) while a write is queued: never
-     * interleaved with one. */
-    uv_try_write(&p->io.s, &b, 1);
+     * interleaved with one.  On a TLS link the frame is sealed; before
+     * its handshake, the peer spoke plain text and reads it so. */
+    if (p->tls != NULL && myc__secure_done(p->tls)) {
+      /* 'cout' may still be being written: then the reason is only
+       * logged here. */
+      p->cout_len = 0;
+      if (!p->writing &&
+          myc__secure_seal(p->tls, A(p->L), &b, 1, &p->cout, &p->cout_len,
+                           &p->cout_cap) == 0)
+        b = uv_buf_init((char *)p->cout, (unsigned)p->cout_len);
+      else
+        b.len = 0;
+    }
+    if (b.len > 0)
+      uv_try_write(&p->io.s, &b, 1);
     myc__free(A(p->L), frame, MYC_WIRE_TLV + n);
   }
   peer_fail(p, "refused: %s", why);
@@ -741,6 +845,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   peer *p = h->data;
   (void)hint;
+  if (p->tls != NULL) {
+    *buf = uv_buf_init((char *)p->cin, (unsigned)p->cin_cap);
+    return;
+  }
   if (p->rcap - p->rlen == 0 &&
       bytes_grow(A(p->L), &p->rbuf, &p->rcap, p->rcap + RBUF_INITIAL) != 0) {
     *buf = uv_buf_init(NULL, 0); /* libuv reports UV_ENOBUFS */
@@ -759,6 +867,19 @@ static void peer_connected(peer *p) {
   set_state(p, P_HANDSHAKE);
   p->rlen = 0;
   p->hello_ok = 0;
+  p->tls_seen = 0;
+  if (p->ep->tls) {
+    /* The HELLO below waits in 'ctl' until the TLS handshake is done. */
+    if (p->cin == NULL &&
+        (p->cin = myc__malloc(A(L), CIPHER_IN)) != NULL)
+      p->cin_cap = CIPHER_IN;
+    if (p->cin == NULL ||
+        (p->tls = myc__secure_new(L->tls, !p->outbound, p->ep->host)) ==
+            NULL) {
+      peer_fail(p, "out of memory starting TLS");
+      return;
+    }
+  }
   p->psk = L->cfg.psk_len > 0 && p->ep->kind == MYC_EP_TCP;
   if (p->psk) {
     /* A fresh nonce per connection: a proof seen once proves nothing on
@@ -1071,9 +1192,10 @@ static void go_up(peer *p) {
   uv_mutex_unlock(&L->lock);
   p->was_up = 1;
   p->attempts = 0;
-  logf_(L, MYC_LOG_INFO, "link up: %s (%s, %s, wire v%d%s)", p->name,
+  logf_(L, MYC_LOG_INFO, "link up: %s (%s, %s, wire v%d%s%s%s)", p->name,
         p->ep->url, p->outbound ? "connected" : "accepted", p->version,
-        p->psk ? ", pre-shared key" : "");
+        p->psk ? ", pre-shared key" : "", p->tls ? ", " : "",
+        p->tls ? myc__secure_version(p->tls) : "");
   atomic_store(&L->subs_dirty, 1);
   announce(L);
   flush(p);
@@ -1163,8 +1285,14 @@ static int handle_frame(peer *p, const myc__wire_tlv *t) {
   p->rx_frames++;
   p->rx_bytes += MYC_WIRE_TLV + (uint64_t)t->len;
   if (p->state == P_HANDSHAKE) {
-    if (t->type == MYC_WIRE_CLOSE)
+    if (t->type == MYC_WIRE_CLOSE) {
+      /* Refused: as much a failed link here as on the side that said
+       * no. */
+      uv_mutex_lock(&L->lock);
+      p->errors++;
+      uv_mutex_unlock(&L->lock);
       goto closed;
+    }
     if (p->hello_ok) {
       /* Only a pre-shared key's proof comes between HELLO and up. */
       if (t->type != MYC_WIRE_AUTH) {
@@ -1229,6 +1357,7 @@ closed:
 }
 
 static void read_frames(peer *p, ssize_t n);
+static void read_tls(peer *p, ssize_t n);
 
 /* What one read brought: its frames parsed in place, the messages handed
  * to the workers in one go, the counters moved once. */
@@ -1236,7 +1365,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   peer *p = s->data;
   myc__links *L = p->L;
   (void)buf;
-  read_frames(p, n);
+  if (p->tls != NULL)
+    read_tls(p, n);
+  else
+    read_frames(p, n);
   myc__host_flush(&L->hs);
   if (p->rx_frames > 0) {
     uv_mutex_lock(&L->lock);
@@ -1263,6 +1395,15 @@ static void read_frames(peer *p, ssize_t n) {
   if (n == 0)
     return;
   p->rlen += (size_t)n;
+  if (!p->tls_seen && p->rlen >= 2) {
+    /* A TLS ClientHello where a HELLO frame was due. */
+    p->tls_seen = 1;
+    if (p->rbuf[0] == 0x16 && p->rbuf[1] == 0x03) {
+      peer_refuse(p, "the peer speaks TLS and this link (%s) is plain: use "
+                  "tls+tcp:// on both sides", p->ep->url);
+      return;
+    }
+  }
   for (;;) {
     myc__wire_tlv t;
     int64_t k = myc__wire_next(p->rbuf + off, p->rlen - off,
@@ -1299,6 +1440,109 @@ static void read_frames(peer *p, ssize_t n) {
   } else {
     p->partial_since = 0;
   }
+}
+
+/* ---- reading TLS ------------------------------------------------------- */
+
+/* Plaintext goes where read_frames expects what a read brought: after
+ * the 'rlen' bytes kept. */
+static int on_plain(void *ud, const char *b, size_t n) {
+  peer *p = ud;
+  if (p->state == P_CLOSING)
+    return 1;
+  if (bytes_grow(A(p->L), &p->rbuf, &p->rcap, p->rlen + p->plain_n + n) !=
+      0) {
+    peer_fail(p, "out of memory reading");
+    return 1;
+  }
+  memcpy(p->rbuf + p->rlen + p->plain_n, b, n);
+  p->plain_n += n;
+  return 0;
+}
+
+/* The session failed: the alert saying why goes out if the socket takes
+ * it now, then the link closes with the reason and what to check. */
+static void tls_fail(peer *p, const char *why) {
+  const char *hint = myc__secure_hint(why, !p->outbound);
+  if (strncmp(why, "TLS handshake: ", 15) == 0 ||
+      strncmp(why, "TLS record: ", 12) == 0)
+    why = strchr(why, ':') + 2;
+  if (!p->writing) {
+    uv_buf_t b;
+    p->cout_len = 0;
+    if (myc__secure_take(p->tls, A(p->L), &p->cout, &p->cout_len,
+                         &p->cout_cap) == 0 &&
+        p->cout_len > 0) {
+      b = uv_buf_init((char *)p->cout, (unsigned)p->cout_len);
+      uv_try_write(&p->io.s, &b, 1);
+    }
+  }
+  peer_fail(p, "TLS %s: %s%s%s%s",
+            myc__secure_done(p->tls) ? "session failed" : "handshake refused",
+            why, *hint ? " (" : "", hint, *hint ? ")" : "");
+}
+
+/* The first bytes of a TLS connection are a handshake record (0x16)
+ * or, from a peer that failed it, an alert (0x15).  Anything else is a
+ * peer speaking plain text: a plain client is told (in plain text) what
+ * to dial; a plain listener's own CLOSE frame is read and shown. */
+static int plain_peer(peer *p, const uint8_t *b, size_t n) {
+  myc__wire_tlv t;
+  if (p->tls_seen || n == 0)
+    return 0;
+  p->tls_seen = 1;
+  if (b[0] == 0x16 || b[0] == 0x15)
+    return 0;
+  if (!p->outbound) {
+    peer_refuse(p, "this listener (%s) speaks TLS: dial it with tls+tcp:// "
+                "and link.tls", p->ep->url);
+    return 1;
+  }
+  if (myc__wire_next(b, n, 65536, &t) > 0 && t.type == MYC_WIRE_CLOSE)
+    peer_fail(p, "TLS handshake refused: the peer answered in plain text: "
+              "%.*s", (int)(t.len > MYC_WIRE_CLOSE_MAX ? MYC_WIRE_CLOSE_MAX
+                                                       : t.len),
+              (const char *)t.body);
+  else
+    peer_fail(p, "TLS handshake refused: the peer answered in plain text, "
+              "not TLS (it listens on tcp://, not tls+tcp://?)");
+  return 1;
+}
+
+static void read_tls(peer *p, ssize_t n) {
+  char why[512];
+  int opened = 0, rc;
+  if (n <= 0 || plain_peer(p, p->cin, (size_t)n)) {
+    if (n < 0 && !myc__secure_done(p->tls)) {
+      logf_(p->L, MYC_LOG_ERROR, "link %s (%s): the peer %s during the TLS "
+            "handshake", p->name, p->ep->url,
+            n == UV_EOF ? "hung up" : uv_strerror((int)n));
+      peer_close(p);
+    } else if (n < 0) {
+      read_frames(p, n);
+    }
+    return;
+  }
+  p->plain_n = 0;
+  rc = myc__secure_open(p->tls, p->cin, (size_t)n, on_plain, p, &opened, why,
+                        sizeof why);
+  if (rc == 0 && opened) {
+    /* The HELLO waiting in 'ctl' can go now, sealed. */
+    flush(p);
+    rc = myc__secure_open(p->tls, NULL, 0, on_plain, p, &opened, why,
+                          sizeof why);
+  }
+  if (rc == UV_EOF) {
+    read_frames(p, UV_EOF);
+    return;
+  }
+  if (rc != 0) {
+    tls_fail(p, why);
+    return;
+  }
+  if (p->plain_n > 0 && p->state != P_CLOSING)
+    read_frames(p, (ssize_t)p->plain_n);
+  flush(p);
 }
 
 /* Peers that began a frame and stall (slowloris) lose their link. */
@@ -1414,8 +1658,8 @@ static int listen_one(myc__links *L, listener *ls, char *err, size_t errlen) {
     int len = sizeof sa;
     if (uv_tcp_getsockname(&ls->io.tcp, (struct sockaddr *)&sa, &len) == 0)
       ls->port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
-    logf_(L, MYC_LOG_INFO, "link listening on tcp://%s:%d", ls->ep->host,
-          ls->port);
+    logf_(L, MYC_LOG_INFO, "link listening on %s://%s:%d",
+          ls->ep->tls ? "tls+tcp" : "tcp", ls->ep->host, ls->port);
   } else {
     logf_(L, MYC_LOG_INFO, "link listening on %s", ls->ep->url);
   }
@@ -1604,6 +1848,7 @@ static void links_free(void *ud) {
   myc__free(A(L), L->refs, L->caprefs * sizeof *L->refs);
   myc__free(A(L), L->chains, L->e->sched.nworkers * sizeof *L->chains + 1);
   myc__host_stage_free(&L->hs);
+  myc__secure_ctx_free(L->tls);
   myc__free(A(L), L->hello_types,
             (size_t)L->hello.ntypes * MYC_WIRE_TYPE_ENTRY + 1);
   myc__free(A(L), L->listeners, L->nlisten * sizeof *L->listeners + 1);
@@ -1684,7 +1929,7 @@ int myc__links_attach(myc_engine *e, const myc__link_config *c,
   myc__links *L;
   const char *why = myc__link_config_check(c);
   size_t i, n = nlisten + nconnect;
-  int rc;
+  int rc, tls_listen = 0, tls_dial = 0;
   *out = NULL;
   if (why != NULL) {
     snprintf(err, errlen, "%s", why);
@@ -1726,7 +1971,13 @@ int myc__links_attach(myc_engine *e, const myc__link_config *c,
                url);
       return MYC_EINVAL;
     }
+    if (L->eps[i].tls)
+      tls_listen |= i < nlisten, tls_dial |= i >= nlisten;
   }
+  if ((tls_listen || tls_dial) &&
+      (rc = myc__secure_ctx_new(&L->tls, A(L), c, tls_listen, tls_dial, err,
+                                errlen)) != 0)
+    return rc;
   /* "_links" starts with a pattern nobody emits on and drops it: its
    * subscriptions are the peers'. */
   rc = myc_engine_add_c_service(e, "_links", "_links.none", on_message, L, -1);

@@ -57,6 +57,7 @@ struct myc__nats {
   uv_timer_t stop_timer;
   uv_timer_t retry; /* dialling until a first server answers */
   uint32_t connect_attempts;
+  int connect_status; /* the last failure logged (natsStatus) */
   uint64_t stop_deadline;
   int started, joined, stopped_loop;
   natsOptions *opts;
@@ -808,6 +809,48 @@ static void on_wake(uv_async_t *a) {
  * connect would attach the connection to this loop from its reconnect
  * thread, which the libuv adapter does not support (the server sees the
  * connection close at once). */
+/* Logs why the seeds refused, and what to fix, when the reason is new:
+ * a refusal of TLS or credentials is not "no server". */
+static void connect_failed(myc__nats *N, natsStatus s) {
+  const char *url = N->urls[0];
+  const char *more = N->nurls > 1 ? " (the first seed)" : "";
+  const char *detail = nats_GetLastError(NULL);
+  double wait = N->cfg.reconnect_wait_ms;
+  if (detail == NULL || *detail == '\0')
+    detail = natsStatus_GetText(s);
+  else if (detail[0] == '(' && strstr(detail, "): ") != NULL)
+    detail = strstr(detail, "): ") + 3; /* libnats' "(conn.c:123): " */
+  if ((int)s == N->connect_status)
+    return;
+  N->connect_status = (int)s;
+  if (s == NATS_SSL_ERROR)
+    logf_(N, MYC_LOG_ERROR, "nats: %s%s: TLS failed (%s): check nats.tls.ca "
+          "(the CA that signed the server's certificate) and that the "
+          "certificate names the URL's host; retrying every %.0f ms",
+          url, more, detail, wait);
+  else if (s == NATS_NOT_PERMITTED || strstr(detail, "Violation") != NULL)
+    logf_(N, MYC_LOG_ERROR, "nats: %s%s: the server refused the credentials "
+          "(%s): check nats.user and nats.password, nats.token or nats.creds "
+          "(or user:password@ in the URL); retrying every %.0f ms",
+          url, more, detail, wait);
+  else if ((N->cfg.tls || N->cfg.tls_ca[0]) && strstr(detail, "PONG") != NULL)
+    /* TLS 1.3: a server that wanted a client certificate says so by
+     * closing the connection after the handshake. */
+    logf_(N, MYC_LOG_ERROR, "nats: %s%s: the server closed the connection "
+          "after the TLS handshake (%s): if it requires client "
+          "certificates, give nats.tls.cert and nats.tls.key; retrying "
+          "every %.0f ms", url, more, detail, wait);
+  else if (s == NATS_SECURE_CONNECTION_REQUIRED)
+    logf_(N, MYC_LOG_ERROR, "nats: %s%s: the server requires TLS: use "
+          "tls:// or nats.tls; retrying every %.0f ms", url, more, wait);
+  else if (s == NATS_SECURE_CONNECTION_WANTED)
+    logf_(N, MYC_LOG_ERROR, "nats: %s%s: the server does not speak TLS: use "
+          "nats:// and no nats.tls; retrying every %.0f ms", url, more, wait);
+  else
+    logf_(N, MYC_LOG_WARN, "nats: no server answered yet (%s: %s); retrying "
+          "every %.0f ms", url, detail, wait);
+}
+
 static void try_connect(myc__nats *N) {
   natsStatus s = natsConnection_Connect(&N->nc, N->opts);
   if (s == NATS_OK) {
@@ -819,10 +862,8 @@ static void try_connect(myc__nats *N) {
     return;
   }
   N->nc = NULL;
-  if (N->connect_attempts++ == 0)
-    logf_(N, MYC_LOG_WARN, "nats: no server answered yet (%s: %s); retrying "
-          "every %.0f ms",
-          N->urls[0], natsStatus_GetText(s), N->cfg.reconnect_wait_ms);
+  N->connect_attempts++;
+  connect_failed(N, s);
   if (N->cfg.max_reconnect >= 0 &&
       N->connect_attempts > (uint32_t)N->cfg.max_reconnect) {
     logf_(N, MYC_LOG_ERROR,

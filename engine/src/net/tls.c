@@ -35,8 +35,8 @@ static void describe(SSL *ssl, const char *what, char *err, size_t errlen) {
   ERR_clear_error();
 }
 
-static int load_server_keys(SSL_CTX *c, const myc__tls_config *cfg, char *err,
-                            size_t errlen) {
+static int load_keys(SSL_CTX *c, const myc__tls_config *cfg, char *err,
+                     size_t errlen) {
   if (cfg->cert_file == NULL || cfg->key_file == NULL) {
     snprintf(err, errlen, "a TLS server needs a certificate and a key");
     return -1;
@@ -85,12 +85,24 @@ SSL_CTX *myc__tls_ctx_new(int server, const myc__tls_config *cfg, char *err,
     return NULL;
   }
   SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
-  if ((server ? load_server_keys(c, cfg, err, errlen)
-              : load_trust(c, cfg, err, errlen)) != 0) {
-    SSL_CTX_free(c);
-    return NULL;
+  if ((server || cfg->cert_file != NULL) && load_keys(c, cfg, err, errlen) != 0)
+    goto fail;
+  if (!server && load_trust(c, cfg, err, errlen) != 0)
+    goto fail;
+  if (server && cfg->verify_client) {
+    if (cfg->ca_file == NULL) {
+      snprintf(err, errlen, "verifying clients needs a CA file");
+      goto fail;
+    }
+    if (load_trust(c, cfg, err, errlen) != 0)
+      goto fail;
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+                       NULL);
   }
   return c;
+fail:
+  SSL_CTX_free(c);
+  return NULL;
 }
 
 static int is_ip(const char *host) {

@@ -12,12 +12,17 @@
 typedef struct {
   const char *ca_file;   /* PEM bundle to trust; NULL: the system store */
   int insecure;          /* 1: no certificate or host name verification */
-  const char *cert_file; /* servers: PEM certificate chain */
-  const char *key_file;  /* servers: PEM private key */
+  const char *cert_file; /* servers: PEM certificate chain; clients: one */
+  const char *key_file;  /* to present when the server asks (mutual TLS) */
+  int verify_client;     /* servers: require a client certificate that
+                            'ca_file' verifies */
 } myc__tls_config;
 
 /* Creates a client (server == 0) or server context.  Clients verify the
- * peer's chain against 'ca_file' or the system store unless 'insecure'.
+ * peer's chain against 'ca_file' or the system store unless 'insecure',
+ * and present 'cert_file' when one is given; servers with
+ * 'verify_client' refuse a client without a certificate 'ca_file'
+ * verifies.
  * Returns the context (the caller frees it with SSL_CTX_free), or NULL
  * with the reason in 'err' (a CA file or key that cannot be loaded). */
 SSL_CTX *myc__tls_ctx_new(int server, const myc__tls_config *cfg, char *err,

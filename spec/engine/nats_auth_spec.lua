@@ -1,0 +1,211 @@
+-- spec/engine/nats_auth_spec.lua -- the NATS transport's TLS and
+-- credential options against a real nats-server that requires them:
+--   * TLS (a certificate from spec/support/certs.sh): two engines trust
+--     its CA through nats.tls.ca and exchange messages; an engine that
+--     trusts another CA is refused with the reason, naming the URL;
+--   * client certificates (nats.tls.cert/key): with them two engines
+--     exchange messages, without them the engine says what to give;
+--   * user and password, then a token: the right ones link two engines,
+--     wrong ones are refused with an error naming the URL and the keys to
+--     fix.  Refused engines keep running and stop cleanly.
+local cli = require "support.cli"
+local proc = require "support.proc"
+local certs = require "support.certs"
+local nats_cluster = require "support.nats_cluster"
+
+local bin = cli.bin
+
+local PRODUCER = [[
+local M = {}
+function M.init(ctx)
+  local n = 0
+  ctx:every(20, function()
+    n = n + 1
+    ctx:emit("auth.t", { n = n })
+  end)
+end
+return M
+]]
+
+local CONSUMER = [[
+local M = { subscribe = { "auth.*" } }
+function M.on_message(ctx, msg)
+  ctx.log:info("got", { n = msg.data.n })
+end
+return M
+]]
+
+local function wait_for(fn, seconds)
+  local deadline = os.time() + (seconds or 10)
+  repeat
+    local v = fn()
+    if v then return v end
+    proc.sleep(0.05)
+  until os.time() > deadline
+  return nil
+end
+
+-- Writes node 'name' (a producer or a consumer) dialling 'url' with the
+-- Lua text 'nats' as its nats table, and starts it; returns the process
+-- once its log matches 'ready'.
+local function engine(dir, name, url, nats, ready)
+  local module = name == "a" and "producer" or "consumer"
+  local cfg = dir:write(name .. ".lua", string.format([[
+return {
+  node = %q, workers = 1,
+  connect = { %q },
+  nats = { reconnect_wait_ms = 100, connect_timeout_ms = 2000, %s },
+  services = { { name = %q, module = %q } },
+}]], name, url, nats, module, module .. ".lua"))
+  return proc.spawn(string.format("exec timeout 30 %s run %s", bin, cfg), ready, 15)
+end
+
+-- Runs a (producer) and b (consumer) with 'nats' and checks that b gets
+-- a's messages, in order.
+local function exchange(dir, url, nats)
+  local a, b
+  finally(function()
+    if b then b.stop() end
+    if a then a.stop() end
+  end)
+  b = engine(dir, "b", url, nats, "nats: connected to")
+  a = engine(dir, "a", url, nats, "nats: connected to")
+  local got = wait_for(function()
+    local g = {}
+    for n in b.output():gmatch("%[consumer%] got n=(%d+)") do g[#g + 1] = tonumber(n) end
+    return #g >= 10 and g
+  end)
+  assert.is_truthy(got, b.output())
+  for i = 2, #got do assert.equal(got[i - 1] + 1, got[i]) end
+end
+
+-- Starts an engine that the server refuses; checks its log names the URL
+-- and says 'why', that it keeps running, then that it stops cleanly.
+local function refused(dir, url, nats, why)
+  local e = engine(dir, "b", url, nats, "nats: [^\n]*" .. url:gsub("%p", "%%%0"))
+  finally(function() e.stop() end)
+  local out = wait_for(function()
+    local o = e.output()
+    return o:find(why, 1, true) and o
+  end, 5)
+  assert.is_truthy(out, e.output())
+  proc.sleep(0.5)
+  assert.is_true(e.alive(), e.output())
+  assert.is_nil(e.output():find("[consumer] got", 1, true))
+  return out
+end
+
+describe("NATS transport options", function()
+  local dir, pki
+  setup(function()
+    dir = cli.tmpdir()
+    dir:write("producer.lua", PRODUCER)
+    dir:write("consumer.lua", CONSUMER)
+    pki = certs.make()
+  end)
+  teardown(function()
+    certs.remove(pki)
+    dir:remove()
+  end)
+
+  describe("against a server that requires TLS", function()
+    local server
+    setup(function()
+      server = nats_cluster.start(1, { scheme = "tls", conf = string.format([[
+tls {
+  cert_file: "%s/srv.crt"
+  key_file: "%s/srv.key"
+}]], pki, pki) })
+    end)
+    teardown(function() server:stop() end)
+
+    it("exchanges messages when nats.tls.ca trusts its certificate", function()
+      exchange(dir, server.urls[1], string.format("tls = { ca = %q }", pki .. "/ca.crt"))
+    end)
+
+    it("is refused, saying why, when nats.tls.ca is another CA", function()
+      local out = refused(dir, server.urls[1],
+                          string.format("tls = { ca = %q }", pki .. "/wrongca.crt"),
+                          "TLS failed")
+      assert.matches("ERROR [^\n]*nats: " .. server.urls[1]:gsub("%p", "%%%0")
+                     .. ": TLS failed [^\n]*: check nats%.tls%.ca", out)
+    end)
+
+    -- libnats goes over to TLS when the server asks; the system store
+    -- does not hold the test CA.
+    it("is refused, saying why, when it dials nats:// without the CA", function()
+      local url = server.urls[1]:gsub("^tls:", "nats:")
+      local out = refused(dir, url, "", "TLS failed")
+      assert.matches("check nats%.tls%.ca", out)
+    end)
+  end)
+
+  describe("against a server that requires client certificates", function()
+    local server
+    setup(function()
+      server = nats_cluster.start(1, { scheme = "tls", conf = string.format([[
+tls {
+  cert_file: "%s/srv.crt"
+  key_file: "%s/srv.key"
+  ca_file: "%s/ca.crt"
+  verify: true
+}]], pki, pki, pki) })
+    end)
+    teardown(function() server:stop() end)
+
+    it("exchanges messages with nats.tls.cert and nats.tls.key", function()
+      exchange(dir, server.urls[1], string.format("tls = { ca = %q, cert = %q, key = %q }",
+                                                  pki .. "/ca.crt", pki .. "/client.crt",
+                                                  pki .. "/client.key"))
+    end)
+
+    it("is refused, saying what to give, without them", function()
+      refused(dir, server.urls[1], string.format("tls = { ca = %q }", pki .. "/ca.crt"),
+              "if it requires client certificates, give nats.tls.cert and nats.tls.key")
+    end)
+  end)
+
+  describe("against a server that requires a user and password", function()
+    local server
+    setup(function()
+      server = nats_cluster.start(1, { conf = [[
+authorization {
+  user: alice
+  password: "s3cret-pw"
+}]] })
+    end)
+    teardown(function() server:stop() end)
+
+    it("exchanges messages with the right ones", function()
+      exchange(dir, server.urls[1], 'user = "alice", password = "s3cret-pw"')
+    end)
+
+    it("is refused, naming the URL and the keys to fix, with wrong ones", function()
+      local out = refused(dir, server.urls[1], 'user = "alice", password = "nope"',
+                          "the server refused the credentials")
+      assert.matches("ERROR [^\n]*nats: " .. server.urls[1]:gsub("%p", "%%%0")
+                     .. ": the server refused the credentials %([^\n]*Violation[^\n]*%): "
+                     .. "check nats%.user and nats%.password, nats%.token", out)
+    end)
+  end)
+
+  describe("against a server that requires a token", function()
+    local server
+    setup(function()
+      server = nats_cluster.start(1, { conf = [[
+authorization {
+  token: "t0ken-of-the-test"
+}]] })
+    end)
+    teardown(function() server:stop() end)
+
+    it("exchanges messages with the right one", function()
+      exchange(dir, server.urls[1], 'token = "t0ken-of-the-test"')
+    end)
+
+    it("is refused with a wrong one, or none", function()
+      refused(dir, server.urls[1], 'token = "wrong"', "nats.token")
+      refused(dir, server.urls[1], "", "the server refused the credentials")
+    end)
+  end)
+end)
