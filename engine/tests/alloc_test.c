@@ -4,6 +4,9 @@
 #include "base/alloc.h"
 
 #include <string.h>
+#ifdef MYC_MIMALLOC
+#include <mimalloc.h>
+#endif
 
 static void *lua_alloc(myc__lua_budget *b, void *p, size_t o, size_t n) {
   return myc__lua_alloc(b, p, o, n);
@@ -210,6 +213,20 @@ static void the_prepared_region_serves_blocks_of_any_size(void) {
   CHECK(b.prep == NULL && b.prep_size == 0);
 }
 
+/* In a build with mimalloc the default hook allocates from it (the
+ * sanitizer builds keep malloc, which they watch). */
+static void the_default_hook_uses_the_chosen_allocator(void) {
+  void *p = myc__default_alloc(NULL, NULL, 0, 100);
+  CHECK(p != NULL);
+  p = myc__default_alloc(NULL, p, 100, 5000);
+  CHECK(p != NULL);
+#ifdef MYC_MIMALLOC
+  CHECK(mi_is_in_heap_region(p));
+  CHECK(mi_usable_size(p) >= 5000);
+#endif
+  myc__default_alloc(NULL, p, 5000, 0);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"small_blocks_are_reused", small_blocks_are_reused},
@@ -218,6 +235,8 @@ int main(void) {
       {"the_limit_refuses_growth", the_limit_refuses_growth},
       {"the_cache_is_bounded", the_cache_is_bounded},
       {"small_blocks_come_from_the_slab", small_blocks_come_from_the_slab},
+      {"the_default_hook_uses_the_chosen_allocator",
+       the_default_hook_uses_the_chosen_allocator},
       {"the_prepared_region_serves_blocks_of_any_size",
        the_prepared_region_serves_blocks_of_any_size},
       {NULL, NULL}};

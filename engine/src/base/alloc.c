@@ -6,15 +6,32 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef MYC_MIMALLOC
+#include <mimalloc.h>
+#endif
 
+/* mimalloc when built with it: glibc grows a worker thread's arena a page
+ * at a time (one mprotect each) and trims it back as soon as its top is
+ * free, so a service's heap faults the same pages in again and again;
+ * mimalloc's per-thread pages are reused without it (docs/PERFORMANCE.md).
+ * Nothing else in the engine calls malloc or free, so no pointer crosses
+ * from one allocator to the other. */
 void *myc__default_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   (void)ud;
   (void)osize;
+#ifdef MYC_MIMALLOC
+  if (nsize == 0) {
+    mi_free(ptr);
+    return NULL;
+  }
+  return mi_realloc(ptr, nsize);
+#else
   if (nsize == 0) {
     free(ptr);
     return NULL;
   }
   return realloc(ptr, nsize);
+#endif
 }
 
 void *myc__malloc(const myc__alloc *a, size_t n) {
