@@ -461,8 +461,7 @@ static void on_digest(void *ud, const myc_message *m) {
 
 /* The state crosses the reload exactly, and the copy takes its memory
  * from the region prepared before the swap: the Lua allocation hook sees
- * a few hundred calls during the reload, not one per entry copied (about
- * 40 000 without it). */
+ * a few hundred calls during the reload, not one per block copied. */
 static void reload_copies_into_prepared_memory(void) {
   failing_alloc lua = {0, 0, 0};
   myc_engine_config cfg;
