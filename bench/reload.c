@@ -26,6 +26,34 @@ static void discard(void *ud, int level, const char *line, size_t len) {
   (void)len;
 }
 
+/* What each swap cost the worker itself, from the engine's log line:
+ * its CPU time and page faults do not count time spent preempted, which
+ * on a shared machine can dwarf the copy. */
+typedef struct {
+  double cpu_ms[RELOADS];
+  double faults[RELOADS];
+  int n;
+} swap_costs;
+
+static void on_log(void *ud, int level, const char *line, size_t len) {
+  swap_costs *c = ud;
+  char text[512];
+  const char *p;
+  double wall, cpu, faults;
+  (void)level;
+  if (len >= sizeof text || c->n == RELOADS)
+    return;
+  memcpy(text, line, len);
+  text[len] = '\0';
+  p = strstr(text, ", swap ");
+  if (p != NULL &&
+      sscanf(p, ", swap %lf ms, cpu %lf ms, %lf page faults", &wall, &cpu,
+             &faults) == 3) {
+    c->cpu_ms[c->n] = cpu;
+    c->faults[c->n++] = faults;
+  }
+}
+
 static void pack_num(msgpack_packer *pk, const char *k, double v) {
   msgpack_pack_str_with_body(pk, k, strlen(k));
   msgpack_pack_double(pk, v);
@@ -97,13 +125,18 @@ static int reload_pause(const char *shape, int entries, int load,
   long n = -1, dup = -1, gaps = -1, sent = -2;
   char err[1024], metric[96];
   result res;
+  swap_costs costs;
+  double first3 = 0;
   pthread_t th;
   int i, rc = 0;
 
   memset(&res, 0, sizeof res);
+  memset(&costs, 0, sizeof costs);
   myc_engine_config_init(&cfg);
   cfg.workers = 2;
-  cfg.log_fn = discard;
+  cfg.log_fn = on_log;
+  cfg.log_ud = &costs;
+  cfg.log_level = MYC_LOG_INFO;
   if (myc_engine_new(&e, &cfg) != 0)
     return 1;
   res.e = e;
@@ -148,6 +181,8 @@ static int reload_pause(const char *shape, int entries, int load,
     fprintf(stderr, "bench: reload: no result\n");
     return 1;
   }
+  for (i = 0; i < 3 && i < costs.n; i++)
+    first3 += costs.faults[i];
   qsort(pause, RELOADS, sizeof *pause, cmp);
   qsort(total, RELOADS, sizeof *total, cmp);
   snprintf(metric, sizeof metric, "%s_pause_p50_ms", name);
@@ -158,6 +193,20 @@ static int reload_pause(const char *shape, int entries, int load,
                     : "100 reloads, light traffic");
   snprintf(metric, sizeof metric, "%s_pause_max_ms", name);
   bench_report("reload", metric, pause[RELOADS - 1], "ms", "");
+  if (costs.n == RELOADS) {
+    qsort(costs.cpu_ms, RELOADS, sizeof *costs.cpu_ms, cmp);
+    qsort(costs.faults, RELOADS, sizeof *costs.faults, cmp);
+    snprintf(metric, sizeof metric, "%s_pause_cpu_p50_ms", name);
+    bench_report("reload", metric, pct(costs.cpu_ms, RELOADS, 0.5), "ms",
+                 "the worker's CPU time in the swap (no preemption)");
+    snprintf(metric, sizeof metric, "%s_pause_cpu_p99_ms", name);
+    bench_report("reload", metric, pct(costs.cpu_ms, RELOADS, 0.99), "ms", "");
+    snprintf(metric, sizeof metric, "%s_pause_faults_first3", name);
+    bench_report("reload", metric, first3, "faults",
+                 "page faults in the first 3 swaps");
+    snprintf(metric, sizeof metric, "%s_pause_faults_max", name);
+    bench_report("reload", metric, costs.faults[RELOADS - 1], "faults", "");
+  }
   snprintf(metric, sizeof metric, "%s_reload_call_p50_ms", name);
   bench_report("reload", metric, pct(total, RELOADS, 0.5), "ms",
                "myc_engine_reload: compile off the worker + swap");

@@ -12,6 +12,8 @@ endif()
 # The engine's sources and definitions, as the main build compiles them,
 # for fuzz/CMakeLists.txt to compile again.
 get_target_property(MYC_ENGINE_DEFS libmycelium COMPILE_DEFINITIONS)
+# Under the sanitizers the default hook stays on malloc, which they watch.
+list(REMOVE_ITEM MYC_ENGINE_DEFS MYC_MIMALLOC)
 file(WRITE ${CMAKE_BINARY_DIR}/fuzz-engine.cmake
   "set(MYC_ENGINE_SOURCES [==[${MYC_SOURCES}]==])\n"
   "set(MYC_ENGINE_DEFS [==[${MYC_ENGINE_DEFS}]==])\n")

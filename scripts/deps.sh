@@ -12,7 +12,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   luajit libluajit-5.1-dev libuv1-dev libmsgpack-dev libyaml-dev
   libssl-dev libwslay-dev libhttp-parser-dev libjansson-dev
-  libhiredis-dev libgmp-dev libpq-dev
+  libhiredis-dev libgmp-dev libpq-dev libmimalloc-dev
   lua-busted lua-cjson lua-messagepack luarocks
   redis-server
   postgresql

@@ -4,6 +4,9 @@
 #include "base/alloc.h"
 
 #include <string.h>
+#ifdef MYC_MIMALLOC
+#include <mimalloc.h>
+#endif
 
 static void *lua_alloc(myc__lua_budget *b, void *p, size_t o, size_t n) {
   return myc__lua_alloc(b, p, o, n);
@@ -164,6 +167,66 @@ static void small_blocks_come_from_the_slab(void) {
   CHECK_EQ(fa.live, 0);
 }
 
+/* A prepared region is one base allocation with every page written;
+ * blocks of any size are cut from it, a large one moves into it on a
+ * resize, freed small ones are reused, and the region goes back whole at
+ * the drain. */
+static void the_prepared_region_serves_blocks_of_any_size(void) {
+  failing_alloc fa = {0, 0, 0};
+  myc__alloc a = {failing_alloc_fn, &fa};
+  myc__lua_budget b;
+  char *small, *big, *moved, *outside, *after;
+  int i;
+
+  memset(&b, 0, sizeof b);
+  b.base = &a;
+  outside = lua_alloc(&b, NULL, 0, 1000); /* before: from the base hook */
+  memset(outside, 'x', 1000);
+  CHECK_EQ(fa.count, 1);
+  CHECK_EQ(myc__lua_budget_prepare(&b, 10000), 0);
+  CHECK_EQ(fa.count, 2);
+  CHECK_EQ(b.prep_size, 12288); /* whole pages */
+  CHECK_EQ(myc__lua_budget_prepare(&b, 50000), 0); /* kept, not replaced */
+  CHECK_EQ(fa.count, 2);
+  small = lua_alloc(&b, NULL, 0, 20);
+  big = lua_alloc(&b, NULL, 0, 3000);
+  CHECK(small == b.prep && big == b.prep + 32);
+  moved = lua_alloc(&b, outside, 1000, 2000);
+  CHECK(moved == b.prep + 32 + 3008);
+  for (i = 0; i < 1000; i++)
+    CHECK(moved[i] == 'x');
+  CHECK_EQ(fa.count, 2);
+  CHECK_EQ(fa.live, 12288); /* 'outside' went back */
+  lua_alloc(&b, small, 20, 0);
+  CHECK(lua_alloc(&b, NULL, 0, 24) == small); /* reused through the cache */
+  lua_alloc(&b, big, 3000, 0);                /* stays in the region */
+  after = lua_alloc(&b, NULL, 0, 9000); /* past its end: the base hook */
+  CHECK(after != NULL && !(after >= b.prep && after < b.prep + b.prep_size));
+  CHECK_EQ(fa.count, 3);
+  CHECK_EQ(atomic_load(&b.used), 24 + 2000 + 9000);
+  lua_alloc(&b, small, 24, 0);
+  lua_alloc(&b, moved, 2000, 0);
+  lua_alloc(&b, after, 9000, 0);
+  CHECK_EQ(atomic_load(&b.used), 0);
+  myc__lua_budget_drain(&b);
+  CHECK_EQ(fa.live, 0);
+  CHECK(b.prep == NULL && b.prep_size == 0);
+}
+
+/* In a build with mimalloc the default hook allocates from it (the
+ * sanitizer builds keep malloc, which they watch). */
+static void the_default_hook_uses_the_chosen_allocator(void) {
+  void *p = myc__default_alloc(NULL, NULL, 0, 100);
+  CHECK(p != NULL);
+  p = myc__default_alloc(NULL, p, 100, 5000);
+  CHECK(p != NULL);
+#ifdef MYC_MIMALLOC
+  CHECK(mi_is_in_heap_region(p));
+  CHECK(mi_usable_size(p) >= 5000);
+#endif
+  myc__default_alloc(NULL, p, 5000, 0);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"small_blocks_are_reused", small_blocks_are_reused},
@@ -172,6 +235,10 @@ int main(void) {
       {"the_limit_refuses_growth", the_limit_refuses_growth},
       {"the_cache_is_bounded", the_cache_is_bounded},
       {"small_blocks_come_from_the_slab", small_blocks_come_from_the_slab},
+      {"the_default_hook_uses_the_chosen_allocator",
+       the_default_hook_uses_the_chosen_allocator},
+      {"the_prepared_region_serves_blocks_of_any_size",
+       the_prepared_region_serves_blocks_of_any_size},
       {NULL, NULL}};
   return run_tests(cases);
 }

@@ -6,15 +6,32 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef MYC_MIMALLOC
+#include <mimalloc.h>
+#endif
 
+/* mimalloc when built with it: glibc grows a worker thread's arena a page
+ * at a time (one mprotect each) and trims it back as soon as its top is
+ * free, so a service's heap faults the same pages in again and again;
+ * mimalloc's per-thread pages are reused without it (docs/PERFORMANCE.md).
+ * Nothing else in the engine calls malloc or free, so no pointer crosses
+ * from one allocator to the other. */
 void *myc__default_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   (void)ud;
   (void)osize;
+#ifdef MYC_MIMALLOC
+  if (nsize == 0) {
+    mi_free(ptr);
+    return NULL;
+  }
+  return mi_realloc(ptr, nsize);
+#else
   if (nsize == 0) {
     free(ptr);
     return NULL;
   }
   return realloc(ptr, nsize);
+#endif
 }
 
 void *myc__malloc(const myc__alloc *a, size_t n) {
@@ -103,6 +120,22 @@ static void *slab_cut(myc__lua_budget *b, size_t n) {
   return p;
 }
 
+static int in_prep(const myc__lua_budget *b, const void *p) {
+  return b->prep != NULL && (const char *)p >= b->prep &&
+         (const char *)p < b->prep + b->prep_size;
+}
+
+/* 'n' bytes (16-aligned) from the prepared region, or NULL. */
+static void *prep_cut(myc__lua_budget *b, size_t n) {
+  void *p;
+  n = (n + 15) & ~(size_t)15;
+  if (b->prep == NULL || b->prep_size - b->prep_used < n)
+    return NULL;
+  p = b->prep + b->prep_used;
+  b->prep_used += n;
+  return p;
+}
+
 static void *block_get(myc__lua_budget *b, size_t n) {
   int c = lua_class(n);
   void *p;
@@ -115,12 +148,16 @@ static void *block_get(myc__lua_budget *b, size_t n) {
     if ((p = slab_cut(b, class_bytes(n))) != NULL)
       return p;
   }
+  if ((p = prep_cut(b, class_bytes(n))) != NULL)
+    return p;
   return b->base->fn(b->base->ud, NULL, 0, class_bytes(n));
 }
 
 static void block_put(myc__lua_budget *b, void *p, size_t n) {
   int c = lua_class(n);
-  if (c >= 0 && in_slab(b, p)) {
+  if (in_prep(b, p) && c < 0)
+    return; /* its room comes back with the region */
+  if (c >= 0 && (in_slab(b, p) || in_prep(b, p))) {
     /* Not counted in 'cached': the slab is held whatever its blocks do. */
     *(void **)p = b->cache[c];
     b->cache[c] = p;
@@ -146,7 +183,11 @@ static void *block_resize(myc__lua_budget *b, void *ptr, size_t osize,
   void *p;
   if (oc >= 0 && oc == nc)
     return ptr;
-  if (oc < 0 && nc < 0)
+  /* A large block moves into the prepared region while it has room (a
+   * string table or an array doubling during a copy): a realloc would
+   * fault fresh pages in. */
+  if (oc < 0 && nc < 0 && !in_prep(b, ptr) &&
+      (b->prep == NULL || b->prep_size - b->prep_used < nsize))
     return b->base->fn(b->base->ud, ptr, osize, nsize);
   p = block_get(b, nsize);
   if (p == NULL)
@@ -162,7 +203,7 @@ void myc__lua_budget_drain(myc__lua_budget *b) {
     while (b->cache[c] != NULL) {
       void *p = b->cache[c];
       b->cache[c] = *(void **)p;
-      if (!in_slab(b, p))
+      if (!in_slab(b, p) && !in_prep(b, p))
         b->base->fn(b->base->ud, p, (size_t)(c + 1) * 16, 0);
     }
   }
@@ -171,6 +212,31 @@ void myc__lua_budget_drain(myc__lua_budget *b) {
     b->base->fn(b->base->ud, b->slab, b->slab_size, 0);
   b->slab = NULL;
   b->slab_used = 0;
+  if (b->prep != NULL)
+    b->base->fn(b->base->ud, b->prep, b->prep_size, 0);
+  b->prep = NULL;
+  b->prep_size = b->prep_used = 0;
+}
+
+#define PAGE 4096
+
+int myc__lua_budget_prepare(myc__lua_budget *b, size_t n) {
+  volatile char *p;
+  size_t i;
+  if (b->prep != NULL)
+    return 0;
+  n = (n + PAGE - 1) & ~(size_t)(PAGE - 1);
+  p = b->base->fn(b->base->ud, NULL, 0, n);
+  if (p == NULL)
+    return MYC_ENOMEM;
+  /* The first write to a page is what costs (a fault, and for a fresh
+   * heap an mprotect): done here, not on the thread that copies. */
+  for (i = 0; i < n; i += PAGE)
+    p[i] = 0;
+  b->prep = (char *)p;
+  b->prep_size = n;
+  b->prep_used = 0;
+  return 0;
 }
 
 _Noreturn void myc__escape_rethrow(myc__lua_budget *b) {

@@ -107,6 +107,15 @@ typedef struct myc__lua_budget {
   size_t slab_size;
   char *slab;
   size_t slab_used;
+  /* A region prepared for a copy into the state (a reload's snapshot)
+   * by myc__lua_budget_prepare, on another thread than the one that
+   * copies: blocks of any size are cut from it while it lasts, so the
+   * copy neither calls the base hook nor faults a page in.  Freed small
+   * blocks go to the cache as the slab's do; a freed large one stays
+   * where it is until the region goes back whole at the drain. */
+  char *prep;
+  size_t prep_size;
+  size_t prep_used;
 } myc__lua_budget;
 
 /* Removes escape 'e' of 'b' after the call returned normally. */
@@ -125,8 +134,15 @@ _Noreturn void myc__escape_rethrow(myc__lua_budget *b);
  * hook in their class size and return to the cache. */
 void *myc__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
-/* Returns the cached blocks and the slab to the base hook.  Call after
- * lua_close(). */
+/* Gives 'b' a region of at least 'n' bytes for its next allocations,
+ * with every page touched (faulted in) by the calling thread.  Call before
+ * the thread that runs the state copies into it, while no allocation of
+ * the state runs.  Returns 0, or MYC_ENOMEM (the budget is unchanged and
+ * works as before).  A budget that has a region keeps it. */
+int myc__lua_budget_prepare(myc__lua_budget *b, size_t n);
+
+/* Returns the cached blocks, the slab and the prepared region to the
+ * base hook.  Call after lua_close(). */
 void myc__lua_budget_drain(myc__lua_budget *b);
 
 #endif

@@ -1,6 +1,7 @@
 /* clock.c -- engine clock (see clock.h). */
 #include "base/clock.h"
 
+#include <sys/resource.h>
 #include <time.h>
 
 static int64_t read_clock(clockid_t id) {
@@ -28,3 +29,14 @@ void myc__clock_set(myc__clock *c, int64_t ns) {
 }
 
 int64_t myc__mono_ns(void) { return read_clock(CLOCK_MONOTONIC); }
+
+int64_t myc__thread_cpu_ns(void) { return read_clock(CLOCK_THREAD_CPUTIME_ID); }
+
+uint64_t myc__thread_faults(void) {
+#ifdef RUSAGE_THREAD
+  struct rusage ru;
+  if (getrusage(RUSAGE_THREAD, &ru) == 0)
+    return (uint64_t)ru.ru_minflt + (uint64_t)ru.ru_majflt;
+#endif
+  return 0;
+}

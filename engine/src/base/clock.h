@@ -23,6 +23,12 @@ int64_t myc__clock_now(const myc__clock *c);
  * real durations (a reload's pause, how long a handler has run). */
 int64_t myc__mono_ns(void);
 
+/* CPU time the calling thread has used, in ns, and the page faults it
+ * has taken (0 where the system does not count them per thread): what a
+ * pause cost the thread itself, apart from time spent preempted. */
+int64_t myc__thread_cpu_ns(void);
+uint64_t myc__thread_faults(void);
+
 /* The longest delay or duration the engine takes, in ms and in s (about
  * 31 years).  Converted to int64 ns, even added to the clock, it stays far
  * from overflowing; a larger value (or an infinite one) is refused where

@@ -305,6 +305,23 @@ int myc__instance_load(myc_service *s, myc__instance *in, const char *module,
   return 0;
 }
 
+/* Below this a region is not worth its allocation. */
+#define PREPARE_MIN (64u << 10)
+
+size_t myc__instance_prepare(myc_service *s, myc__instance *in) {
+  myc__lua_budget *b = &s->mem[in->slot];
+  size_t old = atomic_load(&s->mem[atomic_load(&s->mem_cur)].used);
+  size_t have = atomic_load(&b->used), n;
+  /* What the old state holds beyond its code (about what 'in' holds
+   * now) is its data, an upper bound of the snapshot: garbage not yet
+   * collected counts too, and its room serves the state's next
+   * allocations instead of the worker's heap. */
+  if (in->L == NULL || old <= have + PREPARE_MIN)
+    return 0;
+  n = (old - have) + (old - have) / 8;
+  return myc__lua_budget_prepare(b, n) == 0 ? b->prep_size : 0;
+}
+
 void myc__instance_load_interrupt(myc_service *s) {
   int i;
   for (i = 0; i < MYC_SLOTS; i++)

@@ -28,6 +28,14 @@ int myc__instance_load(myc_service *s, myc__instance *in, const char *module,
  * (as if past its budget).  Any thread. */
 void myc__instance_load_interrupt(myc_service *s);
 
+/* Prepares memory for the snapshot a reload will copy into 'in' (just
+ * loaded, not yet committed): a region the size of the current
+ * instance's state, past what 'in' already holds, faulted in by the
+ * calling thread, so the copy on the worker neither allocates from the
+ * process heap nor faults.  A failure only leaves the copy to allocate as
+ * it goes.  Any thread but the worker; returns the region's size. */
+size_t myc__instance_prepare(myc_service *s, myc__instance *in);
+
 /* Calls the new instance's init(ctx, opts, state) where 'state' is a copy
  * of the value registered as 'snap_ref' in state 'from' ('from' NULL or
  * the ref LUA_NOREF: nil).  Worker thread.  Returns 0, or a negative code

@@ -72,7 +72,8 @@ static void keep_previous(myc_service *s, int ref) {
 static int swap(myc_service *s, myc__reload *r, char *err, size_t errlen) {
   myc__supervision *sup = s->sup;
   const myc__alloc *a = &s->eng->alloc;
-  int64_t t0 = myc__mono_ns(), now;
+  int64_t t0 = myc__mono_ns(), cpu0 = myc__thread_cpu_ns(), now;
+  uint64_t faults0 = myc__thread_faults();
   int state = atomic_load(&s->state), rc, ref = LUA_NOREF;
   myc__end how;
 
@@ -131,9 +132,15 @@ static int swap(myc_service *s, myc__reload *r, char *err, size_t errlen) {
                               sup->retire_gen) != 0)
       myc__sup_end_probation(s);
   }
-  myc__sup_log(s, MYC_LOG_INFO, "reloaded %s (version %u, swap %.3f ms)",
+  /* The CPU time and faults say whether a long swap was the copy or the
+   * worker waiting for a core. */
+  myc__sup_log(s, MYC_LOG_INFO,
+               "reloaded %s (version %u, swap %.3f ms, cpu %.3f ms, "
+               "%llu page faults)",
                s->module, atomic_load(&sup->version),
-               (double)atomic_load(&sup->last_pause_ns) / 1e6);
+               (double)atomic_load(&sup->last_pause_ns) / 1e6,
+               (double)(myc__thread_cpu_ns() - cpu0) / 1e6,
+               (unsigned long long)(myc__thread_faults() - faults0));
   return 0;
 }
 
@@ -195,6 +202,7 @@ static void load(myc__reload *r) {
                             sizeof err);
   }
   if (rc == 0) {
+    myc__instance_prepare(s, &r->in);
     atomic_store(&s->sup->pending, r);
     myc__sup_post(s, MYC_CMD_RELOAD);
     return;
