@@ -27,7 +27,7 @@ typedef struct {
   myc_engine *e;
   int done;
   double lines, events, signals, seconds, sig_p50, sig_p99, ev_p50, ev_p99,
-      dropped;
+      dropped, p99_cold, p99_steady, n_cold, n_steady;
 } run_state;
 
 typedef struct {
@@ -41,9 +41,11 @@ static void on_result(void *ud, const myc_message *m) {
   size_t n = m->len < sizeof text - 1 ? m->len : sizeof text - 1;
   memcpy(text, m->data, n);
   text[n] = '\0';
-  if (sscanf(text, "%lf %lf %lf %lf %lf %lf %lf %lf %lf", &st->lines,
-             &st->events, &st->signals, &st->seconds, &st->sig_p50,
-             &st->sig_p99, &st->ev_p50, &st->ev_p99, &st->dropped) == 9)
+  if (sscanf(text, "%lf %lf %lf %lf %lf %lf %lf %lf %lf %lf %lf %lf %lf",
+             &st->lines, &st->events, &st->signals, &st->seconds,
+             &st->sig_p50, &st->sig_p99, &st->ev_p50, &st->ev_p99,
+             &st->dropped, &st->p99_cold, &st->p99_steady, &st->n_cold,
+             &st->n_steady) == 13)
     st->done = 1;
   myc_engine_stop(st->e, 0);
 }
@@ -207,7 +209,7 @@ static int flood(int ws, const char *name) {
   }
   snprintf(metric, sizeof metric, "%s_events_per_s", name);
   bench_report("bandit", metric, bench_median(thr, BENCH_RUNS), "events/s",
-               "accepted logs, as fast as it goes (>= 200000)");
+               "accepted logs, as fast as it goes");
   snprintf(metric, sizeof metric, "%s_lines_per_s", name);
   bench_report("bandit", metric, bench_median(lps, BENCH_RUNS), "lines/s",
                "websocket messages, faults included");
@@ -222,9 +224,9 @@ static int flood(int ws, const char *name) {
 
 /* 10 000 accepted events/s: the sample has 50 per 59 notifications. */
 static int paced(int ws, const char *name) {
-  double rate = 10000 * NOTES / ACCEPTED, secs = 5 * bench_scale() + 1;
+  double rate = 10000 * NOTES / ACCEPTED, secs = 5 * bench_scale() + 2;
   double p50[BENCH_RUNS], p99[BENCH_RUNS], e50[BENCH_RUNS], e99[BENCH_RUNS];
-  double thr[BENCH_RUNS];
+  double thr[BENCH_RUNS], cold[BENCH_RUNS], steady[BENCH_RUNS];
   char metric[96];
   run_state st;
   int r;
@@ -236,6 +238,8 @@ static int paced(int ws, const char *name) {
     e50[r] = st.ev_p50 / 1e3;
     e99[r] = st.ev_p99 / 1e3;
     thr[r] = st.events / st.seconds;
+    cold[r] = st.p99_cold / 1e3;
+    steady[r] = st.p99_steady / 1e3;
   }
   snprintf(metric, sizeof metric, "%s_events_per_s", name);
   bench_report("bandit", metric, bench_median(thr, BENCH_RUNS), "events/s",
@@ -245,7 +249,13 @@ static int paced(int ws, const char *name) {
                "log arrival -> signal");
   snprintf(metric, sizeof metric, "%s_signal_latency_p99", name);
   bench_report("bandit", metric, bench_median(p99, BENCH_RUNS), "us",
-               "target < 1000");
+               "whole run, cold start included");
+  snprintf(metric, sizeof metric, "%s_signal_p99_cold", name);
+  bench_report("bandit", metric, bench_median(cold, BENCH_RUNS), "us",
+               "signals of logs that arrived in the first 2 s");
+  snprintf(metric, sizeof metric, "%s_signal_p99_steady", name);
+  bench_report("bandit", metric, bench_median(steady, BENCH_RUNS), "us",
+               "signals of logs that arrived after 2 s");
   snprintf(metric, sizeof metric, "%s_applied_latency_p50", name);
   bench_report("bandit", metric, bench_median(e50, BENCH_RUNS), "us",
                "log arrival -> EventApplied");

@@ -1,10 +1,14 @@
 -- bench bandit result: waits for the detector's end of stream and reports
 -- one line on bench.result.bandit for bench/bandit.c:
 --   lines events signals seconds sig_p50 sig_p99 ev_p50 ev_p99 dropped
+--   sig_p99_cold sig_p99_steady sig_n_cold sig_n_steady
 -- seconds runs from the first line (fed, or received over WebSocket) to
 -- the detector's end marker (the same CLOCK_MONOTONIC in every service); latencies are the
--- detector's, log arrival at the adapter to the signal / EventApplied
--- emit, in ns; dropped sums every service's mailbox losses (must be 0).
+-- detector's, log arrival (the socket read that brought it, or the
+-- adapter's handler for fed lines) to the signal / EventApplied emit, in
+-- ns, over the whole run and split into its first 2 s (cold: the JIT is
+-- compiling) and the rest; dropped sums every service's mailbox losses
+-- (must be 0).
 local M = { subscribe = { "bandit.end.detector" } }
 
 function M.on_message(ctx, msg)
@@ -20,9 +24,11 @@ function M.on_message(ctx, msg)
     dropped = dropped + (st and st.dropped or 0)
   end
   local s, e = d.latency_ns.signal, d.latency_ns.event
-  ctx:emit("bench.result.bandit", string.format("%d %d %d %.9f %.0f %.0f %.0f %.0f %d",
+  local sc, ss = d.latency_ns.signal_cold, d.latency_ns.signal_steady
+  ctx:emit("bench.result.bandit", string.format(
+    "%d %d %d %.9f %.0f %.0f %.0f %.0f %d %.0f %.0f %d %d",
     ad.lines, d.events, d.signals, seconds, s.p50 or 0, s.p99 or 0, e.p50 or 0,
-    e.p99 or 0, dropped))
+    e.p99 or 0, dropped, sc.p99 or 0, ss.p99 or 0, sc.n, ss.n))
 end
 
 return M
