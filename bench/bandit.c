@@ -1,8 +1,8 @@
 /* bandit.c -- Bandit end to end: the bundled Polygon capture played in a
  * loop into PolygonAdapter -> MetadataService -> ArbitrageDetector (typed
- * messages, on one worker, then split over two), as fast as the pipeline takes it and then at a
- * steady 10 000 accepted events/s.  Two sources: the replay server
- * (myc-replay) over a real WebSocket, as in production, and
+ * messages, on one worker, then split over two), as fast as the pipeline takes
+ * it and then at a steady 10 000 accepted events/s.  Two sources: the replay
+ * server (myc-replay) over a real WebSocket, as in production, and
  * examples/bandit/feeder.lua injecting the lines in process (no socket,
  * no JSON-RPC routing: the services' own cost).
  * Reports accepted events and lines per second from the first line to the
@@ -57,10 +57,10 @@ static void on_result(void *ud, const myc_message *m) {
   memcpy(text, m->data, n);
   text[n] = '\0';
   if (sscanf(text, "%lf %lf %lf %lf %lf %lf %lf %lf %lf %lf %lf %lf %lf %lf",
-             &st->lines, &st->events, &st->signals, &st->seconds,
-             &st->sig_p50, &st->sig_p99, &st->ev_p50, &st->ev_p99,
-             &st->dropped, &st->p99_cold, &st->p99_steady, &st->n_cold,
-             &st->n_steady, &st->refused) == 14)
+             &st->lines, &st->events, &st->signals, &st->seconds, &st->sig_p50,
+             &st->sig_p99, &st->ev_p50, &st->ev_p99, &st->dropped,
+             &st->p99_cold, &st->p99_steady, &st->n_cold, &st->n_steady,
+             &st->refused) == 14)
     st->done = 1;
   myc_engine_stop(st->e, 0);
 }

@@ -321,6 +321,7 @@ static void on_wslay_msg(wslay_event_context_ptr ctx,
                          const struct wslay_event_on_msg_recv_arg *m,
                          void *ud) {
   myc_ws *ws = ud;
+  int binary;
   (void)ctx;
   switch (m->opcode) {
   case WSLAY_TEXT_FRAME:
@@ -328,8 +329,8 @@ static void on_wslay_msg(wslay_event_context_ptr ctx,
     if (ws->state != MYC_WS_OPEN)
       return;         /* closing: the service does not want more */
     ws->failures = 0; /* a peer that delivers is healthy */
-    if (batch_add(ws, m->msg, m->msg_length,
-                  m->opcode == WSLAY_BINARY_FRAME) != 0) {
+    binary = m->opcode == WSLAY_BINARY_FRAME;
+    if (batch_add(ws, m->msg, m->msg_length, binary) != 0) {
       set_error(ws, MYC_ENOMEM, "out of memory for a received message");
       drop(ws, 0);
     }

@@ -35,7 +35,7 @@ typedef struct {
 
 /* Events delivered to the service ('code' of myc__service_event). */
 enum {
-  MYC_WS_EV_OPEN = 1,   /* upgrade done; data NULL */
+  MYC_WS_EV_OPEN = 1,    /* upgrade done; data NULL */
   MYC_WS_EV_PONG = 4,    /* a pong, with its payload */
   MYC_WS_EV_CLOSE = 5,   /* data: a myc_ws_close_info */
   MYC_WS_EV_MESSAGES = 6 /* data: a myc_ws_batch */
