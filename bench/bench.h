@@ -12,11 +12,14 @@
 double bench_now(void); /* monotonic seconds */
 
 /* Records one result: printed as a table row and appended as a JSON line
- * {"bench":..., "metric":..., "value":..., "unit":...}. */
+ * {"bench":..., "metric":..., "value":..., "unit":..., "cpu":...}, with
+ * "min", "max" and "runs" when the value is a median of runs, and
+ * "target" and "met" when the row answers a target (runner.c lists them). */
 void bench_report(const char *bench, const char *metric, double value,
                   const char *unit, const char *note);
 
-/* Median of 'n' values (n <= 16); reorders them. */
+/* Median of 'n' values (n <= 16); reorders them.  Remembers their min and
+ * max: bench_report prints them beside a value that is such a median. */
 double bench_median(double *v, int n);
 
 /* Scale for quick runs: BENCH_SCALE in the environment (default 1). */
@@ -46,5 +49,6 @@ int bench_nats(void);
 
 /* Shared results the comparisons need, filled by the scenarios. */
 extern double bench_zmq_inproc_rate;
+extern double bench_ring_floor_rate; /* floor_ring's median, 0 if not run */
 
 #endif

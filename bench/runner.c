@@ -29,6 +29,7 @@ static void read_cpu_model(void) {
   fclose(f);
 }
 double bench_zmq_inproc_rate;
+double bench_ring_floor_rate;
 
 double bench_now(void) {
   struct timespec ts;
@@ -41,9 +42,35 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* Each median remembers the min and max of its runs, so that bench_report
+ * can print the spread of any value that is a median without every
+ * scenario passing it along; derived values (ratios) have none. */
+#define SPREADS 64
+static struct {
+  double med, min, max;
+  int n;
+} spreads[SPREADS];
+static unsigned nspreads;
+
 double bench_median(double *v, int n) {
+  double med;
   qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  med = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  spreads[nspreads % SPREADS].med = med;
+  spreads[nspreads % SPREADS].min = v[0];
+  spreads[nspreads % SPREADS].max = v[n - 1];
+  spreads[nspreads % SPREADS].n = n;
+  nspreads++;
+  return med;
+}
+
+/* The newest spread whose median is 'value', or -1. */
+static int spread_of(double value) {
+  unsigned i, n = nspreads < SPREADS ? nspreads : SPREADS;
+  for (i = 1; i <= n; i++)
+    if (spreads[(nspreads - i) % SPREADS].med == value)
+      return (int)((nspreads - i) % SPREADS);
+  return -1;
 }
 
 double bench_scale(void) {
@@ -52,16 +79,72 @@ double bench_scale(void) {
   return v > 0 ? v : 1.0;
 }
 
+/* What a row answers: the targets the engine is held to (docs/PERFORMANCE.md). */
+typedef struct {
+  const char *bench, *metric;
+  int at_least; /* 1: value >= limit is met; 0: value < limit is met */
+  double limit;
+  const char *text;
+} target;
+
+static const target targets[] = {
+    {"emit", "publisher_emit_ns", 0, 25.0001, "<= 25 ns"},
+    {"emit", "lua_to_lua_read_msgs_per_s", 1, 20e6, ">= 20 M/s"},
+    {"workers", "cross_worker_lua_to_lua_read_msgs_per_s", 1, 12e6,
+     ">= 12 M/s"},
+    {"workers", "cross_worker_lua_to_lua_read_msgs_per_s_vs_zmq", 1, 2,
+     ">= 2x ZeroMQ"},
+    {"workers", "cross_worker_vs_ring_floor", 1, 0.8, ">= 0.8 of the floor"},
+    {"workers", "fanout4_emits_per_s", 1, 5e6, ">= 5 M/s"},
+    {"workers", "flood_emit_vs_normal", 0, 2.0001, "<= 2x"},
+    {"typed", "typed_vs_raw_emit", 0, 1.3001, "<= 1.3x"},
+    {"reload", "flat10k_pause_p99_ms", 0, 2, "< 2 ms"},
+    {"request", "one_worker_rtt_p50_ns", 0, 1000.0001, "<= 1 us"},
+    {"bandit", "ws_flood_events_per_s", 1, 200000, ">= 200 k/s"},
+    {"bandit", "inproc_flood_events_per_s", 1, 200000, ">= 200 k/s"},
+    {"bandit", "ws_paced_signal_latency_p99", 0, 1000, "< 1000 us"},
+    {"bandit", "ws_paced_signal_p99_cold", 0, 1000, "< 1000 us"},
+    {"bandit", "ws_paced_signal_p99_steady", 0, 1000, "< 1000 us"},
+    {"bandit", "inproc_paced_signal_latency_p99", 0, 1000, "< 1000 us"},
+    {"bandit", "inproc_paced_signal_p99_cold", 0, 1000, "< 1000 us"},
+    {"bandit", "inproc_paced_signal_p99_steady", 0, 1000, "< 1000 us"},
+    {NULL, NULL, 0, 0, NULL}};
+
+static const target *target_of(const char *bench, const char *metric) {
+  const target *t;
+  for (t = targets; t->bench != NULL; t++)
+    if (strcmp(t->bench, bench) == 0 && strcmp(t->metric, metric) == 0)
+      return t;
+  return NULL;
+}
+
 void bench_report(const char *bench, const char *metric, double value,
                   const char *unit, const char *note) {
-  printf("| %-10s | %-34s | %14.2f | %-8s | %s\n", bench, metric, value, unit,
-         note ? note : "");
+  const target *t = target_of(bench, metric);
+  int sp = spread_of(value), met = 0;
+  char range[64] = "", goal[48] = "";
+  if (sp >= 0)
+    snprintf(range, sizeof range, "%.4g / %.4g", spreads[sp].min,
+             spreads[sp].max);
+  if (t != NULL) {
+    met = t->at_least ? value >= t->limit : value < t->limit;
+    snprintf(goal, sizeof goal, "%s %s", t->text, met ? "met" : "MISSED");
+  }
+  printf("| %-10s | %-34s | %14.2f | %-21s | %-8s | %-22s | %s\n", bench,
+         metric, value, range, unit, goal, note ? note : "");
   fflush(stdout);
   if (jsonl != NULL) {
     fprintf(jsonl,
             "{\"bench\":\"%s\",\"metric\":\"%s\",\"value\":%.4f,\"unit\":\"%s\","
-            "\"cpu\":\"%s\"}\n",
+            "\"cpu\":\"%s\"",
             bench, metric, value, unit, cpu_model);
+    if (sp >= 0)
+      fprintf(jsonl, ",\"min\":%.4f,\"max\":%.4f,\"runs\":%d",
+              spreads[sp].min, spreads[sp].max, spreads[sp].n);
+    if (t != NULL)
+      fprintf(jsonl, ",\"target\":\"%s\",\"met\":%s", t->text,
+              met ? "true" : "false");
+    fprintf(jsonl, "}\n");
     fflush(jsonl);
   }
 }
@@ -118,14 +201,16 @@ int main(int argc, char **argv) {
     return 0;
   }
   read_cpu_model();
-  printf("cpu: %s, %ld online; values are medians of %d runs\n", cpu_model,
-         sysconf(_SC_NPROCESSORS_ONLN), BENCH_RUNS);
+  printf("cpu: %s, %ld online; values are medians of %d runs (min / max "
+         "beside them; none for a single measurement or a ratio)\n",
+         cpu_model, sysconf(_SC_NPROCESSORS_ONLN), BENCH_RUNS);
   jsonl = fopen(out ? out : "build/bench/results.jsonl", "w");
   if (jsonl == NULL)
     perror("results.jsonl");
-  printf("| %-10s | %-34s | %14s | %-8s | %s\n", "bench", "metric", "value",
-         "unit", "note");
-  printf("|------------|------------------------------------|----------------|----------|-----\n");
+  printf("| %-10s | %-34s | %14s | %-21s | %-8s | %-22s | %s\n", "bench",
+         "metric", "median", "min / max", "unit", "target", "note");
+  printf("|------------|------------------------------------|----------------|"
+         "-----------------------|----------|------------------------|-----\n");
   for (s = scenarios; s->name != NULL; s++)
     if (wanted(argc, argv, s->name) && s->run() != 0) {
       fprintf(stderr, "myc-bench: scenario %s failed\n", s->name);

@@ -30,6 +30,10 @@ static int cross_worker(void) {
   bench_report("workers", "cross_worker_emit_ns", ns, "ns", "publisher()");
   bench_report_vs_zmq("workers", "cross_worker_lua_to_lua_read_msgs_per_s",
                       rate);
+  if (bench_ring_floor_rate > 0)
+    bench_report("workers", "cross_worker_vs_ring_floor",
+                 rate / bench_ring_floor_rate, "x",
+                 "ratio to the 2-thread SPSC ring floor, same run");
   return 0;
 }
 

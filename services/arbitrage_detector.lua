@@ -84,10 +84,21 @@ local function skip(ctx, line, reason, retracts_line)
 end
 
 -- Latency samples (ns) in a ring: the newest `cap` count.
-local function sample(ring, v)
+local function put(ring, v)
   local n = ring.n + 1
   ring.n = n
   ring[(n - 1) % ring.cap + 1] = v
+end
+
+-- Every sample goes to `lat` and to its cold or steady part: a log that
+-- arrived within opts.cold_ms (default 2000) of the stream's first one
+-- is a cold start's (the JIT is still compiling); users see both, so
+-- neither is discarded.
+local function sample(lat, arrival, v)
+  put(lat.all, v)
+  local first = S.first_arrival
+  if not first then first = arrival S.first_arrival = arrival end
+  put(arrival - first < S.cold_ns and lat.cold or lat.steady, v)
 end
 
 -- The pool's state after ev, as bytes: rendering its price costs more
@@ -108,7 +119,7 @@ local function applied(ev, line, arrival)
     fill(a.state_a, 64)
   end
   S.pub_applied(a)
-  sample(S.event_lat, t - arrival)
+  sample(S.event_lat, arrival, t - arrival)
 end
 
 -- The venue's price source: kind (1 = V2 reserves, 3 = V3) and the two
@@ -141,7 +152,7 @@ local function signal(ctx, sig, line, trigger, ev, arrival)
   S.signals = S.signals + 1
   S.by_pair[b.pair] = (S.by_pair[b.pair] or 0) + 1
   S.pub_signal(m)
-  sample(S.signal_lat, t - arrival)
+  sample(S.signal_lat, arrival, t - arrival)
 end
 
 --- Logs ---------------------------------------------------------------------------
@@ -238,10 +249,15 @@ end
 local function finish(ctx, msg)
   local last = now_ns() -- before sorting the samples below
   local lat = {}
-  for name, ring in pairs { signal = S.signal_lat, event = S.event_lat } do
-    lat[name] = { n = ring.n, p50 = percentile(ring, 0.5) or false,
-                  p99 = percentile(ring, 0.99) or false,
-                  max = percentile(ring, 1) or false }
+  local function summary(ring)
+    return { n = ring.n, p50 = percentile(ring, 0.5) or false,
+             p99 = percentile(ring, 0.99) or false,
+             max = percentile(ring, 1) or false }
+  end
+  for name, l in pairs { signal = S.signal_lat, event = S.event_lat } do
+    lat[name] = summary(l.all)
+    lat[name .. "_cold"] = summary(l.cold)
+    lat[name .. "_steady"] = summary(l.steady)
   end
   S.pub_end {
     service = ctx.name, events = S.events, retracted = S.retracted,
@@ -274,12 +290,17 @@ function M.init(ctx, opts)
   local window = opts.reorg_window
   if window == nil then window = 10000 end
   local cap = opts.latency_samples or 1000000
+  local function rings()
+    return { all = { n = 0, cap = cap }, cold = { n = 0, cap = cap },
+             steady = { n = 0, cap = cap } }
+  end
   S = {
     reg = reg, det = detector.new(reg, { reorg_window = window or nil,
                                          lazy_prices = true }),
     events = 0, retracted = 0, signals = 0, skipped = 0, by_reason = {},
     by_pair = {}, emit_applied = opts.applied ~= false,
-    signal_lat = { n = 0, cap = cap }, event_lat = { n = 0, cap = cap },
+    signal_lat = rings(), event_lat = rings(),
+    cold_ns = (opts.cold_ms or 2000) * 1e6,
     State = contract_type(ctx, "PoolStateUpdate"),
     Swap = contract_type(ctx, "SwapEvent"),
     Retraction = contract_type(ctx, "LogRetraction"),

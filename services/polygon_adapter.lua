@@ -211,8 +211,10 @@ end
 
 --- One message of the stream, exactly as received. Exposed for tests and
 --- for the ws callbacks; the handler of opts.raw_topic calls it too.
-function M.process(ctx, text)
-  local arrival = now_ns()
+--- `arrival` (CLOCK_MONOTONIC ns) is when its bytes came off the socket;
+--- a line handed over on a topic arrives when its handler runs.
+function M.process(ctx, text, arrival)
+  arrival = arrival or now_ns()
   local line = S.line + 1
   S.line = line
   S.last_ns = arrival
@@ -297,7 +299,7 @@ local function start_ws(ctx, opts)
   -- Whatever jsonrpc does not route to our subscription (malformed text,
   -- other subscriptions, stray replies) is still a line of the stream.
   local wsopts = {
-    on_invalid = function(_, text) M.process(ctx, text) end,
+    on_invalid = function(_, text) M.process(ctx, text, S.rpc.conn.arrival_ns) end,
     on_open = function(_, again)
       ctx.log:info(again and "reconnected, resubscribing" or "connected",
                    { url = url })
@@ -323,7 +325,10 @@ local function start_ws(ctx, opts)
   end
   S.rpc = jsonrpc.connect(ctx, url, wsopts)
   S.expect_reply = false
-  S.rpc:subscribe(FILTER, function(text) M.process(ctx, text) end, {
+  -- Latency starts when the bytes arrived: the socket read that brought
+  -- them (a read may bring many messages, handled in one call).
+  local conn = S.rpc.conn
+  S.rpc:subscribe(FILTER, function(text) M.process(ctx, text, conn.arrival_ns) end, {
     raw = true,
     on_subscribed = function(_, id)
       -- The first reply is line 1 of the stream; a reconnect's reply is

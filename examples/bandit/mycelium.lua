@@ -31,12 +31,16 @@ services[#services + 1] = { name = "metadata",
   module = "../../services/metadata_service.lua", worker = 0,
   opts = { pools = pools, tokens = tokens, redis = opt("BANDIT_REDIS"),
            rpc = opt("BANDIT_RPC") } }
+-- The pipeline (adapter, metadata, detector) shares worker 0: its
+-- services talk mostly to each other, and on one worker a log goes from
+-- one to the next without a hand-over or a wake-up of another thread
+-- (docs/TUNING.md, "Workers and placement", has the measurement).
 services[#services + 1] = { name = "arb",
-  module = "../../services/arbitrage_detector.lua", worker = 1 }
+  module = "../../services/arbitrage_detector.lua", worker = 0 }
 -- The recorder renders every event (decimal strings, checksums): keep it
--- off the detector's worker, whose latency the summary reports.
+-- off the pipeline's worker, whose latency the summary reports.
 services[#services + 1] = { name = "recorder", module = "recorder.lua",
-  worker = 0, opts = {
+  worker = 1, opts = {
     events = opt("BANDIT_EVENTS"), skipped = opt("BANDIT_SKIPPED"),
     signals = opt("BANDIT_SIGNALS"), summary = opt("BANDIT_SUMMARY"),
     pools = pools, tokens = tokens, print = env("BANDIT_QUIET") ~= "1",

@@ -1,10 +1,13 @@
 -- The load test's baseline (./run --single): the same three services and
 -- collector in one process, placed as examples/bandit/mycelium.lua places
--- them (adapter and metadata on worker 0, the detector on worker 1), fed
--- by the same replay server.
+-- them (adapter, metadata and the detector on worker 0, the collector on
+-- worker 1), fed by the same replay server.
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]+$") or "."
 local top = dofile(here .. "/topology.lua")
 local env, opt = os.getenv, top.opt
+
+local collector = top.collector { "polygon", "metadata", "arb" }
+collector.worker = 1
 
 return top.node("single", {
   workers = 2,
@@ -20,7 +23,7 @@ return top.node("single", {
       opts = { pools = top.pools, tokens = top.tokens,
                redis = opt("BANDIT_REDIS"), rpc = opt("BANDIT_RPC") } },
     { name = "arb", module = "../../services/arbitrage_detector.lua",
-      worker = 1 },
-    top.collector { "polygon", "metadata", "arb" },
+      worker = 0 },
+    collector,
   },
 })

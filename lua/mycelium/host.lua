@@ -161,6 +161,14 @@ function M.new(lud, info)
   cdefs.check_once(svc)
   local name = info.name
   events.set_service(svc)
+  -- MYC_JIT_LOG=dir: this service's trace events (as LuaJIT's -jv prints
+  -- them: traces compiled, every abort with its reason and place, each
+  -- with its time) are appended to dir/<service>.jitv, to find what
+  -- keeps a handler from compiling (docs/TUNING.md).
+  local jitlog = os.getenv("MYC_JIT_LOG")
+  if jitlog and jitlog ~= "" then
+    require("mycelium.jitlog").start(jitlog .. "/" .. name .. ".jitv")
+  end
   record_requires(svc)
   local mod = load_module(info.module, info.source)
   local opts = {}

@@ -67,6 +67,14 @@ function behave(ws, url) {
       }
       break;
     }
+    case '/burst': {
+      // n messages in one write (corked): the client reads many per read.
+      const n = Number(q.get('n') || 100);
+      ws._socket.cork();
+      for (let i = 1; i <= n; i++) ws.send('m' + i, { binary: i % 7 === 0 });
+      ws._socket.uncork();
+      break;
+    }
     case '/ping':
       ws.on('pong', (data) => ws.send('pong:' + data.toString()));
       ws.ping('hello');

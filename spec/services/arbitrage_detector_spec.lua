@@ -112,6 +112,29 @@ describe("ArbitrageDetector", function()
     eng:close()
   end)
 
+  it("splits its latencies into the first cold_ms of the stream and after",
+     function()
+    local function latencies(det)
+      local eng, c = engine(det)
+      H.feed(eng, { H.reply(SUB), H.sync(pos(1), QA, E18, E6),
+                    H.sync(pos(2), SA, E18, "1010000000") })
+      local lat = c.ends:messages()[1].data.latency_ns
+      eng:close()
+      return lat
+    end
+    -- Default 2000 ms: a stream this short is all cold start.
+    local lat = latencies()
+    assert.equal(1, lat.signal.n)
+    assert.same({ 1, 0 }, { lat.signal_cold.n, lat.signal_steady.n })
+    assert.same({ 2, 0 }, { lat.event_cold.n, lat.event_steady.n })
+    assert.equal(lat.signal.p99, lat.signal_cold.p99)
+    -- cold_ms = 0: nothing is cold.
+    lat = latencies { cold_ms = 0 }
+    assert.same({ 0, 1 }, { lat.signal_cold.n, lat.signal_steady.n })
+    assert.same({ 0, 2 }, { lat.event_cold.n, lat.event_steady.n })
+    assert.equal(false, lat.signal_cold.p99)
+  end)
+
   it("undoes a retracted log, and signals on the restored state", function()
     local eng, c = engine()
     local bad = H.sync(pos(3), SA, E18, "1001000000")     -- closes the gap

@@ -2,7 +2,9 @@
 -- mycelium.net.ws connection with opts.url and opts.ws, reports every event
 -- on topics, and obeys commands.
 --   out: ws.open {n}, ws.msg {data (up to 64 KiB), len, head, tail,
---        binary}, ws.pong {data}, ws.close {info}
+--        binary, batches (socket reads delivered so far), arrival_ns},
+--        ws.pong {data}, ws.close {info}; opts.raise_on / opts.close_on:
+--        raise / close the connection on the message with that text
 --   in:  ws.cmd {op = "send"|"send_binary"|"ping"|"close"|"pause"|
 --        "resume", data, size, code, reason}
 local ws = require "mycelium.net.ws"
@@ -22,8 +24,12 @@ function M.init(ctx, opts)
     n = n + 1
     ctx:emit("ws.open", { n = n, state = c:state() })
   end
-  o.on_message = function(_, data, binary)
-    ctx:emit("ws.msg", summary(data, binary))
+  o.on_message = function(c, data, binary)
+    local m = summary(data, binary)
+    m.batches, m.arrival_ns = c.batches, c.arrival_ns
+    ctx:emit("ws.msg", m)
+    if data == opts.raise_on then error("raised on " .. data) end
+    if data == opts.close_on then c:close() end
   end
   o.on_pong = function(_, data) ctx:emit("ws.pong", { data = data }) end
   o.on_close = function(c, info)

@@ -271,6 +271,7 @@ MYC_FFI int myc_ffi_ws_close(myc_ws *ws, int code, const char *reason,
 MYC_FFI void myc_ffi_ws_pause(myc_ws *ws);
 MYC_FFI void myc_ffi_ws_resume(myc_ws *ws);
 MYC_FFI int myc_ffi_ws_state(const myc_ws *ws);
+MYC_FFI int myc_ffi_ws_taking(const myc_ws *ws);
 MYC_FFI double myc_ffi_ws_buffered(const myc_ws *ws);
 MYC_FFI void myc_ffi_ws_release(myc_ws *ws);
 

@@ -26,6 +26,7 @@ int myc_ffi_ws_close(myc_ws *ws, int code, const char *reason, size_t n) {
 void myc_ffi_ws_pause(myc_ws *ws) { myc__ws_pause(ws); }
 void myc_ffi_ws_resume(myc_ws *ws) { myc__ws_resume(ws); }
 int myc_ffi_ws_state(const myc_ws *ws) { return myc__ws_state(ws); }
+int myc_ffi_ws_taking(const myc_ws *ws) { return myc__ws_taking(ws); }
 double myc_ffi_ws_buffered(const myc_ws *ws) { return myc__ws_buffered(ws); }
 void myc_ffi_ws_release(myc_ws *ws) { myc__ws_release(ws); }
 

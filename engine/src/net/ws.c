@@ -52,7 +52,16 @@ struct myc_ws {
   const char *in; /* bytes wslay has yet to read, during feed() */
   size_t in_len;
   int in_recv;
-  int err; /* first error of this attempt */
+  /* The messages of the current read, delivered in one event after it
+   * (flush_batch): their bytes one after the other, and their lengths.
+   * The arrays stay between reads so that a steady stream allocates
+   * nothing per message beyond wslay's own reassembly. */
+  char *bat_bytes;
+  size_t bat_len, bat_cap;
+  myc_ws_part *bat_parts;
+  uint32_t bat_n, bat_pcap;
+  uint64_t read_ns; /* when the read being fed returned */
+  int err;          /* first error of this attempt */
   char errmsg[600];
   int close_code; /* received, or 1006 */
   char close_reason[124];
@@ -90,6 +99,8 @@ static void ws_free(myc_ws *ws) {
   myc__strfree(a, ws->url_text);
   myc__strfree(a, ws->protocol);
   myc__strfree(a, ws->headers);
+  myc__free(a, ws->bat_bytes, ws->bat_cap);
+  myc__free(a, ws->bat_parts, ws->bat_pcap * sizeof *ws->bat_parts);
   myc__free(a, ws, sizeof *ws);
 }
 
@@ -257,10 +268,60 @@ static int on_wslay_mask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
   return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
 }
 
+/* A batch holding more than this after a read gives its memory back:
+ * one huge message must not pin its size for the connection's life. */
+#define BATCH_KEEP (1u << 20)
+
+/* Delivers the messages the read completed, in one event. */
+static void flush_batch(myc_ws *ws) {
+  myc_ws_batch b;
+  const myc__alloc *a = alloc_of(ws);
+  if (ws->bat_n == 0)
+    return;
+  b.arrival_ns = ws->read_ns;
+  b.count = ws->bat_n;
+  b.bytes = ws->bat_bytes;
+  b.parts = ws->bat_parts;
+  emit(ws, MYC_WS_EV_MESSAGES, &b, sizeof b);
+  ws->bat_n = 0;
+  ws->bat_len = 0;
+  if (ws->bat_cap > BATCH_KEEP) {
+    myc__free(a, ws->bat_bytes, ws->bat_cap);
+    ws->bat_bytes = NULL;
+    ws->bat_cap = 0;
+  }
+}
+
+static int batch_add(myc_ws *ws, const uint8_t *p, size_t n, int binary) {
+  const myc__alloc *a = alloc_of(ws);
+  if (ws->bat_len + n > ws->bat_cap) {
+    size_t cap = ws->bat_cap ? ws->bat_cap : 16384;
+    char *q;
+    while (cap < ws->bat_len + n)
+      cap *= 2;
+    q = myc__realloc(a, ws->bat_bytes, ws->bat_cap, cap);
+    if (q == NULL)
+      return MYC_ENOMEM;
+    ws->bat_bytes = q;
+    ws->bat_cap = cap;
+  }
+  if (myc__grow(a, (void **)&ws->bat_parts, &ws->bat_pcap,
+                sizeof *ws->bat_parts, ws->bat_n + 1, 64) != 0)
+    return MYC_ENOMEM;
+  if (n > 0)
+    memcpy(ws->bat_bytes + ws->bat_len, p, n);
+  ws->bat_len += n;
+  ws->bat_parts[ws->bat_n].len = n;
+  ws->bat_parts[ws->bat_n].binary = binary;
+  ws->bat_n++;
+  return 0;
+}
+
 static void on_wslay_msg(wslay_event_context_ptr ctx,
                          const struct wslay_event_on_msg_recv_arg *m,
                          void *ud) {
   myc_ws *ws = ud;
+  int binary;
   (void)ctx;
   switch (m->opcode) {
   case WSLAY_TEXT_FRAME:
@@ -268,10 +329,14 @@ static void on_wslay_msg(wslay_event_context_ptr ctx,
     if (ws->state != MYC_WS_OPEN)
       return;         /* closing: the service does not want more */
     ws->failures = 0; /* a peer that delivers is healthy */
-    emit(ws, m->opcode == WSLAY_TEXT_FRAME ? MYC_WS_EV_TEXT : MYC_WS_EV_BINARY,
-         m->msg, m->msg_length);
+    binary = m->opcode == WSLAY_BINARY_FRAME;
+    if (batch_add(ws, m->msg, m->msg_length, binary) != 0) {
+      set_error(ws, MYC_ENOMEM, "out of memory for a received message");
+      drop(ws, 0);
+    }
     break;
   case WSLAY_PONG:
+    flush_batch(ws); /* in order: the messages before it go first */
     emit(ws, MYC_WS_EV_PONG, m->msg, m->msg_length);
     break;
   case WSLAY_CONNECTION_CLOSE:
@@ -357,7 +422,10 @@ static void feed(myc_ws *ws, const char *p, size_t n) {
   ws->in = p;
   ws->in_len = n;
   ws->in_recv = 1;
+  ws->read_ns = uv_hrtime();
   rc = wslay_event_recv(ws->wslay);
+  /* Still in_recv: what the service sends meanwhile goes out after. */
+  flush_batch(ws);
   ws->in_recv = 0;
   ws->in_len = 0;
   after_recv(ws, rc);
@@ -714,6 +782,10 @@ void myc__ws_resume(myc_ws *ws) {
 
 int myc__ws_state(const myc_ws *ws) {
   return ws->state;
+}
+
+int myc__ws_taking(const myc_ws *ws) {
+  return ws->state == MYC_WS_OPEN && !ws->stopped && !ws->released;
 }
 
 double myc__ws_buffered(const myc_ws *ws) {

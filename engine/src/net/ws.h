@@ -35,12 +35,29 @@ typedef struct {
 
 /* Events delivered to the service ('code' of myc__service_event). */
 enum {
-  MYC_WS_EV_OPEN = 1,   /* upgrade done; data NULL */
-  MYC_WS_EV_TEXT = 2,   /* a whole text message */
-  MYC_WS_EV_BINARY = 3, /* a whole binary message */
-  MYC_WS_EV_PONG = 4,   /* a pong, with its payload */
-  MYC_WS_EV_CLOSE = 5   /* data: a myc_ws_close_info */
+  MYC_WS_EV_OPEN = 1,    /* upgrade done; data NULL */
+  MYC_WS_EV_PONG = 4,    /* a pong, with its payload */
+  MYC_WS_EV_CLOSE = 5,   /* data: a myc_ws_close_info */
+  MYC_WS_EV_MESSAGES = 6 /* data: a myc_ws_batch */
 };
+
+/* One message of a batch: its bytes follow the previous message's. */
+typedef struct {
+  size_t len;
+  int32_t binary;
+} myc_ws_part;
+
+/* The whole messages one socket read completed, in order, in one event:
+ * a service pays one call into Lua per read, not per message.  The
+ * service stops taking them when the connection stops being open (it
+ * closed it, or was stopped) part way through.  Valid during the event. */
+typedef struct {
+  uint64_t arrival_ns; /* uv_hrtime() when the read returned: the bytes'
+                          arrival, before any framing or decoding */
+  uint32_t count;
+  const char *bytes;        /* every message's bytes, one after the other */
+  const myc_ws_part *parts; /* 'count' of them */
+} myc_ws_batch;
 
 /* What ended a connection or an attempt.  Valid during the event. */
 typedef struct {
@@ -89,6 +106,10 @@ void myc__ws_pause(myc_ws *ws);
 void myc__ws_resume(myc_ws *ws);
 
 int myc__ws_state(const myc_ws *ws);
+
+/* 1 while the service still takes the messages of the batch being
+ * delivered: the connection is open and neither released nor stopped. */
+int myc__ws_taking(const myc_ws *ws);
 
 /* Bytes queued for sending. */
 double myc__ws_buffered(const myc_ws *ws);

@@ -14,6 +14,11 @@ typedef struct {
   int32_t code; int32_t err; int32_t attempt; double reconnect_ms;
   const char *reason; size_t reason_len; const char *error;
 } myc_ws_close_info;
+typedef struct { size_t len; int32_t binary; } myc_ws_part;
+typedef struct {
+  uint64_t arrival_ns; uint32_t count; const char *bytes;
+  const myc_ws_part *parts;
+} myc_ws_batch;
 void myc_ffi_ws_options_init(myc_ws_options *o);
 myc_ws *myc_ffi_ws_open(myc_service *s, uint64_t source, const char *url,
                         const myc_ws_options *o, char *err, size_t errlen);
@@ -23,6 +28,7 @@ int myc_ffi_ws_close(myc_ws *ws, int code, const char *reason, size_t n);
 void myc_ffi_ws_pause(myc_ws *ws);
 void myc_ffi_ws_resume(myc_ws *ws);
 int myc_ffi_ws_state(const myc_ws *ws);
+int myc_ffi_ws_taking(const myc_ws *ws);
 double myc_ffi_ws_buffered(const myc_ws *ws);
 void myc_ffi_ws_release(myc_ws *ws);
 

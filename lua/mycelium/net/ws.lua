@@ -22,7 +22,7 @@ local setmetatable, tonumber = setmetatable, tonumber
 local ffi_string, ffi_cast = ffi.string, ffi.cast
 local concat = table.concat
 
-local EV_OPEN, EV_TEXT, EV_BINARY, EV_PONG, EV_CLOSE = 1, 2, 3, 4, 5
+local EV_OPEN, EV_PONG, EV_CLOSE, EV_MESSAGES = 1, 4, 5, 6
 local STATES = { [0] = "connecting", "open", "closing", "reconnecting", "closed" }
 
 local M = {}
@@ -143,11 +143,51 @@ local function close_info(addr)
   return t
 end
 
+-- Delivers messages from the batch's cursor on; the cursor moves past
+-- each message before its handler runs, so that after a handler raised,
+-- delivery resumes with the next one.
+local function deliver(self, fn, h, b)
+  local bytes, parts, n = b.bytes, b.parts, b.count
+  local cur = self._cur
+  while cur.i < n do
+    if C.myc_ffi_ws_taking(h) == 0 then cur.i = n return end
+    local i, off = cur.i, cur.off
+    local len = tonumber(parts[i].len)
+    cur.i, cur.off = i + 1, off + len
+    if fn then fn(self, ffi_string(bytes + off, len), parts[i].binary ~= 0) end
+  end
+end
+
+-- The messages of one socket read, in order: one call from C for all of
+-- them. self.arrival_ns is when that read returned (CLOCK_MONOTONIC ns),
+-- for latencies that start when the bytes arrived. A handler that closes
+-- the connection (or a stop) ends the delivery, as it would have ended a
+-- read delivered message by message. A handler that raises loses no
+-- other message: the rest are delivered, then the first error is raised
+-- (logged and counted as a handler error), later ones are logged.
+function Conn:_messages(addr)
+  local b = ffi_cast("const myc_ws_batch *", addr)
+  local cur = self._cur
+  cur.i, cur.off = 0, 0
+  self.arrival_ns = tonumber(b.arrival_ns)
+  self.batches = self.batches + 1
+  local first
+  while true do
+    local ok, err = pcall(deliver, self, self.on_message, self._h, b)
+    if ok then break end
+    if first == nil then
+      first = err
+    else
+      self.ctx.log:error("websocket on_message: " .. tostring(err),
+                         { url = self.url })
+    end
+  end
+  if first ~= nil then error(first, 0) end
+end
+
 function Conn:_event(code, addr, len)
-  if code == EV_TEXT or code == EV_BINARY then
-    local fn = self.on_message
-    if fn then fn(self, ffi_string(ffi_cast("const char *", addr), len),
-                  code == EV_BINARY) end
+  if code == EV_MESSAGES then
+    self:_messages(addr)
   elseif code == EV_OPEN then
     self.opened = (self.opened or 0) + 1
     if self.on_open then self.on_open(self) end
@@ -193,7 +233,8 @@ function M.connect(ctx, url, opts)
   end
   local keep = {}
   local o = options(ctx, opts, keep)
-  local conn = setmetatable({ ctx = ctx, url = url }, Conn)
+  local conn = setmetatable({ ctx = ctx, url = url, batches = 0,
+                              _cur = { i = 0, off = 0 } }, Conn)
   for _, k in ipairs(CALLBACKS) do conn[k] = opts[k] end
   conn._source = events.register(function(code, addr, len)
     conn:_event(code, addr, len)

@@ -18,10 +18,11 @@ local function start_peer(extra)
 end
 
 -- An engine running spec/support/ws_service.lua against 'url'.
-local function client(url, wsopts)
+local function client(url, wsopts, extra)
+  local opts = { url = url, ws = wsopts }
+  for k, v in pairs(extra or {}) do opts[k] = v end
   local eng = testing.engine {
-    services = { { name = "client", module = SERVICE,
-                   opts = { url = url, ws = wsopts } } },
+    services = { { name = "client", module = SERVICE, opts = opts } },
     collect = { "ws.open", "ws.msg", "ws.pong", "ws.close", "ws.result" },
   }
   local c = { eng = eng }
@@ -71,6 +72,56 @@ describe("mycelium.net.ws against the npm ws server", function()
     local m1, m2 = c.wait("msg", 1), c.wait("msg", 2)
     assert.are.same({ "hello, node", false }, { m1.data, m1.binary })
     assert.are.same({ "\0\1\2\255", true }, { m2.data, m2.binary })
+  end)
+
+  it("delivers the messages of one read in one call, in order, none lost",
+     function()
+    local n = 2000
+    local c = client(ws_url("/burst?n=" .. n))
+    eng = c.eng
+    c.wait("msg", n)
+    local all = c.msg.all
+    assert.are.equal(n, #all)
+    for i = 1, n do
+      assert.are.same({ "m" .. i, i % 7 == 0 }, { all[i].data.data, all[i].data.binary })
+    end
+    -- 2000 corked messages come in far fewer reads than messages: each
+    -- read is one call, and its messages share the read's arrival time.
+    local batches = all[n].data.batches
+    assert.is_true(batches >= 1 and batches < n / 4,
+                   "expected far fewer batches than messages, got " .. batches)
+    local same = 0
+    for i = 2, n do
+      local a, b = all[i - 1].data, all[i].data
+      assert.is_true(b.arrival_ns >= a.arrival_ns)
+      if b.batches == a.batches then
+        same = same + 1
+        assert.are.equal(a.arrival_ns, b.arrival_ns)
+      end
+    end
+    assert.are.equal(n - batches, same)
+    assert.is_true(all[1].data.arrival_ns > 0)
+  end)
+
+  it("goes on with the rest of a read when a handler raises on one message",
+     function()
+    local c = client(ws_url("/burst?n=300"), nil, { raise_on = "m5" })
+    eng = c.eng
+    c.wait("msg", 300)
+    for i = 1, 300 do assert.are.equal("m" .. i, c.msg.all[i].data.data) end
+    -- The error is the handler's, counted once like any handler error.
+    assert.are.equal(1, tonumber(eng:stats("client").errors))
+  end)
+
+  it("stops delivering a read's messages once the handler closed", function()
+    local c = client(ws_url("/burst?n=300"), { reconnect = false },
+                     { close_on = "m3" })
+    eng = c.eng
+    c.wait("close", 1)
+    eng:run_for(0.2)
+    c.msg:messages()
+    assert.are.equal(3, #c.msg.all)
+    assert.are.equal("m3", c.msg.all[3].data.data)
   end)
 
   it("reassembles a fragmented 1 MiB message", function()

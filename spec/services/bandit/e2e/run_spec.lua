@@ -44,7 +44,9 @@ describe("examples/bandit/run", function()
                    out, 1, true)
     assert.matches("signals          11", out, 1, true)
     assert.matches("log arrival %-> signal: p50 [%d.]+ ms, p99 [%d.]+ ms %(11 signals%)", out)
-    assert.matches("arb%s+1%s+%d+", out)
+    -- The pipeline on worker 0, the recorder on 1 (examples/bandit/mycelium.lua).
+    assert.matches("\narb%s+0%s+%d+", out)
+    assert.matches("\nrecorder%s+1%s+%d+", out)
   end)
 
   it("runs any capture of the format", function()
