@@ -105,6 +105,9 @@ typedef struct myc__lua_budget {
    * per-block header.  Freed slab blocks always go to the cache; the slab
    * goes back in one piece at myc__lua_budget_drain. */
   size_t slab_size;
+  /* Where the slab comes from (base/slabs.h, its size 'slab_size'), or
+   * NULL: from the base hook. */
+  struct myc__slabs *pool;
   char *slab;
   size_t slab_used;
 } myc__lua_budget;
@@ -125,7 +128,7 @@ _Noreturn void myc__escape_rethrow(myc__lua_budget *b);
  * hook in their class size and return to the cache. */
 void *myc__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
-/* Returns the cached blocks and the slab to the base hook.  Call after
+/* Returns the cached blocks to the base hook and the slab to its pool.  Call after
  * lua_close(). */
 void myc__lua_budget_drain(myc__lua_budget *b);
 
