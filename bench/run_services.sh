@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # run_services.sh -- how long `mycelium run` takes to start a config of N
 # trivial services (bench/lua/trivial.lua, two workers): from the exec to
-# the "started" log line, and the process's RSS then.  Each run is a fresh
+# the "started" log line, the CPU time the process used by then (its
+# threads: user + system) and its RSS then.  Each run is a fresh
 # process; prints every run, then min / median / max.
 #
 #   bench/run_services.sh [MYCELIUM_BIN] [N] [RUNS]
@@ -25,6 +26,7 @@ return { workers = 2, reload = "off", services = services }
 LUA
 
 secs=()
+cpus=()
 rss=()
 for r in $(seq 1 "$runs"); do
   log="$dir/run$r.log"
@@ -42,12 +44,16 @@ for r in $(seq 1 "$runs"); do
   done
   t1=$(date +%s.%N)
   kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
+  # utime and stime, fields 14 and 15 (after the ')' closing the name).
+  ticks=$(sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')
+  c=$(echo "$ticks / $(getconf CLK_TCK)" | bc -l)
   kill -TERM "$pid"
   wait "$pid" || true
   s=$(echo "$t1 - $t0" | bc -l)
-  printf 'run %d: %d services started in %.2f s, RSS %.0f MB (%.1f KB per service)\n' \
-    "$r" "$n" "$s" "$(echo "$kb / 1024" | bc -l)" "$(echo "$kb / $n" | bc -l)"
+  printf 'run %d: %d services started in %.2f s (CPU %.2f s), RSS %.0f MB (%.1f KB per service)\n' \
+    "$r" "$n" "$s" "$c" "$(echo "$kb / 1024" | bc -l)" "$(echo "$kb / $n" | bc -l)"
   secs+=("$s")
+  cpus+=("$c")
   rss+=("$kb")
 done
 
@@ -60,5 +66,6 @@ summary() { # name unit values...
           printf "%s: min %.2f, median %.2f, max %.2f %s\n", name, v[1], m, v[NR], unit }'
 }
 summary "start of $n services" s "${secs[@]}"
+summary "CPU time to start" s "${cpus[@]}"
 summary "RSS at start" KB "${rss[@]}"
 echo "CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(nproc) vCPU"

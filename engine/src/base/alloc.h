@@ -100,9 +100,9 @@ typedef struct myc__lua_budget {
   void *cache[MYC_LUA_CLASSES]; /* free blocks, linked through their start */
   size_t cached;                /* bytes in the cache */
   /* A state's first small blocks are cut from one slab of 'slab_size'
-   * bytes (0: none) taken from the base hook when first needed: making a
-   * state then costs one allocation instead of a few thousand, and no
-   * per-block header.  Freed slab blocks always go to the cache; the slab
+   * bytes (0: none) taken from 'pool' (or the base hook) when first
+   * needed: making a state then costs one allocation instead of a few
+   * thousand, and no per-block header.  Freed slab blocks always go to the cache; the slab
    * goes back in one piece at myc__lua_budget_drain. */
   size_t slab_size;
   /* Where the slab comes from (base/slabs.h, its size 'slab_size'), or
