@@ -132,6 +132,38 @@ static void allocation_failures_change_nothing(void) {
   }
 }
 
+/* The per-service counts follow subscribing, a repeated subscription,
+ * unsubscribing and unsubscribe_all, over enough services to rebuild
+ * their table several times; a repeated subscription stays one. */
+static void subscription_counts_follow_the_subscriptions(void) {
+  myc__topics t;
+  uintptr_t i;
+  CHECK_EQ(myc__topics_init(&t, &alloc), 0);
+  CHECK(myc__topics_resolve(&t, S("a.b")) > 0);
+  for (i = 1; i <= 400; i++) {
+    CHECK_EQ(myc__topics_subscribe(&t, SVC(i), S("a.b")), 0);
+    CHECK_EQ(myc__topics_subscribe(&t, SVC(i), S("a.*")), 0);
+    CHECK_EQ(myc__topics_subscribe(&t, SVC(i), S("a.b")), 0); /* again */
+  }
+  CHECK_EQ(t.nsubs, 800);
+  CHECK_EQ(myc__topics_count_locked(&t, SVC(7)), 2);
+  CHECK_EQ(myc__topics_count_locked(&t, SVC(401)), 0);
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 1))->n, 400);
+  CHECK_EQ(myc__topics_unsubscribe(&t, SVC(7), S("a.b")), 0);
+  CHECK_EQ(myc__topics_count_locked(&t, SVC(7)), 1);
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 1))->n, 400); /* a.* */
+  CHECK_EQ(myc__topics_subscribe(&t, SVC(7), S("a.b")), 0);
+  CHECK_EQ(myc__topics_count_locked(&t, SVC(7)), 2);
+  for (i = 1; i <= 400; i += 2)
+    CHECK_EQ(myc__topics_unsubscribe_all(&t, SVC(i)), 0);
+  CHECK_EQ(t.nsubs, 400);
+  CHECK_EQ(myc__topics_count_locked(&t, SVC(1)), 0);
+  CHECK_EQ(myc__topics_count_locked(&t, SVC(2)), 2);
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 1))->n, 200);
+  CHECK_EQ(myc__topics_unsubscribe_all(&t, SVC(99999)), 0); /* none */
+  myc__topics_destroy(&t);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"names_are_checked", names_are_checked},
@@ -140,6 +172,8 @@ int main(void) {
        subscriber_lists_follow_subscriptions},
       {"many_topics_grow_the_table", many_topics_grow_the_table},
       {"allocation_failures_change_nothing", allocation_failures_change_nothing},
+      {"subscription_counts_follow_the_subscriptions",
+       subscription_counts_follow_the_subscriptions},
       {NULL, NULL}};
   return run_tests(cases);
 }

@@ -3,6 +3,8 @@
  * engine and the budget in the service. */
 #include "base/alloc.h"
 
+#include "base/slabs.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,7 +111,8 @@ static void *slab_cut(myc__lua_budget *b, size_t n) {
   if (b->slab == NULL) {
     if (b->slab_size == 0)
       return NULL;
-    b->slab = b->base->fn(b->base->ud, NULL, 0, b->slab_size);
+    b->slab = b->pool != NULL ? myc__slabs_take(b->pool)
+                              : b->base->fn(b->base->ud, NULL, 0, b->slab_size);
     if (b->slab == NULL)
       return NULL;
   }
@@ -208,7 +211,9 @@ void myc__lua_budget_drain(myc__lua_budget *b) {
     }
   }
   b->cached = 0;
-  if (b->slab != NULL)
+  if (b->slab != NULL && b->pool != NULL)
+    myc__slabs_give(b->pool, b->slab);
+  else if (b->slab != NULL)
     b->base->fn(b->base->ud, b->slab, b->slab_size, 0);
   b->slab = NULL;
   b->slab_used = 0;

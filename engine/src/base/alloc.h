@@ -100,11 +100,14 @@ typedef struct myc__lua_budget {
   void *cache[MYC_LUA_CLASSES]; /* free blocks, linked through their start */
   size_t cached;                /* bytes in the cache */
   /* A state's first small blocks are cut from one slab of 'slab_size'
-   * bytes (0: none) taken from the base hook when first needed: making a
-   * state then costs one allocation instead of a few thousand, and no
-   * per-block header.  Freed slab blocks always go to the cache; the slab
+   * bytes (0: none) taken from 'pool' (or the base hook) when first
+   * needed: making a state then costs one allocation instead of a few
+   * thousand, and no per-block header.  Freed slab blocks always go to the cache; the slab
    * goes back in one piece at myc__lua_budget_drain. */
   size_t slab_size;
+  /* Where the slab comes from (base/slabs.h, its size 'slab_size'), or
+   * NULL: from the base hook. */
+  struct myc__slabs *pool;
   char *slab;
   size_t slab_used;
   /* A region prepared for a copy into the state (a reload's snapshot)
@@ -141,8 +144,8 @@ void *myc__lua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
  * works as before).  A budget that has a region keeps it. */
 int myc__lua_budget_prepare(myc__lua_budget *b, size_t n);
 
-/* Returns the cached blocks, the slab and the prepared region to the
- * base hook.  Call after lua_close(). */
+/* Returns the cached blocks and the prepared region to the base hook and
+ * the slab to its pool.  Call after lua_close(). */
 void myc__lua_budget_drain(myc__lua_budget *b);
 
 #endif

@@ -109,6 +109,7 @@ void myc__topics_destroy(myc__topics *t) {
   }
   myc__free(t->alloc, t->slots, t->nslots * sizeof *t->slots);
   myc__free(t->alloc, t->subs, t->capsubs * sizeof *t->subs);
+  myc__free(t->alloc, t->counts, t->ncounts * sizeof *t->counts);
   myc__free(t->alloc, t->empty, sizeof *t->empty);
   uv_mutex_destroy(&t->lock);
 }
@@ -256,9 +257,106 @@ static int republish(myc__topics *t, const char *pattern, size_t plen) {
   return rc;
 }
 
+/* ---- subscription counts -------------------------------------------------
+ * Open addressing on (service, key): key 0 counts a service's
+ * subscriptions, key hash|1 those of one pattern hash.  An entry stays
+ * when its count drops to 0 (a later subscription reuses it) until the
+ * table is rebuilt. */
+
+static uint32_t count_hash(const struct myc_service *svc, uint32_t key) {
+  uint64_t x = (uint64_t)(uintptr_t)svc ^ ((uint64_t)key << 32);
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  return (uint32_t)x;
+}
+
+static uint32_t pattern_key(const char *pattern, size_t len) {
+  return hash_name(pattern, len) | 1u;
+}
+
+static struct myc__sub_count *count_find(myc__topics *t,
+                                         const struct myc_service *svc,
+                                         uint32_t key) {
+  uint32_t mask, i;
+  if (t->ncounts == 0)
+    return NULL;
+  mask = t->ncounts - 1;
+  for (i = count_hash(svc, key) & mask;; i = (i + 1) & mask) {
+    struct myc__sub_count *c = &t->counts[i];
+    if (c->svc == NULL || (c->svc == svc && c->key == key))
+      return c;
+  }
+}
+
+/* Rebuilds the table at twice the live entries (at least 64), dropping
+ * those at 0.  Returns 0 or MYC_ENOMEM (then unchanged). */
+static int counts_rebuild(myc__topics *t) {
+  struct myc__sub_count *old = t->counts;
+  uint32_t i, live = 0, n = 64, nold = t->ncounts;
+  for (i = 0; i < nold; i++)
+    live += old[i].svc != NULL && old[i].n > 0;
+  while (n < 4 * (live + 2))
+    n *= 2;
+  t->counts = myc__calloc(t->alloc, n * sizeof *t->counts);
+  if (t->counts == NULL) {
+    t->counts = old;
+    return MYC_ENOMEM;
+  }
+  t->ncounts = n;
+  t->usedcounts = 0;
+  for (i = 0; i < nold; i++)
+    if (old[i].svc != NULL && old[i].n > 0) {
+      *count_find(t, old[i].svc, old[i].key) = old[i];
+      t->usedcounts++;
+    }
+  myc__free(t->alloc, old, nold * sizeof *old);
+  return 0;
+}
+
+/* The entry of (svc, key), made with a count of 0 if missing.  NULL when
+ * out of memory. */
+static struct myc__sub_count *count_make(myc__topics *t,
+                                         const struct myc_service *svc,
+                                         uint32_t key) {
+  struct myc__sub_count *c = count_find(t, svc, key);
+  if (c != NULL && c->svc != NULL)
+    return c;
+  if ((t->usedcounts + 1) * 2 > t->ncounts) {
+    if (counts_rebuild(t) != 0)
+      return NULL;
+  }
+  c = count_find(t, svc, key);
+  c->svc = svc;
+  c->key = key;
+  c->n = 0;
+  t->usedcounts++;
+  return c;
+}
+
+static uint32_t count_of(myc__topics *t, const struct myc_service *svc,
+                         uint32_t key) {
+  struct myc__sub_count *c = count_find(t, svc, key);
+  return c != NULL && c->svc != NULL ? c->n : 0;
+}
+
+uint32_t myc__topics_count_locked(myc__topics *t,
+                                  const struct myc_service *svc) {
+  return count_of(t, svc, 0);
+}
+
+/* Adds 'd' (+1 or -1) to the counts of subscription 's', whose entries
+ * exist (count_make before a subscription is added). */
+static void count_add(myc__topics *t, const myc__subscription *s, int d) {
+  count_find(t, s->svc, 0)->n += (uint32_t)d;
+  count_find(t, s->svc, pattern_key(s->pattern, s->len))->n += (uint32_t)d;
+}
+
 static int find_sub(myc__topics *t, struct myc_service *svc,
                     const char *pattern, size_t len) {
   uint32_t i;
+  if (count_of(t, svc, pattern_key(pattern, len)) == 0)
+    return -1;
   for (i = 0; i < t->nsubs; i++)
     if (t->subs[i].svc == svc && t->subs[i].len == len &&
         memcmp(t->subs[i].pattern, pattern, len) == 0)
@@ -305,6 +403,11 @@ int myc__topics_subscribe(myc__topics *t, struct myc_service *svc,
   uv_mutex_lock(&t->lock);
   if (find_sub(t, svc, pattern, len) >= 0)
     goto out;
+  if (count_make(t, svc, 0) == NULL ||
+      count_make(t, svc, pattern_key(pattern, len)) == NULL) {
+    rc = MYC_ENOMEM;
+    goto out;
+  }
   if (t->nsubs == t->capsubs) {
     uint32_t cap = t->capsubs ? 2 * t->capsubs : 16;
     s = myc__realloc(t->alloc, t->subs, t->capsubs * sizeof *s, cap * sizeof *s);
@@ -321,10 +424,12 @@ int myc__topics_subscribe(myc__topics *t, struct myc_service *svc,
   memcpy(s->pattern, pattern, len);
   s->pattern[len] = '\0';
   rc = republish(t, pattern, len);
-  if (rc != 0)
+  if (rc != 0) {
     t->nsubs--;
-  else
+  } else {
+    count_add(t, s, 1);
     changed = 1;
+  }
 out:
   uv_mutex_unlock(&t->lock);
   if (changed)
@@ -342,6 +447,8 @@ static int remove_sub(myc__topics *t, uint32_t i) {
     memmove(&t->subs[i + 1], &t->subs[i], (t->nsubs - i) * sizeof *t->subs);
     t->subs[i] = removed;
     t->nsubs++;
+  } else {
+    count_add(t, &removed, -1);
   }
   return rc;
 }
@@ -365,7 +472,13 @@ int myc__topics_unsubscribe_all(myc__topics *t, struct myc_service *svc) {
   uint32_t i;
   int rc = 0, changed = 0;
   uv_mutex_lock(&t->lock);
-  for (i = t->nsubs; i-- > 0 && rc == 0;)
+  /* A service that never subscribed (a C one, a failed load) reads
+   * nothing. */
+  if (count_of(t, svc, 0) == 0)
+    i = 0;
+  else
+    i = t->nsubs;
+  for (; i-- > 0 && rc == 0;)
     if (t->subs[i].svc == svc) {
       rc = remove_sub(t, i);
       changed |= rc == 0;

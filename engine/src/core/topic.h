@@ -38,6 +38,13 @@ typedef struct {
   char pattern[256];
 } myc__subscription;
 
+/* An entry of myc__topics.counts (topic.c). */
+struct myc__sub_count {
+  const struct myc_service *svc; /* NULL: never used */
+  uint32_t key;
+  uint32_t n;
+};
+
 #define MYC_TOPIC_CHUNK 1024
 #define MYC_TOPIC_CHUNKS 1024 /* at most about a million topics */
 
@@ -52,6 +59,11 @@ typedef struct {
   _Atomic uint32_t count;
   myc__subscription *subs;
   uint32_t nsubs, capsubs;
+  /* How many of 'subs' a service has, in all and per pattern hash: a new
+   * service's subscriptions then check for a duplicate without reading
+   * every other service's (a start of N services stays O(N)). */
+  struct myc__sub_count *counts;
+  uint32_t ncounts, usedcounts;
   myc__sublist *retired;
   myc__sublist *empty; /* shared by every topic nobody listens to */
   _Atomic uint64_t no_subscriber; /* messages emitted to nobody */
@@ -98,6 +110,9 @@ int myc__topics_subscribe(myc__topics *t, struct myc_service *svc,
                           const char *pattern, size_t len);
 int myc__topics_unsubscribe(myc__topics *t, struct myc_service *svc,
                             const char *pattern, size_t len);
+
+/* How many subscriptions 'svc' has.  With t->lock held. */
+uint32_t myc__topics_count_locked(myc__topics *t, const struct myc_service *svc);
 
 /* Removes every subscription of 'svc'.  Returns 0 or MYC_ENOMEM. */
 int myc__topics_unsubscribe_all(myc__topics *t, struct myc_service *svc);

@@ -99,7 +99,8 @@ int myc__engine_create(myc_engine **out, const myc_engine_config *cfg) {
   e->node = myc__strdup(&e->alloc, cfg->node);
   e->lua_path = myc__strdup(&e->alloc, myc__find_lua_dir(cfg->lua_path));
   if (e->node == NULL || e->lua_path == NULL ||
-      myc__bytecode_init(&e->bytecode, &e->alloc, e->lua_path) != 0)
+      myc__bytecode_init(&e->bytecode, &e->alloc, e->lua_path) != 0 ||
+      myc__slabs_init(&e->slabs, &e->lua_alloc, MYC_LUA_SLAB) != 0)
     goto nomem;
   if (myc__log_init(&e->log, &e->alloc, cfg, e->node) != 0)
     goto nomem;
@@ -904,6 +905,9 @@ void myc_engine_free(myc_engine *e) {
   myc__strfree(&e->alloc, e->node);
   if (e->bytecode.dir != NULL)
     myc__bytecode_destroy(&e->bytecode);
+  /* After the services: their budgets gave their slabs back. */
+  if (e->slabs.base != NULL)
+    myc__slabs_destroy(&e->slabs);
   myc__strfree(&e->alloc, e->lua_path);
   myc__free(&e->alloc, e, sizeof *e);
 }

@@ -10,6 +10,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/rng.h"
+#include "base/slabs.h"
 #include "core/topic.h"
 #include "lua/bytecode.h"
 #include "runtime/service.h"
@@ -76,6 +77,9 @@ struct myc_engine {
   /* The runtime's modules, compiled once for every service's state;
    * bytecode.dir is NULL until it is set up. */
   myc__bytecode bytecode;
+  /* The slabs of every service's Lua states (lua_alloc's chunks);
+   * slabs.base is NULL until it is set up. */
+  myc__slabs slabs;
   myc_mailbox_config mailbox;
   int manual;
   myc__clock clock;

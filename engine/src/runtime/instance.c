@@ -419,19 +419,21 @@ int myc__instance_init(myc_service *s, myc__instance *in, lua_State *from,
  * when out of memory; '*out' is freed by the caller with 'n' entries. */
 static int current_patterns(myc_service *s, myc__subscription **out) {
   myc__topics *t = s->topics;
-  uint32_t i, n = 0;
+  uint32_t i, n;
   uv_mutex_lock(&t->lock);
-  for (i = 0; i < t->nsubs; i++)
-    n += t->subs[i].svc == s;
+  /* A first instance has none: no read of every other service's. */
+  n = myc__topics_count_locked(t, s);
   *out = n ? myc__malloc(&s->eng->alloc, n * sizeof **out) : NULL;
   if (n > 0 && *out == NULL) {
     uv_mutex_unlock(&t->lock);
     return -1;
   }
-  n = 0;
-  for (i = 0; i < t->nsubs; i++)
-    if (t->subs[i].svc == s)
-      (*out)[n++] = t->subs[i];
+  if (n > 0) {
+    uint32_t k = 0;
+    for (i = 0; i < t->nsubs && k < n; i++)
+      if (t->subs[i].svc == s)
+        (*out)[k++] = t->subs[i];
+  }
   uv_mutex_unlock(&t->lock);
   return (int)n;
 }

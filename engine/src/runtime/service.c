@@ -93,6 +93,7 @@ static myc_service *service_alloc(myc_engine *e, const char *name,
     s->mem[i].owner = s;
     s->mem[i].on_trip = myc__budget_tripped;
     s->mem[i].slab_size = MYC_LUA_SLAB;
+    s->mem[i].pool = &e->slabs;
   }
   atomic_init(&s->state, MYC_SVC_LOADED);
   myc__activation_new_trace(s);
