@@ -341,7 +341,9 @@ static void reply_error(conn *c, int rc, const char *err) {
 static void reply_reloaded(conn *c, myc_service *s) {
   myc__sbuf b = {&c->ctl->e->alloc, NULL, 0, 0, 0};
   myc_service_stats st;
-  myc_engine_service_stats(c->ctl->e, s->index, &st);
+  /* By name, under the registry's lock: indexes move as services go. */
+  if (myc__engine_stats_by_name(c->ctl->e, s->name, s->name_len, &st) != 0)
+    memset(&st, 0, sizeof st);
   myc__sb_printf(&b, "{\"ok\":true,\"service\":");
   myc__sb_json(&b, s->name);
   myc__sb_printf(&b, ",\"version\":%u,\"pause_ms\":%.3f}\n", st.version,
@@ -368,6 +370,7 @@ static void ticket_run(myc__job *j, int run) {
       reply_error(c, t->rc, t->err);
     }
   }
+  myc__engine_unpin(t->s);
   myc__free(&t->e->alloc, t, sizeof *t);
 }
 
@@ -399,7 +402,8 @@ static void on_reload_timeout(uv_timer_t *h) {
 
 static void do_reload(conn *c, const char *name, const char *module) {
   myc_engine *e = c->ctl->e;
-  myc_service *s = myc__engine_find(e, name, strlen(name));
+  /* Pinned until the ticket is answered: it may be killed meanwhile. */
+  myc_service *s = myc__engine_pin(e, name, strlen(name));
   char err[1024];
   ticket *t;
   int rc;
@@ -410,6 +414,7 @@ static void do_reload(conn *c, const char *name, const char *module) {
   }
   t = myc__calloc(&e->alloc, sizeof *t);
   if (t == NULL) {
+    myc__engine_unpin(s);
     reply_error(c, MYC_ENOMEM, "out of memory");
     return;
   }
@@ -424,6 +429,7 @@ static void do_reload(conn *c, const char *name, const char *module) {
   if (rc != 0) {
     c->waiting = NULL;
     myc__free(&e->alloc, t, sizeof *t);
+    myc__engine_unpin(s);
     myc__control_hide_token(err, sizeof err);
     reply_error(c, rc, err);
     return;
