@@ -112,6 +112,12 @@ static void status_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
     myc__sb_json(b, st.group);
   else
     myc__sb_put(b, "null", 4);
+  /* Spawned at run time: by whom ("" for the host); null: configured. */
+  myc__sb_put(b, ",\"spawned_by\":", 14);
+  if (s->spawned)
+    myc__sb_json(b, s->parent ? s->parent : "");
+  else
+    myc__sb_put(b, "null", 4);
   myc__sb_printf(
       b,
       ",\"restarts\":%llu,\"errors\":%llu,\"timeouts\":%llu,"
@@ -202,11 +208,20 @@ static void status_text_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
 
 int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
   myc__sbuf b = {&e->alloc, NULL, 0, 0, 0};
+  myc_lifecycle_stats lc;
   uint32_t i;
+  myc_engine_lifecycle_stats(e, &lc);
   if (text) {
-    myc__sb_printf(&b, "node %s, %u worker%s, %u service%s\n", e->node,
+    myc__sb_printf(&b, "node %s, %u worker%s, %u service%s", e->node,
                    e->sched.nworkers, e->sched.nworkers == 1 ? "" : "s",
-                   e->nservices, e->nservices == 1 ? "" : "s");
+                   lc.services, lc.services == 1 ? "" : "s");
+    if (lc.spawned + lc.removed > 0)
+      myc__sb_printf(&b, "; %llu spawned, %llu removed (%llu queued "
+                     "message%s dropped with them)",
+                     (unsigned long long)lc.spawned,
+                     (unsigned long long)lc.removed,
+                     (unsigned long long)lc.dropped, lc.dropped == 1 ? "" : "s");
+    myc__sb_put(&b, "\n", 1);
     myc__sb_printf(&b, TEXT_ROW, "SERVICE", "WRK", "STATE", "VER", "RESTARTS",
                    "QUEUE", "IN", "OUT", "DROPPED", "MEMORY", "RUNNING");
   } else {
@@ -214,8 +229,12 @@ int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
     myc__sb_json(&b, e->node);
     myc__sb_printf(&b,
                    ",\"version\":\"%s\",\"pid\":%d,\"workers\":%u,"
-                   "\"services\":[",
-                   myc_version(), (int)getpid(), e->sched.nworkers);
+                   "\"lifecycle\":{\"spawned\":%llu,\"removed\":%llu,"
+                   "\"dropped\":%llu},\"services\":[",
+                   myc_version(), (int)getpid(), e->sched.nworkers,
+                   (unsigned long long)lc.spawned,
+                   (unsigned long long)lc.removed,
+                   (unsigned long long)lc.dropped);
   }
   uv_mutex_lock(&e->services_lock);
   for (i = 0; i < e->nservices; i++) {
