@@ -209,5 +209,5 @@ int bench_services(void) {
     snprintf(metric, sizeof metric, "n%d_fanout_ms", n);
     report3(metric, fan, "ms", "one tick to every service, all acked");
   }
-  return 0;
+  return bench_services_churn();
 }

@@ -99,7 +99,6 @@ static myc_service *service_alloc(myc_engine *e, const char *name,
     s->mem[i].slab_size = MYC_LUA_SLAB;
   }
   atomic_init(&s->state, MYC_SVC_LOADED);
-  myc__activation_new_trace(s);
   return s;
 fail_lock:
   myc__mailbox_destroy(&s->task.mb, &e->alloc);
@@ -271,6 +270,9 @@ int myc__service_new_spawned(myc_engine *e, const myc_service_config *sc,
 void myc__service_place(myc_service *s) {
   myc__worker_place(s->task.worker, &s->task, &service_ops);
   s->placed = 1;
+  /* Here, not at the allocation: it draws from the worker's generator,
+   * which only its thread may (a spawn allocates on another). */
+  myc__activation_new_trace(s);
 }
 
 void myc__service_start_spawned(myc_service *s) {

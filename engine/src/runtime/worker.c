@@ -120,10 +120,14 @@ void myc__worker_destroy(myc__worker *w) {
 }
 
 void myc__worker_place(myc__worker *w, myc__task *t, const myc__task_ops *ops) {
-  /* The ready list is left alone: a spawned task may be on it already
-   * (messages came before its worker placed it). */
-  t->worker = w;
-  t->ops = ops;
+  /* The ready list is left alone, and 'worker' and 'ops' are written
+   * only when they change: a spawned task is set up on another thread,
+   * and emitters on other workers read its 'worker' before it is placed
+   * (messages may even be waiting on the ready list). */
+  if (t->worker != w)
+    t->worker = w;
+  if (t->ops != ops)
+    t->ops = ops;
   t->next = NULL;
   t->prev = w->tasks_tail;
   if (w->tasks_tail != NULL)
