@@ -69,6 +69,9 @@ typedef struct {
  * each other worker (the grace period). */
 struct kill_op {
   myc_service *s;
+  /* Subscriber lists replaced before the end (its own and any other):
+   * nobody reads them once the grace period is over. */
+  myc__sublist *retired;
   _Atomic uint32_t left;
   _Atomic int cancelled;
   uint32_t n; /* jobs */
@@ -89,6 +92,8 @@ static void op_free(kill_op *op) {
 static void grace_over(kill_op *op) {
   myc_service *s = op->s;
   int cancelled = atomic_load(&op->cancelled);
+  /* Cancelled too: the workers are stopped then, nobody reads them. */
+  myc__topics_free_retired(&s->eng->topics, op->retired);
   op_free(op);
   if (!cancelled)
     myc__engine_unpin(s);
@@ -123,6 +128,7 @@ static void end_now(kill_op *op) {
   myc__sched *sc = &e->sched;
   uint32_t i, me = myc__service_worker(s)->index;
   uint64_t dropped = myc__service_end(s, op->why);
+  op->retired = myc__topics_take_retired(&e->topics);
   atomic_fetch_add(&e->n_removed, 1);
   atomic_fetch_add(&e->n_removed_dropped, dropped);
   log_removed(s, op->why, dropped);
