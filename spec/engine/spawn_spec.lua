@@ -286,6 +286,35 @@ describe("spawning and killing services", function()
   end)
 end)
 
+describe("spawning from an init", function()
+  it("adds the child before the start; it runs with the others", function()
+    local child = testing.module(CHILD)
+    local boot = testing.module(([[
+      local M = { subscribe = { "nothing" } }
+      function M.init(ctx)
+        assert(ctx:spawn("early", %q, { opts = { tag = "boot" } }))
+        local ok, why, code = ctx:spawn("early", %q)
+        ctx:emit("result", tostring(ok) .. "|" .. code)
+      end
+      function M.on_message() end
+      return M
+    ]]):format(child, child))
+    local eng = testing.engine { services = { { name = "boot", module = boot } },
+                                 collect = { "started", "result" } }
+    eng:run()
+    assert.same({ "early:boot" }, datas(eng:collect("started")))
+    assert.same({ "nil|EEXIST" }, datas(eng:collect("result")))
+    assert.equal("running", eng:stats("early").state)
+    assert.equal(1, eng:lifecycle().spawned)
+    -- ended for good, it is removed as any spawned service
+    eng:publish("in.early", "die")
+    eng:run()
+    assert.is_nil(eng:stats("early"))
+    eng:close()
+    testing.cleanup()
+  end)
+end)
+
 describe("spawn and kill churn", function()
   it("spawns and kills 10 000 services with nothing left behind", function()
     local child = testing.module([[
