@@ -552,6 +552,8 @@ MYC_EXTERN uint32_t myc_engine_service_count(myc_engine *e);
 
 /* Copies the counters of service 'index' (0-based) into 'st'.  Returns
  * MYC_ENOENT for an index out of range.  The strings stay valid until the
+ * service is removed (myc_engine_kill(), or a spawned service that ended;
+ * the indexes of the services after it then move down by one) or the
  * engine is freed.  Threaded engines: counters are read without stopping
  * the workers and may be a moment old. */
 MYC_EXTERN int myc_engine_service_stats(myc_engine *e, uint32_t index,

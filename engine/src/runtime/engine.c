@@ -239,7 +239,7 @@ int myc__engine_stats_by_name(myc_engine *e, const char *name, size_t len,
   if (e->nby_name > 0)
     s = *name_slot(e, name, len);
   if (s != NULL)
-    rc = myc_engine_service_stats(e, s->index, out);
+    rc = myc__engine_stats_locked(e, s->index, out);
   uv_mutex_unlock(&e->services_lock);
   return rc;
 }
@@ -666,7 +666,7 @@ static void log_stop(myc_engine *e) {
   char line[640];
   uint32_t i;
   for (i = 0; i < e->nservices; i++) {
-    myc_engine_service_stats(e, i, &st);
+    myc__engine_stats_locked(e, i, &st);
     in += st.in;
     dropped += st.dropped;
     unrouted += st.unrouted;
@@ -879,9 +879,26 @@ uint32_t myc_engine_service_count(myc_engine *e) {
 
 int myc_engine_service_stats(myc_engine *e, uint32_t index,
                              myc_service_stats *st) {
+  int rc;
+  uv_mutex_lock(&e->services_lock);
+  rc = myc__engine_stats_locked(e, index, st);
+  uv_mutex_unlock(&e->services_lock);
+  return rc;
+}
+
+int myc_engine_service_drops(myc_engine *e, uint32_t index,
+                             myc_drop_stats *out, uint32_t max) {
+  int rc;
+  uv_mutex_lock(&e->services_lock);
+  rc = myc__engine_drops_locked(e, index, out, max);
+  uv_mutex_unlock(&e->services_lock);
+  return rc;
+}
+
+int myc__engine_stats_locked(myc_engine *e, uint32_t index,
+                             myc_service_stats *st) {
   myc_service *s;
   myc__mailbox *mb;
-  /* No lock: the control channel calls this holding the registry's. */
   if (index >= e->nservices)
     return MYC_ENOENT;
   s = e->services[index];
@@ -917,7 +934,7 @@ int myc_engine_service_stats(myc_engine *e, uint32_t index,
   return 0;
 }
 
-int myc_engine_service_drops(myc_engine *e, uint32_t index,
+int myc__engine_drops_locked(myc_engine *e, uint32_t index,
                              myc_drop_stats *out, uint32_t max) {
   myc__mailbox *mb;
   uint32_t i, n = 0;

@@ -210,6 +210,14 @@ int myc__engine_stats_by_name(myc_engine *e, const char *name, size_t len,
  * goes with it).  Any thread. */
 int myc__engine_remove(myc_engine *e, myc_service *s, const char *why);
 
+/* myc_engine_service_stats() and myc_engine_service_drops() for a caller
+ * that holds services_lock (status, metrics) or runs alone (the stop's
+ * summary). */
+int myc__engine_stats_locked(myc_engine *e, uint32_t index,
+                             myc_service_stats *st);
+int myc__engine_drops_locked(myc_engine *e, uint32_t index,
+                             myc_drop_stats *out, uint32_t max);
+
 /* Checks what a new service asks for (its name valid and free, its
  * worker) and places it: '*w'.  'late_ok': it may join a running engine.
  * Returns 0 or a negative code with the reason in 'err'. */

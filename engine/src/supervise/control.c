@@ -75,7 +75,7 @@ struct myc__control {
  * too_large}] */
 static void status_drops_json(myc__sbuf *b, myc_engine *e, uint32_t i) {
   myc_drop_stats d[MYC_DROP_TOPICS + 1];
-  int n = myc_engine_service_drops(e, i, d, MYC_DROP_TOPICS + 1), k;
+  int n = myc__engine_drops_locked(e, i, d, MYC_DROP_TOPICS + 1), k;
   myc__sb_put(b, ",\"drops\":[", 10);
   for (k = 0; k < n; k++) {
     myc__sb_printf(b, "%s{\"topic\":", k ? "," : "");
@@ -95,7 +95,7 @@ static void status_drops_json(myc__sbuf *b, myc_engine *e, uint32_t i) {
 static void status_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
   myc_service_stats st;
   myc_service *s = e->services[i];
-  myc_engine_service_stats(e, i, &st);
+  myc__engine_stats_locked(e, i, &st);
   myc__sb_printf(b, "%s{\"name\":", i ? "," : "");
   myc__sb_json(b, st.name);
   myc__sb_printf(b, ",\"worker\":%d,\"state\":\"%s\",\"kind\":\"%s\"",
@@ -155,7 +155,7 @@ static void status_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
 /* Losses by topic of service 'i' (text): one line per topic with any. */
 static void status_drops_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
   myc_drop_stats d[MYC_DROP_TOPICS + 1];
-  int n = myc_engine_service_drops(e, i, d, MYC_DROP_TOPICS + 1), k;
+  int n = myc__engine_drops_locked(e, i, d, MYC_DROP_TOPICS + 1), k;
   for (k = 0; k < n; k++)
     myc__sb_printf(b,
                    "  %-18s dropped on %s: oldest %llu, newest %llu, rejected "
@@ -172,7 +172,7 @@ static void status_drops_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
  * misspelled at the emitter or at the subscriber shows here. */
 static void status_unrouted_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
   myc_service_stats st;
-  myc_engine_service_stats(e, i, &st);
+  myc__engine_stats_locked(e, i, &st);
   if (st.unrouted > 0)
     myc__sb_printf(b,
                    "  %-18s emitted %llu message%s on topics no service "
@@ -185,7 +185,7 @@ static void status_text_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
   myc_service_stats st;
   char mem[32], run[180], queue[32], wrk[16], ver[16], restarts[24];
   char in[24], out[24], dropped[24];
-  myc_engine_service_stats(e, i, &st);
+  myc__engine_stats_locked(e, i, &st);
   if (st.memory_limit)
     snprintf(mem, sizeof mem, "%.1f/%.0fM", (double)st.memory_bytes / 1048576,
              (double)st.memory_limit / 1048576);
