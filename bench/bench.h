@@ -43,6 +43,8 @@ int bench_reload(void);
 int bench_bandit(void);
 int bench_links(void);
 int bench_services(void);
+/* Part of "services": spawn + kill churn (churn.c). */
+int bench_services_churn(void);
 int bench_request(void);
 int bench_processes(void);
 int bench_nats(void);

@@ -356,6 +356,55 @@ MYC_EXTERN int myc_engine_add_service(myc_engine *e,
                                       const myc_service_config *sc,
                                       char *err, size_t errlen);
 
+/* Adds a Lua service to a running engine, from any thread (a service's
+ * ctx:spawn calls it too).  The module is loaded and its top level run
+ * on the calling thread, the name registered and the subscriptions
+ * applied before this returns, so messages sent to the service from then
+ * on wait in its mailbox; its init runs on its worker right after.  An
+ * init that raises counts as a crash: the restart policy ('restart', the
+ * engine's supervisor settings) decides, as for a configured service.  A
+ * spawned service that ends for good (stopped, or failed) is removed, as
+ * by myc_engine_kill().  Before myc_engine_start() it is added as
+ * myc_engine_add_service() adds one (and removed once it ends).
+ *
+ * Returns 0; MYC_EEXIST (the name is taken, by a configured or spawned
+ * service); MYC_EINVAL (a bad name, worker, budget, or a 'group': groups
+ * are fixed); MYC_ELUA (the module is missing, does not compile, raises
+ * or returns no handler: 'err' names the file and line); MYC_ESTOPPED
+ * (the engine is stopping); MYC_ENOMEM.  On error nothing is left. */
+MYC_EXTERN int myc_engine_spawn(myc_engine *e, const myc_service_config *sc,
+                                char *err, size_t errlen);
+
+/* Removes Lua service 'name' (configured or spawned) from a running
+ * engine, from any thread.  Its name is free again when this returns.
+ * On its worker, between two batches (after the handler that runs, if
+ * one does), its stop runs, its Lua state, timers and subscriptions go,
+ * the requests queued for it fail at once for their askers ("failed"),
+ * and what is queued for it is dropped and counted
+ * (myc_lifecycle_stats.dropped, and the log line of the removal); its
+ * memory is freed once no other thread can still reach it.  Services it
+ * spawned keep running.
+ *
+ * Returns 0; MYC_ENOENT (no such service, or removed already); MYC_EINVAL
+ * (a bad name, or one of the engine's C services); MYC_ESTATE (a member
+ * of a supervisor group, or the engine is not running); MYC_ESTOPPED (the
+ * engine is stopping: every service stops with it); MYC_ENOMEM. */
+MYC_EXTERN int myc_engine_kill(myc_engine *e, const char *name, char *err,
+                               size_t errlen);
+
+/* Services added and removed while the engine runs. */
+typedef struct {
+  uint64_t spawned;  /* myc_engine_spawn() and ctx:spawn successes */
+  uint64_t removed;  /* services removed (killed, or spawned and ended) */
+  uint64_t dropped;  /* messages queued for removed services, dropped */
+  uint32_t services; /* services now */
+  uint32_t pending_free; /* removed, not freed yet (a grace period) */
+} myc_lifecycle_stats;
+
+/* Fills 'out'.  Any thread. */
+MYC_EXTERN void myc_engine_lifecycle_stats(myc_engine *e,
+                                           myc_lifecycle_stats *out);
+
 /* How a supervisor group reacts when one of its services terminates. */
 typedef enum {
   MYC_ONE_FOR_ONE = 0, /* only that service restarts */
@@ -503,6 +552,8 @@ MYC_EXTERN uint32_t myc_engine_service_count(myc_engine *e);
 
 /* Copies the counters of service 'index' (0-based) into 'st'.  Returns
  * MYC_ENOENT for an index out of range.  The strings stay valid until the
+ * service is removed (myc_engine_kill(), or a spawned service that ended;
+ * the indexes of the services after it then move down by one) or the
  * engine is freed.  Threaded engines: counters are read without stopping
  * the workers and may be a moment old. */
 MYC_EXTERN int myc_engine_service_stats(myc_engine *e, uint32_t index,

@@ -325,6 +325,87 @@ function M.new(svc, name, opts, has_handler, typed, view)
                  normal and "" or ": " .. reason), 0)
   end
 
+  -- Services at run time (docs/API.md, Spawning services): the options a
+  -- config gives a service, and how each goes to C.
+  local RESTARTS = { permanent = 0, transient = 1, temporary = 2 }
+  local SPAWN_KEYS = { opts = "table", worker = "number", restart = "string",
+                       memory_limit_mb = "number", handler_timeout_ms = "number",
+                       load_timeout_ms = "number" }
+  local spawn_err
+  local function bad_opts(fmt, ...)
+    return nil, format("spawn: bad opts: " .. fmt, ...), "EINVAL"
+  end
+
+  -- Adds service 'who' running 'module' to the engine: its name, or nil,
+  -- message, code (EEXIST, ELUA, EINVAL, ESTOPPED...).
+  function ctx.spawn(_, who, module, o)
+    if type(who) ~= "string" then
+      fail(2, "spawn: name must be a string, got %s", type(who))
+    end
+    if type(module) ~= "string" then
+      fail(2, "spawn: module must be a string (a file path), got %s",
+           type(module))
+    end
+    o = o or {}
+    if type(o) ~= "table" then
+      return bad_opts("a table expected, got %s", type(o))
+    end
+    for k, v in pairs(o) do
+      local want = SPAWN_KEYS[k]
+      if want == nil then
+        return bad_opts("unknown key '%s' (known: opts, worker, restart, "
+                        .. "memory_limit_mb, handler_timeout_ms, "
+                        .. "load_timeout_ms)", tostring(k))
+      end
+      if type(v) ~= want then
+        return bad_opts("'%s' must be a %s, got %s", k, want, type(v))
+      end
+    end
+    local restart = RESTARTS[o.restart or "permanent"]
+    if restart == nil then
+      return bad_opts("restart must be permanent, transient or temporary, "
+                      .. "got '%s'", o.restart)
+    end
+    if o.worker ~= nil and (o.worker % 1 ~= 0 or o.worker < 0) then
+      return bad_opts("worker must be an integer >= 0, got %s", o.worker)
+    end
+    local packed, plen = nil, 0
+    if o.opts ~= nil then
+      local ok, p, n = pcall(encode, o.opts)
+      if not ok then return bad_opts("opts: %s", p) end
+      packed, plen = p, n
+    end
+    need("service")
+    spawn_err = spawn_err or ffi.new("char[1024]")
+    local rc = C.myc_ffi_spawn(svc, who, module, packed, plen,
+                               o.worker or -1, restart, o.memory_limit_mb or 0,
+                               o.handler_timeout_ms or 0, o.load_timeout_ms or 0,
+                               spawn_err, 1024)
+    if rc ~= 0 then
+      return nil, ffi_string(spawn_err), err_name(rc)
+    end
+    return who
+  end
+
+  -- Removes service 'who' (docs/API.md): true, or nil, message, code.
+  -- Killing itself ends this instance after the current handler too.
+  function ctx.kill(_, who)
+    if type(who) ~= "string" then
+      fail(2, "kill: name must be a string, got %s", type(who))
+    end
+    need("service")
+    spawn_err = spawn_err or ffi.new("char[1024]")
+    local rc = C.myc_ffi_kill(svc, who, spawn_err, 1024)
+    if rc ~= 0 then
+      return nil, ffi_string(spawn_err), err_name(rc)
+    end
+    if who == name then
+      C.myc_ffi_exit(svc, 1)
+      error(format("service '%s' killed itself", name), 0)
+    end
+    return true
+  end
+
   function ctx.shutdown(_, code)
     if code ~= nil and (type(code) ~= "number" or code % 1 ~= 0) then
       fail(2, "shutdown: exit code must be an integer, got %s", tostring(code))

@@ -457,6 +457,53 @@ function Engine:reload(name, module)
   return nil, ffi.string(err), err_name(rc)
 end
 
+-- Adds service 'name' running 'module' (a path) to the running engine,
+-- as the host would (myc_engine_spawn): 'o' takes the keys of a
+-- configured service (opts, worker, restart, memory_limit_mb,
+-- handler_timeout_ms, load_timeout_ms).  Its init runs at the next
+-- eng:run().  Returns the name, or nil, the engine's message and the
+-- error name.
+function Engine:spawn(name, module, o)
+  o = o or {}
+  local sc = ffi.new("myc_service_config")
+  local keep = { name = name, module = module }
+  sc.name, sc.module, sc.worker = keep.name, keep.module, o.worker or -1
+  if o.opts ~= nil then
+    keep.opts = core.pack(o.opts)
+    sc.opts, sc.opts_len = keep.opts, #keep.opts
+  end
+  if o.restart ~= nil then
+    sc.restart = enum({ permanent = 0, transient = 1, temporary = 2 },
+                      o.restart, "restart type")
+  end
+  sc.memory_limit_mb = o.memory_limit_mb or 0
+  sc.handler_timeout_ms = o.handler_timeout_ms or 0
+  sc.load_timeout_ms = o.load_timeout_ms or 0
+  local err = ffi.new("char[2048]")
+  local rc = lib.myc_engine_spawn(self.handle, sc, err, 2048)
+  if rc ~= 0 then return nil, ffi.string(err), err_name(rc) end
+  return name
+end
+
+-- Removes service 'name' (myc_engine_kill): true, or nil, the engine's
+-- message and the error name.  It ends at the next eng:run().
+function Engine:kill(name)
+  local err = ffi.new("char[2048]")
+  local rc = lib.myc_engine_kill(self.handle, name, err, 2048)
+  if rc ~= 0 then return nil, ffi.string(err), err_name(rc) end
+  return true
+end
+
+-- Services added and removed at run time: { spawned, removed, dropped,
+-- services, pending_free } (myc_lifecycle_stats).
+function Engine:lifecycle()
+  local st = ffi.new("myc_lifecycle_stats")
+  lib.myc_engine_lifecycle_stats(self.handle, st)
+  return { spawned = tonumber(st.spawned), removed = tonumber(st.removed),
+           dropped = tonumber(st.dropped), services = st.services,
+           pending_free = st.pending_free }
+end
+
 -- Fault injection: the next 'n' (default 1) batches of service 'name'
 -- fail at their first message as if its handler had raised "injected
 -- fault" (the message goes to $dead, the service restarts).

@@ -176,6 +176,23 @@ static void publish_sublist(myc__topics *t, myc__topic *topic,
   }
 }
 
+myc__sublist *myc__topics_take_retired(myc__topics *t) {
+  myc__sublist *l;
+  uv_mutex_lock(&t->lock);
+  l = t->retired;
+  t->retired = NULL;
+  uv_mutex_unlock(&t->lock);
+  return l;
+}
+
+void myc__topics_free_retired(myc__topics *t, myc__sublist *l) {
+  while (l != NULL) {
+    myc__sublist *next = l->retired_next;
+    myc__free(t->alloc, l, sublist_size(l->n));
+    l = next;
+  }
+}
+
 static int64_t create_topic(myc__topics *t, const char *name, size_t len) {
   uint32_t id = atomic_load_explicit(&t->count, memory_order_relaxed) + 1;
   uint32_t chunk = (id - 1) / MYC_TOPIC_CHUNK;

@@ -4,7 +4,8 @@
  * Lists are immutable once published: a subscription change builds a new
  * list under the table lock and swaps the pointer, so emitting threads read
  * them without any lock.  Replaced lists are kept until the table is
- * destroyed (subscription changes are rare; see docs/ARCHITECTURE.md).
+ * destroyed, or until a removal of a service (runtime/spawn.c) takes them
+ * and frees them after its grace period (see docs/ARCHITECTURE.md).
  */
 #ifndef MYC_TOPIC_H
 #define MYC_TOPIC_H
@@ -116,6 +117,14 @@ uint32_t myc__topics_count_locked(myc__topics *t, const struct myc_service *svc)
 
 /* Removes every subscription of 'svc'.  Returns 0 or MYC_ENOMEM. */
 int myc__topics_unsubscribe_all(myc__topics *t, struct myc_service *svc);
+
+/* Takes the lists replaced so far out of the table (a chain through
+ * 'retired_next'), for the caller to free once no thread can still read
+ * them (after a grace period: runtime/spawn.c). */
+myc__sublist *myc__topics_take_retired(myc__topics *t);
+
+/* Frees a chain from myc__topics_take_retired(). */
+void myc__topics_free_retired(myc__topics *t, myc__sublist *l);
 
 /* Has fn(ud) called, on the thread that changed them and outside the
  * table's lock, after every change of the subscriptions; NULL stops it.

@@ -62,6 +62,11 @@ static const myc_ffi_layout layouts[] = {
     FIELD(myc_drop_stats, dropped_newest), FIELD(myc_drop_stats, rejected),
     FIELD(myc_drop_stats, shutdown), FIELD(myc_drop_stats, too_large),
 
+    SIZE(myc_lifecycle_stats),
+    FIELD(myc_lifecycle_stats, spawned), FIELD(myc_lifecycle_stats, removed),
+    FIELD(myc_lifecycle_stats, dropped), FIELD(myc_lifecycle_stats, services),
+    FIELD(myc_lifecycle_stats, pending_free),
+
     SIZE(myc_mailbox_config),
     FIELD(myc_mailbox_config, capacity), FIELD(myc_mailbox_config, policy),
     FIELD(myc_mailbox_config, threshold),

@@ -173,6 +173,23 @@ MYC_FFI const char *myc_ffi_node(myc_service *s);
  * 2: with a reason, which counts as a crash for its restart type). */
 MYC_FFI void myc_ffi_exit(myc_service *s, int how);
 
+/* ctx:spawn: myc_engine_spawn() of Lua service 'name' running 'module'
+ * (a path; a relative one is taken from the directory of the spawner's
+ * own module), spawned by 's'.  'opts' is the MessagePack of its init's
+ * opts (or NULL); 'worker' -1 places it round robin; 'restart' is a
+ * myc_restart; the budgets as myc_service_config's.  Returns as
+ * myc_engine_spawn(), the reason in 'err'. */
+MYC_FFI int myc_ffi_spawn(myc_service *s, const char *name, const char *module,
+                          const void *opts, size_t opts_len, int32_t worker,
+                          int restart, double memory_limit_mb,
+                          double handler_timeout_ms, double load_timeout_ms,
+                          char *err, size_t errlen);
+
+/* ctx:kill: myc_engine_kill() of 'name' by 's'.  Returns as
+ * myc_engine_kill(), the reason in 'err'. */
+MYC_FFI int myc_ffi_kill(myc_service *s, const char *name, char *err,
+                         size_t errlen);
+
 /* The message at the cursor has no handler any more (a reload dropped
  * it): it goes to "$dead", logged, without ending the instance. */
 MYC_FFI void myc_ffi_unhandled(myc_service *s);

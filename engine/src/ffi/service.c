@@ -174,10 +174,41 @@ double myc_ffi_pressure(myc_service *s, uint32_t topic_id) {
 
 int myc_ffi_stats(myc_service *s, const char *name, size_t len,
                   myc_service_stats *out) {
-  myc_service *t = myc__engine_find(s->eng, name, len);
-  if (t == NULL)
-    return MYC_ENOENT;
-  return myc_engine_service_stats(s->eng, t->index, out);
+  return myc__engine_stats_by_name(s->eng, name, len, out);
+}
+
+int myc_ffi_spawn(myc_service *s, const char *name, const char *module,
+                  const void *opts, size_t opts_len, int32_t worker,
+                  int restart, double memory_limit_mb,
+                  double handler_timeout_ms, double load_timeout_ms,
+                  char *err, size_t errlen) {
+  myc_service_config sc;
+  char path[4096];
+  const char *slash;
+  memset(&sc, 0, sizeof sc);
+  sc.name = name;
+  sc.module = module;
+  /* Beside the spawner's own module, as a module's require would look:
+   * a service tree moves as a whole. */
+  uv_mutex_lock(&s->hook_lock);
+  slash = s->module ? strrchr(s->module, '/') : NULL;
+  if (module[0] != '/' && slash != NULL &&
+      snprintf(path, sizeof path, "%.*s/%s", (int)(slash - s->module),
+               s->module, module) < (int)sizeof path)
+    sc.module = path;
+  uv_mutex_unlock(&s->hook_lock);
+  sc.opts = opts;
+  sc.opts_len = opts_len;
+  sc.worker = worker;
+  sc.restart = (myc_restart)restart;
+  sc.memory_limit_mb = memory_limit_mb;
+  sc.handler_timeout_ms = handler_timeout_ms;
+  sc.load_timeout_ms = load_timeout_ms;
+  return myc__engine_spawn(s->eng, &sc, s->name, err, errlen);
+}
+
+int myc_ffi_kill(myc_service *s, const char *name, char *err, size_t errlen) {
+  return myc__engine_kill(s->eng, name, s->name, err, errlen);
 }
 
 int myc_ffi_log_level(myc_service *s) { return s->eng->log.level; }

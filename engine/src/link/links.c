@@ -1056,10 +1056,15 @@ static void publish(peer *p, const myc__wire_msg *m) {
  * asker that is gone waits for nothing. */
 static void deliver_reply(peer *p, const myc__wire_msg *m) {
   myc_engine *e = p->L->e;
+  /* 'to' stays valid until the hand-over (a killed service is freed only
+   * after this section). */
+  int g = myc__grace_enter(&e->sched.hosts);
   myc_service *to = myc__engine_find(e, m->topic, m->topic_len);
   myc_buf *b;
-  if (to == NULL)
+  if (to == NULL) {
+    myc__grace_exit(&e->sched.hosts, g);
     return;
+  }
   b = myc__frame_new_req(&e->alloc, e->reply_topic, "$reply", 6, m->source,
                          m->source_len, m->kind, m->type, m->payload,
                          m->payload_len,
@@ -1068,6 +1073,7 @@ static void deliver_reply(peer *p, const myc__wire_msg *m) {
   if (b == NULL) {
     logf_(p->L, MYC_LOG_ERROR, "link %s: out of memory for a reply to '%.*s'",
           p->name, (int)m->topic_len, m->topic);
+    myc__grace_exit(&e->sched.hosts, g);
     return;
   }
   memcpy(b->hdr.trace_id, m->trace_id, 16);
@@ -1076,6 +1082,7 @@ static void deliver_reply(peer *p, const myc__wire_msg *m) {
   b->hdr.seq = m->seq;
   b->hdr.ts_ns = m->ts_ns;
   (void)myc__deliver_one(&e->sched, NULL, to, b);
+  myc__grace_exit(&e->sched.hosts, g);
 }
 
 /* ctx:reply to a request that came over a link (the engine's

@@ -30,7 +30,7 @@ static int take_snapshot(myc_engine *e, snapshot *sn) {
     return MYC_ENOMEM;
   for (i = 0; i < sn->n; i++) {
     sn->svc[i] = e->services[i];
-    (void)myc_engine_service_stats(e, i, &sn->st[i]);
+    (void)myc__engine_stats_locked(e, i, &sn->st[i]);
   }
   return 0;
 }
@@ -105,7 +105,7 @@ static void drops(myc__text *t, myc_engine *e, const snapshot *sn) {
   family(t, "mycelium_messages_dropped_total", "counter",
          "Messages a service's mailbox lost, by topic and reason.");
   for (i = 0; i < sn->n; i++) {
-    n = myc_engine_service_drops(e, i, d, MYC_DROP_TOPICS + 1);
+    n = myc__engine_drops_locked(e, i, d, MYC_DROP_TOPICS + 1);
     for (k = 0; k < n; k++) {
       drop_sample(t, &sn->st[i], d[k].topic, "drop_oldest", d[k].dropped_oldest);
       drop_sample(t, &sn->st[i], d[k].topic, "drop_newest", d[k].dropped_newest);

@@ -107,8 +107,8 @@ static int refusal(const myc__task *t, const myc__worker *from, int manual,
       from != NULL);
 }
 
-int myc__admit(const myc__sched *sched, const myc__worker *from,
-               myc__topic *topic, size_t len) {
+static int admit(const myc__sched *sched, const myc__worker *from,
+                 myc__topic *topic, size_t len) {
   const myc__sublist *subs = myc__topic_subs(topic);
   uint32_t i;
   int all_too_large = 1;
@@ -129,17 +129,40 @@ int myc__admit(const myc__sched *sched, const myc__worker *from,
   return subs->n == 0 ? 0 : all_too_large ? MYC_ETOOBIG : MYC_EFULL;
 }
 
+int myc__admit(myc__sched *sched, const myc__worker *from, myc__topic *topic,
+               size_t len) {
+  int g, rc;
+  if (from != NULL)
+    return admit(sched, from, topic, len);
+  g = myc__grace_enter(&sched->hosts);
+  rc = admit(sched, from, topic, len);
+  myc__grace_exit(&sched->hosts, g);
+  return rc;
+}
+
 int myc__deliver(myc__topics *t, myc__sched *sched, myc__worker *from,
                  myc_buf *b) {
-  return deliver_to(t, sched, from,
-                    myc__topic_subs(myc__topics_get(t, b->topic_id)), b);
+  int g, rc;
+  if (from != NULL)
+    return deliver_to(t, sched, from,
+                      myc__topic_subs(myc__topics_get(t, b->topic_id)), b);
+  /* Not a worker: the subscribers read here are freed only after this
+   * section (see worker.h, sched->hosts). */
+  g = myc__grace_enter(&sched->hosts);
+  rc = deliver_to(t, sched, from,
+                  myc__topic_subs(myc__topics_get(t, b->topic_id)), b);
+  myc__grace_exit(&sched->hosts, g);
+  return rc;
 }
 
 int myc__deliver_staged(myc__topics *t, myc__sched *sched,
                         myc__host_stage *h, myc_buf *b) {
-  myc__sublist *subs = myc__topic_subs(myc__topics_get(t, b->topic_id));
-  uint32_t i, n = subs->n, accepted = 0;
+  myc__sublist *subs;
+  uint32_t i, n, accepted = 0;
   int why = MYC_ETOOBIG;
+  myc__host_enter(h);
+  subs = myc__topic_subs(myc__topics_get(t, b->topic_id));
+  n = subs->n;
   if (n == 0) {
     atomic_fetch_add_explicit(&t->no_subscriber, 1, memory_order_relaxed);
     myc__buf_release(NULL, sched->alloc, b);

@@ -70,8 +70,9 @@ int myc__emit_reply(myc_service *s, myc_service *to, uint32_t topic_id,
 
 /* Hands 'b' (one reference, the caller's, handed over whatever the
  * result) to service 'to' alone.  'from' is the worker running the
- * caller, or NULL for another thread.  Returns 0 or the mailbox's
- * refusal. */
+ * caller, or NULL for another thread, which must have found 'to' within
+ * the read section it still holds (sched->hosts, worker.h).  Returns 0 or
+ * the mailbox's refusal. */
 int myc__deliver_one(myc__sched *sched, myc__worker *from, myc_service *to,
                      myc_buf *b);
 
@@ -97,8 +98,8 @@ myc_buf *myc__frame_new_req(const myc__alloc *a, uint32_t topic_id,
  * to be sent: the loss is counted at every subscriber, by its reason, and
  * the result is MYC_ETOOBIG when they all refused it as too large, else
  * MYC_EFULL.  Thread of 'from'. */
-int myc__admit(const myc__sched *sched, const myc__worker *from,
-               myc__topic *topic, size_t len);
+int myc__admit(myc__sched *sched, const myc__worker *from, myc__topic *topic,
+               size_t len);
 
 /* Delivers an already framed 'b' (one reference, owned by the caller until
  * this returns) to the subscribers of its topic in 't'.  'from' is the

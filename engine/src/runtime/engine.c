@@ -40,9 +40,13 @@ static int init_workers(myc_engine *e, uint32_t n) {
   sc->clock = &e->clock;
   sc->manual = e->manual;
   atomic_init(&sc->delivered, 0);
-  sc->workers = myc__calloc(&e->alloc, n * sizeof *sc->workers);
-  if (sc->workers == NULL)
+  if (myc__grace_init(&sc->hosts) != 0)
     return MYC_ENOMEM;
+  sc->workers = myc__calloc(&e->alloc, n * sizeof *sc->workers);
+  if (sc->workers == NULL) {
+    myc__grace_destroy(&sc->hosts);
+    return MYC_ENOMEM;
+  }
   sc->nworkers_max = n;
   for (i = 0; i < n; i++) {
     int rc = myc__worker_init(&sc->workers[i], sc, i);
@@ -204,6 +208,92 @@ myc_service *myc__engine_find(myc_engine *e, const char *name, size_t len) {
   return s;
 }
 
+myc_service *myc__engine_pin(myc_engine *e, const char *name, size_t len) {
+  myc_service *s = NULL;
+  uv_mutex_lock(&e->services_lock);
+  if (e->nby_name > 0)
+    s = *name_slot(e, name, len);
+  /* Under the lock: a service still in the registry holds the registry's
+   * reference, so the count cannot be at zero. */
+  if (s != NULL)
+    atomic_fetch_add(&s->refs, 1);
+  uv_mutex_unlock(&e->services_lock);
+  return s;
+}
+
+int myc__engine_pin_service(myc_engine *e, myc_service *s) {
+  int rc = MYC_ENOENT;
+  uv_mutex_lock(&e->services_lock);
+  if (!atomic_load(&s->removed)) {
+    atomic_fetch_add(&s->refs, 1);
+    rc = 0;
+  }
+  uv_mutex_unlock(&e->services_lock);
+  return rc;
+}
+
+int myc__engine_stats_by_name(myc_engine *e, const char *name, size_t len,
+                              myc_service_stats *out) {
+  myc_service *s = NULL;
+  int rc = MYC_ENOENT;
+  uv_mutex_lock(&e->services_lock);
+  if (e->nby_name > 0)
+    s = *name_slot(e, name, len);
+  if (s != NULL)
+    rc = myc__engine_stats_locked(e, s->index, out);
+  uv_mutex_unlock(&e->services_lock);
+  return rc;
+}
+
+/* Removes 's' from the name index, shifting back the names after it in
+ * their run (linear probing keeps no tombstones).  Under services_lock. */
+static void index_delete(myc_engine *e, myc_service *s) {
+  uint32_t mask = e->nby_name - 1, i, j;
+  myc_service **slot = name_slot(e, s->name, s->name_len);
+  if (*slot != s)
+    return;
+  i = (uint32_t)(slot - e->by_name);
+  e->by_name[i] = NULL;
+  for (j = (i + 1) & mask; e->by_name[j] != NULL; j = (j + 1) & mask) {
+    myc_service *m = e->by_name[j];
+    uint32_t home = hash_name(m->name, m->name_len) & mask;
+    /* 'm' may fill the hole unless its home lies cyclically in (i, j]. */
+    int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    if (!stays) {
+      e->by_name[i] = m;
+      e->by_name[j] = NULL;
+      i = j;
+    }
+  }
+}
+
+int myc__engine_unregister(myc_engine *e, myc_service *s) {
+  uint32_t i;
+  uv_mutex_lock(&e->services_lock);
+  if (atomic_load(&s->removed)) {
+    uv_mutex_unlock(&e->services_lock);
+    return MYC_ENOENT;
+  }
+  atomic_store(&s->removed, 1);
+  index_delete(e, s);
+  /* Order kept (status lists services as they came), so the later ones
+   * move down one index. */
+  memmove(&e->services[s->index], &e->services[s->index + 1],
+          (e->nservices - s->index - 1) * sizeof *e->services);
+  e->nservices--;
+  for (i = s->index; i < e->nservices; i++)
+    e->services[i]->index = i;
+  s->limbo_prev = NULL;
+  s->limbo_next = e->limbo;
+  if (e->limbo != NULL)
+    e->limbo->limbo_prev = s;
+  e->limbo = s;
+  e->nlimbo++;
+  atomic_fetch_add(&e->removals, 1);
+  uv_mutex_unlock(&e->services_lock);
+  return 0;
+}
+
 /* Room in the index for one more name.  Under services_lock.  Returns 0
  * or MYC_ENOMEM (the index unchanged). */
 static int index_reserve(myc_engine *e) {
@@ -229,13 +319,18 @@ static int place(myc_engine *e, int32_t worker, myc__worker **out) {
   if (worker >= 0 && (uint32_t)worker >= n)
     return MYC_EINVAL;
   if (worker < 0)
-    worker = (int32_t)(e->next_worker++ % n);
+    worker = (int32_t)(atomic_fetch_add(&e->next_worker, 1) % n);
   *out = &e->sched.workers[worker];
   return 0;
 }
 
 static int append_service(myc_engine *e, myc_service *s) {
   uv_mutex_lock(&e->services_lock);
+  /* Checked again here: two spawns of one name may race. */
+  if (e->nby_name > 0 && *name_slot(e, s->name, s->name_len) != NULL) {
+    uv_mutex_unlock(&e->services_lock);
+    return MYC_EEXIST;
+  }
   if (index_reserve(e) != 0) {
     uv_mutex_unlock(&e->services_lock);
     return MYC_ENOMEM;
@@ -258,9 +353,9 @@ static int append_service(myc_engine *e, myc_service *s) {
   return 0;
 }
 
-static int check_new_service(myc_engine *e, const char *name, int32_t worker,
-                             myc__worker **w, char *err, size_t errlen,
-                             int late_ok) {
+int myc__engine_check_new(myc_engine *e, const char *name, int32_t worker,
+                          myc__worker **w, char *err, size_t errlen,
+                          int late_ok) {
   const char *why = name ? myc__service_name_check(name) : "it has none";
   if (why != NULL) {
     /* Quoted escaped: the name may hold a newline or a quote. */
@@ -276,7 +371,11 @@ static int check_new_service(myc_engine *e, const char *name, int32_t worker,
     return MYC_ESTATE;
   }
   if (myc__engine_find(e, name, strlen(name)) != NULL) {
-    snprintf(err, errlen, "service '%s' is defined twice", name);
+    if (late_ok && e->started)
+      snprintf(err, errlen, "spawn of '%s': the name is taken by a running "
+               "service", name);
+    else
+      snprintf(err, errlen, "service '%s' is defined twice", name);
     return MYC_EEXIST;
   }
   if (place(e, worker, w) != 0) {
@@ -287,16 +386,24 @@ static int check_new_service(myc_engine *e, const char *name, int32_t worker,
   return 0;
 }
 
-/* Registers a service just made; frees it if that fails. */
-static int register_service(myc_engine *e, myc_service *s, char *err,
-                            size_t errlen) {
+int myc__engine_register(myc_engine *e, myc_service *s, char *err,
+                          size_t errlen) {
   int rc = append_service(e, s);
   if (rc != 0) {
+    if (rc == MYC_EEXIST)
+      snprintf(err, errlen, "spawn of '%s': the name is taken by a running "
+               "service", s->name);
+    else
+      snprintf(err, errlen, "out of memory");
     myc__topics_unsubscribe_all(&e->topics, s);
     myc__service_free(s);
-    snprintf(err, errlen, "out of memory");
   }
   return rc;
+}
+
+static int register_service(myc_engine *e, myc_service *s, char *err,
+                            size_t errlen) {
+  return myc__engine_register(e, s, err, errlen);
 }
 
 int myc_engine_add_service(myc_engine *e, const myc_service_config *sc,
@@ -309,7 +416,7 @@ int myc_engine_add_service(myc_engine *e, const myc_service_config *sc,
     err = dummy;
     errlen = sizeof dummy;
   }
-  rc = check_new_service(e, sc->name, sc->worker, &w, err, errlen, 0);
+  rc = myc__engine_check_new(e, sc->name, sc->worker, &w, err, errlen, 0);
   if (rc == 0)
     rc = myc__service_new_lua(e, sc, w, &s, err, errlen);
   if (rc == 0)
@@ -325,7 +432,7 @@ int myc_engine_add_c_service(myc_engine *e, const char *name,
   char err[256];
   /* A manual engine runs on the caller's thread, so a C service (which
    * has no init) can join it at any time: tests add collectors late. */
-  int rc = check_new_service(e, name, worker, &w, err, sizeof err,
+  int rc = myc__engine_check_new(e, name, worker, &w, err, sizeof err,
                              e->manual);
   if (rc == MYC_ESTATE)
     myc__log_write(&e->log, MYC_LOG_ERROR, myc__clock_now(&e->clock), NULL, 0,
@@ -560,7 +667,7 @@ static void log_stop(myc_engine *e) {
   char line[640];
   uint32_t i;
   for (i = 0; i < e->nservices; i++) {
-    myc_engine_service_stats(e, i, &st);
+    myc__engine_stats_locked(e, i, &st);
     in += st.in;
     dropped += st.dropped;
     unrouted += st.unrouted;
@@ -773,9 +880,26 @@ uint32_t myc_engine_service_count(myc_engine *e) {
 
 int myc_engine_service_stats(myc_engine *e, uint32_t index,
                              myc_service_stats *st) {
+  int rc;
+  uv_mutex_lock(&e->services_lock);
+  rc = myc__engine_stats_locked(e, index, st);
+  uv_mutex_unlock(&e->services_lock);
+  return rc;
+}
+
+int myc_engine_service_drops(myc_engine *e, uint32_t index,
+                             myc_drop_stats *out, uint32_t max) {
+  int rc;
+  uv_mutex_lock(&e->services_lock);
+  rc = myc__engine_drops_locked(e, index, out, max);
+  uv_mutex_unlock(&e->services_lock);
+  return rc;
+}
+
+int myc__engine_stats_locked(myc_engine *e, uint32_t index,
+                             myc_service_stats *st) {
   myc_service *s;
   myc__mailbox *mb;
-  /* No lock: the control channel calls this holding the registry's. */
   if (index >= e->nservices)
     return MYC_ENOENT;
   s = e->services[index];
@@ -811,7 +935,7 @@ int myc_engine_service_stats(myc_engine *e, uint32_t index,
   return 0;
 }
 
-int myc_engine_service_drops(myc_engine *e, uint32_t index,
+int myc__engine_drops_locked(myc_engine *e, uint32_t index,
                              myc_drop_stats *out, uint32_t max) {
   myc__mailbox *mb;
   uint32_t i, n = 0;
@@ -879,19 +1003,28 @@ void myc_engine_free(myc_engine *e) {
   }
   for (i = 0; i < sc->nworkers; i++)
     myc__owner_take(&sc->workers[i].owner);
+  e->freeing = 1;
   /* Handed-over messages reference their services: drop them first. */
   quiesce(e);
   for (i = 0; i < sc->nworkers; i++)
     myc__worker_discard_inbox(&sc->workers[i]);
-  /* In placement order: each leaves the head of its worker's list. */
   for (i = 0; i < e->nservices; i++)
     myc__service_free(e->services[i]);
+  /* Removed, with the jobs that would have freed them cancelled. */
+  while (e->limbo != NULL) {
+    myc_service *s = e->limbo;
+    e->limbo = s->limbo_next;
+    myc__service_free(s);
+  }
   run_cleanups(e);
   myc__free(&e->alloc, e->services, e->capservices * sizeof *e->services);
   myc__free(&e->alloc, e->by_name, e->nby_name * sizeof *e->by_name);
   for (i = 0; i < sc->nworkers; i++)
     myc__worker_destroy(&sc->workers[i]);
-  myc__free(&e->alloc, sc->workers, sc->nworkers_max * sizeof *sc->workers);
+  if (sc->workers != NULL) {
+    myc__free(&e->alloc, sc->workers, sc->nworkers_max * sizeof *sc->workers);
+    myc__grace_destroy(&sc->hosts);
+  }
   if (e->topics.slots != NULL)
     myc__topics_destroy(&e->topics);
   myc__pool_destroy(&e->host_pool);

@@ -100,7 +100,7 @@ struct myc_engine {
   void *reply_remote_ud;
 
   myc__sched sched; /* the workers */
-  uint32_t next_worker; /* round-robin placement */
+  _Atomic uint32_t next_worker; /* round-robin placement */
 
   myc_service **services;
   uint32_t nservices, capservices;
@@ -110,6 +110,18 @@ struct myc_engine {
    * every other.  Under services_lock. */
   myc_service **by_name;
   uint32_t nby_name; /* slots, a power of two, or 0 */
+  /* Services removed from the registry, not freed yet (spawn.c), under
+   * services_lock; myc_engine_free() frees those still there. */
+  myc_service *limbo;
+  uint32_t nlimbo;
+  /* Grows with every removal: a pointer to a service kept across turns
+   * (request.c's asker) is good while this has not changed. */
+  _Atomic uint64_t removals;
+  /* myc_engine_free() runs: timers and jobs die with the workers, so a
+   * service freed now forgets nothing and posts nothing. */
+  int freeing;
+  /* Services added and removed while running (myc_lifecycle_stats). */
+  _Atomic uint64_t n_spawned, n_removed, n_removed_dropped;
 
   myc__engine_hooks hooks;
   myc__cleanup *cleanups;
@@ -166,9 +178,72 @@ int myc__engine_beside(myc_engine *e, int (*start)(void *, char *, size_t),
 int myc__engine_beside_metrics(myc_engine *e, void *ud,
                                char *(*metrics)(void *, size_t *));
 
-/* Finds a service by name, or NULL.  Any thread (services are only ever
- * appended). */
+/* Finds a service by name, or NULL.  A worker may use the result until
+ * the end of its turn (a removed service is freed only after a job on
+ * every worker), a thread without a worker within a read section of
+ * e->sched.hosts; to hold it longer, pin it. */
 myc_service *myc__engine_find(myc_engine *e, const char *name, size_t len);
+
+/* As myc__engine_find, taking a reference the caller drops with
+ * myc__engine_unpin(): the service is not freed before (it may be
+ * removed: s->removed).  Any thread. */
+myc_service *myc__engine_pin(myc_engine *e, const char *name, size_t len);
+
+/* Pins a service the caller holds (found this turn, or pinned).  Returns
+ * 0, or MYC_ENOENT when it is removed already (not pinned). */
+int myc__engine_pin_service(myc_engine *e, myc_service *s);
+
+/* Drops a reference of 's'; the last one frees it on its worker (a job).
+ * Any thread. */
+void myc__engine_unpin(myc_service *s);
+
+/* Takes 's' out of the registry (name index and list) into the list of
+ * removed services.  Returns 0, or MYC_ENOENT when it is out already.
+ * Any thread. */
+int myc__engine_unregister(myc_engine *e, myc_service *s);
+
+/* Counters of the service named 'name' (myc_engine_service_stats), read
+ * under the registry lock.  Returns 0 or MYC_ENOENT. */
+int myc__engine_stats_by_name(myc_engine *e, const char *name, size_t len,
+                              myc_service_stats *out);
+
+/* Removes service 's' (spawn.c): out of the registry at once (its name is
+ * free again), then ended on its worker (myc__service_end) and freed once
+ * no thread can reach it.  'why' goes to its askers and the log.  Returns
+ * 0, MYC_ENOENT (removed already), MYC_ESTOPPED (the engine stops: it
+ * goes with it).  Any thread. */
+int myc__engine_remove(myc_engine *e, myc_service *s, const char *why);
+
+/* myc_engine_service_stats() and myc_engine_service_drops() for a caller
+ * that holds services_lock (status, metrics) or runs alone (the stop's
+ * summary). */
+int myc__engine_stats_locked(myc_engine *e, uint32_t index,
+                             myc_service_stats *st);
+int myc__engine_drops_locked(myc_engine *e, uint32_t index,
+                             myc_drop_stats *out, uint32_t max);
+
+/* Checks what a new service asks for (its name valid and free, its
+ * worker) and places it: '*w'.  'late_ok': it may join a running engine.
+ * Returns 0 or a negative code with the reason in 'err'. */
+int myc__engine_check_new(myc_engine *e, const char *name, int32_t worker,
+                          myc__worker **w, char *err, size_t errlen,
+                          int late_ok);
+
+/* Adds a service just made to the registry; frees it if that fails
+ * (MYC_EEXIST: its name is taken; MYC_ENOMEM), with the reason in
+ * 'err'.  Any thread. */
+int myc__engine_register(myc_engine *e, myc_service *s, char *err,
+                         size_t errlen);
+
+/* myc_engine_spawn() for a service spawned by 'parent' (a service's
+ * name, or NULL: the host). */
+int myc__engine_spawn(myc_engine *e, const myc_service_config *sc,
+                      const char *parent, char *err, size_t errlen);
+
+/* myc_engine_kill() by service 'by' (NULL: the host), which the log line
+ * and the askers' failure name. */
+int myc__engine_kill(myc_engine *e, const char *name, const char *by,
+                     char *err, size_t errlen);
 
 /* The number of services, read under the registry lock: services below it
  * can be used from any thread. */

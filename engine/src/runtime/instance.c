@@ -509,6 +509,17 @@ void myc__instance_commit(myc_service *s, myc__instance *in) {
   myc__instance_reset(in);
 }
 
+void myc__instance_commit_first(myc_service *s, myc__instance *in) {
+  apply_subscriptions(s, in);
+  uv_mutex_lock(&s->hook_lock);
+  s->cur = *in;
+  s->hook_L = in->L;
+  s->hook_slot = in->slot;
+  uv_mutex_unlock(&s->hook_lock);
+  atomic_store(&s->mem_cur, in->slot);
+  myc__instance_reset(in);
+}
+
 /* ---- ending ------------------------------------------------------------- */
 
 /* Calls the stop of 'in' as a fresh activation; logs what it raised. */

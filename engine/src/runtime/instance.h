@@ -55,6 +55,11 @@ int myc__instance_run_init(myc_service *s, myc__instance *in);
  * subscription that cannot be added for lack of memory is logged. */
 void myc__instance_commit(myc_service *s, myc__instance *in);
 
+/* As myc__instance_commit for the first instance of a service not yet
+ * placed on its worker (spawned): applies its subscriptions and makes it
+ * current.  The thread that loaded it. */
+void myc__instance_commit_first(myc_service *s, myc__instance *in);
+
 /* Closes an instance that never became current, or the current one
  * ('in' == &s->cur).  Worker thread, or the thread that loaded it. */
 void myc__instance_close(myc_service *s, myc__instance *in);

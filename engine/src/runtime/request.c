@@ -1,8 +1,9 @@
 /* request.c -- answering requests (see request.h).  The asker is named by
  * the request's source; the last one found is kept on the responder, as
  * a responder usually answers the same few services over and over and
- * the registry lookup takes a lock.  Services are never freed before the
- * engine, so the kept pointer stays valid. */
+ * the registry lookup takes a lock.  A removed service is freed only
+ * after its worker's turn boundaries, so the kept pointer is good as long
+ * as no service was removed since it was found (e->removals). */
 #include "runtime/request.h"
 
 #include "runtime/emit.h"
@@ -14,11 +15,13 @@ static myc_service *asker(myc_service *s, myc_buf *req) {
   const char *name = myc__buf_source(req);
   uint8_t len = req->hdr.source_len;
   myc_service *to = s->asker;
-  if (to != NULL && to->name_len == len && memcmp(to->name, name, len) == 0)
+  uint64_t gen = atomic_load_explicit(&s->eng->removals, memory_order_acquire);
+  if (to != NULL && s->asker_gen == gen && to->name_len == len &&
+      memcmp(to->name, name, len) == 0)
     return to;
   to = myc__engine_find(s->eng, name, len);
-  if (to != NULL)
-    s->asker = to;
+  s->asker = to;
+  s->asker_gen = gen;
   return to;
 }
 

@@ -81,7 +81,11 @@ static myc_service *service_alloc(myc_engine *e, const char *name,
   s->name_len = (uint8_t)len;
   s->eng = e;
   s->topics = &e->topics;
-  myc__worker_place(w, &s->task, &service_ops);
+  /* Placed by the caller: on the worker's thread, once the service is
+   * complete (a spawned one from another thread, later). */
+  s->task.worker = w;
+  s->task.ops = &service_ops;
+  atomic_init(&s->refs, 1);
   s->view.batch = s->batch;
   s->view.cursor = -1;
   myc__instance_reset(&s->cur);
@@ -96,7 +100,6 @@ static myc_service *service_alloc(myc_engine *e, const char *name,
     s->mem[i].pool = &e->slabs;
   }
   atomic_init(&s->state, MYC_SVC_LOADED);
-  myc__activation_new_trace(s);
   return s;
 fail_lock:
   myc__mailbox_destroy(&s->task.mb, &e->alloc);
@@ -206,12 +209,14 @@ static int announce(myc_service *s, const myc_service_config *sc, char *err,
   return h->service_added ? h->service_added(h->ud, s, sc, err, errlen) : 0;
 }
 
-int myc__service_new_lua(myc_engine *e, const myc_service_config *sc,
-                         myc__worker *w, myc_service **out, char *err,
-                         size_t errlen) {
+/* A Lua service with its first instance loaded, not committed.  On
+ * failure returns a negative code with the reason in 'err', nothing
+ * left. */
+static int new_lua(myc_engine *e, const myc_service_config *sc, myc__worker *w,
+                   myc_service **out, myc__instance *in, char *err,
+                   size_t errlen) {
   const myc_mailbox_config *mb = sc->mailbox ? sc->mailbox : &e->mailbox;
   myc_service *s = service_alloc(e, sc->name, mb, w, err, errlen);
-  myc__instance in;
   char why[1024];
   int rc;
 
@@ -235,15 +240,52 @@ int myc__service_new_lua(myc_engine *e, const myc_service_config *sc,
       myc__name_error(s->name, why, err, errlen);
   }
   if (rc == 0)
-    rc = myc__instance_load(s, &in, s->module, s->code, s->code_len, err,
+    rc = myc__instance_load(s, in, s->module, s->code, s->code_len, err,
                             errlen);
   if (rc != 0) {
     myc__service_free(s);
     return rc;
   }
-  myc__instance_commit(s, &in);
   *out = s;
   return 0;
+}
+
+int myc__service_new_lua(myc_engine *e, const myc_service_config *sc,
+                         myc__worker *w, myc_service **out, char *err,
+                         size_t errlen) {
+  myc__instance in;
+  int rc = new_lua(e, sc, w, out, &in, err, errlen);
+  if (rc == 0) {
+    myc__service_place(*out);
+    myc__instance_commit(*out, &in);
+  }
+  return rc;
+}
+
+int myc__service_new_spawned(myc_engine *e, const myc_service_config *sc,
+                             myc__worker *w, myc_service **out,
+                             myc__instance *in, char *err, size_t errlen) {
+  return new_lua(e, sc, w, out, in, err, errlen);
+}
+
+void myc__service_place(myc_service *s) {
+  myc__worker_place(s->task.worker, &s->task, &service_ops);
+  s->placed = 1;
+  /* Here, not at the allocation: it draws from the worker's generator,
+   * which only its thread may (a spawn allocates on another). */
+  myc__activation_new_trace(s);
+}
+
+void myc__service_start_spawned(myc_service *s) {
+  char err[1024];
+  MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
+  if (myc__service_init(s, err, sizeof err) == 0) {
+    myc__service_wake(s);
+    return;
+  }
+  /* Its init raised (logged): as a crash, for the supervisor. */
+  myc__instance_end(s, 0);
+  myc__service_terminated(s, MYC_END_ERROR, err);
 }
 
 int myc__service_new_c(myc_engine *e, const char *name, const char *pattern,
@@ -255,6 +297,7 @@ int myc__service_new_c(myc_engine *e, const char *name, const char *pattern,
   *out = NULL;
   if (s == NULL)
     return MYC_EINVAL;
+  myc__service_place(s);
   memset(&sc, 0, sizeof sc);
   sc.name = name;
   s->cb = cb;
@@ -636,6 +679,25 @@ void myc__service_stop(myc_service *s) {
   myc__service_stop_resources(s, NULL);
 }
 
+uint64_t myc__service_end(myc_service *s, const char *why) {
+  uint64_t queued;
+  MYC_ASSERT_OWNER(&myc__service_worker(s)->owner);
+  myc__service_stop(s);
+  atomic_store(&s->state, MYC_SVC_STOPPED);
+  myc__topics_unsubscribe_all(s->topics, s);
+  /* Its askers hear now rather than at their deadlines. */
+  myc__request_fail_queued(s, why);
+  myc__instance_close(s, &s->dying);
+  myc__instance_close(s, &s->retired);
+  myc__instance_end(s, 0);
+  myc__instance_forget_timers(s, 0, UINT64_MAX);
+  queued = (s->view.batch_n - s->batch_pos) +
+           atomic_load_explicit(&s->task.mb.len, memory_order_relaxed);
+  myc__service_drop_leftovers(s);
+  myc__worker_flush(s->task.worker);
+  return queued;
+}
+
 /* Counts messages 'from' to 'to' of the batch as lost at shutdown and
  * releases them. */
 static void drop_range(myc_service *s, uint32_t from, uint32_t to) {
@@ -713,7 +775,12 @@ void myc__service_free(myc_service *s) {
   myc__instance_close(s, &s->cur);
   for (i = 0; i < MYC_SLOTS; i++)
     myc__lua_budget_drain(&s->mem[i]);
-  myc__worker_unplace(s->task.worker, &s->task);
+  /* A spawned service that never reached its worker has no timer and no
+   * place there (and this may be another thread). */
+  if (s->placed && !e->freeing) {
+    myc__instance_forget_timers(s, 0, UINT64_MAX);
+    myc__worker_unplace(s->task.worker, &s->task);
+  }
   myc__mailbox_destroy(&s->task.mb, &e->alloc);
   myc__routes_free(s);
   myc__span_free(s);
@@ -723,6 +790,7 @@ void myc__service_free(myc_service *s) {
     myc__free(&e->alloc, s->code, s->code_len + 1);
   myc__free(&e->alloc, s->opts, s->opts_len);
   myc__strfree(&e->alloc, s->module);
+  myc__strfree(&e->alloc, s->parent);
   myc__strfree(&e->alloc, s->name);
   myc__free(&e->alloc, s, sizeof *s);
 }

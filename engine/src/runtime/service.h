@@ -12,6 +12,7 @@
 #define MYC_SERVICE_H
 
 #include "base/alloc.h"
+#include "core/job.h"
 #include "core/topic.h"
 #include "runtime/worker.h"
 
@@ -202,6 +203,7 @@ struct myc_service {
   uint64_t next_timer_id;
   uint64_t next_corr;         /* request correlation ids, from 1 */
   struct myc_service *asker;  /* who the last reply went to (request.c) */
+  uint64_t asker_gen;         /* e->removals when it was found */
   _Atomic uint64_t n_requests_dropped; /* pending when an instance ended */
   _Atomic uint64_t n_in, n_out, n_errors;
   _Atomic uint64_t n_unrouted; /* of n_out: to a topic nobody listens to */
@@ -212,6 +214,24 @@ struct myc_service {
 #endif
 
   myc__resource *resources; /* attached facility objects */
+
+  /* Services added and removed while the engine runs (spawn.c). */
+  int spawned;  /* by myc_engine_spawn/ctx:spawn: removed once it ends */
+  int placed;   /* on its worker's list of tasks */
+  int grouped;  /* in a supervisor group (supervise/ sets it) */
+  void *kill;   /* a removal that waits for the start (spawn.c) */
+  char *parent; /* the service that spawned it, or NULL */
+  /* Out of the registry (killed, or a spawned service that ended): no
+   * longer found by name, its struct freed once nobody can reach it. */
+  _Atomic int removed;
+  /* References: the registry's (dropped after the grace period of a
+   * removal) and pins of threads that hold it across a wait (a reload).
+   * The last one out frees it on its worker, through 'free_job'. */
+  _Atomic uint32_t refs;
+  myc__job free_job;
+  /* In the engine's list of removed services not yet freed (under its
+   * registry lock). */
+  struct myc_service *limbo_next, *limbo_prev;
 };
 
 /* The service whose task is 't'. */
@@ -230,6 +250,22 @@ static inline myc__worker *myc__service_worker(const myc_service *s) {
 int myc__service_new_lua(myc_engine *e, const myc_service_config *sc,
                          myc__worker *w, myc_service **out, char *err,
                          size_t errlen);
+
+/* As myc__service_new_lua for a service added while the engine runs,
+ * from any thread: the service is not placed on 'w' (its worker does it,
+ * myc__service_place) and its first instance is left in 'in', loaded but
+ * not committed (myc__instance_commit_first).  Same returns. */
+int myc__service_new_spawned(myc_engine *e, const myc_service_config *sc,
+                             myc__worker *w, myc_service **out,
+                             myc__instance *in, char *err, size_t errlen);
+
+/* Places 's' on its worker.  Thread owning the worker. */
+void myc__service_place(myc_service *s);
+
+/* Runs the init of a placed spawned service and lets it take messages;
+ * when the init raises, the instance ends as a crash (the 'terminated'
+ * hook decides).  Worker thread. */
+void myc__service_start_spawned(myc_service *s);
 
 /* Creates a C service on worker 'w' calling 'cb' for each message on
  * 'pattern'.  Same returns. */
@@ -293,6 +329,13 @@ void myc__service_terminated(myc_service *s, int how, const char *why);
 /* Releases what is still queued for 's', counting it as lost at shutdown
  * per topic.  Worker stopped (or its thread). */
 void myc__service_drop_leftovers(myc_service *s);
+
+/* Ends 's' for good, on its worker, for a removal: runs the module's stop
+ * (if an instance runs), closes every instance, leaves every topic, fails
+ * the requests queued for it, forgets its timers, and drops what is
+ * queued (counted as dropped at shutdown).  Returns the messages dropped.
+ * Worker thread. */
+uint64_t myc__service_end(myc_service *s, const char *why);
 
 /* Releases what is still queued, counting it as dropped at shutdown, and
  * frees the service.  Must run on its worker (or after the workers have

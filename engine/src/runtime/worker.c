@@ -120,11 +120,16 @@ void myc__worker_destroy(myc__worker *w) {
 }
 
 void myc__worker_place(myc__worker *w, myc__task *t, const myc__task_ops *ops) {
-  t->worker = w;
-  t->ops = ops;
+  /* The ready list is left alone, and 'worker' and 'ops' are written
+   * only when they change: a spawned task is set up on another thread,
+   * and emitters on other workers read its 'worker' before it is placed
+   * (messages may even be waiting on the ready list). */
+  if (t->worker != w)
+    t->worker = w;
+  if (t->ops != ops)
+    t->ops = ops;
   t->next = NULL;
-  t->ready_next = NULL;
-  t->queued = 0;
+  t->prev = w->tasks_tail;
   if (w->tasks_tail != NULL)
     w->tasks_tail->next = t;
   else
@@ -134,14 +139,19 @@ void myc__worker_place(myc__worker *w, myc__task *t, const myc__task_ops *ops) {
 
 void myc__worker_unplace(myc__worker *w, myc__task *t) {
   myc__task **p, *prev = NULL;
-  for (p = &w->tasks; *p != NULL; prev = *p, p = &(*p)->next)
-    if (*p == t) {
-      *p = t->next;
-      if (w->tasks_tail == t)
-        w->tasks_tail = prev;
-      break;
-    }
-  prev = NULL;
+  if (t->prev != NULL || w->tasks == t) {
+    if (t->prev != NULL)
+      t->prev->next = t->next;
+    else
+      w->tasks = t->next;
+    if (t->next != NULL)
+      t->next->prev = t->prev;
+    else
+      w->tasks_tail = t->prev;
+    t->next = t->prev = NULL;
+  }
+  if (!t->queued)
+    return;
   for (p = &w->ready_head; *p != NULL; prev = *p, p = &(*p)->ready_next)
     if (*p == t) {
       *p = t->ready_next;
@@ -357,6 +367,7 @@ void myc__worker_flush(myc__worker *w) {
 int myc__host_stage_init(myc__host_stage *h, myc__sched *sched) {
   memset(h, 0, sizeof *h);
   h->sched = sched;
+  h->section = -1;
   h->nstage = sched->nworkers;
   h->stage = myc__calloc(sched->alloc, (h->nstage + 1) * sizeof *h->stage);
   return h->stage == NULL ? MYC_ENOMEM : 0;
@@ -369,6 +380,17 @@ static void host_drop(myc__host_stage *h, myc__stage *st, int reason) {
                        st->items[i].buf->topic_id, 1);
     myc__buf_release(NULL, h->sched->alloc, st->items[i].buf);
   }
+}
+
+void myc__host_enter(myc__host_stage *h) {
+  if (h->section < 0)
+    h->section = myc__grace_enter(&h->sched->hosts);
+}
+
+static void host_leave(myc__host_stage *h) {
+  if (h->section >= 0)
+    myc__grace_exit(&h->sched->hosts, h->section);
+  h->section = -1;
 }
 
 void myc__host_stage_free(myc__host_stage *h) {
@@ -384,6 +406,7 @@ void myc__host_stage_free(myc__host_stage *h) {
   }
   myc__free(h->sched->alloc, h->stage, (h->nstage + 1) * sizeof *h->stage);
   h->stage = NULL;
+  host_leave(h);
 }
 
 int myc__host_stage_put(myc__host_stage *h, myc__task *t, myc_buf *b) {
@@ -407,8 +430,10 @@ int myc__host_stage_put(myc__host_stage *h, myc__task *t, myc_buf *b) {
 
 void myc__host_flush(myc__host_stage *h) {
   uint32_t t;
-  if (h->staged == 0)
+  if (h->staged == 0) {
+    host_leave(h);
     return;
+  }
   for (t = 0; t < h->nstage; t++) {
     myc__stage *st = &h->stage[t];
     if (st->n == 0)
@@ -421,6 +446,7 @@ void myc__host_flush(myc__host_stage *h) {
     st->n = 0;
   }
   h->staged = 0;
+  host_leave(h);
 }
 
 void myc__worker_drain_inbox(myc__worker *w) {

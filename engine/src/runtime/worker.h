@@ -14,6 +14,7 @@
 #include "base/clock.h"
 #include "base/rng.h"
 #include "core/buf.h"
+#include "core/grace.h"
 #include "core/hist.h"
 #include "core/mailbox.h"
 #include "core/timer.h"
@@ -43,6 +44,7 @@ struct myc__task {
   const myc__task_ops *ops;
   myc__task *ready_next;
   myc__task *next; /* the worker's tasks, in the order they were placed */
+  myc__task *prev; /* so that a task leaves in O(1) (services come and go) */
   int queued;      /* on the ready list */
 };
 
@@ -55,6 +57,12 @@ typedef struct {
   uint32_t nworkers;     /* initialised so far */
   uint32_t nworkers_max; /* configured */
   _Atomic uint64_t delivered; /* messages handled, all tasks */
+  /* Threads without a worker that read subscriber lists (host threads,
+   * the links' and NATS threads) do it in read sections of 'hosts': a
+   * task is freed only after a grace period of it (and a job on every
+   * worker).  myc__deliver/myc__admit from NULL and the host stage enter
+   * them on their own. */
+  myc__grace hosts;
 } myc__sched;
 
 /* Messages a worker has emitted for another worker's tasks, held until
@@ -116,12 +124,13 @@ struct myc__worker {
 int myc__worker_init(myc__worker *w, myc__sched *sched, uint32_t index);
 void myc__worker_destroy(myc__worker *w);
 
-/* Places 't' (its mailbox ready, not yet placed) on 'w'; stop() reaches
- * it in placement order.  Thread owning 'w'. */
+/* Places 't' (its mailbox ready, not yet placed, its ready-list fields
+ * zeroed or set by myc__worker_schedule) on 'w'; stop() reaches it in
+ * placement order.  Thread owning 'w'. */
 void myc__worker_place(myc__worker *w, myc__task *t, const myc__task_ops *ops);
 
-/* Removes 't' from the worker's tasks and ready list.  Thread owning
- * 'w'. */
+/* Removes 't' from the worker's tasks and ready list (a task never
+ * placed is left alone).  Thread owning 'w'. */
 void myc__worker_unplace(myc__worker *w, myc__task *t);
 
 /* Releases what other threads handed over but the worker never took,
@@ -179,6 +188,9 @@ typedef struct {
   myc__stage *stage; /* one per worker, indexed by the target's index */
   uint32_t nstage;
   uint32_t staged;
+  /* The read section (sched->hosts) held from the first delivery until
+   * the flush: the stage keeps task pointers.  -1: none. */
+  int section;
 } myc__host_stage;
 
 /* Returns 0 or MYC_ENOMEM.  Once the workers are made. */
@@ -194,7 +206,13 @@ void myc__host_stage_free(myc__host_stage *h);
  * reference.  The owning thread. */
 int myc__host_stage_put(myc__host_stage *h, myc__task *t, myc_buf *b);
 
-/* Hands everything held to the target workers' inboxes. */
+/* Begins the read section of 'h' (sched->hosts) if it holds none: what
+ * the caller reads of subscriber lists from now until myc__host_flush()
+ * stays valid.  The owning thread. */
+void myc__host_enter(myc__host_stage *h);
+
+/* Hands everything held to the target workers' inboxes, and ends the
+ * read section. */
 void myc__host_flush(myc__host_stage *h);
 
 /* Moves the inbox into the mailboxes, then runs the jobs.  Worker

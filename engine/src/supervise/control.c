@@ -75,7 +75,7 @@ struct myc__control {
  * too_large}] */
 static void status_drops_json(myc__sbuf *b, myc_engine *e, uint32_t i) {
   myc_drop_stats d[MYC_DROP_TOPICS + 1];
-  int n = myc_engine_service_drops(e, i, d, MYC_DROP_TOPICS + 1), k;
+  int n = myc__engine_drops_locked(e, i, d, MYC_DROP_TOPICS + 1), k;
   myc__sb_put(b, ",\"drops\":[", 10);
   for (k = 0; k < n; k++) {
     myc__sb_printf(b, "%s{\"topic\":", k ? "," : "");
@@ -95,7 +95,7 @@ static void status_drops_json(myc__sbuf *b, myc_engine *e, uint32_t i) {
 static void status_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
   myc_service_stats st;
   myc_service *s = e->services[i];
-  myc_engine_service_stats(e, i, &st);
+  myc__engine_stats_locked(e, i, &st);
   myc__sb_printf(b, "%s{\"name\":", i ? "," : "");
   myc__sb_json(b, st.name);
   myc__sb_printf(b, ",\"worker\":%d,\"state\":\"%s\",\"kind\":\"%s\"",
@@ -110,6 +110,12 @@ static void status_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
                  st.restart);
   if (st.group != NULL)
     myc__sb_json(b, st.group);
+  else
+    myc__sb_put(b, "null", 4);
+  /* Spawned at run time: by whom ("" for the host); null: configured. */
+  myc__sb_put(b, ",\"spawned_by\":", 14);
+  if (s->spawned)
+    myc__sb_json(b, s->parent ? s->parent : "");
   else
     myc__sb_put(b, "null", 4);
   myc__sb_printf(
@@ -149,7 +155,7 @@ static void status_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
 /* Losses by topic of service 'i' (text): one line per topic with any. */
 static void status_drops_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
   myc_drop_stats d[MYC_DROP_TOPICS + 1];
-  int n = myc_engine_service_drops(e, i, d, MYC_DROP_TOPICS + 1), k;
+  int n = myc__engine_drops_locked(e, i, d, MYC_DROP_TOPICS + 1), k;
   for (k = 0; k < n; k++)
     myc__sb_printf(b,
                    "  %-18s dropped on %s: oldest %llu, newest %llu, rejected "
@@ -166,7 +172,7 @@ static void status_drops_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
  * misspelled at the emitter or at the subscriber shows here. */
 static void status_unrouted_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
   myc_service_stats st;
-  myc_engine_service_stats(e, i, &st);
+  myc__engine_stats_locked(e, i, &st);
   if (st.unrouted > 0)
     myc__sb_printf(b,
                    "  %-18s emitted %llu message%s on topics no service "
@@ -179,7 +185,7 @@ static void status_text_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
   myc_service_stats st;
   char mem[32], run[180], queue[32], wrk[16], ver[16], restarts[24];
   char in[24], out[24], dropped[24];
-  myc_engine_service_stats(e, i, &st);
+  myc__engine_stats_locked(e, i, &st);
   if (st.memory_limit)
     snprintf(mem, sizeof mem, "%.1f/%.0fM", (double)st.memory_bytes / 1048576,
              (double)st.memory_limit / 1048576);
@@ -202,11 +208,20 @@ static void status_text_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
 
 int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
   myc__sbuf b = {&e->alloc, NULL, 0, 0, 0};
+  myc_lifecycle_stats lc;
   uint32_t i;
+  myc_engine_lifecycle_stats(e, &lc);
   if (text) {
-    myc__sb_printf(&b, "node %s, %u worker%s, %u service%s\n", e->node,
+    myc__sb_printf(&b, "node %s, %u worker%s, %u service%s", e->node,
                    e->sched.nworkers, e->sched.nworkers == 1 ? "" : "s",
-                   e->nservices, e->nservices == 1 ? "" : "s");
+                   lc.services, lc.services == 1 ? "" : "s");
+    if (lc.spawned + lc.removed > 0)
+      myc__sb_printf(&b, "; %llu spawned, %llu removed (%llu queued "
+                     "message%s dropped with them)",
+                     (unsigned long long)lc.spawned,
+                     (unsigned long long)lc.removed,
+                     (unsigned long long)lc.dropped, lc.dropped == 1 ? "" : "s");
+    myc__sb_put(&b, "\n", 1);
     myc__sb_printf(&b, TEXT_ROW, "SERVICE", "WRK", "STATE", "VER", "RESTARTS",
                    "QUEUE", "IN", "OUT", "DROPPED", "MEMORY", "RUNNING");
   } else {
@@ -214,8 +229,12 @@ int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
     myc__sb_json(&b, e->node);
     myc__sb_printf(&b,
                    ",\"version\":\"%s\",\"pid\":%d,\"workers\":%u,"
-                   "\"services\":[",
-                   myc_version(), (int)getpid(), e->sched.nworkers);
+                   "\"lifecycle\":{\"spawned\":%llu,\"removed\":%llu,"
+                   "\"dropped\":%llu},\"services\":[",
+                   myc_version(), (int)getpid(), e->sched.nworkers,
+                   (unsigned long long)lc.spawned,
+                   (unsigned long long)lc.removed,
+                   (unsigned long long)lc.dropped);
   }
   uv_mutex_lock(&e->services_lock);
   for (i = 0; i < e->nservices; i++) {
@@ -341,7 +360,9 @@ static void reply_error(conn *c, int rc, const char *err) {
 static void reply_reloaded(conn *c, myc_service *s) {
   myc__sbuf b = {&c->ctl->e->alloc, NULL, 0, 0, 0};
   myc_service_stats st;
-  myc_engine_service_stats(c->ctl->e, s->index, &st);
+  /* By name, under the registry's lock: indexes move as services go. */
+  if (myc__engine_stats_by_name(c->ctl->e, s->name, s->name_len, &st) != 0)
+    memset(&st, 0, sizeof st);
   myc__sb_printf(&b, "{\"ok\":true,\"service\":");
   myc__sb_json(&b, s->name);
   myc__sb_printf(&b, ",\"version\":%u,\"pause_ms\":%.3f}\n", st.version,
@@ -368,6 +389,7 @@ static void ticket_run(myc__job *j, int run) {
       reply_error(c, t->rc, t->err);
     }
   }
+  myc__engine_unpin(t->s);
   myc__free(&t->e->alloc, t, sizeof *t);
 }
 
@@ -399,7 +421,8 @@ static void on_reload_timeout(uv_timer_t *h) {
 
 static void do_reload(conn *c, const char *name, const char *module) {
   myc_engine *e = c->ctl->e;
-  myc_service *s = myc__engine_find(e, name, strlen(name));
+  /* Pinned until the ticket is answered: it may be killed meanwhile. */
+  myc_service *s = myc__engine_pin(e, name, strlen(name));
   char err[1024];
   ticket *t;
   int rc;
@@ -410,6 +433,7 @@ static void do_reload(conn *c, const char *name, const char *module) {
   }
   t = myc__calloc(&e->alloc, sizeof *t);
   if (t == NULL) {
+    myc__engine_unpin(s);
     reply_error(c, MYC_ENOMEM, "out of memory");
     return;
   }
@@ -424,6 +448,7 @@ static void do_reload(conn *c, const char *name, const char *module) {
   if (rc != 0) {
     c->waiting = NULL;
     myc__free(&e->alloc, t, sizeof *t);
+    myc__engine_unpin(s);
     myc__control_hide_token(err, sizeof err);
     reply_error(c, rc, err);
     return;

@@ -93,8 +93,10 @@ void myc__loader_stop(myc__supervise *sv) {
   uv_mutex_unlock(&l->lock);
   if (!started)
     return;
-  for (i = 0; i < n; i++)
+  uv_mutex_lock(&e->services_lock);
+  for (i = 0; i < n && i < e->nservices; i++)
     myc__instance_load_interrupt(e->services[i]);
+  uv_mutex_unlock(&e->services_lock);
   uv_thread_join(&l->thread);
   myc__jobs_run(myc__jobs_take(&l->jobs), 0);
 }

@@ -29,6 +29,7 @@ struct myc__reload {
   void *ud;
 };
 
+/* Frees 'r' and drops its pin of 's' (which may free 's'). */
 static void reload_free(myc_service *s, myc__reload *r) {
   const myc__alloc *a = &s->eng->alloc;
   myc__instance_close(s, &r->in);
@@ -36,6 +37,7 @@ static void reload_free(myc_service *s, myc__reload *r) {
     myc__free(a, r->code, r->code_len + 1);
   myc__strfree(a, r->module);
   myc__free(a, r, sizeof *r);
+  myc__engine_unpin(s);
 }
 
 void myc__reload_cancel(myc_service *s) {
@@ -81,6 +83,11 @@ static int swap(myc_service *s, myc__reload *r, char *err, size_t errlen) {
     snprintf(err, errlen, "service '%s': the engine is %s", s->name,
              state == MYC_SVC_LOADED ? "not started" : "stopping");
     return MYC_ESTOPPED;
+  }
+  if (atomic_load(&s->removed)) {
+    snprintf(err, errlen, "service '%s' was removed (killed) before the "
+             "swap", s->name);
+    return MYC_ENOENT;
   }
   /* One probation at a time: an earlier retired instance goes, after
    * the swap (closing a big state is not free). */
@@ -162,6 +169,11 @@ static int retire_timer(void *arg, uint64_t gen) {
   }
   myc__sup_end_probation(s);
   return 0;
+}
+
+void myc__reload_forget_timers(myc_service *s) {
+  myc__timers_forget(&myc__service_worker(s)->timers, retire_timer, s, 0,
+                     UINT64_MAX);
 }
 
 void myc__reload_commit(myc_service *s) {
@@ -249,6 +261,13 @@ static int begin(myc_engine *e, myc_service *s, const char *module,
              s->name);
     return MYC_ESTATE;
   }
+  /* The reload holds the service (reload_free lets go): it may be
+   * killed while its new code loads. */
+  if (myc__engine_pin_service(e, s) != 0) {
+    atomic_store(&s->sup->reloading, 0);
+    snprintf(err, errlen, "no service named '%s' (it was removed)", s->name);
+    return MYC_ENOENT;
+  }
   r = myc__calloc(&e->alloc, sizeof *r);
   if (r != NULL) {
     r->s = s;
@@ -263,6 +282,7 @@ static int begin(myc_engine *e, myc_service *s, const char *module,
   if (r == NULL || r->module == NULL) {
     if (r != NULL)
       myc__free(&e->alloc, r, sizeof *r);
+    myc__engine_unpin(s);
     atomic_store(&s->sup->reloading, 0);
     snprintf(err, errlen, "service '%s': out of memory", s->name);
     return MYC_ENOMEM;
@@ -338,7 +358,7 @@ static waiter *waiter_new(myc_engine *e) {
 
 int myc_engine_reload(myc_engine *e, const char *name, const char *module,
                       char *err, size_t errlen) {
-  myc_service *s = name ? myc__engine_find(e, name, strlen(name)) : NULL;
+  myc_service *s = name ? myc__engine_pin(e, name, strlen(name)) : NULL;
   char dummy[1];
   waiter *w;
   int rc, here;
@@ -353,6 +373,7 @@ int myc_engine_reload(myc_engine *e, const char *name, const char *module,
   }
   w = waiter_new(e);
   if (w == NULL) {
+    myc__engine_unpin(s);
     snprintf(err, errlen, "out of memory");
     return MYC_ENOMEM;
   }
@@ -369,6 +390,7 @@ int myc_engine_reload(myc_engine *e, const char *name, const char *module,
   if (rc != 0) {
     waiter_unref(w);
     waiter_unref(w);
+    myc__engine_unpin(s);
     return rc;
   }
   if (here && rc == 0)
@@ -390,6 +412,7 @@ int myc_engine_reload(myc_engine *e, const char *name, const char *module,
   }
   uv_mutex_unlock(&w->lock);
   waiter_unref(w);
+  myc__engine_unpin(s);
   return rc;
 }
 
@@ -440,18 +463,40 @@ static int changed_on_disk(myc_engine *e, myc_service *s) {
   return changed;
 }
 
+/* The Lua services, each pinned (services come and go meanwhile), in an
+ * array of '*cap' from the engine's allocator (NULL: out of memory).
+ * Returns how many. */
+static uint32_t pin_all(myc_engine *e, myc_service ***out, uint32_t *cap) {
+  myc_service **all;
+  uint32_t i, n = 0;
+  uv_mutex_lock(&e->services_lock);
+  *cap = e->nservices + 1;
+  all = myc__calloc(&e->alloc, *cap * sizeof *all);
+  for (i = 0; all != NULL && i < e->nservices; i++)
+    if (e->services[i]->cb == NULL) {
+      all[n++] = e->services[i];
+      atomic_fetch_add(&e->services[i]->refs, 1);
+    }
+  *out = all;
+  uv_mutex_unlock(&e->services_lock);
+  return n;
+}
+
 void myc__reload_changed(myc__supervise *sv) {
   myc_engine *e = sv->e;
-  uint32_t i, n = myc__engine_count(e);
+  myc_service **all;
+  uint32_t i, cap, n = pin_all(e, &all, &cap);
   for (i = 0; i < n; i++) {
-    myc_service *s = e->services[i];
+    myc_service *s = all[i];
     char err[1024];
-    int rc;
-    if (s->cb != NULL || !changed_on_disk(e, s))
-      continue;
-    rc = myc__reload_start(sv, s, NULL, 0, reload_logged, NULL, err,
-                           sizeof err);
+    int rc = 0;
+    if (changed_on_disk(e, s))
+      rc = myc__reload_start(sv, s, NULL, 0, reload_logged, NULL, err,
+                             sizeof err);
     if (rc == MYC_ESTATE)
       myc__sup_log(s, MYC_LOG_WARN, "file changed, not reloaded: %s", err);
+    myc__engine_unpin(s);
   }
+  if (all != NULL)
+    myc__free(&e->alloc, all, cap * sizeof *all);
 }

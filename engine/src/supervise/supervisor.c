@@ -282,6 +282,7 @@ int myc__supervision_init(myc__supervise *sv, myc_service *s,
     if (group_join(g, s, a) != 0)
       return MYC_ENOMEM;
     sup->group = g;
+    s->grouped = 1;
     sup->cfg = &g->cfg;
     return 0;
   }
@@ -305,11 +306,20 @@ void myc__sup_end_probation(myc_service *s) {
   sup->retire_gen++;
 }
 
+static int restart_timer(void *arg, uint64_t gen);
+
 void myc__supervision_destroy(myc_service *s) {
   myc__supervision *sup = s->sup;
   if (sup == NULL)
     return;
   myc__reload_cancel(s);
+  /* A removed service is freed while the engine runs: its timers must
+   * not fire into freed memory.  One never placed has none. */
+  if (s->placed && !s->eng->freeing) {
+    myc__timers_forget(&myc__service_worker(s)->timers, restart_timer, s, 0,
+                       UINT64_MAX);
+    myc__reload_forget_timers(s);
+  }
   if (sup->group != NULL)
     group_leave(sup->group, s);
   intensity_free(&sup->hist, &s->eng->alloc);
@@ -348,6 +358,12 @@ static void settle(myc_service *s, int state, const char *why) {
     myc__sup_log(s, MYC_LOG_ERROR, "service failed: %s", why);
   else
     myc__sup_log(s, MYC_LOG_INFO, "service stopped: %s", why);
+  /* A spawned service that ends for good leaves the engine (as an Erlang
+   * child under a supervisor that will not restart it): nothing would
+   * ever run it again, and its name is free for the next spawn. */
+  if (s->spawned)
+    (void)myc__engine_remove(s->eng, s, state == MYC_SVC_FAILED ? "failed"
+                                                               : "exited");
 }
 
 static int restart_timer(void *arg, uint64_t gen);
@@ -410,6 +426,11 @@ void myc__supervisor_terminated(myc_service *s, int how, const char *why) {
 
   myc__instance_forget_timers(s, 0, s->next_timer_id + 1);
   sup->gen++;
+  /* Killed (by itself, often): its removal ends it, nothing restarts. */
+  if (atomic_load(&s->removed)) {
+    atomic_store(&s->state, MYC_SVC_STOPPED);
+    return;
+  }
   if (atomic_load(&s->eng->stopping)) {
     settle(s, MYC_SVC_STOPPED, "the engine is stopping");
     return;

@@ -150,6 +150,10 @@ void myc__reload_commit(myc_service *s);
  * caller (MYC_ESTOPPED).  Any thread. */
 void myc__reload_cancel(myc_service *s);
 
+/* Forgets the timers of 's' a reload set (its probation).  Worker
+ * thread. */
+void myc__reload_forget_timers(myc_service *s);
+
 /* Reloads every Lua service whose module file no longer matches the
  * code it runs (SIGHUP, the file watcher).  Any thread but a worker. */
 void myc__reload_changed(myc__supervise *sv);

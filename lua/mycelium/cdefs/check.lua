@@ -20,7 +20,7 @@ local SECTIONS = {
   engine = { needs = { "contract", "service" },
              types = { "myc_mailbox_config", "myc_supervisor_config",
                        "myc_engine_config", "myc_service_config",
-                       "myc_drop_stats" } },
+                       "myc_drop_stats", "myc_lifecycle_stats" } },
   contract = { types = { "myc_contract_field" } },
   net = { types = { "myc_ws_options", "myc_ws_close_info", "myc_ws_part",
                     "myc_ws_batch",

@@ -48,6 +48,13 @@ int myc_engine_stopping(myc_engine *e, int *code);
 void myc_engine_free(myc_engine *e);
 int myc_engine_reload(myc_engine *e, const char *name, const char *module,
                       char *err, size_t errlen);
+int myc_engine_spawn(myc_engine *e, const myc_service_config *sc, char *err,
+                     size_t errlen);
+int myc_engine_kill(myc_engine *e, const char *name, char *err, size_t errlen);
+typedef struct {
+  uint64_t spawned, removed, dropped; uint32_t services, pending_free;
+} myc_lifecycle_stats;
+void myc_engine_lifecycle_stats(myc_engine *e, myc_lifecycle_stats *out);
 int myc_publish(myc_engine *e, const char *topic, int kind, uint16_t type,
                 const void *data, size_t len);
 uint32_t myc_engine_service_count(myc_engine *e);

@@ -34,3 +34,9 @@ int myc_ffi_log_format(myc_service *s);
 void myc_ffi_log(myc_service *s, int level, const char *msg, size_t len,
                  const char *extra, size_t extra_len);
 void myc_ffi_shutdown(myc_service *s, int code);
+int myc_ffi_spawn(myc_service *s, const char *name, const char *module,
+                  const void *opts, size_t opts_len, int32_t worker,
+                  int restart, double memory_limit_mb,
+                  double handler_timeout_ms, double load_timeout_ms,
+                  char *err, size_t errlen);
+int myc_ffi_kill(myc_service *s, const char *name, char *err, size_t errlen);
