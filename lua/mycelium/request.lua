@@ -23,7 +23,7 @@ local traceback = debug.traceback
 
 local HDR = cdefs.HDR_OFFSET
 local KIND_RAW, KIND_TABLE = cdefs.KIND_RAW, cdefs.KIND_TABLE
-local F_REQUEST, F_FAILED = 0x02, 0x08
+local F_REQUEST, F_FAILED, F_NO_RESPONDER = 0x02, 0x08, 0x20
 local u8p, u64p = ffi.typeof("const uint8_t *"), ffi.typeof("const uint64_t *")
 local DEFAULT_MS = 5000
 local MAX_MS = 1e12
@@ -216,10 +216,18 @@ function M.new(c)
   -- A reply arrived (topic "$reply"): 'b' its frame, 'm' its message.
   function R.on_reply(b, m)
     local e = pending[corr_of(b)]
-    -- Late (timed out), or for an instance that ended: nobody waits.
-    if e == nil then return end
-    if band(b.hdr.flags, F_FAILED) ~= 0 then
+    -- Late (timed out), for an instance that ended, or a second
+    -- responder's: nobody waits, but it is counted (replies_late).
+    if e == nil then
+      C.myc_ffi_reply_late(svc)
+      return
+    end
+    local flags = b.hdr.flags
+    if band(flags, F_FAILED) ~= 0 then
       complete(e, nil, "failed", m.data)
+    elseif band(flags, F_NO_RESPONDER) ~= 0 then
+      -- NATS: no engine of the cluster subscribes the request's subject.
+      complete(e, nil, "no_responder")
     else
       complete(e, m)
     end

@@ -80,6 +80,10 @@ MYC_FFI int myc_ffi_reply(myc_service *s, myc_buf *req, int kind,
  * past), or NaN when 'req' is not a request. */
 MYC_FFI double myc_ffi_remaining_ms(myc_service *s, myc_buf *req);
 
+/* Counts a reply that reached 's' when none of its requests waited for
+ * it (replies_late of myc_service_stats). */
+MYC_FFI void myc_ffi_reply_late(myc_service *s);
+
 /* A one-shot timer of 's' at 'deadline' (engine clock, ns), fired as
  * those of myc_ffi_timer.  Returns its id (>= 1) or MYC_ENOMEM. */
 MYC_FFI int64_t myc_ffi_timer_at(myc_service *s, int64_t deadline);

@@ -53,6 +53,10 @@ double myc_ffi_remaining_ms(myc_service *s, myc_buf *req) {
   return (double)(deadline - myc__clock_now(&s->eng->clock)) / 1e6;
 }
 
+void myc_ffi_reply_late(myc_service *s) {
+  myc__counter_add(&s->n_replies_late, 1);
+}
+
 int64_t myc_ffi_timer_at(myc_service *s, int64_t deadline) {
   uint64_t id = ++s->next_timer_id;
   int rc;

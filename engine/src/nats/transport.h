@@ -80,6 +80,7 @@ typedef struct {
   uint64_t dropped_pending_limit, dropped_lost, dropped_schema,
       dropped_unknown_type, dropped_duplicate, frame_errors;
   uint64_t slow_consumer, reconnects;
+  uint64_t no_responders; /* requests NATS said nobody subscribes */
 } myc__nats_stats;
 
 /* Any thread. */

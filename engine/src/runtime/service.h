@@ -203,6 +203,7 @@ struct myc_service {
   uint64_t next_corr;         /* request correlation ids, from 1 */
   struct myc_service *asker;  /* who the last reply went to (request.c) */
   _Atomic uint64_t n_requests_dropped; /* pending when an instance ended */
+  _Atomic uint64_t n_replies_late;     /* came when nobody waited */
   _Atomic uint64_t n_in, n_out, n_errors;
   _Atomic uint64_t n_unrouted; /* of n_out: to a topic nobody listens to */
   _Atomic int state;
