@@ -22,7 +22,7 @@ int myc_ffi_emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
 
 int myc_ffi_request(myc_service *s, uint32_t topic_id, int kind,
                     uint16_t type, const void *data, size_t len,
-                    double timeout_ms, uint64_t *out) {
+                    double timeout_ms, int64_t base, double *out) {
   myc__worker *w = myc__service_worker(s);
   int64_t deadline;
   uint64_t corr = s->next_corr + 1;
@@ -34,9 +34,13 @@ int myc_ffi_request(myc_service *s, uint32_t topic_id, int kind,
   if (rc != 0)
     return rc;
   s->next_corr = corr;
-  out[0] = corr;
-  out[1] = (uint64_t)deadline;
+  out[0] = (double)corr;
+  out[1] = (double)(deadline - base);
   return 0;
+}
+
+double myc_ffi_reply_corr(const myc_buf *b) {
+  return (double)myc__buf_req((myc_buf *)b)->corr;
 }
 
 int myc_ffi_reply(myc_service *s, myc_buf *req, int kind, uint16_t type,
