@@ -368,7 +368,7 @@ function M.new(svc, name, opts, has_handler, typed, view)
     is_live = true
     if req ~= nil then req.live() end
   end
-  function ctx._on_reply(b, m) requests().on_reply(b, m) end
+  function ctx._on_reply(m) requests().on_reply(m) end
   function ctx._pending() return req and req.pending() or 0 end
 
   -- Loaded on first use: most services declare no metrics, and every

@@ -36,7 +36,6 @@ local M = { DEFAULT_MS = DEFAULT_MS }
 -- resume: this path mostly runs interpreted, where every 64-bit cdata
 -- read allocates.  Hence doubles from C, and entries and reply states
 -- reused rather than made per request.
-local corr_of = C.myc_ffi_reply_corr
 local FREE_MAX = 64
 
 -- The request state of one instance.  'c' gives what ctx has: svc, view,
@@ -44,7 +43,7 @@ local FREE_MAX = 64
 -- timers (ctx's table of timer callbacks by id).
 function M.new(c)
   local svc, view, fail, timers = c.svc, c.view, c.fail, c.timers
-  local out = ffi.new("double[2]")
+  local out, corr = ffi.new("double[2]"), ffi.new("double[1]")
   local pending = {} -- correlation id -> entry
   local queues, qlist = {}, {} -- timeout -> FIFO; the FIFOs
   -- Deadlines are ns after 'base': exact in a double for 104 days.
@@ -237,16 +236,16 @@ function M.new(c)
     return true
   end
 
-  -- A reply arrived (topic "$reply"): 'b' its frame, 'm' its message.
-  function R.on_reply(b, m)
-    local e = pending[corr_of(b)]
+  -- A reply arrived (topic "$reply"): 'm' its message, being handled.
+  function R.on_reply(m)
+    local flags = C.myc_ffi_reply_current(svc, corr)
+    local e = pending[corr[0]]
     -- Late (timed out), for an instance that ended, or a second
     -- responder's: nobody waits, but it is counted (replies_late).
     if e == nil then
       C.myc_ffi_reply_late(svc)
       return
     end
-    local flags = b.hdr.flags
     if band(flags, F_FAILED) ~= 0 then
       complete(e, nil, "failed", m.data)
     elseif band(flags, F_NO_RESPONDER) ~= 0 then

@@ -412,11 +412,11 @@ return { subscribe = { "tick" },
       local sock = tmpdir .. "/ctl.sock"
       local rc, out = sh(string.format(
         "cd %s && (%s run mycelium.lua >/dev/null 2>log & pid=$!; %s; "
-        .. "for i in $(seq 1500); do %s status --socket %s >st 2>&1 && "
+        .. "for i in $(seq 1500); do timeout 10 %s status --socket %s >st 2>&1 && "
         .. "grep -q 'dropped by a restart or reload [1-9].*late [1-9]' st && break; "
-        .. "sleep 0.02; done; cat st; %s status --json --socket %s; "
+        .. "sleep 0.02; done; cat st; timeout 10 %s status --json --socket %s; "
         .. "port=$(sed -n 's/.*metrics: serving http:\\/\\/127.0.0.1:\\([0-9]*\\).*/\\1/p' log); "
-        .. "curl -s http://127.0.0.1:$port/metrics | grep -E 'requests_dropped|replies_late'; "
+        .. "curl -s -m 10 http://127.0.0.1:$port/metrics | grep -E 'requests_dropped|replies_late'; "
         .. "kill $pid; wait $pid)",
         tmpdir, bin, SIGNALS_READY, bin, sock, bin, sock))
       assert.are.equal(0, rc, out)

@@ -134,6 +134,76 @@ describe("NATS transport", function()
     assert.matches('"no_responders":[1-9]', st)
   end)
 
+  it("sends only nats.publish, maps topics with an empty prefix, and counts "
+     .. "what another client publishes that is no frame", function()
+    dir:write("tx_svc.lua", [[
+local M = {}
+function M.init(ctx)
+  ctx:every(20, function()
+    ctx:emit("pub.a", "shared")
+    ctx:emit("priv.a", "kept")
+  end)
+end
+return M]])
+    dir:write("rx_svc.lua", [[
+local M = { subscribe = { "pub.*", "priv.*", "ext.*" } }
+function M.on_message(ctx, msg) ctx.log:info("got", { topic = msg.topic }) end
+return M]])
+    engines.rx = proc.spawn(string.format("exec timeout 60 %s run %s", bin,
+      config(dir, "rx", server.urls[1], [[{ name = "rx", module = "rx_svc.lua" }]],
+             [[, prefix = "" ]])),
+      "nats: connected to", 10)
+    assert.truthy(wait_for(function()
+      return status(dir, "rx"):match('"subjects":3')
+    end, 10))
+    engines.tx = proc.spawn(string.format("exec timeout 60 %s run %s", bin,
+      config(dir, "tx", server.urls[1], [[{ name = "tx", module = "tx_svc.lua" }]],
+             [[, prefix = "", publish = { "pub.*" } ]])),
+      "nats: connected to", 10)
+    -- Another client publishes bytes that are no frame on a subject rx takes.
+    local port = server.urls[1]:match(":(%d+)$")
+    local proto = dir:write("junk.txt",
+      'CONNECT {"verbose":false}\r\nPUB ext.x 5\r\nhello\r\nPING\r\n')
+    local rc, out, err = dir:sh(string.format([[python3 -c '
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.recv(4096)
+s.sendall(open(sys.argv[2], "rb").read())
+while b"PONG" not in s.recv(4096): pass
+' %s %s]], port, proto))
+    assert.equal(0, rc, out .. err)
+    local st = wait_for(function()
+      local s = status(dir, "rx")
+      return s:match('"frame_errors":1') and engines.rx.output():find("topic=pub.a", 1, true) and s
+    end, 10)
+    assert.truthy(st, status(dir, "rx") .. engines.rx.output())
+    proc.sleep(0.3)
+    assert.is_nil(engines.rx.output():find("topic=priv.a", 1, true))
+    assert.matches("WARN  %[_nats%] nats: a message on 'ext.x' is not a mycelium v2 frame",
+                   engines.rx.output())
+    assert.matches('"msgs_out":0', status(dir, "rx"))
+  end)
+
+  it("gives up after nats.max_reconnect dials at start: failed, what waited "
+     .. "counted", function()
+    local port = require("support.redis_server").free_port()
+    dir:write("early.lua", [[
+local M = {}
+function M.init(ctx)
+  ctx:after(0, function() for n = 1, 20 do ctx:emit("early.x", tostring(n)) end end)
+end
+return M]])
+    engines.e = proc.spawn(string.format("exec timeout 60 %s run %s", bin,
+      config(dir, "e", "nats://127.0.0.1:" .. port,
+             [[{ name = "early", module = "early.lua" }]],
+             ", max_reconnect = 2, queue_msgs = 5, connect_timeout_ms = 200")),
+      "nats: cannot connect to [^\n]* after 3 attempts %(nats.max_reconnect%)", 15)
+    local st = status(dir, "e")
+    assert.matches('"state":"failed"', st)
+    assert.matches('"queue_full":15', st)
+    assert.matches('"queued":5', st)
+  end)
+
   it("counts what libnats' pending limits drop (slow consumer): "
      .. "received + dropped = sent", function()
     local K = 20000

@@ -71,9 +71,10 @@ MYC_FFI int myc_ffi_request(myc_service *s, uint32_t topic_id, int kind,
                             uint16_t type, const void *data, size_t len,
                             double timeout_ms, int64_t base, double *out);
 
-/* The correlation id of reply 'b' (a frame with MYC_FRAME_REPLY), as a
- * double: read in C, it costs the Lua interpreter no boxed integer. */
-MYC_FFI double myc_ffi_reply_corr(const myc_buf *b);
+/* The reply 's' is handling now (at view.cursor): writes its
+ * correlation id to '*corr' and returns its frame flags.  Read in C, it
+ * costs the Lua interpreter no boxed pointer or integer. */
+MYC_FFI int myc_ffi_reply_current(myc_service *s, double *corr);
 
 /* Answers request 'req' (a message 's' received; ctx:reply).  Returns
  * 0, MYC_EINVAL (not a request), MYC_ENOENT (its asker is gone or in

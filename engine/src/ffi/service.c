@@ -39,8 +39,11 @@ int myc_ffi_request(myc_service *s, uint32_t topic_id, int kind,
   return 0;
 }
 
-double myc_ffi_reply_corr(const myc_buf *b) {
-  return (double)myc__buf_req((myc_buf *)b)->corr;
+int myc_ffi_reply_current(myc_service *s, double *corr) {
+  myc_buf *b = s->view.batch[s->view.cursor];
+  ON_WORKER(s);
+  *corr = (double)myc__buf_req(b)->corr;
+  return b->hdr.flags;
 }
 
 int myc_ffi_reply(myc_service *s, myc_buf *req, int kind, uint16_t type,

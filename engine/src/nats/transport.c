@@ -510,7 +510,10 @@ static int deliver_request(myc__nats *N, const myc__wire_msg *m,
   size_t sl = m->source_len, rl = strlen(reply);
   myc__topic *t;
   myc_buf *b;
-  if (id < 0 || sl + sizeof VIA - 1 > MYC_SOURCE_MAX)
+  /* The reply is published to 'reply' as it came: a longer one would
+   * not fit where publish_one() builds subjects. */
+  if (id < 0 || sl + sizeof VIA - 1 > MYC_SOURCE_MAX ||
+      rl >= MYC_NATS_SUBJECT_MAX)
     return -1;
   t = myc__topics_get(&e->topics, (uint32_t)id);
   memcpy(src, m->source, sl);

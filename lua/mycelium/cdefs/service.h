@@ -19,7 +19,7 @@ typedef struct {
 int myc_ffi_request(myc_service *s, uint32_t topic_id, int kind,
                     uint16_t type, const void *data, size_t len,
                     double timeout_ms, int64_t base, double *out);
-double myc_ffi_reply_corr(const myc_buf *b);
+int myc_ffi_reply_current(myc_service *s, double *corr);
 int myc_ffi_reply(myc_service *s, myc_buf *req, int kind,
                   uint16_t type, const void *data, size_t len);
 double myc_ffi_remaining_ms(myc_service *s, myc_buf *req);
