@@ -7,16 +7,20 @@
 --   "pinger"/"ponger": the baseline, the same round trip with ctx:emit
 --     (bench.ping -> bench.pong), reported on bench.result.ping.
 -- Round trips are timed with CLOCK_MONOTONIC in ns (ctx:now() is a
--- float of epoch seconds, too coarse for a microsecond).
+-- float of epoch seconds, too coarse for a microsecond).  The timespec
+-- is read as 32-bit halves (x86-64, little-endian: the low half first;
+-- monotonic seconds fit in 32 bits): a 64-bit field read boxes a cdata
+-- in the interpreter, where a requester's coroutine runs, and the
+-- timing would cost more than what it times.
 local ffi = require "ffi"
 ffi.cdef [[
-struct bench_ts { long tv_sec; long tv_nsec; };
+struct bench_ts { uint32_t sec, sec_hi, nsec, nsec_hi; };
 int clock_gettime(int clk, struct bench_ts *ts);
 ]]
 local ts = ffi.new("struct bench_ts")
 local function now_ns()
   ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) * 1e9 + tonumber(ts.tv_nsec)
+  return ts.sec * 1e9 + ts.nsec
 end
 
 local M = {}
@@ -40,10 +44,11 @@ local function record(ctx, rtt, topic)
   end
 end
 
+local OPTS = { timeout_ms = 10000 }
 local function requester(ctx)
   while done < warmup + n do
     local t0 = now_ns()
-    local r, why = ctx:request("bench.req", payload, { timeout_ms = 10000 })
+    local r, why = ctx:request("bench.req", payload, OPTS)
     if r == nil then error("request failed: " .. tostring(why)) end
     record(ctx, now_ns() - t0, "bench.result.request")
   end

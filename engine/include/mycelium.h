@@ -531,6 +531,10 @@ typedef struct {
   uint64_t requests_dropped; /* requests still waiting for their reply
                                 when the instance that sent them ended or
                                 was replaced (a restart, a reload) */
+  uint64_t replies_late; /* replies that came when nobody waited for them:
+                            after the request's deadline, after the
+                            instance that sent it ended, or a second
+                            responder's */
 } myc_service_stats;
 
 /* Losses of one service's mailbox for one topic (see

@@ -213,7 +213,7 @@ static void requests_and_replies_match_the_examples(void) {
   size_t n;
   myc_buf *b = myc__frame_new_req(&a, 1, "swaps.v2", 8, "pub", 3,
                                   MYC_KIND_RAW, 0, "hi", 2, MYC_FRAME_REQUEST,
-                                  9, 100000000);
+                                  9, 100000000, 0);
   CHECK(b != NULL);
   set_trace_example(b, 0xA0, 0xB0);
   b->hdr.seq = 7;
@@ -229,7 +229,7 @@ static void requests_and_replies_match_the_examples(void) {
   CHECK(m.topic_len == 8 && m.source_len == 3 && m.payload_len == 2);
 
   b = myc__frame_new_req(&a, 0, "pub", 3, "srv", 3, MYC_KIND_RAW, 0, "ok", 2,
-                         MYC_FRAME_REPLY, 9, 0);
+                         MYC_FRAME_REPLY, 9, 0, 0);
   CHECK(b != NULL);
   set_trace_example(b, 0xC0, 0xA0);
   b->hdr.seq = 1;

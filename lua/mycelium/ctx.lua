@@ -288,7 +288,8 @@ function M.new(svc, name, opts, has_handler, typed, view)
                         "queue_bytes", "queue_max_bytes", "memory_bytes",
                         "restarts", "timeouts", "reloads", "reload_failures",
                         "rollbacks", "memory_limit", "memory_peak",
-                        "running_ms", "last_pause_ms", "requests_dropped" }
+                        "running_ms", "last_pause_ms", "requests_dropped",
+                           "replies_late" }
 
   -- Counters of service 'who' (default: this one), for monitors and
   -- dashboards; nil for an unknown name.  Read without stopping anyone,
@@ -448,7 +449,7 @@ function M.new(svc, name, opts, has_handler, typed, view)
     is_live = true
     if req ~= nil then req.live() end
   end
-  function ctx._on_reply(b, m) requests().on_reply(b, m) end
+  function ctx._on_reply(m) requests().on_reply(m) end
   function ctx._pending() return req and req.pending() or 0 end
 
   -- Loaded on first use: most services declare no metrics, and every

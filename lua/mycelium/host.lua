@@ -229,7 +229,7 @@ function M.new(lud, info)
   -- Replies come on "$reply", to this service alone.
   local on_reply = ctx._on_reply
   local function reply(_, m)
-    on_reply(view.batch[view.cursor], m)
+    on_reply(m)
   end
 
   local by_topic = {} -- topic id -> handler

@@ -144,17 +144,23 @@ function M.current(view, env, keep)
   end
 
   -- Whether a request was answered, shared by the message and its
-  -- copies (ctx:reply answers once).
-  local rs_gen, rs = -1, nil
+  -- copies (ctx:reply answers once).  Reused from one message to the
+  -- next unless a copy holds it: a reply per request without a table.
+  local rs_gen, rs, rs_kept = -1, { done = false }, false
   local function reply_state()
-    if rs_gen ~= gen then rs_gen, rs = gen, { done = false } end
+    if rs_gen ~= gen then
+      if rs_kept then rs, rs_kept = { done = false }, false end
+      rs_gen, rs.done = gen, false
+    end
     return rs
   end
 
   function methods.copy(m)
     if getmetatable(m) == mt then
       local b = buf_of(m, 2)
-      return setmetatable({ _b = keep(b), _rs = reply_state() }, kept_mt)
+      local s = reply_state()
+      rs_kept = true
+      return setmetatable({ _b = keep(b), _rs = s }, kept_mt)
     end
     return setmetatable({ _b = keep(m._b), _rs = m._rs }, kept_mt)
   end

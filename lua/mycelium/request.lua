@@ -21,10 +21,8 @@ local co_create, co_resume, co_yield, co_running =
   coroutine.create, coroutine.resume, coroutine.yield, coroutine.running
 local traceback = debug.traceback
 
-local HDR = cdefs.HDR_OFFSET
 local KIND_RAW, KIND_TABLE = cdefs.KIND_RAW, cdefs.KIND_TABLE
-local F_REQUEST, F_FAILED = 0x02, 0x08
-local u8p, u64p = ffi.typeof("const uint8_t *"), ffi.typeof("const uint64_t *")
+local F_REQUEST, F_FAILED, F_NO_RESPONDER = 0x02, 0x08, 0x20
 local DEFAULT_MS = 5000
 local MAX_MS = 1e12
 
@@ -34,18 +32,18 @@ local REASONS = { ENOENT = "no_responder", EFULL = "full",
 
 local M = { DEFAULT_MS = DEFAULT_MS }
 
--- The correlation id in the extension at the end of frame 'b'.
-local function corr_of(b)
-  local p = ffi.cast(u8p, b) + HDR + b.hdr.frame_len - 16
-  return tonumber(ffi.cast(u64p, p)[0])
-end
+-- Requests wait in coroutines, which the JIT does not follow across a
+-- resume: this path mostly runs interpreted, where every 64-bit cdata
+-- read allocates.  Hence doubles from C, and entries and reply states
+-- reused rather than made per request.
+local FREE_MAX = 64
 
 -- The request state of one instance.  'c' gives what ctx has: svc, view,
 -- fail(level, fmt, ...), topic_id(t, level, emitting), encode(value),
 -- timers (ctx's table of timer callbacks by id).
 function M.new(c)
   local svc, view, fail, timers = c.svc, c.view, c.fail, c.timers
-  local out = ffi.new("uint64_t[2]")
+  local out, corr = ffi.new("double[2]"), ffi.new("double[1]")
   local pending = {} -- correlation id -> entry
   local queues, qlist = {}, {} -- timeout -> FIFO; the FIFOs
   -- Deadlines are ns after 'base': exact in a double for 104 days.
@@ -55,6 +53,7 @@ function M.new(c)
   -- Until the instance is live (a reload's new instance running its
   -- init), view.requests still counts the old one's.
   local live, early = false, 0
+  local free, nfree = {}, 0 -- entries that left their queue, for reuse
   local R = {}
 
   local function count(d)
@@ -67,9 +66,19 @@ function M.new(c)
     early = 0
   end
 
+  -- An answered entry leaving its queue is referred to by nothing else.
+  local function recycle(e)
+    if nfree < FREE_MAX then
+      e.co, e.cb, e.q = nil, nil, nil
+      nfree = nfree + 1
+      free[nfree] = e
+    end
+  end
+
   local function trim(q)
     local h = q.h
     while h <= q.t and q[h].done do
+      recycle(q[h])
       q[h] = nil
       h = h + 1
     end
@@ -84,8 +93,12 @@ function M.new(c)
   local function pop_done(q)
     local h = q.h
     if h <= q.t and q[h].done then
+      recycle(q[h])
       q[h], h = nil, h + 1
-      if h <= q.t and q[h].done then q[h], h = nil, h + 1 end
+      if h <= q.t and q[h].done then
+        recycle(q[h])
+        q[h], h = nil, h + 1
+      end
       if h > q.t then h, q.t = 1, 0 end
       q.h = h
     end
@@ -106,15 +119,17 @@ function M.new(c)
   end
 
   local function complete(e, reply, why, detail)
+    -- Read first: pop_done can recycle 'e' itself.
+    local co, cb = e.co, e.cb
     e.done = true
     pending[e.corr] = nil
     count(-1)
     pop_done(e.q)
-    if e.co ~= nil then
-      local ok, err = co_resume(e.co, reply, why, detail)
-      if not ok then error(traceback(e.co, tostring(err)), 0) end
+    if co ~= nil then
+      local ok, err = co_resume(co, reply, why, detail)
+      if not ok then error(traceback(co, tostring(err)), 0) end
     else
-      e.cb(reply, why, detail)
+      cb(reply, why, detail)
     end
   end
 
@@ -186,7 +201,7 @@ function M.new(c)
     end
     local tid = c.topic_id(t, 3, true)
     local kind, p, n = payload(value, "request to", t, 3)
-    local rc = C.myc_ffi_request(svc, tid, kind, 0, p, n, ms, out)
+    local rc = C.myc_ffi_request(svc, tid, kind, 0, p, n, ms, base, out)
     if rc ~= 0 then
       local why = REASONS[cdefs.err_name(rc)] or cdefs.strerror(rc)
       if cb ~= nil then
@@ -201,8 +216,16 @@ function M.new(c)
       queues[ms] = q
       qlist[#qlist + 1] = q
     end
-    local e = { corr = tonumber(out[0]), deadline = tonumber(out[1] - base),
-                co = co, cb = cb, done = false, q = q }
+    local e
+    if nfree > 0 then
+      e, free[nfree] = free[nfree], nil
+      nfree = nfree - 1
+      e.corr, e.deadline, e.co, e.cb, e.done, e.q = out[0], out[1], co, cb,
+        false, q
+    else
+      e = { corr = out[0], deadline = out[1], co = co, cb = cb, done = false,
+            q = q }
+    end
     pending[e.corr] = e
     count(1)
     pop_done(q)
@@ -213,13 +236,21 @@ function M.new(c)
     return true
   end
 
-  -- A reply arrived (topic "$reply"): 'b' its frame, 'm' its message.
-  function R.on_reply(b, m)
-    local e = pending[corr_of(b)]
-    -- Late (timed out), or for an instance that ended: nobody waits.
-    if e == nil then return end
-    if band(b.hdr.flags, F_FAILED) ~= 0 then
+  -- A reply arrived (topic "$reply"): 'm' its message, being handled.
+  function R.on_reply(m)
+    local flags = C.myc_ffi_reply_current(svc, corr)
+    local e = pending[corr[0]]
+    -- Late (timed out), for an instance that ended, or a second
+    -- responder's: nobody waits, but it is counted (replies_late).
+    if e == nil then
+      C.myc_ffi_reply_late(svc)
+      return
+    end
+    if band(flags, F_FAILED) ~= 0 then
       complete(e, nil, "failed", m.data)
+    elseif band(flags, F_NO_RESPONDER) ~= 0 then
+      -- NATS: no engine of the cluster subscribes the request's subject.
+      complete(e, nil, "no_responder")
     else
       complete(e, m)
     end

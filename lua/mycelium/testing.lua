@@ -432,7 +432,8 @@ function Engine:stats(name)
                            "queue_bytes", "queue_max_bytes", "memory_bytes",
                            "restarts", "timeouts", "reloads", "reload_failures",
                            "rollbacks", "memory_limit", "memory_peak",
-                           "running_ms", "last_pause_ms", "requests_dropped" } do
+                           "running_ms", "last_pause_ms", "requests_dropped",
+                           "replies_late" } do
         t[k] = tonumber(st[k])
       end
       t.queue_depth, t.queue_capacity = st.queue_depth, st.queue_capacity

@@ -386,6 +386,47 @@ describe("mycelium command", function()
       assert.matches('"name":"slow".-"unrouted":0', out)
     end)
 
+    it("status and /metrics show requests dropped by a restart and late replies", function()
+      -- Every 5th tick the client crashes with a request pending (dropped
+      -- by the restart); the others time out after 5 ms, and the server
+      -- answers everything 30 ms late.
+      write("client.lua", [[local n = 0
+return { subscribe = { "tick" },
+  init = function(ctx) ctx:every(10, function(c) c:emit("tick", "") end) end,
+  on_message = function(ctx)
+    n = n + 1
+    if n % 5 == 0 then
+      ctx:request("slow.q", "x", { timeout_ms = 60000 }, function() end)
+      error("crash with a request pending")
+    end
+    ctx:request("slow.q", "x", { timeout_ms = 5 }, function() end)
+  end }]])
+      write("server.lua", [[return { subscribe = { "slow.q" }, on_message = function(ctx, msg)
+  local m = msg:copy()
+  ctx:after(30, function(c) c:reply(m, "late") end) end }]])
+      write("mycelium.lua", [[return { control = "unix://ctl.sock", workers = 1,
+        metrics = { listen = "127.0.0.1:0" },
+        supervisor = { max_restarts = 1000, window_s = 1 }, services = {
+        { name = "client", module = "client.lua" },
+        { name = "server", module = "server.lua" } } }]])
+      local sock = tmpdir .. "/ctl.sock"
+      local rc, out = sh(string.format(
+        "cd %s && (%s run mycelium.lua >/dev/null 2>log & pid=$!; %s; "
+        .. "for i in $(seq 1500); do timeout 10 %s status --socket %s >st 2>&1 && "
+        .. "grep -q 'dropped by a restart or reload [1-9].*late [1-9]' st && break; "
+        .. "sleep 0.02; done; cat st; timeout 10 %s status --json --socket %s; "
+        .. "port=$(sed -n 's/.*metrics: serving http:\\/\\/127.0.0.1:\\([0-9]*\\).*/\\1/p' log); "
+        .. "curl -s -m 10 http://127.0.0.1:$port/metrics | grep -E 'requests_dropped|replies_late'; "
+        .. "kill $pid; wait $pid)",
+        tmpdir, bin, SIGNALS_READY, bin, sock, bin, sock))
+      assert.are.equal(0, rc, out)
+      assert.matches("client%s+requests dropped by a restart or reload [1-9]%d*, replies late [1-9]", out)
+      assert.matches('"name":"client".-"requests_dropped":[1-9]%d*,"replies_late":[1-9]', out)
+      assert.matches('"name":"server".-"requests_dropped":0,"replies_late":0', out)
+      assert.matches('mycelium_requests_dropped_total{service="client"[^}]*} [1-9]', out)
+      assert.matches('mycelium_replies_late_total{service="client"[^}]*} [1-9]', out)
+    end)
+
     it("reload swaps the code, keeps the state, and refuses a syntax error", function()
       local sock, _, stop = start()
       wait_for("a few ticks counted", function()

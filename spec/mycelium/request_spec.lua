@@ -121,11 +121,14 @@ describe("ctx:request", function()
       eng:advance(0.001)
       eng:run()
       assert.are.same({ { why = "timeout" } }, results(res))
-      -- The late reply finds nobody waiting: dropped without an error.
+      -- The late reply finds nobody waiting: dropped without an error,
+      -- and counted.
+      assert.are.equal(0, eng:stats("client").replies_late)
       eng:publish("release", "now")
       eng:run()
       assert.are.same({}, results(res))
       assert.are.equal(0, eng:stats("client").errors)
+      assert.are.equal(1, eng:stats("client").replies_late)
     end)
   end
 
@@ -245,7 +248,8 @@ end }]]
     eng:advance(1) -- past the restart's backoff
     eng:run()
     assert.are.equal(1, eng:stats("client").restarts)
-    -- Their late replies reach the new instance, which ignores them.
+    -- Their late replies reach the new instance, which counts them.
+    assert.are.equal(0, eng:stats("client").replies_late)
     local answered = eng:collect("answered")
     eng:publish("release", "")
     eng:run()
@@ -256,6 +260,7 @@ end }]]
     end)())
     assert.are.same({}, results(res))
     assert.are.equal(1, eng:stats("client").errors)
+    assert.are.equal(2, eng:stats("client").replies_late)
   end)
 
   it("drops the pending requests of a requester that is reloaded, counted", function()
@@ -266,6 +271,10 @@ end }]]
     assert(eng:reload("client"))
     eng:run()
     assert.are.equal(1, eng:stats("client").requests_dropped)
+    -- Its reply comes to the new instance: late, counted.
+    eng:publish("release", "")
+    eng:run()
+    assert.are.equal(1, eng:stats("client").replies_late)
     -- The new instance sends and waits as the old one did.
     eng:publish("go", { topic = "math.double", value = "4" })
     eng:run()

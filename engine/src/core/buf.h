@@ -68,6 +68,12 @@ struct myc_buf {
 #define MYC_FRAME_REPLY 0x04
 #define MYC_FRAME_FAILED 0x08
 #define MYC_FRAME_REQ_MASK (MYC_FRAME_REQUEST | MYC_FRAME_REPLY)
+/* Never on the wire (a transport sets them on what it delivers): a
+ * request that came over NATS, whose reply subject follows the frame
+ * NUL-terminated (not counted in frame_len); a reply saying that nobody
+ * subscribes the request's subject in the NATS cluster. */
+#define MYC_FRAME_NATS 0x10
+#define MYC_FRAME_NO_RESPONDER 0x20
 
 typedef struct {
   uint64_t corr;      /* the requester's correlation id */

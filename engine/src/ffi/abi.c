@@ -56,6 +56,7 @@ static const myc_ffi_layout layouts[] = {
     FIELD(myc_service_stats, running), FIELD(myc_service_stats, running_ms),
     FIELD(myc_service_stats, last_pause_ms),
     FIELD(myc_service_stats, requests_dropped),
+    FIELD(myc_service_stats, replies_late),
 
     SIZE(myc_drop_stats),
     FIELD(myc_drop_stats, topic), FIELD(myc_drop_stats, dropped_oldest),

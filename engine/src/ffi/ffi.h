@@ -62,12 +62,19 @@ MYC_FFI int myc_ffi_emit(myc_service *s, uint32_t topic_id, int kind,
 
 /* Sends a request (ctx:request): as myc_ffi_emit, with a correlation id
  * and a deadline 'timeout_ms' from now carried in the frame.  Writes the
- * id to out[0] and the deadline (engine clock, ns) to out[1].  Returns 0
- * (taken by at least one subscriber), MYC_ENOENT (no subscriber: nobody
- * would answer), MYC_EFULL, MYC_ETOOBIG, MYC_ENOMEM, MYC_EINVAL. */
+ * id to out[0] and the deadline to out[1], in ns of the engine clock
+ * after 'base': doubles, which Lua reads without allocating (exact up to
+ * 2^53: 104 days after 'base').  Returns 0 (taken by at least one
+ * subscriber), MYC_ENOENT (no subscriber: nobody would answer),
+ * MYC_EFULL, MYC_ETOOBIG, MYC_ENOMEM, MYC_EINVAL. */
 MYC_FFI int myc_ffi_request(myc_service *s, uint32_t topic_id, int kind,
                             uint16_t type, const void *data, size_t len,
-                            double timeout_ms, uint64_t *out);
+                            double timeout_ms, int64_t base, double *out);
+
+/* The reply 's' is handling now (at view.cursor): writes its
+ * correlation id to '*corr' and returns its frame flags.  Read in C, it
+ * costs the Lua interpreter no boxed pointer or integer. */
+MYC_FFI int myc_ffi_reply_current(myc_service *s, double *corr);
 
 /* Answers request 'req' (a message 's' received; ctx:reply).  Returns
  * 0, MYC_EINVAL (not a request), MYC_ENOENT (its asker is gone or in
@@ -79,6 +86,10 @@ MYC_FFI int myc_ffi_reply(myc_service *s, myc_buf *req, int kind,
 /* Milliseconds left until the deadline of request 'req' (negative once
  * past), or NaN when 'req' is not a request. */
 MYC_FFI double myc_ffi_remaining_ms(myc_service *s, myc_buf *req);
+
+/* Counts a reply that reached 's' when none of its requests waited for
+ * it (replies_late of myc_service_stats). */
+MYC_FFI void myc_ffi_reply_late(myc_service *s);
 
 /* A one-shot timer of 's' at 'deadline' (engine clock, ns), fired as
  * those of myc_ffi_timer.  Returns its id (>= 1) or MYC_ENOMEM. */

@@ -22,7 +22,7 @@ int myc_ffi_emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
 
 int myc_ffi_request(myc_service *s, uint32_t topic_id, int kind,
                     uint16_t type, const void *data, size_t len,
-                    double timeout_ms, uint64_t *out) {
+                    double timeout_ms, int64_t base, double *out) {
   myc__worker *w = myc__service_worker(s);
   int64_t deadline;
   uint64_t corr = s->next_corr + 1;
@@ -34,9 +34,16 @@ int myc_ffi_request(myc_service *s, uint32_t topic_id, int kind,
   if (rc != 0)
     return rc;
   s->next_corr = corr;
-  out[0] = corr;
-  out[1] = (uint64_t)deadline;
+  out[0] = (double)corr;
+  out[1] = (double)(deadline - base);
   return 0;
+}
+
+int myc_ffi_reply_current(myc_service *s, double *corr) {
+  myc_buf *b = s->view.batch[s->view.cursor];
+  ON_WORKER(s);
+  *corr = (double)myc__buf_req(b)->corr;
+  return b->hdr.flags;
 }
 
 int myc_ffi_reply(myc_service *s, myc_buf *req, int kind, uint16_t type,
@@ -51,6 +58,10 @@ double myc_ffi_remaining_ms(myc_service *s, myc_buf *req) {
     return NAN;
   deadline = (int64_t)(req->hdr.ts_ns + myc__buf_req(req)->budget_ns);
   return (double)(deadline - myc__clock_now(&s->eng->clock)) / 1e6;
+}
+
+void myc_ffi_reply_late(myc_service *s) {
+  myc__counter_add(&s->n_replies_late, 1);
 }
 
 int64_t myc_ffi_timer_at(myc_service *s, int64_t deadline) {

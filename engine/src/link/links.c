@@ -1014,7 +1014,7 @@ static void publish(peer *p, const myc__wire_msg *m) {
     memcpy(src + sl, p->name, nl);
     b = myc__frame_new_req(&e->alloc, t->id, t->name, t->len, src, sl + nl,
                            m->kind, m->type, m->payload, m->payload_len,
-                           MYC_FRAME_REQUEST, m->corr, m->budget_ns);
+                           MYC_FRAME_REQUEST, m->corr, m->budget_ns, 0);
     if (b != NULL) {
       memcpy(b->hdr.trace_id, m->trace_id, 16);
       memcpy(b->hdr.span_id, m->span_id, 8);
@@ -1069,7 +1069,7 @@ static void deliver_reply(peer *p, const myc__wire_msg *m) {
                          m->source_len, m->kind, m->type, m->payload,
                          m->payload_len,
                          (uint8_t)(MYC_FRAME_REMOTE | m->req_flags), m->corr,
-                         0);
+                         0, 0);
   if (b == NULL) {
     logf_(p->L, MYC_LOG_ERROR, "link %s: out of memory for a reply to '%.*s'",
           p->name, (int)m->topic_len, m->topic);
@@ -1107,7 +1107,7 @@ static int reply_remote(void *ud, myc_service *s, myc_buf *req, int kind,
                          type, data, len,
                          (uint8_t)(MYC_FRAME_REPLY |
                                    (failed ? MYC_FRAME_FAILED : 0)),
-                         myc__buf_req(req)->corr, 0);
+                         myc__buf_req(req)->corr, 0, 0);
   if (b == NULL)
     return len > MYC_PAYLOAD_MAX ? MYC_ETOOBIG : MYC_ENOMEM;
   memcpy(b->hdr.trace_id, req->hdr.trace_id, 16);

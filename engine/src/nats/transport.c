@@ -33,6 +33,8 @@
 #define SEQ_KEYS_MAX 65536   /* (publisher, subject) pairs tracked */
 #define STOP_FLUSH_MS 2000   /* what a stop waits for libnats to write */
 #define ERRLOG_EVERY 1000    /* a repeated error is logged 1st, 1001st, ... */
+#define INBOX "_INBOX."      /* replies: _INBOX.<publisher id>.... */
+#define VIA "@nats"          /* a request's source, received: "svc@nats" */
 
 enum { S_CONNECTING, S_UP, S_RECONNECTING, S_CLOSED, S_FAILED };
 static const char *const STATE_NAME[] = {"connecting", "up", "reconnecting",
@@ -62,6 +64,14 @@ struct myc__nats {
   int started, joined, stopped_loop;
   natsOptions *opts;
   natsConnection *nc;
+  natsSubscription *inbox; /* the replies to this engine's requests */
+  myc__rng inbox_rng;      /* trace ids of "no responders", its thread's */
+  char inbox_prefix[sizeof INBOX + 17]; /* "_INBOX.<publisher id>." */
+  /* The reply hook this transport was put in front of (links'), for the
+   * requests that did not come over NATS. */
+  int (*next_reply)(void *ud, myc_service *s, myc_buf *req, int kind,
+                    uint16_t type, const void *data, size_t len, int failed);
+  void *next_reply_ud;
   uint64_t pubid; /* this engine's id in the sequence headers */
   /* subscriptions, the thread's */
   nsub *subs;
@@ -185,23 +195,60 @@ static void release_batch(myc__nats *N, myc_buf **v, uint32_t n) {
       myc__pool_give_chain(&sc->workers[w].pool, &N->chains[w]);
 }
 
+/* The reply subject of request 'b' of this engine:
+ * "_INBOX.<publisher id>.<service index>.<corr>.<1 or 0>", whose last
+ * token says whether "_nats" was the only subscriber of the request's
+ * topic here: only then does NATS' "no responders" mean that nobody
+ * will answer.  Returns 0, or -1 when the asker is not found. */
+static int reply_subject(myc__nats *N, myc_buf *b, const myc__wire_msg *m,
+                         char *out, size_t outlen) {
+  myc_service *asker =
+      myc__engine_find(N->e, (const char *)m->source, m->source_len);
+  myc__topic *t = myc__topics_get(&N->e->topics, b->topic_id);
+  int sole = t != NULL && myc__topic_subs(t)->n == 1;
+  if (asker == NULL)
+    return -1;
+  snprintf(out, outlen, "%s%u.%" PRIu64 ".%d", N->inbox_prefix, asker->index,
+           m->corr, sole);
+  return 0;
+}
+
+/* The subject of local message 'b' (a reply: the subject its request
+ * named, kept after the frame), its reply subject for a request. */
+static int subjects_of(myc__nats *N, myc_buf *b, const myc__wire_msg *m,
+                       char *subject, char *reply, size_t len) {
+  reply[0] = '\0';
+  if (m->req_flags & MYC_FRAME_REPLY) {
+    snprintf(subject, len, "%s", (const char *)&b->hdr + b->hdr.frame_len);
+    return 0;
+  }
+  if (myc__nats_subject(N->cfg.prefix, (const char *)m->topic, m->topic_len,
+                        0, subject, len) < 0)
+    return -1;
+  if (m->req_flags & MYC_FRAME_REQUEST)
+    return reply_subject(N, b, m, reply, len);
+  return 0;
+}
+
 /* Publishes one local message: the v2 frame body as the payload, with
  * its trace context, its sequence number on its subject and, typed, the
- * digest of its contract type.  Returns 0 or a libnats status. */
+ * digest of its contract type.  A request names a reply subject; a reply
+ * goes to its request's, without a sequence number (each goes to a
+ * subject of its own).  Returns 0 or a libnats status. */
 static natsStatus publish_one(myc__nats *N, myc_buf *b) {
   const uint8_t *body = (const uint8_t *)&b->hdr;
-  char subject[MYC_NATS_SUBJECT_MAX], tp[64], seq[64];
+  char subject[MYC_NATS_SUBJECT_MAX], reply[MYC_NATS_SUBJECT_MAX], tp[64],
+      seq[64];
   const char *why;
   myc__wire_msg m;
   natsMsg *msg = NULL;
   natsStatus s;
-  uint64_t *next;
+  uint64_t *next = NULL;
   if (myc__wire_msg_decode(body, b->hdr.frame_len, &m, &why) != 0 ||
-      myc__nats_subject(N->cfg.prefix, m.topic, m.topic_len, 0, subject,
-                        sizeof subject) < 0)
+      subjects_of(N, b, &m, subject, reply, sizeof subject) != 0)
     return NATS_INVALID_ARG; /* our own frames: cannot happen */
-  s = natsMsg_Create(&msg, subject, NULL, (const char *)body,
-                     (int)b->hdr.frame_len);
+  s = natsMsg_Create(&msg, subject, reply[0] ? reply : NULL,
+                     (const char *)body, (int)b->hdr.frame_len);
   if (s != NATS_OK)
     return s;
   /* W3C trace context: version 00, sampled. */
@@ -211,7 +258,8 @@ static natsStatus publish_one(myc__nats *N, myc_buf *b) {
   hex(m.span_id, 8, tp + 36);
   memcpy(tp + 52, "-01", 4);
   s = natsMsgHeader_Set(msg, HDR_TRACE, tp);
-  next = myc__seqmap_at(&N->out_seq, m.topic, m.topic_len);
+  if (!(m.req_flags & MYC_FRAME_REPLY))
+    next = myc__seqmap_at(&N->out_seq, m.topic, m.topic_len);
   if (s == NATS_OK && next != NULL) {
     snprintf(seq, sizeof seq, "%s-%" PRIu64, N->pubid_hex, ++*next);
     s = natsMsgHeader_Set(msg, HDR_SEQ, seq);
@@ -288,11 +336,69 @@ static void publish_queue(myc__nats *N) {
   release_batch(N, batch, n);
 }
 
+/* ctx:reply to a request that came over NATS (the engine's reply_remote,
+ * in front of links'): the reply frame, addressed to the asker by name,
+ * goes to the reply subject the request named, through the queue as
+ * what "_nats" publishes.  Responder's worker thread. */
+static int nats_reply(void *ud, myc_service *s, myc_buf *req, int kind,
+                      uint16_t type, const void *data, size_t len,
+                      int failed) {
+  myc__nats *N = ud;
+  const char *reply = (const char *)&req->hdr + req->hdr.frame_len;
+  size_t alen = req->hdr.source_len - (sizeof VIA - 1), rl;
+  uint64_t span;
+  myc_buf *b;
+  int rc = 0, wake = 0;
+  if (!(req->hdr.flags & MYC_FRAME_NATS))
+    return N->next_reply == NULL
+               ? MYC_ENOENT
+               : N->next_reply(N->next_reply_ud, s, req, kind, type, data,
+                               len, failed);
+  rl = strlen(reply);
+  b = myc__frame_new_req(A(N), 0, myc__buf_source(req), alen, s->name,
+                         s->name_len, kind, type, data, len,
+                         (uint8_t)(MYC_FRAME_REPLY |
+                                   (failed ? MYC_FRAME_FAILED : 0)),
+                         myc__buf_req(req)->corr, 0, rl + 1);
+  if (b == NULL)
+    return len > MYC_PAYLOAD_MAX ? MYC_ETOOBIG : MYC_ENOMEM;
+  memcpy((char *)&b->hdr + b->hdr.frame_len, reply, rl + 1);
+  span = myc__rng_id(&s->task.worker->rng);
+  memcpy(b->hdr.trace_id, req->hdr.trace_id, 16);
+  memcpy(b->hdr.parent_id, req->hdr.span_id, 8);
+  memcpy(b->hdr.span_id, &span, 8);
+  b->hdr.seq = ++s->seq;
+  b->hdr.ts_ns = (uint64_t)s->task.worker->now;
+  b->shared = 1;
+  uv_mutex_lock(&N->lock);
+  if (N->stopping) {
+    N->st.dropped_shutdown++;
+    rc = MYC_ENOENT;
+  } else if (N->st.queued >= N->cfg.queue_msgs ||
+             N->st.queued_bytes + b->hdr.frame_len > N->cfg.queue_bytes ||
+             grow(A(N), (void **)&N->q, &N->qcap, sizeof *N->q, N->qn + 1) !=
+                 0) {
+    N->st.dropped_queue_full++;
+    rc = MYC_EFULL;
+  } else {
+    wake = N->qn == 0;
+    N->q[N->qn++] = b;
+    N->st.queued++;
+    N->st.queued_bytes += b->hdr.frame_len;
+  }
+  uv_mutex_unlock(&N->lock);
+  if (rc != 0)
+    myc__buf_free(NULL, A(N), b);
+  else if (wake)
+    uv_async_send(&N->wake);
+  return rc;
+}
+
 /* ---- receiving ---------------------------------------------------------- */
 
 /* Receipt counters of one drain, added to the stats once. */
 typedef struct {
-  uint64_t in, bytes, lost, dup, schema, unknown, errors;
+  uint64_t in, bytes, lost, dup, schema, unknown, errors, no_responders;
 } rx;
 
 /* Checks the sequence header against the last number seen from the same
@@ -393,6 +499,162 @@ static void deliver(myc__nats *N, const myc__wire_msg *m) {
   myc__deliver(&e->topics, &e->sched, NULL, b);
 }
 
+/* Delivers a request from another engine: its source becomes
+ * "SOURCE@nats" and its reply subject is kept after the frame, where
+ * nats_reply() finds it.  Returns 0, or -1 when it cannot be delivered
+ * as a request (counted as a frame error). */
+static int deliver_request(myc__nats *N, const myc__wire_msg *m,
+                           const char *reply) {
+  myc_engine *e = N->e;
+  int64_t id = myc__topics_resolve(&e->topics, m->topic, m->topic_len);
+  char src[MYC_SOURCE_MAX];
+  size_t sl = m->source_len, rl = strlen(reply);
+  myc__topic *t;
+  myc_buf *b;
+  /* The reply is published to 'reply' as it came: a longer one would
+   * not fit where publish_one() builds subjects. */
+  if (id < 0 || sl + sizeof VIA - 1 > MYC_SOURCE_MAX ||
+      rl >= MYC_NATS_SUBJECT_MAX)
+    return -1;
+  t = myc__topics_get(&e->topics, (uint32_t)id);
+  memcpy(src, m->source, sl);
+  memcpy(src + sl, VIA, sizeof VIA - 1);
+  b = myc__frame_new_req(&e->alloc, t->id, t->name, t->len, src,
+                         sl + sizeof VIA - 1, m->kind, m->type, m->payload,
+                         m->payload_len, 0, m->corr, m->budget_ns, rl + 1);
+  if (b == NULL) {
+    logf_(N, MYC_LOG_ERROR, "nats: out of memory for a request on '%.*s'",
+          (int)m->topic_len, m->topic);
+    return 0;
+  }
+  memcpy((char *)&b->hdr + b->hdr.frame_len, reply, rl + 1);
+  memcpy(b->hdr.trace_id, m->trace_id, 16);
+  memcpy(b->hdr.span_id, m->span_id, 8);
+  memcpy(b->hdr.parent_id, m->parent_id, 8);
+  b->hdr.seq = m->seq;
+  b->hdr.ts_ns = m->ts_ns;
+  b->hdr.flags = MYC_FRAME_REQUEST | MYC_FRAME_NATS | MYC_FRAME_REMOTE;
+  myc__deliver(&e->topics, &e->sched, NULL, b);
+  return 0;
+}
+
+/* Hands service 'to' a reply on "$reply", as a local reply is: 'm' the
+ * reply's frame, or NULL for NATS' "no responders" to request 'corr'. */
+static void deliver_reply(myc__nats *N, myc_service *to,
+                          const myc__wire_msg *m, uint64_t corr) {
+  myc_engine *e = N->e;
+  myc_buf *b;
+  if (m != NULL)
+    b = myc__frame_new_req(&e->alloc, e->reply_topic, "$reply", 6, m->source,
+                           m->source_len, m->kind, m->type, m->payload,
+                           m->payload_len,
+                           (uint8_t)(MYC_FRAME_REMOTE | m->req_flags), m->corr,
+                           0, 0);
+  else
+    b = myc__frame_new_req(&e->alloc, e->reply_topic, "$reply", 6, "_nats", 5,
+                           MYC_KIND_RAW, 0, NULL, 0,
+                           MYC_FRAME_REMOTE | MYC_FRAME_REPLY |
+                               MYC_FRAME_NO_RESPONDER,
+                           corr, 0, 0);
+  if (b == NULL) {
+    logf_(N, MYC_LOG_ERROR, "nats: out of memory for a reply to '%s'",
+          to->name);
+    return;
+  }
+  if (m != NULL) {
+    memcpy(b->hdr.trace_id, m->trace_id, 16);
+    memcpy(b->hdr.span_id, m->span_id, 8);
+    memcpy(b->hdr.parent_id, m->parent_id, 8);
+    b->hdr.seq = m->seq;
+    b->hdr.ts_ns = m->ts_ns;
+  } else {
+    /* The request's trace is not in NATS' status message: a new root. */
+    uint64_t id[3];
+    id[0] = myc__rng_id(&N->inbox_rng);
+    id[1] = myc__rng_id(&N->inbox_rng);
+    id[2] = myc__rng_id(&N->inbox_rng);
+    memcpy(b->hdr.trace_id, id, 16);
+    memcpy(b->hdr.span_id, id + 2, 8);
+    b->hdr.seq = 0;
+    b->hdr.ts_ns = 0;
+  }
+  (void)myc__deliver_one(&e->sched, NULL, to, b);
+}
+
+/* The service of index 'i', or NULL. */
+static myc_service *service_at(myc_engine *e, unsigned long i) {
+  myc_service *s = NULL;
+  uv_mutex_lock(&e->services_lock);
+  if (i < e->nservices)
+    s = e->services[i];
+  uv_mutex_unlock(&e->services_lock);
+  return s;
+}
+
+/* A message on this engine's inbox: a reply to one of its requests, or
+ * NATS' "no responders" for one (reply_subject() names the asker and the
+ * request; ignored when another local subscriber had the request too). */
+static void receive_reply(myc__nats *N, natsMsg *msg, rx *r) {
+  const char *subject = natsMsg_GetSubject(msg), *why = NULL;
+  const uint8_t *data = (const uint8_t *)natsMsg_GetData(msg);
+  int len = natsMsg_GetDataLength(msg);
+  myc__wire_msg m;
+  myc_service *to;
+  r->in++;
+  r->bytes += (uint64_t)(len > 0 ? len : 0);
+  if (natsMsg_IsNoResponders(msg)) {
+    unsigned long idx;
+    unsigned long long corr;
+    char sole = 0;
+    if (sscanf(subject + strlen(N->inbox_prefix), "%lu.%llu.%c", &idx, &corr,
+               &sole) == 3 &&
+        sole == '1' && (to = service_at(N->e, idx)) != NULL) {
+      r->no_responders++;
+      deliver_reply(N, to, NULL, corr);
+    }
+    return;
+  }
+  if (len < 0 || myc__wire_msg_decode(data, (uint32_t)len, &m, &why) != 0 ||
+      !(m.req_flags & MYC_FRAME_REPLY) ||
+      (to = myc__engine_find(N->e, m.topic, m.topic_len)) == NULL) {
+    r->errors++;
+    if (errlog_due(N, 4))
+      logf_(N, MYC_LOG_WARN,
+            "nats: a message on '%s' is not a reply to one of this engine's "
+            "services (%s); dropped (frame_errors)",
+            subject, why ? why : "no reply frame, or its service is unknown");
+    return;
+  }
+  deliver_reply(N, to, &m, 0);
+}
+
+/* The inbox's callback, on libnats' delivery thread of that subscription:
+ * a synchronous subscription would not do, as libnats turns a "no
+ * responders" message into a status there and drops its subject, which
+ * says what request it answers.  What it delivers is handed over as a
+ * host thread's messages are. */
+static void on_inbox(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
+                     void *closure) {
+  myc__nats *N = closure;
+  rx r;
+  int stopping;
+  (void)nc;
+  (void)sub;
+  memset(&r, 0, sizeof r);
+  uv_mutex_lock(&N->lock);
+  stopping = N->stopping;
+  uv_mutex_unlock(&N->lock);
+  if (!stopping)
+    receive_reply(N, msg, &r);
+  natsMsg_Destroy(msg);
+  uv_mutex_lock(&N->lock);
+  N->st.msgs_in += r.in;
+  N->st.bytes_in += r.bytes;
+  N->st.frame_errors += r.errors;
+  N->st.no_responders += r.no_responders;
+  uv_mutex_unlock(&N->lock);
+}
+
 static void close_conn(myc__nats *N, int state);
 
 /* One message from NATS.  Returns -1 when the connection must close. */
@@ -402,6 +664,10 @@ static int receive(myc__nats *N, natsMsg *msg, rx *r) {
   const char *subject = natsMsg_GetSubject(msg), *topic, *why = NULL;
   size_t tlen;
   myc__wire_msg m;
+  /* With an empty prefix a '>' subscription also sees the replies other
+   * engines' requests wait for: not topics. */
+  if (strncmp(subject, INBOX, sizeof INBOX - 1) == 0)
+    return 0;
   r->in++;
   r->bytes += (uint64_t)len;
   if (check_seq(N, msg, r) != 0)
@@ -409,18 +675,25 @@ static int receive(myc__nats *N, natsMsg *msg, rx *r) {
   if (len < 0 || myc__wire_msg_decode(data, (uint32_t)len, &m, &why) != 0 ||
       myc__nats_topic_of(N->cfg.prefix, subject, strlen(subject), &topic,
                          &tlen) != 0 ||
-      tlen != m.topic_len || memcmp(topic, m.topic, tlen) != 0) {
+      tlen != m.topic_len || memcmp(topic, m.topic, tlen) != 0 ||
+      (m.req_flags & MYC_FRAME_REPLY) ||
+      ((m.req_flags & MYC_FRAME_REQUEST) && natsMsg_GetReply(msg) == NULL)) {
     r->errors++;
     if (errlog_due(N, 3))
       logf_(N, MYC_LOG_WARN,
             "nats: a message on '%s' is not a mycelium v2 frame for that "
             "subject (%s); dropped (frame_errors)",
-            subject, why ? why : "its topic is not the subject's");
+            subject, why ? why : "its topic is not the subject's, or a "
+                                 "reply, or a request without a reply "
+                                 "subject");
     return 0;
   }
   if (check_schema(N, msg, &m, r) != 0)
     return N->cfg.schema_fail ? -1 : 0;
-  deliver(N, &m);
+  if (!(m.req_flags & MYC_FRAME_REQUEST))
+    deliver(N, &m);
+  else if (deliver_request(N, &m, natsMsg_GetReply(msg)) != 0)
+    r->errors++;
   return 0;
 }
 
@@ -748,6 +1021,11 @@ static void close_conn(myc__nats *N, int state) {
   set_state(N, state);
   for (i = 0; i < N->nsubs;)
     unsubscribe_at(N, i);
+  if (N->inbox != NULL) {
+    natsSubscription_Unsubscribe(N->inbox);
+    natsSubscription_Destroy(N->inbox);
+    N->inbox = NULL;
+  }
   /* Detaches from the loop on this thread (the adapter closes its
    * handles) and joins libnats' threads for this connection. */
   natsConnection_Close(N->nc);
@@ -853,8 +1131,20 @@ static void connect_failed(myc__nats *N, natsStatus s) {
 
 static void try_connect(myc__nats *N) {
   natsStatus s = natsConnection_Connect(&N->nc, N->opts);
+  char inbox[sizeof N->inbox_prefix + 1];
   if (s == NATS_OK) {
     uv_timer_stop(&N->retry);
+    /* libnats subscribes it again after a reconnect, as the others. */
+    snprintf(inbox, sizeof inbox, "%s>", N->inbox_prefix);
+    s = natsConnection_Subscribe(&N->inbox, N->nc, inbox, on_inbox, N);
+    if (s == NATS_OK)
+      s = natsSubscription_SetPendingLimits(N->inbox, N->cfg.pending_msgs,
+                                            (int)N->cfg.pending_bytes);
+    if (s != NATS_OK)
+      logf_(N, MYC_LOG_ERROR,
+            "nats: cannot subscribe '%s': %s; requests sent over NATS will "
+            "time out",
+            inbox, natsStatus_GetText(s));
     on_connected(N->nc, N);
     follow_subscriptions(N);
     read_drops(N);
@@ -1134,12 +1424,15 @@ int myc__nats_attach(myc_engine *e, const myc__nats_config *c,
   myc__seqmap_init(&N->out_seq, &e->alloc, SEQ_KEYS_MAX);
   myc__seqmap_init(&N->in_seq, &e->alloc, SEQ_KEYS_MAX);
   myc__rng_seed(&rng);
+  myc__rng_seed(&N->inbox_rng);
   do
     r = myc__rng_next(&rng);
   while (r == 0);
   for (i = 0; i < 8; i++)
     id[i] = (uint8_t)(r >> (8 * i));
   hex(id, 8, N->pubid_hex);
+  snprintf(N->inbox_prefix, sizeof N->inbox_prefix, "%s%s.", INBOX,
+           N->pubid_hex);
   N->pubid = r;
   N->state = S_CONNECTING;
   /* "_nats" is subscribed to what goes out: nats.publish. */
@@ -1157,6 +1450,10 @@ int myc__nats_attach(myc_engine *e, const myc__nats_config *c,
                c->publish[i], myc_strerror(rc));
       return rc;
     }
+  N->next_reply = e->reply_remote;
+  N->next_reply_ud = e->reply_remote_ud;
+  e->reply_remote = nats_reply;
+  e->reply_remote_ud = N;
   if ((rc = myc__engine_beside(e, nats_start, nats_quiesce, myc__nats_status,
                                N)) != 0)
     return rc;

@@ -11,6 +11,10 @@
  * subscribe, drained without waiting after every poll of the loop; each
  * message is checked and delivered as a host thread's message, marked
  * remote so that it is not published again.
+ * Requests: published with a reply subject naming the asker; one received
+ * keeps its reply subject after its frame, where the engine's reply hook
+ * (this transport's, in front of links') finds it.  Replies and NATS' "no
+ * responders" come on one asynchronous subscription per engine.
  */
 #ifndef MYC_NATS_TRANSPORT_H
 #define MYC_NATS_TRANSPORT_H
@@ -80,6 +84,7 @@ typedef struct {
   uint64_t dropped_pending_limit, dropped_lost, dropped_schema,
       dropped_unknown_type, dropped_duplicate, frame_errors;
   uint64_t slow_consumer, reconnects;
+  uint64_t no_responders; /* requests NATS said nobody subscribes */
 } myc__nats_stats;
 
 /* Any thread. */

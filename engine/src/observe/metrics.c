@@ -259,6 +259,15 @@ void myc__metrics_render(myc__observe *o, myc__text *t) {
   reloads(t, &sn);
   per_service(t, &sn, "mycelium_handler_timeouts_total", "counter",
               "Handlers interrupted past their time budget.", FIELD(timeouts));
+  per_service(t, &sn, "mycelium_requests_dropped_total", "counter",
+              "Requests still waiting for their reply when the instance "
+              "that sent them ended or was replaced.",
+              FIELD(requests_dropped));
+  per_service(t, &sn, "mycelium_replies_late_total", "counter",
+              "Replies that came when nobody waited for them (after the "
+              "deadline, after the requester's instance ended, a second "
+              "responder's).",
+              FIELD(replies_late));
   per_service(t, &sn, "mycelium_memory_bytes", "gauge",
               "Lua heap of a service's current instance.", FIELD(memory_bytes));
   per_service(t, &sn, "mycelium_memory_limit_bytes", "gauge",

@@ -538,14 +538,15 @@ myc_buf *myc__frame_new_req(const myc__alloc *a, uint32_t topic_id,
                             const char *source, size_t source_len, int kind,
                             uint16_t type, const void *data, size_t len,
                             uint8_t flags, uint64_t corr,
-                            uint64_t budget_ns) {
+                            uint64_t budget_ns, size_t extra) {
   size_t off = myc__frame_topic_offset(len);
   myc_buf *b;
   char *p;
   if (len > MYC_PAYLOAD_MAX || topic_len > MYC_TOPIC_MAX ||
       source_len > MYC_SOURCE_MAX)
     return NULL;
-  b = myc__buf_alloc(NULL, a, myc__frame_req_len(len, topic_len, source_len));
+  b = myc__buf_alloc(NULL, a,
+                     myc__frame_req_len(len, topic_len, source_len) + extra);
   if (b == NULL)
     return NULL;
   myc__buf_set_topic(b, topic_id);

@@ -84,7 +84,8 @@ myc_buf *myc__frame_new_req(const myc__alloc *a, uint32_t topic_id,
                             const char *topic, size_t topic_len,
                             const char *source, size_t source_len, int kind,
                             uint16_t type, const void *data, size_t len,
-                            uint8_t flags, uint64_t corr, uint64_t budget_ns);
+                            uint8_t flags, uint64_t corr, uint64_t budget_ns,
+                            size_t extra);
 
 /* Payloads from this size up are checked against their subscribers
  * before they are copied (myc__admit): a 100 MB message nobody takes must

@@ -913,6 +913,7 @@ int myc__engine_stats_locked(myc_engine *e, uint32_t index,
   st->unrouted = atomic_load(&s->n_unrouted);
   st->errors = atomic_load(&s->n_errors);
   st->requests_dropped = atomic_load(&s->n_requests_dropped);
+  st->replies_late = atomic_load(&s->n_replies_late);
   st->dropped_oldest = atomic_load(&mb->dropped[MYC_DROP_OLDEST]);
   st->dropped_newest = atomic_load(&mb->dropped[MYC_DROP_NEWEST]);
   st->rejected = atomic_load(&mb->dropped[MYC_DROP_REJECTED]);

@@ -92,7 +92,8 @@ struct myc_engine {
   uint32_t dead_topic; /* id of "$dead" */
   uint32_t reply_topic; /* id of "$reply", the topic of every reply */
   /* Sends the reply to a request that came from another engine (link/
-   * registers it; NULL without links).  Called on the responder's
+   * registers it; nats/ puts its own in front and passes on what did not
+   * come over NATS; NULL without either).  Called on the responder's
    * worker; returns as myc__request_reply. */
   int (*reply_remote)(void *ud, myc_service *s, myc_buf *req, int kind,
                       uint16_t type, const void *data, size_t len,

@@ -205,6 +205,7 @@ struct myc_service {
   struct myc_service *asker;  /* who the last reply went to (request.c) */
   uint64_t asker_gen;         /* e->removals when it was found */
   _Atomic uint64_t n_requests_dropped; /* pending when an instance ended */
+  _Atomic uint64_t n_replies_late;     /* came when nobody waited */
   _Atomic uint64_t n_in, n_out, n_errors;
   _Atomic uint64_t n_unrouted; /* of n_out: to a topic nobody listens to */
   _Atomic int state;

@@ -146,6 +146,9 @@ static void status_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
                  (unsigned long long)st.memory_limit);
   myc__sb_json(b, st.running);
   myc__sb_printf(b, ",\"running_ms\":%.1f", st.running_ms);
+  myc__sb_printf(b, ",\"requests_dropped\":%llu,\"replies_late\":%llu",
+                 (unsigned long long)st.requests_dropped,
+                 (unsigned long long)st.replies_late);
   status_drops_json(b, e, i);
   myc__sb_put(b, "}", 1);
 }
@@ -179,6 +182,18 @@ static void status_unrouted_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
                    "subscribes to (unrouted)\n",
                    st.name, (unsigned long long)st.unrouted,
                    st.unrouted == 1 ? "" : "s");
+}
+
+/* Requests a service lost track of (text), for a service with any. */
+static void status_requests_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
+  myc_service_stats st;
+  myc_engine_service_stats(e, i, &st);
+  if (st.requests_dropped > 0 || st.replies_late > 0)
+    myc__sb_printf(b,
+                   "  %-18s requests dropped by a restart or reload %llu, "
+                   "replies late %llu\n",
+                   st.name, (unsigned long long)st.requests_dropped,
+                   (unsigned long long)st.replies_late);
 }
 
 static void status_text_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
@@ -247,6 +262,7 @@ int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
     for (i = 0; i < e->nservices; i++) {
       status_drops_text(&b, e, i);
       status_unrouted_text(&b, e, i);
+      status_requests_text(&b, e, i);
     }
   uv_mutex_unlock(&e->services_lock);
   if (!text)

@@ -12,16 +12,18 @@ typedef struct {
   uint64_t restarts, timeouts, reloads, reload_failures, rollbacks;
   uint64_t memory_limit, memory_peak; uint32_t version;
   char running[128]; double running_ms; double last_pause_ms;
-  uint64_t requests_dropped;
+  uint64_t requests_dropped, replies_late;
 } myc_service_stats;
 
 /* engine/src/ffi/ffi.h */
 int myc_ffi_request(myc_service *s, uint32_t topic_id, int kind,
                     uint16_t type, const void *data, size_t len,
-                    double timeout_ms, uint64_t *out);
+                    double timeout_ms, int64_t base, double *out);
+int myc_ffi_reply_current(myc_service *s, double *corr);
 int myc_ffi_reply(myc_service *s, myc_buf *req, int kind,
                   uint16_t type, const void *data, size_t len);
 double myc_ffi_remaining_ms(myc_service *s, myc_buf *req);
+void myc_ffi_reply_late(myc_service *s);
 int64_t myc_ffi_timer_at(myc_service *s, int64_t deadline);
 uint32_t myc_ffi_queue_depth(myc_service *s);
 uint32_t myc_ffi_queue_capacity(myc_service *s);
