@@ -187,7 +187,7 @@ static void status_unrouted_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
 /* Requests a service lost track of (text), for a service with any. */
 static void status_requests_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
   myc_service_stats st;
-  myc_engine_service_stats(e, i, &st);
+  myc__engine_stats_locked(e, i, &st);
   if (st.requests_dropped > 0 || st.replies_late > 0)
     myc__sb_printf(b,
                    "  %-18s requests dropped by a restart or reload %llu, "
