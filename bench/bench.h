@@ -4,6 +4,7 @@
 #ifndef MYC_BENCH_H
 #define MYC_BENCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -21,6 +22,16 @@ void bench_report(const char *bench, const char *metric, double value,
 /* Median of 'n' values (n <= 16); reorders them.  Remembers their min and
  * max: bench_report prints them beside a value that is such a median. */
 double bench_median(double *v, int n);
+
+/* Reports 'runs' values of one metric as three rows, METRIC_min,
+ * METRIC_median (with 'note') and METRIC_max; reorders v. */
+void bench_report_runs(const char *bench, const char *metric, double *v,
+                       int runs, const char *unit, const char *note);
+
+/* Runs fn(n, out) in a child process, so that its RSS starts clean; the
+ * 'size' bytes it leaves in its 'out' come back on a pipe.  0 or 1. */
+int bench_in_child(int (*fn)(int n, void *out), int n, void *out,
+                   size_t size);
 
 /* Scale for quick runs: BENCH_SCALE in the environment (default 1). */
 double bench_scale(void);

@@ -79,7 +79,8 @@ static int baseline(const char *path, double *ms) {
   return 0;
 }
 
-static int churn_once(int n, churn_sample *out) {
+static int churn_once(int n, void *arg) {
+  churn_sample *out = arg;
   myc_engine *e;
   myc_service_config sc;
   myc_lifecycle_stats st;
@@ -144,50 +145,6 @@ static int churn_once(int n, churn_sample *out) {
   return 0;
 }
 
-static int churn_child(int n, churn_sample *out) {
-  int fd[2], status;
-  pid_t pid;
-  ssize_t got;
-  if (pipe(fd) != 0)
-    return 1;
-  fflush(stdout);
-  pid = fork();
-  if (pid < 0)
-    return 1;
-  if (pid == 0) {
-    churn_sample s;
-    int rc = churn_once(n, &s);
-    close(fd[0]);
-    if (rc == 0 && write(fd[1], &s, sizeof s) != (ssize_t)sizeof s)
-      rc = 1;
-    _exit(rc);
-  }
-  close(fd[1]);
-  got = read(fd[0], out, sizeof *out);
-  close(fd[0]);
-  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-      WEXITSTATUS(status) != 0 || got != (ssize_t)sizeof *out)
-    return 1;
-  return 0;
-}
-
-static void report(const char *metric, double *v, const char *unit,
-                   const char *note) {
-  char name[96];
-  double lo = v[0], hi = v[0];
-  int i;
-  for (i = 1; i < CHURN_RUNS; i++) {
-    lo = v[i] < lo ? v[i] : lo;
-    hi = v[i] > hi ? v[i] : hi;
-  }
-  snprintf(name, sizeof name, "%s_min", metric);
-  bench_report("services", name, lo, unit, "");
-  snprintf(name, sizeof name, "%s_median", metric);
-  bench_report("services", name, bench_median(v, CHURN_RUNS), unit, note);
-  snprintf(name, sizeof name, "%s_max", metric);
-  bench_report("services", name, hi, unit, "");
-}
-
 int bench_services_churn(void) {
   int n = (int)(100000 * bench_scale()), i;
   double rate[CHURN_RUNS], pair[CHURN_RUNS], warm[CHURN_RUNS],
@@ -198,7 +155,7 @@ int bench_services_churn(void) {
     n = 10 * WINDOW;
   for (i = 0; i < CHURN_RUNS; i++) {
     churn_sample s;
-    if (churn_child(n, &s) != 0) {
+    if (bench_in_child(churn_once, n, &s, sizeof s) != 0) {
       fprintf(stderr, "bench: services: churn of %d spawns failed\n", n);
       return 1;
     }
@@ -216,17 +173,17 @@ int bench_services_churn(void) {
     ratio[i] = s.ms_per_pair / s.base_ms;
   }
   snprintf(metric, sizeof metric, "churn_n%d_spawn_kill_per_s", n);
-  report(metric, rate, "/s", "spawn + kill pairs, 100 alive, 2 workers");
+  bench_report_runs("services", metric, rate, CHURN_RUNS, "/s", "spawn + kill pairs, 100 alive, 2 workers");
   snprintf(metric, sizeof metric, "churn_n%d_ms_per_spawn_kill", n);
-  report(metric, pair, "ms", "");
-  report("churn_baseline_add_start_ms", base, "ms",
+  bench_report_runs("services", metric, pair, CHURN_RUNS, "ms", "");
+  bench_report_runs("services", "churn_baseline_add_start_ms", base, CHURN_RUNS, "ms",
          "1 000 configured services: add + start, per service");
-  report("churn_ratio_to_baseline", ratio, "x", "spawn+kill / add+start");
+  bench_report_runs("services", "churn_ratio_to_baseline", ratio, CHURN_RUNS, "x", "spawn+kill / add+start");
   snprintf(metric, sizeof metric, "churn_rss_kb_after_%d", n / 10);
-  report(metric, warm, "KB", "");
+  bench_report_runs("services", metric, warm, CHURN_RUNS, "KB", "");
   snprintf(metric, sizeof metric, "churn_rss_kb_after_%d", n);
-  report(metric, end, "KB", "");
+  bench_report_runs("services", metric, end, CHURN_RUNS, "KB", "");
   snprintf(note, sizeof note, "RSS after %d spawns minus after %d", n, n / 10);
-  report("churn_rss_growth_kb", growth, "KB", note);
+  bench_report_runs("services", "churn_rss_growth_kb", growth, CHURN_RUNS, "KB", note);
   return 0;
 }

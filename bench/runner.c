@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static FILE *jsonl;
@@ -219,4 +220,48 @@ int main(int argc, char **argv) {
   if (jsonl != NULL)
     fclose(jsonl);
   return rc;
+}
+
+void bench_report_runs(const char *bench, const char *metric, double *v,
+                       int runs, const char *unit, const char *note) {
+  char name[96];
+  double lo = v[0], hi = v[0];
+  int i;
+  for (i = 1; i < runs; i++) {
+    lo = v[i] < lo ? v[i] : lo;
+    hi = v[i] > hi ? v[i] : hi;
+  }
+  snprintf(name, sizeof name, "%s_min", metric);
+  bench_report(bench, name, lo, unit, "");
+  snprintf(name, sizeof name, "%s_median", metric);
+  bench_report(bench, name, bench_median(v, runs), unit, note);
+  snprintf(name, sizeof name, "%s_max", metric);
+  bench_report(bench, name, hi, unit, "");
+}
+
+int bench_in_child(int (*fn)(int n, void *out), int n, void *out,
+                   size_t size) {
+  int fd[2], status;
+  pid_t pid;
+  ssize_t got;
+  if (pipe(fd) != 0)
+    return 1;
+  fflush(stdout);
+  pid = fork();
+  if (pid < 0)
+    return 1;
+  if (pid == 0) {
+    int rc = fn(n, out);
+    close(fd[0]);
+    if (rc == 0 && write(fd[1], out, size) != (ssize_t)size)
+      rc = 1;
+    _exit(rc);
+  }
+  close(fd[1]);
+  got = read(fd[0], out, size);
+  close(fd[0]);
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+      WEXITSTATUS(status) != 0 || got != (ssize_t)size)
+    return 1;
+  return 0;
 }

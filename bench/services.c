@@ -68,7 +68,8 @@ static void *run_engine(void *arg) {
 }
 
 /* One run in this process: 'n' services.  Returns 0 and fills 'out'. */
-static int run_once(int n, sample *out) {
+static int run_once(int n, void *arg) {
+  sample *out = arg;
   myc_engine_config cfg;
   myc_service_config sc;
   myc_engine *e;
@@ -129,52 +130,6 @@ static int run_once(int n, sample *out) {
   return 0;
 }
 
-/* Runs run_once in a child process; its sample comes back on a pipe. */
-static int run_child(int n, sample *out) {
-  int fd[2], status;
-  pid_t pid;
-  ssize_t got;
-  if (pipe(fd) != 0)
-    return 1;
-  fflush(stdout);
-  pid = fork();
-  if (pid < 0)
-    return 1;
-  if (pid == 0) {
-    sample s;
-    int rc = run_once(n, &s);
-    close(fd[0]);
-    if (rc == 0 && write(fd[1], &s, sizeof s) != (ssize_t)sizeof s)
-      rc = 1;
-    _exit(rc);
-  }
-  close(fd[1]);
-  got = read(fd[0], out, sizeof *out);
-  close(fd[0]);
-  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-      WEXITSTATUS(status) != 0 || got != (ssize_t)sizeof *out)
-    return 1;
-  return 0;
-}
-
-static void report3(const char *metric, double *v, const char *unit,
-                    const char *note) {
-  char name[96];
-  double lo, hi;
-  int i;
-  lo = hi = v[0];
-  for (i = 1; i < RUNS; i++) {
-    lo = v[i] < lo ? v[i] : lo;
-    hi = v[i] > hi ? v[i] : hi;
-  }
-  snprintf(name, sizeof name, "%s_min", metric);
-  bench_report("services", name, lo, unit, "");
-  snprintf(name, sizeof name, "%s_median", metric);
-  bench_report("services", name, bench_median(v, RUNS), unit, note);
-  snprintf(name, sizeof name, "%s_max", metric);
-  bench_report("services", name, hi, unit, "");
-}
-
 int bench_services(void) {
   static const int sizes[] = {1000, 10000};
   const char *only = getenv("BENCH_SERVICES");
@@ -191,7 +146,7 @@ int bench_services(void) {
       n = 10;
     for (i = 0; i < RUNS; i++) {
       sample s;
-      if (run_child(n, &s) != 0) {
+      if (bench_in_child(run_once, n, &s, sizeof s) != 0) {
         fprintf(stderr, "bench: services: run with %d services failed\n", n);
         return 1;
       }
@@ -205,13 +160,13 @@ int bench_services(void) {
       fan[i] = s.fanout_ms;
     }
     snprintf(metric, sizeof metric, "n%d_rss_kb_per_service", n);
-    report3(metric, rss, "KB", "skynet: about 53 KB");
+    bench_report_runs("services", metric, rss, RUNS, "KB", "skynet: about 53 KB");
     snprintf(metric, sizeof metric, "n%d_start_ms_per_service", n);
-    report3(metric, start, "ms", "add + start; skynet: about 0.45 ms");
+    bench_report_runs("services", metric, start, RUNS, "ms", "add + start; skynet: about 0.45 ms");
     snprintf(metric, sizeof metric, "n%d_start_cpu_ms_per_service", n);
-    report3(metric, cpu, "ms", "CPU time of the same span");
+    bench_report_runs("services", metric, cpu, RUNS, "ms", "CPU time of the same span");
     snprintf(metric, sizeof metric, "n%d_fanout_ms", n);
-    report3(metric, fan, "ms", "one tick to every service, all acked");
+    bench_report_runs("services", metric, fan, RUNS, "ms", "one tick to every service, all acked");
   }
   return bench_services_churn();
 }
