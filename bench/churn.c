@@ -147,9 +147,8 @@ static int churn_once(int n, void *arg) {
 
 int bench_services_churn(void) {
   int n = (int)(100000 * bench_scale()), i;
-  double rate[CHURN_RUNS], pair[CHURN_RUNS], warm[CHURN_RUNS],
-      end[CHURN_RUNS], growth[CHURN_RUNS], base[CHURN_RUNS],
-      ratio[CHURN_RUNS];
+  double rate[CHURN_RUNS], pair[CHURN_RUNS], warm[CHURN_RUNS], end[CHURN_RUNS],
+      growth[CHURN_RUNS], base[CHURN_RUNS], ratio[CHURN_RUNS];
   char metric[64], note[128];
   if (n < 10 * WINDOW)
     n = 10 * WINDOW;
@@ -159,11 +158,12 @@ int bench_services_churn(void) {
       fprintf(stderr, "bench: services: churn of %d spawns failed\n", n);
       return 1;
     }
-    fprintf(stderr, "services churn: %d spawns run %d: %.0f spawn+kill/s "
+    fprintf(stderr,
+            "services churn: %d spawns run %d: %.0f spawn+kill/s "
             "(%.3f ms each), RSS %.0f KB after %d, %.0f KB after %d; "
-            "baseline add+start %.3f ms per service\n", n, i + 1,
-            s.pairs_per_s, s.ms_per_pair, s.rss_warm_kb, n / 10, s.rss_end_kb,
-            n, s.base_ms);
+            "baseline add+start %.3f ms per service\n",
+            n, i + 1, s.pairs_per_s, s.ms_per_pair, s.rss_warm_kb, n / 10,
+            s.rss_end_kb, n, s.base_ms);
     rate[i] = s.pairs_per_s;
     pair[i] = s.ms_per_pair;
     warm[i] = s.rss_warm_kb;
@@ -173,17 +173,21 @@ int bench_services_churn(void) {
     ratio[i] = s.ms_per_pair / s.base_ms;
   }
   snprintf(metric, sizeof metric, "churn_n%d_spawn_kill_per_s", n);
-  bench_report_runs("services", metric, rate, CHURN_RUNS, "/s", "spawn + kill pairs, 100 alive, 2 workers");
+  bench_report_runs("services", metric, rate, CHURN_RUNS, "/s",
+                    "spawn + kill pairs, 100 alive, 2 workers");
   snprintf(metric, sizeof metric, "churn_n%d_ms_per_spawn_kill", n);
   bench_report_runs("services", metric, pair, CHURN_RUNS, "ms", "");
-  bench_report_runs("services", "churn_baseline_add_start_ms", base, CHURN_RUNS, "ms",
-         "1 000 configured services: add + start, per service");
-  bench_report_runs("services", "churn_ratio_to_baseline", ratio, CHURN_RUNS, "x", "spawn+kill / add+start");
+  bench_report_runs("services", "churn_baseline_add_start_ms", base, CHURN_RUNS,
+                    "ms",
+                    "1 000 configured services: add + start, per service");
+  bench_report_runs("services", "churn_ratio_to_baseline", ratio, CHURN_RUNS,
+                    "x", "spawn+kill / add+start");
   snprintf(metric, sizeof metric, "churn_rss_kb_after_%d", n / 10);
   bench_report_runs("services", metric, warm, CHURN_RUNS, "KB", "");
   snprintf(metric, sizeof metric, "churn_rss_kb_after_%d", n);
   bench_report_runs("services", metric, end, CHURN_RUNS, "KB", "");
   snprintf(note, sizeof note, "RSS after %d spawns minus after %d", n, n / 10);
-  bench_report_runs("services", "churn_rss_growth_kb", growth, CHURN_RUNS, "KB", note);
+  bench_report_runs("services", "churn_rss_growth_kb", growth, CHURN_RUNS, "KB",
+                    note);
   return 0;
 }
