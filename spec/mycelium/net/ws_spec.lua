@@ -216,12 +216,10 @@ end)
 
 describe("mycelium.net.ws failures", function()
   it("names the URL of a refused connection and backs off, capped", function()
-    -- A port that was just free: nothing listens there.
-    local p = proc.spawn("node -e \"const s=require('net').createServer();"
-      .. "s.listen(0,'127.0.0.1',()=>{console.log('PORT',s.address().port);"
-      .. "s.close()})\"", "PORT (%d+)")
-    local port = p.ready[1]
-    p.stop()
+    -- Held bound and never listening: a port merely found free can be
+    -- taken by a parallel test, which then resets instead of refusing.
+    local port, release = require("support.redis_server").refusing_port()
+    finally(release)
     local url = "ws://127.0.0.1:" .. port .. "/x"
     local c = client(url, { reconnect = { initial_ms = 5, max_ms = 20,
                                           multiplier = 2, jitter = 0,
