@@ -12,16 +12,15 @@
 local ffi = require "ffi"
 local cdefs = require "mycelium.cdefs"
 cdefs.need("net")
-local events = require "mycelium.events"
+local client = require "mycelium.net.client"
 
 local C = cdefs.library()
-local type, tostring, tonumber, error = type, tostring, tonumber, error
-local pairs, ipairs = pairs, ipairs
-local format, ffi_string = string.format, ffi.string
-local co_running, co_yield, co_resume = coroutine.running, coroutine.yield, coroutine.resume
-local floor, setmetatable = math.floor, setmetatable
+local type, tonumber, error = type, tonumber, error
+local ipairs = ipairs
+local ffi_string = ffi.string
+local co_yield, setmetatable = coroutine.yield, setmetatable
+local fail, complete = client.fail, client.complete
 
-local EV_RESULT, EV_UP, EV_DOWN, EV_CLOSED = 1, 2, 3, 4
 local EINVAL = cdefs.E.EINVAL
 local MAX_EXACT = 2 ^ 53
 
@@ -83,27 +82,11 @@ local function convert(r)
   return out
 end
 
-local Client = {}
+local Client = client.methods({})
 Client.__index = Client
 
-local function fail(self, level, fmt, ...)
-  error(format("service '%s': postgres %s: " .. fmt, self.service, self.server, ...), level + 1)
-end
-
-local function complete(waiter, value, err, code)
-  if type(waiter) == "function" then
-    return waiter(value, err, code)
-  end
-  local ok, e = co_resume(waiter, value, err, code)
-  if not ok then
-    error(debug.traceback(waiter, e), 0)
-  end
-end
-
 local function on_result(self, ev)
-  local id = tonumber(ev.id)
-  local waiter = self.waiting[id]
-  self.waiting[id] = nil
+  local waiter = client.take(self, tonumber(ev.id))
   if waiter == nil then return end
   if ev.status ~= 0 then
     local state = ffi_string(ev.sqlstate)
@@ -114,35 +97,6 @@ local function on_result(self, ev)
   return complete(waiter, convert(ev.result), nil, nil)
 end
 
-local function on_event(self, code, addr)
-  local ev = ffi.cast("const myc_pg_event *", addr)
-  if code == EV_RESULT then
-    return on_result(self, ev)
-  end
-  local log, on_state = self.log, self.on_state
-  if code == EV_UP then
-    if log then
-      log:info("postgres: connected", { server = self.server, after_failures = self.failures })
-    end
-    self.failures = 0
-    if on_state then on_state("up") end
-  elseif code == EV_DOWN then
-    local msg = ffi_string(ev.error)
-    self.failures = self.failures + 1
-    if log then
-      local level = self.failures == 1 and "warn" or "debug"
-      log[level](log, msg, { server = self.server, retry_ms = ev.retry_ms,
-                             failures = self.failures })
-    end
-    if on_state then on_state("down", msg) end
-  elseif code == EV_CLOSED then
-    events.unregister(self.source)
-    C.myc_ffi_pg_free(ffi.gc(self.c, nil))
-    self.c = nil
-    if on_state then on_state("closed") end
-  end
-end
-
 -- Connects to 'url' (postgresql://[user[:password]@]host[:port][/db][?k=v],
 -- or "host=... dbname=..." as libpq takes it) for the service of 'ctx'.
 -- opts: connect_timeout_ms, query_timeout_ms, reconnect_min_ms,
@@ -150,50 +104,26 @@ end
 -- "closed"), log (default true).  Returns the client at once (it connects
 -- in the background and keeps reconnecting), or nil, message, code for a
 -- bad URL or option value.
-function M.connect(ctx, url, opts)
-  if type(ctx) ~= "table" or type(ctx.name) ~= "string" then
-    error("postgres.connect: the first argument must be the service's ctx", 2)
-  end
-  local name = ctx.name
-  local function bad(fmt, ...)
-    error(format("service '%s': postgres.connect: " .. fmt, name, ...), 3)
-  end
-  if type(url) ~= "string" then bad("url must be a string, got %s", type(url)) end
-  if opts ~= nil and type(opts) ~= "table" then
-    bad("opts must be a table, got %s", type(opts))
-  end
-  opts = opts or {}
-  for k, v in pairs(opts) do
-    if OPTIONS[k] == nil then bad("unknown option '%s'", tostring(k)) end
-    if type(v) ~= OPTIONS[k] then
-      bad("option '%s' must be a %s, got %s", k, OPTIONS[k], type(v))
-    end
-    if OPTIONS[k] == "number" and (v < 1 or v > 0xffffffff or floor(v) ~= v) then
-      bad("option '%s' must be a positive integer, got %s", k, tostring(v))
-    end
-  end
-  local svc = events.service()
-  if svc == nil then bad("only a running service can connect") end
+local DRIVER = {
+  kind = "postgres", options = OPTIONS, event = "const myc_pg_event *",
+  on_outcome = on_result, free = C.myc_ffi_pg_free, close = C.myc_ffi_pg_close,
+  state = C.myc_ffi_pg_state, pending = C.myc_ffi_pg_pending, server = C.myc_ffi_pg_server,
+}
 
-  local self = setmetatable({ service = name, waiting = {}, failures = 0,
-                              on_state = opts.on_state }, Client)
-  if opts.log ~= false then self.log = ctx.log end
-  self.source = events.register(function(code, addr) return on_event(self, code, addr) end)
-
+function DRIVER.open(svc, source, url, opts)
   local o = ffi.new("myc_pg_options")
   for _, k in ipairs { "connect_timeout_ms", "query_timeout_ms", "reconnect_min_ms",
                        "reconnect_max_ms", "max_pending" } do
     o[k] = opts[k] or 0
   end
   local out, err = ffi.new("myc_pg *[1]"), ffi.new("char[512]")
-  local rc = C.myc_ffi_pg_open(svc, self.source, url, o, out, err, 512)
-  if rc ~= 0 then
-    events.unregister(self.source)
-    return nil, ffi_string(err), cdefs.err_name(rc)
-  end
-  self.c = ffi.gc(out[0], C.myc_ffi_pg_free)
-  self.server = ffi_string(C.myc_ffi_pg_server(out[0]))
-  return self
+  local rc = C.myc_ffi_pg_open(svc, source, url, o, out, err, 512)
+  return rc, out[0], rc ~= 0 and ffi_string(err) or nil
+end
+
+function M.connect(ctx, url, opts)
+  local db, err, code = client.connect(DRIVER, Client, ctx, url, opts)
+  return db, err, code
 end
 
 -- Scratch parameter arrays, grown on demand (one Lua state, one thread).
@@ -215,16 +145,9 @@ function Client:query(sql, params, cb)
   if params ~= nil and type(params) ~= "table" then
     fail(self, 2, "query: params must be a table, got %s", type(params))
   end
-  if cb ~= nil and type(cb) ~= "function" then
-    fail(self, 2, "query: the callback must be a function, got %s", type(cb))
-  end
-  local waiter = cb
-  if waiter == nil then
-    waiter = co_running()
-    if waiter == nil then fail(self, 2, "query: pass a callback, or call it from a coroutine") end
-  end
+  local waiter = client.waiter(self, cb, 2, "query")
   local c = self.c
-  if c == nil then return nil, format("postgres %s: client closed", self.server), "ESTATE" end
+  if c == nil then return client.closed(self) end
   local n = params and (params.n or #params) or 0
   if n > cap then
     cap = n < 16 and 16 or n
@@ -238,8 +161,7 @@ function Client:query(sql, params, cb)
     if a == M.null then
       a = nil
     elseif ta == "number" then
-      a = (a == floor(a) and a >= -MAX_EXACT and a <= MAX_EXACT) and format("%d", a)
-          or format("%.17g", a)
+      a = client.number_text(a)
     elseif ta == "boolean" then
       a = a and "t" or "f"
     elseif ta ~= "string" then
@@ -259,28 +181,6 @@ function Client:query(sql, params, cb)
   self.waiting[tonumber(id)] = waiter
   if cb ~= nil then return true end
   return co_yield()
-end
-
--- Closes gracefully: queries accepted still run, new ones fail, then
--- on_state("closed").  Idempotent.
-function Client:close()
-  if self.c ~= nil and not self.closing then
-    self.closing = true
-    C.myc_ffi_pg_close(self.c)
-  end
-  return true
-end
-
--- "connecting", "up", "down", "closing" or "closed".
-function Client:state()
-  if self.c == nil then return "closed" end
-  return ffi_string(C.myc_ffi_pg_state(self.c))
-end
-
--- Queries issued whose outcome has not come yet.
-function Client:pending()
-  if self.c == nil then return 0 end
-  return C.myc_ffi_pg_pending(self.c)
 end
 
 return M

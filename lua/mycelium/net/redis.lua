@@ -10,16 +10,15 @@
 local ffi = require "ffi"
 local cdefs = require "mycelium.cdefs"
 cdefs.need("net")
-local events = require "mycelium.events"
+local client = require "mycelium.net.client"
 
 local C = cdefs.library()
-local type, tostring, tonumber, error, select = type, tostring, tonumber, error, select
-local pairs, ipairs = pairs, ipairs
+local type, tonumber, error, select = type, tonumber, error, select
+local ipairs = ipairs
 local format, ffi_string = string.format, ffi.string
-local co_running, co_yield, co_resume = coroutine.running, coroutine.yield, coroutine.resume
-local floor, setmetatable = math.floor, setmetatable
+local co_yield, setmetatable = coroutine.yield, setmetatable
+local fail, complete = client.fail, client.complete
 
-local EV_REPLY, EV_UP, EV_DOWN, EV_CLOSED = 1, 2, 3, 4
 local T_STRING, T_ARRAY, T_INTEGER, T_NIL, T_STATUS, T_ERROR = 1, 2, 3, 4, 5, 6
 local EINVAL = cdefs.E.EINVAL
 local MAX_EXACT = 2 ^ 53
@@ -64,12 +63,8 @@ local function convert(r, nested)
   return out
 end
 
-local Client = {}
+local Client = client.methods({})
 Client.__index = Client
-
-local function fail(self, level, fmt, ...)
-  error(format("service '%s': redis %s: " .. fmt, self.service, self.server, ...), level + 1)
-end
 
 -- Scratch argument arrays, grown on demand (one Lua state, one thread).
 local argv_cap, argv, lens = 0, nil, nil
@@ -81,21 +76,8 @@ local function scratch(n)
   end
 end
 
--- Hands an outcome to whoever waits for it: a callback or a coroutine.
-local function complete(waiter, value, err, code)
-  if type(waiter) == "function" then
-    return waiter(value, err, code)
-  end
-  local ok, e = co_resume(waiter, value, err, code)
-  if not ok then
-    error(debug.traceback(waiter, e), 0)
-  end
-end
-
 local function on_reply(self, ev)
-  local id = tonumber(ev.id)
-  local waiter = self.waiting[id]
-  self.waiting[id] = nil
+  local waiter = client.take(self, tonumber(ev.id))
   if waiter == nil then return end
   if ev.status ~= 0 then
     return complete(waiter, nil, ffi_string(ev.error),
@@ -110,73 +92,20 @@ local function on_reply(self, ev)
   return complete(waiter, value, nil, nil)
 end
 
-local function on_event(self, code, addr)
-  local ev = ffi.cast("const myc_redis_event *", addr)
-  if code == EV_REPLY then
-    return on_reply(self, ev)
-  end
-  local log, on_state = self.log, self.on_state
-  if code == EV_UP then
-    if log then
-      log:info("redis: connected", { server = self.server, after_failures = self.failures })
-    end
-    self.failures = 0
-    if on_state then on_state("up") end
-  elseif code == EV_DOWN then
-    local msg = ffi_string(ev.error)
-    self.failures = self.failures + 1
-    -- The first failure is news; a server that stays away would
-    -- otherwise log a warning every few seconds.
-    if log then
-      local level = self.failures == 1 and "warn" or "debug"
-      log[level](log, msg, { server = self.server, retry_ms = ev.retry_ms,
-                             failures = self.failures })
-    end
-    if on_state then on_state("down", msg) end
-  elseif code == EV_CLOSED then
-    events.unregister(self.source)
-    C.myc_ffi_redis_free(ffi.gc(self.c, nil))
-    self.c = nil
-    if on_state then on_state("closed") end
-  end
-end
-
 -- Connects to 'url' (redis://[[user]:password@]host[:port][/db]) for the
 -- service of 'ctx'.  opts: password, connect_timeout_ms,
 -- command_timeout_ms, reconnect_min_ms, reconnect_max_ms, max_pending,
 -- on_state(state, err) ("up", "down", "closed"), log (default true).
 -- Returns the client at once (it connects in the background and keeps
 -- reconnecting), or nil, message, code for a bad URL or option value.
-function M.connect(ctx, url, opts)
-  if type(ctx) ~= "table" or type(ctx.name) ~= "string" then
-    error("redis.connect: the first argument must be the service's ctx", 2)
-  end
-  local name = ctx.name
-  local function bad(fmt, ...)
-    error(format("service '%s': redis.connect: " .. fmt, name, ...), 3)
-  end
-  if type(url) ~= "string" then bad("url must be a string, got %s", type(url)) end
-  if opts ~= nil and type(opts) ~= "table" then
-    bad("opts must be a table, got %s", type(opts))
-  end
-  opts = opts or {}
-  for k, v in pairs(opts) do
-    if OPTIONS[k] == nil then bad("unknown option '%s'", tostring(k)) end
-    if type(v) ~= OPTIONS[k] then
-      bad("option '%s' must be a %s, got %s", k, OPTIONS[k], type(v))
-    end
-    if OPTIONS[k] == "number" and (v < 1 or v > 0xffffffff or floor(v) ~= v) then
-      bad("option '%s' must be a positive integer, got %s", k, tostring(v))
-    end
-  end
-  local svc = events.service()
-  if svc == nil then bad("only a running service can connect") end
+local DRIVER = {
+  kind = "redis", options = OPTIONS, event = "const myc_redis_event *",
+  on_outcome = on_reply, free = C.myc_ffi_redis_free, close = C.myc_ffi_redis_close,
+  state = C.myc_ffi_redis_state, pending = C.myc_ffi_redis_pending,
+  server = C.myc_ffi_redis_server,
+}
 
-  local self = setmetatable({ service = name, waiting = {}, failures = 0,
-                              on_state = opts.on_state }, Client)
-  if opts.log ~= false then self.log = ctx.log end
-  self.source = events.register(function(code, addr) return on_event(self, code, addr) end)
-
+function DRIVER.open(svc, source, url, opts)
   local o = ffi.new("myc_redis_options")
   o.password = opts.password
   for _, k in ipairs { "connect_timeout_ms", "command_timeout_ms", "reconnect_min_ms",
@@ -184,20 +113,15 @@ function M.connect(ctx, url, opts)
     o[k] = opts[k] or 0
   end
   local out, err = ffi.new("myc_redis *[1]"), ffi.new("char[512]")
-  local rc = C.myc_ffi_redis_open(svc, self.source, url, o, out, err, 512)
-  if rc ~= 0 then
-    events.unregister(self.source)
-    return nil, ffi_string(err), cdefs.err_name(rc)
-  end
-  -- Without a close, the client goes with the service's Lua state.
-  self.c = ffi.gc(out[0], C.myc_ffi_redis_free)
-  self.server = ffi_string(C.myc_ffi_redis_server(out[0]))
-  return self
+  local rc = C.myc_ffi_redis_open(svc, source, url, o, out, err, 512)
+  return rc, out[0], rc ~= 0 and ffi_string(err) or nil
 end
 
-local function closed(self)
-  return nil, format("redis %s: client closed", self.server), "ESTATE"
+function M.connect(ctx, url, opts)
+  local r, err, code = client.connect(DRIVER, Client, ctx, url, opts)
+  return r, err, code
 end
+
 
 -- Issues command 'args' ({ "SET", key, value, ... }: strings, binary-safe,
 -- or numbers).  With 'cb', returns true and later calls cb(reply, err,
@@ -211,18 +135,9 @@ local function command(self, args, cb, level)
   if type(args) ~= "table" then
     fail(self, level, "command: args must be a table, got %s", type(args))
   end
-  if cb ~= nil and type(cb) ~= "function" then
-    fail(self, level, "command: the callback must be a function, got %s", type(cb))
-  end
-  local waiter = cb
-  if waiter == nil then
-    waiter = co_running()
-    if waiter == nil then
-      fail(self, level, "command: pass a callback, or call it from a coroutine")
-    end
-  end
+  local waiter = client.waiter(self, cb, level, "command")
   local c = self.c
-  if c == nil then return closed(self) end
+  if c == nil then return client.closed(self) end
   local n = #args
   if n == 0 then fail(self, level, "command: args is empty") end
   scratch(n)
@@ -231,8 +146,7 @@ local function command(self, args, cb, level)
     local a = args[i]
     local ta = type(a)
     if ta == "number" then
-      a = (a == floor(a) and a >= -MAX_EXACT and a <= MAX_EXACT) and format("%d", a)
-          or format("%.17g", a)
+      a = client.number_text(a)
       keep = keep or {}
       keep[i] = a
     elseif ta ~= "string" then
@@ -301,28 +215,6 @@ function Client:hgetall(key, cb)
   end
   local v, err, code = command(self, { "HGETALL", key }, nil, 2)
   return to_map(v), err, code
-end
-
--- Closes gracefully: commands already sent still get their replies, new
--- ones fail, then on_state("closed").  Idempotent.
-function Client:close()
-  if self.c ~= nil and not self.closing then
-    self.closing = true
-    C.myc_ffi_redis_close(self.c)
-  end
-  return true
-end
-
--- "connecting", "up", "down", "closing" or "closed".
-function Client:state()
-  if self.c == nil then return "closed" end
-  return ffi_string(C.myc_ffi_redis_state(self.c))
-end
-
--- Commands issued whose outcome has not come yet.
-function Client:pending()
-  if self.c == nil then return 0 end
-  return C.myc_ffi_redis_pending(self.c)
 end
 
 return M
