@@ -312,8 +312,9 @@ describe("typed messages", function()
       assert.are.equal(1, #probe:messages())
       local err = dead:messages()[1].data.error
       assert.matches("%.lua:5: service 'prod': emit to 'probe': this Probe was "
-        .. "emitted already %(a message from ctx:new is handed over to the engine "
-        .. "once; make a new one%)$", err)
+        .. "emitted already, or the handler that made it returned %(a message from "
+        .. "ctx:new is handed over to the engine once, in the handler that made it; "
+        .. "make a new one%)$", err)
     end)
 
     it("hands over a batch in any order, each message once", function()
@@ -341,34 +342,75 @@ describe("typed messages", function()
       assert.are.equal(300, seen:messages()[1].data.refused)
     end)
 
-    it("keeps a message across handlers until it is emitted", function()
+    -- A handle from ctx:new is checked on every use: once its message is
+    -- emitted, or its handler has returned, the buffer is the engine's
+    -- again (a subscriber's, or recycled for the next ctx:new) and the
+    -- handle raises instead of reading or writing it.
+    it("raises on a message used after its emit, without touching the buffer", function()
+      eng = engine { service("prod", [[
+        return { subscribe = { "go" }, on_message = function(ctx, msg)
+          local m = ctx:new("Probe", { n = 1 })
+          assert(ctx:emit("probe", m))
+          local errs = {}
+          errs.write = select(2, pcall(function() m.n = 99 end))
+          errs.read = select(2, pcall(function() return m.n end))
+          errs.nested = select(2, pcall(function() return m.self_addr end))
+          -- The next message takes the slot and the buffer just freed: the
+          -- old handle must not reach it.
+          local m2 = ctx:new("Probe", { n = 2 })
+          errs.alias = select(2, pcall(function() m.n = 77 end))
+          errs.n2 = m2.n
+          assert(ctx:emit("probe", m2))
+          ctx:emit("seen", errs)
+        end }]]) }
+      local probe, seen = eng:collect("probe"), eng:collect("seen")
+      eng:publish("go", "")
+      eng:run()
+      local got = probe:messages()
+      assert.are.same({ 1, 2 }, { got[1].data.n, got[2].data.n })
+      local e = seen:messages()[1].data
+      for _, k in ipairs { "write", "read", "nested", "alias" } do
+        assert.matches("service 'prod': this Probe %(made with ctx:new%) was emitted, "
+          .. "or the handler that made it returned: it cannot be used any more", e[k])
+      end
+      assert.matches("field 'n'", e.write, 1, true)
+      assert.matches("field 'self_addr'", e.nested, 1, true)
+      assert.matches('ctx.contracts:type("Probe"):new(m)', e.write, 1, true)
+      assert.are.equal(2, e.n2)
+    end)
+
+    it("raises on a message kept past the handler that made it; a copy keeps", function()
       eng = engine { service("prod", [[
         local M = { subscribe = { "go" } }
+        local Probe
         function M.init(ctx)
+          Probe = ctx.contracts:type("Probe")
           M.kept = ctx:new("Probe", { n = 1 })
-          ctx:new("Probe", { n = 2 }) -- dropped: the garbage collector releases it
+          M.copy = Probe:new(ctx:new("Probe", { n = 2 }))
+          ctx:new("Probe", { n = 3 }) -- dropped: its buffer goes back when init returns
         end
         function M.on_message(ctx, msg)
-          collectgarbage()
-          if msg.data == "emit" then
-            M.kept.n = 3
-            assert(ctx:emit("probe", M.kept))
-          else
-            local ok, err = pcall(ctx.emit, ctx, "probe", M.kept)
-            ctx:emit("seen", { ok = ok, err = err })
-          end
+          local r = {}
+          r.write = select(2, pcall(function() M.kept.n = 3 end))
+          r.emit = select(2, pcall(ctx.emit, ctx, "probe", M.kept))
+          r.copy = select(2, pcall(Probe.new, Probe, M.kept))
+          M.copy.n = 4
+          assert(ctx:emit("probe", M.copy))
+          ctx:emit("seen", r)
         end
         return M]]) }
       local probe, seen = eng:collect("probe"), eng:collect("seen")
-      eng:publish("go", "emit")
-      eng:publish("go", "again")
+      eng:publish("go", "")
       eng:run()
       local got = probe:messages()
       assert.are.equal(1, #got)
-      assert.are.equal(3, got[1].data.n)
+      assert.are.equal(4, got[1].data.n)
       local r = seen:messages()[1].data
-      assert.is_false(r.ok)
-      assert.matches("this Probe was emitted already", r.err, 1, true)
+      assert.matches("this Probe (made with ctx:new) was emitted, or the handler "
+        .. "that made it returned", r.write, 1, true)
+      assert.matches("this Probe was emitted already, or the handler that made it "
+        .. "returned", r.emit, 1, true)
+      assert.matches("cannot be used any more", r.copy, 1, true)
     end)
 
     it("refuses cdata that is not a message of the engine's contracts", function()
