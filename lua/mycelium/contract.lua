@@ -656,6 +656,17 @@ end
 -- Views store fields under reserved names (_myc_<i>), so every access by
 -- the real name goes through __index and every write through __newindex,
 -- which can then name the type and the field.
+local function read_only(T, member)
+  return function(_, k)
+    if member[k] then
+      error(fmt("%s.%s is read-only: a received message cannot be changed "
+        .. "(make a writable copy: ctx:new(\"%s\", msg.data) to emit, or "
+        .. "ctx.contracts:type(\"%s\"):new(msg.data))", T.name, k, T.name, T.name), 2)
+    end
+    error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
+  end
+end
+
 local function view_mt(T)
   local member = {}
   for _, f in ipairs(T.fields) do member[f.name] = f.member end
@@ -668,14 +679,7 @@ local function view_mt(T)
       end
       return v[m]
     end,
-    __newindex = function(_, k)
-      if member[k] then
-        error(fmt("%s.%s is read-only: a received message cannot be changed "
-          .. "(make a writable copy: ctx:new(\"%s\", msg.data) to emit, or "
-          .. "ctx.contracts:type(\"%s\"):new(msg.data))", T.name, k, T.name, T.name), 2)
-      end
-      error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
-    end,
+    __newindex = read_only(T, member),
   }
 end
 
@@ -709,6 +713,7 @@ local uptr = ffi.typeof("uintptr_t")
 local band, rshift = bit.band, bit.rshift
 local state_service = "?" -- the service of this Lua state, for errors
 local handles = {} -- ctype id of a handle -> its type
+local views = {} -- ctype id of a view handle (msg.data) -> its type
 local supports = 0 -- engine supports made in this state
 
 local function slot_of(a) return band(rshift(a, 8), MASK) end
@@ -726,14 +731,37 @@ local function stale(T, k, level)
     tostring(k), T.name), level + 1)
 end
 
+local cur_view -- the myc_svc_view of the service of this state
+local VOFF = cdefs.HDR_OFFSET + cdefs.FRAME_SIZE
+
+local function is_current(h)
+  local v = cur_view
+  if v == nil then return false end
+  local i = v.cursor
+  return i >= 0 and ffi.cast(uptr, h) == ffi.cast(uptr, v.batch[i]) + VOFF
+end
+
+local function stale_view(T, k, level)
+  error(fmt("service '%s': msg.data (a %s) was used after its handler returned "
+    .. "(field '%s'): a received message is valid only during its handler; keep "
+    .. "it with msg:copy(), or copy the data: ctx.contracts:type(\"%s\"):new(msg.data)",
+    state_service, T.name, tostring(k), T.name), level + 1)
+end
+
 -- The payload pointer behind 'obj' when it is a live handle (raising
 -- when it is a dead one), else 'obj' itself.
 local function unref(obj, level)
   if type(obj) == "cdata" then
-    local T = handles[tonumber(ffi.typeof(obj))]
+    local id = tonumber(ffi.typeof(obj))
+    local T = handles[id]
     if T ~= nil then
       if not is_live(obj) then stale(T, "?", level + 1) end
       return ffi.cast(T.ptr, obj)
+    end
+    T = views[id]
+    if T ~= nil then
+      if not is_current(obj) then stale_view(T, "?", level + 1) end
+      return ffi.cast(T.vptr, obj)
     end
   end
   return obj
@@ -763,27 +791,58 @@ local function handle_mt(T)
   }
 end
 
+-- msg.data of a typed message is a view handle too (T.whptr): a pointer
+-- to the payload typed as a pointer to another incomplete struct, whose
+-- reads check that it is still the message being handled (the service's
+-- myc_svc_view: the payload of batch[cursor]).  Once its handler has
+-- returned it raises instead of reading a buffer the engine may have
+-- freed.  (A view kept until a later handler whose message happens to
+-- be in the same buffer reads that message.)  msg:copy() keeps its
+-- buffer and hands out plain views (T.vptr).
+local function view_handle_mt(T)
+  local member, vptr = {}, T.vptr
+  for _, f in ipairs(T.fields) do member[f.name] = f.member end
+  return {
+    __index = function(h, k)
+      local m = member[k]
+      if m == nil then
+        if k == "_myc_type" then return T end
+        error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
+      end
+      if not is_current(h) then stale_view(T, k, 2) end
+      return ffi.cast(vptr, h)[m]
+    end,
+    __newindex = read_only(T, member),
+  }
+end
+
 -- Declares the writable struct and the view of T, once per Lua state.
 -- The C names carry the type digest: a reloaded contract with a changed
 -- layout gets new names, while an unchanged one reuses its ctypes.
 local function declare_struct(T)
   local suffix = T.name .. "_" .. T.digest:sub(1, 12)
-  local t, v, h = "myc_t_" .. suffix, "myc_v_" .. suffix, "myc_h_" .. suffix
+  local t, v, h, w = "myc_t_" .. suffix, "myc_v_" .. suffix,
+    "myc_h_" .. suffix, "myc_w_" .. suffix
   T.cname, T.vname = t, v
   if not defined("struct " .. t) then
     ffi.cdef(struct_decl(t, T.fields, false))
     ffi.cdef(struct_decl(v, T.fields, true))
-    ffi.cdef(fmt("struct %s;", h)) -- incomplete: no field is reached directly
+    -- Incomplete: no field of a handle is reached but through its checks.
+    ffi.cdef(fmt("struct %s; struct %s;", h, w))
     ffi.metatype("struct " .. t, writable_mt(T))
     ffi.metatype("struct " .. v, view_mt(T))
     T.ptr = ffi.typeof("struct " .. t .. " *")
+    T.vptr = ffi.typeof("struct " .. v .. " *")
     ffi.metatype("struct " .. h, handle_mt(T))
+    ffi.metatype("struct " .. w, view_handle_mt(T))
   end
   T.ctype = ffi.typeof("struct " .. t)
   T.ptr = ffi.typeof("struct " .. t .. " *")
   T.vptr = ffi.typeof("struct " .. v .. " *")
   T.hptr = ffi.typeof("struct " .. h .. " *")
+  T.whptr = ffi.typeof("struct " .. w .. " *")
   handles[tonumber(T.hptr)] = handles[tonumber(T.hptr)] or T
+  views[tonumber(T.whptr)] = views[tonumber(T.whptr)] or T
   assert(ffi.sizeof(T.ctype) == T.size, "FFI layout differs from the contract")
 end
 
@@ -986,10 +1045,13 @@ local function type_field(obj) return obj._myc_type end
 -- What the service host plugs into ctx and msg, one per service state:
 --   new(name, init, level) -> handle of a struct in an engine buffer (ctx:new)
 --   emit(tid, value, topic, level) -> rc  (ctx:emit, a publisher)
---   typed(buf, ptr, len) -> read-only view (msg.data of a typed frame)
+--   typed(buf, ptr, len, kept) -> read-only view (msg.data of a typed
+--     frame): checked against the message being handled, or for a
+--     msg:copy() ('kept'), which holds the buffer, a plain view
 --   type_name(tag) -> name                 (msg.type)
 --   flush()                                (at the start of every activation)
--- opts: svc (the service's myc_service*), service (its name, for errors),
+-- opts: svc (the service's myc_service*), view (its myc_svc_view*: which
+-- message is being handled), service (its name, for errors),
 -- validate (false skips the rules on emit: the hot-path switch).
 -- 'level' arguments place errors, as in ctx.lua: the caller's caller is 2.
 --
@@ -1014,6 +1076,7 @@ function Set:engine_support(opts)
   supports = supports + 1
   local me = supports -- this support's number in own[] and extra
   state_service = service
+  if opts.view ~= nil then cur_view = ffi.cast("myc_svc_view *", opts.view) end
 
   local function fail(level, f, ...)
     error(fmt("service '%s': " .. f, service, ...), level + 1)
@@ -1080,10 +1143,11 @@ function Set:engine_support(opts)
   -- ctx:new, or copy a read-only view (msg.data), a Lua-owned struct
   -- (T:new) or a pointer to one.  Types of another set with the same
   -- digest share these ctypes, and are ours.
-  local HANDOVER, COPY = 1, 2
+  local HANDOVER, COPY, VIEW = 1, 2, 3
   local how, type_of = {}, {}
   for _, T in ipairs(self.types) do
     for id, h in pairs { [tonumber(T.hptr)] = HANDOVER, [tonumber(T.ptr)] = COPY,
+                         [tonumber(T.whptr)] = VIEW,
                          [tonumber(T.vptr)] = COPY, [tonumber(T.ctype)] = COPY } do
       how[id], type_of[id] = h, T
     end
@@ -1113,6 +1177,12 @@ function Set:engine_support(opts)
       check(T, ffi.cast(T.ptr, obj), topic, level + 1)
       disown(a)
       return E.myc_ffi_emit_buf(svc, tid, ffi.cast(bufp, a - OFF), 3, T.tag)
+    elseif h == VIEW then
+      local T = type_of[id]
+      if not is_current(obj) then stale_view(T, "?", level + 1) end
+      obj = ffi.cast(T.vptr, obj)
+      check(T, obj, topic, level + 1)
+      return E.myc_ffi_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
     elseif h == COPY then
       local T = type_of[id]
       check(T, obj, topic, level + 1)
@@ -1142,9 +1212,11 @@ function Set:engine_support(opts)
   -- lua_close runs every finaliser but knows nothing of the slots.
   S.sentinel = ffi.gc(ffi.new("char[1]"), S.flush)
 
-  function S.typed(buf, ptr, len)
+  function S.typed(buf, ptr, len, kept)
     local T = by_tag[buf.hdr.type]
-    if T ~= nil and len == T.size then return ffi.cast(T.vptr, ptr) end
+    if T ~= nil and len == T.size then
+      return ffi.cast(kept and T.vptr or T.whptr, ptr)
+    end
     return ffi.string(ptr, len) -- unknown tag or wrong size: never viewed
   end
 

@@ -688,6 +688,41 @@ describe("typed messages", function()
       eng:run()
       assert.are.same({ type = "Probe", n = 77 }, seen:messages()[1].data)
     end)
+
+    -- msg.data is checked against the message being handled: kept past
+    -- its handler it raises, even while a copy keeps the buffer (the
+    -- copy's own data is the way to keep it).
+    it("raise when msg.data is used after its handler, naming type and field", function()
+      eng = engine { service("cons", [[
+        local M = { subscribe = { "probe", "check" } }
+        function M.on_message(ctx, msg)
+          if msg.topic == "probe" then
+            M.view, M.copy = msg.data, msg:copy()
+            assert(M.view.n == 77)
+            return
+          end
+          local r = {}
+          r.read = select(2, pcall(function() return M.view.n end))
+          r.emit = select(2, pcall(ctx.emit, ctx, "fwd", M.view))
+          r.new = select(2, pcall(ctx.new, ctx, "Probe", M.view))
+          r.kept = M.copy.data.n
+          ctx:emit("seen", r)
+        end
+        return M]]) }
+      local seen, fwd = eng:collect("seen"), eng:collect("fwd")
+      eng:publish("probe", eng:new("Probe", { n = 77 }))
+      eng:run()
+      eng:publish("check", "")
+      eng:run()
+      local r = seen:messages()[1].data
+      assert.are.equal(0, #fwd:messages())
+      assert.matches("service 'cons': msg.data (a Probe) was used after its handler "
+        .. "returned (field 'n'): a received message is valid only during its handler",
+        r.read, 1, true)
+      assert.matches("msg.data (a Probe) was used after its handler returned", r.emit, 1, true)
+      assert.matches("msg.data (a Probe) was used after its handler returned", r.new, 1, true)
+      assert.are.equal(77, r.kept)
+    end)
   end)
 
   describe("the contract set in Lua", function()
