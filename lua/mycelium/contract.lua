@@ -1193,17 +1193,20 @@ function Set:engine_support(opts)
 
   function S.flush()
     if nlive == 0 then return end
-    for i = 0, MASK do
-      if live[i] ~= 0 and own[i] == me then
-        local a = live[i]
-        live[i] = 0
-        release(a)
-      end
-    end
     for k, who in pairs(extra) do
       if who == me then
         extra[k] = nil
         release(ffi.cast(uptr, k))
+        nlive = nlive - 1
+      end
+    end
+    for i = 0, MASK do
+      if nlive == 0 then break end
+      if live[i] ~= 0 and own[i] == me then
+        local a = live[i]
+        live[i] = 0
+        release(a)
+        nlive = nlive - 1
       end
     end
     nlive = 0

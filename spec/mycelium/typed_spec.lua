@@ -413,6 +413,23 @@ describe("typed messages", function()
       assert.matches("cannot be used any more", r.copy, 1, true)
     end)
 
+    it("gives the buffer of a message its handler dropped back to the engine", function()
+      eng = engine { service("prod", [[
+        local ffi = require "ffi"
+        local M = { subscribe = { "go" } }
+        local function addr(m) return tonumber(ffi.cast("uintptr_t", m)) end
+        function M.init(ctx) M.dropped = addr(ctx:new("Probe")) end
+        function M.on_message(ctx, msg)
+          -- The pool hands out the buffer freed last: the dropped one.
+          ctx:emit("seen", { reused = addr(ctx:new("Probe")) == M.dropped })
+        end
+        return M]]) }
+      local seen = eng:collect("seen")
+      eng:publish("go", "")
+      eng:run()
+      assert.is_true(seen:messages()[1].data.reused)
+    end)
+
     it("refuses cdata that is not a message of the engine's contracts", function()
       eng = engine { service("prod", [[
         local ffi = require "ffi"

@@ -58,8 +58,8 @@ MYC_FFI unsigned myc_ffi_abi_checked(myc_service *s, unsigned add);
  * their number, or -1 when 't' has checks of another kind, which only
  * myc_contract_validate() makes.  mycelium.contract compiles a type's
  * check from them once, instead of calling C on every emit. */
-MYC_FFI int myc_ffi_contract_nonzero(const myc_contract_type *t,
-                                     uint32_t *out, int max);
+MYC_FFI int myc_ffi_contract_nonzero(const myc_contract_type *t, uint32_t *out,
+                                     int max);
 
 /* ===================================================================== */
 /* A service's own calls (worker thread of 's')                           */
