@@ -413,6 +413,39 @@ describe("typed messages", function()
       assert.matches("cannot be used any more", r.copy, 1, true)
     end)
 
+    -- 1500 live messages: more than the 1024 entries of the table
+    -- indexed by address bits, so some sit in the overflow table.
+    it("tracks more live messages than its direct table holds", function()
+      eng = engine { service("prod", [[
+        return { subscribe = { "go" }, on_message = function(ctx, msg)
+          local batch = {}
+          for i = 1, 1500 do batch[i] = ctx:new("Probe", { n = i }) end
+          for i = 1, 1500 do batch[i].self_addr = i end
+          for i = 1, 1500, 2 do assert(ctx:emit("probe", batch[i])) end
+          local alive = 0
+          for i = 2, 1500, 2 do
+            if batch[i].n == i then alive = alive + 1 end
+          end
+          for i = 2, 1500, 2 do assert(ctx:emit("probe", batch[i])) end
+          local refused = 0
+          for i = 1, 1500 do
+            if not pcall(function() return batch[i].n end) then refused = refused + 1 end
+          end
+          ctx:emit("seen", { alive = alive, refused = refused })
+        end }]]) }
+      local probe, seen = eng:collect("probe"), eng:collect("seen")
+      eng:publish("go", "")
+      eng:run()
+      local got = {}
+      for _, m in ipairs(probe:messages()) do
+        assert.are.equal(m.data.n, m.data.self_addr)
+        got[#got + 1] = m.data.n
+      end
+      table.sort(got)
+      assert.are.same(seq_1_to(1500), got)
+      assert.are.same({ alive = 750, refused = 1500 }, seen:messages()[1].data)
+    end)
+
     it("gives the buffer of a message its handler dropped back to the engine", function()
       eng = engine { service("prod", [[
         local ffi = require "ffi"
