@@ -1218,7 +1218,9 @@ function Set:engine_support(opts)
   function S.typed(buf, ptr, len, kept)
     local T = by_tag[buf.hdr.type]
     if T ~= nil and len == T.size then
-      return ffi.cast(kept and T.vptr or T.whptr, ptr)
+      -- Without the service's view nothing can tell which message is
+      -- current: plain views then, as for a copy.
+      return ffi.cast((kept or cur_view == nil) and T.vptr or T.whptr, ptr)
     end
     return ffi.string(ptr, len) -- unknown tag or wrong size: never viewed
   end
