@@ -1005,6 +1005,57 @@ static void test_alloc_failures(void) {
              MYC_ECONTRACT);
 }
 
+/* The ranges a type's check comes down to when every rule is not_zero
+ * on an integer or byte array; -1 as soon as anything else is checked. */
+static void test_nonzero_ranges(void) {
+  static const char yaml[] =
+      HEAD "  Nz:\n"
+           "    tlv_type: 1000\n"
+           "    fields:\n"
+           "      a: {type: u64, validation: [{not_zero: true}]}\n"
+           "      free: {type: u16}\n"
+           "      opt: {type: u32, optional: true,"
+           " validation: [{not_zero: true}]}\n"
+           "      pool: {type: \"[u8; 20]\", validation: [{not_zero: true}]}\n"
+           "      big: {type: U256, validation: [{not_zero: true}]}\n"
+           "  None:\n"
+           "    tlv_type: 1001\n"
+           "    fields: {x: {type: u64}}\n"
+           "  Max:\n"
+           "    tlv_type: 1002\n"
+           "    fields: {x: {type: u8, validation: [{not_zero: true}, {max: 3}]}}\n"
+           "  Flag:\n"
+           "    tlv_type: 1003\n"
+           "    fields: {b: {type: bool}}\n"
+           "  Float:\n"
+           "    tlv_type: 1004\n"
+           "    fields: {f: {type: f64, validation: [{not_zero: true}]}}\n";
+  uint32_t r[8];
+  int rc;
+  myc_contract_set *cs = load(yaml, &rc);
+  CHECK_EQ(rc, 0);
+  dump_errors(cs);
+  if (rc != 0) {
+    myc_contract_free(cs);
+    return;
+  }
+  CHECK_EQ(myc__contract_nonzero(myc_contract_type_at(cs, 0), r, 4), 3);
+  CHECK_EQ(r[0], 0);  /* a */
+  CHECK_EQ(r[1], 8);
+  CHECK_EQ(r[2], 14); /* pool, after free and opt */
+  CHECK_EQ(r[3], 20);
+  CHECK_EQ(r[4], 34); /* big */
+  CHECK_EQ(r[5], 32);
+  /* No room for a third range: only C can say then. */
+  CHECK_EQ(myc__contract_nonzero(myc_contract_type_at(cs, 0), r, 2), -1);
+  CHECK_EQ(myc__contract_nonzero(myc_contract_type_at(cs, 1), r, 4), 0);
+  CHECK_EQ(myc__contract_nonzero(myc_contract_type_at(cs, 2), r, 4), -1);
+  CHECK_EQ(myc__contract_nonzero(myc_contract_type_at(cs, 3), r, 4), -1);
+  /* -0.0 is zero with a bit set: floats stay with C. */
+  CHECK_EQ(myc__contract_nonzero(myc_contract_type_at(cs, 4), r, 4), -1);
+  myc_contract_free(cs);
+}
+
 /* ===================================================================== */
 
 static const struct {
@@ -1025,6 +1076,7 @@ static const struct {
     {"digest", test_digest},
     {"validate", test_validate},
     {"validate_floats", test_validate_floats},
+    {"nonzero_ranges", test_nonzero_ranges},
     {"alloc_failures", test_alloc_failures},
 };
 

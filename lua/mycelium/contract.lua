@@ -656,6 +656,17 @@ end
 -- Views store fields under reserved names (_myc_<i>), so every access by
 -- the real name goes through __index and every write through __newindex,
 -- which can then name the type and the field.
+local function read_only(T, member)
+  return function(_, k)
+    if member[k] then
+      error(fmt("%s.%s is read-only: a received message cannot be changed "
+        .. "(make a writable copy: ctx:new(\"%s\", msg.data) to emit, or "
+        .. "ctx.contracts:type(\"%s\"):new(msg.data))", T.name, k, T.name, T.name), 2)
+    end
+    error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
+  end
+end
+
 local function view_mt(T)
   local member = {}
   for _, f in ipairs(T.fields) do member[f.name] = f.member end
@@ -668,14 +679,140 @@ local function view_mt(T)
       end
       return v[m]
     end,
-    __newindex = function(_, k)
-      if member[k] then
-        error(fmt("%s.%s is read-only: a received message cannot be changed "
-          .. "(make a writable copy: ctx:new(\"%s\", msg.data) to emit, or "
-          .. "ctx.contracts:type(\"%s\"):new(msg.data))", T.name, k, T.name, T.name), 2)
+    __newindex = read_only(T, member),
+  }
+end
+
+-- ===================================================================
+-- Messages made with ctx:new: checked handles
+-- ===================================================================
+-- ctx:new returns a handle: a pointer to the payload in the engine
+-- buffer, but typed as a pointer to an incomplete struct (T.hptr), so
+-- that every field access goes through the metamethods below, which
+-- check that the message is still this service's before touching it.
+-- ffi.cast and ffi.copy see the payload address, as with a plain
+-- pointer.  Being a pointer, a handle is an immutable value the JIT
+-- keeps in a register: the usual new-fill-emit allocates no Lua object,
+-- and nothing has to track one (a tracked object is never sunk).
+--
+-- Live messages are known by address, in tables of this Lua state that
+-- are never freed: live[i] holds the address whose bits 8..17 are i
+-- (buffers are at least 256 bytes apart), 'extra' the rare address
+-- whose index was taken.  A handle whose address is in neither was
+-- emitted, or made in an activation that is over: it raises, and never
+-- reads memory the engine has taken back.  (A handle kept after its
+-- emit whose buffer the engine has since given to another ctx:new of
+-- the same service, not yet emitted, passes the check: it then reaches
+-- that message's memory, never freed memory.)
+
+local MASK = 1023
+local live = ffi.new("uint64_t[?]", MASK + 1)
+local own = ffi.new("int32_t[?]", MASK + 1) -- the support that holds live[i]
+local extra = {} -- tonumber(address) -> support number
+local uptr = ffi.typeof("uintptr_t")
+local band, rshift = bit.band, bit.rshift
+local state_service = "?" -- the service of this Lua state, for errors
+local handles = {} -- ctype id of a handle -> its type
+local views = {} -- ctype id of a view handle (msg.data) -> its type
+local supports = 0 -- engine supports made in this state
+
+local function slot_of(a) return band(rshift(a, 8), MASK) end
+
+local function is_live(h)
+  local a = ffi.cast(uptr, h)
+  return live[slot_of(a)] == a or extra[tonumber(a)] ~= nil
+end
+
+local function stale(T, k, level)
+  error(fmt("service '%s': this %s (made with ctx:new) was emitted, or the "
+    .. "handler that made it returned: it cannot be used any more (field '%s'). "
+    .. "Emit a message in the handler that made it; to keep one, keep a copy: "
+    .. "ctx.contracts:type(\"%s\"):new(m)", state_service, T.name,
+    tostring(k), T.name), level + 1)
+end
+
+local cur_view -- the myc_svc_view of the service of this state
+local VOFF = cdefs.HDR_OFFSET + cdefs.FRAME_SIZE
+
+local function is_current(h)
+  local v = cur_view
+  if v == nil then return false end
+  local i = v.cursor
+  return i >= 0 and ffi.cast(uptr, h) == ffi.cast(uptr, v.batch[i]) + VOFF
+end
+
+local function stale_view(T, k, level)
+  error(fmt("service '%s': msg.data (a %s) was used after its handler returned "
+    .. "(field '%s'): a received message is valid only during its handler; keep "
+    .. "it with msg:copy(), or copy the data: ctx.contracts:type(\"%s\"):new(msg.data)",
+    state_service, T.name, tostring(k), T.name), level + 1)
+end
+
+-- The payload pointer behind 'obj' when it is a live handle (raising
+-- when it is a dead one), else 'obj' itself.
+local function unref(obj, level)
+  if type(obj) == "cdata" then
+    local id = tonumber(ffi.typeof(obj))
+    local T = handles[id]
+    if T ~= nil then
+      if not is_live(obj) then stale(T, "?", level + 1) end
+      return ffi.cast(T.ptr, obj)
+    end
+    T = views[id]
+    if T ~= nil then
+      if not is_current(obj) then stale_view(T, "?", level + 1) end
+      return ffi.cast(T.vptr, obj)
+    end
+  end
+  return obj
+end
+
+-- Field access through a handle: checked, then a plain FFI access.
+local function handle_mt(T)
+  local field, ptr = T.field, T.ptr
+  return {
+    __index = function(h, k)
+      if k == "_myc_type" then return T end
+      local a = ffi.cast(uptr, h)
+      if live[slot_of(a)] ~= a and extra[tonumber(a)] == nil then stale(T, k, 2) end
+      if field[k] == nil then
+        error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
       end
-      error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
+      return ffi.cast(ptr, h)[k]
     end,
+    __newindex = function(h, k, v)
+      local a = ffi.cast(uptr, h)
+      if live[slot_of(a)] ~= a and extra[tonumber(a)] == nil then stale(T, k, 2) end
+      if field[k] == nil then
+        error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
+      end
+      ffi.cast(ptr, h)[k] = v
+    end,
+  }
+end
+
+-- msg.data of a typed message is a view handle too (T.whptr): a pointer
+-- to the payload typed as a pointer to another incomplete struct, whose
+-- reads check that it is still the message being handled (the service's
+-- myc_svc_view: the payload of batch[cursor]).  Once its handler has
+-- returned it raises instead of reading a buffer the engine may have
+-- freed.  (A view kept until a later handler whose message happens to
+-- be in the same buffer reads that message.)  msg:copy() keeps its
+-- buffer and hands out plain views (T.vptr).
+local function view_handle_mt(T)
+  local member, vptr = {}, T.vptr
+  for _, f in ipairs(T.fields) do member[f.name] = f.member end
+  return {
+    __index = function(h, k)
+      local m = member[k]
+      if m == nil then
+        if k == "_myc_type" then return T end
+        error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
+      end
+      if not is_current(h) then stale_view(T, k, 2) end
+      return ffi.cast(vptr, h)[m]
+    end,
+    __newindex = read_only(T, member),
   }
 end
 
@@ -684,17 +821,28 @@ end
 -- layout gets new names, while an unchanged one reuses its ctypes.
 local function declare_struct(T)
   local suffix = T.name .. "_" .. T.digest:sub(1, 12)
-  local t, v = "myc_t_" .. suffix, "myc_v_" .. suffix
+  local t, v, h, w = "myc_t_" .. suffix, "myc_v_" .. suffix,
+    "myc_h_" .. suffix, "myc_w_" .. suffix
   T.cname, T.vname = t, v
   if not defined("struct " .. t) then
     ffi.cdef(struct_decl(t, T.fields, false))
     ffi.cdef(struct_decl(v, T.fields, true))
+    -- Incomplete: no field of a handle is reached but through its checks.
+    ffi.cdef(fmt("struct %s; struct %s;", h, w))
     ffi.metatype("struct " .. t, writable_mt(T))
     ffi.metatype("struct " .. v, view_mt(T))
+    T.ptr = ffi.typeof("struct " .. t .. " *")
+    T.vptr = ffi.typeof("struct " .. v .. " *")
+    ffi.metatype("struct " .. h, handle_mt(T))
+    ffi.metatype("struct " .. w, view_handle_mt(T))
   end
   T.ctype = ffi.typeof("struct " .. t)
   T.ptr = ffi.typeof("struct " .. t .. " *")
   T.vptr = ffi.typeof("struct " .. v .. " *")
+  T.hptr = ffi.typeof("struct " .. h .. " *")
+  T.whptr = ffi.typeof("struct " .. w .. " *")
+  handles[tonumber(T.hptr)] = handles[tonumber(T.hptr)] or T
+  views[tonumber(T.whptr)] = views[tonumber(T.whptr)] or T
   assert(ffi.sizeof(T.ctype) == T.size, "FFI layout differs from the contract")
 end
 
@@ -717,6 +865,36 @@ local function field_info(c_field, i)
   return f
 end
 
+-- The check of T's rules compiled once, when they all come down to
+-- "these bytes are not all zero" (not_zero on integers and byte arrays,
+-- the usual rule): a Lua function over the payload pointer, which the
+-- JIT inlines into the emit, true when the message passes.  Else nil:
+-- every emit asks myc_contract_validate().  A failure is always handed
+-- to myc_contract_validate(), which names field and rule.
+local function compile_check(T)
+  local ranges = ffi.new("uint32_t[32]")
+  local n = C.myc_ffi_contract_nonzero(T.c, ranges, 16)
+  if n < 0 then return nil end
+  local src = { "local cast, u64, u32, u16, u8 = ...\nreturn function(p)\n",
+    "  p = cast(u8, p)\n" }
+  local WIDTH = { { 8, "u64" }, { 4, "u32" }, { 2, "u16" }, { 1, "u8" } }
+  for i = 0, n - 1 do
+    local off, size, terms = ranges[2 * i], ranges[2 * i + 1], {}
+    for _, w in ipairs(WIDTH) do
+      while size >= w[1] do
+        terms[#terms + 1] = fmt("cast(%s, p + %d)[0] ~= 0", w[2], off)
+        off, size = off + w[1], size - w[1]
+      end
+    end
+    src[#src + 1] = fmt("  if not (%s) then return false end\n",
+      concat(terms, " or "))
+  end
+  src[#src + 1] = "  return true\nend\n"
+  local chunk = assert(loadstring(concat(src), "=" .. T.name .. " check"))
+  return chunk(ffi.cast, ffi.typeof("const uint64_t *"), ffi.typeof("const uint32_t *"),
+    ffi.typeof("const uint16_t *"), ffi.typeof("const uint8_t *"))
+end
+
 local function new_type(set, ct)
   local T = setmetatable({
     set = set, c = ct,
@@ -733,6 +911,7 @@ local function new_type(set, ct)
     T.fields[i + 1], T.field[f.name] = f, f
   end
   declare_struct(T)
+  T.passes = compile_check(T)
   return T
 end
 
@@ -763,6 +942,7 @@ end
 -- fields before it are set.
 function Type:fill(obj, values, level, prefix)
   level, prefix = (level or 1) + 1, prefix or ""
+  obj, values = unref(obj, level), unref(values, level)
   if type(values) == "cdata" and (ffi.istype(self.vptr, values)
       or ffi.istype(self.ptr, values) or ffi.istype(self.ctype, values)) then
     -- A message of this type (a read-only view, a struct or a pointer to
@@ -795,6 +975,7 @@ end
 -- addresses (M.address_to_hex), other byte arrays as 0x-hex; lists for
 -- arrays and Vecs.
 function Type:totable(obj)
+  obj = unref(obj, 2)
   local view, out = ffi.istype(self.vptr, obj), {}
   for _, f in ipairs(self.fields) do
     out[f.name] = f.get(obj, view and f.member or f.name)
@@ -804,11 +985,13 @@ end
 
 -- The payload bytes of 'obj' (a copy).
 function Type:bytes(obj)
+  obj = unref(obj, 2)
   return ffi.string(ffi.cast("const uint8_t *", obj), self.size)
 end
 
 -- Checks the contract's validation rules: true, or nil, "Type.field: rule".
 function Type:validate(obj)
+  obj = unref(obj, 2)
   local err = ffi.new("char[256]")
   local rc = C.myc_contract_validate(self.c, ffi.cast("const void *", obj),
     self.size, err, 256)
@@ -860,47 +1043,44 @@ end
 local function type_field(obj) return obj._myc_type end
 
 -- What the service host plugs into ctx and msg, one per service state:
---   new(name, init, level) -> writable struct in an engine buffer (ctx:new)
+--   new(name, init, level) -> handle of a struct in an engine buffer (ctx:new)
 --   emit(tid, value, topic, level) -> rc  (ctx:emit, a publisher)
---   typed(buf, ptr, len) -> read-only view (msg.data of a typed frame)
+--   typed(buf, ptr, len, kept) -> read-only view (msg.data of a typed
+--     frame): checked against the message being handled, or for a
+--     msg:copy() ('kept'), which holds the buffer, a plain view
 --   type_name(tag) -> name                 (msg.type)
 --   flush()                                (at the start of every activation)
--- opts: svc (the service's myc_service*), service (its name, for errors),
+-- opts: svc (the service's myc_service*), view (its myc_svc_view*: which
+-- message is being handled), service (its name, for errors),
 -- validate (false skips the rules on emit: the hot-path switch).
 -- 'level' arguments place errors, as in ctx.lua: the caller's caller is 2.
 --
--- Ownership.  ctx:new takes an engine buffer (one reference) and returns
--- a pointer to its payload.  Tracking each pointer with ffi.gc would cost
--- more than the rest of the emit (a finaliser-table insert and delete,
--- about 40 ns), so a new message goes on the 'pend' list instead, and the
--- usual new-fill-emit within one handler pops it again.  At the start of
--- the next activation, whatever is still pending was kept by the handler
--- (or dropped): it gets a finaliser that releases its buffer and moves to
--- 'kept'.  Emitting hands the reference to the engine and forgets the
--- struct, so a second emit finds it in neither list and raises.
+-- Ownership.  ctx:new takes an engine buffer (one reference), records
+-- its payload address as live (above) and returns a handle to it.
+-- Emitting hands the reference to the engine and forgets the address;
+-- at the start of the next activation, whatever this service still holds
+-- was neither emitted nor can be (its handler returned): its buffer goes
+-- back to the engine and its handle is dead.  No Lua object is tracked,
+-- so the usual new-fill-emit allocates none.
 function Set:engine_support(opts)
   local svc, service = opts.svc, opts.service or "?"
   local validate = opts.validate ~= false
   local set, by_name, by_tag = self, self.by_name, self.by_tag
   local E = lib()
   local OFF = cdefs.HDR_OFFSET + cdefs.FRAME_SIZE
-  local bufp, u8p, voidp = ffi.typeof("myc_buf *"), ffi.typeof("uint8_t *"),
-    ffi.typeof("const void *")
+  local u8p, voidp = ffi.typeof("uint8_t *"), ffi.typeof("const void *")
   local errbuf = ffi.new("char[256]")
   local prefix = fmt("service '%s': ctx:new: ", service)
-  -- Pending structs live in pend[lo..hi] (their types in pend_t); an
-  -- emitted one leaves a hole (false) until the ends close over it.
-  local pend, pend_t, lo, hi = {}, {}, 1, 0
-  local kept = setmetatable({}, { __mode = "k" })
-  local rawequal = rawequal
+  local nlive = 0 -- messages this support holds
   local S = { set = self }
+  supports = supports + 1
+  local me = supports -- this support's number in own[] and extra
+  state_service = service
+  if opts.view ~= nil then cur_view = ffi.cast("myc_svc_view *", opts.view) end
 
   local function fail(level, f, ...)
     error(fmt("service '%s': " .. f, service, ...), level + 1)
   end
-
-  local function buf_of(obj) return ffi.cast(bufp, ffi.cast(u8p, obj) - OFF) end
-  local function release(obj) E.myc_ffi_buf_release(svc, buf_of(obj)) end
 
   local function unknown(name, level)
     if type(name) ~= "string" then
@@ -911,65 +1091,64 @@ function Set:engine_support(opts)
       near and fmt(" (did you mean '%s'?)", near) or "")
   end
 
+  local bufp = ffi.typeof("myc_buf *")
+  local function release(a)
+    E.myc_ffi_buf_release(svc, ffi.cast(bufp, a - OFF))
+  end
+
   function S.new(name, init, level)
     level = level or 1
     local T = by_name[name]
     if T == nil then unknown(name, level + 1) end
     local b = E.myc_ffi_buf_new(svc, T.size)
     if b == nil then fail(level + 1, "ctx:new: out of memory for a %s", name) end
-    local obj = ffi.cast(T.ptr, ffi.cast(u8p, b) + OFF)
-    hi = hi + 1
-    pend[hi], pend_t[hi] = obj, T
-    if init ~= nil then T:fill(obj, init, level + 1, prefix) end
-    return obj
+    local p = ffi.cast(u8p, b) + OFF
+    local a = ffi.cast(uptr, p)
+    local i = slot_of(a)
+    if live[i] == 0 then
+      live[i], own[i] = a, me
+    else
+      extra[tonumber(a)] = me
+    end
+    nlive = nlive + 1
+    if init ~= nil then T:fill(ffi.cast(T.ptr, p), init, level + 1, prefix) end
+    return ffi.cast(T.hptr, p)
   end
 
-  -- The type of a struct this service owns and where it is: its index in
-  -- 'pend', or 0 if kept.  Messages are usually emitted newest first (one
-  -- at a time) or oldest first (a batch): both ends are looked at first.
-  local function owned(obj)
-    if rawequal(pend[hi], obj) then return pend_t[hi], hi end
-    if rawequal(pend[lo], obj) then return pend_t[lo], lo end
-    for i = lo + 1, hi - 1 do
-      if rawequal(pend[i], obj) then return pend_t[i], i end
+  -- Forgets live address 'a' (of 'h'): false if it was not live.
+  local function disown(a)
+    local i = slot_of(a)
+    if live[i] == a then
+      live[i] = 0
+    elseif extra[tonumber(a)] ~= nil then
+      extra[tonumber(a)] = nil
+    else
+      return false
     end
-    local T = kept[obj]
-    if T ~= nil then return T, 0 end
-  end
-
-  local function disown(obj, i)
-    if i == 0 then
-      kept[obj] = nil
-      ffi.gc(obj, nil)
-      return
-    end
-    pend[i], pend_t[i] = false, nil
-    while hi >= lo and pend[hi] == false do
-      pend[hi] = nil
-      hi = hi - 1
-    end
-    while lo <= hi and pend[lo] == false do
-      pend[lo] = nil
-      lo = lo + 1
-    end
-    if lo > hi then lo, hi = 1, 0 end
+    nlive = nlive - 1
+    return true
   end
 
   local function check(T, obj, topic, level)
-    if validate and C.myc_contract_validate(T.c, obj, T.size, errbuf, 256) ~= 0 then
+    if not validate then return end
+    local passes = T.passes
+    if passes ~= nil and passes(obj) then return end
+    if C.myc_contract_validate(T.c, obj, T.size, errbuf, 256) ~= 0 then
       fail(level + 1, "emit to '%s': %s", topic, ffi.string(errbuf))
     end
   end
 
   -- What emit does with a cdata, by ctype id (tonumber(ffi.typeof(x))
-  -- compiles to a constant): hand over a struct from ctx:new, or copy a
-  -- read-only view (msg.data) or a Lua-owned struct (T:new).  Types of
-  -- another set with the same digest share these ctypes, and are ours.
-  local HANDOVER, COPY = 1, 2
+  -- compiles to a constant): hand over the buffer of a handle from
+  -- ctx:new, or copy a read-only view (msg.data), a Lua-owned struct
+  -- (T:new) or a pointer to one.  Types of another set with the same
+  -- digest share these ctypes, and are ours.
+  local HANDOVER, COPY, VIEW = 1, 2, 3
   local how, type_of = {}, {}
   for _, T in ipairs(self.types) do
-    for id, h in pairs { [tonumber(T.ptr)] = HANDOVER, [tonumber(T.vptr)] = COPY,
-                         [tonumber(T.ctype)] = COPY } do
+    for id, h in pairs { [tonumber(T.hptr)] = HANDOVER, [tonumber(T.ptr)] = COPY,
+                         [tonumber(T.whptr)] = VIEW,
+                         [tonumber(T.vptr)] = COPY, [tonumber(T.ctype)] = COPY } do
       how[id], type_of[id] = h, T
     end
   end
@@ -988,15 +1167,22 @@ function Set:engine_support(opts)
     local id = tonumber(ffi.typeof(obj))
     local h = how[id]
     if h == HANDOVER then
-      local T, i = owned(obj)
-      if T == nil then
-        fail(level + 1, "emit to '%s': this %s was emitted already (a message from "
-          .. "ctx:new is handed over to the engine once; make a new one)", topic,
-          type_of[id].name)
+      local T, a = type_of[id], ffi.cast(uptr, obj)
+      if live[slot_of(a)] ~= a and extra[tonumber(a)] == nil then
+        fail(level + 1, "emit to '%s': this %s was emitted already, or the "
+          .. "handler that made it returned (a message from ctx:new is handed "
+          .. "over to the engine once, in the handler that made it; make a new "
+          .. "one)", topic, T.name)
       end
+      check(T, ffi.cast(T.ptr, obj), topic, level + 1)
+      disown(a)
+      return E.myc_ffi_emit_buf(svc, tid, ffi.cast(bufp, a - OFF), 3, T.tag)
+    elseif h == VIEW then
+      local T = type_of[id]
+      if not is_current(obj) then stale_view(T, "?", level + 1) end
+      obj = ffi.cast(T.vptr, obj)
       check(T, obj, topic, level + 1)
-      disown(obj, i)
-      return E.myc_ffi_emit_buf(svc, tid, buf_of(obj), 3, T.tag)
+      return E.myc_ffi_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
     elseif h == COPY then
       local T = type_of[id]
       check(T, obj, topic, level + 1)
@@ -1006,28 +1192,36 @@ function Set:engine_support(opts)
   end
 
   function S.flush()
-    for i = lo, hi do
-      local obj = pend[i]
-      if obj then
-        kept[obj] = pend_t[i]
-        ffi.gc(obj, release)
+    if nlive == 0 then return end
+    for k, who in pairs(extra) do
+      if who == me then
+        extra[k] = nil
+        release(ffi.cast(uptr, k))
+        nlive = nlive - 1
       end
-      pend[i], pend_t[i] = nil, nil
     end
-    lo, hi = 1, 0
+    for i = 0, MASK do
+      if nlive == 0 then break end
+      if live[i] ~= 0 and own[i] == me then
+        local a = live[i]
+        live[i] = 0
+        release(a)
+        nlive = nlive - 1
+      end
+    end
+    nlive = 0
   end
 
-  -- lua_close runs every finaliser but knows nothing of 'pend'.
-  S.sentinel = ffi.gc(ffi.new("char[1]"), function()
-    for i = lo, hi do
-      if pend[i] then release(pend[i]) end
-    end
-    lo, hi = 1, 0
-  end)
+  -- lua_close runs every finaliser but knows nothing of the slots.
+  S.sentinel = ffi.gc(ffi.new("char[1]"), S.flush)
 
-  function S.typed(buf, ptr, len)
+  function S.typed(buf, ptr, len, kept)
     local T = by_tag[buf.hdr.type]
-    if T ~= nil and len == T.size then return ffi.cast(T.vptr, ptr) end
+    if T ~= nil and len == T.size then
+      -- Without the service's view nothing can tell which message is
+      -- current: plain views then, as for a copy.
+      return ffi.cast((kept or cur_view == nil) and T.vptr or T.whptr, ptr)
+    end
     return ffi.string(ptr, len) -- unknown tag or wrong size: never viewed
   end
 

@@ -180,7 +180,7 @@ function M.new(lud, info)
   local typed
   if info.contracts ~= nil then
     local set = require("mycelium.contract").wrap(info.contracts)
-    typed = set:engine_support { svc = svc, service = name,
+    typed = set:engine_support { svc = svc, view = view, service = name,
                                  validate = info.validate }
   end
   local flush = typed and typed.flush or function() end

@@ -43,9 +43,9 @@ end
 M.hex = hex
 
 -- Builds the field readers.  'env' supplies what depends on the Lua state:
--- env.unpack(ptr, len) decodes MessagePack, env.typed(b, ptr, len)
--- returns the view of a contract message and env.type_name(tag) its type
--- name.
+-- env.unpack(ptr, len) decodes MessagePack, env.typed(b, ptr, len, kept)
+-- returns the view of a contract message (for a msg:copy() if 'kept')
+-- and env.type_name(tag) its type name.
 local function readers(env)
   local topics = {} -- topic id -> name, filled as topics are seen
   local R = {}
@@ -65,7 +65,9 @@ local function readers(env)
     end
     return KIND_NAMES[k] or "unknown"
   end
-  function R.data(b)
+  -- 'kept': for a msg:copy(), which holds the frame (a typed view then
+  -- needs no check that its handler is still running).
+  function R.data(b, kept)
     local k = b.hdr.kind
     local p, n = payload(b)
     if k == 1 then
@@ -73,7 +75,7 @@ local function readers(env)
     elseif k == 2 then
       return env.unpack(p, n)
     end
-    return env.typed(b, p, n)
+    return env.typed(b, p, n, kept)
   end
   function R.trace_id(b) return hex(b.hdr.trace_id, 16) end
   function R.span_id(b) return hex(b.hdr.span_id, 8) end
@@ -184,7 +186,7 @@ function M.current(view, env, keep)
       if r == nil then
         return methods[k]
       end
-      local v = r(m._b)
+      local v = r(m._b, true)
       rawset(m, k, v)
       return v
     end,

@@ -405,5 +405,58 @@ describe("mycelium.contract", function()
       assert.is_nil(ok)
       assert.equal("InstrumentMeta.token_address: violates not_zero", err)
     end)
+
+    -- Emit checks a type whose rules are all not_zero with a Lua function
+    -- compiled from them (T.passes); it must refuse exactly what
+    -- myc_contract_validate refuses.
+    it("are compiled once per type when they all are not_zero, agreeing with C", function()
+      local s = load(HEAD .. [[
+  Nz:
+    tlv_type: 1000
+    fields:
+      block: {type: u64, validation: [{not_zero: true}]}
+      small: {type: u8, validation: [{not_zero: true}]}
+      pool: {type: "[u8; 20]", validation: [{not_zero: true}]}
+      free: {type: u32}
+      maybe: {type: u16, optional: true, validation: [{not_zero: true}]}
+      amount: {type: U256, validation: [{not_zero: true}]}
+  Free:
+    tlv_type: 1001
+    fields: {x: {type: u64}}
+  Ranged:
+    tlv_type: 1002
+    fields: {x: {type: u64, validation: [{not_zero: true}, {max: 5}]}}
+]])
+      local Nz = s:type("Nz")
+      assert.is_function(Nz.passes)
+      assert.is_function(s:type("Free").passes)
+      assert.is_nil(s:type("Ranged").passes) -- a max: C checks it
+      local m = Nz:new()
+      assert.is_false(Nz.passes(m))
+      local p = ffi.cast("uint8_t *", m)
+      local f = Nz.field
+      -- Every byte of every ruled field, alone or with the others set.
+      local ruled = { f.block, f.small, f.pool, f.amount }
+      local function set_all(except)
+        ffi.fill(m, Nz.size)
+        for _, g in ipairs(ruled) do
+          if g ~= except then p[g.offset + g.size - 1] = 1 end
+        end
+      end
+      for _, g in ipairs(ruled) do
+        for b = 0, g.size - 1 do
+          set_all(g)
+          assert.is_false(Nz.passes(m), g.name)
+          local ok, err = Nz:validate(m)
+          assert.equal(string.format("Nz.%s: violates not_zero", g.name), err)
+          assert.is_nil(ok)
+          p[g.offset + b] = 0x80
+          assert.is_true(Nz.passes(m), g.name .. " byte " .. b)
+          assert.is_true(Nz:validate(m))
+        end
+      end
+      set_all()
+      assert.is_true(Nz.passes(m)) -- free and maybe zero: allowed
+    end)
   end)
 end)

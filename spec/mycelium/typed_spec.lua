@@ -312,8 +312,9 @@ describe("typed messages", function()
       assert.are.equal(1, #probe:messages())
       local err = dead:messages()[1].data.error
       assert.matches("%.lua:5: service 'prod': emit to 'probe': this Probe was "
-        .. "emitted already %(a message from ctx:new is handed over to the engine "
-        .. "once; make a new one%)$", err)
+        .. "emitted already, or the handler that made it returned %(a message from "
+        .. "ctx:new is handed over to the engine once, in the handler that made it; "
+        .. "make a new one%)$", err)
     end)
 
     it("hands over a batch in any order, each message once", function()
@@ -341,34 +342,125 @@ describe("typed messages", function()
       assert.are.equal(300, seen:messages()[1].data.refused)
     end)
 
-    it("keeps a message across handlers until it is emitted", function()
+    -- A handle from ctx:new is checked on every use: once its message is
+    -- emitted, or its handler has returned, the buffer is the engine's
+    -- again (a subscriber's, or recycled for the next ctx:new) and the
+    -- handle raises instead of reading or writing it.
+    it("raises on a message used after its emit, without touching the buffer", function()
+      eng = engine { service("prod", [[
+        return { subscribe = { "go" }, on_message = function(ctx, msg)
+          local m = ctx:new("Probe", { n = 1 })
+          assert(ctx:emit("probe", m))
+          local errs = {}
+          errs.write = select(2, pcall(function() m.n = 99 end))
+          errs.read = select(2, pcall(function() return m.n end))
+          errs.nested = select(2, pcall(function() return m.self_addr end))
+          -- The next message takes the slot and the buffer just freed: the
+          -- old handle must not reach it.
+          local m2 = ctx:new("Probe", { n = 2 })
+          errs.alias = select(2, pcall(function() m.n = 77 end))
+          errs.n2 = m2.n
+          assert(ctx:emit("probe", m2))
+          ctx:emit("seen", errs)
+        end }]]) }
+      local probe, seen = eng:collect("probe"), eng:collect("seen")
+      eng:publish("go", "")
+      eng:run()
+      local got = probe:messages()
+      assert.are.same({ 1, 2 }, { got[1].data.n, got[2].data.n })
+      local e = seen:messages()[1].data
+      for _, k in ipairs { "write", "read", "nested", "alias" } do
+        assert.matches("service 'prod': this Probe %(made with ctx:new%) was emitted, "
+          .. "or the handler that made it returned: it cannot be used any more", e[k])
+      end
+      assert.matches("field 'n'", e.write, 1, true)
+      assert.matches("field 'self_addr'", e.nested, 1, true)
+      assert.matches('ctx.contracts:type("Probe"):new(m)', e.write, 1, true)
+      assert.are.equal(2, e.n2)
+    end)
+
+    it("raises on a message kept past the handler that made it; a copy keeps", function()
       eng = engine { service("prod", [[
         local M = { subscribe = { "go" } }
+        local Probe
         function M.init(ctx)
+          Probe = ctx.contracts:type("Probe")
           M.kept = ctx:new("Probe", { n = 1 })
-          ctx:new("Probe", { n = 2 }) -- dropped: the garbage collector releases it
+          M.copy = Probe:new(ctx:new("Probe", { n = 2 }))
+          ctx:new("Probe", { n = 3 }) -- dropped: its buffer goes back when init returns
         end
         function M.on_message(ctx, msg)
-          collectgarbage()
-          if msg.data == "emit" then
-            M.kept.n = 3
-            assert(ctx:emit("probe", M.kept))
-          else
-            local ok, err = pcall(ctx.emit, ctx, "probe", M.kept)
-            ctx:emit("seen", { ok = ok, err = err })
-          end
+          local r = {}
+          r.write = select(2, pcall(function() M.kept.n = 3 end))
+          r.emit = select(2, pcall(ctx.emit, ctx, "probe", M.kept))
+          r.copy = select(2, pcall(Probe.new, Probe, M.kept))
+          M.copy.n = 4
+          assert(ctx:emit("probe", M.copy))
+          ctx:emit("seen", r)
         end
         return M]]) }
       local probe, seen = eng:collect("probe"), eng:collect("seen")
-      eng:publish("go", "emit")
-      eng:publish("go", "again")
+      eng:publish("go", "")
       eng:run()
       local got = probe:messages()
       assert.are.equal(1, #got)
-      assert.are.equal(3, got[1].data.n)
+      assert.are.equal(4, got[1].data.n)
       local r = seen:messages()[1].data
-      assert.is_false(r.ok)
-      assert.matches("this Probe was emitted already", r.err, 1, true)
+      assert.matches("this Probe (made with ctx:new) was emitted, or the handler "
+        .. "that made it returned", r.write, 1, true)
+      assert.matches("this Probe was emitted already, or the handler that made it "
+        .. "returned", r.emit, 1, true)
+      assert.matches("cannot be used any more", r.copy, 1, true)
+    end)
+
+    -- 1500 live messages: more than the 1024 entries of the table
+    -- indexed by address bits, so some sit in the overflow table.
+    it("tracks more live messages than its direct table holds", function()
+      eng = engine { service("prod", [[
+        return { subscribe = { "go" }, on_message = function(ctx, msg)
+          local batch = {}
+          for i = 1, 1500 do batch[i] = ctx:new("Probe", { n = i }) end
+          for i = 1, 1500 do batch[i].self_addr = i end
+          for i = 1, 1500, 2 do assert(ctx:emit("probe", batch[i])) end
+          local alive = 0
+          for i = 2, 1500, 2 do
+            if batch[i].n == i then alive = alive + 1 end
+          end
+          for i = 2, 1500, 2 do assert(ctx:emit("probe", batch[i])) end
+          local refused = 0
+          for i = 1, 1500 do
+            if not pcall(function() return batch[i].n end) then refused = refused + 1 end
+          end
+          ctx:emit("seen", { alive = alive, refused = refused })
+        end }]]) }
+      local probe, seen = eng:collect("probe"), eng:collect("seen")
+      eng:publish("go", "")
+      eng:run()
+      local got = {}
+      for _, m in ipairs(probe:messages()) do
+        assert.are.equal(m.data.n, m.data.self_addr)
+        got[#got + 1] = m.data.n
+      end
+      table.sort(got)
+      assert.are.same(seq_1_to(1500), got)
+      assert.are.same({ alive = 750, refused = 1500 }, seen:messages()[1].data)
+    end)
+
+    it("gives the buffer of a message its handler dropped back to the engine", function()
+      eng = engine { service("prod", [[
+        local ffi = require "ffi"
+        local M = { subscribe = { "go" } }
+        local function addr(m) return tonumber(ffi.cast("uintptr_t", m)) end
+        function M.init(ctx) M.dropped = addr(ctx:new("Probe")) end
+        function M.on_message(ctx, msg)
+          -- The pool hands out the buffer freed last: the dropped one.
+          ctx:emit("seen", { reused = addr(ctx:new("Probe")) == M.dropped })
+        end
+        return M]]) }
+      local seen = eng:collect("seen")
+      eng:publish("go", "")
+      eng:run()
+      assert.is_true(seen:messages()[1].data.reused)
     end)
 
     it("refuses cdata that is not a message of the engine's contracts", function()
@@ -645,6 +737,41 @@ describe("typed messages", function()
       eng:publish("check", "")
       eng:run()
       assert.are.same({ type = "Probe", n = 77 }, seen:messages()[1].data)
+    end)
+
+    -- msg.data is checked against the message being handled: kept past
+    -- its handler it raises, even while a copy keeps the buffer (the
+    -- copy's own data is the way to keep it).
+    it("raise when msg.data is used after its handler, naming type and field", function()
+      eng = engine { service("cons", [[
+        local M = { subscribe = { "probe", "check" } }
+        function M.on_message(ctx, msg)
+          if msg.topic == "probe" then
+            M.view, M.copy = msg.data, msg:copy()
+            assert(M.view.n == 77)
+            return
+          end
+          local r = {}
+          r.read = select(2, pcall(function() return M.view.n end))
+          r.emit = select(2, pcall(ctx.emit, ctx, "fwd", M.view))
+          r.new = select(2, pcall(ctx.new, ctx, "Probe", M.view))
+          r.kept = M.copy.data.n
+          ctx:emit("seen", r)
+        end
+        return M]]) }
+      local seen, fwd = eng:collect("seen"), eng:collect("fwd")
+      eng:publish("probe", eng:new("Probe", { n = 77 }))
+      eng:run()
+      eng:publish("check", "")
+      eng:run()
+      local r = seen:messages()[1].data
+      assert.are.equal(0, #fwd:messages())
+      assert.matches("service 'cons': msg.data (a Probe) was used after its handler "
+        .. "returned (field 'n'): a received message is valid only during its handler",
+        r.read, 1, true)
+      assert.matches("msg.data (a Probe) was used after its handler returned", r.emit, 1, true)
+      assert.matches("msg.data (a Probe) was used after its handler returned", r.new, 1, true)
+      assert.are.equal(77, r.kept)
     end)
   end)
 

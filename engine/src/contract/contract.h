@@ -59,6 +59,15 @@ struct myc_contract_type {
   char digest[65];
 };
 
+/* The payload ranges myc_contract_validate() checks on 't' when its
+ * every check is "these bytes are not all zero" (a not_zero rule on an
+ * integer or a byte array): their (offset, size) pairs in 'out', which
+ * has room for 'max' pairs, and their number (0: nothing can fail).  -1
+ * when 't' checks anything else, or has more ranges: only
+ * myc_contract_validate() can tell then.  Lets a caller compile the
+ * check of a type once instead of interpreting its rules per message. */
+int myc__contract_nonzero(const myc_contract_type *t, uint32_t *out, int max);
+
 typedef struct myc__chunk myc__chunk;
 
 typedef struct {

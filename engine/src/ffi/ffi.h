@@ -50,6 +50,18 @@ MYC_FFI const char *myc_ffi_errno(uint32_t i, int *code);
 MYC_FFI unsigned myc_ffi_abi_checked(myc_service *s, unsigned add);
 
 /* ===================================================================== */
+/* Contracts (any thread; the set is immutable)                           */
+/* ===================================================================== */
+
+/* The (offset, size) pairs of the payload ranges that validating 't'
+ * comes down to ("not all zero"), into 'out' (room for 'max' pairs):
+ * their number, or -1 when 't' has checks of another kind, which only
+ * myc_contract_validate() makes.  mycelium.contract compiles a type's
+ * check from them once, instead of calling C on every emit. */
+MYC_FFI int myc_ffi_contract_nonzero(const myc_contract_type *t, uint32_t *out,
+                                     int max);
+
+/* ===================================================================== */
 /* A service's own calls (worker thread of 's')                           */
 /* ===================================================================== */
 
