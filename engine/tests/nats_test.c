@@ -1,21 +1,32 @@
 /* nats_test.c -- the pure parts of the NATS transport: topics and
  * patterns as subjects (docs/NATS.md, Subjects), prefixes, and the
- * sequence table that tells gaps and repeats. */
+ * sequence table that tells gaps and repeats; and, against a real
+ * nats-server, engines freed right after their connection closed. */
 #include "test.h"
+#include "test_engine.h"
+#include "test_net.h"
 
 #ifdef MYC_WITH_NATS
 
 #include "base/alloc.h"
 #include "nats/seqmap.h"
 #include "nats/subject.h"
+#include "nats/transport.h"
 
+#include <nats/nats.h>
+
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static const char *subj(const char *prefix, const char *name, int pattern) {
   static char out[MYC_NATS_SUBJECT_MAX];
-  int n = myc__nats_subject(prefix, name, strlen(name), pattern, out,
-                            sizeof out);
+  int n =
+      myc__nats_subject(prefix, name, strlen(name), pattern, out, sizeof out);
   return n < 0 ? "(too long)" : out;
 }
 
@@ -101,6 +112,140 @@ static void sequence_table_keeps_one_number_per_key(void) {
   myc__seqmap_free(&m);
 }
 
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* nats-server on 'port', accepting connections, or -1 (it is missing). */
+static pid_t start_nats_server(int port) {
+  char p[16];
+  pid_t pid;
+  int i, fd;
+  snprintf(p, sizeof p, "%d", port);
+  pid = fork();
+  if (pid == 0) {
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    execlp("nats-server", "nats-server", "-a", "127.0.0.1", "-p", p,
+           (char *)NULL);
+    _exit(127);
+  }
+  for (i = 0; pid > 0 && i < 500; i++) {
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+      close(fd);
+      return pid;
+    }
+    close(fd);
+    if (waitpid(pid, NULL, WNOHANG) == pid)
+      return -1;
+    sleep_ms(20);
+  }
+  if (pid > 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+  }
+  return -1;
+}
+
+static int nats_state_is(myc_engine *e, const char *state, int ms) {
+  myc__nats_stats st;
+  for (; ms > 0; ms -= 10) {
+    myc__nats_stats_get(myc__nats_of(e), &st);
+    if (strcmp(st.state, state) == 0)
+      return 1;
+    sleep_ms(10);
+  }
+  return 0;
+}
+
+/* libnats runs every connection's closed callback on one thread of its
+ * own: this one holds it, so that the engine's comes late. */
+static void slow_closed(natsConnection *nc, void *ud) {
+  (void)nc, (void)ud;
+  /* longer than natsConnection_Close itself waits (~500 ms) */
+  sleep_ms(1500);
+}
+
+static natsConnection *slow_connection(int port) {
+  natsOptions *o = NULL;
+  natsConnection *nc = NULL;
+  char url[64];
+  snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
+  if (natsOptions_Create(&o) != NATS_OK)
+    return NULL;
+  if (natsOptions_SetURL(o, url) != NATS_OK ||
+      natsOptions_SetClosedCB(o, slow_closed, NULL) != NATS_OK ||
+      natsConnection_Connect(&nc, o) != NATS_OK)
+    nc = NULL;
+  natsOptions_Destroy(o);
+  return nc;
+}
+
+/* libnats calls the closed callback from its own thread after
+ * natsConnection_Close returned: an engine freed at once (a process that
+ * exits right after its engine stopped) met it later on freed memory
+ * (`mycelium run` aborted at exit, on a loaded machine).  Here another
+ * connection's slow closed callback holds that thread while each engine
+ * stops and is freed; under ASan a late callback is a
+ * heap-use-after-free. */
+static void engines_freed_at_once_leave_no_callback_behind(void) {
+  char dir[] = "/tmp/myc_nats_test_XXXXXX", cfg[512], err[512];
+  int port = test_free_port(), i;
+  pid_t server;
+  if (system("command -v nats-server >/dev/null 2>&1") != 0) {
+    const char *ci = getenv("CI");
+    printf("%s nats-server missing (run scripts/deps.sh)\n",
+           ci && *ci ? "FAIL" : "skip");
+    CHECK(!(ci && *ci));
+    return;
+  }
+  server = start_nats_server(port);
+  CHECK(server > 0);
+  CHECK(mkdtemp(dir) != NULL);
+  test_module(dir, "sub.lua",
+              "return { handlers = { [\"t.*\"] = function() end } }\n");
+  snprintf(cfg, sizeof cfg,
+           "return { workers = 1, log = { level = \"error\" },\n"
+           "  connect = { \"nats://127.0.0.1:%d\" },\n"
+           "  services = { { name = \"sub\", module = \"sub.lua\" } } }\n",
+           port);
+  test_module(dir, "engine.lua", cfg);
+  for (i = 0; i < 6; i++) {
+    myc_engine *e = NULL;
+    char path[600];
+    snprintf(path, sizeof path, "%s/engine.lua", dir);
+    if (myc_engine_from_file(&e, path, err, sizeof err) != 0)
+      fprintf(stderr, "engine: %s\n", err);
+    CHECK(e != NULL);
+    CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
+    CHECK(nats_state_is(e, "up", 10000));
+    if (i % 3 == 0) {
+      natsConnection *slow = slow_connection(port);
+      CHECK(slow != NULL);
+      natsConnection_Close(slow);
+      myc_engine_stop(e, 0);
+      myc_engine_free(e);
+      natsConnection_Destroy(slow);
+    } else {
+      myc_engine_stop(e, 0);
+      myc_engine_free(e);
+    }
+  }
+  sleep_ms(600);
+  kill(server, SIGTERM);
+  waitpid(server, NULL, 0);
+  snprintf(cfg, sizeof cfg, "rm -rf %s", dir);
+  CHECK_EQ(system(cfg), 0);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"topics_and_patterns_map_to_subjects",
@@ -111,6 +256,8 @@ int main(void) {
       {"prefixes_are_checked", prefixes_are_checked},
       {"sequence_table_keeps_one_number_per_key",
        sequence_table_keeps_one_number_per_key},
+      {"engines_freed_at_once_leave_no_callback_behind",
+       engines_freed_at_once_leave_no_callback_behind},
       {NULL, NULL}};
   return run_tests(cases);
 }

@@ -35,6 +35,7 @@
 #define ERRLOG_EVERY 1000    /* a repeated error is logged 1st, 1001st, ... */
 #define INBOX "_INBOX."      /* replies: _INBOX.<publisher id>.... */
 #define VIA "@nats"          /* a request's source, received: "svc@nats" */
+#define CLOSED_WAIT_NS 5000000000ull /* for libnats' closed callback */
 
 enum { S_CONNECTING, S_UP, S_RECONNECTING, S_CLOSED, S_FAILED };
 static const char *const STATE_NAME[] = {"connecting", "up", "reconnecting",
@@ -91,6 +92,12 @@ struct myc__nats {
   myc__chain *chains; /* per worker: buffers going back to its pool */
   /* under lock */
   int state;
+  /* libnats calls on_closed from its own callback thread, after
+   * natsConnection_Close returned: the connection is not over for us
+   * (nor N free to go) until it did. */
+  uv_cond_t closed_cond;
+  int closed_pending;
+  int closed_leaked; /* it never came: N stays allocated */
   char url[256];
   myc__nats_stats st;
   uint64_t errlog[8];
@@ -987,6 +994,25 @@ static void on_closed(natsConnection *nc, void *closure) {
   uv_mutex_lock(&N->lock);
   if (N->state != S_FAILED)
     N->state = S_CLOSED;
+  N->closed_pending = 0;
+  uv_cond_signal(&N->closed_cond);
+  uv_mutex_unlock(&N->lock);
+}
+
+/* Waits for on_closed of the connection just closed: callbacks libnats
+ * queued for it (the closed one last) must not run once N is freed.
+ * Bounded, so that a libnats that never calls it cannot wedge a stop. */
+static void wait_closed(myc__nats *N) {
+  uint64_t until = uv_hrtime() + CLOSED_WAIT_NS;
+  uv_mutex_lock(&N->lock);
+  while (N->closed_pending) {
+    uint64_t now = uv_hrtime();
+    if (now >= until ||
+        uv_cond_timedwait(&N->closed_cond, &N->lock, until - now) != 0)
+      break;
+  }
+  if (N->closed_pending)
+    N->closed_leaked = 1;
   uv_mutex_unlock(&N->lock);
 }
 
@@ -1029,6 +1055,7 @@ static void close_conn(myc__nats *N, int state) {
   /* Detaches from the loop on this thread (the adapter closes its
    * handles) and joins libnats' threads for this connection. */
   natsConnection_Close(N->nc);
+  wait_closed(N);
   natsConnection_Destroy(N->nc);
   N->nc = NULL;
   uv_mutex_lock(&N->lock);
@@ -1133,6 +1160,9 @@ static void try_connect(myc__nats *N) {
   natsStatus s = natsConnection_Connect(&N->nc, N->opts);
   char inbox[sizeof N->inbox_prefix + 1];
   if (s == NATS_OK) {
+    uv_mutex_lock(&N->lock);
+    N->closed_pending = 1;
+    uv_mutex_unlock(&N->lock);
     uv_timer_stop(&N->retry);
     /* libnats subscribes it again after a reconnect, as the others. */
     snprintf(inbox, sizeof inbox, "%s>", N->inbox_prefix);
@@ -1326,6 +1356,9 @@ static void nats_free(void *ud) {
   for (i = 0; i < N->nurls; i++)
     myc__strfree(A(N), N->urls[i]);
   myc__free(A(N), N->urls, N->nurls * sizeof *N->urls + 1);
+  if (N->closed_leaked)
+    return; /* libnats may still call on_closed with it */
+  uv_cond_destroy(&N->closed_cond);
   uv_mutex_destroy(&N->lock);
   myc__free(A(N), N, sizeof *N);
 }
@@ -1408,9 +1441,15 @@ int myc__nats_attach(myc_engine *e, const myc__nats_config *c,
     myc__free(&e->alloc, N, sizeof *N);
     return MYC_ENOMEM;
   }
+  if (uv_cond_init(&N->closed_cond) != 0) {
+    uv_mutex_destroy(&N->lock);
+    myc__free(&e->alloc, N, sizeof *N);
+    return MYC_ENOMEM;
+  }
   N->urls = myc__calloc(&e->alloc, nurls * sizeof *N->urls + 1);
   if (N->urls == NULL || myc__engine_on_free(e, nats_free, N) != 0) {
     myc__free(&e->alloc, N->urls, nurls * sizeof *N->urls + 1);
+    uv_cond_destroy(&N->closed_cond);
     uv_mutex_destroy(&N->lock);
     myc__free(&e->alloc, N, sizeof *N);
     return MYC_ENOMEM;
