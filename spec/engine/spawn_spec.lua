@@ -332,13 +332,17 @@ describe("spawn and kill churn", function()
       f:close()
       return pages * 4
     end
-    local rss_after_first
+    -- Measured with 1000 services alive: after the kills it swings by
+    -- 80 MB with when the allocator hands pages back, not with leaks.
+    local peak_second, peak
     for round = 1, 10 do
       for i = 1, 1000 do
         assert(eng:spawn("s" .. i, child))
       end
       eng:run()
       assert.equal(1000, eng:lifecycle().services)
+      peak = rss_kb()
+      if round == 2 then peak_second = peak end
       for i = 1, 1000 do
         assert(eng:kill("s" .. i))
       end
@@ -347,14 +351,14 @@ describe("spawn and kill churn", function()
       assert.equal(0, lc.services)
       assert.equal(0, lc.pending_free)
       collectgarbage()
-      if round == 2 then rss_after_first = rss_kb() end
     end
     local lc = eng:lifecycle()
     assert.equal(10000, lc.spawned)
     assert.equal(10000, lc.removed)
-    -- memory is flat: the last 8 rounds added (almost) nothing
-    assert.is_true(rss_kb() - rss_after_first < 16 * 1024,
-                   ("RSS grew %d KB"):format(rss_kb() - rss_after_first))
+    -- memory is flat: the last 8 rounds added (almost) nothing (a leak of
+    -- 2 KB per service would add 16 MB)
+    assert.is_true(peak - peak_second < 16 * 1024,
+                   ("RSS grew %d KB"):format(peak - peak_second))
     assert.is_true(os.clock() - t0 < 20)
     eng:close()
     testing.cleanup()
