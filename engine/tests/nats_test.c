@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -126,6 +127,8 @@ static pid_t start_nats_server(int port) {
   pid = fork();
   if (pid == 0) {
     int null = open("/dev/null", O_WRONLY);
+    /* gone with the test, even one that aborts */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     dup2(null, 1);
     dup2(null, 2);
     execlp("nats-server", "nats-server", "-a", "127.0.0.1", "-p", p,
