@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/rng.h"
 #include "link/wire.h"
+#include "nats/nkey.h"
 #include "nats/seqmap.h"
 #include "runtime/emit.h"
 
@@ -73,6 +74,7 @@ struct myc__nats {
                     uint16_t type, const void *data, size_t len, int failed);
   void *next_reply_ud;
   uint64_t pubid; /* this engine's id in the sequence headers */
+  char nkey_pub[MYC_NATS_NKEY_PUB]; /* nats.nkey's public key */
   /* subscriptions, the thread's */
   nsub *subs;
   uint32_t nsubs, capsubs;
@@ -1106,6 +1108,12 @@ static void connect_failed(myc__nats *N, natsStatus s) {
           "(the CA that signed the server's certificate) and that the "
           "certificate names the URL's host; retrying every %.0f ms",
           url, more, detail, wait);
+  else if ((s == NATS_NOT_PERMITTED || strstr(detail, "Violation") != NULL) &&
+           N->cfg.nkey[0])
+    logf_(N, MYC_LOG_ERROR, "nats: %s%s: the server refused the credentials "
+          "(%s): check nats.nkey: the seed in %s is of user %s, which the "
+          "server does not list; retrying every %.0f ms",
+          url, more, detail, N->cfg.nkey, N->nkey_pub, wait);
   else if (s == NATS_NOT_PERMITTED || strstr(detail, "Violation") != NULL)
     logf_(N, MYC_LOG_ERROR, "nats: %s%s: the server refused the credentials "
           "(%s): check nats.user and nats.password, nats.token or nats.creds "
@@ -1192,6 +1200,9 @@ static natsStatus make_options(myc__nats *N) {
     s = natsOptions_SetToken(o, c->token);
   if (s == NATS_OK && c->creds[0])
     s = natsOptions_SetUserCredentialsFromFiles(o, c->creds, NULL);
+  /* libnats reads the seed from the file again at each connect. */
+  if (s == NATS_OK && c->nkey[0])
+    s = natsOptions_SetNKeyFromSeed(o, N->nkey_pub, c->nkey);
   if (s == NATS_OK && (c->tls || c->tls_ca[0] || c->tls_cert[0]))
     s = natsOptions_SetSecure(o, true);
   if (s == NATS_OK && c->tls_ca[0])
@@ -1372,6 +1383,8 @@ const char *myc__nats_config_check(const myc__nats_config *c) {
     return "nats.reconnect_buffer_bytes must not be negative";
   if (c->tls_key[0] && !c->tls_cert[0])
     return "nats.tls.key needs nats.tls.cert";
+  if (c->creds[0] && c->nkey[0])
+    return "nats.creds and nats.nkey are exclusive";
   return NULL;
 }
 
@@ -1402,6 +1415,11 @@ int myc__nats_attach(myc_engine *e, const myc__nats_config *c,
   N = myc__calloc(&e->alloc, sizeof *N);
   if (N == NULL)
     return MYC_ENOMEM;
+  if (c->nkey[0] && (rc = myc__nats_nkey_public(&e->alloc, c->nkey,
+                                                N->nkey_pub, err, errlen)) != 0) {
+    myc__free(&e->alloc, N, sizeof *N);
+    return rc;
+  }
   N->e = e;
   N->cfg = *c;
   if (uv_mutex_init(&N->lock) != 0) {
