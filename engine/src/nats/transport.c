@@ -252,6 +252,8 @@ static void on_message(void *ud, const myc_message *m) {
   myc_service *s = N->svc;
   myc_buf *b = s->view.batch[s->view.cursor];
   (void)m;
+  if (N->npend == MYC_BATCH)
+    hand_over(N);
   /* One hop: what came in from NATS (or a link) is not published again. */
   if (!(b->hdr.flags & MYC_FRAME_REMOTE))
     N->pend[N->npend++] = b;
@@ -304,12 +306,12 @@ static int reply_subject(myc__nats *N, myc_buf *b, const myc__wire_msg *m,
  * Returns its length, or 0 when it does not fit in 'cap'. */
 static size_t header_block(myc__nats *N, const myc__wire_msg *m, uint64_t seq,
                            char *out, size_t cap) {
+  /* W3C trace context: version 00, sampled. */
+  static const char head[] = "NATS/1.0\r\n" HDR_TRACE ": 00-";
   size_t n;
   int k;
   if (cap < 160)
     return 0;
-  /* W3C trace context: version 00, sampled. */
-  static const char head[] = "NATS/1.0\r\n" HDR_TRACE ": 00-";
   memcpy(out, head, sizeof head - 1);
   n = sizeof head - 1;
   hex(m->trace_id, 16, out + n);
