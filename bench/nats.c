@@ -13,6 +13,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +21,53 @@ extern char **environ;
 
 static char dir[] = "/tmp/myc_bench_nats_XXXXXX";
 static char server_url[64];
+static pid_t server;
+
+/* CPU seconds (user + system) of this process, of its waited-for
+ * children, and of the nats-server: a run's cost per message is their
+ * difference over the run, which the other jobs of a loaded machine do
+ * not change as they change wall-clock time. */
+static double cpu_of(int who) {
+  struct rusage ru;
+  getrusage(who, &ru);
+  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
+         (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+}
+
+static double cpu_server(void) {
+  char path[64], buf[1024], *p;
+  unsigned long ut = 0, st = 0;
+  FILE *f;
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)server);
+  if ((f = fopen(path, "r")) == NULL)
+    return 0;
+  p = fgets(buf, sizeof buf, f) ? strrchr(buf, ')') : NULL;
+  fclose(f);
+  /* after "(comm)": state and 10 more fields, then utime and stime */
+  if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+                                 "%*u %lu %lu", &ut, &st) != 2)
+    return 0;
+  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU microseconds per message of the two clients and of the server. */
+typedef struct {
+  double clients, server;
+} cpu_cost;
+
+static void cpu_start(double t[3]) {
+  t[0] = cpu_of(RUSAGE_SELF);
+  t[1] = cpu_of(RUSAGE_CHILDREN);
+  t[2] = cpu_server();
+}
+
+static cpu_cost cpu_end(const double t[3], uint64_t n) {
+  cpu_cost c;
+  c.clients = (cpu_of(RUSAGE_SELF) - t[0] + cpu_of(RUSAGE_CHILDREN) - t[1]) *
+              1e6 / (double)n;
+  c.server = (cpu_server() - t[2]) * 1e6 / (double)n;
+  return c;
+}
 
 static pid_t spawn_argv(char *const argv[]) {
   pid_t pid;
@@ -84,15 +132,17 @@ static int two_nodes(const char *amod, const char *bmod, const char *opts,
   return 0;
 }
 
-static double ours_once(uint64_t n, int size) {
+static double ours_once(uint64_t n, int size, cpu_cost *cpu) {
   char out[256], opts[96];
-  double got = 0, secs = 0;
+  double got = 0, secs = 0, t[3];
   FILE *f;
+  cpu_start(t);
   snprintf(out, sizeof out, "%s/result", dir);
   snprintf(opts, sizeof opts, "n = %llu, size = %d", (unsigned long long)n,
            size);
   if (two_nodes("link_producer.lua", "link_consumer.lua", opts, out) != 0)
     return 0;
+  *cpu = cpu_end(t, n);
   f = fopen(out, "r");
   if (f == NULL || fscanf(f, "%lf %lf", &got, &secs) != 2 ||
       got != (double)n || secs <= 0) {
@@ -136,10 +186,11 @@ static natsConnection *raw_connect(int asap) {
  * default buffered writes, a PING/PONG flush every 32768 as the window the
  * Lua producer keeps), a child reads them with a synchronous
  * subscription.  Messages per second, first to last message read. */
-static double raw_once(uint64_t n, int size) {
+static double raw_once(uint64_t n, int size, cpu_cost *cpu) {
   int fds[2];
   pid_t child;
-  double secs = 0;
+  double secs = 0, c0[3];
+  cpu_start(c0);
   if (pipe(fds) != 0)
     return 0;
   child = fork();
@@ -193,6 +244,7 @@ static double raw_once(uint64_t n, int size) {
   }
   close(fds[0]);
   waitpid(child, NULL, 0);
+  *cpu = cpu_end(c0, n);
   return secs > 0 ? (double)(n - 1) / secs : 0;
 }
 
@@ -282,6 +334,18 @@ static void report(const char *metric, double *runs, const char *note) {
   bench_report("nats", metric, bench_median(runs, BENCH_RUNS), "msg/s", text);
 }
 
+static void cpu_report(const char *metric, double *runs, const char *note) {
+  double lo = runs[0], hi = runs[0];
+  char text[200];
+  int r;
+  for (r = 1; r < BENCH_RUNS; r++) {
+    lo = runs[r] < lo ? runs[r] : lo;
+    hi = runs[r] > hi ? runs[r] : hi;
+  }
+  snprintf(text, sizeof text, "min %.2f max %.2f; %s", lo, hi, note);
+  bench_report("nats", metric, bench_median(runs, BENCH_RUNS), "us", text);
+}
+
 int bench_nats(void) {
   uint64_t n = (uint64_t)(1e6 * bench_scale());
   int rt = (int)(10000 * bench_scale());
@@ -289,7 +353,6 @@ int bench_nats(void) {
   static const int sizes[2] = {64, 1024};
   char port_s[16];
   char *argv[] = {"nats-server", "-a", "127.0.0.1", "-p", port_s, NULL};
-  pid_t server;
   if (mkdtemp(dir) == NULL)
     return 1;
   snprintf(port_s, sizeof port_s, "%d", port);
@@ -304,10 +367,17 @@ int bench_nats(void) {
   for (s = 0; s < 2; s++) {
     double ours[BENCH_RUNS], raw[BENCH_RUNS], p50 = 0, p99 = 0, rp50 = 0,
                                                rp99 = 0;
+    double cpu_ours[BENCH_RUNS], cpu_raw[BENCH_RUNS], srv_ours[BENCH_RUNS],
+        srv_raw[BENCH_RUNS];
     char metric[64], note[160];
     for (r = 0; r < BENCH_RUNS; r++) {
-      ours[r] = ours_once(n, sizes[s]);
-      raw[r] = raw_once(n, sizes[s]);
+      cpu_cost c = {0, 0};
+      ours[r] = ours_once(n, sizes[s], &c);
+      cpu_ours[r] = c.clients;
+      srv_ours[r] = c.server;
+      raw[r] = raw_once(n, sizes[s], &c);
+      cpu_raw[r] = c.clients;
+      srv_raw[r] = c.server;
     }
     snprintf(metric, sizeof metric, "lua_%dB", sizes[s]);
     report(metric, ours, "Lua -> Lua, 2 processes, 1 nats-server");
@@ -317,6 +387,20 @@ int bench_nats(void) {
     bench_report("nats", metric,
                  bench_median(ours, BENCH_RUNS) / bench_median(raw, BENCH_RUNS),
                  "x", "Lua over NATS / raw libnats throughput (medians)");
+    /* CPU per message: what a loaded machine does not distort. */
+    snprintf(metric, sizeof metric, "cpu_lua_%dB", sizes[s]);
+    cpu_report(metric, cpu_ours, "both engines, user+sys, per message");
+    snprintf(metric, sizeof metric, "cpu_raw_libnats_%dB", sizes[s]);
+    cpu_report(metric, cpu_raw, "publisher + subscriber, user+sys, per message");
+    snprintf(metric, sizeof metric, "cpu_ratio_%dB", sizes[s]);
+    bench_report("nats", metric,
+                 bench_median(cpu_ours, BENCH_RUNS) /
+                     bench_median(cpu_raw, BENCH_RUNS),
+                 "x", "client CPU per message, Lua over NATS / raw (medians)");
+    snprintf(metric, sizeof metric, "cpu_server_lua_%dB", sizes[s]);
+    cpu_report(metric, srv_ours, "nats-server, user+sys, per message");
+    snprintf(metric, sizeof metric, "cpu_server_raw_%dB", sizes[s]);
+    cpu_report(metric, srv_raw, "nats-server, user+sys, per message");
     if (ours_rtt(rt, sizes[s], &p50, &p99) != 0)
       p50 = p99 = 0, rc = 1;
     if (raw_rtt(rt, sizes[s], &rp50, &rp99) != 0)
@@ -344,6 +428,18 @@ int bench_nats(void) {
 }
 
 #else
+
+static void cpu_report(const char *metric, double *runs, const char *note) {
+  double lo = runs[0], hi = runs[0];
+  char text[200];
+  int r;
+  for (r = 1; r < BENCH_RUNS; r++) {
+    lo = runs[r] < lo ? runs[r] : lo;
+    hi = runs[r] > hi ? runs[r] : hi;
+  }
+  snprintf(text, sizeof text, "min %.2f max %.2f; %s", lo, hi, note);
+  bench_report("nats", metric, bench_median(runs, BENCH_RUNS), "us", text);
+}
 
 int bench_nats(void) {
   fprintf(stderr, "bench nats: built without NATS (libnats-dev)\n");

@@ -71,6 +71,7 @@ local NATS = {
   password = { kind = "text" },
   token = { kind = "string" },
   creds = { kind = "string" },
+  nkey = { kind = "string" },
   tls = { kind = "table", fields = {
     ca = { kind = "string" },
     cert = { kind = "string" },
@@ -484,9 +485,23 @@ local function check_link(file, dir, link)
   return link
 end
 
--- nats.publish: subscription patterns, as ctx:subscribe takes them.
-local function check_nats(file, nats)
+-- nats.publish: subscription patterns, as ctx:subscribe takes them;
+-- the credential and certificate files are taken from the config file's
+-- directory.
+local function check_nats(file, dir, nats)
   if nats == nil then return nil end
+  for _, k in ipairs { "creds", "nkey" } do
+    if nats[k] ~= nil then nats[k] = resolve_path(dir, nats[k]) end
+  end
+  if nats.tls ~= nil then
+    for _, k in ipairs { "ca", "cert", "key" } do
+      if nats.tls[k] ~= nil then nats.tls[k] = resolve_path(dir, nats.tls[k]) end
+    end
+  end
+  if nats.creds ~= nil and nats.nkey ~= nil then
+    error(format("%s: 'nats.creds' and 'nats.nkey' are exclusive: a .creds file "
+                 .. "carries its own NKey seed", file), 0)
+  end
   for i, p in ipairs(nats.publish or {}) do
     if type(p) ~= "string" or not (p == "*" or p:match("^[%w_:/%-]+[%w_:/%.%-]*$")
                                     or p:match("^[%w_:/%-][%w_:/%.%-]*%.%*$")) then
@@ -533,7 +548,7 @@ function M.normalise(file, t, dir, extra)
     listen = check_links(file, dir, "listen", out.listen),
     connect = check_links(file, dir, "connect", out.connect),
     link = check_link(file, dir, out.link or {}),
-    nats = check_nats(file, out.nats),
+    nats = check_nats(file, dir, out.nats),
     metrics = out.metrics,
     tracing = check_tracing(file, out.tracing),
     warnings = warnings,

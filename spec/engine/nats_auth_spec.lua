@@ -7,11 +7,17 @@
 --     exchange messages, without them the engine says what to give;
 --   * user and password, then a token: the right ones link two engines,
 --     wrong ones are refused with an error naming the URL and the keys to
---     fix.  Refused engines keep running and stop cleanly.
+--     fix.  Refused engines keep running and stop cleanly;
+--   * an NKey user (keys made at test time, support/nkey.lua): its seed
+--     file in nats.nkey, relative to the config's directory, links two
+--     engines; another user's seed is refused with an error naming
+--     nats.nkey, the file and its public key; a file without a seed stops
+--     the engine from starting.
 local cli = require "support.cli"
 local proc = require "support.proc"
 local certs = require "support.certs"
 local nats_cluster = require "support.nats_cluster"
+local nkey = require "support.nkey"
 
 local bin = cli.bin
 
@@ -206,6 +212,53 @@ authorization {
     it("is refused with a wrong one, or none", function()
       refused(dir, server.urls[1], 'token = "wrong"', "nats.token")
       refused(dir, server.urls[1], "", "the server refused the credentials")
+    end)
+  end)
+
+  describe("against a server that lists an NKey user", function()
+    local server, public
+    setup(function()
+      local seed, other
+      seed, public = nkey.user(dir.path)
+      other = nkey.user(dir.path)
+      dir:write("user.nk", seed .. "\n")
+      dir:write("other.nk", other .. "\n")
+      server = nats_cluster.start(1, { conf = string.format([[
+authorization {
+  users = [ { nkey: %q } ]
+}]], public) })
+    end)
+    teardown(function() server:stop() end)
+
+    it("exchanges messages with its seed in nats.nkey (relative to the config)", function()
+      exchange(dir, server.urls[1], 'nkey = "user.nk"')
+    end)
+
+    it("is refused, naming nats.nkey, the file and its key, with another seed", function()
+      local out = refused(dir, server.urls[1], 'nkey = "other.nk"',
+                          "the server refused the credentials")
+      assert.matches("ERROR [^\n]*nats: " .. server.urls[1]:gsub("%p", "%%%0")
+                     .. ": the server refused the credentials %([^\n]*%): check nats%.nkey: "
+                     .. "the seed in " .. (dir.path .. "/other.nk"):gsub("%p", "%%%0")
+                     .. " is of user U[A-Z2-7]+, which the server does not list", out)
+      assert.is_nil(out:find(public, 1, true))
+    end)
+
+    it("does not start with a file that holds no seed", function()
+      dir:write("bad.nk", "not a seed\n")
+      local cfg = dir:write("bad.lua", string.format([[
+return { node = "x", connect = { %q }, nats = { nkey = "bad.nk" },
+         services = { { name = "consumer", module = "consumer.lua" } } }]], server.urls[1]))
+      local rc, out, err = dir:mycelium("run " .. cfg, 10)
+      assert.are_not.equal(0, rc)
+      assert.matches("nats%.nkey: " .. (dir.path .. "/bad.nk"):gsub("%p", "%%%0")
+                     .. " holds no user NKey seed", out .. err)
+      cfg = dir:write("both.lua", string.format([[
+return { node = "x", connect = { %q }, nats = { nkey = "user.nk", creds = "user.creds" },
+         services = { { name = "consumer", module = "consumer.lua" } } }]], server.urls[1]))
+      rc, out, err = dir:mycelium("run " .. cfg, 10)
+      assert.are_not.equal(0, rc)
+      assert.matches("'nats%.creds' and 'nats%.nkey' are exclusive", out .. err)
     end)
   end)
 end)

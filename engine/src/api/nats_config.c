@@ -58,6 +58,7 @@ static int read_nats(lua_State *L, int nt, myc__nats_config *c, char *err,
                errlen);
   rc |= str_to(L, nt, "token", c->token, sizeof c->token, err, errlen);
   rc |= str_to(L, nt, "creds", c->creds, sizeof c->creds, err, errlen);
+  rc |= str_to(L, nt, "nkey", c->nkey, sizeof c->nkey, err, errlen);
   if (rc != 0)
     return MYC_ECONFIG;
   c->randomize = bool_to(L, nt, "randomize", c->randomize);

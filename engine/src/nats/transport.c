@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/rng.h"
 #include "link/wire.h"
+#include "nats/nkey.h"
 #include "nats/seqmap.h"
 #include "runtime/emit.h"
 
@@ -46,6 +47,30 @@ typedef struct {
   natsSubscription *sub;
 } nsub;
 
+/* What check_seq() kept of the last (publisher, subject) it saw. */
+typedef struct {
+  char key[17 + MYC_NATS_SUBJECT_MAX];
+  size_t len;
+  uint64_t *last;    /* the pair's last number (in_seq) */
+  const void *slots; /* in_seq's table when 'last' was found */
+} seqcache;
+
+/* What deliver() kept of the last topic it delivered on. */
+typedef struct {
+  char name[256];
+  size_t len;
+  int64_t id;
+} topiccache;
+
+/* What publish_one() kept of the last topic it published on. */
+typedef struct {
+  char topic[256];
+  size_t topic_len;
+  char subject[MYC_NATS_SUBJECT_MAX];
+  uint64_t *next;     /* the topic's sequence counter (out_seq) */
+  const void *slots;  /* out_seq's table when 'next' was found */
+} pubcache;
+
 struct myc__nats {
   myc_engine *e;
   myc__nats_config cfg;
@@ -74,6 +99,7 @@ struct myc__nats {
                     uint16_t type, const void *data, size_t len, int failed);
   void *next_reply_ud;
   uint64_t pubid; /* this engine's id in the sequence headers */
+  char nkey_pub[MYC_NATS_NKEY_PUB]; /* nats.nkey's public key */
   /* subscriptions, the thread's */
   nsub *subs;
   uint32_t nsubs, capsubs;
@@ -81,6 +107,11 @@ struct myc__nats {
   struct taken_s *taken; /* a drain's messages */
   uint32_t ntaken_cap;
   myc__seqmap out_seq, in_seq;
+  pubcache pc;
+  seqcache rc;
+  topiccache tc;
+  char *pubbuf; /* a message's header block and payload, being published */
+  size_t pubcap;
   char pubid_hex[17];
   /* the queue: appended by the worker of "_nats", taken by the thread */
   uv_mutex_t lock;
@@ -90,6 +121,11 @@ struct myc__nats {
   myc_buf **w; /* the batch the thread publishes */
   uint32_t wcap;
   myc__chain *chains; /* per worker: buffers going back to its pool */
+  /* the worker of "_nats": its batch's messages, until the batch's last */
+  myc_buf *pend[MYC_BATCH];
+  uint32_t npend;
+  /* the thread: what a drain delivers, handed to the workers at its end */
+  myc__host_stage hs;
   /* under lock */
   int state;
   /* libnats calls on_closed from its own callback thread, after
@@ -102,6 +138,36 @@ struct myc__nats {
   myc__nats_stats st;
   uint64_t errlog[8];
 };
+
+/* libnats' constructor of a message from received bytes (its src/msg.h,
+ * the same from 2.2 to 3.x and exported by the library): with 'hdrLen'
+ * the first bytes of 'buf' are a header block that publishing sends as it
+ * is.  natsMsg_Create and natsMsgHeader_Set would build a hash table of
+ * the headers for every message, and encode it again. */
+natsStatus natsMsg_create(natsMsg **newMsg, const char *subject, int subjLen,
+                          const char *reply, int replyLen, const char *buf,
+                          int bufLen, int hdrLen);
+#if NATS_VERSION_MAJOR != 3 && NATS_VERSION_MAJOR != 2
+#error "nats/transport.c relies on libnats 2.x/3.x's natsMsg (see msg_free)"
+#endif
+
+/* The first member of libnats' natsMsg (its src/gc.h natsGCItem, what
+ * natsMsg_Destroy casts a message to). */
+typedef struct {
+  void *next;
+  void (*free_cb)(void *);
+} gc_item;
+
+/* Frees 'msg' on this thread.  natsMsg_Destroy hands every message that
+ * has a collection callback to libnats' garbage-collector thread: a
+ * lock, a wake-up and a free from another thread's arena per message,
+ * the most frequent system call of a busy NATS thread.  Without the
+ * callback it frees the message at once. */
+static void msg_free(natsMsg *msg) {
+  if (msg != NULL)
+    ((gc_item *)(void *)msg)->free_cb = NULL;
+  natsMsg_Destroy(msg);
+}
 
 /* ---- small helpers ------------------------------------------------------ */
 
@@ -149,36 +215,57 @@ static void hex(const uint8_t *p, size_t n, char *out) {
 
 /* ---- the worker side: "_nats" hands messages to the thread -------------- */
 
+/* Queues the messages the worker of "_nats" set aside in this batch:
+ * one lock and at most one wake of the NATS thread per batch. */
+static void hand_over(myc__nats *N) {
+  uint32_t i, full = 0, shut = 0;
+  int wake = 0;
+  uv_mutex_lock(&N->lock);
+  if (N->stopping) {
+    shut = N->npend;
+  } else {
+    for (i = 0; i < N->npend; i++) {
+      myc_buf *b = N->pend[i];
+      if (N->st.queued >= N->cfg.queue_msgs ||
+          N->st.queued_bytes + b->hdr.frame_len > N->cfg.queue_bytes ||
+          grow(A(N), (void **)&N->q, &N->qcap, sizeof *N->q, N->qn + 1) !=
+              0) {
+        full++;
+        continue;
+      }
+      if (!b->shared)
+        b->shared = 1;
+      myc__buf_ref(b, 1);
+      wake |= N->qn == 0;
+      N->q[N->qn++] = b;
+      N->st.queued++;
+      N->st.queued_bytes += b->hdr.frame_len;
+    }
+  }
+  N->st.dropped_queue_full += full;
+  N->st.dropped_shutdown += shut;
+  uv_mutex_unlock(&N->lock);
+  N->npend = 0;
+  /* One wake per batch the thread has not taken yet. */
+  if (wake)
+    uv_async_send(&N->wake);
+}
+
+/* The callback of "_nats", on its worker, once per message of a batch
+ * (dispatch runs a C service's batch to its end): the message is set
+ * aside, and the batch's last one hands them all over. */
 static void on_message(void *ud, const myc_message *m) {
   myc__nats *N = ud;
   myc_service *s = N->svc;
   myc_buf *b = s->view.batch[s->view.cursor];
-  int wake = 0;
   (void)m;
+  if (N->npend == MYC_BATCH)
+    hand_over(N);
   /* One hop: what came in from NATS (or a link) is not published again. */
-  if (b->hdr.flags & MYC_FRAME_REMOTE)
-    return;
-  uv_mutex_lock(&N->lock);
-  if (N->stopping) {
-    N->st.dropped_shutdown++;
-  } else if (N->st.queued >= N->cfg.queue_msgs ||
-             N->st.queued_bytes + b->hdr.frame_len > N->cfg.queue_bytes ||
-             grow(A(N), (void **)&N->q, &N->qcap, sizeof *N->q, N->qn + 1) !=
-                 0) {
-    N->st.dropped_queue_full++;
-  } else {
-    if (!b->shared)
-      b->shared = 1;
-    myc__buf_ref(b, 1);
-    wake = N->qn == 0;
-    N->q[N->qn++] = b;
-    N->st.queued++;
-    N->st.queued_bytes += b->hdr.frame_len;
-  }
-  uv_mutex_unlock(&N->lock);
-  /* One wake per batch the thread has not taken yet. */
-  if (wake)
-    uv_async_send(&N->wake);
+  if (!(b->hdr.flags & MYC_FRAME_REMOTE))
+    N->pend[N->npend++] = b;
+  if ((uint32_t)s->view.cursor + 1 >= s->view.batch_n && N->npend > 0)
+    hand_over(N);
 }
 
 /* ---- publishing --------------------------------------------------------- */
@@ -220,20 +307,79 @@ static int reply_subject(myc__nats *N, myc_buf *b, const myc__wire_msg *m,
   return 0;
 }
 
-/* The subject of local message 'b' (a reply: the subject its request
- * named, kept after the frame), its reply subject for a request. */
-static int subjects_of(myc__nats *N, myc_buf *b, const myc__wire_msg *m,
-                       char *subject, char *reply, size_t len) {
-  reply[0] = '\0';
-  if (m->req_flags & MYC_FRAME_REPLY) {
-    snprintf(subject, len, "%s", (const char *)&b->hdr + b->hdr.frame_len);
+/* The header block of a message as NATS sends it ("NATS/1.0", one
+ * "key: value" line per header, an empty line), written here rather than
+ * through natsMsgHeader_Set, which builds a hash table per message.
+ * Returns its length, or 0 when it does not fit in 'cap'. */
+static size_t header_block(myc__nats *N, const myc__wire_msg *m, uint64_t seq,
+                           char *out, size_t cap) {
+  /* W3C trace context: version 00, sampled. */
+  static const char head[] = "NATS/1.0\r\n" HDR_TRACE ": 00-";
+  size_t n;
+  int k;
+  if (cap < 160)
     return 0;
+  memcpy(out, head, sizeof head - 1);
+  n = sizeof head - 1;
+  hex(m->trace_id, 16, out + n);
+  n += 32;
+  out[n++] = '-';
+  hex(m->span_id, 8, out + n);
+  n += 16;
+  memcpy(out + n, "-01\r\n", 5);
+  n += 5;
+  if (seq != 0) {
+    /* "Myc-Seq: <publisher id>-<n>", without printf's per-call cost */
+    static const char key[] = HDR_SEQ ": ";
+    char digits[20];
+    int nd = 0;
+    memcpy(out + n, key, sizeof key - 1);
+    n += sizeof key - 1;
+    memcpy(out + n, N->pubid_hex, 16);
+    n += 16;
+    out[n++] = '-';
+    do
+      digits[nd++] = (char)('0' + seq % 10);
+    while ((seq /= 10) != 0);
+    while (nd > 0)
+      out[n++] = digits[--nd];
+    out[n++] = '\r';
+    out[n++] = '\n';
   }
-  if (myc__nats_subject(N->cfg.prefix, (const char *)m->topic, m->topic_len,
-                        0, subject, len) < 0)
-    return -1;
-  if (m->req_flags & MYC_FRAME_REQUEST)
-    return reply_subject(N, b, m, reply, len);
+  if (m->kind == MYC_KIND_TYPED && N->e->contracts != NULL) {
+    const myc_contract_type *t =
+        myc_contract_type_by_tag(N->e->contracts, m->type);
+    if (t != NULL) {
+      k = snprintf(out + n, cap - n, HDR_SCHEMA ": %s\r\n",
+                   myc_contract_type_digest(t));
+      if (k < 0 || (size_t)k >= cap - n)
+        return 0;
+      n += (size_t)k;
+    }
+  }
+  if (n + 2 > cap)
+    return 0;
+  memcpy(out + n, "\r\n", 2);
+  return n + 2;
+}
+
+/* The subject and the sequence counter of a topic, as the last message
+ * on it found them: a run of messages on one topic maps it once. */
+static int topic_of(myc__nats *N, const myc__wire_msg *m, const char **subject,
+                    uint64_t **next) {
+  pubcache *c = &N->pc;
+  if (c->slots != N->out_seq.slots || c->topic_len != m->topic_len ||
+      memcmp(c->topic, m->topic, m->topic_len) != 0) {
+    if (myc__nats_subject(N->cfg.prefix, (const char *)m->topic, m->topic_len,
+                          0, c->subject, sizeof c->subject) < 0)
+      return -1;
+    c->next = myc__seqmap_at(&N->out_seq, m->topic, m->topic_len);
+    memcpy(c->topic, m->topic, m->topic_len);
+    c->topic_len = m->topic_len;
+    c->slots = N->out_seq.slots;
+  }
+  *subject = c->subject;
+  *next = c->next;
   return 0;
 }
 
@@ -244,46 +390,48 @@ static int subjects_of(myc__nats *N, myc_buf *b, const myc__wire_msg *m,
  * subject of its own).  Returns 0 or a libnats status. */
 static natsStatus publish_one(myc__nats *N, myc_buf *b) {
   const uint8_t *body = (const uint8_t *)&b->hdr;
-  char subject[MYC_NATS_SUBJECT_MAX], reply[MYC_NATS_SUBJECT_MAX], tp[64],
-      seq[64];
-  const char *why;
+  char reply[MYC_NATS_SUBJECT_MAX];
+  const char *subject, *why;
   myc__wire_msg m;
   natsMsg *msg = NULL;
   natsStatus s;
   uint64_t *next = NULL;
-  if (myc__wire_msg_decode(body, b->hdr.frame_len, &m, &why) != 0 ||
-      subjects_of(N, b, &m, subject, reply, sizeof subject) != 0)
+  size_t hl, need;
+  if (myc__wire_msg_decode(body, b->hdr.frame_len, &m, &why) != 0)
     return NATS_INVALID_ARG; /* our own frames: cannot happen */
-  s = natsMsg_Create(&msg, subject, reply[0] ? reply : NULL,
-                     (const char *)body, (int)b->hdr.frame_len);
+  reply[0] = '\0';
+  if (m.req_flags & MYC_FRAME_REPLY) {
+    subject = (const char *)body + b->hdr.frame_len;
+  } else if (topic_of(N, &m, &subject, &next) != 0 ||
+             ((m.req_flags & MYC_FRAME_REQUEST) &&
+              reply_subject(N, b, &m, reply, sizeof reply) != 0)) {
+    return NATS_INVALID_ARG;
+  }
+  need = 512 + b->hdr.frame_len;
+  if (need > N->pubcap) {
+    char *p = myc__realloc(A(N), N->pubbuf, N->pubcap, need * 2);
+    if (p == NULL)
+      return NATS_NO_MEMORY;
+    N->pubbuf = p;
+    N->pubcap = need * 2;
+  }
+  hl = header_block(N, &m, next != NULL ? *next + 1 : 0, N->pubbuf, 512);
+  if (hl == 0)
+    return NATS_INVALID_ARG;
+  memcpy(N->pubbuf + hl, body, b->hdr.frame_len);
+  /* The block goes out as it is: libnats sends a message it made from
+   * received bytes without lifting its headers. */
+  s = natsMsg_create(&msg, subject, (int)strlen(subject),
+                     reply[0] ? reply : NULL, (int)strlen(reply), N->pubbuf,
+                     (int)(hl + b->hdr.frame_len), (int)hl);
   if (s != NATS_OK)
     return s;
-  /* W3C trace context: version 00, sampled. */
-  memcpy(tp, "00-", 3);
-  hex(m.trace_id, 16, tp + 3);
-  tp[35] = '-';
-  hex(m.span_id, 8, tp + 36);
-  memcpy(tp + 52, "-01", 4);
-  s = natsMsgHeader_Set(msg, HDR_TRACE, tp);
-  if (!(m.req_flags & MYC_FRAME_REPLY))
-    next = myc__seqmap_at(&N->out_seq, m.topic, m.topic_len);
-  if (s == NATS_OK && next != NULL) {
-    snprintf(seq, sizeof seq, "%s-%" PRIu64, N->pubid_hex, ++*next);
-    s = natsMsgHeader_Set(msg, HDR_SEQ, seq);
-  }
-  if (s == NATS_OK && m.kind == MYC_KIND_TYPED && N->e->contracts != NULL) {
-    const myc_contract_type *t =
-        myc_contract_type_by_tag(N->e->contracts, m.type);
-    if (t != NULL)
-      s = natsMsgHeader_Set(msg, HDR_SCHEMA, myc_contract_type_digest(t));
-  }
-  if (s == NATS_OK)
-    s = natsConnection_PublishMsg(N->nc, msg);
+  s = natsConnection_PublishMsg(N->nc, msg);
   /* Not sent: no number taken, so receivers see no gap for what the
    * sender already counts as dropped. */
-  if (s != NATS_OK && next != NULL && *next > 0)
-    --*next;
-  natsMsg_Destroy(msg);
+  if (s == NATS_OK && next != NULL)
+    ++*next;
+  msg_free(msg);
   return s;
 }
 
@@ -408,25 +556,78 @@ typedef struct {
   uint64_t in, bytes, lost, dup, schema, unknown, errors, no_responders;
 } rx;
 
+/* The value of header 'key' of received message 'msg' ('*len' bytes, not
+ * NUL-terminated), or NULL.  libnats (2.2 to 3.x) keeps a received
+ * message's subject, reply, header block and payload in one allocation,
+ * in that order, each followed by a NUL, and leaves the block as it came
+ * until a header is first asked for, when it builds a hash table of them
+ * all: the block is read in place instead.  One that is not found there,
+ * whole ("NATS/1.0" ... an empty line, then the payload), is asked of
+ * natsMsgHeader_Get. */
+static const char *header(natsMsg *msg, const char *key, size_t *len) {
+  const char *data = natsMsg_GetData(msg), *reply = natsMsg_GetReply(msg);
+  const char *subject = natsMsg_GetSubject(msg), *p, *end, *v = NULL;
+  size_t klen = strlen(key);
+  uintptr_t from, to;
+  p = reply != NULL ? reply + strlen(reply) + 1 : subject + strlen(subject) + 1;
+  from = (uintptr_t)p;
+  to = (uintptr_t)data;
+  if (data == NULL || to < from + 13 || to - from > 65536 || data[-1] != '\0' ||
+      memcmp(p, "NATS/1.0", 8) != 0 || memcmp(data - 5, "\r\n\r\n", 4) != 0) {
+    if (natsMsgHeader_Get(msg, key, &v) != NATS_OK || v == NULL)
+      return NULL;
+    *len = strlen(v);
+    return v;
+  }
+  end = data - 3; /* the last line's CR LF */
+  for (p = memchr(p, '\n', (size_t)(end - p)); p != NULL && p < end;
+       p = memchr(p, '\n', (size_t)(end - p))) {
+    const char *e;
+    p++;
+    if ((size_t)(end - p) <= klen || memcmp(p, key, klen) != 0 ||
+        p[klen] != ':')
+      continue;
+    p += klen + 1;
+    while (p < end && (*p == ' ' || *p == '\t'))
+      p++;
+    e = memchr(p, '\r', (size_t)(end - p));
+    if (e == NULL)
+      return NULL;
+    while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+      e--;
+    *len = (size_t)(e - p);
+    return p;
+  }
+  return NULL;
+}
+
 /* Checks the sequence header against the last number seen from the same
  * publisher on the same subject: returns 0 to deliver, -1 for a repeat.
  * A jump counts what was skipped as lost (minus, at read time, what
  * libnats dropped itself: see myc__nats_stats_get). */
 static int check_seq(myc__nats *N, natsMsg *msg, rx *r) {
-  const char *v = NULL, *dash;
-  char key[17 + MYC_NATS_SUBJECT_MAX];
-  const char *subject = natsMsg_GetSubject(msg);
-  uint64_t n, *last;
-  size_t slen = strlen(subject);
-  if (natsMsgHeader_Get(msg, HDR_SEQ, &v) != NATS_OK || v == NULL ||
-      (dash = strchr(v, '-')) == NULL || dash - v != 16 ||
+  const char *v, *subject = natsMsg_GetSubject(msg);
+  size_t vlen = 0, slen = strlen(subject), i;
+  seqcache *c = &N->rc;
+  uint64_t n = 0, *last;
+  v = header(msg, HDR_SEQ, &vlen);
+  if (v == NULL || vlen < 18 || vlen > 16 + 1 + 20 || v[16] != '-' ||
       slen >= MYC_NATS_SUBJECT_MAX)
     return 0; /* no sequence: nothing to compare */
-  n = strtoull(dash + 1, NULL, 10);
-  memcpy(key, v, 16);
-  key[16] = '/';
-  memcpy(key + 17, subject, slen);
-  last = myc__seqmap_at(&N->in_seq, key, 17 + slen);
+  for (i = 17; i < vlen && v[i] >= '0' && v[i] <= '9'; i++)
+    n = n * 10 + (uint64_t)(v[i] - '0');
+  /* A run of messages from one publisher on one subject finds its
+   * counter once. */
+  if (c->slots != N->in_seq.slots || c->len != 17 + slen ||
+      memcmp(c->key, v, 16) != 0 || memcmp(c->key + 17, subject, slen) != 0) {
+    memcpy(c->key, v, 16);
+    c->key[16] = '/';
+    memcpy(c->key + 17, subject, slen);
+    c->len = 17 + slen;
+    c->last = myc__seqmap_at(&N->in_seq, c->key, c->len);
+    c->slots = N->in_seq.slots;
+  }
+  last = c->last;
   if (last == NULL)
     return 0;
   if (*last != 0 && n <= *last) {
@@ -446,7 +647,8 @@ static int check_seq(myc__nats *N, natsMsg *msg, rx *r) {
 static int check_schema(myc__nats *N, natsMsg *msg, const myc__wire_msg *m,
                         rx *r) {
   const myc_contract_type *t;
-  const char *theirs = NULL, *ours;
+  const char *theirs, *ours;
+  size_t tlen = 0;
   if (m->kind != MYC_KIND_TYPED)
     return 0;
   t = N->e->contracts ? myc_contract_type_by_tag(N->e->contracts, m->type)
@@ -461,27 +663,44 @@ static int check_schema(myc__nats *N, natsMsg *msg, const myc__wire_msg *m,
     return -1;
   }
   ours = myc_contract_type_digest(t);
-  if (natsMsgHeader_Get(msg, HDR_SCHEMA, &theirs) == NATS_OK &&
-      theirs != NULL && strcmp(theirs, ours) == 0)
+  theirs = header(msg, HDR_SCHEMA, &tlen);
+  if (theirs != NULL && tlen == strlen(ours) && memcmp(theirs, ours, tlen) == 0)
     return 0;
   r->schema++;
   if (N->cfg.schema_fail || errlog_due(N, 2))
     logf_(N, N->cfg.schema_fail ? MYC_LOG_ERROR : MYC_LOG_WARN,
           "nats: type %s (tag %u) on '%s' differs: digest %.16s... here, "
-          "%.16s... at the sender; %s",
+          "%.*s... at the sender; %s",
           myc_contract_type_name(t), (unsigned)m->type,
-          natsMsg_GetSubject(msg), ours, theirs ? theirs : "(none)",
+          natsMsg_GetSubject(msg), ours, theirs ? (int)(tlen < 16 ? tlen : 16) : 6,
+          theirs ? theirs : "(none)",
           N->cfg.schema_fail ? "closing the NATS connection "
                                "(nats.schema_mismatch = \"fail\")"
                              : "dropped (schema_mismatch)");
   return -1;
 }
 
+/* The id of topic 'name', as the last message on it found it: a run of
+ * messages on one topic looks it up once (topics are never removed). */
+static int64_t resolve(myc__nats *N, const char *name, size_t len) {
+  topiccache *c = &N->tc;
+  int64_t id;
+  if (c->len > 0 && c->len == len && memcmp(c->name, name, len) == 0)
+    return c->id;
+  id = myc__topics_resolve(&N->e->topics, name, len);
+  if (id > 0 && len <= sizeof c->name) {
+    memcpy(c->name, name, len);
+    c->len = len;
+    c->id = id;
+  }
+  return id;
+}
+
 /* Delivers a checked message into the engine with the sender's trace
  * context, marked remote. */
 static void deliver(myc__nats *N, const myc__wire_msg *m) {
   myc_engine *e = N->e;
-  int64_t id = myc__topics_resolve(&e->topics, m->topic, m->topic_len);
+  int64_t id = resolve(N, m->topic, m->topic_len);
   myc__topic *t;
   myc_buf *b;
   if (id < 0)
@@ -503,7 +722,7 @@ static void deliver(myc__nats *N, const myc__wire_msg *m) {
   b->hdr.seq = m->seq;
   b->hdr.ts_ns = m->ts_ns;
   b->hdr.flags = MYC_FRAME_REMOTE;
-  myc__deliver(&e->topics, &e->sched, NULL, b);
+  myc__deliver_staged(&e->topics, &e->sched, &N->hs, b);
 }
 
 /* Delivers a request from another engine: its source becomes
@@ -541,7 +760,7 @@ static int deliver_request(myc__nats *N, const myc__wire_msg *m,
   b->hdr.seq = m->seq;
   b->hdr.ts_ns = m->ts_ns;
   b->hdr.flags = MYC_FRAME_REQUEST | MYC_FRAME_NATS | MYC_FRAME_REMOTE;
-  myc__deliver(&e->topics, &e->sched, NULL, b);
+  myc__deliver_staged(&e->topics, &e->sched, &N->hs, b);
   return 0;
 }
 
@@ -734,13 +953,14 @@ static int by_producer(const void *x, const void *y) {
 /* The ordering key of 'msg': left without one (kept where it came) when
  * it has no sequence header or is no frame; receive() judges it. */
 static void key_of(taken *t) {
-  const char *v = NULL;
+  const char *v;
+  size_t vlen = 0;
   const uint8_t *d = (const uint8_t *)natsMsg_GetData(t->msg);
   int len = natsMsg_GetDataLength(t->msg);
   uint32_t plen, tlen;
   t->pub = NULL;
-  if (natsMsgHeader_Get(t->msg, HDR_SEQ, &v) != NATS_OK || v == NULL ||
-      strlen(v) < 17 || len < 64)
+  v = header(t->msg, HDR_SEQ, &vlen);
+  if (v == NULL || vlen < 17 || len < 64)
     return;
   memcpy(&t->seq, d + 40, 8);
   memcpy(&plen, d + 56, 4);
@@ -775,7 +995,7 @@ static void on_drain(uv_check_t *h) {
         break;
       if (grow(A(N), (void **)&N->taken, &N->ntaken_cap, sizeof *N->taken,
                n + 1) != 0) {
-        natsMsg_Destroy(msg);
+        msg_free(msg);
         logf_(N, MYC_LOG_ERROR, "nats: out of memory taking messages");
         break;
       }
@@ -795,8 +1015,11 @@ static void on_drain(uv_check_t *h) {
   for (i = 0; i < n; i++) {
     if (!fail)
       fail = receive(N, N->taken[i].msg, &r) != 0;
-    natsMsg_Destroy(N->taken[i].msg);
+    msg_free(N->taken[i].msg);
   }
+  /* The drain's messages go to the workers now: one lock and at most one
+   * wake per worker. */
+  myc__host_flush(&N->hs);
   uv_mutex_lock(&N->lock);
   N->st.msgs_in += r.in;
   N->st.bytes_in += r.bytes;
@@ -1133,6 +1356,12 @@ static void connect_failed(myc__nats *N, natsStatus s) {
           "(the CA that signed the server's certificate) and that the "
           "certificate names the URL's host; retrying every %.0f ms",
           url, more, detail, wait);
+  else if ((s == NATS_NOT_PERMITTED || strstr(detail, "Violation") != NULL) &&
+           N->cfg.nkey[0])
+    logf_(N, MYC_LOG_ERROR, "nats: %s%s: the server refused the credentials "
+          "(%s): check nats.nkey: the seed in %s is of user %s, which the "
+          "server does not list; retrying every %.0f ms",
+          url, more, detail, N->cfg.nkey, N->nkey_pub, wait);
   else if (s == NATS_NOT_PERMITTED || strstr(detail, "Violation") != NULL)
     logf_(N, MYC_LOG_ERROR, "nats: %s%s: the server refused the credentials "
           "(%s): check nats.user and nats.password, nats.token or nats.creds "
@@ -1222,6 +1451,9 @@ static natsStatus make_options(myc__nats *N) {
     s = natsOptions_SetToken(o, c->token);
   if (s == NATS_OK && c->creds[0])
     s = natsOptions_SetUserCredentialsFromFiles(o, c->creds, NULL);
+  /* libnats reads the seed from the file again at each connect. */
+  if (s == NATS_OK && c->nkey[0])
+    s = natsOptions_SetNKeyFromSeed(o, N->nkey_pub, c->nkey);
   if (s == NATS_OK && (c->tls || c->tls_ca[0] || c->tls_cert[0]))
     s = natsOptions_SetSecure(o, true);
   if (s == NATS_OK && c->tls_ca[0])
@@ -1281,7 +1513,7 @@ static int nats_start(void *ud, char *err, size_t errlen) {
   }
   natsLibuv_Init();
   N->chains = myc__calloc(A(N), N->e->sched.nworkers * sizeof *N->chains + 1);
-  if (N->chains == NULL)
+  if (N->chains == NULL || myc__host_stage_init(&N->hs, &N->e->sched) != 0)
     return MYC_ENOMEM;
   if ((rc = uv_loop_init(&N->loop)) != 0) {
     snprintf(err, errlen, "nats: cannot make a loop: %s", uv_strerror(rc));
@@ -1344,12 +1576,14 @@ static void nats_free(void *ud) {
   nats_quiesce(N);
   if (N->opts != NULL)
     natsOptions_Destroy(N->opts);
+  myc__host_stage_free(&N->hs);
   myc__seqmap_free(&N->out_seq);
   myc__seqmap_free(&N->in_seq);
   myc__free(A(N), N->subs, (size_t)N->capsubs * sizeof *N->subs);
   myc__free(A(N), N->taken, (size_t)N->ntaken_cap * sizeof *N->taken);
   myc__free(A(N), N->q, (size_t)N->qcap * sizeof *N->q);
   myc__free(A(N), N->w, (size_t)N->wcap * sizeof *N->w);
+  myc__free(A(N), N->pubbuf, N->pubcap);
   if (N->chains != NULL)
     myc__free(A(N), N->chains,
               N->e->sched.nworkers * sizeof *N->chains + 1);
@@ -1405,6 +1639,8 @@ const char *myc__nats_config_check(const myc__nats_config *c) {
     return "nats.reconnect_buffer_bytes must not be negative";
   if (c->tls_key[0] && !c->tls_cert[0])
     return "nats.tls.key needs nats.tls.cert";
+  if (c->creds[0] && c->nkey[0])
+    return "nats.creds and nats.nkey are exclusive";
   return NULL;
 }
 
@@ -1435,6 +1671,11 @@ int myc__nats_attach(myc_engine *e, const myc__nats_config *c,
   N = myc__calloc(&e->alloc, sizeof *N);
   if (N == NULL)
     return MYC_ENOMEM;
+  if (c->nkey[0] && (rc = myc__nats_nkey_public(&e->alloc, c->nkey,
+                                                N->nkey_pub, err, errlen)) != 0) {
+    myc__free(&e->alloc, N, sizeof *N);
+    return rc;
+  }
   N->e = e;
   N->cfg = *c;
   if (uv_mutex_init(&N->lock) != 0) {

@@ -36,6 +36,7 @@ typedef struct {
   char name[128];          /* the connection's name (server monitoring) */
   char user[256], password[256], token[256];
   char creds[MYC_NATS_PATH_MAX];       /* a .creds file (JWT + nkey seed) */
+  char nkey[MYC_NATS_PATH_MAX];        /* a user NKey seed file */
   char tls_ca[MYC_NATS_PATH_MAX], tls_cert[MYC_NATS_PATH_MAX],
       tls_key[MYC_NATS_PATH_MAX];
   int tls;                 /* require TLS (also implied by tls:// URLs) */
