@@ -27,7 +27,7 @@ typedef struct {
 
 typedef struct {
   entry *items;
-  size_t n;       /* prepared: loaders take [0, n) */
+  size_t n; /* prepared: loaders take [0, n) */
   _Atomic size_t next;
   uv_mutex_t lock; /* guards first, err */
   size_t first;    /* index of the first failure so far, or SIZE_MAX */
@@ -133,13 +133,11 @@ static size_t prepare_all(myc_engine *e, const myc_service_config *scs,
     int rc = myc__engine_check_new(e, scs[i].name, scs[i].worker, &w, err,
                                    sizeof err, 0);
     if (rc == 0 && seen_before(scs, seen, cap, i)) {
-      snprintf(err, sizeof err, "service '%s' is defined twice",
-               scs[i].name);
+      snprintf(err, sizeof err, "service '%s' is defined twice", scs[i].name);
       rc = MYC_EEXIST;
     }
     if (rc == 0)
-      rc = myc__service_prepare(e, &scs[i], w, &b->items[i].s, err,
-                                sizeof err);
+      rc = myc__service_prepare(e, &scs[i], w, &b->items[i].s, err, sizeof err);
     if (rc != 0) {
       fail(b, i, rc, err);
       break;
