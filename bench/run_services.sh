@@ -2,7 +2,9 @@
 # run_services.sh -- how long `mycelium run` takes to start a config of N
 # trivial services (bench/lua/trivial.lua, two workers): from the exec to
 # the "started" log line, the CPU time the process used by then (its
-# threads: user + system) and its RSS then.  Each run is a fresh
+# threads: user + system), the CPU time of its main thread alone (the
+# critical path when the loads run on loader threads beside it: about the
+# start time on an idle machine with a core per loader) and its RSS then.  Each run is a fresh
 # process; prints every run, then min / median / max.
 #
 #   bench/run_services.sh [MYCELIUM_BIN] [N] [RUNS]
@@ -27,6 +29,7 @@ LUA
 
 secs=()
 cpus=()
+mains=()
 rss=()
 for r in $(seq 1 "$runs"); do
   log="$dir/run$r.log"
@@ -47,13 +50,16 @@ for r in $(seq 1 "$runs"); do
   # utime and stime, fields 14 and 15 (after the ')' closing the name).
   ticks=$(sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')
   c=$(echo "$ticks / $(getconf CLK_TCK)" | bc -l)
+  mticks=$(sed 's/^.*) //' "/proc/$pid/task/$pid/stat" | awk '{ print $12 + $13 }')
+  mc=$(echo "$mticks / $(getconf CLK_TCK)" | bc -l)
   kill -TERM "$pid"
   wait "$pid" || true
   s=$(echo "$t1 - $t0" | bc -l)
-  printf 'run %d: %d services started in %.2f s (CPU %.2f s), RSS %.0f MB (%.1f KB per service)\n' \
-    "$r" "$n" "$s" "$c" "$(echo "$kb / 1024" | bc -l)" "$(echo "$kb / $n" | bc -l)"
+  printf 'run %d: %d services started in %.2f s (CPU %.2f s, main thread %.2f s), RSS %.0f MB (%.1f KB per service)\n' \
+    "$r" "$n" "$s" "$c" "$mc" "$(echo "$kb / 1024" | bc -l)" "$(echo "$kb / $n" | bc -l)"
   secs+=("$s")
   cpus+=("$c")
+  mains+=("$mc")
   rss+=("$kb")
 done
 
@@ -67,5 +73,6 @@ summary() { # name unit values...
 }
 summary "start of $n services" s "${secs[@]}"
 summary "CPU time to start" s "${cpus[@]}"
+summary "CPU time of the main thread" s "${mains[@]}"
 summary "RSS at start" KB "${rss[@]}"
 echo "CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(nproc) vCPU"

@@ -356,6 +356,22 @@ MYC_EXTERN int myc_engine_add_service(myc_engine *e,
                                       const myc_service_config *sc,
                                       char *err, size_t errlen);
 
+/* Adds the 'n' services of 'scs' as myc_engine_add_service() called for
+ * each in turn would, but their Lua states are made in parallel, on up
+ * to as many threads (the caller's among them) as the engine has workers
+ * and the machine has cores; names, budgets, placement, the supervisor
+ * groups and the subscriptions are handled on the calling thread in the
+ * order of 'scs'.  The outcome is the one of the loop: on failure the
+ * error is the one of the first service (in order) that fails, named in
+ * 'err' as myc_engine_add_service() names it; the services before it are
+ * added, it and those after it are not (nothing of them is left).  A
+ * name given twice is MYC_EEXIST at its second place.  Before
+ * myc_engine_start() (else MYC_ESTATE).  Returns 0 or the error
+ * (MYC_EINVAL for 'scs' NULL with 'n' > 0). */
+MYC_EXTERN int myc_engine_add_services(myc_engine *e,
+                                       const myc_service_config *scs,
+                                       size_t n, char *err, size_t errlen);
+
 /* Adds a Lua service to a running engine, from any thread (a service's
  * ctx:spawn calls it too).  The module is loaded and its top level run
  * on the calling thread, the name registered and the subscriptions

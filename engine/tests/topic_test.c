@@ -164,6 +164,81 @@ static void subscription_counts_follow_the_subscriptions(void) {
   myc__topics_destroy(&t);
 }
 
+/* Subscription changes scale with what they change, counted in entries
+ * read, copied or moved (t.work), not timed: N services subscribing to
+ * one existing topic append to its list (copies only when it doubles),
+ * each also to a topic of its own (looked up, not every topic read), and
+ * leaving their own topics does not read the others' subscriptions.  A
+ * rebuild of the list per subscription, a scan of every subscription per
+ * change or a move of the table per removal is O(N^2) and fails this. */
+static void changes_scale_linearly(void) {
+  enum { N = 20000 };
+  myc__topics t;
+  myc__sublist *l;
+  char name[32];
+  uintptr_t i;
+  uint64_t w;
+  CHECK_EQ(myc__topics_init(&t, &alloc), 0);
+  CHECK(myc__topics_resolve(&t, S("tick")) > 0);
+  for (i = 1; i <= N; i++) {
+    int n = snprintf(name, sizeof name, "own.%u", (unsigned)i);
+    CHECK(myc__topics_resolve(&t, name, (size_t)n) > 0);
+  }
+  t.work = 0;
+  for (i = 1; i <= N; i++) {
+    int n = snprintf(name, sizeof name, "own.%u", (unsigned)i);
+    CHECK_EQ(myc__topics_subscribe(&t, SVC(i), S("tick")), 0);
+    CHECK_EQ(myc__topics_subscribe(&t, SVC(i), name, (size_t)n), 0);
+  }
+  w = t.work;
+  CHECK(w <= 8 * (uint64_t)N);
+  l = myc__topic_subs(myc__topics_get(&t, 1));
+  CHECK_EQ(l->n, N);
+  CHECK(l->svc[0] == SVC(1) && l->svc[N - 1] == SVC(N)); /* in order */
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 2 + 77))->n, 1);
+  /* Leaving their own topics, every other service. */
+  t.work = 0;
+  for (i = 1; i <= N; i += 2) {
+    int n = snprintf(name, sizeof name, "own.%u", (unsigned)i);
+    CHECK_EQ(myc__topics_unsubscribe(&t, SVC(i), name, (size_t)n), 0);
+  }
+  CHECK(t.work <= 8 * (uint64_t)N);
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 2))->n, 0);
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 3))->n, 1);
+  CHECK_EQ(t.nsubs, N + N / 2);
+  CHECK_EQ(myc__topics_count_locked(&t, SVC(1)), 1);
+  CHECK_EQ(myc__topics_count_locked(&t, SVC(2)), 2);
+  myc__topics_destroy(&t);
+}
+
+/* Holes left by removals are closed with each service's indexes moved:
+ * its subscriptions are still found, copied and removed. */
+static void removals_compact_the_table(void) {
+  myc__topics t;
+  myc__subscription got[4];
+  uintptr_t i;
+  CHECK_EQ(myc__topics_init(&t, &alloc), 0);
+  CHECK(myc__topics_resolve(&t, S("a.b")) > 0);
+  for (i = 1; i <= 300; i++) {
+    CHECK_EQ(myc__topics_subscribe(&t, SVC(i), S("a.b")), 0);
+    CHECK_EQ(myc__topics_subscribe(&t, SVC(i), S("a.*")), 0);
+  }
+  for (i = 1; i <= 290; i++)
+    CHECK_EQ(myc__topics_unsubscribe_all(&t, SVC(i)), 0);
+  CHECK(t.endsubs < 600); /* compacted */
+  CHECK_EQ(t.nsubs, 20);
+  CHECK_EQ(myc__topics_copy_locked(&t, SVC(295), got, 4), 2);
+  CHECK_STR(got[0].pattern, "a.b");
+  CHECK_STR(got[1].pattern, "a.*");
+  CHECK_EQ(myc__topics_unsubscribe(&t, SVC(295), S("a.b")), 0);
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 1))->n, 10); /* a.* */
+  CHECK_EQ(myc__topics_unsubscribe(&t, SVC(295), S("a.*")), 0);
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 1))->n, 9);
+  CHECK_EQ(myc__topics_copy_locked(&t, SVC(295), got, 4), 0);
+  CHECK_EQ(myc__topics_copy_locked(&t, SVC(300), got, 4), 2);
+  myc__topics_destroy(&t);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"names_are_checked", names_are_checked},
@@ -172,6 +247,8 @@ int main(void) {
        subscriber_lists_follow_subscriptions},
       {"many_topics_grow_the_table", many_topics_grow_the_table},
       {"allocation_failures_change_nothing", allocation_failures_change_nothing},
+      {"changes_scale_linearly", changes_scale_linearly},
+      {"removals_compact_the_table", removals_compact_the_table},
       {"subscription_counts_follow_the_subscriptions",
        subscription_counts_follow_the_subscriptions},
       {NULL, NULL}};

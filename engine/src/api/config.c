@@ -167,46 +167,108 @@ static int add_groups(lua_State *L, int t, myc_engine *e,
   return rc;
 }
 
-/* Adds the service described by the table on top of the stack. */
-static int add_one_service(lua_State *L, myc_engine *e, char *err,
-                           size_t errlen) {
-  int t = lua_gettop(L);
+/* One service of the config, read: its strings are the config table's
+ * (kept alive by it until the engine is built). */
+typedef struct {
   myc_service_config sc;
-  myc_mailbox_config mb = e->mailbox;
-  char name[256], module[4096], group[256];
-  size_t optslen = 0;
+  myc_mailbox_config mb;
+} service_entry;
 
+/* Field 'k' of table 't' as a string the table keeps ("" when absent),
+ * at most cap - 1 bytes.  A number is stored back as its string, so
+ * that the table holds what '*out' points to. */
+static int str_ref(lua_State *L, int t, const char *k, const char **out,
+                   size_t cap, char *err, size_t errlen) {
+  size_t len = 0;
+  const char *s;
+  lua_getfield(L, t, k);
+  s = lua_tolstring(L, -1, &len);
+  if (s != NULL && len >= cap) {
+    snprintf(err, errlen, "'%s' is longer than %zu bytes", k, cap - 1);
+    lua_pop(L, 1);
+    return MYC_ECONFIG;
+  }
+  *out = s != NULL ? s : "";
+  if (s != NULL)
+    lua_setfield(L, t, k);
+  else
+    lua_pop(L, 1);
+  return 0;
+}
+
+/* Reads the service described by the table on top of the stack. */
+static int read_service(lua_State *L, myc_engine *e, service_entry *out,
+                        char *err, size_t errlen) {
+  int t = lua_gettop(L);
+  myc_service_config *sc = &out->sc;
+  const char *group = "";
+  size_t optslen = 0;
   int rc;
 
-  memset(&sc, 0, sizeof sc);
-  if ((rc = str_field(L, t, "name", name, sizeof name, err, errlen)) != 0 ||
-      (rc = str_field(L, t, "module", module, sizeof module, err,
-                      errlen)) != 0 ||
-      (rc = str_field(L, t, "group", group, sizeof group, err, errlen)) != 0)
+  memset(out, 0, sizeof *out);
+  out->mb = e->mailbox;
+  if ((rc = str_ref(L, t, "name", &sc->name, 256, err, errlen)) != 0 ||
+      (rc = str_ref(L, t, "module", &sc->module, 4096, err, errlen)) != 0 ||
+      (rc = str_ref(L, t, "group", &group, 256, err, errlen)) != 0)
     return rc;
-  sc.name = name;
-  sc.module = module;
-  sc.group = group[0] ? group : NULL;
-  sc.worker = (int32_t)num_field(L, t, "worker", -1);
-  sc.restart = (myc_restart)num_field(L, t, "restart", MYC_RESTART_PERMANENT);
-  sc.memory_limit_mb = num_field(L, t, "memory_limit_mb", 0);
-  sc.handler_timeout_ms = num_field(L, t, "handler_timeout_ms", 0);
-  sc.load_timeout_ms = num_field(L, t, "load_timeout_ms", 0);
+  sc->group = group[0] ? group : NULL;
+  sc->worker = (int32_t)num_field(L, t, "worker", -1);
+  sc->restart = (myc_restart)num_field(L, t, "restart", MYC_RESTART_PERMANENT);
+  sc->memory_limit_mb = num_field(L, t, "memory_limit_mb", 0);
+  sc->handler_timeout_ms = num_field(L, t, "handler_timeout_ms", 0);
+  sc->load_timeout_ms = num_field(L, t, "load_timeout_ms", 0);
   /* An explicit 0 means no probation; absent means the engine's. */
-  sc.reload_probation_s = num_field(L, t, "reload_probation_s", 0);
+  sc->reload_probation_s = num_field(L, t, "reload_probation_s", 0);
   lua_getfield(L, t, "reload_probation_s");
   if (lua_isnumber(L, -1) && lua_tonumber(L, -1) == 0)
-    sc.reload_probation_s = -1;
+    sc->reload_probation_s = -1;
   lua_pop(L, 1);
   lua_getfield(L, t, "mailbox");
   if (lua_istable(L, -1)) {
-    read_mailbox(L, lua_gettop(L), &mb);
-    sc.mailbox = &mb;
+    read_mailbox(L, lua_gettop(L), &out->mb);
+    sc->mailbox = &out->mb; /* set again once the list stops moving */
   }
+  lua_pop(L, 1);
   lua_getfield(L, t, "opts");
-  sc.opts = lua_tolstring(L, -1, &optslen);
-  sc.opts_len = optslen;
-  return myc_engine_add_service(e, &sc, err, errlen);
+  sc->opts = lua_tolstring(L, -1, &optslen);
+  if (sc->opts != NULL)
+    lua_setfield(L, t, "opts"); /* as str_ref: the table keeps it */
+  else
+    lua_pop(L, 1);
+  sc->opts_len = optslen;
+  return 0;
+}
+
+/* Adds the services of the list on top of the stack, their Lua states
+ * made in parallel (myc_engine_add_services). */
+static int add_services(lua_State *L, myc_engine *e, char *err,
+                        size_t errlen) {
+  int list = lua_gettop(L), rc = 0;
+  size_t n = lua_objlen(L, list), i;
+  service_entry *v;
+  myc_service_config *scs;
+  if (n == 0)
+    return 0;
+  v = myc__calloc(&e->alloc, n * sizeof *v);
+  scs = myc__calloc(&e->alloc, n * sizeof *scs);
+  if (v == NULL || scs == NULL) {
+    snprintf(err, errlen, "out of memory");
+    rc = MYC_ENOMEM;
+  }
+  for (i = 0; i < n && rc == 0; i++) {
+    lua_rawgeti(L, list, (int)i + 1);
+    if (lua_istable(L, -1))
+      rc = read_service(L, e, &v[i], err, errlen);
+    lua_settop(L, list);
+    scs[i] = v[i].sc;
+    if (v[i].sc.mailbox != NULL)
+      scs[i].mailbox = &v[i].mb;
+  }
+  if (rc == 0)
+    rc = myc_engine_add_services(e, scs, n, err, errlen);
+  myc__free(&e->alloc, v, n * sizeof *v);
+  myc__free(&e->alloc, scs, n * sizeof *scs);
+  return rc;
 }
 
 static void log_warnings(lua_State *L, int t, myc_engine *e) {
@@ -355,7 +417,7 @@ static int add_links(lua_State *L, int t, myc_engine *e, char *err,
 
 static int build_engine(lua_State *L, myc_engine **out, char *err,
                         size_t errlen) {
-  int t = lua_gettop(L), i, rc;
+  int t = lua_gettop(L), rc;
   myc_engine_config c;
   myc_engine *e;
   char strings[5][4096];
@@ -373,13 +435,8 @@ static int build_engine(lua_State *L, myc_engine **out, char *err,
   if (rc == 0)
     rc = add_groups(L, t, e, &c.supervisor, err, errlen);
   lua_getfield(L, t, "services");
-  for (i = 1; rc == 0; i++) {
-    lua_rawgeti(L, -1, i);
-    if (lua_isnil(L, -1))
-      break;
-    rc = add_one_service(L, e, err, errlen);
-    lua_settop(L, t + 1);
-  }
+  if (rc == 0 && lua_istable(L, -1))
+    rc = add_services(L, e, err, errlen);
   lua_settop(L, t);
   if (rc == 0)
     rc = add_links(L, t, e, err, errlen);

@@ -84,17 +84,30 @@ int myc__topics_init(myc__topics *t, const myc__alloc *a) {
   return 0;
 }
 
-static size_t sublist_size(uint32_t n) {
-  return sizeof(myc__sublist) + n * sizeof(struct myc_service *);
+static size_t sublist_size(uint32_t cap) {
+  return sizeof(myc__sublist) + cap * sizeof(struct myc_service *);
+}
+
+static myc__sublist *sublist_new(myc__topics *t, uint32_t cap) {
+  myc__sublist *l = myc__malloc(t->alloc, sublist_size(cap));
+  if (l != NULL) {
+    l->retired_next = NULL;
+    atomic_init(&l->n, 0);
+    l->cap = cap;
+  }
+  return l;
+}
+
+static void sublist_free(myc__topics *t, myc__sublist *l) {
+  if (l != t->empty)
+    myc__free(t->alloc, l, sublist_size(l->cap));
 }
 
 void myc__topics_destroy(myc__topics *t) {
   uint32_t i, count = atomic_load(&t->count);
   for (i = 1; i <= count; i++) {
     myc__topic *topic = myc__topics_get(t, i);
-    myc__sublist *l = myc__topic_subs(topic);
-    if (l != t->empty)
-      myc__free(t->alloc, l, sublist_size(l->n));
+    sublist_free(t, myc__topic_subs(topic));
     myc__free(t->alloc, topic, sizeof *topic + topic->len + 1);
   }
   for (i = 0; i < MYC_TOPIC_CHUNKS; i++) {
@@ -105,8 +118,12 @@ void myc__topics_destroy(myc__topics *t) {
   while (t->retired != NULL) {
     myc__sublist *l = t->retired;
     t->retired = l->retired_next;
-    myc__free(t->alloc, l, sublist_size(l->n));
+    sublist_free(t, l);
   }
+  for (i = 0; i < t->ncounts; i++)
+    if (t->counts[i].at != NULL)
+      myc__free(t->alloc, t->counts[i].at,
+                t->counts[i].cap * sizeof *t->counts[i].at);
   myc__free(t->alloc, t->slots, t->nslots * sizeof *t->slots);
   myc__free(t->alloc, t->subs, t->capsubs * sizeof *t->subs);
   myc__free(t->alloc, t->counts, t->ncounts * sizeof *t->counts);
@@ -139,30 +156,48 @@ static int grow_slots(myc__topics *t) {
   return 0;
 }
 
+static struct myc__sub_count *own_entry(myc__topics *t,
+                                        const struct myc_service *svc);
+
+/* Whether a live subscription of 'svc' before subs[i] matches 'topic'. */
+static int matched_before(myc__topics *t, const struct myc_service *svc,
+                          uint32_t i, const myc__topic *topic) {
+  struct myc__sub_count *c = own_entry(t, svc);
+  uint32_t k;
+  for (k = 0; c != NULL && k < c->n && c->at[k] < i; k++) {
+    const myc__subscription *s = &t->subs[c->at[k]];
+    t->work++;
+    if (myc__topic_match(s->pattern, s->len, topic->name, topic->len))
+      return 1;
+  }
+  return 0;
+}
+
 /* Builds the subscriber list of 'topic' from the subscription table.  A
- * service matched by several patterns appears once. */
+ * service matched by several patterns appears once, where its first
+ * matching subscription puts it. */
 static myc__sublist *build_sublist(myc__topics *t, const myc__topic *topic) {
-  uint32_t i, j, n = 0;
+  uint32_t i, n = 0, k = 0;
   myc__sublist *l;
-  for (i = 0; i < t->nsubs; i++)
-    n += myc__topic_match(t->subs[i].pattern, t->subs[i].len, topic->name,
+  t->work += t->endsubs;
+  for (i = 0; i < t->endsubs; i++)
+    n += t->subs[i].svc != NULL &&
+         myc__topic_match(t->subs[i].pattern, t->subs[i].len, topic->name,
                           topic->len);
   if (n == 0)
     return t->empty;
-  l = myc__malloc(t->alloc, sublist_size(n));
+  l = sublist_new(t, n);
   if (l == NULL)
     return NULL;
-  l->retired_next = NULL;
-  l->n = 0;
-  for (i = 0; i < t->nsubs; i++) {
+  for (i = 0; i < t->endsubs; i++) {
     const myc__subscription *s = &t->subs[i];
-    if (!myc__topic_match(s->pattern, s->len, topic->name, topic->len))
+    if (s->svc == NULL ||
+        !myc__topic_match(s->pattern, s->len, topic->name, topic->len))
       continue;
-    for (j = 0; j < l->n && l->svc[j] != s->svc; j++)
-      ;
-    if (j == l->n)
-      l->svc[l->n++] = s->svc;
+    if (!matched_before(t, s->svc, i, topic))
+      l->svc[k++] = s->svc;
   }
+  atomic_init(&l->n, k);
   return l;
 }
 
@@ -188,7 +223,7 @@ myc__sublist *myc__topics_take_retired(myc__topics *t) {
 void myc__topics_free_retired(myc__topics *t, myc__sublist *l) {
   while (l != NULL) {
     myc__sublist *next = l->retired_next;
-    myc__free(t->alloc, l, sublist_size(l->n));
+    sublist_free(t, l);
     l = next;
   }
 }
@@ -242,38 +277,6 @@ int64_t myc__topics_resolve(myc__topics *t, const char *name, size_t len) {
   return id;
 }
 
-/* Rebuilds the lists of every topic matching 'pattern'.  All new lists are
- * built before any is published, so on MYC_ENOMEM nothing changes. */
-static int republish(myc__topics *t, const char *pattern, size_t plen) {
-  uint32_t i, n = 0, count = atomic_load(&t->count);
-  myc__sublist **fresh;
-  int rc = 0;
-
-  fresh = myc__calloc(t->alloc, (count + 1) * sizeof *fresh);
-  if (fresh == NULL)
-    return MYC_ENOMEM;
-  for (i = 1; i <= count && rc == 0; i++) {
-    myc__topic *topic = myc__topics_get(t, i);
-    if (!myc__topic_match(pattern, plen, topic->name, topic->len))
-      continue;
-    fresh[i] = build_sublist(t, topic);
-    if (fresh[i] == NULL)
-      rc = MYC_ENOMEM;
-    n++;
-  }
-  for (i = 1; i <= count; i++) {
-    if (fresh[i] == NULL)
-      continue;
-    if (rc == 0)
-      publish_sublist(t, myc__topics_get(t, i), fresh[i]);
-    else if (fresh[i] != t->empty)
-      myc__free(t->alloc, fresh[i], sublist_size(fresh[i]->n));
-  }
-  myc__free(t->alloc, fresh, (count + 1) * sizeof *fresh);
-  (void)n;
-  return rc;
-}
-
 /* ---- subscription counts -------------------------------------------------
  * Open addressing on (service, key): key 0 counts a service's
  * subscriptions, key hash|1 those of one pattern hash.  An entry stays
@@ -323,6 +326,9 @@ static int counts_rebuild(myc__topics *t) {
   t->ncounts = n;
   t->usedcounts = 0;
   for (i = 0; i < nold; i++)
+    if (old[i].svc != NULL && old[i].n == 0 && old[i].at != NULL)
+      myc__free(t->alloc, old[i].at, old[i].cap * sizeof *old[i].at);
+  for (i = 0; i < nold; i++)
     if (old[i].svc != NULL && old[i].n > 0) {
       *count_find(t, old[i].svc, old[i].key) = old[i];
       t->usedcounts++;
@@ -344,9 +350,9 @@ static struct myc__sub_count *count_make(myc__topics *t,
       return NULL;
   }
   c = count_find(t, svc, key);
+  memset(c, 0, sizeof *c);
   c->svc = svc;
   c->key = key;
-  c->n = 0;
   t->usedcounts++;
   return c;
 }
@@ -362,6 +368,21 @@ uint32_t myc__topics_count_locked(myc__topics *t,
   return count_of(t, svc, 0);
 }
 
+static struct myc__sub_count *own_entry(myc__topics *t,
+                                        const struct myc_service *svc) {
+  struct myc__sub_count *c = count_find(t, svc, 0);
+  return c != NULL && c->svc != NULL ? c : NULL;
+}
+
+uint32_t myc__topics_copy_locked(myc__topics *t, const struct myc_service *svc,
+                                 myc__subscription *out, uint32_t max) {
+  struct myc__sub_count *c = own_entry(t, svc);
+  uint32_t k;
+  for (k = 0; c != NULL && k < c->n && k < max; k++)
+    out[k] = t->subs[c->at[k]];
+  return k;
+}
+
 /* Adds 'd' (+1 or -1) to the counts of subscription 's', whose entries
  * exist (count_make before a subscription is added). */
 static void count_add(myc__topics *t, const myc__subscription *s, int d) {
@@ -371,14 +392,129 @@ static void count_add(myc__topics *t, const myc__subscription *s, int d) {
 
 static int find_sub(myc__topics *t, struct myc_service *svc,
                     const char *pattern, size_t len) {
-  uint32_t i;
+  struct myc__sub_count *c;
+  uint32_t k;
   if (count_of(t, svc, pattern_key(pattern, len)) == 0)
     return -1;
-  for (i = 0; i < t->nsubs; i++)
-    if (t->subs[i].svc == svc && t->subs[i].len == len &&
-        memcmp(t->subs[i].pattern, pattern, len) == 0)
-      return (int)i;
+  c = own_entry(t, svc);
+  for (k = 0; c != NULL && k < c->n; k++) {
+    const myc__subscription *s = &t->subs[c->at[k]];
+    t->work++;
+    if (s->len == len && memcmp(s->pattern, pattern, len) == 0)
+      return (int)c->at[k];
+  }
   return -1;
+}
+
+/* Whether a live subscription of 'svc' other than subs[skip] matches
+ * 'topic' (then the service is on its list for that one). */
+static int matched_elsewhere(myc__topics *t, const struct myc_service *svc,
+                             uint32_t skip, const myc__topic *topic) {
+  struct myc__sub_count *c = own_entry(t, svc);
+  uint32_t k;
+  for (k = 0; c != NULL && k < c->n; k++) {
+    const myc__subscription *s = &t->subs[c->at[k]];
+    t->work++;
+    if (c->at[k] != skip &&
+        myc__topic_match(s->pattern, s->len, topic->name, topic->len))
+      return 1;
+  }
+  return 0;
+}
+
+/* The topics a pattern can match: an exact name is looked up, a pattern
+ * with '*' reads every topic. */
+static int is_exact(const char *pattern, size_t len) {
+  return pattern[len - 1] != '*';
+}
+
+/* A marker in relist's plan: append in place. */
+static myc__sublist in_place;
+
+/* The list of 'topic' with 'svc' appended (or taken out: 'add' 0), or
+ * &in_place when the published one has room, or NULL (out of memory). */
+static myc__sublist *changed_list(myc__topics *t, myc__topic *topic,
+                                  struct myc_service *svc, int add) {
+  myc__sublist *old = myc__topic_subs(topic), *l;
+  uint32_t n = atomic_load_explicit(&old->n, memory_order_relaxed), i, k = 0;
+  if (add) {
+    if (n < old->cap)
+      return &in_place;
+    t->work += n;
+    l = sublist_new(t, n < 2 ? 4 : 2 * n);
+    if (l == NULL)
+      return NULL;
+    memcpy(l->svc, old->svc, n * sizeof *l->svc);
+    l->svc[n] = svc;
+    atomic_init(&l->n, n + 1);
+    return l;
+  }
+  t->work += n;
+  if (n <= 1)
+    return t->empty;
+  l = sublist_new(t, n - 1);
+  if (l == NULL)
+    return NULL;
+  for (i = 0; i < n; i++)
+    if (old->svc[i] != svc && k < n - 1)
+      l->svc[k++] = old->svc[i];
+  atomic_init(&l->n, k);
+  return l;
+}
+
+/* Puts 'svc' on (or takes it off) the list of every topic matching
+ * 'pattern', subscription subs[skip], where no other subscription of
+ * 'svc' puts it.  Every new list is made before any is published: on
+ * MYC_ENOMEM nothing changed. */
+static int relist(myc__topics *t, struct myc_service *svc, uint32_t skip,
+                  const char *pattern, size_t len, int add) {
+  uint32_t count = atomic_load(&t->count), lo = 1, hi = count, i;
+  myc__sublist *one[1], **plan = one;
+  int rc = 0;
+  if (is_exact(pattern, len)) {
+    myc__topic *topic = *find_slot(t, pattern, len);
+    if (topic == NULL)
+      return 0;
+    lo = hi = topic->id;
+  } else if (count > 0) {
+    plan = myc__calloc(t->alloc, count * sizeof *plan);
+    if (plan == NULL)
+      return MYC_ENOMEM;
+    t->work += count;
+  }
+  for (i = lo; i <= hi && count > 0; i++) {
+    myc__topic *topic = myc__topics_get(t, i);
+    myc__sublist **p = &plan[i - lo];
+    *p = NULL;
+    if (!myc__topic_match(pattern, len, topic->name, topic->len) ||
+        matched_elsewhere(t, svc, skip, topic))
+      continue;
+    *p = changed_list(t, topic, svc, add);
+    if (*p == NULL) {
+      rc = MYC_ENOMEM;
+      break;
+    }
+  }
+  for (i = lo; i <= hi && count > 0; i++) {
+    myc__sublist *l = plan[i - lo];
+    myc__topic *topic = myc__topics_get(t, i);
+    if (l == NULL)
+      continue;
+    if (rc != 0) {
+      if (l != &in_place)
+        sublist_free(t, l);
+    } else if (l == &in_place) {
+      myc__sublist *cur = myc__topic_subs(topic);
+      uint32_t n = atomic_load_explicit(&cur->n, memory_order_relaxed);
+      cur->svc[n] = svc;
+      atomic_store_explicit(&cur->n, n + 1, memory_order_release);
+    } else {
+      publish_sublist(t, topic, l);
+    }
+  }
+  if (plan != one)
+    myc__free(t->alloc, plan, count * sizeof *plan);
+  return rc;
 }
 
 /* Tells the watcher (links) that the subscriptions changed.  Outside
@@ -404,49 +540,72 @@ int myc__topics_patterns(myc__topics *t, const struct myc_service *skip,
   uint32_t i;
   int rc = 0;
   uv_mutex_lock(&t->lock);
-  for (i = 0; i < t->nsubs && rc == 0; i++)
-    if (t->subs[i].svc != skip)
+  for (i = 0; i < t->endsubs && rc == 0; i++)
+    if (t->subs[i].svc != NULL && t->subs[i].svc != skip)
       rc = fn(ud, t->subs[i].pattern, t->subs[i].len);
   uv_mutex_unlock(&t->lock);
   return rc;
 }
 
+/* Room for one more subscription of 'svc', whose count entries exist.
+ * Returns 0 or MYC_ENOMEM. */
+static int reserve_sub(myc__topics *t, const struct myc_service *svc) {
+  struct myc__sub_count *c = own_entry(t, svc);
+  if (c->n == c->cap) {
+    uint32_t cap = c->cap ? 2 * c->cap : 2;
+    uint32_t *at = myc__realloc(t->alloc, c->at, c->cap * sizeof *at,
+                                cap * sizeof *at);
+    if (at == NULL)
+      return MYC_ENOMEM;
+    c->at = at;
+    c->cap = cap;
+  }
+  if (t->endsubs == t->capsubs) {
+    uint32_t cap = t->capsubs ? 2 * t->capsubs : 16;
+    myc__subscription *s = myc__realloc(t->alloc, t->subs,
+                                        t->capsubs * sizeof *s,
+                                        cap * sizeof *s);
+    if (s == NULL)
+      return MYC_ENOMEM;
+    t->subs = s;
+    t->capsubs = cap;
+  }
+  return 0;
+}
+
 int myc__topics_subscribe(myc__topics *t, struct myc_service *svc,
                           const char *pattern, size_t len) {
   myc__subscription *s;
+  struct myc__sub_count *c;
   int rc = 0, changed = 0;
   if (myc__topic_check(pattern, len, 1) != NULL)
     return MYC_ETOPIC;
   uv_mutex_lock(&t->lock);
   if (find_sub(t, svc, pattern, len) >= 0)
     goto out;
-  if (count_make(t, svc, 0) == NULL ||
-      count_make(t, svc, pattern_key(pattern, len)) == NULL) {
+  /* Room for both entries first: a rebuild between the two would drop
+   * the first, made at a count of 0. */
+  if (((t->usedcounts + 2) * 2 > t->ncounts && counts_rebuild(t) != 0) ||
+      count_make(t, svc, 0) == NULL ||
+      count_make(t, svc, pattern_key(pattern, len)) == NULL ||
+      reserve_sub(t, svc) != 0) {
     rc = MYC_ENOMEM;
     goto out;
   }
-  if (t->nsubs == t->capsubs) {
-    uint32_t cap = t->capsubs ? 2 * t->capsubs : 16;
-    s = myc__realloc(t->alloc, t->subs, t->capsubs * sizeof *s, cap * sizeof *s);
-    if (s == NULL) {
-      rc = MYC_ENOMEM;
-      goto out;
-    }
-    t->subs = s;
-    t->capsubs = cap;
-  }
-  s = &t->subs[t->nsubs++];
+  /* Its own subscriptions so far are the others: none is skipped. */
+  rc = relist(t, svc, UINT32_MAX, pattern, len, 1);
+  if (rc != 0)
+    goto out;
+  s = &t->subs[t->endsubs];
   s->svc = svc;
   s->len = (uint16_t)len;
   memcpy(s->pattern, pattern, len);
   s->pattern[len] = '\0';
-  rc = republish(t, pattern, len);
-  if (rc != 0) {
-    t->nsubs--;
-  } else {
-    count_add(t, s, 1);
-    changed = 1;
-  }
+  c = own_entry(t, svc);
+  c->at[c->n] = t->endsubs++;
+  t->nsubs++;
+  count_add(t, s, 1);
+  changed = 1;
 out:
   uv_mutex_unlock(&t->lock);
   if (changed)
@@ -454,20 +613,53 @@ out:
   return rc;
 }
 
-static int remove_sub(myc__topics *t, uint32_t i) {
-  myc__subscription removed = t->subs[i];
-  int rc;
-  memmove(&t->subs[i], &t->subs[i + 1], (t->nsubs - i - 1) * sizeof *t->subs);
-  t->nsubs--;
-  rc = republish(t, removed.pattern, removed.len);
-  if (rc != 0) {
-    memmove(&t->subs[i + 1], &t->subs[i], (t->nsubs - i) * sizeof *t->subs);
-    t->subs[i] = removed;
-    t->nsubs++;
-  } else {
-    count_add(t, &removed, -1);
+/* Closes the holes of 'subs' once they outnumber the subscriptions, and
+ * moves each service's indexes with them: amortised O(1) a removal,
+ * order kept.  Skipped when out of memory (the holes stay). */
+static void compact(myc__topics *t) {
+  uint32_t holes = t->endsubs - t->nsubs, i, j = 0, *to;
+  if (holes < 64 || holes < t->nsubs)
+    return;
+  to = myc__malloc(t->alloc, t->endsubs * sizeof *to);
+  if (to == NULL)
+    return;
+  t->work += t->endsubs + t->ncounts;
+  for (i = 0; i < t->endsubs; i++) {
+    to[i] = j;
+    if (t->subs[i].svc != NULL)
+      t->subs[j++] = t->subs[i];
   }
-  return rc;
+  for (i = 0; i < t->ncounts; i++) {
+    struct myc__sub_count *c = &t->counts[i];
+    uint32_t k;
+    if (c->svc != NULL && c->key == 0)
+      for (k = 0; k < c->n; k++)
+        c->at[k] = to[c->at[k]];
+  }
+  myc__free(t->alloc, to, t->endsubs * sizeof *to);
+  t->endsubs = j;
+}
+
+static int remove_sub(myc__topics *t, uint32_t i) {
+  myc__subscription *s = &t->subs[i];
+  struct myc__sub_count *c = own_entry(t, s->svc);
+  uint32_t k;
+  int rc = relist(t, s->svc, i, s->pattern, s->len, 0);
+  if (rc != 0)
+    return rc;
+  for (k = 0; c->at[k] != i; k++)
+    ;
+  memmove(&c->at[k], &c->at[k + 1], (c->n - k - 1) * sizeof *c->at);
+  count_add(t, s, -1);
+  if (c->n == 0) {
+    myc__free(t->alloc, c->at, c->cap * sizeof *c->at);
+    c->at = NULL;
+    c->cap = 0;
+  }
+  s->svc = NULL;
+  t->nsubs--;
+  compact(t);
+  return 0;
 }
 
 int myc__topics_unsubscribe(myc__topics *t, struct myc_service *svc,
@@ -486,20 +678,15 @@ int myc__topics_unsubscribe(myc__topics *t, struct myc_service *svc,
 }
 
 int myc__topics_unsubscribe_all(myc__topics *t, struct myc_service *svc) {
-  uint32_t i;
+  struct myc__sub_count *c;
   int rc = 0, changed = 0;
   uv_mutex_lock(&t->lock);
-  /* A service that never subscribed (a C one, a failed load) reads
-   * nothing. */
-  if (count_of(t, svc, 0) == 0)
-    i = 0;
-  else
-    i = t->nsubs;
-  for (; i-- > 0 && rc == 0;)
-    if (t->subs[i].svc == svc) {
-      rc = remove_sub(t, i);
-      changed |= rc == 0;
-    }
+  /* Its own subscriptions, last first; a service that never subscribed
+   * (a C one, a failed load) reads nothing. */
+  while (rc == 0 && (c = own_entry(t, svc)) != NULL && c->n > 0) {
+    rc = remove_sub(t, c->at[c->n - 1]);
+    changed |= rc == 0;
+  }
   uv_mutex_unlock(&t->lock);
   if (changed)
     notify(t);

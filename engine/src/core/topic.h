@@ -1,11 +1,14 @@
 /* topic.h -- the routing table: topic names to ids, and each topic's
  * subscriber list.
  *
- * Lists are immutable once published: a subscription change builds a new
- * list under the table lock and swaps the pointer, so emitting threads read
- * them without any lock.  Replaced lists are kept until the table is
- * destroyed, or until a removal of a service (runtime/spawn.c) takes them
- * and frees them after its grace period (see docs/ARCHITECTURE.md).
+ * Emitting threads read the lists without any lock.  A subscription
+ * appends to the published list in place while it has room (the entry is
+ * written before the count that shows it is stored with release), else
+ * publishes a copy with twice the room, so N subscriptions to one topic
+ * copy O(N) entries in all; an unsubscription publishes a copy without
+ * the service.  Replaced lists are kept until the table is destroyed, or
+ * until a removal of a service (runtime/spawn.c) takes them and frees
+ * them after its grace period (see docs/ARCHITECTURE.md).
  */
 #ifndef MYC_TOPIC_H
 #define MYC_TOPIC_H
@@ -22,7 +25,8 @@ struct myc_service;
 
 typedef struct myc__sublist {
   struct myc__sublist *retired_next;
-  uint32_t n;
+  _Atomic uint32_t n; /* grows in place up to 'cap' */
+  uint32_t cap;
   struct myc_service *svc[];
 } myc__sublist;
 
@@ -34,7 +38,7 @@ typedef struct {
 } myc__topic;
 
 typedef struct {
-  struct myc_service *svc;
+  struct myc_service *svc; /* NULL: removed, a hole until compaction */
   uint16_t len;
   char pattern[256];
 } myc__subscription;
@@ -44,6 +48,11 @@ struct myc__sub_count {
   const struct myc_service *svc; /* NULL: never used */
   uint32_t key;
   uint32_t n;
+  /* Key 0: where the service's subscriptions are in myc__topics.subs,
+   * ascending, 'n' of them (room for 'cap'): a service's own
+   * subscriptions are found without reading the others'. */
+  uint32_t *at;
+  uint32_t cap;
 };
 
 #define MYC_TOPIC_CHUNK 1024
@@ -58,8 +67,12 @@ typedef struct {
   /* id -> topic: chunks never move, so readers need no lock */
   _Atomic(myc__topic **) chunks[MYC_TOPIC_CHUNKS];
   _Atomic uint32_t count;
-  myc__subscription *subs;
-  uint32_t nsubs, capsubs;
+  myc__subscription *subs; /* in subscription order, with holes */
+  uint32_t nsubs;           /* live subscriptions */
+  uint32_t endsubs, capsubs; /* entries used (holes included), room */
+  /* Subscription entries and list slots read, copied or moved by
+   * subscription changes: tests bound it to prove changes scale. */
+  uint64_t work;
   /* How many of 'subs' a service has, in all and per pattern hash: a new
    * service's subscriptions then check for a duplicate without reading
    * every other service's (a start of N services stays O(N)). */
@@ -114,6 +127,11 @@ int myc__topics_unsubscribe(myc__topics *t, struct myc_service *svc,
 
 /* How many subscriptions 'svc' has.  With t->lock held. */
 uint32_t myc__topics_count_locked(myc__topics *t, const struct myc_service *svc);
+
+/* Copies at most 'max' of the subscriptions of 'svc' to 'out', in the
+ * order they were made.  Returns how many.  With t->lock held. */
+uint32_t myc__topics_copy_locked(myc__topics *t, const struct myc_service *svc,
+                                 myc__subscription *out, uint32_t max);
 
 /* Removes every subscription of 'svc'.  Returns 0 or MYC_ENOMEM. */
 int myc__topics_unsubscribe_all(myc__topics *t, struct myc_service *svc);

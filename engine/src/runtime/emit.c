@@ -110,12 +110,13 @@ static int refusal(const myc__task *t, const myc__worker *from, int manual,
 static int admit(const myc__sched *sched, const myc__worker *from,
                  myc__topic *topic, size_t len) {
   const myc__sublist *subs = myc__topic_subs(topic);
-  uint32_t i;
+  /* Read once: a subscription may append to the list meanwhile. */
+  uint32_t i, n = subs->n;
   int all_too_large = 1;
-  for (i = 0; i < subs->n; i++)
+  for (i = 0; i < n; i++)
     if (refusal(&subs->svc[i]->task, from, sched->manual, len) < 0)
       return 0;
-  for (i = 0; i < subs->n; i++) {
+  for (i = 0; i < n; i++) {
     myc__task *t = &subs->svc[i]->task;
     int why = refusal(t, from, sched->manual, len);
     /* Taken since the first look (a consumer elsewhere made room): it
@@ -126,7 +127,7 @@ static int admit(const myc__sched *sched, const myc__worker *from,
     all_too_large &= why == MYC_DROP_TOO_LARGE;
     myc__mailbox_count(&t->mb, why, topic->id, 1);
   }
-  return subs->n == 0 ? 0 : all_too_large ? MYC_ETOOBIG : MYC_EFULL;
+  return n == 0 ? 0 : all_too_large ? MYC_ETOOBIG : MYC_EFULL;
 }
 
 int myc__admit(myc__sched *sched, const myc__worker *from, myc__topic *topic,

@@ -419,7 +419,7 @@ int myc__instance_init(myc_service *s, myc__instance *in, lua_State *from,
  * when out of memory; '*out' is freed by the caller with 'n' entries. */
 static int current_patterns(myc_service *s, myc__subscription **out) {
   myc__topics *t = s->topics;
-  uint32_t i, n;
+  uint32_t n;
   uv_mutex_lock(&t->lock);
   /* A first instance has none: no read of every other service's. */
   n = myc__topics_count_locked(t, s);
@@ -428,12 +428,8 @@ static int current_patterns(myc_service *s, myc__subscription **out) {
     uv_mutex_unlock(&t->lock);
     return -1;
   }
-  if (n > 0) {
-    uint32_t k = 0;
-    for (i = 0; i < t->nsubs && k < n; i++)
-      if (t->subs[i].svc == s)
-        (*out)[k++] = t->subs[i];
-  }
+  if (n > 0)
+    n = myc__topics_copy_locked(t, s, *out, n);
   uv_mutex_unlock(&t->lock);
   return (int)n;
 }

@@ -209,15 +209,11 @@ static int announce(myc_service *s, const myc_service_config *sc, char *err,
   return h->service_added ? h->service_added(h->ud, s, sc, err, errlen) : 0;
 }
 
-/* A Lua service with its first instance loaded, not committed.  On
- * failure returns a negative code with the reason in 'err', nothing
- * left. */
-static int new_lua(myc_engine *e, const myc_service_config *sc, myc__worker *w,
-                   myc_service **out, myc__instance *in, char *err,
-                   size_t errlen) {
+int myc__service_prepare(myc_engine *e, const myc_service_config *sc,
+                         myc__worker *w, myc_service **out, char *err,
+                         size_t errlen) {
   const myc_mailbox_config *mb = sc->mailbox ? sc->mailbox : &e->mailbox;
   myc_service *s = service_alloc(e, sc->name, mb, w, err, errlen);
-  char why[1024];
   int rc;
 
   *out = NULL;
@@ -233,21 +229,42 @@ static int new_lua(myc_engine *e, const myc_service_config *sc, myc__worker *w,
     rc = announce(s, sc, err, errlen);
   else
     snprintf(err, errlen, "service '%s': out of memory", s->name);
-  if (rc == 0) {
-    rc = myc__read_file(&e->alloc, s->module, &s->code, &s->code_len, why,
-                        sizeof why);
-    if (rc != 0)
-      myc__name_error(s->name, why, err, errlen);
-  }
-  if (rc == 0)
-    rc = myc__instance_load(s, in, s->module, s->code, s->code_len, err,
-                            errlen);
   if (rc != 0) {
     myc__service_free(s);
     return rc;
   }
   *out = s;
   return 0;
+}
+
+int myc__service_load_first(myc_service *s, myc__instance *in, char *err,
+                            size_t errlen) {
+  char why[1024];
+  int rc = myc__read_file(&s->eng->alloc, s->module, &s->code, &s->code_len,
+                          why, sizeof why);
+  if (rc != 0) {
+    myc__instance_reset(in);
+    myc__name_error(s->name, why, err, errlen);
+    return rc;
+  }
+  return myc__instance_load(s, in, s->module, s->code, s->code_len, err,
+                            errlen);
+}
+
+/* A Lua service with its first instance loaded, not committed.  On
+ * failure returns a negative code with the reason in 'err', nothing
+ * left. */
+static int new_lua(myc_engine *e, const myc_service_config *sc, myc__worker *w,
+                   myc_service **out, myc__instance *in, char *err,
+                   size_t errlen) {
+  int rc = myc__service_prepare(e, sc, w, out, err, errlen);
+  if (rc == 0)
+    rc = myc__service_load_first(*out, in, err, errlen);
+  if (rc != 0 && *out != NULL) {
+    myc__service_free(*out);
+    *out = NULL;
+  }
+  return rc;
 }
 
 int myc__service_new_lua(myc_engine *e, const myc_service_config *sc,

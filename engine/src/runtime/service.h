@@ -260,6 +260,18 @@ int myc__service_new_spawned(myc_engine *e, const myc_service_config *sc,
                              myc__worker *w, myc_service **out,
                              myc__instance *in, char *err, size_t errlen);
 
+/* The two halves of myc__service_new_spawned, for loading many at once
+ * (runtime/load.c).  Prepare: the service with its name, mailbox and
+ * budgets, announced to the hook (the caller's thread, one at a time);
+ * on failure nothing is left.  Load_first: reads the module and loads
+ * the first instance into 'in' (any thread, one per service at a time);
+ * on failure 'in' holds nothing and the caller frees the service. */
+int myc__service_prepare(myc_engine *e, const myc_service_config *sc,
+                         myc__worker *w, myc_service **out, char *err,
+                         size_t errlen);
+int myc__service_load_first(myc_service *s, myc__instance *in, char *err,
+                            size_t errlen);
+
 /* Places 's' on its worker.  Thread owning the worker. */
 void myc__service_place(myc_service *s);
 
