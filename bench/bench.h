@@ -23,6 +23,11 @@ void bench_report(const char *bench, const char *metric, double value,
  * max: bench_report prints them beside a value that is such a median. */
 double bench_median(double *v, int n);
 
+/* Reports the median of 'runs' values of one metric as one row, their min
+ * and max beside it; reorders v. */
+void bench_report_median(const char *bench, const char *metric, double *v,
+                         int runs, const char *unit, const char *note);
+
 /* Reports 'runs' values of one metric as three rows, METRIC_min,
  * METRIC_median (with 'note') and METRIC_max; reorders v. */
 void bench_report_runs(const char *bench, const char *metric, double *v,

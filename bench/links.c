@@ -358,17 +358,6 @@ static int raw_rtt(int n, int tcp, double *p50, double *p99) {
   return 0;
 }
 
-static void report(const char *metric, double *runs, const char *note) {
-  double lo = runs[0], hi = runs[0];
-  char text[160];
-  int r;
-  for (r = 1; r < BENCH_RUNS; r++) {
-    lo = runs[r] < lo ? runs[r] : lo;
-    hi = runs[r] > hi ? runs[r] : hi;
-  }
-  snprintf(text, sizeof text, "min %.0f max %.0f; %s", lo, hi, note);
-  bench_report("links", metric, bench_median(runs, BENCH_RUNS), "msg/s", text);
-}
 
 int bench_links(void) {
   uint64_t n = (uint64_t)(2e6 * bench_scale());
@@ -441,7 +430,8 @@ int bench_links(void) {
   }
   for (k = 0; k < NROWS; k++)
     if (k < BU64 || before != NULL)
-      report(NAME[k], v[k], NOTE[k]);
+      bench_report_median("links", NAME[k], v[k], BENCH_RUNS, "msg/s",
+                          NOTE[k]);
   {
     /* Round trips: one run each (20000 timed after 1000). */
     int rt = (int)(20000 * bench_scale());

@@ -44,8 +44,10 @@ static double cpu_server(void) {
   p = fgets(buf, sizeof buf, f) ? strrchr(buf, ')') : NULL;
   fclose(f);
   /* after "(comm)": state and 10 more fields, then utime and stime */
-  if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
-                                 "%*u %lu %lu", &ut, &st) != 2)
+  if (p == NULL || sscanf(p + 2,
+                          "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+                          "%*u %lu %lu",
+                          &ut, &st) != 2)
     return 0;
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -144,8 +146,8 @@ static double ours_once(uint64_t n, int size, cpu_cost *cpu) {
     return 0;
   *cpu = cpu_end(t, n);
   f = fopen(out, "r");
-  if (f == NULL || fscanf(f, "%lf %lf", &got, &secs) != 2 ||
-      got != (double)n || secs <= 0) {
+  if (f == NULL || fscanf(f, "%lf %lf", &got, &secs) != 2 || got != (double)n ||
+      secs <= 0) {
     if (f != NULL)
       fclose(f);
     return 0;
@@ -322,30 +324,6 @@ static int raw_rtt(int n, int size, double *p50, double *p99) {
   return 0;
 }
 
-static void report(const char *metric, double *runs, const char *note) {
-  double lo = runs[0], hi = runs[0];
-  char text[200];
-  int r;
-  for (r = 1; r < BENCH_RUNS; r++) {
-    lo = runs[r] < lo ? runs[r] : lo;
-    hi = runs[r] > hi ? runs[r] : hi;
-  }
-  snprintf(text, sizeof text, "min %.0f max %.0f; %s", lo, hi, note);
-  bench_report("nats", metric, bench_median(runs, BENCH_RUNS), "msg/s", text);
-}
-
-static void cpu_report(const char *metric, double *runs, const char *note) {
-  double lo = runs[0], hi = runs[0];
-  char text[200];
-  int r;
-  for (r = 1; r < BENCH_RUNS; r++) {
-    lo = runs[r] < lo ? runs[r] : lo;
-    hi = runs[r] > hi ? runs[r] : hi;
-  }
-  snprintf(text, sizeof text, "min %.2f max %.2f; %s", lo, hi, note);
-  bench_report("nats", metric, bench_median(runs, BENCH_RUNS), "us", text);
-}
-
 int bench_nats(void) {
   uint64_t n = (uint64_t)(1e6 * bench_scale());
   int rt = (int)(10000 * bench_scale());
@@ -366,7 +344,7 @@ int bench_nats(void) {
   nats_Open(-1);
   for (s = 0; s < 2; s++) {
     double ours[BENCH_RUNS], raw[BENCH_RUNS], p50 = 0, p99 = 0, rp50 = 0,
-                                               rp99 = 0;
+                                              rp99 = 0;
     double cpu_ours[BENCH_RUNS], cpu_raw[BENCH_RUNS], srv_ours[BENCH_RUNS],
         srv_raw[BENCH_RUNS];
     char metric[64], note[160];
@@ -380,27 +358,33 @@ int bench_nats(void) {
       srv_raw[r] = c.server;
     }
     snprintf(metric, sizeof metric, "lua_%dB", sizes[s]);
-    report(metric, ours, "Lua -> Lua, 2 processes, 1 nats-server");
+    bench_report_median("nats", metric, ours, BENCH_RUNS, "msg/s",
+                        "Lua -> Lua, 2 processes, 1 nats-server");
     snprintf(metric, sizeof metric, "raw_libnats_%dB", sizes[s]);
-    report(metric, raw, "libnats C publish -> sync subscription, 2 processes");
+    bench_report_median("nats", metric, raw, BENCH_RUNS, "msg/s",
+                        "libnats C publish -> sync subscription, 2 processes");
     snprintf(metric, sizeof metric, "ratio_%dB", sizes[s]);
     bench_report("nats", metric,
                  bench_median(ours, BENCH_RUNS) / bench_median(raw, BENCH_RUNS),
                  "x", "Lua over NATS / raw libnats throughput (medians)");
     /* CPU per message: what a loaded machine does not distort. */
     snprintf(metric, sizeof metric, "cpu_lua_%dB", sizes[s]);
-    cpu_report(metric, cpu_ours, "both engines, user+sys, per message");
+    bench_report_median("nats", metric, cpu_ours, BENCH_RUNS, "us",
+                        "both engines, user+sys, per message");
     snprintf(metric, sizeof metric, "cpu_raw_libnats_%dB", sizes[s]);
-    cpu_report(metric, cpu_raw, "publisher + subscriber, user+sys, per message");
+    bench_report_median("nats", metric, cpu_raw, BENCH_RUNS, "us",
+                        "publisher + subscriber, user+sys, per message");
     snprintf(metric, sizeof metric, "cpu_ratio_%dB", sizes[s]);
     bench_report("nats", metric,
                  bench_median(cpu_ours, BENCH_RUNS) /
                      bench_median(cpu_raw, BENCH_RUNS),
                  "x", "client CPU per message, Lua over NATS / raw (medians)");
     snprintf(metric, sizeof metric, "cpu_server_lua_%dB", sizes[s]);
-    cpu_report(metric, srv_ours, "nats-server, user+sys, per message");
+    bench_report_median("nats", metric, srv_ours, BENCH_RUNS, "us",
+                        "nats-server, user+sys, per message");
     snprintf(metric, sizeof metric, "cpu_server_raw_%dB", sizes[s]);
-    cpu_report(metric, srv_raw, "nats-server, user+sys, per message");
+    bench_report_median("nats", metric, srv_raw, BENCH_RUNS, "us",
+                        "nats-server, user+sys, per message");
     if (ours_rtt(rt, sizes[s], &p50, &p99) != 0)
       p50 = p99 = 0, rc = 1;
     if (raw_rtt(rt, sizes[s], &rp50, &rp99) != 0)
@@ -428,18 +412,6 @@ int bench_nats(void) {
 }
 
 #else
-
-static void cpu_report(const char *metric, double *runs, const char *note) {
-  double lo = runs[0], hi = runs[0];
-  char text[200];
-  int r;
-  for (r = 1; r < BENCH_RUNS; r++) {
-    lo = runs[r] < lo ? runs[r] : lo;
-    hi = runs[r] > hi ? runs[r] : hi;
-  }
-  snprintf(text, sizeof text, "min %.2f max %.2f; %s", lo, hi, note);
-  bench_report("nats", metric, bench_median(runs, BENCH_RUNS), "us", text);
-}
 
 int bench_nats(void) {
   fprintf(stderr, "bench nats: built without NATS (libnats-dev)\n");

@@ -222,6 +222,11 @@ int main(int argc, char **argv) {
   return rc;
 }
 
+void bench_report_median(const char *bench, const char *metric, double *v,
+                         int runs, const char *unit, const char *note) {
+  bench_report(bench, metric, bench_median(v, runs), unit, note);
+}
+
 void bench_report_runs(const char *bench, const char *metric, double *v,
                        int runs, const char *unit, const char *note) {
   char name[96];
