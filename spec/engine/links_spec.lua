@@ -26,15 +26,7 @@ local function sent_traces(text)
   return t
 end
 
-local function wait_for(fn, seconds)
-  local deadline = os.time() + (seconds or 10)
-  repeat
-    local v = fn()
-    if v then return v end
-    proc.sleep(0.05)
-  until os.time() > deadline
-  return nil
-end
+local wait_for = proc.wait_for
 
 -- Starts node a (the producer) with 'url'; returns it once it listens.
 local function start_a(dir, url)

@@ -13,15 +13,7 @@ local free_port = require("support.redis_server").free_port
 local bin = cli.bin
 local root = proc.root
 
-local function wait_for(fn, seconds)
-  local deadline = os.time() + (seconds or 10)
-  repeat
-    local v = fn()
-    if v then return v end
-    proc.sleep(0.05)
-  until os.time() > deadline
-  return nil
-end
+local wait_for = proc.wait_for
 
 local function run_a(example, url, tls, config)
   return proc.spawn(string.format(

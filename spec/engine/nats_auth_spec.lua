@@ -41,15 +41,7 @@ end
 return M
 ]]
 
-local function wait_for(fn, seconds)
-  local deadline = os.time() + (seconds or 10)
-  repeat
-    local v = fn()
-    if v then return v end
-    proc.sleep(0.05)
-  until os.time() > deadline
-  return nil
-end
+local wait_for = proc.wait_for
 
 -- Writes node 'name' (a producer or a consumer) dialling 'url' with the
 -- Lua text 'nats' as its nats table, and starts it; returns the process

@@ -70,15 +70,7 @@ return { node = %q, workers = 2, connect = { %q },
   services = { %s } }]], name, url, extra or "", dir.path, name, services))
 end
 
-local function wait_for(fn, seconds)
-  local deadline = os.time() + (seconds or 10)
-  repeat
-    local v = fn()
-    if v then return v end
-    proc.sleep(0.05)
-  until os.time() > deadline
-  return nil
-end
+local wait_for = proc.wait_for
 
 local function status(dir, name)
   local rc, out = dir:sh(string.format("timeout 10 %s status --socket %s/%s.ctl --json",

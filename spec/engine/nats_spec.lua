@@ -127,15 +127,7 @@ return {
     table.concat(services, ",\n    ")))
 end
 
-local function wait_for(fn, seconds)
-  local deadline = os.time() + (seconds or 10)
-  repeat
-    local v = fn()
-    if v then return v end
-    proc.sleep(0.05)
-  until os.time() > deadline
-  return nil
-end
+local wait_for = proc.wait_for
 
 -- The last tally line per producer in 'text'.
 local function tallies(text)

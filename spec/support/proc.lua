@@ -25,6 +25,18 @@ function M.sleep(seconds)
   ffi.C.usleep(math.floor(seconds * 1e6))
 end
 
+-- fn()'s first true value, asked every 50 ms for up to 'seconds' (10),
+-- or nil.
+function M.wait_for(fn, seconds)
+  local deadline = os.time() + (seconds or 10)
+  repeat
+    local v = fn()
+    if v then return v end
+    M.sleep(0.05)
+  until os.time() > deadline
+  return nil
+end
+
 -- Starts 'cmd' (a shell command line) in the background and waits up to
 -- 'timeout' seconds for its output to match 'pattern'.  Returns a handle
 -- with pid, the pattern's captures as 'ready', and stop().
