@@ -61,22 +61,22 @@ static void subscriber_lists_follow_subscriptions(void) {
   CHECK_EQ(myc__topics_subscribe(&t, SVC(1), S("a.b")), 0); /* twice: no-op */
   CHECK_EQ(myc__topics_subscribe(&t, SVC(3), S("bad..p")), MYC_ETOPIC);
   l = myc__topic_subs(myc__topics_get(&t, (uint32_t)ab));
-  CHECK_EQ(l->n, 2);
-  CHECK(l->svc[0] == SVC(1) && l->svc[1] == SVC(2));
-  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, (uint32_t)a))->n, 0);
+  CHECK_EQ(l->live, 2);
+  CHECK(myc__sublist_at(l, 0) == SVC(1) && myc__sublist_at(l, 1) == SVC(2));
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, (uint32_t)a))->live, 0);
   /* a topic created later sees the pattern subscription */
   c = myc__topics_resolve(&t, S("a.c.d"));
   l = myc__topic_subs(myc__topics_get(&t, (uint32_t)c));
-  CHECK_EQ(l->n, 1);
-  CHECK(l->svc[0] == SVC(1));
+  CHECK_EQ(l->live, 1);
+  CHECK(myc__sublist_at(l, 0) == SVC(1));
   CHECK_EQ(myc__topics_unsubscribe(&t, SVC(1), S("a.*")), 0);
   l = myc__topic_subs(myc__topics_get(&t, (uint32_t)c));
-  CHECK_EQ(l->n, 0);
+  CHECK_EQ(l->live, 0);
   l = myc__topic_subs(myc__topics_get(&t, (uint32_t)ab));
-  CHECK_EQ(l->n, 2); /* SVC(1) still has the exact subscription */
+  CHECK_EQ(l->live, 2); /* SVC(1) still has the exact subscription */
   CHECK_EQ(myc__topics_unsubscribe_all(&t, SVC(1)), 0);
   l = myc__topic_subs(myc__topics_get(&t, (uint32_t)ab));
-  CHECK_EQ(l->n, 1);
+  CHECK_EQ(l->live, 1);
   CHECK(myc__topics_get(&t, 0) == NULL);
   CHECK(myc__topics_get(&t, 999) == NULL);
   myc__topics_destroy(&t);
@@ -95,7 +95,7 @@ static void many_topics_grow_the_table(void) {
   for (i = 0; i < 5000; i += 777) {
     int n = snprintf(name, sizeof name, "t.%d", i);
     CHECK_EQ(myc__topics_resolve(&t, name, (size_t)n), i + 1);
-    CHECK_EQ(myc__topic_subs(myc__topics_get(&t, (uint32_t)i + 1))->n, 1);
+    CHECK_EQ(myc__topic_subs(myc__topics_get(&t, (uint32_t)i + 1))->live, 1);
   }
   myc__topics_destroy(&t);
 }
@@ -118,7 +118,7 @@ static void allocation_failures_change_nothing(void) {
     if (rc == 0)
       rc = (int)myc__topics_resolve(&t, S("x.z"));
     if (rc > 0) {
-      CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 2))->n, 1);
+      CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 2))->live, 1);
       myc__topics_destroy(&t);
       CHECK_EQ(fa.live, 0);
       break;
@@ -126,7 +126,7 @@ static void allocation_failures_change_nothing(void) {
     CHECK(rc == MYC_ENOMEM);
     if (fa.count >= 3) /* subscription state must be unchanged on failure */
       CHECK(myc__topics_get(&t, 1) == NULL ||
-            myc__topic_subs(myc__topics_get(&t, 1))->n <= 1);
+            myc__topic_subs(myc__topics_get(&t, 1))->live <= 1);
     myc__topics_destroy(&t);
     CHECK_EQ(fa.live, 0);
   }
@@ -148,10 +148,10 @@ static void subscription_counts_follow_the_subscriptions(void) {
   CHECK_EQ(t.nsubs, 800);
   CHECK_EQ(myc__topics_count_locked(&t, SVC(7)), 2);
   CHECK_EQ(myc__topics_count_locked(&t, SVC(401)), 0);
-  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 1))->n, 400);
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 1))->live, 400);
   CHECK_EQ(myc__topics_unsubscribe(&t, SVC(7), S("a.b")), 0);
   CHECK_EQ(myc__topics_count_locked(&t, SVC(7)), 1);
-  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 1))->n, 400); /* a.* */
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 1))->live, 400); /* a.* */
   CHECK_EQ(myc__topics_subscribe(&t, SVC(7), S("a.b")), 0);
   CHECK_EQ(myc__topics_count_locked(&t, SVC(7)), 2);
   for (i = 1; i <= 400; i += 2)
@@ -159,7 +159,7 @@ static void subscription_counts_follow_the_subscriptions(void) {
   CHECK_EQ(t.nsubs, 400);
   CHECK_EQ(myc__topics_count_locked(&t, SVC(1)), 0);
   CHECK_EQ(myc__topics_count_locked(&t, SVC(2)), 2);
-  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 1))->n, 200);
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 1))->live, 200);
   CHECK_EQ(myc__topics_unsubscribe_all(&t, SVC(99999)), 0); /* none */
   myc__topics_destroy(&t);
 }
@@ -193,9 +193,9 @@ static void changes_scale_linearly(void) {
   w = t.work;
   CHECK(w <= 8 * (uint64_t)N);
   l = myc__topic_subs(myc__topics_get(&t, 1));
-  CHECK_EQ(l->n, N);
-  CHECK(l->svc[0] == SVC(1) && l->svc[N - 1] == SVC(N)); /* in order */
-  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 2 + 77))->n, 1);
+  CHECK_EQ(l->live, N);
+  CHECK(myc__sublist_at(l, 0) == SVC(1) && myc__sublist_at(l, N - 1) == SVC(N)); /* in order */
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 2 + 77))->live, 1);
   /* Leaving their own topics, every other service. */
   t.work = 0;
   for (i = 1; i <= N; i += 2) {
@@ -203,8 +203,8 @@ static void changes_scale_linearly(void) {
     CHECK_EQ(myc__topics_unsubscribe(&t, SVC(i), name, (size_t)n), 0);
   }
   CHECK(t.work <= 8 * (uint64_t)N);
-  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 2))->n, 0);
-  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 3))->n, 1);
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 2))->live, 0);
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 3))->live, 1);
   CHECK_EQ(t.nsubs, N + N / 2);
   CHECK_EQ(myc__topics_count_locked(&t, SVC(1)), 1);
   CHECK_EQ(myc__topics_count_locked(&t, SVC(2)), 2);
@@ -231,9 +231,9 @@ static void removals_compact_the_table(void) {
   CHECK_STR(got[0].pattern, "a.b");
   CHECK_STR(got[1].pattern, "a.*");
   CHECK_EQ(myc__topics_unsubscribe(&t, SVC(295), S("a.b")), 0);
-  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 1))->n, 10); /* a.* */
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 1))->live, 10); /* a.* */
   CHECK_EQ(myc__topics_unsubscribe(&t, SVC(295), S("a.*")), 0);
-  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 1))->n, 9);
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 1))->live, 9);
   CHECK_EQ(myc__topics_copy_locked(&t, SVC(295), got, 4), 0);
   CHECK_EQ(myc__topics_copy_locked(&t, SVC(300), got, 4), 2);
   myc__topics_destroy(&t);

@@ -3,6 +3,7 @@
  * prefix, any depth) or "*" (every topic not starting with '$'). */
 #include "core/topic.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static int name_char_ok(unsigned char c) {
@@ -93,9 +94,194 @@ static myc__sublist *sublist_new(myc__topics *t, uint32_t cap) {
   if (l != NULL) {
     l->retired_next = NULL;
     atomic_init(&l->n, 0);
+    atomic_init(&l->live, 0);
     l->cap = cap;
   }
   return l;
+}
+
+/* Writes entry i of a list; a list readers may see takes it relaxed:
+ * what makes a new entry visible is the release store of 'n' after. */
+static void sublist_set(myc__sublist *l, uint32_t i, struct myc_service *svc) {
+  atomic_store_explicit(&l->svc[i], svc, memory_order_relaxed);
+}
+
+/* ---- memberships: (service, topic) -> place in the topic's list ------ */
+
+static uint32_t count_hash(const struct myc_service *svc, uint32_t key);
+
+static struct myc__member *member_slot(myc__topics *t,
+                                       const struct myc_service *svc,
+                                       uint32_t topic) {
+  uint32_t mask = t->nmembers - 1, i;
+  for (i = count_hash(svc, topic) & mask;; i = (i + 1) & mask) {
+    struct myc__member *m = &t->members[i];
+    if (m->svc == NULL || (m->svc == svc && m->topic == topic))
+      return m;
+  }
+}
+
+/* The membership of 'svc' in the list of 'topic', or NULL. */
+static struct myc__member *member_get(myc__topics *t,
+                                      const struct myc_service *svc,
+                                      uint32_t topic) {
+  struct myc__member *m;
+  if (t->nmembers == 0)
+    return NULL;
+  m = member_slot(t, svc, topic);
+  return m->svc != NULL ? m : NULL;
+}
+
+/* Room for 'more' memberships, so that member_put cannot fail.  Returns
+ * 0 or MYC_ENOMEM (then unchanged). */
+static int members_reserve(myc__topics *t, uint32_t more) {
+  struct myc__member *old = t->members;
+  uint32_t i, nold = t->nmembers, n = nold ? nold : 64;
+  uint64_t need = 2 * ((uint64_t)t->usedmembers + more);
+  if (need <= nold)
+    return 0;
+  while (n < need)
+    n *= 2;
+  t->members = myc__calloc(t->alloc, (size_t)n * sizeof *t->members);
+  if (t->members == NULL) {
+    t->members = old;
+    return MYC_ENOMEM;
+  }
+  t->nmembers = n;
+  for (i = 0; i < nold; i++)
+    if (old[i].svc != NULL)
+      *member_slot(t, old[i].svc, old[i].topic) = old[i];
+  myc__free(t->alloc, old, nold * sizeof *old);
+  return 0;
+}
+
+/* Records that 'svc' is at 'pos' of the list of 'topic'.  Room reserved. */
+static void member_put(myc__topics *t, const struct myc_service *svc,
+                       uint32_t topic, uint32_t pos) {
+  struct myc__member *m = member_slot(t, svc, topic);
+  if (m->svc == NULL) {
+    m->svc = svc;
+    m->topic = topic;
+    t->usedmembers++;
+  }
+  m->pos = pos;
+}
+
+/* Deletes 'm', shifting back the entries after it in its run. */
+static void member_delete(myc__topics *t, struct myc__member *m) {
+  uint32_t mask = t->nmembers - 1, i = (uint32_t)(m - t->members), j;
+  t->members[i].svc = NULL;
+  t->usedmembers--;
+  for (j = (i + 1) & mask; t->members[j].svc != NULL; j = (j + 1) & mask) {
+    struct myc__member *x = &t->members[j];
+    uint32_t home = count_hash(x->svc, x->topic) & mask;
+    /* 'x' may fill the hole unless its home lies cyclically in (i, j]. */
+    int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    if (!stays) {
+      t->members[i] = *x;
+      x->svc = NULL;
+      i = j;
+    }
+  }
+}
+
+/* Records the place of every entry of 'l', just made for 'topic'. */
+static void members_reindex(myc__topics *t, uint32_t topic,
+                            const myc__sublist *l) {
+  uint32_t k, n = atomic_load_explicit(&l->n, memory_order_relaxed);
+  t->work += n;
+  for (k = 0; k < n; k++)
+    member_put(t, myc__sublist_at(l, k), topic, k);
+}
+
+/* ---- buckets: pattern hash -> subscriptions --------------------------- */
+
+static struct myc__bucket *bucket_slot(myc__topics *t, uint32_t hash) {
+  uint32_t mask = t->nbuckets - 1, i;
+  for (i = (hash * 2654435761u) & mask;; i = (i + 1) & mask) {
+    struct myc__bucket *b = &t->buckets[i];
+    if (b->cap == 0 || b->hash == hash)
+      return b;
+  }
+}
+
+static struct myc__bucket *bucket_get(myc__topics *t, uint32_t hash) {
+  struct myc__bucket *b;
+  if (t->nbuckets == 0)
+    return NULL;
+  b = bucket_slot(t, hash);
+  return b->cap != 0 ? b : NULL;
+}
+
+/* Rebuilds the buckets at four times the live ones (at least 64),
+ * dropping those left with no subscription.  Returns 0 or MYC_ENOMEM
+ * (then unchanged). */
+static int buckets_rebuild(myc__topics *t) {
+  struct myc__bucket *old = t->buckets;
+  uint32_t i, live = 0, n = 64, nold = t->nbuckets;
+  for (i = 0; i < nold; i++)
+    live += old[i].cap != 0 && old[i].live > 0;
+  while (n < 4 * (live + 1))
+    n *= 2;
+  t->buckets = myc__calloc(t->alloc, n * sizeof *t->buckets);
+  if (t->buckets == NULL) {
+    t->buckets = old;
+    return MYC_ENOMEM;
+  }
+  t->nbuckets = n;
+  t->usedbuckets = 0;
+  for (i = 0; i < nold; i++) {
+    if (old[i].cap == 0)
+      continue;
+    if (old[i].live == 0) {
+      myc__free(t->alloc, old[i].at, old[i].cap * sizeof *old[i].at);
+      continue;
+    }
+    *bucket_slot(t, old[i].hash) = old[i];
+    t->usedbuckets++;
+  }
+  myc__free(t->alloc, old, nold * sizeof *old);
+  return 0;
+}
+
+/* Room for one more subscription in the bucket of 'hash', made if
+ * missing.  Returns 0 or MYC_ENOMEM (an empty bucket may stay). */
+static int bucket_reserve(myc__topics *t, uint32_t hash) {
+  struct myc__bucket *b = bucket_get(t, hash);
+  if (b == NULL) {
+    if ((t->usedbuckets + 1) * 2 > t->nbuckets && buckets_rebuild(t) != 0)
+      return MYC_ENOMEM;
+    b = bucket_slot(t, hash);
+  }
+  if (b->n == b->cap) {
+    uint32_t cap = b->cap ? 2 * b->cap : 2;
+    uint32_t *at = myc__realloc(t->alloc, b->at, b->cap * sizeof *at,
+                                cap * sizeof *at);
+    if (at == NULL)
+      return MYC_ENOMEM;
+    if (b->cap == 0) {
+      b->hash = hash;
+      t->usedbuckets++;
+    }
+    b->at = at;
+    b->cap = cap;
+  }
+  return 0;
+}
+
+/* Subscription subs[i] left (a hole now): its bucket drops the stale
+ * indexes once they outnumber the live ones, amortised O(1). */
+static void bucket_leave(myc__topics *t, uint32_t hash) {
+  struct myc__bucket *b = bucket_get(t, hash);
+  uint32_t k, j = 0;
+  b->live--;
+  if (b->n - b->live < 8 || b->n - b->live <= b->live)
+    return;
+  t->work += b->n;
+  for (k = 0; k < b->n; k++)
+    if (t->subs[b->at[k]].svc != NULL)
+      b->at[j++] = b->at[k];
+  b->n = j;
 }
 
 static void sublist_free(myc__topics *t, myc__sublist *l) {
@@ -124,6 +310,12 @@ void myc__topics_destroy(myc__topics *t) {
     if (t->counts[i].at != NULL)
       myc__free(t->alloc, t->counts[i].at,
                 t->counts[i].cap * sizeof *t->counts[i].at);
+  for (i = 0; i < t->nbuckets; i++)
+    if (t->buckets[i].cap != 0)
+      myc__free(t->alloc, t->buckets[i].at,
+                t->buckets[i].cap * sizeof *t->buckets[i].at);
+  myc__free(t->alloc, t->buckets, t->nbuckets * sizeof *t->buckets);
+  myc__free(t->alloc, t->members, t->nmembers * sizeof *t->members);
   myc__free(t->alloc, t->slots, t->nslots * sizeof *t->slots);
   myc__free(t->alloc, t->subs, t->capsubs * sizeof *t->subs);
   myc__free(t->alloc, t->counts, t->ncounts * sizeof *t->counts);
@@ -156,48 +348,95 @@ static int grow_slots(myc__topics *t) {
   return 0;
 }
 
-static struct myc__sub_count *own_entry(myc__topics *t,
-                                        const struct myc_service *svc);
+#define FNV_PRIME 16777619u
 
-/* Whether a live subscription of 'svc' before subs[i] matches 'topic'. */
-static int matched_before(myc__topics *t, const struct myc_service *svc,
-                          uint32_t i, const myc__topic *topic) {
-  struct myc__sub_count *c = own_entry(t, svc);
-  uint32_t k;
-  for (k = 0; c != NULL && k < c->n && c->at[k] < i; k++) {
-    const myc__subscription *s = &t->subs[c->at[k]];
-    t->work++;
-    if (myc__topic_match(s->pattern, s->len, topic->name, topic->len))
-      return 1;
+/* The hashes of the patterns that can match topic 'name': the name
+ * itself, "p.*" for every prefix p ending before a '.', and "*" unless
+ * the name starts with '$'.  'out' has room for MYC_TOPIC_MAX / 2 + 2.
+ * Returns how many. */
+static uint32_t pattern_hashes(const char *name, size_t len, uint32_t *out) {
+  uint32_t h = 2166136261u, k = 0;
+  size_t i;
+  for (i = 0; i < len; i++) {
+    h = (h ^ (unsigned char)name[i]) * FNV_PRIME;
+    if (name[i] == '.')
+      out[k++] = (h ^ (unsigned char)'*') * FNV_PRIME;
   }
-  return 0;
+  out[k++] = h;
+  if (name[0] != '$')
+    out[k++] = hash_name("*", 1);
+  return k;
 }
 
-/* Builds the subscriber list of 'topic' from the subscription table.  A
- * service matched by several patterns appears once, where its first
- * matching subscription puts it. */
-static myc__sublist *build_sublist(myc__topics *t, const myc__topic *topic) {
-  uint32_t i, n = 0, k = 0;
-  myc__sublist *l;
-  t->work += t->endsubs;
-  for (i = 0; i < t->endsubs; i++)
-    n += t->subs[i].svc != NULL &&
-         myc__topic_match(t->subs[i].pattern, t->subs[i].len, topic->name,
-                          topic->len);
-  if (n == 0)
-    return t->empty;
-  l = sublist_new(t, n);
-  if (l == NULL)
-    return NULL;
-  for (i = 0; i < t->endsubs; i++) {
-    const myc__subscription *s = &t->subs[i];
-    if (s->svc == NULL ||
-        !myc__topic_match(s->pattern, s->len, topic->name, topic->len))
-      continue;
-    if (!matched_before(t, s->svc, i, topic))
-      l->svc[k++] = s->svc;
+static int cmp_u32(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The indexes of the subscriptions matching 'topic', ascending, in
+ * '*out' (from the allocator, room for '*cap'; NULL when none).  Only
+ * the buckets of the patterns that can match are read.  Returns how
+ * many, or -1 (out of memory). */
+static int64_t matching_subs(myc__topics *t, const myc__topic *topic,
+                             uint32_t **out, uint32_t *cap) {
+  uint32_t h[MYC_TOPIC_MAX / 2 + 2], nh, i, k, total = 0, m = 0, *idx;
+  nh = pattern_hashes(topic->name, topic->len, h);
+  /* Two of them may share a bucket: read it once. */
+  qsort(h, nh, sizeof *h, cmp_u32);
+  for (i = 0; i < nh; i++) {
+    struct myc__bucket *b = bucket_get(t, h[i]);
+    if (b != NULL && (i == 0 || h[i] != h[i - 1]))
+      total += b->n;
   }
-  atomic_init(&l->n, k);
+  *out = NULL;
+  *cap = total;
+  if (total == 0)
+    return 0;
+  idx = myc__malloc(t->alloc, total * sizeof *idx);
+  if (idx == NULL)
+    return -1;
+  t->work += total;
+  for (i = 0; i < nh; i++) {
+    struct myc__bucket *b = bucket_get(t, h[i]);
+    for (k = 0; b != NULL && (i == 0 || h[i] != h[i - 1]) && k < b->n; k++) {
+      const myc__subscription *s = &t->subs[b->at[k]];
+      if (s->svc != NULL &&
+          myc__topic_match(s->pattern, s->len, topic->name, topic->len))
+        idx[m++] = b->at[k];
+    }
+  }
+  /* In subscription order, as a list built by subscribing would be. */
+  qsort(idx, m, sizeof *idx, cmp_u32);
+  *out = idx;
+  return m;
+}
+
+/* Builds the subscriber list of 'topic' (not yet published) and records
+ * its memberships.  A service matched by several patterns appears once,
+ * where its first matching subscription puts it.  NULL when out of
+ * memory (then nothing changed). */
+static myc__sublist *build_sublist(myc__topics *t, const myc__topic *topic) {
+  uint32_t *idx, cap, i, k = 0;
+  int64_t m = matching_subs(t, topic, &idx, &cap);
+  myc__sublist *l = NULL;
+  if (m <= 0) {
+    myc__free(t->alloc, idx, cap * sizeof *idx);
+    return m == 0 ? t->empty : NULL;
+  }
+  if (members_reserve(t, (uint32_t)m) == 0)
+    l = sublist_new(t, (uint32_t)m);
+  for (i = 0; l != NULL && i < (uint32_t)m; i++) {
+    struct myc_service *svc = t->subs[idx[i]].svc;
+    if (member_get(t, svc, topic->id) != NULL)
+      continue;
+    member_put(t, svc, topic->id, k);
+    sublist_set(l, k++, svc);
+  }
+  if (l != NULL) {
+    atomic_init(&l->n, k);
+    atomic_init(&l->live, k);
+  }
+  myc__free(t->alloc, idx, cap * sizeof *idx);
   return l;
 }
 
@@ -428,47 +667,97 @@ static int is_exact(const char *pattern, size_t len) {
   return pattern[len - 1] != '*';
 }
 
-/* A marker in relist's plan: append in place. */
-static myc__sublist in_place;
+/* Markers in relist's plan: append in place; leave a hole in place. */
+static myc__sublist in_place, hole;
 
-/* The list of 'topic' with 'svc' appended (or taken out: 'add' 0), or
- * &in_place when the published one has room, or NULL (out of memory). */
+/* The copy of 'old' without its holes and without 'skip' (NULL: none),
+ * with room for 'cap', or NULL (out of memory). */
+static myc__sublist *compacted(myc__topics *t, const myc__sublist *old,
+                               const struct myc_service *skip, uint32_t cap) {
+  uint32_t n = atomic_load_explicit(&old->n, memory_order_relaxed), i, k = 0;
+  myc__sublist *l = sublist_new(t, cap);
+  if (l == NULL)
+    return NULL;
+  t->work += n;
+  for (i = 0; i < n; i++) {
+    struct myc_service *svc = myc__sublist_at(old, i);
+    if (svc != NULL && svc != skip)
+      sublist_set(l, k++, svc);
+  }
+  atomic_init(&l->n, k);
+  atomic_init(&l->live, k);
+  return l;
+}
+
+/* What becomes of the list of 'topic' when 'svc' joins it ('add') or
+ * leaves it: &in_place (it has room), &hole (its entry cleared), the
+ * empty list (it was the last), a new list to publish, or NULL (out of
+ * memory).  A new list is made when the published one is full, or when
+ * its holes would outnumber its subscribers: each copy is paid for by the
+ * changes since the last one. */
 static myc__sublist *changed_list(myc__topics *t, myc__topic *topic,
                                   struct myc_service *svc, int add) {
   myc__sublist *old = myc__topic_subs(topic), *l;
-  uint32_t n = atomic_load_explicit(&old->n, memory_order_relaxed), i, k = 0;
+  uint32_t n = atomic_load_explicit(&old->n, memory_order_relaxed);
+  uint32_t live = atomic_load_explicit(&old->live, memory_order_relaxed);
+  t->work++;
   if (add) {
     if (n < old->cap)
       return &in_place;
-    t->work += n;
-    l = sublist_new(t, n < 2 ? 4 : 2 * n);
-    if (l == NULL)
-      return NULL;
-    memcpy(l->svc, old->svc, n * sizeof *l->svc);
-    l->svc[n] = svc;
-    atomic_init(&l->n, n + 1);
+    l = compacted(t, old, NULL, live < 2 ? 4 : 2 * (live + 1));
+    if (l != NULL) {
+      uint32_t k = atomic_load_explicit(&l->n, memory_order_relaxed);
+      sublist_set(l, k, svc);
+      atomic_init(&l->n, k + 1);
+      atomic_init(&l->live, k + 1);
+    }
     return l;
   }
-  t->work += n;
-  if (n <= 1)
+  if (live <= 1)
     return t->empty;
-  l = sublist_new(t, n - 1);
-  if (l == NULL)
-    return NULL;
-  for (i = 0; i < n; i++)
-    if (old->svc[i] != svc && k < n - 1)
-      l->svc[k++] = old->svc[i];
-  atomic_init(&l->n, k);
-  return l;
+  if (n - live + 1 <= live - 1)
+    return &hole;
+  return compacted(t, old, svc, live - 1);
+}
+
+/* Applies a step of relist's plan to 'topic': 'l' from changed_list. */
+static void apply(myc__topics *t, myc__topic *topic, myc__sublist *l,
+                  struct myc_service *svc) {
+  myc__sublist *cur = myc__topic_subs(topic);
+  struct myc__member *m = member_get(t, svc, topic->id);
+  uint32_t pos = m != NULL ? m->pos : 0;
+  if (l == &in_place) {
+    uint32_t n = atomic_load_explicit(&cur->n, memory_order_relaxed);
+    sublist_set(cur, n, svc);
+    atomic_store_explicit(&cur->live,
+                          atomic_load_explicit(&cur->live,
+                                               memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    atomic_store_explicit(&cur->n, n + 1, memory_order_release);
+    member_put(t, svc, topic->id, n);
+    return;
+  }
+  if (m != NULL) /* leaving: the deletion may move other entries */
+    member_delete(t, m);
+  if (l == &hole) {
+    sublist_set(cur, pos, NULL);
+    atomic_store_explicit(&cur->live,
+                          atomic_load_explicit(&cur->live,
+                                               memory_order_relaxed) - 1,
+                          memory_order_relaxed);
+    return;
+  }
+  publish_sublist(t, topic, l);
+  members_reindex(t, topic->id, l);
 }
 
 /* Puts 'svc' on (or takes it off) the list of every topic matching
  * 'pattern', subscription subs[skip], where no other subscription of
- * 'svc' puts it.  Every new list is made before any is published: on
- * MYC_ENOMEM nothing changed. */
+ * 'svc' puts it.  Every new list and membership is allocated before any
+ * is published: on MYC_ENOMEM nothing changed. */
 static int relist(myc__topics *t, struct myc_service *svc, uint32_t skip,
                   const char *pattern, size_t len, int add) {
-  uint32_t count = atomic_load(&t->count), lo = 1, hi = count, i;
+  uint32_t count = atomic_load(&t->count), lo = 1, hi = count, i, joins = 0;
   myc__sublist *one[1], **plan = one;
   int rc = 0;
   if (is_exact(pattern, len)) {
@@ -485,31 +774,32 @@ static int relist(myc__topics *t, struct myc_service *svc, uint32_t skip,
   for (i = lo; i <= hi && count > 0; i++) {
     myc__topic *topic = myc__topics_get(t, i);
     myc__sublist **p = &plan[i - lo];
+    int on = member_get(t, svc, topic->id) != NULL;
     *p = NULL;
+    /* Joining: not if already on it.  Leaving: not if another of its
+     * subscriptions keeps it there. */
     if (!myc__topic_match(pattern, len, topic->name, topic->len) ||
-        matched_elsewhere(t, svc, skip, topic))
+        (add ? on : !on || matched_elsewhere(t, svc, skip, topic)))
       continue;
     *p = changed_list(t, topic, svc, add);
+    joins += add;
     if (*p == NULL) {
       rc = MYC_ENOMEM;
       break;
     }
   }
+  if (rc == 0 && joins > 0)
+    rc = members_reserve(t, joins);
   for (i = lo; i <= hi && count > 0; i++) {
     myc__sublist *l = plan[i - lo];
     myc__topic *topic = myc__topics_get(t, i);
-    if (l == NULL)
+    if (l == NULL || topic == NULL)
       continue;
     if (rc != 0) {
-      if (l != &in_place)
+      if (l != &in_place && l != &hole && l != t->empty)
         sublist_free(t, l);
-    } else if (l == &in_place) {
-      myc__sublist *cur = myc__topic_subs(topic);
-      uint32_t n = atomic_load_explicit(&cur->n, memory_order_relaxed);
-      cur->svc[n] = svc;
-      atomic_store_explicit(&cur->n, n + 1, memory_order_release);
     } else {
-      publish_sublist(t, topic, l);
+      apply(t, topic, l, svc);
     }
   }
   if (plan != one)
@@ -577,6 +867,7 @@ int myc__topics_subscribe(myc__topics *t, struct myc_service *svc,
                           const char *pattern, size_t len) {
   myc__subscription *s;
   struct myc__sub_count *c;
+  struct myc__bucket *b;
   int rc = 0, changed = 0;
   if (myc__topic_check(pattern, len, 1) != NULL)
     return MYC_ETOPIC;
@@ -588,7 +879,8 @@ int myc__topics_subscribe(myc__topics *t, struct myc_service *svc,
   if (((t->usedcounts + 2) * 2 > t->ncounts && counts_rebuild(t) != 0) ||
       count_make(t, svc, 0) == NULL ||
       count_make(t, svc, pattern_key(pattern, len)) == NULL ||
-      reserve_sub(t, svc) != 0) {
+      reserve_sub(t, svc) != 0 ||
+      bucket_reserve(t, hash_name(pattern, len)) != 0) {
     rc = MYC_ENOMEM;
     goto out;
   }
@@ -602,7 +894,10 @@ int myc__topics_subscribe(myc__topics *t, struct myc_service *svc,
   memcpy(s->pattern, pattern, len);
   s->pattern[len] = '\0';
   c = own_entry(t, svc);
-  c->at[c->n] = t->endsubs++;
+  c->at[c->n] = t->endsubs;
+  b = bucket_get(t, hash_name(pattern, len));
+  b->at[b->n++] = t->endsubs++;
+  b->live++;
   t->nsubs++;
   count_add(t, s, 1);
   changed = 1;
@@ -614,8 +909,9 @@ out:
 }
 
 /* Closes the holes of 'subs' once they outnumber the subscriptions, and
- * moves each service's indexes with them: amortised O(1) a removal,
- * order kept.  Skipped when out of memory (the holes stay). */
+ * moves each service's and each bucket's indexes with them: amortised
+ * O(1) a removal, order kept.  Skipped when out of memory (the holes
+ * stay). */
 static void compact(myc__topics *t) {
   uint32_t holes = t->endsubs - t->nsubs, i, j = 0, *to;
   if (holes < 64 || holes < t->nsubs)
@@ -623,11 +919,19 @@ static void compact(myc__topics *t) {
   to = myc__malloc(t->alloc, t->endsubs * sizeof *to);
   if (to == NULL)
     return;
-  t->work += t->endsubs + t->ncounts;
+  t->work += t->endsubs + t->ncounts + t->nbuckets;
   for (i = 0; i < t->endsubs; i++) {
-    to[i] = j;
+    to[i] = t->subs[i].svc != NULL ? j : UINT32_MAX;
     if (t->subs[i].svc != NULL)
       t->subs[j++] = t->subs[i];
+  }
+  for (i = 0; i < t->nbuckets; i++) {
+    struct myc__bucket *b = &t->buckets[i];
+    uint32_t k, n = 0;
+    for (k = 0; k < b->n; k++)
+      if (to[b->at[k]] != UINT32_MAX)
+        b->at[n++] = to[b->at[k]];
+    b->n = n;
   }
   for (i = 0; i < t->ncounts; i++) {
     struct myc__sub_count *c = &t->counts[i];
@@ -658,6 +962,7 @@ static int remove_sub(myc__topics *t, uint32_t i) {
   }
   s->svc = NULL;
   t->nsubs--;
+  bucket_leave(t, hash_name(s->pattern, s->len));
   compact(t);
   return 0;
 }

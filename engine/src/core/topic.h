@@ -5,10 +5,14 @@
  * appends to the published list in place while it has room (the entry is
  * written before the count that shows it is stored with release), else
  * publishes a copy with twice the room, so N subscriptions to one topic
- * copy O(N) entries in all; an unsubscription publishes a copy without
- * the service.  Replaced lists are kept until the table is destroyed, or
- * until a removal of a service (runtime/spawn.c) takes them and frees
- * them after its grace period (see docs/ARCHITECTURE.md).
+ * copy O(N) entries in all.  An unsubscription clears the service's
+ * entry in place (a hole, which readers skip: a reader sees the service
+ * or the hole, never another entry moved there, so nobody gets a message
+ * twice or misses one) and publishes a copy without the holes only once
+ * they outnumber the subscribers: O(1) amortised, order kept.  Replaced
+ * lists are kept until the table is destroyed, or until a removal of a
+ * service (runtime/spawn.c) takes them and frees them after its grace
+ * period (see docs/ARCHITECTURE.md).
  */
 #ifndef MYC_TOPIC_H
 #define MYC_TOPIC_H
@@ -25,10 +29,22 @@ struct myc_service;
 
 typedef struct myc__sublist {
   struct myc__sublist *retired_next;
-  _Atomic uint32_t n; /* grows in place up to 'cap' */
+  _Atomic uint32_t n;    /* entries, holes included: grows up to 'cap' */
+  _Atomic uint32_t live; /* entries that are not holes (0 only in a list
+                            replaced by the empty one) */
   uint32_t cap;
-  struct myc_service *svc[];
+  /* Read with myc__sublist_at(): an entry becomes NULL (a hole) when its
+   * service leaves, and never changes again in this list. */
+  _Atomic(struct myc_service *) svc[];
 } myc__sublist;
+
+/* Entry i (below a count read from l->n) of 'l': a subscriber, or NULL
+ * for one that left since (skip it).  Lock-free. */
+static inline struct myc_service *myc__sublist_at(const myc__sublist *l,
+                                                  uint32_t i) {
+  return atomic_load_explicit((_Atomic(struct myc_service *) *)&l->svc[i],
+                              memory_order_relaxed);
+}
 
 typedef struct {
   uint32_t id;
@@ -55,6 +71,25 @@ struct myc__sub_count {
   uint32_t cap;
 };
 
+/* An entry of myc__topics.members: service 'svc' is at svc[pos] of the
+ * list of topic 'topic', so that it leaves a list of N without reading
+ * it. */
+struct myc__member {
+  const struct myc_service *svc; /* NULL: a free slot */
+  uint32_t topic;
+  uint32_t pos;
+};
+
+/* An entry of myc__topics.buckets: the subscriptions whose pattern
+ * hashes to 'hash' (several patterns may share one), so that a new topic
+ * reads only those of the patterns that can match it. */
+struct myc__bucket {
+  uint32_t hash;
+  uint32_t n, cap; /* 0 'cap': a free slot */
+  uint32_t live;   /* of the 'n', those that are not holes in 'subs' */
+  uint32_t *at;    /* indexes in myc__topics.subs, ascending */
+};
+
 #define MYC_TOPIC_CHUNK 1024
 #define MYC_TOPIC_CHUNKS 1024 /* at most about a million topics */
 
@@ -78,6 +113,15 @@ typedef struct {
    * every other service's (a start of N services stays O(N)). */
   struct myc__sub_count *counts;
   uint32_t ncounts, usedcounts;
+  /* (service, topic) -> place in that topic's list: open addressing, at
+   * most half full, no tombstones. */
+  struct myc__member *members;
+  uint32_t nmembers, usedmembers;
+  /* pattern hash -> its subscriptions (open addressing, at most half
+   * full; an entry whose subscriptions all left stays until the table
+   * grows). */
+  struct myc__bucket *buckets;
+  uint32_t nbuckets, usedbuckets;
   myc__sublist *retired;
   myc__sublist *empty; /* shared by every topic nobody listens to */
   _Atomic uint64_t no_subscriber; /* messages emitted to nobody */
@@ -111,7 +155,9 @@ static inline myc__topic *myc__topics_get(myc__topics *t, uint32_t id) {
   return chunk[(id - 1) % MYC_TOPIC_CHUNK];
 }
 
-/* Current subscribers of 'topic'.  Valid until the table is destroyed. */
+/* Current subscribers of 'topic' (with holes: see myc__sublist_at).
+ * Valid until the table is destroyed, or a grace period after it is
+ * replaced (myc__topics_take_retired). */
 static inline myc__sublist *myc__topic_subs(myc__topic *topic) {
   return atomic_load_explicit(&topic->subs, memory_order_acquire);
 }

@@ -168,8 +168,11 @@ double myc_ffi_pressure(myc_service *s, uint32_t topic_id) {
     return 0;
   l = myc__topic_subs(t);
   for (i = 0; i < l->n; i++) {
-    myc_service *sub = l->svc[i];
-    double p = myc__mailbox_pressure(&sub->task.mb);
+    myc_service *sub = myc__sublist_at(l, i);
+    double p;
+    if (sub == NULL)
+      continue;
+    p = myc__mailbox_pressure(&sub->task.mb);
     /* A subscriber that forwards (the links' service) is as full as the
      * fullest queue past its mailbox that the topic goes to. */
     if (sub->pressure != NULL) {

@@ -290,7 +290,8 @@ static void release_batch(myc__nats *N, myc_buf **v, uint32_t n) {
 }
 
 /* The reply subject of request 'b' of this engine:
- * "_INBOX.<publisher id>.<service index>.<corr>.<1 or 0>", whose last
+ * "_INBOX.<publisher id>.<slot>.<serial>.<corr>.<1 or 0>" (the asker's
+ * place and number in the registry: myc__engine_at), whose last
  * token says whether "_nats" was the only subscriber of the request's
  * topic here: only then does NATS' "no responders" mean that nobody
  * will answer.  Returns 0, or -1 when the asker is not found. */
@@ -299,11 +300,11 @@ static int reply_subject(myc__nats *N, myc_buf *b, const myc__wire_msg *m,
   myc_service *asker =
       myc__engine_find(N->e, (const char *)m->source, m->source_len);
   myc__topic *t = myc__topics_get(&N->e->topics, b->topic_id);
-  int sole = t != NULL && myc__topic_subs(t)->n == 1;
+  int sole = t != NULL && myc__topic_subs(t)->live == 1;
   if (asker == NULL)
     return -1;
-  snprintf(out, outlen, "%s%u.%" PRIu64 ".%d", N->inbox_prefix, asker->index,
-           m->corr, sole);
+  snprintf(out, outlen, "%s%u.%" PRIu64 ".%" PRIu64 ".%d", N->inbox_prefix,
+           asker->slot, asker->serial, m->corr, sole);
   return 0;
 }
 
@@ -807,16 +808,6 @@ static void deliver_reply(myc__nats *N, myc_service *to,
   (void)myc__deliver_one(&e->sched, NULL, to, b);
 }
 
-/* The service of index 'i', or NULL. */
-static myc_service *service_at(myc_engine *e, unsigned long i) {
-  myc_service *s = NULL;
-  uv_mutex_lock(&e->services_lock);
-  if (i < e->nservices)
-    s = e->services[i];
-  uv_mutex_unlock(&e->services_lock);
-  return s;
-}
-
 /* A message on this engine's inbox: a reply to one of its requests, or
  * NATS' "no responders" for one (reply_subject() names the asker and the
  * request; ignored when another local subscriber had the request too). */
@@ -829,12 +820,15 @@ static void receive_reply(myc__nats *N, natsMsg *msg, rx *r) {
   r->in++;
   r->bytes += (uint64_t)(len > 0 ? len : 0);
   if (natsMsg_IsNoResponders(msg)) {
-    unsigned long idx;
-    unsigned long long corr;
+    unsigned long slot;
+    unsigned long long serial, corr;
     char sole = 0;
-    if (sscanf(subject + strlen(N->inbox_prefix), "%lu.%llu.%c", &idx, &corr,
-               &sole) == 3 &&
-        sole == '1' && (to = service_at(N->e, idx)) != NULL) {
+    /* Gone, or moved when the registry closed its holes: no answer, and
+     * the asker's deadline fails the request. */
+    if (sscanf(subject + strlen(N->inbox_prefix), "%lu.%llu.%llu.%c", &slot,
+               &serial, &corr, &sole) == 4 &&
+        sole == '1' && slot <= UINT32_MAX &&
+        (to = myc__engine_at(N->e, (uint32_t)slot, serial)) != NULL) {
       r->no_responders++;
       deliver_reply(N, to, NULL, corr);
     }

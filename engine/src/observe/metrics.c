@@ -22,16 +22,18 @@ typedef struct {
 } snapshot;
 
 static int take_snapshot(myc_engine *e, snapshot *sn) {
-  uint32_t i;
+  uint32_t i, k = 0;
   sn->n = e->nservices;
   sn->st = myc__calloc(&e->alloc, (sn->n ? sn->n : 1) * sizeof *sn->st);
   sn->svc = myc__calloc(&e->alloc, (sn->n ? sn->n : 1) * sizeof *sn->svc);
   if (sn->st == NULL || sn->svc == NULL)
     return MYC_ENOMEM;
-  for (i = 0; i < sn->n; i++) {
-    sn->svc[i] = e->services[i];
-    (void)myc__engine_stats_locked(e, i, &sn->st[i]);
-  }
+  for (i = 0; i < e->endservices; i++)
+    if (e->services[i] != NULL) {
+      sn->svc[k] = e->services[i];
+      myc__engine_stats_locked(e, sn->svc[k], &sn->st[k]);
+      k++;
+    }
   return 0;
 }
 
@@ -105,7 +107,7 @@ static void drops(myc__text *t, myc_engine *e, const snapshot *sn) {
   family(t, "mycelium_messages_dropped_total", "counter",
          "Messages a service's mailbox lost, by topic and reason.");
   for (i = 0; i < sn->n; i++) {
-    n = myc__engine_drops_locked(e, i, d, MYC_DROP_TOPICS + 1);
+    n = myc__engine_drops_locked(e, sn->svc[i], d, MYC_DROP_TOPICS + 1);
     for (k = 0; k < n; k++) {
       drop_sample(t, &sn->st[i], d[k].topic, "drop_oldest", d[k].dropped_oldest);
       drop_sample(t, &sn->st[i], d[k].topic, "drop_newest", d[k].dropped_newest);

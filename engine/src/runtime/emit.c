@@ -57,10 +57,12 @@ deliver_to(myc__topics *topics, myc__sched *sched, myc__worker *from,
            myc__sublist *subs, myc_buf *b) {
   const myc__alloc *a = sched->alloc;
   myc__pool *pool = from ? &from->pool : NULL;
-  uint32_t i, n = subs->n, accepted = 0;
+  uint32_t i, n = subs->n, accepted = 0, holes = 0;
   int remote = 0, manual = sched->manual, why = MYC_ETOOBIG;
+  myc_service *one = n == 1 ? myc__sublist_at(subs, 0) : NULL;
 
-  if (n == 0) {
+  /* No subscriber, or only one that left since this list was read. */
+  if (n == 0 || (n == 1 && one == NULL)) {
     atomic_fetch_add_explicit(&topics->no_subscriber, 1,
                               memory_order_relaxed);
     myc__buf_release(pool, a, b);
@@ -68,21 +70,33 @@ deliver_to(myc__topics *topics, myc__sched *sched, myc__worker *from,
   }
   /* The common case, one subscriber on this worker: the buffer keeps the
    * reference it was born with. */
-  if (n == 1 && (manual || subs->svc[0]->task.worker == from)) {
-    int rc = push_local(a, &subs->svc[0]->task, b);
+  if (one != NULL && (manual || one->task.worker == from)) {
+    int rc = push_local(a, &one->task, b);
     if (rc != 0)
       myc__buf_release(pool, a, b);
     return rc;
   }
+  /* An entry may turn into a hole between the two passes, never back. */
   if (!manual)
-    for (i = 0; i < n; i++)
-      remote |= subs->svc[i]->task.worker != from;
+    for (i = 0; i < n; i++) {
+      myc_service *s = myc__sublist_at(subs, i);
+      remote |= s != NULL && s->task.worker != from;
+    }
   /* Both must be settled before the first subscriber can see 'b'. */
   b->shared = (uint8_t)remote;
   atomic_store_explicit(&b->refs, n, memory_order_relaxed);
   for (i = 0; i < n; i++) {
-    myc__task *t = &subs->svc[i]->task;
-    int rc = manual || t->worker == from
+    myc_service *s = myc__sublist_at(subs, i);
+    myc__task *t;
+    int rc;
+    if (s == NULL) {
+      /* A hole holds no reference. */
+      holes++;
+      myc__buf_release(pool, a, b);
+      continue;
+    }
+    t = &s->task;
+    rc = manual || t->worker == from
                  ? push_local(a, t, b)
                  : from != NULL ? myc__worker_stage(from, t, b)
                                 : myc__worker_handoff(t->worker, t, b);
@@ -92,6 +106,11 @@ deliver_to(myc__topics *topics, myc__sched *sched, myc__worker *from,
       myc__buf_release(pool, a, b);
     if (rc != MYC_ETOOBIG)
       why = MYC_EFULL;
+  }
+  if (holes == n) {
+    atomic_fetch_add_explicit(&topics->no_subscriber, 1,
+                              memory_order_relaxed);
+    return 0;
   }
   return accepted > 0 ? 0 : why;
 }
@@ -111,14 +130,22 @@ static int admit(const myc__sched *sched, const myc__worker *from,
                  myc__topic *topic, size_t len) {
   const myc__sublist *subs = myc__topic_subs(topic);
   /* Read once: a subscription may append to the list meanwhile. */
-  uint32_t i, n = subs->n;
+  uint32_t i, n = subs->n, live = 0;
   int all_too_large = 1;
-  for (i = 0; i < n; i++)
-    if (refusal(&subs->svc[i]->task, from, sched->manual, len) < 0)
-      return 0;
   for (i = 0; i < n; i++) {
-    myc__task *t = &subs->svc[i]->task;
-    int why = refusal(t, from, sched->manual, len);
+    myc_service *s = myc__sublist_at(subs, i);
+    if (s != NULL && refusal(&s->task, from, sched->manual, len) < 0)
+      return 0;
+  }
+  for (i = 0; i < n; i++) {
+    myc_service *s = myc__sublist_at(subs, i);
+    myc__task *t;
+    int why;
+    if (s == NULL)
+      continue;
+    live++;
+    t = &s->task;
+    why = refusal(t, from, sched->manual, len);
     /* Taken since the first look (a consumer elsewhere made room): it
      * counts as refused all the same, nothing was sent. */
     if (why < 0)
@@ -127,7 +154,7 @@ static int admit(const myc__sched *sched, const myc__worker *from,
     all_too_large &= why == MYC_DROP_TOO_LARGE;
     myc__mailbox_count(&t->mb, why, topic->id, 1);
   }
-  return n == 0 ? 0 : all_too_large ? MYC_ETOOBIG : MYC_EFULL;
+  return live == 0 ? 0 : all_too_large ? MYC_ETOOBIG : MYC_EFULL;
 }
 
 int myc__admit(myc__sched *sched, const myc__worker *from, myc__topic *topic,
@@ -159,7 +186,7 @@ int myc__deliver(myc__topics *t, myc__sched *sched, myc__worker *from,
 int myc__deliver_staged(myc__topics *t, myc__sched *sched,
                         myc__host_stage *h, myc_buf *b) {
   myc__sublist *subs;
-  uint32_t i, n, accepted = 0;
+  uint32_t i, n, accepted = 0, holes = 0;
   int why = MYC_ETOOBIG;
   myc__host_enter(h);
   subs = myc__topic_subs(myc__topics_get(t, b->topic_id));
@@ -172,13 +199,19 @@ int myc__deliver_staged(myc__topics *t, myc__sched *sched,
   b->shared = 1;
   atomic_store_explicit(&b->refs, n, memory_order_relaxed);
   for (i = 0; i < n; i++) {
-    int rc = myc__host_stage_put(h, &subs->svc[i]->task, b);
+    myc_service *s = myc__sublist_at(subs, i);
+    int rc = s != NULL ? myc__host_stage_put(h, &s->task, b) : MYC_ENOENT;
     if (rc == 0)
       accepted++;
     else
       myc__buf_release(NULL, sched->alloc, b);
-    if (rc != MYC_ETOOBIG)
+    holes += s == NULL;
+    if (rc != MYC_ETOOBIG && s != NULL)
       why = MYC_EFULL;
+  }
+  if (holes == n) {
+    atomic_fetch_add_explicit(&t->no_subscriber, 1, memory_order_relaxed);
+    return 0;
   }
   return accepted > 0 ? 0 : why;
 }

@@ -239,10 +239,22 @@ int myc__engine_stats_by_name(myc_engine *e, const char *name, size_t len,
   uv_mutex_lock(&e->services_lock);
   if (e->nby_name > 0)
     s = *name_slot(e, name, len);
-  if (s != NULL)
-    rc = myc__engine_stats_locked(e, s->index, out);
+  if (s != NULL) {
+    myc__engine_stats_locked(e, s, out);
+    rc = 0;
+  }
   uv_mutex_unlock(&e->services_lock);
   return rc;
+}
+
+myc_service *myc__engine_at(myc_engine *e, uint32_t slot, uint64_t serial) {
+  myc_service *s = NULL;
+  uv_mutex_lock(&e->services_lock);
+  if (slot < e->endservices && e->services[slot] != NULL &&
+      e->services[slot]->serial == serial)
+    s = e->services[slot];
+  uv_mutex_unlock(&e->services_lock);
+  return s;
 }
 
 /* Removes 's' from the name index, shifting back the names after it in
@@ -267,8 +279,26 @@ static void index_delete(myc_engine *e, myc_service *s) {
   }
 }
 
+/* Closes the registry's holes once they outnumber its services (and are
+ * at least 64): one pass, order kept, that tells each service it moves
+ * its new slot.  The removals since the last pass made the holes, so
+ * they pay for it.  Under services_lock. */
+static void compact_services(myc_engine *e) {
+  uint32_t i, j = 0, holes = e->endservices - e->nservices;
+  if (holes < 64 || holes < e->nservices)
+    return;
+  e->registry_work += e->endservices;
+  for (i = 0; i < e->endservices; i++)
+    if (e->services[i] != NULL) {
+      e->services[j] = e->services[i];
+      e->services[j]->slot = j;
+      j++;
+    }
+  e->endservices = j;
+  e->rank_ok = 0;
+}
+
 int myc__engine_unregister(myc_engine *e, myc_service *s) {
-  uint32_t i;
   uv_mutex_lock(&e->services_lock);
   if (atomic_load(&s->removed)) {
     uv_mutex_unlock(&e->services_lock);
@@ -276,13 +306,11 @@ int myc__engine_unregister(myc_engine *e, myc_service *s) {
   }
   atomic_store(&s->removed, 1);
   index_delete(e, s);
-  /* Order kept (status lists services as they came), so the later ones
-   * move down one index. */
-  memmove(&e->services[s->index], &e->services[s->index + 1],
-          (e->nservices - s->index - 1) * sizeof *e->services);
+  e->services[s->slot] = NULL;
   e->nservices--;
-  for (i = s->index; i < e->nservices; i++)
-    e->services[i]->index = i;
+  e->registry_work++;
+  e->rank_ok = 0;
+  compact_services(e);
   s->limbo_prev = NULL;
   s->limbo_next = e->limbo;
   if (e->limbo != NULL)
@@ -335,7 +363,7 @@ static int append_service(myc_engine *e, myc_service *s) {
     uv_mutex_unlock(&e->services_lock);
     return MYC_ENOMEM;
   }
-  if (e->nservices == e->capservices) {
+  if (e->endservices == e->capservices) {
     uint32_t cap = e->capservices ? 2 * e->capservices : 8;
     myc_service **p = myc__realloc(&e->alloc, e->services,
                                    e->capservices * sizeof *p, cap * sizeof *p);
@@ -346,8 +374,10 @@ static int append_service(myc_engine *e, myc_service *s) {
     e->services = p;
     e->capservices = cap;
   }
-  s->index = e->nservices;
-  e->services[e->nservices++] = s;
+  s->slot = e->endservices;
+  s->serial = ++e->next_serial;
+  e->services[e->endservices++] = s;
+  e->nservices++;
   *name_slot(e, s->name, s->name_len) = s;
   uv_mutex_unlock(&e->services_lock);
   return 0;
@@ -457,8 +487,8 @@ int myc_engine_set_contracts(myc_engine *e, myc_contract_set *cs,
     return MYC_ESTATE;
   /* A Lua state receives the set when it is created: one made before
    * would never see it. */
-  for (i = 0; i < e->nservices; i++)
-    if (e->services[i]->cur.L != NULL)
+  for (i = 0; i < e->endservices; i++)
+    if (e->services[i] != NULL && e->services[i]->cur.L != NULL)
       return MYC_ESTATE;
   e->contracts = cs;
   e->validate = validate != 0;
@@ -474,7 +504,8 @@ static void quiesce(myc_engine *e);
 
 static void stop_started(myc_engine *e, uint32_t n) {
   while (n-- > 0)
-    myc__service_stop(e->services[n]);
+    if (e->services[n] != NULL)
+      myc__service_stop(e->services[n]);
 }
 
 int myc_engine_start(myc_engine *e, char *err, size_t errlen) {
@@ -491,7 +522,10 @@ int myc_engine_start(myc_engine *e, char *err, size_t errlen) {
   /* Until the threads start, the calling thread runs the workers. */
   for (i = 0; i < sc->nworkers; i++)
     myc__owner_take(&sc->workers[i].owner);
-  for (i = 0; i < e->nservices; i++) {
+  /* Holes too: a service an init spawned ended (it is removed then). */
+  for (i = 0; i < e->endservices; i++) {
+    if (e->services[i] == NULL)
+      continue;
     rc = myc__service_init(e->services[i], err, errlen);
     if (rc != 0) {
       /* Nothing half-started: undo the inits that succeeded. */
@@ -505,13 +539,14 @@ int myc_engine_start(myc_engine *e, char *err, size_t errlen) {
     myc__worker_flush(&sc->workers[i]);
   /* A service is only handed messages once it runs: what was queued
    * before (a manual engine turned before its start) waits for this. */
-  for (i = 0; i < e->nservices; i++)
-    myc__service_wake(e->services[i]);
+  for (i = 0; i < e->endservices; i++)
+    if (e->services[i] != NULL)
+      myc__service_wake(e->services[i]);
   /* The layers above start what runs beside the workers (the control
    * socket is bound here, so a bad path fails the start). */
   rc = e->hooks.start ? e->hooks.start(e->hooks.ud, err, errlen) : 0;
   if (rc != 0) {
-    stop_started(e, e->nservices);
+    stop_started(e, e->endservices);
     return rc;
   }
   {
@@ -520,7 +555,7 @@ int myc_engine_start(myc_engine *e, char *err, size_t errlen) {
       rc = b->start(b->ud, err, errlen);
     if (rc != 0) {
       quiesce(e);
-      stop_started(e, e->nservices);
+      stop_started(e, e->endservices);
       return rc;
     }
   }
@@ -666,8 +701,10 @@ static void log_stop(myc_engine *e) {
   uint64_t in = 0, dropped = 0, unrouted = 0, errors = 0;
   char line[640];
   uint32_t i;
-  for (i = 0; i < e->nservices; i++) {
-    myc__engine_stats_locked(e, i, &st);
+  for (i = 0; i < e->endservices; i++) {
+    if (e->services[i] == NULL)
+      continue;
+    myc__engine_stats_locked(e, e->services[i], &st);
     in += st.in;
     dropped += st.dropped;
     unrouted += st.unrouted;
@@ -690,8 +727,9 @@ static void account_leftovers(myc_engine *e) {
   uint32_t i;
   for (i = 0; i < e->sched.nworkers; i++)
     myc__worker_discard_inbox(&e->sched.workers[i]);
-  for (i = 0; i < e->nservices; i++)
-    myc__service_drop_leftovers(e->services[i]);
+  for (i = 0; i < e->endservices; i++)
+    if (e->services[i] != NULL)
+      myc__service_drop_leftovers(e->services[i]);
 }
 
 int myc_engine_run(myc_engine *e, int handle_signals) {
@@ -812,8 +850,9 @@ int myc_engine_shutdown(myc_engine *e) {
   for (rounds = 0; rounds < 1000 && myc_engine_run_once(e, 64) > 0; rounds++)
     ;
   if (e->started)
-    for (i = 0; i < e->nservices; i++)
-      myc__service_stop(e->services[i]);
+    for (i = 0; i < e->endservices; i++)
+      if (e->services[i] != NULL)
+        myc__service_stop(e->services[i]);
   for (i = 0; i < e->sched.nworkers; i++)
     myc__worker_flush(&e->sched.workers[i]);
   account_leftovers(e);
@@ -878,32 +917,60 @@ uint32_t myc_engine_service_count(myc_engine *e) {
   return myc__engine_count(e);
 }
 
+/* The service of rank 'rank' (0: the first of those in the registry, in
+ * the order they came), or NULL.  Under services_lock.  With holes, a
+ * lookup resumes where the previous one landed when it goes forward, so
+ * a scan by rank (myc_engine_service_stats for 0, 1, 2...) reads each
+ * slot once; a jump back starts again from the first slot. */
+static myc_service *by_rank(myc_engine *e, uint32_t rank) {
+  uint32_t slot = 0, at = 0;
+  if (rank >= e->nservices)
+    return NULL;
+  if (e->endservices == e->nservices)
+    return e->services[rank];
+  if (e->rank_ok && rank >= e->rank_at) {
+    slot = e->rank_slot;
+    at = e->rank_at;
+  }
+  for (;; slot++, e->registry_work++) {
+    if (e->services[slot] == NULL)
+      continue;
+    if (at == rank)
+      break;
+    at++;
+  }
+  e->rank_at = rank;
+  e->rank_slot = slot;
+  e->rank_ok = 1;
+  return e->services[slot];
+}
+
 int myc_engine_service_stats(myc_engine *e, uint32_t index,
                              myc_service_stats *st) {
-  int rc;
+  myc_service *s;
   uv_mutex_lock(&e->services_lock);
-  rc = myc__engine_stats_locked(e, index, st);
+  s = by_rank(e, index);
+  if (s != NULL)
+    myc__engine_stats_locked(e, s, st);
   uv_mutex_unlock(&e->services_lock);
-  return rc;
+  return s != NULL ? 0 : MYC_ENOENT;
 }
 
 int myc_engine_service_drops(myc_engine *e, uint32_t index,
                              myc_drop_stats *out, uint32_t max) {
-  int rc;
+  myc_service *s;
+  int rc = MYC_ENOENT;
   uv_mutex_lock(&e->services_lock);
-  rc = myc__engine_drops_locked(e, index, out, max);
+  s = by_rank(e, index);
+  if (s != NULL)
+    rc = myc__engine_drops_locked(e, s, out, max);
   uv_mutex_unlock(&e->services_lock);
   return rc;
 }
 
-int myc__engine_stats_locked(myc_engine *e, uint32_t index,
-                             myc_service_stats *st) {
-  myc_service *s;
-  myc__mailbox *mb;
-  if (index >= e->nservices)
-    return MYC_ENOENT;
-  s = e->services[index];
-  mb = &s->task.mb;
+void myc__engine_stats_locked(myc_engine *e, myc_service *s,
+                              myc_service_stats *st) {
+  myc__mailbox *mb = &s->task.mb;
   memset(st, 0, sizeof *st);
   st->name = s->name;
   st->worker = (int32_t)s->task.worker->index;
@@ -933,16 +1000,12 @@ int myc__engine_stats_locked(myc_engine *e, uint32_t index,
   myc__service_running(s, st->running, sizeof st->running);
   if (e->hooks.stats != NULL)
     e->hooks.stats(e->hooks.ud, s, st);
-  return 0;
 }
 
-int myc__engine_drops_locked(myc_engine *e, uint32_t index,
+int myc__engine_drops_locked(myc_engine *e, myc_service *s,
                              myc_drop_stats *out, uint32_t max) {
-  myc__mailbox *mb;
+  myc__mailbox *mb = &s->task.mb;
   uint32_t i, n = 0;
-  if (index >= e->nservices)
-    return MYC_ENOENT;
-  mb = &e->services[index]->task.mb;
   for (i = 0; i <= MYC_DROP_TOPICS && n < max; i++) {
     myc__drop_slot *d = i < MYC_DROP_TOPICS ? &mb->by_topic[i] : &mb->other_topics;
     uint32_t id = atomic_load_explicit(&d->topic_id, memory_order_acquire);
@@ -1009,8 +1072,9 @@ void myc_engine_free(myc_engine *e) {
   quiesce(e);
   for (i = 0; i < sc->nworkers; i++)
     myc__worker_discard_inbox(&sc->workers[i]);
-  for (i = 0; i < e->nservices; i++)
-    myc__service_free(e->services[i]);
+  for (i = 0; i < e->endservices; i++)
+    if (e->services[i] != NULL)
+      myc__service_free(e->services[i]);
   /* Removed, with the jobs that would have freed them cancelled. */
   while (e->limbo != NULL) {
     myc_service *s = e->limbo;

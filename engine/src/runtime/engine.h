@@ -103,8 +103,30 @@ struct myc_engine {
   myc__sched sched; /* the workers */
   _Atomic uint32_t next_worker; /* round-robin placement */
 
+  /* The registry: the services in the order they were added, with holes
+   * (NULL) where removed ones were.  A removal clears its slot and no
+   * more, so it costs the same beside 10 or 10 000 services; the holes
+   * are closed in one pass, order kept, once they outnumber the services
+   * (so that pass is paid for by the removals that made them: amortised
+   * O(1) a removal).  Kept in order rather than keyed by a sequence
+   * number and swap-removed: status lists the services as they came and
+   * myc_engine_service_stats() takes the rank in that order, which a
+   * scan of the slots gives without a sort.  Walk it as
+   *   for (i = 0; i < e->endservices; i++) if (e->services[i] != NULL)
+   * under services_lock (or alone: before the start, after the stop). */
   myc_service **services;
-  uint32_t nservices, capservices;
+  uint32_t nservices;   /* services in the registry */
+  uint32_t endservices; /* slots used, holes included */
+  uint32_t capservices;
+  /* Where the last rank lookup landed: the service of rank 'rank_at' is
+   * in slot 'rank_slot' (valid while rank_ok; a removal or compaction
+   * clears it).  A scan by rank resumes there, reading each slot once. */
+  uint32_t rank_at, rank_slot;
+  int rank_ok;
+  uint64_t next_serial; /* of the next service registered, from 1 */
+  /* Slots read or moved by removals and compactions, and by rank
+   * lookups: tests bound it to prove a removal costs O(1). */
+  uint64_t registry_work;
   uv_mutex_t services_lock; /* appends vs. other threads' reads */
   /* The services by name (open addressing, at most half full), so that
    * adding the ten thousandth service does not compare its name with
@@ -215,13 +237,18 @@ int myc__engine_stats_by_name(myc_engine *e, const char *name, size_t len,
  * goes with it).  Any thread. */
 int myc__engine_remove(myc_engine *e, myc_service *s, const char *why);
 
-/* myc_engine_service_stats() and myc_engine_service_drops() for a caller
- * that holds services_lock (status, metrics) or runs alone (the stop's
- * summary). */
-int myc__engine_stats_locked(myc_engine *e, uint32_t index,
-                             myc_service_stats *st);
-int myc__engine_drops_locked(myc_engine *e, uint32_t index,
+/* myc_engine_service_stats() and myc_engine_service_drops() of service
+ * 's' of the registry, for a caller that holds services_lock (status,
+ * metrics) or runs alone (the stop's summary). */
+void myc__engine_stats_locked(myc_engine *e, myc_service *s,
+                              myc_service_stats *st);
+int myc__engine_drops_locked(myc_engine *e, myc_service *s,
                              myc_drop_stats *out, uint32_t max);
+
+/* The service in slot 'slot' of the registry if it is still there and
+ * is the one registered as 'serial' (see myc_service.serial), else NULL.
+ * Same lifetime rules as myc__engine_find().  Any thread. */
+myc_service *myc__engine_at(myc_engine *e, uint32_t slot, uint64_t serial);
 
 /* Checks what a new service asks for (its name valid and free, its
  * worker) and places it: '*w'.  'late_ok': it may join a running engine.

@@ -119,7 +119,11 @@ struct myc_service {
   myc__task task;    /* mailbox, worker, ready list */
   myc_engine *eng;
   myc__topics *topics; /* the engine's routing table */
-  uint32_t index;
+  /* Its place in the registry (myc_engine.services; moves only when the
+   * registry closes its holes) and its number there, never reused: the
+   * pair names it where a pointer cannot go (a NATS reply subject). */
+  uint32_t slot;
+  uint64_t serial;
   char *name;
   uint8_t name_len;
 

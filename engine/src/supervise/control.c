@@ -73,9 +73,9 @@ struct myc__control {
 
 /* ,"drops":[{topic, dropped_oldest, dropped_newest, rejected, shutdown,
  * too_large}] */
-static void status_drops_json(myc__sbuf *b, myc_engine *e, uint32_t i) {
+static void status_drops_json(myc__sbuf *b, myc_engine *e, myc_service *s) {
   myc_drop_stats d[MYC_DROP_TOPICS + 1];
-  int n = myc__engine_drops_locked(e, i, d, MYC_DROP_TOPICS + 1), k;
+  int n = myc__engine_drops_locked(e, s, d, MYC_DROP_TOPICS + 1), k;
   myc__sb_put(b, ",\"drops\":[", 10);
   for (k = 0; k < n; k++) {
     myc__sb_printf(b, "%s{\"topic\":", k ? "," : "");
@@ -92,11 +92,11 @@ static void status_drops_json(myc__sbuf *b, myc_engine *e, uint32_t i) {
   myc__sb_put(b, "]", 1);
 }
 
-static void status_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
+static void status_service(myc__sbuf *b, myc_engine *e, myc_service *s,
+                           int first) {
   myc_service_stats st;
-  myc_service *s = e->services[i];
-  myc__engine_stats_locked(e, i, &st);
-  myc__sb_printf(b, "%s{\"name\":", i ? "," : "");
+  myc__engine_stats_locked(e, s, &st);
+  myc__sb_printf(b, "%s{\"name\":", first ? "" : ",");
   myc__sb_json(b, st.name);
   myc__sb_printf(b, ",\"worker\":%d,\"state\":\"%s\",\"kind\":\"%s\"",
                  st.worker, st.state, s->cb ? "c" : "lua");
@@ -149,21 +149,21 @@ static void status_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
   myc__sb_printf(b, ",\"requests_dropped\":%llu,\"replies_late\":%llu",
                  (unsigned long long)st.requests_dropped,
                  (unsigned long long)st.replies_late);
-  status_drops_json(b, e, i);
+  status_drops_json(b, e, s);
   myc__sb_put(b, "}", 1);
 }
 
 #define TEXT_ROW "%-20s %3s %-10s %3s %8s %15s %10s %10s %8s %-12s %s\n"
 
 /* Losses by topic of service 'i' (text): one line per topic with any. */
-static void status_drops_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
+static void status_drops_text(myc__sbuf *b, myc_engine *e, myc_service *s) {
   myc_drop_stats d[MYC_DROP_TOPICS + 1];
-  int n = myc__engine_drops_locked(e, i, d, MYC_DROP_TOPICS + 1), k;
+  int n = myc__engine_drops_locked(e, s, d, MYC_DROP_TOPICS + 1), k;
   for (k = 0; k < n; k++)
     myc__sb_printf(b,
                    "  %-18s dropped on %s: oldest %llu, newest %llu, rejected "
                    "%llu, at shutdown %llu, too large %llu\n",
-                   e->services[i]->name, d[k].topic,
+                   s->name, d[k].topic,
                    (unsigned long long)d[k].dropped_oldest,
                    (unsigned long long)d[k].dropped_newest,
                    (unsigned long long)d[k].rejected,
@@ -173,9 +173,10 @@ static void status_drops_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
 
 /* Emits that reached no one (text), for a service with any: a topic
  * misspelled at the emitter or at the subscriber shows here. */
-static void status_unrouted_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
+static void status_unrouted_text(myc__sbuf *b, myc_engine *e,
+                                 myc_service *s) {
   myc_service_stats st;
-  myc__engine_stats_locked(e, i, &st);
+  myc__engine_stats_locked(e, s, &st);
   if (st.unrouted > 0)
     myc__sb_printf(b,
                    "  %-18s emitted %llu message%s on topics no service "
@@ -185,9 +186,10 @@ static void status_unrouted_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
 }
 
 /* Requests a service lost track of (text), for a service with any. */
-static void status_requests_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
+static void status_requests_text(myc__sbuf *b, myc_engine *e,
+                                 myc_service *s) {
   myc_service_stats st;
-  myc__engine_stats_locked(e, i, &st);
+  myc__engine_stats_locked(e, s, &st);
   if (st.requests_dropped > 0 || st.replies_late > 0)
     myc__sb_printf(b,
                    "  %-18s requests dropped by a restart or reload %llu, "
@@ -196,11 +198,12 @@ static void status_requests_text(myc__sbuf *b, myc_engine *e, uint32_t i) {
                    (unsigned long long)st.replies_late);
 }
 
-static void status_text_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
+static void status_text_service(myc__sbuf *b, myc_engine *e,
+                                myc_service *s) {
   myc_service_stats st;
   char mem[32], run[180], queue[32], wrk[16], ver[16], restarts[24];
   char in[24], out[24], dropped[24];
-  myc__engine_stats_locked(e, i, &st);
+  myc__engine_stats_locked(e, s, &st);
   if (st.memory_limit)
     snprintf(mem, sizeof mem, "%.1f/%.0fM", (double)st.memory_bytes / 1048576,
              (double)st.memory_limit / 1048576);
@@ -224,7 +227,7 @@ static void status_text_service(myc__sbuf *b, myc_engine *e, uint32_t i) {
 int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
   myc__sbuf b = {&e->alloc, NULL, 0, 0, 0};
   myc_lifecycle_stats lc;
-  uint32_t i;
+  uint32_t i, k;
   myc_engine_lifecycle_stats(e, &lc);
   if (text) {
     myc__sb_printf(&b, "node %s, %u worker%s, %u service%s", e->node,
@@ -252,17 +255,24 @@ int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
                    (unsigned long long)lc.dropped);
   }
   uv_mutex_lock(&e->services_lock);
-  for (i = 0; i < e->nservices; i++) {
+  /* In the order the services came (the registry's, holes skipped). */
+  for (i = 0, k = 0; i < e->endservices; i++) {
+    myc_service *s = e->services[i];
+    if (s == NULL)
+      continue;
     if (text)
-      status_text_service(&b, e, i);
+      status_text_service(&b, e, s);
     else
-      status_service(&b, e, i);
+      status_service(&b, e, s, k++ == 0);
   }
   if (text)
-    for (i = 0; i < e->nservices; i++) {
-      status_drops_text(&b, e, i);
-      status_unrouted_text(&b, e, i);
-      status_requests_text(&b, e, i);
+    for (i = 0; i < e->endservices; i++) {
+      myc_service *s = e->services[i];
+      if (s == NULL)
+        continue;
+      status_drops_text(&b, e, s);
+      status_unrouted_text(&b, e, s);
+      status_requests_text(&b, e, s);
     }
   uv_mutex_unlock(&e->services_lock);
   if (!text)
@@ -376,7 +386,7 @@ static void reply_error(conn *c, int rc, const char *err) {
 static void reply_reloaded(conn *c, myc_service *s) {
   myc__sbuf b = {&c->ctl->e->alloc, NULL, 0, 0, 0};
   myc_service_stats st;
-  /* By name, under the registry's lock: indexes move as services go. */
+  /* By name, under the registry's lock: the service may be gone. */
   if (myc__engine_stats_by_name(c->ctl->e, s->name, s->name_len, &st) != 0)
     memset(&st, 0, sizeof st);
   myc__sb_printf(&b, "{\"ok\":true,\"service\":");

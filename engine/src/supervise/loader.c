@@ -78,7 +78,7 @@ void myc__loader_post(myc__supervise *sv, myc__job *j) {
 void myc__loader_stop(myc__supervise *sv) {
   myc__loader *l;
   myc_engine *e = sv->e;
-  uint32_t i, n = myc__engine_count(e);
+  uint32_t i;
   int started;
   uv_mutex_lock(&sv->loader_lock);
   sv->loader_stopped = 1;
@@ -94,8 +94,9 @@ void myc__loader_stop(myc__supervise *sv) {
   if (!started)
     return;
   uv_mutex_lock(&e->services_lock);
-  for (i = 0; i < n && i < e->nservices; i++)
-    myc__instance_load_interrupt(e->services[i]);
+  for (i = 0; i < e->endservices; i++)
+    if (e->services[i] != NULL)
+      myc__instance_load_interrupt(e->services[i]);
   uv_mutex_unlock(&e->services_lock);
   uv_thread_join(&l->thread);
   myc__jobs_run(myc__jobs_take(&l->jobs), 0);

@@ -120,8 +120,8 @@ static void on_tick(uv_timer_t *h) {
   int64_t tick_ns = (int64_t)uv_timer_get_repeat(h) * 1000000;
   uint32_t i;
   uv_mutex_lock(&e->services_lock);
-  for (i = 0; i < e->nservices; i++)
-    if (e->services[i]->cb == NULL)
+  for (i = 0; i < e->endservices; i++)
+    if (e->services[i] != NULL && e->services[i]->cb == NULL)
       watch_service(e->services[i], now, tick_ns);
   if (m->sv->reload == MYC_RELOAD_WATCH && !e->manual &&
       files_gen(e) != m->files_seen) {
@@ -224,9 +224,9 @@ static void start_watching(myc__monitor *m) {
   myc_engine *e = m->sv->e;
   uint32_t i, k;
   char path[4096];
-  for (i = 0; i < e->nservices; i++) {
+  for (i = 0; i < e->endservices; i++) {
     myc_service *s = e->services[i];
-    if (s->cb != NULL)
+    if (s == NULL || s->cb != NULL)
       continue;
     for (k = 0;; k++) {
       uv_mutex_lock(&s->hook_lock);
@@ -245,8 +245,9 @@ static void start_watching(myc__monitor *m) {
 static uint64_t files_gen(myc_engine *e) {
   uint64_t sum = 0;
   uint32_t i;
-  for (i = 0; i < e->nservices; i++)
-    sum += atomic_load(&e->services[i]->files_gen);
+  for (i = 0; i < e->endservices; i++)
+    if (e->services[i] != NULL)
+      sum += atomic_load(&e->services[i]->files_gen);
   return sum;
 }
 
@@ -276,8 +277,8 @@ static int needs_monitor(myc__supervise *sv, double *min_budget) {
   myc_engine *e = sv->e;
   uint32_t i;
   *min_budget = 0;
-  for (i = 0; i < e->nservices; i++) {
-    double t = e->services[i]->timeout_ms;
+  for (i = 0; i < e->endservices; i++) {
+    double t = e->services[i] ? e->services[i]->timeout_ms : 0;
     if (t > 0 && (*min_budget == 0 || t < *min_budget))
       *min_budget = t;
   }

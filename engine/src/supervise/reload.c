@@ -472,8 +472,8 @@ static uint32_t pin_all(myc_engine *e, myc_service ***out, uint32_t *cap) {
   uv_mutex_lock(&e->services_lock);
   *cap = e->nservices + 1;
   all = myc__calloc(&e->alloc, *cap * sizeof *all);
-  for (i = 0; all != NULL && i < e->nservices; i++)
-    if (e->services[i]->cb == NULL) {
+  for (i = 0; all != NULL && i < e->endservices; i++)
+    if (e->services[i] != NULL && e->services[i]->cb == NULL) {
       all[n++] = e->services[i];
       atomic_fetch_add(&e->services[i]->refs, 1);
     }

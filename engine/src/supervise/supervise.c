@@ -39,15 +39,16 @@ static void log_start(myc__supervise *sv) {
   myc_engine *e = sv->e;
   char line[4096];
   size_t n;
-  uint32_t i;
+  uint32_t i, k = 0;
   n = (size_t)snprintf(line, sizeof line,
                        "started: node %s, %u worker%s, %u service%s:", e->node,
                        e->sched.nworkers, e->sched.nworkers == 1 ? "" : "s",
                        e->nservices, e->nservices == 1 ? "" : "s");
-  for (i = 0; i < e->nservices && n < sizeof line; i++)
-    n += (size_t)snprintf(line + n, sizeof line - n, "%s %s (worker %u)",
-                          i ? "," : "", e->services[i]->name,
-                          e->services[i]->task.worker->index);
+  for (i = 0; i < e->endservices && n < sizeof line; i++)
+    if (e->services[i] != NULL)
+      n += (size_t)snprintf(line + n, sizeof line - n, "%s %s (worker %u)",
+                            k++ ? "," : "", e->services[i]->name,
+                            e->services[i]->task.worker->index);
   if (n < sizeof line)
     snprintf(line + n, sizeof line - n, "; control %s; reload %s",
              sv->control ? sv->control : "none", reload[sv->reload]);
