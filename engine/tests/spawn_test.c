@@ -262,12 +262,76 @@ static void status_lists_spawned(void) {
   myc_engine_free(e);
 }
 
+static void count_cb(void *ud, const myc_message *msg) {
+  (void)msg;
+  (*(int *)ud)++;
+}
+
+/* Removing N services one by one, oldest first, costs O(1) each in the
+ * registry and in a topic all N subscribe to: counted in slots and
+ * entries read or moved (e->registry_work, e->topics.work), not timed.
+ * Moving the later services down on each removal, or copying the
+ * subscriber list, is O(N^2) (2 * 10^8 here) and fails this.  The
+ * services left stay listed in the order they came. */
+static void removals_cost_o1(void) {
+  enum { N = 20000 };
+  myc_engine_config cfg;
+  myc_engine *e = NULL;
+  myc_service_stats st;
+  char name[32];
+  int i, got = 0;
+  myc_engine_config_init(&cfg);
+  cfg.manual = 1;
+  cfg.workers = 1;
+  cfg.log_fn = test_quiet_log;
+  CHECK_EQ(myc_engine_new(&e, &cfg), 0);
+  for (i = 0; i < N; i++) {
+    snprintf(name, sizeof name, "c%d", i);
+    CHECK_EQ(myc_engine_add_c_service(e, name, "tick", count_cb, &got, -1), 0);
+  }
+  CHECK_EQ(myc_engine_start(e, NULL, 0), 0);
+  e->registry_work = 0;
+  e->topics.work = 0;
+  for (i = 0; i < N; i++) {
+    myc_service *s;
+    if (i % 4 == 3)
+      continue; /* every fourth stays */
+    snprintf(name, sizeof name, "c%d", i);
+    s = myc__engine_find(e, name, strlen(name));
+    CHECK(s != NULL);
+    CHECK_EQ(myc__engine_remove(e, s, "test"), 0);
+    if (i % 1000 == 0)
+      myc_engine_run_once(e, 0);
+  }
+  myc_engine_run_once(e, 0);
+  CHECK(e->registry_work <= 4 * (uint64_t)N);
+  /* The table's compactions count its whole hash tables: still O(N). */
+  CHECK(e->topics.work <= 40 * (uint64_t)N);
+  CHECK_EQ(myc_engine_service_count(e), N / 4);
+  /* By rank, in the order they were added. */
+  for (i = 0; i < N / 4; i++) {
+    CHECK_EQ(myc_engine_service_stats(e, (uint32_t)i, &st), 0);
+    snprintf(name, sizeof name, "c%d", 4 * i + 3);
+    CHECK_STR(st.name, name);
+  }
+  CHECK_EQ(myc_engine_service_stats(e, N / 4, &st), MYC_ENOENT);
+  CHECK_EQ(myc_engine_service_stats(e, 7, &st), 0); /* a jump back */
+  CHECK_STR(st.name, "c31");
+  CHECK(e->registry_work <= 6 * (uint64_t)N);
+  /* Each one left gets the message once. */
+  CHECK_EQ(myc_publish(e, "tick", MYC_KIND_RAW, 0, "x", 1), 0);
+  myc_engine_run_once(e, 0);
+  CHECK_EQ(got, N / 4);
+  myc_engine_free(e);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"churn_under_traffic_leaves_nothing", churn_under_traffic_leaves_nothing},
       {"services_spawn_and_kill_each_other", services_spawn_and_kill_each_other},
       {"refusals_say_why", refusals_say_why},
       {"status_lists_spawned", status_lists_spawned},
+      {"removals_cost_o1", removals_cost_o1},
       {NULL, NULL}};
   int rc;
   if (mkdtemp(tmpdir) == NULL)

@@ -194,7 +194,8 @@ static void changes_scale_linearly(void) {
   CHECK(w <= 8 * (uint64_t)N);
   l = myc__topic_subs(myc__topics_get(&t, 1));
   CHECK_EQ(l->live, N);
-  CHECK(myc__sublist_at(l, 0) == SVC(1) && myc__sublist_at(l, N - 1) == SVC(N)); /* in order */
+  CHECK(myc__sublist_at(l, 0) == SVC(1) &&
+        myc__sublist_at(l, N - 1) == SVC(N)); /* in order */
   CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 2 + 77))->live, 1);
   /* Leaving their own topics, every other service. */
   t.work = 0;
@@ -239,6 +240,73 @@ static void removals_compact_the_table(void) {
   myc__topics_destroy(&t);
 }
 
+/* A topic made beside N subscriptions reads only those of the patterns
+ * that can match it, and N services leaving a topic of N, one by one,
+ * change it in place: both counted in entries read, copied or moved
+ * (t.work).  Reading every subscription per new topic, or copying the
+ * list per removal, is O(N^2) (about 2 * 10^8 here) and fails this. */
+static void removals_and_new_topics_scale_linearly(void) {
+  enum { N = 20000 };
+  myc__topics t;
+  myc__sublist *l;
+  char name[32];
+  uintptr_t i;
+  CHECK_EQ(myc__topics_init(&t, &alloc), 0);
+  CHECK(myc__topics_resolve(&t, S("tick")) == 1);
+  for (i = 1; i <= N; i++) {
+    int n = snprintf(name, sizeof name, "own.%u", (unsigned)i);
+    CHECK_EQ(myc__topics_subscribe(&t, SVC(i), S("tick")), 0);
+    CHECK_EQ(myc__topics_subscribe(&t, SVC(i), name, (size_t)n), 0);
+  }
+  CHECK_EQ(myc__topics_subscribe(&t, SVC(N + 1), S("own.*")), 0);
+  t.work = 0;
+  for (i = 1; i <= N; i++) {
+    int n = snprintf(name, sizeof name, "own.%u", (unsigned)i);
+    CHECK(myc__topics_resolve(&t, name, (size_t)n) == (int64_t)i + 1);
+  }
+  CHECK(t.work <= 8 * (uint64_t)N);
+  l = myc__topic_subs(myc__topics_get(&t, 2 + 76));
+  CHECK_EQ(l->live, 2); /* own.77: its own, then the pattern's */
+  CHECK(myc__sublist_at(l, 0) == SVC(77) &&
+        myc__sublist_at(l, 1) == SVC(N + 1));
+  t.work = 0;
+  for (i = 1; i <= N; i++)
+    CHECK_EQ(myc__topics_unsubscribe(&t, SVC(i), S("tick")), 0);
+  CHECK(t.work <= 16 * (uint64_t)N);
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 1))->live, 0);
+  CHECK_EQ(myc__topic_subs(myc__topics_get(&t, 1))->n, 0);
+  myc__topics_destroy(&t);
+}
+
+/* Holes in a subscriber list: readers skip them, the order of the others
+ * stays, and a rejoining service goes to the end. */
+static void leaving_leaves_holes_in_order(void) {
+  myc__topics t;
+  myc__sublist *l;
+  uintptr_t i;
+  uint32_t k, n;
+  CHECK_EQ(myc__topics_init(&t, &alloc), 0);
+  CHECK(myc__topics_resolve(&t, S("a")) == 1);
+  for (i = 1; i <= 10; i++)
+    CHECK_EQ(myc__topics_subscribe(&t, SVC(i), S("a")), 0);
+  for (i = 2; i <= 10; i += 4)
+    CHECK_EQ(myc__topics_unsubscribe(&t, SVC(i), S("a")), 0);
+  CHECK_EQ(myc__topics_subscribe(&t, SVC(2), S("a")), 0);
+  l = myc__topic_subs(myc__topics_get(&t, 1));
+  CHECK_EQ(l->live, 8);
+  {
+    static const uintptr_t want[] = {1, 3, 4, 5, 7, 8, 9, 2};
+    n = atomic_load(&l->n);
+    for (i = 0, k = 0; k < n; k++)
+      if (myc__sublist_at(l, k) != NULL) {
+        CHECK(i < 8 && myc__sublist_at(l, k) == SVC(want[i]));
+        i++;
+      }
+    CHECK_EQ(i, 8);
+  }
+  myc__topics_destroy(&t);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"names_are_checked", names_are_checked},
@@ -249,6 +317,9 @@ int main(void) {
       {"allocation_failures_change_nothing", allocation_failures_change_nothing},
       {"changes_scale_linearly", changes_scale_linearly},
       {"removals_compact_the_table", removals_compact_the_table},
+      {"removals_and_new_topics_scale_linearly",
+       removals_and_new_topics_scale_linearly},
+      {"leaving_leaves_holes_in_order", leaving_leaves_holes_in_order},
       {"subscription_counts_follow_the_subscriptions",
        subscription_counts_follow_the_subscriptions},
       {NULL, NULL}};
