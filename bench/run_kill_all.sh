@@ -3,7 +3,9 @@
 # (bench/kill_all/kill_all.c), for each build given, alternating builds
 # run by run: N = 2 000 (RUNS runs) and 10 000 (one run each).
 #
-#   bench/run_kill_all.sh BUILD_DIR [BUILD_DIR...]    (RUNS=3 by default)
+#   bench/run_kill_all.sh BUILD_DIR [BUILD_DIR...]
+#
+# RUNS=3 by default; SIZES="2000 10000" by default.
 #
 # A BUILD_DIR is a configured and built tree (its libmycelium.so); the
 # headers are taken from the tree above it.
@@ -20,7 +22,7 @@ for b in "$@"; do
     -I"$b/../engine/include" -L"$b" -lmycelium -Wl,-rpath,"$b" -lpthread
   k=$((k + 1))
 done
-for n in 2000 10000; do
+for n in ${SIZES:-2000 10000}; do
   r=$([ "$n" = 2000 ] && echo "$runs" || echo 1)
   for i in $(seq 1 "$r"); do
     k=0
