@@ -106,12 +106,17 @@ describe("mycelium command", function()
   end)
 
   it("says at the stop that a signal ended it, and what was handled", function()
-    write("echo.lua", [[return { subscribe = { "tick" }, init = function(ctx)
-      ctx:every(5, function(c) c:emit("tick", "x") end) end, on_message = function() end }]])
+    write("echo.lua", [[local seen = false
+      return { subscribe = { "tick" }, init = function(ctx)
+      ctx:every(5, function(c) c:emit("tick", "x") end) end, on_message = function(ctx)
+        if not seen then seen = true; ctx.log:info("first message") end end }]])
     write("mycelium.lua", [[return { control = "unix://ctl.sock", reload = "off", workers = 2,
       services = { { name = "echo", module = "echo.lua", worker = 1 } } }]])
-    local rc, _, err = sh(string.format("cd %s && (%s run mycelium.lua & pid=$!; sleep 0.4; "
-      .. "kill -INT $pid; wait $pid)", tmpdir, bin))
+    -- The signal goes once the engine handles it and has handled a message
+    -- (a SIGINT sent before is ignored: the shell starts it in the background).
+    local rc, _, err = sh(string.format("cd %s && (%s run mycelium.lua 2>err & pid=$!; %s; "
+      .. "for i in $(seq 1500); do grep -q 'first message' err && break; sleep 0.02; done; "
+      .. "kill -INT $pid; wait $pid; rc=$?; cat err >&2; exit $rc)", tmpdir, bin, SIGNALS_READY))
     assert.are.equal(0, rc)
     assert.matches("started: node mycelium, 2 workers, 1 service: echo (worker 1); control "
                    .. "unix://ctl.sock; reload off", err, 1, true)
