@@ -151,9 +151,11 @@ static void small_blocks_come_from_the_slab(void) {
   CHECK_EQ(b.cached, 0);
   CHECK(lua_alloc(&b, NULL, 0, 20) == p[5]); /* reused */
   CHECK_EQ(fa.count, 3);
+  CHECK_EQ(b.cached, 0); /* a slab block taken back is not uncounted */
   for (i = 0; i < 32; i++)
     lua_alloc(&b, p[i], 20, 0);
   lua_alloc(&b, q, 20, 0);
+  CHECK_EQ(b.cached, 32); /* 'q' alone: it came from the base hook */
   lua_alloc(&b, big, 600, 0);
   CHECK_EQ(atomic_load(&b.used), 0);
   myc__lua_budget_drain(&b);

@@ -652,6 +652,39 @@ static void runtime_modules_are_compiled_once_per_engine(void) {
   myc_engine_free(e);
 }
 
+/* The cached runtime is stripped of debug information (it was a third
+ * of what the runtime's code takes in each state), but an error inside it
+ * still names its file: line 0, from the first state that compiled it as
+ * from the next ones that load the dump. */
+static void runtime_errors_name_their_file_without_lines(void) {
+  myc_engine_config cfg;
+  myc_engine *e;
+  char runtime[300], dir[320], err[1024], mod[300];
+  int i;
+  snprintf(runtime, sizeof runtime, "%s/stripped", tmpdir);
+  snprintf(dir, sizeof dir, "%s/mycelium", runtime);
+  snprintf(mod, sizeof mod, "%s", write_module("any2.lua", "return {}"));
+  CHECK_EQ(mkdir(runtime, 0700), 0);
+  CHECK_EQ(mkdir(dir, 0700), 0);
+  write_module("stripped/mycelium/host.lua",
+               "local M = {}\n"
+               "function M.new()\n"
+               "  local t = nil\n"
+               "  return t.x\n"
+               "end\n"
+               "return M\n");
+  myc_engine_config_init(&cfg);
+  cfg.manual = 1;
+  cfg.lua_path = runtime;
+  CHECK_EQ(myc_engine_new(&e, &cfg), 0);
+  for (i = 0; i < 2; i++) {
+    CHECK(add_named(e, i ? "second" : "first", mod, err, sizeof err) != 0);
+    CHECK(strstr(err, "stripped/mycelium/host.lua:0: attempt to index") !=
+          NULL);
+  }
+  myc_engine_free(e);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"engine_from_a_config_file", engine_from_a_config_file},
@@ -673,6 +706,8 @@ int main(void) {
        typed_messages_from_lua_leak_nothing},
       {"runtime_modules_are_compiled_once_per_engine",
        runtime_modules_are_compiled_once_per_engine},
+      {"runtime_errors_name_their_file_without_lines",
+       runtime_errors_name_their_file_without_lines},
       {NULL, NULL}};
   int rc;
   if (mkdtemp(tmpdir) == NULL)

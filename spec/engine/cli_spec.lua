@@ -43,6 +43,14 @@ local function wait_for(what, ready)
   error("still waiting after " .. DEADLINE_S .. " s for " .. what, 2)
 end
 
+-- Waits until the engine's log (run.log in the test's directory) holds
+-- 'text'.
+local function wait_log(text)
+  wait_for("'" .. text .. "' in the log", function()
+    return require("support.proc").slurp(tmpdir .. "/run.log"):find(text, 1, true) ~= nil
+  end)
+end
+
 -- A shell loop that waits (up to 30 s) until process $pid handles SIGHUP,
 -- SIGINT and SIGTERM: myc_engine_run() installs the handlers, and a
 -- signal sent before is ignored (HUP) or kills the process (INT, TERM).
@@ -106,12 +114,17 @@ describe("mycelium command", function()
   end)
 
   it("says at the stop that a signal ended it, and what was handled", function()
-    write("echo.lua", [[return { subscribe = { "tick" }, init = function(ctx)
-      ctx:every(5, function(c) c:emit("tick", "x") end) end, on_message = function() end }]])
+    write("echo.lua", [[local seen = false
+      return { subscribe = { "tick" }, init = function(ctx)
+      ctx:every(5, function(c) c:emit("tick", "x") end) end, on_message = function(ctx)
+        if not seen then seen = true; ctx.log:info("first message") end end }]])
     write("mycelium.lua", [[return { control = "unix://ctl.sock", reload = "off", workers = 2,
       services = { { name = "echo", module = "echo.lua", worker = 1 } } }]])
-    local rc, _, err = sh(string.format("cd %s && (%s run mycelium.lua & pid=$!; sleep 0.4; "
-      .. "kill -INT $pid; wait $pid)", tmpdir, bin))
+    -- The signal goes once the engine handles it and has handled a message
+    -- (a SIGINT sent before is ignored: the shell starts it in the background).
+    local rc, _, err = sh(string.format("cd %s && (%s run mycelium.lua 2>err & pid=$!; %s; "
+      .. "for i in $(seq 1500); do grep -q 'first message' err && break; sleep 0.02; done; "
+      .. "kill -INT $pid; wait $pid; rc=$?; cat err >&2; exit $rc)", tmpdir, bin, SIGNALS_READY))
     assert.are.equal(0, rc)
     assert.matches("started: node mycelium, 2 workers, 1 service: echo (worker 1); control "
                    .. "unix://ctl.sock; reload off", err, 1, true)
@@ -479,8 +492,8 @@ return { subscribe = { "tick" },
       local f = io.open(pidfile)
       local pid = f:read("*l")
       f:close()
-      sh("for i in $(seq 50); do grep -q 'init p1' " .. tmpdir .. "/run.log && break; "
-         .. "sleep 0.05; done")
+      wait_log("init p1")
+      sh("pid=" .. pid .. "; " .. SIGNALS_READY)
       local function stop()
         sh(string.format("kill %s; for i in $(seq 250); do s=$(ps -o stat= -p %s); "
                          .. "case \"$s\" in ''|Z*) break;; esac; sleep 0.02; done", pid, pid))
@@ -500,7 +513,8 @@ return { subscribe = { "tick" },
       assert.are.equal(0, rc, err)
       write("svc.lua", counter("s2")) -- the config's file: no longer the service's
       write("other.lua", counter("o2"))
-      sh("kill -HUP " .. pid .. "; sleep 0.4")
+      sh("kill -HUP " .. pid)
+      wait_log("(version 3")
       local _, out = mycelium("status --json --socket " .. sock)
       local log = stop()
       assert.matches("init o2", log, 1, true)
@@ -512,7 +526,8 @@ return { subscribe = { "tick" },
     it("SIGHUP reloads a service when a module it required changed", function()
       local pid, stop = start_with_module("signal", "lib")
       write("lib/part.lua", [[return { tag = "p2" }]])
-      sh("kill -HUP " .. pid .. "; sleep 0.4")
+      sh("kill -HUP " .. pid)
+      wait_log("init p2")
       local log = stop()
       assert.matches("reloaded svc.lua (version 2", log, 1, true)
       assert.matches("init p2", log, 1, true)
@@ -520,10 +535,17 @@ return { subscribe = { "tick" },
 
     it("reload = \"watch\" reloads when a module it required changes", function()
       local _, stop = start_with_module("watch", "lib")
-      sh("sleep 0.3") -- the watcher picks up the module's directory
-      write("lib/part.lua", [[return { tag = "p3" }]])
-      sh("for i in $(seq 40); do grep -q 'init p3' " .. tmpdir .. "/run.log && break; "
-         .. "sleep 0.05; done")
+      -- The watcher takes up the module's directory once the engine runs;
+      -- a change written before it watches is not seen, so the change is
+      -- written again each second until the reload shows.
+      local last = 0
+      wait_for("'init p3' in the log", function()
+        if os.time() > last then
+          write("lib/part.lua", [[return { tag = "p3" }]])
+          last = os.time()
+        end
+        return require("support.proc").slurp(tmpdir .. "/run.log"):find("init p3", 1, true)
+      end)
       local log = stop()
       assert.matches("reloaded svc.lua (version 2", log, 1, true)
       assert.matches("init p3", log, 1, true)

@@ -145,7 +145,11 @@ static void *block_get(myc__lua_budget *b, size_t n) {
   if (c >= 0) {
     if ((p = b->cache[c]) != NULL) {
       b->cache[c] = *(void **)p;
-      b->cached -= (size_t)(c + 1) * 16;
+      /* Slab and region blocks were never counted (block_put): taking
+       * one off 'cached' wrapped it below zero, and a wrapped count
+       * sent every later block back to the base hook. */
+      if (!in_slab(b, p) && !in_prep(b, p))
+        b->cached -= (size_t)(c + 1) * 16;
       return p;
     }
     if ((p = slab_cut(b, class_bytes(n))) != NULL)
