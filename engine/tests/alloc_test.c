@@ -104,12 +104,39 @@ static void the_limit_refuses_growth(void) {
   CHECK_EQ(fa.live, 0);
 }
 
-/* The cache is bounded: past MYC_LUA_CACHE_BYTES blocks go back. */
+/* The cache is bounded: past MYC_LUA_CACHE_BYTES blocks go back (a live
+ * large block keeps the heap above the cap meanwhile). */
 static void the_cache_is_bounded(void) {
   failing_alloc fa = {0, 0, 0};
   myc__alloc a = {failing_alloc_fn, &fa};
   myc__lua_budget b;
   enum { N = MYC_LUA_CACHE_BYTES / 256 + 100 };
+  static void *blocks[N];
+  void *big;
+  size_t i;
+
+  memset(&b, 0, sizeof b);
+  b.base = &a;
+  CHECK((big = lua_alloc(&b, NULL, 0, 2 * MYC_LUA_CACHE_BYTES)) != NULL);
+  for (i = 0; i < N; i++)
+    CHECK((blocks[i] = lua_alloc(&b, NULL, 0, 256)) != NULL);
+  for (i = 0; i < N; i++)
+    lua_alloc(&b, blocks[i], 256, 0);
+  CHECK(b.cached <= MYC_LUA_CACHE_BYTES);
+  CHECK(b.cached > MYC_LUA_CACHE_BYTES - 256);
+  CHECK_EQ(fa.live, (long long)b.cached + 2 * MYC_LUA_CACHE_BYTES);
+  lua_alloc(&b, big, 2 * MYC_LUA_CACHE_BYTES, 0);
+  myc__lua_budget_drain(&b);
+  CHECK_EQ(fa.live, 0);
+}
+
+/* Nor does it hold more than the live heap: a small state that freed
+ * much once gives most of it back. */
+static void the_cache_holds_no_more_than_the_live_heap(void) {
+  failing_alloc fa = {0, 0, 0};
+  myc__alloc a = {failing_alloc_fn, &fa};
+  myc__lua_budget b;
+  enum { N = 1000 };
   static void *blocks[N];
   size_t i;
 
@@ -117,10 +144,12 @@ static void the_cache_is_bounded(void) {
   b.base = &a;
   for (i = 0; i < N; i++)
     CHECK((blocks[i] = lua_alloc(&b, NULL, 0, 256)) != NULL);
-  for (i = 0; i < N; i++)
+  for (i = 10; i < N; i++) /* ten stay live: 2 560 bytes */
     lua_alloc(&b, blocks[i], 256, 0);
-  CHECK(b.cached <= MYC_LUA_CACHE_BYTES);
-  CHECK_EQ(fa.live, (long long)b.cached);
+  CHECK(b.cached <= 2560 + 256);
+  CHECK_EQ(fa.live, (long long)b.cached + 2560);
+  for (i = 0; i < 10; i++)
+    lua_alloc(&b, blocks[i], 256, 0);
   myc__lua_budget_drain(&b);
   CHECK_EQ(fa.live, 0);
 }
@@ -237,6 +266,8 @@ int main(void) {
       {"the_limit_refuses_growth", the_limit_refuses_growth},
       {"the_cache_is_bounded", the_cache_is_bounded},
       {"small_blocks_come_from_the_slab", small_blocks_come_from_the_slab},
+      {"the_cache_holds_no_more_than_the_live_heap",
+       the_cache_holds_no_more_than_the_live_heap},
       {"the_default_hook_uses_the_chosen_allocator",
        the_default_hook_uses_the_chosen_allocator},
       {"the_prepared_region_serves_blocks_of_any_size",

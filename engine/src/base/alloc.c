@@ -170,11 +170,24 @@ static void block_put(myc__lua_budget *b, void *p, size_t n) {
     b->cache[c] = p;
     return;
   }
-  if (c >= 0 && b->cached < MYC_LUA_CACHE_BYTES) {
+  /* No more than the state's live heap either: a small service (most of
+   * ten thousand) would otherwise keep up to the whole cap of what it
+   * once freed, beyond its memory limit, which counts live bytes.  While
+   * the heap shrinks below the cache, each free also gives back one
+   * cached block of its class, so the cache follows the heap down. */
+  size_t used = atomic_load_explicit(&b->used, memory_order_relaxed);
+  if (c >= 0 && b->cached < MYC_LUA_CACHE_BYTES && b->cached < used) {
     *(void **)p = b->cache[c];
     b->cache[c] = p;
     b->cached += (size_t)(c + 1) * 16;
     return;
+  }
+  if (c >= 0 && b->cached >= used && b->cache[c] != NULL &&
+      !in_slab(b, b->cache[c]) && !in_prep(b, b->cache[c])) {
+    void *q = b->cache[c];
+    b->cache[c] = *(void **)q;
+    b->cached -= (size_t)(c + 1) * 16;
+    b->base->fn(b->base->ud, q, (size_t)(c + 1) * 16, 0);
   }
   b->base->fn(b->base->ud, p, class_bytes(n), 0);
 }

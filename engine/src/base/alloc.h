@@ -39,7 +39,8 @@ void myc__strfree(const myc__alloc *a, char *s);
  * fields has a 384-byte hash part (Bandit keeps one per log), and one GC
  * cycle of a busy service frees more than 1 MiB of such blocks. */
 #define MYC_LUA_CLASSES 32
-#define MYC_LUA_CACHE_BYTES (4u << 20) /* cached per state, at most */
+#define MYC_LUA_CACHE_BYTES (4u << 20) /* cached per state, at most, and
+                                          * no more than its live heap */
 
 /* Where an allocation past the hard ceiling jumps to: the innermost call
  * into a Lua state (activation.c arms one around each) instead of
