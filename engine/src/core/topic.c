@@ -248,23 +248,19 @@ static int buckets_rebuild(myc__topics *t) {
  * missing.  Returns 0 or MYC_ENOMEM (an empty bucket may stay). */
 static int bucket_reserve(myc__topics *t, uint32_t hash) {
   struct myc__bucket *b = bucket_get(t, hash);
+  int fresh;
   if (b == NULL) {
     if ((t->usedbuckets + 1) * 2 > t->nbuckets && buckets_rebuild(t) != 0)
       return MYC_ENOMEM;
     b = bucket_slot(t, hash);
   }
-  if (b->n == b->cap) {
-    uint32_t cap = b->cap ? 2 * b->cap : 2;
-    uint32_t *at = myc__realloc(t->alloc, b->at, b->cap * sizeof *at,
-                                cap * sizeof *at);
-    if (at == NULL)
-      return MYC_ENOMEM;
-    if (b->cap == 0) {
-      b->hash = hash;
-      t->usedbuckets++;
-    }
-    b->at = at;
-    b->cap = cap;
+  fresh = b->cap == 0;
+  if (myc__grow(t->alloc, (void **)&b->at, &b->cap, sizeof *b->at, b->n + 1,
+                2) != 0)
+    return MYC_ENOMEM;
+  if (fresh) {
+    b->hash = hash;
+    t->usedbuckets++;
   }
   return 0;
 }
@@ -841,26 +837,11 @@ int myc__topics_patterns(myc__topics *t, const struct myc_service *skip,
  * Returns 0 or MYC_ENOMEM. */
 static int reserve_sub(myc__topics *t, const struct myc_service *svc) {
   struct myc__sub_count *c = own_entry(t, svc);
-  if (c->n == c->cap) {
-    uint32_t cap = c->cap ? 2 * c->cap : 2;
-    uint32_t *at = myc__realloc(t->alloc, c->at, c->cap * sizeof *at,
-                                cap * sizeof *at);
-    if (at == NULL)
-      return MYC_ENOMEM;
-    c->at = at;
-    c->cap = cap;
-  }
-  if (t->endsubs == t->capsubs) {
-    uint32_t cap = t->capsubs ? 2 * t->capsubs : 16;
-    myc__subscription *s = myc__realloc(t->alloc, t->subs,
-                                        t->capsubs * sizeof *s,
-                                        cap * sizeof *s);
-    if (s == NULL)
-      return MYC_ENOMEM;
-    t->subs = s;
-    t->capsubs = cap;
-  }
-  return 0;
+  if (myc__grow(t->alloc, (void **)&c->at, &c->cap, sizeof *c->at, c->n + 1,
+                2) != 0)
+    return MYC_ENOMEM;
+  return myc__grow(t->alloc, (void **)&t->subs, &t->capsubs, sizeof *t->subs,
+                   t->endsubs + 1, 16);
 }
 
 int myc__topics_subscribe(myc__topics *t, struct myc_service *svc,
