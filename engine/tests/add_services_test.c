@@ -172,11 +172,5 @@ int main(void) {
   bad = test_module(tmpdir, "bad.lua", "local x = 1\nreturn {{{\n");
   raises = test_module(tmpdir, "raises.lua", "error('no config here')\n");
   rc = run_tests(cases);
-  {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0)
-      rc = 1;
-  }
-  return rc;
+  return remove_tmpdir(tmpdir) != 0 ? 1 : rc;
 }

@@ -308,13 +308,9 @@ int main(void) {
       {"hostile_requests", hostile_requests},
       {"missing_directory_is_named", missing_directory_is_named},
       {NULL, NULL}};
-  char cmd[300];
   int rc;
   if (mkdtemp(tmpdir) == NULL)
     return 1;
   rc = run_tests(cases);
-  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-  if (system(cmd) != 0)
-    rc = 1;
-  return rc;
+  return remove_tmpdir(tmpdir) != 0 ? 1 : rc;
 }

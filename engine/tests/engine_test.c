@@ -713,11 +713,5 @@ int main(void) {
   if (mkdtemp(tmpdir) == NULL)
     return 1;
   rc = run_tests(cases);
-  {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    if (system(cmd) != 0)
-      rc = 1;
-  }
-  return rc;
+  return remove_tmpdir(tmpdir) != 0 ? 1 : rc;
 }

@@ -1221,13 +1221,9 @@ int main(void) {
       {"tls_with_pre_shared_keys", tls_with_pre_shared_keys},
       {"tls_settings_are_checked", tls_settings_are_checked},
       {NULL, NULL}};
-  char cmd[256];
   int rc;
   if (mkdtemp(tmpdir) == NULL)
     return 1;
   rc = run_tests(cases);
-  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-  if (system(cmd) != 0)
-    return 1;
-  return rc;
+  return remove_tmpdir(tmpdir) != 0 ? 1 : rc;
 }

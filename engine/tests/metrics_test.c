@@ -298,13 +298,9 @@ int main(void) {
       {"scrape_while_handler_stuck", scrape_while_handler_stuck},
       {"bad_listen", bad_listen},
       {NULL, NULL}};
-  char cmd[300];
   int rc;
   if (mkdtemp(tmpdir) == NULL)
     return 1;
   rc = run_tests(cases);
-  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-  if (system(cmd) != 0)
-    return 1;
-  return rc;
+  return remove_tmpdir(tmpdir) != 0 ? 1 : rc;
 }

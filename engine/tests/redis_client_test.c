@@ -1107,14 +1107,10 @@ int main(void) {
       {"threaded_engine", test_threaded_engine},
       {"manual_engine", test_manual_engine},
       {NULL, NULL}};
-  char cmd[300];
   int rc;
   signal(SIGPIPE, SIG_IGN);
   if (mkdtemp(tmpdir) == NULL)
     return 1;
   rc = run_tests(cases);
-  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-  if (system(cmd) != 0)
-    rc = 1;
-  return rc;
+  return remove_tmpdir(tmpdir) != 0 ? 1 : rc;
 }

@@ -219,12 +219,8 @@ int main(void) {
        stop_under_load_accounts_for_everything},
       {NULL, NULL}};
   int rc;
-  char cmd[300];
   if (mkdtemp(tmpdir) == NULL)
     return 1;
   rc = run_tests(cases);
-  snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-  if (system(cmd) != 0)
-    rc = 1;
-  return rc;
+  return remove_tmpdir(tmpdir) != 0 ? 1 : rc;
 }

@@ -58,6 +58,17 @@ static inline int run_tests(const test_case *cases) {
   return failures ? 1 : 0;
 }
 
+/* Removes the test's scratch directory 'dir' and all in it: 0, or 1
+ * (after saying so) when it could not. */
+static inline int remove_tmpdir(const char *dir) {
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd) == 0)
+    return 0;
+  fprintf(stderr, "cannot remove %s\n", dir);
+  return 1;
+}
+
 /* An allocator that fails the Nth allocation (counting from 1) and keeps a
  * balance of live bytes, for failure-injection loops. */
 typedef struct {
