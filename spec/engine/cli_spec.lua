@@ -466,10 +466,7 @@ return { subscribe = { "tick" },
       local _, pid, stop = start("signal")
       write("svc.lua", counter("v3"))
       sh("kill -HUP " .. pid)
-      wait_for("the reload in the log", function()
-        return require("support.proc").slurp(tmpdir .. "/run.log")
-          :find("reloaded svc.lua (version 2", 1, true) ~= nil
-      end)
+      wait_log("reloaded svc.lua (version 2")
       local log = stop()
       assert.matches("reloaded svc.lua (version 2", log, 1, true)
       assert.matches("init v3", log, 1, true)
@@ -554,10 +551,7 @@ return { subscribe = { "tick" },
     it("reload = \"watch\" reloads when the file changes", function()
       local _, _, stop = start("watch")
       write("svc.lua", counter("v4"))
-      wait_for("the reload in the log", function()
-        return require("support.proc").slurp(tmpdir .. "/run.log")
-          :find("reloaded svc.lua (version 2", 1, true) ~= nil
-      end)
+      wait_log("reloaded svc.lua (version 2")
       local log = stop()
       assert.matches("reloaded svc.lua (version 2", log, 1, true)
       assert.matches("init v4", log, 1, true)
