@@ -37,6 +37,9 @@ typedef struct {
  * 0 (one worker: no hand-over between workers, the default of the
  * examples), or alone on worker 1 (the split the examples used before). */
 static int detector_worker;
+/* LuaJIT's code areas switched between writable and executable per trace
+ * (1), or kept both, as the Bandit example runs (0; docs/TUNING.md). */
+static int mcode_protect;
 
 static double cpu_now(void) {
   struct rusage ru;
@@ -140,6 +143,10 @@ static int setup(run_state *st) {
   myc_engine_config cfg;
   myc_contract_set *cs = NULL;
   int rc;
+  /* As examples/bandit/mycelium.lua says (jit.mcode_protect = false),
+   * except in the *_protected rows. */
+  if (myc_jit_set_mcode_protect(mcode_protect) != 0)
+    fprintf(stderr, "bench: jit.mcode_protect = false is not in effect\n");
   myc_engine_config_init(&cfg);
   cfg.workers = 2;
   cfg.log_level = MYC_LOG_ERROR;
@@ -293,14 +300,19 @@ static int paced(int ws, const char *name) {
   return 0;
 }
 
-/* Every variant with the pipeline on one worker, then the paced ones
- * with the detector on a worker of its own, in the same invocation: the
- * measured reason for the placement. */
+/* Every variant with the pipeline on one worker, the paced WebSocket one
+ * again with LuaJIT's code protection on, then the paced ones with the
+ * detector on a worker of its own, in the same invocation: the measured
+ * reasons for the example's settings. */
 int bench_bandit(void) {
   detector_worker = 0;
   if (flood(1, "ws_flood") != 0 || paced(1, "ws_paced") != 0 ||
       flood(0, "inproc_flood") != 0 || paced(0, "inproc_paced") != 0)
     return 1;
+  mcode_protect = 1;
+  if (paced(1, "ws_paced_protected") != 0)
+    return 1;
+  mcode_protect = 0;
   detector_worker = 1;
   if (paced(1, "ws_paced_split") != 0 || flood(1, "ws_flood_split") != 0)
     return 1;

@@ -72,6 +72,22 @@ MYC_EXTERN const char *myc_strerror(int err);
  * Never returns NULL. */
 MYC_EXTERN const char *myc_err_name(int err);
 
+/* LuaJIT as distributions build it makes its machine-code area writable,
+ * then executable again, around every trace it compiles or links: two
+ * mprotect() calls per trace, each a TLB flush on every core running a
+ * thread of the process (costly on VMs, and a service compiles hundreds
+ * of traces in its first second; docs/TUNING.md).  With 'protect' 0,
+ * LuaJIT's code areas are kept writable and executable instead, as
+ * LuaJIT's build option LUAJIT_UNPROTECT_MCODE does: faster warm-up, but
+ * memory that is both writable and executable (no W^X for JIT code).  1
+ * (the default) restores the protection for the areas' next switch.
+ * Process-wide: it applies to every engine and every Lua state.  It works
+ * by defining mprotect() ahead of libc and changes only LuaJIT's calls;
+ * returns 0, or MYC_ESTATE (nothing changed) when LuaJIT's calls cannot
+ * reach it: libmycelium loaded with RTLD_LOCAL, or a sanitizer's
+ * mprotect in front of it. */
+MYC_EXTERN int myc_jit_set_mcode_protect(int protect);
+
 /* ===================================================================== */
 /* Memory                                                                 */
 /* ===================================================================== */

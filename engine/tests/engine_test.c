@@ -655,34 +655,46 @@ static void runtime_modules_are_compiled_once_per_engine(void) {
 /* The cached runtime is stripped of debug information (it was a third
  * of what the runtime's code takes in each state), but an error inside it
  * still names its file: line 0, from the first state that compiled it as
- * from the next ones that load the dump. */
-static void runtime_errors_name_their_file_without_lines(void) {
+ * from the next ones that load the dump.  With MYC_JIT_LOG set it keeps
+ * its lines (a trace abort must name one). */
+static void runtime_error_at(const char *sub, int jit_log, const char *want) {
   myc_engine_config cfg;
   myc_engine *e;
-  char runtime[300], dir[320], err[1024], mod[300];
+  char runtime[64], dir[96], err[1024], mod[300], host[96];
   int i;
-  snprintf(runtime, sizeof runtime, "%s/stripped", tmpdir);
+  snprintf(runtime, sizeof runtime, "%s/%s", tmpdir, sub);
   snprintf(dir, sizeof dir, "%s/mycelium", runtime);
+  snprintf(host, sizeof host, "%s/mycelium/host.lua", sub);
   snprintf(mod, sizeof mod, "%s", write_module("any2.lua", "return {}"));
   CHECK_EQ(mkdir(runtime, 0700), 0);
   CHECK_EQ(mkdir(dir, 0700), 0);
-  write_module("stripped/mycelium/host.lua",
-               "local M = {}\n"
-               "function M.new()\n"
-               "  local t = nil\n"
-               "  return t.x\n"
-               "end\n"
-               "return M\n");
+  write_module(host, "local M = {}\n"
+                     "function M.new()\n"
+                     "  local t = nil\n"
+                     "  return t.x\n"
+                     "end\n"
+                     "return M\n");
+  if (jit_log)
+    setenv("MYC_JIT_LOG", tmpdir, 1);
   myc_engine_config_init(&cfg);
   cfg.manual = 1;
   cfg.lua_path = runtime;
   CHECK_EQ(myc_engine_new(&e, &cfg), 0);
+  unsetenv("MYC_JIT_LOG");
   for (i = 0; i < 2; i++) {
     CHECK(add_named(e, i ? "second" : "first", mod, err, sizeof err) != 0);
-    CHECK(strstr(err, "stripped/mycelium/host.lua:0: attempt to index") !=
-          NULL);
+    CHECK(strstr(err, want) != NULL);
   }
   myc_engine_free(e);
+}
+
+static void runtime_errors_name_their_file_without_lines(void) {
+  runtime_error_at("stripped", 0,
+                   "stripped/mycelium/host.lua:0: attempt to index");
+}
+
+static void runtime_errors_name_their_line_with_a_jit_log(void) {
+  runtime_error_at("lines", 1, "lines/mycelium/host.lua:4: attempt to index");
 }
 
 int main(void) {
@@ -708,6 +720,8 @@ int main(void) {
        runtime_modules_are_compiled_once_per_engine},
       {"runtime_errors_name_their_file_without_lines",
        runtime_errors_name_their_file_without_lines},
+      {"runtime_errors_name_their_line_with_a_jit_log",
+       runtime_errors_name_their_line_with_a_jit_log},
       {NULL, NULL}};
   int rc;
   if (mkdtemp(tmpdir) == NULL)

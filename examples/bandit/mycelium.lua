@@ -57,5 +57,10 @@ return {
   log = { level = env("BANDIT_LOG") or "warn", format = "text" },
   metrics = opt("BANDIT_METRICS") and { listen = opt("BANDIT_METRICS") },
   tracing = opt("BANDIT_TRACE") and { export = "zipkin", endpoint = opt("BANDIT_TRACE") },
+  -- About a thousand traces compile in the first second; switching
+  -- LuaJIT's code between writable and executable for each cost a third
+  -- of the workers' time then (docs/TUNING.md, "LuaJIT's code
+  -- protection"). The services are our own code: trade W^X for warm-up.
+  jit = { mcode_protect = false },
   services = services,
 }

@@ -134,6 +134,9 @@ local TOP = {
     format = { kind = "enum", values = FORMATS },
   } },
   reload = { kind = "enum", values = { signal = 0, watch = 1, off = 2 } },
+  jit = { kind = "table", fields = {
+    mcode_protect = { kind = "boolean" },
+  } },
   services = { kind = "list" },
 }
 
@@ -551,6 +554,7 @@ function M.normalise(file, t, dir, extra)
     nats = check_nats(file, dir, out.nats),
     metrics = out.metrics,
     tracing = check_tracing(file, out.tracing),
+    jit = out.jit,
     warnings = warnings,
     services = {},
   }

@@ -152,6 +152,14 @@ describe("mycelium.config", function()
             "unknown key 'tracing.smaple' (did you mean 'tracing.sample'?)")
   end)
 
+  it("reads jit.mcode_protect, a boolean, and passes it on", function()
+    assert.same({ mcode_protect = false }, norm({ jit = { mcode_protect = false } }).jit)
+    assert.is_nil(norm({}).jit)
+    refused({ jit = { mcode_protect = "no" } }, "'jit.mcode_protect' must be")
+    refused({ jit = { mcode_protec = false } },
+            "unknown key 'jit.mcode_protec' (did you mean 'jit.mcode_protect'?)")
+  end)
+
   it("refuses services it cannot run, naming the one", function()
     refused({ services = {} }, "'services' is empty: nothing to run")
     refused({ services = { 42 } },

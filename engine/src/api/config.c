@@ -284,6 +284,25 @@ static void log_warnings(lua_State *L, int t, myc_engine *e) {
   lua_pop(L, 2);
 }
 
+/* jit.mcode_protect: process-wide (myc_jit_set_mcode_protect), so only
+ * when the config says it.  Not in effect is worth a warning, not a
+ * refusal: the engine runs the same, warming up slower. */
+static void apply_jit(lua_State *L, int t, myc_engine *e) {
+  lua_getfield(L, t, "jit");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "mcode_protect");
+    if (lua_isboolean(L, -1) &&
+        myc_jit_set_mcode_protect(lua_toboolean(L, -1)) != 0)
+      myc_engine_log(e, MYC_LOG_WARN, NULL,
+                     "jit.mcode_protect = false is not in effect: LuaJIT's "
+                     "mprotect() calls do not reach the engine's (a "
+                     "sanitizer's or libc's comes first); traces still "
+                     "switch their code between writable and executable");
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
 /* Loads the contracts file the config names (already resolved against
  * its directory) into 'e'.  Every error of the file goes to 'err', one
  * per line. */
@@ -431,6 +450,7 @@ static int build_engine(lua_State *L, myc_engine **out, char *err,
     return rc;
   }
   log_warnings(L, t, e);
+  apply_jit(L, t, e);
   rc = load_contracts(L, t, e, err, errlen);
   if (rc == 0)
     rc = add_groups(L, t, e, &c.supervisor, err, errlen);

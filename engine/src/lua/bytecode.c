@@ -9,11 +9,14 @@
  * with the file's name as chunk name, an error inside the runtime still
  * names its file ("/usr/share/mycelium/mycelium/ctx.lua:0: ..."), without
  * the line; errors the runtime raises about a service's call point at the
- * service's own line, which keeps its debug information. */
+ * service's own line, which keeps its debug information.  With MYC_JIT_LOG
+ * set (docs/TUNING.md) the dumps keep their lines: a trace log that says
+ * "contract.lua:0" cannot be acted on. */
 #include "lua/bytecode.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -30,6 +33,7 @@ int myc__bytecode_init(myc__bytecode *c, const myc__alloc *a,
   c->alloc = a;
   c->dir = NULL;
   c->entries = NULL;
+  c->strip = getenv("MYC_JIT_LOG") == NULL;
   if (uv_mutex_init(&c->lock) != 0)
     return MYC_ENOMEM;
   c->dir = dir;
@@ -139,7 +143,7 @@ static int searcher(lua_State *L) {
   lua_getglobal(L, "string");
   lua_getfield(L, -1, "dump");
   lua_pushvalue(L, -3);
-  lua_pushboolean(L, 1);
+  lua_pushboolean(L, c->strip);
   lua_call(L, 2, 1);
   code = lua_tolstring(L, -1, &len);
   snprintf(chunkname, sizeof chunkname, "@%s", path);

@@ -18,6 +18,7 @@ typedef struct {
   const char *dir; /* the runtime's directory; not owned */
   uv_mutex_t lock; /* adding vs. finding */
   myc__bc_entry *entries;
+  int strip; /* 0 while MYC_JIT_LOG is set: trace logs then name lines */
 } myc__bytecode;
 
 /* Prepares an empty cache of the modules under 'dir' (kept by the caller
