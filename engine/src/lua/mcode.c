@@ -38,10 +38,12 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 typedef int (*mprotect_fn)(void *, size_t, int);
 
-static mprotect_fn real_mprotect;
+/* Set once, by myc_jit_set_mcode_protect, before 'unprotected' is. */
 static uintptr_t luajit_lo, luajit_hi; /* its executable segment */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static atomic_int unprotected;
@@ -64,45 +66,46 @@ static int find_luajit(struct dl_phdr_info *info, size_t size, void *data) {
   return hit;
 }
 
-/* A function pointer from dlsym (ISO C has no cast between the two). */
-static mprotect_fn lookup(void *handle) {
-  void *sym = dlsym(handle, "mprotect");
-  mprotect_fn fn;
-  memcpy(&fn, &sym, sizeof fn);
-  return fn;
+static void find_once(void) {
+  dl_iterate_phdr(find_luajit, (void *)(uintptr_t)&lua_gettop);
 }
 
-static void init(void) {
-  real_mprotect = lookup(RTLD_NEXT);
-  dl_iterate_phdr(find_luajit, (void *)(uintptr_t)&lua_gettop);
+/* libc's mprotect is a bare system call: making it here needs no dlsym
+ * (which may allocate), so this mprotect is safe for any caller at any
+ * time, an allocator's own initialisation included. */
+static int sys_mprotect(void *addr, size_t len, int prot) {
+  return (int)syscall(SYS_mprotect, addr, len, prot);
 }
 
 MYC_EXTERN int mprotect(void *addr, size_t len, int prot);
 
 int mprotect(void *addr, size_t len, int prot) {
   uintptr_t from = (uintptr_t)__builtin_return_address(0);
-  pthread_once(&once, init);
   if (from >= luajit_lo && from < luajit_hi) {
     atomic_fetch_add_explicit(&luajit_calls, 1, memory_order_relaxed);
+    /* Refused (a kernel that forbids writable code): as asked. */
     if ((prot == (PROT_READ | PROT_WRITE) ||
          prot == (PROT_READ | PROT_EXEC)) &&
         atomic_load_explicit(&unprotected, memory_order_relaxed) &&
-        real_mprotect(addr, len, PROT_READ | PROT_WRITE | PROT_EXEC) == 0) {
+        sys_mprotect(addr, len, PROT_READ | PROT_WRITE | PROT_EXEC) == 0) {
       atomic_fetch_add_explicit(&made_rwx, 1, memory_order_relaxed);
       return 0;
     }
   }
-  /* Refused (a kernel that forbids writable code): as asked. */
-  return real_mprotect(addr, len, prot);
+  return sys_mprotect(addr, len, prot);
 }
 
 int myc_jit_set_mcode_protect(int protect) {
-  pthread_once(&once, init);
+  void *sym;
+  mprotect_fn first;
+  pthread_once(&once, find_once);
   /* LuaJIT's calls reach this mprotect only if it comes first in the
    * process's lookup: not when libmycelium was loaded RTLD_LOCAL, or
-   * behind a sanitizer's own mprotect. */
-  if (real_mprotect == NULL || luajit_hi == 0 ||
-      lookup(RTLD_DEFAULT) != mprotect)
+   * behind a sanitizer's own mprotect.  (ISO C has no cast from an
+   * object pointer to a function pointer: memcpy.) */
+  sym = dlsym(RTLD_DEFAULT, "mprotect");
+  memcpy(&first, &sym, sizeof first);
+  if (luajit_hi == 0 || first != mprotect)
     return protect ? 0 : MYC_ESTATE;
   atomic_store(&unprotected, !protect);
   return 0;

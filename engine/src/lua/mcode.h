@@ -6,9 +6,10 @@
 
 #include <stdint.h>
 
-/* What the interposed mprotect() has seen of LuaJIT since the process
- * started: calls from LuaJIT, and those of them turned into "writable and
- * executable" because protection was off. */
+/* What the engine's mprotect() has seen of LuaJIT since the first
+ * myc_jit_set_mcode_protect() (which finds LuaJIT's code): calls from
+ * LuaJIT, and those of them turned into "writable and executable"
+ * because protection was off. */
 typedef struct {
   uint64_t luajit_calls;
   uint64_t made_rwx;
