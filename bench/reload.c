@@ -112,18 +112,25 @@ static void on_result(void *ud, const myc_message *m) {
   myc_engine_stop(r->e, 0);
 }
 
+/* What one run of 100 reloads measured. */
+typedef struct {
+  double p50, p99, max, cpu_p50, cpu_p99, first3, faults_max, call_p50;
+  double msgs, lost;
+  int have_costs; /* the swap's log lines were all seen */
+} pause_run;
+
 /* 100 reloads of a service with 'entries' entries of 'shape', while the
  * producer streams sequence numbers to it ('load') or only now and then;
  * the service checks them all. */
-static int reload_pause(const char *shape, int entries, int load,
-                        const char *name, const char *note) {
+static int pause_once(const char *shape, int entries, int load,
+                      pause_run *out) {
   myc_engine_config cfg;
   myc_engine *e;
   msgpack_sbuffer st, prod;
   msgpack_packer pk;
   double pause[RELOADS], total[RELOADS], t0;
   long n = -1, dup = -1, gaps = -1, sent = -2;
-  char err[1024], metric[96];
+  char err[1024];
   result res;
   swap_costs costs;
   double first3 = 0;
@@ -185,41 +192,66 @@ static int reload_pause(const char *shape, int entries, int load,
     first3 += costs.faults[i];
   qsort(pause, RELOADS, sizeof *pause, cmp);
   qsort(total, RELOADS, sizeof *total, cmp);
-  snprintf(metric, sizeof metric, "%s_pause_p50_ms", name);
-  bench_report("reload", metric, pct(pause, RELOADS, 0.5), "ms", note);
-  snprintf(metric, sizeof metric, "%s_pause_p99_ms", name);
-  bench_report("reload", metric, pct(pause, RELOADS, 0.99), "ms",
-               load ? "100 reloads, stream at full speed"
-                    : "100 reloads, light traffic");
-  snprintf(metric, sizeof metric, "%s_pause_max_ms", name);
-  bench_report("reload", metric, pause[RELOADS - 1], "ms", "");
-  if (costs.n == RELOADS) {
+  out->p50 = pct(pause, RELOADS, 0.5);
+  out->p99 = pct(pause, RELOADS, 0.99);
+  out->max = pause[RELOADS - 1];
+  out->have_costs = costs.n == RELOADS;
+  if (out->have_costs) {
     qsort(costs.cpu_ms, RELOADS, sizeof *costs.cpu_ms, cmp);
     qsort(costs.faults, RELOADS, sizeof *costs.faults, cmp);
-    snprintf(metric, sizeof metric, "%s_pause_cpu_p50_ms", name);
-    bench_report("reload", metric, pct(costs.cpu_ms, RELOADS, 0.5), "ms",
-                 "the worker's CPU time in the swap (no preemption)");
-    snprintf(metric, sizeof metric, "%s_pause_cpu_p99_ms", name);
-    bench_report("reload", metric, pct(costs.cpu_ms, RELOADS, 0.99), "ms", "");
-    snprintf(metric, sizeof metric, "%s_pause_faults_first3", name);
-    bench_report("reload", metric, first3, "faults",
-                 "page faults in the first 3 swaps");
-    snprintf(metric, sizeof metric, "%s_pause_faults_max", name);
-    bench_report("reload", metric, costs.faults[RELOADS - 1], "faults", "");
+    out->cpu_p50 = pct(costs.cpu_ms, RELOADS, 0.5);
+    out->cpu_p99 = pct(costs.cpu_ms, RELOADS, 0.99);
+    out->first3 = first3;
+    out->faults_max = costs.faults[RELOADS - 1];
   }
-  snprintf(metric, sizeof metric, "%s_reload_call_p50_ms", name);
-  bench_report("reload", metric, pct(total, RELOADS, 0.5), "ms",
-               "myc_engine_reload: compile off the worker + swap");
-  snprintf(metric, sizeof metric, "%s_stream_msgs", name);
-  bench_report("reload", metric, (double)n, "msgs",
-               "sequence-checked by the reloaded service");
-  snprintf(metric, sizeof metric, "%s_stream_lost_or_dup", name);
-  bench_report("reload", metric, (double)(sent - n + dup + gaps), "msgs",
-               "must be 0");
+  out->call_p50 = pct(total, RELOADS, 0.5);
+  out->msgs = (double)n;
+  out->lost = (double)(sent - n + dup + gaps);
   return sent == n && dup == 0 && gaps == 0 ? 0 : 1;
 }
 
-static int restart_cost(void) {
+/* BENCH_RUNS runs of pause_once, each row their median with min / max. */
+static int reload_pause(const char *shape, int entries, int load,
+                        const char *name, const char *note) {
+  pause_run r[BENCH_RUNS];
+  double v[BENCH_RUNS];
+  char metric[96];
+  int i, costs = 1, rc = 0;
+#define ROW(field, suffix, unit, text)                                         \
+  do {                                                                         \
+    for (i = 0; i < BENCH_RUNS; i++)                                           \
+      v[i] = r[i].field;                                                       \
+    snprintf(metric, sizeof metric, "%s_" suffix, name);                       \
+    bench_report_median("reload", metric, v, BENCH_RUNS, unit, text);          \
+  } while (0)
+  for (i = 0; i < BENCH_RUNS && rc == 0; i++) {
+    rc = pause_once(shape, entries, load, &r[i]);
+    costs = costs && r[i].have_costs;
+  }
+  if (rc != 0)
+    return rc;
+  ROW(p50, "pause_p50_ms", "ms", note);
+  ROW(p99, "pause_p99_ms", "ms",
+      load ? "100 reloads a run, stream at full speed"
+           : "100 reloads a run, light traffic");
+  ROW(max, "pause_max_ms", "ms", "");
+  if (costs) {
+    ROW(cpu_p50, "pause_cpu_p50_ms", "ms",
+        "the worker's CPU time in the swap (no preemption)");
+    ROW(cpu_p99, "pause_cpu_p99_ms", "ms", "");
+    ROW(first3, "pause_faults_first3", "faults",
+        "page faults in the first 3 swaps");
+    ROW(faults_max, "pause_faults_max", "faults", "");
+  }
+  ROW(call_p50, "reload_call_p50_ms", "ms",
+      "myc_engine_reload: compile off the worker + swap");
+  ROW(msgs, "stream_msgs", "msgs", "sequence-checked by the reloaded service");
+  ROW(lost, "stream_lost_or_dup", "msgs", "must be 0 in every run");
+#undef ROW
+  return 0;
+}
+
+static int restart_once(double *cost_us) {
   myc_engine_config cfg;
   myc_engine *e;
   myc_service_stats st;
@@ -263,9 +295,22 @@ static int restart_cost(void) {
             (unsigned long long)st.restarts, n, secs, st.state);
     return 1;
   }
-  bench_report("reload", "restart_cost_us", secs / n * 1e6, "us",
-               "crash -> $dead -> new state -> init, backoff 0");
-  bench_report("reload", "restarts_per_s", n / secs, "1/s", "");
+  *cost_us = secs / n * 1e6;
+  return 0;
+}
+
+static int restart_cost(void) {
+  double us[BENCH_RUNS], per_s[BENCH_RUNS];
+  int i;
+  for (i = 0; i < BENCH_RUNS; i++) {
+    if (restart_once(&us[i]) != 0)
+      return 1;
+    per_s[i] = 1e6 / us[i];
+  }
+  bench_report_median("reload", "restart_cost_us", us, BENCH_RUNS, "us",
+                      "crash -> $dead -> new state -> init, backoff 0");
+  bench_report_median("reload", "restarts_per_s", per_s, BENCH_RUNS, "1/s",
+                      "");
   return 0;
 }
 
