@@ -109,6 +109,16 @@ static const target targets[] = {
     {"bandit", "inproc_paced_signal_latency_p99", 0, 1000, "< 1000 us"},
     {"bandit", "inproc_paced_signal_p99_cold", 0, 1000, "< 1000 us"},
     {"bandit", "inproc_paced_signal_p99_steady", 0, 1000, "< 1000 us"},
+    {"request", "two_workers_rtt_vs_one_way_emit", 0, 2.0001, "<= 2x"},
+    {"services", "n1000_rss_kb_per_service_median", 0, 50.0001, "<= 50 KB"},
+    {"services", "n10000_rss_kb_per_service_median", 0, 50.0001, "<= 50 KB"},
+    {"services", "n1000_start_ms_per_service_median", 0, 0.4001, "<= 0.4 ms"},
+    {"services", "n10000_start_ms_per_service_median", 0, 0.4001,
+     "<= 0.4 ms"},
+    {"nats", "ratio_64B", 1, 0.8, ">= 0.8x raw"},
+    {"nats", "ratio_1024B", 1, 0.8, ">= 0.8x raw"},
+    {"nats", "rtt_ratio_64B", 0, 1.2001, "<= 1.2x raw"},
+    {"nats", "rtt_ratio_1024B", 0, 1.2001, "<= 1.2x raw"},
     {NULL, NULL, 0, 0, NULL}};
 
 static const target *target_of(const char *bench, const char *metric) {
