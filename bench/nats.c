@@ -98,7 +98,10 @@ static pid_t spawn_run(const char *config) {
 
 /* Node a runs 'amod', node b 'bmod' (which stops its engine when done and
  * writes two numbers to 'out'); both reach each other only through the
- * nats-server.  Returns 0 or -1. */
+ * nats-server.  Each node's service shares worker 0 with "_nats"
+ * (nats.worker, docs/TUNING.md): its publishes reach the NATS thread
+ * without crossing workers, as raw libnats publishes from the thread of
+ * its callback.  Returns 0 or -1. */
 static int two_nodes(const char *amod, const char *bmod, const char *opts,
                      const char *out) {
   char cfg[2048];
@@ -107,15 +110,15 @@ static int two_nodes(const char *amod, const char *bmod, const char *opts,
   unlink(out);
   snprintf(cfg, sizeof cfg,
            "return { node = \"a\", workers = 2, log = { level = \"error\" },\n"
-           "  connect = { \"%s\" },\n"
-           "  services = { { name = \"a\", module = \"%s/%s\","
+           "  connect = { \"%s\" }, nats = { worker = 0 },\n"
+           "  services = { { name = \"a\", worker = 0, module = \"%s/%s\","
            " opts = { %s } } } }\n",
            server_url, MYC_BENCH_LUA_DIR, amod, opts);
   write_file("a.lua", cfg);
   snprintf(cfg, sizeof cfg,
            "return { node = \"b\", workers = 2, log = { level = \"error\" },\n"
-           "  connect = { \"%s\" },\n"
-           "  services = { { name = \"b\", module = \"%s/%s\","
+           "  connect = { \"%s\" }, nats = { worker = 0 },\n"
+           "  services = { { name = \"b\", worker = 0, module = \"%s/%s\","
            " opts = { %s, out = \"%s\" } } } }\n",
            server_url, MYC_BENCH_LUA_DIR, bmod, opts, out);
   write_file("b.lua", cfg);

@@ -249,6 +249,48 @@ static void engines_freed_at_once_leave_no_callback_behind(void) {
   CHECK_EQ(system(cfg), 0);
 }
 
+/* nats.worker puts "_nats" (and so every publish's hand-over) on the
+ * worker of the services that talk to NATS; a worker that does not exist
+ * is refused naming the key.  No server needed: "_nats" exists from the
+ * start, connected or not. */
+static void nats_runs_on_the_worker_it_is_given(void) {
+  char dir[] = "/tmp/myc_nats_test_XXXXXX", cfg[512], err[512], path[600];
+  myc_engine *e = NULL;
+  myc_service_stats st;
+  uint32_t i, n;
+  int found = -1;
+  CHECK(mkdtemp(dir) != NULL);
+  test_module(dir, "sub.lua",
+              "return { handlers = { [\"t.*\"] = function() end } }\n");
+  snprintf(path, sizeof path, "%s/engine.lua", dir);
+  snprintf(cfg, sizeof cfg,
+           "return { workers = 3, log = { level = \"error\" },\n"
+           "  connect = { \"nats://127.0.0.1:%d\" }, nats = { worker = 2 },\n"
+           "  services = { { name = \"sub\", module = \"sub.lua\" } } }\n",
+           test_free_port());
+  test_module(dir, "engine.lua", cfg);
+  CHECK_EQ(myc_engine_from_file(&e, path, err, sizeof err), 0);
+  n = myc_engine_service_count(e);
+  for (i = 0; i < n; i++)
+    if (myc_engine_service_stats(e, i, &st) == 0 &&
+        strcmp(st.name, "_nats") == 0)
+      found = st.worker;
+  myc_engine_free(e);
+  CHECK_EQ(found, 2);
+  /* Without a worker count the config cannot check it: the engine does. */
+  snprintf(cfg, sizeof cfg,
+           "return { log = { level = \"error\" },\n"
+           "  connect = { \"nats://127.0.0.1:1\" }, nats = { worker = 200 },\n"
+           "  services = { { name = \"sub\", module = \"sub.lua\" } } }\n");
+  test_module(dir, "engine.lua", cfg);
+  e = NULL;
+  CHECK(myc_engine_from_file(&e, path, err, sizeof err) != 0);
+  CHECK(e == NULL);
+  CHECK(strstr(err, "nats.worker 200") != NULL);
+  snprintf(cfg, sizeof cfg, "rm -rf %s", dir);
+  CHECK_EQ(system(cfg), 0);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"topics_and_patterns_map_to_subjects",
@@ -259,6 +301,8 @@ int main(void) {
       {"prefixes_are_checked", prefixes_are_checked},
       {"sequence_table_keeps_one_number_per_key",
        sequence_table_keeps_one_number_per_key},
+      {"nats_runs_on_the_worker_it_is_given",
+       nats_runs_on_the_worker_it_is_given},
       {"engines_freed_at_once_leave_no_callback_behind",
        engines_freed_at_once_leave_no_callback_behind},
       {NULL, NULL}};

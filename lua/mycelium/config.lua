@@ -89,6 +89,7 @@ local NATS = {
   reconnect_buffer_bytes = { kind = "integer", min = 0, max = 2 ^ 31 - 1 },
   connect_timeout_ms = { kind = "number", min = 0, min_open = true, max = MAX_MS },
   subscription_poll_ms = { kind = "number", min = 1, max = MAX_MS },
+  worker = { kind = "integer", min = 0, max = 255 },
 }
 local STRATEGIES = { one_for_one = 0, one_for_all = 1, rest_for_one = 2 }
 local GROUP = { strategy = { kind = "enum", values = STRATEGIES } }
@@ -580,6 +581,11 @@ function M.normalise(file, t, dir, extra)
                    .. "workers (numbered from 0)", file, i, s.worker,
                    res.workers), 0)
     end
+  end
+  local nw = res.nats and res.nats.worker
+  if nw ~= nil and res.workers ~= nil and nw >= res.workers then
+    error(format("%s: 'nats.worker' is %d but there are only %d workers "
+                 .. "(numbered from 0)", file, nw, res.workers), 0)
   end
   return res
 end

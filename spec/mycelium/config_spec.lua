@@ -111,6 +111,10 @@ describe("mycelium.config", function()
     refused({ nats = { schema_mismatch = "ignore" } }, "'nats.schema_mismatch' must be one of drop, fail")
     refused({ nats = { pending_msgs = 0 } }, "'nats.pending_msgs' must be an integer")
     refused({ nats = { tls = { verfy = true } } }, "did you mean 'nats.tls.verify'?")
+    assert.equal(1, norm({ workers = 2, nats = { worker = 1 } }).nats.worker)
+    refused({ workers = 2, nats = { worker = 2 } },
+            "'nats.worker' is 2 but there are only 2 workers (numbered from 0)")
+    refused({ nats = { worker = -1 } }, "'nats.worker' must be an integer")
   end)
 
   it("suggests the nearest key for an unknown one", function()

@@ -76,6 +76,7 @@ static int read_nats(lua_State *L, int nt, myc__nats_config *c, char *err,
   c->connect_timeout_ms =
       num_to(L, nt, "connect_timeout_ms", c->connect_timeout_ms);
   c->sub_poll_ms = num_to(L, nt, "subscription_poll_ms", c->sub_poll_ms);
+  c->worker = (int32_t)num_to(L, nt, "worker", c->worker);
   /* config.lua turned "drop" / "fail" into 0 / 1 */
   c->schema_fail = num_to(L, nt, "schema_mismatch", 0) != 0;
   lua_getfield(L, nt, "publish");

@@ -1609,6 +1609,7 @@ void myc__nats_config_init(myc__nats_config *c) {
   c->reconnect_buf_bytes = 8 << 20;
   c->connect_timeout_ms = 2000;
   c->sub_poll_ms = 20;
+  c->worker = -1;
 }
 
 const char *myc__nats_config_check(const myc__nats_config *c) {
@@ -1710,10 +1711,16 @@ int myc__nats_attach(myc_engine *e, const myc__nats_config *c,
   N->pubid = r;
   N->state = S_CONNECTING;
   /* "_nats" is subscribed to what goes out: nats.publish. */
-  rc = myc_engine_add_c_service(e, "_nats", c->publish[0], on_message, N, -1);
+  rc = myc_engine_add_c_service(e, "_nats", c->publish[0], on_message, N,
+                                c->worker);
   if (rc != 0) {
-    snprintf(err, errlen, "nats: cannot add the _nats service: %s",
-             myc_strerror(rc));
+    if (c->worker >= 0)
+      snprintf(err, errlen, "nats.worker %d: cannot add the _nats service "
+               "there (%s; workers are numbered from 0)", (int)c->worker,
+               myc_strerror(rc));
+    else
+      snprintf(err, errlen, "nats: cannot add the _nats service: %s",
+               myc_strerror(rc));
     return rc;
   }
   N->svc = myc__engine_find(e, "_nats", 5);

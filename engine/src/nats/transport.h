@@ -52,6 +52,7 @@ typedef struct {
   int reconnect_buf_bytes; /* what libnats keeps while reconnecting */
   double connect_timeout_ms;
   double sub_poll_ms;      /* how often subscriptions are compared */
+  int32_t worker;          /* the "_nats" service's worker; -1: automatic */
 } myc__nats_config;
 
 /* Fills 'c' with the defaults (docs/NATS.md, Configuring). */
