@@ -1128,13 +1128,17 @@ function Set:engine_support(opts)
   -- a view (a state outside the engine) small_room stays 0.
   local view = opts.view ~= nil and ffi.cast("myc_svc_view *", opts.view)
     or ffi.new("myc_svc_view")
+  local i32p = ffi.typeof("int32_t *")
   local function take(T)
     local padded = T.padded
     if padded > view.small_room then return nil end
     local b = view.small_free[0]
     if b == nil then return nil end
     view.small_free[0] = b.next
-    view.small_nfree[0] = view.small_nfree[0] - 1
+    -- Counted as int32 (it stays below the pool's max_free): uint32
+    -- arithmetic would go through doubles in the JIT.
+    local nfree = ffi.cast(i32p, view.small_nfree)
+    nfree[0] = nfree[0] - 1
     b.refs, b.shared = 1, 0
     b.hdr.flags, b.hdr.payload_len = 0, T.size
     T.zero(ffi.cast(u8p, b) + OFF)
