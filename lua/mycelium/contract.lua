@@ -1092,8 +1092,9 @@ function Set:engine_support(opts)
   local u8p, voidp = ffi.typeof("uint8_t *"), ffi.typeof("const void *")
   local errbuf = ffi.new("char[256]")
   local prefix = fmt("service '%s': ctx:new: ", service)
-  -- Messages this support holds.  A cdata, not an upvalue: a store to
-  -- an upvalue makes the JIT load every upvalue of the emit path again.
+  -- Messages this support holds.  A cdata, not an upvalue: the JIT may
+  -- take a store to an upvalue of another closure for one to the emit
+  -- path's upvalues, and load those again after it.
   local held = ffi.new("int32_t[1]")
   local S = { set = self }
   supports = supports + 1
