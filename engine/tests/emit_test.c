@@ -170,8 +170,95 @@ static void typed_buffers_come_from_the_first_class(void) {
   remove(path);
 }
 
+/* Whether ctx:new's inline path (mycelium.contract) would take a
+ * first-class buffer for a payload of 'size': its test on the view. */
+static int inline_fits(const myc_service *s, size_t size) {
+  return ((size + 7) & ~(size_t)7) <= s->view.small_room;
+}
+
+/* For every payload size up to 200, the view's small_room says "inline"
+ * exactly when the C path hands out a first-class buffer: the two paths
+ * agree on which messages they serve. */
+static void check_room_agrees(myc_service *s) {
+  size_t size;
+  for (size = 0; size <= 200; size++) {
+    myc_buf *b = myc_ffi_buf_new(s, size);
+    CHECK(b != NULL);
+    CHECK_EQ(b->size_class == 0, inline_fits(s, size));
+    myc_ffi_buf_release(s, b);
+  }
+}
+
+/* ctx:new's inline path reads the worker's first-class free list through
+ * the service's view: the C path publishes where it is and which payloads
+ * fit (0 before the first ctx:new, updated when a longer topic is
+ * emitted), and refills an empty list so that the next messages find
+ * buffers there. */
+static void typed_inline_path_view(void) {
+  static const char src[] = "return { init = function() end }\n";
+  char long_topic[101];
+  myc_engine_config cfg;
+  myc_service_config sc;
+  myc_engine *e;
+  myc_service *s;
+  myc__pool *pool;
+  data_seen seen;
+  char err[512], path[512];
+  uint32_t room;
+  int64_t tl;
+  myc_buf *b;
+
+  memset(&seen, 0, sizeof seen);
+  memset(long_topic, 'y', 100);
+  long_topic[100] = '\0';
+  snprintf(path, sizeof path, "%s", test_module(tmpdir, "inl.lua", src));
+  myc_engine_config_init(&cfg);
+  cfg.manual = 1;
+  cfg.workers = 1;
+  CHECK_EQ(myc_engine_new(&e, &cfg), 0);
+  memset(&sc, 0, sizeof sc);
+  sc.name = "inl";
+  sc.module = path;
+  sc.worker = -1;
+  CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
+  CHECK_EQ(myc_engine_add_c_service(e, "watch", "*", on_data, &seen, -1), 0);
+  CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
+  s = myc__engine_find(e, "inl", 3);
+  CHECK(s != NULL);
+  pool = &myc__service_worker(s)->pool;
+  CHECK_EQ(s->view.small_room, 0);
+  CHECK(s->view.small_free == NULL);
+
+  /* The list is empty: the C path allocates, and leaves more behind. */
+  CHECK(pool->free[0] == NULL);
+  b = myc_ffi_buf_new(s, 16);
+  CHECK(b != NULL);
+  CHECK(s->view.small_free == &pool->free[0]);
+  CHECK(s->view.small_nfree == &pool->nfree[0]);
+  CHECK(pool->free[0] != NULL && pool->nfree[0] > 1);
+  CHECK(s->view.small_room >= 16);
+  myc_ffi_buf_release(s, b);
+  check_room_agrees(s);
+
+  /* A longer topic shrinks the room at once, still in step with C. */
+  room = s->view.small_room;
+  tl = myc_ffi_topic(s, long_topic, 100);
+  CHECK(tl >= 0);
+  b = myc_ffi_buf_new(s, 8);
+  CHECK(b != NULL);
+  CHECK_EQ(myc_ffi_emit_buf(s, (uint32_t)tl, b, MYC_KIND_TYPED, 7), 0);
+  CHECK(myc_engine_run_once(e, 0) >= 0);
+  CHECK_EQ(seen.n, 1);
+  CHECK(s->view.small_room < room);
+  check_room_agrees(s);
+  myc_engine_free(e);
+  remove(path);
+}
+
 int main(void) {
   static const test_case cases[] = {
+      {"ctx:new's inline path: the view agrees with the C path",
+       typed_inline_path_view},
       {"services cannot emit on engine topics",
        services_cannot_emit_on_engine_topics},
       {"typed buffers come from the first class",

@@ -22,7 +22,7 @@ typedef struct myc_frame {
   uint32_t payload_len; uint16_t topic_len; uint8_t source_len; uint8_t version;
 } myc_frame;
 typedef struct myc_buf {
-  void *next; uint32_t refs; uint32_t cap; uint32_t topic_id;
+  struct myc_buf *next; uint32_t refs; uint32_t cap; uint32_t topic_id;
   uint8_t size_class; uint8_t shared; uint8_t origin; uint8_t wire_prefix[9];
   myc_frame hdr;
 } myc_buf;
@@ -32,6 +32,7 @@ typedef struct {
   myc_buf **batch; int32_t cursor; uint32_t batch_n; uint32_t faults;
   uint32_t requests;
   int64_t *marks;
+  myc_buf **small_free; uint32_t *small_nfree; uint32_t small_room;
 } myc_svc_view;
 typedef struct myc_service myc_service;
 

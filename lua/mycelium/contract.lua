@@ -768,8 +768,18 @@ local function unref(obj, level)
 end
 
 -- Field access through a handle: checked, then a plain FFI access.
+-- A 256-bit value stored whole is copied as 32 raw bytes: the FFI's
+-- struct assignment calls memcpy (its inline copy does not take a
+-- struct holding an array), a call that also makes the JIT reload what
+-- it had loaded before it.
 local function handle_mt(T)
   local field, ptr = T.field, T.ptr
+  local whole = {} -- 256-bit field name -> the ctype copied raw
+  for _, f in ipairs(T.fields) do
+    if f.kind == K.U256 then whole[f.name] = U256
+    elseif f.kind == K.I256 then whole[f.name] = I256 end
+  end
+  local istype, copy = ffi.istype, ffi.copy
   return {
     __index = function(h, k)
       if k == "_myc_type" then return T end
@@ -785,6 +795,11 @@ local function handle_mt(T)
       if live[slot_of(a)] ~= a and extra[tonumber(a)] == nil then stale(T, k, 2) end
       if field[k] == nil then
         error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
+      end
+      local wt = whole[k]
+      if wt ~= nil and istype(wt, v) then
+        copy(ffi.cast(ptr, h)[k], v, 32)
+        return
       end
       ffi.cast(ptr, h)[k] = v
     end,
@@ -901,6 +916,7 @@ local function new_type(set, ct)
     name = ffi.string(C.myc_contract_type_name(ct)),
     tag = C.myc_contract_type_tag(ct),
     size = tonumber(C.myc_contract_type_size(ct)),
+    padded = bit.band(tonumber(C.myc_contract_type_size(ct)) + 7, -8),
     digest = ffi.string(C.myc_contract_type_digest(ct)),
     fields = {}, field = {},
   }, Type)
@@ -912,6 +928,11 @@ local function new_type(set, ct)
   end
   declare_struct(T)
   T.passes = compile_check(T)
+  -- Zeroes the payload and its padding: a closure per type, so that the
+  -- length is a constant to the JIT, which then stores in line instead
+  -- of calling memset.
+  local padded, fill = T.padded, ffi.fill
+  T.zero = function(p) fill(p, padded) end
   return T
 end
 
@@ -1071,7 +1092,10 @@ function Set:engine_support(opts)
   local u8p, voidp = ffi.typeof("uint8_t *"), ffi.typeof("const void *")
   local errbuf = ffi.new("char[256]")
   local prefix = fmt("service '%s': ctx:new: ", service)
-  local nlive = 0 -- messages this support holds
+  -- Messages this support holds.  A cdata, not an upvalue: the JIT may
+  -- take a store to an upvalue of another closure for one to the emit
+  -- path's upvalues, and load those again after it.
+  local held = ffi.new("int32_t[1]")
   local S = { set = self }
   supports = supports + 1
   local me = supports -- this support's number in own[] and extra
@@ -1096,12 +1120,41 @@ function Set:engine_support(opts)
     E.myc_ffi_buf_release(svc, ffi.cast(bufp, a - OFF))
   end
 
+  -- ctx:new's inline path: what myc__emit_buf_new (runtime/emit.c) does
+  -- when a recycled first-class buffer fits (refs 1, not shared, flags
+  -- and payload length set, payload and padding zeroed), without the
+  -- call; nil sends ctx:new to C, which takes the other cases and keeps
+  -- the view's small_room current.  Only on the service's worker (the
+  -- pool is that thread's), which is where its handlers run.  Without
+  -- a view (a state outside the engine) small_room stays 0.
+  local view = opts.view ~= nil and ffi.cast("myc_svc_view *", opts.view)
+    or ffi.new("myc_svc_view")
+  local i32p = ffi.typeof("int32_t *")
+  local function take(T)
+    local padded = T.padded
+    if padded > view.small_room then return nil end
+    local b = view.small_free[0]
+    if b == nil then return nil end
+    view.small_free[0] = b.next
+    -- Counted as int32 (it stays below the pool's max_free): uint32
+    -- arithmetic would go through doubles in the JIT.
+    local nfree = ffi.cast(i32p, view.small_nfree)
+    nfree[0] = nfree[0] - 1
+    b.refs, b.shared = 1, 0
+    b.hdr.flags, b.hdr.payload_len = 0, T.size
+    T.zero(ffi.cast(u8p, b) + OFF)
+    return b
+  end
+
   function S.new(name, init, level)
     level = level or 1
     local T = by_name[name]
     if T == nil then unknown(name, level + 1) end
-    local b = E.myc_ffi_buf_new(svc, T.size)
-    if b == nil then fail(level + 1, "ctx:new: out of memory for a %s", name) end
+    local b = take(T)
+    if b == nil then
+      b = E.myc_ffi_buf_new(svc, T.size)
+      if b == nil then fail(level + 1, "ctx:new: out of memory for a %s", name) end
+    end
     local p = ffi.cast(u8p, b) + OFF
     local a = ffi.cast(uptr, p)
     local i = slot_of(a)
@@ -1110,7 +1163,7 @@ function Set:engine_support(opts)
     else
       extra[tonumber(a)] = me
     end
-    nlive = nlive + 1
+    held[0] = held[0] + 1
     if init ~= nil then T:fill(ffi.cast(T.ptr, p), init, level + 1, prefix) end
     return ffi.cast(T.hptr, p)
   end
@@ -1125,7 +1178,7 @@ function Set:engine_support(opts)
     else
       return false
     end
-    nlive = nlive - 1
+    held[0] = held[0] - 1
     return true
   end
 
@@ -1192,24 +1245,24 @@ function Set:engine_support(opts)
   end
 
   function S.flush()
-    if nlive == 0 then return end
+    if held[0] == 0 then return end
     for k, who in pairs(extra) do
       if who == me then
         extra[k] = nil
         release(ffi.cast(uptr, k))
-        nlive = nlive - 1
+        held[0] = held[0] - 1
       end
     end
     for i = 0, MASK do
-      if nlive == 0 then break end
+      if held[0] == 0 then break end
       if live[i] ~= 0 and own[i] == me then
         local a = live[i]
         live[i] = 0
         release(a)
-        nlive = nlive - 1
+        held[0] = held[0] - 1
       end
     end
-    nlive = 0
+    held[0] = 0
   end
 
   -- lua_close runs every finaliser but knows nothing of the slots.

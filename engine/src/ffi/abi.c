@@ -23,14 +23,15 @@ static const myc_ffi_layout layouts[] = {
     FIELD(myc_frame, version),
 
     SIZE(myc_buf),
-    FIELD(myc_buf, refs), FIELD(myc_buf, cap), FIELD(myc_buf, topic_id),
-    FIELD(myc_buf, shared), FIELD(myc_buf, hdr),
+    FIELD(myc_buf, next), FIELD(myc_buf, refs), FIELD(myc_buf, cap),
+    FIELD(myc_buf, topic_id), FIELD(myc_buf, shared), FIELD(myc_buf, hdr),
 
     SIZE(myc_svc_view),
     FIELD(myc_svc_view, batch), FIELD(myc_svc_view, cursor),
     FIELD(myc_svc_view, batch_n), FIELD(myc_svc_view, faults),
     FIELD(myc_svc_view, requests),
-    FIELD(myc_svc_view, marks),
+    FIELD(myc_svc_view, marks), FIELD(myc_svc_view, small_free),
+    FIELD(myc_svc_view, small_nfree), FIELD(myc_svc_view, small_room),
 
     SIZE(myc_service_stats),
     FIELD(myc_service_stats, name), FIELD(myc_service_stats, worker),

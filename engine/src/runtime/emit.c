@@ -345,9 +345,43 @@ int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
  * after it are sized by the tails seen (myc_service.typed_tail). */
 #define TOPIC_RESERVE 64
 
+/* Publishes to the service's view what ctx:new's inline path needs:
+ * where the worker's first-class buffers are, and which payloads fit one
+ * with room for 'tail' (the test of myc__buf_take, solved for the
+ * payload).  A payload that fits no longer (a longer topic emitted since)
+ * is still correct: myc__emit_buf moves it to a larger buffer. */
+static void set_small_room(myc_service *s, size_t tail) {
+  myc__pool *p = &s->task.worker->pool;
+  size_t room = MYC_BUF_SMALL - offsetof(myc_buf, hdr) - sizeof(myc_frame);
+  s->view.small_free = &p->free[0];
+  s->view.small_nfree = &p->nfree[0];
+  s->view.small_room = room > tail ? (uint32_t)((room - tail) & ~(size_t)7) : 0;
+}
+
+/* First-class buffers put on an empty free list at a time by the C path
+ * of ctx:new, so that the next ones take the inline path: the JIT
+ * compiles whichever path a loop takes while it is recorded, and the
+ * other one then costs a side exit per message. */
+#define SMALL_REFILL 64
+
+static void refill_small(myc__worker *w, const myc__alloc *a,
+                         size_t frame_len) {
+  myc__pool *p = &w->pool;
+  myc_buf *made[SMALL_REFILL];
+  int i, n = 0;
+  /* All made before any is given: myc__buf_alloc takes from the list. */
+  while (n < SMALL_REFILL - 1 && p->nfree[0] + n < p->max_free &&
+         (made[n] = myc__buf_alloc(p, a, frame_len)) != NULL)
+    n++;
+  for (i = 0; i < n; i++)
+    myc__buf_give(p, a, made[i]);
+}
+
 /* The hot path of ctx:new, as myc__emit's: a recycled buffer of the
  * first class when the frame fits, and only the payload and its padding
- * zeroed (myc__emit_buf writes every header field but these two). */
+ * zeroed (myc__emit_buf writes every header field but these two).
+ * mycelium.contract does the same inline while the view's small_room
+ * allows it: keep the two in step. */
 myc_buf *myc__emit_buf_new(myc_service *s, size_t size) {
   myc__worker *w = s->task.worker;
   size_t off, tail;
@@ -356,10 +390,13 @@ myc_buf *myc__emit_buf_new(myc_service *s, size_t size) {
     return NULL;
   off = myc__frame_topic_offset(size);
   tail = s->typed_tail ? s->typed_tail : TOPIC_RESERVE + s->name_len;
+  set_small_room(s, tail);
   b = myc__buf_take(&w->pool, off + tail);
   if (b == NULL && (b = myc__buf_alloc(&w->pool, alloc_of(s), off + tail)) ==
                        NULL)
     return NULL;
+  if (b->size_class == 0 && w->pool.free[0] == NULL)
+    refill_small(w, alloc_of(s), off + tail);
   b->hdr.flags = 0;
   b->hdr.payload_len = (uint32_t)size;
   /* The padding too: nothing written later covers it. */
@@ -402,8 +439,10 @@ int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
     return 0;
   }
   flen = off + r->tail_len;
-  if (r->tail_len > s->typed_tail)
+  if (r->tail_len > s->typed_tail) {
     s->typed_tail = r->tail_len;
+    set_small_room(s, r->tail_len);
+  }
   if (flen > b->cap && (b = regrow(w, b, flen)) == NULL)
     return MYC_ENOMEM;
   myc__buf_set_topic(b, r->topic->id);

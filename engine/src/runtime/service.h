@@ -56,6 +56,14 @@ typedef struct {
    * writes the engine clock at each handler's end in marks[i]; NULL
    * otherwise. */
   int64_t *marks;
+  /* ctx:new's inline path (lua/mycelium/contract.lua): the first-class
+   * free list of the service's worker pool and its count, and the largest
+   * payload, padded to 8, whose frame fits a first-class buffer with the
+   * room kept for topic and source (runtime/emit.c keeps it current; 0
+   * until the service's first ctx:new, which takes the C path). */
+  myc_buf **small_free;
+  uint32_t *small_nfree;
+  uint32_t small_room;
 } myc_svc_view;
 
 typedef enum {
