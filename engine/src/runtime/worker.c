@@ -244,6 +244,18 @@ static int inbox_put(myc__worker *w, const myc__handoff *items, uint32_t n) {
   return rc < 0 ? rc : 0;
 }
 
+/* Hands the staged items of 'st' to 'w' (the vector itself when its
+ * inbox is empty: see myc__inbox_give); 'st' is then empty, or on
+ * MYC_ENOMEM unchanged. */
+static int inbox_give(myc__worker *w, myc__stage *st) {
+  int rc = myc__inbox_give(&w->inbox, &st->items, &st->cap, st->n);
+  if (rc > 0)
+    myc__worker_wake(w);
+  if (rc >= 0)
+    st->n = 0;
+  return rc < 0 ? rc : 0;
+}
+
 /* A loss at the sender, counted; MYC_ETOOBIG or MYC_EFULL. */
 static int refuse(myc__task *t, int why, myc_buf *b) {
   myc__mailbox_count(&t->mb, why, b->topic_id, 1);
@@ -354,12 +366,12 @@ void myc__worker_flush(myc__worker *w) {
     if (st->n == 0)
       continue;
     stage_count(st);
-    if (inbox_put(&s->workers[t], st->items, st->n) != 0) {
+    if (inbox_give(&s->workers[t], st) != 0) {
       /* Out of memory: what cannot be handed over is lost, and counted. */
       uncount_incoming(st->items, st->n);
       drop_items(w, st->items, st->n, MYC_DROP_NEWEST);
+      st->n = 0;
     }
-    st->n = 0;
   }
   w->staged = 0;
 }
@@ -439,30 +451,63 @@ void myc__host_flush(myc__host_stage *h) {
     if (st->n == 0)
       continue;
     stage_count(st);
-    if (inbox_put(&h->sched->workers[t], st->items, st->n) != 0) {
+    if (inbox_give(&h->sched->workers[t], st) != 0) {
       uncount_incoming(st->items, st->n);
       host_drop(h, st, MYC_DROP_NEWEST);
+      st->n = 0;
     }
-    st->n = 0;
   }
   h->staged = 0;
   host_leave(h);
 }
 
+/* Queues the 'k' hand-overs 'items' for task 't', of 'bytes' payload
+ * bytes in all, none over 'longest': in one go when they fit as they
+ * are, else one by one (evicting, growing the ring or dropping as each
+ * one's push decides). */
+static void push_run(myc__worker *w, myc__task *t, const myc__handoff *items,
+                     uint32_t k, uint64_t bytes, uint32_t longest) {
+  myc__mailbox *mb = &t->mb;
+  uint32_t j, accepted = 0;
+  if (myc__mailbox_fits_n(mb, k, bytes, longest)) {
+    uint32_t at = myc__mailbox_tail(mb);
+    for (j = 0; j < k; j++)
+      myc__mailbox_put(mb, at + j, items[j].buf, items[j].len);
+    myc__mailbox_commit(mb, k, bytes);
+    accepted = k;
+  } else {
+    for (j = 0; j < k; j++)
+      if (myc__mailbox_push(mb, items[j].buf, items[j].len, &w->pool,
+                            w->sched->alloc) == 0)
+        accepted++;
+      else
+        release(w, items[j].buf);
+  }
+  if (accepted > 0 && !t->queued)
+    myc__worker_schedule(w, t);
+}
+
 void myc__worker_drain_inbox(myc__worker *w) {
   myc__inbox_batch b;
-  uint32_t i;
+  uint32_t i = 0;
   MYC_ASSERT_OWNER(&w->owner);
   myc__inbox_take(&w->inbox, &b);
-  uncount_incoming(b.items, b.n);
-  for (i = 0; i < b.n; i++) {
+  /* A run of consecutive items for one task (a sender's staging keeps
+   * them together) costs one check, one uncount and one schedule. */
+  while (i < b.n) {
     myc__task *t = b.items[i].task;
-    int rc = myc__mailbox_push(&t->mb, b.items[i].buf, b.items[i].len,
-                               &w->pool, w->sched->alloc);
-    if (rc != 0)
-      release(w, b.items[i].buf);
-    else if (!t->queued)
-      myc__worker_schedule(w, t);
+    uint32_t run = 1, longest = b.items[i].len;
+    uint64_t bytes = b.items[i].len;
+    while (i + run < b.n && b.items[i + run].task == t) {
+      uint32_t len = b.items[i + run++].len;
+      bytes += len;
+      longest = len > longest ? len : longest;
+    }
+    atomic_fetch_sub_explicit(&t->mb.incoming, run, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&t->mb.incoming_bytes, bytes,
+                              memory_order_relaxed);
+    push_run(w, t, b.items + i, run, bytes, longest);
+    i += run;
   }
   myc__inbox_done(&w->inbox, &b);
   /* Control after data: a job sees the mailboxes as the senders left
