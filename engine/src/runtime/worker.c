@@ -320,7 +320,7 @@ static int stage_push(myc__stage *st, const myc__alloc *a, myc__task *t,
   return 0;
 }
 
-int myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b) {
+int myc__worker_stage_any(myc__worker *w, myc__task *t, myc_buf *b) {
   myc__stage *st = &w->stage[t->worker->index];
   uint32_t len = b->hdr.payload_len, in_transit;
   int why;

@@ -173,8 +173,34 @@ void myc__worker_post(myc__worker *w, myc__job *j);
  * until myc__worker_flush().  Worker thread of 'w'.  Returns 0,
  * MYC_EFULL when two mailboxes' worth are already in transit to 't'
  * (counted as a drop), or MYC_ENOMEM; on error the caller keeps the
- * reference. */
-int myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b);
+ * reference.  myc__worker_stage is the inline fast path of
+ * myc__worker_stage_any, which takes every case. */
+int myc__worker_stage_any(myc__worker *w, myc__task *t, myc_buf *b);
+
+static inline int myc__worker_stage(myc__worker *w, myc__task *t,
+                                    myc_buf *b) {
+  myc__stage *st = &w->stage[t->worker->index];
+  uint32_t len = b->hdr.payload_len;
+  /* The common case, inline: one more message of the run being counted
+   * for 't', with room left in the stage's vector and in the run, and
+   * within the transit bounds (myc__worker_stage_any says the rest). */
+  if (st->run_task == t && st->run + 1 < MYC_STAGE_RUN && st->n < st->cap &&
+      st->run_bytes + len <= MYC_STAGE_RUN_BYTES &&
+      myc__mailbox_transit_ok(
+          &t->mb, len,
+          atomic_load_explicit(&t->mb.incoming, memory_order_relaxed) +
+              st->run)) {
+    myc__handoff *h = &st->items[st->n++];
+    h->task = t;
+    h->buf = b;
+    h->len = len;
+    st->run++;
+    st->run_bytes += len;
+    w->staged++;
+    return 0;
+  }
+  return myc__worker_stage_any(w, t, b);
+}
 
 /* Hands everything staged by 'w' to the target workers' inboxes: one
  * lock and at most one wake-up per target.  Worker thread of 'w'. */
