@@ -289,48 +289,75 @@ void myc__worker_post(myc__worker *w, myc__job *j) {
     myc__worker_wake(w);
 }
 
-static void stage_count(myc__stage *st) {
-  if (st->run > 0) {
-    atomic_fetch_add_explicit(&st->run_task->mb.incoming, st->run,
+/* Counts run 'r' in its task's 'incoming' and empties it. */
+static void run_count(myc__stage_run *r) {
+  if (r->n > 0) {
+    atomic_fetch_add_explicit(&r->task->mb.incoming, r->n,
                               memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->run_task->mb.incoming_bytes, st->run_bytes,
+    atomic_fetch_add_explicit(&r->task->mb.incoming_bytes, r->bytes,
                               memory_order_relaxed);
   }
-  st->run = 0;
-  st->run_bytes = 0;
+  r->n = 0;
+  r->bytes = 0;
 }
 
-/* Appends 'b' for 't' to 'st', counting runs of one consumer as they
- * end (a worker's staging and a host's share it).  0 or MYC_ENOMEM. */
+/* Counts every open run of 'st' (before it is handed over). */
+static void stage_count(myc__stage *st) {
+  int i;
+  for (i = 0; i < MYC_STAGE_OPEN; i++)
+    run_count(&st->runs[i]);
+}
+
+/* The open run of 'st' for 't', opened (counting and replacing another
+ * one if none is free) when there is none. */
+static myc__stage_run *run_open(myc__stage *st, myc__task *t) {
+  myc__stage_run *r = myc__stage_run_of(st, t);
+  int i;
+  if (r != NULL)
+    return r;
+  for (i = 0; i < MYC_STAGE_OPEN; i++)
+    if (st->runs[i].n == 0) {
+      r = &st->runs[i];
+      break;
+    }
+  if (r == NULL) {
+    r = &st->runs[st->evict++ % MYC_STAGE_OPEN];
+    run_count(r);
+  }
+  r->task = t;
+  return r;
+}
+
+/* Appends 'b' for 't' to 'st', counting runs as they fill (a worker's
+ * staging and a host's share it).  0 or MYC_ENOMEM. */
 static int stage_push(myc__stage *st, const myc__alloc *a, myc__task *t,
                       myc_buf *b, uint32_t len) {
+  myc__stage_run *r;
   if (st->n == st->cap && grow(a, &st->items, &st->cap, st->n + 1) != 0)
     return MYC_ENOMEM;
   st->items[st->n].task = t;
   st->items[st->n].buf = b;
   st->items[st->n].len = len;
   st->n++;
-  if (st->run_task != t) {
-    stage_count(st);
-    st->run_task = t;
-  }
-  st->run_bytes += len;
-  if (++st->run == MYC_STAGE_RUN)
-    stage_count(st);
+  r = run_open(st, t);
+  r->bytes += len;
+  if (++r->n == MYC_STAGE_RUN)
+    run_count(r);
   return 0;
 }
 
 int myc__worker_stage_any(myc__worker *w, myc__task *t, myc_buf *b) {
   myc__stage *st = &w->stage[t->worker->index];
+  myc__stage_run *r = myc__stage_run_of(st, t);
   uint32_t len = b->hdr.payload_len, in_transit;
   int why;
   MYC_ASSERT_OWNER(&w->owner);
   /* The run not counted yet is ours: flushing it first makes the check
    * below see every message and byte on its way. */
-  if (st->run_task == t && st->run_bytes + len > MYC_STAGE_RUN_BYTES)
-    stage_count(st);
+  if (r != NULL && r->bytes + len > MYC_STAGE_RUN_BYTES)
+    run_count(r);
   in_transit = atomic_load_explicit(&t->mb.incoming, memory_order_relaxed) +
-               (st->run_task == t ? st->run : 0);
+               (r != NULL ? r->n : 0);
   /* Two mailboxes' worth already on its way: refuse at the sender so that
    * a flood across workers cannot grow memory without bound, while a
    * consumer thread descheduled for a moment does not lose anything. */
@@ -423,13 +450,15 @@ void myc__host_stage_free(myc__host_stage *h) {
 
 int myc__host_stage_put(myc__host_stage *h, myc__task *t, myc_buf *b) {
   myc__stage *st;
+  myc__stage_run *r;
   uint32_t len = b->hdr.payload_len;
   int why;
   if (t->worker->index >= h->nstage)
     return myc__worker_handoff(t->worker, t, b);
   st = &h->stage[t->worker->index];
-  if (st->run_task == t && st->run_bytes + len > MYC_STAGE_RUN_BYTES)
-    stage_count(st);
+  r = myc__stage_run_of(st, t);
+  if (r != NULL && r->bytes + len > MYC_STAGE_RUN_BYTES)
+    run_count(r);
   /* Bytes only, as a host publishing (myc__worker_handoff): the mailbox
    * still drops what does not fit when it arrives. */
   if ((why = myc__mailbox_transit_refusal(&t->mb, len, 0, 0)) >= 0)
@@ -461,6 +490,20 @@ void myc__host_flush(myc__host_stage *h) {
   host_leave(h);
 }
 
+/* Counts what 'r' sums as no longer on its way to its task, and empties
+ * it. */
+static void uncount(myc__stage_run *r) {
+  if (r->n > 0) {
+    atomic_fetch_sub_explicit(&r->task->mb.incoming, r->n,
+                              memory_order_relaxed);
+    atomic_fetch_sub_explicit(&r->task->mb.incoming_bytes, r->bytes,
+                              memory_order_relaxed);
+  }
+  r->task = NULL;
+  r->n = 0;
+  r->bytes = 0;
+}
+
 /* Queues the 'k' hand-overs 'items' for task 't', of 'bytes' payload
  * bytes in all, none over 'longest': in one go when they fit as they
  * are, else one by one (evicting, growing the ring or dropping as each
@@ -489,13 +532,18 @@ static void push_run(myc__worker *w, myc__task *t, const myc__handoff *items,
 
 void myc__worker_drain_inbox(myc__worker *w) {
   myc__inbox_batch b;
-  uint32_t i = 0;
+  myc__stage_run out[MYC_STAGE_OPEN] = {{NULL, 0, 0}};
+  uint32_t i = 0, evict = 0;
+  int k;
   MYC_ASSERT_OWNER(&w->owner);
   myc__inbox_take(&w->inbox, &b);
   /* A run of consecutive items for one task (a sender's staging keeps
-   * them together) costs one check, one uncount and one schedule. */
+   * them together) costs one check and one schedule; the uncounting of
+   * what arrived is summed per task over a few tasks at once (a fan-out
+   * interleaves them) and done in one atomic each. */
   while (i < b.n) {
     myc__task *t = b.items[i].task;
+    myc__stage_run *r = NULL;
     uint32_t run = 1, longest = b.items[i].len;
     uint64_t bytes = b.items[i].len;
     while (i + run < b.n && b.items[i + run].task == t) {
@@ -503,12 +551,21 @@ void myc__worker_drain_inbox(myc__worker *w) {
       bytes += len;
       longest = len > longest ? len : longest;
     }
-    atomic_fetch_sub_explicit(&t->mb.incoming, run, memory_order_relaxed);
-    atomic_fetch_sub_explicit(&t->mb.incoming_bytes, bytes,
-                              memory_order_relaxed);
+    for (k = 0; k < MYC_STAGE_OPEN && r == NULL; k++)
+      if (out[k].task == t || out[k].task == NULL)
+        r = &out[k];
+    if (r == NULL) {
+      r = &out[evict++ % MYC_STAGE_OPEN];
+      uncount(r);
+    }
+    r->task = t;
+    r->n += run;
+    r->bytes += bytes;
     push_run(w, t, b.items + i, run, bytes, longest);
     i += run;
   }
+  for (k = 0; k < MYC_STAGE_OPEN; k++)
+    uncount(&out[k]);
   myc__inbox_done(&w->inbox, &b);
   /* Control after data: a job sees the mailboxes as the senders left
    * them. */
