@@ -340,6 +340,7 @@ static int stage_push(myc__stage *st, const myc__alloc *a, myc__task *t,
   st->items[st->n].len = len;
   st->n++;
   r = run_open(st, t);
+  st->hot = (uint32_t)(r - st->runs);
   r->bytes += len;
   if (++r->n == MYC_STAGE_RUN)
     run_count(r);
@@ -532,7 +533,7 @@ static void push_run(myc__worker *w, myc__task *t, const myc__handoff *items,
 
 void myc__worker_drain_inbox(myc__worker *w) {
   myc__inbox_batch b;
-  myc__stage_run out[MYC_STAGE_OPEN] = {{NULL, 0, 0}};
+  myc__stage_run out[MYC_STAGE_OPEN] = {{NULL, 0, 0}}, *last = &out[0];
   uint32_t i = 0, evict = 0;
   int k;
   MYC_ASSERT_OWNER(&w->owner);
@@ -543,7 +544,7 @@ void myc__worker_drain_inbox(myc__worker *w) {
    * interleaves them) and done in one atomic each. */
   while (i < b.n) {
     myc__task *t = b.items[i].task;
-    myc__stage_run *r = NULL;
+    myc__stage_run *r = last->task == t ? last : NULL;
     uint32_t run = 1, longest = b.items[i].len;
     uint64_t bytes = b.items[i].len;
     while (i + run < b.n && b.items[i + run].task == t) {
@@ -561,6 +562,7 @@ void myc__worker_drain_inbox(myc__worker *w) {
     r->task = t;
     r->n += run;
     r->bytes += bytes;
+    last = r;
     push_run(w, t, b.items + i, run, bytes, longest);
     i += run;
   }

@@ -85,6 +85,7 @@ typedef struct {
   myc__handoff *items;
   uint32_t n, cap;
   myc__stage_run runs[MYC_STAGE_OPEN];
+  uint32_t hot;   /* the run staged to last: the inline path's */
   uint32_t evict; /* the open run to count next when all are taken */
 } myc__stage;
 
@@ -198,15 +199,15 @@ void myc__worker_post(myc__worker *w, myc__job *j);
  * myc__worker_stage_any, which takes every case. */
 int myc__worker_stage_any(myc__worker *w, myc__task *t, myc_buf *b);
 
-static inline int myc__worker_stage(myc__worker *w, myc__task *t,
-                                    myc_buf *b) {
+static inline __attribute__((always_inline)) int
+myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b) {
   myc__stage *st = &w->stage[t->worker->index];
-  myc__stage_run *r = myc__stage_run_of(st, t);
+  myc__stage_run *r = &st->runs[st->hot];
   uint32_t len = b->hdr.payload_len;
-  /* The common case, inline: one more message of an open run for 't',
-   * with room left in the stage's vector and in the run, and within the
-   * transit bounds (myc__worker_stage_any says the rest). */
-  if (r != NULL && r->n + 1 < MYC_STAGE_RUN && st->n < st->cap &&
+  /* The common case, inline: one more message of the run staged to last,
+   * for 't', with room left in the stage's vector and in the run, and
+   * within the transit bounds (myc__worker_stage_any says the rest). */
+  if (r->task == t && r->n + 1 < MYC_STAGE_RUN && st->n < st->cap &&
       r->bytes + len <= MYC_STAGE_RUN_BYTES &&
       myc__mailbox_transit_ok(
           &t->mb, len,
