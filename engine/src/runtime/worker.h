@@ -204,6 +204,7 @@ myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b) {
   myc__stage *st = &w->stage[t->worker->index];
   myc__stage_run *r = &st->runs[st->hot];
   uint32_t len = b->hdr.payload_len;
+  MYC_ASSERT_OWNER(&w->owner);
   /* The common case, inline: one more message of the run staged to last,
    * for 't', with room left in the stage's vector and in the run, and
    * within the transit bounds (myc__worker_stage_any says the rest). */
