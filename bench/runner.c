@@ -206,7 +206,7 @@ int main(int argc, char **argv) {
   int rc = 0;
   if (argc > 1 && strcmp(argv[1], "--help") == 0) {
     printf("usage: myc-bench [SCENARIO...]   (BENCH_SCALE=0.1 for a quick run;\n"
-           "       BENCH_VARIANT=NAME runs one variant of typed)\n");
+           "       BENCH_VARIANT=NAME runs one variant of typed or workers)\n");
     for (s = scenarios; s->name != NULL; s++)
       printf("  %-10s %s\n", s->name, s->about);
     return 0;

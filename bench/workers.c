@@ -1,10 +1,12 @@
 /* workers.c -- several workers: Lua -> Lua across two workers, fan-out to
  * four subscribers, and a flood of a slow consumer (drop_oldest mailbox)
  * where the producer's emit cost while the mailbox is full is compared
- * with a normal emit measured in the same run. */
+ * with a normal emit measured in the same run.  BENCH_VARIANT=cross,
+ * fanout or flood runs one of the three. */
 #include "pipeline.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 int bench_pipeline_medians(const bench_pipeline *p, double *rate, double *ns,
                            double *losses);
@@ -94,6 +96,14 @@ static int flood(void) {
   return 0;
 }
 
+/* BENCH_VARIANT=cross, fanout or flood runs that part alone (to profile
+ * one of them, e.g. under callgrind). */
+static int wanted(const char *name) {
+  const char *only = getenv("BENCH_VARIANT");
+  return only == NULL || strcmp(only, name) == 0;
+}
+
 int bench_workers(void) {
-  return cross_worker() || fan_out() || flood();
+  return (wanted("cross") && cross_worker()) ||
+         (wanted("fanout") && fan_out()) || (wanted("flood") && flood());
 }

@@ -102,6 +102,53 @@ static void allocation_failure_returns_null(void) {
   CHECK_EQ(fa.live, 0);
 }
 
+/* Buffers released on another worker come home in chains, several of
+ * which may wait on the origin's pool before it takes them: every buffer
+ * of every chain comes back exactly once and is counted, and a pool freed
+ * with chains still waiting frees them. */
+static void chains_handed_back_are_all_reclaimed(void) {
+  failing_alloc fa = {0, 0, 0};
+  myc__alloc a = {failing_alloc_fn, &fa};
+  myc__pool home, away;
+  myc_buf *bufs[7], *got[7];
+  int i, j, seen;
+  myc__pool_init(&home, &a, 64, 0, 2);
+  myc__pool_init(&away, &a, 64, 1, 2);
+  for (i = 0; i < 7; i++)
+    bufs[i] = myc__buf_alloc(&home, &a, 64);
+  /* Three hand-overs (3, 1 and 3 buffers) before the origin looks. */
+  for (i = 0; i < 7; i++) {
+    myc__buf_release(&away, &a, bufs[i]);
+    CHECK_EQ(away.nfree[0], 0);
+    if (i == 2 || i == 3 || i == 6)
+      myc__pool_give_chain(&home, &away.returns[0]);
+  }
+  CHECK_EQ(away.returns[0].n, 0);
+  CHECK_EQ(home.nfree[0], 0);
+  for (i = 0; i < 7; i++) {
+    got[i] = myc__buf_take(&home, 100);
+    CHECK(got[i] != NULL);
+    if (i == 0)
+      CHECK_EQ(home.nfree[0], 6);
+  }
+  CHECK_EQ(home.nfree[0], 0);
+  CHECK(myc__buf_take(&home, 100) == NULL);
+  for (i = 0; i < 7; i++) {
+    for (seen = 0, j = 0; j < 7; j++)
+      seen += got[j] == bufs[i];
+    CHECK_EQ(seen, 1);
+  }
+  /* Two chains left waiting at the end. */
+  for (i = 0; i < 7; i++) {
+    myc__buf_release(&away, &a, got[i]);
+    if (i == 1 || i == 6)
+      myc__pool_give_chain(&home, &away.returns[0]);
+  }
+  myc__pool_destroy(&away);
+  myc__pool_destroy(&home);
+  CHECK_EQ(fa.live, 0);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"layout_is_one_frame", layout_is_one_frame},
@@ -111,6 +158,8 @@ int main(void) {
        sizes_pick_classes_and_large_frames_bypass_the_pool},
       {"pool_caps_its_free_lists", pool_caps_its_free_lists},
       {"allocation_failure_returns_null", allocation_failure_returns_null},
+      {"chains_handed_back_are_all_reclaimed",
+       chains_handed_back_are_all_reclaimed},
       {NULL, NULL}};
   return run_tests(cases);
 }

@@ -115,12 +115,68 @@ static void concurrent_producers_keep_their_order(void) {
   myc__inbox_destroy(&shared);
 }
 
+/* A sender's vector handed to an empty inbox is taken as it is (no copy
+ * of its items), and the sender gets the vector the owner gave back;
+ * into an inbox that already holds items it is appended, in order. */
+static void an_empty_inbox_takes_the_senders_vector(void) {
+  myc__inbox ib;
+  myc__inbox_batch b;
+  myc__handoff *v = myc__malloc(&heap, 4 * sizeof *v), *first = v;
+  myc_buf bufs[6];
+  uint32_t cap = 4, i;
+  CHECK_EQ(myc__inbox_init(&ib, &heap), 0);
+  for (i = 0; i < 3; i++) {
+    v[i].task = NULL;
+    v[i].buf = &bufs[i];
+    v[i].len = i;
+  }
+  CHECK_EQ(myc__inbox_give(&ib, &v, &cap, 3), 1);
+  CHECK(v == NULL && cap == 0); /* the inbox had none yet */
+  myc__inbox_take(&ib, &b);
+  CHECK(b.items == first); /* the very vector, not a copy */
+  CHECK_EQ(b.n, 3);
+  CHECK(b.items[2].buf == &bufs[2] && b.items[2].len == 2);
+  myc__inbox_done(&ib, &b);
+  /* The next sender gets that vector back once the inbox swapped again. */
+  v = myc__malloc(&heap, 8 * sizeof *v);
+  cap = 8;
+  v[0].task = NULL;
+  v[0].buf = &bufs[3];
+  v[0].len = 3;
+  CHECK_EQ(myc__inbox_give(&ib, &v, &cap, 1), 1);
+  CHECK(v != first); /* the inbox's own (empty) vector */
+  /* Not empty now: appended by copy, the sender keeps its vector. */
+  {
+    myc__handoff *mine = v;
+    uint32_t mine_cap = cap;
+    if (cap < 2) {
+      mine = v = myc__realloc(&heap, v, cap * sizeof *v, 2 * sizeof *v);
+      mine_cap = cap = 2;
+    }
+    v[0].task = v[1].task = NULL;
+    v[0].buf = &bufs[4];
+    v[1].buf = &bufs[5];
+    v[0].len = v[1].len = 0;
+    CHECK_EQ(myc__inbox_give(&ib, &v, &cap, 2), 0); /* already woken */
+    CHECK(v == mine && cap == mine_cap);
+  }
+  myc__inbox_take(&ib, &b);
+  CHECK_EQ(b.n, 3);
+  CHECK(b.items[0].buf == &bufs[3] && b.items[1].buf == &bufs[4] &&
+        b.items[2].buf == &bufs[5]);
+  myc__inbox_done(&ib, &b);
+  myc__free(&heap, v, cap * sizeof *v);
+  myc__inbox_destroy(&ib);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"messages_and_jobs_travel_apart", messages_and_jobs_travel_apart},
       {"idle_only_while_nothing_is_queued", idle_only_while_nothing_is_queued},
       {"concurrent_producers_keep_their_order",
        concurrent_producers_keep_their_order},
+      {"an_empty_inbox_takes_the_senders_vector",
+       an_empty_inbox_takes_the_senders_vector},
       {NULL, NULL}};
   return run_tests(cases);
 }

@@ -346,6 +346,42 @@ static void a_ring_that_cannot_grow_refuses(void) {
   CHECK_EQ(fa.live, 0);
 }
 
+/* A run queued in one go is what as many pushes would queue without
+ * their slow path: it fits up to the capacity (counting the batch in
+ * flight), the byte bound and the longest message, in order across the
+ * ring's end. */
+static void a_run_fits_as_its_pushes_would(void) {
+  myc_mailbox_config cfg = {6, MYC_POLICY_REJECT, 0.8, 100, 40};
+  myc__mailbox mb;
+  myc_buf *out[8];
+  uint32_t at, j;
+  CHECK_EQ(myc__mailbox_init(&mb, &alloc, &cfg), 0);
+  /* The ring starts at 8 slots: move its head near the end. */
+  fill(&mb, 5);
+  CHECK_EQ(myc__mailbox_pop(&mb, out, 8), 5);
+  myc__mailbox_done(&mb, 5, 0);
+  CHECK_EQ(push(&mb, sized(10, 10)), 0);
+  CHECK_EQ(myc__mailbox_pop(&mb, out, 1), 1); /* one in flight */
+  CHECK(!myc__mailbox_fits_n(&mb, 6, 10, 10)); /* 1 + 6 > 6 */
+  CHECK(myc__mailbox_fits_n(&mb, 5, 90, 10));
+  CHECK(!myc__mailbox_fits_n(&mb, 5, 91, 10)); /* 10 + 91 > 100 bytes */
+  CHECK(!myc__mailbox_fits_n(&mb, 1, 41, 41)); /* over max_message */
+  at = myc__mailbox_tail(&mb);
+  for (j = 0; j < 5; j++)
+    myc__mailbox_put(&mb, at + j, sized(11 + j, 18), 18);
+  myc__mailbox_commit(&mb, 5, 90);
+  CHECK_EQ(myc__mailbox_depth(&mb), 6);
+  CHECK_EQ(atomic_load(&mb.bytes), 100);
+  CHECK_EQ(push(&mb, fake(20)), MYC_EFULL);
+  CHECK_EQ(myc__mailbox_pop(&mb, out + 1, 8), 5);
+  for (j = 0; j < 5; j++)
+    CHECK(out[1 + j] == &bufs[11 + j]);
+  myc__mailbox_done(&mb, 6, 100);
+  CHECK_EQ(myc__mailbox_depth(&mb), 0);
+  CHECK_EQ(atomic_load(&mb.bytes), 0);
+  myc__mailbox_destroy(&mb, &alloc);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"fifo_order_and_wraparound", fifo_order_and_wraparound},
@@ -369,6 +405,7 @@ int main(void) {
       {"pressure_stays_within_one", pressure_stays_within_one},
       {"the_ring_grows_to_the_capacity", the_ring_grows_to_the_capacity},
       {"a_ring_that_cannot_grow_refuses", a_ring_that_cannot_grow_refuses},
+      {"a_run_fits_as_its_pushes_would", a_run_fits_as_its_pushes_would},
       {NULL, NULL}};
   return run_tests(cases);
 }

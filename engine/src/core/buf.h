@@ -155,7 +155,7 @@ typedef struct {
   uint32_t max_free; /* per class; beyond this buffers go back to the hook */
   const myc__alloc *alloc;
   uint8_t owner;     /* worker index, or MYC_BUF_NO_ORIGIN */
-  _Atomic(myc_buf *) inbound;
+  _Atomic(myc_buf *) inbound; /* a stack of chains (buf.c) */
   myc__chain *returns; /* per origin worker */
   uint32_t nreturns;
   uint32_t pending_returns;

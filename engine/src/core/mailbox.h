@@ -163,6 +163,45 @@ static inline int myc__mailbox_push(myc__mailbox *mb, myc_buf *b,
   return 0;
 }
 
+/* Queuing several messages in one go (the owner taking a run of
+ * hand-overs for one service): when myc__mailbox_fits_n() says that 'k'
+ * more messages of 'bytes' payload bytes in all, none longer than
+ * 'longest', fit as they are (what k myc__mailbox_push calls would take
+ * without their slow path), myc__mailbox_put() the j-th of them at
+ * myc__mailbox_tail() + j, then myc__mailbox_commit() them.  The
+ * messages carry a reference each, which the mailbox then owns.  Owner
+ * thread. */
+static inline int myc__mailbox_fits_n(const myc__mailbox *mb, uint32_t k,
+                                      uint64_t bytes, uint32_t longest) {
+  return atomic_load_explicit(&mb->len, memory_order_relaxed) +
+                 atomic_load_explicit(&mb->inflight, memory_order_relaxed) +
+                 k <=
+             mb->room &&
+         atomic_load_explicit(&mb->bytes, memory_order_relaxed) + bytes <=
+             mb->max_bytes &&
+         longest <= mb->max_message;
+}
+
+static inline uint32_t myc__mailbox_tail(const myc__mailbox *mb) {
+  return mb->head + atomic_load_explicit(&mb->len, memory_order_relaxed);
+}
+
+static inline void myc__mailbox_put(myc__mailbox *mb, uint32_t at,
+                                    myc_buf *b, uint32_t len) {
+  mb->slots[at & mb->mask] = b;
+  mb->lens[at & mb->mask] = len;
+}
+
+static inline void myc__mailbox_commit(myc__mailbox *mb, uint32_t k,
+                                       uint64_t bytes) {
+  atomic_store_explicit(
+      &mb->len, atomic_load_explicit(&mb->len, memory_order_relaxed) + k,
+      memory_order_relaxed);
+  atomic_store_explicit(
+      &mb->bytes, atomic_load_explicit(&mb->bytes, memory_order_relaxed) + bytes,
+      memory_order_relaxed);
+}
+
 /* The 'i'th queued message (i < len), left in place.  Owner only. */
 static inline myc_buf *myc__mailbox_peek(const myc__mailbox *mb, uint32_t i) {
   return mb->slots[(mb->head + i) & mb->mask];

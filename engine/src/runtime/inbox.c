@@ -43,18 +43,50 @@ static int queued_locked(myc__inbox *ib) {
   return wake;
 }
 
-int myc__inbox_put(myc__inbox *ib, const myc__handoff *items, uint32_t n) {
-  int wake;
-  uv_mutex_lock(&ib->lock);
-  if (ib->n + n > ib->cap && grow(ib, ib->n + n) != 0) {
-    uv_mutex_unlock(&ib->lock);
+/* Under the lock: appends 'n' items.  0 or MYC_ENOMEM. */
+static int append_locked(myc__inbox *ib, const myc__handoff *items,
+                         uint32_t n) {
+  if (ib->n + n > ib->cap && grow(ib, ib->n + n) != 0)
     return MYC_ENOMEM;
-  }
   memcpy(ib->items + ib->n, items, n * sizeof *items);
   ib->n += n;
-  wake = queued_locked(ib);
+  return 0;
+}
+
+int myc__inbox_put(myc__inbox *ib, const myc__handoff *items, uint32_t n) {
+  int rc;
+  uv_mutex_lock(&ib->lock);
+  rc = append_locked(ib, items, n);
+  if (rc == 0)
+    rc = queued_locked(ib);
   uv_mutex_unlock(&ib->lock);
-  return wake;
+  return rc;
+}
+
+int myc__inbox_give(myc__inbox *ib, myc__handoff **items, uint32_t *cap,
+                    uint32_t n) {
+  myc__handoff *mine;
+  uint32_t mine_cap;
+  int rc = 0;
+  uv_mutex_lock(&ib->lock);
+  if (ib->n > 0) {
+    rc = append_locked(ib, *items, n);
+  } else {
+    /* Empty: the sender's vector becomes the inbox's, and the sender gets
+     * the (empty) one the owner gave back, instead of a copy of every
+     * item. */
+    mine = ib->items;
+    mine_cap = ib->cap;
+    ib->items = *items;
+    ib->cap = *cap;
+    ib->n = n;
+    *items = mine;
+    *cap = mine_cap;
+  }
+  if (rc == 0)
+    rc = queued_locked(ib);
+  uv_mutex_unlock(&ib->lock);
+  return rc;
 }
 
 int myc__inbox_post(myc__inbox *ib, myc__job *j) {

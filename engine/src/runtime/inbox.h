@@ -58,6 +58,14 @@ void myc__inbox_destroy(myc__inbox *ib);
  * then nothing was queued and the caller keeps the references. */
 int myc__inbox_put(myc__inbox *ib, const myc__handoff *items, uint32_t n);
 
+/* As myc__inbox_put for the 'n' items of the vector '*items' of '*cap'
+ * slots (allocated from the inbox's allocator): into an empty inbox the
+ * vector itself is handed over, and '*items' and '*cap' are then an empty
+ * vector of the inbox's (possibly none) instead.  On MYC_ENOMEM, nothing
+ * was queued and the vector is unchanged. */
+int myc__inbox_give(myc__inbox *ib, myc__handoff **items, uint32_t *cap,
+                    uint32_t n);
+
 /* Queues job 'j' (any thread).  Returns 1 when the owner must be woken,
  * else 0.  Cannot fail. */
 int myc__inbox_post(myc__inbox *ib, myc__job *j);

@@ -244,6 +244,18 @@ static int inbox_put(myc__worker *w, const myc__handoff *items, uint32_t n) {
   return rc < 0 ? rc : 0;
 }
 
+/* Hands the staged items of 'st' to 'w' (the vector itself when its
+ * inbox is empty: see myc__inbox_give); 'st' is then empty, or on
+ * MYC_ENOMEM unchanged. */
+static int inbox_give(myc__worker *w, myc__stage *st) {
+  int rc = myc__inbox_give(&w->inbox, &st->items, &st->cap, st->n);
+  if (rc > 0)
+    myc__worker_wake(w);
+  if (rc >= 0)
+    st->n = 0;
+  return rc < 0 ? rc : 0;
+}
+
 /* A loss at the sender, counted; MYC_ETOOBIG or MYC_EFULL. */
 static int refuse(myc__task *t, int why, myc_buf *b) {
   myc__mailbox_count(&t->mb, why, b->topic_id, 1);
@@ -277,48 +289,76 @@ void myc__worker_post(myc__worker *w, myc__job *j) {
     myc__worker_wake(w);
 }
 
-static void stage_count(myc__stage *st) {
-  if (st->run > 0) {
-    atomic_fetch_add_explicit(&st->run_task->mb.incoming, st->run,
+/* Counts run 'r' in its task's 'incoming' and empties it. */
+static void run_count(myc__stage_run *r) {
+  if (r->n > 0) {
+    atomic_fetch_add_explicit(&r->task->mb.incoming, r->n,
                               memory_order_relaxed);
-    atomic_fetch_add_explicit(&st->run_task->mb.incoming_bytes, st->run_bytes,
+    atomic_fetch_add_explicit(&r->task->mb.incoming_bytes, r->bytes,
                               memory_order_relaxed);
   }
-  st->run = 0;
-  st->run_bytes = 0;
+  r->n = 0;
+  r->bytes = 0;
 }
 
-/* Appends 'b' for 't' to 'st', counting runs of one consumer as they
- * end (a worker's staging and a host's share it).  0 or MYC_ENOMEM. */
+/* Counts every open run of 'st' (before it is handed over). */
+static void stage_count(myc__stage *st) {
+  int i;
+  for (i = 0; i < MYC_STAGE_OPEN; i++)
+    run_count(&st->runs[i]);
+}
+
+/* The open run of 'st' for 't', opened (counting and replacing another
+ * one if none is free) when there is none. */
+static myc__stage_run *run_open(myc__stage *st, myc__task *t) {
+  myc__stage_run *r = myc__stage_run_of(st, t);
+  int i;
+  if (r != NULL)
+    return r;
+  for (i = 0; i < MYC_STAGE_OPEN; i++)
+    if (st->runs[i].n == 0) {
+      r = &st->runs[i];
+      break;
+    }
+  if (r == NULL) {
+    r = &st->runs[st->evict++ % MYC_STAGE_OPEN];
+    run_count(r);
+  }
+  r->task = t;
+  return r;
+}
+
+/* Appends 'b' for 't' to 'st', counting runs as they fill (a worker's
+ * staging and a host's share it).  0 or MYC_ENOMEM. */
 static int stage_push(myc__stage *st, const myc__alloc *a, myc__task *t,
                       myc_buf *b, uint32_t len) {
+  myc__stage_run *r;
   if (st->n == st->cap && grow(a, &st->items, &st->cap, st->n + 1) != 0)
     return MYC_ENOMEM;
   st->items[st->n].task = t;
   st->items[st->n].buf = b;
   st->items[st->n].len = len;
   st->n++;
-  if (st->run_task != t) {
-    stage_count(st);
-    st->run_task = t;
-  }
-  st->run_bytes += len;
-  if (++st->run == MYC_STAGE_RUN)
-    stage_count(st);
+  r = run_open(st, t);
+  st->hot = (uint32_t)(r - st->runs);
+  r->bytes += len;
+  if (++r->n == MYC_STAGE_RUN)
+    run_count(r);
   return 0;
 }
 
-int myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b) {
+int myc__worker_stage_any(myc__worker *w, myc__task *t, myc_buf *b) {
   myc__stage *st = &w->stage[t->worker->index];
+  myc__stage_run *r = myc__stage_run_of(st, t);
   uint32_t len = b->hdr.payload_len, in_transit;
   int why;
   MYC_ASSERT_OWNER(&w->owner);
   /* The run not counted yet is ours: flushing it first makes the check
    * below see every message and byte on its way. */
-  if (st->run_task == t && st->run_bytes + len > MYC_STAGE_RUN_BYTES)
-    stage_count(st);
+  if (r != NULL && r->bytes + len > MYC_STAGE_RUN_BYTES)
+    run_count(r);
   in_transit = atomic_load_explicit(&t->mb.incoming, memory_order_relaxed) +
-               (st->run_task == t ? st->run : 0);
+               (r != NULL ? r->n : 0);
   /* Two mailboxes' worth already on its way: refuse at the sender so that
    * a flood across workers cannot grow memory without bound, while a
    * consumer thread descheduled for a moment does not lose anything. */
@@ -354,12 +394,12 @@ void myc__worker_flush(myc__worker *w) {
     if (st->n == 0)
       continue;
     stage_count(st);
-    if (inbox_put(&s->workers[t], st->items, st->n) != 0) {
+    if (inbox_give(&s->workers[t], st) != 0) {
       /* Out of memory: what cannot be handed over is lost, and counted. */
       uncount_incoming(st->items, st->n);
       drop_items(w, st->items, st->n, MYC_DROP_NEWEST);
+      st->n = 0;
     }
-    st->n = 0;
   }
   w->staged = 0;
 }
@@ -411,13 +451,15 @@ void myc__host_stage_free(myc__host_stage *h) {
 
 int myc__host_stage_put(myc__host_stage *h, myc__task *t, myc_buf *b) {
   myc__stage *st;
+  myc__stage_run *r;
   uint32_t len = b->hdr.payload_len;
   int why;
   if (t->worker->index >= h->nstage)
     return myc__worker_handoff(t->worker, t, b);
   st = &h->stage[t->worker->index];
-  if (st->run_task == t && st->run_bytes + len > MYC_STAGE_RUN_BYTES)
-    stage_count(st);
+  r = myc__stage_run_of(st, t);
+  if (r != NULL && r->bytes + len > MYC_STAGE_RUN_BYTES)
+    run_count(r);
   /* Bytes only, as a host publishing (myc__worker_handoff): the mailbox
    * still drops what does not fit when it arrives. */
   if ((why = myc__mailbox_transit_refusal(&t->mb, len, 0, 0)) >= 0)
@@ -439,31 +481,93 @@ void myc__host_flush(myc__host_stage *h) {
     if (st->n == 0)
       continue;
     stage_count(st);
-    if (inbox_put(&h->sched->workers[t], st->items, st->n) != 0) {
+    if (inbox_give(&h->sched->workers[t], st) != 0) {
       uncount_incoming(st->items, st->n);
       host_drop(h, st, MYC_DROP_NEWEST);
+      st->n = 0;
     }
-    st->n = 0;
   }
   h->staged = 0;
   host_leave(h);
 }
 
+/* Counts what 'r' sums as no longer on its way to its task, and empties
+ * it. */
+static void uncount(myc__stage_run *r) {
+  if (r->n > 0) {
+    atomic_fetch_sub_explicit(&r->task->mb.incoming, r->n,
+                              memory_order_relaxed);
+    atomic_fetch_sub_explicit(&r->task->mb.incoming_bytes, r->bytes,
+                              memory_order_relaxed);
+  }
+  r->task = NULL;
+  r->n = 0;
+  r->bytes = 0;
+}
+
+/* Queues the 'k' hand-overs 'items' for task 't', of 'bytes' payload
+ * bytes in all, none over 'longest': in one go when they fit as they
+ * are, else one by one (evicting, growing the ring or dropping as each
+ * one's push decides). */
+static void push_run(myc__worker *w, myc__task *t, const myc__handoff *items,
+                     uint32_t k, uint64_t bytes, uint32_t longest) {
+  myc__mailbox *mb = &t->mb;
+  uint32_t j, accepted = 0;
+  if (myc__mailbox_fits_n(mb, k, bytes, longest)) {
+    uint32_t at = myc__mailbox_tail(mb);
+    for (j = 0; j < k; j++)
+      myc__mailbox_put(mb, at + j, items[j].buf, items[j].len);
+    myc__mailbox_commit(mb, k, bytes);
+    accepted = k;
+  } else {
+    for (j = 0; j < k; j++)
+      if (myc__mailbox_push(mb, items[j].buf, items[j].len, &w->pool,
+                            w->sched->alloc) == 0)
+        accepted++;
+      else
+        release(w, items[j].buf);
+  }
+  if (accepted > 0 && !t->queued)
+    myc__worker_schedule(w, t);
+}
+
 void myc__worker_drain_inbox(myc__worker *w) {
   myc__inbox_batch b;
-  uint32_t i;
+  myc__stage_run out[MYC_STAGE_OPEN] = {{NULL, 0, 0}}, *last = &out[0];
+  uint32_t i = 0, evict = 0;
+  int k;
   MYC_ASSERT_OWNER(&w->owner);
   myc__inbox_take(&w->inbox, &b);
-  uncount_incoming(b.items, b.n);
-  for (i = 0; i < b.n; i++) {
+  /* A run of consecutive items for one task (a sender's staging keeps
+   * them together) costs one check and one schedule; the uncounting of
+   * what arrived is summed per task over a few tasks at once (a fan-out
+   * interleaves them) and done in one atomic each. */
+  while (i < b.n) {
     myc__task *t = b.items[i].task;
-    int rc = myc__mailbox_push(&t->mb, b.items[i].buf, b.items[i].len,
-                               &w->pool, w->sched->alloc);
-    if (rc != 0)
-      release(w, b.items[i].buf);
-    else if (!t->queued)
-      myc__worker_schedule(w, t);
+    myc__stage_run *r = last->task == t ? last : NULL;
+    uint32_t run = 1, longest = b.items[i].len;
+    uint64_t bytes = b.items[i].len;
+    while (i + run < b.n && b.items[i + run].task == t) {
+      uint32_t len = b.items[i + run++].len;
+      bytes += len;
+      longest = len > longest ? len : longest;
+    }
+    for (k = 0; k < MYC_STAGE_OPEN && r == NULL; k++)
+      if (out[k].task == t || out[k].task == NULL)
+        r = &out[k];
+    if (r == NULL) {
+      r = &out[evict++ % MYC_STAGE_OPEN];
+      uncount(r);
+    }
+    r->task = t;
+    r->n += run;
+    r->bytes += bytes;
+    last = r;
+    push_run(w, t, b.items + i, run, bytes, longest);
+    i += run;
   }
+  for (k = 0; k < MYC_STAGE_OPEN; k++)
+    uncount(&out[k]);
   myc__inbox_done(&w->inbox, &b);
   /* Control after data: a job sees the mailboxes as the senders left
    * them. */

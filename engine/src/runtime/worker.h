@@ -65,17 +65,39 @@ typedef struct {
   myc__grace hosts;
 } myc__sched;
 
+/* Staged messages count in their target's 'incoming' (what producers'
+ * pressure sees) in runs of up to MYC_STAGE_RUN, not one atomic each: a
+ * run is what a stage holds for one task and has not counted yet. */
+typedef struct {
+  myc__task *task; /* NULL, or a task whose run may be empty */
+  uint32_t n;
+  uint64_t bytes;
+} myc__stage_run;
+
+/* Runs a stage keeps open at once: a fan-out to several services of one
+ * worker interleaves their messages, and one open run would count every
+ * message on its own. */
+#define MYC_STAGE_OPEN 4
+
 /* Messages a worker has emitted for another worker's tasks, held until
  * the end of the current turn and then handed over in one go. */
 typedef struct {
   myc__handoff *items;
   uint32_t n, cap;
-  /* Staged messages count in the target's 'incoming' (what producers'
-   * pressure sees) in runs of up to MYC_STAGE_RUN, not one atomic each. */
-  myc__task *run_task;
-  uint32_t run;
-  uint64_t run_bytes;
+  myc__stage_run runs[MYC_STAGE_OPEN];
+  uint32_t hot;   /* the run staged to last: the inline path's */
+  uint32_t evict; /* the open run to count next when all are taken */
 } myc__stage;
+
+/* The open run of 'st' for 't', or NULL. */
+static inline myc__stage_run *myc__stage_run_of(myc__stage *st,
+                                                const myc__task *t) {
+  int i;
+  for (i = 0; i < MYC_STAGE_OPEN; i++)
+    if (st->runs[i].task == t)
+      return &st->runs[i];
+  return NULL;
+}
 
 #define MYC_STAGE_RUN 256
 /* A run's bytes are counted before they reach this, so that a run of
@@ -173,8 +195,36 @@ void myc__worker_post(myc__worker *w, myc__job *j);
  * until myc__worker_flush().  Worker thread of 'w'.  Returns 0,
  * MYC_EFULL when two mailboxes' worth are already in transit to 't'
  * (counted as a drop), or MYC_ENOMEM; on error the caller keeps the
- * reference. */
-int myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b);
+ * reference.  myc__worker_stage is the inline fast path of
+ * myc__worker_stage_any, which takes every case. */
+int myc__worker_stage_any(myc__worker *w, myc__task *t, myc_buf *b);
+
+static inline __attribute__((always_inline)) int
+myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b) {
+  myc__stage *st = &w->stage[t->worker->index];
+  myc__stage_run *r = &st->runs[st->hot];
+  uint32_t len = b->hdr.payload_len;
+  MYC_ASSERT_OWNER(&w->owner);
+  /* The common case, inline: one more message of the run staged to last,
+   * for 't', with room left in the stage's vector and in the run, and
+   * within the transit bounds (myc__worker_stage_any says the rest). */
+  if (r->task == t && r->n + 1 < MYC_STAGE_RUN && st->n < st->cap &&
+      r->bytes + len <= MYC_STAGE_RUN_BYTES &&
+      myc__mailbox_transit_ok(
+          &t->mb, len,
+          atomic_load_explicit(&t->mb.incoming, memory_order_relaxed) +
+              r->n)) {
+    myc__handoff *h = &st->items[st->n++];
+    h->task = t;
+    h->buf = b;
+    h->len = len;
+    r->n++;
+    r->bytes += len;
+    w->staged++;
+    return 0;
+  }
+  return myc__worker_stage_any(w, t, b);
+}
 
 /* Hands everything staged by 'w' to the target workers' inboxes: one
  * lock and at most one wake-up per target.  Worker thread of 'w'. */
