@@ -174,6 +174,11 @@ struct myc__links {
   int any_touched; /* the "_links" worker's: a peer has p->touched */
   /* Messages in, held per worker and handed over once per read. */
   myc__host_stage hs;
+  /* The link thread's buffers for what comes in: the workers hand the
+   * small ones back (the scheduler's aux pool), so a stream in neither
+   * mallocs here nor frees there.  Unused when 'pooled' is 0. */
+  myc__pool pool;
+  int pooled;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -1147,7 +1152,10 @@ static void publish(peer *p, const myc__wire_msg *m) {
   } else if (m->hdr != NULL) {
     /* A v2 frame is the buffer's layout already: one copy, whole. */
     uint32_t len = m->frame_len;
-    b = myc__buf_alloc(NULL, &e->alloc, len);
+    myc__pool *pool = p->L->pooled ? &p->L->pool : NULL;
+    b = pool != NULL ? myc__buf_take(pool, len) : NULL;
+    if (b == NULL)
+      b = myc__buf_alloc(pool, &e->alloc, len);
     if (b != NULL) {
       memcpy(&b->hdr, m->hdr, len);
       myc__buf_set_topic(b, (uint32_t)id);
@@ -1460,7 +1468,10 @@ static int handle_frame(peer *p, const myc__wire_tlv *t) {
       peer_fail(p, "a v2 message on a v1 link");
       return 1;
     }
-    if (myc__wire_msg_decode(t->body, t->len, &m, &why) != 0) {
+    /* The last topic in was checked when it was resolved. */
+    if (myc__wire_msg_decode_known(t->body, t->len, &m, &why,
+                                   p->last_topic ? p->last_topic_name : NULL,
+                                   p->last_topic_len) != 0) {
       peer_fail(p, "bad message frame: %s", why);
       return 1;
     }
@@ -1985,6 +1996,11 @@ static void links_free(void *ud) {
   myc__free(A(L), L->refs, L->caprefs * sizeof *L->refs);
   myc__free(A(L), L->chains, L->e->sched.nworkers * sizeof *L->chains + 1);
   myc__host_stage_free(&L->hs);
+  if (L->pooled) {
+    /* The workers no longer run: nothing hands buffers back now. */
+    L->e->sched.aux_pool = NULL;
+    myc__pool_destroy(&L->pool);
+  }
   myc__secure_ctx_free(L->tls);
   myc__free(A(L), L->hello_types,
             (size_t)L->hello.ntypes * MYC_WIRE_TYPE_ENTRY + 1);
@@ -2124,6 +2140,16 @@ int myc__links_attach(myc_engine *e, const myc__link_config *c,
     return rc;
   }
   L->svc = myc__engine_find(e, "_links", 6);
+  /* Buffers name their pool in a byte (MYC_BUF_NO_ORIGIN excluded); a
+   * second thread with an aux pool (the NATS transport has none) would
+   * have to share the index. */
+  if (e->sched.aux_pool == NULL &&
+      e->sched.nworkers_max < MYC_BUF_NO_ORIGIN &&
+      myc__pool_init(&L->pool, &e->alloc, 16384,
+                     (uint8_t)e->sched.nworkers_max, 0) == 0) {
+    L->pooled = 1;
+    e->sched.aux_pool = &L->pool;
+  }
   e->reply_remote = reply_remote;
   e->reply_remote_ud = L;
   L->svc->pressure = links_pressure;
