@@ -415,6 +415,7 @@ static void hostile_peers_lose_only_their_link(void) {
     CHECK(myc_ffi_pressure(ns, (uint32_t)id) == 1.0);
     js = myc__links_status(myc__links_of(a), 1, &len);
     CHECK(js != NULL && strstr(js, "\"pressure\":1.000") != NULL);
+    CHECK(strstr(js, "\"frames_direct\":") != NULL);
     myc__free(myc__links_alloc(myc__links_of(a)), js, len + 1);
     js = myc__links_status(myc__links_of(a), 0, &len);
     CHECK(js != NULL && strstr(js, " FILL ") != NULL &&

@@ -1,9 +1,11 @@
 /* links.c -- the link thread: listeners, peers, handshake, subscription
  * propagation, frames in and out (see link.h and docs/LINKS.md).
  *
- * Threads: the "_links" service's callback runs on its worker and only
- * appends buffers to peers' queues under 'lock'; everything else (the
- * sockets, the pattern sets, the handshake) belongs to the link thread.
+ * Threads: the "_links" service's callback runs on its worker, appends
+ * buffers to peers' queues under 'lock' and, at the end of its batch,
+ * may write a plain link's queue to its socket under 'lock'
+ * (write_direct); everything else (the sockets' other uses, the pattern
+ * sets, the handshake) belongs to the link thread.
  * Peers are freed only by the link thread, under 'lock'.
  */
 #include "link/link.h"
