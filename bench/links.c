@@ -14,6 +14,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -98,16 +99,29 @@ static int two_nodes(const char *url, const char *amod, const char *bmod,
   return 0;
 }
 
+/* CPU time (user + system) of the children reaped so far, in seconds. */
+static double children_cpu(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_CHILDREN, &ru);
+  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
+         (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+}
+
+/* CPU of both processes of the last ours_once per message, in ns (their
+ * start and stop included). */
+static double last_cpu_ns;
+
 /* One run of ours over 'url': messages per second, or 0. */
 static double ours_once(const char *url, uint64_t n, int size) {
   char out[256], opts[64];
-  double got = 0, secs = 0;
+  double got = 0, secs = 0, cpu0 = children_cpu();
   FILE *f;
   snprintf(out, sizeof out, "%s/result", dir);
   snprintf(opts, sizeof opts, "n = %llu, size = %d", (unsigned long long)n,
            size);
   if (two_nodes(url, "link_producer.lua", "link_consumer.lua", opts, out) != 0)
     return 0;
+  last_cpu_ns = (children_cpu() - cpu0) * 1e9 / (double)n;
   f = fopen(out, "r");
   if (f == NULL || fscanf(f, "%lf %lf", &got, &secs) != 2 ||
       got != (double)n || secs <= 0) {
@@ -366,13 +380,14 @@ int bench_links(void) {
   const char *before = getenv("MYC_BENCH_BEFORE");
   char url[256], ipc[256];
   enum { U64, T64, U1K, T1K, ZI64, ZT64, ZI1K, ZT1K, FU64, FT64, FU1K, FT1K,
-         S64, S1K, BU64, BT64, BU1K, BT1K, NROWS };
+         S64, S1K, BU64, BT64, BU1K, BT1K, CU64, CT64, CBU64, CBT64, NROWS };
   static const char *const NAME[NROWS] = {
       "unix_64B", "tcp_64B", "unix_1KiB", "tcp_1KiB", "zmq_ipc_64B",
       "zmq_tcp_64B", "zmq_ipc_1KiB", "zmq_tcp_1KiB", "floor_unix_64B",
       "floor_tcp_64B", "floor_unix_1KiB", "floor_tcp_1KiB", "tls_64B",
       "tls_1KiB", "before_unix_64B", "before_tcp_64B", "before_unix_1KiB",
-      "before_tcp_1KiB"};
+      "before_tcp_1KiB", "cpu_ns_per_msg_unix_64B", "cpu_ns_per_msg_tcp_64B",
+      "before_cpu_ns_per_msg_unix_64B", "before_cpu_ns_per_msg_tcp_64B"};
   static const char *const NOTE[NROWS] = {
       "Lua -> Lua, 2 processes", "Lua -> Lua, 2 processes",
       "Lua -> Lua, 2 processes", "Lua -> Lua, 2 processes",
@@ -385,7 +400,11 @@ int bench_links(void) {
       "Lua -> Lua, 2 processes, tls+tcp:// (TLS 1.3)",
       "Lua -> Lua, 2 processes, tls+tcp:// (TLS 1.3)",
       "MYC_BENCH_BEFORE binary, Lua -> Lua", "MYC_BENCH_BEFORE binary, Lua -> Lua",
-      "MYC_BENCH_BEFORE binary, Lua -> Lua", "MYC_BENCH_BEFORE binary, Lua -> Lua"};
+      "MYC_BENCH_BEFORE binary, Lua -> Lua", "MYC_BENCH_BEFORE binary, Lua -> Lua",
+      "both processes' CPU (user + system) per message",
+      "both processes' CPU (user + system) per message",
+      "MYC_BENCH_BEFORE binary, both processes' CPU per message",
+      "MYC_BENCH_BEFORE binary, both processes' CPU per message"};
   double v[NROWS][BENCH_RUNS];
   int r, k, port = 17000 + (int)(getpid() % 20000);
   if (mkdtemp(dir) == NULL)
@@ -406,9 +425,13 @@ int bench_links(void) {
       for (sz = 0; sz < 2; sz++) {
         snprintf(url, sizeof url, "unix://%s/l.sock", dir);
         v[base + 2 * sz][r] = ours_once(url, sz ? nk : n, sz ? 1024 : 64);
+        if (sz == 0)
+          v[k ? CBU64 : CU64][r] = last_cpu_ns;
         snprintf(url, sizeof url, "tcp://127.0.0.1:%d",
                  port + 40 * r + 10 * k + sz);
         v[base + 2 * sz + 1][r] = ours_once(url, sz ? nk : n, sz ? 1024 : 64);
+        if (sz == 0)
+          v[k ? CBT64 : CT64][r] = last_cpu_ns;
       }
     }
     mycelium_bin = MYC_BUILD_DIR "/mycelium";
@@ -429,9 +452,9 @@ int bench_links(void) {
     v[FT1K][r] = raw_once(nk, 1024, 1);
   }
   for (k = 0; k < NROWS; k++)
-    if (k < BU64 || before != NULL)
-      bench_report_median("links", NAME[k], v[k], BENCH_RUNS, "msg/s",
-                          NOTE[k]);
+    if ((k < BU64 || k == CU64 || k == CT64) || before != NULL)
+      bench_report_median("links", NAME[k], v[k], BENCH_RUNS,
+                          k >= CU64 ? "ns" : "msg/s", NOTE[k]);
   {
     /* Round trips: one run each (20000 timed after 1000). */
     int rt = (int)(20000 * bench_scale());
@@ -461,6 +484,32 @@ int bench_links(void) {
       snprintf(note, sizeof note, "p99 %.1f us; %s, 64 B or less, 2 processes",
                p99, rtt[r].zmq ? "ZeroMQ REQ/REP" : "Lua ping-pong");
       bench_report("links", rtt[r].name, p50, "us", note);
+    }
+    if (before != NULL) {
+      /* Ours and the binary before a change, alternating, BENCH_RUNS
+       * runs each: p50 over Unix and TCP. */
+      static const char *const RN[4] = {
+          "rtt_unix_p50_alternated", "before_rtt_unix_p50",
+          "rtt_tcp_p50_alternated", "before_rtt_tcp_p50"};
+      double rv[4][BENCH_RUNS];
+      int j;
+      memset(rv, 0, sizeof rv);
+      for (j = 0; j < BENCH_RUNS; j++)
+        for (k = 0; k < 4; k++) {
+          char u[256];
+          mycelium_bin = k & 1 ? before : MYC_BUILD_DIR "/mycelium";
+          if (k < 2)
+            snprintf(u, sizeof u, "unix://%s/r.sock", dir);
+          else
+            snprintf(u, sizeof u, "tcp://127.0.0.1:%d", port + 200 + 4 * j + k);
+          if (ours_rtt(u, rt, &p50, &p99) == 0)
+            rv[k][j] = p50;
+        }
+      mycelium_bin = MYC_BUILD_DIR "/mycelium";
+      for (k = 0; k < 4; k++)
+        bench_report_median("links", RN[k], rv[k], BENCH_RUNS, "us",
+                            k & 1 ? "MYC_BENCH_BEFORE binary, Lua ping-pong"
+                                  : "Lua ping-pong, alternated with before");
     }
     for (r = 0; r < 2; r++) {
       if (raw_rtt(rt, r, &p50, &p99) != 0)

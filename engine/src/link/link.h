@@ -86,6 +86,7 @@ typedef struct {
   const char *state; /* "down", "connecting", "handshake", "up", "closing" */
   int version;     /* wire version agreed, 0 before */
   uint64_t frames_in, frames_out, bytes_in, bytes_out;
+  uint64_t frames_direct; /* of frames_out, written by the emitting side */
   uint64_t queued, queued_bytes;
   uint64_t dropped_queue_full, dropped_disconnect, dropped_shutdown,
       dropped_v1_untyped;

@@ -1,9 +1,11 @@
 /* links.c -- the link thread: listeners, peers, handshake, subscription
  * propagation, frames in and out (see link.h and docs/LINKS.md).
  *
- * Threads: the "_links" service's callback runs on its worker and only
- * appends buffers to peers' queues under 'lock'; everything else (the
- * sockets, the pattern sets, the handshake) belongs to the link thread.
+ * Threads: the "_links" service's callback runs on its worker, appends
+ * buffers to peers' queues under 'lock' and, at the end of its batch,
+ * may write a plain link's queue to its socket under 'lock'
+ * (write_direct); everything else (the sockets' other uses, the pattern
+ * sets, the handshake) belongs to the link thread.
  * Peers are freed only by the link thread, under 'lock'.
  */
 #include "link/link.h"
@@ -24,6 +26,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -37,6 +40,9 @@
  * the next is sealed, where sealing a whole queue of megabytes first
  * would leave both sides waiting in turn. */
 #define TLS_BATCH (256u * 1024)
+/* A worker's direct write (write_direct) sends at most this many frames
+ * in its one system call; what is left goes to the link thread. */
+#define DIRECT_IOV 256
 
 enum { P_DOWN, P_CONNECTING, P_HANDSHAKE, P_UP, P_CLOSING };
 static const char *const STATE_NAME[] = {"down", "connecting", "handshake",
@@ -97,6 +103,13 @@ struct peer {
   myc_buf **q;
   uint32_t qn, qcap;
   uint64_t qframes, qbytes; /* queued + being written */
+  /* The direct path (write_direct), all under L->lock: the socket of a
+   * plain v2 link that is up (else -1); bytes of q[0] already written;
+   * a direct write left something behind, so the link thread writes
+   * until its next write completes; "_links" queued for it this batch. */
+  int fd;
+  uint32_t qoff;
+  int stalled, touched;
   myc_buf **wb;
   uint32_t wn, wcap;
   uint8_t *ctl, *wctl; /* control frames waiting, and being written */
@@ -107,9 +120,10 @@ struct peer {
   uv_buf_t *iov;
   uint32_t iov_cap;
   uv_write_t wreq;
-  int writing;
+  int writing; /* a write is under way: changed under L->lock */
+  uint32_t woff; /* bytes of wb[0] written before this batch */
   /* counters (stats read them under L->lock) */
-  uint64_t frames_in, frames_out, bytes_in, bytes_out;
+  uint64_t frames_in, frames_out, bytes_in, bytes_out, frames_direct;
   uint64_t d_queue, d_disconnect, d_shutdown, d_v1;
   uint64_t unknown, errors, reconnects;
 };
@@ -159,8 +173,14 @@ struct myc__links {
   myc__link_stats gone;
   int any_gone;
   myc__chain *chains; /* per worker: buffers going back to its pool */
+  int any_touched; /* the "_links" worker's: a peer has p->touched */
   /* Messages in, held per worker and handed over once per read. */
   myc__host_stage hs;
+  /* The link thread's buffers for what comes in: the workers hand the
+   * small ones back (the scheduler's aux pool), so a stream in neither
+   * mallocs here nor frees there.  Unused when 'pooled' is 0. */
+  myc__pool pool;
+  int pooled;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -311,16 +331,90 @@ static int wants(const peer *p, const char *topic, size_t len) {
   return 0;
 }
 
+/* The worker writes a plain link's queue itself when the link thread
+ * has no write under way and none left behind: one non-blocking
+ * sendmsg of up to DIRECT_IOV frames, which saves the link thread's
+ * wake-up and turn.  Under L->lock, so the stream stays in order: the
+ * link thread takes the queue and marks 'writing' in one hold of the
+ * lock, and a frame written in part is finished (from 'qoff') before
+ * anything else. */
+static int direct_ok(const peer *p) {
+  return p->state == P_UP && p->fd >= 0 && !p->writing && !p->stalled &&
+         p->qn > 0;
+}
+
+static void write_direct(myc__links *L, peer *p, myc__pool *pool) {
+  struct iovec iov[DIRECT_IOV];
+  struct msghdr mh;
+  uint32_t i, n = p->qn < DIRECT_IOV ? p->qn : DIRECT_IOV, k = 0;
+  uint64_t bytes = 0;
+  ssize_t r;
+  for (i = 0; i < n; i++) {
+    myc_buf *b = p->q[i];
+    uint32_t skip = i == 0 ? p->qoff : 0;
+    iov[i].iov_base = (uint8_t *)myc__wire_msg_prefix(b) + skip;
+    iov[i].iov_len = MYC_WIRE_TLV + (size_t)b->hdr.frame_len - skip;
+  }
+  memset(&mh, 0, sizeof mh);
+  mh.msg_iov = iov;
+  mh.msg_iovlen = n;
+  /* MSG_NOSIGNAL: a peer gone must not raise SIGPIPE on a worker. */
+  r = sendmsg(p->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (r < 0) {
+    /* Full socket buffer (or an error the link thread's write will meet
+     * and report): the link thread writes from here on. */
+    p->stalled = 1;
+    return;
+  }
+  for (i = 0; i < n && (size_t)r >= iov[i].iov_len; i++) {
+    myc_buf *b = p->q[i];
+    r -= (ssize_t)iov[i].iov_len;
+    bytes += MYC_WIRE_TLV + (uint64_t)b->hdr.frame_len;
+    myc__buf_release(pool, A(L), b);
+    k++;
+  }
+  p->qoff = k == 0 ? p->qoff + (uint32_t)r : (uint32_t)r;
+  memmove(p->q, p->q + k, (p->qn - k) * sizeof *p->q);
+  p->qn -= k;
+  p->qframes -= k;
+  p->qbytes -= bytes;
+  p->frames_out += k;
+  p->frames_direct += k;
+  p->bytes_out += bytes;
+  if (p->qn > 0)
+    p->stalled = 1;
+}
+
+/* The end of the "_links" batch: what it queued goes out, written here
+ * or by the link thread. */
+static void batch_end(myc__links *L, myc__pool *pool) {
+  int wake = 0;
+  peer *p;
+  L->any_touched = 0;
+  uv_mutex_lock(&L->lock);
+  for (p = L->peers; p != NULL; p = p->next) {
+    if (!p->touched)
+      continue;
+    p->touched = 0;
+    if (direct_ok(p))
+      write_direct(L, p, pool);
+    wake |= p->qn > 0;
+  }
+  uv_mutex_unlock(&L->lock);
+  if (wake)
+    uv_async_send(&L->wake);
+}
+
 static void on_message(void *ud, const myc_message *m) {
   myc__links *L = ud;
   myc_service *s = L->svc;
   myc_buf *b = s->view.batch[s->view.cursor];
   uint64_t size = MYC_WIRE_TLV + (uint64_t)b->hdr.frame_len;
-  int woke = 0;
+  int last = s->view.cursor + 1 == (int32_t)s->view.batch_n;
   peer *p;
   /* Links are one hop: what came in over one is not sent on. */
   if (b->hdr.flags & MYC_FRAME_REMOTE)
-    return;
+    goto done;
   uv_mutex_lock(&L->lock);
   for (p = L->stopping ? NULL : L->peers; p != NULL; p = p->next) {
     /* A closed accepted peer has no patterns left: only peers that are
@@ -345,11 +439,15 @@ static void on_message(void *ud, const myc_message *m) {
     p->q[p->qn++] = b;
     p->qframes++;
     p->qbytes += size;
-    woke = 1;
+    p->touched = 1;
+    L->any_touched = 1;
   }
   uv_mutex_unlock(&L->lock);
-  if (woke)
-    uv_async_send(&L->wake);
+done:
+  /* dispatch_c calls this for every message of the batch, the last one
+   * included, so nothing queued waits for a next batch. */
+  if (last && L->any_touched)
+    batch_end(L, &s->task.worker->pool);
 }
 
 /* The fill of the fullest queue of a peer that wants 'topic', 0..1:
@@ -423,7 +521,6 @@ static void on_written(uv_write_t *req, int status) {
   myc__links *L = p->L;
   uint32_t i;
   uint64_t bytes = 0;
-  p->writing = 0;
   p->cout_len = 0;
   if (p->cout_cap > CIPHER_KEEP) {
     myc__free(A(L), p->cout, p->cout_cap);
@@ -433,6 +530,10 @@ static void on_written(uv_write_t *req, int status) {
   for (i = 0; i < p->wn; i++)
     bytes += MYC_WIRE_TLV + (uint64_t)p->wb[i]->hdr.frame_len;
   uv_mutex_lock(&L->lock);
+  p->writing = 0;
+  p->woff = 0;
+  if (status == 0)
+    p->stalled = 0; /* the socket took a write: workers may again */
   p->qframes -= p->wn;
   p->qbytes -= bytes;
   p->d_v1 += p->wskip;
@@ -456,6 +557,13 @@ static void on_written(uv_write_t *req, int status) {
   flush(p);
 }
 
+/* Workers read 'writing' under the lock (direct_ok). */
+static void set_writing(peer *p) {
+  uv_mutex_lock(&p->L->lock);
+  p->writing = 1;
+  uv_mutex_unlock(&p->L->lock);
+}
+
 /* Starts the write of what a TLS session has waiting (its handshake),
  * if none is under way. */
 static void send_cipher(peer *p) {
@@ -471,9 +579,11 @@ static void send_cipher(peer *p) {
     return;
   b = uv_buf_init((char *)p->cout, (unsigned)p->cout_len);
   p->wreq.data = p;
-  p->writing = 1;
+  set_writing(p);
   if ((rc = uv_write(&p->wreq, &p->io.s, &b, 1, on_written)) != 0) {
+    uv_mutex_lock(&p->L->lock);
     p->writing = 0;
+    uv_mutex_unlock(&p->L->lock);
     peer_fail(p, "write failed: %s", uv_strerror(rc));
   }
 }
@@ -542,6 +652,12 @@ static void flush(peer *p) {
     p->q = tmp;
     p->qcap = tmpcap;
     p->qn = 0;
+    /* In the same hold of the lock: no worker writes from here until
+     * on_written, and a frame a worker began is finished first. */
+    p->woff = p->qoff;
+    p->qoff = 0;
+    if (take > 0 || p->wctl_len > 0)
+      p->writing = 1;
     uv_mutex_unlock(&L->lock);
   }
   if (p->wn == 0 && p->wctl_len == 0 && !tls_waiting(p))
@@ -551,6 +667,7 @@ static void flush(peer *p) {
            2 * p->wn + 1) != 0 ||
       (p->version == 1 && grow(A(L), (void **)&p->v1hdr, &p->v1cap,
                                MYC_WIRE_TLV, p->wn + 1) != 0)) {
+    on_written(&p->wreq, UV_ECANCELED);
     peer_fail(p, "out of memory writing");
     return;
   }
@@ -560,8 +677,9 @@ static void flush(peer *p) {
   for (i = 0; i < p->wn; i++) {
     myc_buf *b = p->wb[i];
     if (p->version >= 2) {
-      p->iov[n++] = uv_buf_init((char *)myc__wire_msg_prefix(b),
-                                MYC_WIRE_TLV + b->hdr.frame_len);
+      uint32_t skip = i == 0 ? p->woff : 0;
+      p->iov[n++] = uv_buf_init((char *)myc__wire_msg_prefix(b) + skip,
+                                MYC_WIRE_TLV + b->hdr.frame_len - skip);
     } else if (b->hdr.kind == MYC_KIND_TYPED) {
       myc__wire_put_tlv(p->v1hdr[i], b->hdr.type, b->hdr.payload_len);
       p->iov[n++] = uv_buf_init((char *)p->v1hdr[i], MYC_WIRE_TLV);
@@ -591,10 +709,10 @@ static void flush(peer *p) {
     return;
   }
   p->wreq.data = p;
-  p->writing = 1;
+  if (!p->writing)
+    set_writing(p);
   rc = uv_write(&p->wreq, &p->io.s, p->iov, n, on_written);
   if (rc != 0) {
-    p->writing = 0;
     on_written(&p->wreq, UV_ECANCELED);
     peer_fail(p, "write failed: %s", uv_strerror(rc));
   }
@@ -673,6 +791,7 @@ static void peer_free(peer *p) {
   L->any_gone = 1;
   L->gone.frames_in += p->frames_in;
   L->gone.frames_out += p->frames_out;
+  L->gone.frames_direct += p->frames_direct;
   L->gone.bytes_in += p->bytes_in;
   L->gone.bytes_out += p->bytes_out;
   L->gone.dropped_queue_full += p->d_queue;
@@ -762,6 +881,11 @@ static void on_handle_closed(uv_handle_t *h) {
   uv_mutex_lock(&L->lock);
   p->state = P_DOWN;
   p->version = 0;
+  /* A frame written in part on the old connection goes whole on the
+   * next: the peer dropped the piece it had. */
+  p->fd = -1;
+  p->qoff = 0;
+  p->stalled = 0;
   uv_mutex_unlock(&L->lock);
   uv_timer_start(&p->timer, on_retry,
                  (uint64_t)myc__backoff_ms(&L->cfg.reconnect, p->attempts,
@@ -827,8 +951,12 @@ static void peer_refuse(peer *p, const char *fmt, ...) {
       else
         b.len = 0;
     }
-    if (b.len > 0)
+    if (b.len > 0) {
+      /* Never between the pieces of a worker's direct write. */
+      uv_mutex_lock(&p->L->lock);
       uv_try_write(&p->io.s, &b, 1);
+      uv_mutex_unlock(&p->L->lock);
+    }
     myc__free(A(p->L), frame, MYC_WIRE_TLV + n);
   }
   peer_fail(p, "refused: %s", why);
@@ -963,6 +1091,7 @@ static peer *peer_new(myc__links *L, const myc__endpoint *ep, int outbound) {
   p->L = L;
   p->ep = ep;
   p->outbound = outbound;
+  p->fd = -1;
   snprintf(p->name, sizeof p->name, "%s", outbound ? ep->url : "(accepted)");
   uv_timer_init(&L->loop, &p->timer);
   p->timer.data = p;
@@ -1025,7 +1154,10 @@ static void publish(peer *p, const myc__wire_msg *m) {
   } else if (m->hdr != NULL) {
     /* A v2 frame is the buffer's layout already: one copy, whole. */
     uint32_t len = m->frame_len;
-    b = myc__buf_alloc(NULL, &e->alloc, len);
+    myc__pool *pool = p->L->pooled ? &p->L->pool : NULL;
+    b = pool != NULL ? myc__buf_take(pool, len) : NULL;
+    if (b == NULL)
+      b = myc__buf_alloc(pool, &e->alloc, len);
     if (b != NULL) {
       memcpy(&b->hdr, m->hdr, len);
       myc__buf_set_topic(b, (uint32_t)id);
@@ -1194,6 +1326,14 @@ static void go_up(peer *p) {
   drop_remote(L, p);
   uv_mutex_lock(&L->lock);
   p->state = P_UP;
+  p->fd = -1;
+  p->qoff = 0;
+  p->stalled = 0;
+  if (p->tls == NULL && p->version >= 2) {
+    uv_os_fd_t fd;
+    if (uv_fileno(&p->io.h, &fd) == 0)
+      p->fd = fd;
+  }
   if (p->was_up)
     p->reconnects++;
   uv_mutex_unlock(&L->lock);
@@ -1330,7 +1470,10 @@ static int handle_frame(peer *p, const myc__wire_tlv *t) {
       peer_fail(p, "a v2 message on a v1 link");
       return 1;
     }
-    if (myc__wire_msg_decode(t->body, t->len, &m, &why) != 0) {
+    /* The last topic in was checked when it was resolved. */
+    if (myc__wire_msg_decode_known(t->body, t->len, &m, &why,
+                                   p->last_topic ? p->last_topic_name : NULL,
+                                   p->last_topic_len) != 0) {
       peer_fail(p, "bad message frame: %s", why);
       return 1;
     }
@@ -1855,6 +1998,11 @@ static void links_free(void *ud) {
   myc__free(A(L), L->refs, L->caprefs * sizeof *L->refs);
   myc__free(A(L), L->chains, L->e->sched.nworkers * sizeof *L->chains + 1);
   myc__host_stage_free(&L->hs);
+  if (L->pooled) {
+    /* The workers no longer run: nothing hands buffers back now. */
+    L->e->sched.aux_pool = NULL;
+    myc__pool_destroy(&L->pool);
+  }
   myc__secure_ctx_free(L->tls);
   myc__free(A(L), L->hello_types,
             (size_t)L->hello.ntypes * MYC_WIRE_TYPE_ENTRY + 1);
@@ -1994,6 +2142,16 @@ int myc__links_attach(myc_engine *e, const myc__link_config *c,
     return rc;
   }
   L->svc = myc__engine_find(e, "_links", 6);
+  /* Buffers name their pool in a byte (MYC_BUF_NO_ORIGIN excluded); a
+   * second thread with an aux pool (the NATS transport has none) would
+   * have to share the index. */
+  if (e->sched.aux_pool == NULL &&
+      e->sched.nworkers_max < MYC_BUF_NO_ORIGIN &&
+      myc__pool_init(&L->pool, &e->alloc, 16384,
+                     (uint8_t)e->sched.nworkers_max, 0) == 0) {
+    L->pooled = 1;
+    e->sched.aux_pool = &L->pool;
+  }
   e->reply_remote = reply_remote;
   e->reply_remote_ud = L;
   L->svc->pressure = links_pressure;
@@ -2029,6 +2187,7 @@ uint32_t myc__links_stats(myc__links *L, myc__link_stats *out, uint32_t max) {
     s->version = p->version;
     s->frames_in = p->frames_in;
     s->frames_out = p->frames_out;
+    s->frames_direct = p->frames_direct;
     s->bytes_in = p->bytes_in;
     s->bytes_out = p->bytes_out;
     s->queued = p->qframes;

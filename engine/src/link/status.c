@@ -90,7 +90,8 @@ char *myc__links_status(void *links, int json, size_t *len) {
       put_json(&o, s->url);
       put(&o,
           ",\"dir\":\"%s\",\"state\":\"%s\",\"wire\":%d,\"patterns\":%u,"
-          "\"frames_in\":%llu,\"frames_out\":%llu,\"bytes_in\":%llu,"
+          "\"frames_in\":%llu,\"frames_out\":%llu,\"frames_direct\":%llu,"
+          "\"bytes_in\":%llu,"
           "\"bytes_out\":%llu,\"queued\":%llu,\"queued_bytes\":%llu,"
           "\"pressure\":%.3f,"
           "\"dropped\":{\"queue_full\":%llu,\"disconnect\":%llu,"
@@ -98,6 +99,7 @@ char *myc__links_status(void *links, int json, size_t *len) {
           "\"frame_errors\":%llu,\"reconnects\":%llu}",
           s->dir, s->state, s->version, s->patterns,
           (unsigned long long)s->frames_in, (unsigned long long)s->frames_out,
+          (unsigned long long)s->frames_direct,
           (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out,
           (unsigned long long)s->queued, (unsigned long long)s->queued_bytes,
           s->pressure, (unsigned long long)s->dropped_queue_full,

@@ -86,6 +86,12 @@ static int req_decode(const uint8_t *body, uint32_t len, size_t tail_end,
 
 int myc__wire_msg_decode(const uint8_t *body, uint32_t len, myc__wire_msg *m,
                          const char **why) {
+  return myc__wire_msg_decode_known(body, len, m, why, NULL, 0);
+}
+
+int myc__wire_msg_decode_known(const uint8_t *body, uint32_t len,
+                               myc__wire_msg *m, const char **why,
+                               const char *known, size_t known_len) {
   uint32_t payload_len;
   size_t off, want;
   uint32_t i;
@@ -135,7 +141,9 @@ int myc__wire_msg_decode(const uint8_t *body, uint32_t len, myc__wire_msg *m,
                         "letters, digits and _ - . :");
   } else if (m->topic[0] == '$') {
     return bad(why, "message topic is an engine topic ('$...')");
-  } else if (myc__topic_check(m->topic, m->topic_len, 0) != NULL) {
+  } else if (!(known != NULL && m->topic_len == known_len &&
+               memcmp(m->topic, known, known_len) == 0) &&
+             myc__topic_check(m->topic, m->topic_len, 0) != NULL) {
     return bad(why, "message topic is not a valid topic name");
   }
   for (i = 0; i < m->source_len; i++)

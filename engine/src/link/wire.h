@@ -95,6 +95,12 @@ typedef struct {
 int myc__wire_msg_decode(const uint8_t *body, uint32_t len, myc__wire_msg *m,
                          const char **why);
 
+/* The same, but a topic equal to 'known' (a name checked before, or
+ * NULL) is not checked again: a stream mostly repeats its topic. */
+int myc__wire_msg_decode_known(const uint8_t *body, uint32_t len,
+                               myc__wire_msg *m, const char **why,
+                               const char *known, size_t known_len);
+
 /* Writes, in the wire prefix of 'b', the TLV header that makes the bytes
  * from b->wire_prefix + 3 a MYC_WIRE_MSG frame.  Returns where the frame
  * starts; its length is MYC_WIRE_TLV + b->hdr.frame_len. */

@@ -25,8 +25,9 @@ int myc__worker_init(myc__worker *w, myc__sched *sched, uint32_t index) {
   w->index = index;
   w->timer_armed = INT64_MAX;
   myc__owner_take(&w->owner);
+  /* One more return chain: the aux pool's (flush_returns). */
   if (myc__pool_init(&w->pool, a, 16384, (uint8_t)index,
-                     sched->nworkers_max) != 0)
+                     sched->nworkers_max + 1) != 0)
     return MYC_ENOMEM;
   myc__rng_seed(&w->rng);
   myc__timers_init(&w->timers, a);
@@ -378,6 +379,9 @@ static void flush_returns(myc__worker *w) {
   for (t = 0; t < w->pool.nreturns && t < s->nworkers; t++)
     if (w->pool.returns[t].n > 0)
       myc__pool_give_chain(&s->workers[t].pool, &w->pool.returns[t]);
+  if (s->aux_pool != NULL && s->nworkers_max < w->pool.nreturns &&
+      w->pool.returns[s->nworkers_max].n > 0)
+    myc__pool_give_chain(s->aux_pool, &w->pool.returns[s->nworkers_max]);
   w->pool.pending_returns = 0;
 }
 

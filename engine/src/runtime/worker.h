@@ -63,6 +63,11 @@ typedef struct {
    * worker).  myc__deliver/myc__admit from NULL and the host stage enter
    * them on their own. */
   myc__grace hosts;
+  /* The pool of one thread beside the workers (the links' reading
+   * thread), origin index nworkers_max: small buffers it allocated go
+   * back to it as workers hand back each other's.  NULL: none.  Set
+   * before the workers start. */
+  myc__pool *aux_pool;
 } myc__sched;
 
 /* Staged messages count in their target's 'incoming' (what producers'
