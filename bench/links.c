@@ -51,7 +51,9 @@ static pid_t spawn_run(const char *config) {
 /* Runs node a (module 'amod', listening on 'url') and node b (module
  * 'bmod', dialling it) until b stops (120 s at most); b writes two
  * numbers to 'out'.  A tls+tcp:// link uses the certificates in
- * 'dir'/certs.  Returns 0 or -1. */
+ * 'dir'/certs.  Each node's service shares worker 0 with "_links"
+ * (link.worker, docs/LINKS.md): what it emits is queued and written by
+ * its own worker, without waking another.  Returns 0 or -1. */
 static int two_nodes(const char *url, const char *amod, const char *bmod,
                      const char *opts, const char *out) {
   char cfg[4096], tls_a[600] = "", tls_b[600] = "";
@@ -60,23 +62,23 @@ static int two_nodes(const char *url, const char *amod, const char *bmod,
   unlink(out);
   if (strncmp(url, "tls+tcp://", 10) == 0) {
     snprintf(tls_a, sizeof tls_a,
-             "  link = { tls = { cert = \"%s/certs/srv.crt\", key = "
-             "\"%s/certs/srv.key\" } },\n", dir, dir);
+             " tls = { cert = \"%s/certs/srv.crt\", key = "
+             "\"%s/certs/srv.key\" },", dir, dir);
     snprintf(tls_b, sizeof tls_b, " tls = { ca = \"%s/certs/ca.crt\" },",
              dir);
   }
   snprintf(cfg, sizeof cfg,
            "return { node = \"a\", workers = 2, log = { level = \"error\" },\n"
-           "  listen = { \"%s\" },\n%s"
-           "  services = { { name = \"a\", module = \"%s/%s\","
+           "  listen = { \"%s\" }, link = { worker = 0,%s },\n"
+           "  services = { { name = \"a\", worker = 0, module = \"%s/%s\","
            " opts = { %s } } } }\n",
            url, tls_a, MYC_BENCH_LUA_DIR, amod, opts);
   write_file("a.lua", cfg);
   snprintf(cfg, sizeof cfg,
            "return { node = \"b\", workers = 2, log = { level = \"error\" },\n"
-           "  connect = { \"%s\" }, link = { reconnect_initial_ms = 10,"
-           " reconnect_max_ms = 50,%s },\n"
-           "  services = { { name = \"b\", module = \"%s/%s\","
+           "  connect = { \"%s\" }, link = { worker = 0, reconnect_initial_ms"
+           " = 10, reconnect_max_ms = 50,%s },\n"
+           "  services = { { name = \"b\", worker = 0, module = \"%s/%s\","
            " opts = { %s, out = \"%s\" } } } }\n",
            url, tls_b, MYC_BENCH_LUA_DIR, bmod, opts, out);
   write_file("b.lua", cfg);

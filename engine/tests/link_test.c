@@ -900,6 +900,42 @@ static void bad_urls_are_refused_with_the_key(void) {
 }
 
 
+/* link.worker puts "_links" (the worker that queues, and writes, what
+ * goes out) with the services that emit to peers; default: placed like
+ * any service, after "noop" on worker 0, so on worker 1. */
+static int links_worker(myc_engine *e) {
+  myc_service_stats st;
+  uint32_t i, n = myc_engine_service_count(e);
+  for (i = 0; i < n; i++)
+    if (myc_engine_service_stats(e, i, &st) == 0 &&
+        strcmp(st.name, "_links") == 0)
+      return st.worker;
+  return -2;
+}
+
+static void links_run_on_the_worker_they_are_given(void) {
+  char links[300];
+  myc_engine *e;
+  snprintf(links, sizeof links,
+           "listen = { \"unix://%s/w.sock\" }, link = { worker = 0 }",
+           tmpdir);
+  e = engine("w0", links);
+  CHECK(e != NULL);
+  CHECK_EQ(links_worker(e), 0);
+  myc_engine_free(e);
+  snprintf(links, sizeof links, "listen = { \"unix://%s/w.sock\" }", tmpdir);
+  e = engine("w1", links);
+  CHECK(e != NULL);
+  CHECK_EQ(links_worker(e), 1);
+  myc_engine_free(e);
+  snprintf(links, sizeof links,
+           "listen = { \"unix://%s/w.sock\" }, link = { worker = 2 }",
+           tmpdir);
+  CHECK(engine("w2", links) == NULL);
+  CHECK(strstr(last_err, "'link.worker' is 2 but there are only 2 workers") !=
+        NULL);
+}
+
 /* ---- TLS (tls+tcp://) --------------------------------------------------- */
 
 static char certs[300];
@@ -1322,6 +1358,8 @@ int main(void) {
       {"unix_peers_are_checked_against_allow_uids",
        unix_peers_are_checked_against_allow_uids},
       {"unknown_v1_types_follow_the_policy", unknown_v1_types_follow_the_policy},
+      {"links_run_on_the_worker_they_are_given",
+       links_run_on_the_worker_they_are_given},
       {"bad_urls_are_refused_with_the_key", bad_urls_are_refused_with_the_key},
       {"pre_shared_keys_guard_tcp_links", pre_shared_keys_guard_tcp_links},
       {"tls_links_carry_what_tcp_links_do", tls_links_carry_what_tcp_links_do},

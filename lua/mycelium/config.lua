@@ -54,6 +54,7 @@ local LINK = {
   wire = { kind = "integer", min = 1, max = 2 },
   unknown_type = { kind = "enum", values = { skip = 0, fail = 1 } },
   allow_uids = { kind = "list" },
+  worker = { kind = "integer", min = 0, max = 255 },
   psk_file = { kind = "string" },
   tls = { kind = "table", fields = {
     cert = { kind = "string" },
@@ -582,10 +583,12 @@ function M.normalise(file, t, dir, extra)
                    res.workers), 0)
     end
   end
-  local nw = res.nats and res.nats.worker
-  if nw ~= nil and res.workers ~= nil and nw >= res.workers then
-    error(format("%s: 'nats.worker' is %d but there are only %d workers "
-                 .. "(numbered from 0)", file, nw, res.workers), 0)
+  for key, w in pairs { ["nats.worker"] = res.nats and res.nats.worker,
+                        ["link.worker"] = res.link.worker } do
+    if w ~= nil and res.workers ~= nil and w >= res.workers then
+      error(format("%s: '%s' is %d but there are only %d workers "
+                   .. "(numbered from 0)", file, key, w, res.workers), 0)
+    end
   end
   return res
 end

@@ -115,6 +115,9 @@ describe("mycelium.config", function()
     refused({ workers = 2, nats = { worker = 2 } },
             "'nats.worker' is 2 but there are only 2 workers (numbered from 0)")
     refused({ nats = { worker = -1 } }, "'nats.worker' must be an integer")
+    assert.equal(0, norm({ workers = 2, link = { worker = 0 } }).link.worker)
+    refused({ workers = 1, link = { worker = 1 } },
+            "'link.worker' is 1 but there are only 1 workers (numbered from 0)")
   end)
 
   it("suggests the nearest key for an unknown one", function()

@@ -392,6 +392,7 @@ static int add_links(lua_State *L, int t, myc_engine *e, char *err,
                                    c.reconnect.max_ms);
     c.wire_max = (int)num_field(L, lt, "wire", c.wire_max);
     c.unknown_fail = (int)num_field(L, lt, "unknown_type", c.unknown_fail);
+    c.worker = (int32_t)num_field(L, lt, "worker", c.worker);
     lua_getfield(L, lt, "allow_uids");
     while (lua_istable(L, -1) && c.nallow_uids < MYC_LINK_MAX_UIDS) {
       lua_rawgeti(L, -1, (int)c.nallow_uids + 1);

@@ -50,6 +50,7 @@ typedef struct {
   char tls_cert[MYC_LINK_PATH_MAX], tls_key[MYC_LINK_PATH_MAX],
       tls_ca[MYC_LINK_PATH_MAX];
   int tls_verify_client;
+  int32_t worker; /* the "_links" service's worker; -1: automatic */
 } myc__link_config;
 
 /* Fills 'c' with the defaults (docs/LINKS.md). */

@@ -2028,6 +2028,7 @@ void myc__link_config_init(myc__link_config *c) {
   c->wire_max = 2;
   c->unknown_fail = 0;
   c->unix_mode = 0600;
+  c->worker = -1;
 }
 
 int myc__link_psk_load(myc__link_config *c, const char *path, char *err,
@@ -2135,10 +2136,16 @@ int myc__links_attach(myc_engine *e, const myc__link_config *c,
     return rc;
   /* "_links" starts with a pattern nobody emits on and drops it: its
    * subscriptions are the peers'. */
-  rc = myc_engine_add_c_service(e, "_links", "_links.none", on_message, L, -1);
+  rc = myc_engine_add_c_service(e, "_links", "_links.none", on_message, L,
+                                c->worker);
   if (rc != 0) {
-    snprintf(err, errlen, "links: cannot add the _links service: %s",
-             myc_strerror(rc));
+    if (c->worker >= 0)
+      snprintf(err, errlen, "link.worker %d: cannot add the _links service "
+               "there (%s; workers are numbered from 0)", (int)c->worker,
+               myc_strerror(rc));
+    else
+      snprintf(err, errlen, "links: cannot add the _links service: %s",
+               myc_strerror(rc));
     return rc;
   }
   L->svc = myc__engine_find(e, "_links", 6);
