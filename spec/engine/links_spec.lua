@@ -100,6 +100,9 @@ local function crosses(url_of)
   local frames = tonumber(body:match(
     '\nmycelium_link_frames_total{link="b",dir="accept",direction="out"} (%d+)\n'))
   assert.is_true(frames ~= nil and frames >= 10, body)
+  local direct = tonumber(body:match(
+    '\nmycelium_link_frames_direct_total{link="b",dir="accept"} (%d+)\n'))
+  assert.is_true(direct ~= nil and direct <= frames, body)
   assert.truthy(body:find('\nmycelium_link_up{link="b",dir="accept"} 1\n', 1, true), body)
   assert.truthy(body:find('\nmycelium_link_dropped_total{link="b",dir="accept",'
                           .. 'reason="queue_full"} 0\n', 1, true), body)

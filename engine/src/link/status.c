@@ -174,6 +174,10 @@ static const link_family families[] = {
      "Frames over a link, by direction.", "direction=\"in\"",
      OFF(frames_in)},
     {NULL, NULL, NULL, "direction=\"out\"", OFF(frames_out)},
+    {"mycelium_link_frames_direct_total", "counter",
+     "Of the frames out, those the emitting side's worker wrote itself "
+     "(plain v2 links; the rest the link thread wrote).", NULL,
+     OFF(frames_direct)},
     {"mycelium_link_bytes_total", "counter",
      "Bytes over a link (frames and their framing), by direction.",
      "direction=\"in\"", OFF(bytes_in)},
