@@ -90,6 +90,37 @@ static void on_data(void *ud, const myc_message *m) {
   snprintf(d->topic, sizeof d->topic, "%.*s", (int)m->topic_len, m->topic);
 }
 
+/* A manual one-worker engine, started, running the Lua service 'name'
+ * (module 'src', written to 'path') and a C service "watch" that sees
+ * every message into 'seen'.  Returns the Lua service with the engine in
+ * '*out', or NULL. */
+static myc_service *watched_engine(const char *name, const char *src,
+                                   data_seen *seen, char path[512],
+                                   myc_engine **out) {
+  myc_engine_config cfg;
+  myc_service_config sc;
+  myc_engine *e;
+  char err[512], file[300];
+  snprintf(file, sizeof file, "%s.lua", name);
+  snprintf(path, 512, "%s", test_module(tmpdir, file, src));
+  myc_engine_config_init(&cfg);
+  cfg.manual = 1;
+  cfg.workers = 1;
+  *out = NULL;
+  if (myc_engine_new(&e, &cfg) != 0)
+    return NULL;
+  *out = e;
+  memset(&sc, 0, sizeof sc);
+  sc.name = name;
+  sc.module = path;
+  sc.worker = -1;
+  if (myc_engine_add_service(e, &sc, err, sizeof err) != 0 ||
+      myc_engine_add_c_service(e, "watch", "*", on_data, seen, -1) != 0 ||
+      myc_engine_start(e, err, sizeof err) != 0)
+    return NULL;
+  return myc__engine_find(e, name, strlen(name));
+}
+
 static int all_bytes(const uint8_t *p, size_t n, uint8_t v) {
   size_t i;
   for (i = 0; i < n; i++)
@@ -106,13 +137,11 @@ static int all_bytes(const uint8_t *p, size_t n, uint8_t v) {
 static void typed_buffers_come_from_the_first_class(void) {
   static const char src[] = "return { init = function() end }\n";
   char long_topic[101];
-  myc_engine_config cfg;
-  myc_service_config sc;
   myc_engine *e;
   myc_service *s;
   data_seen seen;
   uint8_t junk[96];
-  char err[512], path[512];
+  char path[512];
   int64_t t, tl;
   myc_buf *b;
   int i;
@@ -121,19 +150,9 @@ static void typed_buffers_come_from_the_first_class(void) {
   memset(junk, 0xAB, sizeof junk);
   memset(long_topic, 'x', 100);
   long_topic[100] = '\0';
-  snprintf(path, sizeof path, "%s", test_module(tmpdir, "prod.lua", src));
-  myc_engine_config_init(&cfg);
-  cfg.manual = 1;
-  cfg.workers = 1;
-  CHECK_EQ(myc_engine_new(&e, &cfg), 0);
-  memset(&sc, 0, sizeof sc);
-  sc.name = "prod";
-  sc.module = path;
-  sc.worker = -1;
-  CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
-  CHECK_EQ(myc_engine_add_c_service(e, "watch", "*", on_data, &seen, -1), 0);
-  CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
-  s = myc__engine_find(e, "prod", 4);
+  s = watched_engine("prod", src, &seen, path, &e);
+  if (s == NULL)
+    myc_engine_free(e);
   CHECK(s != NULL);
   t = myc_ffi_topic(s, "t", 1);
   tl = myc_ffi_topic(s, long_topic, 100);
@@ -197,13 +216,11 @@ static void check_room_agrees(myc_service *s) {
 static void typed_inline_path_view(void) {
   static const char src[] = "return { init = function() end }\n";
   char long_topic[101];
-  myc_engine_config cfg;
-  myc_service_config sc;
   myc_engine *e;
   myc_service *s;
   myc__pool *pool;
   data_seen seen;
-  char err[512], path[512];
+  char path[512];
   uint32_t room;
   int64_t tl;
   myc_buf *b;
@@ -211,19 +228,9 @@ static void typed_inline_path_view(void) {
   memset(&seen, 0, sizeof seen);
   memset(long_topic, 'y', 100);
   long_topic[100] = '\0';
-  snprintf(path, sizeof path, "%s", test_module(tmpdir, "inl.lua", src));
-  myc_engine_config_init(&cfg);
-  cfg.manual = 1;
-  cfg.workers = 1;
-  CHECK_EQ(myc_engine_new(&e, &cfg), 0);
-  memset(&sc, 0, sizeof sc);
-  sc.name = "inl";
-  sc.module = path;
-  sc.worker = -1;
-  CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
-  CHECK_EQ(myc_engine_add_c_service(e, "watch", "*", on_data, &seen, -1), 0);
-  CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
-  s = myc__engine_find(e, "inl", 3);
+  s = watched_engine("inl", src, &seen, path, &e);
+  if (s == NULL)
+    myc_engine_free(e);
   CHECK(s != NULL);
   pool = &myc__service_worker(s)->pool;
   CHECK_EQ(s->view.small_room, 0);
