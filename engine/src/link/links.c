@@ -2136,19 +2136,11 @@ int myc__links_attach(myc_engine *e, const myc__link_config *c,
     return rc;
   /* "_links" starts with a pattern nobody emits on and drops it: its
    * subscriptions are the peers'. */
-  rc = myc_engine_add_c_service(e, "_links", "_links.none", on_message, L,
-                                c->worker);
-  if (rc != 0) {
-    if (c->worker >= 0)
-      snprintf(err, errlen, "link.worker %d: cannot add the _links service "
-               "there (%s; workers are numbered from 0)", (int)c->worker,
-               myc_strerror(rc));
-    else
-      snprintf(err, errlen, "links: cannot add the _links service: %s",
-               myc_strerror(rc));
+  rc = myc__engine_add_transport(e, "_links", "_links.none", on_message, L,
+                                 c->worker, "links", "link.worker", &L->svc,
+                                 err, errlen);
+  if (rc != 0)
     return rc;
-  }
-  L->svc = myc__engine_find(e, "_links", 6);
   /* Buffers name their pool in a byte (MYC_BUF_NO_ORIGIN excluded); a
    * second thread with an aux pool (the NATS transport has none) would
    * have to share the index. */

@@ -1711,19 +1711,11 @@ int myc__nats_attach(myc_engine *e, const myc__nats_config *c,
   N->pubid = r;
   N->state = S_CONNECTING;
   /* "_nats" is subscribed to what goes out: nats.publish. */
-  rc = myc_engine_add_c_service(e, "_nats", c->publish[0], on_message, N,
-                                c->worker);
-  if (rc != 0) {
-    if (c->worker >= 0)
-      snprintf(err, errlen, "nats.worker %d: cannot add the _nats service "
-               "there (%s; workers are numbered from 0)", (int)c->worker,
-               myc_strerror(rc));
-    else
-      snprintf(err, errlen, "nats: cannot add the _nats service: %s",
-               myc_strerror(rc));
+  rc = myc__engine_add_transport(e, "_nats", c->publish[0], on_message, N,
+                                 c->worker, "nats", "nats.worker", &N->svc, err,
+                                 errlen);
+  if (rc != 0)
     return rc;
-  }
-  N->svc = myc__engine_find(e, "_nats", 5);
   for (i = 1; i < c->npublish; i++)
     if ((rc = myc__topics_subscribe(&e->topics, N->svc, c->publish[i],
                                     strlen(c->publish[i]))) != 0) {

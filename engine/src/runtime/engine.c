@@ -199,6 +199,26 @@ static myc_service **name_slot(myc_engine *e, const char *name, size_t len) {
   }
 }
 
+int myc__engine_add_transport(myc_engine *e, const char *name,
+                              const char *pattern, myc_message_cb cb, void *ud,
+                              int32_t worker, const char *what,
+                              const char *key, myc_service **out, char *err,
+                              size_t errlen) {
+  int rc = myc_engine_add_c_service(e, name, pattern, cb, ud, worker);
+  if (rc == 0) {
+    *out = myc__engine_find(e, name, strlen(name));
+    return 0;
+  }
+  if (worker >= 0)
+    snprintf(err, errlen, "%s %d: cannot add the %s service there (%s; "
+             "workers are numbered from 0)", key, (int)worker, name,
+             myc_strerror(rc));
+  else
+    snprintf(err, errlen, "%s: cannot add the %s service: %s", what, name,
+             myc_strerror(rc));
+  return rc;
+}
+
 myc_service *myc__engine_find(myc_engine *e, const char *name, size_t len) {
   myc_service *s = NULL;
   uv_mutex_lock(&e->services_lock);

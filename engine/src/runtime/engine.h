@@ -201,6 +201,17 @@ int myc__engine_beside(myc_engine *e, int (*start)(void *, char *, size_t),
 int myc__engine_beside_metrics(myc_engine *e, void *ud,
                                char *(*metrics)(void *, size_t *));
 
+/* Adds the C service a transport hands its outgoing messages to ("_links",
+ * "_nats") on 'worker' (-1: placed like any service), found in '*out'.
+ * Returns 0, or myc_engine_add_c_service's error with the reason in
+ * 'err': 'what' names the transport, 'key' the config key that chose
+ * the worker. */
+int myc__engine_add_transport(myc_engine *e, const char *name,
+                              const char *pattern, myc_message_cb cb, void *ud,
+                              int32_t worker, const char *what,
+                              const char *key, myc_service **out, char *err,
+                              size_t errlen);
+
 /* Finds a service by name, or NULL.  A worker may use the result until
  * the end of its turn (a removed service is freed only after a job on
  * every worker), a thread without a worker within a read section of
