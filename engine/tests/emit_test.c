@@ -97,19 +97,13 @@ static void on_data(void *ud, const myc_message *m) {
 static myc_service *watched_engine(const char *name, const char *src,
                                    data_seen *seen, char path[512],
                                    myc_engine **out) {
-  myc_engine_config cfg;
   myc_service_config sc;
   myc_engine *e;
   char err[512], file[300];
   snprintf(file, sizeof file, "%s.lua", name);
   snprintf(path, 512, "%s", test_module(tmpdir, file, src));
-  myc_engine_config_init(&cfg);
-  cfg.manual = 1;
-  cfg.workers = 1;
-  *out = NULL;
-  if (myc_engine_new(&e, &cfg) != 0)
+  if ((*out = e = test_manual_engine()) == NULL)
     return NULL;
-  *out = e;
   memset(&sc, 0, sizeof sc);
   sc.name = name;
   sc.module = path;

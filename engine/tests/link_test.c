@@ -905,12 +905,7 @@ static void bad_urls_are_refused_with_the_key(void) {
  * any service, after "noop" on worker 0, so on worker 1. */
 static int links_worker(myc_engine *e) {
   myc_service_stats st;
-  uint32_t i, n = myc_engine_service_count(e);
-  for (i = 0; i < n; i++)
-    if (myc_engine_service_stats(e, i, &st) == 0 &&
-        strcmp(st.name, "_links") == 0)
-      return st.worker;
-  return -2;
+  return test_service_stats(e, "_links", &st) == 0 ? st.worker : -2;
 }
 
 static void links_run_on_the_worker_they_are_given(void) {

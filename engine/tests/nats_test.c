@@ -257,7 +257,6 @@ static void nats_runs_on_the_worker_it_is_given(void) {
   char dir[] = "/tmp/myc_nats_test_XXXXXX", cfg[512], err[512], path[600];
   myc_engine *e = NULL;
   myc_service_stats st;
-  uint32_t i, n;
   int found = -1;
   CHECK(mkdtemp(dir) != NULL);
   test_module(dir, "sub.lua",
@@ -270,11 +269,8 @@ static void nats_runs_on_the_worker_it_is_given(void) {
            test_free_port());
   test_module(dir, "engine.lua", cfg);
   CHECK_EQ(myc_engine_from_file(&e, path, err, sizeof err), 0);
-  n = myc_engine_service_count(e);
-  for (i = 0; i < n; i++)
-    if (myc_engine_service_stats(e, i, &st) == 0 &&
-        strcmp(st.name, "_nats") == 0)
-      found = st.worker;
+  if (test_service_stats(e, "_nats", &st) == 0)
+    found = st.worker;
   myc_engine_free(e);
   CHECK_EQ(found, 2);
   /* Without a worker count the config cannot check it: the engine does. */

@@ -74,12 +74,8 @@ static void go(myc_engine *e, const char *topic) {
 
 static uint64_t dropped(myc_engine *e) {
   myc_service_stats st;
-  uint32_t i;
-  for (i = 0; i < myc_engine_service_count(e); i++)
-    if (myc_engine_service_stats(e, i, &st) == 0 &&
-        strcmp(st.name, "client") == 0)
-      return st.requests_dropped;
-  return UINT64_MAX;
+  return test_service_stats(e, "client", &st) == 0 ? st.requests_dropped
+                                                   : UINT64_MAX;
 }
 
 static void every_outcome_in_a_loop(void) {

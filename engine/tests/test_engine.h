@@ -6,6 +6,7 @@
 #include "mycelium.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 /* A manual engine of one worker with the default settings, or NULL. */
@@ -16,6 +17,17 @@ static inline myc_engine *test_manual_engine(void) {
   cfg.manual = 1;
   cfg.workers = 1;
   return myc_engine_new(&e, &cfg) == 0 ? e : NULL;
+}
+
+/* The stats of the service called 'name' into '*st': 0, or -1 if there
+ * is none. */
+static inline int test_service_stats(myc_engine *e, const char *name,
+                                     myc_service_stats *st) {
+  uint32_t i, n = myc_engine_service_count(e);
+  for (i = 0; i < n; i++)
+    if (myc_engine_service_stats(e, i, st) == 0 && strcmp(st->name, name) == 0)
+      return 0;
+  return -1;
 }
 
 /* Writes 'src' to 'dir'/'name' and returns the path: one of four static
