@@ -43,8 +43,10 @@
 
 typedef int (*mprotect_fn)(void *, size_t, int);
 
-/* Set once, by myc_jit_set_mcode_protect, before 'unprotected' is. */
-static uintptr_t luajit_lo, luajit_hi; /* its executable segment */
+/* LuaJIT's executable segment, set once by myc_jit_set_mcode_protect
+ * while other threads may already call mprotect: 'hi' is stored last
+ * (release), so a reader that sees it sees 'lo'. */
+static _Atomic uintptr_t luajit_lo, luajit_hi;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static atomic_int unprotected;
 static atomic_uint_fast64_t luajit_calls, made_rwx;
@@ -58,8 +60,9 @@ static int find_luajit(struct dl_phdr_info *info, size_t size, void *data) {
     uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
     if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && probe >= lo &&
         probe < lo + ph->p_memsz) {
-      luajit_lo = lo;
-      luajit_hi = lo + ph->p_memsz;
+      atomic_store_explicit(&luajit_lo, lo, memory_order_relaxed);
+      atomic_store_explicit(&luajit_hi, lo + ph->p_memsz,
+                            memory_order_release);
       hit = 1;
     }
   }
@@ -81,9 +84,10 @@ MYC_EXTERN int mprotect(void *addr, size_t len, int prot);
 
 int mprotect(void *addr, size_t len, int prot) {
   uintptr_t from = (uintptr_t)__builtin_return_address(0);
-  if (from >= luajit_lo && from < luajit_hi) {
+  uintptr_t hi = atomic_load_explicit(&luajit_hi, memory_order_acquire);
+  if (from < hi &&
+      from >= atomic_load_explicit(&luajit_lo, memory_order_relaxed)) {
     atomic_fetch_add_explicit(&luajit_calls, 1, memory_order_relaxed);
-    /* Refused (a kernel that forbids writable code): as asked. */
     if ((prot == (PROT_READ | PROT_WRITE) ||
          prot == (PROT_READ | PROT_EXEC)) &&
         atomic_load_explicit(&unprotected, memory_order_relaxed) &&
@@ -92,6 +96,8 @@ int mprotect(void *addr, size_t len, int prot) {
       return 0;
     }
   }
+  /* Everyone else's, and LuaJIT's when the kernel refuses writable code:
+   * as asked. */
   return sys_mprotect(addr, len, prot);
 }
 
@@ -105,7 +111,7 @@ int myc_jit_set_mcode_protect(int protect) {
    * object pointer to a function pointer: memcpy.) */
   sym = dlsym(RTLD_DEFAULT, "mprotect");
   memcpy(&first, &sym, sizeof first);
-  if (luajit_hi == 0 || first != mprotect)
+  if (atomic_load(&luajit_hi) == 0 || first != mprotect)
     return protect ? 0 : MYC_ESTATE;
   atomic_store(&unprotected, !protect);
   return 0;
