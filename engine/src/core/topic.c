@@ -585,6 +585,8 @@ static struct myc__sub_count *count_make(myc__topics *t,
       return NULL;
   }
   c = count_find(t, svc, key);
+  if (c == NULL) /* cannot happen after a rebuild; tells the compiler so */
+    return NULL;
   memset(c, 0, sizeof *c);
   c->svc = svc;
   c->key = key;
