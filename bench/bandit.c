@@ -219,12 +219,20 @@ static int run_once(int ws, double loops, double rate, run_state *st) {
   return 0;
 }
 
+/* BENCH_VARIANT=NAME (e.g. inproc_paced) runs that variant alone. */
+static int skipped(const char *name) {
+  const char *only = getenv("BENCH_VARIANT");
+  return only != NULL && strcmp(only, name) != 0;
+}
+
 static int flood(int ws, const char *name) {
   double loops = 20000 * bench_scale(), thr[BENCH_RUNS], lps[BENCH_RUNS];
   double p50[BENCH_RUNS], p99[BENCH_RUNS], cpu[BENCH_RUNS];
   char metric[96];
   run_state st;
   int r;
+  if (skipped(name))
+    return 0;
   for (r = 0; r < BENCH_RUNS; r++) {
     if (run_once(ws, loops, 0, &st) != 0)
       return 1;
@@ -266,6 +274,8 @@ static int paced(int ws, const char *name) {
   char metric[96];
   run_state st;
   int r;
+  if (skipped(name))
+    return 0;
   for (r = 0; r < BENCH_RUNS; r++) {
     if (run_once(ws, secs * rate / NOTES, rate, &st) != 0)
       return 1;
