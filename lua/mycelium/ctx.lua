@@ -8,8 +8,8 @@ local cdefs = require "mycelium.cdefs"
 
 local C = cdefs.library()
 local type, tostring, tonumber, error = type, tostring, tonumber, error
-local ipairs, pairs, require, rawset, setmetatable =
-  ipairs, pairs, require, rawset, setmetatable
+local ipairs, pairs, require, rawget, rawset, setmetatable =
+  ipairs, pairs, require, rawget, rawset, setmetatable
 local format = string.format
 local ffi_string = ffi.string
 
@@ -213,6 +213,19 @@ function M.new(svc, name, opts, has_handler, typed, view)
   -- used to overflow the deadline and fire at once.
   local MAX_MS = 1e12
 
+  -- A timer's handle.  Its cancel() is made on first use: a closure made
+  -- per timer is bytecode LuaJIT cannot compile (FNEW), and a service
+  -- re-arming ctx:after in its hot path would abort every trace there.
+  local timer_handle = {
+    __index = function(h, k)
+      if k ~= "cancel" then return nil end
+      local id = rawget(h, "_id")
+      local cancel = function() timers[id] = nil end
+      rawset(h, "cancel", cancel)
+      return cancel
+    end,
+  }
+
   local function start_timer(ms, fn, every, what)
     if type(ms) ~= "number" or ms ~= ms or ms < 0 or (every and ms == 0)
         or ms > MAX_MS then
@@ -228,9 +241,7 @@ function M.new(svc, name, opts, has_handler, typed, view)
       fail(3, "%s: %s", what, strerror(id))
     end
     timers[id] = { fn = fn, every = every }
-    return {
-      cancel = function() timers[id] = nil end,
-    }
+    return setmetatable({ _id = id }, timer_handle)
   end
 
   function ctx.after(_, ms, fn) return start_timer(ms, fn, false, "after") end

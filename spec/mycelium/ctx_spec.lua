@@ -294,6 +294,38 @@ describe("ctx", function()
       assert.are.same({ "every 1 0.050", "after 0.100", "every 2 0.100", "every 3 0.150" }, got)
     end)
 
+    it("a handler that re-arms timers compiles (no closure made per timer)", function()
+      -- Counts the JIT's aborts inside ctx.lua while a handler sets 300
+      -- timers: a closure made per ctx:after (FNEW) aborted every trace
+      -- through it.  The handle's cancel() must still work.
+      eng = engine [[
+        local jit, util = require "jit", require "jit.util"
+        local function noop() end
+        return { subscribe = { "go" }, on_message = function(ctx, msg)
+          local aborts = 0
+          local function on_trace(what, tr, func, pc)
+            if what == "abort" and util.funcinfo(func, pc).source:match("ctx%.lua$") then
+              aborts = aborts + 1
+            end
+          end
+          jit.attach(on_trace, "trace")
+          for _ = 1, 300 do ctx:after(60000, noop) end
+          jit.attach(on_trace)
+          local h = ctx:after(5, function(c) c:emit("t", "not cancelled") end)
+          local cancel = h.cancel
+          assert(cancel == h.cancel, "cancel is made once")
+          cancel()
+          ctx:after(10, function(c) c:emit("t", "fired") end)
+          ctx:emit("t", "aborts " .. aborts)
+        end }]]
+      local t = eng:collect("t")
+      eng:publish("go", "x")
+      eng:advance(0.05)
+      local got = {}
+      for _, m in ipairs(t:messages()) do got[#got + 1] = m.data end
+      assert.are.same({ "aborts 0", "fired" }, got)
+    end)
+
     it("refuses bad intervals and callbacks", function()
       for _, body in ipairs {
         "ctx:after(-1, function() end)", "ctx:every(0, function() end)",
