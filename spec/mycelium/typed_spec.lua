@@ -537,6 +537,47 @@ describe("typed messages", function()
       assert.is_true(r.buffers <= 525, "buffers used: " .. r.buffers)
     end)
 
+    it("makes each type with its own size when types alternate in one compiled loop", function()
+      -- ctx:new of each type is a closure whose size and ctypes are
+      -- constants to the JIT: a Probe (12 bytes) and a Rules (88) made
+      -- turn by turn, from buffers the other type dirtied, must each be
+      -- zeroed over their own padded size and framed with their own
+      -- length (a Rules framed as 12 bytes would arrive as a string).
+      eng = engine({ service("prod", [[
+        local ffi = require "ffi"
+        local u8p = ffi.typeof("uint8_t *")
+        local M = { subscribe = { "go" } }
+        local dirty = 0
+        function M.on_message(ctx, msg)
+          for i = 1, 300 do
+            local name, padded = "Probe", 16
+            if i % 2 == 0 then name, padded = "Rules", 88 end
+            local m = ctx:new(name)
+            local p = ffi.cast(u8p, m)
+            for j = 0, padded - 1 do if p[j] ~= 0 then dirty = dirty + 1 end end
+            for j = 0, padded - 1 do p[j] = 0xEE end
+            m.n = i
+            assert(ctx:emit("out", m))
+          end
+          if msg.data == "last" then ctx:emit("seen", { dirty = dirty }) end
+        end
+        return M]]) }, { validate = false })
+      local out, seen = eng:collect("out"), eng:collect("seen")
+      for i = 1, 3 do
+        eng:publish("go", i == 3 and "last" or "")
+        eng:run()
+      end
+      local msgs = out:messages()
+      assert.are.equal(900, #msgs)
+      for k, m in ipairs(msgs) do
+        local i = (k - 1) % 300 + 1
+        assert.are.equal(i % 2 == 0 and "Rules" or "Probe", m.type)
+        assert.are.equal("table", type(m.data), "message " .. k .. " was not read as a " .. m.type)
+        assert.are.equal(i, m.data.n)
+      end
+      assert.are.equal(0, seen:messages()[1].data.dirty)
+    end)
+
     it("keeps each message's own bytes while many are live at once", function()
       eng = engine { service("prod", [[
         local ffi = require "ffi"
