@@ -697,10 +697,9 @@ end
 --
 -- Live messages are known by address, in tables of this Lua state that
 -- are never freed: live[i].a holds the address whose bits 8..17 are i
--- (and live[i].own the support that holds it: one entry, one index
--- computed per access)
--- (buffers are at least 256 bytes apart), 'extra' the rare address
--- whose index was taken.  A handle whose address is in neither was
+-- (buffers are at least 256 bytes apart) and live[i].own the support
+-- that holds it (one entry: one index computed per access); 'extra' the
+-- rare address whose index was taken.  A handle whose address is in neither was
 -- emitted, or made in an activation that is over: it raises, and never
 -- reads memory the engine has taken back.  (A handle kept after its
 -- emit whose buffer the engine has since given to another ctx:new of
