@@ -125,8 +125,8 @@ typedef struct {
 } variant;
 
 /* Reports the median, min and max over the rounds of num[r] / den[r]. */
-static void ratio_row(const char *metric, const double *num,
-                      const double *den, const char *note) {
+static void ratio_row(const char *metric, const double *num, const double *den,
+                      const char *note) {
   double q[BENCH_RUNS];
   int r;
   for (r = 0; r < BENCH_RUNS; r++)
