@@ -186,7 +186,7 @@ static void typed_buffers_come_from_the_first_class(void) {
 /* Whether ctx:new's inline path (mycelium.contract) would take a
  * first-class buffer for a payload of 'size': its test on the view. */
 static int inline_fits(const myc_service *s, size_t size) {
-  return ((size + 7) & ~(size_t)7) <= s->view.small_room;
+  return (int64_t)((size + 7) & ~(size_t)7) <= s->view.small_room;
 }
 
 /* For every payload size up to 200, the view's small_room says "inline"
@@ -215,7 +215,7 @@ static void typed_inline_path_view(void) {
   myc__pool *pool;
   data_seen seen;
   char path[512];
-  uint32_t room;
+  int32_t room;
   int64_t tl;
   myc_buf *b;
 

@@ -32,7 +32,7 @@ typedef struct {
   myc_buf **batch; int32_t cursor; uint32_t batch_n; uint32_t faults;
   uint32_t requests;
   int64_t *marks;
-  myc_buf **small_free; uint32_t *small_nfree; uint32_t small_room;
+  myc_buf **small_free; uint32_t *small_nfree; int32_t small_room;
 } myc_svc_view;
 typedef struct myc_service myc_service;
 

@@ -696,9 +696,10 @@ end
 -- and nothing has to track one (a tracked object is never sunk).
 --
 -- Live messages are known by address, in tables of this Lua state that
--- are never freed: live[i] holds the address whose bits 8..17 are i
--- (buffers are at least 256 bytes apart), 'extra' the rare address
--- whose index was taken.  A handle whose address is in neither was
+-- are never freed: live[i].a holds the address whose bits 8..17 are i
+-- (buffers are at least 256 bytes apart) and live[i].own the support
+-- that holds it (one entry: one index computed per access); 'extra' the
+-- rare address whose index was taken.  A handle whose address is in neither was
 -- emitted, or made in an activation that is over: it raises, and never
 -- reads memory the engine has taken back.  (A handle kept after its
 -- emit whose buffer the engine has since given to another ctx:new of
@@ -706,8 +707,7 @@ end
 -- that message's memory, never freed memory.)
 
 local MASK = 1023
-local live = ffi.new("uint64_t[?]", MASK + 1)
-local own = ffi.new("int32_t[?]", MASK + 1) -- the support that holds live[i]
+local live = ffi.new("struct { uint64_t a; int32_t own; int32_t pad; }[?]", MASK + 1)
 local extra = {} -- tonumber(address) -> support number
 local uptr = ffi.typeof("uintptr_t")
 local band, rshift = bit.band, bit.rshift
@@ -720,7 +720,7 @@ local function slot_of(a) return band(rshift(a, 8), MASK) end
 
 local function is_live(h)
   local a = ffi.cast(uptr, h)
-  return live[slot_of(a)] == a or extra[tonumber(a)] ~= nil
+  return live[slot_of(a)].a == a or extra[tonumber(a)] ~= nil
 end
 
 local function stale(T, k, level)
@@ -784,7 +784,7 @@ local function handle_mt(T)
     __index = function(h, k)
       if k == "_myc_type" then return T end
       local a = ffi.cast(uptr, h)
-      if live[slot_of(a)] ~= a and extra[tonumber(a)] == nil then stale(T, k, 2) end
+      if live[slot_of(a)].a ~= a and extra[tonumber(a)] == nil then stale(T, k, 2) end
       if field[k] == nil then
         error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
       end
@@ -792,7 +792,7 @@ local function handle_mt(T)
     end,
     __newindex = function(h, k, v)
       local a = ffi.cast(uptr, h)
-      if live[slot_of(a)] ~= a and extra[tonumber(a)] == nil then stale(T, k, 2) end
+      if live[slot_of(a)].a ~= a and extra[tonumber(a)] == nil then stale(T, k, 2) end
       if field[k] == nil then
         error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
       end
@@ -928,11 +928,6 @@ local function new_type(set, ct)
   end
   declare_struct(T)
   T.passes = compile_check(T)
-  -- Zeroes the payload and its padding: a closure per type, so that the
-  -- length is a constant to the JIT, which then stores in line instead
-  -- of calling memset.
-  local padded, fill = T.padded, ffi.fill
-  T.zero = function(p) fill(p, padded) end
   return T
 end
 
@@ -1098,7 +1093,7 @@ function Set:engine_support(opts)
   local held = ffi.new("int32_t[1]")
   local S = { set = self }
   supports = supports + 1
-  local me = supports -- this support's number in own[] and extra
+  local me = supports -- this support's number in live[].own and extra
   state_service = service
   if opts.view ~= nil then cur_view = ffi.cast("myc_svc_view *", opts.view) end
 
@@ -1120,59 +1115,73 @@ function Set:engine_support(opts)
     E.myc_ffi_buf_release(svc, ffi.cast(bufp, a - OFF))
   end
 
-  -- ctx:new's inline path: what myc__emit_buf_new (runtime/emit.c) does
+  -- ctx:new of each type: a closure whose sizes and ctypes are upvalues
+  -- that never change, which the JIT compiles as constants (immediates,
+  -- nothing loaded from T, no conversion per message).
+  --
+  -- Its inline path does what myc__emit_buf_new (runtime/emit.c) does
   -- when a recycled first-class buffer fits (refs 1, not shared, flags
   -- and payload length set, payload and padding zeroed), without the
-  -- call; nil sends ctx:new to C, which takes the other cases and keeps
-  -- the view's small_room current.  Only on the service's worker (the
-  -- pool is that thread's), which is where its handlers run.  Without
-  -- a view (a state outside the engine) small_room stays 0.
+  -- call; otherwise ctx:new goes to C, which takes the other cases and
+  -- keeps the view's small_room current.  Only on the service's worker
+  -- (the pool is that thread's), which is where its handlers run.
+  -- Without a view (a state outside the engine) small_room stays 0.
   local view = opts.view ~= nil and ffi.cast("myc_svc_view *", opts.view)
     or ffi.new("myc_svc_view")
   local i32p = ffi.typeof("int32_t *")
-  local function take(T)
-    local padded = T.padded
-    if padded > view.small_room then return nil end
-    local b = view.small_free[0]
-    if b == nil then return nil end
-    view.small_free[0] = b.next
-    -- Counted as int32 (it stays below the pool's max_free): uint32
-    -- arithmetic would go through doubles in the JIT.
-    local nfree = ffi.cast(i32p, view.small_nfree)
-    nfree[0] = nfree[0] - 1
-    b.refs, b.shared = 1, 0
-    b.hdr.flags, b.hdr.payload_len = 0, T.size
-    T.zero(ffi.cast(u8p, b) + OFF)
-    return b
+  local fill = ffi.fill
+  local function maker(T)
+    local name, size, padded, hptr, tptr = T.name, T.size, T.padded, T.hptr, T.ptr
+    return function(init, level)
+      local b
+      -- small_room is an int32: compared as integers, not doubles.
+      if padded <= view.small_room then
+        b = view.small_free[0]
+        if b ~= nil then
+          view.small_free[0] = b.next
+          -- Counted as int32 (it stays below the pool's max_free): uint32
+          -- arithmetic would go through doubles in the JIT.
+          local nfree = ffi.cast(i32p, view.small_nfree)
+          nfree[0] = nfree[0] - 1
+          b.refs, b.shared = 1, 0
+          b.hdr.flags, b.hdr.payload_len = 0, size
+          fill(ffi.cast(u8p, b) + OFF, padded)
+        end
+      end
+      if b == nil then
+        b = E.myc_ffi_buf_new(svc, size)
+        if b == nil then fail(level + 1, "ctx:new: out of memory for a %s", name) end
+      end
+      local p = ffi.cast(u8p, b) + OFF
+      local a = ffi.cast(uptr, p)
+      held[0] = held[0] + 1
+      -- The slot is not kept in a local: the JIT would keep it for the
+      -- exits that follow (a store per message).
+      if live[slot_of(a)].a == 0 then
+        live[slot_of(a)].a, live[slot_of(a)].own = a, me
+      else
+        extra[tonumber(a)] = me
+      end
+      if init ~= nil then T:fill(ffi.cast(tptr, p), init, level + 1, prefix) end
+      return ffi.cast(hptr, p)
+    end
   end
+  local makers = {} -- type name -> its ctx:new
+  for _, T in ipairs(self.types) do makers[T.name] = maker(T) end
 
   function S.new(name, init, level)
     level = level or 1
-    local T = by_name[name]
-    if T == nil then unknown(name, level + 1) end
-    local b = take(T)
-    if b == nil then
-      b = E.myc_ffi_buf_new(svc, T.size)
-      if b == nil then fail(level + 1, "ctx:new: out of memory for a %s", name) end
-    end
-    local p = ffi.cast(u8p, b) + OFF
-    local a = ffi.cast(uptr, p)
-    local i = slot_of(a)
-    if live[i] == 0 then
-      live[i], own[i] = a, me
-    else
-      extra[tonumber(a)] = me
-    end
-    held[0] = held[0] + 1
-    if init ~= nil then T:fill(ffi.cast(T.ptr, p), init, level + 1, prefix) end
-    return ffi.cast(T.hptr, p)
+    local make = makers[name]
+    if make == nil then unknown(name, level + 1) end
+    local m = make(init, level + 1)
+    return m
   end
 
   -- Forgets live address 'a' (of 'h'): false if it was not live.
   local function disown(a)
     local i = slot_of(a)
-    if live[i] == a then
-      live[i] = 0
+    if live[i].a == a then
+      live[i].a = 0
     elseif extra[tonumber(a)] ~= nil then
       extra[tonumber(a)] = nil
     else
@@ -1221,7 +1230,7 @@ function Set:engine_support(opts)
     local h = how[id]
     if h == HANDOVER then
       local T, a = type_of[id], ffi.cast(uptr, obj)
-      if live[slot_of(a)] ~= a and extra[tonumber(a)] == nil then
+      if live[slot_of(a)].a ~= a and extra[tonumber(a)] == nil then
         fail(level + 1, "emit to '%s': this %s was emitted already, or the "
           .. "handler that made it returned (a message from ctx:new is handed "
           .. "over to the engine once, in the handler that made it; make a new "
@@ -1255,9 +1264,10 @@ function Set:engine_support(opts)
     end
     for i = 0, MASK do
       if held[0] == 0 then break end
-      if live[i] ~= 0 and own[i] == me then
-        local a = live[i]
-        live[i] = 0
+      local e = live[i]
+      if e.a ~= 0 and e.own == me then
+        local a = e.a
+        e.a = 0
         release(a)
         held[0] = held[0] - 1
       end

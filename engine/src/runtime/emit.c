@@ -355,7 +355,7 @@ static void set_small_room(myc_service *s, size_t tail) {
   size_t room = MYC_BUF_SMALL - offsetof(myc_buf, hdr) - sizeof(myc_frame);
   s->view.small_free = &p->free[0];
   s->view.small_nfree = &p->nfree[0];
-  s->view.small_room = room > tail ? (uint32_t)((room - tail) & ~(size_t)7) : 0;
+  s->view.small_room = room > tail ? (int32_t)((room - tail) & ~(size_t)7) : 0;
 }
 
 /* First-class buffers put on an empty free list at a time by the C path
