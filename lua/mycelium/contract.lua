@@ -1088,6 +1088,11 @@ function Set:engine_support(opts)
   local validate = opts.validate ~= false
   local set, by_name, by_tag = self, self.by_name, self.by_tag
   local E = lib()
+  -- In upvalues, each a constant of compiled code: a direct call (read
+  -- from E on each call, a load and an indirect one).
+  local ffi_emit, emit_buf, buf_new, buf_release, contract_validate =
+    E.myc_ffi_emit, E.myc_ffi_emit_buf, E.myc_ffi_buf_new, E.myc_ffi_buf_release,
+    E.myc_contract_validate
   local OFF = cdefs.HDR_OFFSET + cdefs.FRAME_SIZE
   local u8p, voidp = ffi.typeof("uint8_t *"), ffi.typeof("const void *")
   local errbuf = ffi.new("char[256]")
@@ -1117,7 +1122,7 @@ function Set:engine_support(opts)
 
   local bufp = ffi.typeof("myc_buf *")
   local function release(a)
-    E.myc_ffi_buf_release(svc, ffi.cast(bufp, a - OFF))
+    buf_release(svc, ffi.cast(bufp, a - OFF))
   end
 
   -- ctx:new's inline path: what myc__emit_buf_new (runtime/emit.c) does
@@ -1152,7 +1157,7 @@ function Set:engine_support(opts)
     if T == nil then unknown(name, level + 1) end
     local b = take(T)
     if b == nil then
-      b = E.myc_ffi_buf_new(svc, T.size)
+      b = buf_new(svc, T.size)
       if b == nil then fail(level + 1, "ctx:new: out of memory for a %s", name) end
     end
     local p = ffi.cast(u8p, b) + OFF
@@ -1186,7 +1191,7 @@ function Set:engine_support(opts)
     if not validate then return end
     local passes = T.passes
     if passes ~= nil and passes(obj) then return end
-    if C.myc_contract_validate(T.c, obj, T.size, errbuf, 256) ~= 0 then
+    if contract_validate(T.c, obj, T.size, errbuf, 256) ~= 0 then
       fail(level + 1, "emit to '%s': %s", topic, ffi.string(errbuf))
     end
   end
@@ -1229,17 +1234,17 @@ function Set:engine_support(opts)
       end
       check(T, ffi.cast(T.ptr, obj), topic, level + 1)
       disown(a)
-      return E.myc_ffi_emit_buf(svc, tid, ffi.cast(bufp, a - OFF), 3, T.tag)
+      return emit_buf(svc, tid, ffi.cast(bufp, a - OFF), 3, T.tag)
     elseif h == VIEW then
       local T = type_of[id]
       if not is_current(obj) then stale_view(T, "?", level + 1) end
       obj = ffi.cast(T.vptr, obj)
       check(T, obj, topic, level + 1)
-      return E.myc_ffi_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
+      return ffi_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
     elseif h == COPY then
       local T = type_of[id]
       check(T, obj, topic, level + 1)
-      return E.myc_ffi_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
+      return ffi_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
     end
     not_message(obj, topic, level + 1)
   end

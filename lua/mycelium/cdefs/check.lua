@@ -15,19 +15,21 @@ local M = {}
 -- checked); 'needs': sections its declarations refer to.
 local SECTIONS = {
   core = { types = { "myc_frame", "myc_buf", "myc_svc_view",
-                     "myc_ffi_layout" } },
-  service = { types = { "myc_service_stats" } },
+                     "myc_ffi_layout", "struct myc_ffi_table",
+                     "struct myc_ffi_core" } },
+  service = { types = { "myc_service_stats", "struct myc_ffi_service" } },
   engine = { needs = { "contract", "service" },
              types = { "myc_mailbox_config", "myc_supervisor_config",
                        "myc_engine_config", "myc_service_config",
-                       "myc_drop_stats", "myc_lifecycle_stats" } },
-  contract = { types = { "myc_contract_field" } },
+                       "myc_drop_stats", "myc_lifecycle_stats",
+                       "struct myc_ffi_engine" } },
+  contract = { types = { "myc_contract_field", "struct myc_ffi_contract" } },
   net = { types = { "myc_ws_options", "myc_ws_close_info", "myc_ws_part",
                     "myc_ws_batch",
                     "myc_http_options", "myc_http_response",
                     "myc_redis_event", "myc_redis_value",
                     "myc_redis_options", "myc_pg_event", "myc_pg_options",
-                    "myc_pg_result_info" } },
+                    "myc_pg_result_info", "struct myc_ffi_net" } },
 }
 
 local OWNER = {} -- struct -> its section
@@ -62,11 +64,14 @@ end
 -- Raises naming the first struct or field that differs.
 local function check_section(name, by_type)
   for _, ctype in ipairs(SECTIONS[name].types) do
+    -- The ctype once: by name, each sizeof and offsetof would parse it.
+    local declared, ct = pcall(ffi.typeof, ctype)
     for _, f in ipairs(by_type[ctype] or {}) do
-      local ok, have = pcall(function()
-        if f.field == nil then return ffi.sizeof(ctype) end
-        return ffi.offsetof(ctype, f.field)
-      end)
+      local ok, have = declared, "undeclared"
+      if ok then
+        if f.field == nil then have = ffi.sizeof(ct)
+        else have = ffi.offsetof(ct, f.field) ok = have ~= nil end
+      end
       if not ok or have ~= f.value then
         error(format("mycelium: lua/mycelium/cdefs.lua does not match the "
                      .. "engine: %s%s is %s here, %d in the engine (rebuild, "
@@ -132,17 +137,44 @@ local function find_library()
   return package.searchpath("libmycelium", package.cpath) or "mycelium"
 end
 
--- Sets cdefs.lib: ffi.C inside the engine (a service's state, or a
--- process that loaded the library globally), else the library loaded
--- globally, so that the service states it makes resolve ffi.C too.
-function M.library(cdefs)
-  local lib
-  if pcall(function() return ffi.C.myc_ffi_layouts end) then
-    lib = ffi.C
-  else
-    cdefs.path = find_library()
-    lib = ffi.load(cdefs.path, true)
+ffi.cdef [[
+typedef struct { const char *dli_fname; void *dli_fbase;
+                 const char *dli_sname; void *dli_saddr; } myc_dl_info;
+int dladdr(const void *addr, myc_dl_info *info);
+]]
+
+-- The FFI table of the library at 'path' (luaopen_mycelium_core gives
+-- it), kept in package.loaded["mycelium.ffi"] as the engine does.
+local function table_of(path)
+  local open, err = package.loadlib(path, "luaopen_mycelium_core")
+  if open == nil then
+    error("mycelium: cannot load " .. path .. ": " .. tostring(err), 0)
   end
+  local tbl = open().ffi_table
+  package.loaded["mycelium.ffi"] = tbl
+  return tbl
+end
+
+-- Sets cdefs.lib: the namespace of the table and of ffi.C inside the
+-- engine (a state it made, which has the table; or a process that
+-- loaded the library globally, whose copy gives it), else of the
+-- library loaded globally, so that the service states it makes resolve
+-- ffi.C too.
+function M.library(cdefs)
+  local lib, tbl = ffi.C, package.loaded["mycelium.ffi"]
+  if tbl == nil then
+    local info = ffi.new("myc_dl_info")
+    if pcall(function() return ffi.C.myc_strerror end)
+       and ffi.C.dladdr(ffi.C.myc_strerror, info) ~= 0 then
+      cdefs.path = ffi.string(info.dli_fname)
+      tbl = table_of(cdefs.path)
+    else
+      cdefs.path = find_library()
+      lib = ffi.load(cdefs.path, true)
+      tbl = table_of(cdefs.path)
+    end
+  end
+  lib = cdefs.bind(lib, tbl)
   cdefs.lib = lib
   if not cdefs.deferred then
     for name in pairs(cdefs.declared) do check_now(cdefs, name) end
