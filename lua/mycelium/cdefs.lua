@@ -140,12 +140,13 @@ function M.need(name)
   if not M.declared[name] then require("mycelium.cdefs.check").declare(M, name) end
 end
 
--- The engine's namespace (ffi.C inside the engine, else the library,
--- loaded), its layouts checked unless a service's state deferred that to
--- check_once.
+-- The namespace the runtime calls through (M.bind: the engine's FFI table,
+-- and ffi.C inside the engine, else the library, loaded, for mycelium.h's
+-- functions), its layouts checked unless a service's state deferred that
+-- to check_once.
 function M.library()
   if M.lib then return M.lib end
-  if M.deferred then -- a service's state: ffi.C is the engine
+  if M.deferred then -- a service's state: the engine gave it the table
     M.lib = M.bind(ffi.C, assert(package.loaded["mycelium.ffi"],
                                  "mycelium: no FFI table in this state"))
     return M.lib

@@ -37,8 +37,9 @@ local function defined(ctype)
   return (pcall(ffi.typeof, ctype))
 end
 
--- The engine's C API (mycelium.cdefs declares it; inside the engine it is
--- ffi.C, in a plain LuaJIT the library).
+-- The engine's C API: mycelium.h's functions and the FFI table's
+-- (mycelium.cdefs declares them and binds them, inside the engine or in
+-- a plain LuaJIT).
 local function lib()
   if C then return C end
   C = cdefs.library()

@@ -7,8 +7,7 @@
 #define MYC_FFI_INIT(f) .f = f,
 
 static const struct myc_ffi_core core = {MYC_FFI_CORE(MYC_FFI_INIT)};
-static const struct myc_ffi_service service = {
-    MYC_FFI_SERVICE(MYC_FFI_INIT)};
+static const struct myc_ffi_service service = {MYC_FFI_SERVICE(MYC_FFI_INIT)};
 static const struct myc_ffi_contract contract = {
     MYC_FFI_CONTRACT(MYC_FFI_INIT)};
 static const struct myc_ffi_engine engine = {MYC_FFI_ENGINE(MYC_FFI_INIT)};
@@ -26,7 +25,9 @@ static const struct myc_ffi_table table = {
 #endif
 };
 
-const struct myc_ffi_table *myc__ffi_table(void) { return &table; }
+const struct myc_ffi_table *myc__ffi_table(void) {
+  return &table;
+}
 
 int luaopen_mycelium_core(lua_State *L) {
   myc__lua_core_open(L);

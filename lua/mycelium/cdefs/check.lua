@@ -39,44 +39,53 @@ end
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/check%.lua$") or "."
 
--- The layout facts of library 'lib' by type; an engine struct that no
--- section declares is refused, the two sides having drifted apart.
+-- The layout facts of library 'lib' by type: the list, and the indices
+-- of each type's facts in it.  A field's name is read when its section
+-- is checked, and a type's once per run of its facts (the facts of one
+-- type are adjacent): a state checks one or two sections of the four
+-- hundred facts.  An engine struct that no section declares is refused,
+-- the two sides having drifted apart.
 local function facts_of(lib)
   local n = ffi.new("uint32_t[1]")
   local list = lib.myc_ffi_layouts(n)
-  local by_type = {}
+  local by_type, last, ctype = {}, nil, nil
   for i = 0, n[0] - 1 do
-    local f = list[i]
-    local ctype = ffi.string(f.type)
-    if OWNER[ctype] == nil then
-      error(format("mycelium: the engine shares struct %s, which "
-                   .. "lua/mycelium/cdefs.lua does not declare (rebuild, or "
-                   .. "point MYCELIUM_PATH at the lua/ of this build)", ctype), 0)
+    local p = list[i].type
+    if p ~= last then
+      last, ctype = p, ffi.string(p)
+      if OWNER[ctype] == nil then
+        error(format("mycelium: the engine shares struct %s, which "
+                     .. "lua/mycelium/cdefs.lua does not declare (rebuild, or "
+                     .. "point MYCELIUM_PATH at the lua/ of this build)", ctype), 0)
+      end
+      by_type[ctype] = by_type[ctype] or {}
     end
-    by_type[ctype] = by_type[ctype] or {}
-    table.insert(by_type[ctype], { field = f.field ~= nil and ffi.string(f.field) or nil,
-                                   value = f.value })
+    local at = by_type[ctype]
+    at[#at + 1] = i
   end
-  return by_type
+  return { list = list, by_type = by_type }
 end
 
--- Checks the structs of section 'name' against the facts 'by_type'.
+-- Checks the structs of section 'name' against the facts 'facts'.
 -- Raises naming the first struct or field that differs.
-local function check_section(name, by_type)
+local function check_section(name, facts)
+  local list = facts.list
   for _, ctype in ipairs(SECTIONS[name].types) do
     -- The ctype once: by name, each sizeof and offsetof would parse it.
     local declared, ct = pcall(ffi.typeof, ctype)
-    for _, f in ipairs(by_type[ctype] or {}) do
+    for _, i in ipairs(facts.by_type[ctype] or {}) do
+      local f = list[i]
+      local field = f.field ~= nil and ffi.string(f.field) or nil
       local ok, have = declared, "undeclared"
       if ok then
-        if f.field == nil then have = ffi.sizeof(ct)
-        else have = ffi.offsetof(ct, f.field) ok = have ~= nil end
+        if field == nil then have = ffi.sizeof(ct)
+        else have = ffi.offsetof(ct, field) ok = have ~= nil end
       end
       if not ok or have ~= f.value then
         error(format("mycelium: lua/mycelium/cdefs.lua does not match the "
                      .. "engine: %s%s is %s here, %d in the engine (rebuild, "
                      .. "or point MYCELIUM_PATH at the lua/ of this build)",
-                     ctype, f.field and "." .. f.field or " size",
+                     ctype, field and "." .. field or " size",
                      ok and tostring(have) or "undeclared", f.value), 0)
       end
     end
@@ -193,8 +202,8 @@ end
 -- Checks the sections 'cdefs' declared against the layouts of 'lib'
 -- (another library, or a stand-in); raises on a difference.
 function M.against(cdefs, lib)
-  local by_type = facts_of(lib)
-  for name in pairs(cdefs.declared) do check_section(name, by_type) end
+  local f = facts_of(lib)
+  for name in pairs(cdefs.declared) do check_section(name, f) end
   return lib
 end
 
