@@ -79,6 +79,9 @@ typedef struct {
                          "failed" */
   uint32_t subjects;  /* NATS subscriptions held */
   uint64_t msgs_out, bytes_out, msgs_in, bytes_in;
+  /* of msgs_out, those the worker of "_nats" published itself, and the
+   * socket writes it made (docs/NATS.md, Threads) */
+  uint64_t msgs_direct, writes_direct;
   uint64_t queued, queued_bytes;
   /* sending */
   uint64_t dropped_queue_full, dropped_disconnect, dropped_shutdown;
