@@ -27,8 +27,9 @@ static void close_poll(myc__nats_ev *v) {
 
 /* Whether the server's first bytes since the attach are NATS protocol in
  * clear text (an operation: INFO, MSG, HMSG, PING, PONG, +OK, -ERR) or a
- * TLS record (content types 20 to 24).  Loop thread, 'io' held, before
- * libnats reads them. */
+ * TLS record (content types 20 to 24; OpenSSL reads whole records, so
+ * the next byte is a record's first).  Loop thread, before libnats reads
+ * them. */
 static void peek(myc__nats_ev *v) {
   int unknown = EV_UNKNOWN;
   unsigned char c;
@@ -41,17 +42,10 @@ static void peek(myc__nats_ev *v) {
                                                                  : EV_TLS);
 }
 
-/* A read; the first since the attach excludes direct runs (above). */
 static void read_event(myc__nats_ev *v) {
-  if (!v->allowed || atomic_load(&v->mode) != EV_UNKNOWN) {
-    natsConnection_ProcessReadEvent(v->nc_loop);
-    return;
-  }
-  uv_mutex_lock(&v->io);
-  if (atomic_load(&v->mode) == EV_UNKNOWN)
+  if (v->allowed && atomic_load(&v->mode) == EV_UNKNOWN)
     peek(v);
   natsConnection_ProcessReadEvent(v->nc_loop);
-  uv_mutex_unlock(&v->io);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events) {
@@ -234,8 +228,7 @@ natsStatus myc__nats_ev_detach(void *ud) {
 }
 
 int myc__nats_ev_direct_ok(myc__nats_ev *v) {
-  int m = atomic_load(&v->mode);
-  return v->allowed && (m == EV_UNKNOWN || m == EV_PLAIN);
+  return v->allowed && atomic_load(&v->mode) == EV_PLAIN;
 }
 
 void myc__nats_ev_direct_begin(myc__nats_ev *v) {

@@ -16,8 +16,10 @@
  * TLS: OpenSSL's state is not shared between a reader and a writer, and
  * its writes wait for the socket, so a TLS connection is written by the
  * loop alone.  One the configuration makes TLS never has direct runs; a
- * server may impose TLS on a nats:// URL, which the first bytes it sends
- * after the handshake tell: until they came, a read holds 'io' too.
+ * server may impose TLS on a nats:// URL, so a connection has them only
+ * once the first bytes the server sent after the handshake were NATS
+ * protocol in clear text (the transport asks for a PONG at connect;
+ * libnats does after each reconnect).
  */
 #ifndef MYC_NATS_EVLOOP_H
 #define MYC_NATS_EVLOOP_H
@@ -49,7 +51,7 @@ typedef struct {
   int fd_loop;
   natsConnection *nc_loop;
   /* EV_*: what the socket attached is known to be, and whether libnats
-   * polls it; set to EV_PLAIN or EV_TLS by the loop under 'io' */
+   * polls it */
   atomic_int mode;
   uv_mutex_t lock;  /* the fields below */
   natsConnection *nc;
@@ -84,10 +86,10 @@ natsStatus myc__nats_ev_read(void *ud, bool add);
 natsStatus myc__nats_ev_write(void *ud, bool add);
 natsStatus myc__nats_ev_detach(void *ud);
 
-/* Whether a direct run may write the connection now: one not TLS that
- * libnats polls (it stops before it redials, holding its connection lock
- * through the dial, which a publish would wait for).  Any thread; holding
- * 'io', a TLS connection is not written; otherwise a hint. */
+/* Whether a direct run may write the connection now: one known to be in
+ * clear text that libnats polls (it stops before it redials, holding its
+ * connection lock through the dial, which a publish would wait for).  Any
+ * thread; a hint: the connection may drop right after. */
 int myc__nats_ev_direct_ok(myc__nats_ev *v);
 
 /* A direct run on this thread (not the loop's), with 'io' held by the

@@ -3,8 +3,8 @@
  *
  * Threads: the "_nats" service's callback runs on its worker, which at
  * the end of each batch publishes the batch itself and writes it to the
- * socket (a direct run, evloop.h) when the connection is not TLS and
- * nothing waits in the queue, else appends it to the queue under
+ * socket (a direct run, evloop.h) when the connection is known to be in
+ * clear text and nothing waits in the queue, else appends it to the queue under
  * 'lock' for the NATS thread.  What publishes holds the writer lock
  * (ev.io): the publishing caches ('pc', 'out_seq', 'pubbuf') are its
  * holder's, and 'nc' changes only under it.  The subscriptions and the
@@ -265,7 +265,7 @@ static natsStatus publish_one(myc__nats *N, myc_buf *b);
  * has the message, instead of waking the NATS thread to do it.  Only when
  * nothing waits in the queue (what it holds goes first: order per
  * producer) and the NATS thread is not publishing (a try: the worker does
- * not wait for it), on a connection not TLS that libnats polls.
+ * not wait for it), on a clear-text connection that libnats polls.
  * Returns how many of the batch's messages it took (from the first). */
 static uint32_t publish_direct(myc__nats *N) {
   uint32_t i, ok = 0, lost = 0;
@@ -1481,6 +1481,10 @@ static void try_connect(myc__nats *N) {
             "nats: cannot subscribe '%s': %s; requests sent over NATS will "
             "time out",
             inbox, natsStatus_GetText(s));
+    /* The server's PONG shows whether it imposed TLS (evloop.h), before
+     * which the worker of "_nats" does not write; the wait itself is
+     * bound to fail (this thread reads the PONG), libnats drops it. */
+    (void)natsConnection_FlushTimeout(nc, 1);
     on_connected(N->nc, N);
     follow_subscriptions(N);
     read_drops(N);
