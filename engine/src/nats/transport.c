@@ -1,19 +1,19 @@
 /* transport.c -- the NATS thread: one libnats connection on a libuv loop of
- * its own, driven by libnats' libuv adapter (see transport.h, docs/NATS.md).
+ * its own, polled through evloop.h (see transport.h, docs/NATS.md).
  *
  * Threads: the "_nats" service's callback runs on its worker, which at
- * the end of each batch publishes the batch itself and writes it to the
- * socket (a direct run, evloop.h) when the connection is known to be in
- * clear text and nothing waits in the queue, else appends it to the queue under
- * 'lock' for the NATS thread.  What publishes holds the writer lock
- * (ev.io): the publishing caches ('pc', 'out_seq', 'pubbuf') are its
- * holder's, and 'nc' changes only under it.  The subscriptions and the
- * receiving tables belong to the NATS thread.  libnats adds its own
- * threads for what is not on the message path: the reconnect loop
- * (blocking dials), its timers (PINGs) and connection events
- * (disconnected, reconnected, errors), whose callbacks here only count
- * under 'lock'.  Reading the socket, and handing received messages to the
- * engine, happen on the NATS thread.
+ * the end of each batch of at most DIRECT_MAX messages publishes the batch
+ * itself and writes it to the socket (a direct run, evloop.h) when the
+ * connection is known to be in clear text and nothing waits in the queue,
+ * else appends it to the queue under 'lock' for the NATS thread.  What
+ * publishes holds the writer lock (ev.io): the publishing caches ('pc',
+ * 'out_seq', 'pubbuf') are its holder's, and 'nc' changes only under it.
+ * The subscriptions and the receiving tables belong to the NATS thread.
+ * libnats adds its own threads for what is not on the message path: the
+ * reconnect loop (blocking dials), its timers (PINGs) and connection
+ * events (disconnected, reconnected, errors), whose callbacks here only
+ * count under 'lock'.  Reading the socket, and handing received messages
+ * to the engine, happen on the NATS thread.
  */
 #include "nats/transport.h"
 
@@ -43,6 +43,10 @@
 #define INBOX "_INBOX."      /* replies: _INBOX.<publisher id>.... */
 #define VIA "@nats"          /* a request's source, received: "svc@nats" */
 #define CLOSED_WAIT_NS 5000000000ull /* for libnats' closed callback */
+/* A larger batch of "_nats" is a backlog: the NATS thread publishes it
+ * while the worker goes on producing (throughput), a smaller one the
+ * worker publishes itself (latency). */
+#define DIRECT_MAX 32
 
 enum { S_CONNECTING, S_UP, S_RECONNECTING, S_CLOSED, S_FAILED };
 static const char *const STATE_NAME[] = {"connecting", "up", "reconnecting",
@@ -313,7 +317,7 @@ static uint32_t publish_direct(myc__nats *N) {
 /* The batch set aside goes out: directly, or what a direct run could not
  * take through the queue. */
 static void send_pending(myc__nats *N) {
-  uint32_t done = publish_direct(N);
+  uint32_t done = N->npend <= DIRECT_MAX ? publish_direct(N) : 0;
   if (done < N->npend)
     hand_over(N, done);
   N->npend = 0;
