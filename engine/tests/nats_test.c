@@ -402,61 +402,6 @@ static void direct_runs_keep_order_and_counts_across_a_restart(void) {
   CHECK_EQ(system(cfg), 0);
 }
 
-/* A batch of "_nats" larger than a few dozen messages is a backlog: the
- * NATS thread publishes it while the worker goes on; a small one the
- * worker publishes itself. */
-static void a_backlog_goes_through_the_nats_thread(void) {
-  char dir[] = "/tmp/myc_nats_test_XXXXXX", cfg[600], err[512], path[600];
-  int port = test_free_port(), ms;
-  myc_engine *e = NULL;
-  myc__nats_stats st;
-  pid_t server;
-  if (nats_server_missing()) {
-    CHECK(!in_ci());
-    return;
-  }
-  server = start_nats_server(port);
-  CHECK(server > 0);
-  CHECK(mkdtemp(dir) != NULL);
-  /* 20 single messages, some once connected, then a burst of 1000 in
-   * one handler. */
-  test_module(dir, "producer.lua",
-              "return { init = function(ctx)\n"
-              "  local n = 0\n"
-              "  ctx:every(50, function()\n"
-              "    n = n + 1\n"
-              "    if n <= 20 then ctx:emit(\"bl.t\", \"one\") end\n"
-              "    if n == 25 then\n"
-              "      for i = 1, 1000 do ctx:emit(\"bl.t\", tostring(i)) end\n"
-              "    end\n"
-              "  end)\n"
-              "end }\n");
-  snprintf(cfg, sizeof cfg,
-           "return { workers = 2, log = { level = \"error\" },\n"
-           "  connect = { \"nats://127.0.0.1:%d\" }, nats = { worker = 0 },\n"
-           "  services = { { name = \"producer\", worker = 0,"
-           " module = \"producer.lua\" } } }\n",
-           port);
-  test_module(dir, "engine.lua", cfg);
-  snprintf(path, sizeof path, "%s/engine.lua", dir);
-  CHECK_EQ(myc_engine_from_file(&e, path, err, sizeof err), 0);
-  CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
-  for (ms = 0; ms < 20000; ms += 10) {
-    myc__nats_stats_get(myc__nats_of(e), &st);
-    if (sent_or_dropped(&st) == 1020)
-      break;
-    sleep_ms(10);
-  }
-  CHECK_EQ(st.msgs_out, 1020);
-  CHECK(st.msgs_direct >= 1 && st.msgs_direct <= 20);
-  myc_engine_stop(e, 0);
-  myc_engine_free(e);
-  kill(server, SIGTERM);
-  waitpid(server, NULL, 0);
-  snprintf(cfg, sizeof cfg, "rm -rf %s", dir);
-  CHECK_EQ(system(cfg), 0);
-}
-
 /* nats.worker puts "_nats" (and so every publish's hand-over) on the
  * worker of the services that talk to NATS; a worker that does not exist
  * is refused naming the key.  No server needed: "_nats" exists from the
@@ -511,8 +456,6 @@ int main(void) {
        engines_freed_at_once_leave_no_callback_behind},
       {"direct_runs_keep_order_and_counts_across_a_restart",
        direct_runs_keep_order_and_counts_across_a_restart},
-      {"a_backlog_goes_through_the_nats_thread",
-       a_backlog_goes_through_the_nats_thread},
       {NULL, NULL}};
   return run_tests(cases);
 }

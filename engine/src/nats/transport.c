@@ -2,8 +2,8 @@
  * its own, polled through evloop.h (see transport.h, docs/NATS.md).
  *
  * Threads: the "_nats" service's callback runs on its worker, which at
- * the end of each batch of at most DIRECT_MAX messages publishes the batch
- * itself and writes it to the socket (a direct run, evloop.h) when the
+ * the end of each batch of its mailbox publishes the batch itself and
+ * writes it to the socket (a direct run, evloop.h) when the
  * connection is known to be in clear text and nothing waits in the queue,
  * else appends it to the queue under 'lock' for the NATS thread.  What
  * publishes holds the writer lock (ev.io): the publishing caches ('pc',
@@ -43,10 +43,6 @@
 #define INBOX "_INBOX."      /* replies: _INBOX.<publisher id>.... */
 #define VIA "@nats"          /* a request's source, received: "svc@nats" */
 #define CLOSED_WAIT_NS 5000000000ull /* for libnats' closed callback */
-/* A larger batch of "_nats" is a backlog: the NATS thread publishes it
- * while the worker goes on producing (throughput), a smaller one the
- * worker publishes itself (latency). */
-#define DIRECT_MAX 32
 
 enum { S_CONNECTING, S_UP, S_RECONNECTING, S_CLOSED, S_FAILED };
 static const char *const STATE_NAME[] = {"connecting", "up", "reconnecting",
@@ -317,7 +313,7 @@ static uint32_t publish_direct(myc__nats *N) {
 /* The batch set aside goes out: directly, or what a direct run could not
  * take through the queue. */
 static void send_pending(myc__nats *N) {
-  uint32_t done = N->npend <= DIRECT_MAX ? publish_direct(N) : 0;
+  uint32_t done = publish_direct(N);
   if (done < N->npend)
     hand_over(N, done);
   N->npend = 0;
