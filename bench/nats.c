@@ -3,7 +3,9 @@
  * one-way throughput from the consumer's first message to its last, and
  * the round trip of a ping-pong; against raw libnats C publish/subscribe
  * between two processes through the same server, measured the same way in
- * the same run. */
+ * the same run.  MYC_BENCH_BEFORE=/path/to/another/mycelium adds that
+ * binary's round trips (a build before a change), alternated with ours and
+ * raw libnats in each run. */
 #include "bench.h"
 
 #ifdef MYC_BENCH_NATS
@@ -22,6 +24,7 @@ extern char **environ;
 static char dir[] = "/tmp/myc_bench_nats_XXXXXX";
 static char server_url[64];
 static pid_t server;
+static const char *mycelium_bin = MYC_BUILD_DIR "/mycelium";
 
 /* CPU seconds (user + system) of this process, of its waited-for
  * children, and of the nats-server: a run's cost per message is their
@@ -91,7 +94,7 @@ static void write_file(const char *name, const char *text) {
 
 static pid_t spawn_run(const char *config) {
   char path[256];
-  char *argv[] = {MYC_BUILD_DIR "/mycelium", "run", path, NULL};
+  char *argv[] = {(char *)mycelium_bin, "run", path, NULL};
   snprintf(path, sizeof path, "%s/%s", dir, config);
   return spawn_argv(argv);
 }
@@ -331,6 +334,7 @@ int bench_nats(void) {
   uint64_t n = (uint64_t)(1e6 * bench_scale());
   int rt = (int)(10000 * bench_scale());
   int port = 18000 + (int)(getpid() % 20000), r, s, rc = 0;
+  const char *before = getenv("MYC_BENCH_BEFORE");
   static const int sizes[2] = {64, 1024};
   char port_s[16];
   char *argv[] = {"nats-server", "-a", "127.0.0.1", "-p", port_s, NULL};
@@ -348,6 +352,7 @@ int bench_nats(void) {
   for (s = 0; s < 2; s++) {
     double ours[BENCH_RUNS], raw[BENCH_RUNS], p50[BENCH_RUNS],
         p99[BENCH_RUNS], rp50[BENCH_RUNS], rp99[BENCH_RUNS], m;
+    double bp50[BENCH_RUNS], bp99[BENCH_RUNS], ratio[4][BENCH_RUNS];
     double cpu_ours[BENCH_RUNS], cpu_raw[BENCH_RUNS], srv_ours[BENCH_RUNS],
         srv_raw[BENCH_RUNS];
     char metric[64];
@@ -391,10 +396,47 @@ int bench_nats(void) {
     /* Alternated, BENCH_RUNS of each: one pair would be one draw of
      * the VM's scheduling. */
     for (r = 0; r < BENCH_RUNS; r++) {
-      if (ours_rtt(rt, sizes[s], &p50[r], &p99[r]) != 0)
-        p50[r] = p99[r] = 0, rc = 1;
-      if (raw_rtt(rt, sizes[s], &rp50[r], &rp99[r]) != 0)
-        rp50[r] = rp99[r] = 0, rc = 1;
+      int k;
+      bp50[r] = bp99[r] = 0;
+      /* Ours, raw, before; every other run before, raw, ours: the first
+       * after the throughput rows meets the server still busy with them. */
+      for (k = 0; k < 3; k++) {
+        int which = r % 2 ? 2 - k : k;
+        if (which == 0 && ours_rtt(rt, sizes[s], &p50[r], &p99[r]) != 0)
+          p50[r] = p99[r] = 0, rc = 1;
+        if (which == 1 && raw_rtt(rt, sizes[s], &rp50[r], &rp99[r]) != 0)
+          rp50[r] = rp99[r] = 0, rc = 1;
+        if (which == 2 && before != NULL) {
+          mycelium_bin = before;
+          if (ours_rtt(rt, sizes[s], &bp50[r], &bp99[r]) != 0)
+            bp50[r] = bp99[r] = 0, rc = 1;
+          mycelium_bin = MYC_BUILD_DIR "/mycelium";
+        }
+      }
+      /* Each run's ratios, against the raw round trip of the same run. */
+      ratio[0][r] = rp50[r] > 0 ? p50[r] / rp50[r] : 0;
+      ratio[1][r] = rp99[r] > 0 ? p99[r] / rp99[r] : 0;
+      ratio[2][r] = rp50[r] > 0 ? bp50[r] / rp50[r] : 0;
+      ratio[3][r] = rp99[r] > 0 ? bp99[r] / rp99[r] : 0;
+    }
+    for (r = 0; r < (before != NULL ? 4 : 2); r++) {
+      static const char *const RN[4] = {"rtt_p50_ratio_runs",
+                                        "rtt_p99_ratio_runs",
+                                        "before_rtt_p50_ratio_runs",
+                                        "before_rtt_p99_ratio_runs"};
+      snprintf(metric, sizeof metric, "%s_%dB", RN[r], sizes[s]);
+      bench_report_median("nats", metric, ratio[r], BENCH_RUNS, "x",
+                          r < 2 ? "ours / raw libnats, each run's ratio"
+                                : "MYC_BENCH_BEFORE binary / raw libnats, "
+                                  "each run's ratio");
+    }
+    if (before != NULL) {
+      snprintf(metric, sizeof metric, "before_rtt_lua_%dB_p50", sizes[s]);
+      bench_report_median("nats", metric, bp50, BENCH_RUNS, "us",
+                          "MYC_BENCH_BEFORE binary, Lua ping-pong");
+      snprintf(metric, sizeof metric, "before_rtt_lua_%dB_p99", sizes[s]);
+      bench_report_median("nats", metric, bp99, BENCH_RUNS, "us",
+                          "MYC_BENCH_BEFORE binary, Lua ping-pong");
     }
     snprintf(metric, sizeof metric, "rtt_lua_%dB_p99", sizes[s]);
     bench_report_median("nats", metric, p99, BENCH_RUNS, "us",

@@ -30,7 +30,7 @@ endif()
 # The tests with several threads also run against a ThreadSanitizer build
 # (label tsan).
 set(MYC_TSAN_TESTS engine_test stress_test supervisor_test budget_test spawn_test
-    hostloop_test link_test metrics_test)
+    hostloop_test link_test metrics_test nats_test)
 myc_engine_target(myc_engine_tsan OBJECT)
 set(MYC_TSAN_FLAGS -fsanitize=thread -fno-omit-frame-pointer)
 target_compile_options(myc_engine_tsan PRIVATE ${MYC_TSAN_FLAGS})

@@ -1,7 +1,8 @@
 /* nats_test.c -- the pure parts of the NATS transport: topics and
  * patterns as subjects (docs/NATS.md, Subjects), prefixes, and the
  * sequence table that tells gaps and repeats; and, against a real
- * nats-server, engines freed right after their connection closed. */
+ * nats-server, engines freed right after their connection closed, and a
+ * producer's worker publishing itself across a restart of the server. */
 #include "test.h"
 #include "test_engine.h"
 #include "test_net.h"
@@ -113,6 +114,22 @@ static void sequence_table_keeps_one_number_per_key(void) {
   myc__seqmap_free(&m);
 }
 
+/* Whether nats-server is not installed: the test is skipped, or fails
+ * under CI (with the CHECK after this returned 1). */
+static int nats_server_missing(void) {
+  const char *ci = getenv("CI");
+  if (system("command -v nats-server >/dev/null 2>&1") == 0)
+    return 0;
+  printf("%s nats-server missing (run scripts/deps.sh)\n",
+         ci && *ci ? "FAIL" : "skip");
+  return 1;
+}
+
+static int in_ci(void) {
+  const char *ci = getenv("CI");
+  return ci != NULL && *ci != '\0';
+}
+
 static void sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
   nanosleep(&ts, NULL);
@@ -203,11 +220,8 @@ static void engines_freed_at_once_leave_no_callback_behind(void) {
   char dir[] = "/tmp/myc_nats_test_XXXXXX", cfg[512], err[512];
   int port = test_free_port(), i;
   pid_t server;
-  if (system("command -v nats-server >/dev/null 2>&1") != 0) {
-    const char *ci = getenv("CI");
-    printf("%s nats-server missing (run scripts/deps.sh)\n",
-           ci && *ci ? "FAIL" : "skip");
-    CHECK(!(ci && *ci));
+  if (nats_server_missing()) {
+    CHECK(!in_ci());
     return;
   }
   server = start_nats_server(port);
@@ -243,6 +257,145 @@ static void engines_freed_at_once_leave_no_callback_behind(void) {
     }
   }
   sleep_ms(600);
+  kill(server, SIGTERM);
+  waitpid(server, NULL, 0);
+  snprintf(cfg, sizeof cfg, "rm -rf %s", dir);
+  CHECK_EQ(system(cfg), 0);
+}
+
+
+static uint64_t sent_or_dropped(const myc__nats_stats *st) {
+  return st->msgs_out + st->dropped_queue_full + st->dropped_disconnect +
+         st->dropped_shutdown;
+}
+
+/* A libnats subscriber of 'subject' that comes back after a restart of
+ * the server. */
+static natsSubscription *raw_subscriber(int port, const char *subject,
+                                        natsConnection **nc) {
+  natsOptions *o = NULL;
+  natsSubscription *sub = NULL;
+  char url[64];
+  snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
+  *nc = NULL;
+  if (natsOptions_Create(&o) != NATS_OK)
+    return NULL;
+  if (natsOptions_SetURL(o, url) == NATS_OK &&
+      natsOptions_SetReconnectWait(o, 20) == NATS_OK &&
+      natsOptions_SetMaxReconnect(o, -1) == NATS_OK &&
+      natsConnection_Connect(nc, o) == NATS_OK &&
+      natsConnection_SubscribeSync(&sub, *nc, subject) == NATS_OK &&
+      natsSubscription_SetPendingLimits(sub, -1, -1) == NATS_OK &&
+      natsConnection_Flush(*nc) == NATS_OK) {
+    natsOptions_Destroy(o);
+    return sub;
+  }
+  natsSubscription_Destroy(sub);
+  natsConnection_Destroy(*nc);
+  *nc = NULL;
+  natsOptions_Destroy(o);
+  return NULL;
+}
+
+/* The number in a message's Myc-Seq header ("<publisher>-<n>"), or 0. */
+static uint64_t seq_of(natsMsg *m) {
+  const char *v = NULL, *dash;
+  if (natsMsgHeader_Get(m, "Myc-Seq", &v) != NATS_OK || v == NULL ||
+      (dash = strchr(v, '-')) == NULL)
+    return 0;
+  return strtoull(dash + 1, NULL, 10);
+}
+
+#define SEQ_N 3000
+
+/* The worker of "_nats" publishes its batches and writes them itself on a
+ * clear-text connection (docs/NATS.md, Threads); while libnats redials a
+ * killed server the batches go through the NATS thread, and once
+ * reconnected the worker writes again.  Across both paths a subscriber
+ * sees the producer's messages in order, none twice, up to the last, and
+ * every message is counted once: published or dropped by reason. */
+static void direct_runs_keep_order_and_counts_across_a_restart(void) {
+  char dir[] = "/tmp/myc_nats_test_XXXXXX", cfg[600], err[512], path[600];
+  int port = test_free_port(), ms, got = 0, dup_or_back = 0;
+  uint64_t last = 0;
+  myc_engine *e = NULL;
+  natsConnection *nc = NULL;
+  natsSubscription *sub;
+  myc__nats_stats st, d_before;
+  pid_t server;
+  if (nats_server_missing()) {
+    CHECK(!in_ci());
+    return;
+  }
+  server = start_nats_server(port);
+  CHECK(server > 0);
+  CHECK(mkdtemp(dir) != NULL);
+  sub = raw_subscriber(port, "mycelium.seq.t", &nc);
+  CHECK(sub != NULL);
+  memset(&d_before, 0, sizeof d_before);
+  snprintf(cfg, sizeof cfg,
+           "return { init = function(ctx)\n"
+           "  local n = 0\n"
+           "  ctx:every(2, function()\n"
+           "    for _ = 1, 4 do\n"
+           "      if n < %d then n = n + 1; ctx:emit(\"seq.t\", tostring(n)) end\n"
+           "    end\n"
+           "  end)\n"
+           "end }\n",
+           SEQ_N);
+  test_module(dir, "producer.lua", cfg);
+  snprintf(cfg, sizeof cfg,
+           "return { workers = 2, log = { level = \"error\" },\n"
+           "  connect = { \"nats://127.0.0.1:%d\" },\n"
+           "  nats = { worker = 0, reconnect_wait_ms = 20 },\n"
+           "  services = { { name = \"producer\", worker = 0,"
+           " module = \"producer.lua\" } } }\n",
+           port);
+  test_module(dir, "engine.lua", cfg);
+  snprintf(path, sizeof path, "%s/engine.lua", dir);
+  CHECK_EQ(myc_engine_from_file(&e, path, err, sizeof err), 0);
+  CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
+  for (ms = 0; ms < 30000;) {
+    natsMsg *m = NULL;
+    natsStatus s = natsSubscription_NextMsg(&m, sub, 10);
+    if (s == NATS_OK) {
+      uint64_t n = seq_of(m);
+      dup_or_back += n <= last;
+      last = n;
+      got++;
+      natsMsg_Destroy(m);
+      /* A tenth of the way: the server dies, and comes back. */
+      if (got == SEQ_N / 10) {
+        myc__nats_stats_get(myc__nats_of(e), &d_before);
+        kill(server, SIGKILL);
+        waitpid(server, NULL, 0);
+        sleep_ms(150);
+        server = start_nats_server(port);
+        CHECK(server > 0);
+      }
+      continue;
+    }
+    ms += 10;
+    myc__nats_stats_get(myc__nats_of(e), &st);
+    if (sent_or_dropped(&st) == SEQ_N && last == SEQ_N)
+      break;
+  }
+  myc__nats_stats_get(myc__nats_of(e), &st);
+  CHECK_EQ(dup_or_back, 0);
+  CHECK_EQ(last, SEQ_N);
+  CHECK(got <= SEQ_N);
+  CHECK_EQ(sent_or_dropped(&st), SEQ_N);
+  CHECK(st.reconnects >= 1);
+  /* Both paths ran: the worker's before the kill and after the
+   * reconnect, the NATS thread's while libnats redialled. */
+  CHECK(st.msgs_direct > d_before.msgs_direct);
+  CHECK(d_before.msgs_direct > 0);
+  CHECK(st.writes_direct > 0);
+  CHECK(st.msgs_direct < st.msgs_out);
+  myc_engine_stop(e, 0);
+  myc_engine_free(e);
+  natsSubscription_Destroy(sub);
+  natsConnection_Destroy(nc);
   kill(server, SIGTERM);
   waitpid(server, NULL, 0);
   snprintf(cfg, sizeof cfg, "rm -rf %s", dir);
@@ -301,6 +454,8 @@ int main(void) {
        nats_runs_on_the_worker_it_is_given},
       {"engines_freed_at_once_leave_no_callback_behind",
        engines_freed_at_once_leave_no_callback_behind},
+      {"direct_runs_keep_order_and_counts_across_a_restart",
+       direct_runs_keep_order_and_counts_across_a_restart},
       {NULL, NULL}};
   return run_tests(cases);
 }

@@ -2,7 +2,10 @@
 -- credential options against a real nats-server that requires them:
 --   * TLS (a certificate from spec/support/certs.sh): two engines trust
 --     its CA through nats.tls.ca and exchange messages; an engine that
---     trusts another CA is refused with the reason, naming the URL;
+--     trusts another CA is refused with the reason, naming the URL; a
+--     nats:// URL goes over to TLS when the system's store (here
+--     SSL_CERT_FILE) trusts the CA; a TLS connection is written by the
+--     NATS thread alone, never by the producer's worker;
 --   * client certificates (nats.tls.cert/key): with them two engines
 --     exchange messages, without them the engine says what to give;
 --   * user and password, then a token: the right ones link two engines,
@@ -44,30 +47,45 @@ return M
 local wait_for = proc.wait_for
 
 -- Writes node 'name' (a producer or a consumer) dialling 'url' with the
--- Lua text 'nats' as its nats table, and starts it; returns the process
--- once its log matches 'ready'.
-local function engine(dir, name, url, nats, ready)
+-- Lua text 'nats' as its nats table, and starts it ('env': a shell
+-- prefix of variables; 'ctl': its control socket's name); returns the
+-- process once its log matches 'ready'.
+local function engine(dir, name, url, nats, ready, env, ctl)
   local module = name == "a" and "producer" or "consumer"
+  local control = ctl and string.format('control = "unix://%s/%s",', dir.path, ctl) or ""
   local cfg = dir:write(name .. ".lua", string.format([[
 return {
-  node = %q, workers = 1,
+  node = %q, workers = 1, %s
   connect = { %q },
   nats = { reconnect_wait_ms = 100, connect_timeout_ms = 2000, %s },
   services = { { name = %q, module = %q } },
-}]], name, url, nats, module, module .. ".lua"))
-  return proc.spawn(string.format("exec timeout 30 %s run %s", bin, cfg), ready, 15)
+}]], name, control, url, nats, module, module .. ".lua"))
+  return proc.spawn(string.format("%s exec timeout 30 %s run %s", env or "", bin, cfg),
+                    ready, 15)
+end
+
+-- The messages the worker of engine 'ctl' published itself, and its
+-- socket writes (status --json: nats.msgs_direct, nats.writes_direct).
+local function direct(dir, ctl)
+  local rc, out = dir:sh(string.format("timeout 10 %s status --socket %s/%s --json",
+                                       bin, dir.path, ctl))
+  assert.equal(0, rc, out)
+  return tonumber(out:match('"msgs_direct":(%d+)')), tonumber(out:match('"writes_direct":(%d+)'))
 end
 
 -- Runs a (producer) and b (consumer) with 'nats' and checks that b gets
--- a's messages, in order.
-local function exchange(dir, url, nats)
+-- a's messages, in order; returns direct() of a.
+local exchanges = 0
+local function exchange(dir, url, nats, env)
   local a, b
+  local ctl = "a" .. exchanges .. ".ctl"
+  exchanges = exchanges + 1
   finally(function()
     if b then b.stop() end
     if a then a.stop() end
   end)
-  b = engine(dir, "b", url, nats, "nats: connected to")
-  a = engine(dir, "a", url, nats, "nats: connected to")
+  b = engine(dir, "b", url, nats, "nats: connected to", env)
+  a = engine(dir, "a", url, nats, "nats: connected to", env, ctl)
   local got = wait_for(function()
     local g = {}
     for n in b.output():gmatch("%[consumer%] got n=(%d+)") do g[#g + 1] = tonumber(n) end
@@ -75,6 +93,7 @@ local function exchange(dir, url, nats)
   end)
   assert.is_truthy(got, b.output())
   for i = 2, #got do assert.equal(got[i - 1] + 1, got[i]) end
+  return direct(dir, ctl)
 end
 
 -- Starts an engine that the server refuses; checks its log names the URL
@@ -118,7 +137,19 @@ tls {
     teardown(function() server:stop() end)
 
     it("exchanges messages when nats.tls.ca trusts its certificate", function()
-      exchange(dir, server.urls[1], string.format("tls = { ca = %q }", pki .. "/ca.crt"))
+      local msgs, writes = exchange(dir, server.urls[1],
+                                    string.format("tls = { ca = %q }", pki .. "/ca.crt"))
+      assert.equal(0, msgs)
+      assert.equal(0, writes)
+    end)
+
+    -- The configuration says nothing of TLS: the server's first bytes
+    -- after the handshake (a TLS record) keep the worker from writing.
+    it("goes over to TLS on a nats:// URL when the system trusts its CA", function()
+      local url = server.urls[1]:gsub("^tls:", "nats:")
+      local msgs, writes = exchange(dir, url, "", "SSL_CERT_FILE=" .. pki .. "/ca.crt")
+      assert.equal(0, msgs)
+      assert.equal(0, writes)
     end)
 
     it("is refused, saying why, when nats.tls.ca is another CA", function()
@@ -175,7 +206,9 @@ authorization {
     teardown(function() server:stop() end)
 
     it("exchanges messages with the right ones", function()
-      exchange(dir, server.urls[1], 'user = "alice", password = "s3cret-pw"')
+      -- In clear text the producer's worker publishes and writes itself.
+      local msgs, writes = exchange(dir, server.urls[1], 'user = "alice", password = "s3cret-pw"')
+      assert.is_true(msgs > 0 and writes > 0)
     end)
 
     it("is refused, naming the URL and the keys to fix, with wrong ones", function()

@@ -56,13 +56,14 @@ char *myc__nats_status(void *nats, int json, size_t *len) {
         ",\"lost\":%" PRIu64 ",\"schema_mismatch\":%" PRIu64
         ",\"unknown_type\":%" PRIu64 ",\"duplicate\":%" PRIu64
         "},\"frame_errors\":%" PRIu64 ",\"slow_consumer\":%" PRIu64
-        ",\"reconnects\":%" PRIu64 ",\"no_responders\":%" PRIu64 "}",
+        ",\"reconnects\":%" PRIu64 ",\"no_responders\":%" PRIu64
+        ",\"msgs_direct\":%" PRIu64 ",\"writes_direct\":%" PRIu64 "}",
         url, s.state, s.subjects, s.msgs_out, s.bytes_out, s.msgs_in,
         s.bytes_in, s.queued, s.queued_bytes, s.dropped_queue_full,
         s.dropped_disconnect, s.dropped_shutdown, s.dropped_pending_limit,
         s.dropped_lost, s.dropped_schema, s.dropped_unknown_type,
         s.dropped_duplicate, s.frame_errors, s.slow_consumer, s.reconnects,
-        s.no_responders);
+        s.no_responders, s.msgs_direct, s.writes_direct);
   } else {
     n = snprintf(
         buf, sizeof buf,

@@ -1,25 +1,31 @@
 /* transport.c -- the NATS thread: one libnats connection on a libuv loop of
- * its own, driven by libnats' libuv adapter (see transport.h, docs/NATS.md).
+ * its own, polled through evloop.h (see transport.h, docs/NATS.md).
  *
- * Threads: the "_nats" service's callback runs on its worker and only
- * appends buffers to the queue under 'lock'.  The connection, the
- * subscriptions and the sequence tables belong to the NATS thread.
+ * Threads: the "_nats" service's callback runs on its worker, which at
+ * the end of each batch of its mailbox publishes the batch itself and
+ * writes it to the socket (a direct run, evloop.h) when the
+ * connection is known to be in clear text and nothing waits in the queue,
+ * else appends it to the queue under 'lock' for the NATS thread.  What
+ * publishes holds the writer lock (ev.io): the publishing caches ('pc',
+ * 'out_seq', 'pubbuf') are its holder's, and 'nc' changes only under it.
+ * The subscriptions and the receiving tables belong to the NATS thread.
  * libnats adds its own threads for what is not on the message path: the
  * reconnect loop (blocking dials), its timers (PINGs) and connection
  * events (disconnected, reconnected, errors), whose callbacks here only
- * count under 'lock'.  Reading and writing the socket, and handing
- * received messages to the engine, happen on the NATS thread.
+ * count under 'lock'.  Reading the socket, and handing received messages
+ * to the engine, happen on the NATS thread.
  */
 #include "nats/transport.h"
 
 #include "base/log.h"
 #include "base/rng.h"
 #include "link/wire.h"
+#include "nats/evloop.h"
 #include "nats/nkey.h"
 #include "nats/seqmap.h"
 #include "runtime/emit.h"
 
-#include <nats/adapters/libuv.h>
+#include <nats/nats.h>
 
 #include <inttypes.h>
 #include <signal.h>
@@ -89,7 +95,8 @@ struct myc__nats {
   uint64_t stop_deadline;
   int started, joined, stopped_loop;
   natsOptions *opts;
-  natsConnection *nc;
+  myc__nats_ev ev;    /* libnats' event loop adapter, direct runs */
+  natsConnection *nc; /* the NATS thread's; changed under ev.io */
   natsSubscription *inbox; /* the replies to this engine's requests */
   myc__rng inbox_rng;      /* trace ids of "no responders", its thread's */
   char inbox_prefix[sizeof INBOX + 17]; /* "_INBOX.<publisher id>." */
@@ -107,7 +114,7 @@ struct myc__nats {
   struct taken_s *taken; /* a drain's messages */
   uint32_t ntaken_cap;
   myc__seqmap out_seq, in_seq;
-  pubcache pc;
+  pubcache pc; /* 'pc', 'out_seq', 'pubbuf': under ev.io */
   seqcache rc;
   topiccache tc;
   char *pubbuf; /* a message's header block and payload, being published */
@@ -215,16 +222,17 @@ static void hex(const uint8_t *p, size_t n, char *out) {
 
 /* ---- the worker side: "_nats" hands messages to the thread -------------- */
 
-/* Queues the messages the worker of "_nats" set aside in this batch:
- * one lock and at most one wake of the NATS thread per batch. */
-static void hand_over(myc__nats *N) {
+/* Queues the messages the worker of "_nats" set aside in this batch from
+ * the 'from'th: one lock and at most one wake of the NATS thread per
+ * batch. */
+static void hand_over(myc__nats *N, uint32_t from) {
   uint32_t i, full = 0, shut = 0;
   int wake = 0;
   uv_mutex_lock(&N->lock);
   if (N->stopping) {
-    shut = N->npend;
+    shut = N->npend - from;
   } else {
-    for (i = 0; i < N->npend; i++) {
+    for (i = from; i < N->npend; i++) {
       myc_buf *b = N->pend[i];
       if (N->st.queued >= N->cfg.queue_msgs ||
           N->st.queued_bytes + b->hdr.frame_len > N->cfg.queue_bytes ||
@@ -245,10 +253,70 @@ static void hand_over(myc__nats *N) {
   N->st.dropped_queue_full += full;
   N->st.dropped_shutdown += shut;
   uv_mutex_unlock(&N->lock);
-  N->npend = 0;
   /* One wake per batch the thread has not taken yet. */
   if (wake)
     uv_async_send(&N->wake);
+}
+
+static natsStatus publish_one(myc__nats *N, myc_buf *b);
+
+/* A direct run: the worker of "_nats" publishes its batch itself and
+ * writes it to the socket, as raw libnats publishes from the thread that
+ * has the message, instead of waking the NATS thread to do it.  Only when
+ * nothing waits in the queue (what it holds goes first: order per
+ * producer) and the NATS thread is not publishing (a try: the worker does
+ * not wait for it), on a clear-text connection that libnats polls.
+ * Returns how many of the batch's messages it took (from the first). */
+static uint32_t publish_direct(myc__nats *N) {
+  uint32_t i, ok = 0, lost = 0;
+  uint64_t okbytes = 0;
+  int can, wrote;
+  if (!myc__nats_ev_direct_ok(&N->ev) || uv_mutex_trylock(&N->ev.io) != 0)
+    return 0;
+  uv_mutex_lock(&N->lock);
+  can = N->nc != NULL && N->qn == 0 && !N->stopping &&
+        myc__nats_ev_direct_ok(&N->ev);
+  uv_mutex_unlock(&N->lock);
+  if (!can) {
+    uv_mutex_unlock(&N->ev.io);
+    return 0;
+  }
+  myc__nats_ev_direct_begin(&N->ev);
+  /* Checked again for each message: libnats holds its connection lock
+   * through a redial, which a publish would wait for. */
+  for (i = 0; i < N->npend && myc__nats_ev_direct_ok(&N->ev); i++) {
+    natsStatus s = publish_one(N, N->pend[i]);
+    if (s == NATS_OK) {
+      ok++;
+      okbytes += N->pend[i]->hdr.frame_len;
+    } else {
+      lost++;
+      if (errlog_due(N, 0))
+        logf_(N, MYC_LOG_WARN,
+              "nats: a message could not be published (%s); counted as "
+              "dropped (disconnect)",
+              natsStatus_GetText(s));
+    }
+  }
+  wrote = myc__nats_ev_direct_end(&N->ev, N->nc);
+  uv_mutex_unlock(&N->ev.io);
+  uv_mutex_lock(&N->lock);
+  N->st.msgs_out += ok;
+  N->st.bytes_out += okbytes;
+  N->st.msgs_direct += ok;
+  N->st.writes_direct += (uint64_t)wrote;
+  N->st.dropped_disconnect += lost;
+  uv_mutex_unlock(&N->lock);
+  return i;
+}
+
+/* The batch set aside goes out: directly, or what a direct run could not
+ * take through the queue. */
+static void send_pending(myc__nats *N) {
+  uint32_t done = publish_direct(N);
+  if (done < N->npend)
+    hand_over(N, done);
+  N->npend = 0;
 }
 
 /* The callback of "_nats", on its worker, once per message of a batch
@@ -260,12 +328,12 @@ static void on_message(void *ud, const myc_message *m) {
   myc_buf *b = s->view.batch[s->view.cursor];
   (void)m;
   if (N->npend == MYC_BATCH)
-    hand_over(N);
+    send_pending(N);
   /* One hop: what came in from NATS (or a link) is not published again. */
   if (!(b->hdr.flags & MYC_FRAME_REMOTE))
     N->pend[N->npend++] = b;
   if ((uint32_t)s->view.cursor + 1 >= s->view.batch_n && N->npend > 0)
-    hand_over(N);
+    send_pending(N);
 }
 
 /* ---- publishing --------------------------------------------------------- */
@@ -443,11 +511,15 @@ static void publish_queue(myc__nats *N) {
   uint32_t n, i, ok = 0, lost = 0;
   uint64_t bytes = 0, okbytes = 0;
   myc_buf **batch;
+  /* Before the swap: a direct run that finds the queue empty finds it
+   * published, not on its way. */
+  uv_mutex_lock(&N->ev.io);
   uv_mutex_lock(&N->lock);
   if (N->nc == NULL && (N->state == S_CONNECTING || N->stopping)) {
     /* Not connected yet: the queue waits (up to its bounds); at a stop
      * what it holds is counted as shutdown. */
     uv_mutex_unlock(&N->lock);
+    uv_mutex_unlock(&N->ev.io);
     return;
   }
   n = N->qn;
@@ -459,8 +531,10 @@ static void publish_queue(myc__nats *N) {
   N->wcap = i;
   N->qn = 0;
   uv_mutex_unlock(&N->lock);
-  if (n == 0)
+  if (n == 0) {
+    uv_mutex_unlock(&N->ev.io);
     return;
+  }
   for (i = 0; i < n; i++) {
     natsStatus s = N->nc != NULL ? publish_one(N, batch[i]) : NATS_CONNECTION_CLOSED;
     bytes += batch[i]->hdr.frame_len;
@@ -479,9 +553,9 @@ static void publish_queue(myc__nats *N) {
   /* The turn's messages leave now, in one write, rather than when the
    * loop next polls the socket writable; what the socket does not take
    * stays with the adapter's write event. */
-  if (ok > 0 && N->nc != NULL &&
-      natsConnection_Status(N->nc) == NATS_CONN_STATUS_CONNECTED)
-    natsConnection_ProcessWriteEvent(N->nc);
+  if (ok > 0)
+    myc__nats_ev_flush(&N->ev, N->nc);
+  uv_mutex_unlock(&N->ev.io);
   uv_mutex_lock(&N->lock);
   N->st.queued -= n;
   N->st.queued_bytes -= bytes;
@@ -1258,8 +1332,9 @@ static void on_error(natsConnection *nc, natsSubscription *sub,
 /* ---- the thread --------------------------------------------------------- */
 
 static void close_conn(myc__nats *N, int state) {
+  natsConnection *nc = N->nc;
   uint32_t i;
-  if (N->nc == NULL)
+  if (nc == NULL)
     return;
   set_state(N, state);
   for (i = 0; i < N->nsubs;)
@@ -1269,12 +1344,15 @@ static void close_conn(myc__nats *N, int state) {
     natsSubscription_Destroy(N->inbox);
     N->inbox = NULL;
   }
-  /* Detaches from the loop on this thread (the adapter closes its
-   * handles) and joins libnats' threads for this connection. */
-  natsConnection_Close(N->nc);
-  wait_closed(N);
-  natsConnection_Destroy(N->nc);
+  /* No direct run is under way, nor starts: it finds no connection. */
+  uv_mutex_lock(&N->ev.io);
   N->nc = NULL;
+  uv_mutex_unlock(&N->ev.io);
+  /* Detaches from the loop on this thread (the adapter closes its
+   * handle) and joins libnats' threads for this connection. */
+  natsConnection_Close(nc);
+  wait_closed(N);
+  natsConnection_Destroy(nc);
   uv_mutex_lock(&N->lock);
   N->state = state;
   uv_mutex_unlock(&N->lock);
@@ -1292,6 +1370,7 @@ static void shut_down(myc__nats *N) {
   N->st.queued_bytes = 0;
   uv_mutex_unlock(&N->lock);
   release_batch(N, N->q, n);
+  myc__nats_ev_close(&N->ev);
   uv_close((uv_handle_t *)&N->wake, NULL);
   uv_close((uv_handle_t *)&N->drain, NULL);
   uv_close((uv_handle_t *)&N->tick, NULL);
@@ -1380,9 +1459,13 @@ static void connect_failed(myc__nats *N, natsStatus s) {
 }
 
 static void try_connect(myc__nats *N) {
-  natsStatus s = natsConnection_Connect(&N->nc, N->opts);
+  natsConnection *nc = NULL;
+  natsStatus s = natsConnection_Connect(&nc, N->opts);
   char inbox[sizeof N->inbox_prefix + 1];
   if (s == NATS_OK) {
+    uv_mutex_lock(&N->ev.io);
+    N->nc = nc;
+    uv_mutex_unlock(&N->ev.io);
     uv_mutex_lock(&N->lock);
     N->closed_pending = 1;
     uv_mutex_unlock(&N->lock);
@@ -1398,13 +1481,16 @@ static void try_connect(myc__nats *N) {
             "nats: cannot subscribe '%s': %s; requests sent over NATS will "
             "time out",
             inbox, natsStatus_GetText(s));
+    /* The server's PONG shows whether it imposed TLS (evloop.h), before
+     * which the worker of "_nats" does not write; the wait itself is
+     * bound to fail (this thread reads the PONG), libnats drops it. */
+    (void)natsConnection_FlushTimeout(nc, 1);
     on_connected(N->nc, N);
     follow_subscriptions(N);
     read_drops(N);
     uv_async_send(&N->wake); /* what waited in the queue */
     return;
   }
-  N->nc = NULL;
   N->connect_attempts++;
   connect_failed(N, s);
   if (N->cfg.max_reconnect >= 0 &&
@@ -1422,7 +1508,7 @@ static void on_retry(uv_timer_t *t) { try_connect(t->data); }
 static void thread_main(void *arg) {
   myc__nats *N = arg;
   uint64_t wait = (uint64_t)N->cfg.reconnect_wait_ms;
-  natsLibuv_SetThreadLocalLoop(&N->loop);
+  myc__nats_ev_loop_thread(&N->ev);
   try_connect(N);
   if (N->nc == NULL && N->state != S_FAILED)
     uv_timer_start(&N->retry, on_retry, wait ? wait : 1, wait ? wait : 1);
@@ -1468,13 +1554,13 @@ static natsStatus make_options(myc__nats *N) {
   if (s == NATS_OK)
     s = natsOptions_SetNoEcho(o, true);
   /* No flusher thread: a publish asks the adapter for a write, which
-   * happens once per loop turn for everything the turn published. */
+   * happens once per run or loop turn for everything it published. */
   if (s == NATS_OK)
     s = natsOptions_SetSendAsap(o, true);
   if (s == NATS_OK)
-    s = natsOptions_SetEventLoop(o, &N->loop, natsLibuv_Attach,
-                                 natsLibuv_Read, natsLibuv_Write,
-                                 natsLibuv_Detach);
+    s = natsOptions_SetEventLoop(o, &N->ev, myc__nats_ev_attach,
+                                 myc__nats_ev_read, myc__nats_ev_write,
+                                 myc__nats_ev_detach);
   if (s == NATS_OK)
     s = natsOptions_SetDisconnectedCB(o, on_disconnected, N);
   if (s == NATS_OK)
@@ -1491,6 +1577,18 @@ static natsStatus make_options(myc__nats *N) {
   return NATS_OK;
 }
 
+/* Whether the connection is to be TLS by the configuration (a server may
+ * still impose it: evloop.c finds that out). */
+static int uses_tls(const myc__nats *N) {
+  uint32_t i;
+  if (N->cfg.tls || N->cfg.tls_ca[0] || N->cfg.tls_cert[0])
+    return 1;
+  for (i = 0; i < N->nurls; i++)
+    if (strncmp(N->urls[i], "tls://", 6) == 0)
+      return 1;
+  return 0;
+}
+
 static int nats_start(void *ud, char *err, size_t errlen) {
   myc__nats *N = ud;
   natsStatus s;
@@ -1505,7 +1603,6 @@ static int nats_start(void *ud, char *err, size_t errlen) {
              natsStatus_GetText(s));
     return MYC_ECONFIG;
   }
-  natsLibuv_Init();
   N->chains = myc__calloc(A(N), N->e->sched.nworkers * sizeof *N->chains + 1);
   if (N->chains == NULL || myc__host_stage_init(&N->hs, &N->e->sched) != 0)
     return MYC_ENOMEM;
@@ -1513,9 +1610,16 @@ static int nats_start(void *ud, char *err, size_t errlen) {
     snprintf(err, errlen, "nats: cannot make a loop: %s", uv_strerror(rc));
     return MYC_ECONFIG;
   }
+  if ((rc = myc__nats_ev_init(&N->ev, &N->loop, A(N), !uses_tls(N))) != 0) {
+    snprintf(err, errlen, "nats: cannot make a loop: %s", uv_strerror(rc));
+    uv_loop_close(&N->loop);
+    return MYC_ECONFIG;
+  }
   if ((s = make_options(N)) != NATS_OK) {
     snprintf(err, errlen, "nats: bad options: %s (%s)", natsStatus_GetText(s),
              nats_GetLastError(NULL));
+    myc__nats_ev_close(&N->ev);
+    uv_run(&N->loop, UV_RUN_DEFAULT);
     uv_loop_close(&N->loop);
     return MYC_ECONFIG;
   }
@@ -1535,6 +1639,7 @@ static int nats_start(void *ud, char *err, size_t errlen) {
   if ((rc = uv_thread_create(&N->thread, thread_main, N)) != 0) {
     snprintf(err, errlen, "nats: cannot start the NATS thread: %s",
              uv_strerror(rc));
+    myc__nats_ev_close(&N->ev);
     uv_close((uv_handle_t *)&N->wake, NULL);
     uv_close((uv_handle_t *)&N->drain, NULL);
     uv_close((uv_handle_t *)&N->tick, NULL);
@@ -1570,6 +1675,7 @@ static void nats_free(void *ud) {
   nats_quiesce(N);
   if (N->opts != NULL)
     natsOptions_Destroy(N->opts);
+  myc__nats_ev_free(&N->ev);
   myc__host_stage_free(&N->hs);
   myc__seqmap_free(&N->out_seq);
   myc__seqmap_free(&N->in_seq);

@@ -1,12 +1,12 @@
 /* transport.h -- the NATS transport (docs/NATS.md).  An engine given nats://
  * URLs runs one more thread beside its workers: a libuv loop on which
- * libnats' libuv adapter reads and writes one NATS connection.
+ * one NATS connection is polled (evloop.h).
  *
  * Out: a C service of the engine, "_nats", subscribed to the publish
- * patterns (nats.publish), appends each local message to a bounded queue;
- * the NATS thread publishes the whole queue each loop turn (the v2 frame
+ * patterns (nats.publish): its worker publishes each batch (the v2 frame
  * body as the payload, traceparent, schema digest and sequence headers)
- * and libnats writes the turn's messages in one go.
+ * and writes it in one go itself on a clear-text connection, or appends
+ * it to a bounded queue that the NATS thread publishes each loop turn.
  * In: one synchronous NATS subscription per pattern the local services
  * subscribe, drained without waiting after every poll of the loop; each
  * message is checked and delivered as a host thread's message, marked
@@ -79,6 +79,9 @@ typedef struct {
                          "failed" */
   uint32_t subjects;  /* NATS subscriptions held */
   uint64_t msgs_out, bytes_out, msgs_in, bytes_in;
+  /* of msgs_out, those the worker of "_nats" published itself, and the
+   * socket writes it made (docs/NATS.md, Threads) */
+  uint64_t msgs_direct, writes_direct;
   uint64_t queued, queued_bytes;
   /* sending */
   uint64_t dropped_queue_full, dropped_disconnect, dropped_shutdown;
