@@ -432,6 +432,10 @@ static void protocol_violations_close_with_their_code(void) {
   CHECK(fails((const uint8_t *)"\x88\x02\x03\xed", 4, 1002, "fail1002|"));
   CHECK(fails((const uint8_t *)"\x88\x04\x03\xe8\xc3\x28", 6, 1007,
               "fail1007|"));
+  /* Known bad before the frame is whole: a reason that cannot be UTF-8,
+   * a control frame announcing an extended length. */
+  CHECK(fails((const uint8_t *)"\x88\x10\x03\xe8\xff", 5, 1007, "fail1007|"));
+  CHECK(fails((const uint8_t *)"\x89\x7f", 2, MYC_WS_MALFORMED, "fail1005|"));
   n = frame(w, 1, 8, "", 0);
   CHECK(fails(w, n, 0, "close1005/0:|"));
   CHECK(fails((const uint8_t *)"\x88\x02\x0f\xa0", 4, 0, "close4000/0:|"));

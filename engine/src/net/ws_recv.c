@@ -111,11 +111,14 @@ void myc__ws_recv_clear(myc__ws_recv *r) {
 
 /* ---- frames -------------------------------------------------------------- */
 
-/* Bytes of a header, from its first two. */
+/* Bytes of a header, from its first two.  A mask key is not counted (a
+ * masked frame fails as soon as its length is known), nor the extended
+ * length of a control frame (it cannot have one). */
 static size_t header_size(const uint8_t *h) {
-  size_t n = (h[1] & 0x80) ? 6 : 2;
   uint8_t len = h[1] & 0x7f;
-  return n + (len == 126 ? 2 : len == 127 ? 8 : 0);
+  if (len < 126 || (h[0] & 0x08))
+    return 2;
+  return len == 126 ? 4 : 10;
 }
 
 /* The next header: in place when the read holds all of it, else gathered
@@ -243,12 +246,12 @@ static int close_frame(myc__ws_recv *r) {
   if (r->ctl_len == 1)
     return 1002; /* half a code */
   if (r->ctl_len >= 2) {
-    code = c[0] << 8 | c[1];
-    if (!valid_close_code(code))
-      return 1002;
     if (myc__utf8_check(MYC_UTF8_START, c + 2, c + r->ctl_len) !=
         MYC_UTF8_START)
       return 1007;
+    code = c[0] << 8 | c[1];
+    if (!valid_close_code(code))
+      return 1002;
   }
   r->closed = r->done = 1;
   return r->cb->on_close(r->ud, code, r->ctl_len > 2 ? r->ctl + 2 : "",
@@ -265,6 +268,12 @@ static int control_payload(myc__ws_recv *r, const uint8_t **sp,
   memcpy(r->ctl + r->ctl_len, *sp, take);
   r->ctl_len += take;
   *sp += take;
+  /* A close reason that cannot be UTF-8 fails as soon as it is seen, as
+   * text does. */
+  if (r->opcode == OP_CLOSE && r->ctl_len > 2 &&
+      myc__utf8_check(MYC_UTF8_START, (const uint8_t *)r->ctl + 2,
+                      (const uint8_t *)r->ctl + r->ctl_len) == MYC_UTF8_BAD)
+    return 1007;
   if ((r->left -= take) > 0)
     return 0;
   r->in_payload = 0;
