@@ -409,7 +409,8 @@ static void protocol_violations_close_with_their_code(void) {
   CHECK(fails((const uint8_t *)"\x8b\x00", 2, 1002, "fail1002|"));   /* op B */
   CHECK(fails((const uint8_t *)"\x81\x82\1\2\3\4hi", 8, 1002,
               "fail1002|"));                                         /* mask */
-  CHECK(fails((const uint8_t *)"\x80\x02hi", 4, 1002, "fail1002|")); /* orphan */
+  /* A continuation with no message to continue. */
+  CHECK(fails((const uint8_t *)"\x80\x02hi", 4, 1002, "fail1002|"));
   CHECK(fails((const uint8_t *)"\x01\x01" "a\x81\x01" "b", 6, 1002,
               "fail1002|")); /* a new message inside a fragmented one */
   /* Messages before the faulty frame are delivered. */

@@ -9,8 +9,8 @@
 
 #include <string.h>
 
-#define STATE(need, lo, hi) ((uint32_t)(need) | (uint32_t)(lo) << 8 | \
-                             (uint32_t)(hi) << 16)
+#define STATE(need, lo, hi)                                                    \
+  ((uint32_t)(need) | (uint32_t)(lo) << 8 | (uint32_t)(hi) << 16)
 #define NEED(st) ((st) & 0xffu)
 #define LO(st) (((st) >> 8) & 0xffu)
 #define HI(st) (((st) >> 16) & 0xffu)

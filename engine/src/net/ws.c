@@ -221,7 +221,7 @@ static void attempt_ended(myc_ws *ws, int failed) {
   emit(ws, MYC_WS_EV_CLOSE, &info, sizeof info);
 }
 
-/* ---- frames ---------------------------------------------------------------- */
+/* ---- frames ------------------------------------------------------------- */
 
 static ssize_t on_wslay_send(wslay_event_context_ptr ctx, const uint8_t *p,
                              size_t len, int flags, void *ud) {
@@ -262,7 +262,7 @@ static void flush_batch(myc_ws *ws) {
   myc__ws_recv_clear(&ws->rx);
 }
 
-/* ---- control frames (ws_recv callbacks) -------------------------------- */
+/* ---- control frames (ws_recv callbacks) --------------------------------- */
 
 /* Queues a control frame for pump(); none goes once our close is queued. */
 static int queued(int rc) {
@@ -290,8 +290,8 @@ static int on_rx_pong(void *ud, const char *p, size_t n) {
 static int on_rx_close(void *ud, int code, const char *reason, size_t n) {
   myc_ws *ws = ud;
   ws->close_code = code;
-  ws->close_reason_len = n < sizeof ws->close_reason ? n
-                                                     : sizeof ws->close_reason - 1;
+  ws->close_reason_len =
+      n < sizeof ws->close_reason ? n : sizeof ws->close_reason - 1;
   memcpy(ws->close_reason, reason, ws->close_reason_len);
   ws->close_reason[ws->close_reason_len] = '\0';
   return queued(wslay_event_queue_close(ws->wslay,
@@ -347,11 +347,10 @@ static void after_recv(myc_ws *ws, int rc) {
   if (rc > 0) {
     code = wslay_event_get_status_code_sent(ws->wslay);
     if (rc == 1009)
-      set_error(ws, UV_EPROTO, "%s (%.0f bytes; closed with %d)",
-                violation(rc), ws->opt.max_message, code);
+      set_error(ws, UV_EPROTO, "%s (%.0f bytes; closed with %d)", violation(rc),
+                ws->opt.max_message, code);
     else if (code == 1005) /* a close frame without a code */
-      set_error(ws, UV_EPROTO, "%s (a malformed frame header)",
-                violation(rc));
+      set_error(ws, UV_EPROTO, "%s (a malformed frame header)", violation(rc));
     else
       set_error(ws, UV_EPROTO, "%s (closed with %d)", violation(rc), code);
     ws->close_code = 1006;

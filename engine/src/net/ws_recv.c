@@ -18,8 +18,14 @@
  * one huge message must not pin its size for the connection's life. */
 #define BATCH_KEEP (1u << 20)
 
-enum { OP_CONT = 0, OP_TEXT = 1, OP_BINARY = 2, OP_CLOSE = 8, OP_PING = 9,
-       OP_PONG = 10 };
+enum {
+  OP_CONT = 0,
+  OP_TEXT = 1,
+  OP_BINARY = 2,
+  OP_CLOSE = 8,
+  OP_PING = 9,
+  OP_PONG = 10
+};
 
 void myc__ws_recv_init(myc__ws_recv *r, const myc__alloc *a,
                        const myc__ws_recv_cbs *cb, void *ud) {
