@@ -17,7 +17,7 @@
 //      /count             answers each message with "n=<count>"
 //  * raw-port: a hostile peer on a bare TCP socket that completes (or
 //    botches) the upgrade and then writes broken frames, by path: see
-//    HOSTILE below.
+//    HOSTILE below; or valid frames cut awkwardly: see TRICKY.
 // Exits by itself after --ttl seconds (default 120) so a crashed test
 // cannot leave it behind.
 'use strict';
@@ -134,6 +134,55 @@ const HOSTILE = {
   '/truncated': () => frame(0x81, 10, null, Buffer.from('abc')),
 };
 
+// Frames that are valid but cut awkwardly: the client must put them back
+// together whatever its reads hold.
+function f(fin, op, payload) {
+  const p = Buffer.isBuffer(payload) ? payload : Buffer.from(payload);
+  const head = p.length < 126 ? Buffer.from([(fin ? 0x80 : 0) | op, p.length])
+    : Buffer.from([(fin ? 0x80 : 0) | op, 126, p.length >> 8, p.length & 255]);
+  return Buffer.concat([head, p]);
+}
+
+// "hello", a 300-byte text starting with a euro sign, "fr\u00e9-end" in
+// three fragments with a ping and an unasked pong between them (the
+// "\u00e9" cut between fragments), then a close 1000 "bye".
+function mixed() {
+  return Buffer.concat([
+    f(1, 1, 'hello'),
+    f(1, 1, Buffer.concat([Buffer.from('\u20ac'), Buffer.alloc(297, 'x')])),
+    f(0, 1, Buffer.from([0x66, 0x72, 0xc3])),
+    f(1, 9, 'p'),
+    f(0, 0, Buffer.from([0xa9, 0x2d])),
+    f(1, 10, 'unasked'),
+    f(1, 0, 'end'),
+    f(1, 8, Buffer.concat([Buffer.from([0x03, 0xe8]), Buffer.from('bye')])),
+  ]);
+}
+
+const TRICKY = {
+  // all of mixed() in one write
+  '/mixed': (sock) => sock.write(mixed()),
+  // mixed() one byte per write, 1 ms apart: reads end inside every part
+  '/trickle': (sock) => {
+    const all = mixed();
+    let i = 0;
+    const next = () => {
+      if (i < all.length && !sock.destroyed) {
+        sock.write(all.subarray(i, ++i));
+        setTimeout(next, 1);
+      }
+    };
+    next();
+  },
+  // "ok", then a text frame whose invalid UTF-8 ("\xe2\x82(") is cut
+  // across two writes 100 ms apart
+  '/splitutf8': (sock) => {
+    const bad = f(1, 1, Buffer.from([0x61, 0x62, 0xe2, 0x82, 0x28, 0x63]));
+    sock.write(Buffer.concat([f(1, 1, 'ok'), bad.subarray(0, 5)]));
+    setTimeout(() => sock.write(bad.subarray(5)), 100);
+  },
+};
+
 function accept(key) {
   return crypto.createHash('sha1')
     .update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
@@ -161,6 +210,11 @@ const raw = net.createServer((sock) => {
     const acc = path === '/badaccept' ? 'AAAAAAAAAAAAAAAAAAAAAAAAAAA=' : accept(key);
     sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n' +
                'Connection: Upgrade\r\nSec-WebSocket-Accept: ' + acc + '\r\n\r\n');
+    if (TRICKY[path]) {
+      TRICKY[path](sock);
+      setTimeout(() => sock.destroy(), 5000).unref();
+      return;
+    }
     const bad = HOSTILE[path];
     if (bad) {
       sock.write(bad());

@@ -151,10 +151,10 @@ static const myc_ffi_layout layouts[] = {
     FIELD(myc_ws_options, max_message), FIELD(myc_ws_options, max_buffered),
     FIELD(myc_ws_options, protocol), FIELD(myc_ws_options, headers),
 
-    SIZE(myc_ws_part), FIELD(myc_ws_part, len), FIELD(myc_ws_part, binary),
+    SIZE(myc_ws_part), FIELD(myc_ws_part, p), FIELD(myc_ws_part, len),
+    FIELD(myc_ws_part, binary),
     SIZE(myc_ws_batch), FIELD(myc_ws_batch, arrival_ns),
-    FIELD(myc_ws_batch, count), FIELD(myc_ws_batch, bytes),
-    FIELD(myc_ws_batch, parts),
+    FIELD(myc_ws_batch, count), FIELD(myc_ws_batch, parts),
     SIZE(myc_ws_close_info),
     FIELD(myc_ws_close_info, code), FIELD(myc_ws_close_info, err),
     FIELD(myc_ws_close_info, attempt), FIELD(myc_ws_close_info, reconnect_ms),

@@ -2,8 +2,10 @@
  *
  * One myc_ws lives from myc__ws_open() until both its owner released it
  * and libuv gave back its handles.  In between it runs attempts: connect
- * (stream.c), upgrade (ws_handshake.c), frames (wslay), and after each
- * attempt either a reconnect delay or the end.  Every event reaches the
+ * (stream.c), upgrade (ws_handshake.c), frames, and after each attempt
+ * either a reconnect delay or the end.  Frames from the server are parsed
+ * where the read left them (ws_recv.c) and delivered before the read's
+ * buffer is reused; wslay frames what we send.  Every event reaches the
  * service from a loop callback, never from inside a myc_ws_* call, and
  * none after a release or a stop of the service.
  */
@@ -48,18 +50,9 @@ struct myc_ws {
   myc__http_msg http;
   http_parser_settings hs;
   char key[MYC_WS_KEY_LEN + 1];
-  wslay_event_context_ptr wslay;
-  const char *in; /* bytes wslay has yet to read, during feed() */
-  size_t in_len;
-  int in_recv;
-  /* The messages of the current read, delivered in one event after it
-   * (flush_batch): their bytes one after the other, and their lengths.
-   * The arrays stay between reads so that a steady stream allocates
-   * nothing per message beyond wslay's own reassembly. */
-  char *bat_bytes;
-  size_t bat_len, bat_cap;
-  myc_ws_part *bat_parts;
-  uint32_t bat_n, bat_pcap;
+  wslay_event_context_ptr wslay; /* sending only */
+  myc__ws_recv rx;
+  int in_recv;      /* during feed(): sends wait for its end */
   uint64_t read_ns; /* when the read being fed returned */
   int err;          /* first error of this attempt */
   char errmsg[600];
@@ -99,8 +92,7 @@ static void ws_free(myc_ws *ws) {
   myc__strfree(a, ws->url_text);
   myc__strfree(a, ws->protocol);
   myc__strfree(a, ws->headers);
-  myc__free(a, ws->bat_bytes, ws->bat_cap);
-  myc__free(a, ws->bat_parts, ws->bat_pcap * sizeof *ws->bat_parts);
+  myc__ws_recv_free(&ws->rx);
   myc__free(a, ws, sizeof *ws);
 }
 
@@ -229,24 +221,7 @@ static void attempt_ended(myc_ws *ws, int failed) {
   emit(ws, MYC_WS_EV_CLOSE, &info, sizeof info);
 }
 
-/* ---- frames (wslay callbacks) ----------------------------------------------
- */
-
-static ssize_t on_wslay_recv(wslay_event_context_ptr ctx, uint8_t *buf,
-                             size_t len, int flags, void *ud) {
-  myc_ws *ws = ud;
-  (void)flags;
-  if (ws->in_len == 0) {
-    wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-    return -1;
-  }
-  if (len > ws->in_len)
-    len = ws->in_len;
-  memcpy(buf, ws->in, len);
-  ws->in += len;
-  ws->in_len -= len;
-  return (ssize_t)len;
-}
+/* ---- frames ------------------------------------------------------------- */
 
 static ssize_t on_wslay_send(wslay_event_context_ptr ctx, const uint8_t *p,
                              size_t len, int flags, void *ud) {
@@ -268,94 +243,63 @@ static int on_wslay_mask(wslay_event_context_ptr ctx, uint8_t *buf, size_t len,
   return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
 }
 
-/* A batch holding more than this after a read gives its memory back:
- * one huge message must not pin its size for the connection's life. */
-#define BATCH_KEEP (1u << 20)
+static const struct wslay_event_callbacks wslay_cbs = {
+    NULL, on_wslay_send, on_wslay_mask, NULL, NULL, NULL, NULL};
 
-/* Delivers the messages the read completed, in one event. */
+/* Delivers the messages received so far, in one event: at the end of
+ * each read, and before a pong so that events keep the wire's order. */
 static void flush_batch(myc_ws *ws) {
   myc_ws_batch b;
-  const myc__alloc *a = alloc_of(ws);
-  if (ws->bat_n == 0)
+  if (ws->rx.n == 0)
     return;
-  b.arrival_ns = ws->read_ns;
-  b.count = ws->bat_n;
-  b.bytes = ws->bat_bytes;
-  b.parts = ws->bat_parts;
-  emit(ws, MYC_WS_EV_MESSAGES, &b, sizeof b);
-  ws->bat_n = 0;
-  ws->bat_len = 0;
-  if (ws->bat_cap > BATCH_KEEP) {
-    myc__free(a, ws->bat_bytes, ws->bat_cap);
-    ws->bat_bytes = NULL;
-    ws->bat_cap = 0;
+  /* Closing: the service does not want more. */
+  if (ws->state == MYC_WS_OPEN) {
+    ws->failures = 0; /* a peer that delivers is healthy */
+    myc__ws_recv_batch(&ws->rx, &b);
+    b.arrival_ns = ws->read_ns;
+    emit(ws, MYC_WS_EV_MESSAGES, &b, sizeof b);
   }
+  myc__ws_recv_clear(&ws->rx);
 }
 
-static int batch_add(myc_ws *ws, const uint8_t *p, size_t n, int binary) {
-  const myc__alloc *a = alloc_of(ws);
-  if (ws->bat_len + n > ws->bat_cap) {
-    size_t cap = ws->bat_cap ? ws->bat_cap : 16384;
-    char *q;
-    while (cap < ws->bat_len + n)
-      cap *= 2;
-    q = myc__realloc(a, ws->bat_bytes, ws->bat_cap, cap);
-    if (q == NULL)
-      return MYC_ENOMEM;
-    ws->bat_bytes = q;
-    ws->bat_cap = cap;
-  }
-  if (myc__grow(a, (void **)&ws->bat_parts, &ws->bat_pcap,
-                sizeof *ws->bat_parts, ws->bat_n + 1, 64) != 0)
-    return MYC_ENOMEM;
-  if (n > 0)
-    memcpy(ws->bat_bytes + ws->bat_len, p, n);
-  ws->bat_len += n;
-  ws->bat_parts[ws->bat_n].len = n;
-  ws->bat_parts[ws->bat_n].binary = binary;
-  ws->bat_n++;
+/* ---- control frames (ws_recv callbacks) --------------------------------- */
+
+/* Queues a control frame for pump(); none goes once our close is queued. */
+static int queued(int rc) {
+  return rc == 0 || rc == WSLAY_ERR_NO_MORE_MSG ? 0 : MYC_ENOMEM;
+}
+
+static int on_rx_ping(void *ud, const char *p, size_t n) {
+  myc_ws *ws = ud;
+  struct wslay_event_msg m;
+  m.opcode = WSLAY_PONG;
+  m.msg = (const uint8_t *)p;
+  m.msg_length = n;
+  return queued(wslay_event_queue_msg(ws->wslay, &m));
+}
+
+static int on_rx_pong(void *ud, const char *p, size_t n) {
+  myc_ws *ws = ud;
+  flush_batch(ws);
+  emit(ws, MYC_WS_EV_PONG, p, n);
   return 0;
 }
 
-static void on_wslay_msg(wslay_event_context_ptr ctx,
-                         const struct wslay_event_on_msg_recv_arg *m,
-                         void *ud) {
+/* The server's close: answered with its code and reason, as RFC 6455
+ * asks; after_recv() ends the connection once the answer is out. */
+static int on_rx_close(void *ud, int code, const char *reason, size_t n) {
   myc_ws *ws = ud;
-  int binary;
-  (void)ctx;
-  switch (m->opcode) {
-  case WSLAY_TEXT_FRAME:
-  case WSLAY_BINARY_FRAME:
-    if (ws->state != MYC_WS_OPEN)
-      return;         /* closing: the service does not want more */
-    ws->failures = 0; /* a peer that delivers is healthy */
-    binary = m->opcode == WSLAY_BINARY_FRAME;
-    if (batch_add(ws, m->msg, m->msg_length, binary) != 0) {
-      set_error(ws, MYC_ENOMEM, "out of memory for a received message");
-      drop(ws, 0);
-    }
-    break;
-  case WSLAY_PONG:
-    flush_batch(ws); /* in order: the messages before it go first */
-    emit(ws, MYC_WS_EV_PONG, m->msg, m->msg_length);
-    break;
-  case WSLAY_CONNECTION_CLOSE:
-    ws->close_code = m->status_code ? m->status_code : 1005;
-    ws->close_reason_len = m->msg_length > 2 ? m->msg_length - 2 : 0;
-    if (ws->close_reason_len >= sizeof ws->close_reason)
-      ws->close_reason_len = sizeof ws->close_reason - 1;
-    memcpy(ws->close_reason, m->msg_length > 2 ? (const char *)m->msg + 2 : "",
-           ws->close_reason_len);
-    ws->close_reason[ws->close_reason_len] = '\0';
-    break;
-  default:
-    break;
-  }
+  ws->close_code = code;
+  ws->close_reason_len =
+      n < sizeof ws->close_reason ? n : sizeof ws->close_reason - 1;
+  memcpy(ws->close_reason, reason, ws->close_reason_len);
+  ws->close_reason[ws->close_reason_len] = '\0';
+  return queued(wslay_event_queue_close(ws->wslay,
+                                        code == 1005 ? 0 : (uint16_t)code,
+                                        (const uint8_t *)reason, n));
 }
 
-static const struct wslay_event_callbacks wslay_cbs = {
-    on_wslay_recv, on_wslay_send, on_wslay_mask, NULL,
-    NULL,          NULL,          on_wslay_msg};
+static const myc__ws_recv_cbs rx_cbs = {on_rx_ping, on_rx_pong, on_rx_close};
 
 /* Hands what wslay queued to the socket. */
 static void pump(myc_ws *ws) {
@@ -371,7 +315,7 @@ static void pump(myc_ws *ws) {
 
 static const char *violation(int code) {
   switch (code) {
-  case 1005:
+  case MYC_WS_MALFORMED:
   case 1002:
     return "the server violated the WebSocket protocol";
   case 1007:
@@ -383,31 +327,37 @@ static const char *violation(int code) {
   }
 }
 
-/* After wslay read what it could: a close from the peer ends the
- * connection once our reply is out; a frame wslay refused is a protocol
- * error, reported with the close code we answered with. */
+/* After a read: a close from the peer ends the connection once our reply
+ * is out; a frame that broke the protocol fails the connection with a
+ * close frame carrying the code (none for a header that cannot be
+ * parsed), and is reported with the code we sent. */
 static void after_recv(myc_ws *ws, int rc) {
   int code;
+  if (rc > 0)
+    (void)wslay_event_queue_close(
+        ws->wslay, rc == MYC_WS_MALFORMED ? 0 : (uint16_t)rc, NULL, 0);
   pump(ws);
   if (ws->st.state != MYC_STREAM_OPEN)
     return;
-  if (rc != 0 || (!wslay_event_get_read_enabled(ws->wslay) &&
-                  !wslay_event_get_close_received(ws->wslay))) {
+  if (rc < 0) {
+    set_error(ws, rc, "out of memory for a received message");
+    drop(ws, 0);
+    return;
+  }
+  if (rc > 0) {
     code = wslay_event_get_status_code_sent(ws->wslay);
-    if (code == 1009)
-      set_error(ws, UV_EPROTO, "%s (%.0f bytes; closed with 1009)",
-                violation(code), ws->opt.max_message);
-    else if (code == 1005) /* a broken frame header: no code is sent */
-      set_error(ws, UV_EPROTO, "%s (a malformed frame header)",
-                violation(code));
+    if (rc == 1009)
+      set_error(ws, UV_EPROTO, "%s (%.0f bytes; closed with %d)", violation(rc),
+                ws->opt.max_message, code);
+    else if (code == 1005) /* a close frame without a code */
+      set_error(ws, UV_EPROTO, "%s (a malformed frame header)", violation(rc));
     else
-      set_error(ws, UV_EPROTO, "%s (closed with %d)", violation(code), code);
+      set_error(ws, UV_EPROTO, "%s (closed with %d)", violation(rc), code);
     ws->close_code = 1006;
     drop(ws, 1);
     return;
   }
-  if (wslay_event_get_close_received(ws->wslay) &&
-      wslay_event_get_close_sent(ws->wslay)) {
+  if (ws->rx.closed && wslay_event_get_close_sent(ws->wslay)) {
     disarm(ws);
     ws->state = MYC_WS_CLOSING;
     /* Both close frames are through: nothing more can come.  Closing
@@ -419,15 +369,13 @@ static void after_recv(myc_ws *ws, int rc) {
 
 static void feed(myc_ws *ws, const char *p, size_t n) {
   int rc;
-  ws->in = p;
-  ws->in_len = n;
   ws->in_recv = 1;
   ws->read_ns = uv_hrtime();
-  rc = wslay_event_recv(ws->wslay);
-  /* Still in_recv: what the service sends meanwhile goes out after. */
+  rc = myc__ws_recv_feed(&ws->rx, p, n);
+  /* Before the read's buffer is reused: the batch may point into it.
+   * Still in_recv: what the service sends meanwhile goes out after. */
   flush_batch(ws);
   ws->in_recv = 0;
-  ws->in_len = 0;
   after_recv(ws, rc);
 }
 
@@ -446,8 +394,7 @@ static void become_open(myc_ws *ws, const char *rest, size_t n) {
     drop(ws, 0);
     return;
   }
-  wslay_event_config_set_max_recv_msg_length(ws->wslay,
-                                             (uint64_t)ws->opt.max_message);
+  myc__ws_recv_reset(&ws->rx, (uint64_t)ws->opt.max_message);
   ws->upgrading = 0;
   ws->state = MYC_WS_OPEN;
   ws->alive = 1;
@@ -518,7 +465,7 @@ static int on_stream_data(myc__stream *st, const char *p, size_t n) {
 static void on_stream_error(myc__stream *st, int err, const char *msg) {
   myc_ws *ws = st->data;
   /* The server closing TCP after the close handshake is the normal end. */
-  if (ws->wslay != NULL && wslay_event_get_close_received(ws->wslay) &&
+  if (ws->wslay != NULL && ws->rx.closed &&
       wslay_event_get_close_sent(ws->wslay))
     return;
   if (ws->wslay != NULL && err == UV_EOF)
@@ -675,6 +622,7 @@ myc_ws *myc__ws_open(myc_service *s, uint64_t source, const char *url,
   ws->url = u;
   ws->close_code = 1006;
   myc__stream_init(&ws->st, &myc__service_worker(s)->loop, a, &stream_cbs, ws);
+  myc__ws_recv_init(&ws->rx, a, &rx_cbs, ws);
   if ((ws->url_text = myc__strdup(a, url)) == NULL ||
       dup_opt(a, o->protocol, &ws->protocol) != 0 ||
       dup_opt(a, o->headers, &ws->headers) != 0)

@@ -1,15 +1,16 @@
 /* ws.h -- the WebSocket client facility: one connection (re-established
  * with backoff) on the worker loop of the service that opened it, whose
- * events reach that service through myc__service_event().  Framing is
- * wslay's; the socket, TLS and upgrade are stream.c, tls.c and
- * ws_handshake.c.  Lua reaches them through ffi/ (myc_ffi_ws_*) and
- * lua/mycelium/net/ws.lua.
+ * events reach that service through myc__service_event().  Received
+ * frames are parsed in place by ws_recv.c, sent ones framed by wslay; the
+ * socket, TLS and upgrade are stream.c, tls.c and ws_handshake.c.  Lua
+ * reaches them through ffi/ (myc_ffi_ws_*) and lua/mycelium/net/ws.lua.
  *
  * Everything here runs on the owning service's worker thread.
  */
 #ifndef MYC_WS_H
 #define MYC_WS_H
 
+#include "net/ws_recv.h"
 #include "runtime/service.h"
 
 typedef struct myc_ws myc_ws;
@@ -38,26 +39,8 @@ enum {
   MYC_WS_EV_OPEN = 1,    /* upgrade done; data NULL */
   MYC_WS_EV_PONG = 4,    /* a pong, with its payload */
   MYC_WS_EV_CLOSE = 5,   /* data: a myc_ws_close_info */
-  MYC_WS_EV_MESSAGES = 6 /* data: a myc_ws_batch */
+  MYC_WS_EV_MESSAGES = 6 /* data: a myc_ws_batch (ws_recv.h) */
 };
-
-/* One message of a batch: its bytes follow the previous message's. */
-typedef struct {
-  size_t len;
-  int32_t binary;
-} myc_ws_part;
-
-/* The whole messages one socket read completed, in order, in one event:
- * a service pays one call into Lua per read, not per message.  The
- * service stops taking them when the connection stops being open (it
- * closed it, or was stopped) part way through.  Valid during the event. */
-typedef struct {
-  uint64_t arrival_ns; /* uv_hrtime() when the read returned: the bytes'
-                          arrival, before any framing or decoding */
-  uint32_t count;
-  const char *bytes;        /* every message's bytes, one after the other */
-  const myc_ws_part *parts; /* 'count' of them */
-} myc_ws_batch;
 
 /* What ended a connection or an attempt.  Valid during the event. */
 typedef struct {

@@ -14,10 +14,10 @@ typedef struct {
   int32_t code; int32_t err; int32_t attempt; double reconnect_ms;
   const char *reason; size_t reason_len; const char *error;
 } myc_ws_close_info;
-typedef struct { size_t len; int32_t binary; } myc_ws_part;
+/* engine/src/net/ws_recv.h */
+typedef struct { const char *p; size_t len; int32_t binary; } myc_ws_part;
 typedef struct {
-  uint64_t arrival_ns; uint32_t count; const char *bytes;
-  const myc_ws_part *parts;
+  uint64_t arrival_ns; uint32_t count; const myc_ws_part *parts;
 } myc_ws_batch;
 
 /* engine/src/net/http.h */

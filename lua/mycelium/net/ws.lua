@@ -147,14 +147,15 @@ end
 -- each message before its handler runs, so that after a handler raised,
 -- delivery resumes with the next one.
 local function deliver(self, fn, h, b)
-  local bytes, parts, n = b.bytes, b.parts, b.count
+  local parts, n = b.parts, b.count
   local cur = self._cur
   while cur.i < n do
     if C.myc_ffi_ws_taking(h) == 0 then cur.i = n return end
-    local i, off = cur.i, cur.off
-    local len = tonumber(parts[i].len)
-    cur.i, cur.off = i + 1, off + len
-    if fn then fn(self, ffi_string(bytes + off, len), parts[i].binary ~= 0) end
+    local part = parts[cur.i]
+    cur.i = cur.i + 1
+    if fn then
+      fn(self, ffi_string(part.p, tonumber(part.len)), part.binary ~= 0)
+    end
   end
 end
 
@@ -167,8 +168,7 @@ end
 -- (logged and counted as a handler error), later ones are logged.
 function Conn:_messages(addr)
   local b = ffi_cast("const myc_ws_batch *", addr)
-  local cur = self._cur
-  cur.i, cur.off = 0, 0
+  self._cur.i = 0
   self.arrival_ns = tonumber(b.arrival_ns)
   self.batches = self.batches + 1
   local first
@@ -234,7 +234,7 @@ function M.connect(ctx, url, opts)
   local keep = {}
   local o = options(ctx, opts, keep)
   local conn = setmetatable({ ctx = ctx, url = url, batches = 0,
-                              _cur = { i = 0, off = 0 } }, Conn)
+                              _cur = { i = 0 } }, Conn)
   for _, k in ipairs(CALLBACKS) do conn[k] = opts[k] end
   conn._source = events.register(function(code, addr, len)
     conn:_event(code, addr, len)

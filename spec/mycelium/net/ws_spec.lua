@@ -293,6 +293,48 @@ describe("mycelium.net.ws against a hostile peer", function()
   end
 end)
 
+describe("mycelium.net.ws against frames cut awkwardly", function()
+  setup(function() peer = start_peer() end)
+  teardown(function() peer.stop() end)
+
+  local function raw_client(path)
+    local c = client(string.format("ws://127.0.0.1:%s%s", peer.ready[2], path),
+                     { reconnect = false })
+    eng = c.eng
+    return c
+  end
+
+  -- Whether the frames come in one read or one byte per read, with a
+  -- ping and a pong between fragments: the same messages, in order.
+  for _, path in ipairs { "/mixed", "/trickle" } do
+    it("reassembles " .. path, function()
+      local c = raw_client(path)
+      local info = c.wait("close", 1, 10)
+      c.msg:messages()
+      c.pong:messages()
+      assert.are.equal(3, #c.msg.all, table.concat(eng:logs(), "\n"))
+      local m = c.msg.all
+      assert.are.equal("hello", m[1].data.data)
+      assert.are.equal("\226\130\172" .. string.rep("x", 297), m[2].data.data)
+      assert.are.equal("fr\195\169-end", m[3].data.data)
+      assert.are.equal("unasked", c.pong.all[1].data.data)
+      assert.are.same({ 1000, "bye", true }, { info.code, info.reason, info.clean })
+      if path == "/trickle" then
+        -- One byte per read: each message completed in a read of its own.
+        assert.is_true(m[3].data.batches >= 3)
+      end
+    end)
+  end
+
+  it("refuses a text whose invalid UTF-8 is cut across reads", function()
+    local c = raw_client("/splitutf8")
+    local info = c.wait("close", 1)
+    assert.matches("not valid UTF%-8 %(closed with 1007%)", info.error)
+    assert.are.equal(1, #c.msg:messages())
+    assert.are.equal("ok", c.msg.all[1].data.data)
+  end)
+end)
+
 describe("mycelium.net.ws over TLS", function()
   setup(function()
     tmp = certs.make()
