@@ -487,6 +487,8 @@ static void hostile_peers(const char *more) {
     errors += st[k].frame_errors;
   }
   CHECK(errors >= 4); /* garbage, oversize, stalled, corrupt (+ silence) */
+  /* The hostile bytes were read on worker 1 with link.worker. */
+  CHECK(read_on_worker(a, *more ? 1 : -1));
   close(fd);
   myc_engine_free(b);
   myc_engine_free(a);
