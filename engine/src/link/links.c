@@ -45,6 +45,12 @@
 /* A worker's direct write (write_direct) sends at most this many frames
  * in its one system call; what is left goes to the link thread. */
 #define DIRECT_IOV 256
+/* A plain link's write takes at most this much of its queue: a peer
+ * that reads slowly gets a long queue, and a write of all of it would
+ * keep every buffer (and count every frame as queued) until the last
+ * byte is out, while the peer has long taken the first ones. */
+#define WRITE_FRAMES 4096
+#define WRITE_BYTES (4u << 20)
 
 enum { P_DOWN, P_CONNECTING, P_HANDSHAKE, P_UP, P_CLOSING };
 static const char *const STATE_NAME[] = {"down", "connecting", "handshake",
@@ -674,14 +680,33 @@ static void flush(peer *p) {
   } else if (p->state == P_UP) {
     uv_mutex_lock(&L->lock);
     take = p->qn;
-    tmp = p->wb;
-    tmpcap = p->wcap;
-    p->wb = p->q;
-    p->wcap = p->qcap;
+    if (take <= WRITE_FRAMES && p->qbytes <= WRITE_BYTES) {
+      tmp = p->wb;
+      tmpcap = p->wcap;
+      p->wb = p->q;
+      p->wcap = p->qcap;
+      p->q = tmp;
+      p->qcap = tmpcap;
+      p->qn = 0;
+    } else {
+      /* A long queue goes out a part at a time: what a write holds is
+       * counted in the queue (and its buffers kept) until all of it is
+       * written. */
+      uint64_t bytes = 0;
+      for (take = 0; take < p->qn && take < WRITE_FRAMES; take++) {
+        bytes += MYC_WIRE_TLV + (uint64_t)p->q[take]->hdr.frame_len;
+        if (take > 0 && bytes > WRITE_BYTES)
+          break;
+      }
+      if (grow(A(L), (void **)&p->wb, &p->wcap, sizeof *p->wb, take) == 0) {
+        memcpy(p->wb, p->q, take * sizeof *p->q);
+        memmove(p->q, p->q + take, (p->qn - take) * sizeof *p->q);
+        p->qn -= take;
+      } else {
+        take = 0;
+      }
+    }
     p->wn = take;
-    p->q = tmp;
-    p->qcap = tmpcap;
-    p->qn = 0;
     /* In the same hold of the lock: no worker writes from here until
      * on_written, and a frame a worker began is finished first. */
     p->woff = p->qoff;
