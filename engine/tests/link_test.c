@@ -1004,6 +1004,83 @@ static void links_run_on_the_worker_they_are_given(void) {
         NULL);
 }
 
+/* The first peer of 'e' named 'name'; its stats in '*out'. */
+static int peer_named(myc_engine *e, const char *name, myc__link_stats *out) {
+  myc__link_stats st[8];
+  uint32_t n = myc__links_stats(myc__links_of(e), st, 8), k;
+  for (k = 0; k < n && k < 8; k++)
+    if (strcmp(st[k].peer, name) == 0) {
+      *out = st[k];
+      return 1;
+    }
+  return 0;
+}
+
+/* A peer that reads slowly gets a long queue, written a part (4096
+ * frames, 4 MiB) at a time: once the peer has read half of it, the
+ * parts it took are counted out and their buffers released, not held
+ * until the last byte of the queue is written.  On worker 1's loop. */
+static void long_queues_are_written_a_part_at_a_time(void) {
+  char links[512], path[256], buf[65536];
+  myc_engine *a;
+  myc__link_stats st0, st;
+  uint8_t f[512];
+  size_t n, read_bytes = 0;
+  const uint64_t N = 20000;
+  int fd, idle = 0;
+  snprintf(path, sizeof path, "%s/lq.sock", tmpdir);
+  snprintf(links, sizeof links,
+           "listen = { \"unix://%s\" }, link = { queue_frames = 100000, "
+           "worker = 1 }",
+           path);
+  a = engine("la", links);
+  CHECK(a != NULL);
+  CHECK_EQ(start(a), 0);
+  fd = dial_unix(path);
+  CHECK(fd >= 0);
+  n = hello(f, sizeof f, "halfreader");
+  myc__wire_put_tlv(f + n, MYC_WIRE_SUB, 7);
+  memcpy(f + n + 6, "swaps.*", 7);
+  CHECK(write(fd, f, n + 13) == (ssize_t)(n + 13));
+  CHECK(wait_peer(a, "up", 1, NULL));
+  publish_seq(a, "swaps.v2", 1, N);
+  sleep_ms(300); /* unread: the socket fills, the rest waits */
+  /* Read until the write under way completes: the next one takes the
+   * queue (a part of it), and is the one under way from here. */
+  CHECK(peer_named(a, "halfreader", &st0));
+  while (idle < 100) {
+    ssize_t r = recv(fd, buf, 4096, MSG_DONTWAIT);
+    if (r > 0)
+      read_bytes += (size_t)r;
+    sleep_ms(2);
+    CHECK(peer_named(a, "halfreader", &st));
+    if (st.frames_out > st0.frames_out)
+      break;
+    idle += r <= 0;
+  }
+  sleep_ms(100);
+  CHECK(peer_named(a, "halfreader", &st0));
+  CHECK(st0.queued > 2 * 4096);
+  read_bytes = 0;
+  idle = 0;
+  while (read_bytes < st0.queued_bytes / 2 && idle < 100) {
+    ssize_t r = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (r <= 0) {
+      idle++;
+      sleep_ms(10);
+      continue;
+    }
+    read_bytes += (size_t)r;
+  }
+  sleep_ms(200);
+  CHECK(peer_named(a, "halfreader", &st));
+  CHECK(st.frames_out > st0.frames_out);
+  CHECK(st.queued < st0.queued);
+  CHECK_EQ(st.frames_out + st.queued + st.dropped_queue_full, N);
+  close(fd);
+  myc_engine_free(a);
+}
+
 /* ---- TLS (tls+tcp://) --------------------------------------------------- */
 
 static char certs[300];
@@ -1434,6 +1511,8 @@ int main(void) {
       {"over_tcp_on_a_worker_loop", over_tcp_on_a_worker_loop},
       {"hostile_peers_on_a_worker_loop", hostile_peers_on_a_worker_loop},
       {"tls_on_a_worker_loop", tls_on_a_worker_loop},
+      {"long_queues_are_written_a_part_at_a_time",
+       long_queues_are_written_a_part_at_a_time},
       {"a_start_failing_on_a_worker_loop_closes_everything",
        a_start_failing_on_a_worker_loop_closes_everything},
       {"three_engines_fan_out_one_hop", three_engines_fan_out_one_hop},
