@@ -2134,6 +2134,7 @@ static int links_start(void *ud, char *err, size_t errlen) {
 
 static void links_quiesce(void *ud) {
   myc__links *L = ud;
+  int down = 0;
   if (!L->started || L->joined)
     return;
   myc__topics_watch(&L->e->topics, NULL, NULL);
@@ -2158,9 +2159,10 @@ static void links_quiesce(void *ud) {
     uv_mutex_lock(&L->lock);
     while (!L->down && !L->stop_cancelled)
       uv_cond_wait(&L->cond, &L->lock);
+    down = L->down;
     uv_mutex_unlock(&L->lock);
   }
-  if (!L->down)
+  if (!down)
     close_here(L);
   L->joined = 1;
 }
