@@ -134,7 +134,22 @@ static void publish_seq(myc_engine *e, const char *topic, uint64_t from,
   }
 }
 
-/* 'a_link' and 'b_link': more keys of a's and b's link tables. */
+/* The thread that read the last frames of 'e''s links (link.worker: the
+ * worker's own; else the link thread, which is no worker). */
+static int read_on_worker(myc_engine *e, int worker) {
+  myc__links *L = myc__links_of(e);
+  uintptr_t r = myc__links_reader(L);
+  uint32_t i;
+  if (worker >= 0)
+    return r != 0 && r == atomic_load(&e->sched.workers[worker].owner.token);
+  for (i = 0; i < e->sched.nworkers; i++)
+    if (r == atomic_load(&e->sched.workers[i].owner.token))
+      return 0;
+  return r != 0;
+}
+
+/* 'a_link' and 'b_link': more keys of a's and b's link tables; with
+ * "worker = 1" in both, the links run on worker 1's loop. */
 static void subscriptions_and_messages_cross(const char *listen,
                                              const char *connect,
                                              const char *a_link,
@@ -144,6 +159,7 @@ static void subscriptions_and_messages_cross(const char *listen,
   myc_service *sk;
   myc__link_stats st;
   static sink s;
+  int on_worker = strstr(a_link, "worker = 1") != NULL;
   memset(&s, 0, sizeof s);
   snprintf(a_links, sizeof a_links, "listen = { \"%s\" }, link = { %s }",
            listen, a_link);
@@ -154,7 +170,9 @@ static void subscriptions_and_messages_cross(const char *listen,
   a = engine("a", a_links);
   b = engine("b", b_links);
   CHECK(a != NULL && b != NULL);
-  CHECK_EQ(myc_engine_add_c_service(b, "sink", "swaps.*", on_sink, &s, -1), 0);
+  CHECK_EQ(myc_engine_add_c_service(b, "sink", "swaps.*", on_sink, &s,
+                                     on_worker ? 1 : -1),
+           0);
   sk = myc__engine_find(b, "sink", 4);
   CHECK_EQ(start(a), 0);
   CHECK_EQ(start(b), 0);
@@ -176,9 +194,16 @@ static void subscriptions_and_messages_cross(const char *listen,
 #ifndef __SANITIZE_THREAD__
   /* B's link thread took its buffers from its pool, refilled by the
    * worker that handled them.  (Read racily while the link thread may
-   * still count: not in the TSan build.) */
-  CHECK(b->sched.aux_pool != NULL && b->sched.aux_pool->recycled > 0);
+   * still count: not in the TSan build.)  On a worker's loop they come
+   * from that worker's pool, and no link thread has one. */
+  if (!on_worker)
+    CHECK(b->sched.aux_pool != NULL && b->sched.aux_pool->recycled > 0);
 #endif
+  if (on_worker)
+    CHECK(b->sched.aux_pool == NULL);
+  /* Who read the frames: B the messages, A the subscriptions. */
+  CHECK(read_on_worker(b, on_worker ? 1 : -1));
+  CHECK(read_on_worker(a, on_worker ? 1 : -1));
   /* A plain link is written by the "_links" worker too; TLS only by the
    * link thread, which seals. */
   if (strncmp(listen, "tls+", 4) == 0)
@@ -230,6 +255,23 @@ static void over_tcp(void) {
   char url[256];
   snprintf(url, sizeof url, "tcp://127.0.0.1:%d", test_free_port());
   subscriptions_and_messages_cross(url, url, "", "");
+}
+
+/* link.worker: the links run on worker 1's loop, with the sink there
+ * too: frames are read on that worker's thread and handed to the sink
+ * without another thread; A is freed with its link up, then comes back
+ * and B redials it from its worker's loop; both are freed with links
+ * open on a worker's loop (the ASan build checks nothing leaks). */
+static void over_unix_on_a_worker_loop(void) {
+  char url[256];
+  snprintf(url, sizeof url, "unix://%s/aw.sock", tmpdir);
+  subscriptions_and_messages_cross(url, url, "worker = 1", "worker = 1");
+}
+
+static void over_tcp_on_a_worker_loop(void) {
+  char url[256];
+  snprintf(url, sizeof url, "tcp://127.0.0.1:%d", test_free_port());
+  subscriptions_and_messages_cross(url, url, "worker = 1", "worker = 1");
 }
 
 /* Three engines: b and c dial a.  What a emits reaches both (each peer
@@ -323,7 +365,7 @@ static size_t hello(uint8_t *out, size_t cap, const char *node) {
   return myc__wire_hello_encode(&h, out, cap);
 }
 
-static void hostile_peers_lose_only_their_link(void) {
+static void hostile_peers(const char *more) {
   char links[512], path[256];
   myc_engine *a, *b;
   myc__link_stats st[8];
@@ -337,10 +379,12 @@ static void hostile_peers_lose_only_their_link(void) {
   snprintf(path, sizeof path, "%s/h.sock", tmpdir);
   snprintf(links, sizeof links,
            "listen = { \"unix://%s\" }, link = { frame_timeout_ms = 300, "
-           "handshake_timeout_ms = 300, max_frame = 4096, queue_frames = 100 }",
-           path);
+           "handshake_timeout_ms = 300, max_frame = 4096, queue_frames = 100"
+           "%s }",
+           path, more);
   a = engine("ha", links);
-  snprintf(links, sizeof links, "connect = { \"unix://%s\" }", path);
+  snprintf(links, sizeof links, "connect = { \"unix://%s\" }, link = { %s }",
+           path, more + (*more == ',' ? 1 : 0));
   b = engine("hb", links);
   CHECK(a != NULL && b != NULL);
   CHECK_EQ(myc_engine_add_c_service(b, "sink", "swaps.*", on_sink, &s, -1), 0);
@@ -443,9 +487,38 @@ static void hostile_peers_lose_only_their_link(void) {
     errors += st[k].frame_errors;
   }
   CHECK(errors >= 4); /* garbage, oversize, stalled, corrupt (+ silence) */
+  /* The hostile bytes were read on worker 1 with link.worker. */
+  CHECK(read_on_worker(a, *more ? 1 : -1));
   close(fd);
   myc_engine_free(b);
   myc_engine_free(a);
+}
+
+static void hostile_peers_lose_only_their_link(void) { hostile_peers(""); }
+
+/* A listener that cannot bind fails the start on a worker's loop too,
+ * after a dial had begun there: what was opened on that loop is closed
+ * before the start returns (the ASan build checks nothing leaks). */
+static void a_start_failing_on_a_worker_loop_closes_everything(void) {
+  char links[512];
+  myc_engine *e;
+  char err[512];
+  snprintf(links, sizeof links,
+           "listen = { \"tcp://127.0.0.1:%d\", \"unix://%s/no/such/dir/x.sock\" }, "
+           "connect = { \"unix://%s/nobody.sock\" }, link = { worker = 1 }",
+           test_free_port(), tmpdir, tmpdir);
+  e = engine("sf", links);
+  CHECK(e != NULL);
+  CHECK(myc_engine_start(e, err, sizeof err) != 0);
+  CHECK(strstr(err, "x.sock: cannot listen") != NULL);
+  myc_engine_free(e);
+}
+
+/* The same on worker 1's loop: the handshake deadline and the stalled
+ * frame are that loop's timers, the deaf peer's queue is written from
+ * it; A is freed with the deaf peer's link still open. */
+static void hostile_peers_on_a_worker_loop(void) {
+  hostile_peers(", worker = 1");
 }
 
 /* The "_links" worker writes a plain link itself while the link thread
@@ -931,6 +1004,83 @@ static void links_run_on_the_worker_they_are_given(void) {
         NULL);
 }
 
+/* The first peer of 'e' named 'name'; its stats in '*out'. */
+static int peer_named(myc_engine *e, const char *name, myc__link_stats *out) {
+  myc__link_stats st[8];
+  uint32_t n = myc__links_stats(myc__links_of(e), st, 8), k;
+  for (k = 0; k < n && k < 8; k++)
+    if (strcmp(st[k].peer, name) == 0) {
+      *out = st[k];
+      return 1;
+    }
+  return 0;
+}
+
+/* A peer that reads slowly gets a long queue, written a part (4096
+ * frames, 4 MiB) at a time: once the peer has read half of it, the
+ * parts it took are counted out and their buffers released, not held
+ * until the last byte of the queue is written.  On worker 1's loop. */
+static void long_queues_are_written_a_part_at_a_time(void) {
+  char links[512], path[256], buf[65536];
+  myc_engine *a;
+  myc__link_stats st0, st;
+  uint8_t f[512];
+  size_t n, read_bytes = 0;
+  const uint64_t N = 20000;
+  int fd, idle = 0;
+  snprintf(path, sizeof path, "%s/lq.sock", tmpdir);
+  snprintf(links, sizeof links,
+           "listen = { \"unix://%s\" }, link = { queue_frames = 100000, "
+           "worker = 1 }",
+           path);
+  a = engine("la", links);
+  CHECK(a != NULL);
+  CHECK_EQ(start(a), 0);
+  fd = dial_unix(path);
+  CHECK(fd >= 0);
+  n = hello(f, sizeof f, "halfreader");
+  myc__wire_put_tlv(f + n, MYC_WIRE_SUB, 7);
+  memcpy(f + n + 6, "swaps.*", 7);
+  CHECK(write(fd, f, n + 13) == (ssize_t)(n + 13));
+  CHECK(wait_peer(a, "up", 1, NULL));
+  publish_seq(a, "swaps.v2", 1, N);
+  sleep_ms(300); /* unread: the socket fills, the rest waits */
+  /* Read until the write under way completes: the next one takes the
+   * queue (a part of it), and is the one under way from here. */
+  CHECK(peer_named(a, "halfreader", &st0));
+  while (idle < 100) {
+    ssize_t r = recv(fd, buf, 4096, MSG_DONTWAIT);
+    if (r > 0)
+      read_bytes += (size_t)r;
+    sleep_ms(2);
+    CHECK(peer_named(a, "halfreader", &st));
+    if (st.frames_out > st0.frames_out)
+      break;
+    idle += r <= 0;
+  }
+  sleep_ms(100);
+  CHECK(peer_named(a, "halfreader", &st0));
+  CHECK(st0.queued > 2 * 4096);
+  read_bytes = 0;
+  idle = 0;
+  while (read_bytes < st0.queued_bytes / 2 && idle < 100) {
+    ssize_t r = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (r <= 0) {
+      idle++;
+      sleep_ms(10);
+      continue;
+    }
+    read_bytes += (size_t)r;
+  }
+  sleep_ms(200);
+  CHECK(peer_named(a, "halfreader", &st));
+  CHECK(st.frames_out > st0.frames_out);
+  CHECK(st.queued < st0.queued);
+  CHECK_EQ(st.frames_out + st.queued + st.dropped_queue_full, N);
+  close(fd);
+  myc_engine_free(a);
+}
+
 /* ---- TLS (tls+tcp://) --------------------------------------------------- */
 
 static char certs[300];
@@ -1014,6 +1164,19 @@ static void tls_links_carry_what_tcp_links_do(void) {
   snprintf(url, sizeof url, "tls+tcp://127.0.0.1:%d", test_free_port());
   tls_keys(ka, sizeof ka, "srv", "ca", "verify_client = true");
   tls_keys(kb, sizeof kb, "client", "ca", NULL);
+  subscriptions_and_messages_cross(url, url, ka, kb);
+}
+
+/* TLS on worker 1's loop: sealed and opened there, as the link thread
+ * does. */
+static void tls_on_a_worker_loop(void) {
+  char url[128], ka[1100], kb[1100], t[1024];
+  CHECK(make_certs());
+  snprintf(url, sizeof url, "tls+tcp://127.0.0.1:%d", test_free_port());
+  snprintf(ka, sizeof ka, "worker = 1, %s",
+           tls_keys(t, sizeof t, "srv", "ca", "verify_client = true"));
+  snprintf(kb, sizeof kb, "worker = 1, %s",
+           tls_keys(t, sizeof t, "client", "ca", NULL));
   subscriptions_and_messages_cross(url, url, ka, kb);
 }
 
@@ -1344,6 +1507,14 @@ int main(void) {
   static const test_case cases[] = {
       {"over_unix", over_unix},
       {"over_tcp", over_tcp},
+      {"over_unix_on_a_worker_loop", over_unix_on_a_worker_loop},
+      {"over_tcp_on_a_worker_loop", over_tcp_on_a_worker_loop},
+      {"hostile_peers_on_a_worker_loop", hostile_peers_on_a_worker_loop},
+      {"tls_on_a_worker_loop", tls_on_a_worker_loop},
+      {"long_queues_are_written_a_part_at_a_time",
+       long_queues_are_written_a_part_at_a_time},
+      {"a_start_failing_on_a_worker_loop_closes_everything",
+       a_start_failing_on_a_worker_loop_closes_everything},
       {"three_engines_fan_out_one_hop", three_engines_fan_out_one_hop},
       {"hostile_peers_lose_only_their_link",
        hostile_peers_lose_only_their_link},

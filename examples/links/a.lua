@@ -9,7 +9,9 @@ return {
   workers = 1,
   listen = { url },
   -- LINK_KEY: a key file both nodes share; TCP links then require it.
+  -- LINK_WORKER=0 runs the links on worker 0's loop (link.worker).
   link = { psk_file = os.getenv("LINK_KEY"),
+           worker = tonumber(os.getenv("LINK_WORKER") or ""),
            -- mutual TLS: b must show a certificate ca.crt signed
            tls = tls and { cert = tls .. "/srv.crt", key = tls .. "/srv.key",
                            ca = tls .. "/ca.crt", verify_client = true } },

@@ -9,6 +9,7 @@ return {
   connect = { url },
   link = { reconnect_initial_ms = 50, reconnect_max_ms = 1000,
            psk_file = os.getenv("LINK_KEY"),
+           worker = tonumber(os.getenv("LINK_WORKER") or ""),
            tls = tls and { cert = tls .. "/client.crt", key = tls .. "/client.key",
                            ca = tls .. "/ca.crt" } },
   log = { level = "info", format = os.getenv("LOG_FORMAT") or "text" },

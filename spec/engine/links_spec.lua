@@ -29,16 +29,19 @@ end
 local wait_for = proc.wait_for
 
 -- Starts node a (the producer) with 'url'; returns it once it listens.
-local function start_a(dir, url)
+-- 'env': more variables for both nodes ("LINK_WORKER=0 ").
+local function start_a(dir, url, env)
   return proc.spawn(string.format(
-    "cd %s && LINK_URL='%s' CONTROL='unix://%s/a.ctl' INTERVAL_MS=20 "
-      .. "METRICS=127.0.0.1:0 exec timeout 60 %s run a.lua", example, url, dir.path, bin),
+    "cd %s && %sLINK_URL='%s' CONTROL='unix://%s/a.ctl' INTERVAL_MS=20 "
+      .. "METRICS=127.0.0.1:0 exec timeout 60 %s run a.lua", example, env or "",
+    url, dir.path, bin),
     "link listening on (%S+)", 10)
 end
 
-local function start_b(url)
+local function start_b(url, env)
   return proc.spawn(string.format(
-    "cd %s && LINK_URL='%s' exec timeout 60 %s run b.lua", example, url, bin),
+    "cd %s && %sLINK_URL='%s' exec timeout 60 %s run b.lua", example, env or "",
+    url, bin),
     "link up", 10)
 end
 
@@ -191,7 +194,7 @@ return { node = "a", listen = { "unix://%s" },
     end), a.output())
   end)
 
-  it("survive kill -9 of either side and link again", function()
+  local function survive_kill9(env)
     local dir = cli.tmpdir()
     local a, b
     finally(function()
@@ -200,8 +203,8 @@ return { node = "a", listen = { "unix://%s" },
       dir:remove()
     end)
     local url = "unix://" .. dir.path .. "/ab.sock"
-    a = start_a(dir, url)
-    b = start_b(url)
+    a = start_a(dir, url, env)
+    b = start_b(url, env)
     assert.is_truthy(wait_for(function() return #received(b.output()) >= 5 end))
     -- b dies mid-stream: a keeps running and counts the link's end.
     kill9(b)
@@ -210,7 +213,7 @@ return { node = "a", listen = { "unix://%s" },
     local st = status_json(dir)
     assert.truthy(st:find('"peer":"(closed links)"', 1, true), st)
     -- A new b links again and gets a's stream from where it is, in order.
-    b = start_b(url)
+    b = start_b(url, env)
     local got = wait_for(function()
       local g = received(b.output())
       return #g >= 5 and g
@@ -221,12 +224,20 @@ return { node = "a", listen = { "unix://%s" },
     kill9(a)
     proc.sleep(0.3)
     assert.is_true(b.alive())
-    a = start_a(dir, url)
+    a = start_a(dir, url, env)
     assert.is_truthy(wait_for(function()
       local _, ups = b.output():gsub("link up", "")
       return ups >= 2
     end), b.output())
     local before = #received(b.output())
     assert.is_truthy(wait_for(function() return #received(b.output()) >= before + 5 end))
+  end
+
+  it("survive kill -9 of either side and link again", function()
+    survive_kill9()
+  end)
+
+  it("do the same with the links on a worker's loop (link.worker)", function()
+    survive_kill9("LINK_WORKER=0 ")
   end)
 end)

@@ -1,7 +1,8 @@
 /* link.h -- links between engines over Unix and TCP sockets
  * (docs/LINKS.md).  An engine with links runs one more thread, beside its
- * workers, with its own libuv loop: it listens, connects, reconnects,
- * handshakes and moves frames (link/wire.h).
+ * workers, with its own libuv loop, or with link.worker runs them on that
+ * worker's loop: it listens, connects, reconnects, handshakes and moves
+ * frames (link/wire.h).
  *
  * What a peer subscribed reaches it through one C service of the engine,
  * "_links", subscribed to the union of every peer's patterns: its
@@ -112,6 +113,11 @@ char *myc__links_metrics(void *links, size_t *len);
 
 /* The engine's allocator. */
 const myc__alloc *myc__links_alloc(myc__links *L);
+
+/* The token (base/check.h) of the thread that read the links' last
+ * frames in, 0 before any: the link thread, or with link.worker that
+ * worker's thread.  Any thread. */
+uintptr_t myc__links_reader(myc__links *L);
 
 /* The TCP port listener 'i' is bound to (a port 0 in its URL: the one
  * the kernel chose), or 0. */

@@ -1,12 +1,14 @@
-/* links.c -- the link thread: listeners, peers, handshake, subscription
+/* links.c -- the links' loop: listeners, peers, handshake, subscription
  * propagation, frames in and out (see link.h and docs/LINKS.md).
  *
- * Threads: the "_links" service's callback runs on its worker, appends
- * buffers to peers' queues under 'lock' and, at the end of its batch,
- * may write a plain link's queue to its socket under 'lock'
- * (write_direct); everything else (the sockets' other uses, the pattern
- * sets, the handshake) belongs to the link thread.
- * Peers are freed only by the link thread, under 'lock'.
+ * Threads: the loop is the link thread's own, or, with link.worker, the
+ * loop of the "_links" service's worker (then there is no link thread:
+ * "the loop's thread" below is that worker).  The "_links" service's
+ * callback runs on its worker, appends buffers to peers' queues under
+ * 'lock' and, at the end of its batch, may write a plain link's queue to
+ * its socket under 'lock' (write_direct); everything else (the sockets'
+ * other uses, the pattern sets, the handshake) belongs to the loop's
+ * thread.  Peers are freed only by the loop's thread, under 'lock'.
  */
 #include "link/link.h"
 
@@ -43,6 +45,12 @@
 /* A worker's direct write (write_direct) sends at most this many frames
  * in its one system call; what is left goes to the link thread. */
 #define DIRECT_IOV 256
+/* A plain link's write takes at most this much of its queue: a peer
+ * that reads slowly gets a long queue, and a write of all of it would
+ * keep every buffer (and count every frame as queued) until the last
+ * byte is out, while the peer has long taken the first ones. */
+#define WRITE_FRAMES 4096
+#define WRITE_BYTES (4u << 20)
 
 enum { P_DOWN, P_CONNECTING, P_HANDSHAKE, P_UP, P_CLOSING };
 static const char *const STATE_NAME[] = {"down", "connecting", "handshake",
@@ -110,6 +118,7 @@ struct peer {
   int fd;
   uint32_t qoff;
   int stalled, touched;
+  int left; /* the "_links" worker's: its batch left frames queued */
   myc_buf **wb;
   uint32_t wn, wcap;
   uint8_t *ctl, *wctl; /* control frames waiting, and being written */
@@ -154,8 +163,21 @@ struct myc__links {
   uint32_t nlisten, nconnect;
   listener *listeners;
   myc__secure_ctx *tls; /* contexts of the tls+tcp:// links, or NULL */
+  /* The loop every handle below is on: 'loop', run by 'thread', or,
+   * with link.worker, the loop of worker 'w' (NULL: the own thread). */
+  uv_loop_t *lp;
+  myc__worker *w;
   uv_thread_t thread;
   uv_loop_t loop;
+  /* Stopping on a worker's loop: 'stop' runs shut_down there; 'down'
+   * (under lock, signalled on 'cond') once every handle is closed. */
+  myc__job stop;
+  uv_cond_t cond;
+  int down, stop_cancelled;
+  uint32_t nopen; /* wake, tick and listeners not closed yet */
+  /* The token (base/check.h) of the thread that read the last frames
+   * in: what tests check to see who reads. */
+  _Atomic uintptr_t reader;
   uv_async_t wake;
   uv_timer_t tick;
   int started, joined;
@@ -385,8 +407,12 @@ static void write_direct(myc__links *L, peer *p, myc__pool *pool) {
     p->stalled = 1;
 }
 
+static void flush(peer *p);
+
 /* The end of the "_links" batch: what it queued goes out, written here
- * or by the link thread. */
+ * or by the loop's thread.  When that is this worker (link.worker), what
+ * the direct write left is handed to the loop's write here too, and no
+ * thread is woken. */
 static void batch_end(myc__links *L, myc__pool *pool) {
   int wake = 0;
   peer *p;
@@ -398,11 +424,22 @@ static void batch_end(myc__links *L, myc__pool *pool) {
     p->touched = 0;
     if (direct_ok(p))
       write_direct(L, p, pool);
-    wake |= p->qn > 0;
+    p->left = p->qn > 0;
+    wake |= p->left;
   }
   uv_mutex_unlock(&L->lock);
-  if (wake)
+  if (!wake)
+    return;
+  if (L->w == NULL) {
     uv_async_send(&L->wake);
+    return;
+  }
+  /* The peer list changes only on this thread: no lock to walk it. */
+  for (p = L->peers; p != NULL; p = p->next)
+    if (p->left) {
+      p->left = 0;
+      flush(p);
+    }
 }
 
 static void on_message(void *ud, const myc_message *m) {
@@ -501,7 +538,6 @@ static void release_batch(myc__links *L, myc_buf **v, uint32_t n) {
         myc__pool_give_chain(&sc->workers[w].pool, &L->chains[w]);
 }
 
-static void flush(peer *p);
 static void peer_fail(peer *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -644,14 +680,33 @@ static void flush(peer *p) {
   } else if (p->state == P_UP) {
     uv_mutex_lock(&L->lock);
     take = p->qn;
-    tmp = p->wb;
-    tmpcap = p->wcap;
-    p->wb = p->q;
-    p->wcap = p->qcap;
+    if (take <= WRITE_FRAMES && p->qbytes <= WRITE_BYTES) {
+      tmp = p->wb;
+      tmpcap = p->wcap;
+      p->wb = p->q;
+      p->wcap = p->qcap;
+      p->q = tmp;
+      p->qcap = tmpcap;
+      p->qn = 0;
+    } else {
+      /* A long queue goes out a part at a time: what a write holds is
+       * counted in the queue (and its buffers kept) until all of it is
+       * written. */
+      uint64_t bytes = 0;
+      for (take = 0; take < p->qn && take < WRITE_FRAMES; take++) {
+        bytes += MYC_WIRE_TLV + (uint64_t)p->q[take]->hdr.frame_len;
+        if (take > 0 && bytes > WRITE_BYTES)
+          break;
+      }
+      if (grow(A(L), (void **)&p->wb, &p->wcap, sizeof *p->wb, take) == 0) {
+        memcpy(p->wb, p->q, take * sizeof *p->q);
+        memmove(p->q, p->q + take, (p->qn - take) * sizeof *p->q);
+        p->qn -= take;
+      } else {
+        take = 0;
+      }
+    }
     p->wn = take;
-    p->q = tmp;
-    p->qcap = tmpcap;
-    p->qn = 0;
     /* In the same hold of the lock: no worker writes from here until
      * on_written, and a frame a worker began is finished first. */
     p->woff = p->qoff;
@@ -818,9 +873,14 @@ static void peer_free(peer *p) {
   myc__free(A(L), p, sizeof *p);
 }
 
+static void check_down(myc__links *L);
+
 static void maybe_free(peer *p) {
-  if (p->want_free && !p->handle_open && !p->timer_open)
+  myc__links *L = p->L;
+  if (p->want_free && !p->handle_open && !p->timer_open) {
     peer_free(p);
+    check_down(L);
+  }
 }
 
 static void on_timer_closed(uv_handle_t *h) {
@@ -1063,13 +1123,13 @@ static void dial(peer *p) {
   set_state(p, P_CONNECTING);
   p->conn.data = p;
   if (p->ep->kind == MYC_EP_UNIX) {
-    uv_pipe_init(&L->loop, &p->io.pipe, 0);
+    uv_pipe_init(L->lp, &p->io.pipe, 0);
     p->io.h.data = p;
     p->handle_open = 1;
     uv_pipe_connect(&p->conn, &p->io.pipe, p->ep->path, on_connect);
     return;
   }
-  uv_tcp_init(&L->loop, &p->io.tcp);
+  uv_tcp_init(L->lp, &p->io.tcp);
   p->io.h.data = p;
   p->handle_open = 1;
   {
@@ -1093,7 +1153,7 @@ static peer *peer_new(myc__links *L, const myc__endpoint *ep, int outbound) {
   p->outbound = outbound;
   p->fd = -1;
   snprintf(p->name, sizeof p->name, "%s", outbound ? ep->url : "(accepted)");
-  uv_timer_init(&L->loop, &p->timer);
+  uv_timer_init(L->lp, &p->timer);
   p->timer.data = p;
   p->timer_open = 1;
   uv_mutex_lock(&L->lock);
@@ -1125,7 +1185,7 @@ static void publish(peer *p, const myc__wire_msg *m) {
   }
   t = myc__topics_get(&e->topics, (uint32_t)id);
   if (m->payload_len >= MYC_ADMIT_BYTES &&
-      myc__admit(&e->sched, NULL, t, m->payload_len) != 0)
+      myc__admit(&e->sched, p->L->w, t, m->payload_len) != 0)
     return; /* counted by the subscribers that refused it */
   if (m->req_flags & MYC_FRAME_REQUEST) {
     /* The asker's name with the peer's: the reply goes back over this
@@ -1154,7 +1214,9 @@ static void publish(peer *p, const myc__wire_msg *m) {
   } else if (m->hdr != NULL) {
     /* A v2 frame is the buffer's layout already: one copy, whole. */
     uint32_t len = m->frame_len;
-    myc__pool *pool = p->L->pooled ? &p->L->pool : NULL;
+    myc__pool *pool = p->L->w != NULL ? &p->L->w->pool
+                      : p->L->pooled  ? &p->L->pool
+                                      : NULL;
     b = pool != NULL ? myc__buf_take(pool, len) : NULL;
     if (b == NULL)
       b = myc__buf_alloc(pool, &e->alloc, len);
@@ -1180,7 +1242,18 @@ static void publish(peer *p, const myc__wire_msg *m) {
   }
   /* Only the request bit survives the sender's flags: the rest are ours. */
   b->hdr.flags = (uint8_t)((b->hdr.flags & MYC_FRAME_REQUEST) | MYC_FRAME_REMOTE);
-  myc__deliver_staged(&e->topics, &e->sched, &p->L->hs, b);
+  /* On a worker's loop, its own services' mailboxes take the message as
+   * a local emit's (no thread crossed); other workers' get it when the
+   * read ends (myc__worker_flush). */
+  if (p->L->w != NULL)
+    myc__deliver(&e->topics, &e->sched, p->L->w, b);
+  else
+    myc__deliver_staged(&e->topics, &e->sched, &p->L->hs, b);
+}
+
+static void grace_exit(myc__links *L, int g) {
+  if (g >= 0)
+    myc__grace_exit(&L->e->sched.hosts, g);
 }
 
 /* A reply to one of our services' requests: handed to that service alone
@@ -1189,12 +1262,12 @@ static void publish(peer *p, const myc__wire_msg *m) {
 static void deliver_reply(peer *p, const myc__wire_msg *m) {
   myc_engine *e = p->L->e;
   /* 'to' stays valid until the hand-over (a killed service is freed only
-   * after this section). */
-  int g = myc__grace_enter(&e->sched.hosts);
+   * after this section, or, on a worker, after a job on every worker). */
+  int g = p->L->w == NULL ? myc__grace_enter(&e->sched.hosts) : -1;
   myc_service *to = myc__engine_find(e, m->topic, m->topic_len);
   myc_buf *b;
   if (to == NULL) {
-    myc__grace_exit(&e->sched.hosts, g);
+    grace_exit(p->L, g);
     return;
   }
   b = myc__frame_new_req(&e->alloc, e->reply_topic, "$reply", 6, m->source,
@@ -1205,7 +1278,7 @@ static void deliver_reply(peer *p, const myc__wire_msg *m) {
   if (b == NULL) {
     logf_(p->L, MYC_LOG_ERROR, "link %s: out of memory for a reply to '%.*s'",
           p->name, (int)m->topic_len, m->topic);
-    myc__grace_exit(&e->sched.hosts, g);
+    grace_exit(p->L, g);
     return;
   }
   memcpy(b->hdr.trace_id, m->trace_id, 16);
@@ -1213,8 +1286,8 @@ static void deliver_reply(peer *p, const myc__wire_msg *m) {
   memcpy(b->hdr.parent_id, m->parent_id, 8);
   b->hdr.seq = m->seq;
   b->hdr.ts_ns = m->ts_ns;
-  (void)myc__deliver_one(&e->sched, NULL, to, b);
-  myc__grace_exit(&e->sched.hosts, g);
+  (void)myc__deliver_one(&e->sched, p->L->w, to, b);
+  grace_exit(p->L, g);
 }
 
 /* ctx:reply to a request that came over a link (the engine's
@@ -1519,7 +1592,14 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
     read_tls(p, n);
   else
     read_frames(p, n);
-  myc__host_flush(&L->hs);
+  if (L->w != NULL)
+    myc__worker_flush(L->w);
+  else
+    myc__host_flush(&L->hs);
+  if (atomic_load_explicit(&L->reader, memory_order_relaxed) !=
+      myc__thread_token())
+    atomic_store_explicit(&L->reader, myc__thread_token(),
+                          memory_order_relaxed);
   if (p->rx_frames > 0) {
     uv_mutex_lock(&L->lock);
     p->frames_in += p->rx_frames;
@@ -1579,7 +1659,7 @@ static void read_frames(peer *p, ssize_t n) {
     /* Make room for the whole of the frame begun (its size is known and
      * within max_frame once the 6 bytes are in). */
     if (off > 0 || p->partial_since == 0)
-      p->partial_since = uv_now(&L->loop) + 1;
+      p->partial_since = uv_now(L->lp) + 1;
     if (p->rlen >= MYC_WIRE_TLV) {
       uint32_t len;
       memcpy(&len, p->rbuf + 2, 4);
@@ -1698,7 +1778,7 @@ static void read_tls(peer *p, ssize_t n) {
 /* Peers that began a frame and stall (slowloris) lose their link. */
 static void on_tick(uv_timer_t *t) {
   myc__links *L = t->data;
-  uint64_t now = uv_now(&L->loop);
+  uint64_t now = uv_now(L->lp);
   peer *p;
   for (p = L->peers; p != NULL; p = p->next)
     if (p->partial_since != 0 && p->state != P_CLOSING &&
@@ -1727,9 +1807,9 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   if (ls->ep->kind == MYC_EP_UNIX)
-    uv_pipe_init(&L->loop, &p->io.pipe, 0);
+    uv_pipe_init(L->lp, &p->io.pipe, 0);
   else
-    uv_tcp_init(&L->loop, &p->io.tcp);
+    uv_tcp_init(L->lp, &p->io.tcp);
   p->io.h.data = p;
   p->handle_open = 1;
   if ((rc = uv_accept(server, &p->io.s)) != 0) {
@@ -1778,8 +1858,9 @@ static int listen_one(myc__links *L, listener *ls, char *err, size_t errlen) {
   ls->io.h.data = ls;
   if (ls->ep->kind == MYC_EP_UNIX) {
     struct stat st;
-    uv_pipe_init(&L->loop, &ls->io.pipe, 0);
+    uv_pipe_init(L->lp, &ls->io.pipe, 0);
     ls->open = 1;
+    L->nopen++;
     /* A socket file left by an engine that died: nobody listens on it. */
     if (stat(ls->ep->path, &st) == 0 && S_ISSOCK(st.st_mode))
       unlink(ls->ep->path);
@@ -1788,8 +1869,9 @@ static int listen_one(myc__links *L, listener *ls, char *err, size_t errlen) {
       rc = -errno;
   } else {
     struct sockaddr_storage sa;
-    uv_tcp_init(&L->loop, &ls->io.tcp);
+    uv_tcp_init(L->lp, &ls->io.tcp);
     ls->open = 1;
+    L->nopen++;
     if (uv_ip4_addr(ls->ep->host, ls->ep->port, (struct sockaddr_in *)&sa) !=
         0)
       uv_ip6_addr(ls->ep->host, ls->ep->port, (struct sockaddr_in6 *)&sa);
@@ -1816,18 +1898,42 @@ static int listen_one(myc__links *L, listener *ls, char *err, size_t errlen) {
   return 0;
 }
 
-/* ---- the thread --------------------------------------------------------- */
+/* ---- the loop's life ---------------------------------------------------- */
 
-static void on_listener_closed(uv_handle_t *h) { (void)h; }
+/* Once shutting down: when no handle of the links is left open, says so
+ * to links_quiesce (on a worker's loop, nothing else tells it). */
+static void check_down(myc__links *L) {
+  peer *p;
+  if (!L->closing || L->nopen > 0)
+    return;
+  for (p = L->peers; p != NULL; p = p->next)
+    if (p->handle_open || p->timer_open)
+      return;
+  uv_mutex_lock(&L->lock);
+  L->down = 1;
+  uv_cond_broadcast(&L->cond);
+  uv_mutex_unlock(&L->lock);
+}
 
+static void on_own_closed(uv_handle_t *h) {
+  myc__links *L = h->data;
+  L->nopen--;
+  check_down(L);
+}
+
+/* Closes every handle of the links; the close callbacks free the peers.
+ * Once only (the stop job and a wake-up may both ask). */
 static void shut_down(myc__links *L) {
   peer *p, *next;
   uint32_t i;
+  if (L->closing)
+    return;
   L->closing = 1;
   for (i = 0; i < L->nlisten; i++)
     if (L->listeners[i].open) {
       L->listeners[i].open = 0;
-      uv_close(&L->listeners[i].io.h, on_listener_closed);
+      L->listeners[i].io.h.data = L;
+      uv_close(&L->listeners[i].io.h, on_own_closed);
       if (L->listeners[i].ep->kind == MYC_EP_UNIX && L->listeners[i].bound)
         unlink(L->listeners[i].ep->path);
     }
@@ -1853,8 +1959,8 @@ static void shut_down(myc__links *L) {
       }
     }
   }
-  uv_close((uv_handle_t *)&L->tick, NULL);
-  uv_close((uv_handle_t *)&L->wake, NULL);
+  uv_close((uv_handle_t *)&L->tick, on_own_closed);
+  uv_close((uv_handle_t *)&L->wake, on_own_closed);
 }
 
 static void on_wake(uv_async_t *a) {
@@ -1879,9 +1985,63 @@ static void thread_main(void *arg) {
   uv_run(&L->loop, UV_RUN_DEFAULT);
 }
 
+/* Turns the worker's loop from the thread that owns it (the worker is
+ * not running it) until the links' handles are closed: their close
+ * callbacks run in its turns.  Bounded, as the worker's own teardown is. */
+static void close_here(myc__links *L) {
+  int turns;
+  shut_down(L);
+  for (turns = 0; turns < 5000 && !L->down; turns++)
+    if (uv_run(L->lp, UV_RUN_NOWAIT) == 0 && !L->down)
+      uv_sleep(1);
+}
+
+/* The stop job, on the worker's thread; cancelled (run 0) when the
+ * worker stopped first: then links_quiesce closes from its thread. */
+static void stop_run(myc__job *j, int run) {
+  myc__links *L = (myc__links *)((char *)j - offsetof(myc__links, stop));
+  if (run) {
+    shut_down(L);
+    return;
+  }
+  uv_mutex_lock(&L->lock);
+  L->stop_cancelled = 1;
+  uv_cond_broadcast(&L->cond);
+  uv_mutex_unlock(&L->lock);
+}
+
+/* The handles of the links on the loop they run on: the wake-up, the
+ * stall check, the listeners, and the dialled peers' first attempt.
+ * Returns 0, or an error with the reason in 'err' (what was opened is
+ * left for shut_down). */
+static int open_handles(myc__links *L, char *err, size_t errlen) {
+  uint32_t i;
+  int rc = 0;
+  uv_async_init(L->lp, &L->wake, on_wake);
+  L->wake.data = L;
+  uv_timer_init(L->lp, &L->tick);
+  L->tick.data = L;
+  L->nopen += 2;
+  uv_timer_start(&L->tick, on_tick, 250, 250);
+  for (i = 0; i < L->nlisten; i++) {
+    L->listeners[i].L = L;
+    L->listeners[i].ep = &L->eps[i];
+    if ((rc = listen_one(L, &L->listeners[i], err, errlen)) != 0)
+      return rc;
+  }
+  for (i = 0; i < L->nconnect; i++) {
+    peer *p = peer_new(L, &L->eps[L->nlisten + i], 1);
+    if (p == NULL) {
+      snprintf(err, errlen, "links: out of memory");
+      return MYC_ENOMEM;
+    }
+    dial(p);
+  }
+  return 0;
+}
+
 static int links_start(void *ud, char *err, size_t errlen) {
   myc__links *L = ud;
-  uint32_t i;
   int rc;
   const myc_contract_set *cs = L->e->contracts;
   /* The handshake: our node, wire versions and contracts. */
@@ -1929,39 +2089,37 @@ static int links_start(void *ud, char *err, size_t errlen) {
     return MYC_ENOMEM;
   if (myc__host_stage_init(&L->hs, &L->e->sched) != 0)
     return MYC_ENOMEM;
-  if ((rc = uv_loop_init(&L->loop)) != 0) {
-    snprintf(err, errlen, "links: cannot make a loop: %s", uv_strerror(rc));
-    return rc;
-  }
-  uv_async_init(&L->loop, &L->wake, on_wake);
-  L->wake.data = L;
-  uv_timer_init(&L->loop, &L->tick);
-  L->tick.data = L;
-  uv_timer_start(&L->tick, on_tick, 250, 250);
-  for (i = 0; i < L->nlisten; i++) {
-    L->listeners[i].L = L;
-    L->listeners[i].ep = &L->eps[i];
-    if ((rc = listen_one(L, &L->listeners[i], err, errlen)) != 0)
-      break;
-  }
-  for (i = 0; rc == 0 && i < L->nconnect; i++) {
-    peer *p = peer_new(L, &L->eps[L->nlisten + i], 1);
-    if (p == NULL) {
-      snprintf(err, errlen, "links: out of memory");
-      rc = MYC_ENOMEM;
-      break;
+  if (L->cfg.worker >= 0) {
+    /* The worker's loop: the workers do not run yet and this thread owns
+     * them (myc_engine_start), so the handles are made here, where a
+     * listener that cannot bind still fails the start; the worker's
+     * thread, once created, runs them. */
+    L->w = myc__service_worker(L->svc);
+    MYC_ASSERT_OWNER(&L->w->owner);
+    L->lp = &L->w->loop;
+    rc = open_handles(L, err, errlen);
+  } else {
+    if ((rc = uv_loop_init(&L->loop)) != 0) {
+      snprintf(err, errlen, "links: cannot make a loop: %s",
+               uv_strerror(rc));
+      return rc;
     }
-    dial(p);
+    L->lp = &L->loop;
+    rc = open_handles(L, err, errlen);
+    if (rc == 0 && (rc = uv_thread_create(&L->thread, thread_main, L)) != 0)
+      snprintf(err, errlen, "links: cannot start the link thread: %s",
+               uv_strerror(rc));
   }
-  if (rc == 0 && (rc = uv_thread_create(&L->thread, thread_main, L)) != 0)
-    snprintf(err, errlen, "links: cannot start the link thread: %s",
-             uv_strerror(rc));
   if (rc != 0) {
     /* Nothing ran: close what was opened on this thread. */
     L->stopping = 1;
-    shut_down(L);
-    uv_run(&L->loop, UV_RUN_DEFAULT);
-    uv_loop_close(&L->loop);
+    if (L->w != NULL) {
+      close_here(L);
+    } else {
+      shut_down(L);
+      uv_run(&L->loop, UV_RUN_DEFAULT);
+      uv_loop_close(&L->loop);
+    }
     L->joined = 1;
     return MYC_ECONFIG;
   }
@@ -1976,15 +2134,36 @@ static int links_start(void *ud, char *err, size_t errlen) {
 
 static void links_quiesce(void *ud) {
   myc__links *L = ud;
+  int down = 0;
   if (!L->started || L->joined)
     return;
   myc__topics_watch(&L->e->topics, NULL, NULL);
   uv_mutex_lock(&L->lock);
   L->stopping = 1;
   uv_mutex_unlock(&L->lock);
-  uv_async_send(&L->wake);
-  uv_thread_join(&L->thread);
-  uv_loop_close(&L->loop);
+  if (L->w == NULL) {
+    uv_async_send(&L->wake);
+    uv_thread_join(&L->thread);
+    uv_loop_close(&L->loop);
+    L->joined = 1;
+    return;
+  }
+  /* On a worker's loop: its thread closes the handles (the workers are
+   * drained, not stopped: it still runs its loop and its jobs), and this
+   * one waits for the last close callback.  A worker that is not running
+   * (its thread never started, or this thread turns it: a host's loop)
+   * is turned here instead. */
+  if (L->w->started && !myc__owner_held(&L->w->owner)) {
+    L->stop.fn = stop_run;
+    myc__worker_post(L->w, &L->stop);
+    uv_mutex_lock(&L->lock);
+    while (!L->down && !L->stop_cancelled)
+      uv_cond_wait(&L->cond, &L->lock);
+    down = L->down;
+    uv_mutex_unlock(&L->lock);
+  }
+  if (!down)
+    close_here(L);
   L->joined = 1;
 }
 
@@ -2008,6 +2187,7 @@ static void links_free(void *ud) {
             (size_t)L->hello.ntypes * MYC_WIRE_TYPE_ENTRY + 1);
   myc__free(A(L), L->listeners, L->nlisten * sizeof *L->listeners + 1);
   myc__free(A(L), L->eps, (L->nlisten + L->nconnect) * sizeof *L->eps + 1);
+  uv_cond_destroy(&L->cond);
   uv_mutex_destroy(&L->lock);
   myc__free(A(L), L, sizeof *L);
 }
@@ -2107,12 +2287,18 @@ int myc__links_attach(myc_engine *e, const myc__link_config *c,
     myc__free(&e->alloc, L, sizeof *L);
     return MYC_ENOMEM;
   }
+  if (uv_cond_init(&L->cond) != 0) {
+    uv_mutex_destroy(&L->lock);
+    myc__free(&e->alloc, L, sizeof *L);
+    return MYC_ENOMEM;
+  }
   L->eps = myc__calloc(&e->alloc, n * sizeof *L->eps + 1);
   L->listeners = myc__calloc(&e->alloc, nlisten * sizeof *L->listeners + 1);
   if (L->eps == NULL || L->listeners == NULL ||
       myc__engine_on_free(e, links_free, L) != 0) {
     myc__free(&e->alloc, L->eps, n * sizeof *L->eps + 1);
     myc__free(&e->alloc, L->listeners, nlisten * sizeof *L->listeners + 1);
+    uv_cond_destroy(&L->cond);
     uv_mutex_destroy(&L->lock);
     myc__free(&e->alloc, L, sizeof *L);
     return MYC_ENOMEM;
@@ -2143,8 +2329,9 @@ int myc__links_attach(myc_engine *e, const myc__link_config *c,
     return rc;
   /* Buffers name their pool in a byte (MYC_BUF_NO_ORIGIN excluded); a
    * second thread with an aux pool (the NATS transport has none) would
-   * have to share the index. */
-  if (e->sched.aux_pool == NULL &&
+   * have to share the index.  Links on a worker's loop take that
+   * worker's pool and need none. */
+  if (c->worker < 0 && e->sched.aux_pool == NULL &&
       e->sched.nworkers_max < MYC_BUF_NO_ORIGIN &&
       myc__pool_init(&L->pool, &e->alloc, 16384,
                      (uint8_t)e->sched.nworkers_max, 0) == 0) {
@@ -2218,4 +2405,8 @@ const myc__alloc *myc__links_alloc(myc__links *L) { return A(L); }
 
 int myc__links_port(myc__links *L, uint32_t i) {
   return i < L->nlisten ? L->listeners[i].port : 0;
+}
+
+uintptr_t myc__links_reader(myc__links *L) {
+  return atomic_load_explicit(&L->reader, memory_order_relaxed);
 }
