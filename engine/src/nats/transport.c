@@ -259,6 +259,8 @@ static void hand_over(myc__nats *N, uint32_t from) {
 }
 
 static natsStatus publish_one(myc__nats *N, myc_buf *b);
+static void publish_counted(myc__nats *N, myc_buf *b, uint32_t *ok,
+                            uint64_t *okbytes, uint32_t *lost);
 
 /* A direct run: the worker of "_nats" publishes its batch itself and
  * writes it to the socket, as raw libnats publishes from the thread that
@@ -284,20 +286,8 @@ static uint32_t publish_direct(myc__nats *N) {
   myc__nats_ev_direct_begin(&N->ev);
   /* Checked again for each message: libnats holds its connection lock
    * through a redial, which a publish would wait for. */
-  for (i = 0; i < N->npend && myc__nats_ev_direct_ok(&N->ev); i++) {
-    natsStatus s = publish_one(N, N->pend[i]);
-    if (s == NATS_OK) {
-      ok++;
-      okbytes += N->pend[i]->hdr.frame_len;
-    } else {
-      lost++;
-      if (errlog_due(N, 0))
-        logf_(N, MYC_LOG_WARN,
-              "nats: a message could not be published (%s); counted as "
-              "dropped (disconnect)",
-              natsStatus_GetText(s));
-    }
-  }
+  for (i = 0; i < N->npend && myc__nats_ev_direct_ok(&N->ev); i++)
+    publish_counted(N, N->pend[i], &ok, &okbytes, &lost);
   wrote = myc__nats_ev_direct_end(&N->ev, N->nc);
   uv_mutex_unlock(&N->ev.io);
   uv_mutex_lock(&N->lock);
@@ -504,6 +494,25 @@ static natsStatus publish_one(myc__nats *N, myc_buf *b) {
   return s;
 }
 
+/* Publishes 'b' (nothing goes while there is no connection) and counts
+ * it: in 'ok' and 'okbytes' when it went, else in 'lost', logged (the
+ * queue's and a direct run's count alike as dropped at a disconnect). */
+static void publish_counted(myc__nats *N, myc_buf *b, uint32_t *ok,
+                            uint64_t *okbytes, uint32_t *lost) {
+  natsStatus s = N->nc != NULL ? publish_one(N, b) : NATS_CONNECTION_CLOSED;
+  if (s == NATS_OK) {
+    (*ok)++;
+    *okbytes += b->hdr.frame_len;
+    return;
+  }
+  (*lost)++;
+  if (errlog_due(N, 0))
+    logf_(N, MYC_LOG_WARN,
+          "nats: a message could not be published (%s); counted as "
+          "dropped (disconnect)",
+          natsStatus_GetText(s));
+}
+
 /* Publishes the whole queue.  libnats appends each message to its write
  * buffer (or to its reconnect buffer while the connection is being
  * re-established), then the buffer is written in one go. */
@@ -536,19 +545,8 @@ static void publish_queue(myc__nats *N) {
     return;
   }
   for (i = 0; i < n; i++) {
-    natsStatus s = N->nc != NULL ? publish_one(N, batch[i]) : NATS_CONNECTION_CLOSED;
     bytes += batch[i]->hdr.frame_len;
-    if (s == NATS_OK) {
-      ok++;
-      okbytes += batch[i]->hdr.frame_len;
-    } else {
-      lost++;
-      if (errlog_due(N, 0))
-        logf_(N, MYC_LOG_WARN,
-              "nats: a message could not be published (%s); counted as "
-              "dropped (disconnect)",
-              natsStatus_GetText(s));
-    }
+    publish_counted(N, batch[i], &ok, &okbytes, &lost);
   }
   /* The turn's messages leave now, in one write, rather than when the
    * loop next polls the socket writable; what the socket does not take
