@@ -66,17 +66,24 @@ static void on_poll(uv_poll_t *h, int status, int events) {
 
 /* Applies what libnats asked for last (loop thread). */
 static natsStatus apply(myc__nats_ev *v) {
-  int attach, detach, want, fd, rc = 0;
+  int attach, detach, down, want, fd, rc = 0;
   natsConnection *nc;
   uv_mutex_lock(&v->lock);
   attach = v->attach;
   detach = v->detach;
+  down = atomic_load(&v->mode) == EV_DOWN;
   want = v->want;
   fd = v->fd;
   nc = v->nc;
   v->attach = v->detach = 0;
   uv_mutex_unlock(&v->lock);
-  if (detach) {
+  /* Detached, or libnats stopped polling to redial: it closes that
+   * socket, and its reconnect thread's next one may take the same
+   * number, at any moment now.  The handle goes rather than waiting
+   * stopped, so that nothing the loop does later (a write asked for
+   * meanwhile) reaches the number; the next attach polls the new
+   * socket. */
+  if (detach || (down && !attach)) {
     close_poll(v);
     return NATS_OK;
   }
@@ -170,8 +177,8 @@ natsStatus myc__nats_ev_attach(void **ud, void *loop, natsConnection *nc,
                                natsSock fd) {
   myc__nats_ev *v = loop;
   *ud = v;
+  uv_mutex_lock(&v->lock); /* apply() reads the mode with 'attach' */
   atomic_store(&v->mode, EV_UNKNOWN);
-  uv_mutex_lock(&v->lock);
   v->nc = nc;
   v->fd = (int)fd;
   v->attach = 1;
