@@ -37,6 +37,25 @@ local function jit_start()
   if jit_wanted then jit_on() end
 end
 
+-- Two things plain Lua can do to the whole process, and so to every other
+-- service in it: end it (os.exit), or change its C locale, which every
+-- thread's number formatting reads (metrics and JSON logs would carry
+-- "1,5" for "1.5").  In a service both are errors that say what to use.
+local setlocale = os.setlocale
+os.exit = function()
+  error("os.exit would end the whole engine and every service in it: "
+        .. "ctx:exit([reason]) ends this service, ctx:shutdown(code) stops "
+        .. "the engine", 2)
+end
+os.setlocale = function(locale, category)
+  if locale ~= nil then
+    error("os.setlocale would change the locale of the whole engine (the "
+          .. "number format of every thread's logs and metrics): a service "
+          .. "may only read it, with os.setlocale(nil [, category])", 2)
+  end
+  return setlocale(nil, category or "all")
+end
+
 local function check_module(mod, path)
   if type(mod) ~= "table" then
     error(format("%s must return a table (the service module), got %s",
