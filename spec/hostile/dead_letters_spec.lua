@@ -47,4 +47,32 @@ describe("engine topics", function()
     assert.are.equal("poison", dead[1].data.payload)
     eng:close()
   end)
+
+  it("that a service fails on are not sent to '$dead' again", function()
+    -- The listener fails on everything, its own dead letters included:
+    -- each crash on a dead letter would make the next one.
+    local eng = testing.engine {
+      supervisor = { backoff_initial_ms = 0, max_restarts = 1000 },
+      collect = { "$dead" }, services = { { name = "listener", module = testing.module [[
+        return { subscribe = { "$dead", "in" },
+                 on_message = function(ctx, msg) error("fails on " .. msg.topic) end }]] } } }
+    eng:publish("in", "poison")
+    for _ = 1, 20 do
+      eng:run()
+      eng:advance(0.01)
+    end
+    eng:run()
+    local dead = eng.collect_before_start["$dead"]:messages()
+    assert.are.equal(1, #dead)
+    assert.are.equal("in", dead[1].data.topic)
+    assert.are.equal(2, eng:stats("listener").errors)
+    local said = false
+    for _, l in ipairs(eng:logs(true)) do
+      if l.msg:find("a dead letter this service failed on is not sent to $dead again", 1, true) then
+        said = true
+      end
+    end
+    assert.is_true(said)
+    eng:close()
+  end)
 end)

@@ -388,11 +388,22 @@ static void pack_str(msgpack_packer *pk, const char *k, const char *v,
  * {topic, error, service, kind, type, payload, trace_id, span_id}. */
 static void dead_letter(myc_service *s, myc_buf *b, const char *error) {
   static const char *kinds[] = {"?", "raw", "table", "typed"};
+  static const char again[] = "a dead letter this service failed on is not "
+                              "sent to $dead again (it would come back to "
+                              "the services that fail on it)";
   const char *kind = kinds[b->hdr.kind <= 3 ? b->hdr.kind : 0];
   msgpack_sbuffer sb;
   msgpack_packer pk;
   char hex[32];
 
+  /* A service that fails on every dead letter would otherwise feed
+   * itself one per crash, for as long as it is restarted. */
+  if (__atomic_load_n(&b->topic_id, __ATOMIC_RELAXED) == s->eng->dead_topic) {
+    myc__log_write(&s->eng->log, MYC_LOG_WARN, s->task.worker->now, s->name,
+                   s->name_len, b->hdr.trace_id, b->hdr.span_id, again,
+                   sizeof again - 1, NULL, 0);
+    return;
+  }
   msgpack_sbuffer_init(&sb);
   msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
   msgpack_pack_map(&pk, 8);
