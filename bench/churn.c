@@ -49,6 +49,7 @@ static myc_engine *new_engine(void) {
   myc_engine *e = NULL;
   myc_engine_config_init(&cfg);
   cfg.workers = 2;
+  cfg.max_services = 1000000;
   cfg.log_fn = getenv("BENCH_LOG") ? NULL : quiet;
   return myc_engine_new(&e, &cfg) == 0 ? e : NULL;
 }

@@ -81,6 +81,7 @@ static int run_once(int n, void *arg) {
 
   myc_engine_config_init(&cfg);
   cfg.workers = 2;
+  cfg.max_services = 1000000;
   cfg.log_fn = getenv("BENCH_LOG") ? NULL : discard;
   if (myc_engine_new(&e, &cfg) != 0)
     return 1;

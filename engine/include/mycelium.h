@@ -206,7 +206,15 @@ typedef struct {
   /* Spans per worker waiting for export (rounded up to a power of two);
    * past it new spans are dropped and counted.  0: 4096. */
   uint32_t trace_queue;
+  /* Services at once, configured, spawned and the engine's own: past it
+   * myc_engine_add_service, myc_engine_spawn and ctx:spawn return
+   * MYC_ELIMIT, so that a service spawning in a loop gets an error rather
+   * than taking the process's memory (each Lua service holds its own
+   * state).  0: MYC_DEFAULT_MAX_SERVICES. */
+  uint32_t max_services;
 } myc_engine_config;
+
+#define MYC_DEFAULT_MAX_SERVICES 10000
 
 /* Fills 'cfg' with the defaults: one worker per core, 65536-message
  * mailboxes of at most 1 GiB with drop_oldest at 0.8, taking messages of
@@ -367,7 +375,7 @@ typedef struct {
  * initialised before the workers start; to change a running service's
  * code, use myc_engine_reload()).  On failure nothing is left behind and
  * 'err' names the file (and line for a syntax error), or the setting out
- * of its range (MYC_EINVAL). */
+ * of its range (MYC_EINVAL), or the engine's max_services (MYC_ELIMIT). */
 MYC_EXTERN int myc_engine_add_service(myc_engine *e,
                                       const myc_service_config *sc,
                                       char *err, size_t errlen);
@@ -402,8 +410,10 @@ MYC_EXTERN int myc_engine_add_services(myc_engine *e,
  * Returns 0; MYC_EEXIST (the name is taken, by a configured or spawned
  * service); MYC_EINVAL (a bad name, worker, budget, or a 'group': groups
  * are fixed); MYC_ELUA (the module is missing, does not compile, raises
- * or returns no handler: 'err' names the file and line); MYC_ESTOPPED
- * (the engine is stopping); MYC_ENOMEM.  On error nothing is left. */
+ * or returns no handler: 'err' names the file and line); MYC_ELIMIT (the
+ * engine runs myc_engine_config.max_services services already);
+ * MYC_ESTOPPED (the engine is stopping); MYC_ENOMEM.  On error nothing is
+ * left. */
 MYC_EXTERN int myc_engine_spawn(myc_engine *e, const myc_service_config *sc,
                                 char *err, size_t errlen);
 

@@ -267,6 +267,27 @@ static void count_cb(void *ud, const myc_message *msg) {
   (*(int *)ud)++;
 }
 
+/* max_services counts every service, C ones too; the default holds
+ * MYC_DEFAULT_MAX_SERVICES. */
+static void max_services_bounds_every_kind(void) {
+  myc_engine_config cfg;
+  myc_engine *e = NULL;
+  char name[32];
+  int i, got = 0;
+  myc_engine_config_init(&cfg);
+  cfg.manual = 1;
+  cfg.workers = 1;
+  cfg.log_fn = test_quiet_log;
+  CHECK_EQ(myc_engine_new(&e, &cfg), 0);
+  for (i = 0; i < MYC_DEFAULT_MAX_SERVICES; i++) {
+    snprintf(name, sizeof name, "c%d", i);
+    CHECK_EQ(myc_engine_add_c_service(e, name, "tick", count_cb, &got, -1), 0);
+  }
+  CHECK_EQ(myc_engine_add_c_service(e, "one_more", "tick", count_cb, &got, -1),
+           MYC_ELIMIT);
+  myc_engine_free(e);
+}
+
 /* Removing N services one by one, oldest first, costs O(1) each in the
  * registry and in a topic all N subscribe to: counted in slots and
  * entries read or moved (e->registry_work, e->topics.work), not timed.
@@ -284,6 +305,7 @@ static void removals_cost_o1(void) {
   cfg.manual = 1;
   cfg.workers = 1;
   cfg.log_fn = test_quiet_log;
+  cfg.max_services = N;
   CHECK_EQ(myc_engine_new(&e, &cfg), 0);
   for (i = 0; i < N; i++) {
     snprintf(name, sizeof name, "c%d", i);
@@ -332,6 +354,7 @@ int main(void) {
       {"refusals_say_why", refusals_say_why},
       {"status_lists_spawned", status_lists_spawned},
       {"removals_cost_o1", removals_cost_o1},
+      {"max_services_bounds_every_kind", max_services_bounds_every_kind},
       {NULL, NULL}};
   int rc;
   if (mkdtemp(tmpdir) == NULL)

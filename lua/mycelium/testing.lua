@@ -213,6 +213,7 @@ function M.engine(spec)
   keep.node = spec.node or "test"
   cfg.node = keep.node
   cfg.workers = spec.workers or 1
+  cfg.max_services = spec.max_services or 0
   cfg.manual = 1
   cfg.lua_path = here
   if spec.mailbox ~= nil then

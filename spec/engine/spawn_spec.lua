@@ -364,3 +364,64 @@ describe("spawn and kill churn", function()
     testing.cleanup()
   end)
 end)
+
+describe("max_services", function()
+  after_each(testing.cleanup)
+
+  it("refuses a spawn past it with ELIMIT, naming the key; a kill makes room",
+     function()
+    -- boss and the collector of "result" are two of the four
+    local eng = testing.engine { max_services = 4,
+      services = { { name = "boss", module = parent(testing.module(CHILD)) } } }
+    local results = eng:collect("result")
+    local function cmd(s)
+      eng:publish("cmd", s)
+      eng:run()
+      return datas(results)
+    end
+    assert.same({ "a" }, cmd("spawn a"))
+    assert.same({ "b" }, cmd("spawn b"))
+    assert.same({ "nil|service 'c' not added: the engine already runs 4 "
+                  .. "services, its max_services (raise max_services in the "
+                  .. "config, or myc_engine_config.max_services)|ELIMIT" },
+                cmd("spawn c"))
+    assert.same({ "true" }, cmd("kill a"))
+    eng:run()
+    assert.same({ "c" }, cmd("spawn c"))
+    assert.equal("running", eng:stats("c").state)
+    eng:close()
+  end)
+
+  it("stops a service that spawns in a loop, without taking the process's "
+     .. "memory", function()
+    local bomb = testing.module([[
+      local n = 0
+      return { subscribe = { "go" }, on_message = function(ctx)
+        while true do
+          n = n + 1
+          local ok, why = ctx:spawn("child" .. n, ]] .. ("%q"):format(testing.module(CHILD)) .. [[)
+          if not ok then ctx:emit("refused", n .. " " .. why) return end
+        end
+      end }]])
+    local eng = testing.engine { max_services = 50,
+      services = { { name = "bomb", module = bomb } } }
+    local refused = eng:collect("refused")
+    eng:publish("go", "")
+    eng:run()
+    local r = datas(refused)
+    assert.equal(1, #r)
+    -- bomb, the collector and 48 children
+    assert.matches("^49 service 'child49' not added: the engine already runs 50 services", r[1])
+    assert.equal(50, eng:lifecycle().services)
+    eng:close()
+  end)
+
+  it("is checked in the config", function()
+    for _, bad in ipairs { 0, -1, 1.5, "many" } do
+      local ok, err = pcall(testing.engine, { max_services = bad,
+        services = { { name = "a", module = testing.module(CHILD) } } })
+      assert.is_false(ok)
+      assert.matches("max_services", err, 1, true)
+    end
+  end)
+end)

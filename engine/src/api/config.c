@@ -125,6 +125,7 @@ static int read_engine_config(lua_State *L, int t, myc_engine_config *c,
     return rc;
   c->node = strings[0];
   c->workers = (uint32_t)num_field(L, t, "workers", 0);
+  c->max_services = (uint32_t)num_field(L, t, "max_services", 0);
   c->log_level = (myc_log_level)num_field(L, t, "log_level", MYC_LOG_INFO);
   c->log_format = (myc_log_format)num_field(L, t, "log_format", MYC_LOG_TEXT);
   c->reload = (myc_reload_mode)num_field(L, t, "reload", MYC_RELOAD_SIGNAL);

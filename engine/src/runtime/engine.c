@@ -95,6 +95,8 @@ int myc__engine_create(myc_engine **out, const myc_engine_config *cfg) {
   }
   e->mailbox = cfg->mailbox;
   e->manual = cfg->manual;
+  e->max_services =
+      cfg->max_services ? cfg->max_services : MYC_DEFAULT_MAX_SERVICES;
   myc__clock_init(&e->clock, cfg->manual);
   e->created_ns = myc__clock_now(&e->clock);
   /* The host thread's pool (manual engines) adopts what it frees. */
@@ -379,6 +381,10 @@ static int append_service(myc_engine *e, myc_service *s) {
     uv_mutex_unlock(&e->services_lock);
     return MYC_EEXIST;
   }
+  if (e->nservices >= e->max_services) {
+    uv_mutex_unlock(&e->services_lock);
+    return MYC_ELIMIT;
+  }
   if (index_reserve(e) != 0) {
     uv_mutex_unlock(&e->services_lock);
     return MYC_ENOMEM;
@@ -443,6 +449,11 @@ int myc__engine_register(myc_engine *e, myc_service *s, char *err,
     if (rc == MYC_EEXIST)
       snprintf(err, errlen, "spawn of '%s': the name is taken by a running "
                "service", s->name);
+    else if (rc == MYC_ELIMIT)
+      snprintf(err, errlen, "service '%s' not added: the engine already runs "
+               "%u services, its max_services (raise max_services in the "
+               "config, or myc_engine_config.max_services)", s->name,
+               e->max_services);
     else
       snprintf(err, errlen, "out of memory");
     myc__topics_unsubscribe_all(&e->topics, s);

@@ -116,6 +116,7 @@ struct myc_engine {
    * under services_lock (or alone: before the start, after the stop). */
   myc_service **services;
   uint32_t nservices;   /* services in the registry */
+  uint32_t max_services; /* at most, myc_engine_config.max_services */
   uint32_t endservices; /* slots used, holes included */
   uint32_t capservices;
   /* Where the last rank lookup landed: the service of rank 'rank_at' is

@@ -20,6 +20,7 @@ typedef struct {
   const char *trace_endpoint;
   double trace_sample;
   uint32_t trace_queue;
+  uint32_t max_services;
 } myc_engine_config;
 typedef struct {
   const char *name; const char *module; const void *opts; size_t opts_len;
