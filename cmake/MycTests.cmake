@@ -37,7 +37,11 @@ target_compile_options(myc_engine_tsan PRIVATE ${MYC_TSAN_FLAGS})
 target_compile_definitions(myc_engine_tsan PUBLIC MYC_DEBUG)
 target_link_options(myc_engine_tsan PUBLIC ${MYC_TSAN_FLAGS})
 
+# BUILD: the examples' launchers (examples/*/run) find myc-replay and the
+# binary in the build tree under test, not in <source>/build, which a
+# build directory elsewhere (cmake -B /tmp/...) leaves absent or stale.
 set(MYC_TEST_ENV
+  "BUILD=${CMAKE_BINARY_DIR}"
   "MYCELIUM_PATH=${MYC_LUA_DIR}"
   "MYCELIUM_LIB=${CMAKE_BINARY_DIR}/libmycelium.so"
   "MYCELIUM_BIN=${CMAKE_BINARY_DIR}/mycelium"

@@ -408,12 +408,13 @@ MYC_EXTERN int myc_engine_add_services(myc_engine *e,
  * myc_engine_add_service() adds one (and removed once it ends).
  *
  * Returns 0; MYC_EEXIST (the name is taken, by a configured or spawned
- * service); MYC_EINVAL (a bad name, worker, budget, or a 'group': groups
- * are fixed); MYC_ELUA (the module is missing, does not compile, raises
- * or returns no handler: 'err' names the file and line); MYC_ELIMIT (the
- * engine runs myc_engine_config.max_services services already);
- * MYC_ESTOPPED (the engine is stopping); MYC_ENOMEM.  On error nothing is
- * left. */
+ * service); MYC_EINVAL (a bad name, worker, budget, a 'group': groups
+ * are fixed, or a module path that is not a regular file); MYC_ENOENT
+ * (the module file cannot be opened); MYC_ELUA (the module does not
+ * compile, raises or returns no handler: 'err' names the file and line);
+ * MYC_ELIMIT (the engine runs myc_engine_config.max_services services
+ * already); MYC_ESTOPPED (the engine is stopping); MYC_ENOMEM.  On error
+ * nothing is left. */
 MYC_EXTERN int myc_engine_spawn(myc_engine *e, const myc_service_config *sc,
                                 char *err, size_t errlen);
 
