@@ -73,7 +73,7 @@ local USAGE = [[
 usage: offline CAPTURE POOLS TOKENS OUT_DIR
   Replays a Polygon websocket capture (one message per line) through the
   Bandit rules and writes events.jsonl, skipped.jsonl, signals.jsonl and
-  summary.json into OUT_DIR.]]
+  summary.json into OUT_DIR (made if missing).]]
 
 --- Command-line entry: returns the process exit code. Messages go to
 --- `errout` (default io.stderr).
@@ -82,7 +82,12 @@ function M.main(argv, errout)
   if #argv ~= 4 then errout:write(USAGE, "\n") return 2 end
   local p, err = M.run { capture = argv[1], pools = argv[2], tokens = argv[3] }
   local ok = p and true
-  if p then ok, err = M.write(p, argv[4]) end
+  if p then
+    -- OUT_DIR is made if missing, as `mkdir -p` would.
+    local q = "'" .. argv[4]:gsub("'", [['\'']]) .. "'"
+    os.execute("mkdir -p -- " .. q .. " 2>/dev/null")
+    ok, err = M.write(p, argv[4])
+  end
   if not ok then errout:write("offline: ", tostring(err), "\n") return 1 end
   return 0
 end

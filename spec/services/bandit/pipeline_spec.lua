@@ -242,6 +242,14 @@ describe("bandit.replay_offline", function()
     assert.truthy(events[2]:find('"retracted":true,"price":"1.02000000000","retracted_by_line":10}', 1, true))
   end)
 
+  it("makes the output directory when it is missing, quotes and all", function()
+    local out = dir .. "/not yet/it's"
+    assert.equal(0, replay.main { H.DATA .. "sample_capture.jsonl", H.DATA .. "pools.json",
+                                  H.DATA .. "tokens.json", out })
+    H.same_lines(H.read(H.DATA .. "sample_expected_signals.jsonl"),
+                 H.read(out .. "/signals.jsonl"), "signals.jsonl")
+  end)
+
   it("fails with a message and a non-zero status", function()
     local said = {}
     local sink = { write = function(_, ...) said[#said + 1] = table.concat { ... } end }
