@@ -7,6 +7,7 @@
 #include "test_engine.h"
 
 #include "mycelium.h"
+#include "runtime/engine.h"
 #include "supervise/control_proto.h"
 
 #include <poll.h>
@@ -231,6 +232,61 @@ static void idle_flood_leaves_room(void) {
   live_stop(&l);
 }
 
+/* The socket is bound before the workers start; what runs beside them
+ * starts after it.  This one asks for a reload from another thread and
+ * holds the start while the request is read, so the request comes while
+ * the engine is not running yet: it must wait for the start, not be
+ * refused ("the engine is not running"). */
+typedef struct {
+  const char *sock;
+  pthread_t th;
+  char reply[1024];
+} early_client;
+
+static void *ask_early(void *arg) {
+  early_client *x = arg;
+  request(x->sock, "reload svc\n", x->reply, sizeof x->reply);
+  return NULL;
+}
+
+static int start_asking(void *ud, char *err, size_t errlen) {
+  early_client *x = ud;
+  (void)err;
+  (void)errlen;
+  if (pthread_create(&x->th, NULL, ask_early, x) != 0)
+    return MYC_ENOMEM;
+  usleep(200 * 1000);
+  return 0;
+}
+
+static void nothing_to_quiesce(void *ud) { (void)ud; }
+
+static void a_request_during_the_start_waits_for_it(void) {
+  myc_engine_config cfg;
+  myc_service_config sc = {0};
+  early_client x = {0};
+  char err[512], url[320];
+  live l;
+  snprintf(l.sock, sizeof l.sock, "%s/early.sock", tmpdir);
+  snprintf(url, sizeof url, "unix://%s", l.sock);
+  x.sock = l.sock;
+  myc_engine_config_init(&cfg);
+  cfg.workers = 1;
+  cfg.log_fn = test_quiet_log;
+  cfg.control = url;
+  CHECK_EQ(myc_engine_new(&l.e, &cfg), 0);
+  sc.name = "svc";
+  sc.module = test_module(tmpdir, "svc.lua", "return { subscribe = { 'in' }, "
+                                    "on_message = function() end }\n");
+  CHECK_EQ(myc_engine_add_service(l.e, &sc, err, sizeof err), 0);
+  CHECK_EQ(myc__engine_beside(l.e, start_asking, nothing_to_quiesce, NULL, &x), 0);
+  CHECK_EQ(myc_engine_start(l.e, err, sizeof err), 0);
+  CHECK_EQ(pthread_create(&l.th, NULL, run_engine, &l), 0);
+  pthread_join(x.th, NULL);
+  CHECK(strstr(x.reply, "\"ok\":true") != NULL);
+  live_stop(&l);
+}
+
 static void idle_client_times_out(void) {
   char reply[512];
   live l;
@@ -305,6 +361,8 @@ int main(void) {
       {"reload_errors_hide_file_tokens", reload_errors_hide_file_tokens},
       {"idle_flood_leaves_room", idle_flood_leaves_room},
       {"idle_client_times_out", idle_client_times_out},
+      {"a_request_during_the_start_waits_for_it",
+       a_request_during_the_start_waits_for_it},
       {"hostile_requests", hostile_requests},
       {"missing_directory_is_named", missing_directory_is_named},
       {NULL, NULL}};

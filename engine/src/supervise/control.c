@@ -57,6 +57,7 @@ struct conn {
   int replied;
   ticket *waiting;
   size_t len;
+  size_t line_len; /* of the request waiting for the engine's start */
   char buf[LINE_MAX_BYTES + 1];
 };
 
@@ -484,13 +485,29 @@ static void do_reload(conn *c, const char *name, const char *module) {
 
 /* ---- requests ----------------------------------------------------------- */
 
+static void handle_line(conn *c, char *line, size_t len);
+
+static void on_start_wait(uv_timer_t *h) {
+  conn *c = h->data;
+  handle_line(c, c->buf, c->line_len);
+}
+
 static void handle_line(conn *c, char *line, size_t len) {
   myc__ctl_request req;
   char err[512], *out;
   size_t cap;
-  int rc = myc__control_parse(line, len, &req, err, sizeof err);
+  int rc;
   c->requested = 1;
   uv_timer_stop(&c->timer);
+  /* The socket is bound before the workers run (a bad path fails the
+   * start): a request that comes meanwhile waits for them, asked again
+   * every millisecond, rather than being refused as "not running". */
+  if (!atomic_load(&c->ctl->e->started) && !atomic_load(&c->ctl->e->stopping)) {
+    c->line_len = len;
+    uv_timer_start(&c->timer, on_start_wait, 1, 0);
+    return;
+  }
+  rc = myc__control_parse(line, len, &req, err, sizeof err);
   if (rc != 0) {
     reply_error(c, rc, err);
   } else if (req.verb == MYC__CTL_STATUS) {
