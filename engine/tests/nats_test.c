@@ -10,6 +10,7 @@
 #ifdef MYC_WITH_NATS
 
 #include "base/alloc.h"
+#include "base/check.h"
 #include "nats/seqmap.h"
 #include "nats/subject.h"
 #include "nats/transport.h"
@@ -402,6 +403,170 @@ static void direct_runs_keep_order_and_counts_across_a_restart(void) {
   CHECK_EQ(system(cfg), 0);
 }
 
+/* What a C subscriber of the receiving engine saw: the numbers in the
+ * payloads (8 bytes each), and which thread handled them. */
+typedef struct {
+  _Atomic uint64_t n;
+  _Atomic uint64_t back; /* a number not above the one before */
+  _Atomic uint64_t first, last;
+  _Atomic uintptr_t thread;
+} rx_sink;
+
+static void on_rx(void *ud, const myc_message *m) {
+  rx_sink *s = ud;
+  uint64_t v = 0;
+  if (m->len >= 8)
+    memcpy(&v, m->data, 8);
+  if (atomic_load(&s->n) == 0)
+    atomic_store(&s->first, v);
+  else if (v <= atomic_load(&s->last))
+    atomic_fetch_add(&s->back, 1);
+  atomic_store(&s->last, v);
+  atomic_store(&s->thread, myc__thread_token());
+  atomic_fetch_add(&s->n, 1);
+}
+
+static uint64_t mailbox_drops(myc_engine *e, const char *name) {
+  myc_service_stats st;
+  return test_service_stats(e, name, &st) == 0 ? st.dropped : 0;
+}
+
+#define RX_N 20000
+
+/* With nats.worker = 1 the receiving engine polls its connection on
+ * worker 1's loop: what it reads is taken from the subscriptions there
+ * and handed to worker 1's subscriber with no thread crossed (worker 0's
+ * gets it as from any worker).  A stream from another engine, whose
+ * server is killed and restarted mid-stream: both subscribers see it in
+ * the producer's order, and every number the producer took is handled,
+ * dropped from a mailbox or counted lost (libnats' pending limits and
+ * repeats included), from the first one seen to the last.  The engines
+ * stop clean (the ASan build checks what they leave). */
+static void worker_loop_receives_in_order_across_a_restart(void) {
+  char dir[] = "/tmp/myc_nats_test_XXXXXX", cfg[600], err[512], path[600];
+  int port = test_free_port(), ms, killed = 0;
+  myc_engine *p = NULL, *r = NULL;
+  myc__nats_stats pst, rst;
+  uint64_t i, accounted;
+  static rx_sink s0, s1;
+  pid_t server;
+  if (nats_server_missing()) {
+    CHECK(!in_ci());
+    return;
+  }
+  memset(&s0, 0, sizeof s0);
+  memset(&s1, 0, sizeof s1);
+  server = start_nats_server(port);
+  CHECK(server > 0);
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(cfg, sizeof cfg,
+           "return { node = \"p\", workers = 1, log = { level = \"error\" },\n"
+           "  connect = { \"nats://127.0.0.1:%d\" },\n"
+           "  nats = { reconnect_wait_ms = 20 },\n"
+           "  services = { { name = \"idle\", module = \"idle.lua\" } } }\n",
+           port);
+  test_module(dir, "idle.lua", "return { init = function() end }\n");
+  test_module(dir, "p.lua", cfg);
+  snprintf(cfg, sizeof cfg,
+           "return { node = \"r\", workers = 2, log = { level = \"error\" },\n"
+           "  connect = { \"nats://127.0.0.1:%d\" },\n"
+           "  nats = { worker = 1, reconnect_wait_ms = 20 },\n"
+           "  services = { { name = \"idle\", module = \"idle.lua\" } } }\n",
+           port);
+  test_module(dir, "r.lua", cfg);
+  snprintf(path, sizeof path, "%s/p.lua", dir);
+  if (myc_engine_from_file(&p, path, err, sizeof err) != 0)
+    fprintf(stderr, "engine: %s\n", err);
+  CHECK(p != NULL);
+  snprintf(path, sizeof path, "%s/r.lua", dir);
+  CHECK_EQ(myc_engine_from_file(&r, path, err, sizeof err), 0);
+  CHECK_EQ(myc_engine_add_c_service(r, "sink1", "rx.*", on_rx, &s1, 1), 0);
+  CHECK_EQ(myc_engine_add_c_service(r, "sink0", "rx.*", on_rx, &s0, 0), 0);
+  CHECK_EQ(myc_engine_start(r, err, sizeof err), 0);
+  CHECK_EQ(myc_engine_start(p, err, sizeof err), 0);
+  CHECK(nats_state_is(r, "up", 10000));
+  CHECK(nats_state_is(p, "up", 10000));
+  for (ms = 0; ms < 10000; ms += 10) {
+    myc__nats_stats_get(myc__nats_of(r), &rst);
+    if (rst.subjects == 1)
+      break;
+    sleep_ms(10);
+  }
+  CHECK_EQ(rst.subjects, 1);
+  for (i = 1; i <= RX_N; i++) {
+    uint8_t payload[64];
+    memset(payload, 0, sizeof payload);
+    memcpy(payload, &i, 8);
+    while (myc_publish(p, "rx.t", MYC_KIND_RAW, 0, payload, sizeof payload) ==
+           MYC_EFULL)
+      sleep_ms(1);
+    if (i % 40 == 0)
+      sleep_ms(1);
+    /* A fifth of the way in: the server dies, and comes back. */
+    if (!killed && atomic_load(&s1.n) >= RX_N / 5) {
+      killed = 1;
+      kill(server, SIGKILL);
+      waitpid(server, NULL, 0);
+      sleep_ms(150);
+      server = start_nats_server(port);
+      CHECK(server > 0);
+    }
+  }
+  CHECK(killed);
+  /* Until what the producer published has all arrived or been counted. */
+  for (ms = 0; ms < 30000; ms += 10) {
+    myc__nats_stats_get(myc__nats_of(p), &pst);
+    myc__nats_stats_get(myc__nats_of(r), &rst);
+    if (sent_or_dropped(&pst) == RX_N && pst.queued == 0 &&
+        atomic_load(&s1.last) == pst.msgs_out &&
+        atomic_load(&s0.last) == pst.msgs_out)
+      break;
+    sleep_ms(10);
+  }
+  myc__nats_stats_get(myc__nats_of(p), &pst);
+  myc__nats_stats_get(myc__nats_of(r), &rst);
+  if (atomic_load(&s1.last) != pst.msgs_out)
+    fprintf(stderr,
+            "rx: last %llu of %llu published; in %llu lost %llu "
+            "pending_limit %llu state %s\n",
+            (unsigned long long)atomic_load(&s1.last),
+            (unsigned long long)pst.msgs_out, (unsigned long long)rst.msgs_in,
+            (unsigned long long)rst.dropped_lost,
+            (unsigned long long)rst.dropped_pending_limit, rst.state);
+  CHECK_EQ(sent_or_dropped(&pst), RX_N);
+  CHECK_EQ(atomic_load(&s1.last), pst.msgs_out);
+  CHECK_EQ(atomic_load(&s0.last), pst.msgs_out);
+  CHECK(rst.reconnects >= 1);
+  /* Read, taken and handed to sink1 on worker 1; sink0 on worker 0. */
+  CHECK(myc__nats_reader(myc__nats_of(r)) != 0);
+  CHECK_EQ(myc__nats_reader(myc__nats_of(r)),
+           atomic_load(&r->sched.workers[1].owner.token));
+  CHECK_EQ(atomic_load(&s1.thread),
+           atomic_load(&r->sched.workers[1].owner.token));
+  CHECK_EQ(atomic_load(&s0.thread),
+           atomic_load(&r->sched.workers[0].owner.token));
+  /* In order, and every number from the first seen accounted for. */
+  CHECK_EQ(atomic_load(&s1.back), 0);
+  CHECK_EQ(atomic_load(&s0.back), 0);
+  accounted =
+      rst.dropped_lost + rst.dropped_pending_limit + rst.dropped_duplicate;
+  CHECK_EQ(atomic_load(&s1.n) + mailbox_drops(r, "sink1") + accounted,
+           pst.msgs_out - atomic_load(&s1.first) + 1);
+  CHECK_EQ(atomic_load(&s0.n) + mailbox_drops(r, "sink0") + accounted,
+           pst.msgs_out - atomic_load(&s0.first) + 1);
+  CHECK_EQ(rst.msgs_in, rst.dropped_duplicate + atomic_load(&s1.n) +
+                            mailbox_drops(r, "sink1"));
+  CHECK(rst.dropped_lost > 0 || rst.msgs_in == pst.msgs_out);
+  myc_engine_stop(p, 0);
+  myc_engine_free(p);
+  myc_engine_stop(r, 0);
+  myc_engine_free(r);
+  kill(server, SIGTERM);
+  waitpid(server, NULL, 0);
+  snprintf(cfg, sizeof cfg, "rm -rf %s", dir);
+  CHECK_EQ(system(cfg), 0);
+}
+
 /* nats.worker puts "_nats" (and so every publish's hand-over) on the
  * worker of the services that talk to NATS; a worker that does not exist
  * is refused naming the key.  No server needed: "_nats" exists from the
@@ -456,6 +621,8 @@ int main(void) {
        engines_freed_at_once_leave_no_callback_behind},
       {"direct_runs_keep_order_and_counts_across_a_restart",
        direct_runs_keep_order_and_counts_across_a_restart},
+      {"worker_loop_receives_in_order_across_a_restart",
+       worker_loop_receives_in_order_across_a_restart},
       {NULL, NULL}};
   return run_tests(cases);
 }

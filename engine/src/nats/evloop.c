@@ -11,18 +11,37 @@
 
 static int on_loop(const myc__nats_ev *v) {
   uv_thread_t self = uv_thread_self();
+  if (v->owner != NULL)
+    return myc__owner_held(v->owner);
   return uv_thread_equal(&self, &v->loop_thread);
+}
+
+/* Once myc__nats_ev_close closed the wake-up, the last handle closed
+ * says so: a poll handle closed earlier may still be on its way. */
+static void closed_one(myc__nats_ev *v) {
+  if (v->wake_gone && v->closing == 0 && v->closed != NULL)
+    v->closed(v->after_read_ud);
 }
 
 static void free_poll(uv_handle_t *h) {
   myc__nats_ev *v = h->data;
   myc__free(v->a, h, sizeof(uv_poll_t));
+  v->closing--;
+  closed_one(v);
 }
 
 static void close_poll(myc__nats_ev *v) {
-  if (v->poll != NULL)
+  if (v->poll != NULL) {
+    v->closing++;
     uv_close((uv_handle_t *)v->poll, free_poll);
+  }
   v->poll = NULL;
+}
+
+static void wake_closed(uv_handle_t *h) {
+  myc__nats_ev *v = h->data;
+  v->wake_gone = 1;
+  closed_one(v);
 }
 
 /* Whether the server's first bytes since the attach are NATS protocol in
@@ -43,9 +62,17 @@ static void peek(myc__nats_ev *v) {
 }
 
 static void read_event(myc__nats_ev *v) {
-  if (v->allowed && atomic_load(&v->mode) == EV_UNKNOWN)
+  int mode = atomic_load(&v->mode);
+  /* libnats stopped polling to redial: its reconnect thread may hold the
+   * connection lock through a dial, which a read would wait for (on a
+   * worker's loop, that worker). */
+  if (mode == EV_DOWN)
+    return;
+  if (v->allowed && mode == EV_UNKNOWN)
     peek(v);
   natsConnection_ProcessReadEvent(v->nc_loop);
+  if (v->after_read != NULL)
+    v->after_read(v->after_read_ud);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events) {
@@ -113,6 +140,10 @@ static natsStatus apply(myc__nats_ev *v) {
 static void on_wake(uv_async_t *a) {
   myc__nats_ev *v = a->data;
   natsConnection *nc;
+  /* A subscription made meanwhile may hold what the last read brought
+   * (myc__nats_ev_kick). */
+  if (v->after_read != NULL)
+    v->after_read(v->after_read_ud);
   if (apply(v) == NATS_OK)
     return;
   uv_mutex_lock(&v->lock);
@@ -160,9 +191,10 @@ void myc__nats_ev_loop_thread(myc__nats_ev *v) {
   v->loop_thread = uv_thread_self();
 }
 
-void myc__nats_ev_close(myc__nats_ev *v) {
+void myc__nats_ev_close(myc__nats_ev *v, void (*closed)(void *ud)) {
+  v->closed = closed;
   close_poll(v);
-  uv_close((uv_handle_t *)&v->wake, NULL);
+  uv_close((uv_handle_t *)&v->wake, wake_closed);
 }
 
 void myc__nats_ev_free(myc__nats_ev *v) {
@@ -232,6 +264,10 @@ natsStatus myc__nats_ev_detach(void *ud) {
   v->want = 0;
   uv_mutex_unlock(&v->lock);
   return update(v);
+}
+
+void myc__nats_ev_kick(myc__nats_ev *v) {
+  uv_async_send(&v->wake);
 }
 
 int myc__nats_ev_direct_ok(myc__nats_ev *v) {

@@ -94,3 +94,99 @@ char *myc__nats_status(void *nats, int json, size_t *len) {
   *len = (size_t)n;
   return out;
 }
+
+/* One sample of the Prometheus exposition: 'name' with its HELP and TYPE
+ * when 'help' is given (the family's first sample), the label pair
+ * 'label' (or NULL) and 'v'.  Appends to 'buf' at '*n'. */
+static void sample(char *buf, size_t cap, size_t *n, const char *name,
+                   const char *type, const char *help, const char *label,
+                   uint64_t v) {
+  int k;
+  if (*n >= cap)
+    return;
+  if (help != NULL) {
+    k = snprintf(buf + *n, cap - *n, "# HELP %s %s\n# TYPE %s %s\n", name, help,
+                 name, type);
+    *n += k > 0 ? (size_t)k : 0;
+    if (*n >= cap)
+      return;
+  }
+  k = snprintf(buf + *n, cap - *n, "%s%s%s%s %" PRIu64 "\n", name,
+               label ? "{" : "", label ? label : "", label ? "}" : "", v);
+  *n += k > 0 ? (size_t)k : 0;
+}
+
+char *myc__nats_metrics(void *nats, size_t *len) {
+  myc__nats *N = nats;
+  myc__nats_stats s;
+  char buf[6144], *out;
+  size_t n = 0;
+  static const char *const C = "counter", *const G = "gauge";
+  myc__nats_stats_get(N, &s);
+  sample(buf, sizeof buf, &n, "mycelium_nats_msgs_total", C,
+         "Messages over the NATS connection, by direction.", "direction=\"in\"",
+         s.msgs_in);
+  sample(buf, sizeof buf, &n, "mycelium_nats_msgs_total", C, NULL,
+         "direction=\"out\"", s.msgs_out);
+  sample(buf, sizeof buf, &n, "mycelium_nats_bytes_total", C,
+         "Bytes of the messages over the NATS connection (their frames), by "
+         "direction.",
+         "direction=\"in\"", s.bytes_in);
+  sample(buf, sizeof buf, &n, "mycelium_nats_bytes_total", C, NULL,
+         "direction=\"out\"", s.bytes_out);
+  sample(buf, sizeof buf, &n, "mycelium_nats_msgs_direct_total", C,
+         "Of the messages out, those the worker of _nats published itself "
+         "(the rest the NATS thread did).",
+         NULL, s.msgs_direct);
+  sample(buf, sizeof buf, &n, "mycelium_nats_writes_direct_total", C,
+         "Socket writes the worker of _nats made itself.", NULL,
+         s.writes_direct);
+  sample(buf, sizeof buf, &n, "mycelium_nats_dropped_total", C,
+         "Messages not sent (queue_full, disconnect, shutdown) or not "
+         "delivered (pending_limit, lost, schema_mismatch, unknown_type, "
+         "duplicate).",
+         "reason=\"queue_full\"", s.dropped_queue_full);
+  sample(buf, sizeof buf, &n, "mycelium_nats_dropped_total", C, NULL,
+         "reason=\"disconnect\"", s.dropped_disconnect);
+  sample(buf, sizeof buf, &n, "mycelium_nats_dropped_total", C, NULL,
+         "reason=\"shutdown\"", s.dropped_shutdown);
+  sample(buf, sizeof buf, &n, "mycelium_nats_dropped_total", C, NULL,
+         "reason=\"pending_limit\"", s.dropped_pending_limit);
+  sample(buf, sizeof buf, &n, "mycelium_nats_dropped_total", C, NULL,
+         "reason=\"lost\"", s.dropped_lost);
+  sample(buf, sizeof buf, &n, "mycelium_nats_dropped_total", C, NULL,
+         "reason=\"schema_mismatch\"", s.dropped_schema);
+  sample(buf, sizeof buf, &n, "mycelium_nats_dropped_total", C, NULL,
+         "reason=\"unknown_type\"", s.dropped_unknown_type);
+  sample(buf, sizeof buf, &n, "mycelium_nats_dropped_total", C, NULL,
+         "reason=\"duplicate\"", s.dropped_duplicate);
+  sample(buf, sizeof buf, &n, "mycelium_nats_frame_errors_total", C,
+         "Received messages that were no frame for their subject.", NULL,
+         s.frame_errors);
+  sample(buf, sizeof buf, &n, "mycelium_nats_slow_consumer_total", C,
+         "Times a subscription went over nats.pending_msgs or "
+         "nats.pending_bytes.",
+         NULL, s.slow_consumer);
+  sample(buf, sizeof buf, &n, "mycelium_nats_reconnects_total", C,
+         "Times libnats reconnected.", NULL, s.reconnects);
+  sample(buf, sizeof buf, &n, "mycelium_nats_no_responders_total", C,
+         "Requests NATS answered with no responders.", NULL, s.no_responders);
+  sample(buf, sizeof buf, &n, "mycelium_nats_queue_msgs", G,
+         "Messages waiting in the queue to the NATS thread.", NULL, s.queued);
+  sample(buf, sizeof buf, &n, "mycelium_nats_queue_bytes", G,
+         "Bytes waiting in the queue to the NATS thread.", NULL,
+         s.queued_bytes);
+  sample(buf, sizeof buf, &n, "mycelium_nats_subjects", G,
+         "NATS subscriptions held.", NULL, s.subjects);
+  sample(buf, sizeof buf, &n, "mycelium_nats_up", G,
+         "1 while the NATS connection is up.", NULL,
+         strcmp(s.state, "up") == 0);
+  if (n >= sizeof buf)
+    return NULL; /* cannot happen: the families fit */
+  out = myc__malloc(myc__nats_alloc(N), n + 1);
+  if (out == NULL)
+    return NULL;
+  memcpy(out, buf, n + 1);
+  *len = n;
+  return out;
+}
