@@ -567,6 +567,73 @@ static void worker_loop_receives_in_order_across_a_restart(void) {
   CHECK_EQ(system(cfg), 0);
 }
 
+/* Two engines in ping-pong through NATS, each reading its connection on
+ * its service's worker (nats.worker), stopped in the middle of it.  At a
+ * close libnats stops polling and closes its socket number from the NATS
+ * thread while the worker's loop may still have a change of that poll
+ * pending: libuv aborts when epoll refuses it (a closed number), which
+ * the ping-pong's constant write requests made frequent. */
+static void worker_loops_stop_in_the_middle_of_a_ping_pong(void) {
+  char dir[] = "/tmp/myc_nats_test_XXXXXX", cfg[600], err[512], path[600];
+  int port = test_free_port(), round;
+  pid_t server;
+  if (nats_server_missing()) {
+    CHECK(!in_ci());
+    return;
+  }
+  server = start_nats_server(port);
+  CHECK(server > 0);
+  CHECK(mkdtemp(dir) != NULL);
+  test_module(dir, "ponger.lua",
+              "return { subscribe = { \"pp.ping\" },\n"
+              "  on_message = function(ctx, msg) ctx:emit(\"pp.pong\", "
+              "msg.data) end }\n");
+  test_module(dir, "pinger.lua",
+              "local probe\n"
+              "return { subscribe = { \"pp.pong\" },\n"
+              "  init = function(ctx) probe = ctx:every(5, function() "
+              "ctx:emit(\"pp.ping\", string.rep(\"x\", 1024)) end) end,\n"
+              "  on_message = function(ctx, msg)\n"
+              "    if probe then probe.cancel(); probe = nil end\n"
+              "    ctx:emit(\"pp.ping\", msg.data) end }\n");
+  for (round = 0; round < 10; round++) {
+    myc_engine *e[2] = {NULL, NULL};
+    myc__nats_stats st;
+    int i, ms;
+    for (i = 0; i < 2; i++) {
+      snprintf(
+          cfg, sizeof cfg,
+          "return { workers = 2, log = { level = \"error\" },\n"
+          "  connect = { \"nats://127.0.0.1:%d\" }, nats = { worker = 1 },\n"
+          "  services = { { name = \"s\", worker = 1, module = \"%s\" } } "
+          "}\n",
+          port, i == 0 ? "ponger.lua" : "pinger.lua");
+      test_module(dir, "engine.lua", cfg);
+      snprintf(path, sizeof path, "%s/engine.lua", dir);
+      CHECK_EQ(myc_engine_from_file(&e[i], path, err, sizeof err), 0);
+      CHECK_EQ(myc_engine_start(e[i], err, sizeof err), 0);
+    }
+    /* Under way: the pinger has had pongs. */
+    for (ms = 0; ms < 10000; ms += 5) {
+      myc__nats_stats_get(myc__nats_of(e[1]), &st);
+      if (st.msgs_in >= 200)
+        break;
+      sleep_ms(5);
+    }
+    CHECK(st.msgs_in >= 200);
+    CHECK_EQ(myc__nats_reader(myc__nats_of(e[1])),
+             atomic_load(&e[1]->sched.workers[1].owner.token));
+    for (i = round % 2; i < 2 && i >= 0; i += round % 2 ? -1 : 1) {
+      myc_engine_stop(e[i], 0);
+      myc_engine_free(e[i]);
+    }
+  }
+  kill(server, SIGTERM);
+  waitpid(server, NULL, 0);
+  snprintf(cfg, sizeof cfg, "rm -rf %s", dir);
+  CHECK_EQ(system(cfg), 0);
+}
+
 /* nats.worker puts "_nats" (and so every publish's hand-over) on the
  * worker of the services that talk to NATS; a worker that does not exist
  * is refused naming the key.  No server needed: "_nats" exists from the
@@ -623,6 +690,8 @@ int main(void) {
        direct_runs_keep_order_and_counts_across_a_restart},
       {"worker_loop_receives_in_order_across_a_restart",
        worker_loop_receives_in_order_across_a_restart},
+      {"worker_loops_stop_in_the_middle_of_a_ping_pong",
+       worker_loops_stop_in_the_middle_of_a_ping_pong},
       {NULL, NULL}};
   return run_tests(cases);
 }
