@@ -176,6 +176,15 @@ static pid_t start_nats_server(int port) {
   return -1;
 }
 
+/* The end of a test with a server: it stops, the test's directory goes. */
+static void stop_server_remove_dir(pid_t server, const char *dir) {
+  char cmd[128];
+  kill(server, SIGTERM);
+  waitpid(server, NULL, 0);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  CHECK_EQ(system(cmd), 0);
+}
+
 static int nats_state_is(myc_engine *e, const char *state, int ms) {
   myc__nats_stats st;
   for (; ms > 0; ms -= 10) {
@@ -258,10 +267,7 @@ static void engines_freed_at_once_leave_no_callback_behind(void) {
     }
   }
   sleep_ms(600);
-  kill(server, SIGTERM);
-  waitpid(server, NULL, 0);
-  snprintf(cfg, sizeof cfg, "rm -rf %s", dir);
-  CHECK_EQ(system(cfg), 0);
+  stop_server_remove_dir(server, dir);
 }
 
 
@@ -397,10 +403,7 @@ static void direct_runs_keep_order_and_counts_across_a_restart(void) {
   myc_engine_free(e);
   natsSubscription_Destroy(sub);
   natsConnection_Destroy(nc);
-  kill(server, SIGTERM);
-  waitpid(server, NULL, 0);
-  snprintf(cfg, sizeof cfg, "rm -rf %s", dir);
-  CHECK_EQ(system(cfg), 0);
+  stop_server_remove_dir(server, dir);
 }
 
 /* What a C subscriber of the receiving engine saw: the numbers in the
@@ -561,10 +564,7 @@ static void worker_loop_receives_in_order_across_a_restart(void) {
   myc_engine_free(p);
   myc_engine_stop(r, 0);
   myc_engine_free(r);
-  kill(server, SIGTERM);
-  waitpid(server, NULL, 0);
-  snprintf(cfg, sizeof cfg, "rm -rf %s", dir);
-  CHECK_EQ(system(cfg), 0);
+  stop_server_remove_dir(server, dir);
 }
 
 /* Two engines in ping-pong through NATS, each reading its connection on
@@ -628,10 +628,7 @@ static void worker_loops_stop_in_the_middle_of_a_ping_pong(void) {
       myc_engine_free(e[i]);
     }
   }
-  kill(server, SIGTERM);
-  waitpid(server, NULL, 0);
-  snprintf(cfg, sizeof cfg, "rm -rf %s", dir);
-  CHECK_EQ(system(cfg), 0);
+  stop_server_remove_dir(server, dir);
 }
 
 /* nats.worker puts "_nats" (and so every publish's hand-over) on the

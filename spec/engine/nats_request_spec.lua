@@ -159,13 +159,8 @@ describe("NATS transport", function()
     end
     assert.truthy(body:find("\nmycelium_nats_up 1\n", 1, true), body)
     assert.truthy(body:find('\nmycelium_nats_dropped_total{reason="lost"} 0\n', 1, true), body)
-    if dir:sh("command -v promtool >/dev/null") == 0 then
-      local f = assert(io.open(dir.path .. "/scrape.txt", "w"))
-      f:write(body)
-      f:close()
-      local prc, pout = dir:sh("promtool check metrics < " .. dir.path .. "/scrape.txt")
-      assert.equal(0, prc, pout)
-    end
+    local prc, pout = dir:promtool_check(body)
+    assert.equal(0, prc, pout)
   end)
 
   it("sends only nats.publish, maps topics with an empty prefix, and counts "
