@@ -176,6 +176,22 @@ static pid_t start_nats_server(int port) {
   return -1;
 }
 
+/* The start of a test with a server: '*server' a nats-server on 'port'
+ * and the directory 'dir' made, or 0 when nats-server is missing (the
+ * test is skipped, or fails under CI) or a check failed. */
+static void start_test(int port, char *dir, pid_t *server) {
+  pid_t pid;
+  *server = 0;
+  if (nats_server_missing()) {
+    CHECK(!in_ci());
+    return;
+  }
+  pid = start_nats_server(port);
+  CHECK(pid > 0);
+  CHECK(mkdtemp(dir) != NULL);
+  *server = pid;
+}
+
 /* The end of a test with a server: it stops, the test's directory goes. */
 static void stop_server_remove_dir(pid_t server, const char *dir) {
   char cmd[128];
@@ -230,13 +246,9 @@ static void engines_freed_at_once_leave_no_callback_behind(void) {
   char dir[] = "/tmp/myc_nats_test_XXXXXX", cfg[512], err[512];
   int port = test_free_port(), i;
   pid_t server;
-  if (nats_server_missing()) {
-    CHECK(!in_ci());
+  start_test(port, dir, &server);
+  if (server == 0)
     return;
-  }
-  server = start_nats_server(port);
-  CHECK(server > 0);
-  CHECK(mkdtemp(dir) != NULL);
   test_module(dir, "sub.lua",
               "return { handlers = { [\"t.*\"] = function() end } }\n");
   snprintf(cfg, sizeof cfg,
@@ -330,13 +342,9 @@ static void direct_runs_keep_order_and_counts_across_a_restart(void) {
   natsSubscription *sub;
   myc__nats_stats st, d_before;
   pid_t server;
-  if (nats_server_missing()) {
-    CHECK(!in_ci());
+  start_test(port, dir, &server);
+  if (server == 0)
     return;
-  }
-  server = start_nats_server(port);
-  CHECK(server > 0);
-  CHECK(mkdtemp(dir) != NULL);
   sub = raw_subscriber(port, "mycelium.seq.t", &nc);
   CHECK(sub != NULL);
   memset(&d_before, 0, sizeof d_before);
@@ -463,15 +471,11 @@ static void worker_loop_receives_in_order_across_a_restart(void) {
   uint64_t i, accounted, total;
   static rx_sink s0, s1;
   pid_t server;
-  if (nats_server_missing()) {
-    CHECK(!in_ci());
-    return;
-  }
   memset(&s0, 0, sizeof s0);
   memset(&s1, 0, sizeof s1);
-  server = start_nats_server(port);
-  CHECK(server > 0);
-  CHECK(mkdtemp(dir) != NULL);
+  start_test(port, dir, &server);
+  if (server == 0)
+    return;
   snprintf(cfg, sizeof cfg,
            "return { node = \"p\", workers = 1, log = { level = \"error\" },\n"
            "  connect = { \"nats://127.0.0.1:%d\" },\n"
@@ -589,13 +593,9 @@ static void worker_loops_stop_in_the_middle_of_a_ping_pong(void) {
   char dir[] = "/tmp/myc_nats_test_XXXXXX", cfg[600], err[512], path[600];
   int port = test_free_port(), round;
   pid_t server;
-  if (nats_server_missing()) {
-    CHECK(!in_ci());
+  start_test(port, dir, &server);
+  if (server == 0)
     return;
-  }
-  server = start_nats_server(port);
-  CHECK(server > 0);
-  CHECK(mkdtemp(dir) != NULL);
   test_module(dir, "ponger.lua",
               "return { subscribe = { \"pp.ping\" },\n"
               "  on_message = function(ctx, msg) ctx:emit(\"pp.pong\", "
