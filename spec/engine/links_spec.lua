@@ -109,13 +109,8 @@ local function crosses(url_of)
   assert.truthy(body:find('\nmycelium_link_up{link="b",dir="accept"} 1\n', 1, true), body)
   assert.truthy(body:find('\nmycelium_link_dropped_total{link="b",dir="accept",'
                           .. 'reason="queue_full"} 0\n', 1, true), body)
-  if dir:sh("command -v promtool >/dev/null") == 0 then
-    local f = assert(io.open(dir.path .. "/scrape.txt", "w"))
-    f:write(body)
-    f:close()
-    local prc, pout = dir:sh("promtool check metrics < " .. dir.path .. "/scrape.txt")
-    assert.equal(0, prc, pout)
-  end
+  local prc, pout = dir:promtool_check(body)
+  assert.equal(0, prc, pout)
   return dir, a, b
 end
 

@@ -5,7 +5,8 @@
 --     trusts another CA is refused with the reason, naming the URL; a
 --     nats:// URL goes over to TLS when the system's store (here
 --     SSL_CERT_FILE) trusts the CA; a TLS connection is written by the
---     NATS thread alone, never by the producer's worker;
+--     NATS thread alone, never by the producer's worker (with nats.worker,
+--     by that worker's loop alone);
 --   * client certificates (nats.tls.cert/key): with them two engines
 --     exchange messages, without them the engine says what to give;
 --   * user and password, then a token: the right ones link two engines,
@@ -148,6 +149,24 @@ tls {
     it("goes over to TLS on a nats:// URL when the system trusts its CA", function()
       local url = server.urls[1]:gsub("^tls:", "nats:")
       local msgs, writes = exchange(dir, url, "", "SSL_CERT_FILE=" .. pki .. "/ca.crt")
+      assert.equal(0, msgs)
+      assert.equal(0, writes)
+    end)
+
+    -- With nats.worker the worker's loop reads and writes the TLS
+    -- connection, the only thread that does: still no direct write.
+    it("exchanges messages read on a worker's loop (nats.worker)", function()
+      local msgs, writes = exchange(dir, server.urls[1],
+                                    string.format("tls = { ca = %q }, worker = 0",
+                                                  pki .. "/ca.crt"))
+      assert.equal(0, msgs)
+      assert.equal(0, writes)
+    end)
+
+    it("goes over to TLS on a nats:// URL read on a worker's loop", function()
+      local url = server.urls[1]:gsub("^tls:", "nats:")
+      local msgs, writes = exchange(dir, url, "worker = 0",
+                                    "SSL_CERT_FILE=" .. pki .. "/ca.crt")
       assert.equal(0, msgs)
       assert.equal(0, writes)
     end)

@@ -62,12 +62,14 @@ end
 return M
 ]]
 
-local function config(dir, name, url, services, extra)
+-- 'extra': more keys of the nats table; 'top': more keys of the config.
+local function config(dir, name, url, services, extra, top)
   return dir:write(name .. ".lua", string.format([[
 return { node = %q, workers = 2, connect = { %q },
   nats = { reconnect_wait_ms = 50 %s },
-  control = "unix://%s/%s.ctl",
-  services = { %s } }]], name, url, extra or "", dir.path, name, services))
+  control = "unix://%s/%s.ctl", %s
+  services = { %s } }]], name, url, extra or "", dir.path, name, top or "",
+    services))
 end
 
 local wait_for = proc.wait_for
@@ -92,15 +94,17 @@ describe("NATS transport", function()
     dir:remove()
   end)
 
-  it("carries requests and replies between engines: reply, no_responder, "
-     .. "timeout with the late reply counted, failed", function()
+  -- 'extra': more keys of both engines' nats tables.
+  local function requests_and_replies(extra)
     dir:write("client.lua", CLIENT)
     dir:write("server.lua", SERVER)
     engines.b = proc.spawn(string.format("exec timeout 60 %s run %s", bin,
-      config(dir, "b", server.urls[1], [[{ name = "server", module = "server.lua" }]])),
+      config(dir, "b", server.urls[1], [[{ name = "server", module = "server.lua" }]],
+             extra)),
       "nats: connected to", 10)
     engines.a = proc.spawn(string.format("exec timeout 60 %s run %s", bin,
-      config(dir, "a", server.urls[1], [[{ name = "client", module = "client.lua" }]])),
+      config(dir, "a", server.urls[1], [[{ name = "client", module = "client.lua" }]],
+             extra, 'metrics = { listen = "127.0.0.1:0" },')),
       "nats: connected to", 10)
     local out = wait_for(function()
       local o = engines.a.output()
@@ -124,6 +128,39 @@ describe("NATS transport", function()
     end, 10)
     assert.truthy(st, status(dir, "a"))
     assert.matches('"no_responders":[1-9]', st)
+    return st
+  end
+
+  it("carries requests and replies between engines: reply, no_responder, "
+     .. "timeout with the late reply counted, failed", function()
+    requests_and_replies()
+  end)
+
+  it("carries them the same with the connection read on a worker's loop "
+     .. "(nats.worker)", function()
+    local st = requests_and_replies(", worker = 1")
+    assert.matches('"msgs_in":[1-9]', st)
+  end)
+
+  it("shows the counters of status --json in /metrics", function()
+    local st = requests_and_replies()
+    local port = engines.a.output():match("metrics: serving http://127%.0%.0%.1:(%d+)/metrics")
+    local rc, body = dir:sh("curl -sf -m 5 http://127.0.0.1:" .. port .. "/metrics")
+    assert.equal(0, rc)
+    local nats = st:match('"nats":(%b{})')
+    -- Counted between the two reads: at least what status said.
+    for _, k in ipairs({ "msgs_out", "msgs_direct", "writes_direct", "no_responders" }) do
+      local want = tonumber(nats:match('"' .. k .. '":(%d+)'))
+      local name = k == "msgs_out" and 'mycelium_nats_msgs_total{direction="out"}'
+                   or "mycelium_nats_" .. k .. "_total"
+      local got = tonumber(body:match("\n" .. name:gsub("[%{%}%.%-]", "%%%0") .. " (%d+)\n"))
+      assert.is_true(got ~= nil and got >= want, k .. " " .. tostring(got) .. " < "
+                     .. tostring(want) .. "\n" .. body)
+    end
+    assert.truthy(body:find("\nmycelium_nats_up 1\n", 1, true), body)
+    assert.truthy(body:find('\nmycelium_nats_dropped_total{reason="lost"} 0\n', 1, true), body)
+    local prc, pout = dir:promtool_check(body)
+    assert.equal(0, prc, pout)
   end)
 
   it("sends only nats.publish, maps topics with an empty prefix, and counts "

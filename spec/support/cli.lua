@@ -9,7 +9,8 @@ local slurp = require("support.proc").slurp
 
 -- A fresh directory; dir:write(name, text) returns the file's path,
 -- dir:sh(cmd) and dir:mycelium(args) return exit code, stdout and stderr,
--- dir:remove() deletes it all.
+-- dir:promtool_check(body) checks a /metrics scrape, dir:remove() deletes
+-- it all.
 function M.tmpdir()
   local path = os.tmpname()
   os.remove(path)
@@ -31,6 +32,14 @@ function M.tmpdir()
   end
   function d:mycelium(args, seconds)
     return self:sh(string.format("timeout %d %s %s", seconds or 20, M.bin, args))
+  end
+  -- Passes 'body' (a /metrics scrape) through `promtool check metrics`
+  -- when promtool is installed: returns its exit code (0 without it) and
+  -- output.
+  function d:promtool_check(body)
+    if self:sh("command -v promtool >/dev/null") ~= 0 then return 0, "" end
+    self:write("scrape.txt", body)
+    return self:sh("promtool check metrics < " .. path .. "/scrape.txt")
   end
   function d:remove()
     os.execute("rm -rf '" .. path .. "'")

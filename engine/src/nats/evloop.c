@@ -6,23 +6,52 @@
  */
 #include "nats/evloop.h"
 
+#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
+/* A poll handle and the socket number it polls: the adapter's own
+ * duplicate of libnats' (see myc__nats_ev_attach), closed with it. */
+typedef struct {
+  uv_poll_t h;
+  int fd;
+} ev_poll;
 
 static int on_loop(const myc__nats_ev *v) {
   uv_thread_t self = uv_thread_self();
+  if (v->owner != NULL)
+    return myc__owner_held(v->owner);
   return uv_thread_equal(&self, &v->loop_thread);
+}
+
+/* Once myc__nats_ev_close closed the wake-up, the last handle closed
+ * says so: a poll handle closed earlier may still be on its way. */
+static void closed_one(myc__nats_ev *v) {
+  if (v->wake_gone && v->closing == 0 && v->closed != NULL)
+    v->closed(v->after_read_ud);
 }
 
 static void free_poll(uv_handle_t *h) {
   myc__nats_ev *v = h->data;
-  myc__free(v->a, h, sizeof(uv_poll_t));
+  close(((ev_poll *)(void *)h)->fd);
+  myc__free(v->a, h, sizeof(ev_poll));
+  v->closing--;
+  closed_one(v);
 }
 
 static void close_poll(myc__nats_ev *v) {
-  if (v->poll != NULL)
+  if (v->poll != NULL) {
+    v->closing++;
     uv_close((uv_handle_t *)v->poll, free_poll);
+  }
   v->poll = NULL;
+}
+
+static void wake_closed(uv_handle_t *h) {
+  myc__nats_ev *v = h->data;
+  v->wake_gone = 1;
+  closed_one(v);
 }
 
 /* Whether the server's first bytes since the attach are NATS protocol in
@@ -43,9 +72,17 @@ static void peek(myc__nats_ev *v) {
 }
 
 static void read_event(myc__nats_ev *v) {
-  if (v->allowed && atomic_load(&v->mode) == EV_UNKNOWN)
+  int mode = atomic_load(&v->mode);
+  /* libnats stopped polling to redial: its reconnect thread may hold the
+   * connection lock through a dial, which a read would wait for (on a
+   * worker's loop, that worker). */
+  if (mode == EV_DOWN)
+    return;
+  if (v->allowed && mode == EV_UNKNOWN)
     peek(v);
   natsConnection_ProcessReadEvent(v->nc_loop);
+  if (v->after_read != NULL)
+    v->after_read(v->after_read_ud);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events) {
@@ -76,28 +113,36 @@ static natsStatus apply(myc__nats_ev *v) {
   fd = v->fd;
   nc = v->nc;
   v->attach = v->detach = 0;
+  if (attach)
+    v->fd = -1; /* this one's now */
   uv_mutex_unlock(&v->lock);
   /* Detached, or libnats stopped polling to redial: it closes that
-   * socket, and its reconnect thread's next one may take the same
-   * number, at any moment now.  The handle goes rather than waiting
-   * stopped, so that nothing the loop does later (a write asked for
-   * meanwhile) reaches the number; the next attach polls the new
-   * socket. */
+   * socket.  The handle goes (and its duplicate of the number with it)
+   * rather than waiting stopped, so that the socket is released and
+   * nothing the loop does later (a write asked for meanwhile) polls it;
+   * the next attach polls the new socket. */
   if (detach || (down && !attach)) {
     close_poll(v);
+    if (attach)
+      close(fd);
     return NATS_OK;
   }
   if (attach) {
+    ev_poll *p;
     /* A reconnect: the old socket is closed, its handle goes with it. */
     close_poll(v);
-    v->poll = myc__malloc(v->a, sizeof *v->poll);
-    if (v->poll == NULL)
+    p = myc__malloc(v->a, sizeof *p);
+    if (p == NULL) {
+      close(fd);
       return NATS_NO_MEMORY;
-    if (uv_poll_init_socket(v->loop, v->poll, fd) != 0) {
-      myc__free(v->a, v->poll, sizeof *v->poll);
-      v->poll = NULL;
+    }
+    if (uv_poll_init_socket(v->loop, &p->h, fd) != 0) {
+      myc__free(v->a, p, sizeof *p);
+      close(fd);
       return NATS_ERR;
     }
+    p->fd = fd;
+    v->poll = &p->h;
     v->poll->data = v;
     v->has = 0;
     v->fd_loop = fd;
@@ -113,6 +158,10 @@ static natsStatus apply(myc__nats_ev *v) {
 static void on_wake(uv_async_t *a) {
   myc__nats_ev *v = a->data;
   natsConnection *nc;
+  /* A subscription made meanwhile may hold what the last read brought
+   * (myc__nats_ev_kick). */
+  if (v->after_read != NULL)
+    v->after_read(v->after_read_ud);
   if (apply(v) == NATS_OK)
     return;
   uv_mutex_lock(&v->lock);
@@ -160,9 +209,15 @@ void myc__nats_ev_loop_thread(myc__nats_ev *v) {
   v->loop_thread = uv_thread_self();
 }
 
-void myc__nats_ev_close(myc__nats_ev *v) {
+void myc__nats_ev_close(myc__nats_ev *v, void (*closed)(void *ud)) {
+  v->closed = closed;
   close_poll(v);
-  uv_close((uv_handle_t *)&v->wake, NULL);
+  uv_mutex_lock(&v->lock);
+  if (v->fd >= 0)
+    close(v->fd); /* attached, never polled */
+  v->fd = -1;
+  uv_mutex_unlock(&v->lock);
+  uv_close((uv_handle_t *)&v->wake, wake_closed);
 }
 
 void myc__nats_ev_free(myc__nats_ev *v) {
@@ -176,11 +231,22 @@ void myc__nats_ev_free(myc__nats_ev *v) {
 natsStatus myc__nats_ev_attach(void **ud, void *loop, natsConnection *nc,
                                natsSock fd) {
   myc__nats_ev *v = loop;
+  /* The loop polls a duplicate of the socket number, taken now while
+   * libnats holds it: libnats closes its own number when it stops
+   * polling (a close, a redial) while the loop may still have a change
+   * of the poll pending (libuv aborts when epoll refuses one), and a new
+   * socket could take that number at once.  The duplicate keeps the
+   * socket until the loop closes its handle. */
+  int dfd = fcntl((int)fd, F_DUPFD_CLOEXEC, 0);
   *ud = v;
+  if (dfd < 0)
+    return NATS_SYS_ERROR;
   uv_mutex_lock(&v->lock); /* apply() reads the mode with 'attach' */
   atomic_store(&v->mode, EV_UNKNOWN);
   v->nc = nc;
-  v->fd = (int)fd;
+  if (v->attach && v->fd >= 0)
+    close(v->fd); /* attached before, never polled */
+  v->fd = dfd;
   v->attach = 1;
   v->want = UV_READABLE;
   uv_mutex_unlock(&v->lock);
@@ -232,6 +298,10 @@ natsStatus myc__nats_ev_detach(void *ud) {
   v->want = 0;
   uv_mutex_unlock(&v->lock);
   return update(v);
+}
+
+void myc__nats_ev_kick(myc__nats_ev *v) {
+  uv_async_send(&v->wake);
 }
 
 int myc__nats_ev_direct_ok(myc__nats_ev *v) {

@@ -1,9 +1,11 @@
 /* evloop.h -- the event-loop adapter through which libnats reads and
  * writes the NATS connection (natsOptions_SetEventLoop): what libnats'
- * libuv adapter does (the socket polled on the NATS thread's loop, a
- * request from another thread applied by that loop), plus direct runs:
- * another thread (the "_nats" service's worker) publishes and writes the
- * socket itself, and leaves to the loop only what the socket did not take.
+ * libuv adapter does (the socket polled on one loop: the NATS thread's,
+ * or with nats.worker a worker's; a request from another thread applied
+ * by that loop), plus direct runs: another thread (the "_nats" service's
+ * worker, or the NATS thread when the loop is a worker's) publishes and
+ * writes the socket itself, and leaves to the loop only what the socket
+ * did not take.
  *
  * Threads: the loop thread owns the poll handle.  libnats calls the
  * callbacks from any thread, holding its connection lock.  The writer
@@ -25,6 +27,7 @@
 #define MYC_NATS_EVLOOP_H
 
 #include "base/alloc.h"
+#include "base/check.h"
 
 #include <nats/nats.h>
 #include <stdatomic.h>
@@ -41,6 +44,17 @@ typedef struct {
   const myc__alloc *a;
   uv_loop_t *loop;
   uv_thread_t loop_thread;
+  /* A worker's loop (nats.worker): the thread that owns that worker runs
+   * it, not 'loop_thread'.  NULL: the NATS thread's loop. */
+  const myc__owner *owner;
+  /* Called on the loop thread after each read libnats made: what it read
+   * into the synchronous subscriptions is taken there.  NULL: none. */
+  void (*after_read)(void *ud);
+  void *after_read_ud;
+  /* poll handles being closed; whether the wake-up is closed; what
+   * myc__nats_ev_close calls once all are (loop thread) */
+  int closing, wake_gone;
+  void (*closed)(void *ud);
   uv_async_t wake;  /* applies what other threads asked for */
   int inited;
   int allowed;      /* direct runs may happen (no TLS configured) */
@@ -75,8 +89,9 @@ int myc__nats_ev_init(myc__nats_ev *v, uv_loop_t *loop, const myc__alloc *a,
 void myc__nats_ev_loop_thread(myc__nats_ev *v);
 
 /* Closes the loop's handles (loop thread, connection closed); the mutexes
- * go with myc__nats_ev_free(). */
-void myc__nats_ev_close(myc__nats_ev *v);
+ * go with myc__nats_ev_free().  'closed' (or NULL) is called with
+ * 'after_read_ud' on the loop thread once they are closed. */
+void myc__nats_ev_close(myc__nats_ev *v, void (*closed)(void *ud));
 void myc__nats_ev_free(myc__nats_ev *v);
 
 /* libnats' callbacks (natsOptions_SetEventLoop with 'v' as the loop). */
@@ -85,6 +100,10 @@ natsStatus myc__nats_ev_attach(void **ud, void *v, natsConnection *nc,
 natsStatus myc__nats_ev_read(void *ud, bool add);
 natsStatus myc__nats_ev_write(void *ud, bool add);
 natsStatus myc__nats_ev_detach(void *ud);
+
+/* Has the loop call 'after_read' soon, without a read (any thread, until
+ * myc__nats_ev_close). */
+void myc__nats_ev_kick(myc__nats_ev *v);
 
 /* Whether a direct run may write the connection now: one known to be in
  * clear text that libnats polls (it stops before it redials, holding its

@@ -2,6 +2,7 @@
 #include "nats/transport.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -92,5 +93,105 @@ char *myc__nats_status(void *nats, int json, size_t *len) {
     return NULL;
   memcpy(out, buf, (size_t)n + 1);
   *len = (size_t)n;
+  return out;
+}
+
+typedef struct {
+  const char *name, *type, *help; /* name NULL: the family above again */
+  const char *label;              /* a label pair, or NULL */
+  size_t off;                     /* of a uint64_t in myc__nats_stats */
+} nats_family;
+
+#define OFF(f) offsetof(myc__nats_stats, f)
+
+static const nats_family families[] = {
+    {"mycelium_nats_msgs_total", "counter",
+     "Messages over the NATS connection, by direction.", "direction=\"in\"",
+     OFF(msgs_in)},
+    {NULL, NULL, NULL, "direction=\"out\"", OFF(msgs_out)},
+    {"mycelium_nats_bytes_total", "counter",
+     "Bytes of the messages over the NATS connection (their frames), by "
+     "direction.",
+     "direction=\"in\"", OFF(bytes_in)},
+    {NULL, NULL, NULL, "direction=\"out\"", OFF(bytes_out)},
+    {"mycelium_nats_msgs_direct_total", "counter",
+     "Of the messages out, those the worker of _nats published itself (the "
+     "rest the NATS thread did).",
+     NULL, OFF(msgs_direct)},
+    {"mycelium_nats_writes_direct_total", "counter",
+     "Socket writes the worker of _nats made itself.", NULL,
+     OFF(writes_direct)},
+    {"mycelium_nats_dropped_total", "counter",
+     "Messages not sent (queue_full, disconnect, shutdown) or not delivered "
+     "(pending_limit, lost, schema_mismatch, unknown_type, duplicate).",
+     "reason=\"queue_full\"", OFF(dropped_queue_full)},
+    {NULL, NULL, NULL, "reason=\"disconnect\"", OFF(dropped_disconnect)},
+    {NULL, NULL, NULL, "reason=\"shutdown\"", OFF(dropped_shutdown)},
+    {NULL, NULL, NULL, "reason=\"pending_limit\"", OFF(dropped_pending_limit)},
+    {NULL, NULL, NULL, "reason=\"lost\"", OFF(dropped_lost)},
+    {NULL, NULL, NULL, "reason=\"schema_mismatch\"", OFF(dropped_schema)},
+    {NULL, NULL, NULL, "reason=\"unknown_type\"", OFF(dropped_unknown_type)},
+    {NULL, NULL, NULL, "reason=\"duplicate\"", OFF(dropped_duplicate)},
+    {"mycelium_nats_frame_errors_total", "counter",
+     "Received messages that were no frame for their subject.", NULL,
+     OFF(frame_errors)},
+    {"mycelium_nats_slow_consumer_total", "counter",
+     "Times a subscription went over nats.pending_msgs or "
+     "nats.pending_bytes.",
+     NULL, OFF(slow_consumer)},
+    {"mycelium_nats_reconnects_total", "counter", "Times libnats reconnected.",
+     NULL, OFF(reconnects)},
+    {"mycelium_nats_no_responders_total", "counter",
+     "Requests NATS answered with no responders.", NULL, OFF(no_responders)},
+    {"mycelium_nats_queue_msgs", "gauge",
+     "Messages waiting in the queue to the NATS thread.", NULL, OFF(queued)},
+    {"mycelium_nats_queue_bytes", "gauge",
+     "Bytes waiting in the queue to the NATS thread.", NULL, OFF(queued_bytes)},
+};
+
+char *myc__nats_metrics(void *nats, size_t *len) {
+  myc__nats *N = nats;
+  myc__nats_stats s;
+  char buf[6144], *out;
+  const char *name = NULL;
+  size_t n = 0, f;
+  int k;
+  myc__nats_stats_get(N, &s);
+  for (f = 0; f < sizeof families / sizeof *families && n < sizeof buf; f++) {
+    const nats_family *fam = &families[f];
+    uint64_t v;
+    memcpy(&v, (const char *)&s + fam->off, sizeof v);
+    if (fam->name != NULL) {
+      name = fam->name;
+      k = snprintf(buf + n, sizeof buf - n, "# HELP %s %s\n# TYPE %s %s\n",
+                   name, fam->help, name, fam->type);
+      n += k > 0 ? (size_t)k : 0;
+      if (n >= sizeof buf)
+        break;
+    }
+    k = snprintf(buf + n, sizeof buf - n, "%s%s%s%s %" PRIu64 "\n", name,
+                 fam->label ? "{" : "", fam->label ? fam->label : "",
+                 fam->label ? "}" : "", v);
+    n += k > 0 ? (size_t)k : 0;
+  }
+  /* Not a uint64_t of the stats: added as they are. */
+  if (n < sizeof buf) {
+    k = snprintf(buf + n, sizeof buf - n,
+                 "# HELP mycelium_nats_subjects NATS subscriptions held.\n"
+                 "# TYPE mycelium_nats_subjects gauge\n"
+                 "mycelium_nats_subjects %u\n"
+                 "# HELP mycelium_nats_up 1 while the NATS connection is up.\n"
+                 "# TYPE mycelium_nats_up gauge\n"
+                 "mycelium_nats_up %d\n",
+                 s.subjects, strcmp(s.state, "up") == 0);
+    n += k > 0 ? (size_t)k : 0;
+  }
+  if (n >= sizeof buf)
+    return NULL; /* cannot happen: the families fit */
+  out = myc__malloc(myc__nats_alloc(N), n + 1);
+  if (out == NULL)
+    return NULL;
+  memcpy(out, buf, n + 1);
+  *len = n;
   return out;
 }

@@ -13,7 +13,12 @@
  * reconnect loop (blocking dials), its timers (PINGs) and connection
  * events (disconnected, reconnected, errors), whose callbacks here only
  * count under 'lock'.  Reading the socket, and handing received messages
- * to the engine, happen on the NATS thread.
+ * to the engine, happen on the thread of the loop the connection is
+ * polled on: the NATS thread's, or with nats.worker that worker's ('wk'),
+ * which then takes the subscriptions' messages right after each read and
+ * delivers to its own services with no thread crossed.  The first dial,
+ * the subscriptions' changes, the queue and the close stay on the NATS
+ * thread either way (they can block).
  */
 #include "nats/transport.h"
 
@@ -24,6 +29,7 @@
 #include "nats/nkey.h"
 #include "nats/seqmap.h"
 #include "runtime/emit.h"
+#include "runtime/service.h"
 
 #include <nats/nats.h>
 
@@ -96,6 +102,20 @@ struct myc__nats {
   int started, joined, stopped_loop;
   natsOptions *opts;
   myc__nats_ev ev;    /* libnats' event loop adapter, direct runs */
+  /* nats.worker: the worker whose loop polls the connection and takes
+   * what it reads (NULL: the NATS thread's loop).  Its handles are
+   * closed there by a job ('ev_stop'); 'ev_down' (under lock, signalled
+   * on 'ev_cond') once they are.  A connection closed meanwhile waits in
+   * 'dead_nc' until then: the worker may still poll it. */
+  myc__worker *wk;
+  myc__job ev_stop;
+  uv_cond_t ev_cond;
+  int ev_down, ev_cancelled;
+  natsConnection *dead_nc;
+  _Atomic int fail_close; /* the drain asks the thread to close */
+  /* The token (base/check.h) of the thread that took the last messages
+   * in: what tests check to see who reads. */
+  _Atomic uintptr_t reader;
   natsConnection *nc; /* the NATS thread's; changed under ev.io */
   natsSubscription *inbox; /* the replies to this engine's requests */
   myc__rng inbox_rng;      /* trace ids of "no responders", its thread's */
@@ -107,7 +127,10 @@ struct myc__nats {
   void *next_reply_ud;
   uint64_t pubid; /* this engine's id in the sequence headers */
   char nkey_pub[MYC_NATS_NKEY_PUB]; /* nats.nkey's public key */
-  /* subscriptions, the thread's */
+  /* subscriptions: changed by the NATS thread under 'subs_lock', which
+   * the drain holds while it takes their messages (with nats.worker, on
+   * that worker) */
+  uv_mutex_t subs_lock;
   nsub *subs;
   uint32_t nsubs, capsubs;
   int64_t retired_drops; /* libnats' drops of unsubscribed subscriptions */
@@ -518,6 +541,7 @@ static void publish_counted(myc__nats *N, myc_buf *b, uint32_t *ok,
  * re-established), then the buffer is written in one go. */
 static void publish_queue(myc__nats *N) {
   uint32_t n, i, ok = 0, lost = 0;
+  int direct;
   uint64_t bytes = 0, okbytes = 0;
   myc_buf **batch;
   /* Before the swap: a direct run that finds the queue empty finds it
@@ -544,6 +568,12 @@ static void publish_queue(myc__nats *N) {
     uv_mutex_unlock(&N->ev.io);
     return;
   }
+  /* On a worker's loop (nats.worker), this thread writes as a direct run
+   * does: a clear-text connection only; else libnats' request for a
+   * write goes to that loop. */
+  direct = N->wk != NULL && myc__nats_ev_direct_ok(&N->ev);
+  if (direct)
+    myc__nats_ev_direct_begin(&N->ev);
   for (i = 0; i < n; i++) {
     bytes += batch[i]->hdr.frame_len;
     publish_counted(N, batch[i], &ok, &okbytes, &lost);
@@ -551,7 +581,9 @@ static void publish_queue(myc__nats *N) {
   /* The turn's messages leave now, in one write, rather than when the
    * loop next polls the socket writable; what the socket does not take
    * stays with the adapter's write event. */
-  if (ok > 0)
+  if (direct)
+    myc__nats_ev_direct_end(&N->ev, N->nc);
+  else if (ok > 0 && N->wk == NULL)
     myc__nats_ev_flush(&N->ev, N->nc);
   uv_mutex_unlock(&N->ev.io);
   uv_mutex_lock(&N->lock);
@@ -769,6 +801,19 @@ static int64_t resolve(myc__nats *N, const char *name, size_t len) {
   return id;
 }
 
+/* Hands 'b' to its topic's subscribers.  On a worker's loop
+ * (nats.worker), its own services' mailboxes take it as a local emit's,
+ * with no thread crossed and nobody woken; other workers' get it at the
+ * end of the drain (myc__worker_flush), as from any worker.  Else it is
+ * held until the end of the drain (myc__host_flush). */
+static void hand_in(myc__nats *N, myc_buf *b) {
+  myc_engine *e = N->e;
+  if (N->wk != NULL)
+    myc__deliver(&e->topics, &e->sched, N->wk, b);
+  else
+    myc__deliver_staged(&e->topics, &e->sched, &N->hs, b);
+}
+
 /* Delivers a checked message into the engine with the sender's trace
  * context, marked remote. */
 static void deliver(myc__nats *N, const myc__wire_msg *m) {
@@ -780,10 +825,11 @@ static void deliver(myc__nats *N, const myc__wire_msg *m) {
     return;
   t = myc__topics_get(&e->topics, (uint32_t)id);
   if (m->payload_len >= MYC_ADMIT_BYTES &&
-      myc__admit(&e->sched, NULL, t, m->payload_len) != 0)
+      myc__admit(&e->sched, N->wk, t, m->payload_len) != 0)
     return; /* counted by the subscribers that refused it */
-  b = myc__frame_new(&e->alloc, NULL, t, m->source, m->source_len, m->kind,
-                     m->type, m->payload, m->payload_len);
+  b = myc__frame_new(&e->alloc, N->wk != NULL ? &N->wk->pool : NULL, t,
+                     m->source, m->source_len, m->kind, m->type, m->payload,
+                     m->payload_len);
   if (b == NULL) {
     logf_(N, MYC_LOG_ERROR, "nats: out of memory for a message on '%.*s'",
           (int)m->topic_len, m->topic);
@@ -795,7 +841,7 @@ static void deliver(myc__nats *N, const myc__wire_msg *m) {
   b->hdr.seq = m->seq;
   b->hdr.ts_ns = m->ts_ns;
   b->hdr.flags = MYC_FRAME_REMOTE;
-  myc__deliver_staged(&e->topics, &e->sched, &N->hs, b);
+  hand_in(N, b);
 }
 
 /* Delivers a request from another engine: its source becomes
@@ -833,7 +879,7 @@ static int deliver_request(myc__nats *N, const myc__wire_msg *m,
   b->hdr.seq = m->seq;
   b->hdr.ts_ns = m->ts_ns;
   b->hdr.flags = MYC_FRAME_REQUEST | MYC_FRAME_NATS | MYC_FRAME_REMOTE;
-  myc__deliver_staged(&e->topics, &e->sched, &N->hs, b);
+  hand_in(N, b);
   return 0;
 }
 
@@ -1040,16 +1086,17 @@ static void key_of(taken *t) {
 }
 
 /* Takes, without waiting, everything libnats read into the
- * subscriptions (it reads only on this thread, in the poll before), and
- * hands it to the engine in each producer's order: the queues are per
+ * subscriptions (it reads only on the loop's thread, in the poll before),
+ * and hands it to the engine in each producer's order: the queues are per
  * subscription, so a producer's messages on two subjects that two
- * subscriptions take would otherwise come out of order. */
-static void on_drain(uv_check_t *h) {
-  myc__nats *N = h->data;
+ * subscriptions take would otherwise come out of order.  The loop's
+ * thread: the NATS thread, or the worker of nats.worker. */
+static void drain(myc__nats *N) {
   rx r;
   uint32_t i, n = 0, nsubs_seen = 0;
   int fail = 0;
   memset(&r, 0, sizeof r);
+  uv_mutex_lock(&N->subs_lock);
   for (i = 0; i < N->nsubs; i++) {
     uint32_t before = n;
     for (;;) {
@@ -1071,8 +1118,13 @@ static void on_drain(uv_check_t *h) {
     }
     nsubs_seen += n > before;
   }
+  uv_mutex_unlock(&N->subs_lock);
   if (n == 0)
     return;
+  if (atomic_load_explicit(&N->reader, memory_order_relaxed) !=
+      myc__thread_token())
+    atomic_store_explicit(&N->reader, myc__thread_token(),
+                          memory_order_relaxed);
   if (nsubs_seen > 1) {
     for (i = 0; i < n; i++)
       key_of(&N->taken[i]);
@@ -1085,7 +1137,10 @@ static void on_drain(uv_check_t *h) {
   }
   /* The drain's messages go to the workers now: one lock and at most one
    * wake per worker. */
-  myc__host_flush(&N->hs);
+  if (N->wk != NULL)
+    myc__worker_flush(N->wk);
+  else
+    myc__host_flush(&N->hs);
   uv_mutex_lock(&N->lock);
   N->st.msgs_in += r.in;
   N->st.bytes_in += r.bytes;
@@ -1094,9 +1149,26 @@ static void on_drain(uv_check_t *h) {
   N->st.dropped_schema += r.schema;
   N->st.dropped_unknown_type += r.unknown;
   N->st.frame_errors += r.errors;
+  if (fail && N->wk != NULL) {
+    /* Closing waits for libnats' threads: the NATS thread does it.  Its
+     * wake-up is closed only once it stops (under lock, after
+     * 'stopping'). */
+    atomic_store(&N->fail_close, 1);
+    if (!N->stopping)
+      uv_async_send(&N->wake);
+    fail = 0;
+  }
   uv_mutex_unlock(&N->lock);
   if (fail)
     close_conn(N, S_FAILED);
+}
+
+static void on_drain(uv_check_t *h) {
+  drain(h->data);
+}
+
+static void on_read(void *ud) {
+  drain(ud);
 }
 
 /* ---- subscriptions follow the local services' --------------------------- */
@@ -1137,25 +1209,36 @@ static int covered(const plist *l, const char *p) {
   return 0;
 }
 
+/* Out of the table first: the drain (which may run on a worker) does not
+ * see it any more when it goes. */
 static void unsubscribe_at(myc__nats *N, uint32_t i) {
   int64_t dropped = 0;
-  if (natsSubscription_GetDropped(N->subs[i].sub, &dropped) == NATS_OK)
-    N->retired_drops += dropped;
-  natsSubscription_Unsubscribe(N->subs[i].sub);
-  natsSubscription_Destroy(N->subs[i].sub);
-  myc__strfree(A(N), N->subs[i].pattern);
+  nsub gone = N->subs[i];
+  uv_mutex_lock(&N->subs_lock);
   N->subs[i] = N->subs[--N->nsubs];
+  uv_mutex_unlock(&N->subs_lock);
+  if (natsSubscription_GetDropped(gone.sub, &dropped) == NATS_OK)
+    N->retired_drops += dropped;
+  natsSubscription_Unsubscribe(gone.sub);
+  natsSubscription_Destroy(gone.sub);
+  myc__strfree(A(N), gone.pattern);
 }
 
-static void subscribe(myc__nats *N, const char *p) {
+/* Returns 1 when it subscribed. */
+static int subscribe(myc__nats *N, const char *p) {
   char subject[MYC_NATS_SUBJECT_MAX];
   natsSubscription *sub = NULL;
   natsStatus s;
+  int rc;
   if (myc__nats_subject(N->cfg.prefix, p, strlen(p), 1, subject,
-                        sizeof subject) < 0 ||
-      grow(A(N), (void **)&N->subs, &N->capsubs, sizeof *N->subs,
-           N->nsubs + 1) != 0)
-    return;
+                        sizeof subject) < 0)
+    return 0;
+  uv_mutex_lock(&N->subs_lock); /* the table may move */
+  rc =
+      grow(A(N), (void **)&N->subs, &N->capsubs, sizeof *N->subs, N->nsubs + 1);
+  uv_mutex_unlock(&N->subs_lock);
+  if (rc != 0)
+    return 0;
   s = natsConnection_SubscribeSync(&sub, N->nc, subject);
   if (s == NATS_OK)
     s = natsSubscription_SetPendingLimits(sub, N->cfg.pending_msgs,
@@ -1164,18 +1247,21 @@ static void subscribe(myc__nats *N, const char *p) {
     logf_(N, MYC_LOG_ERROR, "nats: cannot subscribe '%s' for pattern '%s': %s",
           subject, p, natsStatus_GetText(s));
     natsSubscription_Destroy(sub);
-    return;
+    return 0;
   }
+  uv_mutex_lock(&N->subs_lock);
   N->subs[N->nsubs].pattern = myc__strdup(A(N), p);
   N->subs[N->nsubs++].sub = sub;
+  uv_mutex_unlock(&N->subs_lock);
   logf_(N, MYC_LOG_DEBUG, "nats: subscribed '%s'", subject);
+  return 1;
 }
 
 /* Brings the NATS subscriptions to the local services' patterns, each
  * NATS subscription a pattern no other covers. */
 static void follow_subscriptions(myc__nats *N) {
   plist now;
-  uint32_t i, j;
+  uint32_t i, j, added = 0;
   memset(&now, 0, sizeof now);
   now.a = A(N);
   if (N->nc == NULL)
@@ -1205,9 +1291,14 @@ static void follow_subscriptions(myc__nats *N) {
         if (strcmp(now.v[j], N->subs[i].pattern) == 0)
           break;
       if (i == N->nsubs)
-        subscribe(N, now.v[j]);
+        added += (uint32_t)subscribe(N, now.v[j]);
     }
   }
+  /* On a worker's loop the drain follows reads: what a read brought into
+   * a subscription before it was in the table waits for the next one
+   * (the NATS thread's loop drains after every turn). */
+  if (added > 0 && N->wk != NULL)
+    myc__nats_ev_kick(&N->ev);
   for (i = 0; i < now.n; i++)
     if (now.v[i] != NULL)
       myc__strfree(A(N), now.v[i]);
@@ -1218,6 +1309,7 @@ static void follow_subscriptions(myc__nats *N) {
 static void read_drops(myc__nats *N) {
   int64_t total = N->retired_drops, d;
   uint32_t i;
+  /* The thread's own table: nothing else changes it. */
   for (i = 0; i < N->nsubs; i++)
     if (natsSubscription_GetDropped(N->subs[i].sub, &d) == NATS_OK)
       total += d;
@@ -1350,7 +1442,12 @@ static void close_conn(myc__nats *N, int state) {
    * handle) and joins libnats' threads for this connection. */
   natsConnection_Close(nc);
   wait_closed(N);
-  natsConnection_Destroy(nc);
+  /* On a worker's loop the poll handle may still be there, on 'nc': it
+   * goes once that loop's handles are closed (nats_quiesce). */
+  if (N->wk != NULL)
+    N->dead_nc = nc;
+  else
+    natsConnection_Destroy(nc);
   uv_mutex_lock(&N->lock);
   N->state = state;
   uv_mutex_unlock(&N->lock);
@@ -1368,7 +1465,8 @@ static void shut_down(myc__nats *N) {
   N->st.queued_bytes = 0;
   uv_mutex_unlock(&N->lock);
   release_batch(N, N->q, n);
-  myc__nats_ev_close(&N->ev);
+  if (N->wk == NULL)
+    myc__nats_ev_close(&N->ev, NULL);
   uv_close((uv_handle_t *)&N->wake, NULL);
   uv_close((uv_handle_t *)&N->drain, NULL);
   uv_close((uv_handle_t *)&N->tick, NULL);
@@ -1394,6 +1492,8 @@ static void on_wake(uv_async_t *a) {
   uv_mutex_lock(&N->lock);
   stopping = N->stopping;
   uv_mutex_unlock(&N->lock);
+  if (atomic_exchange(&N->fail_close, 0))
+    close_conn(N, S_FAILED);
   publish_queue(N);
   if (stopping && !N->stopped_loop) {
     N->stopped_loop = 1;
@@ -1587,8 +1687,71 @@ static int uses_tls(const myc__nats *N) {
   return 0;
 }
 
+/* The loop's handles of the adapter are closed (its thread). */
+static void ev_closed(void *ud) {
+  myc__nats *N = ud;
+  uv_mutex_lock(&N->lock);
+  N->ev_down = 1;
+  uv_cond_broadcast(&N->ev_cond);
+  uv_mutex_unlock(&N->lock);
+}
+
+static int ev_is_down(myc__nats *N) {
+  int down;
+  uv_mutex_lock(&N->lock);
+  down = N->ev_down;
+  uv_mutex_unlock(&N->lock);
+  return down;
+}
+
+/* Closes the adapter's handles on the loop they are on, from the thread
+ * that owns it now (it is not being run): turns it until they are
+ * closed.  Bounded, as a worker's own teardown is. */
+static void ev_close_here(myc__nats *N, uv_loop_t *loop) {
+  int turns;
+  myc__nats_ev_close(&N->ev, ev_closed);
+  for (turns = 0; turns < 5000 && !ev_is_down(N); turns++)
+    if (uv_run(loop, UV_RUN_NOWAIT) == 0 && !ev_is_down(N))
+      uv_sleep(1);
+}
+
+/* The stop job of the adapter's handles, on the worker of nats.worker;
+ * cancelled (run 0) when the worker stopped first: then nats_quiesce
+ * closes them from its thread. */
+static void ev_stop_run(myc__job *j, int run) {
+  myc__nats *N = (myc__nats *)((char *)j - offsetof(myc__nats, ev_stop));
+  if (run) {
+    myc__nats_ev_close(&N->ev, ev_closed);
+    return;
+  }
+  uv_mutex_lock(&N->lock);
+  N->ev_cancelled = 1;
+  uv_cond_broadcast(&N->ev_cond);
+  uv_mutex_unlock(&N->lock);
+}
+
+/* nats.worker: the adapter's handles close on the worker's thread (the
+ * workers are drained, not stopped: it still runs its loop and jobs),
+ * and this one waits for them; a worker that is not running (never
+ * started, or this thread turns it) is turned here instead. */
+static void ev_stop_on_worker(myc__nats *N) {
+  int down = 0;
+  if (N->wk->started && !myc__owner_held(&N->wk->owner)) {
+    N->ev_stop.fn = ev_stop_run;
+    myc__worker_post(N->wk, &N->ev_stop);
+    uv_mutex_lock(&N->lock);
+    while (!N->ev_down && !N->ev_cancelled)
+      uv_cond_wait(&N->ev_cond, &N->lock);
+    down = N->ev_down;
+    uv_mutex_unlock(&N->lock);
+  }
+  if (!down)
+    ev_close_here(N, &N->wk->loop);
+}
+
 static int nats_start(void *ud, char *err, size_t errlen) {
   myc__nats *N = ud;
+  uv_loop_t *evloop = &N->loop;
   natsStatus s;
   int rc;
   {
@@ -1608,16 +1771,29 @@ static int nats_start(void *ud, char *err, size_t errlen) {
     snprintf(err, errlen, "nats: cannot make a loop: %s", uv_strerror(rc));
     return MYC_ECONFIG;
   }
-  if ((rc = myc__nats_ev_init(&N->ev, &N->loop, A(N), !uses_tls(N))) != 0) {
+  if (N->cfg.worker >= 0) {
+    /* The worker's loop polls the connection: the workers do not run yet
+     * and this thread owns them (myc_engine_start), so the adapter's
+     * handles are made here; the worker's thread, once created, runs
+     * them. */
+    N->wk = myc__service_worker(N->svc);
+    MYC_ASSERT_OWNER(&N->wk->owner);
+    evloop = &N->wk->loop;
+  }
+  if ((rc = myc__nats_ev_init(&N->ev, evloop, A(N), !uses_tls(N))) != 0) {
     snprintf(err, errlen, "nats: cannot make a loop: %s", uv_strerror(rc));
     uv_loop_close(&N->loop);
     return MYC_ECONFIG;
   }
+  N->ev.after_read_ud = N;
+  if (N->wk != NULL) {
+    N->ev.owner = &N->wk->owner;
+    N->ev.after_read = on_read;
+  }
   if ((s = make_options(N)) != NATS_OK) {
     snprintf(err, errlen, "nats: bad options: %s (%s)", natsStatus_GetText(s),
              nats_GetLastError(NULL));
-    myc__nats_ev_close(&N->ev);
-    uv_run(&N->loop, UV_RUN_DEFAULT);
+    ev_close_here(N, evloop);
     uv_loop_close(&N->loop);
     return MYC_ECONFIG;
   }
@@ -1625,7 +1801,9 @@ static int nats_start(void *ud, char *err, size_t errlen) {
   N->wake.data = N;
   uv_check_init(&N->loop, &N->drain);
   N->drain.data = N;
-  uv_check_start(&N->drain, on_drain);
+  /* On a worker's loop, the drain follows the reads there instead. */
+  if (N->wk == NULL)
+    uv_check_start(&N->drain, on_drain);
   uv_timer_init(&N->loop, &N->tick);
   N->tick.data = N;
   uv_timer_start(&N->tick, on_tick, (uint64_t)N->cfg.sub_poll_ms,
@@ -1637,7 +1815,7 @@ static int nats_start(void *ud, char *err, size_t errlen) {
   if ((rc = uv_thread_create(&N->thread, thread_main, N)) != 0) {
     snprintf(err, errlen, "nats: cannot start the NATS thread: %s",
              uv_strerror(rc));
-    myc__nats_ev_close(&N->ev);
+    ev_close_here(N, evloop);
     uv_close((uv_handle_t *)&N->wake, NULL);
     uv_close((uv_handle_t *)&N->drain, NULL);
     uv_close((uv_handle_t *)&N->tick, NULL);
@@ -1664,6 +1842,14 @@ static void nats_quiesce(void *ud) {
   uv_async_send(&N->wake);
   uv_thread_join(&N->thread);
   uv_loop_close(&N->loop);
+  /* The NATS thread closed the connection; a worker's loop may still poll
+   * it until its handles are closed. */
+  if (N->wk != NULL)
+    ev_stop_on_worker(N);
+  if (N->dead_nc != NULL) {
+    natsConnection_Destroy(N->dead_nc);
+    N->dead_nc = NULL;
+  }
   N->joined = 1;
 }
 
@@ -1690,7 +1876,9 @@ static void nats_free(void *ud) {
   myc__free(A(N), N->urls, N->nurls * sizeof *N->urls + 1);
   if (N->closed_leaked)
     return; /* libnats may still call on_closed with it */
+  uv_cond_destroy(&N->ev_cond);
   uv_cond_destroy(&N->closed_cond);
+  uv_mutex_destroy(&N->subs_lock);
   uv_mutex_destroy(&N->lock);
   myc__free(A(N), N, sizeof *N);
 }
@@ -1786,9 +1974,24 @@ int myc__nats_attach(myc_engine *e, const myc__nats_config *c,
     myc__free(&e->alloc, N, sizeof *N);
     return MYC_ENOMEM;
   }
+  if (uv_cond_init(&N->ev_cond) != 0) {
+    uv_cond_destroy(&N->closed_cond);
+    uv_mutex_destroy(&N->lock);
+    myc__free(&e->alloc, N, sizeof *N);
+    return MYC_ENOMEM;
+  }
+  if (uv_mutex_init(&N->subs_lock) != 0) {
+    uv_cond_destroy(&N->ev_cond);
+    uv_cond_destroy(&N->closed_cond);
+    uv_mutex_destroy(&N->lock);
+    myc__free(&e->alloc, N, sizeof *N);
+    return MYC_ENOMEM;
+  }
   N->urls = myc__calloc(&e->alloc, nurls * sizeof *N->urls + 1);
   if (N->urls == NULL || myc__engine_on_free(e, nats_free, N) != 0) {
     myc__free(&e->alloc, N->urls, nurls * sizeof *N->urls + 1);
+    uv_mutex_destroy(&N->subs_lock);
+    uv_cond_destroy(&N->ev_cond);
     uv_cond_destroy(&N->closed_cond);
     uv_mutex_destroy(&N->lock);
     myc__free(&e->alloc, N, sizeof *N);
@@ -1832,7 +2035,8 @@ int myc__nats_attach(myc_engine *e, const myc__nats_config *c,
   e->reply_remote = nats_reply;
   e->reply_remote_ud = N;
   if ((rc = myc__engine_beside(e, nats_start, nats_quiesce, myc__nats_status,
-                               N)) != 0)
+                               N)) != 0 ||
+      (rc = myc__engine_beside_metrics(e, N, myc__nats_metrics)) != 0)
     return rc;
   *out = N;
   return 0;
@@ -1859,3 +2063,7 @@ void myc__nats_stats_get(myc__nats *N, myc__nats_stats *out) {
 }
 
 const myc__alloc *myc__nats_alloc(myc__nats *N) { return A(N); }
+
+uintptr_t myc__nats_reader(myc__nats *N) {
+  return atomic_load_explicit(&N->reader, memory_order_relaxed);
+}

@@ -1,6 +1,7 @@
 /* transport.h -- the NATS transport (docs/NATS.md).  An engine given nats://
  * URLs runs one more thread beside its workers: a libuv loop on which
- * one NATS connection is polled (evloop.h).
+ * one NATS connection is polled (evloop.h), or, with nats.worker, which
+ * dials and follows the subscriptions while that worker's loop polls it.
  *
  * Out: a C service of the engine, "_nats", subscribed to the publish
  * patterns (nats.publish): its worker publishes each batch (the v2 frame
@@ -8,9 +9,10 @@
  * and writes it in one go itself on a clear-text connection, or appends
  * it to a bounded queue that the NATS thread publishes each loop turn.
  * In: one synchronous NATS subscription per pattern the local services
- * subscribe, drained without waiting after every poll of the loop; each
- * message is checked and delivered as a host thread's message, marked
- * remote so that it is not published again.
+ * subscribe, drained without waiting after every poll of the loop (on a
+ * worker's, after every read); each message is checked and delivered as
+ * a host thread's message, or that worker's, marked remote so that it is
+ * not published again.
  * Requests: published with a reply subject naming the asker; one received
  * keeps its reply subject after its frame, where the engine's reply hook
  * (this transport's, in front of links') finds it.  Replies and NATS' "no
@@ -99,6 +101,16 @@ void myc__nats_stats_get(myc__nats *N, myc__nats_stats *out);
  * the engine's allocator ('*len' + 1 bytes), or NULL.  Any thread. */
 char *myc__nats_status(void *nats, int json, size_t *len);
 
+/* The NATS counters of myc__nats_status in the Prometheus text format
+ * (docs/METRICS.md), from the engine's allocator ('*len' + 1 bytes), or
+ * NULL.  Any thread. */
+char *myc__nats_metrics(void *nats, size_t *len);
+
 const myc__alloc *myc__nats_alloc(myc__nats *N);
+
+/* The token (base/check.h) of the thread that took the last messages in
+ * from the subscriptions: the worker of nats.worker, else the NATS
+ * thread.  0: none yet.  Any thread (tests). */
+uintptr_t myc__nats_reader(myc__nats *N);
 
 #endif
