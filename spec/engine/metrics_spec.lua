@@ -71,6 +71,24 @@ describe("metrics", function()
     assert.matches("unknown key 'metrics.port'", out, 1, true)
   end)
 
+  it("a port in use fails the start, naming the key, before the engine says it started",
+     function()
+    write("t.lua", ticker)
+    local holder = proc.spawn("exec python3 -c \"import socket,time\n"
+      .. "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+      .. "print('port', s.getsockname()[1], flush=True); time.sleep(60)\"",
+      "port (%d+)")
+    finally(holder.stop)
+    local port = holder.ready[1]
+    local cfg = write("m.lua", "return { metrics = { listen = '127.0.0.1:" .. port
+      .. "' }, services = { { module = 't.lua' } } }")
+    local rc, out = sh("timeout 20 " .. bin .. " run " .. cfg)
+    assert.equal(1, rc, out)
+    assert.matches("metrics.listen '127.0.0.1:" .. port .. "': cannot listen: address "
+                   .. "already in use", out, 1, true)
+    assert.is_nil(out:find("started:", 1, true), out)
+  end)
+
   it("serves /metrics that promtool accepts and Prometheus scrapes", function()
     write("t.lua", ticker)
     local cfg = write("m.lua", [[return { workers = 2,

@@ -591,6 +591,8 @@ int myc_engine_start(myc_engine *e, char *err, size_t errlen) {
     }
   }
   e->started = 1;
+  if (e->hooks.started != NULL)
+    e->hooks.started(e->hooks.ud);
   if (e->manual)
     return 0;
   /* On a host loop, worker 0 is the host's thread (hostloop.c). */

@@ -35,6 +35,9 @@ typedef struct {
   /* The inits ran and the threads are about to start: start what runs
    * beside the workers.  Nonzero fails the start, with the reason. */
   int (*start)(void *ud, char *err, size_t errlen);
+  /* Everything started (what runs beside the workers too): the start
+   * can no longer fail. */
+  void (*started)(void *ud);
   /* The workers drained: nothing may post a job to them any more. */
   void (*quiesce)(void *ud);
   /* SIGHUP reached myc_engine_run(). */

@@ -56,11 +56,15 @@ static void log_start(myc__supervise *sv) {
 }
 
 static int on_start(void *ud, char *err, size_t errlen) {
+  return myc__monitor_start(ud, err, errlen);
+}
+
+/* Said once nothing can fail the start any more (a metrics port in use,
+ * say, fails it after on_start). */
+static void on_started(void *ud) {
   myc__supervise *sv = ud;
-  int rc = myc__monitor_start(sv, err, errlen);
-  if (rc == 0 && !sv->e->manual)
+  if (!sv->e->manual)
     log_start(sv);
-  return rc;
 }
 
 /* The monitor first: nothing asks for a reload once it is gone. */
@@ -122,6 +126,7 @@ int myc__supervise_attach(myc_engine *e, const myc_engine_config *cfg) {
   h->terminated = on_terminated;
   h->stats = on_stats;
   h->start = on_start;
+  h->started = on_started;
   h->quiesce = on_quiesce;
   h->hangup = on_hangup;
   return 0;
