@@ -220,12 +220,19 @@ end
 
 --- End of stream ------------------------------------------------------------------
 
-local function percentile(ring, q)
+-- The ring's samples, sorted (a copy: the ring keeps filling).
+local function sorted(ring)
   local n = ring.n < ring.cap and ring.n or ring.cap
-  if n == 0 then return nil end
   local v = {}
   for i = 1, n do v[i] = ring[i] end
   sort(v)
+  return v
+end
+
+-- Quantile q of sorted samples v, or nil when there are none.
+local function percentile(v, q)
+  local n = #v
+  if n == 0 then return nil end
   return v[floor(q * (n - 1)) + 1]
 end
 
@@ -249,10 +256,13 @@ end
 local function finish(ctx, msg)
   local last = now_ns() -- before sorting the samples below
   local lat = {}
+  -- One sort per ring: at a flood's end a ring holds up to
+  -- opts.latency_samples samples, and sorting them is most of finish().
   local function summary(ring)
-    return { n = ring.n, p50 = percentile(ring, 0.5) or false,
-             p99 = percentile(ring, 0.99) or false,
-             max = percentile(ring, 1) or false }
+    local v = sorted(ring)
+    return { n = ring.n, p50 = percentile(v, 0.5) or false,
+             p99 = percentile(v, 0.99) or false,
+             max = percentile(v, 1) or false }
   end
   for name, l in pairs { signal = S.signal_lat, event = S.event_lat } do
     lat[name] = summary(l.all)

@@ -227,7 +227,7 @@ function M.process(ctx, text, arrival)
                     "): every notification will be foreign", { line = 1 })
     end
   else
-    local view, reason = abi.envelope(text, S.sub_id)
+    local view, reason = abi.envelope(text, S.sub_id, S.view)
     if not view then
       skip(ctx, line, reason)
     elseif view.removed == true then
@@ -235,7 +235,8 @@ function M.process(ctx, text, arrival)
     else
       local ev
       if S.discover then S.want_kind = implied_kind(view) end
-      ev, reason = abi.decode(view, S.reg)
+      -- One event table, overwritten per log (accept() keeps nothing).
+      ev, reason = abi.decode(view, S.reg, S.ev)
       if ev then accept(ctx, line, ev, arrival) else skip(ctx, line, reason) end
     end
   end
@@ -382,6 +383,9 @@ function M.init(ctx, opts)
     removed = 0, skipped = 0, by_reason = {}, ended = false,
     gaps = 0, open_gaps = 0, gap_logs = {}, n_gap_logs = 0, streaming = false,
     dedup = window(ctx, opts.dedup_window),
+    -- Every message is scanned into this one view (abi.envelope): a log
+    -- is done with before the next message is read.
+    view = abi.new_view(), ev = abi.new_event(),
     expect_reply = opts.subscription == nil, end_after = opts.end_after,
     last_ns = now_ns(), flow_ms = opts.flow_ms or 1,
     high = opts.pause_above or 0.5, low = opts.resume_below or 0.25,

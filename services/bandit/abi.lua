@@ -16,8 +16,8 @@ local cast, C = ffi.cast, ffi.C
 local byte, sub, find, lower =
   string.byte, string.sub, string.find, string.lower
 local rep = string.rep
-local type, next, pcall, tonumber, pairs, setmetatable, error =
-  type, next, pcall, tonumber, pairs, setmetatable, error
+local type, next, pcall, tonumber, pairs, setmetatable, getmetatable, error =
+  type, next, pcall, tonumber, pairs, setmetatable, getmetatable, error
 
 ffi.cdef [[
 int memcmp(const void *, const void *, size_t);
@@ -102,22 +102,30 @@ local function topic(s, p, n, i)
   return sub(s, i + 1, j - 1), j + 2, true
 end
 
+-- `into` overwritten with topics t1 .. t4 (nil from the first missing on).
+local function topic_list(into, t1, t2, t3, t4)
+  into[1], into[2], into[3], into[4] = t1, t2, t3, t4
+  return into
+end
+
 -- A log has at most four topics. Straight-line code rather than a loop:
 -- a loop of one to four turns would split every trace through scan().
-local function scan_topics(s, p, n, i)
+local function scan_topics(s, p, n, i, into)
   local t1, t2, t3, t4, more
   t1, i, more = topic(s, p, n, i)
   if not t1 then return nil end
-  if not more then return { t1 }, i end
+  if not more then return into and topic_list(into, t1) or { t1 }, i end
   t2, i, more = topic(s, p, n, i)
   if not t2 then return nil end
-  if not more then return { t1, t2 }, i end
+  if not more then return into and topic_list(into, t1, t2) or { t1, t2 }, i end
   t3, i, more = topic(s, p, n, i)
   if not t3 then return nil end
-  if not more then return { t1, t2, t3 }, i end
+  if not more then
+    return into and topic_list(into, t1, t2, t3) or { t1, t2, t3 }, i
+  end
   t4, i, more = topic(s, p, n, i)
   if not t4 or more then return nil end
-  return { t1, t2, t3, t4 }, i
+  return into and topic_list(into, t1, t2, t3, t4) or { t1, t2, t3, t4 }, i
 end
 
 local P_HEAD = '{"jsonrpc":"2.0","method":"eth_subscription",' ..
@@ -125,8 +133,10 @@ local P_HEAD = '{"jsonrpc":"2.0","method":"eth_subscription",' ..
 
 -- The view of a message in geth's exact compact form (fields in geth's
 -- order), nil if the text has any other shape (then cjson decides), or
--- false if it is such a message for another subscription.
-local function scan(s, sub_id)
+-- false if it is such a message for another subscription. With `into`
+-- (a view scan() returned before), that view and its topics are
+-- overwritten instead of made anew.
+local function scan(s, sub_id, into)
   local p, n = cast(u8p, s), #s
   local i = lit(p, n, 0, P_HEAD)
   local j = hexstr(p, n, i)
@@ -137,7 +147,7 @@ local function scan(s, sub_id)
   addr, j = field(s, p, n, j, ',"result":{"address":"')
   i = lit(p, n, j, ',"topics":["')
   if not i then return nil end
-  topics, j = scan_topics(s, p, n, i)
+  topics, j = scan_topics(s, p, n, i, into and into.topics)
   data, j = field(s, p, n, j, ',"data":"')
   bn, j = field(s, p, n, j, ',"blockNumber":"')
   th, j = field(s, p, n, j, ',"transactionHash":"')
@@ -149,9 +159,16 @@ local function scan(s, sub_id)
   elseif lit(p, n, j, ',"removed":true}}}') == n then removed = true
   else return nil end
   if not same then return false end
-  return { address = addr, topics = topics, data = data, blockNumber = bn,
-           transactionHash = th, transactionIndex = ti, blockHash = bh,
-           logIndex = li, removed = removed, canonical = true }
+  if not into then
+    return { address = addr, topics = topics, data = data, blockNumber = bn,
+             transactionHash = th, transactionIndex = ti, blockHash = bh,
+             logIndex = li, removed = removed, canonical = true }
+  end
+  into.address, into.topics, into.data, into.blockNumber = addr, topics, data,
+    bn
+  into.transactionHash, into.transactionIndex, into.blockHash = th, ti, bh
+  into.logIndex, into.removed, into.canonical = li, removed, true
+  return into
 end
 
 --- Rules 1 and 2 ------------------------------------------------------------
@@ -187,17 +204,29 @@ M.fast_scan = true
 --- The log object (`view`) of a notification for subscription sub_id, or
 --- nil, reason (malformed_json, foreign_message). A view holds raw JSON
 --- values: address, topics, data, blockNumber, ... , removed.
-function M.envelope(text, sub_id)
+--- `into`: optionally, a view made by M.new_view(); a message in geth's
+--- compact form then overwrites it (and its topics) and it is returned,
+--- which spares a flood two tables per log; other text gets a new view.
+--- The caller must be done with what the view held before.
+function M.envelope(text, sub_id, into)
   if sub_id ~= nil and type(sub_id) ~= "string" then
     error("bandit.abi.envelope: sub_id must be a string or nil", 2)
   end
   if type(text) ~= "string" then return nil, M.MALFORMED_JSON end
   if M.fast_scan then
-    local view = scan(text, sub_id)
+    local view = scan(text, sub_id, into)
     if view then return view end
     if view == false then return nil, M.FOREIGN_MESSAGE end
   end
   return envelope_slow(text, sub_id)
+end
+
+--- A view for M.envelope's `into`, with every field the scanner sets.
+function M.new_view()
+  return { address = false, topics = {}, data = false, blockNumber = false,
+           transactionHash = false, transactionIndex = false,
+           blockHash = false, logIndex = false, removed = false,
+           canonical = true }
 end
 
 --- The cjson route alone (for specs proving both routes agree).
@@ -337,7 +366,13 @@ local LAZY = {
               sqrtPriceX96 = dec(W3), liquidity = dec(W4), tick = tick },
 }
 
+--- The lazy fields by event kind (their getters), for specs.
+M.LAZY = LAZY
+
 local EVENT_MT = {}
+-- Events made by M.new_event() to be decoded into again and again render
+-- a lazy field at every read: a cached one would outlive its log.
+local SCRATCH_MT, IS_SCRATCH = {}, {}
 for kind, getters in pairs(LAZY) do
   EVENT_MT[kind] = { __index = function(ev, k)
     local get = getters[k]
@@ -346,6 +381,19 @@ for kind, getters in pairs(LAZY) do
     ev[k] = v
     return v
   end }
+  SCRATCH_MT[kind] = { __index = function(ev, k)
+    local get = getters[k]
+    return get and get(ev)
+  end }
+  IS_SCRATCH[SCRATCH_MT[kind]] = true
+end
+
+--- An event for M.decode's `into`: holds nothing until decoded into.
+function M.new_event()
+  return setmetatable({ kind = false, pool = false, data = false,
+                        topics = false, block = false, txIndex = false,
+                        logIndex = false, blockHash = false, txHash = false },
+                      SCRATCH_MT.v2_sync)
 end
 
 --- Rules 4–7 ----------------------------------------------------------------
@@ -376,7 +424,15 @@ end
 --- unknown_pool, bad_data). `view` must not be a removed log. The event
 --- has kind, pool, data, topics, block, blockHash, txHash, txIndex,
 --- logIndex, and its kind's fields (README §5) rendered on first read.
-function M.decode(view, registry)
+--- `into`: optionally, an event from M.new_event(), whose caller is done
+--- with what it held: the nine fields above are overwritten and it is
+--- returned instead of a new table (sharing `view.topics`); its lazy
+--- fields are rendered at every read, never kept. Fields the caller
+--- added stay. Untouched when the log is skipped.
+function M.decode(view, registry, into)
+  if into and not IS_SCRATCH[getmetatable(into)] then
+    error("bandit.abi.decode: into must come from bandit.abi.new_event()", 2)
+  end
   view = canonical(view)
   local topics = view.topics
   local layout = topics and topics[1] and LAYOUT[topics[1]]
@@ -389,6 +445,12 @@ function M.decode(view, registry)
     quantity(view.transactionIndex), quantity(view.logIndex)
   local bh, th = hash32(view.blockHash), hash32(view.transactionHash)
   if not (block and txi and li and bh and th) then return nil, M.BAD_DATA end
+  if into then
+    into.kind, into.pool, into.data, into.topics = layout.kind, pool, d, topics
+    into.block, into.txIndex, into.logIndex = block, txi, li
+    into.blockHash, into.txHash = bh, th
+    return setmetatable(into, SCRATCH_MT[layout.kind])
+  end
   -- One constructor naming the fields the detector and pipeline add later
   -- sizes the table once (nil entries reserve slots); 16 fields fit the
   -- smallest hash part that holds them all.

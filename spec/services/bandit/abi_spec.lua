@@ -330,6 +330,91 @@ describe("bandit.abi", function()
       for _, l in ipairs(lines) do same_outcome(l, SUB, REG) end
     end)
 
+    -- The adapter scans every message into one view and decodes every
+    -- log into one event (abi.envelope's and abi.decode's `into`): each
+    -- outcome must be what fresh tables give, whatever came before.
+    it("gives into reused tables what it gives into fresh ones", function()
+      local big = sync_with("blockNumber", '"0x20000000000001"')
+      local lines = {
+        H.v3swap(POS, V3, -5, 5, 2 ^ 96, 1, -887272),
+        H.sync(POS, V2, U112_MAX, 0),
+        H.v3swap(POS, V3, "57896044618658097711785492504343953926634992332820282019728792003956564819967",
+          "-57896044618658097711785492504343953926634992332820282019728792003956564819968",
+          U160_MAX, U128_MAX, 887272),
+        H.v2swap(POS, V2, 1, 0, "115792089237316195423570985008687907853269984665640564039457584007913129639935",
+          1, H.addr("sender"), H.addr("to")),
+        sync_with("logIndex", '"0x0007"'),
+        H.removed(H.v3swap(POS, V3, 1, -1, 2 ^ 96, 1, -1)),
+        H.sync(POS, V2, 0, 0),
+        big,
+        H.removed(big),
+        H.log { sub = SUB, address = V2, data = H.data(5),
+                topics = { H.TOPIC_TRANSFER, H.topic_addr(V2), H.topic_addr(V3),
+                           H.topic_addr(V2) } },
+        H.v3swap(POS, V3, 0, 0, 1, 0, -1),
+        H.log { sub = SUB, address = V2, topics = {}, data = H.data(1, 2) },
+        H.sync(POS, H.addr("elsewhere"), 1, 2),
+        sync_with("data", '"0xZZ"'),
+        H.sync(POS, V2, 1, 2):gsub(",", ", "),                -- the cjson route
+        H.sync(POS, V2, 3, 4):gsub(SUB, "0xdef"),             -- foreign
+        "{",
+      }
+      for i = 2, #samples do lines[#lines + 1] = samples[i] end
+      local function subscription(l)
+        return l:find(sample_sub, 1, true) and sample_sub or SUB
+      end
+      local function reg_of(l)
+        return l:find(sample_sub, 1, true) and sample_reg or REG
+      end
+      local view, ev = abi.new_view(), abi.new_event()
+      -- Twice, the second time backwards: every line after every kind.
+      for pass = 1, 2 do
+        for k = 1, #lines do
+          local l = lines[pass == 1 and k or #lines + 1 - k]
+          local sub_id, reg = subscription(l), reg_of(l)
+          local fresh, why = abi.envelope(l, sub_id)
+          local got, got_why = abi.envelope(l, sub_id, view)
+          assert.equal(why, got_why)
+          assert.equal(fresh == nil, got == nil)
+          if fresh then
+            for _, f in ipairs { "address", "data", "blockNumber", "transactionHash",
+                                 "transactionIndex", "blockHash", "logIndex",
+                                 "removed" } do
+              assert.equal(fresh[f], got[f], f)
+            end
+            assert.same(fresh.topics, got.topics)
+            assert.equal(#fresh.topics, #got.topics)
+            if fresh.removed == true then
+              assert.same({ abi.log_key(fresh) }, { abi.log_key(got) })
+            else
+              local a, ra = abi.decode(fresh, reg)
+              local b, rb = abi.decode(got, reg, ev)
+              assert.equal(ra, rb)
+              assert.equal(a == nil, b == nil)
+              if a then
+                assert.equal(ev, b)
+                assert.same(fields(a), fields(b))
+                -- Read every lazy field of every kind before the next log
+                -- is decoded into it: none may be kept.
+                for _, getters in pairs(abi.LAZY) do
+                  for f in pairs(getters) do local _ = b[f] end
+                end
+              end
+            end
+          end
+        end
+      end
+    end)
+
+    it("decodes only into an event of new_event()", function()
+      local view = abi.envelope(H.v3swap(POS, V3, -5, 5, 2 ^ 96, 1, -887272), SUB)
+      local ev = abi.decode(view, REG)
+      assert.equal(-887272, ev.tick)
+      assert.has_error(function() abi.decode(view, REG, ev) end,
+        "bandit.abi.decode: into must come from bandit.abi.new_event()")
+      assert.has_error(function() abi.decode(view, REG, {}) end)
+    end)
+
     it("decodes reordered keys the same way", function()
       local a = classify(H.sync(POS, V2, 10, 20))
       local text = '{"params":{"result":{"removed":false,"logIndex":"0x7",' ..
