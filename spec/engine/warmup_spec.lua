@@ -146,19 +146,61 @@ describe("warm-up", function()
     eng:close()
   end)
 
-  it("one that swallows the interruption and goes on fails the start, naming the service", function()
+  it("one that swallows the interruption and goes on is stopped too, naming the service", function()
+    -- Where the one interruption lands decides: outside the inner pcall
+    -- it ends the warm-up (the service starts cold); inside, the loop
+    -- goes on until twice the budget, when its next allocation fails and
+    -- the instance is abandoned (the start fails).  Either way it ends,
+    -- and says which service and which budget.
     local mod = [[
       return { subscribe = { "in" }, on_message = function() end,
         warmup = function(ctx, warm)
           while true do pcall(function() while true do warm:deliver("in", "x") end end) end
         end }]]
     local t0 = testing.monotonic()
-    local ok, err = pcall(testing.engine, { services = {
+    local ok, eng = pcall(testing.engine, { services = {
       { name = "stubborn", load_timeout_ms = 100, module = testing.module(mod) } } })
     local took = testing.monotonic() - t0
-    assert.is_false(ok)
     assert.is_true(took < 3, "took " .. took)
-    assert.matches("service 'stubborn'", err, 1, true)
+    local text = ok and "" or eng
+    if ok then
+      for _, l in ipairs(logs_with(eng, "warm-up")) do text = text .. l.service .. ": " .. l.msg end
+      eng:close()
+    end
+    assert.matches("stubborn", text, 1, true)
+    assert.matches("warm-up timeout: still running after its budget of 100 ms", text, 1, true)
+  end)
+
+  it("timers, requests, spawns and exits of a warm-up do not outlive it or leave it", function()
+    local mod = [[
+      local got = {}
+      return { subscribe = { "in", "ask" },
+        on_message = function(ctx, msg)
+          if msg.topic == "ask" then return ctx:reply(msg, "answer") end
+          ctx:emit("out", table.concat(got, ","))
+        end,
+        warmup = function(ctx, warm)
+          ctx:after(0, function() ctx:emit("out", "timer of the warm-up fired") end)
+          ctx:request("ask", "q", { timeout_ms = 10 }, function(r, why)
+            got[#got + 1] = "request:" .. tostring(why)
+          end)
+          local name, why, code = ctx:spawn("child", "nowhere.lua")
+          got[#got + 1] = "spawn:" .. tostring(code)
+          ctx:exit("no")
+          ctx:shutdown(3)
+        end }]]
+    local eng = testing.engine { services = {
+      { name = "w", module = testing.module(mod) } } }
+    local out = eng:collect("out")
+    eng:advance(0.1)
+    eng:run()
+    eng:publish("in", "y")
+    eng:run()
+    assert.are.same({ "request:operation not valid in the current state,spawn:ESTATE" },
+                    datas(out))
+    assert.is_false(eng:stopping())
+    assert.are.equal("running", eng:stats("w").state)
+    eng:close()
   end)
 
   it("deliver refuses a topic without a handler, and works only inside warmup", function()
