@@ -337,9 +337,12 @@ function M.new(lud, info)
         return warm_counts[0], warm_counts[1]
       end,
     }
+    local jitlog = package.loaded["mycelium.jitlog"]
+    if jitlog then jitlog.mark("warm-up") end
     if metrics then metrics.warm(true) end
     local ok, err = pcall(mod.warmup, ctx, warm)
     if metrics then metrics.warm(false) end
+    if jitlog then jitlog.mark("traffic", true) end
     flush()
     if not ok then error(err, 0) end
     return n
