@@ -10,6 +10,14 @@ int unsetenv(const char *name);
 
 describe("MYC_JIT_LOG", function()
   local dir
+  -- A fresh directory, named by MYC_JIT_LOG.
+  local function log_dir()
+    local d = os.tmpname()
+    os.remove(d)
+    assert(os.execute("mkdir '" .. d .. "'") == 0)
+    ffi.C.setenv("MYC_JIT_LOG", d, 1)
+    return d
+  end
   after_each(function()
     ffi.C.unsetenv("MYC_JIT_LOG")
     if dir then os.execute("rm -rf '" .. dir .. "'") end
@@ -18,10 +26,7 @@ describe("MYC_JIT_LOG", function()
 
   it("writes a service's compiled traces and aborts with their times",
      function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir '" .. dir .. "'") == 0)
-    ffi.C.setenv("MYC_JIT_LOG", dir, 1)
+    dir = log_dir()
     local eng = testing.engine { services = {
       { name = "hot", module = "spec/support/jit_hot.lua" } } }
     local done = eng:collect("jit.done")
@@ -41,10 +46,7 @@ describe("MYC_JIT_LOG", function()
 
   it("marks a warm-up's start and end; jit-census.sh counts the warm-up apart",
      function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir '" .. dir .. "'") == 0)
-    ffi.C.setenv("MYC_JIT_LOG", dir, 1)
+    dir = log_dir()
     local mod = [[
       local n = 0
       return { subscribe = { "in" },

@@ -219,9 +219,9 @@ MYC_FFI void myc_ffi_unhandled(myc_service *s);
 
 /* Warm-up (runtime/warm.h), while the module's warmup runs: the next
  * message 's' emits is kept for it instead of dropped (0; MYC_ETIMEDOUT
- * once its budget is spent; MYC_ESTATE outside a warm-up); myc_ffi_warm_frame() hands it over (the caller
- * releases it; NULL when none was kept); myc_ffi_warm_counts() gives the
- * emits and log records dropped so far. */
+ * once its budget is spent; MYC_ESTATE outside a warm-up); myc_ffi_warm_frame()
+ * hands it over (the caller releases it; NULL when none was kept);
+ * myc_ffi_warm_counts() gives the emits and log records dropped so far. */
 MYC_FFI int myc_ffi_warm_capture(myc_service *s);
 MYC_FFI myc_buf *myc_ffi_warm_frame(myc_service *s);
 MYC_FFI void myc_ffi_warm_counts(myc_service *s, double *out2);

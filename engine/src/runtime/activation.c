@@ -229,8 +229,8 @@ void myc__log_error(myc_service *s, const char *what, const char *text,
 /* ---- what runs (other threads) ------------------------------------------ */
 
 void myc__service_running(myc_service *s, char *buf, size_t cap) {
-  static const char *names[] = {"",     "handler", "init",   "timer",
-                                "event", "stop",   "snapshot", "warm-up"};
+  static const char *names[] = {"",      "handler", "init",     "timer",
+                                "event", "stop",    "snapshot", "warm-up"};
   int kind = atomic_load_explicit(&s->act_kind, memory_order_acquire);
   uint32_t gen = atomic_load_explicit(&s->act_gen, memory_order_acquire);
   int32_t k = __atomic_load_n(&s->view.cursor, __ATOMIC_ACQUIRE);

@@ -463,9 +463,8 @@ finish_frame(myc_service *s, myc__worker *w, const myc__route *r, myc_buf *b,
  * subscribers, counted apart and handed to the warm-up, never routed:
  * no sequence number, no counter of the service, nothing on a link. */
 static __attribute__((noinline)) int warm_emit(myc_service *s,
-                                               const myc__route *r,
-                                               myc_buf *b, int kind,
-                                               uint16_t type) {
+                                               const myc__route *r, myc_buf *b,
+                                               int kind, uint16_t type) {
   myc__worker *w = s->task.worker;
   b = finish_frame(s, w, r, b, kind, type);
   if (b == NULL)
