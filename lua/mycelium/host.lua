@@ -298,6 +298,9 @@ function M.new(lud, info)
       error(format("warm-up: service '%s' has no handler for topic %s", name,
                    tostring(t)), 2)
     end
+    -- What an earlier deliver whose emit raised left kept.
+    local stale = C.myc_ffi_warm_frame(svc)
+    if stale ~= nil then C.myc_ffi_buf_release(svc, stale) end
     local rc = C.myc_ffi_warm_capture(svc)
     if rc ~= 0 then
       if rc == cdefs.E.ETIMEDOUT then

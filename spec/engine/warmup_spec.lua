@@ -205,9 +205,10 @@ describe("warm-up", function()
 
   it("deliver refuses a topic without a handler, and works only inside warmup", function()
     local mod = [[
-      local keep
+      local keep, got
       return { subscribe = { "in" },
         on_message = function(ctx, msg)
+          if got == nil then got = msg.data return end
           local ok, err = pcall(keep.deliver, keep, "in", "again")
           ctx:emit("out", tostring(err))
         end,
@@ -215,6 +216,12 @@ describe("warm-up", function()
           keep = warm
           local ok, err = pcall(warm.deliver, warm, "nobody", "x")
           assert(not ok and err:find("no handler for topic nobody", 1, true), err)
+          -- a value ctx:emit refuses raises, and the next message is its own
+          ok, err = pcall(warm.deliver, warm, "in", { f = print })
+          assert(not ok and err:find("field", 1, true), err)
+          got = nil
+          warm:deliver("in", "second")
+          assert(got == "second", tostring(got))
         end }]]
     local eng = testing.engine { services = {
       { name = "w", module = testing.module(mod) } } }
