@@ -328,12 +328,8 @@ function M.new(lud, info)
   local function warmup()
     cdefs.need("service")
     local metrics = package.loaded["mycelium.metrics"]
-    local n = 0
     local warm = {
-      deliver = function(w, t, value)
-        deliver(w, t, value)
-        n = n + 1
-      end,
+      deliver = deliver,
       -- Emits and log records dropped so far.
       dropped = function()
         C.myc_ffi_warm_counts(svc, warm_counts)
@@ -348,7 +344,6 @@ function M.new(lud, info)
     if jitlog then jitlog.mark("traffic", true) end
     flush()
     if not ok then error(err, 0) end
-    return n
   end
 
   local fire_timer, event = ctx._fire_timer, events.dispatch

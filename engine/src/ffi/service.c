@@ -7,7 +7,6 @@
 #include "runtime/emit.h"
 #include "runtime/engine.h"
 #include "runtime/request.h"
-#include "runtime/warm.h"
 
 #include <math.h>
 
@@ -279,6 +278,7 @@ int myc_ffi_warm_capture(myc_service *s) {
     return MYC_ETIMEDOUT;
   }
   s->warm->capture = 1;
+  s->warm->handled++;
   return 0;
 }
 

@@ -1,8 +1,6 @@
 /* emit.c -- framing and delivery (see emit.h). */
 #include "runtime/emit.h"
 
-#include "runtime/warm.h"
-
 #include <string.h>
 
 myc_buf *myc__frame_new(const myc__alloc *a, myc__pool *pool,
@@ -459,6 +457,21 @@ finish_frame(myc_service *s, myc__worker *w, const myc__route *r, myc_buf *b,
   return b;
 }
 
+/* Frame 'b' that warming service 's' emitted: kept for the warm-up when
+ * it asked for it, else released and counted.  Takes 'b'. */
+static int warm_take(myc_service *s, myc_buf *b) {
+  myc__warm *w = s->warm;
+  myc__worker *wk = s->task.worker;
+  if (w->capture && w->frame == NULL) {
+    w->capture = 0;
+    w->frame = b;
+    return 0;
+  }
+  w->emits++;
+  myc__buf_release(&wk->pool, wk->sched->alloc, b);
+  return 0;
+}
+
 /* A warming service's emit (warm.c): the frame is made as for its
  * subscribers, counted apart and handed to the warm-up, never routed:
  * no sequence number, no counter of the service, nothing on a link. */
@@ -469,7 +482,7 @@ static __attribute__((noinline)) int warm_emit(myc_service *s,
   b = finish_frame(s, w, r, b, kind, type);
   if (b == NULL)
     return MYC_ENOMEM;
-  return myc__warm_take(s, b);
+  return warm_take(s, b);
 }
 
 /* As myc__emit, with the header and payload already in 'b'. */

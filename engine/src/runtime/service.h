@@ -109,6 +109,19 @@ typedef enum {
   MYC_END_SHUTDOWN  /* stopped by its group */
 } myc__end;
 
+/* A warm-up under way (warm.h): myc_service.warm points to it. */
+typedef struct myc__warm {
+  int capture;      /* the next emit is a message the warm-up delivers */
+  myc_buf *frame;   /* that message, until the warm-up takes it */
+  uint64_t emits;   /* emits dropped */
+  uint64_t logs;    /* log records dropped */
+  uint64_t handled; /* messages it delivered */
+  /* The budget, also checked at every message it delivers: a compiled
+   * loop of deliveries may never meet the hook. */
+  int64_t deadline_ns;
+  int overtime;
+} myc__warm;
+
 /* One Lua state running one version of the code. */
 typedef struct {
   lua_State *L;

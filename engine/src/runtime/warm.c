@@ -5,22 +5,8 @@
 #include "runtime/engine.h"
 #include "runtime/instance.h"
 
-#include <lauxlib.h>
 #include <stdio.h>
 #include <string.h>
-
-int myc__warm_take(myc_service *s, myc_buf *b) {
-  myc__warm *w = s->warm;
-  myc__worker *wk = s->task.worker;
-  if (w->capture && w->frame == NULL) {
-    w->capture = 0;
-    w->frame = b;
-    return 0;
-  }
-  w->emits++;
-  myc__buf_release(&wk->pool, wk->sched->alloc, b);
-  return 0;
-}
 
 /* ---- the time budget ---------------------------------------------------- */
 
@@ -96,13 +82,12 @@ static void watch_stop(warm_watch *w) {
 
 /* ---- the warm-up --------------------------------------------------------- */
 
-static void log_done(myc_service *s, const myc__warm *w, double ms,
-                     double delivered) {
+static void log_done(myc_service *s, const myc__warm *w, double ms) {
   char line[300];
   snprintf(line, sizeof line,
-           "warm-up: %.0f messages handled in %.0f ms (%llu emits and %llu "
+           "warm-up: %llu messages handled in %.0f ms (%llu emits and %llu "
            "log records dropped)",
-           delivered, ms, (unsigned long long)w->emits,
+           (unsigned long long)w->handled, ms, (unsigned long long)w->emits,
            (unsigned long long)w->logs);
   myc__log_write(&s->eng->log, MYC_LOG_INFO, s->task.worker->now, s->name,
                  s->name_len, s->act_trace, s->act_span, line, strlen(line),
@@ -115,11 +100,12 @@ int myc__instance_warmup(myc_service *s, myc__instance *in, myc__end *how,
   uint64_t first_timer = s->next_timer_id + 1;
   myc__warm warm;
   warm_watch watch;
-  double ms, delivered = 0;
+  double ms;
   int64_t t0;
   int rc, h;
 
-  if (in->ref_warmup == LUA_REFNIL || in->ref_warmup == LUA_NOREF)
+  /* LUA_REFNIL or LUA_NOREF (negative): the module has no warmup. */
+  if (in->ref_warmup < 0)
     return 0;
   memset(&warm, 0, sizeof warm);
   s->warm = &warm;
@@ -132,7 +118,7 @@ int myc__instance_warmup(myc_service *s, myc__instance *in, myc__end *how,
   /* Checked by the hook only once the watch thread sets it. */
   atomic_store(&b->deadline_ns, t0 + (int64_t)(s->load_timeout_ms * 1e6));
   watch_start(&watch, s, s->load_timeout_ms);
-  rc = myc__activate(s, in, MYC_ACT_WARMUP, in->ref_warmup, 0, 1);
+  rc = myc__activate(s, in, MYC_ACT_WARMUP, in->ref_warmup, 0, 0);
   watch_stop(&watch);
   myc__deadline_end(b, in->L);
   s->warm = NULL;
@@ -145,10 +131,7 @@ int myc__instance_warmup(myc_service *s, myc__instance *in, myc__end *how,
   h = myc__activation_end(s, in, rc);
   s->exit_req = 0;
   if (h < 0) {
-    if (lua_isnumber(in->L, -1))
-      delivered = lua_tonumber(in->L, -1);
-    lua_settop(in->L, 0);
-    log_done(s, &warm, ms, delivered);
+    log_done(s, &warm, ms);
     return 0;
   }
   {

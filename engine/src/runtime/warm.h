@@ -5,30 +5,16 @@
  *
  * While it runs, what the service emits is made as usual and then either
  * handed back to the warm-up (a message it delivers to its own handler)
- * or dropped and counted: it reaches no subscriber, link or counter of
- * the service.  Its time is bounded by the service's load budget without
- * a hook while it runs (a hook keeps LuaJIT from compiling): a thread of
- * its own hooks the state once the budget is spent.
+ * or dropped and counted (emit.c; the struct is myc__warm of service.h):
+ * it reaches no subscriber, link or counter of the service.  Its time is
+ * bounded by the service's load budget without a hook while it runs (a hook
+ * keeps LuaJIT from compiling): a thread of its own hooks the state once the
+ * budget is spent.
  */
 #ifndef MYC_WARM_H
 #define MYC_WARM_H
 
 #include "runtime/service.h"
-
-typedef struct myc__warm {
-  int capture;    /* the next emit is a message the warm-up delivers */
-  myc_buf *frame; /* that message, until the warm-up takes it */
-  uint64_t emits; /* emits dropped */
-  uint64_t logs;  /* log records dropped */
-  /* The budget, also checked at every message it delivers: a compiled
-   * loop of deliveries may never meet the hook. */
-  int64_t deadline_ns;
-  int overtime;
-} myc__warm;
-
-/* Frame 'b' that warming service 's' emitted: kept for the warm-up when
- * it asked for it, else released and counted.  Takes 'b'.  Returns 0. */
-int myc__warm_take(myc_service *s, myc_buf *b);
 
 /* Runs the warmup of instance 'in' (init has returned; the JIT is on),
  * if its module has one.  Worker thread.  A warm-up that raises or
