@@ -120,6 +120,8 @@ int myc__instance_warmup(myc_service *s, myc__instance *in, myc__end *how,
   watch_start(&watch, s, s->load_timeout_ms);
   rc = myc__activate(s, in, MYC_ACT_WARMUP, in->ref_warmup, 0, 0);
   watch_stop(&watch);
+  /* A failure the watch thread asked for and no allocation met. */
+  atomic_store(&b->poison, 0);
   myc__deadline_end(b, in->L);
   s->warm = NULL;
   if (warm.frame != NULL)
