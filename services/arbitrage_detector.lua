@@ -17,6 +17,7 @@
 local ffi = require "ffi"
 local detector = require "bandit.detector"
 local wire = require "bandit.wire"
+local warmup = require "bandit.warmup"
 
 local format, type, tostring, tonumber, ipairs, pairs, sort, floor =
   string.format, type, tostring, tonumber, ipairs, pairs, table.sort, math.floor
@@ -337,6 +338,31 @@ M.handlers = {
   [T.enriched_removed] = on_removed,
   [T.end_metadata] = finish,
 }
+
+--- Warm-up (docs/BANDIT.md): run by the engine after init, before any
+--- log, with the JIT on. PoolMeta and enriched logs of synthetic traffic
+--- go through the handlers against a scratch state (a second init's):
+--- signals and no signals, retractions matched and not. The pools are
+--- opts.pools and opts.tokens when given, else a set with every kind and
+--- fee tier (the detector's code depends on those, not on addresses).
+function M.warmup(ctx, warm)
+  local opts = ctx.opts or {}
+  local n = warmup.count(opts)
+  if n == 0 then return end
+  local reg = opts.pools and warmup.load(opts, "") or warmup.synthetic()
+  local topics = { state = T.enriched_state, swap = T.enriched_swap,
+                   removed = T.enriched_removed }
+  local real = S
+  warmup.scratch(real, nil, function(st) S = st end, function()
+    M.init(ctx, opts)
+    for _, p in ipairs(reg.pools) do warm:deliver(T.pool, warmup.pool_meta(ctx, p)) end
+    for line, text in ipairs(warmup.lines(reg, n)) do
+      local what, m, ev = warmup.typed(ctx, text, reg, line)
+      if ev then warmup.enrich(m, ev.pool) end
+      if what then warm:deliver(topics[what], m) end
+    end
+  end)
+end
 
 --- Counters, for tests.
 function M.stats()

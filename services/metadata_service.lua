@@ -35,6 +35,7 @@ local wire = require "bandit.wire"
 local erc20 = require "bandit.erc20"
 local redis_cache = require "mycelium.net.redis_cache"
 local eip55 = require "bandit.eip55"
+local warmup = require "bandit.warmup"
 
 local format, type, tostring, pairs, ipairs, floor =
   string.format, type, tostring, pairs, ipairs, math.floor
@@ -666,6 +667,34 @@ end
 function M.stop()
   if S and S.cache then S.cache:close() end
   if S and S.pg then S.pg.close() end
+end
+
+--- Warm-up (docs/BANDIT.md): run by the engine after init, before any
+--- log, with the JIT on. The logs the adapter would make of synthetic
+--- traffic on the configured pools go through the handlers against a
+--- scratch state (its own pools and tokens, from the same lists); only
+--- pools whose tokens the lists know take part, so nothing is looked up.
+function M.warmup(ctx, warm)
+  local n = warmup.count(ctx.opts)
+  if n == 0 then return end
+  local real, scratch = S, {}
+  for k, v in pairs(S) do scratch[k] = v end
+  scratch.pools, scratch.tokens, scratch.held, scratch.head, scratch.tail =
+    {}, {}, {}, 1, 0
+  scratch.held_max, scratch.enriched, scratch.dropped = 0, 0, 0
+  scratch.lookups, scratch.lookup_failures, scratch.eth_calls = 0, 0, 0
+  scratch.discover, scratch.draining, scratch.again, scratch.resume =
+    false, false, false, nil
+  local reg = warmup.load(ctx.opts, DATA)
+  local topics = { state = T.log_state, swap = T.log_swap, removed = T.log_removed }
+  warmup.scratch(real, scratch, function(st) S = st end, function()
+    load_registry(ctx, ctx.opts)
+    for line, text in ipairs(warmup.lines(reg, n)) do
+      local what, m = warmup.typed(ctx, text, reg, line)
+      local p = what and what ~= "removed" and S.pools[fstring(m.pool, 20)]
+      if what == "removed" or (p and p.ready) then warm:deliver(topics[what], m) end
+    end
+  end)
 end
 
 return M

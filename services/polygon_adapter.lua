@@ -20,6 +20,7 @@ local abi = require "bandit.abi"
 local dedup = require "bandit.dedup"
 local registry = require "bandit.registry"
 local wire = require "bandit.wire"
+local warmup = require "bandit.warmup"
 
 local format, type, tostring, tonumber, pairs, ipairs =
   string.format, type, tostring, tonumber, pairs, ipairs
@@ -452,6 +453,31 @@ end
 
 function M.stop()
   if S and S.rpc then S.rpc:close() end
+end
+
+--- Warm-up (docs/BANDIT.md): run by the engine after init, before any
+--- line, with the JIT on. Synthetic notifications of the configured
+--- pools (bandit.warmup) go the way real ones will (the raw topic's
+--- handler, or process() as the socket's callback calls it) against a
+--- scratch state; the engine drops what they emit.
+function M.warmup(ctx, warm)
+  local n = warmup.count(ctx.opts)
+  if n == 0 then return end
+  local real, scratch = S, {}
+  for k, v in pairs(S) do scratch[k] = v end
+  scratch.line, scratch.accepted, scratch.removed, scratch.skipped = 0, 0, 0, 0
+  scratch.by_reason, scratch.gap_logs, scratch.n_gap_logs = {}, {}, 0
+  scratch.gaps, scratch.open_gaps, scratch.ended = 0, 0, false
+  scratch.sub_id, scratch.expect_reply, scratch.end_after = nil, true, nil
+  scratch.first_ns, scratch.last_log = nil, nil
+  scratch.dedup = real.dedup and window(ctx, ctx.opts.dedup_window)
+  local lines = warmup.lines(warmup.load(ctx.opts, DATA), n)
+  warmup.scratch(real, scratch, function(st) S = st end, function()
+    for _, text in ipairs(lines) do
+      if real.raw_topic then warm:deliver(real.raw_topic, text)
+      else M.process(ctx, text) end
+    end
+  end)
 end
 
 return M

@@ -77,7 +77,7 @@ local function check_module(mod, path)
       end
     end
   end
-  for _, f in ipairs { "init", "stop", "snapshot" } do
+  for _, f in ipairs { "init", "stop", "snapshot", "warmup" } do
     if mod[f] ~= nil and type(mod[f]) ~= "function" then
       error(format("%s: %s must be a function, got %s", path, f,
                    type(mod[f])), 0)
@@ -304,6 +304,67 @@ function M.new(lud, info)
     new_batch()
   end
 
+  -- The module's warmup(ctx, warm), once init returned (the JIT is on):
+  -- warm:deliver(topic, value) hands value to the handler of topic as a
+  -- message from the engine would come (the same dispatch loop, the same
+  -- msg views), so that the traces LuaJIT records then serve the real
+  -- messages.  The engine drops what the service emits meanwhile
+  -- (engine/src/runtime/warm.c) and bounds its time.
+  local warm_batch = ffi.new("myc_buf *[1]")
+  local warm_counts = ffi.new("double[2]")
+  local function deliver(_, t, value)
+    if type(t) ~= "string" or resolve(t) == nil then
+      error(format("warm-up: service '%s' has no handler for topic %s", name,
+                   tostring(t)), 2)
+    end
+    -- What an earlier deliver whose emit raised left kept.
+    local stale = C.myc_ffi_warm_frame(svc)
+    if stale ~= nil then C.myc_ffi_buf_release(svc, stale) end
+    local rc = C.myc_ffi_warm_capture(svc)
+    if rc ~= 0 then
+      if rc == cdefs.E.ETIMEDOUT then
+        error("warm-up: still running after its budget (load_timeout_ms)", 2)
+      end
+      error("warm-up: deliver is for the module's warmup only", 2)
+    end
+    local ok, why, code = ctx:emit(t, value)
+    local b = C.myc_ffi_warm_frame(svc)
+    if b == nil then
+      error(format("warm-up: cannot make a message on '%s': %s %s", t,
+                   tostring(why), tostring(code or ok)), 2)
+    end
+    local batch, n, marks, faults = view.batch, view.batch_n, view.marks,
+      view.faults
+    warm_batch[0] = b
+    view.batch, view.batch_n, view.marks, view.faults = warm_batch, 1, nil, 0
+    local done, err = pcall(dispatch, 0, 1)
+    view.batch, view.batch_n, view.marks, view.faults = batch, n, marks, faults
+    view.cursor = -1
+    warm_batch[0] = nil
+    C.myc_ffi_buf_release(svc, b)
+    if not done then error(err, 0) end
+  end
+  local function warmup()
+    cdefs.need("service")
+    local metrics = package.loaded["mycelium.metrics"]
+    local warm = {
+      deliver = deliver,
+      -- Emits and log records dropped so far.
+      dropped = function()
+        C.myc_ffi_warm_counts(svc, warm_counts)
+        return warm_counts[0], warm_counts[1]
+      end,
+    }
+    local jitlog = package.loaded["mycelium.jitlog"]
+    if jitlog then jitlog.mark("warm-up") end
+    if metrics then metrics.warm(true) end
+    local ok, err = pcall(mod.warmup, ctx, warm)
+    if metrics then metrics.warm(false) end
+    if jitlog then jitlog.mark("traffic", true) end
+    flush()
+    if not ok then error(err, 0) end
+  end
+
   local fire_timer, event = ctx._fire_timer, events.dispatch
   return {
     dispatch = dispatch,
@@ -320,6 +381,11 @@ function M.new(lud, info)
       flush()
       if mod.init then mod.init(ctx, opts, state) end
       jit_start()
+    end,
+    -- nil: the engine skips the warm-up.
+    warmup = mod.warmup and function()
+      flush()
+      return warmup()
     end,
     stop = function()
       flush()

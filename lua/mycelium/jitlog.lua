@@ -30,11 +30,13 @@ local function where(func, pc)
 end
 
 local M = {}
+local out, t0
 
 --- Appends this state's trace events to `path` until the state closes.
 function M.start(path)
-  local out = assert(io.open(path, "a"))
-  local t0, startloc, startex = now_ms(), "", ""
+  out = assert(io.open(path, "a"))
+  t0 = now_ms()
+  local startloc, startex = "", ""
   jit.attach(function(what, tr, func, pc, otr, oex)
     if what == "start" then
       startloc = where(func, pc)
@@ -60,6 +62,16 @@ function M.start(path)
     out:write(format("+%.0f ms [%s]\n", now_ms() - t0, line))
     out:flush()
   end, "trace")
+end
+
+--- Writes a mark "[MARK label]" (the host marks a warm-up's start and,
+--- with `restart`, its end: times after it count from there, the start of
+--- real traffic, for scripts/jit-census.sh).
+function M.mark(label, restart)
+  if not out then return end
+  out:write(format("+%.0f ms [MARK %s]\n", now_ms() - t0, label))
+  out:flush()
+  if restart then t0 = now_ms() end
 end
 
 return M

@@ -17,6 +17,26 @@ local huge = math.huge
 
 local M = {}
 
+-- Every metric this state declared (one service per state), for warm().
+M.declared = {}
+
+-- During a warm-up (docs/API.md) the service's metrics update scratch
+-- cells: what its handlers count against scratch state is not served.
+function M.warm(on)
+  for _, m in ipairs(M.declared) do
+    if on then
+      m.real_cells = m.cells
+      m.cells = setmetatable({}, { __index = function(t, k)
+        local c = ffi.new("double[?]", m.nbuckets + 2)
+        t[k] = c
+        return c
+      end })
+    elseif m.real_cells then
+      m.cells, m.real_cells = m.real_cells, nil
+    end
+  end
+end
+
 local KINDS = { counter = 1, gauge = 2, histogram = 3 }
 local MAX_LABELS, MAX_BUCKETS, MAX_SERIES = 8, 32, 10000
 -- Series of one metric (all services) unless opts.max_series says.
@@ -248,6 +268,7 @@ function M.new(svc, name)
     local m = setmetatable({ name = mname, kind = kind, id = id,
       labels = labels, label_set = set, nlabels = #labels,
       buckets = buckets, nbuckets = #buckets, cells = {} }, Metric)
+    M.declared[#M.declared + 1] = m
     return m
   end
 

@@ -10,6 +10,14 @@ int unsetenv(const char *name);
 
 describe("MYC_JIT_LOG", function()
   local dir
+  -- A fresh directory, named by MYC_JIT_LOG.
+  local function log_dir()
+    local d = os.tmpname()
+    os.remove(d)
+    assert(os.execute("mkdir '" .. d .. "'") == 0)
+    ffi.C.setenv("MYC_JIT_LOG", d, 1)
+    return d
+  end
   after_each(function()
     ffi.C.unsetenv("MYC_JIT_LOG")
     if dir then os.execute("rm -rf '" .. dir .. "'") end
@@ -18,10 +26,7 @@ describe("MYC_JIT_LOG", function()
 
   it("writes a service's compiled traces and aborts with their times",
      function()
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir '" .. dir .. "'") == 0)
-    ffi.C.setenv("MYC_JIT_LOG", dir, 1)
+    dir = log_dir()
     local eng = testing.engine { services = {
       { name = "hot", module = "spec/support/jit_hot.lua" } } }
     local done = eng:collect("jit.done")
@@ -37,5 +42,32 @@ describe("MYC_JIT_LOG", function()
                      text)
     assert.is_truthy(text:find("%+%d+ ms %[TRACE %-%-%- [^\n]*jit_hot%.lua:%d+ "
                                .. "%-%- NYI: [^\n]* at jit_hot%.lua:%d+%]"), text)
+  end)
+
+  it("marks a warm-up's start and end; jit-census.sh counts the warm-up apart",
+     function()
+    dir = log_dir()
+    local mod = [[
+      local n = 0
+      return { subscribe = { "in" },
+        on_message = function(ctx, msg) n = n + #msg.data end,
+        warmup = function(ctx, warm)
+          for i = 1, 300 do warm:deliver("in", "x") end
+        end }]]
+    local eng = testing.engine { services = {
+      { name = "warm", module = testing.module(mod) } } }
+    eng:close()
+    local f = assert(io.open(dir .. "/warm.jitv"))
+    local text = f:read("*a")
+    f:close()
+    local a, b = text:find("%[MARK warm%-up%]"), text:find("%[MARK traffic%]")
+    assert.is_truthy(a and b and a < b, text)
+    assert.is_truthy(text:sub(a, b):find("%[TRACE +%d+ "), text)
+    local root = os.getenv("MYCELIUM_SOURCE_DIR") or "."
+    local p = io.popen("sh '" .. root .. "/scripts/jit-census.sh' '" .. dir .. "'")
+    local census = p:read("*a")
+    p:close()
+    assert.matches("warm +traces +0 cold +0 steady | aborts +%d+ cold +%d+ steady "
+                   .. "| warm%-up: traces [1-9]%d* aborts %d+", census)
   end)
 end)

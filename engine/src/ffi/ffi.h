@@ -217,6 +217,15 @@ MYC_FFI int myc_ffi_kill(myc_service *s, const char *name, char *err,
  * it): it goes to "$dead", logged, without ending the instance. */
 MYC_FFI void myc_ffi_unhandled(myc_service *s);
 
+/* Warm-up (runtime/warm.h), while the module's warmup runs: the next
+ * message 's' emits is kept for it instead of dropped (0; MYC_ETIMEDOUT
+ * once its budget is spent; MYC_ESTATE outside a warm-up); myc_ffi_warm_frame()
+ * hands it over (the caller releases it; NULL when none was kept);
+ * myc_ffi_warm_counts() gives the emits and log records dropped so far. */
+MYC_FFI int myc_ffi_warm_capture(myc_service *s);
+MYC_FFI myc_buf *myc_ffi_warm_frame(myc_service *s);
+MYC_FFI void myc_ffi_warm_counts(myc_service *s, double *out2);
+
 /* Records that the service's code loaded the file 'path' ('len' bytes,
  * a module it required): SIGHUP and the file watcher reload the service
  * when it changes.  Returns 0 (also for a file that cannot be read: there

@@ -29,6 +29,8 @@ int myc_ffi_request(myc_service *s, uint32_t topic_id, int kind,
   int rc;
   if (!(timeout_ms >= 0 && timeout_ms <= MYC_MAX_MS))
     return MYC_EINVAL;
+  if (s->warm != NULL)
+    return MYC_ESTATE; /* nothing leaves a warm-up */
   deadline = w->now + (int64_t)(timeout_ms * 1e6);
   rc = myc__emit_request(s, topic_id, kind, type, data, len, deadline, corr);
   if (rc != 0)
@@ -137,6 +139,8 @@ double myc_ffi_now(myc_service *s) {
 
 void myc_ffi_shutdown(myc_service *s, int code) {
   char why[320];
+  if (s->warm != NULL)
+    return; /* a warm-up's handlers run against scratch state */
   snprintf(why, sizeof why, "service '%s' called ctx:shutdown(%d)", s->name,
            code);
   myc__engine_stop_why(s->eng, code, why);
@@ -199,6 +203,10 @@ int myc_ffi_spawn(myc_service *s, const char *name, const char *module,
   myc_service_config sc;
   char path[4096];
   const char *slash;
+  if (s->warm != NULL) {
+    snprintf(err, errlen, "spawn: not during a warm-up");
+    return MYC_ESTATE;
+  }
   memset(&sc, 0, sizeof sc);
   sc.name = name;
   sc.module = module;
@@ -222,6 +230,10 @@ int myc_ffi_spawn(myc_service *s, const char *name, const char *module,
 }
 
 int myc_ffi_kill(myc_service *s, const char *name, char *err, size_t errlen) {
+  if (s->warm != NULL) {
+    snprintf(err, errlen, "kill: not during a warm-up");
+    return MYC_ESTATE;
+  }
   return myc__engine_kill(s->eng, name, s->name, err, errlen);
 }
 
@@ -243,12 +255,48 @@ void myc_ffi_trace(myc_service *s, uint8_t *out24) {
 void myc_ffi_log(myc_service *s, int level, const char *msg, size_t len,
                  const char *extra, size_t extra_len) {
   uint8_t tr[24];
+  if (s->warm != NULL) {
+    s->warm->logs++; /* about scratch state: noise in the real log */
+    return;
+  }
   myc_ffi_trace(s, tr);
   myc__log_write(&s->eng->log, level, myc__clock_now(&s->eng->clock), s->name,
                  s->name_len, tr, tr + 16, msg, len, extra, extra_len);
 }
 
-void myc_ffi_exit(myc_service *s, int how) { s->exit_req = how; }
+void myc_ffi_exit(myc_service *s, int how) {
+  if (s->warm == NULL)
+    s->exit_req = how;
+}
+
+int myc_ffi_warm_capture(myc_service *s) {
+  ON_WORKER(s);
+  if (s->warm == NULL)
+    return MYC_ESTATE;
+  if (myc__mono_ns() >= s->warm->deadline_ns) {
+    s->warm->overtime = 1;
+    return MYC_ETIMEDOUT;
+  }
+  s->warm->capture = 1;
+  s->warm->handled++;
+  return 0;
+}
+
+myc_buf *myc_ffi_warm_frame(myc_service *s) {
+  myc_buf *b;
+  ON_WORKER(s);
+  if (s->warm == NULL)
+    return NULL;
+  b = s->warm->frame;
+  s->warm->frame = NULL;
+  s->warm->capture = 0;
+  return b;
+}
+
+void myc_ffi_warm_counts(myc_service *s, double *out2) {
+  out2[0] = s->warm ? (double)s->warm->emits : 0;
+  out2[1] = s->warm ? (double)s->warm->logs : 0;
+}
 
 void myc_ffi_unhandled(myc_service *s) {
   ON_WORKER(s);

@@ -83,6 +83,7 @@ struct myc_redis {
   unsigned notify;
   uint32_t attempts; /* failures since the last success */
   uint64_t attempt_deadline, retry_at;
+  int attempt_spared; /* its deadline extended once after a stall */
   uint64_t timer_due; /* when the timer was meant to fire */
   uint32_t retry_ms;
   myc__rng rng; /* reconnect jitter */
@@ -353,6 +354,15 @@ static void on_timer(uv_timer_t *h) {
   case ST_RESOLVING:
   case ST_CONNECTING:
     if (now >= c->attempt_deadline) {
+      /* As spare_after_stall: a timer this late means the loop was not
+       * watching (a long start: other services' inits and warm-ups), and
+       * the connection may be waiting unread; one more full timeout,
+       * once per attempt. */
+      if (now - c->timer_due >= STALL_MS && !c->attempt_spared) {
+        c->attempt_spared = 1;
+        c->attempt_deadline = now + c->opt.connect_timeout_ms;
+        break;
+      }
       set_lost(c, UV_ETIMEDOUT, "cannot connect: timed out after %u ms",
                c->opt.connect_timeout_ms);
       drop(c);
@@ -740,6 +750,7 @@ static void start_attempt(myc_redis *c) {
     return;
   }
   c->attempt_deadline = now_ms(c) + c->opt.connect_timeout_ms;
+  c->attempt_spared = 0;
   if (c->numeric) {
     connect_ip(c, c->url.host);
     return;

@@ -229,14 +229,14 @@ void myc__log_error(myc_service *s, const char *what, const char *text,
 /* ---- what runs (other threads) ------------------------------------------ */
 
 void myc__service_running(myc_service *s, char *buf, size_t cap) {
-  static const char *names[] = {"", "handler", "init", "timer",
-                                "event", "stop", "snapshot"};
+  static const char *names[] = {"",      "handler", "init",     "timer",
+                                "event", "stop",    "snapshot", "warm-up"};
   int kind = atomic_load_explicit(&s->act_kind, memory_order_acquire);
   uint32_t gen = atomic_load_explicit(&s->act_gen, memory_order_acquire);
   int32_t k = __atomic_load_n(&s->view.cursor, __ATOMIC_ACQUIRE);
   myc__topic *t = NULL;
 
-  if (kind < 0 || kind > MYC_ACT_SNAPSHOT)
+  if (kind < 0 || kind > MYC_ACT_WARMUP)
     kind = MYC_ACT_IDLE;
   if (kind == MYC_ACT_HANDLER && k >= 0 && k < MYC_BATCH) {
     myc_buf *b = __atomic_load_n(&s->batch[k], __ATOMIC_ACQUIRE);
@@ -271,6 +271,16 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
   }
   if (deadline != 0 && myc__mono_ns() >= deadline) {
     b->overtime = 1;
+    /* A warm-up is told once, so that the module can put its state
+     * back; one that goes on regardless meets the watch thread's
+     * next step (warm.c). */
+    if (s->warm != NULL) {
+      uv_mutex_lock(&s->hook_lock);
+      atomic_store(&b->deadline_ns, 0);
+      if (!atomic_load(&s->intr_armed))
+        lua_sethook(L, NULL, 0, 0);
+      uv_mutex_unlock(&s->hook_lock);
+    }
     luaL_error(L, "still running after its budget of %g ms", b->deadline_ms);
   }
   if (b->loading)
@@ -320,10 +330,21 @@ void myc__deadline_end(myc__lua_budget *b, lua_State *L) {
   myc_service *s = b->owner;
   uv_mutex_lock(&s->hook_lock);
   atomic_store(&b->deadline_ns, 0);
-  /* Only the deadline's own hook: a pending interruption stays. */
+  /* Only the deadline's own hook (a warm-up's is set by its watch
+   * thread, myc__deadline_hook): a pending interruption stays. */
   if (!b->escaped && !b->tripped && lua_gethook(L) == interrupt_hook &&
-      lua_gethookcount(L) == DEADLINE_COUNT)
+      (lua_gethookcount(L) == DEADLINE_COUNT ||
+       (s->warm != NULL && !atomic_load(&s->intr_armed))))
     lua_sethook(L, NULL, 0, 0);
+  uv_mutex_unlock(&s->hook_lock);
+}
+
+void myc__deadline_hook(myc_service *s, uint32_t gen) {
+  uv_mutex_lock(&s->hook_lock);
+  if (s->hook_L != NULL && atomic_load(&s->act_gen) == gen &&
+      atomic_load(&s->act_kind) != MYC_ACT_IDLE)
+    lua_sethook(s->hook_L, interrupt_hook,
+                LUA_MASKCOUNT | LUA_MASKCALL | LUA_MASKRET, 1);
   uv_mutex_unlock(&s->hook_lock);
 }
 

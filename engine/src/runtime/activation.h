@@ -60,6 +60,12 @@ void myc__deadline_start(myc__lua_budget *b, lua_State *L, double ms);
  * pending). */
 void myc__deadline_end(myc__lua_budget *b, lua_State *L);
 
+/* Hooks the state running activation 'gen' of 's' so that the deadline
+ * its budget holds (set without a hook, which would keep LuaJIT from
+ * compiling) is checked at the next instruction: the warm-up's bound
+ * (warm.c).  Any thread. */
+void myc__deadline_hook(myc_service *s, uint32_t gen);
+
 /* How the activation of 'in' that returned 'rc' ended: -1 when it simply
  * returned, else a myc__end (MYC_END_ERROR: it raised). */
 int myc__activation_end(myc_service *s, myc__instance *in, int rc);

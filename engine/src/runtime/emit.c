@@ -280,6 +280,20 @@ static myc__route *route_new(myc_service *s, uint32_t topic_id, int *rc) {
   return r;
 }
 
+/* myc__emit of a warming service: through myc__emit_buf, which hands
+ * the frame to the warm-up. */
+static __attribute__((noinline)) int warm_copy(myc_service *s,
+                                               uint32_t topic_id, int kind,
+                                               uint16_t type, const void *data,
+                                               size_t len) {
+  myc_buf *b = myc__emit_buf_new(s, len);
+  if (b == NULL)
+    return len > MYC_PAYLOAD_MAX ? MYC_ETOOBIG : MYC_ENOMEM;
+  if (len > 0)
+    memcpy(myc__buf_payload(b), data, len);
+  return myc__emit_buf(s, topic_id, b, kind, type);
+}
+
 /* The hot path, written out in one function so that nothing on it is a
  * call but the two copies. */
 int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
@@ -297,6 +311,8 @@ int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
   if (r == NULL && (r = route_new(s, topic_id, &rc)) == NULL)
     return rc;
   t = r->topic;
+  if (s->warm != NULL)
+    return warm_copy(s, topic_id, kind, type, data, len);
   s->seq++;
   myc__counter_add(&s->n_out, 1);
   subs = myc__topic_subs(t);
@@ -414,37 +430,19 @@ static myc_buf *regrow(myc__worker *w, myc_buf *b, size_t frame_len) {
   return nb;
 }
 
-/* As myc__emit, with the header and payload already in 'b'. */
-int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
-                  uint16_t type) {
-  myc__worker *w = s->task.worker;
-  myc__route *r = topic_id < s->nroutes ? s->routes[topic_id] : NULL;
-  size_t flen, off = myc__frame_topic_offset(b->hdr.payload_len);
-  myc__sublist *subs;
-  int rc;
-
-  MYC_ASSERT_OWNER(&w->owner);
-  if (r == NULL && (r = route_new(s, topic_id, &rc)) == NULL) {
-    myc__buf_release(&w->pool, w->sched->alloc, b);
-    return rc;
-  }
-  s->seq++;
-  myc__counter_add(&s->n_out, 1);
-  subs = myc__topic_subs(r->topic);
-  if (subs->n == 0) {
-    atomic_fetch_add_explicit(&s->topics->no_subscriber, 1,
-                              memory_order_relaxed);
-    myc__counter_add(&s->n_unrouted, 1);
-    myc__buf_release(&w->pool, w->sched->alloc, b);
-    return 0;
-  }
-  flen = off + r->tail_len;
+/* The header and tail of frame 'b' emitted by 's' on route 'r': 'b' or
+ * the larger buffer it moved to, or NULL (then 'b' is released). */
+static inline __attribute__((always_inline)) myc_buf *
+finish_frame(myc_service *s, myc__worker *w, const myc__route *r, myc_buf *b,
+             int kind, uint16_t type) {
+  size_t off = myc__frame_topic_offset(b->hdr.payload_len);
+  size_t flen = off + r->tail_len;
   if (r->tail_len > s->typed_tail) {
     s->typed_tail = r->tail_len;
     set_small_room(s, r->tail_len);
   }
   if (flen > b->cap && (b = regrow(w, b, flen)) == NULL)
-    return MYC_ENOMEM;
+    return NULL;
   myc__buf_set_topic(b, r->topic->id);
   b->hdr.frame_len = (uint32_t)flen;
   b->hdr.type = type;
@@ -456,6 +454,64 @@ int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
   b->hdr.version = MYC_FRAME_VERSION;
   set_trace(s, b);
   memcpy((char *)&b->hdr + off, r->tail, r->tail_len);
+  return b;
+}
+
+/* Frame 'b' that warming service 's' emitted: kept for the warm-up when
+ * it asked for it, else released and counted.  Takes 'b'. */
+static int warm_take(myc_service *s, myc_buf *b) {
+  myc__warm *w = s->warm;
+  myc__worker *wk = s->task.worker;
+  if (w->capture && w->frame == NULL) {
+    w->capture = 0;
+    w->frame = b;
+    return 0;
+  }
+  w->emits++;
+  myc__buf_release(&wk->pool, wk->sched->alloc, b);
+  return 0;
+}
+
+/* A warming service's emit (warm.c): the frame is made as for its
+ * subscribers, counted apart and handed to the warm-up, never routed:
+ * no sequence number, no counter of the service, nothing on a link. */
+static __attribute__((noinline)) int warm_emit(myc_service *s,
+                                               const myc__route *r, myc_buf *b,
+                                               int kind, uint16_t type) {
+  myc__worker *w = s->task.worker;
+  b = finish_frame(s, w, r, b, kind, type);
+  if (b == NULL)
+    return MYC_ENOMEM;
+  return warm_take(s, b);
+}
+
+/* As myc__emit, with the header and payload already in 'b'. */
+int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
+                  uint16_t type) {
+  myc__worker *w = s->task.worker;
+  myc__route *r = topic_id < s->nroutes ? s->routes[topic_id] : NULL;
+  myc__sublist *subs;
+  int rc;
+
+  MYC_ASSERT_OWNER(&w->owner);
+  if (r == NULL && (r = route_new(s, topic_id, &rc)) == NULL) {
+    myc__buf_release(&w->pool, w->sched->alloc, b);
+    return rc;
+  }
+  if (s->warm != NULL)
+    return warm_emit(s, r, b, kind, type);
+  s->seq++;
+  myc__counter_add(&s->n_out, 1);
+  subs = myc__topic_subs(r->topic);
+  if (subs->n == 0) {
+    atomic_fetch_add_explicit(&s->topics->no_subscriber, 1,
+                              memory_order_relaxed);
+    myc__counter_add(&s->n_unrouted, 1);
+    myc__buf_release(&w->pool, w->sched->alloc, b);
+    return 0;
+  }
+  if ((b = finish_frame(s, w, r, b, kind, type)) == NULL)
+    return MYC_ENOMEM;
   return deliver_to(s->topics, w->sched, w, subs, b);
 }
 

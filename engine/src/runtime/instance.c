@@ -12,6 +12,7 @@
 #include "runtime/activation.h"
 #include "runtime/engine.h"
 #include "runtime/request.h"
+#include "runtime/warm.h"
 
 #include <lauxlib.h>
 #include <luajit.h>
@@ -23,7 +24,7 @@ void myc__instance_reset(myc__instance *in) {
   memset(in, 0, sizeof *in);
   in->ref_dispatch = in->ref_timer = in->ref_event = LUA_NOREF;
   in->ref_init = in->ref_stop = in->ref_msgh = LUA_NOREF;
-  in->ref_snapshot = in->ref_live = LUA_NOREF;
+  in->ref_snapshot = in->ref_live = in->ref_warmup = LUA_NOREF;
   in->snap_ref = LUA_NOREF;
   in->slot = -1;
 }
@@ -222,6 +223,7 @@ static int start_host(lua_State *L) {
   in->ref_stop = take_ref(L, inst, "stop");
   in->ref_snapshot = take_ref(L, inst, "snapshot");
   in->ref_live = take_ref(L, inst, "live");
+  in->ref_warmup = take_ref(L, inst, "warmup");
   return 0;
 }
 
@@ -397,10 +399,17 @@ int myc__instance_init(myc_service *s, myc__instance *in, lua_State *from,
   myc__activation_new_trace(s);
   myc__worker_tick(s->task.worker);
   rc = myc__instance_run_init(s, in);
-  myc__set_running(s, &s->cur);
   h = myc__activation_end(s, in, rc);
-  if (h < 0)
-    return 0;
+  if (h < 0) {
+    /* Before the instance takes over: its first messages find its
+     * handlers compiled. */
+    rc = myc__instance_warmup(s, in, how, err, errlen);
+    myc__set_running(s, &s->cur);
+    if (rc != 0)
+      myc__instance_forget_timers(s, in->first_timer, UINT64_MAX);
+    return rc;
+  }
+  myc__set_running(s, &s->cur);
   {
     char why[1024];
     const char *text = myc__call_error(in, rc);

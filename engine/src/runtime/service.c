@@ -13,6 +13,7 @@
 #include "runtime/instance.h"
 #include "runtime/request.h"
 #include "runtime/span.h"
+#include "runtime/warm.h"
 
 #include <lauxlib.h>
 #include <msgpack.h>
@@ -348,6 +349,15 @@ int myc__service_init(myc_service *s, char *err, size_t errlen) {
       myc__call_clear(&s->cur);
       atomic_store(&s->state, MYC_SVC_FAILED);
       return MYC_ELUA;
+    }
+    /* Before it counts as running: its first messages find its handlers
+     * compiled. */
+    {
+      myc__end wh;
+      if (myc__instance_warmup(s, &s->cur, &wh, err, errlen) != 0) {
+        atomic_store(&s->state, MYC_SVC_FAILED);
+        return MYC_ELUA;
+      }
     }
   }
   atomic_store(&s->state, MYC_SVC_RUNNING);

@@ -95,7 +95,8 @@ typedef enum {
   MYC_ACT_TIMER,
   MYC_ACT_EVENT,
   MYC_ACT_STOP,
-  MYC_ACT_SNAPSHOT
+  MYC_ACT_SNAPSHOT,
+  MYC_ACT_WARMUP /* the module's warmup, after init (warm.c) */
 } myc__activity;
 
 /* How an instance ended (the 'terminated' hook of engine.h). */
@@ -108,10 +109,24 @@ typedef enum {
   MYC_END_SHUTDOWN  /* stopped by its group */
 } myc__end;
 
+/* A warm-up under way (warm.h): myc_service.warm points to it. */
+typedef struct myc__warm {
+  int capture;      /* the next emit is a message the warm-up delivers */
+  myc_buf *frame;   /* that message, until the warm-up takes it */
+  uint64_t emits;   /* emits dropped */
+  uint64_t logs;    /* log records dropped */
+  uint64_t handled; /* messages it delivered */
+  /* The budget, also checked at every message it delivers: a compiled
+   * loop of deliveries may never meet the hook. */
+  int64_t deadline_ns;
+  int overtime;
+} myc__warm;
+
 /* One Lua state running one version of the code. */
 typedef struct {
   lua_State *L;
   int ref_dispatch, ref_timer, ref_event, ref_init, ref_stop, ref_msgh;
+  int ref_warmup; /* LUA_REFNIL: the module has no warmup */
   int ref_snapshot, ref_live;
   int slot; /* its heap budget: mem[slot] of the service */
   uint64_t first_timer; /* timer ids below this are earlier instances' */
@@ -199,6 +214,9 @@ struct myc_service {
   int intr_fired;
   /* ctx:exit() in the current activation: 1 normal, 2 with a reason. */
   int exit_req;
+  /* While the module's warmup runs (warm.c): what it emits goes there,
+   * never to a subscriber.  NULL otherwise.  Worker thread. */
+  struct myc__warm *warm;
   double timeout_ms; /* handler time budget; 0: none */
   double load_timeout_ms; /* budget of module top level and init, > 0 */
 

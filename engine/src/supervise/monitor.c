@@ -58,8 +58,9 @@ static void watch_service(myc_service *s, int64_t now, int64_t tick_ns) {
                     ? __atomic_load_n(&s->view.cursor, __ATOMIC_ACQUIRE)
                     : -1;
   int64_t since = atomic_load(&w->busy_since);
-  double ms, budget = kind == MYC_ACT_INIT ? s->load_timeout_ms
-                                           : s->timeout_ms;
+  double ms, budget = kind == MYC_ACT_INIT || kind == MYC_ACT_WARMUP
+                          ? s->load_timeout_ms
+                          : s->timeout_ms;
 
   if (kind == MYC_ACT_IDLE) {
     atomic_store(&w->busy_since, 0);
@@ -84,7 +85,7 @@ static void watch_service(myc_service *s, int64_t now, int64_t tick_ns) {
            ms, budget);
     /* An init runs interpreted under its own deadline, which raises as
      * this would (instance.c); two raisers would race for the reason. */
-    if (kind != MYC_ACT_INIT)
+    if (kind != MYC_ACT_INIT && kind != MYC_ACT_WARMUP)
       myc__service_interrupt(s, gen, cur);
     w->wd_stage = 1;
   } else if (w->wd_stage >= 1 && ms > 2 * budget + 10) {

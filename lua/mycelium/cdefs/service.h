@@ -42,3 +42,6 @@ int myc_ffi_spawn(myc_service *s, const char *name, const char *module,
                   double handler_timeout_ms, double load_timeout_ms,
                   char *err, size_t errlen);
 int myc_ffi_kill(myc_service *s, const char *name, char *err, size_t errlen);
+int myc_ffi_warm_capture(myc_service *s);
+myc_buf *myc_ffi_warm_frame(myc_service *s);
+void myc_ffi_warm_counts(myc_service *s, double *out2);
