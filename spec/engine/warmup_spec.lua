@@ -49,6 +49,33 @@ end
 describe("warm-up", function()
   after_each(testing.cleanup)
 
+  it("runs at the engine's start only: a reload, a restart and a spawn start cold", function()
+    local module = testing.module(COUNTER:format(50))
+    local eng = testing.engine { supervisor = { backoff_initial_ms = 0 },
+      services = { { name = "ctr", module = module } } }
+    eng:run()
+    assert.are.equal(1, #logs_with(eng, "warm-up: 50 messages handled"))
+    eng:fault("ctr")
+    eng:publish("in", { v = 1 })
+    eng:run()
+    for _ = 1, 100 do
+      if eng:stats("ctr").restarts > 0 then break end
+      eng:advance(0.01)
+      eng:run()
+    end
+    assert.is_true(eng:reload("ctr"))
+    eng:advance(0.01)
+    eng:run()
+    assert.truthy(eng:spawn("ctr2", module))
+    eng:run()
+    assert.are.equal(1, eng:stats("ctr").restarts)
+    assert.are.equal(1, eng:stats("ctr").reloads)
+    assert.are.equal("running", eng:stats("ctr2").state)
+    local w = logs_with(eng, "warm-up:")
+    assert.are.equal(0, #w, w[1] and (tostring(w[1].service) .. ": " .. w[1].msg))
+    eng:close()
+  end)
+
   it("drives the handlers before traffic; what they emit is not delivered and state is untouched", function()
     local eng = testing.engine { services = {
       { name = "ctr", module = testing.module(COUNTER:format(500)) } } }

@@ -12,7 +12,6 @@
 #include "runtime/activation.h"
 #include "runtime/engine.h"
 #include "runtime/request.h"
-#include "runtime/warm.h"
 
 #include <lauxlib.h>
 #include <luajit.h>
@@ -400,16 +399,12 @@ int myc__instance_init(myc_service *s, myc__instance *in, lua_State *from,
   myc__worker_tick(s->task.worker);
   rc = myc__instance_run_init(s, in);
   h = myc__activation_end(s, in, rc);
-  if (h < 0) {
-    /* Before the instance takes over: its first messages find its
-     * handlers compiled. */
-    rc = myc__instance_warmup(s, in, how, err, errlen);
-    myc__set_running(s, &s->cur);
-    if (rc != 0)
-      myc__instance_forget_timers(s, in->first_timer, UINT64_MAX);
-    return rc;
-  }
   myc__set_running(s, &s->cur);
+  /* No warm-up here (a restart, a reload, a spawn): it would run on a
+   * worker that is turning, and hold its other services for as long as
+   * it takes; these instances start cold (warm.h). */
+  if (h < 0)
+    return 0;
   {
     char why[1024];
     const char *text = myc__call_error(in, rc);

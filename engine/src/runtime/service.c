@@ -350,9 +350,10 @@ int myc__service_init(myc_service *s, char *err, size_t errlen) {
       atomic_store(&s->state, MYC_SVC_FAILED);
       return MYC_ELUA;
     }
-    /* Before it counts as running: its first messages find its handlers
-     * compiled. */
-    {
+    /* At the engine's start, before it counts as running: its first
+     * messages find its handlers compiled.  A spawn while the engine runs
+     * starts cold (warm.h). */
+    if (!atomic_load(&s->eng->started)) {
       myc__end wh;
       if (myc__instance_warmup(s, &s->cur, &wh, err, errlen) != 0) {
         atomic_store(&s->state, MYC_SVC_FAILED);

@@ -1,7 +1,9 @@
-/* warm.h -- a service's warm-up: the module's warmup(ctx, warm), run on
- * its worker right after init and before the instance takes over, with
- * the JIT on, so that its handlers are compiled before real traffic
- * comes (docs/API.md, Warm-up).
+/* warm.h -- a service's warm-up: the module's warmup(ctx, warm), run at
+ * the engine's start, right after its init and before any worker loop
+ * turns, with the JIT on, so that its handlers are compiled before real
+ * traffic comes (docs/API.md, Warm-up).  Instances made later (restarts,
+ * reloads, spawns) start cold: their worker is turning, and a warm-up
+ * would hold its other services for as long as it takes.
  *
  * While it runs, what the service emits is made as usual and then either
  * handed back to the warm-up (a message it delivers to its own handler)
