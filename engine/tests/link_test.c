@@ -327,6 +327,80 @@ static void three_engines_fan_out_one_hop(void) {
   myc_engine_free(a);
 }
 
+/* The peer named 'name' of 'e', up with 'patterns' patterns, waited for
+ * up to 5 s; its stats in '*out'. */
+static int wait_named(myc_engine *e, const char *name, uint32_t patterns,
+                      myc__link_stats *out) {
+  int i;
+  for (i = 0; i < 500; i++) {
+    myc__link_stats st[8];
+    uint32_t n = myc__links_stats(myc__links_of(e), st, 8), k;
+    for (k = 0; k < n && k < 8; k++)
+      if (strcmp(st[k].peer, name) == 0 && strcmp(st[k].state, "up") == 0 &&
+          st[k].patterns == patterns) {
+        *out = st[k];
+        return 1;
+      }
+    sleep_ms(10);
+  }
+  return 0;
+}
+
+/* "_links" keeps, per peer, whether the last topic it handled matched
+ * the peer's patterns: a change of them must void that answer.  c keeps
+ * other.topic coming to a's "_links" while b's patterns change. */
+static void pattern_changes_apply_to_the_topic_being_sent(void) {
+  char links[512], path[256];
+  myc_engine *a, *b, *c;
+  myc_service *sk;
+  myc__link_stats st;
+  uint64_t out;
+  static sink sb, sc;
+  memset(&sb, 0, sizeof sb);
+  memset(&sc, 0, sizeof sc);
+  snprintf(path, sizeof path, "%s/cache.sock", tmpdir);
+  snprintf(links, sizeof links, "listen = { \"unix://%s\" }", path);
+  a = engine("ca", links);
+  snprintf(links, sizeof links, "connect = { \"unix://%s\" }", path);
+  b = engine("cb", links);
+  c = engine("cc", links);
+  CHECK(a != NULL && b != NULL && c != NULL);
+  CHECK_EQ(myc_engine_add_c_service(b, "sink", "swaps.*", on_sink, &sb, -1), 0);
+  CHECK_EQ(myc_engine_add_c_service(c, "sink", "other.*", on_sink, &sc, -1), 0);
+  sk = myc__engine_find(b, "sink", 4);
+  CHECK_EQ(start(a), 0);
+  CHECK_EQ(start(b), 0);
+  CHECK_EQ(start(c), 0);
+  CHECK(wait_named(a, "cb", 1, &st));
+  CHECK(wait_named(a, "cc", 1, &st));
+  /* b does not want other.topic (and is sent none of it). */
+  publish_seq(a, "other.topic", 1, 5);
+  CHECK(wait_count(&sc.n, 5));
+  CHECK(wait_named(a, "cb", 1, &st));
+  CHECK_EQ(st.frames_out, 0);
+  /* Now it does. */
+  CHECK_EQ(myc__topics_subscribe(&b->topics, sk, "other.*", 7), 0);
+  CHECK(wait_named(a, "cb", 2, &st));
+  sb.last = sc.last = 0;
+  publish_seq(a, "other.topic", 1, 5);
+  CHECK(wait_count(&sc.n, 10));
+  CHECK(wait_count(&sb.n, 5));
+  /* And no longer. */
+  CHECK_EQ(myc__topics_unsubscribe(&b->topics, sk, "other.*", 7), 0);
+  CHECK(wait_named(a, "cb", 1, &st));
+  out = st.frames_out;
+  sc.last = 0;
+  publish_seq(a, "other.topic", 1, 5);
+  CHECK(wait_count(&sc.n, 15));
+  sleep_ms(100);
+  CHECK(wait_named(a, "cb", 1, &st));
+  CHECK_EQ(st.frames_out, out);
+  CHECK_EQ(atomic_load(&sb.n), 5);
+  myc_engine_free(c);
+  myc_engine_free(b);
+  myc_engine_free(a);
+}
+
 /* ---- hostile peers ------------------------------------------------------ */
 
 static int dial_unix(const char *path) {
@@ -1516,6 +1590,8 @@ int main(void) {
       {"a_start_failing_on_a_worker_loop_closes_everything",
        a_start_failing_on_a_worker_loop_closes_everything},
       {"three_engines_fan_out_one_hop", three_engines_fan_out_one_hop},
+      {"pattern_changes_apply_to_the_topic_being_sent",
+       pattern_changes_apply_to_the_topic_being_sent},
       {"hostile_peers_lose_only_their_link",
        hostile_peers_lose_only_their_link},
       {"direct_writes_keep_order_through_partial_writes",
