@@ -401,6 +401,60 @@ static void pattern_changes_apply_to_the_topic_being_sent(void) {
   myc_engine_free(a);
 }
 
+/* A subscriber slower than the peer writes (a few hundred ns a
+ * message). */
+static _Atomic uint64_t slow_n;
+
+static void on_slow(void *ud, const myc_message *m) {
+  volatile uint32_t i;
+  (void)ud;
+  (void)m;
+  for (i = 0; i < 300; i++)
+    ;
+  atomic_fetch_add(&slow_n, 1);
+}
+
+/* b's links and its subscriber share worker 1, its mailbox holds 4096
+ * messages, and a writes megabytes ahead of it over TCP.  The worker
+ * reads one buffer (256 KiB, ~1900 of these messages) per turn of its
+ * loop, then its handlers run: nothing is dropped.  (libuv would read
+ * up to 32 buffers at once, and the mailbox would overflow.) */
+static void reads_leave_turns_to_the_handlers(void) {
+  char a_links[512], b_links[512], url[128];
+  myc_engine *a, *b;
+  uint64_t sent = 0;
+  int waited = 0;
+  atomic_store(&slow_n, 0);
+  snprintf(url, sizeof url, "tcp://127.0.0.1:%d", test_free_port());
+  snprintf(a_links, sizeof a_links,
+           "listen = { \"%s\" }, link = { worker = 1 }", url);
+  snprintf(b_links, sizeof b_links,
+           "connect = { \"%s\" }, link = { worker = 1, "
+           "reconnect_initial_ms = 20 },\n  mailbox = { capacity = 4096, "
+           "policy = \"drop_newest\" }",
+           url);
+  a = engine("ra", a_links);
+  b = engine("rb", b_links);
+  CHECK(a != NULL && b != NULL);
+  CHECK_EQ(myc_engine_add_c_service(b, "slow", "bulk.*", on_slow, NULL, 1), 0);
+  CHECK_EQ(start(a), 0);
+  CHECK_EQ(start(b), 0);
+  CHECK(wait_peer(a, "up", 1, NULL));
+  /* At most 16384 ahead of the subscriber: a's queue never fills. */
+  while (sent < 200000 && waited < 30000) {
+    if (sent - atomic_load(&slow_n) > 16384) {
+      sleep_ms(1);
+      waited++;
+      continue;
+    }
+    publish_seq(a, "bulk.x", sent + 1, 4096);
+    sent += 4096;
+  }
+  CHECK(wait_count(&slow_n, sent));
+  myc_engine_free(b);
+  myc_engine_free(a);
+}
+
 /* ---- hostile peers ------------------------------------------------------ */
 
 static int dial_unix(const char *path) {
@@ -1590,6 +1644,7 @@ int main(void) {
       {"a_start_failing_on_a_worker_loop_closes_everything",
        a_start_failing_on_a_worker_loop_closes_everything},
       {"three_engines_fan_out_one_hop", three_engines_fan_out_one_hop},
+      {"reads_leave_turns_to_the_handlers", reads_leave_turns_to_the_handlers},
       {"pattern_changes_apply_to_the_topic_being_sent",
        pattern_changes_apply_to_the_topic_being_sent},
       {"hostile_peers_lose_only_their_link",

@@ -97,6 +97,9 @@ struct peer {
   size_t rlen, rcap;
   uint64_t rx_frames, rx_bytes; /* this read's, added to the counters once */
   uint64_t partial_since; /* uv_now when the unfinished frame began */
+  /* The last read filled its buffer, so this turn reads no more; the
+   * empty buffer that says so was given (on_alloc). */
+  int filled, yielded;
   /* The topic of the last message in: a stream mostly repeats it, and
    * ids never change, so the table's lock is skipped. */
   uint32_t last_topic;
@@ -1077,6 +1080,18 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   peer *p = h->data;
   (void)hint;
+  if (p->filled) {
+    /* The last read filled its buffer: libuv would read again at once
+     * (up to 32 times) before the loop runs anything else, and a peer
+     * that writes fast would pile megabytes of messages into the
+     * mailboxes before a handler takes one.  No buffer now ends this
+     * turn's reading (on_read); the socket is still readable, so the
+     * next turn of the loop reads on, after the handlers ran. */
+    p->filled = 0;
+    p->yielded = 1;
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
   if (p->tls != NULL) {
     *buf = uv_buf_init((char *)p->cin, (unsigned)p->cin_cap);
     return;
@@ -1098,6 +1113,7 @@ static void peer_connected(peer *p) {
   int rc;
   set_state(p, P_HANDSHAKE);
   p->rlen = 0;
+  p->filled = p->yielded = 0;
   p->hello_ok = 0;
   p->tls_seen = 0;
   if (p->ep->tls) {
@@ -1216,8 +1232,10 @@ static void publish(peer *p, const myc__wire_msg *m) {
   int64_t id;
   myc__topic *t;
   myc_buf *b;
-  if (p->last_topic != 0 && m->topic_len == p->last_topic_len &&
-      memcmp(m->topic, p->last_topic_name, m->topic_len) == 0) {
+  if (p->last_topic != 0 &&
+      (m->topic_known || (m->topic_len == p->last_topic_len &&
+                          memcmp(m->topic, p->last_topic_name,
+                                 m->topic_len) == 0))) {
     id = p->last_topic;
   } else {
     id = myc__topics_resolve(&e->topics, m->topic, m->topic_len);
@@ -1632,7 +1650,11 @@ static void read_tls(peer *p, ssize_t n);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   peer *p = s->data;
   myc__links *L = p->L;
-  (void)buf;
+  if (n == UV_ENOBUFS && p->yielded) {
+    p->yielded = 0;
+    return;
+  }
+  p->filled = n > 0 && (size_t)n == buf->len;
   if (p->tls != NULL)
     read_tls(p, n);
   else
