@@ -1233,9 +1233,9 @@ static void publish(peer *p, const myc__wire_msg *m) {
   myc__topic *t;
   myc_buf *b;
   if (p->last_topic != 0 &&
-      (m->topic_known || (m->topic_len == p->last_topic_len &&
-                          memcmp(m->topic, p->last_topic_name,
-                                 m->topic_len) == 0))) {
+      (m->topic_known ||
+       (m->topic_len == p->last_topic_len &&
+        memcmp(m->topic, p->last_topic_name, m->topic_len) == 0))) {
     id = p->last_topic;
   } else {
     id = myc__topics_resolve(&e->topics, m->topic, m->topic_len);
