@@ -50,6 +50,10 @@
  * keep every buffer (and count every frame as queued) until the last
  * byte is out, while the peer has long taken the first ones. */
 #define WRITE_FRAMES 4096
+/* A turn of the loop reads on, buffer after full buffer, until its reads
+ * brought this many frames (one read of small messages; several of
+ * 1 KiB ones), then lets the handlers run (on_alloc). */
+#define READ_TURN_FRAMES 1024
 #define WRITE_BYTES (4u << 20)
 
 enum { P_DOWN, P_CONNECTING, P_HANDSHAKE, P_UP, P_CLOSING };
@@ -97,8 +101,10 @@ struct peer {
   size_t rlen, rcap;
   uint64_t rx_frames, rx_bytes; /* this read's, added to the counters once */
   uint64_t partial_since; /* uv_now when the unfinished frame began */
-  /* The last read filled its buffer, so this turn reads no more; the
-   * empty buffer that says so was given (on_alloc). */
+  /* Frames this turn's reads brought, all of which filled their buffer;
+   * enough of them, so this turn reads no more; the empty buffer that
+   * says so was given (on_alloc). */
+  uint32_t turn_frames;
   int filled, yielded;
   /* The topic of the last message in: a stream mostly repeats it, and
    * ids never change, so the table's lock is skipped. */
@@ -1081,12 +1087,13 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   peer *p = h->data;
   (void)hint;
   if (p->filled) {
-    /* The last read filled its buffer: libuv would read again at once
-     * (up to 32 times) before the loop runs anything else, and a peer
-     * that writes fast would pile megabytes of messages into the
-     * mailboxes before a handler takes one.  No buffer now ends this
-     * turn's reading (on_read); the socket is still readable, so the
-     * next turn of the loop reads on, after the handlers ran. */
+    /* The reads of this turn filled their buffer and brought
+     * READ_TURN_FRAMES: libuv would read again at once (up to 32 times)
+     * before the loop runs anything else, and a peer that writes fast
+     * would pile megabytes of messages into the mailboxes before a
+     * handler takes one.  No buffer now ends this turn's reading
+     * (on_read); the socket is still readable, so the next turn of the
+     * loop reads on, after the handlers ran. */
     p->filled = 0;
     p->yielded = 1;
     *buf = uv_buf_init(NULL, 0);
@@ -1114,6 +1121,7 @@ static void peer_connected(peer *p) {
   set_state(p, P_HANDSHAKE);
   p->rlen = 0;
   p->filled = p->yielded = 0;
+  p->turn_frames = 0;
   p->hello_ok = 0;
   p->tls_seen = 0;
   if (p->ep->tls) {
@@ -1650,11 +1658,11 @@ static void read_tls(peer *p, ssize_t n);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   peer *p = s->data;
   myc__links *L = p->L;
+  int full = n > 0 && (size_t)n == buf->len;
   if (n == UV_ENOBUFS && p->yielded) {
     p->yielded = 0;
     return;
   }
-  p->filled = n > 0 && (size_t)n == buf->len;
   if (p->tls != NULL)
     read_tls(p, n);
   else
@@ -1667,6 +1675,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
       myc__thread_token())
     atomic_store_explicit(&L->reader, myc__thread_token(),
                           memory_order_relaxed);
+  /* A read that did not fill its buffer emptied the socket: libuv
+   * stops there. */
+  p->turn_frames = full ? p->turn_frames + (uint32_t)p->rx_frames : 0;
+  p->filled = full && p->turn_frames >= READ_TURN_FRAMES;
+  if (p->filled)
+    p->turn_frames = 0;
   if (p->rx_frames > 0) {
     uv_mutex_lock(&L->lock);
     p->frames_in += p->rx_frames;
