@@ -90,16 +90,17 @@ static int start(myc_engine *e) {
   return rc;
 }
 
-/* The first peer of 'e' in state 'state' with at least 'patterns'
- * patterns, waited for up to 5 s; its stats in '*out'. */
-static int wait_peer(myc_engine *e, const char *state, uint32_t patterns,
-                     myc__link_stats *out) {
+/* The first peer of 'e' (named 'name', or any) in state 'state' with
+ * 'patterns' patterns, waited for up to 5 s; its stats in '*out'. */
+static int wait_link(myc_engine *e, const char *name, const char *state,
+                     uint32_t patterns, myc__link_stats *out) {
   int i;
   for (i = 0; i < 500; i++) {
     myc__link_stats st[8];
     uint32_t n = myc__links_stats(myc__links_of(e), st, 8), k;
     for (k = 0; k < n && k < 8; k++)
-      if (strcmp(st[k].state, state) == 0 && st[k].patterns == patterns) {
+      if ((name == NULL || strcmp(st[k].peer, name) == 0) &&
+          strcmp(st[k].state, state) == 0 && st[k].patterns == patterns) {
         if (out)
           *out = st[k];
         return 1;
@@ -107,6 +108,11 @@ static int wait_peer(myc_engine *e, const char *state, uint32_t patterns,
     sleep_ms(10);
   }
   return 0;
+}
+
+static int wait_peer(myc_engine *e, const char *state, uint32_t patterns,
+                     myc__link_stats *out) {
+  return wait_link(e, NULL, state, patterns, out);
 }
 
 /* 30 s: the ASan build on a loaded 2-core machine moves a few thousand
@@ -287,19 +293,28 @@ static void over_tcp_on_a_worker_loop(void) {
 /* Three engines: b and c dial a.  What a emits reaches both (each peer
  * once, by its own patterns); what c emits reaches a's subscriber but is
  * not sent on to b: links are one hop. */
+/* Engines Pa, listening on tmpdir's socket 'sock', Pb and Pc dialling
+ * it (P: 'prefix'). */
+static void three_engines(const char *sock, char prefix, myc_engine **a,
+                          myc_engine **b, myc_engine **c) {
+  char links[512], path[256], name[3] = {prefix, 'a', 0};
+  snprintf(path, sizeof path, "%s/%s", tmpdir, sock);
+  snprintf(links, sizeof links, "listen = { \"unix://%s\" }", path);
+  *a = engine(name, links);
+  snprintf(links, sizeof links, "connect = { \"unix://%s\" }", path);
+  name[1] = 'b';
+  *b = engine(name, links);
+  name[1] = 'c';
+  *c = engine(name, links);
+}
+
 static void three_engines_fan_out_one_hop(void) {
-  char links[512], path[256];
   myc_engine *a, *b, *c;
   static sink sa, sb, sc;
   memset(&sa, 0, sizeof sa);
   memset(&sb, 0, sizeof sb);
   memset(&sc, 0, sizeof sc);
-  snprintf(path, sizeof path, "%s/three.sock", tmpdir);
-  snprintf(links, sizeof links, "listen = { \"unix://%s\" }", path);
-  a = engine("ta", links);
-  snprintf(links, sizeof links, "connect = { \"unix://%s\" }", path);
-  b = engine("tb", links);
-  c = engine("tc", links);
+  three_engines("three.sock", 't', &a, &b, &c);
   CHECK(a != NULL && b != NULL && c != NULL);
   CHECK_EQ(myc_engine_add_c_service(a, "sink", "swaps.*", on_sink, &sa, -1), 0);
   CHECK_EQ(myc_engine_add_c_service(b, "sink", "swaps.*", on_sink, &sb, -1), 0);
@@ -337,30 +352,10 @@ static void three_engines_fan_out_one_hop(void) {
   myc_engine_free(a);
 }
 
-/* The peer named 'name' of 'e', up with 'patterns' patterns, waited for
- * up to 5 s; its stats in '*out'. */
-static int wait_named(myc_engine *e, const char *name, uint32_t patterns,
-                      myc__link_stats *out) {
-  int i;
-  for (i = 0; i < 500; i++) {
-    myc__link_stats st[8];
-    uint32_t n = myc__links_stats(myc__links_of(e), st, 8), k;
-    for (k = 0; k < n && k < 8; k++)
-      if (strcmp(st[k].peer, name) == 0 && strcmp(st[k].state, "up") == 0 &&
-          st[k].patterns == patterns) {
-        *out = st[k];
-        return 1;
-      }
-    sleep_ms(10);
-  }
-  return 0;
-}
-
 /* "_links" keeps, per peer, whether the last topic it handled matched
  * the peer's patterns: a change of them must void that answer.  c keeps
  * other.topic coming to a's "_links" while b's patterns change. */
 static void pattern_changes_apply_to_the_topic_being_sent(void) {
-  char links[512], path[256];
   myc_engine *a, *b, *c;
   myc_service *sk;
   myc__link_stats st;
@@ -368,12 +363,7 @@ static void pattern_changes_apply_to_the_topic_being_sent(void) {
   static sink sb, sc;
   memset(&sb, 0, sizeof sb);
   memset(&sc, 0, sizeof sc);
-  snprintf(path, sizeof path, "%s/cache.sock", tmpdir);
-  snprintf(links, sizeof links, "listen = { \"unix://%s\" }", path);
-  a = engine("ca", links);
-  snprintf(links, sizeof links, "connect = { \"unix://%s\" }", path);
-  b = engine("cb", links);
-  c = engine("cc", links);
+  three_engines("cache.sock", 'c', &a, &b, &c);
   CHECK(a != NULL && b != NULL && c != NULL);
   CHECK_EQ(myc_engine_add_c_service(b, "sink", "swaps.*", on_sink, &sb, -1), 0);
   CHECK_EQ(myc_engine_add_c_service(c, "sink", "other.*", on_sink, &sc, -1), 0);
@@ -381,29 +371,29 @@ static void pattern_changes_apply_to_the_topic_being_sent(void) {
   CHECK_EQ(start(a), 0);
   CHECK_EQ(start(b), 0);
   CHECK_EQ(start(c), 0);
-  CHECK(wait_named(a, "cb", 1, &st));
-  CHECK(wait_named(a, "cc", 1, &st));
+  CHECK(wait_link(a, "cb", "up", 1, &st));
+  CHECK(wait_link(a, "cc", "up", 1, &st));
   /* b does not want other.topic (and is sent none of it). */
   publish_seq(a, "other.topic", 1, 5);
   CHECK(wait_count(&sc.n, 5));
-  CHECK(wait_named(a, "cb", 1, &st));
+  CHECK(wait_link(a, "cb", "up", 1, &st));
   CHECK_EQ(st.frames_out, 0);
   /* Now it does. */
   CHECK_EQ(myc__topics_subscribe(&b->topics, sk, "other.*", 7), 0);
-  CHECK(wait_named(a, "cb", 2, &st));
+  CHECK(wait_link(a, "cb", "up", 2, &st));
   sb.last = sc.last = 0;
   publish_seq(a, "other.topic", 1, 5);
   CHECK(wait_count(&sc.n, 10));
   CHECK(wait_count(&sb.n, 5));
   /* And no longer. */
   CHECK_EQ(myc__topics_unsubscribe(&b->topics, sk, "other.*", 7), 0);
-  CHECK(wait_named(a, "cb", 1, &st));
+  CHECK(wait_link(a, "cb", "up", 1, &st));
   out = st.frames_out;
   sc.last = 0;
   publish_seq(a, "other.topic", 1, 5);
   CHECK(wait_count(&sc.n, 15));
   sleep_ms(100);
-  CHECK(wait_named(a, "cb", 1, &st));
+  CHECK(wait_link(a, "cb", "up", 1, &st));
   CHECK_EQ(st.frames_out, out);
   CHECK_EQ(atomic_load(&sb.n), 5);
   myc_engine_free(c);
