@@ -1,6 +1,8 @@
 -- link_consumer: says hello every 20 ms until the first message comes,
 -- acknowledges every 4096 messages, counts opts.n messages on bench.link,
 -- writes "count seconds" (first to last message) to opts.out and stops.
+-- With opts.read it reads each payload (msg.data, checked against
+-- opts.size), as the ZeroMQ and raw socket readers it is compared with do.
 local M = { subscribe = { "bench.link" } }
 local count, t0, hello = 0, nil, nil
 
@@ -9,6 +11,9 @@ function M.init(ctx)
 end
 
 function M.on_message(ctx, msg)
+  if ctx.opts.read and #msg.data ~= (ctx.opts.size or 64) then
+    error("short payload")
+  end
   count = count + 1
   if count == 1 then
     t0 = ctx:now()

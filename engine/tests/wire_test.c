@@ -164,7 +164,11 @@ static void v2_message_corruptions_are_named(void) {
     CHECK_STR(why, "message topic is not a valid topic name");
     CHECK_EQ(myc__wire_msg_decode_known(body, len, &m, &why, "swaps.v2", 8),
              0);
+    CHECK_EQ(m.topic_known, 1); /* the caller need not compare it again */
     CHECK_EQ(myc__wire_msg_decode_known(body, len, &m, &why, "swaps.v", 7), 0);
+    CHECK_EQ(m.topic_known, 0);
+    CHECK_EQ(myc__wire_msg_decode(body, len, &m, &why), 0);
+    CHECK_EQ(m.topic_known, 0);
   }
   memcpy(f, body, len);
   f[81] = ' ';

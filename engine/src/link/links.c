@@ -50,6 +50,10 @@
  * keep every buffer (and count every frame as queued) until the last
  * byte is out, while the peer has long taken the first ones. */
 #define WRITE_FRAMES 4096
+/* A turn of the loop reads on, buffer after full buffer, until its reads
+ * brought this many frames (one read of small messages; several of
+ * 1 KiB ones), then lets the handlers run (on_alloc). */
+#define READ_TURN_FRAMES 1024
 #define WRITE_BYTES (4u << 20)
 
 enum { P_DOWN, P_CONNECTING, P_HANDSHAKE, P_UP, P_CLOSING };
@@ -97,6 +101,11 @@ struct peer {
   size_t rlen, rcap;
   uint64_t rx_frames, rx_bytes; /* this read's, added to the counters once */
   uint64_t partial_since; /* uv_now when the unfinished frame began */
+  /* Frames this turn's reads brought, all of which filled their buffer;
+   * enough of them, so this turn reads no more; the empty buffer that
+   * says so was given (on_alloc). */
+  uint32_t turn_frames;
+  int filled, yielded;
   /* The topic of the last message in: a stream mostly repeats it, and
    * ids never change, so the table's lock is skipped. */
   uint32_t last_topic;
@@ -119,6 +128,10 @@ struct peer {
   uint32_t qoff;
   int stalled, touched;
   int left; /* the "_links" worker's: its batch left frames queued */
+  /* The last topic id "_links" matched against 'remote', and whether it
+   * matched (wants_id; 0: none kept).  Under L->lock. */
+  uint32_t want_topic;
+  int want_hit;
   myc_buf **wb;
   uint32_t wn, wcap;
   uint8_t *ctl, *wctl; /* control frames waiting, and being written */
@@ -196,6 +209,9 @@ struct myc__links {
   int any_gone;
   myc__chain *chains; /* per worker: buffers going back to its pool */
   int any_touched; /* the "_links" worker's: a peer has p->touched */
+  /* The "_links" worker's: messages of its batch below this index are
+   * queued already (on_message), 0 between batches. */
+  uint32_t batch_done;
   /* Messages in, held per worker and handed over once per read. */
   myc__host_stage hs;
   /* The link thread's buffers for what comes in: the workers hand the
@@ -330,6 +346,11 @@ static void unref_pattern(myc__links *L, const char *p) {
     }
 }
 
+/* The peer's patterns changed: the kept answer is void.  Under L->lock. */
+static void forget_topic(peer *p) {
+  p->want_topic = 0;
+}
+
 /* Forgets every pattern the peer subscribed. */
 static void drop_remote(myc__links *L, peer *p) {
   strset old;
@@ -337,6 +358,7 @@ static void drop_remote(myc__links *L, peer *p) {
   uv_mutex_lock(&L->lock);
   old = p->remote;
   memset(&p->remote, 0, sizeof p->remote);
+  forget_topic(p);
   uv_mutex_unlock(&L->lock);
   for (i = 0; i < old.n; i++)
     unref_pattern(L, old.v[i]);
@@ -412,12 +434,11 @@ static void flush(peer *p);
 /* The end of the "_links" batch: what it queued goes out, written here
  * or by the loop's thread.  When that is this worker (link.worker), what
  * the direct write left is handed to the loop's write here too, and no
- * thread is woken. */
+ * thread is woken.  Called with L->lock held; releases it. */
 static void batch_end(myc__links *L, myc__pool *pool) {
   int wake = 0;
   peer *p;
   L->any_touched = 0;
-  uv_mutex_lock(&L->lock);
   for (p = L->peers; p != NULL; p = p->next) {
     if (!p->touched)
       continue;
@@ -442,21 +463,34 @@ static void batch_end(myc__links *L, myc__pool *pool) {
     }
 }
 
-static void on_message(void *ud, const myc_message *m) {
-  myc__links *L = ud;
-  myc_service *s = L->svc;
-  myc_buf *b = s->view.batch[s->view.cursor];
+/* Whether 'p' subscribed a pattern 'topic' (id 'id') matches.  A stream
+ * mostly repeats its topic: the answer for the last id is kept until the
+ * peer's patterns change (forget_topic).  Under L->lock. */
+static int wants_id(peer *p, uint32_t id, const char *topic, size_t len) {
+  int r;
+  if (id != 0 && id == p->want_topic)
+    return p->want_hit;
+  r = wants(p, topic, len);
+  if (id != 0) {
+    p->want_topic = id;
+    p->want_hit = r;
+  }
+  return r;
+}
+
+/* Queues 'b' for every peer that wants it.  Under L->lock. */
+static void queue_msg(myc__links *L, myc_buf *b) {
   uint64_t size = MYC_WIRE_TLV + (uint64_t)b->hdr.frame_len;
-  int last = s->view.cursor + 1 == (int32_t)s->view.batch_n;
+  uint32_t id = __atomic_load_n(&b->topic_id, __ATOMIC_RELAXED);
+  const char *topic = myc__buf_topic(b);
   peer *p;
   /* Links are one hop: what came in over one is not sent on. */
   if (b->hdr.flags & MYC_FRAME_REMOTE)
-    goto done;
-  uv_mutex_lock(&L->lock);
-  for (p = L->stopping ? NULL : L->peers; p != NULL; p = p->next) {
+    return;
+  for (p = L->peers; p != NULL; p = p->next) {
     /* A closed accepted peer has no patterns left: only peers that are
      * up, or 'connect' peers that will be again, get messages. */
-    if (p->remote.n == 0 || !wants(p, m->topic, m->topic_len))
+    if (p->remote.n == 0 || !wants_id(p, id, topic, b->hdr.topic_len))
       continue;
     /* A peer that does not say it answers requests would refuse the
      * frame and close the link. */
@@ -479,12 +513,31 @@ static void on_message(void *ud, const myc_message *m) {
     p->touched = 1;
     L->any_touched = 1;
   }
-  uv_mutex_unlock(&L->lock);
-done:
-  /* dispatch_c calls this for every message of the batch, the last one
-   * included, so nothing queued waits for a next batch. */
-  if (last && L->any_touched)
+}
+
+/* dispatch_c calls this for every message of the batch in turn, the
+ * last one included.  The first call queues the whole rest of the batch
+ * in one hold of the lock and ends the batch (its writes go out at
+ * once); the calls after it find their message done. */
+static void on_message(void *ud, const myc_message *m) {
+  myc__links *L = ud;
+  myc_service *s = L->svc;
+  uint32_t i = (uint32_t)s->view.cursor, n = s->view.batch_n;
+  (void)m;
+  if (i < L->batch_done) {
+    if (i + 1 == n)
+      L->batch_done = 0;
+    return;
+  }
+  L->batch_done = i + 1 == n ? 0 : n;
+  uv_mutex_lock(&L->lock);
+  if (!L->stopping)
+    for (; i < n; i++)
+      queue_msg(L, s->view.batch[i]);
+  if (L->any_touched)
     batch_end(L, &s->task.worker->pool);
+  else
+    uv_mutex_unlock(&L->lock);
 }
 
 /* The fill of the fullest queue of a peer that wants 'topic', 0..1:
@@ -1033,6 +1086,19 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   peer *p = h->data;
   (void)hint;
+  if (p->filled) {
+    /* The reads of this turn filled their buffer and brought
+     * READ_TURN_FRAMES: libuv would read again at once (up to 32 times)
+     * before the loop runs anything else, and a peer that writes fast
+     * would pile megabytes of messages into the mailboxes before a
+     * handler takes one.  No buffer now ends this turn's reading
+     * (on_read); the socket is still readable, so the next turn of the
+     * loop reads on, after the handlers ran. */
+    p->filled = 0;
+    p->yielded = 1;
+    *buf = uv_buf_init(NULL, 0);
+    return;
+  }
   if (p->tls != NULL) {
     *buf = uv_buf_init((char *)p->cin, (unsigned)p->cin_cap);
     return;
@@ -1054,6 +1120,8 @@ static void peer_connected(peer *p) {
   int rc;
   set_state(p, P_HANDSHAKE);
   p->rlen = 0;
+  p->filled = p->yielded = 0;
+  p->turn_frames = 0;
   p->hello_ok = 0;
   p->tls_seen = 0;
   if (p->ep->tls) {
@@ -1172,8 +1240,10 @@ static void publish(peer *p, const myc__wire_msg *m) {
   int64_t id;
   myc__topic *t;
   myc_buf *b;
-  if (p->last_topic != 0 && m->topic_len == p->last_topic_len &&
-      memcmp(m->topic, p->last_topic_name, m->topic_len) == 0) {
+  if (p->last_topic != 0 &&
+      (m->topic_known ||
+       (m->topic_len == p->last_topic_len &&
+        memcmp(m->topic, p->last_topic_name, m->topic_len) == 0))) {
     id = p->last_topic;
   } else {
     id = myc__topics_resolve(&e->topics, m->topic, m->topic_len);
@@ -1486,6 +1556,7 @@ static void handle_sub(peer *p, const myc__wire_tlv *t, int add) {
   uv_mutex_lock(&L->lock);
   changed = add ? set_add(A(L), &p->remote, pat, t->len)
                 : set_del(A(L), &p->remote, pat, t->len);
+  forget_topic(p);
   uv_mutex_unlock(&L->lock);
   if (changed < 0) {
     peer_fail(p, "out of memory for its subscriptions");
@@ -1587,7 +1658,11 @@ static void read_tls(peer *p, ssize_t n);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   peer *p = s->data;
   myc__links *L = p->L;
-  (void)buf;
+  int full = n > 0 && (size_t)n == buf->len;
+  if (n == UV_ENOBUFS && p->yielded) {
+    p->yielded = 0;
+    return;
+  }
   if (p->tls != NULL)
     read_tls(p, n);
   else
@@ -1600,6 +1675,12 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
       myc__thread_token())
     atomic_store_explicit(&L->reader, myc__thread_token(),
                           memory_order_relaxed);
+  /* A read that did not fill its buffer emptied the socket: libuv
+   * stops there. */
+  p->turn_frames = full ? p->turn_frames + (uint32_t)p->rx_frames : 0;
+  p->filled = full && p->turn_frames >= READ_TURN_FRAMES;
+  if (p->filled)
+    p->turn_frames = 0;
   if (p->rx_frames > 0) {
     uv_mutex_lock(&L->lock);
     p->frames_in += p->rx_frames;

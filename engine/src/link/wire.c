@@ -130,6 +130,7 @@ int myc__wire_msg_decode_known(const uint8_t *body, uint32_t len,
   m->source = m->topic + m->topic_len;
   m->req_flags = 0;
   m->corr = m->budget_ns = 0;
+  m->topic_known = 0;
   if (flags & MYC_FRAME_REQ_MASK &&
       req_decode(body, len, off + m->topic_len + m->source_len, flags, m,
                  why) != 0)
@@ -141,9 +142,10 @@ int myc__wire_msg_decode_known(const uint8_t *body, uint32_t len,
                         "letters, digits and _ - . :");
   } else if (m->topic[0] == '$') {
     return bad(why, "message topic is an engine topic ('$...')");
-  } else if (!(known != NULL && m->topic_len == known_len &&
-               memcmp(m->topic, known, known_len) == 0) &&
-             myc__topic_check(m->topic, m->topic_len, 0) != NULL) {
+  } else if (known != NULL && m->topic_len == known_len &&
+             memcmp(m->topic, known, known_len) == 0) {
+    m->topic_known = 1;
+  } else if (myc__topic_check(m->topic, m->topic_len, 0) != NULL) {
     return bad(why, "message topic is not a valid topic name");
   }
   for (i = 0; i < m->source_len; i++)

@@ -84,6 +84,9 @@ typedef struct {
    * published). */
   uint8_t req_flags;
   uint64_t corr, budget_ns;
+  /* The topic is the 'known' one given to myc__wire_msg_decode_known
+   * (compared there, so the caller need not compare it again). */
+  uint8_t topic_known;
 } myc__wire_msg;
 
 /* HELLO flags: the sender reads and answers requests (MSG frames with
@@ -96,7 +99,8 @@ int myc__wire_msg_decode(const uint8_t *body, uint32_t len, myc__wire_msg *m,
                          const char **why);
 
 /* The same, but a topic equal to 'known' (a name checked before, or
- * NULL) is not checked again: a stream mostly repeats its topic. */
+ * NULL) is not checked again (m->topic_known says so): a stream mostly
+ * repeats its topic. */
 int myc__wire_msg_decode_known(const uint8_t *body, uint32_t len,
                                myc__wire_msg *m, const char **why,
                                const char *known, size_t known_len);
