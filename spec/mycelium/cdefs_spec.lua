@@ -70,6 +70,44 @@ describe("mycelium.cdefs", function()
                              ffi.offsetof("myc_svc_view", "faults") } })
   end)
 
+  it("binds ffi.h's functions through the engine's table, not the library's symbols", function()
+    local C = cdefs.library()
+    local tbl = ffi.cast("const struct myc_ffi_table *", package.loaded["mycelium.ffi"])
+    local core = ffi.cast("const struct myc_ffi_core *", tbl.core)
+    assert.are.equal(core.myc_ffi_emit, C.myc_ffi_emit)
+    assert.are.equal(rawget(C, "myc_ffi_emit"), C.myc_ffi_emit) -- kept
+    -- mycelium.h's come from the library
+    assert.are.equal("EFULL", ffi.string(C.myc_err_name(cdefs.E.EFULL)))
+    -- the library exports none of them
+    local lib = ffi.load(cdefs.path or os.getenv("MYCELIUM_LIB"))
+    ffi.cdef "int myc_ffi_node(void);"
+    assert.is_false((pcall(function() return lib.myc_ffi_node end)))
+  end)
+
+  it("refuses an engine whose table has a function elsewhere or one more", function()
+    local off = ffi.offsetof("struct myc_ffi_core", "myc_ffi_emit")
+    local ok, err = pcall(cdefs.check,
+      fake_lib { { "struct myc_ffi_core", "myc_ffi_emit", off + 8 } })
+    assert.is_false(ok)
+    assert.matches("struct myc_ffi_core.myc_ffi_emit is " .. off .. " here, "
+                   .. off + 8 .. " in the engine", err, 1, true)
+    local size = ffi.sizeof("struct myc_ffi_core")
+    ok, err = pcall(cdefs.check,
+      fake_lib { { "struct myc_ffi_core", nil, size + 8 } })
+    assert.is_false(ok)
+    assert.matches("struct myc_ffi_core size is " .. size, err, 1, true)
+  end)
+
+  it("says which function a build without a section's code lacks", function()
+    cdefs.library()
+    cdefs.need("net")
+    local tbl = ffi.new("struct myc_ffi_table") -- every section NULL
+    local C = cdefs.bind(ffi.C, tbl)
+    assert.has_error(function() return C.myc_ffi_ws_open end,
+      "mycelium: myc_ffi_ws_open is not in this build of libmycelium "
+      .. "(built without MYC_WITH_NET?)")
+  end)
+
   it("declares a section when a module needs it, checked on the spot", function()
     cdefs.library()
     cdefs.need("net")
