@@ -86,6 +86,9 @@ local M = { KIND_RAW = 1, KIND_TABLE = 2, KIND_TYPED = 3,
             HDR_OFFSET = ffi.offsetof("myc_buf", "hdr"),
             FRAME_SIZE = ffi.sizeof("myc_frame"),
             declared = { core = true },
+            -- the same names as a list, in the order declared: what
+            -- M.bind walks (see there)
+            sections = { "core" },
             -- a bit per section in the engine's record of checked ones
             BIT = { core = 1, engine = 2, contract = 4, net = 8,
                     service = 16 } }
@@ -107,11 +110,18 @@ end })
 -- once and kept: later reads are a plain table's (indexing the struct
 -- would make a new cdata on every read in the interpreter), and a
 -- function kept in a module's upvalue is a constant in compiled code.
+-- The sections are walked by index, not with pairs(): a name can be
+-- looked up first in a finaliser (ffi.gc; every one runs in lua_close),
+-- and LuaJIT 2.1 before 2023-08 (#1045) can leave a compiled pairs()
+-- loop only by a side trace, which it never records in a finaliser: the
+-- loop's end there re-entered the trace without end.
 function M.bind(lib, tbl)
   local sections = ffi.cast("const struct myc_ffi_table *", tbl)
   local held = {} -- section -> its struct, read once
+  local names = M.sections
   return setmetatable({}, { __index = function(C, k)
-    for name in pairs(M.declared) do
+    for i = 1, #names do
+      local name = names[i]
       if ffi.offsetof(section_ct[name], k) then
         local section = held[name]
         if section == nil then

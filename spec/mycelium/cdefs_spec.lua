@@ -108,6 +108,45 @@ describe("mycelium.cdefs", function()
       .. "(built without MYC_WITH_NET?)")
   end)
 
+  -- A finaliser (ffi.gc; lua_close runs every one) may be the first to
+  -- look a name up.  LuaJIT records no trace in a finaliser, and the
+  -- LuaJIT 2.1 of 2022 leaves a compiled pairs() loop only by one: a
+  -- lookup loop of that kind, compiled by lookups that found their name,
+  -- spun for ever on its first run to the end there.  Run in a process
+  -- of its own, under a timeout.
+  it("looks a name up from a finaliser after the lookup loop was compiled", function()
+    local root = os.getenv("MYCELIUM_SOURCE_DIR") or "."
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write([[
+package.path = ... .. "/lua/?.lua;" .. package.path
+local ffi = require "ffi"
+local cdefs = require "mycelium.cdefs"
+cdefs.need("engine") -- four sections to walk
+local C = cdefs.library()
+local index = getmetatable(C).__index
+for _ = 1, 100 do -- compiles the walk; none runs to its end
+  for _, k in ipairs { "myc_ffi_emit", "myc_ffi_request", "myc_ffi_test_logs_new",
+                       "myc_ffi_contract_nonzero" } do
+    index(C, k)
+  end
+end
+local sentinel = ffi.gc(ffi.new("char[1]"), function()
+  io.write("finaliser: ", tostring(C.myc_engine_free ~= nil), "\n") -- mycelium.h's
+end)
+sentinel = nil
+collectgarbage()
+io.write("collected\n")
+]])
+    f:close()
+    local p = io.popen(string.format("timeout 20 %s %s %s 2>&1; echo rc=$?",
+                                     os.getenv("LUAJIT") or "luajit", path, root))
+    local out = p:read("*a")
+    p:close()
+    os.remove(path)
+    assert.are.equal("finaliser: true\ncollected\nrc=0\n", out)
+  end)
+
   it("declares a section when a module needs it, checked on the spot", function()
     cdefs.library()
     cdefs.need("net")
