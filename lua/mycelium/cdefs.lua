@@ -11,7 +11,7 @@
 -- other sections, checking layouts against the engine.
 local ffi = require "ffi"
 
-local tonumber, pairs, rawset, setmetatable = tonumber, pairs, rawset, setmetatable
+local tonumber, pairs, next, rawset, setmetatable = tonumber, pairs, next, rawset, setmetatable
 local band = require("bit").band
 
 ffi.cdef [[
@@ -86,9 +86,6 @@ local M = { KIND_RAW = 1, KIND_TABLE = 2, KIND_TYPED = 3,
             HDR_OFFSET = ffi.offsetof("myc_buf", "hdr"),
             FRAME_SIZE = ffi.sizeof("myc_frame"),
             declared = { core = true },
-            -- the same names as a list, in the order declared: what
-            -- M.bind walks (see there)
-            sections = { "core" },
             -- a bit per section in the engine's record of checked ones
             BIT = { core = 1, engine = 2, contract = 4, net = 8,
                     service = 16 } }
@@ -110,33 +107,40 @@ end })
 -- once and kept: later reads are a plain table's (indexing the struct
 -- would make a new cdata on every read in the interpreter), and a
 -- function kept in a module's upvalue is a constant in compiled code.
--- The sections are walked by index, not with pairs(): a name can be
--- looked up first in a finaliser (ffi.gc; every one runs in lua_close),
--- and LuaJIT 2.1 before 2023-08 (#1045) can leave a compiled pairs()
--- loop only by a side trace, which it never records in a finaliser: the
--- loop's end there re-entered the trace without end.
+-- The section declaring a name is found with next() in a plain loop, not
+-- with pairs(): a name can be looked up first in a finaliser (ffi.gc;
+-- lua_close runs every one), and the LuaJIT 2.1 of 2022 leaves a compiled
+-- pairs() loop (BC_ITERN) only through a side trace, which it never
+-- records in a finaliser: the loop's end re-entered the trace for ever
+-- (LuaJIT's "Ensure forward progress on trace exit to BC_ITERN",
+-- 2023-08).  "core", which most lookups want, is tried first.
 function M.bind(lib, tbl)
   local sections = ffi.cast("const struct myc_ffi_table *", tbl)
   local held = {} -- section -> its struct, read once
-  local names = M.sections
+  local declared = M.declared
   return setmetatable({}, { __index = function(C, k)
-    for i = 1, #names do
-      local name = names[i]
-      if ffi.offsetof(section_ct[name], k) then
-        local section = held[name]
-        if section == nil then
-          section = sections[name]
-          if section == nil then
-            error("mycelium: " .. k .. " is not in this build of libmycelium "
-                  .. "(built without MYC_WITH_NET?)", 2)
-          end
-          section = ffi.cast(section_ptr[name], section)
-          held[name] = section
-        end
-        local f = section[k]
-        rawset(C, k, f)
-        return f
+    local name = "core"
+    if not ffi.offsetof(section_ct.core, k) then
+      name = next(declared)
+      while name ~= nil
+            and (name == "core" or not ffi.offsetof(section_ct[name], k)) do
+        name = next(declared, name)
       end
+    end
+    if name ~= nil then
+      local section = held[name]
+      if section == nil then
+        section = sections[name]
+        if section == nil then
+          error("mycelium: " .. k .. " is not in this build of libmycelium "
+                .. "(built without MYC_WITH_NET?)", 2)
+        end
+        section = ffi.cast(section_ptr[name], section)
+        held[name] = section
+      end
+      local f = section[k]
+      rawset(C, k, f)
+      return f
     end
     local f = lib[k]
     rawset(C, k, f)

@@ -127,7 +127,6 @@ function M.declare(cdefs, name)
   ffi.cdef(f:read("*a"))
   f:close()
   cdefs.declared[name] = true
-  cdefs.sections[#cdefs.sections + 1] = name
   if cdefs.check_mode == "now" then
     check_now(cdefs, name)
   elseif cdefs.check_mode == "recorded" then
