@@ -22,7 +22,7 @@ static void init(void) {
   if (L == NULL)
     abort();
   luaL_openlibs(L);
-  lua_pushcfunction(L, luaopen_mycelium_core);
+  lua_pushcfunction(L, myc__lua_core_open);
   lua_call(L, 0, 1);
   core = luaL_ref(L, LUA_REGISTRYINDEX);
   atexit(done);

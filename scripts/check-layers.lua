@@ -22,7 +22,7 @@ local MAY_INCLUDE = {
   observe = { "base", "core", "runtime" },
   ffi = { "base", "core", "contract", "lua", "runtime", "net", "observe" },
   api = { "base", "core", "contract", "lua", "runtime", "supervise", "link",
-          "observe", "nats" },
+          "observe", "nats", "ffi" },
   cli = {},
 }
 

@@ -1,10 +1,13 @@
 -- scripts/check-symbols.lua -- libmycelium exports exactly three sets: the
--- embedding API of engine/include/mycelium.h (MYC_EXTERN), the FFI set
--- (MYC_FFI: engine/src/ffi/ffi.h, luaopen_mycelium_core) and the one libc
--- function it defines ahead of libc for LuaJIT's calls (mprotect,
--- engine/src/lua/mcode.c, myc_jit_set_mcode_protect).  This fails
--- when `nm -D` of the built library shows anything else (an internal
--- symbol escaping -fvisibility=hidden) or misses a declared one.
+-- embedding API of engine/include/mycelium.h (MYC_EXTERN), the module
+-- opener that hands a LuaJIT outside the engine the table of FFI functions
+-- (MYC_FFI: luaopen_mycelium_core, engine/src/ffi/table.h) and the one
+-- libc function it defines ahead of libc for LuaJIT's calls (mprotect,
+-- engine/src/lua/mcode.c, myc_jit_set_mcode_protect).  The FFI functions
+-- themselves (ffi/ffi.h) are reached through that table, not exported.
+-- This fails when `nm -D` of the built library shows anything else (an
+-- internal symbol or an FFI function escaping -fvisibility=hidden) or
+-- misses a declared one.
 --
 --   luajit scripts/check-symbols.lua build/libmycelium.so [root]
 --   luajit scripts/check-symbols.lua --self-test
@@ -16,16 +19,11 @@ local function read(path)
   return s
 end
 
--- Adds to 'out' the names of the functions 'macro' marks in C 'text';
--- those inside "#if defined(MYC_WITH_NET)" also go to 'optional'.
-local function declared(text, macro, out, optional)
+-- Adds to 'out' the names of the functions 'macro' marks in C 'text'.
+local function declared(text, macro, out)
   local pattern = macro .. "[^;]-([%w_]+)%s*%b()%s*;"
   for name in text:gsub("/%*.-%*/", " "):gmatch(pattern) do
     out[name] = true
-  end
-  local net = text:match("#if defined%(MYC_WITH_NET%)(.-)#endif") or ""
-  for name in net:gsub("/%*.-%*/", " "):gmatch(pattern) do
-    optional[name] = true
   end
 end
 
@@ -40,16 +38,15 @@ local function exported(nm)
   return out
 end
 
-local function compare(want, optional, have)
+local function compare(want, have)
   local errors = {}
   for name in pairs(have) do
     if not want[name] then
-      errors[#errors + 1] = "exported but not declared in mycelium.h, ffi.h or mcode.c: " .. name
+      errors[#errors + 1] = "exported but not declared in mycelium.h, ffi/table.h or mcode.c: " .. name
     end
   end
-  local net = have.myc_ffi_ws_open ~= nil
   for name in pairs(want) do
-    if not have[name] and (net or not optional[name]) then
+    if not have[name] then
       errors[#errors + 1] = "declared but not exported: " .. name
     end
   end
@@ -58,19 +55,19 @@ local function compare(want, optional, have)
 end
 
 local function self_test()
-  local want, optional = {}, {}
-  declared("MYC_EXTERN int myc_a(int x);\n", "MYC_EXTERN", want, optional)
-  declared("MYC_FFI const char *\nmyc_ffi_b(void);\n#if defined(MYC_WITH_NET)\n"
-           .. "MYC_FFI void myc_ffi_ws_open(void);\n#endif\n", "MYC_FFI", want, optional)
+  local want = {}
+  declared("MYC_EXTERN int myc_a(int x);\n", "MYC_EXTERN", want)
+  declared("/* the table */\nint myc_ffi_b(void);\nMYC_FFI int\nluaopen_m(lua_State *L);\n",
+           "MYC_FFI", want)
   local cases = {
-    { "0001 T myc_a\n0002 T myc_ffi_b\n0003 T myc_ffi_ws_open\n", nil },
-    { "0001 T myc_a\n0002 T myc_ffi_b\n", nil }, -- a build without net/
-    { "0001 T myc_a\n0002 T myc_ffi_b\n0003 T myc__leak\n", "myc__leak" },
-    { "0001 T myc_a\n", "declared but not exported: myc_ffi_b" },
-    { "0001 T myc_a\n0002 T myc_ffi_b\n0003 T myc_ffi_ws_open\n0004 T luaopen_x\n", "luaopen_x" },
+    { "0001 T myc_a\n0002 T luaopen_m\n", nil },
+    { "0001 T myc_a\n0002 T luaopen_m\n0003 T myc__leak\n", "myc__leak" },
+    { "0001 T myc_a\n0002 T luaopen_m\n0003 T myc_ffi_b\n", "not declared in mycelium.h, ffi/table.h or mcode.c: myc_ffi_b" },
+    { "0001 T myc_a\n", "declared but not exported: luaopen_m" },
+    { "0001 T myc_a\n0002 T luaopen_m\n0004 T luaopen_x\n", "luaopen_x" },
   }
   for i, c in ipairs(cases) do
-    local text = table.concat(compare(want, optional, exported(c[1])), "; ")
+    local text = table.concat(compare(want, exported(c[1])), "; ")
     if (c[2] == nil and text ~= "") or (c[2] and not text:find(c[2], 1, true)) then
       io.stderr:write("check-symbols: self-test case ", i, " gave: ", text, "\n")
       os.exit(1)
@@ -88,11 +85,10 @@ if lib == nil then
   io.stderr:write("usage: check-symbols.lua path/to/libmycelium.so [root]\n")
   os.exit(2)
 end
-local want, optional = {}, {}
-declared(read(root .. "/engine/include/mycelium.h"), "MYC_EXTERN", want, optional)
-declared(read(root .. "/engine/src/ffi/ffi.h"), "MYC_FFI", want, optional)
-declared(read(root .. "/engine/src/lua/msgpack.h"), "MYC_FFI", want, optional)
-declared(read(root .. "/engine/src/lua/mcode.c"), "MYC_EXTERN", want, optional)
+local want = {}
+declared(read(root .. "/engine/include/mycelium.h"), "MYC_EXTERN", want)
+declared(read(root .. "/engine/src/ffi/table.h"), "MYC_FFI", want)
+declared(read(root .. "/engine/src/lua/mcode.c"), "MYC_EXTERN", want)
 local p = assert(io.popen("nm -D --defined-only '" .. lib .. "'"))
 local nm = p:read("*a")
 p:close()
@@ -101,7 +97,7 @@ if next(have) == nil then
   io.stderr:write("check-symbols: nm -D shows nothing for ", lib, "\n")
   os.exit(1)
 end
-local errors = compare(want, optional, have)
+local errors = compare(want, have)
 if #errors > 0 then
   io.stderr:write(table.concat(errors, "\n"), "\n")
   os.exit(1)
@@ -109,4 +105,4 @@ end
 local n = 0
 for _ in pairs(have) do n = n + 1 end
 print(string.format("check-symbols: %s exports %d symbols, all of them declared "
-  .. "in mycelium.h, ffi.h or mcode.c", lib, n))
+  .. "in mycelium.h, ffi/table.h or mcode.c", lib, n))

@@ -29,7 +29,7 @@ static lua_State *core_state(void) {
   lua_State *L = luaL_newstate();
   if (L != NULL) {
     luaL_openlibs(L);
-    luaopen_mycelium_core(L);
+    myc__lua_core_open(L);
   }
   return L;
 }

@@ -1,16 +1,17 @@
 -- mycelium.cdefs -- the one declaration of what Lua shares with the engine's
--- C (docs/ARCHITECTURE.md): the structs, the FFI entry points of
--- engine/src/ffi/ffi.h and the mycelium.h functions the runtime calls, in
--- sections a state declares when it needs them: "core" here (every
--- service's state parses it, so it stays small: about a third of the CPU
--- time of making a small service's state went to parsing declarations),
--- the others in cdefs/*.h ("service": what ctx and ctx.log call now and
--- then).
+-- C (docs/ARCHITECTURE.md): the structs, the table of the FFI entry points
+-- of engine/src/ffi/ffi.h (ffi/table.h: the library does not export them)
+-- and the mycelium.h functions the runtime calls, in sections a state
+-- declares when it needs them: "core" here (every service's state parses
+-- it, so it stays small: about a third of the CPU time of making a small
+-- service's state went to parsing declarations), the others in cdefs/*.h
+-- ("service": what ctx and ctx.log call now and then).  Each section has
+-- its struct in the table.
 -- mycelium.cdefs.check does the rest: finding the library, reading the
 -- other sections, checking layouts against the engine.
 local ffi = require "ffi"
 
-local tonumber, pairs, rawset, setmetatable = tonumber, pairs, rawset, setmetatable
+local tonumber, pairs, next, rawset, setmetatable = tonumber, pairs, next, rawset, setmetatable
 local band = require("bit").band
 
 ffi.cdef [[
@@ -43,38 +44,42 @@ typedef void (*myc_log_fn)(void *ud, int level, const char *line, size_t len);
 const char *myc_strerror(int err);
 const char *myc_err_name(int err);
 
-/* engine/src/ffi/ffi.h */
+/* engine/src/ffi/table.h: the table of ffi.h's functions, a pointer to a
+   struct per section (typed when the section is declared), and the
+   "core" section.  ffi.h names the parameters: unnamed here, they cost
+   every state's parse a sixth less. */
+struct myc_ffi_table { const void *core, *service, *contract, *engine, *net; };
 typedef struct { const char *type; const char *field; uint32_t value; } myc_ffi_layout;
-const myc_ffi_layout *myc_ffi_layouts(uint32_t *n);
-const char *myc_ffi_errno(uint32_t i, int *code);
-unsigned myc_ffi_abi_checked(myc_service *s, unsigned add);
-int myc_ffi_emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
-                 const void *data, size_t len);
-myc_buf *myc_ffi_buf_new(myc_service *s, size_t size);
-int myc_ffi_emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
-                     uint16_t type);
-void myc_ffi_buf_ref(myc_buf *b);
-void myc_ffi_buf_release(myc_service *s, myc_buf *b);
-int64_t myc_ffi_topic(myc_service *s, const char *name, size_t len);
-const char *myc_ffi_topic_name(myc_service *s, uint32_t id);
-const char *myc_ffi_topic_check(const char *name, size_t len, int pattern);
-int myc_ffi_subscribe(myc_service *s, const char *pattern, size_t len);
-int myc_ffi_unsubscribe(myc_service *s, const char *pattern, size_t len);
-int64_t myc_ffi_timer(myc_service *s, double delay_ms, double repeat_ms);
-double myc_ffi_now(myc_service *s);
-int64_t myc_ffi_clock_ns(myc_service *s);
-void myc_ffi_trace(myc_service *s, uint8_t *out24);
-int myc_ffi_metric(myc_service *s, int kind, const char *name,
-                   const char *help, const char *labels, size_t labels_len,
-                   uint32_t nlabels, const double *buckets, uint32_t nbuckets,
-                   uint32_t max_series, char *err, size_t errlen);
-double *myc_ffi_metric_cell(myc_service *s, int id, const char *values,
-                            size_t len, int *overflow);
-const char *myc_ffi_node(myc_service *s);
-void myc_ffi_exit(myc_service *s, int how);
-void myc_ffi_unhandled(myc_service *s);
-void myc_ffi_hex(char *dst, const uint8_t *src, size_t n);
-int myc_ffi_depend(myc_service *s, const char *path, size_t len);
+struct myc_ffi_core {
+  const myc_ffi_layout *(*myc_ffi_layouts)(uint32_t *);
+  const char *(*myc_ffi_errno)(uint32_t, int *);
+  unsigned (*myc_ffi_abi_checked)(myc_service *, unsigned);
+  int (*myc_ffi_emit)(myc_service *, uint32_t, int, uint16_t, const void *,
+                      size_t);
+  myc_buf *(*myc_ffi_buf_new)(myc_service *, size_t);
+  int (*myc_ffi_emit_buf)(myc_service *, uint32_t, myc_buf *, int, uint16_t);
+  void (*myc_ffi_buf_ref)(myc_buf *);
+  void (*myc_ffi_buf_release)(myc_service *, myc_buf *);
+  int64_t (*myc_ffi_topic)(myc_service *, const char *, size_t);
+  const char *(*myc_ffi_topic_name)(myc_service *, uint32_t);
+  const char *(*myc_ffi_topic_check)(const char *, size_t, int);
+  int (*myc_ffi_subscribe)(myc_service *, const char *, size_t);
+  int (*myc_ffi_unsubscribe)(myc_service *, const char *, size_t);
+  int64_t (*myc_ffi_timer)(myc_service *, double, double);
+  double (*myc_ffi_now)(myc_service *);
+  int64_t (*myc_ffi_clock_ns)(myc_service *);
+  void (*myc_ffi_trace)(myc_service *, uint8_t *);
+  int (*myc_ffi_metric)(myc_service *, int, const char *, const char *,
+                        const char *, size_t, uint32_t, const double *,
+                        uint32_t, uint32_t, char *, size_t);
+  double *(*myc_ffi_metric_cell)(myc_service *, int, const char *, size_t,
+                                 int *);
+  const char *(*myc_ffi_node)(myc_service *);
+  void (*myc_ffi_exit)(myc_service *, int);
+  void (*myc_ffi_unhandled)(myc_service *);
+  void (*myc_ffi_hex)(char *, const uint8_t *, size_t);
+  int (*myc_ffi_depend)(myc_service *, const char *, size_t);
+};
 ]]
 
 local M = { KIND_RAW = 1, KIND_TABLE = 2, KIND_TYPED = 3,
@@ -85,19 +90,79 @@ local M = { KIND_RAW = 1, KIND_TABLE = 2, KIND_TYPED = 3,
             BIT = { core = 1, engine = 2, contract = 4, net = 8,
                     service = 16 } }
 
+-- The ctypes of the struct of the table that holds a section's functions
+-- and of a pointer to it, made when first needed: by name, every
+-- ffi.offsetof would parse it.
+local section_ct, section_ptr = {}, {}
+setmetatable(section_ct, { __index = function(t, name)
+  local ct = ffi.typeof("struct myc_ffi_" .. name)
+  t[name], section_ptr[name] = ct, ffi.typeof("const struct myc_ffi_" .. name .. " *")
+  return ct
+end })
+
+-- The namespace the runtime calls through ('C' in its modules) from the
+-- engine's table 'tbl' (a light userdata) and 'lib' (ffi.C or the loaded
+-- library): a function of ffi.h comes from the table's struct of the
+-- section declaring it, one of mycelium.h from 'lib'.  Each is looked up
+-- once and kept: later reads are a plain table's (indexing the struct
+-- would make a new cdata on every read in the interpreter), and a
+-- function kept in a module's upvalue is a constant in compiled code.
+-- The section declaring a name is found with next() in a plain loop, not
+-- with pairs(): a name can be looked up first in a finaliser (ffi.gc;
+-- lua_close runs every one), and the LuaJIT 2.1 of 2022 leaves a compiled
+-- pairs() loop (BC_ITERN) only through a side trace, which it never
+-- records in a finaliser: the loop's end re-entered the trace for ever
+-- (LuaJIT's "Ensure forward progress on trace exit to BC_ITERN",
+-- 2023-08).  "core", which most lookups want, is tried first.
+function M.bind(lib, tbl)
+  local sections = ffi.cast("const struct myc_ffi_table *", tbl)
+  local held = {} -- section -> its struct, read once
+  local declared = M.declared
+  return setmetatable({}, { __index = function(C, k)
+    local name = "core"
+    if not ffi.offsetof(section_ct.core, k) then
+      name = next(declared)
+      while name ~= nil
+            and (name == "core" or not ffi.offsetof(section_ct[name], k)) do
+        name = next(declared, name)
+      end
+    end
+    if name ~= nil then
+      local section = held[name]
+      if section == nil then
+        section = sections[name]
+        if section == nil then
+          error("mycelium: " .. k .. " is not in this build of libmycelium "
+                .. "(built without MYC_WITH_NET?)", 2)
+        end
+        section = ffi.cast(section_ptr[name], section)
+        held[name] = section
+      end
+      local f = section[k]
+      rawset(C, k, f)
+      return f
+    end
+    local f = lib[k]
+    rawset(C, k, f)
+    return f
+  end })
+end
+
 -- Declares section 'name' ("service", "engine", "contract", "net") if this state has
 -- not yet; checked against the library once it is known.
 function M.need(name)
   if not M.declared[name] then require("mycelium.cdefs.check").declare(M, name) end
 end
 
--- The engine's namespace (ffi.C inside the engine, else the library,
--- loaded), its layouts checked unless a service's state deferred that to
--- check_once.
+-- The namespace the runtime calls through (M.bind: the engine's FFI table,
+-- and ffi.C inside the engine, else the library, loaded, for mycelium.h's
+-- functions), its layouts checked unless a service's state deferred that
+-- to check_once.
 function M.library()
   if M.lib then return M.lib end
-  if M.deferred then -- a service's state: ffi.C is the engine
-    M.lib = ffi.C
+  if M.deferred then -- a service's state: the engine gave it the table
+    M.lib = M.bind(ffi.C, assert(package.loaded["mycelium.ffi"],
+                                 "mycelium: no FFI table in this state"))
     return M.lib
   end
   return require("mycelium.cdefs.check").library(M)

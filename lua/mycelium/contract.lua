@@ -37,8 +37,9 @@ local function defined(ctype)
   return (pcall(ffi.typeof, ctype))
 end
 
--- The engine's C API (mycelium.cdefs declares it; inside the engine it is
--- ffi.C, in a plain LuaJIT the library).
+-- The engine's C API: mycelium.h's functions and the FFI table's
+-- (mycelium.cdefs declares them and binds them, inside the engine or in
+-- a plain LuaJIT).
 local function lib()
   if C then return C end
   C = cdefs.library()
@@ -1083,6 +1084,11 @@ function Set:engine_support(opts)
   local validate = opts.validate ~= false
   local set, by_name, by_tag = self, self.by_name, self.by_tag
   local E = lib()
+  -- In upvalues, each a constant of compiled code: a direct call (read
+  -- from E on each call, a load and an indirect one).
+  local ffi_emit, emit_buf, buf_new, buf_release, contract_validate =
+    E.myc_ffi_emit, E.myc_ffi_emit_buf, E.myc_ffi_buf_new, E.myc_ffi_buf_release,
+    E.myc_contract_validate
   local OFF = cdefs.HDR_OFFSET + cdefs.FRAME_SIZE
   local u8p, voidp = ffi.typeof("uint8_t *"), ffi.typeof("const void *")
   local errbuf = ffi.new("char[256]")
@@ -1112,7 +1118,7 @@ function Set:engine_support(opts)
 
   local bufp = ffi.typeof("myc_buf *")
   local function release(a)
-    E.myc_ffi_buf_release(svc, ffi.cast(bufp, a - OFF))
+    buf_release(svc, ffi.cast(bufp, a - OFF))
   end
 
   -- ctx:new of each type: a closure whose sizes and ctypes are upvalues
@@ -1149,7 +1155,7 @@ function Set:engine_support(opts)
         end
       end
       if b == nil then
-        b = E.myc_ffi_buf_new(svc, size)
+        b = buf_new(svc, size)
         if b == nil then fail(level + 1, "ctx:new: out of memory for a %s", name) end
       end
       local p = ffi.cast(u8p, b) + OFF
@@ -1195,7 +1201,7 @@ function Set:engine_support(opts)
     if not validate then return end
     local passes = T.passes
     if passes ~= nil and passes(obj) then return end
-    if C.myc_contract_validate(T.c, obj, T.size, errbuf, 256) ~= 0 then
+    if contract_validate(T.c, obj, T.size, errbuf, 256) ~= 0 then
       fail(level + 1, "emit to '%s': %s", topic, ffi.string(errbuf))
     end
   end
@@ -1238,17 +1244,17 @@ function Set:engine_support(opts)
       end
       check(T, ffi.cast(T.ptr, obj), topic, level + 1)
       disown(a)
-      return E.myc_ffi_emit_buf(svc, tid, ffi.cast(bufp, a - OFF), 3, T.tag)
+      return emit_buf(svc, tid, ffi.cast(bufp, a - OFF), 3, T.tag)
     elseif h == VIEW then
       local T = type_of[id]
       if not is_current(obj) then stale_view(T, "?", level + 1) end
       obj = ffi.cast(T.vptr, obj)
       check(T, obj, topic, level + 1)
-      return E.myc_ffi_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
+      return ffi_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
     elseif h == COPY then
       local T = type_of[id]
       check(T, obj, topic, level + 1)
-      return E.myc_ffi_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
+      return ffi_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
     end
     not_message(obj, topic, level + 1)
   end

@@ -7,6 +7,10 @@ local ffi = require "ffi"
 local cdefs = require "mycelium.cdefs"
 
 local C = cdefs.library()
+-- Kept in upvalues: a function pointer there is a constant of compiled
+-- code, called directly as ffi.C's were (read from C on each call, it
+-- would be a load and an indirect call).
+local ffi_emit = C.myc_ffi_emit
 local type, tostring, tonumber, error = type, tostring, tonumber, error
 local ipairs, pairs, require, rawget, rawset, setmetatable =
   ipairs, pairs, require, rawget, rawset, setmetatable
@@ -87,14 +91,14 @@ function M.new(svc, name, opts, has_handler, typed, view)
     local tv, rc, n = type(value), nil, nil
     if tv == "string" then
       n = #value
-      rc = C.myc_ffi_emit(svc, tid, KIND_RAW, 0, value, n)
+      rc = ffi_emit(svc, tid, KIND_RAW, 0, value, n)
     elseif tv == "table" then
       local p
       p, n = encode(value)
       if p == nil then
         fail(level + 1, "emit to '%s': %s", t, n)
       end
-      rc = C.myc_ffi_emit(svc, tid, KIND_TABLE, 0, p, n)
+      rc = ffi_emit(svc, tid, KIND_TABLE, 0, p, n)
     elseif tv == "cdata" and typed ~= nil then
       rc = typed.emit(tid, value, t, level + 1)
     else
@@ -120,14 +124,14 @@ function M.new(svc, name, opts, has_handler, typed, view)
       local tv, rc, n = type(value), nil, nil
       if tv == "string" then
         n = #value
-        rc = C.myc_ffi_emit(svc, tid, KIND_RAW, 0, value, n)
+        rc = ffi_emit(svc, tid, KIND_RAW, 0, value, n)
       elseif tv == "table" then
         local p
         p, n = encode(value)
         if p == nil then
           fail(2, "emit to '%s': %s", t, n)
         end
-        rc = C.myc_ffi_emit(svc, tid, KIND_TABLE, 0, p, n)
+        rc = ffi_emit(svc, tid, KIND_TABLE, 0, p, n)
       elseif tv == "cdata" and typed ~= nil then
         rc = typed.emit(tid, value, t, 2)
       else

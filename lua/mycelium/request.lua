@@ -13,6 +13,11 @@ local cdefs = require "mycelium.cdefs"
 
 cdefs.need("service")
 local C = cdefs.library()
+-- Kept in upvalues: a function pointer there is a constant of compiled
+-- code, called directly as ffi.C's were (read from C on each call, it
+-- would be a load and an indirect call).
+local ffi_request, reply_current, ffi_reply, clock_ns =
+  C.myc_ffi_request, C.myc_ffi_reply_current, C.myc_ffi_reply, C.myc_ffi_clock_ns
 local E = cdefs.E
 local band = bit.band
 local type, tonumber, tostring, error, setmetatable, pairs =
@@ -47,7 +52,7 @@ function M.new(c)
   local pending = {} -- correlation id -> entry
   local queues, qlist = {}, {} -- timeout -> FIFO; the FIFOs
   -- Deadlines are ns after 'base': exact in a double for 104 days.
-  local base = C.myc_ffi_clock_ns(svc)
+  local base = clock_ns(svc)
   local armed_id, armed_at
   local ours = setmetatable({}, { __mode = "k" }) -- coroutines of ctx:fork
   -- Until the instance is live (a reload's new instance running its
@@ -135,7 +140,7 @@ function M.new(c)
 
   sweep = function(id)
     if id == armed_id then armed_id, armed_at = nil, nil end
-    local now = tonumber(C.myc_ffi_clock_ns(svc) - base)
+    local now = tonumber(clock_ns(svc) - base)
     for i = 1, #qlist do
       local q = qlist[i]
       trim(q)
@@ -201,7 +206,7 @@ function M.new(c)
     end
     local tid = c.topic_id(t, 3, true)
     local kind, p, n = payload(value, "request to", t, 3)
-    local rc = C.myc_ffi_request(svc, tid, kind, 0, p, n, ms, base, out)
+    local rc = ffi_request(svc, tid, kind, 0, p, n, ms, base, out)
     if rc ~= 0 then
       local why = REASONS[cdefs.err_name(rc)] or cdefs.strerror(rc)
       if cb ~= nil then
@@ -238,7 +243,7 @@ function M.new(c)
 
   -- A reply arrived (topic "$reply"): 'm' its message, being handled.
   function R.on_reply(m)
-    local flags = C.myc_ffi_reply_current(svc, corr)
+    local flags = reply_current(svc, corr)
     local e = pending[corr[0]]
     -- Late (timed out), for an instance that ended, or a second
     -- responder's: nobody waits, but it is counted (replies_late).
@@ -272,7 +277,7 @@ function M.new(c)
     end
     local kind, p, n = payload(value, "reply to", m.topic, 3)
     rs.done = true
-    local rc = C.myc_ffi_reply(svc, b, kind, 0, p, n)
+    local rc = ffi_reply(svc, b, kind, 0, p, n)
     if rc == 0 then return true end
     if rc == E.ENOENT then
       return nil, "the requester is gone", "ENOENT"

@@ -70,6 +70,83 @@ describe("mycelium.cdefs", function()
                              ffi.offsetof("myc_svc_view", "faults") } })
   end)
 
+  it("binds ffi.h's functions through the engine's table, not the library's symbols", function()
+    local C = cdefs.library()
+    local tbl = ffi.cast("const struct myc_ffi_table *", package.loaded["mycelium.ffi"])
+    local core = ffi.cast("const struct myc_ffi_core *", tbl.core)
+    assert.are.equal(core.myc_ffi_emit, C.myc_ffi_emit)
+    assert.are.equal(rawget(C, "myc_ffi_emit"), C.myc_ffi_emit) -- kept
+    -- mycelium.h's come from the library
+    assert.are.equal("EFULL", ffi.string(C.myc_err_name(cdefs.E.EFULL)))
+    -- the library exports none of them
+    local lib = ffi.load(cdefs.path or os.getenv("MYCELIUM_LIB"))
+    ffi.cdef "int myc_ffi_node(void);"
+    assert.is_false((pcall(function() return lib.myc_ffi_node end)))
+  end)
+
+  it("refuses an engine whose table has a function elsewhere or one more", function()
+    local off = ffi.offsetof("struct myc_ffi_core", "myc_ffi_emit")
+    local ok, err = pcall(cdefs.check,
+      fake_lib { { "struct myc_ffi_core", "myc_ffi_emit", off + 8 } })
+    assert.is_false(ok)
+    assert.matches("struct myc_ffi_core.myc_ffi_emit is " .. off .. " here, "
+                   .. off + 8 .. " in the engine", err, 1, true)
+    local size = ffi.sizeof("struct myc_ffi_core")
+    ok, err = pcall(cdefs.check,
+      fake_lib { { "struct myc_ffi_core", nil, size + 8 } })
+    assert.is_false(ok)
+    assert.matches("struct myc_ffi_core size is " .. size, err, 1, true)
+  end)
+
+  it("says which function a build without a section's code lacks", function()
+    cdefs.library()
+    cdefs.need("net")
+    local tbl = ffi.new("struct myc_ffi_table") -- every section NULL
+    local C = cdefs.bind(ffi.C, tbl)
+    assert.has_error(function() return C.myc_ffi_ws_open end,
+      "mycelium: myc_ffi_ws_open is not in this build of libmycelium "
+      .. "(built without MYC_WITH_NET?)")
+  end)
+
+  -- A finaliser (ffi.gc; lua_close runs every one) may be the first to
+  -- look a name up.  LuaJIT records no trace in a finaliser, and the
+  -- LuaJIT 2.1 of 2022 leaves a compiled pairs() loop only by one: a
+  -- lookup loop of that kind, compiled by lookups that found their name,
+  -- spun for ever on its first run to the end there.  Run in a process
+  -- of its own, under a timeout.
+  it("looks a name up from a finaliser after the lookup loop was compiled", function()
+    local root = os.getenv("MYCELIUM_SOURCE_DIR") or "."
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write([[
+package.path = ... .. "/lua/?.lua;" .. package.path
+local ffi = require "ffi"
+local cdefs = require "mycelium.cdefs"
+cdefs.need("engine") -- four sections to walk
+local C = cdefs.library()
+local index = getmetatable(C).__index
+for _ = 1, 100 do -- compiles the walk; none runs to its end
+  for _, k in ipairs { "myc_ffi_emit", "myc_ffi_request", "myc_ffi_test_logs_new",
+                       "myc_ffi_contract_nonzero" } do
+    index(C, k)
+  end
+end
+local sentinel = ffi.gc(ffi.new("char[1]"), function()
+  io.write("finaliser: ", tostring(C.myc_engine_free ~= nil), "\n") -- mycelium.h's
+end)
+sentinel = nil
+collectgarbage()
+io.write("collected\n")
+]])
+    f:close()
+    local p = io.popen(string.format("timeout 20 %s %s %s 2>&1; echo rc=$?",
+                                     os.getenv("LUAJIT") or "luajit", path, root))
+    local out = p:read("*a")
+    p:close()
+    os.remove(path)
+    assert.are.equal("finaliser: true\ncollected\nrc=0\n", out)
+  end)
+
   it("declares a section when a module needs it, checked on the spot", function()
     cdefs.library()
     cdefs.need("net")

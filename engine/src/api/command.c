@@ -4,6 +4,7 @@
  */
 #include "mycelium.h"
 
+#include "ffi/table.h"
 #include "lua/state.h"
 #include "observe/trace.h"
 
@@ -40,7 +41,7 @@ static int run(lua_State *L) {
   const char *name = lua_tostring(L, 1);
   int argc = (int)lua_tointeger(L, 2), i;
   char **argv = lua_touserdata(L, 3);
-  myc__lua_prepare(L, myc__find_lua_dir(NULL), NULL);
+  myc__lua_prepare(L, myc__find_lua_dir(NULL), NULL, myc__ffi_table());
   lua_getglobal(L, "require");
   lua_pushfstring(L, "mycelium.tools.%s", name);
   lua_call(L, 1, 1);

@@ -6,6 +6,7 @@
 
 #include "api/nats_config.h"
 #include "base/file.h"
+#include "ffi/table.h"
 #include "lua/deadline.h"
 #include "link/link.h"
 #include "lua/state.h"
@@ -23,7 +24,7 @@ static lua_State *config_state(const char *lua_dir, myc__lua_deadline *d) {
   if (L == NULL)
     return NULL;
   luaL_openlibs(L);
-  myc__lua_prepare(L, lua_dir, NULL);
+  myc__lua_prepare(L, lua_dir, NULL, myc__ffi_table());
   myc__lua_deadline_set(L, d, MYC_LOAD_TIMEOUT_MS);
   return L;
 }

@@ -1,10 +1,12 @@
 /* engine.c -- where the layers meet: an engine made through the public
  * API is the runtime (runtime/engine.c) with supervision attached
- * (supervise/) and observation (observe/).  Layers added later attach
+ * (supervise/), observation (observe/) and the table of FFI functions
+ * its Lua states bind through (ffi/).  Layers added later attach
  * here the same way.
  */
 #include "runtime/engine.h"
 
+#include "ffi/table.h"
 #include "observe/observe.h"
 #include "supervise/supervisor.h"
 
@@ -32,6 +34,7 @@ int myc_engine_new(myc_engine **out, const myc_engine_config *cfg) {
   *out = NULL;
   if (rc != 0)
     return rc;
+  e->ffi_table = myc__ffi_table();
   rc = myc__supervise_attach(e, cfg);
   if (rc == 0)
     rc = myc__observe_attach(e, cfg);

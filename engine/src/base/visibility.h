@@ -1,8 +1,10 @@
 /* visibility.h -- what libmycelium exports.  The library builds with
- * -fvisibility=hidden; two sets are exported: the embedding API of
- * mycelium.h (MYC_EXTERN) and the FFI set the Lua runtime binds through
- * ffi.C (MYC_FFI: ffi/ffi.h and luaopen_mycelium_core).  Everything else,
- * the myc__ internals included, stays inside the library.
+ * -fvisibility=hidden; it exports the embedding API of mycelium.h
+ * (MYC_EXTERN) and one Lua module opener (MYC_FFI:
+ * luaopen_mycelium_core, ffi/table.h), which hands a LuaJIT outside the
+ * engine the table of the functions the runtime binds through.
+ * Everything else, those functions and the myc__ internals included,
+ * stays inside the library.
  */
 #ifndef MYC_VISIBILITY_H
 #define MYC_VISIBILITY_H

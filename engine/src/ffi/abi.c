@@ -4,6 +4,7 @@
  * declaration would read frames or counters at the wrong place and
  * corrupt silently; this turns it into an error at load. */
 #include "ffi/ffi.h"
+#include "ffi/table.h"
 
 #include "runtime/engine.h"
 
@@ -11,6 +12,11 @@
 
 #define SIZE(T) {#T, NULL, (uint32_t)sizeof(T)}
 #define FIELD(T, f) {#T, #f, (uint32_t)offsetof(T, f)}
+#define CORE(f) FIELD(struct myc_ffi_core, f),
+#define SERVICE(f) FIELD(struct myc_ffi_service, f),
+#define CONTRACT(f) FIELD(struct myc_ffi_contract, f),
+#define ENGINE(f) FIELD(struct myc_ffi_engine, f),
+#define NET(f) FIELD(struct myc_ffi_net, f),
 
 static const myc_ffi_layout layouts[] = {
     SIZE(myc_frame),
@@ -118,6 +124,17 @@ static const myc_ffi_layout layouts[] = {
     FIELD(myc_ffi_layout, type), FIELD(myc_ffi_layout, field),
     FIELD(myc_ffi_layout, value),
 
+    /* The table the runtime binds through: a field in the wrong place
+     * would call another function. */
+    SIZE(struct myc_ffi_table),
+    FIELD(struct myc_ffi_table, core), FIELD(struct myc_ffi_table, service),
+    FIELD(struct myc_ffi_table, contract),
+    FIELD(struct myc_ffi_table, engine), FIELD(struct myc_ffi_table, net),
+    SIZE(struct myc_ffi_core), MYC_FFI_CORE(CORE)
+    SIZE(struct myc_ffi_service), MYC_FFI_SERVICE(SERVICE)
+    SIZE(struct myc_ffi_contract), MYC_FFI_CONTRACT(CONTRACT)
+    SIZE(struct myc_ffi_engine), MYC_FFI_ENGINE(ENGINE)
+
 #if defined(MYC_WITH_NET)
     SIZE(myc_ws_options),
     FIELD(myc_ws_options, ca_file), FIELD(myc_ws_options, insecure),
@@ -170,6 +187,8 @@ static const myc_ffi_layout layouts[] = {
     FIELD(myc_redis_options, reconnect_min_ms),
     FIELD(myc_redis_options, reconnect_max_ms),
     FIELD(myc_redis_options, max_pending),
+
+    SIZE(struct myc_ffi_net), MYC_FFI_NET(NET)
 #endif
 };
 

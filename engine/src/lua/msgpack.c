@@ -437,7 +437,7 @@ static int lregular(lua_State *L) {
   return 2;
 }
 
-int luaopen_mycelium_core(lua_State *L) {
+int myc__lua_core_open(lua_State *L) {
   static const luaL_Reg fns[] = {{"pack", lpack},
                                  {"unpack", lunpack},
                                  {"regular", lregular},

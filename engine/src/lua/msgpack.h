@@ -5,12 +5,12 @@
 #ifndef MYC_LUA_MSGPACK_H
 #define MYC_LUA_MSGPACK_H
 
-#include "base/visibility.h"
-
 #include <lua.h>
 
-/* Opens the module.  Also loadable from any LuaJIT process with
- * package.loadlib(path_to_libmycelium, "luaopen_mycelium_core"). */
-MYC_FFI int luaopen_mycelium_core(lua_State *L);
+/* Opens the module (package.preload of every Lua state the library
+ * makes).  A LuaJIT outside the engine loads it with
+ * package.loadlib(path_to_libmycelium, "luaopen_mycelium_core"), the
+ * exported opener of ffi/table.h, which adds the FFI table. */
+int myc__lua_core_open(lua_State *L);
 
 #endif

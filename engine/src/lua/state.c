@@ -51,7 +51,8 @@ const char *myc__find_lua_dir(const char *configured) {
   return MYC_SOURCE_LUA_DIR;
 }
 
-void myc__lua_prepare(lua_State *L, const char *lua_dir, const char *module) {
+void myc__lua_prepare(lua_State *L, const char *lua_dir, const char *module,
+                      const struct myc_ffi_table *ffi_table) {
   const char *slash = module ? strrchr(module, '/') : NULL;
   int dirlen = slash ? (int)(slash - module) : 1;
   const char *dir = slash ? module : ".";
@@ -71,7 +72,13 @@ void myc__lua_prepare(lua_State *L, const char *lua_dir, const char *module) {
   lua_concat(L, 3);
   lua_setfield(L, -2, "path");
   lua_getfield(L, -1, "preload");
-  lua_pushcfunction(L, luaopen_mycelium_core);
+  lua_pushcfunction(L, myc__lua_core_open);
   lua_setfield(L, -2, "mycelium.core");
   lua_pop(L, 2);
+  if (ffi_table != NULL) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+    lua_pushlightuserdata(L, (void *)ffi_table);
+    lua_setfield(L, -2, "mycelium.ffi");
+    lua_pop(L, 1);
+  }
 }

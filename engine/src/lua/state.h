@@ -6,11 +6,17 @@
 
 #include <lua.h>
 
+struct myc_ffi_table;
+
 /* Prepends 'lua_dir' (the runtime) and, if not NULL, the directory of
- * 'module' to package.path, and makes "mycelium.core" requirable.  The
+ * 'module' to package.path, and makes "mycelium.core" requirable.  With
+ * 'ffi_table' (ffi/table.h: the functions the runtime binds through,
+ * handed down by the layer that knows them) set,
+ * package.loaded["mycelium.ffi"] is that pointer, a light userdata.  The
  * standard libraries must be open.  May raise (out of memory): call it
  * from a protected context. */
-void myc__lua_prepare(lua_State *L, const char *lua_dir, const char *module);
+void myc__lua_prepare(lua_State *L, const char *lua_dir, const char *module,
+                      const struct myc_ffi_table *ffi_table);
 
 /* The directory holding mycelium/host.lua (the Lua runtime): 'configured'
  * if not NULL, else $MYCELIUM_PATH, else where it was installed next to

@@ -77,6 +77,9 @@ struct myc_engine {
   myc__alloc lua_alloc; /* base of every service's counting allocator */
   char *node;
   char *lua_path;
+  /* What the Lua runtime binds through (ffi/table.h), for each state
+   * (lua/state.h); set by api/, the layer that knows it. */
+  const struct myc_ffi_table *ffi_table;
   /* The runtime's modules, compiled once for every service's state;
    * bytecode.dir is NULL until it is set up. */
   myc__bytecode bytecode;

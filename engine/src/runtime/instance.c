@@ -179,7 +179,7 @@ static int start_host(lua_State *L) {
   luaL_openlibs(L);
   /* Opening "jit" turns the JIT on: off again, until init returns. */
   luaJIT_setmode(L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
-  myc__lua_prepare(L, e->lua_path, a->module);
+  myc__lua_prepare(L, e->lua_path, a->module, e->ffi_table);
   myc__bytecode_install(L, &e->bytecode);
   lua_pushcfunction(L, msgh);
   in->ref_msgh = luaL_ref(L, LUA_REGISTRYINDEX);

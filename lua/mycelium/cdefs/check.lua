@@ -15,19 +15,21 @@ local M = {}
 -- checked); 'needs': sections its declarations refer to.
 local SECTIONS = {
   core = { types = { "myc_frame", "myc_buf", "myc_svc_view",
-                     "myc_ffi_layout" } },
-  service = { types = { "myc_service_stats" } },
+                     "myc_ffi_layout", "struct myc_ffi_table",
+                     "struct myc_ffi_core" } },
+  service = { types = { "myc_service_stats", "struct myc_ffi_service" } },
   engine = { needs = { "contract", "service" },
              types = { "myc_mailbox_config", "myc_supervisor_config",
                        "myc_engine_config", "myc_service_config",
-                       "myc_drop_stats", "myc_lifecycle_stats" } },
-  contract = { types = { "myc_contract_field" } },
+                       "myc_drop_stats", "myc_lifecycle_stats",
+                       "struct myc_ffi_engine" } },
+  contract = { types = { "myc_contract_field", "struct myc_ffi_contract" } },
   net = { types = { "myc_ws_options", "myc_ws_close_info", "myc_ws_part",
                     "myc_ws_batch",
                     "myc_http_options", "myc_http_response",
                     "myc_redis_event", "myc_redis_value",
                     "myc_redis_options", "myc_pg_event", "myc_pg_options",
-                    "myc_pg_result_info" } },
+                    "myc_pg_result_info", "struct myc_ffi_net" } },
 }
 
 local OWNER = {} -- struct -> its section
@@ -37,41 +39,53 @@ end
 
 local here = debug.getinfo(1, "S").source:match("^@(.*)/check%.lua$") or "."
 
--- The layout facts of library 'lib' by type; an engine struct that no
--- section declares is refused, the two sides having drifted apart.
+-- The layout facts of library 'lib' by type: the list, and the indices
+-- of each type's facts in it.  A field's name is read when its section
+-- is checked, and a type's once per run of its facts (the facts of one
+-- type are adjacent): a state checks one or two sections of the four
+-- hundred facts.  An engine struct that no section declares is refused,
+-- the two sides having drifted apart.
 local function facts_of(lib)
   local n = ffi.new("uint32_t[1]")
   local list = lib.myc_ffi_layouts(n)
-  local by_type = {}
+  local by_type, last, ctype = {}, nil, nil
   for i = 0, n[0] - 1 do
-    local f = list[i]
-    local ctype = ffi.string(f.type)
-    if OWNER[ctype] == nil then
-      error(format("mycelium: the engine shares struct %s, which "
-                   .. "lua/mycelium/cdefs.lua does not declare (rebuild, or "
-                   .. "point MYCELIUM_PATH at the lua/ of this build)", ctype), 0)
+    local p = list[i].type
+    if p ~= last then
+      last, ctype = p, ffi.string(p)
+      if OWNER[ctype] == nil then
+        error(format("mycelium: the engine shares struct %s, which "
+                     .. "lua/mycelium/cdefs.lua does not declare (rebuild, or "
+                     .. "point MYCELIUM_PATH at the lua/ of this build)", ctype), 0)
+      end
+      by_type[ctype] = by_type[ctype] or {}
     end
-    by_type[ctype] = by_type[ctype] or {}
-    table.insert(by_type[ctype], { field = f.field ~= nil and ffi.string(f.field) or nil,
-                                   value = f.value })
+    local at = by_type[ctype]
+    at[#at + 1] = i
   end
-  return by_type
+  return { list = list, by_type = by_type }
 end
 
--- Checks the structs of section 'name' against the facts 'by_type'.
+-- Checks the structs of section 'name' against the facts 'facts'.
 -- Raises naming the first struct or field that differs.
-local function check_section(name, by_type)
+local function check_section(name, facts)
+  local list = facts.list
   for _, ctype in ipairs(SECTIONS[name].types) do
-    for _, f in ipairs(by_type[ctype] or {}) do
-      local ok, have = pcall(function()
-        if f.field == nil then return ffi.sizeof(ctype) end
-        return ffi.offsetof(ctype, f.field)
-      end)
+    -- The ctype once: by name, each sizeof and offsetof would parse it.
+    local declared, ct = pcall(ffi.typeof, ctype)
+    for _, i in ipairs(facts.by_type[ctype] or {}) do
+      local f = list[i]
+      local field = f.field ~= nil and ffi.string(f.field) or nil
+      local ok, have = declared, "undeclared"
+      if ok then
+        if field == nil then have = ffi.sizeof(ct)
+        else have = ffi.offsetof(ct, field) ok = have ~= nil end
+      end
       if not ok or have ~= f.value then
         error(format("mycelium: lua/mycelium/cdefs.lua does not match the "
                      .. "engine: %s%s is %s here, %d in the engine (rebuild, "
                      .. "or point MYCELIUM_PATH at the lua/ of this build)",
-                     ctype, f.field and "." .. f.field or " size",
+                     ctype, field and "." .. field or " size",
                      ok and tostring(have) or "undeclared", f.value), 0)
       end
     end
@@ -132,17 +146,44 @@ local function find_library()
   return package.searchpath("libmycelium", package.cpath) or "mycelium"
 end
 
--- Sets cdefs.lib: ffi.C inside the engine (a service's state, or a
--- process that loaded the library globally), else the library loaded
--- globally, so that the service states it makes resolve ffi.C too.
-function M.library(cdefs)
-  local lib
-  if pcall(function() return ffi.C.myc_ffi_layouts end) then
-    lib = ffi.C
-  else
-    cdefs.path = find_library()
-    lib = ffi.load(cdefs.path, true)
+ffi.cdef [[
+typedef struct { const char *dli_fname; void *dli_fbase;
+                 const char *dli_sname; void *dli_saddr; } myc_dl_info;
+int dladdr(const void *addr, myc_dl_info *info);
+]]
+
+-- The FFI table of the library at 'path' (luaopen_mycelium_core gives
+-- it), kept in package.loaded["mycelium.ffi"] as the engine does.
+local function table_of(path)
+  local open, err = package.loadlib(path, "luaopen_mycelium_core")
+  if open == nil then
+    error("mycelium: cannot load " .. path .. ": " .. tostring(err), 0)
   end
+  local tbl = open().ffi_table
+  package.loaded["mycelium.ffi"] = tbl
+  return tbl
+end
+
+-- Sets cdefs.lib: the namespace of the table and of ffi.C inside the
+-- engine (a state it made, which has the table; or a process that
+-- loaded the library globally, whose copy gives it), else of the
+-- library loaded globally, so that the service states it makes resolve
+-- ffi.C too.
+function M.library(cdefs)
+  local lib, tbl = ffi.C, package.loaded["mycelium.ffi"]
+  if tbl == nil then
+    local info = ffi.new("myc_dl_info")
+    if pcall(function() return ffi.C.myc_strerror end)
+       and ffi.C.dladdr(ffi.C.myc_strerror, info) ~= 0 then
+      cdefs.path = ffi.string(info.dli_fname)
+      tbl = table_of(cdefs.path)
+    else
+      cdefs.path = find_library()
+      lib = ffi.load(cdefs.path, true)
+      tbl = table_of(cdefs.path)
+    end
+  end
+  lib = cdefs.bind(lib, tbl)
   cdefs.lib = lib
   if not cdefs.deferred then
     for name in pairs(cdefs.declared) do check_now(cdefs, name) end
@@ -161,8 +202,8 @@ end
 -- Checks the sections 'cdefs' declared against the layouts of 'lib'
 -- (another library, or a stand-in); raises on a difference.
 function M.against(cdefs, lib)
-  local by_type = facts_of(lib)
-  for name in pairs(cdefs.declared) do check_section(name, by_type) end
+  local f = facts_of(lib)
+  for name in pairs(cdefs.declared) do check_section(name, f) end
   return lib
 end
 

@@ -33,5 +33,8 @@ size_t myc_contract_field_count(const myc_contract_type *t);
 const myc_contract_field *myc_contract_field_at(const myc_contract_type *t, size_t i);
 int myc_contract_validate(const myc_contract_type *t, const void *payload,
                           size_t len, char *err, size_t errlen);
-/* engine/src/ffi/ffi.h: contracts */
-int myc_ffi_contract_nonzero(const myc_contract_type *t, uint32_t *out, int max);
+/* engine/src/ffi/table.h: this section of the table; ffi.h names the
+   parameters (unnamed here, they cost every parse) */
+struct myc_ffi_contract {
+  int (*myc_ffi_contract_nonzero)(const myc_contract_type *, uint32_t *, int);
+};

@@ -19,18 +19,6 @@ typedef struct { const char *p; size_t len; int32_t binary; } myc_ws_part;
 typedef struct {
   uint64_t arrival_ns; uint32_t count; const myc_ws_part *parts;
 } myc_ws_batch;
-void myc_ffi_ws_options_init(myc_ws_options *o);
-myc_ws *myc_ffi_ws_open(myc_service *s, uint64_t source, const char *url,
-                        const myc_ws_options *o, char *err, size_t errlen);
-int myc_ffi_ws_send(myc_ws *ws, int binary, const void *p, size_t n);
-int myc_ffi_ws_ping(myc_ws *ws, const void *p, size_t n);
-int myc_ffi_ws_close(myc_ws *ws, int code, const char *reason, size_t n);
-void myc_ffi_ws_pause(myc_ws *ws);
-void myc_ffi_ws_resume(myc_ws *ws);
-int myc_ffi_ws_state(const myc_ws *ws);
-int myc_ffi_ws_taking(const myc_ws *ws);
-double myc_ffi_ws_buffered(const myc_ws *ws);
-void myc_ffi_ws_release(myc_ws *ws);
 
 /* engine/src/net/http.h */
 typedef struct myc_http myc_http;
@@ -41,13 +29,6 @@ typedef struct {
   int32_t status; int32_t err; const char *body; size_t body_len;
   const char *error;
 } myc_http_response;
-void myc_ffi_http_options_init(myc_http_options *o);
-myc_http *myc_ffi_http_request(myc_service *s, uint64_t source,
-                               const char *method, const char *url,
-                               const char *headers, const void *body, size_t n,
-                               const myc_http_options *o, char *err,
-                               size_t errlen);
-void myc_ffi_http_release(myc_http *h);
 
 /* engine/src/net/redis_client.h */
 typedef struct myc_redis myc_redis;
@@ -62,19 +43,6 @@ typedef struct {
   const char *password; uint32_t connect_timeout_ms; uint32_t command_timeout_ms;
   uint32_t reconnect_min_ms; uint32_t reconnect_max_ms; uint32_t max_pending;
 } myc_redis_options;
-int myc_ffi_redis_open(myc_service *s, uint64_t source, const char *url,
-                       const myc_redis_options *opt, myc_redis **out,
-                       char *err, size_t errlen);
-int64_t myc_ffi_redis_command(myc_redis *c, int argc, const char *const *argv,
-                              const size_t *lens);
-void myc_ffi_redis_close(myc_redis *c);
-void myc_ffi_redis_free(myc_redis *c);
-const char *myc_ffi_redis_state(const myc_redis *c);
-const char *myc_ffi_redis_server(const myc_redis *c);
-const char *myc_ffi_redis_error(const myc_redis *c);
-uint32_t myc_ffi_redis_pending(const myc_redis *c);
-void myc_ffi_redis_reply_view(const void *r, myc_redis_value *out);
-const void *myc_ffi_redis_reply_element(const void *r, size_t i);
 
 /* engine/src/net/pg_client.h */
 typedef struct myc_pg myc_pg;
@@ -87,19 +55,52 @@ typedef struct {
   uint32_t reconnect_min_ms; uint32_t reconnect_max_ms; uint32_t max_pending;
 } myc_pg_options;
 typedef struct { int32_t rows, cols; int64_t affected; } myc_pg_result_info;
-int myc_ffi_pg_open(myc_service *s, uint64_t source, const char *url,
-                    const myc_pg_options *opt, myc_pg **out, char *err,
-                    size_t errlen);
-int64_t myc_ffi_pg_query(myc_pg *c, const char *sql, int nparams,
-                         const char *const *values, const size_t *lens);
-void myc_ffi_pg_close(myc_pg *c);
-void myc_ffi_pg_free(myc_pg *c);
-const char *myc_ffi_pg_state(const myc_pg *c);
-const char *myc_ffi_pg_server(const myc_pg *c);
-const char *myc_ffi_pg_error(const myc_pg *c);
-uint32_t myc_ffi_pg_pending(const myc_pg *c);
-void myc_ffi_pg_result_info(const void *r, myc_pg_result_info *out);
-const char *myc_ffi_pg_result_name(const void *r, int col);
-uint32_t myc_ffi_pg_result_type(const void *r, int col);
-const char *myc_ffi_pg_result_value(const void *r, int row, int col,
-                                    size_t *len);
+/* engine/src/ffi/table.h: this section of the table; ffi.h names the
+   parameters (unnamed here, they cost every parse) */
+struct myc_ffi_net {
+  void (*myc_ffi_ws_options_init)(myc_ws_options *);
+  myc_ws *(*myc_ffi_ws_open)(myc_service *, uint64_t, const char *,
+                             const myc_ws_options *, char *, size_t);
+  int (*myc_ffi_ws_send)(myc_ws *, int, const void *, size_t);
+  int (*myc_ffi_ws_ping)(myc_ws *, const void *, size_t);
+  int (*myc_ffi_ws_close)(myc_ws *, int, const char *, size_t);
+  void (*myc_ffi_ws_pause)(myc_ws *);
+  void (*myc_ffi_ws_resume)(myc_ws *);
+  int (*myc_ffi_ws_state)(const myc_ws *);
+  int (*myc_ffi_ws_taking)(const myc_ws *);
+  double (*myc_ffi_ws_buffered)(const myc_ws *);
+  void (*myc_ffi_ws_release)(myc_ws *);
+  void (*myc_ffi_http_options_init)(myc_http_options *);
+  myc_http *(*myc_ffi_http_request)(myc_service *, uint64_t, const char *,
+                                    const char *, const char *, const void *,
+                                    size_t, const myc_http_options *, char *,
+                                    size_t);
+  void (*myc_ffi_http_release)(myc_http *);
+  int (*myc_ffi_redis_open)(myc_service *, uint64_t, const char *,
+                            const myc_redis_options *, myc_redis **, char *,
+                            size_t);
+  int64_t (*myc_ffi_redis_command)(myc_redis *, int, const char *const *,
+                                   const size_t *);
+  void (*myc_ffi_redis_close)(myc_redis *);
+  void (*myc_ffi_redis_free)(myc_redis *);
+  const char *(*myc_ffi_redis_state)(const myc_redis *);
+  const char *(*myc_ffi_redis_server)(const myc_redis *);
+  const char *(*myc_ffi_redis_error)(const myc_redis *);
+  uint32_t (*myc_ffi_redis_pending)(const myc_redis *);
+  void (*myc_ffi_redis_reply_view)(const void *, myc_redis_value *);
+  const void *(*myc_ffi_redis_reply_element)(const void *, size_t);
+  int (*myc_ffi_pg_open)(myc_service *, uint64_t, const char *,
+                         const myc_pg_options *, myc_pg **, char *, size_t);
+  int64_t (*myc_ffi_pg_query)(myc_pg *, const char *, int, const char *const *,
+                              const size_t *);
+  void (*myc_ffi_pg_close)(myc_pg *);
+  void (*myc_ffi_pg_free)(myc_pg *);
+  const char *(*myc_ffi_pg_state)(const myc_pg *);
+  const char *(*myc_ffi_pg_server)(const myc_pg *);
+  const char *(*myc_ffi_pg_error)(const myc_pg *);
+  uint32_t (*myc_ffi_pg_pending)(const myc_pg *);
+  void (*myc_ffi_pg_result_info)(const void *, myc_pg_result_info *);
+  const char *(*myc_ffi_pg_result_name)(const void *, int);
+  uint32_t (*myc_ffi_pg_result_type)(const void *, int);
+  const char *(*myc_ffi_pg_result_value)(const void *, int, int, size_t *);
+};

@@ -15,33 +15,33 @@ typedef struct {
   uint64_t requests_dropped, replies_late;
 } myc_service_stats;
 
-/* engine/src/ffi/ffi.h */
-int myc_ffi_request(myc_service *s, uint32_t topic_id, int kind,
-                    uint16_t type, const void *data, size_t len,
-                    double timeout_ms, int64_t base, double *out);
-int myc_ffi_reply_current(myc_service *s, double *corr);
-int myc_ffi_reply(myc_service *s, myc_buf *req, int kind,
-                  uint16_t type, const void *data, size_t len);
-double myc_ffi_remaining_ms(myc_service *s, myc_buf *req);
-void myc_ffi_reply_late(myc_service *s);
-int64_t myc_ffi_timer_at(myc_service *s, int64_t deadline);
-uint32_t myc_ffi_queue_depth(myc_service *s);
-uint32_t myc_ffi_queue_capacity(myc_service *s);
-int myc_ffi_over_threshold(myc_service *s);
-double myc_ffi_pressure(myc_service *s, uint32_t topic_id);
-int myc_ffi_stats(myc_service *s, const char *name, size_t len,
-                  myc_service_stats *out);
-int myc_ffi_log_level(myc_service *s);
-int myc_ffi_log_format(myc_service *s);
-void myc_ffi_log(myc_service *s, int level, const char *msg, size_t len,
-                 const char *extra, size_t extra_len);
-void myc_ffi_shutdown(myc_service *s, int code);
-int myc_ffi_spawn(myc_service *s, const char *name, const char *module,
-                  const void *opts, size_t opts_len, int32_t worker,
-                  int restart, double memory_limit_mb,
-                  double handler_timeout_ms, double load_timeout_ms,
-                  char *err, size_t errlen);
-int myc_ffi_kill(myc_service *s, const char *name, char *err, size_t errlen);
-int myc_ffi_warm_capture(myc_service *s);
-myc_buf *myc_ffi_warm_frame(myc_service *s);
-void myc_ffi_warm_counts(myc_service *s, double *out2);
+/* engine/src/ffi/table.h: this section of the table; ffi.h names the
+   parameters (unnamed here, they cost every parse) */
+struct myc_ffi_service {
+  int (*myc_ffi_request)(myc_service *, uint32_t, int, uint16_t, const void *,
+                         size_t, double, int64_t, double *);
+  int (*myc_ffi_reply_current)(myc_service *, double *);
+  int (*myc_ffi_reply)(myc_service *, myc_buf *, int, uint16_t, const void *,
+                       size_t);
+  double (*myc_ffi_remaining_ms)(myc_service *, myc_buf *);
+  void (*myc_ffi_reply_late)(myc_service *);
+  int64_t (*myc_ffi_timer_at)(myc_service *, int64_t);
+  uint32_t (*myc_ffi_queue_depth)(myc_service *);
+  uint32_t (*myc_ffi_queue_capacity)(myc_service *);
+  int (*myc_ffi_over_threshold)(myc_service *);
+  double (*myc_ffi_pressure)(myc_service *, uint32_t);
+  int (*myc_ffi_stats)(myc_service *, const char *, size_t,
+                       myc_service_stats *);
+  int (*myc_ffi_log_level)(myc_service *);
+  int (*myc_ffi_log_format)(myc_service *);
+  void (*myc_ffi_log)(myc_service *, int, const char *, size_t, const char *,
+                      size_t);
+  void (*myc_ffi_shutdown)(myc_service *, int);
+  int (*myc_ffi_spawn)(myc_service *, const char *, const char *, const void *,
+                       size_t, int32_t, int, double, double, double, char *,
+                       size_t);
+  int (*myc_ffi_kill)(myc_service *, const char *, char *, size_t);
+  int (*myc_ffi_warm_capture)(myc_service *);
+  myc_buf *(*myc_ffi_warm_frame)(myc_service *);
+  void (*myc_ffi_warm_counts)(myc_service *, double *);
+};
