@@ -4,6 +4,7 @@
 
 #include "base/check.h"
 #include "base/file.h"
+#include "runtime/activation.h"
 #include "runtime/emit.h"
 #include "runtime/engine.h"
 #include "runtime/request.h"
@@ -275,6 +276,7 @@ int myc_ffi_warm_capture(myc_service *s) {
     return MYC_ESTATE;
   if (myc__mono_ns() >= s->warm->deadline_ns) {
     s->warm->overtime = 1;
+    myc__deadline_told(s);
     return MYC_ETIMEDOUT;
   }
   s->warm->capture = 1;

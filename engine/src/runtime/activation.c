@@ -342,9 +342,21 @@ void myc__deadline_end(myc__lua_budget *b, lua_State *L) {
 void myc__deadline_hook(myc_service *s, uint32_t gen) {
   uv_mutex_lock(&s->hook_lock);
   if (s->hook_L != NULL && atomic_load(&s->act_gen) == gen &&
-      atomic_load(&s->act_kind) != MYC_ACT_IDLE)
+      atomic_load(&s->act_kind) != MYC_ACT_IDLE &&
+      (s->hook_slot < 0 ||
+       atomic_load(&s->mem[s->hook_slot].deadline_ns) != 0))
     lua_sethook(s->hook_L, interrupt_hook,
                 LUA_MASKCOUNT | LUA_MASKCALL | LUA_MASKRET, 1);
+  uv_mutex_unlock(&s->hook_lock);
+}
+
+void myc__deadline_told(myc_service *s) {
+  uv_mutex_lock(&s->hook_lock);
+  if (s->hook_slot >= 0) {
+    atomic_store(&s->mem[s->hook_slot].deadline_ns, 0);
+    if (s->hook_L != NULL && !atomic_load(&s->intr_armed))
+      lua_sethook(s->hook_L, NULL, 0, 0);
+  }
   uv_mutex_unlock(&s->hook_lock);
 }
 

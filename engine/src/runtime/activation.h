@@ -66,6 +66,12 @@ void myc__deadline_end(myc__lua_budget *b, lua_State *L);
  * (warm.c).  Any thread. */
 void myc__deadline_hook(myc_service *s, uint32_t gen);
 
+/* The running code was told its deadline passed another way (a warm-up's
+ * warm:deliver refusing): the hook will not tell it again, so that the
+ * state the module puts back after the one error it catches stays put.
+ * Worker thread of 's'. */
+void myc__deadline_told(myc_service *s);
+
 /* How the activation of 'in' that returned 'rc' ended: -1 when it simply
  * returned, else a myc__end (MYC_END_ERROR: it raised). */
 int myc__activation_end(myc_service *s, myc__instance *in, int rc);
