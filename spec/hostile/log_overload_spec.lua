@@ -15,13 +15,7 @@ local function sh(cmd)
   return tonumber(out:match("rc=(%d+)%s*$")), (out:gsub("rc=%d+%s*$", ""))
 end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local slurp = require("support.proc").slurp
 
 local function ticks(dir)
   return tonumber(slurp(dir .. "/ticks"):match("%d+")) or 0

@@ -105,7 +105,8 @@ static void ring_main(void *arg) {
       uv_mutex_unlock(&r->lock);
       k = snprintf(line, sizeof line,
                    "%" PRIu64 " log records dropped (log output not keeping "
-                   "up)\n", lost);
+                   "up)\n",
+                   lost);
       if (!gone && ring_out_all(r, line, (size_t)k) != 0)
         gone = 1;
       uv_mutex_lock(&r->lock);

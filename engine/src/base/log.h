@@ -23,8 +23,8 @@ typedef struct {
   int level;
   int format;
   const char *node;
-  myc__log_ring *ring; /* NULL: written on the logging thread */
-  double rate, burst;  /* a service's token bucket; rate <= 0: none */
+  myc__log_ring *ring;         /* NULL: written on the logging thread */
+  double rate, burst;          /* a service's token bucket; rate <= 0: none */
   _Atomic uint64_t dropped;    /* records the full buffer refused */
   _Atomic uint64_t suppressed; /* records over a service's rate */
 } myc__log;

@@ -222,9 +222,12 @@ static void engine_wide(myc__text *t, myc__observe *o) {
          "Log records not written: 'overload' when the log buffer was full "
          "(stderr not keeping up), 'rate_limit' when over a service's log "
          "rate.");
-  myc__text_printf(t, "mycelium_log_records_dropped_total{reason=\"overload\"} "
-                   "%" PRIu64 "\n", atomic_load(&e->log.dropped));
-  myc__text_printf(t, "mycelium_log_records_dropped_total{reason="
+  myc__text_printf(t,
+                   "mycelium_log_records_dropped_total{reason=\"overload\"} "
+                   "%" PRIu64 "\n",
+                   atomic_load(&e->log.dropped));
+  myc__text_printf(t,
+                   "mycelium_log_records_dropped_total{reason="
                    "\"rate_limit\"} %" PRIu64 "\n",
                    atomic_load(&e->log.suppressed));
   family(t, "mycelium_workers", "gauge", "Worker threads of the engine.");

@@ -200,8 +200,10 @@ static void status_requests_text(myc__sbuf *b, myc_engine *e,
                    st.name, (unsigned long long)st.requests_dropped,
                    (unsigned long long)st.replies_late);
   if (atomic_load(&s->log_bucket.total) > 0)
-    myc__sb_printf(b, "  %-18s log records suppressed (over its log rate) "
-                   "%llu\n", st.name,
+    myc__sb_printf(b,
+                   "  %-18s log records suppressed (over its log rate) "
+                   "%llu\n",
+                   st.name,
                    (unsigned long long)atomic_load(&s->log_bucket.total));
 }
 
@@ -241,7 +243,8 @@ int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
                    e->sched.nworkers, e->sched.nworkers == 1 ? "" : "s",
                    lc.services, lc.services == 1 ? "" : "s");
     if (atomic_load(&e->log.dropped) + atomic_load(&e->log.suppressed) > 0)
-      myc__sb_printf(&b, "; log records dropped %llu (output not keeping "
+      myc__sb_printf(&b,
+                     "; log records dropped %llu (output not keeping "
                      "up), suppressed %llu (over a service's rate)",
                      (unsigned long long)atomic_load(&e->log.dropped),
                      (unsigned long long)atomic_load(&e->log.suppressed));
