@@ -90,11 +90,16 @@ return { init = function(ctx)
 end }]])
     sh("sleep 1.5")
     -- 100 000 lines are ~9 MB: far past the pipe and the log buffer.
-    assert.is_true(tick_rate(dir, 1) >= 30, "the ticker stalled")
-    local st = status(dir)
-    assert.is_true(st.log.dropped > 0, cjson.encode(st.log))
+    -- 100 a second when idle; a loaded machine (tests run in parallel)
+    -- may take some, the old sink took all.
+    assert.is_true(tick_rate(dir, 2) >= 10, "the ticker stalled")
+    local st = require("support.proc").wait_for(function()
+      local s = status(dir)
+      return s.log.dropped > 0 and s
+    end)
+    assert.is_truthy(st, "no dropped records counted")
     -- The reader comes back: what was buffered comes out, then the count.
-    sh(string.format("cd %s && timeout 3 cat log.fifo > drained.txt; true", dir))
+    sh(string.format("cd %s && timeout 5 cat log.fifo > drained.txt; true", dir))
     local drained = slurp(dir .. "/drained.txt")
     local n = drained:match("(%d+) log records dropped %(log output not keeping up%)")
     assert.is_not_nil(n, drained:sub(-2000))
@@ -112,7 +117,7 @@ return { init = function(ctx)
   end)
 end }]])
     sh("sleep 1")
-    assert.is_true(tick_rate(dir, 2) >= 30, "the ticker was slowed")
+    assert.is_true(tick_rate(dir, 2) >= 10, "the ticker was slowed")
     local st = status(dir)
     local flood
     for _, s in ipairs(st.services) do
