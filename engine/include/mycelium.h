@@ -212,9 +212,18 @@ typedef struct {
    * than taking the process's memory (each Lua service holds its own
    * state).  0: MYC_DEFAULT_MAX_SERVICES. */
   uint32_t max_services;
+  /* Each service's log records pass a token bucket: 'log_rate' records
+   * per second, bursts of 'log_burst'; past it the service's records are
+   * dropped and counted (docs/OBSERVABILITY.md).  The engine's own lines
+   * are not limited.  0: MYC_DEFAULT_LOG_RATE, MYC_DEFAULT_LOG_BURST;
+   * a negative rate: no limit. */
+  double log_rate;
+  double log_burst;
 } myc_engine_config;
 
 #define MYC_DEFAULT_MAX_SERVICES 10000
+#define MYC_DEFAULT_LOG_RATE 1000.0
+#define MYC_DEFAULT_LOG_BURST 10000.0
 
 /* Fills 'cfg' with the defaults: one worker per core, 65536-message
  * mailboxes of at most 1 GiB with drop_oldest at 0.8, taking messages of

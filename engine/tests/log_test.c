@@ -7,7 +7,10 @@
 #define _POSIX_C_SOURCE 200809L
 #include "test.h"
 
+#include "base/clock.h"
 #include "base/log.h"
+
+#include <stdlib.h>
 
 #include <unistd.h>
 
@@ -185,6 +188,7 @@ static void test_stderr(void) {
   myc__log_init(&l, &heap, &cfg, "n");
   myc__log_write(&l, MYC_LOG_INFO, TS, "s", 1, NULL, NULL, "one", 3, NULL, 0);
   myc__log_write(&l, MYC_LOG_INFO, TS, "s", 1, NULL, NULL, "two", 3, NULL, 0);
+  myc__log_destroy(&l); /* writes what the log thread holds */
   dup2(saved, STDERR_FILENO);
   close(saved);
   close(fds[1]);
@@ -196,6 +200,144 @@ static void test_stderr(void) {
                  "2023-11-14T22:13:20.123456Z INFO  [s] two\n");
 }
 
+typedef struct {
+  int fd;
+  char *out;
+  size_t len, cap;
+} drain;
+
+static void drain_main(void *arg) {
+  drain *d = arg;
+  ssize_t n;
+  for (;;) {
+    if (d->cap - d->len < 65536) {
+      d->cap = d->cap ? 2 * d->cap : 1 << 20;
+      d->out = realloc(d->out, d->cap);
+      CHECK(d->out != NULL);
+    }
+    n = read(d->fd, d->out + d->len, d->cap - d->len - 1);
+    if (n <= 0)
+      break;
+    d->len += (size_t)n;
+  }
+  d->out[d->len] = '\0';
+}
+
+/* Stderr a pipe nobody reads: every record returns at once (the old
+ * sink blocked in write(2) once the pipe held 64 KiB), the records past
+ * the buffer are counted, and once a reader comes the buffered records
+ * come out in order followed by the count. */
+static void test_stderr_unread(void) {
+  myc__log l;
+  myc_engine_config cfg;
+  int fds[2], saved, i;
+  char msg[64], want[96];
+  drain d = {0, NULL, 0, 0};
+  uv_thread_t reader;
+  int64_t t0;
+  uint64_t dropped;
+  const char *p, *last;
+  myc_engine_config_init(&cfg);
+  cfg.log_level = MYC_LOG_DEBUG;
+  CHECK_EQ(pipe(fds), 0);
+  saved = dup(STDERR_FILENO);
+  dup2(fds[1], STDERR_FILENO);
+  close(fds[1]);
+  CHECK_EQ(myc__log_init(&l, &heap, &cfg, "n"), 0);
+  t0 = myc__mono_ns();
+  for (i = 0; i < 100000; i++) {
+    int k = snprintf(msg, sizeof msg, "record %06d", i);
+    myc__log_write(&l, MYC_LOG_INFO, TS, "s", 1, NULL, NULL, msg, (size_t)k,
+                   NULL, 0);
+  }
+  CHECK(myc__mono_ns() - t0 < 5000000000LL);
+  dropped = atomic_load(&l.dropped);
+  CHECK(dropped > 0);
+  d.fd = fds[0];
+  CHECK_EQ(uv_thread_create(&reader, drain_main, &d), 0);
+  myc__log_destroy(&l);
+  dup2(saved, STDERR_FILENO); /* the last write end: the reader sees EOF */
+  close(saved);
+  uv_thread_join(&reader);
+  close(fds[0]);
+  snprintf(want, sizeof want,
+           "\n%llu log records dropped (log output not keeping up)\n",
+           (unsigned long long)dropped);
+  CHECK(strstr(d.out, want) != NULL);
+  CHECK(strncmp(d.out, "2023-11-14T22:13:20.123456Z INFO  [s] record 000000\n",
+                52) == 0);
+  /* One thread's records keep their order. */
+  last = "";
+  for (p = strstr(d.out, "record "); p != NULL; p = strstr(p + 1, "record ")) {
+    CHECK(strncmp(p, last, 13) > 0);
+    last = p;
+  }
+  free(d.out);
+}
+
+/* Shutdown with stderr stuck gives up after MYC_LOG_FLUSH_MS. */
+static void test_stderr_stuck_shutdown(void) {
+  myc__log l;
+  myc_engine_config cfg;
+  int fds[2], saved, i;
+  int64_t t0, took;
+  myc_engine_config_init(&cfg);
+  CHECK_EQ(pipe(fds), 0);
+  saved = dup(STDERR_FILENO);
+  dup2(fds[1], STDERR_FILENO);
+  CHECK_EQ(myc__log_init(&l, &heap, &cfg, "n"), 0);
+  for (i = 0; i < 20000; i++)
+    myc__log_write(&l, MYC_LOG_INFO, TS, "s", 1, NULL, NULL,
+                   "a record of some length, to fill the pipe", 42, NULL, 0);
+  t0 = myc__mono_ns();
+  myc__log_destroy(&l);
+  took = myc__mono_ns() - t0;
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  close(fds[0]);
+  close(fds[1]);
+  CHECK(took >= (MYC_LOG_FLUSH_MS - 100) * 1000000LL);
+  CHECK(took < (MYC_LOG_FLUSH_MS + 1000) * 1000000LL);
+}
+
+/* The token bucket: a burst, then the rate, exact on given times; the
+ * summary line comes with the first record let through again. */
+static void test_rate(void) {
+  myc__log l;
+  capture c;
+  myc__log_bucket b;
+  int i, let = 0;
+  int64_t t = TS;
+  myc_engine_config cfg;
+  myc_engine_config_init(&cfg);
+  cfg.log_fn = sink;
+  cfg.log_ud = &c;
+  cfg.log_rate = 100;
+  cfg.log_burst = 5;
+  memset(&c, 0, sizeof c);
+  memset(&b, 0, sizeof b);
+  CHECK_EQ(myc__log_init(&l, &heap, &cfg, "n"), 0);
+  for (i = 0; i < 50; i++)
+    let += myc__log_admit(&l, &b, MYC_LOG_INFO, t, "s", 1);
+  CHECK_EQ(let, 5);
+  CHECK_EQ(atomic_load(&b.total), 45u);
+  CHECK_EQ(c.n, 0);
+  /* 30 ms at 100/s: 3 more. */
+  t += 30000000;
+  for (i = 0; i < 50; i++)
+    let += myc__log_admit(&l, &b, MYC_LOG_INFO, t, "s", 1);
+  CHECK_EQ(let, 8);
+  CHECK_EQ(atomic_load(&b.total), 92u);
+  CHECK_EQ(atomic_load(&l.suppressed), 92u);
+  CHECK_EQ(c.n, 1);
+  CHECK(strstr(c.lines[0], "45 log records of this service suppressed") !=
+        NULL);
+  /* Below the level: neither let through nor counted. */
+  CHECK_EQ(myc__log_admit(&l, &b, MYC_LOG_DEBUG, t, "s", 1), 0);
+  CHECK_EQ(atomic_load(&b.total), 92u);
+  myc__log_destroy(&l);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"json", test_json},
@@ -205,6 +347,9 @@ int main(void) {
       {"kv", test_kv},
       {"quote", test_quote},
       {"stderr", test_stderr},
+      {"stderr_unread", test_stderr_unread},
+      {"stderr_stuck_shutdown", test_stderr_stuck_shutdown},
+      {"rate", test_rate},
       {NULL, NULL},
   };
   return run_tests(cases);

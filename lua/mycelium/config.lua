@@ -135,6 +135,8 @@ local TOP = {
   log = { kind = "table", fields = {
     level = { kind = "enum", values = LEVELS },
     format = { kind = "enum", values = FORMATS },
+    rate = { kind = "number", min = 0, max = 1e9 },
+    burst = { kind = "number", min = 1, max = 1e9 },
   } },
   reload = { kind = "enum", values = { signal = 0, watch = 1, off = 2 } },
   jit = { kind = "table", fields = {
@@ -547,6 +549,9 @@ function M.normalise(file, t, dir, extra)
     mailbox = out.mailbox or {},
     log_level = log.level or LEVELS.info,
     log_format = log.format or FORMATS.text,
+    -- nil: the engine's default; 0 (no limit) is a negative rate for it
+    log_rate = log.rate and (log.rate == 0 and -1 or log.rate),
+    log_burst = log.burst,
     validate = out.validate ~= false,
     supervisor = out.supervisor or {},
     supervisors = check_groups(file, out.supervisors or {}, warnings),

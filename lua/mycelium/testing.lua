@@ -230,6 +230,8 @@ function M.engine(spec)
   if spec.log then
     cfg.log_level = LEVELS[spec.log.level or "debug"]
     cfg.log_format = spec.log.format == "json" and 1 or 0
+    if spec.log.rate then cfg.log_rate = spec.log.rate == 0 and -1 or spec.log.rate end
+    cfg.log_burst = spec.log.burst or 0
   else
     cfg.log_level = LEVELS.debug
     cfg.log_format = 1

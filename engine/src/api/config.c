@@ -129,6 +129,8 @@ static int read_engine_config(lua_State *L, int t, myc_engine_config *c,
   c->max_services = (uint32_t)num_field(L, t, "max_services", 0);
   c->log_level = (myc_log_level)num_field(L, t, "log_level", MYC_LOG_INFO);
   c->log_format = (myc_log_format)num_field(L, t, "log_format", MYC_LOG_TEXT);
+  c->log_rate = num_field(L, t, "log_rate", 0);
+  c->log_burst = num_field(L, t, "log_burst", 0);
   c->reload = (myc_reload_mode)num_field(L, t, "reload", MYC_RELOAD_SIGNAL);
   c->control = strings[1][0] ? strings[1] : NULL;
   lua_getfield(L, t, "mailbox");

@@ -1,16 +1,190 @@
 /* log.c -- log record formatting and sinks (see log.h).  A record is
- * formatted into one buffer and written with one call, so lines from
- * different workers never interleave. */
+ * formatted into one buffer and handed over whole (to the host's callback
+ * or to the log thread's buffer), so lines from different workers never
+ * interleave. */
 #include "base/log.h"
+#include "base/clock.h"
 
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+/* The bytes waiting for stderr: a circular buffer filled by the threads
+ * that log (under 'lock', a copy) and emptied by the log thread, which
+ * writes without the lock.  Appending under one lock keeps each thread's
+ * order. */
+struct myc__log_ring {
+  uv_mutex_t lock;
+  uv_cond_t wake;
+  uv_thread_t thread;
+  char *buf;
+  size_t cap, head, len;
+  uint64_t pending; /* dropped since the last "dropped" line */
+  int sleeping, stop;
+  int64_t deadline; /* monotonic; with 'stop' */
+  int pollable;     /* a pipe, socket or terminal: may block */
+  myc__log *log;
+};
+
 static const char *level_name[] = {"debug", "info", "warn", "error"};
 static const char *level_upper[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
+
+/* Writes 'n' bytes to stderr; returns how many were taken, 0 when it
+ * would block past the shutdown deadline (or stderr is gone).  A pipe is
+ * written after poll() says it has room, at most PIPE_BUF bytes at a
+ * time, so that a reader that stalls holds this thread in poll(), where
+ * the shutdown deadline is seen, never in write(). */
+static size_t ring_out(myc__log_ring *r, const char *p, size_t n) {
+  ssize_t w;
+  for (;;) {
+    if (r->pollable) {
+      struct pollfd pf = {STDERR_FILENO, POLLOUT, 0};
+      int rc = poll(&pf, 1, 50);
+      if (rc == 0 || (rc < 0 && errno == EINTR)) {
+        int past;
+        uv_mutex_lock(&r->lock);
+        past = r->stop && myc__mono_ns() > r->deadline;
+        uv_mutex_unlock(&r->lock);
+        if (past)
+          return 0;
+        continue;
+      }
+      if (rc < 0 || (pf.revents & (POLLERR | POLLNVAL)))
+        return 0;
+      if (n > PIPE_BUF)
+        n = PIPE_BUF;
+    }
+    w = write(STDERR_FILENO, p, n);
+    if (w > 0)
+      return (size_t)w;
+    if (w < 0 && (errno == EINTR || errno == EAGAIN))
+      continue;
+    return 0;
+  }
+}
+
+static int ring_out_all(myc__log_ring *r, const char *p, size_t n) {
+  while (n > 0) {
+    size_t w = ring_out(r, p, n);
+    if (w == 0)
+      return -1;
+    p += w;
+    n -= w;
+  }
+  return 0;
+}
+
+static void ring_main(void *arg) {
+  myc__log_ring *r = arg;
+  int gone = 0; /* stderr failed or shutdown timed out: discard */
+  uv_mutex_lock(&r->lock);
+  for (;;) {
+    size_t n;
+    uint64_t lost;
+    if (r->len == 0 && r->pending == 0) {
+      if (r->stop)
+        break;
+      r->sleeping = 1;
+      uv_cond_wait(&r->wake, &r->lock);
+      r->sleeping = 0;
+      continue;
+    }
+    if (r->len == 0) {
+      /* Everything before the losses is out: say so now, once. */
+      char line[128];
+      int k;
+      lost = r->pending;
+      r->pending = 0;
+      uv_mutex_unlock(&r->lock);
+      k = snprintf(line, sizeof line,
+                   "%" PRIu64 " log records dropped (log output not keeping "
+                   "up)\n",
+                   lost);
+      if (!gone && ring_out_all(r, line, (size_t)k) != 0)
+        gone = 1;
+      uv_mutex_lock(&r->lock);
+      continue;
+    }
+    n = r->cap - r->head < r->len ? r->cap - r->head : r->len;
+    uv_mutex_unlock(&r->lock);
+    if (!gone) {
+      n = ring_out(r, r->buf + r->head, n);
+      if (n == 0)
+        gone = 1;
+    }
+    uv_mutex_lock(&r->lock);
+    if (gone) {
+      /* Past the deadline, or stderr is gone: what is left is lost. */
+      uint64_t lines = 0;
+      size_t k;
+      for (k = 0; k < r->len; k++)
+        lines += r->buf[(r->head + k) % r->cap] == '\n';
+      atomic_fetch_add(&r->log->dropped, lines);
+      r->head = r->len = 0;
+      r->pending = 0;
+      if (r->stop)
+        break;
+      continue;
+    }
+    r->head = (r->head + n) % r->cap;
+    r->len -= n;
+  }
+  uv_mutex_unlock(&r->lock);
+}
+
+static int ring_start(myc__log *l) {
+  myc__log_ring *r = myc__calloc(l->alloc, sizeof *r);
+  struct stat st;
+  if (r == NULL)
+    return -1;
+  r->cap = MYC_LOG_BUFFER;
+  r->buf = myc__malloc(l->alloc, r->cap);
+  r->log = l;
+  r->pollable = fstat(STDERR_FILENO, &st) != 0 || !S_ISREG(st.st_mode);
+  if (r->buf == NULL || uv_mutex_init(&r->lock) != 0) {
+    myc__free(l->alloc, r->buf, r->buf ? r->cap : 0);
+    myc__free(l->alloc, r, sizeof *r);
+    return -1;
+  }
+  uv_cond_init(&r->wake);
+  if (uv_thread_create(&r->thread, ring_main, r) != 0) {
+    uv_cond_destroy(&r->wake);
+    uv_mutex_destroy(&r->lock);
+    myc__free(l->alloc, r->buf, r->cap);
+    myc__free(l->alloc, r, sizeof *r);
+    return -1;
+  }
+  l->ring = r;
+  return 0;
+}
+
+/* Copies one line into the buffer, or counts it dropped when it does not
+ * fit: never waits for the log thread. */
+static void ring_put(myc__log_ring *r, const char *p, size_t n) {
+  size_t tail, first;
+  uv_mutex_lock(&r->lock);
+  if (r->cap - r->len < n) {
+    r->pending++;
+    uv_mutex_unlock(&r->lock);
+    atomic_fetch_add_explicit(&r->log->dropped, 1, memory_order_relaxed);
+    return;
+  }
+  tail = (r->head + r->len) % r->cap;
+  first = r->cap - tail < n ? r->cap - tail : n;
+  memcpy(r->buf + tail, p, first);
+  memcpy(r->buf, p + first, n - first);
+  r->len += n;
+  if (r->sleeping)
+    uv_cond_signal(&r->wake);
+  uv_mutex_unlock(&r->lock);
+}
 
 int myc__log_init(myc__log *l, const myc__alloc *a, const myc_engine_config *c,
                   const char *node) {
@@ -21,10 +195,31 @@ int myc__log_init(myc__log *l, const myc__alloc *a, const myc_engine_config *c,
   l->level = c->log_level;
   l->format = c->log_format;
   l->node = node;
+  l->rate = c->log_rate != 0 ? c->log_rate : MYC_DEFAULT_LOG_RATE;
+  l->burst = c->log_burst != 0 ? c->log_burst : MYC_DEFAULT_LOG_BURST;
+  /* A manual engine runs no threads of its own: it writes in place. */
+  if (l->fn == NULL && !c->manual && ring_start(l) != 0)
+    return -1;
   return 0;
 }
 
-void myc__log_destroy(myc__log *l) { l->alloc = NULL; }
+void myc__log_destroy(myc__log *l) {
+  myc__log_ring *r = l->ring;
+  if (r != NULL) {
+    uv_mutex_lock(&r->lock);
+    r->stop = 1;
+    r->deadline = myc__mono_ns() + (int64_t)MYC_LOG_FLUSH_MS * 1000000;
+    uv_cond_signal(&r->wake);
+    uv_mutex_unlock(&r->lock);
+    uv_thread_join(&r->thread);
+    uv_cond_destroy(&r->wake);
+    uv_mutex_destroy(&r->lock);
+    myc__free(l->alloc, r->buf, r->cap);
+    myc__free(l->alloc, r, sizeof *r);
+    l->ring = NULL;
+  }
+  l->alloc = NULL;
+}
 
 void myc__hex(char *dst, const uint8_t *src, size_t n) {
   static const char digits[] = "0123456789abcdef";
@@ -225,6 +420,8 @@ static void format_text(outbuf *o, int level, int64_t ts, const char *svc,
 static void emit_line(myc__log *l, int level, const char *line, size_t len) {
   if (l->fn != NULL) {
     l->fn(l->ud, level, line, len);
+  } else if (l->ring != NULL) {
+    ring_put(l->ring, line, len + 1);
   } else {
     /* One write per line keeps concurrent lines whole. */
     ssize_t rc = write(STDERR_FILENO, line, len + 1);
@@ -294,4 +491,40 @@ void myc__log_write_kv(myc__log *l, int level, int64_t ts_ns,
                  strlen(msg), o.p, o.len);
   if (o.p != o.small)
     myc__free(l->alloc, o.p, o.cap);
+}
+
+int myc__log_admit(myc__log *l, myc__log_bucket *b, int level, int64_t now_ns,
+                   const char *service, size_t service_len) {
+  char line[200];
+  uint64_t held;
+  if (level < l->level)
+    return 0;
+  if (l->rate <= 0)
+    return 1;
+  if (b->last_ns == 0) {
+    b->tokens = l->burst;
+  } else if (now_ns > b->last_ns) {
+    b->tokens += (double)(now_ns - b->last_ns) * 1e-9 * l->rate;
+    if (b->tokens > l->burst)
+      b->tokens = l->burst;
+  }
+  if (now_ns > b->last_ns || b->last_ns == 0)
+    b->last_ns = now_ns;
+  if (b->tokens < 1) {
+    b->held++;
+    atomic_fetch_add_explicit(&b->total, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&l->suppressed, 1, memory_order_relaxed);
+    return 0;
+  }
+  b->tokens -= 1;
+  if ((held = b->held) > 0) {
+    b->held = 0;
+    snprintf(line, sizeof line,
+             "%" PRIu64 " log records of this service suppressed (over its "
+             "log rate of %g records/s, burst %g)",
+             held, l->rate, l->burst);
+    myc__log_write(l, MYC_LOG_WARN, now_ns, service, service_len, NULL, NULL,
+                   line, strlen(line), NULL, 0);
+  }
+  return 1;
 }

@@ -1,7 +1,11 @@
 /* log.h -- the engine's log sink: one line per record, JSON or text, with
- * node, service and trace context.  Lines go to a host callback or to
- * stderr, one write per line so that lines from different threads never
- * interleave. */
+ * node, service and trace context.  Lines go to a host callback (called on
+ * the thread that logs) or to stderr.  Stderr is written by a log thread
+ * of its own from a bounded buffer: a stderr nobody reads (a full pipe)
+ * must not stop the workers, so when the buffer is full records are
+ * dropped and counted rather than waited for.  A service's records also
+ * pass a token bucket (myc__log_admit) so that one service cannot flood
+ * the output. */
 #ifndef MYC_LOG_H
 #define MYC_LOG_H
 
@@ -10,6 +14,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+typedef struct myc__log_ring myc__log_ring;
+
 typedef struct {
   const myc__alloc *alloc;
   myc_log_fn fn;
@@ -17,7 +23,26 @@ typedef struct {
   int level;
   int format;
   const char *node;
+  myc__log_ring *ring;         /* NULL: written on the logging thread */
+  double rate, burst;          /* a service's token bucket; rate <= 0: none */
+  _Atomic uint64_t dropped;    /* records the full buffer refused */
+  _Atomic uint64_t suppressed; /* records over a service's rate */
 } myc__log;
+
+/* A service's token bucket: used by the one thread that runs the
+ * service at a time. */
+typedef struct {
+  double tokens;
+  int64_t last_ns; /* 0: full, not yet used */
+  uint64_t held;   /* suppressed since the last summary line */
+  _Atomic uint64_t total;
+} myc__log_bucket;
+
+/* How long shutdown waits for buffered lines to reach a stderr that does
+ * not take them. */
+#define MYC_LOG_FLUSH_MS 2000
+/* Bytes of lines the log thread holds at most. */
+#define MYC_LOG_BUFFER (1u << 20)
 
 int myc__log_init(myc__log *l, const myc__alloc *a, const myc_engine_config *c,
                   const char *node);
@@ -31,6 +56,13 @@ void myc__log_write(myc__log *l, int level, int64_t ts_ns,
                     const uint8_t *trace, const uint8_t *span,
                     const char *msg, size_t msg_len, const char *extra,
                     size_t extra_len);
+
+/* Whether a service's record of 'level' at 'now_ns' is to be written:
+ * 0 when below the log level, or when over the service's rate (counted).
+ * The first record let through after some were suppressed is preceded
+ * by a summary line naming how many. */
+int myc__log_admit(myc__log *l, myc__log_bucket *b, int level, int64_t now_ns,
+                   const char *service, size_t service_len);
 
 /* Lowercase hex of 'n' bytes into 'dst' (2n chars, no NUL). */
 void myc__hex(char *dst, const uint8_t *src, size_t n);

@@ -256,13 +256,18 @@ void myc_ffi_trace(myc_service *s, uint8_t *out24) {
 void myc_ffi_log(myc_service *s, int level, const char *msg, size_t len,
                  const char *extra, size_t extra_len) {
   uint8_t tr[24];
+  int64_t now;
   if (s->warm != NULL) {
     s->warm->logs++; /* about scratch state: noise in the real log */
     return;
   }
+  now = myc__clock_now(&s->eng->clock);
+  if (!myc__log_admit(&s->eng->log, &s->log_bucket, level, now, s->name,
+                      s->name_len))
+    return;
   myc_ffi_trace(s, tr);
-  myc__log_write(&s->eng->log, level, myc__clock_now(&s->eng->clock), s->name,
-                 s->name_len, tr, tr + 16, msg, len, extra, extra_len);
+  myc__log_write(&s->eng->log, level, now, s->name, s->name_len, tr, tr + 16,
+                 msg, len, extra, extra_len);
 }
 
 void myc_ffi_exit(myc_service *s, int how) {

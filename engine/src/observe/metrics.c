@@ -218,6 +218,18 @@ static void engine_wide(myc__text *t, myc__observe *o) {
          "Messages emitted on a topic nobody subscribes to.");
   myc__text_printf(t, "mycelium_messages_unrouted_total %" PRIu64 "\n",
                    atomic_load(&e->topics.no_subscriber));
+  family(t, "mycelium_log_records_dropped_total", "counter",
+         "Log records not written: 'overload' when the log buffer was full "
+         "(stderr not keeping up), 'rate_limit' when over a service's log "
+         "rate.");
+  myc__text_printf(t,
+                   "mycelium_log_records_dropped_total{reason=\"overload\"} "
+                   "%" PRIu64 "\n",
+                   atomic_load(&e->log.dropped));
+  myc__text_printf(t,
+                   "mycelium_log_records_dropped_total{reason="
+                   "\"rate_limit\"} %" PRIu64 "\n",
+                   atomic_load(&e->log.suppressed));
   family(t, "mycelium_workers", "gauge", "Worker threads of the engine.");
   myc__text_printf(t, "mycelium_workers %" PRIu32 "\n", e->sched.nworkers);
   family(t, "process_start_time_seconds", "gauge",
@@ -270,6 +282,17 @@ void myc__metrics_render(myc__observe *o, myc__text *t) {
               "deadline, after the requester's instance ended, a second "
               "responder's).",
               FIELD(replies_late));
+  {
+    uint32_t i;
+    family(t, "mycelium_log_records_suppressed_total", "counter",
+           "A service's log records dropped over its log rate.");
+    for (i = 0; i < sn.n; i++) {
+      myc__text_printf(t, "mycelium_log_records_suppressed_total{");
+      service_label(t, &sn.st[i]);
+      myc__text_printf(t, "} %" PRIu64 "\n",
+                       atomic_load(&sn.svc[i]->log_bucket.total));
+    }
+  }
   per_service(t, &sn, "mycelium_memory_bytes", "gauge",
               "Lua heap of a service's current instance.", FIELD(memory_bytes));
   per_service(t, &sn, "mycelium_memory_limit_bytes", "gauge",

@@ -217,6 +217,9 @@ void myc__log_error(myc_service *s, const char *what, const char *text,
   const char *tb;
   const char *keys[2] = {"error", "traceback"};
   const char *vals[2];
+  if (!myc__log_admit(&s->eng->log, &s->log_bucket, MYC_LOG_ERROR,
+                      s->task.worker->now, s->name, s->name_len))
+    return;
   split_traceback(text, msg, sizeof msg, &tb);
   vals[0] = msg;
   vals[1] = tb;

@@ -12,6 +12,7 @@
 #define MYC_SERVICE_H
 
 #include "base/alloc.h"
+#include "base/log.h"
 #include "core/job.h"
 #include "core/topic.h"
 #include "runtime/worker.h"
@@ -238,6 +239,7 @@ struct myc_service {
   uint64_t asker_gen;         /* e->removals when it was found */
   _Atomic uint64_t n_requests_dropped; /* pending when an instance ended */
   _Atomic uint64_t n_replies_late;     /* came when nobody waited */
+  myc__log_bucket log_bucket; /* its records' rate limit (base/log.h) */
   _Atomic uint64_t n_in, n_out, n_errors;
   _Atomic uint64_t n_unrouted; /* of n_out: to a topic nobody listens to */
   _Atomic int state;

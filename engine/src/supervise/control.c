@@ -150,6 +150,8 @@ static void status_service(myc__sbuf *b, myc_engine *e, myc_service *s,
   myc__sb_printf(b, ",\"requests_dropped\":%llu,\"replies_late\":%llu",
                  (unsigned long long)st.requests_dropped,
                  (unsigned long long)st.replies_late);
+  myc__sb_printf(b, ",\"logs_suppressed\":%llu",
+                 (unsigned long long)atomic_load(&s->log_bucket.total));
   status_drops_json(b, e, s);
   myc__sb_put(b, "}", 1);
 }
@@ -197,6 +199,12 @@ static void status_requests_text(myc__sbuf *b, myc_engine *e,
                    "replies late %llu\n",
                    st.name, (unsigned long long)st.requests_dropped,
                    (unsigned long long)st.replies_late);
+  if (atomic_load(&s->log_bucket.total) > 0)
+    myc__sb_printf(b,
+                   "  %-18s log records suppressed (over its log rate) "
+                   "%llu\n",
+                   st.name,
+                   (unsigned long long)atomic_load(&s->log_bucket.total));
 }
 
 static void status_text_service(myc__sbuf *b, myc_engine *e,
@@ -234,6 +242,12 @@ int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
     myc__sb_printf(&b, "node %s, %u worker%s, %u service%s", e->node,
                    e->sched.nworkers, e->sched.nworkers == 1 ? "" : "s",
                    lc.services, lc.services == 1 ? "" : "s");
+    if (atomic_load(&e->log.dropped) + atomic_load(&e->log.suppressed) > 0)
+      myc__sb_printf(&b,
+                     "; log records dropped %llu (output not keeping "
+                     "up), suppressed %llu (over a service's rate)",
+                     (unsigned long long)atomic_load(&e->log.dropped),
+                     (unsigned long long)atomic_load(&e->log.suppressed));
     if (lc.spawned + lc.removed > 0)
       myc__sb_printf(&b, "; %llu spawned, %llu removed (%llu queued "
                      "message%s dropped with them)",
@@ -249,11 +263,14 @@ int myc__control_status(myc_engine *e, int text, char **out, size_t *len) {
     myc__sb_printf(&b,
                    ",\"version\":\"%s\",\"pid\":%d,\"workers\":%u,"
                    "\"lifecycle\":{\"spawned\":%llu,\"removed\":%llu,"
-                   "\"dropped\":%llu},\"services\":[",
+                   "\"dropped\":%llu},\"log\":{\"dropped\":%llu,"
+                   "\"suppressed\":%llu},\"services\":[",
                    myc_version(), (int)getpid(), e->sched.nworkers,
                    (unsigned long long)lc.spawned,
                    (unsigned long long)lc.removed,
-                   (unsigned long long)lc.dropped);
+                   (unsigned long long)lc.dropped,
+                   (unsigned long long)atomic_load(&e->log.dropped),
+                   (unsigned long long)atomic_load(&e->log.suppressed));
   }
   uv_mutex_lock(&e->services_lock);
   /* In the order the services came (the registry's, holes skipped). */

@@ -21,6 +21,7 @@ typedef struct {
   double trace_sample;
   uint32_t trace_queue;
   uint32_t max_services;
+  double log_rate, log_burst;
 } myc_engine_config;
 typedef struct {
   const char *name; const char *module; const void *opts; size_t opts_len;
