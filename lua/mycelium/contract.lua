@@ -1261,12 +1261,17 @@ function Set:engine_support(opts)
 
   function S.flush()
     if held[0] == 0 then return end
-    for k, who in pairs(extra) do
+    -- next() in a while loop, not pairs(): this also runs as a finaliser,
+    -- where Debian 12's LuaJIT can spin for ever at the end of a compiled
+    -- pairs() loop (docs/CHANGES.md, the FFI table's lookup).
+    local k, who = next(extra)
+    while k ~= nil do
       if who == me then
         extra[k] = nil
         release(ffi.cast(uptr, k))
         held[0] = held[0] - 1
       end
+      k, who = next(extra, k)
     end
     for i = 0, MASK do
       if held[0] == 0 then break end
