@@ -4,6 +4,7 @@
 -- service both raise an error naming what to call instead; the service
 -- crashes alone (its message to $dead, restarted) and the others go on.
 local testing = require "mycelium.testing"
+local cli = require "spec.support.cli"
 
 -- On "exit", os.exit(3); on "locale", os.setlocale("C"); on "query",
 -- emits what os.setlocale reads; on anything else, echoes it.
@@ -93,28 +94,19 @@ describe("a service's plain Lua", function()
 end)
 
 describe("mycelium run", function()
-  local bin = os.getenv("MYCELIUM_BIN") or "build/mycelium"
-
   it("goes on when a service calls os.exit, and exits with ctx:shutdown's "
      .. "code", function()
-    local dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. dir) == 0)
-    finally(function() os.execute("rm -rf " .. dir) end)
-    local function write(name, text)
-      local f = assert(io.open(dir .. "/" .. name, "w"))
-      f:write(text)
-      f:close()
-    end
+    local dir = cli.tmpdir()
+    finally(function() dir:remove() end)
     -- The quitter calls os.exit(3) in a handler after each start; the ticker
     -- stops the engine with code 7 after 25 ticks of 20 ms, by which time
     -- the quitter has restarted several times.
-    write("quitter.lua", [[
+    dir:write("quitter.lua", [[
       return { init = function(ctx)
         ctx:subscribe("go")
         ctx:after(10, function() ctx:emit("go", "") end)
       end, on_message = function() os.exit(3) end }]])
-    write("ticker.lua", [[
+    dir:write("ticker.lua", [[
       local n = 0
       return { init = function(ctx)
         ctx:every(20, function()
@@ -122,17 +114,12 @@ describe("mycelium run", function()
           if n == 25 then ctx:shutdown(7) end
         end)
       end }]])
-    write("mycelium.lua", [[return {
+    local cfg = dir:write("mycelium.lua", [[return {
       supervisor = { backoff_initial_ms = 10, max_restarts = 100 },
       services = { { name = "quitter", module = "quitter.lua" },
                    { name = "ticker", module = "ticker.lua" } } }]])
-    local p = io.popen(string.format("cd %s && timeout 30 %s run mycelium.lua "
-      .. ">log 2>&1; echo $?", dir, bin))
-    local rc = tonumber(p:read("*a"))
-    p:close()
-    local f = assert(io.open(dir .. "/log"))
-    local log = f:read("*a")
-    f:close()
+    local rc, out, err = dir:mycelium("run " .. cfg, 30)
+    local log = out .. err
     assert.are.equal(7, rc, log)
     assert.matches("os.exit would end the whole engine", log, 1, true)
     assert.matches("[quitter] restarted", log, 1, true)
