@@ -277,13 +277,8 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar) {
     /* A warm-up is told once, so that the module can put its state
      * back; one that goes on regardless meets the watch thread's
      * next step (warm.c). */
-    if (s->warm != NULL) {
-      uv_mutex_lock(&s->hook_lock);
-      atomic_store(&b->deadline_ns, 0);
-      if (!atomic_load(&s->intr_armed))
-        lua_sethook(L, NULL, 0, 0);
-      uv_mutex_unlock(&s->hook_lock);
-    }
+    if (s->warm != NULL)
+      myc__deadline_told(s);
     luaL_error(L, "still running after its budget of %g ms", b->deadline_ms);
   }
   if (b->loading)
