@@ -281,6 +281,33 @@ static void test_refused(void) {
   pair_free(&p);
 }
 
+/* A socket bound to a free port and dialled to that same port connects to
+ * itself; the dialers must see it as refused, and a real connection must
+ * not look like one. */
+static void test_connected_to_itself(void) {
+  pair p;
+  uv_tcp_t self;
+  struct sockaddr_in addr;
+  socklen_t len = sizeof addr;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  pair_init(&p);
+  CHECK(fd >= 0);
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  CHECK_EQ(bind(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+  CHECK_EQ(getsockname(fd, (struct sockaddr *)&addr, &len), 0);
+  CHECK_EQ(connect(fd, (struct sockaddr *)&addr, sizeof addr), 0);
+  CHECK_EQ(uv_tcp_init(&p.loop, &self), 0);
+  CHECK_EQ(uv_tcp_open(&self, fd), 0);
+  CHECK(myc__tcp_connected_to_itself(&self));
+  CHECK_EQ(connect_pair(&p, "127.0.0.1"), 0);
+  CHECK(!myc__tcp_connected_to_itself(&p.client.st.tcp));
+  myc__stream_close(&p.client.st, 0, 0);
+  CHECK(run_until(&p, &p.client.closed, 1));
+  pair_free(&p);
+}
+
 /* A deadline of 0 ms passes before the name is even resolved. */
 static void test_deadline(void) {
   pair p;
@@ -316,6 +343,7 @@ int main(void) {
       {"pause_holds_delivery", test_pause_holds_delivery},
       {"close_from_on_data", test_close_from_on_data},
       {"refused", test_refused},
+      {"connected_to_itself", test_connected_to_itself},
       {"deadline", test_deadline},
       {"bad_arguments", test_bad_arguments},
       {NULL, NULL},

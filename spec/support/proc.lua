@@ -55,6 +55,17 @@ function M.spawn(cmd, pattern, timeout)
     os.remove(out)
   end
   function p.alive() return p.pid ~= nil and ffi.C.kill(p.pid, 0) == 0 end
+  -- Sends 'sig' and waits up to 5 s for the process to be gone (a zombie
+  -- counts: it holds no socket), so that a successor can take its port.
+  function p.kill(sig)
+    local pid = assert(p.pid, "not running")
+    ffi.C.kill(pid, sig)
+    p.pid = nil
+    return M.wait_for(function()
+      local st = slurp("/proc/" .. pid .. "/stat")
+      return st == "" or st:match("^%d+ %b() Z") ~= nil
+    end, 5) ~= nil
+  end
   local deadline = os.time() + (timeout or 10)
   repeat
     local caps = { slurp(out):match(pattern) }

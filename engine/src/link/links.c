@@ -16,6 +16,7 @@
 #include "link/endpoint.h"
 #include "link/secure.h"
 #include "link/wire.h"
+#include "net/stream.h"
 #include "runtime/emit.h"
 
 #include <errno.h>
@@ -1178,6 +1179,10 @@ static void on_connect(uv_connect_t *req, int status) {
             p->ep->url, uv_strerror(status));
     set_state(p, P_CLOSING);
     uv_close(&p->io.h, on_handle_closed);
+    return;
+  }
+  if (p->ep->kind != MYC_EP_UNIX && myc__tcp_connected_to_itself(&p->io.tcp)) {
+    on_connect(req, UV_ECONNREFUSED);
     return;
   }
   peer_connected(p);

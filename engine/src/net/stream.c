@@ -356,6 +356,11 @@ static void on_connect(uv_connect_t *req, int status) {
     uv_close((uv_handle_t *)&st->tcp, on_refused_closed);
     return;
   }
+  if (myc__tcp_connected_to_itself(&st->tcp)) {
+    st->last_err = UV_ECONNREFUSED;
+    uv_close((uv_handle_t *)&st->tcp, on_refused_closed);
+    return;
+  }
   uv_tcp_nodelay(&st->tcp, 1);
   if ((status = start_reading(st)) != 0) {
     fail_uv(st, status, "read");
@@ -365,6 +370,15 @@ static void on_connect(uv_connect_t *req, int status) {
     start_tls(st);
   else
     opened(st);
+}
+
+int myc__tcp_connected_to_itself(const uv_tcp_t *tcp) {
+  struct sockaddr_storage me, peer;
+  int me_len = sizeof me, peer_len = sizeof peer;
+  if (uv_tcp_getsockname(tcp, (struct sockaddr *)&me, &me_len) != 0 ||
+      uv_tcp_getpeername(tcp, (struct sockaddr *)&peer, &peer_len) != 0)
+    return 0;
+  return me_len == peer_len && memcmp(&me, &peer, (size_t)me_len) == 0;
 }
 
 static void next_address(myc__stream *st) {
