@@ -1598,6 +1598,9 @@ static void try_connect(myc__nats *N) {
           N->urls[0], N->connect_attempts);
     uv_timer_stop(&N->retry);
     set_state(N, S_FAILED);
+    /* Nothing will send what waits: dropped now (disconnect), not left
+     * looking queued until the next emit happens to wake this thread. */
+    publish_queue(N);
   }
 }
 
