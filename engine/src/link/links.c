@@ -13,10 +13,10 @@
 #include "link/link.h"
 
 #include "base/log.h"
+#include "base/tcp.h"
 #include "link/endpoint.h"
 #include "link/secure.h"
 #include "link/wire.h"
-#include "net/stream.h"
 #include "runtime/emit.h"
 
 #include <errno.h>

@@ -12,6 +12,7 @@
 #define MYC_STREAM_H
 
 #include "base/alloc.h"
+#include "base/tcp.h"
 #include "net/tls.h"
 
 #include <uv.h>
@@ -120,11 +121,5 @@ void myc__stream_resume(myc__stream *st);
  * on_closed). */
 void myc__stream_destroy(myc__stream *st);
 
-/* Nonzero when a connected TCP socket's two ends are the same address and
- * port.  Dialling a local port nobody listens on can pick that very port
- * as the source and connect to itself (TCP simultaneous open); such a
- * socket then holds the port, so the server it waits for cannot start.
- * Dialers treat it as a refused connection. */
-int myc__tcp_connected_to_itself(const uv_tcp_t *tcp);
 
 #endif
