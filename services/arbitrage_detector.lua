@@ -21,7 +21,7 @@ local warmup = require "bandit.warmup"
 
 local format, type, tostring, tonumber, ipairs, pairs, sort, floor =
   string.format, type, tostring, tonumber, ipairs, pairs, table.sort, math.floor
-local setmetatable, rawget = setmetatable, rawget
+local setmetatable = setmetatable
 local lower = string.lower
 local cast, copy, fill, fstring = ffi.cast, ffi.copy, ffi.fill, ffi.string
 local now_ns, qty = wire.now_ns, wire.qty
@@ -124,19 +124,35 @@ local function applied(ev, line, arrival)
 end
 
 -- The venue's price source: kind (1 = V2 reserves, 3 = V3) and the two
--- words of its current state.
-local function venue(m, side, pool, price)
+-- words of its current state. `f` names the side's fields (SIDE below):
+-- built once, so a signal builds no field name.
+local function venue(m, f, pool, price)
   local cur = S.det:state(pool)
-  copy(m[side .. "_pool"], pool.raw, 20)
-  m[side .. "_fee_ppm"] = pool.fee_ppm
-  m[side .. "_kind"] = cur.kind == "v2_sync" and 1 or 3
-  copy(m[side .. "_a"], cur.state, 64) -- _a and _b are adjacent
-  wire.set_string(m[side .. "_price"], price, 160)
-  wire.set_string(m[side .. "_dex"], pool.dex:sub(1, 64), 64)
+  copy(m[f.pool], pool.raw, 20)
+  m[f.fee_ppm] = pool.fee_ppm
+  m[f.kind] = cur.kind == "v2_sync" and 1 or 3
+  copy(m[f.a], cur.state, 64) -- _a and _b are adjacent
+  wire.set_string(m[f.price], price, 160)
+  wire.set_string(m[f.dex], pool.dex:sub(1, 64), 64)
 end
 
+local function side(name)
+  local f = {}
+  for _, k in ipairs { "pool", "fee_ppm", "kind", "a", "price", "dex" } do
+    f[k] = name .. "_" .. k
+  end
+  return f
+end
+local BUY, SELL = side("buy"), side("sell")
+
+-- The signal is written through a plain pointer to the message made just
+-- above, in this handler: the handle's checked accessors (a metamethod
+-- and a liveness check per field, some thirty fields) made this path too
+-- long for one trace, so every signal ran in the interpreter. The handle
+-- itself is what is emitted (its buffer is handed over, not copied).
 local function signal(ctx, sig, line, trigger, ev, arrival)
-  local m = ctx:new("ArbitrageSignal")
+  local h = ctx:new("ArbitrageSignal")
+  local m = cast(S.Signal.ptr, h)
   local b = sig.buy
   m.block, m.log_index, m.ws_seq = u64(ev.block), u64(ev.logIndex), line
   m.arrival_ns, m.trigger = arrival, trigger
@@ -144,32 +160,31 @@ local function signal(ctx, sig, line, trigger, ev, arrival)
   copy(m.token1, b.t1raw, 20)
   m.decimals0, m.decimals1 = b.dec0, b.dec1
   wire.set_string(m.pair, b.pair, 129)
-  venue(m, "buy", b, sig.buy_price)
-  venue(m, "sell", sig.sell, sig.sell_price)
+  venue(m, BUY, b, sig.buy_price)
+  venue(m, SELL, sig.sell, sig.sell_price)
   wire.set_string(m.gross_bps, sig.gross_bps, 320)
   wire.set_string(m.net_bps, sig.net_bps, 320)
   local t = now_ns()
   m.emitted_ns = t
   S.signals = S.signals + 1
   S.by_pair[b.pair] = (S.by_pair[b.pair] or 0) + 1
-  S.pub_signal(m)
+  S.pub_signal(h)
   sample(S.signal_lat, arrival, t - arrival)
 end
 
 --- Logs ---------------------------------------------------------------------------
 
--- Lazy state fields of an event from a message, for the final summary
--- (report.pool_state asks for them by name).
+-- A state field of an event, by name (report.pool_state's), from the
+-- bytes of its message. Read at the end of the stream only: a metatable
+-- on every event to provide these lazily made each read of a field the
+-- detector leaves nil (older, newer, prev_tx, next_tx, retracted) a call.
 local STATE_AT = { reserve0 = 0, reserve1 = 32, sqrtPriceX96 = 0,
                    liquidity = 32 }
-local EVENT_MT = { __index = function(ev, k)
-  local at = STATE_AT[k]
-  local st = (at or k == "tick") and rawget(ev, "state")
-  if not st then return nil end
-  local p = cast("const uint8_t *", st)
+local function state_field(ev, k)
+  local p = cast("const uint8_t *", ev.state)
   if k == "tick" then return cast("const int32_t *", p + 64)[0] end
-  return wire.dec(p + at)
-end }
+  return wire.dec(p + STATE_AT[k])
+end
 
 -- A detector event from a PoolStateUpdate or SwapEvent struct. Its state
 -- is the bytes of the message: reserve0 and reserve1 (64), or
@@ -179,13 +194,13 @@ local function event(m, kind, pool)
   local st = nil
   if kind == "v2_sync" then st = fstring(m.reserve0, 64)
   elseif kind == "v3_swap" then st = fstring(m.sqrt_price_x96, 68) end
-  return setmetatable({
+  return {
     kind = kind, pool = pool, state = st,
     block = qty(m.block), txIndex = qty(m.tx_index),
     logIndex = qty(m.log_index), blockHash = fstring(m.block_hash, 32),
     txHash = fstring(m.tx_hash, 32), line = nil, price = nil,
     retracted = nil, older = nil, newer = nil, prev_tx = nil, next_tx = nil,
-  }, EVENT_MT)
+  }
 end
 
 local function on_log(ctx, msg, Ty, kinds)
@@ -244,10 +259,11 @@ local function pool_states()
     local ev, price = S.det:state(p)
     local st = { price = price or false, kind = ev and ev.kind or false }
     if ev and ev.kind == "v2_sync" then
-      st.reserve0, st.reserve1 = ev.reserve0, ev.reserve1
+      st.reserve0, st.reserve1 = state_field(ev, "reserve0"),
+        state_field(ev, "reserve1")
     elseif ev then
-      st.sqrtPriceX96, st.liquidity, st.tick = ev.sqrtPriceX96, ev.liquidity,
-        ev.tick
+      st.sqrtPriceX96, st.liquidity, st.tick = state_field(ev, "sqrtPriceX96"),
+        state_field(ev, "liquidity"), state_field(ev, "tick")
     end
     out[p.address] = st
   end
@@ -315,6 +331,7 @@ function M.init(ctx, opts)
     State = contract_type(ctx, "PoolStateUpdate"),
     Swap = contract_type(ctx, "SwapEvent"),
     Retraction = contract_type(ctx, "LogRetraction"),
+    Signal = contract_type(ctx, "ArbitrageSignal"),
     applied_msg = contract_type(ctx, "EventApplied"):new(),
     pub_applied = ctx:publisher(T.applied),
     pub_signal = ctx:publisher(T.signal),

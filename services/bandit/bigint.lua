@@ -11,6 +11,7 @@ local cast, new, copy, istype, fstring =
 local byte, find = string.byte, string.find
 local floor, type, tostring, tonumber, error, ipairs, pcall =
   math.floor, type, tostring, tonumber, error, ipairs, pcall
+local bor, arshift, rshift = bit.bor, bit.arshift, bit.rshift
 
 ffi.cdef [[
 typedef struct myc_mpz { int alloc; int size; void *d; } myc_mpz;
@@ -258,19 +259,27 @@ end
 
 --- Queries -----------------------------------------------------------------
 
+-- -1, 0 or 1 for GMP's int c of any sign (|c| < 2^31, so -c cannot
+-- overflow), without a branch: a branch here was a side exit in every
+-- trace through a comparison. Written out in each method: a shared
+-- helper function would be one more place a trace can start, fail and
+-- be blacklisted, which then aborts every trace that calls it.
 function methods.cmp(a, b)
   local c = G.__gmpz_cmp(a, b)
-  return c < 0 and -1 or (c > 0 and 1 or 0)
+  return bor(arshift(c, 31), rshift(-c, 31))
 end
 function methods.cmp_si(a, n)
   local c = G.__gmpz_cmp_si(a, n)
-  return c < 0 and -1 or (c > 0 and 1 or 0)
+  return bor(arshift(c, 31), rshift(-c, 31))
 end
 function methods.cmpabs(a, b)
   local c = G.__gmpz_cmpabs(a, b)
-  return c < 0 and -1 or (c > 0 and 1 or 0)
+  return bor(arshift(c, 31), rshift(-c, 31))
 end
-function methods.sign(a) return a.size < 0 and -1 or (a.size > 0 and 1 or 0) end
+function methods.sign(a)
+  local c = a.size
+  return bor(arshift(c, 31), rshift(-c, 31))
+end
 function methods.is_zero(a) return a.size == 0 end
 function methods.is_odd(a) return G.__gmpz_tstbit(a, 0) == 1 end
 function methods.bits(a) return a.size == 0 and 0 or
@@ -325,7 +334,8 @@ mpz_t = ffi.metatype("myc_mpz", mt)
 -- hex literal, or another bigint (copied). Bad input is a programmer error.
 function M.new(v)
   local z = alloc()
-  if v ~= nil then methods.set(z, v) end
+  -- Not `v ~= nil`: for a bigint v that runs __eq against nil.
+  if type(v) ~= "nil" then methods.set(z, v) end
   return z
 end
 
@@ -361,4 +371,10 @@ function M.pow2(n)
 end
 
 M.type = mpz_t
+-- GMP itself, for the hottest loops: a call of G.__gmpz_mul is a direct
+-- call in compiled code, where z:mul() is a Lua function that a trace can
+-- start at. Such a small function, hot from many callers, gets root
+-- traces that fail where they return into a caller's loop; LuaJIT then
+-- blacklists it, and every trace that reaches it afterwards aborts.
+M.gmp = G
 return M

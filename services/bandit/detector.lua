@@ -20,6 +20,7 @@ local Detector = {}
 Detector.__index = Detector
 
 local W1, W2, W3 = abi.WORD(1), abi.WORD(2), abi.WORD(3)
+local mpz_mul, mpz_cmp = bigint.gmp.__gmpz_mul, bigint.gmp.__gmpz_cmp
 local PPM = pricing.PPM
 
 --- A detector over `registry`. opts.reorg_window: how many of the newest
@@ -151,6 +152,7 @@ end
 
 -- Best (sell, buy) slots over live venues by net + 1 = x / y with
 -- x = a_s den_b and y = den_s b_b; leaves the best ratio in bx / by.
+-- GMP is called directly (bigint.gmp): see there why.
 local function best_pair(self, live, n)
   local bs, bb
   for i = 1, n do
@@ -158,18 +160,19 @@ local function best_pair(self, live, n)
     for j = 1, n do
       local sb = live[j]
       if i ~= j then
-        self.x:mul(ss.a, sb.den)
-        self.y:mul(ss.den, sb.b)
+        local x, y = self.x, self.y
+        mpz_mul(x, ss.a, sb.den)
+        mpz_mul(y, ss.den, sb.b)
         local c = 1
         if bs then
-          self.l:mul(self.x, self.by)
-          self.r:mul(self.bx, self.y)
-          c = self.l:cmp(self.r)
+          mpz_mul(self.l, x, self.by)
+          mpz_mul(self.r, self.bx, y)
+          c = mpz_cmp(self.l, self.r)
         end
         if c > 0 or (c == 0 and before(sb.pool, ss.pool, bb.pool, bs.pool)) then
           bs, bb = ss, sb
-          self.x, self.bx = self.bx, self.x
-          self.y, self.by = self.by, self.y
+          self.x, self.bx = self.bx, x
+          self.y, self.by = self.by, y
         end
       end
     end
@@ -189,7 +192,7 @@ function Detector:evaluate(pool)
   end
   if n < 2 then return nil end
   local ss, sb = best_pair(self, live, n)
-  if self.bx:cmp(self.by) <= 0 then return nil end
+  if mpz_cmp(self.bx, self.by) <= 0 then return nil end
   return render(self, ss, sb)
 end
 

@@ -15,6 +15,10 @@ local LOG10_2 = log(2) / log(10)
 local M = {}
 
 local pow10 = bigint.pow10
+-- GMP's comparison called directly, and signs read from the size field:
+-- bigint's small methods, hot from the loops of several callers, are
+-- where LuaJIT starts root traces that fail (see bigint.gmp).
+local cmp = bigint.gmp.__gmpz_cmp
 local q, r, t1, t2 = bigint.new(), bigint.new(), bigint.new(), bigint.new()
 local hp, hd, bp = bigint.new(), bigint.new(), bigint.new()
 local ONE = bigint.new(1)
@@ -26,7 +30,7 @@ M.PPM = 1000000
 -- Given q, r = floor(a / b) for b > 0, turn q into round_half_even(a / b).
 local function round_quotient(b)
   r:mul_2exp(r, 1)
-  local c = r:cmp(b)
+  local c = cmp(r, b)
   if c > 0 or (c == 0 and q:is_odd()) then q:add(q, ONE) end
   return q
 end
@@ -49,16 +53,16 @@ end
 local function settle(p, d, digits, e, lo, hi)
   local div
   repeat
-    e = e + (q:cmp(hi) >= 0 and 1 or -1)
+    e = e + (cmp(q, hi) >= 0 and 1 or -1)
     div = scaled_floor(p, d, digits - 1 - e)
-  until q:cmp(hi) < 0 and q:cmp(lo) >= 0
+  until cmp(q, hi) < 0 and cmp(q, lo) >= 0
   return e, div
 end
 
 --- p/d (both > 0) to `digits` significant digits, positional notation,
 --- trailing zeros kept: 0.000322580645161, 67941.8837104, 1.00070000000.
 function M.format_sig(p, d, digits)
-  if p:sign() <= 0 or d:sign() <= 0 then
+  if p.size <= 0 or d.size <= 0 then
     error("pricing.format_sig: needs p > 0 and d > 0", 2)
   end
   digits = digits or 12
@@ -69,15 +73,15 @@ function M.format_sig(p, d, digits)
   -- estimate or the next integer; settle() only absorbs float slack.
   local e = floor((p:bits() - d:bits() - 1) * LOG10_2)
   local div = scaled_floor(p, d, digits - 1 - e)
-  if q:cmp(hi) >= 0 then
+  if cmp(q, hi) >= 0 then
     e = e + 1
     div = scaled_floor(p, d, digits - 1 - e)
   end
-  if q:cmp(hi) >= 0 or q:cmp(lo) < 0 then
+  if cmp(q, hi) >= 0 or cmp(q, lo) < 0 then
     e, div = settle(p, d, digits, e, lo, hi)
   end
   round_quotient(div)
-  if q:cmp(hi) == 0 then q:set(lo) e = e + 1 end   -- 9.99..95 -> 10.0..0
+  if cmp(q, hi) == 0 then q:set(lo) e = e + 1 end   -- 9.99..95 -> 10.0..0
   local s = q:tostring()
   if e >= digits - 1 then return s .. rep("0", e - digits + 1) end
   if e >= 0 then return sub(s, 1, e + 1) .. "." .. sub(s, e + 2) end
@@ -86,9 +90,9 @@ end
 
 --- p/d (d > 0, p any sign) with exactly `places` decimals.
 function M.format_fixed(p, d, places)
-  if d:sign() <= 0 then error("pricing.format_fixed: needs d > 0", 2) end
+  if d.size <= 0 then error("pricing.format_fixed: needs d > 0", 2) end
   local n = round_quotient(scaled_floor(p, d, places))
-  local neg = n:sign() < 0
+  local neg = n.size < 0
   if neg then n:neg(n) end
   local s = n:tostring()
   if #s <= places then s = rep("0", places - #s + 1) .. s end

@@ -150,6 +150,43 @@ describe("bandit.bigint", function()
       assert.equal(0, bigint.new(0):bits())
     end)
 
+    it("compares to exactly -1, 0 or 1 across sizes and signs", function()
+      -- GMP's comparisons return any int of the right sign (a difference
+      -- of sizes for operands of different lengths); the methods fold it
+      -- to -1, 0, 1. Operands span zero, one limb, limb boundaries and 2^256,
+      -- run often enough that the compiled code is checked too.
+      local vals = { bigint.new(0), bigint.new(1), bigint.new(-1),
+        bigint.pow2(63), -bigint.pow2(64), bigint.pow2(64) - 1,
+        bigint.pow2(256), -bigint.pow2(256), bigint.pow2(1000),
+        -bigint.pow2(1000) + 1, bigint.new("-340282366920938463463374607431768211456") }
+      -- The expected sign from the decimal text of x - y.
+      local function want(x, y)
+        local d = (x - y):tostring()
+        return d == "0" and 0 or (d:sub(1, 1) == "-" and -1 or 1)
+      end
+      for _ = 1, 200 do
+        for _, x in ipairs(vals) do
+          for _, y in ipairs(vals) do
+            assert.equal(want(x, y), x:cmp(y))
+            local ax, ay = x:copy():abs(x), y:copy():abs(y)
+            assert.equal(want(ax, ay), x:cmpabs(y))
+          end
+          local s = x:tostring()
+          assert.equal(s:sub(1, 1) == "-" and -1 or (s == "0" and 0 or 1), x:sign())
+          assert.equal(x:cmp(bigint.new(-7)), x:cmp_si(-7))
+          assert.equal(x:cmp(bigint.new(0)), x:cmp_si(0))
+        end
+      end
+    end)
+
+    it("new(bigint) copies it (comparing a bigint with nil raised)", function()
+      local a = bigint.new("123456789012345678901234567890")
+      local b = bigint.new(a)
+      assert.equal(tostring(a), tostring(b))
+      b:add(b, bigint.new(1))
+      assert.equal("123456789012345678901234567890", tostring(a))
+    end)
+
     it("converts to numbers only when exact", function()
       assert.equal(2 ^ 53, bigint.pow2(53):tonumber_exact())
       assert.is_nil((bigint.pow2(53) + 1):tonumber_exact())
