@@ -5,7 +5,8 @@
  * between two processes through the same server, measured the same way in
  * the same run.  MYC_BENCH_BEFORE=/path/to/another/mycelium adds that
  * binary's round trips (a build before a change), alternated with ours and
- * raw libnats in each run. */
+ * raw libnats in each run; MYC_BENCH_MYCELIUM=/path/to/mycelium runs that
+ * binary as "ours" (to alternate two builds' throughput rows). */
 #include "bench.h"
 
 #ifdef MYC_BENCH_NATS
@@ -338,6 +339,8 @@ int bench_nats(void) {
   static const int sizes[2] = {64, 1024};
   char port_s[16];
   char *argv[] = {"nats-server", "-a", "127.0.0.1", "-p", port_s, NULL};
+  if (getenv("MYC_BENCH_MYCELIUM") != NULL)
+    mycelium_bin = getenv("MYC_BENCH_MYCELIUM");
   if (mkdtemp(dir) == NULL)
     return 1;
   snprintf(port_s, sizeof port_s, "%d", port);
@@ -410,7 +413,9 @@ int bench_nats(void) {
           mycelium_bin = before;
           if (ours_rtt(rt, sizes[s], &bp50[r], &bp99[r]) != 0)
             bp50[r] = bp99[r] = 0, rc = 1;
-          mycelium_bin = MYC_BUILD_DIR "/mycelium";
+          mycelium_bin = getenv("MYC_BENCH_MYCELIUM") != NULL
+                             ? getenv("MYC_BENCH_MYCELIUM")
+                             : MYC_BUILD_DIR "/mycelium";
         }
       }
       /* Each run's ratios, against the raw round trip of the same run. */
