@@ -219,9 +219,19 @@ typedef struct {
    * a negative rate: no limit. */
   double log_rate;
   double log_burst;
+  /* Topics one service may create (by emitting on, publishing to or
+   * asking the pressure of a topic nobody used before; a link or NATS
+   * connection counts as its engine service, _links or _nats): past it
+   * the service's new topics are refused with MYC_ELIMIT while the topics
+   * that exist go on working.  Topics are never removed, and the engine's
+   * table holds about a million: without this bound one service making
+   * topic names in a loop would leave none for the others.  0:
+   * MYC_DEFAULT_MAX_TOPICS_PER_SERVICE. */
+  uint32_t max_topics_per_service;
 } myc_engine_config;
 
 #define MYC_DEFAULT_MAX_SERVICES 10000
+#define MYC_DEFAULT_MAX_TOPICS_PER_SERVICE 100000
 #define MYC_DEFAULT_LOG_RATE 1000.0
 #define MYC_DEFAULT_LOG_BURST 10000.0
 

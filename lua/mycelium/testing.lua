@@ -214,6 +214,7 @@ function M.engine(spec)
   cfg.node = keep.node
   cfg.workers = spec.workers or 1
   cfg.max_services = spec.max_services or 0
+  cfg.max_topics_per_service = spec.max_topics_per_service or 0
   cfg.manual = 1
   cfg.lua_path = here
   if spec.mailbox ~= nil then

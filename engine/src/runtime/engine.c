@@ -97,6 +97,9 @@ int myc__engine_create(myc_engine **out, const myc_engine_config *cfg) {
   e->manual = cfg->manual;
   e->max_services =
       cfg->max_services ? cfg->max_services : MYC_DEFAULT_MAX_SERVICES;
+  e->max_topics_per_service = cfg->max_topics_per_service
+                                  ? cfg->max_topics_per_service
+                                  : MYC_DEFAULT_MAX_TOPICS_PER_SERVICE;
   myc__clock_init(&e->clock, cfg->manual);
   e->created_ns = myc__clock_now(&e->clock);
   /* The host thread's pool (manual engines) adopts what it frees. */
@@ -219,6 +222,33 @@ int myc__engine_add_transport(myc_engine *e, const char *name,
     snprintf(err, errlen, "%s: cannot add the %s service: %s", what, name,
              myc_strerror(rc));
   return rc;
+}
+
+int64_t myc__engine_topic(myc_engine *e, myc_service *s, const char *name,
+                          size_t len) {
+  if (s == NULL)
+    return myc__topics_resolve(&e->topics, name, len);
+  return myc__topics_resolve_quota(&e->topics, name, len, &s->topics_made,
+                                   e->max_topics_per_service);
+}
+
+void myc__engine_topic_limit(myc_engine *e, myc_service *s, const char *name,
+                             size_t len, char *err, size_t errlen) {
+  char quoted[96];
+  if (errlen == 0)
+    return;
+  myc__log_quote(quoted, sizeof quoted, name, len);
+  if (s != NULL && !myc__topics_full(&e->topics))
+    snprintf(err, errlen, "topic '%s' not created: service '%s' has made %u "
+             "topics of the engine's topic table, its max_topics_per_service "
+             "(raise max_topics_per_service in the config, or "
+             "myc_engine_config.max_topics_per_service)", quoted, s->name,
+             atomic_load_explicit(&s->topics_made, memory_order_relaxed));
+  else
+    snprintf(err, errlen, "topic '%s' not created: the engine's topic table "
+             "is full (%u topics, made by all services together; topics are "
+             "never removed)", quoted, (unsigned)MYC_TOPIC_CHUNKS *
+             MYC_TOPIC_CHUNK);
 }
 
 myc_service *myc__engine_find(myc_engine *e, const char *name, size_t len) {

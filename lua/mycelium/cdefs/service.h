@@ -44,4 +44,6 @@ struct myc_ffi_service {
   int (*myc_ffi_warm_capture)(myc_service *);
   myc_buf *(*myc_ffi_warm_frame)(myc_service *);
   void (*myc_ffi_warm_counts)(myc_service *, double *);
+  void (*myc_ffi_topic_limit)(myc_service *, const char *, size_t, char *,
+                              size_t);
 };
