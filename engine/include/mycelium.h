@@ -381,6 +381,12 @@ typedef struct {
    * 0: handler_timeout_ms when set, else MYC_LOAD_TIMEOUT_MS; at most
    * 10^12. */
   double load_timeout_ms;
+  /* This service's log rate limit (docs/OBSERVABILITY.md): records per
+   * second and burst, as myc_engine_config's log_rate and log_burst,
+   * which a 0 here keeps; a negative rate: no limit for this service;
+   * at most 1e9 each, a burst of at least 1. */
+  double log_rate;
+  double log_burst;
 } myc_service_config;
 
 /* The load and init budget of a service that sets neither
@@ -597,6 +603,8 @@ typedef struct {
                             after the request's deadline, after the
                             instance that sent it ended, or a second
                             responder's */
+  uint64_t logs_suppressed; /* its log records dropped over its log rate
+                               (log_rate, log_burst) */
 } myc_service_stats;
 
 /* Losses of one service's mailbox for one topic (see

@@ -108,6 +108,11 @@ local SERVICE = {
   handler_timeout_ms = { kind = "number", min = 0, max = MAX_MS },
   load_timeout_ms = { kind = "number", min = 0, min_open = true, max = MAX_MS },
   reload_probation_s = { kind = "number", min = 0, max = MAX_S },
+  -- This service's log rate limit over the engine's ('log' at the top).
+  log = { kind = "table", fields = {
+    rate = { kind = "number", min = 0, max = 1e9 },
+    burst = { kind = "number", min = 1, max = 1e9 },
+  } },
 }
 local TOP = {
   node = { kind = "string" },
@@ -328,6 +333,11 @@ function M.service(file, i, s, warnings)
     error(format("%s: '%s.module' is missing (the service's Lua file)", file,
                  where), 0)
   end
+  -- As the engine takes them (myc_service_config): nil or 0 the engine's
+  -- rate, a negative one no limit (a rate of 0 here means none).
+  local log = out.log or {}
+  out.log_rate = log.rate and (log.rate == 0 and -1 or log.rate)
+  out.log_burst = log.burst
   return out, where
 end
 

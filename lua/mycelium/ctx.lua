@@ -325,7 +325,7 @@ function M.new(svc, name, opts, has_handler, typed, view)
                         "restarts", "timeouts", "reloads", "reload_failures",
                         "rollbacks", "memory_limit", "memory_peak",
                         "running_ms", "last_pause_ms", "requests_dropped",
-                           "replies_late" }
+                        "replies_late", "logs_suppressed" }
 
   -- Counters of service 'who' (default: this one), for monitors and
   -- dashboards; nil for an unknown name.  Read without stopping anyone,

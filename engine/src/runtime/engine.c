@@ -111,7 +111,7 @@ int myc__engine_create(myc_engine **out, const myc_engine_config *cfg) {
       myc__bytecode_init(&e->bytecode, &e->alloc, e->lua_path) != 0 ||
       myc__slabs_init(&e->slabs, &e->lua_alloc, MYC_LUA_SLAB) != 0)
     goto nomem;
-  if (myc__log_init(&e->log, &e->alloc, cfg, e->node) != 0)
+  if (myc__log_init(&e->log, &e->alloc, cfg, e->node, &e->clock) != 0)
     goto nomem;
   if (myc__topics_init(&e->topics, &e->alloc) != 0)
     goto nomem;
@@ -773,6 +773,9 @@ static void log_stop(myc_engine *e) {
     unrouted += st.unrouted;
     errors += st.errors;
   }
+  /* Every service's suppressed records are summed up before the last
+   * line: the workers are gone, nobody logs any more. */
+  myc__log_flush_held(&e->log, myc__clock_now(&e->clock), 1);
   snprintf(line, sizeof line,
            "stopped (%s): %llu messages handled, %llu dropped, %llu "
            "unrouted, %llu handler errors; exit code %d",
@@ -859,6 +862,9 @@ int64_t myc_engine_run_once(myc_engine *e, uint64_t max_batches) {
       handled += myc__worker_run_ready(
           w, max_batches ? (uint32_t)max_batches : 0);
     }
+    /* A manual engine has no log thread: summary lines of services gone
+     * quiet while over their log rate are due here. */
+    myc__log_flush_held(&e->log, myc__clock_now(&e->clock), 0);
     if (max_batches)
       break;
     /* Only once every worker had its turn: a later one may have handed
@@ -1044,6 +1050,7 @@ void myc__engine_stats_locked(myc_engine *e, myc_service *s,
   st->errors = atomic_load(&s->n_errors);
   st->requests_dropped = atomic_load(&s->n_requests_dropped);
   st->replies_late = atomic_load(&s->n_replies_late);
+  st->logs_suppressed = atomic_load(&s->log_bucket.total);
   st->dropped_oldest = atomic_load(&mb->dropped[MYC_DROP_OLDEST]);
   st->dropped_newest = atomic_load(&mb->dropped[MYC_DROP_NEWEST]);
   st->rejected = atomic_load(&mb->dropped[MYC_DROP_REJECTED]);

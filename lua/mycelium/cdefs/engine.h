@@ -30,6 +30,7 @@ typedef struct {
   int restart; const char *group; double memory_limit_mb;
   double handler_timeout_ms; double reload_probation_s;
   double load_timeout_ms;
+  double log_rate, log_burst;
 } myc_service_config;
 typedef struct {
   const char *topic;

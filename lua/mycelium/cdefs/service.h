@@ -13,6 +13,7 @@ typedef struct {
   uint64_t memory_limit, memory_peak; uint32_t version;
   char running[128]; double running_ms; double last_pause_ms;
   uint64_t requests_dropped, replies_late;
+  uint64_t logs_suppressed;
 } myc_service_stats;
 
 /* engine/src/ffi/table.h: this section of the table; ffi.h names the
