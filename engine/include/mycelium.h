@@ -219,9 +219,19 @@ typedef struct {
    * a negative rate: no limit. */
   double log_rate;
   double log_burst;
+  /* Topics one service may create (by emitting on, publishing to or
+   * asking the pressure of a topic nobody used before; a link or NATS
+   * connection counts as its engine service, _links or _nats): past it
+   * the service's new topics are refused with MYC_ELIMIT while the topics
+   * that exist go on working.  Topics are never removed, and the engine's
+   * table holds about a million: without this bound one service making
+   * topic names in a loop would leave none for the others.  0:
+   * MYC_DEFAULT_MAX_TOPICS_PER_SERVICE. */
+  uint32_t max_topics_per_service;
 } myc_engine_config;
 
 #define MYC_DEFAULT_MAX_SERVICES 10000
+#define MYC_DEFAULT_MAX_TOPICS_PER_SERVICE 100000
 #define MYC_DEFAULT_LOG_RATE 1000.0
 #define MYC_DEFAULT_LOG_BURST 10000.0
 
@@ -371,6 +381,12 @@ typedef struct {
    * 0: handler_timeout_ms when set, else MYC_LOAD_TIMEOUT_MS; at most
    * 10^12. */
   double load_timeout_ms;
+  /* This service's log rate limit (docs/OBSERVABILITY.md): records per
+   * second and burst, as myc_engine_config's log_rate and log_burst,
+   * which a 0 here keeps; a negative rate: no limit for this service;
+   * at most 1e9 each, a burst of at least 1. */
+  double log_rate;
+  double log_burst;
 } myc_service_config;
 
 /* The load and init budget of a service that sets neither
@@ -587,6 +603,8 @@ typedef struct {
                             after the request's deadline, after the
                             instance that sent it ended, or a second
                             responder's */
+  uint64_t logs_suppressed; /* its log records dropped over its log rate
+                               (log_rate, log_burst) */
 } myc_service_stats;
 
 /* Losses of one service's mailbox for one topic (see

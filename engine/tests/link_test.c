@@ -1286,6 +1286,52 @@ static int logged(log_capture *c, const char *what) {
   return found;
 }
 
+/* A peer sending ever-new topic names fills the quota of "_links"
+ * (max_topics_per_service), not the engine's topic table: past it its
+ * messages on new topics are dropped, said once in the log, while those
+ * on topics that exist go on. */
+static void a_peer_is_bounded_by_the_topic_quota(void) {
+  char path[256], a_links[512], b_links[512], topic[32];
+  static log_capture lc;
+  static sink s;
+  myc_engine *a, *b;
+  int i;
+  memset(&s, 0, sizeof s);
+  uv_mutex_init(&lc.lock);
+  snprintf(path, sizeof path, "%s/quota.sock", tmpdir);
+  snprintf(a_links, sizeof a_links, "listen = { \"unix://%s\" }", path);
+  snprintf(b_links, sizeof b_links,
+           "max_topics_per_service = 3, connect = { \"unix://%s\" }, "
+           "link = { reconnect_initial_ms = 20, reconnect_max_ms = 100 }",
+           path);
+  a = engine("a", a_links);
+  b = engine("b", b_links);
+  CHECK(a != NULL && b != NULL);
+  capture(b, &lc);
+  CHECK_EQ(myc_engine_add_c_service(b, "sink", "t.*", on_sink, &s, -1), 0);
+  CHECK_EQ(start(a), 0);
+  CHECK_EQ(start(b), 0);
+  CHECK(wait_peer(a, "up", 1, NULL));
+  /* t.1 to t.3 are made (the quota), t.4 to t.10 refused. */
+  for (i = 1; i <= 10; i++) {
+    snprintf(topic, sizeof topic, "t.%d", i);
+    publish_seq(a, topic, (uint64_t)(i <= 3 ? i : 100 + i), 1);
+  }
+  publish_seq(a, "t.1", 4, 1);
+  CHECK(wait_count(&s.n, 4));
+  sleep_ms(100);
+  CHECK_EQ(atomic_load(&s.n), 4);
+  CHECK_EQ(atomic_load(&s.bad_order), 0);
+  CHECK(logged(&lc, "link a: messages on new topics dropped from now on: "
+                    "topic 't.4' not created: service '_links' has made 3 "
+                    "topics of the engine's topic table, its "
+                    "max_topics_per_service"));
+  CHECK(!logged(&lc, "topic 't.5'"));
+  myc_engine_free(b);
+  myc_engine_free(a);
+  uv_mutex_destroy(&lc.lock);
+}
+
 /* Mutual TLS: a requires b's certificate; everything that crosses a
  * TCP link crosses this one (20000 messages in order, subscription
  * changes, a redial after a restart). */
@@ -1637,6 +1683,8 @@ static void tls_settings_are_checked(void) {
 int main(void) {
   static const test_case cases[] = {
       {"over_unix", over_unix},
+      {"a_peer_is_bounded_by_the_topic_quota",
+       a_peer_is_bounded_by_the_topic_quota},
       {"over_tcp", over_tcp},
       {"over_unix_on_a_worker_loop", over_unix_on_a_worker_loop},
       {"over_tcp_on_a_worker_loop", over_tcp_on_a_worker_loop},

@@ -47,7 +47,7 @@ static void make(myc__log *l, capture *c, int format, int level,
   cfg.log_format = format;
   cfg.log_level = level;
   memset(c, 0, sizeof *c);
-  CHECK_EQ(myc__log_init(l, a, &cfg, node), 0);
+  CHECK_EQ(myc__log_init(l, a, &cfg, node, NULL), 0);
 }
 
 static void test_json(void) {
@@ -185,7 +185,7 @@ static void test_stderr(void) {
   saved = dup(STDERR_FILENO);
   CHECK(saved >= 0);
   dup2(fds[1], STDERR_FILENO);
-  myc__log_init(&l, &heap, &cfg, "n");
+  myc__log_init(&l, &heap, &cfg, "n", NULL);
   myc__log_write(&l, MYC_LOG_INFO, TS, "s", 1, NULL, NULL, "one", 3, NULL, 0);
   myc__log_write(&l, MYC_LOG_INFO, TS, "s", 1, NULL, NULL, "two", 3, NULL, 0);
   myc__log_destroy(&l); /* writes what the log thread holds */
@@ -243,7 +243,7 @@ static void test_stderr_unread(void) {
   saved = dup(STDERR_FILENO);
   dup2(fds[1], STDERR_FILENO);
   close(fds[1]);
-  CHECK_EQ(myc__log_init(&l, &heap, &cfg, "n"), 0);
+  CHECK_EQ(myc__log_init(&l, &heap, &cfg, "n", NULL), 0);
   t0 = myc__mono_ns();
   for (i = 0; i < 100000; i++) {
     int k = snprintf(msg, sizeof msg, "record %06d", i);
@@ -285,7 +285,7 @@ static void test_stderr_stuck_shutdown(void) {
   CHECK_EQ(pipe(fds), 0);
   saved = dup(STDERR_FILENO);
   dup2(fds[1], STDERR_FILENO);
-  CHECK_EQ(myc__log_init(&l, &heap, &cfg, "n"), 0);
+  CHECK_EQ(myc__log_init(&l, &heap, &cfg, "n", NULL), 0);
   for (i = 0; i < 20000; i++)
     myc__log_write(&l, MYC_LOG_INFO, TS, "s", 1, NULL, NULL,
                    "a record of some length, to fill the pipe", 42, NULL, 0);
@@ -300,6 +300,18 @@ static void test_stderr_stuck_shutdown(void) {
   CHECK(took < (MYC_LOG_FLUSH_MS + 1000) * 1000000LL);
 }
 
+/* A log of 100 records/s, bursts of 5, to 'c'. */
+static void make_rated(myc__log *l, capture *c) {
+  myc_engine_config cfg;
+  myc_engine_config_init(&cfg);
+  cfg.log_fn = sink;
+  cfg.log_ud = c;
+  cfg.log_rate = 100;
+  cfg.log_burst = 5;
+  memset(c, 0, sizeof *c);
+  CHECK_EQ(myc__log_init(l, &heap, &cfg, "n", NULL), 0);
+}
+
 /* The token bucket: a burst, then the rate, exact on given times; the
  * summary line comes with the first record let through again. */
 static void test_rate(void) {
@@ -308,15 +320,8 @@ static void test_rate(void) {
   myc__log_bucket b;
   int i, let = 0;
   int64_t t = TS;
-  myc_engine_config cfg;
-  myc_engine_config_init(&cfg);
-  cfg.log_fn = sink;
-  cfg.log_ud = &c;
-  cfg.log_rate = 100;
-  cfg.log_burst = 5;
-  memset(&c, 0, sizeof c);
   memset(&b, 0, sizeof b);
-  CHECK_EQ(myc__log_init(&l, &heap, &cfg, "n"), 0);
+  make_rated(&l, &c);
   for (i = 0; i < 50; i++)
     let += myc__log_admit(&l, &b, MYC_LOG_INFO, t, "s", 1);
   CHECK_EQ(let, 5);
@@ -338,6 +343,62 @@ static void test_rate(void) {
   myc__log_destroy(&l);
 }
 
+/* A bucket's own rate and burst win over the log's (a negative rate: no
+ * limit); a bucket that goes quiet while over its rate gets its summary
+ * line from myc__log_flush_held once it has a token again, or from
+ * myc__log_bucket_done, each record counted in one line only. */
+static void test_rate_own_and_quiet(void) {
+  myc__log l;
+  capture c;
+  myc__log_bucket b, free_b;
+  int i, let = 0;
+  int64_t t = TS;
+  memset(&b, 0, sizeof b);
+  memset(&free_b, 0, sizeof free_b);
+  b.rate = 10;
+  b.burst = 2;
+  b.service = "s1";
+  b.service_len = 2;
+  free_b.rate = -1;
+  make_rated(&l, &c);
+  for (i = 0; i < 10; i++)
+    let += myc__log_admit(&l, &b, MYC_LOG_INFO, t, "s1", 2);
+  CHECK_EQ(let, 2);
+  CHECK_EQ(atomic_load(&b.total), 8u);
+  /* Not due yet: a token comes back 100 ms later at 10/s. */
+  myc__log_flush_held(&l, t + 50000000, 0);
+  CHECK_EQ(c.n, 0);
+  myc__log_flush_held(&l, t + 100000001, 0);
+  CHECK_EQ(c.n, 1);
+  CHECK(strstr(c.lines[0], "s1") != NULL);
+  CHECK(strstr(c.lines[0], "8 log records of this service suppressed (over "
+                           "its log rate of 10 records/s, burst 2)") != NULL);
+  CHECK_EQ(c.levels[0], MYC_LOG_WARN);
+  /* Said once. */
+  myc__log_flush_held(&l, t + 900000000, 1);
+  CHECK_EQ(c.n, 1);
+  /* Over the rate again, then the service ends. */
+  t += 100000001;
+  for (i = 0; i < 4; i++)
+    let += myc__log_admit(&l, &b, MYC_LOG_INFO, t, "s1", 2);
+  CHECK_EQ(let, 3);
+  CHECK_EQ(c.n, 1);
+  myc__log_bucket_done(&l, &b, t);
+  CHECK_EQ(c.n, 2);
+  CHECK(strstr(c.lines[1], "3 log records of this service suppressed") !=
+        NULL);
+  myc__log_flush_held(&l, t + 900000000, 1);
+  CHECK_EQ(c.n, 2);
+  CHECK_EQ(atomic_load(&b.total), 11u);
+  /* No limit: all let through, none counted. */
+  for (i = 0, let = 0; i < 1000; i++)
+    let += myc__log_admit(&l, &free_b, MYC_LOG_INFO, t, "s2", 2);
+  CHECK_EQ(let, 1000);
+  CHECK_EQ(atomic_load(&free_b.total), 0u);
+  CHECK_EQ(atomic_load(&l.suppressed), 11u);
+  myc__log_destroy(&l);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"json", test_json},
@@ -350,6 +411,7 @@ int main(void) {
       {"stderr_unread", test_stderr_unread},
       {"stderr_stuck_shutdown", test_stderr_stuck_shutdown},
       {"rate", test_rate},
+      {"rate_own_and_quiet", test_rate_own_and_quiet},
       {NULL, NULL},
   };
   return run_tests(cases);

@@ -4,7 +4,7 @@
  * errors of a bad listen address. */
 #include "mycelium.h"
 #include "base/alloc.h"
-#include "observe/text.h"
+#include "base/text.h"
 #include "test.h"
 #include "test_engine.h"
 
@@ -167,6 +167,58 @@ static void text_escapes(void) {
 }
 
 typedef struct {
+  const char *peer;
+  uint64_t in, out;
+} counted;
+
+static void peer_label(myc__text *t, const void *rec) {
+  const counted *c = rec;
+  myc__text_printf(t, "peer=\"");
+  myc__text_label(t, c->peer, strlen(c->peer));
+  myc__text_printf(t, "\"");
+}
+
+/* A table of counter families (what links and NATS print with): HELP and
+ * TYPE once a family, one sample per record and entry, the record's
+ * labels before the entry's, braces only when there is a label, the
+ * HELP and TYPE alone when there is no record. */
+static void counter_families(void) {
+  static const myc__text_counter fams[] = {
+      {"x_total", "counter", "In and out.", "dir=\"in\"",
+       offsetof(counted, in)},
+      {NULL, NULL, NULL, "dir=\"out\"", offsetof(counted, out)},
+      {"y", "gauge", "Back\\slash.", NULL, offsetof(counted, out)},
+  };
+  static const counted recs[] = {{"a", 1, 2}, {"b\"", 3, 18446744073709551615u}};
+  myc__alloc a = {myc__default_alloc, NULL};
+  myc__text t;
+  size_t len = 0;
+  char *p;
+  myc__text_init(&t, &a);
+  myc__text_counters(&t, fams, 3, recs, sizeof *recs, 2, peer_label);
+  CHECK_STR(t.p, "# HELP x_total In and out.\n# TYPE x_total counter\n"
+                 "x_total{peer=\"a\",dir=\"in\"} 1\n"
+                 "x_total{peer=\"b\\\"\",dir=\"in\"} 3\n"
+                 "x_total{peer=\"a\",dir=\"out\"} 2\n"
+                 "x_total{peer=\"b\\\"\",dir=\"out\"} 18446744073709551615\n"
+                 "# HELP y Back\\\\slash.\n# TYPE y gauge\n"
+                 "y{peer=\"a\"} 2\n"
+                 "y{peer=\"b\\\"\"} 18446744073709551615\n");
+  myc__text_free(&t);
+  myc__text_init(&t, &a);
+  myc__text_counters(&t, fams, 3, recs, sizeof *recs, 1, NULL);
+  myc__text_counters(&t, fams + 2, 1, recs, sizeof *recs, 0, peer_label);
+  p = myc__text_take(&t, &len);
+  CHECK(p != NULL);
+  CHECK_STR(p, "# HELP x_total In and out.\n# TYPE x_total counter\n"
+               "x_total{dir=\"in\"} 1\nx_total{dir=\"out\"} 2\n"
+               "# HELP y Back\\\\slash.\n# TYPE y gauge\ny 2\n"
+               "# HELP y Back\\\\slash.\n# TYPE y gauge\n");
+  CHECK_EQ(len, strlen(p));
+  myc__free(&a, p, len + 1);
+}
+
+typedef struct {
   myc_engine *e;
   pthread_t th;
 } live;
@@ -295,6 +347,7 @@ int main(void) {
   static const test_case cases[] = {
       {"counters_in_exposition", counters_in_exposition},
       {"text_escapes", text_escapes},
+      {"counter_families", counter_families},
       {"scrape_while_handler_stuck", scrape_while_handler_stuck},
       {"bad_listen", bad_listen},
       {NULL, NULL}};

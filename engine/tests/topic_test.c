@@ -100,6 +100,36 @@ static void many_topics_grow_the_table(void) {
   myc__topics_destroy(&t);
 }
 
+/* A creator with a quota gets MYC_ELIMIT for a new topic past it; the
+ * topics that exist still resolve, and other creators still create. */
+static void a_quota_bounds_one_creator(void) {
+  myc__topics t;
+  _Atomic uint32_t mine = 0, other = 0;
+  char name[32];
+  int i;
+  CHECK_EQ(myc__topics_init(&t, &alloc), 0);
+  for (i = 0; i < 3; i++) {
+    int n = snprintf(name, sizeof name, "loop.%d", i);
+    CHECK(myc__topics_resolve_quota(&t, name, (size_t)n, &mine, 3) > 0);
+  }
+  CHECK_EQ(atomic_load(&mine), 3);
+  CHECK_EQ(myc__topics_resolve_quota(&t, S("loop.3"), &mine, 3), MYC_ELIMIT);
+  CHECK_EQ(myc__topics_resolve_quota(&t, S("loop.4"), &mine, 3), MYC_ELIMIT);
+  /* an invalid name is still that, not a limit */
+  CHECK_EQ(myc__topics_resolve_quota(&t, S("a..b"), &mine, 3), MYC_ETOPIC);
+  /* existing topics, its own or others', do not count */
+  CHECK(myc__topics_resolve_quota(&t, S("loop.1"), &mine, 3) > 0);
+  CHECK(myc__topics_resolve(&t, S("host.made")) > 0);
+  CHECK(myc__topics_resolve_quota(&t, S("host.made"), &mine, 3) > 0);
+  CHECK_EQ(atomic_load(&mine), 3);
+  /* nobody else is refused */
+  CHECK(myc__topics_resolve_quota(&t, S("loop.3"), &other, 3) > 0);
+  CHECK(myc__topics_resolve(&t, S("loop.5")) > 0);
+  CHECK_EQ(atomic_load(&other), 1);
+  CHECK(!myc__topics_full(&t));
+  myc__topics_destroy(&t);
+}
+
 /* Every allocation failure leaves the table as it was and leaks nothing. */
 static void allocation_failures_change_nothing(void) {
   long n;
@@ -314,6 +344,7 @@ int main(void) {
       {"subscriber_lists_follow_subscriptions",
        subscriber_lists_follow_subscriptions},
       {"many_topics_grow_the_table", many_topics_grow_the_table},
+      {"a_quota_bounds_one_creator", a_quota_bounds_one_creator},
       {"allocation_failures_change_nothing", allocation_failures_change_nothing},
       {"changes_scale_linearly", changes_scale_linearly},
       {"removals_compact_the_table", removals_compact_the_table},

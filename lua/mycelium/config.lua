@@ -108,11 +108,17 @@ local SERVICE = {
   handler_timeout_ms = { kind = "number", min = 0, max = MAX_MS },
   load_timeout_ms = { kind = "number", min = 0, min_open = true, max = MAX_MS },
   reload_probation_s = { kind = "number", min = 0, max = MAX_S },
+  -- This service's log rate limit over the engine's ('log' at the top).
+  log = { kind = "table", fields = {
+    rate = { kind = "number", min = 0, max = 1e9 },
+    burst = { kind = "number", min = 1, max = 1e9 },
+  } },
 }
 local TOP = {
   node = { kind = "string" },
   workers = { kind = "integer", min = 1, max = 128 },
   max_services = { kind = "integer", min = 1, max = 2 ^ 32 - 1 },
+  max_topics_per_service = { kind = "integer", min = 1, max = 2 ^ 32 - 1 },
   contracts = { kind = "string" },
   validate = { kind = "boolean" },
   mailbox = { kind = "table", fields = MAILBOX },
@@ -327,6 +333,11 @@ function M.service(file, i, s, warnings)
     error(format("%s: '%s.module' is missing (the service's Lua file)", file,
                  where), 0)
   end
+  -- As the engine takes them (myc_service_config): nil or 0 the engine's
+  -- rate, a negative one no limit (a rate of 0 here means none).
+  local log = out.log or {}
+  out.log_rate = log.rate and (log.rate == 0 and -1 or log.rate)
+  out.log_burst = log.burst
   return out, where
 end
 
@@ -546,6 +557,7 @@ function M.normalise(file, t, dir, extra)
     node = out.node or "mycelium",
     workers = out.workers, -- nil: one per core (the engine decides)
     max_services = out.max_services, -- nil: the engine's default
+    max_topics_per_service = out.max_topics_per_service, -- nil: the default
     mailbox = out.mailbox or {},
     log_level = log.level or LEVELS.info,
     log_format = log.format or FORMATS.text,

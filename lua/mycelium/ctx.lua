@@ -56,11 +56,23 @@ function M.new(svc, name, opts, has_handler, typed, view)
     error(format("service '%s': " .. fmt, name, ...), level + 1)
   end
 
+  -- The engine's message for a new topic it refused with ELIMIT: the
+  -- service made max_topics_per_service topics, or the table is full.
+  local limit_buf
+  local function topic_limit(t)
+    need("service")
+    limit_buf = limit_buf or ffi.new("char[512]")
+    C.myc_ffi_topic_limit(svc, t, #t, limit_buf, 512)
+    return ffi_string(limit_buf)
+  end
+
   -- 'emitting': the id is for an emit, which a '$' topic refuses (only
   -- the engine publishes there: a service forging '$dead' letters would
   -- mislead whoever watches them).  '$' ids are never cached, so a cached
-  -- id is always one a service may emit on.
-  local function topic_id(t, level, emitting)
+  -- id is always one a service may emit on.  'soft': a topic the engine
+  -- cannot create (ELIMIT) returns nil, its message, "ELIMIT" rather than
+  -- raising, as ctx:emit reports what the engine refuses.
+  local function topic_id(t, level, emitting, soft)
     local id = topic_ids[t]
     if id ~= nil then
       return id
@@ -78,6 +90,12 @@ function M.new(svc, name, opts, has_handler, typed, view)
       local why = C.myc_ffi_topic_check(t, #t, 0)
       if why ~= nil then
         fail(level + 1, "invalid topic '%s': %s", t, ffi_string(why))
+      end
+      local code = err_name(tonumber(r))
+      if code == "ELIMIT" then
+        local why = topic_limit(t)
+        if soft then return nil, why, code end
+        fail(level + 1, "%s", why)
       end
       fail(level + 1, "topic '%s': %s", t, strerror(tonumber(r)))
     end
@@ -114,7 +132,10 @@ function M.new(svc, name, opts, has_handler, typed, view)
   -- No tail calls on these paths: a tail call drops a frame, and the
   -- error levels would point past the caller.
   function ctx.emit(_, t, value)
-    local ok, why, code = emit_value(topic_id(t, 2, true), t, value, 2)
+    local tid, why, code = topic_id(t, 2, true, true)
+    if tid == nil then return nil, why, code end
+    local ok
+    ok, why, code = emit_value(tid, t, value, 2)
     return ok, why, code
   end
 
@@ -304,7 +325,7 @@ function M.new(svc, name, opts, has_handler, typed, view)
                         "restarts", "timeouts", "reloads", "reload_failures",
                         "rollbacks", "memory_limit", "memory_peak",
                         "running_ms", "last_pause_ms", "requests_dropped",
-                           "replies_late" }
+                        "replies_late", "logs_suppressed" }
 
   -- Counters of service 'who' (default: this one), for monitors and
   -- dashboards; nil for an unknown name.  Read without stopping anyone,

@@ -175,6 +175,7 @@ local function check_services(spec, cfg, keep)
     sc.memory_limit_mb = c.memory_limit_mb or 0
     sc.handler_timeout_ms = c.handler_timeout_ms or 0
     sc.load_timeout_ms = c.load_timeout_ms or 0
+    sc.log_rate, sc.log_burst = c.log_rate or 0, c.log_burst or 0
     sc.reload_probation_s = c.reload_probation_s == 0 and -1
         or c.reload_probation_s or 0
     if c.opts then
@@ -194,7 +195,7 @@ end
 
 -- Creates and starts an engine.  spec: { services = { {name, module, opts,
 -- worker, mailbox, restart, group, memory_limit_mb, handler_timeout_ms,
--- load_timeout_ms, reload_probation_s}... }, workers, mailbox = {capacity,
+-- load_timeout_ms, reload_probation_s, log = {rate, burst}}... }, workers, mailbox = {capacity,
 -- policy, threshold, max_bytes, max_message_bytes}, log = {level, format}, node, contracts = "path.yaml",
 -- validate = false, supervisor = {...}, supervisors = { name = {
 -- strategy, ... } }, control = "unix:///path" }.  A service may be given
@@ -214,6 +215,7 @@ function M.engine(spec)
   cfg.node = keep.node
   cfg.workers = spec.workers or 1
   cfg.max_services = spec.max_services or 0
+  cfg.max_topics_per_service = spec.max_topics_per_service or 0
   cfg.manual = 1
   cfg.lua_path = here
   if spec.mailbox ~= nil then
@@ -436,7 +438,7 @@ function Engine:stats(name)
                            "restarts", "timeouts", "reloads", "reload_failures",
                            "rollbacks", "memory_limit", "memory_peak",
                            "running_ms", "last_pause_ms", "requests_dropped",
-                           "replies_late" } do
+                           "replies_late", "logs_suppressed" } do
         t[k] = tonumber(st[k])
       end
       t.queue_depth, t.queue_capacity = st.queue_depth, st.queue_capacity

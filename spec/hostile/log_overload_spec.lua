@@ -164,3 +164,70 @@ end }]] } } }
     assert.is_not_nil(st)
   end)
 end)
+
+describe("a service's own log rate", function()
+  after_each(function() testing.cleanup() end)
+
+  -- Logs 'n' lines when told, then nothing more.
+  local LOGGER = [[
+return { subscribe = { "go" }, on_message = function(ctx, msg)
+  for i = 1, tonumber(msg.data) do ctx.log:info(ctx.name .. " line " .. i) end
+end }]]
+
+  it("overrides the engine's, counts in myc_service_stats, and sums up a "
+     .. "service that went quiet", function()
+    local eng = testing.engine { log = { format = "text", rate = 1000, burst = 1000 },
+      services = {
+        { name = "chatty", module = testing.module(LOGGER),
+          log = { rate = 2, burst = 3 } },
+        { name = "free", module = testing.module(LOGGER), log = { rate = 0 } },
+        { name = "plain", module = testing.module(LOGGER) } } }
+    eng:publish("go", "50")
+    eng:run()
+    local function count(lines, who)
+      local n, summary = 0, nil
+      for _, l in ipairs(lines) do
+        if l:find(who .. " line %d+") then n = n + 1 end
+        if l:find("[" .. who .. "]", 1, true) then
+          summary = summary or l:match("(%d+ log records of this service "
+                                       .. "suppressed %b())")
+        end
+      end
+      return n, summary
+    end
+    local lines = eng:logs()
+    local n, summary = count(lines, "chatty")
+    assert.are.equal(3, n)
+    -- Nothing more is logged: no record comes to carry the summary.
+    assert.is_nil(summary)
+    assert.are.equal(47, eng:stats("chatty").logs_suppressed)
+    assert.are.equal(50, (count(lines, "free")))
+    assert.are.equal(0, eng:stats("free").logs_suppressed)
+    assert.are.equal(50, (count(lines, "plain")))
+    -- Half a second at 2/s gives a token back: the summary comes then,
+    -- without the service logging again, and only once.
+    eng:advance(0.6)
+    n, summary = count(eng:logs(), "chatty")
+    assert.are.equal(0, n)
+    assert.are.equal("47 log records of this service suppressed (over its "
+                     .. "log rate of 2 records/s, burst 3)", summary)
+    eng:advance(5)
+    assert.is_nil(select(2, count(eng:logs(), "chatty")))
+    -- Refilled to its burst meanwhile: 3 of 10 more, the rest counted.
+    eng:publish("go", "10")
+    eng:run()
+    assert.are.equal(3, (count(eng:logs(), "chatty")))
+    assert.are.equal(54, eng:stats("chatty").logs_suppressed)
+    eng:close()
+  end)
+
+  it("is checked in the config", function()
+    for _, bad in ipairs { { rate = -1 }, { burst = 0 }, { rate = "x" },
+                           { burst = 2e9 }, { level = "info" } } do
+      local ok, err = pcall(testing.engine, { services = {
+        { name = "a", module = testing.module(LOGGER), log = bad } } })
+      assert.is_false(ok)
+      assert.matches("services[1].log.", err, 1, true)
+    end
+  end)
+end)

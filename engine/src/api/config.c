@@ -127,6 +127,8 @@ static int read_engine_config(lua_State *L, int t, myc_engine_config *c,
   c->node = strings[0];
   c->workers = (uint32_t)num_field(L, t, "workers", 0);
   c->max_services = (uint32_t)num_field(L, t, "max_services", 0);
+  c->max_topics_per_service =
+      (uint32_t)num_field(L, t, "max_topics_per_service", 0);
   c->log_level = (myc_log_level)num_field(L, t, "log_level", MYC_LOG_INFO);
   c->log_format = (myc_log_format)num_field(L, t, "log_format", MYC_LOG_TEXT);
   c->log_rate = num_field(L, t, "log_rate", 0);
@@ -221,6 +223,8 @@ static int read_service(lua_State *L, myc_engine *e, service_entry *out,
   sc->memory_limit_mb = num_field(L, t, "memory_limit_mb", 0);
   sc->handler_timeout_ms = num_field(L, t, "handler_timeout_ms", 0);
   sc->load_timeout_ms = num_field(L, t, "load_timeout_ms", 0);
+  sc->log_rate = num_field(L, t, "log_rate", 0);
+  sc->log_burst = num_field(L, t, "log_burst", 0);
   /* An explicit 0 means no probation; absent means the engine's. */
   sc->reload_probation_s = num_field(L, t, "reload_probation_s", 0);
   lua_getfield(L, t, "reload_probation_s");

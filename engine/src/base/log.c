@@ -89,8 +89,25 @@ static void ring_main(void *arg) {
     size_t n;
     uint64_t lost;
     if (r->len == 0 && r->pending == 0) {
+      myc__log *l = r->log;
       if (r->stop)
         break;
+      if (atomic_load_explicit(&l->nheld, memory_order_relaxed) > 0 &&
+          l->clock != NULL) {
+        /* A service went quiet while over its rate: its summary line
+         * comes once it has a token again, checked every so often. */
+        uv_mutex_unlock(&r->lock);
+        myc__log_flush_held(l, myc__clock_now(l->clock), 0);
+        uv_mutex_lock(&r->lock);
+        if (r->len > 0 || r->stop)
+          continue;
+        if (atomic_load_explicit(&l->nheld, memory_order_relaxed) > 0) {
+          r->sleeping = 1;
+          uv_cond_timedwait(&r->wake, &r->lock, MYC_LOG_HELD_POLL_NS);
+          r->sleeping = 0;
+          continue;
+        }
+      }
       r->sleeping = 1;
       uv_cond_wait(&r->wake, &r->lock);
       r->sleeping = 0;
@@ -187,9 +204,10 @@ static void ring_put(myc__log_ring *r, const char *p, size_t n) {
 }
 
 int myc__log_init(myc__log *l, const myc__alloc *a, const myc_engine_config *c,
-                  const char *node) {
+                  const char *node, const myc__clock *clock) {
   memset(l, 0, sizeof *l);
   l->alloc = a;
+  l->clock = clock; /* before the log thread starts, which reads it */
   l->fn = c->log_fn;
   l->ud = c->log_ud;
   l->level = c->log_level;
@@ -197,9 +215,15 @@ int myc__log_init(myc__log *l, const myc__alloc *a, const myc_engine_config *c,
   l->node = node;
   l->rate = c->log_rate != 0 ? c->log_rate : MYC_DEFAULT_LOG_RATE;
   l->burst = c->log_burst != 0 ? c->log_burst : MYC_DEFAULT_LOG_BURST;
-  /* A manual engine runs no threads of its own: it writes in place. */
-  if (l->fn == NULL && !c->manual && ring_start(l) != 0)
+  if (uv_mutex_init(&l->held_lock) != 0) {
+    l->alloc = NULL; /* nothing for myc__log_destroy */
     return -1;
+  }
+  /* A manual engine runs no threads of its own: it writes in place. */
+  if (l->fn == NULL && !c->manual && ring_start(l) != 0) {
+    uv_mutex_destroy(&l->held_lock);
+    return -1;
+  }
   return 0;
 }
 
@@ -218,6 +242,8 @@ void myc__log_destroy(myc__log *l) {
     myc__free(l->alloc, r, sizeof *r);
     l->ring = NULL;
   }
+  if (l->alloc != NULL)
+    uv_mutex_destroy(&l->held_lock);
   l->alloc = NULL;
 }
 
@@ -493,38 +519,119 @@ void myc__log_write_kv(myc__log *l, int level, int64_t ts_ns,
     myc__free(l->alloc, o.p, o.cap);
 }
 
+/* The bucket's rate and burst: its own, else the log's. */
+static double rate_of(const myc__log *l, const myc__log_bucket *b) {
+  return b->rate != 0 ? b->rate : l->rate;
+}
+
+static double burst_of(const myc__log *l, const myc__log_bucket *b) {
+  return b->burst != 0 ? b->burst : l->burst;
+}
+
+/* The line that says how many records 'b' suppressed. */
+static void summary(myc__log *l, const myc__log_bucket *b, uint64_t held,
+                    int64_t now_ns, const char *service, size_t service_len) {
+  char line[200];
+  snprintf(line, sizeof line,
+           "%" PRIu64 " log records of this service suppressed (over its "
+           "log rate of %g records/s, burst %g)",
+           held, rate_of(l, b), burst_of(l, b));
+  myc__log_write(l, MYC_LOG_WARN, now_ns, service, service_len, NULL, NULL,
+                 line, strlen(line), NULL, 0);
+}
+
+/* Puts 'b' on the list of buckets holding records: its summary is due
+ * when a token has come back. */
+static void hold(myc__log *l, myc__log_bucket *b, int64_t now_ns,
+                 double rate) {
+  uv_mutex_lock(&l->held_lock);
+  if (!b->listed) {
+    b->listed = 1;
+    b->due_ns = now_ns + (int64_t)((1 - b->tokens) / rate * 1e9) + 1;
+    b->next_held = l->held_list;
+    l->held_list = b;
+    atomic_fetch_add_explicit(&l->nheld, 1, memory_order_relaxed);
+  }
+  uv_mutex_unlock(&l->held_lock);
+  /* The log thread sleeps without a timeout while nothing is held. */
+  if (l->ring != NULL) {
+    uv_mutex_lock(&l->ring->lock);
+    if (l->ring->sleeping)
+      uv_cond_signal(&l->ring->wake);
+    uv_mutex_unlock(&l->ring->lock);
+  }
+}
+
 int myc__log_admit(myc__log *l, myc__log_bucket *b, int level, int64_t now_ns,
                    const char *service, size_t service_len) {
-  char line[200];
+  double rate = rate_of(l, b), burst = burst_of(l, b);
   uint64_t held;
   if (level < l->level)
     return 0;
-  if (l->rate <= 0)
+  if (rate <= 0)
     return 1;
   if (b->last_ns == 0) {
-    b->tokens = l->burst;
+    b->tokens = burst;
   } else if (now_ns > b->last_ns) {
-    b->tokens += (double)(now_ns - b->last_ns) * 1e-9 * l->rate;
-    if (b->tokens > l->burst)
-      b->tokens = l->burst;
+    b->tokens += (double)(now_ns - b->last_ns) * 1e-9 * rate;
+    if (b->tokens > burst)
+      b->tokens = burst;
   }
   if (now_ns > b->last_ns || b->last_ns == 0)
     b->last_ns = now_ns;
   if (b->tokens < 1) {
-    b->held++;
+    if (atomic_fetch_add_explicit(&b->held, 1, memory_order_relaxed) == 0)
+      hold(l, b, now_ns, rate);
     atomic_fetch_add_explicit(&b->total, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&l->suppressed, 1, memory_order_relaxed);
     return 0;
   }
   b->tokens -= 1;
-  if ((held = b->held) > 0) {
-    b->held = 0;
-    snprintf(line, sizeof line,
-             "%" PRIu64 " log records of this service suppressed (over its "
-             "log rate of %g records/s, burst %g)",
-             held, l->rate, l->burst);
-    myc__log_write(l, MYC_LOG_WARN, now_ns, service, service_len, NULL, NULL,
-                   line, strlen(line), NULL, 0);
-  }
+  /* Taken with an exchange: myc__log_flush_held may sum them up at the
+   * same time, and each record is counted in one line only. */
+  if (atomic_load_explicit(&b->held, memory_order_relaxed) > 0 &&
+      (held = atomic_exchange_explicit(&b->held, 0, memory_order_relaxed)) > 0)
+    summary(l, b, held, now_ns, service, service_len);
   return 1;
+}
+
+void myc__log_flush_held(myc__log *l, int64_t now_ns, int all) {
+  myc__log_bucket **at;
+  if (atomic_load_explicit(&l->nheld, memory_order_relaxed) == 0)
+    return;
+  uv_mutex_lock(&l->held_lock);
+  at = &l->held_list;
+  while (*at != NULL) {
+    myc__log_bucket *b = *at;
+    uint64_t held;
+    if (!all && b->due_ns > now_ns) {
+      at = &b->next_held;
+      continue;
+    }
+    *at = b->next_held;
+    b->listed = 0;
+    atomic_fetch_sub_explicit(&l->nheld, 1, memory_order_relaxed);
+    /* Written under the lock: myc__log_bucket_done waits for it, so the
+     * service's name is still there. */
+    if ((held = atomic_exchange_explicit(&b->held, 0, memory_order_relaxed)) >
+        0)
+      summary(l, b, held, now_ns, b->service, b->service_len);
+  }
+  uv_mutex_unlock(&l->held_lock);
+}
+
+void myc__log_bucket_done(myc__log *l, myc__log_bucket *b, int64_t now_ns) {
+  myc__log_bucket **at;
+  uint64_t held;
+  uv_mutex_lock(&l->held_lock);
+  for (at = &l->held_list; *at != NULL; at = &(*at)->next_held)
+    if (*at == b) {
+      *at = b->next_held;
+      b->listed = 0;
+      atomic_fetch_sub_explicit(&l->nheld, 1, memory_order_relaxed);
+      break;
+    }
+  if ((held = atomic_exchange_explicit(&b->held, 0, memory_order_relaxed)) > 0)
+    summary(l, b, held, now_ns, b->service, b->service_len);
+  uv_mutex_unlock(&l->held_lock);
 }

@@ -500,16 +500,33 @@ static int64_t create_topic(myc__topics *t, const char *name, size_t len) {
   return id;
 }
 
-int64_t myc__topics_resolve(myc__topics *t, const char *name, size_t len) {
+int64_t myc__topics_resolve_quota(myc__topics *t, const char *name,
+                                  size_t len, _Atomic uint32_t *made,
+                                  uint32_t max) {
   myc__topic *topic;
   int64_t id;
   if (myc__topic_check(name, len, 0) != NULL)
     return MYC_ETOPIC;
   uv_mutex_lock(&t->lock);
   topic = *find_slot(t, name, len);
-  id = topic != NULL ? (int64_t)topic->id : create_topic(t, name, len);
+  if (topic != NULL) {
+    id = (int64_t)topic->id;
+  } else if (made != NULL &&
+             atomic_load_explicit(made, memory_order_relaxed) >= max) {
+    id = MYC_ELIMIT;
+  } else {
+    id = create_topic(t, name, len);
+    if (id > 0 && made != NULL)
+      atomic_store_explicit(
+          made, atomic_load_explicit(made, memory_order_relaxed) + 1,
+          memory_order_relaxed);
+  }
   uv_mutex_unlock(&t->lock);
   return id;
+}
+
+int64_t myc__topics_resolve(myc__topics *t, const char *name, size_t len) {
+  return myc__topics_resolve_quota(t, name, len, NULL, 0);
 }
 
 /* ---- subscription counts -------------------------------------------------

@@ -145,6 +145,23 @@ int myc__topic_match(const char *pattern, size_t plen, const char *name,
  * for an invalid name or MYC_ENOMEM.  Thread-safe. */
 int64_t myc__topics_resolve(myc__topics *t, const char *name, size_t len);
 
+/* Like myc__topics_resolve, for a creator with a quota (a service): a
+ * topic it creates is counted in '*made', and once '*made' reaches 'max'
+ * a new topic is refused with MYC_ELIMIT (existing ones still resolve).
+ * Topics are never removed, so without it one service creating topics in
+ * a loop would fill the table (MYC_TOPIC_CHUNKS * MYC_TOPIC_CHUNK) for
+ * every other.  '*made' changes only under the table's lock. */
+int64_t myc__topics_resolve_quota(myc__topics *t, const char *name,
+                                  size_t len, _Atomic uint32_t *made,
+                                  uint32_t max);
+
+/* Whether the table holds as many topics as it can: a MYC_ELIMIT of
+ * myc__topics_resolve_quota with '*made' below its 'max' is this. */
+static inline int myc__topics_full(myc__topics *t) {
+  return atomic_load_explicit(&t->count, memory_order_relaxed) >=
+         (uint32_t)MYC_TOPIC_CHUNKS * MYC_TOPIC_CHUNK;
+}
+
 /* The topic with id 'id', or NULL.  Lock-free; thread-safe. */
 static inline myc__topic *myc__topics_get(myc__topics *t, uint32_t id) {
   myc__topic **chunk;

@@ -131,7 +131,9 @@ void myc_ffi_buf_ref(myc_buf *b);
 void myc_ffi_buf_release(myc_service *s, myc_buf *b);
 
 /* The id (>= 1) of topic 'name', created if new; MYC_ETOPIC for an
- * invalid name, MYC_ENOMEM.  Any thread. */
+ * invalid name, MYC_ENOMEM, MYC_ELIMIT (the service made
+ * max_topics_per_service topics, or the table is full:
+ * myc_ffi_topic_limit).  Any thread. */
 int64_t myc_ffi_topic(myc_service *s, const char *name, size_t len);
 
 /* The name of topic 'id', or NULL.  Owned by the engine. */
@@ -211,6 +213,11 @@ int myc_ffi_spawn(myc_service *s, const char *name, const char *module,
 /* ctx:kill: myc_engine_kill() of 'name' by 's'.  Returns as
  * myc_engine_kill(), the reason in 'err'. */
 int myc_ffi_kill(myc_service *s, const char *name, char *err, size_t errlen);
+
+/* The message for a MYC_ELIMIT of myc_ffi_topic on 'name': the table,
+ * the service and the key to raise.  Always NUL-terminated. */
+void myc_ffi_topic_limit(myc_service *s, const char *name, size_t len,
+                         char *err, size_t errlen);
 
 /* The message at the cursor has no handler any more (a reload dropped
  * it): it goes to "$dead", logged, without ending the instance. */

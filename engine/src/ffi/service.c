@@ -98,7 +98,12 @@ void myc_ffi_buf_release(myc_service *s, myc_buf *b) {
 }
 
 int64_t myc_ffi_topic(myc_service *s, const char *name, size_t len) {
-  return myc__topics_resolve(s->topics, name, len);
+  return myc__engine_topic(s->eng, s, name, len);
+}
+
+void myc_ffi_topic_limit(myc_service *s, const char *name, size_t len,
+                         char *err, size_t errlen) {
+  myc__engine_topic_limit(s->eng, s, name, len, err, errlen);
 }
 
 const char *myc_ffi_topic_name(myc_service *s, uint32_t id) {

@@ -37,7 +37,8 @@
   X(myc_ffi_over_threshold) X(myc_ffi_pressure) X(myc_ffi_stats)           \
   X(myc_ffi_log_level) X(myc_ffi_log_format) X(myc_ffi_log)                \
   X(myc_ffi_shutdown) X(myc_ffi_spawn) X(myc_ffi_kill)                    \
-  X(myc_ffi_warm_capture) X(myc_ffi_warm_frame) X(myc_ffi_warm_counts)
+  X(myc_ffi_warm_capture) X(myc_ffi_warm_frame) X(myc_ffi_warm_counts)     \
+  X(myc_ffi_topic_limit)
 
 #define MYC_FFI_CONTRACT(X) X(myc_ffi_contract_nonzero)
 

@@ -112,6 +112,9 @@ struct peer {
   uint32_t last_topic;
   uint16_t last_topic_len;
   char last_topic_name[MYC_TOPIC_MAX];
+  /* A new topic of its was refused (max_topics_per_service of _links):
+   * logged once, not once a frame. */
+  int told_topic_limit;
   /* what the peer subscribed (read by workers under L->lock) */
   strset remote;
   /* what we announced to it */
@@ -1251,7 +1254,17 @@ static void publish(peer *p, const myc__wire_msg *m) {
         memcmp(m->topic, p->last_topic_name, m->topic_len) == 0))) {
     id = p->last_topic;
   } else {
-    id = myc__topics_resolve(&e->topics, m->topic, m->topic_len);
+    /* Counted against _links: a peer sending ever-new topic names fills
+     * its quota, not the engine's table. */
+    id = myc__engine_topic(e, p->L->svc, m->topic, m->topic_len);
+    if (id == MYC_ELIMIT && !p->told_topic_limit) {
+      char why[512];
+      myc__engine_topic_limit(e, p->L->svc, m->topic, m->topic_len, why,
+                              sizeof why);
+      p->told_topic_limit = 1;
+      logf_(p->L, MYC_LOG_ERROR, "link %s: messages on new topics dropped "
+            "from now on: %s", p->name, why);
+    }
     if (id < 0)
       return;
     p->last_topic = (uint32_t)id;

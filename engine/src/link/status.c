@@ -2,65 +2,25 @@
  * /metrics. */
 #include "link/link.h"
 
-#include <stdarg.h>
+#include "base/text.h"
+
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
-typedef struct {
-  const myc__alloc *a;
-  char *p;
-  size_t len, cap;
-  int failed;
-} out;
-
-static void put(out *o, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void put(out *o, const char *fmt, ...) {
-  va_list ap;
-  int n;
-  for (;;) {
-    size_t room = o->cap - o->len;
-    va_start(ap, fmt);
-    n = vsnprintf(o->p ? o->p + o->len : NULL, o->p ? room : 0, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-      o->failed = 1;
-      return;
-    }
-    if (o->p != NULL && (size_t)n < room) {
-      o->len += (size_t)n;
-      return;
-    }
-    {
-      size_t ncap = o->cap ? o->cap * 2 : 1024;
-      char *np;
-      while (ncap < o->len + (size_t)n + 1)
-        ncap *= 2;
-      np = myc__realloc(o->a, o->p, o->cap, ncap);
-      if (np == NULL) {
-        o->failed = 1;
-        return;
-      }
-      o->p = np;
-      o->cap = ncap;
-    }
-  }
-}
-
 /* A JSON string of 's' (URLs may hold any byte of a path). */
-static void put_json(out *o, const char *s) {
-  put(o, "\"");
+static void put_json(myc__text *o, const char *s) {
+  myc__text_printf(o, "\"");
   for (; *s != '\0'; s++) {
     unsigned char c = (unsigned char)*s;
     if (c == '"' || c == '\\')
-      put(o, "\\%c", c);
+      myc__text_printf(o, "\\%c", c);
     else if (c < 0x20 || c >= 0x7f)
-      put(o, "\\u%04x", c);
+      myc__text_printf(o, "\\u%04x", c);
     else
-      put(o, "%c", c);
+      myc__text_printf(o, "%c", c);
   }
-  put(o, "\"");
+  myc__text_printf(o, "\"");
 }
 
 #define ROW "%-16s %-8s %-10s %2s %12s %12s %14s %14s %9s %5s %9s %6s\n"
@@ -69,26 +29,25 @@ char *myc__links_status(void *links, int json, size_t *len) {
   myc__links *L = links;
   myc__link_stats st[64];
   uint32_t n = myc__links_stats(L, st, 64), i;
-  out o;
-  memset(&o, 0, sizeof o);
-  o.a = myc__links_alloc(L);
+  myc__text o;
+  myc__text_init(&o, myc__links_alloc(L));
   if (n > 64)
     n = 64;
   if (json)
-    put(&o, ",\"links\":[");
+    myc__text_printf(&o, ",\"links\":[");
   else
-    put(&o, "\n" ROW, "LINK", "DIR", "STATE", "V", "FRAMES IN", "FRAMES OUT",
+    myc__text_printf(&o, "\n" ROW, "LINK", "DIR", "STATE", "V", "FRAMES IN", "FRAMES OUT",
         "BYTES IN", "BYTES OUT", "QUEUED", "FILL", "DROPPED", "ERRORS");
   for (i = 0; i < n; i++) {
     myc__link_stats *s = &st[i];
     uint64_t dropped = s->dropped_queue_full + s->dropped_disconnect +
                        s->dropped_shutdown + s->dropped_v1_untyped;
     if (json) {
-      put(&o, "%s{\"peer\":", i ? "," : "");
+      myc__text_printf(&o, "%s{\"peer\":", i ? "," : "");
       put_json(&o, s->peer);
-      put(&o, ",\"url\":");
+      myc__text_printf(&o, ",\"url\":");
       put_json(&o, s->url);
-      put(&o,
+      myc__text_printf(&o,
           ",\"dir\":\"%s\",\"state\":\"%s\",\"wire\":%d,\"patterns\":%u,"
           "\"frames_in\":%llu,\"frames_out\":%llu,\"frames_direct\":%llu,"
           "\"bytes_in\":%llu,"
@@ -119,9 +78,9 @@ char *myc__links_status(void *links, int json, size_t *len) {
       snprintf(c[4], sizeof c[4], "%llu", (unsigned long long)s->queued);
       snprintf(c[5], sizeof c[5], "%llu", (unsigned long long)dropped);
       snprintf(fill, sizeof fill, "%.2f", s->pressure);
-      put(&o, ROW, s->peer, s->dir, s->state, v, c[0], c[1], c[2], c[3], c[4],
+      myc__text_printf(&o, ROW, s->peer, s->dir, s->state, v, c[0], c[1], c[2], c[3], c[4],
           fill, c[5], "");
-      put(&o, "  %-14s %s; dropped: queue full %llu, disconnect %llu, "
+      myc__text_printf(&o, "  %-14s %s; dropped: queue full %llu, disconnect %llu, "
               "shutdown %llu, v1 untyped %llu; unknown types %llu, frame "
               "errors %llu, reconnects %llu\n",
           "", s->url, (unsigned long long)s->dropped_queue_full,
@@ -134,42 +93,21 @@ char *myc__links_status(void *links, int json, size_t *len) {
     }
   }
   if (json)
-    put(&o, "]");
-  if (o.failed) {
-    myc__free(o.a, o.p, o.cap);
-    return NULL;
-  }
-  /* The caller frees len + 1 bytes: give it exactly that. */
-  {
-    char *exact = myc__malloc(o.a, o.len + 1);
-    if (exact != NULL)
-      memcpy(exact, o.p, o.len + 1);
-    myc__free(o.a, o.p, o.cap);
-    *len = o.len;
-    return exact;
-  }
+    myc__text_printf(&o, "]");
+  return myc__text_take(&o, len);
 }
 
-/* A label value: backslash, double quote and newline escaped. */
-static void put_label(out *o, const char *s) {
-  for (; *s != '\0'; s++) {
-    if (*s == '\\' || *s == '"')
-      put(o, "\\%c", *s);
-    else if (*s == '\n')
-      put(o, "\\n");
-    else
-      put(o, "%c", *s);
-  }
+/* A link's labels: its peer and direction. */
+static void link_labels(myc__text *t, const void *rec) {
+  const myc__link_stats *st = rec;
+  myc__text_printf(t, "link=\"");
+  myc__text_label(t, st->peer, strlen(st->peer));
+  myc__text_printf(t, "\",dir=\"%s\"", st->dir);
 }
-
-typedef struct {
-  const char *name, *type, *help, *extra; /* extra: a label and value */
-  size_t off;                             /* of a uint64_t in the stats */
-} link_family;
 
 #define OFF(f) offsetof(myc__link_stats, f)
 
-static const link_family families[] = {
+static const myc__text_counter families[] = {
     {"mycelium_link_frames_total", "counter",
      "Frames over a link, by direction.", "direction=\"in\"",
      OFF(frames_in)},
@@ -208,49 +146,20 @@ char *myc__links_metrics(void *links, size_t *len) {
   myc__links *L = links;
   myc__link_stats st[64];
   uint32_t n = myc__links_stats(L, st, 64), i;
-  size_t f;
-  out o;
-  memset(&o, 0, sizeof o);
-  o.a = myc__links_alloc(L);
+  myc__text o;
+  myc__text_init(&o, myc__links_alloc(L));
   if (n > 64)
     n = 64;
-  put(&o, "%s", ""); /* an empty exposition is still a string */
-  for (f = 0; f < sizeof families / sizeof *families; f++) {
-    const link_family *fam = &families[f];
-    const char *name = fam->name;
-    size_t k = f;
-    while (name == NULL) /* a further sample of the family above */
-      name = families[--k].name;
-    if (fam->name != NULL)
-      put(&o, "# HELP %s %s\n# TYPE %s %s\n", name, fam->help, name,
-          fam->type);
-    for (i = 0; i < n; i++) {
-      uint64_t v;
-      memcpy(&v, (const char *)&st[i] + fam->off, sizeof v);
-      put(&o, "%s{link=\"", name);
-      put_label(&o, st[i].peer);
-      put(&o, "\",dir=\"%s\"%s%s} %llu\n", st[i].dir, fam->extra ? "," : "",
-          fam->extra ? fam->extra : "", (unsigned long long)v);
-    }
-  }
-  put(&o, "# HELP mycelium_link_up 1 while a link is up (handshake done).\n"
-          "# TYPE mycelium_link_up gauge\n");
+  myc__text_printf(&o, "%s", ""); /* an empty exposition is still a string */
+  myc__text_counters(&o, families, sizeof families / sizeof *families, st,
+                     sizeof *st, n, link_labels);
+  /* Not a uint64_t of the stats: a gauge of its state. */
+  myc__text_family(&o, "mycelium_link_up", "gauge",
+                   "1 while a link is up (handshake done).");
   for (i = 0; i < n; i++) {
-    put(&o, "mycelium_link_up{link=\"");
-    put_label(&o, st[i].peer);
-    put(&o, "\",dir=\"%s\"} %d\n", st[i].dir,
-        strcmp(st[i].state, "up") == 0);
+    myc__text_printf(&o, "mycelium_link_up{");
+    link_labels(&o, &st[i]);
+    myc__text_printf(&o, "} %d\n", strcmp(st[i].state, "up") == 0);
   }
-  if (o.failed) {
-    myc__free(o.a, o.p, o.cap);
-    return NULL;
-  }
-  {
-    char *exact = myc__malloc(o.a, o.len + 1);
-    if (exact != NULL)
-      memcpy(exact, o.p, o.len + 1);
-    myc__free(o.a, o.p, o.cap);
-    *len = o.len;
-    return exact;
-  }
+  return myc__text_take(&o, len);
 }

@@ -1,5 +1,8 @@
-/* status.c -- the NATS link in `mycelium status` (text and --json). */
+/* status.c -- the NATS link in `mycelium status` (text and --json) and in
+ * /metrics. */
 #include "nats/transport.h"
+
+#include "base/text.h"
 
 #include <inttypes.h>
 #include <stddef.h>
@@ -96,15 +99,9 @@ char *myc__nats_status(void *nats, int json, size_t *len) {
   return out;
 }
 
-typedef struct {
-  const char *name, *type, *help; /* name NULL: the family above again */
-  const char *label;              /* a label pair, or NULL */
-  size_t off;                     /* of a uint64_t in myc__nats_stats */
-} nats_family;
-
 #define OFF(f) offsetof(myc__nats_stats, f)
 
-static const nats_family families[] = {
+static const myc__text_counter families[] = {
     {"mycelium_nats_msgs_total", "counter",
      "Messages over the NATS connection, by direction.", "direction=\"in\"",
      OFF(msgs_in)},
@@ -152,46 +149,17 @@ static const nats_family families[] = {
 char *myc__nats_metrics(void *nats, size_t *len) {
   myc__nats *N = nats;
   myc__nats_stats s;
-  char buf[6144], *out;
-  const char *name = NULL;
-  size_t n = 0, f;
-  int k;
+  myc__text o;
   myc__nats_stats_get(N, &s);
-  for (f = 0; f < sizeof families / sizeof *families && n < sizeof buf; f++) {
-    const nats_family *fam = &families[f];
-    uint64_t v;
-    memcpy(&v, (const char *)&s + fam->off, sizeof v);
-    if (fam->name != NULL) {
-      name = fam->name;
-      k = snprintf(buf + n, sizeof buf - n, "# HELP %s %s\n# TYPE %s %s\n",
-                   name, fam->help, name, fam->type);
-      n += k > 0 ? (size_t)k : 0;
-      if (n >= sizeof buf)
-        break;
-    }
-    k = snprintf(buf + n, sizeof buf - n, "%s%s%s%s %" PRIu64 "\n", name,
-                 fam->label ? "{" : "", fam->label ? fam->label : "",
-                 fam->label ? "}" : "", v);
-    n += k > 0 ? (size_t)k : 0;
-  }
+  myc__text_init(&o, myc__nats_alloc(N));
+  myc__text_counters(&o, families, sizeof families / sizeof *families, &s,
+                     sizeof s, 1, NULL);
   /* Not a uint64_t of the stats: added as they are. */
-  if (n < sizeof buf) {
-    k = snprintf(buf + n, sizeof buf - n,
-                 "# HELP mycelium_nats_subjects NATS subscriptions held.\n"
-                 "# TYPE mycelium_nats_subjects gauge\n"
-                 "mycelium_nats_subjects %u\n"
-                 "# HELP mycelium_nats_up 1 while the NATS connection is up.\n"
-                 "# TYPE mycelium_nats_up gauge\n"
-                 "mycelium_nats_up %d\n",
-                 s.subjects, strcmp(s.state, "up") == 0);
-    n += k > 0 ? (size_t)k : 0;
-  }
-  if (n >= sizeof buf)
-    return NULL; /* cannot happen: the families fit */
-  out = myc__malloc(myc__nats_alloc(N), n + 1);
-  if (out == NULL)
-    return NULL;
-  memcpy(out, buf, n + 1);
-  *len = n;
-  return out;
+  myc__text_family(&o, "mycelium_nats_subjects", "gauge",
+                   "NATS subscriptions held.");
+  myc__text_printf(&o, "mycelium_nats_subjects %u\n", s.subjects);
+  myc__text_family(&o, "mycelium_nats_up", "gauge",
+                   "1 while the NATS connection is up.");
+  myc__text_printf(&o, "mycelium_nats_up %d\n", strcmp(s.state, "up") == 0);
+  return myc__text_take(&o, len);
 }

@@ -792,7 +792,9 @@ static int64_t resolve(myc__nats *N, const char *name, size_t len) {
   int64_t id;
   if (c->len > 0 && c->len == len && memcmp(c->name, name, len) == 0)
     return c->id;
-  id = myc__topics_resolve(&N->e->topics, name, len);
+  /* Counted against _nats: a sender of ever-new subjects fills its
+   * quota, not the engine's table. */
+  id = myc__engine_topic(N->e, N->svc, name, len);
   if (id > 0 && len <= sizeof c->name) {
     memcpy(c->name, name, len);
     c->len = len;
@@ -851,7 +853,7 @@ static void deliver(myc__nats *N, const myc__wire_msg *m) {
 static int deliver_request(myc__nats *N, const myc__wire_msg *m,
                            const char *reply) {
   myc_engine *e = N->e;
-  int64_t id = myc__topics_resolve(&e->topics, m->topic, m->topic_len);
+  int64_t id = myc__engine_topic(e, N->svc, m->topic, m->topic_len);
   char src[MYC_SOURCE_MAX];
   size_t sl = m->source_len, rl = strlen(reply);
   myc__topic *t;

@@ -7,7 +7,7 @@
 #ifndef MYC_CUSTOM_H
 #define MYC_CUSTOM_H
 
-#include "observe/text.h"
+#include "base/text.h"
 #include "runtime/service.h"
 
 #include <uv.h>

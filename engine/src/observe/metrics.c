@@ -43,12 +43,6 @@ static void free_snapshot(myc_engine *e, snapshot *sn) {
   myc__free(&e->alloc, sn->svc, sn->svc ? n * sizeof *sn->svc : 0);
 }
 
-static void family(myc__text *t, const char *name, const char *type,
-                   const char *help) {
-  myc__text_printf(t, "# HELP %s ", name);
-  myc__text_help(t, help);
-  myc__text_printf(t, "\n# TYPE %s %s\n", name, type);
-}
 
 static void service_label(myc__text *t, const myc_service_stats *st) {
   myc__text_printf(t, "service=\"");
@@ -60,7 +54,7 @@ static void service_label(myc__text *t, const myc_service_stats *st) {
 static void per_service(myc__text *t, const snapshot *sn, const char *name,
                         const char *type, const char *help, size_t off) {
   uint32_t i;
-  family(t, name, type, help);
+  myc__text_family(t, name, type, help);
   for (i = 0; i < sn->n; i++) {
     uint64_t v;
     memcpy(&v, (const char *)&sn->st[i] + off, sizeof v);
@@ -74,7 +68,7 @@ static void per_service(myc__text *t, const snapshot *sn, const char *name,
 
 static void services_info(myc__text *t, const snapshot *sn) {
   uint32_t i;
-  family(t, "mycelium_service_info", "gauge",
+  myc__text_family(t, "mycelium_service_info", "gauge",
          "Always 1: a service, its worker, state, restart type and group.");
   for (i = 0; i < sn->n; i++) {
     const myc_service_stats *st = &sn->st[i];
@@ -104,7 +98,7 @@ static void drops(myc__text *t, myc_engine *e, const snapshot *sn) {
   myc_drop_stats d[MYC_DROP_TOPICS + 1];
   uint32_t i;
   int k, n;
-  family(t, "mycelium_messages_dropped_total", "counter",
+  myc__text_family(t, "mycelium_messages_dropped_total", "counter",
          "Messages a service's mailbox lost, by topic and reason.");
   for (i = 0; i < sn->n; i++) {
     n = myc__engine_drops_locked(e, sn->svc[i], d, MYC_DROP_TOPICS + 1);
@@ -121,7 +115,7 @@ static void drops(myc__text *t, myc_engine *e, const snapshot *sn) {
 static void reloads(myc__text *t, const snapshot *sn) {
   static const char *results[] = {"ok", "failed", "rolled_back"};
   uint32_t i, r;
-  family(t, "mycelium_reloads_total", "counter",
+  myc__text_family(t, "mycelium_reloads_total", "counter",
          "Hot reloads of a service's code: ok (swapped in), failed (refused "
          "at load, compile or init), rolled_back (undone by the probation).");
   for (i = 0; i < sn->n; i++)
@@ -165,7 +159,7 @@ static void handler_durations(myc__text *t, myc_engine *e,
                               const snapshot *sn) {
   const char *name = "mycelium_handler_duration_seconds";
   uint32_t i;
-  family(t, name, "histogram",
+  myc__text_family(t, name, "histogram",
          "Time a service's handlers took per message (each message of a "
          "batch counts with the batch's mean).");
   for (i = 0; i < sn->n; i++) {
@@ -185,7 +179,7 @@ static void workers(myc__text *t, myc_engine *e) {
   int64_t now = myc__mono_ns();
   char labels[32];
   uint32_t i;
-  family(t, "mycelium_worker_loop_lag_seconds", "gauge",
+  myc__text_family(t, "mycelium_worker_loop_lag_seconds", "gauge",
          "How long the worker's current round of callbacks has kept its loop "
          "from polling I/O and firing timers (0 while it waits).");
   for (i = 0; i < sc->nworkers; i++) {
@@ -195,14 +189,14 @@ static void workers(myc__text *t, myc_engine *e) {
                      "\"} %.9g\n", i,
                      t0 != 0 && now > t0 ? (double)(now - t0) / 1e9 : 0.0);
   }
-  family(t, "mycelium_worker_round_seconds", "histogram",
+  myc__text_family(t, "mycelium_worker_round_seconds", "histogram",
          "Duration of the worker's rounds of callbacks (the loop's lag).");
   for (i = 0; i < sc->nworkers; i++) {
     snprintf(labels, sizeof labels, "worker=\"%" PRIu32 "\"", i);
     hist_samples(t, "mycelium_worker_round_seconds", labels,
                  &sc->workers[i].rounds, &myc__hist_round_ns, 1e9);
   }
-  family(t, "mycelium_worker_batch_size", "histogram",
+  myc__text_family(t, "mycelium_worker_batch_size", "histogram",
          "Messages a service took from its mailbox per dispatch.");
   for (i = 0; i < sc->nworkers; i++) {
     snprintf(labels, sizeof labels, "worker=\"%" PRIu32 "\"", i);
@@ -214,11 +208,11 @@ static void workers(myc__text *t, myc_engine *e) {
 
 static void engine_wide(myc__text *t, myc__observe *o) {
   myc_engine *e = o->e;
-  family(t, "mycelium_messages_unrouted_total", "counter",
+  myc__text_family(t, "mycelium_messages_unrouted_total", "counter",
          "Messages emitted on a topic nobody subscribes to.");
   myc__text_printf(t, "mycelium_messages_unrouted_total %" PRIu64 "\n",
                    atomic_load(&e->topics.no_subscriber));
-  family(t, "mycelium_log_records_dropped_total", "counter",
+  myc__text_family(t, "mycelium_log_records_dropped_total", "counter",
          "Log records not written: 'overload' when the log buffer was full "
          "(stderr not keeping up), 'rate_limit' when over a service's log "
          "rate.");
@@ -230,12 +224,12 @@ static void engine_wide(myc__text *t, myc__observe *o) {
                    "mycelium_log_records_dropped_total{reason="
                    "\"rate_limit\"} %" PRIu64 "\n",
                    atomic_load(&e->log.suppressed));
-  family(t, "mycelium_workers", "gauge", "Worker threads of the engine.");
+  myc__text_family(t, "mycelium_workers", "gauge", "Worker threads of the engine.");
   myc__text_printf(t, "mycelium_workers %" PRIu32 "\n", e->sched.nworkers);
-  family(t, "process_start_time_seconds", "gauge",
+  myc__text_family(t, "process_start_time_seconds", "gauge",
          "Start time of the process since the Unix epoch in seconds.");
   myc__text_printf(t, "process_start_time_seconds %.3f\n", o->start_time_s);
-  family(t, "mycelium_build_info", "gauge",
+  myc__text_family(t, "mycelium_build_info", "gauge",
          "Always 1: the engine's version and build options.");
   myc__text_printf(t, "mycelium_build_info{version=\"%s\",metrics=\"%s\","
                    "net=\"%s\"} 1\n", MYC_VERSION,
@@ -284,7 +278,7 @@ void myc__metrics_render(myc__observe *o, myc__text *t) {
               FIELD(replies_late));
   {
     uint32_t i;
-    family(t, "mycelium_log_records_suppressed_total", "counter",
+    myc__text_family(t, "mycelium_log_records_suppressed_total", "counter",
            "A service's log records dropped over its log rate.");
     for (i = 0; i < sn.n; i++) {
       myc__text_printf(t, "mycelium_log_records_suppressed_total{");
@@ -306,14 +300,14 @@ void myc__metrics_render(myc__observe *o, myc__text *t) {
               FIELD(queue_max_bytes));
   {
     uint32_t i;
-    family(t, "mycelium_queue_depth", "gauge",
+    myc__text_family(t, "mycelium_queue_depth", "gauge",
            "Messages waiting in a service's mailbox.");
     for (i = 0; i < sn.n; i++) {
       myc__text_printf(t, "mycelium_queue_depth{");
       service_label(t, &sn.st[i]);
       myc__text_printf(t, "} %" PRIu32 "\n", sn.st[i].queue_depth);
     }
-    family(t, "mycelium_queue_capacity", "gauge",
+    myc__text_family(t, "mycelium_queue_capacity", "gauge",
            "Messages a service's mailbox holds at most.");
     for (i = 0; i < sn.n; i++) {
       myc__text_printf(t, "mycelium_queue_capacity{");

@@ -7,7 +7,7 @@
 #define MYC_OBSERVE_H
 
 #include "observe/custom.h"
-#include "observe/text.h"
+#include "base/text.h"
 #include "runtime/engine.h"
 
 typedef struct myc__server myc__server;

@@ -368,24 +368,19 @@ int myc_engine_trace_stats(myc_engine *e, myc_trace_stats *st) {
   return 0;
 }
 
-static void family(myc__text *t, const char *name, const char *type,
-                   const char *help) {
-  myc__text_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 void myc__trace_metrics(myc_engine *e, myc__text *t) {
   myc_trace_stats st;
   if (myc_engine_trace_stats(e, &st) != 0)
     return;
-  family(t, "mycelium_trace_spans_sampled_total", "counter",
+  myc__text_family(t, "mycelium_trace_spans_sampled_total", "counter",
          "Handled messages whose trace was sampled: spans recorded.");
   myc__text_printf(t, "mycelium_trace_spans_sampled_total %" PRIu64 "\n",
                    st.sampled);
-  family(t, "mycelium_trace_spans_exported_total", "counter",
+  myc__text_family(t, "mycelium_trace_spans_exported_total", "counter",
          "Spans the collector accepted.");
   myc__text_printf(t, "mycelium_trace_spans_exported_total %" PRIu64 "\n",
                    st.exported);
-  family(t, "mycelium_trace_spans_dropped_total", "counter",
+  myc__text_family(t, "mycelium_trace_spans_dropped_total", "counter",
          "Spans lost: queue_full (the export queue was full), rejected (the "
          "collector refused them), shutdown (unsent when the engine "
          "stopped).");
@@ -398,14 +393,14 @@ void myc__trace_metrics(myc_engine *e, myc__text *t) {
                    "%" PRIu64 "\n",
                    st.dropped_queue_full, st.dropped_rejected,
                    st.dropped_shutdown);
-  family(t, "mycelium_trace_export_requests_total", "counter",
+  myc__text_family(t, "mycelium_trace_export_requests_total", "counter",
          "Export requests to the collector: ok, or failed (retried).");
   myc__text_printf(t,
                    "mycelium_trace_export_requests_total{result=\"ok\"} %"
                    PRIu64 "\n"
                    "mycelium_trace_export_requests_total{result=\"failed\"} %"
                    PRIu64 "\n", st.posts_ok, st.posts_failed);
-  family(t, "mycelium_trace_queue_spans", "gauge",
+  myc__text_family(t, "mycelium_trace_queue_spans", "gauge",
          "Spans waiting for export (queued and being retried).");
   myc__text_printf(t, "mycelium_trace_queue_spans %" PRIu64 "\n", st.queued);
 }

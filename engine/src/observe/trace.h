@@ -7,7 +7,7 @@
 #ifndef MYC_TRACE_H
 #define MYC_TRACE_H
 
-#include "observe/text.h"
+#include "base/text.h"
 #include "runtime/engine.h"
 #include "runtime/span.h"
 

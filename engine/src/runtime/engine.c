@@ -97,6 +97,9 @@ int myc__engine_create(myc_engine **out, const myc_engine_config *cfg) {
   e->manual = cfg->manual;
   e->max_services =
       cfg->max_services ? cfg->max_services : MYC_DEFAULT_MAX_SERVICES;
+  e->max_topics_per_service = cfg->max_topics_per_service
+                                  ? cfg->max_topics_per_service
+                                  : MYC_DEFAULT_MAX_TOPICS_PER_SERVICE;
   myc__clock_init(&e->clock, cfg->manual);
   e->created_ns = myc__clock_now(&e->clock);
   /* The host thread's pool (manual engines) adopts what it frees. */
@@ -108,7 +111,7 @@ int myc__engine_create(myc_engine **out, const myc_engine_config *cfg) {
       myc__bytecode_init(&e->bytecode, &e->alloc, e->lua_path) != 0 ||
       myc__slabs_init(&e->slabs, &e->lua_alloc, MYC_LUA_SLAB) != 0)
     goto nomem;
-  if (myc__log_init(&e->log, &e->alloc, cfg, e->node) != 0)
+  if (myc__log_init(&e->log, &e->alloc, cfg, e->node, &e->clock) != 0)
     goto nomem;
   if (myc__topics_init(&e->topics, &e->alloc) != 0)
     goto nomem;
@@ -219,6 +222,33 @@ int myc__engine_add_transport(myc_engine *e, const char *name,
     snprintf(err, errlen, "%s: cannot add the %s service: %s", what, name,
              myc_strerror(rc));
   return rc;
+}
+
+int64_t myc__engine_topic(myc_engine *e, myc_service *s, const char *name,
+                          size_t len) {
+  if (s == NULL)
+    return myc__topics_resolve(&e->topics, name, len);
+  return myc__topics_resolve_quota(&e->topics, name, len, &s->topics_made,
+                                   e->max_topics_per_service);
+}
+
+void myc__engine_topic_limit(myc_engine *e, myc_service *s, const char *name,
+                             size_t len, char *err, size_t errlen) {
+  char quoted[96];
+  if (errlen == 0)
+    return;
+  myc__log_quote(quoted, sizeof quoted, name, len);
+  if (s != NULL && !myc__topics_full(&e->topics))
+    snprintf(err, errlen, "topic '%s' not created: service '%s' has made %u "
+             "topics of the engine's topic table, its max_topics_per_service "
+             "(raise max_topics_per_service in the config, or "
+             "myc_engine_config.max_topics_per_service)", quoted, s->name,
+             atomic_load_explicit(&s->topics_made, memory_order_relaxed));
+  else
+    snprintf(err, errlen, "topic '%s' not created: the engine's topic table "
+             "is full (%u topics, made by all services together; topics are "
+             "never removed)", quoted, (unsigned)MYC_TOPIC_CHUNKS *
+             MYC_TOPIC_CHUNK);
 }
 
 myc_service *myc__engine_find(myc_engine *e, const char *name, size_t len) {
@@ -743,6 +773,9 @@ static void log_stop(myc_engine *e) {
     unrouted += st.unrouted;
     errors += st.errors;
   }
+  /* Every service's suppressed records are summed up before the last
+   * line: the workers are gone, nobody logs any more. */
+  myc__log_flush_held(&e->log, myc__clock_now(&e->clock), 1);
   snprintf(line, sizeof line,
            "stopped (%s): %llu messages handled, %llu dropped, %llu "
            "unrouted, %llu handler errors; exit code %d",
@@ -829,6 +862,9 @@ int64_t myc_engine_run_once(myc_engine *e, uint64_t max_batches) {
       handled += myc__worker_run_ready(
           w, max_batches ? (uint32_t)max_batches : 0);
     }
+    /* A manual engine has no log thread: summary lines of services gone
+     * quiet while over their log rate are due here. */
+    myc__log_flush_held(&e->log, myc__clock_now(&e->clock), 0);
     if (max_batches)
       break;
     /* Only once every worker had its turn: a later one may have handed
@@ -1014,6 +1050,7 @@ void myc__engine_stats_locked(myc_engine *e, myc_service *s,
   st->errors = atomic_load(&s->n_errors);
   st->requests_dropped = atomic_load(&s->n_requests_dropped);
   st->replies_late = atomic_load(&s->n_replies_late);
+  st->logs_suppressed = atomic_load(&s->log_bucket.total);
   st->dropped_oldest = atomic_load(&mb->dropped[MYC_DROP_OLDEST]);
   st->dropped_newest = atomic_load(&mb->dropped[MYC_DROP_NEWEST]);
   st->rejected = atomic_load(&mb->dropped[MYC_DROP_REJECTED]);

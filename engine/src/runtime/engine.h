@@ -123,6 +123,7 @@ struct myc_engine {
   myc_service **services;
   uint32_t nservices;   /* services in the registry */
   uint32_t max_services; /* at most, myc_engine_config.max_services */
+  uint32_t max_topics_per_service; /* myc_engine_config's, 0 replaced */
   uint32_t endservices; /* slots used, holes included */
   uint32_t capservices;
   /* Where the last rank lookup landed: the service of rank 'rank_at' is
@@ -224,6 +225,19 @@ int myc__engine_add_transport(myc_engine *e, const char *name,
  * every worker), a thread without a worker within a read section of
  * e->sched.hosts; to hold it longer, pin it. */
 myc_service *myc__engine_find(myc_engine *e, const char *name, size_t len);
+
+/* The id of topic 'name' for service 's' (NULL: the engine itself),
+ * created if new and within the service's max_topics_per_service.
+ * Returns the id, MYC_ETOPIC, MYC_ENOMEM or MYC_ELIMIT (the service's
+ * quota, or the table is full: myc__engine_topic_limit says which).  Any
+ * thread. */
+int64_t myc__engine_topic(myc_engine *e, myc_service *s, const char *name,
+                          size_t len);
+
+/* The message for a MYC_ELIMIT of myc__engine_topic: the table, the
+ * service and the key to raise.  'err' is always NUL-terminated. */
+void myc__engine_topic_limit(myc_engine *e, myc_service *s, const char *name,
+                             size_t len, char *err, size_t errlen);
 
 /* As myc__engine_find, taking a reference the caller drops with
  * myc__engine_unpin(): the service is not freed before (it may be

@@ -80,6 +80,8 @@ static myc_service *service_alloc(myc_engine *e, const char *name,
   if (uv_mutex_init(&s->hook_lock) != 0)
     goto fail_lock;
   s->name_len = (uint8_t)len;
+  s->log_bucket.service = s->name;
+  s->log_bucket.service_len = len;
   s->eng = e;
   s->topics = &e->topics;
   /* Placed by the caller: on the worker's thread, once the service is
@@ -174,6 +176,18 @@ static int check_budgets(const myc_service_config *sc, char *err,
              MYC_MAX_MS, ms <= MYC_MAX_MS ? sc->load_timeout_ms : ms);
     return MYC_EINVAL;
   }
+  /* NaN fails every comparison: refused too. */
+  if (!(sc->log_rate <= MYC_MAX_LOG_RATE) ||
+      !(sc->log_burst == 0 ||
+        (sc->log_burst >= 1 && sc->log_burst <= MYC_MAX_LOG_RATE))) {
+    snprintf(err, errlen, "service '%s': %s must be %s, got %g", sc->name,
+             sc->log_rate <= MYC_MAX_LOG_RATE ? "log_burst" : "log_rate",
+             sc->log_rate <= MYC_MAX_LOG_RATE
+                 ? "0 (the engine's) or from 1 to 1e9"
+                 : "at most 1e9 (0: the engine's, negative: no limit)",
+             sc->log_rate <= MYC_MAX_LOG_RATE ? sc->log_burst : sc->log_rate);
+    return MYC_EINVAL;
+  }
   return 0;
 }
 
@@ -196,6 +210,8 @@ static int copy_config(myc_service *s, const myc_service_config *sc) {
     /* Room to unwind and report once the limit is hit. */
     s->mem[i].reserve = limit / 4 + 262144;
   }
+  s->log_bucket.rate = sc->log_rate;
+  s->log_bucket.burst = sc->log_burst;
   s->timeout_ms = sc->handler_timeout_ms > 0 ? sc->handler_timeout_ms : 0;
   s->load_timeout_ms = sc->load_timeout_ms > 0     ? sc->load_timeout_ms
                        : sc->handler_timeout_ms > 0 ? sc->handler_timeout_ms
@@ -806,6 +822,9 @@ void myc__service_free(myc_service *s) {
   myc__engine_hooks *h = &e->hooks;
   int i;
   myc__service_drop_leftovers(s);
+  /* What it suppressed and nobody summed up yet: said before its name
+   * goes. */
+  myc__log_bucket_done(&e->log, &s->log_bucket, myc__clock_now(&e->clock));
   if (s->sup != NULL && h->service_freed != NULL)
     h->service_freed(h->ud, s);
   myc__service_stop_resources(s, NULL); /* one that never started or stopped */

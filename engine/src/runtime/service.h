@@ -240,6 +240,9 @@ struct myc_service {
   _Atomic uint64_t n_requests_dropped; /* pending when an instance ended */
   _Atomic uint64_t n_replies_late;     /* came when nobody waited */
   myc__log_bucket log_bucket; /* its records' rate limit (base/log.h) */
+  /* Topics it created, against the engine's max_topics_per_service
+   * (changed under the topic table's lock: core/topic.h). */
+  _Atomic uint32_t topics_made;
   _Atomic uint64_t n_in, n_out, n_errors;
   _Atomic uint64_t n_unrouted; /* of n_out: to a topic nobody listens to */
   _Atomic int state;

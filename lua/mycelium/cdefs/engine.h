@@ -22,6 +22,7 @@ typedef struct {
   uint32_t trace_queue;
   uint32_t max_services;
   double log_rate, log_burst;
+  uint32_t max_topics_per_service;
 } myc_engine_config;
 typedef struct {
   const char *name; const char *module; const void *opts; size_t opts_len;
@@ -29,6 +30,7 @@ typedef struct {
   int restart; const char *group; double memory_limit_mb;
   double handler_timeout_ms; double reload_probation_s;
   double load_timeout_ms;
+  double log_rate, log_burst;
 } myc_service_config;
 typedef struct {
   const char *topic;

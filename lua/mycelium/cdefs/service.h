@@ -13,6 +13,7 @@ typedef struct {
   uint64_t memory_limit, memory_peak; uint32_t version;
   char running[128]; double running_ms; double last_pause_ms;
   uint64_t requests_dropped, replies_late;
+  uint64_t logs_suppressed;
 } myc_service_stats;
 
 /* engine/src/ffi/table.h: this section of the table; ffi.h names the
@@ -44,4 +45,6 @@ struct myc_ffi_service {
   int (*myc_ffi_warm_capture)(myc_service *);
   myc_buf *(*myc_ffi_warm_frame)(myc_service *);
   void (*myc_ffi_warm_counts)(myc_service *, double *);
+  void (*myc_ffi_topic_limit)(myc_service *, const char *, size_t, char *,
+                              size_t);
 };

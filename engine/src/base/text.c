@@ -1,7 +1,9 @@
 /* text.c -- the growing text buffer of the exposition (text.h). */
-#include "observe/text.h"
+#include "base/text.h"
 
+#include <inttypes.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +16,19 @@ void myc__text_free(myc__text *t) {
   myc__free(t->a, t->p, t->cap);
   t->p = NULL;
   t->len = t->cap = 0;
+}
+
+char *myc__text_take(myc__text *t, size_t *len) {
+  char *exact = NULL;
+  if (!t->oom && t->p != NULL) {
+    exact = myc__malloc(t->a, t->len + 1);
+    if (exact != NULL) {
+      memcpy(exact, t->p, t->len + 1);
+      *len = t->len;
+    }
+  }
+  myc__text_free(t);
+  return exact;
 }
 
 /* Makes room for 'n' more bytes and a NUL.  Returns 0 or -1 (oom). */
@@ -75,4 +90,40 @@ void myc__text_label(myc__text *t, const char *s, size_t n) {
 
 void myc__text_help(myc__text *t, const char *s) {
   escaped(t, s, strlen(s), 0);
+}
+
+void myc__text_family(myc__text *t, const char *name, const char *type,
+                      const char *help) {
+  myc__text_printf(t, "# HELP %s ", name);
+  myc__text_help(t, help);
+  myc__text_printf(t, "\n# TYPE %s %s\n", name, type);
+}
+
+void myc__text_counters(myc__text *t, const myc__text_counter *f, size_t nf,
+                        const void *recs, size_t size, size_t n,
+                        void (*labels)(myc__text *t, const void *rec)) {
+  const char *name = NULL;
+  size_t i, r;
+  for (i = 0; i < nf; i++) {
+    const myc__text_counter *c = &f[i];
+    if (c->name != NULL) {
+      name = c->name;
+      myc__text_family(t, name, c->type, c->help);
+    }
+    for (r = 0; r < n; r++) {
+      const char *rec = (const char *)recs + r * size;
+      uint64_t v;
+      memcpy(&v, rec + c->off, sizeof v);
+      myc__text_printf(t, "%s", name);
+      if (labels != NULL || c->label != NULL) {
+        myc__text_printf(t, "{");
+        if (labels != NULL)
+          labels(t, rec);
+        if (c->label != NULL)
+          myc__text_printf(t, "%s%s", labels != NULL ? "," : "", c->label);
+        myc__text_printf(t, "}");
+      }
+      myc__text_printf(t, " %" PRIu64 "\n", v);
+    }
+  }
 }
