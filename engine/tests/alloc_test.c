@@ -258,6 +258,36 @@ static void the_default_hook_uses_the_chosen_allocator(void) {
   myc__default_alloc(NULL, p, 5000, 0);
 }
 
+/* After a trim, freed heap blocks are gone from the cache and the next
+ * block of their size is cut from the region; freed region blocks stay
+ * cached. */
+static void trim_returns_heap_blocks_keeps_the_region(void) {
+  failing_alloc fa = {0, 0, 0};
+  myc__alloc a = {failing_alloc_fn, &fa};
+  myc__lua_budget b;
+  char *heap, *region, *next;
+
+  memset(&b, 0, sizeof b);
+  b.base = &a;
+  heap = lua_alloc(&b, NULL, 0, 40); /* before the region: the base hook */
+  CHECK_EQ(myc__lua_budget_prepare(&b, 4096), 0);
+  region = lua_alloc(&b, NULL, 0, 100);
+  CHECK(region == b.prep);
+  lua_alloc(&b, heap, 40, 0);
+  lua_alloc(&b, region, 100, 0);
+  CHECK(b.cached > 0); /* 'heap' is cached, counted */
+  myc__lua_budget_trim(&b);
+  CHECK_EQ(b.cached, 0);
+  CHECK_EQ(fa.live, 4096); /* 'heap' went back to the base hook */
+  next = lua_alloc(&b, NULL, 0, 40);
+  CHECK(next == b.prep + 112); /* from the region, not the old block */
+  CHECK(lua_alloc(&b, NULL, 0, 100) == region); /* still cached */
+  lua_alloc(&b, next, 40, 0);
+  lua_alloc(&b, region, 100, 0);
+  myc__lua_budget_drain(&b);
+  CHECK_EQ(fa.live, 0);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"small_blocks_are_reused", small_blocks_are_reused},
@@ -272,6 +302,8 @@ int main(void) {
        the_default_hook_uses_the_chosen_allocator},
       {"the_prepared_region_serves_blocks_of_any_size",
        the_prepared_region_serves_blocks_of_any_size},
+      {"trim_returns_heap_blocks_keeps_the_region",
+       trim_returns_heap_blocks_keeps_the_region},
       {NULL, NULL}};
   return run_tests(cases);
 }

@@ -82,7 +82,7 @@ static int copy_chunk(lua_State *from, lua_State *to, const char *src,
     snprintf(err, errlen, "chunk: %s", lua_tostring(from, -1));
     return -1;
   }
-  return myc__snapshot_copy(from, lua_gettop(from), to, err, errlen);
+  return myc__snapshot_copy(from, lua_gettop(from), to, NULL, err, errlen);
 }
 
 static void test_every_type(void) {
@@ -190,8 +190,27 @@ static void test_refused_by_path(void) {
   }
 }
 
+/* The strings a copy made, which size the next copy's string table:
+ * every string key and value at every level, a repeated one each time. */
+static void test_counts_strings(void) {
+  lua_State *from = state(), *to = state();
+  size_t strings = 0;
+  char err[256] = "";
+  CHECK(from != NULL && to != NULL);
+  CHECK_EQ(luaL_dostring(from, "return { a = 'x', b = { c = 'x', [1] = 2 },"
+                               " [true] = 0.5 }"),
+           0);
+  CHECK_EQ(myc__snapshot_copy(from, lua_gettop(from), to, &strings, err,
+                              sizeof err),
+           0);
+  CHECK_EQ(strings, 5); /* a, x, b, c, x */
+  lua_close(from);
+  lua_close(to);
+}
+
 int main(void) {
   static const test_case cases[] = {
+      {"counts_strings", test_counts_strings},
       {"every_type", test_every_type},
       {"shared_references", test_shared_references},
       {"scalars_at_the_root", test_scalars_at_the_root},

@@ -240,6 +240,23 @@ void myc__lua_budget_drain(myc__lua_budget *b) {
   b->prep_size = b->prep_used = 0;
 }
 
+void myc__lua_budget_trim(myc__lua_budget *b) {
+  int c;
+  for (c = 0; c < MYC_LUA_CLASSES; c++) {
+    void **link = &b->cache[c];
+    while (*link != NULL) {
+      void *p = *link;
+      if (in_slab(b, p) || in_prep(b, p)) {
+        link = (void **)p;
+        continue;
+      }
+      *link = *(void **)p;
+      b->base->fn(b->base->ud, p, (size_t)(c + 1) * 16, 0);
+    }
+  }
+  b->cached = 0; /* it counts the base hook's blocks only */
+}
+
 #define PAGE 4096
 
 int myc__lua_budget_prepare(myc__lua_budget *b, size_t n) {

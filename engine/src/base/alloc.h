@@ -149,4 +149,10 @@ int myc__lua_budget_prepare(myc__lua_budget *b, size_t n);
  * the slab to its pool.  Call after lua_close(). */
 void myc__lua_budget_drain(myc__lua_budget *b);
 
+/* Returns the cached blocks that came from the base hook to it (those of
+ * the slab and the region stay cached): after a burst of garbage, so that
+ * the next allocations are cut from the region, in order, and not from
+ * blocks scattered over the heap.  The thread that runs the state. */
+void myc__lua_budget_trim(myc__lua_budget *b);
+
 #endif

@@ -21,6 +21,7 @@ typedef struct {
   lua_Number key_nums[MAX_DEPTH];
   signed char key_bools[MAX_DEPTH]; /* -1: not a boolean key */
   int depth;
+  size_t strings; /* pushed onto 'to' */
 } copier;
 
 /* Raises in 'to' with the path of the current field. */
@@ -63,6 +64,7 @@ static void copy_typed(lua_State *to, copier *c, int idx, int type) {
   case LUA_TSTRING:
     s = lua_tolstring(from, idx, &len);
     lua_pushlstring(to, s, len);
+    c->strings++;
     return;
   case LUA_TBOOLEAN:
     lua_pushboolean(to, lua_toboolean(from, idx));
@@ -120,6 +122,7 @@ static void copy_table(lua_State *to, copier *c, int idx) {
     if (kt == LUA_TSTRING) {
       c->keys[d] = lua_tolstring(from, key, &c->key_lens[d]);
       lua_pushlstring(to, c->keys[d], c->key_lens[d]);
+      c->strings++;
     } else if (kt == LUA_TNUMBER) {
       c->key_nums[d] = lua_tonumber(from, key);
       lua_pushnumber(to, c->key_nums[d]);
@@ -144,8 +147,8 @@ static int copy_root(lua_State *to) {
   return 0;
 }
 
-int myc__snapshot_copy(lua_State *from, int idx, lua_State *to, char *err,
-                       size_t errlen) {
+int myc__snapshot_copy(lua_State *from, int idx, lua_State *to,
+                       size_t *strings, char *err, size_t errlen) {
   copier c;
   int top = lua_gettop(from), rc;
   memset(&c, 0, sizeof c);
@@ -167,5 +170,7 @@ int myc__snapshot_copy(lua_State *from, int idx, lua_State *to, char *err,
   }
   lua_rawgeti(to, LUA_REGISTRYINDEX, c.ref);
   luaL_unref(to, LUA_REGISTRYINDEX, c.ref);
+  if (strings != NULL)
+    *strings = c.strings;
   return 0;
 }

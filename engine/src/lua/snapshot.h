@@ -14,8 +14,11 @@
  * twice.  'from' is only read (its stack grows by a few slots per level).
  * Runs protected in 'to': returns 0, or a Lua error code with the reason,
  * naming the field ("field 'pools.x' is a function (...)"), in
- * 'err'; then nothing is pushed. */
-int myc__snapshot_copy(lua_State *from, int idx, lua_State *to, char *err,
-                       size_t errlen);
+ * 'err'; then nothing is pushed.  '*strings' (unless NULL) is set to how
+ * many strings the copy interned or found in 'to' (keys and values, each
+ * occurrence): what the next copy's string table needs room for
+ * (strtab.h). */
+int myc__snapshot_copy(lua_State *from, int idx, lua_State *to,
+                       size_t *strings, char *err, size_t errlen);
 
 #endif

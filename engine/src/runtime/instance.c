@@ -9,6 +9,7 @@
 #include "base/check.h"
 #include "lua/snapshot.h"
 #include "lua/state.h"
+#include "lua/strtab.h"
 #include "runtime/activation.h"
 #include "runtime/engine.h"
 #include "runtime/request.h"
@@ -309,10 +310,37 @@ int myc__instance_load(myc_service *s, myc__instance *in, const char *module,
 /* Below this a region is not worth its allocation. */
 #define PREPARE_MIN (64u << 10)
 
+/* Room in the string table of 'in' for the strings of the coming copy:
+ * as many as the last copy made, or, before the first, one per 64 bytes
+ * of the old state's data (a string object is 24 bytes and more, and
+ * most of a state this size is its keys).  Not when the throw-away
+ * strings would come near the memory limit (strtab.h: about 48 bytes
+ * each). */
+static void reserve_strings(myc_service *s, myc__instance *in, size_t old) {
+  myc__lua_budget *b = &s->mem[in->slot];
+  size_t have = atomic_load(&b->used), peak = atomic_load(&b->peak);
+  size_t n = atomic_load(&s->snap_strings);
+  if (n == 0)
+    n = old > have ? (old - have) / 64 : 0;
+  if (n < 1024 || (b->limit != 0 && have + (2 * n + 8192) * 64 > b->limit))
+    return;
+  (void)myc__strtab_reserve(in->L, n);
+  /* The cache now holds the throw-away strings' blocks, spread over the
+   * heap: the copy would take them before the region, and run about
+   * twice as slow over them (a 10 000-entry table of 3-field tables). */
+  myc__lua_budget_trim(b);
+  /* The throw-away strings are not the state's own peak. */
+  atomic_store(&b->peak, peak > atomic_load(&b->used) ? peak
+                                                       : atomic_load(&b->used));
+}
+
 size_t myc__instance_prepare(myc_service *s, myc__instance *in) {
   myc__lua_budget *b = &s->mem[in->slot];
   size_t old = atomic_load(&s->mem[atomic_load(&s->mem_cur)].used);
-  size_t have = atomic_load(&b->used), n;
+  size_t have, n;
+  if (in->L != NULL)
+    reserve_strings(s, in, old);
+  have = atomic_load(&b->used);
   /* What the old state holds beyond its code (about what 'in' holds
    * now) is its data, an upper bound of the snapshot: garbage not yet
    * collected counts too, and its room serves the state's next
@@ -364,6 +392,7 @@ int myc__instance_run_init(myc_service *s, myc__instance *in) {
 static int push_state(myc_service *s, myc__instance *in, lua_State *from,
                       int snap_ref, char *err, size_t errlen) {
   char why[900];
+  size_t strings = 0;
   int rc;
   if (from == NULL || snap_ref == LUA_NOREF || snap_ref == LUA_REFNIL) {
     lua_pushnil(in->L);
@@ -375,8 +404,10 @@ static int push_state(myc_service *s, myc__instance *in, lua_State *from,
     return MYC_ELUA;
   }
   lua_rawgeti(from, LUA_REGISTRYINDEX, snap_ref);
-  rc = myc__snapshot_copy(from, -1, in->L, why, sizeof why);
+  rc = myc__snapshot_copy(from, -1, in->L, &strings, why, sizeof why);
   lua_pop(from, 1);
+  if (rc == 0)
+    atomic_store(&s->snap_strings, strings);
   if (rc != 0) {
     snprintf(err, errlen, "service '%s': snapshot: %s%s", s->name,
              s->mem[in->slot].tripped ? "memory limit exceeded: " : "", why);

@@ -32,7 +32,9 @@ void myc__instance_load_interrupt(myc_service *s);
  * loaded, not yet committed): a region the size of the current
  * instance's state, past what 'in' already holds, faulted in by the
  * calling thread, so the copy on the worker neither allocates from the
- * process heap nor faults.  A failure only leaves the copy to allocate as
+ * process heap nor faults; and room in its string table for as many
+ * strings as the last copy made, so that the copy does not rehash it
+ * (lua/strtab.h).  A failure only leaves the copy to allocate and grow as
  * it goes.  Any thread but the worker; returns the region's size. */
 size_t myc__instance_prepare(myc_service *s, myc__instance *in);
 

@@ -166,6 +166,9 @@ struct myc_service {
   myc__lua_budget mem[MYC_SLOTS];
   _Atomic int mem_cur;      /* slot of the current instance */
   _Atomic unsigned mem_busy; /* slots in use, one bit each */
+  /* Strings the last snapshot copy made (0: none yet): the room the next
+   * reload's state gets in its string table before the swap. */
+  _Atomic size_t snap_strings;
   /* Held to close or replace cur.L while another thread may set a hook
    * on it (the watchdog interrupting a handler), and to change the code
    * while another thread reads it. */
