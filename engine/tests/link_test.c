@@ -1212,6 +1212,195 @@ static void long_queues_are_written_a_part_at_a_time(void) {
   myc_engine_free(a);
 }
 
+/* A v2 message frame (its TLV header too) on 'topic' from 'source', with
+ * 'plen' payload bytes starting with 'seq': its length. */
+static size_t msg_frame(uint8_t *out, const char *topic, const char *source,
+                        uint64_t seq, uint32_t plen) {
+  size_t tl = strlen(topic), sl = strlen(source);
+  size_t off = myc__frame_topic_offset(plen);
+  uint32_t flen = (uint32_t)myc__frame_len(plen, tl, sl);
+  myc_frame h;
+  memset(&h, 0, sizeof h);
+  h.frame_len = flen;
+  h.kind = MYC_KIND_RAW;
+  h.seq = seq;
+  h.payload_len = plen;
+  h.topic_len = (uint16_t)tl;
+  h.source_len = (uint8_t)sl;
+  h.version = MYC_FRAME_VERSION;
+  myc__wire_put_tlv(out, MYC_WIRE_MSG, flen);
+  memset(out + MYC_WIRE_TLV, 0, flen);
+  memcpy(out + MYC_WIRE_TLV, &h, sizeof h);
+  memcpy(out + MYC_WIRE_TLV + sizeof h, &seq, 8);
+  memcpy(out + MYC_WIRE_TLV + off, topic, tl);
+  memcpy(out + MYC_WIRE_TLV + off + tl, source, sl);
+  return MYC_WIRE_TLV + flen;
+}
+
+/* A raw peer sends runs of messages whose shape (topic, source, sizes)
+ * changes between runs, all in one write, on worker 1's loop: a frame
+ * like the one before it skips the full decode, so each run goes to its
+ * own topic's subscriber, in order, every one counted.  Then a frame of
+ * the same lengths whose source has a character no name may have: it is
+ * decoded in full and refused, the link closes, and nothing after it is
+ * delivered. */
+static void messages_of_one_shape_are_checked_once(void) {
+  char links[512], path[256];
+  static sink sa, so;
+  myc_engine *a;
+  const uint64_t RUN = 3000;
+  size_t cap = 8u << 20, n = 0;
+  uint8_t *buf = malloc(cap);
+  uint64_t i;
+  int fd;
+  CHECK(buf != NULL);
+  memset(&sa, 0, sizeof sa);
+  memset(&so, 0, sizeof so);
+  snprintf(path, sizeof path, "%s/sh.sock", tmpdir);
+  snprintf(links, sizeof links,
+           "listen = { \"unix://%s\" }, link = { worker = 1 },\n"
+           "  mailbox = { capacity = 65536 }",
+           path);
+  a = engine("sh", links);
+  CHECK(a != NULL);
+  CHECK_EQ(myc_engine_add_c_service(a, "sa", "swaps.*", on_sink, &sa, 1), 0);
+  CHECK_EQ(myc_engine_add_c_service(a, "so", "other.*", on_sink, &so, 1), 0);
+  CHECK_EQ(start(a), 0);
+  fd = dial_unix(path);
+  CHECK(fd >= 0);
+  n = hello(buf, cap, "shapes");
+  /* swaps 1..RUN (64 B), other 1..RUN, swaps on (1 KiB), other on from
+   * another source, swaps on (64 B again): five shapes. */
+  for (i = 1; i <= RUN; i++)
+    n += msg_frame(buf + n, "swaps.v2", "raw", i, 64);
+  for (i = 1; i <= RUN; i++)
+    n += msg_frame(buf + n, "other.x", "raw", i, 64);
+  for (i = RUN + 1; i <= 2 * RUN; i++)
+    n += msg_frame(buf + n, "swaps.v2", "raw", i, 1024);
+  for (i = RUN + 1; i <= 2 * RUN; i++)
+    n += msg_frame(buf + n, "other.x", "r2d", i, 64);
+  for (i = 2 * RUN + 1; i <= 3 * RUN; i++)
+    n += msg_frame(buf + n, "swaps.v2", "raw", i, 64);
+  /* The same lengths as the last run, a space in the source. */
+  n += msg_frame(buf + n, "swaps.v2", "r w", 3 * RUN + 1, 64);
+  n += msg_frame(buf + n, "swaps.v2", "raw", 3 * RUN + 2, 64);
+  CHECK(n <= cap);
+  {
+    size_t off = 0;
+    while (off < n) {
+      ssize_t w = write(fd, buf + off, n - off);
+      if (w <= 0)
+        break;
+      off += (size_t)w;
+    }
+    CHECK_EQ(off, n);
+  }
+  CHECK(closed_by_peer(fd));
+  close(fd);
+  CHECK(wait_count(&sa.n, 3 * RUN));
+  CHECK(wait_count(&so.n, 2 * RUN));
+  sleep_ms(100);
+  CHECK_EQ(atomic_load(&sa.n), 3 * RUN);
+  CHECK_EQ(sa.last, 3 * RUN);
+  CHECK_EQ(atomic_load(&sa.bad_order), 0);
+  CHECK_EQ(atomic_load(&so.bad_order), 0);
+  {
+    /* The refused frame is the one error counted (the peer is gone: its
+     * counters are kept with those of the peers gone before it). */
+    myc__link_stats st[8];
+    uint32_t k, np = myc__links_stats(myc__links_of(a), st, 8);
+    uint64_t errors = 0;
+    for (k = 0; k < np && k < 8; k++)
+      errors += st[k].frame_errors;
+    CHECK_EQ(errors, 1);
+  }
+  CHECK(read_on_worker(a, 1));
+  free(buf);
+  myc_engine_free(a);
+}
+
+/* A queue that a slow reader lets grow is taken from its head a part at
+ * a time while messages keep being queued behind it: the reader gets
+ * every frame once, whole and in order, and the counters add up. */
+static void a_long_queue_taken_in_parts_keeps_order(void) {
+  char links[512], path[256];
+  myc_engine *a;
+  myc__link_stats st;
+  uint8_t f[512];
+  size_t n, have = 0, cap = 16u << 20;
+  uint8_t *in = malloc(cap);
+  const uint64_t N = 30000;
+  uint64_t want = 1, got = 0, bad = 0, sent = 0;
+  int fd, idle = 0;
+  CHECK(in != NULL);
+  snprintf(path, sizeof path, "%s/tp.sock", tmpdir);
+  snprintf(links, sizeof links,
+           "listen = { \"unix://%s\" }, link = { queue_frames = 100000, "
+           "worker = 1 }",
+           path);
+  a = engine("tp", links);
+  CHECK(a != NULL);
+  CHECK_EQ(start(a), 0);
+  fd = dial_unix(path);
+  CHECK(fd >= 0);
+  n = hello(f, sizeof f, "partreader");
+  myc__wire_put_tlv(f + n, MYC_WIRE_SUB, 7);
+  memcpy(f + n + 6, "swaps.*", 7);
+  CHECK(write(fd, f, n + 13) == (ssize_t)(n + 13));
+  CHECK(wait_peer(a, "up", 1, NULL));
+  publish_seq(a, "swaps.v2", 1, N);
+  sent = N;
+  sleep_ms(300); /* unread: the queue grows past several parts */
+  while (got < 3 * N && idle < 100) {
+    ssize_t r = recv(fd, in + have, 65536, MSG_DONTWAIT);
+    size_t off = 0;
+    if (r <= 0) {
+      idle++;
+      sleep_ms(10);
+      continue;
+    }
+    idle = 0;
+    have += (size_t)r;
+    for (;;) {
+      myc__wire_tlv t;
+      int64_t len = myc__wire_next(in + off, have - off, 1u << 20, &t);
+      if (len <= 0)
+        break;
+      if (t.type == MYC_WIRE_MSG) {
+        myc__wire_msg m;
+        const char *why = NULL;
+        uint64_t v = 0;
+        if (myc__wire_msg_decode(t.body, t.len, &m, &why) != 0) {
+          bad++;
+        } else {
+          memcpy(&v, m.payload, 8);
+          bad += v != want;
+          want = v + 1;
+        }
+        got++;
+      }
+      off += (size_t)len;
+    }
+    memmove(in, in + off, have - off);
+    have -= off;
+    /* More behind the head the writes are taking, twice. */
+    if (sent < 3 * N && got > sent - N / 2) {
+      publish_seq(a, "swaps.v2", sent + 1, N);
+      sent += N;
+    }
+  }
+  CHECK_EQ(sent, 3 * N);
+  CHECK_EQ(got, 3 * N);
+  CHECK_EQ(bad, 0);
+  CHECK(peer_named(a, "partreader", &st));
+  CHECK_EQ(st.frames_out, 3 * N);
+  CHECK_EQ(st.dropped_queue_full, 0);
+  CHECK_EQ(st.queued, 0);
+  close(fd);
+  free(in);
+  myc_engine_free(a);
+}
+
 /* ---- TLS (tls+tcp://) --------------------------------------------------- */
 
 static char certs[300];
@@ -1692,6 +1881,10 @@ int main(void) {
       {"tls_on_a_worker_loop", tls_on_a_worker_loop},
       {"long_queues_are_written_a_part_at_a_time",
        long_queues_are_written_a_part_at_a_time},
+      {"a_long_queue_taken_in_parts_keeps_order",
+       a_long_queue_taken_in_parts_keeps_order},
+      {"messages_of_one_shape_are_checked_once",
+       messages_of_one_shape_are_checked_once},
       {"a_start_failing_on_a_worker_loop_closes_everything",
        a_start_failing_on_a_worker_loop_closes_everything},
       {"three_engines_fan_out_one_hop", three_engines_fan_out_one_hop},

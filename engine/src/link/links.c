@@ -56,6 +56,26 @@
  * 1 KiB ones), then lets the handlers run (on_alloc). */
 #define READ_TURN_FRAMES 1024
 #define WRITE_BYTES (4u << 20)
+/* Messages of one shape (same_shape) read off a link are handed to the
+ * mailboxes this many at a time at most. */
+#define RUN_MAX 256
+
+/* The last message frame in that was decoded in full and published as a
+ * plain message, on a worker's loop: its body length, the first 8 bytes
+ * of its header (frame_len, type, kind, flags) and the last 8
+ * (payload_len, topic_len, source_len, version), its tail (topic and
+ * source) and its topic id.  myc__wire_msg_decode checks nothing else of
+ * a frame without a request extension, so a frame that has the same
+ * bytes in those places passes the same checks and goes to the same
+ * topic: a stream of messages from one source on one topic is checked
+ * once (same_shape). */
+typedef struct {
+  int ok;
+  uint32_t len, topic;
+  uint8_t head[8], lens[8];
+  uint32_t tail_off, tail_len;
+  uint8_t tail[MYC_TOPIC_MAX + MYC_SOURCE_MAX];
+} shape;
 
 enum { P_DOWN, P_CONNECTING, P_HANDSHAKE, P_UP, P_CLOSING };
 static const char *const STATE_NAME[] = {"down", "connecting", "handshake",
@@ -115,14 +135,20 @@ struct peer {
   /* A new topic of its was refused (max_topics_per_service of _links):
    * logged once, not once a frame. */
   int told_topic_limit;
+  /* The shape of the last message in, and the messages of that shape
+   * read since, not handed to the mailboxes yet (run_flush). */
+  shape shape;
+  myc_buf *run[RUN_MAX];
+  uint32_t nrun;
   /* what the peer subscribed (read by workers under L->lock) */
   strset remote;
   /* what we announced to it */
   strset announced;
   /* outbound: 'q' under L->lock; the batch being written is the link
-   * thread's */
+   * thread's.  The queue is q[qh..qn): a write takes from its head by
+   * moving 'qh' (queue_take), not the rest of the queue. */
   myc_buf **q;
-  uint32_t qn, qcap;
+  uint32_t qh, qn, qcap;
   uint64_t qframes, qbytes; /* queued + being written */
   /* The direct path (write_direct), all under L->lock: the socket of a
    * plain v2 link that is up (else -1); bytes of q[0] already written;
@@ -388,17 +414,36 @@ static int wants(const peer *p, const char *topic, size_t len) {
  * anything else. */
 static int direct_ok(const peer *p) {
   return p->state == P_UP && p->fd >= 0 && !p->writing && !p->stalled &&
-         p->qn > 0;
+         p->qn > p->qh;
+}
+
+/* The first 'k' queued messages have left the queue.  The array is
+ * compacted only once its taken head is as long as what is left, so a
+ * long queue taken a part at a time moves each pointer at most once
+ * where moving the rest after each part moved it once per part.  Under
+ * L->lock. */
+static void queue_take(peer *p, uint32_t k) {
+  p->qh += k;
+  if (p->qh == p->qn) {
+    p->qh = p->qn = 0;
+  } else if (p->qh >= p->qn - p->qh) {
+    memmove(p->q, p->q + p->qh, (p->qn - p->qh) * sizeof *p->q);
+    p->qn -= p->qh;
+    p->qh = 0;
+  }
 }
 
 static void write_direct(myc__links *L, peer *p, myc__pool *pool) {
   struct iovec iov[DIRECT_IOV];
   struct msghdr mh;
-  uint32_t i, n = p->qn < DIRECT_IOV ? p->qn : DIRECT_IOV, k = 0;
+  myc_buf **q = p->q + p->qh;
+  uint32_t i, n = p->qn - p->qh, k = 0;
   uint64_t bytes = 0;
   ssize_t r;
+  if (n > DIRECT_IOV)
+    n = DIRECT_IOV;
   for (i = 0; i < n; i++) {
-    myc_buf *b = p->q[i];
+    myc_buf *b = q[i];
     uint32_t skip = i == 0 ? p->qoff : 0;
     iov[i].iov_base = (uint8_t *)myc__wire_msg_prefix(b) + skip;
     iov[i].iov_len = MYC_WIRE_TLV + (size_t)b->hdr.frame_len - skip;
@@ -415,21 +460,20 @@ static void write_direct(myc__links *L, peer *p, myc__pool *pool) {
     return;
   }
   for (i = 0; i < n && (size_t)r >= iov[i].iov_len; i++) {
-    myc_buf *b = p->q[i];
+    myc_buf *b = q[i];
     r -= (ssize_t)iov[i].iov_len;
     bytes += MYC_WIRE_TLV + (uint64_t)b->hdr.frame_len;
     myc__buf_release(pool, A(L), b);
     k++;
   }
   p->qoff = k == 0 ? p->qoff + (uint32_t)r : (uint32_t)r;
-  memmove(p->q, p->q + k, (p->qn - k) * sizeof *p->q);
-  p->qn -= k;
+  queue_take(p, k);
   p->qframes -= k;
   p->qbytes -= bytes;
   p->frames_out += k;
   p->frames_direct += k;
   p->bytes_out += bytes;
-  if (p->qn > 0)
+  if (p->qn > p->qh)
     p->stalled = 1;
 }
 
@@ -449,7 +493,7 @@ static void batch_end(myc__links *L, myc__pool *pool) {
     p->touched = 0;
     if (direct_ok(p))
       write_direct(L, p, pool);
-    p->left = p->qn > 0;
+    p->left = p->qn > p->qh;
     wake |= p->left;
   }
   uv_mutex_unlock(&L->lock);
@@ -719,16 +763,15 @@ static void flush(peer *p) {
   if (p->state == P_UP && p->tls != NULL) {
     uint64_t bytes = 0;
     uv_mutex_lock(&L->lock);
-    for (take = 0; take < p->qn; take++) {
-      bytes += MYC_WIRE_TLV + (uint64_t)p->q[take]->hdr.frame_len;
+    for (take = 0; take < p->qn - p->qh; take++) {
+      bytes += MYC_WIRE_TLV + (uint64_t)p->q[p->qh + take]->hdr.frame_len;
       if (take > 0 && bytes > TLS_BATCH)
         break;
     }
     if (take > 0 &&
         grow(A(L), (void **)&p->wb, &p->wcap, sizeof *p->wb, take) == 0) {
-      memcpy(p->wb, p->q, take * sizeof *p->q);
-      memmove(p->q, p->q + take, (p->qn - take) * sizeof *p->q);
-      p->qn -= take;
+      memcpy(p->wb, p->q + p->qh, take * sizeof *p->q);
+      queue_take(p, take);
     } else {
       take = 0;
     }
@@ -736,8 +779,8 @@ static void flush(peer *p) {
     uv_mutex_unlock(&L->lock);
   } else if (p->state == P_UP) {
     uv_mutex_lock(&L->lock);
-    take = p->qn;
-    if (take <= WRITE_FRAMES && p->qbytes <= WRITE_BYTES) {
+    take = p->qn - p->qh;
+    if (p->qh == 0 && take <= WRITE_FRAMES && p->qbytes <= WRITE_BYTES) {
       tmp = p->wb;
       tmpcap = p->wcap;
       p->wb = p->q;
@@ -750,15 +793,17 @@ static void flush(peer *p) {
        * counted in the queue (and its buffers kept) until all of it is
        * written. */
       uint64_t bytes = 0;
-      for (take = 0; take < p->qn && take < WRITE_FRAMES; take++) {
-        bytes += MYC_WIRE_TLV + (uint64_t)p->q[take]->hdr.frame_len;
+      myc_buf **q = p->q + p->qh;
+      uint32_t left = p->qn - p->qh;
+      for (take = 0; take < left && take < WRITE_FRAMES; take++) {
+        bytes += MYC_WIRE_TLV + (uint64_t)q[take]->hdr.frame_len;
         if (take > 0 && bytes > WRITE_BYTES)
           break;
       }
-      if (grow(A(L), (void **)&p->wb, &p->wcap, sizeof *p->wb, take) == 0) {
-        memcpy(p->wb, p->q, take * sizeof *p->q);
-        memmove(p->q, p->q + take, (p->qn - take) * sizeof *p->q);
-        p->qn -= take;
+      if (take > 0 &&
+          grow(A(L), (void **)&p->wb, &p->wcap, sizeof *p->wb, take) == 0) {
+        memcpy(p->wb, q, take * sizeof *p->q);
+        queue_take(p, take);
       } else {
         take = 0;
       }
@@ -913,7 +958,7 @@ static void peer_free(peer *p) {
   L->gone.unknown_types += p->unknown;
   L->gone.frame_errors += p->errors;
   uv_mutex_unlock(&L->lock);
-  for (i = 0; i < p->qn; i++)
+  for (i = p->qh; i < p->qn; i++)
     release(L, p->q[i]);
   set_clear(A(L), &p->remote);
   set_clear(A(L), &p->announced);
@@ -974,14 +1019,14 @@ static void on_handle_closed(uv_handle_t *h) {
      * as a new one with new subscriptions. */
     drop_remote(L, p);
     uv_mutex_lock(&L->lock);
-    for (i = 0; i < p->qn; i++)
+    for (i = p->qh; i < p->qn; i++)
       release(L, p->q[i]);
-    lost = p->qn;
+    lost = p->qn - p->qh;
     if (L->closing)
       p->d_shutdown += lost;
     else
       p->d_disconnect += lost;
-    p->qn = 0;
+    p->qh = p->qn = 0;
     p->qframes = p->qbytes = 0;
     uv_mutex_unlock(&L->lock);
     p->want_free = 1;
@@ -1128,6 +1173,9 @@ static void peer_connected(peer *p) {
   p->turn_frames = 0;
   p->hello_ok = 0;
   p->tls_seen = 0;
+  /* A frame is checked against a shape of this connection only (the
+   * next may be a v1 link, where a message frame is refused). */
+  p->shape.ok = 0;
   if (p->ep->tls) {
     /* The HELLO below waits in 'ctl' until the TLS handshake is done. */
     if (p->cin == NULL &&
@@ -1241,6 +1289,81 @@ static peer *peer_new(myc__links *L, const myc__endpoint *ep, int outbound) {
 
 /* ---- reading ------------------------------------------------------------ */
 
+/* A v2 frame is the buffer's layout already: a buffer for topic 'id'
+ * with the 'len' bytes of 'body' copied in whole, or NULL. */
+static myc_buf *frame_copy(peer *p, const void *body, uint32_t len,
+                           uint32_t id) {
+  myc__pool *pool = p->L->w != NULL ? &p->L->w->pool
+                    : p->L->pooled  ? &p->L->pool
+                                    : NULL;
+  myc_buf *b = pool != NULL ? myc__buf_take(pool, len) : NULL;
+  if (b == NULL)
+    b = myc__buf_alloc(pool, &p->L->e->alloc, len);
+  if (b != NULL) {
+    memcpy(&b->hdr, body, len);
+    myc__buf_set_topic(b, id);
+  }
+  return b;
+}
+
+/* 'm', decoded in full and published as a plain message to topic 'id',
+ * is the shape the next frames are compared with. */
+static void shape_keep(peer *p, const myc__wire_msg *m, uint32_t id) {
+  shape *s = &p->shape;
+  const uint8_t *body = (const uint8_t *)m->hdr;
+  s->len = m->frame_len;
+  s->topic = id;
+  memcpy(s->head, body, 8);
+  memcpy(s->lens, body + sizeof(myc_frame) - 8, 8);
+  s->tail_off = (uint32_t)((const uint8_t *)m->topic - body);
+  s->tail_len = (uint32_t)m->topic_len + m->source_len;
+  memcpy(s->tail, m->topic, s->tail_len);
+  s->ok = 1;
+}
+
+/* Whether frame 't' is a message of the kept shape. */
+static inline int same_shape(const peer *p, const myc__wire_tlv *t) {
+  const shape *s = &p->shape;
+  uint64_t x, y, u, v;
+  if (t->type != MYC_WIRE_MSG || t->len != s->len || !s->ok ||
+      p->state != P_UP)
+    return 0;
+  memcpy(&x, t->body, 8);
+  memcpy(&y, s->head, 8);
+  memcpy(&u, t->body + sizeof(myc_frame) - 8, 8);
+  memcpy(&v, s->lens, 8);
+  return x == y && u == v &&
+         memcmp(t->body + s->tail_off, s->tail, s->tail_len) == 0;
+}
+
+/* Hands the messages read since the last call to the mailboxes, in
+ * order. */
+static void run_flush(peer *p) {
+  myc_engine *e = p->L->e;
+  if (p->nrun == 0)
+    return;
+  myc__deliver_run(&e->topics, &e->sched, p->L->w, p->run, p->nrun);
+  p->nrun = 0;
+}
+
+/* A message of the kept shape: copied out of the read buffer whole, as
+ * publish copies a v2 frame, and added to the run.  On a worker's loop
+ * only (the shape is kept there alone). */
+static void run_add(peer *p, const myc__wire_tlv *t) {
+  myc_buf *b;
+  if (p->nrun == RUN_MAX)
+    run_flush(p);
+  b = frame_copy(p, t->body, t->len, p->shape.topic);
+  if (b == NULL) {
+    logf_(p->L, MYC_LOG_ERROR, "link %s: out of memory for a message on "
+          "'%.*s'", p->name, (int)p->last_topic_len, p->last_topic_name);
+    return;
+  }
+  /* A kept shape has no request bits: only ours are left. */
+  b->hdr.flags = MYC_FRAME_REMOTE;
+  p->run[p->nrun++] = b;
+}
+
 /* Publishes a message that came in over the link, keeping its trace
  * context (a v1 frame brings none: 'm->trace_id' is a new root). */
 static void publish(peer *p, const myc__wire_msg *m) {
@@ -1300,18 +1423,9 @@ static void publish(peer *p, const myc__wire_msg *m) {
       b->hdr.ts_ns = m->ts_ns;
     }
   } else if (m->hdr != NULL) {
-    /* A v2 frame is the buffer's layout already: one copy, whole. */
-    uint32_t len = m->frame_len;
-    myc__pool *pool = p->L->w != NULL ? &p->L->w->pool
-                      : p->L->pooled  ? &p->L->pool
-                                      : NULL;
-    b = pool != NULL ? myc__buf_take(pool, len) : NULL;
-    if (b == NULL)
-      b = myc__buf_alloc(pool, &e->alloc, len);
-    if (b != NULL) {
-      memcpy(&b->hdr, m->hdr, len);
-      myc__buf_set_topic(b, (uint32_t)id);
-    }
+    b = frame_copy(p, m->hdr, m->frame_len, (uint32_t)id);
+    if (b != NULL && p->L->w != NULL && m->payload_len < MYC_ADMIT_BYTES)
+      shape_keep(p, m, (uint32_t)id);
   } else {
     b = myc__frame_new(&e->alloc, NULL, t, m->source, m->source_len, m->kind,
                        m->type, m->payload, m->payload_len);
@@ -1739,6 +1853,7 @@ static void read_frames(peer *p, ssize_t n) {
                                L->cfg.max_frame, &t);
     if (k == MYC_ELIMIT) {
       uint32_t len;
+      run_flush(p);
       memcpy(&len, p->rbuf + off + 2, 4);
       peer_fail(p, "a frame of %u bytes, over max_frame (%u)", len,
                 L->cfg.max_frame);
@@ -1746,10 +1861,20 @@ static void read_frames(peer *p, ssize_t n) {
     }
     if (k == 0)
       break;
+    if (same_shape(p, &t)) {
+      p->rx_frames++;
+      p->rx_bytes += (uint64_t)k;
+      run_add(p, &t);
+      off += (size_t)k;
+      continue;
+    }
+    /* What came before this frame goes first, whatever it is. */
+    run_flush(p);
     if (handle_frame(p, &t))
       return;
     off += (size_t)k;
   }
+  run_flush(p);
   if (off > 0) {
     memmove(p->rbuf, p->rbuf + off, p->rlen - off);
     p->rlen -= off;
@@ -2050,7 +2175,7 @@ static void shut_down(myc__links *L) {
       p->want_free = 1;
       drop_remote(L, p);
       uv_mutex_lock(&L->lock);
-      p->d_shutdown += p->qn;
+      p->d_shutdown += p->qn - p->qh;
       uv_mutex_unlock(&L->lock);
       if (p->timer_open) {
         uv_timer_stop(&p->timer);

@@ -183,6 +183,41 @@ int myc__deliver(myc__topics *t, myc__sched *sched, myc__worker *from,
   return rc;
 }
 
+void myc__deliver_run(myc__topics *t, myc__sched *sched, myc__worker *from,
+                      myc_buf **v, uint32_t n) {
+  myc__sublist *subs;
+  myc_service *one;
+  uint64_t bytes = 0;
+  uint32_t i, longest = 0;
+  MYC_ASSERT_OWNER(&from->owner);
+  if (n == 0)
+    return;
+  subs = myc__topic_subs(myc__topics_get(t, v[0]->topic_id));
+  one = subs->n == 1 ? myc__sublist_at(subs, 0) : NULL;
+  if (one != NULL && (sched->manual || one->task.worker == from)) {
+    myc__mailbox *mb = &one->task.mb;
+    for (i = 0; i < n; i++) {
+      uint32_t len = v[i]->hdr.payload_len;
+      bytes += len;
+      longest = len > longest ? len : longest;
+    }
+    if (myc__mailbox_fits_n(mb, n, bytes, longest)) {
+      uint32_t at = myc__mailbox_tail(mb);
+      for (i = 0; i < n; i++)
+        myc__mailbox_put(mb, at + i, v[i], v[i]->hdr.payload_len);
+      myc__mailbox_commit(mb, n, bytes);
+      if (!one->task.queued)
+        myc__worker_schedule(one->task.worker, &one->task);
+      return;
+    }
+  }
+  /* Anything else (several subscribers, another worker's, a mailbox
+   * that must evict or drop) message by message, as an emit decides. */
+  for (i = 0; i < n; i++)
+    deliver_to(t, sched, from,
+               myc__topic_subs(myc__topics_get(t, v[i]->topic_id)), v[i]);
+}
+
 int myc__deliver_staged(myc__topics *t, myc__sched *sched,
                         myc__host_stage *h, myc_buf *b) {
   myc__sublist *subs;

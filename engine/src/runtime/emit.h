@@ -109,6 +109,15 @@ int myc__admit(myc__sched *sched, const myc__worker *from, myc__topic *topic,
 int myc__deliver(myc__topics *t, myc__sched *sched, myc__worker *from,
                  myc_buf *b);
 
+/* As myc__deliver for each of the 'n' buffers 'v' in turn, all on one
+ * topic, from worker 'from' (not NULL): a run read off a link.  When the
+ * topic has one subscriber, on 'from', whose mailbox takes the whole run
+ * as it is, the run goes in with one check and one commit; otherwise
+ * each buffer goes as myc__deliver would send it.  Takes every buffer's
+ * reference whatever happens.  Thread of 'from'. */
+void myc__deliver_run(myc__topics *t, myc__sched *sched, myc__worker *from,
+                      myc_buf **v, uint32_t n);
+
 /* As myc__deliver from a thread without a worker, holding what goes to
  * workers in 'h' until myc__host_flush(h).  Threaded engines. */
 int myc__deliver_staged(myc__topics *t, myc__sched *sched,
