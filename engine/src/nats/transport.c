@@ -134,6 +134,12 @@ struct myc__nats {
   nsub *subs;
   uint32_t nsubs, capsubs;
   int64_t retired_drops; /* libnats' drops of unsubscribed subscriptions */
+  /* nats.worker: subscriptions unsubscribed by the NATS thread, freed by
+   * the worker once no read of its can still hold them (see retire);
+   * under 'subs_lock' */
+  natsSubscription **retired;
+  uint32_t nretired, capretired;
+  _Atomic int has_retired;
   struct taken_s *taken; /* a drain's messages */
   uint32_t ntaken_cap;
   myc__seqmap out_seq, in_seq;
@@ -1169,8 +1175,15 @@ static void on_drain(uv_check_t *h) {
   drain(h->data);
 }
 
+static void free_retired(myc__nats *N);
+
+/* After each read on the worker's loop: no read of it is under way. */
 static void on_read(void *ud) {
-  drain(ud);
+  myc__nats *N = ud;
+  if (atomic_load_explicit(&N->has_retired, memory_order_relaxed) &&
+      atomic_exchange(&N->has_retired, 0))
+    free_retired(N);
+  drain(N);
 }
 
 /* ---- subscriptions follow the local services' --------------------------- */
@@ -1211,6 +1224,47 @@ static int covered(const plist *l, const char *p) {
   return 0;
 }
 
+/* Frees the subscriptions 'retire' kept (the loop's thread, between two
+ * reads; or once the loop's handles are closed). */
+static void free_retired(myc__nats *N) {
+  natsSubscription **v;
+  uint32_t i, n, cap;
+  uv_mutex_lock(&N->subs_lock);
+  v = N->retired;
+  n = N->nretired;
+  cap = N->capretired;
+  N->retired = NULL;
+  N->nretired = N->capretired = 0;
+  uv_mutex_unlock(&N->subs_lock);
+  for (i = 0; i < n; i++)
+    natsSubscription_Destroy(v[i]);
+  myc__free(A(N), v, (size_t)cap * sizeof *v);
+}
+
+/* Frees 'sub', unsubscribed.  On a worker's loop (nats.worker) a read
+ * under way there (natsConnection_ProcessReadEvent) may still lock it
+ * after the unsubscribe took it out of libnats' table: freed at once by
+ * this thread, that lock found a destroyed mutex (libnats 3.4, under
+ * ThreadSanitizer).  The worker frees it after that read (on_read), or
+ * nats_quiesce once the worker's handles are closed. */
+static void retire(myc__nats *N, natsSubscription *sub) {
+  int rc;
+  if (N->wk == NULL) {
+    natsSubscription_Destroy(sub); /* this thread is the only reader */
+    return;
+  }
+  uv_mutex_lock(&N->subs_lock);
+  rc = grow(A(N), (void **)&N->retired, &N->capretired, sizeof *N->retired,
+            N->nretired + 1);
+  if (rc == 0)
+    N->retired[N->nretired++] = sub;
+  uv_mutex_unlock(&N->subs_lock);
+  if (rc != 0)
+    return; /* out of memory: leaked rather than freed under a read */
+  atomic_store(&N->has_retired, 1);
+  myc__nats_ev_kick(&N->ev);
+}
+
 /* Out of the table first: the drain (which may run on a worker) does not
  * see it any more when it goes. */
 static void unsubscribe_at(myc__nats *N, uint32_t i) {
@@ -1222,7 +1276,7 @@ static void unsubscribe_at(myc__nats *N, uint32_t i) {
   if (natsSubscription_GetDropped(gone.sub, &dropped) == NATS_OK)
     N->retired_drops += dropped;
   natsSubscription_Unsubscribe(gone.sub);
-  natsSubscription_Destroy(gone.sub);
+  retire(N, gone.sub);
   myc__strfree(A(N), gone.pattern);
 }
 
@@ -1433,7 +1487,7 @@ static void close_conn(myc__nats *N, int state) {
     unsubscribe_at(N, i);
   if (N->inbox != NULL) {
     natsSubscription_Unsubscribe(N->inbox);
-    natsSubscription_Destroy(N->inbox);
+    retire(N, N->inbox);
     N->inbox = NULL;
   }
   /* No direct run is under way, nor starts: it finds no connection. */
@@ -1851,6 +1905,7 @@ static void nats_quiesce(void *ud) {
    * it until its handles are closed. */
   if (N->wk != NULL)
     ev_stop_on_worker(N);
+  free_retired(N);
   if (N->dead_nc != NULL) {
     natsConnection_Destroy(N->dead_nc);
     N->dead_nc = NULL;
