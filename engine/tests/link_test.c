@@ -652,6 +652,58 @@ static void hostile_peers_on_a_worker_loop(void) {
   hostile_peers(", worker = 1");
 }
 
+/* A raw peer's reader of the frames publish_seq sends: whatever the
+ * socket has, parsed frame by frame; a message whose payload is not the
+ * next number of the sequence (or that does not decode) is bad. */
+typedef struct {
+  int fd;
+  uint8_t *in;
+  size_t have, cap;
+  uint64_t want, got, bad;
+} seq_reader;
+
+static int seq_reader_init(seq_reader *rd, size_t cap) {
+  memset(rd, 0, sizeof *rd);
+  rd->fd = -1;
+  rd->want = 1;
+  rd->cap = cap;
+  rd->in = malloc(cap);
+  return rd->in != NULL ? 0 : -1;
+}
+
+/* One read: the bytes it got (0 or less: none now). */
+static ssize_t seq_read(seq_reader *rd) {
+  size_t off = 0;
+  ssize_t r = recv(rd->fd, rd->in + rd->have, rd->cap - rd->have, MSG_DONTWAIT);
+  if (r <= 0)
+    return r;
+  rd->have += (size_t)r;
+  for (;;) {
+    myc__wire_tlv t;
+    int64_t len = myc__wire_next(rd->in + off, rd->have - off, 1u << 20, &t);
+    if (len <= 0)
+      break;
+    if (t.type == MYC_WIRE_MSG) {
+      myc__wire_msg m;
+      const char *why = NULL;
+      uint64_t v = 0;
+      if (myc__wire_msg_decode(t.body, t.len, &m, &why) != 0) {
+        fprintf(stderr, "frame %llu: %s\n", (unsigned long long)rd->got, why);
+        rd->bad++;
+      } else {
+        memcpy(&v, m.payload, 8);
+        rd->bad += v != rd->want;
+        rd->want = v + 1;
+      }
+      rd->got++;
+    }
+    off += (size_t)len;
+  }
+  memmove(rd->in, rd->in + off, rd->have - off);
+  rd->have -= off;
+  return r;
+}
+
 /* The "_links" worker writes a plain link itself while the link thread
  * has nothing under way; a write the socket takes only in part is
  * finished by the link thread, from the byte it stopped at.  A raw peer
@@ -662,13 +714,12 @@ static void direct_writes_keep_order_through_partial_writes(void) {
   myc_engine *a;
   myc__link_stats st[8];
   uint8_t f[512];
-  size_t n, have = 0, cap = 8u << 20;
-  uint8_t *in = malloc(cap);
-  uint64_t want = 1, got = 0, bad = 0;
+  size_t n;
+  seq_reader rd;
   const uint64_t N = 20000;
   uint32_t k, np;
   int fd, i, idle = 0;
-  CHECK(in != NULL);
+  CHECK_EQ(seq_reader_init(&rd, 8u << 20), 0);
   snprintf(path, sizeof path, "%s/d.sock", tmpdir);
   snprintf(links, sizeof links,
            "listen = { \"unix://%s\" }, link = { queue_frames = 100000 }",
@@ -676,7 +727,7 @@ static void direct_writes_keep_order_through_partial_writes(void) {
   a = engine("da", links);
   CHECK(a != NULL);
   CHECK_EQ(start(a), 0);
-  fd = dial_unix(path);
+  fd = rd.fd = dial_unix(path);
   CHECK(fd >= 0);
   {
     int small = 4096;
@@ -689,42 +740,16 @@ static void direct_writes_keep_order_through_partial_writes(void) {
   CHECK(wait_peer(a, "up", 1, NULL));
   publish_seq(a, "swaps.v2", 1, N);
   sleep_ms(200); /* unread: the socket fills, a write stops mid-frame */
-  while (got < N && idle < 50) {
-    ssize_t r = recv(fd, in + have, cap - have, MSG_DONTWAIT);
-    size_t off = 0;
-    if (r <= 0) {
+  while (rd.got < N && idle < 50) {
+    if (seq_read(&rd) <= 0) {
       idle++;
       sleep_ms(20);
       continue;
     }
     idle = 0;
-    have += (size_t)r;
-    for (;;) {
-      myc__wire_tlv t;
-      int64_t len = myc__wire_next(in + off, have - off, 1u << 20, &t);
-      if (len <= 0)
-        break;
-      if (t.type == MYC_WIRE_MSG) {
-        myc__wire_msg m;
-        const char *why = NULL;
-        uint64_t v = 0;
-        if (myc__wire_msg_decode(t.body, t.len, &m, &why) != 0) {
-          fprintf(stderr, "frame %llu: %s\n", (unsigned long long)got, why);
-          bad++;
-        } else {
-          memcpy(&v, m.payload, 8);
-          bad += v != want;
-          want = v + 1;
-        }
-        got++;
-      }
-      off += (size_t)len;
-    }
-    memmove(in, in + off, have - off);
-    have -= off;
   }
-  CHECK_EQ(got, N);
-  CHECK_EQ(bad, 0);
+  CHECK_EQ(rd.got, N);
+  CHECK_EQ(rd.bad, 0);
   for (i = 0; i < 100; i++) {
     np = myc__links_stats(myc__links_of(a), st, 8);
     for (k = 0; k < np && k < 8; k++)
@@ -743,7 +768,7 @@ static void direct_writes_keep_order_through_partial_writes(void) {
       CHECK(st[k].frames_direct < N);
     }
   close(fd);
-  free(in);
+  free(rd.in);
   myc_engine_free(a);
 }
 
@@ -1327,12 +1352,12 @@ static void a_long_queue_taken_in_parts_keeps_order(void) {
   myc_engine *a;
   myc__link_stats st;
   uint8_t f[512];
-  size_t n, have = 0, cap = 16u << 20;
-  uint8_t *in = malloc(cap);
+  size_t n;
+  seq_reader rd;
   const uint64_t N = 30000;
-  uint64_t want = 1, got = 0, bad = 0, sent = 0;
+  uint64_t sent = 0;
   int fd, idle = 0;
-  CHECK(in != NULL);
+  CHECK_EQ(seq_reader_init(&rd, 16u << 20), 0);
   snprintf(path, sizeof path, "%s/tp.sock", tmpdir);
   snprintf(links, sizeof links,
            "listen = { \"unix://%s\" }, link = { queue_frames = 100000, "
@@ -1341,7 +1366,7 @@ static void a_long_queue_taken_in_parts_keeps_order(void) {
   a = engine("tp", links);
   CHECK(a != NULL);
   CHECK_EQ(start(a), 0);
-  fd = dial_unix(path);
+  fd = rd.fd = dial_unix(path);
   CHECK(fd >= 0);
   n = hello(f, sizeof f, "partreader");
   myc__wire_put_tlv(f + n, MYC_WIRE_SUB, 7);
@@ -1351,53 +1376,28 @@ static void a_long_queue_taken_in_parts_keeps_order(void) {
   publish_seq(a, "swaps.v2", 1, N);
   sent = N;
   sleep_ms(300); /* unread: the queue grows past several parts */
-  while (got < 3 * N && idle < 100) {
-    ssize_t r = recv(fd, in + have, 65536, MSG_DONTWAIT);
-    size_t off = 0;
-    if (r <= 0) {
+  while (rd.got < 3 * N && idle < 100) {
+    if (seq_read(&rd) <= 0) {
       idle++;
       sleep_ms(10);
       continue;
     }
     idle = 0;
-    have += (size_t)r;
-    for (;;) {
-      myc__wire_tlv t;
-      int64_t len = myc__wire_next(in + off, have - off, 1u << 20, &t);
-      if (len <= 0)
-        break;
-      if (t.type == MYC_WIRE_MSG) {
-        myc__wire_msg m;
-        const char *why = NULL;
-        uint64_t v = 0;
-        if (myc__wire_msg_decode(t.body, t.len, &m, &why) != 0) {
-          bad++;
-        } else {
-          memcpy(&v, m.payload, 8);
-          bad += v != want;
-          want = v + 1;
-        }
-        got++;
-      }
-      off += (size_t)len;
-    }
-    memmove(in, in + off, have - off);
-    have -= off;
     /* More behind the head the writes are taking, twice. */
-    if (sent < 3 * N && got > sent - N / 2) {
+    if (sent < 3 * N && rd.got > sent - N / 2) {
       publish_seq(a, "swaps.v2", sent + 1, N);
       sent += N;
     }
   }
   CHECK_EQ(sent, 3 * N);
-  CHECK_EQ(got, 3 * N);
-  CHECK_EQ(bad, 0);
+  CHECK_EQ(rd.got, 3 * N);
+  CHECK_EQ(rd.bad, 0);
   CHECK(peer_named(a, "partreader", &st));
   CHECK_EQ(st.frames_out, 3 * N);
   CHECK_EQ(st.dropped_queue_full, 0);
   CHECK_EQ(st.queued, 0);
   close(fd);
-  free(in);
+  free(rd.in);
   myc_engine_free(a);
 }
 
