@@ -85,11 +85,19 @@ static void read_event(myc__nats_ev *v) {
     v->after_read(v->after_read_ud);
 }
 
+static natsStatus apply(myc__nats_ev *v);
+
 static void on_poll(uv_poll_t *h, int status, int events) {
   myc__nats_ev *v = h->data;
   if (status < 0) {
-    /* libnats finds the error reading, and reconnects. */
+    /* libnats finds the error reading, and reconnects.  libuv stopped
+     * the handle (POLLERR): a peer that sent data before its reset has
+     * that read first, with no error, and nothing would read again, so
+     * the connection would look up for good.  Polling starts again with
+     * what libnats still wants (nothing once it redials). */
+    v->has = 0;
     read_event(v);
+    (void)apply(v);
     return;
   }
   if (events & UV_READABLE)
