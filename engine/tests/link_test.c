@@ -496,6 +496,16 @@ static size_t hello(uint8_t *out, size_t cap, const char *node) {
   return myc__wire_hello_encode(&h, out, cap);
 }
 
+/* A raw peer's greeting as 'node', then a subscription to swaps.*: 0
+ * once both are written. */
+static int subscribe_swaps(int fd, const char *node) {
+  uint8_t f[512];
+  size_t n = hello(f, sizeof f, node);
+  myc__wire_put_tlv(f + n, MYC_WIRE_SUB, 7);
+  memcpy(f + n + 6, "swaps.*", 7);
+  return write(fd, f, n + 13) == (ssize_t)(n + 13) ? 0 : -1;
+}
+
 static void hostile_peers(const char *more) {
   char links[512], path[256];
   myc_engine *a, *b;
@@ -561,10 +571,7 @@ static void hostile_peers(const char *more) {
   /* A peer that subscribes and never reads: its queue stays bounded and
    * the overflow is counted as its own. */
   fd = dial_unix(path);
-  n = hello(f, sizeof f, "deaf");
-  myc__wire_put_tlv(f + n, MYC_WIRE_SUB, 7);
-  memcpy(f + n + 6, "swaps.*", 7);
-  CHECK(write(fd, f, n + 13) == (ssize_t)(n + 13));
+  CHECK_EQ(subscribe_swaps(fd, "deaf"), 0);
   CHECK(wait_peer(a, "up", 1, NULL));
   {
     int i, deaf_seen = 0;
@@ -713,8 +720,6 @@ static void direct_writes_keep_order_through_partial_writes(void) {
   char links[512], path[256];
   myc_engine *a;
   myc__link_stats st[8];
-  uint8_t f[512];
-  size_t n;
   seq_reader rd;
   const uint64_t N = 20000;
   uint32_t k, np;
@@ -733,10 +738,7 @@ static void direct_writes_keep_order_through_partial_writes(void) {
     int small = 4096;
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
   }
-  n = hello(f, sizeof f, "slowreader");
-  myc__wire_put_tlv(f + n, MYC_WIRE_SUB, 7);
-  memcpy(f + n + 6, "swaps.*", 7);
-  CHECK(write(fd, f, n + 13) == (ssize_t)(n + 13));
+  CHECK_EQ(subscribe_swaps(fd, "slowreader"), 0);
   CHECK(wait_peer(a, "up", 1, NULL));
   publish_seq(a, "swaps.v2", 1, N);
   sleep_ms(200); /* unread: the socket fills, a write stops mid-frame */
@@ -1180,8 +1182,7 @@ static void long_queues_are_written_a_part_at_a_time(void) {
   char links[512], path[256], buf[65536];
   myc_engine *a;
   myc__link_stats st0, st;
-  uint8_t f[512];
-  size_t n, read_bytes = 0;
+  size_t read_bytes = 0;
   const uint64_t N = 20000;
   int fd, idle = 0;
   snprintf(path, sizeof path, "%s/lq.sock", tmpdir);
@@ -1194,10 +1195,7 @@ static void long_queues_are_written_a_part_at_a_time(void) {
   CHECK_EQ(start(a), 0);
   fd = dial_unix(path);
   CHECK(fd >= 0);
-  n = hello(f, sizeof f, "halfreader");
-  myc__wire_put_tlv(f + n, MYC_WIRE_SUB, 7);
-  memcpy(f + n + 6, "swaps.*", 7);
-  CHECK(write(fd, f, n + 13) == (ssize_t)(n + 13));
+  CHECK_EQ(subscribe_swaps(fd, "halfreader"), 0);
   CHECK(wait_peer(a, "up", 1, NULL));
   publish_seq(a, "swaps.v2", 1, N);
   sleep_ms(300); /* unread: the socket fills, the rest waits */
@@ -1351,8 +1349,6 @@ static void a_long_queue_taken_in_parts_keeps_order(void) {
   char links[512], path[256];
   myc_engine *a;
   myc__link_stats st;
-  uint8_t f[512];
-  size_t n;
   seq_reader rd;
   const uint64_t N = 30000;
   uint64_t sent = 0;
@@ -1368,10 +1364,7 @@ static void a_long_queue_taken_in_parts_keeps_order(void) {
   CHECK_EQ(start(a), 0);
   fd = rd.fd = dial_unix(path);
   CHECK(fd >= 0);
-  n = hello(f, sizeof f, "partreader");
-  myc__wire_put_tlv(f + n, MYC_WIRE_SUB, 7);
-  memcpy(f + n + 6, "swaps.*", 7);
-  CHECK(write(fd, f, n + 13) == (ssize_t)(n + 13));
+  CHECK_EQ(subscribe_swaps(fd, "partreader"), 0);
   CHECK(wait_peer(a, "up", 1, NULL));
   publish_seq(a, "swaps.v2", 1, N);
   sent = N;
