@@ -124,7 +124,9 @@ end }]])
       if s.name == "flood" then flood = s end
     end
     assert.is_true(flood.logs_suppressed > 0, cjson.encode(flood))
-    assert.is_true(st.log.suppressed >= flood.logs_suppressed)
+    -- One reply reads the engine-wide total before the services' counts,
+    -- and the flood goes on: compare with a total read afterwards.
+    assert.is_true(status(dir).log.suppressed >= flood.logs_suppressed)
     -- Stderr is still stuck: the engine gives up on it after 2 s.
     local t0 = os.time()
     os.execute("kill -TERM " .. pid)
