@@ -48,8 +48,12 @@ typedef struct {
 
 static inline int run_tests(const test_case *cases) {
   int failures = 0;
+  /* TEST_ONLY=name runs that case alone (to debug or profile it). */
+  const char *only = getenv("TEST_ONLY");
   setvbuf(stdout, NULL, _IOLBF, 0);
   for (; cases->name != NULL; cases++) {
+    if (only != NULL && strcmp(only, cases->name) != 0)
+      continue;
     test_failed = 0;
     cases->fn();
     printf("%s %s\n", test_failed ? "FAIL" : "ok  ", cases->name);

@@ -47,6 +47,7 @@ local LINK = {
   max_frame = { kind = "integer", min = 1024, max = 2 ^ 32 - 1 },
   queue_frames = { kind = "integer", min = 1, max = 2 ^ 32 - 1 },
   queue_bytes = { kind = "integer", min = 1, max = 1e15 },
+  max_subscriptions = { kind = "integer", min = 1, max = 2 ^ 32 - 1 },
   handshake_timeout_ms = { kind = "number", min = 0, min_open = true, max = MAX_MS },
   frame_timeout_ms = { kind = "number", min = 0, min_open = true, max = MAX_MS },
   reconnect_initial_ms = { kind = "number", min = 0, max = MAX_MS },

@@ -390,6 +390,8 @@ static int add_links(lua_State *L, int t, myc_engine *e, char *err,
     c.queue_frames = (uint32_t)num_field(L, lt, "queue_frames", c.queue_frames);
     c.queue_bytes = (uint64_t)num_field(L, lt, "queue_bytes",
                                         (double)c.queue_bytes);
+    c.max_subscriptions = (uint32_t)num_field(L, lt, "max_subscriptions",
+                                              c.max_subscriptions);
     c.handshake_timeout_ms = num_field(L, lt, "handshake_timeout_ms",
                                        c.handshake_timeout_ms);
     c.frame_timeout_ms = num_field(L, lt, "frame_timeout_ms",

@@ -30,6 +30,7 @@ typedef struct {
   uint32_t max_frame;         /* bytes a frame may announce; 16 MiB */
   uint32_t queue_frames;      /* per peer, waiting or being written */
   uint64_t queue_bytes;       /* per peer, the same messages' bytes */
+  uint32_t max_subscriptions; /* distinct patterns one peer may hold */
   double handshake_timeout_ms; /* connected to handshake done */
   double frame_timeout_ms;    /* a frame begun and not finished */
   myc__backoff reconnect;

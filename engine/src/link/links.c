@@ -345,35 +345,56 @@ static void set_clear(const myc__alloc *a, strset *s) {
 
 /* ---- the "_links" service's subscriptions: the union of the peers' ------ */
 
-static void ref_pattern(myc__links *L, const char *p) {
-  uint32_t i;
-  for (i = 0; i < L->nrefs; i++)
-    if (strcmp(L->refs[i].pattern, p) == 0) {
-      L->refs[i].count++;
-      return;
+/* Where 'p' is in the sorted refs (1), or where it would go (0): a peer
+ * may announce thousands of patterns, and each is looked up. */
+static int ref_find(const myc__links *L, const char *p, uint32_t *at) {
+  uint32_t lo = 0, hi = L->nrefs;
+  while (lo < hi) {
+    uint32_t mid = lo + (hi - lo) / 2;
+    int c = strcmp(L->refs[mid].pattern, p);
+    if (c == 0) {
+      *at = mid;
+      return 1;
     }
+    if (c < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  *at = lo;
+  return 0;
+}
+
+static void ref_pattern(myc__links *L, const char *p) {
+  uint32_t at;
+  char *copy;
+  if (ref_find(L, p, &at)) {
+    L->refs[at].count++;
+    return;
+  }
   if (grow(A(L), (void **)&L->refs, &L->caprefs, sizeof *L->refs,
            L->nrefs + 1) != 0 ||
-      (L->refs[L->nrefs].pattern = myc__strdup(A(L), p)) == NULL) {
+      (copy = myc__strdup(A(L), p)) == NULL) {
     logf_(L, MYC_LOG_ERROR, "out of memory subscribing '%s' for a peer", p);
     return;
   }
-  L->refs[L->nrefs++].count = 1;
+  memmove(&L->refs[at + 1], &L->refs[at], (L->nrefs - at) * sizeof *L->refs);
+  L->refs[at].pattern = copy;
+  L->refs[at].count = 1;
+  L->nrefs++;
   if (myc__topics_subscribe(&L->e->topics, L->svc, p, strlen(p)) != 0)
     logf_(L, MYC_LOG_ERROR, "cannot subscribe '%s' for a peer", p);
 }
 
 static void unref_pattern(myc__links *L, const char *p) {
-  uint32_t i;
-  for (i = 0; i < L->nrefs; i++)
-    if (strcmp(L->refs[i].pattern, p) == 0) {
-      if (--L->refs[i].count > 0)
-        return;
-      myc__topics_unsubscribe(&L->e->topics, L->svc, p, strlen(p));
-      myc__strfree(A(L), L->refs[i].pattern);
-      L->refs[i] = L->refs[--L->nrefs];
-      return;
-    }
+  uint32_t at;
+  if (!ref_find(L, p, &at) || --L->refs[at].count > 0)
+    return;
+  myc__topics_unsubscribe(&L->e->topics, L->svc, p, strlen(p));
+  myc__strfree(A(L), L->refs[at].pattern);
+  memmove(&L->refs[at], &L->refs[at + 1],
+          (L->nrefs - at - 1) * sizeof *L->refs);
+  L->nrefs--;
 }
 
 /* The peer's patterns changed: the kept answer is void.  Under L->lock. */
@@ -1678,6 +1699,7 @@ static void handle_sub(peer *p, const myc__wire_tlv *t, int add) {
   myc__links *L = p->L;
   const char *why = NULL;
   char pat[MYC_TOPIC_MAX + 1];
+  uint32_t at;
   int changed;
   if (myc__wire_pattern_check(t->body, t->len, &why) != 0) {
     peer_fail(p, "%s", why);
@@ -1686,10 +1708,23 @@ static void handle_sub(peer *p, const myc__wire_tlv *t, int add) {
   memcpy(pat, t->body, t->len);
   pat[t->len] = '\0';
   uv_mutex_lock(&L->lock);
-  changed = add ? set_add(A(L), &p->remote, pat, t->len)
-                : set_del(A(L), &p->remote, pat, t->len);
+  /* Each pattern costs memory and a place in the topic table: a peer
+   * that would pass the bound loses its link before it is stored. */
+  if (add && p->remote.n >= L->cfg.max_subscriptions &&
+      !set_find(&p->remote, pat, t->len, &at))
+    changed = MYC_ELIMIT;
+  else
+    changed = add ? set_add(A(L), &p->remote, pat, t->len)
+                  : set_del(A(L), &p->remote, pat, t->len);
   forget_topic(p);
   uv_mutex_unlock(&L->lock);
+  if (changed == MYC_ELIMIT) {
+    peer_refuse(p, "subscribed to more than %u patterns, the "
+                "link.max_subscriptions of the node that closes this link "
+                "(raise it there if more are needed)",
+                L->cfg.max_subscriptions);
+    return;
+  }
   if (changed < 0) {
     peer_fail(p, "out of memory for its subscriptions");
     return;
@@ -2423,6 +2458,7 @@ void myc__link_config_init(myc__link_config *c) {
   c->max_frame = MYC_WIRE_MAX_FRAME_DEFAULT;
   c->queue_frames = 65536;
   c->queue_bytes = 64ull << 20;
+  c->max_subscriptions = 10000;
   c->handshake_timeout_ms = 5000;
   c->frame_timeout_ms = 10000;
   c->reconnect.initial_ms = 100;
@@ -2473,6 +2509,8 @@ const char *myc__link_config_check(const myc__link_config *c) {
     return "link.max_frame must be at least 1024 bytes";
   if (c->queue_frames == 0 || c->queue_bytes == 0)
     return "link.queue_frames and link.queue_bytes must be positive";
+  if (c->max_subscriptions == 0)
+    return "link.max_subscriptions must be at least 1";
   if (!(c->handshake_timeout_ms > 0) || !(c->frame_timeout_ms > 0))
     return "link timeouts must be positive";
   if (!myc__backoff_ok(&c->reconnect))
