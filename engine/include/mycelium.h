@@ -228,10 +228,17 @@ typedef struct {
    * topic names in a loop would leave none for the others.  0:
    * MYC_DEFAULT_MAX_TOPICS_PER_SERVICE. */
   uint32_t max_topics_per_service;
+  /* Distinct patterns one service may subscribe to at a time (a
+   * subscription is engine memory outside the service's memory_limit):
+   * past it a new one is refused with MYC_ELIMIT.  The engine's _links
+   * and _nats are bounded by their own settings instead.  0:
+   * MYC_DEFAULT_MAX_SUBSCRIPTIONS_PER_SERVICE. */
+  uint32_t max_subscriptions_per_service;
 } myc_engine_config;
 
 #define MYC_DEFAULT_MAX_SERVICES 10000
 #define MYC_DEFAULT_MAX_TOPICS_PER_SERVICE 100000
+#define MYC_DEFAULT_MAX_SUBSCRIPTIONS_PER_SERVICE 100000
 #define MYC_DEFAULT_LOG_RATE 1000.0
 #define MYC_DEFAULT_LOG_BURST 10000.0
 

@@ -120,6 +120,7 @@ local TOP = {
   workers = { kind = "integer", min = 1, max = 128 },
   max_services = { kind = "integer", min = 1, max = 2 ^ 32 - 1 },
   max_topics_per_service = { kind = "integer", min = 1, max = 2 ^ 32 - 1 },
+  max_subscriptions_per_service = { kind = "integer", min = 1, max = 2 ^ 32 - 1 },
   contracts = { kind = "string" },
   validate = { kind = "boolean" },
   mailbox = { kind = "table", fields = MAILBOX },
@@ -559,6 +560,7 @@ function M.normalise(file, t, dir, extra)
     workers = out.workers, -- nil: one per core (the engine decides)
     max_services = out.max_services, -- nil: the engine's default
     max_topics_per_service = out.max_topics_per_service, -- nil: the default
+    max_subscriptions_per_service = out.max_subscriptions_per_service,
     mailbox = out.mailbox or {},
     log_level = log.level or LEVELS.info,
     log_format = log.format or FORMATS.text,

@@ -218,7 +218,11 @@ function M.new(svc, name, opts, has_handler, typed, view)
     end
     if staged then return stage(p, true) end
     local rc = C.myc_ffi_subscribe(svc, p, #p)
-    if rc ~= 0 then
+    if err_name(rc) == "ELIMIT" then
+      fail(2, "subscribe '%s': it holds max_subscriptions_per_service "
+           .. "patterns already (unsubscribe some, or raise "
+           .. "max_subscriptions_per_service in the config)", p)
+    elseif rc ~= 0 then
       fail(2, "subscribe '%s': %s", p, strerror(rc))
     end
     return true

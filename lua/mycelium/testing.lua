@@ -216,6 +216,7 @@ function M.engine(spec)
   cfg.workers = spec.workers or 1
   cfg.max_services = spec.max_services or 0
   cfg.max_topics_per_service = spec.max_topics_per_service or 0
+  cfg.max_subscriptions_per_service = spec.max_subscriptions_per_service or 0
   cfg.manual = 1
   cfg.lua_path = here
   if spec.mailbox ~= nil then

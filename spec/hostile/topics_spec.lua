@@ -114,3 +114,74 @@ describe("max_topics_per_service", function()
     end
   end)
 end)
+
+-- Subscribes to "sub.1", "sub.2", ... until the engine refuses one, then
+-- reports "n|message" on "out"; "again" subscribes to "sub.1" (held
+-- already) and "drop" lets one go and takes a new one.
+local SUBSCRIBER = [[
+return {
+  init = function(ctx)
+    ctx:subscribe("go")
+    ctx:subscribe("again")
+    ctx:subscribe("drop")
+  end,
+  on_message = function(ctx, msg)
+    if msg.topic == "go" then
+      local n = 0
+      while true do
+        n = n + 1
+        local ok, err = pcall(ctx.subscribe, ctx, "sub." .. n)
+        if not ok then
+          ctx:emit("out", n .. "|" .. err)
+          return
+        end
+      end
+    elseif msg.topic == "again" then
+      ctx:emit("out", "again|" .. tostring(pcall(ctx.subscribe, ctx, "sub.1")))
+    else
+      ctx:unsubscribe("sub.2")
+      ctx:emit("out", "drop|" .. tostring(pcall(ctx.subscribe, ctx, "new.1")))
+    end
+  end,
+}]]
+
+describe("max_subscriptions_per_service", function()
+  after_each(testing.cleanup)
+
+  it("refuses a looping service's new patterns, naming the key; what it "
+     .. "holds and other services go on", function()
+    local eng = testing.engine { max_subscriptions_per_service = 40, services = {
+      { name = "subscriber", module = testing.module(SUBSCRIBER) },
+      { name = "other", module = testing.module(OTHER) } } }
+    local out = eng:collect("out")
+    local made = eng:collect("made")
+    eng:run()
+    eng:publish("go", "")
+    eng:run()
+    -- go, again and drop are 3 of its 40: sub.1 to sub.37 are taken
+    local r = datas(out)
+    assert.matches("^38|.*service 'subscriber': subscribe 'sub.38': it holds "
+                   .. "max_subscriptions_per_service patterns already "
+                   .. "%(unsubscribe some, or raise "
+                   .. "max_subscriptions_per_service in the config%)$", r[1])
+    assert.equal("running", eng:stats("subscriber").state)
+    assert.equal(0, eng:stats("subscriber").errors)
+    eng:publish("again", "")
+    eng:publish("drop", "")
+    eng:run()
+    assert.same({ "again|true", "drop|true" }, datas(out))
+    eng:publish("make", "1")
+    eng:run()
+    assert.same({ "true" }, datas(made))
+    eng:close()
+  end)
+
+  it("is checked in the config", function()
+    for _, bad in ipairs { 0, -1, 1.5, "many" } do
+      local ok, err = pcall(testing.engine, { max_subscriptions_per_service = bad,
+        services = { { name = "a", module = testing.module(OTHER) } } })
+      assert.is_false(ok)
+      assert.matches("max_subscriptions_per_service", err, 1, true)
+    end
+  end)
+end)

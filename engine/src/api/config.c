@@ -129,6 +129,8 @@ static int read_engine_config(lua_State *L, int t, myc_engine_config *c,
   c->max_services = (uint32_t)num_field(L, t, "max_services", 0);
   c->max_topics_per_service =
       (uint32_t)num_field(L, t, "max_topics_per_service", 0);
+  c->max_subscriptions_per_service =
+      (uint32_t)num_field(L, t, "max_subscriptions_per_service", 0);
   c->log_level = (myc_log_level)num_field(L, t, "log_level", MYC_LOG_INFO);
   c->log_format = (myc_log_format)num_field(L, t, "log_format", MYC_LOG_TEXT);
   c->log_rate = num_field(L, t, "log_rate", 0);

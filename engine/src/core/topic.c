@@ -865,6 +865,12 @@ static int reserve_sub(myc__topics *t, const struct myc_service *svc) {
 
 int myc__topics_subscribe(myc__topics *t, struct myc_service *svc,
                           const char *pattern, size_t len) {
+  return myc__topics_subscribe_within(t, svc, pattern, len, UINT32_MAX);
+}
+
+int myc__topics_subscribe_within(myc__topics *t, struct myc_service *svc,
+                                 const char *pattern, size_t len,
+                                 uint32_t max) {
   myc__subscription *s;
   struct myc__sub_count *c;
   struct myc__bucket *b;
@@ -874,6 +880,10 @@ int myc__topics_subscribe(myc__topics *t, struct myc_service *svc,
   uv_mutex_lock(&t->lock);
   if (find_sub(t, svc, pattern, len) >= 0)
     goto out;
+  if (count_of(t, svc, 0) >= max) {
+    rc = MYC_ELIMIT;
+    goto out;
+  }
   /* Room for both entries first: a rebuild between the two would drop
    * the first, made at a count of 0. */
   if (((t->usedcounts + 2) * 2 > t->ncounts && counts_rebuild(t) != 0) ||

@@ -185,6 +185,11 @@ static inline myc__sublist *myc__topic_subs(myc__topic *topic) {
  * nothing changed). */
 int myc__topics_subscribe(myc__topics *t, struct myc_service *svc,
                           const char *pattern, size_t len);
+/* The same, refused with MYC_ELIMIT when the pattern is new and 'svc'
+ * already holds 'max' subscriptions. */
+int myc__topics_subscribe_within(myc__topics *t, struct myc_service *svc,
+                                 const char *pattern, size_t len,
+                                 uint32_t max);
 int myc__topics_unsubscribe(myc__topics *t, struct myc_service *svc,
                             const char *pattern, size_t len);
 

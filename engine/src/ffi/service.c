@@ -116,7 +116,8 @@ const char *myc_ffi_topic_check(const char *name, size_t len, int pattern) {
 }
 
 int myc_ffi_subscribe(myc_service *s, const char *pattern, size_t len) {
-  return myc__topics_subscribe(s->topics, s, pattern, len);
+  return myc__topics_subscribe_within(s->topics, s, pattern, len,
+                                      s->eng->max_subscriptions_per_service);
 }
 
 int myc_ffi_unsubscribe(myc_service *s, const char *pattern, size_t len) {

@@ -100,6 +100,10 @@ int myc__engine_create(myc_engine **out, const myc_engine_config *cfg) {
   e->max_topics_per_service = cfg->max_topics_per_service
                                   ? cfg->max_topics_per_service
                                   : MYC_DEFAULT_MAX_TOPICS_PER_SERVICE;
+  e->max_subscriptions_per_service =
+      cfg->max_subscriptions_per_service
+          ? cfg->max_subscriptions_per_service
+          : MYC_DEFAULT_MAX_SUBSCRIPTIONS_PER_SERVICE;
   myc__clock_init(&e->clock, cfg->manual);
   e->created_ns = myc__clock_now(&e->clock);
   /* The host thread's pool (manual engines) adopts what it frees. */

@@ -124,6 +124,7 @@ struct myc_engine {
   uint32_t nservices;   /* services in the registry */
   uint32_t max_services; /* at most, myc_engine_config.max_services */
   uint32_t max_topics_per_service; /* myc_engine_config's, 0 replaced */
+  uint32_t max_subscriptions_per_service; /* the same */
   uint32_t endservices; /* slots used, holes included */
   uint32_t capservices;
   /* Where the last rank lookup landed: the service of rank 'rank_at' is

@@ -500,6 +500,17 @@ static void apply_subscriptions(myc_service *s, myc__instance *in) {
   }
   list = lua_gettop(L);
   n = (int)lua_objlen(L, list);
+  /* The old instance's patterns stay until the new ones are in, so the
+   * bound is on the new list's length, not on what is held meanwhile. */
+  if ((uint32_t)n > s->eng->max_subscriptions_per_service) {
+    char why[160];
+    snprintf(why, sizeof why, "%d patterns, over max_subscriptions_per_"
+             "service (%u): the first %u are subscribed (raise it in the "
+             "config)", n, s->eng->max_subscriptions_per_service,
+             s->eng->max_subscriptions_per_service);
+    myc__log_error(s, "subscribe", why, NULL);
+    n = (int)s->eng->max_subscriptions_per_service;
+  }
   for (i = 1; i <= n; i++) {
     size_t len;
     const char *p;

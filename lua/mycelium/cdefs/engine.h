@@ -23,6 +23,7 @@ typedef struct {
   uint32_t max_services;
   double log_rate, log_burst;
   uint32_t max_topics_per_service;
+  uint32_t max_subscriptions_per_service;
 } myc_engine_config;
 typedef struct {
   const char *name; const char *module; const void *opts; size_t opts_len;
