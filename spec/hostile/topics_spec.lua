@@ -176,6 +176,25 @@ describe("max_subscriptions_per_service", function()
     eng:close()
   end)
 
+  it("cuts a module's longer subscribe list, saying so", function()
+    local eng = testing.engine { max_subscriptions_per_service = 2, services = {
+      { name = "lister", module = testing.module [[
+return { subscribe = { "l.a", "l.b", "l.c" },
+  on_message = function(ctx, msg) ctx:emit("heard", msg.topic) end }]] } } }
+    local heard = eng:collect("heard")
+    eng:run()
+    for _, t in ipairs { "l.a", "l.b", "l.c" } do eng:publish(t, "") end
+    eng:run()
+    assert.same({ "l.a", "l.b" }, datas(heard))
+    local said
+    for _, l in ipairs(eng:logs()) do
+      said = said or l:find("3 patterns, over max_subscriptions_per_service "
+                            .. "(2): the first 2 are subscribed", 1, true)
+    end
+    assert.is_truthy(said)
+    eng:close()
+  end)
+
   it("is checked in the config", function()
     for _, bad in ipairs { 0, -1, 1.5, "many" } do
       local ok, err = pcall(testing.engine, { max_subscriptions_per_service = bad,
