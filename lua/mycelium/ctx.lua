@@ -192,21 +192,31 @@ function M.new(svc, name, opts, has_handler, typed, view)
   -- While an instance is being prepared (a reload or restart builds it
   -- beside the running one), its subscriptions are only recorded; the
   -- engine applies the list when the instance takes over.
-  local staged
+  -- 'at' maps each recorded pattern to its place: a module may list
+  -- thousands, and a scan per pattern made loading them quadratic.
+  local staged, at
 
   -- Starts recording (with a list) or stops (nil); returns the list that
   -- was being recorded.
   function ctx._stage(list)
     local was = staged
-    staged = list
+    staged, at = list, {}
+    for i, p in ipairs(list or {}) do at[p] = i end
     return was
   end
 
   local function stage(p, on)
-    for i = #staged, 1, -1 do
-      if staged[i] == p then table.remove(staged, i) end
+    local i = at[p]
+    if on then
+      if i == nil then
+        staged[#staged + 1] = p
+        at[p] = #staged
+      end
+    elseif i ~= nil then
+      table.remove(staged, i)
+      at[p] = nil
+      for k = i, #staged do at[staged[k]] = k end
     end
-    if on then staged[#staged + 1] = p end
     return true
   end
 

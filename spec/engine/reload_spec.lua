@@ -264,6 +264,27 @@ describe("hot reload", function()
     assert.are.equal(0, st.restarts)
   end)
 
+  it("keeps, leaves and adds among thousands of patterns", function()
+    local function ranged(version, from, to)
+      return testing.module(string.format([[
+local list = {}
+for i = %d, %d do list[#list + 1] = "p." .. i end
+return { subscribe = list,
+  on_message = function(ctx, msg) ctx:emit("out", %q .. ":" .. msg.topic) end }]],
+        from, to, version))
+    end
+    local out = start(ranged("v1", 1, 3000))
+    eng:publish("p.1", "")
+    eng:run()
+    assert.is_true(eng:reload("c", ranged("v2", 1001, 4000)))
+    for _, t in ipairs { "p.1", "p.1000", "p.1001", "p.3000", "p.3001", "p.4000" } do
+      eng:publish(t, "")
+    end
+    eng:run()
+    assert.are.same({ "v1:p.1", "v2:p.1001", "v2:p.3000", "v2:p.3001", "v2:p.4000" },
+                    datas(out))
+  end)
+
   it("forgets the old version's timers", function()
     local out = start(testing.module [[
       return { init = function(ctx) ctx:every(100, function() ctx:emit("out", "old") end) end,

@@ -18,6 +18,7 @@
 #include <luajit.h>
 #include <lualib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void myc__instance_reset(myc__instance *in) {
@@ -469,13 +470,33 @@ static int current_patterns(myc_service *s, myc__subscription **out) {
   return (int)n;
 }
 
-static int in_list(lua_State *L, int list, const char *p, size_t len) {
-  int i, n = (int)lua_objlen(L, list);
+/* A pattern of the new list, sorted for lookups: a service may hold
+ * thousands, and each of the old ones is looked up once. */
+typedef struct {
+  const char *p;
+  size_t len;
+} pattern_ref;
+
+static int pattern_cmp(const void *a, const void *b) {
+  const pattern_ref *x = a, *y = b;
+  int c = memcmp(x->p, y->p, x->len < y->len ? x->len : y->len);
+  return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Whether 'p' is in 'sorted' (n entries), or with no sorted copy (out of
+ * memory) in the list at stack index 'list'. */
+static int in_list(lua_State *L, int list, const pattern_ref *sorted, int n,
+                   const char *p, size_t len) {
+  pattern_ref key = {p, len};
+  int i;
+  if (sorted != NULL)
+    return bsearch(&key, sorted, (size_t)n, sizeof *sorted, pattern_cmp) !=
+           NULL;
   for (i = 1; i <= n; i++) {
     size_t l;
     const char *q;
     lua_rawgeti(L, list, i);
-    q = lua_tolstring(L, -1, &l);
+    q = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &l) : NULL;
     lua_pop(L, 1);
     if (q != NULL && l == len && memcmp(p, q, len) == 0)
       return 1;
@@ -488,7 +509,8 @@ static int in_list(lua_State *L, int list, const char *p, size_t len) {
 static void apply_subscriptions(myc_service *s, myc__instance *in) {
   lua_State *L = in->L;
   myc__subscription *old = NULL;
-  int list, i, n, nold = current_patterns(s, &old), rc;
+  pattern_ref *sorted;
+  int list, i, k, n, nold = current_patterns(s, &old), rc;
   rc = myc__instance_call(in, in->ref_live, 0, 1);
   if (rc != 0 || !lua_istable(L, -1)) {
     const char *text = myc__call_error(in, rc);
@@ -520,9 +542,26 @@ static void apply_subscriptions(myc_service *s, myc__instance *in) {
       myc__log_error(s, "subscribe", "out of memory", NULL);
     lua_pop(L, 1);
   }
+  /* The strings stay on the list, itself on the stack, until the end. */
+  sorted = nold > 0 && n > 0
+               ? myc__malloc(&s->eng->alloc, (size_t)n * sizeof *sorted)
+               : NULL;
+  for (i = 1, k = 0; sorted != NULL && i <= n; i++) {
+    lua_rawgeti(L, list, i);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      sorted[k].p = lua_tolstring(L, -1, &sorted[k].len);
+      k++;
+    }
+    lua_pop(L, 1);
+  }
+  if (sorted != NULL)
+    qsort(sorted, (size_t)k, sizeof *sorted, pattern_cmp);
   for (i = 0; i < nold; i++)
-    if (!in_list(L, list, old[i].pattern, old[i].len))
+    if (!in_list(L, list, sorted, sorted != NULL ? k : n, old[i].pattern,
+                 old[i].len))
       myc__topics_unsubscribe(s->topics, s, old[i].pattern, old[i].len);
+  if (sorted != NULL)
+    myc__free(&s->eng->alloc, sorted, (size_t)n * sizeof *sorted);
   if (old != NULL)
     myc__free(&s->eng->alloc, old, (size_t)nold * sizeof *old);
   lua_settop(L, 0);
