@@ -194,7 +194,7 @@ typedef struct {
 } listener;
 
 typedef struct {
-  char *pattern;
+  char *pattern; /* first: sorted_find reads it */
   uint32_t count;
 } remote_ref;
 
@@ -288,12 +288,17 @@ static int bytes_grow(const myc__alloc *a, uint8_t **v, size_t *cap,
   return 0;
 }
 
-static int set_find(const strset *s, const char *p, size_t len, uint32_t *at) {
-  uint32_t lo = 0, hi = s->n;
+/* Binary search of 'p' among 'n' entries 'stride' bytes apart, sorted,
+ * each starting with its string's pointer: 1 and its place, or 0 and
+ * where it would go. */
+static int sorted_find(const void *base, size_t stride, uint32_t n,
+                       const char *p, size_t len, uint32_t *at) {
+  uint32_t lo = 0, hi = n;
   while (lo < hi) {
-    uint32_t mid = (lo + hi) / 2;
-    int c = strncmp(s->v[mid], p, len);
-    if (c == 0 && s->v[mid][len] != '\0')
+    uint32_t mid = lo + (hi - lo) / 2;
+    const char *v = *(const char *const *)((const char *)base + mid * stride);
+    int c = strncmp(v, p, len);
+    if (c == 0 && v[len] != '\0')
       c = 1;
     if (c == 0) {
       *at = mid;
@@ -306,6 +311,10 @@ static int set_find(const strset *s, const char *p, size_t len, uint32_t *at) {
   }
   *at = lo;
   return 0;
+}
+
+static int set_find(const strset *s, const char *p, size_t len, uint32_t *at) {
+  return sorted_find(s->v, sizeof *s->v, s->n, p, len, at);
 }
 
 /* Adds 'p'; returns 1 when added, 0 when present, MYC_ENOMEM. */
@@ -348,21 +357,7 @@ static void set_clear(const myc__alloc *a, strset *s) {
 /* Where 'p' is in the sorted refs (1), or where it would go (0): a peer
  * may announce thousands of patterns, and each is looked up. */
 static int ref_find(const myc__links *L, const char *p, uint32_t *at) {
-  uint32_t lo = 0, hi = L->nrefs;
-  while (lo < hi) {
-    uint32_t mid = lo + (hi - lo) / 2;
-    int c = strcmp(L->refs[mid].pattern, p);
-    if (c == 0) {
-      *at = mid;
-      return 1;
-    }
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  *at = lo;
-  return 0;
+  return sorted_find(L->refs, sizeof *L->refs, L->nrefs, p, strlen(p), at);
 }
 
 static void ref_pattern(myc__links *L, const char *p) {
