@@ -22,12 +22,16 @@ local function ticks(dir)
 end
 
 -- Ticks every 10 ms, writing its count to a file and logging a line.
+-- The count is written aside and renamed over the file: a reader never
+-- sees it truncated (read as 0 ticks, a stall, when the ticker was
+-- preempted between the truncation and the write on a loaded machine).
 local TICKER = [[
 return { init = function(ctx)
   local n = 0
   ctx:every(10, function(c)
     n = n + 1
-    local f = io.open("ticks", "w"); f:write(n); f:close()
+    local f = io.open("ticks.new", "w"); f:write(n); f:close()
+    os.rename("ticks.new", "ticks")
     c.log:info("tick " .. n)
   end)
 end }]]
