@@ -77,7 +77,11 @@ describe("a stderr that is a pipe nobody reads", function()
     assert(os.execute("mkdir -p " .. dir) == 0)
   end)
   after_each(function()
-    if pid then os.execute("kill -9 " .. pid .. " 2>/dev/null") end
+    -- 'pid' is timeout's: killed alone, it would leave its mycelium
+    -- running, blocked on the FIFO, past its own 60 s.
+    if pid then
+      os.execute(string.format("kill -9 $(pgrep -P %s) %s 2>/dev/null", pid, pid))
+    end
     os.execute("rm -rf " .. dir)
     pid = nil
   end)
