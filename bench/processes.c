@@ -50,9 +50,12 @@ int bench_processes(void) {
     fprintf(stderr, "bench: pipeline: %s failed (%d points)\n", cmd, points);
     return 1;
   }
-  /* Links carry no backpressure to the producer yet (docs/LINKS.md): a
-   * flood may overrun a downstream process.  Reported, not hidden. */
+  /* Links carry no backpressure from a reader's mailboxes to the sender
+   * (docs/LINKS.md): a flood may overrun a downstream process's mailbox.
+   * Reported, not hidden: each failed run printed its processes'
+   * counters (drops by reason, refusals) above. */
   if (failed)
-    fprintf(stderr, "bench: pipeline: %d point(s) lost messages\n", failed);
+    fprintf(stderr, "bench: pipeline: %d point(s) lost messages or the end "
+            "of a run's stream (counters above)\n", failed);
   return 0;
 }

@@ -418,7 +418,12 @@ function M.init(ctx, opts)
     ctx:every(opts.idle_end_ms / 4, function()
       -- Silence while we hold the socket paused is ours, not the end.
       if S.paused then S.last_ns = now_ns() end
-      if S.line > 0 and now_ns() - S.last_ns > opts.idle_end_ms * 1e6 then
+      -- So is silence after the subscription reply and before the first
+      -- notification: a replay held until its consumers are linked (or a
+      -- quiet chain) has not begun. Ending there sent the end ahead of
+      -- the whole stream, to processes not yet linked: lost, unnoticed.
+      local reply = (S.source == "ws" or S.expect_reply) and 1 or 0
+      if S.line > reply and now_ns() - S.last_ns > opts.idle_end_ms * 1e6 then
         finish(ctx, "idle for " .. opts.idle_end_ms .. " ms")
       end
     end)

@@ -20,9 +20,14 @@ for line in io.lines(runs_path) do
   table.insert(points[k].runs, r)
 end
 
+-- Over the runs that measured: one whose end was lost ("end_lost", no
+-- numbers) makes its point incomplete and is counted in "lost".
 local function stats(runs, key)
   local v = {}
-  for i, r in ipairs(runs) do v[i] = r[key] end
+  for _, r in ipairs(runs) do
+    if r[key] ~= nil then v[#v + 1] = r[key] end
+  end
+  if #v == 0 then return { min = 0, median = 0, max = 0 } end
   table.sort(v)
   return { min = v[1], median = v[math.floor((#v + 1) / 2)], max = v[#v] }
 end
@@ -31,28 +36,32 @@ local jf = assert(io.open(jsonl_path, "w"))
 local df = assert(io.open(dat_path, "w"))
 print(format("host %s, cpu %s", host, cpu))
 print(format("%-7s %-7s %4s %28s %26s %26s %26s %s", "mode", "rate", "runs",
-             "events/s min/med/max", "p50 us", "p99 us", "p999 us", "complete"))
+             "events/s min/med/max", "p50 us", "p99 us", "p999 us",
+             "complete (runs whose end was lost)"))
 for mi, mode in ipairs(MODES) do
   df:write(format("# %s\n", mode))
   for ri, rate in ipairs(RATES) do
     local p = points[mode .. " " .. rate]
     if p then
-      local s, complete = {}, true
+      local s, complete, lost = {}, true, 0
       for _, k in ipairs(KEYS) do s[k] = stats(p.runs, k) end
-      for _, r in ipairs(p.runs) do complete = complete and r.complete end
+      for _, r in ipairs(p.runs) do
+        complete = complete and r.complete
+        if r.end_lost then lost = lost + 1 end
+      end
       local function mmm(k, f)
         return format(f .. "/" .. f .. "/" .. f, s[k].min, s[k].median, s[k].max)
       end
       print(format("%-7s %-7s %4d %28s %26s %26s %26s %s", mode, rate, #p.runs,
                    mmm("events_per_s", "%.0f"), mmm("p50_us", "%.0f"),
                    mmm("p99_us", "%.0f"), mmm("p999_us", "%.0f"),
-                   tostring(complete)))
+                   tostring(complete) .. (lost > 0 and format(" (%d)", lost) or "")))
       print(format("RESULT %s %s %.1f %.1f %.1f %.1f %d", mode, rate,
                    s.events_per_s.median, s.p50_us.median, s.p99_us.median,
                    s.p999_us.median, complete and 1 or 0))
       jf:write(cjson.encode { bench = "pipeline", mode = mode, rate = rate,
         runs = #p.runs, events_per_s = s.events_per_s, p50_us = s.p50_us,
-        p99_us = s.p99_us, p999_us = s.p999_us, complete = complete,
+        p99_us = s.p99_us, p999_us = s.p999_us, complete = complete, end_lost = lost,
         host = host, cpu = cpu }, "\n")
       df:write(format("%d %s %.1f %.1f %.1f %.1f\n", ri, rate,
                       s.events_per_s.median, s.p50_us.median,

@@ -193,9 +193,13 @@ describe("byte settings", function()
     local sock = dir.path .. "/ctl.sock"
     local rc, out = dir:sh(string.format(
       "cd %s && (%s run mycelium.lua >/dev/null 2>&1 & pid=$!; "
-      .. "for i in $(seq 50); do [ -S %s ] && break; sleep 0.05; done; sleep 0.3; "
+      .. "for i in $(seq 200); do [ -S %s ] && break; sleep 0.05; done; "
+      -- until a burst was refused (every 10 ms once the flood runs; up
+      -- to 10 s on a loaded machine), not a fixed wait
+      .. "for i in $(seq 200); do %s status --json --socket %s | "
+      .. "grep -q '\"too_large\":[1-9]' && break; sleep 0.05; done; "
       .. "%s status --socket %s; %s status --json --socket %s; kill $pid; wait $pid)",
-      dir.path, cli.bin, sock, cli.bin, sock, cli.bin, sock))
+      dir.path, cli.bin, sock, cli.bin, sock, cli.bin, sock, cli.bin, sock))
     assert.are.equal(0, rc)
     assert.matches("slow%s+dropped on burst: oldest 0, newest 0, rejected 0, at shutdown 0, "
                    .. "too large %d+", out)

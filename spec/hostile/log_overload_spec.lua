@@ -22,12 +22,16 @@ local function ticks(dir)
 end
 
 -- Ticks every 10 ms, writing its count to a file and logging a line.
+-- The count is written aside and renamed over the file: a reader never
+-- sees it truncated (read as 0 ticks, a stall, when the ticker was
+-- preempted between the truncation and the write on a loaded machine).
 local TICKER = [[
 return { init = function(ctx)
   local n = 0
   ctx:every(10, function(c)
     n = n + 1
-    local f = io.open("ticks", "w"); f:write(n); f:close()
+    local f = io.open("ticks.new", "w"); f:write(n); f:close()
+    os.rename("ticks.new", "ticks")
     c.log:info("tick " .. n)
   end)
 end }]]
@@ -73,7 +77,11 @@ describe("a stderr that is a pipe nobody reads", function()
     assert(os.execute("mkdir -p " .. dir) == 0)
   end)
   after_each(function()
-    if pid then os.execute("kill -9 " .. pid .. " 2>/dev/null") end
+    -- 'pid' is timeout's: killed alone, it would leave its mycelium
+    -- running, blocked on the FIFO, past its own 60 s.
+    if pid then
+      os.execute(string.format("kill -9 $(pgrep -P %s) %s 2>/dev/null", pid, pid))
+    end
     os.execute("rm -rf " .. dir)
     pid = nil
   end)

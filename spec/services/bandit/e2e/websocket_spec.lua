@@ -222,6 +222,35 @@ describe("Bandit over WebSocket", function()
     assert.equal(1, out.code)
   end)
 
+  it("counts silence as the end only once the first notification came (a held replay)",
+     function()
+    -- The server answers eth_subscribe and holds the notifications until
+    -- SIGUSR1, as when a launcher waits for its processes to link; the
+    -- wait is four times opts.idle_end_ms. Counting it as the end would
+    -- end the stream at line 1, ahead of every notification. The idle
+    -- check runs on the engine's timers (the test's clock, moved here)
+    -- and measures silence on the monotonic clock.
+    server = replay(H.DATA .. "sample_capture.jsonl", "--hold")
+    local polls = 0
+    local out = run(server, H.DATA .. "sample_capture.jsonl", {
+      adapter = { idle_end_ms = 200 },
+      poll = function(eng)
+        polls = polls + 1 -- at least 1 ms each (Engine:run_for)
+        if polls < 800 then
+          eng:advance(0.01)
+        elseif polls == 800 then
+          require("ffi").C.kill(server.pid, 10) -- SIGUSR1: release
+        end
+      end,
+    })
+    assert.is_true(polls >= 800, "the run ended before the stream was released")
+    assert.equal(0, out.errors)
+    same_files(H.DATA .. "sample_expected_", out)
+    local a = out.ends["bandit.end.adapter"]
+    assert.same({ "line count reached", 60, true }, { a.reason, a.lines, a.complete })
+    assert.equal(0, out.code)
+  end)
+
   it("follows the subscription id the node gives", function()
     server = replay(H.DATA .. "sample_capture.jsonl", "--sub-id 0x1")
     local out = run(server, H.DATA .. "sample_capture.jsonl")
