@@ -359,6 +359,11 @@ function M.new(lud, info)
     if jitlog then jitlog.mark("warm-up") end
     if metrics then metrics.warm(true) end
     local ok, err = pcall(mod.warmup, ctx, warm)
+    -- The warm-up's garbage (megabytes of scratch messages and state)
+    -- is freed here, on the loading thread and in the warm-up's time,
+    -- rather than swept by the collector's steps in the first seconds
+    -- of traffic (docs/TUNING.md, "Warm-up").
+    collectgarbage("collect")
     if metrics then metrics.warm(false) end
     if jitlog then jitlog.mark("traffic", true) end
     flush()

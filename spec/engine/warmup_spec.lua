@@ -105,6 +105,30 @@ describe("warm-up", function()
     eng:close()
   end)
 
+  it("what the warm-up left as garbage is collected before the first message", function()
+    local eng = testing.engine { services = { { name = "g", module = testing.module [[
+local M = { subscribe = { "in" } }
+local peak
+function M.on_message(ctx)
+  ctx:emit("out", { peak = peak, now = collectgarbage("count") })
+end
+function M.warmup()
+  local garbage = {}
+  for i = 1, 100000 do garbage[i] = { i } end
+  peak = collectgarbage("count")
+end
+return M]] } } }
+    local out = eng:collect("out")
+    eng:run()
+    eng:publish("in", "go")
+    eng:run()
+    local got = datas(out)[1]
+    -- 100 000 tables are several MiB; what is left is the service's own.
+    assert.is_true(got.peak > 4096, "the warm-up made its garbage: " .. got.peak)
+    assert.is_true(got.now < got.peak / 2, got.now .. " KiB of " .. got.peak)
+    eng:close()
+  end)
+
   it("a service without warmup starts as before (no trace before its first message)", function()
     local eng = testing.engine { services = {
       { name = "ctr", module = testing.module(
