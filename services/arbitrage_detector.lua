@@ -18,9 +18,10 @@ local ffi = require "ffi"
 local detector = require "bandit.detector"
 local wire = require "bandit.wire"
 local warmup = require "bandit.warmup"
+local quantile = require "bandit.quantile"
 
-local format, type, tostring, tonumber, ipairs, pairs, sort, floor =
-  string.format, type, tostring, tonumber, ipairs, pairs, table.sort, math.floor
+local format, type, tostring, tonumber, ipairs, pairs =
+  string.format, type, tostring, tonumber, ipairs, pairs
 local setmetatable = setmetatable
 local lower = string.lower
 local cast, copy, fill, fstring = ffi.cast, ffi.copy, ffi.fill, ffi.string
@@ -84,12 +85,8 @@ local function skip(ctx, line, reason, retracts_line)
                   service = ctx.name }
 end
 
--- Latency samples (ns) in a ring: the newest `cap` count.
-local function put(ring, v)
-  local n = ring.n + 1
-  ring.n = n
-  ring[(n - 1) % ring.cap + 1] = v
-end
+-- Latency samples (ns) in rings of the newest `cap` (bandit.quantile).
+local put = quantile.put
 
 -- Every sample goes to `lat` and to its cold or steady part: a log that
 -- arrived within opts.cold_ms (default 2000) of the stream's first one
@@ -236,22 +233,6 @@ end
 
 --- End of stream ------------------------------------------------------------------
 
--- The ring's samples, sorted (a copy: the ring keeps filling).
-local function sorted(ring)
-  local n = ring.n < ring.cap and ring.n or ring.cap
-  local v = {}
-  for i = 1, n do v[i] = ring[i] end
-  sort(v)
-  return v
-end
-
--- Quantile q of sorted samples v, or nil when there are none.
-local function percentile(v, q)
-  local n = #v
-  if n == 0 then return nil end
-  return v[floor(q * (n - 1)) + 1]
-end
-
 -- Every pool's current state (report.pool_state's fields), by address.
 local function pool_states()
   local out = {}
@@ -271,15 +252,16 @@ local function pool_states()
 end
 
 local function finish(ctx, msg)
-  local last = now_ns() -- before sorting the samples below
+  local last = now_ns() -- before the samples are summarised below
   local lat = {}
-  -- One sort per ring: at a flood's end a ring holds up to
-  -- opts.latency_samples samples, and sorting them is most of finish().
+  -- At a flood's end a ring holds up to opts.latency_samples samples:
+  -- selected, not sorted (bandit.quantile), they no longer make most of
+  -- finish().
   local function summary(ring)
-    local v = sorted(ring)
-    return { n = ring.n, p50 = percentile(v, 0.5) or false,
-             p99 = percentile(v, 0.99) or false,
-             max = percentile(v, 1) or false }
+    local p50, p99, max = quantile.quantiles(ring.buf, quantile.count(ring),
+                                             0.5, 0.99, 1)
+    return { n = ring.n, p50 = p50 or false, p99 = p99 or false,
+             max = max or false }
   end
   for name, l in pairs { signal = S.signal_lat, event = S.event_lat } do
     lat[name] = summary(l.all)
@@ -318,8 +300,8 @@ function M.init(ctx, opts)
   if window == nil then window = 10000 end
   local cap = opts.latency_samples or 1000000
   local function rings()
-    return { all = { n = 0, cap = cap }, cold = { n = 0, cap = cap },
-             steady = { n = 0, cap = cap } }
+    return { all = quantile.ring(cap), cold = quantile.ring(cap),
+             steady = quantile.ring(cap) }
   end
   S = {
     reg = reg, det = detector.new(reg, { reorg_window = window or nil,
