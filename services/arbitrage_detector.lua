@@ -18,11 +18,11 @@ local ffi = require "ffi"
 local detector = require "bandit.detector"
 local wire = require "bandit.wire"
 local warmup = require "bandit.warmup"
+local quantile = require "bandit.quantile"
 
-local format, type, tostring, tonumber, ipairs, pairs, sort, floor =
-  string.format, type, tostring, tonumber, ipairs, pairs, table.sort, math.floor
+local format, type, tostring, tonumber, ipairs, pairs =
+  string.format, type, tostring, tonumber, ipairs, pairs
 local setmetatable = setmetatable
-local new_table = require "table.new"
 local lower = string.lower
 local cast, copy, fill, fstring = ffi.cast, ffi.copy, ffi.fill, ffi.string
 local now_ns, qty = wire.now_ns, wire.qty
@@ -85,13 +85,9 @@ local function skip(ctx, line, reason, retracts_line)
                   service = ctx.name }
 end
 
--- Latency samples (ns) in a ring: the newest `cap` count.
+-- Latency samples (ns) in rings of the newest `cap` (bandit.quantile).
+local put = quantile.put
 local RING_PRESIZE = 32768
-local function put(ring, v)
-  local n = ring.n + 1
-  ring.n = n
-  ring[(n - 1) % ring.cap + 1] = v
-end
 
 -- Every sample goes to `lat` and to its cold or steady part: a log that
 -- arrived within opts.cold_ms (default 2000) of the stream's first one
@@ -238,22 +234,6 @@ end
 
 --- End of stream ------------------------------------------------------------------
 
--- The ring's samples, sorted (a copy: the ring keeps filling).
-local function sorted(ring)
-  local n = ring.n < ring.cap and ring.n or ring.cap
-  local v = {}
-  for i = 1, n do v[i] = ring[i] end
-  sort(v)
-  return v
-end
-
--- Quantile q of sorted samples v, or nil when there are none.
-local function percentile(v, q)
-  local n = #v
-  if n == 0 then return nil end
-  return v[floor(q * (n - 1)) + 1]
-end
-
 -- Every pool's current state (report.pool_state's fields), by address.
 local function pool_states()
   local out = {}
@@ -273,15 +253,16 @@ local function pool_states()
 end
 
 local function finish(ctx, msg)
-  local last = now_ns() -- before sorting the samples below
+  local last = now_ns() -- before the samples are summarised below
   local lat = {}
-  -- One sort per ring: at a flood's end a ring holds up to
-  -- opts.latency_samples samples, and sorting them is most of finish().
+  -- At a flood's end a ring holds up to opts.latency_samples samples:
+  -- selected, not sorted (bandit.quantile), they no longer make most of
+  -- finish().
   local function summary(ring)
-    local v = sorted(ring)
-    return { n = ring.n, p50 = percentile(v, 0.5) or false,
-             p99 = percentile(v, 0.99) or false,
-             max = percentile(v, 1) or false }
+    local p50, p99, max = quantile.quantiles(ring.buf, quantile.count(ring),
+                                             0.5, 0.99, 1)
+    return { n = ring.n, p50 = p50 or false, p99 = p99 or false,
+             max = max or false }
   end
   for name, l in pairs { signal = S.signal_lat, event = S.event_lat } do
     lat[name] = summary(l.all)
@@ -319,19 +300,14 @@ function M.init(ctx, opts)
   local window = opts.reorg_window
   if window == nil then window = 10000 end
   local cap = opts.latency_samples or 1000000
-  -- A ring's array made whole now, not grown by doubling as it fills:
-  -- each doubling copied (and first touched) the array inside a handler,
-  -- a pause of up to a millisecond that came in the first 2 s, where the
-  -- cold rings fill (20 000 events at 10 000/s). Rings larger than this
-  -- still grow past it, later.
-  local function ring()
-    -- (LuaJIT's array part starts at index 0: k samples need k + 1.)
-    local r = new_table((cap < RING_PRESIZE and cap or RING_PRESIZE) + 1, 2)
-    r.n, r.cap = 0, cap
-    return r
-  end
   local function rings()
-    return { all = ring(), cold = ring(), steady = ring() }
+    -- Made whole up to RING_PRESIZE now, not grown by doubling as they
+    -- fill: each doubling copied (and first touched) the array inside a
+    -- handler, a pause of up to a millisecond in the first 2 s, where the
+    -- cold rings fill (20 000 events at 10 000/s).
+    return { all = quantile.ring(cap, RING_PRESIZE),
+             cold = quantile.ring(cap, RING_PRESIZE),
+             steady = quantile.ring(cap, RING_PRESIZE) }
   end
   S = {
     reg = reg, det = detector.new(reg, { reorg_window = window or nil,

@@ -188,6 +188,15 @@ function M.new(lud, info)
   if jitlog and jitlog ~= "" then
     require("mycelium.jitlog").start(jitlog .. "/" .. name .. ".jitv")
   end
+  -- MYC_JIT_PROFILE=dir: LuaJIT's sampling profiler in the service named
+  -- by MYC_JIT_PROFILE_SERVICE (one per process), its samples by function
+  -- and line written to dir/<service>.prof when the state closes.
+  local jitprof = os.getenv("MYC_JIT_PROFILE")
+  if jitprof and jitprof ~= "" and
+     os.getenv("MYC_JIT_PROFILE_SERVICE") == name then
+    require("mycelium.jitprofile").start(jitprof .. "/" .. name .. ".prof",
+      tonumber(os.getenv("MYC_JIT_PROFILE_MS") or "") or 1)
+  end
   record_requires(svc)
   local mod = load_module(info.module, info.source)
   local opts = {}

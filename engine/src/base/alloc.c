@@ -1,6 +1,6 @@
 /* alloc.c -- allocation hook wrappers and the per-service counting Lua
- * allocator.  Nothing here keeps global state: the hook lives in the
- * engine and the budget in the service. */
+ * allocator.  Nothing here keeps global state but the allocator's options,
+ * set once: the hook lives in the engine and the budget in the service. */
 #include "base/alloc.h"
 
 #include "base/slabs.h"
@@ -10,6 +10,7 @@
 #include <string.h>
 #ifdef MYC_MIMALLOC
 #include <mimalloc.h>
+#include <pthread.h>
 #endif
 
 /* mimalloc when built with it: glibc grows a worker thread's arena a page
@@ -33,6 +34,28 @@ void *myc__default_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   }
   return realloc(ptr, nsize);
+#endif
+}
+
+#ifdef MYC_MIMALLOC
+/* mimalloc gives the pages of a free span back to the OS (madvise) 25 ms
+ * after they fell free.  A busy service's Lua heap frees most of what it
+ * allocated at every GC cycle, further apart than that under a flood, so
+ * the same pages were given back and faulted in again, cycle after cycle
+ * (a second instead: 30 % fewer page faults in a Bandit flood;
+ * docs/PERFORMANCE.md, "Where a Bandit event's CPU goes").  A second
+ * keeps them across cycles and still returns what a burst left.
+ * MIMALLOC_DECOMMIT_DELAY, when set, is the user's choice and wins. */
+static void tune_once(void) {
+  if (getenv("MIMALLOC_DECOMMIT_DELAY") == NULL)
+    mi_option_set(mi_option_decommit_delay, 1000);
+}
+#endif
+
+void myc__default_alloc_tune(void) {
+#ifdef MYC_MIMALLOC
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, tune_once);
 #endif
 }
 

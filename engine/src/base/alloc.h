@@ -18,6 +18,10 @@ typedef struct {
 /* The default hook: realloc/free.  Thread-safe. */
 void *myc__default_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 
+/* Sets the default hook's allocator up for the engine, once per process
+ * (an engine calls it when created; later calls do nothing). */
+void myc__default_alloc_tune(void);
+
 /* Thin wrappers over the hook.  myc__free() preserves errno. */
 void *myc__malloc(const myc__alloc *a, size_t n);
 void *myc__calloc(const myc__alloc *a, size_t n);

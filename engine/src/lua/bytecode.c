@@ -10,8 +10,8 @@
  * names its file ("/usr/share/mycelium/mycelium/ctx.lua:0: ..."), without
  * the line; errors the runtime raises about a service's call point at the
  * service's own line, which keeps its debug information.  With MYC_JIT_LOG
- * set (docs/TUNING.md) the dumps keep their lines: a trace log that says
- * "contract.lua:0" cannot be acted on. */
+ * or MYC_JIT_PROFILE set (docs/TUNING.md) the dumps keep their lines: a
+ * trace log or a profile that says "contract.lua:0" cannot be acted on. */
 #include "lua/bytecode.h"
 
 #include <lauxlib.h>
@@ -33,7 +33,7 @@ int myc__bytecode_init(myc__bytecode *c, const myc__alloc *a,
   c->alloc = a;
   c->dir = NULL;
   c->entries = NULL;
-  c->strip = getenv("MYC_JIT_LOG") == NULL;
+  c->strip = getenv("MYC_JIT_LOG") == NULL && getenv("MYC_JIT_PROFILE") == NULL;
   if (uv_mutex_init(&c->lock) != 0)
     return MYC_ENOMEM;
   c->dir = dir;

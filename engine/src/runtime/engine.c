@@ -80,6 +80,8 @@ int myc__engine_create(myc_engine **out, const myc_engine_config *cfg) {
   int rc;
 
   *out = NULL;
+  if (cfg->alloc == NULL)
+    myc__default_alloc_tune();
   if (check_config(cfg) != 0)
     return MYC_EINVAL;
   e = a.fn(a.ud, NULL, 0, sizeof *e);
