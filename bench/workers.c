@@ -46,6 +46,7 @@ static int fan_out(void) {
   p.workers = 2;
   p.mode = "publisher";
   p.total = (uint64_t)(5e6 * bench_scale());
+  p.pause_at = getenv("BENCH_PAUSE") ? atof(getenv("BENCH_PAUSE")) : 0;
   p.nconsumers = 4;
   for (i = 0; i < 4; i++) {
     p.consumers[i].kind = BENCH_LUA;
