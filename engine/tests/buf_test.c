@@ -63,18 +63,24 @@ static void sizes_pick_classes_and_large_frames_bypass_the_pool(void) {
   failing_alloc fa = {0, 0, 0};
   myc__alloc a = {failing_alloc_fn, &fa};
   myc__pool pool;
-  myc_buf *small, *mid, *huge;
+  myc_buf *small, *kib, *mid, *huge;
   myc__pool_init(&pool, &a, 16, 0, 1);
   small = myc__buf_alloc(&pool, &a, 64);
+  /* A 1 KiB payload's frame (header, payload, an 11-byte tail) takes
+   * 2 KiB, not 4. */
+  kib = myc__buf_alloc(&pool, &a, myc__frame_len(1024, 10, 1));
   mid = myc__buf_alloc(&pool, &a, 3000);
   huge = myc__buf_alloc(&pool, &a, 1 << 20);
-  CHECK(small && mid && huge);
+  CHECK(small && kib && mid && huge);
   CHECK_EQ(small->size_class, 0);
-  CHECK_EQ(mid->size_class, 2);
+  CHECK_EQ(kib->size_class, 2);
+  CHECK_EQ(offsetof(myc_buf, hdr) + kib->cap, 2048);
+  CHECK_EQ(mid->size_class, 3);
   CHECK_EQ(huge->size_class, MYC_BUF_UNPOOLED);
   CHECK(huge->cap >= 1 << 20);
   memset(&huge->hdr, 0xAB, 1 << 20); /* the whole capacity is usable */
   myc__buf_release(&pool, &a, small);
+  myc__buf_release(&pool, &a, kib);
   myc__buf_release(&pool, &a, mid);
   myc__buf_release(&pool, &a, huge);
   myc__pool_destroy(&pool);

@@ -81,7 +81,7 @@ typedef struct {
 } myc_frame_req;
 
 #define MYC_BUF_UNPOOLED 0xFF
-#define MYC_BUF_CLASSES 6
+#define MYC_BUF_CLASSES 7
 #define MYC_BUF_NO_ORIGIN 0xFF /* allocated outside any worker pool */
 
 /* Offset of the topic from the start of the header. */
