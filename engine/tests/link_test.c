@@ -82,6 +82,18 @@ static myc_engine *engine(const char *name, const char *links) {
   return e;
 }
 
+/* An engine 'node' listening on tmpdir/'sock' (its path written to
+ * 'path', PATH_CAP bytes), 'link' the keys of its link table. */
+#define PATH_CAP 256
+static myc_engine *listening(const char *node, const char *sock,
+                             const char *link, char *path) {
+  char links[512];
+  snprintf(path, PATH_CAP, "%s/%s", tmpdir, sock);
+  snprintf(links, sizeof links, "listen = { \"unix://%s\" }, link = { %s }",
+           path, link);
+  return engine(node, links);
+}
+
 static int start(myc_engine *e) {
   char err[512];
   int rc = myc_engine_start(e, err, sizeof err);
@@ -506,6 +518,19 @@ static int subscribe_swaps(int fd, const char *node) {
   return write(fd, f, n + 13) == (ssize_t)(n + 13) ? 0 : -1;
 }
 
+/* A raw peer 'node' dialled to 'e' listening on 'path', greeted and
+ * subscribed to swaps.*, once 'e' has it up: its socket, or -1. */
+static int swaps_peer(myc_engine *e, const char *path, const char *node) {
+  int fd = dial_unix(path);
+  if (fd < 0)
+    return -1;
+  if (subscribe_swaps(fd, node) != 0 || !wait_link(e, node, "up", 1, NULL)) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 static void hostile_peers(const char *more) {
   char links[512], path[256];
   myc_engine *a, *b;
@@ -717,7 +742,7 @@ static ssize_t seq_read(seq_reader *rd) {
  * that reads nothing for a while (so the socket fills and writes stop
  * mid-frame) then reads everything: every frame whole, in order. */
 static void direct_writes_keep_order_through_partial_writes(void) {
-  char links[512], path[256];
+  char path[PATH_CAP];
   myc_engine *a;
   myc__link_stats st[8];
   seq_reader rd;
@@ -725,11 +750,7 @@ static void direct_writes_keep_order_through_partial_writes(void) {
   uint32_t k, np;
   int fd, i, idle = 0;
   CHECK_EQ(seq_reader_init(&rd, 8u << 20), 0);
-  snprintf(path, sizeof path, "%s/d.sock", tmpdir);
-  snprintf(links, sizeof links,
-           "listen = { \"unix://%s\" }, link = { queue_frames = 100000 }",
-           path);
-  a = engine("da", links);
+  a = listening("da", "d.sock", "queue_frames = 100000", path);
   CHECK(a != NULL);
   CHECK_EQ(start(a), 0);
   fd = rd.fd = dial_unix(path);
@@ -1179,24 +1200,17 @@ static int peer_named(myc_engine *e, const char *name, myc__link_stats *out) {
  * parts it took are counted out and their buffers released, not held
  * until the last byte of the queue is written.  On worker 1's loop. */
 static void long_queues_are_written_a_part_at_a_time(void) {
-  char links[512], path[256], buf[65536];
+  char path[PATH_CAP], buf[65536];
   myc_engine *a;
   myc__link_stats st0, st;
   size_t read_bytes = 0;
   const uint64_t N = 20000;
   int fd, idle = 0;
-  snprintf(path, sizeof path, "%s/lq.sock", tmpdir);
-  snprintf(links, sizeof links,
-           "listen = { \"unix://%s\" }, link = { queue_frames = 100000, "
-           "worker = 1 }",
-           path);
-  a = engine("la", links);
+  a = listening("la", "lq.sock", "queue_frames = 100000, worker = 1", path);
   CHECK(a != NULL);
   CHECK_EQ(start(a), 0);
-  fd = dial_unix(path);
+  fd = swaps_peer(a, path, "halfreader");
   CHECK(fd >= 0);
-  CHECK_EQ(subscribe_swaps(fd, "halfreader"), 0);
-  CHECK(wait_peer(a, "up", 1, NULL));
   publish_seq(a, "swaps.v2", 1, N);
   sleep_ms(300); /* unread: the socket fills, the rest waits */
   /* Read until the write under way completes: the next one takes the
@@ -1346,7 +1360,7 @@ static void messages_of_one_shape_are_checked_once(void) {
  * a time while messages keep being queued behind it: the reader gets
  * every frame once, whole and in order, and the counters add up. */
 static void a_long_queue_taken_in_parts_keeps_order(void) {
-  char links[512], path[256];
+  char path[PATH_CAP];
   myc_engine *a;
   myc__link_stats st;
   seq_reader rd;
@@ -1354,18 +1368,11 @@ static void a_long_queue_taken_in_parts_keeps_order(void) {
   uint64_t sent = 0;
   int fd, idle = 0;
   CHECK_EQ(seq_reader_init(&rd, 16u << 20), 0);
-  snprintf(path, sizeof path, "%s/tp.sock", tmpdir);
-  snprintf(links, sizeof links,
-           "listen = { \"unix://%s\" }, link = { queue_frames = 100000, "
-           "worker = 1 }",
-           path);
-  a = engine("tp", links);
+  a = listening("tp", "tp.sock", "queue_frames = 100000, worker = 1", path);
   CHECK(a != NULL);
   CHECK_EQ(start(a), 0);
-  fd = rd.fd = dial_unix(path);
+  fd = rd.fd = swaps_peer(a, path, "partreader");
   CHECK(fd >= 0);
-  CHECK_EQ(subscribe_swaps(fd, "partreader"), 0);
-  CHECK(wait_peer(a, "up", 1, NULL));
   publish_seq(a, "swaps.v2", 1, N);
   sent = N;
   sleep_ms(300); /* unread: the queue grows past several parts */
@@ -1563,25 +1570,19 @@ static double since(const struct timespec *t0) {
  * one at the default bound is served in bounded time, and so is its
  * release. */
 static void a_peer_is_bounded_by_max_subscriptions(void) {
-  char path[256], links[512], why[512];
+  char path[PATH_CAP], why[512];
   static log_capture lc;
   myc_engine *a;
   struct timespec t0;
   double took;
   int fd, other, i;
   uv_mutex_init(&lc.lock);
-  snprintf(path, sizeof path, "%s/subs.sock", tmpdir);
-  snprintf(links, sizeof links,
-           "listen = { \"unix://%s\" }, link = { max_subscriptions = 1000 }",
-           path);
-  a = engine("subs", links);
+  a = listening("subs", "subs.sock", "max_subscriptions = 1000", path);
   CHECK(a != NULL);
   capture(a, &lc);
   CHECK_EQ(start(a), 0);
-  other = dial_unix(path);
+  other = swaps_peer(a, path, "modest");
   CHECK(other >= 0);
-  CHECK_EQ(subscribe_swaps(other, "modest"), 0);
-  CHECK(wait_link(a, "modest", "up", 1, NULL));
   fd = dial_unix(path);
   CHECK(fd >= 0);
   CHECK_EQ(subscribe_swaps(fd, "greedy"), 0);
@@ -1606,8 +1607,7 @@ static void a_peer_is_bounded_by_max_subscriptions(void) {
   myc_engine_free(a);
 
   /* The default bound, each pattern going first in sorted order. */
-  snprintf(links, sizeof links, "listen = { \"unix://%s\" }", path);
-  a = engine("subs", links);
+  a = listening("subs", "subs.sock", "", path);
   CHECK(a != NULL);
   CHECK_EQ(start(a), 0);
   fd = dial_unix(path);

@@ -52,19 +52,36 @@ local function datas(c)
   return t
 end
 
+-- An engine with 'key' set to 'bound', the looping service 'name' and
+-- OTHER, once "go" is handled: it and its "out" and "made" collectors.
+local function looped(key, bound, name, module)
+  local eng = testing.engine { [key] = bound, services = {
+    { name = name, module = testing.module(module) },
+    { name = "other", module = testing.module(OTHER) } } }
+  local out, made = eng:collect("out"), eng:collect("made")
+  eng:run()
+  eng:publish("go", "")
+  eng:run()
+  return eng, out, made
+end
+
+-- An engine whose config sets 'key' to each bad value is refused, and
+-- the error names the key.
+local function refused_in_config(key)
+  for _, bad in ipairs { 0, -1, 1.5, "many" } do
+    local ok, err = pcall(testing.engine, { [key] = bad,
+      services = { { name = "a", module = testing.module(OTHER) } } })
+    assert.is_false(ok)
+    assert.matches(key, err, 1, true)
+  end
+end
+
 describe("max_topics_per_service", function()
   after_each(testing.cleanup)
 
   it("refuses the looping service's new topics with ELIMIT, naming the "
      .. "table, the service and the key; others go on", function()
-    local eng = testing.engine { max_topics_per_service = 50, services = {
-      { name = "looper", module = testing.module(LOOPER) },
-      { name = "other", module = testing.module(OTHER) } } }
-    local out = eng:collect("out")
-    local made = eng:collect("made")
-    eng:run()
-    eng:publish("go", "")
-    eng:run()
+    local eng, out, made = looped("max_topics_per_service", 50, "looper", LOOPER)
     local r = datas(out)
     -- "out" (its init's "ready" came before the collector) was its first
     -- topic: 49 loop topics, the 50th refused
@@ -106,12 +123,7 @@ describe("max_topics_per_service", function()
   end)
 
   it("is checked in the config", function()
-    for _, bad in ipairs { 0, -1, 1.5, "many" } do
-      local ok, err = pcall(testing.engine, { max_topics_per_service = bad,
-        services = { { name = "a", module = testing.module(OTHER) } } })
-      assert.is_false(ok)
-      assert.matches("max_topics_per_service", err, 1, true)
-    end
+    refused_in_config("max_topics_per_service")
   end)
 end)
 
@@ -150,14 +162,8 @@ describe("max_subscriptions_per_service", function()
 
   it("refuses a looping service's new patterns, naming the key; what it "
      .. "holds and other services go on", function()
-    local eng = testing.engine { max_subscriptions_per_service = 40, services = {
-      { name = "subscriber", module = testing.module(SUBSCRIBER) },
-      { name = "other", module = testing.module(OTHER) } } }
-    local out = eng:collect("out")
-    local made = eng:collect("made")
-    eng:run()
-    eng:publish("go", "")
-    eng:run()
+    local eng, out, made = looped("max_subscriptions_per_service", 40,
+                                  "subscriber", SUBSCRIBER)
     -- go, again and drop are 3 of its 40: sub.1 to sub.37 are taken
     local r = datas(out)
     assert.matches("^38|.*service 'subscriber': subscribe 'sub.38': it holds "
@@ -196,11 +202,6 @@ return { subscribe = { "l.a", "l.b", "l.c" },
   end)
 
   it("is checked in the config", function()
-    for _, bad in ipairs { 0, -1, 1.5, "many" } do
-      local ok, err = pcall(testing.engine, { max_subscriptions_per_service = bad,
-        services = { { name = "a", module = testing.module(OTHER) } } })
-      assert.is_false(ok)
-      assert.matches("max_subscriptions_per_service", err, 1, true)
-    end
+    refused_in_config("max_subscriptions_per_service")
   end)
 end)
