@@ -1,12 +1,7 @@
 -- spec/mycelium/jitlog_spec.lua -- MYC_JIT_LOG: each service's trace
 -- events, timed, in <dir>/<service>.jitv (docs/TUNING.md).
-local ffi = require "ffi"
 local testing = require "mycelium.testing"
-
-ffi.cdef [[
-int setenv(const char *name, const char *value, int overwrite);
-int unsetenv(const char *name);
-]]
+local env = require "support.env"
 
 describe("MYC_JIT_LOG", function()
   local dir
@@ -15,11 +10,11 @@ describe("MYC_JIT_LOG", function()
     local d = os.tmpname()
     os.remove(d)
     assert(os.execute("mkdir '" .. d .. "'") == 0)
-    ffi.C.setenv("MYC_JIT_LOG", d, 1)
+    env.set("MYC_JIT_LOG", d)
     return d
   end
   after_each(function()
-    ffi.C.unsetenv("MYC_JIT_LOG")
+    env.unset("MYC_JIT_LOG")
     if dir then os.execute("rm -rf '" .. dir .. "'") end
     testing.cleanup()
   end)

@@ -1,19 +1,14 @@
 -- spec/mycelium/jitprofile_spec.lua -- MYC_JIT_PROFILE: LuaJIT's sampling
 -- profiler in the service MYC_JIT_PROFILE_SERVICE names, its samples by
 -- function and line in <dir>/<service>.prof (docs/TUNING.md).
-local ffi = require "ffi"
 local testing = require "mycelium.testing"
-
-ffi.cdef [[
-int setenv(const char *name, const char *value, int overwrite);
-int unsetenv(const char *name);
-]]
+local env = require "support.env"
 
 describe("MYC_JIT_PROFILE", function()
   local dir
   after_each(function()
-    ffi.C.unsetenv("MYC_JIT_PROFILE")
-    ffi.C.unsetenv("MYC_JIT_PROFILE_SERVICE")
+    env.unset("MYC_JIT_PROFILE")
+    env.unset("MYC_JIT_PROFILE_SERVICE")
     if dir then os.execute("rm -rf '" .. dir .. "'") end
     testing.cleanup()
   end)
@@ -22,8 +17,8 @@ describe("MYC_JIT_PROFILE", function()
     dir = os.tmpname()
     os.remove(dir)
     assert(os.execute("mkdir '" .. dir .. "'") == 0)
-    ffi.C.setenv("MYC_JIT_PROFILE", dir, 1)
-    ffi.C.setenv("MYC_JIT_PROFILE_SERVICE", service, 1)
+    env.set("MYC_JIT_PROFILE", dir)
+    env.set("MYC_JIT_PROFILE_SERVICE", service)
     local eng = testing.engine { services = {
       { name = "busy", module = "spec/support/jit_busy.lua" },
       { name = "idle", module = testing.module [[
