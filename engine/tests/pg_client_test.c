@@ -358,6 +358,42 @@ static void test_refused_and_host_name(void) {
   harness_free(&h);
 }
 
+/* A name that cannot be looked up fails the attempt naming it (RFC 6761:
+ * ".invalid" never resolves).  Closed during the lookup: a query that
+ * waited for the address fails saying so (whether or not the lookup could
+ * still be cancelled), then CLOSED follows; no connection is made. */
+static void test_lookup(void) {
+  harness h;
+  char u[160];
+  int64_t a;
+  harness_init(&h);
+  CHECK_EQ(open_client(&h, "postgresql://x@no-such-host.invalid:5432/db",
+                       NULL),
+           0);
+  CHECK(wait_for(&h, &h.downs, 1, 5000));
+  CHECK(h.recs[0].status < 0);
+  CHECK(strstr(h.recs[0].text, "postgres no-such-host.invalid:5432: cannot "
+                               "resolve 'no-such-host.invalid': ") != NULL);
+  harness_free(&h);
+
+  harness_init(&h);
+  snprintf(u, sizeof u, "postgresql://mycelium@localhost:%d/postgres", port);
+  CHECK_EQ(open_client(&h, u, NULL), 0);
+  CHECK_STR(myc__pg_state(h.c), "connecting");
+  a = query(&h, "SELECT 1", 0);
+  CHECK(a > 0);
+  myc__pg_close(h.c);
+  CHECK_STR(myc__pg_state(h.c), "closing");
+  CHECK(wait_for(&h, &h.closed, 1, 5000));
+  CHECK_EQ(h.results, 1);
+  CHECK_EQ(h.ups, 0);
+  CHECK_EQ(result_of(&h, a)->status, MYC_ESTATE);
+  CHECK(strstr(result_of(&h, a)->text,
+               ": client closed before it connected") != NULL);
+  CHECK_STR(myc__pg_state(h.c), "closed");
+  harness_free(&h);
+}
+
 static void test_free_with_pending(void) {
   harness h;
   harness_init(&h);
@@ -380,6 +416,7 @@ int main(void) {
       {"timeout", test_timeout},
       {"kill_restart", test_kill_restart},
       {"refused_and_host_name", test_refused_and_host_name},
+      {"lookup", test_lookup},
       {"free_with_pending", test_free_with_pending},
       {NULL, NULL}};
   int rc;

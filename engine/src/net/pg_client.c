@@ -1,17 +1,16 @@
 /* pg_client.c -- asynchronous PostgreSQL client (see pg_client.h): one
- * libpq connection at a time, watched with a uv_poll_t on its socket,
- * plus one timer for deadlines, retries and notifications.
+ * libpq connection at a time, watched with a uv_poll_t on its socket;
+ * lookup, deadlines, retries and notifications are net/reconnect.c's.
  *
  * Queries wait in a FIFO; only its head is ever on the wire (stage
  * PREPARING or EXECUTING), so a result always belongs to the head.
  */
 #include "net/pg_client.h"
 
-#include "base/backoff.h"
+#include "net/reconnect.h"
 #include "runtime/engine.h"
 
-#include <assert.h>
-#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,19 +19,19 @@
 
 #define DEFAULT_CONNECT_MS 2000
 #define DEFAULT_QUERY_MS 2000
-#define DEFAULT_RECONNECT_MIN_MS 100
-#define DEFAULT_RECONNECT_MAX_MS 5000
 #define DEFAULT_MAX_PENDING 65536
 /* Statements prepared per connection; past it queries go unprepared
  * (a service building SQL text on the fly must not grow the server). */
 #define MAX_STATEMENTS 256
-/* A timer firing this late means the loop was not watching. */
-#define STALL_MS 100
-
-enum { ST_DOWN, ST_RESOLVING, ST_CONNECTING, ST_UP, ST_CLOSED };
 enum { Q_WAITING, Q_PREPARING, Q_EXECUTING };
-/* Notifications wait for the timer: never inside a call from the owner. */
-enum { N_DOWN = 1, N_UP = 2, N_CLOSED = 4, N_SEND = 8 };
+/* The head query goes out from the timer: a send that fails ends the
+ * connection and fails queries, never inside a call from the owner. */
+enum { N_SEND = MYC__RC_N_CLIENT };
+
+_Static_assert((int)MYC_PG_EV_UP == (int)MYC__RC_EV_UP &&
+                   (int)MYC_PG_EV_DOWN == (int)MYC__RC_EV_DOWN &&
+                   (int)MYC_PG_EV_CLOSED == (int)MYC__RC_EV_CLOSED,
+               "the lifecycle events keep reconnect.h's numbers");
 
 typedef struct query {
   struct query *next;
@@ -51,31 +50,20 @@ typedef struct watch {
 } watch;
 
 struct myc_pg {
+  myc__reconnect rc; /* the connection's lifecycle */
   const myc__alloc *alloc;
-  uv_loop_t *loop;
-  uv_timer_t timer;
-  uv_getaddrinfo_t gai;
-  myc__pg_sink sink; /* NULL once released */
+  myc__pg_sink sink;
   void *sink_ud;
-  myc_service *svc;
-  uint64_t source;
 
   /* The URL's keywords and values (NULL-terminated), with a free slot
    * for the hostaddr found by the lookup. */
   char **keys, **vals;
   int nkeys, addr_slot;
   char *lookup_host; /* a host name to resolve first, or NULL */
-  char server[300];
   myc_pg_options opt;
 
   PGconn *conn;
   watch *w;
-  int handles; /* watches being closed */
-  int state, closing, released, resolving, timer_closing;
-  unsigned notify;
-  uint32_t attempts, retry_ms;
-  uint64_t attempt_deadline, retry_at, timer_due;
-  myc__rng rng;
 
   char *stmts[MAX_STATEMENTS]; /* SQL of statement "myc_<i>" */
   int nstmts;
@@ -83,24 +71,15 @@ struct myc_pg {
   query *qhead, *qtail;
   uint32_t pending;
   uint64_t next_id;
-
-  int lost_status;
-  char lost[512], lost_state[6];
-  char err[512];
-  int in_api;
 };
 
-static void start_attempt(myc_pg *c);
-static void on_timer(uv_timer_t *h);
+#define PG(r) ((myc_pg *)((char *)(r) - offsetof(myc_pg, rc)))
+
 static void on_poll(uv_poll_t *h, int status, int events);
-static void release_if_done(myc_pg *c);
 
 /* ---- helpers ------------------------------------------------------------- */
 
-static uint64_t now_ms(myc_pg *c) {
-  uv_update_time(c->loop);
-  return uv_now(c->loop);
-}
+static uint64_t now_ms(myc_pg *c) { return myc__reconnect_now(&c->rc); }
 
 static char *dup_n(const myc__alloc *a, const char *s, size_t n) {
   char *p = myc__malloc(a, n + 1);
@@ -116,43 +95,9 @@ static void free_str(const myc__alloc *a, char *s) {
     myc__free(a, s, strlen(s) + 1);
 }
 
-static int vset(char *dst, size_t cap, const myc_pg *c, const char *fmt,
-                va_list ap) {
-  int n = snprintf(dst, cap, "postgres %s: ", c->server);
-  char *p;
-  vsnprintf(dst + n, cap - (size_t)n, fmt, ap);
-  /* libpq's messages end in a newline and may span lines. */
-  for (p = dst; *p; p++)
-    if (*p == '\n' || *p == '\t')
-      *p = ' ';
-  while (p > dst && p[-1] == ' ')
-    *--p = 0;
-  return n;
-}
-
-static int fail(myc_pg *c, int status, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vset(c->err, sizeof c->err, c, fmt, ap);
-  va_end(ap);
-  return status;
-}
-
-static void set_lost(myc_pg *c, int status, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vset(c->lost, sizeof c->lost, c, fmt, ap);
-  va_end(ap);
-  c->lost_status = status;
-  c->lost_state[0] = 0;
-  memcpy(c->err, c->lost, sizeof c->err);
-}
-
 static void deliver(myc_pg *c, int code, myc_pg_event *ev) {
-  if (c->sink == NULL)
-    return;
-  assert(c->in_api == 0); /* never re-enter the owner's Lua state */
-  c->sink(c->sink_ud, code, ev);
+  if (myc__reconnect_deliverable(&c->rc))
+    c->sink(c->sink_ud, code, ev);
 }
 
 static void free_query(myc_pg *c, query *q) {
@@ -190,48 +135,12 @@ static int complete(myc_pg *c, int status, const char *error,
   ev.sqlstate = sqlstate ? sqlstate : "";
   deliver(c, MYC_PG_EV_RESULT, &ev);
   free_query(c, q);
-  return c->released;
+  return c->rc.released;
 }
 
-/* ---- timer ---------------------------------------------------------------- */
+static void rearm(myc_pg *c) { myc__reconnect_rearm(&c->rc); }
 
-static void rearm(myc_pg *c) {
-  uint64_t now, at = UINT64_MAX;
-  if (c->released)
-    return;
-  if (c->notify)
-    at = 0;
-  else if (c->state == ST_DOWN && !c->closing)
-    at = c->retry_at;
-  else if (c->state == ST_RESOLVING || c->state == ST_CONNECTING)
-    at = c->attempt_deadline;
-  else if (c->state == ST_UP && c->qhead && c->qhead->stage != Q_WAITING)
-    at = c->qhead->deadline;
-  if (at == UINT64_MAX) {
-    uv_timer_stop(&c->timer);
-    return;
-  }
-  now = now_ms(c);
-  c->timer_due = at > now ? at : now;
-  uv_timer_start(&c->timer, on_timer, at > now ? at - now : 0, 0);
-}
-
-static uint32_t backoff(myc_pg *c) {
-  myc__backoff b;
-  b.initial_ms = c->opt.reconnect_min_ms;
-  b.max_ms = c->opt.reconnect_max_ms;
-  b.multiplier = 2;
-  b.jitter = 0.2;
-  return (uint32_t)myc__backoff_ms(&b, c->attempts++, &c->rng);
-}
-
-static void finish(myc_pg *c) {
-  if (c->state == ST_CLOSED || c->conn != NULL || c->resolving)
-    return;
-  c->state = ST_CLOSED;
-  c->notify |= N_CLOSED;
-  rearm(c);
-}
+#define fail(c, status, ...) myc__reconnect_fail(&(c)->rc, status, __VA_ARGS__)
 
 /* ---- the connection -------------------------------------------------------- */
 
@@ -239,8 +148,7 @@ static void on_watch_closed(uv_handle_t *h) {
   watch *w = h->data;
   myc_pg *c = w->c;
   myc__free(c->alloc, w, sizeof *w);
-  c->handles--;
-  release_if_done(c);
+  myc__reconnect_handle_closed(&c->rc);
 }
 
 /* Must run before libpq closes the socket it watches. */
@@ -250,7 +158,7 @@ static void close_watch(myc_pg *c) {
     return;
   c->w = NULL;
   uv_poll_stop(&w->h);
-  c->handles++;
+  myc__reconnect_handle_closing(&c->rc);
   uv_close((uv_handle_t *)&w->h, on_watch_closed);
 }
 
@@ -264,7 +172,7 @@ static int watch_for(myc_pg *c, int events) {
     watch *w = myc__malloc(c->alloc, sizeof *w);
     if (w == NULL)
       return MYC_ENOMEM;
-    rc = uv_poll_init(c->loop, &w->h, fd);
+    rc = uv_poll_init(c->rc.loop, &w->h, fd);
     if (rc != 0) {
       myc__free(c->alloc, w, sizeof *w);
       return rc;
@@ -298,26 +206,26 @@ static void shut(myc_pg *c) {
 }
 
 /* The connection or attempt is over ('lost' says why): every query fails
- * with that reason, a retry is scheduled.  Callbacks only. */
-static void conn_ended(myc_pg *c) {
+ * with that reason.  Callbacks only (reconnect.h's 'ended'). */
+static void ended(myc__reconnect *r) {
+  myc_pg *c = PG(r);
   shut(c);
-  c->state = ST_DOWN;
   while (c->qhead != NULL)
-    if (complete(c, c->lost_status, c->lost, c->lost_state))
+    if (complete(c, r->lost_status, r->lost, ""))
       return;
-  if (c->closing) {
-    finish(c);
-    return;
-  }
-  c->retry_ms = backoff(c);
-  c->retry_at = now_ms(c) + c->retry_ms;
-  c->notify |= N_DOWN;
-  rearm(c);
 }
 
+static void conn_ended(myc_pg *c) { myc__reconnect_ended(&c->rc); }
+
 static void lost_conn(myc_pg *c, const char *what) {
-  set_lost(c, UV_ECONNRESET, "%s: %s", what,
-           c->conn ? PQerrorMessage(c->conn) : "closed");
+  myc__reconnect_lost(&c->rc, UV_ECONNRESET, "%s: %s", what,
+                      c->conn ? PQerrorMessage(c->conn) : "closed");
+  conn_ended(c);
+}
+
+/* Ends the connection or attempt, 'status' and 'what' saying why. */
+static void end_with(myc_pg *c, int status, const char *what) {
+  myc__reconnect_lost(&c->rc, status, "%s", what);
   conn_ended(c);
 }
 
@@ -364,8 +272,7 @@ static int send_head(myc_pg *c) {
     return -1;
   }
   if (watch_for(c, UV_READABLE | (flush ? UV_WRITABLE : 0)) != 0) {
-    set_lost(c, UV_EIO, "cannot watch the socket");
-    conn_ended(c);
+    end_with(c, UV_EIO, "cannot watch the socket");
     return -1;
   }
   rearm(c);
@@ -381,17 +288,15 @@ static int stage_done(myc_pg *c) {
   if (st == PGRES_FATAL_ERROR || st == PGRES_NONFATAL_ERROR ||
       st == PGRES_BAD_RESPONSE) {
     const char *code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s",
-             r ? PQresultErrorMessage(r) : PQerrorMessage(c->conn));
-    fail(c, MYC_EINVAL, "%s", msg);
-    return complete(c, MYC_EINVAL, c->err, code);
+    fail(c, MYC_EINVAL, "%s",
+         r ? PQresultErrorMessage(r) : PQerrorMessage(c->conn));
+    return complete(c, MYC_EINVAL, c->rc.err, code);
   }
   if (q->stage == Q_PREPARING) {
     char *sql = dup_n(c->alloc, q->sql, strlen(q->sql));
     if (sql == NULL) {
       fail(c, MYC_ENOMEM, "out of memory");
-      return complete(c, MYC_ENOMEM, c->err, NULL);
+      return complete(c, MYC_ENOMEM, c->rc.err, NULL);
     }
     /* The name is taken on the server now, whatever happens next. */
     c->stmts[c->nstmts++] = sql;
@@ -426,8 +331,7 @@ static int read_results(myc_pg *c) {
     case PGRES_COPY_OUT:
     case PGRES_COPY_BOTH:
       PQclear(r);
-      set_lost(c, UV_EPROTO, "COPY is not supported; connection dropped");
-      conn_ended(c);
+      end_with(c, UV_EPROTO, "COPY is not supported; connection dropped");
       return 1;
     default:
       break;
@@ -437,9 +341,9 @@ static int read_results(myc_pg *c) {
     else
       PQclear(r);
   }
-  if (c->qhead == NULL && c->closing) {
+  if (c->qhead == NULL && c->rc.closing) {
     shut(c);
-    finish(c);
+    myc__reconnect_finish(&c->rc);
     return 1;
   }
   if (c->qhead != NULL && c->qhead->stage == Q_WAITING)
@@ -449,21 +353,17 @@ static int read_results(myc_pg *c) {
 }
 
 static void up_reached(myc_pg *c) {
-  c->state = ST_UP;
-  c->attempts = 0;
-  c->notify |= N_UP;
+  myc__reconnect_up(&c->rc);
   if (watch_for(c, UV_READABLE) != 0) {
-    set_lost(c, UV_EIO, "cannot watch the socket");
-    conn_ended(c);
+    end_with(c, UV_EIO, "cannot watch the socket");
     return;
   }
-  if (c->qhead == NULL && c->closing) {
+  if (c->qhead == NULL && c->rc.closing) {
     shut(c);
-    finish(c);
+    myc__reconnect_finish(&c->rc);
     return;
   }
-  if (send_head(c) == 0)
-    rearm(c);
+  (void)send_head(c);
 }
 
 /* Advances the connection handshake (PQconnectPoll). */
@@ -473,8 +373,8 @@ static void connect_step(myc_pg *c) {
     up_reached(c);
     return;
   case PGRES_POLLING_FAILED:
-    set_lost(c, UV_ECONNREFUSED, "cannot connect: %s",
-             PQerrorMessage(c->conn));
+    myc__reconnect_lost(&c->rc, UV_ECONNREFUSED, "cannot connect: %s",
+                        PQerrorMessage(c->conn));
     conn_ended(c);
     return;
   case PGRES_POLLING_READING:
@@ -486,8 +386,7 @@ static void connect_step(myc_pg *c) {
       break;
     return;
   }
-  set_lost(c, UV_EIO, "cannot watch the socket");
-  conn_ended(c);
+  end_with(c, UV_EIO, "cannot watch the socket");
 }
 
 static void on_poll(uv_poll_t *h, int status, int events) {
@@ -495,12 +394,13 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   myc_pg *c = w->c;
   if (c->w != w || c->conn == NULL)
     return;
-  if (c->state == ST_CONNECTING) {
+  if (c->rc.state == MYC__RC_CONNECTING) {
     connect_step(c);
     return;
   }
   if (status < 0) {
-    set_lost(c, status, "connection lost: %s", uv_strerror(status));
+    myc__reconnect_lost(&c->rc, status, "connection lost: %s",
+                        uv_strerror(status));
     conn_ended(c);
     return;
   }
@@ -511,8 +411,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
       return;
     }
     if (flush == 0 && watch_for(c, UV_READABLE) != 0) {
-      set_lost(c, UV_EIO, "cannot watch the socket");
-      conn_ended(c);
+      end_with(c, UV_EIO, "cannot watch the socket");
       return;
     }
   }
@@ -525,185 +424,135 @@ static void notice_ignored(void *arg, const char *message) {
   (void)message;
 }
 
-static void connect_to(myc_pg *c, const char *ip) {
+/* reconnect.h's 'connect': 'ip' is the address the lookup found. */
+static void connect_to(myc__reconnect *r, const char *ip) {
+  myc_pg *c = PG(r);
   if (ip != NULL)
     c->vals[c->addr_slot] = (char *)ip;
   c->conn = PQconnectStartParams((const char *const *)c->keys,
                                  (const char *const *)c->vals, 0);
   if (ip != NULL)
     c->vals[c->addr_slot] = NULL;
-  c->state = ST_CONNECTING;
   if (c->conn == NULL) {
-    set_lost(c, MYC_ENOMEM, "cannot connect: out of memory");
-    conn_ended(c);
+    end_with(c, MYC_ENOMEM, "cannot connect: out of memory");
     return;
   }
   PQsetNoticeProcessor(c->conn, notice_ignored, NULL);
   if (PQstatus(c->conn) == CONNECTION_BAD ||
       PQsetnonblocking(c->conn, 1) != 0) {
-    set_lost(c, UV_ECONNREFUSED, "cannot connect: %s",
-             PQerrorMessage(c->conn));
+    myc__reconnect_lost(r, UV_ECONNREFUSED, "cannot connect: %s",
+                        PQerrorMessage(c->conn));
     conn_ended(c);
     return;
   }
-  if (watch_for(c, UV_WRITABLE) != 0) {
-    set_lost(c, UV_EIO, "cannot watch the socket");
-    conn_ended(c);
-    return;
-  }
-  rearm(c);
+  if (watch_for(c, UV_WRITABLE) != 0)
+    end_with(c, UV_EIO, "cannot watch the socket");
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status,
-                        struct addrinfo *res) {
-  myc_pg *c = req->data;
-  char ip[64] = "";
-  c->resolving = 0;
-  if (status == 0 && res != NULL) {
-    if (res->ai_family == AF_INET6)
-      uv_ip6_name((const struct sockaddr_in6 *)res->ai_addr, ip, sizeof ip);
-    else
-      uv_ip4_name((const struct sockaddr_in *)res->ai_addr, ip, sizeof ip);
-  }
-  uv_freeaddrinfo(res);
-  if (c->released) {
-    release_if_done(c);
-    return;
-  }
-  if (c->state != ST_RESOLVING)
-    return; /* timed out meanwhile: conn_ended ran */
-  if (status != 0) {
-    set_lost(c, status, "cannot resolve %s: %s", c->lookup_host,
-             uv_strerror(status));
-    conn_ended(c);
-    return;
-  }
-  connect_to(c, ip);
+static int busy(const myc__reconnect *r) { return PG(r)->conn != NULL; }
+
+static uint64_t head_deadline(const myc__reconnect *r) {
+  const query *q = PG(r)->qhead;
+  return r->state == MYC__RC_UP && q != NULL && q->stage != Q_WAITING
+             ? q->deadline
+             : UINT64_MAX;
 }
 
-static void start_attempt(myc_pg *c) {
-  if (c->resolving) {
-    /* The lookup of an attempt that timed out has not returned yet. */
-    c->retry_at = now_ms(c) + 10;
-    rearm(c);
-    return;
-  }
-  c->attempt_deadline = now_ms(c) + c->opt.connect_timeout_ms;
-  if (c->lookup_host != NULL) {
-    struct addrinfo hints;
-    int rc;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_socktype = SOCK_STREAM;
-    c->state = ST_RESOLVING;
-    rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, c->lookup_host, NULL,
-                        &hints);
-    if (rc != 0) {
-      set_lost(c, rc, "cannot resolve %s: %s", c->lookup_host,
-               uv_strerror(rc));
-      conn_ended(c);
+static void head_expired(myc__reconnect *r, uint64_t now) {
+  myc_pg *c = PG(r);
+  query *q = c->qhead;
+  /* After a stall the result may be waiting in the socket: read it first,
+   * and give what is still out one more full timeout. */
+  if (myc__reconnect_stalled(r, now) && !q->spared) {
+    if (read_results(c))
       return;
+    if (c->qhead == q) {
+      q->spared = 1;
+      q->deadline = now + c->opt.query_timeout_ms;
     }
-    c->resolving = 1;
-    rearm(c);
     return;
   }
-  connect_to(c, NULL);
+  /* The server still owes this result: a later one could not be told
+   * apart, so the connection goes (cancelling would block). */
+  myc__reconnect_lost(r, UV_ETIMEDOUT,
+                      "no result within %u ms; connection dropped",
+                      c->opt.query_timeout_ms);
+  conn_ended(c);
 }
 
-static void on_timer(uv_timer_t *h) {
-  myc_pg *c = h->data;
-  uint64_t now;
-  unsigned n = c->notify;
+static int notified(myc__reconnect *r, unsigned bits) {
+  return (bits & N_SEND) && r->state == MYC__RC_UP && send_head(PG(r)) != 0;
+}
+
+static void lifecycle_event(myc__reconnect *r, int code) {
   myc_pg_event ev;
-  c->notify = 0;
   memset(&ev, 0, sizeof ev);
   ev.error = "";
   ev.sqlstate = "";
-  if (n & N_DOWN) {
-    myc_pg_event d = ev;
-    d.status = c->lost_status;
-    d.retry_ms = (int32_t)c->retry_ms;
-    d.error = c->lost;
-    deliver(c, MYC_PG_EV_DOWN, &d);
+  if (code == MYC_PG_EV_DOWN) {
+    ev.status = r->lost_status;
+    ev.retry_ms = (int32_t)r->retry_ms;
+    ev.error = r->lost;
   }
-  if ((n & N_UP) && !c->released && c->state == ST_UP)
-    deliver(c, MYC_PG_EV_UP, &ev);
-  if ((n & N_CLOSED) && !c->released)
-    deliver(c, MYC_PG_EV_CLOSED, &ev);
-  if (c->released)
-    return;
-  if ((n & N_SEND) && c->state == ST_UP && send_head(c) != 0)
-    return;
-  now = now_ms(c);
-  switch (c->state) {
-  case ST_DOWN:
-    if (!c->closing && now >= c->retry_at)
-      start_attempt(c);
-    break;
-  case ST_RESOLVING:
-  case ST_CONNECTING:
-    if (now >= c->attempt_deadline) {
-      if (c->resolving)
-        uv_cancel((uv_req_t *)&c->gai);
-      set_lost(c, UV_ETIMEDOUT, "cannot connect: timed out after %u ms",
-               c->opt.connect_timeout_ms);
-      conn_ended(c);
-    }
-    break;
-  case ST_UP:
-    if (c->qhead && c->qhead->stage != Q_WAITING &&
-        c->qhead->deadline <= now) {
-      query *q = c->qhead;
-      /* After a stall the result may be waiting in the socket: read it
-       * first, and give what is still out one more full timeout. */
-      if (now - c->timer_due >= STALL_MS && !q->spared) {
-        if (read_results(c))
-          return;
-        if (c->qhead == q) {
-          q->spared = 1;
-          q->deadline = now + c->opt.query_timeout_ms;
-        }
-        break;
-      }
-      /* The server still owes this result: a later one could not be
-       * told apart, so the connection goes (cancelling would block). */
-      set_lost(c, UV_ETIMEDOUT, "no result within %u ms; connection dropped",
-               c->opt.query_timeout_ms);
-      conn_ended(c);
-    }
-    break;
-  }
-  if (!c->released)
-    rearm(c);
+  deliver(PG(r), code, &ev);
 }
+
+static void release(myc__reconnect *r) {
+  myc_pg *c = PG(r);
+  while (c->qhead != NULL)
+    free_query(c, pop(c));
+  shut(c);
+}
+
+/* Accepted queries still run; with none, the connection goes now. */
+static void close_conn(myc__reconnect *r) {
+  myc_pg *c = PG(r);
+  if (c->qhead == NULL) {
+    shut(c);
+    myc__reconnect_finish(r);
+  }
+}
+
+static void free_params(myc_pg *c);
+
+static void destroy(myc__reconnect *r) {
+  myc_pg *c = PG(r);
+  free_params(c);
+  myc__free(c->alloc, c, sizeof *c);
+}
+
+static const myc__reconnect_ops pg_ops = {
+    .connect = connect_to,
+    .busy = busy,
+    .ended = ended,
+    .drop = myc__reconnect_ended, /* 'ended' lets go of libpq's attempt */
+    .head_deadline = head_deadline,
+    .head_expired = head_expired,
+    .notified = notified,
+    .event = lifecycle_event,
+    .release = release,
+    .close = close_conn,
+    .destroy = destroy};
 
 /* ---- public API ------------------------------------------------------------ */
 
-static int set_options(myc_pg *c, const myc_pg_options *o, char *err,
-                       size_t errlen) {
-  myc_pg_options d = {DEFAULT_CONNECT_MS, DEFAULT_QUERY_MS,
-                      DEFAULT_RECONNECT_MIN_MS, DEFAULT_RECONNECT_MAX_MS,
-                      DEFAULT_MAX_PENDING};
+static int set_options(myc_pg *c, uv_loop_t *loop, const myc_pg_options *o,
+                       char *err, size_t errlen) {
+  myc__reconnect_timing t = {0, 0, 0};
+  myc_pg_options d = {0, DEFAULT_QUERY_MS, 0, 0, DEFAULT_MAX_PENDING};
   if (o != NULL) {
-    if (o->connect_timeout_ms)
-      d.connect_timeout_ms = o->connect_timeout_ms;
+    t.connect_timeout_ms = o->connect_timeout_ms;
+    t.reconnect_min_ms = o->reconnect_min_ms;
+    t.reconnect_max_ms = o->reconnect_max_ms;
     if (o->query_timeout_ms)
       d.query_timeout_ms = o->query_timeout_ms;
-    if (o->reconnect_min_ms)
-      d.reconnect_min_ms = o->reconnect_min_ms;
-    if (o->reconnect_max_ms)
-      d.reconnect_max_ms = o->reconnect_max_ms;
     if (o->max_pending)
       d.max_pending = o->max_pending;
   }
-  if (d.reconnect_min_ms > d.reconnect_max_ms) {
-    snprintf(err, errlen,
-             "postgres: reconnect_min_ms (%u) is above reconnect_max_ms (%u)",
-             d.reconnect_min_ms, d.reconnect_max_ms);
-    return MYC_EINVAL;
-  }
+  /* The lifecycle's three are c->rc's. */
   c->opt = d;
-  return 0;
+  return myc__reconnect_init(&c->rc, &pg_ops, loop, "postgres", &t,
+                             DEFAULT_CONNECT_MS, err, errlen);
 }
 
 static void free_params(myc_pg *c) {
@@ -794,7 +643,7 @@ static int parse_url(myc_pg *c, const char *url, char *err, size_t errlen) {
      * NULL key after it ends the list; nkeys counts the key to free it. */
     c->nkeys = ++i;
   }
-  snprintf(c->server, sizeof c->server, "%s:%s",
+  snprintf(c->rc.server, sizeof c->rc.server, "%s:%s",
            host ? host : (hostaddr ? hostaddr : "localhost"),
            port ? port : "5432");
   PQconninfoFree(opts);
@@ -821,7 +670,7 @@ int myc__pg_new(uv_loop_t *loop, const myc__alloc *alloc, const char *url,
     return MYC_ENOMEM;
   }
   c->alloc = alloc;
-  rc = set_options(c, opt, err, errlen);
+  rc = set_options(c, loop, opt, err, errlen);
   if (rc == 0)
     rc = parse_url(c, url, err, errlen);
   if (rc != 0) {
@@ -829,24 +678,16 @@ int myc__pg_new(uv_loop_t *loop, const myc__alloc *alloc, const char *url,
     myc__free(alloc, c, sizeof *c);
     return rc;
   }
-  c->loop = loop;
+  c->rc.lookup_host = c->lookup_host;
   c->sink = sink;
   c->sink_ud = ud;
-  myc__rng_seed(&c->rng);
-  uv_timer_init(loop, &c->timer);
-  uv_unref((uv_handle_t *)&c->timer);
-  c->timer.data = c;
-  c->gai.data = c;
-  c->in_api++;
-  start_attempt(c);
-  c->in_api--;
+  myc__reconnect_start(&c->rc);
   *out = c;
   return 0;
 }
 
 static void sink_to_service(void *ud, int code, const myc_pg_event *ev) {
-  myc_pg *c = ud;
-  (void)myc__service_event(c->svc, c->source, code, ev, sizeof *ev);
+  myc__reconnect_to_service(&((myc_pg *)ud)->rc, code, ev, sizeof *ev);
 }
 
 int myc__pg_open(myc_service *s, uint64_t source, const char *url,
@@ -856,8 +697,7 @@ int myc__pg_open(myc_service *s, uint64_t source, const char *url,
                        opt, sink_to_service, NULL, out, err, errlen);
   if (rc == 0) {
     (*out)->sink_ud = *out;
-    (*out)->svc = s;
-    (*out)->source = source;
+    myc__reconnect_bind(&(*out)->rc, s, source);
   }
   return rc;
 }
@@ -865,19 +705,13 @@ int myc__pg_open(myc_service *s, uint64_t source, const char *url,
 static int64_t query_new(myc_pg *c, const char *sql, int nparams,
                          const char *const *values, const size_t *lens) {
   query *q;
-  int i;
-  uint64_t now;
+  int i, rc;
   if (sql == NULL || *sql == 0)
     return fail(c, MYC_EINVAL, "empty query");
   if (nparams < 0 || nparams > 65535 || (nparams > 0 && values == NULL))
     return fail(c, MYC_EINVAL, "%d parameters (0 to 65535)", nparams);
-  if (c->closing || c->state == ST_CLOSED)
-    return fail(c, MYC_ESTATE, "client closed");
-  now = now_ms(c);
-  if (c->state == ST_DOWN)
-    return fail(c, UV_ENOTCONN, "not connected (%s); next attempt in %u ms",
-                c->lost + strlen("postgres : ") + strlen(c->server),
-                (unsigned)(c->retry_at > now ? c->retry_at - now : 0));
+  if ((rc = myc__reconnect_refuse(&c->rc)) != 0)
+    return rc;
   if (c->pending >= c->opt.max_pending)
     return fail(c, MYC_ELIMIT, "%u queries in flight already (max_pending)",
                 c->opt.max_pending);
@@ -912,10 +746,10 @@ static int64_t query_new(myc_pg *c, const char *sql, int nparams,
     c->qhead = q;
   c->qtail = q;
   c->pending++;
-  if (c->state == ST_UP && c->qhead == q) {
+  if (c->rc.state == MYC__RC_UP && c->qhead == q) {
     /* A send that fails ends the connection and fails queries: that must
      * not happen inside the owner's call, so the timer sends it, at once. */
-    c->notify |= N_SEND;
+    c->rc.notify |= N_SEND;
     rearm(c);
   }
   return (int64_t)q->id;
@@ -924,84 +758,22 @@ static int64_t query_new(myc_pg *c, const char *sql, int nparams,
 int64_t myc__pg_query(myc_pg *c, const char *sql, int nparams,
                       const char *const *values, const size_t *lens) {
   int64_t rc;
-  c->in_api++;
+  c->rc.in_api++;
   rc = query_new(c, sql, nparams, values, lens);
-  c->in_api--;
+  c->rc.in_api--;
   return rc;
 }
 
-void myc__pg_close(myc_pg *c) {
-  if (c->closing || c->released)
-    return;
-  c->in_api++;
-  c->closing = 1;
-  switch (c->state) {
-  case ST_DOWN:
-    finish(c);
-    break;
-  case ST_RESOLVING:
-    /* on_resolved (cancelled) ends the attempt and finishes the close. */
-    uv_cancel((uv_req_t *)&c->gai);
-    break;
-  case ST_CONNECTING:
-  case ST_UP:
-    /* Accepted queries still run; with none, the connection goes now. */
-    if (c->qhead == NULL) {
-      shut(c);
-      finish(c);
-    }
-    break;
-  }
-  c->in_api--;
-}
+void myc__pg_close(myc_pg *c) { myc__reconnect_close(&c->rc); }
 
-static void on_timer_closed(uv_handle_t *h) {
-  myc_pg *c = h->data;
-  free_params(c);
-  myc__free(c->alloc, c, sizeof *c);
-}
-
-static void release_if_done(myc_pg *c) {
-  if (c->released && !c->resolving && c->conn == NULL && c->handles == 0 &&
-      !c->timer_closing) {
-    c->timer_closing = 1;
-    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
-  }
-}
-
-void myc__pg_free(myc_pg *c) {
-  if (c->released)
-    return;
-  c->in_api++;
-  c->released = 1;
-  c->sink = NULL;
-  while (c->qhead != NULL)
-    free_query(c, pop(c));
-  if (c->resolving)
-    uv_cancel((uv_req_t *)&c->gai); /* on_resolved then releases */
-  shut(c);
-  uv_timer_stop(&c->timer);
-  release_if_done(c);
-  c->in_api--;
-}
+void myc__pg_free(myc_pg *c) { myc__reconnect_release(&c->rc); }
 
 const char *myc__pg_state(const myc_pg *c) {
-  if (c->state == ST_CLOSED)
-    return "closed";
-  if (c->closing)
-    return "closing";
-  switch (c->state) {
-  case ST_DOWN:
-    return "down";
-  case ST_UP:
-    return "up";
-  default:
-    return "connecting";
-  }
+  return myc__reconnect_state(&c->rc);
 }
 
-const char *myc__pg_server(const myc_pg *c) { return c->server; }
-const char *myc__pg_error(const myc_pg *c) { return c->err; }
+const char *myc__pg_server(const myc_pg *c) { return c->rc.server; }
+const char *myc__pg_error(const myc_pg *c) { return c->rc.err; }
 uint32_t myc__pg_pending(const myc_pg *c) { return c->pending; }
 
 void myc__pg_result_info(const void *r, myc_pg_result_info *out) {

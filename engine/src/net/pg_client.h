@@ -55,7 +55,8 @@ typedef void (*myc__pg_sink)(void *ud, int code, const myc_pg_event *ev);
  * myc__pg_free().  On failure (MYC_EINVAL: a bad URL or option,
  * MYC_ENOMEM) '*out' is NULL, the reason is in 'err', the sink is never
  * called.  Its handles do not keep the loop alive.  A host name is looked
- * up with uv_getaddrinfo (libpq's own lookup would block the loop). */
+ * up with uv_getaddrinfo (libpq's own lookup would block the loop), an
+ * IPv4 address preferred. */
 int myc__pg_new(uv_loop_t *loop, const myc__alloc *alloc, const char *url,
                 const myc_pg_options *opt, myc__pg_sink sink, void *ud,
                 myc_pg **out, char *err, size_t errlen);
@@ -79,7 +80,8 @@ int64_t myc__pg_query(myc_pg *c, const char *sql, int nparams,
 
 /* Closes gracefully: new queries are refused, those accepted still run
  * (within the query timeout), then the connection closes and CLOSED
- * follows.  Idempotent. */
+ * follows.  Queries still waiting for the host name's lookup fail
+ * (MYC_ESTATE).  Idempotent. */
 void myc__pg_close(myc_pg *c);
 
 /* The owner lets go of 'c': no event is delivered any more, outstanding

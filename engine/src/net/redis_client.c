@@ -1,6 +1,7 @@
 /* redis_client.c -- asynchronous Redis client (see redis_client.h): one
  * hiredis async context at a time on the loop, through hiredis's libuv
- * adapter, plus one timer for timeouts, retries and notifications.
+ * adapter; lookup, timeouts, retries and notifications are
+ * net/reconnect.c's.
  *
  * Invariant: 'ring' mirrors hiredis's callback list one for one, so the
  * head of the ring is the command whose reply comes next; a connection
@@ -8,12 +9,12 @@
  */
 #include "net/redis_client.h"
 
-#include "base/backoff.h"
+#include "net/reconnect.h"
 #include "runtime/engine.h"
 
 #include <assert.h>
 #include <errno.h>
-#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -24,30 +25,25 @@
 
 #define DEFAULT_CONNECT_MS 1000
 #define DEFAULT_COMMAND_MS 1000
-#define DEFAULT_RECONNECT_MIN_MS 100
-#define DEFAULT_RECONNECT_MAX_MS 5000
 #define DEFAULT_MAX_PENDING 65536
 
 /* Private data of the client's own commands (user commands carry NULL). */
 #define CMD_AUTH ((void *)1)
 #define CMD_SELECT ((void *)2)
 
-enum { ST_DOWN, ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_UP, ST_CLOSED };
-
-/* Notifications wait for the timer: they must not run inside hiredis's
- * connect callback (freeing the context there is unsafe) nor inside a
- * call from the owner. */
-enum { N_DOWN = 1, N_UP = 2, N_CLOSED = 4 };
+/* Lifecycle events wait for reconnect.c's timer: they must not run
+ * inside hiredis's connect callback (freeing the context there is unsafe)
+ * nor inside a call from the owner. */
+_Static_assert((int)MYC_REDIS_EV_UP == (int)MYC__RC_EV_UP &&
+                   (int)MYC_REDIS_EV_DOWN == (int)MYC__RC_EV_DOWN &&
+                   (int)MYC_REDIS_EV_CLOSED == (int)MYC__RC_EV_CLOSED,
+               "the lifecycle events keep reconnect.h's numbers");
 
 typedef struct {
   uint64_t id; /* 0: the client's own command (AUTH, SELECT) */
   uint64_t deadline;
   int spared; /* given a second timeout after a stall (spare_after_stall) */
 } pending;
-
-/* A timer firing this late means the loop was not watching (handlers ran
- * long, or the process waited for a CPU). */
-#define STALL_MS 100
 
 /* A command issued while the host name is being looked up. */
 typedef struct queued {
@@ -58,18 +54,12 @@ typedef struct queued {
 } queued;
 
 struct myc_redis {
+  myc__reconnect rc; /* the connection's lifecycle */
   const myc__alloc *alloc;
-  uv_loop_t *loop;
-  uv_timer_t timer;
-  uv_getaddrinfo_t gai;
-  myc__redis_sink sink; /* NULL once released */
+  myc__redis_sink sink;
   void *sink_ud;
-  myc_service *svc; /* service binding (myc__redis_open) */
-  uint64_t source;
 
   myc__redis_url url;
-  int numeric; /* url.host is an address: no lookup */
-  char server[300];
   myc_redis_options opt;
 
   redisAsyncContext *ac; /* the current connection or attempt */
@@ -77,81 +67,34 @@ struct myc_redis {
   const redisReplyObjectFunctions *hiredis_fns;
   int unsolicited; /* the server sent a reply to no command */
   size_t max_reply; /* bytes of a reply buffered before it is complete */
-  int state;
-  int closing, released, resolving, timer_closing;
   int init_pending; /* AUTH/SELECT replies still awaited */
-  unsigned notify;
-  uint32_t attempts; /* failures since the last success */
-  uint64_t attempt_deadline, retry_at;
-  int attempt_spared; /* its deadline extended once after a stall */
-  uint64_t timer_due; /* when the timer was meant to fire */
-  uint32_t retry_ms;
-  myc__rng rng; /* reconnect jitter */
-
-  /* Why the last connection or attempt ended: the outcome of its
-   * commands and the DOWN event.  'why' points into 'lost' past the
-   * "redis host:port: " prefix. */
-  int lost_status;
-  char lost[512];
-  const char *why;
-  char err[512]; /* latest failure of any kind (myc__redis_error) */
 
   pending *ring;
   uint32_t head, n, cap;
   queued *qhead, *qtail;
   uint32_t user_pending; /* user commands without an outcome */
   uint64_t next_id;
-  int in_api; /* depth of calls from the owner: no delivery then */
 };
 
-static void start_attempt(myc_redis *c);
-static void on_timer(uv_timer_t *h);
+#define REDIS(r) ((myc_redis *)((char *)(r) - offsetof(myc_redis, rc)))
 
 /* ---- small helpers ------------------------------------------------------ */
 
-static uint64_t now_ms(myc_redis *c) {
-  /* Commands can be issued long after the loop last woke (a manual engine
-   * between two turns): deadlines count from the real now. */
-  uv_update_time(c->loop);
-  return uv_now(c->loop);
-}
-
-static int vset(char *dst, size_t cap, const myc_redis *c, const char *fmt,
-                va_list ap) {
-  int n = snprintf(dst, cap, "redis %s: ", c->server);
-  vsnprintf(dst + n, cap - (size_t)n, fmt, ap);
-  return n;
-}
+static uint64_t now_ms(myc_redis *c) { return myc__reconnect_now(&c->rc); }
 
 /* Records the latest failure (myc__redis_error) and returns 'status'. */
-static int fail(myc_redis *c, int status, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vset(c->err, sizeof c->err, c, fmt, ap);
-  va_end(ap);
-  return status;
-}
+#define fail(c, status, ...) myc__reconnect_fail(&(c)->rc, status, __VA_ARGS__)
 
 /* Records why the current connection or attempt ends. */
-static void set_lost(myc_redis *c, int status, const char *fmt, ...) {
-  va_list ap;
-  int n;
-  va_start(ap, fmt);
-  n = vset(c->lost, sizeof c->lost, c, fmt, ap);
-  va_end(ap);
-  c->lost_status = status;
-  c->why = c->lost + n;
-  memcpy(c->err, c->lost, sizeof c->err);
-}
+#define set_lost(c, status, ...)                                               \
+  myc__reconnect_lost(&(c)->rc, status, __VA_ARGS__)
 
 static void deliver(myc_redis *c, int code, myc_redis_event *ev) {
-  if (c->sink == NULL)
-    return;
-  /* A delivery inside an owner's call would re-enter its Lua state from
-   * an FFI call, which LuaJIT does not allow. */
-  assert(c->in_api == 0);
-  c->sink(c->sink_ud, code, ev);
+  if (myc__reconnect_deliverable(&c->rc))
+    c->sink(c->sink_ud, code, ev);
 }
+
+static void rearm(myc_redis *c) { myc__reconnect_rearm(&c->rc); }
 
 /* ---- the ring of commands awaiting a reply ------------------------------ */
 
@@ -196,7 +139,7 @@ static pending ring_pop(myc_redis *c) {
 static void free_queued(myc_redis *c, int deliver_failure) {
   while (c->qhead != NULL) {
     queued *q = c->qhead;
-    myc_redis_event ev = {q->id, c->lost_status, 0, NULL, c->lost};
+    myc_redis_event ev = {q->id, c->rc.lost_status, 0, NULL, c->rc.lost};
     c->qhead = q->next;
     if (c->qhead == NULL)
       c->qtail = NULL;
@@ -208,66 +151,16 @@ static void free_queued(myc_redis *c, int deliver_failure) {
   }
 }
 
-/* ---- timer: deadlines, retries, notifications --------------------------- */
-
-static void rearm(myc_redis *c) {
-  uint64_t now, at = UINT64_MAX;
-  if (c->released)
-    return;
-  if (c->notify)
-    at = 0;
-  else if (c->state == ST_DOWN && !c->closing)
-    at = c->retry_at;
-  else if (c->state == ST_RESOLVING || c->state == ST_CONNECTING)
-    at = c->attempt_deadline;
-  else if ((c->state == ST_HANDSHAKE || c->state == ST_UP) && c->n > 0)
-    at = c->ring[c->head].deadline;
-  if (at == UINT64_MAX) {
-    uv_timer_stop(&c->timer);
-    return;
-  }
-  now = now_ms(c);
-  c->timer_due = at > now ? at : now;
-  uv_timer_start(&c->timer, on_timer, at > now ? at - now : 0, 0);
-}
-
-/* Delay before the next attempt (base/backoff.h): doubling from
- * reconnect_min_ms up to reconnect_max_ms, +-20%. */
-static uint32_t backoff(myc_redis *c) {
-  myc__backoff b;
-  b.initial_ms = c->opt.reconnect_min_ms;
-  b.max_ms = c->opt.reconnect_max_ms;
-  b.multiplier = 2;
-  b.jitter = 0.2;
-  return (uint32_t)myc__backoff_ms(&b, c->attempts++, &c->rng);
-}
-
-/* The client is closing and nothing is left in flight: CLOSED is next. */
-static void finish(myc_redis *c) {
-  if (c->state == ST_CLOSED || c->ac != NULL || c->resolving)
-    return;
-  c->state = ST_CLOSED;
-  c->notify |= N_CLOSED;
-  rearm(c);
-}
-
 /* The current connection or attempt is over ('lost' says why; c->ac was
- * detached).  Commands still queued fail; a retry is scheduled. */
-static void conn_ended(myc_redis *c) {
-  c->state = ST_DOWN;
+ * detached): commands waiting for an address fail (reconnect.h's
+ * 'ended'); those of the detached context fail as it is freed. */
+static void ended(myc__reconnect *r) {
+  myc_redis *c = REDIS(r);
   c->init_pending = 0;
   free_queued(c, 1);
-  if (c->released)
-    return;
-  if (c->closing) {
-    finish(c);
-    return;
-  }
-  c->retry_ms = backoff(c);
-  c->retry_at = now_ms(c) + c->retry_ms;
-  c->notify |= N_DOWN;
-  rearm(c);
 }
+
+static void conn_ended(myc_redis *c) { myc__reconnect_ended(&c->rc); }
 
 /* Ends the current connection or attempt on the client's own initiative
  * (a timeout, a failed AUTH), 'lost' saying why.  Never called from an
@@ -275,35 +168,23 @@ static void conn_ended(myc_redis *c) {
 static void drop(myc_redis *c) {
   redisAsyncContext *ac = c->ac;
   c->ac = NULL;
-  if (c->state == ST_RESOLVING)
-    uv_cancel((uv_req_t *)&c->gai); /* on_resolved ignores the result */
   conn_ended(c);
   /* Every command of 'ac' now fails with 'lost' (on_reply, NULL). */
   if (ac != NULL)
     redisAsyncFree(ac);
 }
 
-static void release_if_done(myc_redis *c);
+static void drop_op(myc__reconnect *r) { drop(REDIS(r)); }
 
-static void notify_owner(myc_redis *c) {
-  unsigned n = c->notify;
+static void lifecycle_event(myc__reconnect *r, int code) {
   myc_redis_event ev;
-  c->notify = 0;
   memset(&ev, 0, sizeof ev);
-  if (n & N_DOWN) {
-    ev.status = c->lost_status;
-    ev.retry_ms = (int32_t)c->retry_ms;
-    ev.error = c->lost;
-    deliver(c, MYC_REDIS_EV_DOWN, &ev);
+  if (code == MYC_REDIS_EV_DOWN) {
+    ev.status = r->lost_status;
+    ev.retry_ms = (int32_t)r->retry_ms;
+    ev.error = r->lost;
   }
-  if ((n & N_UP) && !c->released && c->state == ST_UP) {
-    memset(&ev, 0, sizeof ev);
-    deliver(c, MYC_REDIS_EV_UP, &ev);
-  }
-  if ((n & N_CLOSED) && !c->released) {
-    memset(&ev, 0, sizeof ev);
-    deliver(c, MYC_REDIS_EV_CLOSED, &ev);
-  }
+  deliver(REDIS(r), code, &ev);
 }
 
 static void check_backlog(redisAsyncContext *ac);
@@ -318,7 +199,7 @@ static void check_backlog(redisAsyncContext *ac);
 static int spare_after_stall(myc_redis *c, uint64_t now) {
   redisAsyncContext *ac = c->ac;
   uint32_t i;
-  if (now - c->timer_due < STALL_MS || c->ring[c->head].spared)
+  if (!myc__reconnect_stalled(&c->rc, now) || c->ring[c->head].spared)
     return 0;
   if (sdslen(ac->c.obuf) > 0)
     redisAsyncHandleWrite(ac);
@@ -338,60 +219,24 @@ static int spare_after_stall(myc_redis *c, uint64_t now) {
   return 1;
 }
 
-static void on_timer(uv_timer_t *h) {
-  myc_redis *c = h->data;
-  uint64_t now;
-  if (c->notify)
-    notify_owner(c);
-  if (c->released)
+static uint64_t head_deadline(const myc__reconnect *r) {
+  const myc_redis *c = REDIS(r);
+  return c->n > 0 ? c->ring[c->head].deadline : UINT64_MAX;
+}
+
+/* Replies come in order: if the oldest is late the connection is stuck
+ * (or the server is), and a late reply could no longer be matched once
+ * its command is abandoned, so the connection goes. */
+static void head_expired(myc__reconnect *r, uint64_t now) {
+  myc_redis *c = REDIS(r);
+  if (spare_after_stall(c, now))
     return;
-  now = now_ms(c);
-  switch (c->state) {
-  case ST_DOWN:
-    if (!c->closing && now >= c->retry_at)
-      start_attempt(c);
-    break;
-  case ST_RESOLVING:
-  case ST_CONNECTING:
-    if (now >= c->attempt_deadline) {
-      /* As spare_after_stall: a timer this late means the loop was not
-       * watching (a long start: other services' inits and warm-ups), and
-       * the connection may be waiting unread; one more full timeout,
-       * once per attempt. */
-      if (now - c->timer_due >= STALL_MS && !c->attempt_spared) {
-        c->attempt_spared = 1;
-        c->attempt_deadline = now + c->opt.connect_timeout_ms;
-        break;
-      }
-      set_lost(c, UV_ETIMEDOUT, "cannot connect: timed out after %u ms",
-               c->opt.connect_timeout_ms);
-      drop(c);
-    }
-    break;
-  case ST_HANDSHAKE:
-  case ST_UP:
-    /* Replies come in order: if the oldest is late the connection is
-     * stuck (or the server is), and a late reply could no longer be
-     * matched once its command is abandoned, so the connection goes. */
-    if (c->n > 0 && c->ring[c->head].deadline <= now &&
-        !spare_after_stall(c, now)) {
-      set_lost(c, UV_ETIMEDOUT, "no reply within %u ms; connection dropped",
-               c->opt.command_timeout_ms);
-      drop(c);
-    }
-    break;
-  }
-  rearm(c);
+  set_lost(c, UV_ETIMEDOUT, "no reply within %u ms; connection dropped",
+           c->opt.command_timeout_ms);
+  drop(c);
 }
 
 /* ---- hiredis callbacks -------------------------------------------------- */
-
-static void up_reached(myc_redis *c) {
-  c->state = ST_UP;
-  c->attempts = 0;
-  c->notify |= N_UP;
-  rearm(c);
-}
 
 /* hiredis is tearing 'ac' down after an error: runs before the first of
  * its failed callbacks, so that they (and what the owner does in them)
@@ -420,8 +265,8 @@ static void handshake_reply(myc_redis *c, const redisReply *r, void *kind) {
     drop(c);
     return;
   }
-  if (--c->init_pending == 0 && c->state == ST_HANDSHAKE)
-    up_reached(c);
+  if (--c->init_pending == 0 && c->rc.state == MYC__RC_HANDSHAKE)
+    myc__reconnect_up(&c->rc);
 }
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *priv) {
@@ -440,8 +285,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv) {
   if (reply != NULL) {
     ev.reply = reply;
   } else {
-    ev.status = c->lost_status;
-    ev.error = c->lost;
+    ev.status = c->rc.lost_status;
+    ev.error = c->rc.lost;
   }
   deliver(c, MYC_REDIS_EV_REPLY, &ev);
 }
@@ -472,10 +317,10 @@ static void on_connect(const redisAsyncContext *ac, int status) {
   }
   rebase_deadlines(c);
   if (c->init_pending > 0) {
-    c->state = ST_HANDSHAKE;
+    c->rc.state = MYC__RC_HANDSHAKE;
     rearm(c);
   } else {
-    up_reached(c);
+    myc__reconnect_up(&c->rc);
   }
 }
 
@@ -483,7 +328,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
   myc_redis *c = ac->data;
   if (c->ac != ac)
     return; /* the client let go of it already */
-  if (status == REDIS_OK && c->closing) {
+  if (status == REDIS_OK && c->rc.closing) {
     c->ac = NULL;
     conn_ended(c);
     return;
@@ -627,7 +472,7 @@ static int send_initial(myc_redis *c, redisAsyncContext *ac, uint64_t now) {
     }
     if (redisAsyncCommandArgv(ac, on_reply, CMD_AUTH, argc, argv, lens))
       return MYC_ENOMEM;
-    ring_push(c, 0, now + c->opt.connect_timeout_ms);
+    ring_push(c, 0, now + c->rc.connect_timeout_ms);
     c->init_pending++;
   }
   if (c->url.db != 0) {
@@ -636,7 +481,7 @@ static int send_initial(myc_redis *c, redisAsyncContext *ac, uint64_t now) {
     lens[1] = (size_t)snprintf(db, sizeof db, "%d", c->url.db);
     if (redisAsyncCommandArgv(ac, on_reply, CMD_SELECT, 2, argv, lens))
       return MYC_ENOMEM;
-    ring_push(c, 0, now + c->opt.connect_timeout_ms);
+    ring_push(c, 0, now + c->rc.connect_timeout_ms);
     c->init_pending++;
   }
   /* A command hiredis refuses stays queued, failed by the caller. */
@@ -654,8 +499,11 @@ static int send_initial(myc_redis *c, redisAsyncContext *ac, uint64_t now) {
   return 0;
 }
 
-static void connect_ip(myc_redis *c, const char *ip) {
-  redisAsyncContext *ac = redisAsyncConnect(ip, c->url.port);
+/* reconnect.h's 'connect': 'ip' is the address the lookup found, NULL
+ * when the URL gave one. */
+static void connect_ip(myc__reconnect *r, const char *ip) {
+  myc_redis *c = REDIS(r);
+  redisAsyncContext *ac = redisAsyncConnect(ip ? ip : c->url.host, c->url.port);
   redisLibuvEvents *ev;
   if (ac == NULL) {
     set_lost(c, MYC_ENOMEM, "cannot connect: out of memory");
@@ -670,7 +518,7 @@ static void connect_ip(myc_redis *c, const char *ip) {
     conn_ended(c);
     return;
   }
-  if (redisLibuvAttach(ac, c->loop) != REDIS_OK) {
+  if (redisLibuvAttach(ac, r->loop) != REDIS_OK) {
     /* The adapter sets its hooks before it can fail; without its data
      * the cleanup hook would dereference NULL. */
     ac->ev.cleanup = NULL;
@@ -690,7 +538,6 @@ static void connect_ip(myc_redis *c, const char *ip) {
   ac->data = c;
   guard(c, ac);
   c->ac = ac;
-  c->state = ST_CONNECTING;
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
   if (send_initial(c, ac, now_ms(c)) != 0) {
@@ -698,97 +545,85 @@ static void connect_ip(myc_redis *c, const char *ip) {
     set_lost(c, MYC_ENOMEM, "cannot connect: out of memory");
     conn_ended(c);
     redisAsyncFree(ac);
-    return;
-  }
-  rearm(c);
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status,
-                        struct addrinfo *res) {
-  myc_redis *c = req->data;
-  struct addrinfo *ai, *pick = NULL;
-  char ip[64] = "";
-  c->resolving = 0;
-  if (c->released || c->state != ST_RESOLVING) {
-    /* Released, or an attempt that timed out: nothing waits for it. */
-    uv_freeaddrinfo(res);
-    if (c->released)
-      release_if_done(c);
-    else if (c->closing)
-      finish(c);
-    return;
-  }
-  if (c->closing)
-    status = UV_ECANCELED;
-  for (ai = status == 0 ? res : NULL; ai != NULL; ai = ai->ai_next)
-    if (pick == NULL ||
-        (ai->ai_family == AF_INET && pick->ai_family != AF_INET))
-      pick = ai;
-  if (pick != NULL && pick->ai_family == AF_INET)
-    uv_ip4_name((struct sockaddr_in *)pick->ai_addr, ip, sizeof ip);
-  else if (pick != NULL)
-    uv_ip6_name((struct sockaddr_in6 *)pick->ai_addr, ip, sizeof ip);
-  uv_freeaddrinfo(res);
-  if (c->closing) {
-    set_lost(c, MYC_ESTATE, "client closed before it connected");
-    conn_ended(c);
-  } else if (*ip == '\0') {
-    set_lost(c, status ? status : UV_EAI_NONAME, "cannot resolve '%s': %s",
-             c->url.host, uv_strerror(status ? status : UV_EAI_NONAME));
-    conn_ended(c);
-  } else {
-    connect_ip(c, ip);
   }
 }
 
-static void start_attempt(myc_redis *c) {
-  struct addrinfo hints;
-  int rc;
-  if (c->resolving) {
-    /* An abandoned lookup still holds the request: try again shortly. */
-    c->retry_at = now_ms(c) + c->opt.reconnect_min_ms;
-    return;
-  }
-  c->attempt_deadline = now_ms(c) + c->opt.connect_timeout_ms;
-  c->attempt_spared = 0;
-  if (c->numeric) {
-    connect_ip(c, c->url.host);
-    return;
-  }
-  memset(&hints, 0, sizeof hints);
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  /* getaddrinfo() blocks: libuv runs it on its thread pool. */
-  rc = uv_getaddrinfo(c->loop, &c->gai, on_resolved, c->url.host, NULL, &hints);
-  if (rc != 0) {
-    set_lost(c, rc, "cannot resolve '%s': %s", c->url.host, uv_strerror(rc));
+/* ---- the lifecycle's hooks (reconnect.h) ------------------------------- */
+
+static int busy(const myc__reconnect *r) { return REDIS(r)->ac != NULL; }
+
+/* hiredis disconnects at once when nothing is pending (without a
+ * disconnect callback if it never connected), else after the last reply. */
+static void close_conn(myc__reconnect *r) {
+  myc_redis *c = REDIS(r);
+  redisAsyncContext *ac = c->ac;
+  int immediate =
+      !(ac->c.flags & REDIS_IN_CALLBACK) && ac->replies.head == NULL;
+  redisAsyncDisconnect(ac);
+  if (immediate && c->ac == ac) {
+    c->ac = NULL;
     conn_ended(c);
-    return;
   }
-  c->resolving = 1;
-  c->state = ST_RESOLVING;
-  rearm(c);
 }
+
+/* What a closing client issued but the loop has not written yet goes out
+ * now: a service's stop usually closes the client and ends its Lua state
+ * (and with it the client) in the same turn, before the loop could write,
+ * and a write-back issued just before would be lost.  Non-blocking and
+ * bounded: a full socket buffer ends it. */
+static void flush_before_free(myc_redis *c, redisAsyncContext *ac) {
+  int done = 0, tries;
+  if (!c->rc.closing ||
+      (c->rc.state != MYC__RC_UP && c->rc.state != MYC__RC_HANDSHAKE))
+    return;
+  for (tries = 0; tries < 8 && !done; tries++)
+    if (redisBufferWrite(&ac->c, &done) != REDIS_OK)
+      return;
+}
+
+static void release(myc__reconnect *r) {
+  myc_redis *c = REDIS(r);
+  redisAsyncContext *ac = c->ac;
+  free_queued(c, 0);
+  c->ac = NULL;
+  if (ac != NULL) {
+    flush_before_free(c, ac);
+    redisAsyncFree(ac); /* its callbacks run without delivering */
+  }
+}
+
+static void destroy(myc__reconnect *r) {
+  myc_redis *c = REDIS(r);
+  myc__free(c->alloc, c->ring, c->cap * sizeof *c->ring);
+  myc__free(c->alloc, c, sizeof *c);
+}
+
+static const myc__reconnect_ops redis_ops = {
+    .connect = connect_ip,
+    .busy = busy,
+    .ended = ended,
+    .drop = drop_op,
+    .head_deadline = head_deadline,
+    .head_expired = head_expired,
+    .notified = NULL, /* no notification of its own */
+    .event = lifecycle_event,
+    .release = release,
+    .close = close_conn,
+    .destroy = destroy};
 
 /* ---- public API --------------------------------------------------------- */
 
-static int set_options(myc_redis *c, const myc_redis_options *o, char *err,
-                       size_t errlen) {
-  myc_redis_options d = {NULL,
-                         DEFAULT_CONNECT_MS,
-                         DEFAULT_COMMAND_MS,
-                         DEFAULT_RECONNECT_MIN_MS,
-                         DEFAULT_RECONNECT_MAX_MS,
+static int set_options(myc_redis *c, uv_loop_t *loop,
+                       const myc_redis_options *o, char *err, size_t errlen) {
+  myc__reconnect_timing t = {0, 0, 0};
+  myc_redis_options d = {NULL, 0, DEFAULT_COMMAND_MS, 0, 0,
                          DEFAULT_MAX_PENDING};
   if (o != NULL) {
-    if (o->connect_timeout_ms)
-      d.connect_timeout_ms = o->connect_timeout_ms;
+    t.connect_timeout_ms = o->connect_timeout_ms;
+    t.reconnect_min_ms = o->reconnect_min_ms;
+    t.reconnect_max_ms = o->reconnect_max_ms;
     if (o->command_timeout_ms)
       d.command_timeout_ms = o->command_timeout_ms;
-    if (o->reconnect_min_ms)
-      d.reconnect_min_ms = o->reconnect_min_ms;
-    if (o->reconnect_max_ms)
-      d.reconnect_max_ms = o->reconnect_max_ms;
     if (o->max_pending)
       d.max_pending = o->max_pending;
     if (o->password != NULL) {
@@ -800,16 +635,10 @@ static int set_options(myc_redis *c, const myc_redis_options *o, char *err,
       c->url.has_password = 1;
     }
   }
-  if (d.reconnect_min_ms > d.reconnect_max_ms) {
-    snprintf(err, errlen,
-             "redis: reconnect_min_ms (%u) is above "
-             "reconnect_max_ms (%u)",
-             d.reconnect_min_ms, d.reconnect_max_ms);
-    return MYC_EINVAL;
-  }
-  d.password = NULL;
+  /* The lifecycle's three are c->rc's. */
   c->opt = d;
-  return 0;
+  return myc__reconnect_init(&c->rc, &redis_ops, loop, "redis", &t,
+                             DEFAULT_CONNECT_MS, err, errlen);
 }
 
 int myc__redis_new(uv_loop_t *loop, const myc__alloc *alloc, const char *url,
@@ -828,7 +657,7 @@ int myc__redis_new(uv_loop_t *loop, const myc__alloc *alloc, const char *url,
   c->max_reply = MYC_REDIS_MAX_REPLY;
   rc = myc__redis_url_parse(url, &c->url, err, errlen);
   if (rc == 0)
-    rc = set_options(c, opt, err, errlen);
+    rc = set_options(c, loop, opt, err, errlen);
   if (rc == 0) {
     c->cap = 64;
     c->ring = myc__malloc(alloc, c->cap * sizeof *c->ring);
@@ -841,32 +670,23 @@ int myc__redis_new(uv_loop_t *loop, const myc__alloc *alloc, const char *url,
     myc__free(alloc, c, sizeof *c);
     return rc;
   }
-  c->loop = loop;
   c->sink = sink;
   c->sink_ud = ud;
-  c->numeric = uv_inet_pton(AF_INET, c->url.host, &a6) == 0 ||
-               uv_inet_pton(AF_INET6, c->url.host, &a6) == 0;
-  snprintf(c->server, sizeof c->server,
+  if (uv_inet_pton(AF_INET, c->url.host, &a6) != 0 &&
+      uv_inet_pton(AF_INET6, c->url.host, &a6) != 0)
+    c->rc.lookup_host = c->url.host;
+  snprintf(c->rc.server, sizeof c->rc.server,
            strchr(c->url.host, ':') ? "[%s]:%d" : "%s:%d", c->url.host,
            c->url.port);
-  myc__rng_seed(&c->rng);
-  c->why = "";
   /* Nothing can fail past this point: a started handle can only be
    * released asynchronously. */
-  uv_timer_init(loop, &c->timer);
-  uv_unref((uv_handle_t *)&c->timer);
-  c->timer.data = c;
-  c->gai.data = c;
-  c->in_api++;
-  start_attempt(c);
-  c->in_api--;
+  myc__reconnect_start(&c->rc);
   *out = c;
   return 0;
 }
 
 static void sink_to_service(void *ud, int code, const myc_redis_event *ev) {
-  myc_redis *c = ud;
-  (void)myc__service_event(c->svc, c->source, code, ev, sizeof *ev);
+  myc__reconnect_to_service(&((myc_redis *)ud)->rc, code, ev, sizeof *ev);
 }
 
 int myc__redis_open(myc_service *s, uint64_t source, const char *url,
@@ -876,8 +696,7 @@ int myc__redis_open(myc_service *s, uint64_t source, const char *url,
                           sink_to_service, NULL, out, err, errlen);
   if (rc == 0) {
     (*out)->sink_ud = *out;
-    (*out)->svc = s;
-    (*out)->source = source;
+    myc__reconnect_bind(&(*out)->rc, s, source);
   }
   return rc;
 }
@@ -918,6 +737,7 @@ static int64_t enqueue(myc_redis *c, int argc, const char *const *argv,
 static int64_t command(myc_redis *c, int argc, const char *const *argv,
                        const size_t *lens) {
   uint64_t now, id;
+  int rc;
   if (argc < 1 || argv == NULL || lens == NULL)
     return fail(c, MYC_EINVAL, "a command needs at least its name");
   if (stream_command(argv[0], lens[0]))
@@ -925,17 +745,14 @@ static int64_t command(myc_redis *c, int argc, const char *const *argv,
                 "%.*s is not supported (it turns the "
                 "connection into a message stream)",
                 (int)lens[0], argv[0]);
-  if (c->closing || c->state == ST_CLOSED)
-    return fail(c, MYC_ESTATE, "client closed");
+  if ((rc = myc__reconnect_refuse(&c->rc)) != 0)
+    return rc;
   now = now_ms(c);
-  if (c->state == ST_DOWN)
-    return fail(c, UV_ENOTCONN, "not connected (%s); next attempt in %u ms",
-                c->why, (unsigned)(c->retry_at > now ? c->retry_at - now : 0));
   if (c->user_pending >= c->opt.max_pending)
     return fail(c, MYC_ELIMIT, "%u commands in flight already (max_pending)",
                 c->opt.max_pending);
   id = ++c->next_id;
-  if (c->state == ST_RESOLVING) {
+  if (c->rc.state == MYC__RC_RESOLVING) {
     if (enqueue(c, argc, argv, lens, id, now + c->opt.command_timeout_ms))
       return MYC_ENOMEM;
   } else {
@@ -945,7 +762,7 @@ static int64_t command(myc_redis *c, int argc, const char *const *argv,
                               lens) != REDIS_OK)
       return fail(c, MYC_ENOMEM, "cannot queue the command");
     ring_push(c, id, now + c->opt.command_timeout_ms);
-    if (c->n == 1 && c->state != ST_CONNECTING)
+    if (c->n == 1 && c->rc.state != MYC__RC_CONNECTING)
       rearm(c);
   }
   c->user_pending++;
@@ -955,111 +772,26 @@ static int64_t command(myc_redis *c, int argc, const char *const *argv,
 int64_t myc__redis_command(myc_redis *c, int argc, const char *const *argv,
                           const size_t *lens) {
   int64_t rc;
-  c->in_api++;
+  c->rc.in_api++;
   rc = command(c, argc, argv, lens);
-  c->in_api--;
+  c->rc.in_api--;
   return rc;
 }
 
-void myc__redis_close(myc_redis *c) {
-  redisAsyncContext *ac = c->ac;
-  int immediate;
-  if (c->closing || c->released)
-    return;
-  c->in_api++;
-  c->closing = 1;
-  switch (c->state) {
-  case ST_DOWN:
-    finish(c);
-    break;
-  case ST_RESOLVING:
-    /* on_resolved fails what waited and finishes the close. */
-    uv_cancel((uv_req_t *)&c->gai);
-    break;
-  case ST_CONNECTING:
-  case ST_HANDSHAKE:
-  case ST_UP:
-    /* hiredis disconnects at once when nothing is pending (without a
-     * disconnect callback if it never connected), else after the last
-     * reply. */
-    immediate = !(ac->c.flags & REDIS_IN_CALLBACK) && ac->replies.head == NULL;
-    redisAsyncDisconnect(ac);
-    if (immediate && c->ac == ac) {
-      c->ac = NULL;
-      conn_ended(c);
-    }
-    break;
-  }
-  c->in_api--;
-}
+void myc__redis_close(myc_redis *c) { myc__reconnect_close(&c->rc); }
 
-static void on_timer_closed(uv_handle_t *h) {
-  myc_redis *c = h->data;
-  myc__free(c->alloc, c->ring, c->cap * sizeof *c->ring);
-  myc__free(c->alloc, c, sizeof *c);
-}
-
-static void release_if_done(myc_redis *c) {
-  if (c->released && !c->resolving && c->ac == NULL && !c->timer_closing) {
-    c->timer_closing = 1;
-    uv_close((uv_handle_t *)&c->timer, on_timer_closed);
-  }
-}
-
-/* What a closing client issued but the loop has not written yet goes out
- * now: a service's stop usually closes the client and ends its Lua state
- * (and with it the client) in the same turn, before the loop could write,
- * and a write-back issued just before would be lost.  Non-blocking and
- * bounded: a full socket buffer ends it. */
-static void flush_before_free(myc_redis *c, redisAsyncContext *ac) {
-  int done = 0, tries;
-  if (!c->closing || (c->state != ST_UP && c->state != ST_HANDSHAKE))
-    return;
-  for (tries = 0; tries < 8 && !done; tries++)
-    if (redisBufferWrite(&ac->c, &done) != REDIS_OK)
-      return;
-}
-
-void myc__redis_free(myc_redis *c) {
-  redisAsyncContext *ac = c->ac;
-  if (c->released)
-    return;
-  c->in_api++;
-  c->released = 1;
-  c->sink = NULL;
-  free_queued(c, 0);
-  if (c->resolving)
-    uv_cancel((uv_req_t *)&c->gai); /* on_resolved then releases */
-  c->ac = NULL;
-  if (ac != NULL) {
-    flush_before_free(c, ac);
-    redisAsyncFree(ac); /* its callbacks run without delivering */
-  }
-  release_if_done(c);
-  c->in_api--;
-}
+void myc__redis_free(myc_redis *c) { myc__reconnect_release(&c->rc); }
 
 const char *myc__redis_state(const myc_redis *c) {
-  if (c->state == ST_CLOSED)
-    return "closed";
-  if (c->closing)
-    return "closing";
-  switch (c->state) {
-  case ST_DOWN:
-    return "down";
-  case ST_UP:
-    return "up";
-  default:
-    return "connecting";
-  }
+  return myc__reconnect_state(&c->rc);
 }
 
 void myc__redis_set_max_reply(myc_redis *c, size_t bytes) {
   c->max_reply = bytes;
 }
 
-const char *myc__redis_server(const myc_redis *c) { return c->server; }
-const char *myc__redis_error(const myc_redis *c) { return c->err; }
+const char *myc__redis_server(const myc_redis *c) { return c->rc.server; }
+const char *myc__redis_error(const myc_redis *c) { return c->rc.err; }
 uint32_t myc__redis_pending(const myc_redis *c) { return c->user_pending; }
 
 void myc__redis_reply_view(const void *p, myc_redis_value *v) {
