@@ -24,6 +24,7 @@ typedef struct {
   signed char key_bools[MAX_DEPTH]; /* -1: not a boolean key */
   int depth;
   size_t strings; /* pushed onto 'to' */
+  int counter_tried; /* the counting loop was made, or could not be */
 } copier;
 
 /* Raises in 'to' with the path of the current field. */
@@ -92,9 +93,10 @@ static void copy_typed(lua_State *to, copier *c, int idx, int type) {
  * interpreter's loop over next (ITERN) walks the nodes by index instead,
  * about four times faster.  The loop lives in the source state's
  * registry; its JIT is off, or it would be compiled during the pause.
- * The builtin next comes in as its argument, read from the globals when
- * the loop is made: a service that replaced it with a Lua function gets
- * the lua_next count.  Only the new table's size rests on the count. */
+ * Its next is the one the state's pairs returns, taken when the loop is
+ * made, and both must be C functions: a service that replaced them with
+ * its own gets the lua_next count.  Only the new table's size rests on
+ * the count. */
 static const char counter_src[] =
     "local next = ...\n"
     "return function(t)\n"
@@ -108,22 +110,30 @@ static const char counter_key = 0; /* its address keys the registry */
 /* Below this many entries a table is counted with lua_next. */
 #define SMALL_TABLE 32
 
-/* Pushes onto L its counting loop, made if it has none; nothing when
- * it cannot be made.  Returns whether it pushed it. */
-static int push_counter(lua_State *L) {
+/* Pushes onto L its counting loop, made if it has none, and returns 1;
+ * 0 with nothing pushed when it cannot be made ('*tried' then says not
+ * to try again during this copy). */
+static int push_counter(lua_State *L, int *tried) {
   lua_pushlightuserdata(L, (void *)&counter_key);
   lua_rawget(L, LUA_REGISTRYINDEX);
   if (lua_isfunction(L, -1))
     return 1;
   lua_pop(L, 1);
-  return myc__snapshot_prepare(L) == 0 && push_counter(L);
+  if (*tried)
+    return 0;
+  *tried = 1;
+  return myc__snapshot_prepare(L) == 0 && push_counter(L, tried);
 }
 
 /* Makes the loop (protected: it allocates). */
 static int make_counter(lua_State *L) {
-  lua_getglobal(L, "next");
+  lua_getglobal(L, "pairs");
   if (!lua_iscfunction(L, -1))
-    return luaL_error(L, "next is not the builtin");
+    return luaL_error(L, "pairs is not the builtin");
+  lua_newtable(L);
+  lua_call(L, 1, 1);
+  if (!lua_iscfunction(L, -1))
+    return luaL_error(L, "pairs does not give the builtin next");
   if (luaL_loadbuffer(L, counter_src, sizeof counter_src - 1, "=snapshot"))
     return lua_error(L);
   lua_insert(L, -2);
@@ -158,11 +168,11 @@ static int count_next(lua_State *from, int idx, int limit) {
 }
 
 /* Entries of the table at 'idx' of 'from'. */
-static int count_entries(lua_State *from, int idx) {
+static int count_entries(lua_State *from, copier *c, int idx) {
   int n = count_next(from, idx, SMALL_TABLE);
   if (n < SMALL_TABLE)
     return n;
-  if (push_counter(from)) {
+  if (push_counter(from, &c->counter_tried)) {
     lua_pushvalue(from, idx);
     /* A hook the watchdog left on the old state may raise in the loop. */
     if (lua_pcall(from, 1, 1, 0) == 0) {
@@ -190,7 +200,7 @@ static void copy_table(lua_State *to, copier *c, int idx) {
   /* Sized once: growing a table entry by entry rehashes it each time it
    * doubles, which costs more than counting. */
   narr = (int)lua_objlen(from, idx);
-  nall = count_entries(from, idx);
+  nall = count_entries(from, c, idx);
   lua_createtable(to, narr, nall > narr ? nall - narr : 0);
   t = lua_gettop(to);
   c->depth = d + 1;
