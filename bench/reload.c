@@ -5,7 +5,11 @@
  * state -> new init -> swap), measured by the engine.
  * Restart cost: a service that crashes on every message, restarted with
  * no backoff: wall time per crash (dead letter, log, new Lua state,
- * module load, init). */
+ * module load, init).
+ * BENCH_VARIANT=flat10k, flat10k_loaded, pools10k or restart runs that
+ * part alone; BENCH_LOG=1 prints every swap of the pause runs to stderr,
+ * in order: wall pause, worker CPU and page faults (which reloads are the
+ * slow ones). */
 #include "bench.h"
 #include "mycelium.h"
 
@@ -30,6 +34,7 @@ static void discard(void *ud, int level, const char *line, size_t len) {
  * its CPU time and page faults do not count time spent preempted, which
  * on a shared machine can dwarf the copy. */
 typedef struct {
+  double wall_ms[RELOADS];
   double cpu_ms[RELOADS];
   double faults[RELOADS];
   int n;
@@ -49,6 +54,7 @@ static void on_log(void *ud, int level, const char *line, size_t len) {
   if (p != NULL &&
       sscanf(p, ", swap %lf ms, cpu %lf ms, %lf page faults", &wall, &cpu,
              &faults) == 3) {
+    c->wall_ms[c->n] = wall;
     c->cpu_ms[c->n] = cpu;
     c->faults[c->n++] = faults;
   }
@@ -190,6 +196,11 @@ static int pause_once(const char *shape, int entries, int load,
   }
   for (i = 0; i < 3 && i < costs.n; i++)
     first3 += costs.faults[i];
+  if (getenv("BENCH_LOG") != NULL)
+    for (i = 0; i < costs.n; i++)
+      fprintf(stderr, "reload %s%s %3d: swap %.3f ms, cpu %.3f ms, %.0f "
+              "faults\n", shape, load ? " loaded" : "", i, costs.wall_ms[i],
+              costs.cpu_ms[i], costs.faults[i]);
   qsort(pause, RELOADS, sizeof *pause, cmp);
   qsort(total, RELOADS, sizeof *total, cmp);
   out->p50 = pct(pause, RELOADS, 0.5);
@@ -314,12 +325,21 @@ static int restart_cost(void) {
   return 0;
 }
 
+/* Whether BENCH_VARIANT lets part 'name' run. */
+static int wanted(const char *name) {
+  const char *only = getenv("BENCH_VARIANT");
+  return only == NULL || *only == '\0' || strcmp(only, name) == 0;
+}
+
 int bench_reload(void) {
-  return reload_pause("flat", ENTRIES, 0, "flat10k",
-                      "10 000 entries: address -> number (target p99 < 2)") ||
-         reload_pause("flat", ENTRIES, 1, "flat10k_loaded",
-                      "the same under a full-speed stream") ||
-         reload_pause("pools", ENTRIES, 0, "pools10k",
-                      "10 000 entries of 3 fields (40 000 values)") ||
-         restart_cost();
+  return (wanted("flat10k") &&
+          reload_pause("flat", ENTRIES, 0, "flat10k",
+                       "10 000 entries: address -> number (target p99 < 2)")) ||
+         (wanted("flat10k_loaded") &&
+          reload_pause("flat", ENTRIES, 1, "flat10k_loaded",
+                       "the same under a full-speed stream")) ||
+         (wanted("pools10k") &&
+          reload_pause("pools", ENTRIES, 0, "pools10k",
+                       "10 000 entries of 3 fields (40 000 values)")) ||
+         (wanted("restart") && restart_cost());
 }

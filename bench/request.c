@@ -3,11 +3,16 @@
  * p99 with one request outstanding, and requests per second with 1 and
  * 64 outstanding.  The baseline, measured in the same run: the same round
  * trip made of two ctx:emit (ping -> pong), whose half is the one-way
- * latency of an emit across workers. */
+ * latency of an emit across workers.
+ * BENCH_VARIANT=one_worker or two_workers runs that half alone;
+ * ..._pingpong or ..._request (e.g. two_workers_request) one kind of
+ * round trip of it, one outstanding, reporting its p50 and p99 alone (to
+ * profile one side). */
 #include "bench.h"
 #include "mycelium.h"
 
 #include <msgpack.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -110,14 +115,48 @@ static int measure(const char *client, const char *server, int workers,
   return 0;
 }
 
+/* Only one kind of round trip of the half 'where': its p50 and p99. */
+static int request_part(const char *where, const char *part, int workers,
+                        int n) {
+  double v[5];
+  char metric[64];
+  int ping = strcmp(part, "pingpong") == 0;
+  if (!ping && strcmp(part, "request") != 0) {
+    fprintf(stderr, "bench: request: no variant %s_%s\n", where, part);
+    return 1;
+  }
+  if (measure(ping ? "pinger" : "requester", ping ? "ponger" : "responder",
+              workers, n, 1, v))
+    return 1;
+  snprintf(metric, sizeof metric, "%s_%s_p50_ns", where,
+           ping ? "emit_pingpong" : "rtt");
+  bench_report("request", metric, v[0], "ns", "1 outstanding");
+  snprintf(metric, sizeof metric, "%s_%s_p99_ns", where,
+           ping ? "emit_pingpong" : "rtt");
+  bench_report("request", metric, v[1], "ns", "1 outstanding");
+  return 0;
+}
+
 int bench_request(void) {
+  const char *only = getenv("BENCH_VARIANT");
   int workers;
   char metric[64], note[96];
   for (workers = 1; workers <= 2; workers++) {
     const char *where = workers == 1 ? "one_worker" : "two_workers";
+    size_t wl = strlen(where);
     /* Fewer across workers: each round trip waits for two wake-ups. */
     int n = (int)((workers == 1 ? 200000 : 30000) * bench_scale());
     double ping[5], one[5], many[5];
+    if (only != NULL && *only != '\0') {
+      if (strncmp(only, where, wl) != 0 ||
+          (only[wl] != '\0' && only[wl] != '_'))
+        continue;
+      if (only[wl] == '_') {
+        if (request_part(where, only + wl + 1, workers, n))
+          return 1;
+        continue;
+      }
+    }
     if (measure("pinger", "ponger", workers, n, 1, ping) ||
         measure("requester", "responder", workers, n, 1, one) ||
         measure("requester", "responder", workers, n, 64, many))

@@ -206,7 +206,8 @@ int main(int argc, char **argv) {
   int rc = 0;
   if (argc > 1 && strcmp(argv[1], "--help") == 0) {
     printf("usage: myc-bench [SCENARIO...]   (BENCH_SCALE=0.1 for a quick run;\n"
-           "       BENCH_VARIANT=NAME runs one variant of typed or workers)\n");
+           "       BENCH_VARIANT=NAME runs one variant of typed, workers,\n"
+           "       request, reload or bandit)\n");
     for (s = scenarios; s->name != NULL; s++)
       printf("  %-10s %s\n", s->name, s->about);
     return 0;

@@ -208,6 +208,91 @@ static void test_counts_strings(void) {
   lua_close(to);
 }
 
+/* A table of 2 000 entries: an array part, string and number keys. */
+static const char big_src[] =
+    "local t = {}\n"
+    "for i = 1, 500 do t[i] = i * 2 end\n"
+    "for i = 1, 1000 do t[string.format('0x%040x', i)] = i * 1.5 end\n"
+    "for i = 1, 500 do t[i + 0.5] = { i, tostring(i) } end\n"
+    "return { big = t, small = { a = 1 } }\n";
+
+static int hook_calls;
+static int hook_raises;
+
+static void count_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  hook_calls++;
+  if (hook_raises)
+    luaL_error(L, "interrupted");
+}
+
+/* Copies big_src out of 'from' into a fresh state, a count hook on
+ * 'from' during the copy alone, and checks the copy against the
+ * original.  '*calls': how often the hook ran. */
+static void check_big_copy(lua_State *from, int *calls) {
+  lua_State *to = state();
+  char err[512] = "", *want, *got;
+  *calls = -1;
+  CHECK(to != NULL);
+  CHECK_EQ(luaL_dostring(from, big_src), 0);
+  hook_calls = 0;
+  lua_sethook(from, count_hook, LUA_MASKCOUNT, 1);
+  CHECK_EQ(myc__snapshot_copy(from, lua_gettop(from), to, NULL, err,
+                              sizeof err),
+           0);
+  lua_sethook(from, NULL, 0, 0);
+  *calls = hook_calls;
+  want = dump_top(from);
+  got = dump_top(to);
+  CHECK(want != NULL && got != NULL && strcmp(want, got) == 0);
+  free(want);
+  free(got);
+  lua_settop(from, 0);
+  lua_close(to);
+}
+
+/* A big table is counted by a loop the source state runs (a count hook
+ * on the source sees it; lua_next alone runs no Lua code), made in the
+ * source by myc__snapshot_prepare or by the copy itself.  When that loop
+ * cannot run (pairs replaced by the service, an error in the loop) the
+ * copy counts with lua_next, and is the same. */
+static void test_big_tables_counted_in_the_source(void) {
+  lua_State *from = state();
+  int calls;
+  CHECK(from != NULL);
+  CHECK_EQ(myc__snapshot_prepare(from), 0);
+  hook_raises = 0;
+  check_big_copy(from, &calls);
+  CHECK(calls > 1000);
+  /* An error raised in the loop (as by the watchdog's hook). */
+  hook_raises = 1;
+  check_big_copy(from, &calls);
+  CHECK(calls > 0);
+  lua_close(from);
+
+  /* Not prepared: the first copy makes the loop. */
+  from = state();
+  hook_raises = 0;
+  check_big_copy(from, &calls);
+  CHECK(calls > 1000);
+  lua_close(from);
+
+  /* pairs replaced by the service (a Lua function; a C function that
+   * does not give a function): no loop, lua_next counts. */
+  from = state();
+  CHECK_EQ(luaL_dostring(from, "local p = pairs; pairs = function(t) "
+                               "return p(t) end"),
+           0);
+  CHECK_EQ(myc__snapshot_prepare(from), -1);
+  check_big_copy(from, &calls);
+  CHECK_EQ(calls, 0);
+  lua_close(from);
+  from = state();
+  CHECK_EQ(luaL_dostring(from, "pairs = tostring"), 0);
+  CHECK_EQ(myc__snapshot_prepare(from), -1);
+  lua_close(from);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"counts_strings", test_counts_strings},
@@ -215,6 +300,8 @@ int main(void) {
       {"shared_references", test_shared_references},
       {"scalars_at_the_root", test_scalars_at_the_root},
       {"refused_by_path", test_refused_by_path},
+      {"big_tables_counted_in_the_source",
+       test_big_tables_counted_in_the_source},
       {NULL, NULL},
   };
   return run_tests(cases);

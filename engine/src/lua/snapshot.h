@@ -21,4 +21,12 @@
 int myc__snapshot_copy(lua_State *from, int idx, lua_State *to,
                        size_t *strings, char *err, size_t errlen);
 
+/* Gives 'L' what a later copy out of it uses to count big tables fast
+ * (a small function in its registry), so that the copy does not make
+ * it during a reload's pause.  Off the hot path: a state being loaded.
+ * 0, or -1 when it could not (out of memory, or 'pairs' or 'next'
+ * replaced by the service's code): a copy out of 'L' then counts with
+ * lua_next. */
+int myc__snapshot_prepare(lua_State *L);
+
 #endif

@@ -339,8 +339,11 @@ size_t myc__instance_prepare(myc_service *s, myc__instance *in) {
   myc__lua_budget *b = &s->mem[in->slot];
   size_t old = atomic_load(&s->mem[atomic_load(&s->mem_cur)].used);
   size_t have, n;
-  if (in->L != NULL)
+  if (in->L != NULL) {
     reserve_strings(s, in, old);
+    /* For the next reload, which copies out of this state. */
+    (void)myc__snapshot_prepare(in->L);
+  }
   have = atomic_load(&b->used);
   /* What the old state holds beyond its code (about what 'in' holds
    * now) is its data, an upper bound of the snapshot: garbage not yet
