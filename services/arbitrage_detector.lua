@@ -290,6 +290,7 @@ local function contract_type(ctx, name)
 end
 
 function M.init(ctx, opts)
+  wire.gc_pause(ctx, opts)
   local reg = setmetatable({ by_raw = {}, pools = {}, venues_by_pair = {} },
                            Registry)
   -- Only the newest accepted logs can be retracted: reorgs drop recent

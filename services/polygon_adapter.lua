@@ -378,6 +378,7 @@ local function window(ctx, size)
 end
 
 function M.init(ctx, opts)
+  wire.gc_pause(ctx, opts)
   local reg, err = registry.load(opts.pools or DATA .. "pools.json",
                                  opts.tokens or DATA .. "tokens.json")
   if not reg then
