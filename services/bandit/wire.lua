@@ -78,8 +78,9 @@ end
 --- (default 400: a cycle starts when the heap reaches four times what
 --- the last one left live; Lua's default is 200). The adapter and the
 --- detector make garbage with every log while keeping a window of the
---- newest logs alive, which every cycle marks and sweeps again: cycles
---- twice as far apart halve that part, for heaps of a few MB more
+--- newest logs alive, which every cycle marks and sweeps again: a cycle
+--- after three times the live heap is allocated rather than once makes
+--- that part a third, for a higher peak heap
 --- (docs/TUNING.md, "The collector's pause").
 function M.gc_pause(ctx, opts)
   local p = opts.gc_pause
