@@ -72,6 +72,26 @@ function M.now_ns()
   return tonumber(ts[0]) * 1e9 + tonumber(ts[1])
 end
 
+--- Collector ----------------------------------------------------------------
+
+--- The collector's pause of a Bandit service's Lua state: opts.gc_pause
+--- (default 400: a cycle starts when the heap reaches four times what
+--- the last one left live; Lua's default is 200). The adapter and the
+--- detector make garbage with every log while keeping a window of the
+--- newest logs alive, which every cycle marks and sweeps again: a cycle
+--- after three times the live heap is allocated rather than once makes
+--- that part a third, for a higher peak heap
+--- (docs/TUNING.md, "The collector's pause").
+function M.gc_pause(ctx, opts)
+  local p = opts.gc_pause
+  if p == nil then p = 400 end
+  if type(p) ~= "number" or p < 100 or p % 1 ~= 0 then
+    error(format("service '%s': opts.gc_pause must be a whole number >= "
+                 .. "100, got %s", ctx.name, tostring(p)), 0)
+  end
+  collectgarbage("setpause", p)
+end
+
 --- Hex -> bytes -------------------------------------------------------------
 
 local u8p, u16p = ffi.typeof("uint8_t *"), ffi.typeof("const uint16_t *")

@@ -62,4 +62,19 @@ describe("bandit.wire", function()
     local b = wire.now_ns()
     assert.truthy(a > 0 and b >= a)
   end)
+  it("sets the collector's pause from opts.gc_pause, 400 by default", function()
+    local before = collectgarbage("setpause", 200)
+    local ctx = { name = "svc" }
+    wire.gc_pause(ctx, {})
+    assert.equal(400, collectgarbage("setpause", 200))
+    wire.gc_pause(ctx, { gc_pause = 250 })
+    assert.equal(250, collectgarbage("setpause", 200))
+    for _, bad in ipairs { 99, 250.5, "400", true } do
+      local ok, err = pcall(wire.gc_pause, ctx, { gc_pause = bad })
+      assert.is_false(ok)
+      assert.matches("service 'svc': opts.gc_pause must be a whole number >= 100, got "
+                     .. tostring(bad), err, 1, true)
+    end
+    collectgarbage("setpause", before)
+  end)
 end)
