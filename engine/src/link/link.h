@@ -96,6 +96,12 @@ typedef struct {
   uint64_t unknown_types, frame_errors, reconnects;
   uint32_t patterns; /* patterns the peer subscribed */
   double pressure;   /* fill of its queue, 0..1, as ctx:pressure sees it */
+  /* Reading paused for a full "reject" mailbox: now, how often, how long
+   * in all (ms); messages read and waiting that were dropped when the
+   * peer hung up or the engine stopped meanwhile. */
+  int paused;
+  uint64_t pauses, paused_ms;
+  uint64_t dropped_held_disconnect, dropped_held_shutdown;
 } myc__link_stats;
 
 /* Fills up to 'max' entries of 'out'; returns the number of peers.  Any
