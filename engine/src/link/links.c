@@ -2094,7 +2094,8 @@ static void on_hold(uv_timer_t *t) {
        * connection it makes again must not see older messages of its
        * arrive after newer ones. */
       logf_(L, MYC_LOG_WARN, "link %s (%s): the peer hung up while its "
-            "messages waited for a full mailbox", p->name, p->ep->url);
+            "messages waited for a full mailbox: the %llu read are dropped",
+            p->name, p->ep->url, (unsigned long long)held_frames(p));
       peer_close(p);
       continue;
     }
