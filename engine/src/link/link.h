@@ -10,7 +10,9 @@
  * outbound queue the second (frames and bytes).  What a peer sends is
  * published into the engine as a host thread publishes, with the
  * sender's trace context, and marked so that no link sends it on: links
- * are one hop.
+ * are one hop.  A message for a full mailbox of policy reject is not
+ * dropped: the link stops reading until it has room (the sender's queue
+ * then fills, and its producers see the pressure).
  */
 #ifndef MYC_LINK_H
 #define MYC_LINK_H

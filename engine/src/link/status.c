@@ -85,7 +85,8 @@ char *myc__links_status(void *links, int json, size_t *len) {
       snprintf(fill, sizeof fill, "%.2f", s->pressure);
       /* An up link whose reading waits for a full mailbox. */
       myc__text_printf(&o, ROW, s->peer, s->dir,
-          s->paused ? "up,paused" : s->state, v, c[0], c[1], c[2], c[3],
+          s->paused && strcmp(s->state, "up") == 0 ? "up,paused" : s->state,
+          v, c[0], c[1], c[2], c[3],
           c[4], fill, c[5], "");
       myc__text_printf(&o, "  %-14s %s; dropped: queue full %llu, disconnect %llu, "
               "shutdown %llu, v1 untyped %llu; unknown types %llu, frame "
