@@ -518,6 +518,24 @@ static double publish_paced(myc_engine *a, uint64_t n) {
   return worst;
 }
 
+/* Engines 'pre'a, listening on tmpdir/'pre'.sock with 'a_keys', and
+ * 'pre'b, dialling it, whose mailboxes are 'b_mailbox' and link table
+ * has 'b_link' more. */
+static void bp_pair(const char *pre, const char *a_keys, const char *b_mailbox,
+                    const char *b_link, myc_engine **a, myc_engine **b) {
+  char a_links[512], b_links[512], url[256], name[16];
+  snprintf(url, sizeof url, "unix://%s/%s.sock", tmpdir, pre);
+  snprintf(a_links, sizeof a_links, "listen = { \"%s\" }, %s", url, a_keys);
+  snprintf(b_links, sizeof b_links,
+           "connect = { \"%s\" }, link = { reconnect_initial_ms = 20, %s },\n"
+           "  mailbox = { %s }",
+           url, b_link, b_mailbox);
+  snprintf(name, sizeof name, "%sa", pre);
+  *a = engine(name, a_links);
+  snprintf(name, sizeof name, "%sb", pre);
+  *b = engine(name, b_links);
+}
+
 /* b's two subscribers of bp.x have mailboxes of 64 messages that refuse
  * when full (policy reject): one handles a message in 20 us, the other
  * at once.  a sends 30 000: b's link stops reading whenever the slow
@@ -527,7 +545,6 @@ static double publish_paced(myc_engine *a, uint64_t n) {
  * and nothing is dropped on either side.  'b_more': more keys of b's
  * link table. */
 static void a_full_reject_mailbox_pauses_the_link(const char *b_more) {
-  char a_links[512], b_links[512], url[256];
   static slow_sink slow;
   static sink fast;
   myc_engine *a, *b;
@@ -537,17 +554,10 @@ static void a_full_reject_mailbox_pauses_the_link(const char *b_more) {
   const uint64_t n = 30000;
   memset(&slow, 0, sizeof slow);
   memset(&fast, 0, sizeof fast);
-  snprintf(url, sizeof url, "unix://%s/bp%d.sock", tmpdir, on_worker);
-  snprintf(a_links, sizeof a_links,
-           "listen = { \"%s\" }, link = { queue_frames = 4096 },\n"
-           "  mailbox = { capacity = 1024, policy = \"reject\" }",
-           url);
-  snprintf(b_links, sizeof b_links,
-           "connect = { \"%s\" }, link = { reconnect_initial_ms = 20, %s },\n"
-           "  mailbox = { capacity = 64, policy = \"reject\" }",
-           url, b_more);
-  a = engine("bpa", a_links);
-  b = engine("bpb", b_links);
+  bp_pair(on_worker ? "bpw" : "bp",
+          "link = { queue_frames = 4096 },\n"
+          "  mailbox = { capacity = 1024, policy = \"reject\" }",
+          "capacity = 64, policy = \"reject\"", b_more, &a, &b);
   CHECK(a != NULL && b != NULL);
   CHECK_EQ(myc_engine_add_c_service(b, "slow", "bp.*", on_slow_sink, &slow,
                                      on_worker ? 1 : 0),
@@ -641,7 +651,6 @@ static void a_full_reject_mailbox_pauses_a_worker_loop(void) {
 /* drop_oldest as before: b's full mailbox evicts, counted; the link
  * never pauses, and every message is either handled or counted. */
 static void a_full_drop_oldest_mailbox_drops(void) {
-  char a_links[512], b_links[512], url[256];
   static slow_sink slow;
   myc_engine *a, *b;
   myc__link_stats st;
@@ -649,15 +658,8 @@ static void a_full_drop_oldest_mailbox_drops(void) {
   const uint64_t n = 5000;
   int i;
   memset(&slow, 0, sizeof slow);
-  snprintf(url, sizeof url, "unix://%s/bpd.sock", tmpdir);
-  snprintf(a_links, sizeof a_links,
-           "listen = { \"%s\" },\n  mailbox = { policy = \"reject\" }", url);
-  snprintf(b_links, sizeof b_links,
-           "connect = { \"%s\" }, link = { reconnect_initial_ms = 20 },\n"
-           "  mailbox = { capacity = 64, policy = \"drop_oldest\" }",
-           url);
-  a = engine("bda", a_links);
-  b = engine("bdb", b_links);
+  bp_pair("bpd", "mailbox = { policy = \"reject\" }",
+          "capacity = 64, policy = \"drop_oldest\"", "", &a, &b);
   CHECK(a != NULL && b != NULL);
   CHECK_EQ(myc_engine_add_c_service(b, "slow", "bp.*", on_slow_sink, &slow,
                                      0),
