@@ -497,7 +497,8 @@ static uint64_t mb_dropped(myc_engine *e, const char *name, int why) {
   return s != NULL ? atomic_load(&s->task.mb.dropped[why]) : UINT64_MAX;
 }
 
-/* a publishes 'n' messages on bp.x to b, pausing while the topic's
+/* a publishes 'n' messages to b, 8 on bp.x, 8 on bp.y and so on (one
+ * mailbox's room is shared by two topics), pausing while bp.x's
  * pressure (what ctx:pressure says) is over 0.5, as Bandit's adapter
  * does; returns the highest pressure seen. */
 static double publish_paced(myc_engine *a, uint64_t n) {
@@ -508,12 +509,15 @@ static double publish_paced(myc_engine *a, uint64_t n) {
   for (i = 1; i <= n; i += 64) {
     double p = myc_ffi_pressure(noop, (uint32_t)id);
     int waited = 0;
+    uint64_t j;
     worst = p > worst ? p : worst;
     while (p > 0.5 && waited++ < 30000) {
       sleep_ms(1);
       p = myc_ffi_pressure(noop, (uint32_t)id);
     }
-    publish_seq(a, "bp.x", i, n - i + 1 < 64 ? n - i + 1 : 64);
+    for (j = i; j < i + 64 && j <= n; j += 8)
+      publish_seq(a, (j / 8) % 2 ? "bp.y" : "bp.x", j,
+                  n - j + 1 < 8 ? n - j + 1 : 8);
   }
   return worst;
 }
@@ -536,7 +540,7 @@ static void bp_pair(const char *pre, const char *a_keys, const char *b_mailbox,
   *b = engine(name, b_links);
 }
 
-/* b's two subscribers of bp.x have mailboxes of 64 messages that refuse
+/* b's two subscribers of bp.* have mailboxes of 64 messages that refuse
  * when full (policy reject): one handles a message in 20 us, the other
  * at once.  a sends 30 000: b's link stops reading whenever the slow
  * one is full, a's queue (4096 frames) fills and its pressure rises, a

@@ -70,13 +70,15 @@
  * bytes in those places passes the same checks and goes to the same
  * topic: a stream of messages from one source on one topic is checked
  * once (same_shape). */
-/* What the "reject" mailboxes of one topic's subscribers take before
- * they are looked at again (room): messages and payload bytes. */
+/* What a peer knows of a topic's subscribers for the pass over its
+ * read buffer (room): not looked at yet, none has a "reject" mailbox
+ * (its messages never wait), or some have (each message takes one of
+ * the pass's pool). */
+enum { ROOM_UNKNOWN, ROOM_ANY, ROOM_POOL };
 typedef struct {
-  uint32_t topic, n;
-  uint64_t bytes;
+  uint32_t topic, state;
 } credit;
-/* Topics a peer keeps credits for at once (by id, direct-mapped): a
+/* Topics a peer keeps this for at once (by id, direct-mapped): a
  * stream interleaving a few topics does not look every message up. */
 #define CREDITS 8
 /* A link held for a full mailbox tries again this often, ms. */
@@ -153,12 +155,16 @@ struct peer {
   shape shape;
   myc_buf *run[RUN_MAX];
   uint32_t nrun;
-  /* Backpressure (room): how many more messages, and bytes, the "reject"
-   * mailboxes of a topic's subscribers take, by topic, as last looked
-   * at in this pass over the read buffer. */
+  /* Backpressure (room), for this pass over the read buffer: the topics
+   * looked at, and the pool: the least room (messages, payload bytes)
+   * of the "reject" mailboxes of their subscribers, less what went to
+   * them since.  One pool for all topics: two topics may share a
+   * subscriber. */
   credit credits[CREDITS];
-  /* Of them, what the messages of the kept shape took for the rest of
-   * this pass: one check a message on the read loop's hot path. */
+  uint32_t pool_n;
+  uint64_t pool_bytes;
+  /* Of the pool, what the messages of the kept shape took for the rest
+   * of this pass: one check a message on the read loop's hot path. */
   uint32_t shape_credit;
   /* A message could not go: 'rbuf' begins with its frame, reading is
    * stopped (hold) until the hold timer delivers it.  'held_since'
@@ -1483,68 +1489,90 @@ static int waits_for(const myc__task *tk, uint32_t len) {
   return tk->mb.policy == MYC_POLICY_REJECT && len <= tk->mb.max_message;
 }
 
-/* Looks at the subscribers of topic 'id' again: the credit 'c' becomes
- * the least room of their "reject" mailboxes (unbounded without one). */
-static __attribute__((noinline)) void credit_look(peer *p, uint32_t id,
-                                                  uint32_t len, credit *c) {
+/* Forgets what the pass knew (room_look): the room is measured anew. */
+static void room_reset(peer *p) {
+  uint32_t i;
+  for (i = 0; i < CREDITS; i++)
+    p->credits[i].state = ROOM_UNKNOWN;
+  p->pool_n = UINT32_MAX;
+  p->pool_bytes = UINT64_MAX;
+  p->shape_credit = 0;
+}
+
+/* Looks at the subscribers of topic 'id': the pool becomes at most the
+ * room of each "reject" mailbox among them.  A pool that cannot take a
+ * message of 'len' bytes is measured anew first, from the mailboxes'
+ * counts (what went to them since is in those). */
+static __attribute__((noinline)) void room_look(peer *p, uint32_t id,
+                                                uint32_t len, credit *c) {
   myc__links *L = p->L;
   const myc__sublist *subs;
   uint32_t i, n, k;
   uint64_t b;
+  int any = 0;
   /* The run waiting is on no mailbox's count yet. */
   run_flush(p);
+  if (p->pool_n == 0 || p->pool_bytes < len)
+    room_reset(p);
   if (L->w == NULL)
     myc__host_enter(&L->hs);
   subs = myc__topic_subs(myc__topics_get(&L->e->topics, id));
-  c->topic = id;
-  c->n = UINT32_MAX;
-  c->bytes = UINT64_MAX;
   for (i = 0, n = subs->n; i < n; i++) {
     myc_service *s = myc__sublist_at(subs, i);
-    if (s == NULL || !waits_for(&s->task, len))
+    if (s == NULL || s->task.mb.policy != MYC_POLICY_REJECT)
       continue;
     task_room(L, &s->task, &k, &b);
-    c->n = k < c->n ? k : c->n;
-    c->bytes = b < c->bytes ? b : c->bytes;
+    p->pool_n = k < p->pool_n ? k : p->pool_n;
+    p->pool_bytes = b < p->pool_bytes ? b : p->pool_bytes;
+    any = 1;
   }
+  c->topic = id;
+  c->state = any ? ROOM_POOL : ROOM_ANY;
 }
 
 /* Whether a message of 'len' payload bytes on topic 'id' may be handed
  * to its subscribers now: each whose mailbox is "reject" has room for it.
- * Then it is counted against the topic's credit; the subscribers are
- * looked at again when that runs out (or at the next pass over the read
- * buffer).  All or none: a message that goes, goes to every subscriber
- * once; one that does not, to none.  Inline, the look apart: the common
- * case is a few instructions per message, not a call with the look's
- * frame. */
+ * Then it is taken from the pool; the mailboxes are measured again when
+ * the pool runs out (or at the next pass over the read buffer).  All or
+ * none: a message that goes, goes to every subscriber once; one that
+ * does not, to none.  Inline, the look apart: the common case is a few
+ * instructions per message, not a call with the look's frame. */
 static inline int room(peer *p, uint32_t id, uint32_t len) {
   credit *c = &p->credits[id & (CREDITS - 1)];
-  if (c->topic != id || c->n == 0 || c->bytes < len) {
-    credit_look(p, id, len, c);
-    if (c->n == 0 || c->bytes < len)
+  if (c->topic != id || c->state == ROOM_UNKNOWN ||
+      (c->state == ROOM_POOL && (p->pool_n == 0 || p->pool_bytes < len))) {
+    room_look(p, id, len, c);
+    if (c->state == ROOM_POOL && (p->pool_n == 0 || p->pool_bytes < len))
       return 0;
   }
-  c->n--;
-  c->bytes -= len;
+  if (c->state == ROOM_POOL) {
+    p->pool_n--;
+    p->pool_bytes -= len;
+  }
   return 1;
 }
 
-/* room for the messages of the kept shape (same_shape): their topic's
- * credit goes to 'shape_credit' whole, in messages of their length.
+/* room for the messages of the kept shape (same_shape): what the pool
+ * holds goes to 'shape_credit' whole, in messages of their length.
  * Returns 0 when not even one fits. */
 static __attribute__((noinline)) int shape_room(peer *p) {
   uint32_t id = p->shape.topic, len;
   credit *c = &p->credits[id & (CREDITS - 1)];
   uint64_t k;
   memcpy(&len, p->shape.lens, 4); /* their payload_len */
-  if (c->topic != id || c->n == 0 || c->bytes < len)
-    credit_look(p, id, len, c);
-  k = len > 0 ? c->bytes / len : c->n;
-  k = k < c->n ? k : c->n;
-  c->n -= (uint32_t)k;
-  c->bytes -= k * len;
-  p->shape_credit = (uint32_t)k;
-  return k > 0;
+  if (!room(p, id, len))
+    return 0;
+  if (c->state == ROOM_ANY) {
+    p->shape_credit = UINT32_MAX;
+    return 1;
+  }
+  /* One taken by room(), the rest of the pool now. */
+  k = len > 0 ? p->pool_bytes / len : p->pool_n;
+  k = k < p->pool_n ? k : p->pool_n;
+  p->pool_n -= (uint32_t)k;
+  p->pool_bytes -= k * len;
+  p->shape_credit = (uint32_t)k + 1;
+  return 1;
 }
 
 /* Publishes a message that came in over the link, keeping its trace
@@ -1686,6 +1714,8 @@ static int deliver_reply(peer *p, const myc__wire_msg *m) {
   b->hdr.ts_ns = m->ts_ns;
   (void)myc__deliver_one(&e->sched, p->L->w, to, b);
   grace_exit(p->L, g);
+  /* It took room the pool may count on: measured anew. */
+  room_reset(p);
   return 0;
 }
 
@@ -2178,13 +2208,10 @@ static void read_frames(peer *p, ssize_t n) {
 static int parse_frames(peer *p) {
   myc__links *L = p->L;
   size_t off = 0;
-  uint32_t i;
   int rc = 0;
   /* Mailboxes drained since the last pass: their room is looked at
    * again. */
-  for (i = 0; i < CREDITS; i++)
-    p->credits[i].n = 0;
-  p->shape_credit = 0;
+  room_reset(p);
   for (;;) {
     myc__wire_tlv t;
     int64_t k = myc__wire_next(p->rbuf + off, p->rlen - off,
