@@ -50,9 +50,9 @@ int bench_processes(void) {
     fprintf(stderr, "bench: pipeline: %s failed (%d points)\n", cmd, points);
     return 1;
   }
-  /* A full "reject" mailbox downstream pauses its link (docs/LINKS.md),
-   * so a flood slows the adapter rather than overrun a process; what is
-   * still lost (a sender's queue bound, a stage that restarts) is
+  /* A full "reject" mailbox downstream pauses the link into it
+   * (docs/LINKS.md) rather than drop; what is still lost (at a sender's
+   * queue bound: metadata does not slow down for its own output) is
    * reported, not hidden: each failed run printed its processes'
    * counters (drops by reason, refusals) above. */
   if (failed)
