@@ -1398,7 +1398,7 @@ static void shape_keep(peer *p, const myc__wire_msg *m, uint32_t id) {
   s->tail_len = (uint32_t)m->topic_len + m->source_len;
   memcpy(s->tail, m->topic, s->tail_len);
   s->ok = 1;
-  /* What the last shape took of its topic's credit is not this one's. */
+  /* What the last shape took of the pool is not this one's. */
   p->shape_credit = 0;
 }
 
