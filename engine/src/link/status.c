@@ -155,9 +155,6 @@ static const myc__text_counter families[] = {
     {"mycelium_link_pauses_total", "counter",
      "Times a link stopped reading because a message it read waited for a "
      "full mailbox of policy reject.", NULL, OFF(pauses)},
-    {"mycelium_link_paused_ms_total", "counter",
-     "Milliseconds a link's reading was paused so, in all.", NULL,
-     OFF(paused_ms)},
     {"mycelium_link_held_dropped_total", "counter",
      "Messages read and waiting for a full mailbox, dropped when the peer "
      "hung up or the engine stopped.",
