@@ -50,9 +50,10 @@ int bench_processes(void) {
     fprintf(stderr, "bench: pipeline: %s failed (%d points)\n", cmd, points);
     return 1;
   }
-  /* Links carry no backpressure from a reader's mailboxes to the sender
-   * (docs/LINKS.md): a flood may overrun a downstream process's mailbox.
-   * Reported, not hidden: each failed run printed its processes'
+  /* A full "reject" mailbox downstream pauses the link into it
+   * (docs/LINKS.md) rather than drop; what is still lost (at a sender's
+   * queue bound: metadata does not slow down for its own output) is
+   * reported, not hidden: each failed run printed its processes'
    * counters (drops by reason, refusals) above. */
   if (failed)
     fprintf(stderr, "bench: pipeline: %d point(s) lost messages or the end "

@@ -470,6 +470,224 @@ static void reads_leave_turns_to_the_handlers(void) {
   myc_engine_free(a);
 }
 
+/* ---- backpressure: a full "reject" mailbox pauses the link ------------- */
+
+/* A sink that takes about 20 us a message, and stops while 'gate' is
+ * closed. */
+typedef struct {
+  sink s;
+  _Atomic int gate_closed;
+} slow_sink;
+
+static void on_slow_sink(void *ud, const myc_message *m) {
+  slow_sink *k = ud;
+  struct timespec t0, t;
+  while (atomic_load(&k->gate_closed))
+    sleep_ms(1);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  do
+    clock_gettime(CLOCK_MONOTONIC, &t);
+  while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) <
+         20000);
+  on_sink(&k->s, m);
+}
+
+static uint64_t mb_dropped(myc_engine *e, const char *name, int why) {
+  myc_service *s = myc__engine_find(e, name, strlen(name));
+  return s != NULL ? atomic_load(&s->task.mb.dropped[why]) : UINT64_MAX;
+}
+
+/* a publishes 'n' messages to b, 8 on bp.x, 8 on bp.y and so on (one
+ * mailbox's room is shared by two topics), pausing while bp.x's
+ * pressure (what ctx:pressure says) is over 0.5, as Bandit's adapter
+ * does; returns the highest pressure seen. */
+static double publish_paced(myc_engine *a, uint64_t n) {
+  myc_service *noop = myc__engine_find(a, "noop", 4);
+  int64_t id = myc__engine_topic(a, noop, "bp.x", 4);
+  double worst = 0;
+  uint64_t i;
+  for (i = 1; i <= n; i += 64) {
+    double p = myc_ffi_pressure(noop, (uint32_t)id);
+    int waited = 0;
+    uint64_t j;
+    worst = p > worst ? p : worst;
+    while (p > 0.5 && waited++ < 30000) {
+      sleep_ms(1);
+      p = myc_ffi_pressure(noop, (uint32_t)id);
+    }
+    for (j = i; j < i + 64 && j <= n; j += 8)
+      publish_seq(a, (j / 8) % 2 ? "bp.y" : "bp.x", j,
+                  n - j + 1 < 8 ? n - j + 1 : 8);
+  }
+  return worst;
+}
+
+/* Engines 'pre'a, listening on tmpdir/'pre'.sock with 'a_keys', and
+ * 'pre'b, dialling it, whose mailboxes are 'b_mailbox' and link table
+ * has 'b_link' more. */
+static void bp_pair(const char *pre, const char *a_keys, const char *b_mailbox,
+                    const char *b_link, myc_engine **a, myc_engine **b) {
+  char a_links[512], b_links[512], url[256], name[16];
+  snprintf(url, sizeof url, "unix://%s/%s.sock", tmpdir, pre);
+  snprintf(a_links, sizeof a_links, "listen = { \"%s\" }, %s", url, a_keys);
+  snprintf(b_links, sizeof b_links,
+           "connect = { \"%s\" }, link = { reconnect_initial_ms = 20, %s },\n"
+           "  mailbox = { %s }",
+           url, b_link, b_mailbox);
+  snprintf(name, sizeof name, "%sa", pre);
+  *a = engine(name, a_links);
+  snprintf(name, sizeof name, "%sb", pre);
+  *b = engine(name, b_links);
+}
+
+/* b's two subscribers of bp.* have mailboxes of 64 messages that refuse
+ * when full (policy reject): one handles a message in 20 us, the other
+ * at once.  a sends 30 000: b's link stops reading whenever the slow
+ * one is full, a's queue (4096 frames) fills and its pressure rises, a
+ * slows down (below 0.5, its "_links" mailbox of 1024 and the queue
+ * together stay within the queue's bound); every message reaches both subscribers once, in order,
+ * and nothing is dropped on either side.  'b_more': more keys of b's
+ * link table. */
+static void a_full_reject_mailbox_pauses_the_link(const char *b_more) {
+  static slow_sink slow;
+  static sink fast;
+  myc_engine *a, *b;
+  myc__link_stats st;
+  double worst;
+  int on_worker = strstr(b_more, "worker = 1") != NULL;
+  const uint64_t n = 30000;
+  memset(&slow, 0, sizeof slow);
+  memset(&fast, 0, sizeof fast);
+  bp_pair(on_worker ? "bpw" : "bp",
+          "link = { queue_frames = 4096 },\n"
+          "  mailbox = { capacity = 1024, policy = \"reject\" }",
+          "capacity = 64, policy = \"reject\"", b_more, &a, &b);
+  CHECK(a != NULL && b != NULL);
+  CHECK_EQ(myc_engine_add_c_service(b, "slow", "bp.*", on_slow_sink, &slow,
+                                     on_worker ? 1 : 0),
+           0);
+  CHECK_EQ(myc_engine_add_c_service(b, "fast", "bp.*", on_sink, &fast,
+                                     on_worker ? 0 : 1),
+           0);
+  CHECK_EQ(start(a), 0);
+  CHECK_EQ(start(b), 0);
+  CHECK(wait_peer(a, "up", 1, NULL));
+  worst = publish_paced(a, n);
+  if (!wait_count(&slow.s.n, n)) {
+    size_t len;
+    char *txt = myc__links_status(myc__links_of(b), 1, &len);
+    fprintf(stderr, "b: %s\n", txt);
+    myc__free(myc__links_alloc(myc__links_of(b)), txt, len + 1);
+    txt = myc__links_status(myc__links_of(a), 1, &len);
+    fprintf(stderr, "a: %s\n", txt);
+    myc__free(myc__links_alloc(myc__links_of(a)), txt, len + 1);
+  }
+  CHECK_EQ(atomic_load(&slow.s.n), n);
+  CHECK(wait_count(&fast.n, n));
+  CHECK_EQ(atomic_load(&slow.s.bad_order), 0);
+  CHECK_EQ(atomic_load(&fast.bad_order), 0);
+  CHECK(worst > 0);
+  CHECK_EQ(mb_dropped(b, "slow", MYC_DROP_REJECTED), 0);
+  CHECK_EQ(mb_dropped(b, "fast", MYC_DROP_REJECTED), 0);
+  CHECK(wait_peer(a, "up", 1, &st));
+  CHECK_EQ(st.dropped_queue_full, 0);
+  CHECK(wait_peer(b, "up", 0, &st));
+  CHECK_EQ(st.frames_in, n + 1); /* and the HELLO */
+  CHECK(st.pauses > 0);
+  CHECK(!st.paused);
+  fprintf(stderr, "  pauses %llu, %llu ms paused, highest pressure %.2f\n",
+          (unsigned long long)st.pauses, (unsigned long long)st.paused_ms,
+          worst);
+  /* The status says it. */
+  {
+    size_t len;
+    char *json = myc__links_status(myc__links_of(b), 1, &len);
+    CHECK(json != NULL && strstr(json, "\"paused\":false,\"pauses\":") != NULL);
+    myc__free(myc__links_alloc(myc__links_of(b)), json, len + 1);
+  }
+  if (on_worker) {
+    /* (The slow sink shares the links' worker: held in its handler, it
+     * would hold the links' loop too.) */
+    myc_engine_free(b);
+    myc_engine_free(a);
+    return;
+  }
+  /* A peer that hangs up while b holds what it sent: what b held is
+   * dropped and counted, nothing leaks, b redials. */
+  atomic_store(&slow.gate_closed, 1);
+  publish_seq(a, "bp.x", n + 1, 200);
+  {
+    int i;
+    for (i = 0; i < 500; i++) {
+      if (wait_peer(b, "up", 0, &st) && st.paused)
+        break;
+      sleep_ms(10);
+    }
+    CHECK(st.paused);
+  }
+  myc_engine_free(a);
+  {
+    int i;
+    for (i = 0; i < 500; i++) {
+      myc__link_stats v[4];
+      uint32_t k = myc__links_stats(myc__links_of(b), v, 4);
+      if (k > 0 && v[0].dropped_held_disconnect > 0) {
+        st = v[0];
+        break;
+      }
+      sleep_ms(10);
+    }
+  }
+  CHECK(st.dropped_held_disconnect > 0);
+  CHECK(!st.paused);
+  atomic_store(&slow.gate_closed, 0);
+  myc_engine_free(b);
+}
+
+static void a_full_reject_mailbox_pauses_the_link_thread(void) {
+  a_full_reject_mailbox_pauses_the_link("");
+}
+
+static void a_full_reject_mailbox_pauses_a_worker_loop(void) {
+  a_full_reject_mailbox_pauses_the_link("worker = 1");
+}
+
+/* drop_oldest as before: b's full mailbox evicts, counted; the link
+ * never pauses, and every message is either handled or counted. */
+static void a_full_drop_oldest_mailbox_drops(void) {
+  static slow_sink slow;
+  myc_engine *a, *b;
+  myc__link_stats st;
+  uint64_t got, dropped;
+  const uint64_t n = 5000;
+  int i;
+  memset(&slow, 0, sizeof slow);
+  bp_pair("bpd", "mailbox = { policy = \"reject\" }",
+          "capacity = 64, policy = \"drop_oldest\"", "", &a, &b);
+  CHECK(a != NULL && b != NULL);
+  CHECK_EQ(myc_engine_add_c_service(b, "slow", "bp.*", on_slow_sink, &slow,
+                                     0),
+           0);
+  CHECK_EQ(start(a), 0);
+  CHECK_EQ(start(b), 0);
+  CHECK(wait_peer(a, "up", 1, NULL));
+  publish_seq(a, "bp.x", 1, n);
+  for (i = 0; i < 3000; i++) {
+    got = atomic_load(&slow.s.n);
+    dropped = mb_dropped(b, "slow", MYC_DROP_OLDEST);
+    if (got + dropped == n)
+      break;
+    sleep_ms(10);
+  }
+  CHECK_EQ(got + dropped, n);
+  CHECK(dropped > 0);
+  CHECK(wait_peer(b, "up", 0, &st));
+  CHECK_EQ(st.frames_in, n + 1); /* and the HELLO */
+  CHECK_EQ(st.pauses, 0);
+  myc_engine_free(b);
+  myc_engine_free(a);
+}
+
 /* ---- hostile peers ------------------------------------------------------ */
 
 static int dial_unix(const char *path) {
@@ -1998,6 +2216,11 @@ int main(void) {
        a_start_failing_on_a_worker_loop_closes_everything},
       {"three_engines_fan_out_one_hop", three_engines_fan_out_one_hop},
       {"reads_leave_turns_to_the_handlers", reads_leave_turns_to_the_handlers},
+      {"a_full_reject_mailbox_pauses_the_link_thread",
+       a_full_reject_mailbox_pauses_the_link_thread},
+      {"a_full_reject_mailbox_pauses_a_worker_loop",
+       a_full_reject_mailbox_pauses_a_worker_loop},
+      {"a_full_drop_oldest_mailbox_drops", a_full_drop_oldest_mailbox_drops},
       {"pattern_changes_apply_to_the_topic_being_sent",
        pattern_changes_apply_to_the_topic_being_sent},
       {"hostile_peers_lose_only_their_link",

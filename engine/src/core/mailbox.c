@@ -219,11 +219,14 @@ uint32_t myc__mailbox_pop(myc__mailbox *mb, myc_buf **out, uint32_t max) {
     bytes += mb->lens[(mb->head + i) & mb->mask];
   }
   mb->head = (mb->head + n) & mb->mask;
-  atomic_store_explicit(&mb->len, len - n, memory_order_relaxed);
+  /* In flight before they leave 'len': a reader on another thread that
+   * sees them gone from 'len' sees them in 'inflight' (links gauge the
+   * room of a mailbox so, and must never see less than is there). */
   atomic_store_explicit(
       &mb->inflight,
       atomic_load_explicit(&mb->inflight, memory_order_relaxed) + n,
       memory_order_relaxed);
+  atomic_store_explicit(&mb->len, len - n, memory_order_release);
   atomic_store_explicit(&mb->inflight_bytes,
                         load64(&mb->inflight_bytes) + bytes,
                         memory_order_relaxed);

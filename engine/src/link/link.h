@@ -10,7 +10,9 @@
  * outbound queue the second (frames and bytes).  What a peer sends is
  * published into the engine as a host thread publishes, with the
  * sender's trace context, and marked so that no link sends it on: links
- * are one hop.
+ * are one hop.  A message for a full mailbox of policy reject is not
+ * dropped: the link stops reading until it has room (the sender's queue
+ * then fills, and its producers see the pressure).
  */
 #ifndef MYC_LINK_H
 #define MYC_LINK_H
@@ -96,6 +98,12 @@ typedef struct {
   uint64_t unknown_types, frame_errors, reconnects;
   uint32_t patterns; /* patterns the peer subscribed */
   double pressure;   /* fill of its queue, 0..1, as ctx:pressure sees it */
+  /* Reading paused for a full "reject" mailbox: now, how often, how long
+   * in all (ms); messages read and waiting that were dropped when the
+   * peer hung up or the engine stopped meanwhile. */
+  int paused;
+  uint64_t pauses, paused_ms;
+  uint64_t dropped_held_disconnect, dropped_held_shutdown;
 } myc__link_stats;
 
 /* Fills up to 'max' entries of 'out'; returns the number of peers.  Any

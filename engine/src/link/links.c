@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/rand.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -69,6 +70,20 @@
  * bytes in those places passes the same checks and goes to the same
  * topic: a stream of messages from one source on one topic is checked
  * once (same_shape). */
+/* What a peer knows of a topic's subscribers for the pass over its
+ * read buffer (room): not looked at yet, none has a "reject" mailbox
+ * (its messages never wait), or some have (each message takes one of
+ * the pass's pool). */
+enum { ROOM_UNKNOWN, ROOM_ANY, ROOM_POOL };
+typedef struct {
+  uint32_t topic, state;
+} credit;
+/* Topics a peer keeps this for at once (by id, direct-mapped): a
+ * stream interleaving a few topics does not look every message up. */
+#define CREDITS 8
+/* A link held for a full mailbox tries again this often, ms. */
+#define HOLD_RETRY_MS 1
+
 typedef struct {
   int ok;
   uint32_t len, topic;
@@ -140,6 +155,23 @@ struct peer {
   shape shape;
   myc_buf *run[RUN_MAX];
   uint32_t nrun;
+  /* Backpressure (room), for this pass over the read buffer: the topics
+   * looked at, and the pool: the least room (messages, payload bytes)
+   * of the "reject" mailboxes of their subscribers, less what went to
+   * them since.  One pool for all topics: two topics may share a
+   * subscriber. */
+  credit credits[CREDITS];
+  uint32_t pool_n;
+  uint64_t pool_bytes;
+  /* Of the pool, what the messages of the kept shape took for the rest
+   * of this pass: one check a message on the read loop's hot path. */
+  uint32_t shape_credit;
+  /* A message could not go: 'rbuf' begins with its frame, reading is
+   * stopped (hold) until the hold timer delivers it.  'held_since'
+   * (uv_hrtime) and the counters are under L->lock for status. */
+  int held;
+  uint64_t held_since, pauses, paused_ns;
+  uint64_t d_held_disconnect, d_held_shutdown;
   /* what the peer subscribed (read by workers under L->lock) */
   strset remote;
   /* what we announced to it */
@@ -217,12 +249,14 @@ struct myc__links {
   myc__job stop;
   uv_cond_t cond;
   int down, stop_cancelled;
-  uint32_t nopen; /* wake, tick and listeners not closed yet */
+  uint32_t nopen; /* wake, tick, hold and listeners not closed yet */
   /* The token (base/check.h) of the thread that read the last frames
    * in: what tests check to see who reads. */
   _Atomic uintptr_t reader;
   uv_async_t wake;
   uv_timer_t tick;
+  /* Runs while a peer is held (hold): delivers what waits. */
+  uv_timer_t hold;
   int started, joined;
   uv_mutex_t lock;
   int stopping;  /* under lock */
@@ -985,6 +1019,10 @@ static void peer_free(peer *p) {
   L->gone.dropped_v1_untyped += p->d_v1;
   L->gone.unknown_types += p->unknown;
   L->gone.frame_errors += p->errors;
+  L->gone.pauses += p->pauses;
+  L->gone.paused_ms += p->paused_ns / 1000000;
+  L->gone.dropped_held_disconnect += p->d_held_disconnect;
+  L->gone.dropped_held_shutdown += p->d_held_shutdown;
   uv_mutex_unlock(&L->lock);
   for (i = p->qh; i < p->qn; i++)
     release(L, p->q[i]);
@@ -1004,6 +1042,8 @@ static void peer_free(peer *p) {
 }
 
 static void check_down(myc__links *L);
+static void hold_end(peer *p);
+static uint64_t held_frames(const peer *p);
 
 static void maybe_free(peer *p) {
   myc__links *L = p->L;
@@ -1037,6 +1077,17 @@ static void on_handle_closed(uv_handle_t *h) {
   myc__links *L = p->L;
   uint32_t i, lost = 0;
   p->handle_open = 0;
+  if (p->held) {
+    /* What was read and waited for a mailbox goes with the connection. */
+    uint64_t n = held_frames(p);
+    hold_end(p);
+    uv_mutex_lock(&L->lock);
+    if (L->closing)
+      p->d_held_shutdown += n;
+    else
+      p->d_held_disconnect += n;
+    uv_mutex_unlock(&L->lock);
+  }
   p->rlen = 0;
   p->ctl_len = 0;
   myc__secure_free(p->tls);
@@ -1347,6 +1398,8 @@ static void shape_keep(peer *p, const myc__wire_msg *m, uint32_t id) {
   s->tail_len = (uint32_t)m->topic_len + m->source_len;
   memcpy(s->tail, m->topic, s->tail_len);
   s->ok = 1;
+  /* What the last shape took of the pool is not this one's. */
+  p->shape_credit = 0;
 }
 
 /* Whether frame 't' is a message of the kept shape. */
@@ -1392,9 +1445,140 @@ static void run_add(peer *p, const myc__wire_tlv *t) {
   p->run[p->nrun++] = b;
 }
 
+/* ---- backpressure: a full "reject" mailbox holds the link -------------- */
+
+/* handle_frame, publish, deliver_reply: the message could not go now
+ * (room), and nothing of it went. */
+#define HELD 2
+
+/* The messages and payload bytes the mailbox of 'tk' takes before it is
+ * full, as the loop's thread can tell: what it holds, and what is on its
+ * way to it (handed over, or staged by this loop and not counted yet),
+ * against its capacity and max_bytes.  Read in the order that never
+ * sees less than is there: 'incoming' first (a worker uncounts it after
+ * queueing what arrived, runtime/worker.c), then 'len' before
+ * 'inflight' (a batch taken adds to 'inflight' before it leaves 'len',
+ * core/mailbox.c). */
+static void task_room(myc__links *L, myc__task *tk, uint32_t *n,
+                      uint64_t *bytes) {
+  myc__mailbox *mb = &tk->mb;
+  myc__stage *st = NULL;
+  myc__stage_run *r;
+  uint64_t b = atomic_load_explicit(&mb->incoming_bytes, memory_order_acquire);
+  uint32_t used = atomic_load_explicit(&mb->incoming, memory_order_acquire);
+  used += atomic_load_explicit(&mb->len, memory_order_acquire);
+  used += atomic_load_explicit(&mb->inflight, memory_order_relaxed);
+  b += atomic_load_explicit(&mb->bytes, memory_order_relaxed);
+  if (L->w != NULL) {
+    if (tk->worker != L->w)
+      st = &L->w->stage[tk->worker->index];
+  } else if (tk->worker->index < L->hs.nstage) {
+    st = &L->hs.stage[tk->worker->index];
+  }
+  if (st != NULL && (r = myc__stage_run_of(st, tk)) != NULL) {
+    used += r->n;
+    b += r->bytes;
+  }
+  *n = used < mb->capacity ? mb->capacity - used : 0;
+  *bytes = b < mb->max_bytes ? mb->max_bytes - b : 0;
+}
+
+/* Whether 'tk' is a mailbox a message of 'len' payload bytes waits for:
+ * policy reject, and not a message it refuses whatever its fill. */
+static int waits_for(const myc__task *tk, uint32_t len) {
+  return tk->mb.policy == MYC_POLICY_REJECT && len <= tk->mb.max_message;
+}
+
+/* Forgets what the pass knew (room_look): the room is measured anew. */
+static void room_reset(peer *p) {
+  uint32_t i;
+  for (i = 0; i < CREDITS; i++)
+    p->credits[i].state = ROOM_UNKNOWN;
+  p->pool_n = UINT32_MAX;
+  p->pool_bytes = UINT64_MAX;
+  p->shape_credit = 0;
+}
+
+/* Looks at the subscribers of topic 'id': the pool becomes at most the
+ * room of each "reject" mailbox among them.  A pool that cannot take a
+ * message of 'len' bytes is measured anew first, from the mailboxes'
+ * counts (what went to them since is in those). */
+static __attribute__((noinline)) void room_look(peer *p, uint32_t id,
+                                                uint32_t len, credit *c) {
+  myc__links *L = p->L;
+  const myc__sublist *subs;
+  uint32_t i, n, k;
+  uint64_t b;
+  int any = 0;
+  /* The run waiting is on no mailbox's count yet. */
+  run_flush(p);
+  if (p->pool_n == 0 || p->pool_bytes < len)
+    room_reset(p);
+  if (L->w == NULL)
+    myc__host_enter(&L->hs);
+  subs = myc__topic_subs(myc__topics_get(&L->e->topics, id));
+  for (i = 0, n = subs->n; i < n; i++) {
+    myc_service *s = myc__sublist_at(subs, i);
+    if (s == NULL || s->task.mb.policy != MYC_POLICY_REJECT)
+      continue;
+    task_room(L, &s->task, &k, &b);
+    p->pool_n = k < p->pool_n ? k : p->pool_n;
+    p->pool_bytes = b < p->pool_bytes ? b : p->pool_bytes;
+    any = 1;
+  }
+  c->topic = id;
+  c->state = any ? ROOM_POOL : ROOM_ANY;
+}
+
+/* Whether a message of 'len' payload bytes on topic 'id' may be handed
+ * to its subscribers now: each whose mailbox is "reject" has room for it.
+ * Then it is taken from the pool; the mailboxes are measured again when
+ * the pool runs out (or at the next pass over the read buffer).  All or
+ * none: a message that goes, goes to every subscriber once; one that
+ * does not, to none.  Inline, the look apart: the common case is a few
+ * instructions per message, not a call with the look's frame. */
+static inline int room(peer *p, uint32_t id, uint32_t len) {
+  credit *c = &p->credits[id & (CREDITS - 1)];
+  if (c->topic != id || c->state == ROOM_UNKNOWN ||
+      (c->state == ROOM_POOL && (p->pool_n == 0 || p->pool_bytes < len))) {
+    room_look(p, id, len, c);
+    if (c->state == ROOM_POOL && (p->pool_n == 0 || p->pool_bytes < len))
+      return 0;
+  }
+  if (c->state == ROOM_POOL) {
+    p->pool_n--;
+    p->pool_bytes -= len;
+  }
+  return 1;
+}
+
+/* room for the messages of the kept shape (same_shape): what the pool
+ * holds goes to 'shape_credit' whole, in messages of their length.
+ * Returns 0 when not even one fits. */
+static __attribute__((noinline)) int shape_room(peer *p) {
+  uint32_t id = p->shape.topic, len;
+  credit *c = &p->credits[id & (CREDITS - 1)];
+  uint64_t k;
+  memcpy(&len, p->shape.lens, 4); /* their payload_len */
+  if (!room(p, id, len))
+    return 0;
+  if (c->state == ROOM_ANY) {
+    p->shape_credit = UINT32_MAX;
+    return 1;
+  }
+  /* One taken by room(), the rest of the pool now. */
+  k = len > 0 ? p->pool_bytes / len : p->pool_n;
+  k = k < p->pool_n ? k : p->pool_n;
+  p->pool_n -= (uint32_t)k;
+  p->pool_bytes -= k * len;
+  p->shape_credit = (uint32_t)k + 1;
+  return 1;
+}
+
 /* Publishes a message that came in over the link, keeping its trace
- * context (a v1 frame brings none: 'm->trace_id' is a new root). */
-static void publish(peer *p, const myc__wire_msg *m) {
+ * context (a v1 frame brings none: 'm->trace_id' is a new root).
+ * Returns 0, or HELD. */
+static int publish(peer *p, const myc__wire_msg *m) {
   myc_engine *e = p->L->e;
   int64_t id;
   myc__topic *t;
@@ -1417,15 +1601,17 @@ static void publish(peer *p, const myc__wire_msg *m) {
             "from now on: %s", p->name, why);
     }
     if (id < 0)
-      return;
+      return 0;
     p->last_topic = (uint32_t)id;
     p->last_topic_len = m->topic_len;
     memcpy(p->last_topic_name, m->topic, m->topic_len);
   }
+  if (!room(p, (uint32_t)id, m->payload_len))
+    return HELD;
   t = myc__topics_get(&e->topics, (uint32_t)id);
   if (m->payload_len >= MYC_ADMIT_BYTES &&
       myc__admit(&e->sched, p->L->w, t, m->payload_len) != 0)
-    return; /* counted by the subscribers that refused it */
+    return 0; /* counted by the subscribers that refused it */
   if (m->req_flags & MYC_FRAME_REQUEST) {
     /* The asker's name with the peer's: the reply goes back over this
      * link to that service (reply_remote). */
@@ -1435,7 +1621,7 @@ static void publish(peer *p, const myc__wire_msg *m) {
       logf_(p->L, MYC_LOG_ERROR, "link %s: request on '%.*s' dropped: "
             "'%.*s@%s' is longer than 255 bytes", p->name, (int)m->topic_len,
             m->topic, (int)sl, m->source, p->name);
-      return;
+      return 0;
     }
     memcpy(src, m->source, sl);
     src[sl++] = '@';
@@ -1468,7 +1654,7 @@ static void publish(peer *p, const myc__wire_msg *m) {
   if (b == NULL) {
     logf_(p->L, MYC_LOG_ERROR, "link %s: out of memory for a message on '%.*s'",
           p->name, (int)m->topic_len, m->topic);
-    return;
+    return 0;
   }
   /* Only the request bit survives the sender's flags: the rest are ours. */
   b->hdr.flags = (uint8_t)((b->hdr.flags & MYC_FRAME_REQUEST) | MYC_FRAME_REMOTE);
@@ -1479,6 +1665,7 @@ static void publish(peer *p, const myc__wire_msg *m) {
     myc__deliver(&e->topics, &e->sched, p->L->w, b);
   else
     myc__deliver_staged(&e->topics, &e->sched, &p->L->hs, b);
+  return 0;
 }
 
 static void grace_exit(myc__links *L, int g) {
@@ -1489,7 +1676,7 @@ static void grace_exit(myc__links *L, int g) {
 /* A reply to one of our services' requests: handed to that service alone
  * (its name is the frame's topic), on "$reply" as a local reply is.  An
  * asker that is gone waits for nothing. */
-static void deliver_reply(peer *p, const myc__wire_msg *m) {
+static int deliver_reply(peer *p, const myc__wire_msg *m) {
   myc_engine *e = p->L->e;
   /* 'to' stays valid until the hand-over (a killed service is freed only
    * after this section, or, on a worker, after a job on every worker). */
@@ -1498,7 +1685,16 @@ static void deliver_reply(peer *p, const myc__wire_msg *m) {
   myc_buf *b;
   if (to == NULL) {
     grace_exit(p->L, g);
-    return;
+    return 0;
+  }
+  if (waits_for(&to->task, m->payload_len)) {
+    uint32_t k;
+    uint64_t bytes;
+    task_room(p->L, &to->task, &k, &bytes);
+    if (k == 0 || bytes < m->payload_len) {
+      grace_exit(p->L, g);
+      return HELD;
+    }
   }
   b = myc__frame_new_req(&e->alloc, e->reply_topic, "$reply", 6, m->source,
                          m->source_len, m->kind, m->type, m->payload,
@@ -1509,7 +1705,7 @@ static void deliver_reply(peer *p, const myc__wire_msg *m) {
     logf_(p->L, MYC_LOG_ERROR, "link %s: out of memory for a reply to '%.*s'",
           p->name, (int)m->topic_len, m->topic);
     grace_exit(p->L, g);
-    return;
+    return 0;
   }
   memcpy(b->hdr.trace_id, m->trace_id, 16);
   memcpy(b->hdr.span_id, m->span_id, 8);
@@ -1518,6 +1714,9 @@ static void deliver_reply(peer *p, const myc__wire_msg *m) {
   b->hdr.ts_ns = m->ts_ns;
   (void)myc__deliver_one(&e->sched, p->L->w, to, b);
   grace_exit(p->L, g);
+  /* It took room the pool may count on: measured anew. */
+  room_reset(p);
+  return 0;
 }
 
 /* ctx:reply to a request that came over a link (the engine's
@@ -1578,7 +1777,8 @@ static int reply_remote(void *ud, myc_service *s, myc_buf *req, int kind,
   return rc;
 }
 
-static void handle_v1(peer *p, const myc__wire_tlv *t) {
+/* Returns 0, or HELD. */
+static int handle_v1(peer *p, const myc__wire_tlv *t) {
   myc__links *L = p->L;
   const myc_contract_type *ct =
       L->e->contracts ? myc_contract_type_by_tag(L->e->contracts, t->type)
@@ -1590,12 +1790,12 @@ static void handle_v1(peer *p, const myc__wire_tlv *t) {
       peer_refuse(p, "message type %u is not one of this node's contracts "
                      "(or not of its size) and unknown_type is \"fail\"",
                   t->type);
-      return;
+      return 0;
     }
     uv_mutex_lock(&L->lock);
     p->unknown++;
     uv_mutex_unlock(&L->lock);
-    return;
+    return 0;
   }
   memset(&m, 0, sizeof m);
   m.kind = MYC_KIND_TYPED;
@@ -1611,7 +1811,7 @@ static void handle_v1(peer *p, const myc__wire_tlv *t) {
   r[2] = myc__rng_id(&L->rng);
   memcpy(m.trace_id, r, 16);
   memcpy(m.span_id, &r[2], 8);
-  publish(p, &m);
+  return publish(p, &m);
 }
 
 static const char *type_name(void *ud, uint16_t tag) {
@@ -1744,7 +1944,15 @@ static void handle_sub(peer *p, const myc__wire_tlv *t, int add) {
   }
 }
 
-/* One whole frame.  Returns nonzero when the link is closing. */
+/* A message frame that could not go: it is not in yet. */
+static int held_frame(peer *p, const myc__wire_tlv *t) {
+  p->rx_frames--;
+  p->rx_bytes -= MYC_WIRE_TLV + (uint64_t)t->len;
+  return HELD;
+}
+
+/* One whole frame.  Returns 0, HELD (nothing of it done: it is to be
+ * handled again), or another nonzero value when the link is closing. */
 static int handle_frame(peer *p, const myc__wire_tlv *t) {
   myc__links *L = p->L;
   p->rx_frames++;
@@ -1777,7 +1985,8 @@ static int handle_frame(peer *p, const myc__wire_tlv *t) {
     return p->state != P_UP && !p->hello_ok;
   }
   if (t->type <= MYC_WIRE_V1_MAX_TYPE) {
-    handle_v1(p, t);
+    if (handle_v1(p, t) == HELD)
+      return held_frame(p, t);
     return p->state == P_CLOSING;
   }
   switch (t->type) {
@@ -1795,10 +2004,9 @@ static int handle_frame(peer *p, const myc__wire_tlv *t) {
       peer_fail(p, "bad message frame: %s", why);
       return 1;
     }
-    if (m.req_flags & MYC_FRAME_REPLY)
-      deliver_reply(p, &m);
-    else
-      publish(p, &m);
+    if ((m.req_flags & MYC_FRAME_REPLY ? deliver_reply(p, &m)
+                                       : publish(p, &m)) == HELD)
+      return held_frame(p, t);
     return 0;
   }
   case MYC_WIRE_SUB:
@@ -1827,6 +2035,17 @@ closed:
 static void read_frames(peer *p, ssize_t n);
 static void read_tls(peer *p, ssize_t n);
 
+/* What this pass over the read buffer brought in, on the counters once. */
+static void count_in(peer *p) {
+  if (p->rx_frames > 0) {
+    uv_mutex_lock(&p->L->lock);
+    p->frames_in += p->rx_frames;
+    p->bytes_in += p->rx_bytes;
+    uv_mutex_unlock(&p->L->lock);
+    p->rx_frames = p->rx_bytes = 0;
+  }
+}
+
 /* What one read brought: its frames parsed in place, the messages handed
  * to the workers in one go, the counters moved once. */
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
@@ -1851,22 +2070,111 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
                           memory_order_relaxed);
   /* A read that did not fill its buffer emptied the socket: libuv
    * stops there. */
-  p->turn_frames = full ? p->turn_frames + (uint32_t)p->rx_frames : 0;
-  p->filled = full && p->turn_frames >= READ_TURN_FRAMES;
+  p->turn_frames = full && !p->held ? p->turn_frames + (uint32_t)p->rx_frames
+                                    : 0;
+  p->filled = full && !p->held && p->turn_frames >= READ_TURN_FRAMES;
   if (p->filled)
     p->turn_frames = 0;
-  if (p->rx_frames > 0) {
-    uv_mutex_lock(&L->lock);
-    p->frames_in += p->rx_frames;
-    p->bytes_in += p->rx_bytes;
-    uv_mutex_unlock(&L->lock);
-    p->rx_frames = p->rx_bytes = 0;
+  count_in(p);
+}
+
+static void on_hold(uv_timer_t *t);
+
+/* A message of the read buffer's first frame cannot go (room): the link
+ * reads no more until it has gone.  The socket's buffers fill, then the
+ * peer's queue, whose fill its producers see in ctx:pressure. */
+static void hold(peer *p) {
+  myc__links *L = p->L;
+  uv_read_stop(&p->io.s);
+  p->filled = p->yielded = 0;
+  p->turn_frames = 0;
+  /* Its own pause is no stalled frame of the peer's. */
+  p->partial_since = 0;
+  uv_mutex_lock(&L->lock);
+  p->held = 1;
+  p->held_since = uv_hrtime();
+  p->pauses++;
+  uv_mutex_unlock(&L->lock);
+  if (!uv_is_active((uv_handle_t *)&L->hold))
+    uv_timer_start(&L->hold, on_hold, HOLD_RETRY_MS, HOLD_RETRY_MS);
+}
+
+static void hold_end(peer *p) {
+  uv_mutex_lock(&p->L->lock);
+  p->held = 0;
+  p->paused_ns += uv_hrtime() - p->held_since;
+  uv_mutex_unlock(&p->L->lock);
+}
+
+/* The message frames in what a held link had read, dropped with it. */
+static uint64_t held_frames(const peer *p) {
+  size_t off = 0;
+  uint64_t n = 0;
+  myc__wire_tlv t;
+  int64_t k;
+  while ((k = myc__wire_next(p->rbuf + off, p->rlen - off, UINT32_MAX, &t)) >
+         0) {
+    n += t.type == MYC_WIRE_MSG || t.type <= MYC_WIRE_V1_MAX_TYPE;
+    off += (size_t)k;
   }
+  return n;
+}
+
+/* Whether the peer of a held link hung up: its socket says so while
+ * the bytes before it are still unread. */
+static int hung_up(peer *p) {
+  struct pollfd pf;
+  uv_os_fd_t fd;
+  if (uv_fileno(&p->io.h, &fd) != 0)
+    return 0;
+  pf.fd = fd;
+  pf.events = POLLRDHUP;
+  pf.revents = 0;
+  return poll(&pf, 1, 0) == 1 &&
+         (pf.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+}
+
+static int parse_frames(peer *p);
+
+/* The hold timer: every held link tries its frames again; one whose
+ * frames all went reads again.  Stops once no link is held. */
+static void on_hold(uv_timer_t *t) {
+  myc__links *L = t->data;
+  peer *p;
+  int any = 0, rc;
+  for (p = L->peers; p != NULL; p = p->next) {
+    if (!p->held || p->state == P_CLOSING || !p->handle_open)
+      continue;
+    if (hung_up(p)) {
+      /* What it sent before is dropped, counted (on_handle_closed): a
+       * connection it makes again must not see older messages of its
+       * arrive after newer ones. */
+      logf_(L, MYC_LOG_WARN, "link %s (%s): the peer hung up while its "
+            "messages waited for a full mailbox: the %llu read are dropped",
+            p->name, p->ep->url, (unsigned long long)held_frames(p));
+      peer_close(p);
+      continue;
+    }
+    rc = parse_frames(p);
+    count_in(p);
+    if (rc == HELD) {
+      any = 1;
+    } else if (p->held) {
+      hold_end(p);
+      if (rc == 0 && (rc = uv_read_start(&p->io.s, on_alloc, on_read)) != 0)
+        peer_fail(p, "cannot read: %s", uv_strerror(rc));
+    }
+  }
+  if (L->w != NULL)
+    myc__worker_flush(L->w);
+  else
+    myc__host_flush(&L->hs);
+  if (!any)
+    uv_timer_stop(&L->hold);
 }
 
 static void read_frames(peer *p, ssize_t n) {
   myc__links *L = p->L;
-  size_t off = 0;
   if (n < 0) {
     if (n == UV_EOF)
       logf_(L, p->state == P_UP ? MYC_LOG_WARN : MYC_LOG_ERROR,
@@ -1889,6 +2197,21 @@ static void read_frames(peer *p, ssize_t n) {
       return;
     }
   }
+  if (parse_frames(p) == HELD)
+    hold(p);
+}
+
+/* Handles the whole frames at the start of 'rbuf' and keeps the rest: a
+ * frame begun or, when a message cannot go now, that message's frame and
+ * what follows it (HELD).  Returns 0, HELD, or 1 when the link is
+ * closing. */
+static int parse_frames(peer *p) {
+  myc__links *L = p->L;
+  size_t off = 0;
+  int rc = 0;
+  /* Mailboxes drained since the last pass: their room is looked at
+   * again. */
+  room_reset(p);
   for (;;) {
     myc__wire_tlv t;
     int64_t k = myc__wire_next(p->rbuf + off, p->rlen - off,
@@ -1899,11 +2222,18 @@ static void read_frames(peer *p, ssize_t n) {
       memcpy(&len, p->rbuf + off + 2, 4);
       peer_fail(p, "a frame of %u bytes, over max_frame (%u)", len,
                 L->cfg.max_frame);
-      return;
+      if (p->held)
+        hold_end(p);
+      return 1;
     }
     if (k == 0)
       break;
     if (same_shape(p, &t)) {
+      if (p->shape_credit == 0 && !shape_room(p)) {
+        rc = HELD;
+        break;
+      }
+      p->shape_credit--;
       p->rx_frames++;
       p->rx_bytes += (uint64_t)k;
       run_add(p, &t);
@@ -1912,8 +2242,14 @@ static void read_frames(peer *p, ssize_t n) {
     }
     /* What came before this frame goes first, whatever it is. */
     run_flush(p);
-    if (handle_frame(p, &t))
-      return;
+    if ((rc = handle_frame(p, &t)) == HELD)
+      break;
+    if (rc != 0) {
+      /* What is left is never read (the link closes): nothing is held. */
+      if (p->held)
+        hold_end(p);
+      return 1;
+    }
     off += (size_t)k;
   }
   run_flush(p);
@@ -1921,7 +2257,11 @@ static void read_frames(peer *p, ssize_t n) {
     memmove(p->rbuf, p->rbuf + off, p->rlen - off);
     p->rlen -= off;
   }
-  if (p->rlen > 0) {
+  if (rc == HELD) {
+    /* Whatever frame is begun behind it is the peer's to finish after
+     * the pause, not within frame_timeout_ms of its start. */
+    p->partial_since = 0;
+  } else if (p->rlen > 0) {
     /* Make room for the whole of the frame begun (its size is known and
      * within max_frame once the 6 bytes are in). */
     if (off > 0 || p->partial_since == 0)
@@ -1936,6 +2276,7 @@ static void read_frames(peer *p, ssize_t n) {
   } else {
     p->partial_since = 0;
   }
+  return rc;
 }
 
 /* ---- reading TLS ------------------------------------------------------- */
@@ -2226,6 +2567,7 @@ static void shut_down(myc__links *L) {
     }
   }
   uv_close((uv_handle_t *)&L->tick, on_own_closed);
+  uv_close((uv_handle_t *)&L->hold, on_own_closed);
   uv_close((uv_handle_t *)&L->wake, on_own_closed);
 }
 
@@ -2287,7 +2629,9 @@ static int open_handles(myc__links *L, char *err, size_t errlen) {
   L->wake.data = L;
   uv_timer_init(L->lp, &L->tick);
   L->tick.data = L;
-  L->nopen += 2;
+  uv_timer_init(L->lp, &L->hold);
+  L->hold.data = L;
+  L->nopen += 3;
   uv_timer_start(&L->tick, on_tick, 250, 250);
   for (i = 0; i < L->nlisten; i++) {
     L->listeners[i].L = L;
@@ -2656,6 +3000,12 @@ uint32_t myc__links_stats(myc__links *L, myc__link_stats *out, uint32_t max) {
     s->reconnects = p->reconnects;
     s->patterns = p->remote.n;
     s->pressure = peer_fill(L, p);
+    s->paused = p->held;
+    s->pauses = p->pauses;
+    s->paused_ms =
+        (p->paused_ns + (p->held ? uv_hrtime() - p->held_since : 0)) / 1000000;
+    s->dropped_held_disconnect = p->d_held_disconnect;
+    s->dropped_held_shutdown = p->d_held_shutdown;
   }
   if (L->any_gone) {
     if (n < max) {

@@ -55,7 +55,9 @@ char *myc__links_status(void *links, int json, size_t *len) {
           "\"pressure\":%.3f,"
           "\"dropped\":{\"queue_full\":%llu,\"disconnect\":%llu,"
           "\"shutdown\":%llu,\"v1_untyped\":%llu},\"unknown_types\":%llu,"
-          "\"frame_errors\":%llu,\"reconnects\":%llu}",
+          "\"frame_errors\":%llu,\"reconnects\":%llu,\"paused\":%s,"
+          "\"pauses\":%llu,\"paused_ms\":%llu,"
+          "\"held_dropped\":{\"disconnect\":%llu,\"shutdown\":%llu}}",
           s->dir, s->state, s->version, s->patterns,
           (unsigned long long)s->frames_in, (unsigned long long)s->frames_out,
           (unsigned long long)s->frames_direct,
@@ -67,7 +69,10 @@ char *myc__links_status(void *links, int json, size_t *len) {
           (unsigned long long)s->dropped_v1_untyped,
           (unsigned long long)s->unknown_types,
           (unsigned long long)s->frame_errors,
-          (unsigned long long)s->reconnects);
+          (unsigned long long)s->reconnects, s->paused ? "true" : "false",
+          (unsigned long long)s->pauses, (unsigned long long)s->paused_ms,
+          (unsigned long long)s->dropped_held_disconnect,
+          (unsigned long long)s->dropped_held_shutdown);
     } else {
       char v[8], c[6][24], fill[16];
       snprintf(v, sizeof v, "%d", s->version);
@@ -78,8 +83,11 @@ char *myc__links_status(void *links, int json, size_t *len) {
       snprintf(c[4], sizeof c[4], "%llu", (unsigned long long)s->queued);
       snprintf(c[5], sizeof c[5], "%llu", (unsigned long long)dropped);
       snprintf(fill, sizeof fill, "%.2f", s->pressure);
-      myc__text_printf(&o, ROW, s->peer, s->dir, s->state, v, c[0], c[1], c[2], c[3], c[4],
-          fill, c[5], "");
+      /* An up link whose reading waits for a full mailbox. */
+      myc__text_printf(&o, ROW, s->peer, s->dir,
+          s->paused && strcmp(s->state, "up") == 0 ? "up,paused" : s->state,
+          v, c[0], c[1], c[2], c[3],
+          c[4], fill, c[5], "");
       myc__text_printf(&o, "  %-14s %s; dropped: queue full %llu, disconnect %llu, "
               "shutdown %llu, v1 untyped %llu; unknown types %llu, frame "
               "errors %llu, reconnects %llu\n",
@@ -90,6 +98,14 @@ char *myc__links_status(void *links, int json, size_t *len) {
           (unsigned long long)s->unknown_types,
           (unsigned long long)s->frame_errors,
           (unsigned long long)s->reconnects);
+      if (s->pauses > 0)
+        myc__text_printf(&o, "  %-14s paused for full mailboxes %llu times, "
+            "%llu ms in all%s; held and dropped: disconnect %llu, shutdown "
+            "%llu\n",
+            "", (unsigned long long)s->pauses,
+            (unsigned long long)s->paused_ms, s->paused ? " (paused now)" : "",
+            (unsigned long long)s->dropped_held_disconnect,
+            (unsigned long long)s->dropped_held_shutdown);
     }
   }
   if (json)
@@ -136,6 +152,14 @@ static const myc__text_counter families[] = {
     {"mycelium_link_unknown_types_total", "counter",
      "Typed frames of a type this engine's contracts do not have.", NULL,
      OFF(unknown_types)},
+    {"mycelium_link_pauses_total", "counter",
+     "Times a link stopped reading because a message it read waited for a "
+     "full mailbox of policy reject.", NULL, OFF(pauses)},
+    {"mycelium_link_held_dropped_total", "counter",
+     "Messages read and waiting for a full mailbox, dropped when the peer "
+     "hung up or the engine stopped.",
+     "reason=\"disconnect\"", OFF(dropped_held_disconnect)},
+    {NULL, NULL, NULL, "reason=\"shutdown\"", OFF(dropped_held_shutdown)},
     {"mycelium_link_queue_frames", "gauge",
      "Frames waiting to be written to a peer.", NULL, OFF(queued)},
     {"mycelium_link_queue_bytes", "gauge",

@@ -499,10 +499,12 @@ void myc__host_flush(myc__host_stage *h) {
  * it. */
 static void uncount(myc__stage_run *r) {
   if (r->n > 0) {
+    /* After the mailbox counted them (push_run): whoever sees them gone
+     * from here sees them queued (a link gauging the room). */
     atomic_fetch_sub_explicit(&r->task->mb.incoming, r->n,
-                              memory_order_relaxed);
+                              memory_order_release);
     atomic_fetch_sub_explicit(&r->task->mb.incoming_bytes, r->bytes,
-                              memory_order_relaxed);
+                              memory_order_release);
   }
   r->task = NULL;
   r->n = 0;
