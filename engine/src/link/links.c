@@ -242,6 +242,10 @@ struct myc__links {
   /* The "_links" worker's: messages of its batch below this index are
    * queued already (on_message), 0 between batches. */
   uint32_t batch_done;
+  /* The "_links" worker's, with link.worker: frames emits handed
+   * straight to the links (on_direct), not queued yet. */
+  myc_buf *staged[DIRECT_IOV];
+  uint32_t nstaged;
   /* Messages in, held per worker and handed over once per read. */
   myc__host_stage hs;
   /* The link thread's buffers for what comes in: the workers hand the
@@ -567,8 +571,10 @@ static void queue_msg(myc__links *L, myc_buf *b) {
       continue;
     }
     /* Only this worker can hold a buffer that is not shared yet; once it
-     * is, other threads read the flag, so it is written only then. */
-    if (!b->shared)
+     * is, other threads read the flag, so it is written only then.  On a
+     * worker's loop (link.worker) the queue is written and released by
+     * this worker alone: its references stay plain. */
+    if (L->w == NULL && !b->shared)
       b->shared = 1;
     myc__buf_ref(b, 1);
     p->q[p->qn++] = b;
@@ -578,6 +584,8 @@ static void queue_msg(myc__links *L, myc_buf *b) {
     L->any_touched = 1;
   }
 }
+
+static void stage_queue(myc__links *L, myc__pool *pool);
 
 /* dispatch_c calls this for every message of the batch in turn, the
  * last one included.  The first call queues the whole rest of the batch
@@ -595,6 +603,9 @@ static void on_message(void *ud, const myc_message *m) {
   }
   L->batch_done = i + 1 == n ? 0 : n;
   uv_mutex_lock(&L->lock);
+  /* What emits staged came first. */
+  if (L->nstaged > 0)
+    stage_queue(L, &s->task.worker->pool);
   if (!L->stopping)
     for (; i < n; i++)
       queue_msg(L, s->view.batch[i]);
@@ -602,6 +613,61 @@ static void on_message(void *ud, const myc_message *m) {
     batch_end(L, &s->task.worker->pool);
   else
     uv_mutex_unlock(&L->lock);
+}
+
+/* Queues what emits staged (on_direct), in the order emitted, and
+ * drops the emits' references; "_links" counts them as handled.  Under
+ * L->lock, on the links' worker. */
+static void stage_queue(myc__links *L, myc__pool *pool) {
+  uint32_t i, n = L->nstaged;
+  if (!L->stopping)
+    for (i = 0; i < n; i++)
+      queue_msg(L, L->staged[i]);
+  for (i = 0; i < n; i++)
+    myc__buf_release(pool, A(L), L->staged[i]);
+  L->nstaged = 0;
+  myc__counter_add(&L->svc->n_in, n);
+}
+
+/* Queues what is staged and writes it, as the end of a batch of
+ * "_links" does.  Takes L->lock. */
+static void stage_flush(myc__links *L, myc__pool *pool) {
+  uv_mutex_lock(&L->lock);
+  stage_queue(L, pool);
+  if (L->any_touched)
+    batch_end(L, pool);
+  else
+    uv_mutex_unlock(&L->lock);
+}
+
+/* The end of a turn in which emits staged frames. */
+static void after_turn(void *ud) {
+  myc__links *L = ud;
+  if (L->nstaged > 0)
+    stage_flush(L, &L->w->pool);
+}
+
+/* An emit on the links' worker whose only subscriber here is "_links",
+ * with nothing waiting in its mailbox (myc_service.direct): the frame is
+ * staged, without a lock, and DIRECT_IOV of them at a time (or what the
+ * turn staged, at its end: after_turn) go onto the peers' queues in one
+ * hold of the lock and out in one write, as a batch of "_links" would
+ * from its mailbox, while they are still in the cache.  Declines (the
+ * mailbox takes the frame) with tracing on, whose spans the mailbox's
+ * dispatch records. */
+static int on_direct(void *ud, myc__worker *w, myc_buf *b) {
+  myc__links *L = ud;
+  myc_service *s = L->svc;
+  if (s->eng->tracer != NULL ||
+      atomic_load_explicit(&s->state, memory_order_relaxed) !=
+          MYC_SVC_RUNNING)
+    return 1;
+  L->staged[L->nstaged++] = b;
+  if (L->nstaged == DIRECT_IOV)
+    stage_flush(L, &w->pool);
+  else if (L->nstaged == 1)
+    myc__worker_after(w);
+  return 0;
 }
 
 /* The fill of the fullest queue of a peer that wants 'topic', 0..1:
@@ -2364,6 +2430,11 @@ static int links_start(void *ud, char *err, size_t errlen) {
     MYC_ASSERT_OWNER(&L->w->owner);
     L->lp = &L->w->loop;
     rc = open_handles(L, err, errlen);
+    if (rc == 0) {
+      L->w->after = after_turn;
+      L->w->after_ud = L;
+      L->svc->direct = on_direct;
+    }
   } else {
     if ((rc = uv_loop_init(&L->loop)) != 0) {
       snprintf(err, errlen, "links: cannot make a loop: %s",
@@ -2436,6 +2507,8 @@ static void links_quiesce(void *ud) {
 static void links_free(void *ud) {
   myc__links *L = ud;
   links_quiesce(L);
+  while (L->nstaged > 0)
+    myc__buf_release(NULL, A(L), L->staged[--L->nstaged]);
   while (L->peers != NULL) /* never started: nothing is open */
     peer_free(L->peers);
   while (L->nrefs > 0)
