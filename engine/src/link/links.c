@@ -246,6 +246,7 @@ struct myc__links {
    * straight to the links (on_direct), not queued yet. */
   myc_buf *staged[DIRECT_IOV];
   uint32_t nstaged;
+  int turn_open; /* a frame of this turn went out already */
   /* Messages in, held per worker and handed over once per read. */
   myc__host_stage hs;
   /* The link thread's buffers for what comes in: the workers hand the
@@ -531,14 +532,15 @@ static void batch_end(myc__links *L, myc__pool *pool) {
     }
 }
 
-/* Whether 'p' subscribed a pattern 'topic' (id 'id') matches.  A stream
- * mostly repeats its topic: the answer for the last id is kept until the
- * peer's patterns change (forget_topic).  Under L->lock. */
-static int wants_id(peer *p, uint32_t id, const char *topic, size_t len) {
+/* Whether 'p' subscribed a pattern the topic of 'b' matches.  A stream
+ * mostly repeats its topic: the answer for the last topic id is kept
+ * until the peer's patterns change (forget_topic).  Under L->lock. */
+static int wants_id(peer *p, myc_buf *b) {
+  uint32_t id = __atomic_load_n(&b->topic_id, __ATOMIC_RELAXED);
   int r;
   if (id != 0 && id == p->want_topic)
     return p->want_hit;
-  r = wants(p, topic, len);
+  r = wants(p, myc__buf_topic(b), b->hdr.topic_len);
   if (id != 0) {
     p->want_topic = id;
     p->want_hit = r;
@@ -546,19 +548,20 @@ static int wants_id(peer *p, uint32_t id, const char *topic, size_t len) {
   return r;
 }
 
-/* Queues 'b' for every peer that wants it.  Under L->lock. */
-static void queue_msg(myc__links *L, myc_buf *b) {
+/* Queues 'b' for every peer that wants it, each with a reference of its
+ * own; with 'give', the caller's reference goes to the first of them.
+ * Returns whether one took it.  Under L->lock. */
+static int queue_msg(myc__links *L, myc_buf *b, int give) {
   uint64_t size = MYC_WIRE_TLV + (uint64_t)b->hdr.frame_len;
-  uint32_t id = __atomic_load_n(&b->topic_id, __ATOMIC_RELAXED);
-  const char *topic = myc__buf_topic(b);
+  int taken = 0;
   peer *p;
   /* Links are one hop: what came in over one is not sent on. */
   if (b->hdr.flags & MYC_FRAME_REMOTE)
-    return;
+    return 0;
   for (p = L->peers; p != NULL; p = p->next) {
     /* A closed accepted peer has no patterns left: only peers that are
      * up, or 'connect' peers that will be again, get messages. */
-    if (p->remote.n == 0 || !wants_id(p, id, topic, b->hdr.topic_len))
+    if (p->remote.n == 0 || !wants_id(p, b))
       continue;
     /* A peer that does not say it answers requests would refuse the
      * frame and close the link. */
@@ -566,7 +569,8 @@ static void queue_msg(myc__links *L, myc_buf *b) {
       continue;
     if (p->qframes >= L->cfg.queue_frames ||
         p->qbytes + size > L->cfg.queue_bytes ||
-        grow(A(L), (void **)&p->q, &p->qcap, sizeof *p->q, p->qn + 1) != 0) {
+        (p->qn == p->qcap && grow(A(L), (void **)&p->q, &p->qcap,
+                                  sizeof *p->q, p->qn + 1) != 0)) {
       p->d_queue++;
       continue;
     }
@@ -576,13 +580,16 @@ static void queue_msg(myc__links *L, myc_buf *b) {
      * this worker alone: its references stay plain. */
     if (L->w == NULL && !b->shared)
       b->shared = 1;
-    myc__buf_ref(b, 1);
+    if (!give || taken)
+      myc__buf_ref(b, 1);
+    taken = 1;
     p->q[p->qn++] = b;
     p->qframes++;
     p->qbytes += size;
     p->touched = 1;
     L->any_touched = 1;
   }
+  return taken;
 }
 
 static void stage_queue(myc__links *L, myc__pool *pool);
@@ -608,23 +615,22 @@ static void on_message(void *ud, const myc_message *m) {
     stage_queue(L, &s->task.worker->pool);
   if (!L->stopping)
     for (; i < n; i++)
-      queue_msg(L, s->view.batch[i]);
+      queue_msg(L, s->view.batch[i], 0);
   if (L->any_touched)
     batch_end(L, &s->task.worker->pool);
   else
     uv_mutex_unlock(&L->lock);
 }
 
-/* Queues what emits staged (on_direct), in the order emitted, and
- * drops the emits' references; "_links" counts them as handled.  Under
- * L->lock, on the links' worker. */
+/* Queues what emits staged (on_direct), in the order emitted, handing
+ * each emit's reference to the queue of the first peer that takes the
+ * frame (dropped when none does); "_links" counts them as handled.
+ * Under L->lock, on the links' worker. */
 static void stage_queue(myc__links *L, myc__pool *pool) {
   uint32_t i, n = L->nstaged;
-  if (!L->stopping)
-    for (i = 0; i < n; i++)
-      queue_msg(L, L->staged[i]);
   for (i = 0; i < n; i++)
-    myc__buf_release(pool, A(L), L->staged[i]);
+    if (L->stopping || !queue_msg(L, L->staged[i], 1))
+      myc__buf_release(pool, A(L), L->staged[i]);
   L->nstaged = 0;
   myc__counter_add(&L->svc->n_in, n);
 }
@@ -640,21 +646,24 @@ static void stage_flush(myc__links *L, myc__pool *pool) {
     uv_mutex_unlock(&L->lock);
 }
 
-/* The end of a turn in which emits staged frames. */
+/* The end of a turn in which emits handed frames to the links. */
 static void after_turn(void *ud) {
   myc__links *L = ud;
+  L->turn_open = 0;
   if (L->nstaged > 0)
     stage_flush(L, &L->w->pool);
 }
 
 /* An emit on the links' worker whose only subscriber here is "_links",
- * with nothing waiting in its mailbox (myc_service.direct): the frame is
- * staged, without a lock, and DIRECT_IOV of them at a time (or what the
- * turn staged, at its end: after_turn) go onto the peers' queues in one
- * hold of the lock and out in one write, as a batch of "_links" would
- * from its mailbox, while they are still in the cache.  Declines (the
- * mailbox takes the frame) with tracing on, whose spans the mailbox's
- * dispatch records. */
+ * with nothing waiting in its mailbox (myc_service.direct).  The first
+ * frame of a turn is queued and written at once: a lone message (an
+ * answer, a ping-pong's) leaves before the rest of its handler and of
+ * the turn runs.  The frames after it are staged, without a lock, and
+ * DIRECT_IOV of them at a time (or what the turn staged, at its end:
+ * after_turn) go onto the peers' queues in one hold of the lock and out
+ * in one write, as a batch of "_links" would from its mailbox, while
+ * they are still in the cache.  Declines (the mailbox takes the frame)
+ * with tracing on, whose spans the mailbox's dispatch records. */
 static int on_direct(void *ud, myc__worker *w, myc_buf *b) {
   myc__links *L = ud;
   myc_service *s = L->svc;
@@ -663,10 +672,13 @@ static int on_direct(void *ud, myc__worker *w, myc_buf *b) {
           MYC_SVC_RUNNING)
     return 1;
   L->staged[L->nstaged++] = b;
-  if (L->nstaged == DIRECT_IOV)
-    stage_flush(L, &w->pool);
-  else if (L->nstaged == 1)
+  if (!L->turn_open) {
+    L->turn_open = 1;
     myc__worker_after(w);
+    stage_flush(L, &w->pool);
+  } else if (L->nstaged == DIRECT_IOV) {
+    stage_flush(L, &w->pool);
+  }
   return 0;
 }
 
