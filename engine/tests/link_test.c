@@ -57,17 +57,11 @@ static void on_sink(void *ud, const myc_message *m) {
 static const char *NOOP = "return { handlers = {} }\n";
 static char last_err[512]; /* why engine() returned NULL */
 
-/* An engine from a config file in tmpdir: 'links' is the Lua text of its
- * listen/connect/link keys. */
-static myc_engine *engine(const char *name, const char *links) {
-  char path[512], cfg[2048], err[512];
+/* An engine from the config 'cfg', written to tmpdir/'name'.lua. */
+static myc_engine *engine_cfg(const char *name, const char *cfg) {
+  char path[512], err[512];
   myc_engine *e = NULL;
   FILE *f;
-  test_module(tmpdir, "noop.lua", NOOP);
-  snprintf(cfg, sizeof cfg,
-           "return { node = \"%s\", workers = 2, log = { level = \"warn\" },\n"
-           "  %s,\n  services = { { name = \"noop\", module = \"noop.lua\" } } }\n",
-           name, links);
   snprintf(path, sizeof path, "%s/%s.lua", tmpdir, name);
   f = fopen(path, "w");
   if (f == NULL)
@@ -80,6 +74,18 @@ static myc_engine *engine(const char *name, const char *links) {
     return NULL;
   }
   return e;
+}
+
+/* An engine from a config file in tmpdir: 'links' is the Lua text of its
+ * listen/connect/link keys. */
+static myc_engine *engine(const char *name, const char *links) {
+  char cfg[8192];
+  test_module(tmpdir, "noop.lua", NOOP);
+  snprintf(cfg, sizeof cfg,
+           "return { node = \"%s\", workers = 2, log = { level = \"warn\" },\n"
+           "  %s,\n  services = { { name = \"noop\", module = \"noop.lua\" } } }\n",
+           name, links);
+  return engine_cfg(name, cfg);
 }
 
 /* An engine 'node' listening on tmpdir/'sock' (its path written to
@@ -1265,27 +1271,13 @@ static const char *PUMP =
     "end\n"
     "return M\n";
 
-/* A Lua service that answers a "go" message with one message on
- * swaps.v2 (numbered 1), then stays in its handler for 3 s. */
-static const char *LONE =
-    "local M = { subscribe = { \"go\" } }\n"
-    "function M.on_message(ctx, msg)\n"
-    "  ctx:emit(\"swaps.v2\", string.char(1, 0, 0, 0, 0, 0, 0, 0))\n"
-    "  local t = ctx:now()\n"
-    "  while ctx:now() - t < 3 do end\n"
-    "end\n"
-    "return M\n";
-
 /* Engine 'node' listening on tmpdir/'sock' (its path in 'path'), the
- * links and the service "pump" ('module': PUMP, else LONE) on worker 1;
- * 'link' more keys of its link table, 'more' more keys of its config. */
-static myc_engine *pumping_with(const char *node, const char *sock,
-                                const char *link, const char *more,
-                                const char *module, char *path) {
-  char cfg[1024], file[512], err[512];
-  myc_engine *e = NULL;
-  FILE *f;
-  test_module(tmpdir, "pump.lua", module);
+ * links and the pump on worker 1; 'link' more keys of its link table,
+ * 'more' more keys of its config. */
+static myc_engine *pumping(const char *node, const char *sock,
+                           const char *link, const char *more, char *path) {
+  char cfg[1024];
+  test_module(tmpdir, "pump.lua", PUMP);
   snprintf(path, PATH_CAP, "%s/%s", tmpdir, sock);
   snprintf(cfg, sizeof cfg,
            "return { node = \"%s\", workers = 2, log = { level = \"warn\" },\n"
@@ -1293,22 +1285,7 @@ static myc_engine *pumping_with(const char *node, const char *sock,
            "  services = { { name = \"pump\", module = \"pump.lua\","
            " worker = 1 } } }\n",
            node, path, link, more);
-  snprintf(file, sizeof file, "%s/%s.lua", tmpdir, node);
-  f = fopen(file, "w");
-  if (f == NULL)
-    return NULL;
-  fputs(cfg, f);
-  fclose(f);
-  if (myc_engine_from_file(&e, file, err, sizeof err) != 0) {
-    fprintf(stderr, "engine %s: %s\n", node, err);
-    return NULL;
-  }
-  return e;
-}
-
-static myc_engine *pumping(const char *node, const char *sock,
-                           const char *link, const char *more, char *path) {
-  return pumping_with(node, sock, link, more, PUMP, path);
+  return engine_cfg(node, cfg);
 }
 
 static void go(myc_engine *e, uint64_t from, uint64_t n) {
@@ -1407,38 +1384,6 @@ static void emits_on_the_links_worker_are_bounded_by_the_queue(void) {
   CHECK_EQ(ls.in, N);
   CHECK_EQ(ls.dropped, 0);
   close(fd);
-  myc_engine_free(a);
-}
-
-/* The first message a handler on the links' worker emits in a turn is
- * written at once, not when the handler returns: it reaches the peer
- * while the handler still runs (for 3 s). */
-static void a_lone_emit_leaves_before_its_handler_ends(void) {
-  char path[PATH_CAP], links[512];
-  static sink s;
-  myc_engine *a, *b;
-  myc__link_stats st;
-  int k;
-  memset(&s, 0, sizeof s);
-  a = pumping_with("la1", "l1.sock", "queue_frames = 100", "", LONE, path);
-  snprintf(links, sizeof links,
-           "connect = { \"unix://%s\" }, link = { worker = 1, "
-           "reconnect_initial_ms = 20 }",
-           path);
-  b = engine("lb1", links);
-  CHECK(a != NULL && b != NULL);
-  CHECK_EQ(myc_engine_add_c_service(b, "sink", "swaps.v2", on_sink, &s, 1),
-           0);
-  CHECK_EQ(start(a), 0);
-  CHECK_EQ(start(b), 0);
-  CHECK(wait_peer(a, "up", 1, NULL));
-  go(a, 1, 1);
-  for (k = 0; k < 200 && atomic_load(&s.n) == 0; k++)
-    sleep_ms(10);
-  CHECK_EQ(atomic_load(&s.n), 1);
-  CHECK(peer_named(a, "lb1", &st));
-  CHECK_EQ(st.frames_direct, 1);
-  myc_engine_free(b);
   myc_engine_free(a);
 }
 
@@ -2187,8 +2132,6 @@ int main(void) {
        emits_on_the_links_worker_skip_the_mailbox},
       {"emits_on_the_links_worker_are_bounded_by_the_queue",
        emits_on_the_links_worker_are_bounded_by_the_queue},
-      {"a_lone_emit_leaves_before_its_handler_ends",
-       a_lone_emit_leaves_before_its_handler_ends},
       {"a_long_queue_taken_in_parts_keeps_order",
        a_long_queue_taken_in_parts_keeps_order},
       {"messages_of_one_shape_are_checked_once",

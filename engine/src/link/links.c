@@ -246,7 +246,6 @@ struct myc__links {
    * straight to the links (on_direct), not queued yet. */
   myc_buf *staged[DIRECT_IOV];
   uint32_t nstaged;
-  int turn_open; /* a frame of this turn went out already */
   /* Messages in, held per worker and handed over once per read. */
   myc__host_stage hs;
   /* The link thread's buffers for what comes in: the workers hand the
@@ -646,24 +645,22 @@ static void stage_flush(myc__links *L, myc__pool *pool) {
     uv_mutex_unlock(&L->lock);
 }
 
-/* The end of a turn in which emits handed frames to the links. */
+/* The end of a turn in which emits staged frames. */
 static void after_turn(void *ud) {
   myc__links *L = ud;
-  L->turn_open = 0;
-  if (L->nstaged > 0)
+  if (L->nstaged > 0 || L->any_touched)
     stage_flush(L, &L->w->pool);
 }
 
 /* An emit on the links' worker whose only subscriber here is "_links",
- * with nothing waiting in its mailbox (myc_service.direct).  The first
- * frame of a turn is queued and written at once: a lone message (an
- * answer, a ping-pong's) leaves before the rest of its handler and of
- * the turn runs.  The frames after it are staged, without a lock, and
- * DIRECT_IOV of them at a time (or what the turn staged, at its end:
- * after_turn) go onto the peers' queues in one hold of the lock and out
- * in one write, as a batch of "_links" would from its mailbox, while
- * they are still in the cache.  Declines (the mailbox takes the frame)
- * with tracing on, whose spans the mailbox's dispatch records. */
+ * with nothing waiting in its mailbox (myc_service.direct): the frame is
+ * staged, without a lock, and queued for the peers DIRECT_IOV at a time
+ * in one hold of the lock, so that the queue's bound and ctx:pressure
+ * see them within the turn.  What the turn queued is written at its end
+ * (after_turn), as a batch of "_links" was: writes in the middle of a
+ * burst would wake the peer for a part of it, and its reads would take
+ * less at a time.  Declines (the mailbox takes the frame) with tracing
+ * on, whose spans the mailbox's dispatch records. */
 static int on_direct(void *ud, myc__worker *w, myc_buf *b) {
   myc__links *L = ud;
   myc_service *s = L->svc;
@@ -672,12 +669,12 @@ static int on_direct(void *ud, myc__worker *w, myc_buf *b) {
           MYC_SVC_RUNNING)
     return 1;
   L->staged[L->nstaged++] = b;
-  if (!L->turn_open) {
-    L->turn_open = 1;
+  if (L->nstaged == 1) {
     myc__worker_after(w);
-    stage_flush(L, &w->pool);
   } else if (L->nstaged == DIRECT_IOV) {
-    stage_flush(L, &w->pool);
+    uv_mutex_lock(&L->lock);
+    stage_queue(L, &w->pool);
+    uv_mutex_unlock(&L->lock);
   }
   return 0;
 }
