@@ -57,17 +57,11 @@ static void on_sink(void *ud, const myc_message *m) {
 static const char *NOOP = "return { handlers = {} }\n";
 static char last_err[512]; /* why engine() returned NULL */
 
-/* An engine from a config file in tmpdir: 'links' is the Lua text of its
- * listen/connect/link keys. */
-static myc_engine *engine(const char *name, const char *links) {
-  char path[512], cfg[2048], err[512];
+/* An engine from the config 'cfg', written to tmpdir/'name'.lua. */
+static myc_engine *engine_cfg(const char *name, const char *cfg) {
+  char path[512], err[512];
   myc_engine *e = NULL;
   FILE *f;
-  test_module(tmpdir, "noop.lua", NOOP);
-  snprintf(cfg, sizeof cfg,
-           "return { node = \"%s\", workers = 2, log = { level = \"warn\" },\n"
-           "  %s,\n  services = { { name = \"noop\", module = \"noop.lua\" } } }\n",
-           name, links);
   snprintf(path, sizeof path, "%s/%s.lua", tmpdir, name);
   f = fopen(path, "w");
   if (f == NULL)
@@ -80,6 +74,18 @@ static myc_engine *engine(const char *name, const char *links) {
     return NULL;
   }
   return e;
+}
+
+/* An engine from a config file in tmpdir: 'links' is the Lua text of its
+ * listen/connect/link keys. */
+static myc_engine *engine(const char *name, const char *links) {
+  char cfg[8192];
+  test_module(tmpdir, "noop.lua", NOOP);
+  snprintf(cfg, sizeof cfg,
+           "return { node = \"%s\", workers = 2, log = { level = \"warn\" },\n"
+           "  %s,\n  services = { { name = \"noop\", module = \"noop.lua\" } } }\n",
+           name, links);
+  return engine_cfg(name, cfg);
 }
 
 /* An engine 'node' listening on tmpdir/'sock' (its path written to
@@ -1467,6 +1473,138 @@ static void long_queues_are_written_a_part_at_a_time(void) {
   myc_engine_free(a);
 }
 
+/* A Lua service that, for each "go" message "FROM N", emits N messages
+ * on swaps.v2 numbered from FROM (the first 8 payload bytes, little
+ * endian, as publish_seq's), 64 bytes each. */
+static const char *PUMP =
+    "local M = { subscribe = { \"go\" } }\n"
+    "local pad = string.rep(\"x\", 56)\n"
+    "function M.on_message(ctx, msg)\n"
+    "  local from, n = msg.data:match(\"(%d+) (%d+)\")\n"
+    "  for i = tonumber(from), tonumber(from) + tonumber(n) - 1 do\n"
+    "    ctx:emit(\"swaps.v2\", string.char(i % 256, math.floor(i / 256) %"
+    " 256,\n"
+    "      math.floor(i / 65536) % 256, 0, 0, 0, 0, 0) .. pad)\n"
+    "  end\n"
+    "end\n"
+    "return M\n";
+
+/* Engine 'node' listening on tmpdir/'sock' (its path in 'path'), the
+ * links and the pump on worker 1; 'link' more keys of its link table,
+ * 'more' more keys of its config. */
+static myc_engine *pumping(const char *node, const char *sock,
+                           const char *link, const char *more, char *path) {
+  char cfg[1024];
+  test_module(tmpdir, "pump.lua", PUMP);
+  snprintf(path, PATH_CAP, "%s/%s", tmpdir, sock);
+  snprintf(cfg, sizeof cfg,
+           "return { node = \"%s\", workers = 2, log = { level = \"warn\" },\n"
+           "  listen = { \"unix://%s\" }, link = { worker = 1, %s }, %s\n"
+           "  services = { { name = \"pump\", module = \"pump.lua\","
+           " worker = 1 } } }\n",
+           node, path, link, more);
+  return engine_cfg(node, cfg);
+}
+
+static void go(myc_engine *e, uint64_t from, uint64_t n) {
+  char text[64];
+  int len = snprintf(text, sizeof text, "%llu %llu", (unsigned long long)from,
+                     (unsigned long long)n);
+  while (myc_publish(e, "go", MYC_KIND_RAW, 0, text, (size_t)len) == MYC_EFULL)
+    sleep_ms(1);
+}
+
+/* With link.worker, what a service on that worker emits goes onto the
+ * peer's queue without "_links"' mailbox, while what a host publishes
+ * still comes through it: both streams arrive whole and in order,
+ * every frame counted once, "_links" counts both as handled, and a
+ * stream of 64-byte messages is written by the emitting worker. */
+static void emits_on_the_links_worker_skip_the_mailbox(void) {
+  char path[PATH_CAP], links[512];
+  static sink sp, sh;
+  myc_engine *a, *b;
+  myc__link_stats st;
+  myc_service_stats ls;
+  const uint64_t N = 20000;
+  uint64_t i;
+  int k;
+  memset(&sp, 0, sizeof sp);
+  memset(&sh, 0, sizeof sh);
+  a = pumping("pa", "pd.sock", "queue_frames = 100000", "", path);
+  snprintf(links, sizeof links,
+           "connect = { \"unix://%s\" }, link = { worker = 1, "
+           "reconnect_initial_ms = 20 }, mailbox = { capacity = 65536 }",
+           path);
+  b = engine("pb", links);
+  CHECK(a != NULL && b != NULL);
+  CHECK_EQ(myc_engine_add_c_service(b, "sinkp", "swaps.v2", on_sink, &sp, 1),
+           0);
+  CHECK_EQ(myc_engine_add_c_service(b, "sinkh", "swaps.h", on_sink, &sh, 1),
+           0);
+  CHECK_EQ(start(a), 0);
+  CHECK_EQ(start(b), 0);
+  CHECK(wait_peer(a, "up", 2, NULL));
+  /* The pump's bursts and the host's stream interleave in "_links". */
+  for (i = 0; i < 10; i++) {
+    go(a, 1 + i * (N / 10), N / 10);
+    publish_seq(a, "swaps.h", 1 + i * (N / 10), N / 10);
+  }
+  CHECK(wait_count(&sp.n, N));
+  CHECK(wait_count(&sh.n, N));
+  CHECK_EQ(atomic_load(&sp.bad_order), 0);
+  CHECK_EQ(atomic_load(&sh.bad_order), 0);
+  for (k = 0; k < 500; k++) {
+    CHECK(wait_peer(a, "up", 2, &st));
+    if (st.frames_out == 2 * N)
+      break;
+    sleep_ms(10);
+  }
+  CHECK_EQ(st.frames_out, 2 * N);
+  CHECK_EQ(st.queued, 0);
+  CHECK_EQ(st.dropped_queue_full + st.dropped_disconnect, 0);
+  CHECK(st.frames_direct > 0);
+  CHECK_EQ(test_service_stats(a, "_links", &ls), 0);
+  CHECK_EQ(ls.in, 2 * N);
+  CHECK_EQ(ls.dropped, 0);
+  myc_engine_free(b);
+  myc_engine_free(a);
+}
+
+/* What a service on the links' worker emits is bounded by the peer's
+ * queue, not by "_links"' mailbox, which it does not pass through (a
+ * burst of 30000 from one handler would overflow a mailbox of 1024): a
+ * peer that never reads gets queue_frames of them, the rest are counted
+ * as queue_full, and every one emitted is in exactly one counter. */
+static void emits_on_the_links_worker_are_bounded_by_the_queue(void) {
+  char path[PATH_CAP];
+  myc_engine *a;
+  myc__link_stats st;
+  myc_service_stats ls;
+  const uint64_t N = 30000;
+  int fd, k;
+  a = pumping("qa", "qd.sock", "queue_frames = 1000",
+              "mailbox = { capacity = 1024 },", path);
+  CHECK(a != NULL);
+  CHECK_EQ(start(a), 0);
+  fd = swaps_peer(a, path, "stalled");
+  CHECK(fd >= 0);
+  go(a, 1, N);
+  for (k = 0; k < 500; k++) {
+    CHECK(peer_named(a, "stalled", &st));
+    if (st.frames_out + st.queued + st.dropped_queue_full == N)
+      break;
+    sleep_ms(10);
+  }
+  CHECK_EQ(st.frames_out + st.queued + st.dropped_queue_full, N);
+  CHECK(st.dropped_queue_full > 0);
+  CHECK(st.queued <= 1000);
+  CHECK_EQ(test_service_stats(a, "_links", &ls), 0);
+  CHECK_EQ(ls.in, N);
+  CHECK_EQ(ls.dropped, 0);
+  close(fd);
+  myc_engine_free(a);
+}
+
 /* A v2 message frame (its TLV header too) on 'topic' from 'source', with
  * 'plen' payload bytes starting with 'seq': its length. */
 static size_t msg_frame(uint8_t *out, const char *topic, const char *source,
@@ -2208,6 +2346,10 @@ int main(void) {
       {"tls_on_a_worker_loop", tls_on_a_worker_loop},
       {"long_queues_are_written_a_part_at_a_time",
        long_queues_are_written_a_part_at_a_time},
+      {"emits_on_the_links_worker_skip_the_mailbox",
+       emits_on_the_links_worker_skip_the_mailbox},
+      {"emits_on_the_links_worker_are_bounded_by_the_queue",
+       emits_on_the_links_worker_are_bounded_by_the_queue},
       {"a_long_queue_taken_in_parts_keeps_order",
        a_long_queue_taken_in_parts_keeps_order},
       {"messages_of_one_shape_are_checked_once",

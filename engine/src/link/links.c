@@ -276,6 +276,10 @@ struct myc__links {
   /* The "_links" worker's: messages of its batch below this index are
    * queued already (on_message), 0 between batches. */
   uint32_t batch_done;
+  /* The "_links" worker's, with link.worker: frames emits handed
+   * straight to the links (on_direct), not queued yet. */
+  myc_buf *staged[DIRECT_IOV];
+  uint32_t nstaged;
   /* Messages in, held per worker and handed over once per read. */
   myc__host_stage hs;
   /* The link thread's buffers for what comes in: the workers hand the
@@ -561,14 +565,15 @@ static void batch_end(myc__links *L, myc__pool *pool) {
     }
 }
 
-/* Whether 'p' subscribed a pattern 'topic' (id 'id') matches.  A stream
- * mostly repeats its topic: the answer for the last id is kept until the
- * peer's patterns change (forget_topic).  Under L->lock. */
-static int wants_id(peer *p, uint32_t id, const char *topic, size_t len) {
+/* Whether 'p' subscribed a pattern the topic of 'b' matches.  A stream
+ * mostly repeats its topic: the answer for the last topic id is kept
+ * until the peer's patterns change (forget_topic).  Under L->lock. */
+static int wants_id(peer *p, myc_buf *b) {
+  uint32_t id = __atomic_load_n(&b->topic_id, __ATOMIC_RELAXED);
   int r;
   if (id != 0 && id == p->want_topic)
     return p->want_hit;
-  r = wants(p, topic, len);
+  r = wants(p, myc__buf_topic(b), b->hdr.topic_len);
   if (id != 0) {
     p->want_topic = id;
     p->want_hit = r;
@@ -576,19 +581,20 @@ static int wants_id(peer *p, uint32_t id, const char *topic, size_t len) {
   return r;
 }
 
-/* Queues 'b' for every peer that wants it.  Under L->lock. */
-static void queue_msg(myc__links *L, myc_buf *b) {
+/* Queues 'b' for every peer that wants it, each with a reference of its
+ * own; with 'give', the caller's reference goes to the first of them.
+ * Returns whether one took it.  Under L->lock. */
+static int queue_msg(myc__links *L, myc_buf *b, int give) {
   uint64_t size = MYC_WIRE_TLV + (uint64_t)b->hdr.frame_len;
-  uint32_t id = __atomic_load_n(&b->topic_id, __ATOMIC_RELAXED);
-  const char *topic = myc__buf_topic(b);
+  int taken = 0;
   peer *p;
   /* Links are one hop: what came in over one is not sent on. */
   if (b->hdr.flags & MYC_FRAME_REMOTE)
-    return;
+    return 0;
   for (p = L->peers; p != NULL; p = p->next) {
     /* A closed accepted peer has no patterns left: only peers that are
      * up, or 'connect' peers that will be again, get messages. */
-    if (p->remote.n == 0 || !wants_id(p, id, topic, b->hdr.topic_len))
+    if (p->remote.n == 0 || !wants_id(p, b))
       continue;
     /* A peer that does not say it answers requests would refuse the
      * frame and close the link. */
@@ -596,22 +602,30 @@ static void queue_msg(myc__links *L, myc_buf *b) {
       continue;
     if (p->qframes >= L->cfg.queue_frames ||
         p->qbytes + size > L->cfg.queue_bytes ||
-        grow(A(L), (void **)&p->q, &p->qcap, sizeof *p->q, p->qn + 1) != 0) {
+        (p->qn == p->qcap && grow(A(L), (void **)&p->q, &p->qcap,
+                                  sizeof *p->q, p->qn + 1) != 0)) {
       p->d_queue++;
       continue;
     }
     /* Only this worker can hold a buffer that is not shared yet; once it
-     * is, other threads read the flag, so it is written only then. */
-    if (!b->shared)
+     * is, other threads read the flag, so it is written only then.  On a
+     * worker's loop (link.worker) the queue is written and released by
+     * this worker alone: its references stay plain. */
+    if (L->w == NULL && !b->shared)
       b->shared = 1;
-    myc__buf_ref(b, 1);
+    if (!give || taken)
+      myc__buf_ref(b, 1);
+    taken = 1;
     p->q[p->qn++] = b;
     p->qframes++;
     p->qbytes += size;
     p->touched = 1;
     L->any_touched = 1;
   }
+  return taken;
 }
+
+static void stage_queue(myc__links *L, myc__pool *pool);
 
 /* dispatch_c calls this for every message of the batch in turn, the
  * last one included.  The first call queues the whole rest of the batch
@@ -629,13 +643,74 @@ static void on_message(void *ud, const myc_message *m) {
   }
   L->batch_done = i + 1 == n ? 0 : n;
   uv_mutex_lock(&L->lock);
+  /* What emits staged came first. */
+  if (L->nstaged > 0)
+    stage_queue(L, &s->task.worker->pool);
   if (!L->stopping)
     for (; i < n; i++)
-      queue_msg(L, s->view.batch[i]);
+      queue_msg(L, s->view.batch[i], 0);
   if (L->any_touched)
     batch_end(L, &s->task.worker->pool);
   else
     uv_mutex_unlock(&L->lock);
+}
+
+/* Queues what emits staged (on_direct), in the order emitted, handing
+ * each emit's reference to the queue of the first peer that takes the
+ * frame (dropped when none does); "_links" counts them as handled.
+ * Under L->lock, on the links' worker. */
+static void stage_queue(myc__links *L, myc__pool *pool) {
+  uint32_t i, n = L->nstaged;
+  for (i = 0; i < n; i++)
+    if (L->stopping || !queue_msg(L, L->staged[i], 1))
+      myc__buf_release(pool, A(L), L->staged[i]);
+  L->nstaged = 0;
+  myc__counter_add(&L->svc->n_in, n);
+}
+
+/* Queues what is staged and writes it, as the end of a batch of
+ * "_links" does.  Takes L->lock. */
+static void stage_flush(myc__links *L, myc__pool *pool) {
+  uv_mutex_lock(&L->lock);
+  stage_queue(L, pool);
+  if (L->any_touched)
+    batch_end(L, pool);
+  else
+    uv_mutex_unlock(&L->lock);
+}
+
+/* The end of a turn in which emits staged frames. */
+static void after_turn(void *ud) {
+  myc__links *L = ud;
+  if (L->nstaged > 0 || L->any_touched)
+    stage_flush(L, &L->w->pool);
+}
+
+/* An emit on the links' worker whose only subscriber here is "_links",
+ * with nothing waiting in its mailbox (myc_service.direct): the frame is
+ * staged, without a lock, and queued for the peers DIRECT_IOV at a time
+ * in one hold of the lock, so that the queue's bound and ctx:pressure
+ * see them within the turn.  What the turn queued is written at its end
+ * (after_turn), as a batch of "_links" was: writes in the middle of a
+ * burst would wake the peer for a part of it, and its reads would take
+ * less at a time.  Declines (the mailbox takes the frame) with tracing
+ * on, whose spans the mailbox's dispatch records. */
+static int on_direct(void *ud, myc__worker *w, myc_buf *b) {
+  myc__links *L = ud;
+  myc_service *s = L->svc;
+  if (s->eng->tracer != NULL ||
+      atomic_load_explicit(&s->state, memory_order_relaxed) !=
+          MYC_SVC_RUNNING)
+    return 1;
+  L->staged[L->nstaged++] = b;
+  if (L->nstaged == 1) {
+    myc__worker_after(w);
+  } else if (L->nstaged == DIRECT_IOV) {
+    uv_mutex_lock(&L->lock);
+    stage_queue(L, &w->pool);
+    uv_mutex_unlock(&L->lock);
+  }
+  return 0;
 }
 
 /* The fill of the fullest queue of a peer that wants 'topic', 0..1:
@@ -2708,6 +2783,11 @@ static int links_start(void *ud, char *err, size_t errlen) {
     MYC_ASSERT_OWNER(&L->w->owner);
     L->lp = &L->w->loop;
     rc = open_handles(L, err, errlen);
+    if (rc == 0) {
+      L->w->after = after_turn;
+      L->w->after_ud = L;
+      L->svc->direct = on_direct;
+    }
   } else {
     if ((rc = uv_loop_init(&L->loop)) != 0) {
       snprintf(err, errlen, "links: cannot make a loop: %s",
@@ -2780,6 +2860,8 @@ static void links_quiesce(void *ud) {
 static void links_free(void *ud) {
   myc__links *L = ud;
   links_quiesce(L);
+  while (L->nstaged > 0)
+    myc__buf_release(NULL, A(L), L->staged[--L->nstaged]);
   while (L->peers != NULL) /* never started: nothing is open */
     peer_free(L->peers);
   while (L->nrefs > 0)

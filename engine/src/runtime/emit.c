@@ -71,7 +71,12 @@ deliver_to(myc__topics *topics, myc__sched *sched, myc__worker *from,
   /* The common case, one subscriber on this worker: the buffer keeps the
    * reference it was born with. */
   if (one != NULL && (manual || one->task.worker == from)) {
-    int rc = push_local(a, &one->task, b);
+    int rc;
+    if (one->direct != NULL && one->batch_pos == one->view.batch_n &&
+        atomic_load_explicit(&one->task.mb.len, memory_order_relaxed) == 0 &&
+        one->direct(one->cb_ud, from, b) == 0)
+      return 0;
+    rc = push_local(a, &one->task, b);
     if (rc != 0)
       myc__buf_release(pool, a, b);
     return rc;

@@ -192,6 +192,13 @@ struct myc_service {
    * 'topic' (0..1): the links' service, its peers' queues.  NULL: the
    * mailbox alone.  Any thread. */
   double (*pressure)(void *cb_ud, const myc__topic *topic);
+  /* A C service that takes a message straight from an emit on its own
+   * worker, its mailbox left out (the links' service with link.worker
+   * queues it for its peers).  The emit calls it only while nothing
+   * waits in the mailbox, so what one producer emits keeps its order.
+   * Returns 0 having taken 'b' (its reference), or nonzero having left
+   * it: the mailbox takes it then.  NULL: the mailbox always. */
+  int (*direct)(void *cb_ud, myc__worker *from, myc_buf *b);
 
   myc_buf *batch[MYC_BATCH];
   uint32_t batch_pos; /* next message of 'batch' to hand to the service */

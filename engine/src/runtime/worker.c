@@ -385,10 +385,25 @@ static void flush_returns(myc__worker *w) {
   w->pool.pending_returns = 0;
 }
 
+void myc__worker_after(myc__worker *w) {
+  MYC_ASSERT_OWNER(&w->owner);
+  if (w->after_due)
+    return;
+  w->after_due = 1;
+  /* An emit outside a task's turn or a timer (a job's) is flushed by
+   * nobody else: the idle callback flushes. */
+  if (!w->sched->manual && !uv_is_active((uv_handle_t *)&w->idle))
+    uv_idle_start(&w->idle, on_idle);
+}
+
 void myc__worker_flush(myc__worker *w) {
   myc__sched *s = w->sched;
   uint32_t t;
   MYC_ASSERT_OWNER(&w->owner);
+  if (w->after_due) {
+    w->after_due = 0;
+    w->after(w->after_ud);
+  }
   if (w->pool.pending_returns > 0)
     flush_returns(w);
   if (w->staged == 0)
@@ -697,6 +712,8 @@ static void on_idle(uv_idle_t *h) {
   round_begin(w);
   myc__worker_drain_inbox(w);
   myc__worker_run_ready(w, ROUND_TURNS);
+  if (w->after_due)
+    myc__worker_flush(w);
   if (w->ready_head == NULL) {
     uv_idle_stop(&w->idle);
     myc__inbox_set_idle(&w->inbox, 1);

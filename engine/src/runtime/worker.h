@@ -137,6 +137,13 @@ struct myc__worker {
 
   _Atomic int phase;
 
+  /* Work a transport put off to the end of the turn (myc__worker_after):
+   * the links' writes of what emits queued for their peers.  Run by the
+   * next myc__worker_flush, once however many emits asked. */
+  void (*after)(void *ud);
+  void *after_ud;
+  int after_due;
+
 #if MYC_METRICS
   /* For other threads (observe/): when the current round of callbacks
    * began (monotonic ns; 0 while the loop waits for I/O), how long rounds
@@ -238,8 +245,14 @@ myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b) {
 }
 
 /* Hands everything staged by 'w' to the target workers' inboxes: one
- * lock and at most one wake-up per target.  Worker thread of 'w'. */
+ * lock and at most one wake-up per target, and runs the work put off
+ * with myc__worker_after.  Worker thread of 'w'. */
 void myc__worker_flush(myc__worker *w);
+
+/* Asks for w->after to run at the next myc__worker_flush: after the
+ * task's turn, the timer or the job that is running, or at the latest
+ * in the loop's next idle callback.  Worker thread of 'w'. */
+void myc__worker_after(myc__worker *w);
 
 /* What a thread without a worker (the links') holds for workers' tasks
  * until myc__host_flush(): handed over with one lock and at most one
