@@ -89,7 +89,16 @@ local function crosses(url_of)
   assert.is_truthy(got, b.output())
   assert.is_true(strictly_increasing(got))
   -- The trace a's producer logged for n is the one b handled n in.
-  local sent = sent_traces(a.output())
+  -- a's log lines are written by its log thread, maybe after b has
+  -- handled n: wait until a's output holds every n b got.
+  local sent = wait_for(function()
+    local s = sent_traces(a.output())
+    for _, m in ipairs(got) do
+      if s[m.n] == nil then return false end
+    end
+    return s
+  end)
+  assert.is_truthy(sent, a.output())
   for _, m in ipairs(got) do
     assert.equal(sent[m.n], m.trace)
   end
