@@ -89,21 +89,35 @@ static inline uint32_t myc__mailbox_depth(const myc__mailbox *mb) {
          atomic_load_explicit(&mb->inflight, memory_order_relaxed);
 }
 
+/* What the mailbox holds and what is on its way to it (handed over by
+ * other workers, not queued yet), in messages and payload bytes.  Any
+ * thread; read in the order that never sees less than is there:
+ * 'incoming' first (a worker uncounts it after queueing what arrived,
+ * runtime/worker.c), then 'len' before 'inflight' (a batch taken adds to
+ * 'inflight' before it leaves 'len', myc__mailbox_pop). */
+static inline void myc__mailbox_held(const myc__mailbox *mb, uint32_t *n,
+                                     uint64_t *bytes) {
+  uint64_t b = atomic_load_explicit(&mb->incoming_bytes, memory_order_acquire);
+  uint32_t k = atomic_load_explicit(&mb->incoming, memory_order_acquire);
+  k += atomic_load_explicit(&mb->len, memory_order_acquire);
+  k += atomic_load_explicit(&mb->inflight, memory_order_relaxed);
+  *n = k;
+  *bytes = b + atomic_load_explicit(&mb->bytes, memory_order_relaxed);
+}
+
 /* Fill ratio as producers see it, 0..1, of messages or of bytes,
  * whichever is higher: what is queued plus what other workers handed over
  * but the owner has not queued yet, against the mailbox's bounds.  1 when
  * that would fill the mailbox: transit may hold up to two mailboxes'
  * worth more, which would only be dropped on arrival. */
 static inline double myc__mailbox_pressure(const myc__mailbox *mb) {
-  double n = (double)(myc__mailbox_depth(mb) +
-                      atomic_load_explicit(&mb->incoming,
-                                           memory_order_relaxed)) /
-             mb->capacity;
-  double b = (double)(atomic_load_explicit(&mb->bytes, memory_order_relaxed) +
-                      atomic_load_explicit(&mb->incoming_bytes,
-                                           memory_order_relaxed)) /
-             (double)mb->max_bytes;
-  double p = n > b ? n : b;
+  uint32_t k;
+  uint64_t bytes;
+  double n, b, p;
+  myc__mailbox_held(mb, &k, &bytes);
+  n = (double)k / mb->capacity;
+  b = (double)bytes / (double)mb->max_bytes;
+  p = n > b ? n : b;
   return p < 1 ? p : 1;
 }
 

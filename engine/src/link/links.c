@@ -1527,23 +1527,17 @@ static void run_add(peer *p, const myc__wire_tlv *t) {
 #define HELD 2
 
 /* The messages and payload bytes the mailbox of 'tk' takes before it is
- * full, as the loop's thread can tell: what it holds, and what is on its
- * way to it (handed over, or staged by this loop and not counted yet),
- * against its capacity and max_bytes.  Read in the order that never
- * sees less than is there: 'incoming' first (a worker uncounts it after
- * queueing what arrived, runtime/worker.c), then 'len' before
- * 'inflight' (a batch taken adds to 'inflight' before it leaves 'len',
- * core/mailbox.c). */
+ * full, as the loop's thread can tell: what it holds and what is on its
+ * way to it (myc__mailbox_held), and what this loop staged for it and
+ * has not counted yet, against its capacity and max_bytes. */
 static void task_room(myc__links *L, myc__task *tk, uint32_t *n,
                       uint64_t *bytes) {
   myc__mailbox *mb = &tk->mb;
   myc__stage *st = NULL;
   myc__stage_run *r;
-  uint64_t b = atomic_load_explicit(&mb->incoming_bytes, memory_order_acquire);
-  uint32_t used = atomic_load_explicit(&mb->incoming, memory_order_acquire);
-  used += atomic_load_explicit(&mb->len, memory_order_acquire);
-  used += atomic_load_explicit(&mb->inflight, memory_order_relaxed);
-  b += atomic_load_explicit(&mb->bytes, memory_order_relaxed);
+  uint64_t b;
+  uint32_t used;
+  myc__mailbox_held(mb, &used, &b);
   if (L->w != NULL) {
     if (tk->worker != L->w)
       st = &L->w->stage[tk->worker->index];
