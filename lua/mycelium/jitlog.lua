@@ -1,7 +1,10 @@
 -- mycelium.jitlog -- a service's LuaJIT trace events to a file, as
 -- `luajit -jv` prints them, each line prefixed with the milliseconds since
--- the log started: aborts during a warm-up and aborts in steady state are
--- told apart (docs/TUNING.md). Started by the host when MYC_JIT_LOG is set.
+-- the log started (aborts during a warm-up and aborts in steady state are
+-- told apart) and the microseconds from the recording's start to its end:
+-- the time the handler that met a hot path spent recording and compiling
+-- it, which a cold start pays between two messages (docs/TUNING.md).
+-- Started by the host when MYC_JIT_LOG is set.
 local jit = require "jit"
 local jutil = require "jit.util"
 local vmdef = require "jit.vmdef"
@@ -36,9 +39,10 @@ local out, t0
 function M.start(path)
   out = assert(io.open(path, "a"))
   t0 = now_ms()
-  local startloc, startex = "", ""
+  local startloc, startex, started = "", "", nil
   jit.attach(function(what, tr, func, pc, otr, oex)
     if what == "start" then
+      started = now_ms()
       startloc = where(func, pc)
       startex = otr and "(" .. otr .. "/" .. (oex == -1 and "stitch" or oex)
         .. ") " or ""
@@ -59,7 +63,11 @@ function M.start(path)
     else
       line = "TRACE " .. what
     end
-    out:write(format("+%.0f ms [%s]\n", now_ms() - t0, line))
+    local t = now_ms()
+    local took = ""
+    if started and what ~= "flush" then took = format(" %.0f us", (t - started) * 1e3) end
+    started = nil
+    out:write(format("+%.0f ms%s [%s]\n", t - t0, took, line))
     out:flush()
   end, "trace")
 end
