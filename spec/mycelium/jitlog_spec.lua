@@ -32,10 +32,11 @@ describe("MYC_JIT_LOG", function()
     local f = assert(io.open(dir .. "/hot.jitv"))
     local text = f:read("*a")
     f:close()
-    -- "+<ms> ms [TRACE   1 jit_hot.lua:8 loop]" and an abort with its reason.
-    assert.is_truthy(text:find("^%+%d+ ms %[TRACE +%d+ jit_hot%.lua:%d+ loop%]"),
+    -- "+<ms> ms <us> us [TRACE   1 jit_hot.lua:8 loop]" and an abort with
+    -- its reason, each with the time its recording took.
+    assert.is_truthy(text:find("^%+%d+ ms %d+ us %[TRACE +%d+ jit_hot%.lua:%d+ loop%]"),
                      text)
-    assert.is_truthy(text:find("%+%d+ ms %[TRACE %-%-%- [^\n]*jit_hot%.lua:%d+ "
+    assert.is_truthy(text:find("%+%d+ ms %d+ us %[TRACE %-%-%- [^\n]*jit_hot%.lua:%d+ "
                                .. "%-%- NYI: [^\n]* at jit_hot%.lua:%d+%]"), text)
   end)
 
@@ -63,6 +64,7 @@ describe("MYC_JIT_LOG", function()
     local census = p:read("*a")
     p:close()
     assert.matches("warm +traces +0 cold +0 steady | aborts +%d+ cold +%d+ steady "
-                   .. "| warm%-up: traces [1-9]%d* aborts %d+", census)
+                   .. "| compiling 0%.0 ms cold 0%.0 ms steady "
+                   .. "| warm%-up: traces [1-9]%d* aborts %d+, %d+%.%d ms", census)
   end)
 end)
