@@ -15,7 +15,6 @@
 -- known price, which is the README's rule since a pool without logs has
 -- no price.
 local ffi = require "ffi"
-local jit = require "jit"
 local detector = require "bandit.detector"
 local wire = require "bandit.wire"
 local warmup = require "bandit.warmup"
@@ -36,9 +35,6 @@ local function u64(v)
 end
 
 local T = wire.TOPICS
-
--- LuaJIT's limit of constants per trace for this service's state.
-local MAX_IR_CONSTANTS = 2000
 
 local M = {}
 local S
@@ -295,12 +291,6 @@ end
 
 function M.init(ctx, opts)
   wire.gc_pause(ctx, opts)
-  -- A signal's trace (its thirty fields, the price text, the emit with
-  -- ArbitrageSignal's compiled check) holds more than LuaJIT's default
-  -- 500 constants: every recording aborted with "trace too long" and
-  -- signals ran in the interpreter (docs/TUNING.md). Per Lua state, so
-  -- for this service alone.
-  jit.opt.start("maxirconst=" .. MAX_IR_CONSTANTS)
   local reg = setmetatable({ by_raw = {}, pools = {}, venues_by_pair = {} },
                            Registry)
   -- Only the newest accepted logs can be retracted: reorgs drop recent
