@@ -135,7 +135,10 @@ local P_HEAD = '{"jsonrpc":"2.0","method":"eth_subscription",' ..
 -- order), nil if the text has any other shape (then cjson decides), or
 -- false if it is such a message for another subscription. With `into`
 -- (a view scan() returned before), that view and its topics are
--- overwritten instead of made anew.
+-- overwritten instead of made anew. Each field goes into the view as soon
+-- as it is cut: held in locals, a dozen values lived across every libc
+-- call of the scan, and LuaJIT failed to assemble the side exits of such
+-- traces (`register coalescing too complex`), again at every pass.
 local function scan(s, sub_id, into)
   local p, n = cast(u8p, s), #s
   local i = lit(p, n, 0, P_HEAD)
@@ -143,32 +146,23 @@ local function scan(s, sub_id, into)
   if not j then return nil end
   local same = (sub_id ~= nil and j - 1 - i == #sub_id and
                 C.memcmp(p + i, sub_id, #sub_id) == 0)
-  local addr, topics, data, bn, th, ti, bh, li
-  addr, j = field(s, p, n, j, ',"result":{"address":"')
+  local v = into or M.new_view()
+  v.address, j = field(s, p, n, j, ',"result":{"address":"')
   i = lit(p, n, j, ',"topics":["')
   if not i then return nil end
-  topics, j = scan_topics(s, p, n, i, into and into.topics)
-  data, j = field(s, p, n, j, ',"data":"')
-  bn, j = field(s, p, n, j, ',"blockNumber":"')
-  th, j = field(s, p, n, j, ',"transactionHash":"')
-  ti, j = field(s, p, n, j, ',"transactionIndex":"')
-  bh, j = field(s, p, n, j, ',"blockHash":"')
-  li, j = field(s, p, n, j, ',"logIndex":"')
-  local removed
-  if lit(p, n, j, ',"removed":false}}}') == n then removed = false
-  elseif lit(p, n, j, ',"removed":true}}}') == n then removed = true
+  v.topics, j = scan_topics(s, p, n, i, v.topics)
+  v.data, j = field(s, p, n, j, ',"data":"')
+  v.blockNumber, j = field(s, p, n, j, ',"blockNumber":"')
+  v.transactionHash, j = field(s, p, n, j, ',"transactionHash":"')
+  v.transactionIndex, j = field(s, p, n, j, ',"transactionIndex":"')
+  v.blockHash, j = field(s, p, n, j, ',"blockHash":"')
+  v.logIndex, j = field(s, p, n, j, ',"logIndex":"')
+  if lit(p, n, j, ',"removed":false}}}') == n then v.removed = false
+  elseif lit(p, n, j, ',"removed":true}}}') == n then v.removed = true
   else return nil end
   if not same then return false end
-  if not into then
-    return { address = addr, topics = topics, data = data, blockNumber = bn,
-             transactionHash = th, transactionIndex = ti, blockHash = bh,
-             logIndex = li, removed = removed, canonical = true }
-  end
-  into.address, into.topics, into.data, into.blockNumber = addr, topics, data,
-    bn
-  into.transactionHash, into.transactionIndex, into.blockHash = th, ti, bh
-  into.logIndex, into.removed, into.canonical = li, removed, true
-  return into
+  v.canonical = true
+  return v
 end
 
 --- Rules 1 and 2 ------------------------------------------------------------
