@@ -1605,6 +1605,36 @@ static void emits_on_the_links_worker_are_bounded_by_the_queue(void) {
   myc_engine_free(a);
 }
 
+/* One handler turn emits twice a peer's queue bound (link.queue_frames
+ * 500) to a peer that never reads: once the queue is half full the
+ * worker writes it out within the turn, so the socket's buffer takes
+ * what the queue cannot hold and nothing is dropped; without that, the
+ * 500 the queue held were all that left the turn. */
+static void a_turn_emitting_past_the_queue_writes_it_out(void) {
+  char path[PATH_CAP];
+  myc_engine *a;
+  myc__link_stats st;
+  const uint64_t N = 1000;
+  int fd, k;
+  a = pumping("ta", "td.sock", "queue_frames = 500", "", path);
+  CHECK(a != NULL);
+  CHECK_EQ(start(a), 0);
+  fd = swaps_peer(a, path, "stalled");
+  CHECK(fd >= 0);
+  go(a, 1, N);
+  for (k = 0; k < 500; k++) {
+    CHECK(peer_named(a, "stalled", &st));
+    if (st.frames_out + st.queued + st.dropped_queue_full == N)
+      break;
+    sleep_ms(10);
+  }
+  CHECK_EQ(st.frames_out + st.queued + st.dropped_queue_full, N);
+  CHECK_EQ(st.dropped_queue_full, 0);
+  CHECK(st.frames_out >= N - 500);
+  close(fd);
+  myc_engine_free(a);
+}
+
 /* A v2 message frame (its TLV header too) on 'topic' from 'source', with
  * 'plen' payload bytes starting with 'seq': its length. */
 static size_t msg_frame(uint8_t *out, const char *topic, const char *source,
@@ -2350,6 +2380,8 @@ int main(void) {
        emits_on_the_links_worker_skip_the_mailbox},
       {"emits_on_the_links_worker_are_bounded_by_the_queue",
        emits_on_the_links_worker_are_bounded_by_the_queue},
+      {"a_turn_emitting_past_the_queue_writes_it_out",
+       a_turn_emitting_past_the_queue_writes_it_out},
       {"a_long_queue_taken_in_parts_keeps_order",
        a_long_queue_taken_in_parts_keeps_order},
       {"messages_of_one_shape_are_checked_once",

@@ -279,7 +279,7 @@ struct myc__links {
   /* The "_links" worker's, with link.worker: frames emits handed
    * straight to the links (on_direct), not queued yet. */
   myc_buf *staged[DIRECT_IOV];
-  uint32_t nstaged;
+  uint32_t nstaged, stage_cap; /* stage_cap: DIRECT_IOV, or half a queue */
   /* Messages in, held per worker and handed over once per read. */
   myc__host_stage hs;
   /* The link thread's buffers for what comes in: the workers hand the
@@ -686,15 +686,27 @@ static void after_turn(void *ud) {
     stage_flush(L, &L->w->pool);
 }
 
+/* Whether a peer this batch queued for holds half its bound or more.
+ * Under L->lock. */
+static int half_full(const myc__links *L) {
+  const peer *p;
+  for (p = L->peers; p != NULL; p = p->next)
+    if (p->touched && (2 * p->qframes >= L->cfg.queue_frames ||
+                       2 * p->qbytes >= L->cfg.queue_bytes))
+      return 1;
+  return 0;
+}
+
 /* An emit on the links' worker whose only subscriber here is "_links",
  * with nothing waiting in its mailbox (myc_service.direct): the frame is
- * staged, without a lock, and queued for the peers DIRECT_IOV at a time
- * in one hold of the lock, so that the queue's bound and ctx:pressure
- * see them within the turn.  What the turn queued is written at its end
- * (after_turn), as a batch of "_links" was: writes in the middle of a
- * burst would wake the peer for a part of it, and its reads would take
- * less at a time.  Declines (the mailbox takes the frame) with tracing
- * on, whose spans the mailbox's dispatch records. */
+ * staged, without a lock, and queued for the peers DIRECT_IOV (or half
+ * a queue's frames) at a time in one hold of the lock, so that the
+ * queue's bound and ctx:pressure see them within the turn.  What the
+ * turn queued is written at its end (after_turn), as a batch of
+ * "_links" was: writes in the middle of a burst would wake the peer for
+ * a part of it, and its reads would take less at a time; only a queue
+ * half full is written at once.  Declines (the mailbox takes the frame)
+ * with tracing on, whose spans the mailbox's dispatch records. */
 static int on_direct(void *ud, myc__worker *w, myc_buf *b) {
   myc__links *L = ud;
   myc_service *s = L->svc;
@@ -703,12 +715,18 @@ static int on_direct(void *ud, myc__worker *w, myc_buf *b) {
           MYC_SVC_RUNNING)
     return 1;
   L->staged[L->nstaged++] = b;
-  if (L->nstaged == 1) {
+  if (L->nstaged == 1)
     myc__worker_after(w);
-  } else if (L->nstaged == DIRECT_IOV) {
+  if (L->nstaged >= L->stage_cap) {
     uv_mutex_lock(&L->lock);
     stage_queue(L, &w->pool);
-    uv_mutex_unlock(&L->lock);
+    /* A turn that emits more than a peer's queue holds would see the
+     * rest dropped as queue_full before its end wrote anything: once a
+     * queue is half full, what is queued goes out now. */
+    if (L->any_touched && half_full(L))
+      batch_end(L, &w->pool);
+    else
+      uv_mutex_unlock(&L->lock);
   }
   return 0;
 }
@@ -2778,6 +2796,9 @@ static int links_start(void *ud, char *err, size_t errlen) {
     L->lp = &L->w->loop;
     rc = open_handles(L, err, errlen);
     if (rc == 0) {
+      L->stage_cap = L->cfg.queue_frames / 2 < DIRECT_IOV
+                         ? (L->cfg.queue_frames + 1) / 2
+                         : DIRECT_IOV;
       L->w->after = after_turn;
       L->w->after_ud = L;
       L->svc->direct = on_direct;
