@@ -1514,6 +1514,20 @@ static void go(myc_engine *e, uint64_t from, uint64_t n) {
     sleep_ms(1);
 }
 
+/* Waits (5 s at most) until the 'n' messages sent to peer 'node' are all
+ * in its counters: written, queued or dropped; its stats in 'st'. */
+static void accounted(myc_engine *e, const char *node, uint64_t n,
+                      myc__link_stats *st) {
+  int k;
+  for (k = 0; k < 500; k++) {
+    CHECK(peer_named(e, node, st));
+    if (st->frames_out + st->queued + st->dropped_queue_full == n)
+      break;
+    sleep_ms(10);
+  }
+  CHECK_EQ(st->frames_out + st->queued + st->dropped_queue_full, n);
+}
+
 /* With link.worker, what a service on that worker emits goes onto the
  * peer's queue without "_links"' mailbox, while what a host publishes
  * still comes through it: both streams arrive whole and in order,
@@ -1581,7 +1595,7 @@ static void emits_on_the_links_worker_are_bounded_by_the_queue(void) {
   myc__link_stats st;
   myc_service_stats ls;
   const uint64_t N = 30000;
-  int fd, k;
+  int fd;
   a = pumping("qa", "qd.sock", "queue_frames = 1000",
               "mailbox = { capacity = 1024 },", path);
   CHECK(a != NULL);
@@ -1589,13 +1603,7 @@ static void emits_on_the_links_worker_are_bounded_by_the_queue(void) {
   fd = swaps_peer(a, path, "stalled");
   CHECK(fd >= 0);
   go(a, 1, N);
-  for (k = 0; k < 500; k++) {
-    CHECK(peer_named(a, "stalled", &st));
-    if (st.frames_out + st.queued + st.dropped_queue_full == N)
-      break;
-    sleep_ms(10);
-  }
-  CHECK_EQ(st.frames_out + st.queued + st.dropped_queue_full, N);
+  accounted(a, "stalled", N, &st);
   CHECK(st.dropped_queue_full > 0);
   CHECK(st.queued <= 1000);
   CHECK_EQ(test_service_stats(a, "_links", &ls), 0);
@@ -1615,20 +1623,14 @@ static void a_turn_emitting_past_the_queue_writes_it_out(void) {
   myc_engine *a;
   myc__link_stats st;
   const uint64_t N = 1000;
-  int fd, k;
+  int fd;
   a = pumping("ta", "td.sock", "queue_frames = 500", "", path);
   CHECK(a != NULL);
   CHECK_EQ(start(a), 0);
   fd = swaps_peer(a, path, "stalled");
   CHECK(fd >= 0);
   go(a, 1, N);
-  for (k = 0; k < 500; k++) {
-    CHECK(peer_named(a, "stalled", &st));
-    if (st.frames_out + st.queued + st.dropped_queue_full == N)
-      break;
-    sleep_ms(10);
-  }
-  CHECK_EQ(st.frames_out + st.queued + st.dropped_queue_full, N);
+  accounted(a, "stalled", N, &st);
   CHECK_EQ(st.dropped_queue_full, 0);
   CHECK(st.frames_out >= N - 500);
   close(fd);
