@@ -276,8 +276,12 @@ describe("Bandit over WebSocket", function()
     f:write(cjson.encode(toks))
     f:close()
     server = replay(H.DATA .. "sample_capture.jsonl")
+    -- Bounds a loaded CI machine keeps: with the default 1 s connect the
+    -- client gave up once before the token was learned.
     local ok, out = pcall(run, server, H.DATA .. "sample_capture.jsonl",
-                          { meta_tokens = dir .. "/tokens.json", redis = redis.url })
+                          { meta_tokens = dir .. "/tokens.json",
+                            redis = { url = redis.url, connect_timeout_ms = 15000,
+                                      command_timeout_ms = 15000 } })
     local p = io.popen(string.format("redis-cli -p %d GET %s", redis.port,
       "bandit:token:0x7ceb23fd6bc0add59e62ac25578270cff1b9f619"))
     local cached = p:read("*a")
