@@ -256,10 +256,75 @@ static void typed_inline_path_view(void) {
   remove(path);
 }
 
+/* A fan-out's deliveries follow the subscriber list as it changes: the
+ * emitting service keeps them grouped per version of the topic's list
+ * (emit.c), and a subscription added or removed between two emits must
+ * be seen by the second.  Fails if the kept grouping outlives a change:
+ * the new subscriber would get nothing, the one that left one more. */
+static void fan_out_follows_subscription_changes(void) {
+  static const char src[] = "return { init = function() end }\n";
+  myc_service_config sc;
+  myc_engine *e;
+  myc_service *s, *a, *c;
+  data_seen seen[4];
+  char path[512], err[512];
+  int64_t id;
+  int i;
+  memset(seen, 0, sizeof seen);
+  snprintf(path, sizeof path, "%s", test_module(tmpdir, "pub.lua", src));
+  e = test_manual_engine();
+  CHECK(e != NULL);
+  memset(&sc, 0, sizeof sc);
+  sc.name = "pub";
+  sc.module = path;
+  sc.worker = -1;
+  CHECK_EQ(myc_engine_add_service(e, &sc, err, sizeof err), 0);
+  CHECK_EQ(myc_engine_add_c_service(e, "watch", "*", on_data, &seen[0], -1),
+           0);
+  CHECK_EQ(myc_engine_add_c_service(e, "a", "t", on_data, &seen[1], -1), 0);
+  CHECK_EQ(myc_engine_add_c_service(e, "b", "t", on_data, &seen[2], -1), 0);
+  CHECK_EQ(myc_engine_add_c_service(e, "c", "u", on_data, &seen[3], -1), 0);
+  CHECK_EQ(myc_engine_start(e, err, sizeof err), 0);
+  s = myc__engine_find(e, "pub", 3);
+  CHECK(s != NULL);
+  a = myc__engine_find(e, "a", 1);
+  c = myc__engine_find(e, "c", 1);
+  CHECK(a != NULL && c != NULL);
+  id = myc_ffi_topic(s, "t", 1);
+  CHECK(id > 0);
+  for (i = 0; i < 2; i++)
+    CHECK_EQ(myc_ffi_emit(s, (uint32_t)id, MYC_KIND_RAW, 0, "x", 1), 0);
+  CHECK(myc_engine_run_once(e, 0) >= 0);
+  CHECK_EQ(seen[0].n, 2); /* "watch" subscribes to everything */
+  CHECK_EQ(seen[1].n, 2);
+  CHECK_EQ(seen[2].n, 2);
+  CHECK_EQ(seen[3].n, 0);
+  /* In place (the list has room) and then by a new list: both seen. */
+  CHECK_EQ(myc__topics_subscribe(&e->topics, c, "t", 1), 0);
+  CHECK_EQ(myc_ffi_emit(s, (uint32_t)id, MYC_KIND_RAW, 0, "y", 1), 0);
+  CHECK(myc_engine_run_once(e, 0) >= 0);
+  CHECK_EQ(seen[3].n, 1);
+  CHECK_EQ(seen[1].n, 3);
+  CHECK_EQ(myc__topics_unsubscribe(&e->topics, a, "t", 1), 0);
+  CHECK_EQ(myc_ffi_emit(s, (uint32_t)id, MYC_KIND_RAW, 0, "z", 1), 0);
+  CHECK(myc_engine_run_once(e, 0) >= 0);
+  CHECK_EQ(seen[1].n, 3);
+  CHECK_EQ(seen[2].n, 4);
+  CHECK_EQ(seen[3].n, 2);
+  CHECK_EQ(seen[0].n, 4);
+  CHECK_STR(seen[3].topic, "t");
+  CHECK_EQ(seen[3].len, 1);
+  CHECK_EQ(seen[3].data[0], 'z');
+  myc_engine_free(e);
+  remove(path);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"ctx:new's inline path: the view agrees with the C path",
        typed_inline_path_view},
+      {"a fan-out follows subscription changes",
+       fan_out_follows_subscription_changes},
       {"services cannot emit on engine topics",
        services_cannot_emit_on_engine_topics},
       {"typed buffers come from the first class",

@@ -436,10 +436,18 @@ static myc__sublist *build_sublist(myc__topics *t, const myc__topic *topic) {
   return l;
 }
 
+/* After a change of the list of 'topic' (under the table's lock). */
+static void bump_ver(myc__topic *topic) {
+  atomic_store_explicit(
+      &topic->ver, atomic_load_explicit(&topic->ver, memory_order_relaxed) + 1,
+      memory_order_release);
+}
+
 static void publish_sublist(myc__topics *t, myc__topic *topic,
                             myc__sublist *l) {
   myc__sublist *old = myc__topic_subs(topic);
   atomic_store_explicit(&topic->subs, l, memory_order_release);
+  bump_ver(topic);
   if (old != t->empty) {
     old->retired_next = t->retired;
     t->retired = old;
@@ -485,6 +493,7 @@ static int64_t create_topic(myc__topics *t, const char *name, size_t len) {
     return MYC_ENOMEM;
   topic->id = id;
   topic->len = (uint16_t)len;
+  atomic_init(&topic->ver, 0);
   memcpy(topic->name, name, len);
   topic->name[len] = '\0';
   atomic_init(&topic->subs, t->empty);
@@ -749,6 +758,7 @@ static void apply(myc__topics *t, myc__topic *topic, myc__sublist *l,
                                                memory_order_relaxed) + 1,
                           memory_order_relaxed);
     atomic_store_explicit(&cur->n, n + 1, memory_order_release);
+    bump_ver(topic);
     member_put(t, svc, topic->id, n);
     return;
   }
@@ -760,6 +770,7 @@ static void apply(myc__topics *t, myc__topic *topic, myc__sublist *l,
                           atomic_load_explicit(&cur->live,
                                                memory_order_relaxed) - 1,
                           memory_order_relaxed);
+    bump_ver(topic);
     return;
   }
   publish_sublist(t, topic, l);

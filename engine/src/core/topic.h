@@ -49,6 +49,11 @@ static inline struct myc_service *myc__sublist_at(const myc__sublist *l,
 typedef struct {
   uint32_t id;
   uint16_t len;
+  /* Moves on after every change of the subscriber list (in place or a
+   * new one), once the change is visible: an emitter that kept what it
+   * derived from the list knows it still holds while this has not moved
+   * (runtime/emit.c).  Written under the table's lock. */
+  _Atomic uint32_t ver;
   _Atomic(myc__sublist *) subs;
   char name[]; /* NUL-terminated */
 } myc__topic;
@@ -177,6 +182,12 @@ static inline myc__topic *myc__topics_get(myc__topics *t, uint32_t id) {
  * replaced (myc__topics_take_retired). */
 static inline myc__sublist *myc__topic_subs(myc__topic *topic) {
   return atomic_load_explicit(&topic->subs, memory_order_acquire);
+}
+
+/* The version of the subscriber list of 'topic' (see myc__topic.ver).
+ * Lock-free. */
+static inline uint32_t myc__topic_ver(const myc__topic *topic) {
+  return atomic_load_explicit(&topic->ver, memory_order_acquire);
 }
 
 /* Adds (or removes) the subscription of 'svc' to 'pattern' and republishes

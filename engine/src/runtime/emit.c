@@ -278,12 +278,191 @@ static const myc__alloc *alloc_of(const myc_service *s) {
   return s->task.worker->sched->alloc;
 }
 
+/* ---- fan-out plans ------------------------------------------------------ */
+
+/* A fan-out that a service's route delivers from a plan: its subscribers
+ * grouped by worker (those of the emitting worker first, then each other
+ * worker's in a row, with that worker's stage at hand), made once per
+ * version of the topic's list.  Testing every entry of the list at every
+ * emit (a hole? this worker's? then again to know whether any is
+ * another's before the count is set) cost about as much as the
+ * deliveries themselves. */
+
+/* Subscribers a plan holds at most; a larger fan-out goes the way of
+ * deliver_to, entry by entry. */
+#define PLAN_TASKS 64
+
+typedef struct {
+  myc__stage *stage; /* of the emitting worker, for the group's worker */
+  uint32_t n;        /* its tasks, in a row in myc__plan.tasks */
+} plan_group;
+
+struct myc__plan {
+  uint32_t ver;     /* of the topic's list it was made from */
+  int wide;         /* over PLAN_TASKS: deliver_to */
+  uint32_t ntasks;
+  uint32_t nlocal;  /* tasks[0 .. nlocal): on the emitting worker */
+  uint32_t ngroups; /* of other workers, their tasks after those; none
+                       empty */
+  plan_group *groups; /* after the tasks, in the same block */
+  myc__task *tasks[];
+};
+
+static size_t plan_size(uint32_t ntasks, uint32_t ngroups) {
+  return sizeof(struct myc__plan) + ntasks * sizeof(myc__task *) +
+         ngroups * sizeof(plan_group);
+}
+
+static void plan_free(const myc__alloc *a, struct myc__plan *p) {
+  if (p != NULL)
+    myc__free(a, p, plan_size(p->ntasks, p->ngroups));
+}
+
+/* Whether 't' is reached from 'w' by a push rather than a hand-over. */
+static int plan_local(const myc__sched *sc, const myc__worker *w,
+                      const myc__task *t) {
+  return sc->manual || t->worker == w;
+}
+
+/* The plan of route 'r' of 's' for the current list of its topic, made
+ * anew (the old one freed), or NULL when out of memory.  The version is
+ * read before the list: a plan is never older than the version it
+ * carries, at worst newer (then remade at the next emit). */
+static __attribute__((noinline)) struct myc__plan *
+plan_make(myc_service *s, myc__route *r) {
+  myc__worker *w = s->task.worker;
+  const myc__alloc *a = alloc_of(s);
+  uint32_t ver = myc__topic_ver(r->topic);
+  myc__sublist *subs = myc__topic_subs(r->topic);
+  uint32_t n = atomic_load_explicit(&subs->n, memory_order_acquire);
+  myc__task *seen[PLAN_TASKS];
+  uint8_t taken[PLAN_TASKS] = {0};
+  uint32_t i, j, live = 0, ngroups = 0, k = 0, first;
+  int wide = 0;
+  struct myc__plan *p;
+  for (i = 0; i < n && !wide; i++) {
+    myc_service *svc = myc__sublist_at(subs, i);
+    if (svc == NULL)
+      continue;
+    if (live == PLAN_TASKS)
+      wide = 1;
+    else
+      seen[live++] = &svc->task;
+  }
+  /* The other workers reached, each once. */
+  for (i = 0; i < live && !wide; i++) {
+    int fresh = !plan_local(w->sched, w, seen[i]);
+    for (j = 0; j < i && fresh; j++)
+      fresh = plan_local(w->sched, w, seen[j]) ||
+              seen[j]->worker != seen[i]->worker;
+    ngroups += (uint32_t)fresh;
+  }
+  if (wide)
+    live = ngroups = 0;
+  p = myc__malloc(a, plan_size(live, ngroups));
+  plan_free(a, r->plan);
+  r->plan = p;
+  if (p == NULL)
+    return NULL;
+  p->ver = ver;
+  p->wide = wide;
+  p->ntasks = live;
+  p->ngroups = ngroups;
+  p->groups = (plan_group *)(p->tasks + live);
+  for (i = 0; i < live; i++)
+    if (plan_local(w->sched, w, seen[i])) {
+      taken[i] = 1;
+      p->tasks[k++] = seen[i];
+    }
+  p->nlocal = k;
+  ngroups = 0;
+  for (i = 0; i < live; i++) {
+    if (taken[i])
+      continue;
+    first = k;
+    for (j = i; j < live; j++)
+      if (!taken[j] && seen[j]->worker == seen[i]->worker) {
+        taken[j] = 1;
+        p->tasks[k++] = seen[j];
+      }
+    p->groups[ngroups].stage = &w->stage[seen[i]->worker->index];
+    p->groups[ngroups].n = k - first;
+    ngroups++;
+  }
+  return p;
+}
+
+/* The outcome of one delivery of 'b' from deliver_plan: counted in
+ * '*accepted' or '*why', the refused reference released. */
+static inline __attribute__((always_inline)) void
+plan_result(myc__worker *w, const myc__alloc *a, myc_buf *b, int rc,
+            uint32_t *accepted, int *why) {
+  if (rc == 0) {
+    (*accepted)++;
+    return;
+  }
+  myc__buf_release(&w->pool, a, b);
+  if (rc != MYC_ETOOBIG)
+    *why = MYC_EFULL;
+}
+
+/* Delivers 'b', framed by a service on 'from' (one reference, the
+ * caller's until this returns), as plan 'p' says.  Returns as
+ * deliver_to. */
+static inline __attribute__((always_inline)) int
+deliver_plan(myc__topics *topics, myc__sched *sched, myc__worker *from,
+             const struct myc__plan *p, myc_buf *b) {
+  const myc__alloc *a = sched->alloc;
+  myc__task *const *t = p->tasks;
+  const plan_group *gr = p->groups, *end = gr + p->ngroups;
+  uint32_t nlocal = p->nlocal, i, accepted = 0;
+  int why = MYC_ETOOBIG;
+  if (p->ntasks == 0) {
+    atomic_fetch_add_explicit(&topics->no_subscriber, 1,
+                              memory_order_relaxed);
+    myc__buf_release(&from->pool, a, b);
+    return 0;
+  }
+  /* Held on one worker (by its tasks, the emitter's or another's), the
+   * count stays plain; on several, it is atomic. */
+  atomic_store_explicit(&b->refs, p->ntasks, memory_order_relaxed);
+  b->shared = p->ngroups + (nlocal > 0) > 1;
+  for (i = 0; i < nlocal; i++)
+    plan_result(from, a, b, push_local(a, t[i], b), &accepted, &why);
+  t += nlocal;
+  for (; gr < end; gr++) {
+    myc__stage *st = gr->stage;
+    myc__task *const *last = t + gr->n;
+    for (; t < last; t++)
+      plan_result(from, a, b, myc__worker_stage_at(from, st, *t, b),
+                  &accepted, &why);
+  }
+  return accepted > 0 ? 0 : why;
+}
+
+/* Delivers 'b', framed by 's' on route 'r' whose topic's list was
+ * 'subs': from a plan when it goes to two or more, else as deliver_to. */
+static inline __attribute__((always_inline)) int
+deliver_route(myc_service *s, myc__worker *w, myc__route *r,
+              myc__sublist *subs, myc_buf *b) {
+  if (atomic_load_explicit(&subs->n, memory_order_relaxed) > 1) {
+    struct myc__plan *p = r->plan;
+    if (p == NULL || p->ver != myc__topic_ver(r->topic))
+      p = plan_make(s, r);
+    if (p != NULL && !p->wide)
+      return deliver_plan(s->topics, w->sched, w, p, b);
+  }
+  return deliver_to(s->topics, w->sched, w, subs, b);
+}
+
 void myc__routes_free(myc_service *s) {
   uint32_t i;
   for (i = 0; i < s->nroutes; i++)
-    if (s->routes[i] != NULL)
+    if (s->routes[i] != NULL) {
+      plan_free(alloc_of(s), s->routes[i]->plan);
       myc__free(alloc_of(s), s->routes[i],
                 sizeof(myc__route) + s->routes[i]->tail_len);
+    }
   myc__free(alloc_of(s), s->routes, s->nroutes * sizeof *s->routes);
   s->routes = NULL;
   s->nroutes = 0;
@@ -313,6 +492,7 @@ static myc__route *route_new(myc_service *s, uint32_t topic_id, int *rc) {
   if (r == NULL)
     return NULL;
   r->topic = t;
+  r->plan = NULL;
   r->tail_len = (uint16_t)(t->len + s->name_len);
   memcpy(r->tail, t->name, t->len);
   memcpy(r->tail + t->len, s->name, s->name_len);
@@ -391,7 +571,7 @@ int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
     memcpy(payload, data, len);
   }
   memcpy((char *)payload + ((len + 7) & ~(size_t)7), r->tail, r->tail_len);
-  return deliver_to(s->topics, w->sched, w, subs, b);
+  return deliver_route(s, w, r, subs, b);
 }
 
 /* Room kept for the topic of a buffer from myc__emit_buf_new() before
@@ -552,7 +732,7 @@ int myc__emit_buf(myc_service *s, uint32_t topic_id, myc_buf *b, int kind,
   }
   if ((b = finish_frame(s, w, r, b, kind, type)) == NULL)
     return MYC_ENOMEM;
-  return deliver_to(s->topics, w->sched, w, subs, b);
+  return deliver_route(s, w, r, subs, b);
 }
 
 int myc__emit_engine(myc_service *s, uint32_t topic_id, int kind,

@@ -11,9 +11,15 @@
 #include "runtime/service.h"
 #include "runtime/worker.h"
 
+struct myc__plan;
+
 /* What a service needs to emit on one topic, built once per topic. */
 typedef struct myc__route {
   myc__topic *topic;
+  /* The topic's subscribers grouped by worker as this service reaches
+   * them, made from one version of the list and remade when it moves
+   * on (emit.c).  NULL until a message went to two or more. */
+  struct myc__plan *plan;
   uint16_t tail_len;
   char tail[]; /* topic name, then the service's name */
 } myc__route;

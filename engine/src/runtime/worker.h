@@ -211,17 +211,24 @@ void myc__worker_post(myc__worker *w, myc__job *j);
  * myc__worker_stage_any, which takes every case. */
 int myc__worker_stage_any(myc__worker *w, myc__task *t, myc_buf *b);
 
+/* As myc__worker_stage, 'st' being the stage of 'w' for the worker of
+ * 't' (w->stage + its index), which a caller may have kept. */
 static inline __attribute__((always_inline)) int
-myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b) {
-  myc__stage *st = &w->stage[t->worker->index];
-  myc__stage_run *r = &st->runs[st->hot];
-  uint32_t len = b->hdr.payload_len;
+myc__worker_stage_at(myc__worker *w, myc__stage *st, myc__task *t,
+                     myc_buf *b) {
+  uint32_t k = st->hot, len = b->hdr.payload_len;
+  myc__stage_run *r;
   MYC_ASSERT_OWNER(&w->owner);
   /* A fan-out to several tasks of one worker alternates between their
    * open runs: looking the others up here keeps it on this path, where
    * the call below cost about a hundred instructions per message. */
-  if (r->task != t && (r = myc__stage_run_of(st, t)) == NULL)
-    return myc__worker_stage_any(w, t, b);
+  if (st->runs[k].task != t) {
+    for (k = 0; k < MYC_STAGE_OPEN && st->runs[k].task != t; k++)
+      ;
+    if (k == MYC_STAGE_OPEN)
+      return myc__worker_stage_any(w, t, b);
+  }
+  r = &st->runs[k];
   /* The common case, inline: one more message of an open run for 't',
    * with room left in the stage's vector and in the run, and within the
    * transit bounds (myc__worker_stage_any says the rest). */
@@ -237,11 +244,16 @@ myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b) {
     h->len = len;
     r->n++;
     r->bytes += len;
-    st->hot = (uint32_t)(r - st->runs);
+    st->hot = k;
     w->staged++;
     return 0;
   }
   return myc__worker_stage_any(w, t, b);
+}
+
+static inline __attribute__((always_inline)) int
+myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b) {
+  return myc__worker_stage_at(w, &w->stage[t->worker->index], t, b);
 }
 
 /* Hands everything staged by 'w' to the target workers' inboxes: one
