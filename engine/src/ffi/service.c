@@ -320,48 +320,26 @@ void myc_ffi_hex(char *dst, const uint8_t *src, size_t n) {
   myc__hex(dst, src, n);
 }
 
-/* Each character's value as a low nibble, 0x100 for one that is not a
- * hex digit: a byte is two loads, a shift and an OR, and one test per
- * call says whether every character was a digit. */
-#define X 0x100
-static const uint16_t unhex_nibble[256] = {
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    0, 1, 2, 3, 4, 5, 6, 7, 8, 9, X, X, X, X, X, X,
-    X, 10, 11, 12, 13, 14, 15, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, 10, 11, 12, 13, 14, 15, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-    X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X,
-};
-#undef X
+/* A digit's value plus one, 0 for anything else: one load per digit and
+ * one test per call, not a branch per digit. */
+#define D(c, v) [c] = (v) + 1
+static const uint8_t unhex_digit[256] = {
+    D('0', 0),  D('1', 1),  D('2', 2),  D('3', 3),  D('4', 4),  D('5', 5),
+    D('6', 6),  D('7', 7),  D('8', 8),  D('9', 9),  D('a', 10), D('b', 11),
+    D('c', 12), D('d', 13), D('e', 14), D('f', 15), D('A', 10), D('B', 11),
+    D('C', 12), D('D', 13), D('E', 14), D('F', 15)};
+#undef D
 
 int myc_ffi_unhex(uint8_t *dst, const char *src, size_t n, int reverse) {
   const uint8_t *s = (const uint8_t *)src;
   unsigned bad = 0;
   size_t i;
-  if (reverse) {
-    for (i = 0; i < n; i++) {
-      unsigned v = unhex_nibble[s[2 * i]] << 4 | unhex_nibble[s[2 * i + 1]];
-      bad |= v;
-      dst[n - 1 - i] = (uint8_t)v;
-    }
-  } else {
-    for (i = 0; i < n; i++) {
-      unsigned v = unhex_nibble[s[2 * i]] << 4 | unhex_nibble[s[2 * i + 1]];
-      bad |= v;
-      dst[i] = (uint8_t)v;
-    }
+  for (i = 0; i < n; i++) {
+    unsigned hi = unhex_digit[s[2 * i]], lo = unhex_digit[s[2 * i + 1]];
+    bad |= (hi == 0) | (lo == 0);
+    dst[reverse ? n - 1 - i : i] = (uint8_t)(((hi - 1) << 4) | ((lo - 1) & 15));
   }
-  return bad > 0xff ? -1 : 0;
+  return bad ? -1 : 0;
 }
 
 int myc_ffi_depend(myc_service *s, const char *path, size_t len) {
