@@ -78,7 +78,6 @@ struct myc_ffi_core {
   void (*myc_ffi_exit)(myc_service *, int);
   void (*myc_ffi_unhandled)(myc_service *);
   void (*myc_ffi_hex)(char *, const uint8_t *, size_t);
-  int (*myc_ffi_unhex)(uint8_t *, const char *, size_t, int);
   int (*myc_ffi_depend)(myc_service *, const char *, size_t);
 };
 ]]

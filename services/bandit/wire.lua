@@ -4,8 +4,8 @@
 -- Invariant: a message carries exactly what abi.decode read (same bits,
 -- same positions), so every service downstream of the adapter renders
 -- the same fields and prices as the offline oracle. Hex goes to bytes
--- in the engine's C (one call per field), bytes go back to hex or
--- decimal only where something is written for people.
+-- through a 64 KiB pair table (one load per byte), bytes go back to hex
+-- or decimal only where something is written for people.
 local ffi = require "ffi"
 local bigint = require "bandit.bigint"
 local eip55 = require "bandit.eip55"
@@ -94,26 +94,37 @@ end
 
 --- Hex -> bytes -------------------------------------------------------------
 
--- The engine's C does the digits (myc_ffi_unhex): a Lua loop per field
--- was a trace of its own that every log's trace left and re-entered,
--- with its pointers boxed at each call; unrolled, it made the log's
--- trace too long. Kept in an upvalue, the function is a constant of the
--- compiled code and the call direct. Callers pass validated hex only
--- (abi.decode checked every digit), within s.
-local unhex = require("mycelium.cdefs").library().myc_ffi_unhex
-local ccp, u8p = ffi.typeof("const char *"), ffi.typeof("uint8_t *")
+local u8p, u16p = ffi.typeof("uint8_t *"), ffi.typeof("const uint16_t *")
+
+-- PAIR[two ASCII hex digits read as one little-endian u16] = their byte.
+-- Callers pass validated hex only (abi.decode checked every digit).
+local PAIR = ffi.new("uint8_t[65536]")
+do
+  local HEXV = bigint.HEXV
+  for hi = 0, 255 do
+    for lo = 0, 255 do
+      if HEXV[hi] >= 0 and HEXV[lo] >= 0 then
+        PAIR[hi + 256 * lo] = HEXV[hi] * 16 + HEXV[lo]
+      end
+    end
+  end
+end
 
 --- Writes the n bytes spelled by the 2n hex digits of s at 1-based
 --- position i into dst, in order (hashes, addresses).
 function M.put_hex(dst, s, i, n)
-  unhex(cast(u8p, dst), cast(ccp, s) + (i - 1), n, 0)
+  local p = cast(u16p, cast("const char *", s) + (i - 1))
+  dst = cast(u8p, dst)
+  for k = 0, n - 1 do dst[k] = PAIR[p[k]] end
 end
 local put_hex = M.put_hex
 
 --- Writes the 32-byte ABI word at 1-based position i of s into dst
 --- little-endian (the U256 / I256 layout: the same bits reversed).
 function M.put_word_le(dst, s, i)
-  unhex(cast(u8p, dst), cast(ccp, s) + (i - 1), 32, 1)
+  local p = cast(u16p, cast("const char *", s) + (i - 1))
+  dst = cast(u8p, dst)
+  for k = 0, 31 do dst[31 - k] = PAIR[p[k]] end
 end
 local put_word_le = M.put_word_le
 

@@ -242,13 +242,6 @@ int myc_ffi_depend(myc_service *s, const char *path, size_t len);
 /* Lowercase hex of 'n' bytes of 'src' into 'dst' (2n chars, no NUL). */
 void myc_ffi_hex(char *dst, const uint8_t *src, size_t n);
 
-/* The 'n' bytes spelled by the 2n hex digits (either case) at 'src' into
- * 'dst': in order, or with 'reverse' last first (a big-endian ABI word
- * into a little-endian integer).  Returns 0, or -1 when one of the 2n
- * characters is not a hex digit ('dst' then holds garbage).  One call per
- * field spares a Lua loop its own trace and its boxed pointers. */
-int myc_ffi_unhex(uint8_t *dst, const char *src, size_t n, int reverse);
-
 /* ctx.metrics (lua/mycelium/metrics.lua, docs/METRICS.md): declares the
  * metric 'name' of 'kind' (1 counter, 2 gauge, 3 histogram) with
  * 'nlabels' label names in 'labels' (each NUL-ended, 'labels_len' bytes),

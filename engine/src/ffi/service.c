@@ -320,28 +320,6 @@ void myc_ffi_hex(char *dst, const uint8_t *src, size_t n) {
   myc__hex(dst, src, n);
 }
 
-/* A digit's value plus one, 0 for anything else: one load per digit and
- * one test per call, not a branch per digit. */
-#define D(c, v) [c] = (v) + 1
-static const uint8_t unhex_digit[256] = {
-    D('0', 0),  D('1', 1),  D('2', 2),  D('3', 3),  D('4', 4),  D('5', 5),
-    D('6', 6),  D('7', 7),  D('8', 8),  D('9', 9),  D('a', 10), D('b', 11),
-    D('c', 12), D('d', 13), D('e', 14), D('f', 15), D('A', 10), D('B', 11),
-    D('C', 12), D('D', 13), D('E', 14), D('F', 15)};
-#undef D
-
-int myc_ffi_unhex(uint8_t *dst, const char *src, size_t n, int reverse) {
-  const uint8_t *s = (const uint8_t *)src;
-  unsigned bad = 0;
-  size_t i;
-  for (i = 0; i < n; i++) {
-    unsigned hi = unhex_digit[s[2 * i]], lo = unhex_digit[s[2 * i + 1]];
-    bad |= (hi == 0) | (lo == 0);
-    dst[reverse ? n - 1 - i : i] = (uint8_t)(((hi - 1) << 4) | ((lo - 1) & 15));
-  }
-  return bad ? -1 : 0;
-}
-
 int myc_ffi_depend(myc_service *s, const char *path, size_t len) {
   char p[4096];
   uint64_t digest;

@@ -28,7 +28,7 @@
   X(myc_ffi_topic_check) X(myc_ffi_subscribe) X(myc_ffi_unsubscribe)         \
   X(myc_ffi_timer) X(myc_ffi_now) X(myc_ffi_clock_ns) X(myc_ffi_trace)       \
   X(myc_ffi_metric) X(myc_ffi_metric_cell) X(myc_ffi_node) X(myc_ffi_exit)   \
-  X(myc_ffi_unhandled) X(myc_ffi_hex) X(myc_ffi_unhex) X(myc_ffi_depend)
+  X(myc_ffi_unhandled) X(myc_ffi_hex) X(myc_ffi_depend)
 
 #define MYC_FFI_SERVICE(X)                                                 \
   X(myc_ffi_request) X(myc_ffi_reply_current) X(myc_ffi_reply)             \

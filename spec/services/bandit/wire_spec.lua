@@ -25,22 +25,6 @@ describe("bandit.wire", function()
                  wire.dec(b))
   end)
 
-  it("has the engine decode hex in either case, in order or reversed", function()
-    local unhex = require("mycelium.cdefs").library().myc_ffi_unhex
-    local b = ffi.new("uint8_t[4]")
-    assert.equal(0, unhex(b, "00fFa51B", 4, 0))
-    assert.same({ 0, 255, 165, 27 }, { b[0], b[1], b[2], b[3] })
-    assert.equal(0, unhex(b, "00fFa51B", 4, 1))
-    assert.same({ 27, 165, 255, 0 }, { b[0], b[1], b[2], b[3] })
-    -- Only the 2n characters asked for are read.
-    assert.equal(0, unhex(b, "0axx", 1, 0))
-    assert.equal(10, b[0])
-    for _, bad in ipairs { "0g", "g0", "x0", " 0", "0\0", ":0", "/0", "@0",
-                           "G0", "`0" } do
-      assert.equal(-1, unhex(b, bad, 1, 0), bad)
-    end
-  end)
-
   it("renders addresses and hashes", function()
     local raw = assert(wire.address_bytes(H.addr("x")))
     assert.equal(20, #raw)
