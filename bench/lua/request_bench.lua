@@ -12,14 +12,18 @@
 -- monotonic seconds fit in 32 bits): a 64-bit field read boxes a cdata
 -- in the interpreter, where a requester's coroutine runs, and the
 -- timing would cost more than what it times.
+-- clock_gettime may already be declared in this Lua state with another
+-- struct (MYC_JIT_LOG's log declares it), so it is called through a
+-- pointer of this file's own type.
 local ffi = require "ffi"
-ffi.cdef [[
-struct bench_ts { uint32_t sec, sec_hi, nsec, nsec_hi; };
-int clock_gettime(int clk, struct bench_ts *ts);
-]]
+ffi.cdef "struct bench_ts { uint32_t sec, sec_hi, nsec, nsec_hi; };"
+if not pcall(function() return ffi.C.clock_gettime end) then
+  ffi.cdef "int clock_gettime(int, void *);"
+end
+local gettime = ffi.cast("int (*)(int, struct bench_ts *)", ffi.C.clock_gettime)
 local ts = ffi.new("struct bench_ts")
 local function now_ns()
-  ffi.C.clock_gettime(1, ts)
+  gettime(1, ts)
   return ts.sec * 1e9 + ts.nsec
 end
 
