@@ -166,11 +166,21 @@ static void hurry_hands_over_to_a_sleeping_worker_only(void) {
   CHECK_EQ(myc__worker_stage(w, &r.tasks[0], numbered(&r, 3)), 0);
   myc__worker_hurry(w);
   CHECK_EQ(w->staged, 1);
+  /* Asleep again within the same turn: still one early hand-over per
+   * turn. */
+  atomic_store(&to->inbox.idle, 1);
+  myc__worker_hurry(w);
+  CHECK_EQ(w->staged, 1);
   myc__worker_flush(w);
+  /* The next turn may hurry again. */
+  CHECK_EQ(myc__worker_stage(w, &r.tasks[0], numbered(&r, 4)), 0);
+  atomic_store(&to->inbox.idle, 1);
+  myc__worker_hurry(w);
+  CHECK_EQ(w->staged, 0);
   myc__worker_drain_inbox(to);
   CHECK_EQ(incoming(&r.tasks[0]), 0);
   n = myc__mailbox_pop(&r.tasks[0].mb, out, 8);
-  CHECK_EQ(n, 4);
+  CHECK_EQ(n, 5);
   for (i = 0; i < n; i++) {
     CHECK_EQ(out[i]->hdr.seq, i);
     myc__buf_release(&w->pool, &heap, out[i]);

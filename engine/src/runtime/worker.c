@@ -430,6 +430,11 @@ void myc__worker_flush(myc__worker *w) {
   }
   if (w->pool.pending_returns > 0)
     flush_returns(w);
+  if (w->hurried) {
+    for (t = 0; t < s->nworkers; t++)
+      w->stage[t].hurried = 0;
+    w->hurried = 0;
+  }
   if (w->staged == 0)
     return;
   for (t = 0; t < s->nworkers; t++) {
@@ -459,9 +464,11 @@ void myc__worker_hurry(myc__worker *w) {
     uint32_t n = st->n;
     /* Read without the lock: a stale answer only moves the hand-over to
      * the end of the turn, or makes one early that did not need to be. */
-    if (n == 0 ||
+    if (n == 0 || st->hurried ||
         !atomic_load_explicit(&to->inbox.idle, memory_order_relaxed))
       continue;
+    st->hurried = 1;
+    w->hurried = 1;
     stage_count(st);
     /* Before the hand-over: its lock publishes the flag with the items. */
     atomic_store_explicit(&to->inbox.urgent, 1, memory_order_relaxed);

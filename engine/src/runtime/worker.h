@@ -92,6 +92,7 @@ typedef struct {
   myc__stage_run runs[MYC_STAGE_OPEN];
   uint32_t hot;   /* the run staged to last: the inline path's */
   uint32_t evict; /* the open run to count next when all are taken */
+  int hurried;    /* handed over early in this turn (myc__worker_hurry) */
 } myc__stage;
 
 /* The open run of 'st' for 't', or NULL. */
@@ -134,6 +135,7 @@ struct myc__worker {
   myc__rng rng;
   myc__stage *stage; /* one per worker, indexed by the target's index */
   uint32_t staged;   /* items in all stages */
+  int hurried;       /* some stage's 'hurried' is set */
   int64_t now;       /* engine clock, refreshed per batch */
 
   myc__task *tasks, *tasks_tail;
@@ -261,8 +263,10 @@ void myc__worker_flush(myc__worker *w);
  * somebody waits for.  Everything staged for that worker goes, in order,
  * so that nothing sent before overtakes it; a worker that is busy takes
  * it at the end of the turn as usual.  At most one early hand-over per
- * sleep of the target (the hand-over clears its idle flag).  Worker
- * thread of 'w'. */
+ * target per turn of 'w': a turn sending many requests would otherwise
+ * wake the target for each one it finished before the next, one
+ * system call and one batch of one per request.  Worker thread of
+ * 'w'. */
 void myc__worker_hurry(myc__worker *w);
 
 /* Asks for w->after to run at the next myc__worker_flush: after the
