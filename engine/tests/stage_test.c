@@ -2,10 +2,14 @@
  * the end of its turn: messages for several services interleaved (a
  * fan-out) count in their targets' 'incoming' in runs, the transit bound
  * holds for each of them all the same, and the hand-over keeps every
- * service's order. */
+ * service's order.  A request or reply hands what is staged for a
+ * sleeping worker over at once (myc__worker_hurry), in order, and only
+ * then. */
 #include "test.h"
 
 #include "runtime/worker.h"
+
+#include <unistd.h>
 
 static myc__alloc heap = {myc__default_alloc, NULL};
 
@@ -130,12 +134,70 @@ static void interleaved_services_keep_the_transit_bound(void) {
   rig_free(&r);
 }
 
+/* Early hand-overs go only to a worker whose inbox is idle, take
+ * everything staged for it in order, wake it (its descriptor readable)
+ * and flag the items urgent; once handed over, the next one waits for
+ * the end of the turn again. */
+static void hurry_hands_over_to_a_sleeping_worker_only(void) {
+  rig r;
+  myc__worker *w = &r.workers[0], *to = &r.workers[1];
+  myc_buf *out[8];
+  uint64_t count = 0;
+  uint32_t i, n;
+  rig_init(&r, 100);
+  r.sched.manual = 0; /* hurry and wake as threaded workers do */
+  for (i = 0; i < 3; i++)
+    CHECK_EQ(myc__worker_stage(w, &r.tasks[0], numbered(&r, i)), 0);
+  atomic_store(&to->inbox.idle, 0); /* busy: it takes them itself */
+  myc__worker_hurry(w);
+  CHECK_EQ(w->staged, 3);
+  CHECK_EQ(atomic_load(&to->inbox.nonempty), 0);
+  CHECK_EQ(atomic_load(&to->inbox.urgent), 0);
+  CHECK(read(to->wake_fd, &count, sizeof count) < 0);
+  atomic_store(&to->inbox.idle, 1); /* asleep */
+  myc__worker_hurry(w);
+  CHECK_EQ(w->staged, 0);
+  CHECK_EQ(incoming(&r.tasks[0]), 3);
+  CHECK_EQ(atomic_load(&to->inbox.nonempty), 1);
+  CHECK_EQ(atomic_load(&to->inbox.urgent), 1);
+  CHECK_EQ(read(to->wake_fd, &count, sizeof count), (ssize_t)sizeof count);
+  CHECK_EQ(count, 1);
+  /* The hand-over woke it: the next waits for the flush. */
+  CHECK_EQ(myc__worker_stage(w, &r.tasks[0], numbered(&r, 3)), 0);
+  myc__worker_hurry(w);
+  CHECK_EQ(w->staged, 1);
+  /* Asleep again within the same turn: still one early hand-over per
+   * turn. */
+  atomic_store(&to->inbox.idle, 1);
+  myc__worker_hurry(w);
+  CHECK_EQ(w->staged, 1);
+  myc__worker_flush(w);
+  /* The next turn may hurry again. */
+  CHECK_EQ(myc__worker_stage(w, &r.tasks[0], numbered(&r, 4)), 0);
+  atomic_store(&to->inbox.idle, 1);
+  myc__worker_hurry(w);
+  CHECK_EQ(w->staged, 0);
+  myc__worker_drain_inbox(to);
+  CHECK_EQ(incoming(&r.tasks[0]), 0);
+  n = myc__mailbox_pop(&r.tasks[0].mb, out, 8);
+  CHECK_EQ(n, 5);
+  for (i = 0; i < n; i++) {
+    CHECK_EQ(out[i]->hdr.seq, i);
+    myc__buf_release(&w->pool, &heap, out[i]);
+  }
+  myc__mailbox_done(&r.tasks[0].mb, n, 0);
+  r.sched.manual = 1;
+  rig_free(&r);
+}
+
 int main(void) {
   static const test_case cases[] = {
       {"interleaved_services_count_in_runs",
        interleaved_services_count_in_runs},
       {"interleaved_services_keep_the_transit_bound",
        interleaved_services_keep_the_transit_bound},
+      {"hurry_hands_over_to_a_sleeping_worker_only",
+       hurry_hands_over_to_a_sleeping_worker_only},
       {NULL, NULL}};
   return run_tests(cases);
 }

@@ -832,7 +832,10 @@ int myc__emit_request(myc_service *s, uint32_t topic_id, int kind,
   set_trace(s, b);
   put_req(b, myc__frame_topic_offset(len) + r->tail_len, corr,
           deadline > w->now ? (uint64_t)(deadline - w->now) : 0);
-  return deliver_to(s->topics, w->sched, w, subs, b);
+  rc = deliver_to(s->topics, w->sched, w, subs, b);
+  /* The requester waits: a responder's worker that sleeps gets it now. */
+  myc__worker_hurry(w);
+  return rc;
 }
 
 int myc__emit_reply(myc_service *s, myc_service *to, uint32_t topic_id,
@@ -843,6 +846,7 @@ int myc__emit_reply(myc_service *s, myc_service *to, uint32_t topic_id,
   uint64_t span = myc__rng_id(&w->rng);
   char tail[MYC_TOPIC_MAX + MYC_SOURCE_MAX];
   myc_buf *b;
+  int rc;
 
   MYC_ASSERT_OWNER(&w->owner);
   if (t == NULL)
@@ -863,7 +867,11 @@ int myc__emit_reply(myc_service *s, myc_service *to, uint32_t topic_id,
   memcpy(b->hdr.span_id, &span, 8);
   put_req(b, myc__frame_topic_offset(len) + t->len + s->name_len,
           myc__buf_req((myc_buf *)req)->corr, 0);
-  return myc__deliver_one(w->sched, w, to, b);
+  rc = myc__deliver_one(w->sched, w, to, b);
+  /* The requester waits: its worker, asleep, gets the reply now rather
+   * than after the rest of this turn. */
+  myc__worker_hurry(w);
+  return rc;
 }
 
 int myc__deliver_one(myc__sched *sched, myc__worker *from, myc_service *to,

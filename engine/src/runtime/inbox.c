@@ -8,6 +8,7 @@ int myc__inbox_init(myc__inbox *ib, const myc__alloc *a) {
   ib->alloc = a;
   atomic_init(&ib->nonempty, 0);
   atomic_init(&ib->idle, 1);
+  atomic_init(&ib->urgent, 0);
   return uv_mutex_init(&ib->lock);
 }
 

@@ -38,6 +38,10 @@ typedef struct {
   /* The owner had nothing to do when the inbox was last empty; any
    * hand-over clears it (under the lock, so it cannot be lost). */
   _Atomic int idle;
+  /* Set by a sender that handed a request or a reply over before the end
+   * of its turn (myc__worker_hurry): the owner runs its tasks in the
+   * wake-up itself instead of a loop iteration later. */
+  _Atomic int urgent;
 } myc__inbox;
 
 /* What the owner took in one go (myc__inbox_take). */

@@ -6,7 +6,10 @@
  */
 #include "runtime/worker.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 /* Turns per idle callback: bounds the time between two I/O polls. */
 #define ROUND_TURNS 64
@@ -14,7 +17,7 @@
 #define TURN_BATCHES 16
 
 static void on_idle(uv_idle_t *h);
-static void on_wake(uv_async_t *h);
+static void on_wake(uv_poll_t *h, int status, int events);
 static void on_timer(uv_timer_t *h);
 
 int myc__worker_init(myc__worker *w, myc__sched *sched, uint32_t index) {
@@ -41,12 +44,22 @@ int myc__worker_init(myc__worker *w, myc__sched *sched, uint32_t index) {
   rc = myc__inbox_init(&w->inbox, a);
   if (rc != 0)
     goto fail_inbox;
-  uv_async_init(&w->loop, &w->wake, on_wake);
+  w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (w->wake_fd < 0 ||
+      (rc = uv_poll_init(&w->loop, &w->wake, w->wake_fd)) != 0) {
+    rc = rc ? rc : MYC_ENOMEM;
+    goto fail_wake;
+  }
+  uv_poll_start(&w->wake, UV_READABLE, on_wake);
   uv_idle_init(&w->loop, &w->idle);
   uv_timer_init(&w->loop, &w->timer);
   w->wake.data = w->idle.data = w->timer.data = w;
   w->now = myc__clock_now(sched->clock);
   return 0;
+fail_wake:
+  if (w->wake_fd >= 0)
+    close(w->wake_fd);
+  myc__inbox_destroy(&w->inbox);
 fail_inbox:
   uv_loop_close(&w->loop);
 fail_loop:
@@ -112,6 +125,7 @@ void myc__worker_destroy(myc__worker *w) {
   for (turns = 0; turns < 500 && uv_run(&w->loop, UV_RUN_NOWAIT) != 0; turns++)
     uv_sleep(1);
   uv_loop_close(&w->loop);
+  close(w->wake_fd);
   myc__inbox_destroy(&w->inbox);
   for (t = 0; t < w->sched->nworkers_max; t++)
     myc__free(a, w->stage[t].items, w->stage[t].cap * sizeof *w->stage[t].items);
@@ -163,9 +177,19 @@ void myc__worker_unplace(myc__worker *w, myc__task *t) {
   t->queued = 0;
 }
 
+/* Makes the wake-up descriptor of 'w' readable.  Any thread.  EAGAIN
+ * (the counter full) still leaves it readable. */
+static void signal_fd(myc__worker *w) {
+  uint64_t one = 1;
+  ssize_t n;
+  do
+    n = write(w->wake_fd, &one, sizeof one);
+  while (n < 0 && errno == EINTR);
+}
+
 void myc__worker_wake(myc__worker *w) {
   if (!w->sched->manual)
-    uv_async_send(&w->wake);
+    signal_fd(w);
 }
 
 void myc__workers_set_phase(myc__sched *sched, int phase) {
@@ -175,7 +199,7 @@ void myc__workers_set_phase(myc__sched *sched, int phase) {
     atomic_store(&w->phase, phase);
     if (phase == MYC_PHASE_DRAIN)
       atomic_store(&w->inbox.idle, 0);
-    uv_async_send(&w->wake);
+    signal_fd(w);
   }
 }
 
@@ -406,6 +430,11 @@ void myc__worker_flush(myc__worker *w) {
   }
   if (w->pool.pending_returns > 0)
     flush_returns(w);
+  if (w->hurried) {
+    for (t = 0; t < s->nworkers; t++)
+      w->stage[t].hurried = 0;
+    w->hurried = 0;
+  }
   if (w->staged == 0)
     return;
   for (t = 0; t < s->nworkers; t++) {
@@ -421,6 +450,32 @@ void myc__worker_flush(myc__worker *w) {
     }
   }
   w->staged = 0;
+}
+
+void myc__worker_hurry(myc__worker *w) {
+  myc__sched *s = w->sched;
+  uint32_t t;
+  MYC_ASSERT_OWNER(&w->owner);
+  if (s->manual || w->staged == 0)
+    return;
+  for (t = 0; t < s->nworkers; t++) {
+    myc__stage *st = &w->stage[t];
+    myc__worker *to = &s->workers[t];
+    uint32_t n = st->n;
+    /* Read without the lock: a stale answer only moves the hand-over to
+     * the end of the turn, or makes one early that did not need to be. */
+    if (n == 0 || st->hurried ||
+        !atomic_load_explicit(&to->inbox.idle, memory_order_relaxed))
+      continue;
+    st->hurried = 1;
+    w->hurried = 1;
+    stage_count(st);
+    /* Before the hand-over: its lock publishes the flag with the items. */
+    atomic_store_explicit(&to->inbox.urgent, 1, memory_order_relaxed);
+    /* Out of memory: still staged, and myc__worker_flush deals with it. */
+    if (inbox_give(to, st) == 0)
+      w->staged -= n;
+  }
 }
 
 int myc__host_stage_init(myc__host_stage *h, myc__sched *sched) {
@@ -707,13 +762,18 @@ static void stop_tasks(myc__worker *w) {
   close_handles(w);
 }
 
+/* Turns for what is ready, and what they put off. */
+static void run_round(myc__worker *w) {
+  myc__worker_run_ready(w, ROUND_TURNS);
+  if (w->after_due)
+    myc__worker_flush(w);
+}
+
 static void on_idle(uv_idle_t *h) {
   myc__worker *w = h->data;
   round_begin(w);
   myc__worker_drain_inbox(w);
-  myc__worker_run_ready(w, ROUND_TURNS);
-  if (w->after_due)
-    myc__worker_flush(w);
+  run_round(w);
   if (w->ready_head == NULL) {
     uv_idle_stop(&w->idle);
     myc__inbox_set_idle(&w->inbox, 1);
@@ -721,9 +781,17 @@ static void on_idle(uv_idle_t *h) {
   round_end(w);
 }
 
-static void on_wake(uv_async_t *h) {
+static void on_wake(uv_poll_t *h, int status, int events) {
   myc__worker *w = h->data;
-  int phase = atomic_load(&w->phase);
+  uint64_t count;
+  int phase;
+  (void)status;
+  (void)events;
+  /* Cleared before the inbox is read: a hand-over after this read makes
+   * it readable again, and the loop comes back. */
+  while (read(w->wake_fd, &count, sizeof count) < 0 && errno == EINTR)
+    ;
+  phase = atomic_load(&w->phase);
   if (phase == MYC_PHASE_STOP) {
     stop_tasks(w);
     return;
@@ -732,6 +800,14 @@ static void on_wake(uv_async_t *h) {
     uv_timer_stop(&w->timer);
   round_begin(w);
   myc__worker_drain_inbox(w);
+  /* A request or a reply handed over early (myc__worker_hurry) runs now:
+   * the idle callback would come one loop iteration later (timers,
+   * pending callbacks, another look at the inbox), and somebody waits
+   * for it.  After the drain: the flag was set before the items it came
+   * with were handed over. */
+  if (atomic_exchange_explicit(&w->inbox.urgent, 0, memory_order_relaxed) &&
+      phase == MYC_PHASE_RUN && w->ready_head != NULL)
+    run_round(w);
   if (w->ready_head != NULL && !uv_is_active((uv_handle_t *)&w->idle))
     uv_idle_start(&w->idle, on_idle);
   if (w->ready_head == NULL)

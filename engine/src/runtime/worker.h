@@ -92,6 +92,7 @@ typedef struct {
   myc__stage_run runs[MYC_STAGE_OPEN];
   uint32_t hot;   /* the run staged to last: the inline path's */
   uint32_t evict; /* the open run to count next when all are taken */
+  int hurried;    /* handed over early in this turn (myc__worker_hurry) */
 } myc__stage;
 
 /* The open run of 'st' for 't', or NULL. */
@@ -119,7 +120,13 @@ struct myc__worker {
   int started;
   _Atomic int finished; /* its thread left the loop: joining won't wait */
   myc__owner owner; /* the thread that may run it now (check.h) */
-  uv_async_t wake;
+  /* Woken through an eventfd of its own, not a uv_async_t: libuv's
+   * async callback waits (spinning, then sched_yield) until the sender
+   * has returned from its write(), so every hand-over cost the receiver
+   * the rest of the sender's system call, or its time slice when the two
+   * threads shared a CPU. */
+  uv_poll_t wake;
+  int wake_fd;
   uv_idle_t idle;
   uv_timer_t timer;
   int64_t timer_armed; /* deadline the uv timer is set for, or INT64_MAX */
@@ -128,6 +135,7 @@ struct myc__worker {
   myc__rng rng;
   myc__stage *stage; /* one per worker, indexed by the target's index */
   uint32_t staged;   /* items in all stages */
+  int hurried;       /* some stage's 'hurried' is set */
   int64_t now;       /* engine clock, refreshed per batch */
 
   myc__task *tasks, *tasks_tail;
@@ -260,6 +268,18 @@ myc__worker_stage(myc__worker *w, myc__task *t, myc_buf *b) {
  * lock and at most one wake-up per target, and runs the work put off
  * with myc__worker_after.  Worker thread of 'w'. */
 void myc__worker_flush(myc__worker *w);
+
+/* Hands what 'w' staged for each sleeping worker (its inbox idle) over
+ * now rather than at the end of the turn, and has that worker run the
+ * tasks it receives in its wake-up: for a request or a reply, which
+ * somebody waits for.  Everything staged for that worker goes, in order,
+ * so that nothing sent before overtakes it; a worker that is busy takes
+ * it at the end of the turn as usual.  At most one early hand-over per
+ * target per turn of 'w': a turn sending many requests would otherwise
+ * wake the target for each one it finished before the next, one
+ * system call and one batch of one per request.  Worker thread of
+ * 'w'. */
+void myc__worker_hurry(myc__worker *w);
 
 /* Asks for w->after to run at the next myc__worker_flush: after the
  * task's turn, the timer or the job that is running, or at the latest
