@@ -12,7 +12,7 @@
 set -u
 [ $# -eq 2 ] || { echo "usage: $0 MYC_BENCH OUT" >&2; exit 2; }
 BENCH=$1 OUT=$2
-BENCH_SCALE=0.01 valgrind --tool=callgrind --callgrind-out-file="$OUT.cg" \
+BENCH_TIMEOUT_S=0 BENCH_SCALE=0.01 valgrind --tool=callgrind --callgrind-out-file="$OUT.cg" \
   "$BENCH" bandit > "$OUT.txt" 2> "$OUT.err" &
 PID=$!
 while ! grep -q ws_flood_signal_latency_p99 "$OUT.txt" 2>/dev/null; do

@@ -3,6 +3,7 @@
 #include "bench.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -190,6 +191,32 @@ static const bench_scenario scenarios[] = {
      "libnats C publish/subscribe", bench_nats},
     {NULL, NULL, NULL}};
 
+/* A scenario whose engine waits for a result that never comes (a
+ * service that failed for good) would keep the whole run waiting: past
+ * its bound the run ends with the scenario's name.  BENCH_TIMEOUT_S sets
+ * the bound (0: none); the default grows with BENCH_SCALE. */
+static const char *running;
+
+static void on_alarm(int sig) {
+  static const char head[] = "\nmyc-bench: scenario ";
+  static const char tail[] = " did not finish within its bound "
+                             "(BENCH_TIMEOUT_S); a service may have failed\n";
+  (void)sig;
+  if (write(2, head, sizeof head - 1) < 0 ||
+      write(2, running, strlen(running)) < 0 ||
+      write(2, tail, sizeof tail - 1) < 0)
+    _exit(3);
+  _exit(3);
+}
+
+static unsigned scenario_bound(void) {
+  const char *v = getenv("BENCH_TIMEOUT_S");
+  double scale = bench_scale();
+  if (v != NULL && *v != '\0')
+    return (unsigned)atoi(v);
+  return (unsigned)(900 * (scale > 1 ? scale : 1));
+}
+
 static int wanted(int argc, char **argv, const char *name) {
   int i;
   if (argc <= 1)
@@ -207,7 +234,9 @@ int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "--help") == 0) {
     printf("usage: myc-bench [SCENARIO...]   (BENCH_SCALE=0.1 for a quick run;\n"
            "       BENCH_VARIANT=NAME runs one variant of typed, workers,\n"
-           "       request, reload or bandit)\n");
+           "       request, reload or bandit; BENCH_TIMEOUT_S bounds each\n"
+           "       scenario, 900 s times BENCH_SCALE above 1 by default, 0 for\n"
+           "       none)\n");
     for (s = scenarios; s->name != NULL; s++)
       printf("  %-10s %s\n", s->name, s->about);
     return 0;
@@ -223,11 +252,19 @@ int main(int argc, char **argv) {
          "metric", "median", "min / max", "unit", "target", "note");
   printf("|------------|------------------------------------|----------------|"
          "-----------------------|----------|------------------------|-----\n");
-  for (s = scenarios; s->name != NULL; s++)
-    if (wanted(argc, argv, s->name) && s->run() != 0) {
+  signal(SIGALRM, on_alarm);
+  for (s = scenarios; s->name != NULL; s++) {
+    if (!wanted(argc, argv, s->name))
+      continue;
+    running = s->name;
+    fflush(stdout);
+    alarm(scenario_bound());
+    if (s->run() != 0) {
       fprintf(stderr, "myc-bench: scenario %s failed\n", s->name);
       rc = 1;
     }
+    alarm(0);
+  }
   if (jsonl != NULL)
     fclose(jsonl);
   return rc;
