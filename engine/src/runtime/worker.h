@@ -95,14 +95,20 @@ typedef struct {
   int hurried;    /* handed over early in this turn (myc__worker_hurry) */
 } myc__stage;
 
+/* The index of the open run of 'st' for 't', or MYC_STAGE_OPEN. */
+static inline uint32_t myc__stage_run_index(const myc__stage *st,
+                                            const myc__task *t) {
+  uint32_t k;
+  for (k = 0; k < MYC_STAGE_OPEN && st->runs[k].task != t; k++)
+    ;
+  return k;
+}
+
 /* The open run of 'st' for 't', or NULL. */
 static inline myc__stage_run *myc__stage_run_of(myc__stage *st,
                                                 const myc__task *t) {
-  int i;
-  for (i = 0; i < MYC_STAGE_OPEN; i++)
-    if (st->runs[i].task == t)
-      return &st->runs[i];
-  return NULL;
+  uint32_t k = myc__stage_run_index(st, t);
+  return k < MYC_STAGE_OPEN ? &st->runs[k] : NULL;
 }
 
 #define MYC_STAGE_RUN 256
@@ -230,12 +236,9 @@ myc__worker_stage_at(myc__worker *w, myc__stage *st, myc__task *t,
   /* A fan-out to several tasks of one worker alternates between their
    * open runs: looking the others up here keeps it on this path, where
    * the call below cost about a hundred instructions per message. */
-  if (st->runs[k].task != t) {
-    for (k = 0; k < MYC_STAGE_OPEN && st->runs[k].task != t; k++)
-      ;
-    if (k == MYC_STAGE_OPEN)
-      return myc__worker_stage_any(w, t, b);
-  }
+  if (st->runs[k].task != t &&
+      (k = myc__stage_run_index(st, t)) == MYC_STAGE_OPEN)
+    return myc__worker_stage_any(w, t, b);
   r = &st->runs[k];
   /* The common case, inline: one more message of an open run for 't',
    * with room left in the stage's vector and in the run, and within the
