@@ -335,9 +335,10 @@ plan_make(myc_service *s, myc__route *r) {
   uint32_t ver = myc__topic_ver(r->topic);
   myc__sublist *subs = myc__topic_subs(r->topic);
   uint32_t n = atomic_load_explicit(&subs->n, memory_order_acquire);
-  myc__task *seen[PLAN_TASKS];
+  myc__task *seen[PLAN_TASKS], *order[PLAN_TASKS];
+  plan_group groups[PLAN_TASKS];
   uint8_t taken[PLAN_TASKS] = {0};
-  uint32_t i, j, live = 0, ngroups = 0, k = 0, first;
+  uint32_t i, j, live = 0, nlocal, ngroups = 0, k = 0, first;
   int wide = 0;
   struct myc__plan *p;
   for (i = 0; i < n && !wide; i++) {
@@ -349,16 +350,28 @@ plan_make(myc_service *s, myc__route *r) {
     else
       seen[live++] = &svc->task;
   }
-  /* The other workers reached, each once. */
-  for (i = 0; i < live && !wide; i++) {
-    int fresh = !plan_local(w->sched, w, seen[i]);
-    for (j = 0; j < i && fresh; j++)
-      fresh = plan_local(w->sched, w, seen[j]) ||
-              seen[j]->worker != seen[i]->worker;
-    ngroups += (uint32_t)fresh;
-  }
   if (wide)
-    live = ngroups = 0;
+    live = 0;
+  /* This worker's tasks first, then each other worker's in a row. */
+  for (i = 0; i < live; i++)
+    if (plan_local(w->sched, w, seen[i])) {
+      taken[i] = 1;
+      order[k++] = seen[i];
+    }
+  nlocal = k;
+  for (i = 0; i < live; i++) {
+    if (taken[i])
+      continue;
+    first = k;
+    for (j = i; j < live; j++)
+      if (!taken[j] && seen[j]->worker == seen[i]->worker) {
+        taken[j] = 1;
+        order[k++] = seen[j];
+      }
+    groups[ngroups].stage = &w->stage[seen[i]->worker->index];
+    groups[ngroups].n = k - first;
+    ngroups++;
+  }
   p = myc__malloc(a, plan_size(live, ngroups));
   plan_free(a, r->plan);
   r->plan = p;
@@ -367,28 +380,11 @@ plan_make(myc_service *s, myc__route *r) {
   p->ver = ver;
   p->wide = wide;
   p->ntasks = live;
+  p->nlocal = nlocal;
   p->ngroups = ngroups;
   p->groups = (plan_group *)(p->tasks + live);
-  for (i = 0; i < live; i++)
-    if (plan_local(w->sched, w, seen[i])) {
-      taken[i] = 1;
-      p->tasks[k++] = seen[i];
-    }
-  p->nlocal = k;
-  ngroups = 0;
-  for (i = 0; i < live; i++) {
-    if (taken[i])
-      continue;
-    first = k;
-    for (j = i; j < live; j++)
-      if (!taken[j] && seen[j]->worker == seen[i]->worker) {
-        taken[j] = 1;
-        p->tasks[k++] = seen[j];
-      }
-    p->groups[ngroups].stage = &w->stage[seen[i]->worker->index];
-    p->groups[ngroups].n = k - first;
-    ngroups++;
-  }
+  memcpy(p->tasks, order, live * sizeof *order);
+  memcpy(p->groups, groups, ngroups * sizeof *groups);
   return p;
 }
 
