@@ -668,24 +668,6 @@ static void stage_queue(myc__links *L, myc__pool *pool) {
   myc__counter_add(&L->svc->n_in, n);
 }
 
-/* Queues what is staged and writes it, as the end of a batch of
- * "_links" does.  Takes L->lock. */
-static void stage_flush(myc__links *L, myc__pool *pool) {
-  uv_mutex_lock(&L->lock);
-  stage_queue(L, pool);
-  if (L->any_touched)
-    batch_end(L, pool);
-  else
-    uv_mutex_unlock(&L->lock);
-}
-
-/* The end of a turn in which emits staged frames. */
-static void after_turn(void *ud) {
-  myc__links *L = ud;
-  if (L->nstaged > 0 || L->any_touched)
-    stage_flush(L, &L->w->pool);
-}
-
 /* Whether a peer this batch queued for holds half its bound or more.
  * Under L->lock. */
 static int half_full(const myc__links *L) {
@@ -695,6 +677,25 @@ static int half_full(const myc__links *L) {
                        2 * p->qbytes >= L->cfg.queue_bytes))
       return 1;
   return 0;
+}
+
+/* Queues what is staged and writes it, as the end of a batch of
+ * "_links" does; with 'when_half', only once a queue is half full (in
+ * the middle of a turn).  Takes L->lock. */
+static void stage_flush(myc__links *L, myc__pool *pool, int when_half) {
+  uv_mutex_lock(&L->lock);
+  stage_queue(L, pool);
+  if (L->any_touched && (!when_half || half_full(L)))
+    batch_end(L, pool);
+  else
+    uv_mutex_unlock(&L->lock);
+}
+
+/* The end of a turn in which emits staged frames. */
+static void after_turn(void *ud) {
+  myc__links *L = ud;
+  if (L->nstaged > 0 || L->any_touched)
+    stage_flush(L, &L->w->pool, 0);
 }
 
 /* An emit on the links' worker whose only subscriber here is "_links",
@@ -717,17 +718,11 @@ static int on_direct(void *ud, myc__worker *w, myc_buf *b) {
   L->staged[L->nstaged++] = b;
   if (L->nstaged == 1)
     myc__worker_after(w);
-  if (L->nstaged >= L->stage_cap) {
-    uv_mutex_lock(&L->lock);
-    stage_queue(L, &w->pool);
-    /* A turn that emits more than a peer's queue holds would see the
-     * rest dropped as queue_full before its end wrote anything: once a
-     * queue is half full, what is queued goes out now. */
-    if (L->any_touched && half_full(L))
-      batch_end(L, &w->pool);
-    else
-      uv_mutex_unlock(&L->lock);
-  }
+  /* A turn that emits more than a peer's queue holds would see the
+   * rest dropped as queue_full before its end wrote anything: once a
+   * queue is half full, what is queued goes out now. */
+  if (L->nstaged >= L->stage_cap)
+    stage_flush(L, &w->pool, 1);
   return 0;
 }
 
