@@ -1528,6 +1528,22 @@ static void accounted(myc_engine *e, const char *node, uint64_t n,
   CHECK_EQ(st->frames_out + st->queued + st->dropped_queue_full, n);
 }
 
+/* A pumping() engine (*e), started, whose pump emits 'n' messages in one
+ * turn to a raw peer "stalled" (*fd) that never reads; returns once they
+ * are all in its counters ('st'). */
+static void pump_to_stalled(const char *node, const char *sock,
+                            const char *link, const char *more, uint64_t n,
+                            myc_engine **e, myc__link_stats *st, int *fd) {
+  char path[PATH_CAP];
+  *e = pumping(node, sock, link, more, path);
+  CHECK(*e != NULL);
+  CHECK_EQ(start(*e), 0);
+  *fd = swaps_peer(*e, path, "stalled");
+  CHECK(*fd >= 0);
+  go(*e, 1, n);
+  accounted(*e, "stalled", n, st);
+}
+
 /* With link.worker, what a service on that worker emits goes onto the
  * peer's queue without "_links"' mailbox, while what a host publishes
  * still comes through it: both streams arrive whole and in order,
@@ -1590,20 +1606,14 @@ static void emits_on_the_links_worker_skip_the_mailbox(void) {
  * peer that never reads gets queue_frames of them, the rest are counted
  * as queue_full, and every one emitted is in exactly one counter. */
 static void emits_on_the_links_worker_are_bounded_by_the_queue(void) {
-  char path[PATH_CAP];
   myc_engine *a;
   myc__link_stats st;
   myc_service_stats ls;
   const uint64_t N = 30000;
   int fd;
-  a = pumping("qa", "qd.sock", "queue_frames = 1000",
-              "mailbox = { capacity = 1024 },", path);
-  CHECK(a != NULL);
-  CHECK_EQ(start(a), 0);
-  fd = swaps_peer(a, path, "stalled");
-  CHECK(fd >= 0);
-  go(a, 1, N);
-  accounted(a, "stalled", N, &st);
+  pump_to_stalled("qa", "qd.sock", "queue_frames = 1000",
+                  "mailbox = { capacity = 1024 },", N, &a, &st, &fd);
+  CHECK(!test_failed);
   CHECK(st.dropped_queue_full > 0);
   CHECK(st.queued <= 1000);
   CHECK_EQ(test_service_stats(a, "_links", &ls), 0);
@@ -1619,18 +1629,13 @@ static void emits_on_the_links_worker_are_bounded_by_the_queue(void) {
  * what the queue cannot hold and nothing is dropped; without that, the
  * 500 the queue held were all that left the turn. */
 static void a_turn_emitting_past_the_queue_writes_it_out(void) {
-  char path[PATH_CAP];
   myc_engine *a;
   myc__link_stats st;
   const uint64_t N = 1000;
   int fd;
-  a = pumping("ta", "td.sock", "queue_frames = 500", "", path);
-  CHECK(a != NULL);
-  CHECK_EQ(start(a), 0);
-  fd = swaps_peer(a, path, "stalled");
-  CHECK(fd >= 0);
-  go(a, 1, N);
-  accounted(a, "stalled", N, &st);
+  pump_to_stalled("ta", "td.sock", "queue_frames = 500", "", N, &a, &st,
+                  &fd);
+  CHECK(!test_failed);
   CHECK_EQ(st.dropped_queue_full, 0);
   CHECK(st.frames_out >= N - 500);
   close(fd);

@@ -104,17 +104,10 @@ end
 -- A node that ended before stop() (its `timeout` ran out, it crashed, it
 -- could not bind) leaves a spec failing with "No server available": its
 -- log's end goes to stderr before the directory is removed, to say why.
--- (An ended node can stay a zombie: PID 1 of a container may not reap.)
-local function running(pid)
-  local stat = proc.slurp("/proc/" .. pid .. "/stat")
-  local state = stat and stat:match("%) (%a)")
-  return state ~= nil and state ~= "Z" and state ~= "X"
-end
-
 local function report_gone(self)
   for i = 1, self.n do
     local pid = self.pids[i]
-    if pid and not running(pid) then
+    if pid and proc.gone(pid) then
       io.stderr:write(string.format("nats_cluster: node %d (%s) ended before stop(); "
                                     .. "the end of its log:\n%s\n", i, self.urls[i],
                                     sh("tail -n 30 " .. self.dir .. "/n" .. i .. ".log")))

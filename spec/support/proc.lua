@@ -21,6 +21,13 @@ local function slurp(path)
 end
 M.slurp = slurp
 
+-- Whether process 'pid' has ended: no longer listed, or a zombie (PID 1
+-- of a container may not reap it; it holds no socket).
+function M.gone(pid)
+  local st = slurp("/proc/" .. pid .. "/stat")
+  return st == "" or st:match("^%d+ %b() [ZX]") ~= nil
+end
+
 function M.sleep(seconds)
   ffi.C.usleep(math.floor(seconds * 1e6))
 end
@@ -61,10 +68,7 @@ function M.spawn(cmd, pattern, timeout)
     local pid = assert(p.pid, "not running")
     ffi.C.kill(pid, sig)
     p.pid = nil
-    return M.wait_for(function()
-      local st = slurp("/proc/" .. pid .. "/stat")
-      return st == "" or st:match("^%d+ %b() Z") ~= nil
-    end, 5) ~= nil
+    return M.wait_for(function() return M.gone(pid) end, 5) ~= nil
   end
   local deadline = os.time() + (timeout or 10)
   repeat
