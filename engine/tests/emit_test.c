@@ -203,10 +203,10 @@ static void check_room_agrees(myc_service *s) {
 }
 
 /* ctx:new's inline path reads the worker's first-class free list through
- * the service's view: the C path publishes where it is and which payloads
- * fit (0 before the first ctx:new, updated when a longer topic is
- * emitted), and refills an empty list so that the next messages find
- * buffers there. */
+ * the service's view: where it is is set when the service is made, which
+ * payloads fit is published by the C path (0 before the first ctx:new,
+ * updated when a longer topic is emitted), which also refills an empty
+ * list so that the next messages find buffers there. */
 static void typed_inline_path_view(void) {
   static const char src[] = "return { init = function() end }\n";
   char long_topic[101];
@@ -227,8 +227,11 @@ static void typed_inline_path_view(void) {
     myc_engine_free(e);
   CHECK(s != NULL);
   pool = &myc__service_worker(s)->pool;
+  /* The free list is known from the start (ctx:new reads it once), the
+   * room only after the first ctx:new. */
   CHECK_EQ(s->view.small_room, 0);
-  CHECK(s->view.small_free == NULL);
+  CHECK(s->view.small_free == &pool->free[0]);
+  CHECK(s->view.small_nfree == &pool->nfree[0]);
 
   /* The list is empty: the C path allocates, and leaves more behind. */
   CHECK(pool->free[0] == NULL);

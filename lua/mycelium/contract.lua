@@ -708,7 +708,7 @@ end
 -- that message's memory, never freed memory.)
 
 local MASK = 1023
-local live = ffi.new("struct { uint64_t a; int32_t own; int32_t pad; }[?]", MASK + 1)
+local live = ffi.new("struct { const void *a; int32_t own; int32_t pad; }[?]", MASK + 1)
 local extra = {} -- tonumber(address) -> support number
 local uptr = ffi.typeof("uintptr_t")
 local band, rshift = bit.band, bit.rshift
@@ -721,7 +721,7 @@ local function slot_of(a) return band(rshift(a, 8), MASK) end
 
 local function is_live(h)
   local a = ffi.cast(uptr, h)
-  return live[slot_of(a)].a == a or extra[tonumber(a)] ~= nil
+  return live[slot_of(a)].a == h or extra[tonumber(a)] ~= nil
 end
 
 local function stale(T, k, level)
@@ -785,7 +785,7 @@ local function handle_mt(T)
     __index = function(h, k)
       if k == "_myc_type" then return T end
       local a = ffi.cast(uptr, h)
-      if live[slot_of(a)].a ~= a and extra[tonumber(a)] == nil then stale(T, k, 2) end
+      if live[slot_of(a)].a ~= h and extra[tonumber(a)] == nil then stale(T, k, 2) end
       if field[k] == nil then
         error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
       end
@@ -793,7 +793,7 @@ local function handle_mt(T)
     end,
     __newindex = function(h, k, v)
       local a = ffi.cast(uptr, h)
-      if live[slot_of(a)].a ~= a and extra[tonumber(a)] == nil then stale(T, k, 2) end
+      if live[slot_of(a)].a ~= h and extra[tonumber(a)] == nil then stale(T, k, 2) end
       if field[k] == nil then
         error(fmt("%s has no field '%s'", T.name, tostring(k)), 2)
       end
@@ -1131,10 +1131,16 @@ function Set:engine_support(opts)
   -- call; otherwise ctx:new goes to C, which takes the other cases and
   -- keeps the view's small_room current.  Only on the service's worker
   -- (the pool is that thread's), which is where its handlers run.
-  -- Without a view (a state outside the engine) small_room stays 0.
+  -- Without a view (a state outside the engine), or one without a
+  -- worker's pool, small_room stays 0.  The free list and its count do
+  -- not move (runtime/service.h): read once, they are constants of the
+  -- compiled code, one load less each per message.
   local view = opts.view ~= nil and ffi.cast("myc_svc_view *", opts.view)
-    or ffi.new("myc_svc_view")
-  local i32p = ffi.typeof("int32_t *")
+  if not view or view.small_free == nil then view = ffi.new("myc_svc_view") end
+  local small_free = view.small_free
+  -- Counted as int32 (it stays below the pool's max_free): uint32
+  -- arithmetic would go through doubles in the JIT.
+  local small_nfree = ffi.cast("int32_t *", view.small_nfree)
   local fill = ffi.fill
   local function maker(T)
     local name, size, padded, hptr, tptr = T.name, T.size, T.padded, T.hptr, T.ptr
@@ -1142,13 +1148,10 @@ function Set:engine_support(opts)
       local b
       -- small_room is an int32: compared as integers, not doubles.
       if padded <= view.small_room then
-        b = view.small_free[0]
+        b = small_free[0]
         if b ~= nil then
-          view.small_free[0] = b.next
-          -- Counted as int32 (it stays below the pool's max_free): uint32
-          -- arithmetic would go through doubles in the JIT.
-          local nfree = ffi.cast(i32p, view.small_nfree)
-          nfree[0] = nfree[0] - 1
+          small_free[0] = b.next
+          small_nfree[0] = small_nfree[0] - 1
           b.refs, b.shared = 1, 0
           b.hdr.flags, b.hdr.payload_len = 0, size
           fill(ffi.cast(u8p, b) + OFF, padded)
@@ -1163,8 +1166,8 @@ function Set:engine_support(opts)
       held[0] = held[0] + 1
       -- The slot is not kept in a local: the JIT would keep it for the
       -- exits that follow (a store per message).
-      if live[slot_of(a)].a == 0 then
-        live[slot_of(a)].a, live[slot_of(a)].own = a, me
+      if live[slot_of(a)].a == nil then
+        live[slot_of(a)].a, live[slot_of(a)].own = p, me
       else
         extra[tonumber(a)] = me
       end
@@ -1184,10 +1187,10 @@ function Set:engine_support(opts)
   end
 
   -- Forgets live address 'a' (of 'h'): false if it was not live.
-  local function disown(a)
+  local function disown(a, h)
     local i = slot_of(a)
-    if live[i].a == a then
-      live[i].a = 0
+    if live[i].a == h then
+      live[i].a = nil
     elseif extra[tonumber(a)] ~= nil then
       extra[tonumber(a)] = nil
     else
@@ -1236,14 +1239,14 @@ function Set:engine_support(opts)
     local h = how[id]
     if h == HANDOVER then
       local T, a = type_of[id], ffi.cast(uptr, obj)
-      if live[slot_of(a)].a ~= a and extra[tonumber(a)] == nil then
+      if live[slot_of(a)].a ~= obj and extra[tonumber(a)] == nil then
         fail(level + 1, "emit to '%s': this %s was emitted already, or the "
           .. "handler that made it returned (a message from ctx:new is handed "
           .. "over to the engine once, in the handler that made it; make a new "
           .. "one)", topic, T.name)
       end
       check(T, ffi.cast(T.ptr, obj), topic, level + 1)
-      disown(a)
+      disown(a, obj)
       return emit_buf(svc, tid, ffi.cast(bufp, a - OFF), 3, T.tag)
     elseif h == VIEW then
       local T = type_of[id]
@@ -1276,9 +1279,9 @@ function Set:engine_support(opts)
     for i = 0, MASK do
       if held[0] == 0 then break end
       local e = live[i]
-      if e.a ~= 0 and e.own == me then
-        local a = e.a
-        e.a = 0
+      if e.a ~= nil and e.own == me then
+        local a = ffi.cast(uptr, e.a)
+        e.a = nil
         release(a)
         held[0] = held[0] - 1
       end

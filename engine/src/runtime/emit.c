@@ -577,16 +577,13 @@ int myc__emit(myc_service *s, uint32_t topic_id, int kind, uint16_t type,
  * after it are sized by the tails seen (myc_service.typed_tail). */
 #define TOPIC_RESERVE 64
 
-/* Publishes to the service's view what ctx:new's inline path needs:
- * where the worker's first-class buffers are, and which payloads fit one
- * with room for 'tail' (the test of myc__buf_take, solved for the
- * payload).  A payload that fits no longer (a longer topic emitted since)
+/* Publishes to the service's view which payloads fit a first-class
+ * buffer with room for 'tail' (the test of myc__buf_take, solved for the
+ * payload); where those buffers are, it has held since the service was
+ * made.  A payload that fits no longer (a longer topic emitted since)
  * is still correct: myc__emit_buf moves it to a larger buffer. */
 static void set_small_room(myc_service *s, size_t tail) {
-  myc__pool *p = &s->task.worker->pool;
   size_t room = MYC_BUF_SMALL - offsetof(myc_buf, hdr) - sizeof(myc_frame);
-  s->view.small_free = &p->free[0];
-  s->view.small_nfree = &p->nfree[0];
   s->view.small_room = room > tail ? (int32_t)((room - tail) & ~(size_t)7) : 0;
 }
 

@@ -88,6 +88,12 @@ static myc_service *service_alloc(myc_engine *e, const char *name,
    * complete (a spawned one from another thread, later). */
   s->task.worker = w;
   s->task.ops = &service_ops;
+  /* Set once: a service never changes worker, and ctx:new's inline path
+   * reads these when the service's Lua state starts, as constants. */
+  if (w != NULL) {
+    s->view.small_free = &w->pool.free[0];
+    s->view.small_nfree = &w->pool.nfree[0];
+  }
   atomic_init(&s->refs, 1);
   s->view.batch = s->batch;
   s->view.cursor = -1;

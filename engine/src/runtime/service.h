@@ -58,12 +58,13 @@ typedef struct {
    * otherwise. */
   int64_t *marks;
   /* ctx:new's inline path (lua/mycelium/contract.lua): the first-class
-   * free list of the service's worker pool and its count, and the largest
-   * payload, padded to 8, whose frame fits a first-class buffer with the
-   * room kept for topic and source (runtime/emit.c keeps it current; 0
-   * until the service's first ctx:new, which takes the C path).  Signed,
-   * so that LuaJIT compares it as an integer (a uint32 goes through a
-   * double). */
+   * free list of the service's worker pool and its count (set when the
+   * service is made, never changed: its Lua state reads them once), and
+   * the largest payload, padded to 8, whose frame fits a first-class
+   * buffer with the room kept for topic and source (runtime/emit.c keeps
+   * it current; 0 until the service's first ctx:new, which takes the C
+   * path).  Signed, so that LuaJIT compares it as an integer (a uint32
+   * goes through a double). */
   myc_buf **small_free;
   uint32_t *small_nfree;
   int32_t small_room;
