@@ -1135,8 +1135,10 @@ function Set:engine_support(opts)
   -- worker's pool, small_room stays 0.  The free list and its count do
   -- not move (runtime/service.h): read once, they are constants of the
   -- compiled code, one load less each per message.
-  local view = opts.view ~= nil and ffi.cast("myc_svc_view *", opts.view)
-  if not view or view.small_free == nil then view = ffi.new("myc_svc_view") end
+  -- (Each local assigned once: an upvalue never assigned again is a
+  -- constant of the compiled code.)
+  local given = opts.view ~= nil and ffi.cast("myc_svc_view *", opts.view)
+  local view = given and given.small_free ~= nil and given or ffi.new("myc_svc_view")
   local small_free = view.small_free
   -- Counted as int32 (it stays below the pool's max_free): uint32
   -- arithmetic would go through doubles in the JIT.
