@@ -116,6 +116,15 @@ local EXPECTED = {
   nums = { 1, 2, 4294967295 }, path = { WMATIC, USDC }, bigs = { "0", U256_MAX },
 }
 
+-- Publishes "go" to 'e' and runs it: the messages on "probe", and the
+-- data of the first on "seen".
+local function go_probe_seen(e)
+  local probe, seen = e:collect("probe"), e:collect("seen")
+  e:publish("go", "")
+  e:run()
+  return probe:messages(), seen:messages()[1].data
+end
+
 describe("typed messages", function()
   local eng
   setup(function() yaml_path = write_yaml(YAML) end)
@@ -363,12 +372,8 @@ describe("typed messages", function()
           assert(ctx:emit("probe", m2))
           ctx:emit("seen", errs)
         end }]]) }
-      local probe, seen = eng:collect("probe"), eng:collect("seen")
-      eng:publish("go", "")
-      eng:run()
-      local got = probe:messages()
+      local got, e = go_probe_seen(eng)
       assert.are.same({ 1, 2 }, { got[1].data.n, got[2].data.n })
-      local e = seen:messages()[1].data
       for _, k in ipairs { "write", "read", "nested", "alias" } do
         assert.matches("service 'prod': this Probe %(made with ctx:new%) was emitted, "
           .. "or the handler that made it returned: it cannot be used any more", e[k])
@@ -403,15 +408,11 @@ describe("typed messages", function()
           end
           ctx:emit("seen", errs)
         end }]]) }
-      local probe, seen = eng:collect("probe"), eng:collect("seen")
-      eng:publish("go", "")
-      eng:run()
-      local got = probe:messages()
+      local got, errs = go_probe_seen(eng)
       assert.are.equal(400, #got)
       for i, m in ipairs(got) do
         assert.are.same({ i, i }, { tonumber(m.data.self_addr), m.data.n })
       end
-      local errs = seen:messages()[1].data
       assert.are.equal(8, #errs)
       for _, e in ipairs(errs) do
         assert.matches("this Probe (made with ctx:new) was emitted, or the handler "
