@@ -205,6 +205,19 @@ function M.fill_sync(m, ev, line, arrival)
   word_to_dst(d, W[2])
 end
 
+-- The first four 32-byte words of d into fields a, b, c and e of m (the
+-- field names are constants where this is inlined).
+local function four_words(m, d, a, b, c, e)
+  DST[0] = cast(u8p, m[a])
+  word_to_dst(d, W[1])
+  DST[0] = cast(u8p, m[b])
+  word_to_dst(d, W[2])
+  DST[0] = cast(u8p, m[c])
+  word_to_dst(d, W[3])
+  DST[0] = cast(u8p, m[e])
+  word_to_dst(d, W[4])
+end
+
 --- Fills a zeroed SwapEvent from a decoded v2_swap or v3_swap.
 function M.fill_swap(m, ev, line, arrival)
   put_position(m, ev, line, arrival)
@@ -216,25 +229,11 @@ function M.fill_swap(m, ev, line, arrival)
   hex_to_dst(t[3], 27, 20)
   if ev.kind == "v2_swap" then
     m.kind = 2
-    DST[0] = cast(u8p, m.amount0_in)
-    word_to_dst(d, W[1])
-    DST[0] = cast(u8p, m.amount1_in)
-    word_to_dst(d, W[2])
-    DST[0] = cast(u8p, m.amount0_out)
-    word_to_dst(d, W[3])
-    DST[0] = cast(u8p, m.amount1_out)
-    word_to_dst(d, W[4])
+    four_words(m, d, "amount0_in", "amount1_in", "amount0_out", "amount1_out")
     return
   end
   m.kind = 3
-  DST[0] = cast(u8p, m.amount0)
-  word_to_dst(d, W[1])
-  DST[0] = cast(u8p, m.amount1)
-  word_to_dst(d, W[2])
-  DST[0] = cast(u8p, m.sqrt_price_x96)
-  word_to_dst(d, W[3])
-  DST[0] = cast(u8p, m.liquidity)
-  word_to_dst(d, W[4])
+  four_words(m, d, "amount0", "amount1", "sqrt_price_x96", "liquidity")
   m.tick = ev.tick
 end
 
