@@ -9,7 +9,10 @@
 --   MYCELIUM_SOURCE_DIR=$PWD MYCELIUM_PATH=$PWD/lua \
 --   MYCELIUM_LIB=build/libmycelium.so valgrind --tool=callgrind \
 --     --smc-check=all-non-file luajit bench/bandit_steady.lua 200 400
--- P=<n> sets the adapter's and the detector's gc_pause.
+-- P=<n> sets the adapter's and the detector's gc_pause; PA=<n> the
+-- adapter's alone (PA=1000000: no collection starts in the adapter, and
+-- its heap's growth over the PLAYS is what it allocated: printed as bytes
+-- per event).
 local root = os.getenv("MYCELIUM_SOURCE_DIR")
 package.path = table.concat({ root .. "/lua/?.lua", root .. "/lua/?/init.lua",
   root .. "/services/?.lua", package.path }, ";")
@@ -17,6 +20,7 @@ local testing = require "mycelium.testing"
 
 local WARM, PLAYS = tonumber(arg[1] or 200), tonumber(arg[2] or 400)
 local pause = tonumber(os.getenv("P"))
+local adapter_pause = tonumber(os.getenv("PA")) or pause
 local lines = {}
 for l in io.lines(root .. "/examples/bandit/data/sample_capture.jsonl") do
   lines[#lines + 1] = l
@@ -28,7 +32,7 @@ local eng = testing.engine {
   log = { level = "error" }, mailbox = { capacity = 65536 },
   services = {
     { name = "polygon", module = root .. "/services/polygon_adapter.lua",
-      load_timeout_ms = BUDGET, opts = { source = "topic", gc_pause = pause } },
+      load_timeout_ms = BUDGET, opts = { source = "topic", gc_pause = adapter_pause } },
     { name = "metadata", module = root .. "/services/metadata_service.lua",
       load_timeout_ms = BUDGET },
     { name = "arb", module = root .. "/services/arbitrage_detector.lua",
@@ -46,12 +50,17 @@ end
 
 eng:publish("bandit.raw", lines[1]) -- the subscription reply
 play(WARM)
+local heap0 = eng:stats("polygon").memory_bytes
 local t0 = os.clock()
 play(PLAYS)
 local t = os.clock() - t0
 -- The sample has 50 accepted logs per play.
 io.write(string.format("%.3f us CPU per event (%d plays, %d events)\n",
                        PLAYS > 0 and t / (PLAYS * 50) * 1e6 or 0, PLAYS, PLAYS * 50))
+if PLAYS > 0 then
+  io.write(string.format("polygon heap growth %.1f bytes per event\n",
+    (eng:stats("polygon").memory_bytes - heap0) / (PLAYS * 50)))
+end
 for _, n in ipairs { "polygon", "arb" } do
   local st = eng:stats(n)
   io.write(string.format("%s memory %.1f MB peak %.1f MB\n", n,

@@ -110,23 +110,47 @@ do
   end
 end
 
+-- Each hex loop below is a trace of its own, which the handler's trace
+-- enters at every call and leaves at its end: every cdata value live in
+-- any frame at that point (a pointer argument, a field reference, a cast)
+-- is boxed there, one allocation each. Called with pointers, the ten or
+-- so loops of a log message boxed some thirty values, 460 of the
+-- adapter's 680 bytes of garbage per event (docs/PERFORMANCE.md, "Bandit
+-- flood: the fill's boxed pointers"). So the loops take only a string and
+-- numbers, and find their destination in DST, set just before the call.
+local DST = ffi.new("uint8_t *[1]")
+local cp = ffi.typeof("const char *")
+
+-- The n bytes spelled by the 2n hex digits of s at 1-based position i,
+-- in order, into DST[0].
+local function hex_to_dst(s, i, n)
+  for k = 0, n - 1 do
+    DST[0][k] = PAIR[cast(u16p, cast(cp, s) + (i - 1))[k]]
+  end
+end
+
+-- The 32-byte ABI word at 1-based position i of s, little-endian, into
+-- DST[0].
+local function word_to_dst(s, i)
+  for k = 0, 31 do
+    DST[0][31 - k] = PAIR[cast(u16p, cast(cp, s) + (i - 1))[k]]
+  end
+end
+
 --- Writes the n bytes spelled by the 2n hex digits of s at 1-based
 --- position i into dst, in order (hashes, addresses).
 function M.put_hex(dst, s, i, n)
-  local p = cast(u16p, cast("const char *", s) + (i - 1))
-  dst = cast(u8p, dst)
-  for k = 0, n - 1 do dst[k] = PAIR[p[k]] end
+  DST[0] = cast(u8p, dst)
+  hex_to_dst(s, i, n)
 end
 local put_hex = M.put_hex
 
 --- Writes the 32-byte ABI word at 1-based position i of s into dst
 --- little-endian (the U256 / I256 layout: the same bits reversed).
 function M.put_word_le(dst, s, i)
-  local p = cast(u16p, cast("const char *", s) + (i - 1))
-  dst = cast(u8p, dst)
-  for k = 0, 31 do dst[31 - k] = PAIR[p[k]] end
+  DST[0] = cast(u8p, dst)
+  word_to_dst(s, i)
 end
-local put_word_le = M.put_word_le
 
 --- u64 quantities -----------------------------------------------------------
 
@@ -161,9 +185,12 @@ for k = 1, 5 do W[k] = 3 + 64 * (k - 1) end
 local function put_position(m, ev, line, arrival)
   m.block, m.tx_index, m.log_index = ev.block, ev.txIndex, ev.logIndex
   m.ws_seq, m.arrival_ns = line, arrival
-  put_hex(m.block_hash, ev.blockHash, 3, 32)
-  put_hex(m.tx_hash, ev.txHash, 3, 32)
-  put_hex(m.pool, ev.pool.key, 3, 20)
+  DST[0] = cast(u8p, m.block_hash)
+  hex_to_dst(ev.blockHash, 3, 32)
+  DST[0] = cast(u8p, m.tx_hash)
+  hex_to_dst(ev.txHash, 3, 32)
+  DST[0] = cast(u8p, m.pool)
+  hex_to_dst(ev.pool.key, 3, 20)
 end
 
 --- Fills a zeroed PoolStateUpdate from a decoded v2_sync. Positions must
@@ -172,8 +199,23 @@ function M.fill_sync(m, ev, line, arrival)
   put_position(m, ev, line, arrival)
   m.kind = 1
   local d = ev.data
-  put_word_le(m.reserve0, d, W[1])
-  put_word_le(m.reserve1, d, W[2])
+  DST[0] = cast(u8p, m.reserve0)
+  word_to_dst(d, W[1])
+  DST[0] = cast(u8p, m.reserve1)
+  word_to_dst(d, W[2])
+end
+
+-- The first four 32-byte words of d into fields a, b, c and e of m (the
+-- field names are constants where this is inlined).
+local function four_words(m, d, a, b, c, e)
+  DST[0] = cast(u8p, m[a])
+  word_to_dst(d, W[1])
+  DST[0] = cast(u8p, m[b])
+  word_to_dst(d, W[2])
+  DST[0] = cast(u8p, m[c])
+  word_to_dst(d, W[3])
+  DST[0] = cast(u8p, m[e])
+  word_to_dst(d, W[4])
 end
 
 --- Fills a zeroed SwapEvent from a decoded v2_swap or v3_swap.
@@ -181,21 +223,17 @@ function M.fill_swap(m, ev, line, arrival)
   put_position(m, ev, line, arrival)
   local d, t = ev.data, ev.topics
   -- Address topics: the address is the last 20 of 32 bytes.
-  put_hex(m.sender, t[2], 27, 20)
-  put_hex(m.recipient, t[3], 27, 20)
+  DST[0] = cast(u8p, m.sender)
+  hex_to_dst(t[2], 27, 20)
+  DST[0] = cast(u8p, m.recipient)
+  hex_to_dst(t[3], 27, 20)
   if ev.kind == "v2_swap" then
     m.kind = 2
-    put_word_le(m.amount0_in, d, W[1])
-    put_word_le(m.amount1_in, d, W[2])
-    put_word_le(m.amount0_out, d, W[3])
-    put_word_le(m.amount1_out, d, W[4])
+    four_words(m, d, "amount0_in", "amount1_in", "amount0_out", "amount1_out")
     return
   end
   m.kind = 3
-  put_word_le(m.amount0, d, W[1])
-  put_word_le(m.amount1, d, W[2])
-  put_word_le(m.sqrt_price_x96, d, W[3])
-  put_word_le(m.liquidity, d, W[4])
+  four_words(m, d, "amount0", "amount1", "sqrt_price_x96", "liquidity")
   m.tick = ev.tick
 end
 
