@@ -10,13 +10,19 @@
 --   MYCELIUM_LIB=build/libmycelium.so valgrind --tool=callgrind \
 --     --smc-check=all-non-file luajit bench/bandit_steady.lua 200 400
 -- P=<n> sets the adapter's and the detector's gc_pause.
+-- PROBE=alloc, cycles or cpu runs the detector under bench/bandit_probe.lua:
+-- over the PLAYS, the Lua bytes it allocates per accepted log, its collector's
+-- cycles or its own CPU time per log
+-- (collector stopped) or its collector's cycles.
 local root = os.getenv("MYCELIUM_SOURCE_DIR")
 package.path = table.concat({ root .. "/lua/?.lua", root .. "/lua/?/init.lua",
   root .. "/services/?.lua", package.path }, ";")
 local testing = require "mycelium.testing"
+local bench = arg[0]:match("^(.*)/[^/]*$") or "."
 
 local WARM, PLAYS = tonumber(arg[1] or 200), tonumber(arg[2] or 400)
 local pause = tonumber(os.getenv("P"))
+local probe = os.getenv("PROBE")
 local lines = {}
 for l in io.lines(root .. "/examples/bandit/data/sample_capture.jsonl") do
   lines[#lines + 1] = l
@@ -31,9 +37,11 @@ local eng = testing.engine {
       load_timeout_ms = BUDGET, opts = { source = "topic", gc_pause = pause } },
     { name = "metadata", module = root .. "/services/metadata_service.lua",
       load_timeout_ms = BUDGET },
-    { name = "arb", module = root .. "/services/arbitrage_detector.lua",
+    { name = "arb", module = probe and bench .. "/bandit_probe.lua"
+        or root .. "/services/arbitrage_detector.lua",
       load_timeout_ms = BUDGET,
-      opts = { latency_samples = 200000, gc_pause = pause } },
+      opts = { latency_samples = 200000, gc_pause = pause, probe = probe,
+               probe_from = WARM * 50, probe_to = (WARM + PLAYS) * 50 } },
   } }
 eng:start()
 

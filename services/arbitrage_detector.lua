@@ -184,21 +184,32 @@ local function state_field(ev, k)
   return wire.dec(p + STATE_AT[k])
 end
 
--- A detector event from a PoolStateUpdate or SwapEvent struct. Its state
--- is the bytes of the message: reserve0 and reserve1 (64), or
--- sqrtPriceX96, liquidity and tick (68), adjacent in both types. At most
--- 15 fields: 16 hash slots, where one more would double the table.
+-- A detector event from a PoolStateUpdate or SwapEvent struct, in a log
+-- table the detector no longer needs (detector.spare(); a new one only
+-- while the reorg window fills), so that in steady state an event
+-- allocates no table and no state string. Its state is a copy of the
+-- message's bytes in the table's own buffer: reserve0 and reserve1 (64),
+-- or sqrtPriceX96, liquidity and tick (68), adjacent in both types; a
+-- swap's buffer holds nothing of use. At most 15 fields: 16 hash slots,
+-- where one more would double the table.
+local STATE = ffi.typeof("uint8_t[68]")
 local function event(m, kind, pool)
-  local st = nil
-  if kind == "v2_sync" then st = fstring(m.reserve0, 64)
-  elseif kind == "v3_swap" then st = fstring(m.sqrt_price_x96, 68) end
-  return {
-    kind = kind, pool = pool, state = st,
-    block = qty(m.block), txIndex = qty(m.tx_index),
-    logIndex = qty(m.log_index), blockHash = fstring(m.block_hash, 32),
-    txHash = fstring(m.tx_hash, 32), line = nil, price = nil,
-    retracted = nil, older = nil, newer = nil, prev_tx = nil, next_tx = nil,
-  }
+  local ev = S.det:spare()
+  if ev == nil then
+    ev = { kind = kind, pool = pool, state = STATE(), block = 0, txIndex = 0,
+           logIndex = 0, blockHash = false, txHash = false, line = false,
+           price = nil, retracted = nil, older = nil, newer = nil,
+           prev_tx = nil, next_tx = nil }
+  end
+  if kind == "v2_sync" then copy(ev.state, m.reserve0, 64)
+  elseif kind == "v3_swap" then copy(ev.state, m.sqrt_price_x96, 68) end
+  ev.kind, ev.pool = kind, pool
+  ev.block, ev.txIndex, ev.logIndex = qty(m.block), qty(m.tx_index),
+    qty(m.log_index)
+  ev.blockHash, ev.txHash = fstring(m.block_hash, 32), fstring(m.tx_hash, 32)
+  ev.price, ev.retracted, ev.older, ev.newer = nil, nil, nil, nil
+  ev.prev_tx, ev.next_tx = nil, nil
+  return ev
 end
 
 local function on_log(ctx, msg, Ty, kinds)
@@ -312,7 +323,7 @@ function M.init(ctx, opts)
   end
   S = {
     reg = reg, det = detector.new(reg, { reorg_window = window or nil,
-                                         lazy_prices = true }),
+                                         lazy_prices = true, recycle = true }),
     events = 0, retracted = 0, signals = 0, skipped = 0, by_reason = {},
     by_pair = {}, emit_applied = opts.applied ~= false,
     signal_lat = rings(), event_lat = rings(),
