@@ -362,6 +362,7 @@ M.handlers = {
 --- signals and no signals, retractions matched and not. The pools are
 --- opts.pools and opts.tokens when given, else a set with every kind and
 --- fee tier (the detector's code depends on those, not on addresses).
+local WARM_WINDOW = 64
 function M.warmup(ctx, warm)
   local opts = ctx.opts or {}
   local n = warmup.count(opts)
@@ -370,8 +371,14 @@ function M.warmup(ctx, warm)
   local topics = { state = T.enriched_state, swap = T.enriched_swap,
                    removed = T.enriched_removed }
   local real = S
+  -- A window of WARM_WINDOW logs, so that the warm-up's logs leave it
+  -- and are refilled (detector.spare) as they will once the real window
+  -- is full: else that path compiled in the traffic's first seconds.
+  local scratch = setmetatable({ reorg_window = opts.reorg_window ~= false
+                                   and WARM_WINDOW or false },
+                               { __index = opts })
   warmup.scratch(real, nil, function(st) S = st end, function()
-    M.init(ctx, opts)
+    M.init(ctx, scratch)
     for _, p in ipairs(reg.pools) do warm:deliver(T.pool, warmup.pool_meta(ctx, p)) end
     for line, text in ipairs(warmup.lines(reg, n)) do
       local what, m, ev = warmup.typed(ctx, text, reg, line)
