@@ -5,28 +5,20 @@
 -- opts.probe_to-th (retractions between them included), the Lua heap grown
 -- with the collector stopped (opts.probe = "alloc") or the collector's
 -- cycles completed with it running as the service set it
--- (opts.probe = "cycles"), or the thread's CPU time in its handlers
--- (opts.probe = "cpu": the detector's own, apart from the services it
--- shares the thread with); printed on stdout once, at probe_to.
--- bench/bandit_steady.lua runs the detector under it with PROBE=alloc or
--- PROBE=cycles.
-local ffi = require "ffi"
-local format, write = string.format, io.write
+-- (opts.probe = "cycles"), or the CPU time spent in its handlers
+-- (opts.probe = "cpu", os.clock: the detector's own, apart from the
+-- services it shares the thread with in a mycelium.testing engine);
+-- printed on stdout once, at probe_to.
+-- bench/bandit_steady.lua runs the detector under it with PROBE=alloc,
+-- PROBE=cycles or PROBE=cpu.
+local format, write, clock = string.format, io.write, os.clock
 
-pcall(ffi.cdef, [[
-struct myc_timespec { long tv_sec; long tv_nsec; };
-int clock_gettime(int clk, struct myc_timespec *ts);
-]])
-local ts = ffi.new("struct myc_timespec")
-local function thread_ns()
-  ffi.C.clock_gettime(3, ts) -- CLOCK_THREAD_CPUTIME_ID
-  return tonumber(ts.tv_sec) * 1e9 + tonumber(ts.tv_nsec)
-end
 local cpu, timing = 0, false
 
 local M = {}
 local src = os.getenv("MYCELIUM_SOURCE_DIR")
--- The engine puts a module's own directory on package.path; this one's is bench/.
+-- The engine puts a module's own directory on package.path: this one's
+-- is bench/, the detector's modules are in services/.
 package.path = src .. "/services/?.lua;" .. package.path
 local mod = dofile(src .. "/services/arbitrage_detector.lua")
 local mode, from, to
@@ -59,7 +51,7 @@ local function count()
     timing = false
     if mode == "cpu" then
       write(format("probe: %d logs, %.3f us of the detector's CPU per log\n",
-                   n, cpu / n / 1e3))
+                   n, cpu / n * 1e6))
     elseif mode == "alloc" then
       write(format("probe: %d logs, %.1f bytes allocated per log\n",
                    n, (collectgarbage("count") - kb0) * 1024 / n))
@@ -77,9 +69,9 @@ for topic, fn in pairs(mod.handlers) do
   local log = topic == T.enriched_state or topic == T.enriched_swap
   M.handlers[topic] = function(c, msg)
     if timing then
-      local t = thread_ns()
+      local t = clock()
       fn(c, msg)
-      cpu = cpu + thread_ns() - t
+      cpu = cpu + clock() - t
     else
       fn(c, msg)
     end
