@@ -125,10 +125,11 @@ end
 -- What of a signal depends on its two pools alone (the pair's tokens,
 -- decimals and name, each venue's pool, fee and dex), as the message's
 -- bytes, made at the first signal of that buy and sell pool and copied
--- whole into every later one: the signal runs in the interpreter (its
--- path is too long for one trace), where each FFI access costs, and this
--- is ten of them, three strings among them. on_pool forgets them when a
--- pool is described again.
+-- whole into every later one: ten FFI accesses fewer per signal, three
+-- padded strings among them. Each access is constants in a trace; with
+-- them the signal's path held more than LuaJIT allows one (maxirconst,
+-- 500), every recording aborted and signals ran in the interpreter.
+-- on_pool forgets the templates when a pool is described again.
 local function template(buy, sell)
   local by_sell = S.templates[buy]
   if not by_sell then by_sell = {} S.templates[buy] = by_sell end
