@@ -221,6 +221,29 @@ describe("ArbitrageDetector", function()
     assert.same(kept, reused)
   end)
 
+  it("signals a pool's new dex and fee once it is described again", function()
+    local eng, c = engine()
+    H.feed(eng, { H.reply(SUB), H.sync(pos(1), QA, E18, E6),
+                  H.sync(pos(2), SA, E18, "1010000000") })
+    -- The same pool described again: another dex name, a lower fee.
+    local meta = eng:new("PoolMeta", {
+      pool = SA, token0 = H.addr("token:WWW"), token1 = H.addr("token:UUU"),
+      fee_ppm = 1000, pool_kind = 2, decimals0 = 18, decimals1 = 6,
+      dex = "sushi2", pair = "WWW/UUU", label = "sa" })
+    assert(eng:publish("bandit.pool", meta))
+    eng:run()
+    H.feed(eng, { H.sync(pos(3), SA, E18, "1020000000") })
+    local s = c.signal:messages()
+    assert.equal(2, #s)
+    assert.equal("sushi", s[1].data.sell_dex)
+    assert.equal(3000, s[1].data.sell_fee_ppm)
+    assert.equal("sushi2", s[2].data.sell_dex)
+    assert.equal(1000, s[2].data.sell_fee_ppm)
+    assert.equal("quick", s[2].data.buy_dex)
+    assert.equal(0, eng:stats("arb").errors)
+    eng:close()
+  end)
+
   it("skips, never raises on, a log of a pool it has no PoolMeta for", function()
     local eng, c = engine()
     local m = eng:new("PoolStateUpdate", { block = 5, ws_seq = 7, kind = 1,
