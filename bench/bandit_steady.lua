@@ -13,14 +13,19 @@
 -- adapter's alone (PA=1000000: no collection starts in the adapter, and
 -- its heap's growth over the PLAYS is what it allocated: printed as bytes
 -- per event).
+-- PROBE=alloc, cycles or cpu runs the detector under bench/bandit_probe.lua:
+-- over the PLAYS, the Lua bytes it allocates per accepted log (collector
+-- stopped), its collector's cycles, or its own CPU time per log.
 local root = os.getenv("MYCELIUM_SOURCE_DIR")
 package.path = table.concat({ root .. "/lua/?.lua", root .. "/lua/?/init.lua",
   root .. "/services/?.lua", package.path }, ";")
 local testing = require "mycelium.testing"
+local bench = arg[0]:match("^(.*)/[^/]*$") or "."
 
 local WARM, PLAYS = tonumber(arg[1] or 200), tonumber(arg[2] or 400)
 local pause = tonumber(os.getenv("P"))
 local adapter_pause = tonumber(os.getenv("PA")) or pause
+local probe = os.getenv("PROBE")
 local lines = {}
 for l in io.lines(root .. "/examples/bandit/data/sample_capture.jsonl") do
   lines[#lines + 1] = l
@@ -35,9 +40,11 @@ local eng = testing.engine {
       load_timeout_ms = BUDGET, opts = { source = "topic", gc_pause = adapter_pause } },
     { name = "metadata", module = root .. "/services/metadata_service.lua",
       load_timeout_ms = BUDGET },
-    { name = "arb", module = root .. "/services/arbitrage_detector.lua",
+    { name = "arb", module = probe and bench .. "/bandit_probe.lua"
+        or root .. "/services/arbitrage_detector.lua",
       load_timeout_ms = BUDGET,
-      opts = { latency_samples = 200000, gc_pause = pause } },
+      opts = { latency_samples = 200000, gc_pause = pause, probe = probe,
+               probe_from = WARM * 50, probe_to = (WARM + PLAYS) * 50 } },
   } }
 eng:start()
 

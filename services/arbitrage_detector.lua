@@ -59,6 +59,7 @@ local function on_pool(_, msg)
     -- hangs off it), refresh names and terms.
     p.dex, p.pair, p.label = tostring(m.dex), tostring(m.pair), tostring(m.label)
     p.fee_ppm, p.dec0, p.dec1 = m.fee_ppm, m.decimals0, m.decimals1
+    S.templates = {}
     return
   end
   p = {
@@ -121,27 +122,46 @@ local function applied(ev, line, arrival)
   sample(S.event_lat, arrival, t - arrival)
 end
 
--- The venue's price source: kind (1 = V2 reserves, 3 = V3) and the two
--- words of its current state. `f` names the side's fields (SIDE below):
--- built once, so a signal builds no field name.
-local function venue(m, f, pool, price)
-  local cur = S.det:state(pool)
-  copy(m[f.pool], pool.raw, 20)
-  m[f.fee_ppm] = pool.fee_ppm
-  m[f.kind] = cur.kind == "v2_sync" and 1 or 3
-  copy(m[f.a], cur.state, 64) -- _a and _b are adjacent
-  wire.set_string(m[f.price], price, 160)
-  wire.set_string(m[f.dex], pool.dex:sub(1, 64), 64)
+-- What of a signal depends on its two pools alone (the pair's tokens,
+-- decimals and name, each venue's pool, fee and dex), as the message's
+-- bytes, made at the first signal of that buy and sell pool and copied
+-- whole into every later one: ten FFI accesses fewer per signal, three
+-- padded strings among them. Each access is constants in a trace; with
+-- them the signal's path held more than LuaJIT allows one (maxirconst,
+-- 500), every recording aborted and signals ran in the interpreter.
+-- on_pool forgets the templates when a pool is described again.
+local function template(buy, sell)
+  local by_sell = S.templates[buy]
+  if not by_sell then by_sell = {} S.templates[buy] = by_sell end
+  local t = by_sell[sell]
+  if t then return t end
+  local size = S.Signal.size
+  local buf = ffi.new("uint8_t[?]", size)
+  local m = cast(S.Signal.ptr, buf)
+  copy(m.token0, buy.t0raw, 20)
+  copy(m.token1, buy.t1raw, 20)
+  m.decimals0, m.decimals1 = buy.dec0, buy.dec1
+  wire.set_string(m.pair, buy.pair, 129)
+  copy(m.buy_pool, buy.raw, 20)
+  m.buy_fee_ppm = buy.fee_ppm
+  wire.set_string(m.buy_dex, buy.dex:sub(1, 64), 64)
+  copy(m.sell_pool, sell.raw, 20)
+  m.sell_fee_ppm = sell.fee_ppm
+  wire.set_string(m.sell_dex, sell.dex:sub(1, 64), 64)
+  t = fstring(buf, size)
+  by_sell[sell] = t
+  return t
 end
 
-local function side(name)
-  local f = {}
-  for _, k in ipairs { "pool", "fee_ppm", "kind", "a", "price", "dex" } do
-    f[k] = name .. "_" .. k
-  end
-  return f
+-- The venue's two words of its current state (_a and _b are adjacent)
+-- and its price; returns its price source's kind (1 = V2 reserves, 3 =
+-- V3).
+local function venue(a, price_field, pool, price)
+  local cur = S.det:state(pool)
+  copy(a, cur.state, 64)
+  wire.set_string(price_field, price, 160)
+  return cur.kind == "v2_sync" and 1 or 3
 end
-local BUY, SELL = side("buy"), side("sell")
 
 -- The signal is written through a plain pointer to the message made just
 -- above, in this handler: the handle's checked accessors (a metamethod
@@ -151,15 +171,12 @@ local BUY, SELL = side("buy"), side("sell")
 local function signal(ctx, sig, line, trigger, ev, arrival)
   local h = ctx:new("ArbitrageSignal")
   local m = cast(S.Signal.ptr, h)
-  local b = sig.buy
+  local b, s = sig.buy, sig.sell
+  copy(m, template(b, s), S.Signal.size)
   m.block, m.log_index, m.ws_seq = u64(ev.block), u64(ev.logIndex), line
   m.arrival_ns, m.trigger = arrival, trigger
-  copy(m.token0, b.t0raw, 20)
-  copy(m.token1, b.t1raw, 20)
-  m.decimals0, m.decimals1 = b.dec0, b.dec1
-  wire.set_string(m.pair, b.pair, 129)
-  venue(m, BUY, b, sig.buy_price)
-  venue(m, SELL, sig.sell, sig.sell_price)
+  m.buy_kind = venue(m.buy_a, m.buy_price, b, sig.buy_price)
+  m.sell_kind = venue(m.sell_a, m.sell_price, s, sig.sell_price)
   wire.set_string(m.gross_bps, sig.gross_bps, 320)
   wire.set_string(m.net_bps, sig.net_bps, 320)
   local t = now_ns()
@@ -184,21 +201,32 @@ local function state_field(ev, k)
   return wire.dec(p + STATE_AT[k])
 end
 
--- A detector event from a PoolStateUpdate or SwapEvent struct. Its state
--- is the bytes of the message: reserve0 and reserve1 (64), or
--- sqrtPriceX96, liquidity and tick (68), adjacent in both types. At most
--- 15 fields: 16 hash slots, where one more would double the table.
+-- A detector event from a PoolStateUpdate or SwapEvent struct, in a log
+-- table the detector no longer needs (detector.spare(); a new one only
+-- while the reorg window fills), so that in steady state an event
+-- allocates no table and no state string. Its state is a copy of the
+-- message's bytes in the table's own buffer: reserve0 and reserve1 (64),
+-- or sqrtPriceX96, liquidity and tick (68), adjacent in both types; a
+-- swap's buffer holds nothing of use. At most 15 fields: 16 hash slots,
+-- where one more would double the table.
+local STATE = ffi.typeof("uint8_t[68]")
 local function event(m, kind, pool)
-  local st = nil
-  if kind == "v2_sync" then st = fstring(m.reserve0, 64)
-  elseif kind == "v3_swap" then st = fstring(m.sqrt_price_x96, 68) end
-  return {
-    kind = kind, pool = pool, state = st,
-    block = qty(m.block), txIndex = qty(m.tx_index),
-    logIndex = qty(m.log_index), blockHash = fstring(m.block_hash, 32),
-    txHash = fstring(m.tx_hash, 32), line = nil, price = nil,
-    retracted = nil, older = nil, newer = nil, prev_tx = nil, next_tx = nil,
-  }
+  local ev = S.det:spare()
+  if ev == nil then
+    ev = { kind = kind, pool = pool, state = STATE(), block = 0, txIndex = 0,
+           logIndex = 0, blockHash = false, txHash = false, line = false,
+           price = nil, retracted = nil, older = nil, newer = nil,
+           prev_tx = nil, next_tx = nil }
+  end
+  if kind == "v2_sync" then copy(ev.state, m.reserve0, 64)
+  elseif kind == "v3_swap" then copy(ev.state, m.sqrt_price_x96, 68) end
+  ev.kind, ev.pool = kind, pool
+  ev.block, ev.txIndex, ev.logIndex = qty(m.block), qty(m.tx_index),
+    qty(m.log_index)
+  ev.blockHash, ev.txHash = fstring(m.block_hash, 32), fstring(m.tx_hash, 32)
+  ev.price, ev.retracted, ev.older, ev.newer = nil, nil, nil, nil
+  ev.prev_tx, ev.next_tx = nil, nil
+  return ev
 end
 
 local function on_log(ctx, msg, Ty, kinds)
@@ -312,9 +340,9 @@ function M.init(ctx, opts)
   end
   S = {
     reg = reg, det = detector.new(reg, { reorg_window = window or nil,
-                                         lazy_prices = true }),
+                                         lazy_prices = true, recycle = true }),
     events = 0, retracted = 0, signals = 0, skipped = 0, by_reason = {},
-    by_pair = {}, emit_applied = opts.applied ~= false,
+    by_pair = {}, emit_applied = opts.applied ~= false, templates = {},
     signal_lat = rings(), event_lat = rings(),
     cold_ns = (opts.cold_ms or 2000) * 1e6,
     State = contract_type(ctx, "PoolStateUpdate"),
@@ -351,6 +379,7 @@ M.handlers = {
 --- signals and no signals, retractions matched and not. The pools are
 --- opts.pools and opts.tokens when given, else a set with every kind and
 --- fee tier (the detector's code depends on those, not on addresses).
+local WARM_WINDOW = 64
 function M.warmup(ctx, warm)
   local opts = ctx.opts or {}
   local n = warmup.count(opts)
@@ -359,8 +388,14 @@ function M.warmup(ctx, warm)
   local topics = { state = T.enriched_state, swap = T.enriched_swap,
                    removed = T.enriched_removed }
   local real = S
+  -- A window of WARM_WINDOW logs, so that the warm-up's logs leave it
+  -- and are refilled (detector.spare) as they will once the real window
+  -- is full: else that path compiled in the traffic's first seconds.
+  local scratch = setmetatable({ reorg_window = opts.reorg_window ~= false
+                                   and WARM_WINDOW or false },
+                               { __index = opts })
   warmup.scratch(real, nil, function(st) S = st end, function()
-    M.init(ctx, opts)
+    M.init(ctx, scratch)
     for _, p in ipairs(reg.pools) do warm:deliver(T.pool, warmup.pool_meta(ctx, p)) end
     for line, text in ipairs(warmup.lines(reg, n)) do
       local what, m, ev = warmup.typed(ctx, text, reg, line)

@@ -28,6 +28,11 @@ local PPM = pricing.PPM
 --- opts.lazy_prices: render a pool's price only when asked (state(),
 --- signals), not at every state change; accept() then leaves ev.price
 --- unset (the engine service ships the state bytes instead).
+--- opts.recycle (with a reorg_window): logs that left the window and that
+--- nothing here refers to any more are handed back by spare() for the
+--- caller to refill as its next log, so that in steady state a log
+--- allocates no table (the caller must keep no log of its own past the
+--- handler that accepted or retracted it).
 function M.new(registry, opts)
   if type(registry) ~= "table" or not registry.venues then
     error("bandit.detector.new: registry expected", 2)
@@ -40,7 +45,8 @@ function M.new(registry, opts)
   return setmetatable({
     reg = registry, slots = {}, by_tx = {}, live = {},
     lazy = opts.lazy_prices == true, window = window, ring = {}, ring_pos = 0,
-    evaluations = 0,
+    evaluations = 0, spares = window and opts.recycle and {} or false,
+    nspares = 0,
     -- Scratch for evaluate(): candidate and best ratios as x / y.
     x = bigint.new(), y = bigint.new(), bx = bigint.new(), by = bigint.new(),
     l = bigint.new(), r = bigint.new(),
@@ -214,12 +220,30 @@ local function unindex(self, ev)
   ev.prev_tx, ev.next_tx = nil, nil
 end
 
+-- A log nothing refers to any more (see spare()).
+local function free(self, ev)
+  local spares = self.spares
+  if not spares then return end
+  local n = self.nspares + 1
+  spares[n], self.nspares = ev, n
+end
+
 -- The oldest retractable log leaves the window: it can never be retracted
--- now, so no state older than it can ever be restored either.
+-- now, so no state older than it can ever be restored either. What it
+-- frees: itself when retracted (unlinked and unindexed then) or a swap
+-- (never linked); else the state before it, which left the window
+-- earlier and is neither a pool's current state (it has a newer one) nor
+-- anyone's older any more. It stays itself, as its pool's current state
+-- or as the state its newer one's retraction would restore.
 local function expire(self, old)
-  if old.retracted then return end
+  if old.retracted then return free(self, old) end
   unindex(self, old)
-  if old.older then old.older.newer, old.older = nil, nil end
+  if old.kind == "v2_swap" then return free(self, old) end
+  local older = old.older
+  if older then
+    older.newer, old.older = nil, nil
+    free(self, older)
+  end
 end
 
 local function remember(self, ev)
@@ -233,6 +257,17 @@ local function remember(self, ev)
 end
 
 --- Accepted logs and retractions -------------------------------------------
+
+--- A log table to refill as the next log (every field set again: it
+--- keeps the values of the log it was), or nil; only with opts.recycle.
+function Detector:spare()
+  local n = self.nspares
+  if n == 0 then return nil end
+  local spares = self.spares
+  local ev = spares[n]
+  spares[n], self.nspares = nil, n - 1
+  return ev
+end
 
 --- Apply an accepted, decoded log (from abi.decode). Sets ev.price to the
 --- pool's price right after it (nil when unknown or null). Returns

@@ -174,6 +174,76 @@ describe("ArbitrageDetector", function()
     eng:close()
   end)
 
+  it("gives the same results when it reuses the logs that left its window",
+     function()
+    -- Syncs, swaps and V3 swaps on three venues, one in five retracted
+    -- right after it: a window of 2 reuses log tables (and their state
+    -- buffers) from the third log on; false keeps every log, reuses none.
+    local lines = { H.reply(SUB) }
+    for i = 1, 40 do
+      local l
+      if i % 7 == 0 then
+        l = H.v2swap(pos(i), i % 2 == 0 and QA or SA, "1", "0", "0", "1")
+      elseif i % 3 == 0 then
+        l = H.v3swap(pos(i), UA, "-1", "1",
+                     "79228162514264337593543" .. (100000 + i), "77", i)
+      else
+        l = H.sync(pos(i), i % 2 == 0 and QA or SA, E18,
+                   tostring(990000000 + i * 1000000))
+      end
+      lines[#lines + 1] = l
+      if i % 5 == 0 then lines[#lines + 1] = H.removed(l) end
+    end
+    local function outputs(window)
+      local eng, c = engine { reorg_window = window }
+      H.feed(eng, lines)
+      local out = { applied = {}, signal = {} }
+      for _, k in ipairs { "applied", "signal" } do
+        for i, m in ipairs(c[k]:messages()) do
+          local d = {}
+          for f, v in pairs(m.data) do
+            if not f:find("_ns$") then d[f] = v end
+          end
+          out[k][i] = d
+        end
+      end
+      local e = c.ends:messages()[1].data
+      out.pools, out.events, out.retracted = e.pools, e.events, e.retracted
+      out.signals, out.skipped = e.signals, {}
+      for i, m in ipairs(c.skipped:messages()) do out.skipped[i] = m.data end
+      eng:close()
+      return out
+    end
+    local reused, kept = outputs(2), outputs(false)
+    assert.equal(40, reused.events)
+    assert.equal(8, reused.retracted)
+    assert.is_true(reused.signals > 0)
+    assert.same(kept, reused)
+  end)
+
+  it("signals a pool's new dex and fee once it is described again", function()
+    local eng, c = engine()
+    H.feed(eng, { H.reply(SUB), H.sync(pos(1), QA, E18, E6),
+                  H.sync(pos(2), SA, E18, "1010000000") })
+    -- The same pool described again: another dex name, a lower fee.
+    local meta = eng:new("PoolMeta", {
+      pool = SA, token0 = H.addr("token:WWW"), token1 = H.addr("token:UUU"),
+      fee_ppm = 1000, pool_kind = 2, decimals0 = 18, decimals1 = 6,
+      dex = "sushi2", pair = "WWW/UUU", label = "sa" })
+    assert(eng:publish("bandit.pool", meta))
+    eng:run()
+    H.feed(eng, { H.sync(pos(3), SA, E18, "1020000000") })
+    local s = c.signal:messages()
+    assert.equal(2, #s)
+    assert.equal("sushi", s[1].data.sell_dex)
+    assert.equal(3000, s[1].data.sell_fee_ppm)
+    assert.equal("sushi2", s[2].data.sell_dex)
+    assert.equal(1000, s[2].data.sell_fee_ppm)
+    assert.equal("quick", s[2].data.buy_dex)
+    assert.equal(0, eng:stats("arb").errors)
+    eng:close()
+  end)
+
   it("skips, never raises on, a log of a pool it has no PoolMeta for", function()
     local eng, c = engine()
     local m = eng:new("PoolStateUpdate", { block = 5, ws_seq = 7, kind = 1,

@@ -259,6 +259,53 @@ describe("bandit.detector", function()
       assert.is_nil(evs[1].older)           -- nothing older is kept
     end)
 
+    it("recycles only logs nothing refers to, with the same results", function()
+      -- Syncs and swaps on A and B, every third log retracted while it is
+      -- in the window of 3; one detector refills its spares, one does not.
+      local plain = detector.new(reg, { reorg_window = 3 })
+      local recyc = detector.new(reg, { reorg_window = 3, recycle = true })
+      local reused, n = 0, 0
+      for block = 20, 80 do
+        local pool = block % 2 == 0 and A or B
+        local l = block % 5 == 0 and H.v2swap(at(block, 0), pool, 0, 1, 1, 0)
+          or H.sync(at(block, 0), pool, E21, tostring(990000000 + block * 1000))
+        local ev1 = abi.decode(abi.envelope(l, SUB), reg)
+        local ev2 = abi.decode(abi.envelope(l, SUB), reg)
+        local spare = recyc:spare()
+        if spare then
+          -- A spare is no pool's state and no retractable log.
+          for _, p in ipairs { A, B } do
+            assert.are_not.equal(spare, (recyc:current(reg:pool(p))))
+          end
+          assert.are_not.equal(spare, recyc:find(spare.blockHash, spare.txHash,
+                                                 spare.logIndex))
+          for k in pairs(spare) do spare[k] = nil end
+          for k, v in pairs(ev2) do spare[k] = v end
+          ev2, reused = spare, reused + 1
+        end
+        n = n + 1
+        local e1, s1 = plain:accept(ev1)
+        local e2, s2 = recyc:accept(ev2)
+        assert.equal(e1, e2)
+        assert.equal(s1 and s1.net_bps, s2 and s2.net_bps)
+        if n % 3 == 0 then
+          local bh, th, li = ev1.blockHash, ev1.txHash, ev1.logIndex
+          e1, s1 = plain:retract(plain:find(bh, th, li))
+          e2, s2 = recyc:retract(recyc:find(bh, th, li))
+          assert.equal(e1, e2)
+          assert.equal(s1 and s1.net_bps, s2 and s2.net_bps)
+        end
+        for _, p in ipairs { A, B } do
+          local c1, p1 = plain:state(reg:pool(p))
+          local c2, p2 = recyc:state(reg:pool(p))
+          assert.equal(p1, p2)
+          assert.equal(c1 and c1.blockHash, c2 and c2.blockHash)
+        end
+      end
+      assert.is_true(reused > 40)
+      assert.is_nil(detector.new(reg, { recycle = true }):spare()) -- no window
+    end)
+
     it("refuses to retract twice", function()
       local det = detector.new(reg)
       local ev = abi.decode(abi.envelope(l2, SUB), reg)
