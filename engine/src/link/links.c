@@ -174,6 +174,10 @@ struct peer {
   uint64_t d_held_disconnect, d_held_shutdown;
   /* what the peer subscribed (read by workers under L->lock) */
   strset remote;
+  /* How many of them this node routes to the link: 'remote' counts a
+   * pattern before "_links" is subscribed to it, and a status saying
+   * "1 pattern" must mean a publish now goes to the peer. */
+  uint32_t routed;
   /* what we announced to it */
   strset announced;
   /* outbound: 'q' under L->lock; the batch being written is the link
@@ -442,6 +446,7 @@ static void drop_remote(myc__links *L, peer *p) {
   uv_mutex_lock(&L->lock);
   old = p->remote;
   memset(&p->remote, 0, sizeof p->remote);
+  p->routed = 0;
   forget_topic(p);
   uv_mutex_unlock(&L->lock);
   for (i = 0; i < old.n; i++)
@@ -2023,6 +2028,9 @@ static void handle_sub(peer *p, const myc__wire_tlv *t, int add) {
       ref_pattern(L, pat);
     else
       unref_pattern(L, pat);
+    uv_mutex_lock(&L->lock);
+    p->routed = p->remote.n;
+    uv_mutex_unlock(&L->lock);
   }
 }
 
@@ -3090,7 +3098,7 @@ uint32_t myc__links_stats(myc__links *L, myc__link_stats *out, uint32_t max) {
     s->unknown_types = p->unknown;
     s->frame_errors = p->errors;
     s->reconnects = p->reconnects;
-    s->patterns = p->remote.n;
+    s->patterns = p->routed;
     s->pressure = peer_fill(L, p);
     s->paused = p->held;
     s->pauses = p->pauses;
