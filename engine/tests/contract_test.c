@@ -1007,30 +1007,22 @@ static void test_alloc_failures(void) {
 
 /* The ranges a type's check comes down to when every rule is not_zero
  * on an integer or byte array; -1 as soon as anything else is checked. */
-static void test_nonzero_ranges(void) {
+static void test_check_facts(void) {
   static const char yaml[] =
-      HEAD "  Nz:\n"
+      HEAD "  Facts:\n"
            "    tlv_type: 1000\n"
            "    fields:\n"
            "      a: {type: u64, validation: [{not_zero: true}]}\n"
            "      free: {type: u16}\n"
-           "      opt: {type: u32, optional: true,"
-           " validation: [{not_zero: true}]}\n"
-           "      pool: {type: \"[u8; 20]\", validation: [{not_zero: true}]}\n"
-           "      big: {type: U256, validation: [{not_zero: true}]}\n"
-           "  None:\n"
-           "    tlv_type: 1001\n"
-           "    fields: {x: {type: u64}}\n"
-           "  Max:\n"
-           "    tlv_type: 1002\n"
-           "    fields: {x: {type: u8, validation: [{not_zero: true}, {max: 3}]}}\n"
-           "  Flag:\n"
-           "    tlv_type: 1003\n"
-           "    fields: {b: {type: bool}}\n"
-           "  Float:\n"
-           "    tlv_type: 1004\n"
-           "    fields: {f: {type: f64, validation: [{not_zero: true}]}}\n";
-  uint32_t r[8];
+           "      opt: {type: i32, optional: true,"
+           " validation: [{min: -5}, {max: 0x10}]}\n"
+           "      name: {type: String,"
+           " validation: [{not_empty: true}, {max_length: 6}]}\n"
+           "      b: {type: bool}\n"
+           "      f: {type: f64, validation: [{max: 0.5}]}\n";
+  uint32_t c[7];
+  const char *min, *max;
+  const myc_contract_type *t;
   int rc;
   myc_contract_set *cs = load(yaml, &rc);
   CHECK_EQ(rc, 0);
@@ -1039,20 +1031,34 @@ static void test_nonzero_ranges(void) {
     myc_contract_free(cs);
     return;
   }
-  CHECK_EQ(myc__contract_nonzero(myc_contract_type_at(cs, 0), r, 4), 3);
-  CHECK_EQ(r[0], 0);  /* a */
-  CHECK_EQ(r[1], 8);
-  CHECK_EQ(r[2], 14); /* pool, after free and opt */
-  CHECK_EQ(r[3], 20);
-  CHECK_EQ(r[4], 34); /* big */
-  CHECK_EQ(r[5], 32);
-  /* No room for a third range: only C can say then. */
-  CHECK_EQ(myc__contract_nonzero(myc_contract_type_at(cs, 0), r, 2), -1);
-  CHECK_EQ(myc__contract_nonzero(myc_contract_type_at(cs, 1), r, 4), 0);
-  CHECK_EQ(myc__contract_nonzero(myc_contract_type_at(cs, 2), r, 4), -1);
-  CHECK_EQ(myc__contract_nonzero(myc_contract_type_at(cs, 3), r, 4), -1);
-  /* -0.0 is zero with a bit set: floats stay with C. */
-  CHECK_EQ(myc__contract_nonzero(myc_contract_type_at(cs, 4), r, 4), -1);
+  t = myc_contract_type_at(cs, 0);
+  /* 'free' has no rule and cannot be wrong: not listed. */
+  CHECK_EQ(myc__contract_check(t, 0, c, &min, &max), 0);
+  CHECK_EQ(c[0], 0);
+  CHECK_EQ(c[1], 8);
+  CHECK_EQ(c[2], MYC_FIELD_U64);
+  CHECK_EQ(c[4], MYC__CHECK_NOT_ZERO);
+  CHECK(min == NULL && max == NULL);
+  CHECK_EQ(myc__contract_check(t, 1, c, &min, &max), 0);
+  CHECK_EQ(c[0], 10); /* opt, after free */
+  CHECK_EQ(c[2], MYC_FIELD_I32);
+  CHECK_EQ(c[4], MYC__CHECK_OPTIONAL | MYC__CHECK_MIN | MYC__CHECK_MAX);
+  CHECK(min != NULL && strcmp(min, "-5") == 0);
+  CHECK(max != NULL && strcmp(max, "16") == 0);
+  CHECK_EQ(myc__contract_check(t, 2, c, &min, &max), 0);
+  CHECK_EQ(c[0], 14);
+  CHECK_EQ(c[2], MYC_FIELD_STRING);
+  CHECK_EQ(c[3], 6);
+  CHECK_EQ(c[4], MYC__CHECK_NOT_EMPTY | MYC__CHECK_MAX_LENGTH);
+  CHECK_EQ(c[6], 6);
+  CHECK_EQ(myc__contract_check(t, 3, c, &min, &max), 0);
+  CHECK_EQ(c[2], MYC_FIELD_BOOL);
+  CHECK_EQ(c[4], 0);
+  CHECK_EQ(myc__contract_check(t, 4, c, &min, &max), 0);
+  CHECK_EQ(c[2], MYC_FIELD_F64);
+  CHECK(min == NULL);
+  CHECK(max != NULL && strcmp(max, "0.5") == 0);
+  CHECK_EQ(myc__contract_check(t, 5, c, &min, &max), -1);
   myc_contract_free(cs);
 }
 
@@ -1076,7 +1082,7 @@ static const struct {
     {"digest", test_digest},
     {"validate", test_validate},
     {"validate_floats", test_validate_floats},
-    {"nonzero_ranges", test_nonzero_ranges},
+    {"check_facts", test_check_facts},
     {"alloc_failures", test_alloc_failures},
 };
 

@@ -881,34 +881,105 @@ local function field_info(c_field, i)
   return f
 end
 
--- The check of T's rules compiled once, when they all come down to
--- "these bytes are not all zero" (not_zero on integers and byte arrays,
--- the usual rule): a Lua function over the payload pointer, which the
--- JIT inlines into the emit, true when the message passes.  Else nil:
--- every emit asks myc_contract_validate().  A failure is always handed
--- to myc_contract_validate(), which names field and rule.
-local function compile_check(T)
-  local ranges = ffi.new("uint32_t[32]")
-  local n = C.myc_ffi_contract_nonzero(T.c, ranges, 16)
-  if n < 0 then return nil end
-  local src = { "local cast, u64, u32, u16, u8 = ...\nreturn function(p)\n",
-    "  p = cast(u8, p)\n" }
-  local WIDTH = { { 8, "u64" }, { 4, "u32" }, { 2, "u16" }, { 1, "u8" } }
-  for i = 0, n - 1 do
-    local off, size, terms = ranges[2 * i], ranges[2 * i + 1], {}
-    for _, w in ipairs(WIDTH) do
-      while size >= w[1] do
-        terms[#terms + 1] = fmt("cast(%s, p + %d)[0] ~= 0", w[2], off)
-        off, size = off + w[1], size - w[1]
-      end
+-- The check of T's rules compiled once into a Lua function over the
+-- payload pointer, which the JIT inlines into the emit: true when the
+-- message passes, false when myc_contract_validate() would refuse it.
+-- It mirrors check_field() in engine/src/contract/contract.c, from the
+-- facts myc_ffi_contract_check() gives per checked field.  nil when a
+-- rule has no Lua form (a min or max on a 256-bit integer) or there are
+-- too many to inline: every emit asks C then.  A failure is always
+-- handed to myc_contract_validate(), which names type, field and rule.
+local CHECK = { OPTIONAL = 1, NOT_ZERO = 2, NOT_EMPTY = 4, MIN = 8, MAX = 16,
+  MIN_LENGTH = 32, MAX_LENGTH = 64 }
+local MAX_CHECKED = 64
+-- The pointer the check reads a field of kind k through (the chunk's
+-- arguments are those of kinds 1 to 10, in order).
+local CHECK_PTR = { [K.U8] = "u8", [K.U16] = "u16", [K.U32] = "u32",
+  [K.U64] = "u64", [K.I8] = "i8", [K.I16] = "i16", [K.I32] = "i32",
+  [K.I64] = "i64", [K.F32] = "f32", [K.F64] = "f64" }
+
+-- "These bytes are not all zero", a word at a time.
+local function nonzero_test(off, size)
+  local terms = {}
+  for _, w in ipairs { { 8, "u64" }, { 4, "u32" }, { 2, "u16" }, { 1, "u8" } } do
+    while size >= w[1] do
+      terms[#terms + 1] = fmt("cast(%s, p + %d)[0] ~= 0", w[2], off)
+      off, size = off + w[1], size - w[1]
     end
-    src[#src + 1] = fmt("  if not (%s) then return false end\n",
-      concat(terms, " or "))
+  end
+  return "(" .. concat(terms, " or ") .. ")"
+end
+
+-- A bound's text as a Lua literal of the field's kind: 64-bit integers
+-- compare as int64/uint64 cdata, the others as numbers.
+local function bound_literal(kind, text)
+  if kind == K.U64 then return text .. "ULL" end
+  if kind ~= K.I64 then return text end
+  if text == "-9223372036854775808" then return "(-9223372036854775807LL - 1)" end
+  return "(" .. text .. "LL)"
+end
+
+-- The Lua statements of one checked field (c: the facts), or nil.
+local function field_check(c, lo, hi)
+  local off, size, kind, count, flags = c[0], c[1], c[2], c[3], c[4]
+  local function has(f) return bit.band(flags, f) ~= 0 end
+  local optional = has(CHECK.OPTIONAL)
+  local out = {}
+  local function fail_if(cond) out[#out + 1] = "if " .. cond .. " then return false end" end
+  if kind == K.STRING or kind == K.VEC then
+    out[1] = fmt("local n = cast(u16, p + %d)[0]", off)
+    fail_if(fmt("n > %d", count))
+    if optional then out[#out + 1] = "if n ~= 0 then" end
+    if has(CHECK.NOT_EMPTY) then fail_if("n == 0") end
+    if has(CHECK.MIN_LENGTH) then fail_if(fmt("n < %d", c[5])) end
+    if has(CHECK.MAX_LENGTH) then fail_if(fmt("n > %d", c[6])) end
+    if optional then out[#out + 1] = "end" end
+  elseif kind == K.BOOL then
+    fail_if(fmt("p[%d] > 1", off))
+  elseif CHECK_PTR[kind] == nil or not (has(CHECK.MIN) or has(CHECK.MAX)
+      or kind == K.F32 or kind == K.F64) then
+    -- Byte arrays, 256-bit integers, and integers without bounds: only
+    -- not_zero, as bytes (a bound on 256 bits stays with C).
+    if has(CHECK.MIN) or has(CHECK.MAX) then return nil end
+    if has(CHECK.NOT_ZERO) and not optional then
+      fail_if("not " .. nonzero_test(off, size))
+    end
+  else
+    local zero = (kind == K.U64 and "0ULL") or (kind == K.I64 and "0LL") or "0"
+    out[1] = fmt("local v = cast(%s, p + %d)[0]", CHECK_PTR[kind], off)
+    if optional then
+      out[#out + 1] = fmt("if v ~= %s then", zero)
+    elseif has(CHECK.NOT_ZERO) then
+      fail_if(fmt("v == %s", zero))
+    end
+    -- Written so that a float NaN fails both bounds, as in C.
+    if has(CHECK.MIN) then fail_if(fmt("not (v >= %s)", bound_literal(kind, lo))) end
+    if has(CHECK.MAX) then fail_if(fmt("not (v <= %s)", bound_literal(kind, hi))) end
+    if optional then out[#out + 1] = "end" end
+  end
+  if #out == 0 then return "" end
+  return "  do\n    " .. concat(out, "\n    ") .. "\n  end\n"
+end
+
+local function compile_check(T)
+  local c = ffi.new("uint32_t[7]")
+  local lo, hi = ffi.new("const char *[1]"), ffi.new("const char *[1]")
+  local src = { "local cast, u8, u16, u32, u64, i8, i16, i32, i64, f32, f64 = ...\n",
+    "return function(p)\n  p = cast(u8, p)\n" }
+  local i = 0
+  while C.myc_ffi_contract_check(T.c, i, c, lo, hi) == 0 do
+    if i == MAX_CHECKED then return nil end
+    local one = field_check(c, lo[0] ~= nil and ffi.string(lo[0]),
+      hi[0] ~= nil and ffi.string(hi[0]))
+    if one == nil then return nil end
+    src[#src + 1] = one
+    i = i + 1
   end
   src[#src + 1] = "  return true\nend\n"
   local chunk = assert(loadstring(concat(src), "=" .. T.name .. " check"))
-  return chunk(ffi.cast, ffi.typeof("const uint64_t *"), ffi.typeof("const uint32_t *"),
-    ffi.typeof("const uint16_t *"), ffi.typeof("const uint8_t *"))
+  local ptrs = {}
+  for k = K.U8, K.F64 do ptrs[k] = ffi.typeof("const " .. CTYPE[k] .. " *") end
+  return chunk(ffi.cast, unpack(ptrs))
 end
 
 local function new_type(set, ct)

@@ -127,7 +127,7 @@ local C = cdefs.library()
 local index = getmetatable(C).__index
 for _ = 1, 100 do -- compiles the walk; none runs to its end
   for _, k in ipairs { "myc_ffi_emit", "myc_ffi_request", "myc_ffi_test_logs_new",
-                       "myc_ffi_contract_nonzero" } do
+                       "myc_ffi_contract_check" } do
     index(C, k)
   end
 end

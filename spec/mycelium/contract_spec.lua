@@ -406,57 +406,134 @@ describe("mycelium.contract", function()
       assert.equal("InstrumentMeta.token_address: violates not_zero", err)
     end)
 
-    -- Emit checks a type whose rules are all not_zero with a Lua function
-    -- compiled from them (T.passes); it must refuse exactly what
-    -- myc_contract_validate refuses.
-    it("are compiled once per type when they all are not_zero, agreeing with C", function()
+    -- Emit checks a type's rules with a Lua function compiled from them
+    -- (T.passes); it must refuse exactly what myc_contract_validate
+    -- refuses, bounds included, at every edge of every rule.
+    it("are compiled once per type, agreeing with C at every edge", function()
       local s = load(HEAD .. [[
-  Nz:
+  Ruled:
     tlv_type: 1000
     fields:
-      block: {type: u64, validation: [{not_zero: true}]}
-      small: {type: u8, validation: [{not_zero: true}]}
+      kind: {type: u8, validation: [{min: 2}, {max: 3}]}
+      tick: {type: i32, optional: true, validation: [{min: -8388608}, {max: 8388607}]}
+      block: {type: u64, validation: [{not_zero: true}, {max: 18446744073709551614}]}
+      big: {type: u64, validation: [{min: 9223372036854775808}]}
+      delta: {type: i64, validation: [{min: -9223372036854775808}, {max: -3}]}
+      small: {type: i16, validation: [{min: -300}]}
+      nz: {type: u16, validation: [{not_zero: true}]}
+      maybe: {type: i8, optional: true, validation: [{not_zero: true}]}
+      fee: {type: u32, optional: true, validation: [{max: 999999}]}
+      ratio: {type: f32, validation: [{min: -1.5}, {max: 2}]}
+      share: {type: f64, optional: true, validation: [{max: 0.25}]}
+      real: {type: f64, validation: [{not_zero: true}]}
+      flag: {type: bool}
+      name: {type: String, optional: true, validation: [{min_length: 2}, {max_length: 5}]}
+      label: {type: String, validation: [{not_empty: true}, {max_length: 4}]}
+      text: {type: String, validation: [{max_length: 3}]}
+      nums: {type: Vec<u16>, validation: [{not_empty: true}, {max_length: 2}]}
       pool: {type: "[u8; 20]", validation: [{not_zero: true}]}
-      free: {type: u32}
-      maybe: {type: u16, optional: true, validation: [{not_zero: true}]}
       amount: {type: U256, validation: [{not_zero: true}]}
+      free: {type: I256}
   Free:
     tlv_type: 1001
     fields: {x: {type: u64}}
-  Ranged:
+  Wide:
     tlv_type: 1002
-    fields: {x: {type: u64, validation: [{not_zero: true}, {max: 5}]}}
+    fields: {x: {type: U256, validation: [{max: 5}]}}
 ]])
-      local Nz = s:type("Nz")
-      assert.is_function(Nz.passes)
+      local T = s:type("Ruled")
+      assert.is_function(T.passes)
       assert.is_function(s:type("Free").passes)
-      assert.is_nil(s:type("Ranged").passes) -- a max: C checks it
-      local m = Nz:new()
-      assert.is_false(Nz.passes(m))
+      assert.is_nil(s:type("Wide").passes) -- a 256-bit bound: C checks it
+      local m = T:new { kind = 2, block = 1, big = "9223372036854775808",
+        delta = -3, nz = 1, real = 1, label = "x", nums = { 1 }, amount = 1,
+        pool = "0x0d500b1d8e8ef31e21c99d1db9a6444d3adf1270" }
+      assert.are.same({ true }, { T:validate(m) })
+      assert.is_true(T.passes(m))
       local p = ffi.cast("uint8_t *", m)
-      local f = Nz.field
-      -- Every byte of every ruled field, alone or with the others set.
-      local ruled = { f.block, f.small, f.pool, f.amount }
-      local function set_all(except)
-        ffi.fill(m, Nz.size)
-        for _, g in ipairs(ruled) do
-          if g ~= except then p[g.offset + g.size - 1] = 1 end
-        end
+      local function agree(what)
+        local ok, err = T:validate(m)
+        assert.equal(ok == true, T.passes(m), what .. ": " .. tostring(err))
+        return ok == true
       end
-      for _, g in ipairs(ruled) do
-        for b = 0, g.size - 1 do
-          set_all(g)
-          assert.is_false(Nz.passes(m), g.name)
-          local ok, err = Nz:validate(m)
-          assert.equal(string.format("Nz.%s: violates not_zero", g.name), err)
-          assert.is_nil(ok)
-          p[g.offset + b] = 0x80
-          assert.is_true(Nz.passes(m), g.name .. " byte " .. b)
-          assert.is_true(Nz:validate(m))
+      local edges = {
+        kind = { 0, 1, 2, 3, 4, 255 }, tick = { -8388609, -8388608, 0, 8388607, 8388608 },
+        small = { -32768, -301, -300, 0, 32767 }, nz = { 0, 1, 65535 },
+        maybe = { -128, -1, 0, 1, 127 }, fee = { 0, 999999, 1000000, 4294967295 },
+        ratio = { -1.5000001, -1.5, 0, 2, 2.0000002, 1 / 0, -1 / 0, 0 / 0 },
+        share = { -1, 0, -0.0, 0.25, 0.2500000001, 0 / 0 },
+        real = { 0, -0.0, 1e-300, 0 / 0 }, flag = { 0, 1, 2, 255 },
+      }
+      local int64 = {
+        block = { 0ULL, 1ULL, 18446744073709551614ULL, 18446744073709551615ULL },
+        big = { 0ULL, 9223372036854775807ULL, 9223372036854775808ULL, 18446744073709551615ULL },
+        delta = { -9223372036854775807LL - 1, -4LL, -3LL, -2LL, 0LL, 9223372036854775807LL },
+      }
+      local saw = { [true] = 0, [false] = 0 }
+      local function count(ok) saw[ok] = saw[ok] + 1 end
+      local CT = { u8 = "uint8_t *", i8 = "int8_t *", u16 = "uint16_t *", i16 = "int16_t *",
+        u32 = "uint32_t *", i32 = "int32_t *", f32 = "float *", f64 = "double *",
+        bool = "uint8_t *" }
+      for name, values in pairs(edges) do
+        local f, keep = T.field[name], ffi.new("uint8_t[64]")
+        ffi.copy(keep, p + f.offset, f.size)
+        for _, v in ipairs(values) do
+          ffi.cast(CT[f.type], p + f.offset)[0] = v
+          count(agree(name .. " = " .. tostring(v)))
         end
+        ffi.copy(p + f.offset, keep, f.size)
       end
-      set_all()
-      assert.is_true(Nz.passes(m)) -- free and maybe zero: allowed
+      for name, values in pairs(int64) do
+        local f, keep = T.field[name], ffi.new("uint8_t[8]")
+        ffi.copy(keep, p + f.offset, 8)
+        local ct = name == "delta" and "int64_t *" or "uint64_t *"
+        for _, v in ipairs(values) do
+          ffi.cast(ct, p + f.offset)[0] = v
+          count(agree(name .. " = " .. tostring(v)))
+        end
+        ffi.copy(p + f.offset, keep, 8)
+      end
+      -- Lengths: zero, at each bound, past it, past the capacity.
+      for _, name in ipairs { "name", "label", "text", "nums" } do
+        local f = T.field[name]
+        local len = ffi.cast("uint16_t *", p + f.offset)
+        local keep = len[0]
+        for n = 0, 7 do
+          len[0] = n
+          count(agree(name .. " length " .. n))
+        end
+        len[0] = keep
+      end
+      -- Byte arrays and the 256-bit not_zero: each byte alone.
+      for _, name in ipairs { "pool", "amount", "nz", "block" } do
+        local f, keep = T.field[name], ffi.new("uint8_t[32]")
+        ffi.copy(keep, p + f.offset, f.size)
+        for b = 0, f.size - 1 do
+          ffi.fill(p + f.offset, f.size)
+          count(agree(name .. " zero"))
+          p[f.offset + b] = 0x80
+          count(agree(name .. " byte " .. b))
+        end
+        ffi.copy(p + f.offset, keep, f.size)
+      end
+      assert.is_true(saw[true] > 20 and saw[false] > 20)
+      -- Random payloads, mostly refused, and random changes of one field
+      -- of a good one, in both directions.
+      math.randomseed(7)
+      local good = ffi.new("uint8_t[?]", T.size)
+      ffi.copy(good, p, T.size)
+      for i = 1, 3000 do
+        if i % 3 == 0 then
+          for b = 0, T.size - 1 do p[b] = math.random(0, 255) end
+        else
+          ffi.copy(p, good, T.size)
+          local f = T.fields[math.random(#T.fields)]
+          for b = 0, math.random(0, f.size - 1) do
+            p[f.offset + b] = math.random(0, 3) == 0 and 0 or math.random(0, 255)
+          end
+        end
+        agree("random " .. i)
+      end
     end)
   end)
 end)

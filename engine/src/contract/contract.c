@@ -874,42 +874,31 @@ static int check_field(const check *c, const uint8_t *p) {
   }
 }
 
-/* Whether myc_contract_validate() checks 'f' as one not_zero range (its
- * bytes all zero is its one failure): 1; 0 when it never fails; -1 when
- * it checks something else.  Mirrors check_field. */
-static int nonzero_only(const myc__field *f) {
-  const myc__rules *r = &f->rules;
-  switch (f->pub.kind) {
-  case MYC_FIELD_STRING:
-  case MYC_FIELD_VEC:
-  case MYC_FIELD_BOOL:
-  case MYC_FIELD_F32:
-  case MYC_FIELD_F64: /* -0.0 is zero with non-zero bytes */
-    return -1;
-  case MYC_FIELD_ARRAY:
-    return r->not_zero && !f->pub.optional;
-  default:
-    if (r->has_min || r->has_max)
-      return -1;
-    return r->not_zero && !f->pub.optional;
-  }
-}
+int myc__contract_check(const myc_contract_type *t, size_t i, uint32_t *out,
+                        const char **min, const char **max) {
+  const myc__field *f;
+  const myc__rules *r;
 
-int myc__contract_nonzero(const myc_contract_type *t, uint32_t *out,
-                          int max) {
-  int n = 0;
-  for (size_t i = 0; i < t->nchecked; i++) {
-    const myc__field *f = t->checked[i];
-    int how = nonzero_only(f);
-    if (how < 0 || (how > 0 && n == max))
-      return -1;
-    if (how > 0) {
-      out[2 * n] = f->pub.offset;
-      out[2 * n + 1] = f->pub.size;
-      n++;
-    }
-  }
-  return n;
+  if (i >= t->nchecked)
+    return -1;
+  f = t->checked[i];
+  r = &f->rules;
+  out[0] = f->pub.offset;
+  out[1] = f->pub.size;
+  out[2] = (uint32_t)f->pub.kind;
+  out[3] = f->pub.count;
+  out[4] = (f->pub.optional ? MYC__CHECK_OPTIONAL : 0) |
+           (r->not_zero ? MYC__CHECK_NOT_ZERO : 0) |
+           (r->not_empty ? MYC__CHECK_NOT_EMPTY : 0) |
+           (r->has_min ? MYC__CHECK_MIN : 0) |
+           (r->has_max ? MYC__CHECK_MAX : 0) |
+           (r->has_min_length ? MYC__CHECK_MIN_LENGTH : 0) |
+           (r->has_max_length ? MYC__CHECK_MAX_LENGTH : 0);
+  out[5] = r->min_length;
+  out[6] = r->max_length;
+  *min = r->has_min ? r->min_text : NULL;
+  *max = r->has_max ? r->max_text : NULL;
+  return 0;
 }
 
 int myc_contract_validate(const myc_contract_type *t, const void *payload,

@@ -59,14 +59,25 @@ struct myc_contract_type {
   char digest[65];
 };
 
-/* The payload ranges myc_contract_validate() checks on 't' when its
- * every check is "these bytes are not all zero" (a not_zero rule on an
- * integer or a byte array): their (offset, size) pairs in 'out', which
- * has room for 'max' pairs, and their number (0: nothing can fail).  -1
- * when 't' checks anything else, or has more ranges: only
- * myc_contract_validate() can tell then.  Lets a caller compile the
- * check of a type once instead of interpreting its rules per message. */
-int myc__contract_nonzero(const myc_contract_type *t, uint32_t *out, int max);
+/* What myc_contract_validate() checks of a field (out[4] below). */
+#define MYC__CHECK_OPTIONAL 1u /* all zero passes whatever the rules */
+#define MYC__CHECK_NOT_ZERO 2u
+#define MYC__CHECK_NOT_EMPTY 4u
+#define MYC__CHECK_MIN 8u
+#define MYC__CHECK_MAX 16u
+#define MYC__CHECK_MIN_LENGTH 32u
+#define MYC__CHECK_MAX_LENGTH 64u
+
+/* The 'i'-th field myc_contract_validate() looks at on 't' (0-based, in
+ * the order it checks them), as facts a caller can compile the same
+ * check from: out[0..6] = offset, size, kind, count (String and Vec
+ * capacity), MYC__CHECK_* flags, min_length, max_length; 'min' and 'max'
+ * the bounds' canonical text (decimal; "%.17g" for floats), NULL where
+ * there is none.  Returns 0, or -1 past the last field (nothing
+ * written).  Every String, Vec and bool is listed, ruled or not: their
+ * bytes themselves can be wrong. */
+int myc__contract_check(const myc_contract_type *t, size_t i, uint32_t *out,
+                        const char **min, const char **max);
 
 typedef struct myc__chunk myc__chunk;
 

@@ -4,7 +4,7 @@
 
 #include "contract/contract.h"
 
-int myc_ffi_contract_nonzero(const myc_contract_type *t, uint32_t *out,
-                             int max) {
-  return myc__contract_nonzero(t, out, max);
+int myc_ffi_contract_check(const myc_contract_type *t, uint32_t i,
+                           uint32_t *out, const char **min, const char **max) {
+  return myc__contract_check(t, i, out, min, max);
 }

@@ -56,13 +56,14 @@ unsigned myc_ffi_abi_checked(myc_service *s, unsigned add);
 /* Contracts (any thread; the set is immutable)                           */
 /* ===================================================================== */
 
-/* The (offset, size) pairs of the payload ranges that validating 't'
- * comes down to ("not all zero"), into 'out' (room for 'max' pairs):
- * their number, or -1 when 't' has checks of another kind, which only
- * myc_contract_validate() makes.  mycelium.contract compiles a type's
- * check from them once, instead of calling C on every emit. */
-int myc_ffi_contract_nonzero(const myc_contract_type *t, uint32_t *out,
-                             int max);
+/* The 'i'-th field myc_contract_validate() checks on 't': its offset,
+ * size, kind, capacity, rule flags and length bounds in out[0..6] (room
+ * for 7), its min and max as canonical text (NULL: none).  0, or -1
+ * past the last.  mycelium.contract compiles a type's check from these
+ * once, instead of calling C on every emit (contract/contract.h,
+ * myc__contract_check, has the details). */
+int myc_ffi_contract_check(const myc_contract_type *t, uint32_t i,
+                           uint32_t *out, const char **min, const char **max);
 
 /* ===================================================================== */
 /* A service's own calls (worker thread of 's')                           */

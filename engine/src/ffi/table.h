@@ -40,7 +40,7 @@
   X(myc_ffi_warm_capture) X(myc_ffi_warm_frame) X(myc_ffi_warm_counts)     \
   X(myc_ffi_topic_limit)
 
-#define MYC_FFI_CONTRACT(X) X(myc_ffi_contract_nonzero)
+#define MYC_FFI_CONTRACT(X) X(myc_ffi_contract_check)
 
 #define MYC_FFI_ENGINE(X)                                                   \
   X(myc_ffi_test_logs_new) X(myc_ffi_test_logs_free)                        \

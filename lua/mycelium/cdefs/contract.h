@@ -36,5 +36,6 @@ int myc_contract_validate(const myc_contract_type *t, const void *payload,
 /* engine/src/ffi/table.h: this section of the table; ffi.h names the
    parameters (unnamed here, they cost every parse) */
 struct myc_ffi_contract {
-  int (*myc_ffi_contract_nonzero)(const myc_contract_type *, uint32_t *, int);
+  int (*myc_ffi_contract_check)(const myc_contract_type *, uint32_t, uint32_t *,
+                                const char **, const char **);
 };
