@@ -15,6 +15,15 @@
 #define LO(st) (((st) >> 8) & 0xffu)
 #define HI(st) (((st) >> 16) & 0xffu)
 
+#define HIGH 0x8080808080808080ull
+
+/* The high bits of the 32 bytes at 'p', OR-ed into one word. */
+static uint64_t ascii4(const uint8_t *p) {
+  uint64_t w[4];
+  memcpy(w, p, sizeof w);
+  return w[0] | w[1] | w[2] | w[3];
+}
+
 /* The state after lead byte 'b' (not ASCII). */
 static uint32_t lead(uint8_t b) {
   if (b < 0xc2)
@@ -35,10 +44,14 @@ uint32_t myc__utf8_check(uint32_t st, const uint8_t *p, const uint8_t *end) {
     return st;
   while (p < end) {
     if (st == MYC_UTF8_START) {
-      /* JSON and most text is ASCII: skip it a word at a time. */
+      /* JSON and most text is ASCII: skip it 32 bytes at a time (one
+       * test for four words: a WebSocket text frame of a node's log is
+       * ~800 bytes, checked once per message), then a word at a time. */
+      while (end - p >= 32 && !(ascii4(p) & HIGH))
+        p += 32;
       while (end - p >= 8) {
         memcpy(&w, p, 8);
-        if (w & 0x8080808080808080ull)
+        if (w & HIGH)
           break;
         p += 8;
       }
