@@ -149,6 +149,93 @@ describe("bandit.detector", function()
     end)
   end)
 
+  describe("the pair search", function()
+    local w = world {
+      { "A", "quickswap", "v2", "TKA", "USDX", 3000 },
+      { "B", "sushiswap", "v2", "TKA", "USDX", 3000 },
+      { "C", "quickswap", "v2", "TKA", "USDX", 500 },
+      { "D", "sushiswap", "v2", "TKA", "USDX", 100 },
+    }
+    local names = { "A", "B", "C", "D" }
+    local function accept(det, line)
+      return det:accept(abi.decode(abi.envelope(line, SUB), w))
+    end
+
+    it("compares exactly only the venue pairs that can pass", function()
+      local det = detector.new(w)
+      accept(det, H.sync(at(1, 0), H.addr("A"), E21, "1000000000"))  -- 1.000
+      accept(det, H.sync(at(1, 1), H.addr("B"), E21, "1001000000"))  -- 1.001
+      local _, s = accept(det, H.sync(at(1, 2), H.addr("C"), E21, "999500000"))
+      assert.is_nil(s)
+      assert.equal(3, det.evaluations)
+      assert.equal(0, det.compared)
+      -- B at 1.01 beats A's and C's buy price with both fees; nothing else
+      _, s = accept(det, H.sync(at(2, 0), H.addr("B"), E21, "1010000000"))
+      assert.equal(2, det.compared)
+      assert.equal(H.addr("C"), s.buy.key)
+      assert.equal(H.addr("B"), s.sell.key)
+      assert.equal("105.0525", s.gross_bps) -- Python Fraction, half to even
+      assert.equal("69.7025", s.net_bps)
+    end)
+
+    -- Every ordered pair compared exactly, with bigint's operators: the
+    -- rule as written, against which the search's shortcut is checked.
+    local bigint = require "bandit.bigint"
+    local pricing = require "bandit.pricing"
+    local PPM = bigint.new(1000000)
+    local function reference(st)
+      local best
+      for _, sn in ipairs(names) do
+        for _, bn in ipairs(names) do
+          local s, b = st[sn], st[bn]
+          if sn ~= bn and s and b then
+            local x = s.r1 * (PPM - s.fee) * b.r0
+            local y = s.r0 * b.r1 * (PPM + b.fee)
+            local better = not best or x * best.y > best.x * y
+            if best and x * best.y == best.x * y then
+              better = b.key < best.b.key or (b.key == best.b.key and s.key < best.s.key)
+            end
+            if better then best = { x = x, y = y, s = s, b = b } end
+          end
+        end
+      end
+      if best and best.x > best.y then
+        return best.b.key, best.s.key, pricing.bps(best.x, best.y)
+      end
+    end
+
+    it("finds what comparing every pair exactly finds, ties and near ties", function()
+      local fee = { A = 3000, B = 3000, C = 500, D = 100 }
+      local det, st = detector.new(w), {}
+      math.randomseed(20261207)
+      for k = 1, 600 do
+        local n = names[math.random(4)]
+        -- Reserves r0 = 10^21 and r1 set so that this venue's sell price
+        -- with its fee equals another's buy price with its fee, give or
+        -- take a unit or two, or lies anywhere near them.
+        local r0 = bigint.new(E21)
+        local o = st[names[math.random(4)]]
+        local r1
+        if o and o ~= st[n] and math.random() < 0.7 then
+          -- r1 (1 - f) / r0 = o.r1 (1 + f_o) / o.r0, rounded, +- 0..2
+          local num = o.r1 * (PPM + o.fee) * r0
+          local q, rem = bigint.new(), bigint.new()
+          q:tdiv_qr(rem, num, o.r0 * (PPM - fee[n]))
+          r1 = q + (math.random(0, 4) - 2)
+        else
+          r1 = bigint.new(math.random(990000000, 1010000000))
+        end
+        st[n] = { r0 = r0, r1 = r1, fee = bigint.new(fee[n]), key = H.addr(n) }
+        local _, s = accept(det, H.sync(at(k, 0), H.addr(n), tostring(r0), tostring(r1)))
+        local buy, sell, net = reference(st)
+        assert.equal(buy, s and s.buy.key, "log " .. k)
+        assert.equal(sell, s and s.sell.key, "log " .. k)
+        assert.equal(net, s and s.net_bps, "log " .. k)
+      end
+      assert.is_true(det.compared < 6 * det.evaluations)
+    end)
+  end)
+
   describe("reorgs", function()
     local reg = world {
       { "A", "quickswap", "v2", "TKA", "TKB", 3000 },
