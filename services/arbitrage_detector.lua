@@ -260,11 +260,11 @@ end
 
 local function on_removed(ctx, msg)
   local m = cast(S.Retraction.ptr, (msg:bytes()))
-  local w = m.ws_seq
+  local w, l = m.ws_seq, m.log_index
   local line = w <= MAX53 and tonumber(w) or qty(w)
   local arrival = tonumber(m.arrival_ns)
   local ev = S.det:find(fstring(m.block_hash, 32), fstring(m.tx_hash, 32),
-                        qty(m.log_index))
+                        l <= MAX53 and tonumber(l) or qty(l))
   if not ev then return skip(ctx, line, "removed_unmatched") end
   S.retracted = S.retracted + 1
   skip(ctx, line, "retraction", ev.line)

@@ -158,15 +158,28 @@ local function before(b, s, bb, bs)
   return s.key < bs.key
 end
 
+-- The four texts are rendered in a loop on purpose: its trace is a break
+-- in the signal's path. Written straight, the rendering and all that
+-- follows it (EventApplied, the signal, their emits) made one side trace
+-- of the pair search, longer than LuaJIT allows: every recording aborted
+-- and signals ran in the interpreter, where a text costs ten times more.
+-- The loop compiles on its own (each text a short side trace of it), the
+-- pair search's exit links to it, and what follows is its exit's trace.
 local function render(self, ss, sb)
   local g, h = self.l, self.r
-  g:mul(ss.num, sb.den)
-  h:mul(ss.den, sb.num)
-  return {
-    buy = sb.pool, sell = ss.pool, buy_price = price_of(sb),
-    sell_price = price_of(ss), gross_bps = pricing.bps(g, h),
-    net_bps = pricing.bps(self.bx, self.by),
-  }
+  mpz_mul(g, ss.num, sb.den)
+  mpz_mul(h, ss.den, sb.num)
+  local sig = { buy = sb.pool, sell = ss.pool, buy_price = false,
+                sell_price = false, gross_bps = false, net_bps = false }
+  -- The fifth turn does nothing: a text's side trace then ends where the
+  -- loop goes round, never running on into the rest of the signal.
+  for k = 1, 5 do
+    if k == 1 then sig.buy_price = price_of(sb)
+    elseif k == 2 then sig.sell_price = price_of(ss)
+    elseif k == 3 then sig.gross_bps = pricing.bps(g, h)
+    elseif k == 4 then sig.net_bps = pricing.bps(self.bx, self.by) end
+  end
+  return sig
 end
 
 -- Best (sell, buy) slots over live venues by net + 1 = x / y with
