@@ -36,7 +36,8 @@ local KEEP = 1 - 2 ^ -40
 --- nothing here refers to any more are handed back by spare() for the
 --- caller to refill as its next log, so that in steady state a log
 --- allocates no table (the caller must keep no log of its own past the
---- handler that accepted or retracted it).
+--- handler that accepted or retracted it); and every signal is the same
+--- table, refilled (valid until the next evaluation).
 --- det.evaluations counts evaluations, det.compared the venue pairs they
 --- compared exactly (with GMP).
 function M.new(registry, opts)
@@ -53,6 +54,7 @@ function M.new(registry, opts)
     lazy = opts.lazy_prices == true, window = window, ring = {}, ring_pos = 0,
     evaluations = 0, compared = 0,
     spares = window and opts.recycle and {} or false,
+    sig = window and opts.recycle and {} or false,
     nspares = 0,
     -- Scratch for evaluate(): candidate and best ratios as x / y.
     x = bigint.new(), y = bigint.new(), bx = bigint.new(), by = bigint.new(),
@@ -169,8 +171,8 @@ local function render(self, ss, sb)
   local g, h = self.l, self.r
   mpz_mul(g, ss.num, sb.den)
   mpz_mul(h, ss.den, sb.num)
-  local sig = { buy = sb.pool, sell = ss.pool, buy_price = false,
-                sell_price = false, gross_bps = false, net_bps = false }
+  local sig = self.sig or {}
+  sig.buy, sig.sell = sb.pool, ss.pool
   -- The fifth turn does nothing: a text's side trace then ends where the
   -- loop goes round, never running on into the rest of the signal.
   for k = 1, 5 do

@@ -351,11 +351,23 @@ describe("bandit.detector", function()
       -- in the window of 3; one detector refills its spares, one does not.
       local plain = detector.new(reg, { reorg_window = 3 })
       local recyc = detector.new(reg, { reorg_window = 3, recycle = true })
-      local reused, n = 0, 0
+      local reused, n, signals, last = 0, 0, 0, nil
+      -- The recycling detector refills one signal table; all six fields
+      -- are the plain one's.
+      local function same(s1, s2)
+        if not s1 then return assert.is_nil(s2) end
+        signals = signals + 1
+        assert.same(s1, { buy = s2.buy, sell = s2.sell, buy_price = s2.buy_price,
+                          sell_price = s2.sell_price, gross_bps = s2.gross_bps,
+                          net_bps = s2.net_bps })
+        assert.equal(last or s2, s2)
+        last = s2
+      end
       for block = 20, 80 do
         local pool = block % 2 == 0 and A or B
         local l = block % 5 == 0 and H.v2swap(at(block, 0), pool, 0, 1, 1, 0)
-          or H.sync(at(block, 0), pool, E21, tostring(990000000 + block * 1000))
+          or H.sync(at(block, 0), pool, E21,
+                    tostring((pool == A and 990000000 or 1000000000) + block * 1000))
         local ev1 = abi.decode(abi.envelope(l, SUB), reg)
         local ev2 = abi.decode(abi.envelope(l, SUB), reg)
         local spare = recyc:spare()
@@ -374,13 +386,13 @@ describe("bandit.detector", function()
         local e1, s1 = plain:accept(ev1)
         local e2, s2 = recyc:accept(ev2)
         assert.equal(e1, e2)
-        assert.equal(s1 and s1.net_bps, s2 and s2.net_bps)
+        same(s1, s2)
         if n % 3 == 0 then
           local bh, th, li = ev1.blockHash, ev1.txHash, ev1.logIndex
           e1, s1 = plain:retract(plain:find(bh, th, li))
           e2, s2 = recyc:retract(recyc:find(bh, th, li))
           assert.equal(e1, e2)
-          assert.equal(s1 and s1.net_bps, s2 and s2.net_bps)
+          same(s1, s2)
         end
         for _, p in ipairs { A, B } do
           local c1, p1 = plain:state(reg:pool(p))
@@ -390,6 +402,7 @@ describe("bandit.detector", function()
         end
       end
       assert.is_true(reused > 40)
+      assert.is_true(signals > 10)
       assert.is_nil(detector.new(reg, { recycle = true }):spare()) -- no window
     end)
 
