@@ -26,6 +26,12 @@ local setmetatable = setmetatable
 local lower = string.lower
 local cast, copy, fill, fstring = ffi.cast, ffi.copy, ffi.fill, ffi.string
 local now_ns, qty = wire.now_ns, wire.qty
+-- Positions are read as wire.qty gives them (a number up to 2^53, else
+-- its decimal string) with the test written out at each read, the call
+-- kept for the rare wide one: qty is a small function hot from every
+-- handler, where LuaJIT starts root traces that fail and blacklist it,
+-- and from then on every trace through a call of it aborts.
+local MAX53 = 9007199254740992ULL
 local KIND_CODE = wire.KIND_CODE
 
 -- A position (number, or decimal string above 2^53) for a u64 field.
@@ -221,8 +227,10 @@ local function event(m, kind, pool)
   if kind == "v2_sync" then copy(ev.state, m.reserve0, 64)
   elseif kind == "v3_swap" then copy(ev.state, m.sqrt_price_x96, 68) end
   ev.kind, ev.pool = kind, pool
-  ev.block, ev.txIndex, ev.logIndex = qty(m.block), qty(m.tx_index),
-    qty(m.log_index)
+  local b, t, l = m.block, m.tx_index, m.log_index
+  ev.block = b <= MAX53 and tonumber(b) or qty(b)
+  ev.txIndex = t <= MAX53 and tonumber(t) or qty(t)
+  ev.logIndex = l <= MAX53 and tonumber(l) or qty(l)
   ev.blockHash, ev.txHash = fstring(m.block_hash, 32), fstring(m.tx_hash, 32)
   ev.price, ev.retracted, ev.older, ev.newer = nil, nil, nil, nil
   ev.prev_tx, ev.next_tx = nil, nil
@@ -231,7 +239,9 @@ end
 
 local function on_log(ctx, msg, Ty, kinds)
   local m = cast(Ty.ptr, (msg:bytes()))
-  local line, arrival = qty(m.ws_seq), tonumber(m.arrival_ns)
+  local w = m.ws_seq
+  local line = w <= MAX53 and tonumber(w) or qty(w)
+  local arrival = tonumber(m.arrival_ns)
   local pool = S.reg.by_raw[fstring(m.pool, 20)]
   local kind = kinds[m.kind]
   if not pool or not kind then
@@ -250,9 +260,11 @@ end
 
 local function on_removed(ctx, msg)
   local m = cast(S.Retraction.ptr, (msg:bytes()))
-  local line, arrival = qty(m.ws_seq), tonumber(m.arrival_ns)
+  local w, l = m.ws_seq, m.log_index
+  local line = w <= MAX53 and tonumber(w) or qty(w)
+  local arrival = tonumber(m.arrival_ns)
   local ev = S.det:find(fstring(m.block_hash, 32), fstring(m.tx_hash, 32),
-                        qty(m.log_index))
+                        l <= MAX53 and tonumber(l) or qty(l))
   if not ev then return skip(ctx, line, "removed_unmatched") end
   S.retracted = S.retracted + 1
   skip(ctx, line, "retraction", ev.line)

@@ -20,8 +20,12 @@ local Detector = {}
 Detector.__index = Detector
 
 local W1, W2, W3 = abi.WORD(1), abi.WORD(2), abi.WORD(3)
-local mpz_mul, mpz_cmp = bigint.gmp.__gmpz_mul, bigint.gmp.__gmpz_cmp
+local mpz_mul, mpz_cmp, mpz_get_d = bigint.gmp.__gmpz_mul,
+  bigint.gmp.__gmpz_cmp, bigint.gmp.__gmpz_get_d
 local PPM = pricing.PPM
+-- A venue pair is compared exactly only when its ratio in doubles,
+-- fa_s / fb_b, exceeds 1 - 2^-40 (see load() and best_pair()).
+local KEEP = 1 - 2 ^ -40
 
 --- A detector over `registry`. opts.reorg_window: how many of the newest
 --- accepted logs stay retractable (nil keeps all; an engine bounds it).
@@ -32,7 +36,10 @@ local PPM = pricing.PPM
 --- nothing here refers to any more are handed back by spare() for the
 --- caller to refill as its next log, so that in steady state a log
 --- allocates no table (the caller must keep no log of its own past the
---- handler that accepted or retracted it).
+--- handler that accepted or retracted it); and every signal is the same
+--- table, refilled (valid until the next evaluation).
+--- det.evaluations counts evaluations, det.compared the venue pairs they
+--- compared exactly (with GMP).
 function M.new(registry, opts)
   if type(registry) ~= "table" or not registry.venues then
     error("bandit.detector.new: registry expected", 2)
@@ -45,7 +52,9 @@ function M.new(registry, opts)
   return setmetatable({
     reg = registry, slots = {}, by_tx = {}, live = {},
     lazy = opts.lazy_prices == true, window = window, ring = {}, ring_pos = 0,
-    evaluations = 0, spares = window and opts.recycle and {} or false,
+    evaluations = 0, compared = 0,
+    spares = window and opts.recycle and {} or false,
+    sig = window and opts.recycle and {} or false,
     nspares = 0,
     -- Scratch for evaluate(): candidate and best ratios as x / y.
     x = bigint.new(), y = bigint.new(), bx = bigint.new(), by = bigint.new(),
@@ -58,7 +67,7 @@ end
 local function slot_of(self, pool)
   local s = self.slots[pool]
   if not s then
-    s = { pool = pool, cur = nil, live = false, price = nil,
+    s = { pool = pool, cur = nil, live = false, price = nil, fa = 0, fb = 0,
           num = bigint.new(), den = bigint.new(),
           a = bigint.new(), b = bigint.new() }
     self.slots[pool] = s
@@ -101,7 +110,11 @@ end
 
 -- Make ev (or nil: unknown) the pool's current state and cache what every
 -- evaluation needs: a = num (1 - f) and b = num (1 + f), both times 10^6
--- and without the 10^dec factors, which cancel within a pair.
+-- and without the 10^dec factors, which cancel within a pair; and
+-- fa = a / den, fb = b / den in doubles. GMP truncates each operand to
+-- 53 bits and the division rounds once, so fa and fb are within 2^-50 of
+-- the exact ratios (every value here is below 2^600: no overflow, and
+-- den > 0 is at least 1).
 local function load(s, ev, lazy)
   local pool = s.pool
   s.cur, s.live, s.price = ev, false, nil
@@ -109,6 +122,8 @@ local function load(s, ev, lazy)
   if not pool.dec0 or not pool.dec1 then return end
   s.a:mul_si(s.num, PPM - pool.fee_ppm)
   s.b:mul_si(s.num, PPM + pool.fee_ppm)
+  local den = mpz_get_d(s.den)
+  s.fa, s.fb = mpz_get_d(s.a) / den, mpz_get_d(s.b) / den
   if not lazy then s.price = pricing.human(s.num, s.den, pool.dec0, pool.dec1) end
   s.live = true
 end
@@ -145,19 +160,36 @@ local function before(b, s, bb, bs)
   return s.key < bs.key
 end
 
+-- The four texts are rendered in a loop on purpose: its trace is a break
+-- in the signal's path. Written straight, the rendering and all that
+-- follows it (EventApplied, the signal, their emits) made one side trace
+-- of the pair search, longer than LuaJIT allows: every recording aborted
+-- and signals ran in the interpreter, where a text costs ten times more.
+-- The loop compiles on its own (each text a short side trace of it), the
+-- pair search's exit links to it, and what follows is its exit's trace.
 local function render(self, ss, sb)
   local g, h = self.l, self.r
-  g:mul(ss.num, sb.den)
-  h:mul(ss.den, sb.num)
-  return {
-    buy = sb.pool, sell = ss.pool, buy_price = price_of(sb),
-    sell_price = price_of(ss), gross_bps = pricing.bps(g, h),
-    net_bps = pricing.bps(self.bx, self.by),
-  }
+  mpz_mul(g, ss.num, sb.den)
+  mpz_mul(h, ss.den, sb.num)
+  local sig = self.sig or {}
+  sig.buy, sig.sell = sb.pool, ss.pool
+  -- The fifth turn does nothing: a text's side trace then ends where the
+  -- loop goes round, never running on into the rest of the signal.
+  for k = 1, 5 do
+    if k == 1 then sig.buy_price = price_of(sb)
+    elseif k == 2 then sig.sell_price = price_of(ss)
+    elseif k == 3 then sig.gross_bps = pricing.bps(g, h)
+    elseif k == 4 then sig.net_bps = pricing.bps(self.bx, self.by) end
+  end
+  return sig
 end
 
 -- Best (sell, buy) slots over live venues by net + 1 = x / y with
 -- x = a_s den_b and y = den_s b_b; leaves the best ratio in bx / by.
+-- Only pairs that can pass are compared: fa_s <= fb_b (1 - 2^-40) puts
+-- x / y below 1 whatever the doubles' error, and such a pair can never
+-- be the best of a signal (any pair that passes beats it), so most
+-- evaluations call GMP not at all. nil when no pair can pass.
 -- GMP is called directly (bigint.gmp): see there why.
 local function best_pair(self, live, n)
   local bs, bb
@@ -165,7 +197,8 @@ local function best_pair(self, live, n)
     local ss = live[i]
     for j = 1, n do
       local sb = live[j]
-      if i ~= j then
+      if i ~= j and ss.fa > sb.fb * KEEP then
+        self.compared = self.compared + 1
         local x, y = self.x, self.y
         mpz_mul(x, ss.a, sb.den)
         mpz_mul(y, ss.den, sb.b)
@@ -198,7 +231,7 @@ function Detector:evaluate(pool)
   end
   if n < 2 then return nil end
   local ss, sb = best_pair(self, live, n)
-  if mpz_cmp(self.bx, self.by) <= 0 then return nil end
+  if not ss or mpz_cmp(self.bx, self.by) <= 0 then return nil end
   return render(self, ss, sb)
 end
 

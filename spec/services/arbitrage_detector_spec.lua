@@ -164,6 +164,26 @@ describe("ArbitrageDetector", function()
     eng:close()
   end)
 
+  it("keeps positions above 2^53 exact, and retracts a log by them", function()
+    local eng, c = engine()
+    local function wide(line)
+      return (line:gsub('"blockNumber":"0x%x+"', '"blockNumber":"0x20000000000003"')
+                  :gsub('"logIndex":"0x%x+"', '"logIndex":"0x1000000000000001"'))
+    end
+    local l2 = wide(H.sync(pos(2), SA, E18, "1010000000"))
+    H.feed(eng, { H.reply(SUB), H.sync(pos(1), QA, E18, E6), l2, H.removed(l2) })
+    local s = c.signal:messages()
+    assert.equal(1, #s) -- the retraction leaves sa without a state
+    assert.equal("9007199254740995", (tostring(s[1].data.block):gsub("ULL$", "")))
+    assert.equal("1152921504606846977",
+                 (tostring(s[1].data.log_index):gsub("ULL$", "")))
+    assert.equal("9007199254740995",
+                 (tostring(c.applied:messages()[2].data.block):gsub("ULL$", "")))
+    assert.same({ line = 4, reason = "retraction", retracts_line = 3, service = "arb" },
+                c.skipped:messages()[1].data)
+    eng:close()
+  end)
+
   it("forgets logs beyond its reorg window", function()
     local eng, c = engine { reorg_window = 2 }
     local first = H.sync(pos(1), QA, E18, E6)

@@ -240,6 +240,32 @@ describe("bandit.bigint little-endian bytes", function()
     assert.equal(u, bigint.new():set_bytes_le(buf, 32))
   end)
 
+  it("reads any width into a reused value, high zeros stripped", function()
+    local z = bigint.new(2):mul_2exp(bigint.new(1), 300) -- more limbs than any below
+    local buf = ffi.new("uint8_t[32]")
+    assert.is_true(z:set_bytes_le(buf, 32):is_zero())
+    assert.equal(0, z.size)
+    buf[0], buf[1], buf[2] = 1, 2, 3
+    assert.equal("30201", z:set_bytes_le(buf, 3):tohex())
+    assert.equal(1, z.size)
+    buf[8], buf[19] = 0x44, 0x99
+    assert.equal("99" .. string.rep("0", 20) .. "44" .. string.rep("0", 10) .. "030201",
+      z:set_bytes_le(buf, 20):tohex())
+    assert.equal(3, z.size)
+    assert.equal("30201", z:set_bytes_le(buf, 8):tohex())
+    assert.equal("0", tostring(z:set_bytes_le(buf, 0)))
+    -- every byte position of a 32-byte word, against the hex reader
+    for i = 0, 31 do
+      ffi.fill(buf, 32)
+      buf[i] = 0xa5
+      local want = bigint.from_hex("a5" .. string.rep("00", i))
+      assert.equal(want, z:set_bytes_le(buf, 32), "byte " .. i)
+      assert.equal(want.size, z.size, "byte " .. i)
+    end
+    buf[31] = 0xff
+    assert.equal("-1" .. string.rep("0", 62), z:set_bytes_le(buf, 32, true):tohex())
+  end)
+
   it("refuses values outside the width and leaves the buffer alone", function()
     local buf = ffi.new("uint8_t[2]", { 7, 7 })
     assert.is_nil((bigint.new(65536):to_bytes_le(buf, 2)))

@@ -149,6 +149,93 @@ describe("bandit.detector", function()
     end)
   end)
 
+  describe("the pair search", function()
+    local w = world {
+      { "A", "quickswap", "v2", "TKA", "USDX", 3000 },
+      { "B", "sushiswap", "v2", "TKA", "USDX", 3000 },
+      { "C", "quickswap", "v2", "TKA", "USDX", 500 },
+      { "D", "sushiswap", "v2", "TKA", "USDX", 100 },
+    }
+    local names = { "A", "B", "C", "D" }
+    local function accept(det, line)
+      return det:accept(abi.decode(abi.envelope(line, SUB), w))
+    end
+
+    it("compares exactly only the venue pairs that can pass", function()
+      local det = detector.new(w)
+      accept(det, H.sync(at(1, 0), H.addr("A"), E21, "1000000000"))  -- 1.000
+      accept(det, H.sync(at(1, 1), H.addr("B"), E21, "1001000000"))  -- 1.001
+      local _, s = accept(det, H.sync(at(1, 2), H.addr("C"), E21, "999500000"))
+      assert.is_nil(s)
+      assert.equal(3, det.evaluations)
+      assert.equal(0, det.compared)
+      -- B at 1.01 beats A's and C's buy price with both fees; nothing else
+      _, s = accept(det, H.sync(at(2, 0), H.addr("B"), E21, "1010000000"))
+      assert.equal(2, det.compared)
+      assert.equal(H.addr("C"), s.buy.key)
+      assert.equal(H.addr("B"), s.sell.key)
+      assert.equal("105.0525", s.gross_bps) -- Python Fraction, half to even
+      assert.equal("69.7025", s.net_bps)
+    end)
+
+    -- Every ordered pair compared exactly, with bigint's operators: the
+    -- rule as written, against which the search's shortcut is checked.
+    local bigint = require "bandit.bigint"
+    local pricing = require "bandit.pricing"
+    local PPM = bigint.new(1000000)
+    local function reference(st)
+      local best
+      for _, sn in ipairs(names) do
+        for _, bn in ipairs(names) do
+          local s, b = st[sn], st[bn]
+          if sn ~= bn and s and b then
+            local x = s.r1 * (PPM - s.fee) * b.r0
+            local y = s.r0 * b.r1 * (PPM + b.fee)
+            local better = not best or x * best.y > best.x * y
+            if best and x * best.y == best.x * y then
+              better = b.key < best.b.key or (b.key == best.b.key and s.key < best.s.key)
+            end
+            if better then best = { x = x, y = y, s = s, b = b } end
+          end
+        end
+      end
+      if best and best.x > best.y then
+        return best.b.key, best.s.key, pricing.bps(best.x, best.y)
+      end
+    end
+
+    it("finds what comparing every pair exactly finds, ties and near ties", function()
+      local fee = { A = 3000, B = 3000, C = 500, D = 100 }
+      local det, st = detector.new(w), {}
+      math.randomseed(20261207)
+      for k = 1, 600 do
+        local n = names[math.random(4)]
+        -- Reserves r0 = 10^21 and r1 set so that this venue's sell price
+        -- with its fee equals another's buy price with its fee, give or
+        -- take a unit or two, or lies anywhere near them.
+        local r0 = bigint.new(E21)
+        local o = st[names[math.random(4)]]
+        local r1
+        if o and o ~= st[n] and math.random() < 0.7 then
+          -- r1 (1 - f) / r0 = o.r1 (1 + f_o) / o.r0, rounded, +- 0..2
+          local num = o.r1 * (PPM + o.fee) * r0
+          local q, rem = bigint.new(), bigint.new()
+          q:tdiv_qr(rem, num, o.r0 * (PPM - fee[n]))
+          r1 = q + (math.random(0, 4) - 2)
+        else
+          r1 = bigint.new(math.random(990000000, 1010000000))
+        end
+        st[n] = { r0 = r0, r1 = r1, fee = bigint.new(fee[n]), key = H.addr(n) }
+        local _, s = accept(det, H.sync(at(k, 0), H.addr(n), tostring(r0), tostring(r1)))
+        local buy, sell, net = reference(st)
+        assert.equal(buy, s and s.buy.key, "log " .. k)
+        assert.equal(sell, s and s.sell.key, "log " .. k)
+        assert.equal(net, s and s.net_bps, "log " .. k)
+      end
+      assert.is_true(det.compared < 6 * det.evaluations)
+    end)
+  end)
+
   describe("reorgs", function()
     local reg = world {
       { "A", "quickswap", "v2", "TKA", "TKB", 3000 },
@@ -264,11 +351,23 @@ describe("bandit.detector", function()
       -- in the window of 3; one detector refills its spares, one does not.
       local plain = detector.new(reg, { reorg_window = 3 })
       local recyc = detector.new(reg, { reorg_window = 3, recycle = true })
-      local reused, n = 0, 0
+      local reused, n, signals, last = 0, 0, 0, nil
+      -- The recycling detector refills one signal table; all six fields
+      -- are the plain one's.
+      local function same(s1, s2)
+        if not s1 then return assert.is_nil(s2) end
+        signals = signals + 1
+        assert.same(s1, { buy = s2.buy, sell = s2.sell, buy_price = s2.buy_price,
+                          sell_price = s2.sell_price, gross_bps = s2.gross_bps,
+                          net_bps = s2.net_bps })
+        assert.equal(last or s2, s2)
+        last = s2
+      end
       for block = 20, 80 do
         local pool = block % 2 == 0 and A or B
         local l = block % 5 == 0 and H.v2swap(at(block, 0), pool, 0, 1, 1, 0)
-          or H.sync(at(block, 0), pool, E21, tostring(990000000 + block * 1000))
+          or H.sync(at(block, 0), pool, E21,
+                    tostring((pool == A and 990000000 or 1000000000) + block * 1000))
         local ev1 = abi.decode(abi.envelope(l, SUB), reg)
         local ev2 = abi.decode(abi.envelope(l, SUB), reg)
         local spare = recyc:spare()
@@ -287,13 +386,13 @@ describe("bandit.detector", function()
         local e1, s1 = plain:accept(ev1)
         local e2, s2 = recyc:accept(ev2)
         assert.equal(e1, e2)
-        assert.equal(s1 and s1.net_bps, s2 and s2.net_bps)
+        same(s1, s2)
         if n % 3 == 0 then
           local bh, th, li = ev1.blockHash, ev1.txHash, ev1.logIndex
           e1, s1 = plain:retract(plain:find(bh, th, li))
           e2, s2 = recyc:retract(recyc:find(bh, th, li))
           assert.equal(e1, e2)
-          assert.equal(s1 and s1.net_bps, s2 and s2.net_bps)
+          same(s1, s2)
         end
         for _, p in ipairs { A, B } do
           local c1, p1 = plain:state(reg:pool(p))
@@ -303,6 +402,7 @@ describe("bandit.detector", function()
         end
       end
       assert.is_true(reused > 40)
+      assert.is_true(signals > 10)
       assert.is_nil(detector.new(reg, { recycle = true }):spare()) -- no window
     end)
 

@@ -63,6 +63,24 @@ describe("bandit.pricing", function()
     end
   end)
 
+  it("renders texts of any length, then short ones again", function()
+    local big = bigint.pow10(300)
+    assert.equal("1" .. string.rep("0", 300), pricing.format_sig(big, B(1), 12))
+    assert.equal("0." .. string.rep("0", 299) .. "100000000000",
+      pricing.format_sig(B(1), big, 12))
+    assert.equal(string.rep("3", 40) .. "." .. string.rep("3", 40),
+      pricing.format_sig(bigint.pow10(40), B(3), 80))
+    assert.equal("1" .. string.rep("0", 300) .. ".0000",
+      pricing.format_fixed(big, B(1), 4))
+    assert.equal("-1" .. string.rep("0", 300) .. ".0000",
+      pricing.bps(B(1) - bigint.pow10(296), B(1)))
+    assert.equal("0.518000000000", pricing.format_sig(B(518), B(1000), 12))
+    assert.equal("-0.1298", pricing.format_fixed(B(-1298), B(10000), 4))
+    assert.equal("12.3", pricing.format_sig(B(123), B(10), 3))
+    assert.equal("1.2", pricing.format_sig(B(123), B(100), 2))
+    assert.equal("0.0012", pricing.format_fixed(B(12), B(10000), 4))
+  end)
+
   it("raises on non-positive operands", function()
     assert.has_error(function() pricing.format_sig(B(0), B(1), 12) end,
       "pricing.format_sig: needs p > 0 and d > 0")
