@@ -10,7 +10,9 @@
  * its signal (and to its EventApplied), p50 and p99, whole run, first 2 s
  * and after; the engine's CPU time per event in a flood.  Targets
  * (docs/PERFORMANCE.md): >= 200 000 events/s; p99 < 1 ms at 10 000
- * events/s.  Every run must lose nothing (mailbox drops = 0). */
+ * events/s.  Every run must lose nothing (mailbox drops = 0).
+ * BENCH_LOG=1 prints each paced run's cold and steady p99, its minor
+ * page faults and CPU time to stderr (which runs are the slow ones). */
 #include "bench.h"
 
 #include "mycelium.h"
@@ -31,6 +33,7 @@ typedef struct {
   double lines, events, signals, seconds, sig_p50, sig_p99, ev_p50, ev_p99,
       dropped, p99_cold, p99_steady, n_cold, n_steady, refused;
   double cpu_secs; /* the engine process's CPU time over the run */
+  double faults;   /* its minor page faults over the run (all threads) */
 } run_state;
 
 /* Where the detector runs: with the adapter and MetadataService on worker
@@ -46,6 +49,15 @@ static double cpu_now(void) {
   getrusage(RUSAGE_SELF, &ru);
   return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
          (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+/* The process's minor page faults so far: a run's heaps meeting fresh
+ * pages or pages the allocator gave back, which differs from run to run
+ * of one process (BENCH_LOG). */
+static double faults_now(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_minflt;
 }
 
 typedef struct {
@@ -181,6 +193,7 @@ static int run_once(int ws, double loops, double rate, run_state *st) {
     polygon[0].str = "ws";
   }
   st->cpu_secs = cpu_now();
+  st->faults = faults_now();
   rc = setup(st);
   if (rc == 0 && !ws)
     rc = add(st->e, "feeder", MYC_SOURCE_DIR "/examples/bandit/feeder.lua", 0,
@@ -207,6 +220,7 @@ static int run_once(int ws, double loops, double rate, run_state *st) {
   if (st->e != NULL)
     myc_engine_free(st->e);
   st->cpu_secs = cpu_now() - st->cpu_secs;
+  st->faults = faults_now() - st->faults;
   if (server != NULL)
     pclose(server);
   if (rc != 0 || !st->done || st->dropped != 0 || st->refused != 0) {
@@ -286,6 +300,10 @@ static int paced(int ws, const char *name) {
     thr[r] = st.events / st.seconds;
     cold[r] = st.p99_cold / 1e3;
     steady[r] = st.p99_steady / 1e3;
+    if (getenv("BENCH_LOG") != NULL)
+      fprintf(stderr, "bandit %s run %d: p99 cold %.0f us, steady %.0f us, "
+              "%.0f minor faults, %.2f s CPU\n", name, r + 1, cold[r],
+              steady[r], st.faults, st.cpu_secs);
   }
   snprintf(metric, sizeof metric, "%s_events_per_s", name);
   bench_report("bandit", metric, bench_median(thr, BENCH_RUNS), "events/s",
