@@ -443,7 +443,12 @@ function M.decode(view, registry, into)
     into.kind, into.pool, into.data, into.topics = layout.kind, pool, d, topics
     into.block, into.txIndex, into.logIndex = block, txi, li
     into.blockHash, into.txHash = bh, th
-    return setmetatable(into, SCRATCH_MT[layout.kind])
+    -- Not a tail call of setmetatable: a trace that starts in decode (hot
+    -- from the interpreter) cannot return from it to its caller after a
+    -- tail-called builtin ("NYI: return to lower frame"), and LuaJIT ends
+    -- up blacklisting decode, with every trace through it.
+    setmetatable(into, SCRATCH_MT[layout.kind])
+    return into
   end
   -- One constructor naming the fields the detector and pipeline add later
   -- sizes the table once (nil entries reserve slots); 16 fields fit the

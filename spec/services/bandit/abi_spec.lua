@@ -406,6 +406,40 @@ describe("bandit.abi", function()
       end
     end)
 
+    it("decodes into an event in a trace that returns to its caller", function()
+      -- decode() is hot from interpreted callers (a handler's first
+      -- messages), so LuaJIT starts root traces at it; one that ends in a
+      -- tail call to a builtin cannot return to the caller and aborts
+      -- ("NYI: return to lower frame"; "JIT compilation disabled" under
+      -- this caller), until decode and every trace through it is
+      -- blacklisted.
+      local jit = require "jit"
+      local view = abi.envelope(H.sync(POS, V2, 10, 20), SUB)
+      local ev = abi.new_event()
+      local aborts = {}
+      local jutil, vmdef = require "jit.util", require "jit.vmdef"
+      local function on_trace(what, _, func, pc, err, info)
+        if what ~= "abort" then return end
+        local fi = jutil.funcinfo(func, pc)
+        if type(err) == "number" then err = vmdef.traceerr[err]:format(info) end
+        aborts[#aborts + 1] = tostring(fi.loc) .. ": " .. tostring(err)
+      end
+      local function calls()
+        for _ = 1, 3000 do assert(abi.decode(view, REG, ev)) end
+      end
+      jit.off(calls)
+      jit.flush()
+      jit.attach(on_trace, "trace")
+      local ok, e = pcall(calls)
+      jit.attach(on_trace)
+      jit.on(calls)
+      assert(ok, e)
+      for _, a in ipairs(aborts) do
+        assert.is_falsy(a:find("return to lower frame", 1, true), a)
+        assert.is_falsy(a:find("JIT compilation disabled", 1, true), a)
+      end
+    end)
+
     it("decodes only into an event of new_event()", function()
       local view = abi.envelope(H.v3swap(POS, V3, -5, 5, 2 ^ 96, 1, -887272), SUB)
       local ev = abi.decode(view, REG)
