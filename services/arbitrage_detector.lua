@@ -15,6 +15,7 @@
 -- known price, which is the README's rule since a pool without logs has
 -- no price.
 local ffi = require "ffi"
+local jit = require "jit"
 local detector = require "bandit.detector"
 local wire = require "bandit.wire"
 local warmup = require "bandit.warmup"
@@ -329,8 +330,18 @@ local function contract_type(ctx, name)
   return Ty
 end
 
+-- Machine code the detector's Lua state may hold, in KB (LuaJIT's
+-- default is 512). Its traces (pair search, texts, retractions, each
+-- with side traces) outgrow 512 KB within seconds of traffic in some
+-- runs; LuaJIT then drops every trace of the state and compiles them
+-- again, a stall of tens of ms in the middle of the stream. The areas
+-- are mapped as traces need them, so the larger limit costs nothing
+-- until it is used (docs/TUNING.md, "Machine-code room").
+local MAXMCODE = 4096
+
 function M.init(ctx, opts)
   wire.gc_pause(ctx, opts)
+  jit.opt.start("maxmcode=" .. MAXMCODE)
   local reg = setmetatable({ by_raw = {}, pools = {}, venues_by_pair = {} },
                            Registry)
   -- Only the newest accepted logs can be retracted: reorgs drop recent
