@@ -235,7 +235,8 @@ end
 --- for the ws callbacks; the handler of opts.raw_topic calls it too.
 --- `arrival` (CLOCK_MONOTONIC ns) is when its bytes came off the socket;
 --- a line handed over on a topic arrives when its handler runs.
-function M.process(ctx, text, arrival)
+--- `malformed`: the text is known not to be JSON (it is not parsed again).
+function M.process(ctx, text, arrival, malformed)
   -- Two trace breaks per message (a classic C call ends the trace being
   -- recorded; LuaJIT starts the next one after it, "stitch"): one here
   -- and one after the scan. A message has no loop until the duplicate
@@ -260,7 +261,11 @@ function M.process(ctx, text, arrival)
   else
     -- A log in geth's layout is decoded where it lies in the text: no
     -- string per field (each would cost an interning lookup and garbage).
-    local at, reason = abi.envelope_at(text, S.sub_id, S.at)
+    local at, reason
+    -- jsonrpc's decoder failed on it: abi's, which takes fewer numbers,
+    -- would fail too, after a second parse and a second unwind.
+    if malformed then at, reason = nil, abi.MALFORMED_JSON
+    else at, reason = abi.envelope_at(text, S.sub_id, S.at) end
     gc("count")
     if not at then
       skip(ctx, line, reason)
@@ -343,7 +348,9 @@ local function start_ws(ctx, opts)
   -- Whatever jsonrpc does not route to our subscription (malformed text,
   -- other subscriptions, stray replies) is still a line of the stream.
   local wsopts = {
-    on_invalid = function(_, text) M.process(ctx, text, S.rpc.conn.arrival_ns) end,
+    on_invalid = function(_, text, why)
+      M.process(ctx, text, S.rpc.conn.arrival_ns, why == jsonrpc.MALFORMED)
+    end,
     on_open = function(_, again)
       ctx.log:info(again and "reconnected, resubscribing" or "connected",
                    { url = url })
