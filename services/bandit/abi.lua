@@ -6,7 +6,9 @@
 -- nothing here raises on bad input. A hand-written scanner handles the
 -- exact compact layout geth/bor send (several times faster than cjson,
 -- see bench/bandit_logic.lua); any other text goes through cjson, and
--- both routes produce the same `view`.
+-- both routes produce the same `view`. The adapter decodes a log the
+-- scanner found where it lies in the text (envelope_at, decode_at), by
+-- the same rules, so that the log makes no string of its own.
 local ffi = require "ffi"
 local bit = require "bit"
 local cjson_mod = require "cjson"
@@ -546,7 +548,7 @@ function M.decode(view, registry, into)
   }, EVENT_MT[layout.kind])
 end
 
---- Rules 4–7 on positions ----------------------------------------------------
+--- Rules 4–7 on positions -------------------------------------------------
 
 -- A message in geth's layout is decoded where it lies (M.envelope_at):
 -- the same rules as M.decode, read from the text's bytes, so that a log

@@ -490,13 +490,15 @@ describe("bandit.abi", function()
         return abi.decode_at(l, at, REG, ev)
       end
       assert.equal(REG:pool(V2), decode(H.sync(POS, V2, 1, 2)).pool)
-      assert.same({ nil, abi.UNKNOWN_POOL }, { decode(H.sync(POS, other, 1, 2)) })
+      assert.same({ nil, abi.UNKNOWN_POOL },
+                  { decode(H.sync(POS, other, 1, 2)) })
       -- Another registry answers for itself.
       local reg2 = H.registry({
         { "pool:v2:AAA/BBB", "sushiswap", "v2", "AAA", "BBB", 3000 },
       }, { { "AAA", 8 }, { "BBB", 18 } })
-      local got = abi.envelope_at(H.sync(POS, V2, 1, 2), SUB, at)
-      assert.equal(reg2:pool(V2), abi.decode_at(H.sync(POS, V2, 1, 2), got, reg2, ev).pool)
+      local l = H.sync(POS, V2, 1, 2)
+      local got = abi.envelope_at(l, SUB, at)
+      assert.equal(reg2:pool(V2), abi.decode_at(l, got, reg2, ev).pool)
       assert.are_not.equal(REG:pool(V2), reg2:pool(V2))
     end)
 

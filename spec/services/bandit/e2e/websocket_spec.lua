@@ -102,7 +102,8 @@ describe("Bandit over WebSocket", function()
     assert.equal(0, out.code)
   end)
 
-  it("skips malformed text jsonrpc cannot route as the topic source does", function()
+  it("skips malformed text jsonrpc cannot route as the topic source does",
+     function()
     -- Line 19 of the sample is cut short after its subscription id, so it
     -- reaches the adapter as a notification; cut before it, it reaches
     -- the adapter as text jsonrpc found malformed. Same files.
