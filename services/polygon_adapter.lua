@@ -270,7 +270,8 @@ function M.process(ctx, text, arrival, malformed)
     if not at then
       skip(ctx, line, reason)
     elseif at.removed == true then
-      removal(ctx, line, at == S.at and abi.view_at(text, at) or at, arrival)
+      removal(ctx, line, at == S.at and abi.view_at(text, at, S.view) or at,
+              arrival)
     elseif at == S.at then
       if S.discover then
         local layout = abi.layout_at(text, at)
@@ -437,7 +438,7 @@ function M.init(ctx, opts)
     -- Every message is scanned into these positions (abi.envelope_at)
     -- and decoded into these events: a log is done with before the next
     -- message is read.
-    at = abi.new_positions(), ev = abi.new_event(),
+    at = abi.new_positions(), view = abi.new_view(), ev = abi.new_event(),
     ev_at = { kind = false, pool = false, block = 0, txIndex = 0,
               logIndex = 0, tick = false },
     expect_reply = opts.subscription == nil, end_after = opts.end_after,
