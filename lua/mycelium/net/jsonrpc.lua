@@ -21,7 +21,7 @@ local type, error, format = type, error, string.format
 local pairs, ipairs, tostring = pairs, ipairs, tostring
 local setmetatable, pcall, next = setmetatable, pcall, next
 local co_running, co_yield, co_resume = coroutine.running, coroutine.yield, coroutine.resume
-local find, byte = string.find, string.byte
+local find, sub = string.find, string.sub
 
 local json = cjson.new()
 json.encode_sparse_array(true)
@@ -187,25 +187,14 @@ function Rpc:subscribe(params, on_notification, opts)
   return s
 end
 
--- The raw subscription a notification is for, found without decoding it
--- (lets raw subscribers skip the JSON decoder) and without cutting its id
--- out of the text (a string made per message costs an interning lookup).
--- The id is the first "subscription" member, as every node writes it
--- before "result".
-local function raw_target(self, text)
+-- The subscription id of a notification, found without decoding it: lets
+-- raw subscribers skip the JSON decoder.  The id is the first
+-- "subscription" member, as every node writes it before "result".
+local function raw_subscription(text)
   local _, e = find(text, '"subscription":"', 1, true)
   if not e then return nil end
-  local subs = self.subs
-  for i = 1, #subs do
-    local s = subs[i]
-    local id = s.raw and s.id
-    -- by_id holds the subscriptions live on this connection.
-    if id and find(text, id, e + 1, true) == e + 1 and
-       byte(text, e + 1 + #id) == 34 and self.by_id[id] == s then
-      return s
-    end
-  end
-  return nil
+  local q = find(text, '"', e + 1, true)
+  return q and sub(text, e + 1, q - 1)
 end
 
 function Rpc:_invalid(text, why)
@@ -219,8 +208,9 @@ end
 
 function Rpc:_message(text)
   if self.raw_subs > 0 then
-    local s = raw_target(self, text)
-    if s then
+    local id = raw_subscription(text)
+    local s = id and self.by_id[id]
+    if s and s.raw then
       s.fn(text, s)
       return
     end
