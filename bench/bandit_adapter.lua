@@ -1,9 +1,11 @@
 -- bandit_adapter.lua [N] -- PolygonAdapter's own Lua work per line,
 -- without the engine: the sample capture's notifications scanned
--- (bandit.abi.envelope into one view), decoded (into one event), checked
--- against the duplicate window and filled into a SwapEvent or
--- PoolStateUpdate struct (bandit.wire), as the adapter's handler does
--- before its ctx:new and emit. Prints the CPU time per line over N lines
+-- (bandit.abi.envelope_at into one set of positions), decoded where they
+-- lie (into one event), checked against the duplicate window and filled
+-- into a SwapEvent or PoolStateUpdate struct (bandit.wire), as the
+-- adapter's handler does before its ctx:new and emit. ROUTE=view takes
+-- the route of text in any other layout instead (a view of strings cut
+-- out of the text: bandit.abi.envelope, decode, fill_sync/fill_swap). Prints the CPU time per line over N lines
 -- (default 500 000) after a warm-up, with the adapter's collector pause,
 -- and the Lua bytes allocated per line over 100 000 more with the
 -- collector stopped (the lines repeat: their strings are found interned,
@@ -32,9 +34,26 @@ local lines = {}
 for l in io.lines(data .. "sample_capture.jsonl") do lines[#lines + 1] = l end
 local sub_id = assert(abi.subscription_reply(lines[1]))
 local view, ev, window = abi.new_view(), abi.new_event(), dedup.new(10000)
+local at, ev_at = abi.new_positions(), { kind = false, pool = false, block = 0,
+  txIndex = 0, logIndex = 0, tick = false }
 local notes = #lines - 1
 
-local function run(n)
+local function run_at(n)
+  for r = 1, n do
+    local s = lines[r % notes + 2]
+    local a = abi.envelope_at(s, sub_id, at)
+    local e = a == at and not a.removed and abi.decode_at(s, at, reg, ev_at)
+    if e and wire.positions_fit(e) then
+      local bh, th = abi.hashes_at(s, at)
+      if not window:seen(bh, th, e.logIndex, false) then
+        if e.kind == "v2_sync" then wire.fill_sync_at(state, s, at, e, r, 0)
+        else wire.fill_swap_at(swap, s, at, e, r, 0) end
+      end
+    end
+  end
+end
+
+local function run_view(n)
   for r = 1, n do
     local v = abi.envelope(lines[r % notes + 2], sub_id, view)
     local e = v and v.removed == false and abi.decode(v, reg, ev)
@@ -46,6 +65,7 @@ local function run(n)
   end
 end
 
+local run = os.getenv("ROUTE") == "view" and run_view or run_at
 local N = tonumber(arg[1] or 500000)
 -- The adapter's collector pause (bandit.wire.gc_pause's default).
 collectgarbage("setpause", 400)

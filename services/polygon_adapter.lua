@@ -109,23 +109,37 @@ local function removal(ctx, line, view, arrival)
   S.pub_removed(m)
 end
 
-local function accept(ctx, line, ev, arrival)
+-- A decoded log, as a message. With `text`, ev came from abi.decode_at
+-- and the log's hex lies in text where S.at says; else ev is abi.decode's.
+local function accept(ctx, line, ev, arrival, text)
   local li = ev.logIndex
   -- Positions beyond 64 bits cannot come from a node; the contracts
   -- carry u64 (docs/BANDIT.md, engine decisions).
   if not wire.positions_fit(ev) then return skip(ctx, line, abi.BAD_DATA) end
-  if repeated(ctx, line, ev.blockHash, ev.txHash, li, false) then return end
+  if S.dedup then
+    local bh, th = ev.blockHash, ev.txHash
+    if text then bh, th = abi.hashes_at(text, S.at) end
+    if repeated(ctx, line, bh, th, li, false) then return end
+  end
   -- Filled through the message's plain pointer (one cast here, in the
   -- handler that made it): the handle's checked accessors cost a
   -- metamethod, a liveness check and a boxed field reference for each of
   -- the fifteen or so fields. The handle is what is emitted.
   if ev.kind == "v2_sync" then
     local m = ctx:new("PoolStateUpdate")
-    wire.fill_sync(cast(S.state_ptr, m), ev, line, arrival)
+    if text then
+      wire.fill_sync_at(cast(S.state_ptr, m), text, S.at, ev, line, arrival)
+    else
+      wire.fill_sync(cast(S.state_ptr, m), ev, line, arrival)
+    end
     S.pub_state(m)
   else
     local m = ctx:new("SwapEvent")
-    wire.fill_swap(cast(S.swap_ptr, m), ev, line, arrival)
+    if text then
+      wire.fill_swap_at(cast(S.swap_ptr, m), text, S.at, ev, line, arrival)
+    else
+      wire.fill_swap(cast(S.swap_ptr, m), ev, line, arrival)
+    end
     S.pub_swap(m)
   end
   S.accepted = S.accepted + 1
@@ -221,7 +235,8 @@ end
 --- for the ws callbacks; the handler of opts.raw_topic calls it too.
 --- `arrival` (CLOCK_MONOTONIC ns) is when its bytes came off the socket;
 --- a line handed over on a topic arrives when its handler runs.
-function M.process(ctx, text, arrival)
+--- `malformed`: the text is known not to be JSON (it is not parsed again).
+function M.process(ctx, text, arrival, malformed)
   -- Two trace breaks per message (a classic C call ends the trace being
   -- recorded; LuaJIT starts the next one after it, "stitch"): one here
   -- and one after the scan. A message has no loop until the duplicate
@@ -244,17 +259,33 @@ function M.process(ctx, text, arrival)
                     "): every notification will be foreign", { line = 1 })
     end
   else
-    local view, reason = abi.envelope(text, S.sub_id, S.view)
+    -- A log in geth's layout is decoded where it lies in the text: no
+    -- string per field (each would cost an interning lookup and garbage).
+    local at, reason
+    -- jsonrpc's decoder failed on it: abi's, which takes fewer numbers,
+    -- would fail too, after a second parse and a second unwind.
+    if malformed then at, reason = nil, abi.MALFORMED_JSON
+    else at, reason = abi.envelope_at(text, S.sub_id, S.at) end
     gc("count")
-    if not view then
+    if not at then
       skip(ctx, line, reason)
-    elseif view.removed == true then
-      removal(ctx, line, view, arrival)
+    elseif at.removed == true then
+      removal(ctx, line, at == S.at and abi.view_at(text, at, S.view) or at,
+              arrival)
+    elseif at == S.at then
+      if S.discover then
+        local layout = abi.layout_at(text, at)
+        S.want_kind = layout and layout.pool_kind
+      end
+      local ev
+      -- One event table, overwritten per log (accept() keeps nothing).
+      ev, reason = abi.decode_at(text, at, S.reg, S.ev_at)
+      if ev then accept(ctx, line, ev, arrival, text)
+      else skip(ctx, line, reason) end
     else
       local ev
-      if S.discover then S.want_kind = implied_kind(view) end
-      -- One event table, overwritten per log (accept() keeps nothing).
-      ev, reason = abi.decode(view, S.reg, S.ev)
+      if S.discover then S.want_kind = implied_kind(at) end
+      ev, reason = abi.decode(at, S.reg, S.ev)
       if ev then accept(ctx, line, ev, arrival) else skip(ctx, line, reason) end
     end
   end
@@ -318,7 +349,9 @@ local function start_ws(ctx, opts)
   -- Whatever jsonrpc does not route to our subscription (malformed text,
   -- other subscriptions, stray replies) is still a line of the stream.
   local wsopts = {
-    on_invalid = function(_, text) M.process(ctx, text, S.rpc.conn.arrival_ns) end,
+    on_invalid = function(_, text, why)
+      M.process(ctx, text, S.rpc.conn.arrival_ns, why == jsonrpc.MALFORMED)
+    end,
     on_open = function(_, again)
       ctx.log:info(again and "reconnected, resubscribing" or "connected",
                    { url = url })
@@ -402,9 +435,12 @@ function M.init(ctx, opts)
     removed = 0, skipped = 0, by_reason = {}, ended = false,
     gaps = 0, open_gaps = 0, gap_logs = {}, n_gap_logs = 0, streaming = false,
     dedup = window(ctx, opts.dedup_window),
-    -- Every message is scanned into this one view (abi.envelope): a log
-    -- is done with before the next message is read.
-    view = abi.new_view(), ev = abi.new_event(),
+    -- Every message is scanned into these positions (abi.envelope_at)
+    -- and decoded into these events: a log is done with before the next
+    -- message is read.
+    at = abi.new_positions(), view = abi.new_view(), ev = abi.new_event(),
+    ev_at = { kind = false, pool = false, block = 0, txIndex = 0,
+              logIndex = 0, tick = false },
     expect_reply = opts.subscription == nil, end_after = opts.end_after,
     last_ns = now_ns(), flow_ms = opts.flow_ms or 1,
     high = opts.pause_above or 0.5, low = opts.resume_below or 0.25,

@@ -6,8 +6,11 @@
 -- nothing here raises on bad input. A hand-written scanner handles the
 -- exact compact layout geth/bor send (several times faster than cjson,
 -- see bench/bandit_logic.lua); any other text goes through cjson, and
--- both routes produce the same `view`.
+-- both routes produce the same `view`. The adapter decodes a log the
+-- scanner found where it lies in the text (envelope_at, decode_at), by
+-- the same rules, so that the log makes no string of its own.
 local ffi = require "ffi"
+local bit = require "bit"
 local cjson_mod = require "cjson"
 local bigint = require "bandit.bigint"
 local eip55 = require "bandit.eip55"
@@ -16,12 +19,14 @@ local cast, C = ffi.cast, ffi.C
 local byte, sub, find, lower =
   string.byte, string.sub, string.find, string.lower
 local rep = string.rep
+local bxor, rol = bit.bxor, bit.rol
 local type, next, pcall, tonumber, pairs, setmetatable, getmetatable, error =
   type, next, pcall, tonumber, pairs, setmetatable, getmetatable, error
 
 ffi.cdef [[
 int memcmp(const void *, const void *, size_t);
 size_t strspn(const char *, const char *);
+unsigned long long strtoull(const char *, char **, int);
 ]]
 
 local cjson = cjson_mod.new()
@@ -84,23 +89,109 @@ local function hexstr(p, n, i)
   return j + 1
 end
 
--- `literal` then a hex string at j: the string and the index after it.
-local function field(s, p, n, j, literal)
+-- `literal` then a hex string at j: the string's offset and length, and
+-- the index after it.
+local function field(p, n, j, literal)
   local i = lit(p, n, j, literal)
   local k = hexstr(p, n, i)
-  if not k then return nil, nil end
-  return sub(s, i + 1, k - 1), k
+  if not k then return nil, nil, nil end
+  return i, k - 1 - i, k
 end
 
 -- One topic at i, then either ',"' (more follow) or ']' (the last).
--- Returns the topic, the next index and whether another topic follows.
-local function topic(s, p, n, i)
+-- Returns the topic's length, the next index and whether another topic
+-- follows.
+local function topic(p, n, i)
   local j = hexstr(p, n, i)
   if not j then return nil end
-  if p[j] == 93 then return sub(s, i + 1, j - 1), j + 1, false end
+  if p[j] == 93 then return j - 1 - i, j + 1, false end
   if p[j] ~= 44 or p[j + 1] ~= 34 then return nil end
-  return sub(s, i + 1, j - 1), j + 2, true
+  return j - 1 - i, j + 2, true
 end
+
+-- A log has at most four topics. Straight-line code rather than a loop:
+-- a loop of one to four turns would split every trace through scan().
+-- Returns the index after the list, or nil.
+local function scan_topics(p, n, i, at)
+  local len, more
+  at.topic1, at.topics = i, 1
+  len, i, more = topic(p, n, i)
+  if not len then return nil end
+  at.topic1_len = len
+  if not more then return i end
+  at.topic2, at.topics = i, 2
+  len, i, more = topic(p, n, i)
+  if not len then return nil end
+  at.topic2_len = len
+  if not more then return i end
+  at.topic3, at.topics = i, 3
+  len, i, more = topic(p, n, i)
+  if not len then return nil end
+  at.topic3_len = len
+  if not more then return i end
+  at.topic4, at.topics = i, 4
+  len, i, more = topic(p, n, i)
+  if not len or more then return nil end
+  at.topic4_len = len
+  return i
+end
+
+local P_HEAD = '{"jsonrpc":"2.0","method":"eth_subscription",' ..
+               '"params":{"subscription":"'
+
+--- Where each value of a message in geth's layout lies in its text: for
+--- every field of a view, its 0-based offset (at the "0x") and its
+--- length (the value is text:sub(off + 1, off + len)). Topic k is at
+--- topicK, topicK_len; topics is their count.
+function M.new_positions()
+  return { address = 0, address_len = 0, topics = 0,
+           topic1 = 0, topic1_len = 0, topic2 = 0, topic2_len = 0,
+           topic3 = 0, topic3_len = 0, topic4 = 0, topic4_len = 0,
+           data = 0, data_len = 0, blockNumber = 0, blockNumber_len = 0,
+           transactionHash = 0, transactionHash_len = 0,
+           transactionIndex = 0, transactionIndex_len = 0,
+           blockHash = 0, blockHash_len = 0, logIndex = 0, logIndex_len = 0,
+           removed = false }
+end
+
+-- `at` (from M.new_positions) holding where the values of a message in
+-- geth's exact compact form (fields in geth's order) lie, nil if the text
+-- has any other shape (then cjson decides), or false if it is such a
+-- message for another subscription. Nothing is cut out of the text: each
+-- string made costs an interning lookup and garbage, and a log has a
+-- dozen values. Each position goes into `at` as soon as it is found:
+-- held in locals, a dozen values lived across every libc call of the
+-- scan, and LuaJIT failed to assemble the side exits of such traces
+-- (`register coalescing too complex`), again at every pass.
+local function scan_at(s, sub_id, at)
+  local p, n = cast(u8p, s), #s
+  local i = lit(p, n, 0, P_HEAD)
+  local j = hexstr(p, n, i)
+  if not j then return nil end
+  local same = (sub_id ~= nil and j - 1 - i == #sub_id and
+                C.memcmp(p + i, sub_id, #sub_id) == 0)
+  at.address, at.address_len, j =
+    field(p, n, j, ',"result":{"address":"')
+  i = lit(p, n, j, ',"topics":["')
+  if not i then return nil end
+  j = scan_topics(p, n, i, at)
+  at.data, at.data_len, j = field(p, n, j, ',"data":"')
+  at.blockNumber, at.blockNumber_len, j = field(p, n, j, ',"blockNumber":"')
+  at.transactionHash, at.transactionHash_len, j =
+    field(p, n, j, ',"transactionHash":"')
+  at.transactionIndex, at.transactionIndex_len, j =
+    field(p, n, j, ',"transactionIndex":"')
+  at.blockHash, at.blockHash_len, j = field(p, n, j, ',"blockHash":"')
+  at.logIndex, at.logIndex_len, j = field(p, n, j, ',"logIndex":"')
+  if lit(p, n, j, ',"removed":false}}}') == n then at.removed = false
+  elseif lit(p, n, j, ',"removed":true}}}') == n then at.removed = true
+  else return nil end
+  if not same then return false end
+  return at
+end
+
+-- The value at offset o, of length len, cut out of s.
+local function cut(s, o, len) return sub(s, o + 1, o + len) end
 
 -- `into` overwritten with topics t1 .. t4 (nil from the first missing on).
 local function topic_list(into, t1, t2, t3, t4)
@@ -108,61 +199,42 @@ local function topic_list(into, t1, t2, t3, t4)
   return into
 end
 
--- A log has at most four topics. Straight-line code rather than a loop:
--- a loop of one to four turns would split every trace through scan().
-local function scan_topics(s, p, n, i, into)
-  local t1, t2, t3, t4, more
-  t1, i, more = topic(s, p, n, i)
-  if not t1 then return nil end
-  if not more then return into and topic_list(into, t1) or { t1 }, i end
-  t2, i, more = topic(s, p, n, i)
-  if not t2 then return nil end
-  if not more then return into and topic_list(into, t1, t2) or { t1, t2 }, i end
-  t3, i, more = topic(s, p, n, i)
-  if not t3 then return nil end
-  if not more then
-    return into and topic_list(into, t1, t2, t3) or { t1, t2, t3 }, i
-  end
-  t4, i, more = topic(s, p, n, i)
-  if not t4 or more then return nil end
-  return into and topic_list(into, t1, t2, t3, t4) or { t1, t2, t3, t4 }, i
+local function topic_strings(s, at, into)
+  local n = at.topics
+  into = into or {}
+  return topic_list(into, cut(s, at.topic1, at.topic1_len),
+                    n >= 2 and cut(s, at.topic2, at.topic2_len) or nil,
+                    n >= 3 and cut(s, at.topic3, at.topic3_len) or nil,
+                    n >= 4 and cut(s, at.topic4, at.topic4_len) or nil)
 end
 
-local P_HEAD = '{"jsonrpc":"2.0","method":"eth_subscription",' ..
-               '"params":{"subscription":"'
-
--- The view of a message in geth's exact compact form (fields in geth's
--- order), nil if the text has any other shape (then cjson decides), or
--- false if it is such a message for another subscription. With `into`
--- (a view scan() returned before), that view and its topics are
--- overwritten instead of made anew. Each field goes into the view as soon
--- as it is cut: held in locals, a dozen values lived across every libc
--- call of the scan, and LuaJIT failed to assemble the side exits of such
--- traces (`register coalescing too complex`), again at every pass.
-local function scan(s, sub_id, into)
-  local p, n = cast(u8p, s), #s
-  local i = lit(p, n, 0, P_HEAD)
-  local j = hexstr(p, n, i)
-  if not j then return nil end
-  local same = (sub_id ~= nil and j - 1 - i == #sub_id and
-                C.memcmp(p + i, sub_id, #sub_id) == 0)
+--- The view (M.envelope) of a message whose positions scan_at() found:
+--- its values cut out of s. With `into` (a view made before), that view
+--- and its topics are overwritten instead of made anew.
+function M.view_at(s, at, into)
   local v = into or M.new_view()
-  v.address, j = field(s, p, n, j, ',"result":{"address":"')
-  i = lit(p, n, j, ',"topics":["')
-  if not i then return nil end
-  v.topics, j = scan_topics(s, p, n, i, v.topics)
-  v.data, j = field(s, p, n, j, ',"data":"')
-  v.blockNumber, j = field(s, p, n, j, ',"blockNumber":"')
-  v.transactionHash, j = field(s, p, n, j, ',"transactionHash":"')
-  v.transactionIndex, j = field(s, p, n, j, ',"transactionIndex":"')
-  v.blockHash, j = field(s, p, n, j, ',"blockHash":"')
-  v.logIndex, j = field(s, p, n, j, ',"logIndex":"')
-  if lit(p, n, j, ',"removed":false}}}') == n then v.removed = false
-  elseif lit(p, n, j, ',"removed":true}}}') == n then v.removed = true
-  else return nil end
-  if not same then return false end
-  v.canonical = true
+  v.address = cut(s, at.address, at.address_len)
+  v.topics = topic_strings(s, at, v.topics)
+  v.data = cut(s, at.data, at.data_len)
+  v.blockNumber = cut(s, at.blockNumber, at.blockNumber_len)
+  v.transactionHash = cut(s, at.transactionHash, at.transactionHash_len)
+  v.transactionIndex = cut(s, at.transactionIndex, at.transactionIndex_len)
+  v.blockHash = cut(s, at.blockHash, at.blockHash_len)
+  v.logIndex = cut(s, at.logIndex, at.logIndex_len)
+  v.removed, v.canonical = at.removed, true
   return v
+end
+
+-- Scratch positions of scan() (the string route).
+local AT
+
+-- The view of a message in geth's layout, nil or false as scan_at()
+-- says; `into` as for M.view_at().
+local function scan(s, sub_id, into)
+  AT = AT or M.new_positions()
+  local at = scan_at(s, sub_id, AT)
+  if not at then return at end
+  return M.view_at(s, at, into)
 end
 
 --- Rules 1 and 2 ------------------------------------------------------------
@@ -203,14 +275,25 @@ M.fast_scan = true
 --- which spares a flood two tables per log; other text gets a new view.
 --- The caller must be done with what the view held before.
 function M.envelope(text, sub_id, into)
+  AT = AT or M.new_positions()
+  local r, reason = M.envelope_at(text, sub_id, AT, 3)
+  if r == AT then return M.view_at(text, AT, into) end
+  return r, reason
+end
+
+--- As M.envelope, but a message in geth's compact form is not cut into a
+--- view: `at` (from M.new_positions) is filled with where its values lie
+--- in `text` and returned, for M.decode_at. Any other text gets what
+--- M.envelope gives (a new view, or nil, reason).
+function M.envelope_at(text, sub_id, at, level)
   if sub_id ~= nil and type(sub_id) ~= "string" then
-    error("bandit.abi.envelope: sub_id must be a string or nil", 2)
+    error("bandit.abi.envelope: sub_id must be a string or nil", level or 2)
   end
   if type(text) ~= "string" then return nil, M.MALFORMED_JSON end
   if M.fast_scan then
-    local view = scan(text, sub_id, into)
-    if view then return view end
-    if view == false then return nil, M.FOREIGN_MESSAGE end
+    local r = scan_at(text, sub_id, at)
+    if r then return r end
+    if r == false then return nil, M.FOREIGN_MESSAGE end
   end
   return envelope_slow(text, sub_id)
 end
@@ -344,11 +427,14 @@ local function address(k)
   return function(ev) return eip55.checksum(sub(ev.topics[k], 27)) end
 end
 
-local function tick(ev)
-  local s, v = ev.data, 0
-  for k = W5 + 58, W5 + 63 do v = v * 16 + HEXV[byte(s, k)] end
+-- The int24 in the last six digits of the word at s[i].
+local function tick_at(s, i)
+  local v = 0
+  for k = i + 58, i + 63 do v = v * 16 + HEXV[byte(s, k)] end
   return v >= 0x800000 and v - 0x1000000 or v
 end
+
+local function tick(ev) return tick_at(ev.data, W5) end
 
 local LAZY = {
   v2_sync = { reserve0 = dec(W1), reserve1 = dec(W2) },
@@ -394,13 +480,14 @@ end
 
 -- Value ranges of the typed words: a uint112 reserve with high bits set,
 -- say, does not have the layout of its event.
+-- The words of data d start at d[o + W1] (o = 0 for a data string).
 local RANGES = {
-  v2_sync = function(d) return fits_unsigned(d, W1, 112) and
-                               fits_unsigned(d, W2, 112) end,
+  v2_sync = function(d, o) return fits_unsigned(d, o + W1, 112) and
+                                  fits_unsigned(d, o + W2, 112) end,
   v2_swap = function() return true end,
-  v3_swap = function(d) return fits_unsigned(d, W3, 160) and
-                               fits_unsigned(d, W4, 128) and
-                               is_int24(d, W5) end,
+  v3_swap = function(d, o) return fits_unsigned(d, o + W3, 160) and
+                                  fits_unsigned(d, o + W4, 128) and
+                                  is_int24(d, o + W5) end,
 }
 
 local function layout_ok(layout, pool, topics, d)
@@ -411,7 +498,7 @@ local function layout_ok(layout, pool, topics, d)
                                  is_topic_address(topics[3])) then
     return false
   end
-  return d and #d == 2 + 64 * layout.words and RANGES[layout.kind](d)
+  return d and #d == 2 + 64 * layout.words and RANGES[layout.kind](d, 0)
 end
 
 --- The decoded event of an accepted log, or nil, reason (unknown_topic,
@@ -459,6 +546,114 @@ function M.decode(view, registry, into)
     line = nil, price = nil, retracted = nil,
     older = nil, newer = nil, prev_tx = nil, next_tx = nil,
   }, EVENT_MT[layout.kind])
+end
+
+--- Rules 4–7 on positions -------------------------------------------------
+
+-- A message in geth's layout is decoded where it lies (M.envelope_at):
+-- the same rules as M.decode, read from the text's bytes, so that a log
+-- makes no string of its own.
+
+local u32p = ffi.typeof("const uint32_t *")
+
+-- Topic0s by their first four digits, each checked whole once found.
+local TOPIC_BY_HEAD = {}
+for t in pairs(LAYOUT) do TOPIC_BY_HEAD[cast(u32p, cast(u8p, t) + 2)[0]] = t end
+
+--- The layout (M.LAYOUT) of the log whose topics lie at `at` in s, or nil.
+function M.layout_at(s, at)
+  if at.topic1_len ~= 66 then return nil end
+  local p = cast(u8p, s) + at.topic1
+  local t = TOPIC_BY_HEAD[cast(u32p, p + 2)[0]]
+  return t and C.memcmp(p, t, 66) == 0 and LAYOUT[t] or nil
+end
+
+-- Registry -> { [address_hash] = pool }: pools found before, checked
+-- against the digits and taken without cutting the address into a string
+-- (whose interning walks the string table). A registry answers the same
+-- pool for an address for its life (bandit.registry does); a discovered
+-- pool is made for the kind of one log, so it is not kept.
+local KNOWN = setmetatable({}, { __mode = "k" })
+
+-- Any mix of the 40 digits of the address at p[o]: a miss costs only the
+-- slow lookup.
+local function address_hash(p, o)
+  return bxor(cast(u32p, p + o + 2)[0], rol(cast(u32p, p + o + 22)[0], 11),
+              rol(cast(u32p, p + o + 38)[0], 22))
+end
+
+local function pool_at(registry, s, o, len)
+  local known = KNOWN[registry]
+  if not known then
+    known = {}
+    KNOWN[registry] = known
+  end
+  local p = cast(u8p, s)
+  local h = len == 42 and address_hash(p, o)
+  local pool = h and known[h]
+  if pool and C.memcmp(p + o, pool.key, 42) == 0 then return pool end
+  local addr = sub(s, o + 1, o + len)
+  pool = registry:pool(addr)
+  if h and pool and not pool.discovered and pool.key == addr then
+    known[h] = pool
+  end
+  return pool
+end
+
+-- A quantity as quantity() reads it, from its digits at s[o].
+local function quantity_at(s, o, len)
+  return len >= 3 and (len <= 15 and
+    tonumber(C.strtoull(cast(cp, s) + o, nil, 16)) or
+    big_quantity(sub(s, o + 1, o + len))) or nil
+end
+
+local function topic_address_at(s, o, len)
+  return len == 66 and fits_unsigned(s, o + 3, 160)
+end
+
+local function layout_ok_at(layout, pool, s, at)
+  if pool.kind ~= layout.pool_kind or at.topics ~= layout.topics then
+    return false
+  end
+  if layout.topics == 3 and not
+     (topic_address_at(s, at.topic2, at.topic2_len) and
+      topic_address_at(s, at.topic3, at.topic3_len)) then
+    return false
+  end
+  return at.data_len == 2 + 64 * layout.words and
+    RANGES[layout.kind](s, at.data)
+end
+
+--- M.decode for a message M.envelope_at found in geth's layout: `into`
+--- (a table the caller reuses) gets kind, pool, block, txIndex, logIndex
+--- as M.decode gives them, and tick (false but for a v3_swap), and is
+--- returned; the
+--- other values stay where `at` says in s (wire.fill_sync_at). Or nil,
+--- reason, exactly as M.decode would decide. `at` must not be a removed
+--- log; `registry` must answer the same pool for an address for its life.
+function M.decode_at(s, at, registry, into)
+  local layout = M.layout_at(s, at)
+  if not layout then return nil, M.UNKNOWN_TOPIC end
+  local pool = pool_at(registry, s, at.address, at.address_len)
+  if not pool then return nil, M.UNKNOWN_POOL end
+  if not layout_ok_at(layout, pool, s, at) then return nil, M.BAD_DATA end
+  local block = quantity_at(s, at.blockNumber, at.blockNumber_len)
+  local txi = quantity_at(s, at.transactionIndex, at.transactionIndex_len)
+  local li = quantity_at(s, at.logIndex, at.logIndex_len)
+  if not (block and txi and li and at.blockHash_len == 66 and
+          at.transactionHash_len == 66) then
+    return nil, M.BAD_DATA
+  end
+  into.kind, into.pool = layout.kind, pool
+  into.block, into.txIndex, into.logIndex = block, txi, li
+  into.tick = layout.kind == "v3_swap" and tick_at(s, at.data + W5) or false
+  return into
+end
+
+--- The block and transaction hashes of a log M.decode_at accepted, as
+--- M.decode gives them.
+function M.hashes_at(s, at)
+  return cut(s, at.blockHash, 66), cut(s, at.transactionHash, 66)
 end
 
 --- Events between services ----------------------------------------------------

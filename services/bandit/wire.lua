@@ -181,60 +181,89 @@ end
 local W = {}
 for k = 1, 5 do W[k] = 3 + 64 * (k - 1) end
 
+-- The hex the fields are filled from: block hash, transaction hash and
+-- data each in a string, at a 1-based position (the first digit of a
+-- hash, or d such that word k starts at ds[d + W[k]]); either the
+-- decoded event's own strings or the message text they lie in.
+
 -- Position fields shared by every log message.
-local function put_position(m, ev, line, arrival)
+local function put_position(m, ev, line, arrival, bs, b, ts, t)
   m.block, m.tx_index, m.log_index = ev.block, ev.txIndex, ev.logIndex
   m.ws_seq, m.arrival_ns = line, arrival
   DST[0] = cast(u8p, m.block_hash)
-  hex_to_dst(ev.blockHash, 3, 32)
+  hex_to_dst(bs, b, 32)
   DST[0] = cast(u8p, m.tx_hash)
-  hex_to_dst(ev.txHash, 3, 32)
+  hex_to_dst(ts, t, 32)
   DST[0] = cast(u8p, m.pool)
   hex_to_dst(ev.pool.key, 3, 20)
+end
+
+local function sync(m, ev, line, arrival, bs, b, ts, t, ds, d)
+  put_position(m, ev, line, arrival, bs, b, ts, t)
+  m.kind = 1
+  DST[0] = cast(u8p, m.reserve0)
+  word_to_dst(ds, d + W[1])
+  DST[0] = cast(u8p, m.reserve1)
+  word_to_dst(ds, d + W[2])
 end
 
 --- Fills a zeroed PoolStateUpdate from a decoded v2_sync. Positions must
 --- fit u64 (M.positions_fit).
 function M.fill_sync(m, ev, line, arrival)
-  put_position(m, ev, line, arrival)
-  m.kind = 1
-  local d = ev.data
-  DST[0] = cast(u8p, m.reserve0)
-  word_to_dst(d, W[1])
-  DST[0] = cast(u8p, m.reserve1)
-  word_to_dst(d, W[2])
+  sync(m, ev, line, arrival, ev.blockHash, 3, ev.txHash, 3, ev.data, 0)
 end
 
--- The first four 32-byte words of d into fields a, b, c and e of m (the
--- field names are constants where this is inlined).
-local function four_words(m, d, a, b, c, e)
+--- M.fill_sync for a log abi.decode_at decoded into ev, whose hex lies
+--- in s where `at` says.
+function M.fill_sync_at(m, s, at, ev, line, arrival)
+  sync(m, ev, line, arrival, s, at.blockHash + 3, s, at.transactionHash + 3,
+       s, at.data)
+end
+
+-- The first four 32-byte words of ds (at d, as above) into fields a, b,
+-- c and e of m (the field names are constants where this is inlined).
+local function four_words(m, ds, d, a, b, c, e)
   DST[0] = cast(u8p, m[a])
-  word_to_dst(d, W[1])
+  word_to_dst(ds, d + W[1])
   DST[0] = cast(u8p, m[b])
-  word_to_dst(d, W[2])
+  word_to_dst(ds, d + W[2])
   DST[0] = cast(u8p, m[c])
-  word_to_dst(d, W[3])
+  word_to_dst(ds, d + W[3])
   DST[0] = cast(u8p, m[e])
-  word_to_dst(d, W[4])
+  word_to_dst(ds, d + W[4])
+end
+
+-- Address topics: the address is the last 20 of 32 bytes, at the 1-based
+-- positions s2 and s3 of strings t2 and t3.
+local function swap(m, ev, line, arrival, bs, b, ts, t, ds, d, t2, s2, t3, s3)
+  put_position(m, ev, line, arrival, bs, b, ts, t)
+  DST[0] = cast(u8p, m.sender)
+  hex_to_dst(t2, s2, 20)
+  DST[0] = cast(u8p, m.recipient)
+  hex_to_dst(t3, s3, 20)
+  if ev.kind == "v2_swap" then
+    m.kind = 2
+    four_words(m, ds, d, "amount0_in", "amount1_in", "amount0_out",
+               "amount1_out")
+    return
+  end
+  m.kind = 3
+  four_words(m, ds, d, "amount0", "amount1", "sqrt_price_x96", "liquidity")
+  m.tick = ev.tick
 end
 
 --- Fills a zeroed SwapEvent from a decoded v2_swap or v3_swap.
 function M.fill_swap(m, ev, line, arrival)
-  put_position(m, ev, line, arrival)
-  local d, t = ev.data, ev.topics
-  -- Address topics: the address is the last 20 of 32 bytes.
-  DST[0] = cast(u8p, m.sender)
-  hex_to_dst(t[2], 27, 20)
-  DST[0] = cast(u8p, m.recipient)
-  hex_to_dst(t[3], 27, 20)
-  if ev.kind == "v2_swap" then
-    m.kind = 2
-    four_words(m, d, "amount0_in", "amount1_in", "amount0_out", "amount1_out")
-    return
-  end
-  m.kind = 3
-  four_words(m, d, "amount0", "amount1", "sqrt_price_x96", "liquidity")
-  m.tick = ev.tick
+  local t = ev.topics
+  swap(m, ev, line, arrival, ev.blockHash, 3, ev.txHash, 3, ev.data, 0,
+       t[2], 27, t[3], 27)
+end
+
+--- M.fill_swap for a log abi.decode_at decoded into ev, whose hex lies
+--- in s where `at` says.
+function M.fill_swap_at(m, s, at, ev, line, arrival)
+  swap(m, ev, line, arrival, s, at.blockHash + 3, s, at.transactionHash + 3,
+       s, at.data, s, at.topic2 + 27, s, at.topic3 + 27)
 end
 
 --- Converts an event's positions for the u64 fields in place; false when

@@ -127,6 +127,41 @@ describe("PolygonAdapter", function()
                 out.skipped[1].data)
   end)
 
+  it("emits the same messages for a log in geth's layout and in any other",
+     function()
+    local logs = {
+      H.sync(pos(), V2, MAX112, "0"),
+      H.v2swap(pos { li = 6 }, V2, "0", "1717378049", "3308079319632838650880",
+               "0", H.addr("router"), H.addr("eoa")),
+      H.v3swap(pos { li = 7 }, V3, MIN256, "25", MAX160, MAX128, -282874,
+               H.addr("r3"), H.addr("e3")),
+      (H.sync(pos { li = 8 }, V2, "1", "2"):gsub('"blockNumber":"0x7"',
+        '"blockNumber":"0xffffffffffffffff"')),
+    }
+    -- Spaces after the commas: the cjson route.
+    local spaced = {}
+    for i, l in ipairs(logs) do spaced[i] = (l:gsub(",", ", ")) end
+    local a = run { H.reply(SUB), unpack(logs) }
+    local b = run { H.reply(SUB), unpack(spaced) }
+    assert.equal(#logs, #a.logs)
+    assert.equal(#logs, #b.logs)
+    for i = 1, #logs do
+      a.logs[i].data.arrival_ns, b.logs[i].data.arrival_ns = nil, nil
+      assert.same(a.logs[i].data, b.logs[i].data)
+    end
+  end)
+
+  it("learns an unlisted pool's kind from each log (opts.discover)", function()
+    local x = H.addr("unlisted")
+    local out = run({ H.reply(SUB), H.sync(pos(), x, "1", "2"),
+                      H.v3swap(pos { li = 6 }, x, "-1", "2", 2 ^ 96, 1, 5),
+                      H.sync(pos { li = 7 }, x, "3", "4") },
+                    { discover = true })
+    assert.equal(0, #out.skipped)
+    assert.same({ 1, 3, 1 }, { out.logs[1].data.kind, out.logs[2].data.kind,
+                               out.logs[3].data.kind })
+  end)
+
   it("turns a removed log into a LogRetraction naming the log", function()
     local text = H.v3swap(pos { li = 9 }, V3, "-1", "1", "1", "1", 1)
     local out = run { H.reply(SUB), text, H.removed(text) }

@@ -29,6 +29,9 @@ local null = json.null
 
 local M = { null = null }
 
+--- The `why` of on_invalid for text that is not JSON at all.
+M.MALFORMED = "malformed JSON"
+
 local Rpc = {}
 Rpc.__index = Rpc
 local Sub = {}
@@ -214,7 +217,7 @@ function Rpc:_message(text)
   end
   local ok, msg = pcall(json.decode, text)
   if not ok or type(msg) ~= "table" then
-    return self:_invalid(text, ok and "not a JSON object" or "malformed JSON")
+    return self:_invalid(text, ok and "not a JSON object" or M.MALFORMED)
   end
   local id = msg.id
   if id ~= nil and id ~= null and (msg.result ~= nil or msg.error ~= nil) then

@@ -105,6 +105,27 @@ describe("mycelium.net.jsonrpc", function()
     for i, line in ipairs(expect) do assert.are.equal(line, notes[i].result) end
   end)
 
+  it("hands raw subscribers only their own notifications", function()
+    -- Ids that begin with ours or name it later are other subscriptions.
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    local note = lines[2]
+    local longer = note:gsub(SUB_ID, SUB_ID .. "00", 1)
+    local later = note:gsub('"subscription":"' .. SUB_ID .. '"',
+      '"subscription":"0x1","result0":"' .. SUB_ID .. '"', 1)
+    f:write(lines[1], "\n", longer, "\n", later, "\n", note, "\n")
+    f:close()
+    server = proc.spawn(string.format("%s -q --ttl 120 %s", REPLAY, path),
+                        "listening on wss?://127%.0%.0%.1:(%d+)/")
+    local c = client("ws://127.0.0.1:" .. server.ready[1] .. "/",
+                     { subscribe = { "logs", {} }, raw = true })
+    eng = c.eng
+    local _, notes = c.wait("rpc.note", 1)
+    c.wait("rpc.other", 2)
+    os.remove(path)
+    assert.are.same({ note }, { notes[1].result, notes[2] })
+  end)
+
   it("answers eth_call with ABI-encoded token0, symbol and decimals", function()
     server = replay()
     local c = client("ws://127.0.0.1:" .. server.ready[1] .. "/")

@@ -330,10 +330,8 @@ describe("bandit.abi", function()
       for _, l in ipairs(lines) do same_outcome(l, SUB, REG) end
     end)
 
-    -- The adapter scans every message into one view and decodes every
-    -- log into one event (abi.envelope's and abi.decode's `into`): each
-    -- outcome must be what fresh tables give, whatever came before.
-    it("gives into reused tables what it gives into fresh ones", function()
+    -- Lines of every kind, each route and outcome, and the samples.
+    local function mixed_lines()
       local big = sync_with("blockNumber", '"0x20000000000001"')
       local lines = {
         H.v3swap(POS, V3, -5, 5, 2 ^ 96, 1, -887272),
@@ -360,12 +358,21 @@ describe("bandit.abi", function()
         "{",
       }
       for i = 2, #samples do lines[#lines + 1] = samples[i] end
-      local function subscription(l)
-        return l:find(sample_sub, 1, true) and sample_sub or SUB
-      end
-      local function reg_of(l)
-        return l:find(sample_sub, 1, true) and sample_reg or REG
-      end
+      return lines
+    end
+
+    local function subscription(l)
+      return l:find(sample_sub, 1, true) and sample_sub or SUB
+    end
+    local function reg_of(l)
+      return l:find(sample_sub, 1, true) and sample_reg or REG
+    end
+
+    -- The adapter scans every message into one view and decodes every
+    -- log into one event (abi.envelope's and abi.decode's `into`): each
+    -- outcome must be what fresh tables give, whatever came before.
+    it("gives into reused tables what it gives into fresh ones", function()
+      local lines = mixed_lines()
       local view, ev = abi.new_view(), abi.new_event()
       -- Twice, the second time backwards: every line after every kind.
       for pass = 1, 2 do
@@ -404,6 +411,95 @@ describe("bandit.abi", function()
           end
         end
       end
+    end)
+
+    -- The adapter decodes a log in geth's layout where it lies in the
+    -- text (abi.envelope_at, abi.decode_at): each outcome must be what
+    -- abi.envelope and abi.decode give, whatever came before.
+    it("decodes a log where it lies in the text as from its view", function()
+      local lines = mixed_lines()
+      local at, ev = abi.new_positions(), {}
+      local positional = 0
+      for pass = 1, 2 do
+        for k = 1, #lines do
+          local l = lines[pass == 1 and k or #lines + 1 - k]
+          local sub_id, reg = subscription(l), reg_of(l)
+          local view, why = abi.envelope(l, sub_id)
+          local got, got_why = abi.envelope_at(l, sub_id, at)
+          assert.equal(why, got_why)
+          assert.equal(view == nil, got == nil)
+          if got == at then
+            positional = positional + 1
+            local v = abi.view_at(l, at)
+            assert.same(view, v)
+            if not v.removed then
+              local a, ra = abi.decode(view, reg)
+              local b, rb = abi.decode_at(l, at, reg, ev)
+              assert.equal(ra, rb)
+              assert.equal(a == nil, b == nil)
+              if a then
+                assert.equal(ev, b)
+                for _, f in ipairs { "kind", "pool", "block", "txIndex",
+                                     "logIndex" } do
+                  assert.equal(a[f], b[f], f)
+                end
+                assert.equal(a.kind == "v3_swap" and a.tick, b.tick)
+                assert.same({ a.blockHash, a.txHash }, { abi.hashes_at(l, at) })
+              end
+            end
+          elseif got then
+            assert.same(view, got)      -- the cjson route's view
+          end
+        end
+      end
+      assert.is_true(positional >= 100)
+    end)
+
+    it("cuts no string out of a log it decodes where it lies", function()
+      -- A copy of the module that counts string.sub calls.
+      local real, cuts = string.sub, 0
+      package.loaded["bandit.abi"] = nil
+      string.sub = function(...) cuts = cuts + 1 return real(...) end
+      local ok, counted = pcall(require, "bandit.abi")
+      string.sub = real
+      package.loaded["bandit.abi"] = abi
+      assert(ok, counted)
+      local lines = { H.sync(POS, V2, 10, 20), H.v2swap(POS, V2, 1, 0, 0, 1),
+                      H.v3swap(POS, V3, -5, 5, 2 ^ 96, 1, -887272) }
+      local at, ev = counted.new_positions(), {}
+      for pass = 1, 2 do
+        -- The first time, each pool is looked up by its address.
+        if pass == 2 then cuts = 0 end
+        for _, l in ipairs(lines) do
+          assert.equal(at, counted.envelope_at(l, SUB, at))
+          assert(counted.decode_at(l, at, REG, ev))
+        end
+      end
+      assert.equal(0, cuts)
+    end)
+
+    it("takes a pool it found before only for the same address", function()
+      -- Addresses alike in the digits the pool cache hashes: only the
+      -- comparison of all 40 tells them apart.
+      local other = V2:sub(1, 12) .. (V2:sub(13, 13) == "0" and "1" or "0") ..
+        V2:sub(14)
+      local at, ev = abi.new_positions(), {}
+      local function decode(l)
+        local got = abi.envelope_at(l, SUB, at)
+        assert.equal(at, got)
+        return abi.decode_at(l, at, REG, ev)
+      end
+      assert.equal(REG:pool(V2), decode(H.sync(POS, V2, 1, 2)).pool)
+      assert.same({ nil, abi.UNKNOWN_POOL },
+                  { decode(H.sync(POS, other, 1, 2)) })
+      -- Another registry answers for itself.
+      local reg2 = H.registry({
+        { "pool:v2:AAA/BBB", "sushiswap", "v2", "AAA", "BBB", 3000 },
+      }, { { "AAA", 8 }, { "BBB", 18 } })
+      local l = H.sync(POS, V2, 1, 2)
+      local got = abi.envelope_at(l, SUB, at)
+      assert.equal(reg2:pool(V2), abi.decode_at(l, got, reg2, ev).pool)
+      assert.are_not.equal(REG:pool(V2), reg2:pool(V2))
     end)
 
     it("decodes into an event in a trace that returns to its caller", function()

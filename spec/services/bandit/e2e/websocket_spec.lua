@@ -102,6 +102,25 @@ describe("Bandit over WebSocket", function()
     assert.equal(0, out.code)
   end)
 
+  it("skips malformed text jsonrpc cannot route as the topic source does",
+     function()
+    -- Line 19 of the sample is cut short after its subscription id, so it
+    -- reaches the adapter as a notification; cut before it, it reaches
+    -- the adapter as text jsonrpc found malformed. Same files.
+    local dir = H.tmpdir()
+    local lines = H.lines(H.DATA .. "sample_capture.jsonl")
+    lines[19] = '{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscr'
+    local capture = dir .. "/capture.jsonl"
+    local f = assert(io.open(capture, "wb"))
+    f:write(table.concat(lines, "\n"), "\n")
+    f:close()
+    server = replay(capture)
+    local out = run(server, capture)
+    H.rmdir(dir)
+    assert.equal(0, out.errors)
+    same_files(H.DATA .. "sample_expected_", out)
+  end)
+
   it("resubscribes after the server drops the connection, losing and doubling nothing",
      function()
     server = replay(H.DATA .. "sample_capture.jsonl", "--drop-after 20 --drops 2")
