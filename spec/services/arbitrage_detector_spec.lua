@@ -184,6 +184,60 @@ describe("ArbitrageDetector", function()
     eng:close()
   end)
 
+  -- The detector keys its logs by a number made from the tx hash's
+  -- first bytes: a retraction must tell apart, by the full bytes, logs
+  -- of one tx, of another tx with the same first bytes, and of the same
+  -- tx in another block.
+  local T = H.hash("tx")
+  local T2 = T:sub(1, 34) .. H.hash("other"):sub(35) -- same first 16 bytes
+  local B, B2 = H.hash("bk"), H.hash("bk2")
+  local function kin()
+    return { a = H.sync(pos(2, { tx = T, bh = B }), SA, E18, "1001000000"),
+             b = H.sync(pos(3, { tx = T, bh = B }), SA, E18, "1002000000"),
+             c = H.sync(pos(2, { tx = T2, bh = B }), SA, E18, "1003000000"),
+             d = H.sync(pos(2, { tx = T, bh = B2 }), SA, E18, "1004000000"),
+             x = H.sync(pos(3, { tx = T2, bh = B }), SA, E18, "1") }
+  end
+  local function skips(c)
+    local out = {}
+    for i, m in ipairs(c.skipped:messages()) do
+      out[i] = { m.data.line, m.data.reason, m.data.retracts_line }
+    end
+    return out
+  end
+
+  it("retracts exactly the removed log among logs sharing its tx hash's first bytes",
+     function()
+    local eng, c = engine()
+    local k = kin()
+    -- Lines: 2 sync, 3 a, 4 b, 5 c, 6 d, then the removals from 7.
+    H.feed(eng, { H.reply(SUB), H.sync(pos(1), QA, E18, E6), k.a, k.b, k.c,
+                  k.d, H.removed(k.a), H.removed(k.x), H.removed(k.c),
+                  H.removed(k.d), H.removed(k.b), H.removed(k.a) })
+    assert.same({ { 7, "retraction", 3 }, { 8, "removed_unmatched" },
+                  { 9, "retraction", 5 }, { 10, "retraction", 6 },
+                  { 11, "retraction", 4 }, { 12, "removed_unmatched" } },
+                skips(c))
+    local e = c.ends:messages()[1].data
+    assert.equal(4, e.retracted)
+    assert.is_false(e.pools[H.checksum(SA)].price) -- every sa log retracted
+    eng:close()
+  end)
+
+  it("retracts a log of a shared key after its chain's oldest left the window",
+     function()
+    local eng, c = engine { reorg_window = 3 }
+    local k = kin()
+    -- Lines: 2 a, 3 b, 4 c, 5 d (a leaves the window), then the removals.
+    H.feed(eng, { H.reply(SUB), k.a, k.b, k.c, k.d, H.removed(k.a),
+                  H.removed(k.b), H.removed(k.d), H.removed(k.c),
+                  H.removed(k.x) })
+    assert.same({ { 6, "removed_unmatched" }, { 7, "retraction", 3 },
+                  { 8, "retraction", 5 }, { 9, "retraction", 4 },
+                  { 10, "removed_unmatched" } }, skips(c))
+    eng:close()
+  end)
+
   it("forgets logs beyond its reorg window", function()
     local eng, c = engine { reorg_window = 2 }
     local first = H.sync(pos(1), QA, E18, E6)
