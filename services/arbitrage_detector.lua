@@ -35,8 +35,6 @@ local now_ns, qty = wire.now_ns, wire.qty
 -- and from then on every trace through a call of it aborts.
 local MAX53 = 9007199254740992ULL
 local KIND_CODE = wire.KIND_CODE
-local u32p = ffi.typeof("const uint32_t *")
-local band = bit.band
 
 -- A position (number, or decimal string above 2^53) for a u64 field.
 local function u64(v)
@@ -56,24 +54,6 @@ local Registry = {}
 Registry.__index = Registry
 function Registry:venues(pair_key) return self.venues_by_pair[pair_key] or {} end
 function Registry:pool(raw) return self.by_raw[raw] end
-
--- A log's pool is found by a number from its address's last 53 bits
--- (vanity addresses share leading zeros, not trailing bytes), read in
--- place, and the address's five words: no string interned per log.
--- Pools whose keys collide are chained through p.next_key.
-local function pool_key(w)
-  return w[3] + band(w[4], 0x1FFFFF) * 4294967296
-end
-
-local function pool_at(reg, addr)
-  local w = cast(u32p, addr)
-  local p = reg.by_key[pool_key(w)]
-  while p and (p.w0 ~= w[0] or p.w1 ~= w[1] or p.w2 ~= w[2] or p.w3 ~= w[3]
-               or p.w4 ~= w[4]) do
-    p = p.next_key
-  end
-  return p
-end
 
 local function on_pool(_, msg)
   local m = msg.data
@@ -99,10 +79,6 @@ local function on_pool(_, msg)
     pair_key = lower(token0) .. "/" .. lower(token1),
   }
   reg.by_raw[raw] = p
-  local w = cast(u32p, m.pool)
-  p.w0, p.w1, p.w2, p.w3, p.w4 = w[0], w[1], w[2], w[3], w[4]
-  local k = pool_key(w)
-  p.next_key, reg.by_key[k] = reg.by_key[k], p
   reg.pools[#reg.pools + 1] = p
   local v = reg.venues_by_pair[p.pair_key]
   if not v then v = {} reg.venues_by_pair[p.pair_key] = v end
@@ -241,6 +217,8 @@ end
 -- a tenth of the detector's time. Logs whose keys collide share a chain;
 -- same() tells them apart by the full bytes.
 local BH_AT, TH_AT = 68, 100
+local u32p = ffi.typeof("const uint32_t *")
+local band = bit.band
 
 local function tx_key(p)
   local w = cast(u32p, p)
@@ -300,7 +278,7 @@ local function on_log(ctx, msg, Ty, kinds)
   local w = m.ws_seq
   local line = w <= MAX53 and tonumber(w) or qty(w)
   local arrival = tonumber(m.arrival_ns)
-  local pool = pool_at(S.reg, m.pool)
+  local pool = S.reg.by_raw[fstring(m.pool, 20)]
   local kind = kinds[m.kind]
   if not pool or not kind then
     -- MetadataService publishes a PoolMeta first; this is a producer bug.
@@ -399,8 +377,8 @@ local MAXMCODE = 4096
 function M.init(ctx, opts)
   wire.gc_pause(ctx, opts)
   jit.opt.start("maxmcode=" .. MAXMCODE)
-  local reg = setmetatable({ by_raw = {}, by_key = {}, pools = {},
-                             venues_by_pair = {} }, Registry)
+  local reg = setmetatable({ by_raw = {}, pools = {}, venues_by_pair = {} },
+                           Registry)
   -- Only the newest accepted logs can be retracted: reorgs drop recent
   -- blocks (tens on Polygon at worst), and 10 000 logs of tracked pools
   -- are a hundred blocks even at a hundred per block. Unbounded history
