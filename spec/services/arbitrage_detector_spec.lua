@@ -318,6 +318,42 @@ describe("ArbitrageDetector", function()
     eng:close()
   end)
 
+  it("tells apart pools whose addresses end in the same eight bytes", function()
+    -- The detector keys pools by their address's last bytes; a log must
+    -- still reach its own pool, and a third address of the same ending
+    -- without PoolMeta none.
+    local eng, c = engine()
+    local tail = ("ab"):rep(8)
+    local P1, P2, P3 = "0x" .. ("11"):rep(12) .. tail,
+      "0x" .. ("22"):rep(12) .. tail, "0x" .. ("33"):rep(12) .. tail
+    for i, p in ipairs { P1, P2 } do
+      assert(eng:publish("bandit.pool", eng:new("PoolMeta", {
+        pool = p, token0 = H.addr("token:WWW"), token1 = H.addr("token:UUU"),
+        fee_ppm = 3000, pool_kind = 2, decimals0 = 18, decimals1 = 6,
+        dex = "dex" .. i, pair = "WWW/UUU", label = "p" .. i })))
+    end
+    local function sync(line, p, r1)
+      assert(eng:publish("bandit.enriched.state", eng:new("PoolStateUpdate", {
+        block = 5, ws_seq = line, log_index = line, kind = 1, pool = p,
+        reserve0 = E18, reserve1 = r1 })))
+    end
+    sync(1, P1, E6)
+    sync(2, P2, "1010000000")
+    sync(3, P3, "1")
+    eng:run()
+    local a = c.applied:messages()
+    assert.equal(2, #a)
+    assert.equal(H.checksum(P1), a[1].data.pool)
+    assert.equal(H.checksum(P2), a[2].data.pool)
+    local s = c.signal:messages()
+    assert.equal(1, #s)
+    assert.equal(H.checksum(P1), s[1].data.buy_pool)
+    assert.equal(H.checksum(P2), s[1].data.sell_pool)
+    assert.same({ line = 3, reason = "unenriched", service = "arb" },
+                c.skipped:messages()[1].data)
+    eng:close()
+  end)
+
   it("skips, never raises on, a log of a pool it has no PoolMeta for", function()
     local eng, c = engine()
     local m = eng:new("PoolStateUpdate", { block = 5, ws_seq = 7, kind = 1,
