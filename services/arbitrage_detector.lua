@@ -16,6 +16,7 @@
 -- no price.
 local ffi = require "ffi"
 local jit = require "jit"
+local bit = require "bit"
 local detector = require "bandit.detector"
 local wire = require "bandit.wire"
 local warmup = require "bandit.warmup"
@@ -208,15 +209,47 @@ local function state_field(ev, k)
   return wire.dec(p + STATE_AT[k])
 end
 
+-- A log's identity is its block hash, tx hash and log index, but only a
+-- retraction asks for it: the hashes stay bytes in the log's buffer
+-- (after its state), and the detector indexes the log by a number made
+-- from 53 bits of its tx hash, read in place. Two strings per log cost
+-- an interning lookup each (a hash-chain walk, missing the cache) and,
+-- on a real chain where most hashes are new, 49 bytes of garbage each.
+-- Logs whose keys collide share a chain; same() tells them apart by the
+-- full bytes.
+local BH_AT, TH_AT = 68, 100
+local u32p = ffi.typeof("const uint32_t *")
+local band = bit.band
+
+local function tx_key(p)
+  local w = cast(u32p, p)
+  return w[0] + band(w[1], 0x1FFFFF) * 4294967296
+end
+
+local function same_bytes(a, b, n)
+  for i = 0, n - 1 do
+    if a[i] ~= b[i] then return false end
+  end
+  return true
+end
+
+-- Is ev the log of retraction m (its log index already matched)?
+local function same(ev, m)
+  local p = ev.state
+  return same_bytes(p + BH_AT, m.block_hash, 32)
+    and same_bytes(p + TH_AT, m.tx_hash, 32)
+end
+
 -- A detector event from a PoolStateUpdate or SwapEvent struct, in a log
 -- table the detector no longer needs (detector.spare(); a new one only
 -- while the reorg window fills), so that in steady state an event
--- allocates no table and no state string. Its state is a copy of the
+-- allocates no table and no string. Its state is a copy of the
 -- message's bytes in the table's own buffer: reserve0 and reserve1 (64),
 -- or sqrtPriceX96, liquidity and tick (68), adjacent in both types; a
--- swap's buffer holds nothing of use. At most 15 fields: 16 hash slots,
--- where one more would double the table.
-local STATE = ffi.typeof("uint8_t[68]")
+-- swap's state holds nothing of use; the hashes follow at BH_AT and
+-- TH_AT. ev.txHash is the index key, ev.blockHash is unused (false). At
+-- most 15 fields: 16 hash slots, where one more would double the table.
+local STATE = ffi.typeof("uint8_t[132]")
 local function event(m, kind, pool)
   local ev = S.det:spare()
   if ev == nil then
@@ -225,14 +258,17 @@ local function event(m, kind, pool)
            price = nil, retracted = nil, older = nil, newer = nil,
            prev_tx = nil, next_tx = nil }
   end
-  if kind == "v2_sync" then copy(ev.state, m.reserve0, 64)
-  elseif kind == "v3_swap" then copy(ev.state, m.sqrt_price_x96, 68) end
+  local st = ev.state
+  copy(st + BH_AT, m.block_hash, 32)
+  copy(st + TH_AT, m.tx_hash, 32)
+  if kind == "v2_sync" then copy(st, m.reserve0, 64)
+  elseif kind == "v3_swap" then copy(st, m.sqrt_price_x96, 68) end
   ev.kind, ev.pool = kind, pool
   local b, t, l = m.block, m.tx_index, m.log_index
   ev.block = b <= MAX53 and tonumber(b) or qty(b)
   ev.txIndex = t <= MAX53 and tonumber(t) or qty(t)
   ev.logIndex = l <= MAX53 and tonumber(l) or qty(l)
-  ev.blockHash, ev.txHash = fstring(m.block_hash, 32), fstring(m.tx_hash, 32)
+  ev.txHash = tx_key(m.tx_hash)
   ev.price, ev.retracted, ev.older, ev.newer = nil, nil, nil, nil
   ev.prev_tx, ev.next_tx = nil, nil
   return ev
@@ -264,8 +300,8 @@ local function on_removed(ctx, msg)
   local w, l = m.ws_seq, m.log_index
   local line = w <= MAX53 and tonumber(w) or qty(w)
   local arrival = tonumber(m.arrival_ns)
-  local ev = S.det:find(fstring(m.block_hash, 32), fstring(m.tx_hash, 32),
-                        l <= MAX53 and tonumber(l) or qty(l))
+  local ev = S.det:find(m, tx_key(m.tx_hash),
+                        l <= MAX53 and tonumber(l) or qty(l), same)
   if not ev then return skip(ctx, line, "removed_unmatched") end
   S.retracted = S.retracted + 1
   skip(ctx, line, "retraction", ev.line)

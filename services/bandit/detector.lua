@@ -237,8 +237,11 @@ end
 
 --- The log index --------------------------------------------------------------
 
--- Logs are indexed by transaction hash (an interned string: no key to
--- build), newest first, linked through ev.prev_tx / ev.next_tx.
+-- Logs are indexed by ev.txHash, newest first, linked through
+-- ev.prev_tx / ev.next_tx. The key is the caller's: the hash itself (an
+-- interned string), or a number made from some of its bytes when making
+-- a string per log costs too much (then logs of different transactions
+-- may share a chain, and find() is given a test of the full bytes).
 local function index(self, ev)
   local head = self.by_tx[ev.txHash]
   ev.next_tx = head
@@ -321,8 +324,15 @@ end
 
 --- The accepted, non-retracted log with this identity (lowercase hashes,
 --- numeric logIndex), newest first if it was delivered twice; or nil.
-function Detector:find(bh, th, li)
+--- With same, th is the key the logs were indexed by (ev.txHash) and a
+--- log of logIndex li is the one when same(ev, bh) is true (it compares
+--- whatever the key leaves open: both hashes, when the key is a number).
+function Detector:find(bh, th, li, same)
   local ev = self.by_tx[th]
+  if same then
+    while ev and (ev.logIndex ~= li or not same(ev, bh)) do ev = ev.next_tx end
+    return ev
+  end
   while ev and (ev.logIndex ~= li or ev.blockHash ~= bh) do ev = ev.next_tx end
   return ev
 end

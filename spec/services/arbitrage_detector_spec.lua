@@ -184,6 +184,60 @@ describe("ArbitrageDetector", function()
     eng:close()
   end)
 
+  -- The detector keys its logs by a number made from the tx hash's
+  -- first bytes: a retraction must tell apart, by the full bytes, logs
+  -- of one tx, of another tx with the same first bytes, and of the same
+  -- tx in another block.
+  local T = H.hash("tx")
+  local T2 = T:sub(1, 34) .. H.hash("other"):sub(35) -- same first 16 bytes
+  local B, B2 = H.hash("bk"), H.hash("bk2")
+  local function kin()
+    return { a = H.sync(pos(2, { tx = T, bh = B }), SA, E18, "1001000000"),
+             b = H.sync(pos(3, { tx = T, bh = B }), SA, E18, "1002000000"),
+             c = H.sync(pos(2, { tx = T2, bh = B }), SA, E18, "1003000000"),
+             d = H.sync(pos(2, { tx = T, bh = B2 }), SA, E18, "1004000000"),
+             x = H.sync(pos(3, { tx = T2, bh = B }), SA, E18, "1") }
+  end
+  local function skips(c)
+    local out = {}
+    for i, m in ipairs(c.skipped:messages()) do
+      out[i] = { m.data.line, m.data.reason, m.data.retracts_line }
+    end
+    return out
+  end
+
+  it("retracts exactly the removed log among logs sharing its tx hash's first bytes",
+     function()
+    local eng, c = engine()
+    local k = kin()
+    -- Lines: 2 sync, 3 a, 4 b, 5 c, 6 d, then the removals from 7.
+    H.feed(eng, { H.reply(SUB), H.sync(pos(1), QA, E18, E6), k.a, k.b, k.c,
+                  k.d, H.removed(k.a), H.removed(k.x), H.removed(k.c),
+                  H.removed(k.d), H.removed(k.b), H.removed(k.a) })
+    assert.same({ { 7, "retraction", 3 }, { 8, "removed_unmatched" },
+                  { 9, "retraction", 5 }, { 10, "retraction", 6 },
+                  { 11, "retraction", 4 }, { 12, "removed_unmatched" } },
+                skips(c))
+    local e = c.ends:messages()[1].data
+    assert.equal(4, e.retracted)
+    assert.is_false(e.pools[H.checksum(SA)].price) -- every sa log retracted
+    eng:close()
+  end)
+
+  it("retracts a log of a shared key after its chain's oldest left the window",
+     function()
+    local eng, c = engine { reorg_window = 3 }
+    local k = kin()
+    -- Lines: 2 a, 3 b, 4 c, 5 d (a leaves the window), then the removals.
+    H.feed(eng, { H.reply(SUB), k.a, k.b, k.c, k.d, H.removed(k.a),
+                  H.removed(k.b), H.removed(k.d), H.removed(k.c),
+                  H.removed(k.x) })
+    assert.same({ { 6, "removed_unmatched" }, { 7, "retraction", 3 },
+                  { 8, "retraction", 5 }, { 9, "retraction", 4 },
+                  { 10, "removed_unmatched" } }, skips(c))
+    eng:close()
+  end)
+
   it("forgets logs beyond its reorg window", function()
     local eng, c = engine { reorg_window = 2 }
     local first = H.sync(pos(1), QA, E18, E6)
@@ -261,6 +315,42 @@ describe("ArbitrageDetector", function()
     assert.equal(1000, s[2].data.sell_fee_ppm)
     assert.equal("quick", s[2].data.buy_dex)
     assert.equal(0, eng:stats("arb").errors)
+    eng:close()
+  end)
+
+  it("tells apart pools whose addresses end in the same eight bytes", function()
+    -- The detector keys pools by their address's last bytes; a log must
+    -- still reach its own pool, and a third address of the same ending
+    -- without PoolMeta none.
+    local eng, c = engine()
+    local tail = ("ab"):rep(8)
+    local P1, P2, P3 = "0x" .. ("11"):rep(12) .. tail,
+      "0x" .. ("22"):rep(12) .. tail, "0x" .. ("33"):rep(12) .. tail
+    for i, p in ipairs { P1, P2 } do
+      assert(eng:publish("bandit.pool", eng:new("PoolMeta", {
+        pool = p, token0 = H.addr("token:WWW"), token1 = H.addr("token:UUU"),
+        fee_ppm = 3000, pool_kind = 2, decimals0 = 18, decimals1 = 6,
+        dex = "dex" .. i, pair = "WWW/UUU", label = "p" .. i })))
+    end
+    local function sync(line, p, r1)
+      assert(eng:publish("bandit.enriched.state", eng:new("PoolStateUpdate", {
+        block = 5, ws_seq = line, log_index = line, kind = 1, pool = p,
+        reserve0 = E18, reserve1 = r1 })))
+    end
+    sync(1, P1, E6)
+    sync(2, P2, "1010000000")
+    sync(3, P3, "1")
+    eng:run()
+    local a = c.applied:messages()
+    assert.equal(2, #a)
+    assert.equal(H.checksum(P1), a[1].data.pool)
+    assert.equal(H.checksum(P2), a[2].data.pool)
+    local s = c.signal:messages()
+    assert.equal(1, #s)
+    assert.equal(H.checksum(P1), s[1].data.buy_pool)
+    assert.equal(H.checksum(P2), s[1].data.sell_pool)
+    assert.same({ line = 3, reason = "unenriched", service = "arb" },
+                c.skipped:messages()[1].data)
     eng:close()
   end)
 

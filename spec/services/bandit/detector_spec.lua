@@ -346,6 +346,26 @@ describe("bandit.detector", function()
       assert.is_nil(evs[1].older)           -- nothing older is kept
     end)
 
+    it("finds by a caller's key with its test of what the key leaves open", function()
+      -- Every log under one key (as if their tx hashes' first bytes were
+      -- equal): same() alone decides among logs of the same logIndex.
+      local det = detector.new(reg, { reorg_window = 2 })
+      local evs = {}
+      for i, l in ipairs { l2, l4, H.sync(at(13, 0), A, "100", "103") } do
+        evs[i] = abi.decode(abi.envelope(l, SUB), reg)
+        evs[i].id, evs[i].txHash = i, 7
+        det:accept(evs[i])
+      end
+      local function same(ev, id) return ev.id == id end
+      assert.is_nil(det:find(1, 7, evs[1].logIndex, same)) -- left the window
+      assert.is_nil(det:find(2, 8, evs[2].logIndex, same)) -- another key
+      assert.equal(evs[2], det:find(2, 7, evs[2].logIndex, same))
+      assert.equal(evs[3], det:find(3, 7, evs[3].logIndex, same))
+      det:retract(evs[3])
+      assert.is_nil(det:find(3, 7, evs[3].logIndex, same))
+      assert.equal(evs[2], det:find(2, 7, evs[2].logIndex, same))
+    end)
+
     it("recycles only logs nothing refers to, with the same results", function()
       -- Syncs and swaps on A and B, every third log retracted while it is
       -- in the window of 3; one detector refills its spares, one does not.
