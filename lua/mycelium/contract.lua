@@ -717,15 +717,7 @@ local handles = {} -- ctype id of a handle -> its type
 local views = {} -- ctype id of a view handle (msg.data) -> its type
 local supports = 0 -- engine supports made in this state
 
--- Not `return band(...)`: a tail call to a builtin leaves a root trace
--- that starts here (the function is hot from interpreted callers) with no
--- way back into its caller ("leaving loop in root trace"); after a few
--- such aborts LuaJIT blacklists the function, and every later trace
--- through ctx:new or emit aborts at it, leaving them to the interpreter.
-local function slot_of(a)
-  local i = band(rshift(a, 8), MASK)
-  return i
-end
+local function slot_of(a) return band(rshift(a, 8), MASK) end
 
 local function is_live(h)
   local a = ffi.cast(uptr, h)
@@ -1253,9 +1245,7 @@ function Set:engine_support(opts)
         extra[tonumber(a)] = me
       end
       if init ~= nil then T:fill(ffi.cast(tptr, p), init, level + 1, prefix) end
-      -- From a local, not a tail call of ffi.cast (see slot_of).
-      local h = ffi.cast(hptr, p)
-      return h
+      return ffi.cast(hptr, p)
     end
   end
   local makers = {} -- type name -> its ctx:new
@@ -1330,26 +1320,17 @@ function Set:engine_support(opts)
       end
       check(T, ffi.cast(T.ptr, obj), topic, level + 1)
       disown(a, obj)
-      -- The C calls' results are returned from locals, not tail-called:
-      -- a trace cannot return to a lower frame after a tail call to a C
-      -- function ("NYI: return to lower frame"), so a side trace starting
-      -- in check or disown aborted there until LuaJIT sent that exit to
-      -- the interpreter for good, with the rest of the emit and its
-      -- callers up to the next compiled loop.
-      local rc = emit_buf(svc, tid, ffi.cast(bufp, a - OFF), 3, T.tag)
-      return rc
+      return emit_buf(svc, tid, ffi.cast(bufp, a - OFF), 3, T.tag)
     elseif h == VIEW then
       local T = type_of[id]
       if not is_current(obj) then stale_view(T, "?", level + 1) end
       obj = ffi.cast(T.vptr, obj)
       check(T, obj, topic, level + 1)
-      local rc = ffi_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
-      return rc
+      return ffi_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
     elseif h == COPY then
       local T = type_of[id]
       check(T, obj, topic, level + 1)
-      local rc = ffi_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
-      return rc
+      return ffi_emit(svc, tid, 3, T.tag, ffi.cast(voidp, obj), T.size)
     end
     not_message(obj, topic, level + 1)
   end

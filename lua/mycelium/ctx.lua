@@ -329,10 +329,7 @@ function M.new(svc, name, opts, has_handler, typed, view)
   -- flooding consumers into dropping.
   function ctx.pressure(_, t)
     need("service")
-    -- From a local: a tail call to C ends a trace that starts here (a
-    -- pressure check in a timer) with "leaving loop in root trace".
-    local p = C.myc_ffi_pressure(svc, topic_id(t, 2))
-    return p
+    return C.myc_ffi_pressure(svc, topic_id(t, 2))
   end
 
   local stats_buf
