@@ -59,6 +59,14 @@ local function scaled_floor(p, d, k)
   return t
 end
 
+-- Given q, r = floor(a / div) for div > 0, turn q into
+-- round_half_even(a / div): up when 2r > div, or 2r = div and q is odd.
+local function round_half_even(div)
+  mpz_mul_2exp(r, r, 1)
+  local c = mpz_cmp(r, div)
+  if c > 0 or (c == 0 and mpz_tstbit(q, 0) == 1) then mpz_add(q, q, ONE) end
+end
+
 -- Walk e until floor(p 10^(shift+digits-1-e) / d) has `digits` digits.
 -- Kept out of sig(): a loop there, even one that never runs, splits
 -- every trace through it.
@@ -91,10 +99,7 @@ local function sig(p, d, shift, digits)
   if mpz_cmp(q, hi) >= 0 or mpz_cmp(q, lo) < 0 then
     e, div = settle(p, d, shift, digits, e, lo, hi)
   end
-  -- Round half to even: up when 2r > div, or 2r = div and q is odd.
-  mpz_mul_2exp(r, r, 1)
-  local c = mpz_cmp(r, div)
-  if c > 0 or (c == 0 and mpz_tstbit(q, 0) == 1) then mpz_add(q, q, ONE) end
+  round_half_even(div)
   if mpz_cmp(q, hi) == 0 then mpz_set(q, lo) e = e + 1 end -- 9.9..95 -> 10.0..0
   -- q has exactly `digits` digits now.
   if e >= digits - 1 then
@@ -121,10 +126,7 @@ end
 -- round_half_even(p 10^places / d) (d > 0, p any sign) with exactly
 -- `places` decimals, into out; returns the length.
 local function fixed(p, d, places)
-  local div = scaled_floor(p, d, places)
-  mpz_mul_2exp(r, r, 1)
-  local c = mpz_cmp(r, div)
-  if c > 0 or (c == 0 and mpz_tstbit(q, 0) == 1) then mpz_add(q, q, ONE) end
+  round_half_even(scaled_floor(p, d, places))
   local at = 0
   if q.size < 0 then -- after rounding: no negative zero
     mpz_neg(q, q)
