@@ -34,8 +34,7 @@ local lines = {}
 for l in io.lines(data .. "sample_capture.jsonl") do lines[#lines + 1] = l end
 local sub_id = assert(abi.subscription_reply(lines[1]))
 local view, ev, window = abi.new_view(), abi.new_event(), dedup.new(10000)
-local at, ev_at = abi.new_positions(), { kind = false, pool = false, block = 0,
-  txIndex = 0, logIndex = 0, tick = false }
+local at, ev_at = abi.new_positions(), abi.new_event_at()
 local notes = #lines - 1
 
 local function run_at(n)

@@ -439,8 +439,7 @@ function M.init(ctx, opts)
     -- and decoded into these events: a log is done with before the next
     -- message is read.
     at = abi.new_positions(), view = abi.new_view(), ev = abi.new_event(),
-    ev_at = { kind = false, pool = false, block = 0, txIndex = 0,
-              logIndex = 0, tick = false },
+    ev_at = abi.new_event_at(),
     expect_reply = opts.subscription == nil, end_after = opts.end_after,
     last_ns = now_ns(), flow_ms = opts.flow_ms or 1,
     high = opts.pause_above or 0.5, low = opts.resume_below or 0.25,

@@ -225,13 +225,12 @@ function M.view_at(s, at, into)
   return v
 end
 
--- Scratch positions of scan() (the string route).
-local AT
+-- Scratch positions of scan() and M.envelope (the string route).
+local AT = M.new_positions()
 
 -- The view of a message in geth's layout, nil or false as scan_at()
 -- says; `into` as for M.view_at().
 local function scan(s, sub_id, into)
-  AT = AT or M.new_positions()
   local at = scan_at(s, sub_id, AT)
   if not at then return at end
   return M.view_at(s, at, into)
@@ -275,7 +274,6 @@ M.fast_scan = true
 --- which spares a flood two tables per log; other text gets a new view.
 --- The caller must be done with what the view held before.
 function M.envelope(text, sub_id, into)
-  AT = AT or M.new_positions()
   local r, reason = M.envelope_at(text, sub_id, AT, 3)
   if r == AT then return M.view_at(text, AT, into) end
   return r, reason
@@ -624,11 +622,17 @@ local function layout_ok_at(layout, pool, s, at)
     RANGES[layout.kind](s, at.data)
 end
 
+--- A table for M.decode_at to fill, reused from log to log.
+function M.new_event_at()
+  return { kind = false, pool = false, block = 0, txIndex = 0, logIndex = 0,
+           tick = false }
+end
+
 --- M.decode for a message M.envelope_at found in geth's layout: `into`
---- (a table the caller reuses) gets kind, pool, block, txIndex, logIndex
---- as M.decode gives them, and tick (false but for a v3_swap), and is
---- returned; the
---- other values stay where `at` says in s (wire.fill_sync_at). Or nil,
+--- (from M.new_event_at) gets kind, pool, block, txIndex, logIndex as
+--- M.decode gives them, and tick (false but for a v3_swap), and is
+--- returned; the other values stay where `at` says in s
+--- (wire.fill_sync_at). Or nil,
 --- reason, exactly as M.decode would decide. `at` must not be a removed
 --- log; `registry` must answer the same pool for an address for its life.
 function M.decode_at(s, at, registry, into)
