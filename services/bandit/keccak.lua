@@ -41,10 +41,15 @@ for x = 0, 4 do
   for y = 0, 4 do PI[x + 5 * y] = y + 5 * ((2 * x + 3 * y) % 5) end
 end
 
--- The permutation is generated once at load, fully unrolled over lanes
--- held in locals: LuaJIT then keeps all 25 lanes in registers, about four
--- times faster than indexing an array. The generator is the readable form
--- of theta, rho+pi, chi and iota.
+-- The permutation is generated once at load, each round fully unrolled
+-- over lanes held in locals. The lanes are loaded from A and stored back
+-- in every round, not carried from round to round in locals: 25 carried
+-- 64-bit locals are more loop variables than LuaJIT's register
+-- allocator can join ("NYI: register coalescing too complex"), the
+-- trace aborted every time and each digest ran interpreted, boxing a
+-- cdata per operation (150-330 us a digest, against about 4 once
+-- compiled). The generator is the readable form of theta, rho+pi, chi
+-- and iota.
 local function permutation_source()
   local L, lanes, loads = {}, {}, {}
   for i = 0, 24 do
@@ -54,8 +59,8 @@ local function permutation_source()
   local function emit(fmt, ...) L[#L + 1] = format(fmt, ...) end
   emit("local bxor, band, bnot, rol = ...")
   emit("return function(A, RC)")
-  emit("local %s = %s", concat(lanes, ", "), concat(loads, ", "))
   emit("for round = 0, 23 do")
+  emit("local %s = %s", concat(lanes, ", "), concat(loads, ", "))
   for x = 0, 4 do                                   -- theta: column parities
     emit("local c%d = bxor(a%d, a%d, a%d, a%d, a%d)",
       x, x, x + 5, x + 10, x + 15, x + 20)
@@ -73,8 +78,8 @@ local function permutation_source()
     end
   end
   emit("a0 = bxor(a0, RC[round])")                  -- iota
-  emit("end")
   emit("%s = %s", concat(loads, ", "), concat(lanes, ", "))
+  emit("end")
   emit("end")
   return concat(L, "\n")
 end

@@ -52,6 +52,37 @@ describe("bandit.keccak", function()
     assert.are_not.equal(keccak.hex("\0"), keccak.hex(""))
   end)
 
+  -- Interpreted, a digest boxes a cdata per 64-bit operation and costs
+  -- about a hundred times a compiled one: the permutation must compile.
+  it("compiles its permutation", function()
+    local jit, jutil = require "jit", require "jit.util"
+    local format = string.format
+    local aborts, traces, recording = {}, 0, {}
+    local function in_permutation(func)
+      return jutil.funcinfo(func).source == "=keccak-f"
+    end
+    -- "stop" names only the trace: a trace is the permutation's when it
+    -- started there.
+    local function on_trace(what, tr, func, pc, code, reason)
+      if what == "start" then
+        recording[tr] = in_permutation(func)
+      elseif what == "abort" and in_permutation(func) then
+        if type(code) == "number" then
+          code = format(require("jit.vmdef").traceerr[code], reason)
+        end
+        aborts[#aborts + 1] = tostring(code)
+      elseif what == "stop" and recording[tr] then
+        traces = traces + 1
+      end
+    end
+    jit.flush() -- the tests before compiled it already
+    jit.attach(on_trace, "trace")
+    for i = 1, 40 do keccak.digest(format("compile %d", i)) end
+    jit.attach(on_trace)
+    assert.same({}, aborts)
+    assert.is_true(traces > 0)
+  end)
+
   it("rejects non-strings", function()
     assert.has_error(function() keccak.digest(5) end,
       "bandit.keccak: digest expects a string, got number")
