@@ -677,17 +677,13 @@ end
 function M.warmup(ctx, warm)
   local n = warmup.count(ctx.opts)
   if n == 0 then return end
-  local real, scratch = S, {}
-  for k, v in pairs(S) do scratch[k] = v end
-  scratch.pools, scratch.tokens, scratch.held, scratch.head, scratch.tail =
-    {}, {}, {}, 1, 0
-  scratch.held_max, scratch.enriched, scratch.dropped = 0, 0, 0
-  scratch.lookups, scratch.lookup_failures, scratch.eth_calls = 0, 0, 0
-  scratch.discover, scratch.draining, scratch.again, scratch.resume =
-    false, false, false, nil
   local reg = warmup.load(ctx.opts, DATA)
   local topics = { state = T.log_state, swap = T.log_swap, removed = T.log_removed }
-  warmup.scratch(real, scratch, function(st) S = st end, function()
+  warmup.in_place(S, function()
+    S.pools, S.tokens, S.held, S.head, S.tail = {}, {}, {}, 1, 0
+    S.held_max, S.enriched, S.dropped = 0, 0, 0
+    S.lookups, S.lookup_failures, S.eth_calls = 0, 0, 0
+    S.discover, S.draining, S.again, S.resume = false, false, false, nil
     load_registry(ctx, ctx.opts)
     for line, text in ipairs(warmup.lines(reg, n)) do
       local what, m = warmup.typed(ctx, text, reg, line)

@@ -528,18 +528,16 @@ end
 function M.warmup(ctx, warm)
   local n = warmup.count(ctx.opts)
   if n == 0 then return end
-  local real, scratch = S, {}
-  for k, v in pairs(S) do scratch[k] = v end
-  scratch.line, scratch.accepted, scratch.removed, scratch.skipped = 0, 0, 0, 0
-  scratch.by_reason, scratch.gap_logs, scratch.n_gap_logs = {}, {}, 0
-  scratch.gaps, scratch.open_gaps, scratch.ended = 0, 0, false
-  scratch.sub_id, scratch.expect_reply, scratch.end_after = nil, true, nil
-  scratch.first_ns, scratch.last_log = nil, nil
-  scratch.dedup = real.dedup and window(ctx, ctx.opts.dedup_window)
   local lines = warmup.lines(warmup.load(ctx.opts, DATA), n)
-  warmup.scratch(real, scratch, function(st) S = st end, function()
+  warmup.in_place(S, function()
+    S.line, S.accepted, S.removed, S.skipped = 0, 0, 0, 0
+    S.by_reason, S.gap_logs, S.n_gap_logs = {}, {}, 0
+    S.gaps, S.open_gaps, S.ended = 0, 0, false
+    S.sub_id, S.expect_reply, S.end_after = nil, true, nil
+    S.first_ns, S.last_log = nil, nil
+    S.dedup = S.dedup and window(ctx, ctx.opts.dedup_window)
     for _, text in ipairs(lines) do
-      if real.raw_topic then warm:deliver(real.raw_topic, text)
+      if S.raw_topic then warm:deliver(S.raw_topic, text)
       else M.process(ctx, text) end
     end
   end)

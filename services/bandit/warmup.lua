@@ -223,4 +223,22 @@ function M.scratch(real, scratch, set, fn)
   if not ok then error(err, 0) end
 end
 
+--- Runs fn(), which gives the fields of `state` scratch values, then puts
+--- every field of `state` back as it was, even when fn raises (the error
+--- is raised again). The warm-up runs on the real state table, not on a
+--- copy: a trace reads a field where it found it in the table's hash
+--- part, and a copy made field by field lays the fields out otherwise,
+--- so every trace compiled on the copy left at its first field read in
+--- real traffic, and was compiled again then.
+function M.in_place(state, fn)
+  local saved = {}
+  for k, v in pairs(state) do saved[k] = v end
+  local ok, err = pcall(fn)
+  for k in pairs(state) do
+    if saved[k] == nil then state[k] = nil end
+  end
+  for k, v in pairs(saved) do state[k] = v end
+  if not ok then error(err, 0) end
+end
+
 return M
