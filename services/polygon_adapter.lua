@@ -525,6 +525,7 @@ end
 --- pools (bandit.warmup) go the way real ones will (the raw topic's
 --- handler, or process() as the socket's callback calls it) against a
 --- scratch state; the engine drops what they emit.
+local WARM_WINDOW = 64
 function M.warmup(ctx, warm)
   local n = warmup.count(ctx.opts)
   if n == 0 then return end
@@ -535,7 +536,9 @@ function M.warmup(ctx, warm)
     S.gaps, S.open_gaps, S.ended = 0, 0, false
     S.sub_id, S.expect_reply, S.end_after = nil, true, nil
     S.first_ns, S.last_log = nil, nil
-    S.dedup = S.dedup and window(ctx, ctx.opts.dedup_window)
+    -- A small window, so that the warm-up's logs leave it and their slots
+    -- are taken again, as they will be once the real window is full.
+    S.dedup = S.dedup and window(ctx, WARM_WINDOW)
     for _, text in ipairs(lines) do
       if S.raw_topic then warm:deliver(S.raw_topic, text)
       else M.process(ctx, text) end
