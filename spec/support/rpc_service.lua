@@ -5,7 +5,8 @@
 --        rpc.other {method}, rpc.invalid {why}, rpc.close {info},
 --        rpc.reply {tag, result, err}, rpc.subscribed {id}
 --   in:  rpc.cmd {op = "call"|"co_call"|"http_call"|"http_co_call"|
---        "unsubscribe"|"close", tag, method, params}; http calls go to
+--        "unsubscribe"|"close"|"receive", tag, method, params, text,
+--        alias}; rpc.count {invalid} after a receive; http calls go to
 --        opts.http_url (jsonrpc.http with opts.http)
 local jsonrpc = require "mycelium.net.jsonrpc"
 
@@ -59,6 +60,9 @@ function M.on_message(ctx, msg)
     sub:unsubscribe(report(ctx, c.tag))
   elseif c.op == "close" then
     rpc:close()
+  elseif c.op == "receive" then
+    rpc:receive(c.text, c.alias and sub, c.alias)
+    ctx:emit("rpc.count", { invalid = rpc.invalid })
   end
 end
 

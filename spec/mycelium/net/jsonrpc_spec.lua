@@ -126,6 +126,35 @@ describe("mycelium.net.jsonrpc", function()
     assert.are.same({ note }, { notes[1].result, notes[2] })
   end)
 
+  -- A warm-up's synthetic stream: routed as the server's messages are,
+  -- to the subscription under an id of its own only while it runs.
+  it("receives a message as if from the server, under an alias id", function()
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(lines[1], "\n")
+    f:close()
+    server = proc.spawn(string.format("%s -q --ttl 120 %s", REPLAY, path),
+                        "listening on wss?://127%.0%.0%.1:(%d+)/")
+    local c = client("ws://127.0.0.1:" .. server.ready[1] .. "/",
+                     { subscribe = { "logs", {} }, raw = true })
+    eng = c.eng
+    c.wait("rpc.subscribed", 1)
+    os.remove(path)
+    local warm = lines[2]:gsub(SUB_ID, "0x5eed", 1)
+    c.cmd { op = "receive", text = warm, alias = "0x5eed" }
+    local note = c.wait("rpc.note", 1)
+    assert.are.equal(warm, note.result)
+    -- The alias is gone after the call: the same text is no one's now.
+    c.cmd { op = "receive", text = warm }
+    c.wait("rpc.other", 1)
+    c.cmd { op = "receive", text = "{not json" }
+    local invalid = c.wait("rpc.invalid", 1)
+    assert.are.equal("malformed JSON", invalid.why)
+    local counts = c.of("rpc.count")
+    assert.are.equal(3, #counts)
+    for _, n in ipairs(counts) do assert.are.equal(0, n.invalid) end
+  end)
+
   it("answers eth_call with ABI-encoded token0, symbol and decimals", function()
     server = replay()
     local c = client("ws://127.0.0.1:" .. server.ready[1] .. "/")
