@@ -16,7 +16,6 @@
 -- no price.
 local ffi = require "ffi"
 local jit = require "jit"
-local bit = require "bit"
 local detector = require "bandit.detector"
 local wire = require "bandit.wire"
 local warmup = require "bandit.warmup"
@@ -218,13 +217,7 @@ end
 -- Logs whose keys collide share a chain; same() tells them apart by the
 -- full bytes.
 local BH_AT, TH_AT = 68, 100
-local u32p = ffi.typeof("const uint32_t *")
-local band = bit.band
-
-local function tx_key(p)
-  local w = cast(u32p, p)
-  return w[0] + band(w[1], 0x1FFFFF) * 4294967296
-end
+local tx_key = wire.hash_key
 
 local function same_bytes(a, b, n)
   for i = 0, n - 1 do

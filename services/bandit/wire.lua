@@ -7,11 +7,13 @@
 -- through a 64 KiB pair table (one load per byte), bytes go back to hex
 -- or decimal only where something is written for people.
 local ffi = require "ffi"
+local bit = require "bit"
 local bigint = require "bandit.bigint"
 local eip55 = require "bandit.eip55"
 local contract = require "mycelium.contract"
 
 local cast, fstring, copy, fill = ffi.cast, ffi.string, ffi.copy, ffi.fill
+local band = bit.band
 local byte, format, find, sub = string.byte, string.format, string.find,
   string.sub
 local type, tonumber, tostring, concat = type, tonumber, tostring,
@@ -145,6 +147,34 @@ function M.put_hex(dst, s, i, n)
 end
 local put_hex = M.put_hex
 
+--- The block and transaction hash of the log being handled, as bytes
+--- (32 + 32): the duplicate window reads them and the fill copies them,
+--- so that a log's hashes are decoded once and never made into strings.
+M.HASHES = ffi.new("uint8_t[64]")
+local HASHES = M.HASHES
+local HASHES_TX = HASHES + 32
+
+--- Writes the block hash spelled at 1-based position b of bs and the
+--- transaction hash at t of ts (64 validated hex digits each) into
+--- M.HASHES.
+function M.put_hashes(bs, b, ts, t)
+  DST[0] = HASHES
+  hex_to_dst(bs, b, 32)
+  DST[0] = HASHES_TX
+  hex_to_dst(ts, t, 32)
+end
+
+local u32p = ffi.typeof("const uint32_t *")
+
+--- A number from 53 bits of the 32 hash bytes at p (any bits of a
+--- keccak hash are as good as any other): an index key that makes no
+--- string. Keys of different hashes may collide; whoever indexes by it
+--- compares the full bytes.
+function M.hash_key(p)
+  local w = cast(u32p, p)
+  return w[0] + band(w[1], 0x1FFFFF) * 4294967296
+end
+
 --- Writes the 32-byte ABI word at 1-based position i of s into dst
 --- little-endian (the U256 / I256 layout: the same bits reversed).
 function M.put_word_le(dst, s, i)
@@ -186,14 +216,20 @@ for k = 1, 5 do W[k] = 3 + 64 * (k - 1) end
 -- hash, or d such that word k starts at ds[d + W[k]]); either the
 -- decoded event's own strings or the message text they lie in.
 
--- Position fields shared by every log message.
+-- Position fields shared by every log message. bs false: the hashes
+-- are in HASHES already (M.put_hashes).
 local function put_position(m, ev, line, arrival, bs, b, ts, t)
   m.block, m.tx_index, m.log_index = ev.block, ev.txIndex, ev.logIndex
   m.ws_seq, m.arrival_ns = line, arrival
-  DST[0] = cast(u8p, m.block_hash)
-  hex_to_dst(bs, b, 32)
-  DST[0] = cast(u8p, m.tx_hash)
-  hex_to_dst(ts, t, 32)
+  if bs then
+    DST[0] = cast(u8p, m.block_hash)
+    hex_to_dst(bs, b, 32)
+    DST[0] = cast(u8p, m.tx_hash)
+    hex_to_dst(ts, t, 32)
+  else
+    copy(m.block_hash, HASHES, 32)
+    copy(m.tx_hash, HASHES_TX, 32)
+  end
   DST[0] = cast(u8p, m.pool)
   hex_to_dst(ev.pool.key, 3, 20)
 end
@@ -208,16 +244,18 @@ local function sync(m, ev, line, arrival, bs, b, ts, t, ds, d)
 end
 
 --- Fills a zeroed PoolStateUpdate from a decoded v2_sync. Positions must
---- fit u64 (M.positions_fit).
-function M.fill_sync(m, ev, line, arrival)
-  sync(m, ev, line, arrival, ev.blockHash, 3, ev.txHash, 3, ev.data, 0)
+--- fit u64 (M.positions_fit). `decoded`: the log's hashes are in
+--- M.HASHES (M.put_hashes), copied instead of decoded again.
+function M.fill_sync(m, ev, line, arrival, decoded)
+  sync(m, ev, line, arrival, not decoded and ev.blockHash, 3, ev.txHash, 3,
+       ev.data, 0)
 end
 
 --- M.fill_sync for a log abi.decode_at decoded into ev, whose hex lies
 --- in s where `at` says.
-function M.fill_sync_at(m, s, at, ev, line, arrival)
-  sync(m, ev, line, arrival, s, at.blockHash + 3, s, at.transactionHash + 3,
-       s, at.data)
+function M.fill_sync_at(m, s, at, ev, line, arrival, decoded)
+  sync(m, ev, line, arrival, not decoded and s, at.blockHash + 3, s,
+       at.transactionHash + 3, s, at.data)
 end
 
 -- The first four 32-byte words of ds (at d, as above) into fields a, b,
@@ -252,18 +290,20 @@ local function swap(m, ev, line, arrival, bs, b, ts, t, ds, d, t2, s2, t3, s3)
   m.tick = ev.tick
 end
 
---- Fills a zeroed SwapEvent from a decoded v2_swap or v3_swap.
-function M.fill_swap(m, ev, line, arrival)
+--- Fills a zeroed SwapEvent from a decoded v2_swap or v3_swap
+--- (`decoded` as for M.fill_sync).
+function M.fill_swap(m, ev, line, arrival, decoded)
   local t = ev.topics
-  swap(m, ev, line, arrival, ev.blockHash, 3, ev.txHash, 3, ev.data, 0,
-       t[2], 27, t[3], 27)
+  swap(m, ev, line, arrival, not decoded and ev.blockHash, 3, ev.txHash, 3,
+       ev.data, 0, t[2], 27, t[3], 27)
 end
 
 --- M.fill_swap for a log abi.decode_at decoded into ev, whose hex lies
 --- in s where `at` says.
-function M.fill_swap_at(m, s, at, ev, line, arrival)
-  swap(m, ev, line, arrival, s, at.blockHash + 3, s, at.transactionHash + 3,
-       s, at.data, s, at.topic2 + 27, s, at.topic3 + 27)
+function M.fill_swap_at(m, s, at, ev, line, arrival, decoded)
+  swap(m, ev, line, arrival, not decoded and s, at.blockHash + 3, s,
+       at.transactionHash + 3, s, at.data, s, at.topic2 + 27, s,
+       at.topic3 + 27)
 end
 
 --- Converts an event's positions for the u64 fields in place; false when
