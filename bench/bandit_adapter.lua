@@ -22,6 +22,7 @@ local wire = require "bandit.wire"
 local dedup = require "bandit.dedup"
 local registry = require "bandit.registry"
 local contract = require "mycelium.contract"
+local put_hashes, HASHES = wire.put_hashes, wire.HASHES
 
 local set = contract.load(root .. "/services/contracts.yaml")
 local SWAP, STATE = set:type("SwapEvent"), set:type("PoolStateUpdate")
@@ -43,10 +44,10 @@ local function run_at(n)
     local a = abi.envelope_at(s, sub_id, at)
     local e = a == at and not a.removed and abi.decode_at(s, at, reg, ev_at)
     if e and wire.positions_fit(e) then
-      local bh, th = abi.hashes_at(s, at)
-      if not window:seen(bh, th, e.logIndex, false) then
-        if e.kind == "v2_sync" then wire.fill_sync_at(state, s, at, e, r, 0)
-        else wire.fill_swap_at(swap, s, at, e, r, 0) end
+      put_hashes(s, at.blockHash + 3, s, at.transactionHash + 3)
+      if not window:seen_bytes(HASHES, e.logIndex, false) then
+        if e.kind == "v2_sync" then wire.fill_sync_at(state, s, at, e, r, 0, true)
+        else wire.fill_swap_at(swap, s, at, e, r, 0, true) end
       end
     end
   end
@@ -56,10 +57,12 @@ local function run_view(n)
   for r = 1, n do
     local v = abi.envelope(lines[r % notes + 2], sub_id, view)
     local e = v and v.removed == false and abi.decode(v, reg, ev)
-    if e and wire.positions_fit(e) and
-       not window:seen(e.blockHash, e.txHash, e.logIndex, false) then
-      if e.kind == "v2_sync" then wire.fill_sync(state, e, r, 0)
-      else wire.fill_swap(swap, e, r, 0) end
+    if e and wire.positions_fit(e) then
+      put_hashes(e.blockHash, 3, e.txHash, 3)
+      if not window:seen_bytes(HASHES, e.logIndex, false) then
+        if e.kind == "v2_sync" then wire.fill_sync(state, e, r, 0, true)
+        else wire.fill_swap(swap, e, r, 0, true) end
+      end
     end
   end
 end

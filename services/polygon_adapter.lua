@@ -27,6 +27,7 @@ local format, type, tostring, tonumber, pairs, ipairs =
   string.format, type, tostring, tonumber, pairs, ipairs
 local gc = collectgarbage
 local now_ns = wire.now_ns
+local put_hashes, HASHES = wire.put_hashes, wire.HASHES
 local cast = ffi.cast
 
 local T = wire.TOPICS
@@ -66,14 +67,15 @@ local function informational(v)
   return 0
 end
 
--- Whether log (bh, th, li) repeats what a connection before the last
+-- Whether the log whose hashes are in wire.HASHES (wire.put_hashes) and
+-- whose log index is li repeats what a connection before the last
 -- reconnect delivered: then it is skipped as a duplicate. Repeating the
 -- last log delivered before a gap shows that the node replayed from
 -- before the gap, so nothing fell into it.
-local function repeated(ctx, line, bh, th, li, removed)
+local function repeated(ctx, line, li, removed)
   local window = S.dedup
   if not window then return false end
-  local dup, id, caught_up = window:seen(bh, th, li, removed)
+  local dup, id, caught_up = window:seen_bytes(HASHES, li, removed)
   if not dup then
     S.last_log = id
     return false
@@ -94,7 +96,10 @@ local function removal(ctx, line, view, arrival)
   local bh, th, key_li = abi.log_key(view)
   local li = bh and wire.u64(key_li)
   if not li then return skip(ctx, line, "removed_unmatched") end
-  if repeated(ctx, line, bh, th, key_li, true) then return end
+  if S.dedup then
+    put_hashes(bh, 3, th, 3)
+    if repeated(ctx, line, key_li, true) then return end
+  end
   local c = abi.canonical(view)
   local m = ctx:new("LogRetraction")
   m.block, m.tx_index = informational(c.blockNumber),
@@ -116,10 +121,18 @@ local function accept(ctx, line, ev, arrival, text)
   -- Positions beyond 64 bits cannot come from a node; the contracts
   -- carry u64 (docs/BANDIT.md, engine decisions).
   if not wire.positions_fit(ev) then return skip(ctx, line, abi.BAD_DATA) end
-  if S.dedup then
-    local bh, th = ev.blockHash, ev.txHash
-    if text then bh, th = abi.hashes_at(text, S.at) end
-    if repeated(ctx, line, bh, th, li, false) then return end
+  -- The hashes are decoded once, into wire.HASHES, where the window
+  -- compares them and the fill copies them: no string per hash (each
+  -- would cost an interning lookup and, on a live chain, garbage).
+  local decoded = S.dedup ~= nil
+  if decoded then
+    if text then
+      local at = S.at
+      put_hashes(text, at.blockHash + 3, text, at.transactionHash + 3)
+    else
+      put_hashes(ev.blockHash, 3, ev.txHash, 3)
+    end
+    if repeated(ctx, line, li, false) then return end
   end
   -- Filled through the message's plain pointer (one cast here, in the
   -- handler that made it): the handle's checked accessors cost a
@@ -128,17 +141,19 @@ local function accept(ctx, line, ev, arrival, text)
   if ev.kind == "v2_sync" then
     local m = ctx:new("PoolStateUpdate")
     if text then
-      wire.fill_sync_at(cast(S.state_ptr, m), text, S.at, ev, line, arrival)
+      wire.fill_sync_at(cast(S.state_ptr, m), text, S.at, ev, line, arrival,
+                        decoded)
     else
-      wire.fill_sync(cast(S.state_ptr, m), ev, line, arrival)
+      wire.fill_sync(cast(S.state_ptr, m), ev, line, arrival, decoded)
     end
     S.pub_state(m)
   else
     local m = ctx:new("SwapEvent")
     if text then
-      wire.fill_swap_at(cast(S.swap_ptr, m), text, S.at, ev, line, arrival)
+      wire.fill_swap_at(cast(S.swap_ptr, m), text, S.at, ev, line, arrival,
+                        decoded)
     else
-      wire.fill_swap(cast(S.swap_ptr, m), ev, line, arrival)
+      wire.fill_swap(cast(S.swap_ptr, m), ev, line, arrival, decoded)
     end
     S.pub_swap(m)
   end

@@ -8,8 +8,15 @@
 -- order, what earlier connections delivered of the same log (identity:
 -- blockHash, txHash, logIndex; what: added or removed). Memory is bounded:
 -- the newest `size` identities are remembered, older ones forgotten.
+local ffi = require "ffi"
+local wire = require "bandit.wire"
+
 local byte, setmetatable, type, assert, tonumber =
   string.byte, setmetatable, type, assert, tonumber
+local C, copy = ffi.C, ffi.copy
+local key_of, put_hashes, HASHES = wire.hash_key, wire.put_hashes, wire.HASHES
+
+ffi.cdef "int memcmp(const void *, const void *, size_t);"
 
 local M = {}
 
@@ -19,26 +26,33 @@ local ADDED, REMOVED = byte("a"), byte("r")
 -- a log that flaps without end is remembered up to this many deliveries.
 local MAX_HISTORY = 32
 
+-- Bytes of one identity in the ring: block hash, then transaction hash.
+local SLOT = 64
+
 local Window = {}
 Window.__index = Window
 
 -- Identities sit in a ring of `size` slots, the oldest overwritten
--- first. No key string is built per log: `index` maps a transaction hash
--- (already an interned string) to the slot of its newest log, and each
--- slot links to the slot of the previous log of the same transaction
--- (`prev`), whose block hash and log index are compared. A link is valid
--- while the slot it names still holds that transaction and is older
--- (`stamp`, the order slots were filled in). Per slot also: the log's
--- history (what was delivered: "a", "ar", ...) and how much of it the
--- current connection replayed (`at`, valid when `conn` is the current
--- connection). Only `index` is a hash table; the rest are arrays.
+-- first. No string is made per log: the hashes' 64 bytes sit in an FFI
+-- ring (`hashes`, slot i at (i - 1) * SLOT), and `index` maps a number
+-- made from 53 bits of the tx hash (wire.hash_key) to the slot of the
+-- newest log with that key. Each slot links to the slot of the previous
+-- log of the same key (`prev`); every log of the chain is compared in
+-- full (both hashes, log index), so logs of two transactions whose keys
+-- collide share a chain and stay apart. A link is valid while the slot
+-- it names still holds that key and is older (`stamp`, the order slots
+-- were filled in). Per slot also: the log's history (what was
+-- delivered: "a", "ar", ...) and how much of it the current connection
+-- replayed (`at`, valid when `conn` is the current connection). Only
+-- `index` is a hash table; the rest are arrays.
 
 --- A window remembering the newest `size` (>= 1) log identities.
 function M.new(size)
   assert(type(size) == "number" and size >= 1 and size % 1 == 0,
          "dedup.new: size must be a whole number >= 1")
   return setmetatable({
-    size = size, index = {}, tx = {}, block = {}, log = {}, prev = {},
+    size = size, index = {}, key = {}, log = {}, prev = {},
+    hashes = ffi.new("uint8_t[?]", size * SLOT),
     stamp = {}, history = {}, at = {}, conn = {}, next = 1, filled = 0,
     n = 0, suppressed = 0, connection = 1,
   }, Window)
@@ -50,39 +64,41 @@ function Window:reconnected()
   self.connection = self.connection + 1
 end
 
--- A transaction's logs are searched this far back: a stream of logs of
--- one transaction (a hostile node) must not make each log cost a walk of
--- the whole window. Real transactions have a few logs of tracked pools.
+-- A key's logs are searched this far back: a stream of logs of one
+-- transaction (a hostile node) must not make each log cost a walk of the
+-- whole window. Real transactions have a few logs of tracked pools.
 local MAX_WALK = 64
 
--- The slot of log (bh, th, li), or nil.
-function Window:find(bh, th, li)
-  local i = self.index[th]
-  local tx, block, log, prev, stamp = self.tx, self.block, self.log,
-    self.prev, self.stamp
+-- The slot of log (p: its 64 hash bytes, k: their key, li), or nil.
+function Window:find(p, k, li)
+  local i = self.index[k]
+  local key, log, prev, stamp, hashes = self.key, self.log, self.prev,
+    self.stamp, self.hashes
   for _ = 1, MAX_WALK do
     if not i then return nil end
-    if block[i] == bh and log[i] == li then return i end
-    local p = prev[i]
-    if not p or tx[p] ~= th or stamp[p] > stamp[i] then return nil end
-    i = p
+    if log[i] == li and C.memcmp(hashes + (i - 1) * SLOT, p, SLOT) == 0 then
+      return i
+    end
+    local q = prev[i]
+    if not q or key[q] ~= k or stamp[q] > stamp[i] then return nil end
+    i = q
   end
   return nil
 end
 
 -- Fills the oldest slot with a new identity.
-function Window:remember(bh, th, li, what)
+function Window:remember(p, k, li, what)
   local i = self.next
-  local old = self.tx[i]
+  local old = self.key[i]
   if old == nil then
     self.n = self.n + 1
   elseif self.index[old] == i then
-    self.index[old] = nil -- the last log of its transaction still here
+    self.index[old] = nil -- the last log of its key still here
   end
   self.filled = self.filled + 1
-  self.prev[i], self.index[th] = self.index[th], i
-  self.tx[i], self.block[i], self.log[i], self.stamp[i] = th, bh, li,
-    self.filled
+  self.prev[i], self.index[k] = self.index[k], i
+  copy(self.hashes + (i - 1) * SLOT, p, SLOT)
+  self.key[i], self.log[i], self.stamp[i] = k, li, self.filled
   self.history[i], self.at[i], self.conn[i] = what, 1, self.connection
   self.next = i % self.size + 1
   return i
@@ -96,16 +112,19 @@ local function log_index(li)
   return li
 end
 
---- Whether the notification of log (bh, th, li) -- removed or added --
---- repeats what an earlier connection delivered. Returns true, id,
---- caught_up (the repeat reached the last delivery known for that log)
---- when it does; otherwise remembers it and returns false, id. `id`
---- names the log while it stays in the window.
-function Window:seen(bh, th, li, removed)
+--- Whether the notification of a log -- removed or added -- repeats
+--- what an earlier connection delivered. The log: `p`, a pointer to its
+--- block hash and transaction hash as 32 + 32 bytes (wire.HASHES after
+--- wire.put_hashes), read during the call only; and its log index `li`.
+--- Returns true, id, caught_up (the repeat reached the last delivery
+--- known for that log) when it does; otherwise remembers it and returns
+--- false, id. `id` names the log while it stays in the window.
+function Window:seen_bytes(p, li, removed)
   li = log_index(li)
-  local i = self:find(bh, th, li)
+  local k = key_of(p + 32)
+  local i = self:find(p, k, li)
   if not i then
-    i = self:remember(bh, th, li, removed and "r" or "a")
+    i = self:remember(p, k, li, removed and "r" or "a")
     return false, self.stamp[i]
   end
   local h, now = self.history[i], self.connection
@@ -121,9 +140,18 @@ function Window:seen(bh, th, li, removed)
   return false, self.stamp[i]
 end
 
---- The history of a log still in the window, or nil (tests).
+--- Window:seen_bytes for hashes given as 0x-hex strings of 64 validated
+--- digits (removed logs, tests). Uses wire.HASHES.
+function Window:seen(bh, th, li, removed)
+  put_hashes(bh, 3, th, 3)
+  return self:seen_bytes(HASHES, li, removed)
+end
+
+--- The history of a log still in the window, or nil (tests): its hashes
+--- as for Window:seen.
 function Window:history_of(bh, th, li)
-  local i = self:find(bh, th, log_index(li))
+  put_hashes(bh, 3, th, 3)
+  local i = self:find(HASHES, key_of(HASHES + 32), log_index(li))
   return i and self.history[i]
 end
 
