@@ -27,7 +27,19 @@ M.LINES = 3000
 --- The subscription id of the synthetic stream.
 M.SUB = "0x5eed" .. rep("0", 27) .. "1"
 
-local function hash(tag, n) return format("0x%08x%048x%08x", tag, 0, n) end
+-- A 32-byte hash, unique per (tag, n) by its last 8 bytes; the rest
+-- pseudo-random, as real hashes are: letters among the digits, and first
+-- bytes (the duplicate windows' and the detector's index keys) that
+-- differ from log to log. Hashes of a fixed prefix put every warm-up log
+-- on one key and left the paths of distinct keys to real traffic.
+local function hash(tag, n)
+  local x, parts = (tag * 1000003 + n) % 2147483647 + 1, {}
+  for i = 1, 6 do
+    x = x * 48271 % 2147483647
+    parts[i] = format("%08x", x)
+  end
+  return format("0x%s%08x%08x", table.concat(parts), tag, n)
+end
 -- ABI words of integers below 2^52.
 local function word(v)
   local h = format("%x", v)
