@@ -53,6 +53,22 @@ local lines = {}
 for l in io.lines(CAPTURE) do lines[#lines + 1] = l end
 
 local server, eng
+
+-- A raw subscriber of a replay server that plays `texts` (one a line).
+local function raw_client_of(texts)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(table.concat(texts, "\n"), "\n")
+  f:close()
+  server = proc.spawn(string.format("%s -q --ttl 120 %s", REPLAY, path),
+                      "listening on wss?://127%.0%.0%.1:(%d+)/")
+  os.remove(path) -- the server has read it once it listens
+  local c = client("ws://127.0.0.1:" .. server.ready[1] .. "/",
+                   { subscribe = { "logs", {} }, raw = true })
+  eng = c.eng
+  return c
+end
+
 after_each(function()
   if eng then eng:close() end
   eng = nil
@@ -107,39 +123,21 @@ describe("mycelium.net.jsonrpc", function()
 
   it("hands raw subscribers only their own notifications", function()
     -- Ids that begin with ours or name it later are other subscriptions.
-    local path = os.tmpname()
-    local f = assert(io.open(path, "w"))
     local note = lines[2]
     local longer = note:gsub(SUB_ID, SUB_ID .. "00", 1)
     local later = note:gsub('"subscription":"' .. SUB_ID .. '"',
       '"subscription":"0x1","result0":"' .. SUB_ID .. '"', 1)
-    f:write(lines[1], "\n", longer, "\n", later, "\n", note, "\n")
-    f:close()
-    server = proc.spawn(string.format("%s -q --ttl 120 %s", REPLAY, path),
-                        "listening on wss?://127%.0%.0%.1:(%d+)/")
-    local c = client("ws://127.0.0.1:" .. server.ready[1] .. "/",
-                     { subscribe = { "logs", {} }, raw = true })
-    eng = c.eng
+    local c = raw_client_of { lines[1], longer, later, note }
     local _, notes = c.wait("rpc.note", 1)
     c.wait("rpc.other", 2)
-    os.remove(path)
     assert.are.same({ note }, { notes[1].result, notes[2] })
   end)
 
   -- A warm-up's synthetic stream: routed as the server's messages are,
   -- to the subscription under an id of its own only while it runs.
   it("receives a message as if from the server, under an alias id", function()
-    local path = os.tmpname()
-    local f = assert(io.open(path, "w"))
-    f:write(lines[1], "\n")
-    f:close()
-    server = proc.spawn(string.format("%s -q --ttl 120 %s", REPLAY, path),
-                        "listening on wss?://127%.0%.0%.1:(%d+)/")
-    local c = client("ws://127.0.0.1:" .. server.ready[1] .. "/",
-                     { subscribe = { "logs", {} }, raw = true })
-    eng = c.eng
+    local c = raw_client_of { lines[1] }
     c.wait("rpc.subscribed", 1)
-    os.remove(path)
     local warm = lines[2]:gsub(SUB_ID, "0x5eed", 1)
     c.cmd { op = "receive", text = warm, alias = "0x5eed" }
     local note = c.wait("rpc.note", 1)
