@@ -256,10 +256,14 @@ end
 --- routing real ones take, and tests. Counts nothing: `rpc.invalid` is
 --- left as it was.
 function Rpc:receive(text, sub, id)
-  local invalid, had = self.invalid, id and self.by_id[id]
-  if sub then self.by_id[id] = sub end
+  if type(text) ~= "string" then
+    fail(self, 2, "receive: text must be a string, got %s", type(text))
+  end
+  local alias = sub ~= nil and id ~= nil
+  local invalid, had = self.invalid, alias and self.by_id[id]
+  if alias then self.by_id[id] = sub end
   local ok, err = pcall(self._message, self, text)
-  if sub then self.by_id[id] = had or nil end
+  if alias then self.by_id[id] = had or nil end
   self.invalid = invalid
   if not ok then error(err, 0) end
 end
