@@ -395,7 +395,7 @@ local function start_ws(ctx, opts)
   -- Latency starts when the bytes arrived: the socket read that brought
   -- them (a read may bring many messages, handled in one call).
   local conn = S.rpc.conn
-  S.sub = S.rpc:subscribe(FILTER, function(text) M.process(ctx, text, conn.arrival_ns) end, {
+  S.rpc:subscribe(FILTER, function(text) M.process(ctx, text, conn.arrival_ns) end, {
     raw = true,
     on_subscribed = function(_, id)
       -- The first reply is line 1 of the stream; a reconnect's reply is
@@ -538,9 +538,8 @@ end
 --- Warm-up (docs/BANDIT.md): run by the engine after init, before any
 --- line, with the JIT on. Synthetic notifications of the configured
 --- pools (bandit.warmup) go the way real ones will (the raw topic's
---- handler, or jsonrpc's routing to the subscription's callback, as the
---- socket's messages) against scratch values of the state; the engine
---- drops what they emit.
+--- handler, or process() as the socket's callback calls it) against
+--- scratch values of the state; the engine drops what they emit.
 local WARM_WINDOW = 64
 function M.warmup(ctx, warm)
   local n = warmup.count(ctx.opts)
@@ -555,20 +554,14 @@ function M.warmup(ctx, warm)
     -- A small window, so that the warm-up's logs leave it and their slots
     -- are taken again, as they will be once the real window is full.
     S.dedup = S.dedup and window(ctx, WARM_WINDOW)
-    if S.raw_topic then
-      for _, text in ipairs(lines) do warm:deliver(S.raw_topic, text) end
-    elseif S.rpc then
-      -- As the socket's messages come: through jsonrpc's routing to the
-      -- subscription's callback, with a read's arrival time.
-      local rpc, conn = S.rpc, S.rpc.conn
-      local arrival = conn.arrival_ns
-      for _, text in ipairs(lines) do
-        conn.arrival_ns = now_ns()
-        rpc:receive(text, S.sub, warmup.SUB)
-      end
-      conn.arrival_ns = arrival
-    else
-      for _, text in ipairs(lines) do M.process(ctx, text) end
+    -- Over WebSocket, process() as the socket's callback calls it. Not
+    -- through jsonrpc's routing (rpc:receive): that warm-up compiled
+    -- the routing before the first read, and left a flood 25-34 % more
+    -- CPU per event (docs/PERFORMANCE.md, "The cold start on the faster
+    -- VM").
+    for _, text in ipairs(lines) do
+      if S.raw_topic then warm:deliver(S.raw_topic, text)
+      else M.process(ctx, text) end
     end
   end)
 end
