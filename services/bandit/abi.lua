@@ -654,12 +654,6 @@ function M.decode_at(s, at, registry, into)
   return into
 end
 
---- The block and transaction hashes of a log M.decode_at accepted, as
---- M.decode gives them.
-function M.hashes_at(s, at)
-  return cut(s, at.blockHash, 66), cut(s, at.transactionHash, 66)
-end
-
 --- Events between services ----------------------------------------------------
 
 local KIND_LAYOUT = {}
