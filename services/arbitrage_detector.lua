@@ -219,18 +219,14 @@ end
 local BH_AT, TH_AT = 68, 100
 local tx_key = wire.hash_key
 
-local function same_bytes(a, b, n)
-  for i = 0, n - 1 do
-    if a[i] ~= b[i] then return false end
-  end
-  return true
-end
+ffi.cdef "int memcmp(const void *, const void *, size_t);"
+local C = ffi.C
 
 -- Is ev the log of retraction m (its log index already matched)?
 local function same(ev, m)
   local p = ev.state
-  return same_bytes(p + BH_AT, m.block_hash, 32)
-    and same_bytes(p + TH_AT, m.tx_hash, 32)
+  return C.memcmp(p + BH_AT, m.block_hash, 32) == 0
+    and C.memcmp(p + TH_AT, m.tx_hash, 32) == 0
 end
 
 -- A detector event from a PoolStateUpdate or SwapEvent struct, in a log
