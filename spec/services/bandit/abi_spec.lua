@@ -368,49 +368,55 @@ describe("bandit.abi", function()
       return l:find(sample_sub, 1, true) and sample_reg or REG
     end
 
+    -- Every line twice, the second time backwards (every line after every
+    -- kind), with the subscription id and registry it is decoded with.
+    local function both_ways(lines, fn)
+      for pass = 1, 2 do
+        for k = 1, #lines do
+          local l = lines[pass == 1 and k or #lines + 1 - k]
+          fn(l, subscription(l), reg_of(l))
+        end
+      end
+    end
+
     -- The adapter scans every message into one view and decodes every
     -- log into one event (abi.envelope's and abi.decode's `into`): each
     -- outcome must be what fresh tables give, whatever came before.
     it("gives into reused tables what it gives into fresh ones", function()
       local lines = mixed_lines()
       local view, ev = abi.new_view(), abi.new_event()
-      -- Twice, the second time backwards: every line after every kind.
-      for pass = 1, 2 do
-        for k = 1, #lines do
-          local l = lines[pass == 1 and k or #lines + 1 - k]
-          local sub_id, reg = subscription(l), reg_of(l)
-          local fresh, why = abi.envelope(l, sub_id)
-          local got, got_why = abi.envelope(l, sub_id, view)
-          assert.equal(why, got_why)
-          assert.equal(fresh == nil, got == nil)
-          if fresh then
-            for _, f in ipairs { "address", "data", "blockNumber", "transactionHash",
-                                 "transactionIndex", "blockHash", "logIndex",
-                                 "removed" } do
-              assert.equal(fresh[f], got[f], f)
-            end
-            assert.same(fresh.topics, got.topics)
-            assert.equal(#fresh.topics, #got.topics)
-            if fresh.removed == true then
-              assert.same({ abi.log_key(fresh) }, { abi.log_key(got) })
-            else
-              local a, ra = abi.decode(fresh, reg)
-              local b, rb = abi.decode(got, reg, ev)
-              assert.equal(ra, rb)
-              assert.equal(a == nil, b == nil)
-              if a then
-                assert.equal(ev, b)
-                assert.same(fields(a), fields(b))
-                -- Read every lazy field of every kind before the next log
-                -- is decoded into it: none may be kept.
-                for _, getters in pairs(abi.LAZY) do
-                  for f in pairs(getters) do local _ = b[f] end
-                end
+      both_ways(lines, function(l, sub_id, reg)
+        local fresh, why = abi.envelope(l, sub_id)
+        local got, got_why = abi.envelope(l, sub_id, view)
+        assert.equal(why, got_why)
+        assert.equal(fresh == nil, got == nil)
+        if fresh then
+          for _, f in ipairs { "address", "data", "blockNumber", "transactionHash",
+                               "transactionIndex", "blockHash", "logIndex",
+                               "removed" } do
+            assert.equal(fresh[f], got[f], f)
+          end
+          assert.same(fresh.topics, got.topics)
+          assert.equal(#fresh.topics, #got.topics)
+          if fresh.removed == true then
+            assert.same({ abi.log_key(fresh) }, { abi.log_key(got) })
+          else
+            local a, ra = abi.decode(fresh, reg)
+            local b, rb = abi.decode(got, reg, ev)
+            assert.equal(ra, rb)
+            assert.equal(a == nil, b == nil)
+            if a then
+              assert.equal(ev, b)
+              assert.same(fields(a), fields(b))
+              -- Read every lazy field of every kind before the next log
+              -- is decoded into it: none may be kept.
+              for _, getters in pairs(abi.LAZY) do
+                for f in pairs(getters) do local _ = b[f] end
               end
             end
           end
         end
-      end
+      end)
     end)
 
     -- The adapter decodes a log in geth's layout where it lies in the
@@ -420,40 +426,36 @@ describe("bandit.abi", function()
       local lines = mixed_lines()
       local at, ev = abi.new_positions(), {}
       local positional = 0
-      for pass = 1, 2 do
-        for k = 1, #lines do
-          local l = lines[pass == 1 and k or #lines + 1 - k]
-          local sub_id, reg = subscription(l), reg_of(l)
-          local view, why = abi.envelope(l, sub_id)
-          local got, got_why = abi.envelope_at(l, sub_id, at)
-          assert.equal(why, got_why)
-          assert.equal(view == nil, got == nil)
-          if got == at then
-            positional = positional + 1
-            local v = abi.view_at(l, at)
-            assert.same(view, v)
-            if not v.removed then
-              local a, ra = abi.decode(view, reg)
-              local b, rb = abi.decode_at(l, at, reg, ev)
-              assert.equal(ra, rb)
-              assert.equal(a == nil, b == nil)
-              if a then
-                assert.equal(ev, b)
-                for _, f in ipairs { "kind", "pool", "block", "txIndex",
-                                     "logIndex" } do
-                  assert.equal(a[f], b[f], f)
-                end
-                assert.equal(a.kind == "v3_swap" and a.tick, b.tick)
-                assert.equal(a.blockHash, l:sub(at.blockHash + 1, at.blockHash + 66))
-                assert.equal(a.txHash,
-                             l:sub(at.transactionHash + 1, at.transactionHash + 66))
+      both_ways(lines, function(l, sub_id, reg)
+        local view, why = abi.envelope(l, sub_id)
+        local got, got_why = abi.envelope_at(l, sub_id, at)
+        assert.equal(why, got_why)
+        assert.equal(view == nil, got == nil)
+        if got == at then
+          positional = positional + 1
+          local v = abi.view_at(l, at)
+          assert.same(view, v)
+          if not v.removed then
+            local a, ra = abi.decode(view, reg)
+            local b, rb = abi.decode_at(l, at, reg, ev)
+            assert.equal(ra, rb)
+            assert.equal(a == nil, b == nil)
+            if a then
+              assert.equal(ev, b)
+              for _, f in ipairs { "kind", "pool", "block", "txIndex",
+                                   "logIndex" } do
+                assert.equal(a[f], b[f], f)
               end
+              assert.equal(a.kind == "v3_swap" and a.tick, b.tick)
+              assert.equal(a.blockHash, l:sub(at.blockHash + 1, at.blockHash + 66))
+              assert.equal(a.txHash,
+                           l:sub(at.transactionHash + 1, at.transactionHash + 66))
             end
-          elseif got then
-            assert.same(view, got)      -- the cjson route's view
           end
+        elseif got then
+          assert.same(view, got)      -- the cjson route's view
         end
-      end
+      end)
       assert.is_true(positional >= 100)
     end)
 
