@@ -207,16 +207,38 @@ function M.check(l)
   return require("mycelium.cdefs.check").against(M, l)
 end
 
+-- The strings of each code, made once: a flood into a full mailbox
+-- asks for them at every refused emit, and each ffi.string was a strlen
+-- and an interning lookup.  Only codes in the engine's range are kept,
+-- so that a caller passing arbitrary numbers cannot grow the tables.
+local messages, names = {}, {}
+local function cached(cache, rc, make)
+  local s = cache[rc]
+  if s ~= nil then return s end
+  s = make(rc)
+  if type(rc) == "number" and rc % 1 == 0 and rc < 0 and rc > -10000 then
+    cache[rc] = s
+  end
+  return s
+end
+
+local function message_of(rc)
+  if rc == M.E.EFULL then return "full" end
+  return ffi.string(M.library().myc_strerror(rc))
+end
+
+local function name_of(rc)
+  return ffi.string(M.library().myc_err_name(rc))
+end
+
 -- "full" for a full mailbox, else the engine's message for 'rc'.
 function M.strerror(rc)
-  local C = M.library()
-  if rc == M.E.EFULL then return "full" end
-  return ffi.string(C.myc_strerror(rc))
+  return cached(messages, rc, message_of)
 end
 
 -- The symbolic name of 'rc' ("EFULL", "ECONNREFUSED", ...).
 function M.err_name(rc)
-  return ffi.string(M.library().myc_err_name(rc))
+  return cached(names, rc, name_of)
 end
 
 return M

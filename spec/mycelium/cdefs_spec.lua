@@ -51,6 +51,35 @@ describe("mycelium.cdefs", function()
     assert.are.equal("out of memory", cdefs.strerror(cdefs.E.ENOMEM))
   end)
 
+  it("asks the engine for a code's strings once, and keeps only its codes", function()
+    local real, calls = cdefs.library(), 0
+    local function counted(f)
+      return function(rc) calls = calls + 1 return f(rc) end
+    end
+    local saved = cdefs.lib
+    cdefs.lib = setmetatable({
+      myc_err_name = counted(function(rc) return real.myc_err_name(rc) end),
+      myc_strerror = counted(function(rc) return real.myc_strerror(rc) end),
+    }, { __index = real })
+    local ok, err = pcall(function()
+      -- -104 (a connection reset): a code no earlier test asked for.
+      local name, text = cdefs.err_name(-104), cdefs.strerror(-104)
+      assert.are.equal(2, calls)
+      assert.are.equal(name, cdefs.err_name(-104))
+      assert.are.equal(text, cdefs.strerror(-104))
+      assert.are.equal(2, calls)
+      assert.are.equal(ffi.string(real.myc_err_name(-104)), name)
+      -- Not a code of the engine: asked again each time, never kept.
+      cdefs.err_name(12345)
+      cdefs.err_name(12345)
+      cdefs.strerror(-0.5)
+      cdefs.strerror(-0.5)
+      assert.are.equal(6, calls)
+    end)
+    cdefs.lib = saved
+    assert(ok, err)
+  end)
+
   it("refuses an engine whose struct sizes or offsets differ", function()
     assert.has_error(function()
       cdefs.check(fake_lib { { "myc_frame", nil, ffi.sizeof("myc_frame") + 8 } })
