@@ -1320,7 +1320,11 @@ function Set:engine_support(opts)
       end
       check(T, ffi.cast(T.ptr, obj), topic, level + 1)
       disown(a, obj)
-      return emit_buf(svc, tid, ffi.cast(bufp, a - OFF), 3, T.tag)
+      -- From a local, not a tail call to C: a root trace started here
+      -- (an emit from interpreted code) could not return into its caller
+      -- after one ("leaving loop in root trace"), and stayed interpreted.
+      local rc = emit_buf(svc, tid, ffi.cast(bufp, a - OFF), 3, T.tag)
+      return rc
     elseif h == VIEW then
       local T = type_of[id]
       if not is_current(obj) then stale_view(T, "?", level + 1) end

@@ -5,6 +5,7 @@ local ffi = require "ffi"
 local cdefs = require "mycelium.cdefs"
 cdefs.defer_check() -- once per engine: M.new
 local core = require "mycelium.core"
+local core_call = core.call
 local ctxmod = require "mycelium.ctx"
 local msgmod = require "mycelium.msg"
 local topic = require "mycelium.topic"
@@ -346,7 +347,10 @@ function M.new(lud, info)
       view.faults
     warm_batch[0] = b
     view.batch, view.batch_n, view.marks, view.faults = warm_batch, 1, nil, 0
-    local done, err = pcall(dispatch, 0, 1)
+    -- From C, as the engine calls dispatch (mycelium.core's call says
+    -- why): a pcall here would leave the side traces that return from
+    -- the handler to the interpreter for good.
+    local done, err = pcall(core_call, dispatch, 0, 1)
     view.batch, view.batch_n, view.marks, view.faults = batch, n, marks, faults
     view.cursor = -1
     warm_batch[0] = nil

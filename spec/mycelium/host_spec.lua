@@ -182,3 +182,23 @@ describe("handler errors", function()
     eng:close()
   end)
 end)
+
+-- What warm:deliver runs the handlers through (a C frame below them, as
+-- when the engine calls them): it must hand back every result and let an
+-- error through unchanged.
+describe("mycelium.core.call", function()
+  local core = require "mycelium.core"
+
+  it("returns what the function returns, all of it", function()
+    assert.are.same({ 3, nil, "x" },
+                    { core.call(function(a, b) return a + b, nil, "x" end, 1, 2) })
+    assert.are.equal(0, select("#", core.call(function() end)))
+  end)
+
+  it("lets an error through, and refuses what is not a function", function()
+    local ok, err = pcall(core.call, function() error({ code = 7 }) end)
+    assert.is_false(ok)
+    assert.are.equal(7, err.code)
+    assert.has_error(function() core.call("f") end)
+  end)
+end)

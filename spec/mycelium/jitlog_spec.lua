@@ -40,6 +40,40 @@ describe("MYC_JIT_LOG", function()
                                .. "%-%- NYI: [^\n]* at jit_hot%.lua:%d+%]"), text)
   end)
 
+  -- warm:deliver runs the handler as the engine does, from a C frame: a
+  -- side trace that returns from the handler through the dispatch loop
+  -- then ends there, as it will in traffic. Through a pcall it could not
+  -- be recorded, and after a few tries its exit went to the interpreter
+  -- for good, with all that followed it in every later message.
+  it("lets a warm-up's side traces return from the handler", function()
+    dir = log_dir()
+    local mod = [[
+      local n, gc = 0, collectgarbage
+      return { subscribe = { "in" },
+        on_message = function(ctx, msg)
+          -- A classic C call: the trace being recorded stops here and
+          -- the next one starts after it, in the handler (as in
+          -- Bandit's adapter), not in the warm-up's loop.
+          gc("count")
+          if #msg.data == 1 then n = n + 1 else n = n + 2 end
+        end,
+        warmup = function(ctx, warm)
+          for i = 1, 3000 do warm:deliver("in", i % 3 == 0 and "xx" or "x") end
+        end }]]
+    local eng = testing.engine { services = {
+      { name = "warm", module = testing.module(mod) } } }
+    eng:close()
+    local f = assert(io.open(dir .. "/warm.jitv"))
+    local text = f:read("*a")
+    f:close()
+    local a, b = text:find("%[MARK warm%-up%]"), text:find("%[MARK traffic%]")
+    local warm = text:sub(a, b)
+    -- The handler's side trace, linked back (not a stub to the interpreter).
+    assert.matches("TRACE +%d+ %(%d+/%d+%) ", warm)
+    assert.is_nil(warm:find("return to lower frame", 1, true), warm)
+    assert.is_nil(warm:find("%(%d+/%d+%) [^\n]+ interpreter%]"), warm)
+  end)
+
   it("marks a warm-up's start and end; jit-census.sh counts the warm-up apart",
      function()
     dir = log_dir()
