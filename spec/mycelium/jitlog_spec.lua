@@ -13,6 +13,17 @@ describe("MYC_JIT_LOG", function()
     env.set("MYC_JIT_LOG", d)
     return d
   end
+  -- Runs service "warm" (module source 'mod') and returns its log and
+  -- where its warm-up's section starts and ends.
+  local function warm_log(mod)
+    local eng = testing.engine { services = {
+      { name = "warm", module = testing.module(mod) } } }
+    eng:close()
+    local f = assert(io.open(dir .. "/warm.jitv"))
+    local text = f:read("*a")
+    f:close()
+    return text, text:find("%[MARK warm%-up%]"), text:find("%[MARK traffic%]")
+  end
   after_each(function()
     env.unset("MYC_JIT_LOG")
     if dir then os.execute("rm -rf '" .. dir .. "'") end
@@ -60,13 +71,7 @@ describe("MYC_JIT_LOG", function()
         warmup = function(ctx, warm)
           for i = 1, 3000 do warm:deliver("in", i % 3 == 0 and "xx" or "x") end
         end }]]
-    local eng = testing.engine { services = {
-      { name = "warm", module = testing.module(mod) } } }
-    eng:close()
-    local f = assert(io.open(dir .. "/warm.jitv"))
-    local text = f:read("*a")
-    f:close()
-    local a, b = text:find("%[MARK warm%-up%]"), text:find("%[MARK traffic%]")
+    local text, a, b = warm_log(mod)
     local warm = text:sub(a, b)
     -- The handler's side trace, linked back (not a stub to the interpreter).
     assert.matches("TRACE +%d+ %(%d+/%d+%) ", warm)
@@ -84,13 +89,7 @@ describe("MYC_JIT_LOG", function()
         warmup = function(ctx, warm)
           for i = 1, 300 do warm:deliver("in", "x") end
         end }]]
-    local eng = testing.engine { services = {
-      { name = "warm", module = testing.module(mod) } } }
-    eng:close()
-    local f = assert(io.open(dir .. "/warm.jitv"))
-    local text = f:read("*a")
-    f:close()
-    local a, b = text:find("%[MARK warm%-up%]"), text:find("%[MARK traffic%]")
+    local text, a, b = warm_log(mod)
     assert.is_truthy(a and b and a < b, text)
     assert.is_truthy(text:sub(a, b):find("%[TRACE +%d+ "), text)
     local root = os.getenv("MYCELIUM_SOURCE_DIR") or "."
