@@ -71,11 +71,10 @@ end
 -- whose log index is li repeats what a connection before the last
 -- reconnect delivered: then it is skipped as a duplicate. Repeating the
 -- last log delivered before a gap shows that the node replayed from
--- before the gap, so nothing fell into it.
+-- before the gap, so nothing fell into it. Only with a window (S.dedup):
+-- its callers decode the hashes for it only then.
 local function repeated(ctx, line, li, removed)
-  local window = S.dedup
-  if not window then return false end
-  local dup, id, caught_up = window:seen_bytes(HASHES, li, removed)
+  local dup, id, caught_up = S.dedup:seen_bytes(HASHES, li, removed)
   if not dup then
     S.last_log = id
     return false
