@@ -1,9 +1,11 @@
 -- dropper: the same slow consumer without any shedding: its mailbox
 -- fills and the engine drops (policy drop_oldest), counting every loss.
+local work = require "work"
+
 local M = { subscribe = { "events" } }
 
 function M.on_message(ctx)
-  for _ = 1, ctx.opts.work do end
+  work(ctx, ctx.opts.work_us)
 end
 
 return M
